@@ -1,0 +1,1 @@
+//! Customer-base analytics for patron (pure functions, no IO, no async).
