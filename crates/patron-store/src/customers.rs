@@ -1,0 +1,958 @@
+//! Customers (persons and organisations): profile, contacts, consent, tags, owner, referrer, the
+//! change history of every field, soft delete, and listing with filters and keyset pagination.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::{query, Query, Tx};
+use crate::users::Actor;
+use crate::values;
+use crate::{audit, Result, Store, StoreError};
+
+/// Consent to be contacted on one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Consent {
+    /// `sms`, `email`, `wechat`, `phone` or `mail`.
+    pub channel: String,
+    /// Whether contact is allowed.
+    pub granted: bool,
+    /// When the consent was recorded (UTC).
+    pub recorded_at: DateTime<Utc>,
+    /// Where it came from (`api`, `import`, `ui`, …).
+    pub source: String,
+}
+
+/// A short reference to another row (owner, referrer).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Ref {
+    /// Id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+}
+
+/// A customer's profile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Customer {
+    /// patron's id.
+    pub id: i64,
+    /// The id in the source system (unique).
+    pub external_id: Option<String>,
+    /// `person` or `organisation`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Mainland mobile, 11 digits.
+    pub mobile: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// WeChat id.
+    pub wechat_id: Option<String>,
+    /// `male`, `female` or `unknown`.
+    pub gender: Option<String>,
+    /// Birthday.
+    pub birthday: Option<NaiveDate>,
+    /// City.
+    pub city: Option<String>,
+    /// Custom attributes (a JSON object of text values).
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Consent per channel.
+    pub consents: Vec<Consent>,
+    /// Account manager.
+    pub owner: Option<Ref>,
+    /// Customer who referred this one.
+    pub referrer: Option<Ref>,
+    /// Created (UTC).
+    pub created_at: DateTime<Utc>,
+    /// Last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CustomerRow {
+    id: i64,
+    external_id: Option<String>,
+    kind: String,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<NaiveDate>,
+    city: Option<String>,
+    attributes: sqlx::types::Json<serde_json::Value>,
+    owner_id: Option<i64>,
+    owner_name: Option<String>,
+    referrer_id: Option<i64>,
+    referrer_name: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const CUSTOMER_SELECT: &str = "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, \
+     c.birthday, c.city, c.attributes, c.owner_id, u.name AS owner_name, c.referrer_id, r.name AS referrer_name, \
+     c.created_at, c.updated_at \
+     FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id";
+
+/// Input for a new customer. Optional fields may be left out.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    /// Id in the source system; unique.
+    pub external_id: Option<String>,
+    /// `person` (default) or `organisation`.
+    pub kind: Option<String>,
+    /// Name (required).
+    pub name: String,
+    /// Mainland mobile.
+    pub mobile: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// WeChat id.
+    pub wechat_id: Option<String>,
+    /// `male`, `female` or `unknown`.
+    pub gender: Option<String>,
+    /// Birthday.
+    pub birthday: Option<NaiveDate>,
+    /// City.
+    pub city: Option<String>,
+    /// Custom attributes: a JSON object.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Consent per channel (`{"sms": true}`).
+    #[serde(default)]
+    pub consents: BTreeMap<String, bool>,
+    /// Owner (user id).
+    pub owner_id: Option<i64>,
+    /// Referrer (customer id).
+    pub referrer_id: Option<i64>,
+}
+
+/// A change to a customer: fields left out stay as they are; `null` clears an optional field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    /// New external id.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<Option<String>>,
+    /// New kind.
+    pub kind: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New mobile (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub mobile: Option<Option<String>>,
+    /// New email (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New WeChat id (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub wechat_id: Option<Option<String>>,
+    /// New gender (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub gender: Option<Option<String>>,
+    /// New birthday (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub birthday: Option<Option<NaiveDate>>,
+    /// New city (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub city: Option<Option<String>>,
+    /// Attributes to set (a value of null removes that attribute).
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The full new tag list.
+    pub tags: Option<Vec<String>>,
+    /// Consents to record.
+    pub consents: Option<BTreeMap<String, bool>>,
+    /// New owner (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub owner_id: Option<Option<i64>>,
+    /// New referrer (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub referrer_id: Option<Option<i64>>,
+}
+
+/// Distinguishes a missing field (outer None) from an explicit null (Some(None)).
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// One recorded change of one field.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Change {
+    /// Id.
+    pub id: i64,
+    /// When (UTC).
+    pub changed_at: DateTime<Utc>,
+    /// Who (`user:<id>`, `token:<id>`, `cli`, `import:<id>`).
+    pub actor: String,
+    /// Which field (`mobile`, `tags`, `consent.sms`, `attr.NAME`, `created`, `deleted`).
+    pub field: String,
+    /// Value before.
+    pub old_value: Option<String>,
+    /// Value after.
+    pub new_value: Option<String>,
+}
+
+/// Order totals of a customer.
+#[derive(Debug, Clone, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct OrderStats {
+    /// Completed orders.
+    pub order_count: i64,
+    /// Spend over completed orders, minor units.
+    pub spend_cents: i64,
+    /// First completed order.
+    pub first_order_at: Option<DateTime<Utc>>,
+    /// Last completed order.
+    pub last_order_at: Option<DateTime<Utc>>,
+}
+
+/// A row in a customer list.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CustomerListItem {
+    /// Id.
+    pub id: i64,
+    /// External id.
+    pub external_id: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Mobile (masked for roles that do not need it).
+    pub mobile: Option<String>,
+    /// Email (masked for roles that do not need it).
+    pub email: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Owner id.
+    pub owner_id: Option<i64>,
+    /// Owner name.
+    pub owner_name: Option<String>,
+    /// Completed orders.
+    pub order_count: i64,
+    /// Spend, minor units.
+    pub spend_cents: i64,
+    /// Last completed order.
+    pub last_order_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Updated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Sort orders for customer lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, ToSchema)]
+pub enum CustomerSort {
+    /// Oldest id first.
+    #[default]
+    #[serde(rename = "id")]
+    Id,
+    /// Newest id first.
+    #[serde(rename = "-id")]
+    IdDesc,
+    /// By name.
+    #[serde(rename = "name")]
+    Name,
+    /// By name, descending.
+    #[serde(rename = "-name")]
+    NameDesc,
+    /// Least recently changed first.
+    #[serde(rename = "updated_at")]
+    UpdatedAt,
+    /// Most recently changed first.
+    #[serde(rename = "-updated_at")]
+    UpdatedAtDesc,
+}
+
+impl CustomerSort {
+    fn column(self) -> &'static str {
+        match self {
+            CustomerSort::Id | CustomerSort::IdDesc => "c.id",
+            CustomerSort::Name | CustomerSort::NameDesc => "c.name",
+            CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => "c.updated_at",
+        }
+    }
+    fn descending(self) -> bool {
+        matches!(self, CustomerSort::IdDesc | CustomerSort::NameDesc | CustomerSort::UpdatedAtDesc)
+    }
+    fn key(self) -> &'static str {
+        match self {
+            CustomerSort::Id => "id",
+            CustomerSort::IdDesc => "-id",
+            CustomerSort::Name => "name",
+            CustomerSort::NameDesc => "-name",
+            CustomerSort::UpdatedAt => "updated_at",
+            CustomerSort::UpdatedAtDesc => "-updated_at",
+        }
+    }
+}
+
+/// Filters for customer lists and exports.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Free text over name, mobile, email, WeChat id and external id.
+    pub q: Option<String>,
+    /// Has this tag.
+    pub tag: Option<String>,
+    /// Owned by this user.
+    pub owner_id: Option<i64>,
+    /// In this city.
+    pub city: Option<String>,
+    /// `person` or `organisation`.
+    pub kind: Option<String>,
+}
+
+pub use crate::page::Page;
+
+/// Position after the last row of a page: the sort key, its value and the id.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    s: String,
+    v: Option<String>,
+    i: i64,
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    crate::page::encode_cursor(c)
+}
+
+fn decode_cursor(s: &str, sort: CustomerSort) -> Result<Cursor> {
+    let c: Cursor = crate::page::decode_cursor(s)?;
+    if c.s != sort.key() {
+        return Err(StoreError::invalid("cursor", "the cursor belongs to a different sort order"));
+    }
+    Ok(c)
+}
+
+/// Checked, normalised values of a customer's own columns.
+struct Fields {
+    external_id: Option<String>,
+    kind: String,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<NaiveDate>,
+    city: Option<String>,
+    owner_id: Option<i64>,
+    referrer_id: Option<i64>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn check<T>(field: &str, r: std::result::Result<T, String>) -> Result<T> {
+    r.map_err(|m| StoreError::invalid(field, m))
+}
+
+fn check_name(name: &str) -> Result<String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(StoreError::invalid("name", "name must not be empty"));
+    }
+    if n.chars().count() > 200 {
+        return Err(StoreError::invalid("name", "name is longer than 200 characters"));
+    }
+    Ok(n.to_owned())
+}
+
+fn check_tags(tags: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+    if out.iter().any(|t| t.chars().count() > 50) {
+        return Err(StoreError::invalid("tags", "a tag is longer than 50 characters"));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn check_consents(c: &BTreeMap<String, bool>) -> Result<()> {
+    for ch in c.keys() {
+        if !values::CONSENT_CHANNELS.contains(&ch.as_str()) {
+            return Err(StoreError::invalid(
+                "consents",
+                format!("unknown channel {ch:?} (one of {})", values::CONSENT_CHANNELS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_attributes(v: &serde_json::Value) -> Result<()> {
+    if !v.is_object() {
+        return Err(StoreError::invalid("attributes", "attributes must be a JSON object"));
+    }
+    Ok(())
+}
+
+fn opt_str<T: ToString>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(ToString::to_string)
+}
+
+/// Masks a mobile or email for roles that do not need to see it ("138****8000", "l***@qq.com").
+pub fn mask(value: &str) -> String {
+    if let Some((local, domain)) = value.split_once('@') {
+        let first: String = local.chars().take(1).collect();
+        return format!("{first}***@{domain}");
+    }
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() >= 7 {
+        let head: String = chars[..3].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}****{tail}")
+    } else {
+        "****".into()
+    }
+}
+
+impl Store {
+    /// Creates a customer with its tags and consents, in one transaction.
+    pub async fn create_customer(&self, actor: &Actor, input: NewCustomer) -> Result<Customer> {
+        let f = Fields {
+            external_id: non_empty(input.external_id),
+            kind: match input.kind.as_deref() {
+                Some(k) => check("kind", values::parse_kind(k))?.to_owned(),
+                None => "person".into(),
+            },
+            name: check_name(&input.name)?,
+            mobile: non_empty(input.mobile).map(|m| check("mobile", values::parse_mobile(&m))).transpose()?,
+            email: non_empty(input.email).map(|m| check("email", values::parse_email(&m))).transpose()?,
+            wechat_id: non_empty(input.wechat_id),
+            gender: non_empty(input.gender).map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned)).transpose()?,
+            birthday: input.birthday,
+            city: non_empty(input.city),
+            owner_id: input.owner_id,
+            referrer_id: input.referrer_id,
+        };
+        let attributes = input.attributes.unwrap_or_else(|| serde_json::json!({}));
+        check_attributes(&attributes)?;
+        let tags = check_tags(&input.tags)?;
+        check_consents(&input.consents)?;
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let id = insert_customer(&mut tx, &f, attributes, now).await?;
+        set_tags(&mut tx, id, &tags).await?;
+        for (channel, granted) in &input.consents {
+            upsert_consent(&mut tx, id, channel, *granted, now, "api").await?;
+        }
+        record_change(&mut tx, id, now, &actor.key, "created", None, Some(f.name.clone())).await?;
+        audit::record(&mut tx, now, &actor.key, "create", "customer", Some(id.to_string()), None).await?;
+        tx.commit().await?;
+        self.customer(id).await
+    }
+
+    /// One customer's profile (404 when missing or deleted).
+    pub async fn customer(&self, id: i64) -> Result<Customer> {
+        let row: Option<CustomerRow> = self
+            .db
+            .reader()
+            .fetch_optional(query(format!("{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL")).bind(id))
+            .await?;
+        let row = row.ok_or(StoreError::NotFound("customer"))?;
+        let tags: Vec<(String,)> =
+            self.db.reader().fetch_all(query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(id)).await?;
+        let consents: Vec<Consent> = self
+            .db
+            .reader()
+            .fetch_all(
+                query("SELECT channel, granted, recorded_at, source FROM customer_consents WHERE customer_id = $1 ORDER BY channel").bind(id),
+            )
+            .await?;
+        Ok(Customer {
+            id: row.id,
+            external_id: row.external_id,
+            kind: row.kind,
+            name: row.name,
+            mobile: row.mobile,
+            email: row.email,
+            wechat_id: row.wechat_id,
+            gender: row.gender,
+            birthday: row.birthday,
+            city: row.city,
+            attributes: row.attributes.0,
+            tags: tags.into_iter().map(|t| t.0).collect(),
+            consents,
+            owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
+            referrer: row.referrer_id.map(|id| Ref { id, name: row.referrer_name.unwrap_or_default() }),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// The owner of a live customer (None when unowned); NotFound when missing or deleted.
+    pub async fn customer_owner(&self, id: i64) -> Result<Option<i64>> {
+        let row: Option<(Option<i64>,)> = self
+            .db
+            .reader()
+            .fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id))
+            .await?;
+        row.map(|r| r.0).ok_or(StoreError::NotFound("customer"))
+    }
+
+    /// Completed-order totals of one customer.
+    pub async fn order_stats(&self, customer_id: i64) -> Result<OrderStats> {
+        self.db
+            .reader()
+            .fetch_one(
+                query(
+                    "SELECT COUNT(*) AS order_count, CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) AS spend_cents, \
+                     MIN(ordered_at) AS first_order_at, MAX(ordered_at) AS last_order_at \
+                     FROM orders WHERE customer_id = $1 AND status = 'completed'",
+                )
+                .bind(customer_id),
+            )
+            .await
+    }
+
+    /// The field history of a customer, newest first.
+    pub async fn customer_changes(&self, customer_id: i64, limit: i64) -> Result<Vec<Change>> {
+        self.db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT id, changed_at, actor, field, old_value, new_value FROM customer_changes \
+                     WHERE customer_id = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(customer_id)
+                .bind(limit),
+            )
+            .await
+    }
+
+    /// Applies a patch; every changed field is written to the history with old and new value.
+    /// Returns the updated profile. A patch that changes nothing writes nothing.
+    pub async fn update_customer(&self, actor: &Actor, id: i64, patch: CustomerPatch) -> Result<Customer> {
+        let cur = self.customer(id).await?;
+        let now = self.now();
+        let mut f = Fields {
+            external_id: cur.external_id.clone(),
+            kind: cur.kind.clone(),
+            name: cur.name.clone(),
+            mobile: cur.mobile.clone(),
+            email: cur.email.clone(),
+            wechat_id: cur.wechat_id.clone(),
+            gender: cur.gender.clone(),
+            birthday: cur.birthday,
+            city: cur.city.clone(),
+            owner_id: cur.owner.as_ref().map(|r| r.id),
+            referrer_id: cur.referrer.as_ref().map(|r| r.id),
+        };
+        if let Some(v) = patch.external_id {
+            f.external_id = non_empty(v);
+        }
+        if let Some(v) = patch.kind {
+            f.kind = check("kind", values::parse_kind(&v))?.to_owned();
+        }
+        if let Some(v) = patch.name {
+            f.name = check_name(&v)?;
+        }
+        if let Some(v) = patch.mobile {
+            f.mobile = non_empty(v).map(|m| check("mobile", values::parse_mobile(&m))).transpose()?;
+        }
+        if let Some(v) = patch.email {
+            f.email = non_empty(v).map(|m| check("email", values::parse_email(&m))).transpose()?;
+        }
+        if let Some(v) = patch.wechat_id {
+            f.wechat_id = non_empty(v);
+        }
+        if let Some(v) = patch.gender {
+            f.gender = non_empty(v).map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned)).transpose()?;
+        }
+        if let Some(v) = patch.birthday {
+            f.birthday = v;
+        }
+        if let Some(v) = patch.city {
+            f.city = non_empty(v);
+        }
+        if let Some(v) = patch.owner_id {
+            f.owner_id = v;
+        }
+        if let Some(v) = patch.referrer_id {
+            if v == Some(id) {
+                return Err(StoreError::invalid("referrer_id", "a customer cannot refer themselves"));
+            }
+            f.referrer_id = v;
+        }
+        let mut attributes = cur.attributes.clone();
+        if let Some(set) = &patch.attributes {
+            if let Some(obj) = attributes.as_object_mut() {
+                for (k, v) in set {
+                    if v.is_null() {
+                        obj.remove(k);
+                    } else {
+                        obj.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        let tags = patch.tags.as_deref().map(check_tags).transpose()?;
+        if let Some(c) = &patch.consents {
+            check_consents(c)?;
+        }
+
+        let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        let mut diff = |field: &str, old: Option<String>, new: Option<String>| {
+            if old != new {
+                changes.push((field.to_owned(), old, new));
+            }
+        };
+        diff("external_id", cur.external_id.clone(), f.external_id.clone());
+        diff("kind", Some(cur.kind.clone()), Some(f.kind.clone()));
+        diff("name", Some(cur.name.clone()), Some(f.name.clone()));
+        diff("mobile", cur.mobile.clone(), f.mobile.clone());
+        diff("email", cur.email.clone(), f.email.clone());
+        diff("wechat_id", cur.wechat_id.clone(), f.wechat_id.clone());
+        diff("gender", cur.gender.clone(), f.gender.clone());
+        diff("birthday", opt_str(&cur.birthday), opt_str(&f.birthday));
+        diff("city", cur.city.clone(), f.city.clone());
+        diff("owner_id", opt_str(&cur.owner.as_ref().map(|r| r.id)), opt_str(&f.owner_id));
+        diff("referrer_id", opt_str(&cur.referrer.as_ref().map(|r| r.id)), opt_str(&f.referrer_id));
+        if let (Some(old), Some(new)) = (cur.attributes.as_object(), attributes.as_object()) {
+            let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+            for k in keys {
+                let s = |v: Option<&serde_json::Value>| v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                diff(&format!("attr.{k}"), s(old.get(k)), s(new.get(k)));
+            }
+        }
+        if let Some(t) = &tags {
+            diff("tags", Some(cur.tags.join(";")), Some(t.join(";")));
+        }
+        if let Some(c) = &patch.consents {
+            for (channel, granted) in c {
+                let old = cur.consents.iter().find(|x| &x.channel == channel).map(|x| x.granted.to_string());
+                diff(&format!("consent.{channel}"), old, Some(granted.to_string()));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(cur);
+        }
+
+        let mut tx = self.db.begin().await?;
+        // updated_at moves on any change, so the row is always rewritten.
+        {
+            tx.execute(
+                query(
+                    "UPDATE customers SET external_id = $1, kind = $2, name = $3, mobile = $4, email = $5, wechat_id = $6, \
+                     gender = $7, birthday = $8, city = $9, owner_id = $10, referrer_id = $11, attributes = $12, updated_at = $13 \
+                     WHERE id = $14",
+                )
+                .bind(f.external_id.clone())
+                .bind(f.kind.clone())
+                .bind(f.name.clone())
+                .bind(f.mobile.clone())
+                .bind(f.email.clone())
+                .bind(f.wechat_id.clone())
+                .bind(f.gender.clone())
+                .bind(f.birthday)
+                .bind(f.city.clone())
+                .bind(f.owner_id)
+                .bind(f.referrer_id)
+                .bind(attributes)
+                .bind(now)
+                .bind(id),
+            )
+            .await?;
+        }
+        if let Some(t) = &tags {
+            set_tags(&mut tx, id, t).await?;
+        }
+        if let Some(c) = &patch.consents {
+            for (channel, granted) in c {
+                upsert_consent(&mut tx, id, channel, *granted, now, "api").await?;
+            }
+        }
+        let fields: Vec<&str> = changes.iter().map(|c| c.0.as_str()).collect();
+        let detail = fields.join(",");
+        for (field, old, new) in changes {
+            record_change(&mut tx, id, now, &actor.key, &field, old, new).await?;
+        }
+        audit::record(&mut tx, now, &actor.key, "update", "customer", Some(id.to_string()), Some(detail)).await?;
+        tx.commit().await?;
+        self.customer(id).await
+    }
+
+    /// Soft-deletes a customer: hidden from lists and reads, every record kept.
+    pub async fn delete_customer(&self, actor: &Actor, id: i64) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let n = tx
+            .execute(query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2 AND deleted_at IS NULL").bind(now).bind(id))
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("customer"));
+        }
+        record_change(&mut tx, id, now, &actor.key, "deleted", None, Some(now.to_rfc3339())).await?;
+        audit::record(&mut tx, now, &actor.key, "delete", "customer", Some(id.to_string()), None).await?;
+        tx.commit().await
+    }
+
+    /// A page of customers matching `filter`, in `sort` order, after `cursor`.
+    pub async fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        sort: CustomerSort,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<CustomerListItem>> {
+        let limit = limit.clamp(1, 1000);
+        let mut q = filtered_customers(
+            "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.city, c.owner_id, u.name AS owner_name, \
+             COALESCE(s.order_count, 0) AS order_count, COALESCE(s.spend_cents, 0) AS spend_cents, s.last_order_at, \
+             c.created_at, c.updated_at \
+             FROM customers c LEFT JOIN users u ON u.id = c.owner_id \
+             LEFT JOIN (SELECT customer_id, COUNT(*) AS order_count, CAST(SUM(total_cents) AS BIGINT) AS spend_cents, \
+                        MAX(ordered_at) AS last_order_at FROM orders WHERE status = 'completed' GROUP BY customer_id) s \
+                    ON s.customer_id = c.id",
+            filter,
+        );
+        let col = sort.column();
+        let desc = sort.descending();
+        let cmp = if desc { "<" } else { ">" };
+        let mut sql = q.0;
+        if let Some(c) = cursor {
+            let c = decode_cursor(c, sort)?;
+            let n = q.1.arg_count();
+            match sort {
+                CustomerSort::Id | CustomerSort::IdDesc => {
+                    sql.push_str(&format!(" AND c.id {cmp} ${}", n + 1));
+                    q.1.push(c.i);
+                }
+                CustomerSort::Name | CustomerSort::NameDesc => {
+                    sql.push_str(&format!(" AND (c.name, c.id) {cmp} (${}, ${})", n + 1, n + 2));
+                    q.1.push(c.v.unwrap_or_default());
+                    q.1.push(c.i);
+                }
+                CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => {
+                    let t = c
+                        .v
+                        .as_deref()
+                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                        .ok_or_else(|| StoreError::invalid("cursor", "invalid cursor"))?
+                        .with_timezone(&Utc);
+                    sql.push_str(&format!(" AND (c.updated_at, c.id) {cmp} (${}, ${})", n + 1, n + 2));
+                    q.1.push(t);
+                    q.1.push(c.i);
+                }
+            }
+        }
+        let dir = if desc { "DESC" } else { "ASC" };
+        if col == "c.id" {
+            sql.push_str(&format!(" ORDER BY c.id {dir}"));
+        } else {
+            sql.push_str(&format!(" ORDER BY {col} {dir}, c.id {dir}"));
+        }
+        sql.push_str(&format!(" LIMIT {}", limit + 1));
+        let mut query = query(sql);
+        for a in rebind(q.1) {
+            query.push(a);
+        }
+        let mut items: Vec<CustomerListItem> = self.db.reader().fetch_all(query).await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|last| {
+                let v = match sort {
+                    CustomerSort::Id | CustomerSort::IdDesc => None,
+                    CustomerSort::Name | CustomerSort::NameDesc => Some(last.name.clone()),
+                    CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => Some(last.updated_at.to_rfc3339()),
+                };
+                encode_cursor(&Cursor { s: sort.key().into(), v, i: last.id })
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Counts customers matching `filter`.
+    pub async fn count_customers(&self, filter: &CustomerFilter) -> Result<i64> {
+        let (sql, q) = filtered_customers("SELECT COUNT(*) FROM customers c", filter);
+        let mut query = query(sql);
+        for a in rebind(q) {
+            query.push(a);
+        }
+        let (n,): (i64,) = self.db.reader().fetch_one(query).await?;
+        Ok(n)
+    }
+
+    /// Distinct cities and tags in use (for filter menus).
+    pub async fn customer_facets(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let cities: Vec<(String,)> = self
+            .db
+            .reader()
+            .fetch_all(query("SELECT DISTINCT city FROM customers WHERE city IS NOT NULL AND deleted_at IS NULL ORDER BY city LIMIT 500"))
+            .await?;
+        let tags: Vec<(String,)> =
+            self.db.reader().fetch_all(query("SELECT DISTINCT tag FROM customer_tags ORDER BY tag LIMIT 500")).await?;
+        Ok((cities.into_iter().map(|c| c.0).collect(), tags.into_iter().map(|t| t.0).collect()))
+    }
+}
+
+/// Appends the WHERE clause for `filter` to `select`; returns SQL and the bound arguments.
+fn filtered_customers(select: &str, filter: &CustomerFilter) -> (String, Query) {
+    let mut sql = format!("{select} WHERE c.deleted_at IS NULL");
+    let mut q = query("");
+    let mut n = 0;
+    let mut next = |q: &mut Query, a: crate::db::Arg| {
+        q.push(a);
+        n += 1;
+        n
+    };
+    if let Some(text) = filter.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let like = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let i = next(&mut q, like.into());
+        let j = next(&mut q, text.to_owned().into());
+        sql.push_str(&format!(
+            " AND (LOWER(c.name) LIKE ${i} ESCAPE '\\' OR c.mobile LIKE ${i} ESCAPE '\\' OR LOWER(c.email) LIKE ${i} ESCAPE '\\' \
+             OR c.wechat_id = ${j} OR c.external_id = ${j})"
+        ));
+    }
+    if let Some(tag) = &filter.tag {
+        let i = next(&mut q, tag.clone().into());
+        sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id AND t.tag = ${i})"));
+    }
+    if let Some(owner) = filter.owner_id {
+        let i = next(&mut q, owner.into());
+        sql.push_str(&format!(" AND c.owner_id = ${i}"));
+    }
+    if let Some(city) = &filter.city {
+        let i = next(&mut q, city.clone().into());
+        sql.push_str(&format!(" AND c.city = ${i}"));
+    }
+    if let Some(kind) = &filter.kind {
+        let i = next(&mut q, kind.clone().into());
+        sql.push_str(&format!(" AND c.kind = ${i}"));
+    }
+    (sql, q)
+}
+
+fn rebind(q: Query) -> Vec<crate::db::Arg> {
+    q.into_args()
+}
+
+async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value, now: DateTime<Utc>) -> Result<i64> {
+    let (id,): (i64,) = tx
+        .fetch_one(
+            query(
+                "INSERT INTO customers (external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
+                 owner_id, referrer_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+            )
+            .bind(f.external_id.clone())
+            .bind(f.kind.clone())
+            .bind(f.name.clone())
+            .bind(f.mobile.clone())
+            .bind(f.email.clone())
+            .bind(f.wechat_id.clone())
+            .bind(f.gender.clone())
+            .bind(f.birthday)
+            .bind(f.city.clone())
+            .bind(attributes)
+            .bind(f.owner_id)
+            .bind(f.referrer_id)
+            .bind(now),
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Replaces a customer's tags.
+pub(crate) async fn set_tags(tx: &mut Tx, customer_id: i64, tags: &[String]) -> Result<()> {
+    tx.execute(query("DELETE FROM customer_tags WHERE customer_id = $1").bind(customer_id)).await?;
+    for tag in tags {
+        tx.execute(query("INSERT INTO customer_tags (customer_id, tag) VALUES ($1, $2)").bind(customer_id).bind(tag)).await?;
+    }
+    Ok(())
+}
+
+/// Records consent on one channel.
+pub(crate) async fn upsert_consent(
+    tx: &mut Tx,
+    customer_id: i64,
+    channel: &str,
+    granted: bool,
+    now: DateTime<Utc>,
+    source: &str,
+) -> Result<()> {
+    tx.execute(
+        query(
+            "INSERT INTO customer_consents (customer_id, channel, granted, recorded_at, source) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (customer_id, channel) DO UPDATE SET granted = excluded.granted, recorded_at = excluded.recorded_at, \
+             source = excluded.source",
+        )
+        .bind(customer_id)
+        .bind(channel)
+        .bind(granted)
+        .bind(now)
+        .bind(source),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes one history row.
+pub(crate) async fn record_change(
+    tx: &mut Tx,
+    customer_id: i64,
+    at: DateTime<Utc>,
+    actor: &str,
+    field: &str,
+    old: Option<String>,
+    new: Option<String>,
+) -> Result<()> {
+    tx.execute(
+        query(
+            "INSERT INTO customer_changes (customer_id, changed_at, actor, field, old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(customer_id)
+        .bind(at)
+        .bind(actor)
+        .bind(field)
+        .bind(old)
+        .bind(new),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_contacts() {
+        assert_eq!(mask("13800138000"), "138****8000");
+        assert_eq!(mask("lilei@qq.com"), "l***@qq.com");
+        assert_eq!(mask("123"), "****");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { s: "name".into(), v: Some("王伟".into()), i: 7 };
+        let enc = encode_cursor(&c);
+        let back = decode_cursor(&enc, CustomerSort::Name).unwrap();
+        assert_eq!((back.v.as_deref(), back.i), (Some("王伟"), 7));
+        assert!(decode_cursor(&enc, CustomerSort::Id).is_err());
+        assert!(decode_cursor("zz", CustomerSort::Id).is_err());
+        assert!(decode_cursor("abc", CustomerSort::Id).is_err());
+    }
+}

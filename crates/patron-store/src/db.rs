@@ -1,0 +1,411 @@
+//! The one place where SQLite and PostgreSQL differ: connecting, migrating, binding values,
+//! classifying errors and the bulk-load fast path. Everything above this module writes each query
+//! once, in portable SQL with `$1` binds, and runs it through [`Db`] or [`Tx`].
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+
+use crate::{Result, StoreError};
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Embedded SQLite (a single file, WAL).
+    Sqlite,
+    /// PostgreSQL 15+.
+    Postgres,
+}
+
+/// A connection pool on one of the supported engines.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// SQLite pool.
+    Sqlite(SqlitePool),
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+}
+
+/// One value bound to a `$n` placeholder. Owned, so a query can be built once and run on either engine.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Integer (NULL when `None`).
+    I64(Option<i64>),
+    /// Float (NULL when `None`).
+    F64(Option<f64>),
+    /// Text (NULL when `None`).
+    Text(Option<String>),
+    /// Boolean (NULL when `None`).
+    Bool(Option<bool>),
+    /// Timestamp in UTC (NULL when `None`).
+    Time(Option<DateTime<Utc>>),
+    /// Calendar date (NULL when `None`).
+    Date(Option<NaiveDate>),
+    /// JSON document (jsonb on PostgreSQL, text on SQLite).
+    Json(serde_json::Value),
+}
+
+macro_rules! arg_from {
+    ($t:ty, $variant:ident, $conv:expr) => {
+        impl From<$t> for Arg {
+            fn from(v: $t) -> Self {
+                Arg::$variant(Some($conv(v)))
+            }
+        }
+        impl From<Option<$t>> for Arg {
+            fn from(v: Option<$t>) -> Self {
+                Arg::$variant(v.map($conv))
+            }
+        }
+    };
+}
+arg_from!(i64, I64, |v| v);
+arg_from!(i32, I64, i64::from);
+arg_from!(f64, F64, |v| v);
+arg_from!(String, Text, |v| v);
+arg_from!(&str, Text, |v: &str| v.to_owned());
+arg_from!(&String, Text, |v: &String| v.clone());
+arg_from!(bool, Bool, |v| v);
+arg_from!(DateTime<Utc>, Time, |v| v);
+arg_from!(NaiveDate, Date, |v| v);
+impl From<serde_json::Value> for Arg {
+    fn from(v: serde_json::Value) -> Self {
+        Arg::Json(v)
+    }
+}
+impl From<Option<&Option<String>>> for Arg {
+    fn from(v: Option<&Option<String>>) -> Self {
+        Arg::Text(v.cloned().flatten())
+    }
+}
+
+/// A portable SQL statement with its arguments.
+#[derive(Debug, Clone)]
+pub struct Query {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+}
+
+/// Starts a query; bind arguments in `$1, $2, …` order with [`Query::bind`].
+pub fn query(sql: impl Into<Cow<'static, str>>) -> Query {
+    Query { sql: sql.into(), args: Vec::new() }
+}
+
+impl Query {
+    /// Binds the next argument.
+    pub fn bind(mut self, arg: impl Into<Arg>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    /// Binds the next argument in place (for loops building multi-row statements).
+    pub fn push(&mut self, arg: impl Into<Arg>) {
+        self.args.push(arg.into());
+    }
+    /// The bound arguments (to move them into another statement).
+    pub fn into_args(self) -> Vec<Arg> {
+        self.args
+    }
+    /// Number of arguments bound so far.
+    pub fn arg_count(&self) -> usize {
+        self.args.len()
+    }
+}
+
+/// Binds a list of [`Arg`]s to a sqlx query of either engine (the `bind` methods share their names).
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::I64(v) => q.bind(v),
+                Arg::F64(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v),
+                Arg::Date(v) => q.bind(v),
+                Arg::Json(v) => q.bind(Json(v)),
+            };
+        }
+        q
+    }};
+}
+
+/// Rows decodable from both engines (what `#[derive(sqlx::FromRow)]` produces for portable types).
+pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+
+/// Generates the four execution methods for a type whose variants hold an executor expression.
+macro_rules! exec_methods {
+    ($self:ident, $sqlite:pat => $se:expr, $pg:pat => $pe:expr) => {
+        /// Runs a statement; returns the number of rows affected.
+        pub async fn execute(&mut $self, q: Query) -> Result<u64> {
+            let Query { sql, args } = q;
+            Ok(match $self.as_exec() {
+                $sqlite => bind_args!(sqlx::query::<Sqlite>(&sql), args).execute($se).await?.rows_affected(),
+                $pg => bind_args!(sqlx::query::<Postgres>(&sql), args).execute($pe).await?.rows_affected(),
+            })
+        }
+        /// Fetches all rows.
+        pub async fn fetch_all<T: Row>(&mut $self, q: Query) -> Result<Vec<T>> {
+            let Query { sql, args } = q;
+            Ok(match $self.as_exec() {
+                $sqlite => bind_args!(sqlx::query_as::<Sqlite, T>(&sql), args).fetch_all($se).await?,
+                $pg => bind_args!(sqlx::query_as::<Postgres, T>(&sql), args).fetch_all($pe).await?,
+            })
+        }
+        /// Fetches at most one row.
+        pub async fn fetch_optional<T: Row>(&mut $self, q: Query) -> Result<Option<T>> {
+            let Query { sql, args } = q;
+            Ok(match $self.as_exec() {
+                $sqlite => bind_args!(sqlx::query_as::<Sqlite, T>(&sql), args).fetch_optional($se).await?,
+                $pg => bind_args!(sqlx::query_as::<Postgres, T>(&sql), args).fetch_optional($pe).await?,
+            })
+        }
+        /// Fetches exactly one row.
+        pub async fn fetch_one<T: Row>(&mut $self, q: Query) -> Result<T> {
+            let Query { sql, args } = q;
+            Ok(match $self.as_exec() {
+                $sqlite => bind_args!(sqlx::query_as::<Sqlite, T>(&sql), args).fetch_one($se).await?,
+                $pg => bind_args!(sqlx::query_as::<Postgres, T>(&sql), args).fetch_one($pe).await?,
+            })
+        }
+    };
+}
+
+enum PoolRef<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
+}
+
+/// Read access through the pool. Methods take `&mut self` only to share one macro with [`Tx`].
+pub struct Reader<'a>(&'a Db);
+
+impl Reader<'_> {
+    fn as_exec(&mut self) -> PoolRef<'_> {
+        match self.0 {
+            Db::Sqlite(p) => PoolRef::Sqlite(p),
+            Db::Postgres(p) => PoolRef::Postgres(p),
+        }
+    }
+    exec_methods!(self, PoolRef::Sqlite(p) => p, PoolRef::Postgres(p) => p);
+}
+
+/// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    /// SQLite transaction.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// PostgreSQL transaction.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+enum TxRef<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+impl Tx {
+    fn as_exec(&mut self) -> TxRef<'_> {
+        match self {
+            Tx::Sqlite(t) => TxRef::Sqlite(&mut *t),
+            Tx::Postgres(t) => TxRef::Postgres(&mut *t),
+        }
+    }
+    exec_methods!(self, TxRef::Sqlite(c) => &mut *c, TxRef::Postgres(c) => &mut *c);
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// The engine this transaction runs on.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
+    /// formats the payload with [`copy_text_field`].
+    pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {
+        match self {
+            Tx::Postgres(t) => {
+                let mut copy = t.copy_in_raw(statement).await?;
+                if let Err(e) = copy.send(payload).await {
+                    // Abort so the connection returns to a usable state; the original error matters.
+                    let _ = copy.abort("patron: send failed").await;
+                    return Err(e.into());
+                }
+                Ok(copy.finish().await?)
+            }
+            Tx::Sqlite(_) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
+        }
+    }
+}
+
+/// Appends one field in PostgreSQL COPY text format (tab separated, `\N` for NULL).
+pub fn copy_text_field(buf: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => buf.extend_from_slice(b"\\N"),
+        Some(s) => {
+            for b in s.bytes() {
+                match b {
+                    b'\\' => buf.extend_from_slice(b"\\\\"),
+                    b'\t' => buf.extend_from_slice(b"\\t"),
+                    b'\n' => buf.extend_from_slice(b"\\n"),
+                    b'\r' => buf.extend_from_slice(b"\\r"),
+                    _ => buf.push(b),
+                }
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and applies migrations.
+    /// A SQLite file is created if missing, in WAL mode with foreign keys on.
+    pub async fn connect(url: &str) -> Result<Db> {
+        let db = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL in WAL mode survives a killed process (only an OS crash may lose the last commits).
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30))
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory");
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = SqlitePoolOptions::new()
+                // An in-memory database lives in one connection; a file allows concurrent readers.
+                .max_connections(if in_memory { 1 } else { 8 })
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Db::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Db::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL (expected sqlite://… or postgres://…): {}",
+                redact_url(url)
+            )));
+        };
+        Ok(db)
+    }
+
+    /// The engine of this pool.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Read access through the pool (each statement on its own connection).
+    pub fn reader(&self) -> Reader<'_> {
+        Reader(self)
+    }
+
+    /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`) so a
+    /// read-then-write transaction cannot fail half-way with a busy error.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let _: (i64,) = self.reader().fetch_one(query("SELECT CAST(1 AS BIGINT)")).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to finish (checkpoints SQLite's WAL).
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A database URL with any password replaced, safe for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}://{}:***@{}", &url[..s], &creds[..c], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// What a database error means for the caller, independent of the engine.
+pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
+    let db_err = err.as_database_error()?;
+    let msg = db_err.message().to_owned();
+    match db_err.kind() {
+        sqlx::error::ErrorKind::UniqueViolation => Some(StoreError::Conflict(msg)),
+        sqlx::error::ErrorKind::ForeignKeyViolation => Some(StoreError::Reference(msg)),
+        sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::NotNullViolation => {
+            Some(StoreError::Invalid { field: None, message: msg })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_escapes_control_characters() {
+        let mut buf = Vec::new();
+        copy_text_field(&mut buf, Some("a\tb\\c\nd"));
+        buf.push(b'\t');
+        copy_text_field(&mut buf, None);
+        assert_eq!(buf, b"a\\tb\\\\c\\nd\t\\N");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,413 @@
+//! Orders with their lines, created one at a time or in batches, idempotent by external id, and
+//! the product/category catalogue they refer to.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::{query, Tx};
+use crate::page::{decode_cursor, encode_cursor, Page};
+use crate::users::Actor;
+use crate::values;
+use crate::{audit, Result, Store, StoreError};
+
+/// An order line.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct OrderLine {
+    /// Position in the order, from 1.
+    pub line_no: i64,
+    /// Product name.
+    pub product: Option<String>,
+    /// Category name.
+    pub category: Option<String>,
+    /// Quantity.
+    pub quantity: i64,
+    /// List price per unit, minor units.
+    pub unit_price_cents: i64,
+    /// Bought on promotion.
+    pub promo: bool,
+}
+
+/// An order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Order {
+    /// patron's id.
+    pub id: i64,
+    /// Id in the source system.
+    pub external_id: Option<String>,
+    /// Customer.
+    pub customer_id: i64,
+    /// When ordered (UTC).
+    pub ordered_at: DateTime<Utc>,
+    /// Sales channel.
+    pub channel: Option<String>,
+    /// Store.
+    pub store: Option<String>,
+    /// Currency code.
+    pub currency: String,
+    /// Amount paid, minor units.
+    pub total_cents: i64,
+    /// Discount granted, minor units.
+    pub discount_cents: i64,
+    /// `completed`, `cancelled`, `refunded` or `pending`.
+    pub status: String,
+    /// Lines.
+    pub lines: Vec<OrderLine>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: i64,
+    external_id: Option<String>,
+    customer_id: i64,
+    ordered_at: DateTime<Utc>,
+    channel: Option<String>,
+    store: Option<String>,
+    currency: String,
+    total_cents: i64,
+    discount_cents: i64,
+    status: String,
+}
+
+/// A line of a new order.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderLine {
+    /// Product name (added to the catalogue if new).
+    pub product: Option<String>,
+    /// Category name (added to the catalogue if new).
+    pub category: Option<String>,
+    /// Quantity (default 1).
+    pub quantity: Option<i64>,
+    /// List price per unit, minor units.
+    pub unit_price_cents: i64,
+    /// Bought on promotion.
+    #[serde(default)]
+    pub promo: bool,
+}
+
+/// A new order. Give the customer by `customer_id` or `customer_external_id`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// Id in the source system; sending the same id again updates that order instead of adding one.
+    pub external_id: Option<String>,
+    /// patron customer id.
+    pub customer_id: Option<i64>,
+    /// Customer's external id.
+    pub customer_external_id: Option<String>,
+    /// When ordered.
+    pub ordered_at: DateTime<Utc>,
+    /// Sales channel.
+    pub channel: Option<String>,
+    /// Store.
+    pub store: Option<String>,
+    /// Currency (default CNY).
+    pub currency: Option<String>,
+    /// Amount paid, minor units; default: sum of the lines less the discount.
+    pub total_cents: Option<i64>,
+    /// Discount, minor units (default 0).
+    pub discount_cents: Option<i64>,
+    /// Status (default completed).
+    pub status: Option<String>,
+    /// Lines.
+    #[serde(default)]
+    pub lines: Vec<NewOrderLine>,
+}
+
+/// The outcome for one order of a create request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Upserted {
+    /// patron's id.
+    pub id: i64,
+    /// External id, when given.
+    pub external_id: Option<String>,
+    /// True when added, false when an existing row with the same external id was updated.
+    pub created: bool,
+}
+
+/// Caches catalogue ids by name for one transaction, adding unknown names.
+#[derive(Default)]
+pub(crate) struct Catalog {
+    categories: HashMap<String, i64>,
+    products: HashMap<String, i64>,
+}
+
+impl Catalog {
+    /// Ids for a category and product name (each optional), creating catalogue rows as needed.
+    pub(crate) async fn resolve(&mut self, tx: &mut Tx, category: Option<&str>, product: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+        let category_id = match category {
+            Some(c) => Some(match self.categories.get(c) {
+                Some(id) => *id,
+                None => {
+                    let (id,): (i64,) = tx
+                        .fetch_one(
+                            query("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id")
+                                .bind(c),
+                        )
+                        .await?;
+                    self.categories.insert(c.to_owned(), id);
+                    id
+                }
+            }),
+            None => None,
+        };
+        let product_id = match product {
+            Some(p) => Some(match self.products.get(p) {
+                Some(id) => *id,
+                None => {
+                    let (id,): (i64,) = tx
+                        .fetch_one(
+                            query(
+                                "INSERT INTO products (name, category_id) VALUES ($1, $2) \
+                                 ON CONFLICT (name) DO UPDATE SET category_id = COALESCE(products.category_id, excluded.category_id) RETURNING id",
+                            )
+                            .bind(p)
+                            .bind(category_id),
+                        )
+                        .await?;
+                    self.products.insert(p.to_owned(), id);
+                    id
+                }
+            }),
+            None => None,
+        };
+        Ok((category_id, product_id))
+    }
+}
+
+/// Looks up a live customer's id by external id.
+pub(crate) async fn customer_by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<i64>> {
+    let row: Option<(i64,)> = tx
+        .fetch_optional(query("SELECT id FROM customers WHERE external_id = $1 AND deleted_at IS NULL").bind(external_id))
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
+fn field_err(prefix: &str, field: &str, message: impl Into<String>) -> StoreError {
+    StoreError::invalid(format!("{prefix}{field}"), message)
+}
+
+impl Store {
+    /// Creates or updates (by external id) a batch of orders in one transaction: all or nothing.
+    /// Errors name the field as `orders[i].field`.
+    pub async fn create_orders(&self, actor: &Actor, orders: Vec<NewOrder>) -> Result<Vec<Upserted>> {
+        if orders.is_empty() {
+            return Err(StoreError::invalid("orders", "no orders given"));
+        }
+        if orders.len() > 10_000 {
+            return Err(StoreError::invalid("orders", "at most 10,000 orders per request; use the import for more"));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let mut catalog = Catalog::default();
+        let mut out = Vec::with_capacity(orders.len());
+        let batch = orders.len() > 1;
+        for (i, o) in orders.into_iter().enumerate() {
+            let prefix = if batch { format!("orders[{i}].") } else { String::new() };
+            out.push(upsert_order(&mut tx, &mut catalog, o, &prefix).await?);
+        }
+        let detail = format!("orders={}", out.len());
+        let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
+        audit::record(&mut tx, now, &actor.key, "upsert", "order", entity_id, Some(detail)).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// One order with its lines.
+    pub async fn order(&self, id: i64) -> Result<Order> {
+        let row: Option<OrderRow> = self
+            .db
+            .reader()
+            .fetch_optional(query(format!("{ORDER_SELECT} WHERE id = $1")).bind(id))
+            .await?;
+        let row = row.ok_or(StoreError::NotFound("order"))?;
+        let mut v = self.attach_lines(vec![row]).await?;
+        v.pop().ok_or(StoreError::NotFound("order"))
+    }
+
+    /// A customer's orders, newest first.
+    pub async fn customer_orders(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<Order>> {
+        let limit = limit.clamp(1, 500);
+        let mut q = query(format!(
+            "{ORDER_SELECT} WHERE customer_id = $1 {} ORDER BY ordered_at DESC, id DESC LIMIT $2",
+            if cursor.is_some() { "AND (ordered_at, id) < ($3, $4)" } else { "" }
+        ))
+        .bind(customer_id)
+        .bind(limit + 1);
+        if let Some(c) = cursor {
+            let (at, id): (DateTime<Utc>, i64) = decode_cursor(c)?;
+            q = q.bind(at).bind(id);
+        }
+        let mut rows: Vec<OrderRow> = self.db.reader().fetch_all(q).await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| encode_cursor(&(r.ordered_at, r.id)))
+        } else {
+            None
+        };
+        Ok(Page { items: self.attach_lines(rows).await?, next_cursor })
+    }
+
+    async fn attach_lines(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let lines: Vec<OrderLine> = self
+                .db
+                .reader()
+                .fetch_all(
+                    query(
+                        "SELECT l.line_no, p.name AS product, c.name AS category, l.quantity, l.unit_price_cents, l.promo \
+                         FROM order_lines l LEFT JOIN products p ON p.id = l.product_id LEFT JOIN categories c ON c.id = l.category_id \
+                         WHERE l.customer_id = $1 AND l.order_id = $2 ORDER BY l.line_no",
+                    )
+                    .bind(r.customer_id)
+                    .bind(r.id),
+                )
+                .await?;
+            out.push(Order {
+                id: r.id,
+                external_id: r.external_id,
+                customer_id: r.customer_id,
+                ordered_at: r.ordered_at,
+                channel: r.channel,
+                store: r.store,
+                currency: r.currency,
+                total_cents: r.total_cents,
+                discount_cents: r.discount_cents,
+                status: r.status,
+                lines,
+            });
+        }
+        Ok(out)
+    }
+}
+
+const ORDER_SELECT: &str =
+    "SELECT id, external_id, customer_id, ordered_at, channel, store, currency, total_cents, discount_cents, status FROM orders";
+
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &str) -> Result<Upserted> {
+    let customer_id = match (o.customer_id, clean(o.customer_external_id)) {
+        (Some(id), _) => {
+            let found: Option<(i64,)> =
+                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
+            found.ok_or_else(|| field_err(prefix, "customer_id", format!("no customer with id {id}")))?.0
+        }
+        (None, Some(ext)) => customer_by_external_id(tx, &ext)
+            .await?
+            .ok_or_else(|| field_err(prefix, "customer_external_id", format!("no customer with external id {ext:?}")))?,
+        (None, None) => return Err(field_err(prefix, "customer_id", "customer_id or customer_external_id is required")),
+    };
+    let currency = match o.currency {
+        Some(c) => values::parse_currency(&c).map_err(|m| field_err(prefix, "currency", m))?,
+        None => "CNY".into(),
+    };
+    let status = match o.status {
+        Some(s) => values::parse_order_status(&s).map_err(|m| field_err(prefix, "status", m))?,
+        None => "completed",
+    };
+    let discount = o.discount_cents.unwrap_or(0);
+    if discount < 0 {
+        return Err(field_err(prefix, "discount_cents", "must not be negative"));
+    }
+    let mut lines_total: i64 = 0;
+    for (j, l) in o.lines.iter().enumerate() {
+        let q = l.quantity.unwrap_or(1);
+        if q < 1 {
+            return Err(field_err(prefix, &format!("lines[{j}].quantity"), "must be at least 1"));
+        }
+        if l.unit_price_cents < 0 {
+            return Err(field_err(prefix, &format!("lines[{j}].unit_price_cents"), "must not be negative"));
+        }
+        lines_total = q
+            .checked_mul(l.unit_price_cents)
+            .and_then(|v| v.checked_add(lines_total))
+            .ok_or_else(|| field_err(prefix, &format!("lines[{j}]"), "amount too large"))?;
+    }
+    let total = match o.total_cents {
+        Some(t) => t,
+        None if !o.lines.is_empty() => lines_total - discount,
+        None => return Err(field_err(prefix, "total_cents", "total_cents is required for an order without lines")),
+    };
+    if total < 0 {
+        return Err(field_err(prefix, "total_cents", "must not be negative (record refunds with status refunded)"));
+    }
+    let external_id = clean(o.external_id);
+    let existing: Option<(i64, i64)> = match &external_id {
+        Some(ext) => tx.fetch_optional(query("SELECT id, customer_id FROM orders WHERE external_id = $1").bind(ext)).await?,
+        None => None,
+    };
+    let (id, created) = match existing {
+        Some((id, owner)) => {
+            if owner != customer_id {
+                return Err(StoreError::Conflict(format!(
+                    "{prefix}external_id: order {:?} belongs to another customer",
+                    external_id.as_deref().unwrap_or_default()
+                )));
+            }
+            tx.execute(
+                query(
+                    "UPDATE orders SET ordered_at = $1, channel = $2, store = $3, currency = $4, total_cents = $5, discount_cents = $6, \
+                     status = $7 WHERE customer_id = $8 AND id = $9",
+                )
+                .bind(o.ordered_at)
+                .bind(clean(o.channel))
+                .bind(clean(o.store))
+                .bind(currency)
+                .bind(total)
+                .bind(discount)
+                .bind(status)
+                .bind(customer_id)
+                .bind(id),
+            )
+            .await?;
+            tx.execute(query("DELETE FROM order_lines WHERE customer_id = $1 AND order_id = $2").bind(customer_id).bind(id)).await?;
+            (id, false)
+        }
+        None => {
+            let (id,): (i64,) = tx
+                .fetch_one(
+                    query(
+                        "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    )
+                    .bind(customer_id)
+                    .bind(external_id.clone())
+                    .bind(o.ordered_at)
+                    .bind(clean(o.channel))
+                    .bind(clean(o.store))
+                    .bind(currency)
+                    .bind(total)
+                    .bind(discount)
+                    .bind(status),
+                )
+                .await?;
+            (id, true)
+        }
+    };
+    for (j, l) in o.lines.into_iter().enumerate() {
+        let (category_id, product_id) = catalog.resolve(tx, clean(l.category).as_deref(), clean(l.product).as_deref()).await?;
+        tx.execute(
+            query(
+                "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(customer_id)
+            .bind(id)
+            .bind(j as i64 + 1)
+            .bind(product_id)
+            .bind(category_id)
+            .bind(l.quantity.unwrap_or(1))
+            .bind(l.unit_price_cents)
+            .bind(l.promo),
+        )
+        .await?;
+    }
+    Ok(Upserted { id, external_id, created })
+}

@@ -1,0 +1,61 @@
+//! One customer's timeline: orders, interactions, notes and profile changes merged, newest first.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::query;
+use crate::page::{decode_cursor, encode_cursor, Page};
+use crate::{Result, Store};
+
+/// One entry of a timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct TimelineEntry {
+    /// `order`, `interaction`, `note` or `change`.
+    pub kind: String,
+    /// Id of the row in its own table.
+    pub id: i64,
+    /// When (UTC).
+    pub at: DateTime<Utc>,
+    /// Short headline: order status and channel, interaction kind, note author, changed field.
+    pub title: String,
+    /// Details: store, payload, note text, "old → new".
+    pub detail: Option<String>,
+    /// Money involved, minor units (orders).
+    pub amount_cents: Option<i64>,
+}
+
+impl Store {
+    /// The merged timeline of a customer, newest first, `limit` entries after `cursor`.
+    pub async fn timeline(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<TimelineEntry>> {
+        let limit = limit.clamp(1, 500);
+        // Each branch yields the same columns; the outer query orders and pages by (at, kind, id).
+        let union = "SELECT 'order' AS kind, id, ordered_at AS at, \
+                 status || COALESCE(' · ' || channel, '') AS title, store AS detail, total_cents AS amount_cents \
+                 FROM orders WHERE customer_id = $1 \
+             UNION ALL SELECT 'interaction', id, occurred_at, kind || COALESCE(' · ' || channel, ''), payload, NULL \
+                 FROM interactions WHERE customer_id = $1 \
+             UNION ALL SELECT 'note', id, created_at, author, body, NULL FROM notes WHERE customer_id = $1 \
+             UNION ALL SELECT 'change', id, changed_at, field, \
+                 COALESCE(old_value, '∅') || ' → ' || COALESCE(new_value, '∅') || ' (' || actor || ')', NULL \
+                 FROM customer_changes WHERE customer_id = $1";
+        let mut q = query(format!(
+            "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
+            if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }
+        ))
+        .bind(customer_id)
+        .bind(limit + 1);
+        if let Some(c) = cursor {
+            let (at, kind, id): (DateTime<Utc>, String, i64) = decode_cursor(c)?;
+            q = q.bind(at).bind(kind).bind(id);
+        }
+        let mut items: Vec<TimelineEntry> = self.db.reader().fetch_all(q).await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|e| encode_cursor(&(e.at, &e.kind, e.id)))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}

@@ -1,0 +1,411 @@
+//! Users, roles, API tokens and login sessions. Passwords are argon2 hashes; API tokens and session
+//! ids are stored only as SHA-256 digests, so a copy of the database does not let anyone log in.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::query;
+use crate::{audit, Result, Store, StoreError};
+
+/// What a user may do. Admins everything; managers all customers; agents their own portfolio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Frontline staff and account managers: their own customers and tickets.
+    Agent,
+    /// CRM/marketing managers: every customer, segments, campaigns, imports.
+    Manager,
+    /// Administrators: users, tokens, settings, everything else.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "manager" => Ok(Role::Manager),
+            "agent" => Ok(Role::Agent),
+            _ => Err(StoreError::invalid("role", format!("role must be admin, manager or agent, not {s:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user account (never carries the password hash out of this module).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    email: String,
+    name: String,
+    role: String,
+    password_hash: Option<String>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User> {
+        Ok(User { id: self.id, email: self.email, name: self.name, role: self.role.parse()? })
+    }
+}
+
+/// Who did something, for the audit log and change history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// `user:<id>`, `token:<id>` or `cli`.
+    pub key: String,
+    /// Role in force.
+    pub role: Role,
+    /// The user id, for portfolio checks (None for tokens without a user and the CLI).
+    pub user_id: Option<i64>,
+}
+
+impl Actor {
+    /// The command line, acting as an administrator on the operator's behalf.
+    pub fn cli() -> Actor {
+        Actor { key: "cli".into(), role: Role::Admin, user_id: None }
+    }
+    /// A logged-in user.
+    pub fn user(u: &User) -> Actor {
+        Actor { key: format!("user:{}", u.id), role: u.role, user_id: Some(u.id) }
+    }
+}
+
+/// A login session as the web UI sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user.
+    pub user: User,
+    /// The CSRF token every form must send back.
+    pub csrf_token: String,
+}
+
+/// An API token as listed (never the secret).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ApiTokenInfo {
+    /// Id.
+    pub id: i64,
+    /// Name given at creation.
+    pub name: String,
+    /// Role the token acts with.
+    pub role: String,
+    /// First characters, to recognise it.
+    pub prefix: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last used.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Random secret, hex encoded, with a recognisable prefix.
+fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(prefix.len() + 64);
+    s.push_str(prefix);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// SHA-256 of a secret, hex encoded (what is stored).
+pub fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Internal(format!("argon2: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+}
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+const USER_COLS: &str = "id, email, name, role, password_hash, disabled_at";
+
+impl Store {
+    /// Creates a user. The password, when given, must have at least [`MIN_PASSWORD_LEN`] characters.
+    pub async fn create_user(&self, email: &str, name: &str, role: Role, password: Option<&str>) -> Result<User> {
+        let email = crate::values::parse_email(email).map_err(|m| StoreError::invalid("email", m))?;
+        let hash = match password {
+            Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+                return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")))
+            }
+            Some(p) => Some(hash_password(p)?),
+            None => None,
+        };
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (id,): (i64,) = tx
+            .fetch_one(
+                query("INSERT INTO users (email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+                    .bind(&email)
+                    .bind(name)
+                    .bind(role.as_str())
+                    .bind(hash)
+                    .bind(now),
+            )
+            .await?;
+        audit::record(&mut tx, now, "cli", "create", "user", Some(id.to_string()), Some(format!("role={role}"))).await?;
+        tx.commit().await?;
+        Ok(User { id, email, name: name.to_owned(), role })
+    }
+
+    /// Sets a user's password.
+    pub async fn set_password(&self, user_id: i64, password: &str) -> Result<()> {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let n = tx.execute(query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash_password(password)?).bind(user_id)).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        audit::record(&mut tx, now, "cli", "update", "user", Some(user_id.to_string()), Some("password".into())).await?;
+        tx.commit().await
+    }
+
+    /// All users, by email.
+    pub async fn users(&self) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = self.db.reader().fetch_all(query(format!("SELECT {USER_COLS} FROM users ORDER BY email"))).await?;
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    /// One user by id.
+    pub async fn user(&self, id: i64) -> Result<User> {
+        let row: Option<UserRow> =
+            self.db.reader().fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE id = $1")).bind(id)).await?;
+        row.ok_or(StoreError::NotFound("user"))?.into_user()
+    }
+
+    /// One user by email (case-insensitive).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row: Option<UserRow> = self
+            .db
+            .reader()
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
+            .await?;
+        row.map(UserRow::into_user).transpose()
+    }
+
+    /// Checks a login. Returns the user when email and password match an enabled account.
+    /// Verification runs even for unknown emails so timing does not reveal which emails exist.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<User>> {
+        let row: Option<UserRow> = self
+            .db
+            .reader()
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
+            .await?;
+        // A real hash to verify against for unknown users, made once.
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match row {
+            Some(r) if r.disabled_at.is_none() => {
+                let ok = r.password_hash.as_deref().map(|h| verify_password(password, h)).unwrap_or(false);
+                if ok {
+                    Ok(Some(r.into_user()?))
+                } else {
+                    Ok(None)
+                }
+            }
+            _ => {
+                let dummy = DUMMY.get_or_init(|| hash_password("patron-dummy-password").unwrap_or_default());
+                let _ = verify_password(password, dummy);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts a session for `user`; returns the session secret (for the cookie) and the CSRF token.
+    pub async fn create_session(&self, user: &User, ttl: Duration) -> Result<(String, String)> {
+        let secret = new_secret("s_");
+        let csrf = new_secret("c_");
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(digest(&secret))
+                .bind(user.id)
+                .bind(&csrf)
+                .bind(now)
+                .bind(now + ttl),
+        )
+        .await?;
+        // Housekeeping: expired sessions are useless; removing them here keeps the table small.
+        tx.execute(query("DELETE FROM sessions WHERE expires_at < $1").bind(now)).await?;
+        audit::record(&mut tx, now, &format!("user:{}", user.id), "login", "user", Some(user.id.to_string()), None).await?;
+        tx.commit().await?;
+        Ok((secret, csrf))
+    }
+
+    /// The live session for a cookie secret.
+    pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            csrf_token: String,
+            id: i64,
+            email: String,
+            name: String,
+            role: String,
+        }
+        let row: Option<Row> = self
+            .db
+            .reader()
+            .fetch_optional(
+                query(
+                    "SELECT s.csrf_token, u.id, u.email, u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+                )
+                .bind(digest(secret))
+                .bind(self.now()),
+            )
+            .await?;
+        match row {
+            Some(r) => Ok(Some(Session {
+                csrf_token: r.csrf_token,
+                user: User { id: r.id, email: r.email, name: r.name, role: r.role.parse()? },
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a session.
+    pub async fn delete_session(&self, secret: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(query("DELETE FROM sessions WHERE token_hash = $1").bind(digest(secret))).await?;
+        tx.commit().await
+    }
+
+    /// Creates an API token; returns its info and the secret, which is shown once and never stored.
+    pub async fn create_token(&self, name: &str, role: Role, user_id: Option<i64>) -> Result<(ApiTokenInfo, String)> {
+        if name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "a token needs a name"));
+        }
+        let secret = new_secret("pat_");
+        let prefix: String = secret.chars().take(10).collect();
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let info: ApiTokenInfo = tx
+            .fetch_one(
+                query(
+                    "INSERT INTO api_tokens (name, role, user_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     RETURNING id, name, role, prefix, created_at, last_used_at",
+                )
+                .bind(name.trim())
+                .bind(role.as_str())
+                .bind(user_id)
+                .bind(digest(&secret))
+                .bind(&prefix)
+                .bind(now),
+            )
+            .await?;
+        audit::record(&mut tx, now, "cli", "create", "api_token", Some(info.id.to_string()), Some(format!("role={role}"))).await?;
+        tx.commit().await?;
+        Ok((info, secret))
+    }
+
+    /// Resolves a bearer token to the actor it stands for.
+    pub async fn actor_for_token(&self, secret: &str) -> Result<Option<Actor>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            role: String,
+            user_id: Option<i64>,
+        }
+        let row: Option<Row> = self
+            .db
+            .reader()
+            .fetch_optional(query("SELECT id, role, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL").bind(digest(secret)))
+            .await?;
+        match row {
+            Some(r) => Ok(Some(Actor { key: format!("token:{}", r.id), role: r.role.parse()?, user_id: r.user_id })),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists API tokens (never their secrets).
+    pub async fn tokens(&self) -> Result<Vec<ApiTokenInfo>> {
+        self.db
+            .reader()
+            .fetch_all(query(
+                "SELECT id, name, role, prefix, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY id",
+            ))
+            .await
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&self, id: i64) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let n = tx.execute(query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(now).bind(id)).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("api token"));
+        }
+        audit::record(&mut tx, now, "cli", "revoke", "api_token", Some(id.to_string()), None).await?;
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn secrets_are_random_and_digests_stable() {
+        let a = new_secret("pat_");
+        assert!(a.starts_with("pat_") && a.len() == 68);
+        assert_ne!(a, new_secret("pat_"));
+        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,243 @@
+//! Parsing and validation of field values, shared by the importer and the API so both accept and
+//! refuse exactly the same things. Each function returns a reason in plain words on failure.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Money in major units ("128.50", "¥1,280", "-3.2") to minor units (cents). At most 2 decimals.
+pub fn parse_money(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let t = t.strip_prefix('¥').or_else(|| t.strip_prefix('￥')).unwrap_or(t).trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (int_part, frac_part) = match t.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (t, ""),
+    };
+    let int_digits: String = int_part.chars().filter(|c| *c != ',').collect();
+    if int_digits.is_empty() && frac_part.is_empty() {
+        return Err("not an amount".into());
+    }
+    if !int_digits.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("not an amount: {s:?}"));
+    }
+    if frac_part.len() > 2 {
+        return Err("at most 2 decimals".into());
+    }
+    let whole: i64 = if int_digits.is_empty() { 0 } else { int_digits.parse().map_err(|_| "amount too large".to_string())? };
+    let frac: i64 = match frac_part.len() {
+        0 => 0,
+        1 => i64::from(frac_part.as_bytes()[0] - b'0') * 10,
+        _ => frac_part.parse().map_err(|_| "not an amount".to_string())?,
+    };
+    let cents = whole.checked_mul(100).and_then(|c| c.checked_add(frac)).ok_or_else(|| "amount too large".to_string())?;
+    Ok(if neg { -cents } else { cents })
+}
+
+/// Formats minor units as a decimal string with 2 decimals ("128.50").
+pub fn format_money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let a = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+/// A calendar date: `YYYY-MM-DD`, `YYYY/MM/DD` or `YYYYMMDD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    let t = s.trim();
+    for fmt in ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"] {
+        if let Ok(d) = NaiveDate::parse_from_str(t, fmt) {
+            return Ok(d);
+        }
+    }
+    Err(format!("not a date (expected YYYY-MM-DD): {s:?}"))
+}
+
+/// A point in time: RFC 3339, or a local date/time in `tz` (`YYYY-MM-DD HH:MM[:SS]`, with `/` too,
+/// or a bare date meaning midnight). Returned in UTC.
+pub fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| parse_date(t).ok().map(|d| d.and_time(NaiveTime::MIN)));
+    match naive {
+        Some(n) => tz
+            .from_local_datetime(&n)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc))
+            .ok_or_else(|| format!("time does not exist in {tz}: {s:?}")),
+        None => Err(format!("not a time (expected e.g. 2025-03-04 18:23:00 or RFC 3339): {s:?}")),
+    }
+}
+
+/// A yes/no value.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_lowercase().as_str() {
+        "true" | "yes" | "y" | "1" | "是" | "t" => Ok(true),
+        "false" | "no" | "n" | "0" | "否" | "f" => Ok(false),
+        _ => Err(format!("not a yes/no value: {s:?}")),
+    }
+}
+
+/// A mainland China mobile number, normalised to 11 digits (`+86`, spaces and dashes removed).
+pub fn parse_mobile(s: &str) -> Result<String, String> {
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits = digits.strip_prefix("+86").or_else(|| digits.strip_prefix("0086")).unwrap_or(&digits);
+    let digits = if digits.len() == 13 && digits.starts_with("86") { &digits[2..] } else { digits };
+    let b = digits.as_bytes();
+    if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && b.iter().all(u8::is_ascii_digit) {
+        Ok(digits.to_owned())
+    } else {
+        Err(format!("not a mainland China mobile number (11 digits starting 13–19): {s:?}"))
+    }
+}
+
+/// An email address (a practical check: one `@`, a dot in the domain, no spaces).
+pub fn parse_email(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let ok = match t.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !t.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if ok {
+        Ok(t.to_lowercase())
+    } else {
+        Err(format!("not an email address: {s:?}"))
+    }
+}
+
+/// Customer kind: `person` or `organisation`.
+pub fn parse_kind(s: &str) -> Result<&'static str, String> {
+    match s.trim().to_lowercase().as_str() {
+        "person" | "individual" | "个人" | "p" => Ok("person"),
+        "organisation" | "organization" | "company" | "企业" | "机构" | "公司" | "o" => Ok("organisation"),
+        _ => Err(format!("kind must be person or organisation: {s:?}")),
+    }
+}
+
+/// Gender: `male`, `female` or `unknown`.
+pub fn parse_gender(s: &str) -> Result<&'static str, String> {
+    match s.trim().to_lowercase().as_str() {
+        "male" | "m" | "男" => Ok("male"),
+        "female" | "f" | "女" => Ok("female"),
+        "unknown" | "other" | "未知" | "u" => Ok("unknown"),
+        _ => Err(format!("gender must be male, female or unknown: {s:?}")),
+    }
+}
+
+/// Order status.
+pub fn parse_order_status(s: &str) -> Result<&'static str, String> {
+    match s.trim().to_lowercase().as_str() {
+        "completed" | "complete" | "paid" | "已完成" | "完成" => Ok("completed"),
+        "cancelled" | "canceled" | "已取消" | "取消" => Ok("cancelled"),
+        "refunded" | "已退款" | "退款" => Ok("refunded"),
+        "pending" | "待支付" => Ok("pending"),
+        _ => Err(format!("status must be completed, cancelled, refunded or pending: {s:?}")),
+    }
+}
+
+/// Interaction kinds patron records.
+pub const INTERACTION_KINDS: [&str; 8] = ["page_view", "click", "call", "visit", "sms_open", "email_open", "reply", "event"];
+
+/// Interaction kind.
+pub fn parse_interaction_kind(s: &str) -> Result<&'static str, String> {
+    let t = s.trim().to_lowercase();
+    INTERACTION_KINDS
+        .iter()
+        .find(|k| **k == t)
+        .copied()
+        .ok_or_else(|| format!("kind must be one of {}: {s:?}", INTERACTION_KINDS.join(", ")))
+}
+
+/// Consent channels.
+pub const CONSENT_CHANNELS: [&str; 5] = ["sms", "email", "wechat", "phone", "mail"];
+
+/// ISO 4217-shaped currency code (three letters), upper-cased.
+pub fn parse_currency(s: &str) -> Result<String, String> {
+    let t = s.trim().to_uppercase();
+    if t.len() == 3 && t.chars().all(|c| c.is_ascii_uppercase()) {
+        Ok(t)
+    } else {
+        Err(format!("currency must be a 3-letter code like CNY: {s:?}"))
+    }
+}
+
+/// Tags from one cell: separated by `;`, `；`, `|` or `,` inside the cell; trimmed, de-duplicated.
+pub fn parse_tags(s: &str) -> Vec<String> {
+    let mut tags: Vec<String> = s
+        .split([';', '；', '|', '，'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money() {
+        assert_eq!(parse_money("128.50"), Ok(12850));
+        assert_eq!(parse_money("128.5"), Ok(12850));
+        assert_eq!(parse_money("128"), Ok(12800));
+        assert_eq!(parse_money("¥1,280.05"), Ok(128005));
+        assert_eq!(parse_money("-3.20"), Ok(-320));
+        assert_eq!(parse_money(".5"), Ok(50));
+        assert!(parse_money("1.234").is_err());
+        assert!(parse_money("abc").is_err());
+        assert!(parse_money("").is_err());
+        assert!(parse_money("99999999999999999999").is_err());
+        assert_eq!(format_money(12850), "128.50");
+        assert_eq!(format_money(-5), "-0.05");
+    }
+
+    #[test]
+    fn times_are_business_local_unless_offset_given() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let t = parse_time("2025-03-04 18:23:00", tz).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-03-04T10:23:00+00:00");
+        assert_eq!(parse_time("2025/03/04 18:23", tz).unwrap(), t);
+        assert_eq!(parse_time("2025-03-04T10:23:00Z", tz).unwrap(), t);
+        assert_eq!(parse_time("2025-03-04", tz).unwrap().to_rfc3339(), "2025-03-03T16:00:00+00:00");
+        assert_eq!(parse_time("20250304", tz).unwrap().to_rfc3339(), "2025-03-03T16:00:00+00:00");
+        assert!(parse_time("2025-13-04", tz).is_err());
+        assert!(parse_time("yesterday", tz).is_err());
+    }
+
+    #[test]
+    fn mobiles_and_emails() {
+        assert_eq!(parse_mobile("+86 138-0013-8000").unwrap(), "13800138000");
+        assert_eq!(parse_mobile("8613800138000").unwrap(), "13800138000");
+        assert!(parse_mobile("12800138000").is_err());
+        assert!(parse_mobile("1380013800").is_err());
+        assert_eq!(parse_email("Li.Lei@Example.com").unwrap(), "li.lei@example.com");
+        assert!(parse_email("li@lei").is_err());
+        assert!(parse_email("a b@c.com").is_err());
+        assert!(parse_email("@c.com").is_err());
+    }
+
+    #[test]
+    fn enums_accept_chinese() {
+        assert_eq!(parse_bool("是"), Ok(true));
+        assert_eq!(parse_gender("女"), Ok("female"));
+        assert_eq!(parse_kind("企业"), Ok("organisation"));
+        assert_eq!(parse_order_status("已退款"), Ok("refunded"));
+        assert_eq!(parse_tags("辣味爱好者；下午茶|辣味爱好者"), vec!["下午茶", "辣味爱好者"]);
+    }
+}
