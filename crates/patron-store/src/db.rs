@@ -409,3 +409,143 @@ mod tests {
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }
+
+/// Column types of a staging table.
+#[derive(Debug, Clone, Copy)]
+pub enum ColType {
+    /// Integer.
+    Int,
+    /// Text.
+    Text,
+    /// Timestamp (UTC).
+    Time,
+    /// Boolean.
+    Bool,
+}
+
+/// A temporary table that a bulk load fills by the engine's fast path (multi-row prepared inserts
+/// on SQLite, COPY on PostgreSQL) before portable `INSERT … SELECT … ON CONFLICT` statements merge
+/// it into the real tables.
+#[derive(Debug)]
+pub struct Stage {
+    /// Table name.
+    pub name: &'static str,
+    /// Columns in fill order.
+    pub columns: &'static [(&'static str, ColType)],
+}
+
+impl Stage {
+    /// (Re)creates the empty staging table for this transaction.
+    pub async fn create(&self, tx: &mut Tx) -> Result<()> {
+        let engine = tx.engine();
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(n, t)| {
+                let ty = match (t, engine) {
+                    (ColType::Int, _) => "BIGINT",
+                    (ColType::Text, _) => "TEXT",
+                    (ColType::Time, Engine::Sqlite) => "TEXT",
+                    (ColType::Time, Engine::Postgres) => "TIMESTAMPTZ",
+                    (ColType::Bool, Engine::Sqlite) => "INTEGER",
+                    (ColType::Bool, Engine::Postgres) => "BOOLEAN",
+                };
+                format!("{n} {ty}")
+            })
+            .collect();
+        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name))).await?;
+        let suffix = if engine == Engine::Postgres { " ON COMMIT DROP" } else { "" };
+        tx.execute(query(format!("CREATE TEMP TABLE {} ({}){suffix}", self.name, cols.join(", ")))).await?;
+        Ok(())
+    }
+
+    /// Appends rows (each with one [`Arg`] per column, in order).
+    pub async fn fill(&self, tx: &mut Tx, rows: Vec<Vec<Arg>>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ncols = self.columns.len();
+        let names: Vec<&str> = self.columns.iter().map(|c| c.0).collect();
+        match tx.engine() {
+            Engine::Sqlite => {
+                // SQLite allows 32,766 bound variables per statement.
+                let per_stmt = (32_000 / ncols).max(1);
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_stmt).collect();
+                    let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.name, names.join(", "));
+                    let mut q = query("");
+                    for (r, row) in chunk.into_iter().enumerate() {
+                        if r > 0 {
+                            sql.push(',');
+                        }
+                        sql.push('(');
+                        for c in 0..ncols {
+                            if c > 0 {
+                                sql.push(',');
+                            }
+                            sql.push_str(&format!("${}", r * ncols + c + 1));
+                        }
+                        sql.push(')');
+                        for a in row {
+                            q.push(a);
+                        }
+                    }
+                    let mut stmt = query(sql);
+                    for a in q.into_args() {
+                        stmt.push(a);
+                    }
+                    tx.execute(stmt).await?;
+                }
+            }
+            Engine::Postgres => {
+                let mut buf = Vec::with_capacity(rows.len() * ncols * 12);
+                for row in &rows {
+                    for (c, a) in row.iter().enumerate() {
+                        if c > 0 {
+                            buf.push(b'\t');
+                        }
+                        copy_text_arg(&mut buf, a);
+                    }
+                    buf.push(b'\n');
+                }
+                tx.copy_in(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), buf).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the table for the next batch.
+    pub async fn clear(&self, tx: &mut Tx) -> Result<()> {
+        tx.execute(query(format!("DELETE FROM {}", self.name))).await?;
+        Ok(())
+    }
+
+    /// Drops the table.
+    pub async fn drop_table(&self, tx: &mut Tx) -> Result<()> {
+        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name))).await?;
+        Ok(())
+    }
+}
+
+fn copy_text_arg(buf: &mut Vec<u8>, a: &Arg) {
+    use std::io::Write;
+    match a {
+        Arg::I64(Some(v)) => {
+            let _ = write!(buf, "{v}");
+        }
+        Arg::F64(Some(v)) => {
+            let _ = write!(buf, "{v}");
+        }
+        Arg::Text(Some(s)) => copy_text_field(buf, Some(s)),
+        Arg::Bool(Some(b)) => buf.push(if *b { b't' } else { b'f' }),
+        Arg::Time(Some(t)) => {
+            let _ = write!(buf, "{}", t.to_rfc3339());
+        }
+        Arg::Date(Some(d)) => {
+            let _ = write!(buf, "{d}");
+        }
+        Arg::Json(v) => copy_text_field(buf, Some(&v.to_string())),
+        _ => copy_text_field(buf, None),
+    }
+}

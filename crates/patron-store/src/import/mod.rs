@@ -1,1 +1,1035 @@
-//! import
+//! The importer for customers, contacts, orders and interactions from CSV or JSON lines.
+//!
+//! Every row is validated; rejected rows are reported with row, column, value and reason. A file is
+//! all-or-nothing (one transaction, rolled back when any row is rejected) unless `skip_invalid`
+//! is set. Re-importing the same file changes nothing: rows are upserts by external id, and a
+//! customer's history records only real changes. Bulk rows go through a staging table filled by
+//! the engine's fast path (see [`crate::db::Stage`]).
+
+mod fields;
+mod source;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::customers::{record_change, upsert_consent};
+use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::orders::Catalog;
+use crate::users::Actor;
+use crate::{audit, values, Result, Store, StoreError};
+pub use fields::{normalise_header, FieldSpec};
+pub use source::{Encoding, Format};
+use source::{Record, Source};
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportKind {
+    /// customers.csv
+    Customers,
+    /// contacts.csv (people of organisations)
+    Contacts,
+    /// orders.csv
+    Orders,
+    /// interactions.csv
+    Interactions,
+}
+
+impl std::str::FromStr for ImportKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "customers" => Ok(ImportKind::Customers),
+            "contacts" => Ok(ImportKind::Contacts),
+            "orders" => Ok(ImportKind::Orders),
+            "interactions" => Ok(ImportKind::Interactions),
+            _ => Err(StoreError::invalid("kind", format!("kind must be customers, contacts, orders or interactions, not {s:?}"))),
+        }
+    }
+}
+
+impl ImportKind {
+    /// The name used in URLs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::Customers => "customers",
+            ImportKind::Contacts => "contacts",
+            ImportKind::Orders => "orders",
+            ImportKind::Interactions => "interactions",
+        }
+    }
+
+    /// The fields of this kind.
+    pub fn spec(self) -> &'static [FieldSpec] {
+        match self {
+            ImportKind::Customers => &fields::customer::SPEC,
+            ImportKind::Contacts => &fields::contact::SPEC,
+            ImportKind::Orders => &fields::order::SPEC,
+            ImportKind::Interactions => &fields::interaction::SPEC,
+        }
+    }
+}
+
+/// How to import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// What the file holds.
+    pub kind: ImportKind,
+    /// The file's name (for the report, the audit log and format detection).
+    pub file_name: String,
+    /// Force an encoding instead of detecting it.
+    pub encoding: Option<Encoding>,
+    /// Force a layout instead of guessing from the file name.
+    pub format: Option<Format>,
+    /// `SOURCE=FIELD` header mappings.
+    pub mappings: Vec<(String, String)>,
+    /// Load the valid rows even when some are rejected.
+    pub skip_invalid: bool,
+    /// Validate and report, write nothing.
+    pub dry_run: bool,
+}
+
+impl ImportOptions {
+    /// Defaults for `kind` and `file_name`.
+    pub fn new(kind: ImportKind, file_name: impl Into<String>) -> Self {
+        ImportOptions { kind, file_name: file_name.into(), encoding: None, format: None, mappings: Vec::new(), skip_invalid: false, dry_run: false }
+    }
+}
+
+/// A rejected row.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Rejection {
+    /// Spreadsheet row (header = 1) or JSON line number.
+    pub row: u64,
+    /// The column as named in the file (empty when the whole row is unreadable).
+    pub column: String,
+    /// The offending value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Rejection {
+    fn whole(row: u64, reason: &str) -> Rejection {
+        Rejection { row, column: String::new(), value: String::new(), reason: reason.to_owned() }
+    }
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportReport {
+    /// What was imported.
+    pub kind: ImportKind,
+    /// File name.
+    pub file_name: String,
+    /// Encoding read.
+    pub encoding: Encoding,
+    /// Data rows read.
+    pub rows_read: u64,
+    /// Rows added.
+    pub created: u64,
+    /// Rows that updated an existing record (changed or not).
+    pub updated: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Whether the rows were written (false on a dry run or an all-or-nothing file with rejections).
+    pub committed: bool,
+    /// The rejected rows (the first 10,000).
+    pub rejections: Vec<Rejection>,
+}
+
+/// Rejections kept in memory for the report; the count goes on beyond.
+const MAX_REJECTIONS: usize = 10_000;
+/// Rows validated and merged per round trip.
+const BATCH: usize = 5_000;
+
+/// Collects rejections for one file.
+struct Rejections {
+    names: Vec<String>,
+    list: Vec<Rejection>,
+    count: u64,
+    rows: HashSet<u64>,
+}
+
+impl Rejections {
+    fn add(&mut self, r: Rejection) {
+        // One row may fail several checks; count it once but report each reason.
+        if self.rows.insert(r.row) {
+            self.count += 1;
+        }
+        if self.list.len() < MAX_REJECTIONS {
+            self.list.push(r);
+        }
+    }
+    fn field(&mut self, row: u64, field: usize, value: &str, reason: String) {
+        let column = self.names.get(field).cloned().unwrap_or_default();
+        self.add(Rejection { row, column, value: value.to_owned(), reason });
+    }
+}
+
+/// Typed access to one record's values, recording a rejection for each bad one.
+struct Row<'a> {
+    rec: &'a Record,
+    rej: &'a mut Rejections,
+    ok: bool,
+}
+
+impl Row<'_> {
+    fn text(&self, i: usize) -> Option<String> {
+        self.rec.values[i].clone()
+    }
+    fn required(&mut self, i: usize) -> String {
+        match &self.rec.values[i] {
+            Some(v) => v.clone(),
+            None => {
+                self.rej.field(self.rec.row, i, "", "required".into());
+                self.ok = false;
+                String::new()
+            }
+        }
+    }
+    fn parse<T>(&mut self, i: usize, f: impl Fn(&str) -> std::result::Result<T, String>) -> Option<T> {
+        let v = self.rec.values[i].as_deref()?;
+        match f(v) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                self.rej.field(self.rec.row, i, v, reason);
+                self.ok = false;
+                None
+            }
+        }
+    }
+    fn reject(&mut self, i: usize, reason: String) {
+        let v = self.rec.values[i].clone().unwrap_or_default();
+        self.rej.field(self.rec.row, i, &v, reason);
+        self.ok = false;
+    }
+}
+
+impl Store {
+    /// Imports one file. Returns the report; `Err` only for file-level problems (unreadable file,
+    /// unknown or missing columns) and database failures — in both cases nothing is written.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        input: Box<dyn Read + Send>,
+        opts: &ImportOptions,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<ImportReport> {
+        let (reader, encoding) = source::decode(input, opts.encoding)?;
+        let format = opts.format.unwrap_or_else(|| Format::from_file_name(&opts.file_name));
+        let mut src = Source::open(reader, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
+        let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let mut counts = Counts::default();
+        let import_actor = actor.key.clone();
+        let mut loader = Loader::new(opts.kind, self.config.business_tz, now, import_actor);
+        loader.prepare(&mut tx).await?;
+        let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
+        let mut rows_read = 0u64;
+        loop {
+            let next = src.next()?;
+            let done = next.is_none();
+            match next {
+                Some(Ok(rec)) => {
+                    rows_read += 1;
+                    batch.push(rec);
+                }
+                Some(Err(r)) => {
+                    rows_read += 1;
+                    rej.add(r);
+                }
+                None => {}
+            }
+            rej.names = src.source_names();
+            if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                loader.load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts).await?;
+                progress(rows_read);
+            }
+            if done {
+                break;
+            }
+        }
+        loader.finish(&mut tx, &mut rej, &mut counts).await?;
+        progress(rows_read);
+        let committed = !opts.dry_run && (rej.count == 0 || opts.skip_invalid);
+        let report = ImportReport {
+            kind: opts.kind,
+            file_name: opts.file_name.clone(),
+            encoding,
+            rows_read,
+            created: counts.created,
+            updated: counts.updated,
+            rejected: rej.count,
+            committed,
+            rejections: {
+                let mut l = rej.list;
+                l.sort_by_key(|r| r.row);
+                l
+            },
+        };
+        if committed {
+            tx.execute(
+                query(
+                    "INSERT INTO imports (kind, file_name, actor, started_at, finished_at, rows_read, rows_loaded, rows_rejected) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(opts.kind.as_str())
+                .bind(opts.file_name.as_str())
+                .bind(actor.key.as_str())
+                .bind(now)
+                .bind(crate::clock::truncate_micros(self.clock.now()))
+                .bind(rows_read as i64)
+                .bind((counts.created + counts.updated) as i64)
+                .bind(report.rejected as i64),
+            )
+            .await?;
+            let detail = format!("file_rows={} created={} updated={} rejected={}", rows_read, counts.created, counts.updated, report.rejected);
+            audit::record(&mut tx, now, &actor.key, "import", opts.kind.as_str(), None, Some(detail)).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    created: u64,
+    updated: u64,
+}
+
+const ORDER_STAGE: Stage = Stage {
+    name: "patron_stage_orders",
+    columns: &[
+        ("row_no", ColType::Int),
+        ("customer_id", ColType::Int),
+        ("external_id", ColType::Text),
+        ("ordered_at", ColType::Time),
+        ("channel", ColType::Text),
+        ("store", ColType::Text),
+        ("currency", ColType::Text),
+        ("total_cents", ColType::Int),
+        ("discount_cents", ColType::Int),
+        ("status", ColType::Text),
+        ("product_id", ColType::Int),
+        ("category_id", ColType::Int),
+        ("quantity", ColType::Int),
+        ("unit_price_cents", ColType::Int),
+        ("promo", ColType::Bool),
+    ],
+};
+
+const INTERACTION_STAGE: Stage = Stage {
+    name: "patron_stage_interactions",
+    columns: &[
+        ("row_no", ColType::Int),
+        ("customer_id", ColType::Int),
+        ("external_id", ColType::Text),
+        ("kind", ColType::Text),
+        ("channel", ColType::Text),
+        ("occurred_at", ColType::Time),
+        ("payload", ColType::Text),
+    ],
+};
+
+/// A validated customer row.
+struct CustomerIn {
+    row: u64,
+    external_id: String,
+    kind: &'static str,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<&'static str>,
+    birthday: Option<NaiveDate>,
+    city: Option<String>,
+    tags: Option<Vec<String>>,
+    owner_id: Option<i64>,
+    referrer: Option<String>,
+    consents: Vec<(&'static str, bool)>,
+    created_at: Option<DateTime<Utc>>,
+    attributes: Vec<(String, String)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingCustomer {
+    id: i64,
+    external_id: String,
+    kind: String,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<NaiveDate>,
+    city: Option<String>,
+    attributes: sqlx::types::Json<serde_json::Value>,
+    owner_id: Option<i64>,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Per-file state: caches and the work deferred to the end of the file.
+struct Loader {
+    kind: ImportKind,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    actor: String,
+    /// Customer external id → id, for rows referring to customers.
+    customers: HashMap<String, i64>,
+    /// External ids seen in this file → first row, to refuse duplicates.
+    seen: HashMap<String, u64>,
+    owners: HashMap<String, i64>,
+    catalog: Catalog,
+    /// (row, customer external id, referrer external id), resolved when the whole file is in.
+    referrals: Vec<(u64, String, String)>,
+}
+
+impl Loader {
+    fn new(kind: ImportKind, tz: chrono_tz::Tz, now: DateTime<Utc>, actor: String) -> Self {
+        Loader {
+            kind,
+            tz,
+            now,
+            actor,
+            customers: HashMap::new(),
+            seen: HashMap::new(),
+            owners: HashMap::new(),
+            catalog: Catalog::default(),
+            referrals: Vec::new(),
+        }
+    }
+
+    async fn prepare(&mut self, tx: &mut Tx) -> Result<()> {
+        match self.kind {
+            ImportKind::Customers => {
+                let users: Vec<(String, i64)> = tx.fetch_all(query("SELECT email, id FROM users")).await?;
+                self.owners = users.into_iter().collect();
+            }
+            ImportKind::Orders => ORDER_STAGE.create(tx).await?,
+            ImportKind::Interactions => INTERACTION_STAGE.create(tx).await?,
+            ImportKind::Contacts => {}
+        }
+        Ok(())
+    }
+
+    /// Marks an external id as seen; false (and a rejection) when the file already had it.
+    fn first_time(&mut self, row: &mut Row<'_>, field: usize, ext: &str) -> bool {
+        match self.seen.get(ext) {
+            Some(first) => {
+                row.reject(field, format!("duplicate id in this file (first at row {first})"));
+                false
+            }
+            None => {
+                self.seen.insert(ext.to_owned(), row.rec.row);
+                true
+            }
+        }
+    }
+
+    /// Resolves customer external ids for a batch (cached), one query per batch for the misses.
+    async fn resolve_customers(&mut self, tx: &mut Tx, ids: impl Iterator<Item = String>) -> Result<()> {
+        let missing: Vec<String> = {
+            let mut m: Vec<String> = ids.filter(|i| !self.customers.contains_key(i)).collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        for chunk in missing.chunks(900) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = query(format!(
+                "SELECT external_id, id FROM customers WHERE deleted_at IS NULL AND external_id IN ({})",
+                placeholders.join(", ")
+            ));
+            for id in chunk {
+                q.push(id.as_str());
+            }
+            let found: Vec<(String, i64)> = tx.fetch_all(q).await?;
+            self.customers.extend(found);
+        }
+        // Bound the cache: a very large file referring to many customers keeps memory in check.
+        if self.customers.len() > 2_000_000 {
+            self.customers.clear();
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        match self.kind {
+            ImportKind::Customers => self.load_customers(tx, batch, rej, counts).await,
+            ImportKind::Contacts => self.load_contacts(tx, batch, rej, counts).await,
+            ImportKind::Orders => self.load_orders(tx, batch, rej, counts).await,
+            ImportKind::Interactions => self.load_interactions(tx, batch, rej, counts).await,
+        }
+    }
+
+    async fn finish(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        match self.kind {
+            ImportKind::Customers => self.finish_referrals(tx, rej, counts).await,
+            ImportKind::Orders => ORDER_STAGE.drop_table(tx).await,
+            ImportKind::Interactions => INTERACTION_STAGE.drop_table(tx).await,
+            ImportKind::Contacts => Ok(()),
+        }
+    }
+
+    // ---- orders -------------------------------------------------------------------------
+
+    async fn load_orders(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        use fields::order as f;
+        struct OrderIn {
+            row: u64,
+            external_id: String,
+            customer: String,
+            ordered_at: DateTime<Utc>,
+            amount: i64,
+            discount: i64,
+            currency: String,
+            channel: Option<String>,
+            store: Option<String>,
+            status: &'static str,
+            category: Option<String>,
+            product: Option<String>,
+            quantity: i64,
+            promo: bool,
+        }
+        let mut valid: Vec<OrderIn> = Vec::with_capacity(batch.len());
+        for rec in &batch {
+            let mut r = Row { rec, rej: &mut *rej, ok: true };
+            let external_id = r.required(f::EXTERNAL_ID);
+            let customer = r.required(f::CUSTOMER_ID);
+            let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, self.tz));
+            if rec.values[f::ORDERED_AT].is_none() {
+                r.required(f::ORDERED_AT);
+            }
+            let amount = r.parse(f::AMOUNT, values::parse_money);
+            if rec.values[f::AMOUNT].is_none() {
+                r.required(f::AMOUNT);
+            }
+            if amount.is_some_and(|a| a < 0) {
+                r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
+            }
+            let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
+            if discount < 0 {
+                r.reject(f::DISCOUNT, "must not be negative".into());
+            }
+            let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
+            let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
+            let quantity = r
+                .parse(f::QUANTITY, |v| match v.parse::<i64>() {
+                    Ok(q) if q >= 1 => Ok(q),
+                    _ => Err("quantity must be a whole number ≥ 1".into()),
+                })
+                .unwrap_or(1);
+            let promo = r.parse(f::PROMO, values::parse_bool).unwrap_or(false);
+            let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
+            if let (true, Some(ordered_at), Some(amount)) = (ok && r.ok, ordered_at, amount) {
+                valid.push(OrderIn {
+                    row: rec.row,
+                    external_id,
+                    customer,
+                    ordered_at,
+                    amount,
+                    discount,
+                    currency,
+                    channel: r.text(f::CHANNEL),
+                    store: r.text(f::STORE),
+                    status,
+                    category: r.text(f::CATEGORY),
+                    product: r.text(f::PRODUCT),
+                    quantity,
+                    promo,
+                });
+            }
+        }
+        self.resolve_customers(tx, valid.iter().map(|o| o.customer.clone())).await?;
+        let mut staged: Vec<Vec<Arg>> = Vec::with_capacity(valid.len());
+        let mut rows_by_no: HashMap<u64, (String, String)> = HashMap::new();
+        for o in valid {
+            let Some(&customer_id) = self.customers.get(&o.customer) else {
+                let column = rej.names[f::CUSTOMER_ID].clone();
+                rej.add(Rejection { row: o.row, column, value: o.customer.clone(), reason: "unknown customer (import customers first)".into() });
+                continue;
+            };
+            let (category_id, product_id) = self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?;
+            let list_price = (o.amount + o.discount) / o.quantity;
+            rows_by_no.insert(o.row, (o.external_id.clone(), o.customer.clone()));
+            staged.push(vec![
+                Arg::I64(Some(o.row as i64)),
+                Arg::I64(Some(customer_id)),
+                Arg::Text(Some(o.external_id)),
+                Arg::Time(Some(o.ordered_at)),
+                Arg::Text(o.channel),
+                Arg::Text(o.store),
+                Arg::Text(Some(o.currency)),
+                Arg::I64(Some(o.amount)),
+                Arg::I64(Some(o.discount)),
+                Arg::Text(Some(o.status.to_owned())),
+                Arg::I64(product_id),
+                Arg::I64(category_id),
+                Arg::I64(Some(o.quantity)),
+                Arg::I64(Some(list_price)),
+                Arg::Bool(Some(o.promo)),
+            ]);
+        }
+        if staged.is_empty() {
+            return Ok(());
+        }
+        ORDER_STAGE.fill(tx, staged).await?;
+        // An order id already used by another customer is refused rather than moved.
+        let moved: Vec<(i64,)> = tx
+            .fetch_all(query(
+                "SELECT s.row_no FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id \
+                 WHERE o.customer_id <> s.customer_id",
+            ))
+            .await?;
+        for (row_no,) in &moved {
+            let ext = rows_by_no.get(&(*row_no as u64)).map(|r| r.0.clone()).unwrap_or_default();
+            let column = rej.names[f::EXTERNAL_ID].clone();
+            rej.add(Rejection { row: *row_no as u64, column, value: ext, reason: "this order id belongs to another customer".into() });
+            tx.execute(query("DELETE FROM patron_stage_orders WHERE row_no = $1").bind(*row_no)).await?;
+        }
+        let (existing,): (i64,) = tx
+            .fetch_one(query("SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id"))
+            .await?;
+        let (staged_n,): (i64,) = tx.fetch_one(query("SELECT COUNT(*) FROM patron_stage_orders")).await?;
+        tx.execute(query(
+            "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status) \
+             SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status \
+             FROM patron_stage_orders WHERE true ORDER BY row_no \
+             ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, channel = excluded.channel, \
+             store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
+             discount_cents = excluded.discount_cents, status = excluded.status",
+        ))
+        .await?;
+        tx.execute(query(
+            "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+             SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
+             FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id WHERE true \
+             ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
+             category_id = excluded.category_id, quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents, \
+             promo = excluded.promo",
+        ))
+        .await?;
+        ORDER_STAGE.clear(tx).await?;
+        counts.updated += existing as u64;
+        counts.created += (staged_n - existing) as u64;
+        Ok(())
+    }
+
+    // ---- interactions ---------------------------------------------------------------------
+
+    async fn load_interactions(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        use fields::interaction as f;
+        let mut valid = Vec::with_capacity(batch.len());
+        for rec in &batch {
+            let mut r = Row { rec, rej: &mut *rej, ok: true };
+            let external_id = r.required(f::EXTERNAL_ID);
+            let customer = r.required(f::CUSTOMER_ID);
+            let kind = r.parse(f::KIND, values::parse_interaction_kind);
+            if rec.values[f::KIND].is_none() {
+                r.required(f::KIND);
+            }
+            let at = r.parse(f::OCCURRED_AT, |v| values::parse_time(v, self.tz));
+            if rec.values[f::OCCURRED_AT].is_none() {
+                r.required(f::OCCURRED_AT);
+            }
+            let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
+            if let (true, Some(kind), Some(at)) = (ok && r.ok, kind, at) {
+                valid.push((rec.row, external_id, customer, kind, r.text(f::CHANNEL), at, r.text(f::PAYLOAD)));
+            }
+        }
+        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone())).await?;
+        let mut staged = Vec::with_capacity(valid.len());
+        for (row, ext, customer, kind, channel, at, payload) in valid {
+            let Some(&customer_id) = self.customers.get(&customer) else {
+                let column = rej.names[f::CUSTOMER_ID].clone();
+                rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
+                continue;
+            };
+            staged.push(vec![
+                Arg::I64(Some(row as i64)),
+                Arg::I64(Some(customer_id)),
+                Arg::Text(Some(ext)),
+                Arg::Text(Some(kind.to_owned())),
+                Arg::Text(channel),
+                Arg::Time(Some(at)),
+                Arg::Text(payload),
+            ]);
+        }
+        if staged.is_empty() {
+            return Ok(());
+        }
+        INTERACTION_STAGE.fill(tx, staged).await?;
+        let moved: Vec<(i64, String)> = tx
+            .fetch_all(query(
+                "SELECT s.row_no, s.external_id FROM patron_stage_interactions s JOIN interactions i ON i.external_id = s.external_id \
+                 WHERE i.customer_id <> s.customer_id",
+            ))
+            .await?;
+        for (row_no, ext) in moved {
+            let column = rej.names[f::EXTERNAL_ID].clone();
+            rej.add(Rejection { row: row_no as u64, column, value: ext, reason: "this interaction id belongs to another customer".into() });
+            tx.execute(query("DELETE FROM patron_stage_interactions WHERE row_no = $1").bind(row_no)).await?;
+        }
+        let (existing,): (i64,) = tx
+            .fetch_one(query("SELECT COUNT(*) FROM patron_stage_interactions s JOIN interactions i ON i.external_id = s.external_id"))
+            .await?;
+        let (staged_n,): (i64,) = tx.fetch_one(query("SELECT COUNT(*) FROM patron_stage_interactions")).await?;
+        tx.execute(query(
+            "INSERT INTO interactions (customer_id, external_id, kind, channel, occurred_at, payload) \
+             SELECT customer_id, external_id, kind, channel, occurred_at, payload FROM patron_stage_interactions WHERE true ORDER BY row_no \
+             ON CONFLICT (external_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel, \
+             occurred_at = excluded.occurred_at, payload = excluded.payload",
+        ))
+        .await?;
+        INTERACTION_STAGE.clear(tx).await?;
+        counts.updated += existing as u64;
+        counts.created += (staged_n - existing) as u64;
+        Ok(())
+    }
+
+    // ---- contacts -------------------------------------------------------------------------
+
+    async fn load_contacts(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        use fields::contact as f;
+        let mut valid = Vec::new();
+        for rec in &batch {
+            let mut r = Row { rec, rej: &mut *rej, ok: true };
+            let ext = r.required(f::EXTERNAL_ID);
+            let customer = r.required(f::CUSTOMER_ID);
+            let name = r.required(f::NAME);
+            let mobile = r.parse(f::MOBILE, values::parse_mobile);
+            let email = r.parse(f::EMAIL, values::parse_email);
+            let ok = r.ok && !ext.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &ext);
+            if ok && r.ok {
+                valid.push((rec.row, ext, customer, name, r.text(f::ROLE), mobile, email, r.text(f::INTERESTS), r.text(f::NOTES)));
+            }
+        }
+        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone())).await?;
+        for (row, ext, customer, name, role, mobile, email, interests, notes) in valid {
+            let Some(&customer_id) = self.customers.get(&customer) else {
+                let column = rej.names[f::CUSTOMER_ID].clone();
+                rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
+                continue;
+            };
+            let existing: Option<(i64, i64)> =
+                tx.fetch_optional(query("SELECT id, customer_id FROM contacts WHERE external_id = $1").bind(&ext)).await?;
+            match existing {
+                Some((_, owner)) if owner != customer_id => {
+                    let column = rej.names[f::EXTERNAL_ID].clone();
+                    rej.add(Rejection { row, column, value: ext, reason: "this contact id belongs to another customer".into() });
+                }
+                Some((id, _)) => {
+                    tx.execute(
+                        query(
+                            "UPDATE contacts SET name = $1, role = $2, mobile = $3, email = $4, interests = $5, notes = $6, \
+                             updated_at = CASE WHEN name = $1 AND role IS NOT DISTINCT FROM $2 AND mobile IS NOT DISTINCT FROM $3 \
+                             AND email IS NOT DISTINCT FROM $4 AND interests IS NOT DISTINCT FROM $5 AND notes IS NOT DISTINCT FROM $6 \
+                             THEN updated_at ELSE $7 END WHERE customer_id = $8 AND id = $9",
+                        )
+                        .bind(name)
+                        .bind(role)
+                        .bind(mobile)
+                        .bind(email)
+                        .bind(interests)
+                        .bind(notes)
+                        .bind(self.now)
+                        .bind(customer_id)
+                        .bind(id),
+                    )
+                    .await?;
+                    counts.updated += 1;
+                }
+                None => {
+                    tx.execute(
+                        query(
+                            "INSERT INTO contacts (customer_id, external_id, name, role, mobile, email, interests, notes, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                        )
+                        .bind(customer_id)
+                        .bind(ext)
+                        .bind(name)
+                        .bind(role)
+                        .bind(mobile)
+                        .bind(email)
+                        .bind(interests)
+                        .bind(notes)
+                        .bind(self.now),
+                    )
+                    .await?;
+                    counts.created += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- customers ------------------------------------------------------------------------
+
+    fn validate_customer(&mut self, rec: &Record, rej: &mut Rejections) -> Option<CustomerIn> {
+        use fields::customer as f;
+        let mut r = Row { rec, rej, ok: true };
+        let external_id = r.required(f::EXTERNAL_ID);
+        let name = r.required(f::NAME);
+        if name.chars().count() > 200 {
+            r.reject(f::NAME, "name is longer than 200 characters".into());
+        }
+        let kind = r.parse(f::KIND, values::parse_kind).unwrap_or("person");
+        let mobile = r.parse(f::MOBILE, values::parse_mobile);
+        let email = r.parse(f::EMAIL, values::parse_email);
+        let gender = r.parse(f::GENDER, values::parse_gender);
+        let birthday = r.parse(f::BIRTHDAY, values::parse_date);
+        let tags = rec.values[f::TAGS].as_deref().map(values::parse_tags);
+        let owners = &self.owners;
+        let owner_id = r.parse(f::OWNER, |v| {
+            let email = v.trim().to_lowercase();
+            owners.get(&email).copied().ok_or_else(|| "no user with this email (add the user first)".to_string())
+        });
+        let referrer = r.text(f::REFERRER_ID);
+        if referrer.is_some() && referrer.as_deref() == Some(external_id.as_str()) {
+            r.reject(f::REFERRER_ID, "a customer cannot refer themselves".into());
+        }
+        let mut consents = Vec::new();
+        for (i, ch) in [(f::CONSENT_SMS, "sms"), (f::CONSENT_EMAIL, "email"), (f::CONSENT_WECHAT, "wechat")] {
+            if let Some(b) = r.parse(i, values::parse_bool) {
+                consents.push((ch, b));
+            }
+        }
+        let tz = self.tz;
+        let created_at = r.parse(f::CREATED_AT, |v| values::parse_time(v, tz));
+        let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
+        if !(ok && r.ok) {
+            return None;
+        }
+        Some(CustomerIn {
+            row: rec.row,
+            external_id,
+            kind,
+            name,
+            mobile,
+            email,
+            wechat_id: r.text(f::WECHAT_ID),
+            gender,
+            birthday,
+            city: r.text(f::CITY),
+            tags,
+            owner_id,
+            referrer,
+            consents,
+            created_at,
+            attributes: rec.attributes.clone(),
+        })
+    }
+
+    async fn load_customers(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        let valid: Vec<CustomerIn> = batch.iter().filter_map(|rec| self.validate_customer(rec, rej)).collect();
+        if valid.is_empty() {
+            return Ok(());
+        }
+        let mut existing: HashMap<String, ExistingCustomer> = HashMap::new();
+        for chunk in valid.chunks(900) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = query(format!(
+                "SELECT id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, deleted_at \
+                 FROM customers WHERE external_id IN ({})",
+                placeholders.join(", ")
+            ));
+            for c in chunk {
+                q.push(c.external_id.as_str());
+            }
+            let rows: Vec<ExistingCustomer> = tx.fetch_all(q).await?;
+            existing.extend(rows.into_iter().map(|r| (r.external_id.clone(), r)));
+        }
+        for c in valid {
+            if let Some(r) = &c.referrer {
+                self.referrals.push((c.row, c.external_id.clone(), r.clone()));
+            }
+            match existing.get(&c.external_id) {
+                Some(old) if old.deleted_at.is_some() => {
+                    let column = rej.names[fields::customer::EXTERNAL_ID].clone();
+                    rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason: "this customer was deleted".into() });
+                }
+                Some(old) => {
+                    self.update_customer(tx, old, &c).await?;
+                    self.customers.insert(c.external_id.clone(), old.id);
+                    counts.updated += 1;
+                }
+                None => {
+                    let id = self.insert_customer(tx, &c).await?;
+                    self.customers.insert(c.external_id.clone(), id);
+                    counts.created += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_customer(&self, tx: &mut Tx, c: &CustomerIn) -> Result<i64> {
+        let attrs: serde_json::Map<String, serde_json::Value> =
+            c.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let created = c.created_at.unwrap_or(self.now);
+        let (id,): (i64,) = tx
+            .fetch_one(
+                query(
+                    "INSERT INTO customers (external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
+                     owner_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                )
+                .bind(c.external_id.as_str())
+                .bind(c.kind)
+                .bind(c.name.as_str())
+                .bind(c.mobile.clone())
+                .bind(c.email.clone())
+                .bind(c.wechat_id.clone())
+                .bind(c.gender)
+                .bind(c.birthday)
+                .bind(c.city.clone())
+                .bind(serde_json::Value::Object(attrs))
+                .bind(c.owner_id)
+                .bind(created)
+                .bind(self.now),
+            )
+            .await?;
+        if let Some(tags) = &c.tags {
+            for t in tags {
+                tx.execute(query("INSERT INTO customer_tags (customer_id, tag) VALUES ($1, $2)").bind(id).bind(t.as_str())).await?;
+            }
+        }
+        for (ch, granted) in &c.consents {
+            upsert_consent(tx, id, ch, *granted, self.now, "import").await?;
+        }
+        Ok(id)
+    }
+
+    /// Writes only what differs, with a history row per changed field.
+    async fn update_customer(&self, tx: &mut Tx, old: &ExistingCustomer, c: &CustomerIn) -> Result<()> {
+        let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        let mut diff = |field: &str, o: Option<String>, n: Option<String>| {
+            if o != n {
+                changes.push((field.to_owned(), o, n));
+            }
+        };
+        diff("kind", Some(old.kind.clone()), Some(c.kind.to_owned()));
+        diff("name", Some(old.name.clone()), Some(c.name.clone()));
+        // Columns absent from the file (None) keep their value; present ones replace it.
+        let keep = |o: &Option<String>, n: &Option<String>| if n.is_some() { n.clone() } else { o.clone() };
+        let mobile = keep(&old.mobile, &c.mobile);
+        let email = keep(&old.email, &c.email);
+        let wechat = keep(&old.wechat_id, &c.wechat_id);
+        let gender = keep(&old.gender, &c.gender.map(str::to_owned));
+        let city = keep(&old.city, &c.city);
+        let birthday = c.birthday.or(old.birthday);
+        let owner_id = c.owner_id.or(old.owner_id);
+        diff("mobile", old.mobile.clone(), mobile.clone());
+        diff("email", old.email.clone(), email.clone());
+        diff("wechat_id", old.wechat_id.clone(), wechat.clone());
+        diff("gender", old.gender.clone(), gender.clone());
+        diff("birthday", old.birthday.map(|d| d.to_string()), birthday.map(|d| d.to_string()));
+        diff("city", old.city.clone(), city.clone());
+        diff("owner_id", old.owner_id.map(|v| v.to_string()), owner_id.map(|v| v.to_string()));
+        let mut attrs = old.attributes.0.clone();
+        if let Some(obj) = attrs.as_object_mut() {
+            for (k, v) in &c.attributes {
+                let before = obj.get(k).map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()));
+                if before.as_deref() != Some(v.as_str()) {
+                    diff(&format!("attr.{k}"), before, Some(v.clone()));
+                    obj.insert(k.clone(), serde_json::Value::String(v.clone()));
+                }
+            }
+        }
+        let old_tags: Vec<(String,)> =
+            tx.fetch_all(query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(old.id)).await?;
+        let old_tags: Vec<String> = old_tags.into_iter().map(|t| t.0).collect();
+        let tags_changed = c.tags.as_ref().is_some_and(|t| *t != old_tags);
+        if tags_changed {
+            diff("tags", Some(old_tags.join(";")), c.tags.as_ref().map(|t| t.join(";")));
+        }
+        let old_consents: Vec<(String, bool)> =
+            tx.fetch_all(query("SELECT channel, granted FROM customer_consents WHERE customer_id = $1").bind(old.id)).await?;
+        let mut consent_changes = Vec::new();
+        for (ch, granted) in &c.consents {
+            let before = old_consents.iter().find(|(x, _)| x == ch).map(|(_, g)| *g);
+            if before != Some(*granted) {
+                diff(&format!("consent.{ch}"), before.map(|b| b.to_string()), Some(granted.to_string()));
+                consent_changes.push((*ch, *granted));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            query(
+                "UPDATE customers SET kind = $1, name = $2, mobile = $3, email = $4, wechat_id = $5, gender = $6, birthday = $7, \
+                 city = $8, owner_id = $9, attributes = $10, updated_at = $11 WHERE id = $12",
+            )
+            .bind(c.kind)
+            .bind(c.name.as_str())
+            .bind(mobile)
+            .bind(email)
+            .bind(wechat)
+            .bind(gender)
+            .bind(birthday)
+            .bind(city)
+            .bind(owner_id)
+            .bind(attrs)
+            .bind(self.now)
+            .bind(old.id),
+        )
+        .await?;
+        if tags_changed {
+            if let Some(tags) = &c.tags {
+                crate::customers::set_tags(tx, old.id, tags).await?;
+            }
+        }
+        for (ch, granted) in consent_changes {
+            upsert_consent(tx, old.id, ch, granted, self.now, "import").await?;
+        }
+        for (field, o, n) in changes {
+            record_change(tx, old.id, self.now, &self.actor, &field, o, n).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets referrers once every customer of the file exists, so a referrer may come later in the file.
+    async fn finish_referrals(&mut self, tx: &mut Tx, rej: &mut Rejections, _counts: &mut Counts) -> Result<()> {
+        let referrals = std::mem::take(&mut self.referrals);
+        let ids: Vec<String> = referrals.iter().flat_map(|(_, c, r)| [c.clone(), r.clone()]).collect();
+        self.resolve_customers(tx, ids.into_iter()).await?;
+        for (row, customer, referrer) in referrals {
+            let (Some(&cid), Some(&rid)) = (self.customers.get(&customer), self.customers.get(&referrer)) else {
+                if self.customers.contains_key(&customer) {
+                    let column = rej.names[fields::customer::REFERRER_ID].clone();
+                    rej.add(Rejection { row, column, value: referrer, reason: "unknown referrer customer".into() });
+                }
+                continue;
+            };
+            let old: Option<(Option<i64>,)> = tx.fetch_optional(query("SELECT referrer_id FROM customers WHERE id = $1").bind(cid)).await?;
+            let old = old.and_then(|o| o.0);
+            if old != Some(rid) {
+                tx.execute(query("UPDATE customers SET referrer_id = $1 WHERE id = $2").bind(rid).bind(cid)).await?;
+                if old.is_some() {
+                    record_change(tx, cid, self.now, &self.actor, "referrer_id", old.map(|v| v.to_string()), Some(rid.to_string())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes rejections as CSV (`row,column,value,reason`).
+pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
+    w.write_record(["row", "column", "value", "reason"]).map_err(io)?;
+    for r in rejections {
+        w.write_record([r.row.to_string().as_str(), &r.column, &r.value, &r.reason]).map_err(io)?;
+    }
+    w.flush()?;
+    Ok(())
+}
