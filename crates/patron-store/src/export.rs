@@ -1,1 +1,113 @@
-//! export
+//! Export of customer lists to CSV in the import format, so an export can be re-imported.
+
+use std::io::Write;
+
+use crate::customers::CustomerFilter;
+use crate::db::query;
+use crate::users::Actor;
+use crate::{Result, Store, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    id: i64,
+    external_id: Option<String>,
+    kind: String,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<chrono::NaiveDate>,
+    city: Option<String>,
+    owner_email: Option<String>,
+    referrer_external_id: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Header of exported customer files (the import's canonical names).
+pub const CUSTOMER_HEADER: [&str; 16] = [
+    "customer_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "tags", "owner", "referrer_id",
+    "consent_sms", "consent_email", "consent_wechat", "created_at",
+];
+
+impl Store {
+    /// Writes every customer matching `filter` as CSV; returns the number of rows. Customers
+    /// without an external id are exported with `P<id>` so the file re-imports without clashes.
+    pub async fn export_customers<W: Write>(&self, actor: &Actor, filter: &CustomerFilter, out: W) -> Result<u64> {
+        let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(CUSTOMER_HEADER).map_err(io)?;
+        let mut after = 0i64;
+        let mut n = 0u64;
+        loop {
+            // Page by id with the same filter the list uses, so the two never disagree.
+            let page = self.list_customers(filter, crate::customers::CustomerSort::Id, cursor_after(after).as_deref(), 1000).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
+            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let list = placeholders.join(", ");
+            let mut q = query(format!(
+                "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, c.birthday, c.city, \
+                 u.email AS owner_email, r.external_id AS referrer_external_id, c.created_at \
+                 FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id \
+                 WHERE c.id IN ({list}) ORDER BY c.id"
+            ));
+            let mut tq = query(format!("SELECT customer_id, tag FROM customer_tags WHERE customer_id IN ({list}) ORDER BY customer_id, tag"));
+            let mut cq = query(format!("SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({list})"));
+            for id in &ids {
+                q.push(*id);
+                tq.push(*id);
+                cq.push(*id);
+            }
+            let rows: Vec<ExportRow> = self.db.reader().fetch_all(q).await?;
+            let tags: Vec<(i64, String)> = self.db.reader().fetch_all(tq).await?;
+            let consents: Vec<(i64, String, bool)> = self.db.reader().fetch_all(cq).await?;
+            for r in rows {
+                let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
+                let consent = |ch: &str| {
+                    consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
+                };
+                let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
+                w.write_record([
+                    ext.as_str(),
+                    &r.kind,
+                    &r.name,
+                    r.mobile.as_deref().unwrap_or(""),
+                    r.email.as_deref().unwrap_or(""),
+                    r.wechat_id.as_deref().unwrap_or(""),
+                    r.gender.as_deref().unwrap_or(""),
+                    &r.birthday.map(|d| d.to_string()).unwrap_or_default(),
+                    r.city.as_deref().unwrap_or(""),
+                    &t.join(";"),
+                    r.owner_email.as_deref().unwrap_or(""),
+                    r.referrer_external_id.as_deref().unwrap_or(""),
+                    &consent("sms"),
+                    &consent("email"),
+                    &consent("wechat"),
+                    &r.created_at.to_rfc3339(),
+                ])
+                .map_err(io)?;
+                n += 1;
+            }
+            after = *ids.last().unwrap_or(&after);
+            if page.next_cursor.is_none() {
+                break;
+            }
+        }
+        w.flush()?;
+        self.audit(&actor.key, "export", "customers", None, Some(format!("rows={n}"))).await?;
+        Ok(n)
+    }
+}
+
+fn cursor_after(id: i64) -> Option<String> {
+    #[derive(serde::Serialize)]
+    struct C<'a> {
+        s: &'a str,
+        v: Option<String>,
+        i: i64,
+    }
+    (id > 0).then(|| crate::page::encode_cursor(&C { s: "id", v: None, i: id }))
+}

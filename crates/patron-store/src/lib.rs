@@ -15,6 +15,8 @@ pub mod interactions;
 pub mod notes;
 pub mod orders;
 pub mod page;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeline;
 pub mod users;
 pub mod values;

@@ -52,7 +52,7 @@ pub mod customer {
         f("kind", &["类型", "客户类型"], false),
         f("name", &["姓名", "名称", "客户名称", "客户姓名"], true),
         f("mobile", &["手机", "手机号", "手机号码", "phone"], false),
-        f("email", &["邮箱", "电子邮件", "邮件", "e-mail"], false),
+        f("email", &["邮箱", "电子邮件", "邮件"], false),
         f("wechat_id", &["微信", "微信号", "wechat"], false),
         f("gender", &["性别", "sex"], false),
         f("birthday", &["生日", "出生日期", "birth_date"], false),

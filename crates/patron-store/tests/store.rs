@@ -1,0 +1,367 @@
+//! The store's behaviour, run on SQLite and PostgreSQL alike (`test_both!`).
+
+use std::io::Cursor;
+
+use patron_store::customers::{CustomerFilter, CustomerPatch, CustomerSort, NewCustomer};
+use patron_store::import::{Encoding, ImportKind, ImportOptions, ImportReport};
+use patron_store::orders::{NewOrder, NewOrderLine};
+use patron_store::testing::{test_now, TestDb};
+use patron_store::users::{Actor, Role};
+use patron_store::{test_both, Store, StoreError};
+
+fn cli() -> Actor {
+    Actor::cli()
+}
+
+async fn import(store: &Store, kind: ImportKind, name: &str, bytes: Vec<u8>, tweak: impl FnOnce(&mut ImportOptions)) -> ImportReport {
+    let mut opts = ImportOptions::new(kind, name);
+    tweak(&mut opts);
+    store.import(&cli(), Box::new(Cursor::new(bytes)), &opts, &|_| {}).await.expect("import runs")
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    let (n,): (i64,) = store.db.reader().fetch_one(patron_store::db::query(format!("SELECT COUNT(*) FROM {table}"))).await.unwrap();
+    n
+}
+
+const CUSTOMERS_CSV: &str = "customer_id,name,mobile,email,city,tags,consent_sms,gender,birthday\n\
+C1,王伟,13800138000,wang@example.com,上海,火锅;会员日,yes,男,1990-05-01\n\
+C2,\"李, 娜\",+86 139-0013-9000,,北京,,no,女,\n\
+C3,\"张\n三\",,zhang@example.com,杭州,下午茶,,,\n";
+
+test_both!(customer_lifecycle_with_history, |db: TestDb| async move {
+    let s = &db.store;
+    let c = s
+        .create_customer(
+            &cli(),
+            NewCustomer {
+                external_id: Some("X1".into()),
+                name: "王伟".into(),
+                mobile: Some("138 0013 8000".into()),
+                tags: vec!["火锅".into(), "火锅".into(), " 会员日 ".into()],
+                consents: [("sms".to_string(), true)].into_iter().collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.mobile.as_deref(), Some("13800138000"));
+    assert_eq!(c.tags, vec!["会员日", "火锅"]);
+    assert_eq!(c.consents.len(), 1);
+    assert_eq!(c.created_at, test_now());
+
+    // A patch writes one history row per changed field, old → new.
+    db.clock.set(test_now() + chrono::Duration::hours(1));
+    let patch: CustomerPatch = serde_json::from_str(r#"{"city":"上海","mobile":null,"name":"王伟","tags":["火锅"]}"#).unwrap();
+    let c2 = s.update_customer(&cli(), c.id, patch).await.unwrap();
+    assert_eq!(c2.city.as_deref(), Some("上海"));
+    assert_eq!(c2.mobile, None);
+    assert!(c2.updated_at > c.updated_at);
+    let changes = s.customer_changes(c.id, 50).await.unwrap();
+    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+    assert!(fields.contains(&"city") && fields.contains(&"mobile") && fields.contains(&"tags"), "{fields:?}");
+    assert!(!fields.contains(&"name"), "unchanged name must not be recorded");
+    let mobile = changes.iter().find(|c| c.field == "mobile").unwrap();
+    assert_eq!((mobile.old_value.as_deref(), mobile.new_value.as_deref()), (Some("13800138000"), None));
+    assert_eq!(mobile.actor, "cli");
+
+    // A patch that changes nothing writes nothing.
+    let before = s.customer_changes(c.id, 50).await.unwrap().len();
+    s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"city":"上海"}"#).unwrap()).await.unwrap();
+    assert_eq!(s.customer_changes(c.id, 50).await.unwrap().len(), before);
+
+    // Bad values are refused with the field named.
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"email":"not-an-email"}"#).unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "email"), "{err:?}");
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(&format!(r#"{{"referrer_id":{}}}"#, c.id)).unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }));
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"owner_id":999}"#).unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
+
+    // Duplicate external id is a conflict.
+    let err = s.create_customer(&cli(), NewCustomer { external_id: Some("X1".into()), name: "x".into(), ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // Soft delete hides the customer but keeps the rows.
+    s.delete_customer(&cli(), c.id).await.unwrap();
+    assert!(matches!(s.customer(c.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.delete_customer(&cli(), c.id).await, Err(StoreError::NotFound(_))));
+    assert_eq!(count(s, "customers").await, 1);
+    assert!(s.audit_entries(100, Some("customer"), Some(&c.id.to_string())).await.unwrap().len() >= 3);
+});
+
+test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
+    let s = &db.store;
+    let r = import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.committed), (3, 0, true), "{:?}", r.rejections);
+    let all = |f: CustomerFilter| async move { s.list_customers(&f, CustomerSort::Id, None, 50).await.unwrap().items };
+    assert_eq!(all(CustomerFilter::default()).await.len(), 3);
+    assert_eq!(all(CustomerFilter { city: Some("上海".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { tag: Some("下午茶".into()), ..Default::default() }).await[0].external_id.as_deref(), Some("C3"));
+    assert_eq!(all(CustomerFilter { q: Some("WANG@".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("1390013".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("李".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("%".into()), ..Default::default() }).await.len(), 0, "LIKE wildcards are literal");
+    assert_eq!(s.count_customers(&CustomerFilter::default()).await.unwrap(), 3);
+
+    // Walking pages of 2 visits every row once, in order, for every sort.
+    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAtDesc] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s.list_customers(&CustomerFilter::default(), sort, cursor.as_deref(), 2).await.unwrap();
+            seen.extend(page.items.iter().map(|c| c.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 3, "{sort:?}: {seen:?}");
+    }
+    let err = s.list_customers(&CustomerFilter::default(), CustomerSort::Id, Some("nonsense"), 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
+});
+
+test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let order = |ext: &str, customer: &str, cents: i64| NewOrder {
+        external_id: Some(ext.into()),
+        customer_id: None,
+        customer_external_id: Some(customer.into()),
+        ordered_at: test_now(),
+        channel: Some("app".into()),
+        store: None,
+        currency: None,
+        total_cents: None,
+        discount_cents: Some(500),
+        status: None,
+        lines: vec![
+            NewOrderLine { product: Some("麻辣锅底".into()), category: Some("火锅".into()), quantity: Some(2), unit_price_cents: cents, promo: false },
+            NewOrderLine { product: Some("奶茶".into()), category: Some("茶饮".into()), quantity: None, unit_price_cents: 1800, promo: true },
+        ],
+    };
+    let r = s.create_orders(&cli(), vec![order("O1", "C1", 6800)]).await.unwrap();
+    assert!(r[0].created);
+    let o = s.order(r[0].id).await.unwrap();
+    assert_eq!(o.total_cents, 2 * 6800 + 1800 - 500);
+    assert_eq!(o.lines.len(), 2);
+    assert_eq!(o.lines[1].category.as_deref(), Some("茶饮"));
+    // The same external id again updates in place.
+    let r2 = s.create_orders(&cli(), vec![order("O1", "C1", 7000)]).await.unwrap();
+    assert_eq!((r2[0].id, r2[0].created), (r[0].id, false));
+    assert_eq!(count(s, "orders").await, 1);
+    assert_eq!(count(s, "order_lines").await, 2);
+    // A batch with one bad order writes nothing, and names the order.
+    let err = s.create_orders(&cli(), vec![order("O2", "C1", 100), order("O3", "NOPE", 100)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "orders[1].customer_external_id"), "{err:?}");
+    assert_eq!(count(s, "orders").await, 1);
+    // An order id cannot move to another customer.
+    let err = s.create_orders(&cli(), vec![order("O1", "C2", 100)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let c1 = s.list_customers(&CustomerFilter { q: Some("C1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].clone();
+    assert_eq!(c1.order_count, 1);
+    let stats = s.order_stats(c1.id).await.unwrap();
+    assert_eq!(stats.spend_cents, 2 * 7000 + 1800 - 500);
+    s.create_note(&cli(), c1.id, patron_store::notes::NewNote { body: "喜欢靠窗的位置".into() }).await.unwrap();
+    let tl = s.timeline(c1.id, None, 2).await.unwrap();
+    assert_eq!(tl.items.len(), 2);
+    let rest = s.timeline(c1.id, tl.next_cursor.as_deref(), 100).await.unwrap();
+    let kinds: Vec<String> = tl.items.iter().chain(rest.items.iter()).map(|e| e.kind.clone()).collect();
+    assert!(kinds.contains(&"order".to_string()) && kinds.contains(&"note".to_string()), "{kinds:?}");
+    let orders = s.customer_orders(c1.id, None, 10).await.unwrap();
+    assert_eq!(orders.items.len(), 1);
+});
+
+test_both!(import_reads_encodings_quotes_and_chinese_headers, |db: TestDb| async move {
+    let s = &db.store;
+    // UTF-8 with BOM, CRLF, Chinese headers.
+    let text = "\u{feff}客户编号,姓名,手机,城市,标签\r\nK1,赵敏,13700137000,成都,\"辣味爱好者；家庭聚餐\"\r\nK2,\"周, 芷若\",,重庆,\r\n";
+    let r = import(s, ImportKind::Customers, "k.csv", text.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.encoding), (2, 0, Encoding::Utf8), "{:?}", r.rejections);
+    // GB18030, detected.
+    let (gb, _, _) = encoding_rs::GB18030.encode("客户编号,姓名,城市\nG1,欧阳锋,西安\n");
+    let r = import(s, ImportKind::Customers, "g.csv", gb.into_owned(), |_| {}).await;
+    assert_eq!((r.created, r.encoding), (1, Encoding::Gb18030), "{:?}", r.rejections);
+    let page = s.list_customers(&CustomerFilter { q: Some("G1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap();
+    assert_eq!(page.items[0].name, "欧阳锋");
+    assert_eq!(page.items[0].city.as_deref(), Some("西安"));
+    // --map for a foreign header, and custom attributes.
+    let r = import(s, ImportKind::Customers, "m.csv", "MemberNo,name,attr.vip_level\nM1,黄蓉,gold\n".into(), |o| {
+        o.mappings = vec![("MemberNo".into(), "customer_id".into())];
+    })
+    .await;
+    assert_eq!(r.created, 1, "{:?}", r.rejections);
+    let id = s.list_customers(&CustomerFilter { q: Some("M1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id;
+    assert_eq!(s.customer(id).await.unwrap().attributes["vip_level"], "gold");
+    // JSON lines.
+    let jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"tags\":[\"a\",\"b\"],\"consent_sms\":true}\n\n{\"customer_id\":\"J2\",\"name\":\"杨过\"}\n";
+    let r = import(s, ImportKind::Customers, "j.jsonl", jsonl.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
+});
+
+test_both!(import_rejects_bad_rows_all_or_nothing, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let orders = "order_id,customer_id,ordered_at,amount,discount,quantity,promo,status\n\
+O1,C1,2026-03-04 18:23:00,128.50,10,1,no,completed\n\
+O2,C1,not-a-date,10,,,,\n\
+O3,C2,2026-03-05,12.345,,,,\n\
+O4,NOBODY,2026-03-05,10,,,,\n\
+O5,C2,2026-03-05,-1,,0,maybe,lost\n\
+O1,C2,2026-03-05,10,,,,\n\
+O6,C3,2026/03/06 12:00,\"1,024.00\",,,,\n\
+O7,C3,2026-03-06,10,,,\n";
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await;
+    assert!(!r.committed);
+    assert_eq!(r.rows_read, 8);
+    let rows: Vec<u64> = {
+        let mut v: Vec<u64> = r.rejections.iter().map(|x| x.row).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(rows, vec![3, 4, 5, 6, 7, 9], "{:#?}", r.rejections);
+    let reason = |row: u64, col: &str| r.rejections.iter().find(|x| x.row == row && x.column == col).map(|x| x.reason.clone()).unwrap_or_default();
+    assert!(reason(3, "ordered_at").contains("not a time"));
+    assert!(reason(4, "amount").contains("2 decimals"));
+    assert!(reason(5, "customer_id").contains("unknown customer"));
+    assert!(reason(6, "quantity").contains("≥ 1"));
+    assert!(reason(6, "promo").contains("yes/no"));
+    assert!(reason(6, "status").contains("status"));
+    assert!(reason(7, "order_id").contains("duplicate"));
+    assert!(r.rejections.iter().any(|x| x.row == 9 && x.reason.contains("expected 8 fields")));
+    assert_eq!(r.rejected, 6);
+    // All or nothing: nothing was written.
+    assert_eq!(count(s, "orders").await, 0);
+    // --skip-invalid loads the two good rows.
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
+    assert!(r.committed);
+    assert_eq!((r.created, r.rejected), (2, 6));
+    assert_eq!(count(s, "orders").await, 2);
+    assert_eq!(count(s, "order_lines").await, 2);
+    // Re-import changes nothing.
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!(count(s, "orders").await, 2);
+    // Money and time were read right.
+    let (cents, at): (i64, chrono::DateTime<chrono::Utc>) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query("SELECT total_cents, ordered_at FROM orders WHERE external_id = 'O1'"))
+        .await
+        .unwrap();
+    assert_eq!(cents, 12850);
+    assert_eq!(at.to_rfc3339(), "2026-03-04T10:23:00+00:00");
+    // A dry run writes nothing.
+    let r = import(s, ImportKind::Orders, "o2.csv", "order_id,customer_id,ordered_at,amount\nO9,C1,2026-01-01,1\n".into(), |o| o.dry_run = true).await;
+    assert_eq!((r.created, r.committed), (1, false));
+    assert_eq!(count(s, "orders").await, 2);
+});
+
+test_both!(import_file_level_errors_write_nothing, |db: TestDb| async move {
+    let s = &db.store;
+    let run = |text: &'static str, maps: Vec<(String, String)>| async move {
+        let mut opts = ImportOptions::new(ImportKind::Customers, "x.csv");
+        opts.mappings = maps;
+        s.import(&cli(), Box::new(Cursor::new(text.as_bytes().to_vec())), &opts, &|_| {}).await
+    };
+    let e = run("customer_id,colour\nA,red\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("unknown column \"colour\""), "{e}");
+    let e = run("customer_id,mobile\nA,13800138000\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("missing required column \"name\""), "{e}");
+    let e = run("customer_id,name,姓名\nA,b,c\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("both mean field"), "{e}");
+    let e = run("", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("empty") || e.contains("missing"), "{e}");
+    let e = run("a,name\n1,2\n", vec![("a".into(), "nonsense".into())]).await.unwrap_err().to_string();
+    assert!(e.contains("--map target"), "{e}");
+    assert_eq!(count(s, "customers").await, 0);
+    assert_eq!(count(s, "imports").await, 0);
+});
+
+test_both!(customer_reimport_records_only_real_changes, |db: TestDb| async move {
+    let s = &db.store;
+    let owner = s.create_user("am@example.com", "Account Manager", Role::Agent, None).await.unwrap();
+    let v1 = "customer_id,name,city,owner,referrer_id,consent_sms\nA,甲,上海,am@example.com,B,true\nB,乙,北京,,,false\n";
+    let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
+    let a = s.list_customers(&CustomerFilter { q: Some("A".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items;
+    let a = s.customer(a.iter().find(|c| c.external_id.as_deref() == Some("A")).unwrap().id).await.unwrap();
+    assert_eq!(a.owner.as_ref().map(|o| o.id), Some(owner.id));
+    assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("乙"), "referrer later in the file is resolved");
+    let changes = count(s, "customer_changes").await;
+    let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!(count(s, "customer_changes").await, changes, "re-import of the same file changes nothing");
+    let v2 = "customer_id,name,city,consent_sms\nA,甲,杭州,false\n";
+    import(s, ImportKind::Customers, "v2.csv", v2.into(), |_| {}).await;
+    let hist = s.customer_changes(a.id, 10).await.unwrap();
+    let fields: Vec<&str> = hist.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert!(fields.contains(&"city") && fields.contains(&"consent.sms"));
+    assert!(hist.iter().all(|c| c.actor == "cli"));
+    // Unknown owner and referrer are rejected.
+    let r = import(s, ImportKind::Customers, "v3.csv", "customer_id,name,owner,referrer_id\nZ,丙,nobody@example.com,\nY,丁,,NOPE\n".into(), |_| {}).await;
+    assert_eq!(r.rejected, 2, "{:?}", r.rejections);
+    assert!(!r.committed);
+});
+
+test_both!(contacts_and_interactions_import, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", "customer_id,name,kind\nORG1,上海某某科技有限公司,organisation\nP1,个人,person\n".into(), |_| {}).await;
+    let contacts = "contact_id,customer_id,name,role,mobile,interests\nK1,ORG1,陈经理,采购,13912345678,高尔夫\nK2,NOPE,x,,,\n";
+    let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
+    let interactions = "interaction_id,customer_id,kind,occurred_at,channel,payload\nI1,P1,page_view,2026-06-01 10:00:00,web,/menu/hotpot\nI2,P1,teleport,2026-06-01,,\n";
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.updated), (0, 1));
+    assert_eq!(count(s, "interactions").await, 1);
+    assert_eq!(count(s, "contacts").await, 1);
+});
+
+test_both!(export_round_trips, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let mut out = Vec::new();
+    let n = s.export_customers(&cli(), &CustomerFilter::default(), &mut out).await.unwrap();
+    assert_eq!(n, 3);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.starts_with("customer_id,kind,name"));
+    assert!(text.contains("\"张\n三\""));
+    let changes = count(s, "customer_changes").await;
+    let r = import(s, ImportKind::Customers, "export.csv", out, |_| {}).await;
+    assert_eq!((r.updated, r.rejected), (3, 0), "{:?}", r.rejections);
+    assert_eq!(count(s, "customer_changes").await, changes, "re-importing an export changes nothing");
+});
+
+test_both!(users_tokens_and_sessions, |db: TestDb| async move {
+    let s = &db.store;
+    let u = s.create_user("Admin@Example.com", "Admin", Role::Admin, Some("a long password")).await.unwrap();
+    assert_eq!(u.email, "admin@example.com");
+    assert!(s.create_user("x@example.com", "X", Role::Agent, Some("short")).await.is_err());
+    assert!(matches!(s.create_user("admin@example.com", "Dup", Role::Agent, None).await, Err(StoreError::Conflict(_))));
+    assert!(s.authenticate("admin@example.com", "a long password").await.unwrap().is_some());
+    assert!(s.authenticate("ADMIN@example.com ", "a long password").await.unwrap().is_some());
+    assert!(s.authenticate("admin@example.com", "wrong password").await.unwrap().is_none());
+    assert!(s.authenticate("nobody@example.com", "a long password").await.unwrap().is_none());
+    let (secret, csrf) = s.create_session(&u, chrono::Duration::hours(8)).await.unwrap();
+    let sess = s.session(&secret).await.unwrap().unwrap();
+    assert_eq!((sess.user.id, sess.csrf_token), (u.id, csrf));
+    db.clock.set(test_now() + chrono::Duration::hours(9));
+    assert!(s.session(&secret).await.unwrap().is_none(), "sessions expire");
+    let (info, token) = s.create_token("ci", Role::Manager, None).await.unwrap();
+    assert!(token.starts_with("pat_"));
+    let actor = s.actor_for_token(&token).await.unwrap().unwrap();
+    assert_eq!(actor.role, Role::Manager);
+    // Only the digest is stored.
+    let (stored,): (String,) = s.db.reader().fetch_one(patron_store::db::query("SELECT token_hash FROM api_tokens")).await.unwrap();
+    assert_ne!(stored, token);
+    s.revoke_token(info.id).await.unwrap();
+    assert!(s.actor_for_token(&token).await.unwrap().is_none());
+});
