@@ -10,12 +10,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::types::Json;
-use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+use sqlx::{ConnectOptions, FromRow, Postgres, Sqlite, Transaction};
 
 use crate::{Result, StoreError};
 
 /// Which database engine a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// Embedded SQLite (a single file, WAL).
@@ -295,7 +295,9 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30))
                 .pragma("cache_size", "-65536")
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // Statements carry customer data in their text (multi-row inserts); never log them.
+                .disable_statement_logging();
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
                 // An in-memory database lives in one connection; a file allows concurrent readers.
@@ -308,10 +310,13 @@ impl Db {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
+                .disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
+                .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Db::Postgres(pool)
@@ -480,11 +485,10 @@ impl Stage {
                             sql.push(',');
                         }
                         sql.push('(');
+                        // Anonymous `?`: SQLite resolves `$N`/`?NNN` with a linear scan per
+                        // parameter, which makes a 30,000-parameter statement quadratic to prepare.
                         for c in 0..ncols {
-                            if c > 0 {
-                                sql.push(',');
-                            }
-                            sql.push_str(&format!("${}", r * ncols + c + 1));
+                            sql.push_str(if c > 0 { ",?" } else { "?" });
                         }
                         sql.push(')');
                         for a in row {

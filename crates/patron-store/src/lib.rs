@@ -23,6 +23,7 @@ pub mod values;
 
 use std::sync::Arc;
 
+pub use chrono_tz::Tz as BusinessTz;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use db::{Db, Engine};
 

@@ -1,0 +1,148 @@
+//! Thin wrapper around argmin's L-BFGS (More-Thuente line search) for the likelihood fits.
+//!
+//! The objectives compute value and gradient in one pass over the data, so the last
+//! evaluation is cached: the line search asks for the cost and then the gradient at the same
+//! point, which would otherwise cost two passes.
+
+use std::cell::RefCell;
+
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient, State, TerminationReason};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use serde::{Deserialize, Serialize};
+
+/// Optimiser settings of the maximum-likelihood fits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FitOptions {
+    /// Maximum number of L-BFGS iterations (default 1000).
+    pub max_iterations: u64,
+    /// Stop when the gradient norm of the mean negative log-likelihood (per customer, in
+    /// log-parameters) is below this (default 1e-9; rounding noise in the sums over customers
+    /// sits around 1e-9, below which line searches only churn).
+    pub gradient_tolerance: f64,
+    /// Stop when an iteration lowers the mean negative log-likelihood by less than this
+    /// (default 1e-14, about 1e-15 relative: nothing left to gain in double precision).
+    pub cost_tolerance: f64,
+    /// A fit counts as converged when the final gradient norm is below this (default 1e-6).
+    pub converged_gradient: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { max_iterations: 1000, gradient_tolerance: 1e-9, cost_tolerance: 1e-14, converged_gradient: 1e-6 }
+    }
+}
+
+/// Outcome of a minimisation.
+#[derive(Debug, Clone)]
+pub(crate) struct Minimum {
+    /// Best point found.
+    pub x: Vec<f64>,
+    /// Objective there.
+    pub cost: f64,
+    /// Euclidean norm of the gradient there.
+    pub gradient_norm: f64,
+    /// L-BFGS iterations.
+    pub iterations: u64,
+    /// Why it stopped (argmin's wording).
+    pub termination: String,
+    /// Objective evaluations (value and gradient together).
+    pub evaluations: u64,
+}
+
+type Eval = (Vec<f64>, f64, Vec<f64>);
+
+struct Problem<'a> {
+    f: &'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync),
+    cache: RefCell<Option<Eval>>,
+    // Outside the problem: argmin does not hand the problem back when a line search fails.
+    evaluations: &'a std::cell::Cell<u64>,
+}
+
+impl Problem<'_> {
+    fn eval(&self, x: &[f64]) -> Result<(f64, Vec<f64>), ArgminError> {
+        if let Some((cx, v, g)) = self.cache.borrow().as_ref() {
+            if cx.as_slice() == x {
+                return Ok((*v, g.clone()));
+            }
+        }
+        let (v, g) = (self.f)(x);
+        self.evaluations.set(self.evaluations.get() + 1);
+        if !v.is_finite() || g.iter().any(|d| !d.is_finite()) {
+            // An error makes the line search back off; L-BFGS then stops at its last good point.
+            return Err(ArgminError::msg("objective not finite at trial point"));
+        }
+        *self.cache.borrow_mut() = Some((x.to_vec(), v, g.clone()));
+        Ok((v, g))
+    }
+}
+
+impl CostFunction for Problem<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, ArgminError> {
+        Ok(self.eval(p)?.0)
+    }
+}
+
+impl Gradient for Problem<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        Ok(self.eval(p)?.1)
+    }
+}
+
+/// Minimises `f` (returning value and gradient) from `x0` with L-BFGS.
+pub(crate) fn minimize(
+    f: &(dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync),
+    x0: Vec<f64>,
+    opts: &FitOptions,
+) -> Result<Minimum, String> {
+    let (v0, g0) = f(&x0);
+    if !v0.is_finite() || g0.iter().any(|d| !d.is_finite()) {
+        return Err("objective is not finite at the start values".into());
+    }
+    let evaluations = std::cell::Cell::new(0);
+    let problem = Problem { f, cache: RefCell::new(None), evaluations: &evaluations };
+    let linesearch = MoreThuenteLineSearch::new();
+    let solver = LBFGS::new(linesearch, 10)
+        .with_tolerance_grad(opts.gradient_tolerance)
+        .and_then(|s| s.with_tolerance_cost(opts.cost_tolerance))
+        .map_err(|e| e.to_string())?;
+    let res = Executor::new(problem, solver)
+        .configure(|state| state.param(x0.clone()).max_iters(opts.max_iterations))
+        .run()
+        .map_err(|e| e.to_string())?;
+    let state = res.state();
+    let iterations = state.get_iter();
+    let termination = match state.get_termination_reason() {
+        Some(TerminationReason::SolverExit(msg)) => msg.clone(),
+        Some(r) => r.text().to_string(),
+        None => "not terminated".to_string(),
+    };
+    let x = state.get_best_param().cloned().unwrap_or(x0);
+    // Re-evaluate at the returned point: argmin's best cost and gradient may belong to
+    // different iterates.
+    let (cost, grad) = f(&x);
+    let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+    Ok(Minimum { x, cost, gradient_norm, iterations, termination, evaluations: evaluations.get() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimizes_a_rosenbrock() {
+        let f = |x: &[f64]| {
+            let (a, b) = (x[0], x[1]);
+            let v = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
+            let g = vec![-2.0 * (1.0 - a) - 400.0 * a * (b - a * a), 200.0 * (b - a * a)];
+            (v, g)
+        };
+        let m = minimize(&f, vec![-1.2, 1.0], &FitOptions::default()).unwrap();
+        assert!((m.x[0] - 1.0).abs() < 1e-6 && (m.x[1] - 1.0).abs() < 1e-6, "{m:?}");
+        assert!(m.gradient_norm < 1e-6);
+    }
+}

@@ -1,0 +1,321 @@
+//! The whole pipeline in one call: summaries → RFM → BG/NBD and Gamma-Gamma fits → P(alive),
+//! expected purchases, expected order value, CLV → loyalty → ABCD → lifecycle/churn.
+//!
+//! Model failures caused by the data (no repeat customers, an optimiser breakdown) do not fail
+//! the run: the model columns are `None` and the report says why in `warnings`; invalid input
+//! or configuration is an error.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::abcd::{abcd_tiers, AbcdBasis, AbcdConfig, AbcdResult, TierSummary};
+use crate::bgnbd::{self, BgNbdFit, BtydRows};
+use crate::gamma_gamma::{self, discounted_purchases_if_alive, GammaGammaFit};
+use crate::lifecycle::{lifecycle, LifecycleConfig, LifecycleResult};
+use crate::loyalty::{loyalty, CustomerExtras, LoyaltyConfig, LoyaltyResult};
+use crate::optim::FitOptions;
+use crate::rfm::{rfm, RfmConfig, RfmResult};
+use crate::summary::{summarize, CustomerSummaries, Orders, SummaryConfig};
+use crate::{AnalyticsError, Result, TimeUnit};
+
+/// Settings of the predictive models.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Fit BG/NBD and Gamma-Gamma at all (default true).
+    pub enabled: bool,
+    /// Time unit of the BG/NBD fit and its horizons (default days).
+    pub time_unit: TimeUnit,
+    /// Horizon of "expected purchases", in days (default 365; converted to the time unit).
+    pub horizon_days: u32,
+    /// CLV horizon in months of 30 days (default 12).
+    pub clv_months: u32,
+    /// Monthly discount rate of the CLV (default 0.01).
+    pub monthly_discount: f64,
+    /// Optimiser settings.
+    pub fit: FitOptions,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            enabled: true,
+            time_unit: TimeUnit::Days,
+            horizon_days: 365,
+            clv_months: 12,
+            monthly_discount: 0.01,
+            fit: FitOptions::default(),
+        }
+    }
+}
+
+/// Configuration of the whole pipeline; `Default` gives the DESIGN §4 defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalyticsConfig {
+    /// Summary windows and the absolute-churn rule.
+    pub summary: SummaryConfig,
+    /// RFM class thresholds.
+    pub rfm: RfmConfig,
+    /// ABCD cut points and basis.
+    pub abcd: AbcdConfig,
+    /// Relative churn and lifecycle thresholds.
+    pub lifecycle: LifecycleConfig,
+    /// Loyalty weights.
+    pub loyalty: LoyaltyConfig,
+    /// Predictive models.
+    pub model: ModelConfig,
+}
+
+/// Per-customer results, column-wise (index = customer index).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CustomerScores {
+    /// RFM values, scores and classes.
+    pub rfm: RfmResult,
+    /// ABCD tiers.
+    pub abcd: AbcdResult,
+    /// Churn flags and lifecycle stages.
+    pub lifecycle: LifecycleResult,
+    /// Loyalty indicators, index and matrix.
+    pub loyalty: LoyaltyResult,
+    /// P(alive) (`None` for prospects or without a BG/NBD fit).
+    pub p_alive: Vec<Option<f64>>,
+    /// Expected purchases (purchase days) in the next `horizon_days`.
+    pub expected_purchases: Vec<Option<f64>>,
+    /// Expected value of a future purchase day (cents), Gamma-Gamma E[M | x, m].
+    pub expected_order_value: Vec<Option<f64>>,
+    /// Discounted CLV over `clv_months` (cents).
+    pub clv: Vec<Option<f64>>,
+}
+
+/// Fitted parameters and run facts; serialises as
+/// `{"bgnbd":{"r","alpha","a","b","log_likelihood","converged","iterations",…},
+/// "gamma_gamma":{"p","q","gamma",…},…}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FitReport {
+    /// The as-of day number.
+    pub as_of: i32,
+    /// The as-of date (ISO 8601).
+    pub as_of_date: Option<String>,
+    /// Customers in the input.
+    pub customers: usize,
+    /// Customers with at least one purchase.
+    pub customers_with_purchases: usize,
+    /// Orders on or before as_of that were used.
+    pub orders_used: u64,
+    /// Time unit of the BG/NBD parameters (α) and horizon.
+    pub time_unit: TimeUnit,
+    /// Expected-purchases horizon in the time unit.
+    pub horizon: f64,
+    /// CLV months.
+    pub clv_months: u32,
+    /// CLV monthly discount rate.
+    pub monthly_discount: f64,
+    /// BG/NBD fit (`None` when not fitted; see `warnings`).
+    pub bgnbd: Option<BgNbdFit>,
+    /// Gamma-Gamma fit (γ in cents; `None` when not fitted).
+    pub gamma_gamma: Option<GammaGammaFit>,
+    /// ABCD tier counts and revenue shares.
+    pub abcd: Vec<TierSummary>,
+    /// What ABCD ranked by.
+    pub abcd_basis: AbcdBasis,
+    /// Why something was skipped or fell back.
+    pub warnings: Vec<String>,
+}
+
+/// Everything [`analyze`] computes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AnalyticsOutput {
+    /// Per-customer summaries.
+    pub summaries: CustomerSummaries,
+    /// Per-customer scores.
+    pub scores: CustomerScores,
+    /// Parameters and run facts.
+    pub report: FitReport,
+}
+
+/// Runs the whole analytics pipeline for `n_customers` customers as of `as_of` (day number).
+///
+/// ```
+/// use patron_analytics::{analyze, AnalyticsConfig, CustomerExtras, Orders};
+/// let orders = Orders {
+///     customer: vec![0, 0, 1, 0, 2, 2],
+///     day: vec![100, 130, 150, 170, 10, 300],
+///     amount_cents: vec![2500, 1800, 990, 3100, 1200, 1500],
+///     ..Default::default()
+/// };
+/// let out = analyze(&orders, 4, 365, &CustomerExtras::default(), &AnalyticsConfig::default()).unwrap();
+/// assert_eq!(out.summaries.x, vec![2, 0, 1, 0]);
+/// assert_eq!(out.scores.lifecycle.stage[3].key(), "prospect");
+/// let json = serde_json::to_value(&out.report).unwrap();
+/// assert!(json["bgnbd"]["r"].is_number());
+/// ```
+pub fn analyze(
+    orders: &Orders,
+    n_customers: usize,
+    as_of: i32,
+    extras: &CustomerExtras,
+    config: &AnalyticsConfig,
+) -> Result<AnalyticsOutput> {
+    let mc = &config.model;
+    if !(mc.monthly_discount.is_finite() && mc.monthly_discount > -1.0) {
+        return Err(AnalyticsError::InvalidConfig {
+            field: "model.monthly_discount",
+            reason: format!("{} must be finite and > −1", mc.monthly_discount),
+        });
+    }
+    let s = summarize(orders, n_customers, as_of, &config.summary)?;
+    let mut warnings = Vec::new();
+    let rfm_result = rfm(&s, &config.rfm)?;
+
+    let unit = mc.time_unit;
+    let horizon = unit.from_days(f64::from(mc.horizon_days));
+    let mut models = ModelColumns::empty(n_customers);
+    let (mut bg_fit, mut gg_fit) = (None, None);
+    if mc.enabled {
+        let rows = BtydRows::from_summaries(&s, unit)?;
+        match bgnbd::fit(&rows, &mc.fit) {
+            Ok(f) => {
+                if !f.converged {
+                    warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+                }
+                bg_fit = Some(f);
+            }
+            Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => warnings.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+        match gamma_gamma::fit(&s.x, &s.m, &mc.fit) {
+            Ok(f) => {
+                if !f.converged {
+                    warnings.push(format!("Gamma-Gamma did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+                }
+                if f.params.q <= 1.0 {
+                    warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
+                }
+                gg_fit = Some(f);
+            }
+            Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => warnings.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+        if let Some(bg) = &bg_fit {
+            models = score_models(&s, bg, gg_fit.as_ref(), mc, horizon);
+        }
+    }
+
+    let loyalty_result = loyalty(&s, extras, &config.loyalty)?;
+
+    let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
+    let clv_complete = models.clv.iter().zip(&ranked).all(|(v, &r)| !r || v.is_some());
+    let (values, basis): (Vec<f64>, AbcdBasis) = match config.abcd.basis {
+        AbcdBasis::Clv if clv_complete && gg_fit.is_some() => {
+            (models.clv.iter().map(|v| v.unwrap_or(0.0)).collect(), AbcdBasis::Clv)
+        }
+        AbcdBasis::Clv => {
+            warnings.push("ABCD: CLV not available for every customer, ranked by trailing-12-month spend".into());
+            (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend)
+        }
+        AbcdBasis::TrailingSpend => (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend),
+    };
+    let abcd_result = abcd_tiers(&values, &ranked, &s.trailing_spend_cents, basis, &config.abcd)?;
+
+    let lifecycle_result = lifecycle(
+        &s,
+        &config.summary.churn,
+        &config.lifecycle,
+        bg_fit.as_ref().map(|_| models.p_alive.as_slice()),
+        Some(&loyalty_result.index),
+    )?;
+
+    let report = FitReport {
+        as_of,
+        as_of_date: crate::date_from_day_number(as_of).map(|d| d.to_string()),
+        customers: n_customers,
+        customers_with_purchases: ranked.iter().filter(|&&r| r).count(),
+        orders_used: s.order_count.iter().map(|&c| u64::from(c)).sum(),
+        time_unit: unit,
+        horizon,
+        clv_months: mc.clv_months,
+        monthly_discount: mc.monthly_discount,
+        bgnbd: bg_fit,
+        gamma_gamma: gg_fit,
+        abcd: abcd_result.tiers.clone(),
+        abcd_basis: basis,
+        warnings,
+    };
+    Ok(AnalyticsOutput {
+        summaries: s,
+        scores: CustomerScores {
+            rfm: rfm_result,
+            abcd: abcd_result,
+            lifecycle: lifecycle_result,
+            loyalty: loyalty_result,
+            p_alive: models.p_alive,
+            expected_purchases: models.expected_purchases,
+            expected_order_value: models.expected_order_value,
+            clv: models.clv,
+        },
+        report,
+    })
+}
+
+struct ModelColumns {
+    p_alive: Vec<Option<f64>>,
+    expected_purchases: Vec<Option<f64>>,
+    expected_order_value: Vec<Option<f64>>,
+    clv: Vec<Option<f64>>,
+}
+
+impl ModelColumns {
+    fn empty(n: usize) -> Self {
+        ModelColumns {
+            p_alive: vec![None; n],
+            expected_purchases: vec![None; n],
+            expected_order_value: vec![None; n],
+            clv: vec![None; n],
+        }
+    }
+}
+
+/// Per-customer model outputs. The expensive parts (the 2F1-based expectations) depend on
+/// (x, T) only, so they are computed once per distinct (x, T) and looked up.
+fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>, mc: &ModelConfig, horizon: f64) -> ModelColumns {
+    let n = s.len();
+    let unit = mc.time_unit;
+    let params = bg.params;
+    let key = |c: usize| (u64::from(s.x[c]) << 32) | u64::from(s.age[c]);
+    let mut keys: Vec<u64> = (0..n).filter(|&c| s.purchase_days[c] > 0).map(key).collect();
+    keys.par_sort_unstable();
+    keys.dedup();
+    // (expected purchases over the horizon if alive, discounted purchases over the CLV months if alive)
+    let per_key: Vec<(f64, f64)> = keys
+        .par_iter()
+        .map(|&k| {
+            let x = (k >> 32) as u32;
+            let age = unit.from_days((k & 0xffff_ffff) as f64);
+            (
+                params.expected_purchases_if_alive(x, age, horizon),
+                discounted_purchases_if_alive(&params, unit, x, age, mc.clv_months, mc.monthly_discount),
+            )
+        })
+        .collect();
+    let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = (0..n)
+        .into_par_iter()
+        .map(|c| {
+            if s.purchase_days[c] == 0 {
+                return (None, None, None, None);
+            }
+            let Ok(i) = keys.binary_search(&key(c)) else {
+                return (None, None, None, None);
+            };
+            let (e_alive, d_alive) = per_key[i];
+            let p = params.p_alive(s.x[c], unit.from_days(f64::from(s.t_x[c])), unit.from_days(f64::from(s.age[c])));
+            let eov = gg.and_then(|g| g.params.expected_order_value(s.x[c], s.m[c]));
+            let clv = eov.map(|v| p * v * d_alive);
+            (Some(p), Some(p * e_alive), eov, clv)
+        })
+        .collect();
+    ModelColumns {
+        p_alive: rows.iter().map(|r| r.0).collect(),
+        expected_purchases: rows.iter().map(|r| r.1).collect(),
+        expected_order_value: rows.iter().map(|r| r.2).collect(),
+        clv: rows.iter().map(|r| r.3).collect(),
+    }
+}

@@ -1,0 +1,258 @@
+//! `/api/v1/customers`: the customer 360 and everything hanging off one customer.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use patron_store::contacts::{Contact, NewContact};
+use patron_store::customers::{mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page};
+use patron_store::interactions::Interaction;
+use patron_store::notes::{NewNote, Note};
+use patron_store::orders::Order;
+use patron_store::timeline::TimelineEntry;
+use patron_store::users::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{check_customer_access, require, Auth};
+use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/customers", get(list).post(create))
+        .route("/customers/{id}", get(get_one).patch(patch).delete(delete))
+        .route("/customers/{id}/timeline", get(timeline))
+        .route("/customers/{id}/changes", get(changes))
+        .route("/customers/{id}/orders", get(orders))
+        .route("/customers/{id}/interactions", get(interactions))
+        .route("/customers/{id}/contacts", get(contacts).post(add_contact))
+        .route("/customers/{id}/notes", axum::routing::post(add_note))
+}
+
+/// List filters, sort and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Free text over name, mobile, email, WeChat id and external id.
+    pub q: Option<String>,
+    /// Only customers with this tag.
+    pub tag: Option<String>,
+    /// Only customers of this account manager.
+    pub owner_id: Option<i64>,
+    /// Only customers in this city.
+    pub city: Option<String>,
+    /// `person` or `organisation`.
+    pub kind: Option<String>,
+    /// `id` (default), `-id`, `name`, `-name`, `updated_at`, `-updated_at`.
+    #[param(value_type = Option<String>)]
+    pub sort: Option<CustomerSort>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// Paging of a sub-list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<i64>,
+}
+
+fn check_limit(limit: Option<i64>, max: i64) -> ApiResult<i64> {
+    match limit {
+        None => Ok(50),
+        Some(l) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::bad_request("limit", format!("limit must be between 1 and {max}"))),
+    }
+}
+
+/// A page of customers.
+#[derive(Serialize, ToSchema)]
+pub struct CustomerPage {
+    /// Rows.
+    pub items: Vec<CustomerListItem>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists customers. Agents see their own portfolio. Mobile and email are masked in lists except
+/// for admins; the full values are in the (audited) customer 360.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListParams),
+    responses((status = 200, body = CustomerPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ListParams>) -> ApiResult<Json<CustomerPage>> {
+    let limit = check_limit(p.limit, 1000)?;
+    if let Some(k) = &p.kind {
+        if k != "person" && k != "organisation" {
+            return Err(ApiError::bad_request("kind", "kind must be person or organisation"));
+        }
+    }
+    let mut filter = CustomerFilter { q: p.q, tag: p.tag, owner_id: p.owner_id, city: p.city, kind: p.kind };
+    if actor.role == Role::Agent {
+        filter.owner_id = Some(actor.user_id.unwrap_or(-1));
+    }
+    let page = state.store.list_customers(&filter, p.sort.unwrap_or_default(), p.cursor.as_deref(), limit).await?;
+    let mut items = page.items;
+    if actor.role != Role::Admin {
+        for c in &mut items {
+            c.mobile = c.mobile.as_deref().map(mask);
+            c.email = c.email.as_deref().map(mask);
+        }
+    }
+    Ok(Json(CustomerPage { items, next_cursor: page.next_cursor }))
+}
+
+/// The customer 360: profile, order totals, people and latest orders.
+#[derive(Serialize, ToSchema)]
+pub struct Customer360 {
+    /// Profile.
+    pub customer: Customer,
+    /// Order totals.
+    pub stats: OrderStats,
+    /// People of an organisation.
+    pub contacts: Vec<Contact>,
+    /// The 10 latest orders.
+    pub recent_orders: Vec<Order>,
+}
+
+/// Creates a customer.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = NewCustomer,
+    responses((status = 201, body = Customer), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
+    let mut input = input;
+    if actor.role == Role::Agent {
+        // An agent's new customer joins the agent's own portfolio.
+        if input.owner_id.is_some() && input.owner_id != actor.user_id {
+            return Err(ApiError::forbidden("assign customers to someone else"));
+        }
+        input.owner_id = actor.user_id;
+    }
+    let c = state.store.create_customer(&actor, input).await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+/// Reads one customer's 360 (recorded in the audit log).
+#[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 200, body = Customer360), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Customer360>> {
+    check_customer_access(&state, &actor, id).await?;
+    let customer = state.store.customer(id).await?;
+    let stats = state.store.order_stats(id).await?;
+    let contacts = state.store.contacts(id).await?;
+    let recent_orders = state.store.customer_orders(id, None, 10).await?.items;
+    state.store.audit(&actor.key, "read", "customer", Some(id.to_string()), None).await?;
+    Ok(Json(Customer360 { customer, stats, contacts, recent_orders }))
+}
+
+/// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.
+#[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = CustomerPatch,
+    responses((status = 200, body = Customer), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn patch(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<CustomerPatch>) -> ApiResult<Json<Customer>> {
+    check_customer_access(&state, &actor, id).await?;
+    if actor.role == Role::Agent && p.owner_id.is_some() {
+        return Err(ApiError::forbidden("change a customer's owner"));
+    }
+    Ok(Json(state.store.update_customer(&actor, id, p).await?))
+}
+
+/// Deletes a customer (soft: hidden, every record kept).
+#[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    require(&actor, Role::Manager, "delete customers")?;
+    state.store.delete_customer(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page of timeline entries.
+#[derive(Serialize, ToSchema)]
+pub struct TimelinePage {
+    /// Entries, newest first.
+    pub items: Vec<TimelineEntry>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Orders, interactions, notes and changes of one customer, merged, newest first.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/timeline", tag = "customers", params(("id" = i64, Path, description = "customer id"), PageParams),
+    responses((status = 200, body = TimelinePage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn timeline(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<TimelinePage>> {
+    check_customer_access(&state, &actor, id).await?;
+    let page = state.store.timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(TimelinePage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// The change history of a customer's profile, newest first (at most 500).
+#[utoipa::path(get, path = "/api/v1/customers/{id}/changes", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 200, body = Vec<Change>), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn changes(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Change>>> {
+    check_customer_access(&state, &actor, id).await?;
+    Ok(Json(state.store.customer_changes(id, 500).await?))
+}
+
+/// A page of orders.
+#[derive(Serialize, ToSchema)]
+pub struct OrderPage {
+    /// Orders, newest first.
+    pub items: Vec<Order>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A customer's orders, newest first.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "orders", params(("id" = i64, Path, description = "customer id"), PageParams),
+    responses((status = 200, body = OrderPage), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn orders(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<OrderPage>> {
+    check_customer_access(&state, &actor, id).await?;
+    let page: Page<Order> = state.store.customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(OrderPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// A page of interactions.
+#[derive(Serialize, ToSchema)]
+pub struct InteractionPage {
+    /// Interactions, newest first.
+    pub items: Vec<Interaction>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A customer's interactions, newest first.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/interactions", tag = "interactions", params(("id" = i64, Path, description = "customer id"), PageParams),
+    responses((status = 200, body = InteractionPage), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn interactions(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<InteractionPage>> {
+    check_customer_access(&state, &actor, id).await?;
+    let page = state.store.customer_interactions(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(InteractionPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// The people of an organisation customer.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 200, body = Vec<Contact>), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Contact>>> {
+    check_customer_access(&state, &actor, id).await?;
+    Ok(Json(state.store.contacts(id).await?))
+}
+
+/// Adds a person to an organisation customer.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewContact,
+    responses((status = 201, body = Contact), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn add_contact(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewContact>) -> ApiResult<(StatusCode, Json<Contact>)> {
+    check_customer_access(&state, &actor, id).await?;
+    Ok((StatusCode::CREATED, Json(state.store.create_contact(&actor, id, c).await?)))
+}
+
+/// Adds a note to a customer.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/notes", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewNote,
+    responses((status = 201, body = Note), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn add_note(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(n): Json<NewNote>) -> ApiResult<(StatusCode, Json<Note>)> {
+    check_customer_access(&state, &actor, id).await?;
+    Ok((StatusCode::CREATED, Json(state.store.create_note(&actor, id, n).await?)))
+}

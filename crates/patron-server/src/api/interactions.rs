@@ -1,0 +1,35 @@
+//! `/api/v1/interactions`: record touchpoint events, one or a batch, idempotent by external id.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use patron_store::interactions::NewInteraction;
+use patron_store::orders::Upserted;
+use patron_store::users::Role;
+
+use crate::api::orders::OneOrMany;
+use crate::auth::{check_customer_access, Auth};
+use crate::error::{ApiError, ApiResult, Json};
+use crate::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/interactions", post(create))
+}
+
+/// Records one interaction or a batch (all or nothing); the same `external_id` updates in place.
+#[utoipa::path(post, path = "/api/v1/interactions", tag = "interactions", request_body(content = Vec<NewInteraction>, description = "one interaction object or an array of them"),
+    responses((status = 201, body = Vec<Upserted>), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<OneOrMany<NewInteraction>>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+    let items = body.into_vec();
+    if actor.role == Role::Agent {
+        for it in &items {
+            match it.customer_id {
+                Some(id) => check_customer_access(&state, &actor, id).await?,
+                None => return Err(ApiError::forbidden("record interactions by external customer id (use customer_id)")),
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(state.store.create_interactions(&actor, items).await?)))
+}

@@ -1,0 +1,96 @@
+//! The REST API under `/api/v1`: one module per domain concept, merged here, and the OpenAPI
+//! document generated from the handlers' annotations.
+
+pub mod customers;
+pub mod imports;
+pub mod interactions;
+pub mod orders;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The API routes, plus `/healthz`.
+pub fn router(max_upload_bytes: usize) -> Router<AppState> {
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(customers::router())
+        .merge(orders::router())
+        .merge(interactions::router())
+        .merge(imports::router(max_upload_bytes))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new().route("/healthz", get(healthz)).nest("/api/v1", v1)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /api/v1/openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+}
+
+/// Health of the server and its database.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: patron_store::Engine,
+    /// patron's version.
+    pub version: &'static str,
+}
+
+/// Liveness and database reachability (no authentication).
+#[utoipa::path(get, path = "/healthz", tag = "platform", responses((status = 200, body = Health), (status = 500, body = crate::error::ErrorBody)))]
+pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> ApiResult<Json<Health>> {
+    state.store.db.ping().await?;
+    Ok(Json(Health { status: "ok", database: state.store.db.engine(), version: env!("CARGO_PKG_VERSION") }))
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI 3.1 document of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "patron API", description = "patron, the loyalty-first CRM. Every endpoint except /healthz needs `Authorization: Bearer <token>` (create one with `patron token create`). Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`. Money is in minor units (cents), times in UTC (RFC 3339)."),
+    servers((url = "/")),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    paths(
+        healthz,
+        customers::list, customers::create, customers::get_one, customers::patch, customers::delete,
+        customers::timeline, customers::changes, customers::orders, customers::interactions,
+        customers::contacts, customers::add_contact, customers::add_note,
+        orders::create, orders::get_one,
+        interactions::create,
+        imports::create,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    tags(
+        (name = "customers", description = "Customer 360: profiles, history, timeline"),
+        (name = "orders", description = "Orders and their lines"),
+        (name = "interactions", description = "Touchpoint events"),
+        (name = "imports", description = "CSV / JSON-lines import"),
+        (name = "platform", description = "Health and metadata"),
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,536 @@
+//! The web UI: server-rendered HTML (minijinja, auto-escaped) with htmx, every asset embedded.
+//! Login with a session cookie and CSRF tokens; customer list, customer 360, edit with history,
+//! import with the rejected-rows report; zh-CN and English.
+
+use axum::extract::{Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use chrono::DateTime;
+use minijinja::{context, Environment, Value};
+use patron_store::customers::{mask, CustomerFilter, CustomerPatch, CustomerSort};
+use patron_store::users::Role;
+use serde::Deserialize;
+
+use crate::auth::{check_customer_access, UiUser, SESSION_COOKIE};
+use crate::error::{ApiError, Form, Path, Query};
+use crate::i18n::{labels, Lang, LANG_COOKIE};
+use crate::AppState;
+
+/// The UI routes and assets.
+pub fn router(max_upload_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/customers") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/customers") }))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", axum::routing::post(logout))
+        .route("/ui/lang/{code}", get(set_lang))
+        .route("/ui/customers", get(customers))
+        .route("/ui/customers/{id}", get(customer))
+        .route("/ui/customers/{id}/timeline", get(timeline_rows))
+        .route("/ui/customers/{id}/edit", get(edit_page).post(edit))
+        .route("/ui/customers/{id}/notes", axum::routing::post(add_note))
+        .route(
+            "/ui/import",
+            get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
+        )
+        .route("/assets/{file}", get(asset))
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// Builds the template environment (templates are compiled into the binary).
+pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, src) in [
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("customers.html", include_str!("../../templates/customers.html")),
+        ("customer.html", include_str!("../../templates/customer.html")),
+        ("timeline_rows.html", include_str!("../../templates/timeline_rows.html")),
+        ("edit.html", include_str!("../../templates/edit.html")),
+        ("import.html", include_str!("../../templates/import.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+    ] {
+        // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
+        if let Err(e) = env.add_template(name, src) {
+            tracing::error!(template = name, error = %e, "template does not compile");
+        }
+    }
+    env.add_filter("money", |cents: i64| format!("¥{}", patron_store::values::format_money(cents)));
+    env.add_filter("dt", move |v: String| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => v,
+    });
+    env.add_filter("date", move |v: String| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d").to_string(),
+        Err(_) => v,
+    });
+    env
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    res
+}
+
+/// Renders a template with the common context (labels, user, CSRF token, language).
+fn render(state: &AppState, name: &str, lang: Lang, user: Option<&UiUser>, ctx: Value) -> Response {
+    let common = context! {
+        t => labels(lang),
+        lang => lang.tag(),
+        user => user.map(|u| context! { name => u.session.user.name.clone(), role => u.session.user.role.as_str() }),
+        csrf => user.map(|u| u.session.csrf_token.clone()),
+    };
+    let merged = context! { ..ctx, ..common };
+    match state.templates.get_template(name).and_then(|t| t.render(merged)) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// An error shown as a page.
+fn error_page(state: &AppState, user: &UiUser, e: ApiError) -> Response {
+    let title = match e.status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::FORBIDDEN => "forbidden",
+        _ => "error",
+    };
+    let message = if e.status.is_server_error() { String::new() } else { e.message.clone() };
+    let mut res = render(state, "error.html", user.lang, Some(user), context! { title, message });
+    *res.status_mut() = e.status;
+    res
+}
+
+// ---- login ------------------------------------------------------------------------------
+
+async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    render(&state, "login.html", Lang::from_jar(&jar), None, context! { failed => false })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, jar: CookieJar, Form(f): Form<LoginForm>) -> Response {
+    let lang = Lang::from_jar(&jar);
+    let user = match state.store.authenticate(&f.email, &f.password).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email });
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            return res;
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match state.store.create_session(&user, state.config.session_ttl).await {
+        Ok((secret, _csrf)) => {
+            let cookie = Cookie::build((SESSION_COOKIE, secret))
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(state.config.secure_cookies)
+                .build();
+            (jar.add(cookie), Redirect::to("/ui/customers")).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, user: UiUser, jar: CookieJar, Form(f): Form<CsrfForm>) -> Response {
+    if let Err(e) = user.check_csrf(&f.csrf) {
+        return error_page(&state, &user, e);
+    }
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        let _ = state.store.delete_session(c.value()).await;
+    }
+    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/ui/login")).into_response()
+}
+
+async fn set_lang(jar: CookieJar, headers: HeaderMap, Path(code): Path<String>) -> Response {
+    let lang = if code == "en" { Lang::En } else { Lang::Zh };
+    let cookie = Cookie::build((LANG_COOKIE, lang.code())).path("/").same_site(SameSite::Lax).permanent().build();
+    // Back to the page the switch was clicked on, but only within this site.
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("/ui/").map(|i| r[i..].to_owned()))
+        .filter(|p| !p.contains("//") && !p.starts_with("/ui/lang"))
+        .unwrap_or_else(|| "/ui/customers".into());
+    (jar.add(cookie), Redirect::to(&back)).into_response()
+}
+
+// ---- customers ----------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    q: Option<String>,
+    city: Option<String>,
+    tag: Option<String>,
+    kind: Option<String>,
+    sort: Option<String>,
+    cursor: Option<String>,
+}
+
+fn empty_none(s: Option<String>) -> Option<String> {
+    s.filter(|v| !v.trim().is_empty())
+}
+
+async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<ListQuery>) -> Response {
+    let sort = match q.sort.as_deref() {
+        Some("name") => CustomerSort::Name,
+        Some("-updated_at") => CustomerSort::UpdatedAtDesc,
+        _ => CustomerSort::Id,
+    };
+    let mut filter = CustomerFilter {
+        q: empty_none(q.q.clone()),
+        tag: empty_none(q.tag.clone()),
+        owner_id: None,
+        city: empty_none(q.city.clone()),
+        kind: empty_none(q.kind.clone()).filter(|k| k == "person" || k == "organisation"),
+    };
+    if user.actor.role == Role::Agent {
+        filter.owner_id = Some(user.actor.user_id.unwrap_or(-1));
+    }
+    let page = match state.store.list_customers(&filter, sort, empty_none(q.cursor.clone()).as_deref(), 50).await {
+        Ok(p) => p,
+        Err(e) => return error_page(&state, &user, e.into()),
+    };
+    let total = state.store.count_customers(&filter).await.unwrap_or(0);
+    let (cities, tags) = state.store.customer_facets().await.unwrap_or_default();
+    let mut items = page.items;
+    if user.actor.role != Role::Admin {
+        for c in &mut items {
+            c.mobile = c.mobile.as_deref().map(mask);
+            c.email = c.email.as_deref().map(mask);
+        }
+    }
+    let next = page.next_cursor.map(|cursor| {
+        let params = [
+            ("q", q.q.clone().unwrap_or_default()),
+            ("city", q.city.clone().unwrap_or_default()),
+            ("tag", q.tag.clone().unwrap_or_default()),
+            ("kind", q.kind.clone().unwrap_or_default()),
+            ("sort", q.sort.clone().unwrap_or_default()),
+            ("cursor", cursor),
+        ];
+        format!("/ui/customers?{}", encode_query(&params))
+    });
+    render(
+        &state,
+        "customers.html",
+        user.lang,
+        Some(&user),
+        context! {
+            items, next, total, cities, tags,
+            q => q.q.unwrap_or_default(), city => q.city.unwrap_or_default(), tag => q.tag.unwrap_or_default(),
+            kind => q.kind.unwrap_or_default(), sort => q.sort.unwrap_or_default(), paged => q.cursor.is_some(),
+        },
+    )
+}
+
+/// `application/x-www-form-urlencoded` query string.
+fn encode_query(params: &[(&str, String)]) -> String {
+    params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn customer(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>) -> Response {
+    match customer_context(&state, &user, id).await {
+        Ok(ctx) => {
+            let _ = state.store.audit(&user.actor.key, "read", "customer", Some(id.to_string()), None).await;
+            render(&state, "customer.html", user.lang, Some(&user), ctx)
+        }
+        Err(e) => error_page(&state, &user, e),
+    }
+}
+
+async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Value, ApiError> {
+    check_customer_access(state, &user.actor, id).await?;
+    let c = state.store.customer(id).await?;
+    let stats = state.store.order_stats(id).await?;
+    let avg = if stats.order_count > 0 { stats.spend_cents / stats.order_count } else { 0 };
+    let contacts = state.store.contacts(id).await?;
+    let orders = state.store.customer_orders(id, None, 10).await?.items;
+    let timeline = state.store.timeline(id, None, 20).await?;
+    let changes = state.store.customer_changes(id, 20).await?;
+    let consents: Vec<Value> = ["sms", "email", "wechat"]
+        .iter()
+        .map(|ch| {
+            let found = c.consents.iter().find(|x| x.channel == *ch);
+            context! { channel => *ch, granted => found.map(|x| x.granted), recorded_at => found.map(|x| x.recorded_at.to_rfc3339()), source => found.map(|x| x.source.clone()) }
+        })
+        .collect();
+    let more = timeline.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes })
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+/// The next timeline rows (an htmx fragment).
+async fn timeline_rows(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Query(q): Query<CursorQuery>) -> Response {
+    if let Err(e) = check_customer_access(&state, &user.actor, id).await {
+        return e.into_response();
+    }
+    match state.store.timeline(id, q.cursor.as_deref(), 20).await {
+        Ok(page) => {
+            let more = page.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
+            render(&state, "timeline_rows.html", user.lang, Some(&user), context! { timeline => page.items, more })
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn edit_page(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>) -> Response {
+    if let Err(e) = check_customer_access(&state, &user.actor, id).await {
+        return error_page(&state, &user, e);
+    }
+    match state.store.customer(id).await {
+        Ok(c) => {
+            let consent = |ch: &str| c.consents.iter().any(|x| x.channel == ch && x.granted);
+            let form = EditForm {
+                csrf: String::new(),
+                name: c.name.clone(),
+                mobile: c.mobile.clone().unwrap_or_default(),
+                email: c.email.clone().unwrap_or_default(),
+                wechat_id: c.wechat_id.clone().unwrap_or_default(),
+                gender: c.gender.clone().unwrap_or_default(),
+                birthday: c.birthday.map(|d| d.to_string()).unwrap_or_default(),
+                city: c.city.clone().unwrap_or_default(),
+                tags: c.tags.join("; "),
+                consent_sms: consent("sms").then(|| "on".into()),
+                consent_email: consent("email").then(|| "on".into()),
+                consent_wechat: consent("wechat").then(|| "on".into()),
+            };
+            render(&state, "edit.html", user.lang, Some(&user), context! { c, form, error => None::<String>, field => None::<String> })
+        }
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+#[derive(Deserialize, serde::Serialize, Debug)]
+struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    wechat_id: String,
+    #[serde(default)]
+    gender: String,
+    #[serde(default)]
+    birthday: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    tags: String,
+    consent_sms: Option<String>,
+    consent_email: Option<String>,
+    consent_wechat: Option<String>,
+}
+
+fn opt(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+async fn edit(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<EditForm>) -> Response {
+    if let Err(e) = user.check_csrf(&f.csrf) {
+        return error_page(&state, &user, e);
+    }
+    if let Err(e) = check_customer_access(&state, &user.actor, id).await {
+        return error_page(&state, &user, e);
+    }
+    let birthday = match opt(&f.birthday).map(|b| patron_store::values::parse_date(&b)).transpose() {
+        Ok(b) => b,
+        Err(m) => return edit_error(&state, &user, id, &f, m, "birthday").await,
+    };
+    let consents = [("sms", &f.consent_sms), ("email", &f.consent_email), ("wechat", &f.consent_wechat)];
+    let current = match state.store.customer(id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&state, &user, e.into()),
+    };
+    // Record a consent only when the box differs from what is on file (unchecked with nothing
+    // on file is "not recorded", not a refusal).
+    let consents = consents
+        .iter()
+        .filter_map(|(ch, v)| {
+            let now = v.is_some();
+            let before = current.consents.iter().find(|x| x.channel == *ch).map(|x| x.granted);
+            (before != Some(now) && (now || before.is_some())).then(|| (ch.to_string(), now))
+        })
+        .collect();
+    let patch = CustomerPatch {
+        name: Some(f.name.clone()),
+        mobile: Some(opt(&f.mobile)),
+        email: Some(opt(&f.email)),
+        wechat_id: Some(opt(&f.wechat_id)),
+        gender: Some(opt(&f.gender)),
+        birthday: Some(birthday),
+        city: Some(opt(&f.city)),
+        tags: Some(patron_store::values::parse_tags(&f.tags)),
+        consents: Some(consents),
+        ..Default::default()
+    };
+    match state.store.update_customer(&user.actor, id, patch).await {
+        Ok(_) => Redirect::to(&format!("/ui/customers/{id}?saved=1#history")).into_response(),
+        Err(patron_store::StoreError::Invalid { field, message }) => {
+            edit_error(&state, &user, id, &f, message, field.as_deref().unwrap_or("")).await
+        }
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+async fn edit_error(state: &AppState, user: &UiUser, id: i64, f: &EditForm, error: String, field: &str) -> Response {
+    match state.store.customer(id).await {
+        Ok(c) => {
+            let mut res = render(state, "edit.html", user.lang, Some(user), context! { c, form => f, error, field });
+            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            res
+        }
+        Err(e) => error_page(state, user, e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    csrf: String,
+    body: String,
+}
+
+async fn add_note(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<NoteForm>) -> Response {
+    if let Err(e) = user.check_csrf(&f.csrf) {
+        return error_page(&state, &user, e);
+    }
+    if let Err(e) = check_customer_access(&state, &user.actor, id).await {
+        return error_page(&state, &user, e);
+    }
+    match state.store.create_note(&user.actor, id, patron_store::notes::NewNote { body: f.body }).await {
+        Ok(_) => Redirect::to(&format!("/ui/customers/{id}#timeline")).into_response(),
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+// ---- import -------------------------------------------------------------------------------
+
+async fn import_page(State(state): State<AppState>, user: UiUser) -> Response {
+    if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "import data") {
+        return error_page(&state, &user, e);
+    }
+    render(&state, "import.html", user.lang, Some(&user), context! { report => None::<()> })
+}
+
+async fn import(State(state): State<AppState>, user: UiUser, headers: HeaderMap, multipart: Multipart) -> Response {
+    if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "import data") {
+        return error_page(&state, &user, e);
+    }
+    // Multipart bodies carry the CSRF token in a header (set by the page) since the form parts
+    // are read in order and the file may be large.
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (opts, file, csrf_field) = match read_import_form(multipart).await {
+        Ok(v) => v,
+        Err(e) => return error_page(&state, &user, e),
+    };
+    let token = if sent.is_empty() { csrf_field } else { sent };
+    if let Err(e) = user.check_csrf(&token) {
+        return error_page(&state, &user, e);
+    }
+    match state.store.import(&user.actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await {
+        Ok(report) => {
+            let status = if report.committed || opts.dry_run { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let mut res = render(&state, "import.html", user.lang, Some(&user), context! { report, dry_run => opts.dry_run });
+            *res.status_mut() = status;
+            res
+        }
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+/// The import form: the API's fields plus the CSRF token.
+async fn read_import_form(mut multipart: Multipart) -> Result<(patron_store::import::ImportOptions, Vec<u8>, String), ApiError> {
+    // Re-use the API's parser for everything but `csrf`, which it would refuse as unknown.
+    let mut csrf = String::new();
+    let mut kind = None;
+    let mut file = None;
+    let mut flags = (false, false);
+    let mut encoding = None;
+    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let fname = field.file_name().unwrap_or("upload.csv").to_owned();
+            let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+            file = Some((fname, bytes.to_vec()));
+            continue;
+        }
+        let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        match name.as_str() {
+            "csrf" => csrf = text,
+            "kind" => kind = Some(text.parse::<patron_store::import::ImportKind>().map_err(|e| ApiError::bad_request("kind", e.to_string()))?),
+            "skip_invalid" => flags.0 = true,
+            "dry_run" => flags.1 = true,
+            "encoding" if !text.is_empty() => {
+                encoding = Some(text.parse::<patron_store::import::Encoding>().map_err(|e| ApiError::bad_request("encoding", e.to_string()))?)
+            }
+            _ => {}
+        }
+    }
+    let kind = kind.ok_or_else(|| ApiError::bad_request("kind", "choose what the file holds"))?;
+    let (name, bytes) = file.filter(|(_, b)| !b.is_empty()).ok_or_else(|| ApiError::bad_request("file", "choose a file"))?;
+    let mut opts = patron_store::import::ImportOptions::new(kind, name);
+    opts.skip_invalid = flags.0;
+    opts.dry_run = flags.1;
+    opts.encoding = encoding;
+    Ok((opts, bytes, csrf))
+}
+
+// ---- assets -------------------------------------------------------------------------------
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, mime): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (include_bytes!("../../assets/htmx.min.js"), "text/javascript; charset=utf-8"),
+        "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript; charset=utf-8"),
+        "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}

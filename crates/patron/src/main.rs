@@ -1,0 +1,510 @@
+//! `patron`: serve the CRM, load demo data, import and export files, manage users and tokens.
+
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use patron_server::{AppState, ServerConfig};
+use patron_store::customers::CustomerFilter;
+use patron_store::import::{write_rejections, Encoding, ImportKind, ImportOptions, ImportReport};
+use patron_store::users::{Actor, Role};
+use patron_store::{Store, StoreConfig};
+
+#[derive(Parser)]
+#[command(name = "patron", version, about = "patron — the loyalty-first CRM", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives.
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long = "db", env = "PATRON_DATABASE_URL", default_value = "sqlite://patron.db", hide_env_values = true)]
+    url: String,
+    /// Business time zone: calendar days and imported times without an offset use it.
+    #[arg(long, env = "PATRON_TIME_ZONE", default_value = "Asia/Shanghai")]
+    time_zone: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web UI and the REST API.
+    Serve {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Address to listen on.
+        #[arg(long, env = "PATRON_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Mark cookies Secure (when served over HTTPS behind a proxy).
+        #[arg(long, env = "PATRON_SECURE_COOKIES")]
+        secure_cookies: bool,
+    },
+    /// Create a database with realistic demo data, then serve it.
+    Demo {
+        /// Database URL (default: a demo SQLite file next to you).
+        #[arg(long = "db", env = "PATRON_DEMO_DATABASE_URL", default_value = "sqlite://patron-demo.db")]
+        url: String,
+        /// Number of customers.
+        #[arg(long, default_value_t = 5000)]
+        customers: u64,
+        /// Random seed (the same seed and day give the same data).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Load the data and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Write synthetic customers, contacts, orders and interactions CSV files in the import format.
+    Generate {
+        /// Number of customers.
+        #[arg(long)]
+        customers: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// First day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        start: Option<String>,
+        /// Last day of the period (YYYY-MM-DD).
+        #[arg(long)]
+        end: Option<String>,
+        /// Assign owners from the demo account managers (create them with `patron user add` first).
+        #[arg(long)]
+        with_owners: bool,
+    },
+    /// Import a CSV or JSON-lines file.
+    Import {
+        /// What the file holds.
+        #[arg(value_parser = ["customers", "contacts", "orders", "interactions"])]
+        kind: String,
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Map a source column to a field: --map 会员号=customer_id (repeatable).
+        #[arg(long = "map", value_name = "SOURCE=FIELD")]
+        map: Vec<String>,
+        /// Force the encoding instead of detecting it.
+        #[arg(long, value_parser = ["utf-8", "gb18030"])]
+        encoding: Option<String>,
+        /// Load the valid rows even if some are rejected (default: all or nothing).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Validate and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export a list to CSV.
+    Export {
+        /// What to export.
+        #[arg(value_parser = ["customers"])]
+        what: String,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Filter: q=TEXT, tag=TAG, city=CITY, kind=person|organisation, owner=EMAIL (repeatable).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// Role.
+        #[arg(long, value_parser = ["admin", "manager", "agent"])]
+        role: String,
+        /// Display name (default: the part of the email before @).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (otherwise one is generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token; it is printed once and stored only as a hash.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// Role it acts with.
+        #[arg(long, value_parser = ["admin", "manager", "agent"])]
+        role: String,
+        /// Act for this user (required for agent tokens, whose portfolio is the user's).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Token id.
+        id: i64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PATRON_LOG").unwrap_or_else(|_| "info,sqlx=error".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(db: &DbArgs) -> Result<Store> {
+    let tz: patron_store::BusinessTz =
+        db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
+    let store = Store::connect(&db.url).await.with_context(|| format!("opening {}", patron_store::db::redact_url(&db.url)))?;
+    Ok(store.with_config(StoreConfig { business_tz: tz }))
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cli.command {
+        Command::Serve { db, listen, secure_cookies } => {
+            let store = open(&db).await?;
+            serve(store, listen, ServerConfig { secure_cookies, ..Default::default() }).await?;
+        }
+        Command::Demo { url, customers, seed, no_serve, listen } => {
+            let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
+            let store = open(&db).await?;
+            let password = demo(&store, customers, seed).await?;
+            if no_serve {
+                println!("demo data loaded into {}", patron_store::db::redact_url(&db.url));
+                println!("login: admin@demo.patron.local  password: {password}");
+            } else {
+                println!("\npatron demo is running on http://{listen}/");
+                println!("login: admin@demo.patron.local  password: {password}\n");
+                serve(store, listen, ServerConfig::default()).await?;
+            }
+        }
+        Command::Generate { customers, seed, out, start, end, with_owners } => {
+            generate(customers, seed, &out, start, end, with_owners)?;
+        }
+        Command::Import { kind, file, db, map, encoding, skip_invalid, dry_run } => {
+            let store = open(&db).await?;
+            let kind: ImportKind = kind.parse()?;
+            let mut opts = ImportOptions::new(kind, file.display().to_string());
+            opts.mappings = parse_pairs(&map, "--map")?;
+            opts.encoding = encoding.map(|e| e.parse::<Encoding>()).transpose()?;
+            opts.skip_invalid = skip_invalid;
+            opts.dry_run = dry_run;
+            let report = import_file(&store, &file, &opts).await?;
+            print_report(&report, &file)?;
+            if report.rejected > 0 && !skip_invalid {
+                return Ok(ExitCode::from(2));
+            }
+            if report.rejected > 0 {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Export { what: _, db, filter, out } => {
+            let store = open(&db).await?;
+            let mut f = CustomerFilter::default();
+            for (k, v) in parse_pairs(&filter, "--filter")? {
+                match k.as_str() {
+                    "q" => f.q = Some(v),
+                    "tag" => f.tag = Some(v),
+                    "city" => f.city = Some(v),
+                    "kind" => f.kind = Some(v),
+                    "owner" => {
+                        let u = store.user_by_email(&v).await?.ok_or_else(|| anyhow!("--filter owner: no user {v:?}"))?;
+                        f.owner_id = Some(u.id);
+                    }
+                    other => bail!("--filter {other}: unknown key (q, tag, city, kind, owner)"),
+                }
+            }
+            let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let n = store.export_customers(&Actor::cli(), &f, std::io::BufWriter::new(file)).await?;
+            println!("{n} customers written to {}", out.display());
+        }
+        Command::User { command } => match command {
+            UserCommand::Add { db, email, role, name, password_stdin } => {
+                let store = open(&db).await?;
+                let role: Role = role.parse()?;
+                let (password, generated) = if password_stdin {
+                    let mut p = String::new();
+                    std::io::stdin().read_to_string(&mut p).context("reading the password from standard input")?;
+                    (p.trim_end_matches(['\r', '\n']).to_owned(), false)
+                } else {
+                    (random_password(), true)
+                };
+                let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
+                let user = store.create_user(&email, &name, role, Some(&password)).await?;
+                println!("user {} ({}) created with id {}", user.email, user.role, user.id);
+                if generated {
+                    println!("password: {password}");
+                }
+            }
+            UserCommand::List { db } => {
+                let store = open(&db).await?;
+                for u in store.users().await? {
+                    println!("{}\t{}\t{}\t{}", u.id, u.email, u.role, u.name);
+                }
+            }
+        },
+        Command::Token { command } => match command {
+            TokenCommand::Create { db, name, role, user } => {
+                let store = open(&db).await?;
+                let role: Role = role.parse()?;
+                let user_id = match user {
+                    Some(email) => Some(store.user_by_email(&email).await?.ok_or_else(|| anyhow!("--user: no user {email:?}"))?.id),
+                    None if role == Role::Agent => bail!("an agent token needs --user (an agent's portfolio is a user's)"),
+                    None => None,
+                };
+                let (info, secret) = store.create_token(&name, role, user_id).await?;
+                eprintln!("token {} ({}, {}) created; it is shown once:", info.id, info.name, info.role);
+                println!("{secret}");
+            }
+            TokenCommand::List { db } => {
+                let store = open(&db).await?;
+                for t in store.tokens().await? {
+                    println!("{}\t{}\t{}\t{}…\t{}", t.id, t.name, t.role, t.prefix, t.created_at.to_rfc3339());
+                }
+            }
+            TokenCommand::Revoke { db, id } => {
+                let store = open(&db).await?;
+                store.revoke_token(id).await?;
+                println!("token {id} revoked");
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_pairs(pairs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .ok_or_else(|| anyhow!("{flag} {p:?}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..16).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+async fn serve(store: Store, listen: SocketAddr, config: ServerConfig) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, database = ?store.db.engine(), "patron is serving");
+    patron_server::serve(listener, AppState::new(store.clone(), config)).await?;
+    store.db.close().await;
+    Ok(())
+}
+
+/// A progress display on stderr: a bar on a terminal, plain lines otherwise (CI logs, tests).
+struct Progress {
+    bar: ProgressBar,
+    plain: bool,
+    label: String,
+    last_line: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(label: &str, total: Option<u64>, unit: &str) -> Progress {
+        let plain = !std::io::stderr().is_terminal();
+        let bar = match total {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        if plain {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let template = match total {
+            Some(_) => format!("{{msg:>14}} [{{bar:40.cyan/blue}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)"),
+            None => format!("{{spinner}} {{msg:>14}} {{human_pos}} {unit} ({{per_sec}})"),
+        };
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(label.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+    fn set(&self, n: u64) {
+        self.bar.set_position(n);
+        if self.plain {
+            let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() >= Duration::from_millis(500) {
+                *last = std::time::Instant::now();
+                eprintln!("{}: {n} rows", self.label);
+            }
+        }
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+async fn import_file(store: &Store, file: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let progress = Progress::new(opts.kind.as_str(), None, "rows");
+    let p = &progress;
+    let report = store
+        .import(&Actor::cli(), Box::new(f), opts, &move |n| p.set(n))
+        .await
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    progress.finish();
+    Ok(report)
+}
+
+fn print_report(r: &ImportReport, file: &Path) -> Result<()> {
+    println!(
+        "{}: {} rows read ({}), {} created, {} updated, {} rejected{}",
+        file.display(),
+        r.rows_read,
+        r.encoding,
+        r.created,
+        r.updated,
+        r.rejected,
+        if r.committed { "" } else { " — nothing written" }
+    );
+    if r.rejected > 0 {
+        let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
+        let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
+        write_rejections(out, &r.rejections)?;
+        for x in r.rejections.iter().take(10) {
+            eprintln!("{}: row {}, column {:?}: {} (value {:?})", file.display(), x.row, x.column, x.reason, x.value);
+        }
+        if r.rejections.len() > 10 {
+            eprintln!("… {} more", r.rejections.len() - 10);
+        }
+        eprintln!("rejected rows written to {}", rej_path.display());
+    }
+    Ok(())
+}
+
+fn parse_day(s: Option<String>, flag: &str) -> Result<Option<chrono::NaiveDate>> {
+    s.map(|v| patron_store::values::parse_date(&v).map_err(|m| anyhow!("{flag}: {m}"))).transpose()
+}
+
+fn generate(customers: u64, seed: u64, out: &Path, start: Option<String>, end: Option<String>, with_owners: bool) -> Result<patron_datagen::GenerateReport> {
+    let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
+    if let Some(s) = parse_day(start, "--start")? {
+        cfg.start = s;
+    }
+    if let Some(e) = parse_day(end, "--end")? {
+        cfg.end = e;
+    }
+    if with_owners {
+        cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS).into_iter().map(|m| m.email).collect();
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let progress = Progress::new("generating", Some(customers), "customers");
+    let p = &progress;
+    let report = patron_datagen::write_csv_files(&cfg, out, &move |n| p.set(n))?;
+    progress.finish();
+    println!(
+        "{}: {} customers, {} contacts, {} orders, {} interactions",
+        out.display(),
+        report.customers,
+        report.contacts,
+        report.orders,
+        report.interactions
+    );
+    Ok(report)
+}
+
+const DEMO_MANAGERS: usize = 6;
+const DEMO_ADMIN: &str = "admin@demo.patron.local";
+
+/// Loads the demo data set; returns the admin password (new on every run).
+async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
+    for m in patron_datagen::default_account_managers(DEMO_MANAGERS) {
+        if store.user_by_email(&m.email).await?.is_none() {
+            store.create_user(&m.email, &m.display_name, Role::Agent, Some(&random_password())).await?;
+        }
+    }
+    let password = random_password();
+    match store.user_by_email(DEMO_ADMIN).await? {
+        Some(u) => store.set_password(u.id, &password).await?,
+        None => {
+            store.create_user(DEMO_ADMIN, "Demo Admin", Role::Admin, Some(&password)).await?;
+        }
+    }
+    let dir = tempfile::tempdir().context("creating a temporary directory for the demo files")?;
+    let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
+    cfg.end = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();
+    cfg.start = cfg.end - chrono::Duration::days(3 * 365);
+    cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS).into_iter().map(|m| m.email).collect();
+    let progress = Progress::new("generating", Some(customers), "customers");
+    let p = &progress;
+    patron_datagen::write_csv_files(&cfg, dir.path(), &move |n| p.set(n))?;
+    progress.finish();
+    for kind in [ImportKind::Customers, ImportKind::Contacts, ImportKind::Orders, ImportKind::Interactions] {
+        let file = dir.path().join(format!("{}.csv", kind.as_str()));
+        let report = import_file(store, &file, &ImportOptions::new(kind, format!("demo-{}.csv", kind.as_str()))).await?;
+        if !report.committed {
+            let first = report.rejections.first().map(|r| format!("row {} {}: {}", r.row, r.column, r.reason)).unwrap_or_default();
+            bail!("demo {} were rejected ({} rows; first: {first})", kind.as_str(), report.rejected);
+        }
+        println!("{:>13}: {} created, {} updated", kind.as_str(), report.created, report.updated);
+    }
+    Ok(password)
+}
