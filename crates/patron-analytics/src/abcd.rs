@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::rank::{count_below, sorted_f64};
+use crate::rank::Ranks;
 use crate::{AnalyticsError, Result};
 
 /// ABCD value tier.
@@ -129,17 +129,25 @@ pub fn abcd_tiers(
     if let Some(row) = value.iter().zip(ranked).position(|(v, &r)| r && !v.is_finite()) {
         return Err(AnalyticsError::InvalidInput { field: "value", row, reason: "not a finite number".into() });
     }
-    let ranked_values: Vec<f64> = value.iter().zip(ranked).filter(|(_, &r)| r).map(|(&v, _)| v).collect();
+    let mut slot = vec![u32::MAX; n];
+    let mut ranked_values = Vec::new();
+    for c in 0..n {
+        if ranked[c] {
+            slot[c] = ranked_values.len() as u32;
+            ranked_values.push(value[c]);
+        }
+    }
     let total = ranked_values.len();
-    let sorted = sorted_f64(&ranked_values);
+    let ranks = Ranks::new(&ranked_values);
     let tier: Vec<Option<Tier>> = (0..n)
         .into_par_iter()
         .map(|c| {
-            if !ranked[c] {
+            let i = slot[c] as usize;
+            if i >= total {
                 return None;
             }
             // Integer arithmetic: no rounding at the cut points.
-            let below = count_below(&sorted, value[c]) as u128 * 100;
+            let below = u128::from(ranks.below[i]) * 100;
             let t = total as u128;
             Some(if below >= u128::from(100 - c1) * t {
                 Tier::A

@@ -27,7 +27,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::rank::{mid_percentile, sorted_f64};
+use crate::rank::{median, Ranks};
 use crate::summary::CustomerSummaries;
 use crate::{AnalyticsError, Result};
 
@@ -176,25 +176,27 @@ pub fn loyalty(s: &CustomerSummaries, extras: &CustomerExtras, config: &LoyaltyC
     let in_base = |c: usize| s.purchase_days[c] > 0;
     let min_age = f64::from(config.min_age_days.max(1));
     let repeat_raw = |c: usize| f64::from(s.x[c]) * 365.0 / f64::from(s.age[c]).max(min_age);
-    let base: Vec<usize> = (0..n).filter(|&c| in_base(c)).collect();
-    let sorted_of = |f: &(dyn Fn(usize) -> f64 + Sync)| sorted_f64(&base.iter().map(|&c| f(c)).collect::<Vec<_>>());
-    let repeat_sorted = sorted_of(&repeat_raw);
-    let breadth_sorted = s.has_categories.then(|| sorted_of(&|c| f64::from(s.distinct_categories[c])));
-    let fp_sorted = s.has_full_price.then(|| sorted_of(&|c| s.full_price_share[c].unwrap_or(0.0)));
-    let referrals_sorted = extras.referrals.as_ref().map(|r| sorted_of(&|c| f64::from(r[c])));
-
-    let repeat: Vec<Option<f64>> =
-        (0..n).into_par_iter().map(|c| in_base(c).then(|| mid_percentile(&repeat_sorted, repeat_raw(c)))).collect();
-    let repeat_median = {
-        // median of the indicator over the base
-        let mut v: Vec<f64> = repeat.iter().flatten().copied().collect();
-        v.sort_unstable_by(|a, b| a.total_cmp(b));
-        match v.len() {
-            0 => f64::NAN,
-            k if k % 2 == 1 => v[k / 2],
-            k => 0.5 * (v[k / 2 - 1] + v[k / 2]),
+    // `slot[c]`: customer c's position in the base (u32::MAX outside it).
+    let mut slot = vec![u32::MAX; n];
+    let mut base_len = 0u32;
+    for (c, sl) in slot.iter_mut().enumerate() {
+        if in_base(c) {
+            *sl = base_len;
+            base_len += 1;
         }
-    };
+    }
+    let base: Vec<usize> = (0..n).filter(|&c| in_base(c)).collect();
+    let ranks_of = |f: &(dyn Fn(usize) -> f64 + Sync)| Ranks::new(&base.par_iter().map(|&c| f(c)).collect::<Vec<_>>());
+    let repeat_ranks = ranks_of(&repeat_raw);
+    let breadth_ranks = s.has_categories.then(|| ranks_of(&|c| f64::from(s.distinct_categories[c])));
+    let fp_ranks = s.has_full_price.then(|| ranks_of(&|c| s.full_price_share[c].unwrap_or(0.0)));
+    let referral_ranks = extras.referrals.as_ref().map(|r| ranks_of(&|c| f64::from(r[c])));
+
+    let repeat: Vec<Option<f64>> = (0..n)
+        .into_par_iter()
+        .map(|c| in_base(c).then(|| repeat_ranks.mid_percentile(slot[c] as usize)))
+        .collect();
+    let repeat_median = median(&repeat.iter().flatten().copied().collect::<Vec<_>>());
     let promoter = config.promoter_nps;
     let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<LoyaltySituation>)> = (0..n)
         .into_par_iter()
@@ -202,14 +204,15 @@ pub fn loyalty(s: &CustomerSummaries, extras: &CustomerExtras, config: &LoyaltyC
             if !in_base(c) {
                 return (None, None, None, None, None);
             }
-            let breadth = breadth_sorted.as_ref().map(|b| mid_percentile(b, f64::from(s.distinct_categories[c])));
+            let i = slot[c] as usize;
+            let breadth = breadth_ranks.as_ref().map(|b| b.mid_percentile(i));
             let nps = extras.latest_nps.as_ref().and_then(|v| v[c]);
             let advocacy = mean_of([
-                referrals_sorted.as_ref().zip(extras.referrals.as_ref()).map(|(sorted, r)| mid_percentile(sorted, f64::from(r[c]))),
+                referral_ranks.as_ref().map(|r| r.mid_percentile(i)),
                 nps.map(|v| if v >= promoter { 1.0 } else { 0.0 }),
             ]);
             let immunity = mean_of([
-                fp_sorted.as_ref().zip(s.full_price_share[c]).map(|(sorted, v)| mid_percentile(sorted, v)),
+                fp_ranks.as_ref().filter(|_| s.full_price_share[c].is_some()).map(|r| r.mid_percentile(i)),
                 extras.would_switch_for_2pct.as_ref().and_then(|v| v[c]).map(|switch| if switch { 0.0 } else { 1.0 }),
             ]);
             let indicators = [repeat[c], breadth, advocacy, immunity];

@@ -20,7 +20,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::rank::{quantile_score, sorted_f64};
+use crate::rank::Ranks;
 use crate::summary::CustomerSummaries;
 use crate::{AnalyticsError, Result};
 
@@ -162,13 +162,16 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
     let recency_days: Vec<Option<u32>> = (0..n).into_par_iter().map(|c| s.recency_days(c)).collect();
     let scored = |c: usize| s.window_orders[c] > 0;
 
-    // Goodness keys of the scored customers: −R (more recent is better), F, M.
+    // Goodness keys of the scored customers: −R (more recent is better), F, M; `slot[c]` is
+    // customer c's position among the scored ones.
+    let mut slot = vec![u32::MAX; n];
     let mut r_keys = Vec::new();
     let mut f_keys = Vec::new();
     let mut m_keys = Vec::new();
     let (mut sum_r, mut sum_f, mut sum_m) = (0.0, 0.0, 0.0);
     for c in 0..n {
         if scored(c) {
+            slot[c] = r_keys.len() as u32;
             let r = f64::from(recency_days[c].unwrap_or(0));
             r_keys.push(-r);
             f_keys.push(f64::from(s.window_orders[c]));
@@ -185,9 +188,8 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
         frequency: config.frequency.unwrap_or(mean(sum_f)),
         monetary_cents: config.monetary_cents.unwrap_or(mean(sum_m)),
     };
-    let r_sorted = sorted_f64(&r_keys);
-    let f_sorted = sorted_f64(&f_keys);
-    let m_sorted = sorted_f64(&m_keys);
+    let (r_ranks, (f_ranks, m_ranks)) =
+        rayon::join(|| Ranks::new(&r_keys), || rayon::join(|| Ranks::new(&f_keys), || Ranks::new(&m_keys)));
 
     let rows: Vec<(u8, u8, u8, Option<RfmClass>)> = (0..n)
         .into_par_iter()
@@ -203,15 +205,11 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
                 f64::from(f) >= thresholds.frequency,
                 m as f64 >= thresholds.monetary_cents,
             );
-            if !scored(c) {
+            let i = slot[c] as usize;
+            if i >= n_scored {
                 return (0, 0, 0, Some(class));
             }
-            (
-                quantile_score(&r_sorted, -f64::from(r), 5),
-                quantile_score(&f_sorted, f64::from(f), 5),
-                quantile_score(&m_sorted, m as f64, 5),
-                Some(class),
-            )
+            (r_ranks.quantile_score(i, 5), f_ranks.quantile_score(i, 5), m_ranks.quantile_score(i, 5), Some(class))
         })
         .collect();
 

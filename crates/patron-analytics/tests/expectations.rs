@@ -106,3 +106,25 @@ fn p_alive_equals_the_posterior_mass_of_alive() {
         assert!((params.p_alive(x, tx, t) - want).abs() < 1e-13);
     }
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// The same comparison over random parameters, data and horizons.
+        #[test]
+        fn closed_form_matches_integral(
+            r in 0.01f64..20.0, alpha in 0.01f64..500.0, a in 0.05f64..10.0, b in 0.05f64..10.0,
+            x in 0u32..200, age in 0.0f64..2000.0, t in 0.01f64..3000.0,
+        ) {
+            let params = BgNbdParams { r, alpha, a, b };
+            let s = r + f64::from(x);
+            let want = beta_expectation(a, b + f64::from(x), if_alive_integrand(s, t / (alpha + age)));
+            let got = params.expected_purchases_if_alive(x, age, t);
+            prop_assert!(((got - want) / want).abs() < 1e-8, "closed form {got}, integral {want}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! A small W3C WebDriver client over reqwest, enough to drive Debian's chromedriver and headless
+//! Chromium in tests (navigation, finding elements, typing, clicking, reading text, screenshots).
+//! Written here rather than adding a WebDriver crate: those pull a TLS stack we do not need on
+//! loopback, and the handful of calls below is the whole protocol surface the tests use.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// The element key of the W3C protocol.
+const ELEMENT: &str = "element-6066-11e4-a52f-4f7f5f3b3c3d";
+
+/// A chromedriver process and one browser session.
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session.
+    pub async fn start() -> Browser {
+        let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = free_port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); install chromium and chromium-driver (see .ci/run)"));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+        for _ in 0..200 {
+            if http.get(format!("{base}/status")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let chrome_bin = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chrome_bin,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session json");
+        let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {res}")).to_owned();
+        Browser { driver, base, session, http, _profile: profile }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method, url);
+        req = req.json(&body.unwrap_or(json!({})));
+        let v: Value = req.send().await.expect("webdriver request").json().await.expect("webdriver json");
+        if let Some(err) = v["value"].get("error") {
+            panic!("webdriver {path}: {err}: {}", v["value"]["message"]);
+        }
+        v["value"].clone()
+    }
+
+    /// Opens a URL.
+    pub async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// The current URL.
+    pub async fn url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits (up to 10 s) for an element matching a CSS selector and returns its id.
+    pub async fn find(&self, css: &str) -> String {
+        for _ in 0..100 {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let v: Value = self
+                .http
+                .post(url)
+                .json(&json!({"using": "css selector", "value": css}))
+                .send()
+                .await
+                .expect("find")
+                .json()
+                .await
+                .expect("find json");
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no element {css} on {}", self.url().await);
+    }
+
+    /// Types into an element.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), None).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    /// Clicks an element.
+    pub async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), None).await;
+    }
+
+    /// The visible text of an element.
+    pub async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits (up to 10 s) until the element's text contains `needle`; returns the text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = self.text(css).await;
+            if last.contains(needle) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never contained {needle:?}; last text: {last:?}");
+    }
+
+    /// Sets a cookie on the current site.
+    pub async fn add_cookie(&self, name: &str, value: &str) {
+        self.cmd(reqwest::Method::POST, "/cookie", Some(json!({"cookie": {"name": name, "value": value, "path": "/"}}))).await;
+    }
+
+    /// Sends a file path to a file input.
+    pub async fn upload(&self, css: &str, path: &std::path::Path) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({ "text": path.display().to_string() }))).await;
+    }
+
+    /// Saves a PNG screenshot (for looking at the page when a test is written or fails).
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        if let Some(s) = b64.as_str() {
+            let _ = std::fs::write(path, decode_base64(s));
+        }
+    }
+
+    /// Ends the session and the driver.
+    pub async fn quit(mut self) {
+        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let Some(v) = T.iter().position(|&x| x == c) else { continue };
+        buf = (buf << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
