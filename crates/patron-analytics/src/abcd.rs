@@ -5,9 +5,10 @@
 //! as for RFM scores: a customer's position is the number of ranked customers with a strictly
 //! lower value, and tied customers share the tier of that position — i.e. a tied group gets the
 //! lowest tier it spans (a block of equal values straddling a cut is not split arbitrarily, and
-//! customers with equal, e.g. zero, value are not promoted above D by their index). Without
-//! ties the counts are exact: with n customers, tier A holds the ⌈…⌉ top customers such that
-//! `below × 100 ≥ (100 − 20) × n`, and so on.
+//! customers with equal, e.g. zero, value are not promoted above D by their index). A customer
+//! with `below` customers under them is in A when `below × 100 ≥ (100 − 20) × n`, else in B
+//! when `below × 100 ≥ (100 − 50) × n`, else in C when `below × 100 ≥ (100 − 80) × n`, else D
+//! (integer arithmetic, so without ties 10 customers split exactly 2/3/3/2).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -364,6 +364,7 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
 
 /// Standard errors of the log-parameters from the observed information: the Hessian of the
 /// total log-likelihood by central differences of the analytic gradient, inverted.
+#[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
 pub(crate) fn observed_std_errors<const N: usize>(theta: &[f64], grad: impl Fn(&[f64]) -> [f64; N]) -> Option<[f64; N]> {
     let h = 1e-5;
     let mut hess = [[0.0f64; N]; N];
@@ -388,7 +389,7 @@ pub(crate) fn observed_std_errors<const N: usize>(theta: &[f64], grad: impl Fn(&
     let inv = invert(hess)?;
     let mut se = [0.0; N];
     for i in 0..N {
-        if !(inv[i][i] > 0.0) {
+        if inv[i][i].is_nan() || inv[i][i] <= 0.0 {
             return None;
         }
         se[i] = inv[i][i].sqrt();
@@ -397,6 +398,7 @@ pub(crate) fn observed_std_errors<const N: usize>(theta: &[f64], grad: impl Fn(&
 }
 
 /// Gauss-Jordan inversion with partial pivoting (small matrices only).
+#[allow(clippy::needless_range_loop)]
 fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
     let mut inv = [[0.0; N]; N];
     for (i, row) in inv.iter_mut().enumerate() {
@@ -404,7 +406,7 @@ fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
     }
     for col in 0..N {
         let pivot = (col..N).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))?;
-        if !(m[pivot][col].abs() > 1e-300) {
+        if m[pivot][col].is_nan() || m[pivot][col].abs() <= 1e-300 {
             return None;
         }
         m.swap(col, pivot);
@@ -487,7 +489,7 @@ impl BgNbdParams {
     /// in closed form (a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; a+b+x−1; t/(α+T+t))].
     /// Depends on (x, T, t) only, so it can be shared by customers with equal (x, T).
     pub fn expected_purchases_if_alive(&self, x: u32, age: f64, t: f64) -> f64 {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             return 0.0;
         }
         let BgNbdParams { r, alpha, a, b } = *self;

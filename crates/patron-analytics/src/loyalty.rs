@@ -21,7 +21,7 @@
 //! **Loyalty matrix**: attitude strong ⇔ latest NPS ≥ 9, or, without an NPS answer, advocacy
 //! ≥ 0.5 (no NPS and no advocacy data: weak — there is no evidence of attitude); behaviour high
 //! ⇔ repeat-purchase indicator ≥ its base median; trend rising ⇔ spend in the recent 90 days
-//! > 0 and ≥ the baseline average 90-day spend. Strong+high = true loyalty, strong+low = latent,
+//! is positive and at least the baseline average 90-day spend. Strong+high = true loyalty, strong+low = latent,
 //! weak+high = inertia (spurious), weak+low = no loyalty; each rising or falling.
 
 use rayon::prelude::*;
@@ -198,7 +198,9 @@ pub fn loyalty(s: &CustomerSummaries, extras: &CustomerExtras, config: &LoyaltyC
         .collect();
     let repeat_median = median(&repeat.iter().flatten().copied().collect::<Vec<_>>());
     let promoter = config.promoter_nps;
-    let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<LoyaltySituation>)> = (0..n)
+    // (breadth, advocacy, immunity, index, situation) per customer
+    type Row = (Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<LoyaltySituation>);
+    let rows: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|c| {
             if !in_base(c) {

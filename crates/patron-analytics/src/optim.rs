@@ -52,8 +52,11 @@ pub(crate) struct Minimum {
 
 type Eval = (Vec<f64>, f64, Vec<f64>);
 
+/// An objective: value and gradient at a point.
+pub(crate) type Objective<'a> = &'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync);
+
 struct Problem<'a> {
-    f: &'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync),
+    f: Objective<'a>,
     cache: RefCell<Option<Eval>>,
     // Outside the problem: argmin does not hand the problem back when a line search fails.
     evaluations: &'a std::cell::Cell<u64>,
@@ -95,7 +98,7 @@ impl Gradient for Problem<'_> {
 
 /// Minimises `f` (returning value and gradient) from `x0` with L-BFGS.
 pub(crate) fn minimize(
-    f: &(dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync),
+    f: Objective<'_>,
     x0: Vec<f64>,
     opts: &FitOptions,
 ) -> Result<Minimum, String> {

@@ -296,7 +296,9 @@ fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>
             )
         })
         .collect();
-    let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = (0..n)
+    // (p_alive, expected purchases, expected order value, CLV) per customer
+    type Row = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+    let rows: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|c| {
             if s.purchase_days[c] == 0 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 /// The element key of the W3C protocol.
-const ELEMENT: &str = "element-6066-11e4-a52f-4f7f5f3b3c3d";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process and one browser session.
 pub struct Browser {

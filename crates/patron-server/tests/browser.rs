@@ -1,0 +1,148 @@
+//! The web UI in a real headless Chromium (Debian's chromium + chromium-driver): log in, search,
+//! open a customer 360, edit a field and see it in the history; switch language; import a file
+//! and read the rejected rows. Screenshots land in target/screenshots for a look.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::spawn_app;
+use common::webdriver::Browser;
+use patron_store::import::{ImportKind, ImportOptions};
+use patron_store::testing::test_db;
+use patron_store::users::{Actor, Role};
+use patron_store::Engine;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+async fn seeded_app() -> common::TestApp {
+    let db = test_db(Engine::Sqlite).await;
+    db.store.create_user("manager@example.com", "王经理", Role::Manager, Some(PASSWORD)).await.unwrap();
+    let customers = "customer_id,name,mobile,email,city,tags,consent_sms\n\
+W1,王伟,13800138000,wang@example.com,上海,火锅,true\n\
+W2,李娜,13900139000,li@example.com,北京,下午茶,false\n\
+W3,张三,13700137000,,杭州,,\n";
+    let orders = "order_id,customer_id,ordered_at,amount,category,product,channel,store\n\
+O1,W1,2026-05-01 12:30:00,268.00,火锅,鸳鸯锅,store,上海南京西路店\n\
+O2,W1,2026-06-10 19:00:00,88.50,茶饮,杨枝甘露,app,\n";
+    for (kind, text) in [(ImportKind::Customers, customers), (ImportKind::Orders, orders)] {
+        let r = db
+            .store
+            .import(&Actor::cli(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &ImportOptions::new(kind, "seed.csv"), &|_| {})
+            .await
+            .unwrap();
+        assert!(r.committed, "{:?}", r.rejections);
+    }
+    spawn_app(db).await
+}
+
+async fn login(b: &Browser, app: &common::TestApp) {
+    b.goto(&format!("{}/ui/customers", app.base)).await;
+    // Not logged in: sent to the login page.
+    b.find("#login-button").await;
+    b.type_into("#email", "manager@example.com").await;
+    b.type_into("#password", "wrong password").await;
+    b.click("#login-button").await;
+    b.find("#login-error").await;
+    b.type_into("#email", "manager@example.com").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("#login-button").await;
+    b.find("#customer-table").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_search_open_edit_and_see_history() {
+    let app = seeded_app().await;
+    let b = Browser::start().await;
+    login(&b, &app).await;
+    assert!(b.text("#who").await.contains("王经理"));
+    assert!(b.text("#total").await.contains('3'));
+    // Lists mask mobile numbers for a manager.
+    assert!(b.text("#customer-table").await.contains("138****8000"));
+    b.screenshot(&shots().join("customers.png")).await;
+
+    // Search narrows the list (htmx swaps the results as one types).
+    b.type_into("#q", "李娜").await;
+    b.wait_text("#total", "1").await;
+    let table = b.wait_text("#customer-table", "李娜").await;
+    assert!(!table.contains("王伟"), "{table}");
+    b.type_into("#q", "W1").await;
+    b.wait_text("#customer-table", "王伟").await;
+
+    // Open the customer 360.
+    b.click(".customer-link").await;
+    b.wait_text("#customer-name", "王伟").await;
+    assert!(b.text("#stat-orders").await.contains('2'));
+    assert!(b.text("#stat-spend").await.contains("¥356.50"));
+    assert_eq!(b.text("#profile-mobile").await, "13800138000", "the 360 shows the full value");
+    assert!(b.text("#orders").await.contains("鸳鸯锅"));
+    assert!(b.text("#timeline").await.contains("completed"));
+    b.screenshot(&shots().join("customer360.png")).await;
+
+    // Edit the city and see the change in the history.
+    b.click("#edit-link").await;
+    b.type_into("#f-city", "苏州").await;
+    b.type_into("#f-email", "not an email").await;
+    b.click("#save-button").await;
+    b.wait_text("#form-error", "email").await;
+    b.type_into("#f-email", "wang.wei@example.com").await;
+    b.click("#save-button").await;
+    b.wait_text("#profile-city", "苏州").await;
+    let history = b.wait_text("#history-table", "city").await;
+    assert!(history.contains("上海") && history.contains("苏州"), "{history}");
+    assert!(history.contains("wang.wei@example.com"));
+    b.screenshot(&shots().join("history.png")).await;
+
+    // A note lands on the timeline.
+    b.type_into("#note-body", "喜欢靠窗的位置").await;
+    b.click("#note-button").await;
+    b.wait_text("#timeline-list", "喜欢靠窗的位置").await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn language_switch_and_import_report() {
+    let app = seeded_app().await;
+    let b = Browser::start().await;
+    login(&b, &app).await;
+    // zh-CN by default; switch to English and back.
+    assert!(b.text("#search-button").await.contains("搜索"));
+    b.click("#lang-switch").await;
+    b.wait_text("#search-button", "Search").await;
+    assert!(b.url().await.ends_with("/ui/customers"));
+
+    // Import a file with a bad row: the report lists it and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.csv");
+    std::fs::write(&file, "order_id,customer_id,ordered_at,amount\nN1,W2,2026-06-20 12:00,50\nN2,NOBODY,2026-06-20 12:00,50\nN3,W3,2026-06-20,5.555\n").unwrap();
+    b.goto(&format!("{}/ui/import", app.base)).await;
+    b.click("#import-kind option[value=orders]").await;
+    b.upload("#import-file", &file).await;
+    b.click("#import-button").await;
+    b.wait_text("#r-rejected", "2").await;
+    let rej = b.text("#rejections").await;
+    assert!(rej.contains("unknown customer") && rej.contains("2 decimals"), "{rej}");
+    assert!(b.text("#r-status").await.contains("Nothing was written"));
+    b.screenshot(&shots().join("import.png")).await;
+    // With skip-invalid the valid row loads.
+    b.click("#import-kind option[value=orders]").await;
+    b.upload("#import-file", &file).await;
+    b.click("#import-skip").await;
+    b.click("#import-button").await;
+    b.wait_text("#r-created", "1").await;
+    assert!(b.text("#r-status").await.contains("Written"));
+
+    // Log out: the session is gone.
+    b.goto(&format!("{}/ui/customers", app.base)).await;
+    b.click("header.top form button").await;
+    b.find("#login-button").await;
+    b.goto(&format!("{}/ui/customers", app.base)).await;
+    b.find("#login-button").await;
+    b.quit().await;
+}
