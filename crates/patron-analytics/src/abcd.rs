@@ -68,7 +68,10 @@ pub struct AbcdConfig {
 
 impl Default for AbcdConfig {
     fn default() -> Self {
-        AbcdConfig { cut_percent: [20, 50, 80], basis: AbcdBasis::TrailingSpend }
+        AbcdConfig {
+            cut_percent: [20, 50, 80],
+            basis: AbcdBasis::TrailingSpend,
+        }
     }
 }
 
@@ -115,20 +118,38 @@ pub fn abcd_tiers(
     config: &AbcdConfig,
 ) -> Result<AbcdResult> {
     let n = value.len();
-    for (column, got) in [("ranked", ranked.len()), ("revenue_cents", revenue_cents.len())] {
+    for (column, got) in [
+        ("ranked", ranked.len()),
+        ("revenue_cents", revenue_cents.len()),
+    ] {
         if got != n {
-            return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
+            return Err(AnalyticsError::LengthMismatch {
+                column,
+                expected: n,
+                got,
+            });
         }
     }
     let [c1, c2, c3] = config.cut_percent;
     if !(c1 <= c2 && c2 <= c3 && c3 <= 100) {
         return Err(AnalyticsError::InvalidConfig {
             field: "abcd.cut_percent",
-            reason: format!("{:?} must be non-decreasing percentages", config.cut_percent),
+            reason: format!(
+                "{:?} must be non-decreasing percentages",
+                config.cut_percent
+            ),
         });
     }
-    if let Some(row) = value.iter().zip(ranked).position(|(v, &r)| r && !v.is_finite()) {
-        return Err(AnalyticsError::InvalidInput { field: "value", row, reason: "not a finite number".into() });
+    if let Some(row) = value
+        .iter()
+        .zip(ranked)
+        .position(|(v, &r)| r && !v.is_finite())
+    {
+        return Err(AnalyticsError::InvalidInput {
+            field: "value",
+            row,
+            reason: "not a finite number".into(),
+        });
     }
     let mut slot = vec![u32::MAX; n];
     let mut ranked_values = Vec::new();
@@ -202,17 +223,38 @@ mod tests {
     fn default_cut_points_on_ten_customers() {
         let value: Vec<f64> = (1..=10).map(f64::from).collect();
         let revenue: Vec<i64> = (1..=10).collect();
-        let r = abcd_tiers(&value, &[true; 10], &revenue, AbcdBasis::TrailingSpend, &AbcdConfig::default()).unwrap();
+        let r = abcd_tiers(
+            &value,
+            &[true; 10],
+            &revenue,
+            AbcdBasis::TrailingSpend,
+            &AbcdConfig::default(),
+        )
+        .unwrap();
         use Tier::*;
         assert_eq!(
             r.tier,
-            vec![Some(D), Some(D), Some(C), Some(C), Some(C), Some(B), Some(B), Some(B), Some(A), Some(A)]
+            vec![
+                Some(D),
+                Some(D),
+                Some(C),
+                Some(C),
+                Some(C),
+                Some(B),
+                Some(B),
+                Some(B),
+                Some(A),
+                Some(A)
+            ]
         );
         let counts: Vec<usize> = r.tiers.iter().map(|t| t.customers).collect();
         assert_eq!(counts, vec![2, 3, 3, 2]);
         // revenue 55 in all: A = 9+10 = 19, B = 6+7+8 = 21, C = 3+4+5 = 12, D = 1+2 = 3
         let shares: Vec<f64> = r.tiers.iter().map(|t| t.revenue_share).collect();
-        for (s, want) in shares.iter().zip([19.0 / 55.0, 21.0 / 55.0, 12.0 / 55.0, 3.0 / 55.0]) {
+        for (s, want) in shares
+            .iter()
+            .zip([19.0 / 55.0, 21.0 / 55.0, 12.0 / 55.0, 3.0 / 55.0])
+        {
             assert!((s - want).abs() < 1e-15);
         }
         assert_eq!(r.tiers[0].revenue_cents, 19);
@@ -227,7 +269,14 @@ mod tests {
         let mut ranked = vec![true; 10];
         ranked.push(false);
         let rev: Vec<i64> = value.iter().map(|&v| v as i64).collect();
-        let r = abcd_tiers(&value, &ranked, &rev, AbcdBasis::TrailingSpend, &AbcdConfig::default()).unwrap();
+        let r = abcd_tiers(
+            &value,
+            &ranked,
+            &rev,
+            AbcdBasis::TrailingSpend,
+            &AbcdConfig::default(),
+        )
+        .unwrap();
         // all zeros share the lowest tier they span (D), not split by index
         assert!(r.tier[..6].iter().all(|&t| t == Some(Tier::D)));
         assert_eq!(r.tier[6], Some(Tier::B)); // below = 6 → 60% ≥ 50%
@@ -240,15 +289,28 @@ mod tests {
     fn custom_cut_points_and_errors() {
         let value: Vec<f64> = (0..100).map(f64::from).collect();
         let rev = vec![1i64; 100];
-        let cfg = AbcdConfig { cut_percent: [10, 40, 90], ..Default::default() };
+        let cfg = AbcdConfig {
+            cut_percent: [10, 40, 90],
+            ..Default::default()
+        };
         let r = abcd_tiers(&value, &[true; 100], &rev, AbcdBasis::Clv, &cfg).unwrap();
         let counts: Vec<usize> = r.tiers.iter().map(|t| t.customers).collect();
         assert_eq!(counts, vec![10, 30, 50, 10]);
         assert_eq!(r.basis, AbcdBasis::Clv);
-        let bad = AbcdConfig { cut_percent: [50, 20, 80], ..Default::default() };
+        let bad = AbcdConfig {
+            cut_percent: [50, 20, 80],
+            ..Default::default()
+        };
         assert!(abcd_tiers(&value, &[true; 100], &rev, AbcdBasis::Clv, &bad).is_err());
         let mut nan = value.clone();
         nan[3] = f64::NAN;
-        assert!(abcd_tiers(&nan, &[true; 100], &rev, AbcdBasis::Clv, &AbcdConfig::default()).is_err());
+        assert!(abcd_tiers(
+            &nan,
+            &[true; 100],
+            &rev,
+            AbcdBasis::Clv,
+            &AbcdConfig::default()
+        )
+        .is_err());
     }
 }

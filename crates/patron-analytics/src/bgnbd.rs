@@ -54,7 +54,11 @@ impl BtydRows {
         let n = x.len();
         for (column, got) in [("t_x", t_x.len()), ("age", age.len())] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
+                return Err(AnalyticsError::LengthMismatch {
+                    column,
+                    expected: n,
+                    got,
+                });
             }
         }
         if let Some(row) = (0..n).find(|&i| {
@@ -74,7 +78,9 @@ impl BtydRows {
             });
         }
         // Non-negative floats order like their bit patterns.
-        let mut keys: Vec<(u32, u64, u64)> = (0..n).map(|i| (x[i], t_x[i].to_bits(), age[i].to_bits())).collect();
+        let mut keys: Vec<(u32, u64, u64)> = (0..n)
+            .map(|i| (x[i], t_x[i].to_bits(), age[i].to_bits()))
+            .collect();
         keys.par_sort_unstable();
         let mut rows = BtydRows::default();
         for k in keys {
@@ -96,6 +102,7 @@ impl BtydRows {
     /// Aggregated rows of the customers with purchases in `s`, in `unit`. Uses integer-day
     /// keys (one sort of packed u64s), the fast path for the whole customer base.
     pub fn from_summaries(s: &CustomerSummaries, unit: TimeUnit) -> Result<BtydRows> {
+        s.validate()?;
         // x < 2^20, t_x and T < 2^22 days (11,000 years) fit one u64 key.
         let mut keys: Vec<u64> = Vec::with_capacity(s.len());
         for c in 0..s.len() {
@@ -103,11 +110,13 @@ impl BtydRows {
                 continue;
             }
             let (x, tx, t) = (s.x[c], s.t_x[c], s.age[c]);
-            if x >= 1 << 20 || t >= 1 << 22 {
+            if x >= 1 << 20 || t >= 1 << 22 || tx > t {
                 return Err(AnalyticsError::InvalidInput {
                     field: "summaries",
                     row: c,
-                    reason: format!("x = {x} or T = {t} days out of the supported range"),
+                    reason: format!(
+                        "x = {x}, t_x = {tx}, T = {t} days: out of the supported range or t_x > T"
+                    ),
                 });
             }
             keys.push((u64::from(x) << 44) | (u64::from(tx) << 22) | u64::from(t));
@@ -149,9 +158,17 @@ impl BtydRows {
 
     fn validate(&self) -> Result<()> {
         let n = self.x.len();
-        for (column, got) in [("t_x", self.t_x.len()), ("age", self.age.len()), ("weight", self.weight.len())] {
+        for (column, got) in [
+            ("t_x", self.t_x.len()),
+            ("age", self.age.len()),
+            ("weight", self.weight.len()),
+        ] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
+                return Err(AnalyticsError::LengthMismatch {
+                    column,
+                    expected: n,
+                    got,
+                });
             }
         }
         for i in 0..n {
@@ -214,13 +231,21 @@ struct TimeTable {
 
 impl TimeTable {
     fn new(t_x: &[f64], age: &[f64], scale: f64) -> TimeTable {
-        let mut bits: Vec<u64> = t_x.iter().chain(age.iter()).map(|v| (v * scale).to_bits()).collect();
+        let mut bits: Vec<u64> = t_x
+            .iter()
+            .chain(age.iter())
+            .map(|v| (v * scale).to_bits())
+            .collect();
         bits.par_sort_unstable();
         bits.dedup();
         let find = |v: f64| bits.partition_point(|&b| b < (v * scale).to_bits()) as u32;
         let tx_idx = t_x.par_iter().map(|&v| find(v)).collect();
         let t_idx = age.par_iter().map(|&v| find(v)).collect();
-        TimeTable { values: bits.into_iter().map(f64::from_bits).collect(), tx_idx, t_idx }
+        TimeTable {
+            values: bits.into_iter().map(f64::from_bits).collect(),
+            tx_idx,
+            t_idx,
+        }
     }
 }
 
@@ -235,12 +260,21 @@ fn objective(theta: &[f64], rows: &BtydRows, tt: &TimeTable, total_weight: f64) 
 
 /// Total log-likelihood and its gradient w.r.t. (ln r, ln α, ln a, ln b).
 fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, [f64; 4]) {
-    let (r, alpha, a, b) = (theta[0].exp(), theta[1].exp(), theta[2].exp(), theta[3].exp());
+    let (r, alpha, a, b) = (
+        theta[0].exp(),
+        theta[1].exp(),
+        theta[2].exp(),
+        theta[3].exp(),
+    );
     let ln_alpha = alpha.ln();
     let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
     let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
     let ln_a = a.ln();
-    let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt.values.iter().map(|&v| ((alpha + v).ln(), 1.0 / (alpha + v))).unzip();
+    let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt
+        .values
+        .iter()
+        .map(|&v| ((alpha + v).ln(), 1.0 / (alpha + v)))
+        .unzip();
 
     struct XConst {
         x: u32,
@@ -253,13 +287,23 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
     }
     let x_const = |x: u32| -> XConst {
         if x == 0 {
-            return XConst { x, a12: r * ln_alpha, dr: ln_alpha, da: 0.0, db: 0.0, ln_a_bx1: 0.0, inv_bx1: 0.0 };
+            return XConst {
+                x,
+                a12: r * ln_alpha,
+                dr: ln_alpha,
+                da: 0.0,
+                db: 0.0,
+                ln_a_bx1: 0.0,
+                inv_bx1: 0.0,
+            };
         }
         let xf = f64::from(x);
         let bx1 = b + xf - 1.0;
         XConst {
             x,
-            a12: ln_gamma(r + xf) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + xf) - lg_b - ln_gamma(a + b + xf),
+            a12: ln_gamma(r + xf) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + xf)
+                - lg_b
+                - ln_gamma(a + b + xf),
             dr: digamma(r + xf) - dg_r + ln_alpha,
             da: dg_ab - digamma(a + b + xf),
             db: dg_ab + digamma(b + xf) - dg_b - digamma(a + b + xf),
@@ -320,34 +364,55 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
     rows.validate()?;
     let total_weight = rows.customers();
     if rows.is_empty() || total_weight <= 0.0 {
-        return Err(AnalyticsError::InsufficientData { model: "BG/NBD", reason: "no customers".into() });
+        return Err(AnalyticsError::InsufficientData {
+            model: "BG/NBD",
+            reason: "no customers".into(),
+        });
     }
-    let repeat_weight: f64 = (0..rows.len()).filter(|&i| rows.x[i] > 0).map(|i| rows.weight[i]).sum();
+    let repeat_weight: f64 = (0..rows.len())
+        .filter(|&i| rows.x[i] > 0)
+        .map(|i| rows.weight[i])
+        .sum();
     if repeat_weight <= 0.0 {
         return Err(AnalyticsError::InsufficientData {
             model: "BG/NBD",
-            reason: "no customer with a repeat purchase (the dropout process is not identified)".into(),
+            reason: "no customer with a repeat purchase (the dropout process is not identified)"
+                .into(),
         });
     }
     let max_age = rows.age.iter().copied().fold(0.0, f64::max);
     if max_age <= 0.0 {
-        return Err(AnalyticsError::InsufficientData { model: "BG/NBD", reason: "all customers have age 0".into() });
+        return Err(AnalyticsError::InsufficientData {
+            model: "BG/NBD",
+            reason: "all customers have age 0".into(),
+        });
     }
     let scale = 1.0 / max_age;
     let tt = TimeTable::new(&rows.t_x, &rows.age, scale);
     let f = |theta: &[f64]| objective(theta, rows, &tt, total_weight);
-    let m = minimize(&f, vec![0.1; 4], opts).map_err(|reason| AnalyticsError::FitFailed { model: "BG/NBD", reason })?;
+    let m = minimize(&f, vec![0.1; 4], opts).map_err(|reason| AnalyticsError::FitFailed {
+        model: "BG/NBD",
+        reason,
+    })?;
     let th = &m.x;
-    let params = BgNbdParams { r: th[0].exp(), alpha: th[1].exp() / scale, a: th[2].exp(), b: th[3].exp() };
+    let params = BgNbdParams {
+        r: th[0].exp(),
+        alpha: th[1].exp() / scale,
+        a: th[2].exp(),
+        b: th[3].exp(),
+    };
     // ll in the data's unit: scaling time by s changes each customer's ll by −x ln s.
-    let sum_wx: f64 = (0..rows.len()).map(|i| rows.weight[i] * f64::from(rows.x[i])).sum();
+    let sum_wx: f64 = (0..rows.len())
+        .map(|i| rows.weight[i] * f64::from(rows.x[i]))
+        .sum();
     let log_likelihood = -m.cost * total_weight + sum_wx * scale.ln();
-    let std_errors = observed_std_errors(th, |t| log_likelihood_sums(t, rows, &tt).1).map(|se| BgNbdParams {
-        r: params.r * se[0],
-        alpha: params.alpha * se[1],
-        a: params.a * se[2],
-        b: params.b * se[3],
-    });
+    let std_errors =
+        observed_std_errors(th, |t| log_likelihood_sums(t, rows, &tt).1).map(|se| BgNbdParams {
+            r: params.r * se[0],
+            alpha: params.alpha * se[1],
+            a: params.a * se[2],
+            b: params.b * se[3],
+        });
     Ok(BgNbdFit {
         params,
         log_likelihood,
@@ -365,7 +430,10 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
 /// Standard errors of the log-parameters from the observed information: the Hessian of the
 /// total log-likelihood by central differences of the analytic gradient, inverted.
 #[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
-pub(crate) fn observed_std_errors<const N: usize>(theta: &[f64], grad: impl Fn(&[f64]) -> [f64; N]) -> Option<[f64; N]> {
+pub(crate) fn observed_std_errors<const N: usize>(
+    theta: &[f64],
+    grad: impl Fn(&[f64]) -> [f64; N],
+) -> Option<[f64; N]> {
     let h = 1e-5;
     let mut hess = [[0.0f64; N]; N];
     for j in 0..N {
@@ -432,9 +500,17 @@ fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
 impl BgNbdParams {
     /// Checks that all four parameters are finite and positive.
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [("r", self.r), ("alpha", self.alpha), ("a", self.a), ("b", self.b)] {
+        for (field, v) in [
+            ("r", self.r),
+            ("alpha", self.alpha),
+            ("a", self.a),
+            ("b", self.b),
+        ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(AnalyticsError::InvalidConfig { field, reason: format!("BG/NBD parameter must be > 0, got {v}") });
+                return Err(AnalyticsError::InvalidConfig {
+                    field,
+                    reason: format!("BG/NBD parameter must be > 0, got {v}"),
+                });
             }
         }
         Ok(())
@@ -455,14 +531,15 @@ impl BgNbdParams {
         a1 + a2 + m + (-(a3 - a4).abs()).exp().ln_1p()
     }
 
-    /// P(alive | x, t_x, T) = 1 / (1 + [x > 0] · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)); 1 when x = 0.
+    /// P(alive | x, t_x, T) = 1 / (1 + \[x > 0\] · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)); 1 when x = 0.
     pub fn p_alive(&self, x: u32, t_x: f64, age: f64) -> f64 {
         if x == 0 {
             return 1.0;
         }
         let BgNbdParams { r, alpha, a, b } = *self;
         let xf = f64::from(x);
-        let log_odds_dead = a.ln() - (b + xf - 1.0).ln() + (r + xf) * ((alpha + age).ln() - (alpha + t_x).ln());
+        let log_odds_dead =
+            a.ln() - (b + xf - 1.0).ln() + (r + xf) * ((alpha + age).ln() - (alpha + t_x).ln());
         // Logistic in a form that cannot overflow.
         if log_odds_dead > 0.0 {
             let e = (-log_odds_dead).exp();
@@ -549,11 +626,21 @@ fn if_alive_closed(s: f64, a: f64, bx: f64, u: f64) -> f64 {
 mod tests {
     use super::*;
 
-    const P: BgNbdParams = BgNbdParams { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
+    const P: BgNbdParams = BgNbdParams {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    };
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let rows = BtydRows::aggregate(&[0, 0, 1, 3, 7, 2], &[0.0, 0.0, 5.0, 20.0, 30.5, 1.0], &[10.0, 35.0, 30.0, 31.0, 38.0, 2.0]).unwrap();
+        let rows = BtydRows::aggregate(
+            &[0, 0, 1, 3, 7, 2],
+            &[0.0, 0.0, 5.0, 20.0, 30.5, 1.0],
+            &[10.0, 35.0, 30.0, 31.0, 38.0, 2.0],
+        )
+        .unwrap();
         assert_eq!(rows.len(), 6);
         let tt = TimeTable::new(&rows.t_x, &rows.age, 1.0 / 38.0);
         let theta = [-0.3, 0.2, -0.1, 0.4];
@@ -564,19 +651,33 @@ mod tests {
             let mut dn = theta;
             up[j] += h;
             dn[j] -= h;
-            let num = (log_likelihood_sums(&up, &rows, &tt).0 - log_likelihood_sums(&dn, &rows, &tt).0) / (2.0 * h);
-            assert!((num - g[j]).abs() < 1e-6 * (1.0 + num.abs()), "param {j}: analytic {} numeric {num}", g[j]);
+            let num = (log_likelihood_sums(&up, &rows, &tt).0
+                - log_likelihood_sums(&dn, &rows, &tt).0)
+                / (2.0 * h);
+            assert!(
+                (num - g[j]).abs() < 1e-6 * (1.0 + num.abs()),
+                "param {j}: analytic {} numeric {num}",
+                g[j]
+            );
         }
         // the aggregated sum equals the per-customer log-likelihoods (scaled time)
         let s = 1.0 / 38.0;
-        let p = BgNbdParams { r: theta[0].exp(), alpha: theta[1].exp(), a: theta[2].exp(), b: theta[3].exp() };
-        let direct: f64 = (0..rows.len()).map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.t_x[i] * s, rows.age[i] * s)).sum();
+        let p = BgNbdParams {
+            r: theta[0].exp(),
+            alpha: theta[1].exp(),
+            a: theta[2].exp(),
+            b: theta[3].exp(),
+        };
+        let direct: f64 = (0..rows.len())
+            .map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.t_x[i] * s, rows.age[i] * s))
+            .sum();
         assert!((direct - log_likelihood_sums(&theta, &rows, &tt).0).abs() < 1e-10);
     }
 
     #[test]
     fn aggregation_counts_identical_rows() {
-        let rows = BtydRows::aggregate(&[1, 0, 1, 0], &[2.0, 0.0, 2.0, 0.0], &[5.0, 5.0, 5.0, 4.0]).unwrap();
+        let rows = BtydRows::aggregate(&[1, 0, 1, 0], &[2.0, 0.0, 2.0, 0.0], &[5.0, 5.0, 5.0, 4.0])
+            .unwrap();
         assert_eq!(rows.x, vec![0, 0, 1]);
         assert_eq!(rows.age, vec![4.0, 5.0, 5.0]);
         assert_eq!(rows.weight, vec![1.0, 1.0, 2.0]);
@@ -589,7 +690,8 @@ mod tests {
     fn p_alive_closed_form() {
         assert_eq!(P.p_alive(0, 0.0, 30.0), 1.0);
         let (x, tx, t) = (2u32, 30.43, 38.86);
-        let want = 1.0 / (1.0 + P.a / (P.b + 1.0) * ((P.alpha + t) / (P.alpha + tx)).powf(P.r + 2.0));
+        let want =
+            1.0 / (1.0 + P.a / (P.b + 1.0) * ((P.alpha + t) / (P.alpha + tx)).powf(P.r + 2.0));
         assert!((P.p_alive(x, tx, t) - want).abs() < 1e-15);
         // bought on the last day: only the dropout chance after that purchase remains
         assert!((P.p_alive(5, 38.0, 38.0) - 1.0 / (1.0 + P.a / (P.b + 4.0))).abs() < 1e-15);
@@ -606,7 +708,10 @@ mod tests {
                 let bx = P.b + f64::from(x);
                 let a = if_alive_series(s, P.a, bx, u);
                 let b = if_alive_closed(s, P.a, bx, u);
-                assert!(((a - b) / b).abs() < 1e-9, "x={x} T={age} u={u}: {a} vs {b}");
+                assert!(
+                    ((a - b) / b).abs() < 1e-9,
+                    "x={x} T={age} u={u}: {a} vs {b}"
+                );
                 let _ = t;
             }
         }
@@ -615,10 +720,25 @@ mod tests {
     #[test]
     fn removable_singularities_are_smooth() {
         // a → 1 and a + b − 1 → 0 (x = 0): values on both sides and at the point agree.
-        for base in [BgNbdParams { a: 1.0, ..P }, BgNbdParams { a: 0.6, b: 0.4, ..P }] {
+        for base in [
+            BgNbdParams { a: 1.0, ..P },
+            BgNbdParams {
+                a: 0.6,
+                b: 0.4,
+                ..P
+            },
+        ] {
             let at = base.expected_purchases_if_alive(0, 10.0, 52.0);
-            let lo = BgNbdParams { a: base.a - 1e-3, ..base }.expected_purchases_if_alive(0, 10.0, 52.0);
-            let hi = BgNbdParams { a: base.a + 1e-3, ..base }.expected_purchases_if_alive(0, 10.0, 52.0);
+            let lo = BgNbdParams {
+                a: base.a - 1e-3,
+                ..base
+            }
+            .expected_purchases_if_alive(0, 10.0, 52.0);
+            let hi = BgNbdParams {
+                a: base.a + 1e-3,
+                ..base
+            }
+            .expected_purchases_if_alive(0, 10.0, 52.0);
             assert!(at.is_finite() && at > 0.0);
             assert!((at - 0.5 * (lo + hi)).abs() < 1e-5 * at, "{lo} {at} {hi}");
         }

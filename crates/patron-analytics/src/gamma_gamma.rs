@@ -88,7 +88,8 @@ fn ll_sums(theta: &[f64], rows: &Rows) -> (f64, [f64; 3]) {
                 let ln_xmg = (xf * rows.m[i] + g).ln();
                 let px = p * xf;
                 acc[0] += w
-                    * (lgd - lg_q + q * ln_g + (px - 1.0) * rows.ln_m[i] + px * rows.ln_x[i] - (px + q) * ln_xmg);
+                    * (lgd - lg_q + q * ln_g + (px - 1.0) * rows.ln_m[i] + px * rows.ln_x[i]
+                        - (px + q) * ln_xmg);
                 acc[1] += w * xf * (dg_pxq - dg_px + rows.ln_m[i] + rows.ln_x[i] - ln_xmg);
                 acc[2] += w * (dg_pxq - dg_q + ln_g - ln_xmg);
                 acc[3] += w * (q / g - (px + q) / (xf * rows.m[i] + g));
@@ -109,16 +110,30 @@ fn ll_sums(theta: &[f64], rows: &Rows) -> (f64, [f64; 3]) {
 /// Customers with x = 0 or m ≤ 0 are skipped.
 pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
     if m.len() != x.len() {
-        return Err(AnalyticsError::LengthMismatch { column: "m", expected: x.len(), got: m.len() });
+        return Err(AnalyticsError::LengthMismatch {
+            column: "m",
+            expected: x.len(),
+            got: m.len(),
+        });
     }
     if let Some(row) = m.iter().position(|v| !v.is_finite()) {
-        return Err(AnalyticsError::InvalidInput { field: "m", row, reason: "not a finite number".into() });
+        return Err(AnalyticsError::InvalidInput {
+            field: "m",
+            row,
+            reason: "not a finite number".into(),
+        });
     }
-    let mut keys: Vec<(u32, u64)> = (0..x.len()).filter(|&i| x[i] >= 1 && m[i] > 0.0).map(|i| (x[i], m[i].to_bits())).collect();
+    let mut keys: Vec<(u32, u64)> = (0..x.len())
+        .filter(|&i| x[i] >= 1 && m[i] > 0.0)
+        .map(|i| (x[i], m[i].to_bits()))
+        .collect();
     if keys.len() < 2 {
         return Err(AnalyticsError::InsufficientData {
             model: "Gamma-Gamma",
-            reason: format!("{} customers with a repeat purchase and positive spend; need at least 2", keys.len()),
+            reason: format!(
+                "{} customers with a repeat purchase and positive spend; need at least 2",
+                keys.len()
+            ),
         });
     }
     keys.par_sort_unstable();
@@ -150,10 +165,16 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         let (ll, g) = ll_sums(theta, &rows);
         (-ll / total, g.iter().map(|v| -v / total).collect())
     };
-    let res =
-        minimize(&f, vec![0.1; 3], opts).map_err(|reason| AnalyticsError::FitFailed { model: "Gamma-Gamma", reason })?;
+    let res = minimize(&f, vec![0.1; 3], opts).map_err(|reason| AnalyticsError::FitFailed {
+        model: "Gamma-Gamma",
+        reason,
+    })?;
     let th = &res.x;
-    let params = GammaGammaParams { p: th[0].exp(), q: th[1].exp(), gamma: th[2].exp() * scale };
+    let params = GammaGammaParams {
+        p: th[0].exp(),
+        q: th[1].exp(),
+        gamma: th[2].exp() * scale,
+    };
     let std_errors = observed_std_errors(th, |t| ll_sums(t, &rows).1).map(|se| GammaGammaParams {
         p: params.p * se[0],
         q: params.q * se[1],
@@ -179,7 +200,10 @@ impl GammaGammaParams {
         let GammaGammaParams { p, q, gamma } = *self;
         let xf = f64::from(x);
         let px = p * xf;
-        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * gamma.ln() + (px - 1.0) * m.ln() + px * xf.ln()
+        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
+            + q * gamma.ln()
+            + (px - 1.0) * m.ln()
+            + px * xf.ln()
             - (px + q) * (xf * m + gamma).ln()
     }
 
@@ -202,7 +226,14 @@ impl GammaGammaParams {
 /// Σ_{i=1..H} (E[X(30i)] − E[X(30(i−1))]) / (1+d)^i divided by P(alive), i.e. the discounted
 /// expected purchases over H months for an alive customer with (x, T); 30 days are converted
 /// into the model's `unit`. Shared by all customers with equal (x, T).
-pub fn discounted_purchases_if_alive(bg: &BgNbdParams, unit: TimeUnit, x: u32, age: f64, months: u32, monthly_discount: f64) -> f64 {
+pub fn discounted_purchases_if_alive(
+    bg: &BgNbdParams,
+    unit: TimeUnit,
+    x: u32,
+    age: f64,
+    months: u32,
+    monthly_discount: f64,
+) -> f64 {
     let month = unit.from_days(30.0);
     let mut prev = 0.0;
     let mut total = 0.0;
@@ -217,7 +248,7 @@ pub fn discounted_purchases_if_alive(bg: &BgNbdParams, unit: TimeUnit, x: u32, a
 }
 
 /// Discounted CLV over `months` months at `monthly_discount`:
-/// Σ_{i=1..H} (E[X(30i) | x, t_x, T] − E[X(30(i−1)) | x, t_x, T]) · E[M] / (1+d)^i,
+/// Σ_{i=1..H} (E[X(30i) | x, t_x, T] − E[X(30(i−1)) | x, t_x, T]) · E\[M\] / (1+d)^i,
 /// with t_x, T in the model's `unit`.
 #[allow(clippy::too_many_arguments)]
 pub fn clv(
@@ -230,7 +261,9 @@ pub fn clv(
     months: u32,
     monthly_discount: f64,
 ) -> f64 {
-    bg.p_alive(x, t_x, age) * expected_order_value * discounted_purchases_if_alive(bg, unit, x, age, months, monthly_discount)
+    bg.p_alive(x, t_x, age)
+        * expected_order_value
+        * discounted_purchases_if_alive(bg, unit, x, age, months, monthly_discount)
 }
 
 #[cfg(test)]
@@ -248,8 +281,14 @@ mod tests {
         };
         let theta = [0.7, 0.3, -0.2];
         let (ll, g) = ll_sums(&theta, &rows);
-        let p = GammaGammaParams { p: theta[0].exp(), q: theta[1].exp(), gamma: theta[2].exp() };
-        let direct: f64 = (0..4).map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.m[i])).sum();
+        let p = GammaGammaParams {
+            p: theta[0].exp(),
+            q: theta[1].exp(),
+            gamma: theta[2].exp(),
+        };
+        let direct: f64 = (0..4)
+            .map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.m[i]))
+            .sum();
         assert!((ll - direct).abs() < 1e-12);
         for j in 0..3 {
             let h = 1e-6;
@@ -264,17 +303,27 @@ mod tests {
 
     #[test]
     fn expected_order_value_formula() {
-        let gg = GammaGammaParams { p: 6.25, q: 3.74, gamma: 15.44 };
+        let gg = GammaGammaParams {
+            p: 6.25,
+            q: 3.74,
+            gamma: 15.44,
+        };
         assert!((gg.population_mean().unwrap() - 6.25 * 15.44 / 2.74).abs() < 1e-12);
         assert_eq!(gg.expected_order_value(0, 99.0), gg.population_mean());
         let e = gg.expected_order_value(2, 22.35).unwrap();
         assert!((e - (15.44 + 2.0 * 22.35) * 6.25 / (6.25 * 2.0 + 2.74)).abs() < 1e-12);
-        assert_eq!(GammaGammaParams { q: 0.9, ..gg }.expected_order_value(3, 10.0), None);
+        assert_eq!(
+            GammaGammaParams { q: 0.9, ..gg }.expected_order_value(3, 10.0),
+            None
+        );
     }
 
     #[test]
     fn too_little_data_is_an_error() {
-        assert!(matches!(fit(&[0, 1], &[0.0, 5.0], &FitOptions::default()), Err(AnalyticsError::InsufficientData { .. })));
+        assert!(matches!(
+            fit(&[0, 1], &[0.0, 5.0], &FitOptions::default()),
+            Err(AnalyticsError::InsufficientData { .. })
+        ));
         assert!(fit(&[1, 2], &[5.0], &FitOptions::default()).is_err());
     }
 }

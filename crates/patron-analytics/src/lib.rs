@@ -4,12 +4,12 @@
 //! definitions of DESIGN.md §4:
 //!
 //! - [`summary`]: per-customer summaries from orders as of a date (x, t_x, T, m, windows, gaps…),
-//! - [`rfm`]: RFM values, quintile scores and the 8 RFM value classes,
+//! - [`mod@rfm`]: RFM values, quintile scores and the 8 RFM value classes,
 //! - [`abcd`]: ABCD value tiers with each tier's share of revenue,
-//! - [`lifecycle`]: absolute/relative churn and the lifecycle stage,
+//! - [`mod@lifecycle`]: absolute/relative churn and the lifecycle stage,
 //! - [`bgnbd`]: the BG/NBD model (fit, P(alive), expected purchases),
 //! - [`gamma_gamma`]: the Gamma-Gamma spend model and discounted CLV,
-//! - [`loyalty`]: the four loyalty indicators, the loyalty index and the loyalty matrix,
+//! - [`mod@loyalty`]: the four loyalty indicators, the loyalty index and the loyalty matrix,
 //! - [`pipeline`]: [`analyze`], which runs all of it and returns column-wise scores and a
 //!   serialisable fit report.
 //!
@@ -19,10 +19,12 @@
 //!   time zone ([`day_number`] / [`date_from_day_number`] convert from/to `chrono::NaiveDate`).
 //!   An order on day `as_of` counts as "on or before `as_of`".
 //! - **Money** is integer minor units (`i64` cents) in inputs and in sums; means and model
-//!   outputs (m, E[M], CLV) are `f64` in the same minor units.
+//!   outputs (m, E\[M\], CLV) are `f64` in the same minor units.
 //! - **Customers** are dense indices `0..n_customers` (`u32`); the caller maps its ids.
 //! - Models run in days by default; [`TimeUnit::Weeks`] (days / 7) exists for comparison with
 //!   the literature.
+
+#![warn(missing_docs)]
 
 pub mod abcd;
 pub mod bgnbd;
@@ -39,13 +41,16 @@ pub mod summary;
 pub use abcd::{abcd_tiers, AbcdBasis, AbcdConfig, AbcdResult, Tier, TierSummary};
 pub use bgnbd::{BgNbdFit, BgNbdParams, BtydRows};
 pub use gamma_gamma::{clv, GammaGammaFit, GammaGammaParams};
-pub use rfm::RfmThresholds;
 pub use lifecycle::{lifecycle, LifecycleConfig, LifecycleResult, LifecycleStage};
 pub use loyalty::{
-    loyalty, AttitudeStrength, CustomerExtras, LoyaltyConfig, LoyaltyResult, LoyaltySituation, LoyaltyType,
+    loyalty, AttitudeStrength, CustomerExtras, LoyaltyConfig, LoyaltyResult, LoyaltySituation,
+    LoyaltyType,
 };
 pub use optim::FitOptions;
-pub use pipeline::{analyze, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport, ModelConfig};
+pub use pipeline::{
+    analyze, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport, ModelConfig,
+};
+pub use rfm::RfmThresholds;
 pub use rfm::{rfm, RfmClass, RfmConfig, RfmResult};
 pub use summary::{summarize, ChurnRule, CustomerSummaries, Orders, SummaryConfig, NO_CATEGORY};
 
@@ -65,7 +70,9 @@ pub enum AnalyticsError {
         got: usize,
     },
     /// An order refers to a customer index outside `0..n_customers`.
-    #[error("order row {row}: customer index {customer} is out of range (n_customers = {n_customers})")]
+    #[error(
+        "order row {row}: customer index {customer} is out of range (n_customers = {n_customers})"
+    )]
     CustomerOutOfRange {
         /// Order row (0-based).
         row: usize,
@@ -153,7 +160,8 @@ pub fn day_number(date: chrono::NaiveDate) -> i32 {
 
 /// Calendar date of a day number; `None` outside chrono's date range.
 pub fn date_from_day_number(day: i32) -> Option<chrono::NaiveDate> {
-    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::TimeDelta::try_days(i64::from(day))?)
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+        .checked_add_signed(chrono::TimeDelta::try_days(i64::from(day))?)
 }
 
 #[cfg(test)]
@@ -166,7 +174,10 @@ mod tests {
         let n = day_number(d);
         assert_eq!(n, 10_134);
         assert_eq!(date_from_day_number(n), Some(d));
-        assert_eq!(day_number(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
+        assert_eq!(
+            day_number(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            0
+        );
         assert!((days_to_weeks(272.0) - 38.857_142_857).abs() < 1e-8);
         assert_eq!(TimeUnit::Weeks.from_days(14.0), 2.0);
     }

@@ -175,24 +175,34 @@ pub fn analyze(
         match bgnbd::fit(&rows, &mc.fit) {
             Ok(f) => {
                 if !f.converged {
-                    warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+                    warnings.push(format!(
+                        "BG/NBD did not converge ({}); gradient norm {:e}",
+                        f.termination, f.gradient_norm
+                    ));
                 }
                 bg_fit = Some(f);
             }
-            Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => warnings.push(e.to_string()),
+            Err(
+                e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. }),
+            ) => warnings.push(e.to_string()),
             Err(e) => return Err(e),
         }
         match gamma_gamma::fit(&s.x, &s.m, &mc.fit) {
             Ok(f) => {
                 if !f.converged {
-                    warnings.push(format!("Gamma-Gamma did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+                    warnings.push(format!(
+                        "Gamma-Gamma did not converge ({}); gradient norm {:e}",
+                        f.termination, f.gradient_norm
+                    ));
                 }
                 if f.params.q <= 1.0 {
                     warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
                 }
                 gg_fit = Some(f);
             }
-            Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => warnings.push(e.to_string()),
+            Err(
+                e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. }),
+            ) => warnings.push(e.to_string()),
             Err(e) => return Err(e),
         }
         if let Some(bg) = &bg_fit {
@@ -203,18 +213,38 @@ pub fn analyze(
     let loyalty_result = loyalty(&s, extras, &config.loyalty)?;
 
     let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
-    let clv_complete = models.clv.iter().zip(&ranked).all(|(v, &r)| !r || v.is_some());
+    let clv_complete = models
+        .clv
+        .iter()
+        .zip(&ranked)
+        .all(|(v, &r)| !r || v.is_some());
     let (values, basis): (Vec<f64>, AbcdBasis) = match config.abcd.basis {
-        AbcdBasis::Clv if clv_complete && gg_fit.is_some() => {
-            (models.clv.iter().map(|v| v.unwrap_or(0.0)).collect(), AbcdBasis::Clv)
-        }
+        AbcdBasis::Clv if clv_complete && gg_fit.is_some() => (
+            models.clv.iter().map(|v| v.unwrap_or(0.0)).collect(),
+            AbcdBasis::Clv,
+        ),
         AbcdBasis::Clv => {
-            warnings.push("ABCD: CLV not available for every customer, ranked by trailing-12-month spend".into());
-            (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend)
+            warnings.push(
+                "ABCD: CLV not available for every customer, ranked by trailing-12-month spend"
+                    .into(),
+            );
+            (
+                s.trailing_spend_cents.iter().map(|&v| v as f64).collect(),
+                AbcdBasis::TrailingSpend,
+            )
         }
-        AbcdBasis::TrailingSpend => (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend),
+        AbcdBasis::TrailingSpend => (
+            s.trailing_spend_cents.iter().map(|&v| v as f64).collect(),
+            AbcdBasis::TrailingSpend,
+        ),
     };
-    let abcd_result = abcd_tiers(&values, &ranked, &s.trailing_spend_cents, basis, &config.abcd)?;
+    let abcd_result = abcd_tiers(
+        &values,
+        &ranked,
+        &s.trailing_spend_cents,
+        basis,
+        &config.abcd,
+    )?;
 
     let lifecycle_result = lifecycle(
         &s,
@@ -276,12 +306,21 @@ impl ModelColumns {
 
 /// Per-customer model outputs. The expensive parts (the 2F1-based expectations) depend on
 /// (x, T) only, so they are computed once per distinct (x, T) and looked up.
-fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>, mc: &ModelConfig, horizon: f64) -> ModelColumns {
+fn score_models(
+    s: &CustomerSummaries,
+    bg: &BgNbdFit,
+    gg: Option<&GammaGammaFit>,
+    mc: &ModelConfig,
+    horizon: f64,
+) -> ModelColumns {
     let n = s.len();
     let unit = mc.time_unit;
     let params = bg.params;
     let key = |c: usize| (u64::from(s.x[c]) << 32) | u64::from(s.age[c]);
-    let mut keys: Vec<u64> = (0..n).filter(|&c| s.purchase_days[c] > 0).map(key).collect();
+    let mut keys: Vec<u64> = (0..n)
+        .filter(|&c| s.purchase_days[c] > 0)
+        .map(key)
+        .collect();
     keys.par_sort_unstable();
     keys.dedup();
     // (expected purchases over the horizon if alive, discounted purchases over the CLV months if alive)
@@ -292,7 +331,14 @@ fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>
             let age = unit.from_days((k & 0xffff_ffff) as f64);
             (
                 params.expected_purchases_if_alive(x, age, horizon),
-                discounted_purchases_if_alive(&params, unit, x, age, mc.clv_months, mc.monthly_discount),
+                discounted_purchases_if_alive(
+                    &params,
+                    unit,
+                    x,
+                    age,
+                    mc.clv_months,
+                    mc.monthly_discount,
+                ),
             )
         })
         .collect();
@@ -308,7 +354,11 @@ fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>
                 return (None, None, None, None);
             };
             let (e_alive, d_alive) = per_key[i];
-            let p = params.p_alive(s.x[c], unit.from_days(f64::from(s.t_x[c])), unit.from_days(f64::from(s.age[c])));
+            let p = params.p_alive(
+                s.x[c],
+                unit.from_days(f64::from(s.t_x[c])),
+                unit.from_days(f64::from(s.age[c])),
+            );
             let eov = gg.and_then(|g| g.params.expected_order_value(s.x[c], s.m[c]));
             let clv = eov.map(|v| p * v * d_alive);
             (Some(p), Some(p * e_alive), eov, clv)

@@ -155,11 +155,16 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
         ("monetary_cents", config.monetary_cents),
     ] {
         if v.is_some_and(|v| !v.is_finite()) {
-            return Err(AnalyticsError::InvalidConfig { field, reason: "threshold must be finite".into() });
+            return Err(AnalyticsError::InvalidConfig {
+                field,
+                reason: "threshold must be finite".into(),
+            });
         }
     }
+    s.validate()?;
     let n = s.len();
-    let recency_days: Vec<Option<u32>> = (0..n).into_par_iter().map(|c| s.recency_days(c)).collect();
+    let recency_days: Vec<Option<u32>> =
+        (0..n).into_par_iter().map(|c| s.recency_days(c)).collect();
     let scored = |c: usize| s.window_orders[c] > 0;
 
     // Goodness keys of the scored customers: −R (more recent is better), F, M; `slot[c]` is
@@ -182,14 +187,22 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
         }
     }
     let n_scored = r_keys.len();
-    let mean = |sum: f64| if n_scored > 0 { sum / n_scored as f64 } else { f64::NAN };
+    let mean = |sum: f64| {
+        if n_scored > 0 {
+            sum / n_scored as f64
+        } else {
+            f64::NAN
+        }
+    };
     let thresholds = RfmThresholds {
         recency_days: config.recency_days.unwrap_or(mean(sum_r)),
         frequency: config.frequency.unwrap_or(mean(sum_f)),
         monetary_cents: config.monetary_cents.unwrap_or(mean(sum_m)),
     };
-    let (r_ranks, (f_ranks, m_ranks)) =
-        rayon::join(|| Ranks::new(&r_keys), || rayon::join(|| Ranks::new(&f_keys), || Ranks::new(&m_keys)));
+    let (r_ranks, (f_ranks, m_ranks)) = rayon::join(
+        || Ranks::new(&r_keys),
+        || rayon::join(|| Ranks::new(&f_keys), || Ranks::new(&m_keys)),
+    );
 
     let rows: Vec<(u8, u8, u8, Option<RfmClass>)> = (0..n)
         .into_par_iter()
@@ -209,7 +222,12 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
             if i >= n_scored {
                 return (0, 0, 0, Some(class));
             }
-            (r_ranks.quantile_score(i, 5), f_ranks.quantile_score(i, 5), m_ranks.quantile_score(i, 5), Some(class))
+            (
+                r_ranks.quantile_score(i, 5),
+                f_ranks.quantile_score(i, 5),
+                m_ranks.quantile_score(i, 5),
+                Some(class),
+            )
         })
         .collect();
 
@@ -245,7 +263,10 @@ mod tests {
     fn labels_and_keys() {
         assert_eq!(RfmClass::ImportantValue.label_zh(), "重要价值");
         assert_eq!(RfmClass::GeneralWinBack.key(), "general_win_back");
-        assert_eq!(serde_json::to_string(&RfmClass::ImportantWinBack).unwrap(), "\"important_win_back\"");
+        assert_eq!(
+            serde_json::to_string(&RfmClass::ImportantWinBack).unwrap(),
+            "\"important_win_back\""
+        );
         let keys: std::collections::HashSet<_> = RfmClass::ALL.iter().map(|c| c.key()).collect();
         assert_eq!(keys.len(), 8);
     }
@@ -267,7 +288,9 @@ mod tests {
         // customer 0 is the most recent (R = 0)
         assert_eq!(r.r_score, vec![5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
         // ties: all customers with one order get the same F score
-        let rows2: Vec<_> = (0..10u32).map(|i| (i, 990, 100 * i64::from(i + 1))).collect();
+        let rows2: Vec<_> = (0..10u32)
+            .map(|i| (i, 990, 100 * i64::from(i + 1)))
+            .collect();
         let s2 = summaries(&rows2, 10, 1000);
         let r2 = rfm(&s2, &RfmConfig::default()).unwrap();
         assert!(r2.f_score.iter().all(|&f| f == 1));
@@ -314,7 +337,11 @@ mod tests {
         );
         assert_eq!((r.r_score[4], r.f_score[4], r.m_score[4]), (0, 0, 0));
         // configured thresholds override the means
-        let cfg = RfmConfig { recency_days: Some(400.0), frequency: Some(1.0), monetary_cents: Some(50.0) };
+        let cfg = RfmConfig {
+            recency_days: Some(400.0),
+            frequency: Some(1.0),
+            monetary_cents: Some(50.0),
+        };
         let r = rfm(&s, &cfg).unwrap();
         assert_eq!(r.class[3], Some(RfmClass::ImportantValue));
         // M is the spend in the window: c4's old 5000 cents do not count

@@ -41,14 +41,28 @@ impl Orders {
 
     fn validate(&self, n_customers: usize) -> Result<()> {
         let n = self.customer.len();
-        for (column, got) in [("day", self.day.len()), ("amount_cents", self.amount_cents.len())] {
+        for (column, got) in [
+            ("day", self.day.len()),
+            ("amount_cents", self.amount_cents.len()),
+        ] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
+                return Err(AnalyticsError::LengthMismatch {
+                    column,
+                    expected: n,
+                    got,
+                });
             }
         }
-        for (column, got) in [("category", self.category.len()), ("full_price", self.full_price.len())] {
+        for (column, got) in [
+            ("category", self.category.len()),
+            ("full_price", self.full_price.len()),
+        ] {
             if got != 0 && got != n {
-                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
+                return Err(AnalyticsError::LengthMismatch {
+                    column,
+                    expected: n,
+                    got,
+                });
             }
         }
         if u32::try_from(n_customers).is_err() {
@@ -57,9 +71,16 @@ impl Orders {
                 reason: format!("{n_customers} exceeds the u32 customer index space"),
             });
         }
-        let bad = self.customer.par_iter().position_first(|&c| c as usize >= n_customers);
+        let bad = self
+            .customer
+            .par_iter()
+            .position_first(|&c| c as usize >= n_customers);
         if let Some(row) = bad {
-            return Err(AnalyticsError::CustomerOutOfRange { row, customer: self.customer[row], n_customers });
+            return Err(AnalyticsError::CustomerOutOfRange {
+                row,
+                customer: self.customer[row],
+                n_customers,
+            });
         }
         Ok(())
     }
@@ -76,7 +97,10 @@ pub struct ChurnRule {
 
 impl Default for ChurnRule {
     fn default() -> Self {
-        ChurnRule { churn_floor_days: 180, gap_multiplier: 3.0 }
+        ChurnRule {
+            churn_floor_days: 180,
+            gap_multiplier: 3.0,
+        }
     }
 }
 
@@ -128,13 +152,19 @@ impl SummaryConfig {
             ("baseline_days", self.baseline_days),
         ] {
             if v == 0 || v > 100_000 {
-                return Err(AnalyticsError::InvalidConfig { field, reason: format!("{v} is not in 1..=100000") });
+                return Err(AnalyticsError::InvalidConfig {
+                    field,
+                    reason: format!("{v} is not in 1..=100000"),
+                });
             }
         }
         if !(self.churn.gap_multiplier.is_finite() && self.churn.gap_multiplier >= 0.0) {
             return Err(AnalyticsError::InvalidConfig {
                 field: "churn.gap_multiplier",
-                reason: format!("{} is not a finite non-negative number", self.churn.gap_multiplier),
+                reason: format!(
+                    "{} is not a finite non-negative number",
+                    self.churn.gap_multiplier
+                ),
             });
         }
         Ok(())
@@ -223,6 +253,42 @@ impl CustomerSummaries {
     pub fn has_purchases(&self, customer: usize) -> bool {
         self.purchase_days.get(customer).is_some_and(|&n| n > 0)
     }
+
+    /// Checks that every column has one value per customer (the fields are public, so a
+    /// caller may have assembled them by hand).
+    pub fn validate(&self) -> Result<()> {
+        let n = self.purchase_days.len();
+        let lens = [
+            ("first_purchase_day", self.first_purchase_day.len()),
+            ("last_purchase_day", self.last_purchase_day.len()),
+            ("x", self.x.len()),
+            ("t_x", self.t_x.len()),
+            ("age", self.age.len()),
+            ("m", self.m.len()),
+            ("order_count", self.order_count.len()),
+            ("total_spend_cents", self.total_spend_cents.len()),
+            ("window_orders", self.window_orders.len()),
+            ("window_spend_cents", self.window_spend_cents.len()),
+            ("trailing_spend_cents", self.trailing_spend_cents.len()),
+            ("median_gap_days", self.median_gap_days.len()),
+            ("distinct_categories", self.distinct_categories.len()),
+            ("full_price_share", self.full_price_share.len()),
+            ("recent_spend_cents", self.recent_spend_cents.len()),
+            ("baseline_spend_cents", self.baseline_spend_cents.len()),
+            ("baseline_purchase_days", self.baseline_purchase_days.len()),
+            ("last_return_day", self.last_return_day.len()),
+        ];
+        for (column, got) in lens {
+            if got != n {
+                return Err(AnalyticsError::LengthMismatch {
+                    column,
+                    expected: n,
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One order as grouped for a customer.
@@ -268,7 +334,12 @@ struct Scratch {
 
 /// Computes the per-customer summaries of `orders` as of `as_of` (orders after `as_of` are
 /// ignored). `n_customers` fixes the length of every output column.
-pub fn summarize(orders: &Orders, n_customers: usize, as_of: i32, config: &SummaryConfig) -> Result<CustomerSummaries> {
+pub fn summarize(
+    orders: &Orders,
+    n_customers: usize,
+    as_of: i32,
+    config: &SummaryConfig,
+) -> Result<CustomerSummaries> {
     orders.validate(n_customers)?;
     config.validate()?;
     let has_categories = !orders.category.is_empty();
@@ -396,15 +467,22 @@ pub fn summarize(orders: &Orders, n_customers: usize, as_of: i32, config: &Summa
         }
     }
 
-    let ctx = Ctx { as_of, config, has_categories, has_full_price };
-    blocks.into_par_iter().for_each_init(Scratch::default, |scratch, mut block| {
-        for i in 0..block.purchase_days.len() {
-            let c = block.start + i;
-            let segment = &recs[offsets[c]..offsets[c + 1]];
-            let row = summarize_customer(segment, &ctx, scratch);
-            block.write(i, &row);
-        }
-    });
+    let ctx = Ctx {
+        as_of,
+        config,
+        has_categories,
+        has_full_price,
+    };
+    blocks
+        .into_par_iter()
+        .for_each_init(Scratch::default, |scratch, mut block| {
+            for i in 0..block.purchase_days.len() {
+                let c = block.start + i;
+                let segment = &recs[offsets[c]..offsets[c + 1]];
+                let row = summarize_customer(segment, &ctx, scratch);
+                block.write(i, &row);
+            }
+        });
     Ok(out)
 }
 
@@ -486,7 +564,10 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
         .collect();
     let mut counts = vec![0u32; n_customers];
     for p in &partial {
-        counts.par_iter_mut().zip(p.par_iter()).for_each(|(c, &v)| *c += v);
+        counts
+            .par_iter_mut()
+            .zip(p.par_iter())
+            .for_each(|(c, &v)| *c += v);
     }
     drop(partial);
     let mut offsets = Vec::with_capacity(n_customers + 1);
@@ -509,7 +590,11 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
         let mut rest: &mut [Rec] = &mut recs;
         let mut lo = 0usize;
         for p in 0..n_parts {
-            let hi = if p + 1 == n_parts { n_customers } else { n_customers * (p + 1) / n_parts };
+            let hi = if p + 1 == n_parts {
+                n_customers
+            } else {
+                n_customers * (p + 1) / n_parts
+            };
             let len = offsets[hi] - offsets[lo];
             let (head, tail) = rest.split_at_mut(len);
             parts.push((lo, hi, head));
@@ -530,7 +615,11 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
             let pos = &mut cursor[c - lo];
             slice[*pos] = Rec {
                 day: orders.day[i],
-                category: if has_cat { orders.category[i] } else { NO_CATEGORY },
+                category: if has_cat {
+                    orders.category[i]
+                } else {
+                    NO_CATEGORY
+                },
                 amount: orders.amount_cents[i],
                 full_price: has_fp && orders.full_price[i],
             };
@@ -612,7 +701,11 @@ fn summarize_customer(recs: &[Rec], ctx: &Ctx<'_>, scratch: &mut Scratch) -> Row
     row.x = row.purchase_days - 1;
     row.t_x = (last_day - first_day) as u32;
     row.age = (as_of - first_day) as u32;
-    row.m = if row.x > 0 { repeat_spend as f64 / f64::from(row.x) } else { 0.0 };
+    row.m = if row.x > 0 {
+        repeat_spend as f64 / f64::from(row.x)
+    } else {
+        0.0
+    };
     if ctx.has_full_price {
         row.full_price_share = Some(f64::from(full_price_orders) / f64::from(row.order_count));
     }
@@ -625,11 +718,19 @@ fn summarize_customer(recs: &[Rec], ctx: &Ctx<'_>, scratch: &mut Scratch) -> Row
     // period, floored at one recent window (see the field's doc).
     let exposure = i64::from(recent_from) - i64::from(first_day.max(baseline_from));
     if exposure > 0 {
-        let exposure = exposure.clamp(i64::from(cfg.recent_days), i64::from(cfg.baseline_days).max(i64::from(cfg.recent_days)));
+        let exposure = exposure.clamp(
+            i64::from(cfg.recent_days),
+            i64::from(cfg.baseline_days).max(i64::from(cfg.recent_days)),
+        );
         row.baseline_spend = baseline_spend as f64 * f64::from(cfg.recent_days) / exposure as f64;
     }
     row.median_gap = median(&scratch.gaps, &mut scratch.sorted_gaps);
-    row.last_return_day = last_return_day(&scratch.gaps, first_day, &cfg.churn, &mut scratch.sorted_gaps);
+    row.last_return_day = last_return_day(
+        &scratch.gaps,
+        first_day,
+        &cfg.churn,
+        &mut scratch.sorted_gaps,
+    );
     row
 }
 
@@ -654,7 +755,12 @@ fn median(values: &[u32], buf: &mut Vec<u32>) -> Option<f64> {
 
 /// The most recent purchase day that followed a silence longer than the churn threshold as it
 /// stood then (from the median of the earlier gaps only).
-fn last_return_day(gaps: &[u32], first_day: i32, rule: &ChurnRule, sorted: &mut Vec<u32>) -> Option<i32> {
+fn last_return_day(
+    gaps: &[u32],
+    first_day: i32,
+    rule: &ChurnRule,
+    sorted: &mut Vec<u32>,
+) -> Option<i32> {
     sorted.clear();
     let mut day = first_day;
     let mut result = None;
@@ -783,12 +889,24 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let o = orders(&[(0, 1, 10), (5, 2, 10)]);
-        assert!(matches!(summarize(&o, 2, 10, &SummaryConfig::default()), Err(AnalyticsError::CustomerOutOfRange { row: 1, .. })));
+        assert!(matches!(
+            summarize(&o, 2, 10, &SummaryConfig::default()),
+            Err(AnalyticsError::CustomerOutOfRange { row: 1, .. })
+        ));
         let mut o = orders(&[(0, 1, 10)]);
         o.day.push(3);
-        assert!(matches!(summarize(&o, 1, 10, &SummaryConfig::default()), Err(AnalyticsError::LengthMismatch { .. })));
+        assert!(matches!(
+            summarize(&o, 1, 10, &SummaryConfig::default()),
+            Err(AnalyticsError::LengthMismatch { .. })
+        ));
         let o = orders(&[(0, 1, 10)]);
-        let cfg = SummaryConfig { recent_days: 0, ..Default::default() };
-        assert!(matches!(summarize(&o, 1, 10, &cfg), Err(AnalyticsError::InvalidConfig { .. })));
+        let cfg = SummaryConfig {
+            recent_days: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            summarize(&o, 1, 10, &cfg),
+            Err(AnalyticsError::InvalidConfig { .. })
+        ));
     }
 }

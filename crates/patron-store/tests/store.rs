@@ -273,6 +273,9 @@ test_both!(import_file_level_errors_write_nothing, |db: TestDb| async move {
     assert!(e.contains("unknown column \"colour\""), "{e}");
     let e = run("customer_id,mobile\nA,13800138000\n", vec![]).await.unwrap_err().to_string();
     assert!(e.contains("missing required column \"name\""), "{e}");
+    // Non-ASCII headers of any length are compared safely (a byte slice once split 会员号).
+    let e = run("会员号,姓名\n1,x\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("unknown column \"会员号\""), "{e}");
     let e = run("customer_id,name,姓名\nA,b,c\n", vec![]).await.unwrap_err().to_string();
     assert!(e.contains("both mean field"), "{e}");
     let e = run("", vec![]).await.unwrap_err().to_string();

@@ -385,7 +385,9 @@ impl Progress {
         }
         bar.set_message(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(std::time::Instant::now()) }
+        // The first plain line is printed at the first update, then at most twice a second.
+        let long_ago = std::time::Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(std::time::Instant::now);
+        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(long_ago) }
     }
     fn set(&self, n: u64) {
         self.bar.set_position(n);

@@ -142,8 +142,8 @@ impl Columns {
                 spec.iter().position(|f| f.name == *dst).map(Target::Field)
             } else if let Some(i) = spec.iter().position(|f| f.matches(&norm)) {
                 Some(Target::Field(i))
-            } else if allow_attributes && h.len() > 5 && h[..5].eq_ignore_ascii_case("attr.") {
-                Some(Target::Attribute(h[5..].trim().to_owned()))
+            } else if let Some(name) = allow_attributes.then(|| attribute_name(h)).flatten() {
+                Some(Target::Attribute(name))
             } else {
                 None
             };
@@ -196,6 +196,13 @@ impl Columns {
         }
         Record { row, values, attributes }
     }
+}
+
+/// `attr.NAME` (any case) → `NAME`; byte-safe for headers in any script.
+fn attribute_name(header: &str) -> Option<String> {
+    let prefix = header.get(..5)?;
+    let name = header.get(5..)?.trim();
+    (prefix.eq_ignore_ascii_case("attr.") && !name.is_empty()).then(|| name.to_owned())
 }
 
 /// A stream of records, or row-level rejections for records that cannot be read at all.
