@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Import benchmark: `patron import orders` against the engines' own bulk loaders on the same file.
+
+- SQLite: the sqlite3 shell's `.import` of orders.csv into a bare table with the same columns
+  (same pragmas as patron: WAL, synchronous=NORMAL).
+- PostgreSQL: `COPY … FROM … CSV HEADER` (psql's \\copy) of the same file into a bare table.
+
+patron's import validates every row, resolves customers, upserts by order id into indexed
+`orders` and `order_lines` tables in one transaction; the peers load raw text into one unindexed
+table. The ratio is patron's rows/s over the peer's. Usage: bench/import/run.py [--orders 1000000]
+"""
+import argparse, json, os, platform, shutil, subprocess, sys, time
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORK = os.path.join(ROOT, "bench", "work", "import")
+PATRON = os.path.join(ROOT, "target", "release", "patron")
+PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+COLUMNS = ["order_id", "customer_id", "ordered_at", "amount", "discount", "currency", "channel", "store",
+           "status", "category", "product", "quantity", "promo"]
+
+
+def sh(args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(args, **kw):
+    t = time.perf_counter()
+    sh(args, **kw)
+    return time.perf_counter() - t
+
+
+def machine():
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except Exception:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "os": platform.platform(),
+            "sqlite3": sh(["sqlite3", "--version"]).stdout.split()[0],
+            "postgres": sh(["psql", "--version"]).stdout.strip()}
+
+
+def pg(db, sql):
+    sh(["psql", f"{PG_ADMIN}/{db}", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=1_000_000, help="about this many orders")
+    a = ap.parse_args()
+    if not os.path.exists(PATRON):
+        sys.exit("build first: cargo build --release -p patron")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    customers = int(a.orders / 9.1) + 1  # the generator averages ~9.1 orders per customer
+    sh([PATRON, "generate", "--customers", str(customers), "--seed", "1", "--out", WORK])
+    orders_csv = os.path.join(WORK, "orders.csv")
+    with open(orders_csv, "rb") as f:
+        rows = sum(1 for _ in f) - 1
+    env = dict(os.environ, PATRON_LOG="warn")
+    results = []
+
+    # --- SQLite ---
+    peer_db = os.path.join(WORK, "peer.db")
+    cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
+    sh(["sqlite3", peer_db], input=f"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE orders ({cols});")
+    t0 = time.perf_counter()
+    sh(["sqlite3", peer_db], input=f"PRAGMA synchronous=NORMAL;\n.import --csv --skip 1 {orders_csv} orders\n")
+    peer_s = time.perf_counter() - t0
+    n = int(sh(["sqlite3", peer_db, "SELECT COUNT(*) FROM orders"]).stdout)
+    assert n == rows, (n, rows)
+    url = f"sqlite://{os.path.join(WORK, 'patron.db')}"
+    sh([PATRON, "import", "customers", os.path.join(WORK, "customers.csv"), "--db", url], env=env)
+    patron_s = timed([PATRON, "import", "orders", orders_csv, "--db", url], env=env)
+    results.append({"engine": "sqlite", "peer": "sqlite3 .import", "rows": rows, "peer_seconds": peer_s, "patron_seconds": patron_s})
+
+    # --- PostgreSQL ---
+    for db in ("patron_bench_peer", "patron_bench"):
+        pg("postgres", f"DROP DATABASE IF EXISTS {db}")
+        pg("postgres", f"CREATE DATABASE {db}")
+    pg("patron_bench_peer", f"CREATE TABLE orders ({cols})")
+    peer_s = timed(["psql", f"{PG_ADMIN}/patron_bench_peer", "-v", "ON_ERROR_STOP=1", "-q", "-c",
+                    f"\\copy orders FROM '{orders_csv}' WITH (FORMAT csv, HEADER true)"])
+    url = f"{PG_ADMIN}/patron_bench"
+    sh([PATRON, "import", "customers", os.path.join(WORK, "customers.csv"), "--db", url], env=env)
+    patron_s = timed([PATRON, "import", "orders", orders_csv, "--db", url], env=env)
+    results.append({"engine": "postgres", "peer": "COPY", "rows": rows, "peer_seconds": peer_s, "patron_seconds": patron_s})
+    for db in ("patron_bench_peer", "patron_bench"):
+        pg("postgres", f"DROP DATABASE IF EXISTS {db}")
+
+    for r in results:
+        r["peer_rows_per_s"] = r["rows"] / r["peer_seconds"]
+        r["patron_rows_per_s"] = r["rows"] / r["patron_seconds"]
+        r["ratio"] = r["patron_rows_per_s"] / r["peer_rows_per_s"]
+        r["target_ratio"] = 0.8
+    out = {"benchmark": "import", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(), "results": results}
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "import.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"| engine | rows | peer | peer rows/s | patron rows/s | ratio (target ≥ 0.8) |")
+    print(f"|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['engine']} | {r['rows']:,} | {r['peer']} | {r['peer_rows_per_s']:,.0f} | {r['patron_rows_per_s']:,.0f} | {r['ratio']:.2f} |")
+    m = out["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['sqlite3']=}, {m['postgres']}")
+
+
+if __name__ == "__main__":
+    main()
