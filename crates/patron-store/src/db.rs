@@ -24,6 +24,17 @@ pub enum Engine {
     Postgres,
 }
 
+impl Engine {
+    /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
+    /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
+    pub fn floor_int(self, expr: &str) -> String {
+        match self {
+            Engine::Sqlite => format!("CAST({expr} AS INTEGER)"),
+            Engine::Postgres => format!("CAST(FLOOR({expr}) AS BIGINT)"),
+        }
+    }
+}
+
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -426,6 +437,8 @@ pub enum ColType {
     Time,
     /// Boolean.
     Bool,
+    /// Double-precision float.
+    Float,
 }
 
 /// A temporary table that a bulk load fills by the engine's fast path (multi-row prepared inserts
@@ -454,6 +467,8 @@ impl Stage {
                     (ColType::Time, Engine::Postgres) => "TIMESTAMPTZ",
                     (ColType::Bool, Engine::Sqlite) => "INTEGER",
                     (ColType::Bool, Engine::Postgres) => "BOOLEAN",
+                    (ColType::Float, Engine::Sqlite) => "REAL",
+                    (ColType::Float, Engine::Postgres) => "DOUBLE PRECISION",
                 };
                 format!("{n} {ty}")
             })
@@ -464,7 +479,8 @@ impl Stage {
         Ok(())
     }
 
-    /// Appends rows (each with one [`Arg`] per column, in order).
+    /// Appends rows (each with one [`Arg`] per column, in order). Also works as the bulk insert
+    /// into a permanent table whose name and columns the `Stage` describes.
     pub async fn fill(&self, tx: &mut Tx, rows: Vec<Vec<Arg>>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());

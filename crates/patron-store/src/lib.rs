@@ -4,6 +4,7 @@
 //! Each domain concept has its module (`customers`, `orders`, `interactions`, `contacts`,
 //! `notes`, `timeline`, `users`, `audit`, `import`, `export`); engine differences live in [`db`].
 
+pub mod analytics;
 pub mod audit;
 pub mod clock;
 pub mod contacts;
@@ -15,6 +16,7 @@ pub mod interactions;
 pub mod notes;
 pub mod orders;
 pub mod page;
+pub mod segments;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timeline;

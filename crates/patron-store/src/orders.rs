@@ -89,7 +89,7 @@ pub struct NewOrderLine {
 }
 
 /// A new order. Give the customer by `customer_id` or `customer_external_id`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     /// Id in the source system; sending the same id again updates that order instead of adding one.
@@ -205,10 +205,16 @@ impl Store {
         let mut catalog = Catalog::default();
         let mut out = Vec::with_capacity(orders.len());
         let batch = orders.len() > 1;
+        let mut touched = Vec::with_capacity(orders.len());
         for (i, o) in orders.into_iter().enumerate() {
             let prefix = if batch { format!("orders[{i}].") } else { String::new() };
-            out.push(upsert_order(&mut tx, &mut catalog, o, &prefix).await?);
+            let (upserted, customer_id) = upsert_order(&mut tx, &mut catalog, o, &prefix, self.config.business_tz).await?;
+            out.push(upserted);
+            touched.push(customer_id);
         }
+        touched.sort_unstable();
+        touched.dedup();
+        crate::analytics::refresh_customers(&mut tx, now, &touched).await?;
         let detail = format!("orders={}", out.len());
         let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
         audit::record(&mut tx, now, &actor.key, "upsert", "order", entity_id, Some(detail)).await?;
@@ -292,7 +298,9 @@ fn clean(s: Option<String>) -> Option<String> {
     s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &str) -> Result<Upserted> {
+/// Writes one order; returns it and its customer (whose summary the caller refreshes).
+async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &str, tz: chrono_tz::Tz) -> Result<(Upserted, i64)> {
+    let ordered_day = crate::analytics::business_day(o.ordered_at, tz);
     let customer_id = match (o.customer_id, clean(o.customer_external_id)) {
         (Some(id), _) => {
             let found: Option<(i64,)> =
@@ -354,7 +362,7 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
             tx.execute(
                 query(
                     "UPDATE orders SET ordered_at = $1, channel = $2, store = $3, currency = $4, total_cents = $5, discount_cents = $6, \
-                     status = $7 WHERE customer_id = $8 AND id = $9",
+                     status = $7, ordered_day = $10 WHERE customer_id = $8 AND id = $9",
                 )
                 .bind(o.ordered_at)
                 .bind(clean(o.channel))
@@ -364,7 +372,8 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
                 .bind(discount)
                 .bind(status)
                 .bind(customer_id)
-                .bind(id),
+                .bind(id)
+                .bind(ordered_day),
             )
             .await?;
             tx.execute(query("DELETE FROM order_lines WHERE customer_id = $1 AND order_id = $2").bind(customer_id).bind(id)).await?;
@@ -374,8 +383,8 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
             let (id,): (i64,) = tx
                 .fetch_one(
                     query(
-                        "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                        "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                     )
                     .bind(customer_id)
                     .bind(external_id.clone())
@@ -385,7 +394,8 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
                     .bind(currency)
                     .bind(total)
                     .bind(discount)
-                    .bind(status),
+                    .bind(status)
+                    .bind(ordered_day),
                 )
                 .await?;
             (id, true)
@@ -409,5 +419,5 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
         )
         .await?;
     }
-    Ok(Upserted { id, external_id, created })
+    Ok((Upserted { id, external_id, created }, customer_id))
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use patron_analytics::{day_number, Orders};
 
-/// `shared/data` next to the repository (…/main/crates/patron-analytics → …/shared/data).
+/// The CDNOW reference files, copied into the crate (`tests/data`, see its README) so a fresh
+/// clone tests without anything beside it.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 fn read(name: &str) -> String {

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::customers::{record_change, upsert_consent};
 use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
 use crate::users::Actor;
 use crate::{audit, values, Result, Store, StoreError};
@@ -323,6 +324,7 @@ const ORDER_STAGE: Stage = Stage {
         ("quantity", ColType::Int),
         ("unit_price_cents", ColType::Int),
         ("promo", ColType::Bool),
+        ("ordered_day", ColType::Int),
     ],
 };
 
@@ -390,6 +392,8 @@ struct Loader {
     catalog: Catalog,
     /// (row, customer external id, referrer external id), resolved when the whole file is in.
     referrals: Vec<(u64, String, String)>,
+    /// Customers whose orders changed; their summaries are refreshed at the end.
+    touched: HashSet<i64>,
 }
 
 impl Loader {
@@ -404,6 +408,7 @@ impl Loader {
             owners: HashMap::new(),
             catalog: Catalog::default(),
             referrals: Vec::new(),
+            touched: HashSet::new(),
         }
     }
 
@@ -473,7 +478,18 @@ impl Loader {
     async fn finish(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
         match self.kind {
             ImportKind::Customers => self.finish_referrals(tx, rej, counts).await,
-            ImportKind::Orders => ORDER_STAGE.drop_table(tx).await,
+            ImportKind::Orders => {
+                ORDER_STAGE.drop_table(tx).await?;
+                if !self.touched.is_empty() {
+                    let touched = std::mem::take(&mut self.touched);
+                    let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
+                    TOUCHED_STAGE.create(tx).await?;
+                    TOUCHED_STAGE.fill(tx, ids).await?;
+                    crate::analytics::refresh_touched(tx, self.now).await?;
+                    TOUCHED_STAGE.drop_table(tx).await?;
+                }
+                Ok(())
+            }
             ImportKind::Interactions => INTERACTION_STAGE.drop_table(tx).await,
             ImportKind::Contacts => Ok(()),
         }
@@ -560,6 +576,8 @@ impl Loader {
             let (category_id, product_id) = self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?;
             let list_price = (o.amount + o.discount) / o.quantity;
             rows_by_no.insert(o.row, (o.external_id.clone(), o.customer.clone()));
+            self.touched.insert(customer_id);
+            let ordered_day = crate::analytics::business_day(o.ordered_at, self.tz);
             staged.push(vec![
                 Arg::I64(Some(o.row as i64)),
                 Arg::I64(Some(customer_id)),
@@ -576,6 +594,7 @@ impl Loader {
                 Arg::I64(Some(o.quantity)),
                 Arg::I64(Some(list_price)),
                 Arg::Bool(Some(o.promo)),
+                Arg::I64(Some(i64::from(ordered_day))),
             ]);
         }
         if staged.is_empty() {
@@ -600,10 +619,10 @@ impl Loader {
             .await?;
         let (staged_n,): (i64,) = tx.fetch_one(query("SELECT COUNT(*) FROM patron_stage_orders")).await?;
         tx.execute(query(
-            "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status) \
-             SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status \
+            "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
+             SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
              FROM patron_stage_orders WHERE true ORDER BY row_no \
-             ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, channel = excluded.channel, \
+             ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
              store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
              discount_cents = excluded.discount_cents, status = excluded.status",
         ))

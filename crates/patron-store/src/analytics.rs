@@ -1,0 +1,769 @@
+//! Analytics in the store: the business day of each order, per-customer summaries kept current
+//! as orders arrive, analysis runs (fitted parameters and fit report) and the latest scores per
+//! customer, and the aggregates the dashboards draw.
+//!
+//! The models themselves live in `patron-analytics` (no IO); this module feeds them column-wise
+//! data read with one query and writes their results back with the engine's bulk path.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, Orders};
+use serde::Serialize;
+
+use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::users::{Actor, Role};
+use crate::{audit, Result, Store, StoreError};
+
+/// Names the models and definitions a scores row was computed with; stored with every row.
+pub const MODEL_VERSION: &str = concat!("patron-analytics/", env!("CARGO_PKG_VERSION"), " bgnbd-gg-1");
+
+/// Day number (days since 1970-01-01) of an instant's calendar day in the business time zone.
+pub fn business_day(t: DateTime<Utc>, tz: chrono_tz::Tz) -> i32 {
+    patron_analytics::day_number(t.with_timezone(&tz).date_naive())
+}
+
+/// Calendar date of a day number (for display); `None` out of range.
+pub fn day_date(day: i32) -> Option<NaiveDate> {
+    patron_analytics::date_from_day_number(day)
+}
+
+/// The all-time summary of a customer's completed orders, kept current as orders arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct CustomerSummary {
+    /// The customer.
+    pub customer_id: i64,
+    /// Completed orders.
+    pub order_count: i64,
+    /// Their total (cents).
+    pub spend_cents: i64,
+    /// Distinct purchase days (several orders on one day are one purchase day).
+    pub purchase_days: i64,
+    /// First purchase day (day number in the business time zone).
+    pub first_purchase_day: Option<i64>,
+    /// Last purchase day (day number).
+    pub last_purchase_day: Option<i64>,
+    /// Spend (cents) on the purchase days after the first (the BTYD repeat spend).
+    pub repeat_spend_cents: i64,
+    /// Time of the latest completed order.
+    pub last_ordered_at: Option<DateTime<Utc>>,
+}
+
+/// One customer's latest scores (a row of `customer_scores`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ScoreRow {
+    /// The customer.
+    pub customer_id: i64,
+    /// The analysis run that wrote the row.
+    pub run_id: i64,
+    /// The date the scores are as of (day number).
+    pub as_of_day: i64,
+    /// Models and definitions used.
+    pub model_version: String,
+    /// Distinct purchase days up to as_of.
+    pub purchase_days: i64,
+    /// First purchase day (day number).
+    pub first_purchase_day: Option<i64>,
+    /// Last purchase day (day number).
+    pub last_purchase_day: Option<i64>,
+    /// x: repeat purchase days.
+    pub x: i64,
+    /// t_x: days from the first to the last purchase day.
+    pub t_x: i64,
+    /// T: days from the first purchase day to as_of.
+    pub age_days: i64,
+    /// m: mean spend of the repeat purchase days (cents).
+    pub m_cents: f64,
+    /// Orders up to as_of.
+    pub order_count: i64,
+    /// Spend up to as_of (cents).
+    pub spend_cents: i64,
+    /// Spend in the trailing 12 months (cents).
+    pub trailing_spend_cents: i64,
+    /// Median gap between purchase days.
+    pub median_gap_days: Option<f64>,
+    /// R: days since the last purchase.
+    pub recency_days: Option<i64>,
+    /// F: orders in the RFM window.
+    pub frequency: i64,
+    /// M: spend in the RFM window (cents).
+    pub monetary_cents: i64,
+    /// R score 1–5.
+    pub rfm_r: Option<i64>,
+    /// F score 1–5.
+    pub rfm_f: Option<i64>,
+    /// M score 1–5.
+    pub rfm_m: Option<i64>,
+    /// RFM value class key (`important_value` …).
+    pub rfm_class: Option<String>,
+    /// ABCD tier (`A` … `D`).
+    pub abcd_tier: Option<String>,
+    /// Lifecycle stage key.
+    pub lifecycle: String,
+    /// Churn status: `none`, `relative` or `absolute`.
+    pub churn: String,
+    /// The customer's absolute-churn threshold in days.
+    pub churn_threshold_days: Option<f64>,
+    /// P(alive) from BG/NBD.
+    pub p_alive: Option<f64>,
+    /// Expected purchase days over the horizon.
+    pub expected_purchases: Option<f64>,
+    /// Gamma-Gamma expected value of a purchase day (cents).
+    pub expected_order_value_cents: Option<f64>,
+    /// Discounted CLV over the configured months (cents).
+    pub clv_cents: Option<f64>,
+    /// Loyalty index 0–100.
+    pub loyalty_index: Option<f64>,
+    /// Loyalty-matrix situation key.
+    pub loyalty_situation: Option<String>,
+}
+
+/// One analysis run: when, as of which date, and its fit report (parameters, convergence).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AnalysisRun {
+    /// Run id.
+    pub id: i64,
+    /// As-of date.
+    pub as_of: Option<NaiveDate>,
+    /// Models and definitions used.
+    pub model_version: String,
+    /// Start of the run.
+    pub started_at: DateTime<Utc>,
+    /// End of the run.
+    pub finished_at: DateTime<Utc>,
+    /// Customers scored.
+    pub customers: i64,
+    /// Orders used.
+    pub orders_used: i64,
+    /// The configuration used.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// The fit report: `bgnbd` {r, alpha, a, b, log_likelihood, converged, iterations …},
+    /// `gamma_gamma` {p, q, gamma …}, `abcd` tiers with revenue shares, `warnings`.
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunDbRow {
+    id: i64,
+    as_of_day: i64,
+    model_version: String,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    customers: i64,
+    orders_used: i64,
+    config: String,
+    report: String,
+}
+
+impl From<RunDbRow> for AnalysisRun {
+    fn from(r: RunDbRow) -> Self {
+        AnalysisRun {
+            id: r.id,
+            as_of: i32::try_from(r.as_of_day).ok().and_then(day_date),
+            model_version: r.model_version,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            customers: r.customers,
+            orders_used: r.orders_used,
+            config: serde_json::from_str(&r.config).unwrap_or(serde_json::Value::Null),
+            report: serde_json::from_str(&r.report).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// What the models need from the database, column-wise (index = position in `customer_ids`).
+#[derive(Debug, Clone, Default)]
+pub struct AnalysisInput {
+    /// Database ids of the (not deleted) customers, ascending.
+    pub customer_ids: Vec<i64>,
+    /// Completed orders on or before as_of.
+    pub orders: Orders,
+    /// Referrals and (later) survey answers.
+    pub extras: CustomerExtras,
+}
+
+/// Counts, revenue and mean scores of one group on a dashboard.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct GroupStat {
+    /// The group key (an RFM class, tier, stage …; empty for "none").
+    pub key: String,
+    /// Customers in the group.
+    pub customers: i64,
+    /// Their spend in the trailing 12 months (cents).
+    pub revenue_cents: i64,
+    /// Their mean P(alive), where fitted.
+    pub mean_p_alive: Option<f64>,
+    /// Their total CLV (cents), where fitted.
+    pub clv_cents: Option<f64>,
+}
+
+/// Churn counts of one group (by ABCD tier or RFM class).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ChurnStat {
+    /// The group key.
+    pub key: String,
+    /// Customers in the group.
+    pub customers: i64,
+    /// Absolutely churned.
+    pub absolute: i64,
+    /// Relatively churned (still buying, much less).
+    pub relative: i64,
+}
+
+/// A histogram bucket `[lower, upper)`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Bucket {
+    /// Lower bound (inclusive).
+    pub lower: f64,
+    /// Upper bound (exclusive; inclusive for the last bucket).
+    pub upper: f64,
+    /// Customers in the bucket.
+    pub customers: i64,
+}
+
+/// Everything the analytics dashboard draws, for one scope (the whole base, or an agent's portfolio).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// The latest run, if any.
+    pub run: Option<AnalysisRun>,
+    /// Customers in scope that have scores.
+    pub scored_customers: i64,
+    /// By RFM class (key = class key; customers without a class are left out).
+    pub rfm_classes: Vec<GroupStat>,
+    /// By ABCD tier with revenue.
+    pub abcd_tiers: Vec<GroupStat>,
+    /// By lifecycle stage.
+    pub lifecycle: Vec<GroupStat>,
+    /// Churn by ABCD tier.
+    pub churn_by_tier: Vec<ChurnStat>,
+    /// Churn by RFM class.
+    pub churn_by_rfm_class: Vec<ChurnStat>,
+    /// P(alive) histogram (10 buckets of 0.1).
+    pub p_alive_histogram: Vec<Bucket>,
+    /// CLV histogram (yuan buckets up to the 99th percentile).
+    pub clv_histogram: Vec<Bucket>,
+}
+
+/// The summaries aggregation; `{scope}` narrows it to some customers (empty = everyone).
+/// Orders of one day are one purchase day; the repeat spend leaves out the first purchase day.
+const SUMMARY_SELECT: &str = "SELECT customer_id, CAST(SUM(n) AS BIGINT), CAST(SUM(spend) AS BIGINT), COUNT(*), \
+     MIN(ordered_day), MAX(ordered_day), CAST(SUM(CASE WHEN ordered_day > first_day THEN spend ELSE 0 END) AS BIGINT), \
+     MAX(last_at), $1 \
+     FROM (SELECT customer_id, ordered_day, COUNT(*) AS n, SUM(total_cents) AS spend, MAX(ordered_at) AS last_at, \
+                  MIN(ordered_day) OVER (PARTITION BY customer_id) AS first_day \
+           FROM orders WHERE status = 'completed' AND ordered_day IS NOT NULL {scope} \
+           GROUP BY customer_id, ordered_day) d \
+     WHERE true GROUP BY customer_id";
+
+const SUMMARY_COLUMNS: &str = "customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
+     repeat_spend_cents, last_ordered_at, refreshed_at";
+
+/// Customer ids whose summaries an import must refresh at its end.
+pub(crate) static TOUCHED_STAGE: Stage = Stage { name: "patron_stage_touched", columns: &[("customer_id", ColType::Int)] };
+
+/// Recomputes the summaries of the customers listed in [`TOUCHED_STAGE`] (which the caller
+/// created and filled in this transaction). The cost is the touched customers' own orders,
+/// independent of the size of the base.
+pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<()> {
+    let scope = "AND customer_id IN (SELECT customer_id FROM patron_stage_touched)";
+    tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
+        .await?;
+    tx.execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", scope))).bind(now))
+        .await?;
+    Ok(())
+}
+
+/// Recomputes the summaries of a few customers (after orders were written through the API).
+pub(crate) async fn refresh_customers(tx: &mut Tx, now: DateTime<Utc>, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let list = list.join(", ");
+    // The delete has no leading `now` bind, so its placeholders start at $1.
+    let del_list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 1)).collect();
+    let mut del = query(format!("DELETE FROM customer_summaries WHERE customer_id IN ({})", del_list.join(", ")));
+    for id in ids {
+        del.push(*id);
+    }
+    tx.execute(del).await?;
+    let mut ins = query(format!(
+        "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}",
+        SUMMARY_SELECT.replace("{scope}", &format!("AND customer_id IN ({list})"))
+    ))
+    .bind(now);
+    for id in ids {
+        ins.push(*id);
+    }
+    tx.execute(ins).await?;
+    Ok(())
+}
+
+/// Columns of `customer_scores`, in the order [`score_args`] produces them.
+static SCORES_TABLE: Stage = Stage {
+    name: "customer_scores",
+    columns: &[
+        ("customer_id", ColType::Int),
+        ("run_id", ColType::Int),
+        ("as_of_day", ColType::Int),
+        ("model_version", ColType::Text),
+        ("purchase_days", ColType::Int),
+        ("first_purchase_day", ColType::Int),
+        ("last_purchase_day", ColType::Int),
+        ("x", ColType::Int),
+        ("t_x", ColType::Int),
+        ("age_days", ColType::Int),
+        ("m_cents", ColType::Float),
+        ("order_count", ColType::Int),
+        ("spend_cents", ColType::Int),
+        ("trailing_spend_cents", ColType::Int),
+        ("median_gap_days", ColType::Float),
+        ("recency_days", ColType::Int),
+        ("frequency", ColType::Int),
+        ("monetary_cents", ColType::Int),
+        ("rfm_r", ColType::Int),
+        ("rfm_f", ColType::Int),
+        ("rfm_m", ColType::Int),
+        ("rfm_class", ColType::Text),
+        ("abcd_tier", ColType::Text),
+        ("lifecycle", ColType::Text),
+        ("churn", ColType::Text),
+        ("churn_threshold_days", ColType::Float),
+        ("p_alive", ColType::Float),
+        ("expected_purchases", ColType::Float),
+        ("expected_order_value_cents", ColType::Float),
+        ("clv_cents", ColType::Float),
+        ("loyalty_index", ColType::Float),
+        ("loyalty_situation", ColType::Text),
+    ],
+};
+
+/// A finite float, or NULL (NaN and infinities are not stored).
+fn finite(v: Option<f64>) -> Arg {
+    Arg::F64(v.filter(|f| f.is_finite()))
+}
+
+/// Churn status key of customer `c`: absolute wins over relative.
+pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
+    let l = &out.scores.lifecycle;
+    if l.absolute_churn.get(c).copied().unwrap_or(false) {
+        "absolute"
+    } else if l.relative_churn.get(c).copied().unwrap_or(false) {
+        "relative"
+    } else {
+        "none"
+    }
+}
+
+fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as_of: i32) -> Vec<Arg> {
+    let s = &out.summaries;
+    let k = &out.scores;
+    let scored = k.rfm.class[c].is_some();
+    let score = |v: u8| Arg::I64((scored && v > 0).then_some(i64::from(v)));
+    vec![
+        Arg::I64(Some(customer_id)),
+        Arg::I64(Some(run_id)),
+        Arg::I64(Some(i64::from(as_of))),
+        Arg::Text(Some(MODEL_VERSION.into())),
+        Arg::I64(Some(i64::from(s.purchase_days[c]))),
+        Arg::I64(s.first_purchase_day[c].map(i64::from)),
+        Arg::I64(s.last_purchase_day[c].map(i64::from)),
+        Arg::I64(Some(i64::from(s.x[c]))),
+        Arg::I64(Some(i64::from(s.t_x[c]))),
+        Arg::I64(Some(i64::from(s.age[c]))),
+        finite(Some(s.m[c])),
+        Arg::I64(Some(i64::from(s.order_count[c]))),
+        Arg::I64(Some(s.total_spend_cents[c])),
+        Arg::I64(Some(s.trailing_spend_cents[c])),
+        finite(s.median_gap_days[c]),
+        Arg::I64(k.rfm.recency_days[c].map(i64::from)),
+        Arg::I64(Some(i64::from(k.rfm.frequency[c]))),
+        Arg::I64(Some(k.rfm.monetary_cents[c])),
+        score(k.rfm.r_score[c]),
+        score(k.rfm.f_score[c]),
+        score(k.rfm.m_score[c]),
+        Arg::Text(k.rfm.class[c].map(|v| v.key().to_owned())),
+        Arg::Text(k.abcd.tier[c].map(|v| v.key().to_owned())),
+        Arg::Text(Some(k.lifecycle.stage[c].key().to_owned())),
+        Arg::Text(Some(churn_key(out, c).to_owned())),
+        finite(k.lifecycle.churn_threshold_days[c]),
+        finite(k.p_alive[c]),
+        finite(k.expected_purchases[c]),
+        finite(k.expected_order_value[c]),
+        finite(k.clv[c]),
+        finite(k.loyalty.index[c]),
+        Arg::Text(k.loyalty.situation[c].map(|v| v.key().to_owned())),
+    ]
+}
+
+/// Scope of a dashboard: agents see their own portfolio only.
+fn portfolio_scope(actor: &Actor) -> Option<i64> {
+    match actor.role {
+        Role::Agent => Some(actor.user_id.unwrap_or(-1)),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// The business day of an instant (calendar day in the configured time zone).
+    pub fn business_day(&self, t: DateTime<Utc>) -> i32 {
+        business_day(t, self.config.business_tz)
+    }
+
+    /// Fills `orders.ordered_day` where it is missing (rows written before the column existed, or
+    /// by other tools); idempotent. Returns the number of orders updated.
+    pub async fn backfill_order_days(&self) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let rows: Vec<(i64, i64, DateTime<Utc>)> = self
+                .db
+                .reader()
+                .fetch_all(query("SELECT customer_id, id, ordered_at FROM orders WHERE ordered_day IS NULL LIMIT 5000"))
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut tx = self.db.begin().await?;
+            let mut touched: Vec<i64> = Vec::with_capacity(rows.len());
+            for (customer_id, id, at) in &rows {
+                tx.execute(
+                    query("UPDATE orders SET ordered_day = $1 WHERE customer_id = $2 AND id = $3")
+                        .bind(self.business_day(*at))
+                        .bind(*customer_id)
+                        .bind(*id),
+                )
+                .await?;
+                touched.push(*customer_id);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            TOUCHED_STAGE.create(&mut tx).await?;
+            TOUCHED_STAGE.fill(&mut tx, touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect()).await?;
+            refresh_touched(&mut tx, self.now()).await?;
+            TOUCHED_STAGE.drop_table(&mut tx).await?;
+            tx.commit().await?;
+            total += rows.len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// Rebuilds every customer's summary with one aggregation the database runs.
+    pub async fn rebuild_summaries(&self) -> Result<u64> {
+        self.backfill_order_days().await?;
+        let mut tx = self.db.begin().await?;
+        tx.execute(query("DELETE FROM customer_summaries")).await?;
+        let n = tx
+            .execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", ""))).bind(self.now()))
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// A customer's live summary (`None` before their first completed order).
+    pub async fn customer_summary(&self, customer_id: i64) -> Result<Option<CustomerSummary>> {
+        self.db
+            .reader()
+            .fetch_optional(
+                query(
+                    "SELECT customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
+                     repeat_spend_cents, last_ordered_at FROM customer_summaries WHERE customer_id = $1",
+                )
+                .bind(customer_id),
+            )
+            .await
+    }
+
+    /// Reads what the models need as of `as_of_day`: the customers, their completed orders up to
+    /// that day (amount, category of the main line, full price = no discount and no promotion),
+    /// and the referrals each customer made.
+    pub async fn analysis_input(&self, as_of_day: i32) -> Result<AnalysisInput> {
+        self.backfill_order_days().await?;
+        let ids: Vec<(i64,)> =
+            self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
+        let customer_ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
+        let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+        let rows: Vec<(i64, i64, i64, i64, Option<i64>, Option<bool>)> = self
+            .db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT o.customer_id, o.ordered_day, o.total_cents, o.discount_cents, l.category_id, l.promo \
+                     FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
+                     WHERE o.status = 'completed' AND o.ordered_day <= $1",
+                )
+                .bind(as_of_day),
+            )
+            .await?;
+        let mut orders = Orders {
+            customer: Vec::with_capacity(rows.len()),
+            day: Vec::with_capacity(rows.len()),
+            amount_cents: Vec::with_capacity(rows.len()),
+            category: Vec::with_capacity(rows.len()),
+            full_price: Vec::with_capacity(rows.len()),
+        };
+        for (customer_id, day, total, discount, category, promo) in rows {
+            // Orders of deleted customers stay out of the analysis.
+            let Some(&c) = index.get(&customer_id) else { continue };
+            orders.customer.push(c);
+            orders.day.push(i32::try_from(day).map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?);
+            orders.amount_cents.push(total);
+            orders.category.push(category.and_then(|v| u32::try_from(v).ok()).unwrap_or(patron_analytics::summary::NO_CATEGORY));
+            orders.full_price.push(discount == 0 && !promo.unwrap_or(false));
+        }
+        let referrals: Vec<(i64, i64)> = self
+            .db
+            .reader()
+            .fetch_all(query(
+                "SELECT referrer_id, COUNT(*) FROM customers WHERE referrer_id IS NOT NULL AND deleted_at IS NULL GROUP BY referrer_id",
+            ))
+            .await?;
+        let mut made = vec![0u32; customer_ids.len()];
+        for (referrer, n) in referrals {
+            if let Some(&c) = index.get(&referrer) {
+                made[c as usize] = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(AnalysisInput {
+            customer_ids,
+            orders,
+            extras: CustomerExtras { referrals: Some(made), latest_nps: None, would_switch_for_2pct: None },
+        })
+    }
+
+    /// Stores a run's parameters and report and replaces every customer's scores row, in one
+    /// transaction (readers see the old scores or the new ones, never a mix). Returns the run id.
+    pub async fn save_analysis(
+        &self,
+        actor: &Actor,
+        customer_ids: &[i64],
+        output: &AnalyticsOutput,
+        config: &AnalyticsConfig,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64> {
+        if customer_ids.len() != output.summaries.len() {
+            return Err(StoreError::Internal(format!(
+                "{} customer ids for {} scored customers",
+                customer_ids.len(),
+                output.summaries.len()
+            )));
+        }
+        let as_of = output.report.as_of;
+        let report = serde_json::to_string(&output.report).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let config_json = serde_json::to_string(config).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut tx = self.db.begin().await?;
+        let (run_id,): (i64,) = tx
+            .fetch_one(
+                query(
+                    "INSERT INTO analytics_runs (as_of_day, model_version, started_at, finished_at, customers, orders_used, config, report) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                )
+                .bind(as_of)
+                .bind(MODEL_VERSION)
+                .bind(started_at)
+                .bind(self.now())
+                .bind(customer_ids.len() as i64)
+                .bind(i64::try_from(output.report.orders_used).unwrap_or(i64::MAX))
+                .bind(config_json)
+                .bind(report),
+            )
+            .await?;
+        tx.execute(query("DELETE FROM customer_scores")).await?;
+        // In chunks, so the argument vectors of a million customers never exist at once.
+        const CHUNK: usize = 20_000;
+        for start in (0..customer_ids.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(customer_ids.len());
+            let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of)).collect();
+            SCORES_TABLE.fill(&mut tx, rows).await?;
+        }
+        let detail = format!("as_of_day={as_of} customers={}", customer_ids.len());
+        audit::record(&mut tx, self.now(), &actor.key, "analyze", "analytics_run", Some(run_id.to_string()), Some(detail)).await?;
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    /// Runs the whole analysis as of `as_of` over the database and stores the results.
+    pub async fn run_analysis(&self, actor: &Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> Result<(i64, AnalyticsOutput)> {
+        let started_at = self.now();
+        let as_of_day = patron_analytics::day_number(as_of);
+        let input = self.analysis_input(as_of_day).await?;
+        let n = input.customer_ids.len();
+        let (orders, extras, config_copy) = (input.orders, input.extras, *config);
+        // The models are CPU-bound (rayon inside); keep them off the async workers.
+        let output = tokio::task::spawn_blocking(move || patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy))
+            .await
+            .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?
+            .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
+        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at).await?;
+        Ok((run_id, output))
+    }
+
+    /// The latest analysis run.
+    pub async fn latest_run(&self) -> Result<Option<AnalysisRun>> {
+        let row: Option<RunDbRow> = self
+            .db
+            .reader()
+            .fetch_optional(query(
+                "SELECT id, as_of_day, model_version, started_at, finished_at, customers, orders_used, config, report \
+                 FROM analytics_runs ORDER BY id DESC LIMIT 1",
+            ))
+            .await?;
+        Ok(row.map(AnalysisRun::from))
+    }
+
+    /// A customer's latest scores (`None` before the first analysis).
+    pub async fn customer_scores(&self, customer_id: i64) -> Result<Option<ScoreRow>> {
+        let cols: Vec<&str> = SCORES_TABLE.columns.iter().map(|c| c.0).collect();
+        self.db
+            .reader()
+            .fetch_optional(query(format!("SELECT {} FROM customer_scores WHERE customer_id = $1", cols.join(", "))).bind(customer_id))
+            .await
+    }
+
+    /// The dashboard aggregates for what `actor` may see.
+    pub async fn analytics_overview(&self, actor: &Actor) -> Result<Overview> {
+        let owner = portfolio_scope(actor);
+        let (from, bind_owner) = match owner {
+            Some(_) => ("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.owner_id = $1 AND c.deleted_at IS NULL", true),
+            None => ("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL", false),
+        };
+        let with_owner = |sql: String| {
+            let q = query(sql);
+            match owner {
+                Some(o) if bind_owner => q.bind(o),
+                _ => q,
+            }
+        };
+        let group = |col: &str| {
+            format!(
+                "SELECT COALESCE({col}, '') AS key, COUNT(*) AS customers, CAST(COALESCE(SUM(k.trailing_spend_cents), 0) AS BIGINT) AS revenue_cents, \
+                 AVG(k.p_alive) AS mean_p_alive, SUM(k.clv_cents) AS clv_cents FROM {from} GROUP BY COALESCE({col}, '') ORDER BY 1"
+            )
+        };
+        let churn = |col: &str| {
+            format!(
+                "SELECT COALESCE({col}, '') AS key, COUNT(*) AS customers, \
+                 CAST(SUM(CASE WHEN k.churn = 'absolute' THEN 1 ELSE 0 END) AS BIGINT) AS absolute, \
+                 CAST(SUM(CASE WHEN k.churn = 'relative' THEN 1 ELSE 0 END) AS BIGINT) AS relative \
+                 FROM {from} WHERE k.purchase_days > 0 GROUP BY COALESCE({col}, '') ORDER BY 1"
+            )
+        };
+        let mut r = self.db.reader();
+        let rfm_classes: Vec<GroupStat> = r.fetch_all(with_owner(group("k.rfm_class"))).await?;
+        let abcd_tiers: Vec<GroupStat> = r.fetch_all(with_owner(group("k.abcd_tier"))).await?;
+        let lifecycle: Vec<GroupStat> = r.fetch_all(with_owner(group("k.lifecycle"))).await?;
+        let churn_by_tier: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.abcd_tier"))).await?;
+        let churn_by_rfm_class: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.rfm_class"))).await?;
+        let (scored_customers,): (i64,) = r.fetch_one(with_owner(format!("SELECT COUNT(*) FROM {from}"))).await?;
+        let p_rows: Vec<(i64, i64)> = r
+            .fetch_all(with_owner(format!(
+                "SELECT {} AS b, COUNT(*) FROM {from} WHERE k.p_alive IS NOT NULL GROUP BY 1 ORDER BY 1",
+                self.db.engine().floor_int("CASE WHEN k.p_alive >= 1.0 THEN 9 WHEN k.p_alive < 0 THEN 0 ELSE k.p_alive * 10 END")
+            )))
+            .await?;
+        let p_alive_histogram = (0..10)
+            .map(|b| Bucket {
+                lower: f64::from(b) / 10.0,
+                upper: f64::from(b + 1) / 10.0,
+                customers: p_rows.iter().filter(|r| r.0 == i64::from(b)).map(|r| r.1).sum(),
+            })
+            .collect();
+        let clv_histogram = self.clv_histogram(from, owner).await?;
+        let rfm_classes = rfm_classes.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let abcd_tiers = abcd_tiers.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let churn_by_tier = churn_by_tier.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let churn_by_rfm_class = churn_by_rfm_class.into_iter().filter(|g| !g.key.is_empty()).collect();
+        Ok(Overview {
+            run: self.latest_run().await?,
+            scored_customers,
+            rfm_classes,
+            abcd_tiers,
+            lifecycle,
+            churn_by_tier,
+            churn_by_rfm_class,
+            p_alive_histogram,
+            clv_histogram,
+        })
+    }
+
+    /// CLV histogram in yuan: 20 equal buckets from 0 to the 99th percentile (the long tail
+    /// above it goes in the last bucket, so one whale does not flatten the chart).
+    async fn clv_histogram(&self, from: &str, owner: Option<i64>) -> Result<Vec<Bucket>> {
+        let bind = |q: crate::db::Query| match owner {
+            Some(o) => q.bind(o),
+            None => q,
+        };
+        let mut r = self.db.reader();
+        let (n,): (i64,) = r.fetch_one(bind(query(format!("SELECT COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL")))).await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let offset = ((n as f64) * 0.99).floor() as i64;
+        let offset = offset.min(n - 1);
+        let p = match owner {
+            Some(_) => "$2",
+            None => "$1",
+        };
+        let (p99,): (f64,) = r
+            .fetch_one(
+                bind(query(format!(
+                    "SELECT k.clv_cents FROM {from} WHERE k.clv_cents IS NOT NULL ORDER BY k.clv_cents LIMIT 1 OFFSET {p}"
+                )))
+                .bind(offset),
+            )
+            .await?;
+        let top = (p99 / 100.0).max(1.0);
+        let width = nice_width(top / 20.0);
+        let buckets = ((top / width).ceil() as i64).clamp(1, 40);
+        let rows: Vec<(i64, i64)> = r
+            .fetch_all(
+                bind(query(format!(
+                    "SELECT {b} AS b, COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL GROUP BY 1 ORDER BY 1",
+                    b = self.db.engine().floor_int(&format!(
+                        "CASE WHEN k.clv_cents / 100.0 / {p} >= {last} THEN {last} WHEN k.clv_cents < 0 THEN 0 ELSE k.clv_cents / 100.0 / {p} END",
+                        last = buckets - 1
+                    ))
+                )))
+                .bind(width),
+            )
+            .await?;
+        Ok((0..buckets)
+            .map(|b| Bucket {
+                lower: b as f64 * width,
+                upper: (b + 1) as f64 * width,
+                customers: rows.iter().filter(|r| r.0 == b).map(|r| r.1).sum(),
+            })
+            .collect())
+    }
+}
+
+/// A round bucket width (1, 2 or 5 × 10ⁿ) at or above `raw`.
+fn nice_width(raw: f64) -> f64 {
+    if !(raw.is_finite() && raw > 0.0) {
+        return 1.0;
+    }
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|w| *w >= raw).unwrap_or(10.0 * mag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_widths() {
+        assert_eq!(nice_width(3.2), 5.0);
+        assert_eq!(nice_width(0.07), 0.1);
+        assert_eq!(nice_width(120.0), 200.0);
+        assert_eq!(nice_width(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn business_days_follow_the_zone() {
+        let t = DateTime::parse_from_rfc3339("2026-01-01T17:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        // 17:00 UTC is 01:00 the next day in Shanghai.
+        assert_eq!(day_date(business_day(t, chrono_tz::Asia::Shanghai)), NaiveDate::from_ymd_opt(2026, 1, 2));
+        assert_eq!(day_date(business_day(t, chrono_tz::UTC)), NaiveDate::from_ymd_opt(2026, 1, 1));
+    }
+}

@@ -1,0 +1,1 @@
+//! Saved rule-based segments and their filter language.
