@@ -155,6 +155,34 @@ pub fn analyze(
     extras: &CustomerExtras,
     config: &AnalyticsConfig,
 ) -> Result<AnalyticsOutput> {
+    analyze_timed(orders, n_customers, as_of, extras, config).map(|(out, _)| out)
+}
+
+/// Wall time of one stage of [`analyze_timed`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTiming {
+    /// Stage name: summaries, rfm, bgnbd, gamma_gamma, scores, loyalty, abcd, lifecycle.
+    pub stage: &'static str,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
+/// [`analyze`], also returning the wall time of each stage (for benchmarks and run logs; kept
+/// out of [`FitReport`] so that reports of identical runs compare equal).
+pub fn analyze_timed(
+    orders: &Orders,
+    n_customers: usize,
+    as_of: i32,
+    extras: &CustomerExtras,
+    config: &AnalyticsConfig,
+) -> Result<(AnalyticsOutput, Vec<StageTiming>)> {
+    let mut timings = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |stage: &'static str, timings: &mut Vec<StageTiming>| {
+        let now = std::time::Instant::now();
+        timings.push(StageTiming { stage, ms: (now - clock).as_secs_f64() * 1e3 });
+        clock = now;
+    };
     let mc = &config.model;
     if !(mc.monthly_discount.is_finite() && mc.monthly_discount > -1.0) {
         return Err(AnalyticsError::InvalidConfig {
@@ -163,8 +191,10 @@ pub fn analyze(
         });
     }
     let s = summarize(orders, n_customers, as_of, &config.summary)?;
+    lap("summaries", &mut timings);
     let mut warnings = Vec::new();
     let rfm_result = rfm(&s, &config.rfm)?;
+    lap("rfm", &mut timings);
 
     let unit = mc.time_unit;
     let horizon = unit.from_days(f64::from(mc.horizon_days));
@@ -187,6 +217,7 @@ pub fn analyze(
             ) => warnings.push(e.to_string()),
             Err(e) => return Err(e),
         }
+        lap("bgnbd", &mut timings);
         match gamma_gamma::fit(&s.x, &s.m, &mc.fit) {
             Ok(f) => {
                 if !f.converged {
@@ -205,12 +236,15 @@ pub fn analyze(
             ) => warnings.push(e.to_string()),
             Err(e) => return Err(e),
         }
+        lap("gamma_gamma", &mut timings);
         if let Some(bg) = &bg_fit {
             models = score_models(&s, bg, gg_fit.as_ref(), mc, horizon);
         }
+        lap("scores", &mut timings);
     }
 
     let loyalty_result = loyalty(&s, extras, &config.loyalty)?;
+    lap("loyalty", &mut timings);
 
     let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
     let clv_complete = models
@@ -245,6 +279,7 @@ pub fn analyze(
         basis,
         &config.abcd,
     )?;
+    lap("abcd", &mut timings);
 
     let lifecycle_result = lifecycle(
         &s,
@@ -253,6 +288,7 @@ pub fn analyze(
         bg_fit.as_ref().map(|_| models.p_alive.as_slice()),
         Some(&loyalty_result.index),
     )?;
+    lap("lifecycle", &mut timings);
 
     let report = FitReport {
         as_of,
@@ -270,7 +306,7 @@ pub fn analyze(
         abcd_basis: basis,
         warnings,
     };
-    Ok(AnalyticsOutput {
+    let out = AnalyticsOutput {
         summaries: s,
         scores: CustomerScores {
             rfm: rfm_result,
@@ -283,7 +319,8 @@ pub fn analyze(
             clv: models.clv,
         },
         report,
-    })
+    };
+    Ok((out, timings))
 }
 
 struct ModelColumns {

@@ -1,5 +1,7 @@
 //! `patron`: serve the CRM, load demo data, import and export files, manage users and tokens.
 
+mod analyze;
+
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -105,6 +107,40 @@ enum Command {
         /// Validate and report, write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Compute every customer's scores: summaries, RFM, ABCD, lifecycle, churn, BG/NBD,
+    /// Gamma-Gamma, CLV, loyalty. With --orders FILE it reads a file and writes scores.csv and
+    /// params.json (no database); otherwise it scores the database and stores the results.
+    Analyze {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The date the analysis is as of (YYYY-MM-DD; default today in the business time zone;
+        /// required with --orders).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Rebuild every customer's summary with one aggregation first (database mode).
+        #[arg(long)]
+        rebuild: bool,
+        #[command(flatten)]
+        model: analyze::ModelArgs,
+        /// File mode: an orders file with columns customer_id, date, amount (others ignored).
+        #[arg(long, value_name = "FILE")]
+        orders: Option<PathBuf>,
+        /// File mode: map a source column to a field: --map ordered_at=date (repeatable).
+        #[arg(long = "map", value_name = "SOURCE=FIELD", requires = "orders")]
+        map: Vec<String>,
+        /// File mode: force the encoding instead of detecting it.
+        #[arg(long, value_parser = ["utf-8", "gb18030"], requires = "orders")]
+        encoding: Option<String>,
+        /// File mode: analyse the valid rows even if some are rejected.
+        #[arg(long, requires = "orders")]
+        skip_invalid: bool,
+        /// File mode: where to write the per-customer scores.
+        #[arg(long, value_name = "FILE", requires = "orders", default_value = "scores.csv")]
+        out: PathBuf,
+        /// File mode: where to write the fitted parameters and fit report.
+        #[arg(long, value_name = "FILE", requires = "orders", default_value = "params.json")]
+        params: PathBuf,
     },
     /// Export a list to CSV.
     Export {
@@ -255,6 +291,34 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
             if report.rejected > 0 {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Analyze { db, as_of, rebuild, model, orders, map, encoding, skip_invalid, out, params } => {
+            let config = model.config()?;
+            let tz: patron_store::BusinessTz =
+                db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
+            let as_of = parse_day(as_of, "--as-of")?;
+            match orders {
+                Some(file) => {
+                    let as_of = as_of.ok_or_else(|| anyhow!("--as-of DATE is required with --orders (the day the analysis is as of)"))?;
+                    let mode = analyze::FileMode {
+                        orders: file,
+                        as_of,
+                        mappings: parse_pairs(&map, "--map")?,
+                        encoding: encoding.map(|e| e.parse::<Encoding>()).transpose()?,
+                        tz,
+                        skip_invalid,
+                        out,
+                        params,
+                    };
+                    let code = analyze::analyze_file(&mode, &config)?;
+                    return Ok(ExitCode::from(code));
+                }
+                None => {
+                    let store = open(&db).await?;
+                    let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+                    analyze::analyze_db(&store, as_of, rebuild, &config).await?;
+                }
             }
         }
         Command::Export { what: _, db, filter, out } => {

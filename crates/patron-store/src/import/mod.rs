@@ -7,6 +7,7 @@
 //! the engine's fast path (see [`crate::db::Stage`]).
 
 mod fields;
+pub mod order_file;
 mod source;
 
 use std::collections::{HashMap, HashSet};

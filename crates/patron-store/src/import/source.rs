@@ -9,10 +9,11 @@ use super::Rejection;
 use crate::{Result, StoreError};
 
 /// Text encodings the importer reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// UTF-8, with or without a byte-order mark.
+    #[default]
     #[serde(rename = "utf-8", alias = "utf8")]
     Utf8,
     /// GB18030 (a superset of GBK and GB2312), common in exports from Chinese software.
@@ -112,6 +113,8 @@ pub(crate) struct Record {
 enum Target {
     Field(usize),
     Attribute(String),
+    /// A column this reader does not use (analysis files carry more than they need).
+    Ignore,
 }
 
 /// How source headers map to canonical fields, and the headers as written (for messages).
@@ -126,6 +129,17 @@ impl Columns {
     /// Resolves headers for `spec`, honouring `--map SOURCE=FIELD`. Unknown or duplicate columns
     /// and missing required fields are file-level errors.
     pub fn resolve(headers: &[String], spec: &[FieldSpec], mappings: &[(String, String)], allow_attributes: bool) -> Result<Columns> {
+        Columns::resolve_with(headers, spec, mappings, allow_attributes, false)
+    }
+
+    /// [`Columns::resolve`], optionally ignoring unknown columns instead of refusing them.
+    pub fn resolve_with(
+        headers: &[String],
+        spec: &[FieldSpec],
+        mappings: &[(String, String)],
+        allow_attributes: bool,
+        ignore_unknown: bool,
+    ) -> Result<Columns> {
         let mapped: HashMap<String, &str> = mappings.iter().map(|(src, dst)| (normalise_header(src), dst.as_str())).collect();
         for (_, dst) in mappings {
             if !spec.iter().any(|f| f.name == dst) {
@@ -159,6 +173,7 @@ impl Columns {
                     targets.push(Target::Field(i));
                 }
                 Some(t) => targets.push(t),
+                None if ignore_unknown => targets.push(Target::Ignore),
                 None => {
                     let names: Vec<&str> = spec.iter().map(|f| f.name).collect();
                     return Err(StoreError::File(format!(
@@ -192,6 +207,7 @@ impl Columns {
             match target {
                 Target::Field(i) => values[*i] = Some(v),
                 Target::Attribute(name) => attributes.push((name.clone(), v)),
+                Target::Ignore => {}
             }
         }
         Record { row, values, attributes }
@@ -220,6 +236,19 @@ impl Source {
         mappings: &[(String, String)],
         allow_attributes: bool,
     ) -> Result<Source> {
+        Source::open_with(input, format, spec, mappings, allow_attributes, false)
+    }
+
+    /// [`Source::open`] for a CSV whose unknown columns are ignored (JSON lines always use
+    /// the strict mapping).
+    pub fn open_with(
+        input: Box<dyn Read + Send>,
+        format: Format,
+        spec: &'static [FieldSpec],
+        mappings: &[(String, String)],
+        allow_attributes: bool,
+        ignore_unknown: bool,
+    ) -> Result<Source> {
         match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
@@ -228,7 +257,7 @@ impl Source {
                 if headers.iter().all(|h| h.trim().is_empty()) {
                     return Err(StoreError::File("the file is empty or has no header row".into()));
                 }
-                let columns = Columns::resolve(&headers, spec, mappings, allow_attributes)?;
+                let columns = Columns::resolve_with(&headers, spec, mappings, allow_attributes, ignore_unknown)?;
                 Ok(Source::Csv { reader, columns, record: csv::StringRecord::new() })
             }
             Format::Jsonl => Ok(Source::Jsonl {

@@ -1,0 +1,276 @@
+//! `patron analyze`: score every customer, from the database (stored as scores rows) or from an
+//! orders file (written as scores.csv + params.json, no database).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, TimeUnit};
+use patron_store::import::order_file::{read_order_file, OrderFile, OrderFileOptions};
+use patron_store::import::{write_rejections, Encoding};
+use patron_store::users::Actor;
+use patron_store::Store;
+
+/// Model settings shared by both modes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Time unit of the BG/NBD model and of --horizon (weeks for comparison with the literature).
+    #[arg(long, value_parser = ["days", "weeks"], default_value = "days")]
+    pub time_unit: String,
+    /// Horizon of "expected purchases", in the time unit (default 90 days or 13 weeks).
+    #[arg(long)]
+    pub horizon: Option<u32>,
+    /// CLV horizon in months of 30 days.
+    #[arg(long, default_value_t = 12)]
+    pub clv_months: u32,
+    /// Monthly discount rate of the CLV.
+    #[arg(long, default_value_t = 0.01)]
+    pub discount: f64,
+}
+
+impl ModelArgs {
+    /// The pipeline configuration these flags describe (DESIGN §4 defaults otherwise).
+    pub fn config(&self) -> Result<AnalyticsConfig> {
+        let mut config = AnalyticsConfig::default();
+        let unit = match self.time_unit.as_str() {
+            "weeks" => TimeUnit::Weeks,
+            _ => TimeUnit::Days,
+        };
+        let per_unit = if unit == TimeUnit::Weeks { 7 } else { 1 };
+        let horizon = self.horizon.unwrap_or(if unit == TimeUnit::Weeks { 13 } else { 90 });
+        if horizon == 0 {
+            bail!("--horizon must be at least 1");
+        }
+        if self.clv_months == 0 || self.clv_months > 1200 {
+            bail!("--clv-months must be between 1 and 1200");
+        }
+        if !(self.discount.is_finite() && (0.0..1.0).contains(&self.discount)) {
+            bail!("--discount must be a monthly rate in [0, 1), e.g. 0.01");
+        }
+        config.model.time_unit = unit;
+        config.model.horizon_days = horizon.checked_mul(per_unit).ok_or_else(|| anyhow!("--horizon is too large"))?;
+        config.model.clv_months = self.clv_months;
+        config.model.monthly_discount = self.discount;
+        Ok(config)
+    }
+}
+
+/// Database mode: analyse as of `as_of`, store scores and the run; print the fit.
+pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, config: &AnalyticsConfig) -> Result<()> {
+    let started = Instant::now();
+    let backfilled = store.backfill_order_days().await?;
+    if backfilled > 0 {
+        eprintln!("business days filled in for {backfilled} orders");
+    }
+    if rebuild {
+        let n = store.rebuild_summaries().await?;
+        eprintln!("summaries rebuilt for {n} customers in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    let (run_id, out) = store.run_analysis(&Actor::cli(), as_of, config).await?;
+    print_fit(&out);
+    println!(
+        "run {run_id}: {} customers scored as of {as_of} in {:.1} s",
+        out.summaries.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_fit(out: &AnalyticsOutput) {
+    let r = &out.report;
+    if let Some(bg) = &r.bgnbd {
+        let p = bg.params;
+        println!(
+            "BG/NBD: r = {:.6}, alpha = {:.6}, a = {:.6}, b = {:.6}; log-likelihood {:.4}; {} iterations; converged: {}",
+            p.r, p.alpha, p.a, p.b, bg.log_likelihood, bg.iterations, bg.converged
+        );
+    }
+    if let Some(gg) = &r.gamma_gamma {
+        let p = gg.params;
+        println!("Gamma-Gamma: p = {:.6}, q = {:.6}, gamma = {:.6} (minor units); converged: {}", p.p, p.q, p.gamma, gg.converged);
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// What file mode needs besides the model settings.
+pub struct FileMode {
+    /// The orders file.
+    pub orders: PathBuf,
+    /// As-of date.
+    pub as_of: chrono::NaiveDate,
+    /// Header mappings.
+    pub mappings: Vec<(String, String)>,
+    /// Forced encoding.
+    pub encoding: Option<Encoding>,
+    /// Business time zone for calendar days.
+    pub tz: chrono_tz::Tz,
+    /// Go on without the rejected rows.
+    pub skip_invalid: bool,
+    /// scores.csv path.
+    pub out: PathBuf,
+    /// params.json path.
+    pub params: PathBuf,
+}
+
+/// File mode: read, analyse, write scores.csv and params.json. Returns the exit code
+/// (0, 2 = rejected rows and nothing written, 3 = written without the rejected rows).
+pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
+    let total = Instant::now();
+    let file = std::fs::File::open(&m.orders).with_context(|| format!("opening {}", m.orders.display()))?;
+    let opts = OrderFileOptions { encoding: m.encoding, mappings: m.mappings.clone(), tz: m.tz };
+    let name = m.orders.display().to_string();
+    let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = move |n: u64| {
+        if !quiet && n % 1_000_000 == 0 {
+            eprint!("\rreading: {n} rows");
+        }
+    };
+    let read = read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), &name, &opts, &progress)
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    if !quiet {
+        eprintln!();
+    }
+    let read_ms = total.elapsed().as_secs_f64() * 1e3;
+    if read.rejected > 0 {
+        report_rejections(&read, &m.orders)?;
+        if !m.skip_invalid {
+            eprintln!("{name}: {} rows rejected — nothing written (use --skip-invalid to analyse the valid rows)", read.rejected);
+            return Ok(2);
+        }
+    }
+    let n = read.customer_ids.len();
+    let as_of_day = patron_analytics::day_number(m.as_of);
+    let (out, stages) = patron_analytics::analyze_timed(&read.orders, n, as_of_day, &CustomerExtras::default(), config)
+        .map_err(|e| anyhow!("analysis failed: {e}"))?;
+    print_fit(&out);
+    let write_start = Instant::now();
+    write_scores(&m.out, &read, &out, config.model.time_unit)?;
+    let write_ms = write_start.elapsed().as_secs_f64() * 1e3;
+    let mut timings = serde_json::Map::new();
+    timings.insert("read".into(), read_ms.into());
+    for s in &stages {
+        timings.insert(s.stage.into(), s.ms.into());
+    }
+    timings.insert("write".into(), write_ms.into());
+    timings.insert("total".into(), (total.elapsed().as_secs_f64() * 1e3).into());
+    write_params(&m.params, &read, &out, timings)?;
+    println!(
+        "{}: {} customers, {} orders as of {} → {} and {} in {:.2} s",
+        name,
+        n,
+        read.orders.len(),
+        m.as_of,
+        m.out.display(),
+        m.params.display(),
+        total.elapsed().as_secs_f64()
+    );
+    Ok(if read.rejected > 0 { 3 } else { 0 })
+}
+
+fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
+    let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
+    let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
+    write_rejections(out, &read.rejections)?;
+    for x in read.rejections.iter().take(10) {
+        eprintln!("{}: row {}, column {:?}: {} (value {:?})", file.display(), x.row, x.column, x.reason, x.value);
+    }
+    if read.rejected > 10 {
+        eprintln!("… {} more", read.rejected - 10);
+    }
+    eprintln!("rejected rows written to {}", rej_path.display());
+    Ok(())
+}
+
+/// Columns of scores.csv. Money is in the file's major units (as amounts were given); t_x and T
+/// are in the model's time unit.
+const SCORES_HEADER: [&str; 21] = [
+    "customer_id", "x", "t_x", "T", "m", "p_alive", "expected_purchases", "expected_order_value", "clv", "rfm_r", "rfm_f", "rfm_m",
+    "rfm_class", "abcd_tier", "lifecycle", "churn", "recency_days", "frequency", "monetary", "trailing_spend", "loyalty_index",
+];
+
+fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
+    w.write_record(SCORES_HEADER)?;
+    let s = &out.summaries;
+    let k = &out.scores;
+    let opt = |v: Option<f64>| v.filter(|f| f.is_finite()).map(|f| f.to_string()).unwrap_or_default();
+    let money = |cents: f64| (cents / 100.0).to_string();
+    for (c, id) in read.customer_ids.iter().enumerate() {
+        let scored = k.rfm.class[c].is_some();
+        let score = |v: u8| if scored && v > 0 { v.to_string() } else { String::new() };
+        w.write_record([
+            id.clone(),
+            s.x[c].to_string(),
+            unit.from_days(f64::from(s.t_x[c])).to_string(),
+            unit.from_days(f64::from(s.age[c])).to_string(),
+            money(s.m[c]),
+            opt(k.p_alive[c]),
+            opt(k.expected_purchases[c]),
+            opt(k.expected_order_value[c].map(|v| v / 100.0)),
+            opt(k.clv[c].map(|v| v / 100.0)),
+            score(k.rfm.r_score[c]),
+            score(k.rfm.f_score[c]),
+            score(k.rfm.m_score[c]),
+            k.rfm.class[c].map(|v| v.key().to_owned()).unwrap_or_default(),
+            k.abcd.tier[c].map(|v| v.key().to_owned()).unwrap_or_default(),
+            k.lifecycle.stage[c].key().to_owned(),
+            patron_store::analytics::churn_key(out, c).to_owned(),
+            k.rfm.recency_days[c].map(|v| v.to_string()).unwrap_or_default(),
+            k.rfm.frequency[c].to_string(),
+            money(k.rfm.monetary_cents[c] as f64),
+            money(s.trailing_spend_cents[c] as f64),
+            opt(k.loyalty.index[c]),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let mut report = serde_json::to_value(&out.report)?;
+    // γ is a scale parameter in money: give it in the file's major units, like the amounts.
+    // (Its log-likelihood stays that of the data in minor units.)
+    for path in ["/gamma_gamma/gamma", "/gamma_gamma/std_errors/gamma"] {
+        if let Some(gamma) = report.pointer_mut(path) {
+            if let Some(g) = gamma.as_f64() {
+                *gamma = (g / 100.0).into();
+            }
+        }
+    }
+    let flat = |v: &serde_json::Value, keys: &[&str]| -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for k in keys {
+            if let Some(x) = v.get(*k) {
+                m.insert((*k).into(), x.clone());
+            }
+        }
+        serde_json::Value::Object(m)
+    };
+    let bgnbd = report.get("bgnbd").filter(|v| !v.is_null()).map(|v| {
+        flat(v, &["r", "alpha", "a", "b", "log_likelihood", "converged", "iterations", "gradient_norm", "termination", "distinct_rows"])
+    });
+    let gg = report
+        .get("gamma_gamma")
+        .filter(|v| !v.is_null())
+        .map(|v| flat(v, &["p", "q", "gamma", "log_likelihood", "converged", "iterations", "customers"]));
+    let doc = serde_json::json!({
+        "bgnbd": bgnbd,
+        "gamma_gamma": gg,
+        "amount_unit": "major (as in the file; gamma too)",
+        "customers": read.customer_ids.len(),
+        "orders": read.orders.len(),
+        "rows_read": read.rows_read,
+        "rows_skipped_not_completed": read.rows_skipped,
+        "rows_rejected": read.rejected,
+        "timings_ms": timings,
+        "report": report,
+    });
+    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut f, &doc)?;
+    writeln!(f)?;
+    Ok(())
+}
