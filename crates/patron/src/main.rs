@@ -572,5 +572,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
         }
         println!("{:>13}: {} created, {} updated", kind.as_str(), report.created, report.updated);
     }
+    // Score the base so the dashboards, segments and 360 pages have something to show.
+    let today = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();
+    let mut config = patron_analytics::AnalyticsConfig::default();
+    config.model.horizon_days = 90;
+    let (run_id, out) = store.run_analysis(&Actor::cli(), today, &config).await?;
+    println!("{:>13}: {} customers scored as of {today} (run {run_id})", "analysis", out.summaries.len());
     Ok(password)
 }

@@ -10,9 +10,9 @@ use patron_analytics::summary::NO_CATEGORY;
 use patron_analytics::Orders;
 
 use super::fields::FieldSpec;
-use super::source::{self, Encoding, Format, Source};
-use super::{Rejection, Rejections, Row};
-use crate::{values, Result};
+use super::source::{self, Columns, Encoding, Format, Source};
+use super::{Rejection, Rejections};
+use crate::{values, Result, StoreError};
 
 const CUSTOMER_ID: usize = 0;
 const DATE: usize = 1;
@@ -67,99 +67,376 @@ pub struct OrderFile {
     pub rejected: u64,
 }
 
-/// Reads an analysis orders file. `Err` for file-level problems (unreadable, missing columns);
-/// row-level problems are in [`OrderFile::rejections`] — the caller decides whether to go on.
-pub fn read_order_file(input: Box<dyn Read + Send>, file_name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
-    let (reader, encoding) = source::decode(input, opts.encoding)?;
-    let format = Format::from_file_name(file_name);
-    let mut src = Source::open_with(reader, format, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
-    let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
-    let mut out = OrderFile { encoding, ..Default::default() };
-    let mut index: HashMap<String, u32> = HashMap::new();
-    let mut categories: HashMap<String, u32> = HashMap::new();
-    // Dates repeat a lot; parse each distinct text once.
-    let mut days: HashMap<String, i32> = HashMap::new();
-    let (mut has_category, mut has_price_flags) = (false, false);
-    let mut category_col: Vec<u32> = Vec::new();
-    let mut full_price_col: Vec<bool> = Vec::new();
-    while let Some(next) = src.next()? {
-        out.rows_read += 1;
-        if out.rows_read % 100_000 == 0 {
-            progress(out.rows_read);
+/// One row's parsed values, before customers and categories are numbered.
+struct Parsed {
+    customer: String,
+    day: i32,
+    amount: i64,
+    completed: bool,
+    category: Option<String>,
+    /// Whether the row carried a discount or promo value (else full price is unknown).
+    has_flags: bool,
+    full_price: bool,
+}
+
+/// A problem with one field of a row.
+struct FieldError {
+    field: usize,
+    value: String,
+    reason: String,
+}
+
+/// Calendar days of the date prefixes seen so far (dates repeat a lot, times hardly ever).
+type DayCache = HashMap<[u8; 10], i32>;
+
+/// Parses one row's fields (`None` = empty or absent) with the import's parsers.
+fn parse_row(v: &[Option<&str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> std::result::Result<Parsed, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut fail = |field: usize, value: &str, reason: String| errors.push(FieldError { field, value: value.to_owned(), reason });
+    for field in [CUSTOMER_ID, DATE, AMOUNT] {
+        if v[field].is_none() {
+            fail(field, "", "required".into());
         }
-        let rec = match next {
-            Ok(rec) => rec,
-            Err(r) => {
-                rej.add(r);
-                continue;
-            }
-        };
-        rej.names = src.source_names();
-        let mut r = Row { rec: &rec, rej: &mut rej, ok: true };
-        let customer = r.required(CUSTOMER_ID);
-        let day = match rec.values[DATE].as_deref() {
+    }
+    let day = v[DATE].and_then(|t| fast_day(t, tz, days).map_err(|e| fail(DATE, t, e)).ok());
+    let amount = v[AMOUNT].and_then(|t| match values::parse_money(t) {
+        Ok(a) if a < 0 => {
+            fail(AMOUNT, t, "must not be negative (leave refunds out or give them a status)".into());
+            None
+        }
+        Ok(a) => Some(a),
+        Err(e) => {
+            fail(AMOUNT, t, e);
+            None
+        }
+    });
+    let status = v[STATUS].map(|t| values::parse_order_status(t).map_err(|e| fail(STATUS, t, e)).unwrap_or("completed"));
+    let discount = v[DISCOUNT].map(|t| values::parse_money(t).map_err(|e| fail(DISCOUNT, t, e)).unwrap_or(0)).unwrap_or(0);
+    let promo = v[PROMO].map(|t| values::parse_bool(t).map_err(|e| fail(PROMO, t, e)).unwrap_or(false)).unwrap_or(false);
+    match (errors.is_empty(), v[CUSTOMER_ID], day, amount) {
+        (true, Some(customer), Some(day), Some(amount)) => Ok(Parsed {
+            customer: customer.to_owned(),
+            day,
+            amount,
+            completed: status.unwrap_or("completed") == "completed",
+            category: v[CATEGORY].map(str::to_owned),
+            has_flags: v[DISCOUNT].is_some() || v[PROMO].is_some(),
+            full_price: discount == 0 && !promo,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Accumulates parsed rows into the column-wise result, numbering customers and categories in
+/// order of first appearance.
+#[derive(Default)]
+struct Builder {
+    out: OrderFile,
+    index: HashMap<String, u32>,
+    categories: HashMap<String, u32>,
+    category_col: Vec<u32>,
+    full_price_col: Vec<bool>,
+    has_category: bool,
+    has_flags: bool,
+}
+
+impl Builder {
+    fn push(&mut self, p: Parsed) {
+        if !p.completed {
+            self.out.rows_skipped += 1;
+            return;
+        }
+        let c = match self.index.get(&p.customer) {
+            Some(c) => *c,
             None => {
-                r.required(DATE);
-                None
+                let c = self.index.len() as u32;
+                self.out.customer_ids.push(p.customer.clone());
+                self.index.insert(p.customer, c);
+                c
             }
-            Some(text) => match days.get(text) {
-                Some(d) => Some(*d),
-                None => r.parse(DATE, |v| parse_day(v, opts.tz)).inspect(|d| {
-                    if days.len() < 1_000_000 {
-                        days.insert(text.to_owned(), *d);
-                    }
-                }),
-            },
         };
-        let amount = r.parse(AMOUNT, values::parse_money);
-        if rec.values[AMOUNT].is_none() {
-            r.required(AMOUNT);
-        }
-        if amount.is_some_and(|a| a < 0) {
-            r.reject(AMOUNT, "must not be negative (leave refunds out or give them a status)".into());
-        }
-        let status = r.parse(STATUS, values::parse_order_status).unwrap_or("completed");
-        let discount = r.parse(DISCOUNT, values::parse_money).unwrap_or(0);
-        let promo = r.parse(PROMO, values::parse_bool);
-        let category = r.text(CATEGORY);
-        let (true, Some(day), Some(amount)) = (r.ok && !customer.is_empty(), day, amount) else { continue };
-        if status != "completed" {
-            out.rows_skipped += 1;
-            continue;
-        }
-        let next_index = index.len();
-        let c = *index.entry(customer).or_insert_with_key(|k| {
-            out.customer_ids.push(k.clone());
-            next_index as u32
-        });
-        out.orders.customer.push(c);
-        out.orders.day.push(day);
-        out.orders.amount_cents.push(amount);
-        let cat = match category {
+        let o = &mut self.out.orders;
+        o.customer.push(c);
+        o.day.push(p.day);
+        o.amount_cents.push(p.amount);
+        let cat = match p.category {
             Some(name) => {
-                has_category = true;
-                let next = categories.len() as u32;
-                *categories.entry(name).or_insert(next)
+                self.has_category = true;
+                let next = self.categories.len() as u32;
+                *self.categories.entry(name).or_insert(next)
             }
             None => NO_CATEGORY,
         };
-        category_col.push(cat);
-        has_price_flags |= rec.values[DISCOUNT].is_some() || rec.values[PROMO].is_some();
-        full_price_col.push(discount == 0 && !promo.unwrap_or(false));
+        self.category_col.push(cat);
+        self.has_flags |= p.has_flags;
+        self.full_price_col.push(p.full_price);
     }
-    progress(out.rows_read);
-    // A column the file does not have stays empty, which the models read as "unknown".
-    if has_category {
-        out.orders.category = category_col;
+
+    fn finish(mut self, rej: Rejections) -> OrderFile {
+        // A column the file does not have stays empty, which the models read as "unknown".
+        if self.has_category {
+            self.out.orders.category = self.category_col;
+        }
+        if self.has_flags {
+            self.out.orders.full_price = self.full_price_col;
+        }
+        self.out.rejected = rej.count;
+        let mut list = rej.list;
+        list.sort_by_key(|r| r.row);
+        self.out.rejections = list;
+        self.out
     }
-    if has_price_flags {
-        out.orders.full_price = full_price_col;
-    }
-    out.rejected = rej.count;
-    let mut list = rej.list;
-    list.sort_by_key(|r| r.row);
-    out.rejections = list;
+}
+
+/// Reads an analysis orders file. `Err` for file-level problems (unreadable, missing columns);
+/// row-level problems are in [`OrderFile::rejections`] — the caller decides whether to go on.
+/// CSV is parsed in parallel blocks; JSON lines go through the import's record reader.
+pub fn read_order_file(input: Box<dyn Read + Send>, file_name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
+    let (reader, encoding) = source::decode(input, opts.encoding)?;
+    let mut out = match Format::from_file_name(file_name) {
+        Format::Csv => read_csv(reader, opts, progress, BLOCK)?,
+        Format::Jsonl => read_records(reader, opts, progress)?,
+    };
+    out.encoding = encoding;
     Ok(out)
+}
+
+fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
+    let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+    let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
+    let mut b = Builder::default();
+    let mut days = DayCache::new();
+    while let Some(next) = src.next()? {
+        b.out.rows_read += 1;
+        if b.out.rows_read % 100_000 == 0 {
+            progress(b.out.rows_read);
+        }
+        rej.names = src.source_names();
+        match next {
+            Err(r) => rej.add(r),
+            Ok(rec) => {
+                let v: [Option<&str>; 7] = std::array::from_fn(|i| rec.values[i].as_deref());
+                match parse_row(&v, opts.tz, &mut days) {
+                    Ok(p) => b.push(p),
+                    Err(errors) => {
+                        for e in errors {
+                            rej.field(rec.row, e.field, &e.value, e.reason);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    progress(b.out.rows_read);
+    Ok(b.finish(rej))
+}
+
+/// Bytes read per block; each block is cut at a record boundary and parsed by all cores.
+const BLOCK: usize = 16 << 20;
+
+/// The CSV fast path: blocks cut at record boundaries (newlines outside quotes), each split into
+/// pieces parsed in parallel, merged in file order so customers are numbered as they appear.
+fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize) -> Result<OrderFile> {
+    use rayon::prelude::*;
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
+    let mut eof = fill(&mut reader, &mut buf, block_size)?;
+    // The header: parse the first record of the first block.
+    let (headers, header_end) = {
+        let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf.as_slice());
+        let h = r.headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?.clone();
+        let end = r.position().byte() as usize;
+        (h.iter().map(str::to_owned).collect::<Vec<String>>(), end)
+    };
+    if headers.iter().all(|h| h.trim().is_empty()) {
+        return Err(StoreError::File("the file is empty or has no header row".into()));
+    }
+    if !eof && header_end >= buf.len() {
+        return Err(StoreError::File(format!("the header row is longer than {block_size} bytes")));
+    }
+    let columns = Columns::resolve_with(&headers, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+    let positions = columns.positions();
+    let names = columns.source_names.clone();
+    let width = headers.len();
+    buf.drain(..header_end.min(buf.len()));
+    let mut rej = Rejections { names, list: Vec::new(), count: 0, rows: Default::default() };
+    let mut b = Builder::default();
+    // Records before the current block, plus the header row: the spreadsheet row of a record.
+    let mut rows_before: u64 = 1;
+    let pieces_per_block = rayon::current_num_threads().max(1) * 4;
+    loop {
+        let cut = if eof { buf.len() } else { record_boundary(&buf) };
+        if cut == 0 && !eof {
+            // No record ends in this block: read more.
+            eof = fill(&mut reader, &mut buf, block_size)?;
+            if buf.len() > 512 << 20 {
+                return Err(StoreError::File(format!(
+                    "a record near row {rows_before} is larger than 512 MiB (an unclosed quote, or a quote inside an unquoted field?)"
+                )));
+            }
+            continue;
+        }
+        let block = &buf[..cut];
+        let bounds = split_points(block, pieces_per_block);
+        let parsed: Vec<Piece> =
+            bounds.par_windows(2).map(|w| parse_piece(&block[w[0]..w[1]], &positions, width, opts.tz)).collect();
+        for piece in parsed {
+            for (local, e) in piece.errors {
+                let row = rows_before + local;
+                match e.field {
+                    usize::MAX => rej.add(Rejection { row, column: String::new(), value: String::new(), reason: e.reason }),
+                    f => rej.field(row, f, &e.value, e.reason),
+                }
+            }
+            for p in piece.rows {
+                b.push(p);
+            }
+            rows_before += piece.records;
+        }
+        b.out.rows_read = rows_before - 1;
+        progress(b.out.rows_read);
+        buf.drain(..cut);
+        if eof && buf.is_empty() {
+            break;
+        }
+        if !eof {
+            eof = fill(&mut reader, &mut buf, block_size)?;
+        }
+    }
+    Ok(b.finish(rej))
+}
+
+/// Appends up to `n` bytes; true at the end of the input.
+fn fill(reader: &mut Box<dyn Read + Send>, buf: &mut Vec<u8>, n: usize) -> Result<bool> {
+    let before = buf.len();
+    reader.take(n as u64).read_to_end(buf)?;
+    Ok(buf.len() - before < n)
+}
+
+/// The end (exclusive) of the last complete record in `buf`: just after the last newline that
+/// is outside quotes (the block starts at a record boundary, outside quotes). 0 if none.
+fn record_boundary(buf: &[u8]) -> usize {
+    let mut in_quotes = false;
+    let mut last = 0;
+    for (i, &c) in buf.iter().enumerate() {
+        match c {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes => last = i + 1,
+            _ => {}
+        }
+    }
+    last
+}
+
+/// Offsets splitting a block of whole records into about `pieces` parts at record boundaries.
+fn split_points(block: &[u8], pieces: usize) -> Vec<usize> {
+    let mut points = vec![0];
+    let step = (block.len() / pieces).max(1);
+    let mut target = step;
+    let mut in_quotes = false;
+    for (i, &c) in block.iter().enumerate() {
+        match c {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes && i + 1 >= target && i + 1 < block.len() => {
+                points.push(i + 1);
+                target = i + 1 + step;
+            }
+            _ => {}
+        }
+    }
+    points.push(block.len());
+    points
+}
+
+/// What one piece of a block parsed into.
+struct Piece {
+    /// Records in the piece (valid or not).
+    records: u64,
+    rows: Vec<Parsed>,
+    /// (1-based record number within the piece, error); field `usize::MAX` = the whole row.
+    errors: Vec<(u64, FieldError)>,
+}
+
+fn parse_piece(bytes: &[u8], positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz) -> Piece {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut rec = csv::ByteRecord::new();
+    let mut piece = Piece { records: 0, rows: Vec::with_capacity(bytes.len() / 64), errors: Vec::new() };
+    let mut days = DayCache::new();
+    loop {
+        match r.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                piece.records += 1;
+                piece.errors.push((piece.records, FieldError { field: usize::MAX, value: String::new(), reason: e.to_string() }));
+                continue;
+            }
+        }
+        piece.records += 1;
+        // A blank line is not a record.
+        if rec.len() == 1 && rec[0].iter().all(u8::is_ascii_whitespace) {
+            piece.records -= 1;
+            continue;
+        }
+        if rec.len() != width {
+            let reason = format!("expected {width} fields, found {} (an unquoted comma or a missing quote?)", rec.len());
+            piece.errors.push((piece.records, FieldError { field: usize::MAX, value: String::new(), reason }));
+            continue;
+        }
+        let mut bad_utf8 = None;
+        let v: [Option<&str>; 7] = std::array::from_fn(|f| {
+            let cell = positions[f].and_then(|c| rec.get(c))?;
+            match std::str::from_utf8(cell) {
+                Ok(t) => Some(t.trim()).filter(|t| !t.is_empty()),
+                Err(_) => {
+                    bad_utf8.get_or_insert(f);
+                    None
+                }
+            }
+        });
+        if let Some(f) = bad_utf8 {
+            let reason = "not valid UTF-8 (is the file GB18030? try --encoding gb18030)".to_owned();
+            piece.errors.push((piece.records, FieldError { field: f, value: String::new(), reason }));
+            continue;
+        }
+        match parse_row(&v, tz, &mut days) {
+            Ok(p) => piece.rows.push(p),
+            Err(errors) => piece.errors.extend(errors.into_iter().map(|e| (piece.records, e))),
+        }
+    }
+    piece
+}
+
+/// The business day of a date or time, with a fast path for `YYYY-MM-DD[ HH:MM[:SS[.f]]]` (a
+/// local time's calendar day is its date) and the full parsers for everything else.
+fn fast_day(v: &str, tz: chrono_tz::Tz, cache: &mut DayCache) -> std::result::Result<i32, String> {
+    let b = v.as_bytes();
+    let date_like = b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..10].iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if date_like && (b.len() == 10 || ((b[10] == b' ' || b[10] == b'T') && is_clock(&b[11..]))) {
+        let mut key = [0u8; 10];
+        key.copy_from_slice(&b[..10]);
+        if let Some(d) = cache.get(&key) {
+            return Ok(*d);
+        }
+        // The bytes checked above are ASCII, so slicing at 10 is on a char boundary.
+        let d = parse_day(&v[..10], tz)?;
+        cache.insert(key, d);
+        return Ok(d);
+    }
+    parse_day(v, tz)
+}
+
+/// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fraction`, in range, and nothing else (no offset).
+fn is_clock(b: &[u8]) -> bool {
+    let two = |i: usize, max: u8| b.get(i..i + 2).is_some_and(|d| d[0].is_ascii_digit() && d[1].is_ascii_digit() && (d[0] - b'0') * 10 + (d[1] - b'0') <= max);
+    if !(two(0, 23) && b.get(2) == Some(&b':') && two(3, 59)) {
+        return false;
+    }
+    match b.len() {
+        5 => true,
+        8 => b[5] == b':' && two(6, 59),
+        n if n > 9 => b[5] == b':' && two(6, 59) && b[8] == b'.' && b[9..].iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 /// Day number of a date (`1997-01-01`, `1997/01/01`, `19970101`) or of a time's calendar day in `tz`.
@@ -209,6 +486,46 @@ mod tests {
         let got: Vec<(u64, &str)> = f.rejections.iter().map(|r| (r.row, r.column.as_str())).collect();
         assert_eq!(got, vec![(2, "when"), (3, "value"), (4, "cust"), (5, "value")]);
         assert!(f.orders.is_empty());
+    }
+
+    #[test]
+    fn quoted_newlines_and_many_blocks_keep_rows_and_order() {
+        // Enough rows for several pieces per block, a quoted field with a newline and a comma,
+        // and a bad row far down: row numbers must still be the spreadsheet's.
+        let mut text = String::from("customer_id,date,amount,note\n");
+        for i in 0..50_000 {
+            if i == 123 {
+                text.push_str("c123,2026-01-01 08:00,1.00,\"line one\nline, two\"\n");
+            } else if i == 40_000 {
+                text.push_str("c40000,2026-01-01,oops,x\n");
+            } else {
+                text.push_str(&format!("c{},2026-01-{:02} 10:{:02}:00,{}.50,n\n", i % 977, i % 28 + 1, i % 60, i % 90));
+            }
+        }
+        let f = read(&text, &[]).unwrap();
+        // The same through many small blocks (records cut across block ends).
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let small = read_csv(Box::new(std::io::Cursor::new(text.clone().into_bytes())), &opts, &|_| {}, 4096).unwrap();
+        assert_eq!((small.rows_read, small.rejected, &small.orders, &small.customer_ids), (f.rows_read, f.rejected, &f.orders, &f.customer_ids));
+        assert_eq!(small.rejections[0].row, 40_002);
+        assert_eq!(f.rows_read, 50_000);
+        assert_eq!(f.rejected, 1);
+        assert_eq!((f.rejections[0].row, f.rejections[0].column.as_str()), (40_002, "amount"));
+        assert_eq!(f.orders.len(), 49_999);
+        assert_eq!(f.customer_ids[..3], ["c0".to_string(), "c1".into(), "c2".into()]);
+        assert_eq!(f.orders.amount_cents[123], 100);
+    }
+
+    #[test]
+    fn day_fast_path_agrees_with_the_full_parser() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let mut cache = DayCache::new();
+        for v in ["2026-03-04", "2026-03-04 23:59", "2026-03-04 23:59:59", "2026-03-04T00:00:00.123", "2026-03-04T20:00:00Z", "2026-03-04 10:00:00+02:00", "2026/03/04", "20260304"] {
+            assert_eq!(fast_day(v, tz, &mut cache), parse_day(v, tz), "{v}");
+        }
+        for v in ["2026-03-04 24:00", "2026-13-04", "2026-03-04 10:00 garbage", "２０２６-03-04"] {
+            assert!(fast_day(v, tz, &mut cache).is_err(), "{v}");
+        }
     }
 
     #[test]

@@ -199,6 +199,17 @@ impl Columns {
         Ok(Columns { targets, source_names, fields: spec.len() })
     }
 
+    /// For each canonical field, the index of the source column holding it (if any).
+    pub fn positions(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; self.fields];
+        for (col, t) in self.targets.iter().enumerate() {
+            if let Target::Field(i) = t {
+                out[*i] = Some(col);
+            }
+        }
+        out
+    }
+
     fn record(&self, row: u64, cells: impl Iterator<Item = Option<String>>) -> Record {
         let mut values = vec![None; self.fields];
         let mut attributes = Vec::new();
