@@ -33,6 +33,23 @@ impl Engine {
             Engine::Postgres => format!("CAST(FLOOR({expr}) AS BIGINT)"),
         }
     }
+
+    /// SQL for the text of top-level key `key` in the JSON object column `doc` (NULL when the key
+    /// is absent or JSON null), reading the key from placeholder `$param`, and the argument to bind
+    /// there. SQLite takes a JSON path (the key quoted, so it must not contain `"`) and yields SQL
+    /// numbers and 1/0 for booleans; both engines give the same text: `5`, `true`, `gold`.
+    pub fn json_text(self, doc: &str, param: usize, key: &str) -> (String, Arg) {
+        match self {
+            Engine::Sqlite => (
+                format!(
+                    "(CASE json_type({doc}, ${param}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                     ELSE CAST(json_extract({doc}, ${param}) AS TEXT) END)"
+                ),
+                Arg::Text(Some(format!("$.\"{key}\""))),
+            ),
+            Engine::Postgres => (format!("({doc} ->> ${param})"), Arg::Text(Some(key.to_owned()))),
+        }
+    }
 }
 
 /// A connection pool on one of the supported engines.

@@ -46,51 +46,7 @@ impl Store {
                 break;
             }
             let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
-            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-            let list = placeholders.join(", ");
-            let mut q = query(format!(
-                "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, c.birthday, c.city, \
-                 u.email AS owner_email, r.external_id AS referrer_external_id, c.created_at \
-                 FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id \
-                 WHERE c.id IN ({list}) ORDER BY c.id"
-            ));
-            let mut tq = query(format!("SELECT customer_id, tag FROM customer_tags WHERE customer_id IN ({list}) ORDER BY customer_id, tag"));
-            let mut cq = query(format!("SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({list})"));
-            for id in &ids {
-                q.push(*id);
-                tq.push(*id);
-                cq.push(*id);
-            }
-            let rows: Vec<ExportRow> = self.db.reader().fetch_all(q).await?;
-            let tags: Vec<(i64, String)> = self.db.reader().fetch_all(tq).await?;
-            let consents: Vec<(i64, String, bool)> = self.db.reader().fetch_all(cq).await?;
-            for r in rows {
-                let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
-                let consent = |ch: &str| {
-                    consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
-                };
-                let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
-                w.write_record([
-                    ext.as_str(),
-                    &r.kind,
-                    &r.name,
-                    r.mobile.as_deref().unwrap_or(""),
-                    r.email.as_deref().unwrap_or(""),
-                    r.wechat_id.as_deref().unwrap_or(""),
-                    r.gender.as_deref().unwrap_or(""),
-                    &r.birthday.map(|d| d.to_string()).unwrap_or_default(),
-                    r.city.as_deref().unwrap_or(""),
-                    &t.join(";"),
-                    r.owner_email.as_deref().unwrap_or(""),
-                    r.referrer_external_id.as_deref().unwrap_or(""),
-                    &consent("sms"),
-                    &consent("email"),
-                    &consent("wechat"),
-                    &r.created_at.to_rfc3339(),
-                ])
-                .map_err(io)?;
-                n += 1;
-            }
+            n += self.write_customer_rows(&mut w, &ids).await?;
             after = *ids.last().unwrap_or(&after);
             if page.next_cursor.is_none() {
                 break;
@@ -98,6 +54,62 @@ impl Store {
         }
         w.flush()?;
         self.audit(&actor.key, "export", "customers", None, Some(format!("rows={n}"))).await?;
+        Ok(n)
+    }
+
+    /// Writes the customers `ids` (at most a few thousand; one statement per table) as CSV rows in
+    /// the import format, in id order; returns the number written. Shared by every export.
+    pub(crate) async fn write_customer_rows<W: Write>(&self, w: &mut csv::Writer<W>, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
+        let mut n = 0u64;
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let list = placeholders.join(", ");
+        let mut q = query(format!(
+            "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, c.birthday, c.city, \
+             u.email AS owner_email, r.external_id AS referrer_external_id, c.created_at \
+             FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id \
+             WHERE c.id IN ({list}) ORDER BY c.id"
+        ));
+        let mut tq = query(format!("SELECT customer_id, tag FROM customer_tags WHERE customer_id IN ({list}) ORDER BY customer_id, tag"));
+        let mut cq = query(format!("SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({list})"));
+        for id in ids {
+            q.push(*id);
+            tq.push(*id);
+            cq.push(*id);
+        }
+        let rows: Vec<ExportRow> = self.db.reader().fetch_all(q).await?;
+        let tags: Vec<(i64, String)> = self.db.reader().fetch_all(tq).await?;
+        let consents: Vec<(i64, String, bool)> = self.db.reader().fetch_all(cq).await?;
+        for r in rows {
+            let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
+            let consent = |ch: &str| {
+                consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
+            };
+            let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
+            w.write_record([
+                ext.as_str(),
+                &r.kind,
+                &r.name,
+                r.mobile.as_deref().unwrap_or(""),
+                r.email.as_deref().unwrap_or(""),
+                r.wechat_id.as_deref().unwrap_or(""),
+                r.gender.as_deref().unwrap_or(""),
+                &r.birthday.map(|d| d.to_string()).unwrap_or_default(),
+                r.city.as_deref().unwrap_or(""),
+                &t.join(";"),
+                r.owner_email.as_deref().unwrap_or(""),
+                r.referrer_external_id.as_deref().unwrap_or(""),
+                &consent("sms"),
+                &consent("email"),
+                &consent("wechat"),
+                &r.created_at.to_rfc3339(),
+            ])
+            .map_err(io)?;
+            n += 1;
+        }
         Ok(n)
     }
 }
