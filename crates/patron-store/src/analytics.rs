@@ -484,7 +484,9 @@ impl Store {
             self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
         let customer_ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
         let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
-        let rows: Vec<(i64, i64, i64, i64, Option<i64>, Option<bool>)> = self
+        // (customer, day, total, discount, category of the main line, promo of the main line)
+        type OrderRow = (i64, i64, i64, i64, Option<i64>, Option<bool>);
+        let rows: Vec<OrderRow> = self
             .db
             .reader()
             .fetch_all(

@@ -547,6 +547,11 @@ impl Stage {
                     buf.push(b'\n');
                 }
                 tx.copy_in(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), buf).await?;
+                // Temporary tables get no statistics from autovacuum; without them the planner
+                // joins a batch against the whole target table by sequential scan.
+                if self.name.starts_with("patron_stage") {
+                    tx.execute(query(format!("ANALYZE {}", self.name))).await?;
+                }
             }
         }
         Ok(())

@@ -124,7 +124,7 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     let name = m.orders.display().to_string();
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = move |n: u64| {
-        if !quiet && n % 1_000_000 == 0 {
+        if !quiet {
             eprint!("\rreading: {n} rows");
         }
     };

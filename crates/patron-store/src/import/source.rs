@@ -156,10 +156,8 @@ impl Columns {
                 spec.iter().position(|f| f.name == *dst).map(Target::Field)
             } else if let Some(i) = spec.iter().position(|f| f.matches(&norm)) {
                 Some(Target::Field(i))
-            } else if let Some(name) = allow_attributes.then(|| attribute_name(h)).flatten() {
-                Some(Target::Attribute(name))
             } else {
-                None
+                allow_attributes.then(|| attribute_name(h)).flatten().map(Target::Attribute)
             };
             match target {
                 Some(Target::Field(i)) => {
