@@ -39,6 +39,15 @@ impl Lang {
             Lang::En => "en",
         }
     }
+    /// From a `lang` request parameter (`zh`, `zh-CN`, `en`, `en-US` …); `None` for anything else.
+    pub fn from_code(code: &str) -> Option<Lang> {
+        let c = code.trim().to_ascii_lowercase();
+        match c.split(['-', '_']).next() {
+            Some("zh") => Some(Lang::Zh),
+            Some("en") => Some(Lang::En),
+            _ => None,
+        }
+    }
 }
 
 /// (key, 中文, English)
@@ -145,6 +154,121 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("sort_name", "姓名", "Name"),
     ("sort_updated", "最近更新", "Recently updated"),
     ("add_note", "添加备注", "Add note"),
+    // ---- analytics: dashboard, scores panel, segments ----
+    ("analytics", "客户分析", "Analytics"),
+    ("analytics_title", "客户价值分析", "Customer analytics"),
+    ("segments", "客户分群", "Segments"),
+    ("run_analysis", "立即运行分析", "Run analysis now"),
+    ("analysis_ran", "分析已完成", "Analysis finished"),
+    ("no_run", "还没有运行过分析。运行一次分析后，这里会显示 RFM 分类、ABCD 分级、生命周期、流失与客户终身价值。", "No analysis has been run yet. Run one to see RFM classes, ABCD tiers, lifecycle, churn and lifetime value here."),
+    ("no_run_agent", "请联系经理或管理员运行分析。", "Ask a manager or administrator to run the analysis."),
+    ("as_of", "分析基准日", "As of"),
+    ("scored_customers", "已评分客户", "Scored customers"),
+    ("run_at", "运行时间", "Run at"),
+    ("orders_used", "使用订单数", "Orders used"),
+    ("rfm_chart", "RFM 价值分类", "RFM value classes"),
+    ("abcd_chart", "ABCD 价值分级", "ABCD value tiers"),
+    ("lifecycle_chart", "生命周期漏斗", "Lifecycle funnel"),
+    ("churn_tier_chart", "各等级流失情况", "Churn by tier"),
+    ("churn_rfm_chart", "各 RFM 分类流失情况", "Churn by RFM class"),
+    ("p_alive_chart", "存活概率分布", "P(alive) distribution"),
+    ("clv_chart", "客户终身价值分布（元）", "CLV distribution (yuan)"),
+    ("fit_report", "模型拟合报告", "Model fit report"),
+    ("customers_n", "客户数", "Customers"),
+    ("revenue_12m", "近 12 个月消费额", "Revenue, last 12 months"),
+    ("revenue_share", "消费额占比", "Revenue share"),
+    ("customer_share", "客户占比", "Customer share"),
+    ("mean_p_alive", "平均存活概率", "Mean P(alive)"),
+    ("total_clv", "终身价值合计", "Total CLV"),
+    ("tier", "等级", "Tier"),
+    ("churn_absolute", "绝对流失", "Absolute churn"),
+    ("churn_relative", "相对流失", "Relative churn"),
+    ("churn_none", "未流失", "Not churned"),
+    ("not_churned", "未流失", "Not churned"),
+    ("parameter", "参数", "Parameter"),
+    ("estimate", "估计值", "Estimate"),
+    ("std_error", "标准误", "Std. error"),
+    ("log_likelihood", "对数似然", "Log-likelihood"),
+    ("iterations", "迭代次数", "Iterations"),
+    ("converged", "已收敛", "Converged"),
+    ("yes", "是", "yes"),
+    ("no", "否", "no"),
+    ("not_fitted", "未拟合", "not fitted"),
+    ("warnings", "提示", "Warnings"),
+    ("time_unit", "时间单位", "Time unit"),
+    ("unit_days", "天", "days"),
+    ("unit_weeks", "周", "weeks"),
+    ("horizon", "预测期", "Horizon"),
+    ("clv_months", "终身价值月数", "CLV months"),
+    ("bgnbd_model", "BG/NBD 购买频率模型", "BG/NBD purchase model"),
+    ("gg_model", "Gamma-Gamma 消费金额模型", "Gamma-Gamma spend model"),
+    ("gamma_yuan", "γ（元）", "γ (yuan)"),
+    ("scores", "客户评分", "Scores"),
+    ("no_scores", "该客户尚未参与分析。", "This customer has not been analysed yet."),
+    ("rfm_scores", "RFM 得分", "RFM scores"),
+    ("rfm_class", "RFM 分类", "RFM class"),
+    ("abcd_tier", "ABCD 等级", "ABCD tier"),
+    ("lifecycle", "生命周期", "Lifecycle"),
+    ("churn", "流失状态", "Churn"),
+    ("p_alive", "存活概率", "P(alive)"),
+    ("expected_purchases", "预计购买次数", "Expected purchases"),
+    ("expected_order_value", "预计客单价", "Expected order value"),
+    ("clv", "客户终身价值", "CLV"),
+    ("loyalty_index", "忠诚度指数", "Loyalty index"),
+    ("loyalty_situation", "忠诚度矩阵", "Loyalty situation"),
+    ("why", "原因", "Why"),
+    ("days_n", "天", "days"),
+    ("rfm_important_value", "重要价值", "Important value"),
+    ("rfm_important_retain", "重要保持", "Important retain"),
+    ("rfm_important_develop", "重要发展", "Important develop"),
+    ("rfm_important_win_back", "重要挽留", "Important win-back"),
+    ("rfm_general_value", "一般价值", "General value"),
+    ("rfm_general_retain", "一般保持", "General retain"),
+    ("rfm_general_develop", "一般发展", "General develop"),
+    ("rfm_general_win_back", "一般挽留", "General win-back"),
+    ("life_prospect", "潜在客户", "Prospect"),
+    ("life_new", "新客户", "New"),
+    ("life_active", "活跃客户", "Active"),
+    ("life_loyal", "忠诚客户", "Loyal"),
+    ("life_at_risk", "流失风险", "At risk"),
+    ("life_churned", "已流失", "Churned"),
+    ("life_won_back", "已挽回", "Won back"),
+    ("tier_A", "A 级", "Tier A"),
+    ("tier_B", "B 级", "Tier B"),
+    ("tier_C", "C 级", "Tier C"),
+    ("tier_D", "D 级", "Tier D"),
+    ("loy_true_loyalty_rising", "真正忠诚（上升）", "True loyalty, rising"),
+    ("loy_true_loyalty_falling", "真正忠诚（下降）", "True loyalty, falling"),
+    ("loy_latent_loyalty_rising", "潜在忠诚（上升）", "Latent loyalty, rising"),
+    ("loy_latent_loyalty_falling", "潜在忠诚（下降）", "Latent loyalty, falling"),
+    ("loy_inertia_loyalty_rising", "惰性忠诚（上升）", "Inertia loyalty, rising"),
+    ("loy_inertia_loyalty_falling", "惰性忠诚（下降）", "Inertia loyalty, falling"),
+    ("loy_no_loyalty_rising", "不忠诚（上升）", "No loyalty, rising"),
+    ("loy_no_loyalty_falling", "不忠诚（下降）", "No loyalty, falling"),
+    ("segments_title", "客户分群", "Customer segments"),
+    ("segment_builder", "分群规则编辑器", "Segment builder"),
+    ("rule", "规则", "Rule"),
+    ("rule_placeholder", "例如：rfm_class = \"重要挽留\" and p_alive < 0.5", "e.g. rfm_class = \"important_win_back\" and p_alive < 0.5"),
+    ("rule_hint", "输入规则后，这里会实时显示符合条件的客户数和前 20 位客户。", "Type a rule to see the number of matching customers and the first 20 of them, live."),
+    ("rule_error", "规则有误", "The rule has a problem"),
+    ("rule_column", "字符位置", "at character"),
+    ("matching_customers", "位客户符合条件", "matching customers"),
+    ("export_csv", "导出 CSV", "Export CSV"),
+    ("first_members", "前 20 位客户", "The first 20 customers"),
+    ("segment_name", "分群名称", "Segment name"),
+    ("description", "说明", "Description"),
+    ("save_segment", "保存分群", "Save segment"),
+    ("segment_saved", "分群已保存", "Segment saved"),
+    ("rule_help_title", "规则写法", "How to write a rule"),
+    ("rule_help", "条件写作「字段 运算符 值」，用 and、or、not 和括号组合。文本和日期加引号（\"上海\"、\"2025-01-01\"），数字不加引号，金额以元为单位。运算符：= != < <= > >= in (…) not in (…) contains、is null。完整说明见 docs/segments.md。", "Write conditions as \"field operator value\" and combine them with and, or, not and parentheses. Text and dates go in quotes (\"Shanghai\", \"2025-01-01\"), numbers do not; money is in yuan. Operators: = != < <= > >= in (…) not in (…) contains, is null. The full reference is docs/segments.md."),
+    ("examples", "示例", "Examples"),
+    ("rule_fields", "可用字段", "Fields"),
+    ("field_type", "类型", "Type"),
+    ("saved_segments", "已保存的分群", "Saved segments"),
+    ("builtin_segments", "内置分群", "Built-in segments"),
+    ("no_saved_segments", "还没有保存的分群。", "No saved segments yet."),
+    ("use_rule", "使用此规则", "Use rule"),
+    ("delete", "删除", "Delete"),
 ];
 
 /// The labels of `lang`, keyed by label id.
@@ -152,9 +276,94 @@ pub fn labels(lang: Lang) -> BTreeMap<&'static str, &'static str> {
     LABELS.iter().map(|(k, zh, en)| (*k, if lang == Lang::Zh { *zh } else { *en })).collect()
 }
 
+/// The label of an analytics key in `lang`: `prefix` is `rfm`, `life`, `tier`, `loy` or `churn`
+/// (`rfm` + `important_value` → 重要价值). An unknown key is shown as it is.
+pub fn key_label(lang: Lang, prefix: &str, key: &str) -> String {
+    let id = format!("{prefix}_{key}");
+    LABELS
+        .iter()
+        .find(|(k, _, _)| *k == id)
+        .map(|(_, zh, en)| if lang == Lang::Zh { (*zh).to_owned() } else { (*en).to_owned() })
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// Cents as yuan with thousands separators: `123456` → `¥1,234.56`, `-5` → `-¥0.05`.
+pub fn yuan(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let a = cents.unsigned_abs();
+    let whole = (a / 100).to_string();
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}¥{grouped}.{:02}", a % 100)
+}
+
+/// Fractional cents (model outputs such as CLV) as yuan, rounded to the cent; `—` when not finite.
+pub fn yuan_f(cents: f64) -> String {
+    if cents.is_finite() && cents.abs() < 9.0e16 {
+        yuan(cents.round() as i64)
+    } else {
+        "—".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yuan_groups_thousands_and_keeps_the_sign() {
+        assert_eq!(yuan(0), "¥0.00");
+        assert_eq!(yuan(35650), "¥356.50");
+        assert_eq!(yuan(123456), "¥1,234.56");
+        assert_eq!(yuan(100_000_000), "¥1,000,000.00");
+        assert_eq!(yuan(-5), "-¥0.05");
+        assert_eq!(yuan_f(1234.4), "¥12.34");
+        assert_eq!(yuan_f(f64::NAN), "—");
+    }
+
+    #[test]
+    fn key_labels_and_lang_codes() {
+        assert_eq!(key_label(Lang::Zh, "rfm", "important_win_back"), "重要挽留");
+        assert_eq!(key_label(Lang::En, "life", "at_risk"), "At risk");
+        assert_eq!(key_label(Lang::En, "tier", "Z"), "Z");
+        assert_eq!(Lang::from_code("en-US"), Some(Lang::En));
+        assert_eq!(Lang::from_code("zh_CN"), Some(Lang::Zh));
+        assert_eq!(Lang::from_code("fr"), None);
+    }
+
+    #[test]
+    fn every_analytics_key_has_a_label() {
+        use patron_analytics::lifecycle::LifecycleStage;
+        use patron_analytics::rfm::RfmClass;
+        for c in [
+            RfmClass::ImportantValue,
+            RfmClass::ImportantRetain,
+            RfmClass::ImportantDevelop,
+            RfmClass::ImportantWinBack,
+            RfmClass::GeneralValue,
+            RfmClass::GeneralRetain,
+            RfmClass::GeneralDevelop,
+            RfmClass::GeneralWinBack,
+        ] {
+            assert_eq!(key_label(Lang::Zh, "rfm", c.key()), c.label_zh());
+        }
+        for s in [
+            LifecycleStage::Prospect,
+            LifecycleStage::New,
+            LifecycleStage::Active,
+            LifecycleStage::Loyal,
+            LifecycleStage::AtRisk,
+            LifecycleStage::Churned,
+            LifecycleStage::WonBack,
+        ] {
+            assert_eq!(key_label(Lang::Zh, "life", s.key()), s.label_zh());
+        }
+    }
 
     #[test]
     fn every_label_has_both_languages_and_unique_keys() {

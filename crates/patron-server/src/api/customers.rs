@@ -120,6 +120,8 @@ pub struct Customer360 {
     pub contacts: Vec<Contact>,
     /// The 10 latest orders.
     pub recent_orders: Vec<Order>,
+    /// The latest analysis scores with a plain-words reason (`null` before the first analysis).
+    pub scores: Option<crate::api::analytics::CustomerScores>,
 }
 
 /// Creates a customer.
@@ -139,16 +141,24 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input
 }
 
 /// Reads one customer's 360 (recorded in the audit log).
-#[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")),
-    responses((status = 200, body = Customer360), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Customer360>> {
+#[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id"), crate::api::analytics::LangParams),
+    responses((status = 200, body = Customer360), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(q): Query<crate::api::analytics::LangParams>,
+) -> ApiResult<Json<Customer360>> {
+    let lang = q.lang()?;
     check_customer_access(&state, &actor, id).await?;
     let customer = state.store.customer(id).await?;
     let stats = state.store.order_stats(id).await?;
     let contacts = state.store.contacts(id).await?;
     let recent_orders = state.store.customer_orders(id, None, 10).await?.items;
+    // One indexed row by primary key: cheap enough to include in every 360 read.
+    let scores = crate::api::analytics::scores_of(&state, id, lang).await?;
     state.store.audit(&actor.key, "read", "customer", Some(id.to_string()), None).await?;
-    Ok(Json(Customer360 { customer, stats, contacts, recent_orders }))
+    Ok(Json(Customer360 { customer, stats, contacts, recent_orders, scores }))
 }
 
 /// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.

@@ -1,10 +1,12 @@
 //! The REST API under `/api/v1`: one module per domain concept, merged here, and the OpenAPI
 //! document generated from the handlers' annotations.
 
+pub mod analytics;
 pub mod customers;
 pub mod imports;
 pub mod interactions;
 pub mod orders;
+pub mod segments;
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -21,6 +23,8 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
     let v1 = Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(customers::router())
+        .merge(analytics::router())
+        .merge(segments::router())
         .merge(orders::router())
         .merge(interactions::router())
         .merge(imports::router(max_upload_bytes))
@@ -83,6 +87,9 @@ impl Modify for BearerAuth {
         orders::create, orders::get_one,
         interactions::create,
         imports::create,
+        analytics::overview, analytics::latest_run, analytics::create_run, analytics::customer_scores,
+        segments::list, segments::fields, segments::create, segments::get_one, segments::update, segments::delete,
+        segments::preview, segments::members, segments::export,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -90,6 +97,8 @@ impl Modify for BearerAuth {
         (name = "orders", description = "Orders and their lines"),
         (name = "interactions", description = "Touchpoint events"),
         (name = "imports", description = "CSV / JSON-lines import"),
+        (name = "analytics", description = "RFM, ABCD, lifecycle, churn, BG/NBD, Gamma-Gamma, CLV and loyalty: runs, dashboards, per-customer scores"),
+        (name = "segments", description = "Saved and built-in rule-based segments, evaluated live (filter language: docs/segments.md)"),
         (name = "platform", description = "Health and metadata"),
     )
 )]

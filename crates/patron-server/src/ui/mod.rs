@@ -1,6 +1,10 @@
 //! The web UI: server-rendered HTML (minijinja, auto-escaped) with htmx, every asset embedded.
 //! Login with a session cookie and CSRF tokens; customer list, customer 360, edit with history,
-//! import with the rejected-rows report; zh-CN and English.
+//! import with the rejected-rows report; the analytics dashboard and the segment builder
+//! (submodules); zh-CN and English.
+
+pub mod analytics;
+pub mod segments;
 
 use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -38,6 +42,8 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
             "/ui/import",
             get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
         )
+        .merge(analytics::router())
+        .merge(segments::router())
         .route("/assets/{file}", get(asset))
         .layer(middleware::from_fn(security_headers))
 }
@@ -54,13 +60,23 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("edit.html", include_str!("../../templates/edit.html")),
         ("import.html", include_str!("../../templates/import.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("analytics.html", include_str!("../../templates/analytics.html")),
+        ("segments.html", include_str!("../../templates/segments.html")),
+        ("segment_preview.html", include_str!("../../templates/segment_preview.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
             tracing::error!(template = name, error = %e, "template does not compile");
         }
     }
-    env.add_filter("money", |cents: i64| format!("¥{}", patron_store::values::format_money(cents)));
+    // minijinja's own `urlencode` needs a feature this build leaves out; the pages use it for
+    // query strings (paging links, example rules).
+    env.add_filter("urlencode", |v: String| percent_encode(&v));
+    // Cents → ¥1,234.56; model outputs (CLV …) are fractional cents and are rounded.
+    env.add_filter("money", |v: Value| match v.as_i64() {
+        Some(cents) => crate::i18n::yuan(cents),
+        None => f64::try_from(v).map(crate::i18n::yuan_f).unwrap_or_default(),
+    });
     env.add_filter("dt", move |v: String| match DateTime::parse_from_rfc3339(&v) {
         Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
         Err(_) => v,
@@ -296,7 +312,8 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         })
         .collect();
     let more = timeline.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
-    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes })
+    let scores = analytics::score_panel(state, id, user.lang).await?;
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores })
 }
 
 #[derive(Deserialize)]
@@ -530,6 +547,16 @@ async fn asset(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (include_bytes!("../../assets/htmx.min.js"), "text/javascript; charset=utf-8"),
         "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript; charset=utf-8"),
         "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
+        "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
+        "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
+        "echarts.LICENSE" => (include_bytes!("../../assets/echarts.LICENSE"), "text/plain; charset=utf-8"),
+        "echarts.min.js" => {
+            // 1 MB that changes only with the ECharts version, which the page puts in the URL
+            // (`?v=5.6.0`): cache it for a year.
+            let body: &'static [u8] = include_bytes!("../../assets/echarts.min.js");
+            let headers = [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")];
+            return (headers, body).into_response();
+        }
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()

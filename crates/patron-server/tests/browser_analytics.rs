@@ -1,0 +1,156 @@
+//! The analytics dashboard and the segment builder in a real headless Chromium: run the analysis
+//! from the empty dashboard, wait until every ECharts chart has drawn its canvas and the fit
+//! report shows r; read the scores on a 360 page; type rules in the builder and watch the live
+//! count (equal to the API's), a broken rule's position, saving and the saved list.
+
+mod analytics_seed;
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::spawn_app;
+use common::webdriver::Browser;
+use patron_store::testing::test_db;
+use patron_store::users::Role;
+use patron_store::Engine;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+async fn seeded_app() -> common::TestApp {
+    let app = spawn_app(test_db(Engine::Sqlite).await).await;
+    analytics_seed::seed(&app).await;
+    app.db.store.create_user("manager@example.com", "王经理", Role::Manager, Some(PASSWORD)).await.unwrap();
+    app
+}
+
+async fn login(b: &Browser, app: &common::TestApp, path: &str) {
+    b.goto(&format!("{}{path}", app.base)).await;
+    b.find("#login-button").await;
+    b.type_into("#email", "manager@example.com").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("#login-button").await;
+    b.find("#customer-table").await;
+    b.goto(&format!("{}{path}", app.base)).await;
+}
+
+/// Waits (up to 10 s) until the element's whole text equals `want`.
+async fn wait_exact(b: &Browser, css: &str, want: &str) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = b.text(css).await;
+        if last.trim() == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never read {want:?}; last text: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_runs_the_analysis_and_draws_every_chart() {
+    let app = seeded_app().await;
+    let b = Browser::start().await;
+    login(&b, &app, "/ui/analytics").await;
+
+    // No run yet: the empty state and the button.
+    b.find("#no-run").await;
+    b.click("#run-button").await;
+    b.find("#run-flash").await;
+    assert_eq!(b.text("#run-as-of").await, "2026-06-30");
+    assert_eq!(b.text("#run-scored").await, analytics_seed::CUSTOMERS.to_string());
+
+    // Every chart has drawn a canvas (analytics.js marks a container once its chart is set).
+    for id in ["chart-rfm", "chart-lifecycle", "chart-abcd", "chart-churn-tier", "chart-churn-rfm", "chart-p-alive", "chart-clv"] {
+        b.find(&format!("#{id}[data-drawn=\"1\"] canvas")).await;
+    }
+    // The fit report shows the BG/NBD and Gamma-Gamma parameters from the run.
+    let (_, run) = app.get("/api/v1/analytics/runs/latest").await;
+    let r = run["report"]["bgnbd"]["r"].as_f64().unwrap();
+    let shown: f64 = b.text("#fit-r td.num").await.parse().unwrap();
+    assert!((shown - r).abs() <= r * 1e-3, "fit table r {shown} vs run {r}");
+    let fit = b.text("#fit-bgnbd").await;
+    assert!(fit.contains("α") && fit.contains("对数似然"), "{fit}");
+    assert!(b.text("#fit-gg").await.contains("γ（元）"));
+    // ABCD table: four tiers whose revenue shares add up to about 100%.
+    let abcd = b.text("#abcd-table").await;
+    assert!(abcd.contains("A 级") && abcd.contains("D 级"), "{abcd}");
+    b.screenshot(&shots().join("analytics.png")).await;
+
+    // English labels after the language switch; the charts draw again.
+    b.click("#lang-switch").await;
+    b.wait_text("#fit-report", "Model fit report").await;
+    b.find("#chart-lifecycle[data-drawn=\"1\"] canvas").await;
+    assert!(b.text("#abcd-table").await.contains("Tier A"));
+
+    // A customer 360 shows the scores panel with the plain-words reason.
+    let (_, page) = app.get("/api/v1/customers?q=C012").await;
+    let id = page["items"][0]["id"].as_i64().unwrap();
+    b.goto(&format!("{}/ui/customers/{id}", app.base)).await;
+    let reason = b.text("#score-reason").await;
+    assert!(reason.contains("P(alive)") && reason.contains("last purchase"), "{reason}");
+    let (_, sc) = app.get(&format!("/api/v1/customers/{id}/scores?lang=en")).await;
+    assert!(reason.contains(sc["reason"].as_str().unwrap()), "{reason} vs {sc}");
+    assert!(b.text("#score-clv").await.starts_with('¥'));
+    assert!(!b.text("#score-lifecycle").await.is_empty());
+    b.screenshot(&shots().join("customer360-scores.png")).await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_builder_previews_live_and_saves() {
+    let app = seeded_app().await;
+    let (s, _) = app.post("/api/v1/analytics/runs", json!({})).await;
+    assert_eq!(s, 201);
+    let b = Browser::start().await;
+    login(&b, &app, "/ui/segments").await;
+    b.find("#preview-empty").await;
+    // Built-in segments are listed with live counts.
+    let (_, wb) = app.get("/api/v1/segments/builtin:rfm:important_win_back").await;
+    wait_exact(&b, "#segment-builtin-rfm-important-win-back .segment-count", &wb["count"].to_string()).await;
+
+    // Type a rule: the live count equals the API's.
+    let rule = r#"p_alive < 0.5 and city in ("上海", "杭州")"#;
+    let (_, p) = app.post("/api/v1/segments/preview", json!({ "rule": rule })).await;
+    let expected = p["count"].as_i64().unwrap();
+    assert!(expected > 0);
+    b.type_into("#rule", rule).await;
+    wait_exact(&b, "#preview-count", &expected.to_string()).await;
+    let members = b.text("#preview-members").await;
+    assert!(members.contains(p["members"][0]["name"].as_str().unwrap()), "{members}");
+    b.find("#preview-export").await;
+    b.screenshot(&shots().join("segment-builder.png")).await;
+
+    // A broken rule: the message with its position and a caret under it.
+    b.type_into("#rule", "p_alive < 0.5 and citty = \"上海\"").await;
+    let err = b.wait_text("#preview-error", "字符位置 19").await;
+    assert!(err.contains("did you mean \"city\""), "{err}");
+    assert!(b.text("#preview-caret").await.contains('^'));
+    b.screenshot(&shots().join("segment-error.png")).await;
+
+    // Fix it, name it, save it: it is listed with its count.
+    b.type_into("#rule", rule).await;
+    wait_exact(&b, "#preview-count", &expected.to_string()).await;
+    b.type_into("#segment-name", "上海杭州流失风险").await;
+    b.type_into("#segment-description", "赢回名单").await;
+    b.click("#save-segment").await;
+    b.find("#segment-saved").await;
+    let saved = b.wait_text("#saved-segments", "上海杭州流失风险").await;
+    assert!(saved.contains(&expected.to_string()), "{saved}");
+    // The builder holds the saved rule and previews it again.
+    wait_exact(&b, "#preview-count", &expected.to_string()).await;
+    // Saving the same name again is refused with the reason.
+    b.type_into("#segment-name", "上海杭州流失风险").await;
+    b.click("#save-segment").await;
+    b.wait_text("#save-error", "already").await;
+    let (_, list) = app.get("/api/v1/segments?kind=saved").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    b.quit().await;
+}
