@@ -6,6 +6,9 @@ use chrono_tz::Tz;
 
 /// Money in major units ("128.50", "¥1,280", "-3.2") to minor units (cents). At most 2 decimals.
 pub fn parse_money(s: &str) -> Result<i64, String> {
+    if let Some(cents) = plain_money(s.as_bytes()) {
+        return Ok(cents);
+    }
     let t = s.trim();
     let t = t.strip_prefix('¥').or_else(|| t.strip_prefix('￥')).unwrap_or(t).trim();
     let (neg, t) = match t.strip_prefix('-') {
@@ -34,6 +37,35 @@ pub fn parse_money(s: &str) -> Result<i64, String> {
     };
     let cents = whole.checked_mul(100).and_then(|c| c.checked_add(frac)).ok_or_else(|| "amount too large".to_string())?;
     Ok(if neg { -cents } else { cents })
+}
+
+/// `123`, `123.4`, `123.45` or `.5` — no sign, currency, separators or spaces — parsed without
+/// allocating (bulk files are almost all like this); `None` sends anything else to the full parser.
+fn plain_money(t: &[u8]) -> Option<i64> {
+    if t.len() > 15 {
+        return None;
+    }
+    let (mut cents, mut digits, mut decimals): (i64, u32, Option<u32>) = (0, 0, None);
+    for &c in t {
+        match c {
+            b'0'..=b'9' => {
+                cents = cents * 10 + i64::from(c - b'0');
+                digits += 1;
+                if let Some(d) = decimals.as_mut() {
+                    *d += 1;
+                }
+            }
+            b'.' if decimals.is_none() => decimals = Some(0),
+            _ => return None,
+        }
+    }
+    match (digits, decimals) {
+        (0, _) => None,
+        (_, None | Some(0)) => Some(cents * 100),
+        (_, Some(1)) => Some(cents * 10),
+        (_, Some(2)) => Some(cents),
+        _ => None,
+    }
 }
 
 /// Formats minor units as a decimal string with 2 decimals ("128.50").
@@ -201,6 +233,24 @@ mod tests {
         assert_eq!(parse_money(".5"), Ok(50));
         assert!(parse_money("1.234").is_err());
         assert!(parse_money("abc").is_err());
+        // The allocation-free path agrees with the full parser wherever it answers.
+        for v in ["0", "7", "7.", "7.0", "7.05", ".05", "123456789012.34", "1.2.3", ".", "", "1.234", "12a", "١٢"] {
+            let full = {
+                let t = v;
+                let (i, f) = t.split_once('.').unwrap_or((t, ""));
+                if (i.is_empty() && f.is_empty()) || !i.bytes().all(|c| c.is_ascii_digit()) || !f.bytes().all(|c| c.is_ascii_digit()) || f.len() > 2 {
+                    None
+                } else {
+                    let whole: i64 = if i.is_empty() { 0 } else { i.parse().unwrap() };
+                    let frac: i64 = if f.is_empty() { 0 } else { format!("{f:0<2}").parse().unwrap() };
+                    Some(whole * 100 + frac)
+                }
+            };
+            assert_eq!(plain_money(v.as_bytes()), full, "{v:?}");
+            if let Some(c) = full {
+                assert_eq!(parse_money(v), Ok(c), "{v:?}");
+            }
+        }
         assert!(parse_money("").is_err());
         assert!(parse_money("99999999999999999999").is_err());
         assert_eq!(format_money(12850), "128.50");

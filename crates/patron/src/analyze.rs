@@ -192,42 +192,83 @@ const SCORES_HEADER: [&str; 21] = [
 ];
 
 fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Result<()> {
+    use rayon::prelude::*;
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
-    w.write_record(SCORES_HEADER)?;
-    let s = &out.summaries;
-    let k = &out.scores;
-    let opt = |v: Option<f64>| v.filter(|f| f.is_finite()).map(|f| f.to_string()).unwrap_or_default();
-    let money = |cents: f64| (cents / 100.0).to_string();
-    for (c, id) in read.customer_ids.iter().enumerate() {
-        let scored = k.rfm.class[c].is_some();
-        let score = |v: u8| if scored && v > 0 { v.to_string() } else { String::new() };
-        w.write_record([
-            id.clone(),
-            s.x[c].to_string(),
-            unit.from_days(f64::from(s.t_x[c])).to_string(),
-            unit.from_days(f64::from(s.age[c])).to_string(),
-            money(s.m[c]),
-            opt(k.p_alive[c]),
-            opt(k.expected_purchases[c]),
-            opt(k.expected_order_value[c].map(|v| v / 100.0)),
-            opt(k.clv[c].map(|v| v / 100.0)),
-            score(k.rfm.r_score[c]),
-            score(k.rfm.f_score[c]),
-            score(k.rfm.m_score[c]),
-            k.rfm.class[c].map(|v| v.key().to_owned()).unwrap_or_default(),
-            k.abcd.tier[c].map(|v| v.key().to_owned()).unwrap_or_default(),
-            k.lifecycle.stage[c].key().to_owned(),
-            patron_store::analytics::churn_key(out, c).to_owned(),
-            k.rfm.recency_days[c].map(|v| v.to_string()).unwrap_or_default(),
-            k.rfm.frequency[c].to_string(),
-            money(k.rfm.monetary_cents[c] as f64),
-            money(s.trailing_spend_cents[c] as f64),
-            opt(k.loyalty.index[c]),
-        ])?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    w.write_all(SCORES_HEADER.join(",").as_bytes())?;
+    w.write_all(b"\n")?;
+    // Rows are formatted into one buffer per block of customers, blocks in parallel, and written
+    // in order: a record per customer through `csv::Writer` allocated ~20 strings each and made
+    // writing the slowest stage of the whole pipeline.
+    const BLOCK: usize = 32 * 1024;
+    let n = read.customer_ids.len();
+    let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(BLOCK).map(|s| s..(s + BLOCK).min(n)).collect();
+    for group in blocks.chunks(16) {
+        let bufs: Vec<Vec<u8>> = group.par_iter().map(|r| score_rows(r.clone(), read, out, unit)).collect();
+        for b in bufs {
+            w.write_all(&b)?;
+        }
     }
     w.flush()?;
     Ok(())
+}
+
+/// Formats the scores.csv rows of customers `range` (numbers as Rust's shortest round-trip
+/// `Display`; empty fields for values that do not apply).
+fn score_rows(range: std::ops::Range<usize>, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let s = &out.summaries;
+    let k = &out.scores;
+    let mut b = String::with_capacity(range.len() * 160);
+    // Writing into a String cannot fail; the results are ignored for that reason.
+    let opt = |b: &mut String, v: Option<f64>| {
+        b.push(',');
+        if let Some(f) = v.filter(|f| f.is_finite()) {
+            let _ = write!(b, "{f}");
+        }
+    };
+    for c in range {
+        push_csv_field(&mut b, &read.customer_ids[c]);
+        let _ = write!(b, ",{},{},{},{}", s.x[c], unit.from_days(f64::from(s.t_x[c])), unit.from_days(f64::from(s.age[c])), s.m[c] / 100.0);
+        opt(&mut b, k.p_alive[c]);
+        opt(&mut b, k.expected_purchases[c]);
+        opt(&mut b, k.expected_order_value[c].map(|v| v / 100.0));
+        opt(&mut b, k.clv[c].map(|v| v / 100.0));
+        let scored = k.rfm.class[c].is_some();
+        for v in [k.rfm.r_score[c], k.rfm.f_score[c], k.rfm.m_score[c]] {
+            b.push(',');
+            if scored && v > 0 {
+                let _ = write!(b, "{v}");
+            }
+        }
+        b.push(',');
+        b.push_str(k.rfm.class[c].map(|v| v.key()).unwrap_or_default());
+        b.push(',');
+        b.push_str(k.abcd.tier[c].map(|v| v.key()).unwrap_or_default());
+        b.push(',');
+        b.push_str(k.lifecycle.stage[c].key());
+        b.push(',');
+        b.push_str(patron_store::analytics::churn_key(out, c));
+        b.push(',');
+        if let Some(v) = k.rfm.recency_days[c] {
+            let _ = write!(b, "{v}");
+        }
+        let _ = write!(b, ",{},{},{}", k.rfm.frequency[c], k.rfm.monetary_cents[c] as f64 / 100.0, s.trailing_spend_cents[c] as f64 / 100.0);
+        opt(&mut b, k.loyalty.index[c]);
+        b.push('\n');
+    }
+    b.into_bytes()
+}
+
+/// Appends one CSV field, quoted (RFC 4180) only when it holds a comma, quote or line break.
+fn push_csv_field(b: &mut String, v: &str) {
+    if v.contains([',', '"', '\n', '\r']) {
+        b.push('"');
+        b.push_str(&v.replace('"', "\"\""));
+        b.push('"');
+    } else {
+        b.push_str(v);
+    }
 }
 
 fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: serde_json::Map<String, serde_json::Value>) -> Result<()> {

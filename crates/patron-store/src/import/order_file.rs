@@ -3,7 +3,9 @@
 //! `status`, `category`, `discount` and `promo`; other columns are ignored. Rows are checked with
 //! the import's parsers and rejected with the import's row/column/reason reports.
 
-use std::collections::HashMap;
+/// Hash maps keyed by file content: foldhash, as SipHash's DoS resistance buys nothing for a file
+/// the user analyses on their own machine and costs a tenth of the reading time.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::io::Read;
 
 use patron_analytics::summary::NO_CATEGORY;
@@ -68,12 +70,12 @@ pub struct OrderFile {
 }
 
 /// One row's parsed values, before customers and categories are numbered.
-struct Parsed {
-    customer: String,
+struct Parsed<'a> {
+    customer: &'a str,
     day: i32,
     amount: i64,
     completed: bool,
-    category: Option<String>,
+    category: Option<&'a str>,
     /// Whether the row carried a discount or promo value (else full price is unknown).
     has_flags: bool,
     full_price: bool,
@@ -90,7 +92,7 @@ struct FieldError {
 type DayCache = HashMap<[u8; 10], i32>;
 
 /// Parses one row's fields (`None` = empty or absent) with the import's parsers.
-fn parse_row(v: &[Option<&str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> std::result::Result<Parsed, Vec<FieldError>> {
+fn parse_row<'a>(v: &[Option<&'a str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> std::result::Result<Parsed<'a>, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut fail = |field: usize, value: &str, reason: String| errors.push(FieldError { field, value: value.to_owned(), reason });
     for field in [CUSTOMER_ID, DATE, AMOUNT] {
@@ -115,11 +117,11 @@ fn parse_row(v: &[Option<&str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> s
     let promo = v[PROMO].map(|t| values::parse_bool(t).map_err(|e| fail(PROMO, t, e)).unwrap_or(false)).unwrap_or(false);
     match (errors.is_empty(), v[CUSTOMER_ID], day, amount) {
         (true, Some(customer), Some(day), Some(amount)) => Ok(Parsed {
-            customer: customer.to_owned(),
+            customer,
             day,
             amount,
             completed: status.unwrap_or("completed") == "completed",
-            category: v[CATEGORY].map(str::to_owned),
+            category: v[CATEGORY],
             has_flags: v[DISCOUNT].is_some() || v[PROMO].is_some(),
             full_price: discount == 0 && !promo,
         }),
@@ -127,58 +129,172 @@ fn parse_row(v: &[Option<&str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> s
     }
 }
 
-/// Accumulates parsed rows into the column-wise result, numbering customers and categories in
-/// order of first appearance.
+/// Numbers distinct strings in order of first appearance.
 #[derive(Default)]
-struct Builder {
-    out: OrderFile,
+struct Interner {
     index: HashMap<String, u32>,
-    categories: HashMap<String, u32>,
-    category_col: Vec<u32>,
-    full_price_col: Vec<bool>,
+    names: Vec<String>,
+    /// The last id handed out or found: files are often grouped by customer.
+    last: Option<u32>,
+}
+
+impl Interner {
+    fn id(&mut self, v: &str) -> u32 {
+        if let Some(l) = self.last {
+            if self.names[l as usize] == v {
+                return l;
+            }
+        }
+        let i = match self.index.get(v) {
+            Some(i) => *i,
+            None => {
+                let i = self.names.len() as u32;
+                self.names.push(v.to_owned());
+                self.index.insert(v.to_owned(), i);
+                i
+            }
+        };
+        self.last = Some(i);
+        i
+    }
+
+    /// The names in order with their [`FileInterner`] hashes; the map is dropped here (in the
+    /// parallel phase) rather than in the merge.
+    fn into_hashed(self) -> Vec<(u64, String)> {
+        drop(self.index);
+        self.names.into_iter().map(|n| (name_hash(&n), n)).collect()
+    }
+}
+
+/// The hash under which [`FileInterner`] files a name (fixed seed: pieces compute it in parallel).
+fn name_hash(v: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(v)
+}
+
+/// Numbers the names of the whole file, given their hashes. Keyed by the 64-bit hash, so the map
+/// never touches the strings when it grows (with a million customers, rehashing String keys was
+/// most of the merge); the rare second name with an equal hash is filed by name.
+#[derive(Default)]
+struct FileInterner {
+    by_hash: HashMap<u64, u32>,
+    collided: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl FileInterner {
+    fn id(&mut self, hash: u64, name: String) -> u32 {
+        use std::collections::hash_map::Entry;
+        let next = self.names.len() as u32;
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(e) => {
+                e.insert(next);
+                self.names.push(name);
+                next
+            }
+            Entry::Occupied(e) if self.names[*e.get() as usize] == name => *e.get(),
+            Entry::Occupied(_) => match self.collided.get(&name) {
+                Some(i) => *i,
+                None => {
+                    self.collided.insert(name.clone(), next);
+                    self.names.push(name);
+                    next
+                }
+            },
+        }
+    }
+}
+
+/// Completed orders column-wise, customers and categories numbered (within a piece, or in the
+/// file).
+#[derive(Default)]
+struct Cols {
+    customer: Vec<u32>,
+    day: Vec<i32>,
+    amount: Vec<i64>,
+    category: Vec<u32>,
+    full_price: Vec<bool>,
     has_category: bool,
     has_flags: bool,
 }
 
-impl Builder {
-    fn push(&mut self, p: Parsed) {
-        if !p.completed {
-            self.out.rows_skipped += 1;
-            return;
+impl Cols {
+    fn with_capacity(n: usize) -> Cols {
+        Cols {
+            customer: Vec::with_capacity(n),
+            day: Vec::with_capacity(n),
+            amount: Vec::with_capacity(n),
+            category: Vec::with_capacity(n),
+            full_price: Vec::with_capacity(n),
+            ..Cols::default()
         }
-        let c = match self.index.get(&p.customer) {
-            Some(c) => *c,
-            None => {
-                let c = self.index.len() as u32;
-                self.out.customer_ids.push(p.customer.clone());
-                self.index.insert(p.customer, c);
-                c
-            }
-        };
-        let o = &mut self.out.orders;
-        o.customer.push(c);
-        o.day.push(p.day);
-        o.amount_cents.push(p.amount);
-        let cat = match p.category {
-            Some(name) => {
-                self.has_category = true;
-                let next = self.categories.len() as u32;
-                *self.categories.entry(name).or_insert(next)
-            }
-            None => NO_CATEGORY,
-        };
-        self.category_col.push(cat);
+    }
+
+    /// Adds a parsed row, numbering its customer and category with `customers` / `categories`.
+    fn push(&mut self, p: &Parsed<'_>, customers: &mut Interner, categories: &mut Interner) {
+        self.customer.push(customers.id(p.customer));
+        self.day.push(p.day);
+        self.amount.push(p.amount);
+        self.category.push(p.category.map_or(NO_CATEGORY, |c| categories.id(c)));
+        self.has_category |= p.category.is_some();
         self.has_flags |= p.has_flags;
-        self.full_price_col.push(p.full_price);
+        self.full_price.push(p.full_price);
+    }
+}
+
+/// Accumulates rows into the column-wise result, numbering customers and categories in order
+/// of first appearance in the file.
+#[derive(Default)]
+struct Builder {
+    out: OrderFile,
+    cols: Cols,
+    customers: FileInterner,
+    categories: FileInterner,
+}
+
+impl Builder {
+    /// Adds a parsed row (the JSON-lines path; CSV goes by pieces).
+    fn push(&mut self, p: &Parsed<'_>) {
+        let c = &mut self.cols;
+        c.customer.push(self.customers.id(name_hash(p.customer), p.customer.to_owned()));
+        c.day.push(p.day);
+        c.amount.push(p.amount);
+        c.category.push(p.category.map_or(NO_CATEGORY, |v| self.categories.id(name_hash(v), v.to_owned())));
+        c.has_category |= p.category.is_some();
+        c.has_flags |= p.has_flags;
+        c.full_price.push(p.full_price);
+    }
+
+    /// Adds a piece's rows, renumbering its customers and categories. A piece numbers them in
+    /// order of first appearance within the piece, so numbering its lists in order keeps the
+    /// file's order of first appearance — and the file-wide map is consulted once per distinct
+    /// customer of a piece rather than once per row.
+    fn push_piece(&mut self, piece: &mut Piece) {
+        let customers: Vec<u32> = std::mem::take(&mut piece.customers).into_iter().map(|(h, c)| self.customers.id(h, c)).collect();
+        let categories: Vec<u32> = std::mem::take(&mut piece.categories).into_iter().map(|(h, c)| self.categories.id(h, c)).collect();
+        self.out.rows_skipped += piece.skipped;
+        let (to, from) = (&mut self.cols, &piece.cols);
+        to.customer.extend(from.customer.iter().map(|&c| customers[c as usize]));
+        to.day.extend_from_slice(&from.day);
+        to.amount.extend_from_slice(&from.amount);
+        to.category.extend(from.category.iter().map(|&c| if c == NO_CATEGORY { c } else { categories[c as usize] }));
+        to.full_price.extend_from_slice(&from.full_price);
+        to.has_category |= from.has_category;
+        to.has_flags |= from.has_flags;
     }
 
     fn finish(mut self, rej: Rejections) -> OrderFile {
+        self.out.customer_ids = self.customers.names;
+        let c = self.cols;
+        self.out.orders.customer = c.customer;
+        self.out.orders.day = c.day;
+        self.out.orders.amount_cents = c.amount;
         // A column the file does not have stays empty, which the models read as "unknown".
-        if self.has_category {
-            self.out.orders.category = self.category_col;
+        if c.has_category {
+            self.out.orders.category = c.category;
         }
-        if self.has_flags {
-            self.out.orders.full_price = self.full_price_col;
+        if c.has_flags {
+            self.out.orders.full_price = c.full_price;
         }
         self.out.rejected = rej.count;
         let mut list = rej.list;
@@ -205,7 +321,7 @@ fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
     let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
     let mut b = Builder::default();
-    let mut days = DayCache::new();
+    let mut days = DayCache::default();
     while let Some(next) = src.next()? {
         b.out.rows_read += 1;
         if b.out.rows_read % 100_000 == 0 {
@@ -217,7 +333,8 @@ fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
             Ok(rec) => {
                 let v: [Option<&str>; 7] = std::array::from_fn(|i| rec.values[i].as_deref());
                 match parse_row(&v, opts.tz, &mut days) {
-                    Ok(p) => b.push(p),
+                    Ok(p) if !p.completed => b.out.rows_skipped += 1,
+                    Ok(p) => b.push(&p),
                     Err(errors) => {
                         for e in errors {
                             rej.field(rec.row, e.field, &e.value, e.reason);
@@ -279,18 +396,16 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
         let bounds = split_points(block, pieces_per_block);
         let parsed: Vec<Piece> =
             bounds.par_windows(2).map(|w| parse_piece(&block[w[0]..w[1]], &positions, width, opts.tz)).collect();
-        for piece in parsed {
-            for (local, e) in piece.errors {
+        for mut piece in parsed {
+            for (local, e) in std::mem::take(&mut piece.errors) {
                 let row = rows_before + local;
                 match e.field {
                     usize::MAX => rej.add(Rejection { row, column: String::new(), value: String::new(), reason: e.reason }),
                     f => rej.field(row, f, &e.value, e.reason),
                 }
             }
-            for p in piece.rows {
-                b.push(p);
-            }
             rows_before += piece.records;
+            b.push_piece(&mut piece);
         }
         b.out.rows_read = rows_before - 1;
         progress(b.out.rows_read);
@@ -315,6 +430,10 @@ fn fill(reader: &mut Box<dyn Read + Send>, buf: &mut Vec<u8>, n: usize) -> Resul
 /// The end (exclusive) of the last complete record in `buf`: just after the last newline that
 /// is outside quotes (the block starts at a record boundary, outside quotes). 0 if none.
 fn record_boundary(buf: &[u8]) -> usize {
+    if memchr::memchr(b'"', buf).is_none() {
+        // No quotes (the usual export): the last newline ends a record.
+        return memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1);
+    }
     let mut in_quotes = false;
     let mut last = 0;
     for (i, &c) in buf.iter().enumerate() {
@@ -331,6 +450,21 @@ fn record_boundary(buf: &[u8]) -> usize {
 fn split_points(block: &[u8], pieces: usize) -> Vec<usize> {
     let mut points = vec![0];
     let step = (block.len() / pieces).max(1);
+    if memchr::memchr(b'"', block).is_none() {
+        // No quotes: every newline is a record boundary.
+        let mut target = step;
+        while target < block.len() {
+            match memchr::memchr(b'\n', &block[target - 1..]) {
+                Some(i) if target + i < block.len() => {
+                    points.push(target + i);
+                    target += i + step;
+                }
+                _ => break,
+            }
+        }
+        points.push(block.len());
+        return points;
+    }
     let mut target = step;
     let mut in_quotes = false;
     for (i, &c) in block.iter().enumerate() {
@@ -351,7 +485,13 @@ fn split_points(block: &[u8], pieces: usize) -> Vec<usize> {
 struct Piece {
     /// Records in the piece (valid or not).
     records: u64,
-    rows: Vec<Parsed>,
+    /// Completed orders, customers and categories numbered within the piece.
+    cols: Cols,
+    /// The piece's customers and categories in order of first appearance, with their hashes.
+    customers: Vec<(u64, String)>,
+    categories: Vec<(u64, String)>,
+    /// Rows skipped because they are not completed.
+    skipped: u64,
     /// (1-based record number within the piece, error); field `usize::MAX` = the whole row.
     errors: Vec<(u64, FieldError)>,
 }
@@ -359,8 +499,16 @@ struct Piece {
 fn parse_piece(bytes: &[u8], positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz) -> Piece {
     let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
     let mut rec = csv::ByteRecord::new();
-    let mut piece = Piece { records: 0, rows: Vec::with_capacity(bytes.len() / 64), errors: Vec::new() };
-    let mut days = DayCache::new();
+    let mut piece = Piece {
+        records: 0,
+        cols: Cols::with_capacity(bytes.len() / 24),
+        customers: Vec::new(),
+        categories: Vec::new(),
+        skipped: 0,
+        errors: Vec::new(),
+    };
+    let mut days = DayCache::default();
+    let (mut customers, mut categories) = (Interner::default(), Interner::default());
     loop {
         match r.read_byte_record(&mut rec) {
             Ok(false) => break,
@@ -399,10 +547,13 @@ fn parse_piece(bytes: &[u8], positions: &[Option<usize>], width: usize, tz: chro
             continue;
         }
         match parse_row(&v, tz, &mut days) {
-            Ok(p) => piece.rows.push(p),
+            Ok(p) if !p.completed => piece.skipped += 1,
+            Ok(p) => piece.cols.push(&p, &mut customers, &mut categories),
             Err(errors) => piece.errors.extend(errors.into_iter().map(|e| (piece.records, e))),
         }
     }
+    piece.customers = customers.into_hashed();
+    piece.categories = categories.into_hashed();
     piece
 }
 
@@ -514,12 +665,39 @@ mod tests {
         assert_eq!(f.orders.len(), 49_999);
         assert_eq!(f.customer_ids[..3], ["c0".to_string(), "c1".into(), "c2".into()]);
         assert_eq!(f.orders.amount_cents[123], 100);
+        // A file without quotes takes the memchr path; small blocks must read it the same.
+        let unquoted = text.replace("\"line one\nline, two\"", "plain");
+        let whole = read(&unquoted, &[]).unwrap();
+        let blocks = read_csv(Box::new(std::io::Cursor::new(unquoted.into_bytes())), &opts, &|_| {}, 1000).unwrap();
+        assert_eq!((blocks.rows_read, blocks.rejected, &blocks.orders, &blocks.customer_ids), (whole.rows_read, whole.rejected, &whole.orders, &whole.customer_ids));
+        assert_eq!((whole.rows_read, whole.orders.len(), whole.rejections[0].row), (50_000, 49_999, 40_002));
+    }
+
+    #[test]
+    fn customers_are_numbered_by_first_appearance_across_pieces() {
+        // Interleaved customers, so every piece sees customers other pieces saw first.
+        let mut text = String::from("customer_id,date,amount,category\n");
+        let mut expect: Vec<String> = Vec::new();
+        for i in 0..30_000u32 {
+            let c = format!("k{}", (i.wrapping_mul(7919)) % 3_001);
+            if !expect.contains(&c) {
+                expect.push(c.clone());
+            }
+            text.push_str(&format!("{c},2026-02-01,1,cat{}\n", i % 5));
+        }
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let f = read_csv(Box::new(std::io::Cursor::new(text.into_bytes())), &opts, &|_| {}, 2048).unwrap();
+        assert_eq!(f.customer_ids, expect);
+        for (o, &c) in f.orders.customer.iter().enumerate() {
+            assert_eq!(f.customer_ids[c as usize], format!("k{}", ((o as u32).wrapping_mul(7919)) % 3_001));
+        }
+        assert_eq!(f.orders.category[..6], [0, 1, 2, 3, 4, 0]);
     }
 
     #[test]
     fn day_fast_path_agrees_with_the_full_parser() {
         let tz = chrono_tz::Asia::Shanghai;
-        let mut cache = DayCache::new();
+        let mut cache = DayCache::default();
         for v in ["2026-03-04", "2026-03-04 23:59", "2026-03-04 23:59:59", "2026-03-04T00:00:00.123", "2026-03-04T20:00:00Z", "2026-03-04 10:00:00+02:00", "2026/03/04", "20260304"] {
             assert_eq!(fast_day(v, tz, &mut cache), parse_day(v, tz), "{v}");
         }
