@@ -547,6 +547,9 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
     // Counting sort. Counts first (parallel over order chunks, merged per chunk so the
     // result does not depend on scheduling).
     let n = orders.len();
+    if let Some(grouped) = group_sorted(orders, n_customers, as_of) {
+        return grouped;
+    }
     let keep = |i: usize| orders.day[i] <= as_of;
     let chunk = (n / rayon::current_num_threads().clamp(1, 8)).max(1 << 16);
     let partial: Vec<Vec<u32>> = (0..n)
@@ -635,6 +638,65 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
         }
     });
     (offsets, recs)
+}
+
+/// [`group_by_customer`] for the common file that is already grouped by customer (customer
+/// numbers never decrease, as when customers are numbered in order of first appearance in a
+/// file written customer by customer) with no order after `as_of`: the records are the orders
+/// in place, so the counting pass and the scatter are skipped. `None` otherwise.
+fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<(Vec<usize>, Vec<Rec>)> {
+    let n = orders.len();
+    let grouped = orders.customer.par_windows(2).all(|w| w[0] <= w[1])
+        && orders.day.par_iter().all(|&d| d <= as_of)
+        && orders.customer.last().is_none_or(|&c| (c as usize) < n_customers);
+    if !grouped {
+        return None;
+    }
+    let mut offsets = vec![0usize; n_customers + 1];
+    for &c in &orders.customer {
+        offsets[c as usize + 1] += 1;
+    }
+    for c in 0..n_customers {
+        offsets[c + 1] += offsets[c];
+    }
+    let has_cat = !orders.category.is_empty();
+    let has_fp = !orders.full_price.is_empty();
+    let mut recs: Vec<Rec> = (0..n)
+        .into_par_iter()
+        .map(|i| Rec {
+            day: orders.day[i],
+            category: if has_cat { orders.category[i] } else { NO_CATEGORY },
+            amount: orders.amount_cents[i],
+            full_price: has_fp && orders.full_price[i],
+        })
+        .collect();
+    // Each customer's records sorted by day (usually already so). Parallel over chunks of the
+    // record array cut at customer boundaries.
+    let parts = rayon::current_num_threads().clamp(1, 64) * 4;
+    let mut chunks: Vec<(usize, &mut [Rec])> = Vec::with_capacity(parts);
+    {
+        let mut rest: &mut [Rec] = &mut recs;
+        let mut lo = 0usize;
+        for p in 0..parts {
+            let hi = if p + 1 == parts { n_customers } else { n_customers * (p + 1) / parts };
+            let (head, tail) = rest.split_at_mut(offsets[hi] - offsets[lo]);
+            chunks.push((lo, head));
+            rest = tail;
+            lo = hi;
+        }
+    }
+    chunks.into_par_iter().for_each(|(lo, slice)| {
+        let base = offsets[lo];
+        let mut c = lo;
+        while c < n_customers && offsets[c] - base < slice.len() {
+            let seg = &mut slice[offsets[c] - base..offsets[c + 1] - base];
+            if !seg.windows(2).all(|w| w[0].day <= w[1].day) {
+                seg.sort_unstable_by_key(|r| r.day);
+            }
+            c += 1;
+        }
+    });
+    Some((offsets, recs))
 }
 
 /// Summarises one customer's records (sorted by day, all on or before `as_of`).
