@@ -551,6 +551,12 @@ impl Stage {
                 // joins a batch against the whole target table by sequential scan.
                 if self.name.starts_with("patron_stage") {
                     tx.execute(query(format!("ANALYZE {}", self.name))).await?;
+                    // The target tables grow inside this same transaction, which autovacuum
+                    // cannot see, so their statistics say "small" and the planner hashes the
+                    // whole table for every batch (quadratic in the file). A batch touches a few
+                    // thousand keys: index lookups are the right plan for the rest of the load.
+                    tx.execute(query("SET LOCAL enable_hashjoin = off")).await?;
+                    tx.execute(query("SET LOCAL enable_mergejoin = off")).await?;
                 }
             }
         }
@@ -566,6 +572,12 @@ impl Stage {
     /// Drops the table.
     pub async fn drop_table(&self, tx: &mut Tx) -> Result<()> {
         tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name))).await?;
+        if tx.engine() == Engine::Postgres {
+            // Back to the planner's defaults (see `fill`): what follows a load — summaries over
+            // every touched customer — is an aggregation that wants hash joins.
+            tx.execute(query("RESET enable_hashjoin")).await?;
+            tx.execute(query("RESET enable_mergejoin")).await?;
+        }
         Ok(())
     }
 }
