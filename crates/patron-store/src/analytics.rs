@@ -268,6 +268,12 @@ pub(crate) static TOUCHED_STAGE: Stage = Stage { name: "patron_stage_touched", c
 /// independent of the size of the base.
 pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<()> {
     let scope = "AND customer_id IN (SELECT customer_id FROM patron_stage_touched)";
+    if tx.engine() == crate::db::Engine::Postgres {
+        // Filling the touched-customers stage turned hash joins off for the batch statements
+        // (`Stage::fill`); this aggregation over every touched customer needs them.
+        tx.execute(query("RESET enable_hashjoin")).await?;
+        tx.execute(query("RESET enable_mergejoin")).await?;
+    }
     tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
         .await?;
     tx.execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", scope))).bind(now))
