@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 
 use common::spawn_app;
 use common::webdriver::Browser;
@@ -14,12 +13,6 @@ use patron_store::users::{Actor, Role};
 use patron_store::Engine;
 
 const PASSWORD: &str = "correct horse battery";
-
-fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
 
 async fn seeded_app() -> common::TestApp {
     let db = test_db(Engine::Sqlite).await;
@@ -65,7 +58,7 @@ async fn login_search_open_edit_and_see_history() {
     assert!(b.text("#total").await.contains('3'));
     // Lists mask mobile numbers for a manager.
     assert!(b.text("#customer-table").await.contains("138****8000"));
-    b.screenshot(&shots().join("customers.png")).await;
+    b.screenshot(&common::screenshots().join("customers.png")).await;
 
     // Search narrows the list (htmx swaps the results as one types).
     b.type_into("#q", "李娜").await;
@@ -83,7 +76,7 @@ async fn login_search_open_edit_and_see_history() {
     assert_eq!(b.text("#profile-mobile").await, "13800138000", "the 360 shows the full value");
     assert!(b.text("#orders").await.contains("鸳鸯锅"));
     assert!(b.text("#timeline").await.contains("completed"));
-    b.screenshot(&shots().join("customer360.png")).await;
+    b.screenshot(&common::screenshots().join("customer360.png")).await;
 
     // Edit the city and see the change in the history.
     b.click("#edit-link").await;
@@ -97,7 +90,7 @@ async fn login_search_open_edit_and_see_history() {
     let history = b.wait_text("#history-table", "city").await;
     assert!(history.contains("上海") && history.contains("苏州"), "{history}");
     assert!(history.contains("wang.wei@example.com"));
-    b.screenshot(&shots().join("history.png")).await;
+    b.screenshot(&common::screenshots().join("history.png")).await;
 
     // A note lands on the timeline.
     b.type_into("#note-body", "喜欢靠窗的位置").await;
@@ -129,7 +122,7 @@ async fn language_switch_and_import_report() {
     let rej = b.text("#rejections").await;
     assert!(rej.contains("unknown customer") && rej.contains("2 decimals"), "{rej}");
     assert!(b.text("#r-status").await.contains("Nothing was written"));
-    b.screenshot(&shots().join("import.png")).await;
+    b.screenshot(&common::screenshots().join("import.png")).await;
     // With skip-invalid the valid row loads.
     b.click("#import-kind option[value=orders]").await;
     b.upload("#import-file", &file).await;

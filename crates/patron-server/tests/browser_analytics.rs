@@ -6,7 +6,6 @@
 mod analytics_seed;
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::spawn_app;
@@ -17,12 +16,6 @@ use patron_store::Engine;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
-
-fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
 
 async fn seeded_app() -> common::TestApp {
     let app = spawn_app(test_db(Engine::Sqlite).await).await;
@@ -82,7 +75,7 @@ async fn dashboard_runs_the_analysis_and_draws_every_chart() {
     // ABCD table: four tiers whose revenue shares add up to about 100%.
     let abcd = b.text("#abcd-table").await;
     assert!(abcd.contains("A 级") && abcd.contains("D 级"), "{abcd}");
-    b.screenshot(&shots().join("analytics.png")).await;
+    b.screenshot(&common::screenshots().join("analytics.png")).await;
 
     // English labels after the language switch; the charts draw again.
     b.click("#lang-switch").await;
@@ -100,7 +93,7 @@ async fn dashboard_runs_the_analysis_and_draws_every_chart() {
     assert!(reason.contains(sc["reason"].as_str().unwrap()), "{reason} vs {sc}");
     assert!(b.text("#score-clv").await.starts_with('¥'));
     assert!(!b.text("#score-lifecycle").await.is_empty());
-    b.screenshot(&shots().join("customer360-scores.png")).await;
+    b.screenshot(&common::screenshots().join("customer360-scores.png")).await;
     b.quit().await;
 }
 
@@ -126,14 +119,14 @@ async fn segment_builder_previews_live_and_saves() {
     let members = b.text("#preview-members").await;
     assert!(members.contains(p["members"][0]["name"].as_str().unwrap()), "{members}");
     b.find("#preview-export").await;
-    b.screenshot(&shots().join("segment-builder.png")).await;
+    b.screenshot(&common::screenshots().join("segment-builder.png")).await;
 
     // A broken rule: the message with its position and a caret under it.
     b.type_into("#rule", "p_alive < 0.5 and citty = \"上海\"").await;
     let err = b.wait_text("#preview-error", "字符位置 19").await;
     assert!(err.contains("did you mean \"city\""), "{err}");
     assert!(b.text("#preview-caret").await.contains('^'));
-    b.screenshot(&shots().join("segment-error.png")).await;
+    b.screenshot(&common::screenshots().join("segment-error.png")).await;
 
     // Fix it, name it, save it: it is listed with its count.
     b.type_into("#rule", rule).await;

@@ -4,6 +4,7 @@
 pub mod webdriver;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use patron_server::{AppState, ServerConfig};
@@ -84,4 +85,11 @@ pub fn error_code(body: &serde_json::Value) -> String {
     assert!(e["message"].is_string(), "error without message: {body}");
     assert!(e.get("field").is_some(), "error without field key: {body}");
     e["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Where browser tests put their screenshots (`target/screenshots`, created if missing).
+pub fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }
