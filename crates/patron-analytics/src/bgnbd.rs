@@ -464,7 +464,10 @@ fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> Vec<f64> {
 }
 
 /// Standard errors of the log-parameters from the observed information: the Hessian of the
-/// total log-likelihood by central differences of the analytic gradient, inverted.
+/// total log-likelihood by forward differences of the analytic gradient, inverted. Forward
+/// rather than central differences: N + 1 gradient evaluations instead of 2N (a sixth of a
+/// large fit), and at the optimum their O(h) error, about 1e-5 relative, is far below what a
+/// standard error is read to.
 #[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
 pub(crate) fn observed_std_errors<const N: usize>(
     theta: &[f64],
@@ -472,14 +475,13 @@ pub(crate) fn observed_std_errors<const N: usize>(
 ) -> Option<[f64; N]> {
     let h = 1e-5;
     let mut hess = [[0.0f64; N]; N];
+    let g0 = grad(theta);
     for j in 0..N {
         let mut up = theta.to_vec();
-        let mut dn = theta.to_vec();
         up[j] += h;
-        dn[j] -= h;
-        let (gu, gd) = (grad(&up), grad(&dn));
+        let gu = grad(&up);
         for i in 0..N {
-            hess[i][j] = -(gu[i] - gd[i]) / (2.0 * h);
+            hess[i][j] = -(gu[i] - g0[i]) / h;
         }
     }
     // Symmetrise, then invert the information matrix.

@@ -327,6 +327,7 @@ struct Row {
 /// Per-thread scratch buffers, reused across customers.
 #[derive(Default)]
 struct Scratch {
+    recs: Vec<Rec>,
     gaps: Vec<u32>,
     sorted_gaps: Vec<u32>,
     categories: Vec<u32>,
@@ -345,7 +346,7 @@ pub fn summarize(
     let has_categories = !orders.category.is_empty();
     let has_full_price = !orders.full_price.is_empty();
 
-    let (offsets, recs) = group_by_customer(orders, n_customers, as_of);
+    let grouped = group_by_customer(orders, n_customers, as_of);
 
     let mut out = CustomerSummaries {
         as_of,
@@ -478,8 +479,24 @@ pub fn summarize(
         .for_each_init(Scratch::default, |scratch, mut block| {
             for i in 0..block.purchase_days.len() {
                 let c = block.start + i;
-                let segment = &recs[offsets[c]..offsets[c + 1]];
-                let row = summarize_customer(segment, &ctx, scratch);
+                let row = match &grouped {
+                    Grouped::Scattered { offsets, recs } => {
+                        summarize_customer(&recs[offsets[c]..offsets[c + 1]], &ctx, scratch)
+                    }
+                    Grouped::InPlace { offsets } => {
+                        // The customer's orders, copied into a reused buffer (sorted by day
+                        // if they are not already).
+                        let mut recs = std::mem::take(&mut scratch.recs);
+                        recs.clear();
+                        recs.extend((offsets[c]..offsets[c + 1]).map(|i| orders.rec(i)));
+                        if !recs.windows(2).all(|w| w[0].day <= w[1].day) {
+                            recs.sort_unstable_by_key(|r| r.day);
+                        }
+                        let row = summarize_customer(&recs, &ctx, scratch);
+                        scratch.recs = recs;
+                        row
+                    }
+                };
                 block.write(i, &row);
             }
         });
@@ -541,14 +558,34 @@ impl BlockOut<'_> {
     }
 }
 
-/// Groups the orders on or before `as_of` by customer: returns `offsets` (length
-/// n_customers + 1) and the records, each customer's slice sorted by day.
-fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<usize>, Vec<Rec>) {
+/// The orders on or before `as_of`, grouped by customer.
+enum Grouped {
+    /// The orders are already grouped by customer, all on or before `as_of`: customer `c`'s
+    /// are `orders[offsets[c]..offsets[c + 1]]` (not necessarily sorted by day).
+    InPlace { offsets: Vec<usize> },
+    /// Customer `c`'s records are `recs[offsets[c]..offsets[c + 1]]`, sorted by day.
+    Scattered { offsets: Vec<usize>, recs: Vec<Rec> },
+}
+
+impl Orders {
+    /// Order `i` as a summary record.
+    fn rec(&self, i: usize) -> Rec {
+        Rec {
+            day: self.day[i],
+            category: self.category.get(i).copied().unwrap_or(NO_CATEGORY),
+            amount: self.amount_cents[i],
+            full_price: self.full_price.get(i).copied().unwrap_or(false),
+        }
+    }
+}
+
+/// Groups the orders on or before `as_of` by customer (offsets have length n_customers + 1).
+fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> Grouped {
     // Counting sort. Counts first (parallel over order chunks, merged per chunk so the
     // result does not depend on scheduling).
     let n = orders.len();
-    if let Some(grouped) = group_sorted(orders, n_customers, as_of) {
-        return grouped;
+    if let Some(offsets) = group_sorted(orders, n_customers, as_of) {
+        return Grouped::InPlace { offsets };
     }
     let keep = |i: usize| orders.day[i] <= as_of;
     let chunk = (n / rayon::current_num_threads().clamp(1, 8)).max(1 << 16);
@@ -637,15 +674,15 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> (Vec<us
             }
         }
     });
-    (offsets, recs)
+    Grouped::Scattered { offsets, recs }
 }
 
 /// [`group_by_customer`] for the common file that is already grouped by customer (customer
 /// numbers never decrease, as when customers are numbered in order of first appearance in a
-/// file written customer by customer) with no order after `as_of`: the records are the orders
-/// in place, so the counting pass and the scatter are skipped. `None` otherwise.
-fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<(Vec<usize>, Vec<Rec>)> {
-    let n = orders.len();
+/// file written customer by customer) with no order after `as_of`: the orders stay where they
+/// are (copying them into records cost a fifth of the stage) and only the offsets are
+/// computed. `None` otherwise.
+fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<Vec<usize>> {
     let grouped = orders.customer.par_windows(2).all(|w| w[0] <= w[1])
         && orders.day.par_iter().all(|&d| d <= as_of)
         && orders.customer.last().is_none_or(|&c| (c as usize) < n_customers);
@@ -659,44 +696,7 @@ fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<(Vec<
     for c in 0..n_customers {
         offsets[c + 1] += offsets[c];
     }
-    let has_cat = !orders.category.is_empty();
-    let has_fp = !orders.full_price.is_empty();
-    let mut recs: Vec<Rec> = (0..n)
-        .into_par_iter()
-        .map(|i| Rec {
-            day: orders.day[i],
-            category: if has_cat { orders.category[i] } else { NO_CATEGORY },
-            amount: orders.amount_cents[i],
-            full_price: has_fp && orders.full_price[i],
-        })
-        .collect();
-    // Each customer's records sorted by day (usually already so). Parallel over chunks of the
-    // record array cut at customer boundaries.
-    let parts = rayon::current_num_threads().clamp(1, 64) * 4;
-    let mut chunks: Vec<(usize, &mut [Rec])> = Vec::with_capacity(parts);
-    {
-        let mut rest: &mut [Rec] = &mut recs;
-        let mut lo = 0usize;
-        for p in 0..parts {
-            let hi = if p + 1 == parts { n_customers } else { n_customers * (p + 1) / parts };
-            let (head, tail) = rest.split_at_mut(offsets[hi] - offsets[lo]);
-            chunks.push((lo, head));
-            rest = tail;
-            lo = hi;
-        }
-    }
-    chunks.into_par_iter().for_each(|(lo, slice)| {
-        let base = offsets[lo];
-        let mut c = lo;
-        while c < n_customers && offsets[c] - base < slice.len() {
-            let seg = &mut slice[offsets[c] - base..offsets[c + 1] - base];
-            if !seg.windows(2).all(|w| w[0].day <= w[1].day) {
-                seg.sort_unstable_by_key(|r| r.day);
-            }
-            c += 1;
-        }
-    });
-    Some((offsets, recs))
+    Some(offsets)
 }
 
 /// Summarises one customer's records (sorted by day, all on or before `as_of`).

@@ -41,7 +41,7 @@ pub fn parse_money(s: &str) -> Result<i64, String> {
 
 /// `123`, `123.4`, `123.45` or `.5` — no sign, currency, separators or spaces — parsed without
 /// allocating (bulk files are almost all like this); `None` sends anything else to the full parser.
-fn plain_money(t: &[u8]) -> Option<i64> {
+pub(crate) fn plain_money(t: &[u8]) -> Option<i64> {
     if t.len() > 15 {
         return None;
     }
