@@ -34,6 +34,16 @@ impl Engine {
         }
     }
 
+    /// SQL for a one-column subquery of the strings in the JSON array bound at `$param` (bind
+    /// [`Arg::Json`]): one statement text for any number of values, where an `IN ($1, $2, …)` list
+    /// is a new statement for each length (and quadratic for SQLite to prepare).
+    pub fn json_strings(self, param: usize) -> String {
+        match self {
+            Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+            Engine::Postgres => format!("SELECT jsonb_array_elements_text(${param})"),
+        }
+    }
+
     /// SQL for the text of top-level key `key` in the JSON object column `doc` (NULL when the key
     /// is absent or JSON null), reading the key from placeholder `$param`, and the argument to bind
     /// there. SQLite takes a JSON path (the key quoted, so it must not contain `"`) and yields SQL
@@ -601,5 +611,230 @@ fn copy_text_arg(buf: &mut Vec<u8>, a: &Arg) {
         }
         Arg::Json(v) => copy_text_field(buf, Some(&v.to_string())),
         _ => copy_text_field(buf, None),
+    }
+}
+
+// ---- SQLite's C API on sqlx's own connection ---------------------------------------------------
+//
+// sqlx runs every SQLite statement on a worker thread and hands rows back through channels, which
+// costs far more than the statement itself when a bulk load runs one small statement per row. A
+// bulk load instead locks the connection of its open transaction (`lock_handle`: the worker
+// cannot run anything meanwhile) and steps prepared statements directly. All of the `unsafe` for
+// that is here: the handle is valid while the lock is held, a statement never outlives the
+// `SqliteRaw` it came from (lifetime), and text is bound with SQLITE_TRANSIENT (SQLite copies it).
+
+use libsqlite3_sys as ffi;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// The open SQLite transaction's connection, held for direct prepared statements (see above).
+/// Keep it for short, synchronous stretches: it blocks the calling thread while statements run.
+pub struct SqliteRaw<'a> {
+    // Held, not used: while it lives the worker thread cannot touch the connection.
+    _lock: sqlx::sqlite::LockedSqliteHandle<'a>,
+    db: NonNull<ffi::sqlite3>,
+}
+
+/// A prepared statement on a [`SqliteRaw`] connection; finalised on drop.
+pub struct RawStmt<'h> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    db: NonNull<ffi::sqlite3>,
+    _conn: PhantomData<&'h ()>,
+}
+
+impl Tx {
+    /// SQLite only: the transaction's connection for direct prepared statements ([`SqliteRaw`]).
+    pub async fn sqlite_raw(&mut self) -> Result<SqliteRaw<'_>> {
+        match self {
+            Tx::Sqlite(t) => {
+                let mut lock = (**t).lock_handle().await?;
+                let db = lock.as_raw_handle();
+                Ok(SqliteRaw { _lock: lock, db })
+            }
+            Tx::Postgres(_) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
+        }
+    }
+}
+
+impl SqliteRaw<'_> {
+    /// Prepares one statement (`?` or `?N` placeholders).
+    pub fn prepare(&self, sql: &str) -> Result<RawStmt<'_>> {
+        let db = self.db;
+        let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
+        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        // SAFETY: `db` is the open connection, exclusively ours while the lock is held; `sql`
+        // is valid for `len` bytes; SQLite writes the statement pointer (or null) to `stmt`.
+        let rc = unsafe { ffi::sqlite3_prepare_v2(db.as_ptr(), sql.as_ptr().cast(), len, &mut stmt, std::ptr::null_mut()) };
+        if rc != ffi::SQLITE_OK {
+            return Err(raw_error(db, rc));
+        }
+        let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
+        Ok(RawStmt { stmt, db, _conn: PhantomData })
+    }
+
+    /// Runs one statement without parameters; returns the rows it changed.
+    pub fn execute(&self, sql: &str) -> Result<u64> {
+        self.prepare(sql)?.exec()?;
+        // SAFETY: the connection is open and exclusively ours while the lock is held.
+        Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) }.max(0) as u64)
+    }
+}
+
+impl RawStmt<'_> {
+    /// Binds an integer or NULL to parameter `i` (1-based).
+    pub fn int(&mut self, i: i32, v: Option<i64>) -> Result<()> {
+        // SAFETY: the statement is live (finalised only on drop); SQLite checks the index.
+        let rc = unsafe {
+            match v {
+                Some(v) => ffi::sqlite3_bind_int64(self.stmt.as_ptr(), i, v),
+                None => ffi::sqlite3_bind_null(self.stmt.as_ptr(), i),
+            }
+        };
+        self.check(rc)
+    }
+
+    /// Binds text or NULL to parameter `i` (1-based); SQLite copies the text.
+    pub fn text(&mut self, i: i32, v: Option<&str>) -> Result<()> {
+        let rc = match v {
+            Some(s) => {
+                let len = i32::try_from(s.len()).map_err(|_| StoreError::invalid("value", "text value too long"))?;
+                // SAFETY: `s` is valid UTF-8 for `len` bytes; SQLITE_TRANSIENT makes SQLite copy
+                // it before returning, so the binding never points into our memory.
+                unsafe { ffi::sqlite3_bind_text(self.stmt.as_ptr(), i, s.as_ptr().cast(), len, ffi::SQLITE_TRANSIENT()) }
+            }
+            // SAFETY: as in `int`.
+            None => unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), i) },
+        };
+        self.check(rc)
+    }
+
+    /// Runs the statement one step: `true` when a row is ready to read, `false` when done.
+    /// Errors (constraint violations included) reset the statement.
+    pub fn step(&mut self) -> Result<bool> {
+        // SAFETY: the statement is live and its connection exclusively ours.
+        match unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) } {
+            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_DONE => Ok(false),
+            rc => {
+                let err = raw_error(self.db, rc);
+                self.reset();
+                Err(err)
+            }
+        }
+    }
+
+    /// Integer column `i` (0-based) of the current row.
+    pub fn column_int(&mut self, i: i32) -> i64 {
+        // SAFETY: the statement is live; SQLite returns 0 for an index out of range or NULL.
+        unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), i) }
+    }
+
+    /// Makes the statement ready to run again (bindings are kept until re-bound).
+    pub fn reset(&mut self) {
+        // SAFETY: the statement is live. The return code repeats the last step's error, which
+        // `step` has already reported.
+        unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
+    }
+
+    /// Runs a statement that returns no rows, then resets it.
+    pub fn exec(&mut self) -> Result<()> {
+        self.step()?;
+        self.reset();
+        Ok(())
+    }
+
+    fn check(&self, rc: i32) -> Result<()> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(raw_error(self.db, rc))
+        }
+    }
+}
+
+impl Drop for RawStmt<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live and dropped once; the connection outlives it ('h).
+        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+    }
+}
+
+/// The connection's last error as a [`StoreError`], classified like sqlx errors are.
+fn raw_error(db: NonNull<ffi::sqlite3>, rc: i32) -> StoreError {
+    // SAFETY: the connection is open; `sqlite3_errmsg` returns a NUL-terminated string owned by
+    // SQLite, copied here before any other call can change it.
+    let (code, msg) = unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+        let p = ffi::sqlite3_errmsg(db.as_ptr());
+        let msg = if p.is_null() { format!("SQLite error {rc}") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
+        (code, msg)
+    };
+    match code {
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => StoreError::Conflict(msg),
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::Reference(msg),
+        ffi::SQLITE_CONSTRAINT_CHECK | ffi::SQLITE_CONSTRAINT_NOTNULL => StoreError::Invalid { field: None, message: msg },
+        _ => StoreError::Internal(format!("SQLite: {msg} (code {code})")),
+    }
+}
+
+/// Rows in PostgreSQL COPY text format, written straight from typed values (no per-cell
+/// allocation): `int`, `text`, … per column, then `end_row`.
+#[derive(Default)]
+pub struct CopyRows {
+    buf: Vec<u8>,
+    at_start: bool,
+    rows: usize,
+}
+
+impl CopyRows {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        CopyRows { buf: Vec::with_capacity(1 << 20), at_start: true, rows: 0 }
+    }
+    fn sep(&mut self) {
+        if !self.at_start {
+            self.buf.push(b'\t');
+        }
+        self.at_start = false;
+    }
+    /// An integer column.
+    pub fn int(&mut self, v: Option<i64>) {
+        self.sep();
+        match v {
+            Some(v) => self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            None => self.buf.extend_from_slice(b"\\N"),
+        }
+    }
+    /// A text column.
+    pub fn text(&mut self, v: Option<&str>) {
+        self.sep();
+        copy_text_field(&mut self.buf, v);
+    }
+    /// A boolean column.
+    pub fn bool(&mut self, v: bool) {
+        self.sep();
+        self.buf.push(if v { b't' } else { b'f' });
+    }
+    /// A timestamp column (UTC).
+    pub fn time(&mut self, v: DateTime<Utc>) {
+        use std::io::Write;
+        self.sep();
+        let _ = write!(self.buf, "{}", v.format("%Y-%m-%d %H:%M:%S%.f+00"));
+    }
+    /// Ends the current row.
+    pub fn end_row(&mut self) {
+        self.buf.push(b'\n');
+        self.at_start = true;
+        self.rows += 1;
+    }
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// The COPY payload, leaving the buffer empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.rows = 0;
+        self.at_start = true;
+        std::mem::take(&mut self.buf)
     }
 }

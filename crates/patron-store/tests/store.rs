@@ -368,3 +368,104 @@ test_both!(users_tokens_and_sessions, |db: TestDb| async move {
     s.revoke_token(info.id).await.unwrap();
     assert!(s.actor_for_token(&token).await.unwrap().is_none());
 });
+
+/// An orders file of `n` rows: order ids `{prefix}{i}`, customers C1/C2/C3 in turn, one day each.
+fn many_orders(prefix: &str, n: usize, customer_of: impl Fn(usize) -> &'static str) -> String {
+    let mut s = String::from("order_id,customer_id,ordered_at,amount,category,product,quantity\n");
+    for i in 0..n {
+        let day = 1 + i % 28;
+        s.push_str(&format!("{prefix}{i:06},{},2026-02-{day:02} 12:00:00,{}.50,火锅,锅底{},{}\n", customer_of(i), 10 + i % 90, i % 7, 1 + i % 3));
+    }
+    s
+}
+
+async fn customer_id(s: &Store, external_id: &str) -> i64 {
+    s.list_customers(&CustomerFilter { q: Some(external_id.into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id
+}
+
+test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let who = |i: usize| ["C1", "C2", "C3"][i % 3];
+    // More rows than one chunk of the reader (8,192) and than one SQLite staging statement.
+    let n = 20_011;
+    let file = many_orders("M", n, who);
+    let r = import(s, ImportKind::Orders, "m.csv", file.clone().into(), |_| {}).await;
+    assert!(r.committed, "{:?}", &r.rejections[..r.rejections.len().min(3)]);
+    assert_eq!((r.rows_read, r.created, r.updated, r.rejected), (n as u64, n as u64, 0, 0));
+    assert_eq!(count(s, "orders").await, n as i64);
+    assert_eq!(count(s, "order_lines").await, n as i64);
+    assert_eq!(count(s, "products").await, 7);
+    // File order is id order; every line points at its own order and customer.
+    let (bad,): (i64,) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query(
+            "SELECT COUNT(*) FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE l.customer_id <> o.customer_id OR l.line_no <> 1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(bad, 0);
+    let (first, last): (String, String) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query(
+            "SELECT (SELECT external_id FROM orders ORDER BY id LIMIT 1), (SELECT external_id FROM orders ORDER BY id DESC LIMIT 1)",
+        ))
+        .await
+        .unwrap();
+    assert_eq!((first.as_str(), last.as_str()), ("M000000", "M020010"));
+    // The summaries of every touched customer are current.
+    let c1 = customer_id(s, "C1").await;
+    let sum = s.customer_summary(c1).await.unwrap().expect("summary of C1");
+    assert_eq!(sum.order_count, (n as i64 + 2) / 3);
+    assert_eq!(sum.purchase_days, 28);
+    // Re-importing the same file changes nothing and counts updates.
+    let r = import(s, ImportKind::Orders, "m.csv", file.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (0, n as u64, 0, true));
+    assert_eq!(count(s, "orders").await, n as i64);
+    assert_eq!(count(s, "order_lines").await, n as i64);
+    assert_eq!(s.customer_summary(c1).await.unwrap().expect("summary").order_count, sum.order_count);
+});
+
+test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let r = import(s, ImportKind::Orders, "a.csv", "order_id,customer_id,ordered_at,amount\nX1,C1,2026-01-02,5\n".into(), |_| {}).await;
+    assert_eq!(r.created, 1);
+    // A later file whose row 15,002 gives X1 to C2 and whose row 18,002 repeats row 2's id.
+    let mut file = many_orders("N", 18_000, |_| "C2");
+    file.push_str("X1,C2,2026-01-03,7,,,1\nN000000,C3,2026-01-03,7,,,1\n");
+    let lines: Vec<&str> = file.lines().collect();
+    let mut text = lines[..15_001].join("\n");
+    text.push('\n');
+    text.push_str(lines[18_001]);
+    text.push('\n');
+    text.push_str(&lines[15_001..18_001].join("\n"));
+    text.push('\n');
+    text.push_str(lines[18_002]);
+    text.push('\n');
+    let r = import(s, ImportKind::Orders, "n.csv", text.clone().into(), |_| {}).await;
+    assert!(!r.committed);
+    assert_eq!(r.rejected, 2, "{:?}", r.rejections);
+    let moved = r.rejections.iter().find(|x| x.row == 15_002).expect("moved order rejected");
+    assert_eq!((moved.column.as_str(), moved.value.as_str()), ("order_id", "X1"));
+    assert!(moved.reason.contains("belongs to another customer"), "{moved:?}");
+    let dup = r.rejections.iter().find(|x| x.row == 18_003).expect("duplicate rejected");
+    assert!(dup.reason.contains("duplicate id in this file (first at row 2)"), "{dup:?}");
+    assert_eq!(count(s, "orders").await, 1, "all or nothing");
+    // --skip-invalid loads the rest; X1 stays with C1.
+    let r = import(s, ImportKind::Orders, "n.csv", text.into(), |o| o.skip_invalid = true).await;
+    assert!(r.committed);
+    assert_eq!((r.created, r.updated, r.rejected), (18_000, 0, 2));
+    assert_eq!(count(s, "orders").await, 18_001);
+    let (owner,): (String,) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query("SELECT c.external_id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.external_id = 'X1'"))
+        .await
+        .unwrap();
+    assert_eq!(owner, "C1");
+    let c2 = customer_id(s, "C2").await;
+    assert_eq!(s.customer_summary(c2).await.unwrap().expect("summary").order_count, 18_000);
+});

@@ -8,6 +8,7 @@
 
 mod fields;
 pub mod order_file;
+mod order_load;
 mod source;
 
 use std::collections::{HashMap, HashSet};
@@ -234,31 +235,40 @@ impl Store {
         loader.prepare(&mut tx).await?;
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut rows_read = 0u64;
-        loop {
-            let next = src.next()?;
-            let done = next.is_none();
-            match next {
-                Some(Ok(rec)) => {
-                    rows_read += 1;
-                    batch.push(rec);
+        let started = std::time::Instant::now();
+        if opts.kind == ImportKind::Orders {
+            rows_read = loader.load_order_file(&mut tx, src, opts, &mut rej, &mut counts, progress).await?;
+        } else {
+            loop {
+                let next = src.next()?;
+                let done = next.is_none();
+                match next {
+                    Some(Ok(rec)) => {
+                        rows_read += 1;
+                        batch.push(rec);
+                    }
+                    Some(Err(r)) => {
+                        rows_read += 1;
+                        rej.add(r);
+                    }
+                    None => {}
                 }
-                Some(Err(r)) => {
-                    rows_read += 1;
-                    rej.add(r);
+                rej.names = src.source_names();
+                if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                    loader.load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts).await?;
+                    progress(rows_read);
                 }
-                None => {}
-            }
-            rej.names = src.source_names();
-            if batch.len() >= BATCH || (done && !batch.is_empty()) {
-                loader.load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts).await?;
-                progress(rows_read);
-            }
-            if done {
-                break;
+                if done {
+                    break;
+                }
             }
         }
-        loader.finish(&mut tx, &mut rej, &mut counts).await?;
+        let loaded = started.elapsed();
+        let committed = !opts.dry_run && (rej.count == 0 || opts.skip_invalid);
+        loader.finish(&mut tx, &mut rej, &mut counts, committed).await?;
         progress(rows_read);
+        let finished = started.elapsed();
+        // The customers' referrer check in `finish` may reject rows: decide again.
         let committed = !opts.dry_run && (rej.count == 0 || opts.skip_invalid);
         let report = ImportReport {
             kind: opts.kind,
@@ -297,6 +307,15 @@ impl Store {
         } else {
             tx.rollback().await?;
         }
+        // Phase times for tuning (PATRON_LOG=patron_store=debug); no file contents.
+        tracing::debug!(
+            kind = opts.kind.as_str(),
+            rows_read,
+            load_ms = loaded.as_millis() as u64,
+            finish_ms = (finished - loaded).as_millis() as u64,
+            commit_ms = (started.elapsed() - finished).as_millis() as u64,
+            "import phases"
+        );
         Ok(report)
     }
 }
@@ -448,16 +467,13 @@ impl Loader {
             m.dedup();
             m
         };
-        for chunk in missing.chunks(900) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let mut q = query(format!(
-                "SELECT external_id, id FROM customers WHERE deleted_at IS NULL AND external_id IN ({})",
-                placeholders.join(", ")
-            ));
-            for id in chunk {
-                q.push(id.as_str());
-            }
-            let found: Vec<(String, i64)> = tx.fetch_all(q).await?;
+        let sql = format!(
+            "SELECT external_id, id FROM customers WHERE deleted_at IS NULL AND external_id IN ({})",
+            tx.engine().json_strings(1)
+        );
+        for chunk in missing.chunks(20_000) {
+            let list = serde_json::Value::Array(chunk.iter().map(|id| serde_json::Value::String(id.clone())).collect());
+            let found: Vec<(String, i64)> = tx.fetch_all(query(sql.clone()).bind(list)).await?;
             self.customers.extend(found);
         }
         // Bound the cache: a very large file referring to many customers keeps memory in check.
@@ -471,17 +487,20 @@ impl Loader {
         match self.kind {
             ImportKind::Customers => self.load_customers(tx, batch, rej, counts).await,
             ImportKind::Contacts => self.load_contacts(tx, batch, rej, counts).await,
-            ImportKind::Orders => self.load_orders(tx, batch, rej, counts).await,
+            // Orders stream through `load_order_file`.
+            ImportKind::Orders => Err(StoreError::Internal("orders are not loaded in batches".into())),
             ImportKind::Interactions => self.load_interactions(tx, batch, rej, counts).await,
         }
     }
 
-    async fn finish(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+    /// Work deferred to the end of the file. `will_commit`: the transaction is to be committed
+    /// (the summaries of touched customers are refreshed only then).
+    async fn finish(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts, will_commit: bool) -> Result<()> {
         match self.kind {
             ImportKind::Customers => self.finish_referrals(tx, rej, counts).await,
             ImportKind::Orders => {
                 ORDER_STAGE.drop_table(tx).await?;
-                if !self.touched.is_empty() {
+                if will_commit && !self.touched.is_empty() {
                     let touched = std::mem::take(&mut self.touched);
                     let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
                     TOUCHED_STAGE.create(tx).await?;
@@ -497,151 +516,6 @@ impl Loader {
     }
 
     // ---- orders -------------------------------------------------------------------------
-
-    async fn load_orders(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
-        use fields::order as f;
-        struct OrderIn {
-            row: u64,
-            external_id: String,
-            customer: String,
-            ordered_at: DateTime<Utc>,
-            amount: i64,
-            discount: i64,
-            currency: String,
-            channel: Option<String>,
-            store: Option<String>,
-            status: &'static str,
-            category: Option<String>,
-            product: Option<String>,
-            quantity: i64,
-            promo: bool,
-        }
-        let mut valid: Vec<OrderIn> = Vec::with_capacity(batch.len());
-        for rec in &batch {
-            let mut r = Row { rec, rej: &mut *rej, ok: true };
-            let external_id = r.required(f::EXTERNAL_ID);
-            let customer = r.required(f::CUSTOMER_ID);
-            let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, self.tz));
-            if rec.values[f::ORDERED_AT].is_none() {
-                r.required(f::ORDERED_AT);
-            }
-            let amount = r.parse(f::AMOUNT, values::parse_money);
-            if rec.values[f::AMOUNT].is_none() {
-                r.required(f::AMOUNT);
-            }
-            if amount.is_some_and(|a| a < 0) {
-                r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
-            }
-            let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
-            if discount < 0 {
-                r.reject(f::DISCOUNT, "must not be negative".into());
-            }
-            let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
-            let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
-            let quantity = r
-                .parse(f::QUANTITY, |v| match v.parse::<i64>() {
-                    Ok(q) if q >= 1 => Ok(q),
-                    _ => Err("quantity must be a whole number ≥ 1".into()),
-                })
-                .unwrap_or(1);
-            let promo = r.parse(f::PROMO, values::parse_bool).unwrap_or(false);
-            let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
-            if let (true, Some(ordered_at), Some(amount)) = (ok && r.ok, ordered_at, amount) {
-                valid.push(OrderIn {
-                    row: rec.row,
-                    external_id,
-                    customer,
-                    ordered_at,
-                    amount,
-                    discount,
-                    currency,
-                    channel: r.text(f::CHANNEL),
-                    store: r.text(f::STORE),
-                    status,
-                    category: r.text(f::CATEGORY),
-                    product: r.text(f::PRODUCT),
-                    quantity,
-                    promo,
-                });
-            }
-        }
-        self.resolve_customers(tx, valid.iter().map(|o| o.customer.clone())).await?;
-        let mut staged: Vec<Vec<Arg>> = Vec::with_capacity(valid.len());
-        let mut rows_by_no: HashMap<u64, (String, String)> = HashMap::new();
-        for o in valid {
-            let Some(&customer_id) = self.customers.get(&o.customer) else {
-                let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection { row: o.row, column, value: o.customer.clone(), reason: "unknown customer (import customers first)".into() });
-                continue;
-            };
-            let (category_id, product_id) = self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?;
-            let list_price = (o.amount + o.discount) / o.quantity;
-            rows_by_no.insert(o.row, (o.external_id.clone(), o.customer.clone()));
-            self.touched.insert(customer_id);
-            let ordered_day = crate::analytics::business_day(o.ordered_at, self.tz);
-            staged.push(vec![
-                Arg::I64(Some(o.row as i64)),
-                Arg::I64(Some(customer_id)),
-                Arg::Text(Some(o.external_id)),
-                Arg::Time(Some(o.ordered_at)),
-                Arg::Text(o.channel),
-                Arg::Text(o.store),
-                Arg::Text(Some(o.currency)),
-                Arg::I64(Some(o.amount)),
-                Arg::I64(Some(o.discount)),
-                Arg::Text(Some(o.status.to_owned())),
-                Arg::I64(product_id),
-                Arg::I64(category_id),
-                Arg::I64(Some(o.quantity)),
-                Arg::I64(Some(list_price)),
-                Arg::Bool(Some(o.promo)),
-                Arg::I64(Some(i64::from(ordered_day))),
-            ]);
-        }
-        if staged.is_empty() {
-            return Ok(());
-        }
-        ORDER_STAGE.fill(tx, staged).await?;
-        // An order id already used by another customer is refused rather than moved.
-        let moved: Vec<(i64,)> = tx
-            .fetch_all(query(
-                "SELECT s.row_no FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id \
-                 WHERE o.customer_id <> s.customer_id",
-            ))
-            .await?;
-        for (row_no,) in &moved {
-            let ext = rows_by_no.get(&(*row_no as u64)).map(|r| r.0.clone()).unwrap_or_default();
-            let column = rej.names[f::EXTERNAL_ID].clone();
-            rej.add(Rejection { row: *row_no as u64, column, value: ext, reason: "this order id belongs to another customer".into() });
-            tx.execute(query("DELETE FROM patron_stage_orders WHERE row_no = $1").bind(*row_no)).await?;
-        }
-        let (existing,): (i64,) = tx
-            .fetch_one(query("SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id"))
-            .await?;
-        let (staged_n,): (i64,) = tx.fetch_one(query("SELECT COUNT(*) FROM patron_stage_orders")).await?;
-        tx.execute(query(
-            "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
-             SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
-             FROM patron_stage_orders WHERE true ORDER BY row_no \
-             ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
-             store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
-             discount_cents = excluded.discount_cents, status = excluded.status",
-        ))
-        .await?;
-        tx.execute(query(
-            "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
-             SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
-             FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id WHERE true \
-             ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
-             category_id = excluded.category_id, quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents, \
-             promo = excluded.promo",
-        ))
-        .await?;
-        ORDER_STAGE.clear(tx).await?;
-        counts.updated += existing as u64;
-        counts.created += (staged_n - existing) as u64;
-        Ok(())
-    }
 
     // ---- interactions ---------------------------------------------------------------------
 

@@ -1,0 +1,519 @@
+//! `import orders`: the bulk path.
+//!
+//! A reader thread parses and validates the file (CSV/JSON, money, times, duplicates) while the
+//! importing task resolves customers and catalogue names and writes, so parsing overlaps the
+//! database's work. Writes take each engine's fast path:
+//!
+//! - **SQLite:** per chunk, prepared statements stepped directly on the transaction's connection
+//!   ([`SqliteRaw`]): look the order id up, insert or update the order, upsert its line. One
+//!   index probe per row tells created from updated and catches an order id that belongs to
+//!   another customer, before anything is written for that row.
+//! - **PostgreSQL:** every chunk is COPYed into a staging table; at the end of the file a few set
+//!   statements check for moved order ids, count the existing ones and merge the whole stage
+//!   (one `INSERT … SELECT … ON CONFLICT` per table), so the planner sees the real sizes once
+//!   instead of a growing table every few thousand rows.
+//!
+//! Either way the file is one transaction, and when it will be rolled back anyway (a dry run, or
+//! rejected rows without `--skip-invalid`) the merge is skipped: the counts come from the lookups.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::mpsc;
+
+use super::source::{Record, Source};
+use super::{fields, ImportOptions, Loader, Rejection, Rejections, Row, ORDER_STAGE};
+use crate::db::{query, CopyRows, Engine, RawStmt, SqliteRaw, Tx};
+use crate::{values, Result, StoreError};
+
+use fields::order as f;
+
+/// Rows parsed per message from the reader thread: small enough for frequent progress and a
+/// short hold of SQLite's connection, large enough that per-chunk queries are noise.
+const CHUNK: usize = 8_192;
+/// Chunks parsed ahead of the writer.
+const AHEAD: usize = 4;
+
+/// Rows per prepared multi-row insert into SQLite's stage (16 columns: 1,024 parameters).
+const ROWS_PER_INSERT: usize = 64;
+
+const MOVED_REASON: &str = "this order id belongs to another customer";
+
+// The merge, in portable SQL: SQLite runs it per chunk, PostgreSQL once per file.
+
+/// Staged orders whose id belongs to another customer: they are refused rather than moved.
+const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id \
+     WHERE o.customer_id <> s.customer_id";
+/// Staged orders that exist already (updates; the rest are created).
+const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
+/// Upserts the staged orders by external id, in file order.
+const MERGE_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
+     SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
+     FROM patron_stage_orders WHERE true ORDER BY row_no \
+     ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
+     store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
+     discount_cents = excluded.discount_cents, status = excluded.status";
+/// Inserts the staged orders when none of them exists yet (the usual first load): a plain insert
+/// skips the speculative insertion that `ON CONFLICT` costs per row.
+const INSERT_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
+     SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
+     FROM patron_stage_orders ORDER BY row_no";
+/// Inserts line 1 of staged orders that were all new.
+const INSERT_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+     SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
+     FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
+/// Upserts line 1 of each staged order (other lines of an order stay as they are).
+const MERGE_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+     SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
+     FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id WHERE true \
+     ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
+     category_id = excluded.category_id, quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents, \
+     promo = excluded.promo";
+
+/// The statements that merge the stage, given how many staged orders exist already. The
+/// transaction holds the write lock on SQLite; on PostgreSQL a concurrent writer of the same new
+/// order id makes the plain insert fail with a conflict, and the whole file rolls back.
+fn merge_sql(existing: u64) -> (&'static str, &'static str) {
+    if existing == 0 {
+        (INSERT_ORDERS_SQL, INSERT_LINES_SQL)
+    } else {
+        (MERGE_ORDERS_SQL, MERGE_LINES_SQL)
+    }
+}
+
+/// Binds one stage row (columns in [`ORDER_STAGE`] order) at parameters `base + 1 …`.
+fn bind_stage_row(stmt: &mut RawStmt<'_>, base: i32, r: &Resolved) -> Result<()> {
+    let o = &r.o;
+    stmt.int(base + 1, Some(o.row as i64))?;
+    stmt.int(base + 2, Some(r.customer_id))?;
+    stmt.text(base + 3, Some(&o.external_id))?;
+    // The text form sqlx writes for a `DateTime<Utc>`, so every reader parses it alike.
+    stmt.text(base + 4, Some(&o.ordered_at.to_rfc3339_opts(SecondsFormat::AutoSi, false)))?;
+    stmt.text(base + 5, o.channel.as_deref())?;
+    stmt.text(base + 6, o.store.as_deref())?;
+    stmt.text(base + 7, Some(&o.currency))?;
+    stmt.int(base + 8, Some(o.amount))?;
+    stmt.int(base + 9, Some(o.discount))?;
+    stmt.text(base + 10, Some(o.status))?;
+    stmt.int(base + 11, r.product_id)?;
+    stmt.int(base + 12, r.category_id)?;
+    stmt.int(base + 13, Some(o.quantity))?;
+    stmt.int(base + 14, Some(r.unit_price))?;
+    stmt.int(base + 15, Some(i64::from(o.promo)))?;
+    stmt.int(base + 16, Some(r.ordered_day))?;
+    Ok(())
+}
+
+/// A validated order row.
+pub(super) struct OrderIn {
+    row: u64,
+    external_id: String,
+    customer: String,
+    ordered_at: DateTime<Utc>,
+    amount: i64,
+    discount: i64,
+    currency: String,
+    channel: Option<String>,
+    store: Option<String>,
+    status: &'static str,
+    category: Option<String>,
+    product: Option<String>,
+    quantity: i64,
+    promo: bool,
+}
+
+/// What the reader thread sends.
+enum Chunk {
+    Rows {
+        /// Data rows read so far (valid or not).
+        rows_read: u64,
+        orders: Vec<OrderIn>,
+        rejections: Vec<Rejection>,
+        /// Source column names per field (JSON lines may change them).
+        names: Vec<String>,
+    },
+    /// A file-level failure: the import stops and writes nothing.
+    Failed(StoreError),
+    End,
+}
+
+/// Parses and validates the whole file on the calling (dedicated) thread.
+fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
+    // External ids seen in this file → first row, to refuse duplicates.
+    let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
+    let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
+    let mut rows_read = 0u64;
+    loop {
+        let mut orders = Vec::with_capacity(CHUNK);
+        let mut rejections = Vec::new();
+        let mut done = false;
+        while orders.len() < CHUNK {
+            match src.next() {
+                Ok(Some(Ok(rec))) => {
+                    rows_read += 1;
+                    rej.names = src.source_names();
+                    if let Some(o) = validate(&rec, &mut rej, tz, &mut seen) {
+                        orders.push(o);
+                    }
+                    // Hand every rejection to the writer (which counts and caps them).
+                    rejections.append(&mut rej.list);
+                }
+                Ok(Some(Err(r))) => {
+                    rows_read += 1;
+                    rejections.push(r);
+                }
+                Ok(None) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    let _ = out.blocking_send(Chunk::Failed(e));
+                    return;
+                }
+            }
+            // A file of nothing but bad rows still reports progress.
+            if rejections.len() >= CHUNK {
+                break;
+            }
+        }
+        rej.rows.clear();
+        let msg = Chunk::Rows { rows_read, orders, rejections, names: rej.names.clone() };
+        // A closed channel means the writer stopped (a database error); nothing left to do.
+        if out.blocking_send(msg).is_err() {
+            return;
+        }
+        if done {
+            let _ = out.blocking_send(Chunk::End);
+            return;
+        }
+    }
+}
+
+/// Validates one record; rejections go to `rej`.
+fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut foldhash::HashMap<String, u64>) -> Option<OrderIn> {
+    let mut r = Row { rec, rej, ok: true };
+    let external_id = r.required(f::EXTERNAL_ID);
+    let customer = r.required(f::CUSTOMER_ID);
+    let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, tz));
+    if rec.values[f::ORDERED_AT].is_none() {
+        r.required(f::ORDERED_AT);
+    }
+    let amount = r.parse(f::AMOUNT, values::parse_money);
+    if rec.values[f::AMOUNT].is_none() {
+        r.required(f::AMOUNT);
+    }
+    if amount.is_some_and(|a| a < 0) {
+        r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
+    }
+    let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
+    if discount < 0 {
+        r.reject(f::DISCOUNT, "must not be negative".into());
+    }
+    let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
+    let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
+    let quantity = r
+        .parse(f::QUANTITY, |v| match v.parse::<i64>() {
+            Ok(q) if q >= 1 => Ok(q),
+            _ => Err("quantity must be a whole number ≥ 1".into()),
+        })
+        .unwrap_or(1);
+    let promo = r.parse(f::PROMO, values::parse_bool).unwrap_or(false);
+    // Only an otherwise valid row claims its id, as the other kinds do.
+    if r.ok && !external_id.is_empty() {
+        match seen.get(&external_id) {
+            Some(first) => r.reject(f::EXTERNAL_ID, format!("duplicate id in this file (first at row {first})")),
+            None => {
+                seen.insert(external_id.clone(), rec.row);
+            }
+        }
+    }
+    let (true, Some(ordered_at), Some(amount)) = (r.ok && !external_id.is_empty(), ordered_at, amount) else {
+        return None;
+    };
+    Some(OrderIn {
+        row: rec.row,
+        external_id,
+        customer,
+        ordered_at,
+        amount,
+        discount,
+        currency,
+        channel: r.text(f::CHANNEL),
+        store: r.text(f::STORE),
+        status,
+        category: r.text(f::CATEGORY),
+        product: r.text(f::PRODUCT),
+        quantity,
+        promo,
+    })
+}
+
+/// An order ready to write: customer and catalogue resolved.
+struct Resolved {
+    o: OrderIn,
+    customer_id: i64,
+    category_id: Option<i64>,
+    product_id: Option<i64>,
+    unit_price: i64,
+    ordered_day: i64,
+}
+
+/// Per-file state of the PostgreSQL path.
+#[derive(Default)]
+struct PgState {
+    copy: Option<CopyRows>,
+    staged: u64,
+}
+
+impl Loader {
+    /// Reads, validates and writes a whole orders file; returns the data rows read. The merge
+    /// that PostgreSQL defers to the end of the file runs here too; the summaries are refreshed
+    /// in [`Loader::finish`].
+    pub(super) async fn load_order_file(
+        &mut self,
+        tx: &mut Tx,
+        src: Source,
+        opts: &ImportOptions,
+        rej: &mut Rejections,
+        counts: &mut super::Counts,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64> {
+        let (send, mut recv) = mpsc::channel(AHEAD);
+        let tz = self.tz;
+        std::thread::Builder::new()
+            .name("patron-import-read".into())
+            .spawn(move || read_orders(src, tz, send))
+            .map_err(|e| StoreError::Internal(format!("cannot start the reader thread: {e}")))?;
+        let engine = tx.engine();
+        let mut pg = PgState::default();
+        let mut rows_read = 0u64;
+        let started = std::time::Instant::now();
+        let (mut wait, mut resolve, mut write) = (std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO);
+        loop {
+            let t0 = std::time::Instant::now();
+            let msg = recv.recv().await;
+            wait += t0.elapsed();
+            match msg {
+                Some(Chunk::Rows { rows_read: n, orders, rejections, names }) => {
+                    rows_read = n;
+                    rej.names = names;
+                    for r in rejections {
+                        rej.add(r);
+                    }
+                    let t1 = std::time::Instant::now();
+                    if engine == Engine::Sqlite {
+                        let raw = tx.sqlite_raw().await?;
+                        self.resolve_customers_sqlite(&raw, &orders)?;
+                    }
+                    let rows = self.resolve_orders(tx, orders, rej).await?;
+                    resolve += t1.elapsed();
+                    let t2 = std::time::Instant::now();
+                    match engine {
+                        Engine::Sqlite => {
+                            // Once the file is certain to roll back, only look ids up (for the
+                            // report); writing would be thrown away.
+                            let write = !opts.dry_run && (opts.skip_invalid || rej.count == 0);
+                            // Synchronous: the thread is busy for one chunk (tens of milliseconds).
+                            let raw = tx.sqlite_raw().await?;
+                            self.merge_sqlite(&raw, &rows, write, rej, counts)?;
+                        }
+                        Engine::Postgres => self.stage_pg(tx, &rows, &mut pg).await?,
+                    }
+                    write += t2.elapsed();
+                    progress(rows_read);
+                }
+                Some(Chunk::Failed(e)) => return Err(e),
+                Some(Chunk::End) => break,
+                None => return Err(StoreError::Internal("the import reader thread stopped unexpectedly".into())),
+            }
+        }
+        let read_ms = started.elapsed().as_millis() as u64;
+        if engine == Engine::Postgres {
+            self.merge_pg(tx, opts, rej, counts, pg).await?;
+        }
+        tracing::debug!(wait_ms = wait.as_millis() as u64, resolve_ms = resolve.as_millis() as u64, write_ms = write.as_millis() as u64, read_ms, merge_ms = started.elapsed().as_millis() as u64 - read_ms, "orders loaded");
+        Ok(rows_read)
+    }
+
+    /// Resolves customers (one query per chunk for the new ones) and catalogue names; rows of
+    /// unknown customers are rejected.
+    async fn resolve_orders(&mut self, tx: &mut Tx, orders: Vec<OrderIn>, rej: &mut Rejections) -> Result<Vec<Resolved>> {
+        if tx.engine() == Engine::Postgres {
+            self.resolve_customers(tx, orders.iter().map(|o| o.customer.clone())).await?;
+        }
+        let mut out = Vec::with_capacity(orders.len());
+        for o in orders {
+            let Some(&customer_id) = self.customers.get(&o.customer) else {
+                let column = rej.names[f::CUSTOMER_ID].clone();
+                rej.add(Rejection { row: o.row, column, value: o.customer.clone(), reason: "unknown customer (import customers first)".into() });
+                continue;
+            };
+            // Cached after the first sight of a name: a catalogue is small next to the orders.
+            let (category_id, product_id) = self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?;
+            let unit_price = (o.amount + o.discount) / o.quantity;
+            let ordered_day = i64::from(crate::analytics::business_day(o.ordered_at, self.tz));
+            out.push(Resolved { o, customer_id, category_id, product_id, unit_price, ordered_day });
+        }
+        Ok(out)
+    }
+
+    /// SQLite: looks up the chunk's new customer ids, one indexed probe each (an `IN` list of
+    /// numbered parameters is quadratic for SQLite to prepare).
+    fn resolve_customers_sqlite(&mut self, raw: &SqliteRaw<'_>, orders: &[OrderIn]) -> Result<()> {
+        let mut find = raw.prepare("SELECT id FROM customers WHERE external_id = ?1 AND deleted_at IS NULL")?;
+        for o in orders {
+            if self.customers.contains_key(&o.customer) {
+                continue;
+            }
+            find.text(1, Some(&o.customer))?;
+            if find.step()? {
+                self.customers.insert(o.customer.clone(), find.column_int(0));
+            }
+            find.reset();
+        }
+        // Bound the cache, as `resolve_customers` does.
+        if self.customers.len() > 2_000_000 {
+            self.customers.clear();
+        }
+        Ok(())
+    }
+
+    /// SQLite: stages one chunk with prepared multi-row inserts, then checks and merges it with
+    /// the set statements PostgreSQL runs once per file (see the module docs).
+    fn merge_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, rej: &mut Rejections, counts: &mut super::Counts) -> Result<()> {
+        let ncols = ORDER_STAGE.columns.len();
+        let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
+        let insert_sql = |n: usize| {
+            let one = format!("({})", vec!["?"; ncols].join(","));
+            format!("INSERT INTO {} ({}) VALUES {}", ORDER_STAGE.name, names.join(", "), vec![one; n].join(","))
+        };
+        let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
+        let mut one = raw.prepare(&insert_sql(1))?;
+        let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
+        for group in groups.by_ref() {
+            for (i, r) in group.iter().enumerate() {
+                bind_stage_row(&mut many, (i * ncols) as i32, r)?;
+            }
+            many.exec()?;
+        }
+        for r in groups.remainder() {
+            bind_stage_row(&mut one, 0, r)?;
+            one.exec()?;
+        }
+        let mut moved_rows = HashSet::new();
+        {
+            let mut moved = raw.prepare(MOVED_SQL)?;
+            while moved.step()? {
+                moved_rows.insert(moved.column_int(0));
+            }
+        }
+        if !moved_rows.is_empty() {
+            let mut del = raw.prepare("DELETE FROM patron_stage_orders WHERE row_no = ?1")?;
+            for r in rows.iter().filter(|r| moved_rows.contains(&(r.o.row as i64))) {
+                let column = rej.names[f::EXTERNAL_ID].clone();
+                rej.add(Rejection { row: r.o.row, column, value: r.o.external_id.clone(), reason: MOVED_REASON.into() });
+                del.int(1, Some(r.o.row as i64))?;
+                del.exec()?;
+            }
+        }
+        let existing = {
+            let mut q = raw.prepare(EXISTING_SQL)?;
+            if q.step()? {
+                q.column_int(0).max(0) as u64
+            } else {
+                0
+            }
+        };
+        let staged = (rows.len() - moved_rows.len()) as u64;
+        counts.updated += existing;
+        counts.created += staged.saturating_sub(existing);
+        if write {
+            let (orders_sql, lines_sql) = merge_sql(existing);
+            raw.execute(orders_sql)?;
+            raw.execute(lines_sql)?;
+            for r in rows.iter().filter(|r| !moved_rows.contains(&(r.o.row as i64))) {
+                self.touched.insert(r.customer_id);
+            }
+        }
+        raw.execute("DELETE FROM patron_stage_orders")?;
+        Ok(())
+    }
+
+    /// PostgreSQL: appends one chunk to the staging table by COPY.
+    async fn stage_pg(&mut self, tx: &mut Tx, rows: &[Resolved], pg: &mut PgState) -> Result<()> {
+        let copy = pg.copy.get_or_insert_with(CopyRows::new);
+        for r in rows {
+            let o = &r.o;
+            copy.int(Some(o.row as i64));
+            copy.int(Some(r.customer_id));
+            copy.text(Some(&o.external_id));
+            copy.time(o.ordered_at);
+            copy.text(o.channel.as_deref());
+            copy.text(o.store.as_deref());
+            copy.text(Some(&o.currency));
+            copy.int(Some(o.amount));
+            copy.int(Some(o.discount));
+            copy.text(Some(o.status));
+            copy.int(r.product_id);
+            copy.int(r.category_id);
+            copy.int(Some(o.quantity));
+            copy.int(Some(r.unit_price));
+            copy.bool(o.promo);
+            copy.int(Some(r.ordered_day));
+            copy.end_row();
+            self.touched.insert(r.customer_id);
+        }
+        pg.staged += rows.len() as u64;
+        if copy.rows() > 0 {
+            let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
+            tx.copy_in(&format!("COPY {} ({}) FROM STDIN", ORDER_STAGE.name, names.join(", ")), copy.take()).await?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: checks and merges the whole stage (see the module docs).
+    async fn merge_pg(&mut self, tx: &mut Tx, opts: &ImportOptions, rej: &mut Rejections, counts: &mut super::Counts, pg: PgState) -> Result<()> {
+        if pg.staged == 0 {
+            return Ok(());
+        }
+        // Temporary tables get no statistics from autovacuum.
+        tx.execute(query(format!("ANALYZE {}", ORDER_STAGE.name))).await?;
+        let t0 = std::time::Instant::now();
+        let moved: Vec<(i64, String)> = tx.fetch_all(query(MOVED_SQL)).await?;
+        let t_moved = t0.elapsed();
+        for chunk in moved.chunks(1000) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut del = query(format!("DELETE FROM patron_stage_orders WHERE row_no IN ({})", list.join(", ")));
+            for (row_no, _) in chunk {
+                del.push(*row_no);
+            }
+            tx.execute(del).await?;
+        }
+        for (row_no, ext) in moved.iter() {
+            let column = rej.names[f::EXTERNAL_ID].clone();
+            rej.add(Rejection { row: *row_no as u64, column, value: ext.clone(), reason: MOVED_REASON.into() });
+        }
+        let (existing,): (i64,) = tx.fetch_one(query(EXISTING_SQL)).await?;
+        let staged = pg.staged.saturating_sub(moved.len() as u64);
+        let existing = existing.max(0) as u64;
+        counts.updated += existing;
+        counts.created += staged.saturating_sub(existing);
+        if opts.dry_run || (rej.count > 0 && !opts.skip_invalid) {
+            // Rolled back anyway: the counts above are the report.
+            return Ok(());
+        }
+        let t_check = t0.elapsed();
+        let (orders_sql, lines_sql) = merge_sql(existing);
+        tx.execute(query(orders_sql)).await?;
+        let t_orders = t0.elapsed();
+        tx.execute(query(lines_sql)).await?;
+        tracing::debug!(
+            moved_ms = t_moved.as_millis() as u64,
+            check_ms = t_check.as_millis() as u64,
+            orders_ms = (t_orders - t_check).as_millis() as u64,
+            lines_ms = (t0.elapsed() - t_orders).as_millis() as u64,
+            "orders merged"
+        );
+        Ok(())
+    }
+}
