@@ -158,7 +158,15 @@ pub fn analyze(
     analyze_timed(orders, n_customers, as_of, extras, config).map(|(out, _)| out)
 }
 
-/// Wall time of one stage of [`analyze_timed`].
+/// Runs `f`, returning its result and its wall time in milliseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = std::time::Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Wall time of one stage of [`analyze_timed`]. RFM and loyalty run alongside the BG/NBD and
+/// Gamma-Gamma fits, so those four stages' times overlap.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageTiming {
     /// Stage name: summaries, rfm, bgnbd, gamma_gamma, scores, loyalty, abcd, lifecycle.
@@ -178,10 +186,11 @@ pub fn analyze_timed(
 ) -> Result<(AnalyticsOutput, Vec<StageTiming>)> {
     let mut timings = Vec::new();
     let mut clock = std::time::Instant::now();
-    let mut lap = |stage: &'static str, timings: &mut Vec<StageTiming>| {
+    // Records the time since the previous lap (or since `clock` was last reset) as `stage`.
+    let lap = |stage: &'static str, timings: &mut Vec<StageTiming>, clock: &mut std::time::Instant| {
         let now = std::time::Instant::now();
-        timings.push(StageTiming { stage, ms: (now - clock).as_secs_f64() * 1e3 });
-        clock = now;
+        timings.push(StageTiming { stage, ms: (now - *clock).as_secs_f64() * 1e3 });
+        *clock = now;
     };
     let mc = &config.model;
     if !(mc.monthly_discount.is_finite() && mc.monthly_discount > -1.0) {
@@ -191,60 +200,73 @@ pub fn analyze_timed(
         });
     }
     let s = summarize(orders, n_customers, as_of, &config.summary)?;
-    lap("summaries", &mut timings);
-    let mut warnings = Vec::new();
-    let rfm_result = rfm(&s, &config.rfm)?;
-    lap("rfm", &mut timings);
-
+    lap("summaries", &mut timings, &mut clock);
     let unit = mc.time_unit;
     let horizon = unit.from_days(f64::from(mc.horizon_days));
+    // The two fits and the model-free scores need only the summaries, so they run side by
+    // side: the serial parts of one (the optimiser's steps between passes, the ends of
+    // parallel sorts) leave a core the others can use.
+    let ((rfm_result, t_rfm, loyalty_result, t_loyalty), (bg_result, t_bg, gg_result, t_gg)) = rayon::join(
+        || {
+            let (rfm_result, t_rfm) = timed(|| rfm(&s, &config.rfm));
+            let (loyalty_result, t_loyalty) = timed(|| loyalty(&s, extras, &config.loyalty));
+            (rfm_result, t_rfm, loyalty_result, t_loyalty)
+        },
+        || {
+            if !mc.enabled {
+                return (Ok(None), 0.0, Ok(None), 0.0);
+            }
+            let ((bg, t_bg), (gg, t_gg)) = rayon::join(
+                || timed(|| BtydRows::from_summaries(&s, unit).and_then(|rows| bgnbd::fit(&rows, &mc.fit)).map(Some)),
+                || timed(|| gamma_gamma::fit(&s.x, &s.m, &mc.fit).map(Some)),
+            );
+            (bg, t_bg, gg, t_gg)
+        },
+    );
+    clock = std::time::Instant::now();
+    let rfm_result = rfm_result?;
+    timings.push(StageTiming { stage: "rfm", ms: t_rfm });
+    let mut warnings = Vec::new();
+    // Data that a model cannot be fitted to is a warning, not a failure of the run.
+    let model_failed = |e: &AnalyticsError| matches!(e, AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. });
+    let bg_fit = match bg_result {
+        Ok(f) => f,
+        Err(e) if model_failed(&e) => {
+            warnings.push(e.to_string());
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(f) = bg_fit.as_ref().filter(|f| !f.converged) {
+        warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+    }
+    let gg_fit = match gg_result {
+        Ok(f) => f,
+        Err(e) if model_failed(&e) => {
+            warnings.push(e.to_string());
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(f) = &gg_fit {
+        if !f.converged {
+            warnings.push(format!("Gamma-Gamma did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
+        }
+        if f.params.q <= 1.0 {
+            warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
+        }
+    }
     let mut models = ModelColumns::empty(n_customers);
-    let (mut bg_fit, mut gg_fit) = (None, None);
     if mc.enabled {
-        let rows = BtydRows::from_summaries(&s, unit)?;
-        match bgnbd::fit(&rows, &mc.fit) {
-            Ok(f) => {
-                if !f.converged {
-                    warnings.push(format!(
-                        "BG/NBD did not converge ({}); gradient norm {:e}",
-                        f.termination, f.gradient_norm
-                    ));
-                }
-                bg_fit = Some(f);
-            }
-            Err(
-                e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. }),
-            ) => warnings.push(e.to_string()),
-            Err(e) => return Err(e),
-        }
-        lap("bgnbd", &mut timings);
-        match gamma_gamma::fit(&s.x, &s.m, &mc.fit) {
-            Ok(f) => {
-                if !f.converged {
-                    warnings.push(format!(
-                        "Gamma-Gamma did not converge ({}); gradient norm {:e}",
-                        f.termination, f.gradient_norm
-                    ));
-                }
-                if f.params.q <= 1.0 {
-                    warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
-                }
-                gg_fit = Some(f);
-            }
-            Err(
-                e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. }),
-            ) => warnings.push(e.to_string()),
-            Err(e) => return Err(e),
-        }
-        lap("gamma_gamma", &mut timings);
+        timings.push(StageTiming { stage: "bgnbd", ms: t_bg });
+        timings.push(StageTiming { stage: "gamma_gamma", ms: t_gg });
         if let Some(bg) = &bg_fit {
             models = score_models(&s, bg, gg_fit.as_ref(), mc, horizon);
         }
-        lap("scores", &mut timings);
+        lap("scores", &mut timings, &mut clock);
     }
-
-    let loyalty_result = loyalty(&s, extras, &config.loyalty)?;
-    lap("loyalty", &mut timings);
+    let loyalty_result = loyalty_result?;
+    timings.push(StageTiming { stage: "loyalty", ms: t_loyalty });
 
     let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
     let clv_complete = models
@@ -279,7 +301,7 @@ pub fn analyze_timed(
         basis,
         &config.abcd,
     )?;
-    lap("abcd", &mut timings);
+    lap("abcd", &mut timings, &mut clock);
 
     let lifecycle_result = lifecycle(
         &s,
@@ -288,7 +310,7 @@ pub fn analyze_timed(
         bg_fit.as_ref().map(|_| models.p_alive.as_slice()),
         Some(&loyalty_result.index),
     )?;
-    lap("lifecycle", &mut timings);
+    lap("lifecycle", &mut timings, &mut clock);
 
     let report = FitReport {
         as_of,
@@ -379,16 +401,21 @@ fn score_models(
             )
         })
         .collect();
-    // (p_alive, expected purchases, expected order value, CLV) per customer
-    type Row = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
-    let rows: Vec<Row> = (0..n)
-        .into_par_iter()
-        .map(|c| {
+    // (p_alive, expected purchases, expected order value, CLV) per customer, written straight
+    // into the four columns in parallel.
+    let mut cols = ModelColumns::empty(n);
+    cols.p_alive
+        .par_iter_mut()
+        .zip(cols.expected_purchases.par_iter_mut())
+        .zip(cols.expected_order_value.par_iter_mut())
+        .zip(cols.clv.par_iter_mut())
+        .enumerate()
+        .for_each(|(c, (((p_alive, expected), eov_out), clv_out))| {
             if s.purchase_days[c] == 0 {
-                return (None, None, None, None);
+                return;
             }
             let Ok(i) = keys.binary_search(&key(c)) else {
-                return (None, None, None, None);
+                return;
             };
             let (e_alive, d_alive) = per_key[i];
             let p = params.p_alive(
@@ -397,14 +424,10 @@ fn score_models(
                 unit.from_days(f64::from(s.age[c])),
             );
             let eov = gg.and_then(|g| g.params.expected_order_value(s.x[c], s.m[c]));
-            let clv = eov.map(|v| p * v * d_alive);
-            (Some(p), Some(p * e_alive), eov, clv)
-        })
-        .collect();
-    ModelColumns {
-        p_alive: rows.iter().map(|r| r.0).collect(),
-        expected_purchases: rows.iter().map(|r| r.1).collect(),
-        expected_order_value: rows.iter().map(|r| r.2).collect(),
-        clv: rows.iter().map(|r| r.3).collect(),
-    }
+            *p_alive = Some(p);
+            *expected = Some(p * e_alive);
+            *eov_out = eov;
+            *clv_out = eov.map(|v| p * v * d_alive);
+        });
+    cols
 }

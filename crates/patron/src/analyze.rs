@@ -203,13 +203,28 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
     const BLOCK: usize = 32 * 1024;
     let n = read.customer_ids.len();
     let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(BLOCK).map(|s| s..(s + BLOCK).min(n)).collect();
-    for group in blocks.chunks(16) {
-        let bufs: Vec<Vec<u8>> = group.par_iter().map(|r| score_rows(r.clone(), read, out, unit)).collect();
-        for b in bufs {
-            w.write_all(&b)?;
+    // A thread writes the formatted groups while the next ones are formatted: the write is
+    // the kernel copying into the page cache, serial, and as long as the formatting.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for bufs in rx {
+                for b in bufs {
+                    w.write_all(&b)?;
+                }
+            }
+            w.flush()
+        });
+        for group in blocks.chunks(4) {
+            let bufs: Vec<Vec<u8>> = group.par_iter().map(|r| score_rows(r.clone(), read, out, unit)).collect();
+            if tx.send(bufs).is_err() {
+                break; // the writer failed; its error is returned below
+            }
         }
-    }
-    w.flush()?;
+        drop(tx);
+        writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -129,11 +129,10 @@ fn parse_row<'a>(v: &[Option<&'a str>; 7], tz: chrono_tz::Tz, days: &mut DayCach
     }
 }
 
-/// Numbers distinct strings in order of first appearance.
+/// Numbers distinct strings in order of first appearance (a piece's customers or categories).
 #[derive(Default)]
 struct Interner {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
+    by_hash: HashInterner,
     /// The last id handed out or found: files are often grouped by customer.
     last: Option<u32>,
 }
@@ -141,67 +140,60 @@ struct Interner {
 impl Interner {
     fn id(&mut self, v: &str) -> u32 {
         if let Some(l) = self.last {
-            if self.names[l as usize] == v {
+            if self.by_hash.names[l as usize] == v {
                 return l;
             }
         }
-        let i = match self.index.get(v) {
-            Some(i) => *i,
-            None => {
-                let i = self.names.len() as u32;
-                self.names.push(v.to_owned());
-                self.index.insert(v.to_owned(), i);
-                i
-            }
-        };
+        let i = self.by_hash.id(name_hash(v), v);
         self.last = Some(i);
         i
     }
 
-    /// The names in order with their [`FileInterner`] hashes; the map is dropped here (in the
-    /// parallel phase) rather than in the merge.
+    /// The names in order with their hashes, for [`HashInterner::id`] on the whole file.
     fn into_hashed(self) -> Vec<(u64, String)> {
-        drop(self.index);
-        self.names.into_iter().map(|n| (name_hash(&n), n)).collect()
+        let HashInterner { hashes, names, .. } = self.by_hash;
+        hashes.into_iter().zip(names).collect()
     }
 }
 
-/// The hash under which [`FileInterner`] files a name (fixed seed: pieces compute it in parallel).
+/// The hash under which [`HashInterner`] files a name (fixed seed: pieces compute it in
+/// parallel and the file-wide numbering reuses it).
 fn name_hash(v: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::default().hash_one(v)
 }
 
-/// Numbers the names of the whole file, given their hashes. Keyed by the 64-bit hash, so the map
-/// never touches the strings when it grows (with a million customers, rehashing String keys was
-/// most of the merge); the rare second name with an equal hash is filed by name.
+/// Numbers names given their hashes. Keyed by the 64-bit hash, so the map never touches the
+/// strings when it grows (with a million customers, rehashing String keys was most of the
+/// merge) and a name is copied once, not twice; the rare second name with an equal hash is
+/// filed by name.
 #[derive(Default)]
-struct FileInterner {
+struct HashInterner {
     by_hash: HashMap<u64, u32>,
     collided: HashMap<String, u32>,
     names: Vec<String>,
+    hashes: Vec<u64>,
 }
 
-impl FileInterner {
-    fn id(&mut self, hash: u64, name: String) -> u32 {
+impl HashInterner {
+    fn id<S: AsRef<str> + Into<String>>(&mut self, hash: u64, name: S) -> u32 {
         use std::collections::hash_map::Entry;
         let next = self.names.len() as u32;
         match self.by_hash.entry(hash) {
             Entry::Vacant(e) => {
                 e.insert(next);
-                self.names.push(name);
-                next
             }
-            Entry::Occupied(e) if self.names[*e.get() as usize] == name => *e.get(),
-            Entry::Occupied(_) => match self.collided.get(&name) {
-                Some(i) => *i,
+            Entry::Occupied(e) if self.names[*e.get() as usize] == name.as_ref() => return *e.get(),
+            Entry::Occupied(_) => match self.collided.get(name.as_ref()) {
+                Some(i) => return *i,
                 None => {
-                    self.collided.insert(name.clone(), next);
-                    self.names.push(name);
-                    next
+                    self.collided.insert(name.as_ref().to_owned(), next);
                 }
             },
         }
+        self.names.push(name.into());
+        self.hashes.push(hash);
+        next
     }
 }
 
@@ -216,16 +208,23 @@ struct Cols {
     full_price: Vec<bool>,
     has_category: bool,
     has_flags: bool,
+    /// Whether the file has a category column, and a discount or promo column: without one,
+    /// the column's vector stays empty rather than holding a value per order that says
+    /// "unknown" (5 bytes an order written and copied for nothing).
+    keep_category: bool,
+    keep_flags: bool,
 }
 
 impl Cols {
-    fn with_capacity(n: usize) -> Cols {
+    fn new(n: usize, keep_category: bool, keep_flags: bool) -> Cols {
         Cols {
             customer: Vec::with_capacity(n),
             day: Vec::with_capacity(n),
             amount: Vec::with_capacity(n),
-            category: Vec::with_capacity(n),
-            full_price: Vec::with_capacity(n),
+            category: Vec::with_capacity(if keep_category { n } else { 0 }),
+            full_price: Vec::with_capacity(if keep_flags { n } else { 0 }),
+            keep_category,
+            keep_flags,
             ..Cols::default()
         }
     }
@@ -235,31 +234,38 @@ impl Cols {
         self.customer.push(customers.id(p.customer));
         self.day.push(p.day);
         self.amount.push(p.amount);
-        self.category.push(p.category.map_or(NO_CATEGORY, |c| categories.id(c)));
+        if self.keep_category {
+            self.category.push(p.category.map_or(NO_CATEGORY, |c| categories.id(c)));
+        }
         self.has_category |= p.category.is_some();
         self.has_flags |= p.has_flags;
-        self.full_price.push(p.full_price);
+        if self.keep_flags {
+            self.full_price.push(p.full_price);
+        }
     }
 }
 
 /// Accumulates rows into the column-wise result, numbering customers and categories in order
 /// of first appearance in the file.
-#[derive(Default)]
 struct Builder {
     out: OrderFile,
     cols: Cols,
-    customers: FileInterner,
-    categories: FileInterner,
+    customers: HashInterner,
+    categories: HashInterner,
 }
 
 impl Builder {
+    fn new(cols: Cols) -> Builder {
+        Builder { out: OrderFile::default(), cols, customers: HashInterner::default(), categories: HashInterner::default() }
+    }
+
     /// Adds a parsed row (the JSON-lines path; CSV goes by pieces).
     fn push(&mut self, p: &Parsed<'_>) {
         let c = &mut self.cols;
-        c.customer.push(self.customers.id(name_hash(p.customer), p.customer.to_owned()));
+        c.customer.push(self.customers.id(name_hash(p.customer), p.customer));
         c.day.push(p.day);
         c.amount.push(p.amount);
-        c.category.push(p.category.map_or(NO_CATEGORY, |v| self.categories.id(name_hash(v), v.to_owned())));
+        c.category.push(p.category.map_or(NO_CATEGORY, |v| self.categories.id(name_hash(v), v)));
         c.has_category |= p.category.is_some();
         c.has_flags |= p.has_flags;
         c.full_price.push(p.full_price);
@@ -320,7 +326,8 @@ pub fn read_order_file(input: Box<dyn Read + Send>, file_name: &str, opts: &Orde
 fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
     let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
-    let mut b = Builder::default();
+    // Any record may carry any field.
+    let mut b = Builder::new(Cols::new(0, true, true));
     let mut days = DayCache::default();
     while let Some(next) = src.next()? {
         b.out.rows_read += 1;
@@ -379,6 +386,8 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
     // Records before the current block, plus the header row: the spreadsheet row of a record.
     let mut rows_before: u64 = 1;
     let pieces_per_block = rayon::current_num_threads().max(1) * 4;
+    let keep_category = positions[CATEGORY].is_some();
+    let keep_flags = positions[DISCOUNT].is_some() || positions[PROMO].is_some();
     // Three stages run at once: a thread reads and cuts blocks, this thread parses each block on
     // all cores, and a thread numbers the parsed pieces' customers into the file-wide lists. The
     // reading and the numbering are serial, and while they ran alone a core sat idle (a fifth of
@@ -389,7 +398,7 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
         let (piece_tx, piece_rx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(2);
         scope.spawn(move || read_blocks(reader, buf, eof, block_size, &block_tx, &free_rx));
         let merger = scope.spawn(move || {
-            let mut b = Builder::default();
+            let mut b = Builder::new(Cols::new(0, keep_category, keep_flags));
             for pieces in piece_rx {
                 for mut piece in pieces {
                     b.push_piece(&mut piece);
@@ -634,7 +643,7 @@ fn plain_lines(bytes: &[u8]) -> bool {
 fn parse_piece(bytes: &[u8], positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz) -> Piece {
     let mut piece = Piece {
         records: 0,
-        cols: Cols::with_capacity(bytes.len() / 24),
+        cols: Cols::new(bytes.len() / 24, positions[CATEGORY].is_some(), positions[DISCOUNT].is_some() || positions[PROMO].is_some()),
         customers: Vec::new(),
         categories: Vec::new(),
         skipped: 0,
@@ -747,8 +756,7 @@ impl<'a> FastLines<'a> {
         c.customer.push(customer_id);
         c.day.push(day);
         c.amount.push(amount);
-        c.category.push(NO_CATEGORY);
-        c.full_price.push(true);
+        // No category, discount or promo column (see `new`), so those columns stay empty.
         true
     }
 
