@@ -17,18 +17,24 @@ pub(crate) struct Ranks {
 impl Ranks {
     pub(crate) fn new(values: &[f64]) -> Ranks {
         let n = values.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.par_sort_unstable_by(|&i, &j| values[i as usize].total_cmp(&values[j as usize]));
+        // Sort (key, index) pairs whose integer key orders like `f64::total_cmp`: comparing
+        // plain integers in place is several times faster than comparing through the index.
+        let key = |v: f64| {
+            let bits = v.to_bits();
+            bits ^ ((((bits as i64) >> 63) as u64) >> 1) ^ (1 << 63)
+        };
+        let mut order: Vec<(u64, u32)> = values.par_iter().enumerate().map(|(i, &v)| (key(v), i as u32)).collect();
+        order.par_sort_unstable();
         let mut below = vec![0u32; n];
         let mut equal = vec![0u32; n];
         let mut start = 0usize;
         while start < n {
-            let v = values[order[start] as usize];
+            let k = order[start].0;
             let mut end = start + 1;
-            while end < n && values[order[end] as usize].total_cmp(&v).is_eq() {
+            while end < n && order[end].0 == k {
                 end += 1;
             }
-            for &i in &order[start..end] {
+            for &(_, i) in &order[start..end] {
                 below[i as usize] = start as u32;
                 equal[i as usize] = (end - start) as u32;
             }
@@ -80,6 +86,16 @@ pub(crate) fn median(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_keys_order_like_total_cmp() {
+        let mut values = vec![-f64::INFINITY, -1e300, -2.5, -0.0, 0.0, 1e-300, 2.5, 7.0, f64::INFINITY, 3.0, -3.0];
+        let r = Ranks::new(&values);
+        values.sort_by(f64::total_cmp);
+        let sorted = Ranks::new(&values);
+        assert_eq!(sorted.below, (0..values.len() as u32).collect::<Vec<_>>(), "-0 and 0 differ, as in total_cmp");
+        assert_eq!(r.below.iter().filter(|&&b| b == 0).count(), 1);
+    }
 
     #[test]
     fn ties_share_the_first_rank() {
