@@ -486,7 +486,13 @@ impl Stage {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|(n, t)| {
+            .enumerate()
+            .map(|(i, (n, t))| {
+                // On SQLite a leading `row_no` is the rowid: a scan returns the rows in file
+                // order, so `ORDER BY row_no` costs no sort (row numbers are unique in a file).
+                if i == 0 && *n == "row_no" && engine == Engine::Sqlite {
+                    return format!("{n} INTEGER PRIMARY KEY");
+                }
                 let ty = match (t, engine) {
                     (ColType::Int, _) => "BIGINT",
                     (ColType::Text, _) => "TEXT",

@@ -136,6 +136,20 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
+    /// The ids of a category and product name already resolved by this catalogue, without a
+    /// query; `None` when either name is new (then call [`Catalog::resolve`]).
+    pub(crate) fn cached(&self, category: Option<&str>, product: Option<&str>) -> Option<(Option<i64>, Option<i64>)> {
+        let category_id = match category {
+            Some(c) => Some(*self.categories.get(c)?),
+            None => None,
+        };
+        let product_id = match product {
+            Some(p) => Some(*self.products.get(p)?),
+            None => None,
+        };
+        Some((category_id, product_id))
+    }
+
     /// Ids for a category and product name (each optional), creating catalogue rows as needed.
     pub(crate) async fn resolve(&mut self, tx: &mut Tx, category: Option<&str>, product: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
         let category_id = match category {

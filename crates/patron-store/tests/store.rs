@@ -426,6 +426,18 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!(count(s, "orders").await, n as i64);
     assert_eq!(count(s, "order_lines").await, n as i64);
     assert_eq!(s.customer_summary(c1).await.unwrap().expect("summary").order_count, sum.order_count);
+    // Old and new orders in one file: the old ones are updated in place, the new ones added.
+    let mixed = many_orders("M", n + 30, who);
+    let mixed: Vec<&str> = mixed.lines().collect();
+    let mut text = mixed[0].to_owned() + "\n";
+    for l in mixed[n - 19..].iter() {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let r = import(s, ImportKind::Orders, "mixed.csv", text.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected), (30, 20, 0), "{:?}", r.rejections);
+    assert_eq!(count(s, "orders").await, n as i64 + 30);
+    assert_eq!(count(s, "order_lines").await, n as i64 + 30);
 });
 
 test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
