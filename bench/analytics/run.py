@@ -437,7 +437,7 @@ def print_main(o):
         print(f"| **wall time (process)** | **{p['wall_s']:,.2f} s** | **{q['wall_s']:,.1f} s** | "
               f"**{o['speedup']:,.0f}×** (target ≥ {o['target_speedup']:.0f}×) |")
         print(f"| peak RSS | {p['peak_rss_mib']:,.0f} MiB | {q['peak_rss_mib']:,.0f} MiB | |")
-        print()
+        print("\npatron runs rfm and loyalty alongside the bgnbd and gamma_gamma fits, so those stage times overlap.\n")
         print(f"| parameter | patron | lifetimes | relative difference (target < {o['param_target_rel']:g}) |")
         print("|---|---:|---:|---:|")
         for k, v in o["param_diff"].items():

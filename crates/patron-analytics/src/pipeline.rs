@@ -256,15 +256,14 @@ pub fn analyze_timed(
             warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
         }
     }
-    let mut models = ModelColumns::empty(n_customers);
+    let mut models = None;
     if mc.enabled {
         timings.push(StageTiming { stage: "bgnbd", ms: t_bg });
         timings.push(StageTiming { stage: "gamma_gamma", ms: t_gg });
-        if let Some(bg) = &bg_fit {
-            models = score_models(&s, bg, gg_fit.as_ref(), mc, horizon);
-        }
+        models = bg_fit.as_ref().map(|bg| score_models(&s, bg, gg_fit.as_ref(), mc, horizon));
         lap("scores", &mut timings, &mut clock);
     }
+    let models = models.unwrap_or_else(|| ModelColumns::empty(n_customers));
     let loyalty_result = loyalty_result?;
     timings.push(StageTiming { stage: "loyalty", ms: t_loyalty });
 
