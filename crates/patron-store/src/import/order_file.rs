@@ -986,6 +986,29 @@ mod tests {
     }
 
     #[test]
+    fn a_read_error_mid_file_is_reported_not_hung_on() {
+        // The reading thread fails after several blocks were parsed: the error comes back
+        // from the pipeline (nothing waits forever, nothing panics).
+        struct FailAfter(std::io::Cursor<Vec<u8>>, u64);
+        impl Read for FailAfter {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.position() >= self.1 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                self.0.read(buf)
+            }
+        }
+        let mut text = String::from("customer_id,date,amount\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("c{},2026-01-{:02},{}.25\n", i / 7, i % 28 + 1, i % 50));
+        }
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let reader = FailAfter(std::io::Cursor::new(text.into_bytes()), 200_000);
+        let err = read_csv(Box::new(reader), &opts, &|_| {}, 8192).unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+    }
+
+    #[test]
     fn missing_columns_are_a_file_error() {
         let err = read("customer_id,amount\nc1,1\n", &[]).unwrap_err();
         assert!(err.to_string().contains("missing required column \"date\""), "{err}");
