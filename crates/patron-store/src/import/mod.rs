@@ -405,7 +405,8 @@ struct Loader {
     now: DateTime<Utc>,
     actor: String,
     /// Customer external id → id, for rows referring to customers.
-    customers: HashMap<String, i64>,
+    /// (foldhash: looked up once per order row, where SipHash shows in profiles.)
+    customers: foldhash::HashMap<String, i64>,
     /// External ids seen in this file → first row, to refuse duplicates.
     seen: HashMap<String, u64>,
     owners: HashMap<String, i64>,
@@ -423,7 +424,7 @@ impl Loader {
             tz,
             now,
             actor,
-            customers: HashMap::new(),
+            customers: foldhash::HashMap::default(),
             seen: HashMap::new(),
             owners: HashMap::new(),
             catalog: Catalog::default(),

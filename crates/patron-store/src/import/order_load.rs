@@ -105,7 +105,7 @@ fn bind_stage_row(stmt: &mut RawStmt<'_>, base: i32, r: &Resolved) -> Result<()>
     stmt.int(base + 13, Some(o.quantity))?;
     stmt.int(base + 14, Some(r.unit_price))?;
     stmt.int(base + 15, Some(i64::from(o.promo)))?;
-    stmt.int(base + 16, Some(r.ordered_day))?;
+    stmt.int(base + 16, Some(r.o.ordered_day))?;
     Ok(())
 }
 
@@ -125,6 +125,8 @@ pub(super) struct OrderIn {
     product: Option<String>,
     quantity: i64,
     promo: bool,
+    /// Business day of `ordered_at` (computed on the reader thread).
+    ordered_day: i64,
 }
 
 /// What the reader thread sends.
@@ -250,6 +252,7 @@ fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut fo
         product: r.text(f::PRODUCT),
         quantity,
         promo,
+        ordered_day: i64::from(crate::analytics::business_day(ordered_at, tz)),
     })
 }
 
@@ -260,7 +263,6 @@ struct Resolved {
     category_id: Option<i64>,
     product_id: Option<i64>,
     unit_price: i64,
-    ordered_day: i64,
 }
 
 /// Per-file state of the PostgreSQL path.
@@ -359,8 +361,7 @@ impl Loader {
                 None => self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?,
             };
             let unit_price = (o.amount + o.discount) / o.quantity;
-            let ordered_day = i64::from(crate::analytics::business_day(o.ordered_at, self.tz));
-            out.push(Resolved { o, customer_id, category_id, product_id, unit_price, ordered_day });
+            out.push(Resolved { o, customer_id, category_id, product_id, unit_price });
         }
         Ok(out)
     }
@@ -467,7 +468,7 @@ impl Loader {
             copy.int(Some(o.quantity));
             copy.int(Some(r.unit_price));
             copy.bool(o.promo);
-            copy.int(Some(r.ordered_day));
+            copy.int(Some(r.o.ordered_day));
             copy.end_row();
             self.touched.insert(r.customer_id);
         }
