@@ -199,10 +199,10 @@ pub fn lifecycle(
         })
         .collect();
     Ok(LifecycleResult {
-        stage: rows.iter().map(|r| r.0).collect(),
-        absolute_churn: rows.iter().map(|r| r.1).collect(),
-        relative_churn: rows.iter().map(|r| r.2).collect(),
-        churn_threshold_days: rows.iter().map(|r| r.3).collect(),
+        stage: rows.par_iter().map(|r| r.0).collect(),
+        absolute_churn: rows.par_iter().map(|r| r.1).collect(),
+        relative_churn: rows.par_iter().map(|r| r.2).collect(),
+        churn_threshold_days: rows.par_iter().map(|r| r.3).collect(),
     })
 }
 

@@ -299,19 +299,19 @@ pub fn loyalty(
         .collect();
     Ok(LoyaltyResult {
         repeat_purchase: repeat,
-        breadth: rows.iter().map(|r| r.0).collect(),
-        advocacy: rows.iter().map(|r| r.1).collect(),
-        competitor_immunity: rows.iter().map(|r| r.2).collect(),
-        index: rows.iter().map(|r| r.3).collect(),
-        situation: rows.iter().map(|r| r.4).collect(),
+        breadth: rows.par_iter().map(|r| r.0).collect(),
+        advocacy: rows.par_iter().map(|r| r.1).collect(),
+        competitor_immunity: rows.par_iter().map(|r| r.2).collect(),
+        index: rows.par_iter().map(|r| r.3).collect(),
+        situation: rows.par_iter().map(|r| r.4).collect(),
         repeat_purchase_median: repeat_median,
     })
 }
 
 /// Mean of the present values, `None` if none is present.
 fn mean_of<const N: usize>(parts: [Option<f64>; N]) -> Option<f64> {
-    let present: Vec<f64> = parts.into_iter().flatten().collect();
-    (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
+    let (sum, count) = parts.into_iter().flatten().fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    (count > 0).then(|| sum / f64::from(count))
 }
 
 #[cfg(test)]
