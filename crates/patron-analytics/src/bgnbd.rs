@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{minimize, FitOptions};
+use crate::optim::{minimize, newton_polish, FitOptions};
 use crate::special::{digamma, hyp2f1_scaled, ln_gamma};
 use crate::summary::CustomerSummaries;
 use crate::{AnalyticsError, Result, TimeUnit};
@@ -393,13 +393,22 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
         });
     }
     let scale = 1.0 / max_age;
-    let start = warm_start(rows, scale, opts);
+    let (start, sample_hessian) = warm_start(rows, scale, opts);
     let tt = TimeTable::new(&rows.t_x, &rows.age, scale);
     let f = |theta: &[f64]| objective(theta, rows, &tt, total_weight);
-    let m = minimize(&f, start, opts).map_err(|reason| AnalyticsError::FitFailed {
-        model: "BG/NBD",
-        reason,
-    })?;
+    // From a sample fit, Newton steps with the sample's curvature usually reach the optimum in
+    // a handful of passes over the data; L-BFGS takes over if they do not.
+    let polished = match sample_hessian {
+        Some(h) => newton_polish(&f, start, &h, opts),
+        None => Err(start),
+    };
+    let m = match polished {
+        Ok(m) => m,
+        Err(from) => minimize(&f, from, opts).map_err(|reason| AnalyticsError::FitFailed {
+            model: "BG/NBD",
+            reason,
+        })?,
+    };
     let th = &m.x;
     let params = BgNbdParams {
         r: th[0].exp(),
@@ -441,8 +450,8 @@ const WARM_START_ROWS: usize = 50_000;
 /// every part of the (x, t_x, T) range is represented): the full fit then only polishes it,
 /// in a third of the likelihood evaluations. The estimate is still the full data's optimum to
 /// the optimiser's tolerance; the sample only moves where the search begins.
-fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> Vec<f64> {
-    let cold = vec![0.1; 4];
+fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> (Vec<f64>, Option<[[f64; 4]; 4]>) {
+    let cold = (vec![0.1; 4], None);
     if rows.len() <= WARM_START_ROWS {
         return cold;
     }
@@ -460,8 +469,17 @@ fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> Vec<f64> {
     let tt = TimeTable::new(&sample.t_x, &sample.age, scale);
     let weight = sample.customers();
     let f = |theta: &[f64]| objective(theta, &sample, &tt, weight);
-    match minimize(&f, cold.clone(), opts) {
-        Ok(m) if m.x.iter().all(|v| v.is_finite()) => m.x,
+    match minimize(&f, cold.0.clone(), opts) {
+        Ok(m) if m.x.iter().all(|v| v.is_finite()) => {
+            // The sample's curvature at its optimum (of the mean objective, so on the full
+            // data's scale): the full fit's Newton steps reuse it.
+            let hess = forward_hessian(&m.x, |t| {
+                let g = objective(t, &sample, &tt, weight).1;
+                [g[0], g[1], g[2], g[3]]
+            });
+            let usable = hess.iter().flatten().all(|v| v.is_finite());
+            (m.x, usable.then_some(hess))
+        }
         _ => cold,
     }
 }
@@ -476,26 +494,9 @@ pub(crate) fn observed_std_errors<const N: usize>(
     theta: &[f64],
     grad: impl Fn(&[f64]) -> [f64; N],
 ) -> Option<[f64; N]> {
-    let h = 1e-5;
-    let mut hess = [[0.0f64; N]; N];
-    let g0 = grad(theta);
-    for j in 0..N {
-        let mut up = theta.to_vec();
-        up[j] += h;
-        let gu = grad(&up);
-        for i in 0..N {
-            hess[i][j] = -(gu[i] - g0[i]) / h;
-        }
-    }
-    // Symmetrise, then invert the information matrix.
-    for i in 0..N {
-        for j in 0..i {
-            let v = 0.5 * (hess[i][j] + hess[j][i]);
-            hess[i][j] = v;
-            hess[j][i] = v;
-        }
-    }
-    let inv = invert(hess)?;
+    // The information is minus the Hessian of the log-likelihood.
+    let info = forward_hessian(theta, |t| grad(t).map(|g| -g));
+    let inv = invert(info)?;
     let mut se = [0.0; N];
     for i in 0..N {
         if inv[i][i].is_nan() || inv[i][i] <= 0.0 {
@@ -506,9 +507,34 @@ pub(crate) fn observed_std_errors<const N: usize>(
     Some(se)
 }
 
+/// The Hessian at `theta` of the function whose gradient is `grad`, by forward differences
+/// (N + 1 gradient evaluations), symmetrised.
+#[allow(clippy::needless_range_loop)]
+pub(crate) fn forward_hessian<const N: usize>(theta: &[f64], grad: impl Fn(&[f64]) -> [f64; N]) -> [[f64; N]; N] {
+    let h = 1e-5;
+    let mut hess = [[0.0f64; N]; N];
+    let g0 = grad(theta);
+    for j in 0..N {
+        let mut up = theta.to_vec();
+        up[j] += h;
+        let gu = grad(&up);
+        for i in 0..N {
+            hess[i][j] = (gu[i] - g0[i]) / h;
+        }
+    }
+    for i in 0..N {
+        for j in 0..i {
+            let v = 0.5 * (hess[i][j] + hess[j][i]);
+            hess[i][j] = v;
+            hess[j][i] = v;
+        }
+    }
+    hess
+}
+
 /// Gauss-Jordan inversion with partial pivoting (small matrices only).
 #[allow(clippy::needless_range_loop)]
-fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
+pub(crate) fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
     let mut inv = [[0.0; N]; N];
     for (i, row) in inv.iter_mut().enumerate() {
         row[i] = 1.0;

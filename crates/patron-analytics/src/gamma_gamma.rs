@@ -11,8 +11,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::bgnbd::{observed_std_errors, BgNbdParams};
-use crate::optim::{minimize, FitOptions};
+use crate::bgnbd::{forward_hessian, observed_std_errors, BgNbdParams};
+use crate::optim::{minimize, newton_polish, FitOptions};
 use crate::special::{digamma, ln_gamma};
 use crate::{AnalyticsError, Result, TimeUnit};
 
@@ -165,10 +165,19 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         let (ll, g) = ll_sums(theta, &rows);
         (-ll / total, g.iter().map(|v| -v / total).collect())
     };
-    let res = minimize(&f, vec![0.1; 3], opts).map_err(|reason| AnalyticsError::FitFailed {
-        model: "Gamma-Gamma",
-        reason,
-    })?;
+    // As in BG/NBD: on a large base, fit a systematic sample of the sorted rows first, then
+    // polish on all rows with Newton steps using the sample's curvature (L-BFGS otherwise).
+    let polished = match warm_start(&rows, opts) {
+        Some((start, hess)) => newton_polish(&f, start, &hess, opts),
+        None => Err(vec![0.1; 3]),
+    };
+    let res = match polished {
+        Ok(m) => m,
+        Err(from) => minimize(&f, from, opts).map_err(|reason| AnalyticsError::FitFailed {
+            model: "Gamma-Gamma",
+            reason,
+        })?,
+    };
     let th = &res.x;
     let params = GammaGammaParams {
         p: th[0].exp(),
@@ -192,6 +201,34 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         customers: total,
         std_errors,
     })
+}
+
+/// Distinct rows above which the fit starts from a fit on a sample of them.
+const WARM_START_ROWS: usize = 50_000;
+
+/// The optimum of a systematic sample of about 20,000 of the (sorted) rows and the sample's
+/// Hessian there, for [`newton_polish`]; `None` on a small base or if the sample fit fails.
+fn warm_start(rows: &Rows, opts: &FitOptions) -> Option<(Vec<f64>, [[f64; 3]; 3])> {
+    if rows.x.len() <= WARM_START_ROWS {
+        return None;
+    }
+    let step = rows.x.len() / 20_000;
+    let pick = |v: &[f64]| -> Vec<f64> { v.iter().step_by(step).copied().collect() };
+    let sample = Rows {
+        x: rows.x.iter().step_by(step).copied().collect(),
+        m: pick(&rows.m),
+        weight: pick(&rows.weight),
+        ln_m: pick(&rows.ln_m),
+        ln_x: pick(&rows.ln_x),
+    };
+    let total: f64 = sample.weight.iter().sum();
+    let f = |theta: &[f64]| {
+        let (ll, g) = ll_sums(theta, &sample);
+        (-ll / total, g.iter().map(|v| -v / total).collect::<Vec<f64>>())
+    };
+    let m = minimize(&f, vec![0.1; 3], opts).ok().filter(|m| m.x.iter().all(|v| v.is_finite()))?;
+    let hess = forward_hessian(&m.x, |t| ll_sums(t, &sample).1.map(|g| -g / total));
+    hess.iter().flatten().all(|v| v.is_finite()).then_some((m.x, hess))
 }
 
 impl GammaGammaParams {
