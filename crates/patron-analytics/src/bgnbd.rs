@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{minimize, newton_polish, FitOptions};
+use crate::optim::{minimize, minimize_from, FitOptions};
 use crate::special::{digamma, hyp2f1_scaled, ln_gamma};
 use crate::summary::CustomerSummaries;
 use crate::{AnalyticsError, Result, TimeUnit};
@@ -398,17 +398,10 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
     let f = |theta: &[f64]| objective(theta, rows, &tt, total_weight);
     // From a sample fit, Newton steps with the sample's curvature usually reach the optimum in
     // a handful of passes over the data; L-BFGS takes over if they do not.
-    let polished = match sample_hessian {
-        Some(h) => newton_polish(&f, start, &h, opts),
-        None => Err(start),
-    };
-    let m = match polished {
-        Ok(m) => m,
-        Err(from) => minimize(&f, from, opts).map_err(|reason| AnalyticsError::FitFailed {
-            model: "BG/NBD",
-            reason,
-        })?,
-    };
+    let m = minimize_from(&f, start, sample_hessian.as_ref(), opts).map_err(|reason| AnalyticsError::FitFailed {
+        model: "BG/NBD",
+        reason,
+    })?;
     let th = &m.x;
     let params = BgNbdParams {
         r: th[0].exp(),

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bgnbd::{forward_hessian, observed_std_errors, BgNbdParams};
-use crate::optim::{minimize, newton_polish, FitOptions};
+use crate::optim::{minimize, minimize_from, FitOptions};
 use crate::special::{digamma, ln_gamma};
 use crate::{AnalyticsError, Result, TimeUnit};
 
@@ -167,17 +167,14 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
     };
     // As in BG/NBD: on a large base, fit a systematic sample of the sorted rows first, then
     // polish on all rows with Newton steps using the sample's curvature (L-BFGS otherwise).
-    let polished = match warm_start(&rows, opts) {
-        Some((start, hess)) => newton_polish(&f, start, &hess, opts),
-        None => Err(vec![0.1; 3]),
+    let (start, curvature) = match warm_start(&rows, opts) {
+        Some((start, hess)) => (start, Some(hess)),
+        None => (vec![0.1; 3], None),
     };
-    let res = match polished {
-        Ok(m) => m,
-        Err(from) => minimize(&f, from, opts).map_err(|reason| AnalyticsError::FitFailed {
-            model: "Gamma-Gamma",
-            reason,
-        })?,
-    };
+    let res = minimize_from(&f, start, curvature.as_ref(), opts).map_err(|reason| AnalyticsError::FitFailed {
+        model: "Gamma-Gamma",
+        reason,
+    })?;
     let th = &res.x;
     let params = GammaGammaParams {
         p: th[0].exp(),

@@ -201,6 +201,24 @@ pub(crate) fn newton_polish<const N: usize>(
     Err(best.map_or(x, |(_, b)| b))
 }
 
+/// Minimises `f` from a warm start: by [`newton_polish`] when the start comes with a curvature
+/// matrix, then L-BFGS from wherever the Newton steps stopped (or from the start without one).
+pub(crate) fn minimize_from<const N: usize>(
+    f: Objective<'_>,
+    start: Vec<f64>,
+    curvature: Option<&[[f64; N]; N]>,
+    opts: &FitOptions,
+) -> Result<Minimum, String> {
+    let from = match curvature {
+        Some(h) => match newton_polish(f, start, h, opts) {
+            Ok(m) => return Ok(m),
+            Err(best) => best,
+        },
+        None => start,
+    };
+    minimize(f, from, opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

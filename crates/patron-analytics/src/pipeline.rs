@@ -158,6 +158,18 @@ pub fn analyze(
     analyze_timed(orders, n_customers, as_of, extras, config).map(|(out, _)| out)
 }
 
+/// A model fit's outcome: data the model cannot be fitted to is a warning (and no model), not a
+/// failure of the run; other errors are passed on.
+fn fitted_or_warning<T>(result: Result<Option<T>>, warnings: &mut Vec<String>) -> Result<Option<T>> {
+    match result {
+        Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => {
+            warnings.push(e.to_string());
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// Runs `f`, returning its result and its wall time in milliseconds.
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = std::time::Instant::now();
@@ -227,27 +239,11 @@ pub fn analyze_timed(
     let rfm_result = rfm_result?;
     timings.push(StageTiming { stage: "rfm", ms: t_rfm });
     let mut warnings = Vec::new();
-    // Data that a model cannot be fitted to is a warning, not a failure of the run.
-    let model_failed = |e: &AnalyticsError| matches!(e, AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. });
-    let bg_fit = match bg_result {
-        Ok(f) => f,
-        Err(e) if model_failed(&e) => {
-            warnings.push(e.to_string());
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let bg_fit = fitted_or_warning(bg_result, &mut warnings)?;
     if let Some(f) = bg_fit.as_ref().filter(|f| !f.converged) {
         warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
     }
-    let gg_fit = match gg_result {
-        Ok(f) => f,
-        Err(e) if model_failed(&e) => {
-            warnings.push(e.to_string());
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let gg_fit = fitted_or_warning(gg_result, &mut warnings)?;
     if let Some(f) = &gg_fit {
         if !f.converged {
             warnings.push(format!("Gamma-Gamma did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
