@@ -786,17 +786,29 @@ fn summarize_customer(recs: &[Rec], ctx: &Ctx<'_>, scratch: &mut Scratch) -> Row
         );
         row.baseline_spend = baseline_spend as f64 * f64::from(cfg.recent_days) / exposure as f64;
     }
-    row.median_gap = median(&scratch.gaps, &mut scratch.sorted_gaps);
     row.last_return_day = last_return_day(
         &scratch.gaps,
         first_day,
         &cfg.churn,
         &mut scratch.sorted_gaps,
     );
+    // `last_return_day` leaves every gap in `sorted_gaps`, in order: the median is read off.
+    row.median_gap = sorted_median(&scratch.sorted_gaps);
     row
 }
 
+/// Median of sorted `values` (mean of the two middle ones for an even count); `None` when empty.
+fn sorted_median(values: &[u32]) -> Option<f64> {
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(f64::from(values[n / 2])),
+        _ => Some((f64::from(values[n / 2 - 1]) + f64::from(values[n / 2])) / 2.0),
+    }
+}
+
 /// Median of `values` (mean of the two middle ones for an even count); `None` when empty.
+#[cfg(test)]
 fn median(values: &[u32], buf: &mut Vec<u32>) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -827,11 +839,7 @@ fn last_return_day(
     let mut day = first_day;
     let mut result = None;
     for &g in gaps {
-        let prior_median = match sorted.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(f64::from(sorted[n / 2])),
-            n => Some((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0),
-        };
+        let prior_median = sorted_median(sorted);
         day += g as i32;
         if f64::from(g) > rule.threshold_days(prior_median) {
             result = Some(day);
@@ -946,6 +954,12 @@ mod tests {
         assert_eq!(median(&[5, 1, 3], &mut buf), Some(3.0));
         assert_eq!(median(&[5, 1, 3, 10], &mut buf), Some(4.0));
         assert_eq!(median(&[], &mut buf), None);
+        // The sorted gaps left by last_return_day give the same median.
+        for gaps in [vec![5u32, 1, 3], vec![5, 1, 3, 10], vec![7], vec![], vec![4, 4, 9, 1, 30, 2]] {
+            let mut sorted = Vec::new();
+            last_return_day(&gaps, 0, &ChurnRule::default(), &mut sorted);
+            assert_eq!(sorted_median(&sorted), median(&gaps, &mut buf), "{gaps:?}");
+        }
     }
 
     #[test]

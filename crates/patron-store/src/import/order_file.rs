@@ -712,6 +712,11 @@ struct FastLines<'a> {
     /// The previous line's date and its day.
     last_date: [u8; 10],
     last_day: i32,
+    /// The previous new date's (year, month), the day before its 1st, and its length: dates
+    /// change every line in a file grouped by customer, but mostly within a month.
+    last_month: (u32, u32),
+    month_base: i32,
+    month_len: u32,
 }
 
 impl<'a> FastLines<'a> {
@@ -720,7 +725,17 @@ impl<'a> FastLines<'a> {
             return None;
         }
         let at = [positions[CUSTOMER_ID]?, positions[DATE]?, positions[AMOUNT]?];
-        Some(FastLines { at, width, last_customer: &[], last_customer_id: 0, last_date: [0; 10], last_day: 0 })
+        Some(FastLines {
+            at,
+            width,
+            last_customer: &[],
+            last_customer_id: 0,
+            last_date: [0; 10],
+            last_day: 0,
+            last_month: (0, 0),
+            month_base: 0,
+            month_len: 0,
+        })
     }
 
     /// Reads one line if it is plain; false leaves it to the general path (nothing was added).
@@ -776,7 +791,15 @@ impl<'a> FastLines<'a> {
         let year = digit(0)? * 1000 + digit(1)? * 100 + digit(2)? * 10 + digit(3)?;
         let month = digit(5)? * 10 + digit(6)?;
         let dom = digit(8)? * 10 + digit(9)?;
-        self.last_day = civil_day(year as i32, month, dom)?;
+        if (year, month) != self.last_month {
+            let first = civil_day(year as i32, month, 1)?;
+            let next = if month == 12 { civil_day(year as i32 + 1, 1, 1)? } else { civil_day(year as i32, month + 1, 1)? };
+            (self.last_month, self.month_base, self.month_len) = ((year, month), first - 1, (next - first) as u32);
+        }
+        if dom == 0 || dom > self.month_len {
+            return None;
+        }
+        self.last_day = self.month_base + dom as i32;
         self.last_date.copy_from_slice(&b[..10]);
         Some(self.last_day)
     }
@@ -980,8 +1003,17 @@ mod tests {
         for v in ["2024-02-29", "2026-03-04 23:59:59", "2000-01-01T00:00"] {
             assert_eq!(fast.day(v.as_bytes()), fast_day(v, tz, &mut cache).ok(), "{v}");
         }
-        for v in ["2026-02-29", "2026-03-04Z", "2026/03/04", " 2026-03-04", "2026-03-04 24:00"] {
+        for v in ["2026-02-29", "2026-03-04Z", "2026/03/04", " 2026-03-04", "2026-03-04 24:00", "2026-03-00", "2026-04-31", "9999-12-32"] {
             assert_eq!(fast.day(v.as_bytes()), None, "{v}");
+        }
+        // Every day of a few years through the month cache, in and out of order.
+        let mut date = chrono::NaiveDate::from_ymd_opt(2023, 11, 1).unwrap();
+        while date < chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap() {
+            for d in [date, date - chrono::Days::new(40), date] {
+                let v = d.format("%Y-%m-%d").to_string();
+                assert_eq!(fast.day(v.as_bytes()), Some(patron_analytics::day_number(d)), "{v}");
+            }
+            date = date.succ_opt().unwrap();
         }
     }
 
