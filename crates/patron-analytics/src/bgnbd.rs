@@ -16,8 +16,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{minimize, minimize_from, FitOptions};
-use crate::special::{digamma, hyp2f1_scaled, ln_gamma};
+use crate::optim::{minimize, newton, FitOptions};
+use crate::special::{digamma, hyp2f1_scaled, ln_gamma, trigamma};
 use crate::summary::CustomerSummaries;
 use crate::{AnalyticsError, Result, TimeUnit};
 
@@ -260,6 +260,44 @@ fn objective(theta: &[f64], rows: &BtydRows, tt: &TimeTable, total_weight: f64) 
 
 /// Total log-likelihood and its gradient w.r.t. (ln r, ln α, ln a, ln b).
 fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, [f64; 4]) {
+    let (s, p) = likelihood_pass::<false>(theta, rows, tt);
+    (s[0], [s[1] * p[0], s[2] * p[1], s[3] * p[2], s[4] * p[3]])
+}
+
+/// Total log-likelihood with its gradient and Hessian w.r.t. (ln r, ln α, ln a, ln b), in one
+/// pass: Newton steps with the exact Hessian reach the optimum in about three passes, and the
+/// last one's Hessian gives the standard errors (by differences of gradients that took five).
+fn log_likelihood_hessian(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, [f64; 4], [[f64; 4]; 4]) {
+    let (s, p) = likelihood_pass::<true>(theta, rows, tt);
+    let g = [s[1], s[2], s[3], s[4]];
+    // Natural-parameter second derivatives, upper triangle row by row.
+    let mut h = [[0.0; 4]; 4];
+    let mut k = 5;
+    for i in 0..4 {
+        for j in i..4 {
+            h[i][j] = s[k];
+            h[j][i] = s[k];
+            k += 1;
+        }
+    }
+    // To log-parameters θ = ln p: ∂²/∂θi∂θj = p_i p_j ∂²/∂p_i∂p_j + [i = j] p_i ∂/∂p_i.
+    let mut ht = [[0.0; 4]; 4];
+    for i in 0..4 {
+        for j in 0..4 {
+            ht[i][j] = p[i] * p[j] * h[i][j] + if i == j { p[i] * g[i] } else { 0.0 };
+        }
+    }
+    (s[0], [g[0] * p[0], g[1] * p[1], g[2] * p[2], g[3] * p[3]], ht)
+}
+
+/// One pass over the rows at log-parameters `theta`: the sums of the log-likelihood, its
+/// first derivatives in the natural parameters (r, α, a, b) and, with `HESS`, its second
+/// derivatives (rr, rα, ra, rb, αα, αa, αb, aa, ab, bb). Also returns (r, α, a, b).
+///
+/// Per row, ll = A + ln(e^a3 + e^a4) (x > 0) or A + a3 (x = 0), with A the terms in x alone,
+/// a3 = −(r+x) ln(α+T) and a4 = ln a − ln(b+x−1) − (r+x) ln(α+t_x). With the weights
+/// w3, w4 = e^(a3|a4 − lse), the log-sum-exp's Hessian is w3 H3 + w4 H4 + w3 w4 d dᵀ, d = ∇a3 − ∇a4.
+fn likelihood_pass<const HESS: bool>(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> ([f64; 15], [f64; 4]) {
     let (r, alpha, a, b) = (
         theta[0].exp(),
         theta[1].exp(),
@@ -269,7 +307,9 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
     let ln_alpha = alpha.ln();
     let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
     let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
+    let (tg_r, tg_b, tg_ab) = if HESS { (trigamma(r), trigamma(b), trigamma(a + b)) } else { (0.0, 0.0, 0.0) };
     let ln_a = a.ln();
+    let (inv_alpha, inv_a) = (1.0 / alpha, 1.0 / a);
     let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt
         .values
         .iter()
@@ -284,6 +324,10 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
         db: f64,
         ln_a_bx1: f64,
         inv_bx1: f64,
+        /// Second derivatives of the x-only terms: rr, aa (= ab), bb.
+        hrr: f64,
+        haa: f64,
+        hbb: f64,
     }
     let x_const = |x: u32| -> XConst {
         if x == 0 {
@@ -295,10 +339,19 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
                 db: 0.0,
                 ln_a_bx1: 0.0,
                 inv_bx1: 0.0,
+                hrr: 0.0,
+                haa: 0.0,
+                hbb: 0.0,
             };
         }
         let xf = f64::from(x);
         let bx1 = b + xf - 1.0;
+        let (hrr, haa, hbb) = if HESS {
+            let tg_abx = trigamma(a + b + xf);
+            (trigamma(r + xf) - tg_r, tg_ab - tg_abx, tg_ab + trigamma(b + xf) - tg_b - tg_abx)
+        } else {
+            (0.0, 0.0, 0.0)
+        };
         XConst {
             x,
             a12: ln_gamma(r + xf) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + xf)
@@ -309,15 +362,18 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
             db: dg_ab + digamma(b + xf) - dg_b - digamma(a + b + xf),
             ln_a_bx1: ln_a - bx1.ln(),
             inv_bx1: 1.0 / bx1,
+            hrr,
+            haa,
+            hbb,
         }
     };
 
-    let partial: Vec<[f64; 5]> = (0..rows.len())
+    let partial: Vec<[f64; 15]> = (0..rows.len())
         .into_par_iter()
         .step_by(CHUNK)
         .map(|start| {
             let end = (start + CHUNK).min(rows.len());
-            let mut acc = [0.0f64; 5];
+            let mut acc = [0.0f64; 15];
             let mut xc = x_const(rows.x[start]);
             for i in start..end {
                 let x = rows.x[i];
@@ -331,7 +387,11 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
                 if x == 0 {
                     acc[0] += w * (xc.a12 + a3);
                     acc[1] += w * (xc.dr - lt);
-                    acc[2] += w * (r / alpha - s * it);
+                    acc[2] += w * (r * inv_alpha - s * it);
+                    if HESS {
+                        acc[6] += w * (inv_alpha - it);
+                        acc[9] += w * (-r * inv_alpha * inv_alpha + s * it * it);
+                    }
                     continue;
                 }
                 let (ltx, itx) = (log_t[tt.tx_idx[i] as usize], inv_t[tt.tx_idx[i] as usize]);
@@ -347,21 +407,35 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
                 let (w3, w4) = if a3 >= a4 { (w_big, e * w_big) } else { (e * w_big, w_big) };
                 acc[0] += w * (xc.a12 + lse);
                 acc[1] += w * (xc.dr - w3 * lt - w4 * ltx);
-                acc[2] += w * (r / alpha - s * (w3 * it + w4 * itx));
-                acc[3] += w * (xc.da + w4 / a);
+                acc[2] += w * (r * inv_alpha - s * (w3 * it + w4 * itx));
+                acc[3] += w * (xc.da + w4 * inv_a);
                 acc[4] += w * (xc.db - w4 * xc.inv_bx1);
+                if HESS {
+                    let w34 = w3 * w4;
+                    let d = [ltx - lt, s * (itx - it), -inv_a, xc.inv_bx1];
+                    acc[5] += w * (xc.hrr + w34 * d[0] * d[0]);
+                    acc[6] += w * (inv_alpha - w3 * it - w4 * itx + w34 * d[0] * d[1]);
+                    acc[7] += w * (w34 * d[0] * d[2]);
+                    acc[8] += w * (w34 * d[0] * d[3]);
+                    acc[9] += w * (-r * inv_alpha * inv_alpha + s * (w3 * it * it + w4 * itx * itx) + w34 * d[1] * d[1]);
+                    acc[10] += w * (w34 * d[1] * d[2]);
+                    acc[11] += w * (w34 * d[1] * d[3]);
+                    acc[12] += w * (xc.haa - w4 * inv_a * inv_a + w34 * d[2] * d[2]);
+                    acc[13] += w * (xc.haa + w34 * d[2] * d[3]);
+                    acc[14] += w * (xc.hbb + w4 * xc.inv_bx1 * xc.inv_bx1 + w34 * d[3] * d[3]);
+                }
             }
             acc
         })
         .collect();
     // Fixed summation order: deterministic regardless of scheduling.
-    let mut tot = [0.0f64; 5];
+    let mut tot = [0.0f64; 15];
     for p in &partial {
-        for k in 0..5 {
+        for k in 0..15 {
             tot[k] += p[k];
         }
     }
-    (tot[0], [tot[1] * r, tot[2] * alpha, tot[3] * a, tot[4] * b])
+    (tot, [r, alpha, a, b])
 }
 
 /// Fits BG/NBD by maximum likelihood on aggregated rows (time unit = the rows' unit).
@@ -393,15 +467,24 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
         });
     }
     let scale = 1.0 / max_age;
-    let (start, sample_hessian) = warm_start(rows, scale, opts);
+    let start = warm_start(rows, scale, opts);
     let tt = TimeTable::new(&rows.t_x, &rows.age, scale);
     let f = |theta: &[f64]| objective(theta, rows, &tt, total_weight);
-    // From a sample fit, Newton steps with the sample's curvature usually reach the optimum in
-    // a handful of passes over the data; L-BFGS takes over if they do not.
-    let m = minimize_from(&f, start, sample_hessian.as_ref(), opts).map_err(|reason| AnalyticsError::FitFailed {
-        model: "BG/NBD",
-        reason,
-    })?;
+    // The mean negative log-likelihood with its Hessian, in one pass.
+    let with_hessian = |theta: &[f64]| {
+        let (ll, g, h) = log_likelihood_hessian(theta, rows, &tt);
+        (-ll / total_weight, g.map(|v| -v / total_weight), h.map(|row| row.map(|v| -v / total_weight)))
+    };
+    // From a sample fit, Newton steps reach the optimum in about three passes over the data;
+    // L-BFGS takes over if they do not (and the Hessian is then computed at its optimum).
+    let (m, hess) = match newton(with_hessian, start, opts, "Newton steps converged") {
+        Ok(found) => found,
+        Err(best) => {
+            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed { model: "BG/NBD", reason })?;
+            let hess = with_hessian(&m.x).2;
+            (m, hess)
+        }
+    };
     let th = &m.x;
     let params = BgNbdParams {
         r: th[0].exp(),
@@ -414,13 +497,15 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
         .map(|i| rows.weight[i] * f64::from(rows.x[i]))
         .sum();
     let log_likelihood = -m.cost * total_weight + sum_wx * scale.ln();
-    let std_errors =
-        observed_std_errors(th, |t| log_likelihood_sums(t, rows, &tt).1).map(|se| BgNbdParams {
-            r: params.r * se[0],
-            alpha: params.alpha * se[1],
-            a: params.a * se[2],
-            b: params.b * se[3],
-        });
+    // The observed information of the total log-likelihood; the time scale changes only
+    // ln α, by a constant, so the log-parameters' standard errors are the same in any unit.
+    let info = hess.map(|row| row.map(|v| v * total_weight));
+    let std_errors = std_errors_from_information(info).map(|se| BgNbdParams {
+        r: params.r * se[0],
+        alpha: params.alpha * se[1],
+        a: params.a * se[2],
+        b: params.b * se[3],
+    });
     Ok(BgNbdFit {
         params,
         log_likelihood,
@@ -443,8 +528,8 @@ const WARM_START_ROWS: usize = 50_000;
 /// every part of the (x, t_x, T) range is represented): the full fit then only polishes it,
 /// in a third of the likelihood evaluations. The estimate is still the full data's optimum to
 /// the optimiser's tolerance; the sample only moves where the search begins.
-fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> (Vec<f64>, Option<[[f64; 4]; 4]>) {
-    let cold = (vec![0.1; 4], None);
+fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> Vec<f64> {
+    let cold = vec![0.1; 4];
     if rows.len() <= WARM_START_ROWS {
         return cold;
     }
@@ -462,17 +547,8 @@ fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> (Vec<f64>, Opti
     let tt = TimeTable::new(&sample.t_x, &sample.age, scale);
     let weight = sample.customers();
     let f = |theta: &[f64]| objective(theta, &sample, &tt, weight);
-    match minimize(&f, cold.0.clone(), opts) {
-        Ok(m) if m.x.iter().all(|v| v.is_finite()) => {
-            // The sample's curvature at its optimum (of the mean objective, so on the full
-            // data's scale): the full fit's Newton steps reuse it.
-            let hess = forward_hessian(&m.x, |t| {
-                let g = objective(t, &sample, &tt, weight).1;
-                [g[0], g[1], g[2], g[3]]
-            });
-            let usable = hess.iter().flatten().all(|v| v.is_finite());
-            (m.x, usable.then_some(hess))
-        }
+    match minimize(&f, cold.clone(), opts) {
+        Ok(m) if m.x.iter().all(|v| v.is_finite()) => m.x,
         _ => cold,
     }
 }
@@ -488,7 +564,13 @@ pub(crate) fn observed_std_errors<const N: usize>(
     grad: impl Fn(&[f64]) -> [f64; N],
 ) -> Option<[f64; N]> {
     // The information is minus the Hessian of the log-likelihood.
-    let info = forward_hessian(theta, |t| grad(t).map(|g| -g));
+    std_errors_from_information(forward_hessian(theta, |t| grad(t).map(|g| -g)))
+}
+
+/// Standard errors from the observed information matrix (minus the log-likelihood's Hessian):
+/// the square roots of its inverse's diagonal; `None` if it is singular or not positive there.
+#[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
+pub(crate) fn std_errors_from_information<const N: usize>(info: [[f64; N]; N]) -> Option<[f64; N]> {
     let inv = invert(info)?;
     let mut se = [0.0; N];
     for i in 0..N {
@@ -732,6 +814,33 @@ mod tests {
             .map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.t_x[i] * s, rows.age[i] * s))
             .sum();
         assert!((direct - log_likelihood_sums(&theta, &rows, &tt).0).abs() < 1e-10);
+    }
+
+    #[test]
+    fn hessian_matches_central_differences_of_the_gradient() {
+        let rows = BtydRows::aggregate(
+            &[0, 0, 1, 3, 7, 2, 12, 1],
+            &[0.0, 0.0, 5.0, 20.0, 30.5, 1.0, 37.0, 36.0],
+            &[10.0, 35.0, 30.0, 31.0, 38.0, 2.0, 38.0, 36.5],
+        )
+        .unwrap();
+        let tt = TimeTable::new(&rows.t_x, &rows.age, 1.0 / 38.0);
+        for theta in [[-0.3, 0.2, -0.1, 0.4], [-1.4, -2.0, -0.2, 0.9], [0.5, 1.5, 1.0, -1.0]] {
+            let (ll, g, h) = log_likelihood_hessian(&theta, &rows, &tt);
+            let (ll0, g0) = log_likelihood_sums(&theta, &rows, &tt);
+            assert_eq!((ll, g), (ll0, g0), "the Hessian pass gives the same value and gradient");
+            for j in 0..4 {
+                let step = 1e-5;
+                let (mut up, mut dn) = (theta, theta);
+                up[j] += step;
+                dn[j] -= step;
+                let (gu, gd) = (log_likelihood_sums(&up, &rows, &tt).1, log_likelihood_sums(&dn, &rows, &tt).1);
+                for i in 0..4 {
+                    let num = (gu[i] - gd[i]) / (2.0 * step);
+                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -151,42 +151,38 @@ pub(crate) fn minimize(
     })
 }
 
-/// Polishes `x0`, a point near the optimum, by Newton steps that reuse one curvature matrix
-/// `hess` (e.g. the Hessian of the objective on a sample of the data, at the sample's
-/// optimum): each step is one evaluation of `f`. Near the optimum the error shrinks each step
-/// by about the relative difference between `hess` and the true Hessian, so a few steps reach
-/// what L-BFGS reaches in many more evaluations. Stops as [`minimize`] does (gradient norm
-/// below `gradient_tolerance`, or a step gaining less than `cost_tolerance` once the gradient
-/// is below `converged_gradient`). `Err` with the best point so far when the steps stop
-/// shrinking the gradient (the caller goes on with L-BFGS from there).
-pub(crate) fn newton_polish<const N: usize>(
-    f: Objective<'_>,
+/// Minimises `f` (value, gradient and Hessian at a point) by Newton steps from `x0`, a point
+/// near the optimum: each step is one evaluation. With the exact Hessian the error squares each
+/// step; with a fixed curvature matrix (see [`newton_polish`]) it shrinks by about the relative
+/// difference to the true Hessian. Stops as [`minimize`] does (gradient norm below
+/// `gradient_tolerance`, or a step gaining less than `cost_tolerance` once the gradient is below
+/// `converged_gradient`) and returns the minimum with the Hessian there; `Err` with the best
+/// point so far when a step is not downhill or the steps stop shrinking the gradient (the
+/// caller goes on with L-BFGS from there).
+pub(crate) fn newton<const N: usize>(
+    f: impl Fn(&[f64]) -> (f64, [f64; N], [[f64; N]; N]),
     x0: Vec<f64>,
-    hess: &[[f64; N]; N],
     opts: &FitOptions,
-) -> Result<Minimum, Vec<f64>> {
+    converged: &str,
+) -> Result<(Minimum, [[f64; N]; N]), Vec<f64>> {
     const MAX_STEPS: u64 = 30;
-    let Some(inv) = crate::bgnbd::invert(*hess) else { return Err(x0) };
+    if x0.len() != N {
+        return Err(x0);
+    }
     let mut x = x0;
     let mut best: Option<(f64, Vec<f64>)> = None;
     let mut prev_cost = f64::INFINITY;
     for step in 0..MAX_STEPS {
-        let (cost, grad) = f(&x);
-        if x.len() != N || grad.len() != N || !cost.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        let (cost, grad, hess) = f(&x);
+        if !cost.is_finite() || grad.iter().chain(hess.iter().flatten()).any(|g| !g.is_finite()) {
             break;
         }
         let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         let done = gradient_norm < opts.gradient_tolerance
             || (gradient_norm < opts.converged_gradient && (prev_cost - cost).abs() < opts.cost_tolerance);
         if done {
-            return Ok(Minimum {
-                x,
-                cost,
-                gradient_norm,
-                iterations: step,
-                termination: "Newton steps with the sample fit's curvature converged".into(),
-                evaluations: step + 1,
-            });
+            let m = Minimum { x, cost, gradient_norm, iterations: step, termination: converged.into(), evaluations: step + 1 };
+            return Ok((m, hess));
         }
         match &best {
             // Not contracting: the curvature does not fit this objective well enough.
@@ -194,11 +190,34 @@ pub(crate) fn newton_polish<const N: usize>(
             _ => best = Some((gradient_norm, x.clone())),
         }
         prev_cost = cost;
-        for (i, xi) in x.iter_mut().enumerate() {
-            *xi -= (0..N).map(|j| inv[i][j] * grad[j]).sum::<f64>();
+        let Some(inv) = crate::bgnbd::invert(hess) else { break };
+        let delta: [f64; N] = std::array::from_fn(|i| -(0..N).map(|j| inv[i][j] * grad[j]).sum::<f64>());
+        // Not downhill: the curvature is not positive definite here (far from the optimum).
+        if delta.iter().zip(&grad).map(|(d, g)| d * g).sum::<f64>() >= 0.0 {
+            break;
+        }
+        for (xi, d) in x.iter_mut().zip(delta) {
+            *xi += d;
         }
     }
     Err(best.map_or(x, |(_, b)| b))
+}
+
+/// [`newton`] with one curvature matrix `hess` for every step (e.g. the Hessian of the
+/// objective on a sample of the data, at the sample's optimum), for objectives that give only
+/// value and gradient.
+pub(crate) fn newton_polish<const N: usize>(
+    f: Objective<'_>,
+    x0: Vec<f64>,
+    hess: &[[f64; N]; N],
+    opts: &FitOptions,
+) -> Result<Minimum, Vec<f64>> {
+    let with_curvature = |x: &[f64]| {
+        let (v, g) = f(x);
+        let g: [f64; N] = std::array::from_fn(|i| g.get(i).copied().unwrap_or(f64::NAN));
+        (v, g, *hess)
+    };
+    newton(with_curvature, x0, opts, "Newton steps with the sample fit's curvature converged").map(|(m, _)| m)
 }
 
 /// Minimises `f` from a warm start: by [`newton_polish`] when the start comes with a curvature

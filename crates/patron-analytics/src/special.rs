@@ -98,6 +98,29 @@ pub fn digamma(x: f64) -> f64 {
     acc + z.ln() - 0.5 / z - series
 }
 
+/// Trigamma ψ₁(x) = d²/dx² ln Γ(x) for x > 0 (NaN otherwise): the recurrence
+/// ψ₁(x) = ψ₁(x + 1) + 1/x² up to x ≥ 10, then the asymptotic series (Abramowitz & Stegun 6.4.12).
+pub fn trigamma(x: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return f64::NAN;
+    }
+    let mut z = x;
+    let mut acc = 0.0;
+    while z < 10.0 {
+        acc += 1.0 / (z * z);
+        z += 1.0;
+    }
+    let z2 = 1.0 / (z * z);
+    // Bernoulli terms B_2k / z^(2k+1).
+    let series = z2
+        * (1.0 / 6.0
+            - z2 * (1.0 / 30.0
+                - z2 * (1.0 / 42.0
+                    - z2 * (1.0 / 30.0 - z2 * (5.0 / 66.0 - z2 * (691.0 / 2730.0 - z2 * (7.0 / 6.0 - z2 * 3617.0 / 510.0)))))))
+        / z;
+    acc + 1.0 / z + 0.5 * z2 + series
+}
+
 /// ln B(a, b) = ln Γ(a) + ln Γ(b) − ln Γ(a+b) for a, b > 0.
 pub fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
@@ -280,6 +303,22 @@ mod tests {
         assert!(rel(lg, (2.0 * PI.sqrt()).ln()) < 1e-14);
         assert_eq!(recip_gamma(-3.0), 0.0);
         assert!(rel(recip_gamma(-1.5), 3.0 / (4.0 * PI.sqrt())) < 1e-13);
+    }
+
+    #[test]
+    fn trigamma_known_values_and_derivative_of_digamma() {
+        let pi2 = PI * PI;
+        assert!((trigamma(1.0) - pi2 / 6.0).abs() < 1e-14);
+        assert!((trigamma(0.5) - pi2 / 2.0).abs() < 1e-13);
+        // ψ₁(10) = π²/6 − Σ_{k<10} 1/k² = 0.10516633568168574612… (30-digit decimal arithmetic).
+        assert!((trigamma(10.0) - 0.105_166_335_681_685_75).abs() < 1e-15, "{}", trigamma(10.0));
+        for x in [0.01, 0.3, 2.5, 7.9, 10.0, 55.5, 1e4] {
+            let h = 1e-5 * x;
+            let num = (digamma(x + h) - digamma(x - h)) / (2.0 * h);
+            assert!((trigamma(x) - num).abs() < 1e-6 * trigamma(x), "{x}");
+            assert!((trigamma(x) - trigamma(x + 1.0) - 1.0 / (x * x)).abs() < 1e-12 * trigamma(x), "{x}");
+        }
+        assert!(trigamma(0.0).is_nan() && trigamma(-1.5).is_nan());
     }
 
     #[test]

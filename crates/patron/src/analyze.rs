@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, TimeUnit};
-use patron_store::import::order_file::{read_order_file, OrderFile, OrderFileOptions};
+use patron_store::import::order_file::{read_order_bytes, read_order_file, OrderFile, OrderFileOptions};
 use patron_store::import::{write_rejections, Encoding};
 use patron_store::users::Actor;
 use patron_store::Store;
@@ -128,8 +128,7 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
             eprint!("\rreading: {n} rows");
         }
     };
-    let read = read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), &name, &opts, &progress)
-        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let read = read_orders(file, &name, &opts, &progress).map_err(|e| anyhow!("{name}: {e}"))?;
     if !quiet {
         eprintln!();
     }
@@ -173,6 +172,28 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     std::mem::forget(read);
     std::mem::forget(out);
     Ok(code)
+}
+
+/// Reads the orders file: a regular UTF-8 CSV file is mapped into memory and parsed in place
+/// (copying 200 MB through `read` was a tenth of the reading); anything else (a pipe, JSON
+/// lines, GB18030) streams through the reader.
+fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> patron_store::Result<OrderFile> {
+    let regular = file.metadata().map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
+    if regular {
+        // SAFETY: the mapping is only read, and only while this function runs. Should another
+        // process truncate the file meanwhile, reading the lost pages raises SIGBUS (the
+        // process ends; nothing has been written yet); should it rewrite the file, the rows
+        // read may mix old and new bytes, as they could when reading with `read` as it changes.
+        if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            let _ = map.advise(memmap2::Advice::Sequential);
+            if let Some(read) = read_order_bytes(&map, name, opts, progress)? {
+                return Ok(read);
+            }
+        }
+    }
+    let mut file = file;
+    std::io::Seek::rewind(&mut file)?;
+    read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), name, opts, progress)
 }
 
 fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {

@@ -323,6 +323,22 @@ pub fn read_order_file(input: Box<dyn Read + Send>, file_name: &str, opts: &Orde
     Ok(out)
 }
 
+/// [`read_order_file`] for a file whose bytes are in memory, typically mapped: CSV in UTF-8 (with
+/// or without a BOM) is parsed straight from `bytes`, without the copy a reader makes. `Ok(None)`
+/// when the file needs the streaming reader instead (JSON lines, or an encoding to transcode).
+pub fn read_order_bytes(bytes: &[u8], file_name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<Option<OrderFile>> {
+    if Format::from_file_name(file_name) != Format::Csv {
+        return Ok(None);
+    }
+    let (encoding, bom) = source::sniff(&bytes[..bytes.len().min(source::SNIFF)], opts.encoding);
+    if encoding != Encoding::Utf8 {
+        return Ok(None);
+    }
+    let mut out = read_csv_bytes(&bytes[if bom { 3 } else { 0 }..], opts, progress, BLOCK)?;
+    out.encoding = encoding;
+    Ok(Some(out))
+}
+
 fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
     let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
@@ -361,42 +377,107 @@ const BLOCK: usize = 16 << 20;
 /// The CSV fast path: blocks cut at record boundaries (newlines outside quotes), each split into
 /// pieces parsed in parallel, merged in file order so customers are numbered as they appear.
 fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize) -> Result<OrderFile> {
-    use rayon::prelude::*;
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
     let eof = fill(&mut reader, &mut buf, block_size)?;
-    // The header: parse the first record of the first block.
-    let (headers, header_end) = {
-        let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf.as_slice());
+    let layout = CsvLayout::from_header(&buf, eof, block_size, opts)?;
+    buf.drain(..layout.header_end.min(buf.len()));
+    // A thread reads and cuts blocks while this one parses them (see `parse_blocks`).
+    std::thread::scope(|scope| {
+        let (block_tx, block_rx) = std::sync::mpsc::sync_channel::<BlockMsg<Vec<u8>>>(1);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        scope.spawn(move || read_blocks(reader, buf, eof, block_size, &block_tx, &free_rx));
+        // The reader reuses the buffers (fresh memory costs page faults).
+        parse_blocks(&layout, opts, progress, block_rx, |block| {
+            let _ = free_tx.send(block);
+        })
+    })
+}
+
+/// [`read_csv`] over bytes already in memory (a mapped file): the blocks are slices of `bytes`,
+/// so nothing is copied before parsing.
+fn read_csv_bytes(bytes: &[u8], opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize) -> Result<OrderFile> {
+    let head = &bytes[..bytes.len().min(block_size)];
+    let layout = CsvLayout::from_header(head, head.len() == bytes.len(), block_size, opts)?;
+    let mut rest = &bytes[layout.header_end.min(bytes.len())..];
+    let blocks = std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut window = block_size;
+        loop {
+            if window >= rest.len() {
+                return Some(BlockMsg::Block(std::mem::take(&mut rest)));
+            }
+            let cut = record_boundary(&rest[..window]);
+            if cut > 0 {
+                let (block, tail) = rest.split_at(cut);
+                rest = tail;
+                return Some(BlockMsg::Block(block));
+            }
+            if window > 512 << 20 {
+                rest = &[];
+                return Some(BlockMsg::RecordTooLarge);
+            }
+            // No record ends within the window: widen it.
+            window *= 2;
+        }
+    });
+    parse_blocks(&layout, opts, progress, blocks, |_| {})
+}
+
+/// Where the fields are in a CSV file's records, from its header row.
+struct CsvLayout {
+    /// Column of each field of [`ORDER_FILE_SPEC`].
+    positions: Vec<Option<usize>>,
+    /// The header of each field as written (for rejection reports).
+    names: Vec<String>,
+    /// Columns in the header.
+    width: usize,
+    /// Where the first data record starts.
+    header_end: usize,
+}
+
+impl CsvLayout {
+    /// Reads the header row at the start of `buf` (the first `block_size` bytes of the input, or
+    /// all of it when `eof`).
+    fn from_header(buf: &[u8], eof: bool, block_size: usize, opts: &OrderFileOptions) -> Result<CsvLayout> {
+        let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf);
         let h = r.headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?.clone();
-        let end = r.position().byte() as usize;
-        (h.iter().map(str::to_owned).collect::<Vec<String>>(), end)
-    };
-    if headers.iter().all(|h| h.trim().is_empty()) {
-        return Err(StoreError::File("the file is empty or has no header row".into()));
+        let header_end = r.position().byte() as usize;
+        let headers: Vec<String> = h.iter().map(str::to_owned).collect();
+        if headers.iter().all(|h| h.trim().is_empty()) {
+            return Err(StoreError::File("the file is empty or has no header row".into()));
+        }
+        if !eof && header_end >= buf.len() {
+            return Err(StoreError::File(format!("the header row is longer than {block_size} bytes")));
+        }
+        let columns = Columns::resolve_with(&headers, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+        Ok(CsvLayout { positions: columns.positions(), names: columns.source_names.clone(), width: headers.len(), header_end })
     }
-    if !eof && header_end >= buf.len() {
-        return Err(StoreError::File(format!("the header row is longer than {block_size} bytes")));
-    }
-    let columns = Columns::resolve_with(&headers, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
-    let positions = columns.positions();
-    let names = columns.source_names.clone();
-    let width = headers.len();
-    buf.drain(..header_end.min(buf.len()));
-    let mut rej = Rejections { names, list: Vec::new(), count: 0, rows: Default::default() };
+}
+
+/// Parses blocks of whole records in order. Three stages run at once: something produces the
+/// blocks (a reading thread, or slices of a mapped file), this thread parses each block on all
+/// cores, and a thread numbers the parsed pieces' customers into the file-wide lists (serial
+/// work that, run in line, left a core idle). `done` gets each block back once it is parsed.
+fn parse_blocks<B: AsRef<[u8]>>(
+    layout: &CsvLayout,
+    opts: &OrderFileOptions,
+    progress: &dyn Fn(u64),
+    blocks: impl IntoIterator<Item = BlockMsg<B>>,
+    mut done: impl FnMut(B),
+) -> Result<OrderFile> {
+    use rayon::prelude::*;
+    let CsvLayout { positions, width, .. } = layout;
+    let (positions, width) = (positions.as_slice(), *width);
+    let mut rej = Rejections { names: layout.names.clone(), list: Vec::new(), count: 0, rows: Default::default() };
     // Records before the current block, plus the header row: the spreadsheet row of a record.
     let mut rows_before: u64 = 1;
     let pieces_per_block = rayon::current_num_threads().max(1) * 4;
     let keep_category = positions[CATEGORY].is_some();
     let keep_flags = positions[DISCOUNT].is_some() || positions[PROMO].is_some();
-    // Three stages run at once: a thread reads and cuts blocks, this thread parses each block on
-    // all cores, and a thread numbers the parsed pieces' customers into the file-wide lists. The
-    // reading and the numbering are serial, and while they ran alone a core sat idle (a fifth of
-    // the reading time on two cores).
     std::thread::scope(|scope| {
-        let (block_tx, block_rx) = std::sync::mpsc::sync_channel::<BlockMsg>(1);
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let (piece_tx, piece_rx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(2);
-        scope.spawn(move || read_blocks(reader, buf, eof, block_size, &block_tx, &free_rx));
         let merger = scope.spawn(move || {
             let mut b = Builder::new(Cols::new(0, keep_category, keep_flags));
             for pieces in piece_rx {
@@ -407,7 +488,7 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
             b
         });
         let mut failed = None;
-        for msg in block_rx {
+        for msg in blocks {
             let block = match msg {
                 BlockMsg::Block(block) => block,
                 BlockMsg::Failed(e) => {
@@ -422,9 +503,10 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
                     break;
                 }
             };
-            let bounds = split_points(&block, pieces_per_block);
+            let bytes = block.as_ref();
+            let bounds = split_points(bytes, pieces_per_block);
             let mut parsed: Vec<Piece> =
-                bounds.par_windows(2).map(|w| parse_piece(&block[w[0]..w[1]], &positions, width, opts.tz)).collect();
+                bounds.par_windows(2).map(|w| parse_piece(&bytes[w[0]..w[1]], positions, width, opts.tz)).collect();
             for piece in &mut parsed {
                 for (local, e) in std::mem::take(&mut piece.errors) {
                     let row = rows_before + local;
@@ -439,8 +521,7 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
             if piece_tx.send(parsed).is_err() {
                 break; // the merger panicked; join() below passes the panic on
             }
-            // The reader reuses the buffer (fresh memory costs page faults).
-            let _ = free_tx.send(block);
+            done(block);
         }
         drop(piece_tx);
         let mut b = merger.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -452,9 +533,9 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
     })
 }
 
-/// What the reading thread of [`read_csv`] sends: a block of whole records, or why it stopped.
-enum BlockMsg {
-    Block(Vec<u8>),
+/// A block of whole records, or why no more come.
+enum BlockMsg<B> {
+    Block(B),
     Failed(StoreError),
     /// No record ends within 512 MiB.
     RecordTooLarge,
@@ -467,7 +548,7 @@ fn read_blocks(
     mut buf: Vec<u8>,
     mut eof: bool,
     block_size: usize,
-    out: &std::sync::mpsc::SyncSender<BlockMsg>,
+    out: &std::sync::mpsc::SyncSender<BlockMsg<Vec<u8>>>,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
@@ -712,11 +793,6 @@ struct FastLines<'a> {
     /// The previous line's date and its day.
     last_date: [u8; 10],
     last_day: i32,
-    /// The previous new date's (year, month), the day before its 1st, and its length: dates
-    /// change every line in a file grouped by customer, but mostly within a month.
-    last_month: (u32, u32),
-    month_base: i32,
-    month_len: u32,
 }
 
 impl<'a> FastLines<'a> {
@@ -732,9 +808,6 @@ impl<'a> FastLines<'a> {
             last_customer_id: 0,
             last_date: [0; 10],
             last_day: 0,
-            last_month: (0, 0),
-            month_base: 0,
-            month_len: 0,
         })
     }
 
@@ -791,18 +864,41 @@ impl<'a> FastLines<'a> {
         let year = digit(0)? * 1000 + digit(1)? * 100 + digit(2)? * 10 + digit(3)?;
         let month = digit(5)? * 10 + digit(6)?;
         let dom = digit(8)? * 10 + digit(9)?;
-        if (year, month) != self.last_month {
-            let first = civil_day(year as i32, month, 1)?;
-            let next = if month == 12 { civil_day(year as i32 + 1, 1, 1)? } else { civil_day(year as i32, month + 1, 1)? };
-            (self.last_month, self.month_base, self.month_len) = ((year, month), first - 1, (next - first) as u32);
-        }
-        if dom == 0 || dom > self.month_len {
-            return None;
-        }
-        self.last_day = self.month_base + dom as i32;
+        self.last_day = month_day(year as i32, month, dom)?;
         self.last_date.copy_from_slice(&b[..10]);
         Some(self.last_day)
     }
+}
+
+/// First year of [`MONTH_STARTS`].
+const TABLE_FIRST_YEAR: i32 = 1900;
+/// Years covered by [`MONTH_STARTS`] (1900–2199).
+const TABLE_YEARS: usize = 300;
+
+/// The day number of the 1st of every month of 1900–2199, and of 2200-01-01 (so each month's
+/// length is the difference to the next entry). In a file grouped by customer the month changes
+/// on most lines, and computing its start there was 2 % of a whole analysis run.
+static MONTH_STARTS: [i32; TABLE_YEARS * 12 + 1] = {
+    let mut t = [0; TABLE_YEARS * 12 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        let year = TABLE_FIRST_YEAR + (i / 12) as i32;
+        t[i] = days_from_civil(year, (i % 12) as u32 + 1, 1);
+        i += 1;
+    }
+    t
+};
+
+/// The day number of a date: from [`MONTH_STARTS`] within its years, else by [`civil_day`];
+/// `None` for an invalid date.
+fn month_day(year: i32, month: u32, day: u32) -> Option<i32> {
+    let offset = year.wrapping_sub(TABLE_FIRST_YEAR) as usize;
+    if offset >= TABLE_YEARS || !(1..=12).contains(&month) {
+        return civil_day(year, month, day);
+    }
+    let i = offset * 12 + month as usize - 1;
+    let (first, next) = (MONTH_STARTS[i], MONTH_STARTS[i + 1]);
+    (day >= 1 && day as i32 <= next - first).then(|| first + day as i32 - 1)
 }
 
 /// The day number ([`patron_analytics::day_number`]: days since 1970-01-01) of a valid
@@ -821,13 +917,18 @@ fn civil_day(year: i32, month: u32, day: u32) -> Option<i32> {
     if year < 1 || day == 0 || day > days_in_month {
         return None;
     }
+    Some(days_from_civil(year, month, day))
+}
+
+/// H. Hinnant's `days_from_civil` for a valid date (no checks; `const` for [`MONTH_STARTS`]).
+const fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
     // Years start in March, so the leap day is the last day of the year.
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let year_of_era = y - era * 400;
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year as i32;
-    Some(era * 146_097 + day_of_era - 719_468)
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// The business day of a date or time, with a fast path for `YYYY-MM-DD[ HH:MM[:SS[.f]]]` (a
@@ -947,6 +1048,46 @@ mod tests {
     }
 
     #[test]
+    fn bytes_in_memory_read_like_the_stream() {
+        // The mapped-file path cuts its blocks out of the bytes; with quotes, small blocks, a BOM
+        // or no final newline it must give what the streaming reader gives.
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let mut text = String::from("customer_id,date,amount,note\n");
+        for i in 0..20_000 {
+            match i {
+                77 => text.push_str("c77,2026-01-01,1.00,\"a\nlong, quoted\nnote\"\n"),
+                15_000 => text.push_str("c15000,2026-02-30,2.00,x\n"),
+                _ => text.push_str(&format!("c{},2026-01-{:02},{}.25,n\n", i % 501, i % 28 + 1, i % 70)),
+            }
+        }
+        for (variant, bytes) in [
+            ("quoted", text.clone().into_bytes()),
+            ("unquoted", text.replace("\"a\nlong, quoted\nnote\"", "plain").into_bytes()),
+            ("bom, no final newline", [&b"\xEF\xBB\xBF"[..], text.trim_end().as_bytes()].concat()),
+        ] {
+            let stream = read_order_file(Box::new(std::io::Cursor::new(bytes.clone())), "o.csv", &opts, &|_| {}).unwrap();
+            for block in [300, 4096, BLOCK] {
+                let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+                let mem = read_csv_bytes(&bytes[start..], &opts, &|_| {}, block).unwrap();
+                let got = (mem.rows_read, mem.rejected, &mem.orders, &mem.customer_ids, mem.rejections.first().map(|r| r.row));
+                let want = (stream.rows_read, stream.rejected, &stream.orders, &stream.customer_ids, stream.rejections.first().map(|r| r.row));
+                assert_eq!(got, want, "{variant}, blocks of {block}");
+            }
+            let mem = read_order_bytes(&bytes, "o.csv", &opts, &|_| {}).unwrap().unwrap();
+            assert_eq!((mem.rows_read, mem.rejected, mem.orders.len()), (20_000, 1, 19_999), "{variant}");
+            assert_eq!(mem.rejections[0].row, 15_002, "{variant}");
+        }
+        // What the in-memory path does not take, it hands back to the streaming reader.
+        let gbk = encoding_rs::GB18030.encode("客户,日期,金额\n张三,2026-01-01,1.00\n").0.into_owned();
+        assert!(read_order_bytes(&gbk, "o.csv", &opts, &|_| {}).unwrap().is_none());
+        assert!(read_order_bytes(text.as_bytes(), "o.jsonl", &opts, &|_| {}).unwrap().is_none());
+        // A header-only file and an empty one are read, or refused, as the stream does.
+        let header_only = read_order_bytes(b"customer_id,date,amount\n", "o.csv", &opts, &|_| {}).unwrap().unwrap();
+        assert_eq!((header_only.rows_read, header_only.orders.len()), (0, 0));
+        assert!(read_order_bytes(b"", "o.csv", &opts, &|_| {}).is_err());
+    }
+
+    #[test]
     fn customers_are_numbered_by_first_appearance_across_pieces() {
         // Interleaved customers, so every piece sees customers other pieces saw first.
         let mut text = String::from("customer_id,date,amount,category\n");
@@ -986,15 +1127,18 @@ mod tests {
         let end = chrono::NaiveDate::from_ymd_opt(2301, 3, 1).unwrap();
         while date < end {
             use chrono::Datelike;
-            assert_eq!(civil_day(date.year(), date.month(), date.day()), Some(patron_analytics::day_number(date)), "{date}");
+            let expect = Some(patron_analytics::day_number(date));
+            assert_eq!(civil_day(date.year(), date.month(), date.day()), expect, "{date}");
+            assert_eq!(month_day(date.year(), date.month(), date.day()), expect, "{date} (table)");
             date = date.succ_opt().unwrap();
         }
         for (y, m, d) in [(1, 1, 1), (400, 2, 29), (9999, 12, 31), (1969, 12, 31)] {
             let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
             assert_eq!(civil_day(y, m, d), Some(patron_analytics::day_number(date)));
         }
-        for (y, m, d) in [(2026, 2, 29), (1900, 2, 29), (2026, 4, 31), (2026, 0, 1), (2026, 13, 1), (2026, 1, 0), (0, 1, 1)] {
+        for (y, m, d) in [(2026, 2, 29), (1900, 2, 29), (2026, 4, 31), (2026, 0, 1), (2026, 13, 1), (2026, 1, 0), (0, 1, 1), (2199, 12, 32), (1900, 1, 0)] {
             assert_eq!(civil_day(y, m, d), None, "{y}-{m}-{d}");
+            assert_eq!(month_day(y, m, d), None, "{y}-{m}-{d} (table)");
         }
         // A line the shortcut reads gives the same order as the general path.
         let tz = chrono_tz::Asia::Shanghai;
@@ -1006,7 +1150,7 @@ mod tests {
         for v in ["2026-02-29", "2026-03-04Z", "2026/03/04", " 2026-03-04", "2026-03-04 24:00", "2026-03-00", "2026-04-31", "9999-12-32"] {
             assert_eq!(fast.day(v.as_bytes()), None, "{v}");
         }
-        // Every day of a few years through the month cache, in and out of order.
+        // Every day of a few years, in and out of order (the previous date is cached).
         let mut date = chrono::NaiveDate::from_ymd_opt(2023, 11, 1).unwrap();
         while date < chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap() {
             for d in [date, date - chrono::Days::new(40), date] {

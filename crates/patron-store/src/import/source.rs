@@ -62,23 +62,30 @@ impl Format {
     }
 }
 
-const SNIFF: usize = 64 * 1024;
+pub(crate) const SNIFF: usize = 64 * 1024;
 
 /// Reads the start of the stream, decides the encoding and returns a UTF-8 reader of the whole.
-pub(crate) fn decode(mut input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
-    let mut head = Vec::with_capacity(SNIFF);
-    (&mut input).take(SNIFF as u64).read_to_end(&mut head)?;
+/// The encoding of a file from its first [`SNIFF`] bytes (UTF-8 when they are, or start with a
+/// BOM; GB18030 otherwise) unless `forced`, and whether it starts with a UTF-8 BOM.
+pub(crate) fn sniff(head: &[u8], forced: Option<Encoding>) -> (Encoding, bool) {
     let has_bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
     let encoding = match forced {
         Some(e) => e,
         None if has_bom => Encoding::Utf8,
-        None => match std::str::from_utf8(&head) {
+        None => match std::str::from_utf8(head) {
             Ok(_) => Encoding::Utf8,
             // A multi-byte character cut by the sniff window is still UTF-8.
             Err(e) if e.error_len().is_none() => Encoding::Utf8,
             Err(_) => Encoding::Gb18030,
         },
     };
+    (encoding, has_bom)
+}
+
+pub(crate) fn decode(mut input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
+    let mut head = Vec::with_capacity(SNIFF);
+    (&mut input).take(SNIFF as u64).read_to_end(&mut head)?;
+    let (encoding, has_bom) = sniff(&head, forced);
     let rest = Cursor::new(head).chain(input);
     let reader: Box<dyn Read + Send> = match encoding {
         Encoding::Utf8 => {
