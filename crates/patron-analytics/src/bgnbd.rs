@@ -553,20 +553,6 @@ fn warm_start(rows: &BtydRows, scale: f64, opts: &FitOptions) -> Vec<f64> {
     }
 }
 
-/// Standard errors of the log-parameters from the observed information: the Hessian of the
-/// total log-likelihood by forward differences of the analytic gradient, inverted. Forward
-/// rather than central differences: N + 1 gradient evaluations instead of 2N (a sixth of a
-/// large fit), and at the optimum their O(h) error, about 1e-5 relative, is far below what a
-/// standard error is read to.
-#[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
-pub(crate) fn observed_std_errors<const N: usize>(
-    theta: &[f64],
-    grad: impl Fn(&[f64]) -> [f64; N],
-) -> Option<[f64; N]> {
-    // The information is minus the Hessian of the log-likelihood.
-    std_errors_from_information(forward_hessian(theta, |t| grad(t).map(|g| -g)))
-}
-
 /// Standard errors from the observed information matrix (minus the log-likelihood's Hessian):
 /// the square roots of its inverse's diagonal; `None` if it is singular or not positive there.
 #[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
@@ -580,31 +566,6 @@ pub(crate) fn std_errors_from_information<const N: usize>(info: [[f64; N]; N]) -
         se[i] = inv[i][i].sqrt();
     }
     Some(se)
-}
-
-/// The Hessian at `theta` of the function whose gradient is `grad`, by forward differences
-/// (N + 1 gradient evaluations), symmetrised.
-#[allow(clippy::needless_range_loop)]
-pub(crate) fn forward_hessian<const N: usize>(theta: &[f64], grad: impl Fn(&[f64]) -> [f64; N]) -> [[f64; N]; N] {
-    let h = 1e-5;
-    let mut hess = [[0.0f64; N]; N];
-    let g0 = grad(theta);
-    for j in 0..N {
-        let mut up = theta.to_vec();
-        up[j] += h;
-        let gu = grad(&up);
-        for i in 0..N {
-            hess[i][j] = (gu[i] - g0[i]) / h;
-        }
-    }
-    for i in 0..N {
-        for j in 0..i {
-            let v = 0.5 * (hess[i][j] + hess[j][i]);
-            hess[i][j] = v;
-            hess[j][i] = v;
-        }
-    }
-    hess
 }
 
 /// Gauss-Jordan inversion with partial pivoting (small matrices only).

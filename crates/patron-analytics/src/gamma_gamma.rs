@@ -11,9 +11,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::bgnbd::{forward_hessian, observed_std_errors, BgNbdParams};
-use crate::optim::{minimize, minimize_from, FitOptions};
-use crate::special::{digamma, ln_gamma};
+use crate::bgnbd::{std_errors_from_information, BgNbdParams};
+use crate::optim::{minimize, newton, FitOptions};
+use crate::special::{digamma, ln_gamma, trigamma};
 use crate::{AnalyticsError, Result, TimeUnit};
 
 /// Gamma-Gamma parameters (all > 0); γ is in the spend unit of the data.
@@ -64,17 +64,38 @@ const CHUNK: usize = 4096;
 
 /// Total log-likelihood (scaled m) and gradient w.r.t. (ln p, ln q, ln γ).
 fn ll_sums(theta: &[f64], rows: &Rows) -> (f64, [f64; 3]) {
+    let (t, n) = ll_pass::<false>(theta, rows);
+    (t[0], [t[1] * n[0], t[2] * n[1], t[3] * n[2]])
+}
+
+/// Total log-likelihood with its gradient and Hessian w.r.t. (ln p, ln q, ln γ), in one pass
+/// (for Newton steps with the exact Hessian; the last one's gives the standard errors).
+fn ll_hessian(theta: &[f64], rows: &Rows) -> (f64, [f64; 3], [[f64; 3]; 3]) {
+    let (t, n) = ll_pass::<true>(theta, rows);
+    let g = [t[1], t[2], t[3]];
+    let h = [[t[4], t[5], t[6]], [t[5], t[7], t[8]], [t[6], t[8], t[9]]];
+    // To log-parameters θ = ln v: ∂²/∂θi∂θj = v_i v_j ∂²/∂v_i∂v_j + [i = j] v_i ∂/∂v_i.
+    let ht: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| n[i] * n[j] * h[i][j] + if i == j { n[i] * g[i] } else { 0.0 }));
+    (t[0], [g[0] * n[0], g[1] * n[1], g[2] * n[2]], ht)
+}
+
+/// One pass over the rows at log-parameters `theta`: the sums of the log-likelihood, its first
+/// derivatives in (p, q, γ) and, with `HESS`, its second derivatives (pp, pq, pγ, qq, qγ, γγ).
+/// Also returns (p, q, γ).
+fn ll_pass<const HESS: bool>(theta: &[f64], rows: &Rows) -> ([f64; 10], [f64; 3]) {
     let (p, q, g) = (theta[0].exp(), theta[1].exp(), theta[2].exp());
     let (lg_q, dg_q, ln_g) = (ln_gamma(q), digamma(q), g.ln());
-    let partial: Vec<[f64; 4]> = (0..rows.x.len())
+    let tg_q = if HESS { trigamma(q) } else { 0.0 };
+    let inv_g = 1.0 / g;
+    let partial: Vec<[f64; 10]> = (0..rows.x.len())
         .into_par_iter()
         .step_by(CHUNK)
         .map(|start| {
             let end = (start + CHUNK).min(rows.x.len());
-            let mut acc = [0.0; 4];
+            let mut acc = [0.0; 10];
             // per-x constants, recomputed when x changes (rows are sorted by x)
             let mut cur_x = u32::MAX;
-            let (mut lgd, mut dg_pxq, mut dg_px) = (0.0, 0.0, 0.0);
+            let (mut lgd, mut dg_pxq, mut dg_px, mut tg_pxq, mut tg_px) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for i in start..end {
                 let x = rows.x[i];
                 let xf = f64::from(x);
@@ -83,27 +104,41 @@ fn ll_sums(theta: &[f64], rows: &Rows) -> (f64, [f64; 3]) {
                     lgd = ln_gamma(p * xf + q) - ln_gamma(p * xf);
                     dg_pxq = digamma(p * xf + q);
                     dg_px = digamma(p * xf);
+                    if HESS {
+                        tg_pxq = trigamma(p * xf + q);
+                        tg_px = trigamma(p * xf);
+                    }
                 }
                 let w = rows.weight[i];
-                let ln_xmg = (xf * rows.m[i] + g).ln();
+                let xmg = xf * rows.m[i] + g;
+                let ln_xmg = xmg.ln();
                 let px = p * xf;
                 acc[0] += w
                     * (lgd - lg_q + q * ln_g + (px - 1.0) * rows.ln_m[i] + px * rows.ln_x[i]
                         - (px + q) * ln_xmg);
                 acc[1] += w * xf * (dg_pxq - dg_px + rows.ln_m[i] + rows.ln_x[i] - ln_xmg);
                 acc[2] += w * (dg_pxq - dg_q + ln_g - ln_xmg);
-                acc[3] += w * (q / g - (px + q) / (xf * rows.m[i] + g));
+                acc[3] += w * (q * inv_g - (px + q) / xmg);
+                if HESS {
+                    let inv_xmg = 1.0 / xmg;
+                    acc[4] += w * xf * xf * (tg_pxq - tg_px);
+                    acc[5] += w * xf * tg_pxq;
+                    acc[6] -= w * xf * inv_xmg;
+                    acc[7] += w * (tg_pxq - tg_q);
+                    acc[8] += w * (inv_g - inv_xmg);
+                    acc[9] += w * (-q * inv_g * inv_g + (px + q) * inv_xmg * inv_xmg);
+                }
             }
             acc
         })
         .collect();
-    let mut t = [0.0; 4];
+    let mut t = [0.0; 10];
     for a in &partial {
-        for k in 0..4 {
+        for k in 0..10 {
             t[k] += a[k];
         }
     }
-    (t[0], [t[1] * p, t[2] * q, t[3] * g])
+    (t, [p, q, g])
 }
 
 /// Fits Gamma-Gamma on one row per customer: `x` repeat purchases and `m` mean repeat value.
@@ -165,23 +200,28 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         let (ll, g) = ll_sums(theta, &rows);
         (-ll / total, g.iter().map(|v| -v / total).collect())
     };
-    // As in BG/NBD: on a large base, fit a systematic sample of the sorted rows first, then
-    // polish on all rows with Newton steps using the sample's curvature (L-BFGS otherwise).
-    let (start, curvature) = match warm_start(&rows, opts) {
-        Some((start, hess)) => (start, Some(hess)),
-        None => (vec![0.1; 3], None),
+    let with_hessian = |theta: &[f64]| {
+        let (ll, g, h) = ll_hessian(theta, &rows);
+        (-ll / total, g.map(|v| -v / total), h.map(|row| row.map(|v| -v / total)))
     };
-    let res = minimize_from(&f, start, curvature.as_ref(), opts).map_err(|reason| AnalyticsError::FitFailed {
-        model: "Gamma-Gamma",
-        reason,
-    })?;
+    // As in BG/NBD: on a large base, fit a systematic sample of the sorted rows first, then
+    // Newton steps with the exact Hessian on all rows (L-BFGS if they do not converge).
+    let start = warm_start(&rows, opts).unwrap_or_else(|| vec![0.1; 3]);
+    let (res, hess) = match newton(with_hessian, start, opts, "Newton steps converged") {
+        Ok(found) => found,
+        Err(best) => {
+            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed { model: "Gamma-Gamma", reason })?;
+            let hess = with_hessian(&m.x).2;
+            (m, hess)
+        }
+    };
     let th = &res.x;
     let params = GammaGammaParams {
         p: th[0].exp(),
         q: th[1].exp(),
         gamma: th[2].exp() * scale,
     };
-    let std_errors = observed_std_errors(th, |t| ll_sums(t, &rows).1).map(|se| GammaGammaParams {
+    let std_errors = std_errors_from_information(hess.map(|row| row.map(|v| v * total))).map(|se| GammaGammaParams {
         p: params.p * se[0],
         q: params.q * se[1],
         gamma: params.gamma * se[2],
@@ -203,9 +243,9 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
 /// Distinct rows above which the fit starts from a fit on a sample of them.
 const WARM_START_ROWS: usize = 50_000;
 
-/// The optimum of a systematic sample of about 20,000 of the (sorted) rows and the sample's
-/// Hessian there, for [`newton_polish`]; `None` on a small base or if the sample fit fails.
-fn warm_start(rows: &Rows, opts: &FitOptions) -> Option<(Vec<f64>, [[f64; 3]; 3])> {
+/// The optimum of a systematic sample of about 20,000 of the (sorted) rows, as the start of the
+/// full fit; `None` on a small base or if the sample fit fails.
+fn warm_start(rows: &Rows, opts: &FitOptions) -> Option<Vec<f64>> {
     if rows.x.len() <= WARM_START_ROWS {
         return None;
     }
@@ -223,9 +263,7 @@ fn warm_start(rows: &Rows, opts: &FitOptions) -> Option<(Vec<f64>, [[f64; 3]; 3]
         let (ll, g) = ll_sums(theta, &sample);
         (-ll / total, g.iter().map(|v| -v / total).collect::<Vec<f64>>())
     };
-    let m = minimize(&f, vec![0.1; 3], opts).ok().filter(|m| m.x.iter().all(|v| v.is_finite()))?;
-    let hess = forward_hessian(&m.x, |t| ll_sums(t, &sample).1.map(|g| -g / total));
-    hess.iter().flatten().all(|v| v.is_finite()).then_some((m.x, hess))
+    minimize(&f, vec![0.1; 3], opts).ok().map(|m| m.x).filter(|x| x.iter().all(|v| v.is_finite()))
 }
 
 impl GammaGammaParams {
@@ -303,6 +341,32 @@ pub fn clv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hessian_matches_central_differences_of_the_gradient() {
+        let rows = Rows {
+            x: vec![1, 1, 2, 5, 9],
+            m: vec![0.4, 1.3, 0.9, 2.2, 1.0],
+            weight: vec![3.0, 1.0, 2.0, 1.0, 4.0],
+            ln_m: [0.4f64, 1.3, 0.9, 2.2, 1.0].map(f64::ln).to_vec(),
+            ln_x: [1.0f64, 1.0, 2.0, 5.0, 9.0].map(f64::ln).to_vec(),
+        };
+        for theta in [[0.5, 0.3, -0.2], [1.8, 1.2, 0.9], [-0.7, 2.0, 0.1]] {
+            let (ll, g, h) = ll_hessian(&theta, &rows);
+            assert_eq!((ll, g), ll_sums(&theta, &rows), "the Hessian pass gives the same value and gradient");
+            for j in 0..3 {
+                let step = 1e-5;
+                let (mut up, mut dn) = (theta, theta);
+                up[j] += step;
+                dn[j] -= step;
+                let (gu, gd) = (ll_sums(&up, &rows).1, ll_sums(&dn, &rows).1);
+                for i in 0..3 {
+                    let num = (gu[i] - gd[i]) / (2.0 * step);
+                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
+                }
+            }
+        }
+    }
 
     #[test]
     fn gradient_matches_finite_differences() {

@@ -203,60 +203,30 @@ pub(crate) fn newton<const N: usize>(
     Err(best.map_or(x, |(_, b)| b))
 }
 
-/// [`newton`] with one curvature matrix `hess` for every step (e.g. the Hessian of the
-/// objective on a sample of the data, at the sample's optimum), for objectives that give only
-/// value and gradient.
-pub(crate) fn newton_polish<const N: usize>(
-    f: Objective<'_>,
-    x0: Vec<f64>,
-    hess: &[[f64; N]; N],
-    opts: &FitOptions,
-) -> Result<Minimum, Vec<f64>> {
-    let with_curvature = |x: &[f64]| {
-        let (v, g) = f(x);
-        let g: [f64; N] = std::array::from_fn(|i| g.get(i).copied().unwrap_or(f64::NAN));
-        (v, g, *hess)
-    };
-    newton(with_curvature, x0, opts, "Newton steps with the sample fit's curvature converged").map(|(m, _)| m)
-}
-
-/// Minimises `f` from a warm start: by [`newton_polish`] when the start comes with a curvature
-/// matrix, then L-BFGS from wherever the Newton steps stopped (or from the start without one).
-pub(crate) fn minimize_from<const N: usize>(
-    f: Objective<'_>,
-    start: Vec<f64>,
-    curvature: Option<&[[f64; N]; N]>,
-    opts: &FitOptions,
-) -> Result<Minimum, String> {
-    let from = match curvature {
-        Some(h) => match newton_polish(f, start, h, opts) {
-            Ok(m) => return Ok(m),
-            Err(best) => best,
-        },
-        None => start,
-    };
-    minimize(f, from, opts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn newton_polish_with_nearby_curvature_reaches_the_optimum() {
-        // A smooth convex objective; the curvature given is 10 % off the true Hessian.
+    fn newton_with_the_exact_hessian_converges_in_a_few_steps() {
+        // A smooth convex objective with its exact Hessian, from near the optimum.
         let f = |x: &[f64]| {
             let (a, b) = (x[0] - 1.0, x[1] + 2.0);
             let v = a * a + 0.5 * b * b + 0.1 * a.powi(4) + 0.3 * a * b;
-            (v, vec![2.0 * a + 0.4 * a.powi(3) + 0.3 * b, b + 0.3 * a])
+            let g = [2.0 * a + 0.4 * a.powi(3) + 0.3 * b, b + 0.3 * a];
+            (v, g, [[2.0 + 1.2 * a * a, 0.3], [0.3, 1.0]])
         };
-        let hess = [[2.2, 0.33], [0.33, 1.1]];
-        let m = newton_polish(&f, vec![1.2, -1.8], &hess, &FitOptions::default()).unwrap();
+        let (m, hess) = newton(f, vec![1.5, -1.5], &FitOptions::default(), "converged").unwrap();
         assert!((m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9, "{m:?}");
-        assert!(m.evaluations < 15, "{m:?}");
-        // A curvature that does not fit (wrong sign) is refused with the best point so far.
-        let bad = [[-2.0, 0.0], [0.0, -1.0]];
-        assert!(newton_polish(&f, vec![1.2, -1.8], &bad, &FitOptions::default()).is_err());
+        assert!(m.evaluations <= 6, "{m:?}");
+        assert_eq!((hess, m.termination.as_str()), ([[2.0 + 1.2 * (m.x[0] - 1.0).powi(2), 0.3], [0.3, 1.0]], "converged"));
+        // A curvature that is not positive definite gives no downhill step: refused with the
+        // best point so far (the caller goes on with L-BFGS).
+        let concave = |x: &[f64]| {
+            let (v, g, _) = f(x);
+            (v, g, [[-2.0, 0.0], [0.0, -1.0]])
+        };
+        assert_eq!(newton(concave, vec![1.5, -1.5], &FitOptions::default(), "converged").unwrap_err(), vec![1.5, -1.5]);
     }
 
     #[test]
