@@ -60,14 +60,35 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body).await.unwrap_or_else(|(err, message)| panic!("webdriver {path}: {err}: {message}"))
+    }
+
+    /// One command; a protocol error comes back as (error, message) instead of a panic.
+    async fn try_cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, (String, String)> {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut req = self.http.request(method, url);
         req = req.json(&body.unwrap_or(json!({})));
         let v: Value = req.send().await.expect("webdriver request").json().await.expect("webdriver json");
         if let Some(err) = v["value"].get("error") {
-            panic!("webdriver {path}: {err}: {}", v["value"]["message"]);
+            return Err((err.as_str().unwrap_or_default().to_owned(), v["value"]["message"].to_string()));
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    /// Runs a command on the element matching `css`, finding it again when htmx replaced it
+    /// between the lookup and the command ("stale element reference").
+    async fn on_element(&self, method: reqwest::Method, css: &str, action: &str, body: Option<Value>) -> Value {
+        let mut last = (String::new(), String::new());
+        for _ in 0..50 {
+            let id = self.find(css).await;
+            match self.try_cmd(method.clone(), &format!("/element/{id}/{action}"), body.clone()).await {
+                Ok(v) => return v,
+                Err(e) if e.0 == "stale element reference" => last = e,
+                Err((err, message)) => panic!("webdriver {css} {action}: {err}: {message}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("webdriver {css} {action}: element kept going stale: {}: {}", last.0, last.1);
     }
 
     /// Opens a URL.
@@ -104,21 +125,18 @@ impl Browser {
 
     /// Types into an element.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), None).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({ "text": text }))).await;
+        self.on_element(reqwest::Method::POST, css, "clear", None).await;
+        self.on_element(reqwest::Method::POST, css, "value", Some(json!({ "text": text }))).await;
     }
 
     /// Clicks an element.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), None).await;
+        self.on_element(reqwest::Method::POST, css, "click", None).await;
     }
 
     /// The visible text of an element.
     pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or_default().to_owned()
+        self.on_element(reqwest::Method::GET, css, "text", None).await.as_str().unwrap_or_default().to_owned()
     }
 
     /// Waits (up to 10 s) until the element's text contains `needle`; returns the text.
@@ -141,8 +159,7 @@ impl Browser {
 
     /// Sends a file path to a file input.
     pub async fn upload(&self, css: &str, path: &std::path::Path) {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({ "text": path.display().to_string() }))).await;
+        self.on_element(reqwest::Method::POST, css, "value", Some(json!({ "text": path.display().to_string() }))).await;
     }
 
     /// Saves a PNG screenshot (for looking at the page when a test is written or fails).
