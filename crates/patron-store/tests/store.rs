@@ -481,3 +481,47 @@ test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
     let c2 = customer_id(s, "C2").await;
     assert_eq!(s.customer_summary(c2).await.unwrap().expect("summary").order_count, 18_000);
 });
+
+/// PostgreSQL, as a role that may not set `session_replication_role`: orders load with the
+/// per-row foreign-key triggers instead of the load's own checks, with the same result, and a
+/// file that breaks a key still writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_orders_import_without_the_trigger_privilege() {
+    use patron_store::db::query;
+    let db = patron_store::testing::test_db(patron_store::Engine::Postgres).await;
+    let role = patron_store::testing::unique_name();
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        // As an application role usually is: it may create tables (the migrator checks its own).
+        format!("GRANT CREATE ON SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        db.store.db.reader().execute(query(sql)).await.unwrap();
+    }
+    // The same database, reached as the new role (trust authentication on the test server).
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let plain = Store::connect(&format!("{scheme}://{role}@{host}")).await.expect("connect as a plain role");
+    let (may,): (bool,) =
+        plain.db.reader().fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await.unwrap();
+    assert!(!may, "the test role must lack the privilege");
+
+    import(&plain, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let who = |i: usize| ["C1", "C2", "C3"][i % 3];
+    let n = 9_000;
+    let r = import(&plain, ImportKind::Orders, "p.csv", many_orders("P", n, who).into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (n as u64, 0, 0, true), "{:?}", r.rejections);
+    // Old and new orders together.
+    let r = import(&plain, ImportKind::Orders, "p.csv", many_orders("P", n + 10, who).into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (10, n as u64, 0, true));
+    assert_eq!(count(&plain, "orders").await, n as i64 + 10);
+    assert_eq!(count(&plain, "order_lines").await, n as i64 + 10);
+    let c1 = customer_id(&plain, "C1").await;
+    assert_eq!(plain.customer_summary(c1).await.unwrap().expect("summary").order_count, (n as i64 + 10 + 2) / 3);
+    plain.db.close().await;
+    // Dropping the test database first lets the role go (it holds grants in it).
+    drop(db);
+    let admin = sqlx::PgPool::connect(&patron_store::testing::pg_admin_url()).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
+}
