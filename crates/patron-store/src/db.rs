@@ -44,6 +44,14 @@ impl Engine {
         }
     }
 
+    /// A subquery yielding the integers of the JSON array bound at `$param` (`[1, 2]`).
+    pub fn json_ints(self, param: usize) -> String {
+        match self {
+            Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+            Engine::Postgres => format!("SELECT CAST(jsonb_array_elements_text(${param}) AS BIGINT)"),
+        }
+    }
+
     /// SQL for the text of top-level key `key` in the JSON object column `doc` (NULL when the key
     /// is absent or JSON null), reading the key from placeholder `$param`, and the argument to bind
     /// there. SQLite takes a JSON path (the key quoted, so it must not contain `"`) and yields SQL

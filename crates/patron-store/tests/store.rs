@@ -525,3 +525,34 @@ async fn postgres_orders_import_without_the_trigger_privilege() {
     let admin = sqlx::PgPool::connect(&patron_store::testing::pg_admin_url()).await.unwrap();
     sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
 }
+
+test_both!(customers_import_in_bulk_keeps_tags_consents_and_history, |db: TestDb| async move {
+    let s = &db.store;
+    // More customers than one batch (5,000) and than one multi-row statement on either engine.
+    let n = 6_100;
+    let file = |city: &str, tag: &str| {
+        let mut f = String::from("customer_id,name,city,tags,consent_sms,consent_email\n");
+        for i in 0..n {
+            let sms = if i % 2 == 0 { "yes" } else { "no" };
+            f.push_str(&format!("B{i:05},客户{i},{city},{tag};t{},{sms},\n", i % 4));
+        }
+        f
+    };
+    let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (n as u64, 0, 0, true), "{:?}", r.rejections);
+    assert_eq!(count(s, "customers").await, n as i64);
+    assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
+    assert_eq!(count(s, "customer_consents").await, n as i64);
+    // Every customer got its own tags and consent (ids matched by external id).
+    let last = s.customer(customer_id(s, "B06099").await).await.unwrap();
+    assert_eq!((last.name.as_str(), last.tags.clone()), ("客户6099", vec!["t3".to_owned(), "会员".to_owned()]));
+    assert_eq!(last.consents.iter().map(|c| (c.channel.as_str(), c.granted, c.source.as_str())).collect::<Vec<_>>(), [("sms", false, "import")]);
+    // The same file again changes nothing; a changed one writes history per changed field.
+    let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, n as u64));
+    assert_eq!(count(s, "customer_changes").await, 0);
+    let r = import(s, ImportKind::Customers, "b.csv", file("杭州", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, n as u64));
+    assert_eq!(count(s, "customer_changes").await, n as i64, "one city change each");
+    assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
+});
