@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Import benchmark: `patron import orders` against the engines' own bulk loaders on the same file.
+"""Import benchmark: `patron import orders` (and `import customers`, for the file that comes
+first) against the engines' own bulk loaders on the same files.
 
-- SQLite: the sqlite3 shell's `.import` of orders.csv into a bare table with the same columns
+- SQLite: the sqlite3 shell's `.import` of each file into a bare table with the same columns
   (same pragmas as patron: WAL, synchronous=NORMAL).
-- PostgreSQL: `COPY … FROM … CSV HEADER` (psql's \\copy) of the same file into a bare table.
+- PostgreSQL: `COPY … FROM … CSV HEADER` (psql's \\copy) of each file into a bare table.
 
 patron's import validates every row, resolves customers, upserts by order id into indexed
 `orders` and `order_lines` tables in one transaction; the peers load raw text into one unindexed
@@ -62,31 +63,43 @@ def main():
     env = dict(os.environ, PATRON_LOG="warn")
     results = []
 
+    customers_csv = os.path.join(WORK, "customers.csv")
+    with open(customers_csv, "rb") as f:
+        customer_rows = sum(1 for _ in f) - 1
+    with open(customers_csv, encoding="utf-8-sig") as f:
+        customer_cols = ", ".join(f'"{c.strip()}" TEXT' for c in f.readline().split(","))
+    cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
+
     # --- SQLite ---
     peer_db = os.path.join(WORK, "peer.db")
-    cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
-    sh(["sqlite3", peer_db], input=f"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE orders ({cols});")
-    t0 = time.perf_counter()
-    sh(["sqlite3", peer_db], input=f"PRAGMA synchronous=NORMAL;\n.import --csv --skip 1 {orders_csv} orders\n")
-    peer_s = time.perf_counter() - t0
+    sh(["sqlite3", peer_db], input=f"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE orders ({cols}); CREATE TABLE customers ({customer_cols});")
+    peer = {}
+    for table, path in (("customers", customers_csv), ("orders", orders_csv)):
+        t0 = time.perf_counter()
+        sh(["sqlite3", peer_db], input=f"PRAGMA synchronous=NORMAL;\n.import --csv --skip 1 {path} {table}\n")
+        peer[table] = time.perf_counter() - t0
     n = int(sh(["sqlite3", peer_db, "SELECT COUNT(*) FROM orders"]).stdout)
     assert n == rows, (n, rows)
     url = f"sqlite://{os.path.join(WORK, 'patron.db')}"
-    sh([PATRON, "import", "customers", os.path.join(WORK, "customers.csv"), "--db", url], env=env)
+    patron_c = timed([PATRON, "import", "customers", customers_csv, "--db", url], env=env)
     patron_s = timed([PATRON, "import", "orders", orders_csv, "--db", url], env=env)
-    results.append({"engine": "sqlite", "peer": "sqlite3 .import", "rows": rows, "peer_seconds": peer_s, "patron_seconds": patron_s})
+    results.append({"engine": "sqlite", "file": "orders", "peer": "sqlite3 .import", "rows": rows, "peer_seconds": peer["orders"], "patron_seconds": patron_s})
+    results.append({"engine": "sqlite", "file": "customers", "peer": "sqlite3 .import", "rows": customer_rows, "peer_seconds": peer["customers"], "patron_seconds": patron_c})
 
     # --- PostgreSQL ---
     for db in ("patron_bench_peer", "patron_bench"):
         pg("postgres", f"DROP DATABASE IF EXISTS {db}")
         pg("postgres", f"CREATE DATABASE {db}")
     pg("patron_bench_peer", f"CREATE TABLE orders ({cols})")
-    peer_s = timed(["psql", f"{PG_ADMIN}/patron_bench_peer", "-v", "ON_ERROR_STOP=1", "-q", "-c",
-                    f"\\copy orders FROM '{orders_csv}' WITH (FORMAT csv, HEADER true)"])
+    pg("patron_bench_peer", f"CREATE TABLE customers ({customer_cols})")
+    for table, path in (("customers", customers_csv), ("orders", orders_csv)):
+        peer[table] = timed(["psql", f"{PG_ADMIN}/patron_bench_peer", "-v", "ON_ERROR_STOP=1", "-q", "-c",
+                             f"\\copy {table} FROM '{path}' WITH (FORMAT csv, HEADER true)"])
     url = f"{PG_ADMIN}/patron_bench"
-    sh([PATRON, "import", "customers", os.path.join(WORK, "customers.csv"), "--db", url], env=env)
+    patron_c = timed([PATRON, "import", "customers", customers_csv, "--db", url], env=env)
     patron_s = timed([PATRON, "import", "orders", orders_csv, "--db", url], env=env)
-    results.append({"engine": "postgres", "peer": "COPY", "rows": rows, "peer_seconds": peer_s, "patron_seconds": patron_s})
+    results.append({"engine": "postgres", "file": "orders", "peer": "COPY", "rows": rows, "peer_seconds": peer["orders"], "patron_seconds": patron_s})
+    results.append({"engine": "postgres", "file": "customers", "peer": "COPY", "rows": customer_rows, "peer_seconds": peer["customers"], "patron_seconds": patron_c})
     for db in ("patron_bench_peer", "patron_bench"):
         pg("postgres", f"DROP DATABASE IF EXISTS {db}")
 
@@ -100,10 +113,10 @@ def main():
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "import.json"), "w") as f:
         json.dump(out, f, indent=2)
-    print(f"| engine | rows | peer | peer rows/s | patron rows/s | ratio (target ≥ 0.8) |")
-    print(f"|---|---|---|---|---|---|")
+    print(f"| engine | file | rows | peer | peer rows/s | patron rows/s | patron s | ratio (target ≥ 0.8) |")
+    print(f"|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['engine']} | {r['rows']:,} | {r['peer']} | {r['peer_rows_per_s']:,.0f} | {r['patron_rows_per_s']:,.0f} | {r['ratio']:.2f} |")
+        print(f"| {r['engine']} | {r['file']} | {r['rows']:,} | {r['peer']} | {r['peer_rows_per_s']:,.0f} | {r['patron_rows_per_s']:,.0f} | {r['patron_seconds']:.1f} | {r['ratio']:.2f} |")
     m = out["machine"]
     print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['sqlite3']=}, {m['postgres']}")
 

@@ -291,6 +291,22 @@ impl Tx {
         }
     }
 
+    /// PostgreSQL: turns the per-row foreign-key triggers off (`replica`) or back on for the
+    /// rest of the transaction, when the role may set `session_replication_role` (a superuser,
+    /// or granted `SET` on it); returns whether it did. Only for writes whose references the
+    /// caller guarantees itself (see `import::order_load`). SQLite: does nothing.
+    pub async fn fk_triggers(&mut self, on: bool) -> Result<bool> {
+        if self.engine() != Engine::Postgres {
+            return Ok(false);
+        }
+        let (may,): (bool,) = self.fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await?;
+        if may {
+            let role = if on { "DEFAULT" } else { "replica" };
+            self.execute(query(format!("SET LOCAL session_replication_role = {role}"))).await?;
+        }
+        Ok(may)
+    }
+
     /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
     /// formats the payload with [`copy_text_field`].
     pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {

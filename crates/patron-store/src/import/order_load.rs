@@ -318,11 +318,7 @@ impl Loader {
         let engine = tx.engine();
         let mut pg = PgState::default();
         if engine == Engine::Postgres {
-            let (may,): (bool,) = tx.fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await?;
-            if may {
-                tx.execute(query("SET LOCAL session_replication_role = replica")).await?;
-                pg.own_checks = true;
-            }
+            pg.own_checks = tx.fk_triggers(false).await?;
         }
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
@@ -374,7 +370,7 @@ impl Loader {
             self.merge_pg(tx, opts, rej, counts, pg).await?;
             if own_checks {
                 // The summaries and anything after the load run with the triggers again.
-                tx.execute(query("SET LOCAL session_replication_role = DEFAULT")).await?;
+                tx.fk_triggers(true).await?;
             }
         }
         tracing::debug!(wait_ms = wait.as_millis() as u64, resolve_ms = resolve.as_millis() as u64, write_ms = write.as_millis() as u64, read_ms, merge_ms = started.elapsed().as_millis() as u64 - read_ms, "orders loaded");
