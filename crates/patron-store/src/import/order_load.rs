@@ -4,10 +4,12 @@
 //! importing task resolves customers and catalogue names and writes, so parsing overlaps the
 //! database's work. Writes take each engine's fast path:
 //!
-//! - **SQLite:** per chunk, the rows go into the staging table through prepared multi-row
-//!   inserts stepped directly on the transaction's connection ([`SqliteRaw`]: sqlx's worker
-//!   round trip per statement would cost more than the insert), then the chunk is checked and
-//!   merged by the set statements below, run on the same handle. Set statements, not a statement
+//! - **SQLite:** per chunk, one range probe tells whether any stored order id falls within the
+//!   chunk's ids. If none does (the usual first load), the rows go straight into `orders` and
+//!   `order_lines` through prepared multi-row inserts stepped directly on the transaction's
+//!   connection ([`SqliteRaw`]: sqlx's worker round trip per statement would cost more than the
+//!   insert). Otherwise they go into the staging table the same way, and the chunk is checked
+//!   and merged by the set statements below, run on the same handle. Set statements, not a statement
 //!   per order: each statement on `orders` opens cursors on the table and its four indexes, which
 //!   costs more than the row itself.
 //! - **PostgreSQL:** per chunk, one indexed probe finds the order ids that exist already. New
@@ -50,7 +52,7 @@ const CHUNK: usize = 8_192;
 /// Chunks parsed ahead of the writer.
 const AHEAD: usize = 4;
 
-/// Rows per prepared multi-row insert into SQLite's stage (16 columns: 1,024 parameters).
+/// Rows per prepared multi-row insert on SQLite (16 columns into the stage: 1,024 parameters).
 const ROWS_PER_INSERT: usize = 64;
 
 const MOVED_REASON: &str = "this order id belongs to another customer";
@@ -95,6 +97,40 @@ fn merge_sql(existing: u64) -> (&'static str, &'static str) {
     } else {
         (MERGE_ORDERS_SQL, MERGE_LINES_SQL)
     }
+}
+
+/// SQLite: inserts `rows` into `table (columns)` by prepared multi-row statements
+/// ([`ROWS_PER_INSERT`] rows each); `bind` binds one row at parameters `base + 1 …`.
+fn insert_rows<T>(
+    raw: &SqliteRaw<'_>,
+    table: &str,
+    columns: &[&str],
+    rows: &[T],
+    bind: impl Fn(&mut RawStmt<'_>, i32, &T) -> Result<()>,
+) -> Result<()> {
+    let ncols = columns.len();
+    let insert_sql = |n: usize| {
+        let one = format!("({})", vec!["?"; ncols].join(","));
+        format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), vec![one; n].join(","))
+    };
+    let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
+        for group in groups.by_ref() {
+            for (i, r) in group.iter().enumerate() {
+                bind(&mut many, (i * ncols) as i32, r)?;
+            }
+            many.exec()?;
+        }
+    }
+    if !groups.remainder().is_empty() {
+        let mut one = raw.prepare(&insert_sql(1))?;
+        for r in groups.remainder() {
+            bind(&mut one, 0, r)?;
+            one.exec()?;
+        }
+    }
+    Ok(())
 }
 
 /// Binds one stage row (columns in [`ORDER_STAGE`] order) at parameters `base + 1 …`.
@@ -425,25 +461,11 @@ impl Loader {
     /// SQLite: stages one chunk with prepared multi-row inserts, then checks and merges it with
     /// the set statements PostgreSQL runs once per file (see the module docs).
     fn merge_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, rej: &mut Rejections, counts: &mut super::Counts) -> Result<()> {
-        let ncols = ORDER_STAGE.columns.len();
+        if self.insert_new_sqlite(raw, rows, write, counts)? {
+            return Ok(());
+        }
         let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
-        let insert_sql = |n: usize| {
-            let one = format!("({})", vec!["?"; ncols].join(","));
-            format!("INSERT INTO {} ({}) VALUES {}", ORDER_STAGE.name, names.join(", "), vec![one; n].join(","))
-        };
-        let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
-        let mut one = raw.prepare(&insert_sql(1))?;
-        let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
-        for group in groups.by_ref() {
-            for (i, r) in group.iter().enumerate() {
-                bind_stage_row(&mut many, (i * ncols) as i32, r)?;
-            }
-            many.exec()?;
-        }
-        for r in groups.remainder() {
-            bind_stage_row(&mut one, 0, r)?;
-            one.exec()?;
-        }
+        insert_rows(raw, ORDER_STAGE.name, &names, rows, bind_stage_row)?;
         let mut moved_rows = HashSet::new();
         {
             let mut moved = raw.prepare(MOVED_SQL)?;
@@ -481,6 +503,58 @@ impl Loader {
         }
         raw.execute("DELETE FROM patron_stage_orders")?;
         Ok(())
+    }
+
+    /// SQLite: when no stored order id falls within the chunk's range of ids (the usual first
+    /// load), inserts the chunk straight into `orders` and `order_lines`, skipping the stage and
+    /// the merge, and returns true; otherwise returns false and writes nothing. Ids count on from
+    /// the largest: the transaction holds SQLite's only write lock.
+    fn insert_new_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, counts: &mut super::Counts) -> Result<bool> {
+        let ids = || rows.iter().map(|r| r.o.external_id.as_str());
+        // Text compares bytewise in SQLite (BINARY collation), as `str` does.
+        let (Some(lo), Some(hi)) = (ids().min(), ids().max()) else { return Ok(true) };
+        let mut probe = raw.prepare("SELECT EXISTS (SELECT 1 FROM orders WHERE external_id BETWEEN ?1 AND ?2), COALESCE(MAX(id), 0) FROM orders")?;
+        probe.text(1, Some(lo))?;
+        probe.text(2, Some(hi))?;
+        let (overlaps, last_id) = if probe.step()? { (probe.column_int(0) != 0, probe.column_int(1)) } else { (true, 0) };
+        drop(probe);
+        if overlaps {
+            return Ok(false);
+        }
+        counts.created += rows.len() as u64;
+        if !write {
+            return Ok(true);
+        }
+        let numbered: Vec<(i64, &Resolved)> = (last_id + 1..).zip(rows).collect();
+        let order_cols =
+            ["id", "customer_id", "external_id", "ordered_at", "channel", "store", "currency", "total_cents", "discount_cents", "status", "ordered_day"];
+        insert_rows(raw, "orders", &order_cols, &numbered, |stmt, base, (id, r)| {
+            let o = &r.o;
+            stmt.int(base + 1, Some(*id))?;
+            stmt.int(base + 2, Some(r.customer_id))?;
+            stmt.text(base + 3, Some(&o.external_id))?;
+            stmt.text(base + 4, Some(&o.ordered_at.to_rfc3339_opts(SecondsFormat::AutoSi, false)))?;
+            stmt.text(base + 5, o.channel.as_deref())?;
+            stmt.text(base + 6, o.store.as_deref())?;
+            stmt.text(base + 7, Some(&o.currency))?;
+            stmt.int(base + 8, Some(o.amount))?;
+            stmt.int(base + 9, Some(o.discount))?;
+            stmt.text(base + 10, Some(o.status))?;
+            stmt.int(base + 11, Some(o.ordered_day))
+        })?;
+        let line_cols = ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
+        insert_rows(raw, "order_lines", &line_cols, &numbered, |stmt, base, (id, r)| {
+            stmt.int(base + 1, Some(r.customer_id))?;
+            stmt.int(base + 2, Some(*id))?;
+            stmt.int(base + 3, Some(1))?;
+            stmt.int(base + 4, r.product_id)?;
+            stmt.int(base + 5, r.category_id)?;
+            stmt.int(base + 6, Some(r.o.quantity))?;
+            stmt.int(base + 7, Some(r.unit_price))?;
+            stmt.int(base + 8, Some(i64::from(r.o.promo)))
+        })?;
+        self.touched.extend(rows.iter().map(|r| r.customer_id));
+        Ok(true)
     }
 
     /// PostgreSQL: writes one chunk. New orders are COPYed into `orders` and `order_lines`
