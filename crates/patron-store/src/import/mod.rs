@@ -415,6 +415,8 @@ struct Loader {
     referrals: Vec<(u64, String, String)>,
     /// Customers whose orders changed; their summaries are refreshed at the end.
     touched: HashSet<i64>,
+    /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
+    locked: HashSet<(&'static str, i64)>,
 }
 
 impl Loader {
@@ -430,6 +432,7 @@ impl Loader {
             catalog: Catalog::default(),
             referrals: Vec::new(),
             touched: HashSet::new(),
+            locked: HashSet::new(),
         }
     }
 
@@ -542,12 +545,14 @@ impl Loader {
         }
         self.resolve_customers(tx, valid.iter().map(|v| v.2.clone())).await?;
         let mut staged = Vec::with_capacity(valid.len());
+        let mut customer_ids = Vec::with_capacity(valid.len());
         for (row, ext, customer, kind, channel, at, payload) in valid {
             let Some(&customer_id) = self.customers.get(&customer) else {
                 let column = rej.names[f::CUSTOMER_ID].clone();
                 rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
                 continue;
             };
+            customer_ids.push(customer_id);
             staged.push(vec![
                 Arg::I64(Some(row as i64)),
                 Arg::I64(Some(customer_id)),
@@ -577,6 +582,12 @@ impl Loader {
             .fetch_one(query("SELECT COUNT(*) FROM patron_stage_interactions s JOIN interactions i ON i.external_id = s.external_id"))
             .await?;
         let (staged_n,): (i64,) = tx.fetch_one(query("SELECT COUNT(*) FROM patron_stage_interactions")).await?;
+        // As for orders: with the privilege, the customers are locked here and the per-row
+        // foreign-key trigger (half of this insert on PostgreSQL) is left out.
+        let triggers_off = tx.fk_triggers(false).await?;
+        if triggers_off {
+            lock_keys(tx, "customers", customer_ids.into_iter(), &mut self.locked).await?;
+        }
         tx.execute(query(
             "INSERT INTO interactions (customer_id, external_id, kind, channel, occurred_at, payload) \
              SELECT customer_id, external_id, kind, channel, occurred_at, payload FROM patron_stage_interactions WHERE true ORDER BY row_no \
@@ -584,6 +595,9 @@ impl Loader {
              occurred_at = excluded.occurred_at, payload = excluded.payload",
         ))
         .await?;
+        if triggers_off {
+            tx.fk_triggers(true).await?;
+        }
         INTERACTION_STAGE.clear(tx).await?;
         counts.updated += existing as u64;
         counts.created += (staged_n - existing) as u64;
@@ -994,5 +1008,31 @@ pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> 
         w.write_record([r.row.to_string().as_str(), &r.column, &r.value, &r.reason]).map_err(io)?;
     }
     w.flush()?;
+    Ok(())
+}
+
+/// PostgreSQL: locks the rows of `table` with these ids `FOR KEY SHARE`, the lock its foreign-key
+/// triggers take, each once per file (`locked` remembers them), so that a write made without
+/// the triggers (see [`Tx::fk_triggers`]) cannot end up pointing at a row someone else deleted.
+/// An id that is gone already fails the import as a conflict.
+pub(super) async fn lock_keys(
+    tx: &mut Tx,
+    table: &'static str,
+    ids: impl Iterator<Item = i64>,
+    locked: &mut HashSet<(&'static str, i64)>,
+) -> Result<()> {
+    let new: Vec<serde_json::Value> = ids.filter(|&id| locked.insert((table, id))).map(serde_json::Value::from).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let wanted = new.len() as i64;
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT id FROM {table} WHERE id IN ({}) FOR KEY SHARE) AS locked",
+        tx.engine().json_ints(1)
+    );
+    let (found,): (i64,) = tx.fetch_one(query(sql).bind(serde_json::Value::Array(new))).await?;
+    if found != wanted {
+        return Err(StoreError::Conflict(format!("{} {table} referenced by this file were deleted during the import", wanted - found)));
+    }
     Ok(())
 }

@@ -320,8 +320,6 @@ struct PgState {
     staged: u64,
     /// Foreign keys are kept by this load instead of per-row triggers (see the module docs).
     own_checks: bool,
-    /// Referenced rows locked so far: (table, id).
-    locked: HashSet<(&'static str, i64)>,
     /// The order id sequence as an SQL string literal (looked up on first use).
     sequence: String,
 }
@@ -586,7 +584,10 @@ impl Loader {
             HashSet::new()
         };
         if pg.own_checks && write {
-            lock_referenced(tx, rows, pg).await?;
+            // Each customer and catalogue row referred to, locked once per file.
+            super::lock_keys(tx, "customers", rows.iter().map(|r| r.customer_id), &mut self.locked).await?;
+            super::lock_keys(tx, "products", rows.iter().filter_map(|r| r.product_id), &mut self.locked).await?;
+            super::lock_keys(tx, "categories", rows.iter().filter_map(|r| r.category_id), &mut self.locked).await?;
         }
         let fresh = rows.len() - existing.len();
         counts.created += fresh as u64;
@@ -714,30 +715,4 @@ impl Loader {
         );
         Ok(())
     }
-}
-
-/// Locks the customers and catalogue entries a chunk refers to `FOR KEY SHARE`, as PostgreSQL's
-/// foreign-key triggers would, each row once per file; an id that is gone (deleted by someone
-/// else since it was looked up) fails the import as a conflict.
-async fn lock_referenced(tx: &mut Tx, rows: &[Resolved], pg: &mut PgState) -> Result<()> {
-    let refs: [(&'static str, Vec<i64>); 3] = [
-        ("customers", rows.iter().map(|r| r.customer_id).collect()),
-        ("products", rows.iter().filter_map(|r| r.product_id).collect()),
-        ("categories", rows.iter().filter_map(|r| r.category_id).collect()),
-    ];
-    for (table, ids) in refs {
-        let new: Vec<serde_json::Value> = ids.into_iter().filter(|&id| pg.locked.insert((table, id))).map(serde_json::Value::from).collect();
-        if new.is_empty() {
-            continue;
-        }
-        let wanted = new.len() as i64;
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT id FROM {table} WHERE id IN (SELECT CAST(jsonb_array_elements_text($1) AS BIGINT)) FOR KEY SHARE) AS locked"
-        );
-        let (found,): (i64,) = tx.fetch_one(query(sql).bind(serde_json::Value::Array(new))).await?;
-        if found != wanted {
-            return Err(StoreError::Conflict(format!("{} {table} referenced by this file were deleted during the import", wanted - found)));
-        }
-    }
-    Ok(())
 }
