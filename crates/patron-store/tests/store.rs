@@ -519,6 +519,9 @@ async fn postgres_orders_import_without_the_trigger_privilege() {
     assert_eq!(count(&plain, "order_lines").await, n as i64 + 10);
     let c1 = customer_id(&plain, "C1").await;
     assert_eq!(plain.customer_summary(c1).await.unwrap().expect("summary").order_count, (n as i64 + 10 + 2) / 3);
+    let interactions = "interaction_id,customer_id,kind,occurred_at,channel\nI1,C1,click,2026-03-01 10:00,app\nI2,C2,call,2026-03-02 11:00,phone\n";
+    let r = import(&plain, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.committed), (2, 0, true), "{:?}", r.rejections);
     plain.db.close().await;
     // Dropping the test database first lets the role go (it holds grants in it).
     drop(db);
