@@ -100,13 +100,13 @@ fn merge_sql(existing: u64) -> (&'static str, &'static str) {
 }
 
 /// SQLite: inserts `rows` into `table (columns)` by prepared multi-row statements
-/// ([`ROWS_PER_INSERT`] rows each); `bind` binds one row at parameters `base + 1 …`.
+/// ([`ROWS_PER_INSERT`] rows each); `bind` writes one row's cells.
 fn insert_rows<T>(
     raw: &SqliteRaw<'_>,
     table: &str,
     columns: &[&str],
     rows: &[T],
-    bind: impl Fn(&mut RawStmt<'_>, i32, &T) -> Result<()>,
+    bind: impl for<'s, 'h> Fn(&mut Params<'s, 'h>, &T) -> Result<()>,
 ) -> Result<()> {
     let ncols = columns.len();
     let insert_sql = |n: usize| {
@@ -118,7 +118,7 @@ fn insert_rows<T>(
         let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
         for group in groups.by_ref() {
             for (i, r) in group.iter().enumerate() {
-                bind(&mut many, (i * ncols) as i32, r)?;
+                bind(&mut Params { stmt: &mut many, next: (i * ncols) as i32 + 1 }, r)?;
             }
             many.exec()?;
         }
@@ -126,35 +126,116 @@ fn insert_rows<T>(
     if !groups.remainder().is_empty() {
         let mut one = raw.prepare(&insert_sql(1))?;
         for r in groups.remainder() {
-            bind(&mut one, 0, r)?;
+            bind(&mut Params { stmt: &mut one, next: 1 }, r)?;
             one.exec()?;
         }
     }
     Ok(())
 }
 
-/// Binds one stage row (columns in [`ORDER_STAGE`] order) at parameters `base + 1 …`.
-fn bind_stage_row(stmt: &mut RawStmt<'_>, base: i32, r: &Resolved) -> Result<()> {
-    let o = &r.o;
-    stmt.int(base + 1, Some(o.row as i64))?;
-    stmt.int(base + 2, Some(r.customer_id))?;
-    stmt.text(base + 3, Some(&o.external_id))?;
-    // The text form sqlx writes for a `DateTime<Utc>`, so every reader parses it alike.
-    stmt.text(base + 4, Some(&o.ordered_at.to_rfc3339_opts(SecondsFormat::AutoSi, false)))?;
-    stmt.text(base + 5, o.channel.as_deref())?;
-    stmt.text(base + 6, o.store.as_deref())?;
-    stmt.text(base + 7, Some(&o.currency))?;
-    stmt.int(base + 8, Some(o.amount))?;
-    stmt.int(base + 9, Some(o.discount))?;
-    stmt.text(base + 10, Some(o.status))?;
-    stmt.int(base + 11, r.product_id)?;
-    stmt.int(base + 12, r.category_id)?;
-    stmt.int(base + 13, Some(o.quantity))?;
-    stmt.int(base + 14, Some(r.unit_price))?;
-    stmt.int(base + 15, Some(i64::from(o.promo)))?;
-    stmt.int(base + 16, Some(r.o.ordered_day))?;
-    Ok(())
+/// One row's values, written cell by cell into a PostgreSQL COPY buffer or into the parameters
+/// of a prepared SQLite statement, so each table's columns are listed once for both engines.
+trait Cells {
+    fn int(&mut self, v: Option<i64>) -> Result<()>;
+    fn text(&mut self, v: Option<&str>) -> Result<()>;
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()>;
+    fn bool(&mut self, v: bool) -> Result<()>;
 }
+
+impl Cells for CopyRows {
+    fn int(&mut self, v: Option<i64>) -> Result<()> {
+        CopyRows::int(self, v);
+        Ok(())
+    }
+    fn text(&mut self, v: Option<&str>) -> Result<()> {
+        CopyRows::text(self, v);
+        Ok(())
+    }
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
+        CopyRows::time(self, v);
+        Ok(())
+    }
+    fn bool(&mut self, v: bool) -> Result<()> {
+        CopyRows::bool(self, v);
+        Ok(())
+    }
+}
+
+/// The parameters of a prepared SQLite statement, from `next` on.
+struct Params<'s, 'h> {
+    stmt: &'s mut RawStmt<'h>,
+    next: i32,
+}
+
+impl Cells for Params<'_, '_> {
+    fn int(&mut self, v: Option<i64>) -> Result<()> {
+        self.next += 1;
+        self.stmt.int(self.next - 1, v)
+    }
+    fn text(&mut self, v: Option<&str>) -> Result<()> {
+        self.next += 1;
+        self.stmt.text(self.next - 1, v)
+    }
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
+        // The text form sqlx writes for a `DateTime<Utc>`, so every reader parses it alike.
+        self.text(Some(&v.to_rfc3339_opts(SecondsFormat::AutoSi, false)))
+    }
+    fn bool(&mut self, v: bool) -> Result<()> {
+        self.int(Some(i64::from(v)))
+    }
+}
+
+/// Columns of `orders` written by the load after `id`: customer_id … status.
+fn order_cells(c: &mut impl Cells, r: &Resolved) -> Result<()> {
+    let o = &r.o;
+    c.int(Some(r.customer_id))?;
+    c.text(Some(&o.external_id))?;
+    c.time(o.ordered_at)?;
+    c.text(o.channel.as_deref())?;
+    c.text(o.store.as_deref())?;
+    c.text(Some(&o.currency))?;
+    c.int(Some(o.amount))?;
+    c.int(Some(o.discount))?;
+    c.text(Some(o.status))
+}
+
+/// Columns of an order's line 1 after its keys: product_id … promo.
+fn line_cells(c: &mut impl Cells, r: &Resolved) -> Result<()> {
+    c.int(r.product_id)?;
+    c.int(r.category_id)?;
+    c.int(Some(r.o.quantity))?;
+    c.int(Some(r.unit_price))?;
+    c.bool(r.o.promo)
+}
+
+/// A row of [`ORDER_STAGE`].
+fn stage_cells(c: &mut impl Cells, r: &Resolved) -> Result<()> {
+    c.int(Some(r.o.row as i64))?;
+    order_cells(c, r)?;
+    line_cells(c, r)?;
+    c.int(Some(r.o.ordered_day))
+}
+
+/// A row of [`NEW_ORDER_COLUMNS`].
+fn new_order_cells(c: &mut impl Cells, id: i64, r: &Resolved) -> Result<()> {
+    c.int(Some(id))?;
+    order_cells(c, r)?;
+    c.int(Some(r.o.ordered_day))
+}
+
+/// A row of [`NEW_LINE_COLUMNS`].
+fn new_line_cells(c: &mut impl Cells, id: i64, r: &Resolved) -> Result<()> {
+    c.int(Some(r.customer_id))?;
+    c.int(Some(id))?;
+    c.int(Some(1))?;
+    line_cells(c, r)
+}
+
+/// Columns of a new order, as [`new_order_cells`] writes them.
+const NEW_ORDER_COLUMNS: [&str; 11] =
+    ["id", "customer_id", "external_id", "ordered_at", "channel", "store", "currency", "total_cents", "discount_cents", "status", "ordered_day"];
+/// Columns of a new order's line, as [`new_line_cells`] writes them.
+const NEW_LINE_COLUMNS: [&str; 8] = ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
 
 /// A validated order row.
 pub(super) struct OrderIn {
@@ -324,11 +405,6 @@ struct PgState {
     sequence: String,
 }
 
-/// Columns of a direct COPY into `orders`.
-const ORDER_COPY: &str =
-    "COPY orders (id, customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) FROM STDIN";
-/// Columns of a direct COPY into `order_lines`.
-const LINE_COPY: &str = "COPY order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) FROM STDIN";
 
 impl Loader {
     /// Reads, validates and writes a whole orders file; returns the data rows read. The merge
@@ -463,7 +539,7 @@ impl Loader {
             return Ok(());
         }
         let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
-        insert_rows(raw, ORDER_STAGE.name, &names, rows, bind_stage_row)?;
+        insert_rows(raw, ORDER_STAGE.name, &names, rows, |c, r| stage_cells(c, r))?;
         let mut moved_rows = HashSet::new();
         {
             let mut moved = raw.prepare(MOVED_SQL)?;
@@ -524,33 +600,8 @@ impl Loader {
             return Ok(true);
         }
         let numbered: Vec<(i64, &Resolved)> = (last_id + 1..).zip(rows).collect();
-        let order_cols =
-            ["id", "customer_id", "external_id", "ordered_at", "channel", "store", "currency", "total_cents", "discount_cents", "status", "ordered_day"];
-        insert_rows(raw, "orders", &order_cols, &numbered, |stmt, base, (id, r)| {
-            let o = &r.o;
-            stmt.int(base + 1, Some(*id))?;
-            stmt.int(base + 2, Some(r.customer_id))?;
-            stmt.text(base + 3, Some(&o.external_id))?;
-            stmt.text(base + 4, Some(&o.ordered_at.to_rfc3339_opts(SecondsFormat::AutoSi, false)))?;
-            stmt.text(base + 5, o.channel.as_deref())?;
-            stmt.text(base + 6, o.store.as_deref())?;
-            stmt.text(base + 7, Some(&o.currency))?;
-            stmt.int(base + 8, Some(o.amount))?;
-            stmt.int(base + 9, Some(o.discount))?;
-            stmt.text(base + 10, Some(o.status))?;
-            stmt.int(base + 11, Some(o.ordered_day))
-        })?;
-        let line_cols = ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
-        insert_rows(raw, "order_lines", &line_cols, &numbered, |stmt, base, (id, r)| {
-            stmt.int(base + 1, Some(r.customer_id))?;
-            stmt.int(base + 2, Some(*id))?;
-            stmt.int(base + 3, Some(1))?;
-            stmt.int(base + 4, r.product_id)?;
-            stmt.int(base + 5, r.category_id)?;
-            stmt.int(base + 6, Some(r.o.quantity))?;
-            stmt.int(base + 7, Some(r.unit_price))?;
-            stmt.int(base + 8, Some(i64::from(r.o.promo)))
-        })?;
+        insert_rows(raw, "orders", &NEW_ORDER_COLUMNS, &numbered, |c, (id, r)| new_order_cells(c, *id, r))?;
+        insert_rows(raw, "order_lines", &NEW_LINE_COLUMNS, &numbered, |c, (id, r)| new_line_cells(c, *id, r))?;
         self.touched.extend(rows.iter().map(|r| r.customer_id));
         Ok(true)
     }
@@ -611,51 +662,17 @@ impl Loader {
             let mut orders = CopyRows::new();
             let mut lines = CopyRows::new();
             for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
-                let o = &r.o;
-                orders.int(Some(id));
-                orders.int(Some(r.customer_id));
-                orders.text(Some(&o.external_id));
-                orders.time(o.ordered_at);
-                orders.text(o.channel.as_deref());
-                orders.text(o.store.as_deref());
-                orders.text(Some(&o.currency));
-                orders.int(Some(o.amount));
-                orders.int(Some(o.discount));
-                orders.text(Some(o.status));
-                orders.int(Some(o.ordered_day));
+                new_order_cells(&mut orders, id, r)?;
                 orders.end_row();
-                lines.int(Some(r.customer_id));
-                lines.int(Some(id));
-                lines.int(Some(1));
-                lines.int(r.product_id);
-                lines.int(r.category_id);
-                lines.int(Some(o.quantity));
-                lines.int(Some(r.unit_price));
-                lines.bool(o.promo);
+                new_line_cells(&mut lines, id, r)?;
                 lines.end_row();
             }
-            tx.copy_in(ORDER_COPY, orders.take()).await?;
-            tx.copy_in(LINE_COPY, lines.take()).await?;
+            tx.copy_in(&format!("COPY orders ({}) FROM STDIN", NEW_ORDER_COLUMNS.join(", ")), orders.take()).await?;
+            tx.copy_in(&format!("COPY order_lines ({}) FROM STDIN", NEW_LINE_COLUMNS.join(", ")), lines.take()).await?;
         }
         let copy = pg.copy.get_or_insert_with(CopyRows::new);
         for r in rows.iter().filter(|r| existing.contains(&r.o.external_id)) {
-            let o = &r.o;
-            copy.int(Some(o.row as i64));
-            copy.int(Some(r.customer_id));
-            copy.text(Some(&o.external_id));
-            copy.time(o.ordered_at);
-            copy.text(o.channel.as_deref());
-            copy.text(o.store.as_deref());
-            copy.text(Some(&o.currency));
-            copy.int(Some(o.amount));
-            copy.int(Some(o.discount));
-            copy.text(Some(o.status));
-            copy.int(r.product_id);
-            copy.int(r.category_id);
-            copy.int(Some(o.quantity));
-            copy.int(Some(r.unit_price));
-            copy.bool(o.promo);
-            copy.int(Some(r.o.ordered_day));
+            stage_cells(copy, r)?;
             copy.end_row();
         }
         if write {
