@@ -326,6 +326,12 @@ test_both!(contacts_and_interactions_import, |db: TestDb| async move {
     assert_eq!((r.created, r.updated), (0, 1));
     assert_eq!(count(s, "interactions").await, 1);
     assert_eq!(count(s, "contacts").await, 1);
+    // An id that belongs to another customer is refused, not moved; the rest of the file loads.
+    let moved = "interaction_id,customer_id,kind,occurred_at\nI1,ORG1,call,2026-06-02 09:00\nI3,ORG1,visit,2026-06-02 10:00\n";
+    let r = import(s, ImportKind::Interactions, "m.csv", moved.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.updated, r.rejected), (1, 0, 1), "{:?}", r.rejections);
+    assert!(r.rejections[0].reason.contains("belongs to another customer") && r.rejections[0].row == 2, "{:?}", r.rejections);
+    assert_eq!(count(s, "interactions").await, 2);
 });
 
 test_both!(export_round_trips, |db: TestDb| async move {
