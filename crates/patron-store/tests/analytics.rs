@@ -39,9 +39,10 @@ fn day(y: i32, m: u32, d: u32) -> i64 {
 
 test_both!(summaries_follow_orders_and_rebuild_agrees, |db: TestDb| async move {
     let s = &db.store;
-    import(s, ImportKind::Customers, "customer_id,name\nC1,王伟\nC2,李娜\nC3,张三\n".into()).await;
+    import(s, ImportKind::Customers, "customer_id,name\nC1,王伟\nC2,李娜\nC3,张三\nC4,赵六\n".into()).await;
     // C1: 2026-03-01 15:30Z is 23:30 in Shanghai (day 1) and 16:30Z is 00:30 on 03-02 (day 2);
     // two orders on 03-10 make one purchase day. C2: one order, plus a cancelled one. C3: none.
+    // C4: two orders and a cancelled one on its first day, one more later.
     import(
         s,
         ImportKind::Orders,
@@ -51,12 +52,16 @@ test_both!(summaries_follow_orders_and_rebuild_agrees, |db: TestDb| async move {
          O3,C1,2026-03-10 09:00,5.50,\n\
          O4,C1,2026-03-10 19:00,4.50,\n\
          O5,C2,2026-04-01 12:00,99.00,\n\
-         O6,C2,2026-04-02 12:00,50.00,cancelled\n"
+         O6,C2,2026-04-02 12:00,50.00,cancelled\n\
+         O8,C4,2026-05-01 10:00,10.00,\n\
+         O9,C4,2026-05-01 18:00,5.00,\n\
+         O10,C4,2026-05-01 19:00,7.00,cancelled\n\
+         O11,C4,2026-05-03 10:00,2.00,\n"
             .into(),
     )
     .await;
     let got = summaries(s).await;
-    assert_eq!(got.len(), 2, "a customer without completed orders has no summary: {got:?}");
+    assert_eq!(got.len(), 3, "a customer without completed orders has no summary: {got:?}");
     let c1 = &got[0];
     assert_eq!((c1.order_count, c1.spend_cents, c1.purchase_days), (4, 4000, 3));
     assert_eq!((c1.first_purchase_day, c1.last_purchase_day), (Some(day(2026, 3, 1)), Some(day(2026, 3, 10))));
@@ -64,6 +69,8 @@ test_both!(summaries_follow_orders_and_rebuild_agrees, |db: TestDb| async move {
     assert_eq!(c1.last_ordered_at, Some(Utc.with_ymd_and_hms(2026, 3, 10, 11, 0, 0).unwrap()));
     let c2 = &got[1];
     assert_eq!((c2.order_count, c2.spend_cents, c2.purchase_days, c2.repeat_spend_cents), (1, 9900, 1, 0));
+    let c4 = &got[2];
+    assert_eq!((c4.order_count, c4.spend_cents, c4.purchase_days, c4.repeat_spend_cents), (3, 1700, 2, 200));
 
     // An order through the API (the cancelled one completes, a new one arrives) refreshes at once.
     let fix = |ext: &str, at: chrono::DateTime<Utc>, cents: i64| NewOrder {
@@ -83,7 +90,7 @@ test_both!(summaries_follow_orders_and_rebuild_agrees, |db: TestDb| async move {
     // The one-aggregation rebuild gives exactly what the incremental path kept.
     let kept = summaries(s).await;
     s.db.reader().execute(query("UPDATE orders SET ordered_day = NULL")).await.unwrap();
-    assert_eq!(s.rebuild_summaries().await.unwrap(), 2);
+    assert_eq!(s.rebuild_summaries().await.unwrap(), 3);
     assert_eq!(summaries(s).await, kept);
 });
 
