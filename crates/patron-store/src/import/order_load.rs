@@ -12,8 +12,9 @@
 //!   and merged by the set statements below, run on the same handle. Set statements, not a statement
 //!   per order: each statement on `orders` opens cursors on the table and its four indexes, which
 //!   costs more than the row itself.
-//! - **PostgreSQL:** per chunk, one indexed probe finds the order ids that exist already. New
-//!   orders get ids reserved from the sequence and are COPYed straight into `orders` and
+//! - **PostgreSQL:** per chunk, the same range probe, and only when it finds stored ids in the
+//!   range, an indexed probe per order, tell which order ids exist already. New orders get ids
+//!   reserved from the sequence and are COPYed straight into `orders` and
 //!   `order_lines`; existing ones are COPYed into the staging table, and at the end of the file
 //!   the set statements check for moved order ids and merge the stage (the planner sees the real
 //!   size once instead of a growing table every few thousand rows).
@@ -643,8 +644,7 @@ impl Loader {
         let fresh = rows.len() - existing.len();
         counts.created += fresh as u64;
         if write && fresh > 0 {
-            // One row of text, not a row per id: decoding thousands of one-column rows costs
-            // more than drawing the numbers.
+            // The reserved ids come back as one row of text rather than a row each.
             if pg.sequence.is_empty() {
                 let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence('orders', 'id')")).await?;
                 // A literal, so the name resolves once per statement rather than once per id.
