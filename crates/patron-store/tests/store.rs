@@ -440,10 +440,25 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
         text.push_str(l);
         text.push('\n');
     }
+    // One old order changes its amount and quantity; the other 19 are as stored.
+    let first_old = mixed[n - 19];
+    let changed: Vec<&str> = first_old.split(',').collect();
+    let changed = format!("{},{},{},999.00,{},{},5", changed[0], changed[1], changed[2], changed[4], changed[5]);
+    let text = text.replacen(first_old, &changed, 1);
     let r = import(s, ImportKind::Orders, "mixed.csv", text.into(), |_| {}).await;
     assert_eq!((r.created, r.updated, r.rejected), (30, 20, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "orders").await, n as i64 + 30);
     assert_eq!(count(s, "order_lines").await, n as i64 + 30);
+    let (total, quantity): (i64, i64) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query(format!(
+            "SELECT o.total_cents, l.quantity FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.external_id = 'M{:06}'",
+            n - 20
+        )))
+        .await
+        .unwrap();
+    assert_eq!((total, quantity), (99_900, 5), "a changed order is updated, with its line");
 });
 
 test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {

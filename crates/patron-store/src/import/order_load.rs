@@ -65,13 +65,19 @@ const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders
      WHERE o.customer_id <> s.customer_id";
 /// Staged orders that exist already (updates; the rest are created).
 const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
-/// Upserts the staged orders by external id, in file order.
+/// Upserts the staged orders by external id, in file order. An order that is the same as stored
+/// is left alone: re-importing yesterday's full export then writes no new row versions and no
+/// index entries for it.
 const MERGE_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
      SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
      FROM patron_stage_orders WHERE true ORDER BY row_no \
      ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
      store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
-     discount_cents = excluded.discount_cents, status = excluded.status";
+     discount_cents = excluded.discount_cents, status = excluded.status \
+     WHERE orders.ordered_at IS DISTINCT FROM excluded.ordered_at OR orders.ordered_day IS DISTINCT FROM excluded.ordered_day \
+     OR orders.channel IS DISTINCT FROM excluded.channel OR orders.store IS DISTINCT FROM excluded.store \
+     OR orders.currency IS DISTINCT FROM excluded.currency OR orders.total_cents IS DISTINCT FROM excluded.total_cents \
+     OR orders.discount_cents IS DISTINCT FROM excluded.discount_cents OR orders.status IS DISTINCT FROM excluded.status";
 /// Inserts the staged orders when none of them exists yet (the usual first load): a plain insert
 /// skips the speculative insertion that `ON CONFLICT` costs per row.
 const INSERT_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
@@ -81,13 +87,17 @@ const INSERT_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, o
 const INSERT_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
      FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
-/// Upserts line 1 of each staged order (other lines of an order stay as they are).
+/// Upserts line 1 of each staged order (other lines of an order stay as they are; an unchanged
+/// line is left alone).
 const MERGE_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
      FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id WHERE true \
      ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
      category_id = excluded.category_id, quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents, \
-     promo = excluded.promo";
+     promo = excluded.promo \
+     WHERE order_lines.product_id IS DISTINCT FROM excluded.product_id OR order_lines.category_id IS DISTINCT FROM excluded.category_id \
+     OR order_lines.quantity IS DISTINCT FROM excluded.quantity OR order_lines.unit_price_cents IS DISTINCT FROM excluded.unit_price_cents \
+     OR order_lines.promo IS DISTINCT FROM excluded.promo";
 
 /// The statements that merge the stage, given how many staged orders exist already. The
 /// transaction holds the write lock on SQLite; on PostgreSQL a concurrent writer of the same new
