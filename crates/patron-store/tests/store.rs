@@ -332,6 +332,13 @@ test_both!(contacts_and_interactions_import, |db: TestDb| async move {
     assert_eq!((r.created, r.updated, r.rejected), (1, 0, 1), "{:?}", r.rejections);
     assert!(r.rejections[0].reason.contains("belongs to another customer") && r.rejections[0].row == 2, "{:?}", r.rejections);
     assert_eq!(count(s, "interactions").await, 2);
+    // A changed interaction is updated.
+    let changed = "interaction_id,customer_id,kind,occurred_at,channel,payload\nI1,P1,click,2026-06-01 10:00:00,app,/menu/tea\n";
+    let r = import(s, ImportKind::Interactions, "c.csv", changed.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, 1));
+    let (kind, channel): (String, String) =
+        s.db.reader().fetch_one(patron_store::db::query("SELECT kind, channel FROM interactions WHERE external_id = 'I1'")).await.unwrap();
+    assert_eq!((kind.as_str(), channel.as_str()), ("click", "app"));
 });
 
 test_both!(export_round_trips, |db: TestDb| async move {

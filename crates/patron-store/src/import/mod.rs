@@ -598,7 +598,9 @@ impl Loader {
             "INSERT INTO interactions (customer_id, external_id, kind, channel, occurred_at, payload) \
              SELECT customer_id, external_id, kind, channel, occurred_at, payload FROM patron_stage_interactions WHERE true ORDER BY row_no \
              ON CONFLICT (external_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel, \
-             occurred_at = excluded.occurred_at, payload = excluded.payload",
+             occurred_at = excluded.occurred_at, payload = excluded.payload \
+             WHERE interactions.kind IS DISTINCT FROM excluded.kind OR interactions.channel IS DISTINCT FROM excluded.channel \
+             OR interactions.occurred_at IS DISTINCT FROM excluded.occurred_at OR interactions.payload IS DISTINCT FROM excluded.payload",
         ))
         .await?;
         if triggers_off {
