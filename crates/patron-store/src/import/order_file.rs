@@ -347,7 +347,7 @@ fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
     let mut days = DayCache::default();
     while let Some(next) = src.next()? {
         b.out.rows_read += 1;
-        if b.out.rows_read % 100_000 == 0 {
+        if b.out.rows_read.is_multiple_of(100_000) {
             progress(b.out.rows_read);
         }
         rej.names = src.source_names();
