@@ -231,14 +231,16 @@ struct TimeTable {
 
 impl TimeTable {
     fn new(t_x: &[f64], age: &[f64], scale: f64) -> TimeTable {
-        let mut bits: Vec<u64> = t_x
-            .iter()
-            .chain(age.iter())
-            .map(|v| (v * scale).to_bits())
-            .collect();
-        bits.par_sort_unstable();
-        bits.dedup();
-        let find = |v: f64| bits.partition_point(|&b| b < (v * scale).to_bits()) as u32;
+        // Few distinct values (days) among many rows: found with a hash set rather than by
+        // sorting every value, and numbered in increasing order through a map.
+        type Hasher = foldhash::fast::FixedState;
+        let bit = |v: f64| (v * scale).to_bits();
+        let mut distinct = std::collections::HashSet::with_hasher(Hasher::default());
+        distinct.extend(t_x.iter().chain(age.iter()).map(|&v| bit(v)));
+        let mut bits: Vec<u64> = distinct.into_iter().collect();
+        bits.sort_unstable_by(|a, b| f64::from_bits(*a).total_cmp(&f64::from_bits(*b)));
+        let slot: std::collections::HashMap<u64, u32, Hasher> = bits.iter().enumerate().map(|(i, &b)| (b, i as u32)).collect();
+        let find = |v: f64| slot.get(&bit(v)).copied().unwrap_or(0);
         let tx_idx = t_x.par_iter().map(|&v| find(v)).collect();
         let t_idx = age.par_iter().map(|&v| find(v)).collect();
         TimeTable {

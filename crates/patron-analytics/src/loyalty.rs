@@ -238,39 +238,36 @@ pub fn loyalty(
         .collect();
     let repeat_median = median(&repeat.iter().flatten().copied().collect::<Vec<_>>());
     let promoter = config.promoter_nps;
-    // (breadth, advocacy, immunity, index, situation) per customer
-    type Row = (
-        Option<f64>,
-        Option<f64>,
-        Option<f64>,
-        Option<f64>,
-        Option<LoyaltySituation>,
-    );
-    let rows: Vec<Row> = (0..n)
+    // Column by column: a row of five options per customer was a 72 MB vector written once
+    // and copied apart again. Each indicator is `None` outside the base.
+    let column = |f: &(dyn Fn(usize, usize) -> Option<f64> + Sync)| -> Vec<Option<f64>> {
+        (0..n).into_par_iter().map(|c| if in_base(c) { f(c, slot[c] as usize) } else { None }).collect()
+    };
+    let nps = |c: usize| extras.latest_nps.as_ref().and_then(|v| v[c]);
+    let breadth = column(&|_, i| breadth_ranks.as_ref().map(|b| b.mid_percentile(i)));
+    let advocacy = column(&|c, i| {
+        mean_of([
+            referral_ranks.as_ref().map(|r| r.mid_percentile(i)),
+            nps(c).map(|v| if v >= promoter { 1.0 } else { 0.0 }),
+        ])
+    });
+    let competitor_immunity = column(&|c, i| {
+        mean_of([
+            fp_ranks.as_ref().filter(|_| s.full_price_share[c].is_some()).map(|r| r.mid_percentile(i)),
+            extras
+                .would_switch_for_2pct
+                .as_ref()
+                .and_then(|v| v[c])
+                .map(|switch| if switch { 0.0 } else { 1.0 }),
+        ])
+    });
+    let (index, situation): (Vec<Option<f64>>, Vec<Option<LoyaltySituation>>) = (0..n)
         .into_par_iter()
         .map(|c| {
             if !in_base(c) {
-                return (None, None, None, None, None);
+                return (None, None);
             }
-            let i = slot[c] as usize;
-            let breadth = breadth_ranks.as_ref().map(|b| b.mid_percentile(i));
-            let nps = extras.latest_nps.as_ref().and_then(|v| v[c]);
-            let advocacy = mean_of([
-                referral_ranks.as_ref().map(|r| r.mid_percentile(i)),
-                nps.map(|v| if v >= promoter { 1.0 } else { 0.0 }),
-            ]);
-            let immunity = mean_of([
-                fp_ranks
-                    .as_ref()
-                    .filter(|_| s.full_price_share[c].is_some())
-                    .map(|r| r.mid_percentile(i)),
-                extras
-                    .would_switch_for_2pct
-                    .as_ref()
-                    .and_then(|v| v[c])
-                    .map(|switch| if switch { 0.0 } else { 1.0 }),
-            ]);
-            let indicators = [repeat[c], breadth, advocacy, immunity];
+            let indicators = [repeat[c], breadth[c], advocacy[c], competitor_immunity[c]];
             let (mut num, mut den) = (0.0, 0.0);
             for (v, w) in indicators.iter().zip(config.weights) {
                 if let Some(v) = v {
@@ -279,31 +276,25 @@ pub fn loyalty(
                 }
             }
             let index = (den > 0.0).then(|| 100.0 * num / den);
-            let attitude = match nps {
+            let attitude = match nps(c) {
                 Some(v) if v >= promoter => AttitudeStrength::Strong,
                 Some(_) => AttitudeStrength::Weak,
-                None if advocacy.is_some_and(|a| a >= 0.5) => AttitudeStrength::Strong,
+                None if advocacy[c].is_some_and(|a| a >= 0.5) => AttitudeStrength::Strong,
                 None => AttitudeStrength::Weak,
             };
             let high = repeat[c].is_some_and(|r| r >= repeat_median);
             let recent = s.recent_spend_cents[c] as f64;
             let rising = recent > 0.0 && recent >= s.baseline_spend_cents[c];
-            (
-                breadth,
-                advocacy,
-                immunity,
-                index,
-                Some(LoyaltySituation::from_dimensions(attitude, high, rising)),
-            )
+            (index, Some(LoyaltySituation::from_dimensions(attitude, high, rising)))
         })
-        .collect();
+        .unzip();
     Ok(LoyaltyResult {
         repeat_purchase: repeat,
-        breadth: rows.par_iter().map(|r| r.0).collect(),
-        advocacy: rows.par_iter().map(|r| r.1).collect(),
-        competitor_immunity: rows.par_iter().map(|r| r.2).collect(),
-        index: rows.par_iter().map(|r| r.3).collect(),
-        situation: rows.par_iter().map(|r| r.4).collect(),
+        breadth,
+        advocacy,
+        competitor_immunity,
+        index,
+        situation,
         repeat_purchase_median: repeat_median,
     })
 }

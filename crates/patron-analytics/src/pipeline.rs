@@ -15,7 +15,7 @@ use crate::lifecycle::{lifecycle, LifecycleConfig, LifecycleResult};
 use crate::loyalty::{loyalty, CustomerExtras, LoyaltyConfig, LoyaltyResult};
 use crate::optim::FitOptions;
 use crate::rfm::{rfm, RfmConfig, RfmResult};
-use crate::summary::{summarize, CustomerSummaries, Orders, SummaryConfig};
+use crate::summary::{filled, summarize, CustomerSummaries, Orders, SummaryConfig};
 use crate::{AnalyticsError, Result, TimeUnit};
 
 /// Settings of the predictive models.
@@ -349,11 +349,12 @@ struct ModelColumns {
 
 impl ModelColumns {
     fn empty(n: usize) -> Self {
+        // Filled in parallel: four 16 MB columns written by one thread were a pause of both cores.
         ModelColumns {
-            p_alive: vec![None; n],
-            expected_purchases: vec![None; n],
-            expected_order_value: vec![None; n],
-            clv: vec![None; n],
+            p_alive: filled(n, None),
+            expected_purchases: filled(n, None),
+            expected_order_value: filled(n, None),
+            clv: filled(n, None),
         }
     }
 }
@@ -371,12 +372,18 @@ fn score_models(
     let unit = mc.time_unit;
     let params = bg.params;
     let key = |c: usize| (u64::from(s.x[c]) << 32) | u64::from(s.age[c]);
-    let mut keys: Vec<u64> = (0..n)
-        .filter(|&c| s.purchase_days[c] > 0)
-        .map(key)
-        .collect();
-    keys.par_sort_unstable();
-    keys.dedup();
+    // The distinct keys, found through a hash set (a sort of a million keys, then a binary
+    // search per customer, cost more than the expectations themselves); numbered by a map.
+    let mut seen = std::collections::HashSet::with_hasher(foldhash::fast::FixedState::default());
+    for c in 0..n {
+        if s.purchase_days[c] > 0 {
+            seen.insert(key(c));
+        }
+    }
+    let mut keys: Vec<u64> = seen.into_iter().collect();
+    keys.sort_unstable();
+    let index: std::collections::HashMap<u64, u32, foldhash::fast::FixedState> =
+        keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
     // (expected purchases over the horizon if alive, discounted purchases over the CLV months if alive)
     let per_key: Vec<(f64, f64)> = keys
         .par_iter()
@@ -409,10 +416,10 @@ fn score_models(
             if s.purchase_days[c] == 0 {
                 return;
             }
-            let Ok(i) = keys.binary_search(&key(c)) else {
+            let Some(&i) = index.get(&key(c)) else {
                 return;
             };
-            let (e_alive, d_alive) = per_key[i];
+            let (e_alive, d_alive) = per_key[i as usize];
             let p = params.p_alive(
                 s.x[c],
                 unit.from_days(f64::from(s.t_x[c])),
