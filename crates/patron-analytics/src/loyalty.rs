@@ -241,7 +241,16 @@ pub fn loyalty(
     // Column by column: a row of five options per customer was a 72 MB vector written once
     // and copied apart again. Each indicator is `None` outside the base.
     let column = |f: &(dyn Fn(usize, usize) -> Option<f64> + Sync)| -> Vec<Option<f64>> {
-        (0..n).into_par_iter().map(|c| if in_base(c) { f(c, slot[c] as usize) } else { None }).collect()
+        (0..n)
+            .into_par_iter()
+            .map(|c| {
+                if in_base(c) {
+                    f(c, slot[c] as usize)
+                } else {
+                    None
+                }
+            })
+            .collect()
     };
     let nps = |c: usize| extras.latest_nps.as_ref().and_then(|v| v[c]);
     let breadth = column(&|_, i| breadth_ranks.as_ref().map(|b| b.mid_percentile(i)));
@@ -253,7 +262,10 @@ pub fn loyalty(
     });
     let competitor_immunity = column(&|c, i| {
         mean_of([
-            fp_ranks.as_ref().filter(|_| s.full_price_share[c].is_some()).map(|r| r.mid_percentile(i)),
+            fp_ranks
+                .as_ref()
+                .filter(|_| s.full_price_share[c].is_some())
+                .map(|r| r.mid_percentile(i)),
             extras
                 .would_switch_for_2pct
                 .as_ref()
@@ -285,7 +297,10 @@ pub fn loyalty(
             let high = repeat[c].is_some_and(|r| r >= repeat_median);
             let recent = s.recent_spend_cents[c] as f64;
             let rising = recent > 0.0 && recent >= s.baseline_spend_cents[c];
-            (index, Some(LoyaltySituation::from_dimensions(attitude, high, rising)))
+            (
+                index,
+                Some(LoyaltySituation::from_dimensions(attitude, high, rising)),
+            )
         })
         .unzip();
     Ok(LoyaltyResult {
@@ -301,7 +316,10 @@ pub fn loyalty(
 
 /// Mean of the present values, `None` if none is present.
 fn mean_of<const N: usize>(parts: [Option<f64>; N]) -> Option<f64> {
-    let (sum, count) = parts.into_iter().flatten().fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    let (sum, count) = parts
+        .into_iter()
+        .flatten()
+        .fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
     (count > 0).then(|| sum / f64::from(count))
 }
 

@@ -32,7 +32,13 @@ impl Ranks {
             neg_zero: bool,
             pos_zero: bool,
         }
-        let empty = Span { lo: f64::INFINITY, hi: f64::NEG_INFINITY, whole: true, neg_zero: false, pos_zero: false };
+        let empty = Span {
+            lo: f64::INFINITY,
+            hi: f64::NEG_INFINITY,
+            whole: true,
+            neg_zero: false,
+            pos_zero: false,
+        };
         let join = |a: Span, b: Span| Span {
             lo: a.lo.min(b.lo),
             hi: a.hi.max(b.hi),
@@ -46,7 +52,13 @@ impl Ranks {
                 || empty,
                 |acc, &v| {
                     // `fract` of ±∞ and NaN is NaN, so they are not whole.
-                    let one = Span { lo: v, hi: v, whole: v.fract() == 0.0, neg_zero: v == 0.0 && v.is_sign_negative(), pos_zero: v == 0.0 && v.is_sign_positive() };
+                    let one = Span {
+                        lo: v,
+                        hi: v,
+                        whole: v.fract() == 0.0,
+                        neg_zero: v == 0.0 && v.is_sign_negative(),
+                        pos_zero: v == 0.0 && v.is_sign_positive(),
+                    };
                     join(acc, one)
                 },
             )
@@ -82,7 +94,11 @@ impl Ranks {
             let bits = v.to_bits();
             bits ^ ((((bits as i64) >> 63) as u64) >> 1) ^ (1 << 63)
         };
-        let mut order: Vec<(u64, u32)> = values.par_iter().enumerate().map(|(i, &v)| (key(v), i as u32)).collect();
+        let mut order: Vec<(u64, u32)> = values
+            .par_iter()
+            .enumerate()
+            .map(|(i, &v)| (key(v), i as u32))
+            .collect();
         order.par_sort_unstable();
         let mut below = vec![0u32; n];
         let mut equal = vec![0u32; n];
@@ -148,11 +164,27 @@ mod tests {
 
     #[test]
     fn integer_keys_order_like_total_cmp() {
-        let mut values = vec![-f64::INFINITY, -1e300, -2.5, -0.0, 0.0, 1e-300, 2.5, 7.0, f64::INFINITY, 3.0, -3.0];
+        let mut values = vec![
+            -f64::INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            2.5,
+            7.0,
+            f64::INFINITY,
+            3.0,
+            -3.0,
+        ];
         let r = Ranks::new(&values);
         values.sort_by(f64::total_cmp);
         let sorted = Ranks::new(&values);
-        assert_eq!(sorted.below, (0..values.len() as u32).collect::<Vec<_>>(), "-0 and 0 differ, as in total_cmp");
+        assert_eq!(
+            sorted.below,
+            (0..values.len() as u32).collect::<Vec<_>>(),
+            "-0 and 0 differ, as in total_cmp"
+        );
         assert_eq!(r.below.iter().filter(|&&b| b == 0).count(), 1);
     }
 
@@ -174,13 +206,24 @@ mod tests {
             vec![4.0],
         ];
         for values in &cases {
-            let counted = Ranks::by_counting(values).expect("whole numbers in a narrow span are counted");
+            let counted =
+                Ranks::by_counting(values).expect("whole numbers in a narrow span are counted");
             let sorted = Ranks::by_sorting(values);
             assert_eq!(counted.below, sorted.below);
             assert_eq!(counted.equal, sorted.equal);
         }
-        for values in [vec![0.5, 1.0], vec![f64::NAN, 1.0], vec![f64::INFINITY, 1.0], vec![-0.0, 0.0, 1.0], vec![0.0, 1e9], vec![]] {
-            assert!(Ranks::by_counting(&values).is_none(), "{values:?} is not for counting");
+        for values in [
+            vec![0.5, 1.0],
+            vec![f64::NAN, 1.0],
+            vec![f64::INFINITY, 1.0],
+            vec![-0.0, 0.0, 1.0],
+            vec![0.0, 1e9],
+            vec![],
+        ] {
+            assert!(
+                Ranks::by_counting(&values).is_none(),
+                "{values:?} is not for counting"
+            );
         }
         // −0 alone (recency 0 negated) is counted like any other value.
         let r = Ranks::new(&[-0.0, -3.0, -0.0]);

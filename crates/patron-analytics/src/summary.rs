@@ -73,9 +73,16 @@ impl Orders {
         }
         // The largest index first, by chunks (a per-element `position_first` was 60 ms of a
         // 9 M-order run); the position of a bad one only when there is one.
-        let largest = self.customer.par_chunks(SCAN_CHUNK).map(|ch| ch.iter().copied().max().unwrap_or(0)).max();
+        let largest = self
+            .customer
+            .par_chunks(SCAN_CHUNK)
+            .map(|ch| ch.iter().copied().max().unwrap_or(0))
+            .max();
         let bad = match largest {
-            Some(c) if c as usize >= n_customers => self.customer.iter().position(|&c| c as usize >= n_customers),
+            Some(c) if c as usize >= n_customers => self
+                .customer
+                .iter()
+                .position(|&c| c as usize >= n_customers),
             _ => None,
         };
         if let Some(row) = bad {
@@ -690,8 +697,14 @@ fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<Vec<u
     // By chunks in parallel (rayon's per-element `all` and `position` were several times
     // slower): each chunk lists where a new customer starts, or fails if a customer number
     // goes down; then those starts are spread over the customers in between (no orders).
-    let late = orders.day.par_chunks(SCAN_CHUNK).map(|ch| ch.iter().copied().max().unwrap_or(i32::MIN)).max();
-    if late.is_some_and(|d| d > as_of) || customer.last().is_some_and(|&c| c as usize >= n_customers) {
+    let late = orders
+        .day
+        .par_chunks(SCAN_CHUNK)
+        .map(|ch| ch.iter().copied().max().unwrap_or(i32::MIN))
+        .max();
+    if late.is_some_and(|d| d > as_of)
+        || customer.last().is_some_and(|&c| c as usize >= n_customers)
+    {
         return None;
     }
     let starts: Option<Vec<Vec<(u32, usize)>>> = customer
@@ -699,7 +712,11 @@ fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<Vec<u
         .enumerate()
         .map(|(k, ch)| {
             let base = k * SCAN_CHUNK;
-            let mut prev = if base == 0 { None } else { Some(customer[base - 1]) };
+            let mut prev = if base == 0 {
+                None
+            } else {
+                Some(customer[base - 1])
+            };
             let mut starts = Vec::new();
             for (i, &c) in ch.iter().enumerate() {
                 match prev {
@@ -1035,7 +1052,13 @@ mod tests {
         assert_eq!(median(&[5, 1, 3, 10], &mut buf), Some(4.0));
         assert_eq!(median(&[], &mut buf), None);
         // The sorted gaps left by last_return_day give the same median.
-        for gaps in [vec![5u32, 1, 3], vec![5, 1, 3, 10], vec![7], vec![], vec![4, 4, 9, 1, 30, 2]] {
+        for gaps in [
+            vec![5u32, 1, 3],
+            vec![5, 1, 3, 10],
+            vec![7],
+            vec![],
+            vec![4, 4, 9, 1, 30, 2],
+        ] {
             let mut sorted = Vec::new();
             last_return_day(&gaps, 0, &ChurnRule::default(), &mut sorted);
             assert_eq!(sorted_median(&sorted), median(&gaps, &mut buf), "{gaps:?}");

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, TimeUnit};
-use patron_store::import::order_file::{read_order_bytes, read_order_file, OrderFile, OrderFileOptions};
+use patron_store::import::order_file::{
+    read_order_bytes, read_order_file, OrderFile, OrderFileOptions,
+};
 use patron_store::import::{write_rejections, Encoding};
 use patron_store::users::Actor;
 use patron_store::Store;
@@ -38,7 +40,9 @@ impl ModelArgs {
             _ => TimeUnit::Days,
         };
         let per_unit = if unit == TimeUnit::Weeks { 7 } else { 1 };
-        let horizon = self.horizon.unwrap_or(if unit == TimeUnit::Weeks { 13 } else { 90 });
+        let horizon = self
+            .horizon
+            .unwrap_or(if unit == TimeUnit::Weeks { 13 } else { 90 });
         if horizon == 0 {
             bail!("--horizon must be at least 1");
         }
@@ -49,7 +53,9 @@ impl ModelArgs {
             bail!("--discount must be a monthly rate in [0, 1), e.g. 0.01");
         }
         config.model.time_unit = unit;
-        config.model.horizon_days = horizon.checked_mul(per_unit).ok_or_else(|| anyhow!("--horizon is too large"))?;
+        config.model.horizon_days = horizon
+            .checked_mul(per_unit)
+            .ok_or_else(|| anyhow!("--horizon is too large"))?;
         config.model.clv_months = self.clv_months;
         config.model.monthly_discount = self.discount;
         Ok(config)
@@ -57,7 +63,12 @@ impl ModelArgs {
 }
 
 /// Database mode: analyse as of `as_of`, store scores and the run; print the fit.
-pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, config: &AnalyticsConfig) -> Result<()> {
+pub async fn analyze_db(
+    store: &Store,
+    as_of: chrono::NaiveDate,
+    rebuild: bool,
+    config: &AnalyticsConfig,
+) -> Result<()> {
     let started = Instant::now();
     let backfilled = store.backfill_order_days().await?;
     if backfilled > 0 {
@@ -65,7 +76,10 @@ pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, 
     }
     if rebuild {
         let n = store.rebuild_summaries().await?;
-        eprintln!("summaries rebuilt for {n} customers in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "summaries rebuilt for {n} customers in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     let (run_id, out) = store.run_analysis(&Actor::cli(), as_of, config).await?;
     print_fit(&out);
@@ -88,7 +102,10 @@ fn print_fit(out: &AnalyticsOutput) {
     }
     if let Some(gg) = &r.gamma_gamma {
         let p = gg.params;
-        println!("Gamma-Gamma: p = {:.6}, q = {:.6}, gamma = {:.6} (minor units); converged: {}", p.p, p.q, p.gamma, gg.converged);
+        println!(
+            "Gamma-Gamma: p = {:.6}, q = {:.6}, gamma = {:.6} (minor units); converged: {}",
+            p.p, p.q, p.gamma, gg.converged
+        );
     }
     for w in &r.warnings {
         eprintln!("warning: {w}");
@@ -119,8 +136,13 @@ pub struct FileMode {
 /// (0, 2 = rejected rows and nothing written, 3 = written without the rejected rows).
 pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     let total = Instant::now();
-    let file = std::fs::File::open(&m.orders).with_context(|| format!("opening {}", m.orders.display()))?;
-    let opts = OrderFileOptions { encoding: m.encoding, mappings: m.mappings.clone(), tz: m.tz };
+    let file = std::fs::File::open(&m.orders)
+        .with_context(|| format!("opening {}", m.orders.display()))?;
+    let opts = OrderFileOptions {
+        encoding: m.encoding,
+        mappings: m.mappings.clone(),
+        tz: m.tz,
+    };
     let name = m.orders.display().to_string();
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = move |n: u64| {
@@ -142,8 +164,14 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     }
     let n = read.customer_ids.len();
     let as_of_day = patron_analytics::day_number(m.as_of);
-    let (out, stages) = patron_analytics::analyze_timed(&read.orders, n, as_of_day, &CustomerExtras::default(), config)
-        .map_err(|e| anyhow!("analysis failed: {e}"))?;
+    let (out, stages) = patron_analytics::analyze_timed(
+        &read.orders,
+        n,
+        as_of_day,
+        &CustomerExtras::default(),
+        config,
+    )
+    .map_err(|e| anyhow!("analysis failed: {e}"))?;
     print_fit(&out);
     let write_start = Instant::now();
     write_scores(&m.out, &read, &out, config.model.time_unit)?;
@@ -177,8 +205,16 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
 /// Reads the orders file: a regular UTF-8 CSV file is mapped into memory and parsed in place
 /// (copying 200 MB through `read` was a tenth of the reading); anything else (a pipe, JSON
 /// lines, GB18030) streams through the reader.
-fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> patron_store::Result<OrderFile> {
-    let regular = file.metadata().map(|m| m.is_file() && m.len() > 0).unwrap_or(false);
+fn read_orders(
+    file: std::fs::File,
+    name: &str,
+    opts: &OrderFileOptions,
+    progress: &dyn Fn(u64),
+) -> patron_store::Result<OrderFile> {
+    let regular = file
+        .metadata()
+        .map(|m| m.is_file() && m.len() > 0)
+        .unwrap_or(false);
     if regular {
         // SAFETY: the mapping is only read, and only while this function runs. Should another
         // process truncate the file meanwhile, reading the lost pages raises SIGBUS (the
@@ -193,15 +229,28 @@ fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progres
     }
     let mut file = file;
     std::io::Seek::rewind(&mut file)?;
-    read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), name, opts, progress)
+    read_order_file(
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+        name,
+        opts,
+        progress,
+    )
 }
 
 fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
     let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
-    let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
+    let out = std::fs::File::create(&rej_path)
+        .with_context(|| format!("creating {}", rej_path.display()))?;
     write_rejections(out, &read.rejections)?;
     for x in read.rejections.iter().take(10) {
-        eprintln!("{}: row {}, column {:?}: {} (value {:?})", file.display(), x.row, x.column, x.reason, x.value);
+        eprintln!(
+            "{}: row {}, column {:?}: {} (value {:?})",
+            file.display(),
+            x.row,
+            x.column,
+            x.reason,
+            x.value
+        );
     }
     if read.rejected > 10 {
         eprintln!("… {} more", read.rejected - 10);
@@ -213,13 +262,38 @@ fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
 /// Columns of scores.csv. Money is in the file's major units (as amounts were given); t_x and T
 /// are in the model's time unit.
 const SCORES_HEADER: [&str; 21] = [
-    "customer_id", "x", "t_x", "T", "m", "p_alive", "expected_purchases", "expected_order_value", "clv", "rfm_r", "rfm_f", "rfm_m",
-    "rfm_class", "abcd_tier", "lifecycle", "churn", "recency_days", "frequency", "monetary", "trailing_spend", "loyalty_index",
+    "customer_id",
+    "x",
+    "t_x",
+    "T",
+    "m",
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_class",
+    "abcd_tier",
+    "lifecycle",
+    "churn",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "trailing_spend",
+    "loyalty_index",
 ];
 
-fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Result<()> {
+fn write_scores(
+    path: &Path,
+    read: &OrderFile,
+    out: &AnalyticsOutput,
+    unit: TimeUnit,
+) -> Result<()> {
     use rayon::prelude::*;
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     w.write_all(SCORES_HEADER.join(",").as_bytes())?;
     w.write_all(b"\n")?;
@@ -228,7 +302,10 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
     // writing the slowest stage of the whole pipeline.
     const BLOCK: usize = 32 * 1024;
     let n = read.customer_ids.len();
-    let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(BLOCK).map(|s| s..(s + BLOCK).min(n)).collect();
+    let blocks: Vec<std::ops::Range<usize>> = (0..n)
+        .step_by(BLOCK)
+        .map(|s| s..(s + BLOCK).min(n))
+        .collect();
     // A thread writes the formatted groups while the next ones are formatted: the write is
     // the kernel copying into the page cache, serial, and as long as the formatting.
     // Written buffers are reused: fresh ones cost a page fault per 4 KiB.
@@ -251,7 +328,11 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
             let bufs: Vec<Vec<u8>> = group
                 .par_iter()
                 .map(|r| {
-                    let mut b = pool.lock().ok().and_then(|mut free| free.pop()).unwrap_or_default();
+                    let mut b = pool
+                        .lock()
+                        .ok()
+                        .and_then(|mut free| free.pop())
+                        .unwrap_or_default();
                     b.clear();
                     score_rows(&mut b, r.clone(), read, out, unit);
                     b
@@ -262,7 +343,9 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
             }
         }
         drop(tx);
-        writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
     .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -271,7 +354,13 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
 /// Formats the scores.csv rows of customers `range`: whole numbers as integers, others as the
 /// shortest decimal that reads back to the same f64 (zmij; `Display` cost half the stage), empty
 /// fields for values that do not apply.
-fn score_rows(b: &mut Vec<u8>, range: std::ops::Range<usize>, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) {
+fn score_rows(
+    b: &mut Vec<u8>,
+    range: std::ops::Range<usize>,
+    read: &OrderFile,
+    out: &AnalyticsOutput,
+    unit: TimeUnit,
+) {
     let s = &out.summaries;
     let k = &out.scores;
     b.reserve(range.len() * 160);
@@ -322,7 +411,11 @@ fn score_rows(b: &mut Vec<u8>, range: std::ops::Range<usize>, read: &OrderFile, 
         if let Some(v) = k.rfm.recency_days[c] {
             num(b, f64::from(v));
         }
-        for v in [f64::from(k.rfm.frequency[c]), k.rfm.monetary_cents[c] as f64 / 100.0, s.trailing_spend_cents[c] as f64 / 100.0] {
+        for v in [
+            f64::from(k.rfm.frequency[c]),
+            k.rfm.monetary_cents[c] as f64 / 100.0,
+            s.trailing_spend_cents[c] as f64 / 100.0,
+        ] {
             b.push(b',');
             num(b, v);
         }
@@ -345,7 +438,12 @@ fn push_csv_field(b: &mut Vec<u8>, v: &str) {
     }
 }
 
-fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+fn write_params(
+    path: &Path,
+    read: &OrderFile,
+    out: &AnalyticsOutput,
+    timings: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let mut report = serde_json::to_value(&out.report)?;
     // γ is a scale parameter in money: give it in the file's major units, like the amounts.
     // (Its log-likelihood stays that of the data in minor units.)
@@ -366,12 +464,36 @@ fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: s
         serde_json::Value::Object(m)
     };
     let bgnbd = report.get("bgnbd").filter(|v| !v.is_null()).map(|v| {
-        flat(v, &["r", "alpha", "a", "b", "log_likelihood", "converged", "iterations", "gradient_norm", "termination", "distinct_rows"])
+        flat(
+            v,
+            &[
+                "r",
+                "alpha",
+                "a",
+                "b",
+                "log_likelihood",
+                "converged",
+                "iterations",
+                "gradient_norm",
+                "termination",
+                "distinct_rows",
+            ],
+        )
     });
-    let gg = report
-        .get("gamma_gamma")
-        .filter(|v| !v.is_null())
-        .map(|v| flat(v, &["p", "q", "gamma", "log_likelihood", "converged", "iterations", "customers"]));
+    let gg = report.get("gamma_gamma").filter(|v| !v.is_null()).map(|v| {
+        flat(
+            v,
+            &[
+                "p",
+                "q",
+                "gamma",
+                "log_likelihood",
+                "converged",
+                "iterations",
+                "customers",
+            ],
+        )
+    });
     let doc = serde_json::json!({
         "bgnbd": bgnbd,
         "gamma_gamma": gg,
@@ -384,7 +506,8 @@ fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: s
         "timings_ms": timings,
         "report": report,
     });
-    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     serde_json::to_writer_pretty(&mut f, &doc)?;
     writeln!(f)?;
     Ok(())
