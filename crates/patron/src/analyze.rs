@@ -211,18 +211,39 @@ fn read_orders(
     opts: &OrderFileOptions,
     progress: &dyn Fn(u64),
 ) -> patron_store::Result<OrderFile> {
-    let regular = file
+    let len = file
         .metadata()
-        .map(|m| m.is_file() && m.len() > 0)
-        .unwrap_or(false);
-    if regular {
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len());
+    if len > 0 {
+        // A file of up to 1 GiB is read in whole when mapped (one call instead of a page fault
+        // per few pages); a larger one comes in page by page, ahead of the parser, so that a
+        // file larger than memory never has to fit.
+        let mut options = memmap2::MmapOptions::new();
+        if len <= 1 << 30 {
+            options.populate();
+        }
         // SAFETY: the mapping is only read, and only while this function runs. Should another
         // process truncate the file meanwhile, reading the lost pages raises SIGBUS (the
         // process ends; nothing has been written yet); should it rewrite the file, the rows
         // read may mix old and new bytes, as they could when reading with `read` as it changes.
-        if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+        if let Ok(map) = unsafe { options.map(&file) } {
             let _ = map.advise(memmap2::Advice::Sequential);
-            if let Some(read) = read_order_bytes(&map, name, opts, progress)? {
+            // Parsed blocks are unmapped as the parser leaves them: they are not read again, and
+            // mapped they would count in the process's memory (10 GiB for a 10 GiB file).
+            let release = |range: std::ops::Range<usize>| {
+                // SAFETY: the file is mapped read-only, so dropping pages loses nothing (touched
+                // again, they would be read from the file), and nothing refers to these bytes.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        range.start,
+                        range.len(),
+                    )
+                };
+            };
+            if let Some(read) = read_order_bytes(&map, name, opts, progress, &release)? {
                 return Ok(read);
             }
         }

@@ -455,11 +455,14 @@ pub fn read_order_file(
 /// [`read_order_file`] for a file whose bytes are in memory, typically mapped: CSV in UTF-8 (with
 /// or without a BOM) is parsed straight from `bytes`, without the copy a reader makes. `Ok(None)`
 /// when the file needs the streaming reader instead (JSON lines, or an encoding to transcode).
+/// `parsed` gets each range of `bytes` that has been parsed and is not read again, so that the
+/// caller of a mapped file can give those pages back as it goes.
 pub fn read_order_bytes(
     bytes: &[u8],
     file_name: &str,
     opts: &OrderFileOptions,
     progress: &dyn Fn(u64),
+    parsed: &dyn Fn(std::ops::Range<usize>),
 ) -> Result<Option<OrderFile>> {
     if Format::from_file_name(file_name) != Format::Csv {
         return Ok(None);
@@ -468,7 +471,18 @@ pub fn read_order_bytes(
     if encoding != Encoding::Utf8 {
         return Ok(None);
     }
-    let mut out = read_csv_bytes(&bytes[if bom { 3 } else { 0 }..], opts, progress, BLOCK)?;
+    let base = bytes.as_ptr() as usize;
+    let done = |block: &[u8]| {
+        let start = block.as_ptr() as usize - base;
+        parsed(start..start + block.len());
+    };
+    let mut out = read_csv_bytes(
+        &bytes[if bom { 3 } else { 0 }..],
+        opts,
+        progress,
+        BLOCK,
+        &done,
+    )?;
     out.encoding = encoding;
     Ok(Some(out))
 }
@@ -555,6 +569,7 @@ fn read_csv_bytes(
     opts: &OrderFileOptions,
     progress: &dyn Fn(u64),
     block_size: usize,
+    parsed: &dyn Fn(&[u8]),
 ) -> Result<OrderFile> {
     let head = &bytes[..bytes.len().min(block_size)];
     let layout = CsvLayout::from_header(head, head.len() == bytes.len(), block_size, opts)?;
@@ -582,7 +597,7 @@ fn read_csv_bytes(
             window *= 2;
         }
     });
-    parse_blocks(&layout, opts, progress, blocks, |_| {})
+    parse_blocks(&layout, opts, progress, blocks, parsed)
 }
 
 /// Where the fields are in a CSV file's records, from its header row.
@@ -1465,7 +1480,7 @@ mod tests {
                 } else {
                     0
                 };
-                let mem = read_csv_bytes(&bytes[start..], &opts, &|_| {}, block).unwrap();
+                let mem = read_csv_bytes(&bytes[start..], &opts, &|_| {}, block, &|_| {}).unwrap();
                 let got = (
                     mem.rows_read,
                     mem.rejected,
@@ -1482,9 +1497,23 @@ mod tests {
                 );
                 assert_eq!(got, want, "{variant}, blocks of {block}");
             }
-            let mem = read_order_bytes(&bytes, "o.csv", &opts, &|_| {})
-                .unwrap()
-                .unwrap();
+            // Every byte after the header is reported parsed once, in order, to the end.
+            let ranges = std::sync::Mutex::new(Vec::new());
+            let mem = read_order_bytes(&bytes, "o.csv", &opts, &|_| {}, &|r| {
+                ranges.lock().unwrap().push(r)
+            })
+            .unwrap()
+            .unwrap();
+            let ranges = ranges.into_inner().unwrap();
+            assert!(
+                ranges.first().is_some_and(|r| r.start > 0),
+                "{variant}: starts after the header"
+            );
+            assert!(
+                ranges.windows(2).all(|w| w[0].end == w[1].start),
+                "{variant}: contiguous"
+            );
+            assert_eq!(ranges.last().map(|r| r.end), Some(bytes.len()), "{variant}");
             assert_eq!(
                 (mem.rows_read, mem.rejected, mem.orders.len()),
                 (20_000, 1, 19_999),
@@ -1497,18 +1526,26 @@ mod tests {
             .encode("客户,日期,金额\n张三,2026-01-01,1.00\n")
             .0
             .into_owned();
-        assert!(read_order_bytes(&gbk, "o.csv", &opts, &|_| {})
+        assert!(read_order_bytes(&gbk, "o.csv", &opts, &|_| {}, &|_| {})
             .unwrap()
             .is_none());
-        assert!(read_order_bytes(text.as_bytes(), "o.jsonl", &opts, &|_| {})
-            .unwrap()
-            .is_none());
+        assert!(
+            read_order_bytes(text.as_bytes(), "o.jsonl", &opts, &|_| {}, &|_| {})
+                .unwrap()
+                .is_none()
+        );
         // A header-only file and an empty one are read, or refused, as the stream does.
-        let header_only = read_order_bytes(b"customer_id,date,amount\n", "o.csv", &opts, &|_| {})
-            .unwrap()
-            .unwrap();
+        let header_only = read_order_bytes(
+            b"customer_id,date,amount\n",
+            "o.csv",
+            &opts,
+            &|_| {},
+            &|_| {},
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((header_only.rows_read, header_only.orders.len()), (0, 0));
-        assert!(read_order_bytes(b"", "o.csv", &opts, &|_| {}).is_err());
+        assert!(read_order_bytes(b"", "o.csv", &opts, &|_| {}, &|_| {}).is_err());
     }
 
     #[test]
