@@ -556,7 +556,7 @@ fn read_csv(
         let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         scope.spawn(move || read_blocks(reader, buf, eof, block_size, &block_tx, &free_rx));
         // The reader reuses the buffers (fresh memory costs page faults).
-        parse_blocks(&layout, opts, progress, block_rx, |block| {
+        parse_blocks(&layout, opts, progress, block_rx, false, |block| {
             let _ = free_tx.send(block);
         })
     })
@@ -571,9 +571,16 @@ fn read_csv_bytes(
     block_size: usize,
     parsed: &dyn Fn(&[u8]),
 ) -> Result<OrderFile> {
+    use rayon::prelude::*;
     let head = &bytes[..bytes.len().min(block_size)];
     let layout = CsvLayout::from_header(head, head.len() == bytes.len(), block_size, opts)?;
     let mut rest = &bytes[layout.header_end.min(bytes.len())..];
+    // Whether the whole file is plain lines (no quote, no CR), scanned once on all cores: then
+    // blocks are cut at their last newline and pieces split at newlines without scanning each
+    // block for quotes again on one core (two serial scans of the file).
+    let plain = rest
+        .par_chunks(1 << 20)
+        .all(|c| memchr::memchr2(b'"', b'\r', c).is_none());
     let blocks = std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -583,7 +590,11 @@ fn read_csv_bytes(
             if window >= rest.len() {
                 return Some(BlockMsg::Block(std::mem::take(&mut rest)));
             }
-            let cut = record_boundary(&rest[..window]);
+            let cut = if plain {
+                memchr::memrchr(b'\n', &rest[..window]).map_or(0, |i| i + 1)
+            } else {
+                record_boundary(&rest[..window])
+            };
             if cut > 0 {
                 let (block, tail) = rest.split_at(cut);
                 rest = tail;
@@ -597,7 +608,7 @@ fn read_csv_bytes(
             window *= 2;
         }
     });
-    parse_blocks(&layout, opts, progress, blocks, parsed)
+    parse_blocks(&layout, opts, progress, blocks, plain, parsed)
 }
 
 /// Where the fields are in a CSV file's records, from its header row.
@@ -655,12 +666,14 @@ impl CsvLayout {
 /// Parses blocks of whole records in order. Three stages run at once: something produces the
 /// blocks (a reading thread, or slices of a mapped file), this thread parses each block on all
 /// cores, and a thread numbers the parsed pieces' customers into the file-wide lists (serial
-/// work that, run in line, left a core idle). `done` gets each block back once it is parsed.
+/// work that, run in line, left a core idle). `plain`: every block is known to be plain lines
+/// (no quote, no CR). `done` gets each block back once it is parsed.
 fn parse_blocks<B: AsRef<[u8]>>(
     layout: &CsvLayout,
     opts: &OrderFileOptions,
     progress: &dyn Fn(u64),
     blocks: impl IntoIterator<Item = BlockMsg<B>>,
+    plain: bool,
     mut done: impl FnMut(B),
 ) -> Result<OrderFile> {
     use rayon::prelude::*;
@@ -709,10 +722,10 @@ fn parse_blocks<B: AsRef<[u8]>>(
                 }
             };
             let bytes = block.as_ref();
-            let bounds = split_points(bytes, pieces_per_block);
+            let bounds = split_points(bytes, pieces_per_block, plain);
             let mut parsed: Vec<Piece> = bounds
                 .par_windows(2)
-                .map(|w| parse_piece(&bytes[w[0]..w[1]], positions, width, opts.tz, pool))
+                .map(|w| parse_piece(&bytes[w[0]..w[1]], positions, width, opts.tz, pool, plain))
                 .collect();
             for piece in &mut parsed {
                 for (local, e) in std::mem::take(&mut piece.errors) {
@@ -840,10 +853,11 @@ fn record_boundary(buf: &[u8]) -> usize {
 }
 
 /// Offsets splitting a block of whole records into about `pieces` parts at record boundaries.
-fn split_points(block: &[u8], pieces: usize) -> Vec<usize> {
+/// `plain`: the block is known to hold no quote.
+fn split_points(block: &[u8], pieces: usize, plain: bool) -> Vec<usize> {
     let mut points = vec![0];
     let step = (block.len() / pieces).max(1);
-    if memchr::memchr(b'"', block).is_none() {
+    if plain || memchr::memchr(b'"', block).is_none() {
         // No quotes: every newline is a record boundary.
         let mut target = step;
         while target < block.len() {
@@ -969,12 +983,15 @@ fn plain_lines(bytes: &[u8]) -> bool {
         && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
 }
 
+/// Parses one piece of a block (whole records). `plain`: the piece is known to hold no quote
+/// and no CR (else it is checked here).
 fn parse_piece(
     bytes: &[u8],
     positions: &[Option<usize>],
     width: usize,
     tz: chrono_tz::Tz,
     pool: &ColsPool,
+    plain: bool,
 ) -> Piece {
     let mut piece = Piece {
         records: 0,
@@ -989,7 +1006,7 @@ fn parse_piece(
         errors: Vec::new(),
     };
     let mut st = PieceState::default();
-    if plain_lines(bytes) {
+    if plain || plain_lines(bytes) {
         // The common export: split lines and fields directly (the CSV state machine and the copy
         // into a record were a third of the reading time).
         let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
