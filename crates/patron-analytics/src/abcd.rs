@@ -13,7 +13,6 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::rank::Ranks;
 use crate::{AnalyticsError, Result};
 
 /// ABCD value tier.
@@ -160,22 +159,33 @@ pub fn abcd_tiers(
         }
     }
     let total = ranked_values.len();
-    let ranks = Ranks::new(&ranked_values);
+    // A customer reaches a cut at c % when at least k = ⌈(100 − c) % of the ranked⌉ values are
+    // strictly below theirs, i.e. when the k-th smallest value is below theirs: three order
+    // statistics (selections, linear) decide every tier; a full sort is not needed.
+    let mut scratch = ranked_values;
+    let mut kth_smallest = |cut: u32| -> Option<f64> {
+        let k = (u128::from(100 - cut) * total as u128).div_ceil(100) as usize;
+        match k {
+            0 => None,
+            k => Some(*scratch.select_nth_unstable_by(k - 1, f64::total_cmp).1),
+        }
+    };
+    let thresholds = [kth_smallest(c1), kth_smallest(c2), kth_smallest(c3)];
+    // `None`: k = 0, every ranked customer reaches the cut.
+    let reaches =
+        |v: f64, threshold: Option<f64>| threshold.is_none_or(|t| t.total_cmp(&v).is_lt());
     let tier: Vec<Option<Tier>> = (0..n)
         .into_par_iter()
         .map(|c| {
-            let i = slot[c] as usize;
-            if i >= total {
+            if slot[c] == u32::MAX {
                 return None;
             }
-            // Integer arithmetic: no rounding at the cut points.
-            let below = u128::from(ranks.below[i]) * 100;
-            let t = total as u128;
-            Some(if below >= u128::from(100 - c1) * t {
+            let v = value[c];
+            Some(if reaches(v, thresholds[0]) {
                 Tier::A
-            } else if below >= u128::from(100 - c2) * t {
+            } else if reaches(v, thresholds[1]) {
                 Tier::B
-            } else if below >= u128::from(100 - c3) * t {
+            } else if reaches(v, thresholds[2]) {
                 Tier::C
             } else {
                 Tier::D
@@ -218,6 +228,71 @@ pub fn abcd_tiers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tiers by order statistics equal tiers by each value's rank (values strictly below it,
+    /// ties sharing the first rank), the definition, on data with many ties, −0 and +0.
+    #[test]
+    fn tiers_follow_the_rank_definition() {
+        let mut seed = 5u64;
+        let mut next = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for (n, spread) in [
+            (1usize, 3u64),
+            (7, 2),
+            (100, 5),
+            (1000, 40),
+            (5000, 100_000),
+        ] {
+            let value: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 17 == 0 {
+                        -0.0
+                    } else {
+                        next(spread) as f64 - (spread / 4) as f64
+                    }
+                })
+                .collect();
+            let ranked: Vec<bool> = (0..n).map(|i| i % 11 != 3).collect();
+            let revenue = vec![1i64; n];
+            for cut in [
+                [20, 50, 80],
+                [0, 0, 100],
+                [33, 66, 99],
+                [100, 100, 100],
+                [10, 10, 10],
+            ] {
+                let config = AbcdConfig {
+                    cut_percent: cut,
+                    ..AbcdConfig::default()
+                };
+                let got = abcd_tiers(&value, &ranked, &revenue, AbcdBasis::Clv, &config)
+                    .unwrap()
+                    .tier;
+                let base: Vec<f64> = (0..n).filter(|&c| ranked[c]).map(|c| value[c]).collect();
+                let t = base.len() as u128;
+                for c in 0..n {
+                    let want = ranked[c].then(|| {
+                        let below = base
+                            .iter()
+                            .filter(|v| v.total_cmp(&value[c]).is_lt())
+                            .count() as u128
+                            * 100;
+                        match cut {
+                            [a, ..] if below >= u128::from(100 - a) * t => Tier::A,
+                            [_, b, _] if below >= u128::from(100 - b) * t => Tier::B,
+                            [_, _, c3] if below >= u128::from(100 - c3) * t => Tier::C,
+                            _ => Tier::D,
+                        }
+                    });
+                    assert_eq!(got[c], want, "n {n}, cut {cut:?}, customer {c}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn default_cut_points_on_ten_customers() {
