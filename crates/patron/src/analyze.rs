@@ -313,8 +313,8 @@ fn write_scores(
     unit: TimeUnit,
 ) -> Result<()> {
     use rayon::prelude::*;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let (file, old_file) =
+        create_replacing(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     w.write_all(SCORES_HEADER.join(",").as_bytes())?;
     w.write_all(b"\n")?;
@@ -369,7 +369,44 @@ fn write_scores(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
     .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(deleting) = old_file {
+        let _ = deleting.join();
+    }
     Ok(())
+}
+
+/// Creates `path` for writing. An existing regular file is renamed aside and deleted by a
+/// thread while the new one is written: truncating a scores file of 160 MB in place freed its
+/// pages in line (30–50 ms), and ext4 flushes a file that was truncated and rewritten when it
+/// is closed (60 ms) — together a third of the writing stage. The returned thread is the
+/// deletion. Anything else (a pipe, a device, a symlink) is opened as usual.
+fn create_replacing(
+    path: &Path,
+) -> std::io::Result<(std::fs::File, Option<std::thread::JoinHandle<()>>)> {
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    let aside = path.file_name().filter(|_| regular).map(|name| {
+        path.with_file_name(format!(
+            ".{}.old-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ))
+    });
+    let Some(aside) = aside.filter(|aside| std::fs::rename(path, aside).is_ok()) else {
+        return Ok((std::fs::File::create(path)?, None));
+    };
+    match std::fs::File::create(path) {
+        Ok(file) => Ok((
+            file,
+            Some(std::thread::spawn(move || {
+                drop(std::fs::remove_file(&aside))
+            })),
+        )),
+        Err(e) => {
+            // Put the old file back: nothing was written.
+            let _ = std::fs::rename(&aside, path);
+            Err(e)
+        }
+    }
 }
 
 /// Formats the scores.csv rows of customers `range`: whole numbers as integers, others as the

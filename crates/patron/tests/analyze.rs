@@ -123,6 +123,67 @@ fn file_mode_reproduces_the_published_cdnow_fits() {
     }
 }
 
+/// An existing scores file is replaced (moved aside and deleted, not truncated in place): the
+/// new one is complete, nothing is left beside it, and an output through a symlink is written
+/// where the link points, as before.
+#[test]
+fn file_mode_replaces_an_existing_scores_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = cdnow_csv(dir.path());
+    let run = |scores: &Path| {
+        let out = patron()
+            .args(["analyze", "--orders"])
+            .arg(&file)
+            .args(["--as-of", "1997-09-30", "--out"])
+            .arg(scores)
+            .arg("--params")
+            .arg(dir.path().join("params.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(scores).unwrap()
+    };
+    let scores = dir.path().join("scores.csv");
+    let fresh = run(&scores);
+    std::fs::write(&scores, "stale\n".repeat(100_000)).unwrap();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&scores);
+    assert_eq!(run(&scores), fresh, "replaced in full");
+    assert_ne!(
+        inode(&scores),
+        before,
+        "a new file, not the old one truncated"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cdnow.csv", "params.json", "scores.csv"],
+        "nothing left aside"
+    );
+
+    let target = dir.path().join("target.csv");
+    std::fs::write(&target, "stale\n").unwrap();
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(run(&link), fresh);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), fresh);
+}
+
 #[test]
 fn file_mode_refuses_bad_rows_with_file_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
