@@ -28,6 +28,31 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The VALUES list of a multi-row statement: `rows` tuples of `columns` placeholders, in
+    /// argument order. SQLite gets anonymous `?`s: sqlx looks a named placeholder (`$n`) up by
+    /// name, and SQLite finds a name by walking the statement's list, so binding a statement of n
+    /// named parameters costs n² — anonymous ones keep it linear and allow large statements.
+    pub fn values_rows(self, rows: usize, columns: usize) -> String {
+        let mut out = String::with_capacity(rows * columns * 6);
+        for r in 0..rows {
+            out.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..columns {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                match self {
+                    Engine::Sqlite => out.push('?'),
+                    Engine::Postgres => {
+                        out.push('$');
+                        out.push_str(&(r * columns + c + 1).to_string());
+                    }
+                }
+            }
+            out.push(')');
+        }
+        out
+    }
+
     /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
     /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
     pub fn floor_int(self, expr: &str) -> String {
@@ -491,6 +516,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_lists_number_placeholders_for_postgres_only() {
+        assert_eq!(
+            Engine::Postgres.values_rows(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(Engine::Sqlite.values_rows(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(Engine::Sqlite.values_rows(1, 1), "(?)");
+    }
+
+    #[test]
     fn copy_escapes_control_characters() {
         let mut buf = Vec::new();
         copy_text_field(&mut buf, Some("a\tb\\c\nd"));
@@ -594,26 +629,14 @@ impl Stage {
                 let mut rows = rows.into_iter().peekable();
                 while rows.peek().is_some() {
                     let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_stmt).collect();
-                    let mut sql =
-                        format!("INSERT INTO {} ({}) VALUES ", self.name, names.join(", "));
-                    let mut q = query("");
-                    for (r, row) in chunk.into_iter().enumerate() {
-                        if r > 0 {
-                            sql.push(',');
-                        }
-                        sql.push('(');
-                        // Anonymous `?`: SQLite resolves `$N`/`?NNN` with a linear scan per
-                        // parameter, which makes a 30,000-parameter statement quadratic to prepare.
-                        for c in 0..ncols {
-                            sql.push_str(if c > 0 { ",?" } else { "?" });
-                        }
-                        sql.push(')');
-                        for a in row {
-                            q.push(a);
-                        }
-                    }
+                    let sql = format!(
+                        "INSERT INTO {} ({}) VALUES {}",
+                        self.name,
+                        names.join(", "),
+                        Engine::Sqlite.values_rows(chunk.len(), ncols)
+                    );
                     let mut stmt = query(sql);
-                    for a in q.into_args() {
+                    for a in chunk.into_iter().flatten() {
                         stmt.push(a);
                     }
                     tx.execute(stmt).await?;

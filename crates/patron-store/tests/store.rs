@@ -681,6 +681,31 @@ test_both!(
         assert_eq!(fields.len(), 2, "{fields:?}");
         assert!(fields.contains(&"city") && fields.contains(&"consent.sms"));
         assert!(hist.iter().all(|c| c.actor == "cli"));
+        // A replaced referrer is written, with its history row (a first one has none).
+        let old_referrer = s.customer(a.id).await.unwrap().referrer.map(|r| r.id);
+        let v4 = "customer_id,name,referrer_id\nC,丙,\nA,甲,C\nB,乙,C\n";
+        let r = import(s, ImportKind::Customers, "v4.csv", v4.into(), |_| {}).await;
+        assert_eq!(
+            (r.created, r.updated, r.rejected),
+            (1, 2, 0),
+            "{:?}",
+            r.rejections
+        );
+        let a = s.customer(a.id).await.unwrap();
+        assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("丙"));
+        let hist = s.customer_changes(a.id, 10).await.unwrap();
+        let referrer: Vec<_> = hist.iter().filter(|c| c.field == "referrer_id").collect();
+        assert_eq!(referrer.len(), 1, "{hist:?}");
+        assert_eq!(referrer[0].old_value, old_referrer.map(|v| v.to_string()));
+        assert_eq!(
+            referrer[0].new_value,
+            a.referrer.as_ref().map(|r| r.id.to_string())
+        );
+        assert_eq!(
+            count(s, "customer_changes WHERE field = 'referrer_id'").await,
+            1,
+            "B's first referrer is no change of a stored one"
+        );
         // Unknown owner and referrer are rejected.
         let r = import(
             s,

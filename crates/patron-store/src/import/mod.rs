@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::analytics::TOUCHED_STAGE;
 use crate::customers::{record_change, upsert_consent};
-use crate::db::{query, Arg, ColType, Engine, Stage, Tx};
+use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::orders::Catalog;
 use crate::users::Actor;
 use crate::{audit, values, Result, Store, StoreError};
@@ -996,28 +996,16 @@ impl Loader {
     /// Inserts new customers with their tags and consents by multi-row statements (a statement
     /// per customer, tag and consent made 110,000 customers take a minute).
     async fn insert_customers(&mut self, tx: &mut Tx, fresh: &[CustomerIn]) -> Result<()> {
-        // Rows per statement. sqlx looks every parameter up by name on SQLite, which walks the
-        // statement's parameter list: the cost grows with the square of the count, so SQLite
-        // gets about a hundred parameters per statement and PostgreSQL a few thousand.
-        let (rows, tag_rows, consent_rows) = match tx.engine() {
-            Engine::Sqlite => (12, 64, 24),
-            Engine::Postgres => (500, 1000, 1000),
-        };
+        // Rows per statement: a few thousand parameters (SQLite allows 32,766, PostgreSQL 65,535);
+        // each statement is a round trip to the database (on SQLite, to sqlx's worker thread).
+        let (rows, tag_rows, consent_rows) = (500, 1000, 1000);
+        let engine = tx.engine();
         let mut tags: Vec<(i64, &str)> = Vec::new();
         let mut consents: Vec<(i64, &str, bool)> = Vec::new();
         for chunk in fresh.chunks(rows) {
-            let mut values = Vec::with_capacity(chunk.len());
-            // Collects the arguments while the VALUES list is written.
+            // Collects the arguments, in the order of the VALUES list.
             let mut q = query(String::new());
-            for (i, c) in chunk.iter().enumerate() {
-                let base = i * 13;
-                values.push(format!(
-                    "({})",
-                    (base + 1..=base + 13)
-                        .map(|p| format!("${p}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+            for c in chunk {
                 let attrs: serde_json::Map<String, serde_json::Value> = c
                     .attributes
                     .iter()
@@ -1040,7 +1028,7 @@ impl Loader {
             let sql = format!(
                 "INSERT INTO customers (external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
                  owner_id, created_at, updated_at) VALUES {} RETURNING id, external_id",
-                values.join(", ")
+                engine.values_rows(chunk.len(), 13)
             );
             let mut insert = query(sql);
             for arg in q.into_args() {
@@ -1069,10 +1057,7 @@ impl Loader {
         let triggers_off =
             !(tags.is_empty() && consents.is_empty()) && tx.fk_triggers(false).await?;
         for chunk in tags.chunks(tag_rows) {
-            let values = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = engine.values_rows(chunk.len(), 2);
             let mut q = query(format!(
                 "INSERT INTO customer_tags (customer_id, tag) VALUES {values}"
             ));
@@ -1083,19 +1068,7 @@ impl Loader {
             tx.execute(q).await?;
         }
         for chunk in consents.chunks(consent_rows) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${})",
-                        5 * i + 1,
-                        5 * i + 2,
-                        5 * i + 3,
-                        5 * i + 4,
-                        5 * i + 5
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = engine.values_rows(chunk.len(), 5);
             let mut q = query(format!("INSERT INTO customer_consents (customer_id, channel, granted, recorded_at, source) VALUES {values}"));
             for (id, channel, granted) in chunk {
                 q.push(*id);
@@ -1243,11 +1216,11 @@ impl Loader {
             .flat_map(|(_, c, r)| [c.clone(), r.clone()])
             .collect();
         self.resolve_customers(tx, ids.into_iter()).await?;
+        let mut links: Vec<(i64, i64)> = Vec::with_capacity(referrals.len());
         for (row, customer, referrer) in referrals {
-            let (Some(&cid), Some(&rid)) =
-                (self.customers.get(&customer), self.customers.get(&referrer))
-            else {
-                if self.customers.contains_key(&customer) {
+            match (self.customers.get(&customer), self.customers.get(&referrer)) {
+                (Some(&cid), Some(&rid)) => links.push((cid, rid)),
+                (Some(_), None) => {
                     let column = rej.names[fields::customer::REFERRER_ID].clone();
                     rej.add(Rejection {
                         row,
@@ -1256,36 +1229,77 @@ impl Loader {
                         reason: "unknown referrer customer".into(),
                     });
                 }
-                continue;
-            };
-            let old: Option<(Option<i64>,)> = tx
-                .fetch_optional(query("SELECT referrer_id FROM customers WHERE id = $1").bind(cid))
-                .await?;
-            let old = old.and_then(|o| o.0);
-            if old != Some(rid) {
-                tx.execute(
-                    query("UPDATE customers SET referrer_id = $1 WHERE id = $2")
-                        .bind(rid)
-                        .bind(cid),
+                _ => {}
+            }
+        }
+        if links.is_empty() {
+            return Ok(());
+        }
+        // Set-based: the stored referrers in one query, the changed ones written by one
+        // statement through a stage (a query and an update per customer were most of a customers
+        // import with referrals).
+        let ids = serde_json::Value::Array(links.iter().map(|&(cid, _)| cid.into()).collect());
+        let q = query(format!(
+            "SELECT id, referrer_id FROM customers WHERE id IN ({})",
+            tx.engine().json_ints(1)
+        ));
+        let stored: HashMap<i64, Option<i64>> = tx
+            .fetch_all::<(i64, Option<i64>)>(q.bind(ids))
+            .await?
+            .into_iter()
+            .collect();
+        let changed: Vec<(i64, i64, Option<i64>)> = links
+            .into_iter()
+            .filter_map(|(cid, rid)| {
+                let old = stored.get(&cid).copied().flatten();
+                (old != Some(rid)).then_some((cid, rid, old))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        REFERRAL_STAGE.create(tx).await?;
+        REFERRAL_STAGE
+            .fill(
+                tx,
+                changed
+                    .iter()
+                    .map(|&(cid, rid, _)| vec![Arg::I64(Some(cid)), Arg::I64(Some(rid))])
+                    .collect(),
+            )
+            .await?;
+        tx.execute(query(format!(
+            // UPDATE … FROM (SQLite ≥ 3.33, PostgreSQL): a join, where a correlated subquery
+            // scanned the unindexed stage once per customer.
+            "UPDATE customers SET referrer_id = s.referrer_id FROM {stage} s WHERE customers.id = s.customer_id",
+            stage = REFERRAL_STAGE.name
+        )))
+        .await?;
+        REFERRAL_STAGE.drop_table(tx).await?;
+        // A referrer replaced (not a first one) is a change of the profile, with its history row.
+        for (cid, rid, old) in changed {
+            if let Some(old) = old {
+                record_change(
+                    tx,
+                    cid,
+                    self.now,
+                    &self.actor,
+                    "referrer_id",
+                    Some(old.to_string()),
+                    Some(rid.to_string()),
                 )
                 .await?;
-                if old.is_some() {
-                    record_change(
-                        tx,
-                        cid,
-                        self.now,
-                        &self.actor,
-                        "referrer_id",
-                        old.map(|v| v.to_string()),
-                        Some(rid.to_string()),
-                    )
-                    .await?;
-                }
             }
         }
         Ok(())
     }
 }
+
+/// The referrer links of a customers import that change a stored referrer.
+static REFERRAL_STAGE: Stage = Stage {
+    name: "patron_stage_referrals",
+    columns: &[("customer_id", ColType::Int), ("referrer_id", ColType::Int)],
+};
 
 /// Writes rejections as CSV (`row,column,value,reason`).
 pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> Result<()> {
