@@ -511,9 +511,81 @@ pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
     }
 }
 
+/// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
+/// digits), digit by digit: formatting through chrono parsed the format string for every value
+/// and was a tenth of a million-order import's client time.
+fn push_utc_timestamp(buf: &mut Vec<u8>, v: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (v.year(), v.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years beyond four digits and leap seconds: as chrono writes them.
+        use std::io::Write;
+        let _ = write!(buf, "{}", v.format("%Y-%m-%d %H:%M:%S%.f+00"));
+        return;
+    }
+    fn digits(buf: &mut Vec<u8>, n: u32, width: u32) {
+        for k in (0..width).rev() {
+            buf.push(b'0' + (n / 10u32.pow(k) % 10) as u8);
+        }
+    }
+    digits(buf, year as u32, 4);
+    let mut fields = [v.month(), v.day(), v.hour(), v.minute(), v.second()].into_iter();
+    let mut sep = [b'-', b'-', b' ', b':', b':'].into_iter();
+    while let (Some(f), Some(s)) = (fields.next(), sep.next()) {
+        buf.push(s);
+        digits(buf, f, 2);
+    }
+    match nanos {
+        0 => {}
+        n if n % 1_000_000 == 0 => {
+            buf.push(b'.');
+            digits(buf, n / 1_000_000, 3);
+        }
+        n if n % 1_000 == 0 => {
+            buf.push(b'.');
+            digits(buf, n / 1_000, 6);
+        }
+        n => {
+            buf.push(b'.');
+            digits(buf, n, 9);
+        }
+    }
+    buf.extend_from_slice(b"+00");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_formats_them() {
+        use chrono::TimeZone;
+        let base = Utc.with_ymd_and_hms(2026, 3, 9, 7, 5, 3).unwrap();
+        for nanos in [
+            0,
+            1,
+            120_000_000,
+            123_000,
+            123_456_789,
+            999_999_999,
+            5_000_000,
+            40,
+        ] {
+            for t in [
+                base,
+                Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+                Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            ] {
+                let t = t + chrono::Duration::nanoseconds(nanos);
+                let mut buf = Vec::new();
+                push_utc_timestamp(&mut buf, t);
+                assert_eq!(
+                    String::from_utf8(buf).unwrap(),
+                    t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()
+                );
+            }
+        }
+    }
 
     #[test]
     fn values_lists_number_placeholders_for_postgres_only() {
@@ -961,9 +1033,8 @@ impl CopyRows {
     }
     /// A timestamp column (UTC).
     pub fn time(&mut self, v: DateTime<Utc>) {
-        use std::io::Write;
         self.sep();
-        let _ = write!(self.buf, "{}", v.format("%Y-%m-%d %H:%M:%S%.f+00"));
+        push_utc_timestamp(&mut self.buf, v);
     }
     /// Ends the current row.
     pub fn end_row(&mut self) {

@@ -464,15 +464,16 @@ struct Loader {
     /// (foldhash: looked up once per order row, where SipHash shows in profiles.)
     customers: foldhash::HashMap<String, i64>,
     /// External ids seen in this file → first row, to refuse duplicates.
-    seen: HashMap<String, u64>,
+    /// Per row (hashed with foldhash: SipHash was a tenth of a million-order import's client time).
+    seen: foldhash::HashMap<String, u64>,
     owners: HashMap<String, i64>,
     catalog: Catalog,
     /// (row, customer external id, referrer external id), resolved when the whole file is in.
     referrals: Vec<(u64, String, String)>,
     /// Customers whose orders changed; their summaries are refreshed at the end.
-    touched: HashSet<i64>,
+    touched: foldhash::HashSet<i64>,
     /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
-    locked: HashSet<(&'static str, i64)>,
+    locked: foldhash::HashSet<(&'static str, i64)>,
 }
 
 impl Loader {
@@ -483,12 +484,12 @@ impl Loader {
             now,
             actor,
             customers: foldhash::HashMap::default(),
-            seen: HashMap::new(),
+            seen: Default::default(),
             owners: HashMap::new(),
             catalog: Catalog::default(),
             referrals: Vec::new(),
-            touched: HashSet::new(),
-            locked: HashSet::new(),
+            touched: Default::default(),
+            locked: Default::default(),
         }
     }
 
@@ -1323,7 +1324,7 @@ pub(super) async fn lock_keys(
     tx: &mut Tx,
     table: &'static str,
     ids: impl Iterator<Item = i64>,
-    locked: &mut HashSet<(&'static str, i64)>,
+    locked: &mut foldhash::HashSet<(&'static str, i64)>,
 ) -> Result<()> {
     let new: Vec<serde_json::Value> = ids
         .filter(|&id| locked.insert((table, id)))
