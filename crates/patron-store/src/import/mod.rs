@@ -293,7 +293,9 @@ impl Store {
                     }
                     None => {}
                 }
-                rej.names = src.source_names();
+                if rej.names != src.source_names_ref() {
+                    rej.names = src.source_names();
+                }
                 if batch.len() >= BATCH || (done && !batch.is_empty()) {
                     loader
                         .load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts)

@@ -514,7 +514,9 @@ fn read_records(
         if b.out.rows_read.is_multiple_of(100_000) {
             progress(b.out.rows_read);
         }
-        rej.names = src.source_names();
+        if rej.names != src.source_names_ref() {
+            rej.names = src.source_names();
+        }
         match next {
             Err(r) => rej.add(r),
             Ok(rec) => {

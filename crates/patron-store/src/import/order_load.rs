@@ -339,7 +339,9 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
             match src.next() {
                 Ok(Some(Ok(rec))) => {
                     rows_read += 1;
-                    rej.names = src.source_names();
+                    if rej.names != src.source_names_ref() {
+                        rej.names = src.source_names();
+                    }
                     if let Some(o) = validate(&rec, &mut rej, tz, &mut seen) {
                         orders.push(o);
                     }
