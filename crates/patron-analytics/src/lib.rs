@@ -48,8 +48,8 @@ pub use loyalty::{
 };
 pub use optim::FitOptions;
 pub use pipeline::{
-    analyze, analyze_timed, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport,
-    ModelConfig, StageTiming,
+    analyze, analyze_timed, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport, ModelConfig,
+    StageTiming,
 };
 pub use rfm::RfmThresholds;
 pub use rfm::{rfm, RfmClass, RfmConfig, RfmResult};

@@ -174,27 +174,14 @@ pub(crate) fn newton<const N: usize>(
     let mut prev_cost = f64::INFINITY;
     for step in 0..MAX_STEPS {
         let (cost, grad, hess) = f(&x);
-        if !cost.is_finite()
-            || grad
-                .iter()
-                .chain(hess.iter().flatten())
-                .any(|g| !g.is_finite())
-        {
+        if !cost.is_finite() || grad.iter().chain(hess.iter().flatten()).any(|g| !g.is_finite()) {
             break;
         }
         let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         let done = gradient_norm < opts.gradient_tolerance
-            || (gradient_norm < opts.converged_gradient
-                && (prev_cost - cost).abs() < opts.cost_tolerance);
+            || (gradient_norm < opts.converged_gradient && (prev_cost - cost).abs() < opts.cost_tolerance);
         if done {
-            let m = Minimum {
-                x,
-                cost,
-                gradient_norm,
-                iterations: step,
-                termination: converged.into(),
-                evaluations: step + 1,
-            };
+            let m = Minimum { x, cost, gradient_norm, iterations: step, termination: converged.into(), evaluations: step + 1 };
             return Ok((m, hess));
         }
         match &best {
@@ -203,11 +190,8 @@ pub(crate) fn newton<const N: usize>(
             _ => best = Some((gradient_norm, x.clone())),
         }
         prev_cost = cost;
-        let Some(inv) = crate::bgnbd::invert(hess) else {
-            break;
-        };
-        let delta: [f64; N] =
-            std::array::from_fn(|i| -(0..N).map(|j| inv[i][j] * grad[j]).sum::<f64>());
+        let Some(inv) = crate::bgnbd::invert(hess) else { break };
+        let delta: [f64; N] = std::array::from_fn(|i| -(0..N).map(|j| inv[i][j] * grad[j]).sum::<f64>());
         // Not downhill: the curvature is not positive definite here (far from the optimum).
         if delta.iter().zip(&grad).map(|(d, g)| d * g).sum::<f64>() >= 0.0 {
             break;
@@ -233,34 +217,16 @@ mod tests {
             (v, g, [[2.0 + 1.2 * a * a, 0.3], [0.3, 1.0]])
         };
         let (m, hess) = newton(f, vec![1.5, -1.5], &FitOptions::default(), "converged").unwrap();
-        assert!(
-            (m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9,
-            "{m:?}"
-        );
+        assert!((m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9, "{m:?}");
         assert!(m.evaluations <= 6, "{m:?}");
-        assert_eq!(
-            (hess, m.termination.as_str()),
-            (
-                [[2.0 + 1.2 * (m.x[0] - 1.0).powi(2), 0.3], [0.3, 1.0]],
-                "converged"
-            )
-        );
+        assert_eq!((hess, m.termination.as_str()), ([[2.0 + 1.2 * (m.x[0] - 1.0).powi(2), 0.3], [0.3, 1.0]], "converged"));
         // A curvature that is not positive definite gives no downhill step: refused with the
         // best point so far (the caller goes on with L-BFGS).
         let concave = |x: &[f64]| {
             let (v, g, _) = f(x);
             (v, g, [[-2.0, 0.0], [0.0, -1.0]])
         };
-        assert_eq!(
-            newton(
-                concave,
-                vec![1.5, -1.5],
-                &FitOptions::default(),
-                "converged"
-            )
-            .unwrap_err(),
-            vec![1.5, -1.5]
-        );
+        assert_eq!(newton(concave, vec![1.5, -1.5], &FitOptions::default(), "converged").unwrap_err(), vec![1.5, -1.5]);
     }
 
     #[test]

@@ -25,32 +25,10 @@ const INTRADAY: [f64; 24] = [
 
 fn chinese_new_year(year: i32) -> NaiveDate {
     const CNY: [(u32, u32); 21] = [
-        (2, 19),
-        (2, 8),
-        (1, 28),
-        (2, 16),
-        (2, 5),
-        (1, 25),
-        (2, 12),
-        (2, 1),
-        (1, 22),
-        (2, 10),
-        (1, 29),
-        (2, 17),
-        (2, 6),
-        (1, 26),
-        (2, 13),
-        (2, 3),
-        (1, 23),
-        (2, 11),
-        (1, 31),
-        (2, 19),
-        (2, 8),
+        (2, 19), (2, 8), (1, 28), (2, 16), (2, 5), (1, 25), (2, 12), (2, 1), (1, 22), (2, 10), (1, 29),
+        (2, 17), (2, 6), (1, 26), (2, 13), (2, 3), (1, 23), (2, 11), (1, 31), (2, 19), (2, 8),
     ];
-    let (m, d) = usize::try_from(year - 2015)
-        .ok()
-        .and_then(|i| CNY.get(i).copied())
-        .unwrap_or((2, 5));
+    let (m, d) = usize::try_from(year - 2015).ok().and_then(|i| CNY.get(i).copied()).unwrap_or((2, 5));
     NaiveDate::from_ymd_opt(year, m, d).unwrap_or(NaiveDate::MIN)
 }
 
@@ -85,10 +63,7 @@ fn day_weight(d: NaiveDate) -> f64 {
 }
 
 fn year_norm(year: i32) -> f64 {
-    let (Some(mut d), Some(next)) = (
-        NaiveDate::from_ymd_opt(year, 1, 1),
-        NaiveDate::from_ymd_opt(year + 1, 1, 1),
-    ) else {
+    let (Some(mut d), Some(next)) = (NaiveDate::from_ymd_opt(year, 1, 1), NaiveDate::from_ymd_opt(year + 1, 1, 1)) else {
         return 1.0;
     };
     let (mut sum, mut n) = (0.0, 0u32);
@@ -159,16 +134,7 @@ impl Clock {
             }
             guess.push(k as u32);
         }
-        Clock {
-            start: start.and_time(NaiveTime::MIN),
-            days,
-            day_w,
-            day_cum,
-            hour_w,
-            hour_cum,
-            hour_guess,
-            guess,
-        }
+        Clock { start: start.and_time(NaiveTime::MIN), days, day_w, day_cum, hour_w, hour_cum, hour_guess, guess }
     }
 
     pub fn start(&self) -> NaiveDateTime {
@@ -222,8 +188,7 @@ impl Clock {
     pub fn datetime(&self, hours: f64) -> NaiveDateTime {
         let max = self.days.len() as i64 * 86_400 - 1;
         let secs = ((hours * 3600.0) as i64).clamp(0, max);
-        let time = NaiveTime::from_num_seconds_from_midnight_opt((secs % 86_400) as u32, 0)
-            .unwrap_or(NaiveTime::MIN);
+        let time = NaiveTime::from_num_seconds_from_midnight_opt((secs % 86_400) as u32, 0).unwrap_or(NaiveTime::MIN);
         NaiveDateTime::new(self.days[(secs / 86_400) as usize], time)
     }
 
@@ -239,32 +204,15 @@ mod tests {
 
     #[test]
     fn yearly_mean_is_one_and_inverse_round_trips() {
-        let c = Clock::new(
-            NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-            NaiveDate::from_ymd_opt(2025, 12, 31).unwrap(),
-        );
-        assert!(
-            (c.total_effective_days() - 731.0).abs() < 1e-6,
-            "{}",
-            c.total_effective_days()
-        );
+        let c = Clock::new(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(), NaiveDate::from_ymd_opt(2025, 12, 31).unwrap());
+        assert!((c.total_effective_days() - 731.0).abs() < 1e-6, "{}", c.total_effective_days());
         for tau in [0.0, 0.01, 13.7, 200.5, 730.99] {
             let h = c.hours_at(tau);
             assert!((c.effective_days(h) - tau).abs() < 1e-6);
         }
         // Saturday dinner is busier than Tuesday 4 a.m.
-        let sat = c.hours_since_start(
-            NaiveDate::from_ymd_opt(2024, 3, 9)
-                .unwrap()
-                .and_hms_opt(19, 0, 0)
-                .unwrap(),
-        );
-        let tue = c.hours_since_start(
-            NaiveDate::from_ymd_opt(2024, 3, 12)
-                .unwrap()
-                .and_hms_opt(4, 0, 0)
-                .unwrap(),
-        );
+        let sat = c.hours_since_start(NaiveDate::from_ymd_opt(2024, 3, 9).unwrap().and_hms_opt(19, 0, 0).unwrap());
+        let tue = c.hours_since_start(NaiveDate::from_ymd_opt(2024, 3, 12).unwrap().and_hms_opt(4, 0, 0).unwrap());
         assert!(c.multiplier(sat) > 20.0 * c.multiplier(tue));
     }
 }

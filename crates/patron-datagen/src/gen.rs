@@ -117,21 +117,12 @@ impl Segment {
         let e = |m: String| Error::Config(m);
         Ok(Segment {
             params,
-            lambda: Gamma::new(params.r, 1.0 / params.alpha)
-                .map_err(|x| e(format!("r/alpha: {x}")))?,
+            lambda: Gamma::new(params.r, 1.0 / params.alpha).map_err(|x| e(format!("r/alpha: {x}")))?,
             dropout: Beta::new(params.a, params.b).map_err(|x| e(format!("a/b: {x}")))?,
             nu: Gamma::new(params.q, 1.0 / params.gamma).map_err(|x| e(format!("q/gamma: {x}")))?,
             promo: Beta::new(1.0, if org { 6.0 } else { 3.0 }).map_err(|x| e(x.to_string()))?,
-            categories: Weighted::new(
-                CATEGORIES
-                    .iter()
-                    .map(|c| f64::from(if org { c.2 } else { c.1 })),
-            ),
-            channels: Weighted::new(
-                CHANNELS
-                    .iter()
-                    .map(|c| f64::from(if org { c.2 } else { c.1 })),
-            ),
+            categories: Weighted::new(CATEGORIES.iter().map(|c| f64::from(if org { c.2 } else { c.1 }))),
+            channels: Weighted::new(CHANNELS.iter().map(|c| f64::from(if org { c.2 } else { c.1 }))),
         })
     }
 }
@@ -281,16 +272,11 @@ impl Generator {
                 out.orders.push(o);
                 purchases += 1;
                 if rng.gen::<f64>() < EXTRA_ORDER_SHARE {
-                    let status = if rng.gen::<f64>() < 2.0 / 3.0 {
-                        OrderStatus::Refunded
-                    } else {
-                        OrderStatus::Cancelled
-                    };
+                    let status = if rng.gen::<f64>() < 2.0 / 3.0 { OrderStatus::Refunded } else { OrderStatus::Cancelled };
                     let day_end = t.date().and_hms_opt(23, 59, 59).unwrap_or(t);
                     let later = (t + Duration::seconds(rng.gen_range(300..10_800))).min(day_end);
                     let z = spend.as_ref().map_or(1.0, |g| g.sample(rng));
-                    out.orders
-                        .push(self.order(i, later, z, status, org, &prefs, stores, rng));
+                    out.orders.push(self.order(i, later, z, status, org, &prefs, stores, rng));
                 }
                 if purchases > 1 && rng.gen::<f64>() < dropout {
                     alive = false;
@@ -317,12 +303,7 @@ impl Generator {
                 };
                 // never before the period: wrap into [start, first]
                 let room = (first - start_dt).num_seconds().max(0);
-                first
-                    - Duration::seconds(if back <= room {
-                        back
-                    } else {
-                        back % (room + 1)
-                    })
+                first - Duration::seconds(if back <= room { back } else { back % (room + 1) })
             }
         };
 
@@ -331,20 +312,10 @@ impl Generator {
             let (b1, p1) = BRAND_CHARS[rng.gen_range(0..BRAND_CHARS.len())];
             let (b2, p2) = BRAND_CHARS[rng.gen_range(0..BRAND_CHARS.len())];
             let (ind, ind_py) = INDUSTRIES[rng.gen_range(0..INDUSTRIES.len())];
-            (
-                format!("{city}{b1}{b2}{ind}有限公司"),
-                format!("{p1}{p2}-{ind_py}.com"),
-                None,
-            )
+            (format!("{city}{b1}{b2}{ind}有限公司"), format!("{p1}{p2}-{ind_py}.com"), None)
         } else {
             let x: f64 = rng.gen();
-            let gender = if x < 0.49 {
-                Gender::Male
-            } else if x < 0.98 {
-                Gender::Female
-            } else {
-                Gender::Unknown
-            };
+            let gender = if x < 0.49 { Gender::Male } else if x < 0.98 { Gender::Female } else { Gender::Unknown };
             let (n, p) = self.person_name(gender, rng);
             (n, p, Some(gender))
         };
@@ -355,15 +326,9 @@ impl Generator {
         } else if rng.gen::<f64>() < 0.4 {
             let domain = EMAIL_DOMAINS[self.domains.pick(rng)].0;
             if domain == "qq.com" && rng.gen::<f64>() < 0.6 {
-                Some(format!(
-                    "{}@qq.com",
-                    10_000 + permute(i, 4_000_000_000, self.key ^ K_QQ)
-                ))
+                Some(format!("{}@qq.com", 10_000 + permute(i, 4_000_000_000, self.key ^ K_QQ)))
             } else {
-                Some(format!(
-                    "{pinyin}{}@{domain}",
-                    permute(i, self.email_domain, self.key ^ K_EMAIL)
-                ))
+                Some(format!("{pinyin}{}@{domain}", permute(i, self.email_domain, self.key ^ K_EMAIL)))
             }
         } else {
             None
@@ -399,8 +364,7 @@ impl Generator {
         }
 
         let tags = self.tags(org, &prefs, rng);
-        let owner = (!self.cfg.owners.is_empty()
-            && (org || completed_cents >= self.cfg.high_value_cents))
+        let owner = (!self.cfg.owners.is_empty() && (org || completed_cents >= self.cfg.high_value_cents))
             .then(|| (self.hash(K_OWNER, i) % self.cfg.owners.len() as u64) as usize);
 
         if org {
@@ -419,32 +383,18 @@ impl Generator {
         let mean = (1.0 + 0.25 * n_orders).min(15.0);
         let n_int = Poisson::new(mean).map_or(0.0, |p| p.sample(rng)).min(40.0) as usize;
         let first_int = out.interactions.len();
-        let tau_created = self
-            .clock
-            .effective_days(self.clock.hours_since_start(created_at));
+        let tau_created = self.clock.effective_days(self.clock.hours_since_start(created_at));
         for _ in 0..n_int {
             let tau = tau_created + rng.gen::<f64>() * (total - tau_created);
-            let t = self
-                .clock
-                .datetime(self.clock.hours_at(tau))
-                .max(created_at);
-            let ctx = (
-                mobile.is_some() && consent_sms,
-                email.is_some() && consent_email,
-                wechat_id.is_some(),
-            );
-            out.interactions
-                .push(self.interaction(i, t, ctx, &prefs, city_py, rng));
+            let t = self.clock.datetime(self.clock.hours_at(tau)).max(created_at);
+            let ctx = (mobile.is_some() && consent_sms, email.is_some() && consent_email, wechat_id.is_some());
+            out.interactions.push(self.interaction(i, t, ctx, &prefs, city_py, rng));
         }
         out.interactions[first_int..].sort_by_key(|x| x.occurred_at);
 
         out.customers.push(Customer {
             index: i,
-            kind: if org {
-                CustomerKind::Organisation
-            } else {
-                CustomerKind::Person
-            },
+            kind: if org { CustomerKind::Organisation } else { CustomerKind::Person },
             name,
             mobile,
             email,
@@ -466,9 +416,8 @@ impl Generator {
                 nu,
                 alive_at_end: alive,
                 first_purchase_at,
-                effective_age_days: first_purchase_at.map_or(0.0, |f| {
-                    total - self.clock.effective_days(self.clock.hours_since_start(f))
-                }),
+                effective_age_days: first_purchase_at
+                    .map_or(0.0, |f| total - self.clock.effective_days(self.clock.hours_since_start(f))),
                 purchases,
             },
         });
@@ -513,12 +462,7 @@ impl Generator {
         let seg = if org { &self.org } else { &self.person };
         let total = prefs.cats[prefs.cats.len() - 1].1;
         let x = rng.gen::<f64>() * total;
-        let cat = prefs
-            .cats
-            .iter()
-            .find(|c| x < c.1)
-            .unwrap_or(&prefs.cats[prefs.cats.len() - 1])
-            .0;
+        let cat = prefs.cats.iter().find(|c| x < c.1).unwrap_or(&prefs.cats[prefs.cats.len() - 1]).0;
         let (category, _, _, products, max_qty) = CATEGORIES[cat];
         let channel = if cat == CAT_TAKEAWAY {
             "delivery"
@@ -527,9 +471,7 @@ impl Generator {
         } else {
             CHANNELS[seg.channels.pick(rng)].0
         };
-        let store = if channel == "web"
-            || (channel != "store" && (cat == CAT_GIFTCARD || cat == CAT_RETAIL))
-        {
+        let store = if channel == "web" || (channel != "store" && (cat == CAT_GIFTCARD || cat == CAT_RETAIL)) {
             ONLINE_STORE
         } else {
             let y: f64 = rng.gen();
@@ -592,11 +534,7 @@ impl Generator {
     /// A unique mobile for slot `k` (customers use their index, contacts a range above).
     fn mobile(&self, k: u64) -> String {
         let v = permute(k, self.mobile_domain, self.key ^ K_MOBILE);
-        format!(
-            "{}{:08}",
-            MOBILE_PREFIXES[(v / 100_000_000) as usize],
-            v % 100_000_000
-        )
+        format!("{}{:08}", MOBILE_PREFIXES[(v / 100_000_000) as usize], v % 100_000_000)
     }
 
     fn tags(&self, org: bool, prefs: &Prefs, rng: &mut ChaCha8Rng) -> Vec<&'static str> {
@@ -607,9 +545,7 @@ impl Generator {
             .iter()
             .enumerate()
             .find(|(_, x)| x.0 == CAT_TAKEAWAY)
-            .map_or(0.0, |(k, x)| {
-                (x.1 - if k == 0 { 0.0 } else { prefs.cats[k - 1].1 }) / total
-            });
+            .map_or(0.0, |(k, x)| (x.1 - if k == 0 { 0.0 } else { prefs.cats[k - 1].1 }) / total);
         let mut tags = Vec::new();
         let mut maybe = |cond: bool, p: f64, tag: &'static str, rng: &mut ChaCha8Rng| {
             if rng.gen::<f64>() < p && cond {
@@ -628,14 +564,9 @@ impl Generator {
     }
 
     fn contact(&self, i: u64, k: usize, domain: &str, rng: &mut ChaCha8Rng) -> Contact {
-        let gender = if rng.gen::<bool>() {
-            Gender::Male
-        } else {
-            Gender::Female
-        };
+        let gender = if rng.gen::<bool>() { Gender::Male } else { Gender::Female };
         let (name, py) = self.person_name(gender, rng);
-        let mobile =
-            (rng.gen::<f64>() < 0.9).then(|| self.mobile(MAX_CUSTOMERS + 3 * i + k as u64));
+        let mobile = (rng.gen::<f64>() < 0.9).then(|| self.mobile(MAX_CUSTOMERS + 3 * i + k as u64));
         let email = (rng.gen::<f64>() < 0.8).then(|| format!("{py}@{domain}"));
         let mut interests = String::new();
         if rng.gen::<f64>() < 0.7 {
@@ -648,11 +579,7 @@ impl Generator {
                 interests.push_str(INTERESTS[(first + j * 5) % INTERESTS.len()]);
             }
         }
-        let notes = if rng.gen::<f64>() < 0.5 {
-            CONTACT_NOTES[rng.gen_range(0..CONTACT_NOTES.len())]
-        } else {
-            ""
-        };
+        let notes = if rng.gen::<f64>() < 0.5 { CONTACT_NOTES[rng.gen_range(0..CONTACT_NOTES.len())] } else { "" };
         Contact {
             contact_id: format!("{}-{}", customer_id(i), k + 1),
             customer_index: i,
@@ -695,17 +622,11 @@ impl Generator {
             "page_view" => (app_or_web(rng), page(rng)),
             "click" => {
                 let p = page(rng);
-                (
-                    app_or_web(rng),
-                    Cow::Owned(format!("{p}#{}", pick(CLICK_TARGETS, rng))),
-                )
+                (app_or_web(rng), Cow::Owned(format!("{p}#{}", pick(CLICK_TARGETS, rng))))
             }
             "sms_open" => ("sms", Cow::Borrowed(pick(SMS_CAMPAIGNS, rng))),
             "email_open" => ("email", Cow::Borrowed(pick(EMAIL_CAMPAIGNS, rng))),
-            "reply" => (
-                if has_wechat { "wechat" } else { "sms" },
-                Cow::Borrowed(pick(REPLIES, rng)),
-            ),
+            "reply" => (if has_wechat { "wechat" } else { "sms" }, Cow::Borrowed(pick(REPLIES, rng))),
             "call" => ("phone", Cow::Borrowed(pick(CALLS, rng))),
             "visit" => ("store", Cow::Borrowed(prefs.home_store)),
             _ => (
@@ -713,13 +634,7 @@ impl Generator {
                 Cow::Owned(format!("{} {}", pick(EVENTS, rng), prefs.home_store)),
             ),
         };
-        Interaction {
-            customer_index: i,
-            kind,
-            occurred_at: t,
-            channel,
-            payload,
-        }
+        Interaction { customer_index: i, kind, occurred_at: t, channel, payload }
     }
 }
 
@@ -729,11 +644,7 @@ pub fn default_account_managers(n: usize) -> Vec<AccountManager> {
         .map(|k| {
             let (given, surname, gpy, spy) = ACCOUNT_MANAGERS[k % ACCOUNT_MANAGERS.len()];
             let round = k / ACCOUNT_MANAGERS.len();
-            let suffix = if round == 0 {
-                String::new()
-            } else {
-                (round + 1).to_string()
-            };
+            let suffix = if round == 0 { String::new() } else { (round + 1).to_string() };
             AccountManager {
                 email: format!("{gpy}.{spy}{suffix}@example.com"),
                 display_name: format!("{surname}{given}{suffix}"),

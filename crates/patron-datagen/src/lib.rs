@@ -85,13 +85,12 @@ use std::path::{Path, PathBuf};
 
 pub use gen::{default_account_managers, Generator, GeneratorConfig, MAX_CUSTOMERS};
 pub use model::{
-    customer_id, interaction_id, order_id, AccountManager, Chunk, Contact, Customer, CustomerKind,
-    Gender, Interaction, Order, OrderStatus, Truth,
+    customer_id, interaction_id, order_id, AccountManager, Chunk, Contact, Customer, CustomerKind, Gender,
+    Interaction, Order, OrderStatus, Truth,
 };
 pub use params::{ModelParams, TrueParams};
 pub use write::{
-    GenerateReport, CONTACTS_HEADER, CUSTOMERS_HEADER, INTERACTIONS_HEADER, ORDERS_HEADER,
-    TRUTH_HEADER,
+    GenerateReport, CONTACTS_HEADER, CUSTOMERS_HEADER, INTERACTIONS_HEADER, ORDERS_HEADER, TRUTH_HEADER,
 };
 
 /// Everything that can go wrong while generating.
@@ -100,18 +99,11 @@ pub enum Error {
     #[error("invalid generator configuration: {0}")]
     Config(String),
     #[error("cannot write {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Generates the configured data into `dir` (see [`Generator::write_csv_files`]).
-pub fn write_csv_files(
-    cfg: &GeneratorConfig,
-    dir: &Path,
-    progress: &dyn Fn(u64),
-) -> Result<GenerateReport, Error> {
+pub fn write_csv_files(cfg: &GeneratorConfig, dir: &Path, progress: &dyn Fn(u64)) -> Result<GenerateReport, Error> {
     Generator::new(cfg)?.write_csv_files(dir, progress)
 }
 

@@ -43,28 +43,19 @@ impl ModelParams {
             return 0.0;
         }
         // The closed form is singular at a = 1; nudge it (the function is continuous in a).
-        let a = if (self.a - 1.0).abs() < 1e-7 {
-            1.0 + 1e-7
-        } else {
-            self.a
-        };
+        let a = if (self.a - 1.0).abs() < 1e-7 { 1.0 + 1e-7 } else { self.a };
         let (r, alpha, b) = (self.r, self.alpha, self.b);
         let z = t / (alpha + t);
-        (a + b - 1.0) / (a - 1.0)
-            * (1.0 - (alpha / (alpha + t)).powf(r) * hyp2f1(r, b, a + b - 1.0, z))
+        (a + b - 1.0) / (a - 1.0) * (1.0 - (alpha / (alpha + t)).powf(r) * hyp2f1(r, b, a + b - 1.0, z))
     }
 
     fn validate(&self, what: &str) -> Result<(), String> {
-        let all = [
-            self.r, self.alpha, self.a, self.b, self.p, self.q, self.gamma,
-        ];
+        let all = [self.r, self.alpha, self.a, self.b, self.p, self.q, self.gamma];
         if all.iter().any(|v| !v.is_finite() || *v <= 0.0) {
             return Err(format!("{what}: all parameters must be finite and > 0"));
         }
         if self.q <= 1.0 {
-            return Err(format!(
-                "{what}: q must be > 1 so that the mean spend exists"
-            ));
+            return Err(format!("{what}: q must be > 1 so that the mean spend exists"));
         }
         Ok(())
     }
@@ -100,24 +91,8 @@ pub struct TrueParams {
 
 impl TrueParams {
     pub const DEFAULT: TrueParams = TrueParams {
-        person: ModelParams {
-            r: 1.0,
-            alpha: 30.0,
-            a: 0.7,
-            b: 5.5,
-            p: 6.0,
-            q: 4.0,
-            gamma: 55.0,
-        },
-        organisation: ModelParams {
-            r: 1.2,
-            alpha: 45.0,
-            a: 0.5,
-            b: 5.0,
-            p: 4.0,
-            q: 5.0,
-            gamma: 800.0,
-        },
+        person: ModelParams { r: 1.0, alpha: 30.0, a: 0.7, b: 5.5, p: 6.0, q: 4.0, gamma: 55.0 },
+        organisation: ModelParams { r: 1.2, alpha: 45.0, a: 0.5, b: 5.0, p: 4.0, q: 5.0, gamma: 800.0 },
     };
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -143,22 +118,11 @@ mod tests {
         // E[X(t)] = E over (λ, p) of (1 − e^{−λpt}) / p (FHL 2005 eq. 7).
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for m in [
-            ModelParams {
-                r: 0.243,
-                alpha: 4.414,
-                a: 0.793,
-                b: 2.426,
-                p: 1.0,
-                q: 2.0,
-                gamma: 1.0,
-            }, // CDNOW, weeks
+            ModelParams { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426, p: 1.0, q: 2.0, gamma: 1.0 }, // CDNOW, weeks
             TrueParams::DEFAULT.person,
             TrueParams::DEFAULT.organisation,
         ] {
-            let (gl, bp) = (
-                Gamma::new(m.r, 1.0 / m.alpha).unwrap(),
-                Beta::new(m.a, m.b).unwrap(),
-            );
+            let (gl, bp) = (Gamma::new(m.r, 1.0 / m.alpha).unwrap(), Beta::new(m.a, m.b).unwrap());
             let n = 100_000;
             for t in [39.0, 400.0, 1200.0] {
                 let mc = (0..n)
@@ -169,16 +133,11 @@ mod tests {
                     .sum::<f64>()
                     / n as f64;
                 let exact = m.expected_repeat_purchases(t);
-                assert!(
-                    (exact - mc).abs() < 0.03 * exact.max(1.0),
-                    "t={t} exact={exact} mc={mc}"
-                );
+                assert!((exact - mc).abs() < 0.03 * exact.max(1.0), "t={t} exact={exact} mc={mc}");
             }
         }
         // Small t: E[X(t)] ≈ (r/α)·t.
         let m = TrueParams::DEFAULT.person;
-        assert!(
-            (m.expected_repeat_purchases(1e-4) / 1e-4 - m.mean_rate()).abs() < 1e-3 * m.mean_rate()
-        );
+        assert!((m.expected_repeat_purchases(1e-4) / 1e-4 - m.mean_rate()).abs() < 1e-3 * m.mean_rate());
     }
 }

@@ -56,9 +56,7 @@ impl Weighted {
 
     pub fn pick<R: Rng>(&self, rng: &mut R) -> usize {
         let x = rng.gen::<f64>() * self.cum[self.cum.len() - 1];
-        self.cum
-            .partition_point(|&c| c <= x)
-            .min(self.cum.len() - 1)
+        self.cum.partition_point(|&c| c <= x).min(self.cum.len() - 1)
     }
 }
 
@@ -156,10 +154,7 @@ mod tests {
         assert_eq!(fmt_money(&mut b, 12850), b"128.50");
         assert_eq!(fmt_money(&mut b, 5), b"0.05");
         assert_eq!(fmt_money(&mut b, -320), b"-3.20");
-        let t = NaiveDate::from_ymd_opt(2025, 3, 4)
-            .unwrap()
-            .and_hms_opt(8, 5, 9)
-            .unwrap();
+        let t = NaiveDate::from_ymd_opt(2025, 3, 4).unwrap().and_hms_opt(8, 5, 9).unwrap();
         assert_eq!(fmt_datetime(&mut b, t), b"2025-03-04 08:05:09");
     }
 }

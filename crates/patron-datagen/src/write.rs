@@ -13,65 +13,17 @@ use crate::util::{fmt_date, fmt_datetime, fmt_id, fmt_money};
 use crate::Error;
 
 pub const CUSTOMERS_HEADER: &[&str] = &[
-    "customer_id",
-    "kind",
-    "name",
-    "mobile",
-    "email",
-    "wechat_id",
-    "gender",
-    "birthday",
-    "city",
-    "tags",
-    "owner",
-    "referrer_id",
-    "consent_sms",
-    "consent_email",
-    "consent_wechat",
-    "created_at",
+    "customer_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "tags",
+    "owner", "referrer_id", "consent_sms", "consent_email", "consent_wechat", "created_at",
 ];
-pub const CONTACTS_HEADER: &[&str] = &[
-    "contact_id",
-    "customer_id",
-    "name",
-    "role",
-    "mobile",
-    "email",
-    "interests",
-    "notes",
-];
+pub const CONTACTS_HEADER: &[&str] = &["contact_id", "customer_id", "name", "role", "mobile", "email", "interests", "notes"];
 pub const ORDERS_HEADER: &[&str] = &[
-    "order_id",
-    "customer_id",
-    "ordered_at",
-    "amount",
-    "discount",
-    "currency",
-    "channel",
-    "store",
-    "status",
-    "category",
-    "product",
-    "quantity",
-    "promo",
+    "order_id", "customer_id", "ordered_at", "amount", "discount", "currency", "channel", "store", "status",
+    "category", "product", "quantity", "promo",
 ];
-pub const INTERACTIONS_HEADER: &[&str] = &[
-    "interaction_id",
-    "customer_id",
-    "kind",
-    "occurred_at",
-    "channel",
-    "payload",
-];
+pub const INTERACTIONS_HEADER: &[&str] = &["interaction_id", "customer_id", "kind", "occurred_at", "channel", "payload"];
 pub const TRUTH_HEADER: &[&str] = &[
-    "customer_id",
-    "prospect",
-    "lambda",
-    "dropout",
-    "nu",
-    "alive_at_end",
-    "purchases",
-    "effective_age_days",
+    "customer_id", "prospect", "lambda", "dropout", "nu", "alive_at_end", "purchases", "effective_age_days",
 ];
 
 /// Rows written per file.
@@ -93,9 +45,7 @@ impl GenerateReport {
 /// quote, CR or LF.
 fn field(buf: &mut Vec<u8>, v: &[u8]) {
     // branch-free scan (vectorises); the special bytes are ASCII so UTF-8 text is safe to scan
-    if v.iter().fold(false, |a, &c| {
-        a | (c == b',') | (c == b'"') | (c == b'\n') | (c == b'\r')
-    }) {
+    if v.iter().fold(false, |a, &c| a | (c == b',') | (c == b'"') | (c == b'\n') | (c == b'\r')) {
         buf.push(b'"');
         for &c in v {
             if c == b'"' {
@@ -175,8 +125,7 @@ fn encode(c: &Chunk, owners: &[String], truth: bool) -> Encoded {
         n_contacts: c.contacts.len() as u64,
         ..Encoded::default()
     };
-    let (mut b1, mut b2, mut b3, mut b4, mut b5) =
-        ([0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32]);
+    let (mut b1, mut b2, mut b3, mut b4, mut b5) = ([0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32], [0u8; 32]);
     let mut tags = String::new();
     for x in &c.customers {
         tags.clear();
@@ -187,14 +136,9 @@ fn encode(c: &Chunk, owners: &[String], truth: bool) -> Encoded {
             tags.push_str(t);
         }
         let id = fmt_id(&mut b1, b"C", x.index + 1, 7);
-        let referrer = x
-            .referrer
-            .map_or(&b""[..], |r| fmt_id(&mut b2, b"C", r + 1, 7));
+        let referrer = x.referrer.map_or(&b""[..], |r| fmt_id(&mut b2, b"C", r + 1, 7));
         let birthday = x.birthday.map_or(&b""[..], |d| fmt_date(&mut b3, d));
-        let owner = x
-            .owner
-            .and_then(|o| owners.get(o))
-            .map_or("", String::as_str);
+        let owner = x.owner.and_then(|o| owners.get(o)).map_or("", String::as_str);
         record(
             &mut e.customers,
             [
@@ -314,24 +258,14 @@ const BUF: usize = 1 << 20;
 impl Out {
     fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Out, Error> {
         let path = dir.join(name);
-        let file = File::create(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mut out = Out {
-            path,
-            file,
-            buf: Vec::with_capacity(BUF + 4096),
-        };
+        let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let mut out = Out { path, file, buf: Vec::with_capacity(BUF + 4096) };
         record(&mut out.buf, header);
         Ok(out)
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        self.file.write_all(&self.buf).map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file.write_all(&self.buf).map_err(|source| Error::Io { path: self.path.clone(), source })?;
         self.buf.clear();
         Ok(())
     }
@@ -345,19 +279,12 @@ impl Out {
     }
 
     /// Writes rows from `bytes` (ending at `ends`), each prefixed by `prefix` + the next id.
-    fn put_numbered(
-        &mut self,
-        prefix: &[u8],
-        next: &mut u64,
-        bytes: &[u8],
-        ends: &[usize],
-    ) -> Result<(), Error> {
+    fn put_numbered(&mut self, prefix: &[u8], next: &mut u64, bytes: &[u8], ends: &[usize]) -> Result<(), Error> {
         let mut idb = [0u8; 32];
         let mut start = 0;
         for &end in ends {
             *next += 1;
-            self.buf
-                .extend_from_slice(fmt_id(&mut idb, prefix, *next, 9));
+            self.buf.extend_from_slice(fmt_id(&mut idb, prefix, *next, 9));
             self.buf.push(b',');
             self.buf.extend_from_slice(&bytes[start..end]);
             start = end;
@@ -370,10 +297,7 @@ impl Out {
 
     fn finish(mut self) -> Result<(), Error> {
         self.flush()?;
-        self.file.flush().map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.file.flush().map_err(|source| Error::Io { path: self.path.clone(), source })
     }
 }
 
@@ -393,14 +317,8 @@ impl Files {
             t.put(&e.truth)?;
         }
         self.contacts.put(&e.contacts)?;
-        self.orders
-            .put_numbered(b"O", &mut self.report.orders, &e.orders, &e.order_ends)?;
-        self.interactions.put_numbered(
-            b"I",
-            &mut self.report.interactions,
-            &e.interactions,
-            &e.interaction_ends,
-        )?;
+        self.orders.put_numbered(b"O", &mut self.report.orders, &e.orders, &e.order_ends)?;
+        self.interactions.put_numbered(b"I", &mut self.report.interactions, &e.interactions, &e.interaction_ends)?;
         self.report.customers += e.n_customers;
         self.report.contacts += e.n_contacts;
         Ok(())
@@ -414,33 +332,21 @@ impl Generator {
     ///
     /// With `parallel`, chunks are generated *and rendered to CSV bytes* on the rayon pool in
     /// batches; the calling thread only prefixes the sequential order/interaction ids and writes.
-    pub fn write_csv_files(
-        &self,
-        dir: &Path,
-        progress: &dyn Fn(u64),
-    ) -> Result<GenerateReport, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    pub fn write_csv_files(&self, dir: &Path, progress: &dyn Fn(u64)) -> Result<GenerateReport, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
         let cfg = self.config();
         let mut files = Files {
             customers: Out::create(dir, "customers.csv", CUSTOMERS_HEADER)?,
             contacts: Out::create(dir, "contacts.csv", CONTACTS_HEADER)?,
             orders: Out::create(dir, "orders.csv", ORDERS_HEADER)?,
             interactions: Out::create(dir, "interactions.csv", INTERACTIONS_HEADER)?,
-            truth: if cfg.write_truth {
-                Some(Out::create(dir, "truth.csv", TRUTH_HEADER)?)
-            } else {
-                None
-            },
+            truth: if cfg.write_truth { Some(Out::create(dir, "truth.csv", TRUTH_HEADER)?) } else { None },
             report: GenerateReport::default(),
         };
         let ranges: Vec<_> = (0..cfg.customers.div_ceil(cfg.chunk_size))
             .map(|k| k * cfg.chunk_size..((k + 1) * cfg.chunk_size).min(cfg.customers))
             .collect();
-        let render =
-            |r: &std::ops::Range<u64>| encode(&self.chunk(r.clone()), &cfg.owners, cfg.write_truth);
+        let render = |r: &std::ops::Range<u64>| encode(&self.chunk(r.clone()), &cfg.owners, cfg.write_truth);
 
         if cfg.parallel {
             // A producer thread renders batches of chunks on the rayon pool and hands them over in

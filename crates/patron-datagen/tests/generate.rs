@@ -14,56 +14,33 @@ fn write(cfg: &GeneratorConfig, dir: &Path) -> GenerateReport {
     write_csv_files(cfg, dir, &|_| {}).expect("generation succeeds")
 }
 
-const FILES: [&str; 4] = [
-    "customers.csv",
-    "contacts.csv",
-    "orders.csv",
-    "interactions.csv",
-];
+const FILES: [&str; 4] = ["customers.csv", "contacts.csv", "orders.csv", "interactions.csv"];
 
 fn read(dir: &Path, name: &str) -> (Vec<String>, Vec<HashMap<String, String>>) {
     let mut r = csv::Reader::from_path(dir.join(name)).expect("file exists");
-    let header: Vec<String> = r
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
+    let header: Vec<String> = r.headers().expect("header").iter().map(String::from).collect();
     let rows = r
         .records()
         .map(|rec| {
             let rec = rec.expect("valid CSV record");
-            header
-                .iter()
-                .cloned()
-                .zip(rec.iter().map(String::from))
-                .collect()
+            header.iter().cloned().zip(rec.iter().map(String::from)).collect()
         })
         .collect();
     (header, rows)
 }
 
 fn time(s: &str) -> NaiveDateTime {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .unwrap_or_else(|e| panic!("bad time {s:?}: {e}"))
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap_or_else(|e| panic!("bad time {s:?}: {e}"))
 }
 
 fn is_mobile(s: &str) -> bool {
-    s.len() == 11
-        && s.bytes().all(|c| c.is_ascii_digit())
-        && s.starts_with('1')
-        && (b'3'..=b'9').contains(&s.as_bytes()[1])
+    s.len() == 11 && s.bytes().all(|c| c.is_ascii_digit()) && s.starts_with('1') && (b'3'..=b'9').contains(&s.as_bytes()[1])
 }
 
 fn is_money(s: &str) -> bool {
     let s = s.strip_prefix('-').unwrap_or(s);
     match s.split_once('.') {
-        Some((w, f)) => {
-            !w.is_empty()
-                && w.bytes().all(|c| c.is_ascii_digit())
-                && f.len() == 2
-                && f.bytes().all(|c| c.is_ascii_digit())
-        }
+        Some((w, f)) => !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()) && f.len() == 2 && f.bytes().all(|c| c.is_ascii_digit()),
         None => false,
     }
 }
@@ -80,10 +57,7 @@ fn is_email(s: &str) -> bool {
 fn same_seed_same_bytes_and_chunking_does_not_matter() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut a = cfg(3_000, 7);
-    a.owners = default_account_managers(3)
-        .into_iter()
-        .map(|m| m.email)
-        .collect();
+    a.owners = default_account_managers(3).into_iter().map(|m| m.email).collect();
     let mut b = a.clone();
     b.chunk_size = 777;
     b.parallel = false;
@@ -103,17 +77,8 @@ fn same_seed_same_bytes_and_chunking_does_not_matter() {
     // The in-memory API gives the same records as the files.
     let g = Generator::new(&a).expect("valid");
     let whole = g.chunk(0..3_000);
-    let parts: Vec<Chunk> = [0..1_000, 1_000..2_500, 2_500..3_000]
-        .into_iter()
-        .map(|r| g.chunk(r))
-        .collect();
-    assert_eq!(
-        whole.orders,
-        parts
-            .iter()
-            .flat_map(|p| p.orders.clone())
-            .collect::<Vec<_>>()
-    );
+    let parts: Vec<Chunk> = [0..1_000, 1_000..2_500, 2_500..3_000].into_iter().map(|r| g.chunk(r)).collect();
+    assert_eq!(whole.orders, parts.iter().flat_map(|p| p.orders.clone()).collect::<Vec<_>>());
     assert_eq!(whole.customers.len() as u64, ra.customers);
     assert_eq!(whole.orders.len() as u64, ra.orders);
 }
@@ -124,16 +89,10 @@ fn files_follow_the_import_format() {
     let mut c = cfg(5_000, 42);
     c.start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
     c.end = NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
-    let owners: Vec<String> = default_account_managers(4)
-        .into_iter()
-        .map(|m| m.email)
-        .collect();
+    let owners: Vec<String> = default_account_managers(4).into_iter().map(|m| m.email).collect();
     c.owners = owners.clone();
     let report = write(&c, tmp.path());
-    let (start, end) = (
-        c.start.and_hms_opt(0, 0, 0).expect("t"),
-        c.end.and_hms_opt(23, 59, 59).expect("t"),
-    );
+    let (start, end) = (c.start.and_hms_opt(0, 0, 0).expect("t"), c.end.and_hms_opt(23, 59, 59).expect("t"));
 
     for f in FILES {
         let bytes = std::fs::read(tmp.path().join(f)).expect("read");
@@ -160,28 +119,17 @@ fn files_follow_the_import_format() {
         kinds.insert(id.clone(), r["kind"].clone());
         if !r["mobile"].is_empty() {
             assert!(is_mobile(&r["mobile"]), "{}", r["mobile"]);
-            assert!(
-                mobiles.insert(r["mobile"].clone()),
-                "duplicate mobile {}",
-                r["mobile"]
-            );
+            assert!(mobiles.insert(r["mobile"].clone()), "duplicate mobile {}", r["mobile"]);
         }
         if !r["email"].is_empty() {
             assert!(is_email(&r["email"]), "{}", r["email"]);
-            assert!(
-                emails.insert(r["email"].clone()) || r["kind"] == "organisation",
-                "duplicate {}",
-                r["email"]
-            );
+            assert!(emails.insert(r["email"].clone()) || r["kind"] == "organisation", "duplicate {}", r["email"]);
         }
         if !r["wechat_id"].is_empty() {
             assert!(r["wechat_id"].starts_with("wxid_"));
         }
         match r["kind"].as_str() {
-            "person" => assert!(matches!(
-                r["gender"].as_str(),
-                "male" | "female" | "unknown"
-            )),
+            "person" => assert!(matches!(r["gender"].as_str(), "male" | "female" | "unknown")),
             _ => assert_eq!(r["gender"], ""),
         }
         if !r["birthday"].is_empty() {
@@ -196,9 +144,7 @@ fn files_follow_the_import_format() {
             assert!(owners.contains(&r["owner"]));
         }
         if !r["referrer_id"].is_empty() {
-            let j = pos
-                .get(&r["referrer_id"])
-                .expect("referrer is an earlier customer");
+            let j = pos.get(&r["referrer_id"]).expect("referrer is an earlier customer");
             assert!(*j < k);
         }
         let t = time(&r["created_at"]);
@@ -215,11 +161,7 @@ fn files_follow_the_import_format() {
         assert_eq!(kinds[&r["customer_id"]], "organisation");
         if !r["mobile"].is_empty() {
             assert!(is_mobile(&r["mobile"]));
-            assert!(
-                mobiles.insert(r["mobile"].clone()),
-                "contact mobile collides {}",
-                r["mobile"]
-            );
+            assert!(mobiles.insert(r["mobile"].clone()), "contact mobile collides {}", r["mobile"]);
         }
         if !r["email"].is_empty() {
             assert!(is_email(&r["email"]));
@@ -239,30 +181,16 @@ fn files_follow_the_import_format() {
         assert!(t >= start && t <= end, "ordered_at {t}");
         assert!(t >= created[&r["customer_id"]], "order before registration");
         if let Some((lp, lt)) = last {
-            assert!(
-                p > lp || (p == lp && t >= lt),
-                "orders in customer then time order"
-            );
+            assert!(p > lp || (p == lp && t >= lt), "orders in customer then time order");
         }
         last = Some((p, t));
-        assert!(
-            is_money(&r["amount"]) && is_money(&r["discount"]),
-            "{} {}",
-            r["amount"],
-            r["discount"]
-        );
+        assert!(is_money(&r["amount"]) && is_money(&r["discount"]), "{} {}", r["amount"], r["discount"]);
         assert!(cents(&r["amount"]) > 0 && cents(&r["discount"]) >= 0);
         assert!(matches!(r["promo"].as_str(), "true" | "false"));
         assert!(r["promo"] == "true" || cents(&r["discount"]) == 0);
         assert_eq!(r["currency"], "CNY");
-        assert!(matches!(
-            r["channel"].as_str(),
-            "store" | "app" | "delivery" | "wechat" | "web" | "phone"
-        ));
-        assert!(matches!(
-            r["status"].as_str(),
-            "completed" | "refunded" | "cancelled"
-        ));
+        assert!(matches!(r["channel"].as_str(), "store" | "app" | "delivery" | "wechat" | "web" | "phone"));
+        assert!(matches!(r["status"].as_str(), "completed" | "refunded" | "cancelled"));
         assert!(r["quantity"].parse::<u32>().expect("quantity") >= 1);
         assert!(!r["store"].is_empty() && !r["category"].is_empty() && !r["product"].is_empty());
     }
@@ -275,14 +203,7 @@ fn files_follow_the_import_format() {
         assert!(pos.contains_key(&r["customer_id"]));
         assert!(matches!(
             r["kind"].as_str(),
-            "page_view"
-                | "click"
-                | "call"
-                | "visit"
-                | "sms_open"
-                | "email_open"
-                | "reply"
-                | "event"
+            "page_view" | "click" | "call" | "visit" | "sms_open" | "email_open" | "reply" | "event"
         ));
         let t = time(&r["occurred_at"]);
         assert!(t >= created[&r["customer_id"]] && t <= end);
@@ -300,18 +221,12 @@ fn no_owners_means_empty_owner_column_and_quoting_round_trips() {
 
     // Owner strings needing RFC 4180 quoting survive a round trip through the csv crate.
     let mut c = cfg(500, 1);
-    c.owners = vec![
-        "a,b@example.com".into(),
-        "say \"hi\"@example.com".into(),
-        "line\nbreak@example.com".into(),
-    ];
+    c.owners = vec!["a,b@example.com".into(), "say \"hi\"@example.com".into(), "line\nbreak@example.com".into()];
     write(&c, &tmp.path().join("quoted"));
     let (_, rows) = read(&tmp.path().join("quoted"), "customers.csv");
     assert_eq!(rows.len(), 500);
     assert!(rows.iter().any(|r| !r["owner"].is_empty()));
-    assert!(rows
-        .iter()
-        .all(|r| r["owner"].is_empty() || c.owners.contains(&r["owner"])));
+    assert!(rows.iter().all(|r| r["owner"].is_empty() || c.owners.contains(&r["owner"])));
 }
 
 #[test]
@@ -351,17 +266,9 @@ fn purchase_process_matches_true_parameters() {
     let person_orders: Vec<&Order> = chunk
         .orders
         .iter()
-        .filter(|o| {
-            o.status == OrderStatus::Completed
-                && chunk.customers[o.customer_index as usize].kind == CustomerKind::Person
-        })
+        .filter(|o| o.status == OrderStatus::Completed && chunk.customers[o.customer_index as usize].kind == CustomerKind::Person)
         .collect();
-    let mean_spend = person_orders
-        .iter()
-        .map(|o| o.amount_cents as f64)
-        .sum::<f64>()
-        / person_orders.len() as f64
-        / 100.0;
+    let mean_spend = person_orders.iter().map(|o| o.amount_cents as f64).sum::<f64>() / person_orders.len() as f64 / 100.0;
     let completed: u32 = chunk.customers.iter().map(|x| x.truth.purchases).sum();
     println!(
         "repeat purchases per buying person: observed {:.3}, expected {:.3} ({:+.2} %); mean order ¥{mean_spend:.2} vs ¥{:.2}; \
@@ -380,14 +287,7 @@ fn purchase_process_matches_true_parameters() {
     assert!((orgs as f64 / n - c.organisation_share).abs() < 0.01);
     assert!((referred as f64 / n - c.referral_share).abs() < 0.01);
     // completed orders are exactly the process's purchases
-    assert_eq!(
-        chunk
-            .orders
-            .iter()
-            .filter(|o| o.status == OrderStatus::Completed)
-            .count() as u32,
-        completed
-    );
+    assert_eq!(chunk.orders.iter().filter(|o| o.status == OrderStatus::Completed).count() as u32, completed);
     let non_completed = chunk.orders.len() as f64 - f64::from(completed);
     assert!((non_completed / chunk.orders.len() as f64 - 0.015).abs() < 0.005);
 }

@@ -22,11 +22,7 @@ pub struct Auth(pub Actor);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
+        let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -50,20 +46,12 @@ pub fn require(actor: &Actor, min: Role, what: &str) -> ApiResult<()> {
 }
 
 /// Agents may touch only customers they own; managers and admins any.
-pub async fn check_customer_access(
-    state: &AppState,
-    actor: &Actor,
-    customer_id: i64,
-) -> ApiResult<()> {
+pub async fn check_customer_access(state: &AppState, actor: &Actor, customer_id: i64) -> ApiResult<()> {
     let owner = state.store.customer_owner(customer_id).await?;
     if actor.role >= Role::Manager || (owner.is_some() && owner == actor.user_id) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this customer is not in your portfolio",
-        ))
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this customer is not in your portfolio"))
     }
 }
 
@@ -96,11 +84,7 @@ impl FromRequestParts<AppState> for UiUser {
             return Err(LoginRedirect.into_response());
         };
         match state.store.session(&secret).await {
-            Ok(Some(session)) => Ok(UiUser {
-                actor: Actor::user(&session.user),
-                session,
-                lang,
-            }),
+            Ok(Some(session)) => Ok(UiUser { actor: Actor::user(&session.user), session, lang }),
             Ok(None) => Err(LoginRedirect.into_response()),
             Err(e) => Err(ApiError::from(e).into_response()),
         }
@@ -113,16 +97,11 @@ impl UiUser {
         // Length check first, then a comparison that does not stop at the first difference.
         let a = sent.as_bytes();
         let b = self.session.csrf_token.as_bytes();
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
         if same {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "the form has expired; reload the page and try again",
-            ))
+            Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "the form has expired; reload the page and try again"))
         }
     }
 }

@@ -47,12 +47,7 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
+        ApiError { status, code, message: message.into(), field: None }
     }
     /// Names the field at fault.
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -61,27 +56,15 @@ impl ApiError {
     }
     /// 401.
     pub fn unauthorized() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or invalid credentials (send Authorization: Bearer <token>)",
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid credentials (send Authorization: Bearer <token>)")
     }
     /// 403.
     pub fn forbidden(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("your role may not {what}"),
-        )
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("your role may not {what}"))
     }
     /// 404.
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
     /// 400 for a bad value.
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
@@ -93,43 +76,22 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", conflict_message(&m))
-            }
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", conflict_message(&m)),
             StoreError::Reference(m) => {
                 tracing::debug!(detail = %m, "foreign key violation");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_reference",
-                    "a referenced record (owner, referrer, customer …) does not exist",
-                )
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference", "a referenced record (owner, referrer, customer …) does not exist")
             }
             StoreError::Invalid { field, message } => {
                 // A cursor is part of the request line (400); a value in a body is unprocessable (422).
-                let status = if field.as_deref() == Some("cursor") {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                };
-                ApiError {
-                    status,
-                    code: "invalid",
-                    message,
-                    field,
-                }
+                let status = if field.as_deref() == Some("cursor") { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+                ApiError { status, code: "invalid", message, field }
             }
-            StoreError::File(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", m).field("file")
-            }
+            StoreError::File(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", m).field("file"),
             other => {
                 // Logged for operators (no PII: store errors carry ids and SQL states, not values);
                 // the client learns only that it failed.
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }
@@ -138,9 +100,7 @@ impl From<StoreError> for ApiError {
 /// Database messages name constraints; say which unique value is taken in plain words.
 fn conflict_message(db_message: &str) -> String {
     let m = db_message.to_lowercase();
-    let what = ["external_id", "email", "name"]
-        .into_iter()
-        .find(|k| m.contains(k));
+    let what = ["external_id", "email", "name"].into_iter().find(|k| m.contains(k));
     match what {
         Some(k) => format!("{k} is already taken"),
         None if db_message.contains(':') && !m.contains("unique") => db_message.to_owned(),
@@ -150,17 +110,10 @@ fn conflict_message(db_message: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-                field: self.field,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
@@ -177,11 +130,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         _ => "invalid_json",
     };
     // serde's message names the path and what was expected ("name: invalid type: integer, expected a string").
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        status
-    };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::UNPROCESSABLE_ENTITY } else { status };
     let mut e = ApiError::new(status, code, r.body_text());
     if let JsonRejection::JsonDataError(d) = &r {
         let text = d.body_text();
@@ -199,10 +148,7 @@ pub struct Json<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(req, state)
-            .await
-            .map(|j| Json(j.0))
-            .map_err(json_rejection)
+        axum::Json::<T>::from_request(req, state).await.map(|j| Json(j.0)).map_err(json_rejection)
     }
 }
 
@@ -222,9 +168,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|r: QueryRejection| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
-            })
+            .map_err(|r: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
     }
 }
 
@@ -238,9 +182,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
-            .map_err(|r: PathRejection| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
-            })
+            .map_err(|r: PathRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text()))
     }
 }
 

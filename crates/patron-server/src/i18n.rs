@@ -273,10 +273,7 @@ const LABELS: &[(&str, &str, &str)] = &[
 
 /// The labels of `lang`, keyed by label id.
 pub fn labels(lang: Lang) -> BTreeMap<&'static str, &'static str> {
-    LABELS
-        .iter()
-        .map(|(k, zh, en)| (*k, if lang == Lang::Zh { *zh } else { *en }))
-        .collect()
+    LABELS.iter().map(|(k, zh, en)| (*k, if lang == Lang::Zh { *zh } else { *en })).collect()
 }
 
 /// The label of an analytics key in `lang`: `prefix` is `rfm`, `life`, `tier`, `loy` or `churn`
@@ -286,13 +283,7 @@ pub fn key_label(lang: Lang, prefix: &str, key: &str) -> String {
     LABELS
         .iter()
         .find(|(k, _, _)| *k == id)
-        .map(|(_, zh, en)| {
-            if lang == Lang::Zh {
-                (*zh).to_owned()
-            } else {
-                (*en).to_owned()
-            }
-        })
+        .map(|(_, zh, en)| if lang == Lang::Zh { (*zh).to_owned() } else { (*en).to_owned() })
         .unwrap_or_else(|| key.to_owned())
 }
 
@@ -381,8 +372,6 @@ mod tests {
         let n = keys.len();
         keys.dedup();
         assert_eq!(n, keys.len(), "duplicate label key");
-        assert!(LABELS
-            .iter()
-            .all(|(_, zh, en)| !zh.is_empty() && !en.is_empty()));
+        assert!(LABELS.iter().all(|(_, zh, en)| !zh.is_empty() && !en.is_empty()));
     }
 }

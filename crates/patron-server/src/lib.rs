@@ -29,11 +29,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig {
-            session_ttl: chrono::Duration::hours(12),
-            secure_cookies: false,
-            max_upload_bytes: 512 * 1024 * 1024,
-        }
+        ServerConfig { session_ttl: chrono::Duration::hours(12), secure_cookies: false, max_upload_bytes: 512 * 1024 * 1024 }
     }
 }
 
@@ -62,11 +58,7 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let templates = Arc::new(ui::templates(store.config.business_tz));
-        AppState {
-            store,
-            config: Arc::new(config),
-            templates,
-        }
+        AppState { store, config: Arc::new(config), templates }
     }
 }
 
@@ -76,23 +68,17 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(state.config.max_upload_bytes).layer(json_limit))
         .merge(ui::router(state.config.max_upload_bytes))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<_>| {
-                    // Method and path only: query strings may hold search terms (names, mobiles).
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-                },
-            ),
-        )
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // Method and path only: query strings may hold search terms (names, mobiles).
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }
 
 /// Serves `app` on `listener` until ctrl-c / SIGTERM.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -7,8 +7,8 @@ mod common;
 
 use analytics_seed::{seed, CUSTOMERS};
 use common::{error_code, json_of, spawn_app, TestApp};
-use patron_store::test_both;
 use patron_store::testing::TestDb;
+use patron_store::test_both;
 use patron_store::users::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,11 +19,7 @@ async fn customer_id(app: &TestApp, external: &str) -> i64 {
 }
 
 fn sum(v: &Value, key: &str) -> i64 {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g[key].as_i64().unwrap())
-        .sum()
+    v.as_array().unwrap().iter().map(|g| g[key].as_i64().unwrap()).sum()
 }
 
 test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
@@ -46,14 +42,7 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     assert!(c360["scores"].is_null(), "{c360}");
 
     // Only managers and admins start runs; bad settings are 422 naming the field.
-    let (s, b) = json_of(
-        app.req_as(&agent, Method::POST, "/api/v1/analytics/runs")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = json_of(app.req_as(&agent, Method::POST, "/api/v1/analytics/runs").json(&json!({})).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"));
     for (body, field) in [
         (json!({"as_of": "2026-07-01"}), "as_of"),
@@ -63,45 +52,21 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
         (json!({"monthly_discount": 2.0}), "monthly_discount"),
     ] {
         let (s, b) = app.post("/api/v1/analytics/runs", body.clone()).await;
-        assert_eq!(
-            (s, b["error"]["field"].as_str()),
-            (422, Some(field)),
-            "{body}: {b}"
-        );
+        assert_eq!((s, b["error"]["field"].as_str()), (422, Some(field)), "{body}: {b}");
     }
     let (s, b) = app.post("/api/v1/analytics/runs", json!({"nope": 1})).await;
     assert!(s == 400 || s == 422, "{s} {b}");
     error_code(&b);
 
     // A manager runs it (as of today on the test clock).
-    let (_, manager) = app
-        .db
-        .store
-        .create_token("m", Role::Manager, None)
-        .await
-        .unwrap();
-    let (s, run) = json_of(
-        app.req_as(&manager, Method::POST, "/api/v1/analytics/runs")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, manager) = app.db.store.create_token("m", Role::Manager, None).await.unwrap();
+    let (s, run) = json_of(app.req_as(&manager, Method::POST, "/api/v1/analytics/runs").json(&json!({})).send().await.unwrap()).await;
     assert_eq!(s, 201, "{run}");
     assert_eq!(run["as_of"], "2026-06-30");
     assert_eq!(run["customers"], CUSTOMERS as i64);
     let bg = &run["report"]["bgnbd"];
-    assert!(
-        bg["r"].as_f64().unwrap() > 0.0 && bg["alpha"].as_f64().unwrap() > 0.0,
-        "{}",
-        run["report"]
-    );
-    assert!(
-        run["report"]["gamma_gamma"]["gamma"].as_f64().is_some(),
-        "{}",
-        run["report"]
-    );
+    assert!(bg["r"].as_f64().unwrap() > 0.0 && bg["alpha"].as_f64().unwrap() > 0.0, "{}", run["report"]);
+    assert!(run["report"]["gamma_gamma"]["gamma"].as_f64().is_some(), "{}", run["report"]);
     let (s, latest) = app.get("/api/v1/analytics/runs/latest").await;
     assert_eq!(s, 200);
     assert_eq!(latest["id"], run["id"]);
@@ -110,37 +75,16 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     let (_, o) = app.get("/api/v1/analytics/overview").await;
     assert_eq!(o["run"]["id"], run["id"]);
     assert_eq!(o["scored_customers"], CUSTOMERS as i64);
-    assert_eq!(
-        sum(&o["lifecycle"], "customers"),
-        CUSTOMERS as i64,
-        "{}",
-        o["lifecycle"]
-    );
-    let prospects = o["lifecycle"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["key"] == "prospect")
-        .unwrap()["customers"]
-        .as_i64()
-        .unwrap();
+    assert_eq!(sum(&o["lifecycle"], "customers"), CUSTOMERS as i64, "{}", o["lifecycle"]);
+    let prospects = o["lifecycle"].as_array().unwrap().iter().find(|g| g["key"] == "prospect").unwrap()["customers"].as_i64().unwrap();
     assert_eq!(prospects, (CUSTOMERS / 10) as i64);
     let buyers = CUSTOMERS as i64 - prospects;
     assert_eq!(sum(&o["p_alive_histogram"], "customers"), buyers);
     assert_eq!(sum(&o["clv_histogram"], "customers"), buyers);
     assert!(sum(&o["rfm_classes"], "customers") <= buyers);
     assert!(sum(&o["abcd_tiers"], "customers") <= buyers);
-    for g in o["churn_by_tier"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(o["churn_by_rfm_class"].as_array().unwrap())
-    {
-        assert!(
-            g["absolute"].as_i64().unwrap() + g["relative"].as_i64().unwrap()
-                <= g["customers"].as_i64().unwrap(),
-            "{g}"
-        );
+    for g in o["churn_by_tier"].as_array().unwrap().iter().chain(o["churn_by_rfm_class"].as_array().unwrap()) {
+        assert!(g["absolute"].as_i64().unwrap() + g["relative"].as_i64().unwrap() <= g["customers"].as_i64().unwrap(), "{g}");
     }
     let tier_revenue: i64 = sum(&o["abcd_tiers"], "revenue_cents");
     assert!(tier_revenue > 0);
@@ -149,119 +93,37 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     let (s, sc) = app.get(&format!("/api/v1/customers/{repeat}/scores")).await;
     assert_eq!(s, 200, "{sc}");
     assert_eq!(sc["as_of"], "2026-06-30");
-    assert!(
-        sc["p_alive"].as_f64().is_some() && sc["rfm_class"].is_string(),
-        "{sc}"
-    );
-    assert!(
-        sc["reason"].as_str().unwrap().starts_with("存活概率"),
-        "{sc}"
-    );
-    let (_, sc) = app
-        .get(&format!("/api/v1/customers/{repeat}/scores?lang=en"))
-        .await;
+    assert!(sc["p_alive"].as_f64().is_some() && sc["rfm_class"].is_string(), "{sc}");
+    assert!(sc["reason"].as_str().unwrap().starts_with("存活概率"), "{sc}");
+    let (_, sc) = app.get(&format!("/api/v1/customers/{repeat}/scores?lang=en")).await;
     let reason = sc["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("P(alive)") && reason.contains("last purchase"),
-        "{reason}"
-    );
-    assert!(
-        reason.contains(&format!("{} days ago", sc["days_since_last_purchase"]))
-            || reason.contains("today")
-            || reason.contains("1 day ago"),
-        "{reason}"
-    );
-    let (_, sc) = app
-        .get(&format!("/api/v1/customers/{prospect}/scores?lang=en"))
-        .await;
+    assert!(reason.starts_with("P(alive)") && reason.contains("last purchase"), "{reason}");
+    assert!(reason.contains(&format!("{} days ago", sc["days_since_last_purchase"])) || reason.contains("today") || reason.contains("1 day ago"), "{reason}");
+    let (_, sc) = app.get(&format!("/api/v1/customers/{prospect}/scores?lang=en")).await;
     assert_eq!(sc["lifecycle"], "prospect");
-    assert!(
-        sc["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("No purchase yet"),
-        "{sc}"
-    );
-    let (_, sc) = app
-        .get(&format!("/api/v1/customers/{one_timer}/scores?lang=en"))
-        .await;
-    assert!(
-        sc["reason"].as_str().unwrap().contains("only one purchase"),
-        "{sc}"
-    );
-    let (s, b) = app
-        .get(&format!("/api/v1/customers/{repeat}/scores?lang=fr"))
-        .await;
+    assert!(sc["reason"].as_str().unwrap().starts_with("No purchase yet"), "{sc}");
+    let (_, sc) = app.get(&format!("/api/v1/customers/{one_timer}/scores?lang=en")).await;
+    assert!(sc["reason"].as_str().unwrap().contains("only one purchase"), "{sc}");
+    let (s, b) = app.get(&format!("/api/v1/customers/{repeat}/scores?lang=fr")).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("lang")));
     let (s, _) = app.get("/api/v1/customers/999999/scores").await;
     assert_eq!(s, 404);
     // The 360 carries the scores too.
-    let (_, c360) = app
-        .get(&format!("/api/v1/customers/{repeat}?lang=en"))
-        .await;
-    assert!(
-        c360["scores"]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("P(alive)"),
-        "{c360}"
-    );
+    let (_, c360) = app.get(&format!("/api/v1/customers/{repeat}?lang=en")).await;
+    assert!(c360["scores"]["reason"].as_str().unwrap().starts_with("P(alive)"), "{c360}");
 
     // Agents see their own portfolio only.
-    let (_, mine) = app
-        .get(&format!("/api/v1/customers?owner_id={agent_id}&limit=1000"))
-        .await;
-    let mine: Vec<i64> = mine["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
+    let (_, mine) = app.get(&format!("/api/v1/customers?owner_id={agent_id}&limit=1000")).await;
+    let mine: Vec<i64> = mine["items"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
     assert_eq!(mine.len(), CUSTOMERS / 3);
-    let (_, o) = json_of(
-        app.req_as(&agent, Method::GET, "/api/v1/analytics/overview")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, o) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/overview").send().await.unwrap()).await;
     assert_eq!(o["scored_customers"], (CUSTOMERS / 3) as i64, "{o}");
     assert_eq!(sum(&o["lifecycle"], "customers"), (CUSTOMERS / 3) as i64);
-    let (s, _) = json_of(
-        app.req_as(
-            &agent,
-            Method::GET,
-            &format!("/api/v1/customers/{}/scores", mine[0]),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/customers/{}/scores", mine[0])).send().await.unwrap()).await;
     assert_eq!(s, 200);
-    let (s, b) = json_of(
-        app.req_as(
-            &agent,
-            Method::GET,
-            &format!("/api/v1/customers/{one_timer}/scores"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, error_code(&b).as_str()),
-        (403, "forbidden"),
-        "C011 belongs to the other agent"
-    );
-    let (s, _) = json_of(
-        app.req_as(&agent, Method::GET, "/api/v1/analytics/runs/latest")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/customers/{one_timer}/scores")).send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "C011 belongs to the other agent");
+    let (s, _) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/runs/latest").send().await.unwrap()).await;
     assert_eq!(s, 200);
 
     // A run as of an earlier date is reproducible and becomes the latest.
@@ -277,48 +139,24 @@ test_both!(openapi_lists_the_analytics_paths, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let (s, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
-    for p in [
-        "/api/v1/analytics/overview",
-        "/api/v1/analytics/runs/latest",
-        "/api/v1/analytics/runs",
-        "/api/v1/customers/{id}/scores",
-    ] {
+    for p in ["/api/v1/analytics/overview", "/api/v1/analytics/runs/latest", "/api/v1/analytics/runs", "/api/v1/customers/{id}/scores"] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
-    for schema in [
-        "Overview",
-        "GroupStat",
-        "ChurnStat",
-        "Bucket",
-        "AnalysisRun",
-        "CustomerScores",
-        "RunRequest",
-    ] {
-        assert!(
-            doc["components"]["schemas"][schema].is_object(),
-            "OpenAPI lacks the schema {schema}"
-        );
+    for schema in ["Overview", "GroupStat", "ChurnStat", "Bucket", "AnalysisRun", "CustomerScores", "RunRequest"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "OpenAPI lacks the schema {schema}");
     }
 });
 
 /// Customers (id, city, owner) and their P(alive), read through the customers and scores APIs —
 /// an evaluation of rules that shares no code with the segment compiler.
-async fn scored_customers(
-    app: &TestApp,
-) -> Vec<(i64, String, Option<i64>, Option<f64>, Option<String>)> {
+async fn scored_customers(app: &TestApp) -> Vec<(i64, String, Option<i64>, Option<f64>, Option<String>)> {
     let (_, page) = app.get("/api/v1/customers?limit=1000").await;
     let mut out = Vec::new();
     for c in page["items"].as_array().unwrap() {
         let id = c["id"].as_i64().unwrap();
         let (s, sc) = app.get(&format!("/api/v1/customers/{id}/scores")).await;
         assert_eq!(s, 200, "{sc}");
-        out.push((
-            id,
-            c["city"].as_str().unwrap_or("").to_owned(),
-            c["owner_id"].as_i64(),
-            sc["p_alive"].as_f64(),
-            sc["rfm_class"].as_str().map(str::to_owned),
-        ));
+        out.push((id, c["city"].as_str().unwrap_or("").to_owned(), c["owner_id"].as_i64(), sc["p_alive"].as_f64(), sc["rfm_class"].as_str().map(str::to_owned)));
     }
     out
 }
@@ -328,312 +166,102 @@ test_both!(segments_preview_crud_and_export, |db: TestDb| async move {
     let (agent, agent_id) = seed(&app).await;
     let (s, _) = app.post("/api/v1/analytics/runs", json!({})).await;
     assert_eq!(s, 201);
-    let (_, manager) = app
-        .db
-        .store
-        .create_token("m", Role::Manager, None)
-        .await
-        .unwrap();
+    let (_, manager) = app.db.store.create_token("m", Role::Manager, None).await.unwrap();
     let rows = scored_customers(&app).await;
 
     // Preview: the live count equals an independent count, with the first 20 members.
     let rule = r#"p_alive < 0.5 and city in ("上海", "杭州")"#;
-    let expected = rows
-        .iter()
-        .filter(|r| r.3.is_some_and(|p| p < 0.5) && (r.1 == "上海" || r.1 == "杭州"))
-        .count() as i64;
-    assert!(
-        expected > 0,
-        "the seed should have customers slipping away in 上海/杭州"
-    );
-    let (s, p) = app
-        .post("/api/v1/segments/preview", json!({ "rule": rule }))
-        .await;
+    let expected = rows.iter().filter(|r| r.3.is_some_and(|p| p < 0.5) && (r.1 == "上海" || r.1 == "杭州")).count() as i64;
+    assert!(expected > 0, "the seed should have customers slipping away in 上海/杭州");
+    let (s, p) = app.post("/api/v1/segments/preview", json!({ "rule": rule })).await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["count"], expected);
-    assert_eq!(
-        p["members"].as_array().unwrap().len() as i64,
-        expected.min(20)
-    );
+    assert_eq!(p["members"].as_array().unwrap().len() as i64, expected.min(20));
     // Chinese labels work as values; an agent counts within their portfolio.
-    let wb = rows
-        .iter()
-        .filter(|r| r.4.as_deref() == Some("important_win_back"))
-        .count() as i64;
-    let (_, p) = app
-        .post(
-            "/api/v1/segments/preview",
-            json!({ "rule": "rfm_class = \"重要挽留\"", "limit": 0 }),
-        )
-        .await;
-    assert_eq!(
-        (p["count"].as_i64(), p["members"].as_array().unwrap().len()),
-        (Some(wb), 0)
-    );
-    let mine = rows
-        .iter()
-        .filter(|r| {
-            r.2 == Some(agent_id)
-                && r.3.is_some_and(|p| p < 0.5)
-                && (r.1 == "上海" || r.1 == "杭州")
-        })
-        .count() as i64;
-    let (s, p) = json_of(
-        app.req_as(&agent, Method::POST, "/api/v1/segments/preview")
-            .json(&json!({ "rule": rule }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let wb = rows.iter().filter(|r| r.4.as_deref() == Some("important_win_back")).count() as i64;
+    let (_, p) = app.post("/api/v1/segments/preview", json!({ "rule": "rfm_class = \"重要挽留\"", "limit": 0 })).await;
+    assert_eq!((p["count"].as_i64(), p["members"].as_array().unwrap().len()), (Some(wb), 0));
+    let mine = rows.iter().filter(|r| r.2 == Some(agent_id) && r.3.is_some_and(|p| p < 0.5) && (r.1 == "上海" || r.1 == "杭州")).count() as i64;
+    let (s, p) = json_of(app.req_as(&agent, Method::POST, "/api/v1/segments/preview").json(&json!({ "rule": rule })).send().await.unwrap()).await;
     assert_eq!((s, p["count"].as_i64()), (200, Some(mine)), "{p}");
-    assert!(p["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["owner_id"] == agent_id));
+    assert!(p["members"].as_array().unwrap().iter().all(|m| m["owner_id"] == agent_id));
 
     // A rule problem is 422 on field "rule" with its position.
-    let (s, b) = app
-        .post("/api/v1/segments/preview", json!({ "rule": "p_alive <" }))
-        .await;
-    assert_eq!(
-        (s, error_code(&b).as_str(), b["error"]["field"].as_str()),
-        (422, "invalid", Some("rule")),
-        "{b}"
-    );
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("column 10:"),
-        "{b}"
-    );
-    let (s, b) = app
-        .post(
-            "/api/v1/segments/preview",
-            json!({ "rule": "citty = \"上海\"" }),
-        )
-        .await;
+    let (s, b) = app.post("/api/v1/segments/preview", json!({ "rule": "p_alive <" })).await;
+    assert_eq!((s, error_code(&b).as_str(), b["error"]["field"].as_str()), (422, "invalid", Some("rule")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().starts_with("column 10:"), "{b}");
+    let (s, b) = app.post("/api/v1/segments/preview", json!({ "rule": "citty = \"上海\"" })).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("rule")));
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("did you mean \"city\""),
-        "{b}"
-    );
-    let (s, b) = app
-        .post(
-            "/api/v1/segments/preview",
-            json!({ "rule": "city = \"上海\"", "limit": 5000 }),
-        )
-        .await;
+    assert!(b["error"]["message"].as_str().unwrap().contains("did you mean \"city\""), "{b}");
+    let (s, b) = app.post("/api/v1/segments/preview", json!({ "rule": "city = \"上海\"", "limit": 5000 })).await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")));
 
     // Saved segments: managers create, names are unique, agents may not write.
     let body = json!({"name": "上海杭州流失风险", "description": "win-back list", "rule": rule});
-    let (s, b) = json_of(
-        app.req_as(&agent, Method::POST, "/api/v1/segments")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = json_of(app.req_as(&agent, Method::POST, "/api/v1/segments").json(&body).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"));
-    let (s, seg) = json_of(
-        app.req_as(&manager, Method::POST, "/api/v1/segments")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, seg) = json_of(app.req_as(&manager, Method::POST, "/api/v1/segments").json(&body).send().await.unwrap()).await;
     assert_eq!(s, 201, "{seg}");
     assert_eq!(seg["count"], expected);
     let key = seg["key"].as_str().unwrap().to_owned();
     let (s, b) = app.post("/api/v1/segments", body.clone()).await;
     assert_eq!((s, error_code(&b).as_str()), (409, "conflict"), "{b}");
-    let (s, b) = app
-        .post(
-            "/api/v1/segments",
-            json!({"name": "broken", "rule": "clv >"}),
-        )
-        .await;
+    let (s, b) = app.post("/api/v1/segments", json!({"name": "broken", "rule": "clv >"})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("rule")));
     let (s, one) = app.get(&format!("/api/v1/segments/{key}")).await;
-    assert_eq!(
-        (s, one["count"].as_i64(), one["rule"].as_str()),
-        (200, Some(expected), Some(rule))
-    );
-    let (s, one) = json_of(
-        app.req_as(&agent, Method::GET, &format!("/api/v1/segments/{key}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!((s, one["count"].as_i64(), one["rule"].as_str()), (200, Some(expected), Some(rule)));
+    let (s, one) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/segments/{key}")).send().await.unwrap()).await;
     assert_eq!((s, one["count"].as_i64()), (200, Some(mine)));
     let (s, list) = app.get("/api/v1/segments?counts=true").await;
     assert_eq!(s, 200);
     let list = list.as_array().unwrap();
-    assert!(list
-        .iter()
-        .any(|x| x["key"] == key.as_str() && x["count"] == expected));
-    let wb_builtin = list
-        .iter()
-        .find(|x| x["key"] == "builtin:rfm:important_win_back")
-        .unwrap();
-    assert_eq!(
-        (
-            wb_builtin["builtin"].as_bool(),
-            wb_builtin["count"].as_i64()
-        ),
-        (Some(true), Some(wb))
-    );
+    assert!(list.iter().any(|x| x["key"] == key.as_str() && x["count"] == expected));
+    let wb_builtin = list.iter().find(|x| x["key"] == "builtin:rfm:important_win_back").unwrap();
+    assert_eq!((wb_builtin["builtin"].as_bool(), wb_builtin["count"].as_i64()), (Some(true), Some(wb)));
     let (_, saved_only) = app.get("/api/v1/segments?kind=saved").await;
     assert_eq!(saved_only.as_array().unwrap().len(), 1);
 
     // Update: rename, a bad rule, a taken name; built-ins are read-only.
-    let (_, other) = app
-        .post(
-            "/api/v1/segments",
-            json!({"name": "上海", "rule": "city = \"上海\""}),
-        )
-        .await;
-    let (s, b) = json_of(
-        app.req(Method::PUT, &format!("/api/v1/segments/{key}"))
-            .json(&json!({"name": "流失风险"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, other) = app.post("/api/v1/segments", json!({"name": "上海", "rule": "city = \"上海\""})).await;
+    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "流失风险"})).send().await.unwrap()).await;
     assert_eq!((s, b["name"].as_str()), (200, Some("流失风险")), "{b}");
-    let (s, b) = json_of(
-        app.req(Method::PUT, &format!("/api/v1/segments/{key}"))
-            .json(&json!({"rule": "p_alive < \"x\""}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, b["error"]["field"].as_str()),
-        (422, Some("rule")),
-        "{b}"
-    );
-    let (s, b) = json_of(
-        app.req(Method::PUT, &format!("/api/v1/segments/{key}"))
-            .json(&json!({"name": "上海"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"rule": "p_alive < \"x\""})).send().await.unwrap()).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("rule")), "{b}");
+    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "上海"})).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (409, "conflict"), "{b}");
     for method in [Method::PUT, Method::DELETE] {
-        let (s, b) = json_of(
-            app.req(method, "/api/v1/segments/builtin:rfm:important_win_back")
-                .json(&json!({"name": "x"}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, b) = json_of(app.req(method, "/api/v1/segments/builtin:rfm:important_win_back").json(&json!({"name": "x"})).send().await.unwrap()).await;
         assert_eq!((s, error_code(&b).as_str()), (409, "read_only"), "{b}");
     }
     let (s, b) = app.get("/api/v1/segments/builtin:rfm:nothing").await;
     assert_eq!((s, error_code(&b).as_str()), (404, "not_found"));
 
     // Members and CSV export (header + one line per member).
-    let (s, m) = app
-        .get(&format!("/api/v1/segments/{key}/members?limit=5"))
-        .await;
-    assert_eq!(
-        (
-            s,
-            m["count"].as_i64(),
-            m["members"].as_array().unwrap().len() as i64
-        ),
-        (200, Some(expected), expected.min(5))
-    );
-    let r = app
-        .req(Method::GET, &format!("/api/v1/segments/{key}/export"))
-        .send()
-        .await
-        .unwrap();
+    let (s, m) = app.get(&format!("/api/v1/segments/{key}/members?limit=5")).await;
+    assert_eq!((s, m["count"].as_i64(), m["members"].as_array().unwrap().len() as i64), (200, Some(expected), expected.min(5)));
+    let r = app.req(Method::GET, &format!("/api/v1/segments/{key}/export")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/csv"));
-    assert!(r.headers()["content-disposition"]
-        .to_str()
-        .unwrap()
-        .contains(".csv"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(".csv"));
     let text = r.text().await.unwrap();
     assert_eq!(text.lines().count() as i64, expected + 1, "{text}");
-    let r = app
-        .req(
-            Method::GET,
-            "/api/v1/segments/builtin:rfm:important_win_back/export",
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = app.req(Method::GET, "/api/v1/segments/builtin:rfm:important_win_back/export").send().await.unwrap();
     assert_eq!(r.text().await.unwrap().lines().count() as i64, wb + 1);
-    let (s, b) = json_of(
-        app.req_as(
-            &agent,
-            Method::GET,
-            &format!("/api/v1/segments/{key}/export"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, b) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/segments/{key}/export")).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"));
 
     // Delete.
-    let (s, _) = json_of(
-        app.req_as(&agent, Method::DELETE, &format!("/api/v1/segments/{key}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&agent, Method::DELETE, &format!("/api/v1/segments/{key}")).send().await.unwrap()).await;
     assert_eq!(s, 403);
-    let (s, _) = json_of(
-        app.req(Method::DELETE, &format!("/api/v1/segments/{key}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req(Method::DELETE, &format!("/api/v1/segments/{key}")).send().await.unwrap()).await;
     assert_eq!(s, 204);
     let (s, b) = app.get(&format!("/api/v1/segments/{key}")).await;
     assert_eq!((s, error_code(&b).as_str()), (404, "not_found"));
-    let (s, _) = json_of(
-        app.req(
-            Method::DELETE,
-            &format!("/api/v1/segments/{}", other["key"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req(Method::DELETE, &format!("/api/v1/segments/{}", other["key"].as_str().unwrap())).send().await.unwrap()).await;
     assert_eq!(s, 204);
     let (s, fields) = app.get("/api/v1/segments/fields").await;
     assert_eq!(s, 200);
-    assert!(fields
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f["name"] == "p_alive"));
+    assert!(fields.as_array().unwrap().iter().any(|f| f["name"] == "p_alive"));
 });
 
 test_both!(openapi_lists_the_segment_paths, |db: TestDb| async move {
@@ -650,23 +278,9 @@ test_both!(openapi_lists_the_segment_paths, |db: TestDb| async move {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
     for m in ["get", "put", "delete"] {
-        assert!(
-            doc["paths"]["/api/v1/segments/{key}"][m].is_object(),
-            "OpenAPI lacks {m} /segments/{{key}}"
-        );
+        assert!(doc["paths"]["/api/v1/segments/{key}"][m].is_object(), "OpenAPI lacks {m} /segments/{{key}}");
     }
-    for schema in [
-        "Segment",
-        "SegmentWithCount",
-        "SegmentMembers",
-        "SegmentMember",
-        "PreviewRequest",
-        "NewSegment",
-        "SegmentPatch",
-    ] {
-        assert!(
-            doc["components"]["schemas"][schema].is_object(),
-            "OpenAPI lacks the schema {schema}"
-        );
+    for schema in ["Segment", "SegmentWithCount", "SegmentMembers", "SegmentMember", "PreviewRequest", "NewSegment", "SegmentPatch"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "OpenAPI lacks the schema {schema}");
     }
 });

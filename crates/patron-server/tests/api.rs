@@ -3,175 +3,81 @@
 mod common;
 
 use common::{error_code, json_of, spawn_app};
-use patron_store::test_both;
 use patron_store::testing::TestDb;
+use patron_store::test_both;
 use patron_store::users::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 test_both!(health_openapi_and_auth, |db: TestDb| async move {
     let app = spawn_app(db).await;
-    let (s, body) = json_of(
-        app.http
-            .get(format!("{}/healthz", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, body) = json_of(app.http.get(format!("{}/healthz", app.base)).send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(body["status"], "ok");
     let (s, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for p in [
-        "/api/v1/customers",
-        "/api/v1/customers/{id}",
-        "/api/v1/customers/{id}/timeline",
-        "/api/v1/orders",
-        "/api/v1/imports",
-    ] {
+    for p in ["/api/v1/customers", "/api/v1/customers/{id}", "/api/v1/customers/{id}/timeline", "/api/v1/orders", "/api/v1/imports"] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
     // No token, a malformed header, an unknown token: 401 with the envelope and a challenge.
-    let r = app
-        .http
-        .get(format!("{}/api/v1/customers", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.headers()
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap()),
-        Some("Bearer")
-    );
+    let r = app.http.get(format!("{}/api/v1/customers", app.base)).send().await.unwrap();
+    assert_eq!(r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
     let (s, body) = json_of(r).await;
     assert_eq!((s, error_code(&body).as_str()), (401, "unauthorized"));
-    let (s, _) = json_of(
-        app.http
-            .get(format!("{}/api/v1/customers", app.base))
-            .header("authorization", "Basic abc")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.http.get(format!("{}/api/v1/customers", app.base)).header("authorization", "Basic abc").send().await.unwrap()).await;
     assert_eq!(s, 401);
-    let (s, _) = json_of(
-        app.req_as("pat_nope", Method::GET, "/api/v1/customers")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as("pat_nope", Method::GET, "/api/v1/customers").send().await.unwrap()).await;
     assert_eq!(s, 401);
     // Unknown routes and methods answer in the envelope too.
     let (s, body) = app.get("/api/v1/nothing-here").await;
     assert_eq!((s, error_code(&body).as_str()), (404, "not_found"));
-    let (s, body) = json_of(
-        app.req(Method::PUT, "/api/v1/customers")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, body) = json_of(app.req(Method::PUT, "/api/v1/customers").send().await.unwrap()).await;
     assert_eq!((s, error_code(&body).as_str()), (405, "method_not_allowed"));
 });
 
-test_both!(
-    customer_360_crud_history_and_audit,
-    |db: TestDb| async move {
-        let app = spawn_app(db).await;
-        let (s, c) = app
+test_both!(customer_360_crud_history_and_audit, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (s, c) = app
         .post("/api/v1/customers", json!({"external_id":"A1","name":"王伟","mobile":"13800138000","email":"wang@example.com","city":"上海","tags":["火锅"],"consents":{"sms":true}}))
         .await;
-        assert_eq!(s, 201, "{c}");
-        let id = c["id"].as_i64().unwrap();
-        let (s, _) = app.post("/api/v1/orders", json!({"external_id":"O1","customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":12800,"lines":[{"product":"锅底","category":"火锅","unit_price_cents":12800}]})).await;
-        assert_eq!(s, 201);
-        let (s, v) = app.get(&format!("/api/v1/customers/{id}")).await;
-        assert_eq!(s, 200);
-        assert_eq!(
-            v["customer"]["mobile"], "13800138000",
-            "the 360 shows full values"
-        );
-        assert_eq!(v["stats"]["order_count"], 1);
-        assert_eq!(v["stats"]["spend_cents"], 12800);
-        assert_eq!(v["recent_orders"][0]["lines"][0]["category"], "火锅");
-        // Patch: history records old → new.
-        let (s, v) = app
-            .patch(
-                &format!("/api/v1/customers/{id}"),
-                json!({"city":"杭州","mobile":null}),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        assert_eq!(v["city"], "杭州");
-        let (_, changes) = app.get(&format!("/api/v1/customers/{id}/changes")).await;
-        let city = changes
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["field"] == "city")
-            .unwrap();
-        assert_eq!(
-            (city["old_value"].as_str(), city["new_value"].as_str()),
-            (Some("上海"), Some("杭州"))
-        );
-        assert!(city["actor"].as_str().unwrap().starts_with("token:"));
-        // Timeline merges the order and the changes.
-        let (_, tl) = app
-            .get(&format!("/api/v1/customers/{id}/timeline?limit=100"))
-            .await;
-        let kinds: Vec<&str> = tl["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap())
-            .collect();
-        assert!(
-            kinds.contains(&"order") && kinds.contains(&"change"),
-            "{kinds:?}"
-        );
-        // Lists mask PII for non-admin roles.
-        let (_, manager) = app
-            .db
-            .store
-            .create_token("m", Role::Manager, None)
-            .await
-            .unwrap();
-        let (_, list) = json_of(
-            app.req_as(&manager, Method::GET, "/api/v1/customers?q=A1")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(list["items"][0]["email"], "w***@example.com");
-        let (_, list) = app.get("/api/v1/customers?q=A1").await;
-        assert_eq!(list["items"][0]["email"], "wang@example.com");
-        // Full-profile reads are audited.
-        let reads = app
-            .db
-            .store
-            .audit_entries(50, Some("customer"), Some(&id.to_string()))
-            .await
-            .unwrap();
-        assert!(reads.iter().any(|e| e.action == "read"));
-        // Delete (soft): 204, then 404.
-        let (s, _) = json_of(
-            app.req(Method::DELETE, &format!("/api/v1/customers/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(s, 204);
-        let (s, body) = app.get(&format!("/api/v1/customers/{id}")).await;
-        assert_eq!((s, error_code(&body).as_str()), (404, "not_found"));
-    }
-);
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let (s, _) = app.post("/api/v1/orders", json!({"external_id":"O1","customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":12800,"lines":[{"product":"锅底","category":"火锅","unit_price_cents":12800}]})).await;
+    assert_eq!(s, 201);
+    let (s, v) = app.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["customer"]["mobile"], "13800138000", "the 360 shows full values");
+    assert_eq!(v["stats"]["order_count"], 1);
+    assert_eq!(v["stats"]["spend_cents"], 12800);
+    assert_eq!(v["recent_orders"][0]["lines"][0]["category"], "火锅");
+    // Patch: history records old → new.
+    let (s, v) = app.patch(&format!("/api/v1/customers/{id}"), json!({"city":"杭州","mobile":null})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["city"], "杭州");
+    let (_, changes) = app.get(&format!("/api/v1/customers/{id}/changes")).await;
+    let city = changes.as_array().unwrap().iter().find(|c| c["field"] == "city").unwrap();
+    assert_eq!((city["old_value"].as_str(), city["new_value"].as_str()), (Some("上海"), Some("杭州")));
+    assert!(city["actor"].as_str().unwrap().starts_with("token:"));
+    // Timeline merges the order and the changes.
+    let (_, tl) = app.get(&format!("/api/v1/customers/{id}/timeline?limit=100")).await;
+    let kinds: Vec<&str> = tl["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"order") && kinds.contains(&"change"), "{kinds:?}");
+    // Lists mask PII for non-admin roles.
+    let (_, manager) = app.db.store.create_token("m", Role::Manager, None).await.unwrap();
+    let (_, list) = json_of(app.req_as(&manager, Method::GET, "/api/v1/customers?q=A1").send().await.unwrap()).await;
+    assert_eq!(list["items"][0]["email"], "w***@example.com");
+    let (_, list) = app.get("/api/v1/customers?q=A1").await;
+    assert_eq!(list["items"][0]["email"], "wang@example.com");
+    // Full-profile reads are audited.
+    let reads = app.db.store.audit_entries(50, Some("customer"), Some(&id.to_string())).await.unwrap();
+    assert!(reads.iter().any(|e| e.action == "read"));
+    // Delete (soft): 204, then 404.
+    let (s, _) = json_of(app.req(Method::DELETE, &format!("/api/v1/customers/{id}")).send().await.unwrap()).await;
+    assert_eq!(s, 204);
+    let (s, body) = app.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!((s, error_code(&body).as_str()), (404, "not_found"));
+});
 
 test_both!(list_filters_and_cursor_pages, |db: TestDb| async move {
     let app = spawn_app(db).await;
@@ -189,13 +95,7 @@ test_both!(list_filters_and_cursor_pages, |db: TestDb| async move {
     loop {
         let (s, p) = app.get(&path).await;
         assert_eq!(s, 200, "{p}");
-        seen.extend(
-            p["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["name"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(p["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()));
         match p["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/customers?limit=3&sort=-name&cursor={c}"),
             None => break,
@@ -208,267 +108,130 @@ test_both!(list_filters_and_cursor_pages, |db: TestDb| async move {
     assert_eq!(seen.len(), 7);
 });
 
-test_both!(
-    bad_requests_get_clear_4xx_never_5xx,
-    |db: TestDb| async move {
-        let app = spawn_app(db).await;
-        let (_, c) = app
-            .post("/api/v1/customers", json!({"external_id":"B1","name":"甲"}))
-            .await;
-        let id = c["id"].as_i64().unwrap();
-        let raw = |method: Method, path: &str, body: &'static str| {
-            app.req(method, path)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-        };
-        // Malformed JSON, wrong types, unknown fields, missing fields.
-        let (s, b) = json_of(
-            raw(Method::POST, "/api/v1/customers", "{\"name\":")
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!((s, error_code(&b).as_str()), (400, "invalid_json"));
-        let (s, b) = json_of(
-            raw(Method::POST, "/api/v1/customers", "{\"name\": 5}")
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!((s, error_code(&b).as_str()), (422, "invalid_json"), "{b}");
-        let (s, _) = json_of(
-            raw(
-                Method::POST,
-                "/api/v1/customers",
-                "{\"name\":\"x\",\"colour\":\"red\"}",
-            )
-            .await
-            .unwrap(),
-        )
-        .await;
-        assert_eq!(s, 422);
-        let (s, _) = json_of(raw(Method::POST, "/api/v1/customers", "{}").await.unwrap()).await;
-        assert_eq!(s, 422);
-        let (s, b) = json_of(
-            app.req(Method::POST, "/api/v1/customers")
-                .body("{\"name\":\"x\"}")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(
-            (s, error_code(&b).as_str()),
-            (415, "unsupported_media_type")
-        );
-        // Invalid values name the field.
-        let (s, b) = app
-            .post("/api/v1/customers", json!({"name":"x","email":"nope"}))
-            .await;
-        assert_eq!((s, b["error"]["field"].as_str()), (422, Some("email")));
-        let (s, b) = app
-            .post("/api/v1/customers", json!({"name":"x","mobile":"12345"}))
-            .await;
-        assert_eq!((s, b["error"]["field"].as_str()), (422, Some("mobile")));
-        let (s, b) = app.post("/api/v1/customers", json!({"name":"   "})).await;
-        assert_eq!((s, b["error"]["field"].as_str()), (422, Some("name")));
-        let (s, b) = app
-            .post(
-                "/api/v1/customers",
-                json!({"name":"x","consents":{"pigeon":true}}),
-            )
-            .await;
-        assert_eq!((s, b["error"]["field"].as_str()), (422, Some("consents")));
-        // Conflicts and unknown references.
-        let (s, b) = app
-            .post("/api/v1/customers", json!({"external_id":"B1","name":"乙"}))
-            .await;
-        assert_eq!((s, error_code(&b).as_str()), (409, "conflict"));
-        let (s, b) = app
-            .post("/api/v1/customers", json!({"name":"乙","owner_id":99999}))
-            .await;
-        assert_eq!((s, error_code(&b).as_str()), (422, "unknown_reference"));
-        // Unknown ids, bad path and query values, bad cursors.
-        let (s, _) = app.get("/api/v1/customers/999999").await;
-        assert_eq!(s, 404);
-        let (s, b) = app.get("/api/v1/customers/abc").await;
-        assert_eq!((s, error_code(&b).as_str()), (400, "invalid_path"));
-        let (s, _) = app.get("/api/v1/customers/99999999999999999999999").await;
-        assert_eq!(s, 400);
-        let (s, b) = app.get("/api/v1/customers?cursor=zzz").await;
-        assert_eq!((s, b["error"]["field"].as_str()), (400, Some("cursor")));
-        let (s, _) = app
-            .get(&format!("/api/v1/customers/{id}/timeline?cursor=7b7d"))
-            .await;
-        assert_eq!(s, 400);
-        let (s, b) = app.get("/api/v1/customers?limit=0").await;
-        assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")));
-        let (s, _) = app.get("/api/v1/customers?limit=many").await;
-        assert_eq!(s, 400);
-        let (s, _) = app.get("/api/v1/customers?sort=shoe_size").await;
-        assert_eq!(s, 400);
-        let (s, _) = app.get("/api/v1/customers?kind=robot").await;
-        assert_eq!(s, 400);
-        let (s, _) = app.get("/api/v1/customers?frobnicate=1").await;
-        assert_eq!(s, 400);
-        let (s, _) = app
-            .patch("/api/v1/customers/999999", json!({"city":"x"}))
-            .await;
-        assert_eq!(s, 404);
-        let (s, _) = app
-            .post("/api/v1/customers/999999/notes", json!({"body":"hi"}))
-            .await;
-        assert_eq!(s, 404);
-        let (s, _) = app
-            .post(&format!("/api/v1/customers/{id}/notes"), json!({"body":""}))
-            .await;
-        assert_eq!(s, 422);
-        let (s, b) = app
-            .post(
-                &format!("/api/v1/customers/{id}/contacts"),
-                json!({"name":"陈"}),
-            )
-            .await;
-        assert_eq!(
-            (s, error_code(&b).as_str()),
-            (422, "invalid"),
-            "contacts belong to organisations"
-        );
-        // A huge body is refused with 413 before it is parsed. The server then closes the connection
-        // without reading the rest of the body, so this request must not leave it in the client's pool
-        // (the next request would otherwise be written into a closed socket: broken pipe).
-        let big = format!("{{\"name\":\"{}\"}}", "x".repeat(11 * 1024 * 1024));
-        let (s, b) = json_of(
-            app.req(Method::POST, "/api/v1/customers")
-                .header("content-type", "application/json")
-                .header("connection", "close")
-                .body(big)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!((s, error_code(&b).as_str()), (413, "too_large"));
-        // Orders: bad ones name the item and field; batches are all or nothing.
-        let (s, b) = app.post("/api/v1/orders", json!([
+test_both!(bad_requests_get_clear_4xx_never_5xx, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (_, c) = app.post("/api/v1/customers", json!({"external_id":"B1","name":"甲"})).await;
+    let id = c["id"].as_i64().unwrap();
+    let raw = |method: Method, path: &str, body: &'static str| {
+        app.req(method, path).header("content-type", "application/json").body(body).send()
+    };
+    // Malformed JSON, wrong types, unknown fields, missing fields.
+    let (s, b) = json_of(raw(Method::POST, "/api/v1/customers", "{\"name\":").await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (400, "invalid_json"));
+    let (s, b) = json_of(raw(Method::POST, "/api/v1/customers", "{\"name\": 5}").await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (422, "invalid_json"), "{b}");
+    let (s, _) = json_of(raw(Method::POST, "/api/v1/customers", "{\"name\":\"x\",\"colour\":\"red\"}").await.unwrap()).await;
+    assert_eq!(s, 422);
+    let (s, _) = json_of(raw(Method::POST, "/api/v1/customers", "{}").await.unwrap()).await;
+    assert_eq!(s, 422);
+    let (s, b) = json_of(app.req(Method::POST, "/api/v1/customers").body("{\"name\":\"x\"}").send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (415, "unsupported_media_type"));
+    // Invalid values name the field.
+    let (s, b) = app.post("/api/v1/customers", json!({"name":"x","email":"nope"})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("email")));
+    let (s, b) = app.post("/api/v1/customers", json!({"name":"x","mobile":"12345"})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("mobile")));
+    let (s, b) = app.post("/api/v1/customers", json!({"name":"   "})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("name")));
+    let (s, b) = app.post("/api/v1/customers", json!({"name":"x","consents":{"pigeon":true}})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("consents")));
+    // Conflicts and unknown references.
+    let (s, b) = app.post("/api/v1/customers", json!({"external_id":"B1","name":"乙"})).await;
+    assert_eq!((s, error_code(&b).as_str()), (409, "conflict"));
+    let (s, b) = app.post("/api/v1/customers", json!({"name":"乙","owner_id":99999})).await;
+    assert_eq!((s, error_code(&b).as_str()), (422, "unknown_reference"));
+    // Unknown ids, bad path and query values, bad cursors.
+    let (s, _) = app.get("/api/v1/customers/999999").await;
+    assert_eq!(s, 404);
+    let (s, b) = app.get("/api/v1/customers/abc").await;
+    assert_eq!((s, error_code(&b).as_str()), (400, "invalid_path"));
+    let (s, _) = app.get("/api/v1/customers/99999999999999999999999").await;
+    assert_eq!(s, 400);
+    let (s, b) = app.get("/api/v1/customers?cursor=zzz").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("cursor")));
+    let (s, _) = app.get(&format!("/api/v1/customers/{id}/timeline?cursor=7b7d")).await;
+    assert_eq!(s, 400);
+    let (s, b) = app.get("/api/v1/customers?limit=0").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")));
+    let (s, _) = app.get("/api/v1/customers?limit=many").await;
+    assert_eq!(s, 400);
+    let (s, _) = app.get("/api/v1/customers?sort=shoe_size").await;
+    assert_eq!(s, 400);
+    let (s, _) = app.get("/api/v1/customers?kind=robot").await;
+    assert_eq!(s, 400);
+    let (s, _) = app.get("/api/v1/customers?frobnicate=1").await;
+    assert_eq!(s, 400);
+    let (s, _) = app.patch("/api/v1/customers/999999", json!({"city":"x"})).await;
+    assert_eq!(s, 404);
+    let (s, _) = app.post("/api/v1/customers/999999/notes", json!({"body":"hi"})).await;
+    assert_eq!(s, 404);
+    let (s, _) = app.post(&format!("/api/v1/customers/{id}/notes"), json!({"body":""})).await;
+    assert_eq!(s, 422);
+    let (s, b) = app.post(&format!("/api/v1/customers/{id}/contacts"), json!({"name":"陈"})).await;
+    assert_eq!((s, error_code(&b).as_str()), (422, "invalid"), "contacts belong to organisations");
+    // A huge body is refused with 413 before it is parsed. The server then closes the connection
+    // without reading the rest of the body, so this request must not leave it in the client's pool
+    // (the next request would otherwise be written into a closed socket: broken pipe).
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(11 * 1024 * 1024));
+    let (s, b) = json_of(app.req(Method::POST, "/api/v1/customers").header("content-type", "application/json")
+        .header("connection", "close").body(big).send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (413, "too_large"));
+    // Orders: bad ones name the item and field; batches are all or nothing.
+    let (s, b) = app.post("/api/v1/orders", json!([
         {"external_id":"O1","customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100},
         {"external_id":"O2","customer_id":424242,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100}
     ])).await;
-        assert_eq!(
-            (s, b["error"]["field"].as_str()),
-            (422, Some("orders[1].customer_id")),
-            "{b}"
-        );
-        let (s, b) = app.post("/api/v1/orders", json!([{"external_id":"O1","customer_id":id,"ordered_at":"yesterday","total_cents":100}])).await;
-        assert_eq!(
-            (s, b["error"]["field"].as_str()),
-            (422, Some("orders[0]")),
-            "{b}"
-        );
-        let (s, _) = app
-            .post(
-                "/api/v1/orders",
-                json!({"customer_id":id,"ordered_at":"2026-06-01T10:00:00Z"}),
-            )
-            .await;
-        assert_eq!(s, 422, "an order needs a total or lines");
-        let (s, _) = app
-            .post(
-                "/api/v1/orders",
-                json!({"customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":-5}),
-            )
-            .await;
-        assert_eq!(s, 422);
-        let (s, _) = app.post("/api/v1/orders", json!([])).await;
-        assert_eq!(s, 422);
-        let (_, orders) = app.get(&format!("/api/v1/customers/{id}/orders")).await;
-        assert_eq!(
-            orders["items"].as_array().unwrap().len(),
-            0,
-            "nothing written by failed batches"
-        );
-        let (s, _) = app
-            .post(
-                "/api/v1/interactions",
-                json!({"customer_id":id,"kind":"teleport","occurred_at":"2026-06-01T10:00:00Z"}),
-            )
-            .await;
-        assert_eq!(s, 422);
-    }
-);
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("orders[1].customer_id")), "{b}");
+    let (s, b) = app.post("/api/v1/orders", json!([{"external_id":"O1","customer_id":id,"ordered_at":"yesterday","total_cents":100}])).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("orders[0]")), "{b}");
+    let (s, _) = app.post("/api/v1/orders", json!({"customer_id":id,"ordered_at":"2026-06-01T10:00:00Z"})).await;
+    assert_eq!(s, 422, "an order needs a total or lines");
+    let (s, _) = app.post("/api/v1/orders", json!({"customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":-5})).await;
+    assert_eq!(s, 422);
+    let (s, _) = app.post("/api/v1/orders", json!([])).await;
+    assert_eq!(s, 422);
+    let (_, orders) = app.get(&format!("/api/v1/customers/{id}/orders")).await;
+    assert_eq!(orders["items"].as_array().unwrap().len(), 0, "nothing written by failed batches");
+    let (s, _) = app.post("/api/v1/interactions", json!({"customer_id":id,"kind":"teleport","occurred_at":"2026-06-01T10:00:00Z"})).await;
+    assert_eq!(s, 422);
+});
 
-test_both!(
-    orders_and_interactions_are_idempotent,
-    |db: TestDb| async move {
-        let app = spawn_app(db).await;
-        let (_, c) = app
-            .post("/api/v1/customers", json!({"external_id":"C9","name":"丙"}))
-            .await;
-        let id = c["id"].as_i64().unwrap();
-        let order = json!({"external_id":"X1","customer_external_id":"C9","ordered_at":"2026-06-01T10:00:00Z","discount_cents":200,
+test_both!(orders_and_interactions_are_idempotent, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (_, c) = app.post("/api/v1/customers", json!({"external_id":"C9","name":"丙"})).await;
+    let id = c["id"].as_i64().unwrap();
+    let order = json!({"external_id":"X1","customer_external_id":"C9","ordered_at":"2026-06-01T10:00:00Z","discount_cents":200,
         "lines":[{"product":"奶茶","category":"茶饮","quantity":2,"unit_price_cents":1800,"promo":true}]});
-        let (s, r1) = app.post("/api/v1/orders", order.clone()).await;
-        assert_eq!(s, 201);
-        assert_eq!(r1[0]["created"], true);
-        let (s, r2) = app.post("/api/v1/orders", order).await;
-        assert_eq!(
-            (s, r2[0]["created"].as_bool(), &r2[0]["id"]),
-            (201, Some(false), &r1[0]["id"])
-        );
-        let (_, o) = app.get(&format!("/api/v1/orders/{}", r1[0]["id"])).await;
-        assert_eq!(o["total_cents"], 3400);
-        let ev = json!([{"external_id":"E1","customer_id":id,"kind":"page_view","occurred_at":"2026-06-02T10:00:00Z","payload":"/menu"},
+    let (s, r1) = app.post("/api/v1/orders", order.clone()).await;
+    assert_eq!(s, 201);
+    assert_eq!(r1[0]["created"], true);
+    let (s, r2) = app.post("/api/v1/orders", order).await;
+    assert_eq!((s, r2[0]["created"].as_bool(), &r2[0]["id"]), (201, Some(false), &r1[0]["id"]));
+    let (_, o) = app.get(&format!("/api/v1/orders/{}", r1[0]["id"])).await;
+    assert_eq!(o["total_cents"], 3400);
+    let ev = json!([{"external_id":"E1","customer_id":id,"kind":"page_view","occurred_at":"2026-06-02T10:00:00Z","payload":"/menu"},
                     {"external_id":"E2","customer_id":id,"kind":"sms_open","occurred_at":"2026-06-03T10:00:00Z"}]);
-        let (s, r) = app.post("/api/v1/interactions", ev.clone()).await;
-        assert_eq!((s, r.as_array().unwrap().len()), (201, 2));
-        app.post("/api/v1/interactions", ev).await;
-        let (_, list) = app
-            .get(&format!("/api/v1/customers/{id}/interactions"))
-            .await;
-        assert_eq!(list["items"].as_array().unwrap().len(), 2);
-        assert_eq!(list["items"][0]["kind"], "sms_open", "newest first");
-    }
-);
+    let (s, r) = app.post("/api/v1/interactions", ev.clone()).await;
+    assert_eq!((s, r.as_array().unwrap().len()), (201, 2));
+    app.post("/api/v1/interactions", ev).await;
+    let (_, list) = app.get(&format!("/api/v1/customers/{id}/interactions")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list["items"][0]["kind"], "sms_open", "newest first");
+});
 
-async fn upload(
-    app: &common::TestApp,
-    token: &str,
-    kind: &str,
-    name: &str,
-    bytes: Vec<u8>,
-    extra: &[(&str, &str)],
-) -> (u16, Value) {
+async fn upload(app: &common::TestApp, token: &str, kind: &str, name: &str, bytes: Vec<u8>, extra: &[(&str, &str)]) -> (u16, Value) {
     let mut form = reqwest::multipart::Form::new().text("kind", kind.to_owned());
     for (k, v) in extra {
         form = form.text(k.to_string(), v.to_string());
     }
-    form = form.part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
-    );
-    json_of(
-        app.req_as(token, Method::POST, "/api/v1/imports")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+    json_of(app.req_as(token, Method::POST, "/api/v1/imports").multipart(form).send().await.unwrap()).await
 }
 
 test_both!(imports_over_http, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let t = app.admin_token.clone();
-    let (s, r) = upload(
-        &app,
-        &t,
-        "customers",
-        "c.csv",
-        "客户编号,姓名,手机\nI1,赵一,13700000001\nI2,钱二,13700000002\n".into(),
-        &[],
-    )
-    .await;
+    let (s, r) = upload(&app, &t, "customers", "c.csv", "客户编号,姓名,手机\nI1,赵一,13700000001\nI2,钱二,13700000002\n".into(), &[]).await;
     assert_eq!((s, r["created"].as_u64()), (200, Some(2)), "{r}");
     let (gb, _, _) = encoding_rs::GB18030.encode("客户编号,姓名\nI3,孙三\n");
     let (s, r) = upload(&app, &t, "customers", "gb.csv", gb.into_owned(), &[]).await;
@@ -479,202 +242,49 @@ test_both!(imports_over_http, |db: TestDb| async move {
     assert_eq!(r["report"]["rejected"], 2);
     assert_eq!(r["report"]["rejections"][0]["row"], 3);
     assert_eq!(r["report"]["rejections"][0]["column"], "customer_id");
-    let (s, r) = upload(
-        &app,
-        &t,
-        "orders",
-        "o.csv",
-        bad.into(),
-        &[("skip_invalid", "true")],
-    )
-    .await;
-    assert_eq!(
-        (s, r["created"].as_u64(), r["committed"].as_bool()),
-        (200, Some(1), Some(true)),
-        "{r}"
-    );
-    let (s, r) = upload(
-        &app,
-        &t,
-        "orders",
-        "o.csv",
-        "order_id,customer_id,ordered_at,amount,shoe\n".into(),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        (s, r["error"]["field"].as_str()),
-        (422, Some("file")),
-        "{r}"
-    );
+    let (s, r) = upload(&app, &t, "orders", "o.csv", bad.into(), &[("skip_invalid", "true")]).await;
+    assert_eq!((s, r["created"].as_u64(), r["committed"].as_bool()), (200, Some(1), Some(true)), "{r}");
+    let (s, r) = upload(&app, &t, "orders", "o.csv", "order_id,customer_id,ordered_at,amount,shoe\n".into(), &[]).await;
+    assert_eq!((s, r["error"]["field"].as_str()), (422, Some("file")), "{r}");
     let (s, r) = upload(&app, &t, "robots", "o.csv", "x".into(), &[]).await;
     assert_eq!((s, r["error"]["field"].as_str()), (400, Some("kind")));
-    let (s, _) = upload(
-        &app,
-        &t,
-        "orders",
-        "o.csv",
-        "x".into(),
-        &[("frobnicate", "1")],
-    )
-    .await;
+    let (s, _) = upload(&app, &t, "orders", "o.csv", "x".into(), &[("frobnicate", "1")]).await;
     assert_eq!(s, 400);
     let form = reqwest::multipart::Form::new().text("kind", "orders");
-    let (s, r) = json_of(
-        app.req(Method::POST, "/api/v1/imports")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, r) = json_of(app.req(Method::POST, "/api/v1/imports").multipart(form).send().await.unwrap()).await;
     assert_eq!((s, r["error"]["field"].as_str()), (400, Some("file")));
-    let (s, _) = json_of(
-        app.req(Method::POST, "/api/v1/imports")
-            .body("not multipart")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req(Method::POST, "/api/v1/imports").body("not multipart").send().await.unwrap()).await;
     assert_eq!(s, 400);
     // Agents may not import.
-    let u = app
-        .db
-        .store
-        .create_user("agent@example.com", "Agent", Role::Agent, None)
-        .await
-        .unwrap();
-    let (_, agent) = app
-        .db
-        .store
-        .create_token("a", Role::Agent, Some(u.id))
-        .await
-        .unwrap();
-    let (s, r) = upload(
-        &app,
-        &agent,
-        "customers",
-        "c.csv",
-        "customer_id,name\nZ,z\n".into(),
-        &[],
-    )
-    .await;
+    let u = app.db.store.create_user("agent@example.com", "Agent", Role::Agent, None).await.unwrap();
+    let (_, agent) = app.db.store.create_token("a", Role::Agent, Some(u.id)).await.unwrap();
+    let (s, r) = upload(&app, &agent, "customers", "c.csv", "customer_id,name\nZ,z\n".into(), &[]).await;
     assert_eq!((s, error_code(&r).as_str()), (403, "forbidden"));
 });
 
 test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let store = &app.db.store;
-    let a = store
-        .create_user("a@example.com", "A", Role::Agent, None)
-        .await
-        .unwrap();
-    let b = store
-        .create_user("b@example.com", "B", Role::Agent, None)
-        .await
-        .unwrap();
-    let (_, ta) = store
-        .create_token("ta", Role::Agent, Some(a.id))
-        .await
-        .unwrap();
-    let (_, mine) = app
-        .post(
-            "/api/v1/customers",
-            json!({"name":"A的客户","owner_id":a.id}),
-        )
-        .await;
-    let (_, theirs) = app
-        .post(
-            "/api/v1/customers",
-            json!({"name":"B的客户","owner_id":b.id}),
-        )
-        .await;
-    let (s, list) = json_of(
-        app.req_as(&ta, Method::GET, "/api/v1/customers")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let a = store.create_user("a@example.com", "A", Role::Agent, None).await.unwrap();
+    let b = store.create_user("b@example.com", "B", Role::Agent, None).await.unwrap();
+    let (_, ta) = store.create_token("ta", Role::Agent, Some(a.id)).await.unwrap();
+    let (_, mine) = app.post("/api/v1/customers", json!({"name":"A的客户","owner_id":a.id})).await;
+    let (_, theirs) = app.post("/api/v1/customers", json!({"name":"B的客户","owner_id":b.id})).await;
+    let (s, list) = json_of(app.req_as(&ta, Method::GET, "/api/v1/customers").send().await.unwrap()).await;
     assert_eq!(s, 200);
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["A的客户"]);
-    let (s, _) = json_of(
-        app.req_as(
-            &ta,
-            Method::GET,
-            &format!("/api/v1/customers/{}", mine["id"]),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
     assert_eq!(s, 200);
-    let (s, body) = json_of(
-        app.req_as(
-            &ta,
-            Method::GET,
-            &format!("/api/v1/customers/{}", theirs["id"]),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, body) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", theirs["id"])).send().await.unwrap()).await;
     assert_eq!((s, error_code(&body).as_str()), (403, "forbidden"));
-    let (s, _) = json_of(
-        app.req_as(
-            &ta,
-            Method::PATCH,
-            &format!("/api/v1/customers/{}", theirs["id"]),
-        )
-        .json(&json!({"city":"x"}))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", theirs["id"])).json(&json!({"city":"x"})).send().await.unwrap()).await;
     assert_eq!(s, 403);
-    let (s, _) = json_of(
-        app.req_as(
-            &ta,
-            Method::PATCH,
-            &format!("/api/v1/customers/{}", mine["id"]),
-        )
-        .json(&json!({"owner_id": b.id}))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"owner_id": b.id})).send().await.unwrap()).await;
     assert_eq!(s, 403, "agents cannot hand customers over");
-    let (s, _) = json_of(
-        app.req_as(
-            &ta,
-            Method::DELETE,
-            &format!("/api/v1/customers/{}", mine["id"]),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (s, _) = json_of(app.req_as(&ta, Method::DELETE, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
     assert_eq!(s, 403);
     // An agent's new customer joins their portfolio.
-    let (s, c) = json_of(
-        app.req_as(&ta, Method::POST, "/api/v1/customers")
-            .json(&json!({"name":"新客"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, c) = json_of(app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"新客"})).send().await.unwrap()).await;
     assert_eq!((s, c["owner"]["id"].as_i64()), (201, Some(a.id)));
 });

@@ -4,6 +4,7 @@
 
 mod common;
 
+
 use common::spawn_app;
 use common::webdriver::Browser;
 use patron_store::import::{ImportKind, ImportOptions};
@@ -15,15 +16,7 @@ const PASSWORD: &str = "correct horse battery";
 
 async fn seeded_app() -> common::TestApp {
     let db = test_db(Engine::Sqlite).await;
-    db.store
-        .create_user(
-            "manager@example.com",
-            "王经理",
-            Role::Manager,
-            Some(PASSWORD),
-        )
-        .await
-        .unwrap();
+    db.store.create_user("manager@example.com", "王经理", Role::Manager, Some(PASSWORD)).await.unwrap();
     let customers = "customer_id,name,mobile,email,city,tags,consent_sms\n\
 W1,王伟,13800138000,wang@example.com,上海,火锅,true\n\
 W2,李娜,13900139000,li@example.com,北京,下午茶,false\n\
@@ -31,18 +24,10 @@ W3,张三,13700137000,,杭州,,\n";
     let orders = "order_id,customer_id,ordered_at,amount,category,product,channel,store\n\
 O1,W1,2026-05-01 12:30:00,268.00,火锅,鸳鸯锅,store,上海南京西路店\n\
 O2,W1,2026-06-10 19:00:00,88.50,茶饮,杨枝甘露,app,\n";
-    for (kind, text) in [
-        (ImportKind::Customers, customers),
-        (ImportKind::Orders, orders),
-    ] {
+    for (kind, text) in [(ImportKind::Customers, customers), (ImportKind::Orders, orders)] {
         let r = db
             .store
-            .import(
-                &Actor::cli(),
-                Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-                &ImportOptions::new(kind, "seed.csv"),
-                &|_| {},
-            )
+            .import(&Actor::cli(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &ImportOptions::new(kind, "seed.csv"), &|_| {})
             .await
             .unwrap();
         assert!(r.committed, "{:?}", r.rejections);
@@ -73,8 +58,7 @@ async fn login_search_open_edit_and_see_history() {
     assert!(b.text("#total").await.contains('3'));
     // Lists mask mobile numbers for a manager.
     assert!(b.text("#customer-table").await.contains("138****8000"));
-    b.screenshot(&common::screenshots().join("customers.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("customers.png")).await;
 
     // Search narrows the list (htmx swaps the results as one types).
     b.type_into("#q", "李娜").await;
@@ -89,15 +73,10 @@ async fn login_search_open_edit_and_see_history() {
     b.wait_text("#customer-name", "王伟").await;
     assert!(b.text("#stat-orders").await.contains('2'));
     assert!(b.text("#stat-spend").await.contains("¥356.50"));
-    assert_eq!(
-        b.text("#profile-mobile").await,
-        "13800138000",
-        "the 360 shows the full value"
-    );
+    assert_eq!(b.text("#profile-mobile").await, "13800138000", "the 360 shows the full value");
     assert!(b.text("#orders").await.contains("鸳鸯锅"));
     assert!(b.text("#timeline").await.contains("completed"));
-    b.screenshot(&common::screenshots().join("customer360.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("customer360.png")).await;
 
     // Edit the city and see the change in the history.
     b.click("#edit-link").await;
@@ -109,13 +88,9 @@ async fn login_search_open_edit_and_see_history() {
     b.click("#save-button").await;
     b.wait_text("#profile-city", "苏州").await;
     let history = b.wait_text("#history-table", "city").await;
-    assert!(
-        history.contains("上海") && history.contains("苏州"),
-        "{history}"
-    );
+    assert!(history.contains("上海") && history.contains("苏州"), "{history}");
     assert!(history.contains("wang.wei@example.com"));
-    b.screenshot(&common::screenshots().join("history.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("history.png")).await;
 
     // A note lands on the timeline.
     b.type_into("#note-body", "喜欢靠窗的位置").await;
@@ -145,13 +120,9 @@ async fn language_switch_and_import_report() {
     b.click("#import-button").await;
     b.wait_text("#r-rejected", "2").await;
     let rej = b.text("#rejections").await;
-    assert!(
-        rej.contains("unknown customer") && rej.contains("2 decimals"),
-        "{rej}"
-    );
+    assert!(rej.contains("unknown customer") && rej.contains("2 decimals"), "{rej}");
     assert!(b.text("#r-status").await.contains("Nothing was written"));
-    b.screenshot(&common::screenshots().join("import.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("import.png")).await;
     // With skip-invalid the valid row loads.
     b.click("#import-kind option[value=orders]").await;
     b.upload("#import-file", &file).await;

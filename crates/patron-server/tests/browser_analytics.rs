@@ -20,16 +20,7 @@ const PASSWORD: &str = "correct horse battery";
 async fn seeded_app() -> common::TestApp {
     let app = spawn_app(test_db(Engine::Sqlite).await).await;
     analytics_seed::seed(&app).await;
-    app.db
-        .store
-        .create_user(
-            "manager@example.com",
-            "王经理",
-            Role::Manager,
-            Some(PASSWORD),
-        )
-        .await
-        .unwrap();
+    app.db.store.create_user("manager@example.com", "王经理", Role::Manager, Some(PASSWORD)).await.unwrap();
     app
 }
 
@@ -67,39 +58,24 @@ async fn dashboard_runs_the_analysis_and_draws_every_chart() {
     b.click("#run-button").await;
     b.find("#run-flash").await;
     assert_eq!(b.text("#run-as-of").await, "2026-06-30");
-    assert_eq!(
-        b.text("#run-scored").await,
-        analytics_seed::CUSTOMERS.to_string()
-    );
+    assert_eq!(b.text("#run-scored").await, analytics_seed::CUSTOMERS.to_string());
 
     // Every chart has drawn a canvas (analytics.js marks a container once its chart is set).
-    for id in [
-        "chart-rfm",
-        "chart-lifecycle",
-        "chart-abcd",
-        "chart-churn-tier",
-        "chart-churn-rfm",
-        "chart-p-alive",
-        "chart-clv",
-    ] {
+    for id in ["chart-rfm", "chart-lifecycle", "chart-abcd", "chart-churn-tier", "chart-churn-rfm", "chart-p-alive", "chart-clv"] {
         b.find(&format!("#{id}[data-drawn=\"1\"] canvas")).await;
     }
     // The fit report shows the BG/NBD and Gamma-Gamma parameters from the run.
     let (_, run) = app.get("/api/v1/analytics/runs/latest").await;
     let r = run["report"]["bgnbd"]["r"].as_f64().unwrap();
     let shown: f64 = b.text("#fit-r td.num").await.parse().unwrap();
-    assert!(
-        (shown - r).abs() <= r * 1e-3,
-        "fit table r {shown} vs run {r}"
-    );
+    assert!((shown - r).abs() <= r * 1e-3, "fit table r {shown} vs run {r}");
     let fit = b.text("#fit-bgnbd").await;
     assert!(fit.contains("α") && fit.contains("对数似然"), "{fit}");
     assert!(b.text("#fit-gg").await.contains("γ（元）"));
     // ABCD table: four tiers whose revenue shares add up to about 100%.
     let abcd = b.text("#abcd-table").await;
     assert!(abcd.contains("A 级") && abcd.contains("D 级"), "{abcd}");
-    b.screenshot(&common::screenshots().join("analytics.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("analytics.png")).await;
 
     // English labels after the language switch; the charts draw again.
     b.click("#lang-switch").await;
@@ -112,21 +88,12 @@ async fn dashboard_runs_the_analysis_and_draws_every_chart() {
     let id = page["items"][0]["id"].as_i64().unwrap();
     b.goto(&format!("{}/ui/customers/{id}", app.base)).await;
     let reason = b.text("#score-reason").await;
-    assert!(
-        reason.contains("P(alive)") && reason.contains("last purchase"),
-        "{reason}"
-    );
-    let (_, sc) = app
-        .get(&format!("/api/v1/customers/{id}/scores?lang=en"))
-        .await;
-    assert!(
-        reason.contains(sc["reason"].as_str().unwrap()),
-        "{reason} vs {sc}"
-    );
+    assert!(reason.contains("P(alive)") && reason.contains("last purchase"), "{reason}");
+    let (_, sc) = app.get(&format!("/api/v1/customers/{id}/scores?lang=en")).await;
+    assert!(reason.contains(sc["reason"].as_str().unwrap()), "{reason} vs {sc}");
     assert!(b.text("#score-clv").await.starts_with('¥'));
     assert!(!b.text("#score-lifecycle").await.is_empty());
-    b.screenshot(&common::screenshots().join("customer360-scores.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("customer360-scores.png")).await;
     b.quit().await;
 }
 
@@ -139,42 +106,27 @@ async fn segment_builder_previews_live_and_saves() {
     login(&b, &app, "/ui/segments").await;
     b.find("#preview-empty").await;
     // Built-in segments are listed with live counts.
-    let (_, wb) = app
-        .get("/api/v1/segments/builtin:rfm:important_win_back")
-        .await;
-    wait_exact(
-        &b,
-        "#segment-builtin-rfm-important-win-back .segment-count",
-        &wb["count"].to_string(),
-    )
-    .await;
+    let (_, wb) = app.get("/api/v1/segments/builtin:rfm:important_win_back").await;
+    wait_exact(&b, "#segment-builtin-rfm-important-win-back .segment-count", &wb["count"].to_string()).await;
 
     // Type a rule: the live count equals the API's.
     let rule = r#"p_alive < 0.5 and city in ("上海", "杭州")"#;
-    let (_, p) = app
-        .post("/api/v1/segments/preview", json!({ "rule": rule }))
-        .await;
+    let (_, p) = app.post("/api/v1/segments/preview", json!({ "rule": rule })).await;
     let expected = p["count"].as_i64().unwrap();
     assert!(expected > 0);
     b.type_into("#rule", rule).await;
     wait_exact(&b, "#preview-count", &expected.to_string()).await;
     let members = b.text("#preview-members").await;
-    assert!(
-        members.contains(p["members"][0]["name"].as_str().unwrap()),
-        "{members}"
-    );
+    assert!(members.contains(p["members"][0]["name"].as_str().unwrap()), "{members}");
     b.find("#preview-export").await;
-    b.screenshot(&common::screenshots().join("segment-builder.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("segment-builder.png")).await;
 
     // A broken rule: the message with its position and a caret under it.
-    b.type_into("#rule", "p_alive < 0.5 and citty = \"上海\"")
-        .await;
+    b.type_into("#rule", "p_alive < 0.5 and citty = \"上海\"").await;
     let err = b.wait_text("#preview-error", "字符位置 19").await;
     assert!(err.contains("did you mean \"city\""), "{err}");
     assert!(b.text("#preview-caret").await.contains('^'));
-    b.screenshot(&common::screenshots().join("segment-error.png"))
-        .await;
+    b.screenshot(&common::screenshots().join("segment-error.png")).await;
 
     // Fix it, name it, save it: it is listed with its count.
     b.type_into("#rule", rule).await;

@@ -16,11 +16,7 @@ use crate::users::{Actor, Role};
 use crate::{audit, Result, Store, StoreError};
 
 /// Names the models and definitions a scores row was computed with; stored with every row.
-pub const MODEL_VERSION: &str = concat!(
-    "patron-analytics/",
-    env!("CARGO_PKG_VERSION"),
-    " bgnbd-gg-1"
-);
+pub const MODEL_VERSION: &str = concat!("patron-analytics/", env!("CARGO_PKG_VERSION"), " bgnbd-gg-1");
 
 /// Day number (days since 1970-01-01) of an instant's calendar day in the business time zone.
 pub fn business_day(t: DateTime<Utc>, tz: chrono_tz::Tz) -> i32 {
@@ -264,15 +260,11 @@ const SUMMARY_SELECT: &str = "SELECT customer_id, CAST(SUM(n) AS BIGINT), CAST(S
            GROUP BY customer_id, ordered_day) d \
      WHERE true GROUP BY customer_id";
 
-const SUMMARY_COLUMNS: &str =
-    "customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
+const SUMMARY_COLUMNS: &str = "customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
      repeat_spend_cents, last_ordered_at, refreshed_at";
 
 /// Customer ids whose summaries an import must refresh at its end.
-pub(crate) static TOUCHED_STAGE: Stage = Stage {
-    name: "patron_stage_touched",
-    columns: &[("customer_id", ColType::Int)],
-};
+pub(crate) static TOUCHED_STAGE: Stage = Stage { name: "patron_stage_touched", columns: &[("customer_id", ColType::Int)] };
 
 /// Recomputes the summaries of the customers listed in [`TOUCHED_STAGE`] (which the caller
 /// created and filled in this transaction). The cost is the touched customers' own orders,
@@ -287,14 +279,8 @@ pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<(
     }
     tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
         .await?;
-    tx.execute(
-        query(format!(
-            "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}",
-            SUMMARY_SELECT.replace("{scope}", scope)
-        ))
-        .bind(now),
-    )
-    .await?;
+    tx.execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", scope))).bind(now))
+        .await?;
     Ok(())
 }
 
@@ -307,10 +293,7 @@ pub(crate) async fn refresh_customers(tx: &mut Tx, now: DateTime<Utc>, ids: &[i6
     let list = list.join(", ");
     // The delete has no leading `now` bind, so its placeholders start at $1.
     let del_list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 1)).collect();
-    let mut del = query(format!(
-        "DELETE FROM customer_summaries WHERE customer_id IN ({})",
-        del_list.join(", ")
-    ));
+    let mut del = query(format!("DELETE FROM customer_summaries WHERE customer_id IN ({})", del_list.join(", ")));
     for id in ids {
         del.push(*id);
     }
@@ -383,13 +366,7 @@ pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
     }
 }
 
-fn score_args(
-    out: &AnalyticsOutput,
-    c: usize,
-    customer_id: i64,
-    run_id: i64,
-    as_of: i32,
-) -> Vec<Arg> {
+fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as_of: i32) -> Vec<Arg> {
     let s = &out.summaries;
     let k = &out.scores;
     let scored = k.rfm.class[c].is_some();
@@ -472,15 +449,7 @@ impl Store {
             touched.sort_unstable();
             touched.dedup();
             TOUCHED_STAGE.create(&mut tx).await?;
-            TOUCHED_STAGE
-                .fill(
-                    &mut tx,
-                    touched
-                        .into_iter()
-                        .map(|id| vec![Arg::I64(Some(id))])
-                        .collect(),
-                )
-                .await?;
+            TOUCHED_STAGE.fill(&mut tx, touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect()).await?;
             refresh_touched(&mut tx, self.now()).await?;
             TOUCHED_STAGE.drop_table(&mut tx).await?;
             tx.commit().await?;
@@ -495,13 +464,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.execute(query("DELETE FROM customer_summaries")).await?;
         let n = tx
-            .execute(
-                query(format!(
-                    "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}",
-                    SUMMARY_SELECT.replace("{scope}", "")
-                ))
-                .bind(self.now()),
-            )
+            .execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", ""))).bind(self.now()))
             .await?;
         tx.commit().await?;
         Ok(n)
@@ -526,19 +489,10 @@ impl Store {
     /// and the referrals each customer made.
     pub async fn analysis_input(&self, as_of_day: i32) -> Result<AnalysisInput> {
         self.backfill_order_days().await?;
-        let ids: Vec<(i64,)> = self
-            .db
-            .reader()
-            .fetch_all(query(
-                "SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id",
-            ))
-            .await?;
+        let ids: Vec<(i64,)> =
+            self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
         let customer_ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
-        let index: HashMap<i64, u32> = customer_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i as u32))
-            .collect();
+        let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
         // (customer, day, total, discount, category of the main line, promo of the main line)
         type OrderRow = (i64, i64, i64, i64, Option<i64>, Option<bool>);
         let rows: Vec<OrderRow> = self
@@ -562,23 +516,12 @@ impl Store {
         };
         for (customer_id, day, total, discount, category, promo) in rows {
             // Orders of deleted customers stay out of the analysis.
-            let Some(&c) = index.get(&customer_id) else {
-                continue;
-            };
+            let Some(&c) = index.get(&customer_id) else { continue };
             orders.customer.push(c);
-            orders.day.push(
-                i32::try_from(day)
-                    .map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?,
-            );
+            orders.day.push(i32::try_from(day).map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?);
             orders.amount_cents.push(total);
-            orders.category.push(
-                category
-                    .and_then(|v| u32::try_from(v).ok())
-                    .unwrap_or(patron_analytics::summary::NO_CATEGORY),
-            );
-            orders
-                .full_price
-                .push(discount == 0 && !promo.unwrap_or(false));
+            orders.category.push(category.and_then(|v| u32::try_from(v).ok()).unwrap_or(patron_analytics::summary::NO_CATEGORY));
+            orders.full_price.push(discount == 0 && !promo.unwrap_or(false));
         }
         let referrals: Vec<(i64, i64)> = self
             .db
@@ -596,11 +539,7 @@ impl Store {
         Ok(AnalysisInput {
             customer_ids,
             orders,
-            extras: CustomerExtras {
-                referrals: Some(made),
-                latest_nps: None,
-                would_switch_for_2pct: None,
-            },
+            extras: CustomerExtras { referrals: Some(made), latest_nps: None, would_switch_for_2pct: None },
         })
     }
 
@@ -622,10 +561,8 @@ impl Store {
             )));
         }
         let as_of = output.report.as_of;
-        let report = serde_json::to_string(&output.report)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let config_json =
-            serde_json::to_string(config).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let report = serde_json::to_string(&output.report).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let config_json = serde_json::to_string(config).map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut tx = self.db.begin().await?;
         let (run_id,): (i64,) = tx
             .fetch_one(
@@ -648,48 +585,28 @@ impl Store {
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> = (start..end)
-                .map(|c| score_args(output, c, customer_ids[c], run_id, as_of))
-                .collect();
+            let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of)).collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
         let detail = format!("as_of_day={as_of} customers={}", customer_ids.len());
-        audit::record(
-            &mut tx,
-            self.now(),
-            &actor.key,
-            "analyze",
-            "analytics_run",
-            Some(run_id.to_string()),
-            Some(detail),
-        )
-        .await?;
+        audit::record(&mut tx, self.now(), &actor.key, "analyze", "analytics_run", Some(run_id.to_string()), Some(detail)).await?;
         tx.commit().await?;
         Ok(run_id)
     }
 
     /// Runs the whole analysis as of `as_of` over the database and stores the results.
-    pub async fn run_analysis(
-        &self,
-        actor: &Actor,
-        as_of: NaiveDate,
-        config: &AnalyticsConfig,
-    ) -> Result<(i64, AnalyticsOutput)> {
+    pub async fn run_analysis(&self, actor: &Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> Result<(i64, AnalyticsOutput)> {
         let started_at = self.now();
         let as_of_day = patron_analytics::day_number(as_of);
         let input = self.analysis_input(as_of_day).await?;
         let n = input.customer_ids.len();
         let (orders, extras, config_copy) = (input.orders, input.extras, *config);
         // The models are CPU-bound (rayon inside); keep them off the async workers.
-        let output = tokio::task::spawn_blocking(move || {
-            patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?
-        .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
-        let run_id = self
-            .save_analysis(actor, &input.customer_ids, &output, config, started_at)
-            .await?;
+        let output = tokio::task::spawn_blocking(move || patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy))
+            .await
+            .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?
+            .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
+        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at).await?;
         Ok((run_id, output))
     }
 
@@ -711,13 +628,7 @@ impl Store {
         let cols: Vec<&str> = SCORES_TABLE.columns.iter().map(|c| c.0).collect();
         self.db
             .reader()
-            .fetch_optional(
-                query(format!(
-                    "SELECT {} FROM customer_scores WHERE customer_id = $1",
-                    cols.join(", ")
-                ))
-                .bind(customer_id),
-            )
+            .fetch_optional(query(format!("SELECT {} FROM customer_scores WHERE customer_id = $1", cols.join(", "))).bind(customer_id))
             .await
     }
 
@@ -754,11 +665,8 @@ impl Store {
         let abcd_tiers: Vec<GroupStat> = r.fetch_all(with_owner(group("k.abcd_tier"))).await?;
         let lifecycle: Vec<GroupStat> = r.fetch_all(with_owner(group("k.lifecycle"))).await?;
         let churn_by_tier: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.abcd_tier"))).await?;
-        let churn_by_rfm_class: Vec<ChurnStat> =
-            r.fetch_all(with_owner(churn("k.rfm_class"))).await?;
-        let (scored_customers,): (i64,) = r
-            .fetch_one(with_owner(format!("SELECT COUNT(*) FROM {from}")))
-            .await?;
+        let churn_by_rfm_class: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.rfm_class"))).await?;
+        let (scored_customers,): (i64,) = r.fetch_one(with_owner(format!("SELECT COUNT(*) FROM {from}"))).await?;
         let p_rows: Vec<(i64, i64)> = r
             .fetch_all(with_owner(format!(
                 "SELECT {} AS b, COUNT(*) FROM {from} WHERE k.p_alive IS NOT NULL GROUP BY 1 ORDER BY 1",
@@ -769,30 +677,14 @@ impl Store {
             .map(|b| Bucket {
                 lower: f64::from(b) / 10.0,
                 upper: f64::from(b + 1) / 10.0,
-                customers: p_rows
-                    .iter()
-                    .filter(|r| r.0 == i64::from(b))
-                    .map(|r| r.1)
-                    .sum(),
+                customers: p_rows.iter().filter(|r| r.0 == i64::from(b)).map(|r| r.1).sum(),
             })
             .collect();
         let clv_histogram = self.clv_histogram(from, owner).await?;
-        let rfm_classes = rfm_classes
-            .into_iter()
-            .filter(|g| !g.key.is_empty())
-            .collect();
-        let abcd_tiers = abcd_tiers
-            .into_iter()
-            .filter(|g| !g.key.is_empty())
-            .collect();
-        let churn_by_tier = churn_by_tier
-            .into_iter()
-            .filter(|g| !g.key.is_empty())
-            .collect();
-        let churn_by_rfm_class = churn_by_rfm_class
-            .into_iter()
-            .filter(|g| !g.key.is_empty())
-            .collect();
+        let rfm_classes = rfm_classes.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let abcd_tiers = abcd_tiers.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let churn_by_tier = churn_by_tier.into_iter().filter(|g| !g.key.is_empty()).collect();
+        let churn_by_rfm_class = churn_by_rfm_class.into_iter().filter(|g| !g.key.is_empty()).collect();
         Ok(Overview {
             run: self.latest_run().await?,
             scored_customers,
@@ -814,11 +706,7 @@ impl Store {
             None => q,
         };
         let mut r = self.db.reader();
-        let (n,): (i64,) = r
-            .fetch_one(bind(query(format!(
-                "SELECT COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL"
-            ))))
-            .await?;
+        let (n,): (i64,) = r.fetch_one(bind(query(format!("SELECT COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL")))).await?;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -867,11 +755,7 @@ fn nice_width(raw: f64) -> f64 {
         return 1.0;
     }
     let mag = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|w| *w >= raw)
-        .unwrap_or(10.0 * mag)
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|w| *w >= raw).unwrap_or(10.0 * mag)
 }
 
 #[cfg(test)]
@@ -888,17 +772,9 @@ mod tests {
 
     #[test]
     fn business_days_follow_the_zone() {
-        let t = DateTime::parse_from_rfc3339("2026-01-01T17:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let t = DateTime::parse_from_rfc3339("2026-01-01T17:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
         // 17:00 UTC is 01:00 the next day in Shanghai.
-        assert_eq!(
-            day_date(business_day(t, chrono_tz::Asia::Shanghai)),
-            NaiveDate::from_ymd_opt(2026, 1, 2)
-        );
-        assert_eq!(
-            day_date(business_day(t, chrono_tz::UTC)),
-            NaiveDate::from_ymd_opt(2026, 1, 1)
-        );
+        assert_eq!(day_date(business_day(t, chrono_tz::Asia::Shanghai)), NaiveDate::from_ymd_opt(2026, 1, 2));
+        assert_eq!(day_date(business_day(t, chrono_tz::UTC)), NaiveDate::from_ymd_opt(2026, 1, 1));
     }
 }

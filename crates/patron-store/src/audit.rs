@@ -51,35 +51,14 @@ pub async fn record(
 
 impl Store {
     /// Writes one audit entry in its own transaction (for reads, which have none).
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        entity: &str,
-        entity_id: Option<String>,
-        detail: Option<String>,
-    ) -> Result<()> {
+    pub async fn audit(&self, actor: &str, action: &str, entity: &str, entity_id: Option<String>, detail: Option<String>) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        record(
-            &mut tx,
-            self.now(),
-            actor,
-            action,
-            entity,
-            entity_id,
-            detail,
-        )
-        .await?;
+        record(&mut tx, self.now(), actor, action, entity, entity_id, detail).await?;
         tx.commit().await
     }
 
     /// The newest audit entries, newest first.
-    pub async fn audit_entries(
-        &self,
-        limit: i64,
-        entity: Option<&str>,
-        entity_id: Option<&str>,
-    ) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_entries(&self, limit: i64, entity: Option<&str>, entity_id: Option<&str>) -> Result<Vec<AuditEntry>> {
         self.db
             .reader()
             .fetch_all(

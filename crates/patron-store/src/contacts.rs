@@ -64,53 +64,26 @@ impl Store {
     pub async fn contacts(&self, customer_id: i64) -> Result<Vec<Contact>> {
         self.db
             .reader()
-            .fetch_all(
-                query(format!(
-                    "SELECT {CONTACT_COLS} FROM contacts WHERE customer_id = $1 ORDER BY name, id"
-                ))
-                .bind(customer_id),
-            )
+            .fetch_all(query(format!("SELECT {CONTACT_COLS} FROM contacts WHERE customer_id = $1 ORDER BY name, id")).bind(customer_id))
             .await
     }
 
     /// Adds a person to an organisation customer.
-    pub async fn create_contact(
-        &self,
-        actor: &Actor,
-        customer_id: i64,
-        c: NewContact,
-    ) -> Result<Contact> {
+    pub async fn create_contact(&self, actor: &Actor, customer_id: i64, c: NewContact) -> Result<Contact> {
         let name = c.name.trim();
         if name.is_empty() {
             return Err(StoreError::invalid("name", "name must not be empty"));
         }
-        let mobile = c
-            .mobile
-            .filter(|m| !m.trim().is_empty())
-            .map(|m| values::parse_mobile(&m))
-            .transpose()
-            .map_err(|m| StoreError::invalid("mobile", m))?;
-        let email = c
-            .email
-            .filter(|m| !m.trim().is_empty())
-            .map(|m| values::parse_email(&m))
-            .transpose()
-            .map_err(|m| StoreError::invalid("email", m))?;
+        let mobile = c.mobile.filter(|m| !m.trim().is_empty()).map(|m| values::parse_mobile(&m)).transpose().map_err(|m| StoreError::invalid("mobile", m))?;
+        let email = c.email.filter(|m| !m.trim().is_empty()).map(|m| values::parse_email(&m)).transpose().map_err(|m| StoreError::invalid("email", m))?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let kind: Option<(String,)> = tx
-            .fetch_optional(
-                query("SELECT kind FROM customers WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(customer_id),
-            )
-            .await?;
+        let kind: Option<(String,)> =
+            tx.fetch_optional(query("SELECT kind FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id)).await?;
         match kind {
             None => return Err(StoreError::NotFound("customer")),
             Some((k,)) if k != "organisation" => {
-                return Err(StoreError::invalid(
-                    "customer_id",
-                    "contact people belong to organisation customers",
-                ))
+                return Err(StoreError::invalid("customer_id", "contact people belong to organisation customers"))
             }
             Some(_) => {}
         }
@@ -131,16 +104,7 @@ impl Store {
                 .bind(now),
             )
             .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "create",
-            "contact",
-            Some(contact.id.to_string()),
-            Some(format!("customer={customer_id}")),
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "create", "contact", Some(contact.id.to_string()), Some(format!("customer={customer_id}"))).await?;
         tx.commit().await?;
         Ok(contact)
     }

@@ -191,9 +191,7 @@ pub struct CustomerPatch {
 }
 
 /// Distinguishes a missing field (outer None) from an explicit null (Some(None)).
-fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -293,10 +291,7 @@ impl CustomerSort {
         }
     }
     fn descending(self) -> bool {
-        matches!(
-            self,
-            CustomerSort::IdDesc | CustomerSort::NameDesc | CustomerSort::UpdatedAtDesc
-        )
+        matches!(self, CustomerSort::IdDesc | CustomerSort::NameDesc | CustomerSort::UpdatedAtDesc)
     }
     fn key(self) -> &'static str {
         match self {
@@ -342,10 +337,7 @@ fn encode_cursor(c: &Cursor) -> String {
 fn decode_cursor(s: &str, sort: CustomerSort) -> Result<Cursor> {
     let c: Cursor = crate::page::decode_cursor(s)?;
     if c.s != sort.key() {
-        return Err(StoreError::invalid(
-            "cursor",
-            "the cursor belongs to a different sort order",
-        ));
+        return Err(StoreError::invalid("cursor", "the cursor belongs to a different sort order"));
     }
     Ok(c)
 }
@@ -379,25 +371,15 @@ fn check_name(name: &str) -> Result<String> {
         return Err(StoreError::invalid("name", "name must not be empty"));
     }
     if n.chars().count() > 200 {
-        return Err(StoreError::invalid(
-            "name",
-            "name is longer than 200 characters",
-        ));
+        return Err(StoreError::invalid("name", "name is longer than 200 characters"));
     }
     Ok(n.to_owned())
 }
 
 fn check_tags(tags: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = tags
-        .iter()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let mut out: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
     if out.iter().any(|t| t.chars().count() > 50) {
-        return Err(StoreError::invalid(
-            "tags",
-            "a tag is longer than 50 characters",
-        ));
+        return Err(StoreError::invalid("tags", "a tag is longer than 50 characters"));
     }
     out.sort();
     out.dedup();
@@ -409,10 +391,7 @@ fn check_consents(c: &BTreeMap<String, bool>) -> Result<()> {
         if !values::CONSENT_CHANNELS.contains(&ch.as_str()) {
             return Err(StoreError::invalid(
                 "consents",
-                format!(
-                    "unknown channel {ch:?} (one of {})",
-                    values::CONSENT_CHANNELS.join(", ")
-                ),
+                format!("unknown channel {ch:?} (one of {})", values::CONSENT_CHANNELS.join(", ")),
             ));
         }
     }
@@ -421,10 +400,7 @@ fn check_consents(c: &BTreeMap<String, bool>) -> Result<()> {
 
 fn check_attributes(v: &serde_json::Value) -> Result<()> {
     if !v.is_object() {
-        return Err(StoreError::invalid(
-            "attributes",
-            "attributes must be a JSON object",
-        ));
+        return Err(StoreError::invalid("attributes", "attributes must be a JSON object"));
     }
     Ok(())
 }
@@ -459,16 +435,10 @@ impl Store {
                 None => "person".into(),
             },
             name: check_name(&input.name)?,
-            mobile: non_empty(input.mobile)
-                .map(|m| check("mobile", values::parse_mobile(&m)))
-                .transpose()?,
-            email: non_empty(input.email)
-                .map(|m| check("email", values::parse_email(&m)))
-                .transpose()?,
+            mobile: non_empty(input.mobile).map(|m| check("mobile", values::parse_mobile(&m))).transpose()?,
+            email: non_empty(input.email).map(|m| check("email", values::parse_email(&m))).transpose()?,
             wechat_id: non_empty(input.wechat_id),
-            gender: non_empty(input.gender)
-                .map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned))
-                .transpose()?,
+            gender: non_empty(input.gender).map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned)).transpose()?,
             birthday: input.birthday,
             city: non_empty(input.city),
             owner_id: input.owner_id,
@@ -485,26 +455,8 @@ impl Store {
         for (channel, granted) in &input.consents {
             upsert_consent(&mut tx, id, channel, *granted, now, "api").await?;
         }
-        record_change(
-            &mut tx,
-            id,
-            now,
-            &actor.key,
-            "created",
-            None,
-            Some(f.name.clone()),
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "create",
-            "customer",
-            Some(id.to_string()),
-            None,
-        )
-        .await?;
+        record_change(&mut tx, id, now, &actor.key, "created", None, Some(f.name.clone())).await?;
+        audit::record(&mut tx, now, &actor.key, "create", "customer", Some(id.to_string()), None).await?;
         tx.commit().await?;
         self.customer(id).await
     }
@@ -514,21 +466,11 @@ impl Store {
         let row: Option<CustomerRow> = self
             .db
             .reader()
-            .fetch_optional(
-                query(format!(
-                    "{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL"
-                ))
-                .bind(id),
-            )
+            .fetch_optional(query(format!("{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL")).bind(id))
             .await?;
         let row = row.ok_or(StoreError::NotFound("customer"))?;
-        let tags: Vec<(String,)> = self
-            .db
-            .reader()
-            .fetch_all(
-                query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(id),
-            )
-            .await?;
+        let tags: Vec<(String,)> =
+            self.db.reader().fetch_all(query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(id)).await?;
         let consents: Vec<Consent> = self
             .db
             .reader()
@@ -550,14 +492,8 @@ impl Store {
             attributes: row.attributes.0,
             tags: tags.into_iter().map(|t| t.0).collect(),
             consents,
-            owner: row.owner_id.map(|id| Ref {
-                id,
-                name: row.owner_name.unwrap_or_default(),
-            }),
-            referrer: row.referrer_id.map(|id| Ref {
-                id,
-                name: row.referrer_name.unwrap_or_default(),
-            }),
+            owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
+            referrer: row.referrer_id.map(|id| Ref { id, name: row.referrer_name.unwrap_or_default() }),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -568,10 +504,7 @@ impl Store {
         let row: Option<(Option<i64>,)> = self
             .db
             .reader()
-            .fetch_optional(
-                query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(id),
-            )
+            .fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id))
             .await?;
         row.map(|r| r.0).ok_or(StoreError::NotFound("customer"))
     }
@@ -608,12 +541,7 @@ impl Store {
 
     /// Applies a patch; every changed field is written to the history with old and new value.
     /// Returns the updated profile. A patch that changes nothing writes nothing.
-    pub async fn update_customer(
-        &self,
-        actor: &Actor,
-        id: i64,
-        patch: CustomerPatch,
-    ) -> Result<Customer> {
+    pub async fn update_customer(&self, actor: &Actor, id: i64, patch: CustomerPatch) -> Result<Customer> {
         let cur = self.customer(id).await?;
         let now = self.now();
         let mut f = Fields {
@@ -639,22 +567,16 @@ impl Store {
             f.name = check_name(&v)?;
         }
         if let Some(v) = patch.mobile {
-            f.mobile = non_empty(v)
-                .map(|m| check("mobile", values::parse_mobile(&m)))
-                .transpose()?;
+            f.mobile = non_empty(v).map(|m| check("mobile", values::parse_mobile(&m))).transpose()?;
         }
         if let Some(v) = patch.email {
-            f.email = non_empty(v)
-                .map(|m| check("email", values::parse_email(&m)))
-                .transpose()?;
+            f.email = non_empty(v).map(|m| check("email", values::parse_email(&m))).transpose()?;
         }
         if let Some(v) = patch.wechat_id {
             f.wechat_id = non_empty(v);
         }
         if let Some(v) = patch.gender {
-            f.gender = non_empty(v)
-                .map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned))
-                .transpose()?;
+            f.gender = non_empty(v).map(|g| check("gender", values::parse_gender(&g)).map(str::to_owned)).transpose()?;
         }
         if let Some(v) = patch.birthday {
             f.birthday = v;
@@ -667,10 +589,7 @@ impl Store {
         }
         if let Some(v) = patch.referrer_id {
             if v == Some(id) {
-                return Err(StoreError::invalid(
-                    "referrer_id",
-                    "a customer cannot refer themselves",
-                ));
+                return Err(StoreError::invalid("referrer_id", "a customer cannot refer themselves"));
             }
             f.referrer_id = v;
         }
@@ -697,11 +616,7 @@ impl Store {
                 changes.push((field.to_owned(), old, new));
             }
         };
-        diff(
-            "external_id",
-            cur.external_id.clone(),
-            f.external_id.clone(),
-        );
+        diff("external_id", cur.external_id.clone(), f.external_id.clone());
         diff("kind", Some(cur.kind.clone()), Some(f.kind.clone()));
         diff("name", Some(cur.name.clone()), Some(f.name.clone()));
         diff("mobile", cur.mobile.clone(), f.mobile.clone());
@@ -710,26 +625,12 @@ impl Store {
         diff("gender", cur.gender.clone(), f.gender.clone());
         diff("birthday", opt_str(&cur.birthday), opt_str(&f.birthday));
         diff("city", cur.city.clone(), f.city.clone());
-        diff(
-            "owner_id",
-            opt_str(&cur.owner.as_ref().map(|r| r.id)),
-            opt_str(&f.owner_id),
-        );
-        diff(
-            "referrer_id",
-            opt_str(&cur.referrer.as_ref().map(|r| r.id)),
-            opt_str(&f.referrer_id),
-        );
+        diff("owner_id", opt_str(&cur.owner.as_ref().map(|r| r.id)), opt_str(&f.owner_id));
+        diff("referrer_id", opt_str(&cur.referrer.as_ref().map(|r| r.id)), opt_str(&f.referrer_id));
         if let (Some(old), Some(new)) = (cur.attributes.as_object(), attributes.as_object()) {
             let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
             for k in keys {
-                let s = |v: Option<&serde_json::Value>| {
-                    v.map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| v.to_string())
-                    })
-                };
+                let s = |v: Option<&serde_json::Value>| v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
                 diff(&format!("attr.{k}"), s(old.get(k)), s(new.get(k)));
             }
         }
@@ -738,16 +639,8 @@ impl Store {
         }
         if let Some(c) = &patch.consents {
             for (channel, granted) in c {
-                let old = cur
-                    .consents
-                    .iter()
-                    .find(|x| &x.channel == channel)
-                    .map(|x| x.granted.to_string());
-                diff(
-                    &format!("consent.{channel}"),
-                    old,
-                    Some(granted.to_string()),
-                );
+                let old = cur.consents.iter().find(|x| &x.channel == channel).map(|x| x.granted.to_string());
+                diff(&format!("consent.{channel}"), old, Some(granted.to_string()));
             }
         }
         if changes.is_empty() {
@@ -793,16 +686,7 @@ impl Store {
         for (field, old, new) in changes {
             record_change(&mut tx, id, now, &actor.key, &field, old, new).await?;
         }
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "update",
-            "customer",
-            Some(id.to_string()),
-            Some(detail),
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "update", "customer", Some(id.to_string()), Some(detail)).await?;
         tx.commit().await?;
         self.customer(id).await
     }
@@ -817,26 +701,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound("customer"));
         }
-        record_change(
-            &mut tx,
-            id,
-            now,
-            &actor.key,
-            "deleted",
-            None,
-            Some(now.to_rfc3339()),
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "delete",
-            "customer",
-            Some(id.to_string()),
-            None,
-        )
-        .await?;
+        record_change(&mut tx, id, now, &actor.key, "deleted", None, Some(now.to_rfc3339())).await?;
+        audit::record(&mut tx, now, &actor.key, "delete", "customer", Some(id.to_string()), None).await?;
         tx.commit().await
     }
 
@@ -872,25 +738,18 @@ impl Store {
                     q.1.push(c.i);
                 }
                 CustomerSort::Name | CustomerSort::NameDesc => {
-                    sql.push_str(&format!(
-                        " AND (c.name, c.id) {cmp} (${}, ${})",
-                        n + 1,
-                        n + 2
-                    ));
+                    sql.push_str(&format!(" AND (c.name, c.id) {cmp} (${}, ${})", n + 1, n + 2));
                     q.1.push(c.v.unwrap_or_default());
                     q.1.push(c.i);
                 }
                 CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => {
-                    let t =
-                        c.v.as_deref()
-                            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                            .ok_or_else(|| StoreError::invalid("cursor", "invalid cursor"))?
-                            .with_timezone(&Utc);
-                    sql.push_str(&format!(
-                        " AND (c.updated_at, c.id) {cmp} (${}, ${})",
-                        n + 1,
-                        n + 2
-                    ));
+                    let t = c
+                        .v
+                        .as_deref()
+                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                        .ok_or_else(|| StoreError::invalid("cursor", "invalid cursor"))?
+                        .with_timezone(&Utc);
+                    sql.push_str(&format!(" AND (c.updated_at, c.id) {cmp} (${}, ${})", n + 1, n + 2));
                     q.1.push(t);
                     q.1.push(c.i);
                 }
@@ -914,15 +773,9 @@ impl Store {
                 let v = match sort {
                     CustomerSort::Id | CustomerSort::IdDesc => None,
                     CustomerSort::Name | CustomerSort::NameDesc => Some(last.name.clone()),
-                    CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => {
-                        Some(last.updated_at.to_rfc3339())
-                    }
+                    CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => Some(last.updated_at.to_rfc3339()),
                 };
-                encode_cursor(&Cursor {
-                    s: sort.key().into(),
-                    v,
-                    i: last.id,
-                })
+                encode_cursor(&Cursor { s: sort.key().into(), v, i: last.id })
             })
         } else {
             None
@@ -948,17 +801,9 @@ impl Store {
             .reader()
             .fetch_all(query("SELECT DISTINCT city FROM customers WHERE city IS NOT NULL AND deleted_at IS NULL ORDER BY city LIMIT 500"))
             .await?;
-        let tags: Vec<(String,)> = self
-            .db
-            .reader()
-            .fetch_all(query(
-                "SELECT DISTINCT tag FROM customer_tags ORDER BY tag LIMIT 500",
-            ))
-            .await?;
-        Ok((
-            cities.into_iter().map(|c| c.0).collect(),
-            tags.into_iter().map(|t| t.0).collect(),
-        ))
+        let tags: Vec<(String,)> =
+            self.db.reader().fetch_all(query("SELECT DISTINCT tag FROM customer_tags ORDER BY tag LIMIT 500")).await?;
+        Ok((cities.into_iter().map(|c| c.0).collect(), tags.into_iter().map(|t| t.0).collect()))
     }
 }
 
@@ -973,13 +818,7 @@ fn filtered_customers(select: &str, filter: &CustomerFilter) -> (String, Query) 
         n
     };
     if let Some(text) = filter.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let like = format!(
-            "%{}%",
-            text.to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let like = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         let i = next(&mut q, like.into());
         let j = next(&mut q, text.to_owned().into());
         sql.push_str(&format!(
@@ -1010,12 +849,7 @@ fn rebind(q: Query) -> Vec<crate::db::Arg> {
     q.into_args()
 }
 
-async fn insert_customer(
-    tx: &mut Tx,
-    f: &Fields,
-    attributes: serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<i64> {
+async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value, now: DateTime<Utc>) -> Result<i64> {
     let (id,): (i64,) = tx
         .fetch_one(
             query(
@@ -1043,15 +877,9 @@ async fn insert_customer(
 
 /// Replaces a customer's tags.
 pub(crate) async fn set_tags(tx: &mut Tx, customer_id: i64, tags: &[String]) -> Result<()> {
-    tx.execute(query("DELETE FROM customer_tags WHERE customer_id = $1").bind(customer_id))
-        .await?;
+    tx.execute(query("DELETE FROM customer_tags WHERE customer_id = $1").bind(customer_id)).await?;
     for tag in tags {
-        tx.execute(
-            query("INSERT INTO customer_tags (customer_id, tag) VALUES ($1, $2)")
-                .bind(customer_id)
-                .bind(tag),
-        )
-        .await?;
+        tx.execute(query("INSERT INTO customer_tags (customer_id, tag) VALUES ($1, $2)").bind(customer_id).bind(tag)).await?;
     }
     Ok(())
 }
@@ -1119,11 +947,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor {
-            s: "name".into(),
-            v: Some("王伟".into()),
-            i: 7,
-        };
+        let c = Cursor { s: "name".into(), v: Some("王伟".into()), i: 7 };
         let enc = encode_cursor(&c);
         let back = decode_cursor(&enc, CustomerSort::Name).unwrap();
         assert_eq!((back.v.as_deref(), back.i), (Some("王伟"), 7));

@@ -26,33 +26,14 @@ struct ExportRow {
 
 /// Header of exported customer files (the import's canonical names).
 pub const CUSTOMER_HEADER: [&str; 16] = [
-    "customer_id",
-    "kind",
-    "name",
-    "mobile",
-    "email",
-    "wechat_id",
-    "gender",
-    "birthday",
-    "city",
-    "tags",
-    "owner",
-    "referrer_id",
-    "consent_sms",
-    "consent_email",
-    "consent_wechat",
-    "created_at",
+    "customer_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "tags", "owner", "referrer_id",
+    "consent_sms", "consent_email", "consent_wechat", "created_at",
 ];
 
 impl Store {
     /// Writes every customer matching `filter` as CSV; returns the number of rows. Customers
     /// without an external id are exported with `P<id>` so the file re-imports without clashes.
-    pub async fn export_customers<W: Write>(
-        &self,
-        actor: &Actor,
-        filter: &CustomerFilter,
-        out: W,
-    ) -> Result<u64> {
+    pub async fn export_customers<W: Write>(&self, actor: &Actor, filter: &CustomerFilter, out: W) -> Result<u64> {
         let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
         let mut w = csv::Writer::from_writer(out);
         w.write_record(CUSTOMER_HEADER).map_err(io)?;
@@ -60,14 +41,7 @@ impl Store {
         let mut n = 0u64;
         loop {
             // Page by id with the same filter the list uses, so the two never disagree.
-            let page = self
-                .list_customers(
-                    filter,
-                    crate::customers::CustomerSort::Id,
-                    cursor_after(after).as_deref(),
-                    1000,
-                )
-                .await?;
+            let page = self.list_customers(filter, crate::customers::CustomerSort::Id, cursor_after(after).as_deref(), 1000).await?;
             if page.items.is_empty() {
                 break;
             }
@@ -79,24 +53,13 @@ impl Store {
             }
         }
         w.flush()?;
-        self.audit(
-            &actor.key,
-            "export",
-            "customers",
-            None,
-            Some(format!("rows={n}")),
-        )
-        .await?;
+        self.audit(&actor.key, "export", "customers", None, Some(format!("rows={n}"))).await?;
         Ok(n)
     }
 
     /// Writes the customers `ids` (at most a few thousand; one statement per table) as CSV rows in
     /// the import format, in id order; returns the number written. Shared by every export.
-    pub(crate) async fn write_customer_rows<W: Write>(
-        &self,
-        w: &mut csv::Writer<W>,
-        ids: &[i64],
-    ) -> Result<u64> {
+    pub(crate) async fn write_customer_rows<W: Write>(&self, w: &mut csv::Writer<W>, ids: &[i64]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -121,22 +84,11 @@ impl Store {
         let tags: Vec<(i64, String)> = self.db.reader().fetch_all(tq).await?;
         let consents: Vec<(i64, String, bool)> = self.db.reader().fetch_all(cq).await?;
         for r in rows {
-            let t: Vec<&str> = tags
-                .iter()
-                .filter(|(c, _)| *c == r.id)
-                .map(|(_, t)| t.as_str())
-                .collect();
+            let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
             let consent = |ch: &str| {
-                consents
-                    .iter()
-                    .find(|(c, x, _)| *c == r.id && x == ch)
-                    .map(|(_, _, g)| g.to_string())
-                    .unwrap_or_default()
+                consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
             };
-            let ext = r
-                .external_id
-                .clone()
-                .unwrap_or_else(|| format!("P{}", r.id));
+            let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
             w.write_record([
                 ext.as_str(),
                 &r.kind,
@@ -169,11 +121,5 @@ fn cursor_after(id: i64) -> Option<String> {
         v: Option<String>,
         i: i64,
     }
-    (id > 0).then(|| {
-        crate::page::encode_cursor(&C {
-            s: "id",
-            v: None,
-            i: id,
-        })
-    })
+    (id > 0).then(|| crate::page::encode_cursor(&C { s: "id", v: None, i: id }))
 }

@@ -53,53 +53,28 @@ pub struct NewInteraction {
 
 impl Store {
     /// Creates or updates (by external id) a batch of interactions in one transaction.
-    pub async fn create_interactions(
-        &self,
-        actor: &Actor,
-        items: Vec<NewInteraction>,
-    ) -> Result<Vec<Upserted>> {
+    pub async fn create_interactions(&self, actor: &Actor, items: Vec<NewInteraction>) -> Result<Vec<Upserted>> {
         if items.is_empty() {
             return Err(StoreError::invalid("interactions", "no interactions given"));
         }
         if items.len() > 10_000 {
-            return Err(StoreError::invalid(
-                "interactions",
-                "at most 10,000 per request; use the import for more",
-            ));
+            return Err(StoreError::invalid("interactions", "at most 10,000 per request; use the import for more"));
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
         let batch = items.len() > 1;
         let mut out = Vec::with_capacity(items.len());
         for (i, it) in items.into_iter().enumerate() {
-            let prefix = if batch {
-                format!("interactions[{i}].")
-            } else {
-                String::new()
-            };
+            let prefix = if batch { format!("interactions[{i}].") } else { String::new() };
             out.push(upsert_interaction(&mut tx, it, &prefix).await?);
         }
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "upsert",
-            "interaction",
-            None,
-            Some(format!("interactions={}", out.len())),
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "upsert", "interaction", None, Some(format!("interactions={}", out.len()))).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     /// A customer's interactions, newest first.
-    pub async fn customer_interactions(
-        &self,
-        customer_id: i64,
-        cursor: Option<&str>,
-        limit: i64,
-    ) -> Result<Page<Interaction>> {
+    pub async fn customer_interactions(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<Interaction>> {
         let limit = limit.clamp(1, 500);
         let mut q = query(format!(
             "SELECT id, customer_id, external_id, kind, channel, occurred_at, payload FROM interactions WHERE customer_id = $1 {} \
@@ -125,51 +100,25 @@ impl Store {
 
 async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, prefix: &str) -> Result<Upserted> {
     let err = |field: &str, m: String| StoreError::invalid(format!("{prefix}{field}"), m);
-    let customer_id = match (
-        it.customer_id,
-        it.customer_external_id.filter(|s| !s.trim().is_empty()),
-    ) {
+    let customer_id = match (it.customer_id, it.customer_external_id.filter(|s| !s.trim().is_empty())) {
         (Some(id), _) => {
-            let found: Option<(i64,)> = tx
-                .fetch_optional(
-                    query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id),
-                )
-                .await?;
-            found
-                .ok_or_else(|| err("customer_id", format!("no customer with id {id}")))?
-                .0
+            let found: Option<(i64,)> =
+                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
+            found.ok_or_else(|| err("customer_id", format!("no customer with id {id}")))?.0
         }
         (None, Some(ext)) => customer_by_external_id(tx, ext.trim())
             .await?
-            .ok_or_else(|| {
-                err(
-                    "customer_external_id",
-                    format!("no customer with external id {ext:?}"),
-                )
-            })?,
-        (None, None) => {
-            return Err(err(
-                "customer_id",
-                "customer_id or customer_external_id is required".into(),
-            ))
-        }
+            .ok_or_else(|| err("customer_external_id", format!("no customer with external id {ext:?}")))?,
+        (None, None) => return Err(err("customer_id", "customer_id or customer_external_id is required".into())),
     };
     let kind = values::parse_interaction_kind(&it.kind).map_err(|m| err("kind", m))?;
-    let external_id = it
-        .external_id
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
+    let external_id = it.external_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if let Some(ext) = &external_id {
-        let existing: Option<(i64, i64)> = tx
-            .fetch_optional(
-                query("SELECT id, customer_id FROM interactions WHERE external_id = $1").bind(ext),
-            )
-            .await?;
+        let existing: Option<(i64, i64)> =
+            tx.fetch_optional(query("SELECT id, customer_id FROM interactions WHERE external_id = $1").bind(ext)).await?;
         if let Some((id, owner)) = existing {
             if owner != customer_id {
-                return Err(StoreError::Conflict(format!(
-                    "{prefix}external_id: interaction {ext:?} belongs to another customer"
-                )));
+                return Err(StoreError::Conflict(format!("{prefix}external_id: interaction {ext:?} belongs to another customer")));
             }
             tx.execute(
                 query("UPDATE interactions SET kind = $1, channel = $2, occurred_at = $3, payload = $4 WHERE customer_id = $5 AND id = $6")
@@ -181,11 +130,7 @@ async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, prefix: &str) -> Re
                     .bind(id),
             )
             .await?;
-            return Ok(Upserted {
-                id,
-                external_id,
-                created: false,
-            });
+            return Ok(Upserted { id, external_id, created: false });
         }
     }
     let (id,): (i64,) = tx
@@ -201,9 +146,5 @@ async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, prefix: &str) -> Re
             .bind(it.payload),
         )
         .await?;
-    Ok(Upserted {
-        id,
-        external_id,
-        created: true,
-    })
+    Ok(Upserted { id, external_id, created: true })
 }

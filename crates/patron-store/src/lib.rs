@@ -78,10 +78,7 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// An invalid value for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        StoreError::Invalid {
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        StoreError::Invalid { field: Some(field.into()), message: message.into() }
     }
 }
 
@@ -98,9 +95,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            business_tz: chrono_tz::Asia::Shanghai,
-        }
+        StoreConfig { business_tz: chrono_tz::Asia::Shanghai }
     }
 }
 
@@ -117,21 +112,14 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("engine", &self.db.engine())
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Store").field("engine", &self.db.engine()).field("config", &self.config).finish()
     }
 }
 
 impl Store {
     /// Connects (applying migrations) with the system clock and default configuration.
     pub async fn connect(url: &str) -> Result<Store> {
-        Ok(Store {
-            db: Db::connect(url).await?,
-            clock: Arc::new(SystemClock),
-            config: StoreConfig::default(),
-        })
+        Ok(Store { db: Db::connect(url).await?, clock: Arc::new(SystemClock), config: StoreConfig::default() })
     }
 
     /// Replaces the clock (tests fix time).

@@ -33,27 +33,15 @@ pub struct NewNote {
 
 impl Store {
     /// Adds a note to a customer.
-    pub async fn create_note(
-        &self,
-        actor: &Actor,
-        customer_id: i64,
-        note: NewNote,
-    ) -> Result<Note> {
+    pub async fn create_note(&self, actor: &Actor, customer_id: i64, note: NewNote) -> Result<Note> {
         let body = note.body.trim();
         if body.is_empty() || body.chars().count() > 10_000 {
-            return Err(StoreError::invalid(
-                "body",
-                "a note has 1 to 10,000 characters",
-            ));
+            return Err(StoreError::invalid("body", "a note has 1 to 10,000 characters"));
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let exists: Option<(i64,)> = tx
-            .fetch_optional(
-                query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(customer_id),
-            )
-            .await?;
+        let exists: Option<(i64,)> =
+            tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id)).await?;
         if exists.is_none() {
             return Err(StoreError::NotFound("customer"));
         }
@@ -66,16 +54,7 @@ impl Store {
                     .bind(now),
             )
             .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "create",
-            "note",
-            Some(n.id.to_string()),
-            Some(format!("customer={customer_id}")),
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "create", "note", Some(n.id.to_string()), Some(format!("customer={customer_id}"))).await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -138,11 +138,7 @@ pub(crate) struct Catalog {
 impl Catalog {
     /// The ids of a category and product name already resolved by this catalogue, without a
     /// query; `None` when either name is new (then call [`Catalog::resolve`]).
-    pub(crate) fn cached(
-        &self,
-        category: Option<&str>,
-        product: Option<&str>,
-    ) -> Option<(Option<i64>, Option<i64>)> {
+    pub(crate) fn cached(&self, category: Option<&str>, product: Option<&str>) -> Option<(Option<i64>, Option<i64>)> {
         let category_id = match category {
             Some(c) => Some(*self.categories.get(c)?),
             None => None,
@@ -155,12 +151,7 @@ impl Catalog {
     }
 
     /// Ids for a category and product name (each optional), creating catalogue rows as needed.
-    pub(crate) async fn resolve(
-        &mut self,
-        tx: &mut Tx,
-        category: Option<&str>,
-        product: Option<&str>,
-    ) -> Result<(Option<i64>, Option<i64>)> {
+    pub(crate) async fn resolve(&mut self, tx: &mut Tx, category: Option<&str>, product: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
         let category_id = match category {
             Some(c) => Some(match self.categories.get(c) {
                 Some(id) => *id,
@@ -204,10 +195,7 @@ impl Catalog {
 /// Looks up a live customer's id by external id.
 pub(crate) async fn customer_by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<i64>> {
     let row: Option<(i64,)> = tx
-        .fetch_optional(
-            query("SELECT id FROM customers WHERE external_id = $1 AND deleted_at IS NULL")
-                .bind(external_id),
-        )
+        .fetch_optional(query("SELECT id FROM customers WHERE external_id = $1 AND deleted_at IS NULL").bind(external_id))
         .await?;
     Ok(row.map(|r| r.0))
 }
@@ -219,19 +207,12 @@ fn field_err(prefix: &str, field: &str, message: impl Into<String>) -> StoreErro
 impl Store {
     /// Creates or updates (by external id) a batch of orders in one transaction: all or nothing.
     /// Errors name the field as `orders[i].field`.
-    pub async fn create_orders(
-        &self,
-        actor: &Actor,
-        orders: Vec<NewOrder>,
-    ) -> Result<Vec<Upserted>> {
+    pub async fn create_orders(&self, actor: &Actor, orders: Vec<NewOrder>) -> Result<Vec<Upserted>> {
         if orders.is_empty() {
             return Err(StoreError::invalid("orders", "no orders given"));
         }
         if orders.len() > 10_000 {
-            return Err(StoreError::invalid(
-                "orders",
-                "at most 10,000 orders per request; use the import for more",
-            ));
+            return Err(StoreError::invalid("orders", "at most 10,000 orders per request; use the import for more"));
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
@@ -240,13 +221,8 @@ impl Store {
         let batch = orders.len() > 1;
         let mut touched = Vec::with_capacity(orders.len());
         for (i, o) in orders.into_iter().enumerate() {
-            let prefix = if batch {
-                format!("orders[{i}].")
-            } else {
-                String::new()
-            };
-            let (upserted, customer_id) =
-                upsert_order(&mut tx, &mut catalog, o, &prefix, self.config.business_tz).await?;
+            let prefix = if batch { format!("orders[{i}].") } else { String::new() };
+            let (upserted, customer_id) = upsert_order(&mut tx, &mut catalog, o, &prefix, self.config.business_tz).await?;
             out.push(upserted);
             touched.push(customer_id);
         }
@@ -254,21 +230,8 @@ impl Store {
         touched.dedup();
         crate::analytics::refresh_customers(&mut tx, now, &touched).await?;
         let detail = format!("orders={}", out.len());
-        let entity_id = if out.len() == 1 {
-            Some(out[0].id.to_string())
-        } else {
-            None
-        };
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "upsert",
-            "order",
-            entity_id,
-            Some(detail),
-        )
-        .await?;
+        let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
+        audit::record(&mut tx, now, &actor.key, "upsert", "order", entity_id, Some(detail)).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -286,20 +249,14 @@ impl Store {
     }
 
     /// A customer's orders, newest first.
-    pub async fn customer_orders(
-        &self,
-        customer_id: i64,
-        cursor: Option<&str>,
-        limit: i64,
-    ) -> Result<Page<Order>> {
+    pub async fn customer_orders(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<Order>> {
         let limit = limit.clamp(1, 500);
-        let mut q =
-            query(format!(
+        let mut q = query(format!(
             "{ORDER_SELECT} WHERE customer_id = $1 {} ORDER BY ordered_at DESC, id DESC LIMIT $2",
             if cursor.is_some() { "AND (ordered_at, id) < ($3, $4)" } else { "" }
         ))
-            .bind(customer_id)
-            .bind(limit + 1);
+        .bind(customer_id)
+        .bind(limit + 1);
         if let Some(c) = cursor {
             let (at, id): (DateTime<Utc>, i64) = decode_cursor(c)?;
             q = q.bind(at).bind(id);
@@ -311,10 +268,7 @@ impl Store {
         } else {
             None
         };
-        Ok(Page {
-            items: self.attach_lines(rows).await?,
-            next_cursor,
-        })
+        Ok(Page { items: self.attach_lines(rows).await?, next_cursor })
     }
 
     async fn attach_lines(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
@@ -359,41 +313,18 @@ fn clean(s: Option<String>) -> Option<String> {
 }
 
 /// Writes one order; returns it and its customer (whose summary the caller refreshes).
-async fn upsert_order(
-    tx: &mut Tx,
-    catalog: &mut Catalog,
-    o: NewOrder,
-    prefix: &str,
-    tz: chrono_tz::Tz,
-) -> Result<(Upserted, i64)> {
+async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &str, tz: chrono_tz::Tz) -> Result<(Upserted, i64)> {
     let ordered_day = crate::analytics::business_day(o.ordered_at, tz);
     let customer_id = match (o.customer_id, clean(o.customer_external_id)) {
         (Some(id), _) => {
-            let found: Option<(i64,)> = tx
-                .fetch_optional(
-                    query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id),
-                )
-                .await?;
-            found
-                .ok_or_else(|| {
-                    field_err(prefix, "customer_id", format!("no customer with id {id}"))
-                })?
-                .0
+            let found: Option<(i64,)> =
+                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
+            found.ok_or_else(|| field_err(prefix, "customer_id", format!("no customer with id {id}")))?.0
         }
-        (None, Some(ext)) => customer_by_external_id(tx, &ext).await?.ok_or_else(|| {
-            field_err(
-                prefix,
-                "customer_external_id",
-                format!("no customer with external id {ext:?}"),
-            )
-        })?,
-        (None, None) => {
-            return Err(field_err(
-                prefix,
-                "customer_id",
-                "customer_id or customer_external_id is required",
-            ))
-        }
+        (None, Some(ext)) => customer_by_external_id(tx, &ext)
+            .await?
+            .ok_or_else(|| field_err(prefix, "customer_external_id", format!("no customer with external id {ext:?}")))?,
+        (None, None) => return Err(field_err(prefix, "customer_id", "customer_id or customer_external_id is required")),
     };
     let currency = match o.currency {
         Some(c) => values::parse_currency(&c).map_err(|m| field_err(prefix, "currency", m))?,
@@ -411,18 +342,10 @@ async fn upsert_order(
     for (j, l) in o.lines.iter().enumerate() {
         let q = l.quantity.unwrap_or(1);
         if q < 1 {
-            return Err(field_err(
-                prefix,
-                &format!("lines[{j}].quantity"),
-                "must be at least 1",
-            ));
+            return Err(field_err(prefix, &format!("lines[{j}].quantity"), "must be at least 1"));
         }
         if l.unit_price_cents < 0 {
-            return Err(field_err(
-                prefix,
-                &format!("lines[{j}].unit_price_cents"),
-                "must not be negative",
-            ));
+            return Err(field_err(prefix, &format!("lines[{j}].unit_price_cents"), "must not be negative"));
         }
         lines_total = q
             .checked_mul(l.unit_price_cents)
@@ -432,29 +355,14 @@ async fn upsert_order(
     let total = match o.total_cents {
         Some(t) => t,
         None if !o.lines.is_empty() => lines_total - discount,
-        None => {
-            return Err(field_err(
-                prefix,
-                "total_cents",
-                "total_cents is required for an order without lines",
-            ))
-        }
+        None => return Err(field_err(prefix, "total_cents", "total_cents is required for an order without lines")),
     };
     if total < 0 {
-        return Err(field_err(
-            prefix,
-            "total_cents",
-            "must not be negative (record refunds with status refunded)",
-        ));
+        return Err(field_err(prefix, "total_cents", "must not be negative (record refunds with status refunded)"));
     }
     let external_id = clean(o.external_id);
     let existing: Option<(i64, i64)> = match &external_id {
-        Some(ext) => {
-            tx.fetch_optional(
-                query("SELECT id, customer_id FROM orders WHERE external_id = $1").bind(ext),
-            )
-            .await?
-        }
+        Some(ext) => tx.fetch_optional(query("SELECT id, customer_id FROM orders WHERE external_id = $1").bind(ext)).await?,
         None => None,
     };
     let (id, created) = match existing {
@@ -482,12 +390,7 @@ async fn upsert_order(
                 .bind(ordered_day),
             )
             .await?;
-            tx.execute(
-                query("DELETE FROM order_lines WHERE customer_id = $1 AND order_id = $2")
-                    .bind(customer_id)
-                    .bind(id),
-            )
-            .await?;
+            tx.execute(query("DELETE FROM order_lines WHERE customer_id = $1 AND order_id = $2").bind(customer_id).bind(id)).await?;
             (id, false)
         }
         None => {
@@ -513,13 +416,7 @@ async fn upsert_order(
         }
     };
     for (j, l) in o.lines.into_iter().enumerate() {
-        let (category_id, product_id) = catalog
-            .resolve(
-                tx,
-                clean(l.category).as_deref(),
-                clean(l.product).as_deref(),
-            )
-            .await?;
+        let (category_id, product_id) = catalog.resolve(tx, clean(l.category).as_deref(), clean(l.product).as_deref()).await?;
         tx.execute(
             query(
                 "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
@@ -536,12 +433,5 @@ async fn upsert_order(
         )
         .await?;
     }
-    Ok((
-        Upserted {
-            id,
-            external_id,
-            created,
-        },
-        customer_id,
-    ))
+    Ok((Upserted { id, external_id, created }, customer_id))
 }

@@ -23,18 +23,10 @@ pub fn encode_cursor<T: Serialize>(pos: &T) -> String {
 
 /// Decodes a cursor made by [`encode_cursor`]; anything else is a 400-class error on `cursor`.
 pub fn decode_cursor<T: DeserializeOwned>(s: &str) -> Result<T> {
-    let bad = || {
-        StoreError::invalid(
-            "cursor",
-            "invalid cursor (pass next_cursor from the previous page unchanged)",
-        )
-    };
+    let bad = || StoreError::invalid("cursor", "invalid cursor (pass next_cursor from the previous page unchanged)");
     if !s.len().is_multiple_of(2) || s.len() > 2048 || !s.is_ascii() {
         return Err(bad());
     }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
+    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
     serde_json::from_slice(&bytes.ok_or_else(bad)?).map_err(|_| bad())
 }

@@ -11,15 +11,12 @@ use crate::{Engine, FixedClock, Store};
 
 /// The instant test clocks start at: 2026-06-30 12:00 UTC.
 pub fn test_now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 30, 12, 0, 0)
-        .single()
-        .unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 6, 30, 12, 0, 0).single().unwrap_or_default()
 }
 
 /// Administrative URL of the test PostgreSQL server.
 pub fn pg_admin_url() -> String {
-    std::env::var("PATRON_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PATRON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for one test.
@@ -38,12 +35,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name for a throw-away database or file.
 pub fn unique_name() -> String {
-    format!(
-        "patron_t_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        Utc::now().timestamp_subsec_nanos()
-    )
+    format!("patron_t_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), Utc::now().timestamp_subsec_nanos())
 }
 
 /// Creates an empty database on `engine` and returns its URL (and the temp dir holding a SQLite file).
@@ -57,18 +49,10 @@ pub async fn fresh_url(engine: Engine) -> (String, Option<tempfile::TempDir>, Op
         Engine::Postgres => {
             let admin = pg_admin_url();
             let name = unique_name();
-            let pool = sqlx::PgPool::connect(&admin)
-                .await
-                .expect("PostgreSQL for tests (is it running? see .ci/run)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&pool)
-                .await
-                .expect("create test database");
+            let pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL for tests (is it running? see .ci/run)");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create test database");
             pool.close().await;
-            let base = admin
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_owned())
-                .unwrap_or(admin);
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
             (format!("{base}/{name}"), None, Some(name))
         }
     }
@@ -78,34 +62,18 @@ pub async fn fresh_url(engine: Engine) -> (String, Option<tempfile::TempDir>, Op
 pub async fn test_db(engine: Engine) -> TestDb {
     let (url, dir, pg_name) = fresh_url(engine).await;
     let clock = Arc::new(FixedClock::new(test_now()));
-    let store = Store::connect(&url)
-        .await
-        .expect("connect to the test database")
-        .with_clock(clock.clone());
-    TestDb {
-        store,
-        url,
-        clock,
-        _dir: dir,
-        pg_name,
-    }
+    let store = Store::connect(&url).await.expect("connect to the test database").with_clock(clock.clone());
+    TestDb { store, url, clock, _dir: dir, pg_name }
 }
 
 /// Drops a test PostgreSQL database (blocking; used from Drop).
 pub fn drop_pg_database(name: &str) {
     let name = name.to_owned();
     let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
             if let Ok(pool) = sqlx::PgPool::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await;
                 pool.close().await;
             }
         });

@@ -27,12 +27,7 @@ pub struct TimelineEntry {
 
 impl Store {
     /// The merged timeline of a customer, newest first, `limit` entries after `cursor`.
-    pub async fn timeline(
-        &self,
-        customer_id: i64,
-        cursor: Option<&str>,
-        limit: i64,
-    ) -> Result<Page<TimelineEntry>> {
+    pub async fn timeline(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<TimelineEntry>> {
         let limit = limit.clamp(1, 500);
         // Each branch yields the same columns; the outer query orders and pages by (at, kind, id).
         let union = "SELECT 'order' AS kind, id, ordered_at AS at, \

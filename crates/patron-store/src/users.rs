@@ -42,10 +42,7 @@ impl std::str::FromStr for Role {
             "admin" => Ok(Role::Admin),
             "manager" => Ok(Role::Manager),
             "agent" => Ok(Role::Agent),
-            _ => Err(StoreError::invalid(
-                "role",
-                format!("role must be admin, manager or agent, not {s:?}"),
-            )),
+            _ => Err(StoreError::invalid("role", format!("role must be admin, manager or agent, not {s:?}"))),
         }
     }
 }
@@ -81,12 +78,7 @@ struct UserRow {
 
 impl UserRow {
     fn into_user(self) -> Result<User> {
-        Ok(User {
-            id: self.id,
-            email: self.email,
-            name: self.name,
-            role: self.role.parse()?,
-        })
+        Ok(User { id: self.id, email: self.email, name: self.name, role: self.role.parse()? })
     }
 }
 
@@ -104,19 +96,11 @@ pub struct Actor {
 impl Actor {
     /// The command line, acting as an administrator on the operator's behalf.
     pub fn cli() -> Actor {
-        Actor {
-            key: "cli".into(),
-            role: Role::Admin,
-            user_id: None,
-        }
+        Actor { key: "cli".into(), role: Role::Admin, user_id: None }
     }
     /// A logged-in user.
     pub fn user(u: &User) -> Actor {
-        Actor {
-            key: format!("user:{}", u.id),
-            role: u.role,
-            user_id: Some(u.id),
-        }
+        Actor { key: format!("user:{}", u.id), role: u.role, user_id: Some(u.id) }
     }
 }
 
@@ -160,10 +144,7 @@ fn new_secret(prefix: &str) -> String {
 
 /// SHA-256 of a secret, hex encoded (what is stored).
 pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hashes a password with argon2id and a random salt.
@@ -176,13 +157,7 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    PasswordHash::new(hash).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
 }
 
 /// Shortest password accepted.
@@ -192,21 +167,11 @@ const USER_COLS: &str = "id, email, name, role, password_hash, disabled_at";
 
 impl Store {
     /// Creates a user. The password, when given, must have at least [`MIN_PASSWORD_LEN`] characters.
-    pub async fn create_user(
-        &self,
-        email: &str,
-        name: &str,
-        role: Role,
-        password: Option<&str>,
-    ) -> Result<User> {
-        let email =
-            crate::values::parse_email(email).map_err(|m| StoreError::invalid("email", m))?;
+    pub async fn create_user(&self, email: &str, name: &str, role: Role, password: Option<&str>) -> Result<User> {
+        let email = crate::values::parse_email(email).map_err(|m| StoreError::invalid("email", m))?;
         let hash = match password {
             Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
-                return Err(StoreError::invalid(
-                    "password",
-                    format!("at least {MIN_PASSWORD_LEN} characters"),
-                ))
+                return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")))
             }
             Some(p) => Some(hash_password(p)?),
             None => None,
@@ -223,77 +188,36 @@ impl Store {
                     .bind(now),
             )
             .await?;
-        audit::record(
-            &mut tx,
-            now,
-            "cli",
-            "create",
-            "user",
-            Some(id.to_string()),
-            Some(format!("role={role}")),
-        )
-        .await?;
+        audit::record(&mut tx, now, "cli", "create", "user", Some(id.to_string()), Some(format!("role={role}"))).await?;
         tx.commit().await?;
-        Ok(User {
-            id,
-            email,
-            name: name.to_owned(),
-            role,
-        })
+        Ok(User { id, email, name: name.to_owned(), role })
     }
 
     /// Sets a user's password.
     pub async fn set_password(&self, user_id: i64, password: &str) -> Result<()> {
         if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(StoreError::invalid(
-                "password",
-                format!("at least {MIN_PASSWORD_LEN} characters"),
-            ));
+            return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")));
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .execute(
-                query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                    .bind(hash_password(password)?)
-                    .bind(user_id),
-            )
-            .await?;
+        let n = tx.execute(query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash_password(password)?).bind(user_id)).await?;
         if n == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        audit::record(
-            &mut tx,
-            now,
-            "cli",
-            "update",
-            "user",
-            Some(user_id.to_string()),
-            Some("password".into()),
-        )
-        .await?;
+        audit::record(&mut tx, now, "cli", "update", "user", Some(user_id.to_string()), Some("password".into())).await?;
         tx.commit().await
     }
 
     /// All users, by email.
     pub async fn users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = self
-            .db
-            .reader()
-            .fetch_all(query(format!(
-                "SELECT {USER_COLS} FROM users ORDER BY email"
-            )))
-            .await?;
+        let rows: Vec<UserRow> = self.db.reader().fetch_all(query(format!("SELECT {USER_COLS} FROM users ORDER BY email"))).await?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
     /// One user by id.
     pub async fn user(&self, id: i64) -> Result<User> {
-        let row: Option<UserRow> = self
-            .db
-            .reader()
-            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE id = $1")).bind(id))
-            .await?;
+        let row: Option<UserRow> =
+            self.db.reader().fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE id = $1")).bind(id)).await?;
         row.ok_or(StoreError::NotFound("user"))?.into_user()
     }
 
@@ -302,10 +226,7 @@ impl Store {
         let row: Option<UserRow> = self
             .db
             .reader()
-            .fetch_optional(
-                query(format!("SELECT {USER_COLS} FROM users WHERE email = $1"))
-                    .bind(email.trim().to_lowercase()),
-            )
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
             .await?;
         row.map(UserRow::into_user).transpose()
     }
@@ -316,20 +237,13 @@ impl Store {
         let row: Option<UserRow> = self
             .db
             .reader()
-            .fetch_optional(
-                query(format!("SELECT {USER_COLS} FROM users WHERE email = $1"))
-                    .bind(email.trim().to_lowercase()),
-            )
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
             .await?;
         // A real hash to verify against for unknown users, made once.
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         match row {
             Some(r) if r.disabled_at.is_none() => {
-                let ok = r
-                    .password_hash
-                    .as_deref()
-                    .map(|h| verify_password(password, h))
-                    .unwrap_or(false);
+                let ok = r.password_hash.as_deref().map(|h| verify_password(password, h)).unwrap_or(false);
                 if ok {
                     Ok(Some(r.into_user()?))
                 } else {
@@ -337,8 +251,7 @@ impl Store {
                 }
             }
             _ => {
-                let dummy = DUMMY
-                    .get_or_init(|| hash_password("patron-dummy-password").unwrap_or_default());
+                let dummy = DUMMY.get_or_init(|| hash_password("patron-dummy-password").unwrap_or_default());
                 let _ = verify_password(password, dummy);
                 Ok(None)
             }
@@ -361,18 +274,8 @@ impl Store {
         )
         .await?;
         // Housekeeping: expired sessions are useless; removing them here keeps the table small.
-        tx.execute(query("DELETE FROM sessions WHERE expires_at < $1").bind(now))
-            .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &format!("user:{}", user.id),
-            "login",
-            "user",
-            Some(user.id.to_string()),
-            None,
-        )
-        .await?;
+        tx.execute(query("DELETE FROM sessions WHERE expires_at < $1").bind(now)).await?;
+        audit::record(&mut tx, now, &format!("user:{}", user.id), "login", "user", Some(user.id.to_string()), None).await?;
         tx.commit().await?;
         Ok((secret, csrf))
     }
@@ -402,12 +305,7 @@ impl Store {
         match row {
             Some(r) => Ok(Some(Session {
                 csrf_token: r.csrf_token,
-                user: User {
-                    id: r.id,
-                    email: r.email,
-                    name: r.name,
-                    role: r.role.parse()?,
-                },
+                user: User { id: r.id, email: r.email, name: r.name, role: r.role.parse()? },
             })),
             None => Ok(None),
         }
@@ -416,18 +314,12 @@ impl Store {
     /// Ends a session.
     pub async fn delete_session(&self, secret: &str) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        tx.execute(query("DELETE FROM sessions WHERE token_hash = $1").bind(digest(secret)))
-            .await?;
+        tx.execute(query("DELETE FROM sessions WHERE token_hash = $1").bind(digest(secret))).await?;
         tx.commit().await
     }
 
     /// Creates an API token; returns its info and the secret, which is shown once and never stored.
-    pub async fn create_token(
-        &self,
-        name: &str,
-        role: Role,
-        user_id: Option<i64>,
-    ) -> Result<(ApiTokenInfo, String)> {
+    pub async fn create_token(&self, name: &str, role: Role, user_id: Option<i64>) -> Result<(ApiTokenInfo, String)> {
         if name.trim().is_empty() {
             return Err(StoreError::invalid("name", "a token needs a name"));
         }
@@ -449,16 +341,7 @@ impl Store {
                 .bind(now),
             )
             .await?;
-        audit::record(
-            &mut tx,
-            now,
-            "cli",
-            "create",
-            "api_token",
-            Some(info.id.to_string()),
-            Some(format!("role={role}")),
-        )
-        .await?;
+        audit::record(&mut tx, now, "cli", "create", "api_token", Some(info.id.to_string()), Some(format!("role={role}"))).await?;
         tx.commit().await?;
         Ok((info, secret))
     }
@@ -477,11 +360,7 @@ impl Store {
             .fetch_optional(query("SELECT id, role, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL").bind(digest(secret)))
             .await?;
         match row {
-            Some(r) => Ok(Some(Actor {
-                key: format!("token:{}", r.id),
-                role: r.role.parse()?,
-                user_id: r.user_id,
-            })),
+            Some(r) => Ok(Some(Actor { key: format!("token:{}", r.id), role: r.role.parse()?, user_id: r.user_id })),
             None => Ok(None),
         }
     }
@@ -500,26 +379,11 @@ impl Store {
     pub async fn revoke_token(&self, id: i64) -> Result<()> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .execute(
-                query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(id),
-            )
-            .await?;
+        let n = tx.execute(query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(now).bind(id)).await?;
         if n == 0 {
             return Err(StoreError::NotFound("api token"));
         }
-        audit::record(
-            &mut tx,
-            now,
-            "cli",
-            "revoke",
-            "api_token",
-            Some(id.to_string()),
-            None,
-        )
-        .await?;
+        audit::record(&mut tx, now, "cli", "revoke", "api_token", Some(id.to_string()), None).await?;
         tx.commit().await
     }
 }
@@ -542,9 +406,6 @@ mod tests {
         let a = new_secret("pat_");
         assert!(a.starts_with("pat_") && a.len() == 68);
         assert_ne!(a, new_secret("pat_"));
-        assert_eq!(
-            digest("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

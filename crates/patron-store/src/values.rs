@@ -10,11 +10,7 @@ pub fn parse_money(s: &str) -> Result<i64, String> {
         return Ok(cents);
     }
     let t = s.trim();
-    let t = t
-        .strip_prefix('¥')
-        .or_else(|| t.strip_prefix('￥'))
-        .unwrap_or(t)
-        .trim();
+    let t = t.strip_prefix('¥').or_else(|| t.strip_prefix('￥')).unwrap_or(t).trim();
     let (neg, t) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t),
@@ -27,30 +23,19 @@ pub fn parse_money(s: &str) -> Result<i64, String> {
     if int_digits.is_empty() && frac_part.is_empty() {
         return Err("not an amount".into());
     }
-    if !int_digits.chars().all(|c| c.is_ascii_digit())
-        || !frac_part.chars().all(|c| c.is_ascii_digit())
-    {
+    if !int_digits.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!("not an amount: {s:?}"));
     }
     if frac_part.len() > 2 {
         return Err("at most 2 decimals".into());
     }
-    let whole: i64 = if int_digits.is_empty() {
-        0
-    } else {
-        int_digits
-            .parse()
-            .map_err(|_| "amount too large".to_string())?
-    };
+    let whole: i64 = if int_digits.is_empty() { 0 } else { int_digits.parse().map_err(|_| "amount too large".to_string())? };
     let frac: i64 = match frac_part.len() {
         0 => 0,
         1 => i64::from(frac_part.as_bytes()[0] - b'0') * 10,
         _ => frac_part.parse().map_err(|_| "not an amount".to_string())?,
     };
-    let cents = whole
-        .checked_mul(100)
-        .and_then(|c| c.checked_add(frac))
-        .ok_or_else(|| "amount too large".to_string())?;
+    let cents = whole.checked_mul(100).and_then(|c| c.checked_add(frac)).ok_or_else(|| "amount too large".to_string())?;
     Ok(if neg { -cents } else { cents })
 }
 
@@ -108,25 +93,17 @@ pub fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%Y/%m/%d %H:%M:%S%.f",
-        "%Y/%m/%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-    .or_else(|| parse_date(t).ok().map(|d| d.and_time(NaiveTime::MIN)));
+    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| parse_date(t).ok().map(|d| d.and_time(NaiveTime::MIN)));
     match naive {
         Some(n) => tz
             .from_local_datetime(&n)
             .earliest()
             .map(|d| d.with_timezone(&Utc))
             .ok_or_else(|| format!("time does not exist in {tz}: {s:?}")),
-        None => Err(format!(
-            "not a time (expected e.g. 2025-03-04 18:23:00 or RFC 3339): {s:?}"
-        )),
+        None => Err(format!("not a time (expected e.g. 2025-03-04 18:23:00 or RFC 3339): {s:?}")),
     }
 }
 
@@ -141,30 +118,14 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 
 /// A mainland China mobile number, normalised to 11 digits (`+86`, spaces and dashes removed).
 pub fn parse_mobile(s: &str) -> Result<String, String> {
-    let digits: String = s
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
-    let digits = digits
-        .strip_prefix("+86")
-        .or_else(|| digits.strip_prefix("0086"))
-        .unwrap_or(&digits);
-    let digits = if digits.len() == 13 && digits.starts_with("86") {
-        &digits[2..]
-    } else {
-        digits
-    };
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits = digits.strip_prefix("+86").or_else(|| digits.strip_prefix("0086")).unwrap_or(&digits);
+    let digits = if digits.len() == 13 && digits.starts_with("86") { &digits[2..] } else { digits };
     let b = digits.as_bytes();
-    if b.len() == 11
-        && b[0] == b'1'
-        && (b'3'..=b'9').contains(&b[1])
-        && b.iter().all(u8::is_ascii_digit)
-    {
+    if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && b.iter().all(u8::is_ascii_digit) {
         Ok(digits.to_owned())
     } else {
-        Err(format!(
-            "not a mainland China mobile number (11 digits starting 13–19): {s:?}"
-        ))
+        Err(format!("not a mainland China mobile number (11 digits starting 13–19): {s:?}"))
     }
 }
 
@@ -193,9 +154,7 @@ pub fn parse_email(s: &str) -> Result<String, String> {
 pub fn parse_kind(s: &str) -> Result<&'static str, String> {
     match s.trim().to_lowercase().as_str() {
         "person" | "individual" | "个人" | "p" => Ok("person"),
-        "organisation" | "organization" | "company" | "企业" | "机构" | "公司" | "o" => {
-            Ok("organisation")
-        }
+        "organisation" | "organization" | "company" | "企业" | "机构" | "公司" | "o" => Ok("organisation"),
         _ => Err(format!("kind must be person or organisation: {s:?}")),
     }
 }
@@ -217,23 +176,12 @@ pub fn parse_order_status(s: &str) -> Result<&'static str, String> {
         "cancelled" | "canceled" | "已取消" | "取消" => Ok("cancelled"),
         "refunded" | "已退款" | "退款" => Ok("refunded"),
         "pending" | "待支付" => Ok("pending"),
-        _ => Err(format!(
-            "status must be completed, cancelled, refunded or pending: {s:?}"
-        )),
+        _ => Err(format!("status must be completed, cancelled, refunded or pending: {s:?}")),
     }
 }
 
 /// Interaction kinds patron records.
-pub const INTERACTION_KINDS: [&str; 8] = [
-    "page_view",
-    "click",
-    "call",
-    "visit",
-    "sms_open",
-    "email_open",
-    "reply",
-    "event",
-];
+pub const INTERACTION_KINDS: [&str; 8] = ["page_view", "click", "call", "visit", "sms_open", "email_open", "reply", "event"];
 
 /// Interaction kind.
 pub fn parse_interaction_kind(s: &str) -> Result<&'static str, String> {
@@ -242,12 +190,7 @@ pub fn parse_interaction_kind(s: &str) -> Result<&'static str, String> {
         .iter()
         .find(|k| **k == t)
         .copied()
-        .ok_or_else(|| {
-            format!(
-                "kind must be one of {}: {s:?}",
-                INTERACTION_KINDS.join(", ")
-            )
-        })
+        .ok_or_else(|| format!("kind must be one of {}: {s:?}", INTERACTION_KINDS.join(", ")))
 }
 
 /// Consent channels.
@@ -291,37 +234,15 @@ mod tests {
         assert!(parse_money("1.234").is_err());
         assert!(parse_money("abc").is_err());
         // The allocation-free path agrees with the full parser wherever it answers.
-        for v in [
-            "0",
-            "7",
-            "7.",
-            "7.0",
-            "7.05",
-            ".05",
-            "123456789012.34",
-            "1.2.3",
-            ".",
-            "",
-            "1.234",
-            "12a",
-            "١٢",
-        ] {
+        for v in ["0", "7", "7.", "7.0", "7.05", ".05", "123456789012.34", "1.2.3", ".", "", "1.234", "12a", "١٢"] {
             let full = {
                 let t = v;
                 let (i, f) = t.split_once('.').unwrap_or((t, ""));
-                if (i.is_empty() && f.is_empty())
-                    || !i.bytes().all(|c| c.is_ascii_digit())
-                    || !f.bytes().all(|c| c.is_ascii_digit())
-                    || f.len() > 2
-                {
+                if (i.is_empty() && f.is_empty()) || !i.bytes().all(|c| c.is_ascii_digit()) || !f.bytes().all(|c| c.is_ascii_digit()) || f.len() > 2 {
                     None
                 } else {
                     let whole: i64 = if i.is_empty() { 0 } else { i.parse().unwrap() };
-                    let frac: i64 = if f.is_empty() {
-                        0
-                    } else {
-                        format!("{f:0<2}").parse().unwrap()
-                    };
+                    let frac: i64 = if f.is_empty() { 0 } else { format!("{f:0<2}").parse().unwrap() };
                     Some(whole * 100 + frac)
                 }
             };
@@ -343,14 +264,8 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2025-03-04T10:23:00+00:00");
         assert_eq!(parse_time("2025/03/04 18:23", tz).unwrap(), t);
         assert_eq!(parse_time("2025-03-04T10:23:00Z", tz).unwrap(), t);
-        assert_eq!(
-            parse_time("2025-03-04", tz).unwrap().to_rfc3339(),
-            "2025-03-03T16:00:00+00:00"
-        );
-        assert_eq!(
-            parse_time("20250304", tz).unwrap().to_rfc3339(),
-            "2025-03-03T16:00:00+00:00"
-        );
+        assert_eq!(parse_time("2025-03-04", tz).unwrap().to_rfc3339(), "2025-03-03T16:00:00+00:00");
+        assert_eq!(parse_time("20250304", tz).unwrap().to_rfc3339(), "2025-03-03T16:00:00+00:00");
         assert!(parse_time("2025-13-04", tz).is_err());
         assert!(parse_time("yesterday", tz).is_err());
     }
@@ -361,10 +276,7 @@ mod tests {
         assert_eq!(parse_mobile("8613800138000").unwrap(), "13800138000");
         assert!(parse_mobile("12800138000").is_err());
         assert!(parse_mobile("1380013800").is_err());
-        assert_eq!(
-            parse_email("Li.Lei@Example.com").unwrap(),
-            "li.lei@example.com"
-        );
+        assert_eq!(parse_email("Li.Lei@Example.com").unwrap(), "li.lei@example.com");
         assert!(parse_email("li@lei").is_err());
         assert!(parse_email("a b@c.com").is_err());
         assert!(parse_email("@c.com").is_err());
@@ -376,9 +288,6 @@ mod tests {
         assert_eq!(parse_gender("女"), Ok("female"));
         assert_eq!(parse_kind("企业"), Ok("organisation"));
         assert_eq!(parse_order_status("已退款"), Ok("refunded"));
-        assert_eq!(
-            parse_tags("辣味爱好者；下午茶|辣味爱好者"),
-            vec!["下午茶", "辣味爱好者"]
-        );
+        assert_eq!(parse_tags("辣味爱好者；下午茶|辣味爱好者"), vec!["下午茶", "辣味爱好者"]);
     }
 }

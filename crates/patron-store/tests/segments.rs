@@ -89,11 +89,7 @@ const LIFECYCLE: [(&str, &str); 7] = [
     ("churned", "已流失"),
     ("won_back", "已挽回"),
 ];
-const CHURN: [(&str, &str); 3] = [
-    ("none", "未流失"),
-    ("relative", "相对流失"),
-    ("absolute", "绝对流失"),
-];
+const CHURN: [(&str, &str); 3] = [("none", "未流失"), ("relative", "相对流失"), ("absolute", "绝对流失")];
 const TIERS: [(&str, &str); 4] = [("A", "A类"), ("B", "B类"), ("C", "C类"), ("D", "D类")];
 const LOYALTY: [(&str, &str); 8] = [
     ("true_loyalty_rising", "真正忠诚（上升）"),
@@ -209,16 +205,7 @@ fn fixtures() -> Vec<Fx> {
     out.push(c);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let names = [
-        "王伟",
-        "Wang Fang",
-        "李娜",
-        "li_na",
-        "Zhao%Lei",
-        "陈静",
-        "ANNA",
-        "bob",
-    ];
+    let names = ["王伟", "Wang Fang", "李娜", "li_na", "Zhao%Lei", "陈静", "ANNA", "bob"];
     let cities = [Some("上海"), Some("杭州"), Some("北京"), None];
     let tags = ["vip", "火锅", "下午茶", "50%off", "a_b", "VIP"];
     let levels = ["gold", "silver", "Gold"];
@@ -226,24 +213,13 @@ fn fixtures() -> Vec<Fx> {
         let mut c = base(pick(&mut rng, &names));
         c.external_id = rng.gen_bool(0.7).then(|| format!("R{i:03}"));
         c.kind = pick(&mut rng, &["person", "person", "organisation"]);
-        c.gender = pick(
-            &mut rng,
-            &[Some("male"), Some("female"), Some("unknown"), None],
-        );
+        c.gender = pick(&mut rng, &[Some("male"), Some("female"), Some("unknown"), None]);
         c.city = pick(&mut rng, &cities);
-        c.mobile = rng
-            .gen_bool(0.6)
-            .then(|| format!("138{:08}", rng.gen_range(0..100_000_000u32)));
-        c.email = rng
-            .gen_bool(0.5)
-            .then(|| format!("u{i}@{}", pick(&mut rng, &["example.com", "qq.com"])));
-        c.birthday = rng
-            .gen_bool(0.5)
-            .then(|| date("1980-01-01") + Duration::days(rng.gen_range(0..12_000)));
+        c.mobile = rng.gen_bool(0.6).then(|| format!("138{:08}", rng.gen_range(0..100_000_000u32)));
+        c.email = rng.gen_bool(0.5).then(|| format!("u{i}@{}", pick(&mut rng, &["example.com", "qq.com"])));
+        c.birthday = rng.gen_bool(0.5).then(|| date("1980-01-01") + Duration::days(rng.gen_range(0..12_000)));
         // Times of day around 16:00 UTC cross the business (UTC+8) midnight.
-        c.created_at = test_now() - Duration::days(rng.gen_range(0..40))
-            + Duration::minutes(rng.gen_range(-600..600))
-            + Duration::hours(4);
+        c.created_at = test_now() - Duration::days(rng.gen_range(0..40)) + Duration::minutes(rng.gen_range(-600..600)) + Duration::hours(4);
         c.owner = pick(&mut rng, &[None, Some(0), Some(1), Some(2)]);
         for t in tags {
             if rng.gen_bool(0.3) {
@@ -253,24 +229,16 @@ fn fixtures() -> Vec<Fx> {
         c.tags.sort();
         c.tags.dedup();
         if rng.gen_bool(0.6) {
-            c.attrs
-                .insert("level".into(), serde_json::json!(pick(&mut rng, &levels)));
+            c.attrs.insert("level".into(), serde_json::json!(pick(&mut rng, &levels)));
         }
         if rng.gen_bool(0.3) {
-            c.attrs.insert(
-                "会员 等级".into(),
-                serde_json::json!(pick(&mut rng, &["金", "银"])),
-            );
+            c.attrs.insert("会员 等级".into(), serde_json::json!(pick(&mut rng, &["金", "银"])));
         }
         if rng.gen_bool(0.3) {
-            c.attrs.insert(
-                "points".into(),
-                serde_json::json!(pick(&mut rng, &[5, 50, 500])),
-            );
+            c.attrs.insert("points".into(), serde_json::json!(pick(&mut rng, &[5, 50, 500])));
         }
         if rng.gen_bool(0.2) {
-            c.attrs
-                .insert("flag".into(), serde_json::json!(rng.gen_bool(0.5)));
+            c.attrs.insert("flag".into(), serde_json::json!(rng.gen_bool(0.5)));
         }
         for ch in ["sms", "email"] {
             if rng.gen_bool(0.6) {
@@ -295,27 +263,17 @@ fn fixtures() -> Vec<Fx> {
                 abcd_tier: rng.gen_bool(0.85).then(|| pick(&mut rng, &TIERS).0),
                 lifecycle: pick(&mut rng, &LIFECYCLE).0,
                 churn: pick(&mut rng, &CHURN).0,
-                p_alive: rng
-                    .gen_bool(0.9)
-                    .then(|| pick(&mut rng, &[0.0, 0.2, 0.49, 0.5, 0.51, 0.9, 1.0])),
-                clv_cents: rng
-                    .gen_bool(0.9)
-                    .then(|| pick(&mut rng, &[0.0, 99_999.5, 100_000.0, 100_000.4, 250_000.0])),
-                loyalty_index: rng
-                    .gen_bool(0.8)
-                    .then(|| pick(&mut rng, &[10.0, 69.9, 70.0, 95.0])),
-                loyalty_situation: rng
-                    .gen_bool(0.7)
-                    .then(|| pick(&mut rng, &[LOYALTY[0], LOYALTY[7]]).0),
+                p_alive: rng.gen_bool(0.9).then(|| pick(&mut rng, &[0.0, 0.2, 0.49, 0.5, 0.51, 0.9, 1.0])),
+                clv_cents: rng.gen_bool(0.9).then(|| pick(&mut rng, &[0.0, 99_999.5, 100_000.0, 100_000.4, 250_000.0])),
+                loyalty_index: rng.gen_bool(0.8).then(|| pick(&mut rng, &[10.0, 69.9, 70.0, 95.0])),
+                loyalty_situation: rng.gen_bool(0.7).then(|| pick(&mut rng, &[LOYALTY[0], LOYALTY[7]]).0),
                 x: rng.gen_range(0..5),
                 recency_days: rng.gen_bool(0.9).then(|| rng.gen_range(0..100)),
                 rfm_r: rng.gen_bool(0.9).then(|| rng.gen_range(1..6)),
                 rfm_f: rng.gen_bool(0.9).then(|| rng.gen_range(1..6)),
                 monetary_cents: pick(&mut rng, &[0, 10_000, 10_001]),
                 trailing_spend_cents: pick(&mut rng, &[0, 5_000]),
-                expected_order_value_cents: rng
-                    .gen_bool(0.8)
-                    .then(|| pick(&mut rng, &[4_999.0, 5_000.0, 5_001.0])),
+                expected_order_value_cents: rng.gen_bool(0.8).then(|| pick(&mut rng, &[4_999.0, 5_000.0, 5_001.0])),
                 expected_purchases: rng.gen_bool(0.8).then(|| pick(&mut rng, &[0.5, 1.5, 2.5])),
             });
         }
@@ -335,11 +293,7 @@ async fn exec(store: &Store, q: patron_store::db::Query) {
 async fn load(db: &TestDb) -> (Vec<Fx>, Vec<User>) {
     let s = &db.store;
     let mut users = Vec::new();
-    for (email, role) in [
-        ("a1@example.com", Role::Agent),
-        ("a2@example.com", Role::Agent),
-        ("m1@example.com", Role::Manager),
-    ] {
+    for (email, role) in [("a1@example.com", Role::Agent), ("a2@example.com", Role::Agent), ("m1@example.com", Role::Manager)] {
         users.push(s.create_user(email, email, role, None).await.unwrap());
     }
     let mut fx = fixtures();
@@ -380,11 +334,7 @@ async fn load(db: &TestDb) -> (Vec<Fx>, Vec<User>) {
         .bind(test_now()),
     )
     .await;
-    let (run_id,): (i64,) =
-        s.db.reader()
-            .fetch_one(query("SELECT MAX(id) FROM analytics_runs"))
-            .await
-            .unwrap();
+    let (run_id,): (i64,) = s.db.reader().fetch_one(query("SELECT MAX(id) FROM analytics_runs")).await.unwrap();
     for c in &fx {
         if let Some(m) = &c.summary {
             exec(
@@ -467,10 +417,7 @@ enum V {
 }
 
 fn norm(s: &str) -> String {
-    s.chars()
-        .filter(|c| !" _-()（）".contains(*c))
-        .collect::<String>()
-        .to_lowercase()
+    s.chars().filter(|c| !" _-()（）".contains(*c)).collect::<String>().to_lowercase()
 }
 
 fn field(c: &Fx, users: &[User], name: &str, key: Option<&str>) -> V {
@@ -507,10 +454,7 @@ fn field(c: &Fx, users: &[User], name: &str, key: Option<&str>) -> V {
         "abcd_tier" => V::Choice(k.and_then(|k| k.abcd_tier).map(Into::into), &TIERS),
         "lifecycle" => V::Choice(k.map(|k| k.lifecycle.into()), &LIFECYCLE),
         "churn" => V::Choice(k.map(|k| k.churn.into()), &CHURN),
-        "loyalty_situation" => V::Choice(
-            k.and_then(|k| k.loyalty_situation).map(Into::into),
-            &LOYALTY,
-        ),
+        "loyalty_situation" => V::Choice(k.and_then(|k| k.loyalty_situation).map(Into::into), &LOYALTY),
         "p_alive" => kf(|k| k.p_alive),
         "loyalty_index" => kf(|k| k.loyalty_index),
         "expected_purchases" => kf(|k| k.expected_purchases),
@@ -542,10 +486,7 @@ fn lit_key(v: &V, lit: &Value) -> Key {
         (V::Date(_) | V::Instant(_), Value::Text(s)) => Key::S(s.clone()),
         (V::Choice(_, table), Value::Text(s)) => {
             let w = norm(s);
-            let (key, _) = table
-                .iter()
-                .find(|(k, zh)| norm(k) == w || norm(zh) == w)
-                .unwrap_or_else(|| panic!("label {s}"));
+            let (key, _) = table.iter().find(|(k, zh)| norm(k) == w || norm(zh) == w).unwrap_or_else(|| panic!("label {s}"));
             Key::S((*key).into())
         }
         (V::Text(_) | V::Tags(_), Value::Text(s)) => Key::S(s.clone()),
@@ -569,8 +510,7 @@ fn own_key(v: &V) -> Option<Key> {
 }
 
 fn contains(hay: &str, needle: &str) -> bool {
-    hay.to_ascii_lowercase()
-        .contains(&needle.to_ascii_lowercase())
+    hay.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
 }
 
 fn eval_cond(c: &Cond, fx: &Fx, users: &[User]) -> bool {
@@ -584,16 +524,11 @@ fn eval_cond(c: &Cond, fx: &Fx, users: &[User]) -> bool {
                 has(s) == (*op == patron_store::segments::CmpOp::Eq)
             }
             Test::In { negated, values } => {
-                values
-                    .iter()
-                    .any(|l| matches!(&l.value, Value::Text(s) if has(s)))
-                    != *negated
+                values.iter().any(|l| matches!(&l.value, Value::Text(s) if has(s))) != *negated
             }
             Test::Null { negated } => tags.is_empty() != *negated,
             Test::Contains { negated, value } => {
-                let Value::Text(s) = &value.value else {
-                    panic!()
-                };
+                let Value::Text(s) = &value.value else { panic!() };
                 tags.iter().any(|t| contains(t, s)) != *negated
             }
         };
@@ -620,9 +555,7 @@ fn eval_cond(c: &Cond, fx: &Fx, users: &[User]) -> bool {
             values.iter().any(|l| lit_key(&v, &l.value) == a) != *negated
         }
         Test::Contains { negated, value } => {
-            let (Some(Key::S(h)), Value::Text(n)) = (own, &value.value) else {
-                panic!()
-            };
+            let (Some(Key::S(h)), Value::Text(n)) = (own, &value.value) else { panic!() };
             contains(&h, n) != *negated
         }
     }
@@ -641,9 +574,7 @@ fn eval(e: &Expr, fx: &Fx, users: &[User]) -> bool {
 fn expected(rule: &str, fx: &[Fx], users: &[User], agent: Option<usize>) -> Vec<i64> {
     let r = check_rule(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
     fx.iter()
-        .filter(|c| {
-            !c.deleted && agent.is_none_or(|a| c.owner == Some(a)) && eval(r.expr(), c, users)
-        })
+        .filter(|c| !c.deleted && agent.is_none_or(|a| c.owner == Some(a)) && eval(r.expr(), c, users))
         .map(|c| c.id)
         .collect()
 }
@@ -766,115 +697,62 @@ const RULES: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Tests
 
-test_both!(
-    rules_agree_with_an_independent_evaluation,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let (fx, users) = load(&db).await;
-        let agent = Actor::user(&users[0]);
-        let manager = Actor::user(&users[2]);
-        let mut nonempty = 0;
-        for rule in RULES {
-            for (actor, scope) in [(&Actor::cli(), None), (&manager, None), (&agent, Some(0))] {
-                let want = expected(rule, &fx, &users, scope);
-                let got = s
-                    .segment_customer_ids(actor, rule)
-                    .await
-                    .unwrap_or_else(|e| panic!("{rule}: {e}"));
-                assert_eq!(got, want, "rule {rule} as {}", actor.key);
-                let n = s.segment_count(actor, rule).await.unwrap();
-                assert_eq!(n, want.len() as i64, "count of {rule}");
-                if scope.is_none() && !want.is_empty() && want.len() < fx.len() - 5 {
-                    nonempty += 1;
-                }
+test_both!(rules_agree_with_an_independent_evaluation, |db: TestDb| async move {
+    let s = &db.store;
+    let (fx, users) = load(&db).await;
+    let agent = Actor::user(&users[0]);
+    let manager = Actor::user(&users[2]);
+    let mut nonempty = 0;
+    for rule in RULES {
+        for (actor, scope) in [(&Actor::cli(), None), (&manager, None), (&agent, Some(0))] {
+            let want = expected(rule, &fx, &users, scope);
+            let got = s.segment_customer_ids(actor, rule).await.unwrap_or_else(|e| panic!("{rule}: {e}"));
+            assert_eq!(got, want, "rule {rule} as {}", actor.key);
+            let n = s.segment_count(actor, rule).await.unwrap();
+            assert_eq!(n, want.len() as i64, "count of {rule}");
+            if scope.is_none() && !want.is_empty() && want.len() < fx.len() - 5 {
+                nonempty += 1;
             }
         }
-        // The fixture discriminates: most rules select some customers but not all.
-        assert!(nonempty > RULES.len() * 3 / 2, "{nonempty}");
     }
-);
+    // The fixture discriminates: most rules select some customers but not all.
+    assert!(nonempty > RULES.len() * 3 / 2, "{nonempty}");
+});
 
-test_both!(
-    example_rule_money_dates_and_labels,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let (fx, _) = load(&db).await;
-        let cli = Actor::cli();
-        let ids = |v: &[usize]| v.iter().map(|&i| fx[i].id).collect::<Vec<_>>();
-        let members = |rule: &'static str| async move {
-            s.segment_customer_ids(&Actor::cli(), rule).await.unwrap()
-        };
-        // The example from the issue: only customer 0 (1 is alive at 0.5, 2 is in 北京, 4 is deleted).
-        let example = r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")"#;
-        let hand: Vec<i64> = fx.iter().take(5).map(|c| c.id).collect();
-        let in_hand = |v: Vec<i64>| {
-            v.into_iter()
-                .filter(|id| hand.contains(id))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(in_hand(members(example).await), ids(&[0]));
-        let by_key =
-            r#"rfm_class = "important_win_back" and p_alive < 0.5 and city in ("上海", "杭州")"#;
-        assert_eq!(members(by_key).await, members(example).await);
-        // Money in yuan: 1000 yuan = 100000 cents; 100001 and 99999.5 cents fall either side.
-        let first3 = fx
-            .iter()
-            .take(3)
-            .map(|c| (c.id, c.name.clone()))
-            .collect::<Vec<_>>();
-        for (rule, want) in [
-            ("clv > 1000", "Li Na"),
-            ("clv = 1000", "王伟"),
-            ("clv < 1000", "Zhang San"),
-        ] {
-            let all = members(rule).await;
-            let names: Vec<&str> = first3
-                .iter()
-                .filter(|c| all.contains(&c.0))
-                .map(|c| c.1.as_str())
-                .collect();
-            assert_eq!(names, vec![want], "{rule}");
-        }
-        // Dates: a day-number column, and a timestamp by business (UTC+8) calendar day.
-        assert!(members(r#"last_purchase_date = "2026-06-01""#)
-            .await
-            .contains(&fx[0].id));
-        db.clock
-            .set(chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 16, 30, 0).unwrap());
-        let late = s
-            .create_customer(
-                &cli,
-                NewCustomer {
-                    name: "跨日".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        db.clock.set(test_now());
-        assert!(
-            members(r#"created_at = "2026-01-02""#)
-                .await
-                .contains(&late.id),
-            "16:30 UTC is the next day in Shanghai"
-        );
-        assert!(!members(r#"created_at = "2026-01-01""#)
-            .await
-            .contains(&late.id));
-        assert!(
-            members(r#"created_at < "2026-01-03" and created_at > "2026-01-01""#)
-                .await
-                .contains(&late.id)
-        );
+test_both!(example_rule_money_dates_and_labels, |db: TestDb| async move {
+    let s = &db.store;
+    let (fx, _) = load(&db).await;
+    let cli = Actor::cli();
+    let ids = |v: &[usize]| v.iter().map(|&i| fx[i].id).collect::<Vec<_>>();
+    let members = |rule: &'static str| async move { s.segment_customer_ids(&Actor::cli(), rule).await.unwrap() };
+    // The example from the issue: only customer 0 (1 is alive at 0.5, 2 is in 北京, 4 is deleted).
+    let example = r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")"#;
+    let hand: Vec<i64> = fx.iter().take(5).map(|c| c.id).collect();
+    let in_hand = |v: Vec<i64>| v.into_iter().filter(|id| hand.contains(id)).collect::<Vec<_>>();
+    assert_eq!(in_hand(members(example).await), ids(&[0]));
+    let by_key = r#"rfm_class = "important_win_back" and p_alive < 0.5 and city in ("上海", "杭州")"#;
+    assert_eq!(members(by_key).await, members(example).await);
+    // Money in yuan: 1000 yuan = 100000 cents; 100001 and 99999.5 cents fall either side.
+    let first3 = fx.iter().take(3).map(|c| (c.id, c.name.clone())).collect::<Vec<_>>();
+    for (rule, want) in [("clv > 1000", "Li Na"), ("clv = 1000", "王伟"), ("clv < 1000", "Zhang San")] {
+        let all = members(rule).await;
+        let names: Vec<&str> = first3.iter().filter(|c| all.contains(&c.0)).map(|c| c.1.as_str()).collect();
+        assert_eq!(names, vec![want], "{rule}");
     }
-);
+    // Dates: a day-number column, and a timestamp by business (UTC+8) calendar day.
+    assert!(members(r#"last_purchase_date = "2026-06-01""#).await.contains(&fx[0].id));
+    db.clock.set(chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 16, 30, 0).unwrap());
+    let late = s.create_customer(&cli, NewCustomer { name: "跨日".into(), ..Default::default() }).await.unwrap();
+    db.clock.set(test_now());
+    assert!(members(r#"created_at = "2026-01-02""#).await.contains(&late.id), "16:30 UTC is the next day in Shanghai");
+    assert!(!members(r#"created_at = "2026-01-01""#).await.contains(&late.id));
+    assert!(members(r#"created_at < "2026-01-03" and created_at > "2026-01-01""#).await.contains(&late.id));
+});
 
-test_both!(
-    errors_are_invalid_rule_with_a_position,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let cli = Actor::cli();
-        let cases: &[(&str, &str)] = &[
+test_both!(errors_are_invalid_rule_with_a_position, |db: TestDb| async move {
+    let s = &db.store;
+    let cli = Actor::cli();
+    let cases: &[(&str, &str)] = &[
         (r#"rfm_class = "重要挽留" and p_alive <"#, "column 33: expected a value (\"text\", a number, true or false) after \"<\", found end of rule"),
         ("clvv > 1000", "column 1: unknown field \"clvv\"; did you mean \"clv\"?"),
         (r#"rfm_class = "重要挽回""#, "column 13: \"重要挽回\" is not a value of rfm_class; use one of: important_value (重要价值), important_retain (重要保持)"),
@@ -883,33 +761,20 @@ test_both!(
         ("city > \"a\"", "column 6: \">\" does not apply to city (text); use =, !=, in, not in, contains, is null"),
         ("", "column 1: the rule is empty"),
     ];
-        for (rule, want) in cases {
-            let err = s.segment_count(&cli, rule).await.unwrap_err();
-            match err {
-                StoreError::Invalid {
-                    field: Some(f),
-                    message,
-                } => {
-                    assert_eq!(f, "rule");
-                    assert!(message.starts_with(want), "{rule}: {message}");
-                }
-                other => panic!("{rule}: {other:?}"),
+    for (rule, want) in cases {
+        let err = s.segment_count(&cli, rule).await.unwrap_err();
+        match err {
+            StoreError::Invalid { field: Some(f), message } => {
+                assert_eq!(f, "rule");
+                assert!(message.starts_with(want), "{rule}: {message}");
             }
+            other => panic!("{rule}: {other:?}"),
         }
-        assert!(matches!(
-            s.segment_preview(&cli, "x >", 10).await,
-            Err(StoreError::Invalid { .. })
-        ));
-        assert!(matches!(
-            s.export_segment(&cli, "x >", Vec::new()).await,
-            Err(StoreError::Invalid { .. })
-        ));
-        assert!(matches!(
-            s.segment_customer_ids(&cli, "(",).await,
-            Err(StoreError::Invalid { .. })
-        ));
     }
-);
+    assert!(matches!(s.segment_preview(&cli, "x >", 10).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.export_segment(&cli, "x >", Vec::new()).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.segment_customer_ids(&cli, "(", ).await, Err(StoreError::Invalid { .. })));
+});
 
 test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
     let s = &db.store;
@@ -917,87 +782,32 @@ test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
     let rule = "order_count >= 0";
     let admin = s.segment_preview(&Actor::cli(), rule, 1000).await.unwrap();
     let live: Vec<&Fx> = fx.iter().filter(|c| !c.deleted).collect();
-    assert_eq!(
-        admin.iter().map(|m| m.id).collect::<Vec<_>>(),
-        live.iter().map(|c| c.id).collect::<Vec<_>>(),
-        "id order"
-    );
+    assert_eq!(admin.iter().map(|m| m.id).collect::<Vec<_>>(), live.iter().map(|c| c.id).collect::<Vec<_>>(), "id order");
     for (m, c) in admin.iter().zip(&live) {
         assert_eq!(m.mobile, c.mobile, "admins see mobiles");
         assert_eq!(m.name, c.name);
-        assert_eq!(
-            m.rfm_class.as_deref(),
-            c.score.as_ref().and_then(|k| k.rfm_class)
-        );
-        assert_eq!(
-            m.clv_cents,
-            c.score
-                .as_ref()
-                .and_then(|k| k.clv_cents)
-                .map(|v| v.round() as i64)
-        );
+        assert_eq!(m.rfm_class.as_deref(), c.score.as_ref().and_then(|k| k.rfm_class));
+        assert_eq!(m.clv_cents, c.score.as_ref().and_then(|k| k.clv_cents).map(|v| v.round() as i64));
         assert_eq!(m.p_alive, c.score.as_ref().and_then(|k| k.p_alive));
-        assert_eq!(
-            m.order_count,
-            c.summary.as_ref().map_or(0, |m| m.order_count)
-        );
-        assert_eq!(
-            m.spend_cents,
-            c.summary.as_ref().map_or(0, |m| m.spend_cents)
-        );
-        assert_eq!(
-            m.last_purchase_date.map(day),
-            c.summary.as_ref().map(|m| m.last_day)
-        );
+        assert_eq!(m.order_count, c.summary.as_ref().map_or(0, |m| m.order_count));
+        assert_eq!(m.spend_cents, c.summary.as_ref().map_or(0, |m| m.spend_cents));
+        assert_eq!(m.last_purchase_date.map(day), c.summary.as_ref().map(|m| m.last_day));
     }
     let first = &admin[0];
-    assert_eq!(
-        (first.external_id.as_deref(), first.last_purchase_date),
-        (Some("C001"), Some(date("2026-06-01")))
-    );
-    assert_eq!(
-        s.segment_preview(&Actor::cli(), rule, 3)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
-    assert_eq!(
-        s.segment_preview(&Actor::cli(), rule, 0)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "limit is clamped to 1..=1000"
-    );
+    assert_eq!((first.external_id.as_deref(), first.last_purchase_date), (Some("C001"), Some(date("2026-06-01"))));
+    assert_eq!(s.segment_preview(&Actor::cli(), rule, 3).await.unwrap().len(), 3);
+    assert_eq!(s.segment_preview(&Actor::cli(), rule, 0).await.unwrap().len(), 1, "limit is clamped to 1..=1000");
 
-    let manager = s
-        .segment_preview(&Actor::user(&users[2]), rule, 1000)
-        .await
-        .unwrap();
+    let manager = s.segment_preview(&Actor::user(&users[2]), rule, 1000).await.unwrap();
     assert_eq!(manager.len(), admin.len());
     for (m, a) in manager.iter().zip(&admin) {
-        assert_eq!(
-            m.mobile,
-            a.mobile.as_deref().map(patron_store::customers::mask),
-            "managers see masked mobiles"
-        );
+        assert_eq!(m.mobile, a.mobile.as_deref().map(patron_store::customers::mask), "managers see masked mobiles");
     }
-    let agent = s
-        .segment_preview(&Actor::user(&users[1]), rule, 1000)
-        .await
-        .unwrap();
+    let agent = s.segment_preview(&Actor::user(&users[1]), rule, 1000).await.unwrap();
     assert!(!agent.is_empty());
-    assert!(
-        agent.iter().all(|m| m.owner_id == Some(users[1].id)),
-        "agents see their own portfolio"
-    );
+    assert!(agent.iter().all(|m| m.owner_id == Some(users[1].id)), "agents see their own portfolio");
     // A token acting as an agent without a user owns nobody.
-    let orphan = Actor {
-        key: "token:9".into(),
-        role: Role::Agent,
-        user_id: None,
-    };
+    let orphan = Actor { key: "token:9".into(), role: Role::Agent, user_id: None };
     assert_eq!(s.segment_count(&orphan, rule).await.unwrap(), 0);
 });
 
@@ -1005,330 +815,113 @@ test_both!(export_writes_the_import_format, |db: TestDb| async move {
     let s = &db.store;
     let (fx, users) = load(&db).await;
     let mut seg = Vec::new();
-    let n = s
-        .export_segment(&Actor::cli(), r#"tag = "vip""#, &mut seg)
-        .await
-        .unwrap();
+    let n = s.export_segment(&Actor::cli(), r#"tag = "vip""#, &mut seg).await.unwrap();
     let mut plain = Vec::new();
-    let m = s
-        .export_customers(
-            &Actor::cli(),
-            &CustomerFilter {
-                tag: Some("vip".into()),
-                ..Default::default()
-            },
-            &mut plain,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (n, String::from_utf8(seg.clone()).unwrap()),
-        (m, String::from_utf8(plain).unwrap()),
-        "same file as the customer export"
-    );
+    let m = s.export_customers(&Actor::cli(), &CustomerFilter { tag: Some("vip".into()), ..Default::default() }, &mut plain).await.unwrap();
+    assert_eq!((n, String::from_utf8(seg.clone()).unwrap()), (m, String::from_utf8(plain).unwrap()), "same file as the customer export");
     let mut r = csv::Reader::from_reader(seg.as_slice());
-    assert_eq!(
-        r.headers().unwrap().iter().collect::<Vec<_>>(),
-        patron_store::export::CUSTOMER_HEADER.to_vec()
-    );
+    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), patron_store::export::CUSTOMER_HEADER.to_vec());
     let want = expected(r#"tag = "vip""#, &fx, &users, None);
     assert_eq!(r.records().count(), want.len());
     assert!(n > 0);
     // Agents export their own portfolio; the export is audited.
     let mut mine = Vec::new();
-    let k = s
-        .export_segment(&Actor::user(&users[0]), "order_count >= 0", &mut mine)
-        .await
-        .unwrap();
-    assert_eq!(
-        k as usize,
-        expected("order_count >= 0", &fx, &users, Some(0)).len()
-    );
+    let k = s.export_segment(&Actor::user(&users[0]), "order_count >= 0", &mut mine).await.unwrap();
+    assert_eq!(k as usize, expected("order_count >= 0", &fx, &users, Some(0)).len());
     let audit = s.audit_entries(10, Some("segment"), None).await.unwrap();
-    assert!(audit
-        .iter()
-        .any(|a| a.action == "export" && a.detail.as_deref() == Some(&format!("rows={k}"))));
+    assert!(audit.iter().any(|a| a.action == "export" && a.detail.as_deref() == Some(&format!("rows={k}"))));
 });
 
-test_both!(
-    segment_sql_composes_with_other_binds,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let (fx, users) = load(&db).await;
-        let rule = r#"tag in ("vip", "火锅") and attr.level = "gold""#;
-        let sql = s.segment_sql(&Actor::user(&users[1]), rule, 2).unwrap();
-        assert!(
-            sql.condition.contains("$2") && !sql.condition.contains("$1 "),
-            "{}",
-            sql.condition
-        );
-        let mut q = query(format!(
-            "SELECT COUNT(*) FROM {} WHERE c.id > $1 AND {}",
-            sql.from, sql.condition
-        ))
-        .bind(fx[0].id);
-        for a in sql.args {
-            q.push(a);
-        }
-        let (n,): (i64,) = s.db.reader().fetch_one(q).await.unwrap();
-        let want = expected(rule, &fx, &users, Some(1))
-            .into_iter()
-            .filter(|id| *id > fx[0].id)
-            .count();
-        assert_eq!(n as usize, want);
-        // Only the tables a rule reads are joined.
-        assert_eq!(
-            s.segment_sql(&Actor::cli(), "city = \"上海\"", 1)
-                .unwrap()
-                .from,
-            "customers c"
-        );
-        assert!(s
-            .segment_sql(&Actor::cli(), "spend > 1", 1)
-            .unwrap()
-            .from
-            .contains("customer_summaries s"));
-        assert!(!s
-            .segment_sql(&Actor::cli(), "spend > 1", 1)
-            .unwrap()
-            .from
-            .contains("customer_scores"));
-        assert!(s
-            .segment_sql(&Actor::cli(), "p_alive > 0", 1)
-            .unwrap()
-            .from
-            .contains("customer_scores k"));
+test_both!(segment_sql_composes_with_other_binds, |db: TestDb| async move {
+    let s = &db.store;
+    let (fx, users) = load(&db).await;
+    let rule = r#"tag in ("vip", "火锅") and attr.level = "gold""#;
+    let sql = s.segment_sql(&Actor::user(&users[1]), rule, 2).unwrap();
+    assert!(sql.condition.contains("$2") && !sql.condition.contains("$1 "), "{}", sql.condition);
+    let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE c.id > $1 AND {}", sql.from, sql.condition)).bind(fx[0].id);
+    for a in sql.args {
+        q.push(a);
     }
-);
+    let (n,): (i64,) = s.db.reader().fetch_one(q).await.unwrap();
+    let want = expected(rule, &fx, &users, Some(1)).into_iter().filter(|id| *id > fx[0].id).count();
+    assert_eq!(n as usize, want);
+    // Only the tables a rule reads are joined.
+    assert_eq!(s.segment_sql(&Actor::cli(), "city = \"上海\"", 1).unwrap().from, "customers c");
+    assert!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_summaries s"));
+    assert!(!s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_scores"));
+    assert!(s.segment_sql(&Actor::cli(), "p_alive > 0", 1).unwrap().from.contains("customer_scores k"));
+});
 
-test_both!(
-    saved_segments_crud_conflicts_and_audit,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let manager = s
-            .create_user("m@example.com", "M", Role::Manager, None)
-            .await
-            .unwrap();
-        let actor = Actor::user(&manager);
-        let seg = s
-            .create_segment(
-                &actor,
-                NewSegment {
-                    name: " 高价值挽留 ".into(),
-                    description: Some("win back".into()),
-                    rule: r#" rfm_class = "重要挽留" and clv > 1000 "#.into(),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (seg.name.as_str(), seg.rule.as_str(), seg.builtin),
-            (
-                "高价值挽留",
-                r#"rfm_class = "重要挽留" and clv > 1000"#,
-                false
-            )
-        );
-        assert_eq!(
-            (seg.created_by, seg.created_at),
-            (Some(manager.id), Some(test_now()))
-        );
-        let id = seg.id.unwrap();
-        assert_eq!(seg.key, id.to_string());
+test_both!(saved_segments_crud_conflicts_and_audit, |db: TestDb| async move {
+    let s = &db.store;
+    let manager = s.create_user("m@example.com", "M", Role::Manager, None).await.unwrap();
+    let actor = Actor::user(&manager);
+    let seg = s
+        .create_segment(
+            &actor,
+            NewSegment { name: " 高价值挽留 ".into(), description: Some("win back".into()), rule: r#" rfm_class = "重要挽留" and clv > 1000 "#.into() },
+        )
+        .await
+        .unwrap();
+    assert_eq!((seg.name.as_str(), seg.rule.as_str(), seg.builtin), ("高价值挽留", r#"rfm_class = "重要挽留" and clv > 1000"#, false));
+    assert_eq!((seg.created_by, seg.created_at), (Some(manager.id), Some(test_now())));
+    let id = seg.id.unwrap();
+    assert_eq!(seg.key, id.to_string());
 
-        // A taken name is a conflict; a bad rule or name is refused with its field.
-        let dup = s
-            .create_segment(
-                &actor,
-                NewSegment {
-                    name: "高价值挽留".into(),
-                    description: None,
-                    rule: "clv > 1".into(),
-                },
-            )
-            .await;
-        assert!(
-            matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("高价值挽留")),
-            "{dup:?}"
-        );
-        let bad = s
-            .create_segment(
-                &actor,
-                NewSegment {
-                    name: "x".into(),
-                    description: None,
-                    rule: "clv >".into(),
-                },
-            )
-            .await;
-        assert!(
-            matches!(bad, Err(StoreError::Invalid { field: Some(ref f), ref message }) if f == "rule" && message.starts_with("column 6:")),
-            "{bad:?}"
-        );
-        let bad = s
-            .create_segment(
-                &actor,
-                NewSegment {
-                    name: "  ".into(),
-                    description: None,
-                    rule: "clv > 1".into(),
-                },
-            )
-            .await;
-        assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), .. }) if f == "name"));
+    // A taken name is a conflict; a bad rule or name is refused with its field.
+    let dup = s.create_segment(&actor, NewSegment { name: "高价值挽留".into(), description: None, rule: "clv > 1".into() }).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("高价值挽留")), "{dup:?}");
+    let bad = s.create_segment(&actor, NewSegment { name: "x".into(), description: None, rule: "clv >".into() }).await;
+    assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), ref message }) if f == "rule" && message.starts_with("column 6:")), "{bad:?}");
+    let bad = s.create_segment(&actor, NewSegment { name: "  ".into(), description: None, rule: "clv > 1".into() }).await;
+    assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), .. }) if f == "name"));
 
-        let other = s
-            .create_segment(
-                &actor,
-                NewSegment {
-                    name: "上海".into(),
-                    description: None,
-                    rule: r#"city = "上海""#.into(),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            s.segments()
-                .await
-                .unwrap()
-                .iter()
-                .map(|x| x.name.as_str())
-                .collect::<Vec<_>>(),
-            vec!["高价值挽留", "上海"]
-        );
-        assert_eq!(s.segment(&id.to_string()).await.unwrap(), seg);
+    let other = s.create_segment(&actor, NewSegment { name: "上海".into(), description: None, rule: r#"city = "上海""#.into() }).await.unwrap();
+    assert_eq!(s.segments().await.unwrap().iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["高价值挽留", "上海"]);
+    assert_eq!(s.segment(&id.to_string()).await.unwrap(), seg);
 
-        // Update: unchanged fields stay; a rename onto a taken name conflicts; a bad rule is refused.
-        db.clock.set(test_now() + Duration::hours(1));
-        let up = s
-            .update_segment(
-                &actor,
-                id,
-                SegmentPatch {
-                    rule: Some("clv > 2000".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (up.name.as_str(), up.rule.as_str(), up.description.as_str()),
-            ("高价值挽留", "clv > 2000", "win back")
-        );
-        assert_eq!(up.updated_at, Some(test_now() + Duration::hours(1)));
-        let clash = s
-            .update_segment(
-                &actor,
-                id,
-                SegmentPatch {
-                    name: Some("上海".into()),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
-        let bad = s
-            .update_segment(
-                &actor,
-                id,
-                SegmentPatch {
-                    rule: Some("clv > \"x\"".into()),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), .. }) if f == "rule"));
-        let same = s
-            .update_segment(&actor, id, SegmentPatch::default())
-            .await
-            .unwrap();
-        assert_eq!(same, up);
-        assert!(matches!(
-            s.update_segment(&actor, 999, SegmentPatch::default()).await,
-            Err(StoreError::NotFound(_))
-        ));
+    // Update: unchanged fields stay; a rename onto a taken name conflicts; a bad rule is refused.
+    db.clock.set(test_now() + Duration::hours(1));
+    let up = s.update_segment(&actor, id, SegmentPatch { rule: Some("clv > 2000".into()), ..Default::default() }).await.unwrap();
+    assert_eq!((up.name.as_str(), up.rule.as_str(), up.description.as_str()), ("高价值挽留", "clv > 2000", "win back"));
+    assert_eq!(up.updated_at, Some(test_now() + Duration::hours(1)));
+    let clash = s.update_segment(&actor, id, SegmentPatch { name: Some("上海".into()), ..Default::default() }).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    let bad = s.update_segment(&actor, id, SegmentPatch { rule: Some("clv > \"x\"".into()), ..Default::default() }).await;
+    assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), .. }) if f == "rule"));
+    let same = s.update_segment(&actor, id, SegmentPatch::default()).await.unwrap();
+    assert_eq!(same, up);
+    assert!(matches!(s.update_segment(&actor, 999, SegmentPatch::default()).await, Err(StoreError::NotFound(_))));
 
-        // Delete.
-        s.delete_segment(&actor, other.id.unwrap()).await.unwrap();
-        assert!(matches!(
-            s.segment(&other.key).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.delete_segment(&actor, other.id.unwrap()).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.segment("nonsense").await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.segment("builtin:rfm:nonsense").await,
-            Err(StoreError::NotFound(_))
-        ));
+    // Delete.
+    s.delete_segment(&actor, other.id.unwrap()).await.unwrap();
+    assert!(matches!(s.segment(&other.key).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.delete_segment(&actor, other.id.unwrap()).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.segment("nonsense").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.segment("builtin:rfm:nonsense").await, Err(StoreError::NotFound(_))));
 
-        let audit = s.audit_entries(50, Some("segment"), None).await.unwrap();
-        let actions: Vec<(&str, Option<&str>)> = audit
-            .iter()
-            .rev()
-            .map(|a| (a.action.as_str(), a.entity_id.as_deref()))
-            .collect();
-        let (a, b) = (id.to_string(), other.id.unwrap().to_string());
-        assert_eq!(
-            actions,
-            vec![
-                ("create", Some(a.as_str())),
-                ("create", Some(b.as_str())),
-                ("update", Some(a.as_str())),
-                ("delete", Some(b.as_str()))
-            ]
-        );
-        assert!(audit.iter().all(|e| e.actor == actor.key));
-        assert_eq!(
-            audit
-                .iter()
-                .find(|e| e.action == "update")
-                .and_then(|e| e.detail.as_deref()),
-            Some("rule")
-        );
+    let audit = s.audit_entries(50, Some("segment"), None).await.unwrap();
+    let actions: Vec<(&str, Option<&str>)> = audit.iter().rev().map(|a| (a.action.as_str(), a.entity_id.as_deref())).collect();
+    let (a, b) = (id.to_string(), other.id.unwrap().to_string());
+    assert_eq!(actions, vec![("create", Some(a.as_str())), ("create", Some(b.as_str())), ("update", Some(a.as_str())), ("delete", Some(b.as_str()))]);
+    assert!(audit.iter().all(|e| e.actor == actor.key));
+    assert_eq!(audit.iter().find(|e| e.action == "update").and_then(|e| e.detail.as_deref()), Some("rule"));
+});
+
+test_both!(builtin_segments_select_their_class, |db: TestDb| async move {
+    let s = &db.store;
+    let (fx, users) = load(&db).await;
+    let all = patron_store::segments::builtin_segments();
+    assert!(all.iter().any(|b| b.key == "builtin:rfm:important_win_back" && b.name_zh.as_deref() == Some("重要挽留")));
+    for key in ["builtin:abcd:a", "builtin:lifecycle:at_risk", "builtin:churn:none", "builtin:churn:relative", "builtin:churn:absolute"] {
+        assert!(all.iter().any(|b| b.key == key), "{key}");
     }
-);
-
-test_both!(
-    builtin_segments_select_their_class,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let (fx, users) = load(&db).await;
-        let all = patron_store::segments::builtin_segments();
-        assert!(all.iter().any(|b| b.key == "builtin:rfm:important_win_back"
-            && b.name_zh.as_deref() == Some("重要挽留")));
-        for key in [
-            "builtin:abcd:a",
-            "builtin:lifecycle:at_risk",
-            "builtin:churn:none",
-            "builtin:churn:relative",
-            "builtin:churn:absolute",
-        ] {
-            assert!(all.iter().any(|b| b.key == key), "{key}");
-        }
-        for b in &all {
-            let got = s.segment(&b.key).await.unwrap();
-            assert_eq!(&got, b);
-            let n = s.segment_count(&Actor::cli(), &b.rule).await.unwrap();
-            assert_eq!(
-                n as usize,
-                expected(&b.rule, &fx, &users, None).len(),
-                "{}",
-                b.key
-            );
-        }
-        let win_back = s.segment("builtin:rfm:important_win_back").await.unwrap();
-        assert_eq!(
-            s.segment_count(&Actor::cli(), &win_back.rule)
-                .await
-                .unwrap() as usize,
-            expected(r#"rfm_class = "重要挽留""#, &fx, &users, None).len()
-        );
+    for b in &all {
+        let got = s.segment(&b.key).await.unwrap();
+        assert_eq!(&got, b);
+        let n = s.segment_count(&Actor::cli(), &b.rule).await.unwrap();
+        assert_eq!(n as usize, expected(&b.rule, &fx, &users, None).len(), "{}", b.key);
     }
-);
+    let win_back = s.segment("builtin:rfm:important_win_back").await.unwrap();
+    assert_eq!(s.segment_count(&Actor::cli(), &win_back.rule).await.unwrap() as usize, expected(r#"rfm_class = "重要挽留""#, &fx, &users, None).len());
+});

@@ -13,30 +13,14 @@ fn cli() -> Actor {
     Actor::cli()
 }
 
-async fn import(
-    store: &Store,
-    kind: ImportKind,
-    name: &str,
-    bytes: Vec<u8>,
-    tweak: impl FnOnce(&mut ImportOptions),
-) -> ImportReport {
+async fn import(store: &Store, kind: ImportKind, name: &str, bytes: Vec<u8>, tweak: impl FnOnce(&mut ImportOptions)) -> ImportReport {
     let mut opts = ImportOptions::new(kind, name);
     tweak(&mut opts);
-    store
-        .import(&cli(), Box::new(Cursor::new(bytes)), &opts, &|_| {})
-        .await
-        .expect("import runs")
+    store.import(&cli(), Box::new(Cursor::new(bytes)), &opts, &|_| {}).await.expect("import runs")
 }
 
 async fn count(store: &Store, table: &str) -> i64 {
-    let (n,): (i64,) = store
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query(format!(
-            "SELECT COUNT(*) FROM {table}"
-        )))
-        .await
-        .unwrap();
+    let (n,): (i64,) = store.db.reader().fetch_one(patron_store::db::query(format!("SELECT COUNT(*) FROM {table}"))).await.unwrap();
     n
 }
 
@@ -68,206 +52,64 @@ test_both!(customer_lifecycle_with_history, |db: TestDb| async move {
 
     // A patch writes one history row per changed field, old → new.
     db.clock.set(test_now() + chrono::Duration::hours(1));
-    let patch: CustomerPatch =
-        serde_json::from_str(r#"{"city":"上海","mobile":null,"name":"王伟","tags":["火锅"]}"#)
-            .unwrap();
+    let patch: CustomerPatch = serde_json::from_str(r#"{"city":"上海","mobile":null,"name":"王伟","tags":["火锅"]}"#).unwrap();
     let c2 = s.update_customer(&cli(), c.id, patch).await.unwrap();
     assert_eq!(c2.city.as_deref(), Some("上海"));
     assert_eq!(c2.mobile, None);
     assert!(c2.updated_at > c.updated_at);
     let changes = s.customer_changes(c.id, 50).await.unwrap();
     let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-    assert!(
-        fields.contains(&"city") && fields.contains(&"mobile") && fields.contains(&"tags"),
-        "{fields:?}"
-    );
-    assert!(
-        !fields.contains(&"name"),
-        "unchanged name must not be recorded"
-    );
+    assert!(fields.contains(&"city") && fields.contains(&"mobile") && fields.contains(&"tags"), "{fields:?}");
+    assert!(!fields.contains(&"name"), "unchanged name must not be recorded");
     let mobile = changes.iter().find(|c| c.field == "mobile").unwrap();
-    assert_eq!(
-        (mobile.old_value.as_deref(), mobile.new_value.as_deref()),
-        (Some("13800138000"), None)
-    );
+    assert_eq!((mobile.old_value.as_deref(), mobile.new_value.as_deref()), (Some("13800138000"), None));
     assert_eq!(mobile.actor, "cli");
 
     // A patch that changes nothing writes nothing.
     let before = s.customer_changes(c.id, 50).await.unwrap().len();
-    s.update_customer(
-        &cli(),
-        c.id,
-        serde_json::from_str(r#"{"city":"上海"}"#).unwrap(),
-    )
-    .await
-    .unwrap();
+    s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"city":"上海"}"#).unwrap()).await.unwrap();
     assert_eq!(s.customer_changes(c.id, 50).await.unwrap().len(), before);
 
     // Bad values are refused with the field named.
-    let err = s
-        .update_customer(
-            &cli(),
-            c.id,
-            serde_json::from_str(r#"{"email":"not-an-email"}"#).unwrap(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "email"),
-        "{err:?}"
-    );
-    let err = s
-        .update_customer(
-            &cli(),
-            c.id,
-            serde_json::from_str(&format!(r#"{{"referrer_id":{}}}"#, c.id)).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"email":"not-an-email"}"#).unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "email"), "{err:?}");
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(&format!(r#"{{"referrer_id":{}}}"#, c.id)).unwrap()).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }));
-    let err = s
-        .update_customer(
-            &cli(),
-            c.id,
-            serde_json::from_str(r#"{"owner_id":999}"#).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = s.update_customer(&cli(), c.id, serde_json::from_str(r#"{"owner_id":999}"#).unwrap()).await.unwrap_err();
     assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
 
     // Duplicate external id is a conflict.
-    let err = s
-        .create_customer(
-            &cli(),
-            NewCustomer {
-                external_id: Some("X1".into()),
-                name: "x".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = s.create_customer(&cli(), NewCustomer { external_id: Some("X1".into()), name: "x".into(), ..Default::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     // Soft delete hides the customer but keeps the rows.
     s.delete_customer(&cli(), c.id).await.unwrap();
-    assert!(matches!(
-        s.customer(c.id).await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        s.delete_customer(&cli(), c.id).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(s.customer(c.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.delete_customer(&cli(), c.id).await, Err(StoreError::NotFound(_))));
     assert_eq!(count(s, "customers").await, 1);
-    assert!(
-        s.audit_entries(100, Some("customer"), Some(&c.id.to_string()))
-            .await
-            .unwrap()
-            .len()
-            >= 3
-    );
+    assert!(s.audit_entries(100, Some("customer"), Some(&c.id.to_string())).await.unwrap().len() >= 3);
 });
 
 test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     let s = &db.store;
-    let r = import(
-        s,
-        ImportKind::Customers,
-        "c.csv",
-        CUSTOMERS_CSV.into(),
-        |_| {},
-    )
-    .await;
-    assert_eq!(
-        (r.created, r.rejected, r.committed),
-        (3, 0, true),
-        "{:?}",
-        r.rejections
-    );
-    let all = |f: CustomerFilter| async move {
-        s.list_customers(&f, CustomerSort::Id, None, 50)
-            .await
-            .unwrap()
-            .items
-    };
+    let r = import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.committed), (3, 0, true), "{:?}", r.rejections);
+    let all = |f: CustomerFilter| async move { s.list_customers(&f, CustomerSort::Id, None, 50).await.unwrap().items };
     assert_eq!(all(CustomerFilter::default()).await.len(), 3);
-    assert_eq!(
-        all(CustomerFilter {
-            city: Some("上海".into()),
-            ..Default::default()
-        })
-        .await
-        .len(),
-        1
-    );
-    assert_eq!(
-        all(CustomerFilter {
-            tag: Some("下午茶".into()),
-            ..Default::default()
-        })
-        .await[0]
-            .external_id
-            .as_deref(),
-        Some("C3")
-    );
-    assert_eq!(
-        all(CustomerFilter {
-            q: Some("WANG@".into()),
-            ..Default::default()
-        })
-        .await
-        .len(),
-        1
-    );
-    assert_eq!(
-        all(CustomerFilter {
-            q: Some("1390013".into()),
-            ..Default::default()
-        })
-        .await
-        .len(),
-        1
-    );
-    assert_eq!(
-        all(CustomerFilter {
-            q: Some("李".into()),
-            ..Default::default()
-        })
-        .await
-        .len(),
-        1
-    );
-    assert_eq!(
-        all(CustomerFilter {
-            q: Some("%".into()),
-            ..Default::default()
-        })
-        .await
-        .len(),
-        0,
-        "LIKE wildcards are literal"
-    );
-    assert_eq!(
-        s.count_customers(&CustomerFilter::default()).await.unwrap(),
-        3
-    );
+    assert_eq!(all(CustomerFilter { city: Some("上海".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { tag: Some("下午茶".into()), ..Default::default() }).await[0].external_id.as_deref(), Some("C3"));
+    assert_eq!(all(CustomerFilter { q: Some("WANG@".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("1390013".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("李".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(CustomerFilter { q: Some("%".into()), ..Default::default() }).await.len(), 0, "LIKE wildcards are literal");
+    assert_eq!(s.count_customers(&CustomerFilter::default()).await.unwrap(), 3);
 
     // Walking pages of 2 visits every row once, in order, for every sort.
-    for sort in [
-        CustomerSort::Id,
-        CustomerSort::IdDesc,
-        CustomerSort::Name,
-        CustomerSort::NameDesc,
-        CustomerSort::UpdatedAtDesc,
-    ] {
+    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAtDesc] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = s
-                .list_customers(&CustomerFilter::default(), sort, cursor.as_deref(), 2)
-                .await
-                .unwrap();
+            let page = s.list_customers(&CustomerFilter::default(), sort, cursor.as_deref(), 2).await.unwrap();
             seen.extend(page.items.iter().map(|c| c.id));
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
@@ -279,228 +121,93 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
         sorted.dedup();
         assert_eq!(sorted.len(), 3, "{sort:?}: {seen:?}");
     }
-    let err = s
-        .list_customers(
-            &CustomerFilter::default(),
-            CustomerSort::Id,
-            Some("nonsense"),
-            2,
-        )
-        .await
-        .unwrap_err();
+    let err = s.list_customers(&CustomerFilter::default(), CustomerSort::Id, Some("nonsense"), 2).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
 });
 
-test_both!(
-    orders_are_idempotent_and_batches_atomic,
-    |db: TestDb| async move {
-        let s = &db.store;
-        import(
-            s,
-            ImportKind::Customers,
-            "c.csv",
-            CUSTOMERS_CSV.into(),
-            |_| {},
-        )
-        .await;
-        let order = |ext: &str, customer: &str, cents: i64| NewOrder {
-            external_id: Some(ext.into()),
-            customer_id: None,
-            customer_external_id: Some(customer.into()),
-            ordered_at: test_now(),
-            channel: Some("app".into()),
-            store: None,
-            currency: None,
-            total_cents: None,
-            discount_cents: Some(500),
-            status: None,
-            lines: vec![
-                NewOrderLine {
-                    product: Some("麻辣锅底".into()),
-                    category: Some("火锅".into()),
-                    quantity: Some(2),
-                    unit_price_cents: cents,
-                    promo: false,
-                },
-                NewOrderLine {
-                    product: Some("奶茶".into()),
-                    category: Some("茶饮".into()),
-                    quantity: None,
-                    unit_price_cents: 1800,
-                    promo: true,
-                },
-            ],
-        };
-        let r = s
-            .create_orders(&cli(), vec![order("O1", "C1", 6800)])
-            .await
-            .unwrap();
-        assert!(r[0].created);
-        let o = s.order(r[0].id).await.unwrap();
-        assert_eq!(o.total_cents, 2 * 6800 + 1800 - 500);
-        assert_eq!(o.lines.len(), 2);
-        assert_eq!(o.lines[1].category.as_deref(), Some("茶饮"));
-        // The same external id again updates in place.
-        let r2 = s
-            .create_orders(&cli(), vec![order("O1", "C1", 7000)])
-            .await
-            .unwrap();
-        assert_eq!((r2[0].id, r2[0].created), (r[0].id, false));
-        assert_eq!(count(s, "orders").await, 1);
-        assert_eq!(count(s, "order_lines").await, 2);
-        // A batch with one bad order writes nothing, and names the order.
-        let err = s
-            .create_orders(
-                &cli(),
-                vec![order("O2", "C1", 100), order("O3", "NOPE", 100)],
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "orders[1].customer_external_id"),
-            "{err:?}"
-        );
-        assert_eq!(count(s, "orders").await, 1);
-        // An order id cannot move to another customer.
-        let err = s
-            .create_orders(&cli(), vec![order("O1", "C2", 100)])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let order = |ext: &str, customer: &str, cents: i64| NewOrder {
+        external_id: Some(ext.into()),
+        customer_id: None,
+        customer_external_id: Some(customer.into()),
+        ordered_at: test_now(),
+        channel: Some("app".into()),
+        store: None,
+        currency: None,
+        total_cents: None,
+        discount_cents: Some(500),
+        status: None,
+        lines: vec![
+            NewOrderLine { product: Some("麻辣锅底".into()), category: Some("火锅".into()), quantity: Some(2), unit_price_cents: cents, promo: false },
+            NewOrderLine { product: Some("奶茶".into()), category: Some("茶饮".into()), quantity: None, unit_price_cents: 1800, promo: true },
+        ],
+    };
+    let r = s.create_orders(&cli(), vec![order("O1", "C1", 6800)]).await.unwrap();
+    assert!(r[0].created);
+    let o = s.order(r[0].id).await.unwrap();
+    assert_eq!(o.total_cents, 2 * 6800 + 1800 - 500);
+    assert_eq!(o.lines.len(), 2);
+    assert_eq!(o.lines[1].category.as_deref(), Some("茶饮"));
+    // The same external id again updates in place.
+    let r2 = s.create_orders(&cli(), vec![order("O1", "C1", 7000)]).await.unwrap();
+    assert_eq!((r2[0].id, r2[0].created), (r[0].id, false));
+    assert_eq!(count(s, "orders").await, 1);
+    assert_eq!(count(s, "order_lines").await, 2);
+    // A batch with one bad order writes nothing, and names the order.
+    let err = s.create_orders(&cli(), vec![order("O2", "C1", 100), order("O3", "NOPE", 100)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "orders[1].customer_external_id"), "{err:?}");
+    assert_eq!(count(s, "orders").await, 1);
+    // An order id cannot move to another customer.
+    let err = s.create_orders(&cli(), vec![order("O1", "C2", 100)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
-        let c1 = s
-            .list_customers(
-                &CustomerFilter {
-                    q: Some("C1".into()),
-                    ..Default::default()
-                },
-                CustomerSort::Id,
-                None,
-                5,
-            )
-            .await
-            .unwrap()
-            .items[0]
-            .clone();
-        assert_eq!(c1.order_count, 1);
-        let stats = s.order_stats(c1.id).await.unwrap();
-        assert_eq!(stats.spend_cents, 2 * 7000 + 1800 - 500);
-        s.create_note(
-            &cli(),
-            c1.id,
-            patron_store::notes::NewNote {
-                body: "喜欢靠窗的位置".into(),
-            },
-        )
-        .await
-        .unwrap();
-        let tl = s.timeline(c1.id, None, 2).await.unwrap();
-        assert_eq!(tl.items.len(), 2);
-        let rest = s
-            .timeline(c1.id, tl.next_cursor.as_deref(), 100)
-            .await
-            .unwrap();
-        let kinds: Vec<String> = tl
-            .items
-            .iter()
-            .chain(rest.items.iter())
-            .map(|e| e.kind.clone())
-            .collect();
-        assert!(
-            kinds.contains(&"order".to_string()) && kinds.contains(&"note".to_string()),
-            "{kinds:?}"
-        );
-        let orders = s.customer_orders(c1.id, None, 10).await.unwrap();
-        assert_eq!(orders.items.len(), 1);
-    }
-);
+    let c1 = s.list_customers(&CustomerFilter { q: Some("C1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].clone();
+    assert_eq!(c1.order_count, 1);
+    let stats = s.order_stats(c1.id).await.unwrap();
+    assert_eq!(stats.spend_cents, 2 * 7000 + 1800 - 500);
+    s.create_note(&cli(), c1.id, patron_store::notes::NewNote { body: "喜欢靠窗的位置".into() }).await.unwrap();
+    let tl = s.timeline(c1.id, None, 2).await.unwrap();
+    assert_eq!(tl.items.len(), 2);
+    let rest = s.timeline(c1.id, tl.next_cursor.as_deref(), 100).await.unwrap();
+    let kinds: Vec<String> = tl.items.iter().chain(rest.items.iter()).map(|e| e.kind.clone()).collect();
+    assert!(kinds.contains(&"order".to_string()) && kinds.contains(&"note".to_string()), "{kinds:?}");
+    let orders = s.customer_orders(c1.id, None, 10).await.unwrap();
+    assert_eq!(orders.items.len(), 1);
+});
 
-test_both!(
-    import_reads_encodings_quotes_and_chinese_headers,
-    |db: TestDb| async move {
-        let s = &db.store;
-        // UTF-8 with BOM, CRLF, Chinese headers.
-        let text = "\u{feff}客户编号,姓名,手机,城市,标签\r\nK1,赵敏,13700137000,成都,\"辣味爱好者；家庭聚餐\"\r\nK2,\"周, 芷若\",,重庆,\r\n";
-        let r = import(s, ImportKind::Customers, "k.csv", text.into(), |_| {}).await;
-        assert_eq!(
-            (r.created, r.rejected, r.encoding),
-            (2, 0, Encoding::Utf8),
-            "{:?}",
-            r.rejections
-        );
-        // GB18030, detected.
-        let (gb, _, _) = encoding_rs::GB18030.encode("客户编号,姓名,城市\nG1,欧阳锋,西安\n");
-        let r = import(s, ImportKind::Customers, "g.csv", gb.into_owned(), |_| {}).await;
-        assert_eq!(
-            (r.created, r.encoding),
-            (1, Encoding::Gb18030),
-            "{:?}",
-            r.rejections
-        );
-        let page = s
-            .list_customers(
-                &CustomerFilter {
-                    q: Some("G1".into()),
-                    ..Default::default()
-                },
-                CustomerSort::Id,
-                None,
-                5,
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.items[0].name, "欧阳锋");
-        assert_eq!(page.items[0].city.as_deref(), Some("西安"));
-        // --map for a foreign header, and custom attributes.
-        let r = import(
-            s,
-            ImportKind::Customers,
-            "m.csv",
-            "MemberNo,name,attr.vip_level\nM1,黄蓉,gold\n".into(),
-            |o| {
-                o.mappings = vec![("MemberNo".into(), "customer_id".into())];
-            },
-        )
-        .await;
-        assert_eq!(r.created, 1, "{:?}", r.rejections);
-        let id = s
-            .list_customers(
-                &CustomerFilter {
-                    q: Some("M1".into()),
-                    ..Default::default()
-                },
-                CustomerSort::Id,
-                None,
-                5,
-            )
-            .await
-            .unwrap()
-            .items[0]
-            .id;
-        assert_eq!(
-            s.customer(id).await.unwrap().attributes["vip_level"],
-            "gold"
-        );
-        // JSON lines.
-        let jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"tags\":[\"a\",\"b\"],\"consent_sms\":true}\n\n{\"customer_id\":\"J2\",\"name\":\"杨过\"}\n";
-        let r = import(s, ImportKind::Customers, "j.jsonl", jsonl.into(), |_| {}).await;
-        assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
-    }
-);
+test_both!(import_reads_encodings_quotes_and_chinese_headers, |db: TestDb| async move {
+    let s = &db.store;
+    // UTF-8 with BOM, CRLF, Chinese headers.
+    let text = "\u{feff}客户编号,姓名,手机,城市,标签\r\nK1,赵敏,13700137000,成都,\"辣味爱好者；家庭聚餐\"\r\nK2,\"周, 芷若\",,重庆,\r\n";
+    let r = import(s, ImportKind::Customers, "k.csv", text.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.encoding), (2, 0, Encoding::Utf8), "{:?}", r.rejections);
+    // GB18030, detected.
+    let (gb, _, _) = encoding_rs::GB18030.encode("客户编号,姓名,城市\nG1,欧阳锋,西安\n");
+    let r = import(s, ImportKind::Customers, "g.csv", gb.into_owned(), |_| {}).await;
+    assert_eq!((r.created, r.encoding), (1, Encoding::Gb18030), "{:?}", r.rejections);
+    let page = s.list_customers(&CustomerFilter { q: Some("G1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap();
+    assert_eq!(page.items[0].name, "欧阳锋");
+    assert_eq!(page.items[0].city.as_deref(), Some("西安"));
+    // --map for a foreign header, and custom attributes.
+    let r = import(s, ImportKind::Customers, "m.csv", "MemberNo,name,attr.vip_level\nM1,黄蓉,gold\n".into(), |o| {
+        o.mappings = vec![("MemberNo".into(), "customer_id".into())];
+    })
+    .await;
+    assert_eq!(r.created, 1, "{:?}", r.rejections);
+    let id = s.list_customers(&CustomerFilter { q: Some("M1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id;
+    assert_eq!(s.customer(id).await.unwrap().attributes["vip_level"], "gold");
+    // JSON lines.
+    let jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"tags\":[\"a\",\"b\"],\"consent_sms\":true}\n\n{\"customer_id\":\"J2\",\"name\":\"杨过\"}\n";
+    let r = import(s, ImportKind::Customers, "j.jsonl", jsonl.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
+});
 
-test_both!(
-    import_rejects_bad_rows_all_or_nothing,
-    |db: TestDb| async move {
-        let s = &db.store;
-        import(
-            s,
-            ImportKind::Customers,
-            "c.csv",
-            CUSTOMERS_CSV.into(),
-            |_| {},
-        )
-        .await;
-        let orders = "order_id,customer_id,ordered_at,amount,discount,quantity,promo,status\n\
+test_both!(import_rejects_bad_rows_all_or_nothing, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let orders = "order_id,customer_id,ordered_at,amount,discount,quantity,promo,status\n\
 O1,C1,2026-03-04 18:23:00,128.50,10,1,no,completed\n\
 O2,C1,not-a-date,10,,,,\n\
 O3,C2,2026-03-05,12.345,,,,\n\
@@ -509,304 +216,149 @@ O5,C2,2026-03-05,-1,,0,maybe,lost\n\
 O1,C2,2026-03-05,10,,,,\n\
 O6,C3,2026/03/06 12:00,\"1,024.00\",,,,\n\
 O7,C3,2026-03-06,10,,,\n";
-        let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await;
-        assert!(!r.committed);
-        assert_eq!(r.rows_read, 8);
-        let rows: Vec<u64> = {
-            let mut v: Vec<u64> = r.rejections.iter().map(|x| x.row).collect();
-            v.dedup();
-            v
-        };
-        assert_eq!(rows, vec![3, 4, 5, 6, 7, 9], "{:#?}", r.rejections);
-        let reason = |row: u64, col: &str| {
-            r.rejections
-                .iter()
-                .find(|x| x.row == row && x.column == col)
-                .map(|x| x.reason.clone())
-                .unwrap_or_default()
-        };
-        assert!(reason(3, "ordered_at").contains("not a time"));
-        assert!(reason(4, "amount").contains("2 decimals"));
-        assert!(reason(5, "customer_id").contains("unknown customer"));
-        assert!(reason(6, "quantity").contains("≥ 1"));
-        assert!(reason(6, "promo").contains("yes/no"));
-        assert!(reason(6, "status").contains("status"));
-        assert!(reason(7, "order_id").contains("duplicate"));
-        assert!(r
-            .rejections
-            .iter()
-            .any(|x| x.row == 9 && x.reason.contains("expected 8 fields")));
-        assert_eq!(r.rejected, 6);
-        // All or nothing: nothing was written.
-        assert_eq!(count(s, "orders").await, 0);
-        // --skip-invalid loads the two good rows.
-        let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| {
-            o.skip_invalid = true
-        })
-        .await;
-        assert!(r.committed);
-        assert_eq!((r.created, r.rejected), (2, 6));
-        assert_eq!(count(s, "orders").await, 2);
-        assert_eq!(count(s, "order_lines").await, 2);
-        // Re-import changes nothing.
-        let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| {
-            o.skip_invalid = true
-        })
-        .await;
-        assert_eq!((r.created, r.updated), (0, 2));
-        assert_eq!(count(s, "orders").await, 2);
-        // Money and time were read right.
-        let (cents, at): (i64, chrono::DateTime<chrono::Utc>) =
-            s.db.reader()
-                .fetch_one(patron_store::db::query(
-                    "SELECT total_cents, ordered_at FROM orders WHERE external_id = 'O1'",
-                ))
-                .await
-                .unwrap();
-        assert_eq!(cents, 12850);
-        assert_eq!(at.to_rfc3339(), "2026-03-04T10:23:00+00:00");
-        // A dry run writes nothing.
-        let r = import(
-            s,
-            ImportKind::Orders,
-            "o2.csv",
-            "order_id,customer_id,ordered_at,amount\nO9,C1,2026-01-01,1\n".into(),
-            |o| o.dry_run = true,
-        )
-        .await;
-        assert_eq!((r.created, r.committed), (1, false));
-        assert_eq!(count(s, "orders").await, 2);
-    }
-);
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await;
+    assert!(!r.committed);
+    assert_eq!(r.rows_read, 8);
+    let rows: Vec<u64> = {
+        let mut v: Vec<u64> = r.rejections.iter().map(|x| x.row).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(rows, vec![3, 4, 5, 6, 7, 9], "{:#?}", r.rejections);
+    let reason = |row: u64, col: &str| r.rejections.iter().find(|x| x.row == row && x.column == col).map(|x| x.reason.clone()).unwrap_or_default();
+    assert!(reason(3, "ordered_at").contains("not a time"));
+    assert!(reason(4, "amount").contains("2 decimals"));
+    assert!(reason(5, "customer_id").contains("unknown customer"));
+    assert!(reason(6, "quantity").contains("≥ 1"));
+    assert!(reason(6, "promo").contains("yes/no"));
+    assert!(reason(6, "status").contains("status"));
+    assert!(reason(7, "order_id").contains("duplicate"));
+    assert!(r.rejections.iter().any(|x| x.row == 9 && x.reason.contains("expected 8 fields")));
+    assert_eq!(r.rejected, 6);
+    // All or nothing: nothing was written.
+    assert_eq!(count(s, "orders").await, 0);
+    // --skip-invalid loads the two good rows.
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
+    assert!(r.committed);
+    assert_eq!((r.created, r.rejected), (2, 6));
+    assert_eq!(count(s, "orders").await, 2);
+    assert_eq!(count(s, "order_lines").await, 2);
+    // Re-import changes nothing.
+    let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!(count(s, "orders").await, 2);
+    // Money and time were read right.
+    let (cents, at): (i64, chrono::DateTime<chrono::Utc>) = s
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query("SELECT total_cents, ordered_at FROM orders WHERE external_id = 'O1'"))
+        .await
+        .unwrap();
+    assert_eq!(cents, 12850);
+    assert_eq!(at.to_rfc3339(), "2026-03-04T10:23:00+00:00");
+    // A dry run writes nothing.
+    let r = import(s, ImportKind::Orders, "o2.csv", "order_id,customer_id,ordered_at,amount\nO9,C1,2026-01-01,1\n".into(), |o| o.dry_run = true).await;
+    assert_eq!((r.created, r.committed), (1, false));
+    assert_eq!(count(s, "orders").await, 2);
+});
 
-test_both!(
-    import_file_level_errors_write_nothing,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let run = |text: &'static str, maps: Vec<(String, String)>| async move {
-            let mut opts = ImportOptions::new(ImportKind::Customers, "x.csv");
-            opts.mappings = maps;
-            s.import(
-                &cli(),
-                Box::new(Cursor::new(text.as_bytes().to_vec())),
-                &opts,
-                &|_| {},
-            )
-            .await
-        };
-        let e = run("customer_id,colour\nA,red\n", vec![])
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown column \"colour\""), "{e}");
-        let e = run("customer_id,mobile\nA,13800138000\n", vec![])
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("missing required column \"name\""), "{e}");
-        // Non-ASCII headers of any length are compared safely (a byte slice once split 会员号).
-        let e = run("会员号,姓名\n1,x\n", vec![])
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown column \"会员号\""), "{e}");
-        let e = run("customer_id,name,姓名\nA,b,c\n", vec![])
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("both mean field"), "{e}");
-        let e = run("", vec![]).await.unwrap_err().to_string();
-        assert!(e.contains("empty") || e.contains("missing"), "{e}");
-        let e = run("a,name\n1,2\n", vec![("a".into(), "nonsense".into())])
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--map target"), "{e}");
-        assert_eq!(count(s, "customers").await, 0);
-        assert_eq!(count(s, "imports").await, 0);
-    }
-);
+test_both!(import_file_level_errors_write_nothing, |db: TestDb| async move {
+    let s = &db.store;
+    let run = |text: &'static str, maps: Vec<(String, String)>| async move {
+        let mut opts = ImportOptions::new(ImportKind::Customers, "x.csv");
+        opts.mappings = maps;
+        s.import(&cli(), Box::new(Cursor::new(text.as_bytes().to_vec())), &opts, &|_| {}).await
+    };
+    let e = run("customer_id,colour\nA,red\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("unknown column \"colour\""), "{e}");
+    let e = run("customer_id,mobile\nA,13800138000\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("missing required column \"name\""), "{e}");
+    // Non-ASCII headers of any length are compared safely (a byte slice once split 会员号).
+    let e = run("会员号,姓名\n1,x\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("unknown column \"会员号\""), "{e}");
+    let e = run("customer_id,name,姓名\nA,b,c\n", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("both mean field"), "{e}");
+    let e = run("", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("empty") || e.contains("missing"), "{e}");
+    let e = run("a,name\n1,2\n", vec![("a".into(), "nonsense".into())]).await.unwrap_err().to_string();
+    assert!(e.contains("--map target"), "{e}");
+    assert_eq!(count(s, "customers").await, 0);
+    assert_eq!(count(s, "imports").await, 0);
+});
 
-test_both!(
-    customer_reimport_records_only_real_changes,
-    |db: TestDb| async move {
-        let s = &db.store;
-        let owner = s
-            .create_user("am@example.com", "Account Manager", Role::Agent, None)
-            .await
-            .unwrap();
-        let v1 = "customer_id,name,city,owner,referrer_id,consent_sms\nA,甲,上海,am@example.com,B,true\nB,乙,北京,,,false\n";
-        let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
-        assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
-        let a = s
-            .list_customers(
-                &CustomerFilter {
-                    q: Some("A".into()),
-                    ..Default::default()
-                },
-                CustomerSort::Id,
-                None,
-                5,
-            )
-            .await
-            .unwrap()
-            .items;
-        let a = s
-            .customer(
-                a.iter()
-                    .find(|c| c.external_id.as_deref() == Some("A"))
-                    .unwrap()
-                    .id,
-            )
-            .await
-            .unwrap();
-        assert_eq!(a.owner.as_ref().map(|o| o.id), Some(owner.id));
-        assert_eq!(
-            a.referrer.as_ref().map(|r| r.name.as_str()),
-            Some("乙"),
-            "referrer later in the file is resolved"
-        );
-        let changes = count(s, "customer_changes").await;
-        let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
-        assert_eq!((r.created, r.updated), (0, 2));
-        assert_eq!(
-            count(s, "customer_changes").await,
-            changes,
-            "re-import of the same file changes nothing"
-        );
-        let v2 = "customer_id,name,city,consent_sms\nA,甲,杭州,false\n";
-        import(s, ImportKind::Customers, "v2.csv", v2.into(), |_| {}).await;
-        let hist = s.customer_changes(a.id, 10).await.unwrap();
-        let fields: Vec<&str> = hist.iter().map(|c| c.field.as_str()).collect();
-        assert_eq!(fields.len(), 2, "{fields:?}");
-        assert!(fields.contains(&"city") && fields.contains(&"consent.sms"));
-        assert!(hist.iter().all(|c| c.actor == "cli"));
-        // A replaced referrer is written, with its history row (a first one has none).
-        let old_referrer = s.customer(a.id).await.unwrap().referrer.map(|r| r.id);
-        let v4 = "customer_id,name,referrer_id\nC,丙,\nA,甲,C\nB,乙,C\n";
-        let r = import(s, ImportKind::Customers, "v4.csv", v4.into(), |_| {}).await;
-        assert_eq!(
-            (r.created, r.updated, r.rejected),
-            (1, 2, 0),
-            "{:?}",
-            r.rejections
-        );
-        let a = s.customer(a.id).await.unwrap();
-        assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("丙"));
-        let hist = s.customer_changes(a.id, 10).await.unwrap();
-        let referrer: Vec<_> = hist.iter().filter(|c| c.field == "referrer_id").collect();
-        assert_eq!(referrer.len(), 1, "{hist:?}");
-        assert_eq!(referrer[0].old_value, old_referrer.map(|v| v.to_string()));
-        assert_eq!(
-            referrer[0].new_value,
-            a.referrer.as_ref().map(|r| r.id.to_string())
-        );
-        assert_eq!(
-            count(s, "customer_changes WHERE field = 'referrer_id'").await,
-            1,
-            "B's first referrer is no change of a stored one"
-        );
-        // Unknown owner and referrer are rejected.
-        let r = import(
-            s,
-            ImportKind::Customers,
-            "v3.csv",
-            "customer_id,name,owner,referrer_id\nZ,丙,nobody@example.com,\nY,丁,,NOPE\n".into(),
-            |_| {},
-        )
-        .await;
-        assert_eq!(r.rejected, 2, "{:?}", r.rejections);
-        assert!(!r.committed);
-    }
-);
+test_both!(customer_reimport_records_only_real_changes, |db: TestDb| async move {
+    let s = &db.store;
+    let owner = s.create_user("am@example.com", "Account Manager", Role::Agent, None).await.unwrap();
+    let v1 = "customer_id,name,city,owner,referrer_id,consent_sms\nA,甲,上海,am@example.com,B,true\nB,乙,北京,,,false\n";
+    let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (2, 0), "{:?}", r.rejections);
+    let a = s.list_customers(&CustomerFilter { q: Some("A".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items;
+    let a = s.customer(a.iter().find(|c| c.external_id.as_deref() == Some("A")).unwrap().id).await.unwrap();
+    assert_eq!(a.owner.as_ref().map(|o| o.id), Some(owner.id));
+    assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("乙"), "referrer later in the file is resolved");
+    let changes = count(s, "customer_changes").await;
+    let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!(count(s, "customer_changes").await, changes, "re-import of the same file changes nothing");
+    let v2 = "customer_id,name,city,consent_sms\nA,甲,杭州,false\n";
+    import(s, ImportKind::Customers, "v2.csv", v2.into(), |_| {}).await;
+    let hist = s.customer_changes(a.id, 10).await.unwrap();
+    let fields: Vec<&str> = hist.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert!(fields.contains(&"city") && fields.contains(&"consent.sms"));
+    assert!(hist.iter().all(|c| c.actor == "cli"));
+    // A replaced referrer is written, with its history row (a first one has none).
+    let old_referrer = s.customer(a.id).await.unwrap().referrer.map(|r| r.id);
+    let v4 = "customer_id,name,referrer_id\nC,丙,\nA,甲,C\nB,乙,C\n";
+    let r = import(s, ImportKind::Customers, "v4.csv", v4.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected), (1, 2, 0), "{:?}", r.rejections);
+    let a = s.customer(a.id).await.unwrap();
+    assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("丙"));
+    let hist = s.customer_changes(a.id, 10).await.unwrap();
+    let referrer: Vec<_> = hist.iter().filter(|c| c.field == "referrer_id").collect();
+    assert_eq!(referrer.len(), 1, "{hist:?}");
+    assert_eq!(referrer[0].old_value, old_referrer.map(|v| v.to_string()));
+    assert_eq!(referrer[0].new_value, a.referrer.as_ref().map(|r| r.id.to_string()));
+    assert_eq!(count(s, "customer_changes WHERE field = 'referrer_id'").await, 1, "B's first referrer is no change of a stored one");
+    // Unknown owner and referrer are rejected.
+    let r = import(s, ImportKind::Customers, "v3.csv", "customer_id,name,owner,referrer_id\nZ,丙,nobody@example.com,\nY,丁,,NOPE\n".into(), |_| {}).await;
+    assert_eq!(r.rejected, 2, "{:?}", r.rejections);
+    assert!(!r.committed);
+});
 
 test_both!(contacts_and_interactions_import, |db: TestDb| async move {
     let s = &db.store;
-    import(
-        s,
-        ImportKind::Customers,
-        "c.csv",
-        "customer_id,name,kind\nORG1,上海某某科技有限公司,organisation\nP1,个人,person\n".into(),
-        |_| {},
-    )
-    .await;
+    import(s, ImportKind::Customers, "c.csv", "customer_id,name,kind\nORG1,上海某某科技有限公司,organisation\nP1,个人,person\n".into(), |_| {}).await;
     let contacts = "contact_id,customer_id,name,role,mobile,interests\nK1,ORG1,陈经理,采购,13912345678,高尔夫\nK2,NOPE,x,,,\n";
-    let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |o| {
-        o.skip_invalid = true
-    })
-    .await;
+    let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |o| o.skip_invalid = true).await;
     assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
     let interactions = "interaction_id,customer_id,kind,occurred_at,channel,payload\nI1,P1,page_view,2026-06-01 10:00:00,web,/menu/hotpot\nI2,P1,teleport,2026-06-01,,\n";
-    let r = import(
-        s,
-        ImportKind::Interactions,
-        "i.csv",
-        interactions.into(),
-        |o| o.skip_invalid = true,
-    )
-    .await;
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
     assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
-    let r = import(
-        s,
-        ImportKind::Interactions,
-        "i.csv",
-        interactions.into(),
-        |o| o.skip_invalid = true,
-    )
-    .await;
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
     assert_eq!((r.created, r.updated), (0, 1));
     assert_eq!(count(s, "interactions").await, 1);
     assert_eq!(count(s, "contacts").await, 1);
     // An id that belongs to another customer is refused, not moved; the rest of the file loads.
     let moved = "interaction_id,customer_id,kind,occurred_at\nI1,ORG1,call,2026-06-02 09:00\nI3,ORG1,visit,2026-06-02 10:00\n";
-    let r = import(s, ImportKind::Interactions, "m.csv", moved.into(), |o| {
-        o.skip_invalid = true
-    })
-    .await;
-    assert_eq!(
-        (r.created, r.updated, r.rejected),
-        (1, 0, 1),
-        "{:?}",
-        r.rejections
-    );
-    assert!(
-        r.rejections[0]
-            .reason
-            .contains("belongs to another customer")
-            && r.rejections[0].row == 2,
-        "{:?}",
-        r.rejections
-    );
+    let r = import(s, ImportKind::Interactions, "m.csv", moved.into(), |o| o.skip_invalid = true).await;
+    assert_eq!((r.created, r.updated, r.rejected), (1, 0, 1), "{:?}", r.rejections);
+    assert!(r.rejections[0].reason.contains("belongs to another customer") && r.rejections[0].row == 2, "{:?}", r.rejections);
     assert_eq!(count(s, "interactions").await, 2);
     // A changed interaction is updated.
     let changed = "interaction_id,customer_id,kind,occurred_at,channel,payload\nI1,P1,click,2026-06-01 10:00:00,app,/menu/tea\n";
     let r = import(s, ImportKind::Interactions, "c.csv", changed.into(), |_| {}).await;
     assert_eq!((r.created, r.updated), (0, 1));
     let (kind, channel): (String, String) =
-        s.db.reader()
-            .fetch_one(patron_store::db::query(
-                "SELECT kind, channel FROM interactions WHERE external_id = 'I1'",
-            ))
-            .await
-            .unwrap();
+        s.db.reader().fetch_one(patron_store::db::query("SELECT kind, channel FROM interactions WHERE external_id = 'I1'")).await.unwrap();
     assert_eq!((kind.as_str(), channel.as_str()), ("click", "app"));
 });
 
 test_both!(export_round_trips, |db: TestDb| async move {
     let s = &db.store;
-    import(
-        s,
-        ImportKind::Customers,
-        "c.csv",
-        CUSTOMERS_CSV.into(),
-        |_| {},
-    )
-    .await;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
     let mut out = Vec::new();
-    let n = s
-        .export_customers(&cli(), &CustomerFilter::default(), &mut out)
-        .await
-        .unwrap();
+    let n = s.export_customers(&cli(), &CustomerFilter::default(), &mut out).await.unwrap();
     assert_eq!(n, 3);
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(text.starts_with("customer_id,kind,name"));
@@ -814,75 +366,30 @@ test_both!(export_round_trips, |db: TestDb| async move {
     let changes = count(s, "customer_changes").await;
     let r = import(s, ImportKind::Customers, "export.csv", out, |_| {}).await;
     assert_eq!((r.updated, r.rejected), (3, 0), "{:?}", r.rejections);
-    assert_eq!(
-        count(s, "customer_changes").await,
-        changes,
-        "re-importing an export changes nothing"
-    );
+    assert_eq!(count(s, "customer_changes").await, changes, "re-importing an export changes nothing");
 });
 
 test_both!(users_tokens_and_sessions, |db: TestDb| async move {
     let s = &db.store;
-    let u = s
-        .create_user(
-            "Admin@Example.com",
-            "Admin",
-            Role::Admin,
-            Some("a long password"),
-        )
-        .await
-        .unwrap();
+    let u = s.create_user("Admin@Example.com", "Admin", Role::Admin, Some("a long password")).await.unwrap();
     assert_eq!(u.email, "admin@example.com");
-    assert!(s
-        .create_user("x@example.com", "X", Role::Agent, Some("short"))
-        .await
-        .is_err());
-    assert!(matches!(
-        s.create_user("admin@example.com", "Dup", Role::Agent, None)
-            .await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(s
-        .authenticate("admin@example.com", "a long password")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(s
-        .authenticate("ADMIN@example.com ", "a long password")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(s
-        .authenticate("admin@example.com", "wrong password")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(s
-        .authenticate("nobody@example.com", "a long password")
-        .await
-        .unwrap()
-        .is_none());
-    let (secret, csrf) = s
-        .create_session(&u, chrono::Duration::hours(8))
-        .await
-        .unwrap();
+    assert!(s.create_user("x@example.com", "X", Role::Agent, Some("short")).await.is_err());
+    assert!(matches!(s.create_user("admin@example.com", "Dup", Role::Agent, None).await, Err(StoreError::Conflict(_))));
+    assert!(s.authenticate("admin@example.com", "a long password").await.unwrap().is_some());
+    assert!(s.authenticate("ADMIN@example.com ", "a long password").await.unwrap().is_some());
+    assert!(s.authenticate("admin@example.com", "wrong password").await.unwrap().is_none());
+    assert!(s.authenticate("nobody@example.com", "a long password").await.unwrap().is_none());
+    let (secret, csrf) = s.create_session(&u, chrono::Duration::hours(8)).await.unwrap();
     let sess = s.session(&secret).await.unwrap().unwrap();
     assert_eq!((sess.user.id, sess.csrf_token), (u.id, csrf));
     db.clock.set(test_now() + chrono::Duration::hours(9));
-    assert!(
-        s.session(&secret).await.unwrap().is_none(),
-        "sessions expire"
-    );
+    assert!(s.session(&secret).await.unwrap().is_none(), "sessions expire");
     let (info, token) = s.create_token("ci", Role::Manager, None).await.unwrap();
     assert!(token.starts_with("pat_"));
     let actor = s.actor_for_token(&token).await.unwrap().unwrap();
     assert_eq!(actor.role, Role::Manager);
     // Only the digest is stored.
-    let (stored,): (String,) =
-        s.db.reader()
-            .fetch_one(patron_store::db::query("SELECT token_hash FROM api_tokens"))
-            .await
-            .unwrap();
+    let (stored,): (String,) = s.db.reader().fetch_one(patron_store::db::query("SELECT token_hash FROM api_tokens")).await.unwrap();
     assert_ne!(stored, token);
     s.revoke_token(info.id).await.unwrap();
     assert!(s.actor_for_token(&token).await.unwrap().is_none());
@@ -893,57 +400,25 @@ fn many_orders(prefix: &str, n: usize, customer_of: impl Fn(usize) -> &'static s
     let mut s = String::from("order_id,customer_id,ordered_at,amount,category,product,quantity\n");
     for i in 0..n {
         let day = 1 + i % 28;
-        s.push_str(&format!(
-            "{prefix}{i:06},{},2026-02-{day:02} 12:00:00,{}.50,火锅,锅底{},{}\n",
-            customer_of(i),
-            10 + i % 90,
-            i % 7,
-            1 + i % 3
-        ));
+        s.push_str(&format!("{prefix}{i:06},{},2026-02-{day:02} 12:00:00,{}.50,火锅,锅底{},{}\n", customer_of(i), 10 + i % 90, i % 7, 1 + i % 3));
     }
     s
 }
 
 async fn customer_id(s: &Store, external_id: &str) -> i64 {
-    s.list_customers(
-        &CustomerFilter {
-            q: Some(external_id.into()),
-            ..Default::default()
-        },
-        CustomerSort::Id,
-        None,
-        5,
-    )
-    .await
-    .unwrap()
-    .items[0]
-        .id
+    s.list_customers(&CustomerFilter { q: Some(external_id.into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id
 }
 
 test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     let s = &db.store;
-    import(
-        s,
-        ImportKind::Customers,
-        "c.csv",
-        CUSTOMERS_CSV.into(),
-        |_| {},
-    )
-    .await;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
     let who = |i: usize| ["C1", "C2", "C3"][i % 3];
     // More rows than one chunk of the reader (8,192) and than one SQLite staging statement.
     let n = 20_011;
     let file = many_orders("M", n, who);
     let r = import(s, ImportKind::Orders, "m.csv", file.clone().into(), |_| {}).await;
-    assert!(
-        r.committed,
-        "{:?}",
-        &r.rejections[..r.rejections.len().min(3)]
-    );
-    assert_eq!(
-        (r.rows_read, r.created, r.updated, r.rejected),
-        (n as u64, n as u64, 0, 0)
-    );
+    assert!(r.committed, "{:?}", &r.rejections[..r.rejections.len().min(3)]);
+    assert_eq!((r.rows_read, r.created, r.updated, r.rejected), (n as u64, n as u64, 0, 0));
     assert_eq!(count(s, "orders").await, n as i64);
     assert_eq!(count(s, "order_lines").await, n as i64);
     assert_eq!(count(s, "products").await, 7);
@@ -968,29 +443,15 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!((first.as_str(), last.as_str()), ("M000000", "M020010"));
     // The summaries of every touched customer are current.
     let c1 = customer_id(s, "C1").await;
-    let sum = s
-        .customer_summary(c1)
-        .await
-        .unwrap()
-        .expect("summary of C1");
+    let sum = s.customer_summary(c1).await.unwrap().expect("summary of C1");
     assert_eq!(sum.order_count, (n as i64 + 2) / 3);
     assert_eq!(sum.purchase_days, 28);
     // Re-importing the same file changes nothing and counts updates.
     let r = import(s, ImportKind::Orders, "m.csv", file.into(), |_| {}).await;
-    assert_eq!(
-        (r.created, r.updated, r.rejected, r.committed),
-        (0, n as u64, 0, true)
-    );
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (0, n as u64, 0, true));
     assert_eq!(count(s, "orders").await, n as i64);
     assert_eq!(count(s, "order_lines").await, n as i64);
-    assert_eq!(
-        s.customer_summary(c1)
-            .await
-            .unwrap()
-            .expect("summary")
-            .order_count,
-        sum.order_count
-    );
+    assert_eq!(s.customer_summary(c1).await.unwrap().expect("summary").order_count, sum.order_count);
     // Old and new orders in one file: the old ones are updated in place, the new ones added.
     let mixed = many_orders("M", n + 30, who);
     let mixed: Vec<&str> = mixed.lines().collect();
@@ -1002,18 +463,10 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     // One old order changes its amount and quantity; the other 19 are as stored.
     let first_old = mixed[n - 19];
     let changed: Vec<&str> = first_old.split(',').collect();
-    let changed = format!(
-        "{},{},{},999.00,{},{},5",
-        changed[0], changed[1], changed[2], changed[4], changed[5]
-    );
+    let changed = format!("{},{},{},999.00,{},{},5", changed[0], changed[1], changed[2], changed[4], changed[5]);
     let text = text.replacen(first_old, &changed, 1);
     let r = import(s, ImportKind::Orders, "mixed.csv", text.into(), |_| {}).await;
-    assert_eq!(
-        (r.created, r.updated, r.rejected),
-        (30, 20, 0),
-        "{:?}",
-        r.rejections
-    );
+    assert_eq!((r.created, r.updated, r.rejected), (30, 20, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "orders").await, n as i64 + 30);
     assert_eq!(count(s, "order_lines").await, n as i64 + 30);
     let (total, quantity): (i64, i64) = s
@@ -1025,99 +478,50 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
         )))
         .await
         .unwrap();
-    assert_eq!(
-        (total, quantity),
-        (99_900, 5),
-        "a changed order is updated, with its line"
-    );
+    assert_eq!((total, quantity), (99_900, 5), "a changed order is updated, with its line");
 });
 
-test_both!(
-    orders_import_rejects_across_chunks,
-    |db: TestDb| async move {
-        let s = &db.store;
-        import(
-            s,
-            ImportKind::Customers,
-            "c.csv",
-            CUSTOMERS_CSV.into(),
-            |_| {},
-        )
-        .await;
-        let r = import(
-            s,
-            ImportKind::Orders,
-            "a.csv",
-            "order_id,customer_id,ordered_at,amount\nX1,C1,2026-01-02,5\n".into(),
-            |_| {},
-        )
-        .await;
-        assert_eq!(r.created, 1);
-        // A later file whose row 15,002 gives X1 to C2 and whose row 18,002 repeats row 2's id.
-        let mut file = many_orders("N", 18_000, |_| "C2");
-        file.push_str("X1,C2,2026-01-03,7,,,1\nN000000,C3,2026-01-03,7,,,1\n");
-        let lines: Vec<&str> = file.lines().collect();
-        let mut text = lines[..15_001].join("\n");
-        text.push('\n');
-        text.push_str(lines[18_001]);
-        text.push('\n');
-        text.push_str(&lines[15_001..18_001].join("\n"));
-        text.push('\n');
-        text.push_str(lines[18_002]);
-        text.push('\n');
-        let r = import(s, ImportKind::Orders, "n.csv", text.clone().into(), |_| {}).await;
-        assert!(!r.committed);
-        assert_eq!(r.rejected, 2, "{:?}", r.rejections);
-        let moved = r
-            .rejections
-            .iter()
-            .find(|x| x.row == 15_002)
-            .expect("moved order rejected");
-        assert_eq!(
-            (moved.column.as_str(), moved.value.as_str()),
-            ("order_id", "X1")
-        );
-        assert!(
-            moved.reason.contains("belongs to another customer"),
-            "{moved:?}"
-        );
-        let dup = r
-            .rejections
-            .iter()
-            .find(|x| x.row == 18_003)
-            .expect("duplicate rejected");
-        assert!(
-            dup.reason
-                .contains("duplicate id in this file (first at row 2)"),
-            "{dup:?}"
-        );
-        assert_eq!(count(s, "orders").await, 1, "all or nothing");
-        // --skip-invalid loads the rest; X1 stays with C1.
-        let r = import(s, ImportKind::Orders, "n.csv", text.into(), |o| {
-            o.skip_invalid = true
-        })
-        .await;
-        assert!(r.committed);
-        assert_eq!((r.created, r.updated, r.rejected), (18_000, 0, 2));
-        assert_eq!(count(s, "orders").await, 18_001);
-        let (owner,): (String,) = s
+test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let r = import(s, ImportKind::Orders, "a.csv", "order_id,customer_id,ordered_at,amount\nX1,C1,2026-01-02,5\n".into(), |_| {}).await;
+    assert_eq!(r.created, 1);
+    // A later file whose row 15,002 gives X1 to C2 and whose row 18,002 repeats row 2's id.
+    let mut file = many_orders("N", 18_000, |_| "C2");
+    file.push_str("X1,C2,2026-01-03,7,,,1\nN000000,C3,2026-01-03,7,,,1\n");
+    let lines: Vec<&str> = file.lines().collect();
+    let mut text = lines[..15_001].join("\n");
+    text.push('\n');
+    text.push_str(lines[18_001]);
+    text.push('\n');
+    text.push_str(&lines[15_001..18_001].join("\n"));
+    text.push('\n');
+    text.push_str(lines[18_002]);
+    text.push('\n');
+    let r = import(s, ImportKind::Orders, "n.csv", text.clone().into(), |_| {}).await;
+    assert!(!r.committed);
+    assert_eq!(r.rejected, 2, "{:?}", r.rejections);
+    let moved = r.rejections.iter().find(|x| x.row == 15_002).expect("moved order rejected");
+    assert_eq!((moved.column.as_str(), moved.value.as_str()), ("order_id", "X1"));
+    assert!(moved.reason.contains("belongs to another customer"), "{moved:?}");
+    let dup = r.rejections.iter().find(|x| x.row == 18_003).expect("duplicate rejected");
+    assert!(dup.reason.contains("duplicate id in this file (first at row 2)"), "{dup:?}");
+    assert_eq!(count(s, "orders").await, 1, "all or nothing");
+    // --skip-invalid loads the rest; X1 stays with C1.
+    let r = import(s, ImportKind::Orders, "n.csv", text.into(), |o| o.skip_invalid = true).await;
+    assert!(r.committed);
+    assert_eq!((r.created, r.updated, r.rejected), (18_000, 0, 2));
+    assert_eq!(count(s, "orders").await, 18_001);
+    let (owner,): (String,) = s
         .db
         .reader()
         .fetch_one(patron_store::db::query("SELECT c.external_id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.external_id = 'X1'"))
         .await
         .unwrap();
-        assert_eq!(owner, "C1");
-        let c2 = customer_id(s, "C2").await;
-        assert_eq!(
-            s.customer_summary(c2)
-                .await
-                .unwrap()
-                .expect("summary")
-                .order_count,
-            18_000
-        );
-    }
-);
+    assert_eq!(owner, "C1");
+    let c2 = customer_id(s, "C2").await;
+    assert_eq!(s.customer_summary(c2).await.unwrap().expect("summary").order_count, 18_000);
+});
 
 /// PostgreSQL, as a role that may not set `session_replication_role`: orders load with the
 /// per-row foreign-key triggers instead of the load's own checks, with the same result, and a
@@ -1139,164 +543,60 @@ async fn postgres_orders_import_without_the_trigger_privilege() {
     // The same database, reached as the new role (trust authentication on the test server).
     let (scheme, rest) = db.url.split_once("://").unwrap();
     let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-    let plain = Store::connect(&format!("{scheme}://{role}@{host}"))
-        .await
-        .expect("connect as a plain role");
-    let (may,): (bool,) = plain
-        .db
-        .reader()
-        .fetch_one(query(
-            "SELECT has_parameter_privilege('session_replication_role', 'SET')",
-        ))
-        .await
-        .unwrap();
+    let plain = Store::connect(&format!("{scheme}://{role}@{host}")).await.expect("connect as a plain role");
+    let (may,): (bool,) =
+        plain.db.reader().fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await.unwrap();
     assert!(!may, "the test role must lack the privilege");
 
-    import(
-        &plain,
-        ImportKind::Customers,
-        "c.csv",
-        CUSTOMERS_CSV.into(),
-        |_| {},
-    )
-    .await;
+    import(&plain, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
     let who = |i: usize| ["C1", "C2", "C3"][i % 3];
     let n = 9_000;
-    let r = import(
-        &plain,
-        ImportKind::Orders,
-        "p.csv",
-        many_orders("P", n, who).into(),
-        |_| {},
-    )
-    .await;
-    assert_eq!(
-        (r.created, r.updated, r.rejected, r.committed),
-        (n as u64, 0, 0, true),
-        "{:?}",
-        r.rejections
-    );
+    let r = import(&plain, ImportKind::Orders, "p.csv", many_orders("P", n, who).into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (n as u64, 0, 0, true), "{:?}", r.rejections);
     // Old and new orders together.
-    let r = import(
-        &plain,
-        ImportKind::Orders,
-        "p.csv",
-        many_orders("P", n + 10, who).into(),
-        |_| {},
-    )
-    .await;
-    assert_eq!(
-        (r.created, r.updated, r.rejected, r.committed),
-        (10, n as u64, 0, true)
-    );
+    let r = import(&plain, ImportKind::Orders, "p.csv", many_orders("P", n + 10, who).into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (10, n as u64, 0, true));
     assert_eq!(count(&plain, "orders").await, n as i64 + 10);
     assert_eq!(count(&plain, "order_lines").await, n as i64 + 10);
     let c1 = customer_id(&plain, "C1").await;
-    assert_eq!(
-        plain
-            .customer_summary(c1)
-            .await
-            .unwrap()
-            .expect("summary")
-            .order_count,
-        (n as i64 + 10 + 2) / 3
-    );
+    assert_eq!(plain.customer_summary(c1).await.unwrap().expect("summary").order_count, (n as i64 + 10 + 2) / 3);
     let interactions = "interaction_id,customer_id,kind,occurred_at,channel\nI1,C1,click,2026-03-01 10:00,app\nI2,C2,call,2026-03-02 11:00,phone\n";
-    let r = import(
-        &plain,
-        ImportKind::Interactions,
-        "i.csv",
-        interactions.into(),
-        |_| {},
-    )
-    .await;
-    assert_eq!(
-        (r.created, r.rejected, r.committed),
-        (2, 0, true),
-        "{:?}",
-        r.rejections
-    );
+    let r = import(&plain, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected, r.committed), (2, 0, true), "{:?}", r.rejections);
     plain.db.close().await;
     // Dropping the test database first lets the role go (it holds grants in it).
     drop(db);
-    let admin = sqlx::PgPool::connect(&patron_store::testing::pg_admin_url())
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP ROLE {role}"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    let admin = sqlx::PgPool::connect(&patron_store::testing::pg_admin_url()).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&admin).await.unwrap();
 }
 
-test_both!(
-    customers_import_in_bulk_keeps_tags_consents_and_history,
-    |db: TestDb| async move {
-        let s = &db.store;
-        // More customers than one batch (5,000) and than one multi-row statement on either engine.
-        let n = 6_100;
-        let file = |city: &str, tag: &str| {
-            let mut f = String::from("customer_id,name,city,tags,consent_sms,consent_email\n");
-            for i in 0..n {
-                let sms = if i % 2 == 0 { "yes" } else { "no" };
-                f.push_str(&format!("B{i:05},客户{i},{city},{tag};t{},{sms},\n", i % 4));
-            }
-            f
-        };
-        let r = import(
-            s,
-            ImportKind::Customers,
-            "b.csv",
-            file("上海", "会员").into(),
-            |_| {},
-        )
-        .await;
-        assert_eq!(
-            (r.created, r.updated, r.rejected, r.committed),
-            (n as u64, 0, 0, true),
-            "{:?}",
-            r.rejections
-        );
-        assert_eq!(count(s, "customers").await, n as i64);
-        assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
-        assert_eq!(count(s, "customer_consents").await, n as i64);
-        // Every customer got its own tags and consent (ids matched by external id).
-        let last = s.customer(customer_id(s, "B06099").await).await.unwrap();
-        assert_eq!(
-            (last.name.as_str(), last.tags.clone()),
-            ("客户6099", vec!["t3".to_owned(), "会员".to_owned()])
-        );
-        assert_eq!(
-            last.consents
-                .iter()
-                .map(|c| (c.channel.as_str(), c.granted, c.source.as_str()))
-                .collect::<Vec<_>>(),
-            [("sms", false, "import")]
-        );
-        // The same file again changes nothing; a changed one writes history per changed field.
-        let r = import(
-            s,
-            ImportKind::Customers,
-            "b.csv",
-            file("上海", "会员").into(),
-            |_| {},
-        )
-        .await;
-        assert_eq!((r.created, r.updated), (0, n as u64));
-        assert_eq!(count(s, "customer_changes").await, 0);
-        let r = import(
-            s,
-            ImportKind::Customers,
-            "b.csv",
-            file("杭州", "会员").into(),
-            |_| {},
-        )
-        .await;
-        assert_eq!((r.created, r.updated), (0, n as u64));
-        assert_eq!(
-            count(s, "customer_changes").await,
-            n as i64,
-            "one city change each"
-        );
-        assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
-    }
-);
+test_both!(customers_import_in_bulk_keeps_tags_consents_and_history, |db: TestDb| async move {
+    let s = &db.store;
+    // More customers than one batch (5,000) and than one multi-row statement on either engine.
+    let n = 6_100;
+    let file = |city: &str, tag: &str| {
+        let mut f = String::from("customer_id,name,city,tags,consent_sms,consent_email\n");
+        for i in 0..n {
+            let sms = if i % 2 == 0 { "yes" } else { "no" };
+            f.push_str(&format!("B{i:05},客户{i},{city},{tag};t{},{sms},\n", i % 4));
+        }
+        f
+    };
+    let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.rejected, r.committed), (n as u64, 0, 0, true), "{:?}", r.rejections);
+    assert_eq!(count(s, "customers").await, n as i64);
+    assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
+    assert_eq!(count(s, "customer_consents").await, n as i64);
+    // Every customer got its own tags and consent (ids matched by external id).
+    let last = s.customer(customer_id(s, "B06099").await).await.unwrap();
+    assert_eq!((last.name.as_str(), last.tags.clone()), ("客户6099", vec!["t3".to_owned(), "会员".to_owned()]));
+    assert_eq!(last.consents.iter().map(|c| (c.channel.as_str(), c.granted, c.source.as_str())).collect::<Vec<_>>(), [("sms", false, "import")]);
+    // The same file again changes nothing; a changed one writes history per changed field.
+    let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, n as u64));
+    assert_eq!(count(s, "customer_changes").await, 0);
+    let r = import(s, ImportKind::Customers, "b.csv", file("杭州", "会员").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated), (0, n as u64));
+    assert_eq!(count(s, "customer_changes").await, n as i64, "one city change each");
+    assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
+});

@@ -27,12 +27,7 @@ struct Cli {
 #[derive(Args, Clone)]
 struct DbArgs {
     /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
-    #[arg(
-        long = "db",
-        env = "PATRON_DATABASE_URL",
-        default_value = "sqlite://patron.db",
-        hide_env_values = true
-    )]
+    #[arg(long = "db", env = "PATRON_DATABASE_URL", default_value = "sqlite://patron.db", hide_env_values = true)]
     url: String,
     /// Business time zone: calendar days and imported times without an offset use it.
     #[arg(long, env = "PATRON_TIME_ZONE", default_value = "Asia/Shanghai")]
@@ -55,11 +50,7 @@ enum Command {
     /// Create a database with realistic demo data, then serve it.
     Demo {
         /// Database URL (default: a demo SQLite file next to you).
-        #[arg(
-            long = "db",
-            env = "PATRON_DEMO_DATABASE_URL",
-            default_value = "sqlite://patron-demo.db"
-        )]
+        #[arg(long = "db", env = "PATRON_DEMO_DATABASE_URL", default_value = "sqlite://patron-demo.db")]
         url: String,
         /// Number of customers.
         #[arg(long, default_value_t = 5000)]
@@ -145,20 +136,10 @@ enum Command {
         #[arg(long, requires = "orders")]
         skip_invalid: bool,
         /// File mode: where to write the per-customer scores.
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "orders",
-            default_value = "scores.csv"
-        )]
+        #[arg(long, value_name = "FILE", requires = "orders", default_value = "scores.csv")]
         out: PathBuf,
         /// File mode: where to write the fitted parameters and fit report.
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "orders",
-            default_value = "params.json"
-        )]
+        #[arg(long, value_name = "FILE", requires = "orders", default_value = "params.json")]
         params: PathBuf,
     },
     /// Export a list to CSV.
@@ -245,17 +226,11 @@ enum TokenCommand {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PATRON_LOG")
-                .unwrap_or_else(|_| "info,sqlx=error".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PATRON_LOG").unwrap_or_else(|_| "info,sqlx=error".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -272,55 +247,25 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn open(db: &DbArgs) -> Result<Store> {
-    let tz: patron_store::BusinessTz = db.time_zone.parse().map_err(|_| {
-        anyhow!(
-            "unknown time zone {:?} (use an IANA name like Asia/Shanghai)",
-            db.time_zone
-        )
-    })?;
-    let store = Store::connect(&db.url)
-        .await
-        .with_context(|| format!("opening {}", patron_store::db::redact_url(&db.url)))?;
+    let tz: patron_store::BusinessTz =
+        db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
+    let store = Store::connect(&db.url).await.with_context(|| format!("opening {}", patron_store::db::redact_url(&db.url)))?;
     Ok(store.with_config(StoreConfig { business_tz: tz }))
 }
 
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
-        Command::Serve {
-            db,
-            listen,
-            secure_cookies,
-        } => {
+        Command::Serve { db, listen, secure_cookies } => {
             let store = open(&db).await?;
-            serve(
-                store,
-                listen,
-                ServerConfig {
-                    secure_cookies,
-                    ..Default::default()
-                },
-            )
-            .await?;
+            serve(store, listen, ServerConfig { secure_cookies, ..Default::default() }).await?;
         }
-        Command::Demo {
-            url,
-            customers,
-            seed,
-            no_serve,
-            listen,
-        } => {
-            let db = DbArgs {
-                url,
-                time_zone: "Asia/Shanghai".into(),
-            };
+        Command::Demo { url, customers, seed, no_serve, listen } => {
+            let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
             let store = open(&db).await?;
             let password = demo(&store, customers, seed).await?;
             if no_serve {
-                println!(
-                    "demo data loaded into {}",
-                    patron_store::db::redact_url(&db.url)
-                );
+                println!("demo data loaded into {}", patron_store::db::redact_url(&db.url));
                 println!("login: admin@demo.patron.local  password: {password}");
             } else {
                 println!("\npatron demo is running on http://{listen}/");
@@ -328,25 +273,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 serve(store, listen, ServerConfig::default()).await?;
             }
         }
-        Command::Generate {
-            customers,
-            seed,
-            out,
-            start,
-            end,
-            with_owners,
-        } => {
+        Command::Generate { customers, seed, out, start, end, with_owners } => {
             generate(customers, seed, &out, start, end, with_owners)?;
         }
-        Command::Import {
-            kind,
-            file,
-            db,
-            map,
-            encoding,
-            skip_invalid,
-            dry_run,
-        } => {
+        Command::Import { kind, file, db, map, encoding, skip_invalid, dry_run } => {
             let store = open(&db).await?;
             let kind: ImportKind = kind.parse()?;
             let mut opts = ImportOptions::new(kind, file.display().to_string());
@@ -363,25 +293,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Analyze {
-            db,
-            as_of,
-            rebuild,
-            model,
-            orders,
-            map,
-            encoding,
-            skip_invalid,
-            out,
-            params,
-        } => {
+        Command::Analyze { db, as_of, rebuild, model, orders, map, encoding, skip_invalid, out, params } => {
             let config = model.config()?;
-            let tz: patron_store::BusinessTz = db.time_zone.parse().map_err(|_| {
-                anyhow!(
-                    "unknown time zone {:?} (use an IANA name like Asia/Shanghai)",
-                    db.time_zone
-                )
-            })?;
+            let tz: patron_store::BusinessTz =
+                db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
             let as_of = parse_day(as_of, "--as-of")?;
             match orders {
                 Some(file) => {
@@ -401,18 +316,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
                 None => {
                     let store = open(&db).await?;
-                    let as_of =
-                        as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+                    let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
                     analyze::analyze_db(&store, as_of, rebuild, &config).await?;
                 }
             }
         }
-        Command::Export {
-            what: _,
-            db,
-            filter,
-            out,
-        } => {
+        Command::Export { what: _, db, filter, out } => {
             let store = open(&db).await?;
             let mut f = CustomerFilter::default();
             for (k, v) in parse_pairs(&filter, "--filter")? {
@@ -422,50 +331,30 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     "city" => f.city = Some(v),
                     "kind" => f.kind = Some(v),
                     "owner" => {
-                        let u = store
-                            .user_by_email(&v)
-                            .await?
-                            .ok_or_else(|| anyhow!("--filter owner: no user {v:?}"))?;
+                        let u = store.user_by_email(&v).await?.ok_or_else(|| anyhow!("--filter owner: no user {v:?}"))?;
                         f.owner_id = Some(u.id);
                     }
                     other => bail!("--filter {other}: unknown key (q, tag, city, kind, owner)"),
                 }
             }
-            let file = std::fs::File::create(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
-            let n = store
-                .export_customers(&Actor::cli(), &f, std::io::BufWriter::new(file))
-                .await?;
+            let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let n = store.export_customers(&Actor::cli(), &f, std::io::BufWriter::new(file)).await?;
             println!("{n} customers written to {}", out.display());
         }
         Command::User { command } => match command {
-            UserCommand::Add {
-                db,
-                email,
-                role,
-                name,
-                password_stdin,
-            } => {
+            UserCommand::Add { db, email, role, name, password_stdin } => {
                 let store = open(&db).await?;
                 let role: Role = role.parse()?;
                 let (password, generated) = if password_stdin {
                     let mut p = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut p)
-                        .context("reading the password from standard input")?;
+                    std::io::stdin().read_to_string(&mut p).context("reading the password from standard input")?;
                     (p.trim_end_matches(['\r', '\n']).to_owned(), false)
                 } else {
                     (random_password(), true)
                 };
-                let name =
-                    name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
-                let user = store
-                    .create_user(&email, &name, role, Some(&password))
-                    .await?;
-                println!(
-                    "user {} ({}) created with id {}",
-                    user.email, user.role, user.id
-                );
+                let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
+                let user = store.create_user(&email, &name, role, Some(&password)).await?;
+                println!("user {} ({}) created with id {}", user.email, user.role, user.id);
                 if generated {
                     println!("password: {password}");
                 }
@@ -478,45 +367,22 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         },
         Command::Token { command } => match command {
-            TokenCommand::Create {
-                db,
-                name,
-                role,
-                user,
-            } => {
+            TokenCommand::Create { db, name, role, user } => {
                 let store = open(&db).await?;
                 let role: Role = role.parse()?;
                 let user_id = match user {
-                    Some(email) => Some(
-                        store
-                            .user_by_email(&email)
-                            .await?
-                            .ok_or_else(|| anyhow!("--user: no user {email:?}"))?
-                            .id,
-                    ),
-                    None if role == Role::Agent => {
-                        bail!("an agent token needs --user (an agent's portfolio is a user's)")
-                    }
+                    Some(email) => Some(store.user_by_email(&email).await?.ok_or_else(|| anyhow!("--user: no user {email:?}"))?.id),
+                    None if role == Role::Agent => bail!("an agent token needs --user (an agent's portfolio is a user's)"),
                     None => None,
                 };
                 let (info, secret) = store.create_token(&name, role, user_id).await?;
-                eprintln!(
-                    "token {} ({}, {}) created; it is shown once:",
-                    info.id, info.name, info.role
-                );
+                eprintln!("token {} ({}, {}) created; it is shown once:", info.id, info.name, info.role);
                 println!("{secret}");
             }
             TokenCommand::List { db } => {
                 let store = open(&db).await?;
                 for t in store.tokens().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}…\t{}",
-                        t.id,
-                        t.name,
-                        t.role,
-                        t.prefix,
-                        t.created_at.to_rfc3339()
-                    );
+                    println!("{}\t{}\t{}\t{}…\t{}", t.id, t.name, t.role, t.prefix, t.created_at.to_rfc3339());
                 }
             }
             TokenCommand::Revoke { db, id } => {
@@ -545,15 +411,11 @@ fn random_password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..16)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
+    (0..16).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
 }
 
 async fn serve(store: Store, listen: SocketAddr, config: ServerConfig) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, database = ?store.db.engine(), "patron is serving");
     patron_server::serve(listener, AppState::new(store.clone(), config)).await?;
     store.db.close().await;
@@ -588,15 +450,8 @@ impl Progress {
         bar.set_message(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         // The first plain line is printed at the first update, then at most twice a second.
-        let long_ago = std::time::Instant::now()
-            .checked_sub(Duration::from_secs(3600))
-            .unwrap_or_else(std::time::Instant::now);
-        Progress {
-            bar,
-            plain,
-            label: label.to_owned(),
-            last_line: std::sync::Mutex::new(long_ago),
-        }
+        let long_ago = std::time::Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(std::time::Instant::now);
+        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(long_ago) }
     }
     fn set(&self, n: u64) {
         self.bar.set_position(n);
@@ -634,26 +489,14 @@ fn print_report(r: &ImportReport, file: &Path) -> Result<()> {
         r.created,
         r.updated,
         r.rejected,
-        if r.committed {
-            ""
-        } else {
-            " — nothing written"
-        }
+        if r.committed { "" } else { " — nothing written" }
     );
     if r.rejected > 0 {
         let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
-        let out = std::fs::File::create(&rej_path)
-            .with_context(|| format!("creating {}", rej_path.display()))?;
+        let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
         write_rejections(out, &r.rejections)?;
         for x in r.rejections.iter().take(10) {
-            eprintln!(
-                "{}: row {}, column {:?}: {} (value {:?})",
-                file.display(),
-                x.row,
-                x.column,
-                x.reason,
-                x.value
-            );
+            eprintln!("{}: row {}, column {:?}: {} (value {:?})", file.display(), x.row, x.column, x.reason, x.value);
         }
         if r.rejections.len() > 10 {
             eprintln!("… {} more", r.rejections.len() - 10);
@@ -664,18 +507,10 @@ fn print_report(r: &ImportReport, file: &Path) -> Result<()> {
 }
 
 fn parse_day(s: Option<String>, flag: &str) -> Result<Option<chrono::NaiveDate>> {
-    s.map(|v| patron_store::values::parse_date(&v).map_err(|m| anyhow!("{flag}: {m}")))
-        .transpose()
+    s.map(|v| patron_store::values::parse_date(&v).map_err(|m| anyhow!("{flag}: {m}"))).transpose()
 }
 
-fn generate(
-    customers: u64,
-    seed: u64,
-    out: &Path,
-    start: Option<String>,
-    end: Option<String>,
-    with_owners: bool,
-) -> Result<patron_datagen::GenerateReport> {
+fn generate(customers: u64, seed: u64, out: &Path, start: Option<String>, end: Option<String>, with_owners: bool) -> Result<patron_datagen::GenerateReport> {
     let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
     if let Some(s) = parse_day(start, "--start")? {
         cfg.start = s;
@@ -684,10 +519,7 @@ fn generate(
         cfg.end = e;
     }
     if with_owners {
-        cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS)
-            .into_iter()
-            .map(|m| m.email)
-            .collect();
+        cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS).into_iter().map(|m| m.email).collect();
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let progress = Progress::new("generating", Some(customers), "customers");
@@ -712,82 +544,39 @@ const DEMO_ADMIN: &str = "admin@demo.patron.local";
 async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     for m in patron_datagen::default_account_managers(DEMO_MANAGERS) {
         if store.user_by_email(&m.email).await?.is_none() {
-            store
-                .create_user(
-                    &m.email,
-                    &m.display_name,
-                    Role::Agent,
-                    Some(&random_password()),
-                )
-                .await?;
+            store.create_user(&m.email, &m.display_name, Role::Agent, Some(&random_password())).await?;
         }
     }
     let password = random_password();
     match store.user_by_email(DEMO_ADMIN).await? {
         Some(u) => store.set_password(u.id, &password).await?,
         None => {
-            store
-                .create_user(DEMO_ADMIN, "Demo Admin", Role::Admin, Some(&password))
-                .await?;
+            store.create_user(DEMO_ADMIN, "Demo Admin", Role::Admin, Some(&password)).await?;
         }
     }
     let dir = tempfile::tempdir().context("creating a temporary directory for the demo files")?;
     let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
-    cfg.end = chrono::Utc::now()
-        .with_timezone(&store.config.business_tz)
-        .date_naive();
+    cfg.end = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();
     cfg.start = cfg.end - chrono::Duration::days(3 * 365);
-    cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS)
-        .into_iter()
-        .map(|m| m.email)
-        .collect();
+    cfg.owners = patron_datagen::default_account_managers(DEMO_MANAGERS).into_iter().map(|m| m.email).collect();
     let progress = Progress::new("generating", Some(customers), "customers");
     let p = &progress;
     patron_datagen::write_csv_files(&cfg, dir.path(), &move |n| p.set(n))?;
     progress.finish();
-    for kind in [
-        ImportKind::Customers,
-        ImportKind::Contacts,
-        ImportKind::Orders,
-        ImportKind::Interactions,
-    ] {
+    for kind in [ImportKind::Customers, ImportKind::Contacts, ImportKind::Orders, ImportKind::Interactions] {
         let file = dir.path().join(format!("{}.csv", kind.as_str()));
-        let report = import_file(
-            store,
-            &file,
-            &ImportOptions::new(kind, format!("demo-{}.csv", kind.as_str())),
-        )
-        .await?;
+        let report = import_file(store, &file, &ImportOptions::new(kind, format!("demo-{}.csv", kind.as_str()))).await?;
         if !report.committed {
-            let first = report
-                .rejections
-                .first()
-                .map(|r| format!("row {} {}: {}", r.row, r.column, r.reason))
-                .unwrap_or_default();
-            bail!(
-                "demo {} were rejected ({} rows; first: {first})",
-                kind.as_str(),
-                report.rejected
-            );
+            let first = report.rejections.first().map(|r| format!("row {} {}: {}", r.row, r.column, r.reason)).unwrap_or_default();
+            bail!("demo {} were rejected ({} rows; first: {first})", kind.as_str(), report.rejected);
         }
-        println!(
-            "{:>13}: {} created, {} updated",
-            kind.as_str(),
-            report.created,
-            report.updated
-        );
+        println!("{:>13}: {} created, {} updated", kind.as_str(), report.created, report.updated);
     }
     // Score the base so the dashboards, segments and 360 pages have something to show.
-    let today = chrono::Utc::now()
-        .with_timezone(&store.config.business_tz)
-        .date_naive();
+    let today = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();
     let mut config = patron_analytics::AnalyticsConfig::default();
     config.model.horizon_days = 90;
     let (run_id, out) = store.run_analysis(&Actor::cli(), today, &config).await?;
-    println!(
-        "{:>13}: {} customers scored as of {today} (run {run_id})",
-        "analysis",
-        out.summaries.len()
-    );
+    println!("{:>13}: {} customers scored as of {today} (run {run_id})", "analysis", out.summaries.len());
     Ok(password)
 }

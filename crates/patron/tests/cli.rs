@@ -16,47 +16,23 @@ fn patron() -> Command {
 }
 
 fn run_ok(args: &[&str], db: &str) -> String {
-    let out = patron()
-        .args(args)
-        .args(["--db", db])
-        .output()
-        .expect("run patron");
-    assert!(
-        out.status.success(),
-        "patron {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = patron().args(args).args(["--db", db]).output().expect("run patron");
+    assert!(out.status.success(), "patron {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn count(store: &Store, table: &str) -> i64 {
-    let (n,): (i64,) = store
-        .db
-        .reader()
-        .fetch_one(query(format!("SELECT COUNT(*) FROM {table}")))
-        .await
-        .expect("count");
+    let (n,): (i64,) = store.db.reader().fetch_one(query(format!("SELECT COUNT(*) FROM {table}"))).await.expect("count");
     n
 }
 
 fn generate(dir: &Path, customers: u64) {
     let out = patron()
-        .args([
-            "generate",
-            "--customers",
-            &customers.to_string(),
-            "--seed",
-            "7",
-            "--out",
-        ])
+        .args(["generate", "--customers", &customers.to_string(), "--seed", "7", "--out"])
         .arg(dir)
         .output()
         .expect("generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 test_both!(sigkill_mid_import_leaves_no_rows, |db: TestDb| async move {
@@ -64,17 +40,11 @@ test_both!(sigkill_mid_import_leaves_no_rows, |db: TestDb| async move {
     generate(dir.path(), 3000);
     let customers = dir.path().join("customers.csv");
     let orders = dir.path().join("orders.csv");
-    run_ok(
-        &["import", "customers", customers.to_str().unwrap()],
-        &db.url,
-    );
+    run_ok(&["import", "customers", customers.to_str().unwrap()], &db.url);
     let n_customers = count(&db.store, "customers").await;
     assert_eq!(n_customers, 3000);
     let order_rows = std::fs::read_to_string(&orders).unwrap().lines().count() as i64 - 1;
-    assert!(
-        order_rows > 15_000,
-        "the file must span several batches ({order_rows} rows)"
-    );
+    assert!(order_rows > 15_000, "the file must span several batches ({order_rows} rows)");
 
     let mut child = patron()
         .args(["import", "orders"])
@@ -97,34 +67,17 @@ test_both!(sigkill_mid_import_leaves_no_rows, |db: TestDb| async move {
     }
     child.kill().expect("SIGKILL");
     let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "the import must have been killed, not finished ({seen})"
-    );
-    let rows_at_kill: i64 = seen
-        .trim_start_matches("orders: ")
-        .trim_end_matches(" rows")
-        .parse()
-        .unwrap();
-    assert!(
-        rows_at_kill > 0 && rows_at_kill < order_rows,
-        "killed mid-file: {seen} of {order_rows}"
-    );
+    assert!(!status.success(), "the import must have been killed, not finished ({seen})");
+    let rows_at_kill: i64 = seen.trim_start_matches("orders: ").trim_end_matches(" rows").parse().unwrap();
+    assert!(rows_at_kill > 0 && rows_at_kill < order_rows, "killed mid-file: {seen} of {order_rows}");
 
     // Reopen from scratch: none of that file's rows, everything before intact, database healthy.
-    let reopened = Store::connect(&db.url)
-        .await
-        .expect("the database opens cleanly");
+    let reopened = Store::connect(&db.url).await.expect("the database opens cleanly");
     assert_eq!(count(&reopened, "orders").await, 0);
     assert_eq!(count(&reopened, "order_lines").await, 0);
     assert_eq!(count(&reopened, "customers").await, n_customers);
     if db.url.starts_with("sqlite") {
-        let (check,): (String,) = reopened
-            .db
-            .reader()
-            .fetch_one(query("PRAGMA integrity_check"))
-            .await
-            .unwrap();
+        let (check,): (String,) = reopened.db.reader().fetch_one(query("PRAGMA integrity_check")).await.unwrap();
         assert_eq!(check, "ok");
     }
     // And the same import then runs to the end.
@@ -134,188 +87,67 @@ test_both!(sigkill_mid_import_leaves_no_rows, |db: TestDb| async move {
     reopened.db.close().await;
 });
 
-test_both!(
-    cli_errors_name_file_row_and_column,
-    |db: TestDb| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let customers = dir.path().join("客户.csv");
-        std::fs::write(
-            &customers,
-            "客户编号,姓名,手机\nA,甲,13800138000\nB,乙,1234\nC,,13900139000\n",
-        )
-        .unwrap();
-        let out = patron()
-            .args(["import", "customers"])
-            .arg(&customers)
-            .args(["--db", &db.url])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "rejected rows exit 2");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("客户.csv: row 3, column \"手机\": not a mainland China mobile"),
-            "{err}"
-        );
-        assert!(
-            err.contains("客户.csv: row 4, column \"姓名\": required"),
-            "{err}"
-        );
-        let rejected = std::fs::read_to_string(dir.path().join("客户.csv.rejected.csv")).unwrap();
-        assert!(
-            rejected.starts_with("row,column,value,reason\n3,手机,1234,"),
-            "{rejected}"
-        );
-        assert_eq!(count(&db.store, "customers").await, 0, "all or nothing");
-        // --skip-invalid loads the good row and exits 3 to flag the rejections.
-        let out = patron()
-            .args(["import", "customers"])
-            .arg(&customers)
-            .args(["--db", &db.url, "--skip-invalid"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(3));
-        assert_eq!(count(&db.store, "customers").await, 1);
-        // File-level errors name the file.
-        let bad = dir.path().join("bad.csv");
-        std::fs::write(&bad, "会员号,姓名,鞋码\n1,x,42\n").unwrap();
-        let out = patron()
-            .args(["import", "customers"])
-            .arg(&bad)
-            .args(["--db", &db.url])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("bad.csv") && err.contains("unknown column \"会员号\""),
-            "{err}"
-        );
-        // --map fixes it (and attr. keeps the rest).
-        std::fs::write(&bad, "会员号,姓名,attr.鞋码\nM1,x,42\n").unwrap();
-        run_ok(
-            &[
-                "import",
-                "customers",
-                bad.to_str().unwrap(),
-                "--map",
-                "会员号=customer_id",
-            ],
-            &db.url,
-        );
-        assert_eq!(count(&db.store, "customers").await, 2);
-        let out = patron()
-            .args(["import", "customers", "/nonexistent.csv", "--db", &db.url])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));
-        let out = patron()
-            .args(["import", "customers"])
-            .arg(&bad)
-            .args(["--db", &db.url, "--map", "oops"])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--map \"oops\": expected KEY=VALUE"));
-    }
-);
+test_both!(cli_errors_name_file_row_and_column, |db: TestDb| async move {
+    let dir = tempfile::tempdir().unwrap();
+    let customers = dir.path().join("客户.csv");
+    std::fs::write(&customers, "客户编号,姓名,手机\nA,甲,13800138000\nB,乙,1234\nC,,13900139000\n").unwrap();
+    let out = patron().args(["import", "customers"]).arg(&customers).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "rejected rows exit 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("客户.csv: row 3, column \"手机\": not a mainland China mobile"), "{err}");
+    assert!(err.contains("客户.csv: row 4, column \"姓名\": required"), "{err}");
+    let rejected = std::fs::read_to_string(dir.path().join("客户.csv.rejected.csv")).unwrap();
+    assert!(rejected.starts_with("row,column,value,reason\n3,手机,1234,"), "{rejected}");
+    assert_eq!(count(&db.store, "customers").await, 0, "all or nothing");
+    // --skip-invalid loads the good row and exits 3 to flag the rejections.
+    let out = patron().args(["import", "customers"]).arg(&customers).args(["--db", &db.url, "--skip-invalid"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(count(&db.store, "customers").await, 1);
+    // File-level errors name the file.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "会员号,姓名,鞋码\n1,x,42\n").unwrap();
+    let out = patron().args(["import", "customers"]).arg(&bad).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv") && err.contains("unknown column \"会员号\""), "{err}");
+    // --map fixes it (and attr. keeps the rest).
+    std::fs::write(&bad, "会员号,姓名,attr.鞋码\nM1,x,42\n").unwrap();
+    run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=customer_id"], &db.url);
+    assert_eq!(count(&db.store, "customers").await, 2);
+    let out = patron().args(["import", "customers", "/nonexistent.csv", "--db", &db.url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));
+    let out = patron().args(["import", "customers"]).arg(&bad).args(["--db", &db.url, "--map", "oops"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--map \"oops\": expected KEY=VALUE"));
+});
 
 test_both!(users_tokens_and_export, |db: TestDb| async move {
     let dir = tempfile::tempdir().unwrap();
     let mut child = patron()
-        .args([
-            "user",
-            "add",
-            "--email",
-            "boss@example.com",
-            "--role",
-            "manager",
-            "--password-stdin",
-            "--db",
-            &db.url,
-        ])
+        .args(["user", "add", "--email", "boss@example.com", "--role", "manager", "--password-stdin", "--db", &db.url])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
     assert!(child.wait().unwrap().success());
-    assert!(db
-        .store
-        .authenticate("boss@example.com", "a long enough password")
-        .await
-        .unwrap()
-        .is_some());
-    let out = patron()
-        .args([
-            "user",
-            "add",
-            "--email",
-            "x@example.com",
-            "--role",
-            "agent",
-            "--db",
-            &db.url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("password: "),
-        "a generated password is printed"
-    );
-    let token = run_ok(
-        &["token", "create", "--name", "ci", "--role", "manager"],
-        &db.url,
-    );
+    assert!(db.store.authenticate("boss@example.com", "a long enough password").await.unwrap().is_some());
+    let out = patron().args(["user", "add", "--email", "x@example.com", "--role", "agent", "--db", &db.url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password: "), "a generated password is printed");
+    let token = run_ok(&["token", "create", "--name", "ci", "--role", "manager"], &db.url);
     assert!(token.trim().starts_with("pat_"));
-    assert!(db
-        .store
-        .actor_for_token(token.trim())
-        .await
-        .unwrap()
-        .is_some());
-    let out = patron()
-        .args([
-            "token", "create", "--name", "a", "--role", "agent", "--db", &db.url,
-        ])
-        .output()
-        .unwrap();
+    assert!(db.store.actor_for_token(token.trim()).await.unwrap().is_some());
+    let out = patron().args(["token", "create", "--name", "a", "--role", "agent", "--db", &db.url]).output().unwrap();
     assert!(!out.status.success(), "agent tokens need --user");
 
     let csv = dir.path().join("c.csv");
-    std::fs::write(
-        &csv,
-        "customer_id,name,city,owner\nE1,甲,上海,boss@example.com\nE2,乙,北京,\n",
-    )
-    .unwrap();
+    std::fs::write(&csv, "customer_id,name,city,owner\nE1,甲,上海,boss@example.com\nE2,乙,北京,\n").unwrap();
     run_ok(&["import", "customers", csv.to_str().unwrap()], &db.url);
     let out_file = dir.path().join("out.csv");
-    let out = run_ok(
-        &[
-            "export",
-            "customers",
-            "--filter",
-            "city=上海",
-            "--out",
-            out_file.to_str().unwrap(),
-        ],
-        &db.url,
-    );
+    let out = run_ok(&["export", "customers", "--filter", "city=上海", "--out", out_file.to_str().unwrap()], &db.url);
     assert!(out.starts_with("1 customers"), "{out}");
     let text = std::fs::read_to_string(&out_file).unwrap();
-    assert!(
-        text.contains("E1,person,甲") && text.contains("boss@example.com") && !text.contains("E2"),
-        "{text}"
-    );
-    let out = patron()
-        .args(["export", "customers", "--filter", "colour=red", "--out"])
-        .arg(&out_file)
-        .args(["--db", &db.url])
-        .output()
-        .unwrap();
+    assert!(text.contains("E1,person,甲") && text.contains("boss@example.com") && !text.contains("E2"), "{text}");
+    let out = patron().args(["export", "customers", "--filter", "colour=red", "--out"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key"));
 });

@@ -30,10 +30,7 @@ pub fn router() -> Router<AppState> {
 /// class, P(alive) and CLV histograms, and the latest run. Agents get their own portfolio.
 #[utoipa::path(get, path = "/api/v1/analytics/overview", tag = "analytics",
     responses((status = 200, body = Overview), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn overview(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-) -> ApiResult<Json<Overview>> {
+pub async fn overview(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Overview>> {
     // Every role may look; the store narrows an agent to their portfolio.
     require(&actor, Role::Agent, "read analytics")?;
     Ok(Json(state.store.analytics_overview(&actor).await?))
@@ -42,18 +39,10 @@ pub async fn overview(
 /// The latest analysis run: as-of date, fitted parameters and the fit report.
 #[utoipa::path(get, path = "/api/v1/analytics/runs/latest", tag = "analytics",
     responses((status = 200, body = AnalysisRun), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn latest_run(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-) -> ApiResult<Json<AnalysisRun>> {
+pub async fn latest_run(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<AnalysisRun>> {
     // Parameters and tier totals describe the whole base, not any one customer: every role may read them.
     require(&actor, Role::Agent, "read analytics")?;
-    state
-        .store
-        .latest_run()
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("analysis run"))
+    state.store.latest_run().await?.map(Json).ok_or_else(|| ApiError::not_found("analysis run"))
 }
 
 /// Settings of a new analysis run; everything is optional.
@@ -78,39 +67,20 @@ pub const DEFAULT_HORIZON_DAYS: u32 = 90;
 
 /// Today in the business time zone, by the store's clock (fixed in tests).
 pub fn business_today(state: &AppState) -> NaiveDate {
-    state
-        .store
-        .now()
-        .with_timezone(&state.store.config.business_tz)
-        .date_naive()
+    state.store.now().with_timezone(&state.store.config.business_tz).date_naive()
 }
 
 /// The as-of date and pipeline configuration a run request describes (DESIGN §4 defaults otherwise).
 pub fn run_settings(req: &RunRequest, today: NaiveDate) -> ApiResult<(NaiveDate, AnalyticsConfig)> {
-    let invalid = |field: &str, message: String| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).field(field)
-    };
-    let as_of = match req
-        .as_of
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let invalid = |field: &str, message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).field(field);
+    let as_of = match req.as_of.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => today,
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            invalid(
-                "as_of",
-                format!("as_of must be a date YYYY-MM-DD, not {s:?}"),
-            )
-        })?,
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| invalid("as_of", format!("as_of must be a date YYYY-MM-DD, not {s:?}")))?,
     };
     // Orders after today do not exist yet; an as-of date in the future would count every
     // customer as silent until then and call them churned.
     if as_of > today {
-        return Err(invalid(
-            "as_of",
-            format!("as_of {as_of} is after today ({today})"),
-        ));
+        return Err(invalid("as_of", format!("as_of {as_of} is after today ({today})")));
     }
     if as_of < NaiveDate::from_ymd_opt(1970, 1, 2).unwrap_or(NaiveDate::MIN) {
         return Err(invalid("as_of", "as_of must be after 1970-01-01".into()));
@@ -119,37 +89,21 @@ pub fn run_settings(req: &RunRequest, today: NaiveDate) -> ApiResult<(NaiveDate,
     config.model.time_unit = match req.time_unit.as_deref() {
         None | Some("days") => TimeUnit::Days,
         Some("weeks") => TimeUnit::Weeks,
-        Some(other) => {
-            return Err(invalid(
-                "time_unit",
-                format!("time_unit must be days or weeks, not {other:?}"),
-            ))
-        }
+        Some(other) => return Err(invalid("time_unit", format!("time_unit must be days or weeks, not {other:?}"))),
     };
     let horizon = req.horizon_days.unwrap_or(DEFAULT_HORIZON_DAYS);
     if !(1..=3650).contains(&horizon) {
-        return Err(invalid(
-            "horizon_days",
-            "horizon_days must be between 1 and 3650".into(),
-        ));
+        return Err(invalid("horizon_days", "horizon_days must be between 1 and 3650".into()));
     }
     config.model.horizon_days = horizon;
     let months = req.clv_months.unwrap_or(config.model.clv_months);
     if !(1..=1200).contains(&months) {
-        return Err(invalid(
-            "clv_months",
-            "clv_months must be between 1 and 1200".into(),
-        ));
+        return Err(invalid("clv_months", "clv_months must be between 1 and 1200".into()));
     }
     config.model.clv_months = months;
-    let d = req
-        .monthly_discount
-        .unwrap_or(config.model.monthly_discount);
+    let d = req.monthly_discount.unwrap_or(config.model.monthly_discount);
     if !(d.is_finite() && (0.0..1.0).contains(&d)) {
-        return Err(invalid(
-            "monthly_discount",
-            "monthly_discount must be a monthly rate in [0, 1), e.g. 0.01".into(),
-        ));
+        return Err(invalid("monthly_discount", "monthly_discount must be a monthly rate in [0, 1), e.g. 0.01".into()));
     }
     config.model.monthly_discount = d;
     Ok((as_of, config))
@@ -161,11 +115,7 @@ pub fn run_settings(req: &RunRequest, today: NaiveDate) -> ApiResult<(NaiveDate,
 #[utoipa::path(post, path = "/api/v1/analytics/runs", tag = "analytics", request_body = RunRequest,
     responses((status = 201, body = AnalysisRun), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create_run(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(req): Json<RunRequest>,
-) -> ApiResult<(StatusCode, Json<AnalysisRun>)> {
+pub async fn create_run(State(state): State<AppState>, Auth(actor): Auth, Json(req): Json<RunRequest>) -> ApiResult<(StatusCode, Json<AnalysisRun>)> {
     require(&actor, Role::Manager, "run the analysis")?;
     let (as_of, config) = run_settings(&req, business_today(&state))?;
     let run = start_run(&state, &actor, as_of, &config).await?;
@@ -173,19 +123,11 @@ pub async fn create_run(
 }
 
 /// Runs the analysis and reads back the run it stored (shared with the dashboard's button).
-pub async fn start_run(
-    state: &AppState,
-    actor: &patron_store::users::Actor,
-    as_of: NaiveDate,
-    config: &AnalyticsConfig,
-) -> ApiResult<AnalysisRun> {
+pub async fn start_run(state: &AppState, actor: &patron_store::users::Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> ApiResult<AnalysisRun> {
     let (run_id, _) = state.store.run_analysis(actor, as_of, config).await?;
     match state.store.latest_run().await? {
         Some(run) if run.id >= run_id => Ok(run),
-        _ => Err(patron_store::StoreError::Internal(format!(
-            "analysis run {run_id} was stored but cannot be read back"
-        ))
-        .into()),
+        _ => Err(patron_store::StoreError::Internal(format!("analysis run {run_id} was stored but cannot be read back")).into()),
     }
 }
 
@@ -203,8 +145,7 @@ impl LangParams {
     pub fn lang(&self) -> ApiResult<Lang> {
         match self.lang.as_deref() {
             None | Some("") => Ok(Lang::Zh),
-            Some(code) => Lang::from_code(code)
-                .ok_or_else(|| ApiError::bad_request("lang", "lang must be zh or en")),
+            Some(code) => Lang::from_code(code).ok_or_else(|| ApiError::bad_request("lang", "lang must be zh or en")),
         }
     }
 }
@@ -240,16 +181,8 @@ impl CustomerScores {
 }
 
 /// Reads a customer's scores with the reason (`None` before the customer was first analysed).
-pub async fn scores_of(
-    state: &AppState,
-    customer_id: i64,
-    lang: Lang,
-) -> ApiResult<Option<CustomerScores>> {
-    Ok(state
-        .store
-        .customer_scores(customer_id)
-        .await?
-        .map(|s| CustomerScores::new(s, lang)))
+pub async fn scores_of(state: &AppState, customer_id: i64, lang: Lang) -> ApiResult<Option<CustomerScores>> {
+    Ok(state.store.customer_scores(customer_id).await?.map(|s| CustomerScores::new(s, lang)))
 }
 
 /// A customer's latest scores and a plain-words reason (`?lang=en` for English). 404 when the
@@ -257,27 +190,17 @@ pub async fn scores_of(
 #[utoipa::path(get, path = "/api/v1/customers/{id}/scores", tag = "analytics", params(("id" = i64, Path, description = "customer id"), LangParams),
     responses((status = 200, body = CustomerScores), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
-pub async fn customer_scores(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Query(q): Query<LangParams>,
-) -> ApiResult<Json<CustomerScores>> {
+pub async fn customer_scores(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(q): Query<LangParams>) -> ApiResult<Json<CustomerScores>> {
     let lang = q.lang()?;
     check_customer_access(&state, &actor, id).await?;
-    scores_of(&state, id, lang)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("scores (the customer has not been analysed yet)"))
+    scores_of(&state, id, lang).await?.map(Json).ok_or_else(|| ApiError::not_found("scores (the customer has not been analysed yet)"))
 }
 
 // ---- the plain-words reason ----------------------------------------------------------------
 
 /// Days from the last purchase day to the as-of day.
 pub fn days_since_last_purchase(s: &ScoreRow) -> Option<i64> {
-    s.last_purchase_day
-        .map(|d| (s.as_of_day - d).max(0))
-        .or(s.recency_days)
+    s.last_purchase_day.map(|d| (s.as_of_day - d).max(0)).or(s.recency_days)
 }
 
 /// A number of days as words people use ("1 day", "20 days"); fractional gaps are rounded.
@@ -317,24 +240,13 @@ pub fn reason(s: &ScoreRow, lang: Lang) -> String {
         (d, false) => format!("上次购买在 {d} 天前"),
     };
     parts.push(last);
-    match s
-        .median_gap_days
-        .filter(|g| g.is_finite() && *g > 0.0 && s.purchase_days >= 2)
-    {
+    match s.median_gap_days.filter(|g| g.is_finite() && *g > 0.0 && s.purchase_days >= 2) {
         Some(gap) => {
-            parts.push(if en {
-                format!("usually buys every {}", days_en(gap))
-            } else {
-                format!("通常每 {} 天购买一次", whole_days(gap))
-            });
+            parts.push(if en { format!("usually buys every {}", days_en(gap)) } else { format!("通常每 {} 天购买一次", whole_days(gap)) });
             // Say how overdue only when it is clearly overdue (twice the usual gap or more).
             let ratio = since as f64 / gap;
             if ratio >= 2.0 && s.churn != "absolute" {
-                parts.push(if en {
-                    format!("now {ratio:.0}× longer than usual")
-                } else {
-                    format!("已是平时间隔的 {ratio:.0} 倍")
-                });
+                parts.push(if en { format!("now {ratio:.0}× longer than usual") } else { format!("已是平时间隔的 {ratio:.0} 倍") });
             }
         }
         None => parts.push(if en {
@@ -346,70 +258,39 @@ pub fn reason(s: &ScoreRow, lang: Lang) -> String {
     let threshold = s.churn_threshold_days.filter(|t| t.is_finite() && *t > 0.0);
     match (s.churn.as_str(), threshold) {
         ("absolute", Some(t)) => parts.push(if en {
-            format!(
-                "silent longer than the churn threshold of {}: churned",
-                days_en(t)
-            )
+            format!("silent longer than the churn threshold of {}: churned", days_en(t))
         } else {
             format!("沉默已超过 {} 天的流失阈值：已流失", whole_days(t))
         }),
-        ("absolute", None) => parts.push(if en {
-            "silent too long: churned".into()
-        } else {
-            "沉默时间过长：已流失".into()
-        }),
+        ("absolute", None) => parts.push(if en { "silent too long: churned".into() } else { "沉默时间过长：已流失".into() }),
         ("relative", _) => parts.push(if en {
-            "still buying, but spending fell to less than half of the usual level (relative churn)"
-                .into()
+            "still buying, but spending fell to less than half of the usual level (relative churn)".into()
         } else {
             "仍在购买，但近期消费已不足以往的一半（相对流失）".into()
         }),
         _ => {}
     }
     match s.lifecycle.as_str() {
-        "won_back" => parts.push(if en {
-            "came back after having churned".into()
-        } else {
-            "曾经流失，现已回来".into()
-        }),
-        "loyal" => parts.push(if en {
-            "a loyal customer".into()
-        } else {
-            "忠诚客户".into()
-        }),
-        "at_risk" if s.churn == "none" => parts.push(if en {
-            "likely to be slipping away".into()
-        } else {
-            "有流失风险".into()
-        }),
+        "won_back" => parts.push(if en { "came back after having churned".into() } else { "曾经流失，现已回来".into() }),
+        "loyal" => parts.push(if en { "a loyal customer".into() } else { "忠诚客户".into() }),
+        "at_risk" if s.churn == "none" => parts.push(if en { "likely to be slipping away".into() } else { "有流失风险".into() }),
         _ => {}
     }
     if s.abcd_tier.as_deref() == Some("A") {
-        parts.push(
-            match (s.clv_cents.filter(|c| c.is_finite() && *c > 0.0), en) {
-                (Some(clv), true) => format!(
-                    "high value (tier A), expected lifetime value {}",
-                    yuan_f(clv)
-                ),
-                (Some(clv), false) => format!("高价值客户（A 级），预计终身价值 {}", yuan_f(clv)),
-                (None, true) => "high value (tier A)".into(),
-                (None, false) => "高价值客户（A 级）".into(),
-            },
-        );
+        parts.push(match (s.clv_cents.filter(|c| c.is_finite() && *c > 0.0), en) {
+            (Some(clv), true) => format!("high value (tier A), expected lifetime value {}", yuan_f(clv)),
+            (Some(clv), false) => format!("高价值客户（A 级），预计终身价值 {}", yuan_f(clv)),
+            (None, true) => "high value (tier A)".into(),
+            (None, false) => "高价值客户（A 级）".into(),
+        });
     }
-    let body = if en {
-        parts.join(", ")
-    } else {
-        parts.join("，")
-    };
+    let body = if en { parts.join(", ") } else { parts.join("，") };
     match (s.p_alive.filter(|p| p.is_finite()), en) {
         (Some(p), true) => format!("P(alive) {p:.2}: {body}"),
         (Some(p), false) => format!("存活概率 {p:.2}：{body}"),
         (None, true) => {
             let mut c = body.chars();
-            c.next()
-                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
         }
         (None, false) => body,
     }
@@ -460,19 +341,10 @@ mod tests {
     fn the_example_in_both_languages() {
         let s = row();
         let en = reason(&s, Lang::En);
-        assert!(
-            en.starts_with("P(alive) 0.31: last purchase 142 days ago, usually buys every 20 days"),
-            "{en}"
-        );
-        assert!(
-            en.contains("7× longer than usual") && en.contains("slipping away"),
-            "{en}"
-        );
+        assert!(en.starts_with("P(alive) 0.31: last purchase 142 days ago, usually buys every 20 days"), "{en}");
+        assert!(en.contains("7× longer than usual") && en.contains("slipping away"), "{en}");
         let zh = reason(&s, Lang::Zh);
-        assert!(
-            zh.starts_with("存活概率 0.31：上次购买在 142 天前，通常每 20 天购买一次"),
-            "{zh}"
-        );
+        assert!(zh.starts_with("存活概率 0.31：上次购买在 142 天前，通常每 20 天购买一次"), "{zh}");
         assert!(zh.contains("流失风险"), "{zh}");
     }
 
@@ -501,10 +373,7 @@ mod tests {
         let en = reason(&s, Lang::En);
         assert_eq!(en, "P(alive) 1.00: last purchase 1 day ago, only one purchase so far, so there is no usual gap yet");
         let zh = reason(&s, Lang::Zh);
-        assert_eq!(
-            zh,
-            "存活概率 1.00：上次购买在 1 天前，目前只购买过一次，尚无固定的购买间隔"
-        );
+        assert_eq!(zh, "存活概率 1.00：上次购买在 1 天前，目前只购买过一次，尚无固定的购买间隔");
     }
 
     #[test]
@@ -515,25 +384,15 @@ mod tests {
         s.last_purchase_day = Some(19_700);
         s.p_alive = Some(0.05);
         let en = reason(&s, Lang::En);
-        assert!(
-            en.contains("last purchase 300 days ago")
-                && en.contains("silent longer than the churn threshold of 180 days: churned"),
-            "{en}"
-        );
-        assert!(
-            !en.contains("longer than usual"),
-            "one way of saying it is enough: {en}"
-        );
+        assert!(en.contains("last purchase 300 days ago") && en.contains("silent longer than the churn threshold of 180 days: churned"), "{en}");
+        assert!(!en.contains("longer than usual"), "one way of saying it is enough: {en}");
         assert!(reason(&s, Lang::Zh).contains("沉默已超过 180 天的流失阈值：已流失"));
 
         let mut s = row();
         s.churn = "relative".into();
         s.last_purchase_day = Some(19_995);
         let en = reason(&s, Lang::En);
-        assert!(
-            en.contains("last purchase 5 days ago") && en.contains("spending fell"),
-            "{en}"
-        );
+        assert!(en.contains("last purchase 5 days ago") && en.contains("spending fell"), "{en}");
         assert!(reason(&s, Lang::Zh).contains("相对流失"));
     }
 
@@ -545,12 +404,7 @@ mod tests {
         s.lifecycle = "loyal".into();
         s.last_purchase_day = Some(19_990);
         let en = reason(&s, Lang::En);
-        assert!(
-            en.ends_with(
-                "a loyal customer, high value (tier A), expected lifetime value ¥1,234.56"
-            ),
-            "{en}"
-        );
+        assert!(en.ends_with("a loyal customer, high value (tier A), expected lifetime value ¥1,234.56"), "{en}");
         assert!(reason(&s, Lang::Zh).contains("高价值客户（A 级），预计终身价值 ¥1,234.56"));
     }
 
@@ -569,67 +423,19 @@ mod tests {
         let (d, c) = run_settings(&RunRequest::default(), today).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(d, today);
         assert_eq!(c.model.horizon_days, DEFAULT_HORIZON_DAYS);
-        let req = RunRequest {
-            as_of: Some("2026-01-31".into()),
-            time_unit: Some("weeks".into()),
-            ..Default::default()
-        };
+        let req = RunRequest { as_of: Some("2026-01-31".into()), time_unit: Some("weeks".into()), ..Default::default() };
         let (d, c) = run_settings(&req, today).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            (d.to_string(), c.model.time_unit),
-            ("2026-01-31".to_owned(), TimeUnit::Weeks)
-        );
+        assert_eq!((d.to_string(), c.model.time_unit), ("2026-01-31".to_owned(), TimeUnit::Weeks));
         for (req, field) in [
-            (
-                RunRequest {
-                    as_of: Some("2026-07-01".into()),
-                    ..Default::default()
-                },
-                "as_of",
-            ),
-            (
-                RunRequest {
-                    as_of: Some("30/06/2026".into()),
-                    ..Default::default()
-                },
-                "as_of",
-            ),
-            (
-                RunRequest {
-                    time_unit: Some("months".into()),
-                    ..Default::default()
-                },
-                "time_unit",
-            ),
-            (
-                RunRequest {
-                    horizon_days: Some(0),
-                    ..Default::default()
-                },
-                "horizon_days",
-            ),
-            (
-                RunRequest {
-                    clv_months: Some(0),
-                    ..Default::default()
-                },
-                "clv_months",
-            ),
-            (
-                RunRequest {
-                    monthly_discount: Some(1.5),
-                    ..Default::default()
-                },
-                "monthly_discount",
-            ),
+            (RunRequest { as_of: Some("2026-07-01".into()), ..Default::default() }, "as_of"),
+            (RunRequest { as_of: Some("30/06/2026".into()), ..Default::default() }, "as_of"),
+            (RunRequest { time_unit: Some("months".into()), ..Default::default() }, "time_unit"),
+            (RunRequest { horizon_days: Some(0), ..Default::default() }, "horizon_days"),
+            (RunRequest { clv_months: Some(0), ..Default::default() }, "clv_months"),
+            (RunRequest { monthly_discount: Some(1.5), ..Default::default() }, "monthly_discount"),
         ] {
-            let e = run_settings(&req, today)
-                .err()
-                .unwrap_or_else(|| panic!("{req:?} accepted"));
-            assert_eq!(
-                (e.status, e.field.as_deref()),
-                (StatusCode::UNPROCESSABLE_ENTITY, Some(field))
-            );
+            let e = run_settings(&req, today).err().unwrap_or_else(|| panic!("{req:?} accepted"));
+            assert_eq!((e.status, e.field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)));
         }
     }
 }

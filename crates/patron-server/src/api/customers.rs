@@ -5,10 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use patron_store::contacts::{Contact, NewContact};
-use patron_store::customers::{
-    mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort,
-    NewCustomer, OrderStats, Page,
-};
+use patron_store::customers::{mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page};
 use patron_store::interactions::Interaction;
 use patron_store::notes::{NewNote, Note};
 use patron_store::orders::Order;
@@ -73,10 +70,7 @@ fn check_limit(limit: Option<i64>, max: i64) -> ApiResult<i64> {
     match limit {
         None => Ok(50),
         Some(l) if (1..=max).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::bad_request(
-            "limit",
-            format!("limit must be between 1 and {max}"),
-        )),
+        Some(_) => Err(ApiError::bad_request("limit", format!("limit must be between 1 and {max}"))),
     }
 }
 
@@ -93,39 +87,18 @@ pub struct CustomerPage {
 /// for admins; the full values are in the (audited) customer 360.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListParams),
     responses((status = 200, body = CustomerPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Json<CustomerPage>> {
+pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ListParams>) -> ApiResult<Json<CustomerPage>> {
     let limit = check_limit(p.limit, 1000)?;
     if let Some(k) = &p.kind {
         if k != "person" && k != "organisation" {
-            return Err(ApiError::bad_request(
-                "kind",
-                "kind must be person or organisation",
-            ));
+            return Err(ApiError::bad_request("kind", "kind must be person or organisation"));
         }
     }
-    let mut filter = CustomerFilter {
-        q: p.q,
-        tag: p.tag,
-        owner_id: p.owner_id,
-        city: p.city,
-        kind: p.kind,
-    };
+    let mut filter = CustomerFilter { q: p.q, tag: p.tag, owner_id: p.owner_id, city: p.city, kind: p.kind };
     if actor.role == Role::Agent {
         filter.owner_id = Some(actor.user_id.unwrap_or(-1));
     }
-    let page = state
-        .store
-        .list_customers(
-            &filter,
-            p.sort.unwrap_or_default(),
-            p.cursor.as_deref(),
-            limit,
-        )
-        .await?;
+    let page = state.store.list_customers(&filter, p.sort.unwrap_or_default(), p.cursor.as_deref(), limit).await?;
     let mut items = page.items;
     if actor.role != Role::Admin {
         for c in &mut items {
@@ -133,10 +106,7 @@ pub async fn list(
             c.email = c.email.as_deref().map(mask);
         }
     }
-    Ok(Json(CustomerPage {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(CustomerPage { items, next_cursor: page.next_cursor }))
 }
 
 /// The customer 360: profile, order totals, people and latest orders.
@@ -157,11 +127,7 @@ pub struct Customer360 {
 /// Creates a customer.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = NewCustomer,
     responses((status = 201, body = Customer), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(input): Json<NewCustomer>,
-) -> ApiResult<(StatusCode, Json<Customer>)> {
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
     let mut input = input;
     if actor.role == Role::Agent {
         // An agent's new customer joins the agent's own portfolio.
@@ -191,28 +157,14 @@ pub async fn get_one(
     let recent_orders = state.store.customer_orders(id, None, 10).await?.items;
     // One indexed row by primary key: cheap enough to include in every 360 read.
     let scores = crate::api::analytics::scores_of(&state, id, lang).await?;
-    state
-        .store
-        .audit(&actor.key, "read", "customer", Some(id.to_string()), None)
-        .await?;
-    Ok(Json(Customer360 {
-        customer,
-        stats,
-        contacts,
-        recent_orders,
-        scores,
-    }))
+    state.store.audit(&actor.key, "read", "customer", Some(id.to_string()), None).await?;
+    Ok(Json(Customer360 { customer, stats, contacts, recent_orders, scores }))
 }
 
 /// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = CustomerPatch,
     responses((status = 200, body = Customer), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn patch(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Json(p): Json<CustomerPatch>,
-) -> ApiResult<Json<Customer>> {
+pub async fn patch(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<CustomerPatch>) -> ApiResult<Json<Customer>> {
     check_customer_access(&state, &actor, id).await?;
     if actor.role == Role::Agent && p.owner_id.is_some() {
         return Err(ApiError::forbidden("change a customer's owner"));
@@ -223,11 +175,7 @@ pub async fn patch(
 /// Deletes a customer (soft: hidden, every record kept).
 #[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     require(&actor, Role::Manager, "delete customers")?;
     state.store.delete_customer(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -245,31 +193,16 @@ pub struct TimelinePage {
 /// Orders, interactions, notes and changes of one customer, merged, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/timeline", tag = "customers", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = TimelinePage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn timeline(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Query(p): Query<PageParams>,
-) -> ApiResult<Json<TimelinePage>> {
+pub async fn timeline(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<TimelinePage>> {
     check_customer_access(&state, &actor, id).await?;
-    let page = state
-        .store
-        .timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?)
-        .await?;
-    Ok(Json(TimelinePage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    let page = state.store.timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(TimelinePage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// The change history of a customer's profile, newest first (at most 500).
 #[utoipa::path(get, path = "/api/v1/customers/{id}/changes", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = Vec<Change>), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn changes(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Vec<Change>>> {
+pub async fn changes(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Change>>> {
     check_customer_access(&state, &actor, id).await?;
     Ok(Json(state.store.customer_changes(id, 500).await?))
 }
@@ -286,21 +219,10 @@ pub struct OrderPage {
 /// A customer's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "orders", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = OrderPage), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn orders(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Query(p): Query<PageParams>,
-) -> ApiResult<Json<OrderPage>> {
+pub async fn orders(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<OrderPage>> {
     check_customer_access(&state, &actor, id).await?;
-    let page: Page<Order> = state
-        .store
-        .customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?)
-        .await?;
-    Ok(Json(OrderPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    let page: Page<Order> = state.store.customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(OrderPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// A page of interactions.
@@ -315,31 +237,16 @@ pub struct InteractionPage {
 /// A customer's interactions, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/interactions", tag = "interactions", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = InteractionPage), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn interactions(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Query(p): Query<PageParams>,
-) -> ApiResult<Json<InteractionPage>> {
+pub async fn interactions(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<InteractionPage>> {
     check_customer_access(&state, &actor, id).await?;
-    let page = state
-        .store
-        .customer_interactions(id, p.cursor.as_deref(), check_limit(p.limit, 500)?)
-        .await?;
-    Ok(Json(InteractionPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    let page = state.store.customer_interactions(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    Ok(Json(InteractionPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// The people of an organisation customer.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = Vec<Contact>), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn contacts(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Vec<Contact>>> {
+pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Contact>>> {
     check_customer_access(&state, &actor, id).await?;
     Ok(Json(state.store.contacts(id).await?))
 }
@@ -347,31 +254,15 @@ pub async fn contacts(
 /// Adds a person to an organisation customer.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewContact,
     responses((status = 201, body = Contact), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn add_contact(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Json(c): Json<NewContact>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
+pub async fn add_contact(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewContact>) -> ApiResult<(StatusCode, Json<Contact>)> {
     check_customer_access(&state, &actor, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.create_contact(&actor, id, c).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.store.create_contact(&actor, id, c).await?)))
 }
 
 /// Adds a note to a customer.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/notes", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewNote,
     responses((status = 201, body = Note), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn add_note(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-    Json(n): Json<NewNote>,
-) -> ApiResult<(StatusCode, Json<Note>)> {
+pub async fn add_note(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(n): Json<NewNote>) -> ApiResult<(StatusCode, Json<Note>)> {
     check_customer_access(&state, &actor, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.create_note(&actor, id, n).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.store.create_note(&actor, id, n).await?)))
 }

@@ -16,10 +16,7 @@ use crate::AppState;
 
 /// Routes of this module.
 pub fn router(max_upload_bytes: usize) -> Router<AppState> {
-    Router::new().route(
-        "/imports",
-        post(create).layer(DefaultBodyLimit::max(max_upload_bytes)),
-    )
+    Router::new().route("/imports", post(create).layer(DefaultBodyLimit::max(max_upload_bytes)))
 }
 
 /// Multipart form of an import.
@@ -55,17 +52,10 @@ pub struct RejectedImport {
 #[utoipa::path(post, path = "/api/v1/imports", tag = "imports", request_body(content = ImportForm, content_type = "multipart/form-data"),
     responses((status = 200, body = ImportReport), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody), (status = 422, body = RejectedImport)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    multipart: Multipart,
-) -> ApiResult<Response> {
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, multipart: Multipart) -> ApiResult<Response> {
     require(&actor, Role::Manager, "import data")?;
     let (opts, file) = read_form(multipart).await?;
-    let report = state
-        .store
-        .import(&actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {})
-        .await?;
+    let report = state.store.import(&actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await?;
     Ok(report_response(report, opts.dry_run))
 }
 
@@ -79,11 +69,7 @@ pub fn report_response(report: ImportReport, dry_run: bool) -> Response {
             message: format!("{} of {} rows were rejected; nothing was written (send skip_invalid=true to load the valid rows)", report.rejected, report.rows_read),
             field: None,
         };
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(RejectedImport { error, report }),
-        )
-            .into_response()
+        (StatusCode::UNPROCESSABLE_ENTITY, Json(RejectedImport { error, report })).into_response()
     }
 }
 
@@ -100,63 +86,32 @@ pub async fn read_form(mut multipart: Multipart) -> ApiResult<(ImportOptions, Ve
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return Err(ApiError::new(
-                    e.status(),
-                    "invalid_multipart",
-                    e.body_text(),
-                ))
-            }
+            Err(e) => return Err(ApiError::new(e.status(), "invalid_multipart", e.body_text())),
         };
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             let file_name = field.file_name().unwrap_or("upload.csv").to_owned();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+            let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
             file = Some((file_name, bytes.to_vec()));
             continue;
         }
-        let text = field
-            .text()
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
         let flag = |t: &str| patron_store::values::parse_bool(t).map_err(|m| bad(&name, m));
         match name.as_str() {
-            "kind" => {
-                kind = Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|e: patron_store::StoreError| bad("kind", e.to_string()))?,
-                )
-            }
-            "encoding" if !text.trim().is_empty() => {
-                encoding = Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|e: patron_store::StoreError| bad("encoding", e.to_string()))?,
-                )
-            }
+            "kind" => kind = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("kind", e.to_string()))?),
+            "encoding" if !text.trim().is_empty() => encoding = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("encoding", e.to_string()))?),
             "encoding" => {}
             "skip_invalid" => skip_invalid = flag(&text)?,
             "dry_run" => dry_run = flag(&text)?,
             "map" if !text.trim().is_empty() => {
-                let (src, dst) = text
-                    .split_once('=')
-                    .ok_or_else(|| bad("map", "map must be SOURCE=FIELD".into()))?;
+                let (src, dst) = text.split_once('=').ok_or_else(|| bad("map", "map must be SOURCE=FIELD".into()))?;
                 mappings.push((src.trim().to_owned(), dst.trim().to_owned()));
             }
             "map" => {}
             other => return Err(bad(other, format!("unknown form field {other:?}"))),
         }
     }
-    let kind = kind.ok_or_else(|| {
-        bad(
-            "kind",
-            "kind is required (customers, contacts, orders or interactions)".into(),
-        )
-    })?;
+    let kind = kind.ok_or_else(|| bad("kind", "kind is required (customers, contacts, orders or interactions)".into()))?;
     let (file_name, bytes) = file.ok_or_else(|| bad("file", "file is required".into()))?;
     let mut opts = ImportOptions::new(kind, file_name);
     opts.encoding = encoding;

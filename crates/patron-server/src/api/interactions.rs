@@ -21,26 +21,15 @@ pub fn router() -> Router<AppState> {
 /// Records one interaction or a batch (all or nothing); the same `external_id` updates in place.
 #[utoipa::path(post, path = "/api/v1/interactions", tag = "interactions", request_body(content = Vec<NewInteraction>, description = "one interaction object or an array of them"),
     responses((status = 201, body = Vec<Upserted>), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(body): Json<OneOrMany<NewInteraction>>,
-) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<OneOrMany<NewInteraction>>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     let items = body.into_vec();
     if actor.role == Role::Agent {
         for it in &items {
             match it.customer_id {
                 Some(id) => check_customer_access(&state, &actor, id).await?,
-                None => {
-                    return Err(ApiError::forbidden(
-                        "record interactions by external customer id (use customer_id)",
-                    ))
-                }
+                None => return Err(ApiError::forbidden("record interactions by external customer id (use customer_id)")),
             }
         }
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.create_interactions(&actor, items).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.store.create_interactions(&actor, items).await?)))
 }

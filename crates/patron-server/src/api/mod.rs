@@ -30,25 +30,15 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .merge(imports::router(max_upload_bytes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .nest("/api/v1", v1)
+    Router::new().route("/healthz", get(healthz)).nest("/api/v1", v1)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint (see /api/v1/openapi.json)",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /api/v1/openapi.json)")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not accept that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
 }
 
 /// Health of the server and its database.
@@ -64,15 +54,9 @@ pub struct Health {
 
 /// Liveness and database reachability (no authentication).
 #[utoipa::path(get, path = "/healthz", tag = "platform", responses((status = 200, body = Health), (status = 500, body = crate::error::ErrorBody)))]
-pub async fn healthz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> ApiResult<Json<Health>> {
+pub async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> ApiResult<Json<Health>> {
     state.store.db.ping().await?;
-    Ok(Json(Health {
-        status: "ok",
-        database: state.store.db.engine(),
-        version: env!("CARGO_PKG_VERSION"),
-    }))
+    Ok(Json(Health { status: "ok", database: state.store.db.engine(), version: env!("CARGO_PKG_VERSION") }))
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
@@ -84,10 +68,7 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
     }
 }
 

@@ -15,9 +15,7 @@ use crate::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(create))
-        .route("/orders/{id}", get(get_one))
+    Router::new().route("/orders", post(create)).route("/orders/{id}", get(get_one))
 }
 
 /// One item or a list of them.
@@ -45,61 +43,31 @@ impl<T> OneOrMany<T> {
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body(content = Vec<NewOrder>, description = "one order object or an array of them"),
     responses((status = 201, body = Vec<Upserted>), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
               (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(body): Json<serde_json::Value>,
-) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<serde_json::Value>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     // Parsed in two steps so the error names the item and field that did not fit.
     let orders: Vec<NewOrder> = match body {
         serde_json::Value::Array(items) => items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value(v).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_json",
-                        format!("orders[{i}]: {e}"),
-                    )
-                    .field(format!("orders[{i}]"))
-                })
-            })
+            .map(|(i, v)| serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", format!("orders[{i}]: {e}")).field(format!("orders[{i}]"))))
             .collect::<ApiResult<_>>()?,
-        v => vec![serde_json::from_value(v).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_json",
-                e.to_string(),
-            )
-        })?],
+        v => vec![serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", e.to_string()))?],
     };
     if actor.role == Role::Agent {
         for o in &orders {
             match o.customer_id {
                 Some(id) => check_customer_access(&state, &actor, id).await?,
-                None => {
-                    return Err(ApiError::forbidden(
-                        "create orders by external customer id (use customer_id)",
-                    ))
-                }
+                None => return Err(ApiError::forbidden("create orders by external customer id (use customer_id)")),
             }
         }
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.create_orders(&actor, orders).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.store.create_orders(&actor, orders).await?)))
 }
 
 /// One order with its lines.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path, description = "order id")),
     responses((status = 200, body = Order), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_one(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Order>> {
+pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Order>> {
     let order = state.store.order(id).await?;
     check_customer_access(&state, &actor, order.customer_id).await?;
     Ok(Json(order))

@@ -7,9 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use patron_store::segments::{
-    rule_fields, FieldInfo, NewSegment, Segment, SegmentMember, SegmentPatch, BUILTIN_PREFIX,
-};
+use patron_store::segments::{rule_fields, FieldInfo, NewSegment, Segment, SegmentMember, SegmentPatch, BUILTIN_PREFIX};
 use patron_store::users::{Actor, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -56,23 +54,14 @@ pub struct ListParams {
 /// The built-in segments followed by the saved ones (oldest first).
 #[utoipa::path(get, path = "/api/v1/segments", tag = "segments", params(ListParams),
     responses((status = 200, body = Vec<SegmentWithCount>), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Json<Vec<SegmentWithCount>>> {
+pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ListParams>) -> ApiResult<Json<Vec<SegmentWithCount>>> {
     // Definitions are not personal data: every role may read them.
     require(&actor, Role::Agent, "read segments")?;
     let (builtin, saved) = match p.kind.as_deref() {
         None | Some("") => (true, true),
         Some("builtin") => (true, false),
         Some("saved") => (false, true),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "kind",
-                "kind must be builtin or saved",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("kind", "kind must be builtin or saved")),
     };
     let mut all = Vec::new();
     if builtin {
@@ -83,11 +72,7 @@ pub async fn list(
     }
     let mut out = Vec::with_capacity(all.len());
     for segment in all {
-        let count = if p.counts.unwrap_or(false) {
-            Some(state.store.segment_count(&actor, &segment.rule).await?)
-        } else {
-            None
-        };
+        let count = if p.counts.unwrap_or(false) { Some(state.store.segment_count(&actor, &segment.rule).await?) } else { None };
         out.push(SegmentWithCount { segment, count });
     }
     Ok(Json(out))
@@ -106,29 +91,18 @@ pub async fn fields(Auth(actor): Auth) -> ApiResult<Json<Vec<FieldInfo>>> {
 #[utoipa::path(post, path = "/api/v1/segments", tag = "segments", request_body = NewSegment,
     responses((status = 201, body = SegmentWithCount), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(input): Json<NewSegment>,
-) -> ApiResult<(StatusCode, Json<SegmentWithCount>)> {
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewSegment>) -> ApiResult<(StatusCode, Json<SegmentWithCount>)> {
     require(&actor, Role::Manager, "create segments")?;
     let segment = state.store.create_segment(&actor, input).await?;
     let count = Some(state.store.segment_count(&actor, &segment.rule).await?);
-    Ok((
-        StatusCode::CREATED,
-        Json(SegmentWithCount { segment, count }),
-    ))
+    Ok((StatusCode::CREATED, Json(SegmentWithCount { segment, count })))
 }
 
 /// A segment by key (a saved segment's id, or a built-in key such as
 /// `builtin:rfm:important_win_back`) with its live count.
 #[utoipa::path(get, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key")),
     responses((status = 200, body = SegmentWithCount), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_one(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(key): Path<String>,
-) -> ApiResult<Json<SegmentWithCount>> {
+pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>) -> ApiResult<Json<SegmentWithCount>> {
     require(&actor, Role::Agent, "read segments")?;
     let segment = state.store.segment(&key).await?;
     let count = Some(state.store.segment_count(&actor, &segment.rule).await?);
@@ -152,12 +126,7 @@ fn saved_id(key: &str) -> ApiResult<i64> {
 #[utoipa::path(put, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path, description = "saved segment id")), request_body = SegmentPatch,
     responses((status = 200, body = SegmentWithCount), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(key): Path<String>,
-    Json(patch): Json<SegmentPatch>,
-) -> ApiResult<Json<SegmentWithCount>> {
+pub async fn update(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, Json(patch): Json<SegmentPatch>) -> ApiResult<Json<SegmentWithCount>> {
     require(&actor, Role::Manager, "change segments")?;
     let id = saved_id(&key)?;
     let segment = state.store.update_segment(&actor, id, patch).await?;
@@ -168,11 +137,7 @@ pub async fn update(
 /// Deletes a saved segment (managers and admins). Built-ins: 409.
 #[utoipa::path(delete, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path, description = "saved segment id")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(key): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>) -> ApiResult<StatusCode> {
     require(&actor, Role::Manager, "delete segments")?;
     let id = saved_id(&key)?;
     state.store.delete_segment(&actor, id).await?;
@@ -202,26 +167,14 @@ fn check_limit(limit: Option<i64>, default: i64) -> ApiResult<i64> {
     match limit {
         None => Ok(default),
         Some(l) if (0..=1000).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::bad_request(
-            "limit",
-            "limit must be between 0 and 1000",
-        )),
+        Some(_) => Err(ApiError::bad_request("limit", "limit must be between 0 and 1000")),
     }
 }
 
 /// Counts and members of `rule` for `actor` (the rule is checked once, by the count).
-pub async fn evaluate(
-    state: &AppState,
-    actor: &Actor,
-    rule: &str,
-    limit: i64,
-) -> ApiResult<SegmentMembers> {
+pub async fn evaluate(state: &AppState, actor: &Actor, rule: &str, limit: i64) -> ApiResult<SegmentMembers> {
     let count = state.store.segment_count(actor, rule).await?;
-    let members = if limit > 0 && count > 0 {
-        state.store.segment_preview(actor, rule, limit).await?
-    } else {
-        Vec::new()
-    };
+    let members = if limit > 0 && count > 0 { state.store.segment_preview(actor, rule, limit).await? } else { Vec::new() };
     Ok(SegmentMembers { count, members })
 }
 
@@ -230,11 +183,7 @@ pub async fn evaluate(
 /// the 1-based column (`column 24: expected a value after "<", found end of rule`).
 #[utoipa::path(post, path = "/api/v1/segments/preview", tag = "segments", request_body = PreviewRequest,
     responses((status = 200, body = SegmentMembers), (status = 400, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn preview(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Json(req): Json<PreviewRequest>,
-) -> ApiResult<Json<SegmentMembers>> {
+pub async fn preview(State(state): State<AppState>, Auth(actor): Auth, Json(req): Json<PreviewRequest>) -> ApiResult<Json<SegmentMembers>> {
     require(&actor, Role::Agent, "preview segments")?;
     let limit = check_limit(req.limit, PREVIEW_MEMBERS)?;
     Ok(Json(evaluate(&state, &actor, &req.rule, limit).await?))
@@ -252,12 +201,7 @@ pub struct MembersParams {
 /// A segment's live count and first members.
 #[utoipa::path(get, path = "/api/v1/segments/{key}/members", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key"), MembersParams),
     responses((status = 200, body = SegmentMembers), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn members(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(key): Path<String>,
-    Query(p): Query<MembersParams>,
-) -> ApiResult<Json<SegmentMembers>> {
+pub async fn members(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, Query(p): Query<MembersParams>) -> ApiResult<Json<SegmentMembers>> {
     require(&actor, Role::Agent, "read segment members")?;
     let limit = check_limit(p.limit, 100)?;
     let segment = state.store.segment(&key).await?;
@@ -266,39 +210,18 @@ pub async fn members(
 
 /// A file name made of the key's letters and digits (`builtin:rfm:x` → `segment-builtin-rfm-x.csv`).
 pub fn export_file_name(key: &str) -> String {
-    let safe: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(80)
-        .collect();
+    let safe: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).take(80).collect();
     format!("segment-{safe}.csv")
 }
 
 /// Writes a rule's members as customer CSV (the import format) into a download response.
-pub async fn csv_response(
-    state: &AppState,
-    actor: &Actor,
-    rule: &str,
-    file_name: &str,
-) -> ApiResult<Response> {
+pub async fn csv_response(state: &AppState, actor: &Actor, rule: &str, file_name: &str) -> ApiResult<Response> {
     let mut body = Vec::new();
     state.store.export_segment(actor, rule, &mut body).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"segment.csv\""));
     Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            ),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)],
         body,
     )
         .into_response())
@@ -308,21 +231,11 @@ pub async fn csv_response(
 /// with full contact details: managers and admins only; audited.
 #[utoipa::path(get, path = "/api/v1/segments/{key}/export", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key")),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn export(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(key): Path<String>,
-) -> ApiResult<Response> {
+pub async fn export(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>) -> ApiResult<Response> {
     // The file carries unmasked mobiles and emails, so it is for the roles that run campaigns.
     require(&actor, Role::Manager, "export segments")?;
     let segment = state.store.segment(&key).await?;
-    csv_response(
-        &state,
-        &actor,
-        &segment.rule,
-        &export_file_name(&segment.key),
-    )
-    .await
+    csv_response(&state, &actor, &segment.rule, &export_file_name(&segment.key)).await
 }
 
 #[cfg(test)]
@@ -331,21 +244,10 @@ mod tests {
 
     #[test]
     fn keys_of_builtins_are_read_only_and_others_must_be_ids() {
-        assert_eq!(
-            saved_id("builtin:rfm:important_win_back")
-                .err()
-                .map(|e| e.status),
-            Some(StatusCode::CONFLICT)
-        );
-        assert_eq!(
-            saved_id("abc").err().map(|e| e.status),
-            Some(StatusCode::NOT_FOUND)
-        );
+        assert_eq!(saved_id("builtin:rfm:important_win_back").err().map(|e| e.status), Some(StatusCode::CONFLICT));
+        assert_eq!(saved_id("abc").err().map(|e| e.status), Some(StatusCode::NOT_FOUND));
         assert_eq!(saved_id(" 42 ").ok(), Some(42));
-        assert_eq!(
-            export_file_name("builtin:rfm:important_win_back"),
-            "segment-builtin-rfm-important_win_back.csv"
-        );
+        assert_eq!(export_file_name("builtin:rfm:important_win_back"), "segment-builtin-rfm-important_win_back.csv");
         assert_eq!(export_file_name("7\"; x"), "segment-7---x.csv");
     }
 }

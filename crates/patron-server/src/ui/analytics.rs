@@ -20,15 +20,11 @@ use crate::AppState;
 
 /// Routes of the dashboard.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui/analytics", get(dashboard))
-        .route("/ui/analytics/run", post(run_now))
+    Router::new().route("/ui/analytics", get(dashboard)).route("/ui/analytics/run", post(run_now))
 }
 
 /// Lifecycle stages in funnel order (prospect first).
-const STAGES: [&str; 7] = [
-    "prospect", "new", "active", "loyal", "at_risk", "churned", "won_back",
-];
+const STAGES: [&str; 7] = ["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"];
 /// RFM classes in the order DESIGN §4 lists them.
 const RFM_CLASSES: [&str; 8] = [
     "important_value",
@@ -46,11 +42,7 @@ struct DashQuery {
     ran: Option<String>,
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    user: UiUser,
-    Query(q): Query<DashQuery>,
-) -> Response {
+async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<DashQuery>) -> Response {
     // Every role may look; the store narrows an agent to their own portfolio.
     if let Err(e) = require(&user.actor, Role::Agent, "read analytics") {
         return error_page(&state, &user, e);
@@ -62,13 +54,7 @@ async fn dashboard(
     let lang = user.lang;
     let can_run = user.actor.role >= Role::Manager;
     let Some(run) = overview.run.clone() else {
-        return render(
-            &state,
-            "analytics.html",
-            lang,
-            Some(&user),
-            context! { section => "analytics", run => None::<()>, can_run, ran => false },
-        );
+        return render(&state, "analytics.html", lang, Some(&user), context! { section => "analytics", run => None::<()>, can_run, ran => false });
     };
     let charts = script_json(&chart_data(&overview, lang));
     let abcd = abcd_rows(&overview.abcd_tiers, lang);
@@ -104,9 +90,7 @@ async fn run_now(State(state): State<AppState>, user: UiUser, Form(f): Form<Csrf
     // The same defaults as the API, as of today in the business time zone.
     let settings = run_settings(&RunRequest::default(), business_today(&state));
     let result = match settings {
-        Ok((as_of, config)) => {
-            crate::api::analytics::start_run(&state, &user.actor, as_of, &config).await
-        }
+        Ok((as_of, config)) => crate::api::analytics::start_run(&state, &user.actor, as_of, &config).await,
         Err(e) => Err(e),
     };
     match result {
@@ -186,31 +170,14 @@ fn ordered(groups: &[GroupStat], order: &[&str], prefix: &str, lang: Lang) -> Ve
         customers: g.map_or(0, |g| g.customers),
         revenue: g.map_or(0.0, |g| cents_to_yuan(g.revenue_cents)),
     };
-    let mut out: Vec<Item> = order
-        .iter()
-        .map(|k| item(k, groups.iter().find(|g| g.key == *k)))
-        .collect();
-    out.extend(
-        groups
-            .iter()
-            .filter(|g| !order.contains(&g.key.as_str()) && !g.key.is_empty())
-            .map(|g| item(&g.key, Some(g))),
-    );
+    let mut out: Vec<Item> = order.iter().map(|k| item(k, groups.iter().find(|g| g.key == *k))).collect();
+    out.extend(groups.iter().filter(|g| !order.contains(&g.key.as_str()) && !g.key.is_empty()).map(|g| item(&g.key, Some(g))));
     out
 }
 
 fn churn_items(stats: &[ChurnStat], order: &[&str], prefix: &str, lang: Lang) -> Vec<ChurnItem> {
-    let mut keys: Vec<&str> = order
-        .iter()
-        .copied()
-        .filter(|k| stats.iter().any(|s| s.key == *k))
-        .collect();
-    keys.extend(
-        stats
-            .iter()
-            .map(|s| s.key.as_str())
-            .filter(|k| !order.contains(k) && !k.is_empty()),
-    );
+    let mut keys: Vec<&str> = order.iter().copied().filter(|k| stats.iter().any(|s| s.key == *k)).collect();
+    keys.extend(stats.iter().map(|s| s.key.as_str()).filter(|k| !order.contains(k) && !k.is_empty()));
     keys.into_iter()
         .filter_map(|k| stats.iter().find(|s| s.key == k))
         .map(|s| ChurnItem {
@@ -225,11 +192,7 @@ fn churn_items(stats: &[ChurnStat], order: &[&str], prefix: &str, lang: Lang) ->
 fn buckets(b: &[Bucket], money: bool) -> Vec<BarItem> {
     b.iter()
         .map(|b| BarItem {
-            label: if money {
-                format!("{}–{}", short_yuan(b.lower), short_yuan(b.upper))
-            } else {
-                format!("{:.1}–{:.1}", b.lower, b.upper)
-            },
+            label: if money { format!("{}–{}", short_yuan(b.lower), short_yuan(b.upper)) } else { format!("{:.1}–{:.1}", b.lower, b.upper) },
             customers: b.customers,
         })
         .collect()
@@ -272,13 +235,7 @@ fn chart_data(o: &Overview, lang: Lang) -> Charts {
 fn abcd_rows(tiers: &[GroupStat], lang: Lang) -> Vec<Value> {
     let customers: i64 = tiers.iter().map(|g| g.customers).sum();
     let revenue: i64 = tiers.iter().map(|g| g.revenue_cents).sum();
-    let pct = |part: i64, total: i64| {
-        if total > 0 {
-            format!("{:.1}%", part as f64 * 100.0 / total as f64)
-        } else {
-            "—".into()
-        }
-    };
+    let pct = |part: i64, total: i64| if total > 0 { format!("{:.1}%", part as f64 * 100.0 / total as f64) } else { "—".into() };
     ordered(tiers, &["A", "B", "C", "D"], "tier", lang)
         .into_iter()
         .map(|item| {
@@ -322,11 +279,7 @@ fn fit_report(run: &AnalysisRun, lang: Lang) -> Value {
     let word = |k: &str| t.get(k).copied().unwrap_or(k).to_owned();
     let r = &run.report;
     let param = |fit: &Json, key: &str, label: &str, scale: f64| {
-        let se = fit
-            .get("std_errors")
-            .and_then(|s| num(s, key))
-            .map(|v| sig(v / scale, 3))
-            .unwrap_or_else(|| "—".into());
+        let se = fit.get("std_errors").and_then(|s| num(s, key)).map(|v| sig(v / scale, 3)).unwrap_or_else(|| "—".into());
         context! { id => format!("fit-{key}"), name => label, estimate => num(fit, key).map(|v| sig(v / scale, 4)).unwrap_or_else(|| "—".into()), std_error => se }
     };
     let model = |fit: &Json, params: Vec<Value>| {
@@ -348,32 +301,10 @@ fn fit_report(run: &AnalysisRun, lang: Lang) -> Value {
         Some("weeks") => word("unit_weeks"),
         _ => word("unit_days"),
     };
-    let bgnbd = model(
-        &bg,
-        vec![
-            param(&bg, "r", "r", 1.0),
-            param(&bg, "alpha", "α", 1.0),
-            param(&bg, "a", "a", 1.0),
-            param(&bg, "b", "b", 1.0),
-        ],
-    );
-    let gamma = model(
-        &gg,
-        vec![
-            param(&gg, "p", "p", 1.0),
-            param(&gg, "q", "q", 1.0),
-            param(&gg, "gamma", &word("gamma_yuan"), 100.0),
-        ],
-    );
-    let warnings: Vec<String> = r
-        .get("warnings")
-        .and_then(Json::as_array)
-        .map(|w| {
-            w.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let bgnbd = model(&bg, vec![param(&bg, "r", "r", 1.0), param(&bg, "alpha", "α", 1.0), param(&bg, "a", "a", 1.0), param(&bg, "b", "b", 1.0)]);
+    let gamma = model(&gg, vec![param(&gg, "p", "p", 1.0), param(&gg, "q", "q", 1.0), param(&gg, "gamma", &word("gamma_yuan"), 100.0)]);
+    let warnings: Vec<String> =
+        r.get("warnings").and_then(Json::as_array).map(|w| w.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
     context! {
         bgnbd, gamma, warnings, unit,
         horizon => num(r, "horizon").map(|h| sig(h, 4)),
@@ -386,17 +317,10 @@ fn fit_report(run: &AnalysisRun, lang: Lang) -> Value {
 // ---- the customer 360 panel ----------------------------------------------------------------
 
 /// The scores panel of the customer 360 (`None` before the customer was first analysed).
-pub(super) async fn score_panel(
-    state: &AppState,
-    customer_id: i64,
-    lang: Lang,
-) -> Result<Option<Value>, ApiError> {
-    let Some(s) = scores_of(state, customer_id, lang).await? else {
-        return Ok(None);
-    };
+pub(super) async fn score_panel(state: &AppState, customer_id: i64, lang: Lang) -> Result<Option<Value>, ApiError> {
+    let Some(s) = scores_of(state, customer_id, lang).await? else { return Ok(None) };
     let k = &s.scores;
-    let opt_label =
-        |prefix: &str, key: &Option<String>| key.as_deref().map(|v| key_label(lang, prefix, v));
+    let opt_label = |prefix: &str, key: &Option<String>| key.as_deref().map(|v| key_label(lang, prefix, v));
     let t = labels(lang);
     let churn = match k.churn.as_str() {
         "absolute" => "churn_absolute",
@@ -435,10 +359,7 @@ mod tests {
     fn script_json_cannot_close_the_element() {
         let v = script_json(&serde_json::json!({"name": "</script><b>'&\u{2028}"}));
         let s = v.to_string();
-        assert!(
-            !s.contains('<') && !s.contains('>') && !s.contains('&') && !s.contains('\''),
-            "{s}"
-        );
+        assert!(!s.contains('<') && !s.contains('>') && !s.contains('&') && !s.contains('\''), "{s}");
         let back: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
         assert_eq!(back["name"], "</script><b>'&\u{2028}");
     }
@@ -454,24 +375,10 @@ mod tests {
 
     #[test]
     fn groups_keep_the_funnel_order_and_fill_gaps() {
-        let g = |key: &str, n: i64| GroupStat {
-            key: key.into(),
-            customers: n,
-            revenue_cents: n * 100,
-            mean_p_alive: None,
-            clv_cents: None,
-        };
-        let items = ordered(
-            &[g("churned", 2), g("prospect", 5), g("odd", 1)],
-            &STAGES,
-            "life",
-            Lang::En,
-        );
+        let g = |key: &str, n: i64| GroupStat { key: key.into(), customers: n, revenue_cents: n * 100, mean_p_alive: None, clv_cents: None };
+        let items = ordered(&[g("churned", 2), g("prospect", 5), g("odd", 1)], &STAGES, "life", Lang::En);
         let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["Prospect", "New", "Active", "Loyal", "At risk", "Churned", "Won back", "odd"]
-        );
+        assert_eq!(names, ["Prospect", "New", "Active", "Loyal", "At risk", "Churned", "Won back", "odd"]);
         assert_eq!(items[0].customers, 5);
         assert_eq!(items[1].customers, 0);
         assert_eq!(short_yuan(1500.0), "¥1,500");
@@ -484,43 +391,23 @@ mod tests {
     fn templates_render() {
         let env = crate::ui::templates(patron_store::StoreConfig::default().business_tz);
         let fit = context! { bgnbd => context! { params => vec![context! { id => "fit-r", name => "r", estimate => "0.5", std_error => "0.1" }],
-        log_likelihood => "-1.0", iterations => 3, converged => "yes", customers => 5 }, gamma => None::<()>, warnings => vec!["w"], unit => "days" };
+            log_likelihood => "-1.0", iterations => 3, converged => "yes", customers => 5 }, gamma => None::<()>, warnings => vec!["w"], unit => "days" };
         let run = context! { id => 1, as_of => "2026-06-30", finished_at => "2026-06-30T12:00:00Z", customers => 3, orders_used => 4 };
         let scores = context! { reason => "r", lifecycle => "Active", lifecycle_key => "active", churn => "none", churn_key => "none", as_of => "2026-06-30" };
         let cases: Vec<(&str, Value)> = vec![
-            (
-                "analytics.html",
-                context! { run => None::<()>, can_run => true, ran => false },
-            ),
-            (
-                "analytics.html",
-                context! { run, scored => 3, charts => context! { labels => context! {} }, abcd => Vec::<Value>::new(), fit, can_run => false, ran => true },
-            ),
-            (
-                "segments.html",
-                context! { builtin => Vec::<Value>::new(), saved => vec![context! { key => "1", id => 1, name => "n", rule => "x", count => 2, key_q => "1", dom_id => "1" }],
-                fields => Vec::<Value>::new(), examples => vec!["a"], rule => "", name => "", description => "", error => "e", field => "rule", saved_flash => true, can_edit => true },
-            ),
+            ("analytics.html", context! { run => None::<()>, can_run => true, ran => false }),
+            ("analytics.html", context! { run, scored => 3, charts => context! { labels => context! {} }, abcd => Vec::<Value>::new(), fit, can_run => false, ran => true }),
+            ("segments.html", context! { builtin => Vec::<Value>::new(), saved => vec![context! { key => "1", id => 1, name => "n", rule => "x", count => 2, key_q => "1", dom_id => "1" }],
+                fields => Vec::<Value>::new(), examples => vec!["a"], rule => "", name => "", description => "", error => "e", field => "rule", saved_flash => true, can_edit => true }),
             ("segment_preview.html", context! { empty => true }),
-            (
-                "segment_preview.html",
-                context! { error => "bad", column => 3, snippet => "abc\n  ^" },
-            ),
-            (
-                "segment_preview.html",
-                context! { count => 1, members => vec![context! { id => 1, name => "n", spend => "¥1.00" }], export => "/x" },
-            ),
-            (
-                "customer.html",
-                context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 }, scores },
-            ),
+            ("segment_preview.html", context! { error => "bad", column => 3, snippet => "abc\n  ^" }),
+            ("segment_preview.html", context! { count => 1, members => vec![context! { id => 1, name => "n", spend => "¥1.00" }], export => "/x" }),
+            ("customer.html", context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 }, scores }),
         ];
         for lang in [Lang::Zh, Lang::En] {
             for (name, ctx) in &cases {
                 let common = context! { t => labels(lang), lang => lang.tag(), user => context! { name => "u", role => "manager" }, csrf => "c" };
-                let out = env
-                    .get_template(name)
-                    .and_then(|t| t.render(context! { ..ctx.clone(), ..common }));
+                let out = env.get_template(name).and_then(|t| t.render(context! { ..ctx.clone(), ..common }));
                 if let Err(e) = out {
                     panic!("{name}: {e:#}");
                 }

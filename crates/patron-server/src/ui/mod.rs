@@ -40,9 +40,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .route("/ui/customers/{id}/notes", axum::routing::post(add_note))
         .route(
             "/ui/import",
-            get(import_page)
-                .post(import)
-                .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
+            get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
         )
         .merge(analytics::router())
         .merge(segments::router())
@@ -56,33 +54,15 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
-        (
-            "customers.html",
-            include_str!("../../templates/customers.html"),
-        ),
-        (
-            "customer.html",
-            include_str!("../../templates/customer.html"),
-        ),
-        (
-            "timeline_rows.html",
-            include_str!("../../templates/timeline_rows.html"),
-        ),
+        ("customers.html", include_str!("../../templates/customers.html")),
+        ("customer.html", include_str!("../../templates/customer.html")),
+        ("timeline_rows.html", include_str!("../../templates/timeline_rows.html")),
         ("edit.html", include_str!("../../templates/edit.html")),
         ("import.html", include_str!("../../templates/import.html")),
         ("error.html", include_str!("../../templates/error.html")),
-        (
-            "analytics.html",
-            include_str!("../../templates/analytics.html"),
-        ),
-        (
-            "segments.html",
-            include_str!("../../templates/segments.html"),
-        ),
-        (
-            "segment_preview.html",
-            include_str!("../../templates/segment_preview.html"),
-        ),
+        ("analytics.html", include_str!("../../templates/analytics.html")),
+        ("segments.html", include_str!("../../templates/segments.html")),
+        ("segment_preview.html", include_str!("../../templates/segment_preview.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
@@ -95,23 +75,16 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
     // Cents → ¥1,234.56; model outputs (CLV …) are fractional cents and are rounded.
     env.add_filter("money", |v: Value| match v.as_i64() {
         Some(cents) => crate::i18n::yuan(cents),
-        None => f64::try_from(v)
-            .map(crate::i18n::yuan_f)
-            .unwrap_or_default(),
+        None => f64::try_from(v).map(crate::i18n::yuan_f).unwrap_or_default(),
     });
-    env.add_filter("dt", move |v: String| {
-        match DateTime::parse_from_rfc3339(&v) {
-            Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-            Err(_) => v,
-        }
+    env.add_filter("dt", move |v: String| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => v,
     });
-    env.add_filter(
-        "date",
-        move |v: String| match DateTime::parse_from_rfc3339(&v) {
-            Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d").to_string(),
-            Err(_) => v,
-        },
-    );
+    env.add_filter("date", move |v: String| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d").to_string(),
+        Err(_) => v,
+    });
     env
 }
 
@@ -122,15 +95,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     res
 }
 
@@ -143,11 +110,7 @@ fn render(state: &AppState, name: &str, lang: Lang, user: Option<&UiUser>, ctx: 
         csrf => user.map(|u| u.session.csrf_token.clone()),
     };
     let merged = context! { ..ctx, ..common };
-    match state
-        .templates
-        .get_template(name)
-        .and_then(|t| t.render(merged))
-    {
+    match state.templates.get_template(name).and_then(|t| t.render(merged)) {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "template failed");
@@ -163,18 +126,8 @@ fn error_page(state: &AppState, user: &UiUser, e: ApiError) -> Response {
         StatusCode::FORBIDDEN => "forbidden",
         _ => "error",
     };
-    let message = if e.status.is_server_error() {
-        String::new()
-    } else {
-        e.message.clone()
-    };
-    let mut res = render(
-        state,
-        "error.html",
-        user.lang,
-        Some(user),
-        context! { title, message },
-    );
+    let message = if e.status.is_server_error() { String::new() } else { e.message.clone() };
+    let mut res = render(state, "error.html", user.lang, Some(user), context! { title, message });
     *res.status_mut() = e.status;
     res
 }
@@ -182,13 +135,7 @@ fn error_page(state: &AppState, user: &UiUser, e: ApiError) -> Response {
 // ---- login ------------------------------------------------------------------------------
 
 async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
-    render(
-        &state,
-        "login.html",
-        Lang::from_jar(&jar),
-        None,
-        context! { failed => false },
-    )
+    render(&state, "login.html", Lang::from_jar(&jar), None, context! { failed => false })
 }
 
 #[derive(Deserialize)]
@@ -197,32 +144,18 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    Form(f): Form<LoginForm>,
-) -> Response {
+async fn login(State(state): State<AppState>, jar: CookieJar, Form(f): Form<LoginForm>) -> Response {
     let lang = Lang::from_jar(&jar);
     let user = match state.store.authenticate(&f.email, &f.password).await {
         Ok(Some(u)) => u,
         Ok(None) => {
-            let mut res = render(
-                &state,
-                "login.html",
-                lang,
-                None,
-                context! { failed => true, email => f.email },
-            );
+            let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email });
             *res.status_mut() = StatusCode::UNAUTHORIZED;
             return res;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state
-        .store
-        .create_session(&user, state.config.session_ttl)
-        .await
-    {
+    match state.store.create_session(&user, state.config.session_ttl).await {
         Ok((secret, _csrf)) => {
             let cookie = Cookie::build((SESSION_COOKIE, secret))
                 .path("/")
@@ -241,32 +174,19 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    user: UiUser,
-    jar: CookieJar,
-    Form(f): Form<CsrfForm>,
-) -> Response {
+async fn logout(State(state): State<AppState>, user: UiUser, jar: CookieJar, Form(f): Form<CsrfForm>) -> Response {
     if let Err(e) = user.check_csrf(&f.csrf) {
         return error_page(&state, &user, e);
     }
     if let Some(c) = jar.get(SESSION_COOKIE) {
         let _ = state.store.delete_session(c.value()).await;
     }
-    (
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        Redirect::to("/ui/login"),
-    )
-        .into_response()
+    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/ui/login")).into_response()
 }
 
 async fn set_lang(jar: CookieJar, headers: HeaderMap, Path(code): Path<String>) -> Response {
     let lang = if code == "en" { Lang::En } else { Lang::Zh };
-    let cookie = Cookie::build((LANG_COOKIE, lang.code()))
-        .path("/")
-        .same_site(SameSite::Lax)
-        .permanent()
-        .build();
+    let cookie = Cookie::build((LANG_COOKIE, lang.code())).path("/").same_site(SameSite::Lax).permanent().build();
     // Back to the page the switch was clicked on, but only within this site.
     let back = headers
         .get(header::REFERER)
@@ -293,11 +213,7 @@ fn empty_none(s: Option<String>) -> Option<String> {
     s.filter(|v| !v.trim().is_empty())
 }
 
-async fn customers(
-    State(state): State<AppState>,
-    user: UiUser,
-    Query(q): Query<ListQuery>,
-) -> Response {
+async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<ListQuery>) -> Response {
     let sort = match q.sort.as_deref() {
         Some("name") => CustomerSort::Name,
         Some("-updated_at") => CustomerSort::UpdatedAtDesc,
@@ -313,11 +229,7 @@ async fn customers(
     if user.actor.role == Role::Agent {
         filter.owner_id = Some(user.actor.user_id.unwrap_or(-1));
     }
-    let page = match state
-        .store
-        .list_customers(&filter, sort, empty_none(q.cursor.clone()).as_deref(), 50)
-        .await
-    {
+    let page = match state.store.list_customers(&filter, sort, empty_none(q.cursor.clone()).as_deref(), 50).await {
         Ok(p) => p,
         Err(e) => return error_page(&state, &user, e.into()),
     };
@@ -367,9 +279,7 @@ fn encode_query(params: &[(&str, String)]) -> String {
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -378,16 +288,7 @@ fn percent_encode(s: &str) -> String {
 async fn customer(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>) -> Response {
     match customer_context(&state, &user, id).await {
         Ok(ctx) => {
-            let _ = state
-                .store
-                .audit(
-                    &user.actor.key,
-                    "read",
-                    "customer",
-                    Some(id.to_string()),
-                    None,
-                )
-                .await;
+            let _ = state.store.audit(&user.actor.key, "read", "customer", Some(id.to_string()), None).await;
             render(&state, "customer.html", user.lang, Some(&user), ctx)
         }
         Err(e) => error_page(&state, &user, e),
@@ -398,11 +299,7 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     check_customer_access(state, &user.actor, id).await?;
     let c = state.store.customer(id).await?;
     let stats = state.store.order_stats(id).await?;
-    let avg = if stats.order_count > 0 {
-        stats.spend_cents / stats.order_count
-    } else {
-        0
-    };
+    let avg = if stats.order_count > 0 { stats.spend_cents / stats.order_count } else { 0 };
     let contacts = state.store.contacts(id).await?;
     let orders = state.store.customer_orders(id, None, 10).await?.items;
     let timeline = state.store.timeline(id, None, 20).await?;
@@ -414,16 +311,9 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
             context! { channel => *ch, granted => found.map(|x| x.granted), recorded_at => found.map(|x| x.recorded_at.to_rfc3339()), source => found.map(|x| x.source.clone()) }
         })
         .collect();
-    let more = timeline.next_cursor.map(|cur| {
-        format!(
-            "/ui/customers/{id}/timeline?cursor={}",
-            percent_encode(&cur)
-        )
-    });
+    let more = timeline.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
     let scores = analytics::score_panel(state, id, user.lang).await?;
-    Ok(
-        context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores },
-    )
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores })
 }
 
 #[derive(Deserialize)]
@@ -432,30 +322,14 @@ struct CursorQuery {
 }
 
 /// The next timeline rows (an htmx fragment).
-async fn timeline_rows(
-    State(state): State<AppState>,
-    user: UiUser,
-    Path(id): Path<i64>,
-    Query(q): Query<CursorQuery>,
-) -> Response {
+async fn timeline_rows(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Query(q): Query<CursorQuery>) -> Response {
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return e.into_response();
     }
     match state.store.timeline(id, q.cursor.as_deref(), 20).await {
         Ok(page) => {
-            let more = page.next_cursor.map(|cur| {
-                format!(
-                    "/ui/customers/{id}/timeline?cursor={}",
-                    percent_encode(&cur)
-                )
-            });
-            render(
-                &state,
-                "timeline_rows.html",
-                user.lang,
-                Some(&user),
-                context! { timeline => page.items, more },
-            )
+            let more = page.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
+            render(&state, "timeline_rows.html", user.lang, Some(&user), context! { timeline => page.items, more })
         }
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -482,13 +356,7 @@ async fn edit_page(State(state): State<AppState>, user: UiUser, Path(id): Path<i
                 consent_email: consent("email").then(|| "on".into()),
                 consent_wechat: consent("wechat").then(|| "on".into()),
             };
-            render(
-                &state,
-                "edit.html",
-                user.lang,
-                Some(&user),
-                context! { c, form, error => None::<String>, field => None::<String> },
-            )
+            render(&state, "edit.html", user.lang, Some(&user), context! { c, form, error => None::<String>, field => None::<String> })
         }
         Err(e) => error_page(&state, &user, e.into()),
     }
@@ -523,30 +391,18 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-async fn edit(
-    State(state): State<AppState>,
-    user: UiUser,
-    Path(id): Path<i64>,
-    Form(f): Form<EditForm>,
-) -> Response {
+async fn edit(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<EditForm>) -> Response {
     if let Err(e) = user.check_csrf(&f.csrf) {
         return error_page(&state, &user, e);
     }
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return error_page(&state, &user, e);
     }
-    let birthday = match opt(&f.birthday)
-        .map(|b| patron_store::values::parse_date(&b))
-        .transpose()
-    {
+    let birthday = match opt(&f.birthday).map(|b| patron_store::values::parse_date(&b)).transpose() {
         Ok(b) => b,
         Err(m) => return edit_error(&state, &user, id, &f, m, "birthday").await,
     };
-    let consents = [
-        ("sms", &f.consent_sms),
-        ("email", &f.consent_email),
-        ("wechat", &f.consent_wechat),
-    ];
+    let consents = [("sms", &f.consent_sms), ("email", &f.consent_email), ("wechat", &f.consent_wechat)];
     let current = match state.store.customer(id).await {
         Ok(c) => c,
         Err(e) => return error_page(&state, &user, e.into()),
@@ -557,11 +413,7 @@ async fn edit(
         .iter()
         .filter_map(|(ch, v)| {
             let now = v.is_some();
-            let before = current
-                .consents
-                .iter()
-                .find(|x| x.channel == *ch)
-                .map(|x| x.granted);
+            let before = current.consents.iter().find(|x| x.channel == *ch).map(|x| x.granted);
             (before != Some(now) && (now || before.is_some())).then(|| (ch.to_string(), now))
         })
         .collect();
@@ -580,37 +432,16 @@ async fn edit(
     match state.store.update_customer(&user.actor, id, patch).await {
         Ok(_) => Redirect::to(&format!("/ui/customers/{id}?saved=1#history")).into_response(),
         Err(patron_store::StoreError::Invalid { field, message }) => {
-            edit_error(
-                &state,
-                &user,
-                id,
-                &f,
-                message,
-                field.as_deref().unwrap_or(""),
-            )
-            .await
+            edit_error(&state, &user, id, &f, message, field.as_deref().unwrap_or("")).await
         }
         Err(e) => error_page(&state, &user, e.into()),
     }
 }
 
-async fn edit_error(
-    state: &AppState,
-    user: &UiUser,
-    id: i64,
-    f: &EditForm,
-    error: String,
-    field: &str,
-) -> Response {
+async fn edit_error(state: &AppState, user: &UiUser, id: i64, f: &EditForm, error: String, field: &str) -> Response {
     match state.store.customer(id).await {
         Ok(c) => {
-            let mut res = render(
-                state,
-                "edit.html",
-                user.lang,
-                Some(user),
-                context! { c, form => f, error, field },
-            );
+            let mut res = render(state, "edit.html", user.lang, Some(user), context! { c, form => f, error, field });
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             res
         }
@@ -624,27 +455,14 @@ struct NoteForm {
     body: String,
 }
 
-async fn add_note(
-    State(state): State<AppState>,
-    user: UiUser,
-    Path(id): Path<i64>,
-    Form(f): Form<NoteForm>,
-) -> Response {
+async fn add_note(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<NoteForm>) -> Response {
     if let Err(e) = user.check_csrf(&f.csrf) {
         return error_page(&state, &user, e);
     }
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return error_page(&state, &user, e);
     }
-    match state
-        .store
-        .create_note(
-            &user.actor,
-            id,
-            patron_store::notes::NewNote { body: f.body },
-        )
-        .await
-    {
+    match state.store.create_note(&user.actor, id, patron_store::notes::NewNote { body: f.body }).await {
         Ok(_) => Redirect::to(&format!("/ui/customers/{id}#timeline")).into_response(),
         Err(e) => error_page(&state, &user, e.into()),
     }
@@ -656,31 +474,16 @@ async fn import_page(State(state): State<AppState>, user: UiUser) -> Response {
     if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "import data") {
         return error_page(&state, &user, e);
     }
-    render(
-        &state,
-        "import.html",
-        user.lang,
-        Some(&user),
-        context! { report => None::<()> },
-    )
+    render(&state, "import.html", user.lang, Some(&user), context! { report => None::<()> })
 }
 
-async fn import(
-    State(state): State<AppState>,
-    user: UiUser,
-    headers: HeaderMap,
-    multipart: Multipart,
-) -> Response {
+async fn import(State(state): State<AppState>, user: UiUser, headers: HeaderMap, multipart: Multipart) -> Response {
     if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "import data") {
         return error_page(&state, &user, e);
     }
     // Multipart bodies carry the CSRF token in a header (set by the page) since the form parts
     // are read in order and the file may be large.
-    let sent = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (opts, file, csrf_field) = match read_import_form(multipart).await {
         Ok(v) => v,
         Err(e) => return error_page(&state, &user, e),
@@ -689,29 +492,10 @@ async fn import(
     if let Err(e) = user.check_csrf(&token) {
         return error_page(&state, &user, e);
     }
-    match state
-        .store
-        .import(
-            &user.actor,
-            Box::new(std::io::Cursor::new(file)),
-            &opts,
-            &|_| {},
-        )
-        .await
-    {
+    match state.store.import(&user.actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await {
         Ok(report) => {
-            let status = if report.committed || opts.dry_run {
-                StatusCode::OK
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            let mut res = render(
-                &state,
-                "import.html",
-                user.lang,
-                Some(&user),
-                context! { report, dry_run => opts.dry_run },
-            );
+            let status = if report.committed || opts.dry_run { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let mut res = render(&state, "import.html", user.lang, Some(&user), context! { report, dry_run => opts.dry_run });
             *res.status_mut() = status;
             res
         }
@@ -720,57 +504,35 @@ async fn import(
 }
 
 /// The import form: the API's fields plus the CSRF token.
-async fn read_import_form(
-    mut multipart: Multipart,
-) -> Result<(patron_store::import::ImportOptions, Vec<u8>, String), ApiError> {
+async fn read_import_form(mut multipart: Multipart) -> Result<(patron_store::import::ImportOptions, Vec<u8>, String), ApiError> {
     // Re-use the API's parser for everything but `csrf`, which it would refuse as unknown.
     let mut csrf = String::new();
     let mut kind = None;
     let mut file = None;
     let mut flags = (false, false);
     let mut encoding = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?
-    {
+    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             let fname = field.file_name().unwrap_or("upload.csv").to_owned();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+            let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
             file = Some((fname, bytes.to_vec()));
             continue;
         }
-        let text = field
-            .text()
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
         match name.as_str() {
             "csrf" => csrf = text,
-            "kind" => {
-                kind = Some(
-                    text.parse::<patron_store::import::ImportKind>()
-                        .map_err(|e| ApiError::bad_request("kind", e.to_string()))?,
-                )
-            }
+            "kind" => kind = Some(text.parse::<patron_store::import::ImportKind>().map_err(|e| ApiError::bad_request("kind", e.to_string()))?),
             "skip_invalid" => flags.0 = true,
             "dry_run" => flags.1 = true,
             "encoding" if !text.is_empty() => {
-                encoding = Some(
-                    text.parse::<patron_store::import::Encoding>()
-                        .map_err(|e| ApiError::bad_request("encoding", e.to_string()))?,
-                )
+                encoding = Some(text.parse::<patron_store::import::Encoding>().map_err(|e| ApiError::bad_request("encoding", e.to_string()))?)
             }
             _ => {}
         }
     }
     let kind = kind.ok_or_else(|| ApiError::bad_request("kind", "choose what the file holds"))?;
-    let (name, bytes) = file
-        .filter(|(_, b)| !b.is_empty())
-        .ok_or_else(|| ApiError::bad_request("file", "choose a file"))?;
+    let (name, bytes) = file.filter(|(_, b)| !b.is_empty()).ok_or_else(|| ApiError::bad_request("file", "choose a file"))?;
     let mut opts = patron_store::import::ImportOptions::new(kind, name);
     opts.skip_invalid = flags.0;
     opts.dry_run = flags.1;
@@ -782,48 +544,20 @@ async fn read_import_form(
 
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, mime): (&'static [u8], &str) = match file.as_str() {
-        "htmx.min.js" => (
-            include_bytes!("../../assets/htmx.min.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "app.js" => (
-            include_bytes!("../../assets/app.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "app.css" => (
-            include_bytes!("../../assets/app.css"),
-            "text/css; charset=utf-8",
-        ),
-        "analytics.js" => (
-            include_bytes!("../../assets/analytics.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "analytics.css" => (
-            include_bytes!("../../assets/analytics.css"),
-            "text/css; charset=utf-8",
-        ),
-        "echarts.LICENSE" => (
-            include_bytes!("../../assets/echarts.LICENSE"),
-            "text/plain; charset=utf-8",
-        ),
+        "htmx.min.js" => (include_bytes!("../../assets/htmx.min.js"), "text/javascript; charset=utf-8"),
+        "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript; charset=utf-8"),
+        "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
+        "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
+        "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
+        "echarts.LICENSE" => (include_bytes!("../../assets/echarts.LICENSE"), "text/plain; charset=utf-8"),
         "echarts.min.js" => {
             // 1 MB that changes only with the ECharts version, which the page puts in the URL
             // (`?v=5.6.0`): cache it for a year.
             let body: &'static [u8] = include_bytes!("../../assets/echarts.min.js");
-            let headers = [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            ];
+            let headers = [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")];
             return (headers, body).into_response();
         }
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
-    (
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }

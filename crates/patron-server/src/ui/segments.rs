@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use minijinja::{context, Value};
-use patron_store::segments::{
-    builtin_segments, check_rule, rule_fields, NewSegment, Segment, SegmentMember,
-};
+use patron_store::segments::{builtin_segments, check_rule, rule_fields, NewSegment, Segment, SegmentMember};
 use patron_store::users::Role;
 use patron_store::StoreError;
 use serde::Deserialize;
@@ -140,14 +138,7 @@ async fn page(State(state): State<AppState>, user: UiUser, Query(q): Query<PageQ
         (_, Some(rule)) => rule.clone(),
         _ => String::new(),
     };
-    let b = Builder {
-        rule,
-        name: String::new(),
-        description: String::new(),
-        error: None,
-        field: None,
-        saved: q.saved.is_some(),
-    };
+    let b = Builder { rule, name: String::new(), description: String::new(), error: None, field: None, saved: q.saved.is_some() };
     render_page(&state, &user, b, StatusCode::OK).await
 }
 
@@ -161,17 +152,8 @@ struct PreviewForm {
 
 /// The live preview (an htmx fragment). Always 200, so htmx swaps it in, including when the
 /// rule has a problem: then the fragment shows the message and a caret under the position.
-async fn preview(
-    State(state): State<AppState>,
-    user: UiUser,
-    headers: HeaderMap,
-    Form(f): Form<PreviewForm>,
-) -> Response {
-    let sent = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or(f.csrf);
+async fn preview(State(state): State<AppState>, user: UiUser, headers: HeaderMap, Form(f): Form<PreviewForm>) -> Response {
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or(f.csrf);
     if let Err(e) = user.check_csrf(&sent) {
         return e.into_response();
     }
@@ -181,17 +163,10 @@ async fn preview(
     let rule = f.rule.trim();
     let lang = user.lang;
     if rule.is_empty() {
-        return render(
-            &state,
-            "segment_preview.html",
-            lang,
-            Some(&user),
-            context! { empty => true },
-        );
+        return render(&state, "segment_preview.html", lang, Some(&user), context! { empty => true });
     }
     if let Err(e) = check_rule(rule) {
-        let ctx =
-            context! { error => e.message.clone(), column => e.column, snippet => e.snippet(rule) };
+        let ctx = context! { error => e.message.clone(), column => e.column, snippet => e.snippet(rule) };
         return render(&state, "segment_preview.html", lang, Some(&user), ctx);
     }
     match evaluate(&state, &user.actor, rule, PREVIEW_MEMBERS).await {
@@ -204,18 +179,8 @@ async fn preview(
             render(&state, "segment_preview.html", lang, Some(&user), ctx)
         }
         Err(e) => {
-            let message = if e.status.is_server_error() {
-                String::new()
-            } else {
-                e.message
-            };
-            render(
-                &state,
-                "segment_preview.html",
-                lang,
-                Some(&user),
-                context! { error => message },
-            )
+            let message = if e.status.is_server_error() { String::new() } else { e.message };
+            render(&state, "segment_preview.html", lang, Some(&user), context! { error => message })
         }
     }
 }
@@ -255,39 +220,19 @@ async fn save(State(state): State<AppState>, user: UiUser, Form(f): Form<SaveFor
     if let Err(e) = require(&user.actor, Role::Manager, "save segments") {
         return error_page(&state, &user, e);
     }
-    let input = NewSegment {
-        name: f.name.clone(),
-        description: Some(f.description.clone()),
-        rule: f.rule.clone(),
-    };
+    let input = NewSegment { name: f.name.clone(), description: Some(f.description.clone()), rule: f.rule.clone() };
     match state.store.create_segment(&user.actor, input).await {
-        Ok(s) => Redirect::to(&format!(
-            "/ui/segments?key={}&saved=1#segment-list",
-            percent_encode(&s.key)
-        ))
-        .into_response(),
+        Ok(s) => Redirect::to(&format!("/ui/segments?key={}&saved=1#segment-list", percent_encode(&s.key))).into_response(),
         Err(e @ (StoreError::Invalid { .. } | StoreError::Conflict(_))) => {
             let e = ApiError::from(e);
-            let b = Builder {
-                rule: f.rule,
-                name: f.name,
-                description: f.description,
-                error: Some(e.message),
-                field: e.field,
-                saved: false,
-            };
+            let b = Builder { rule: f.rule, name: f.name, description: f.description, error: Some(e.message), field: e.field, saved: false };
             render_page(&state, &user, b, e.status).await
         }
         Err(e) => error_page(&state, &user, e.into()),
     }
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    user: UiUser,
-    Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
-) -> Response {
+async fn delete(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<CsrfForm>) -> Response {
     if let Err(e) = user.check_csrf(&f.csrf) {
         return error_page(&state, &user, e);
     }
@@ -307,11 +252,7 @@ struct ExportQuery {
 }
 
 /// CSV of a saved or built-in segment (`?key=`) or of the builder's rule (`?rule=`).
-async fn export(
-    State(state): State<AppState>,
-    user: UiUser,
-    Query(q): Query<ExportQuery>,
-) -> Response {
+async fn export(State(state): State<AppState>, user: UiUser, Query(q): Query<ExportQuery>) -> Response {
     // Full contact details: the same roles as the API's export.
     if let Err(e) = require(&user.actor, Role::Manager, "export segments") {
         return error_page(&state, &user, e);
@@ -322,13 +263,7 @@ async fn export(
             Err(e) => return error_page(&state, &user, e.into()),
         },
         (None, Some(rule)) => (rule, "segment.csv".to_owned()),
-        (None, None) => {
-            return error_page(
-                &state,
-                &user,
-                ApiError::bad_request("rule", "choose a segment or write a rule"),
-            )
-        }
+        (None, None) => return error_page(&state, &user, ApiError::bad_request("rule", "choose a segment or write a rule")),
     };
     match csv_response(&state, &user.actor, &rule, &file).await {
         Ok(r) => r,

@@ -27,41 +27,20 @@ pub struct TestApp {
 
 /// Starts the server over `db` and waits until `/healthz` answers.
 pub async fn spawn_app(db: TestDb) -> TestApp {
-    let (_, admin_token) = db
-        .store
-        .create_token("test-admin", Role::Admin, None)
-        .await
-        .expect("admin token");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+    let (_, admin_token) = db.store.create_token("test-admin", Role::Admin, None).await.expect("admin token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
-    let state = AppState::new(
-        db.store.clone(),
-        ServerConfig {
-            max_upload_bytes: 20 * 1024 * 1024,
-            ..Default::default()
-        },
-    );
+    let state = AppState::new(db.store.clone(), ServerConfig { max_upload_bytes: 20 * 1024 * 1024, ..Default::default() });
     tokio::spawn(async move {
         let _ = patron_server::serve(listener, state).await;
     });
     let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
     // Readiness by polling, never a fixed sleep.
     for _ in 0..200 {
         if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
             if r.status().is_success() {
-                return TestApp {
-                    base,
-                    addr,
-                    http,
-                    admin_token,
-                    db,
-                };
+                return TestApp { base, addr, http, admin_token, db };
             }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -75,47 +54,20 @@ impl TestApp {
         self.req_as(&self.admin_token, method, path)
     }
     /// A request with a given token.
-    pub fn req_as(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(token)
+    pub fn req_as(&self, token: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(token)
     }
     /// GET with the admin token, returning status and JSON.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        json_of(
-            self.req(reqwest::Method::GET, path)
-                .send()
-                .await
-                .expect("request"),
-        )
-        .await
+        json_of(self.req(reqwest::Method::GET, path).send().await.expect("request")).await
     }
     /// POST JSON with the admin token.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        json_of(
-            self.req(reqwest::Method::POST, path)
-                .json(&body)
-                .send()
-                .await
-                .expect("request"),
-        )
-        .await
+        json_of(self.req(reqwest::Method::POST, path).json(&body).send().await.expect("request")).await
     }
     /// PATCH JSON with the admin token.
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        json_of(
-            self.req(reqwest::Method::PATCH, path)
-                .json(&body)
-                .send()
-                .await
-                .expect("request"),
-        )
-        .await
+        json_of(self.req(reqwest::Method::PATCH, path).json(&body).send().await.expect("request")).await
     }
 }
 
@@ -123,10 +75,7 @@ impl TestApp {
 pub async fn json_of(r: reqwest::Response) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
 /// Asserts the error envelope and returns its code.

@@ -21,10 +21,7 @@ pub struct Browser {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 impl Browser {
@@ -39,18 +36,9 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); install chromium and chromium-driver (see .ci/run)"));
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("http client");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
         for _ in 0..200 {
-            if http
-                .get(format!("{base}/status"))
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-            {
+            if http.get(format!("{base}/status")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,105 +54,51 @@ impl Browser {
                          "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
-        let res: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("new session")
-            .json()
-            .await
-            .expect("session json");
-        let session = res["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {res}"))
-            .to_owned();
-        Browser {
-            driver,
-            base,
-            session,
-            http,
-            _profile: profile,
-        }
+        let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session json");
+        let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {res}")).to_owned();
+        Browser { driver, base, session, http, _profile: profile }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.try_cmd(method, path, body)
-            .await
-            .unwrap_or_else(|(err, message)| panic!("webdriver {path}: {err}: {message}"))
+        self.try_cmd(method, path, body).await.unwrap_or_else(|(err, message)| panic!("webdriver {path}: {err}: {message}"))
     }
 
     /// One command; a protocol error comes back as (error, message) instead of a panic.
-    async fn try_cmd(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, (String, String)> {
+    async fn try_cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, (String, String)> {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut req = self.http.request(method, url);
         req = req.json(&body.unwrap_or(json!({})));
-        let v: Value = req
-            .send()
-            .await
-            .expect("webdriver request")
-            .json()
-            .await
-            .expect("webdriver json");
+        let v: Value = req.send().await.expect("webdriver request").json().await.expect("webdriver json");
         if let Some(err) = v["value"].get("error") {
-            return Err((
-                err.as_str().unwrap_or_default().to_owned(),
-                v["value"]["message"].to_string(),
-            ));
+            return Err((err.as_str().unwrap_or_default().to_owned(), v["value"]["message"].to_string()));
         }
         Ok(v["value"].clone())
     }
 
     /// Runs a command on the element matching `css`, finding it again when htmx replaced it
     /// between the lookup and the command ("stale element reference").
-    async fn on_element(
-        &self,
-        method: reqwest::Method,
-        css: &str,
-        action: &str,
-        body: Option<Value>,
-    ) -> Value {
+    async fn on_element(&self, method: reqwest::Method, css: &str, action: &str, body: Option<Value>) -> Value {
         let mut last = (String::new(), String::new());
         for _ in 0..50 {
             let id = self.find(css).await;
-            match self
-                .try_cmd(
-                    method.clone(),
-                    &format!("/element/{id}/{action}"),
-                    body.clone(),
-                )
-                .await
-            {
+            match self.try_cmd(method.clone(), &format!("/element/{id}/{action}"), body.clone()).await {
                 Ok(v) => return v,
                 Err(e) if e.0 == "stale element reference" => last = e,
                 Err((err, message)) => panic!("webdriver {css} {action}: {err}: {message}"),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "webdriver {css} {action}: element kept going stale: {}: {}",
-            last.0, last.1
-        );
+        panic!("webdriver {css} {action}: element kept going stale: {}: {}", last.0, last.1);
     }
 
     /// Opens a URL.
     pub async fn goto(&self, url: &str) {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
 
     /// The current URL.
     pub async fn url(&self) -> String {
-        self.cmd(reqwest::Method::GET, "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.cmd(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
     /// Waits (up to 10 s) for an element matching a CSS selector and returns its id.
@@ -191,30 +125,18 @@ impl Browser {
 
     /// Types into an element.
     pub async fn type_into(&self, css: &str, text: &str) {
-        self.on_element(reqwest::Method::POST, css, "clear", None)
-            .await;
-        self.on_element(
-            reqwest::Method::POST,
-            css,
-            "value",
-            Some(json!({ "text": text })),
-        )
-        .await;
+        self.on_element(reqwest::Method::POST, css, "clear", None).await;
+        self.on_element(reqwest::Method::POST, css, "value", Some(json!({ "text": text }))).await;
     }
 
     /// Clicks an element.
     pub async fn click(&self, css: &str) {
-        self.on_element(reqwest::Method::POST, css, "click", None)
-            .await;
+        self.on_element(reqwest::Method::POST, css, "click", None).await;
     }
 
     /// The visible text of an element.
     pub async fn text(&self, css: &str) -> String {
-        self.on_element(reqwest::Method::GET, css, "text", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.on_element(reqwest::Method::GET, css, "text", None).await.as_str().unwrap_or_default().to_owned()
     }
 
     /// Waits (up to 10 s) until the element's text contains `needle`; returns the text.
@@ -232,23 +154,12 @@ impl Browser {
 
     /// Sets a cookie on the current site.
     pub async fn add_cookie(&self, name: &str, value: &str) {
-        self.cmd(
-            reqwest::Method::POST,
-            "/cookie",
-            Some(json!({"cookie": {"name": name, "value": value, "path": "/"}})),
-        )
-        .await;
+        self.cmd(reqwest::Method::POST, "/cookie", Some(json!({"cookie": {"name": name, "value": value, "path": "/"}}))).await;
     }
 
     /// Sends a file path to a file input.
     pub async fn upload(&self, css: &str, path: &std::path::Path) {
-        self.on_element(
-            reqwest::Method::POST,
-            css,
-            "value",
-            Some(json!({ "text": path.display().to_string() })),
-        )
-        .await;
+        self.on_element(reqwest::Method::POST, css, "value", Some(json!({ "text": path.display().to_string() }))).await;
     }
 
     /// Saves a PNG screenshot (for looking at the page when a test is written or fails).
@@ -261,11 +172,7 @@ impl Browser {
 
     /// Ends the session and the driver.
     pub async fn quit(mut self) {
-        let _ = self
-            .http
-            .delete(format!("{}/session/{}", self.base, self.session))
-            .send()
-            .await;
+        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -283,9 +190,7 @@ fn decode_base64(s: &str) -> Vec<u8> {
     let mut buf = 0u32;
     let mut bits = 0;
     for c in s.bytes() {
-        let Some(v) = T.iter().position(|&x| x == c) else {
-            continue;
-        };
+        let Some(v) = T.iter().position(|&x| x == c) else { continue };
         buf = (buf << 6) | v as u32;
         bits += 6;
         if bits >= 8 {

@@ -14,29 +14,17 @@ pub struct FieldSpec {
 impl FieldSpec {
     /// Does a normalised header name this field?
     pub fn matches(&self, normalised: &str) -> bool {
-        normalise_header(self.name) == normalised
-            || self
-                .aliases
-                .iter()
-                .any(|a| normalise_header(a) == normalised)
+        normalise_header(self.name) == normalised || self.aliases.iter().any(|a| normalise_header(a) == normalised)
     }
 }
 
 /// Lower-cases and drops spaces, `-` and `_`, so "Customer ID", "customer_id" and "customer-id" match.
 pub fn normalise_header(h: &str) -> String {
-    h.trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '_' | '\u{3000}'))
-        .flat_map(char::to_lowercase)
-        .collect()
+    h.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '_' | '\u{3000}')).flat_map(char::to_lowercase).collect()
 }
 
 const fn f(name: &'static str, aliases: &'static [&'static str], required: bool) -> FieldSpec {
-    FieldSpec {
-        name,
-        aliases,
-        required,
-    }
+    FieldSpec { name, aliases, required }
 }
 
 /// customers.csv
@@ -60,11 +48,7 @@ pub mod customer {
     pub const CREATED_AT: usize = 15;
     /// The fields, indexed by the constants above.
     pub static SPEC: [FieldSpec; 16] = [
-        f(
-            "customer_id",
-            &["external_id", "客户编号", "客户id", "会员编号", "会员id"],
-            true,
-        ),
+        f("customer_id", &["external_id", "客户编号", "客户id", "会员编号", "会员id"], true),
         f("kind", &["类型", "客户类型"], false),
         f("name", &["姓名", "名称", "客户名称", "客户姓名"], true),
         f("mobile", &["手机", "手机号", "手机号码", "phone"], false),
@@ -79,11 +63,7 @@ pub mod customer {
         f("consent_sms", &["短信同意"], false),
         f("consent_email", &["邮件同意"], false),
         f("consent_wechat", &["微信同意"], false),
-        f(
-            "created_at",
-            &["注册时间", "创建时间", "registered_at"],
-            false,
-        ),
+        f("created_at", &["注册时间", "创建时间", "registered_at"], false),
     ];
 }
 
@@ -131,11 +111,7 @@ pub mod order {
     pub static SPEC: [FieldSpec; 13] = [
         f("order_id", &["订单号", "订单编号", "external_id"], true),
         f("customer_id", &["客户编号", "客户id", "会员编号"], true),
-        f(
-            "ordered_at",
-            &["下单时间", "订单时间", "order_date", "date"],
-            true,
-        ),
+        f("ordered_at", &["下单时间", "订单时间", "order_date", "date"], true),
         f("amount", &["金额", "实付金额", "订单金额", "total"], true),
         f("discount", &["优惠", "优惠金额"], false),
         f("currency", &["币种"], false),
@@ -183,17 +159,8 @@ mod tests {
         assert_eq!(find("WeChat_ID"), Some(customer::WECHAT_ID));
         assert_eq!(find("colour"), None);
         // No two fields of a kind share a name.
-        for spec in [
-            &customer::SPEC[..],
-            &contact::SPEC[..],
-            &order::SPEC[..],
-            &interaction::SPEC[..],
-        ] {
-            let mut all: Vec<String> = spec
-                .iter()
-                .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
-                .map(normalise_header)
-                .collect();
+        for spec in [&customer::SPEC[..], &contact::SPEC[..], &order::SPEC[..], &interaction::SPEC[..]] {
+            let mut all: Vec<String> = spec.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).map(normalise_header).collect();
             let n = all.len();
             all.sort();
             all.dedup();

@@ -64,8 +64,7 @@ const MOVED_REASON: &str = "this order id belongs to another customer";
 const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id \
      WHERE o.customer_id <> s.customer_id";
 /// Staged orders that exist already (updates; the rest are created).
-const EXISTING_SQL: &str =
-    "SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
+const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
 /// Upserts the staged orders by external id, in file order. An order that is the same as stored
 /// is left alone: re-importing yesterday's full export then writes no new row versions and no
 /// index entries for it.
@@ -123,24 +122,14 @@ fn insert_rows<T>(
     let ncols = columns.len();
     let insert_sql = |n: usize| {
         let one = format!("({})", vec!["?"; ncols].join(","));
-        format!(
-            "INSERT INTO {table} ({}) VALUES {}",
-            columns.join(", "),
-            vec![one; n].join(",")
-        )
+        format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), vec![one; n].join(","))
     };
     let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
     if rows.len() >= ROWS_PER_INSERT {
         let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
         for group in groups.by_ref() {
             for (i, r) in group.iter().enumerate() {
-                bind(
-                    &mut Params {
-                        stmt: &mut many,
-                        next: (i * ncols) as i32 + 1,
-                    },
-                    r,
-                )?;
+                bind(&mut Params { stmt: &mut many, next: (i * ncols) as i32 + 1 }, r)?;
             }
             many.exec()?;
         }
@@ -148,13 +137,7 @@ fn insert_rows<T>(
     if !groups.remainder().is_empty() {
         let mut one = raw.prepare(&insert_sql(1))?;
         for r in groups.remainder() {
-            bind(
-                &mut Params {
-                    stmt: &mut one,
-                    next: 1,
-                },
-                r,
-            )?;
+            bind(&mut Params { stmt: &mut one, next: 1 }, r)?;
             one.exec()?;
         }
     }
@@ -260,30 +243,10 @@ fn new_line_cells(c: &mut impl Cells, id: i64, r: &Resolved) -> Result<()> {
 }
 
 /// Columns of a new order, as [`new_order_cells`] writes them.
-const NEW_ORDER_COLUMNS: [&str; 11] = [
-    "id",
-    "customer_id",
-    "external_id",
-    "ordered_at",
-    "channel",
-    "store",
-    "currency",
-    "total_cents",
-    "discount_cents",
-    "status",
-    "ordered_day",
-];
+const NEW_ORDER_COLUMNS: [&str; 11] =
+    ["id", "customer_id", "external_id", "ordered_at", "channel", "store", "currency", "total_cents", "discount_cents", "status", "ordered_day"];
 /// Columns of a new order's line, as [`new_line_cells`] writes them.
-const NEW_LINE_COLUMNS: [&str; 8] = [
-    "customer_id",
-    "order_id",
-    "line_no",
-    "product_id",
-    "category_id",
-    "quantity",
-    "unit_price_cents",
-    "promo",
-];
+const NEW_LINE_COLUMNS: [&str; 8] = ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
 
 /// A validated order row.
 pub(super) struct OrderIn {
@@ -324,12 +287,7 @@ enum Chunk {
 fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
     // External ids seen in this file → first row, to refuse duplicates.
     let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
-    let mut rej = Rejections {
-        names: src.source_names(),
-        list: Vec::new(),
-        count: 0,
-        rows: HashSet::new(),
-    };
+    let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
     let mut rows_read = 0u64;
     loop {
         let mut orders = Vec::with_capacity(CHUNK);
@@ -367,12 +325,7 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
             }
         }
         rej.rows.clear();
-        let msg = Chunk::Rows {
-            rows_read,
-            orders,
-            rejections,
-            names: rej.names.clone(),
-        };
+        let msg = Chunk::Rows { rows_read, orders, rejections, names: rej.names.clone() };
         // A closed channel means the writer stopped (a database error); nothing left to do.
         if out.blocking_send(msg).is_err() {
             return;
@@ -385,12 +338,7 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
 }
 
 /// Validates one record; rejections go to `rej`.
-fn validate(
-    rec: &Record,
-    rej: &mut Rejections,
-    tz: chrono_tz::Tz,
-    seen: &mut foldhash::HashMap<String, u64>,
-) -> Option<OrderIn> {
+fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut foldhash::HashMap<String, u64>) -> Option<OrderIn> {
     let mut r = Row { rec, rej, ok: true };
     let external_id = r.required(f::EXTERNAL_ID);
     let customer = r.required(f::CUSTOMER_ID);
@@ -403,21 +351,14 @@ fn validate(
         r.required(f::AMOUNT);
     }
     if amount.is_some_and(|a| a < 0) {
-        r.reject(
-            f::AMOUNT,
-            "must not be negative (record refunds with status refunded)".into(),
-        );
+        r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
     }
     let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
     if discount < 0 {
         r.reject(f::DISCOUNT, "must not be negative".into());
     }
-    let currency = r
-        .parse(f::CURRENCY, values::parse_currency)
-        .unwrap_or_else(|| "CNY".into());
-    let status = r
-        .parse(f::STATUS, values::parse_order_status)
-        .unwrap_or("completed");
+    let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
+    let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
     let quantity = r
         .parse(f::QUANTITY, |v| match v.parse::<i64>() {
             Ok(q) if q >= 1 => Ok(q),
@@ -428,18 +369,13 @@ fn validate(
     // Only an otherwise valid row claims its id, as the other kinds do.
     if r.ok && !external_id.is_empty() {
         match seen.get(&external_id) {
-            Some(first) => r.reject(
-                f::EXTERNAL_ID,
-                format!("duplicate id in this file (first at row {first})"),
-            ),
+            Some(first) => r.reject(f::EXTERNAL_ID, format!("duplicate id in this file (first at row {first})")),
             None => {
                 seen.insert(external_id.clone(), rec.row);
             }
         }
     }
-    let (true, Some(ordered_at), Some(amount)) =
-        (r.ok && !external_id.is_empty(), ordered_at, amount)
-    else {
+    let (true, Some(ordered_at), Some(amount)) = (r.ok && !external_id.is_empty(), ordered_at, amount) else {
         return None;
     };
     Some(OrderIn {
@@ -482,6 +418,7 @@ struct PgState {
     sequence: String,
 }
 
+
 impl Loader {
     /// Reads, validates and writes a whole orders file; returns the data rows read. The merge
     /// that PostgreSQL defers to the end of the file runs here too; the summaries are refreshed
@@ -508,22 +445,13 @@ impl Loader {
         }
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
-        let (mut wait, mut resolve, mut write) = (
-            std::time::Duration::ZERO,
-            std::time::Duration::ZERO,
-            std::time::Duration::ZERO,
-        );
+        let (mut wait, mut resolve, mut write) = (std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO);
         loop {
             let t0 = std::time::Instant::now();
             let msg = recv.recv().await;
             wait += t0.elapsed();
             match msg {
-                Some(Chunk::Rows {
-                    rows_read: n,
-                    orders,
-                    rejections,
-                    names,
-                }) => {
+                Some(Chunk::Rows { rows_read: n, orders, rejections, names }) => {
                     rows_read = n;
                     rej.names = names;
                     for r in rejections {
@@ -556,11 +484,7 @@ impl Loader {
                 }
                 Some(Chunk::Failed(e)) => return Err(e),
                 Some(Chunk::End) => break,
-                None => {
-                    return Err(StoreError::Internal(
-                        "the import reader thread stopped unexpectedly".into(),
-                    ))
-                }
+                None => return Err(StoreError::Internal("the import reader thread stopped unexpectedly".into())),
             }
         }
         let read_ms = started.elapsed().as_millis() as u64;
@@ -572,61 +496,30 @@ impl Loader {
                 tx.fk_triggers(true).await?;
             }
         }
-        tracing::debug!(
-            wait_ms = wait.as_millis() as u64,
-            resolve_ms = resolve.as_millis() as u64,
-            write_ms = write.as_millis() as u64,
-            read_ms,
-            merge_ms = started.elapsed().as_millis() as u64 - read_ms,
-            "orders loaded"
-        );
+        tracing::debug!(wait_ms = wait.as_millis() as u64, resolve_ms = resolve.as_millis() as u64, write_ms = write.as_millis() as u64, read_ms, merge_ms = started.elapsed().as_millis() as u64 - read_ms, "orders loaded");
         Ok(rows_read)
     }
 
     /// Resolves customers (one query per chunk for the new ones) and catalogue names; rows of
     /// unknown customers are rejected.
-    async fn resolve_orders(
-        &mut self,
-        tx: &mut Tx,
-        orders: Vec<OrderIn>,
-        rej: &mut Rejections,
-    ) -> Result<Vec<Resolved>> {
+    async fn resolve_orders(&mut self, tx: &mut Tx, orders: Vec<OrderIn>, rej: &mut Rejections) -> Result<Vec<Resolved>> {
         if tx.engine() == Engine::Postgres {
-            self.resolve_customers(tx, orders.iter().map(|o| o.customer.clone()))
-                .await?;
+            self.resolve_customers(tx, orders.iter().map(|o| o.customer.clone())).await?;
         }
         let mut out = Vec::with_capacity(orders.len());
         for o in orders {
             let Some(&customer_id) = self.customers.get(&o.customer) else {
                 let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection {
-                    row: o.row,
-                    column,
-                    value: o.customer.clone(),
-                    reason: "unknown customer (import customers first)".into(),
-                });
+                rej.add(Rejection { row: o.row, column, value: o.customer.clone(), reason: "unknown customer (import customers first)".into() });
                 continue;
             };
             // Cached after the first sight of a name: a catalogue is small next to the orders.
-            let (category_id, product_id) = match self
-                .catalog
-                .cached(o.category.as_deref(), o.product.as_deref())
-            {
+            let (category_id, product_id) = match self.catalog.cached(o.category.as_deref(), o.product.as_deref()) {
                 Some(ids) => ids,
-                None => {
-                    self.catalog
-                        .resolve(tx, o.category.as_deref(), o.product.as_deref())
-                        .await?
-                }
+                None => self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?,
             };
             let unit_price = (o.amount + o.discount) / o.quantity;
-            out.push(Resolved {
-                o,
-                customer_id,
-                category_id,
-                product_id,
-                unit_price,
-            });
+            out.push(Resolved { o, customer_id, category_id, product_id, unit_price });
         }
         Ok(out)
     }
@@ -634,16 +527,14 @@ impl Loader {
     /// SQLite: looks up the chunk's new customer ids, one indexed probe each (an `IN` list of
     /// numbered parameters is quadratic for SQLite to prepare).
     fn resolve_customers_sqlite(&mut self, raw: &SqliteRaw<'_>, orders: &[OrderIn]) -> Result<()> {
-        let mut find =
-            raw.prepare("SELECT id FROM customers WHERE external_id = ?1 AND deleted_at IS NULL")?;
+        let mut find = raw.prepare("SELECT id FROM customers WHERE external_id = ?1 AND deleted_at IS NULL")?;
         for o in orders {
             if self.customers.contains_key(&o.customer) {
                 continue;
             }
             find.text(1, Some(&o.customer))?;
             if find.step()? {
-                self.customers
-                    .insert(o.customer.clone(), find.column_int(0));
+                self.customers.insert(o.customer.clone(), find.column_int(0));
             }
             find.reset();
         }
@@ -656,21 +547,12 @@ impl Loader {
 
     /// SQLite: stages one chunk with prepared multi-row inserts, then checks and merges it with
     /// the set statements PostgreSQL runs once per file (see the module docs).
-    fn merge_sqlite(
-        &mut self,
-        raw: &SqliteRaw<'_>,
-        rows: &[Resolved],
-        write: bool,
-        rej: &mut Rejections,
-        counts: &mut super::Counts,
-    ) -> Result<()> {
+    fn merge_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, rej: &mut Rejections, counts: &mut super::Counts) -> Result<()> {
         if self.insert_new_sqlite(raw, rows, write, counts)? {
             return Ok(());
         }
         let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
-        insert_rows(raw, ORDER_STAGE.name, &names, rows, |c, r| {
-            stage_cells(c, r)
-        })?;
+        insert_rows(raw, ORDER_STAGE.name, &names, rows, |c, r| stage_cells(c, r))?;
         let mut moved_rows = HashSet::new();
         {
             let mut moved = raw.prepare(MOVED_SQL)?;
@@ -680,17 +562,9 @@ impl Loader {
         }
         if !moved_rows.is_empty() {
             let mut del = raw.prepare("DELETE FROM patron_stage_orders WHERE row_no = ?1")?;
-            for r in rows
-                .iter()
-                .filter(|r| moved_rows.contains(&(r.o.row as i64)))
-            {
+            for r in rows.iter().filter(|r| moved_rows.contains(&(r.o.row as i64))) {
                 let column = rej.names[f::EXTERNAL_ID].clone();
-                rej.add(Rejection {
-                    row: r.o.row,
-                    column,
-                    value: r.o.external_id.clone(),
-                    reason: MOVED_REASON.into(),
-                });
+                rej.add(Rejection { row: r.o.row, column, value: r.o.external_id.clone(), reason: MOVED_REASON.into() });
                 del.int(1, Some(r.o.row as i64))?;
                 del.exec()?;
             }
@@ -710,10 +584,7 @@ impl Loader {
             let (orders_sql, lines_sql) = merge_sql(existing);
             raw.execute(orders_sql)?;
             raw.execute(lines_sql)?;
-            for r in rows
-                .iter()
-                .filter(|r| !moved_rows.contains(&(r.o.row as i64)))
-            {
+            for r in rows.iter().filter(|r| !moved_rows.contains(&(r.o.row as i64))) {
                 self.touched.insert(r.customer_id);
             }
         }
@@ -725,26 +596,14 @@ impl Loader {
     /// load), inserts the chunk straight into `orders` and `order_lines`, skipping the stage and
     /// the merge, and returns true; otherwise returns false and writes nothing. Ids count on from
     /// the largest: the transaction holds SQLite's only write lock.
-    fn insert_new_sqlite(
-        &mut self,
-        raw: &SqliteRaw<'_>,
-        rows: &[Resolved],
-        write: bool,
-        counts: &mut super::Counts,
-    ) -> Result<bool> {
+    fn insert_new_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, counts: &mut super::Counts) -> Result<bool> {
         let ids = || rows.iter().map(|r| r.o.external_id.as_str());
         // Text compares bytewise in SQLite (BINARY collation), as `str` does.
-        let (Some(lo), Some(hi)) = (ids().min(), ids().max()) else {
-            return Ok(true);
-        };
+        let (Some(lo), Some(hi)) = (ids().min(), ids().max()) else { return Ok(true) };
         let mut probe = raw.prepare("SELECT EXISTS (SELECT 1 FROM orders WHERE external_id BETWEEN ?1 AND ?2), COALESCE(MAX(id), 0) FROM orders")?;
         probe.text(1, Some(lo))?;
         probe.text(2, Some(hi))?;
-        let (overlaps, last_id) = if probe.step()? {
-            (probe.column_int(0) != 0, probe.column_int(1))
-        } else {
-            (true, 0)
-        };
+        let (overlaps, last_id) = if probe.step()? { (probe.column_int(0) != 0, probe.column_int(1)) } else { (true, 0) };
         drop(probe);
         if overlaps {
             return Ok(false);
@@ -754,20 +613,8 @@ impl Loader {
             return Ok(true);
         }
         let numbered: Vec<(i64, &Resolved)> = (last_id + 1..).zip(rows).collect();
-        insert_rows(
-            raw,
-            "orders",
-            &NEW_ORDER_COLUMNS,
-            &numbered,
-            |c, (id, r)| new_order_cells(c, *id, r),
-        )?;
-        insert_rows(
-            raw,
-            "order_lines",
-            &NEW_LINE_COLUMNS,
-            &numbered,
-            |c, (id, r)| new_line_cells(c, *id, r),
-        )?;
+        insert_rows(raw, "orders", &NEW_ORDER_COLUMNS, &numbered, |c, (id, r)| new_order_cells(c, *id, r))?;
+        insert_rows(raw, "order_lines", &NEW_LINE_COLUMNS, &numbered, |c, (id, r)| new_line_cells(c, *id, r))?;
         self.touched.extend(rows.iter().map(|r| r.customer_id));
         Ok(true)
     }
@@ -776,22 +623,11 @@ impl Loader {
     /// with ids reserved from the sequence; orders whose id exists already are COPYed into the
     /// staging table for [`Loader::merge_pg`]. `write` false (the file rolls back anyway):
     /// new orders are only counted.
-    async fn write_pg(
-        &mut self,
-        tx: &mut Tx,
-        rows: &[Resolved],
-        write: bool,
-        pg: &mut PgState,
-        counts: &mut super::Counts,
-    ) -> Result<()> {
+    async fn write_pg(&mut self, tx: &mut Tx, rows: &[Resolved], write: bool, pg: &mut PgState, counts: &mut super::Counts) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let ids = serde_json::Value::Array(
-            rows.iter()
-                .map(|r| serde_json::Value::String(r.o.external_id.clone()))
-                .collect(),
-        );
+        let ids = serde_json::Value::Array(rows.iter().map(|r| serde_json::Value::String(r.o.external_id.clone())).collect());
         // A file of new orders usually has ids in a range no stored order falls into; one range
         // probe (bounds in the database's collation) then saves an index probe per order.
         let (overlaps,): (bool,) = tx
@@ -805,13 +641,7 @@ impl Loader {
             .await?;
         let existing: HashSet<String> = if overlaps {
             let found: Vec<(String,)> = tx
-                .fetch_all(
-                    query(format!(
-                        "SELECT external_id FROM orders WHERE external_id IN ({})",
-                        Engine::Postgres.json_strings(1)
-                    ))
-                    .bind(ids),
-                )
+                .fetch_all(query(format!("SELECT external_id FROM orders WHERE external_id IN ({})", Engine::Postgres.json_strings(1))).bind(ids))
                 .await?;
             found.into_iter().map(|(e,)| e).collect()
         } else {
@@ -819,83 +649,38 @@ impl Loader {
         };
         if pg.own_checks && write {
             // Each customer and catalogue row referred to, locked once per file.
-            super::lock_keys(
-                tx,
-                "customers",
-                rows.iter().map(|r| r.customer_id),
-                &mut self.locked,
-            )
-            .await?;
-            super::lock_keys(
-                tx,
-                "products",
-                rows.iter().filter_map(|r| r.product_id),
-                &mut self.locked,
-            )
-            .await?;
-            super::lock_keys(
-                tx,
-                "categories",
-                rows.iter().filter_map(|r| r.category_id),
-                &mut self.locked,
-            )
-            .await?;
+            super::lock_keys(tx, "customers", rows.iter().map(|r| r.customer_id), &mut self.locked).await?;
+            super::lock_keys(tx, "products", rows.iter().filter_map(|r| r.product_id), &mut self.locked).await?;
+            super::lock_keys(tx, "categories", rows.iter().filter_map(|r| r.category_id), &mut self.locked).await?;
         }
         let fresh = rows.len() - existing.len();
         counts.created += fresh as u64;
         if write && fresh > 0 {
             // The reserved ids come back as one row of text rather than a row each.
             if pg.sequence.is_empty() {
-                let (name,): (String,) = tx
-                    .fetch_one(query("SELECT pg_get_serial_sequence('orders', 'id')"))
-                    .await?;
+                let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence('orders', 'id')")).await?;
                 // A literal, so the name resolves once per statement rather than once per id.
                 pg.sequence = format!("'{}'", name.replace('\'', "''"));
             }
-            let sql = format!(
-                "SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)",
-                pg.sequence
-            );
+            let sql = format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", pg.sequence);
             let (reserved,): (String,) = tx.fetch_one(query(sql).bind(fresh as i64)).await?;
             let reserved: Vec<i64> = reserved
                 .split(',')
-                .map(|id| {
-                    id.parse().map_err(|_| {
-                        StoreError::Internal(format!("the order id sequence returned {id:?}"))
-                    })
-                })
+                .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the order id sequence returned {id:?}"))))
                 .collect::<Result<_>>()?;
             if reserved.len() != fresh {
-                return Err(StoreError::Internal(format!(
-                    "reserved {} order ids for {fresh} orders",
-                    reserved.len()
-                )));
+                return Err(StoreError::Internal(format!("reserved {} order ids for {fresh} orders", reserved.len())));
             }
             let mut orders = CopyRows::new();
             let mut lines = CopyRows::new();
-            for (r, id) in rows
-                .iter()
-                .filter(|r| !existing.contains(&r.o.external_id))
-                .zip(reserved)
-            {
+            for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
                 new_order_cells(&mut orders, id, r)?;
                 orders.end_row();
                 new_line_cells(&mut lines, id, r)?;
                 lines.end_row();
             }
-            tx.copy_in(
-                &format!("COPY orders ({}) FROM STDIN", NEW_ORDER_COLUMNS.join(", ")),
-                orders.take(),
-            )
-            .await?;
-            tx.copy_in(
-                &format!(
-                    "COPY order_lines ({}) FROM STDIN",
-                    NEW_LINE_COLUMNS.join(", ")
-                ),
-                lines.take(),
-            )
-            .await?;
+            tx.copy_in(&format!("COPY orders ({}) FROM STDIN", NEW_ORDER_COLUMNS.join(", ")), orders.take()).await?;
+            tx.copy_in(&format!("COPY order_lines ({}) FROM STDIN", NEW_LINE_COLUMNS.join(", ")), lines.take()).await?;
         }
         let copy = pg.copy.get_or_insert_with(CopyRows::new);
         for r in rows.iter().filter(|r| existing.contains(&r.o.external_id)) {
@@ -908,43 +693,24 @@ impl Loader {
         pg.staged += existing.len() as u64;
         if copy.rows() > 0 {
             let names: Vec<&str> = ORDER_STAGE.columns.iter().map(|c| c.0).collect();
-            tx.copy_in(
-                &format!(
-                    "COPY {} ({}) FROM STDIN",
-                    ORDER_STAGE.name,
-                    names.join(", ")
-                ),
-                copy.take(),
-            )
-            .await?;
+            tx.copy_in(&format!("COPY {} ({}) FROM STDIN", ORDER_STAGE.name, names.join(", ")), copy.take()).await?;
         }
         Ok(())
     }
 
     /// PostgreSQL: checks and merges the whole stage (see the module docs).
-    async fn merge_pg(
-        &mut self,
-        tx: &mut Tx,
-        opts: &ImportOptions,
-        rej: &mut Rejections,
-        counts: &mut super::Counts,
-        pg: PgState,
-    ) -> Result<()> {
+    async fn merge_pg(&mut self, tx: &mut Tx, opts: &ImportOptions, rej: &mut Rejections, counts: &mut super::Counts, pg: PgState) -> Result<()> {
         if pg.staged == 0 {
             return Ok(());
         }
         // Temporary tables get no statistics from autovacuum.
-        tx.execute(query(format!("ANALYZE {}", ORDER_STAGE.name)))
-            .await?;
+        tx.execute(query(format!("ANALYZE {}", ORDER_STAGE.name))).await?;
         let t0 = std::time::Instant::now();
         let moved: Vec<(i64, String)> = tx.fetch_all(query(MOVED_SQL)).await?;
         let t_moved = t0.elapsed();
         for chunk in moved.chunks(1000) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let mut del = query(format!(
-                "DELETE FROM patron_stage_orders WHERE row_no IN ({})",
-                list.join(", ")
-            ));
+            let mut del = query(format!("DELETE FROM patron_stage_orders WHERE row_no IN ({})", list.join(", ")));
             for (row_no, _) in chunk {
                 del.push(*row_no);
             }
@@ -952,12 +718,7 @@ impl Loader {
         }
         for (row_no, ext) in moved.iter() {
             let column = rej.names[f::EXTERNAL_ID].clone();
-            rej.add(Rejection {
-                row: *row_no as u64,
-                column,
-                value: ext.clone(),
-                reason: MOVED_REASON.into(),
-            });
+            rej.add(Rejection { row: *row_no as u64, column, value: ext.clone(), reason: MOVED_REASON.into() });
         }
         let (existing,): (i64,) = tx.fetch_one(query(EXISTING_SQL)).await?;
         let staged = pg.staged.saturating_sub(moved.len() as u64);

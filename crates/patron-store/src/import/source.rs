@@ -9,17 +9,7 @@ use super::Rejection;
 use crate::{Result, StoreError};
 
 /// Text encodings the importer reads.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// UTF-8, with or without a byte-order mark.
@@ -36,10 +26,7 @@ impl std::str::FromStr for Encoding {
         match s.to_lowercase().replace('_', "-").as_str() {
             "utf-8" | "utf8" => Ok(Encoding::Utf8),
             "gb18030" | "gbk" | "gb2312" => Ok(Encoding::Gb18030),
-            _ => Err(StoreError::invalid(
-                "encoding",
-                format!("encoding must be utf-8 or gb18030, not {s:?}"),
-            )),
+            _ => Err(StoreError::invalid("encoding", format!("encoding must be utf-8 or gb18030, not {s:?}"))),
         }
     }
 }
@@ -54,9 +41,7 @@ impl std::fmt::Display for Encoding {
 }
 
 /// File layouts the importer reads.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Comma-separated values with a header row.
@@ -97,10 +82,7 @@ pub(crate) fn sniff(head: &[u8], forced: Option<Encoding>) -> (Encoding, bool) {
     (encoding, has_bom)
 }
 
-pub(crate) fn decode(
-    mut input: Box<dyn Read + Send>,
-    forced: Option<Encoding>,
-) -> Result<(Box<dyn Read + Send>, Encoding)> {
+pub(crate) fn decode(mut input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
     let mut head = Vec::with_capacity(SNIFF);
     (&mut input).take(SNIFF as u64).read_to_end(&mut head)?;
     let (encoding, has_bom) = sniff(&head, forced);
@@ -153,12 +135,7 @@ pub(crate) struct Columns {
 impl Columns {
     /// Resolves headers for `spec`, honouring `--map SOURCE=FIELD`. Unknown or duplicate columns
     /// and missing required fields are file-level errors.
-    pub fn resolve(
-        headers: &[String],
-        spec: &[FieldSpec],
-        mappings: &[(String, String)],
-        allow_attributes: bool,
-    ) -> Result<Columns> {
+    pub fn resolve(headers: &[String], spec: &[FieldSpec], mappings: &[(String, String)], allow_attributes: bool) -> Result<Columns> {
         Columns::resolve_with(headers, spec, mappings, allow_attributes, false)
     }
 
@@ -170,17 +147,11 @@ impl Columns {
         allow_attributes: bool,
         ignore_unknown: bool,
     ) -> Result<Columns> {
-        let mapped: HashMap<String, &str> = mappings
-            .iter()
-            .map(|(src, dst)| (normalise_header(src), dst.as_str()))
-            .collect();
+        let mapped: HashMap<String, &str> = mappings.iter().map(|(src, dst)| (normalise_header(src), dst.as_str())).collect();
         for (_, dst) in mappings {
             if !spec.iter().any(|f| f.name == dst) {
                 let names: Vec<&str> = spec.iter().map(|f| f.name).collect();
-                return Err(StoreError::File(format!(
-                    "--map target {dst:?} is not a field here (fields: {})",
-                    names.join(", ")
-                )));
+                return Err(StoreError::File(format!("--map target {dst:?} is not a field here (fields: {})", names.join(", "))));
             }
         }
         let mut targets = Vec::with_capacity(headers.len());
@@ -193,10 +164,7 @@ impl Columns {
             } else if let Some(i) = spec.iter().position(|f| f.matches(&norm)) {
                 Some(Target::Field(i))
             } else {
-                allow_attributes
-                    .then(|| attribute_name(h))
-                    .flatten()
-                    .map(Target::Attribute)
+                allow_attributes.then(|| attribute_name(h)).flatten().map(Target::Attribute)
             };
             match target {
                 Some(Target::Field(i)) => {
@@ -216,11 +184,7 @@ impl Columns {
                     return Err(StoreError::File(format!(
                         "unknown column {h:?} (known fields: {}; map it with --map {h:?}=FIELD{})",
                         names.join(", "),
-                        if allow_attributes {
-                            ", or name it attr.NAME for a custom attribute"
-                        } else {
-                            ""
-                        }
+                        if allow_attributes { ", or name it attr.NAME for a custom attribute" } else { "" }
                     )));
                 }
             }
@@ -237,11 +201,7 @@ impl Columns {
                 source_names[i] = f.name.to_owned();
             }
         }
-        Ok(Columns {
-            targets,
-            source_names,
-            fields: spec.len(),
-        })
+        Ok(Columns { targets, source_names, fields: spec.len() })
     }
 
     /// For each canonical field, the index of the source column holding it (if any).
@@ -259,20 +219,14 @@ impl Columns {
         let mut values = vec![None; self.fields];
         let mut attributes = Vec::new();
         for (target, cell) in self.targets.iter().zip(cells) {
-            let Some(v) = cell.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()) else {
-                continue;
-            };
+            let Some(v) = cell.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()) else { continue };
             match target {
                 Target::Field(i) => values[*i] = Some(v),
                 Target::Attribute(name) => attributes.push((name.clone(), v)),
                 Target::Ignore => {}
             }
         }
-        Record {
-            row,
-            values,
-            attributes,
-        }
+        Record { row, values, attributes }
     }
 }
 
@@ -285,20 +239,8 @@ fn attribute_name(header: &str) -> Option<String> {
 
 /// A stream of records, or row-level rejections for records that cannot be read at all.
 pub(crate) enum Source {
-    Csv {
-        reader: csv::Reader<Box<dyn Read + Send>>,
-        columns: Columns,
-        record: csv::StringRecord,
-    },
-    Jsonl {
-        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
-        line: u64,
-        spec: &'static [FieldSpec],
-        mappings: Vec<(String, String)>,
-        allow_attributes: bool,
-        columns: HashMap<Vec<String>, std::sync::Arc<Columns>>,
-        names: Vec<String>,
-    },
+    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Columns, record: csv::StringRecord },
+    Jsonl { lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>, line: u64, spec: &'static [FieldSpec], mappings: Vec<(String, String)>, allow_attributes: bool, columns: HashMap<Vec<String>, std::sync::Arc<Columns>>, names: Vec<String> },
 }
 
 impl Source {
@@ -325,31 +267,14 @@ impl Source {
     ) -> Result<Source> {
         match format {
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(false)
-                    .from_reader(input);
-                let headers = reader
-                    .headers()
-                    .map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?;
+                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
+                let headers = reader.headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?;
                 let headers: Vec<String> = headers.iter().map(str::to_owned).collect();
                 if headers.iter().all(|h| h.trim().is_empty()) {
-                    return Err(StoreError::File(
-                        "the file is empty or has no header row".into(),
-                    ));
+                    return Err(StoreError::File("the file is empty or has no header row".into()));
                 }
-                let columns = Columns::resolve_with(
-                    &headers,
-                    spec,
-                    mappings,
-                    allow_attributes,
-                    ignore_unknown,
-                )?;
-                Ok(Source::Csv {
-                    reader,
-                    columns,
-                    record: csv::StringRecord::new(),
-                })
+                let columns = Columns::resolve_with(&headers, spec, mappings, allow_attributes, ignore_unknown)?;
+                Ok(Source::Csv { reader, columns, record: csv::StringRecord::new() })
             }
             Format::Jsonl => Ok(Source::Jsonl {
                 lines: BufReader::new(input).lines(),
@@ -385,88 +310,43 @@ impl Source {
     /// end `Ok(None)`, or a file-level failure `Err`.
     pub fn next(&mut self) -> Result<Option<std::result::Result<Record, Rejection>>> {
         match self {
-            Source::Csv {
-                reader,
-                columns,
-                record,
-            } => match reader.read_record(record) {
+            Source::Csv { reader, columns, record } => match reader.read_record(record) {
                 Ok(false) => Ok(None),
                 Ok(true) => {
                     let row = record.position().map(|p| p.record() + 1).unwrap_or(0);
-                    Ok(Some(Ok(
-                        columns.record(row, record.iter().map(|c| Some(c.to_owned())))
-                    )))
+                    Ok(Some(Ok(columns.record(row, record.iter().map(|c| Some(c.to_owned()))))))
                 }
                 Err(e) => {
                     let row = e.position().map(|p| p.record() + 1).unwrap_or(0);
                     let reason = match e.kind() {
-                        csv::ErrorKind::UnequalLengths {
-                            expected_len, len, ..
-                        } => {
+                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                             format!("expected {expected_len} fields, found {len} (an unquoted comma or a missing quote?)")
                         }
-                        csv::ErrorKind::Utf8 { .. } => {
-                            "not valid UTF-8 (is the file GB18030? try --encoding gb18030)".into()
-                        }
-                        csv::ErrorKind::Io(_) => {
-                            return Err(StoreError::File(format!(
-                                "reading failed at row {row}: {e}"
-                            )))
-                        }
+                        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 (is the file GB18030? try --encoding gb18030)".into(),
+                        csv::ErrorKind::Io(_) => return Err(StoreError::File(format!("reading failed at row {row}: {e}"))),
                         _ => e.to_string(),
                     };
-                    Ok(Some(Err(Rejection {
-                        row,
-                        column: String::new(),
-                        value: String::new(),
-                        reason,
-                    })))
+                    Ok(Some(Err(Rejection { row, column: String::new(), value: String::new(), reason })))
                 }
             },
-            Source::Jsonl {
-                lines,
-                line,
-                spec,
-                mappings,
-                allow_attributes,
-                columns,
-                names,
-            } => loop {
-                let Some(text) = lines.next() else {
-                    return Ok(None);
-                };
+            Source::Jsonl { lines, line, spec, mappings, allow_attributes, columns, names } => loop {
+                let Some(text) = lines.next() else { return Ok(None) };
                 *line += 1;
-                let text = text
-                    .map_err(|e| StoreError::File(format!("reading failed at line {line}: {e}")))?;
+                let text = text.map_err(|e| StoreError::File(format!("reading failed at line {line}: {e}")))?;
                 let trimmed = text.trim().trim_start_matches('\u{feff}');
                 if trimmed.is_empty() {
                     continue;
                 }
                 let obj = match serde_json::from_str::<serde_json::Value>(trimmed) {
                     Ok(serde_json::Value::Object(o)) => o,
-                    Ok(_) => {
-                        return Ok(Some(Err(Rejection::whole(
-                            *line,
-                            "a line must hold one JSON object",
-                        ))))
-                    }
-                    Err(e) => {
-                        return Ok(Some(Err(Rejection::whole(
-                            *line,
-                            &format!("not JSON: {e}"),
-                        ))))
-                    }
+                    Ok(_) => return Ok(Some(Err(Rejection::whole(*line, "a line must hold one JSON object")))),
+                    Err(e) => return Ok(Some(Err(Rejection::whole(*line, &format!("not JSON: {e}"))))),
                 };
                 let keys: Vec<String> = obj.keys().cloned().collect();
                 let cols = match columns.get(&keys) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = std::sync::Arc::new(Columns::resolve(
-                            &keys,
-                            spec,
-                            mappings,
-                            *allow_attributes,
-                        )?);
+                        let c = std::sync::Arc::new(Columns::resolve(&keys, spec, mappings, *allow_attributes)?);
                         *names = c.source_names.clone();
                         columns.insert(keys, c.clone());
                         c
@@ -476,14 +356,7 @@ impl Source {
                     serde_json::Value::Null => None,
                     serde_json::Value::String(s) => Some(s),
                     serde_json::Value::Array(a) => Some(
-                        a.iter()
-                            .map(|x| {
-                                x.as_str()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| x.to_string())
-                            })
-                            .collect::<Vec<_>>()
-                            .join(";"),
+                        a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(";"),
                     ),
                     other => Some(other.to_string()),
                 });

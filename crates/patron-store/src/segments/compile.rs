@@ -51,18 +51,9 @@ impl SqlCondition {
 }
 
 pub(crate) fn compile(rule: &Checked, ctx: &Ctx, first_param: usize) -> SqlCondition {
-    let mut b = Builder {
-        ctx,
-        args: Vec::new(),
-        next: first_param.max(1),
-    };
+    let mut b = Builder { ctx, args: Vec::new(), next: first_param.max(1) };
     let sql = b.expr(rule);
-    SqlCondition {
-        sql: format!("({sql})"),
-        args: b.args,
-        summaries: rule.uses(Table::Summaries),
-        scores: rule.uses(Table::Scores),
-    }
+    SqlCondition { sql: format!("({sql})"), args: b.args, summaries: rule.uses(Table::Summaries), scores: rule.uses(Table::Scores) }
 }
 
 /// `%text%` for LIKE with `\` escaping, lower-cased for ASCII like the `LOWER()` of the column
@@ -105,24 +96,13 @@ impl Builder<'_> {
     }
 
     fn list(&mut self, vs: &[Val]) -> String {
-        vs.iter()
-            .map(|v| self.val(v))
-            .collect::<Vec<_>>()
-            .join(", ")
+        vs.iter().map(|v| self.val(v)).collect::<Vec<_>>().join(", ")
     }
 
     fn expr(&mut self, e: &Checked) -> String {
         match e {
-            Checked::And(v) => v
-                .iter()
-                .map(|x| format!("({})", self.expr(x)))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-            Checked::Or(v) => v
-                .iter()
-                .map(|x| format!("({})", self.expr(x)))
-                .collect::<Vec<_>>()
-                .join(" OR "),
+            Checked::And(v) => v.iter().map(|x| format!("({})", self.expr(x))).collect::<Vec<_>>().join(" AND "),
+            Checked::Or(v) => v.iter().map(|x| format!("({})", self.expr(x))).collect::<Vec<_>>().join(" OR "),
             Checked::Not(x) => format!("NOT ({})", self.expr(x)),
             Checked::Leaf(l) => self.leaf(l),
         }
@@ -138,10 +118,7 @@ impl Builder<'_> {
             Kind::DaysSince => self.days_since(f.sql, &l.test),
             Kind::Attr => {
                 let n = self.next;
-                let (e, arg) = self
-                    .ctx
-                    .engine
-                    .json_text(f.sql, n, l.key.as_deref().unwrap_or(""));
+                let (e, arg) = self.ctx.engine.json_text(f.sql, n, l.key.as_deref().unwrap_or(""));
                 self.bind(arg);
                 self.scalar(&e, true, &l.test)
             }
@@ -160,13 +137,7 @@ impl Builder<'_> {
 
     /// A plain column or expression `e`.
     fn scalar(&mut self, e: &str, nullable: bool, t: &CTest) -> String {
-        let guard = |s: String| {
-            if nullable {
-                format!("{e} IS NOT NULL AND {s}")
-            } else {
-                s
-            }
-        };
+        let guard = |s: String| if nullable { format!("{e} IS NOT NULL AND {s}") } else { s };
         match t {
             CTest::Cmp(op, v) => {
                 let p = self.val(v);
@@ -209,10 +180,7 @@ impl Builder<'_> {
             CTest::Null(neg) => format!("{}EXISTS ({ANY})", if *neg { "" } else { "NOT " }),
             CTest::Contains(neg, s) => {
                 let p = self.bind(Arg::Text(Some(like_contains(s))));
-                format!(
-                    "{}EXISTS ({ANY} AND LOWER(t.tag) LIKE {p} ESCAPE '\\')",
-                    if *neg { "NOT " } else { "" }
-                )
+                format!("{}EXISTS ({ANY} AND LOWER(t.tag) LIKE {p} ESCAPE '\\')", if *neg { "NOT " } else { "" })
             }
         }
     }
@@ -239,19 +207,12 @@ impl Builder<'_> {
         match t {
             CTest::Cmp(op, v) => {
                 let p = self.val(v);
-                let not = if matches!(op, super::filter::CmpOp::Ne) {
-                    "NOT "
-                } else {
-                    ""
-                };
+                let not = if matches!(op, super::filter::CmpOp::Ne) { "NOT " } else { "" };
                 format!("c.owner_id IS NOT NULL AND c.owner_id {not}IN ({IDS} = {p})")
             }
             CTest::In(neg, vs) => {
                 let l = self.list(vs);
-                format!(
-                    "c.owner_id IS NOT NULL AND c.owner_id {}IN ({IDS} IN ({l}))",
-                    if *neg { "NOT " } else { "" }
-                )
+                format!("c.owner_id IS NOT NULL AND c.owner_id {}IN ({IDS} IN ({l}))", if *neg { "NOT " } else { "" })
             }
             CTest::Null(neg) => format!("c.owner_id IS {}NULL", if *neg { "NOT " } else { "" }),
             CTest::Contains(neg, s) => {
@@ -283,14 +244,8 @@ impl Builder<'_> {
     /// `[start, end)` of the business day `d`, bound.
     fn day_range(&mut self, d: NaiveDate) -> (String, String) {
         let start = self.day_start(d);
-        let end = d
-            .succ_opt()
-            .map(|n| self.day_start(n))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        (
-            self.bind(Arg::Time(Some(start))),
-            self.bind(Arg::Time(Some(end))),
-        )
+        let end = d.succ_opt().map(|n| self.day_start(n)).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        (self.bind(Arg::Time(Some(start))), self.bind(Arg::Time(Some(end))))
     }
 
     /// A timestamp compared by business calendar day: `created_at = "2025-01-31"` is the whole day.

@@ -31,25 +31,13 @@ pub struct EnumValue {
 }
 
 const fn ev(key: &'static str, zh: &'static str) -> EnumValue {
-    EnumValue {
-        key,
-        zh,
-        aliases: &[],
-    }
+    EnumValue { key, zh, aliases: &[] }
 }
 
 /// Customer kinds.
 pub const KINDS: &[EnumValue] = &[
-    EnumValue {
-        key: "person",
-        zh: "个人",
-        aliases: &["individual"],
-    },
-    EnumValue {
-        key: "organisation",
-        zh: "企业",
-        aliases: &["organization", "company", "公司", "机构"],
-    },
+    EnumValue { key: "person", zh: "个人", aliases: &["individual"] },
+    EnumValue { key: "organisation", zh: "企业", aliases: &["organization", "company", "公司", "机构"] },
 ];
 /// Genders.
 pub const GENDERS: &[EnumValue] = &[ev("male", "男"), ev("female", "女"), ev("unknown", "未知")];
@@ -66,26 +54,10 @@ pub const RFM_CLASSES: &[EnumValue] = &[
 ];
 /// ABCD value tiers.
 pub const ABCD_TIERS: &[EnumValue] = &[
-    EnumValue {
-        key: "A",
-        zh: "A类",
-        aliases: &["A级", "A类客户"],
-    },
-    EnumValue {
-        key: "B",
-        zh: "B类",
-        aliases: &["B级", "B类客户"],
-    },
-    EnumValue {
-        key: "C",
-        zh: "C类",
-        aliases: &["C级", "C类客户"],
-    },
-    EnumValue {
-        key: "D",
-        zh: "D类",
-        aliases: &["D级", "D类客户"],
-    },
+    EnumValue { key: "A", zh: "A类", aliases: &["A级", "A类客户"] },
+    EnumValue { key: "B", zh: "B类", aliases: &["B级", "B类客户"] },
+    EnumValue { key: "C", zh: "C类", aliases: &["C级", "C类客户"] },
+    EnumValue { key: "D", zh: "D类", aliases: &["D级", "D类客户"] },
 ];
 /// Lifecycle stages.
 pub const LIFECYCLE_STAGES: &[EnumValue] = &[
@@ -99,11 +71,7 @@ pub const LIFECYCLE_STAGES: &[EnumValue] = &[
 ];
 /// Churn statuses.
 pub const CHURN_STATUSES: &[EnumValue] = &[
-    EnumValue {
-        key: "none",
-        zh: "未流失",
-        aliases: &["not_churned"],
-    },
+    EnumValue { key: "none", zh: "未流失", aliases: &["not_churned"] },
     ev("relative", "相对流失"),
     ev("absolute", "绝对流失"),
 ];
@@ -167,24 +135,8 @@ pub struct Field {
     pub zh: &'static str,
 }
 
-const fn f(
-    name: &'static str,
-    kind: Kind,
-    sql: &'static str,
-    table: Table,
-    nullable: bool,
-    en: &'static str,
-    zh: &'static str,
-) -> Field {
-    Field {
-        name,
-        kind,
-        sql,
-        table,
-        nullable,
-        en,
-        zh,
-    }
+const fn f(name: &'static str, kind: Kind, sql: &'static str, table: Table, nullable: bool, en: &'static str, zh: &'static str) -> Field {
+    Field { name, kind, sql, table, nullable, en, zh }
 }
 
 use Kind::*;
@@ -193,436 +145,60 @@ use Table::{Customers as C, Scores as K, Summaries as S};
 /// Every field, in the order the documentation lists them.
 pub static FIELDS: &[Field] = &[
     // Profile.
-    f(
-        "id",
-        Int,
-        "c.id",
-        C,
-        false,
-        "patron's customer id",
-        "客户编号",
-    ),
-    f(
-        "external_id",
-        Text,
-        "c.external_id",
-        C,
-        true,
-        "id in the source system",
-        "外部编号",
-    ),
+    f("id", Int, "c.id", C, false, "patron's customer id", "客户编号"),
+    f("external_id", Text, "c.external_id", C, true, "id in the source system", "外部编号"),
     f("name", Text, "c.name", C, false, "name", "姓名/名称"),
-    f(
-        "kind",
-        Choice(KINDS),
-        "c.kind",
-        C,
-        false,
-        "person or organisation",
-        "客户类型",
-    ),
-    f(
-        "gender",
-        Choice(GENDERS),
-        "c.gender",
-        C,
-        true,
-        "gender",
-        "性别",
-    ),
+    f("kind", Choice(KINDS), "c.kind", C, false, "person or organisation", "客户类型"),
+    f("gender", Choice(GENDERS), "c.gender", C, true, "gender", "性别"),
     f("city", Text, "c.city", C, true, "city", "城市"),
-    f(
-        "mobile",
-        Text,
-        "c.mobile",
-        C,
-        true,
-        "mobile number",
-        "手机号",
-    ),
+    f("mobile", Text, "c.mobile", C, true, "mobile number", "手机号"),
     f("email", Text, "c.email", C, true, "email", "邮箱"),
-    f(
-        "wechat_id",
-        Text,
-        "c.wechat_id",
-        C,
-        true,
-        "WeChat id",
-        "微信号",
-    ),
+    f("wechat_id", Text, "c.wechat_id", C, true, "WeChat id", "微信号"),
     f("birthday", Date, "c.birthday", C, true, "birthday", "生日"),
-    f(
-        "created_at",
-        Instant,
-        "c.created_at",
-        C,
-        false,
-        "day the customer was created",
-        "创建日期",
-    ),
-    f(
-        "updated_at",
-        Instant,
-        "c.updated_at",
-        C,
-        false,
-        "day the profile last changed",
-        "最后修改日期",
-    ),
-    f(
-        "owner",
-        Owner,
-        "c.owner_id",
-        C,
-        true,
-        "account manager's login email",
-        "客户经理（登录邮箱）",
-    ),
-    f(
-        "owner_id",
-        Int,
-        "c.owner_id",
-        C,
-        true,
-        "account manager's user id",
-        "客户经理编号",
-    ),
-    f(
-        "referrer_id",
-        Int,
-        "c.referrer_id",
-        C,
-        true,
-        "id of the customer who referred this one",
-        "推荐人客户编号",
-    ),
+    f("created_at", Instant, "c.created_at", C, false, "day the customer was created", "创建日期"),
+    f("updated_at", Instant, "c.updated_at", C, false, "day the profile last changed", "最后修改日期"),
+    f("owner", Owner, "c.owner_id", C, true, "account manager's login email", "客户经理（登录邮箱）"),
+    f("owner_id", Int, "c.owner_id", C, true, "account manager's user id", "客户经理编号"),
+    f("referrer_id", Int, "c.referrer_id", C, true, "id of the customer who referred this one", "推荐人客户编号"),
     f("tag", Tag, "", C, false, "has a tag", "标签"),
-    f(
-        "attr",
-        Attr,
-        "c.attributes",
-        C,
-        true,
-        "custom attribute attr.NAME (text)",
-        "自定义属性 attr.名称（文本）",
-    ),
-    f(
-        "consent.sms",
-        Consent("sms"),
-        "",
-        C,
-        true,
-        "consent to SMS",
-        "短信许可",
-    ),
-    f(
-        "consent.email",
-        Consent("email"),
-        "",
-        C,
-        true,
-        "consent to email",
-        "邮件许可",
-    ),
-    f(
-        "consent.wechat",
-        Consent("wechat"),
-        "",
-        C,
-        true,
-        "consent to WeChat messages",
-        "微信许可",
-    ),
-    f(
-        "consent.phone",
-        Consent("phone"),
-        "",
-        C,
-        true,
-        "consent to phone calls",
-        "电话许可",
-    ),
-    f(
-        "consent.mail",
-        Consent("mail"),
-        "",
-        C,
-        true,
-        "consent to direct mail",
-        "邮寄许可",
-    ),
+    f("attr", Attr, "c.attributes", C, true, "custom attribute attr.NAME (text)", "自定义属性 attr.名称（文本）"),
+    f("consent.sms", Consent("sms"), "", C, true, "consent to SMS", "短信许可"),
+    f("consent.email", Consent("email"), "", C, true, "consent to email", "邮件许可"),
+    f("consent.wechat", Consent("wechat"), "", C, true, "consent to WeChat messages", "微信许可"),
+    f("consent.phone", Consent("phone"), "", C, true, "consent to phone calls", "电话许可"),
+    f("consent.mail", Consent("mail"), "", C, true, "consent to direct mail", "邮寄许可"),
     // Live order totals (completed orders, all time).
-    f(
-        "order_count",
-        Int,
-        "COALESCE(s.order_count, 0)",
-        S,
-        false,
-        "completed orders",
-        "订单数",
-    ),
-    f(
-        "spend",
-        Money(false),
-        "COALESCE(s.spend_cents, 0)",
-        S,
-        false,
-        "total spend (yuan)",
-        "累计消费（元）",
-    ),
-    f(
-        "repeat_spend",
-        Money(false),
-        "COALESCE(s.repeat_spend_cents, 0)",
-        S,
-        false,
-        "spend on repeat purchase days (yuan)",
-        "复购消费（元）",
-    ),
-    f(
-        "purchase_days",
-        Int,
-        "COALESCE(s.purchase_days, 0)",
-        S,
-        false,
-        "distinct purchase days",
-        "购买天数",
-    ),
-    f(
-        "first_purchase_date",
-        Day,
-        "s.first_purchase_day",
-        S,
-        true,
-        "day of the first purchase",
-        "首次购买日期",
-    ),
-    f(
-        "last_purchase_date",
-        Day,
-        "s.last_purchase_day",
-        S,
-        true,
-        "day of the last purchase",
-        "最近购买日期",
-    ),
-    f(
-        "days_since_last_purchase",
-        DaysSince,
-        "s.last_purchase_day",
-        S,
-        true,
-        "days from the last purchase to today",
-        "距最近购买天数",
-    ),
+    f("order_count", Int, "COALESCE(s.order_count, 0)", S, false, "completed orders", "订单数"),
+    f("spend", Money(false), "COALESCE(s.spend_cents, 0)", S, false, "total spend (yuan)", "累计消费（元）"),
+    f("repeat_spend", Money(false), "COALESCE(s.repeat_spend_cents, 0)", S, false, "spend on repeat purchase days (yuan)", "复购消费（元）"),
+    f("purchase_days", Int, "COALESCE(s.purchase_days, 0)", S, false, "distinct purchase days", "购买天数"),
+    f("first_purchase_date", Day, "s.first_purchase_day", S, true, "day of the first purchase", "首次购买日期"),
+    f("last_purchase_date", Day, "s.last_purchase_day", S, true, "day of the last purchase", "最近购买日期"),
+    f("days_since_last_purchase", DaysSince, "s.last_purchase_day", S, true, "days from the last purchase to today", "距最近购买天数"),
     // Latest analysis.
-    f(
-        "x",
-        Int,
-        "k.x",
-        K,
-        true,
-        "repeat purchase days (BTYD x)",
-        "重复购买天数 x",
-    ),
-    f(
-        "t_x",
-        Int,
-        "k.t_x",
-        K,
-        true,
-        "days from first to last purchase day",
-        "首末购买间隔天数 t_x",
-    ),
-    f(
-        "age_days",
-        Int,
-        "k.age_days",
-        K,
-        true,
-        "days from first purchase to the analysis day (T)",
-        "客户年龄（天）T",
-    ),
-    f(
-        "recency_days",
-        Int,
-        "k.recency_days",
-        K,
-        true,
-        "RFM R: days since the last purchase at the analysis",
-        "RFM 最近购买距今天数",
-    ),
-    f(
-        "frequency",
-        Int,
-        "k.frequency",
-        K,
-        true,
-        "RFM F: orders in the RFM window",
-        "RFM 频次（窗口内订单数）",
-    ),
-    f(
-        "monetary",
-        Money(false),
-        "k.monetary_cents",
-        K,
-        true,
-        "RFM M: spend in the RFM window (yuan)",
-        "RFM 金额（元）",
-    ),
-    f(
-        "trailing_spend",
-        Money(false),
-        "k.trailing_spend_cents",
-        K,
-        true,
-        "spend in the trailing 12 months (yuan)",
-        "近 12 个月消费（元）",
-    ),
-    f(
-        "m",
-        Money(true),
-        "k.m_cents",
-        K,
-        true,
-        "mean spend of a repeat purchase day (yuan)",
-        "复购日平均消费（元）",
-    ),
-    f(
-        "median_gap_days",
-        Float,
-        "k.median_gap_days",
-        K,
-        true,
-        "median days between purchase days",
-        "购买间隔中位数（天）",
-    ),
-    f(
-        "rfm_r",
-        Int,
-        "k.rfm_r",
-        K,
-        true,
-        "RFM R score 1–5",
-        "R 分 1–5",
-    ),
-    f(
-        "rfm_f",
-        Int,
-        "k.rfm_f",
-        K,
-        true,
-        "RFM F score 1–5",
-        "F 分 1–5",
-    ),
-    f(
-        "rfm_m",
-        Int,
-        "k.rfm_m",
-        K,
-        true,
-        "RFM M score 1–5",
-        "M 分 1–5",
-    ),
-    f(
-        "rfm_class",
-        Choice(RFM_CLASSES),
-        "k.rfm_class",
-        K,
-        true,
-        "RFM value class",
-        "RFM 价值分类",
-    ),
-    f(
-        "abcd_tier",
-        Choice(ABCD_TIERS),
-        "k.abcd_tier",
-        K,
-        true,
-        "ABCD value tier",
-        "ABCD 价值等级",
-    ),
-    f(
-        "lifecycle",
-        Choice(LIFECYCLE_STAGES),
-        "k.lifecycle",
-        K,
-        true,
-        "lifecycle stage",
-        "生命周期阶段",
-    ),
-    f(
-        "churn",
-        Choice(CHURN_STATUSES),
-        "k.churn",
-        K,
-        true,
-        "churn status",
-        "流失状态",
-    ),
-    f(
-        "churn_threshold_days",
-        Float,
-        "k.churn_threshold_days",
-        K,
-        true,
-        "days without purchase that mean absolute churn",
-        "绝对流失阈值（天）",
-    ),
-    f(
-        "p_alive",
-        Float,
-        "k.p_alive",
-        K,
-        true,
-        "probability the customer is still active (0–1)",
-        "存活概率 P(alive)",
-    ),
-    f(
-        "expected_purchases",
-        Float,
-        "k.expected_purchases",
-        K,
-        true,
-        "expected purchases in the horizon",
-        "预期购买次数",
-    ),
-    f(
-        "expected_order_value",
-        Money(true),
-        "k.expected_order_value_cents",
-        K,
-        true,
-        "expected order value (yuan)",
-        "预期客单价（元）",
-    ),
-    f(
-        "clv",
-        Money(true),
-        "k.clv_cents",
-        K,
-        true,
-        "customer lifetime value (yuan)",
-        "客户终身价值（元）",
-    ),
-    f(
-        "loyalty_index",
-        Float,
-        "k.loyalty_index",
-        K,
-        true,
-        "loyalty index 0–100",
-        "忠诚度指数 0–100",
-    ),
-    f(
-        "loyalty_situation",
-        Choice(LOYALTY_SITUATIONS),
-        "k.loyalty_situation",
-        K,
-        true,
-        "loyalty matrix situation",
-        "忠诚矩阵情形",
-    ),
+    f("x", Int, "k.x", K, true, "repeat purchase days (BTYD x)", "重复购买天数 x"),
+    f("t_x", Int, "k.t_x", K, true, "days from first to last purchase day", "首末购买间隔天数 t_x"),
+    f("age_days", Int, "k.age_days", K, true, "days from first purchase to the analysis day (T)", "客户年龄（天）T"),
+    f("recency_days", Int, "k.recency_days", K, true, "RFM R: days since the last purchase at the analysis", "RFM 最近购买距今天数"),
+    f("frequency", Int, "k.frequency", K, true, "RFM F: orders in the RFM window", "RFM 频次（窗口内订单数）"),
+    f("monetary", Money(false), "k.monetary_cents", K, true, "RFM M: spend in the RFM window (yuan)", "RFM 金额（元）"),
+    f("trailing_spend", Money(false), "k.trailing_spend_cents", K, true, "spend in the trailing 12 months (yuan)", "近 12 个月消费（元）"),
+    f("m", Money(true), "k.m_cents", K, true, "mean spend of a repeat purchase day (yuan)", "复购日平均消费（元）"),
+    f("median_gap_days", Float, "k.median_gap_days", K, true, "median days between purchase days", "购买间隔中位数（天）"),
+    f("rfm_r", Int, "k.rfm_r", K, true, "RFM R score 1–5", "R 分 1–5"),
+    f("rfm_f", Int, "k.rfm_f", K, true, "RFM F score 1–5", "F 分 1–5"),
+    f("rfm_m", Int, "k.rfm_m", K, true, "RFM M score 1–5", "M 分 1–5"),
+    f("rfm_class", Choice(RFM_CLASSES), "k.rfm_class", K, true, "RFM value class", "RFM 价值分类"),
+    f("abcd_tier", Choice(ABCD_TIERS), "k.abcd_tier", K, true, "ABCD value tier", "ABCD 价值等级"),
+    f("lifecycle", Choice(LIFECYCLE_STAGES), "k.lifecycle", K, true, "lifecycle stage", "生命周期阶段"),
+    f("churn", Choice(CHURN_STATUSES), "k.churn", K, true, "churn status", "流失状态"),
+    f("churn_threshold_days", Float, "k.churn_threshold_days", K, true, "days without purchase that mean absolute churn", "绝对流失阈值（天）"),
+    f("p_alive", Float, "k.p_alive", K, true, "probability the customer is still active (0–1)", "存活概率 P(alive)"),
+    f("expected_purchases", Float, "k.expected_purchases", K, true, "expected purchases in the horizon", "预期购买次数"),
+    f("expected_order_value", Money(true), "k.expected_order_value_cents", K, true, "expected order value (yuan)", "预期客单价（元）"),
+    f("clv", Money(true), "k.clv_cents", K, true, "customer lifetime value (yuan)", "客户终身价值（元）"),
+    f("loyalty_index", Float, "k.loyalty_index", K, true, "loyalty index 0–100", "忠诚度指数 0–100"),
+    f("loyalty_situation", Choice(LOYALTY_SITUATIONS), "k.loyalty_situation", K, true, "loyalty matrix situation", "忠诚矩阵情形"),
 ];
 
 /// Common other names, so an unknown field gets a useful suggestion.
@@ -718,10 +294,7 @@ impl Field {
             description_en: self.en.into(),
             description_zh: self.zh.into(),
             values: match self.kind {
-                Choice(vs) => vs
-                    .iter()
-                    .map(|v| (v.key.to_owned(), v.zh.to_owned()))
-                    .collect(),
+                Choice(vs) => vs.iter().map(|v| (v.key.to_owned(), v.zh.to_owned())).collect(),
                 _ => Vec::new(),
             },
             operators: self.operators().iter().map(|s| (*s).to_owned()).collect(),
@@ -783,41 +356,25 @@ fn lookup(c: &Cond) -> Result<&'static Field, RuleError> {
         Some(k) => format!("{}.{k}", c.field),
         None => c.field.clone(),
     };
-    let name =
-        match (c.field.as_str(), &c.key) {
-            ("attr", None) => {
-                return Err(RuleError::at(
-                    c.column,
-                    "write a custom attribute as attr.NAME (for example attr.level = \"gold\")",
-                ))
-            }
-            ("attr", Some(_)) => "attr".to_owned(),
-            ("consent", Some(k)) => format!("consent.{}", k.to_lowercase()),
-            ("consent", None) => return Err(RuleError::at(
-                c.column,
-                "write consent.sms, consent.email, consent.wechat, consent.phone or consent.mail",
-            )),
-            (_, _) => shown.to_lowercase(),
-        };
+    let name = match (c.field.as_str(), &c.key) {
+        ("attr", None) => return Err(RuleError::at(c.column, "write a custom attribute as attr.NAME (for example attr.level = \"gold\")")),
+        ("attr", Some(_)) => "attr".to_owned(),
+        ("consent", Some(k)) => format!("consent.{}", k.to_lowercase()),
+        ("consent", None) => {
+            return Err(RuleError::at(c.column, "write consent.sms, consent.email, consent.wechat, consent.phone or consent.mail"))
+        }
+        (_, _) => shown.to_lowercase(),
+    };
     if let Some(field) = FIELDS.iter().find(|f| f.name == name) {
         return Ok(field);
     }
     if c.key.is_some() && FIELDS.iter().any(|f| f.name == c.field) {
-        return Err(RuleError::at(
-            c.column,
-            format!(
-                "{} has no parts; write it without \".{}\"",
-                c.field,
-                c.key.as_deref().unwrap_or("")
-            ),
-        ));
+        return Err(RuleError::at(c.column, format!("{} has no parts; write it without \".{}\"", c.field, c.key.as_deref().unwrap_or(""))));
     }
     let mut msg = format!("unknown field \"{shown}\"");
     match suggest(&name) {
         Some(s) => {
-            let money = FIELDS
-                .iter()
-                .any(|f| f.name == s && matches!(f.kind, Money(_)));
+            let money = FIELDS.iter().any(|f| f.name == s && matches!(f.kind, Money(_)));
             msg.push_str(&format!("; did you mean \"{s}\"?"));
             if money && name.ends_with("_cents") {
                 msg.push_str(" (money fields are written in yuan)");
@@ -874,17 +431,12 @@ pub fn resolve_choice(values: &[EnumValue], written: &str) -> Option<&'static st
 }
 
 fn choices(values: &[EnumValue]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{} ({})", v.key, v.zh))
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(|v| format!("{} ({})", v.key, v.zh)).collect::<Vec<_>>().join(", ")
 }
 
 /// Days since 1970-01-01 of a calendar date.
 pub(crate) fn day_number(d: NaiveDate) -> i64 {
-    d.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default())
-        .num_days()
+    d.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days()
 }
 
 /// Checks the whole tree against the catalog.
@@ -917,8 +469,7 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
     };
     let key = match (&field.kind, &c.key) {
         (Attr, Some(k)) => {
-            if k.contains(['"', '\\']) || k.chars().any(char::is_control) || k.chars().count() > 100
-            {
+            if k.contains(['"', '\\']) || k.chars().any(char::is_control) || k.chars().count() > 100 {
                 return Err(RuleError::at(c.column, "an attribute name must be at most 100 characters without quotes, backslashes or control characters"));
             }
             Some(k.clone())
@@ -928,10 +479,7 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
     // Which operators apply to this kind of field.
     let op = op_name(&c.test);
     let allowed = field.operators();
-    let op_key = op
-        .trim_matches('"')
-        .replace("is not null", "is null")
-        .replace("not contains", "contains");
+    let op_key = op.trim_matches('"').replace("is not null", "is null").replace("not contains", "contains");
     if !allowed.contains(&op_key.as_str()) {
         let what = match field.kind {
             Text | Attr | Owner | Tag => "text",
@@ -941,32 +489,19 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
         };
         return Err(RuleError::at(
             c.op_column,
-            format!(
-                "{op} does not apply to {shown} ({what}); use {}",
-                allowed.join(", ")
-            ),
+            format!("{op} does not apply to {shown} ({what}); use {}", allowed.join(", ")),
         ));
     }
     let test = match &c.test {
         Test::Compare(o, lit) => CTest::Cmp(*o, value(field, &shown, lit)?),
-        Test::In { negated, values } => CTest::In(
-            *negated,
-            values
-                .iter()
-                .map(|l| value(field, &shown, l))
-                .collect::<Result<_, _>>()?,
-        ),
+        Test::In { negated, values } => {
+            CTest::In(*negated, values.iter().map(|l| value(field, &shown, l)).collect::<Result<_, _>>()?)
+        }
         Test::Null { negated } => CTest::Null(*negated),
-        Test::Contains {
-            negated,
-            value: lit,
-        } => match &lit.value {
+        Test::Contains { negated, value: lit } => match &lit.value {
             Value::Text(s) => CTest::Contains(*negated, s.clone()),
             other => {
-                return Err(RuleError::at(
-                    lit.column,
-                    format!("contains needs text in quotes, found {}", other.describe()),
-                ));
+                return Err(RuleError::at(lit.column, format!("contains needs text in quotes, found {}", other.describe())));
             }
         },
     };
@@ -978,23 +513,13 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
     let at = lit.column;
     let mismatch = |expected: &str| {
         let hint = match &lit.value {
-            Value::Number(n) if expected.starts_with("text") => {
-                format!("; put it in quotes: \"{n}\"")
-            }
-            Value::Text(s)
-                if expected.starts_with("a number") || expected.starts_with("an amount") =>
-            {
+            Value::Number(n) if expected.starts_with("text") => format!("; put it in quotes: \"{n}\""),
+            Value::Text(s) if expected.starts_with("a number") || expected.starts_with("an amount") => {
                 format!("; write it without quotes: {s}")
             }
             _ => String::new(),
         };
-        RuleError::at(
-            at,
-            format!(
-                "{shown} takes {expected}, found {}{hint}",
-                lit.value.describe()
-            ),
-        )
+        RuleError::at(at, format!("{shown} takes {expected}, found {}{hint}", lit.value.describe()))
     };
     match field.kind {
         Text | Attr | Tag | Owner => match &lit.value {
@@ -1009,26 +534,10 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
         Choice(values) => match &lit.value {
             Value::Text(s) => resolve_choice(values, s)
                 .map(|k| Val::Text(k.to_owned()))
-                .ok_or_else(|| {
-                    RuleError::at(
-                        at,
-                        format!(
-                            "{s:?} is not a value of {shown}; use one of: {}",
-                            choices(values)
-                        ),
-                    )
-                }),
+                .ok_or_else(|| RuleError::at(at, format!("{s:?} is not a value of {shown}; use one of: {}", choices(values)))),
             Value::Number(n) => resolve_choice(values, n)
                 .map(|k| Val::Text(k.to_owned()))
-                .ok_or_else(|| {
-                    RuleError::at(
-                        at,
-                        format!(
-                            "{n} is not a value of {shown}; use one of: {}",
-                            choices(values)
-                        ),
-                    )
-                }),
+                .ok_or_else(|| RuleError::at(at, format!("{n} is not a value of {shown}; use one of: {}", choices(values)))),
             _ => Err(mismatch(&format!("one of: {}", choices(values)))),
         },
         Int | DaysSince => match &lit.value {
@@ -1044,10 +553,7 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
         },
         Money(_) => match &lit.value {
             Value::Number(n) => crate::values::parse_money(n).map(Val::Int).map_err(|e| {
-                RuleError::at(
-                    at,
-                    format!("{shown} is an amount in yuan (at most 2 decimals, e.g. 99.50): {e}"),
-                )
+                RuleError::at(at, format!("{shown} is an amount in yuan (at most 2 decimals, e.g. 99.50): {e}"))
             }),
             _ => Err(mismatch("an amount in yuan (e.g. 1000 or 99.50)")),
         },
@@ -1057,24 +563,13 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
                     .ok()
                     // Four-digit years only: SQLite compares stored dates and times as text.
                     .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
-                    .ok_or_else(|| {
-                        RuleError::at(
-                            at,
-                            format!("{s:?} is not a date; write dates as \"YYYY-MM-DD\""),
-                        )
-                    })?;
+                    .ok_or_else(|| RuleError::at(at, format!("{s:?} is not a date; write dates as \"YYYY-MM-DD\"")))?;
                 Ok(match field.kind {
                     Day => Val::Int(day_number(d)),
                     _ => Val::Date(d),
                 })
             }
-            _ => Err(RuleError::at(
-                at,
-                format!(
-                    "{shown} takes a date in quotes such as \"2025-01-31\", found {}",
-                    lit.value.describe()
-                ),
-            )),
+            _ => Err(RuleError::at(at, format!("{shown} takes a date in quotes such as \"2025-01-31\", found {}", lit.value.describe()))),
         },
         Consent(_) => match &lit.value {
             Value::Bool(b) => Ok(Val::Bool(*b)),
@@ -1085,10 +580,7 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
 
 fn number(n: &str, at: usize) -> Result<Val, RuleError> {
     if !n.contains('.') {
-        return n
-            .parse::<i64>()
-            .map(Val::Int)
-            .map_err(|_| RuleError::at(at, format!("the number {n} is too large")));
+        return n.parse::<i64>().map(Val::Int).map_err(|_| RuleError::at(at, format!("the number {n} is too large")));
     }
     match n.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(Val::Float(v)),
@@ -1115,32 +607,14 @@ mod tests {
 
     #[test]
     fn choices_accept_key_label_and_spellings() {
-        assert_eq!(
-            resolve_choice(RFM_CLASSES, "重要挽留"),
-            Some("important_win_back")
-        );
-        assert_eq!(
-            resolve_choice(RFM_CLASSES, "Important-Win-Back"),
-            Some("important_win_back")
-        );
-        assert_eq!(
-            resolve_choice(RFM_CLASSES, "important win back"),
-            Some("important_win_back")
-        );
+        assert_eq!(resolve_choice(RFM_CLASSES, "重要挽留"), Some("important_win_back"));
+        assert_eq!(resolve_choice(RFM_CLASSES, "Important-Win-Back"), Some("important_win_back"));
+        assert_eq!(resolve_choice(RFM_CLASSES, "important win back"), Some("important_win_back"));
         assert_eq!(resolve_choice(ABCD_TIERS, "a"), Some("A"));
         assert_eq!(resolve_choice(ABCD_TIERS, "B级"), Some("B"));
-        assert_eq!(
-            resolve_choice(LIFECYCLE_STAGES, "流失风险"),
-            Some("at_risk")
-        );
-        assert_eq!(
-            resolve_choice(LOYALTY_SITUATIONS, "真正忠诚(上升)"),
-            Some("true_loyalty_rising")
-        );
-        assert_eq!(
-            resolve_choice(LOYALTY_SITUATIONS, "真正忠诚上升"),
-            Some("true_loyalty_rising")
-        );
+        assert_eq!(resolve_choice(LIFECYCLE_STAGES, "流失风险"), Some("at_risk"));
+        assert_eq!(resolve_choice(LOYALTY_SITUATIONS, "真正忠诚(上升)"), Some("true_loyalty_rising"));
+        assert_eq!(resolve_choice(LOYALTY_SITUATIONS, "真正忠诚上升"), Some("true_loyalty_rising"));
         assert_eq!(resolve_choice(CHURN_STATUSES, "绝对流失"), Some("absolute"));
         assert_eq!(resolve_choice(KINDS, "公司"), Some("organisation"));
         assert_eq!(resolve_choice(RFM_CLASSES, "重要挽回"), None);
@@ -1152,10 +626,7 @@ mod tests {
             assert_eq!(resolve_choice(RFM_CLASSES, c.label_zh()), Some(c.key()));
         }
         for s in patron_analytics::lifecycle::LifecycleStage::ALL {
-            assert_eq!(
-                resolve_choice(LIFECYCLE_STAGES, s.label_zh()),
-                Some(s.key())
-            );
+            assert_eq!(resolve_choice(LIFECYCLE_STAGES, s.label_zh()), Some(s.key()));
         }
         for t in patron_analytics::abcd::Tier::ALL {
             assert_eq!(resolve_choice(ABCD_TIERS, t.key()), Some(t.key()));

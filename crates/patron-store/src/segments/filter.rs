@@ -46,24 +46,14 @@ impl std::error::Error for RuleError {}
 
 impl RuleError {
     pub(crate) fn at(column: usize, message: impl Into<String>) -> RuleError {
-        RuleError {
-            column,
-            message: message.into(),
-        }
+        RuleError { column, message: message.into() }
     }
 
     /// Two lines for a monospaced display: the rule (on one line) and a caret under the error.
     /// Wide (CJK) characters count as two cells so the caret lines up in a terminal.
     pub fn snippet(&self, rule: &str) -> String {
-        let line: String = rule
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let pad: usize = line
-            .chars()
-            .take(self.column.saturating_sub(1))
-            .map(display_width)
-            .sum();
+        let line: String = rule.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let pad: usize = line.chars().take(self.column.saturating_sub(1)).map(display_width).sum();
         format!("{line}\n{}^", " ".repeat(pad))
     }
 }
@@ -306,10 +296,7 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
             continue;
         }
         if c == '!' {
-            return Err(RuleError::at(
-                column,
-                "\"!\" must be followed by \"=\"; write \"not\" to negate a condition",
-            ));
+            return Err(RuleError::at(column, "\"!\" must be followed by \"=\"; write \"not\" to negate a condition"));
         }
         if let Some(close) = match c {
             '"' => Some('"'),
@@ -319,16 +306,11 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
             _ => None,
         } {
             let (s, end) = read_string(&chars, i, close)?;
-            out.push(Token {
-                tok: Tok::Str(s),
-                column,
-            });
+            out.push(Token { tok: Tok::Str(s), column });
             i = end;
             continue;
         }
-        if c.is_ascii_digit()
-            || ((c == '-' || c == '.') && next.is_some_and(|n| n.is_ascii_digit() || n == '.'))
-        {
+        if c.is_ascii_digit() || ((c == '-' || c == '.') && next.is_some_and(|n| n.is_ascii_digit() || n == '.')) {
             let start = i;
             if c == '-' {
                 i += 1;
@@ -346,10 +328,7 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
                     frac_digits += 1;
                 }
                 if frac_digits == 0 {
-                    return Err(RuleError::at(
-                        i + 1,
-                        "expected digits after the decimal point",
-                    ));
+                    return Err(RuleError::at(i + 1, "expected digits after the decimal point"));
                 }
             }
             if int_digits + frac_digits == 0 {
@@ -358,17 +337,11 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
             if i < chars.len() && is_word_char(chars[i]) {
                 return Err(RuleError::at(
                     i + 1,
-                    format!(
-                        "unexpected {:?} after a number (text values go in quotes)",
-                        chars[i]
-                    ),
+                    format!("unexpected {:?} after a number (text values go in quotes)", chars[i]),
                 ));
             }
             let text: String = chars[start..i].iter().collect();
-            out.push(Token {
-                tok: Tok::Num(text),
-                column,
-            });
+            out.push(Token { tok: Tok::Num(text), column });
             continue;
         }
         if is_word_start(c) {
@@ -376,18 +349,12 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
             while i < chars.len() && is_word_char(chars[i]) {
                 i += 1;
             }
-            out.push(Token {
-                tok: Tok::Word(chars[start..i].iter().collect()),
-                column,
-            });
+            out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), column });
             continue;
         }
         return Err(RuleError::at(column, format!("unexpected character {c:?}")));
     }
-    out.push(Token {
-        tok: Tok::End,
-        column: chars.len() + 1,
-    });
+    out.push(Token { tok: Tok::End, column: chars.len() + 1 });
     Ok(out)
 }
 
@@ -420,48 +387,25 @@ fn read_string(chars: &[char], open: usize, close: char) -> Result<(String, usiz
         s.push(c);
         i += 1;
     }
-    Err(RuleError::at(
-        open + 1,
-        format!("text starting here has no closing {close}"),
-    ))
+    Err(RuleError::at(open + 1, format!("text starting here has no closing {close}")))
 }
 
 /// Parses a rule into its syntax tree (no field checks; see [`super::parse_rule`]).
 pub fn parse(rule: &str) -> Result<Expr, RuleError> {
     let len = rule.chars().count();
     if len > MAX_RULE_CHARS {
-        return Err(RuleError::at(
-            MAX_RULE_CHARS + 1,
-            format!("the rule is longer than {MAX_RULE_CHARS} characters"),
-        ));
+        return Err(RuleError::at(MAX_RULE_CHARS + 1, format!("the rule is longer than {MAX_RULE_CHARS} characters")));
     }
     let tokens = tokenize(rule)?;
-    let mut p = Parser {
-        tokens,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { tokens, pos: 0, depth: 0 };
     if matches!(p.peek().tok, Tok::End) {
-        return Err(RuleError::at(
-            1,
-            "the rule is empty; expected a condition such as city = \"上海\"",
-        ));
+        return Err(RuleError::at(1, "the rule is empty; expected a condition such as city = \"上海\""));
     }
     let e = p.or()?;
     let t = p.peek();
     if !matches!(t.tok, Tok::End) {
-        let hint = if matches!(t.tok, Tok::RParen) {
-            " (this \")\" has no matching \"(\")"
-        } else {
-            " (join conditions with and / or)"
-        };
-        return Err(RuleError::at(
-            t.column,
-            format!(
-                "expected and, or or the end of the rule, found {}{hint}",
-                describe(&t.tok)
-            ),
-        ));
+        let hint = if matches!(t.tok, Tok::RParen) { " (this \")\" has no matching \"(\")" } else { " (join conditions with and / or)" };
+        return Err(RuleError::at(t.column, format!("expected and, or or the end of the rule, found {}{hint}", describe(&t.tok))));
     }
     Ok(e)
 }
@@ -475,14 +419,7 @@ struct Parser {
 impl Parser {
     fn peek(&self) -> Token {
         // The token list always ends with End, and pos never moves past it.
-        self.tokens
-            .get(self.pos)
-            .or(self.tokens.last())
-            .cloned()
-            .unwrap_or(Token {
-                tok: Tok::End,
-                column: 1,
-            })
+        self.tokens.get(self.pos).or(self.tokens.last()).cloned().unwrap_or(Token { tok: Tok::End, column: 1 })
     }
 
     fn bump(&mut self) -> Token {
@@ -500,10 +437,7 @@ impl Parser {
     fn enter(&mut self, column: usize) -> Result<(), RuleError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(RuleError::at(
-                column,
-                format!("nested too deeply (at most {MAX_DEPTH} levels of parentheses and not)"),
-            ));
+            return Err(RuleError::at(column, format!("nested too deeply (at most {MAX_DEPTH} levels of parentheses and not)")));
         }
         Ok(())
     }
@@ -514,11 +448,7 @@ impl Parser {
             self.bump();
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::Or(parts)
-        })
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::Or(parts) })
     }
 
     fn and(&mut self) -> Result<Expr, RuleError> {
@@ -527,11 +457,7 @@ impl Parser {
             self.bump();
             parts.push(self.unary()?);
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::And(parts)
-        })
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) })
     }
 
     fn unary(&mut self) -> Result<Expr, RuleError> {
@@ -552,11 +478,7 @@ impl Parser {
             if !matches!(close.tok, Tok::RParen) {
                 return Err(RuleError::at(
                     close.column,
-                    format!(
-                        "expected \")\" to close the \"(\" at column {}, found {}",
-                        t.column,
-                        describe(&close.tok)
-                    ),
+                    format!("expected \")\" to close the \"(\" at column {}, found {}", t.column, describe(&close.tok)),
                 ));
             }
             return Ok(inner);
@@ -569,13 +491,7 @@ impl Parser {
         let name = match t.tok {
             Tok::Word(w) if !is_keyword(&w) => w,
             other => {
-                return Err(RuleError::at(
-                    t.column,
-                    format!(
-                        "expected a field name (such as city or p_alive), found {}",
-                        describe(&other)
-                    ),
-                ))
+                return Err(RuleError::at(t.column, format!("expected a field name (such as city or p_alive), found {}", describe(&other))))
             }
         };
         let mut key = None;
@@ -648,13 +564,7 @@ impl Parser {
                 ))
             }
         };
-        Ok(Cond {
-            field,
-            key,
-            column: t.column,
-            op_column,
-            test,
-        })
+        Ok(Cond { field, key, column: t.column, op_column, test })
     }
 
     fn value(&mut self, after: &str) -> Result<Literal, RuleError> {
@@ -680,22 +590,13 @@ impl Parser {
                 ))
             }
         };
-        Ok(Literal {
-            value,
-            column: t.column,
-        })
+        Ok(Literal { value, column: t.column })
     }
 
     fn list(&mut self) -> Result<Vec<Literal>, RuleError> {
         let open = self.bump();
         if !matches!(open.tok, Tok::LParen) {
-            return Err(RuleError::at(
-                open.column,
-                format!(
-                    "expected \"(\" to start the list after in, found {}",
-                    describe(&open.tok)
-                ),
-            ));
+            return Err(RuleError::at(open.column, format!("expected \"(\" to start the list after in, found {}", describe(&open.tok))));
         }
         let mut values = Vec::new();
         loop {
@@ -705,10 +606,7 @@ impl Parser {
             }
             values.push(self.value(if values.is_empty() { "\"(\"" } else { "\",\"" })?);
             if values.len() > MAX_LIST {
-                return Err(RuleError::at(
-                    open.column,
-                    format!("a list may hold at most {MAX_LIST} values"),
-                ));
+                return Err(RuleError::at(open.column, format!("a list may hold at most {MAX_LIST} values")));
             }
             let t = self.bump();
             match t.tok {
@@ -717,11 +615,7 @@ impl Parser {
                 other => {
                     return Err(RuleError::at(
                         t.column,
-                        format!(
-                            "expected \",\" or \")\" in the list started at column {}, found {}",
-                            open.column,
-                            describe(&other)
-                        ),
+                        format!("expected \",\" or \")\" in the list started at column {}, found {}", open.column, describe(&other)),
                     ))
                 }
             }
@@ -731,11 +625,7 @@ impl Parser {
 }
 
 fn is_keyword(w: &str) -> bool {
-    [
-        "and", "or", "not", "in", "is", "null", "contains", "true", "false",
-    ]
-    .iter()
-    .any(|k| w.eq_ignore_ascii_case(k))
+    ["and", "or", "not", "in", "is", "null", "contains", "true", "false"].iter().any(|k| w.eq_ignore_ascii_case(k))
 }
 
 #[cfg(test)]
@@ -763,9 +653,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert!(matches!(&parts[1], Expr::And(v) if v.len() == 2));
         let e = parse("not a = 1 and b = 2").unwrap();
-        let Expr::And(parts) = &e else {
-            panic!("{e:?}")
-        };
+        let Expr::And(parts) = &e else { panic!("{e:?}") };
         assert!(matches!(&parts[0], Expr::Not(_)));
         let e = parse("(a = 1 or b = 2) and c = 3").unwrap();
         assert!(matches!(&e, Expr::And(v) if matches!(&v[0], Expr::Or(_))));
@@ -773,42 +661,14 @@ mod tests {
 
     #[test]
     fn tokens_values_and_positions() {
-        let e = parse(r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", '杭州',)"#)
-            .unwrap();
+        let e = parse(r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", '杭州',)"#).unwrap();
         let Expr::And(parts) = &e else { panic!() };
         let c0 = cond(&parts[0]);
-        assert_eq!(
-            (c0.field.as_str(), c0.column, c0.op_column),
-            ("rfm_class", 1, 11)
-        );
-        assert_eq!(
-            c0.test,
-            Test::Compare(
-                CmpOp::Eq,
-                Literal {
-                    value: Value::Text("重要挽留".into()),
-                    column: 13
-                }
-            )
-        );
+        assert_eq!((c0.field.as_str(), c0.column, c0.op_column), ("rfm_class", 1, 11));
+        assert_eq!(c0.test, Test::Compare(CmpOp::Eq, Literal { value: Value::Text("重要挽留".into()), column: 13 }));
         let c1 = cond(&parts[1]);
-        assert_eq!(
-            c1.test,
-            Test::Compare(
-                CmpOp::Lt,
-                Literal {
-                    value: Value::Number("0.5".into()),
-                    column: 34
-                }
-            )
-        );
-        let Test::In {
-            negated: false,
-            values,
-        } = &cond(&parts[2]).test
-        else {
-            panic!()
-        };
+        assert_eq!(c1.test, Test::Compare(CmpOp::Lt, Literal { value: Value::Number("0.5".into()), column: 34 }));
+        let Test::In { negated: false, values } = &cond(&parts[2]).test else { panic!() };
         assert_eq!(values.len(), 2);
         assert_eq!(values[1].value, Value::Text("杭州".into()));
     }
@@ -821,34 +681,19 @@ mod tests {
         let Expr::And(a) = &parts[0] else { panic!() };
         assert_eq!(cond(&a[0]).test, Test::Null { negated: true });
         assert_eq!(cond(&a[0]).field, "city");
-        assert!(
-            matches!(&cond(&a[1]).test, Test::Compare(CmpOp::Ne, Literal { value: Value::Number(n), .. }) if n == "-1")
-        );
-        assert!(
-            matches!(&cond(&parts[1]).test, Test::Compare(CmpOp::Eq, Literal { value: Value::Number(n), .. }) if n == ".5")
-        );
+        assert!(matches!(&cond(&a[1]).test, Test::Compare(CmpOp::Ne, Literal { value: Value::Number(n), .. }) if n == "-1"));
+        assert!(matches!(&cond(&parts[1]).test, Test::Compare(CmpOp::Eq, Literal { value: Value::Number(n), .. }) if n == ".5"));
         assert!(matches!(&cond(&parts[2]).test, Test::Compare(CmpOp::Ge, _)));
-        assert!(matches!(
-            &cond(&parts[3]).test,
-            Test::In { negated: true, .. }
-        ));
-        assert!(matches!(
-            &cond(&parts[4]).test,
-            Test::Contains { negated: true, .. }
-        ));
+        assert!(matches!(&cond(&parts[3]).test, Test::In { negated: true, .. }));
+        assert!(matches!(&cond(&parts[4]).test, Test::Contains { negated: true, .. }));
     }
 
     #[test]
     fn strings_escapes_and_full_width_punctuation() {
-        let e =
-            parse(r#"name = "a\"b\\c" or name = 'it\'s' or city in （“上海”，‘北京’）"#).unwrap();
+        let e = parse(r#"name = "a\"b\\c" or name = 'it\'s' or city in （“上海”，‘北京’）"#).unwrap();
         let Expr::Or(p) = &e else { panic!() };
-        assert!(
-            matches!(&cond(&p[0]).test, Test::Compare(_, Literal { value: Value::Text(s), .. }) if s == "a\"b\\c")
-        );
-        assert!(
-            matches!(&cond(&p[1]).test, Test::Compare(_, Literal { value: Value::Text(s), .. }) if s == "it's")
-        );
+        assert!(matches!(&cond(&p[0]).test, Test::Compare(_, Literal { value: Value::Text(s), .. }) if s == "a\"b\\c"));
+        assert!(matches!(&cond(&p[1]).test, Test::Compare(_, Literal { value: Value::Text(s), .. }) if s == "it's"));
         assert!(matches!(&cond(&p[2]).test, Test::In { values, .. } if values.len() == 2));
         let e = parse(r#"attr."会员 等级" = "金" and attr.level = 'x'"#).unwrap();
         let Expr::And(p) = &e else { panic!() };
@@ -861,60 +706,34 @@ mod tests {
         let rule = r#"rfm_class = "重要挽留" and p_alive <"#;
         let e = err(rule);
         assert_eq!(e.to_string(), "column 33: expected a value (\"text\", a number, true or false) after \"<\", found end of rule");
-        assert!(
-            e.snippet(rule).ends_with(&format!("{}^", " ".repeat(36))),
-            "{}",
-            e.snippet(rule)
-        );
+        assert!(e.snippet(rule).ends_with(&format!("{}^", " ".repeat(36))), "{}", e.snippet(rule));
         assert_eq!(err("").column, 1);
-        assert_eq!(
-            err("city = 上海").message,
-            "expected a value after \"=\", found the word 上海; put text in quotes: \"上海\""
-        );
-        assert_eq!(
-            err("city = \"上海").message,
-            "text starting here has no closing \""
-        );
+        assert_eq!(err("city = 上海").message, "expected a value after \"=\", found the word 上海; put text in quotes: \"上海\"");
+        assert_eq!(err("city = \"上海").message, "text starting here has no closing \"");
         assert_eq!(err("city = \"上海").column, 8);
-        assert!(err("(city = 'a'")
-            .message
-            .contains("to close the \"(\" at column 1"));
+        assert!(err("(city = 'a'").message.contains("to close the \"(\" at column 1"));
         assert!(err("city = 'a')").message.contains("no matching"));
-        assert!(err("city = 'a' city = 'b'")
-            .message
-            .starts_with("expected and, or"));
-        assert!(err("city")
-            .message
-            .starts_with("expected an operator after city"));
+        assert!(err("city = 'a' city = 'b'").message.starts_with("expected and, or"));
+        assert!(err("city").message.starts_with("expected an operator after city"));
         assert!(err("city in ()").message.starts_with("expected a value"));
         assert!(err("city in 'a'").message.starts_with("expected \"(\""));
-        assert!(err("city in ('a' 'b')")
-            .message
-            .starts_with("expected \",\" or \")\""));
+        assert!(err("city in ('a' 'b')").message.starts_with("expected \",\" or \")\""));
         assert!(err("city is nul").message.starts_with("expected null"));
         assert!(err("city = null").message.contains("is null"));
         assert!(err("and = 1").message.starts_with("expected a field name"));
-        assert!(err("x = 1.")
-            .message
-            .contains("digits after the decimal point"));
+        assert!(err("x = 1.").message.contains("digits after the decimal point"));
         assert!(err("x = 5d").message.contains("after a number"));
         assert!(err("x ! 5").message.contains("not"));
         assert!(err("x = 'a\\q'").message.contains("unknown escape"));
         assert!(err("x = 1 # y").message.contains("unexpected character"));
-        assert!(err("attr. = 1")
-            .message
-            .starts_with("expected a name after \"attr.\""));
+        assert!(err("attr. = 1").message.starts_with("expected a name after \"attr.\""));
     }
 
     #[test]
     fn limits_length_depth_and_lists() {
         let long = format!("name = \"{}\"", "a".repeat(MAX_RULE_CHARS));
         assert_eq!(err(&long).column, MAX_RULE_CHARS + 1);
-        let deep = format!(
-            "{}x = 1{}",
-            "(".repeat(MAX_DEPTH + 1),
-            ")".repeat(MAX_DEPTH + 1)
-        );
+        let deep = format!("{}x = 1{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
         assert!(err(&deep).message.contains("nested too deeply"));
         let ok = format!("{}x = 1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert!(parse(&ok).is_ok());

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use self::compile::{Ctx, SqlCondition};
-pub use self::fields::FieldInfo;
 use self::fields::{Checked, EnumValue, Table};
+pub use self::fields::FieldInfo;
 pub use self::filter::{CmpOp, Cond, Expr, Literal, RuleError, Test, Value};
 use crate::customers::mask;
 use crate::db::{query, Arg};
@@ -59,11 +59,7 @@ impl Rule {
 pub fn check_rule(rule: &str) -> std::result::Result<Rule, RuleError> {
     let expr = filter::parse(rule)?;
     let checked = fields::check(&expr)?;
-    Ok(Rule {
-        text: rule.to_owned(),
-        expr,
-        checked,
-    })
+    Ok(Rule { text: rule.to_owned(), expr, checked })
 }
 
 /// Parses and checks a rule; a problem is `StoreError::Invalid` on field `rule` with a message
@@ -231,10 +227,7 @@ fn check_name(name: &str) -> Result<String> {
         return Err(StoreError::invalid("name", "name must not be empty"));
     }
     if n.chars().count() > MAX_NAME_CHARS {
-        return Err(StoreError::invalid(
-            "name",
-            format!("name is longer than {MAX_NAME_CHARS} characters"),
-        ));
+        return Err(StoreError::invalid("name", format!("name is longer than {MAX_NAME_CHARS} characters")));
     }
     Ok(n.to_owned())
 }
@@ -242,10 +235,7 @@ fn check_name(name: &str) -> Result<String> {
 fn check_description(d: &str) -> Result<String> {
     let d = d.trim();
     if d.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(StoreError::invalid(
-            "description",
-            format!("description is longer than {MAX_DESCRIPTION_CHARS} characters"),
-        ));
+        return Err(StoreError::invalid("description", format!("description is longer than {MAX_DESCRIPTION_CHARS} characters")));
     }
     Ok(d.to_owned())
 }
@@ -259,21 +249,12 @@ fn check_rule_text(rule: &str) -> Result<String> {
 /// A unique-name violation as a conflict that names the segment.
 fn name_taken(name: &str) -> impl Fn(StoreError) -> StoreError + '_ {
     move |e| match e {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("a segment named {name:?} already exists"))
-        }
+        StoreError::Conflict(_) => StoreError::Conflict(format!("a segment named {name:?} already exists")),
         e => e,
     }
 }
 
-fn builtin(
-    group: &str,
-    v: &EnumValue,
-    field: &str,
-    name: String,
-    name_zh: String,
-    what: &str,
-) -> Segment {
+fn builtin(group: &str, v: &EnumValue, field: &str, name: String, name_zh: String, what: &str) -> Segment {
     Segment {
         key: format!("{BUILTIN_PREFIX}{group}:{}", v.key.to_lowercase()),
         id: None,
@@ -303,58 +284,23 @@ fn humanise(key: &str) -> String {
 pub fn builtin_segments() -> Vec<Segment> {
     let mut out = Vec::new();
     for v in fields::RFM_CLASSES {
-        out.push(builtin(
-            "rfm",
-            v,
-            "rfm_class",
-            format!("RFM: {}", humanise(v.key)),
-            v.zh.to_owned(),
-            "RFM value class",
-        ));
+        out.push(builtin("rfm", v, "rfm_class", format!("RFM: {}", humanise(v.key)), v.zh.to_owned(), "RFM value class"));
     }
     for v in fields::ABCD_TIERS {
-        out.push(builtin(
-            "abcd",
-            v,
-            "abcd_tier",
-            format!("Tier {}", v.key),
-            format!("{}客户", v.zh),
-            "ABCD value tier",
-        ));
+        out.push(builtin("abcd", v, "abcd_tier", format!("Tier {}", v.key), format!("{}客户", v.zh), "ABCD value tier"));
     }
     for v in fields::LIFECYCLE_STAGES {
-        out.push(builtin(
-            "lifecycle",
-            v,
-            "lifecycle",
-            format!("Lifecycle: {}", humanise(v.key)),
-            v.zh.to_owned(),
-            "Lifecycle stage",
-        ));
+        out.push(builtin("lifecycle", v, "lifecycle", format!("Lifecycle: {}", humanise(v.key)), v.zh.to_owned(), "Lifecycle stage"));
     }
     for v in fields::CHURN_STATUSES {
         let name = match v.key {
             "none" => "Not churned".to_owned(),
             k => format!("{} churn", humanise(k)),
         };
-        out.push(builtin(
-            "churn",
-            v,
-            "churn",
-            name,
-            v.zh.to_owned(),
-            "Churn status",
-        ));
+        out.push(builtin("churn", v, "churn", name, v.zh.to_owned(), "Churn status"));
     }
     for v in fields::LOYALTY_SITUATIONS {
-        out.push(builtin(
-            "loyalty",
-            v,
-            "loyalty_situation",
-            format!("Loyalty: {}", humanise(v.key)),
-            v.zh.to_owned(),
-            "Loyalty situation",
-        ));
+        out.push(builtin("loyalty", v, "loyalty_situation", format!("Loyalty: {}", humanise(v.key)), v.zh.to_owned(), "Loyalty situation"));
     }
     out
 }
@@ -366,27 +312,14 @@ pub fn builtin_segment(key: &str) -> Option<Segment> {
 
 impl Store {
     fn segment_ctx(&self) -> Ctx {
-        let today = self
-            .now()
-            .with_timezone(&self.config.business_tz)
-            .date_naive();
-        Ctx {
-            engine: self.db.engine(),
-            tz: self.config.business_tz,
-            today: fields::day_number(today),
-        }
+        let today = self.now().with_timezone(&self.config.business_tz).date_naive();
+        Ctx { engine: self.db.engine(), tz: self.config.business_tz, today: fields::day_number(today) }
     }
 
     /// Compiles a checked rule for `actor`: live customers matching it, in the actor's portfolio
     /// when the actor is an agent. Placeholders start at `$first_param`; `all_joins` joins both
     /// analytics tables whether or not the rule reads them (for selecting their columns).
-    fn compile_rule(
-        &self,
-        actor: &Actor,
-        rule: &Rule,
-        first_param: usize,
-        all_joins: bool,
-    ) -> SegmentSql {
+    fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize, all_joins: bool) -> SegmentSql {
         let mut c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
         if all_joins {
             c.summaries = true;
@@ -398,16 +331,9 @@ impl Store {
         if actor.role == Role::Agent {
             // An agent without a user id (a token not tied to a user) owns nobody.
             args.push(Arg::I64(Some(actor.user_id.unwrap_or(-1))));
-            condition.push_str(&format!(
-                " AND c.owner_id = ${}",
-                first_param.max(1) + args.len() - 1
-            ));
+            condition.push_str(&format!(" AND c.owner_id = ${}", first_param.max(1) + args.len() - 1));
         }
-        SegmentSql {
-            from,
-            condition,
-            args,
-        }
+        SegmentSql { from, condition, args }
     }
 
     /// The SQL selecting a segment's members for `actor`, for statements built elsewhere (such as
@@ -419,10 +345,7 @@ impl Store {
     /// Number of customers in a segment (an agent's portfolio only).
     pub async fn segment_count(&self, actor: &Actor, rule: &str) -> Result<i64> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let mut q = query(format!(
-            "SELECT COUNT(*) FROM {} WHERE {}",
-            s.from, s.condition
-        ));
+        let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE {}", s.from, s.condition));
         for a in s.args {
             q.push(a);
         }
@@ -432,12 +355,7 @@ impl Store {
 
     /// The first `limit` (1–1000) members of a segment in id order, with their value figures.
     /// Mobiles are masked except for admins; agents see their own portfolio only.
-    pub async fn segment_preview(
-        &self,
-        actor: &Actor,
-        rule: &str,
-        limit: i64,
-    ) -> Result<Vec<SegmentMember>> {
+    pub async fn segment_preview(&self, actor: &Actor, rule: &str, limit: i64) -> Result<Vec<SegmentMember>> {
         let s = self.compile_rule(actor, &parse_rule(rule)?, 1, true);
         let limit = limit.clamp(1, 1000);
         let mut q = query(format!(
@@ -459,26 +377,17 @@ impl Store {
                 external_id: r.external_id,
                 name: r.name,
                 city: r.city,
-                mobile: if actor.role == Role::Admin {
-                    r.mobile
-                } else {
-                    r.mobile.as_deref().map(mask)
-                },
+                mobile: if actor.role == Role::Admin { r.mobile } else { r.mobile.as_deref().map(mask) },
                 owner_id: r.owner_id,
                 order_count: r.order_count,
                 spend_cents: r.spend_cents,
-                last_purchase_date: r
-                    .last_purchase_day
-                    .and_then(|d| epoch.checked_add_signed(chrono::Duration::try_days(d)?)),
+                last_purchase_date: r.last_purchase_day.and_then(|d| epoch.checked_add_signed(chrono::Duration::try_days(d)?)),
                 rfm_class: r.rfm_class,
                 abcd_tier: r.abcd_tier,
                 lifecycle: r.lifecycle,
                 churn: r.churn,
                 p_alive: r.p_alive,
-                clv_cents: r
-                    .clv_cents
-                    .filter(|v| v.is_finite())
-                    .map(|v| v.round() as i64),
+                clv_cents: r.clv_cents.filter(|v| v.is_finite()).map(|v| v.round() as i64),
             })
             .collect())
     }
@@ -487,10 +396,7 @@ impl Store {
     /// campaign takes.
     pub async fn segment_customer_ids(&self, actor: &Actor, rule: &str) -> Result<Vec<i64>> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let mut q = query(format!(
-            "SELECT c.id FROM {} WHERE {} ORDER BY c.id",
-            s.from, s.condition
-        ));
+        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id", s.from, s.condition));
         for a in s.args {
             q.push(a);
         }
@@ -504,21 +410,13 @@ impl Store {
         // Members are fixed first so the file is one consistent list even as data changes.
         let ids = self.segment_customer_ids(actor, rule).await?;
         let mut w = csv::Writer::from_writer(out);
-        w.write_record(crate::export::CUSTOMER_HEADER)
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        w.write_record(crate::export::CUSTOMER_HEADER).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let mut n = 0u64;
         for chunk in ids.chunks(1000) {
             n += self.write_customer_rows(&mut w, chunk).await?;
         }
         w.flush()?;
-        self.audit(
-            &actor.key,
-            "export",
-            "segment",
-            None,
-            Some(format!("rows={n}")),
-        )
-        .await?;
+        self.audit(&actor.key, "export", "segment", None, Some(format!("rows={n}"))).await?;
         Ok(n)
     }
 
@@ -543,29 +441,15 @@ impl Store {
             )
             .await
             .map_err(name_taken(&name))?;
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "create",
-            "segment",
-            Some(row.id.to_string()),
-            None,
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "create", "segment", Some(row.id.to_string()), None).await?;
         tx.commit().await?;
         Ok(row.into())
     }
 
     /// Saved segments, oldest first.
     pub async fn segments(&self) -> Result<Vec<Segment>> {
-        let rows: Vec<SegmentRow> = self
-            .db
-            .reader()
-            .fetch_all(query(format!(
-                "SELECT {SEGMENT_COLS} FROM segments ORDER BY id"
-            )))
-            .await?;
+        let rows: Vec<SegmentRow> =
+            self.db.reader().fetch_all(query(format!("SELECT {SEGMENT_COLS} FROM segments ORDER BY id"))).await?;
         Ok(rows.into_iter().map(Segment::from).collect())
     }
 
@@ -583,48 +467,22 @@ impl Store {
         let row: Option<SegmentRow> = self
             .db
             .reader()
-            .fetch_optional(
-                query(format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = $1")).bind(id),
-            )
+            .fetch_optional(query(format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = $1")).bind(id))
             .await?;
-        row.map(Segment::from)
-            .ok_or(StoreError::NotFound("segment"))
+        row.map(Segment::from).ok_or(StoreError::NotFound("segment"))
     }
 
     /// Changes a saved segment (a new rule is checked first). Audited with the changed fields.
-    pub async fn update_segment(
-        &self,
-        actor: &Actor,
-        id: i64,
-        patch: SegmentPatch,
-    ) -> Result<Segment> {
+    pub async fn update_segment(&self, actor: &Actor, id: i64, patch: SegmentPatch) -> Result<Segment> {
         let cur = self.saved_segment(id).await?;
-        let name = patch
-            .name
-            .as_deref()
-            .map(check_name)
-            .transpose()?
-            .unwrap_or_else(|| cur.name.clone());
-        let description = patch
-            .description
-            .as_deref()
-            .map(check_description)
-            .transpose()?
-            .unwrap_or_else(|| cur.description.clone());
-        let rule = patch
-            .rule
-            .as_deref()
-            .map(check_rule_text)
-            .transpose()?
-            .unwrap_or_else(|| cur.rule.clone());
-        let changed: Vec<&str> = [
-            ("name", name != cur.name),
-            ("description", description != cur.description),
-            ("rule", rule != cur.rule),
-        ]
-        .into_iter()
-        .filter_map(|(f, c)| c.then_some(f))
-        .collect();
+        let name = patch.name.as_deref().map(check_name).transpose()?.unwrap_or_else(|| cur.name.clone());
+        let description =
+            patch.description.as_deref().map(check_description).transpose()?.unwrap_or_else(|| cur.description.clone());
+        let rule = patch.rule.as_deref().map(check_rule_text).transpose()?.unwrap_or_else(|| cur.rule.clone());
+        let changed: Vec<&str> = [("name", name != cur.name), ("description", description != cur.description), ("rule", rule != cur.rule)]
+            .into_iter()
+            .filter_map(|(f, c)| c.then_some(f))
+            .collect();
         if changed.is_empty() {
             return Ok(cur);
         }
@@ -644,16 +502,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound("segment"));
         }
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "update",
-            "segment",
-            Some(id.to_string()),
-            Some(changed.join(",")),
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "update", "segment", Some(id.to_string()), Some(changed.join(","))).await?;
         tx.commit().await?;
         self.saved_segment(id).await
     }
@@ -662,22 +511,11 @@ impl Store {
     pub async fn delete_segment(&self, actor: &Actor, id: i64) -> Result<()> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .execute(query("DELETE FROM segments WHERE id = $1").bind(id))
-            .await?;
+        let n = tx.execute(query("DELETE FROM segments WHERE id = $1").bind(id)).await?;
         if n == 0 {
             return Err(StoreError::NotFound("segment"));
         }
-        audit::record(
-            &mut tx,
-            now,
-            &actor.key,
-            "delete",
-            "segment",
-            Some(id.to_string()),
-            None,
-        )
-        .await?;
+        audit::record(&mut tx, now, &actor.key, "delete", "segment", Some(id.to_string()), None).await?;
         tx.commit().await
     }
 }
@@ -695,36 +533,24 @@ mod tests {
 
     #[test]
     fn the_example_rule_checks() {
-        let r =
-            check_rule(r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")"#)
-                .unwrap();
+        let r = check_rule(r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")"#).unwrap();
         assert!(r.uses_scores());
     }
 
     #[test]
     fn type_errors_name_the_field_and_the_fix() {
-        assert_eq!(
-            msg("clvv > 1000"),
-            "column 1: unknown field \"clvv\"; did you mean \"clv\"?"
-        );
+        assert_eq!(msg("clvv > 1000"), "column 1: unknown field \"clvv\"; did you mean \"clv\"?");
         assert_eq!(
             msg("spend_cents > 1000"),
             "column 1: unknown field \"spend_cents\"; did you mean \"spend\"? (money fields are written in yuan)"
         );
-        assert!(msg("order_count = \"5\"")
-            .contains("order_count takes a number, found text \"5\"; write it without quotes: 5"));
-        assert!(msg("city = 5")
-            .contains("city takes text in quotes, found number 5; put it in quotes: \"5\""));
+        assert!(msg("order_count = \"5\"").contains("order_count takes a number, found text \"5\"; write it without quotes: 5"));
+        assert!(msg("city = 5").contains("city takes text in quotes, found number 5; put it in quotes: \"5\""));
         assert!(msg("city < \"a\"").starts_with("column 6: \"<\" does not apply to city (text)"));
-        assert!(
-            msg("order_count contains \"1\"").contains("contains does not apply to order_count")
-        );
-        assert!(msg("rfm_class = \"重要挽回\"")
-            .contains("is not a value of rfm_class; use one of: important_value (重要价值)"));
+        assert!(msg("order_count contains \"1\"").contains("contains does not apply to order_count"));
+        assert!(msg("rfm_class = \"重要挽回\"").contains("is not a value of rfm_class; use one of: important_value (重要价值)"));
         assert!(msg("clv > 10.505").contains("at most 2 decimals"));
-        assert!(
-            msg("last_purchase_date > \"2025-13-01\"").contains("write dates as \"YYYY-MM-DD\"")
-        );
+        assert!(msg("last_purchase_date > \"2025-13-01\"").contains("write dates as \"YYYY-MM-DD\""));
         assert!(msg("last_purchase_date > 20250101").contains("date in quotes"));
         assert!(msg("birthday > \"+12345-01-01\"").contains("is not a date"));
         assert!(msg("consent.sms = \"yes\"").contains("true or false"));
@@ -739,15 +565,8 @@ mod tests {
     #[test]
     fn documented_examples_check() {
         let doc = include_str!("../../../../docs/segments.md");
-        let section = doc
-            .split("## Examples")
-            .nth(1)
-            .and_then(|s| s.split("\n## ").next())
-            .unwrap_or("");
-        let rules: Vec<&str> = section
-            .lines()
-            .filter_map(|l| l.strip_prefix("  `")?.strip_suffix('`'))
-            .collect();
+        let section = doc.split("## Examples").nth(1).and_then(|s| s.split("\n## ").next()).unwrap_or("");
+        let rules: Vec<&str> = section.lines().filter_map(|l| l.strip_prefix("  `")?.strip_suffix('`')).collect();
         assert!(rules.len() >= 7, "{rules:?}");
         for r in rules {
             check_rule(r).unwrap_or_else(|e| panic!("{r}: {e}"));
@@ -768,14 +587,8 @@ mod tests {
             check_rule(&s.rule).unwrap_or_else(|e| panic!("{}: {e}", s.key));
         }
         let w = builtin_segment("builtin:rfm:important_win_back").unwrap();
-        assert_eq!(
-            (w.name.as_str(), w.name_zh.as_deref()),
-            ("RFM: Important win back", Some("重要挽留"))
-        );
-        assert_eq!(
-            builtin_segment("builtin:abcd:a").unwrap().rule,
-            "abcd_tier = \"A\""
-        );
+        assert_eq!((w.name.as_str(), w.name_zh.as_deref()), ("RFM: Important win back", Some("重要挽留")));
+        assert_eq!(builtin_segment("builtin:abcd:a").unwrap().rule, "abcd_tier = \"A\"");
         assert!(builtin_segment("builtin:churn:absolute").is_some());
     }
 
@@ -786,56 +599,9 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(20260630);
         let atoms = [
-            "city",
-            "attr.x",
-            "attr.\"a b\"",
-            "tag",
-            "p_alive",
-            "clv",
-            "rfm_class",
-            "created_at",
-            "consent.sms",
-            "owner",
-            " ",
-            "=",
-            "!=",
-            "<",
-            "<=",
-            ">",
-            ">=",
-            "in",
-            "not",
-            "and",
-            "or",
-            "is",
-            "null",
-            "contains",
-            "(",
-            ")",
-            ",",
-            ".",
-            "\"",
-            "'",
-            "\\",
-            "\"上海\"",
-            "'重要挽留'",
-            "1",
-            "-2.5",
-            "0.",
-            "true",
-            "false",
-            "“",
-            "”",
-            "（",
-            "）",
-            "≥",
-            "!",
-            "#",
-            "\u{0}",
-            "\n",
-            "é",
-            "💥",
-            "2025-01-01",
+            "city", "attr.x", "attr.\"a b\"", "tag", "p_alive", "clv", "rfm_class", "created_at", "consent.sms", "owner", " ", "=", "!=",
+            "<", "<=", ">", ">=", "in", "not", "and", "or", "is", "null", "contains", "(", ")", ",", ".", "\"", "'", "\\", "\"上海\"",
+            "'重要挽留'", "1", "-2.5", "0.", "true", "false", "“", "”", "（", "）", "≥", "!", "#", "\u{0}", "\n", "é", "💥", "2025-01-01",
         ];
         for _ in 0..20_000 {
             let n = rng.gen_range(0..14);
@@ -851,20 +617,12 @@ mod tests {
                 }
             }
             if let Err(e) = check_rule(&s) {
-                assert!(
-                    e.column >= 1 && e.column <= s.chars().count().max(filter::MAX_RULE_CHARS) + 1,
-                    "{s:?}: {e}"
-                );
+                assert!(e.column >= 1 && e.column <= s.chars().count().max(filter::MAX_RULE_CHARS) + 1, "{s:?}: {e}");
                 let _ = e.snippet(&s);
             }
         }
         // Pathological sizes.
-        for s in [
-            "(".repeat(10_000),
-            "not ".repeat(5_000),
-            "a = 1 and ".repeat(1_000),
-            "\"".repeat(9_999),
-        ] {
+        for s in ["(".repeat(10_000), "not ".repeat(5_000), "a = 1 and ".repeat(1_000), "\"".repeat(9_999)] {
             assert!(check_rule(&s).is_err());
         }
     }
