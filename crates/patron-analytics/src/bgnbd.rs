@@ -274,11 +274,7 @@ fn log_likelihood_sums(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, 
 /// pass: Newton steps with the exact Hessian reach the optimum in about three passes, and the
 /// last one's Hessian gives the standard errors (by differences of gradients that took five).
 #[allow(clippy::needless_range_loop)] // index notation reads like the matrix algebra
-fn log_likelihood_hessian(
-    theta: &[f64],
-    rows: &BtydRows,
-    tt: &TimeTable,
-) -> (f64, [f64; 4], [[f64; 4]; 4]) {
+fn log_likelihood_hessian(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f64, [f64; 4], [[f64; 4]; 4]) {
     let (s, p) = likelihood_pass::<true>(theta, rows, tt);
     let g = [s[1], s[2], s[3], s[4]];
     // Natural-parameter second derivatives, upper triangle row by row.
@@ -298,11 +294,7 @@ fn log_likelihood_hessian(
             ht[i][j] = p[i] * p[j] * h[i][j] + if i == j { p[i] * g[i] } else { 0.0 };
         }
     }
-    (
-        s[0],
-        [g[0] * p[0], g[1] * p[1], g[2] * p[2], g[3] * p[3]],
-        ht,
-    )
+    (s[0], [g[0] * p[0], g[1] * p[1], g[2] * p[2], g[3] * p[3]], ht)
 }
 
 /// One pass over the rows at log-parameters `theta`: the sums of the log-likelihood, its
@@ -312,11 +304,7 @@ fn log_likelihood_hessian(
 /// Per row, ll = A + ln(e^a3 + e^a4) (x > 0) or A + a3 (x = 0), with A the terms in x alone,
 /// a3 = −(r+x) ln(α+T) and a4 = ln a − ln(b+x−1) − (r+x) ln(α+t_x). With the weights
 /// w3, w4 = e^(a3|a4 − lse), the log-sum-exp's Hessian is w3 H3 + w4 H4 + w3 w4 d dᵀ, d = ∇a3 − ∇a4.
-fn likelihood_pass<const HESS: bool>(
-    theta: &[f64],
-    rows: &BtydRows,
-    tt: &TimeTable,
-) -> ([f64; 15], [f64; 4]) {
+fn likelihood_pass<const HESS: bool>(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> ([f64; 15], [f64; 4]) {
     let (r, alpha, a, b) = (
         theta[0].exp(),
         theta[1].exp(),
@@ -326,11 +314,7 @@ fn likelihood_pass<const HESS: bool>(
     let ln_alpha = alpha.ln();
     let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
     let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
-    let (tg_r, tg_b, tg_ab) = if HESS {
-        (trigamma(r), trigamma(b), trigamma(a + b))
-    } else {
-        (0.0, 0.0, 0.0)
-    };
+    let (tg_r, tg_b, tg_ab) = if HESS { (trigamma(r), trigamma(b), trigamma(a + b)) } else { (0.0, 0.0, 0.0) };
     let ln_a = a.ln();
     let (inv_alpha, inv_a) = (1.0 / alpha, 1.0 / a);
     let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt
@@ -371,11 +355,7 @@ fn likelihood_pass<const HESS: bool>(
         let bx1 = b + xf - 1.0;
         let (hrr, haa, hbb) = if HESS {
             let tg_abx = trigamma(a + b + xf);
-            (
-                trigamma(r + xf) - tg_r,
-                tg_ab - tg_abx,
-                tg_ab + trigamma(b + xf) - tg_b - tg_abx,
-            )
+            (trigamma(r + xf) - tg_r, tg_ab - tg_abx, tg_ab + trigamma(b + xf) - tg_b - tg_abx)
         } else {
             (0.0, 0.0, 0.0)
         };
@@ -431,11 +411,7 @@ fn likelihood_pass<const HESS: bool>(
                 // costs about half of `ln_1p` (this loop is most of the fit).
                 let lse = a3.max(a4) + (1.0 + e).ln();
                 let w_big = 1.0 / (1.0 + e);
-                let (w3, w4) = if a3 >= a4 {
-                    (w_big, e * w_big)
-                } else {
-                    (e * w_big, w_big)
-                };
+                let (w3, w4) = if a3 >= a4 { (w_big, e * w_big) } else { (e * w_big, w_big) };
                 acc[0] += w * (xc.a12 + lse);
                 acc[1] += w * (xc.dr - w3 * lt - w4 * ltx);
                 acc[2] += w * (r * inv_alpha - s * (w3 * it + w4 * itx));
@@ -448,10 +424,7 @@ fn likelihood_pass<const HESS: bool>(
                     acc[6] += w * (inv_alpha - w3 * it - w4 * itx + w34 * d[0] * d[1]);
                     acc[7] += w * (w34 * d[0] * d[2]);
                     acc[8] += w * (w34 * d[0] * d[3]);
-                    acc[9] += w
-                        * (-r * inv_alpha * inv_alpha
-                            + s * (w3 * it * it + w4 * itx * itx)
-                            + w34 * d[1] * d[1]);
+                    acc[9] += w * (-r * inv_alpha * inv_alpha + s * (w3 * it * it + w4 * itx * itx) + w34 * d[1] * d[1]);
                     acc[10] += w * (w34 * d[1] * d[2]);
                     acc[11] += w * (w34 * d[1] * d[3]);
                     acc[12] += w * (xc.haa - w4 * inv_a * inv_a + w34 * d[2] * d[2]);
@@ -507,21 +480,14 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
     // The mean negative log-likelihood with its Hessian, in one pass.
     let with_hessian = |theta: &[f64]| {
         let (ll, g, h) = log_likelihood_hessian(theta, rows, &tt);
-        (
-            -ll / total_weight,
-            g.map(|v| -v / total_weight),
-            h.map(|row| row.map(|v| -v / total_weight)),
-        )
+        (-ll / total_weight, g.map(|v| -v / total_weight), h.map(|row| row.map(|v| -v / total_weight)))
     };
     // From a sample fit, Newton steps reach the optimum in about three passes over the data;
     // L-BFGS takes over if they do not (and the Hessian is then computed at its optimum).
     let (m, hess) = match newton(with_hessian, start, opts, "Newton steps converged") {
         Ok(found) => found,
         Err(best) => {
-            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed {
-                model: "BG/NBD",
-                reason,
-            })?;
+            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed { model: "BG/NBD", reason })?;
             let hess = with_hessian(&m.x).2;
             (m, hess)
         }
@@ -827,34 +793,19 @@ mod tests {
         )
         .unwrap();
         let tt = TimeTable::new(&rows.t_x, &rows.age, 1.0 / 38.0);
-        for theta in [
-            [-0.3, 0.2, -0.1, 0.4],
-            [-1.4, -2.0, -0.2, 0.9],
-            [0.5, 1.5, 1.0, -1.0],
-        ] {
+        for theta in [[-0.3, 0.2, -0.1, 0.4], [-1.4, -2.0, -0.2, 0.9], [0.5, 1.5, 1.0, -1.0]] {
             let (ll, g, h) = log_likelihood_hessian(&theta, &rows, &tt);
             let (ll0, g0) = log_likelihood_sums(&theta, &rows, &tt);
-            assert_eq!(
-                (ll, g),
-                (ll0, g0),
-                "the Hessian pass gives the same value and gradient"
-            );
+            assert_eq!((ll, g), (ll0, g0), "the Hessian pass gives the same value and gradient");
             for j in 0..4 {
                 let step = 1e-5;
                 let (mut up, mut dn) = (theta, theta);
                 up[j] += step;
                 dn[j] -= step;
-                let (gu, gd) = (
-                    log_likelihood_sums(&up, &rows, &tt).1,
-                    log_likelihood_sums(&dn, &rows, &tt).1,
-                );
+                let (gu, gd) = (log_likelihood_sums(&up, &rows, &tt).1, log_likelihood_sums(&dn, &rows, &tt).1);
                 for i in 0..4 {
                     let num = (gu[i] - gd[i]) / (2.0 * step);
-                    assert!(
-                        (num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()),
-                        "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}",
-                        h[i][j]
-                    );
+                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
                 }
             }
         }

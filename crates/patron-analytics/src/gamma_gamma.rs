@@ -75,9 +75,7 @@ fn ll_hessian(theta: &[f64], rows: &Rows) -> (f64, [f64; 3], [[f64; 3]; 3]) {
     let g = [t[1], t[2], t[3]];
     let h = [[t[4], t[5], t[6]], [t[5], t[7], t[8]], [t[6], t[8], t[9]]];
     // To log-parameters θ = ln v: ∂²/∂θi∂θj = v_i v_j ∂²/∂v_i∂v_j + [i = j] v_i ∂/∂v_i.
-    let ht: [[f64; 3]; 3] = std::array::from_fn(|i| {
-        std::array::from_fn(|j| n[i] * n[j] * h[i][j] + if i == j { n[i] * g[i] } else { 0.0 })
-    });
+    let ht: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| n[i] * n[j] * h[i][j] + if i == j { n[i] * g[i] } else { 0.0 }));
     (t[0], [g[0] * n[0], g[1] * n[1], g[2] * n[2]], ht)
 }
 
@@ -204,11 +202,7 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
     };
     let with_hessian = |theta: &[f64]| {
         let (ll, g, h) = ll_hessian(theta, &rows);
-        (
-            -ll / total,
-            g.map(|v| -v / total),
-            h.map(|row| row.map(|v| -v / total)),
-        )
+        (-ll / total, g.map(|v| -v / total), h.map(|row| row.map(|v| -v / total)))
     };
     // As in BG/NBD: on a large base, fit a systematic sample of the sorted rows first, then
     // Newton steps with the exact Hessian on all rows (L-BFGS if they do not converge).
@@ -216,10 +210,7 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
     let (res, hess) = match newton(with_hessian, start, opts, "Newton steps converged") {
         Ok(found) => found,
         Err(best) => {
-            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed {
-                model: "Gamma-Gamma",
-                reason,
-            })?;
+            let m = minimize(&f, best, opts).map_err(|reason| AnalyticsError::FitFailed { model: "Gamma-Gamma", reason })?;
             let hess = with_hessian(&m.x).2;
             (m, hess)
         }
@@ -230,14 +221,11 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         q: th[1].exp(),
         gamma: th[2].exp() * scale,
     };
-    let std_errors =
-        std_errors_from_information(hess.map(|row| row.map(|v| v * total))).map(|se| {
-            GammaGammaParams {
-                p: params.p * se[0],
-                q: params.q * se[1],
-                gamma: params.gamma * se[2],
-            }
-        });
+    let std_errors = std_errors_from_information(hess.map(|row| row.map(|v| v * total))).map(|se| GammaGammaParams {
+        p: params.p * se[0],
+        q: params.q * se[1],
+        gamma: params.gamma * se[2],
+    });
     Ok(GammaGammaFit {
         params,
         // density of m = density of m/scale divided by scale
@@ -273,15 +261,9 @@ fn warm_start(rows: &Rows, opts: &FitOptions) -> Option<Vec<f64>> {
     let total: f64 = sample.weight.iter().sum();
     let f = |theta: &[f64]| {
         let (ll, g) = ll_sums(theta, &sample);
-        (
-            -ll / total,
-            g.iter().map(|v| -v / total).collect::<Vec<f64>>(),
-        )
+        (-ll / total, g.iter().map(|v| -v / total).collect::<Vec<f64>>())
     };
-    minimize(&f, vec![0.1; 3], opts)
-        .ok()
-        .map(|m| m.x)
-        .filter(|x| x.iter().all(|v| v.is_finite()))
+    minimize(&f, vec![0.1; 3], opts).ok().map(|m| m.x).filter(|x| x.iter().all(|v| v.is_finite()))
 }
 
 impl GammaGammaParams {
@@ -371,11 +353,7 @@ mod tests {
         };
         for theta in [[0.5, 0.3, -0.2], [1.8, 1.2, 0.9], [-0.7, 2.0, 0.1]] {
             let (ll, g, h) = ll_hessian(&theta, &rows);
-            assert_eq!(
-                (ll, g),
-                ll_sums(&theta, &rows),
-                "the Hessian pass gives the same value and gradient"
-            );
+            assert_eq!((ll, g), ll_sums(&theta, &rows), "the Hessian pass gives the same value and gradient");
             for j in 0..3 {
                 let step = 1e-5;
                 let (mut up, mut dn) = (theta, theta);
@@ -384,11 +362,7 @@ mod tests {
                 let (gu, gd) = (ll_sums(&up, &rows).1, ll_sums(&dn, &rows).1);
                 for i in 0..3 {
                     let num = (gu[i] - gd[i]) / (2.0 * step);
-                    assert!(
-                        (num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()),
-                        "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}",
-                        h[i][j]
-                    );
+                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
                 }
             }
         }

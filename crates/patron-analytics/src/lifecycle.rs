@@ -160,10 +160,8 @@ pub fn lifecycle(
         }
     }
     // Straight into the four columns (a vector of rows copied apart was a fifth of the stage).
-    let (stage, ((absolute_churn, relative_churn), churn_threshold_days)): (
-        Vec<LifecycleStage>,
-        ((Vec<bool>, Vec<bool>), Vec<Option<f64>>),
-    ) = (0..n)
+    type Columns = (Vec<LifecycleStage>, ((Vec<bool>, Vec<bool>), Vec<Option<f64>>));
+    let (stage, ((absolute_churn, relative_churn), churn_threshold_days)): Columns = (0..n)
         .into_par_iter()
         .map(|c| {
             let Some(recency) = s.recency_days(c) else {

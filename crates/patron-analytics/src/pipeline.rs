@@ -160,10 +160,7 @@ pub fn analyze(
 
 /// A model fit's outcome: data the model cannot be fitted to is a warning (and no model), not a
 /// failure of the run; other errors are passed on.
-fn fitted_or_warning<T>(
-    result: Result<Option<T>>,
-    warnings: &mut Vec<String>,
-) -> Result<Option<T>> {
+fn fitted_or_warning<T>(result: Result<Option<T>>, warnings: &mut Vec<String>) -> Result<Option<T>> {
     match result {
         Err(e @ (AnalyticsError::InsufficientData { .. } | AnalyticsError::FitFailed { .. })) => {
             warnings.push(e.to_string());
@@ -202,15 +199,11 @@ pub fn analyze_timed(
     let mut timings = Vec::new();
     let mut clock = std::time::Instant::now();
     // Records the time since the previous lap (or since `clock` was last reset) as `stage`.
-    let lap =
-        |stage: &'static str, timings: &mut Vec<StageTiming>, clock: &mut std::time::Instant| {
-            let now = std::time::Instant::now();
-            timings.push(StageTiming {
-                stage,
-                ms: (now - *clock).as_secs_f64() * 1e3,
-            });
-            *clock = now;
-        };
+    let lap = |stage: &'static str, timings: &mut Vec<StageTiming>, clock: &mut std::time::Instant| {
+        let now = std::time::Instant::now();
+        timings.push(StageTiming { stage, ms: (now - *clock).as_secs_f64() * 1e3 });
+        *clock = now;
+    };
     let mc = &config.model;
     if !(mc.monthly_discount.is_finite() && mc.monthly_discount > -1.0) {
         return Err(AnalyticsError::InvalidConfig {
@@ -225,80 +218,50 @@ pub fn analyze_timed(
     // The two fits and the model-free scores need only the summaries, so they run side by
     // side: the serial parts of one (the optimiser's steps between passes, the ends of
     // parallel sorts) leave a core the others can use.
-    let ((rfm_result, t_rfm, loyalty_result, t_loyalty), (bg_result, t_bg, gg_result, t_gg)) =
-        rayon::join(
-            || {
-                let (rfm_result, t_rfm) = timed(|| rfm(&s, &config.rfm));
-                let (loyalty_result, t_loyalty) = timed(|| loyalty(&s, extras, &config.loyalty));
-                (rfm_result, t_rfm, loyalty_result, t_loyalty)
-            },
-            || {
-                if !mc.enabled {
-                    return (Ok(None), 0.0, Ok(None), 0.0);
-                }
-                let ((bg, t_bg), (gg, t_gg)) = rayon::join(
-                    || {
-                        timed(|| {
-                            BtydRows::from_summaries(&s, unit)
-                                .and_then(|rows| bgnbd::fit(&rows, &mc.fit))
-                                .map(Some)
-                        })
-                    },
-                    || timed(|| gamma_gamma::fit(&s.x, &s.m, &mc.fit).map(Some)),
-                );
-                (bg, t_bg, gg, t_gg)
-            },
-        );
+    let ((rfm_result, t_rfm, loyalty_result, t_loyalty), (bg_result, t_bg, gg_result, t_gg)) = rayon::join(
+        || {
+            let (rfm_result, t_rfm) = timed(|| rfm(&s, &config.rfm));
+            let (loyalty_result, t_loyalty) = timed(|| loyalty(&s, extras, &config.loyalty));
+            (rfm_result, t_rfm, loyalty_result, t_loyalty)
+        },
+        || {
+            if !mc.enabled {
+                return (Ok(None), 0.0, Ok(None), 0.0);
+            }
+            let ((bg, t_bg), (gg, t_gg)) = rayon::join(
+                || timed(|| BtydRows::from_summaries(&s, unit).and_then(|rows| bgnbd::fit(&rows, &mc.fit)).map(Some)),
+                || timed(|| gamma_gamma::fit(&s.x, &s.m, &mc.fit).map(Some)),
+            );
+            (bg, t_bg, gg, t_gg)
+        },
+    );
     clock = std::time::Instant::now();
     let rfm_result = rfm_result?;
-    timings.push(StageTiming {
-        stage: "rfm",
-        ms: t_rfm,
-    });
+    timings.push(StageTiming { stage: "rfm", ms: t_rfm });
     let mut warnings = Vec::new();
     let bg_fit = fitted_or_warning(bg_result, &mut warnings)?;
     if let Some(f) = bg_fit.as_ref().filter(|f| !f.converged) {
-        warnings.push(format!(
-            "BG/NBD did not converge ({}); gradient norm {:e}",
-            f.termination, f.gradient_norm
-        ));
+        warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
     }
     let gg_fit = fitted_or_warning(gg_result, &mut warnings)?;
     if let Some(f) = &gg_fit {
         if !f.converged {
-            warnings.push(format!(
-                "Gamma-Gamma did not converge ({}); gradient norm {:e}",
-                f.termination, f.gradient_norm
-            ));
+            warnings.push(format!("Gamma-Gamma did not converge ({}); gradient norm {:e}", f.termination, f.gradient_norm));
         }
         if f.params.q <= 1.0 {
-            warnings.push(format!(
-                "Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value",
-                f.params.q
-            ));
+            warnings.push(format!("Gamma-Gamma q = {} ≤ 1: the mean spend is infinite, no expected order value", f.params.q));
         }
     }
     let mut models = None;
     if mc.enabled {
-        timings.push(StageTiming {
-            stage: "bgnbd",
-            ms: t_bg,
-        });
-        timings.push(StageTiming {
-            stage: "gamma_gamma",
-            ms: t_gg,
-        });
-        models = bg_fit
-            .as_ref()
-            .map(|bg| score_models(&s, bg, gg_fit.as_ref(), mc, horizon));
+        timings.push(StageTiming { stage: "bgnbd", ms: t_bg });
+        timings.push(StageTiming { stage: "gamma_gamma", ms: t_gg });
+        models = bg_fit.as_ref().map(|bg| score_models(&s, bg, gg_fit.as_ref(), mc, horizon));
         lap("scores", &mut timings, &mut clock);
     }
     let models = models.unwrap_or_else(|| ModelColumns::empty(n_customers));
     let loyalty_result = loyalty_result?;
-    timings.push(StageTiming {
-        stage: "loyalty",
-        ms: t_loyalty,
-    });
+    timings.push(StageTiming { stage: "loyalty", ms: t_loyalty });
 
     let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
     let clv_complete = models

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, FromRow, Postgres, Sqlite, Transaction};
 
@@ -76,9 +73,7 @@ impl Engine {
     pub fn json_ints(self, param: usize) -> String {
         match self {
             Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
-            Engine::Postgres => {
-                format!("SELECT CAST(jsonb_array_elements_text(${param}) AS BIGINT)")
-            }
+            Engine::Postgres => format!("SELECT CAST(jsonb_array_elements_text(${param}) AS BIGINT)"),
         }
     }
 
@@ -171,10 +166,7 @@ pub struct Query {
 
 /// Starts a query; bind arguments in `$1, $2, …` order with [`Query::bind`].
 pub fn query(sql: impl Into<Cow<'static, str>>) -> Query {
-    Query {
-        sql: sql.into(),
-        args: Vec::new(),
-    }
+    Query { sql: sql.into(), args: Vec::new() }
 }
 
 impl Query {
@@ -218,8 +210,7 @@ macro_rules! bind_args {
 
 /// Rows decodable from both engines (what `#[derive(sqlx::FromRow)]` produces for portable types).
 pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
-impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
-{}
+impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 
 /// Generates the four execution methods for a type whose variants hold an executor expression.
 macro_rules! exec_methods {
@@ -333,17 +324,10 @@ impl Tx {
         if self.engine() != Engine::Postgres {
             return Ok(false);
         }
-        let (may,): (bool,) = self
-            .fetch_one(query(
-                "SELECT has_parameter_privilege('session_replication_role', 'SET')",
-            ))
-            .await?;
+        let (may,): (bool,) = self.fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await?;
         if may {
             let role = if on { "DEFAULT" } else { "replica" };
-            self.execute(query(format!(
-                "SET LOCAL session_replication_role = {role}"
-            )))
-            .await?;
+            self.execute(query(format!("SET LOCAL session_replication_role = {role}"))).await?;
         }
         Ok(may)
     }
@@ -406,16 +390,8 @@ impl Db {
                 // An in-memory database lives in one connection; a file allows concurrent readers.
                 .max_connections(if in_memory { 1 } else { 8 })
                 .min_connections(if in_memory { 1 } else { 0 })
-                .idle_timeout(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(1800))
-                })
+                .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -464,10 +440,7 @@ impl Db {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let _: (i64,) = self
-            .reader()
-            .fetch_one(query("SELECT CAST(1 AS BIGINT)"))
-            .await?;
+        let _: (i64,) = self.reader().fetch_one(query("SELECT CAST(1 AS BIGINT)")).await?;
         Ok(())
     }
 
@@ -502,10 +475,7 @@ pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
         sqlx::error::ErrorKind::UniqueViolation => Some(StoreError::Conflict(msg)),
         sqlx::error::ErrorKind::ForeignKeyViolation => Some(StoreError::Reference(msg)),
         sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::NotNullViolation => {
-            Some(StoreError::Invalid {
-                field: None,
-                message: msg,
-            })
+            Some(StoreError::Invalid { field: None, message: msg })
         }
         _ => None,
     }
@@ -608,10 +578,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
@@ -670,19 +637,9 @@ impl Stage {
                 format!("{n} {ty}")
             })
             .collect();
-        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name)))
-            .await?;
-        let suffix = if engine == Engine::Postgres {
-            " ON COMMIT DROP"
-        } else {
-            ""
-        };
-        tx.execute(query(format!(
-            "CREATE TEMP TABLE {} ({}){suffix}",
-            self.name,
-            cols.join(", ")
-        )))
-        .await?;
+        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name))).await?;
+        let suffix = if engine == Engine::Postgres { " ON COMMIT DROP" } else { "" };
+        tx.execute(query(format!("CREATE TEMP TABLE {} ({}){suffix}", self.name, cols.join(", ")))).await?;
         Ok(())
     }
 
@@ -725,11 +682,7 @@ impl Stage {
                     }
                     buf.push(b'\n');
                 }
-                tx.copy_in(
-                    &format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")),
-                    buf,
-                )
-                .await?;
+                tx.copy_in(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), buf).await?;
                 // Temporary tables get no statistics from autovacuum; without them the planner
                 // joins a batch against the whole target table by sequential scan.
                 if self.name.starts_with("patron_stage") {
@@ -739,8 +692,7 @@ impl Stage {
                     // whole table for every batch (quadratic in the file). A batch touches a few
                     // thousand keys: index lookups are the right plan for the rest of the load.
                     tx.execute(query("SET LOCAL enable_hashjoin = off")).await?;
-                    tx.execute(query("SET LOCAL enable_mergejoin = off"))
-                        .await?;
+                    tx.execute(query("SET LOCAL enable_mergejoin = off")).await?;
                 }
             }
         }
@@ -749,15 +701,13 @@ impl Stage {
 
     /// Empties the table for the next batch.
     pub async fn clear(&self, tx: &mut Tx) -> Result<()> {
-        tx.execute(query(format!("DELETE FROM {}", self.name)))
-            .await?;
+        tx.execute(query(format!("DELETE FROM {}", self.name))).await?;
         Ok(())
     }
 
     /// Drops the table.
     pub async fn drop_table(&self, tx: &mut Tx) -> Result<()> {
-        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name)))
-            .await?;
+        tx.execute(query(format!("DROP TABLE IF EXISTS {}", self.name))).await?;
         if tx.engine() == Engine::Postgres {
             // Back to the planner's defaults (see `fill`): what follows a load — summaries over
             // every touched customer — is an aggregation that wants hash joins.
@@ -827,9 +777,7 @@ impl Tx {
                 let db = lock.as_raw_handle();
                 Ok(SqliteRaw { _lock: lock, db })
             }
-            Tx::Postgres(_) => Err(StoreError::Internal(
-                "the SQLite C API on a PostgreSQL transaction".into(),
-            )),
+            Tx::Postgres(_) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
         }
     }
 }
@@ -838,30 +786,16 @@ impl SqliteRaw<'_> {
     /// Prepares one statement (`?` or `?N` placeholders).
     pub fn prepare(&self, sql: &str) -> Result<RawStmt<'_>> {
         let db = self.db;
-        let len = i32::try_from(sql.len())
-            .map_err(|_| StoreError::Internal("statement too long".into()))?;
+        let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
         let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
         // SAFETY: `db` is the open connection, exclusively ours while the lock is held; `sql`
         // is valid for `len` bytes; SQLite writes the statement pointer (or null) to `stmt`.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db.as_ptr(),
-                sql.as_ptr().cast(),
-                len,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
+        let rc = unsafe { ffi::sqlite3_prepare_v2(db.as_ptr(), sql.as_ptr().cast(), len, &mut stmt, std::ptr::null_mut()) };
         if rc != ffi::SQLITE_OK {
             return Err(raw_error(db, rc));
         }
-        let stmt =
-            NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
-        Ok(RawStmt {
-            stmt,
-            db,
-            _conn: PhantomData,
-        })
+        let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
+        Ok(RawStmt { stmt, db, _conn: PhantomData })
     }
 
     /// Runs one statement without parameters; returns the rows it changed.
@@ -889,19 +823,10 @@ impl RawStmt<'_> {
     pub fn text(&mut self, i: i32, v: Option<&str>) -> Result<()> {
         let rc = match v {
             Some(s) => {
-                let len = i32::try_from(s.len())
-                    .map_err(|_| StoreError::invalid("value", "text value too long"))?;
+                let len = i32::try_from(s.len()).map_err(|_| StoreError::invalid("value", "text value too long"))?;
                 // SAFETY: `s` is valid UTF-8 for `len` bytes; SQLITE_TRANSIENT makes SQLite copy
                 // it before returning, so the binding never points into our memory.
-                unsafe {
-                    ffi::sqlite3_bind_text(
-                        self.stmt.as_ptr(),
-                        i,
-                        s.as_ptr().cast(),
-                        len,
-                        ffi::SQLITE_TRANSIENT(),
-                    )
-                }
+                unsafe { ffi::sqlite3_bind_text(self.stmt.as_ptr(), i, s.as_ptr().cast(), len, ffi::SQLITE_TRANSIENT()) }
             }
             // SAFETY: as in `int`.
             None => unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), i) },
@@ -967,22 +892,13 @@ fn raw_error(db: NonNull<ffi::sqlite3>, rc: i32) -> StoreError {
     let (code, msg) = unsafe {
         let code = ffi::sqlite3_extended_errcode(db.as_ptr());
         let p = ffi::sqlite3_errmsg(db.as_ptr());
-        let msg = if p.is_null() {
-            format!("SQLite error {rc}")
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        };
+        let msg = if p.is_null() { format!("SQLite error {rc}") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
         (code, msg)
     };
     match code {
-        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-            StoreError::Conflict(msg)
-        }
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => StoreError::Conflict(msg),
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::Reference(msg),
-        ffi::SQLITE_CONSTRAINT_CHECK | ffi::SQLITE_CONSTRAINT_NOTNULL => StoreError::Invalid {
-            field: None,
-            message: msg,
-        },
+        ffi::SQLITE_CONSTRAINT_CHECK | ffi::SQLITE_CONSTRAINT_NOTNULL => StoreError::Invalid { field: None, message: msg },
         _ => StoreError::Internal(format!("SQLite: {msg} (code {code})")),
     }
 }
@@ -999,11 +915,7 @@ pub struct CopyRows {
 impl CopyRows {
     /// An empty buffer.
     pub fn new() -> Self {
-        CopyRows {
-            buf: Vec::with_capacity(1 << 20),
-            at_start: true,
-            rows: 0,
-        }
+        CopyRows { buf: Vec::with_capacity(1 << 20), at_start: true, rows: 0 }
     }
     fn sep(&mut self) {
         if !self.at_start {
@@ -1015,9 +927,7 @@ impl CopyRows {
     pub fn int(&mut self, v: Option<i64>) {
         self.sep();
         match v {
-            Some(v) => self
-                .buf
-                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            Some(v) => self.buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
             None => self.buf.extend_from_slice(b"\\N"),
         }
     }

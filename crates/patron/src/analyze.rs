@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, TimeUnit};
-use patron_store::import::order_file::{
-    read_order_bytes, read_order_file, OrderFile, OrderFileOptions,
-};
+use patron_store::import::order_file::{read_order_bytes, read_order_file, OrderFile, OrderFileOptions};
 use patron_store::import::{write_rejections, Encoding};
 use patron_store::users::Actor;
 use patron_store::Store;
@@ -40,9 +38,7 @@ impl ModelArgs {
             _ => TimeUnit::Days,
         };
         let per_unit = if unit == TimeUnit::Weeks { 7 } else { 1 };
-        let horizon = self
-            .horizon
-            .unwrap_or(if unit == TimeUnit::Weeks { 13 } else { 90 });
+        let horizon = self.horizon.unwrap_or(if unit == TimeUnit::Weeks { 13 } else { 90 });
         if horizon == 0 {
             bail!("--horizon must be at least 1");
         }
@@ -53,9 +49,7 @@ impl ModelArgs {
             bail!("--discount must be a monthly rate in [0, 1), e.g. 0.01");
         }
         config.model.time_unit = unit;
-        config.model.horizon_days = horizon
-            .checked_mul(per_unit)
-            .ok_or_else(|| anyhow!("--horizon is too large"))?;
+        config.model.horizon_days = horizon.checked_mul(per_unit).ok_or_else(|| anyhow!("--horizon is too large"))?;
         config.model.clv_months = self.clv_months;
         config.model.monthly_discount = self.discount;
         Ok(config)
@@ -63,12 +57,7 @@ impl ModelArgs {
 }
 
 /// Database mode: analyse as of `as_of`, store scores and the run; print the fit.
-pub async fn analyze_db(
-    store: &Store,
-    as_of: chrono::NaiveDate,
-    rebuild: bool,
-    config: &AnalyticsConfig,
-) -> Result<()> {
+pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, config: &AnalyticsConfig) -> Result<()> {
     let started = Instant::now();
     let backfilled = store.backfill_order_days().await?;
     if backfilled > 0 {
@@ -76,10 +65,7 @@ pub async fn analyze_db(
     }
     if rebuild {
         let n = store.rebuild_summaries().await?;
-        eprintln!(
-            "summaries rebuilt for {n} customers in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("summaries rebuilt for {n} customers in {:.1} s", started.elapsed().as_secs_f64());
     }
     let (run_id, out) = store.run_analysis(&Actor::cli(), as_of, config).await?;
     print_fit(&out);
@@ -102,10 +88,7 @@ fn print_fit(out: &AnalyticsOutput) {
     }
     if let Some(gg) = &r.gamma_gamma {
         let p = gg.params;
-        println!(
-            "Gamma-Gamma: p = {:.6}, q = {:.6}, gamma = {:.6} (minor units); converged: {}",
-            p.p, p.q, p.gamma, gg.converged
-        );
+        println!("Gamma-Gamma: p = {:.6}, q = {:.6}, gamma = {:.6} (minor units); converged: {}", p.p, p.q, p.gamma, gg.converged);
     }
     for w in &r.warnings {
         eprintln!("warning: {w}");
@@ -136,13 +119,8 @@ pub struct FileMode {
 /// (0, 2 = rejected rows and nothing written, 3 = written without the rejected rows).
 pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     let total = Instant::now();
-    let file = std::fs::File::open(&m.orders)
-        .with_context(|| format!("opening {}", m.orders.display()))?;
-    let opts = OrderFileOptions {
-        encoding: m.encoding,
-        mappings: m.mappings.clone(),
-        tz: m.tz,
-    };
+    let file = std::fs::File::open(&m.orders).with_context(|| format!("opening {}", m.orders.display()))?;
+    let opts = OrderFileOptions { encoding: m.encoding, mappings: m.mappings.clone(), tz: m.tz };
     let name = m.orders.display().to_string();
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = move |n: u64| {
@@ -164,14 +142,8 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
     }
     let n = read.customer_ids.len();
     let as_of_day = patron_analytics::day_number(m.as_of);
-    let (out, stages) = patron_analytics::analyze_timed(
-        &read.orders,
-        n,
-        as_of_day,
-        &CustomerExtras::default(),
-        config,
-    )
-    .map_err(|e| anyhow!("analysis failed: {e}"))?;
+    let (out, stages) = patron_analytics::analyze_timed(&read.orders, n, as_of_day, &CustomerExtras::default(), config)
+        .map_err(|e| anyhow!("analysis failed: {e}"))?;
     print_fit(&out);
     let write_start = Instant::now();
     write_scores(&m.out, &read, &out, config.model.time_unit)?;
@@ -205,17 +177,8 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
 /// Reads the orders file: a regular UTF-8 CSV file is mapped into memory and parsed in place
 /// (copying 200 MB through `read` was a tenth of the reading); anything else (a pipe, JSON
 /// lines, GB18030) streams through the reader.
-fn read_orders(
-    file: std::fs::File,
-    name: &str,
-    opts: &OrderFileOptions,
-    progress: &dyn Fn(u64),
-) -> patron_store::Result<OrderFile> {
-    let len = file
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map_or(0, |m| m.len());
+fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> patron_store::Result<OrderFile> {
+    let len = file.metadata().ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     if len > 0 {
         // A file of up to 1 GiB is read in whole when mapped (one call instead of a page fault
         // per few pages); a larger one comes in page by page, ahead of the parser, so that a
@@ -235,13 +198,7 @@ fn read_orders(
             let release = |range: std::ops::Range<usize>| {
                 // SAFETY: the file is mapped read-only, so dropping pages loses nothing (touched
                 // again, they would be read from the file), and nothing refers to these bytes.
-                let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        range.start,
-                        range.len(),
-                    )
-                };
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len()) };
             };
             if let Some(read) = read_order_bytes(&map, name, opts, progress, &release)? {
                 return Ok(read);
@@ -250,28 +207,15 @@ fn read_orders(
     }
     let mut file = file;
     std::io::Seek::rewind(&mut file)?;
-    read_order_file(
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-        name,
-        opts,
-        progress,
-    )
+    read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), name, opts, progress)
 }
 
 fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
     let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
-    let out = std::fs::File::create(&rej_path)
-        .with_context(|| format!("creating {}", rej_path.display()))?;
+    let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
     write_rejections(out, &read.rejections)?;
     for x in read.rejections.iter().take(10) {
-        eprintln!(
-            "{}: row {}, column {:?}: {} (value {:?})",
-            file.display(),
-            x.row,
-            x.column,
-            x.reason,
-            x.value
-        );
+        eprintln!("{}: row {}, column {:?}: {} (value {:?})", file.display(), x.row, x.column, x.reason, x.value);
     }
     if read.rejected > 10 {
         eprintln!("… {} more", read.rejected - 10);
@@ -283,38 +227,13 @@ fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
 /// Columns of scores.csv. Money is in the file's major units (as amounts were given); t_x and T
 /// are in the model's time unit.
 const SCORES_HEADER: [&str; 21] = [
-    "customer_id",
-    "x",
-    "t_x",
-    "T",
-    "m",
-    "p_alive",
-    "expected_purchases",
-    "expected_order_value",
-    "clv",
-    "rfm_r",
-    "rfm_f",
-    "rfm_m",
-    "rfm_class",
-    "abcd_tier",
-    "lifecycle",
-    "churn",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "trailing_spend",
-    "loyalty_index",
+    "customer_id", "x", "t_x", "T", "m", "p_alive", "expected_purchases", "expected_order_value", "clv", "rfm_r", "rfm_f", "rfm_m",
+    "rfm_class", "abcd_tier", "lifecycle", "churn", "recency_days", "frequency", "monetary", "trailing_spend", "loyalty_index",
 ];
 
-fn write_scores(
-    path: &Path,
-    read: &OrderFile,
-    out: &AnalyticsOutput,
-    unit: TimeUnit,
-) -> Result<()> {
+fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Result<()> {
     use rayon::prelude::*;
-    let (file, old_file) =
-        create_replacing(path).with_context(|| format!("creating {}", path.display()))?;
+    let (file, old_file) = create_replacing(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     w.write_all(SCORES_HEADER.join(",").as_bytes())?;
     w.write_all(b"\n")?;
@@ -323,10 +242,7 @@ fn write_scores(
     // writing the slowest stage of the whole pipeline.
     const BLOCK: usize = 32 * 1024;
     let n = read.customer_ids.len();
-    let blocks: Vec<std::ops::Range<usize>> = (0..n)
-        .step_by(BLOCK)
-        .map(|s| s..(s + BLOCK).min(n))
-        .collect();
+    let blocks: Vec<std::ops::Range<usize>> = (0..n).step_by(BLOCK).map(|s| s..(s + BLOCK).min(n)).collect();
     // A thread writes the formatted groups while the next ones are formatted: the write is
     // the kernel copying into the page cache, serial, and as long as the formatting.
     // Written buffers are reused: fresh ones cost a page fault per 4 KiB.
@@ -349,11 +265,7 @@ fn write_scores(
             let bufs: Vec<Vec<u8>> = group
                 .par_iter()
                 .map(|r| {
-                    let mut b = pool
-                        .lock()
-                        .ok()
-                        .and_then(|mut free| free.pop())
-                        .unwrap_or_default();
+                    let mut b = pool.lock().ok().and_then(|mut free| free.pop()).unwrap_or_default();
                     b.clear();
                     score_rows(&mut b, r.clone(), read, out, unit);
                     b
@@ -364,9 +276,7 @@ fn write_scores(
             }
         }
         drop(tx);
-        writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
     .with_context(|| format!("writing {}", path.display()))?;
     if let Some(deleting) = old_file {
@@ -412,13 +322,7 @@ fn create_replacing(
 /// Formats the scores.csv rows of customers `range`: whole numbers as integers, others as the
 /// shortest decimal that reads back to the same f64 (zmij; `Display` cost half the stage), empty
 /// fields for values that do not apply.
-fn score_rows(
-    b: &mut Vec<u8>,
-    range: std::ops::Range<usize>,
-    read: &OrderFile,
-    out: &AnalyticsOutput,
-    unit: TimeUnit,
-) {
+fn score_rows(b: &mut Vec<u8>, range: std::ops::Range<usize>, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) {
     let s = &out.summaries;
     let k = &out.scores;
     b.reserve(range.len() * 160);
@@ -469,11 +373,7 @@ fn score_rows(
         if let Some(v) = k.rfm.recency_days[c] {
             num(b, f64::from(v));
         }
-        for v in [
-            f64::from(k.rfm.frequency[c]),
-            k.rfm.monetary_cents[c] as f64 / 100.0,
-            s.trailing_spend_cents[c] as f64 / 100.0,
-        ] {
+        for v in [f64::from(k.rfm.frequency[c]), k.rfm.monetary_cents[c] as f64 / 100.0, s.trailing_spend_cents[c] as f64 / 100.0] {
             b.push(b',');
             num(b, v);
         }
@@ -496,12 +396,7 @@ fn push_csv_field(b: &mut Vec<u8>, v: &str) {
     }
 }
 
-fn write_params(
-    path: &Path,
-    read: &OrderFile,
-    out: &AnalyticsOutput,
-    timings: serde_json::Map<String, serde_json::Value>,
-) -> Result<()> {
+fn write_params(path: &Path, read: &OrderFile, out: &AnalyticsOutput, timings: serde_json::Map<String, serde_json::Value>) -> Result<()> {
     let mut report = serde_json::to_value(&out.report)?;
     // γ is a scale parameter in money: give it in the file's major units, like the amounts.
     // (Its log-likelihood stays that of the data in minor units.)
@@ -522,36 +417,12 @@ fn write_params(
         serde_json::Value::Object(m)
     };
     let bgnbd = report.get("bgnbd").filter(|v| !v.is_null()).map(|v| {
-        flat(
-            v,
-            &[
-                "r",
-                "alpha",
-                "a",
-                "b",
-                "log_likelihood",
-                "converged",
-                "iterations",
-                "gradient_norm",
-                "termination",
-                "distinct_rows",
-            ],
-        )
+        flat(v, &["r", "alpha", "a", "b", "log_likelihood", "converged", "iterations", "gradient_norm", "termination", "distinct_rows"])
     });
-    let gg = report.get("gamma_gamma").filter(|v| !v.is_null()).map(|v| {
-        flat(
-            v,
-            &[
-                "p",
-                "q",
-                "gamma",
-                "log_likelihood",
-                "converged",
-                "iterations",
-                "customers",
-            ],
-        )
-    });
+    let gg = report
+        .get("gamma_gamma")
+        .filter(|v| !v.is_null())
+        .map(|v| flat(v, &["p", "q", "gamma", "log_likelihood", "converged", "iterations", "customers"]));
     let doc = serde_json::json!({
         "bgnbd": bgnbd,
         "gamma_gamma": gg,
@@ -564,8 +435,7 @@ fn write_params(
         "timings_ms": timings,
         "report": report,
     });
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     serde_json::to_writer_pretty(&mut f, &doc)?;
     writeln!(f)?;
     Ok(())

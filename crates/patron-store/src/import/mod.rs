@@ -18,9 +18,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::analytics::TOUCHED_STAGE;
 use crate::customers::{record_change, upsert_consent};
 use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
 use crate::users::Actor;
 use crate::{audit, values, Result, Store, StoreError};
@@ -50,10 +50,7 @@ impl std::str::FromStr for ImportKind {
             "contacts" => Ok(ImportKind::Contacts),
             "orders" => Ok(ImportKind::Orders),
             "interactions" => Ok(ImportKind::Interactions),
-            _ => Err(StoreError::invalid(
-                "kind",
-                format!("kind must be customers, contacts, orders or interactions, not {s:?}"),
-            )),
+            _ => Err(StoreError::invalid("kind", format!("kind must be customers, contacts, orders or interactions, not {s:?}"))),
         }
     }
 }
@@ -102,15 +99,7 @@ pub struct ImportOptions {
 impl ImportOptions {
     /// Defaults for `kind` and `file_name`.
     pub fn new(kind: ImportKind, file_name: impl Into<String>) -> Self {
-        ImportOptions {
-            kind,
-            file_name: file_name.into(),
-            encoding: None,
-            format: None,
-            mappings: Vec::new(),
-            skip_invalid: false,
-            dry_run: false,
-        }
+        ImportOptions { kind, file_name: file_name.into(), encoding: None, format: None, mappings: Vec::new(), skip_invalid: false, dry_run: false }
     }
 }
 
@@ -129,12 +118,7 @@ pub struct Rejection {
 
 impl Rejection {
     fn whole(row: u64, reason: &str) -> Rejection {
-        Rejection {
-            row,
-            column: String::new(),
-            value: String::new(),
-            reason: reason.to_owned(),
-        }
+        Rejection { row, column: String::new(), value: String::new(), reason: reason.to_owned() }
     }
 }
 
@@ -186,12 +170,7 @@ impl Rejections {
     }
     fn field(&mut self, row: u64, field: usize, value: &str, reason: String) {
         let column = self.names.get(field).cloned().unwrap_or_default();
-        self.add(Rejection {
-            row,
-            column,
-            value: value.to_owned(),
-            reason,
-        });
+        self.add(Rejection { row, column, value: value.to_owned(), reason });
     }
 }
 
@@ -216,11 +195,7 @@ impl Row<'_> {
             }
         }
     }
-    fn parse<T>(
-        &mut self,
-        i: usize,
-        f: impl Fn(&str) -> std::result::Result<T, String>,
-    ) -> Option<T> {
+    fn parse<T>(&mut self, i: usize, f: impl Fn(&str) -> std::result::Result<T, String>) -> Option<T> {
         let v = self.rec.values[i].as_deref()?;
         match f(v) {
             Ok(t) => Some(t),
@@ -249,22 +224,9 @@ impl Store {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<ImportReport> {
         let (reader, encoding) = source::decode(input, opts.encoding)?;
-        let format = opts
-            .format
-            .unwrap_or_else(|| Format::from_file_name(&opts.file_name));
-        let mut src = Source::open(
-            reader,
-            format,
-            opts.kind.spec(),
-            &opts.mappings,
-            opts.kind == ImportKind::Customers,
-        )?;
-        let mut rej = Rejections {
-            names: src.source_names(),
-            list: Vec::new(),
-            count: 0,
-            rows: HashSet::new(),
-        };
+        let format = opts.format.unwrap_or_else(|| Format::from_file_name(&opts.file_name));
+        let mut src = Source::open(reader, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
+        let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
         let now = self.now();
         let mut tx = self.db.begin().await?;
         let mut counts = Counts::default();
@@ -275,9 +237,7 @@ impl Store {
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
         if opts.kind == ImportKind::Orders {
-            rows_read = loader
-                .load_order_file(&mut tx, src, opts, &mut rej, &mut counts, progress)
-                .await?;
+            rows_read = loader.load_order_file(&mut tx, src, opts, &mut rej, &mut counts, progress).await?;
         } else {
             loop {
                 let next = src.next()?;
@@ -297,9 +257,7 @@ impl Store {
                     rej.names = src.source_names();
                 }
                 if batch.len() >= BATCH || (done && !batch.is_empty()) {
-                    loader
-                        .load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts)
-                        .await?;
+                    loader.load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts).await?;
                     progress(rows_read);
                 }
                 if done {
@@ -309,9 +267,7 @@ impl Store {
         }
         let loaded = started.elapsed();
         let committed = !opts.dry_run && (rej.count == 0 || opts.skip_invalid);
-        loader
-            .finish(&mut tx, &mut rej, &mut counts, committed)
-            .await?;
+        loader.finish(&mut tx, &mut rej, &mut counts, committed).await?;
         progress(rows_read);
         let finished = started.elapsed();
         // The customers' referrer check in `finish` may reject rows: decide again.
@@ -347,20 +303,8 @@ impl Store {
                 .bind(report.rejected as i64),
             )
             .await?;
-            let detail = format!(
-                "file_rows={} created={} updated={} rejected={}",
-                rows_read, counts.created, counts.updated, report.rejected
-            );
-            audit::record(
-                &mut tx,
-                now,
-                &actor.key,
-                "import",
-                opts.kind.as_str(),
-                None,
-                Some(detail),
-            )
-            .await?;
+            let detail = format!("file_rows={} created={} updated={} rejected={}", rows_read, counts.created, counts.updated, report.rejected);
+            audit::record(&mut tx, now, &actor.key, "import", opts.kind.as_str(), None, Some(detail)).await?;
             tx.commit().await?;
         } else {
             tx.rollback().await?;
@@ -498,8 +442,7 @@ impl Loader {
     async fn prepare(&mut self, tx: &mut Tx) -> Result<()> {
         match self.kind {
             ImportKind::Customers => {
-                let users: Vec<(String, i64)> =
-                    tx.fetch_all(query("SELECT email, id FROM users")).await?;
+                let users: Vec<(String, i64)> = tx.fetch_all(query("SELECT email, id FROM users")).await?;
                 self.owners = users.into_iter().collect();
             }
             ImportKind::Orders => ORDER_STAGE.create(tx).await?,
@@ -513,10 +456,7 @@ impl Loader {
     fn first_time(&mut self, row: &mut Row<'_>, field: usize, ext: &str) -> bool {
         match self.seen.get(ext) {
             Some(first) => {
-                row.reject(
-                    field,
-                    format!("duplicate id in this file (first at row {first})"),
-                );
+                row.reject(field, format!("duplicate id in this file (first at row {first})"));
                 false
             }
             None => {
@@ -527,11 +467,7 @@ impl Loader {
     }
 
     /// Resolves customer external ids for a batch (cached), one query per batch for the misses.
-    async fn resolve_customers(
-        &mut self,
-        tx: &mut Tx,
-        ids: impl Iterator<Item = String>,
-    ) -> Result<()> {
+    async fn resolve_customers(&mut self, tx: &mut Tx, ids: impl Iterator<Item = String>) -> Result<()> {
         let missing: Vec<String> = {
             let mut m: Vec<String> = ids.filter(|i| !self.customers.contains_key(i)).collect();
             m.sort();
@@ -543,12 +479,7 @@ impl Loader {
             tx.engine().json_strings(1)
         );
         for chunk in missing.chunks(20_000) {
-            let list = serde_json::Value::Array(
-                chunk
-                    .iter()
-                    .map(|id| serde_json::Value::String(id.clone()))
-                    .collect(),
-            );
+            let list = serde_json::Value::Array(chunk.iter().map(|id| serde_json::Value::String(id.clone())).collect());
             let found: Vec<(String, i64)> = tx.fetch_all(query(sql.clone()).bind(list)).await?;
             self.customers.extend(found);
         }
@@ -559,43 +490,26 @@ impl Loader {
         Ok(())
     }
 
-    async fn load(
-        &mut self,
-        tx: &mut Tx,
-        batch: Vec<Record>,
-        rej: &mut Rejections,
-        counts: &mut Counts,
-    ) -> Result<()> {
+    async fn load(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
         match self.kind {
             ImportKind::Customers => self.load_customers(tx, batch, rej, counts).await,
             ImportKind::Contacts => self.load_contacts(tx, batch, rej, counts).await,
             // Orders stream through `load_order_file`.
-            ImportKind::Orders => Err(StoreError::Internal(
-                "orders are not loaded in batches".into(),
-            )),
+            ImportKind::Orders => Err(StoreError::Internal("orders are not loaded in batches".into())),
             ImportKind::Interactions => self.load_interactions(tx, batch, rej, counts).await,
         }
     }
 
     /// Work deferred to the end of the file. `will_commit`: the transaction is to be committed
     /// (the summaries of touched customers are refreshed only then).
-    async fn finish(
-        &mut self,
-        tx: &mut Tx,
-        rej: &mut Rejections,
-        counts: &mut Counts,
-        will_commit: bool,
-    ) -> Result<()> {
+    async fn finish(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts, will_commit: bool) -> Result<()> {
         match self.kind {
             ImportKind::Customers => self.finish_referrals(tx, rej, counts).await,
             ImportKind::Orders => {
                 ORDER_STAGE.drop_table(tx).await?;
                 if will_commit && !self.touched.is_empty() {
                     let touched = std::mem::take(&mut self.touched);
-                    let ids: Vec<Vec<Arg>> = touched
-                        .into_iter()
-                        .map(|id| vec![Arg::I64(Some(id))])
-                        .collect();
+                    let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
                     crate::analytics::refresh_touched(tx, self.now).await?;
@@ -612,21 +526,11 @@ impl Loader {
 
     // ---- interactions ---------------------------------------------------------------------
 
-    async fn load_interactions(
-        &mut self,
-        tx: &mut Tx,
-        batch: Vec<Record>,
-        rej: &mut Rejections,
-        counts: &mut Counts,
-    ) -> Result<()> {
+    async fn load_interactions(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
         use fields::interaction as f;
         let mut valid = Vec::with_capacity(batch.len());
         for rec in &batch {
-            let mut r = Row {
-                rec,
-                rej: &mut *rej,
-                ok: true,
-            };
+            let mut r = Row { rec, rej: &mut *rej, ok: true };
             let external_id = r.required(f::EXTERNAL_ID);
             let customer = r.required(f::CUSTOMER_ID);
             let kind = r.parse(f::KIND, values::parse_interaction_kind);
@@ -637,34 +541,18 @@ impl Loader {
             if rec.values[f::OCCURRED_AT].is_none() {
                 r.required(f::OCCURRED_AT);
             }
-            let ok = r.ok
-                && !external_id.is_empty()
-                && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
+            let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
             if let (true, Some(kind), Some(at)) = (ok && r.ok, kind, at) {
-                valid.push((
-                    rec.row,
-                    external_id,
-                    customer,
-                    kind,
-                    r.text(f::CHANNEL),
-                    at,
-                    r.text(f::PAYLOAD),
-                ));
+                valid.push((rec.row, external_id, customer, kind, r.text(f::CHANNEL), at, r.text(f::PAYLOAD)));
             }
         }
-        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone()))
-            .await?;
+        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone())).await?;
         let mut staged = Vec::with_capacity(valid.len());
         let mut customer_ids = Vec::with_capacity(valid.len());
         for (row, ext, customer, kind, channel, at, payload) in valid {
             let Some(&customer_id) = self.customers.get(&customer) else {
                 let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection {
-                    row,
-                    column,
-                    value: customer,
-                    reason: "unknown customer (import customers first)".into(),
-                });
+                rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
                 continue;
             };
             customer_ids.push(customer_id);
@@ -699,16 +587,8 @@ impl Loader {
             }
             moved += 1;
             let column = rej.names[f::EXTERNAL_ID].clone();
-            rej.add(Rejection {
-                row: row_no as u64,
-                column,
-                value: ext,
-                reason: "this interaction id belongs to another customer".into(),
-            });
-            tx.execute(
-                query("DELETE FROM patron_stage_interactions WHERE row_no = $1").bind(row_no),
-            )
-            .await?;
+            rej.add(Rejection { row: row_no as u64, column, value: ext, reason: "this interaction id belongs to another customer".into() });
+            tx.execute(query("DELETE FROM patron_stage_interactions WHERE row_no = $1").bind(row_no)).await?;
         }
         let staged_n = staged_n - moved;
         // As for orders: with the privilege, the customers are locked here and the per-row
@@ -737,21 +617,11 @@ impl Loader {
 
     // ---- contacts -------------------------------------------------------------------------
 
-    async fn load_contacts(
-        &mut self,
-        tx: &mut Tx,
-        batch: Vec<Record>,
-        rej: &mut Rejections,
-        counts: &mut Counts,
-    ) -> Result<()> {
+    async fn load_contacts(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
         use fields::contact as f;
         let mut valid = Vec::new();
         for rec in &batch {
-            let mut r = Row {
-                rec,
-                rej: &mut *rej,
-                ok: true,
-            };
+            let mut r = Row { rec, rej: &mut *rej, ok: true };
             let ext = r.required(f::EXTERNAL_ID);
             let customer = r.required(f::CUSTOMER_ID);
             let name = r.required(f::NAME);
@@ -759,46 +629,22 @@ impl Loader {
             let email = r.parse(f::EMAIL, values::parse_email);
             let ok = r.ok && !ext.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &ext);
             if ok && r.ok {
-                valid.push((
-                    rec.row,
-                    ext,
-                    customer,
-                    name,
-                    r.text(f::ROLE),
-                    mobile,
-                    email,
-                    r.text(f::INTERESTS),
-                    r.text(f::NOTES),
-                ));
+                valid.push((rec.row, ext, customer, name, r.text(f::ROLE), mobile, email, r.text(f::INTERESTS), r.text(f::NOTES)));
             }
         }
-        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone()))
-            .await?;
+        self.resolve_customers(tx, valid.iter().map(|v| v.2.clone())).await?;
         for (row, ext, customer, name, role, mobile, email, interests, notes) in valid {
             let Some(&customer_id) = self.customers.get(&customer) else {
                 let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection {
-                    row,
-                    column,
-                    value: customer,
-                    reason: "unknown customer (import customers first)".into(),
-                });
+                rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
                 continue;
             };
-            let existing: Option<(i64, i64)> = tx
-                .fetch_optional(
-                    query("SELECT id, customer_id FROM contacts WHERE external_id = $1").bind(&ext),
-                )
-                .await?;
+            let existing: Option<(i64, i64)> =
+                tx.fetch_optional(query("SELECT id, customer_id FROM contacts WHERE external_id = $1").bind(&ext)).await?;
             match existing {
                 Some((_, owner)) if owner != customer_id => {
                     let column = rej.names[f::EXTERNAL_ID].clone();
-                    rej.add(Rejection {
-                        row,
-                        column,
-                        value: ext,
-                        reason: "this contact id belongs to another customer".into(),
-                    });
+                    rej.add(Rejection { row, column, value: ext, reason: "this contact id belongs to another customer".into() });
                 }
                 Some((id, _)) => {
                     tx.execute(
@@ -864,30 +710,21 @@ impl Loader {
         let owners = &self.owners;
         let owner_id = r.parse(f::OWNER, |v| {
             let email = v.trim().to_lowercase();
-            owners
-                .get(&email)
-                .copied()
-                .ok_or_else(|| "no user with this email (add the user first)".to_string())
+            owners.get(&email).copied().ok_or_else(|| "no user with this email (add the user first)".to_string())
         });
         let referrer = r.text(f::REFERRER_ID);
         if referrer.is_some() && referrer.as_deref() == Some(external_id.as_str()) {
             r.reject(f::REFERRER_ID, "a customer cannot refer themselves".into());
         }
         let mut consents = Vec::new();
-        for (i, ch) in [
-            (f::CONSENT_SMS, "sms"),
-            (f::CONSENT_EMAIL, "email"),
-            (f::CONSENT_WECHAT, "wechat"),
-        ] {
+        for (i, ch) in [(f::CONSENT_SMS, "sms"), (f::CONSENT_EMAIL, "email"), (f::CONSENT_WECHAT, "wechat")] {
             if let Some(b) = r.parse(i, values::parse_bool) {
                 consents.push((ch, b));
             }
         }
         let tz = self.tz;
         let created_at = r.parse(f::CREATED_AT, |v| values::parse_time(v, tz));
-        let ok = r.ok
-            && !external_id.is_empty()
-            && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
+        let ok = r.ok && !external_id.is_empty() && self.first_time(&mut r, f::EXTERNAL_ID, &external_id);
         if !(ok && r.ok) {
             return None;
         }
@@ -911,46 +748,23 @@ impl Loader {
         })
     }
 
-    async fn load_customers(
-        &mut self,
-        tx: &mut Tx,
-        batch: Vec<Record>,
-        rej: &mut Rejections,
-        counts: &mut Counts,
-    ) -> Result<()> {
-        let valid: Vec<CustomerIn> = batch
-            .iter()
-            .filter_map(|rec| self.validate_customer(rec, rej))
-            .collect();
+    async fn load_customers(&mut self, tx: &mut Tx, batch: Vec<Record>, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
+        let valid: Vec<CustomerIn> = batch.iter().filter_map(|rec| self.validate_customer(rec, rej)).collect();
         if valid.is_empty() {
             return Ok(());
         }
         // The batch's stored customers, then their tags and consents: a query each, the keys
         // bound as one JSON array (numbered parameters cost SQLite quadratic time to bind).
         let engine = tx.engine();
-        let keys = serde_json::Value::Array(
-            valid
-                .iter()
-                .map(|c| serde_json::Value::String(c.external_id.clone()))
-                .collect(),
-        );
+        let keys = serde_json::Value::Array(valid.iter().map(|c| serde_json::Value::String(c.external_id.clone())).collect());
         let q = query(format!(
             "SELECT id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, deleted_at \
              FROM customers WHERE external_id IN ({})",
             engine.json_strings(1)
         ));
         let rows: Vec<ExistingCustomer> = tx.fetch_all(q.bind(keys)).await?;
-        let existing: HashMap<String, ExistingCustomer> = rows
-            .into_iter()
-            .map(|r| (r.external_id.clone(), r))
-            .collect();
-        let live = serde_json::Value::Array(
-            existing
-                .values()
-                .filter(|o| o.deleted_at.is_none())
-                .map(|o| o.id.into())
-                .collect(),
-        );
+        let existing: HashMap<String, ExistingCustomer> = rows.into_iter().map(|r| (r.external_id.clone(), r)).collect();
+        let live = serde_json::Value::Array(existing.values().filter(|o| o.deleted_at.is_none()).map(|o| o.id.into()).collect());
         let mut old_tags: HashMap<i64, Vec<String>> = HashMap::new();
         let mut old_consents: HashMap<i64, Vec<(String, bool)>> = HashMap::new();
         if live.as_array().is_some_and(|ids| !ids.is_empty()) {
@@ -969,18 +783,12 @@ impl Loader {
         let mut fresh = Vec::new();
         for c in valid {
             if let Some(r) = &c.referrer {
-                self.referrals
-                    .push((c.row, c.external_id.clone(), r.clone()));
+                self.referrals.push((c.row, c.external_id.clone(), r.clone()));
             }
             match existing.get(&c.external_id) {
                 Some(old) if old.deleted_at.is_some() => {
                     let column = rej.names[fields::customer::EXTERNAL_ID].clone();
-                    rej.add(Rejection {
-                        row: c.row,
-                        column,
-                        value: c.external_id.clone(),
-                        reason: "this customer was deleted".into(),
-                    });
+                    rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason: "this customer was deleted".into() });
                 }
                 Some(old) => {
                     let tags = old_tags.remove(&old.id).unwrap_or_default();
@@ -1009,11 +817,8 @@ impl Loader {
             // Collects the arguments, in the order of the VALUES list.
             let mut q = query(String::new());
             for c in chunk {
-                let attrs: serde_json::Map<String, serde_json::Value> = c
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
+                let attrs: serde_json::Map<String, serde_json::Value> =
+                    c.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
                 q.push(c.external_id.as_str());
                 q.push(c.kind);
                 q.push(c.name.as_str());
@@ -1039,16 +844,9 @@ impl Loader {
             }
             let q = insert;
             // RETURNING gives no promise of order: match the ids by external id.
-            let ids: HashMap<String, i64> = tx
-                .fetch_all::<(i64, String)>(q)
-                .await?
-                .into_iter()
-                .map(|(id, ext)| (ext, id))
-                .collect();
+            let ids: HashMap<String, i64> = tx.fetch_all::<(i64, String)>(q).await?.into_iter().map(|(id, ext)| (ext, id)).collect();
             for c in chunk {
-                let id = *ids.get(&c.external_id).ok_or_else(|| {
-                    StoreError::Internal(format!("no id returned for {}", c.external_id))
-                })?;
+                let id = *ids.get(&c.external_id).ok_or_else(|| StoreError::Internal(format!("no id returned for {}", c.external_id)))?;
                 self.customers.insert(c.external_id.clone(), id);
                 tags.extend(c.tags.iter().flatten().map(|t| (id, t.as_str())));
                 consents.extend(c.consents.iter().map(|(ch, granted)| (id, *ch, *granted)));
@@ -1057,13 +855,10 @@ impl Loader {
         // Tags and consents refer only to the customers just inserted by this transaction,
         // which nobody else can see, let alone delete: PostgreSQL's per-row foreign-key
         // triggers (a third of the customers import) check nothing here.
-        let triggers_off =
-            !(tags.is_empty() && consents.is_empty()) && tx.fk_triggers(false).await?;
+        let triggers_off = !(tags.is_empty() && consents.is_empty()) && tx.fk_triggers(false).await?;
         for chunk in tags.chunks(tag_rows) {
             let values = engine.values_rows(chunk.len(), 2);
-            let mut q = query(format!(
-                "INSERT INTO customer_tags (customer_id, tag) VALUES {values}"
-            ));
+            let mut q = query(format!("INSERT INTO customer_tags (customer_id, tag) VALUES {values}"));
             for (id, tag) in chunk {
                 q.push(*id);
                 q.push(*tag);
@@ -1107,13 +902,7 @@ impl Loader {
         diff("kind", Some(old.kind.clone()), Some(c.kind.to_owned()));
         diff("name", Some(old.name.clone()), Some(c.name.clone()));
         // Columns absent from the file (None) keep their value; present ones replace it.
-        let keep = |o: &Option<String>, n: &Option<String>| {
-            if n.is_some() {
-                n.clone()
-            } else {
-                o.clone()
-            }
-        };
+        let keep = |o: &Option<String>, n: &Option<String>| if n.is_some() { n.clone() } else { o.clone() };
         let mobile = keep(&old.mobile, &c.mobile);
         let email = keep(&old.email, &c.email);
         let wechat = keep(&old.wechat_id, &c.wechat_id);
@@ -1125,25 +914,13 @@ impl Loader {
         diff("email", old.email.clone(), email.clone());
         diff("wechat_id", old.wechat_id.clone(), wechat.clone());
         diff("gender", old.gender.clone(), gender.clone());
-        diff(
-            "birthday",
-            old.birthday.map(|d| d.to_string()),
-            birthday.map(|d| d.to_string()),
-        );
+        diff("birthday", old.birthday.map(|d| d.to_string()), birthday.map(|d| d.to_string()));
         diff("city", old.city.clone(), city.clone());
-        diff(
-            "owner_id",
-            old.owner_id.map(|v| v.to_string()),
-            owner_id.map(|v| v.to_string()),
-        );
+        diff("owner_id", old.owner_id.map(|v| v.to_string()), owner_id.map(|v| v.to_string()));
         let mut attrs = old.attributes.0.clone();
         if let Some(obj) = attrs.as_object_mut() {
             for (k, v) in &c.attributes {
-                let before = obj.get(k).map(|x| {
-                    x.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| x.to_string())
-                });
+                let before = obj.get(k).map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()));
                 if before.as_deref() != Some(v.as_str()) {
                     diff(&format!("attr.{k}"), before, Some(v.clone()));
                     obj.insert(k.clone(), serde_json::Value::String(v.clone()));
@@ -1152,21 +929,13 @@ impl Loader {
         }
         let tags_changed = c.tags.as_ref().is_some_and(|t| *t != old_tags);
         if tags_changed {
-            diff(
-                "tags",
-                Some(old_tags.join(";")),
-                c.tags.as_ref().map(|t| t.join(";")),
-            );
+            diff("tags", Some(old_tags.join(";")), c.tags.as_ref().map(|t| t.join(";")));
         }
         let mut consent_changes = Vec::new();
         for (ch, granted) in &c.consents {
             let before = old_consents.iter().find(|(x, _)| x == ch).map(|(_, g)| *g);
             if before != Some(*granted) {
-                diff(
-                    &format!("consent.{ch}"),
-                    before.map(|b| b.to_string()),
-                    Some(granted.to_string()),
-                );
+                diff(&format!("consent.{ch}"), before.map(|b| b.to_string()), Some(granted.to_string()));
                 consent_changes.push((*ch, *granted));
             }
         }
@@ -1207,17 +976,9 @@ impl Loader {
     }
 
     /// Sets referrers once every customer of the file exists, so a referrer may come later in the file.
-    async fn finish_referrals(
-        &mut self,
-        tx: &mut Tx,
-        rej: &mut Rejections,
-        _counts: &mut Counts,
-    ) -> Result<()> {
+    async fn finish_referrals(&mut self, tx: &mut Tx, rej: &mut Rejections, _counts: &mut Counts) -> Result<()> {
         let referrals = std::mem::take(&mut self.referrals);
-        let ids: Vec<String> = referrals
-            .iter()
-            .flat_map(|(_, c, r)| [c.clone(), r.clone()])
-            .collect();
+        let ids: Vec<String> = referrals.iter().flat_map(|(_, c, r)| [c.clone(), r.clone()]).collect();
         self.resolve_customers(tx, ids.into_iter()).await?;
         let mut links: Vec<(i64, i64)> = Vec::with_capacity(referrals.len());
         for (row, customer, referrer) in referrals {
@@ -1308,11 +1069,9 @@ static REFERRAL_STAGE: Stage = Stage {
 pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
-    w.write_record(["row", "column", "value", "reason"])
-        .map_err(io)?;
+    w.write_record(["row", "column", "value", "reason"]).map_err(io)?;
     for r in rejections {
-        w.write_record([r.row.to_string().as_str(), &r.column, &r.value, &r.reason])
-            .map_err(io)?;
+        w.write_record([r.row.to_string().as_str(), &r.column, &r.value, &r.reason]).map_err(io)?;
     }
     w.flush()?;
     Ok(())
@@ -1328,10 +1087,7 @@ pub(super) async fn lock_keys(
     ids: impl Iterator<Item = i64>,
     locked: &mut foldhash::HashSet<(&'static str, i64)>,
 ) -> Result<()> {
-    let new: Vec<serde_json::Value> = ids
-        .filter(|&id| locked.insert((table, id)))
-        .map(serde_json::Value::from)
-        .collect();
+    let new: Vec<serde_json::Value> = ids.filter(|&id| locked.insert((table, id))).map(serde_json::Value::from).collect();
     if new.is_empty() {
         return Ok(());
     }
@@ -1340,14 +1096,9 @@ pub(super) async fn lock_keys(
         "SELECT COUNT(*) FROM (SELECT id FROM {table} WHERE id IN ({}) FOR KEY SHARE) AS locked",
         tx.engine().json_ints(1)
     );
-    let (found,): (i64,) = tx
-        .fetch_one(query(sql).bind(serde_json::Value::Array(new)))
-        .await?;
+    let (found,): (i64,) = tx.fetch_one(query(sql).bind(serde_json::Value::Array(new))).await?;
     if found != wanted {
-        return Err(StoreError::Conflict(format!(
-            "{} {table} referenced by this file were deleted during the import",
-            wanted - found
-        )));
+        return Err(StoreError::Conflict(format!("{} {table} referenced by this file were deleted during the import", wanted - found)));
     }
     Ok(())
 }

@@ -25,37 +25,14 @@ const DISCOUNT: usize = 5;
 const PROMO: usize = 6;
 
 const fn f(name: &'static str, aliases: &'static [&'static str], required: bool) -> FieldSpec {
-    FieldSpec {
-        name,
-        aliases,
-        required,
-    }
+    FieldSpec { name, aliases, required }
 }
 
 /// The fields of an analysis orders file.
 pub static ORDER_FILE_SPEC: [FieldSpec; 7] = [
-    f(
-        "customer_id",
-        &["客户编号", "客户id", "会员编号", "customer", "cust_id"],
-        true,
-    ),
-    f(
-        "date",
-        &[
-            "ordered_at",
-            "order_date",
-            "下单时间",
-            "订单时间",
-            "日期",
-            "purchase_date",
-        ],
-        true,
-    ),
-    f(
-        "amount",
-        &["金额", "实付金额", "订单金额", "total", "spend", "sales"],
-        true,
-    ),
+    f("customer_id", &["客户编号", "客户id", "会员编号", "customer", "cust_id"], true),
+    f("date", &["ordered_at", "order_date", "下单时间", "订单时间", "日期", "purchase_date"], true),
+    f("amount", &["金额", "实付金额", "订单金额", "total", "spend", "sales"], true),
     f("status", &["状态", "订单状态"], false),
     f("category", &["品类", "类别"], false),
     f("discount", &["优惠", "优惠金额"], false),
@@ -115,19 +92,9 @@ struct FieldError {
 type DayCache = HashMap<[u8; 10], i32>;
 
 /// Parses one row's fields (`None` = empty or absent) with the import's parsers.
-fn parse_row<'a>(
-    v: &[Option<&'a str>; 7],
-    tz: chrono_tz::Tz,
-    days: &mut DayCache,
-) -> std::result::Result<Parsed<'a>, Vec<FieldError>> {
+fn parse_row<'a>(v: &[Option<&'a str>; 7], tz: chrono_tz::Tz, days: &mut DayCache) -> std::result::Result<Parsed<'a>, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let mut fail = |field: usize, value: &str, reason: String| {
-        errors.push(FieldError {
-            field,
-            value: value.to_owned(),
-            reason,
-        })
-    };
+    let mut fail = |field: usize, value: &str, reason: String| errors.push(FieldError { field, value: value.to_owned(), reason });
     for field in [CUSTOMER_ID, DATE, AMOUNT] {
         if v[field].is_none() {
             fail(field, "", "required".into());
@@ -136,11 +103,7 @@ fn parse_row<'a>(
     let day = v[DATE].and_then(|t| fast_day(t, tz, days).map_err(|e| fail(DATE, t, e)).ok());
     let amount = v[AMOUNT].and_then(|t| match values::parse_money(t) {
         Ok(a) if a < 0 => {
-            fail(
-                AMOUNT,
-                t,
-                "must not be negative (leave refunds out or give them a status)".into(),
-            );
+            fail(AMOUNT, t, "must not be negative (leave refunds out or give them a status)".into());
             None
         }
         Ok(a) => Some(a),
@@ -149,25 +112,9 @@ fn parse_row<'a>(
             None
         }
     });
-    let status = v[STATUS].map(|t| {
-        values::parse_order_status(t)
-            .map_err(|e| fail(STATUS, t, e))
-            .unwrap_or("completed")
-    });
-    let discount = v[DISCOUNT]
-        .map(|t| {
-            values::parse_money(t)
-                .map_err(|e| fail(DISCOUNT, t, e))
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    let promo = v[PROMO]
-        .map(|t| {
-            values::parse_bool(t)
-                .map_err(|e| fail(PROMO, t, e))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false);
+    let status = v[STATUS].map(|t| values::parse_order_status(t).map_err(|e| fail(STATUS, t, e)).unwrap_or("completed"));
+    let discount = v[DISCOUNT].map(|t| values::parse_money(t).map_err(|e| fail(DISCOUNT, t, e)).unwrap_or(0)).unwrap_or(0);
+    let promo = v[PROMO].map(|t| values::parse_bool(t).map_err(|e| fail(PROMO, t, e)).unwrap_or(false)).unwrap_or(false);
     match (errors.is_empty(), v[CUSTOMER_ID], day, amount) {
         (true, Some(customer), Some(day), Some(amount)) => Ok(Parsed {
             customer,
@@ -236,9 +183,7 @@ impl HashInterner {
             Entry::Vacant(e) => {
                 e.insert(next);
             }
-            Entry::Occupied(e) if self.names[*e.get() as usize] == name.as_ref() => {
-                return *e.get()
-            }
+            Entry::Occupied(e) if self.names[*e.get() as usize] == name.as_ref() => return *e.get(),
             Entry::Occupied(_) => match self.collided.get(name.as_ref()) {
                 Some(i) => return *i,
                 None => {
@@ -316,8 +261,7 @@ impl Cols {
         self.day.push(p.day);
         self.amount.push(p.amount);
         if self.keep_category {
-            self.category
-                .push(p.category.map_or(NO_CATEGORY, |c| categories.id(c)));
+            self.category.push(p.category.map_or(NO_CATEGORY, |c| categories.id(c)));
         }
         self.has_category |= p.category.is_some();
         self.has_flags |= p.has_flags;
@@ -358,25 +302,16 @@ struct Builder {
 
 impl Builder {
     fn new(cols: Cols) -> Builder {
-        Builder {
-            out: OrderFile::default(),
-            cols,
-            customers: HashInterner::default(),
-            categories: HashInterner::default(),
-        }
+        Builder { out: OrderFile::default(), cols, customers: HashInterner::default(), categories: HashInterner::default() }
     }
 
     /// Adds a parsed row (the JSON-lines path; CSV goes by pieces).
     fn push(&mut self, p: &Parsed<'_>) {
         let c = &mut self.cols;
-        c.customer
-            .push(self.customers.id(name_hash(p.customer), p.customer));
+        c.customer.push(self.customers.id(name_hash(p.customer), p.customer));
         c.day.push(p.day);
         c.amount.push(p.amount);
-        c.category.push(
-            p.category
-                .map_or(NO_CATEGORY, |v| self.categories.id(name_hash(v), v)),
-        );
+        c.category.push(p.category.map_or(NO_CATEGORY, |v| self.categories.id(name_hash(v), v)));
         c.has_category |= p.category.is_some();
         c.has_flags |= p.has_flags;
         c.full_price.push(p.full_price);
@@ -387,27 +322,14 @@ impl Builder {
     /// file's order of first appearance — and the file-wide map is consulted once per distinct
     /// customer of a piece rather than once per row.
     fn push_piece(&mut self, piece: &mut Piece) {
-        let customers: Vec<u32> = std::mem::take(&mut piece.customers)
-            .into_iter()
-            .map(|(h, c)| self.customers.id(h, c))
-            .collect();
-        let categories: Vec<u32> = std::mem::take(&mut piece.categories)
-            .into_iter()
-            .map(|(h, c)| self.categories.id(h, c))
-            .collect();
+        let customers: Vec<u32> = std::mem::take(&mut piece.customers).into_iter().map(|(h, c)| self.customers.id(h, c)).collect();
+        let categories: Vec<u32> = std::mem::take(&mut piece.categories).into_iter().map(|(h, c)| self.categories.id(h, c)).collect();
         self.out.rows_skipped += piece.skipped;
         let (to, from) = (&mut self.cols, &piece.cols);
-        to.customer
-            .extend(from.customer.iter().map(|&c| customers[c as usize]));
+        to.customer.extend(from.customer.iter().map(|&c| customers[c as usize]));
         to.day.extend_from_slice(&from.day);
         to.amount.extend_from_slice(&from.amount);
-        to.category.extend(from.category.iter().map(|&c| {
-            if c == NO_CATEGORY {
-                c
-            } else {
-                categories[c as usize]
-            }
-        }));
+        to.category.extend(from.category.iter().map(|&c| if c == NO_CATEGORY { c } else { categories[c as usize] }));
         to.full_price.extend_from_slice(&from.full_price);
         to.has_category |= from.has_category;
         to.has_flags |= from.has_flags;
@@ -437,12 +359,7 @@ impl Builder {
 /// Reads an analysis orders file. `Err` for file-level problems (unreadable, missing columns);
 /// row-level problems are in [`OrderFile::rejections`] — the caller decides whether to go on.
 /// CSV is parsed in parallel blocks; JSON lines go through the import's record reader.
-pub fn read_order_file(
-    input: Box<dyn Read + Send>,
-    file_name: &str,
-    opts: &OrderFileOptions,
-    progress: &dyn Fn(u64),
-) -> Result<OrderFile> {
+pub fn read_order_file(input: Box<dyn Read + Send>, file_name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
     let (reader, encoding) = source::decode(input, opts.encoding)?;
     let mut out = match Format::from_file_name(file_name) {
         Format::Csv => read_csv(reader, opts, progress, BLOCK)?,
@@ -487,25 +404,9 @@ pub fn read_order_bytes(
     Ok(Some(out))
 }
 
-fn read_records(
-    reader: Box<dyn Read + Send>,
-    opts: &OrderFileOptions,
-    progress: &dyn Fn(u64),
-) -> Result<OrderFile> {
-    let mut src = Source::open_with(
-        reader,
-        Format::Jsonl,
-        &ORDER_FILE_SPEC,
-        &opts.mappings,
-        false,
-        true,
-    )?;
-    let mut rej = Rejections {
-        names: src.source_names(),
-        list: Vec::new(),
-        count: 0,
-        rows: Default::default(),
-    };
+fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
+    let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+    let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
     // Any record may carry any field.
     let mut b = Builder::new(Cols::new(0, true, true));
     let mut days = DayCache::default();
@@ -542,12 +443,7 @@ const BLOCK: usize = 16 << 20;
 
 /// The CSV fast path: blocks cut at record boundaries (newlines outside quotes), each split into
 /// pieces parsed in parallel, merged in file order so customers are numbered as they appear.
-fn read_csv(
-    mut reader: Box<dyn Read + Send>,
-    opts: &OrderFileOptions,
-    progress: &dyn Fn(u64),
-    block_size: usize,
-) -> Result<OrderFile> {
+fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize) -> Result<OrderFile> {
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
     let eof = fill(&mut reader, &mut buf, block_size)?;
     let layout = CsvLayout::from_header(&buf, eof, block_size, opts)?;
@@ -566,13 +462,7 @@ fn read_csv(
 
 /// [`read_csv`] over bytes already in memory (a mapped file): the blocks are slices of `bytes`,
 /// so nothing is copied before parsing.
-fn read_csv_bytes(
-    bytes: &[u8],
-    opts: &OrderFileOptions,
-    progress: &dyn Fn(u64),
-    block_size: usize,
-    parsed: &dyn Fn(&[u8]),
-) -> Result<OrderFile> {
+fn read_csv_bytes(bytes: &[u8], opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize, parsed: &dyn Fn(&[u8])) -> Result<OrderFile> {
     use rayon::prelude::*;
     let head = &bytes[..bytes.len().min(block_size)];
     let layout = CsvLayout::from_header(head, head.len() == bytes.len(), block_size, opts)?;
@@ -580,9 +470,7 @@ fn read_csv_bytes(
     // Whether the whole file is plain lines (no quote, no CR), scanned once on all cores: then
     // blocks are cut at their last newline and pieces split at newlines without scanning each
     // block for quotes again on one core (two serial scans of the file).
-    let plain = rest
-        .par_chunks(1 << 20)
-        .all(|c| memchr::memchr2(b'"', b'\r', c).is_none());
+    let plain = rest.par_chunks(1 << 20).all(|c| memchr::memchr2(b'"', b'\r', c).is_none());
     let blocks = std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -628,40 +516,19 @@ struct CsvLayout {
 impl CsvLayout {
     /// Reads the header row at the start of `buf` (the first `block_size` bytes of the input, or
     /// all of it when `eof`).
-    fn from_header(
-        buf: &[u8],
-        eof: bool,
-        block_size: usize,
-        opts: &OrderFileOptions,
-    ) -> Result<CsvLayout> {
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(buf);
-        let h = r
-            .headers()
-            .map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?
-            .clone();
+    fn from_header(buf: &[u8], eof: bool, block_size: usize, opts: &OrderFileOptions) -> Result<CsvLayout> {
+        let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf);
+        let h = r.headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?.clone();
         let header_end = r.position().byte() as usize;
         let headers: Vec<String> = h.iter().map(str::to_owned).collect();
         if headers.iter().all(|h| h.trim().is_empty()) {
-            return Err(StoreError::File(
-                "the file is empty or has no header row".into(),
-            ));
+            return Err(StoreError::File("the file is empty or has no header row".into()));
         }
         if !eof && header_end >= buf.len() {
-            return Err(StoreError::File(format!(
-                "the header row is longer than {block_size} bytes"
-            )));
+            return Err(StoreError::File(format!("the header row is longer than {block_size} bytes")));
         }
-        let columns =
-            Columns::resolve_with(&headers, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
-        Ok(CsvLayout {
-            positions: columns.positions(),
-            names: columns.source_names.clone(),
-            width: headers.len(),
-            header_end,
-        })
+        let columns = Columns::resolve_with(&headers, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+        Ok(CsvLayout { positions: columns.positions(), names: columns.source_names.clone(), width: headers.len(), header_end })
     }
 }
 
@@ -679,16 +546,9 @@ fn parse_blocks<B: AsRef<[u8]>>(
     mut done: impl FnMut(B),
 ) -> Result<OrderFile> {
     use rayon::prelude::*;
-    let CsvLayout {
-        positions, width, ..
-    } = layout;
+    let CsvLayout { positions, width, .. } = layout;
     let (positions, width) = (positions.as_slice(), *width);
-    let mut rej = Rejections {
-        names: layout.names.clone(),
-        list: Vec::new(),
-        count: 0,
-        rows: Default::default(),
-    };
+    let mut rej = Rejections { names: layout.names.clone(), list: Vec::new(), count: 0, rows: Default::default() };
     // Records before the current block, plus the header row: the spreadsheet row of a record.
     let mut rows_before: u64 = 1;
     let pieces_per_block = rayon::current_num_threads().max(1) * 4;
@@ -725,20 +585,13 @@ fn parse_blocks<B: AsRef<[u8]>>(
             };
             let bytes = block.as_ref();
             let bounds = split_points(bytes, pieces_per_block, plain);
-            let mut parsed: Vec<Piece> = bounds
-                .par_windows(2)
-                .map(|w| parse_piece(&bytes[w[0]..w[1]], positions, width, opts.tz, pool, plain))
-                .collect();
+            let mut parsed: Vec<Piece> =
+                bounds.par_windows(2).map(|w| parse_piece(&bytes[w[0]..w[1]], positions, width, opts.tz, pool, plain)).collect();
             for piece in &mut parsed {
                 for (local, e) in std::mem::take(&mut piece.errors) {
                     let row = rows_before + local;
                     match e.field {
-                        usize::MAX => rej.add(Rejection {
-                            row,
-                            column: String::new(),
-                            value: String::new(),
-                            reason: e.reason,
-                        }),
+                        usize::MAX => rej.add(Rejection { row, column: String::new(), value: String::new(), reason: e.reason }),
                         f => rej.field(row, f, &e.value, e.reason),
                     }
                 }
@@ -751,9 +604,7 @@ fn parse_blocks<B: AsRef<[u8]>>(
             done(block);
         }
         drop(piece_tx);
-        let mut b = merger
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let mut b = merger.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         if let Some(e) = failed {
             return Err(e);
         }
@@ -781,11 +632,7 @@ fn read_blocks(
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
-        let cut = if eof {
-            buf.len()
-        } else {
-            record_boundary(&buf)
-        };
+        let cut = if eof { buf.len() } else { record_boundary(&buf) };
         if cut == 0 && !eof {
             // No record ends in this block: read more.
             match fill(&mut reader, &mut buf, block_size) {
@@ -801,16 +648,11 @@ fn read_blocks(
             }
             continue;
         }
-        let mut next = free
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(block_size * 2));
+        let mut next = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(block_size * 2));
         next.clear();
         next.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
-        if out
-            .send(BlockMsg::Block(std::mem::replace(&mut buf, next)))
-            .is_err()
-        {
+        if out.send(BlockMsg::Block(std::mem::replace(&mut buf, next))).is_err() {
             return; // the parser stopped
         }
         if eof && buf.is_empty() {
@@ -915,15 +757,7 @@ struct PieceState {
 
 impl Piece {
     /// Checks and adds one record of `len` fields (`field(i)` = the i-th field's bytes).
-    fn record<'r>(
-        &mut self,
-        st: &mut PieceState,
-        len: usize,
-        field: impl Fn(usize) -> Option<&'r [u8]>,
-        positions: &[Option<usize>],
-        width: usize,
-        tz: chrono_tz::Tz,
-    ) {
+    fn record<'r>(&mut self, st: &mut PieceState, len: usize, field: impl Fn(usize) -> Option<&'r [u8]>, positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz) {
         self.records += 1;
         // A blank line is not a record.
         if len == 1 && field(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
@@ -931,17 +765,8 @@ impl Piece {
             return;
         }
         if len != width {
-            let reason = format!(
-                "expected {width} fields, found {len} (an unquoted comma or a missing quote?)"
-            );
-            self.errors.push((
-                self.records,
-                FieldError {
-                    field: usize::MAX,
-                    value: String::new(),
-                    reason,
-                },
-            ));
+            let reason = format!("expected {width} fields, found {len} (an unquoted comma or a missing quote?)");
+            self.errors.push((self.records, FieldError { field: usize::MAX, value: String::new(), reason }));
             return;
         }
         let mut bad_utf8 = None;
@@ -957,14 +782,7 @@ impl Piece {
         });
         if let Some(f) = bad_utf8 {
             let reason = "not valid UTF-8 (is the file GB18030? try --encoding gb18030)".to_owned();
-            self.errors.push((
-                self.records,
-                FieldError {
-                    field: f,
-                    value: String::new(),
-                    reason,
-                },
-            ));
+            self.errors.push((self.records, FieldError { field: f, value: String::new(), reason }));
             return;
         }
         match parse_row(&v, tz, &mut st.days) {
@@ -981,27 +799,15 @@ impl Piece {
 /// Whether a piece can be split at newlines and commas alone: no quotes, and every carriage
 /// return is part of a CRLF (a lone CR ends a record for a CSV reader).
 fn plain_lines(bytes: &[u8]) -> bool {
-    memchr::memchr(b'"', bytes).is_none()
-        && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
+    memchr::memchr(b'"', bytes).is_none() && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
 }
 
 /// Parses one piece of a block (whole records). `plain`: the piece is known to hold no quote
 /// and no CR (else it is checked here).
-fn parse_piece(
-    bytes: &[u8],
-    positions: &[Option<usize>],
-    width: usize,
-    tz: chrono_tz::Tz,
-    pool: &ColsPool,
-    plain: bool,
-) -> Piece {
+fn parse_piece(bytes: &[u8], positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz, pool: &ColsPool, plain: bool) -> Piece {
     let mut piece = Piece {
         records: 0,
-        cols: pool.take(
-            bytes.len() / 24,
-            positions[CATEGORY].is_some(),
-            positions[DISCOUNT].is_some() || positions[PROMO].is_some(),
-        ),
+        cols: pool.take(bytes.len() / 24, positions[CATEGORY].is_some(), positions[DISCOUNT].is_some() || positions[PROMO].is_some()),
         customers: Vec::new(),
         categories: Vec::new(),
         skipped: 0,
@@ -1014,8 +820,7 @@ fn parse_piece(
         let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
         let mut fast = FastLines::new(positions, width);
         let mut start = 0;
-        let ends = memchr::memchr_iter(b'\n', bytes)
-            .chain((bytes.last() != Some(&b'\n')).then_some(bytes.len()));
+        let ends = memchr::memchr_iter(b'\n', bytes).chain((bytes.last() != Some(&b'\n')).then_some(bytes.len()));
         for end in ends {
             let mut line = &bytes[start..end];
             start = end + 1;
@@ -1033,20 +838,10 @@ fn parse_piece(
             }
             fields.clear();
             fields.extend(line.split(|&c| c == b','));
-            piece.record(
-                &mut st,
-                fields.len(),
-                |i| fields.get(i).copied(),
-                positions,
-                width,
-                tz,
-            );
+            piece.record(&mut st, fields.len(), |i| fields.get(i).copied(), positions, width, tz);
         }
     } else {
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(bytes);
+        let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
         let mut rec = csv::ByteRecord::new();
         loop {
             match r.read_byte_record(&mut rec) {
@@ -1054,14 +849,7 @@ fn parse_piece(
                 Ok(true) => {}
                 Err(e) => {
                     piece.records += 1;
-                    piece.errors.push((
-                        piece.records,
-                        FieldError {
-                            field: usize::MAX,
-                            value: String::new(),
-                            reason: e.to_string(),
-                        },
-                    ));
+                    piece.errors.push((piece.records, FieldError { field: usize::MAX, value: String::new(), reason: e.to_string() }));
                     continue;
                 }
             }
@@ -1096,11 +884,7 @@ impl<'a> FastLines<'a> {
         if positions[STATUS..].iter().any(Option::is_some) {
             return None;
         }
-        let at = [
-            positions[CUSTOMER_ID]?,
-            positions[DATE]?,
-            positions[AMOUNT]?,
-        ];
+        let at = [positions[CUSTOMER_ID]?, positions[DATE]?, positions[AMOUNT]?];
         let mut role = vec![u8::MAX; width];
         for (k, &p) in at.iter().enumerate() {
             *role.get_mut(p)? = k as u8;
@@ -1132,18 +916,12 @@ impl<'a> FastLines<'a> {
         if n != self.width || !plain(customer) {
             return false;
         }
-        let Some(day) = self.day(date) else {
-            return false;
-        };
-        let Some(amount) = values::plain_money(amount) else {
-            return false;
-        };
+        let Some(day) = self.day(date) else { return false };
+        let Some(amount) = values::plain_money(amount) else { return false };
         let customer_id = if customer == self.last_customer {
             self.last_customer_id
         } else {
-            let Ok(name) = std::str::from_utf8(customer) else {
-                return false;
-            };
+            let Ok(name) = std::str::from_utf8(customer) else { return false };
             let id = st.customers.id(name);
             self.last_customer = customer;
             self.last_customer_id = id;
@@ -1161,9 +939,7 @@ impl<'a> FastLines<'a> {
     /// The day of `YYYY-MM-DD`, optionally followed by a clock time (a local time's calendar
     /// day is its date, as in [`fast_day`]); `None` for anything else.
     fn day(&mut self, b: &[u8]) -> Option<i32> {
-        if b.len() < 10
-            || (b.len() > 10 && !((b[10] == b' ' || b[10] == b'T') && is_clock(&b[11..])))
-        {
+        if b.len() < 10 || (b.len() > 10 && !((b[10] == b' ' || b[10] == b'T') && is_clock(&b[11..]))) {
             return None;
         }
         if b[..10] == self.last_date {
@@ -1247,13 +1023,7 @@ const fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
 /// local time's calendar day is its date) and the full parsers for everything else.
 fn fast_day(v: &str, tz: chrono_tz::Tz, cache: &mut DayCache) -> std::result::Result<i32, String> {
     let b = v.as_bytes();
-    let date_like = b.len() >= 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[..10]
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date_like = b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..10].iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if date_like && (b.len() == 10 || ((b[10] == b' ' || b[10] == b'T') && is_clock(&b[11..]))) {
         let mut key = [0u8; 10];
         key.copy_from_slice(&b[..10]);
@@ -1270,22 +1040,14 @@ fn fast_day(v: &str, tz: chrono_tz::Tz, cache: &mut DayCache) -> std::result::Re
 
 /// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fraction`, in range, and nothing else (no offset).
 fn is_clock(b: &[u8]) -> bool {
-    let two = |i: usize, max: u8| {
-        b.get(i..i + 2).is_some_and(|d| {
-            d[0].is_ascii_digit()
-                && d[1].is_ascii_digit()
-                && (d[0] - b'0') * 10 + (d[1] - b'0') <= max
-        })
-    };
+    let two = |i: usize, max: u8| b.get(i..i + 2).is_some_and(|d| d[0].is_ascii_digit() && d[1].is_ascii_digit() && (d[0] - b'0') * 10 + (d[1] - b'0') <= max);
     if !(two(0, 23) && b.get(2) == Some(&b':') && two(3, 59)) {
         return false;
     }
     match b.len() {
         5 => true,
         8 => b[5] == b':' && two(6, 59),
-        n if n > 9 => {
-            b[5] == b':' && two(6, 59) && b[8] == b'.' && b[9..].iter().all(u8::is_ascii_digit)
-        }
+        n if n > 9 => b[5] == b':' && two(6, 59) && b[8] == b'.' && b[9..].iter().all(u8::is_ascii_digit),
         _ => false,
     }
 }
@@ -1297,9 +1059,7 @@ fn parse_day(v: &str, tz: chrono_tz::Tz) -> std::result::Result<i32, String> {
     }
     values::parse_time(v, tz)
         .map(|t| crate::analytics::business_day(t, tz))
-        .map_err(|_| {
-            format!("not a date or time (expected e.g. 2025-03-04 or 2025-03-04 18:23:00): {v:?}")
-        })
+        .map_err(|_| format!("not a date or time (expected e.g. 2025-03-04 or 2025-03-04 18:23:00): {v:?}"))
 }
 
 #[cfg(test)]
@@ -1309,18 +1069,10 @@ mod tests {
     fn read(text: &str, mappings: &[(&str, &str)]) -> Result<OrderFile> {
         let opts = OrderFileOptions {
             encoding: None,
-            mappings: mappings
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+            mappings: mappings.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             tz: chrono_tz::Asia::Shanghai,
         };
-        read_order_file(
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-            "o.csv",
-            &opts,
-            &|_| {},
-        )
+        read_order_file(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), "o.csv", &opts, &|_| {})
     }
 
     #[test]
@@ -1333,9 +1085,7 @@ mod tests {
         assert_eq!(f.rows_read, 3);
         assert_eq!(f.rows_skipped, 1);
         assert_eq!(f.customer_ids, vec!["c1"]);
-        let d = |y, m, d| {
-            patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
-        };
+        let d = |y, m, d| patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap());
         // 17:00Z is already 01:00 on the 2nd in Shanghai.
         assert_eq!(f.orders.day, vec![d(2026, 1, 2), d(2026, 1, 5)]);
         assert_eq!(f.orders.amount_cents, vec![1250, 150]);
@@ -1344,25 +1094,10 @@ mod tests {
 
     #[test]
     fn bad_rows_are_reported_with_row_and_column() {
-        let f = read(
-            "cust,when,value\nc1,2026-13-01,1\nc2,2026-01-01,-3\n,2026-01-01,2\nc3,2026-01-01,x\n",
-            &[
-                ("cust", "customer_id"),
-                ("when", "date"),
-                ("value", "amount"),
-            ],
-        )
-        .unwrap();
+        let f = read("cust,when,value\nc1,2026-13-01,1\nc2,2026-01-01,-3\n,2026-01-01,2\nc3,2026-01-01,x\n", &[("cust", "customer_id"), ("when", "date"), ("value", "amount")]).unwrap();
         assert_eq!(f.rejected, 4);
-        let got: Vec<(u64, &str)> = f
-            .rejections
-            .iter()
-            .map(|r| (r.row, r.column.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![(2, "when"), (3, "value"), (4, "cust"), (5, "value")]
-        );
+        let got: Vec<(u64, &str)> = f.rejections.iter().map(|r| (r.row, r.column.as_str())).collect();
+        assert_eq!(got, vec![(2, "when"), (3, "value"), (4, "cust"), (5, "value")]);
         assert!(f.orders.is_empty());
     }
 
@@ -1377,192 +1112,71 @@ mod tests {
             } else if i == 40_000 {
                 text.push_str("c40000,2026-01-01,oops,x\n");
             } else {
-                text.push_str(&format!(
-                    "c{},2026-01-{:02} 10:{:02}:00,{}.50,n\n",
-                    i % 977,
-                    i % 28 + 1,
-                    i % 60,
-                    i % 90
-                ));
+                text.push_str(&format!("c{},2026-01-{:02} 10:{:02}:00,{}.50,n\n", i % 977, i % 28 + 1, i % 60, i % 90));
             }
         }
         let f = read(&text, &[]).unwrap();
         // The same through many small blocks (records cut across block ends).
-        let opts = OrderFileOptions {
-            encoding: None,
-            mappings: Vec::new(),
-            tz: chrono_tz::Asia::Shanghai,
-        };
-        let small = read_csv(
-            Box::new(std::io::Cursor::new(text.clone().into_bytes())),
-            &opts,
-            &|_| {},
-            4096,
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                small.rows_read,
-                small.rejected,
-                &small.orders,
-                &small.customer_ids
-            ),
-            (f.rows_read, f.rejected, &f.orders, &f.customer_ids)
-        );
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let small = read_csv(Box::new(std::io::Cursor::new(text.clone().into_bytes())), &opts, &|_| {}, 4096).unwrap();
+        assert_eq!((small.rows_read, small.rejected, &small.orders, &small.customer_ids), (f.rows_read, f.rejected, &f.orders, &f.customer_ids));
         assert_eq!(small.rejections[0].row, 40_002);
         assert_eq!(f.rows_read, 50_000);
         assert_eq!(f.rejected, 1);
-        assert_eq!(
-            (f.rejections[0].row, f.rejections[0].column.as_str()),
-            (40_002, "amount")
-        );
+        assert_eq!((f.rejections[0].row, f.rejections[0].column.as_str()), (40_002, "amount"));
         assert_eq!(f.orders.len(), 49_999);
-        assert_eq!(
-            f.customer_ids[..3],
-            ["c0".to_string(), "c1".into(), "c2".into()]
-        );
+        assert_eq!(f.customer_ids[..3], ["c0".to_string(), "c1".into(), "c2".into()]);
         assert_eq!(f.orders.amount_cents[123], 100);
         // A file without quotes takes the memchr path; small blocks must read it the same.
         let unquoted = text.replace("\"line one\nline, two\"", "plain");
         let whole = read(&unquoted, &[]).unwrap();
-        let blocks = read_csv(
-            Box::new(std::io::Cursor::new(unquoted.into_bytes())),
-            &opts,
-            &|_| {},
-            1000,
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                blocks.rows_read,
-                blocks.rejected,
-                &blocks.orders,
-                &blocks.customer_ids
-            ),
-            (
-                whole.rows_read,
-                whole.rejected,
-                &whole.orders,
-                &whole.customer_ids
-            )
-        );
-        assert_eq!(
-            (whole.rows_read, whole.orders.len(), whole.rejections[0].row),
-            (50_000, 49_999, 40_002)
-        );
+        let blocks = read_csv(Box::new(std::io::Cursor::new(unquoted.into_bytes())), &opts, &|_| {}, 1000).unwrap();
+        assert_eq!((blocks.rows_read, blocks.rejected, &blocks.orders, &blocks.customer_ids), (whole.rows_read, whole.rejected, &whole.orders, &whole.customer_ids));
+        assert_eq!((whole.rows_read, whole.orders.len(), whole.rejections[0].row), (50_000, 49_999, 40_002));
     }
 
     #[test]
     fn bytes_in_memory_read_like_the_stream() {
         // The mapped-file path cuts its blocks out of the bytes; with quotes, small blocks, a BOM
         // or no final newline it must give what the streaming reader gives.
-        let opts = OrderFileOptions {
-            encoding: None,
-            mappings: Vec::new(),
-            tz: chrono_tz::Asia::Shanghai,
-        };
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
         let mut text = String::from("customer_id,date,amount,note\n");
         for i in 0..20_000 {
             match i {
                 77 => text.push_str("c77,2026-01-01,1.00,\"a\nlong, quoted\nnote\"\n"),
                 15_000 => text.push_str("c15000,2026-02-30,2.00,x\n"),
-                _ => text.push_str(&format!(
-                    "c{},2026-01-{:02},{}.25,n\n",
-                    i % 501,
-                    i % 28 + 1,
-                    i % 70
-                )),
+                _ => text.push_str(&format!("c{},2026-01-{:02},{}.25,n\n", i % 501, i % 28 + 1, i % 70)),
             }
         }
         for (variant, bytes) in [
             ("quoted", text.clone().into_bytes()),
-            (
-                "unquoted",
-                text.replace("\"a\nlong, quoted\nnote\"", "plain")
-                    .into_bytes(),
-            ),
-            (
-                "bom, no final newline",
-                [&b"\xEF\xBB\xBF"[..], text.trim_end().as_bytes()].concat(),
-            ),
+            ("unquoted", text.replace("\"a\nlong, quoted\nnote\"", "plain").into_bytes()),
+            ("bom, no final newline", [&b"\xEF\xBB\xBF"[..], text.trim_end().as_bytes()].concat()),
         ] {
-            let stream = read_order_file(
-                Box::new(std::io::Cursor::new(bytes.clone())),
-                "o.csv",
-                &opts,
-                &|_| {},
-            )
-            .unwrap();
+            let stream = read_order_file(Box::new(std::io::Cursor::new(bytes.clone())), "o.csv", &opts, &|_| {}).unwrap();
             for block in [300, 4096, BLOCK] {
-                let start = if bytes.starts_with(b"\xEF\xBB\xBF") {
-                    3
-                } else {
-                    0
-                };
+                let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
                 let mem = read_csv_bytes(&bytes[start..], &opts, &|_| {}, block, &|_| {}).unwrap();
-                let got = (
-                    mem.rows_read,
-                    mem.rejected,
-                    &mem.orders,
-                    &mem.customer_ids,
-                    mem.rejections.first().map(|r| r.row),
-                );
-                let want = (
-                    stream.rows_read,
-                    stream.rejected,
-                    &stream.orders,
-                    &stream.customer_ids,
-                    stream.rejections.first().map(|r| r.row),
-                );
+                let got = (mem.rows_read, mem.rejected, &mem.orders, &mem.customer_ids, mem.rejections.first().map(|r| r.row));
+                let want = (stream.rows_read, stream.rejected, &stream.orders, &stream.customer_ids, stream.rejections.first().map(|r| r.row));
                 assert_eq!(got, want, "{variant}, blocks of {block}");
             }
             // Every byte after the header is reported parsed once, in order, to the end.
             let ranges = std::sync::Mutex::new(Vec::new());
-            let mem = read_order_bytes(&bytes, "o.csv", &opts, &|_| {}, &|r| {
-                ranges.lock().unwrap().push(r)
-            })
-            .unwrap()
-            .unwrap();
+            let mem = read_order_bytes(&bytes, "o.csv", &opts, &|_| {}, &|r| ranges.lock().unwrap().push(r)).unwrap().unwrap();
             let ranges = ranges.into_inner().unwrap();
-            assert!(
-                ranges.first().is_some_and(|r| r.start > 0),
-                "{variant}: starts after the header"
-            );
-            assert!(
-                ranges.windows(2).all(|w| w[0].end == w[1].start),
-                "{variant}: contiguous"
-            );
+            assert!(ranges.first().is_some_and(|r| r.start > 0), "{variant}: starts after the header");
+            assert!(ranges.windows(2).all(|w| w[0].end == w[1].start), "{variant}: contiguous");
             assert_eq!(ranges.last().map(|r| r.end), Some(bytes.len()), "{variant}");
-            assert_eq!(
-                (mem.rows_read, mem.rejected, mem.orders.len()),
-                (20_000, 1, 19_999),
-                "{variant}"
-            );
+            assert_eq!((mem.rows_read, mem.rejected, mem.orders.len()), (20_000, 1, 19_999), "{variant}");
             assert_eq!(mem.rejections[0].row, 15_002, "{variant}");
         }
         // What the in-memory path does not take, it hands back to the streaming reader.
-        let gbk = encoding_rs::GB18030
-            .encode("客户,日期,金额\n张三,2026-01-01,1.00\n")
-            .0
-            .into_owned();
-        assert!(read_order_bytes(&gbk, "o.csv", &opts, &|_| {}, &|_| {})
-            .unwrap()
-            .is_none());
-        assert!(
-            read_order_bytes(text.as_bytes(), "o.jsonl", &opts, &|_| {}, &|_| {})
-                .unwrap()
-                .is_none()
-        );
+        let gbk = encoding_rs::GB18030.encode("客户,日期,金额\n张三,2026-01-01,1.00\n").0.into_owned();
+        assert!(read_order_bytes(&gbk, "o.csv", &opts, &|_| {}, &|_| {}).unwrap().is_none());
+        assert!(read_order_bytes(text.as_bytes(), "o.jsonl", &opts, &|_| {}, &|_| {}).unwrap().is_none());
         // A header-only file and an empty one are read, or refused, as the stream does.
-        let header_only = read_order_bytes(
-            b"customer_id,date,amount\n",
-            "o.csv",
-            &opts,
-            &|_| {},
-            &|_| {},
-        )
-        .unwrap()
-        .unwrap();
+        let header_only = read_order_bytes(b"customer_id,date,amount\n", "o.csv", &opts, &|_| {}, &|_| {}).unwrap().unwrap();
         assert_eq!((header_only.rows_read, header_only.orders.len()), (0, 0));
         assert!(read_order_bytes(b"", "o.csv", &opts, &|_| {}, &|_| {}).is_err());
     }
@@ -1579,24 +1193,11 @@ mod tests {
             }
             text.push_str(&format!("{c},2026-02-01,1,cat{}\n", i % 5));
         }
-        let opts = OrderFileOptions {
-            encoding: None,
-            mappings: Vec::new(),
-            tz: chrono_tz::Asia::Shanghai,
-        };
-        let f = read_csv(
-            Box::new(std::io::Cursor::new(text.into_bytes())),
-            &opts,
-            &|_| {},
-            2048,
-        )
-        .unwrap();
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
+        let f = read_csv(Box::new(std::io::Cursor::new(text.into_bytes())), &opts, &|_| {}, 2048).unwrap();
         assert_eq!(f.customer_ids, expect);
         for (o, &c) in f.orders.customer.iter().enumerate() {
-            assert_eq!(
-                f.customer_ids[c as usize],
-                format!("k{}", ((o as u32).wrapping_mul(7919)) % 3_001)
-            );
+            assert_eq!(f.customer_ids[c as usize], format!("k{}", ((o as u32).wrapping_mul(7919)) % 3_001));
         }
         assert_eq!(f.orders.category[..6], [0, 1, 2, 3, 4, 0]);
     }
@@ -1605,24 +1206,10 @@ mod tests {
     fn day_fast_path_agrees_with_the_full_parser() {
         let tz = chrono_tz::Asia::Shanghai;
         let mut cache = DayCache::default();
-        for v in [
-            "2026-03-04",
-            "2026-03-04 23:59",
-            "2026-03-04 23:59:59",
-            "2026-03-04T00:00:00.123",
-            "2026-03-04T20:00:00Z",
-            "2026-03-04 10:00:00+02:00",
-            "2026/03/04",
-            "20260304",
-        ] {
+        for v in ["2026-03-04", "2026-03-04 23:59", "2026-03-04 23:59:59", "2026-03-04T00:00:00.123", "2026-03-04T20:00:00Z", "2026-03-04 10:00:00+02:00", "2026/03/04", "20260304"] {
             assert_eq!(fast_day(v, tz, &mut cache), parse_day(v, tz), "{v}");
         }
-        for v in [
-            "2026-03-04 24:00",
-            "2026-13-04",
-            "2026-03-04 10:00 garbage",
-            "２０２６-03-04",
-        ] {
+        for v in ["2026-03-04 24:00", "2026-13-04", "2026-03-04 10:00 garbage", "２０２６-03-04"] {
             assert!(fast_day(v, tz, &mut cache).is_err(), "{v}");
         }
     }
@@ -1635,58 +1222,26 @@ mod tests {
         while date < end {
             use chrono::Datelike;
             let expect = Some(patron_analytics::day_number(date));
-            assert_eq!(
-                civil_day(date.year(), date.month(), date.day()),
-                expect,
-                "{date}"
-            );
-            assert_eq!(
-                month_day(date.year(), date.month(), date.day()),
-                expect,
-                "{date} (table)"
-            );
+            assert_eq!(civil_day(date.year(), date.month(), date.day()), expect, "{date}");
+            assert_eq!(month_day(date.year(), date.month(), date.day()), expect, "{date} (table)");
             date = date.succ_opt().unwrap();
         }
         for (y, m, d) in [(1, 1, 1), (400, 2, 29), (9999, 12, 31), (1969, 12, 31)] {
             let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
             assert_eq!(civil_day(y, m, d), Some(patron_analytics::day_number(date)));
         }
-        for (y, m, d) in [
-            (2026, 2, 29),
-            (1900, 2, 29),
-            (2026, 4, 31),
-            (2026, 0, 1),
-            (2026, 13, 1),
-            (2026, 1, 0),
-            (0, 1, 1),
-            (2199, 12, 32),
-            (1900, 1, 0),
-        ] {
+        for (y, m, d) in [(2026, 2, 29), (1900, 2, 29), (2026, 4, 31), (2026, 0, 1), (2026, 13, 1), (2026, 1, 0), (0, 1, 1), (2199, 12, 32), (1900, 1, 0)] {
             assert_eq!(civil_day(y, m, d), None, "{y}-{m}-{d}");
             assert_eq!(month_day(y, m, d), None, "{y}-{m}-{d} (table)");
         }
         // A line the shortcut reads gives the same order as the general path.
         let tz = chrono_tz::Asia::Shanghai;
         let mut cache = DayCache::default();
-        let mut fast =
-            FastLines::new(&[Some(0), Some(1), Some(2), None, None, None, None], 3).unwrap();
+        let mut fast = FastLines::new(&[Some(0), Some(1), Some(2), None, None, None, None], 3).unwrap();
         for v in ["2024-02-29", "2026-03-04 23:59:59", "2000-01-01T00:00"] {
-            assert_eq!(
-                fast.day(v.as_bytes()),
-                fast_day(v, tz, &mut cache).ok(),
-                "{v}"
-            );
+            assert_eq!(fast.day(v.as_bytes()), fast_day(v, tz, &mut cache).ok(), "{v}");
         }
-        for v in [
-            "2026-02-29",
-            "2026-03-04Z",
-            "2026/03/04",
-            " 2026-03-04",
-            "2026-03-04 24:00",
-            "2026-03-00",
-            "2026-04-31",
-            "9999-12-32",
-        ] {
+        for v in ["2026-02-29", "2026-03-04Z", "2026/03/04", " 2026-03-04", "2026-03-04 24:00", "2026-03-00", "2026-04-31", "9999-12-32"] {
             assert_eq!(fast.day(v.as_bytes()), None, "{v}");
         }
         // Every day of a few years, in and out of order (the previous date is cached).
@@ -1694,11 +1249,7 @@ mod tests {
         while date < chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap() {
             for d in [date, date - chrono::Days::new(40), date] {
                 let v = d.format("%Y-%m-%d").to_string();
-                assert_eq!(
-                    fast.day(v.as_bytes()),
-                    Some(patron_analytics::day_number(d)),
-                    "{v}"
-                );
+                assert_eq!(fast.day(v.as_bytes()), Some(patron_analytics::day_number(d)), "{v}");
             }
             date = date.succ_opt().unwrap();
         }
@@ -1719,18 +1270,9 @@ mod tests {
         }
         let mut text = String::from("customer_id,date,amount\n");
         for i in 0..20_000 {
-            text.push_str(&format!(
-                "c{},2026-01-{:02},{}.25\n",
-                i / 7,
-                i % 28 + 1,
-                i % 50
-            ));
+            text.push_str(&format!("c{},2026-01-{:02},{}.25\n", i / 7, i % 28 + 1, i % 50));
         }
-        let opts = OrderFileOptions {
-            encoding: None,
-            mappings: Vec::new(),
-            tz: chrono_tz::Asia::Shanghai,
-        };
+        let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
         let reader = FailAfter(std::io::Cursor::new(text.into_bytes()), 200_000);
         let err = read_csv(Box::new(reader), &opts, &|_| {}, 8192).unwrap_err();
         assert!(err.to_string().contains("disk on fire"), "{err}");
@@ -1739,9 +1281,6 @@ mod tests {
     #[test]
     fn missing_columns_are_a_file_error() {
         let err = read("customer_id,amount\nc1,1\n", &[]).unwrap_err();
-        assert!(
-            err.to_string().contains("missing required column \"date\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("missing required column \"date\""), "{err}");
     }
 }
