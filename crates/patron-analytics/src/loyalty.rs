@@ -316,10 +316,7 @@ pub fn loyalty(
 
 /// Mean of the present values, `None` if none is present.
 fn mean_of<const N: usize>(parts: [Option<f64>; N]) -> Option<f64> {
-    let (sum, count) = parts
-        .into_iter()
-        .flatten()
-        .fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    let (sum, count) = parts.into_iter().flatten().fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
     (count > 0).then(|| sum / f64::from(count))
 }
 

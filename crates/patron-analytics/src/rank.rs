@@ -94,11 +94,7 @@ impl Ranks {
             let bits = v.to_bits();
             bits ^ ((((bits as i64) >> 63) as u64) >> 1) ^ (1 << 63)
         };
-        let mut order: Vec<(u64, u32)> = values
-            .par_iter()
-            .enumerate()
-            .map(|(i, &v)| (key(v), i as u32))
-            .collect();
+        let mut order: Vec<(u64, u32)> = values.par_iter().enumerate().map(|(i, &v)| (key(v), i as u32)).collect();
         order.par_sort_unstable();
         let mut below = vec![0u32; n];
         let mut equal = vec![0u32; n];
@@ -164,27 +160,11 @@ mod tests {
 
     #[test]
     fn integer_keys_order_like_total_cmp() {
-        let mut values = vec![
-            -f64::INFINITY,
-            -1e300,
-            -2.5,
-            -0.0,
-            0.0,
-            1e-300,
-            2.5,
-            7.0,
-            f64::INFINITY,
-            3.0,
-            -3.0,
-        ];
+        let mut values = vec![-f64::INFINITY, -1e300, -2.5, -0.0, 0.0, 1e-300, 2.5, 7.0, f64::INFINITY, 3.0, -3.0];
         let r = Ranks::new(&values);
         values.sort_by(f64::total_cmp);
         let sorted = Ranks::new(&values);
-        assert_eq!(
-            sorted.below,
-            (0..values.len() as u32).collect::<Vec<_>>(),
-            "-0 and 0 differ, as in total_cmp"
-        );
+        assert_eq!(sorted.below, (0..values.len() as u32).collect::<Vec<_>>(), "-0 and 0 differ, as in total_cmp");
         assert_eq!(r.below.iter().filter(|&&b| b == 0).count(), 1);
     }
 
