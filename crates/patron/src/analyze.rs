@@ -305,12 +305,17 @@ fn create_replacing(
         return Ok((std::fs::File::create(path)?, None));
     };
     match std::fs::File::create(path) {
-        Ok(file) => Ok((
-            file,
-            Some(std::thread::spawn(move || {
-                drop(std::fs::remove_file(&aside))
-            })),
-        )),
+        Ok(file) => {
+            // Without a thread (none to be had), the old file is deleted here.
+            let deleting = std::thread::Builder::new().spawn({
+                let aside = aside.clone();
+                move || drop(std::fs::remove_file(aside))
+            });
+            if deleting.is_err() {
+                let _ = std::fs::remove_file(&aside);
+            }
+            Ok((file, deleting.ok()))
+        }
         Err(e) => {
             // Put the old file back: nothing was written.
             let _ = std::fs::rename(&aside, path);
