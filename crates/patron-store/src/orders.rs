@@ -1,8 +1,6 @@
 //! Orders with their lines, created one at a time or in batches, idempotent by external id, and
 //! the product/category catalogue they refer to.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -128,11 +126,12 @@ pub struct Upserted {
     pub created: bool,
 }
 
-/// Caches catalogue ids by name for one transaction, adding unknown names.
+/// Caches catalogue ids by name for one transaction, adding unknown names. Looked up twice per
+/// imported order, so hashed with foldhash rather than SipHash.
 #[derive(Default)]
 pub(crate) struct Catalog {
-    categories: HashMap<String, i64>,
-    products: HashMap<String, i64>,
+    categories: foldhash::HashMap<String, i64>,
+    products: foldhash::HashMap<String, i64>,
 }
 
 impl Catalog {
