@@ -114,6 +114,31 @@ impl Ranks {
         Ranks { below, equal }
     }
 
+    /// [`Ranks::quantile_score`] of every value, without ranking them all when they are not
+    /// counted: the score is 1 + how many of the `groups − 1` cuts the value passes, and it passes
+    /// cut s when the k-th smallest value (k = ⌈s·n / groups⌉) is below it — a selection per cut
+    /// (linear) instead of a sort of every value.
+    pub(crate) fn quantile_scores(values: &[f64], groups: usize) -> Vec<u8> {
+        if let Some(ranks) = Ranks::by_counting(values) {
+            return (0..values.len()).into_par_iter().map(|i| ranks.quantile_score(i, groups)).collect();
+        }
+        let n = values.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut scratch = values.to_vec();
+        let cuts: Vec<f64> = (1..groups)
+            .map(|s| {
+                let k = (s * n).div_ceil(groups).max(1);
+                *scratch.select_nth_unstable_by(k - 1, f64::total_cmp).1
+            })
+            .collect();
+        values
+            .par_iter()
+            .map(|v| 1 + cuts.iter().filter(|c| c.total_cmp(v).is_lt()).count() as u8)
+            .collect()
+    }
+
     /// Number of ranked values.
     pub(crate) fn len(&self) -> usize {
         self.below.len()
@@ -208,6 +233,30 @@ mod tests {
         // −0 alone (recency 0 negated) is counted like any other value.
         let r = Ranks::new(&[-0.0, -3.0, -0.0]);
         assert_eq!((r.below, r.equal), (vec![1, 0, 1], vec![2, 1, 2]));
+    }
+
+    /// Scores by selections equal scores by ranks (the definition), with ties, −0/+0, and
+    /// values too spread out to be counted.
+    #[test]
+    fn quantile_scores_follow_the_ranks() {
+        let mut seed = 3u64;
+        let mut next = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        assert!(Ranks::quantile_scores(&[], 5).is_empty());
+        for (n, spread) in [(1usize, 2u64), (4, 3), (11, 5), (997, 40), (5000, 1 << 40)] {
+            let values: Vec<f64> = (0..n)
+                .map(|i| if i % 13 == 0 { -0.0 } else { next(spread) as f64 * 0.5 - (spread / 8) as f64 })
+                .collect();
+            let ranks = Ranks::by_sorting(&values);
+            for groups in [2, 5, 10] {
+                let want: Vec<u8> = (0..n).map(|i| ranks.quantile_score(i, groups)).collect();
+                assert_eq!(Ranks::quantile_scores(&values, groups), want, "n {n}, groups {groups}");
+            }
+        }
     }
 
     #[test]

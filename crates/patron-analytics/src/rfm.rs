@@ -199,9 +199,9 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
         frequency: config.frequency.unwrap_or(mean(sum_f)),
         monetary_cents: config.monetary_cents.unwrap_or(mean(sum_m)),
     };
-    let (r_ranks, (f_ranks, m_ranks)) = rayon::join(
-        || Ranks::new(&r_keys),
-        || rayon::join(|| Ranks::new(&f_keys), || Ranks::new(&m_keys)),
+    let (r_scores, (f_scores, m_scores)) = rayon::join(
+        || Ranks::quantile_scores(&r_keys, 5),
+        || rayon::join(|| Ranks::quantile_scores(&f_keys, 5), || Ranks::quantile_scores(&m_keys, 5)),
     );
 
     let rows: Vec<(u8, u8, u8, Option<RfmClass>)> = (0..n)
@@ -223,9 +223,9 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
                 return (0, 0, 0, Some(class));
             }
             (
-                r_ranks.quantile_score(i, 5),
-                f_ranks.quantile_score(i, 5),
-                m_ranks.quantile_score(i, 5),
+                r_scores[i],
+                f_scores[i],
+                m_scores[i],
                 Some(class),
             )
         })
