@@ -233,13 +233,9 @@ mod tests {
     /// ties sharing the first rank), the definition, on data with many ties, −0 and +0.
     #[test]
     fn tiers_follow_the_rank_definition() {
-        let mut seed = 5u64;
-        let mut next = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut next = move |m: u64| rng.gen_range(0..m);
         for (n, spread) in [
             (1usize, 3u64),
             (7, 2),

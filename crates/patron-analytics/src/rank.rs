@@ -196,13 +196,9 @@ mod tests {
     /// Counting and sorting give the same ranks wherever counting applies.
     #[test]
     fn counting_agrees_with_sorting() {
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut next = move || rng.gen::<u64>();
         let cases: Vec<Vec<f64>> = vec![
             (0..5000).map(|_| (next() % 400) as f64).collect(),
             (0..5000).map(|_| -((next() % 90) as f64)).collect(),
@@ -239,13 +235,9 @@ mod tests {
     /// values too spread out to be counted.
     #[test]
     fn quantile_scores_follow_the_ranks() {
-        let mut seed = 3u64;
-        let mut next = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut next = move |m: u64| rng.gen_range(0..m);
         assert!(Ranks::quantile_scores(&[], 5).is_empty());
         for (n, spread) in [(1usize, 2u64), (4, 3), (11, 5), (997, 40), (5000, 1 << 40)] {
             let values: Vec<f64> = (0..n)

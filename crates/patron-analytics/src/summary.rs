@@ -919,13 +919,9 @@ mod tests {
     /// with customers without orders at the start, in between and at the end.
     #[test]
     fn grouped_and_shuffled_orders_summarise_alike() {
-        let mut seed = 11u64;
-        let mut next = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut next = move |m: u64| rng.gen_range(0..m);
         let n_customers = 60_000;
         let mut rows = Vec::new();
         for c in 1..n_customers - 3 {
