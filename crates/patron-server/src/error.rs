@@ -141,6 +141,17 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     e
 }
 
+/// The parameter a query-string rejection is about: serde_urlencoded's message names it first
+/// ("…: limit: invalid digit found in string") or quotes it ("…: unknown field `sortt`, expected …").
+fn query_field(text: &str) -> Option<String> {
+    let detail = text.split(": ").nth(1)?;
+    if !detail.is_empty() && !detail.contains(' ') {
+        return Some(detail.to_owned());
+    }
+    let quoted = detail.strip_prefix("unknown field `")?;
+    quoted.split('`').next().filter(|f| !f.is_empty()).map(str::to_owned)
+}
+
 /// `Json` whose rejections use the error envelope.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
@@ -168,7 +179,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|r: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
+            .map_err(|r: QueryRejection| {
+                let text = r.body_text();
+                let e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", text.clone());
+                match query_field(&text) {
+                    Some(f) => e.field(f),
+                    None => e,
+                }
+            })
     }
 }
 

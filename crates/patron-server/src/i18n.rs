@@ -269,6 +269,54 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("no_saved_segments", "还没有保存的分群。", "No saved segments yet."),
     ("use_rule", "使用此规则", "Use rule"),
     ("delete", "删除", "Delete"),
+    // ---- stored values shown to people (`v_` + the value; the `term` filter looks them up) ----
+    // order statuses
+    ("v_completed", "已完成", "Completed"),
+    ("v_cancelled", "已取消", "Cancelled"),
+    ("v_refunded", "已退款", "Refunded"),
+    ("v_pending", "待处理", "Pending"),
+    // order, interaction and consent channels (orders may carry any channel; these are the usual)
+    ("v_store", "门店", "Store"),
+    ("v_app", "App", "App"),
+    ("v_wechat", "微信", "WeChat"),
+    ("v_delivery", "外卖", "Delivery"),
+    ("v_web", "网站", "Web"),
+    ("v_phone", "电话", "Phone"),
+    ("v_sms", "短信", "SMS"),
+    ("v_email", "邮件", "Email"),
+    ("v_mail", "信件", "Mail"),
+    // interaction kinds
+    ("v_page_view", "浏览页面", "Page view"),
+    ("v_click", "点击", "Click"),
+    ("v_call", "通话", "Call"),
+    ("v_visit", "到店", "Visit"),
+    ("v_sms_open", "打开短信", "SMS opened"),
+    ("v_email_open", "打开邮件", "Email opened"),
+    ("v_reply", "回复", "Reply"),
+    ("v_event", "活动", "Event"),
+    // where a consent came from
+    ("v_import", "导入", "Import"),
+    ("v_api", "接口", "API"),
+    // timeline entry kinds
+    ("v_order", "订单", "Order"),
+    ("v_interaction", "互动", "Interaction"),
+    ("v_note", "备注", "Note"),
+    ("v_change", "变更", "Change"),
+    // profile history: fields without a label of their own
+    ("v_owner_id", "客户经理", "Account manager"),
+    ("v_referrer_id", "推荐人", "Referred by"),
+    ("v_created", "创建", "Created"),
+    ("v_deleted", "删除", "Deleted"),
+    ("v_consent.sms", "短信许可", "SMS consent"),
+    ("v_consent.email", "邮件许可", "Email consent"),
+    ("v_consent.wechat", "微信许可", "WeChat consent"),
+    ("v_consent.phone", "电话许可", "Phone consent"),
+    ("v_consent.mail", "信件许可", "Mail consent"),
+    ("v_promo", "促销", "promo"),
+    // user roles
+    ("v_admin", "管理员", "Admin"),
+    ("v_manager", "主管", "Manager"),
+    ("v_agent", "客户经理", "Agent"),
 ];
 
 /// The labels of `lang`, keyed by label id.
@@ -285,6 +333,18 @@ pub fn key_label(lang: Lang, prefix: &str, key: &str) -> String {
         .find(|(k, _, _)| *k == id)
         .map(|(_, zh, en)| if lang == Lang::Zh { (*zh).to_owned() } else { (*en).to_owned() })
         .unwrap_or_else(|| key.to_owned())
+}
+
+/// A stored value as people read it: each part of a `" · "`-joined value (`completed · wechat`)
+/// by its `v_` label, else by a field's own label (`mobile` → 手机), else as stored. `label` looks
+/// a key up in the page's labels. Values the data brings (channels, statuses) are open-ended, so
+/// an unknown one stays readable.
+pub fn term(value: &str, label: impl Fn(&str) -> Option<String>) -> String {
+    value
+        .split(" · ")
+        .map(|part| label(&format!("v_{part}")).or_else(|| label(part)).unwrap_or_else(|| part.to_owned()))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// Cents as yuan with thousands separators: `123456` → `¥1,234.56`, `-5` → `-¥0.05`.
@@ -324,6 +384,20 @@ mod tests {
         assert_eq!(yuan(-5), "-¥0.05");
         assert_eq!(yuan_f(1234.4), "¥12.34");
         assert_eq!(yuan_f(f64::NAN), "—");
+    }
+
+    #[test]
+    fn terms_translate_each_known_part_and_keep_the_rest() {
+        let zh = labels(Lang::Zh);
+        let en = labels(Lang::En);
+        let (zh, en) = (|k: &str| zh.get(k).map(|v| v.to_string()), |k: &str| en.get(k).map(|v| v.to_string()));
+        assert_eq!(term("completed · wechat", zh), "已完成 · 微信");
+        assert_eq!(term("sms_open · sms", en), "SMS opened · SMS");
+        assert_eq!(term("mobile", zh), "手机", "a field's own label");
+        assert_eq!(term("consent.sms", zh), "短信许可");
+        assert_eq!(term("refunded · 美团", zh), "已退款 · 美团", "an unknown channel stays as stored");
+        assert_eq!(term("attr.vip_level", zh), "attr.vip_level");
+        assert_eq!(term("", zh), "");
     }
 
     #[test]

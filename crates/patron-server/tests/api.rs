@@ -153,14 +153,21 @@ test_both!(bad_requests_get_clear_4xx_never_5xx, |db: TestDb| async move {
     assert_eq!(s, 400);
     let (s, b) = app.get("/api/v1/customers?limit=0").await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")));
-    let (s, _) = app.get("/api/v1/customers?limit=many").await;
-    assert_eq!(s, 400);
+    let (s, b) = app.get("/api/v1/customers?limit=many").await;
+    assert_eq!((s, error_code(&b).as_str(), b["error"]["field"].as_str()), (400, "invalid_query", Some("limit")));
     let (s, _) = app.get("/api/v1/customers?sort=shoe_size").await;
     assert_eq!(s, 400);
     let (s, _) = app.get("/api/v1/customers?kind=robot").await;
     assert_eq!(s, 400);
-    let (s, _) = app.get("/api/v1/customers?frobnicate=1").await;
-    assert_eq!(s, 400);
+    let (s, b) = app.get("/api/v1/customers?frobnicate=1").await;
+    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("frobnicate")));
+    // Paths outside the API: a page for people, the envelope under /api/.
+    let (s, b) = app.get("/api/v2/customers").await;
+    assert_eq!((s, error_code(&b).as_str()), (404, "not_found"));
+    let r = app.req(reqwest::Method::GET, "/no/such/page").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("没有找到"));
     let (s, _) = app.patch("/api/v1/customers/999999", json!({"city":"x"})).await;
     assert_eq!(s, 404);
     let (s, _) = app.post("/api/v1/customers/999999/notes", json!({"body":"hi"})).await;

@@ -54,7 +54,8 @@ async fn login_search_open_edit_and_see_history() {
     let app = seeded_app().await;
     let b = Browser::start().await;
     login(&b, &app).await;
-    assert!(b.text("#who").await.contains("王经理"));
+    let who = b.text("#who").await;
+    assert!(who.contains("王经理") && who.contains("主管"), "{who}");
     assert!(b.text("#total").await.contains('3'));
     // Lists mask mobile numbers for a manager.
     assert!(b.text("#customer-table").await.contains("138****8000"));
@@ -75,7 +76,12 @@ async fn login_search_open_edit_and_see_history() {
     assert!(b.text("#stat-spend").await.contains("¥356.50"));
     assert_eq!(b.text("#profile-mobile").await, "13800138000", "the 360 shows the full value");
     assert!(b.text("#orders").await.contains("鸳鸯锅"));
-    assert!(b.text("#timeline").await.contains("completed"));
+    // Stored values (status, channel, consent channel, entry kind) read in the page's language.
+    let orders = b.text("#orders").await;
+    assert!(orders.contains("已完成") && orders.contains("门店") && !orders.contains("completed"), "{orders}");
+    let timeline = b.text("#timeline").await;
+    assert!(timeline.contains("订单") && timeline.contains("已完成 · 门店"), "{timeline}");
+    assert!(b.text("#consent").await.contains("短信"));
     b.screenshot(&common::screenshots().join("customer360.png")).await;
 
     // Edit the city and see the change in the history.
@@ -87,7 +93,7 @@ async fn login_search_open_edit_and_see_history() {
     b.type_into("#f-email", "wang.wei@example.com").await;
     b.click("#save-button").await;
     b.wait_text("#profile-city", "苏州").await;
-    let history = b.wait_text("#history-table", "city").await;
+    let history = b.wait_text("#history-table", "城市").await;
     assert!(history.contains("上海") && history.contains("苏州"), "{history}");
     assert!(history.contains("wang.wei@example.com"));
     b.screenshot(&common::screenshots().join("history.png")).await;
@@ -96,6 +102,12 @@ async fn login_search_open_edit_and_see_history() {
     b.type_into("#note-body", "喜欢靠窗的位置").await;
     b.click("#note-button").await;
     b.wait_text("#timeline-list", "喜欢靠窗的位置").await;
+
+    // The same page in English.
+    b.click("#lang-switch").await;
+    let orders = b.wait_text("#orders", "Completed").await;
+    assert!(orders.contains("Store") && orders.contains("App"), "{orders}");
+    assert!(b.text("#history-table").await.contains("City"));
     b.quit().await;
 }
 

@@ -45,7 +45,19 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .merge(analytics::router())
         .merge(segments::router())
         .route("/assets/{file}", get(asset))
+        .fallback(page_not_found)
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Any other path: a page saying so (in the visitor's language) rather than an empty 404, or the
+/// API's JSON envelope under `/api/`.
+async fn page_not_found(State(state): State<AppState>, jar: CookieJar, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /api/v1/openapi.json)").into_response();
+    }
+    let mut res = render(&state, "error.html", Lang::from_jar(&jar), None, context! { title => "not_found", message => "" });
+    *res.status_mut() = StatusCode::NOT_FOUND;
+    res
 }
 
 /// Builds the template environment (templates are compiled into the binary).
@@ -76,6 +88,11 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
     env.add_filter("money", |v: Value| match v.as_i64() {
         Some(cents) => crate::i18n::yuan(cents),
         None => f64::try_from(v).map(crate::i18n::yuan_f).unwrap_or_default(),
+    });
+    // A stored value (status, channel, interaction kind …) in the page's language: `t` is the
+    // page's labels.
+    env.add_filter("term", |v: String, t: Value| {
+        crate::i18n::term(&v, |key| t.get_item(&Value::from(key)).ok().filter(|l| !l.is_undefined() && !l.is_none()).map(|l| l.to_string()))
     });
     env.add_filter("dt", move |v: String| match DateTime::parse_from_rfc3339(&v) {
         Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
