@@ -19,7 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::customers::{record_change, upsert_consent};
-use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::db::{query, Arg, ColType, CopyRows, Engine, Stage, Tx};
 use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
 use crate::users::Actor;
@@ -420,6 +420,8 @@ struct Loader {
     touched: foldhash::HashSet<i64>,
     /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
     locked: foldhash::HashSet<(&'static str, i64)>,
+    /// PostgreSQL: the customer id sequence, for new customers COPYed with reserved ids.
+    customer_ids: IdSequence,
 }
 
 impl Loader {
@@ -436,6 +438,7 @@ impl Loader {
             referrals: Vec::new(),
             touched: Default::default(),
             locked: Default::default(),
+            customer_ids: IdSequence::default(),
         }
     }
 
@@ -805,8 +808,14 @@ impl Loader {
     }
 
     /// Inserts new customers with their tags and consents by multi-row statements (a statement
-    /// per customer, tag and consent made 110,000 customers take a minute).
+    /// per customer, tag and consent made 110,000 customers take a minute); on PostgreSQL by COPY.
     async fn insert_customers(&mut self, tx: &mut Tx, fresh: &[CustomerIn]) -> Result<()> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        if tx.engine() == Engine::Postgres {
+            return self.copy_customers(tx, fresh).await;
+        }
         // Rows per statement: a few thousand parameters (SQLite allows 32,766, PostgreSQL 65,535);
         // each statement is a round trip to the database (on SQLite, to sqlx's worker thread).
         let (rows, tag_rows, consent_rows) = (500, 1000, 1000);
@@ -876,6 +885,67 @@ impl Loader {
                 q.push("import");
             }
             tx.execute(q).await?;
+        }
+        if triggers_off {
+            tx.fk_triggers(true).await?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: new customers, their tags and consents by COPY, with ids reserved from the
+    /// sequence, instead of multi-row inserts with thousands of parameters each to parse and
+    /// bind (110,000 customers: 9.2 → 4.9 s, client CPU 2.2 → 1.1 s).
+    async fn copy_customers(&mut self, tx: &mut Tx, fresh: &[CustomerIn]) -> Result<()> {
+        let ids = self.customer_ids.reserve(tx, "customers", fresh.len()).await?;
+        let (mut customers, mut tags, mut consents) = (CopyRows::new(), CopyRows::new(), CopyRows::new());
+        for (c, &id) in fresh.iter().zip(&ids) {
+            let attrs: serde_json::Map<String, serde_json::Value> =
+                c.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            customers.int(Some(id));
+            customers.text(Some(&c.external_id));
+            customers.text(Some(c.kind));
+            customers.text(Some(&c.name));
+            customers.text(c.mobile.as_deref());
+            customers.text(c.email.as_deref());
+            customers.text(c.wechat_id.as_deref());
+            customers.text(c.gender);
+            customers.text(c.birthday.map(|d| d.format("%Y-%m-%d").to_string()).as_deref());
+            customers.text(c.city.as_deref());
+            customers.text(Some(&serde_json::Value::Object(attrs).to_string()));
+            customers.int(c.owner_id);
+            customers.time(c.created_at.unwrap_or(self.now));
+            customers.time(self.now);
+            customers.end_row();
+            for tag in c.tags.iter().flatten() {
+                tags.int(Some(id));
+                tags.text(Some(tag));
+                tags.end_row();
+            }
+            for (channel, granted) in &c.consents {
+                consents.int(Some(id));
+                consents.text(Some(channel));
+                consents.bool(*granted);
+                consents.time(self.now);
+                consents.text(Some("import"));
+                consents.end_row();
+            }
+            self.customers.insert(c.external_id.clone(), id);
+        }
+        tx.copy_in(
+            "COPY customers (id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, \
+             created_at, updated_at) FROM STDIN",
+            customers.take(),
+        )
+        .await?;
+        // Tags and consents refer only to the customers just inserted by this transaction,
+        // which nobody else can see, let alone delete: PostgreSQL's per-row foreign-key
+        // triggers (a third of the customers import) check nothing here.
+        let triggers_off = (tags.rows() > 0 || consents.rows() > 0) && tx.fk_triggers(false).await?;
+        if tags.rows() > 0 {
+            tx.copy_in("COPY customer_tags (customer_id, tag) FROM STDIN", tags.take()).await?;
+        }
+        if consents.rows() > 0 {
+            tx.copy_in("COPY customer_consents (customer_id, channel, granted, recorded_at, source) FROM STDIN", consents.take()).await?;
         }
         if triggers_off {
             tx.fk_triggers(true).await?;
@@ -1075,6 +1145,36 @@ pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> 
     }
     w.flush()?;
     Ok(())
+}
+
+/// PostgreSQL: a table's id sequence, from which a bulk load reserves the ids of the rows it is
+/// about to COPY (so that it knows them without `RETURNING`).
+#[derive(Default)]
+pub(super) struct IdSequence {
+    /// The sequence's name as an SQL string literal (looked up on first use), so that it
+    /// resolves once per statement rather than once per id.
+    literal: String,
+}
+
+impl IdSequence {
+    /// Reserves `n` new ids of `table`'s `id` column, in one round trip (as one row of text
+    /// rather than a row each).
+    pub(super) async fn reserve(&mut self, tx: &mut Tx, table: &str, n: usize) -> Result<Vec<i64>> {
+        if self.literal.is_empty() {
+            let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence($1, 'id')").bind(table)).await?;
+            self.literal = format!("'{}'", name.replace('\'', "''"));
+        }
+        let sql = format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", self.literal);
+        let (reserved,): (String,) = tx.fetch_one(query(sql).bind(n as i64)).await?;
+        let ids: Vec<i64> = reserved
+            .split(',')
+            .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the {table} id sequence returned {id:?}"))))
+            .collect::<Result<_>>()?;
+        if ids.len() != n {
+            return Err(StoreError::Internal(format!("reserved {} {table} ids for {n} rows", ids.len())));
+        }
+        Ok(ids)
+    }
 }
 
 /// PostgreSQL: locks the rows of `table` with these ids `FOR KEY SHARE`, the lock its foreign-key

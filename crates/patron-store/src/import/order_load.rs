@@ -414,8 +414,8 @@ struct PgState {
     staged: u64,
     /// Foreign keys are kept by this load instead of per-row triggers (see the module docs).
     own_checks: bool,
-    /// The order id sequence as an SQL string literal (looked up on first use).
-    sequence: String,
+    /// The order id sequence.
+    sequence: super::IdSequence,
 }
 
 
@@ -656,21 +656,7 @@ impl Loader {
         let fresh = rows.len() - existing.len();
         counts.created += fresh as u64;
         if write && fresh > 0 {
-            // The reserved ids come back as one row of text rather than a row each.
-            if pg.sequence.is_empty() {
-                let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence('orders', 'id')")).await?;
-                // A literal, so the name resolves once per statement rather than once per id.
-                pg.sequence = format!("'{}'", name.replace('\'', "''"));
-            }
-            let sql = format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", pg.sequence);
-            let (reserved,): (String,) = tx.fetch_one(query(sql).bind(fresh as i64)).await?;
-            let reserved: Vec<i64> = reserved
-                .split(',')
-                .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the order id sequence returned {id:?}"))))
-                .collect::<Result<_>>()?;
-            if reserved.len() != fresh {
-                return Err(StoreError::Internal(format!("reserved {} order ids for {fresh} orders", reserved.len())));
-            }
+            let reserved = pg.sequence.reserve(tx, "orders", fresh).await?;
             let mut orders = CopyRows::new();
             let mut lines = CopyRows::new();
             for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
