@@ -37,12 +37,13 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::source::{Record, Source};
 use super::{fields, ImportOptions, Loader, Rejection, Rejections, Row, ORDER_STAGE};
-use crate::db::{query, CopyRows, Engine, RawStmt, SqliteRaw, Tx};
+use super::bulk::{insert_rows, Cells};
+use crate::db::{query, CopyRows, Engine, SqliteRaw, Tx};
 use crate::{values, Result, StoreError};
 
 use fields::order as f;
@@ -52,9 +53,6 @@ use fields::order as f;
 const CHUNK: usize = 8_192;
 /// Chunks parsed ahead of the writer.
 const AHEAD: usize = 4;
-
-/// Rows per prepared multi-row insert on SQLite (16 columns into the stage: 1,024 parameters).
-const ROWS_PER_INSERT: usize = 64;
 
 const MOVED_REASON: &str = "this order id belongs to another customer";
 
@@ -107,92 +105,6 @@ fn merge_sql(existing: u64) -> (&'static str, &'static str) {
         (INSERT_ORDERS_SQL, INSERT_LINES_SQL)
     } else {
         (MERGE_ORDERS_SQL, MERGE_LINES_SQL)
-    }
-}
-
-/// SQLite: inserts `rows` into `table (columns)` by prepared multi-row statements
-/// ([`ROWS_PER_INSERT`] rows each); `bind` writes one row's cells.
-fn insert_rows<T>(
-    raw: &SqliteRaw<'_>,
-    table: &str,
-    columns: &[&str],
-    rows: &[T],
-    bind: impl for<'s, 'h> Fn(&mut Params<'s, 'h>, &T) -> Result<()>,
-) -> Result<()> {
-    let ncols = columns.len();
-    let insert_sql = |n: usize| {
-        let one = format!("({})", vec!["?"; ncols].join(","));
-        format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), vec![one; n].join(","))
-    };
-    let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
-    if rows.len() >= ROWS_PER_INSERT {
-        let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
-        for group in groups.by_ref() {
-            for (i, r) in group.iter().enumerate() {
-                bind(&mut Params { stmt: &mut many, next: (i * ncols) as i32 + 1 }, r)?;
-            }
-            many.exec()?;
-        }
-    }
-    if !groups.remainder().is_empty() {
-        let mut one = raw.prepare(&insert_sql(1))?;
-        for r in groups.remainder() {
-            bind(&mut Params { stmt: &mut one, next: 1 }, r)?;
-            one.exec()?;
-        }
-    }
-    Ok(())
-}
-
-/// One row's values, written cell by cell into a PostgreSQL COPY buffer or into the parameters
-/// of a prepared SQLite statement, so each table's columns are listed once for both engines.
-trait Cells {
-    fn int(&mut self, v: Option<i64>) -> Result<()>;
-    fn text(&mut self, v: Option<&str>) -> Result<()>;
-    fn time(&mut self, v: DateTime<Utc>) -> Result<()>;
-    fn bool(&mut self, v: bool) -> Result<()>;
-}
-
-impl Cells for CopyRows {
-    fn int(&mut self, v: Option<i64>) -> Result<()> {
-        CopyRows::int(self, v);
-        Ok(())
-    }
-    fn text(&mut self, v: Option<&str>) -> Result<()> {
-        CopyRows::text(self, v);
-        Ok(())
-    }
-    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
-        CopyRows::time(self, v);
-        Ok(())
-    }
-    fn bool(&mut self, v: bool) -> Result<()> {
-        CopyRows::bool(self, v);
-        Ok(())
-    }
-}
-
-/// The parameters of a prepared SQLite statement, from `next` on.
-struct Params<'s, 'h> {
-    stmt: &'s mut RawStmt<'h>,
-    next: i32,
-}
-
-impl Cells for Params<'_, '_> {
-    fn int(&mut self, v: Option<i64>) -> Result<()> {
-        self.next += 1;
-        self.stmt.int(self.next - 1, v)
-    }
-    fn text(&mut self, v: Option<&str>) -> Result<()> {
-        self.next += 1;
-        self.stmt.text(self.next - 1, v)
-    }
-    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
-        // The text form sqlx writes for a `DateTime<Utc>`, so every reader parses it alike.
-        self.text(Some(&v.to_rfc3339_opts(SecondsFormat::AutoSi, false)))
-    }
-    fn bool(&mut self, v: bool) -> Result<()> {
-        self.int(Some(i64::from(v)))
     }
 }
 
@@ -415,7 +327,7 @@ struct PgState {
     /// Foreign keys are kept by this load instead of per-row triggers (see the module docs).
     own_checks: bool,
     /// The order id sequence.
-    sequence: super::IdSequence,
+    sequence: super::bulk::IdSequence,
 }
 
 

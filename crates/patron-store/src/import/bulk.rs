@@ -1,0 +1,163 @@
+//! The bulk write paths both loaders share: one row's cells written once for both engines
+//! ([`Cells`]: a PostgreSQL COPY buffer, or the parameters of a prepared SQLite statement),
+//! prepared multi-row inserts on SQLite, and ids reserved ahead of a PostgreSQL COPY.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::db::{query, CopyRows, Engine, RawStmt, SqliteRaw, Tx};
+use crate::{Result, StoreError};
+
+/// Rows per prepared multi-row insert on SQLite (16 columns into the orders stage: 1,024
+/// parameters).
+pub(super) const ROWS_PER_INSERT: usize = 64;
+
+/// SQLite: inserts `rows` into `table (columns)` by prepared multi-row statements
+/// ([`ROWS_PER_INSERT`] rows each); `bind` writes one row's cells.
+pub(super) fn insert_rows<T>(
+    raw: &SqliteRaw<'_>,
+    table: &str,
+    columns: &[&str],
+    rows: &[T],
+    bind: impl for<'s, 'h> Fn(&mut Params<'s, 'h>, &T) -> Result<()>,
+) -> Result<()> {
+    let ncols = columns.len();
+    let insert_sql = |n: usize| {
+        let one = format!("({})", vec!["?"; ncols].join(","));
+        format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), vec![one; n].join(","))
+    };
+    let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let mut many = raw.prepare(&insert_sql(ROWS_PER_INSERT))?;
+        for group in groups.by_ref() {
+            for (i, r) in group.iter().enumerate() {
+                bind(&mut Params { stmt: &mut many, next: (i * ncols) as i32 + 1 }, r)?;
+            }
+            many.exec()?;
+        }
+    }
+    if !groups.remainder().is_empty() {
+        let mut one = raw.prepare(&insert_sql(1))?;
+        for r in groups.remainder() {
+            bind(&mut Params { stmt: &mut one, next: 1 }, r)?;
+            one.exec()?;
+        }
+    }
+    Ok(())
+}
+
+/// One row's values, written cell by cell into a PostgreSQL COPY buffer or into the parameters
+/// of a prepared SQLite statement, so each table's columns are listed once for both engines.
+pub(super) trait Cells {
+    fn int(&mut self, v: Option<i64>) -> Result<()>;
+    fn text(&mut self, v: Option<&str>) -> Result<()>;
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()>;
+    fn bool(&mut self, v: bool) -> Result<()>;
+}
+
+impl Cells for CopyRows {
+    fn int(&mut self, v: Option<i64>) -> Result<()> {
+        CopyRows::int(self, v);
+        Ok(())
+    }
+    fn text(&mut self, v: Option<&str>) -> Result<()> {
+        CopyRows::text(self, v);
+        Ok(())
+    }
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
+        CopyRows::time(self, v);
+        Ok(())
+    }
+    fn bool(&mut self, v: bool) -> Result<()> {
+        CopyRows::bool(self, v);
+        Ok(())
+    }
+}
+
+/// The parameters of a prepared SQLite statement, from `next` on.
+pub(super) struct Params<'s, 'h> {
+    stmt: &'s mut RawStmt<'h>,
+    next: i32,
+}
+
+impl Cells for Params<'_, '_> {
+    fn int(&mut self, v: Option<i64>) -> Result<()> {
+        self.next += 1;
+        self.stmt.int(self.next - 1, v)
+    }
+    fn text(&mut self, v: Option<&str>) -> Result<()> {
+        self.next += 1;
+        self.stmt.text(self.next - 1, v)
+    }
+    fn time(&mut self, v: DateTime<Utc>) -> Result<()> {
+        // The text form sqlx writes for a `DateTime<Utc>`, so every reader parses it alike.
+        self.text(Some(&v.to_rfc3339_opts(SecondsFormat::AutoSi, false)))
+    }
+    fn bool(&mut self, v: bool) -> Result<()> {
+        self.int(Some(i64::from(v)))
+    }
+}
+
+/// Ids for the new rows of a table, known before they are written (so rows that refer to them
+/// can be written in bulk too, without `RETURNING`).
+#[derive(Default)]
+pub(super) struct IdSequence {
+    /// PostgreSQL: the sequence's name as an SQL string literal (looked up on first use), so
+    /// that it resolves once per statement rather than once per id.
+    literal: String,
+}
+
+impl IdSequence {
+    /// Reserves `n` new ids of `table`'s `id` column in one round trip: from the sequence on
+    /// PostgreSQL (as one row of text rather than a row each); on SQLite the ids after the
+    /// largest, which only this transaction can take (SQLite has one writer, and a transaction
+    /// whose snapshot is older than another writer's commit cannot write at all).
+    pub(super) async fn reserve(&mut self, tx: &mut Tx, table: &str, n: usize) -> Result<Vec<i64>> {
+        if tx.engine() == Engine::Sqlite {
+            let (last,): (i64,) = tx.fetch_one(query(format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))).await?;
+            return Ok((last + 1..).take(n).collect());
+        }
+        if self.literal.is_empty() {
+            let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence($1, 'id')").bind(table)).await?;
+            self.literal = format!("'{}'", name.replace('\'', "''"));
+        }
+        let sql = format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", self.literal);
+        let (reserved,): (String,) = tx.fetch_one(query(sql).bind(n as i64)).await?;
+        let ids: Vec<i64> = reserved
+            .split(',')
+            .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the {table} id sequence returned {id:?}"))))
+            .collect::<Result<_>>()?;
+        if ids.len() != n {
+            return Err(StoreError::Internal(format!("reserved {} {table} ids for {n} rows", ids.len())));
+        }
+        Ok(ids)
+    }
+}
+
+/// Writes new rows into `table (columns)`: by COPY on PostgreSQL, by prepared multi-row inserts
+/// on the transaction's own connection on SQLite; `cells` writes one row's cells for either.
+pub(super) async fn write_rows<T>(
+    tx: &mut Tx,
+    table: &str,
+    columns: &[&str],
+    rows: &[T],
+    cells: impl Fn(&mut dyn Cells, &T) -> Result<()>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx.engine() {
+        Engine::Postgres => {
+            let mut buf = CopyRows::new();
+            for r in rows {
+                cells(&mut buf, r)?;
+                buf.end_row();
+            }
+            tx.copy_in(&format!("COPY {table} ({}) FROM STDIN", columns.join(", ")), buf.take()).await?;
+        }
+        Engine::Sqlite => {
+            let raw = tx.sqlite_raw().await?;
+            insert_rows(&raw, table, columns, rows, |p, r| cells(p, r))?;
+        }
+    }
+    Ok(())
+}
