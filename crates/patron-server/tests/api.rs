@@ -295,3 +295,53 @@ test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     let (s, c) = json_of(app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"新客"})).send().await.unwrap()).await;
     assert_eq!((s, c["owner"]["id"].as_i64()), (201, Some(a.id)));
 });
+
+test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let store = &app.db.store;
+    let (_, keep) = app.post("/api/v1/customers", json!({"name":"王伟","mobile":"13800138000","city":"上海"})).await;
+    let (_, dup) = app.post("/api/v1/customers", json!({"name":"王伟","email":"w@example.com","city":"上海","tags":["会员"]})).await;
+    let (_, other) = app.post("/api/v1/customers", json!({"name":"李娜","mobile":"13800138000"})).await;
+    let (keep, dup, other) = (keep["id"].as_i64().unwrap(), dup["id"].as_i64().unwrap(), other["id"].as_i64().unwrap());
+    let (s, _) = app.post("/api/v1/orders", json!({"external_id":"M1","customer_id":dup,"ordered_at":"2026-05-01T04:00:00Z","total_cents":5000})).await;
+    assert_eq!(s, 201);
+
+    let (s, body) = app.get(&format!("/api/v1/customers/{keep}/duplicates")).await;
+    assert_eq!(s, 200);
+    let found: Vec<(i64, String)> =
+        body["items"].as_array().unwrap().iter().map(|c| (c["id"].as_i64().unwrap(), c["reasons"][0].as_str().unwrap().to_owned())).collect();
+    assert_eq!(found, vec![(dup, "name_city".to_owned()), (other, "mobile".to_owned())]);
+    assert_eq!(body["items"][1]["mobile"], "13800138000", "an admin sees contacts in full");
+
+    // Agents may neither list nor merge; bad requests are 4xx with the envelope.
+    let agent = store.create_user("ag@example.com", "坐席", Role::Agent, None).await.unwrap();
+    let (_, ta) = store.create_token("ta", Role::Agent, Some(agent.id)).await.unwrap();
+    let (s, b) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{keep}/duplicates")).send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"));
+    let (s, _) = json_of(app.req_as(&ta, Method::POST, &format!("/api/v1/customers/{keep}/merge")).json(&json!({"merge_id": dup})).send().await.unwrap()).await;
+    assert_eq!(s, 403);
+    let (s, b) = app.post(&format!("/api/v1/customers/{keep}/merge"), json!({"merge_id": keep})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("merge_id")));
+    let (s, b) = app.post(&format!("/api/v1/customers/{keep}/merge"), json!({"merge_id": 999999})).await;
+    assert_eq!((s, error_code(&b).as_str()), (404, "not_found"));
+    let (s, _) = app.post(&format!("/api/v1/customers/{keep}/merge"), json!({"merge": dup})).await;
+    assert_eq!(s, 422, "unknown field");
+    let (s, _) = app.get("/api/v1/customers/999999/duplicates").await;
+    assert_eq!(s, 404);
+
+    let (s, report) = app.post(&format!("/api/v1/customers/{keep}/merge"), json!({"merge_id": dup})).await;
+    assert_eq!((s, report["orders"].as_i64(), report["merged_id"].as_i64()), (200, Some(1), Some(dup)), "{report}");
+    assert_eq!(report["customer"]["email"], "w@example.com");
+    assert_eq!(report["customer"]["tags"], json!(["会员"]));
+    let (s, _) = app.get(&format!("/api/v1/customers/{dup}")).await;
+    assert_eq!(s, 404, "the duplicate is gone from reads");
+    let (_, orders) = app.get(&format!("/api/v1/customers/{keep}/orders")).await;
+    assert_eq!(orders["items"][0]["external_id"], "M1");
+    let (audit,): (i64,) = store
+        .db
+        .reader()
+        .fetch_one(patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action = 'merge' AND entity_id = $1").bind(keep.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(audit, 1);
+});

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod contacts;
 pub mod customers;
 pub mod db;
+pub mod duplicates;
 pub mod export;
 pub mod import;
 pub mod interactions;

@@ -632,3 +632,81 @@ F2,,李四,,,,,,,,,,,,,,\n";
         .unwrap();
     assert!(next.id > c.id.max(bare.id));
 });
+test_both!(duplicates_are_found_and_merged_keeping_every_record, |db: TestDb| async move {
+    let s = &db.store;
+    let customers = "customer_id,name,mobile,email,city,tags,consent_sms,consent_email,birthday,referrer_id,attr.level\n\
+D1,王伟,13800138000,,上海,火锅,yes,,,,\n\
+D2,王 伟,13900139000,wang@example.com,上海,会员;火锅,no,yes,1990-01-01,,gold\n\
+D3,李娜,13800138000,,北京,,,,,,\n\
+D4,张三,,,杭州,,,,,D2,\n\
+D5,王伟,13700137000,,北京,,,,,,\n";
+    let r = import(s, ImportKind::Customers, "d.csv", customers.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (5, 0), "{:?}", r.rejections);
+    let orders = "order_id,customer_id,ordered_at,amount,category,product\n\
+DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,50.00,茶饮,奶茶\nDO3,D2,2026-05-01 12:00:00,20.00,茶饮,奶茶\n";
+    assert!(import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await.committed);
+    let interactions = "interaction_id,customer_id,kind,occurred_at\nDI1,D2,visit,2026-05-02 10:00:00\n";
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
+    assert!(r.committed, "{:?}", r.rejections);
+    let (a, b, c, d) = (customer_id(s, "D1").await, customer_id(s, "D2").await, customer_id(s, "D3").await, customer_id(s, "D4").await);
+    s.create_note(&cli(), b, patron_store::notes::NewNote { body: "喜欢靠窗".into() }).await.unwrap();
+    // A fulfilment event on one of the duplicate's orders (on PostgreSQL it refers to the order
+    // by customer and order id, so it has to move with it).
+    let (order_of_b,): (i64,) = s.db.reader().fetch_one(patron_store::db::query("SELECT id FROM orders WHERE external_id = 'DO2'")).await.unwrap();
+    let mut tx = s.db.begin().await.unwrap();
+    tx.execute(
+        patron_store::db::query("INSERT INTO order_events (customer_id, order_id, status, occurred_at) VALUES ($1, $2, 'shipped', $3)")
+            .bind(b)
+            .bind(order_of_b)
+            .bind(test_now()),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // Candidates: same name in the same city (spaces ignored), same mobile; not the namesake
+    // in another city.
+    let found = s.duplicate_candidates(a).await.unwrap();
+    let got: Vec<(i64, Vec<String>)> = found.iter().map(|c| (c.id, c.reasons.clone())).collect();
+    assert_eq!(got, vec![(b, vec!["name_city".to_owned()]), (c, vec!["mobile".to_owned()])]);
+
+    let report = s.merge_customers(&cli(), a, b).await.unwrap();
+    assert_eq!((report.orders, report.interactions, report.notes, report.referrals), (2, 1, 1, 1), "{report:?}");
+    let kept = report.customer.clone().unwrap();
+    // Empty fields filled from the duplicate; its own values kept; tags united; consents per
+    // channel from whoever said so last (here the same import: the kept customer's stay).
+    assert_eq!((kept.mobile.as_deref(), kept.email.as_deref()), (Some("13800138000"), Some("wang@example.com")));
+    assert_eq!(kept.birthday.map(|d| d.to_string()).as_deref(), Some("1990-01-01"));
+    assert_eq!(kept.tags, vec!["会员".to_owned(), "火锅".to_owned()]);
+    assert_eq!(kept.attributes["level"], "gold");
+    let consents: Vec<(&str, bool)> = kept.consents.iter().map(|x| (x.channel.as_str(), x.granted)).collect();
+    assert_eq!(consents, [("email", true), ("sms", true)]);
+    // Every record now belongs to the kept customer; the duplicate is hidden, not deleted.
+    let stats = s.order_stats(a).await.unwrap();
+    assert_eq!((stats.order_count, stats.spend_cents), (3, 17000));
+    assert_eq!(s.customer_summary(a).await.unwrap().map(|x| x.order_count), Some(3));
+    for table in ["orders", "order_lines", "order_events", "interactions", "notes", "customer_tags", "customer_consents"] {
+        let (n,): (i64,) = s
+            .db
+            .reader()
+            .fetch_one(patron_store::db::query(format!("SELECT COUNT(*) FROM {table} WHERE customer_id = $1")).bind(b))
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} left with the duplicate");
+    }
+    assert!(matches!(s.customer(b).await, Err(StoreError::NotFound(_))));
+    assert_eq!(count(s, "customers").await, 5);
+    assert_eq!(s.customer(d).await.unwrap().referrer.map(|r| r.id), Some(a), "the duplicate's referral follows");
+    let timeline = s.timeline(a, None, 50).await.unwrap();
+    assert_eq!(timeline.items.iter().filter(|e| e.kind == "order").count(), 3);
+    let fields: Vec<String> = s.customer_changes(a, 50).await.unwrap().into_iter().map(|c| c.field).collect();
+    for f in ["merged", "email", "birthday", "tags", "attr.level"] {
+        assert!(fields.iter().any(|x| x == f), "{f} not in the history: {fields:?}");
+    }
+    // After the merge only the other candidate is left.
+    assert_eq!(s.duplicate_candidates(a).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), vec![c]);
+    // Refusals.
+    assert!(matches!(s.merge_customers(&cli(), a, a).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.merge_customers(&cli(), a, b).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.merge_customers(&cli(), 999_999, c).await, Err(StoreError::NotFound(_))));
+});

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use patron_store::contacts::{Contact, NewContact};
+use patron_store::duplicates::{DuplicateCandidate, MergeReport};
 use patron_store::customers::{mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page};
 use patron_store::interactions::Interaction;
 use patron_store::notes::{NewNote, Note};
@@ -29,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/customers/{id}/interactions", get(interactions))
         .route("/customers/{id}/contacts", get(contacts).post(add_contact))
         .route("/customers/{id}/notes", axum::routing::post(add_note))
+        .route("/customers/{id}/duplicates", get(duplicates))
+        .route("/customers/{id}/merge", axum::routing::post(merge))
 }
 
 /// List filters, sort and paging.
@@ -179,6 +182,49 @@ pub async fn delete(State(state): State<AppState>, Auth(actor): Auth, Path(id): 
     require(&actor, Role::Manager, "delete customers")?;
     state.store.delete_customer(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Likely duplicates of a customer.
+#[derive(Serialize, ToSchema)]
+pub struct Duplicates {
+    /// Live customers sharing a mobile, email or WeChat id, or the same name in the same city.
+    pub items: Vec<DuplicateCandidate>,
+}
+
+/// Live customers that may be the same as this one, and what they share (`mobile`, `email`,
+/// `wechat_id`, `name_city`). Managers and admins; contacts are masked except for admins.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/duplicates", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 200, body = Duplicates), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn duplicates(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Duplicates>> {
+    require(&actor, Role::Manager, "look for duplicate customers")?;
+    let mut items = state.store.duplicate_candidates(id).await?;
+    if actor.role != Role::Admin {
+        for c in &mut items {
+            c.mobile = c.mobile.as_deref().map(mask);
+            c.email = c.email.as_deref().map(mask);
+        }
+    }
+    Ok(Json(Duplicates { items }))
+}
+
+/// Which customer to merge into this one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// The duplicate: its orders, interactions, notes, contacts and history move to this
+    /// customer, which keeps its own values and takes the duplicate's where it has none; the
+    /// duplicate is then deleted (soft).
+    pub merge_id: i64,
+}
+
+/// Merges a duplicate into this customer, in one transaction. Managers and admins.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/merge", tag = "customers", params(("id" = i64, Path, description = "the customer kept")),
+    request_body = MergeRequest,
+    responses((status = 200, body = MergeReport), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+pub async fn merge(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(m): Json<MergeRequest>) -> ApiResult<Json<MergeReport>> {
+    require(&actor, Role::Manager, "merge customers")?;
+    Ok(Json(state.store.merge_customers(&actor, id, m.merge_id).await?))
 }
 
 /// A page of timeline entries.

@@ -1,0 +1,347 @@
+//! Duplicate customers: finding the likely ones, and merging two into one.
+//!
+//! Candidates (DESIGN.md C1) are the live customers that share a mobile number, an email address
+//! or a WeChat id with the customer, or bear the same name in the same city (names compared
+//! without spaces and case). Merging moves every record of the duplicate — orders with their
+//! lines and events, interactions, notes, contact people, profile history — to the customer
+//! kept, fills the kept profile's empty fields from the duplicate, takes the newer consent per
+//! channel and the union of tags and attributes, points the duplicate's referrals at the kept
+//! customer, and soft-deletes the duplicate with a history row saying where it went. Nothing is
+//! deleted: the duplicate's row stays (hidden) for the audit trail.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::customers::{record_change, upsert_consent, Customer};
+use crate::db::{query, Engine, Tx};
+use crate::users::Actor;
+use crate::{audit, Result, Store, StoreError};
+
+/// Most candidates listed for one customer.
+const MAX_CANDIDATES: i64 = 50;
+
+/// A customer that may be the same person or organisation as another.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DuplicateCandidate {
+    /// patron's id.
+    pub id: i64,
+    /// The id in the source system.
+    pub external_id: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Mobile.
+    pub mobile: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// WeChat id.
+    pub wechat_id: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// What the two share: `mobile`, `email`, `wechat_id`, `name_city`.
+    #[sqlx(skip)]
+    pub reasons: Vec<String>,
+}
+
+/// What a merge moved from the duplicate to the customer kept.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct MergeReport {
+    /// The customer kept, as it is after the merge.
+    pub customer: Option<Customer>,
+    /// The duplicate, now soft-deleted.
+    pub merged_id: i64,
+    /// Orders moved.
+    pub orders: u64,
+    /// Interactions moved.
+    pub interactions: u64,
+    /// Notes moved.
+    pub notes: u64,
+    /// Contact people moved.
+    pub contacts: u64,
+    /// History rows moved.
+    pub changes: u64,
+    /// Customers whose referrer was the duplicate.
+    pub referrals: u64,
+    /// Profile fields of the kept customer filled or changed (tags, consents included).
+    pub fields: Vec<String>,
+}
+
+/// The profile fields a merge looks at, read inside its transaction.
+#[derive(sqlx::FromRow)]
+struct Profile {
+    id: i64,
+    external_id: Option<String>,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<NaiveDate>,
+    city: Option<String>,
+    attributes: sqlx::types::Json<serde_json::Value>,
+    owner_id: Option<i64>,
+    referrer_id: Option<i64>,
+}
+
+/// Name as compared for duplicates: without whitespace, lower-cased.
+fn name_key(name: &str) -> String {
+    name.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+}
+
+impl Store {
+    /// Live customers that may duplicate `customer_id`, with what they share; newest id last.
+    pub async fn duplicate_candidates(&self, customer_id: i64) -> Result<Vec<DuplicateCandidate>> {
+        let me = self.customer(customer_id).await?;
+        // One indexed lookup per shared key (an OR across the keys would scan the table), then
+        // the reasons are worked out here.
+        let cols = "SELECT id, external_id, name, mobile, email, wechat_id, city FROM customers WHERE deleted_at IS NULL AND id <> $1";
+        let mut found: Vec<DuplicateCandidate> = Vec::new();
+        for (column, value) in [("mobile", &me.mobile), ("email", &me.email), ("wechat_id", &me.wechat_id), ("city", &me.city)] {
+            let Some(value) = value else { continue };
+            let rows: Vec<DuplicateCandidate> = self
+                .db
+                .reader()
+                .fetch_all(query(format!("{cols} AND {column} = $2 ORDER BY id LIMIT $3")).bind(customer_id).bind(value.as_str()).bind(
+                    // A city holds many customers; the names are compared below.
+                    if column == "city" { 100_000 } else { MAX_CANDIDATES },
+                ))
+                .await?;
+            for r in rows {
+                if !found.iter().any(|f| f.id == r.id) {
+                    found.push(r);
+                }
+            }
+        }
+        let my_name = name_key(&me.name);
+        found.retain_mut(|c| {
+            let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
+            if same(&c.mobile, &me.mobile) {
+                c.reasons.push("mobile".into());
+            }
+            if same(&c.email, &me.email) {
+                c.reasons.push("email".into());
+            }
+            if same(&c.wechat_id, &me.wechat_id) {
+                c.reasons.push("wechat_id".into());
+            }
+            if same(&c.city, &me.city) && name_key(&c.name) == my_name {
+                c.reasons.push("name_city".into());
+            }
+            !c.reasons.is_empty()
+        });
+        found.sort_by_key(|c| c.id);
+        found.truncate(MAX_CANDIDATES as usize);
+        Ok(found)
+    }
+
+    /// Merges customer `merge_id` into `keep_id` in one transaction (see the module docs) and
+    /// returns what moved. Both must be live and different.
+    pub async fn merge_customers(&self, actor: &Actor, keep_id: i64, merge_id: i64) -> Result<MergeReport> {
+        if keep_id == merge_id {
+            return Err(StoreError::invalid("merge_id", "a customer cannot be merged into itself"));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let keep = profile(&mut tx, keep_id).await?.ok_or(StoreError::NotFound("customer"))?;
+        let dup = profile(&mut tx, merge_id).await?.ok_or(StoreError::NotFound("customer to merge"))?;
+        let mut report = MergeReport { merged_id: merge_id, ..Default::default() };
+
+        // The duplicate is deleted first, so that nothing below can see it as live.
+        tx.execute(query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2").bind(now).bind(merge_id)).await?;
+
+        // Orders with their lines and events. On PostgreSQL these refer to their order by
+        // (customer_id, order_id), so the three move in one statement: the foreign keys are
+        // checked at its end, when all three agree again. SQLite's refer to the order id alone.
+        match tx.engine() {
+            Engine::Postgres => {
+                let (orders,): (i64,) = tx
+                    .fetch_one(
+                        query(
+                            // Every data-modifying WITH runs to completion, read or not.
+                            "WITH o AS (UPDATE orders SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
+                             l AS (UPDATE order_lines SET customer_id = $1 WHERE customer_id = $2 RETURNING order_id), \
+                             e AS (UPDATE order_events SET customer_id = $1 WHERE customer_id = $2 RETURNING id) \
+                             SELECT COUNT(*) FROM o",
+                        )
+                        .bind(keep_id)
+                        .bind(merge_id),
+                    )
+                    .await?;
+                report.orders = orders as u64;
+            }
+            Engine::Sqlite => {
+                report.orders = tx.execute(query("UPDATE orders SET customer_id = $1 WHERE customer_id = $2").bind(keep_id).bind(merge_id)).await?;
+                for table in ["order_lines", "order_events"] {
+                    tx.execute(query(format!("UPDATE {table} SET customer_id = $1 WHERE customer_id = $2")).bind(keep_id).bind(merge_id)).await?;
+                }
+            }
+        }
+        for (table, into) in [
+            ("interactions", &mut report.interactions),
+            ("notes", &mut report.notes),
+            ("contacts", &mut report.contacts),
+            ("customer_changes", &mut report.changes),
+        ] {
+            *into = tx.execute(query(format!("UPDATE {table} SET customer_id = $1 WHERE customer_id = $2")).bind(keep_id).bind(merge_id)).await?;
+        }
+        // Customers the duplicate referred now count as referred by the one kept, each with a
+        // history row (not the kept customer itself, whose own referrer is handled below).
+        let actor_key = actor.key.as_str();
+        let referred: Vec<(i64,)> =
+            tx.fetch_all(query("SELECT id FROM customers WHERE referrer_id = $1 AND id <> $2 ORDER BY id").bind(merge_id).bind(keep_id)).await?;
+        for (id,) in &referred {
+            tx.execute(query("UPDATE customers SET referrer_id = $1, updated_at = $2 WHERE id = $3").bind(keep_id).bind(now).bind(*id)).await?;
+            record_change(&mut tx, *id, now, actor_key, "referrer_id", Some(merge_id.to_string()), Some(keep_id.to_string())).await?;
+        }
+        report.referrals = referred.len() as u64;
+
+        // The kept profile: empty fields filled from the duplicate, each with a history row.
+        let mut fill: Vec<(&str, Option<String>, String)> = Vec::new();
+        let text = |k: &Option<String>, d: &Option<String>| if k.is_none() { d.clone() } else { None };
+        for (field, k, d) in [
+            ("mobile", &keep.mobile, &dup.mobile),
+            ("email", &keep.email, &dup.email),
+            ("wechat_id", &keep.wechat_id, &dup.wechat_id),
+            ("gender", &keep.gender, &dup.gender),
+            ("city", &keep.city, &dup.city),
+        ] {
+            if let Some(v) = text(k, d) {
+                fill.push((field, None, v));
+            }
+        }
+        if keep.birthday.is_none() {
+            if let Some(b) = dup.birthday {
+                fill.push(("birthday", None, b.to_string()));
+            }
+        }
+        if keep.owner_id.is_none() {
+            if let Some(o) = dup.owner_id {
+                fill.push(("owner_id", None, o.to_string()));
+            }
+        }
+        // A referrer taken over must be neither of the two.
+        let referrer_was_dup = keep.referrer_id == Some(merge_id);
+        let dup_referrer = dup.referrer_id.filter(|&r| r != keep_id && r != merge_id);
+        if keep.referrer_id.is_none() || referrer_was_dup {
+            if let Some(r) = dup_referrer {
+                fill.push(("referrer_id", keep.referrer_id.map(|v| v.to_string()), r.to_string()));
+            } else if referrer_was_dup {
+                fill.push(("referrer_id", Some(merge_id.to_string()), String::new()));
+            }
+        }
+        let mut attributes = keep.attributes.0.as_object().cloned().unwrap_or_default();
+        let mut attributes_changed = false;
+        if let Some(theirs) = dup.attributes.0.as_object() {
+            for (k, v) in theirs {
+                if !attributes.contains_key(k) {
+                    attributes.insert(k.clone(), v.clone());
+                    record_change(&mut tx, keep_id, now, actor_key, &format!("attr.{k}"), None, v.as_str().map(str::to_owned)).await?;
+                    report.fields.push(format!("attr.{k}"));
+                    attributes_changed = true;
+                }
+            }
+        }
+        for (field, old, new) in &fill {
+            // Columns from the fixed list above, never from input.
+            let value: Option<&str> = if new.is_empty() { None } else { Some(new.as_str()) };
+            let q = match *field {
+                "owner_id" | "referrer_id" => {
+                    let id = value.map(str::parse::<i64>).transpose().map_err(|_| StoreError::Internal(format!("{field} {new:?}")))?;
+                    query(format!("UPDATE customers SET {field} = $1 WHERE id = $2")).bind(id).bind(keep_id)
+                }
+                "birthday" => {
+                    let day = value.map(|v| v.parse::<NaiveDate>()).transpose().map_err(|_| StoreError::Internal(format!("birthday {new:?}")))?;
+                    query("UPDATE customers SET birthday = $1 WHERE id = $2").bind(day).bind(keep_id)
+                }
+                _ => query(format!("UPDATE customers SET {field} = $1 WHERE id = $2")).bind(value.map(str::to_owned)).bind(keep_id),
+            };
+            tx.execute(q).await?;
+            record_change(&mut tx, keep_id, now, actor_key, field, old.clone(), value.map(str::to_owned)).await?;
+            report.fields.push((*field).to_owned());
+        }
+        if attributes_changed {
+            tx.execute(
+                query("UPDATE customers SET attributes = $1 WHERE id = $2")
+                    .bind(serde_json::Value::Object(attributes))
+                    .bind(keep_id),
+            )
+            .await?;
+        }
+
+        // Tags: the union. Consents: per channel, the more recent statement wins.
+        let tags_of = |rows: Vec<(String,)>| rows.into_iter().map(|t| t.0).collect::<Vec<String>>();
+        let tags_sql = "SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag";
+        let kept_tags = tags_of(tx.fetch_all(query(tags_sql).bind(keep_id)).await?);
+        let dup_tags = tags_of(tx.fetch_all(query(tags_sql).bind(merge_id)).await?);
+        let mut all_tags = kept_tags.clone();
+        all_tags.extend(dup_tags.iter().filter(|t| !kept_tags.contains(t)).cloned());
+        all_tags.sort();
+        if all_tags != kept_tags {
+            for tag in all_tags.iter().filter(|t| !kept_tags.contains(t)) {
+                tx.execute(query("INSERT INTO customer_tags (customer_id, tag) VALUES ($1, $2)").bind(keep_id).bind(tag.as_str())).await?;
+            }
+            record_change(&mut tx, keep_id, now, actor_key, "tags", Some(kept_tags.join(";")), Some(all_tags.join(";"))).await?;
+            report.fields.push("tags".into());
+        }
+        tx.execute(query("DELETE FROM customer_tags WHERE customer_id = $1").bind(merge_id)).await?;
+        let consents_sql = "SELECT channel, granted, recorded_at, source FROM customer_consents WHERE customer_id = $1";
+        let kept: Vec<(String, bool, DateTime<Utc>, String)> = tx.fetch_all(query(consents_sql).bind(keep_id)).await?;
+        let theirs: Vec<(String, bool, DateTime<Utc>, String)> = tx.fetch_all(query(consents_sql).bind(merge_id)).await?;
+        for (channel, granted, at, source) in theirs {
+            let mine = kept.iter().find(|k| k.0 == channel);
+            if mine.is_some_and(|m| m.2 >= at) {
+                continue;
+            }
+            upsert_consent(&mut tx, keep_id, &channel, granted, at, &source).await?;
+            if mine.map(|m| m.1) != Some(granted) {
+                record_change(&mut tx, keep_id, now, actor_key, &format!("consent.{channel}"), mine.map(|m| m.1.to_string()), Some(granted.to_string()))
+                    .await?;
+                report.fields.push(format!("consent.{channel}"));
+            }
+        }
+        tx.execute(query("DELETE FROM customer_consents WHERE customer_id = $1").bind(merge_id)).await?;
+
+        // Derived rows: the kept customer's summary from all orders now theirs; the duplicate's
+        // scores and summary go (the kept customer's scores are redone by the next analysis).
+        tx.execute(query("DELETE FROM customer_scores WHERE customer_id = $1").bind(merge_id)).await?;
+        crate::analytics::refresh_customers(&mut tx, now, &[keep_id, merge_id]).await?;
+        tx.execute(query("UPDATE customers SET updated_at = $1 WHERE id = $2").bind(now).bind(keep_id)).await?;
+
+        let describe = |p: &Profile| match &p.external_id {
+            Some(e) => format!("#{} {} ({e})", p.id, p.name),
+            None => format!("#{} {}", p.id, p.name),
+        };
+        record_change(&mut tx, keep_id, now, actor_key, "merged", None, Some(describe(&dup))).await?;
+        record_change(&mut tx, merge_id, now, actor_key, "merged_into", None, Some(describe(&keep))).await?;
+        let detail = format!("merged={merge_id} orders={} interactions={} notes={}", report.orders, report.interactions, report.notes);
+        audit::record(&mut tx, now, actor_key, "merge", "customer", Some(keep_id.to_string()), Some(detail)).await?;
+        tx.commit().await?;
+        report.customer = Some(self.customer(keep_id).await?);
+        Ok(report)
+    }
+}
+
+/// A live customer's mergeable fields, read (and on PostgreSQL locked) in the transaction.
+async fn profile(tx: &mut Tx, id: i64) -> Result<Option<Profile>> {
+    let lock = if tx.engine() == Engine::Postgres { " FOR UPDATE" } else { "" };
+    tx.fetch_optional(
+        query(format!(
+            "SELECT id, external_id, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, referrer_id \
+             FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}"
+        ))
+        .bind(id),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_key;
+
+    #[test]
+    fn names_compare_without_spaces_and_case() {
+        assert_eq!(name_key(" 王 伟 "), name_key("王伟"));
+        assert_eq!(name_key("Li  Lei"), name_key("li lei"));
+        assert_ne!(name_key("王伟"), name_key("王玮"));
+    }
+}
