@@ -269,6 +269,14 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("no_saved_segments", "还没有保存的分群。", "No saved segments yet."),
     ("use_rule", "使用此规则", "Use rule"),
     ("delete", "删除", "Delete"),
+    ("possible_duplicates", "可能重复的客户", "Possible duplicates"),
+    ("merge_help", "合并后，该客户的订单、互动、备注、联系人和变更记录都归入当前客户；当前客户的空字段由其补全，标签合并，联系许可取较新的一条；被合并的客户随后删除（保留记录）。", "Merging moves that customer's orders, interactions, notes, contact people and history to this customer, fills this customer's empty fields from it, unites the tags and keeps the newer consent per channel; the merged customer is then deleted (its records kept)."),
+    ("shared", "相同之处", "Shared"),
+    ("merge_here", "合并到此客户", "Merge into this one"),
+    ("merge_confirm", "确认合并", "Confirm the merge"),
+    ("v_name_city", "同城同名", "Same name and city"),
+    ("v_merged", "合并了客户", "Merged in"),
+    ("v_merged_into", "已合并到", "Merged into"),
     // ---- stored values shown to people (`v_` + the value; the `term` filter looks them up) ----
     // order statuses
     ("v_completed", "已完成", "Completed"),

@@ -151,3 +151,38 @@ async fn language_switch_and_import_report() {
     b.find("#login-button").await;
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_a_duplicate_from_the_360_page() {
+    let app = seeded_app().await;
+    // Someone entered 王伟 again, with another mobile and one more order.
+    let text = "customer_id,name,mobile,city,tags\nW9,王 伟,13900000009,上海,会员\n";
+    let orders = "order_id,customer_id,ordered_at,amount\nO9,W9,2026-07-01 12:00:00,10.00\n";
+    for (kind, text) in [(ImportKind::Customers, text), (ImportKind::Orders, orders)] {
+        let r = app
+            .db
+            .store
+            .import(&Actor::cli(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &ImportOptions::new(kind, "dup.csv"), &|_| {})
+            .await
+            .unwrap();
+        assert!(r.committed, "{:?}", r.rejections);
+    }
+    let b = Browser::start().await;
+    login(&b, &app).await;
+    b.type_into("#q", "W1").await;
+    b.click("#search-button").await;
+    b.wait_text("#customer-table", "王伟").await;
+    b.click(".customer-link").await;
+    let dups = b.wait_text("#duplicates", "同城同名").await;
+    assert!(dups.contains("139****0009"), "a manager sees contacts masked: {dups}");
+    b.screenshot(&common::screenshots().join("duplicates.png")).await;
+    // Two steps: open, then confirm.
+    b.click(".merge-open").await;
+    b.click(".merge-button").await;
+    // Back on the kept customer: three orders, the merge in the history, no candidates left.
+    b.wait_text("#history-table", "合并了客户").await;
+    assert!(b.text("#stat-orders").await.contains('3'));
+    assert!(b.text("#profile-tags").await.contains("会员"));
+    assert!(!b.text("body").await.contains("可能重复的客户"));
+    b.quit().await;
+}

@@ -83,52 +83,42 @@ struct Profile {
     referrer_id: Option<i64>,
 }
 
-/// Name as compared for duplicates: without whitespace, lower-cased.
-fn name_key(name: &str) -> String {
-    name.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+/// A name as duplicates compare it, in SQL: lower-cased, without spaces (ASCII and ideographic).
+fn name_key(expr: &str) -> String {
+    format!("REPLACE(REPLACE(LOWER({expr}), ' ', ''), '\u{3000}', '')")
 }
 
 impl Store {
     /// Live customers that may duplicate `customer_id`, with what they share; newest id last.
     pub async fn duplicate_candidates(&self, customer_id: i64) -> Result<Vec<DuplicateCandidate>> {
         let me = self.customer(customer_id).await?;
-        // One indexed lookup per shared key (an OR across the keys would scan the table), then
-        // the reasons are worked out here.
+        // One indexed lookup per shared key (an OR across the keys would scan the table); the
+        // name is compared inside the city's rows by the database.
         let cols = "SELECT id, external_id, name, mobile, email, wechat_id, city FROM customers WHERE deleted_at IS NULL AND id <> $1";
+        let mut lookups = Vec::new();
+        for (column, value) in [("mobile", &me.mobile), ("email", &me.email), ("wechat_id", &me.wechat_id)] {
+            if let Some(v) = value {
+                let sql = format!("{cols} AND {column} = $2 ORDER BY id LIMIT $3");
+                lookups.push((column, query(sql).bind(customer_id).bind(v.as_str()).bind(MAX_CANDIDATES)));
+            }
+        }
+        if let Some(city) = &me.city {
+            let sql = format!("{cols} AND city = $2 AND {} = {} ORDER BY id LIMIT $4", name_key("name"), name_key("$3"));
+            lookups.push(("name_city", query(sql).bind(customer_id).bind(city.as_str()).bind(me.name.as_str()).bind(MAX_CANDIDATES)));
+        }
         let mut found: Vec<DuplicateCandidate> = Vec::new();
-        for (column, value) in [("mobile", &me.mobile), ("email", &me.email), ("wechat_id", &me.wechat_id), ("city", &me.city)] {
-            let Some(value) = value else { continue };
-            let rows: Vec<DuplicateCandidate> = self
-                .db
-                .reader()
-                .fetch_all(query(format!("{cols} AND {column} = $2 ORDER BY id LIMIT $3")).bind(customer_id).bind(value.as_str()).bind(
-                    // A city holds many customers; the names are compared below.
-                    if column == "city" { 100_000 } else { MAX_CANDIDATES },
-                ))
-                .await?;
-            for r in rows {
-                if !found.iter().any(|f| f.id == r.id) {
-                    found.push(r);
+        for (reason, q) in lookups {
+            let rows: Vec<DuplicateCandidate> = self.db.reader().fetch_all(q).await?;
+            for mut r in rows {
+                match found.iter_mut().find(|f| f.id == r.id) {
+                    Some(f) => f.reasons.push(reason.to_owned()),
+                    None => {
+                        r.reasons.push(reason.to_owned());
+                        found.push(r);
+                    }
                 }
             }
         }
-        let my_name = name_key(&me.name);
-        found.retain_mut(|c| {
-            let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
-            if same(&c.mobile, &me.mobile) {
-                c.reasons.push("mobile".into());
-            }
-            if same(&c.email, &me.email) {
-                c.reasons.push("email".into());
-            }
-            if same(&c.wechat_id, &me.wechat_id) {
-                c.reasons.push("wechat_id".into());
-            }
-            if same(&c.city, &me.city) && name_key(&c.name) == my_name {
-                c.reasons.push("name_city".into());
-            }
-            !c.reasons.is_empty()
-        });
         found.sort_by_key(|c| c.id);
         found.truncate(MAX_CANDIDATES as usize);
         Ok(found)
@@ -332,16 +322,4 @@ async fn profile(tx: &mut Tx, id: i64) -> Result<Option<Profile>> {
         .bind(id),
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::name_key;
-
-    #[test]
-    fn names_compare_without_spaces_and_case() {
-        assert_eq!(name_key(" 王 伟 "), name_key("王伟"));
-        assert_eq!(name_key("Li  Lei"), name_key("li lei"));
-        assert_ne!(name_key("王伟"), name_key("王玮"));
-    }
 }

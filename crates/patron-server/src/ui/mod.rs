@@ -38,6 +38,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .route("/ui/customers/{id}/timeline", get(timeline_rows))
         .route("/ui/customers/{id}/edit", get(edit_page).post(edit))
         .route("/ui/customers/{id}/notes", axum::routing::post(add_note))
+        .route("/ui/customers/{id}/merge", axum::routing::post(merge))
         .route(
             "/ui/import",
             get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
@@ -330,7 +331,21 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         .collect();
     let more = timeline.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
     let scores = analytics::score_panel(state, id, user.lang).await?;
-    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores })
+    // Likely duplicates, for those who may merge them (managers and admins); contacts masked
+    // as in lists, except for admins.
+    let duplicates = if user.actor.role == Role::Agent {
+        Vec::new()
+    } else {
+        let mut found = state.store.duplicate_candidates(id).await?;
+        if user.actor.role != Role::Admin {
+            for d in &mut found {
+                d.mobile = d.mobile.as_deref().map(mask);
+                d.email = d.email.as_deref().map(mask);
+            }
+        }
+        found
+    };
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates })
 }
 
 #[derive(Deserialize)]
@@ -481,6 +496,26 @@ async fn add_note(State(state): State<AppState>, user: UiUser, Path(id): Path<i6
     }
     match state.store.create_note(&user.actor, id, patron_store::notes::NewNote { body: f.body }).await {
         Ok(_) => Redirect::to(&format!("/ui/customers/{id}#timeline")).into_response(),
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct MergeForm {
+    csrf: String,
+    merge_id: i64,
+}
+
+/// Merges a duplicate into the customer shown, then shows the result.
+async fn merge(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<MergeForm>) -> Response {
+    if let Err(e) = user.check_csrf(&f.csrf) {
+        return error_page(&state, &user, e);
+    }
+    if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "merge customers") {
+        return error_page(&state, &user, e);
+    }
+    match state.store.merge_customers(&user.actor, id, f.merge_id).await {
+        Ok(_) => Redirect::to(&format!("/ui/customers/{id}#history")).into_response(),
         Err(e) => error_page(&state, &user, e.into()),
     }
 }
