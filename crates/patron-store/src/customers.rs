@@ -95,6 +95,13 @@ struct CustomerRow {
     updated_at: DateTime<Utc>,
 }
 
+/// Resolving a customer named by a file or a request by external id: the customer itself when
+/// live, or the one a merged duplicate was merged into. Select [`RESOLVED_CUSTOMER_ID`] from
+/// `customers` where [`RESOLVABLE_CUSTOMER`] holds.
+pub(crate) const RESOLVED_CUSTOMER_ID: &str = "COALESCE(merged_into, id)";
+/// See [`RESOLVED_CUSTOMER_ID`].
+pub(crate) const RESOLVABLE_CUSTOMER: &str = "(deleted_at IS NULL OR merged_into IS NOT NULL)";
+
 const CUSTOMER_SELECT: &str = "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, \
      c.birthday, c.city, c.attributes, c.owner_id, u.name AS owner_name, c.referrer_id, r.name AS referrer_name, \
      c.created_at, c.updated_at \

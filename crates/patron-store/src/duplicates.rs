@@ -7,7 +7,9 @@
 //! kept, fills the kept profile's empty fields from the duplicate, takes the newer consent per
 //! channel and the union of tags and attributes, points the duplicate's referrals at the kept
 //! customer, and soft-deletes the duplicate with a history row saying where it went. Nothing is
-//! deleted: the duplicate's row stays (hidden) for the audit trail.
+//! deleted: the duplicate's row stays (hidden) for the audit trail, and remembers the customer
+//! it was merged into, so that orders and interactions that source systems keep sending under
+//! its external id land on that customer.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -136,8 +138,13 @@ impl Store {
         let dup = profile(&mut tx, merge_id).await?.ok_or(StoreError::NotFound("customer to merge"))?;
         let mut report = MergeReport { merged_id: merge_id, ..Default::default() };
 
-        // The duplicate is deleted first, so that nothing below can see it as live.
-        tx.execute(query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2").bind(now).bind(merge_id)).await?;
+        // The duplicate is deleted first, so that nothing below can see it as live; files that
+        // still name it (or a customer merged into it before) resolve to the one kept.
+        tx.execute(
+            query("UPDATE customers SET deleted_at = $1, updated_at = $1, merged_into = $2 WHERE id = $3").bind(now).bind(keep_id).bind(merge_id),
+        )
+        .await?;
+        tx.execute(query("UPDATE customers SET merged_into = $1 WHERE merged_into = $2").bind(keep_id).bind(merge_id)).await?;
 
         // Orders with their lines and events. On PostgreSQL these refer to their order by
         // (customer_id, order_id), so the three move in one statement: the foreign keys are

@@ -194,7 +194,14 @@ impl Catalog {
 /// Looks up a live customer's id by external id.
 pub(crate) async fn customer_by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<i64>> {
     let row: Option<(i64,)> = tx
-        .fetch_optional(query("SELECT id FROM customers WHERE external_id = $1 AND deleted_at IS NULL").bind(external_id))
+        .fetch_optional(
+            query(format!(
+                "SELECT {} FROM customers WHERE external_id = $1 AND {}",
+                crate::customers::RESOLVED_CUSTOMER_ID,
+                crate::customers::RESOLVABLE_CUSTOMER
+            ))
+            .bind(external_id),
+        )
         .await?;
     Ok(row.map(|r| r.0))
 }

@@ -709,4 +709,21 @@ DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,5
     assert!(matches!(s.merge_customers(&cli(), a, a).await, Err(StoreError::Invalid { .. })));
     assert!(matches!(s.merge_customers(&cli(), a, b).await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.merge_customers(&cli(), 999_999, c).await, Err(StoreError::NotFound(_))));
+
+    // The source system still sends the merged customer's id: orders and interactions land on
+    // the customer kept; a customers file naming it is refused with the reason.
+    let later = "order_id,customer_id,ordered_at,amount\nDO4,D2,2026-06-01 12:00:00,30.00\n";
+    let r = import(s, ImportKind::Orders, "o2.csv", later.into(), |_| {}).await;
+    assert!(r.committed, "{:?}", r.rejections);
+    assert_eq!(s.order_stats(a).await.unwrap().order_count, 4);
+    let r = import(s, ImportKind::Interactions, "i2.csv", "interaction_id,customer_id,kind,occurred_at\nDI2,D2,call,2026-06-02 10:00:00\n".into(), |_| {}).await;
+    assert!(r.committed, "{:?}", r.rejections);
+    assert_eq!(s.customer_interactions(a, None, 10).await.unwrap().items.len(), 2);
+    let r = import(s, ImportKind::Customers, "d2.csv", "customer_id,name\nD2,王伟\n".into(), |_| {}).await;
+    assert_eq!(r.rejections[0].reason, format!("this customer was merged into customer #{a}"));
+    // Merged again: the first duplicate's id follows to the latest customer kept.
+    s.merge_customers(&cli(), c, a).await.unwrap();
+    let r = import(s, ImportKind::Orders, "o3.csv", "order_id,customer_id,ordered_at,amount\nDO5,D2,2026-06-03 12:00:00,1.00\n".into(), |_| {}).await;
+    assert!(r.committed, "{:?}", r.rejections);
+    assert_eq!(s.order_stats(c).await.unwrap().order_count, 5);
 });

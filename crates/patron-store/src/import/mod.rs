@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::customers::{record_change, upsert_consent};
+use crate::customers::{record_change, upsert_consent, RESOLVABLE_CUSTOMER, RESOLVED_CUSTOMER_ID};
 use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
@@ -426,6 +426,7 @@ struct ExistingCustomer {
     attributes: sqlx::types::Json<serde_json::Value>,
     owner_id: Option<i64>,
     deleted_at: Option<DateTime<Utc>>,
+    merged_into: Option<i64>,
 }
 
 /// Per-file state: caches and the work deferred to the end of the file.
@@ -506,7 +507,7 @@ impl Loader {
             m
         };
         let sql = format!(
-            "SELECT external_id, id FROM customers WHERE deleted_at IS NULL AND external_id IN ({})",
+            "SELECT external_id, {RESOLVED_CUSTOMER_ID} FROM customers WHERE {RESOLVABLE_CUSTOMER} AND external_id IN ({})",
             tx.engine().json_strings(1)
         );
         for chunk in missing.chunks(20_000) {
@@ -789,7 +790,7 @@ impl Loader {
         let engine = tx.engine();
         let keys = serde_json::Value::Array(valid.iter().map(|c| serde_json::Value::String(c.external_id.clone())).collect());
         let q = query(format!(
-            "SELECT id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, deleted_at \
+            "SELECT id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, deleted_at, merged_into \
              FROM customers WHERE external_id IN ({})",
             engine.json_strings(1)
         ));
@@ -819,7 +820,11 @@ impl Loader {
             match existing.get(&c.external_id) {
                 Some(old) if old.deleted_at.is_some() => {
                     let column = rej.names[fields::customer::EXTERNAL_ID].clone();
-                    rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason: "this customer was deleted".into() });
+                    let reason = match old.merged_into {
+                        Some(into) => format!("this customer was merged into customer #{into}"),
+                        None => "this customer was deleted".into(),
+                    };
+                    rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason });
                 }
                 Some(old) => {
                     let tags = old_tags.remove(&old.id).unwrap_or_default();

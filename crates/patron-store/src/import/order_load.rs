@@ -439,7 +439,11 @@ impl Loader {
     /// SQLite: looks up the chunk's new customer ids, one indexed probe each (an `IN` list of
     /// numbered parameters is quadratic for SQLite to prepare).
     fn resolve_customers_sqlite(&mut self, raw: &SqliteRaw<'_>, orders: &[OrderIn]) -> Result<()> {
-        let mut find = raw.prepare("SELECT id FROM customers WHERE external_id = ?1 AND deleted_at IS NULL")?;
+        let mut find = raw.prepare(&format!(
+            "SELECT {} FROM customers WHERE external_id = ?1 AND {}",
+            crate::customers::RESOLVED_CUSTOMER_ID,
+            crate::customers::RESOLVABLE_CUSTOMER
+        ))?;
         for o in orders {
             if self.customers.contains_key(&o.customer) {
                 continue;
