@@ -345,3 +345,36 @@ test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {
         .unwrap();
     assert_eq!(audit, 1);
 });
+
+test_both!(personal_data_export_and_erasure_over_http, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let store = &app.db.store;
+    let (_, c) = app.post("/api/v1/customers", json!({"name":"赵敏","mobile":"13700137000","email":"zm@example.com"})).await;
+    let id = c["id"].as_i64().unwrap();
+    let (s, _) = app.post("/api/v1/orders", json!({"external_id":"P1","customer_id":id,"ordered_at":"2026-05-01T04:00:00Z","total_cents":8800})).await;
+    assert_eq!(s, 201);
+    let manager = store.create_user("m@example.com", "经理", Role::Manager, None).await.unwrap();
+    let (_, tm) = store.create_token("tm", Role::Manager, Some(manager.id)).await.unwrap();
+    let agent = store.create_user("ag2@example.com", "坐席", Role::Agent, None).await.unwrap();
+    let (_, ta) = store.create_token("ta", Role::Agent, Some(agent.id)).await.unwrap();
+
+    let url = format!("/api/v1/customers/{id}/personal-data");
+    let (s, _) = json_of(app.req_as(&ta, Method::GET, &url).send().await.unwrap()).await;
+    assert_eq!(s, 403, "agents may not export");
+    let (s, copy) = json_of(app.req_as(&tm, Method::GET, &url).send().await.unwrap()).await;
+    assert_eq!((s, copy["customer"]["email"].as_str(), copy["orders"][0]["external_id"].as_str()), (200, Some("zm@example.com"), Some("P1")));
+
+    let erase = format!("/api/v1/customers/{id}/erase");
+    let (s, b) = json_of(app.req_as(&tm, Method::POST, &erase).send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "erasure is for admins");
+    let r = app.req(Method::POST, &erase).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, _) = app.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!(s, 404);
+    let (s, _) = json_of(app.req(Method::POST, &erase).send().await.unwrap()).await;
+    assert_eq!(s, 404, "erased already");
+    let (s, _) = app.get(&url).await;
+    assert_eq!(s, 404);
+    let (s, _) = app.get("/api/v1/customers/abc/personal-data").await;
+    assert_eq!(s, 400);
+});

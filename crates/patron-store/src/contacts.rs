@@ -38,7 +38,7 @@ pub struct Contact {
 }
 
 /// A new contact person.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
     /// Id in the source system.

@@ -17,6 +17,7 @@ pub mod interactions;
 pub mod notes;
 pub mod orders;
 pub mod page;
+pub mod privacy;
 pub mod segments;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -727,3 +727,65 @@ DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,5
     assert!(r.committed, "{:?}", r.rejections);
     assert_eq!(s.order_stats(c).await.unwrap().order_count, 5);
 });
+test_both!(personal_data_is_exported_and_erased_keeping_the_books, |db: TestDb| async move {
+    let s = &db.store;
+    let file = "customer_id,kind,name,mobile,email,wechat_id,city,birthday,tags,consent_sms,attr.地址\n\
+E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-08-08,辣味;大客户,yes,南京西路1号\n";
+    assert!(import(s, ImportKind::Customers, "e.csv", file.into(), |_| {}).await.committed);
+    let orders = "order_id,customer_id,ordered_at,amount\nEO1,E1,2026-03-01 12:00:00,100.00\nEO2,E1,2026-04-01 12:00:00,50.00\n";
+    assert!(import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await.committed);
+    let interactions = "interaction_id,customer_id,kind,occurred_at,payload\nEI1,E1,call,2026-04-02 10:00:00,回电 13812345678\n";
+    assert!(import(s, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await.committed);
+    let id = customer_id(s, "E1").await;
+    s.create_note(&cli(), id, patron_store::notes::NewNote { body: "老板住南京西路".into() }).await.unwrap();
+    s.create_contact(
+        &cli(),
+        id,
+        patron_store::contacts::NewContact { name: "张老板".into(), mobile: Some("13900001111".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    s.update_customer(&cli(), id, CustomerPatch { city: Some(Some("苏州".into())), ..Default::default() }).await.unwrap();
+
+    // The copy holds everything.
+    let copy = s.personal_data(&cli(), id).await.unwrap();
+    assert_eq!(copy.customer.mobile.as_deref(), Some("13812345678"));
+    assert_eq!((copy.orders.len(), copy.interactions.len(), copy.notes.len(), copy.contacts.len()), (2, 1, 1, 1));
+    assert!(copy.changes.iter().any(|c| c.field == "city" && c.old_value.as_deref() == Some("上海")));
+    let json = serde_json::to_string(&copy).unwrap();
+    assert!(json.contains("南京西路1号") && json.contains("回电 13812345678"));
+
+    s.erase_customer(&cli(), id).await.unwrap();
+    assert!(matches!(s.customer(id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.erase_customer(&cli(), id).await, Err(StoreError::NotFound(_))));
+    // Nothing that names or reaches the person is left …
+    let q = |sql: &str| patron_store::db::query(sql.to_owned()).bind(id);
+    let mut r = s.db.reader();
+    let (name, mobile, email, wechat, city): (String, Option<String>, Option<String>, Option<String>, Option<String>) =
+        r.fetch_one(q("SELECT name, mobile, email, wechat_id, city FROM customers WHERE id = $1")).await.unwrap();
+    assert_eq!((name, mobile, email, wechat, city), (format!("erased #{id}"), None, None, None, None));
+    let (attributes,): (String,) = r.fetch_one(q("SELECT CAST(attributes AS TEXT) FROM customers WHERE id = $1")).await.unwrap();
+    assert_eq!(attributes.replace(' ', ""), "{}");
+    let leftovers = [
+        "SELECT COUNT(*) FROM customer_tags WHERE customer_id = $1",
+        "SELECT COUNT(*) FROM notes WHERE customer_id = $1 AND body <> ''",
+        "SELECT COUNT(*) FROM interactions WHERE customer_id = $1 AND payload IS NOT NULL",
+        "SELECT COUNT(*) FROM customer_changes WHERE customer_id = $1 AND (old_value IS NOT NULL OR new_value IS NOT NULL)",
+        "SELECT COUNT(*) FROM contacts WHERE customer_id = $1 AND (name <> 'erased' OR mobile IS NOT NULL)",
+    ];
+    for sql in leftovers {
+        let (n,): (i64,) = r.fetch_one(q(sql)).await.unwrap();
+        assert_eq!(n, 0, "{sql}");
+    }
+    // … while the books still add up, and the source system's file cannot bring the person back.
+    let (orders, spend): (i64, i64) =
+        r.fetch_one(q("SELECT COUNT(*), CAST(SUM(total_cents) AS BIGINT) FROM orders WHERE customer_id = $1")).await.unwrap();
+    assert_eq!((orders, spend), (2, 15000));
+    let again = import(s, ImportKind::Customers, "e.csv", file.into(), |_| {}).await;
+    assert_eq!((again.created, again.rejected), (0, 1));
+    let (audited,): (i64,) = r
+        .fetch_one(patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action IN ('erase', 'export_personal_data') AND entity_id = $1").bind(id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(audited, 2);
+});

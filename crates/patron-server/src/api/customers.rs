@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::Router;
 use patron_store::contacts::{Contact, NewContact};
 use patron_store::duplicates::{DuplicateCandidate, MergeReport};
+use patron_store::privacy::PersonalData;
 use patron_store::customers::{mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page};
 use patron_store::interactions::Interaction;
 use patron_store::notes::{NewNote, Note};
@@ -32,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/customers/{id}/notes", axum::routing::post(add_note))
         .route("/customers/{id}/duplicates", get(duplicates))
         .route("/customers/{id}/merge", axum::routing::post(merge))
+        .route("/customers/{id}/personal-data", get(personal_data))
+        .route("/customers/{id}/erase", axum::routing::post(erase))
 }
 
 /// List filters, sort and paging.
@@ -225,6 +228,27 @@ pub struct MergeRequest {
 pub async fn merge(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(m): Json<MergeRequest>) -> ApiResult<Json<MergeReport>> {
     require(&actor, Role::Manager, "merge customers")?;
     Ok(Json(state.store.merge_customers(&actor, id, m.merge_id).await?))
+}
+
+/// A copy of everything patron holds on the customer (a person's right of access): profile,
+/// people, every order, interaction, note and history row. Managers and admins; audited.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/personal-data", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 200, body = PersonalData), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn personal_data(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<PersonalData>> {
+    require(&actor, Role::Manager, "export a customer's personal data")?;
+    Ok(Json(state.store.personal_data(&actor, id).await?))
+}
+
+/// Erases the customer's personal data (a person's right to erasure): contact details,
+/// demographics, attributes, tags, notes, interaction payloads, the people of an organisation
+/// and the values in the history are cleared and the name pseudonymised; orders stay for the
+/// books, attached to the pseudonymised, hidden customer. Irreversible; admins only; audited.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/erase", tag = "customers", params(("id" = i64, Path, description = "customer id")),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn erase(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    require(&actor, Role::Admin, "erase a customer's personal data")?;
+    state.store.erase_customer(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A page of timeline entries.

@@ -84,6 +84,7 @@ impl Modify for BearerAuth {
         customers::list, customers::create, customers::get_one, customers::patch, customers::delete,
         customers::timeline, customers::changes, customers::orders, customers::interactions,
         customers::contacts, customers::add_contact, customers::add_note, customers::duplicates, customers::merge,
+        customers::personal_data, customers::erase,
         orders::create, orders::get_one,
         interactions::create,
         imports::create,
