@@ -167,6 +167,8 @@ test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
     assert_eq!(c1.order_count, 1);
     let stats = s.order_stats(c1.id).await.unwrap();
     assert_eq!(stats.spend_cents, 2 * 7000 + 1800 - 500);
+    // The list's totals (kept in the summaries) agree with the orders themselves.
+    assert_eq!((c1.spend_cents, c1.last_order_at), (stats.spend_cents, stats.last_order_at));
     s.create_note(&cli(), c1.id, patron_store::notes::NewNote { body: "喜欢靠窗的位置".into() }).await.unwrap();
     let tl = s.timeline(c1.id, None, 2).await.unwrap();
     assert_eq!(tl.items.len(), 2);
