@@ -95,6 +95,30 @@ struct CustomerRow {
     updated_at: DateTime<Utc>,
 }
 
+/// A customer row as stored (live or not), for code that compares or merges profiles.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredCustomer {
+    pub id: i64,
+    pub external_id: Option<String>,
+    pub kind: String,
+    pub name: String,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub wechat_id: Option<String>,
+    pub gender: Option<String>,
+    pub birthday: Option<NaiveDate>,
+    pub city: Option<String>,
+    pub attributes: sqlx::types::Json<serde_json::Value>,
+    pub owner_id: Option<i64>,
+    pub referrer_id: Option<i64>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub merged_into: Option<i64>,
+}
+
+/// The columns of [`StoredCustomer`], for `SELECT {STORED_CUSTOMER_COLUMNS} FROM customers …`.
+pub(crate) const STORED_CUSTOMER_COLUMNS: &str = "id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
+     owner_id, referrer_id, deleted_at, merged_into";
+
 /// Resolving a customer named by a file or a request by external id: the customer itself when
 /// live, or the one a merged duplicate was merged into. Select [`RESOLVED_CUSTOMER_ID`] from
 /// `customers` where [`RESOLVABLE_CUSTOMER`] holds.

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::customers::{record_change, upsert_consent, Customer};
+use crate::customers::{record_change, upsert_consent, Customer, StoredCustomer, STORED_CUSTOMER_COLUMNS};
 use crate::db::{query, Engine, Tx};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
@@ -64,25 +64,8 @@ pub struct MergeReport {
     pub changes: u64,
     /// Customers whose referrer was the duplicate.
     pub referrals: u64,
-    /// Profile fields of the kept customer filled or changed (tags, consents included).
+    /// StoredCustomer fields of the kept customer filled or changed (tags, consents included).
     pub fields: Vec<String>,
-}
-
-/// The profile fields a merge looks at, read inside its transaction.
-#[derive(sqlx::FromRow)]
-struct Profile {
-    id: i64,
-    external_id: Option<String>,
-    name: String,
-    mobile: Option<String>,
-    email: Option<String>,
-    wechat_id: Option<String>,
-    gender: Option<String>,
-    birthday: Option<NaiveDate>,
-    city: Option<String>,
-    attributes: sqlx::types::Json<serde_json::Value>,
-    owner_id: Option<i64>,
-    referrer_id: Option<i64>,
 }
 
 /// A name as duplicates compare it, in SQL: lower-cased, without spaces (ASCII and ideographic).
@@ -304,7 +287,7 @@ impl Store {
         crate::analytics::refresh_customers(&mut tx, now, &[keep_id, merge_id]).await?;
         tx.execute(query("UPDATE customers SET updated_at = $1 WHERE id = $2").bind(now).bind(keep_id)).await?;
 
-        let describe = |p: &Profile| match &p.external_id {
+        let describe = |p: &StoredCustomer| match &p.external_id {
             Some(e) => format!("#{} {} ({e})", p.id, p.name),
             None => format!("#{} {}", p.id, p.name),
         };
@@ -318,15 +301,8 @@ impl Store {
     }
 }
 
-/// A live customer's mergeable fields, read (and on PostgreSQL locked) in the transaction.
-async fn profile(tx: &mut Tx, id: i64) -> Result<Option<Profile>> {
+/// A live customer as stored, read (and on PostgreSQL locked) in the transaction.
+async fn profile(tx: &mut Tx, id: i64) -> Result<Option<StoredCustomer>> {
     let lock = if tx.engine() == Engine::Postgres { " FOR UPDATE" } else { "" };
-    tx.fetch_optional(
-        query(format!(
-            "SELECT id, external_id, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, referrer_id \
-             FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}"
-        ))
-        .bind(id),
-    )
-    .await
+    tx.fetch_optional(query(format!("SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}")).bind(id)).await
 }

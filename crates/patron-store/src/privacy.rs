@@ -20,6 +20,7 @@ use crate::db::query;
 use crate::interactions::Interaction;
 use crate::notes::Note;
 use crate::orders::Order;
+use crate::page::all_pages;
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
@@ -50,26 +51,8 @@ impl Store {
     pub async fn personal_data(&self, actor: &Actor, customer_id: i64) -> Result<PersonalData> {
         let customer = self.customer(customer_id).await?;
         let contacts = self.contacts(customer_id).await?;
-        let mut orders = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.customer_orders(customer_id, cursor.as_deref(), PAGE).await?;
-            orders.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        let mut interactions = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.customer_interactions(customer_id, cursor.as_deref(), PAGE).await?;
-            interactions.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let orders = all_pages(|cursor| async move { self.customer_orders(customer_id, cursor.as_deref(), PAGE).await }).await?;
+        let interactions = all_pages(|cursor| async move { self.customer_interactions(customer_id, cursor.as_deref(), PAGE).await }).await?;
         let notes: Vec<Note> = self
             .db
             .reader()

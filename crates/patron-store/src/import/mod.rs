@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::customers::{record_change, upsert_consent, RESOLVABLE_CUSTOMER, RESOLVED_CUSTOMER_ID};
+use crate::customers::{record_change, upsert_consent, StoredCustomer, RESOLVABLE_CUSTOMER, RESOLVED_CUSTOMER_ID, STORED_CUSTOMER_COLUMNS};
 use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
@@ -411,24 +411,6 @@ fn new_customer_cells(cells: &mut dyn bulk::Cells, id: i64, c: &CustomerIn, now:
     cells.time(now)
 }
 
-#[derive(sqlx::FromRow)]
-struct ExistingCustomer {
-    id: i64,
-    external_id: String,
-    kind: String,
-    name: String,
-    mobile: Option<String>,
-    email: Option<String>,
-    wechat_id: Option<String>,
-    gender: Option<String>,
-    birthday: Option<NaiveDate>,
-    city: Option<String>,
-    attributes: sqlx::types::Json<serde_json::Value>,
-    owner_id: Option<i64>,
-    deleted_at: Option<DateTime<Utc>>,
-    merged_into: Option<i64>,
-}
-
 /// Per-file state: caches and the work deferred to the end of the file.
 struct Loader {
     kind: ImportKind,
@@ -790,12 +772,12 @@ impl Loader {
         let engine = tx.engine();
         let keys = serde_json::Value::Array(valid.iter().map(|c| serde_json::Value::String(c.external_id.clone())).collect());
         let q = query(format!(
-            "SELECT id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, owner_id, deleted_at, merged_into \
-             FROM customers WHERE external_id IN ({})",
+            "SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE external_id IN ({})",
             engine.json_strings(1)
         ));
-        let rows: Vec<ExistingCustomer> = tx.fetch_all(q.bind(keys)).await?;
-        let existing: HashMap<String, ExistingCustomer> = rows.into_iter().map(|r| (r.external_id.clone(), r)).collect();
+        let rows: Vec<StoredCustomer> = tx.fetch_all(q.bind(keys)).await?;
+        // Looked up by external id, so every row found has one.
+        let existing: HashMap<String, StoredCustomer> = rows.into_iter().filter_map(|r| Some((r.external_id.clone()?, r))).collect();
         let live = serde_json::Value::Array(existing.values().filter(|o| o.deleted_at.is_none()).map(|o| o.id.into()).collect());
         let mut old_tags: HashMap<i64, Vec<String>> = HashMap::new();
         let mut old_consents: HashMap<i64, Vec<(String, bool)>> = HashMap::new();
@@ -889,7 +871,7 @@ impl Loader {
     async fn update_customer(
         &self,
         tx: &mut Tx,
-        old: &ExistingCustomer,
+        old: &StoredCustomer,
         c: &CustomerIn,
         old_tags: Vec<String>,
         old_consents: Vec<(String, bool)>,
