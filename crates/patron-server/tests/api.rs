@@ -364,6 +364,32 @@ test_both!(personal_data_export_and_erasure_over_http, |db: TestDb| async move {
     let (s, copy) = json_of(app.req_as(&tm, Method::GET, &url).send().await.unwrap()).await;
     assert_eq!((s, copy["customer"]["email"].as_str(), copy["orders"][0]["external_id"].as_str()), (200, Some("zm@example.com"), Some("P1")));
 
+    // The same copy as a download from the web UI, with a session.
+    store.create_user("ui@example.com", "界面", Role::Manager, Some("a long enough password")).await.unwrap();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = browser
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("email", "ui@example.com"), ("password", "a long enough password")])
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let r = browser
+        .get(format!("{}/ui/customers/{id}/personal-data", app.base))
+        .header(reqwest::header::COOKIE, cookies.join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()[reqwest::header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    let download: Value = r.json().await.unwrap();
+    assert_eq!(download["customer"]["email"], "zm@example.com");
+
     let erase = format!("/api/v1/customers/{id}/erase");
     let (s, b) = json_of(app.req_as(&tm, Method::POST, &erase).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "erasure is for admins");

@@ -176,6 +176,9 @@ async fn merge_a_duplicate_from_the_360_page() {
     let dups = b.wait_text("#duplicates", "同城同名").await;
     assert!(dups.contains("139****0009"), "a manager sees contacts masked: {dups}");
     b.screenshot(&common::screenshots().join("duplicates.png")).await;
+    // A manager may export a customer's data, not erase it.
+    b.find("#personal-data-link").await;
+    assert!(!b.text("#privacy").await.contains("删除个人信息"));
     // Two steps: open, then confirm.
     b.click(".merge-open").await;
     b.click(".merge-button").await;
@@ -184,5 +187,29 @@ async fn merge_a_duplicate_from_the_360_page() {
     assert!(b.text("#stat-orders").await.contains('3'));
     assert!(b.text("#profile-tags").await.contains("会员"));
     assert!(!b.text("body").await.contains("可能重复的客户"));
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_erases_a_customer_from_the_360_page() {
+    let app = seeded_app().await;
+    app.db.store.create_user("admin@example.com", "管理员", Role::Admin, Some(PASSWORD)).await.unwrap();
+    let b = Browser::start().await;
+    b.goto(&format!("{}/ui/login", app.base)).await;
+    b.type_into("#email", "admin@example.com").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("#login-button").await;
+    b.find("#customer-table").await;
+    assert!(b.text("#total").await.contains('3'));
+    b.type_into("#q", "W2").await;
+    b.click("#search-button").await;
+    b.wait_text("#customer-table", "李娜").await;
+    b.click(".customer-link").await;
+    b.wait_text("#privacy", "删除个人信息").await;
+    b.click(".erase-open").await;
+    b.click("#erase-button").await;
+    // Back on the list, without the customer.
+    let table = b.wait_text("#total", "2").await;
+    assert!(!b.text("#customer-table").await.contains("李娜"), "{table}");
     b.quit().await;
 }

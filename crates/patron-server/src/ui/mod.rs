@@ -39,6 +39,8 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .route("/ui/customers/{id}/edit", get(edit_page).post(edit))
         .route("/ui/customers/{id}/notes", axum::routing::post(add_note))
         .route("/ui/customers/{id}/merge", axum::routing::post(merge))
+        .route("/ui/customers/{id}/personal-data", get(personal_data))
+        .route("/ui/customers/{id}/erase", axum::routing::post(erase))
         .route(
             "/ui/import",
             get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
@@ -516,6 +518,38 @@ async fn merge(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>,
     }
     match state.store.merge_customers(&user.actor, id, f.merge_id).await {
         Ok(_) => Redirect::to(&format!("/ui/customers/{id}#history")).into_response(),
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+/// Everything held on the customer, as a JSON download (managers and admins; audited).
+async fn personal_data(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>) -> Response {
+    if let Err(e) = crate::auth::require(&user.actor, Role::Manager, "export a customer's personal data") {
+        return error_page(&state, &user, e);
+    }
+    match state.store.personal_data(&user.actor, id).await {
+        Ok(data) => {
+            let disposition = format!("attachment; filename=\"customer-{id}-personal-data.json\"");
+            let mut res = axum::Json(data).into_response();
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            res
+        }
+        Err(e) => error_page(&state, &user, e.into()),
+    }
+}
+
+/// Erases the customer's personal data (admins; irreversible), then back to the list.
+async fn erase(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Form(f): Form<CsrfForm>) -> Response {
+    if let Err(e) = user.check_csrf(&f.csrf) {
+        return error_page(&state, &user, e);
+    }
+    if let Err(e) = crate::auth::require(&user.actor, Role::Admin, "erase a customer's personal data") {
+        return error_page(&state, &user, e);
+    }
+    match state.store.erase_customer(&user.actor, id).await {
+        Ok(()) => Redirect::to("/ui/customers").into_response(),
         Err(e) => error_page(&state, &user, e.into()),
     }
 }
