@@ -361,6 +361,68 @@ pub fn term(value: &str, label: impl Fn(&str) -> Option<String>) -> String {
         .join(" · ")
 }
 
+/// The importer's reasons for rejecting a row (English, from the store), in Chinese: (the
+/// reason's fixed start, its translation). What follows the fixed start — the offending value,
+/// a row number — is kept as it is. Longer starts come before shorter ones that they extend.
+const IMPORT_REASONS_ZH: &[(&str, &str)] = &[
+    ("unknown customer (import customers first)", "未知客户（请先导入客户）"),
+    ("unknown referrer customer", "未知的推荐人客户"),
+    ("a customer cannot refer themselves", "客户不能推荐自己"),
+    ("this customer was deleted", "该客户已被删除"),
+    ("this customer was merged into customer ", "该客户已合并到客户 "),
+    ("this order id belongs to another customer", "该订单编号属于另一位客户"),
+    ("this interaction id belongs to another customer", "该互动编号属于另一位客户"),
+    ("this contact id belongs to another customer", "该联系人编号属于另一位客户"),
+    ("duplicate id in this file (first at row ", "文件中编号重复（首次出现在第 "),
+    ("no user with this email (add the user first)", "没有使用该邮箱的用户（请先添加用户）"),
+    ("name is longer than 200 characters", "名称超过 200 个字符"),
+    ("at most 2 decimals", "金额最多两位小数"),
+    ("amount too large", "金额过大"),
+    ("must not be negative (leave refunds out or give them a status)", "不能为负数（退款请不要导入，或标明状态）"),
+    ("must not be negative (record refunds with status refunded)", "不能为负数（退款请用状态 refunded 记录）"),
+    ("must not be negative", "不能为负数"),
+    ("not an amount", "不是有效金额"),
+    ("not an email address", "不是有效的邮箱地址"),
+    ("not a mainland China mobile number (11 digits starting 13–19)", "不是有效的中国大陆手机号（13–19 开头的 11 位数字）"),
+    ("not a date or time (expected e.g. 2025-03-04 or 2025-03-04 18:23:00)", "不是有效的日期或时间（例如 2025-03-04 或 2025-03-04 18:23:00）"),
+    ("not a date (expected YYYY-MM-DD)", "不是有效的日期（格式 YYYY-MM-DD）"),
+    ("not a time (expected e.g. 2025-03-04 18:23:00 or RFC 3339)", "不是有效的时间（例如 2025-03-04 18:23:00 或 RFC 3339）"),
+    ("not a yes/no value", "不是是/否值"),
+    ("time does not exist in ", "该时间在此时区不存在："),
+    ("gender must be male, female or unknown", "性别须为男、女或未知"),
+    ("kind must be person or organisation", "类型须为个人或企业"),
+    ("kind must be one of ", "类型须为以下之一："),
+    ("status must be completed, cancelled, refunded or pending", "状态须为 completed、cancelled、refunded 或 pending"),
+    ("currency must be a 3-letter code like CNY", "币种须为 3 个字母的代码，如 CNY"),
+    ("not JSON", "不是有效的 JSON"),
+    ("a line must hold one JSON object", "每行须为一个 JSON 对象"),
+    ("required", "必填"),
+];
+
+/// An import rejection's reason in `lang` (the store writes English; see [`IMPORT_REASONS_ZH`]).
+/// A reason without a translation is shown as it is.
+pub fn import_reason(lang: Lang, reason: &str) -> String {
+    if lang == Lang::En {
+        return reason.to_owned();
+    }
+    // "expected 8 fields, found 9 (an unquoted comma or a missing quote?)"
+    if let Some((want, found)) = reason.strip_prefix("expected ").and_then(|r| r.split_once(" fields, found ")) {
+        if let Some(found) = found.split(' ').next() {
+            return format!("应有 {want} 个字段，实际 {found} 个（可能有未加引号的逗号，或缺少引号）");
+        }
+    }
+    match IMPORT_REASONS_ZH.iter().find(|(en, _)| reason.starts_with(en)) {
+        Some((en, zh)) => {
+            let rest = &reason[en.len()..];
+            // ": \"x\"" → "：\"x\""; the closing parenthesis of "(first at row 3)" → "行）".
+            let rest = rest.strip_prefix(": ").map(|r| format!("：{r}")).unwrap_or_else(|| rest.to_owned());
+            let rest = if en.ends_with("(first at row ") { rest.replacen(')', " 行）", 1) } else { rest };
+            format!("{zh}{rest}")
+        }
+        None => reason.to_owned(),
+    }
+}
+
 /// Cents as yuan with thousands separators: `123456` → `¥1,234.56`, `-5` → `-¥0.05`.
 pub fn yuan(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -412,6 +474,22 @@ mod tests {
         assert_eq!(term("refunded · 美团", zh), "已退款 · 美团", "an unknown channel stays as stored");
         assert_eq!(term("attr.vip_level", zh), "attr.vip_level");
         assert_eq!(term("", zh), "");
+    }
+
+    #[test]
+    fn import_reasons_read_in_chinese_with_their_values() {
+        assert_eq!(import_reason(Lang::Zh, "unknown customer (import customers first)"), "未知客户（请先导入客户）");
+        assert_eq!(import_reason(Lang::Zh, "not an email address: \"a b@c\""), "不是有效的邮箱地址：\"a b@c\"");
+        assert_eq!(import_reason(Lang::Zh, "duplicate id in this file (first at row 3)"), "文件中编号重复（首次出现在第 3 行）");
+        assert_eq!(import_reason(Lang::Zh, "must not be negative"), "不能为负数");
+        assert_eq!(
+            import_reason(Lang::Zh, "expected 8 fields, found 9 (an unquoted comma or a missing quote?)"),
+            "应有 8 个字段，实际 9 个（可能有未加引号的逗号，或缺少引号）"
+        );
+        assert_eq!(import_reason(Lang::Zh, "required"), "必填");
+        assert_eq!(import_reason(Lang::Zh, "this customer was merged into customer #7"), "该客户已合并到客户 #7");
+        assert_eq!(import_reason(Lang::Zh, "something new"), "something new", "untranslated stays readable");
+        assert_eq!(import_reason(Lang::En, "at most 2 decimals"), "at most 2 decimals");
     }
 
     #[test]

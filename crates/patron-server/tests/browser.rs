@@ -142,6 +142,17 @@ async fn language_switch_and_import_report() {
     b.click("#import-button").await;
     b.wait_text("#r-created", "1").await;
     assert!(b.text("#r-status").await.contains("Written"));
+    // In Chinese the reasons read in Chinese, with the offending values as they were.
+    b.click("#lang-switch").await;
+    b.wait_text("#import-button", "开始导入").await;
+    b.click("#import-kind option[value=orders]").await;
+    b.upload("#import-file", &file).await;
+    b.click("#import-button").await;
+    b.wait_text("#r-rejected", "2").await;
+    let rej = b.text("#rejections").await;
+    assert!(rej.contains("未知客户（请先导入客户）") && rej.contains("金额最多两位小数") && rej.contains("NOBODY"), "{rej}");
+    b.click("#lang-switch").await;
+    b.wait_text("#import-button", "Import").await;
 
     // Log out: the session is gone.
     b.goto(&format!("{}/ui/customers", app.base)).await;

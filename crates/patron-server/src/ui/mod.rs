@@ -579,8 +579,11 @@ async fn import(State(state): State<AppState>, user: UiUser, headers: HeaderMap,
         return error_page(&state, &user, e);
     }
     match state.store.import(&user.actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await {
-        Ok(report) => {
+        Ok(mut report) => {
             let status = if report.committed || opts.dry_run { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            for r in &mut report.rejections {
+                r.reason = crate::i18n::import_reason(user.lang, &r.reason);
+            }
             let mut res = render(&state, "import.html", user.lang, Some(&user), context! { report, dry_run => opts.dry_run });
             *res.status_mut() = status;
             res
