@@ -825,12 +825,14 @@ impl Store {
         Ok(n)
     }
 
-    /// Distinct cities and tags in use (for filter menus).
+    /// Distinct cities and tags on file (for filter menus).
     pub async fn customer_facets(&self) -> Result<(Vec<String>, Vec<String>)> {
         let cities: Vec<(String,)> = self
             .db
             .reader()
-            .fetch_all(query("SELECT DISTINCT city FROM customers WHERE city IS NOT NULL AND deleted_at IS NULL ORDER BY city LIMIT 500"))
+            // From the city index alone (a city whose customers were all deleted may stay listed
+            // and finds nobody; checking each row for deletion read the whole table).
+            .fetch_all(query("SELECT DISTINCT city FROM customers WHERE city IS NOT NULL ORDER BY city LIMIT 500"))
             .await?;
         let tags: Vec<(String,)> =
             self.db.reader().fetch_all(query("SELECT DISTINCT tag FROM customer_tags ORDER BY tag LIMIT 500")).await?;
