@@ -276,6 +276,10 @@ pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<(
         // (`Stage::fill`); this aggregation over every touched customer needs them.
         tx.execute(query("RESET enable_hashjoin")).await?;
         tx.execute(query("RESET enable_mergejoin")).await?;
+        // Temporary tables get no statistics by themselves: without them the planner guessed
+        // the stage's size and the DELETE below took 0.4–0.5 s instead of 0.1–0.16 s for 110,000
+        // touched customers (the ANALYZE itself: 20–30 ms).
+        tx.execute(query("ANALYZE patron_stage_touched")).await?;
     }
     tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
         .await?;
