@@ -17,7 +17,17 @@ test_both!(health_openapi_and_auth, |db: TestDb| async move {
     let (s, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for p in ["/api/v1/customers", "/api/v1/customers/{id}", "/api/v1/customers/{id}/timeline", "/api/v1/orders", "/api/v1/imports"] {
+    for p in [
+        "/api/v1/customers",
+        "/api/v1/customers/{id}",
+        "/api/v1/customers/{id}/timeline",
+        "/api/v1/customers/{id}/duplicates",
+        "/api/v1/customers/{id}/merge",
+        "/api/v1/customers/{id}/personal-data",
+        "/api/v1/customers/{id}/erase",
+        "/api/v1/orders",
+        "/api/v1/imports",
+    ] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
     // No token, a malformed header, an unknown token: 401 with the envelope and a challenge.
