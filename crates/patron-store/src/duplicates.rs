@@ -69,6 +69,7 @@ pub struct MergeReport {
 }
 
 /// A name as duplicates compare it, in SQL: lower-cased, without spaces (ASCII and ideographic).
+/// Migration 0003 indexes `(city, name_key("name"))`: keep the two expressions the same.
 fn name_key(expr: &str) -> String {
     format!("REPLACE(REPLACE(LOWER({expr}), ' ', ''), '\u{3000}', '')")
 }
