@@ -87,6 +87,14 @@ impl From<StoreError> for ApiError {
                 ApiError { status, code: "invalid", message, field }
             }
             StoreError::File(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", m).field("file"),
+            StoreError::Busy(m) => {
+                tracing::warn!(detail = %m, "database busy");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the database is busy with another write (an import, perhaps); nothing was changed, try again shortly",
+                )
+            }
             other => {
                 // Logged for operators (no PII: store errors carry ids and SQL states, not values);
                 // the client learns only that it failed.
@@ -114,6 +122,9 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         res
     }
@@ -215,5 +226,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             .await
             .map(|f| Form(f.0))
             .map_err(|r: FormRejection| ApiError::new(r.status(), "invalid_form", r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_database_is_a_503_to_retry_without_its_detail() {
+        let res = ApiError::from(StoreError::Busy("database is locked".into())).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["code"], "busy");
+        assert!(!v["error"]["message"].as_str().unwrap_or_default().contains("locked"));
     }
 }

@@ -471,6 +471,15 @@ pub fn redact_url(url: &str) -> String {
 pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
     let db_err = err.as_database_error()?;
     let msg = db_err.message().to_owned();
+    let busy = if db_err.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+        db_err.code().is_some_and(|c| pg_busy(&c))
+    } else {
+        // SQLite reports its extended result code as a number.
+        db_err.code().and_then(|c| c.parse().ok()).is_some_and(sqlite_busy)
+    };
+    if busy {
+        return Some(StoreError::Busy(msg));
+    }
     match db_err.kind() {
         sqlx::error::ErrorKind::UniqueViolation => Some(StoreError::Conflict(msg)),
         sqlx::error::ErrorKind::ForeignKeyViolation => Some(StoreError::Reference(msg)),
@@ -479,6 +488,18 @@ pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
         }
         _ => None,
     }
+}
+
+/// Whether an SQLite result code means "busy, try again": SQLITE_BUSY and SQLITE_LOCKED with
+/// their extended codes (the primary code is the low byte).
+fn sqlite_busy(code: i32) -> bool {
+    matches!(code & 0xff, ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED)
+}
+
+/// Whether a PostgreSQL SQLSTATE means "try again": serialization_failure, deadlock_detected,
+/// lock_not_available.
+fn pg_busy(sqlstate: &str) -> bool {
+    matches!(sqlstate, "40001" | "40P01" | "55P03")
 }
 
 /// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
@@ -525,6 +546,28 @@ fn push_utc_timestamp(buf: &mut Vec<u8>, v: DateTime<Utc>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn a_busy_database_is_told_apart_from_a_failure() {
+        use sqlx::{ConnectOptions, Connection};
+        // Two connections to one SQLite file: while one holds the write lock, the other's write
+        // fails at once (no busy wait) with SQLITE_BUSY, which must read as "busy, try again".
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opts = SqliteConnectOptions::new().filename(dir.path().join("busy.db")).create_if_missing(true).busy_timeout(Duration::ZERO);
+        let mut holder = opts.connect().await.expect("first connection");
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.expect("table");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.expect("write lock");
+        let mut other = opts.connect().await.expect("second connection");
+        let err = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.expect_err("the lock is held");
+        assert!(matches!(StoreError::from(err), StoreError::Busy(_)));
+        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+        holder.close().await.expect("close");
+        // The codes for the same situation (SQLite extended codes; PostgreSQL SQLSTATEs); a
+        // unique violation, a constraint or a plain error are not "busy".
+        assert!(["40001", "40P01", "55P03"].iter().all(|c| pg_busy(c)) && !pg_busy("23505"));
+        assert!([5, 517, 6, 262].into_iter().all(sqlite_busy) && ![19, 2067, 1].into_iter().any(sqlite_busy));
+    }
+
     use super::*;
 
     #[test]
@@ -899,6 +942,7 @@ fn raw_error(db: NonNull<ffi::sqlite3>, rc: i32) -> StoreError {
         ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => StoreError::Conflict(msg),
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::Reference(msg),
         ffi::SQLITE_CONSTRAINT_CHECK | ffi::SQLITE_CONSTRAINT_NOTNULL => StoreError::Invalid { field: None, message: msg },
+        _ if sqlite_busy(code) => StoreError::Busy(msg),
         _ => StoreError::Internal(format!("SQLite: {msg} (code {code})")),
     }
 }

@@ -57,6 +57,11 @@ pub enum StoreError {
     /// An import file could not be read at all (not a row-level rejection).
     #[error("{0}")]
     File(String),
+    /// The database could not take the write now: SQLite's one writer is busy past the wait
+    /// (a long import, say), or PostgreSQL gave up on a lock, a deadlock or serialisation.
+    /// Trying again later may succeed.
+    #[error("the database is busy: {0}")]
+    Busy(String),
     /// A broken invariant inside patron.
     #[error("internal: {0}")]
     Internal(String),
