@@ -18,7 +18,9 @@ Options: --patron PATH, --workdir DIR (default bench/work/analytics), --seed S, 
 --timeout SECONDS (per tool run), --keep (keep the generated files).
 The peer's virtualenv is bench/.venv-analytics (created on first use with the pinned versions below).
 """
-import argparse, csv, json, math, os, platform, shutil, statistics, subprocess, sys, time
+import argparse, csv, json, math, os, shutil, statistics, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from machine import machine  # noqa: E402  (bench/machine.py)
 from datetime import date, datetime, timedelta, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,23 +55,6 @@ def ensure_venv():
     v = sh([VPY, "-c", code]).stdout.split()
     return {"python": sh([VPY, "-c", "import platform; print(platform.python_version())"]).stdout.strip(),
             "numpy": v[0], "pandas": v[1], "scipy": v[2], "lifetimes": v[3]}
-
-
-def machine():
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    osname = platform.platform()
-    try:
-        osname = next(l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME=")) \
-            + f" ({platform.release()})"
-    except Exception:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "nproc": int(sh(["nproc"]).stdout), "memory_gib": round(mem, 1),
-            "os": osname, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
 
 
 def generate(patron, customers, seed, end, out):

@@ -15,7 +15,9 @@ peer tool writing the rows patron wrote (ids resolved) into the same tables, ind
 a database cloned before patron's orders import. The peer's bare-table time over that floor is the
 best ratio such a loader could reach. Usage: bench/import/run.py [--orders 1000000]
 """
-import argparse, json, os, platform, shutil, subprocess, sys, time
+import argparse, json, os, shutil, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from machine import machine  # noqa: E402  (bench/machine.py)
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,16 +38,8 @@ def timed(args, **kw):
     return time.perf_counter() - t
 
 
-def machine():
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "os": platform.platform(),
-            "sqlite3": sh(["sqlite3", "--version"]).stdout.split()[0],
-            "postgres": sh(["psql", "--version"]).stdout.strip()}
+def tool_versions():
+    return {"sqlite3": sh(["sqlite3", "--version"]).stdout.split()[0], "postgres": sh(["psql", "--version"]).stdout.strip()}
 
 
 def pg(db, sql):
@@ -170,17 +164,17 @@ def main():
             r["floor_ratio"] = r["peer_seconds"] / r["floor_seconds"]
             r["patron_vs_floor"] = r["floor_seconds"] / r["patron_seconds"]
     out = {"benchmark": "import", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), "results": results}
+           "machine": machine(**tool_versions()), "results": results}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "import.json"), "w") as f:
         json.dump(out, f, indent=2)
-    print(f"| engine | file | rows | peer | peer rows/s | patron rows/s | patron s | ratio (target ≥ 0.8) |")
-    print(f"|---|---|---|---|---|---|---|---|")
+    print("| engine | file | rows | peer | peer rows/s | patron rows/s | patron s | ratio (target ≥ 0.8) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['engine']} | {r['file']} | {r['rows']:,} | {r['peer']} | {r['peer_rows_per_s']:,.0f} | {r['patron_rows_per_s']:,.0f} | {r['patron_seconds']:.1f} | {r['ratio']:.2f} |")
-    print(f"\nSame rows into patron's own tables (the floor of any loader that keeps them):\n")
-    print(f"| engine | peer, bare table s | floor: peer into patron's tables s | best possible ratio | patron s | patron's share of the floor |")
-    print(f"|---|---|---|---|---|---|")
+    print("\nSame rows into patron's own tables (the floor of any loader that keeps them):\n")
+    print("| engine | peer, bare table s | floor: peer into patron's tables s | best possible ratio | patron s | floor / patron |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         if "floor_seconds" in r:
             print(f"| {r['engine']} | {r['peer_seconds']:.2f} | {r['floor_seconds']:.2f} | {r['floor_ratio']:.2f} | {r['patron_seconds']:.2f} | {r['patron_vs_floor']:.2f} |")
