@@ -50,6 +50,17 @@ impl Engine {
         out
     }
 
+    /// The clause that locks the rows a `SELECT` returns until the transaction ends, against other
+    /// writers that take it too: PostgreSQL's `FOR NO KEY UPDATE` (inserts of rows that refer to
+    /// the locked row still go ahead; their foreign-key checks take only `FOR KEY SHARE`); nothing
+    /// on SQLite, whose transactions hold the one write lock from `BEGIN IMMEDIATE` on.
+    pub fn row_lock(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
     /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
     /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
     pub fn floor_int(self, expr: &str) -> String {
