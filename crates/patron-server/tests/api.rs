@@ -253,6 +253,16 @@ test_both!(imports_over_http, |db: TestDb| async move {
     let (gb, _, _) = encoding_rs::GB18030.encode("客户编号,姓名\nI3,孙三\n");
     let (s, r) = upload(&app, &t, "customers", "gb.csv", gb.into_owned(), &[]).await;
     assert_eq!((s, r["encoding"].as_str()), (200, Some("gb18030")), "{r}");
+    // One byte that is not UTF-8 rejects its row, naming the column; the file stays UTF-8.
+    let one_bad = b"customer_id,name,city\nGB1,\xe7\x8e\x8b\xe5\xb0\x8f\xe6\x98\x8e,\xe4\xb8\x8a\xe6\xb5\xb7\nGB3,bad\xffbyte,\xe6\x9d\xad\xe5\xb7\x9e\n";
+    let (s, r) = upload(&app, &t, "customers", "u.csv", one_bad.to_vec(), &[]).await;
+    assert_eq!((s, error_code(&r).as_str()), (422, "rows_rejected"), "{r}");
+    assert_eq!((r["report"]["encoding"].as_str(), r["report"]["rejected"].as_u64()), (Some("utf-8"), Some(1)), "{r}");
+    assert_eq!((r["report"]["rejections"][0]["row"].as_u64(), r["report"]["rejections"][0]["column"].as_str()), (Some(3), Some("name")));
+    let (s, r) = upload(&app, &t, "customers", "u.csv", one_bad.to_vec(), &[("skip_invalid", "true")]).await;
+    assert_eq!((s, r["created"].as_u64()), (200, Some(1)), "{r}");
+    let (_, list) = app.get("/api/v1/customers?q=GB1").await;
+    assert_eq!((list["items"][0]["name"].as_str(), list["items"][0]["city"].as_str()), (Some("王小明"), Some("上海")));
     let bad = "order_id,customer_id,ordered_at,amount\nA,I1,2026-01-01,10\nB,NOBODY,2026-01-01,10\nC,I2,2026-01-01,1.005\n";
     let (s, r) = upload(&app, &t, "orders", "o.csv", bad.into(), &[]).await;
     assert_eq!((s, error_code(&r).as_str()), (422, "rows_rejected"));
