@@ -61,6 +61,17 @@ impl Engine {
         }
     }
 
+    /// The clause that claims a row for a worker: locks it like [`Engine::row_lock`], but skips
+    /// a row another worker holds instead of waiting for it (PostgreSQL `FOR UPDATE SKIP
+    /// LOCKED`), so that several schedulers share due work without doing any of it twice.
+    /// Nothing on SQLite (one writer at a time).
+    pub fn claim_lock(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
     /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
     pub fn floor_int(self, expr: &str) -> String {
