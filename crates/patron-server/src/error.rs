@@ -300,8 +300,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text()))?;
         let matched = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned());
         let params: Vec<(String, String)> = raw.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        let value = crate::api::contract::check_path(&parts.method, matched.as_deref(), &params)?;
-        serde_json::from_value(value).map(Path).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("invalid path: {e}")))
+        match crate::api::contract::check_path(&parts.method, matched.as_deref(), &params)? {
+            Some(value) => serde_json::from_value(value).map(Path).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("invalid path: {e}"))),
+            None => axum::extract::Path::<T>::from_request_parts(parts, state)
+                .await
+                .map(|p| Path(p.0))
+                .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())),
+        }
     }
 }
 

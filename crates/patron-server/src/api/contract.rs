@@ -451,7 +451,10 @@ pub fn check_body(method: &Method, matched: Option<&str>, body: &Value) -> Resul
         if body.as_array().is_some_and(|a| a.len() == 1) {
             v.field = v.field.strip_prefix(&format!("{root}[0]")).map(|f| f.trim_start_matches('.').to_owned()).unwrap_or(v.field);
         }
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", v.message()).field(v.field)
+        // A body of the wrong shape (types, missing or unknown fields) is `invalid_json`, as
+        // serde's refusals are; a value out of its bounds is `invalid`.
+        let code = if v.kind == Kind::Other { "invalid" } else { "invalid_json" };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, v.message()).field(v.field)
     })
 }
 
@@ -501,9 +504,11 @@ pub fn check_query(method: &Method, matched: Option<&str>, query: &str) -> Resul
 
 /// Holds path parameters to the operation's, and returns them as JSON for the handler's type: a
 /// lone parameter as its value, several as an array in path order. An integer parameter may be
-/// written with a zero fraction (`124.0`).
-pub fn check_path(method: &Method, matched: Option<&str>, params: &[(String, String)]) -> Result<Value, ApiError> {
-    let op = matched.and_then(|m| operation(method, m));
+/// written with a zero fraction (`124.0`). `None` for a route the document does not describe
+/// (the web UI's).
+pub fn check_path(method: &Method, matched: Option<&str>, params: &[(String, String)]) -> Result<Option<Value>, ApiError> {
+    let Some(op) = matched.and_then(|m| operation(method, m)) else { return Ok(None) };
+    let op = Some(op);
     let mut values = Vec::with_capacity(params.len());
     for (name, text) in params {
         let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", m).field(name.clone());
@@ -524,7 +529,7 @@ pub fn check_path(method: &Method, matched: Option<&str>, params: &[(String, Str
         }
         values.push(value);
     }
-    Ok(if values.len() == 1 { values.pop().unwrap_or_default() } else { Value::Array(values) })
+    Ok(Some(if values.len() == 1 { values.pop().unwrap_or_default() } else { Value::Array(values) }))
 }
 
 /// Holds a text part of a multipart form to its property in the named schema (400 otherwise:
@@ -603,8 +608,13 @@ struct Violation {
 /// What sort of rule a value broke (alternatives are told apart by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// Not of the type the schema names.
     Type,
+    /// A required field is missing.
     Required,
+    /// A field the schema does not know is there.
+    Unknown,
+    /// Anything else: enum, range, length, pattern, format.
     Other,
 }
 
@@ -793,12 +803,13 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
             let props = schema.get("properties").and_then(Value::as_object);
             for (k, v) in map {
                 if let Some(names) = schema.get("propertyNames") {
-                    validate(names, &json!(k), &child(path, k))?;
+                    // A key out of its set is the object's problem: name the object and the key.
+                    validate(names, &json!(k), path).map_err(|v| Violation { field: path.to_owned(), kind: v.kind, problem: format!("has the key {k:?}, which {}", v.problem) })?;
                 }
                 match props.and_then(|p| p.get(k)) {
                     Some(s) => validate(s, v, &child(path, k))?,
                     None => match schema.get("additionalProperties") {
-                        Some(Value::Bool(false)) => return Err(Violation { field: child(path, k), kind: Kind::Other, problem: "is not a known field".into() }),
+                        Some(Value::Bool(false)) => return Err(Violation { field: child(path, k), kind: Kind::Unknown, problem: "is not a known field".into() }),
                         Some(extra @ Value::Object(_)) => validate(extra, v, &child(path, k))?,
                         _ => {}
                     },
@@ -885,8 +896,6 @@ mod tests {
 
     #[test]
     fn patterns_agree_with_the_store() {
-        let tz = chrono_tz::Asia::Shanghai;
-        let _ = tz;
         let mobile = regex::Regex::new(MOBILE).unwrap();
         for m in ["13800138000", "+8619912345678"] {
             assert!(mobile.is_match(m) && patron_store::values::parse_mobile(m).is_ok(), "{m}");
