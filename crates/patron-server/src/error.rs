@@ -338,4 +338,37 @@ mod tests {
         assert_eq!(v["error"]["code"], "busy");
         assert!(!v["error"]["message"].as_str().unwrap_or_default().contains("locked"));
     }
+
+    #[test]
+    fn a_pool_that_stays_taken_is_busy_too() {
+        let e = ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!((e.status, e.code), (StatusCode::SERVICE_UNAVAILABLE, "busy"));
+    }
+
+    #[test]
+    fn numbers_with_a_zero_fraction_become_integers() {
+        let mut v = serde_json::json!({"a": 151.0, "b": [1.5, -0.0, 1e3], "c": 9.3e18, "d": "151.0"});
+        integral_floats_as_integers(&mut v);
+        assert_eq!(v, serde_json::json!({"a": 151, "b": [1.5, 0, 1000], "c": 9.3e18, "d": "151.0"}));
+    }
+
+    #[test]
+    fn serde_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Line {
+            qty: i64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Order {
+            at: String,
+            lines: Vec<Line>,
+        }
+        let field = |v: serde_json::Value, prefix: &str| from_json::<Order>(v, prefix).err().and_then(|e| e.field);
+        assert_eq!(field(serde_json::json!({"at": 5, "lines": []}), ""), Some("at".into()));
+        assert_eq!(field(serde_json::json!({"lines": []}), ""), Some("at".into()));
+        assert_eq!(field(serde_json::json!({"at": "x", "lines": [{"qty": "1"}]}), "orders[2]"), Some("orders[2].lines[0].qty".into()));
+        assert_eq!(field(serde_json::json!({"at": "x", "lines": [{}]}), ""), Some("lines[0].qty".into()));
+    }
 }

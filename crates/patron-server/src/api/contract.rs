@@ -130,8 +130,31 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     let id_text = json!({ "pattern": NO_NUL, "maxLength": MAX_ID_CHARS });
     let cents = json!({ "minimum": 0, "maximum": MAX_CENTS });
     let channels = patron_store::values::CONSENT_CHANNELS;
+    // Attributes are free JSON, but no string in them (key or value) may hold NUL: PostgreSQL's
+    // jsonb refuses `\u0000` (schemathesis: a 500 on PostgreSQL).
+    if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
+        let value = json!({ "$ref": "#/components/schemas/AttributeValue" });
+        schemas.insert(
+            "AttributeValue".into(),
+            json!({
+                "description": "Any JSON value whose strings (and keys) hold no NUL (U+0000).",
+                "anyOf": [
+                    { "type": ["null", "boolean", "number"] },
+                    { "type": "string", "pattern": NO_NUL },
+                    { "type": "array", "items": value },
+                    { "type": "object", "propertyNames": { "pattern": NO_NUL }, "additionalProperties": value }
+                ]
+            }),
+        );
+    }
     for schema in ["NewCustomer", "CustomerPatch"] {
         let p = format!("{s}/{schema}/properties");
+        merge(
+            doc,
+            &format!("{p}/attributes"),
+            json!({ "propertyNames": { "pattern": NO_NUL }, "additionalProperties": { "$ref": "#/components/schemas/AttributeValue" } }),
+            problems,
+        );
         merge(doc, &format!("{p}/external_id"), id_text.clone(), problems);
         merge(doc, &format!("{p}/kind"), enumeration(&["person", "organisation"], true), problems);
         merge(doc, &format!("{p}/name"), text(200), problems);
