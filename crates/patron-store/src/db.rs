@@ -359,6 +359,18 @@ impl Tx {
         Ok(may)
     }
 
+    /// Citus: runs the rest of the transaction's statements that span shards over one
+    /// connection per node (`citus.multi_shard_modify_mode = sequential`). Citus needs that in
+    /// a transaction that writes a reference table (the catalogue of products and categories)
+    /// after a statement that spanned the shards of a table referring to it; call it before
+    /// the first such statement. Elsewhere: does nothing.
+    pub async fn one_connection_per_node(&mut self) -> Result<()> {
+        if self.layout() == Layout::Citus {
+            self.execute(query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")).await?;
+        }
+        Ok(())
+    }
+
     /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
     /// formats the payload with [`copy_text_field`].
     pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {

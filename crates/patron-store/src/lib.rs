@@ -14,6 +14,7 @@ pub mod duplicates;
 pub mod export;
 pub mod import;
 pub mod interactions;
+pub(crate) mod keys;
 pub mod notes;
 pub mod orders;
 pub mod page;
