@@ -586,9 +586,10 @@ fn sqlite_busy(code: i32) -> bool {
 }
 
 /// Whether a PostgreSQL SQLSTATE means "try again": serialization_failure, deadlock_detected,
-/// lock_not_available.
+/// lock_not_available, and the connection exceptions (class 08) that a Citus coordinator
+/// reports when a worker holding the shard does not answer (`08006`).
 fn pg_busy(sqlstate: &str) -> bool {
-    matches!(sqlstate, "40001" | "40P01" | "55P03")
+    matches!(sqlstate, "40001" | "40P01" | "55P03") || sqlstate.starts_with("08")
 }
 
 /// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
@@ -653,7 +654,7 @@ mod tests {
         holder.close().await.expect("close");
         // The codes for the same situation (SQLite extended codes; PostgreSQL SQLSTATEs); a
         // unique violation, a constraint or a plain error are not "busy".
-        assert!(["40001", "40P01", "55P03"].iter().all(|c| pg_busy(c)) && !pg_busy("23505"));
+        assert!(["40001", "40P01", "55P03", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
         assert!([5, 517, 6, 262].into_iter().all(sqlite_busy) && ![19, 2067, 1].into_iter().any(sqlite_busy));
     }
 
