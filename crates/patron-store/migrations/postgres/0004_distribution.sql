@@ -47,3 +47,14 @@ ALTER TABLE contacts ADD CONSTRAINT contacts_customer_external_id UNIQUE (custom
 -- other shards: the store checks them (the same 422 as the foreign keys gave).
 ALTER TABLE customers DROP CONSTRAINT IF EXISTS customers_referrer_id_fkey;
 ALTER TABLE customers DROP CONSTRAINT IF EXISTS customers_merged_into_fkey;
+
+-- The audit log is written on every read of a full profile. It carries the customer an entry is
+-- about (0 for entries about no one customer: logins, imports, exports, batches), so that on
+-- Citus it is distributed with the customers and an entry goes to the shard of the change or
+-- read it records, not to every node as a reference table would be written.
+ALTER TABLE audit_log ADD COLUMN customer_id BIGINT NOT NULL DEFAULT 0;
+UPDATE audit_log SET customer_id = CAST(entity_id AS BIGINT) WHERE entity = 'customer' AND entity_id ~ '^[0-9]{1,18}$';
+ALTER TABLE audit_log DROP CONSTRAINT audit_log_pkey;
+ALTER TABLE audit_log ADD PRIMARY KEY (customer_id, id);
+-- The newest entries first, as the audit list reads them.
+CREATE INDEX audit_log_id ON audit_log (id);

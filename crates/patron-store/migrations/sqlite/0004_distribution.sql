@@ -27,3 +27,8 @@ CREATE TRIGGER contact_keys_delete INSTEAD OF DELETE ON contact_keys BEGIN SELEC
 CREATE UNIQUE INDEX orders_customer_external_id ON orders (customer_id, external_id);
 CREATE UNIQUE INDEX interactions_customer_external_id ON interactions (customer_id, external_id);
 CREATE UNIQUE INDEX contacts_customer_external_id ON contacts (customer_id, external_id);
+
+-- The customer an audit entry is about (0 for none), as on PostgreSQL.
+ALTER TABLE audit_log ADD COLUMN customer_id INTEGER NOT NULL DEFAULT 0;
+UPDATE audit_log SET customer_id = CAST(entity_id AS INTEGER)
+    WHERE entity = 'customer' AND entity_id <> '' AND entity_id NOT GLOB '*[^0-9]*' AND length(entity_id) <= 18;

@@ -3,11 +3,11 @@
 //!
 //! The layout: `customers` is distributed by `id`, and every table with a `customer_id` column
 //! by `customer_id`, co-located with it, so that everything about one customer lives in one
-//! shard and a customer's reads and writes are routed to one node. The key tables that keep
-//! external ids unique (`customer_keys`, `order_keys`, …) are distributed by the key itself, the
-//! audit log by its id (one node per entry, where a reference table is written on every node),
-//! and the small shared tables (users, tokens, sessions, the catalogue, runs, segments, imports)
-//! are reference tables, copied to every node. `_sqlx_migrations` stays on the coordinator.
+//! shard and a customer's reads and writes are routed to one node (the audit log too: its entries
+//! carry the customer they are about). The key tables that keep external ids unique
+//! (`customer_keys`, `order_keys`, …) are distributed by the key itself, and the small shared
+//! tables (users, tokens, sessions, the catalogue, runs, segments, imports) are reference
+//! tables, copied to every node. `_sqlx_migrations` stays on the coordinator.
 //!
 //! Only one order of operations works. Making `users` a reference table while `customers`
 //! refers to it turns `customers` (and every table tied to it by a foreign key) into a "Citus
@@ -26,8 +26,6 @@ use sqlx::{ConnectOptions, PgPool};
 use super::{Db, Layout};
 use crate::{Result, StoreError};
 
-/// Tables distributed by their own `id` (not about one customer; written often).
-const BY_ID_TABLES: [&str; 1] = ["audit_log"];
 /// The table every customer-scoped table is co-located with.
 const ROOT: &str = "customers";
 
@@ -45,8 +43,6 @@ enum Group {
     Customers,
     /// The key tables, distributed by the (text) key.
     Keys,
-    /// A table of its own.
-    Own,
 }
 
 /// What `distribute` did.
@@ -169,8 +165,6 @@ fn target(name: &str, columns: &[String]) -> Target {
         Target::Distributed { column: "customer_id", group: Group::Customers }
     } else if name.ends_with("_keys") && has("external_id") {
         Target::Distributed { column: "external_id", group: Group::Keys }
-    } else if BY_ID_TABLES.contains(&name) && has("id") {
-        Target::Distributed { column: "id", group: Group::Own }
     } else {
         // users, api_tokens, sessions, categories, products, analytics_runs, segments, imports.
         Target::Reference
@@ -246,7 +240,6 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
         Target::Distributed { group: Group::Customers, .. } if t.0 == ROOT => 1,
         Target::Distributed { group: Group::Customers, .. } => 2,
         Target::Distributed { group: Group::Keys, .. } => 3,
-        Target::Distributed { group: Group::Own, .. } => 4,
     };
     plan.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.0.cmp(&b.0)));
     let converting: Vec<&str> = plan.iter().map(|(n, _)| n.as_str()).collect();
