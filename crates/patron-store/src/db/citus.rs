@@ -373,7 +373,9 @@ pub async fn status(db: &Db) -> Result<ClusterStatus> {
             .await?;
     let placements: Vec<(String, i32, i64)> =
         sqlx::query_as("SELECT nodename, nodeport, COUNT(*) FROM citus_shards GROUP BY 1, 2").fetch_all(pool).await?;
-    let tables: Vec<(String, String, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+    /// Name, kind, distribution column, co-location group, shards.
+    type TableRow = (String, String, Option<String>, Option<i64>, i64);
+    let tables: Vec<TableRow> = sqlx::query_as(
         "SELECT c.relname, COALESCE(t.citus_table_type, 'postgres'), NULLIF(t.distribution_column, '<none>'), \
          CAST(t.colocation_id AS BIGINT), COALESCE(t.shard_count, 0) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN citus_tables t ON t.table_name = c.oid \
