@@ -193,6 +193,11 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
             "the Citus cluster has no worker that takes shards (add one with SELECT citus_add_node('host', port)); nothing was changed".into(),
         ));
     }
+    // One distribution at a time (two servers starting after a migration would both convert
+    // its new tables); the state is read under the lock.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(CAST(x'70617472' AS BIGINT))").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'").execute(&mut *tx).await?;
     // Every ordinary table of the schema but the migrator's own, with its columns and what
     // Citus knows of it. Shards of reference tables placed on the coordinator are hidden from
     // the catalogue by Citus (citus.override_table_visibility).
@@ -203,14 +208,14 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> '_sqlx_migrations' \
          ORDER BY c.relname",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let columns: Vec<(String, String)> = sqlx::query_as(
         "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let columns_of = |t: &str| columns.iter().filter(|(r, _)| r == t).map(|(_, a)| a.clone()).collect::<Vec<String>>();
 
@@ -244,8 +249,6 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
     plan.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.0.cmp(&b.0)));
     let converting: Vec<&str> = plan.iter().map(|(n, _)| n.as_str()).collect();
 
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'").execute(&mut *tx).await?;
     // The foreign keys from or to a table being converted: dropped, then added back.
     let keys: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c \
