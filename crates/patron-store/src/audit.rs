@@ -26,6 +26,18 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// The customer an entry is about: the customer itself, or the one whose note or contact it
+/// records (`customer=ID` in the detail); 0 for entries about no one customer. On Citus the
+/// audit log is distributed by it, so that the entry lands in the shard of the change it
+/// records (one shard for the whole transaction) rather than on every node.
+fn subject(entity: &str, entity_id: Option<&str>, detail: Option<&str>) -> i64 {
+    let id = match entity {
+        "customer" => entity_id,
+        _ => detail.and_then(|d| d.split(' ').find_map(|fact| fact.strip_prefix("customer="))),
+    };
+    id.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// Writes an audit entry inside a transaction (so it commits or rolls back with the change).
 pub async fn record(
     tx: &mut Tx,
@@ -37,7 +49,8 @@ pub async fn record(
     detail: Option<String>,
 ) -> Result<()> {
     tx.execute(
-        query("INSERT INTO audit_log (at, actor, action, entity, entity_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        query("INSERT INTO audit_log (customer_id, at, actor, action, entity, entity_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(subject(entity, entity_id.as_deref(), detail.as_deref()))
             .bind(at)
             .bind(actor)
             .bind(action)
@@ -72,5 +85,17 @@ impl Store {
                 .bind(limit),
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entries_are_placed_with_their_customer() {
+        assert_eq!(super::subject("customer", Some("42"), None), 42);
+        assert_eq!(super::subject("note", Some("7"), Some("customer=42")), 42);
+        assert_eq!(super::subject("order", Some("7"), Some("orders=1")), 0);
+        assert_eq!(super::subject("customers", None, Some("rows=3")), 0);
+        assert_eq!(super::subject("customer", Some("x"), None), 0);
     }
 }

@@ -104,6 +104,9 @@ impl Store {
                 .bind(now),
             )
             .await?;
+        if let Some(ext) = &contact.external_id {
+            crate::keys::claim(&mut tx, crate::keys::CONTACTS, ext, customer_id, Some(contact.id)).await?;
+        }
         audit::record(&mut tx, now, &actor.key, "create", "contact", Some(contact.id.to_string()), Some(format!("customer={customer_id}"))).await?;
         tx.commit().await?;
         Ok(contact)

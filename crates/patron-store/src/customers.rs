@@ -90,7 +90,6 @@ struct CustomerRow {
     owner_id: Option<i64>,
     owner_name: Option<String>,
     referrer_id: Option<i64>,
-    referrer_name: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -126,10 +125,12 @@ pub(crate) const RESOLVED_CUSTOMER_ID: &str = "COALESCE(merged_into, id)";
 /// See [`RESOLVED_CUSTOMER_ID`].
 pub(crate) const RESOLVABLE_CUSTOMER: &str = "(deleted_at IS NULL OR merged_into IS NOT NULL)";
 
+/// The referrer's name is read by a second query ([`referrer_names`]): the referrer is another
+/// customer, in another shard on Citus, where a join of `customers` to itself is refused.
 const CUSTOMER_SELECT: &str = "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, \
-     c.birthday, c.city, c.attributes, c.owner_id, u.name AS owner_name, c.referrer_id, r.name AS referrer_name, \
+     c.birthday, c.city, c.attributes, c.owner_id, u.name AS owner_name, c.referrer_id, \
      c.created_at, c.updated_at \
-     FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id";
+     FROM customers c LEFT JOIN users u ON u.id = c.owner_id";
 
 /// Input for a new customer. Optional fields may be left out.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -481,7 +482,9 @@ impl Store {
         check_consents(&input.consents)?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
+        check_referrer(&mut tx, f.referrer_id).await?;
         let id = insert_customer(&mut tx, &f, attributes, now).await?;
+        set_customer_key(&mut tx, id, None, f.external_id.as_deref()).await?;
         set_tags(&mut tx, id, &tags).await?;
         for (channel, granted) in &input.consents {
             upsert_consent(&mut tx, id, channel, *granted, now, "api").await?;
@@ -496,8 +499,13 @@ impl Store {
     pub async fn customer(&self, id: i64) -> Result<Customer> {
         let [row, tags, consents] = profile_queries(id);
         let mut r = self.db.reader();
-        let row = r.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
-        Ok(assemble_profile(row, r.fetch_all(tags).await?, r.fetch_all(consents).await?))
+        let row: CustomerRow = r.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
+        let referrer_name = match row.referrer_id {
+            Some(id) => referrer_names(&self.db, &[id]).await?.remove(&id),
+            None => None,
+        };
+        let mut r = self.db.reader();
+        Ok(assemble_profile(row, referrer_name, r.fetch_all(tags).await?, r.fetch_all(consents).await?))
     }
 
     /// The owner of a live customer (None when unowned); NotFound when missing or deleted.
@@ -656,6 +664,12 @@ impl Store {
             return Ok(cur);
         }
 
+        if f.referrer_id != cur.referrer.as_ref().map(|r| r.id) {
+            check_referrer(&mut tx, f.referrer_id).await?;
+        }
+        if f.external_id != cur.external_id {
+            set_customer_key(&mut tx, id, cur.external_id.as_deref(), f.external_id.as_deref()).await?;
+        }
         // updated_at moves on any change, so the row is always rewritten.
         {
             tx.execute(
@@ -885,7 +899,8 @@ async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value,
     Ok(id)
 }
 
-/// The three reads of a profile: the row (with owner's and referrer's names), tags, consents.
+/// The three reads of a profile: the row (with the owner's name), tags, consents. The
+/// referrer's name is a read of its own ([`referrer_names`]).
 fn profile_queries(id: i64) -> [Query; 3] {
     [
         query(format!("{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL")).bind(id),
@@ -895,7 +910,7 @@ fn profile_queries(id: i64) -> [Query; 3] {
 }
 
 /// A profile from the results of [`profile_queries`].
-fn assemble_profile(row: CustomerRow, tags: Vec<(String,)>, consents: Vec<Consent>) -> Customer {
+fn assemble_profile(row: CustomerRow, referrer_name: Option<String>, tags: Vec<(String,)>, consents: Vec<Consent>) -> Customer {
     Customer {
         id: row.id,
         external_id: row.external_id,
@@ -911,7 +926,7 @@ fn assemble_profile(row: CustomerRow, tags: Vec<(String,)>, consents: Vec<Consen
         tags: tags.into_iter().map(|t| t.0).collect(),
         consents,
         owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
-        referrer: row.referrer_id.map(|id| Ref { id, name: row.referrer_name.unwrap_or_default() }),
+        referrer: row.referrer_id.map(|id| Ref { id, name: referrer_name.unwrap_or_default() }),
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -924,8 +939,12 @@ async fn locked_profile(tx: &mut Tx, id: i64) -> Result<Customer> {
         return Err(StoreError::NotFound("customer"));
     }
     let [row, tags, consents] = profile_queries(id);
-    let row = tx.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
-    Ok(assemble_profile(row, tx.fetch_all(tags).await?, tx.fetch_all(consents).await?))
+    let row: CustomerRow = tx.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
+    let referrer_name = match row.referrer_id {
+        Some(r) => tx.fetch_optional::<(String,)>(query("SELECT name FROM customers WHERE id = $1").bind(r)).await?.map(|n| n.0),
+        None => None,
+    };
+    Ok(assemble_profile(row, referrer_name, tx.fetch_all(tags).await?, tx.fetch_all(consents).await?))
 }
 
 /// The live customer an order or interaction names, by patron id or by external id (a merged
@@ -939,17 +958,9 @@ pub(crate) async fn resolve_customer(tx: &mut Tx, id: Option<i64>, external_id: 
                 tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
             Ok(found.ok_or_else(|| StoreError::invalid(format!("{prefix}customer_id"), format!("no customer with id {id}")))?.0)
         }
-        (None, Some(ext)) => {
-            let found: Option<(i64,)> = tx
-                .fetch_optional(
-                    query(format!("SELECT {RESOLVED_CUSTOMER_ID} FROM customers WHERE external_id = $1 AND {RESOLVABLE_CUSTOMER}"))
-                        .bind(ext),
-                )
-                .await?;
-            Ok(found
-                .ok_or_else(|| StoreError::invalid(format!("{prefix}customer_external_id"), format!("no customer with external id {ext:?}")))?
-                .0)
-        }
+        (None, Some(ext)) => crate::orders::customer_by_external_id(tx, ext)
+            .await?
+            .ok_or_else(|| StoreError::invalid(format!("{prefix}customer_external_id"), format!("no customer with external id {ext:?}"))),
         (None, None) => Err(StoreError::invalid(format!("{prefix}customer_id"), "customer_id or customer_external_id is required")),
     }
 }
@@ -973,6 +984,43 @@ pub(crate) async fn lock_customers(tx: &mut Tx, ids: &[i64]) -> Result<Option<i6
         }
     }
     Ok(None)
+}
+
+/// The names of customers `ids` (deleted ones included), by id: one query, routed to the shards
+/// that hold them on Citus.
+pub(crate) async fn referrer_names(db: &crate::Db, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = serde_json::Value::Array(ids.iter().map(|&i| i.into()).collect());
+    let rows: Vec<(i64, String)> = db
+        .reader()
+        .fetch_all(query(format!("SELECT id, name FROM customers WHERE id IN ({})", db.engine().json_ints(1))).bind(list))
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A referrer must be a customer on file (deleted or not, as a foreign key would have it): the
+/// store checks it, because on Citus the two may live in different shards.
+pub(crate) async fn check_referrer(tx: &mut Tx, referrer_id: Option<i64>) -> Result<()> {
+    let Some(r) = referrer_id else { return Ok(()) };
+    let found: Option<(i64,)> = tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1").bind(r)).await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Reference(format!("referrer_id: no customer with id {r}"))),
+    }
+}
+
+/// Moves customer `id`'s entry in the key table that keeps external ids unique from `old` to
+/// `new` (either may be absent). A taken id is a conflict on `external_id`.
+pub(crate) async fn set_customer_key(tx: &mut Tx, id: i64, old: Option<&str>, new: Option<&str>) -> Result<()> {
+    if let Some(old) = old {
+        tx.execute(query("DELETE FROM customer_keys WHERE external_id = $1 AND customer_id = $2").bind(old).bind(id)).await?;
+    }
+    if let Some(new) = new {
+        crate::keys::claim(tx, crate::keys::CUSTOMERS, new, id, None).await?;
+    }
+    Ok(())
 }
 
 /// Replaces a customer's tags.

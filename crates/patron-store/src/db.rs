@@ -14,6 +14,8 @@ use sqlx::{ConnectOptions, FromRow, Postgres, Sqlite, Transaction};
 
 use crate::{Result, StoreError};
 
+pub mod citus;
+
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -117,13 +119,26 @@ impl Engine {
     }
 }
 
+/// How a PostgreSQL database is laid out: on one server, or distributed by Citus (detected at
+/// connect: the `citus` extension is installed and `customers` is a distributed table).
+///
+/// Not an [`Engine`]: the SQL is PostgreSQL's either way. What differs is what the distributed
+/// planner accepts, and those differences are handled in this module (see [`citus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One PostgreSQL server (or a Citus coordinator whose tables are not distributed yet).
+    Single,
+    /// A Citus coordinator with patron's tables distributed by customer.
+    Citus,
+}
+
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
     /// SQLite pool.
     Sqlite(SqlitePool),
-    /// PostgreSQL pool.
-    Postgres(PgPool),
+    /// PostgreSQL pool, and how the database is laid out.
+    Postgres(PgPool, Layout),
 }
 
 /// One value bound to a `$n` placeholder. Owned, so a query can be built once and run on either engine.
@@ -284,7 +299,7 @@ impl Reader<'_> {
     fn as_exec(&mut self) -> PoolRef<'_> {
         match self.0 {
             Db::Sqlite(p) => PoolRef::Sqlite(p),
-            Db::Postgres(p) => PoolRef::Postgres(p),
+            Db::Postgres(p, _) => PoolRef::Postgres(p),
         }
     }
     exec_methods!(self, PoolRef::Sqlite(p) => p, PoolRef::Postgres(p) => p);
@@ -294,8 +309,8 @@ impl Reader<'_> {
 pub enum Tx {
     /// SQLite transaction.
     Sqlite(Transaction<'static, Sqlite>),
-    /// PostgreSQL transaction.
-    Postgres(Transaction<'static, Postgres>),
+    /// PostgreSQL transaction, and how the database is laid out.
+    Postgres(Transaction<'static, Postgres>, Layout),
 }
 
 enum TxRef<'a> {
@@ -307,7 +322,7 @@ impl Tx {
     fn as_exec(&mut self) -> TxRef<'_> {
         match self {
             Tx::Sqlite(t) => TxRef::Sqlite(&mut *t),
-            Tx::Postgres(t) => TxRef::Postgres(&mut *t),
+            Tx::Postgres(t, _) => TxRef::Postgres(&mut *t),
         }
     }
     exec_methods!(self, TxRef::Sqlite(c) => &mut *c, TxRef::Postgres(c) => &mut *c);
@@ -316,7 +331,7 @@ impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+            Tx::Postgres(t, _) => t.commit().await?,
         }
         Ok(())
     }
@@ -325,7 +340,7 @@ impl Tx {
     pub async fn rollback(self) -> Result<()> {
         match self {
             Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
+            Tx::Postgres(t, _) => t.rollback().await?,
         }
         Ok(())
     }
@@ -334,7 +349,15 @@ impl Tx {
     pub fn engine(&self) -> Engine {
         match self {
             Tx::Sqlite(_) => Engine::Sqlite,
-            Tx::Postgres(_) => Engine::Postgres,
+            Tx::Postgres(..) => Engine::Postgres,
+        }
+    }
+
+    /// How the database is laid out (SQLite: [`Layout::Single`]).
+    pub fn layout(&self) -> Layout {
+        match self {
+            Tx::Sqlite(_) => Layout::Single,
+            Tx::Postgres(_, l) => *l,
         }
     }
 
@@ -342,8 +365,12 @@ impl Tx {
     /// rest of the transaction, when the role may set `session_replication_role` (a superuser,
     /// or granted `SET` on it); returns whether it did. Only for writes whose references the
     /// caller guarantees itself (see `import::order_load`). SQLite: does nothing.
+    ///
+    /// Citus: does nothing. The foreign keys are checked on the workers, in connections that
+    /// this setting does not reach, and the locks that stand in for the triggers would be
+    /// `FOR KEY SHARE` across shards, which Citus refuses.
     pub async fn fk_triggers(&mut self, on: bool) -> Result<bool> {
-        if self.engine() != Engine::Postgres {
+        if self.engine() != Engine::Postgres || self.layout() == Layout::Citus {
             return Ok(false);
         }
         let (may,): (bool,) = self.fetch_one(query("SELECT has_parameter_privilege('session_replication_role', 'SET')")).await?;
@@ -354,11 +381,23 @@ impl Tx {
         Ok(may)
     }
 
+    /// Citus: runs the rest of the transaction's statements that span shards over one
+    /// connection per node (`citus.multi_shard_modify_mode = sequential`). Citus needs that in
+    /// a transaction that writes a reference table (the catalogue of products and categories)
+    /// after a statement that spanned the shards of a table referring to it; call it before
+    /// the first such statement. Elsewhere: does nothing.
+    pub async fn one_connection_per_node(&mut self) -> Result<()> {
+        if self.layout() == Layout::Citus {
+            self.execute(query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")).await?;
+        }
+        Ok(())
+    }
+
     /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
     /// formats the payload with [`copy_text_field`].
     pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {
         match self {
-            Tx::Postgres(t) => {
+            Tx::Postgres(t, _) => {
                 let mut copy = t.copy_in_raw(statement).await?;
                 if let Err(e) = copy.send(payload).await {
                     // Abort so the connection returns to a usable state; the original error matters.
@@ -427,8 +466,16 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-            Db::Postgres(pool)
+            let has_citus = citus::installed(&pool).await?;
+            migrate_postgres(&pool, has_citus).await?;
+            let layout = if has_citus && citus::is_distributed(&pool).await? {
+                // Tables added by the migrations just applied join the distribution.
+                citus::distribute_pool(&pool, None).await?;
+                Layout::Citus
+            } else {
+                Layout::Single
+            };
+            Db::Postgres(pool, layout)
         } else {
             return Err(StoreError::Config(format!(
                 "unsupported database URL (expected sqlite://… or postgres://…): {}",
@@ -442,7 +489,15 @@ impl Db {
     pub fn engine(&self) -> Engine {
         match self {
             Db::Sqlite(_) => Engine::Sqlite,
-            Db::Postgres(_) => Engine::Postgres,
+            Db::Postgres(..) => Engine::Postgres,
+        }
+    }
+
+    /// How the database is laid out (SQLite: [`Layout::Single`]).
+    pub fn layout(&self) -> Layout {
+        match self {
+            Db::Sqlite(_) => Layout::Single,
+            Db::Postgres(_, l) => *l,
         }
     }
 
@@ -456,7 +511,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p, l) => Tx::Postgres(p.begin().await?, *l),
         })
     }
 
@@ -470,9 +525,43 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(p) => p.close().await,
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres(p, _) => p.close().await,
         }
     }
+}
+
+/// Applies the PostgreSQL migrations that are not applied yet.
+///
+/// When every migration is recorded already, the migrator is not run at all: it would begin
+/// with `CREATE TABLE IF NOT EXISTS _sqlx_migrations`, which a role that does not own that
+/// table may not run on a server with Citus loaded ("must be owner"), although it changes
+/// nothing. On Citus, tables are created as plain local tables (no automatic conversion to
+/// Citus local tables when they refer to a reference table: such a table could never be
+/// distributed afterwards, see [`citus`]); the caller distributes them right after.
+async fn migrate_postgres(pool: &PgPool, has_citus: bool) -> Result<()> {
+    let migrator = sqlx::migrate!("./migrations/postgres");
+    let (recorded,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if recorded {
+        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
+        let pending = migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .any(|m| !applied.iter().any(|(v, c)| *v == m.version && c.as_slice() == &*m.checksum));
+        if !pending {
+            return Ok(());
+        }
+    }
+    let mut conn = pool.acquire().await?;
+    if has_citus {
+        sqlx::query("SET citus.enable_local_reference_table_foreign_keys = off").execute(&mut *conn).await?;
+    }
+    let ran = migrator.run(&mut *conn).await;
+    if has_citus {
+        // The setting must not follow this connection back into the pool.
+        conn.detach();
+    }
+    ran?;
+    Ok(())
 }
 
 /// A database URL with any password replaced, safe for messages and logs.
@@ -519,9 +608,10 @@ fn sqlite_busy(code: i32) -> bool {
 }
 
 /// Whether a PostgreSQL SQLSTATE means "try again": serialization_failure, deadlock_detected,
-/// lock_not_available.
+/// lock_not_available, and the connection exceptions (class 08) that a Citus coordinator
+/// reports when a worker holding the shard does not answer (`08006`).
 fn pg_busy(sqlstate: &str) -> bool {
-    matches!(sqlstate, "40001" | "40P01" | "55P03")
+    matches!(sqlstate, "40001" | "40P01" | "55P03") || sqlstate.starts_with("08")
 }
 
 /// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
@@ -586,7 +676,7 @@ mod tests {
         holder.close().await.expect("close");
         // The codes for the same situation (SQLite extended codes; PostgreSQL SQLSTATEs); a
         // unique violation, a constraint or a plain error are not "busy".
-        assert!(["40001", "40P01", "55P03"].iter().all(|c| pg_busy(c)) && !pg_busy("23505"));
+        assert!(["40001", "40P01", "55P03", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
         assert!([5, 517, 6, 262].into_iter().all(sqlite_busy) && ![19, 2067, 1].into_iter().any(sqlite_busy));
     }
 
@@ -842,7 +932,7 @@ impl Tx {
                 let db = lock.as_raw_handle();
                 Ok(SqliteRaw { _lock: lock, db })
             }
-            Tx::Postgres(_) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
+            Tx::Postgres(..) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
         }
     }
 }

@@ -16,7 +16,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::customers::{record_change, upsert_consent, Customer, StoredCustomer, STORED_CUSTOMER_COLUMNS};
-use crate::db::{query, Engine, Tx};
+use crate::db::{query, Tx};
+use crate::keys::{self, KeyTable};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
@@ -134,41 +135,15 @@ impl Store {
         .await?;
         tx.execute(query("UPDATE customers SET merged_into = $1 WHERE merged_into = $2").bind(keep_id).bind(merge_id)).await?;
 
-        // Orders with their lines and events. On PostgreSQL these refer to their order by
-        // (customer_id, order_id), so the three move in one statement: the foreign keys are
-        // checked at its end, when all three agree again. SQLite's refer to the order id alone.
-        match tx.engine() {
-            Engine::Postgres => {
-                let (orders,): (i64,) = tx
-                    .fetch_one(
-                        query(
-                            // Every data-modifying WITH runs to completion, read or not.
-                            "WITH o AS (UPDATE orders SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
-                             l AS (UPDATE order_lines SET customer_id = $1 WHERE customer_id = $2 RETURNING order_id), \
-                             e AS (UPDATE order_events SET customer_id = $1 WHERE customer_id = $2 RETURNING id) \
-                             SELECT COUNT(*) FROM o",
-                        )
-                        .bind(keep_id)
-                        .bind(merge_id),
-                    )
-                    .await?;
-                report.orders = orders as u64;
-            }
-            Engine::Sqlite => {
-                report.orders = tx.execute(query("UPDATE orders SET customer_id = $1 WHERE customer_id = $2").bind(keep_id).bind(merge_id)).await?;
-                for table in ["order_lines", "order_events"] {
-                    tx.execute(query(format!("UPDATE {table} SET customer_id = $1 WHERE customer_id = $2")).bind(keep_id).bind(merge_id)).await?;
-                }
-            }
-        }
-        for (table, into) in [
-            ("interactions", &mut report.interactions),
-            ("notes", &mut report.notes),
-            ("contacts", &mut report.contacts),
-            ("customer_changes", &mut report.changes),
-        ] {
-            *into = tx.execute(query(format!("UPDATE {table} SET customer_id = $1 WHERE customer_id = $2")).bind(keep_id).bind(merge_id)).await?;
-        }
+        // Every record of the duplicate moves to the one kept: orders with their lines and events,
+        // interactions, notes, people and history. Moved means copied under the kept customer,
+        // ids and all, and the originals deleted: a row is never updated to another customer,
+        // because on Citus its customer_id places it in a shard, and Citus refuses to change it.
+        report.orders = move_rows(&mut tx, &["orders", "order_lines", "order_events"], Some(keys::ORDERS), merge_id, keep_id).await?;
+        report.interactions = move_rows(&mut tx, &["interactions"], Some(keys::INTERACTIONS), merge_id, keep_id).await?;
+        report.notes = move_rows(&mut tx, &["notes"], None, merge_id, keep_id).await?;
+        report.contacts = move_rows(&mut tx, &["contacts"], Some(keys::CONTACTS), merge_id, keep_id).await?;
+        report.changes = move_rows(&mut tx, &["customer_changes"], None, merge_id, keep_id).await?;
         // Customers the duplicate referred now count as referred by the one kept, each with a
         // history row (not the kept customer itself, whose own referrer is handled below).
         let actor_key = actor.key.as_str();
@@ -304,6 +279,47 @@ impl Store {
         report.customer = Some(self.customer(keep_id).await?);
         Ok(report)
     }
+}
+
+/// Moves every row of `tables` from customer `from` to customer `to`, keeping the rows' ids:
+/// copies them into temporary tables under `to`, deletes the originals (children first), and
+/// writes the copies back (the first table, the parent, first). The first table's external ids
+/// follow in `key`'s key table. Returns the number of rows of the first table moved. Portable:
+/// SQLite's ids are unique per table, so the originals must go before the copies come back.
+async fn move_rows(tx: &mut Tx, tables: &[&'static str], key: Option<KeyTable>, from: i64, to: i64) -> Result<u64> {
+    let stage = |t: &str| format!("patron_merge_{t}");
+    for t in tables {
+        tx.execute(query(format!("DROP TABLE IF EXISTS {}", stage(t)))).await?;
+        // The same columns in the same order, so that `SELECT *` copies them back.
+        tx.execute(query(format!("CREATE TEMP TABLE {} AS SELECT * FROM {t} WHERE 1 = 0", stage(t)))).await?;
+        tx.execute(query(format!("INSERT INTO {} SELECT * FROM {t} WHERE customer_id = $1", stage(t))).bind(from)).await?;
+        tx.execute(query(format!("UPDATE {} SET customer_id = $1", stage(t))).bind(to)).await?;
+    }
+    for t in tables.iter().rev() {
+        tx.execute(query(format!("DELETE FROM {t} WHERE customer_id = $1")).bind(from)).await?;
+    }
+    let mut moved = 0;
+    for (i, t) in tables.iter().enumerate() {
+        let n = tx.execute(query(format!("INSERT INTO {t} SELECT * FROM {}", stage(t)))).await?;
+        if i == 0 {
+            moved = n;
+            if let Some(k) = key {
+                tx.execute(
+                    query(format!(
+                        "UPDATE {} SET customer_id = $1 WHERE external_id IN (SELECT external_id FROM {} WHERE external_id IS NOT NULL)",
+                        k.table,
+                        stage(t)
+                    ))
+                    .bind(to),
+                )
+                .await?;
+            }
+        }
+    }
+    for t in tables {
+        tx.execute(query(format!("DROP TABLE {}", stage(t)))).await?;
+    }
+    Ok(moved)
 }
 
 /// A live customer as stored, read (and on PostgreSQL locked) in the transaction.

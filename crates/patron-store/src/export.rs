@@ -20,7 +20,7 @@ struct ExportRow {
     birthday: Option<chrono::NaiveDate>,
     city: Option<String>,
     owner_email: Option<String>,
-    referrer_external_id: Option<String>,
+    referrer_id: Option<i64>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -69,8 +69,8 @@ impl Store {
         let list = placeholders.join(", ");
         let mut q = query(format!(
             "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, c.birthday, c.city, \
-             u.email AS owner_email, r.external_id AS referrer_external_id, c.created_at \
-             FROM customers c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customers r ON r.id = c.referrer_id \
+             u.email AS owner_email, c.referrer_id, c.created_at \
+             FROM customers c LEFT JOIN users u ON u.id = c.owner_id \
              WHERE c.id IN ({list}) ORDER BY c.id"
         ));
         let mut tq = query(format!("SELECT customer_id, tag FROM customer_tags WHERE customer_id IN ({list}) ORDER BY customer_id, tag"));
@@ -83,6 +83,18 @@ impl Store {
         let rows: Vec<ExportRow> = self.db.reader().fetch_all(q).await?;
         let tags: Vec<(i64, String)> = self.db.reader().fetch_all(tq).await?;
         let consents: Vec<(i64, String, bool)> = self.db.reader().fetch_all(cq).await?;
+        // The referrers' external ids by a second query: on Citus a referrer lives in another
+        // shard, and a join of `customers` to itself is refused.
+        let mut referrers: Vec<i64> = rows.iter().filter_map(|r| r.referrer_id).collect();
+        referrers.sort_unstable();
+        referrers.dedup();
+        let referrer_ids: std::collections::HashMap<i64, Option<String>> = if referrers.is_empty() {
+            Default::default()
+        } else {
+            let list = serde_json::Value::Array(referrers.iter().map(|&i| i.into()).collect());
+            let q = query(format!("SELECT id, external_id FROM customers WHERE id IN ({})", self.db.engine().json_ints(1))).bind(list);
+            self.db.reader().fetch_all::<(i64, Option<String>)>(q).await?.into_iter().collect()
+        };
         for r in rows {
             let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
             let consent = |ch: &str| {
@@ -101,7 +113,7 @@ impl Store {
                 r.city.as_deref().unwrap_or(""),
                 &t.join(";"),
                 r.owner_email.as_deref().unwrap_or(""),
-                r.referrer_external_id.as_deref().unwrap_or(""),
+                r.referrer_id.and_then(|id| referrer_ids.get(&id).cloned().flatten()).as_deref().unwrap_or(""),
                 &consent("sms"),
                 &consent("email"),
                 &consent("wechat"),

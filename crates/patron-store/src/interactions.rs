@@ -115,9 +115,8 @@ async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, customer_id: i64, p
     let kind = values::parse_interaction_kind(&it.kind).map_err(|m| err("kind", m))?;
     let external_id = it.external_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if let Some(ext) = &external_id {
-        let existing: Option<(i64, i64)> =
-            tx.fetch_optional(query("SELECT id, customer_id FROM interactions WHERE external_id = $1").bind(ext)).await?;
-        if let Some((id, owner)) = existing {
+        let existing = crate::keys::lookup(tx, crate::keys::INTERACTIONS, ext).await?;
+        if let Some((owner, id)) = existing {
             if owner != customer_id {
                 return Err(StoreError::Conflict(format!("{prefix}external_id: interaction {ext:?} belongs to another customer")));
             }
@@ -147,5 +146,8 @@ async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, customer_id: i64, p
             .bind(it.payload),
         )
         .await?;
+    if let Some(ext) = &external_id {
+        crate::keys::claim(tx, crate::keys::INTERACTIONS, ext, customer_id, Some(id)).await?;
+    }
     Ok(Upserted { id, external_id, created: true })
 }

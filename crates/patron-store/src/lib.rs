@@ -17,6 +17,7 @@ pub mod export;
 pub mod import;
 pub mod interactions;
 pub mod jobs;
+pub(crate) mod keys;
 pub mod links;
 pub mod notes;
 pub mod notifications;

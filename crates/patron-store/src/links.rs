@@ -1,6 +1,7 @@
 //! Links that customers open without logging in (a ticket's confirmation, a survey invitation):
 //! an unguessable token of which only the SHA-256 digest is stored, used once, before it
-//! expires. A link is found by its digest, the key of its own table (one shard on Citus).
+//! expires. A link belongs to its customer (one shard on Citus): it is found by its digest's
+//! index, then read and locked together with its customer.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -71,10 +72,17 @@ pub(crate) async fn usable(tx: &mut Tx, kind: LinkKind, token: &str, now: DateTi
     if !well_formed(token) {
         return Err(StoreError::NotFound("link"));
     }
-    let link: Option<Link> = tx
-        .fetch_optional(query(format!("{LINK_SELECT}{}", tx.engine().row_lock())).bind(digest(token)).bind(kind.as_str()))
+    let found: Option<Link> = tx.fetch_optional(query(LINK_SELECT).bind(digest(token)).bind(kind.as_str())).await?;
+    let Some(found) = found else { return Err(StoreError::NotFound("link")) };
+    let locked: Option<Link> = tx
+        .fetch_optional(
+            query(format!("{LINK_SELECT} AND customer_id = $3{}", tx.engine().row_lock()))
+                .bind(digest(token))
+                .bind(kind.as_str())
+                .bind(found.customer_id),
+        )
         .await?;
-    check(link, now)
+    check(locked, now)
 }
 
 fn check(link: Option<Link>, now: DateTime<Utc>) -> Result<Link> {
@@ -89,8 +97,11 @@ fn check(link: Option<Link>, now: DateTime<Utc>) -> Result<Link> {
 }
 
 /// Marks a link used (in the transaction that acts on the answer).
-pub(crate) async fn mark_used(tx: &mut Tx, token: &str, now: DateTime<Utc>) -> Result<()> {
-    tx.execute(query("UPDATE public_links SET used_at = $1 WHERE token_hash = $2").bind(now).bind(digest(token))).await?;
+pub(crate) async fn mark_used(tx: &mut Tx, link: &Link, token: &str, now: DateTime<Utc>) -> Result<()> {
+    tx.execute(
+        query("UPDATE public_links SET used_at = $1 WHERE customer_id = $2 AND token_hash = $3").bind(now).bind(link.customer_id).bind(digest(token)),
+    )
+    .await?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub struct Notification {
     /// `sla_warning`, `sla_breach`, `escalation`, `approval`.
     pub kind: String,
     /// The customer concerned.
-    pub customer_id: Option<i64>,
+    pub customer_id: i64,
     /// The ticket concerned.
     pub ticket_id: Option<i64>,
     /// What happened, in words.

@@ -192,6 +192,24 @@ impl Catalog {
     }
 }
 
+/// Looks up a live customer's id by external id (or the customer a merged one lives on): in
+/// the key table, then the customer itself — two single-shard reads on Citus, where a search of
+/// `customers` by external id would visit every shard.
+pub(crate) async fn customer_by_external_id(tx: &mut Tx, external_id: &str) -> Result<Option<i64>> {
+    let Some((customer_id, _)) = crate::keys::lookup(tx, crate::keys::CUSTOMERS, external_id).await? else { return Ok(None) };
+    let row: Option<(i64,)> = tx
+        .fetch_optional(
+            query(format!(
+                "SELECT {} FROM customers WHERE id = $1 AND {}",
+                crate::customers::RESOLVED_CUSTOMER_ID,
+                crate::customers::RESOLVABLE_CUSTOMER
+            ))
+            .bind(customer_id),
+        )
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
 fn field_err(prefix: &str, field: &str, message: impl Into<String>) -> StoreError {
     StoreError::invalid(format!("{prefix}{field}"), message)
 }
@@ -352,11 +370,11 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_
     }
     let external_id = clean(o.external_id);
     let existing: Option<(i64, i64)> = match &external_id {
-        Some(ext) => tx.fetch_optional(query("SELECT id, customer_id FROM orders WHERE external_id = $1").bind(ext)).await?,
+        Some(ext) => crate::keys::lookup(tx, crate::keys::ORDERS, ext).await?,
         None => None,
     };
     let (id, created) = match existing {
-        Some((id, owner)) => {
+        Some((owner, id)) => {
             if owner != customer_id {
                 return Err(StoreError::Conflict(format!(
                     "{prefix}external_id: order {:?} belongs to another customer",
@@ -402,6 +420,9 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_
                     .bind(ordered_day),
                 )
                 .await?;
+            if let Some(ext) = &external_id {
+                crate::keys::claim(tx, crate::keys::ORDERS, ext, customer_id, Some(id)).await?;
+            }
             (id, true)
         }
     };

@@ -424,12 +424,14 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!(count(s, "orders").await, n as i64);
     assert_eq!(count(s, "order_lines").await, n as i64);
     assert_eq!(count(s, "products").await, 7);
-    // File order is id order; every line points at its own order and customer.
+    // File order is id order; every line points at its own order and customer (joined on both,
+    // as Citus joins tables distributed by customer).
     let (bad,): (i64,) = s
         .db
         .reader()
         .fetch_one(patron_store::db::query(
-            "SELECT COUNT(*) FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE l.customer_id <> o.customer_id OR l.line_no <> 1",
+            "SELECT COUNT(*) FROM order_lines l LEFT JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
+             WHERE o.id IS NULL OR l.line_no <> 1",
         ))
         .await
         .unwrap();
@@ -475,7 +477,8 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
         .db
         .reader()
         .fetch_one(patron_store::db::query(format!(
-            "SELECT o.total_cents, l.quantity FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.external_id = 'M{:06}'",
+            "SELECT o.total_cents, l.quantity FROM orders o JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \
+             WHERE o.external_id = 'M{:06}'",
             n - 20
         )))
         .await
@@ -790,4 +793,82 @@ E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-
         .await
         .unwrap();
     assert_eq!(audited, 2);
+});
+
+test_both!(external_ids_stay_unique_and_references_are_checked, |db: TestDb| async move {
+    // External ids are unique across all customers (on Citus through key tables, see
+    // patron_store::keys), referrers must exist (checked by the store, not a foreign key), and a
+    // merge carries the duplicate's ids over to the customer kept.
+    use patron_store::contacts::NewContact;
+    use patron_store::interactions::NewInteraction;
+    use serde_json::json;
+    let s = &db.store;
+    let new = |ext: &str, name: &str| NewCustomer { external_id: Some(ext.into()), name: name.into(), ..Default::default() };
+    let patch = |v: serde_json::Value| serde_json::from_value::<CustomerPatch>(v).unwrap();
+    let a = s.create_customer(&cli(), new("K1", "甲")).await.unwrap();
+    let b = s.create_customer(&cli(), new("K2", "乙")).await.unwrap();
+    let err = s.create_customer(&cli(), new("K1", "丙")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("external_id")), "{err:?}");
+    let err = s.update_customer(&cli(), b.id, patch(json!({"external_id": "K1", "city": "上海"}))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.customer(b.id).await.unwrap().city, None, "nothing of a refused change is written");
+    // An id given up is free again, and each id finds its customer.
+    s.update_customer(&cli(), b.id, patch(json!({"external_id": "K2b"}))).await.unwrap();
+    let c = s.create_customer(&cli(), new("K2", "丁")).await.unwrap();
+    let order = |ext: &str, customer: &str| NewOrder {
+        external_id: Some(ext.into()),
+        customer_external_id: Some(customer.into()),
+        ordered_at: test_now(),
+        total_cents: Some(1000),
+        ..Default::default()
+    };
+    s.create_orders(&cli(), vec![order("OK1", "K2b"), order("OK2", "K2")]).await.unwrap();
+    assert_eq!(s.order(s.create_orders(&cli(), vec![order("OK1", "K2b")]).await.unwrap()[0].id).await.unwrap().customer_id, b.id);
+    assert_eq!(s.customer_orders(c.id, None, 10).await.unwrap().items.len(), 1);
+
+    // Referrers: unknown ones are refused on create and change; the name comes with the profile.
+    let err = s.create_customer(&cli(), NewCustomer { name: "戊".into(), referrer_id: Some(999_999), ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
+    let err = s.update_customer(&cli(), a.id, patch(json!({"referrer_id": 999_999}))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
+    let a2 = s.update_customer(&cli(), a.id, patch(json!({"referrer_id": b.id}))).await.unwrap();
+    assert_eq!(a2.referrer.map(|r| (r.id, r.name)), Some((b.id, "乙".to_owned())));
+    let d = s.create_customer(&cli(), NewCustomer { name: "己".into(), referrer_id: Some(c.id), ..Default::default() }).await.unwrap();
+    assert_eq!(d.referrer.map(|r| r.name), Some("丁".to_owned()));
+
+    // Interactions and contact people: an id of another customer's is a conflict.
+    let touch = |ext: &str, customer: &str| NewInteraction {
+        external_id: Some(ext.into()),
+        customer_id: None,
+        customer_external_id: Some(customer.into()),
+        kind: "click".into(),
+        channel: None,
+        occurred_at: test_now(),
+        payload: None,
+    };
+    s.create_interactions(&cli(), vec![touch("IK1", "K1")]).await.unwrap();
+    let err = s.create_interactions(&cli(), vec![touch("IK1", "K2")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let org = |ext: &str| NewCustomer { external_id: Some(ext.into()), kind: Some("organisation".into()), name: ext.into(), ..Default::default() };
+    let o1 = s.create_customer(&cli(), org("ORG1")).await.unwrap();
+    let o2 = s.create_customer(&cli(), org("ORG2")).await.unwrap();
+    let person = || NewContact { external_id: Some("PK1".into()), name: "采购".into(), ..Default::default() };
+    s.create_contact(&cli(), o1.id, person()).await.unwrap();
+    for target in [o2.id, o1.id] {
+        let err = s.create_contact(&cli(), target, person()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+
+    // After a merge the duplicate's order and interaction ids belong to the customer kept:
+    // sending them again under either external id updates them.
+    s.merge_customers(&cli(), a.id, c.id).await.unwrap();
+    s.create_interactions(&cli(), vec![touch("IK2", "K2")]).await.unwrap();
+    for customer in ["K1", "K2"] {
+        let r = s.create_orders(&cli(), vec![order("OK2", customer)]).await.unwrap();
+        assert!(!r[0].created, "an update of the moved order");
+        assert_eq!(s.order(r[0].id).await.unwrap().customer_id, a.id);
+        assert!(!s.create_interactions(&cli(), vec![touch("IK2", customer)]).await.unwrap()[0].created);
+    }
+    let err = s.create_orders(&cli(), vec![order("OK2", "K2b")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 });

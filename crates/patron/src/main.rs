@@ -161,10 +161,35 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The database: distribute it over a Citus cluster, or show how it is laid out.
+    #[command(name = "db")]
+    Database {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply the migrations, then distribute the tables over the Citus cluster the database is
+    /// on: customers and everything about them sharded by customer, the small shared tables
+    /// copied to every node. Works on an empty or a loaded database; a second run changes nothing.
+    Distribute {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Shards per distributed table (default: the cluster's citus.shard_count, 32).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64_000))]
+        shards: Option<u32>,
+    },
+    /// Show the engine and version; on Citus the nodes, and shards and rows per node.
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -246,6 +271,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `patron db status` in words.
+fn print_status(s: &patron_store::db::citus::ClusterStatus) {
+    println!("engine: {}", s.engine);
+    println!("version: {}", s.version);
+    let Some(citus) = &s.citus_version else {
+        if s.engine == "postgres" {
+            println!("citus: the citus extension is missing (not distributed)");
+        }
+        return;
+    };
+    println!("citus: {citus}");
+    println!("distributed: {}", if s.distributed { "yes" } else { "no (run patron db distribute)" });
+    println!("nodes:");
+    for n in &s.nodes {
+        let state = if n.active { "" } else { " (inactive)" };
+        println!("  {:<22} {:<11} {:>5} shards {:>12} rows{state}", n.node, n.role, n.shards, n.rows);
+    }
+    println!("tables:");
+    for t in &s.tables {
+        let layout = match (t.kind.as_str(), &t.column) {
+            ("distributed", Some(c)) => format!("distributed by {c} (co-location {})", t.colocation.unwrap_or_default()),
+            (kind, _) => kind.to_owned(),
+        };
+        let rows: Vec<String> = t.rows.iter().map(|(node, n)| format!("{node}: {n}")).collect();
+        let rows = if rows.is_empty() { String::new() } else { format!("  rows {}", rows.join(", ")) };
+        println!("  {:<20} {:<45} {:>4} shards{rows}", t.name, layout, t.shards);
+    }
+}
+
 async fn open(db: &DbArgs) -> Result<Store> {
     let tz: patron_store::BusinessTz =
         db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
@@ -272,6 +326,26 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 println!("login: admin@demo.patron.local  password: {password}\n");
                 serve(store, listen, ServerConfig::default()).await?;
             }
+        }
+        Command::Database { command: DbCommand::Distribute { db, shards } } => {
+            let started = std::time::Instant::now();
+            let report = patron_store::db::citus::distribute(&db.url, shards)
+                .await
+                .with_context(|| format!("distributing {}", patron_store::db::redact_url(&db.url)))?;
+            if report.converted.is_empty() {
+                println!("already distributed: nothing changed");
+            } else {
+                for line in &report.converted {
+                    println!("{line}");
+                }
+                let rows = if report.copied_rows { ", rows copied into the shards" } else { "" };
+                println!("distributed {} tables in {:.1} s{rows}", report.converted.len(), started.elapsed().as_secs_f64());
+            }
+        }
+        Command::Database { command: DbCommand::Status { db } } => {
+            let store = open(&db).await?;
+            let status = patron_store::db::citus::status(&store.db).await?;
+            print_status(&status);
         }
         Command::Generate { customers, seed, out, start, end, with_owners } => {
             generate(customers, seed, &out, start, end, with_owners)?;

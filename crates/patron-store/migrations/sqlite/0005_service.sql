@@ -112,12 +112,13 @@ CREATE TABLE compensations (
 );
 CREATE INDEX compensations_ticket ON compensations (customer_id, ticket_id);
 
--- In-app notifications for staff (SLA warnings and breaches, approvals waiting).
+-- In-app notifications for staff (SLA warnings and breaches, approvals waiting), about a
+-- customer's ticket: keyed by the customer, like the ticket, and listed per user.
 CREATE TABLE notifications (
     id          INTEGER PRIMARY KEY,
+    customer_id INTEGER NOT NULL,
     user_id     INTEGER NOT NULL REFERENCES users (id),
     kind        TEXT NOT NULL,
-    customer_id INTEGER,
     ticket_id   INTEGER,
     message     TEXT NOT NULL,
     created_at  TEXT NOT NULL,
@@ -126,13 +127,17 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_user ON notifications (user_id, id);
 
 -- Links that customers open without logging in. Only the token's SHA-256 digest is kept; each
--- link is used once, before it expires.
+-- link is used once, before it expires. Keyed by the customer it was made for (a token is
+-- found by its digest's index, then read and locked with its customer).
 CREATE TABLE public_links (
-    token_hash  TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL CHECK (kind IN ('confirmation', 'survey')),
     customer_id INTEGER NOT NULL,
+    token_hash  TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('confirmation', 'survey')),
     subject_id  INTEGER NOT NULL,
     created_at  TEXT NOT NULL,
     expires_at  TEXT NOT NULL,
-    used_at     TEXT
+    used_at     TEXT,
+    PRIMARY KEY (customer_id, token_hash)
 );
+CREATE INDEX public_links_token ON public_links (token_hash);
+CREATE INDEX public_links_subject ON public_links (customer_id, subject_id);

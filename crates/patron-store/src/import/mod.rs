@@ -586,17 +586,20 @@ impl Loader {
         let staged_n = staged.len() as i64;
         INTERACTION_STAGE.fill(tx, staged).await?;
         // The staged ids that exist already, and whether each belongs to another customer.
+        // (Through the key table: on Citus the interaction may be in any shard.)
         let stored: Vec<(i64, String, bool)> = tx
             .fetch_all(query(
-                "SELECT s.row_no, s.external_id, i.customer_id <> s.customer_id FROM patron_stage_interactions s \
-                 JOIN interactions i ON i.external_id = s.external_id",
+                "SELECT s.row_no, s.external_id, k.customer_id <> s.customer_id FROM patron_stage_interactions s \
+                 JOIN interaction_keys k ON k.external_id = s.external_id",
             ))
             .await?;
         let mut existing = 0i64;
         let mut moved = 0i64;
+        let mut known: foldhash::HashSet<String> = Default::default();
         for (row_no, ext, other_customer) in stored {
             if !other_customer {
                 existing += 1;
+                known.insert(ext);
                 continue;
             }
             moved += 1;
@@ -611,18 +614,28 @@ impl Loader {
         if triggers_off {
             lock_keys(tx, "customers", customer_ids.into_iter(), &mut self.locked).await?;
         }
-        tx.execute(query(
-            "INSERT INTO interactions (customer_id, external_id, kind, channel, occurred_at, payload) \
-             SELECT customer_id, external_id, kind, channel, occurred_at, payload FROM patron_stage_interactions WHERE true ORDER BY row_no \
-             ON CONFLICT (external_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel, \
-             occurred_at = excluded.occurred_at, payload = excluded.payload \
-             WHERE interactions.kind IS DISTINCT FROM excluded.kind OR interactions.channel IS DISTINCT FROM excluded.channel \
-             OR interactions.occurred_at IS DISTINCT FROM excluded.occurred_at OR interactions.payload IS DISTINCT FROM excluded.payload",
-        ))
-        .await?;
+        let written: Vec<(i64, i64, String)> = tx
+            .fetch_all(query(
+                "INSERT INTO interactions (customer_id, external_id, kind, channel, occurred_at, payload) \
+                 SELECT customer_id, external_id, kind, channel, occurred_at, payload FROM patron_stage_interactions WHERE true ORDER BY row_no \
+                 ON CONFLICT (customer_id, external_id) DO UPDATE SET kind = excluded.kind, channel = excluded.channel, \
+                 occurred_at = excluded.occurred_at, payload = excluded.payload \
+                 WHERE interactions.kind IS DISTINCT FROM excluded.kind OR interactions.channel IS DISTINCT FROM excluded.channel \
+                 OR interactions.occurred_at IS DISTINCT FROM excluded.occurred_at OR interactions.payload IS DISTINCT FROM excluded.payload \
+                 RETURNING id, customer_id, external_id",
+            ))
+            .await?;
         if triggers_off {
             tx.fk_triggers(true).await?;
         }
+        // The new interactions' keys (the rows written that were not known before).
+        let new_keys: Vec<&(i64, i64, String)> = written.iter().filter(|(_, _, ext)| !known.contains(ext)).collect();
+        bulk::write_rows(tx, "interaction_keys", &["external_id", "customer_id", "interaction_id"], &new_keys, |cells, (id, customer_id, ext)| {
+            cells.text(Some(ext))?;
+            cells.int(Some(*customer_id))?;
+            cells.int(Some(*id))
+        })
+        .await?;
         INTERACTION_STAGE.clear(tx).await?;
         counts.updated += existing as u64;
         counts.created += (staged_n - existing) as u64;
@@ -653,14 +666,13 @@ impl Loader {
                 rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
                 continue;
             };
-            let existing: Option<(i64, i64)> =
-                tx.fetch_optional(query("SELECT id, customer_id FROM contacts WHERE external_id = $1").bind(&ext)).await?;
+            let existing = crate::keys::lookup(tx, crate::keys::CONTACTS, &ext).await?;
             match existing {
-                Some((_, owner)) if owner != customer_id => {
+                Some((owner, _)) if owner != customer_id => {
                     let column = rej.names[f::EXTERNAL_ID].clone();
                     rej.add(Rejection { row, column, value: ext, reason: "this contact id belongs to another customer".into() });
                 }
-                Some((id, _)) => {
+                Some((_, id)) => {
                     tx.execute(
                         query(
                             "UPDATE contacts SET name = $1, role = $2, mobile = $3, email = $4, interests = $5, notes = $6, \
@@ -682,22 +694,24 @@ impl Loader {
                     counts.updated += 1;
                 }
                 None => {
-                    tx.execute(
-                        query(
-                            "INSERT INTO contacts (customer_id, external_id, name, role, mobile, email, interests, notes, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-                        )
-                        .bind(customer_id)
-                        .bind(ext)
+                    let (id,): (i64,) = tx
+                        .fetch_one(
+                            query(
+                                "INSERT INTO contacts (customer_id, external_id, name, role, mobile, email, interests, notes, created_at, updated_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+                            )
+                            .bind(customer_id)
+                            .bind(ext.as_str())
                         .bind(name)
                         .bind(role)
                         .bind(mobile)
                         .bind(email)
-                        .bind(interests)
-                        .bind(notes)
-                        .bind(self.now),
-                    )
-                    .await?;
+                            .bind(interests)
+                            .bind(notes)
+                            .bind(self.now),
+                        )
+                        .await?;
+                    crate::keys::claim(tx, crate::keys::CONTACTS, &ext, customer_id, Some(id)).await?;
                     counts.created += 1;
                 }
             }
@@ -843,6 +857,12 @@ impl Loader {
         }
         let now = self.now;
         bulk::write_rows(tx, "customers", &NEW_CUSTOMER_COLUMNS, &new, |cells, (id, c)| new_customer_cells(cells, *id, c, now)).await?;
+        // Their external ids in the key table (see `crate::keys`); a taken one fails the file.
+        bulk::write_rows(tx, "customer_keys", &["external_id", "customer_id"], &new, |cells, (id, c)| {
+            cells.text(Some(&c.external_id))?;
+            cells.int(Some(*id))
+        })
+        .await?;
         // Tags and consents refer only to the customers just inserted by this transaction,
         // which nobody else can see, let alone delete: PostgreSQL's per-row foreign-key
         // triggers (a third of the customers import) check nothing here.

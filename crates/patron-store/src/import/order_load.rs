@@ -59,17 +59,18 @@ const MOVED_REASON: &str = "this order id belongs to another customer";
 // The merge, in portable SQL: SQLite runs it per chunk, PostgreSQL once per file.
 
 /// Staged orders whose id belongs to another customer: they are refused rather than moved.
-const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id \
-     WHERE o.customer_id <> s.customer_id";
+/// (Through the key table, which knows every order id: on Citus the order may be in any shard.)
+const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders s JOIN order_keys k ON k.external_id = s.external_id \
+     WHERE k.customer_id <> s.customer_id";
 /// Staged orders that exist already (updates; the rest are created).
-const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
+const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN order_keys k ON k.external_id = s.external_id";
 /// Upserts the staged orders by external id, in file order. An order that is the same as stored
 /// is left alone: re-importing yesterday's full export then writes no new row versions and no
 /// index entries for it.
 const MERGE_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day) \
      SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
      FROM patron_stage_orders WHERE true ORDER BY row_no \
-     ON CONFLICT (external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
+     ON CONFLICT (customer_id, external_id) DO UPDATE SET ordered_at = excluded.ordered_at, ordered_day = excluded.ordered_day, channel = excluded.channel, \
      store = excluded.store, currency = excluded.currency, total_cents = excluded.total_cents, \
      discount_cents = excluded.discount_cents, status = excluded.status \
      WHERE orders.ordered_at IS DISTINCT FROM excluded.ordered_at OR orders.ordered_day IS DISTINCT FROM excluded.ordered_day \
@@ -84,12 +85,12 @@ const INSERT_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, o
 /// Inserts line 1 of staged orders that were all new.
 const INSERT_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
-     FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id";
+     FROM patron_stage_orders s JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id";
 /// Upserts line 1 of each staged order (other lines of an order stay as they are; an unchanged
 /// line is left alone).
 const MERGE_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
-     FROM patron_stage_orders s JOIN orders o ON o.external_id = s.external_id WHERE true \
+     FROM patron_stage_orders s JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id WHERE true \
      ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
      category_id = excluded.category_id, quantity = excluded.quantity, unit_price_cents = excluded.unit_price_cents, \
      promo = excluded.promo \
@@ -352,6 +353,9 @@ impl Loader {
             .map_err(|e| StoreError::Internal(format!("cannot start the reader thread: {e}")))?;
         let engine = tx.engine();
         let mut pg = PgState::default();
+        // Catalogue names new to the database are written as they turn up, after other chunks'
+        // orders went into every shard.
+        tx.one_connection_per_node().await?;
         if engine == Engine::Postgres {
             pg.own_checks = tx.fk_triggers(false).await?;
         }
@@ -546,10 +550,11 @@ impl Loader {
         let ids = serde_json::Value::Array(rows.iter().map(|r| serde_json::Value::String(r.o.external_id.clone())).collect());
         // A file of new orders usually has ids in a range no stored order falls into; one range
         // probe (bounds in the database's collation) then saves an index probe per order.
+        // (The key table knows every order id, in whichever shard its order is on Citus.)
         let (overlaps,): (bool,) = tx
             .fetch_one(
                 query(
-                    "SELECT EXISTS (SELECT 1 FROM orders WHERE external_id BETWEEN \
+                    "SELECT EXISTS (SELECT 1 FROM order_keys WHERE external_id BETWEEN \
                      (SELECT MIN(e) FROM jsonb_array_elements_text($1) AS e) AND (SELECT MAX(e) FROM jsonb_array_elements_text($1) AS e))",
                 )
                 .bind(ids.clone()),
@@ -557,7 +562,7 @@ impl Loader {
             .await?;
         let existing: HashSet<String> = if overlaps {
             let found: Vec<(String,)> = tx
-                .fetch_all(query(format!("SELECT external_id FROM orders WHERE external_id IN ({})", Engine::Postgres.json_strings(1))).bind(ids))
+                .fetch_all(query(format!("SELECT external_id FROM order_keys WHERE external_id IN ({})", Engine::Postgres.json_strings(1))).bind(ids))
                 .await?;
             found.into_iter().map(|(e,)| e).collect()
         } else {
@@ -575,14 +580,22 @@ impl Loader {
             let reserved = pg.sequence.reserve(tx, "orders", fresh).await?;
             let mut orders = CopyRows::new();
             let mut lines = CopyRows::new();
+            let mut keys = CopyRows::new();
             for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
                 new_order_cells(&mut orders, id, r)?;
                 orders.end_row();
                 new_line_cells(&mut lines, id, r)?;
                 lines.end_row();
+                keys.text(Some(&r.o.external_id));
+                keys.int(Some(r.customer_id));
+                keys.int(Some(id));
+                keys.end_row();
             }
             tx.copy_in(&format!("COPY orders ({}) FROM STDIN", NEW_ORDER_COLUMNS.join(", ")), orders.take()).await?;
             tx.copy_in(&format!("COPY order_lines ({}) FROM STDIN", NEW_LINE_COLUMNS.join(", ")), lines.take()).await?;
+            // Their ids in the key table (see `crate::keys`): a concurrent load of the same new
+            // id fails here, and the whole file with it.
+            tx.copy_in("COPY order_keys (external_id, customer_id, order_id) FROM STDIN", keys.take()).await?;
         }
         let copy = pg.copy.get_or_insert_with(CopyRows::new);
         for r in rows.iter().filter(|r| existing.contains(&r.o.external_id)) {

@@ -135,7 +135,7 @@ impl Store {
                 notifications::notify(&mut tx, m, "approval", t.customer_id, ticket_id, &message, now).await?;
             }
         }
-        audit::record(&mut tx, now, &actor.key, "compensate", "ticket", Some(ticket_id.to_string()), Some(format!("{status} {}", c.amount_cents)))
+        audit::record(&mut tx, now, &actor.key, "compensate", "ticket", Some(ticket_id.to_string()), Some(format!("customer={} {status} {}", t.customer_id, c.amount_cents)))
             .await?;
         let out = one(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
@@ -171,7 +171,7 @@ impl Store {
         .await?;
         let payload = serde_json::json!({"compensation_id": compensation_id, "amount_cents": c.amount_cents, "kind": c.kind, "by": actor.key});
         events::append(&mut tx, t.customer_id, &format!("compensation.{status}"), Some(ticket_id), payload, now).await?;
-        audit::record(&mut tx, now, &actor.key, "decide", "compensation", Some(compensation_id.to_string()), Some(status.to_owned())).await?;
+        audit::record(&mut tx, now, &actor.key, "decide", "compensation", Some(compensation_id.to_string()), Some(format!("customer={} {status}", t.customer_id))).await?;
         let out = one(&mut tx, t.customer_id, compensation_id).await?;
         tx.commit().await?;
         Ok(out)

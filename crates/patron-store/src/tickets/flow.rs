@@ -232,7 +232,7 @@ impl Store {
             add_comment(&mut tx, &t, &actor.key, false, n, &[], now).await?;
         }
         let token = apply(&mut tx, self, &t, &to, root_cause.as_deref(), &actor.key, now).await?;
-        audit::record(&mut tx, now, &actor.key, "transition", "ticket", Some(id.to_string()), Some(format!("{} → {to}", t.status))).await?;
+        audit::record(&mut tx, now, &actor.key, "transition", "ticket", Some(id.to_string()), Some(format!("customer={} {} → {to}", t.customer_id, t.status))).await?;
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(TicketChange { ticket: row.into_ticket(now), confirmation_token: token })
@@ -306,7 +306,7 @@ impl Store {
         .await?;
         let payload = serde_json::json!({"from": t.assignee_id, "to": assignee_id, "department": department, "by": actor.key});
         events::append(&mut tx, t.customer_id, "ticket.assigned", Some(id), payload, now).await?;
-        audit::record(&mut tx, now, &actor.key, "assign", "ticket", Some(id.to_string()), Some(format!("assignee={assignee_id:?}"))).await?;
+        audit::record(&mut tx, now, &actor.key, "assign", "ticket", Some(id.to_string()), Some(format!("customer={} assignee={assignee_id:?}", t.customer_id))).await?;
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(row.into_ticket(now))
@@ -345,7 +345,7 @@ impl Store {
         }
         let to = if answer.confirmed { "confirmed" } else { "reopened" };
         apply(&mut tx, self, &t, to, None, "customer", now).await?;
-        links::mark_used(&mut tx, token, now).await?;
+        links::mark_used(&mut tx, &link, token, now).await?;
         let row = ticket_row(&mut tx, t.customer_id, t.id).await?;
         tx.commit().await?;
         Ok(row.into_ticket(now))

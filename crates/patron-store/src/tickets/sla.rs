@@ -156,7 +156,7 @@ impl Store {
                         notifications::notify(&mut tx, a, "sla_breach", customer_id, id, &message, now).await?;
                     }
                 }
-                let detail = format!("{clock} breached at {due}; escalated to users {targets:?}");
+                let detail = format!("customer={customer_id} {clock} breached at {due}; escalated to users {targets:?}");
                 audit::record(&mut tx, now, "scheduler", "escalate", "ticket", Some(id.to_string()), Some(detail)).await?;
             }
             Work::AutoConfirm => {

@@ -1,0 +1,429 @@
+//! Citus: distributing patron's PostgreSQL schema over a coordinator and workers, and what the
+//! cluster looks like (`patron db distribute`, `patron db status`).
+//!
+//! The layout: `customers` is distributed by `id`, and every table with a `customer_id` column
+//! by `customer_id`, co-located with it, so that everything about one customer lives in one
+//! shard and a customer's reads and writes are routed to one node (the audit log too: its entries
+//! carry the customer they are about). The key tables that keep external ids unique
+//! (`customer_keys`, `order_keys`, …) are distributed by the key itself, and the small shared
+//! tables (users, tokens, sessions, the catalogue, runs, segments, imports) are reference
+//! tables, copied to every node. `_sqlx_migrations` stays on the coordinator.
+//!
+//! Only one order of operations works. Making `users` a reference table while `customers`
+//! refers to it turns `customers` (and every table tied to it by a foreign key) into a "Citus
+//! local table", which can then never be distributed: undoing that conversion fails on identity
+//! columns. So the foreign keys between the tables to convert are dropped first, the tables
+//! converted, and the keys added back — in one transaction, in sequential mode (one connection
+//! per node), which Citus needs to create shards of related tables together and to copy the
+//! rows of a loaded database. The migration runner does the same for the tables later
+//! migrations add (see `migrate_postgres`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::{ConnectOptions, PgPool};
+
+use super::{Db, Layout};
+use crate::{Result, StoreError};
+
+/// The table every customer-scoped table is co-located with.
+const ROOT: &str = "customers";
+
+/// Where a table goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Reference,
+    /// Hash-distributed by this column, co-located with the group named (or a new group).
+    Distributed { column: &'static str, group: Group },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// `customers` and the tables co-located with it.
+    Customers,
+    /// The key tables, distributed by the (text) key.
+    Keys,
+}
+
+/// What `distribute` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DistributeReport {
+    /// One line per table converted (`customers: distributed by id`); empty when the database
+    /// was distributed already.
+    pub converted: Vec<String>,
+    /// Whether rows were copied from the coordinator into shards (a loaded database).
+    pub copied_rows: bool,
+}
+
+/// A node of the cluster, with its share of the data.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// `host:port`.
+    pub node: String,
+    /// `coordinator` or `worker`.
+    pub role: String,
+    /// Whether the node is active.
+    pub active: bool,
+    /// Shard placements on the node (a reference table counts one).
+    pub shards: i64,
+    /// Rows of the distributed tables in those shards (reference tables left out).
+    pub rows: i64,
+}
+
+/// A table and how it is laid out.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// Name.
+    pub name: String,
+    /// `distributed`, `reference`, `local` (a Citus local table) or `postgres` (not known to Citus).
+    pub kind: String,
+    /// Distribution column, for distributed tables.
+    pub column: Option<String>,
+    /// Co-location group.
+    pub colocation: Option<i64>,
+    /// Number of shards.
+    pub shards: i64,
+    /// Rows per node (`host:port` → rows), for distributed tables.
+    pub rows: BTreeMap<String, i64>,
+}
+
+/// The engine, and for Citus the nodes and tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// `sqlite`, `postgres` or `citus`.
+    pub engine: String,
+    /// The server's version string.
+    pub version: String,
+    /// `Citus 13.0.5 …` when the extension is installed.
+    pub citus_version: Option<String>,
+    /// Whether patron's tables are distributed.
+    pub distributed: bool,
+    /// The nodes (Citus).
+    pub nodes: Vec<NodeStatus>,
+    /// patron's tables (Citus).
+    pub tables: Vec<TableStatus>,
+}
+
+/// Whether the `citus` extension is installed in this database.
+pub(crate) async fn installed(pool: &PgPool) -> Result<bool> {
+    let (yes,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetch_one(pool).await?;
+    Ok(yes)
+}
+
+/// Whether `customers` is a distributed table (call only when Citus is installed).
+pub(crate) async fn is_distributed(pool: &PgPool) -> Result<bool> {
+    let (yes,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1) AND partmethod = 'h')",
+    )
+    .bind(ROOT)
+    .fetch_one(pool)
+    .await?;
+    Ok(yes)
+}
+
+/// Applies the migrations, then distributes the schema over the Citus cluster the database is
+/// on (see the module docs): on an empty or a loaded database, in one transaction. Idempotent:
+/// a distributed database is left as it is (the report then lists nothing). `shards`: shards
+/// per distributed table (default: the server's `citus.shard_count`, 32); used only when a
+/// co-location group is created. Plain PostgreSQL or SQLite: an error saying what is missing,
+/// and nothing changed.
+pub async fn distribute(url: &str, shards: Option<u32>) -> Result<DistributeReport> {
+    // Checked before connecting through the store, which would apply migrations first.
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let opts: sqlx::postgres::PgConnectOptions =
+            url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts.disable_statement_logging()).await?;
+        let has = installed(&pool).await;
+        pool.close().await;
+        if !has? {
+            return Err(missing_extension());
+        }
+    }
+    let db = Db::connect(url).await?;
+    let result = match &db {
+        Db::Postgres(pool, _) => distribute_pool(pool, shards).await,
+        Db::Sqlite(_) => Err(StoreError::Config("Citus distributes PostgreSQL databases; this is SQLite".into())),
+    };
+    db.close().await;
+    result
+}
+
+fn missing_extension() -> StoreError {
+    StoreError::Config(
+        "the citus extension is missing in this database (CREATE EXTENSION citus on the coordinator and every worker, \
+         and add the workers with citus_add_node); nothing was changed"
+            .into(),
+    )
+}
+
+/// The table's target in the layout.
+fn target(name: &str, columns: &[String]) -> Target {
+    let has = |c: &str| columns.iter().any(|x| x == c);
+    if name == ROOT {
+        Target::Distributed { column: "id", group: Group::Customers }
+    } else if has("customer_id") && !name.ends_with("_keys") {
+        Target::Distributed { column: "customer_id", group: Group::Customers }
+    } else if name.ends_with("_keys") && has("external_id") {
+        Target::Distributed { column: "external_id", group: Group::Keys }
+    } else {
+        // users, api_tokens, sessions, categories, products, analytics_runs, segments, imports.
+        Target::Reference
+    }
+}
+
+/// One table as Citus sees it now.
+#[derive(Debug, sqlx::FromRow)]
+struct Current {
+    name: String,
+    /// `distributed`, `reference`, `local` or NULL (a plain table).
+    kind: Option<String>,
+    column: Option<String>,
+}
+
+/// See [`distribute`]; on a pool already connected (and migrated).
+pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Result<DistributeReport> {
+    if !installed(pool).await? {
+        return Err(missing_extension());
+    }
+    let (workers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_dist_node WHERE noderole = 'primary' AND shouldhaveshards AND isactive")
+        .fetch_one(pool)
+        .await?;
+    if workers == 0 {
+        return Err(StoreError::Config(
+            "the Citus cluster has no worker that takes shards (add one with SELECT citus_add_node('host', port)); nothing was changed".into(),
+        ));
+    }
+    // One distribution at a time (two servers starting after a migration would both convert
+    // its new tables); the state is read under the lock.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(CAST(x'70617472' AS BIGINT))").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'").execute(&mut *tx).await?;
+    // Every ordinary table of the schema but the migrator's own, with its columns and what
+    // Citus knows of it. Shards of reference tables placed on the coordinator are hidden from
+    // the catalogue by Citus (citus.override_table_visibility).
+    let tables: Vec<Current> = sqlx::query_as(
+        "SELECT c.relname AS name, t.citus_table_type AS kind, t.distribution_column AS column \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN citus_tables t ON t.table_name = c.oid \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> '_sqlx_migrations' \
+         ORDER BY c.relname",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let columns_of = |t: &str| columns.iter().filter(|(r, _)| r == t).map(|(_, a)| a.clone()).collect::<Vec<String>>();
+
+    let mut plan: Vec<(String, Target)> = Vec::new();
+    for t in &tables {
+        let want = target(&t.name, &columns_of(&t.name));
+        match (t.kind.as_deref(), &want) {
+            (None, _) => plan.push((t.name.clone(), want)),
+            (Some("reference"), Target::Reference) => {}
+            (Some("distributed"), Target::Distributed { column, .. }) if t.column.as_deref() == Some(*column) => {}
+            (Some(kind), _) => {
+                return Err(StoreError::Config(format!(
+                    "table {} is already a Citus {kind} table{}, not what patron's layout needs ({}); nothing was changed",
+                    t.name,
+                    t.column.as_deref().map(|c| format!(" by {c}")).unwrap_or_default(),
+                    describe(&want)
+                )))
+            }
+        }
+    }
+    if plan.is_empty() {
+        return Ok(DistributeReport::default());
+    }
+    // Reference tables first, then `customers` and its group, then the others.
+    let rank = |t: &(String, Target)| match &t.1 {
+        Target::Reference => 0,
+        Target::Distributed { group: Group::Customers, .. } if t.0 == ROOT => 1,
+        Target::Distributed { group: Group::Customers, .. } => 2,
+        Target::Distributed { group: Group::Keys, .. } => 3,
+    };
+    plan.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.0.cmp(&b.0)));
+    let converting: Vec<&str> = plan.iter().map(|(n, _)| n.as_str()).collect();
+
+    // The foreign keys from or to a table being converted: dropped, then added back.
+    let keys: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c \
+         WHERE c.contype = 'f' AND (c.conrelid::regclass::text = ANY($1) OR c.confrelid::regclass::text = ANY($1)) \
+         ORDER BY 1, 2",
+    )
+    .bind(&converting)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (table, name, _) in &keys {
+        sqlx::query(&format!("ALTER TABLE {} DROP CONSTRAINT {}", ident(table), ident(name))).execute(&mut *tx).await?;
+    }
+    let mut report = DistributeReport::default();
+    let mut loaded: Vec<&str> = Vec::new();
+    // New key tables join the key tables' group, when there is one already.
+    let mut keys_group: Option<String> = tables
+        .iter()
+        .find(|t| {
+            t.kind.as_deref() == Some("distributed")
+                && matches!(target(&t.name, &columns_of(&t.name)), Target::Distributed { group: Group::Keys, .. })
+        })
+        .map(|t| t.name.clone());
+    for (name, want) in &plan {
+        let (has_rows,): (bool,) = sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {})", ident(name))).fetch_one(&mut *tx).await?;
+        if has_rows {
+            loaded.push(name);
+        }
+        match want {
+            Target::Reference => {
+                sqlx::query("SELECT create_reference_table($1)").bind(name).execute(&mut *tx).await?;
+            }
+            Target::Distributed { column, group } => {
+                let colocate = match group {
+                    Group::Customers if name != ROOT => Some(ROOT.to_owned()),
+                    Group::Keys => keys_group.clone(),
+                    _ => None,
+                };
+                match colocate {
+                    Some(with) => {
+                        sqlx::query("SELECT create_distributed_table($1, $2, colocate_with => $3)")
+                            .bind(name)
+                            .bind(*column)
+                            .bind(with)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    None => {
+                        let count = match shards {
+                            Some(n) => i32::try_from(n).map_err(|_| StoreError::invalid("shards", "too many shards"))?,
+                            None => {
+                                let (n,): (String,) = sqlx::query_as("SELECT current_setting('citus.shard_count')").fetch_one(&mut *tx).await?;
+                                n.parse().map_err(|_| StoreError::Internal(format!("citus.shard_count is {n:?}")))?
+                            }
+                        };
+                        sqlx::query("SELECT create_distributed_table($1, $2, shard_count => $3, colocate_with => 'none')")
+                            .bind(name)
+                            .bind(*column)
+                            .bind(count)
+                            .execute(&mut *tx)
+                            .await?;
+                        if *group == Group::Keys {
+                            keys_group = Some(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        report.converted.push(format!("{name}: {}", describe(want)));
+    }
+    for (table, name, def) in &keys {
+        sqlx::query(&format!("ALTER TABLE {} ADD CONSTRAINT {} {def}", ident(table), ident(name))).execute(&mut *tx).await?;
+    }
+    // The rows copied into shards are still in the coordinator's own tables, unseen.
+    for name in &loaded {
+        sqlx::query("SELECT truncate_local_data_after_distributing_table($1)").bind(*name).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    report.copied_rows = !loaded.is_empty();
+    Ok(report)
+}
+
+fn describe(t: &Target) -> String {
+    match t {
+        Target::Reference => "reference table (a copy on every node)".into(),
+        Target::Distributed { column, group: Group::Customers } if *column == "id" => "distributed by id".into(),
+        Target::Distributed { column, group: Group::Customers } => format!("distributed by {column}, co-located with customers"),
+        Target::Distributed { column, .. } => format!("distributed by {column}"),
+    }
+}
+
+/// A catalogue name as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What the database runs on: the engine and version; on Citus also the nodes, with shards
+/// and rows per node, and every table's layout.
+pub async fn status(db: &Db) -> Result<ClusterStatus> {
+    let pool = match db {
+        Db::Sqlite(p) => {
+            let (version,): (String,) = sqlx::query_as("SELECT sqlite_version()").fetch_one(p).await?;
+            return Ok(ClusterStatus {
+                engine: "sqlite".into(),
+                version: format!("SQLite {version}"),
+                citus_version: None,
+                distributed: false,
+                nodes: Vec::new(),
+                tables: Vec::new(),
+            });
+        }
+        Db::Postgres(p, _) => p,
+    };
+    let (version,): (String,) = sqlx::query_as("SELECT version()").fetch_one(pool).await?;
+    let mut out = ClusterStatus { engine: "postgres".into(), version, citus_version: None, distributed: false, nodes: Vec::new(), tables: Vec::new() };
+    if !installed(pool).await? {
+        return Ok(out);
+    }
+    let (citus_version,): (String,) = sqlx::query_as("SELECT citus_version()").fetch_one(pool).await?;
+    out.engine = "citus".into();
+    out.citus_version = Some(citus_version);
+    out.distributed = is_distributed(pool).await?;
+    let nodes: Vec<(String, i32, i32, bool)> =
+        sqlx::query_as("SELECT nodename, nodeport, groupid, isactive FROM pg_dist_node WHERE noderole = 'primary' ORDER BY groupid")
+            .fetch_all(pool)
+            .await?;
+    let placements: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT nodename, nodeport, COUNT(*) FROM citus_shards GROUP BY 1, 2").fetch_all(pool).await?;
+    /// Name, kind, distribution column, co-location group, shards.
+    type TableRow = (String, String, Option<String>, Option<i64>, i64);
+    let tables: Vec<TableRow> = sqlx::query_as(
+        "SELECT c.relname, COALESCE(t.citus_table_type, 'postgres'), NULLIF(t.distribution_column, '<none>'), \
+         CAST(t.colocation_id AS BIGINT), COALESCE(t.shard_count, 0) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN citus_tables t ON t.table_name = c.oid \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut rows_per_node: BTreeMap<String, i64> = BTreeMap::new();
+    for (name, kind, column, colocation, shards) in tables {
+        let mut rows = BTreeMap::new();
+        if kind == "distributed" {
+            // Each shard counted where it lives.
+            let counts: Vec<(String, i32, String)> = sqlx::query_as(
+                "SELECT s.nodename, s.nodeport, r.result FROM run_command_on_shards($1, 'SELECT COUNT(*) FROM %s') r \
+                 JOIN citus_shards s ON s.shardid = r.shardid WHERE r.success",
+            )
+            .bind(&name)
+            .fetch_all(pool)
+            .await?;
+            for (host, port, n) in counts {
+                let n: i64 = n.parse().unwrap_or(0);
+                *rows.entry(format!("{host}:{port}")).or_insert(0) += n;
+                *rows_per_node.entry(format!("{host}:{port}")).or_insert(0) += n;
+            }
+        }
+        out.tables.push(TableStatus { name, kind, column, colocation, shards, rows });
+    }
+    for (host, port, group, active) in nodes {
+        let key = format!("{host}:{port}");
+        let shards = placements.iter().filter(|(h, p, _)| *h == host && *p == port).map(|x| x.2).sum();
+        out.nodes.push(NodeStatus {
+            role: if group == 0 { "coordinator".into() } else { "worker".into() },
+            active,
+            shards,
+            rows: rows_per_node.get(&key).copied().unwrap_or(0),
+            node: key,
+        });
+    }
+    Ok(out)
+}
+
+impl Db {
+    /// Whether this is a distributed (Citus) database; for administration and tests. Queries
+    /// must not branch on it: the differences are handled in [`crate::db`].
+    pub fn is_distributed(&self) -> bool {
+        self.layout() == Layout::Citus
+    }
+}

@@ -1,0 +1,54 @@
+//! The key tables that keep external ids unique across the whole database.
+//!
+//! On Citus a unique constraint must include the distribution column, so `UNIQUE (external_id)`
+//! cannot stay on tables distributed by customer. Each external id instead has a row in a key
+//! table distributed by the id itself (`customer_keys`, `order_keys`, `interaction_keys`,
+//! `contact_keys`), written in the same transaction as the row it names: a second customer,
+//! order, interaction or contact with the same id fails on the key's primary key, on any
+//! engine. Looking an id up there is a single-shard read. On SQLite the key tables are views
+//! over the rows (which keep their own UNIQUE constraints) and writing to them does nothing.
+
+use crate::db::{query, Tx};
+use crate::{Result, StoreError};
+
+/// One key table: its name and the column naming the row (none for customers: the customer is
+/// the row).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyTable {
+    pub table: &'static str,
+    pub row: Option<&'static str>,
+    /// What the key names, for messages.
+    pub what: &'static str,
+}
+
+/// Customers' external ids.
+pub(crate) const CUSTOMERS: KeyTable = KeyTable { table: "customer_keys", row: None, what: "customer" };
+/// Orders' external ids.
+pub(crate) const ORDERS: KeyTable = KeyTable { table: "order_keys", row: Some("order_id"), what: "order" };
+/// Interactions' external ids.
+pub(crate) const INTERACTIONS: KeyTable = KeyTable { table: "interaction_keys", row: Some("interaction_id"), what: "interaction" };
+/// Contact people's external ids.
+pub(crate) const CONTACTS: KeyTable = KeyTable { table: "contact_keys", row: Some("contact_id"), what: "contact" };
+
+/// Records that `external_id` names customer `customer_id` (and row `row_id` of that customer,
+/// for tables other than customers). Taken already: a conflict on `external_id`.
+pub(crate) async fn claim(tx: &mut Tx, k: KeyTable, external_id: &str, customer_id: i64, row_id: Option<i64>) -> Result<()> {
+    let q = match (k.row, row_id) {
+        (Some(col), Some(id)) => query(format!("INSERT INTO {} (external_id, customer_id, {col}) VALUES ($1, $2, $3)", k.table))
+            .bind(external_id)
+            .bind(customer_id)
+            .bind(id),
+        (None, _) => query(format!("INSERT INTO {} (external_id, customer_id) VALUES ($1, $2)", k.table)).bind(external_id).bind(customer_id),
+        (Some(_), None) => return Err(StoreError::Internal(format!("{}: a key without its row", k.table))),
+    };
+    match tx.execute(q).await {
+        Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!("external_id: {} {external_id:?} exists already", k.what))),
+        other => other.map(|_| ()),
+    }
+}
+
+/// The customer and row an external id names, if any.
+pub(crate) async fn lookup(tx: &mut Tx, k: KeyTable, external_id: &str) -> Result<Option<(i64, i64)>> {
+    let row = k.row.unwrap_or("customer_id");
+    tx.fetch_optional(query(format!("SELECT customer_id, {row} FROM {} WHERE external_id = $1", k.table)).bind(external_id)).await
+}
