@@ -81,6 +81,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", conflict_message(&m)),
+            StoreError::State(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
+            StoreError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
             StoreError::Reference(m) => {
                 tracing::debug!(detail = %m, "foreign key violation");
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference", "a referenced record (owner, referrer, customer …) does not exist")
@@ -131,6 +133,9 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

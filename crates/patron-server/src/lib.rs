@@ -6,6 +6,8 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod i18n;
+pub mod jobs;
+pub mod ratelimit;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -25,11 +27,14 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Largest import upload, bytes.
     pub max_upload_bytes: usize,
+    /// The address customers reach the server at, for the links they are sent
+    /// (`https://crm.example.com`); without it, links use the address the request came to.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { session_ttl: chrono::Duration::hours(12), secure_cookies: false, max_upload_bytes: 512 * 1024 * 1024 }
+        ServerConfig { session_ttl: chrono::Duration::hours(12), secure_cookies: false, max_upload_bytes: 512 * 1024 * 1024, public_url: None }
     }
 }
 
@@ -39,6 +44,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("session_ttl_minutes", &self.session_ttl.num_minutes())
             .field("secure_cookies", &self.secure_cookies)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -52,13 +58,15 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Templates of the web UI.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// The rate limit of the endpoints customers reach without a login.
+    pub limiter: Arc<ratelimit::RateLimiter>,
 }
 
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let templates = Arc::new(ui::templates(store.config.business_tz));
-        AppState { store, config: Arc::new(config), templates }
+        AppState { store, config: Arc::new(config), templates, limiter: Arc::new(ratelimit::RateLimiter::default()) }
     }
 }
 
@@ -66,7 +74,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let json_limit = DefaultBodyLimit::max(10 * 1024 * 1024);
     Router::new()
-        .merge(api::router(state.config.max_upload_bytes).layer(json_limit))
+        .merge(api::router(&state).layer(json_limit))
         .merge(ui::router(state.config.max_upload_bytes))
         .layer(axum::middleware::from_fn(error::limits))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -35,9 +35,15 @@ test_both!(the_document_names_every_status_and_its_public_endpoints, |db: TestDb
         for (method, op) in ops.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
             let has = |s: &str| responses.contains_key(s);
-            let public = path == "/healthz" || path == "/api/v1/openapi.json";
+            let link = path.starts_with("/api/v1/public/");
+            let public = path == "/healthz" || path == "/api/v1/openapi.json" || link;
             assert_eq!(has("401"), !public, "{method} {path}: 401 wherever a token is needed");
-            assert!(!has("429") && !has("500"), "{method} {path}: nothing answers 429 or (on purpose) 500");
+            assert_eq!(has("429"), link, "{method} {path}: the endpoints customers reach by a link are rate-limited, nothing else answers 429");
+            assert!(!has("500"), "{method} {path}: nothing answers (on purpose) 500");
+            if link {
+                assert_eq!(op["security"], json!([]), "{method} {path}: reached without a login");
+                assert!(has("410"), "{method} {path}: an expired link");
+            }
             assert!(has("414") && has("431"), "{method} {path}");
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             if params.iter().any(|p| p["in"] == "path") {

@@ -46,6 +46,21 @@ enum Command {
         /// Mark cookies Secure (when served over HTTPS behind a proxy).
         #[arg(long, env = "PATRON_SECURE_COOKIES")]
         secure_cookies: bool,
+        /// The address customers reach the server at, for the links they are sent
+        /// (https://crm.example.com); default: the address each request came to.
+        #[arg(long, env = "PATRON_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Seconds between the scheduler's rounds (SLA warnings and breaches, confirmations by
+        /// timeout); 0 runs no scheduler here (run `patron jobs run-once` from cron instead).
+        #[arg(long, env = "PATRON_JOBS_EVERY", default_value_t = 5)]
+        jobs_every: u64,
+    },
+    /// Run the work that is due now (SLA warnings and breaches, confirmations by timeout) once,
+    /// and exit: for cron, tests and operators. Safe beside running servers: each piece of work
+    /// is done once.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
     },
     /// Create a database with realistic demo data, then serve it.
     Demo {
@@ -175,6 +190,15 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum JobsCommand {
+    /// Run everything due now, print what was done, exit.
+    RunOnce {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum DbCommand {
     /// Apply the migrations, then distribute the tables over the Citus cluster the database is
     /// on: customers and everything about them sharded by customer, the small shared tables
@@ -216,6 +240,17 @@ enum UserCommand {
     List {
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Set a user's manager: SLA breaches of the user's tickets escalate to them.
+    SetManager {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// The manager's email (leave out to clear).
+        #[arg(long)]
+        manager: Option<String>,
     },
 }
 
@@ -310,9 +345,26 @@ async fn open(db: &DbArgs) -> Result<Store> {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
-        Command::Serve { db, listen, secure_cookies } => {
+        Command::Serve { db, listen, secure_cookies, public_url, jobs_every } => {
             let store = open(&db).await?;
-            serve(store, listen, ServerConfig { secure_cookies, ..Default::default() }).await?;
+            if let Some(u) = &public_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    bail!("--public-url {u:?}: expected http://… or https://…");
+                }
+            }
+            let scheduler = (jobs_every > 0).then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every)));
+            serve(store, listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
+            if let Some(s) = scheduler {
+                s.abort();
+            }
+        }
+        Command::Jobs { command: JobsCommand::RunOnce { db } } => {
+            let store = open(&db).await?;
+            let r = store.run_due_jobs().await?;
+            println!(
+                "sla: {} warnings, {} breaches escalated, {} resolutions confirmed by timeout",
+                r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
+            );
         }
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
@@ -324,7 +376,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             } else {
                 println!("\npatron demo is running on http://{listen}/");
                 println!("login: admin@demo.patron.local  password: {password}\n");
+                let scheduler = patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(5));
                 serve(store, listen, ServerConfig::default()).await?;
+                scheduler.abort();
             }
         }
         Command::Database { command: DbCommand::Distribute { db, shards } } => {
@@ -437,6 +491,23 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 let store = open(&db).await?;
                 for u in store.users().await? {
                     println!("{}\t{}\t{}\t{}", u.id, u.email, u.role, u.name);
+                }
+            }
+            UserCommand::SetManager { db, email, manager } => {
+                let store = open(&db).await?;
+                let find = |e: String| {
+                    let store = store.clone();
+                    async move { store.user_by_email(&e).await?.ok_or_else(|| anyhow!("no user {e:?}")) }
+                };
+                let user = find(email).await?;
+                let manager = match manager {
+                    Some(m) => Some(find(m).await?),
+                    None => None,
+                };
+                store.set_user_manager(&Actor::cli(), user.id, manager.as_ref().map(|m| m.id)).await?;
+                match manager {
+                    Some(m) => println!("{} now reports to {}", user.email, m.email),
+                    None => println!("{} reports to nobody", user.email),
                 }
             }
         },

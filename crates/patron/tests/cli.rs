@@ -160,6 +160,38 @@ test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| asy
     assert!(err.contains("row 2, column \"name\": not valid UTF-8") && err.contains("row 3, column \"name\""), "{err}");
 });
 
+test_both!(jobs_run_once_escalates_a_breach_once, |db: TestDb| async move {
+    use patron_store::tickets::NewTicket;
+    let s = &db.store;
+    let boss = s.create_user("boss@example.com", "店长", patron_store::users::Role::Manager, None).await.unwrap();
+    let c = s.create_customer(&patron_store::users::Actor::cli(), patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
+    // Opened at the test clock's now (June 2026); the CLI runs at the real time, months later,
+    // when both clocks are long past.
+    let t = NewTicket {
+        customer_id: c.id,
+        kind: "complaint".into(),
+        channel: "phone".into(),
+        subject: "投诉".into(),
+        body: String::new(),
+        category: None,
+        assignee_id: None,
+        department: None,
+        store: None,
+        opened_at: None,
+    };
+    let t = s.create_ticket(&patron_store::users::Actor::cli(), t).await.unwrap();
+    let first = run_ok(&["jobs", "run-once"], &db.url);
+    assert!(first.contains("2 breaches escalated"), "{first}");
+    let second = run_ok(&["jobs", "run-once"], &db.url);
+    assert!(second.contains("0 breaches escalated"), "{second}");
+    let (n,): (i64,) = s.db.reader().fetch_one(query("SELECT COUNT(*) FROM events WHERE type = 'ticket.breached'")).await.unwrap();
+    assert_eq!(n, 2, "first response and resolution, once each");
+    let notes = s.notifications(&patron_store::users::Actor::user(&s.user(boss.id).await.unwrap()), false, 10).await.unwrap();
+    assert_eq!(notes.iter().filter(|n| n.ticket_id == Some(t.id)).count(), 2);
+    let out = patron().args(["user", "set-manager", "--email", "nobody@example.com", "--db", &db.url]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no user"));
+});
+
 test_both!(users_tokens_and_export, |db: TestDb| async move {
     let dir = tempfile::tempdir().unwrap();
     let mut child = patron()

@@ -77,6 +77,7 @@ pub fn build() -> (Value, Vec<String>) {
     let mut problems = Vec::new();
     add_openapi_path(&mut doc);
     constrain_schemas(&mut doc, &mut problems);
+    constrain_service_schemas(&mut doc, &mut problems);
     add_responses(&mut doc);
     complete_operations(&mut doc);
     (doc, problems)
@@ -311,6 +312,54 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     }
 }
 
+/// The service loop's request schemas: kinds, channels and states as enums, text lengths, and
+/// the ranges the store checks.
+fn constrain_service_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::tickets::{CHANNELS, KINDS, STATUSES};
+    let s = "/components/schemas";
+    let not_blank = not_blank();
+    let text = |max: u64| json!({ "pattern": not_blank, "maxLength": max });
+    let optional = |max: u64| json!({ "pattern": NO_NUL, "maxLength": max });
+    let p = format!("{s}/NewTicket/properties");
+    merge(doc, &format!("{p}/kind"), enumeration(&KINDS, false), problems);
+    merge(doc, &format!("{p}/channel"), enumeration(&CHANNELS, false), problems);
+    merge(doc, &format!("{p}/subject"), text(200), problems);
+    merge(doc, &format!("{p}/body"), optional(20_000), problems);
+    for f in ["category", "department", "store"] {
+        merge(doc, &format!("{p}/{f}"), optional(100), problems);
+    }
+    let p = format!("{s}/Transition/properties");
+    merge(doc, &format!("{p}/to"), enumeration(&STATUSES, false), problems);
+    merge(doc, &format!("{p}/root_cause"), optional(100), problems);
+    merge(doc, &format!("{p}/note"), optional(20_000), problems);
+    let p = format!("{s}/NewComment/properties");
+    merge(doc, &format!("{p}/body"), text(20_000), problems);
+    merge(doc, &format!("{p}/attachments"), json!({ "maxItems": 20 }), problems);
+    let p = format!("{s}/Attachment/properties");
+    merge(doc, &format!("{p}/name"), text(255), problems);
+    merge(doc, &format!("{p}/content_type"), optional(2000), problems);
+    merge(doc, &format!("{p}/url"), optional(2000), problems);
+    merge(doc, &format!("{s}/NewCompensation/properties/reason"), text(500), problems);
+    merge(doc, &format!("{s}/Assignment/properties/department"), optional(100), problems);
+    merge(doc, &format!("{s}/ConfirmationAnswer/properties/comment"), optional(2000), problems);
+    merge(doc, &format!("{s}/PolicyInput/properties/premium"), json!({ "maxItems": 20, "items": { "pattern": not_blank, "maxLength": 50 } }), problems);
+    let p = format!("{s}/ServiceSettings/properties");
+    merge(doc, &format!("{p}/confirmation_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
+    merge(doc, &format!("{p}/warning_minutes"), json!({ "minimum": 0, "maximum": 1440 }), problems);
+    merge(doc, &format!("{p}/complaint_target_per_1000"), json!({ "minimum": 0 }), problems);
+    for list in ["root_causes", "churn_reasons"] {
+        merge(doc, &format!("{p}/{list}"), json!({ "minItems": 1, "maxItems": 200, "items": { "pattern": not_blank, "maxLength": 100 } }), problems);
+    }
+    if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
+        for schema in ["NewTicket", "Transition", "NewComment", "Attachment", "NewCompensation", "Assignment", "ConfirmationAnswer", "PolicyInput", "ServiceSettings"] {
+            match schemas.get_mut(schema) {
+                Some(Value::Object(s)) => forbid_nul_within(s),
+                _ => problems.push(format!("no schema {schema}")),
+            }
+        }
+    }
+}
+
 /// A string schema without a pattern, enum or format gets `NO_NUL`.
 fn forbid_nul(schema: &mut Map<String, Value>) {
     let is_string = match schema.get("type") {
@@ -345,6 +394,8 @@ fn add_responses(doc: &mut Value) {
     unauthorized["headers"] = json!({ "WWW-Authenticate": { "description": "`Bearer`", "schema": { "type": "string" } } });
     let mut busy = error("The database could not take the request now (a long write holds it, or a lock, deadlock or serialisation failure); nothing was changed. Try again after `Retry-After` seconds.");
     busy["headers"] = json!({ "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer" } } });
+    let mut too_many = error("Too many requests from this address; try again after `Retry-After` seconds.");
+    too_many["headers"] = json!({ "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer" } } });
     let responses = json!({
         "BadRequest": error("A malformed request: bad JSON or multipart, or a path or query value that is not valid (the `field` names it)."),
         "Unauthorized": unauthorized,
@@ -357,6 +408,8 @@ fn add_responses(doc: &mut Value) {
         "UnprocessableContent": error("A value is not valid, or refers to a record that does not exist; the `field` names it (e.g. `orders[1].customer_id`)."),
         "HeadersTooLarge": error("The request's headers are larger than 32 KiB."),
         "Busy": busy,
+        "Gone": error("The link has expired."),
+        "TooManyRequests": too_many,
     });
     if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
         components.insert("responses".into(), responses);
@@ -387,6 +440,11 @@ fn complete_operations(doc: &mut Value) {
             let mut add: Vec<(&str, &str)> = vec![("414", "UriTooLong"), ("431", "HeadersTooLarge")];
             if public {
                 op.insert("security".into(), json!([]));
+            } else if LINK_PATHS.contains(&path.as_str()) {
+                // Opened by customers through a link: the token is the credential, and every
+                // address is rate-limited.
+                op.insert("security".into(), json!([]));
+                add.extend([("404", "NotFound"), ("410", "Gone"), ("429", "TooManyRequests")]);
             } else {
                 add.push(("401", "Unauthorized"));
             }
@@ -446,12 +504,17 @@ fn shared_response(status: &str) -> Option<&'static str> {
         "422" => "UnprocessableContent",
         "431" => "HeadersTooLarge",
         "503" => "Busy",
+        "410" => "Gone",
+        "429" => "TooManyRequests",
         _ => return None,
     })
 }
 
 /// Endpoints that need no token.
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
+
+/// Endpoints customers reach through a link (no login; rate-limited per address).
+pub const LINK_PATHS: [&str; 1] = ["/api/v1/public/confirmations/{token}"];
 
 /// Operations that never touch the database (and so are never busy).
 const NO_DATABASE: [(&str, &str); 2] = [("get", "/api/v1/openapi.json"), ("get", "/api/v1/segments/fields")];

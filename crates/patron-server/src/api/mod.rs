@@ -4,10 +4,15 @@
 pub mod analytics;
 pub mod contract;
 pub mod customers;
+pub mod events;
 pub mod imports;
 pub mod interactions;
+pub mod notifications;
 pub mod orders;
+pub mod public;
 pub mod segments;
+pub mod service;
+pub mod tickets;
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -20,7 +25,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 /// The API routes, plus `/healthz`.
-pub fn router(max_upload_bytes: usize) -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let max_upload_bytes = state.config.max_upload_bytes;
+    // Reached by customers through a link, without a login: rate-limited per address.
+    let public = public::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links));
     let v1 = Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(customers::router())
@@ -29,6 +37,11 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         .merge(orders::router())
         .merge(interactions::router())
         .merge(imports::router(max_upload_bytes))
+        .merge(tickets::router())
+        .merge(service::router())
+        .merge(events::router())
+        .merge(notifications::router())
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new().route("/healthz", get(healthz)).nest("/api/v1", v1)
@@ -96,6 +109,12 @@ impl Modify for BearerAuth {
         analytics::overview, analytics::latest_run, analytics::create_run, analytics::customer_scores,
         segments::list, segments::fields, segments::create, segments::get_one, segments::update, segments::delete,
         segments::preview, segments::members, segments::export,
+        tickets::list, tickets::create, tickets::get_one, tickets::transition, tickets::comment, tickets::assign,
+        tickets::compensate, tickets::decide,
+        service::policies, service::policy, service::put_policy, service::calendar, service::put_calendar,
+        service::settings, service::put_settings, service::pareto, service::complaint_rate, service::kpis,
+        events::list, notifications::list, notifications::mark_read,
+        public::confirmation, public::answer_confirmation,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -105,6 +124,11 @@ impl Modify for BearerAuth {
         (name = "imports", description = "CSV / JSON-lines import"),
         (name = "analytics", description = "RFM, ABCD, lifecycle, churn, BG/NBD, Gamma-Gamma, CLV and loyalty: runs, dashboards, per-customer scores"),
         (name = "segments", description = "Saved and built-in rule-based segments, evaluated live (filter language: docs/segments.md)"),
+        (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
+        (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
+        (name = "events", description = "Domain events (`noun.verb`), in order"),
+        (name = "notifications", description = "The caller's in-app notifications"),
+        (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "platform", description = "Health and metadata"),
     )
 )]
