@@ -75,7 +75,7 @@ pub fn app(state: AppState) -> Router {
     let json_limit = DefaultBodyLimit::max(10 * 1024 * 1024);
     Router::new()
         .merge(api::router(&state).layer(json_limit))
-        .merge(ui::router(state.config.max_upload_bytes))
+        .merge(ui::router(&state))
         .layer(axum::middleware::from_fn(error::limits))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // Method and path only: query strings may hold search terms (names, mobiles).

@@ -4,7 +4,8 @@
 //! (submodules); zh-CN and English.
 
 pub mod analytics;
-pub mod segments;
+mod public;
+mod segments;
 
 use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,7 +27,8 @@ use crate::i18n::{labels, Lang, LANG_COOKIE};
 use crate::AppState;
 
 /// The UI routes and assets.
-pub fn router(max_upload_bytes: usize) -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let max_upload_bytes = state.config.max_upload_bytes;
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/customers") }))
         .route("/ui", get(|| async { Redirect::to("/ui/customers") }))
@@ -47,6 +49,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
         )
         .merge(analytics::router())
         .merge(segments::router())
+        .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
         .fallback(page_not_found)
         .layer(middleware::from_fn(security_headers))
@@ -78,6 +81,7 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("analytics.html", include_str!("../../templates/analytics.html")),
         ("segments.html", include_str!("../../templates/segments.html")),
         ("segment_preview.html", include_str!("../../templates/segment_preview.html")),
+        ("public_confirm.html", include_str!("../../templates/public_confirm.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
@@ -636,6 +640,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (include_bytes!("../../assets/htmx.min.js"), "text/javascript; charset=utf-8"),
         "app.js" => (include_bytes!("../../assets/app.js"), "text/javascript; charset=utf-8"),
         "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
+        "public.css" => (include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
         "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
         "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
         "echarts.LICENSE" => (include_bytes!("../../assets/echarts.LICENSE"), "text/plain; charset=utf-8"),

@@ -91,6 +91,16 @@ impl Browser {
         panic!("webdriver {css} {action}: element kept going stale: {}: {}", last.0, last.1);
     }
 
+    /// Resizes the window (a phone: 390 × 844).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
+    }
+
+    /// Runs a script in the page and returns its value.
+    pub async fn script(&self, js: &str) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": js, "args": [] }))).await
+    }
+
     /// Opens a URL.
     pub async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
