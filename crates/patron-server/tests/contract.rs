@@ -280,3 +280,19 @@ test_both!(healthz_answers_503_when_the_database_does_not, |db: TestDb| async mo
     let (s, v) = json_of(r).await;
     assert_eq!((s, error_code(&v).as_str()), (503, "unavailable"));
 });
+
+test_both!(an_order_whose_lines_add_up_past_the_money_limit_is_refused, |db: TestDb| async move {
+    // schemathesis: lines of 10^13 cents × 334,051 stored a 3.3 × 10^18 total, and the next
+    // order's summary overflowed (a 500 on SQLite).
+    let app = spawn_app(db).await;
+    let id = customer(&app, json!({"name": "大户"})).await;
+    let order = json!({"customer_id": id, "ordered_at": "2026-06-01T10:00:00Z",
+        "lines": [{"unit_price_cents": 10_000_000_000_000_i64, "quantity": 334051}, {"unit_price_cents": 1}]});
+    let (s, e) = app.post("/api/v1/orders", order).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("lines")), "{e}");
+    let at_limit = json!({"customer_id": id, "ordered_at": "2026-06-01T10:00:00Z", "lines": [{"unit_price_cents": 10_000_000_000_000_i64}]});
+    assert_eq!(app.post("/api/v1/orders", at_limit.clone()).await.0, 201);
+    assert_eq!(app.post("/api/v1/orders", at_limit).await.0, 201, "a second order at the limit sums without overflow");
+    let (s, c) = app.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!((s, c["stats"]["spend_cents"].as_i64()), (200, Some(20_000_000_000_000)));
+});

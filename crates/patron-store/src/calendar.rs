@@ -105,8 +105,8 @@ impl BusinessCalendar {
         if self.weekdays.iter().all(Option::is_none) {
             return Err(StoreError::invalid("weekdays", "at least one weekday must have working hours"));
         }
-        if self.holidays.len() + self.workdays.len() > 10_000 {
-            return Err(StoreError::invalid("holidays", "at most 10,000 holidays and working days"));
+        if self.holidays.len() > 5000 || self.workdays.len() > 5000 {
+            return Err(StoreError::invalid("holidays", "at most 5,000 holidays and 5,000 working days"));
         }
         Ok(())
     }

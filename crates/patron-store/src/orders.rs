@@ -368,6 +368,12 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_
     if total < 0 {
         return Err(field_err(prefix, "total_cents", "must not be negative (record refunds with status refunded)"));
     }
+    // Bounded, as given or as the lines add up, so that no sum of stored orders (a customer's
+    // summary, a tier's revenue) can overflow.
+    if total > values::MAX_CENTS || discount > values::MAX_CENTS {
+        let field = if o.total_cents.is_some() || discount > values::MAX_CENTS { "total_cents" } else { "lines" };
+        return Err(field_err(prefix, field, format!("at most {} cents (¥100,000,000,000)", values::MAX_CENTS)));
+    }
     let external_id = clean(o.external_id);
     let existing: Option<(i64, i64)> = match &external_id {
         Some(ext) => crate::keys::lookup(tx, crate::keys::ORDERS, ext).await?,

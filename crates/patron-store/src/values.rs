@@ -4,6 +4,11 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// The largest amount of money one value may hold, in minor units (10¹³ cents, 100 billion
+/// yuan): far above any real order, and far enough below `i64::MAX` that sums of many cannot
+/// overflow.
+pub const MAX_CENTS: i64 = 10_000_000_000_000;
+
 /// Money in major units ("128.50", "¥1,280", "-3.2") to minor units (cents). At most 2 decimals.
 pub fn parse_money(s: &str) -> Result<i64, String> {
     if let Some(cents) = plain_money(s.as_bytes()) {

@@ -1,6 +1,7 @@
 //! `patron`: serve the CRM, load demo data, import and export files, manage users and tokens.
 
 mod analyze;
+mod demo_service;
 
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
@@ -723,5 +724,8 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     config.model.horizon_days = 90;
     let (run_id, out) = store.run_analysis(&Actor::cli(), today, &config).await?;
     println!("{:>13}: {} customers scored as of {today} (run {run_id})", "analysis", out.summaries.len());
+    let tickets = (customers as usize / 12).max(20);
+    let service = demo_service::seed(store, tickets, seed, store.now()).await?;
+    println!("{:>13}: {} over the past year, {} SLA breaches escalated", "tickets", service.tickets, service.breaches);
     Ok(password)
 }

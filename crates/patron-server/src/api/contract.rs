@@ -342,13 +342,23 @@ fn constrain_service_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{s}/NewCompensation/properties/reason"), text(500), problems);
     merge(doc, &format!("{s}/Assignment/properties/department"), optional(100), problems);
     merge(doc, &format!("{s}/ConfirmationAnswer/properties/comment"), optional(2000), problems);
-    merge(doc, &format!("{s}/PolicyInput/properties/premium"), json!({ "maxItems": 20, "items": { "pattern": not_blank, "maxLength": 50 } }), problems);
+    let hhmm = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+    merge(
+        doc,
+        &format!("{s}/BusinessCalendar/properties/weekdays"),
+        json!({ "minItems": 7, "maxItems": 7, "items": { "anyOf": [{ "type": "null" }, { "type": "array", "minItems": 2, "maxItems": 2, "items": { "type": "string", "pattern": hhmm } }] } }),
+        problems,
+    );
+    let p = format!("{s}/BusinessCalendar/properties");
+    merge(doc, &format!("{p}/holidays"), json!({ "maxItems": 5000 }), problems);
+    merge(doc, &format!("{p}/workdays"), json!({ "maxItems": 5000 }), problems);
+    merge(doc, &format!("{s}/PolicyInput/properties/premium"), json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 50 } }), problems);
     let p = format!("{s}/ServiceSettings/properties");
     merge(doc, &format!("{p}/confirmation_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
     merge(doc, &format!("{p}/warning_minutes"), json!({ "minimum": 0, "maximum": 1440 }), problems);
     merge(doc, &format!("{p}/complaint_target_per_1000"), json!({ "minimum": 0 }), problems);
     for list in ["root_causes", "churn_reasons"] {
-        merge(doc, &format!("{p}/{list}"), json!({ "minItems": 1, "maxItems": 200, "items": { "pattern": not_blank, "maxLength": 100 } }), problems);
+        merge(doc, &format!("{p}/{list}"), json!({ "minItems": 1, "maxItems": 200, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }), problems);
     }
     if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
         for schema in ["NewTicket", "Transition", "NewComment", "Attachment", "NewCompensation", "Assignment", "ConfirmationAnswer", "PolicyInput", "ServiceSettings"] {

@@ -96,20 +96,28 @@ pub struct PeriodParams {
     pub from: Option<NaiveDate>,
     /// Last day, included (default: today).
     pub to: Option<NaiveDate>,
-    /// The ticket kind (Pareto only; default `complaint`).
+}
+
+/// A period and the kind of ticket counted.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ParetoParams {
+    /// First day (default: 30 days before `to`).
+    pub from: Option<NaiveDate>,
+    /// Last day, included (default: today).
+    pub to: Option<NaiveDate>,
+    /// The ticket kind (default `complaint`).
     #[param(pattern = "^(complaint|inquiry|suggestion|praise)$")]
     pub kind: Option<String>,
 }
 
-fn period(state: &AppState, p: &PeriodParams) -> ApiResult<Period> {
+fn period(state: &AppState, from: Option<NaiveDate>, to: Option<NaiveDate>) -> ApiResult<Period> {
     let tz = state.store.config.business_tz;
-    let to = p.to.unwrap_or_else(|| state.store.now().with_timezone(&tz).date_naive());
-    let from = p.from.unwrap_or_else(|| to - chrono::Duration::days(29));
+    let to = to.unwrap_or_else(|| state.store.now().with_timezone(&tz).date_naive());
+    let from = from.unwrap_or_else(|| to - chrono::Duration::days(29));
     if to < from {
         return Err(ApiError::bad_request("to", "to must not be before from"));
-    }
-    if (to - from).num_days() > 3660 {
-        return Err(ApiError::bad_request("from", "at most ten years"));
     }
     Period::days(&tz, from, to).map_err(|e| ApiError::bad_request("from", e.to_string()))
 }
@@ -117,11 +125,11 @@ fn period(state: &AppState, p: &PeriodParams) -> ApiResult<Period> {
 /// The Pareto of causes: tickets of a kind (default complaints) opened in the period, by cause
 /// (the root cause when resolved, else the intake category), with the vital few that make 80%
 /// (manager+).
-#[utoipa::path(get, path = "/api/v1/service/pareto", tag = "service", params(PeriodParams),
+#[utoipa::path(get, path = "/api/v1/service/pareto", tag = "service", params(ParetoParams),
     responses((status = 200, body = Pareto), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn pareto(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<PeriodParams>) -> ApiResult<Json<Pareto>> {
+pub async fn pareto(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ParetoParams>) -> ApiResult<Json<Pareto>> {
     require(&actor, Role::Manager, "see service reports")?;
-    let period = period(&state, &p)?;
+    let period = period(&state, p.from, p.to)?;
     Ok(Json(state.store.pareto(p.kind.as_deref().unwrap_or("complaint"), period).await?))
 }
 
@@ -131,10 +139,7 @@ pub async fn pareto(State(state): State<AppState>, Auth(actor): Auth, Query(p): 
     responses((status = 200, body = ComplaintRates), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn complaint_rate(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<PeriodParams>) -> ApiResult<Json<ComplaintRates>> {
     require(&actor, Role::Manager, "see service reports")?;
-    if p.kind.is_some() {
-        return Err(ApiError::bad_request("kind", "the complaint rate counts complaints; leave kind out"));
-    }
-    let period = period(&state, &p)?;
+    let period = period(&state, p.from, p.to)?;
     Ok(Json(state.store.complaint_rates(period).await?))
 }
 
@@ -144,7 +149,7 @@ pub async fn complaint_rate(State(state): State<AppState>, Auth(actor): Auth, Qu
 #[into_params(parameter_in = Query)]
 pub struct MonthParams {
     /// `YYYY-MM` (default: this month).
-    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    #[param(pattern = "^(19[0-9]{2}|20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
 }
 

@@ -421,7 +421,6 @@ impl Store {
                 return Err(StoreError::invalid("opened_at", format!("only managers and admins may backdate a ticket (to {at})")));
             }
             Some(at) if at > now + Duration::minutes(5) => return Err(StoreError::invalid("opened_at", "must not be in the future")),
-            Some(at) if at < now - Duration::days(3650) => return Err(StoreError::invalid("opened_at", "more than ten years ago")),
             Some(at) => crate::clock::truncate_micros(at),
             None => now,
         };
