@@ -37,6 +37,11 @@ fn email() -> String {
     format!(r"^[^@\x00{WS}]+@[^@.\x00{WS}][^@\x00{WS}]*\.[^@\x00{WS}]*[^@.\x00{WS}]$")
 }
 
+/// An import's header mapping: `SOURCE=FIELD`, neither side blank.
+fn mapping() -> String {
+    format!(r"^[^\x00=]*[^\x00={WS}][^\x00=]*=[^\x00]*[^\x00{WS}][^\x00]*$")
+}
+
 /// A mainland China mobile number: 11 digits starting 13–19, optionally after `+86`.
 pub const MOBILE: &str = r"^(?:\+86)?1[3-9][0-9]{9}$";
 
@@ -79,6 +84,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_schemas(&mut doc, &mut problems);
     add_responses(&mut doc);
     complete_operations(&mut doc);
+    add_links(&mut doc, &mut problems);
     (doc, problems)
 }
 
@@ -258,8 +264,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/properties/skip_invalid"), json!({ "type": "boolean" }), problems);
     merge(doc, &format!("{p}/properties/dry_run"), json!({ "type": "boolean" }), problems);
     merge(doc, &format!("{p}/properties/map"), json!({ "type": "string" }), problems);
-    let map = format!(r"^[^\x00=]*[^\x00={WS}][^\x00=]*=[^\x00]*[^\x00{WS}][^\x00]*$");
-    merge(doc, &format!("{p}/properties/map"), json!({ "pattern": map }), problems);
+    merge(doc, &format!("{p}/properties/map"), json!({ "pattern": mapping() }), problems);
 
     // Query parameters.
     let limit = |max: i64, min: i64| json!({ "minimum": min, "maximum": max });
@@ -429,6 +434,46 @@ fn complete_operations(doc: &mut Value) {
                     responses.entry(status).or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
                 }
             }
+        }
+    }
+}
+
+/// Links from a created record to the operations on it (OpenAPI links: clients, and
+/// schemathesis's stateful phase, follow them).
+fn add_links(doc: &mut Value, problems: &mut Vec<String>) {
+    let links = |pointer: &str, param: &str, from: &str, ops: &[&str]| {
+        let mut map = Map::new();
+        for op in ops {
+            map.insert(op.to_string(), json!({ "operationId": op, "parameters": { param: format!("$response.body#/{from}") } }));
+        }
+        (pointer.to_owned(), Value::Object(map))
+    };
+    for (pointer, map) in [
+        links(
+            "/paths/~1api~1v1~1customers/post/responses/201",
+            "id",
+            "id",
+            &["get_customers_id", "patch_customers_id", "post_customers_id_contacts", "post_customers_id_notes", "get_customers_id_timeline", "get_customers_id_duplicates", "delete_customers_id"],
+        ),
+        links(
+            "/paths/~1api~1v1~1segments/post/responses/201",
+            "key",
+            "key",
+            &["get_segments_key", "put_segments_key", "get_segments_key_members", "get_segments_key_export", "delete_segments_key"],
+        ),
+    ] {
+        let ids: Vec<String> = map.as_object().into_iter().flat_map(|m| m.keys().cloned()).collect();
+        for id in ids {
+            let exists = doc["paths"].as_object().into_iter().flat_map(|p| p.values()).filter_map(Value::as_object).flat_map(|o| o.values()).any(|op| op["operationId"] == id.as_str());
+            if !exists {
+                problems.push(format!("link to unknown operation {id}"));
+            }
+        }
+        match doc.pointer_mut(&pointer).and_then(Value::as_object_mut) {
+            Some(response) => {
+                response.insert("links".into(), map);
+            }
+            None => problems.push(format!("no response at {pointer}")),
         }
     }
 }
@@ -868,6 +913,8 @@ fn pattern_problem(pattern: &str) -> String {
         "must not be blank or contain NUL (U+0000) characters".into()
     } else if pattern == email() {
         "is not an email address".into()
+    } else if pattern == mapping() {
+        "must be SOURCE=FIELD, neither side blank".into()
     } else if pattern == "^[A-Z]{3}$" {
         "must be a 3-letter currency code in capitals, like CNY".into()
     } else {
