@@ -165,7 +165,7 @@ pub fn integral_floats_as_integers(v: &mut serde_json::Value) {
         serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
             if let Some(f) = n.as_f64() {
                 // 2⁶³ is exactly representable; every float below it with no fraction fits an i64.
-                if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
+                if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
                     *v = serde_json::Value::from(f as i64);
                 }
             }

@@ -241,6 +241,13 @@ test_both!(every_4xx_is_the_json_envelope, |db: TestDb| async move {
     check(s, &v, &ct, 415, "unsupported_media_type");
     let (s, v, ct) = raw(&app, Method::POST, "/api/v1/customers", "application/json", "{\"name\":").await;
     check(s, &v, &ct, 400, "invalid_json");
+    // An upload over the limit (20 MiB in tests) is a 413 in the envelope too. The server stops
+    // reading at the limit, so the connection is not reused.
+    let big = reqwest::multipart::Form::new().text("kind", "customers").part("file", reqwest::multipart::Part::bytes(vec![b'x'; 21 * 1024 * 1024]).file_name("big.csv"));
+    let r = app.req(Method::POST, "/api/v1/imports").header("connection", "close").multipart(big).send().await.unwrap();
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    let (s, v) = json_of(r).await;
+    check(s, &v, &ct, 413, "too_large");
     // Import form fields: true/false only, no unknown values, no `null` text.
     let form = |k: &str, v: &str| {
         reqwest::multipart::Form::new()

@@ -4,11 +4,13 @@
 //! operation ids) and with the constraints of the request schemas that the store's types do not
 //! carry (enums, ranges, lengths, patterns).
 //!
-//! The same document then checks requests: `check_body` and `check_query` hold every JSON body
-//! and query string to the schema of its operation before a handler sees it, so a value the
-//! document calls invalid is refused (422 for a body, 400 for a query), whatever the store would
-//! make of it, and the document and the code cannot drift apart. A new endpoint is held to its
-//! annotations from its first request.
+//! The same document then checks requests: `check_body`, `check_query`, `check_path` and
+//! `check_form_text` (called by the extractors in `crate::error` and by the import form) hold
+//! every JSON body, query string, path value and import form field to the schema of its
+//! operation before a handler sees it. A value the document calls invalid is refused (422 in a
+//! JSON body, 400 elsewhere), whatever the store would make of it, so the document and the code
+//! cannot drift apart, and a new endpoint is held to its annotations from its first request.
+//! What the document allows the store must take: that direction is what `.ci/contract` fuzzes.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -37,15 +39,20 @@ fn email() -> String {
     format!(r"^[^@\x00{WS}]+@[^@.\x00{WS}][^@\x00{WS}]*\.[^@\x00{WS}]*[^@.\x00{WS}]$")
 }
 
+/// An import's header mapping: `SOURCE=FIELD`, neither side blank.
+fn mapping() -> String {
+    format!(r"^[^\x00=]*[^\x00={WS}][^\x00=]*=[^\x00]*[^\x00{WS}][^\x00]*$")
+}
+
 /// A mainland China mobile number: 11 digits starting 13–19, optionally after `+86`.
 pub const MOBILE: &str = r"^(?:\+86)?1[3-9][0-9]{9}$";
 
 /// A page cursor: the lowercase hex `next_cursor` of a previous page.
 pub const CURSOR: &str = r"^(?:[0-9a-f]{2})+$";
 
-/// The largest amount of money one value may hold, in minor units (10¹³ cents, 100 billion
-/// yuan): far above any real order, and far enough below `i64::MAX` that the sums of a
-/// customer's or a tier's orders cannot overflow.
+/// The largest amount of money one value of a request may hold, in minor units (10¹³ cents,
+/// 100 billion yuan): far above any real order, and far enough below `i64::MAX` (9.2·10¹⁸) that
+/// sums over the orders the API takes stay clear of overflow.
 pub const MAX_CENTS: i64 = 10_000_000_000_000;
 
 /// The most orders or interactions of one request (more go through the import).
@@ -80,6 +87,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_service_schemas(&mut doc, &mut problems);
     add_responses(&mut doc);
     complete_operations(&mut doc);
+    add_links(&mut doc, &mut problems);
     (doc, problems)
 }
 
@@ -258,12 +266,10 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/properties/encoding"), json!({ "type": "string", "enum": ["utf-8", "gb18030"] }), problems);
     merge(doc, &format!("{p}/properties/skip_invalid"), json!({ "type": "boolean" }), problems);
     merge(doc, &format!("{p}/properties/dry_run"), json!({ "type": "boolean" }), problems);
-    merge(doc, &format!("{p}/properties/map"), json!({ "type": "string" }), problems);
-    let map = format!(r"^[^\x00=]*[^\x00={WS}][^\x00=]*=[^\x00]*[^\x00{WS}][^\x00]*$");
-    merge(doc, &format!("{p}/properties/map"), json!({ "pattern": map }), problems);
+    merge(doc, &format!("{p}/properties/map"), json!({ "type": "string", "pattern": mapping() }), problems);
 
     // Query parameters.
-    let limit = |max: i64, min: i64| json!({ "minimum": min, "maximum": max });
+    let limit = |min: i64, max: i64| json!({ "minimum": min, "maximum": max });
     let q = |path: &str, method: &str, name: &str, patch: Value, doc: &mut Value, problems: &mut Vec<String>| {
         let params = doc.pointer_mut(&format!("/paths/{}/{method}/parameters", path.replace('/', "~1"))).and_then(Value::as_array_mut);
         match params.and_then(|ps| ps.iter_mut().find(|p| p["name"] == name)).and_then(|p| p.get_mut("schema")).and_then(Value::as_object_mut) {
@@ -276,13 +282,13 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         }
     };
     let customers = "/api/v1/customers";
-    q(customers, "get", "limit", limit(1000, 1), doc, problems);
+    q(customers, "get", "limit", limit(1, 1000), doc, problems);
     q(customers, "get", "kind", enumeration(&["person", "organisation"], false), doc, problems);
     q(customers, "get", "sort", enumeration(&["id", "-id", "name", "-name", "updated_at", "-updated_at"], false), doc, problems);
     for sub in ["timeline", "orders", "interactions"] {
-        q(&format!("/api/v1/customers/{{id}}/{sub}"), "get", "limit", limit(500, 1), doc, problems);
+        q(&format!("/api/v1/customers/{{id}}/{sub}"), "get", "limit", limit(1, 500), doc, problems);
     }
-    q("/api/v1/segments/{key}/members", "get", "limit", limit(1000, 0), doc, problems);
+    q("/api/v1/segments/{key}/members", "get", "limit", limit(0, 1000), doc, problems);
     q("/api/v1/segments", "get", "kind", enumeration(&["builtin", "saved"], false), doc, problems);
     for path in ["/api/v1/customers/{id}", "/api/v1/customers/{id}/scores"] {
         q(path, "get", "lang", enumeration(&["zh", "en"], false), doc, problems);
@@ -475,28 +481,66 @@ fn complete_operations(doc: &mut Value) {
             }
             let responses = op.entry("responses").or_insert_with(|| json!({}));
             if let Some(responses) = responses.as_object_mut() {
-                // An annotation without a description or body gets the shared one.
+                // An annotated error answer becomes the shared response of its status (with its
+                // description and headers); an answer without a description gets one.
                 for (status, r) in responses.iter_mut() {
-                    let bare = r.get("content").is_none() && r.get("description").and_then(Value::as_str).is_none_or(str::is_empty);
                     let error_only = r.pointer("/content/application~1json/schema/$ref").and_then(Value::as_str) == Some("#/components/schemas/ErrorBody");
-                    if let Some(name) = shared_response(status) {
-                        if error_only {
-                            *r = json!({ "$ref": format!("#/components/responses/{name}") });
+                    match shared_response(status) {
+                        Some(name) if error_only => *r = json!({ "$ref": format!("#/components/responses/{name}") }),
+                        _ if r.get("description").and_then(Value::as_str).is_none_or(str::is_empty) => {
+                            r["description"] = json!(match status.as_str() {
+                                "204" => "Done; no content.",
+                                "201" => "Created.",
+                                _ => "Success.",
+                            });
                         }
-                    } else if bare {
-                        r["description"] = json!(match status.as_str() {
-                            "204" => "Done; no content.",
-                            "201" => "Created.",
-                            _ => "Success.",
-                        });
-                    } else if r.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
-                        r["description"] = json!(if status == "201" { "Created." } else { "Success." });
+                        _ => {}
                     }
                 }
                 for (status, name) in add {
                     responses.entry(status).or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
                 }
             }
+        }
+    }
+}
+
+/// Links from a created record to the operations on it (OpenAPI links: clients, and
+/// schemathesis's stateful phase, follow them).
+fn add_links(doc: &mut Value, problems: &mut Vec<String>) {
+    let links = |pointer: &str, param: &str, from: &str, ops: &[&str]| {
+        let mut map = Map::new();
+        for op in ops {
+            map.insert(op.to_string(), json!({ "operationId": op, "parameters": { param: format!("$response.body#/{from}") } }));
+        }
+        (pointer.to_owned(), Value::Object(map))
+    };
+    for (pointer, map) in [
+        links(
+            "/paths/~1api~1v1~1customers/post/responses/201",
+            "id",
+            "id",
+            &["get_customers_id", "patch_customers_id", "post_customers_id_contacts", "post_customers_id_notes", "get_customers_id_timeline", "get_customers_id_duplicates", "delete_customers_id"],
+        ),
+        links(
+            "/paths/~1api~1v1~1segments/post/responses/201",
+            "key",
+            "key",
+            &["get_segments_key", "put_segments_key", "get_segments_key_members", "get_segments_key_export", "delete_segments_key"],
+        ),
+    ] {
+        let ids: Vec<String> = map.as_object().into_iter().flat_map(|m| m.keys().cloned()).collect();
+        for id in ids {
+            let exists = doc["paths"].as_object().into_iter().flat_map(|p| p.values()).filter_map(Value::as_object).flat_map(|o| o.values()).any(|op| op["operationId"] == id.as_str());
+            if !exists {
+                problems.push(format!("link to unknown operation {id}"));
+            }
+        }
+        match doc.pointer_mut(&pointer).and_then(Value::as_object_mut) {
+            Some(response) => {
+                response.insert("links".into(), map);
+            }
+            None => problems.push(format!("no response at {pointer}")),
         }
     }
 }
@@ -604,12 +648,11 @@ pub fn check_query(method: &Method, matched: Option<&str>, query: &str) -> Resul
 /// (the web UI's).
 pub fn check_path(method: &Method, matched: Option<&str>, params: &[(String, String)]) -> Result<Option<Value>, ApiError> {
     let Some(op) = matched.and_then(|m| operation(method, m)) else { return Ok(None) };
-    let op = Some(op);
     let mut values = Vec::with_capacity(params.len());
     for (name, text) in params {
         let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", m).field(name.clone());
         let schema = op
-            .and_then(|op| op.get("parameters"))
+            .get("parameters")
             .and_then(Value::as_array)
             .and_then(|ps| ps.iter().find(|p| p["in"] == "path" && p["name"] == name.as_str()))
             .and_then(|p| p.get("schema"));
@@ -941,6 +984,8 @@ fn pattern_problem(pattern: &str) -> String {
         "must not be blank or contain NUL (U+0000) characters".into()
     } else if pattern == email() {
         "is not an email address".into()
+    } else if pattern == mapping() {
+        "must be SOURCE=FIELD, neither side blank".into()
     } else if pattern == "^[A-Z]{3}$" {
         "must be a 3-letter currency code in capitals, like CNY".into()
     } else {

@@ -75,6 +75,13 @@ pub fn report_response(report: ImportReport, dry_run: bool) -> Response {
     }
 }
 
+/// A multipart body that could not be read: 413 when it is over the upload limit, 400 else.
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_multipart" };
+    ApiError::new(status, code, e.body_text())
+}
+
 /// Reads the multipart fields into import options and the file bytes.
 pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(ImportOptions, Vec<u8>)> {
     let bad = |field: &str, m: String| ApiError::bad_request(field, m);
@@ -88,16 +95,16 @@ pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(Im
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(ApiError::new(e.status(), "invalid_multipart", e.body_text())),
+            Err(e) => return Err(multipart_error(e)),
         };
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             let file_name = field.file_name().unwrap_or("upload.csv").to_owned();
-            let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+            let bytes = field.bytes().await.map_err(multipart_error)?;
             file = Some((file_name, bytes.to_vec()));
             continue;
         }
-        let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let text = field.text().await.map_err(multipart_error)?;
         crate::api::contract::check_form_text("ImportForm", &name, &text)?;
         // The API's booleans are JSON Schema's: `true` or `false`.
         let flag = |t: &str| match t {

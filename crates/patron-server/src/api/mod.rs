@@ -93,7 +93,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI 3.1 document of `/api/v1`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "patron API", description = "patron, the loyalty-first CRM. Every endpoint except /healthz needs `Authorization: Bearer <token>` (create one with `patron token create`). Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`. Money is in minor units (cents), times in UTC (RFC 3339)."),
+    info(title = "patron API", description = "patron, the loyalty-first CRM. Every endpoint except /healthz and /api/v1/openapi.json needs `Authorization: Bearer <token>` (create one with `patron token create`). Errors (every 4xx and 5xx) are `{\"error\":{\"code\",\"message\",\"field\"}}` as application/json. Requests are checked against this document: a value outside it is refused (422 in a JSON body, 400 in a query, path or form). A number with a zero fraction (151.0) is an integer. No string may contain NUL (U+0000). Money is in minor units (cents), times in UTC (RFC 3339)."),
     servers((url = "/")),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
