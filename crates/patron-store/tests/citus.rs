@@ -313,3 +313,53 @@ async fn a_worker_that_is_down_makes_its_customers_busy_and_nothing_is_written()
     assert_eq!(count(s, "notes").await, 0, "the refused note was not written");
     assert_eq!(s.customer(down).await.unwrap().id, down);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_added_later_takes_half_the_shards_and_every_row_stays() {
+    // A database on the coordinator and the first worker only.
+    let name = unique_name();
+    let _cleanup = Cleanup(name.clone());
+    let nodes = node_admin_urls();
+    for admin in &nodes {
+        let pool = sqlx::PgPool::connect(admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+        pool.close().await;
+        let db = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let pool = sqlx::PgPool::connect(&db).await.unwrap();
+        sqlx::query("CREATE EXTENSION citus").execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let url = format!("{}/{name}", nodes[0].rsplit_once('/').unwrap().0);
+    let workers = patron_store::testing::citus_workers();
+    let (host, port) = {
+        let hostport = url.split_once('@').unwrap().1.split_once('/').unwrap().0;
+        let (h, p) = hostport.rsplit_once(':').unwrap();
+        (h.to_owned(), p.parse::<i32>().unwrap())
+    };
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("SELECT citus_set_coordinator_host($1, $2)").bind(&host).bind(port).execute(&admin).await.unwrap();
+    sqlx::query("SELECT citus_add_node($1, $2)").bind(&workers[0].0).bind(i32::from(workers[0].1)).execute(&admin).await.unwrap();
+    distribute(&url, Some(citus_test_shards())).await.unwrap();
+    let s = Store::connect(&url).await.unwrap();
+    import(&s, ImportKind::Customers, &customers_file(300)).await;
+    import(&s, ImportKind::Orders, &orders_file(2_000, 300)).await;
+    let before = (count(&s, "customers").await, count(&s, "orders").await, count(&s, "order_keys").await);
+
+    // The second worker joins; the rebalancer moves co-located shards there together.
+    sqlx::query("SELECT citus_add_node($1, $2)").bind(&workers[1].0).bind(i32::from(workers[1].1)).execute(&admin).await.unwrap();
+    sqlx::query("SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')").execute(&admin).await.unwrap();
+    sqlx::query("SELECT citus_rebalance_wait()").execute(&admin).await.unwrap();
+    admin.close().await;
+    let st = status(&s.db).await.unwrap();
+    let workers: Vec<_> = st.nodes.iter().filter(|n| n.role == "worker").collect();
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w.shards > 0 && w.rows > 0), "{:?}", st.nodes);
+    assert_eq!(before, (count(&s, "customers").await, count(&s, "orders").await, count(&s, "order_keys").await));
+    // A customer and its orders moved together: the 360 and a re-import work as before.
+    let id = s.list_customers(&Default::default(), Default::default(), None, 10).await.unwrap().items[7].id;
+    assert_eq!(s.customer(id).await.unwrap().referrer.map(|r| r.name), Some("客户6".to_owned()));
+    let opts = ImportOptions::new(ImportKind::Orders, "orders.csv");
+    let r = s.import(&Actor::cli(), Box::new(Cursor::new(orders_file(2_000, 300).into_bytes())), &opts, &|_| {}).await.unwrap();
+    assert_eq!((r.created, r.updated, r.rejected), (0, 2_000, 0));
+    s.db.close().await;
+}
