@@ -132,7 +132,7 @@ def sizes(engine, url):
         total = int(psql(url, "SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r' "
                               "AND c.relnamespace = 'public'::regnamespace"))
         return {"total_bytes": total}
-    total = int(psql(url, "SELECT SUM(table_size) FROM citus_tables"))
+    total = int(psql(url, "SELECT SUM(citus_total_relation_size(table_name)) FROM citus_tables"))
     per_shard = psql(url, "SELECT COUNT(*), CAST(AVG(shard_size) AS BIGINT), MAX(shard_size) FROM citus_shards s "
                           "JOIN citus_tables t ON t.table_name = s.table_name WHERE t.colocation_id = "
                           "(SELECT colocation_id FROM citus_tables WHERE table_name = 'customers'::regclass) AND t.table_name = 'orders'::regclass")
