@@ -10,6 +10,7 @@
 //! - [`bgnbd`]: the BG/NBD model (fit, P(alive), expected purchases),
 //! - [`gamma_gamma`]: the Gamma-Gamma spend model and discounted CLV,
 //! - [`mod@loyalty`]: the four loyalty indicators, the loyalty index and the loyalty matrix,
+//! - [`service`]: the Pareto of complaint causes, NPS, CSAT and medians of the service loop,
 //! - [`pipeline`]: [`analyze`], which runs all of it and returns column-wise scores and a
 //!   serialisable fit report.
 //!
@@ -35,6 +36,7 @@ mod optim;
 pub mod pipeline;
 mod rank;
 pub mod rfm;
+pub mod service;
 pub mod special;
 pub mod summary;
 

@@ -395,6 +395,7 @@ const IMPORT_REASONS_ZH: &[(&str, &str)] = &[
     ("status must be completed, cancelled, refunded or pending", "状态须为 completed、cancelled、refunded 或 pending"),
     ("currency must be a 3-letter code like CNY", "币种须为 3 个字母的代码，如 CNY"),
     ("not JSON", "不是有效的 JSON"),
+    ("not valid GB18030 (if the file is in another encoding, give --encoding)", "不是有效的 GB18030（如文件为其他编码，请指定编码）"),
     ("a line must hold one JSON object", "每行须为一个 JSON 对象"),
     ("required", "必填"),
 ];
@@ -410,6 +411,13 @@ pub fn import_reason(lang: Lang, reason: &str) -> String {
         if let Some(found) = found.split(' ').next() {
             return format!("应有 {want} 个字段，实际 {found} 个（可能有未加引号的逗号，或缺少引号）");
         }
+    }
+    // "not valid UTF-8 (if the file is in another encoding, give --encoding): byte 0xFF at position 4"
+    if let Some((byte, at)) = reason
+        .strip_prefix("not valid UTF-8 (if the file is in another encoding, give --encoding): byte ")
+        .and_then(|r| r.split_once(" at position "))
+    {
+        return format!("不是有效的 UTF-8（第 {at} 个字节 {byte}；如文件为其他编码，请指定编码）");
     }
     match IMPORT_REASONS_ZH.iter().find(|(en, _)| reason.starts_with(en)) {
         Some((en, zh)) => {
@@ -489,6 +497,10 @@ mod tests {
         assert_eq!(import_reason(Lang::Zh, "required"), "必填");
         assert_eq!(import_reason(Lang::Zh, "this customer was merged into customer #7"), "该客户已合并到客户 #7");
         assert_eq!(import_reason(Lang::Zh, "something new"), "something new", "untranslated stays readable");
+        assert_eq!(
+            import_reason(Lang::Zh, "not valid UTF-8 (if the file is in another encoding, give --encoding): byte 0xFF at position 4"),
+            "不是有效的 UTF-8（第 4 个字节 0xFF；如文件为其他编码，请指定编码）"
+        );
         assert_eq!(import_reason(Lang::En, "at most 2 decimals"), "at most 2 decimals");
     }
 

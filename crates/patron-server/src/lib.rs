@@ -68,6 +68,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(state.config.max_upload_bytes).layer(json_limit))
         .merge(ui::router(state.config.max_upload_bytes))
+        .layer(axum::middleware::from_fn(error::limits))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // Method and path only: query strings may hold search terms (names, mobiles).
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())

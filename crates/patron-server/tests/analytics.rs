@@ -194,7 +194,7 @@ test_both!(segments_preview_crud_and_export, |db: TestDb| async move {
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("rule")));
     assert!(b["error"]["message"].as_str().unwrap().contains("did you mean \"city\""), "{b}");
     let (s, b) = app.post("/api/v1/segments/preview", json!({ "rule": "city = \"上海\"", "limit": 5000 })).await;
-    assert_eq!((s, b["error"]["field"].as_str()), (400, Some("limit")));
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("limit")), "a value in a body is unprocessable, not a bad request");
 
     // Saved segments: managers create, names are unique, agents may not write.
     let body = json!({"name": "上海杭州流失风险", "description": "win-back list", "rule": rule});

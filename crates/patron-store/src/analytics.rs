@@ -263,6 +263,16 @@ const SUMMARY_SELECT: &str = "SELECT customer_id, CAST(SUM(n) AS BIGINT), CAST(S
 const SUMMARY_COLUMNS: &str = "customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
      repeat_spend_cents, last_ordered_at, refreshed_at";
 
+/// Makes the summaries' INSERT an upsert. The writers that refresh a customer's summary hold the
+/// customer's row lock (API order writes) or run alone (SQLite), but a bulk import only shares
+/// the rows it refers to: a summary another transaction committed between the import's DELETE and
+/// its INSERT is then overwritten with the import's later, complete aggregate instead of failing
+/// the import on the primary key.
+const SUMMARY_UPSERT: &str = " ON CONFLICT (customer_id) DO UPDATE SET order_count = excluded.order_count, \
+     spend_cents = excluded.spend_cents, purchase_days = excluded.purchase_days, first_purchase_day = excluded.first_purchase_day, \
+     last_purchase_day = excluded.last_purchase_day, repeat_spend_cents = excluded.repeat_spend_cents, \
+     last_ordered_at = excluded.last_ordered_at, refreshed_at = excluded.refreshed_at";
+
 /// Customer ids whose summaries an import must refresh at its end.
 pub(crate) static TOUCHED_STAGE: Stage = Stage { name: "patron_stage_touched", columns: &[("customer_id", ColType::Int)] };
 
@@ -283,8 +293,11 @@ pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<(
     }
     tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
         .await?;
-    tx.execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", SUMMARY_SELECT.replace("{scope}", scope))).bind(now))
-        .await?;
+    tx.execute(
+        query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}{SUMMARY_UPSERT}", SUMMARY_SELECT.replace("{scope}", scope)))
+            .bind(now),
+    )
+    .await?;
     Ok(())
 }
 
@@ -303,7 +316,7 @@ pub(crate) async fn refresh_customers(tx: &mut Tx, now: DateTime<Utc>, ids: &[i6
     }
     tx.execute(del).await?;
     let mut ins = query(format!(
-        "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}",
+        "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}{SUMMARY_UPSERT}",
         SUMMARY_SELECT.replace("{scope}", &format!("AND customer_id IN ({list})"))
     ))
     .bind(now);

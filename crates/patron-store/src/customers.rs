@@ -497,44 +497,15 @@ impl Store {
 
     /// One customer's profile (404 when missing or deleted).
     pub async fn customer(&self, id: i64) -> Result<Customer> {
-        let row: Option<CustomerRow> = self
-            .db
-            .reader()
-            .fetch_optional(query(format!("{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL")).bind(id))
-            .await?;
-        let row = row.ok_or(StoreError::NotFound("customer"))?;
+        let [row, tags, consents] = profile_queries(id);
+        let mut r = self.db.reader();
+        let row: CustomerRow = r.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
         let referrer_name = match row.referrer_id {
-            Some(r) => referrer_names(&self.db, &[r]).await?.remove(&r),
+            Some(id) => referrer_names(&self.db, &[id]).await?.remove(&id),
             None => None,
         };
-        let tags: Vec<(String,)> =
-            self.db.reader().fetch_all(query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(id)).await?;
-        let consents: Vec<Consent> = self
-            .db
-            .reader()
-            .fetch_all(
-                query("SELECT channel, granted, recorded_at, source FROM customer_consents WHERE customer_id = $1 ORDER BY channel").bind(id),
-            )
-            .await?;
-        Ok(Customer {
-            id: row.id,
-            external_id: row.external_id,
-            kind: row.kind,
-            name: row.name,
-            mobile: row.mobile,
-            email: row.email,
-            wechat_id: row.wechat_id,
-            gender: row.gender,
-            birthday: row.birthday,
-            city: row.city,
-            attributes: row.attributes.0,
-            tags: tags.into_iter().map(|t| t.0).collect(),
-            consents,
-            owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
-            referrer: row.referrer_id.map(|id| Ref { id, name: referrer_name.unwrap_or_default() }),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
+        let mut r = self.db.reader();
+        Ok(assemble_profile(row, referrer_name, r.fetch_all(tags).await?, r.fetch_all(consents).await?))
     }
 
     /// The owner of a live customer (None when unowned); NotFound when missing or deleted.
@@ -580,7 +551,14 @@ impl Store {
     /// Applies a patch; every changed field is written to the history with old and new value.
     /// Returns the updated profile. A patch that changes nothing writes nothing.
     pub async fn update_customer(&self, actor: &Actor, id: i64, patch: CustomerPatch) -> Result<Customer> {
-        let cur = self.customer(id).await?;
+        // Read-modify-write under the customer's row lock: two concurrent patches (of different
+        // attributes, say) then apply one after the other, each on the other's result, and the
+        // history's old values chain. The profile is read in the transaction once the lock is
+        // held (on PostgreSQL a new statement sees what the previous holder committed; on SQLite
+        // a read through the pool could wait for a connection that writers queued for the lock
+        // all hold).
+        let mut tx = self.db.begin().await?;
+        let cur = locked_profile(&mut tx, id).await?;
         let now = self.now();
         let mut f = Fields {
             external_id: cur.external_id.clone(),
@@ -682,10 +660,10 @@ impl Store {
             }
         }
         if changes.is_empty() {
+            tx.rollback().await?;
             return Ok(cur);
         }
 
-        let mut tx = self.db.begin().await?;
         if f.referrer_id != cur.referrer.as_ref().map(|r| r.id) {
             check_referrer(&mut tx, f.referrer_id).await?;
         }
@@ -919,6 +897,93 @@ async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value,
         )
         .await?;
     Ok(id)
+}
+
+/// The three reads of a profile: the row (with the owner's name), tags, consents. The
+/// referrer's name is a read of its own ([`referrer_names`]).
+fn profile_queries(id: i64) -> [Query; 3] {
+    [
+        query(format!("{CUSTOMER_SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL")).bind(id),
+        query("SELECT tag FROM customer_tags WHERE customer_id = $1 ORDER BY tag").bind(id),
+        query("SELECT channel, granted, recorded_at, source FROM customer_consents WHERE customer_id = $1 ORDER BY channel").bind(id),
+    ]
+}
+
+/// A profile from the results of [`profile_queries`].
+fn assemble_profile(row: CustomerRow, referrer_name: Option<String>, tags: Vec<(String,)>, consents: Vec<Consent>) -> Customer {
+    Customer {
+        id: row.id,
+        external_id: row.external_id,
+        kind: row.kind,
+        name: row.name,
+        mobile: row.mobile,
+        email: row.email,
+        wechat_id: row.wechat_id,
+        gender: row.gender,
+        birthday: row.birthday,
+        city: row.city,
+        attributes: row.attributes.0,
+        tags: tags.into_iter().map(|t| t.0).collect(),
+        consents,
+        owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
+        referrer: row.referrer_id.map(|id| Ref { id, name: referrer_name.unwrap_or_default() }),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// A live customer's profile read in `tx`, after locking the row (see [`lock_customers`]).
+/// NotFound when missing or deleted.
+async fn locked_profile(tx: &mut Tx, id: i64) -> Result<Customer> {
+    if lock_customers(tx, &[id]).await?.is_some() {
+        return Err(StoreError::NotFound("customer"));
+    }
+    let [row, tags, consents] = profile_queries(id);
+    let row: CustomerRow = tx.fetch_optional(row).await?.ok_or(StoreError::NotFound("customer"))?;
+    let referrer_name = match row.referrer_id {
+        Some(r) => tx.fetch_optional::<(String,)>(query("SELECT name FROM customers WHERE id = $1").bind(r)).await?.map(|n| n.0),
+        None => None,
+    };
+    Ok(assemble_profile(row, referrer_name, tx.fetch_all(tags).await?, tx.fetch_all(consents).await?))
+}
+
+/// The live customer an order or interaction names, by patron id or by external id (a merged
+/// duplicate's external id resolves to the customer it was merged into). Errors name the field
+/// after `prefix` (`orders[2].customer_id`).
+pub(crate) async fn resolve_customer(tx: &mut Tx, id: Option<i64>, external_id: Option<&str>, prefix: &str) -> Result<i64> {
+    let external_id = external_id.map(str::trim).filter(|s| !s.is_empty());
+    match (id, external_id) {
+        (Some(id), _) => {
+            let found: Option<(i64,)> =
+                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
+            Ok(found.ok_or_else(|| StoreError::invalid(format!("{prefix}customer_id"), format!("no customer with id {id}")))?.0)
+        }
+        (None, Some(ext)) => crate::orders::customer_by_external_id(tx, ext)
+            .await?
+            .ok_or_else(|| StoreError::invalid(format!("{prefix}customer_external_id"), format!("no customer with external id {ext:?}"))),
+        (None, None) => Err(StoreError::invalid(format!("{prefix}customer_id"), "customer_id or customer_external_id is required")),
+    }
+}
+
+/// Locks live customers' rows until the transaction ends, so that writes which read and then
+/// change what belongs to a customer (the orders' summary, an order looked up by external id
+/// before it is inserted, attributes, tags) take turns instead of overwriting or refusing each
+/// other. Rows are locked one at a time in id order: two batches naming the same customers in
+/// another order then wait for each other instead of deadlocking, and each lock is a statement
+/// on one customer's row (a single shard where customers are distributed). Returns the first
+/// id that is missing or deleted by now, if any.
+pub(crate) async fn lock_customers(tx: &mut Tx, ids: &[i64]) -> Result<Option<i64>> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let sql = format!("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL{}", tx.engine().row_lock());
+    for id in sorted {
+        let found: Option<(i64,)> = tx.fetch_optional(query(sql.clone()).bind(id)).await?;
+        if found.is_none() {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// The names of customers `ids` (deleted ones included), by id: one query, routed to the shards

@@ -52,6 +52,28 @@ impl Engine {
         out
     }
 
+    /// The clause that locks the rows a `SELECT` returns until the transaction ends, against other
+    /// writers that take it too: PostgreSQL's `FOR NO KEY UPDATE` (inserts of rows that refer to
+    /// the locked row still go ahead; their foreign-key checks take only `FOR KEY SHARE`); nothing
+    /// on SQLite, whose transactions hold the one write lock from `BEGIN IMMEDIATE` on.
+    pub fn row_lock(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
+    /// The clause that claims a row for a worker: locks it like [`Engine::row_lock`], but skips
+    /// a row another worker holds instead of waiting for it (PostgreSQL `FOR UPDATE SKIP
+    /// LOCKED`), so that several schedulers share due work without doing any of it twice.
+    /// Nothing on SQLite (one writer at a time).
+    pub fn claim_lock(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
     /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
     pub fn floor_int(self, expr: &str) -> String {

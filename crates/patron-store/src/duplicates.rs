@@ -16,7 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::customers::{record_change, upsert_consent, Customer, StoredCustomer, STORED_CUSTOMER_COLUMNS};
-use crate::db::{query, Engine, Tx};
+use crate::db::{query, Tx};
 use crate::keys::{self, KeyTable};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
@@ -119,6 +119,10 @@ impl Store {
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
+        // Both rows locked in id order first: orders arriving for either customer meanwhile wait
+        // for the merge (and then land on the one kept), and two merges of the same pair in
+        // opposite directions wait instead of deadlocking.
+        crate::customers::lock_customers(&mut tx, &[keep_id, merge_id]).await?;
         let keep = profile(&mut tx, keep_id).await?.ok_or(StoreError::NotFound("customer"))?;
         let dup = profile(&mut tx, merge_id).await?.ok_or(StoreError::NotFound("customer to merge"))?;
         let mut report = MergeReport { merged_id: merge_id, ..Default::default() };
@@ -320,6 +324,6 @@ async fn move_rows(tx: &mut Tx, tables: &[&'static str], key: Option<KeyTable>, 
 
 /// A live customer as stored, read (and on PostgreSQL locked) in the transaction.
 async fn profile(tx: &mut Tx, id: i64) -> Result<Option<StoredCustomer>> {
-    let lock = if tx.engine() == Engine::Postgres { " FOR UPDATE" } else { "" };
+    let lock = tx.engine().row_lock();
     tx.fetch_optional(query(format!("SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}")).bind(id)).await
 }

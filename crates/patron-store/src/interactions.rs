@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{query, Tx};
-use crate::orders::{customer_by_external_id, Upserted};
+use crate::customers::{lock_customers, resolve_customer};
+use crate::orders::Upserted;
 use crate::page::{decode_cursor, encode_cursor, Page};
 use crate::users::Actor;
 use crate::values;
@@ -64,9 +65,19 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let batch = items.len() > 1;
         let mut out = Vec::with_capacity(items.len());
-        for (i, it) in items.into_iter().enumerate() {
-            let prefix = if batch { format!("interactions[{i}].") } else { String::new() };
-            out.push(upsert_interaction(&mut tx, it, &prefix).await?);
+        let prefix = |i: usize| if batch { format!("interactions[{i}].") } else { String::new() };
+        let mut customers = Vec::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            customers.push(resolve_customer(&mut tx, it.customer_id, it.customer_external_id.as_deref(), &prefix(i)).await?);
+        }
+        // Locked before the external ids are looked up, so that the same interaction sent twice
+        // at once is added once and the second request finds it (see `create_orders`).
+        if let Some(gone) = lock_customers(&mut tx, &customers).await? {
+            let i = customers.iter().position(|&c| c == gone).unwrap_or(0);
+            return Err(StoreError::invalid(format!("{}customer_id", prefix(i)), format!("customer {gone} was deleted meanwhile")));
+        }
+        for (i, (it, customer_id)) in items.into_iter().zip(customers).enumerate() {
+            out.push(upsert_interaction(&mut tx, it, customer_id, &prefix(i)).await?);
         }
         audit::record(&mut tx, now, &actor.key, "upsert", "interaction", None, Some(format!("interactions={}", out.len()))).await?;
         tx.commit().await?;
@@ -98,19 +109,9 @@ impl Store {
     }
 }
 
-async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, prefix: &str) -> Result<Upserted> {
+/// Writes one interaction of `customer_id` (resolved and locked by the caller).
+async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, customer_id: i64, prefix: &str) -> Result<Upserted> {
     let err = |field: &str, m: String| StoreError::invalid(format!("{prefix}{field}"), m);
-    let customer_id = match (it.customer_id, it.customer_external_id.filter(|s| !s.trim().is_empty())) {
-        (Some(id), _) => {
-            let found: Option<(i64,)> =
-                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
-            found.ok_or_else(|| err("customer_id", format!("no customer with id {id}")))?.0
-        }
-        (None, Some(ext)) => customer_by_external_id(tx, ext.trim())
-            .await?
-            .ok_or_else(|| err("customer_external_id", format!("no customer with external id {ext:?}")))?,
-        (None, None) => return Err(err("customer_id", "customer_id or customer_external_id is required".into())),
-    };
     let kind = values::parse_interaction_kind(&it.kind).map_err(|m| err("kind", m))?;
     let external_id = it.external_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if let Some(ext) = &external_id {

@@ -6,22 +6,30 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod calendar;
 pub mod clock;
 pub mod contacts;
 pub mod customers;
 pub mod db;
 pub mod duplicates;
+pub mod events;
 pub mod export;
 pub mod import;
 pub mod interactions;
+pub mod jobs;
 pub(crate) mod keys;
+pub mod links;
 pub mod notes;
+pub mod notifications;
 pub mod orders;
 pub mod page;
 pub mod privacy;
 pub mod segments;
+pub mod service;
+pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tickets;
 pub mod timeline;
 pub mod users;
 pub mod values;
@@ -41,6 +49,13 @@ pub enum StoreError {
     /// A unique key is already taken (external id, email …).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request does not fit the record's current state (a ticket transition that is not
+    /// allowed from where the ticket is, a link answered already); the message says why.
+    #[error("{0}")]
+    State(String),
+    /// The record existed but is no more usable (an expired link).
+    #[error("{0}")]
+    Gone(String),
     /// A referenced row does not exist.
     #[error("reference to a missing row: {0}")]
     Reference(String),

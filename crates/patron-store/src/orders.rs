@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::customers::{lock_customers, resolve_customer};
 use crate::db::{query, Tx};
 use crate::page::{decode_cursor, encode_cursor, Page};
 use crate::users::Actor;
@@ -225,19 +226,27 @@ impl Store {
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
+        let batch = orders.len() > 1;
+        let prefix = |i: usize| if batch { format!("orders[{i}].") } else { String::new() };
+        let mut customers = Vec::with_capacity(orders.len());
+        for (i, o) in orders.iter().enumerate() {
+            customers.push(resolve_customer(&mut tx, o.customer_id, o.customer_external_id.as_deref(), &prefix(i)).await?);
+        }
+        // The customers' rows are locked before their orders are looked up and their summaries
+        // recomputed: concurrent requests for one customer (a chain's tills, a client's retry of
+        // the same order) then take turns, so each sees the others' orders and none is refused.
+        if let Some(gone) = lock_customers(&mut tx, &customers).await? {
+            let i = customers.iter().position(|&c| c == gone).unwrap_or(0);
+            return Err(field_err(&prefix(i), "customer_id", format!("customer {gone} was deleted meanwhile")));
+        }
         let mut catalog = Catalog::default();
         let mut out = Vec::with_capacity(orders.len());
-        let batch = orders.len() > 1;
-        let mut touched = Vec::with_capacity(orders.len());
-        for (i, o) in orders.into_iter().enumerate() {
-            let prefix = if batch { format!("orders[{i}].") } else { String::new() };
-            let (upserted, customer_id) = upsert_order(&mut tx, &mut catalog, o, &prefix, self.config.business_tz).await?;
-            out.push(upserted);
-            touched.push(customer_id);
+        for (i, (o, &customer_id)) in orders.into_iter().zip(&customers).enumerate() {
+            out.push(upsert_order(&mut tx, &mut catalog, o, customer_id, &prefix(i), self.config.business_tz).await?);
         }
-        touched.sort_unstable();
-        touched.dedup();
-        crate::analytics::refresh_customers(&mut tx, now, &touched).await?;
+        customers.sort_unstable();
+        customers.dedup();
+        crate::analytics::refresh_customers(&mut tx, now, &customers).await?;
         let detail = format!("orders={}", out.len());
         let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
         audit::record(&mut tx, now, &actor.key, "upsert", "order", entity_id, Some(detail)).await?;
@@ -321,20 +330,10 @@ fn clean(s: Option<String>) -> Option<String> {
     s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-/// Writes one order; returns it and its customer (whose summary the caller refreshes).
-async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &str, tz: chrono_tz::Tz) -> Result<(Upserted, i64)> {
+/// Writes one order of `customer_id` (resolved and locked by the caller, who refreshes the
+/// customer's summary).
+async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_id: i64, prefix: &str, tz: chrono_tz::Tz) -> Result<Upserted> {
     let ordered_day = crate::analytics::business_day(o.ordered_at, tz);
-    let customer_id = match (o.customer_id, clean(o.customer_external_id)) {
-        (Some(id), _) => {
-            let found: Option<(i64,)> =
-                tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
-            found.ok_or_else(|| field_err(prefix, "customer_id", format!("no customer with id {id}")))?.0
-        }
-        (None, Some(ext)) => customer_by_external_id(tx, &ext)
-            .await?
-            .ok_or_else(|| field_err(prefix, "customer_external_id", format!("no customer with external id {ext:?}")))?,
-        (None, None) => return Err(field_err(prefix, "customer_id", "customer_id or customer_external_id is required")),
-    };
     let currency = match o.currency {
         Some(c) => values::parse_currency(&c).map_err(|m| field_err(prefix, "currency", m))?,
         None => "CNY".into(),
@@ -445,5 +444,5 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, prefix: &
         )
         .await?;
     }
-    Ok((Upserted { id, external_id, created }, customer_id))
+    Ok(Upserted { id, external_id, created })
 }

@@ -1,4 +1,5 @@
-//! One customer's timeline: orders, interactions, notes and profile changes merged, newest first.
+//! One customer's timeline: orders, interactions, notes, profile changes, tickets and
+//! compensations merged, newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::{Result, Store};
 /// One entry of a timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
-    /// `order`, `interaction`, `note` or `change`.
+    /// `order`, `interaction`, `note`, `change`, `ticket` or `compensation`.
     pub kind: String,
     /// Id of the row in its own table.
     pub id: i64,
@@ -21,7 +22,7 @@ pub struct TimelineEntry {
     pub title: String,
     /// Details: store, payload, note text, "old → new".
     pub detail: Option<String>,
-    /// Money involved, minor units (orders).
+    /// Money involved, minor units (orders, compensations).
     pub amount_cents: Option<i64>,
 }
 
@@ -38,7 +39,10 @@ impl Store {
              UNION ALL SELECT 'note', id, created_at, author, body, NULL FROM notes WHERE customer_id = $1 \
              UNION ALL SELECT 'change', id, changed_at, field, \
                  COALESCE(old_value, '∅') || ' → ' || COALESCE(new_value, '∅') || ' (' || actor || ')', NULL \
-                 FROM customer_changes WHERE customer_id = $1";
+                 FROM customer_changes WHERE customer_id = $1 \
+             UNION ALL SELECT 'ticket', id, opened_at, kind || ' · ' || status, subject, NULL FROM tickets WHERE customer_id = $1 \
+             UNION ALL SELECT 'compensation', id, requested_at, kind || ' · ' || status, reason, amount_cents \
+                 FROM compensations WHERE customer_id = $1";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }

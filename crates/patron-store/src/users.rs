@@ -131,7 +131,7 @@ pub struct ApiTokenInfo {
 }
 
 /// Random secret, hex encoded, with a recognisable prefix.
-fn new_secret(prefix: &str) -> String {
+pub(crate) fn new_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let mut s = String::with_capacity(prefix.len() + 64);
@@ -205,6 +205,27 @@ impl Store {
             return Err(StoreError::NotFound("user"));
         }
         audit::record(&mut tx, now, "cli", "update", "user", Some(user_id.to_string()), Some("password".into())).await?;
+        tx.commit().await
+    }
+
+    /// Sets (or clears) a user's manager: SLA breaches of the user's tickets escalate to them.
+    pub async fn set_user_manager(&self, actor: &Actor, user_id: i64, manager_id: Option<i64>) -> Result<()> {
+        if manager_id == Some(user_id) {
+            return Err(StoreError::invalid("manager_id", "a user cannot be their own manager"));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        if let Some(m) = manager_id {
+            let found: Option<(i64,)> = tx.fetch_optional(query("SELECT id FROM users WHERE id = $1").bind(m)).await?;
+            if found.is_none() {
+                return Err(StoreError::invalid("manager_id", format!("no user with id {m}")));
+            }
+        }
+        let n = tx.execute(query("UPDATE users SET manager_id = $1 WHERE id = $2").bind(manager_id).bind(user_id)).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        audit::record(&mut tx, now, &actor.key, "update", "user", Some(user_id.to_string()), Some(format!("manager={manager_id:?}"))).await?;
         tx.commit().await
     }
 

@@ -120,6 +120,46 @@ test_both!(cli_errors_name_file_row_and_column, |db: TestDb| async move {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--map \"oops\": expected KEY=VALUE"));
 });
 
+test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| async move {
+    // A UTF-8 file with one byte that is not UTF-8 (the committed fixture): it used to be read as
+    // GB18030 as a whole, every Chinese value stored garbled (王小明 → 鐜嬪皬鏄), exit 0.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/utf8-one-bad-byte.csv");
+    let out = patron().args(["import", "customers"]).arg(&fixture).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "the rejected row stops the all-or-nothing import");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("utf8-one-bad-byte.csv: row 3, column \"name\": not valid UTF-8"), "{err}");
+    assert!(err.contains("byte 0xFF at position 4"), "{err}");
+    assert_eq!(count(&db.store, "customers").await, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("f.csv");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let out = patron().args(["import", "customers"]).arg(&copy).args(["--db", &db.url, "--skip-invalid"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<(String, String, String)> = db
+        .store
+        .db
+        .reader()
+        .fetch_all(query("SELECT external_id, name, city FROM customers ORDER BY external_id"))
+        .await
+        .unwrap();
+    let want = |e: &str, n: &str, c: &str| (e.to_owned(), n.to_owned(), c.to_owned());
+    assert_eq!(rows, vec![want("GB1", "王小明", "上海"), want("GB4", "李四", "北京")], "the other rows load as written");
+    // Where the encoding cannot be told, the import stops and asks for --encoding.
+    let mixed = dir.path().join("mixed.csv");
+    let mut bytes = b"customer_id,name\nX1,\xcd\xf5\xd0\xa1\nX2,".to_vec();
+    bytes.extend_from_slice("王".as_bytes());
+    bytes.extend_from_slice(b"\xff\nX3,ok\n");
+    std::fs::write(&mixed, bytes).unwrap();
+    let out = patron().args(["import", "customers"]).arg(&mixed).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mixed.csv") && err.contains("cannot tell the file's encoding") && err.contains("--encoding"), "{err}");
+    let out = patron().args(["import", "customers"]).arg(&mixed).args(["--db", &db.url, "--encoding", "utf-8", "--skip-invalid"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("row 2, column \"name\": not valid UTF-8") && err.contains("row 3, column \"name\""), "{err}");
+});
+
 test_both!(users_tokens_and_export, |db: TestDb| async move {
     let dir = tempfile::tempdir().unwrap();
     let mut child = patron()

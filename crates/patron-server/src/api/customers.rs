@@ -132,7 +132,7 @@ pub struct Customer360 {
 
 /// Creates a customer.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = NewCustomer,
-    responses((status = 201, body = Customer), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Customer), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
     let mut input = input;
     if actor.role == Role::Agent {
@@ -169,7 +169,7 @@ pub async fn get_one(
 
 /// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = CustomerPatch,
-    responses((status = 200, body = Customer), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Customer), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn patch(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<CustomerPatch>) -> ApiResult<Json<Customer>> {
     check_customer_access(&state, &actor, id).await?;
     if actor.role == Role::Agent && p.owner_id.is_some() {
@@ -288,7 +288,7 @@ pub struct OrderPage {
 
 /// A customer's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "orders", params(("id" = i64, Path, description = "customer id"), PageParams),
-    responses((status = 200, body = OrderPage), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = OrderPage), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn orders(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<OrderPage>> {
     check_customer_access(&state, &actor, id).await?;
     let page: Page<Order> = state.store.customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
@@ -306,7 +306,7 @@ pub struct InteractionPage {
 
 /// A customer's interactions, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/interactions", tag = "interactions", params(("id" = i64, Path, description = "customer id"), PageParams),
-    responses((status = 200, body = InteractionPage), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = InteractionPage), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn interactions(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<InteractionPage>> {
     check_customer_access(&state, &actor, id).await?;
     let page = state.store.customer_interactions(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
@@ -315,7 +315,7 @@ pub async fn interactions(State(state): State<AppState>, Auth(actor): Auth, Path
 
 /// The people of an organisation customer.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")),
-    responses((status = 200, body = Vec<Contact>), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Vec<Contact>), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Contact>>> {
     check_customer_access(&state, &actor, id).await?;
     Ok(Json(state.store.contacts(id).await?))
@@ -323,7 +323,7 @@ pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id)
 
 /// Adds a person to an organisation customer.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewContact,
-    responses((status = 201, body = Contact), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Contact), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn add_contact(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewContact>) -> ApiResult<(StatusCode, Json<Contact>)> {
     check_customer_access(&state, &actor, id).await?;
     Ok((StatusCode::CREATED, Json(state.store.create_contact(&actor, id, c).await?)))

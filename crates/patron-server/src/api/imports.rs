@@ -1,6 +1,6 @@
 //! `POST /api/v1/imports`: the same importer as `patron import`, over multipart upload.
 
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{require, Auth};
-use crate::error::{ApiError, ApiResult, ErrorDetail, Json};
+use crate::error::{ApiError, ApiResult, ErrorDetail, Json, Multipart};
 use crate::AppState;
 
 /// Routes of this module.
@@ -30,9 +30,9 @@ pub struct ImportForm {
     file: Vec<u8>,
     /// `utf-8` or `gb18030` (default: detect).
     encoding: Option<String>,
-    /// `true` to load valid rows even if some are rejected.
+    /// `true` to load valid rows even if some are rejected (default `false`).
     skip_invalid: Option<bool>,
-    /// `true` to validate only.
+    /// `true` to validate only (default `false`).
     dry_run: Option<bool>,
     /// `SOURCE=FIELD` header mapping; repeat the part for several.
     map: Option<String>,
@@ -48,11 +48,13 @@ pub struct RejectedImport {
 }
 
 /// Imports a file. Answers 200 with the report when it was written (or on a dry run), 422 with
-/// the error envelope plus the report when rows were rejected and nothing was written.
+/// the error envelope plus the report when rows were rejected and nothing was written, and 422
+/// (field `file`) for a file that cannot be read at all. A form field that is missing, unknown
+/// or not one of its values is a 400.
 #[utoipa::path(post, path = "/api/v1/imports", tag = "imports", request_body(content = ImportForm, content_type = "multipart/form-data"),
-    responses((status = 200, body = ImportReport), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-              (status = 413, body = crate::error::ErrorBody), (status = 422, body = RejectedImport)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, multipart: Multipart) -> ApiResult<Response> {
+    responses((status = 200, body = ImportReport), (status = 403, body = crate::error::ErrorBody),
+              (status = 422, body = RejectedImport, description = "Rows were rejected and nothing was written (the report is attached), or the file cannot be read (`error` only, field `file`).")))]
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Multipart(multipart): Multipart) -> ApiResult<Response> {
     require(&actor, Role::Manager, "import data")?;
     let (opts, file) = read_form(multipart).await?;
     let report = state.store.import(&actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await?;
@@ -74,7 +76,7 @@ pub fn report_response(report: ImportReport, dry_run: bool) -> Response {
 }
 
 /// Reads the multipart fields into import options and the file bytes.
-pub async fn read_form(mut multipart: Multipart) -> ApiResult<(ImportOptions, Vec<u8>)> {
+pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(ImportOptions, Vec<u8>)> {
     let bad = |field: &str, m: String| ApiError::bad_request(field, m);
     let mut kind: Option<ImportKind> = None;
     let mut file: Option<(String, Vec<u8>)> = None;
@@ -96,7 +98,13 @@ pub async fn read_form(mut multipart: Multipart) -> ApiResult<(ImportOptions, Ve
             continue;
         }
         let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
-        let flag = |t: &str| patron_store::values::parse_bool(t).map_err(|m| bad(&name, m));
+        crate::api::contract::check_form_text("ImportForm", &name, &text)?;
+        // The API's booleans are JSON Schema's: `true` or `false`.
+        let flag = |t: &str| match t {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(bad(&name, format!("{name} must be true or false, not {t:?}"))),
+        };
         match name.as_str() {
             "kind" => kind = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("kind", e.to_string()))?),
             "encoding" if !text.trim().is_empty() => encoding = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("encoding", e.to_string()))?),

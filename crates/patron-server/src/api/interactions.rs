@@ -8,7 +8,7 @@ use patron_store::interactions::NewInteraction;
 use patron_store::orders::Upserted;
 use patron_store::users::Role;
 
-use crate::api::orders::OneOrMany;
+use crate::api::orders::{created_status, one_or_many};
 use crate::auth::{check_customer_access, Auth};
 use crate::error::{ApiError, ApiResult, Json};
 use crate::AppState;
@@ -19,10 +19,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Records one interaction or a batch (all or nothing); the same `external_id` updates in place.
-#[utoipa::path(post, path = "/api/v1/interactions", tag = "interactions", request_body(content = Vec<NewInteraction>, description = "one interaction object or an array of them"),
-    responses((status = 201, body = Vec<Upserted>), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<OneOrMany<NewInteraction>>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
-    let items = body.into_vec();
+/// 201 when at least one interaction was created, 200 when every one existed already.
+#[utoipa::path(post, path = "/api/v1/interactions", tag = "interactions", request_body(content = Vec<NewInteraction>, description = "one interaction object or an array of 1–10,000 of them"),
+    responses((status = 201, body = Vec<Upserted>, description = "At least one interaction was created."),
+              (status = 200, body = Vec<Upserted>, description = "Every interaction existed already (by external id) and was updated in place."),
+              (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<serde_json::Value>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+    let items: Vec<NewInteraction> = one_or_many(body, "interactions")?;
     if actor.role == Role::Agent {
         for it in &items {
             match it.customer_id {
@@ -31,5 +34,6 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body)
             }
         }
     }
-    Ok((StatusCode::CREATED, Json(state.store.create_interactions(&actor, items).await?)))
+    let results = state.store.create_interactions(&actor, items).await?;
+    Ok((created_status(&results), Json(results)))
 }

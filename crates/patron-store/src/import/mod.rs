@@ -224,9 +224,9 @@ impl Store {
         opts: &ImportOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<ImportReport> {
-        let (reader, encoding) = source::decode(input, opts.encoding)?;
+        let (reader, encoding) = source::open_bytes(input, opts.encoding)?;
         let format = opts.format.unwrap_or_else(|| Format::from_file_name(&opts.file_name));
-        let mut src = Source::open(reader, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
+        let mut src = Source::open(reader, encoding, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
         let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
         let now = self.now();
         let mut tx = self.db.begin().await?;

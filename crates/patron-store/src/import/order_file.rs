@@ -384,7 +384,7 @@ pub fn read_order_bytes(
     if Format::from_file_name(file_name) != Format::Csv {
         return Ok(None);
     }
-    let (encoding, bom) = source::sniff(&bytes[..bytes.len().min(source::SNIFF)], opts.encoding);
+    let (encoding, bom) = source::sniff(&bytes[..bytes.len().min(source::SNIFF)], opts.encoding)?;
     if encoding != Encoding::Utf8 {
         return Ok(None);
     }
@@ -405,7 +405,8 @@ pub fn read_order_bytes(
 }
 
 fn read_records(reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> Result<OrderFile> {
-    let mut src = Source::open_with(reader, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
+    // `read_order_file` hands over text already decoded to UTF-8.
+    let mut src = Source::open_with(reader, Encoding::Utf8, Format::Jsonl, &ORDER_FILE_SPEC, &opts.mappings, false, true)?;
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: Default::default() };
     // Any record may carry any field.
     let mut b = Builder::new(Cols::new(0, true, true));

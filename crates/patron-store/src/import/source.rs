@@ -64,45 +64,129 @@ impl Format {
 
 pub(crate) const SNIFF: usize = 64 * 1024;
 
-/// Reads the start of the stream, decides the encoding and returns a UTF-8 reader of the whole.
-/// The encoding of a file from its first [`SNIFF`] bytes (UTF-8 when they are, or start with a
-/// BOM; GB18030 otherwise) unless `forced`, and whether it starts with a UTF-8 BOM.
-pub(crate) fn sniff(head: &[u8], forced: Option<Encoding>) -> (Encoding, bool) {
-    let has_bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
-    let encoding = match forced {
-        Some(e) => e,
-        None if has_bom => Encoding::Utf8,
-        None => match std::str::from_utf8(head) {
-            Ok(_) => Encoding::Utf8,
-            // A multi-byte character cut by the sniff window is still UTF-8.
-            Err(e) if e.error_len().is_none() => Encoding::Utf8,
-            Err(_) => Encoding::Gb18030,
-        },
-    };
-    (encoding, has_bom)
+/// How much UTF-8 the start of a file holds: valid multi-byte characters and invalid sequences
+/// (a character cut by the end of the window counts as neither).
+fn utf8_evidence(head: &[u8]) -> (usize, usize) {
+    let multibyte = |b: &[u8]| b.iter().filter(|&&x| x >= 0xC0).count();
+    let (mut good, mut bad, mut rest) = (0, 0, head);
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(_) => return (good + multibyte(rest), bad),
+            Err(e) => {
+                good += multibyte(&rest[..e.valid_up_to()]);
+                match e.error_len() {
+                    Some(n) => {
+                        bad += 1;
+                        rest = &rest[e.valid_up_to() + n..];
+                    }
+                    None => return (good, bad),
+                }
+            }
+        }
+    }
 }
 
-pub(crate) fn decode(mut input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
-    let mut head = Vec::with_capacity(SNIFF);
-    (&mut input).take(SNIFF as u64).read_to_end(&mut head)?;
-    let (encoding, has_bom) = sniff(&head, forced);
-    let rest = Cursor::new(head).chain(input);
-    let reader: Box<dyn Read + Send> = match encoding {
-        Encoding::Utf8 => {
-            let mut r = BufReader::with_capacity(1 << 16, rest);
-            if has_bom {
-                r.consume(3);
-            }
-            Box::new(r)
+/// How much GB18030 the start of a file holds: non-ASCII characters and malformed sequences (a
+/// character cut by the end of the window counts as neither).
+fn gb18030_evidence(head: &[u8]) -> (usize, usize) {
+    let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
+    let mut out = String::with_capacity(head.len() * 2 + 16);
+    let (mut bad, mut rest) = (0, head);
+    loop {
+        let (result, read) = decoder.decode_to_string_without_replacement(rest, &mut out, false);
+        rest = &rest[read..];
+        match result {
+            encoding_rs::DecoderResult::InputEmpty => break,
+            encoding_rs::DecoderResult::Malformed(..) => bad += 1,
+            encoding_rs::DecoderResult::OutputFull => out.reserve(rest.len() * 2 + 16),
         }
+    }
+    (out.chars().filter(|c| !c.is_ascii()).count(), bad)
+}
+
+/// The encoding of a file from its first [`SNIFF`] bytes unless `forced`, and whether it starts
+/// with a UTF-8 BOM. UTF-8 when the bytes are UTF-8, start with a BOM, or are UTF-8 but for a
+/// few stray bytes (at least four valid multi-byte characters per invalid sequence: the rows
+/// holding the strays are then rejected, naming their column, and the rest load as written);
+/// GB18030 when they are mostly not UTF-8 and GB18030 but for a few stray bytes, by the same
+/// measure. One bad byte must not turn a UTF-8 file into GB18030 (every Chinese value would be
+/// stored garbled), so anything between is a file-level error that asks for `--encoding`.
+pub(crate) fn sniff(head: &[u8], forced: Option<Encoding>) -> Result<(Encoding, bool)> {
+    let has_bom = head.starts_with(&[0xEF, 0xBB, 0xBF]);
+    if let Some(e) = forced {
+        return Ok((e, has_bom && e == Encoding::Utf8));
+    }
+    if has_bom {
+        return Ok((Encoding::Utf8, true));
+    }
+    let (good, bad) = utf8_evidence(head);
+    if bad == 0 || good >= 4 * bad {
+        return Ok((Encoding::Utf8, false));
+    }
+    let (gb_good, gb_bad) = gb18030_evidence(head);
+    if good < bad && (gb_bad == 0 || gb_good >= 4 * gb_bad) {
+        Ok((Encoding::Gb18030, false))
+    } else {
+        Err(StoreError::File(format!(
+            "cannot tell the file's encoding: its start has {bad} byte sequences that are not UTF-8 among {good} characters \
+             that are, and {gb_bad} that are not GB18030 among {gb_good} that are; say which it is with --encoding utf-8 or \
+             --encoding gb18030 (rows with bytes that are not in that encoding are then rejected)"
+        )))
+    }
+}
+
+/// Reads the start of the stream, decides the encoding and returns a UTF-8 reader of the whole
+/// (GB18030 transcoded; bytes that are not GB18030 become U+FFFD). For the analysis reader,
+/// which parses text; the importer reads bytes and decodes each field ([`open_bytes`]).
+pub(crate) fn decode(input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
+    let (rest, encoding) = open_bytes(input, forced)?;
+    let reader: Box<dyn Read + Send> = match encoding {
+        Encoding::Utf8 => rest,
         Encoding::Gb18030 => Box::new(
-            encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::GB18030))
-                .bom_override(true)
-                .build(rest),
+            encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::GB18030)).bom_override(true).build(rest),
         ),
     };
     Ok((reader, encoding))
+}
+
+/// Reads the start of the stream and decides the encoding ([`sniff`]); returns the whole stream
+/// as bytes, a UTF-8 BOM left out.
+pub(crate) fn open_bytes(mut input: Box<dyn Read + Send>, forced: Option<Encoding>) -> Result<(Box<dyn Read + Send>, Encoding)> {
+    let mut head = Vec::with_capacity(SNIFF);
+    (&mut input).take(SNIFF as u64).read_to_end(&mut head)?;
+    let (encoding, has_bom) = sniff(&head, forced)?;
+    let mut r = BufReader::with_capacity(1 << 16, Cursor::new(head).chain(input));
+    if has_bom {
+        r.consume(3);
+    }
+    Ok((Box::new(r), encoding))
+}
+
+impl Encoding {
+    /// The text of `bytes` in this encoding, bytes that are not in it as U+FFFD (for messages).
+    pub(crate) fn decode_lossy(self, bytes: &[u8]) -> String {
+        match self {
+            Encoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+            Encoding::Gb18030 => encoding_rs::GB18030.decode_without_bom_handling(bytes).0.into_owned(),
+        }
+    }
+
+    /// The text of `bytes` in this encoding; `Err` with a reason when they are not.
+    pub(crate) fn decode_field<'a>(self, bytes: &'a [u8]) -> std::result::Result<std::borrow::Cow<'a, str>, String> {
+        match self {
+            Encoding::Utf8 => std::str::from_utf8(bytes).map(std::borrow::Cow::Borrowed).map_err(|e| {
+                let at = e.valid_up_to();
+                format!(
+                    "not valid UTF-8 (if the file is in another encoding, give --encoding): byte 0x{:02X} at position {}",
+                    bytes.get(at).copied().unwrap_or_default(),
+                    at + 1
+                )
+            }),
+            Encoding::Gb18030 => encoding_rs::GB18030
+                .decode_without_bom_handling_and_without_replacement(bytes)
+                .ok_or_else(|| "not valid GB18030 (if the file is in another encoding, give --encoding)".to_owned()),
+        }
+    }
 }
 
 /// A record with values in canonical field order.
@@ -237,28 +321,47 @@ fn attribute_name(header: &str) -> Option<String> {
     (prefix.eq_ignore_ascii_case("attr.") && !name.is_empty()).then(|| name.to_owned())
 }
 
+/// The rejection of a JSON line holding bytes that are not in the file's encoding, naming the key
+/// whose value holds the first of them when the rest of the line is readable JSON.
+fn undecodable_line(line: u64, bytes: &[u8], encoding: Encoding, reason: String) -> Rejection {
+    let lossy = encoding.decode_lossy(bytes);
+    if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(lossy.trim()) {
+        if let Some((key, value)) = obj.iter().find(|(_, v)| v.to_string().contains('\u{fffd}')) {
+            let value = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            return Rejection { row: line, column: key.clone(), value, reason };
+        }
+    }
+    Rejection { row: line, column: String::new(), value: String::new(), reason }
+}
+
 /// A stream of records, or row-level rejections for records that cannot be read at all.
+/// Both read bytes and decode each field (CSV) or line (JSON lines) in the file's encoding, so a
+/// byte that is not in it rejects its row, naming the column, instead of becoming U+FFFD.
 pub(crate) enum Source {
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Columns, record: csv::StringRecord },
-    Jsonl { lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>, line: u64, spec: &'static [FieldSpec], mappings: Vec<(String, String)>, allow_attributes: bool, columns: HashMap<Vec<String>, std::sync::Arc<Columns>>, names: Vec<String> },
+    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Columns, headers: Vec<String>, record: csv::ByteRecord, encoding: Encoding },
+    Jsonl { lines: BufReader<Box<dyn Read + Send>>, buf: Vec<u8>, encoding: Encoding, line: u64, spec: &'static [FieldSpec], mappings: Vec<(String, String)>, allow_attributes: bool, columns: HashMap<Vec<String>, std::sync::Arc<Columns>>, names: Vec<String> },
 }
 
 impl Source {
-    /// Opens a source: reads the header (CSV) so column errors surface before any row is loaded.
+    /// Opens a source of bytes in `encoding` (see [`open_bytes`]): reads the header (CSV) so
+    /// column errors surface before any row is loaded.
     pub fn open(
         input: Box<dyn Read + Send>,
+        encoding: Encoding,
         format: Format,
         spec: &'static [FieldSpec],
         mappings: &[(String, String)],
         allow_attributes: bool,
     ) -> Result<Source> {
-        Source::open_with(input, format, spec, mappings, allow_attributes, false)
+        Source::open_with(input, encoding, format, spec, mappings, allow_attributes, false)
     }
 
     /// [`Source::open`] for a CSV whose unknown columns are ignored (JSON lines always use
     /// the strict mapping).
+    #[allow(clippy::too_many_arguments)]
     pub fn open_with(
         input: Box<dyn Read + Send>,
+        encoding: Encoding,
         format: Format,
         spec: &'static [FieldSpec],
         mappings: &[(String, String)],
@@ -268,16 +371,25 @@ impl Source {
         match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
-                let headers = reader.headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?;
-                let headers: Vec<String> = headers.iter().map(str::to_owned).collect();
+                let raw = reader.byte_headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?;
+                let headers = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        encoding.decode_field(h).map(|h| h.into_owned()).map_err(|m| StoreError::File(format!("header of column {}: {m}", i + 1)))
+                    })
+                    .collect::<Result<Vec<String>>>()?;
                 if headers.iter().all(|h| h.trim().is_empty()) {
                     return Err(StoreError::File("the file is empty or has no header row".into()));
                 }
                 let columns = Columns::resolve_with(&headers, spec, mappings, allow_attributes, ignore_unknown)?;
-                Ok(Source::Csv { reader, columns, record: csv::StringRecord::new() })
+                let headers = headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
+                Ok(Source::Csv { reader, columns, headers, record: csv::ByteRecord::new(), encoding })
             }
             Format::Jsonl => Ok(Source::Jsonl {
-                lines: BufReader::new(input).lines(),
+                lines: BufReader::new(input),
+                buf: Vec::new(),
+                encoding,
                 line: 0,
                 spec,
                 mappings: mappings.to_vec(),
@@ -310,11 +422,22 @@ impl Source {
     /// end `Ok(None)`, or a file-level failure `Err`.
     pub fn next(&mut self) -> Result<Option<std::result::Result<Record, Rejection>>> {
         match self {
-            Source::Csv { reader, columns, record } => match reader.read_record(record) {
+            Source::Csv { reader, columns, headers, record, encoding } => match reader.read_byte_record(record) {
                 Ok(false) => Ok(None),
                 Ok(true) => {
                     let row = record.position().map(|p| p.record() + 1).unwrap_or(0);
-                    Ok(Some(Ok(columns.record(row, record.iter().map(|c| Some(c.to_owned()))))))
+                    let mut cells = Vec::with_capacity(record.len());
+                    for (i, bytes) in record.iter().enumerate() {
+                        match encoding.decode_field(bytes) {
+                            Ok(text) => cells.push(Some(text.into_owned())),
+                            Err(reason) => {
+                                let column = headers.get(i).cloned().unwrap_or_else(|| format!("column {}", i + 1));
+                                let value = encoding.decode_lossy(bytes);
+                                return Ok(Some(Err(Rejection { row, column, value, reason })));
+                            }
+                        }
+                    }
+                    Ok(Some(Ok(columns.record(row, cells.into_iter()))))
                 }
                 Err(e) => {
                     let row = e.position().map(|p| p.record() + 1).unwrap_or(0);
@@ -322,17 +445,23 @@ impl Source {
                         csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                             format!("expected {expected_len} fields, found {len} (an unquoted comma or a missing quote?)")
                         }
-                        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 (is the file GB18030? try --encoding gb18030)".into(),
                         csv::ErrorKind::Io(_) => return Err(StoreError::File(format!("reading failed at row {row}: {e}"))),
                         _ => e.to_string(),
                     };
                     Ok(Some(Err(Rejection { row, column: String::new(), value: String::new(), reason })))
                 }
             },
-            Source::Jsonl { lines, line, spec, mappings, allow_attributes, columns, names } => loop {
-                let Some(text) = lines.next() else { return Ok(None) };
+            Source::Jsonl { lines, buf, encoding, line, spec, mappings, allow_attributes, columns, names } => loop {
+                buf.clear();
+                let n = lines.read_until(b'\n', buf).map_err(|e| StoreError::File(format!("reading failed at line {}: {e}", *line + 1)))?;
+                if n == 0 {
+                    return Ok(None);
+                }
                 *line += 1;
-                let text = text.map_err(|e| StoreError::File(format!("reading failed at line {line}: {e}")))?;
+                let text = match encoding.decode_field(buf) {
+                    Ok(text) => text,
+                    Err(reason) => return Ok(Some(Err(undecodable_line(*line, buf, *encoding, reason)))),
+                };
                 let trimmed = text.trim().trim_start_matches('\u{feff}');
                 if trimmed.is_empty() {
                     continue;
@@ -363,5 +492,92 @@ impl Source {
                 return Ok(Some(Ok(cols.record(*line, cells))));
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gb(text: &str) -> Vec<u8> {
+        encoding_rs::GB18030.encode(text).0.into_owned()
+    }
+
+    #[test]
+    fn one_stray_byte_does_not_make_a_utf8_file_gb18030() {
+        let file = b"customer_id,name,city\nGB1,\xe7\x8e\x8b\xe5\xb0\x8f\xe6\x98\x8e,\xe4\xb8\x8a\xe6\xb5\xb7\nGB3,bad\xffbyte,\xe6\x9d\xad\xe5\xb7\x9e\n";
+        assert_eq!(sniff(file, None).unwrap(), (Encoding::Utf8, false));
+        assert_eq!(sniff("客户,城市\n王小明,上海\n".as_bytes(), None).unwrap(), (Encoding::Utf8, false));
+        assert_eq!(sniff(b"\xef\xbb\xbfa,b\n", None).unwrap(), (Encoding::Utf8, true));
+    }
+
+    #[test]
+    fn gb18030_is_told_from_its_bytes_even_short() {
+        assert_eq!(sniff(&gb("客户编号,姓名,城市\nG1,欧阳锋,西安\n"), None).unwrap(), (Encoding::Gb18030, false));
+        // 王小明 in GBK holds a pair (D0 A1) that happens to be valid UTF-8: still GB18030.
+        assert_eq!(sniff(&gb("名字\n王小明,上海\n"), None).unwrap(), (Encoding::Gb18030, false));
+        // A multi-byte character cut by the end of the window does not count against either.
+        let mut cut = gb("客户,上海,杭州,北京,广州");
+        cut.pop();
+        assert_eq!(sniff(&cut, None).unwrap().0, Encoding::Gb18030);
+        let utf8 = "客户,上海,杭州,北京,广州".as_bytes();
+        assert_eq!(sniff(&utf8[..utf8.len() - 1], None).unwrap().0, Encoding::Utf8);
+    }
+
+    #[test]
+    fn undecidable_start_asks_for_the_encoding_and_forcing_wins() {
+        let mixed = b"name\n\xcd\xf5\xd0\xa1\n\xe7\x8e\x8b\xff\n";
+        let err = sniff(mixed, None).unwrap_err().to_string();
+        assert!(err.contains("cannot tell the file's encoding") && err.contains("--encoding"), "{err}");
+        assert_eq!(sniff(mixed, Some(Encoding::Gb18030)).unwrap(), (Encoding::Gb18030, false));
+        assert_eq!(sniff(b"\xef\xbb\xbfa", Some(Encoding::Utf8)).unwrap(), (Encoding::Utf8, true));
+    }
+
+    #[test]
+    fn fields_decode_strictly_and_name_the_bad_byte() {
+        assert_eq!(Encoding::Utf8.decode_field("上海".as_bytes()).unwrap(), "上海");
+        let err = Encoding::Utf8.decode_field(b"bad\xffbyte").unwrap_err();
+        assert!(err.starts_with("not valid UTF-8") && err.ends_with("byte 0xFF at position 4"), "{err}");
+        assert_eq!(Encoding::Gb18030.decode_field(&gb("欧阳锋")).unwrap(), "欧阳锋");
+        assert!(Encoding::Gb18030.decode_field(b"\xc5\xb7\xff").unwrap_err().starts_with("not valid GB18030"));
+    }
+
+    fn read_all(bytes: &[u8], format: Format) -> Vec<std::result::Result<Vec<Option<String>>, Rejection>> {
+        let spec = super::super::ImportKind::Customers.spec();
+        let (input, encoding) = open_bytes(Box::new(Cursor::new(bytes.to_vec())), None).unwrap();
+        let mut src = Source::open(input, encoding, format, spec, &[], true).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = src.next().unwrap() {
+            out.push(r.map(|rec| rec.values));
+        }
+        out
+    }
+
+    #[test]
+    fn a_bad_byte_rejects_its_row_naming_the_column() {
+        let mut csv = "客户编号,姓名,城市\nA1,王小明,上海\nA2,".as_bytes().to_vec();
+        csv.extend_from_slice(b"x\xffy,\xe6\x9d\xad\xe5\xb7\x9e\nA3,\xe6\x9d\x8e\xe5\x9b\x9b,\xe5\x8c\x97\xe4\xba\xac\n");
+        let rows = read_all(&csv, Format::Csv);
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].as_ref().unwrap().contains(&Some("王小明".into())));
+        let rej = rows[1].as_ref().unwrap_err();
+        assert_eq!((rej.row, rej.column.as_str(), rej.value.as_str()), (3, "姓名", "x\u{fffd}y"));
+        assert!(rows[2].as_ref().unwrap().contains(&Some("北京".into())));
+        // GB18030 throughout but for one byte that is not GB18030.
+        let mut gbfile = gb("客户编号,姓名,城市\nG1,欧阳锋,西安\nG2,郭靖,");
+        gbfile.extend_from_slice(b"\xff\n");
+        gbfile.extend_from_slice(&gb("G3,黄蓉,桃花岛\n"));
+        let rows = read_all(&gbfile, Format::Csv);
+        assert!(rows[0].as_ref().unwrap().contains(&Some("欧阳锋".into())));
+        assert_eq!(rows[1].as_ref().unwrap_err().column, "城市");
+        assert!(rows[2].as_ref().unwrap().contains(&Some("桃花岛".into())));
+        // JSON lines: the key whose value holds the byte.
+        let mut jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"city\":\"襄阳\"}\n{\"customer_id\":\"J2\",\"name\":\"杨".as_bytes().to_vec();
+        jsonl.extend_from_slice(b"\xff\"}\n{\"customer_id\":\"J3\",\"name\":\"x\"}\n");
+        let rows = read_all(&jsonl, Format::Jsonl);
+        assert_eq!(rows.len(), 3);
+        let rej = rows[1].as_ref().unwrap_err();
+        assert_eq!((rej.row, rej.column.as_str()), (2, "name"));
+        assert!(rows[2].is_ok());
     }
 }

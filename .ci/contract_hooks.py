@@ -1,0 +1,71 @@
+"""schemathesis hooks of the contract run (`.ci/contract`).
+
+positive_data_acceptance lets a schema-valid request be refused with 400 or 422 (see
+`.ci/schemathesis.toml`) because some rules cannot be written in JSON Schema: a reference must
+name a record that exists, a cursor must come from a previous page, a segment rule must parse,
+an order's lines must not add up past the money limit. This check takes that freedom back for
+everything else: a schema-valid request may be refused only for one of the reasons below, each
+named by the operation, the error code and the field. Any other refusal means the OpenAPI
+document promises something the server does not keep.
+"""
+
+import re
+
+import schemathesis
+
+# (method, path template, status, error code, field pattern): why the schema cannot say it.
+BEYOND_THE_SCHEMA = [
+    # A cursor is the opaque `next_cursor` of an earlier page of the same list.
+    ("*", "*", 400, "invalid", r"cursor"),
+    # References (owner, referrer, customer, merge target) must name records that exist.
+    ("*", "*", 422, "unknown_reference", r".*"),
+    ("POST", "/api/v1/orders", 422, "invalid", r"(orders\[\d+\]\.)?customer(_external)?_id"),
+    ("POST", "/api/v1/interactions", 422, "invalid", r"(interactions\[\d+\]\.)?customer(_external)?_id"),
+    # An order's total defaults to its lines less its discount: that sum must be 0 to 10^13.
+    ("POST", "/api/v1/orders", 422, "invalid", r"(orders\[\d+\]\.)?(total_cents|lines\[\d+\])"),
+    # Only organisations have contact people.
+    ("POST", "/api/v1/customers/{id}/contacts", 422, "invalid", r"customer_id"),
+    # A customer cannot refer or merge themselves.
+    ("PATCH", "/api/v1/customers/{id}", 422, "invalid", r"referrer_id"),
+    ("POST", "/api/v1/customers/{id}/merge", 422, "invalid", r"merge_id"),
+    # The as-of date of an analysis must be after 1970-01-01 and not after today.
+    ("POST", "/api/v1/analytics/runs", 422, "invalid", r"as_of"),
+    # A segment rule is a small language (docs/segments.md); it must parse and name real fields.
+    ("POST", "/api/v1/segments", 422, "invalid", r"rule"),
+    ("PUT", "/api/v1/segments/{key}", 422, "invalid", r"rule"),
+    ("POST", "/api/v1/segments/preview", 422, "invalid", r"rule"),
+    # An import file's rows are checked one by one; a file can also be unreadable as a whole.
+    ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
+    ("POST", "/api/v1/imports", 422, "bad_file", r"file"),
+]
+
+
+def _reason(method, path, status, body):
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code, field = error.get("code"), error.get("field") or ""
+    for m, p, s, c, f in BEYOND_THE_SCHEMA:
+        if m in ("*", method) and p in ("*", path) and s == status and c == code and re.fullmatch(f, field):
+            return (m, p, s, c, f)
+    return None
+
+
+@schemathesis.check
+def refused_only_beyond_the_schema(ctx, response, case):
+    """A schema-valid request refused with 400/422 must be refused for a reason listed above."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return None
+    if response.status_code not in (400, 422):
+        return None
+    try:
+        body = response.json()
+    except Exception:
+        body = None
+    if _reason(case.method.upper(), case.operation.path, response.status_code, body) is None:
+        raise AssertionError(
+            f"Schema-valid request refused with {response.status_code} for a reason the schema should state: "
+            f"{response.text[:500]}"
+        )
+    return None
