@@ -370,7 +370,7 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_
     }
     let external_id = clean(o.external_id);
     let existing: Option<(i64, i64)> = match &external_id {
-        Some(ext) => crate::keys::lookup(tx, crate::keys::ORDERS, ext).await?,
+        Some(ext) => crate::keys::find(tx, crate::keys::ORDERS, ext, customer_id).await?,
         None => None,
     };
     let (id, created) = match existing {
