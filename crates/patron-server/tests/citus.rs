@@ -33,7 +33,7 @@ async fn a_worker_that_is_down_is_a_503_with_retry_after() {
     let (_, &up) = by_port.iter().next().unwrap();
     // The worker "goes down" for this database only: its address now points at a closed port.
     let move_node = |from: i32, to: i32| {
-        query("SELECT citus_update_node((SELECT nodeid FROM pg_dist_node WHERE nodeport = $1), '127.0.0.1', CAST($2 AS INTEGER), force => true)")
+        query("SELECT citus_update_node((SELECT nodeid FROM pg_dist_node WHERE nodeport = $1), '127.0.0.1', CAST($2 AS INTEGER))")
             .bind(from)
             .bind(to)
     };

@@ -115,7 +115,7 @@ async fn upsert_interaction(tx: &mut Tx, it: NewInteraction, customer_id: i64, p
     let kind = values::parse_interaction_kind(&it.kind).map_err(|m| err("kind", m))?;
     let external_id = it.external_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     if let Some(ext) = &external_id {
-        let existing = crate::keys::lookup(tx, crate::keys::INTERACTIONS, ext).await?;
+        let existing = crate::keys::find(tx, crate::keys::INTERACTIONS, ext, customer_id).await?;
         if let Some((owner, id)) = existing {
             if owner != customer_id {
                 return Err(StoreError::Conflict(format!("{prefix}external_id: interaction {ext:?} belongs to another customer")));

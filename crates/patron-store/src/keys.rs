@@ -17,18 +17,20 @@ use crate::{Result, StoreError};
 pub(crate) struct KeyTable {
     pub table: &'static str,
     pub row: Option<&'static str>,
+    /// The table of the rows named (none for customers).
+    pub rows: Option<&'static str>,
     /// What the key names, for messages.
     pub what: &'static str,
 }
 
 /// Customers' external ids.
-pub(crate) const CUSTOMERS: KeyTable = KeyTable { table: "customer_keys", row: None, what: "customer" };
+pub(crate) const CUSTOMERS: KeyTable = KeyTable { table: "customer_keys", row: None, rows: None, what: "customer" };
 /// Orders' external ids.
-pub(crate) const ORDERS: KeyTable = KeyTable { table: "order_keys", row: Some("order_id"), what: "order" };
+pub(crate) const ORDERS: KeyTable = KeyTable { table: "order_keys", row: Some("order_id"), rows: Some("orders"), what: "order" };
 /// Interactions' external ids.
-pub(crate) const INTERACTIONS: KeyTable = KeyTable { table: "interaction_keys", row: Some("interaction_id"), what: "interaction" };
+pub(crate) const INTERACTIONS: KeyTable = KeyTable { table: "interaction_keys", row: Some("interaction_id"), rows: Some("interactions"), what: "interaction" };
 /// Contact people's external ids.
-pub(crate) const CONTACTS: KeyTable = KeyTable { table: "contact_keys", row: Some("contact_id"), what: "contact" };
+pub(crate) const CONTACTS: KeyTable = KeyTable { table: "contact_keys", row: Some("contact_id"), rows: Some("contacts"), what: "contact" };
 
 /// Records that `external_id` names customer `customer_id` (and row `row_id` of that customer,
 /// for tables other than customers). Taken already: a conflict on `external_id`.
@@ -51,4 +53,22 @@ pub(crate) async fn claim(tx: &mut Tx, k: KeyTable, external_id: &str, customer_
 pub(crate) async fn lookup(tx: &mut Tx, k: KeyTable, external_id: &str) -> Result<Option<(i64, i64)>> {
     let row = k.row.unwrap_or("customer_id");
     tx.fetch_optional(query(format!("SELECT customer_id, {row} FROM {} WHERE external_id = $1", k.table)).bind(external_id)).await
+}
+
+/// The customer and row an external id names, for a write to customer `customer_id`, whose row
+/// the caller has locked: first among that customer's own rows, then in the key table (a row of
+/// another customer's). The customer's own rows come first because they are in the shard the
+/// lock is on. On Citus a transaction commits on each node in turn (two-phase commit), so right
+/// after a concurrent request for the same customer released the lock, its new key may not be
+/// visible yet in the key table's shard, while its row is in the customer's.
+pub(crate) async fn find(tx: &mut Tx, k: KeyTable, external_id: &str, customer_id: i64) -> Result<Option<(i64, i64)>> {
+    if let Some(rows) = k.rows {
+        let own: Option<(i64,)> = tx
+            .fetch_optional(query(format!("SELECT id FROM {rows} WHERE customer_id = $1 AND external_id = $2")).bind(customer_id).bind(external_id))
+            .await?;
+        if let Some((id,)) = own {
+            return Ok(Some((customer_id, id)));
+        }
+    }
+    lookup(tx, k, external_id).await
 }

@@ -34,14 +34,14 @@ const ROOT: &str = "customers";
 enum Target {
     Reference,
     /// Hash-distributed by this column, co-located with the group named (or a new group).
-    Distributed { column: &'static str, group: Group },
+    Distributed { column: String, group: Group },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
     /// `customers` and the tables co-located with it.
     Customers,
-    /// The key tables, distributed by the (text) key.
+    /// Tables found by a text key of their own (the key tables, public links), distributed by it.
     Keys,
 }
 
@@ -156,18 +156,40 @@ fn missing_extension() -> StoreError {
     )
 }
 
-/// The table's target in the layout.
-fn target(name: &str, columns: &[String]) -> Target {
-    let has = |c: &str| columns.iter().any(|x| x == c);
+/// A column of a table, as the layout rules look at it.
+#[derive(Debug, sqlx::FromRow)]
+struct Column {
+    table: String,
+    name: String,
+    /// The type's name (`int8`, `text` …).
+    ty: String,
+    not_null: bool,
+    /// Part of the primary key.
+    in_pk: bool,
+}
+
+/// The table's target in the layout, by rules that hold for the tables later migrations add:
+///
+/// - `customers`: distributed by `id`;
+/// - a table with a `customer_id` that is a non-null bigint and part of the primary key (or
+///   there is none): distributed by it, co-located with `customers`;
+/// - a table with a `customer_id` whose primary key is one text column of its own (the key
+///   tables by `external_id`, public links by their token's digest): distributed by that key,
+///   co-located with the other such tables;
+/// - anything else (users, tokens, sessions, the catalogue, runs, segments, imports, settings,
+///   policies, notifications …): a reference table.
+fn target(name: &str, columns: &[&Column]) -> Target {
+    let pk: Vec<&&Column> = columns.iter().filter(|c| c.in_pk).collect();
+    let customer = columns.iter().find(|c| c.name == "customer_id");
     if name == ROOT {
-        Target::Distributed { column: "id", group: Group::Customers }
-    } else if has("customer_id") && !name.ends_with("_keys") {
-        Target::Distributed { column: "customer_id", group: Group::Customers }
-    } else if name.ends_with("_keys") && has("external_id") {
-        Target::Distributed { column: "external_id", group: Group::Keys }
-    } else {
-        // users, api_tokens, sessions, categories, products, analytics_runs, segments, imports.
-        Target::Reference
+        return Target::Distributed { column: "id".into(), group: Group::Customers };
+    }
+    match customer {
+        Some(c) if c.not_null && c.ty == "int8" && (pk.is_empty() || c.in_pk) => {
+            Target::Distributed { column: "customer_id".into(), group: Group::Customers }
+        }
+        Some(_) if pk.len() == 1 && pk[0].ty == "text" => Target::Distributed { column: pk[0].name.clone(), group: Group::Keys },
+        _ => Target::Reference,
     }
 }
 
@@ -210,14 +232,16 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
     )
     .fetch_all(&mut *tx)
     .await?;
-    let columns: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
+    let columns: Vec<Column> = sqlx::query_as(
+        "SELECT c.relname AS table, a.attname AS name, CAST(t.typname AS TEXT) AS ty, a.attnotnull AS not_null, \
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)) AS in_pk \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_type t ON t.oid = a.atttypid \
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
     )
     .fetch_all(&mut *tx)
     .await?;
-    let columns_of = |t: &str| columns.iter().filter(|(r, _)| r == t).map(|(_, a)| a.clone()).collect::<Vec<String>>();
+    let columns_of = |t: &str| columns.iter().filter(|c| c.table == t).collect::<Vec<&Column>>();
 
     let mut plan: Vec<(String, Target)> = Vec::new();
     for t in &tables {
@@ -225,7 +249,7 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
         match (t.kind.as_deref(), &want) {
             (None, _) => plan.push((t.name.clone(), want)),
             (Some("reference"), Target::Reference) => {}
-            (Some("distributed"), Target::Distributed { column, .. }) if t.column.as_deref() == Some(*column) => {}
+            (Some("distributed"), Target::Distributed { column, .. }) if t.column.as_deref() == Some(column.as_str()) => {}
             (Some(kind), _) => {
                 return Err(StoreError::Config(format!(
                     "table {} is already a Citus {kind} table{}, not what patron's layout needs ({}); nothing was changed",
@@ -290,7 +314,7 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
                     Some(with) => {
                         sqlx::query("SELECT create_distributed_table($1, $2, colocate_with => $3)")
                             .bind(name)
-                            .bind(*column)
+                            .bind(column)
                             .bind(with)
                             .execute(&mut *tx)
                             .await?;
@@ -305,7 +329,7 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
                         };
                         sqlx::query("SELECT create_distributed_table($1, $2, shard_count => $3, colocate_with => 'none')")
                             .bind(name)
-                            .bind(*column)
+                            .bind(column)
                             .bind(count)
                             .execute(&mut *tx)
                             .await?;
@@ -333,7 +357,7 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
 fn describe(t: &Target) -> String {
     match t {
         Target::Reference => "reference table (a copy on every node)".into(),
-        Target::Distributed { column, group: Group::Customers } if *column == "id" => "distributed by id".into(),
+        Target::Distributed { column, group: Group::Customers } if column == "id" => "distributed by id".into(),
         Target::Distributed { column, group: Group::Customers } => format!("distributed by {column}, co-located with customers"),
         Target::Distributed { column, .. } => format!("distributed by {column}"),
     }

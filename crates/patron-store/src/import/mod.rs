@@ -666,7 +666,7 @@ impl Loader {
                 rej.add(Rejection { row, column, value: customer, reason: "unknown customer (import customers first)".into() });
                 continue;
             };
-            let existing = crate::keys::lookup(tx, crate::keys::CONTACTS, &ext).await?;
+            let existing = crate::keys::find(tx, crate::keys::CONTACTS, &ext, customer_id).await?;
             match existing {
                 Some((owner, _)) if owner != customer_id => {
                     let column = rej.names[f::EXTERNAL_ID].clone();
