@@ -61,3 +61,79 @@ async fn a_customer_reopens_a_resolution_on_a_phone() {
     assert!(b.text("#confirm-result").await.contains("answered already"));
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_works_a_complaint_end_to_end() {
+    const PASSWORD: &str = "correct horse battery";
+    let db = test_db(Engine::Sqlite).await;
+    let s = db.store.clone();
+    let boss = s.create_user("boss@example.com", "刘经理", patron_store::users::Role::Manager, Some(PASSWORD)).await.unwrap();
+    let agent = s.create_user("agent@example.com", "小张", patron_store::users::Role::Agent, Some(PASSWORD)).await.unwrap();
+    s.set_user_manager(&Actor::cli(), agent.id, Some(boss.id)).await.unwrap();
+    let c = s
+        .create_customer(&Actor::cli(), NewCustomer { name: "赵敏".into(), owner_id: Some(agent.id), ..Default::default() })
+        .await
+        .unwrap();
+    let app = spawn_app(db).await;
+    let b = Browser::start().await;
+    let login = |email: &'static str| {
+        let b = &b;
+        let base = app.base.clone();
+        async move {
+            b.goto(&format!("{base}/ui/login")).await;
+            b.type_into("#email", email).await;
+            b.type_into("#password", PASSWORD).await;
+            b.click("#login-button").await;
+            b.find("#customer-table").await;
+        }
+    };
+    login("agent@example.com").await;
+    // From the customer 360: the tier's policy, then a new complaint.
+    b.goto(&format!("{}/ui/customers/{}", app.base, c.id)).await;
+    assert!(b.text("#policy-card").await.contains("default"));
+    b.click("#new-ticket").await;
+    b.click("#ticket-category option[value='上菜慢']").await;
+    b.type_into("#ticket-subject", "上菜太慢").await;
+    b.type_into("#ticket-body", "等了四十分钟").await;
+    b.click("#ticket-create").await;
+    assert_eq!(b.text("#ticket-status").await, "新建");
+    assert!(b.text("#ticket-assignee").await.contains("小张"), "an agent's new ticket is theirs");
+    // Only the allowed moves are offered; a public reply acknowledges.
+    b.find("#move-acknowledged").await;
+    b.type_into("#comment-body", "您好，我们马上催后厨").await;
+    b.click("#comment-send").await;
+    b.wait_text("#ticket-status", "已受理").await;
+    assert_eq!(b.text("#sla-first").await, "达标");
+    b.click("#move-in_progress").await;
+    b.wait_text("#ticket-status", "处理中").await;
+    // Resolving without a root cause is refused on the page; with one it gives the link.
+    b.click("#move-resolved").await;
+    assert!(b.text("#ticket-error").await.contains("root cause"));
+    b.click("#root-cause option[value='上菜慢']").await;
+    b.click("#move-resolved").await;
+    let link = b.text("#confirmation-link").await;
+    assert!(link.contains("/p/confirm/"), "{link}");
+    assert_eq!(b.text("#ticket-status").await, "已解决");
+    // Compensation above the default tier's ¥20 authority waits for the manager.
+    b.type_into("#comp-amount", "50").await;
+    b.type_into("#comp-reason", "致歉代金券").await;
+    b.click("#comp-send").await;
+    assert_eq!(b.text("#compensations .comp-status").await, "待处理");
+    b.screenshot(&common::screenshots().join("ticket-agent.png")).await;
+    // The manager sees it in the bell, approves it, and reads the Pareto on the dashboard.
+    b.click("header.top form button").await;
+    b.find("#login-button").await;
+    login("boss@example.com").await;
+    b.wait_text("#bell", "1").await;
+    b.goto(&format!("{}/ui/notifications", app.base)).await;
+    assert!(b.text("#notification-list").await.contains("待审批"));
+    let ticket_id = app.db.store.tickets(&Actor::cli(), &Default::default(), Default::default(), None, 1).await.unwrap().items[0].id;
+    b.goto(&format!("{}/ui/tickets/{ticket_id}", app.base)).await;
+    b.click("#compensations button[name=approve][value=true]").await;
+    b.wait_text("#compensations .comp-status", "已发放").await;
+    b.goto(&format!("{}/ui/service", app.base)).await;
+    assert!(b.text("#pareto-table").await.contains("上菜慢"));
+    b.find("#chart-pareto[data-drawn='1']").await;
+    b.screenshot(&common::screenshots().join("service-dashboard.png")).await;
+    b.quit().await;
+}

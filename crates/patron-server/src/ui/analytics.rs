@@ -105,7 +105,7 @@ async fn run_now(State(state): State<AppState>, user: UiUser, Form(f): Form<Csrf
 /// the element's content is raw text (entities are not decoded), so instead every character
 /// that could end the element or start markup is written as a JSON `\u` escape, which
 /// `JSON.parse` reads back unchanged. Marked safe so the template does not escape it again.
-fn script_json<T: Serialize>(v: &T) -> Value {
+pub(crate) fn script_json<T: Serialize>(v: &T) -> Value {
     let text = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {

@@ -6,6 +6,7 @@
 pub mod analytics;
 mod public;
 mod segments;
+mod tickets;
 
 use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -49,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .merge(analytics::router())
         .merge(segments::router())
+        .merge(tickets::router())
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
         .fallback(page_not_found)
@@ -82,6 +84,11 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("segments.html", include_str!("../../templates/segments.html")),
         ("segment_preview.html", include_str!("../../templates/segment_preview.html")),
         ("public_confirm.html", include_str!("../../templates/public_confirm.html")),
+        ("tickets.html", include_str!("../../templates/tickets.html")),
+        ("ticket.html", include_str!("../../templates/ticket.html")),
+        ("ticket_new.html", include_str!("../../templates/ticket_new.html")),
+        ("notifications.html", include_str!("../../templates/notifications.html")),
+        ("service.html", include_str!("../../templates/service.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
@@ -351,7 +358,13 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         }
         found
     };
-    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates })
+    let open_tickets = state
+        .store
+        .tickets(&user.actor, &patron_store::tickets::TicketFilter { customer_id: Some(id), status: Some("open".into()), ..Default::default() }, patron_store::tickets::TicketSort::Due, None, 20)
+        .await?
+        .items;
+    let policy = state.store.customer_policy(id).await?;
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy })
 }
 
 #[derive(Deserialize)]
@@ -642,6 +655,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
         "public.css" => (include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
         "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
+        "service.js" => (include_bytes!("../../assets/service.js"), "text/javascript; charset=utf-8"),
         "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
         "echarts.LICENSE" => (include_bytes!("../../assets/echarts.LICENSE"), "text/plain; charset=utf-8"),
         "echarts.min.js" => {
