@@ -128,6 +128,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("kind_contacts", "企业联系人", "Organisation contacts"),
     ("kind_orders", "订单", "Orders"),
     ("kind_interactions", "互动", "Interactions"),
+    ("kind_tickets", "工单（历史）", "Tickets (history)"),
     ("file", "文件（CSV 或 JSON Lines，UTF-8 或 GB18030）", "File (CSV or JSON lines, UTF-8 or GB18030)"),
     ("skip_invalid", "跳过无效行，导入其余有效行", "Skip invalid rows and load the valid ones"),
     ("dry_run", "仅校验，不写入", "Validate only, write nothing"),

@@ -3,7 +3,7 @@
 //! On Citus a unique constraint must include the distribution column, so `UNIQUE (external_id)`
 //! cannot stay on tables distributed by customer. Each external id instead has a row in a key
 //! table distributed by the id itself (`customer_keys`, `order_keys`, `interaction_keys`,
-//! `contact_keys`), written in the same transaction as the row it names: a second customer,
+//! `contact_keys`, `ticket_keys`), written in the same transaction as the row it names: a second customer,
 //! order, interaction or contact with the same id fails on the key's primary key, on any
 //! engine. Looking an id up there is a single-shard read. On SQLite the key tables are views
 //! over the rows (which keep their own UNIQUE constraints) and writing to them does nothing.
@@ -29,6 +29,8 @@ pub(crate) const CUSTOMERS: KeyTable = KeyTable { table: "customer_keys", row: N
 pub(crate) const ORDERS: KeyTable = KeyTable { table: "order_keys", row: Some("order_id"), rows: Some("orders"), what: "order" };
 /// Interactions' external ids.
 pub(crate) const INTERACTIONS: KeyTable = KeyTable { table: "interaction_keys", row: Some("interaction_id"), rows: Some("interactions"), what: "interaction" };
+/// Tickets' external ids (history imported from another helpdesk).
+pub(crate) const TICKETS: KeyTable = KeyTable { table: "ticket_keys", row: Some("ticket_id"), rows: Some("tickets"), what: "ticket" };
 /// Contact people's external ids.
 pub(crate) const CONTACTS: KeyTable = KeyTable { table: "contact_keys", row: Some("contact_id"), rows: Some("contacts"), what: "contact" };
 

@@ -378,3 +378,60 @@ test_both!(policies_calendar_and_bad_input, |db: TestDb| async move {
     assert!(kpis.agents.is_empty(), "no assigned tickets");
     assert!(parse_month("2026-13").is_err());
 });
+
+test_both!(ticket_history_imports_with_its_breaches_idempotently, |db: TestDb| async move {
+    use patron_store::import::{ImportKind, ImportOptions};
+    let s = &db.store;
+    let a = admin();
+    s.create_user("zhang@example.com", "张", Role::Agent, None).await.unwrap();
+    let customers = "customer_id,name\nK1,甲\nK2,乙\n";
+    async fn load(s: &Store, kind: ImportKind, text: &str, skip: bool) -> patron_store::import::ImportReport {
+        let mut o = ImportOptions::new(kind, "t.csv");
+        o.skip_invalid = skip;
+        s.import(&Actor::cli(), Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), &o, &|_| {}).await.unwrap()
+    }
+    assert!(load(s, ImportKind::Customers, customers, false).await.committed);
+    // Opened Monday 2026-06-01 09:00 in Shanghai: the default tier answers within 480 working
+    // minutes (17:00) and resolves within 1,620 (Wednesday 18:00).
+    let tickets = "工单编号,客户编号,类型,渠道,主题,分类,根本原因,状态,创建时间,首次响应时间,解决时间,负责人\n\
+T1,K1,投诉,电话,上菜慢,上菜慢,上菜慢,已关闭,2026-06-01 09:00,2026-06-01 10:00,2026-06-02 12:00,zhang@example.com\n\
+T2,K2,complaint,store,菜凉了,菜品质量,,resolved,2026-06-01 09:00,2026-06-02 09:30,2026-06-05 12:00,\n\
+T3,K1,inquiry,web,营业时间,,,,2026-06-01 09:00,,,\n\
+T4,NOBODY,praise,store,好,,,,2026-06-01 09:00,,,\n\
+T5,K1,rant,store,x,,,,2026-06-01 09:00,,,\n\
+T6,K2,complaint,store,x,,,resolved,2026-06-01 09:00,,,\n\
+T7,K2,complaint,store,x,,,,2026-06-01 09:00,2026-05-30 09:00,,\n";
+    let r = load(s, ImportKind::Tickets, tickets, false).await;
+    assert!(!r.committed);
+    let mut rows: Vec<(u64, String)> = r.rejections.iter().map(|x| (x.row, x.column.clone())).collect();
+    rows.sort();
+    assert_eq!(rows, [(5, "客户编号".to_owned()), (6, "类型".into()), (7, "解决时间".into()), (8, "首次响应时间".into())], "{:#?}", r.rejections);
+    let r = load(s, ImportKind::Tickets, tickets, true).await;
+    assert_eq!((r.committed, r.created), (true, 3), "{:?}", r.rejections);
+    let all = s.tickets(&a, &TicketFilter::default(), TicketSort::Newest, None, 10).await.unwrap().items;
+    let by_subject = |subj: &str| all.iter().find(|t| t.subject == subj).unwrap().clone();
+    let t1 = by_subject("上菜慢");
+    assert_eq!((t1.status.as_str(), t1.confirmed_by.as_deref(), t1.sla.first_response, t1.sla.resolution), ("confirmed", Some("import"), SlaState::Met, SlaState::Met));
+    assert_eq!(t1.resolution_due_at, sh(6, 3, 18, 0));
+    let t2 = by_subject("菜凉了");
+    assert_eq!((t2.sla.first_response, t2.sla.resolution), (SlaState::Breached, SlaState::Breached));
+    assert_eq!(t2.breaches.iter().map(|b| b.at).collect::<Vec<_>>(), [sh(6, 1, 17, 0), sh(6, 3, 18, 0)], "dated at the due times");
+    assert_eq!(by_subject("营业时间").status, "new");
+    // Again: nothing new, nothing changed; then a change updates in place.
+    let again = load(s, ImportKind::Tickets, tickets, true).await;
+    assert_eq!((again.created, again.updated), (0, 0));
+    let changed = "ticket_id,customer_id,kind,subject,status,opened_at,resolved_at\nT3,K1,inquiry,营业时间,resolved,2026-06-01 09:00,2026-06-01 11:00\n";
+    let r = load(s, ImportKind::Tickets, changed, false).await;
+    assert_eq!((r.created, r.updated), (0, 1));
+    assert_eq!(s.tickets(&a, &TicketFilter { status: Some("resolved".into()), ..Default::default() }, TicketSort::Newest, None, 10).await.unwrap().items.len(), 2);
+    // The same id for another customer is refused.
+    let moved = "ticket_id,customer_id,kind,subject,opened_at\nT3,K2,inquiry,x,2026-06-01 09:00\n";
+    let r = load(s, ImportKind::Tickets, moved, true).await;
+    assert!(r.rejections[0].reason.contains("another customer"), "{:?}", r.rejections);
+    let imported = s.events(&EventFilter { kind: Some("ticket.imported".into()), ..Default::default() }, 100).await.unwrap();
+    assert_eq!(imported.len(), 4, "three created, one updated");
+    // The Pareto reads the history.
+    let period = Period::days(&Shanghai, chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()).unwrap();
+    let p = s.pareto("complaint", period).await.unwrap();
+    assert_eq!(p.categories.iter().map(|c| (c.category.as_str(), c.count)).collect::<Vec<_>>(), [("上菜慢", 1), ("菜品质量", 1)]);
+});

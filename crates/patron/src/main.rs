@@ -105,7 +105,7 @@ enum Command {
     /// Import a CSV or JSON-lines file.
     Import {
         /// What the file holds.
-        #[arg(value_parser = ["customers", "contacts", "orders", "interactions"])]
+        #[arg(value_parser = ["customers", "contacts", "orders", "interactions", "tickets"])]
         kind: String,
         /// The file.
         file: PathBuf,

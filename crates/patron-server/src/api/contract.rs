@@ -261,7 +261,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     );
     let p = format!("{s}/ImportForm");
     merge(doc, &p, json!({ "additionalProperties": false }), problems);
-    merge(doc, &format!("{p}/properties/kind"), enumeration(&["customers", "contacts", "orders", "interactions"], false), problems);
+    merge(doc, &format!("{p}/properties/kind"), enumeration(&["customers", "contacts", "orders", "interactions", "tickets"], false), problems);
     // A form field is text: it is there or not, never null.
     merge(doc, &format!("{p}/properties/encoding"), json!({ "type": "string", "enum": ["utf-8", "gb18030"] }), problems);
     merge(doc, &format!("{p}/properties/skip_invalid"), json!({ "type": "boolean" }), problems);

@@ -126,7 +126,7 @@ pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(Im
             other => return Err(bad(other, format!("unknown form field {other:?}"))),
         }
     }
-    let kind = kind.ok_or_else(|| bad("kind", "kind is required (customers, contacts, orders or interactions)".into()))?;
+    let kind = kind.ok_or_else(|| bad("kind", "kind is required (customers, contacts, orders, interactions or tickets)".into()))?;
     let (file_name, bytes) = file.ok_or_else(|| bad("file", "file is required".into()))?;
     let mut opts = ImportOptions::new(kind, file_name);
     opts.encoding = encoding;

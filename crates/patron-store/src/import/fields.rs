@@ -145,6 +145,44 @@ pub mod interaction {
     ];
 }
 
+/// tickets.csv (history from another helpdesk)
+pub mod ticket {
+    use super::{f, FieldSpec};
+    pub const EXTERNAL_ID: usize = 0;
+    pub const CUSTOMER_ID: usize = 1;
+    pub const KIND: usize = 2;
+    pub const CHANNEL: usize = 3;
+    pub const SUBJECT: usize = 4;
+    pub const BODY: usize = 5;
+    pub const CATEGORY: usize = 6;
+    pub const ROOT_CAUSE: usize = 7;
+    pub const STATUS: usize = 8;
+    pub const OPENED_AT: usize = 9;
+    pub const FIRST_RESPONSE_AT: usize = 10;
+    pub const RESOLVED_AT: usize = 11;
+    pub const CONFIRMED_AT: usize = 12;
+    pub const ASSIGNEE: usize = 13;
+    pub const STORE: usize = 14;
+    /// The fields.
+    pub static SPEC: [FieldSpec; 15] = [
+        f("ticket_id", &["工单编号", "工单号", "external_id"], true),
+        f("customer_id", &["客户编号", "客户id", "会员编号"], true),
+        f("kind", &["类型", "工单类型"], true),
+        f("channel", &["渠道", "来源"], false),
+        f("subject", &["主题", "标题"], true),
+        f("body", &["内容", "描述", "问题描述"], false),
+        f("category", &["分类", "问题分类"], false),
+        f("root_cause", &["根本原因", "原因"], false),
+        f("status", &["状态"], false),
+        f("opened_at", &["创建时间", "提交时间", "时间"], true),
+        f("first_response_at", &["首次响应时间", "响应时间"], false),
+        f("resolved_at", &["解决时间"], false),
+        f("confirmed_at", &["确认时间", "关闭时间"], false),
+        f("assignee", &["负责人", "处理人"], false),
+        f("store", &["门店"], false),
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod bulk;
 mod fields;
 pub mod order_file;
 mod order_load;
+mod ticket_load;
 mod source;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,8 @@ pub enum ImportKind {
     Orders,
     /// interactions.csv
     Interactions,
+    /// tickets.csv (history from another helpdesk)
+    Tickets,
 }
 
 impl std::str::FromStr for ImportKind {
@@ -51,7 +54,8 @@ impl std::str::FromStr for ImportKind {
             "contacts" => Ok(ImportKind::Contacts),
             "orders" => Ok(ImportKind::Orders),
             "interactions" => Ok(ImportKind::Interactions),
-            _ => Err(StoreError::invalid("kind", format!("kind must be customers, contacts, orders or interactions, not {s:?}"))),
+            "tickets" => Ok(ImportKind::Tickets),
+            _ => Err(StoreError::invalid("kind", format!("kind must be customers, contacts, orders, interactions or tickets, not {s:?}"))),
         }
     }
 }
@@ -64,6 +68,7 @@ impl ImportKind {
             ImportKind::Contacts => "contacts",
             ImportKind::Orders => "orders",
             ImportKind::Interactions => "interactions",
+            ImportKind::Tickets => "tickets",
         }
     }
 
@@ -74,6 +79,7 @@ impl ImportKind {
             ImportKind::Contacts => &fields::contact::SPEC,
             ImportKind::Orders => &fields::order::SPEC,
             ImportKind::Interactions => &fields::interaction::SPEC,
+            ImportKind::Tickets => &fields::ticket::SPEC,
         }
     }
 }
@@ -462,6 +468,10 @@ impl Loader {
             ImportKind::Orders => ORDER_STAGE.create(tx).await?,
             ImportKind::Interactions => INTERACTION_STAGE.create(tx).await?,
             ImportKind::Contacts => {}
+            ImportKind::Tickets => {
+                let users: Vec<(String, i64)> = tx.fetch_all(query("SELECT email, id FROM users")).await?;
+                self.owners = users.into_iter().collect();
+            }
         }
         Ok(())
     }
@@ -511,6 +521,7 @@ impl Loader {
             // Orders stream through `load_order_file`.
             ImportKind::Orders => Err(StoreError::Internal("orders are not loaded in batches".into())),
             ImportKind::Interactions => self.load_interactions(tx, batch, rej, counts).await,
+            ImportKind::Tickets => self.load_tickets(tx, batch, rej, counts).await,
         }
     }
 
@@ -532,7 +543,7 @@ impl Loader {
                 Ok(())
             }
             ImportKind::Interactions => INTERACTION_STAGE.drop_table(tx).await,
-            ImportKind::Contacts => Ok(()),
+            ImportKind::Contacts | ImportKind::Tickets => Ok(()),
         }
     }
 
