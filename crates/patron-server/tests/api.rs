@@ -316,6 +316,19 @@ test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     // An agent's new customer joins their portfolio.
     let (s, c) = json_of(app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"新客"})).send().await.unwrap()).await;
     assert_eq!((s, c["owner"]["id"].as_i64()), (201, Some(a.id)));
+    // A referrer outside the portfolio is refused exactly like a missing one (the 360 would
+    // show its name; 422 against 200 would tell which ids exist).
+    let patch = |r: i64| json!({"referrer_id": r});
+    let (s1, e1) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&patch(theirs["id"].as_i64().unwrap())).send().await.unwrap()).await;
+    let (s2, e2) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&patch(987_654)).send().await.unwrap()).await;
+    assert_eq!((s1, error_code(&e1)), (s2, error_code(&e2)), "{e1} {e2}");
+    assert_eq!((s1, e1["error"]["message"].clone()), (422, e2["error"]["message"].clone()));
+    let (s, e) = json_of(app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"x","referrer_id": theirs["id"]})).send().await.unwrap()).await;
+    assert_eq!((s, error_code(&e).as_str()), (422, "unknown_reference"));
+    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"referrer_id": c["id"]})).send().await.unwrap()).await;
+    assert_eq!(s, 200, "a customer of their own may refer");
+    let (_, v) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
+    assert_eq!(v["customer"]["referrer"]["name"], "新客");
 });
 
 test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {

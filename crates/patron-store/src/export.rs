@@ -7,6 +7,25 @@ use crate::db::query;
 use crate::users::Actor;
 use crate::{Result, Store, StoreError};
 
+/// A value as a spreadsheet may show it without running it: one that starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return (a formula to Excel and LibreOffice: CSV injection) gets a
+/// leading apostrophe, as OWASP recommends. The importer takes such an apostrophe off again, so
+/// an export re-imports unchanged.
+pub fn spreadsheet_safe(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => std::borrow::Cow::Owned(format!("'{v}")),
+        _ => std::borrow::Cow::Borrowed(v),
+    }
+}
+
+/// The value a spreadsheet-safe export wrote ([`spreadsheet_safe`]), as it was.
+pub fn from_spreadsheet_safe(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => v,
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct ExportRow {
     id: i64,
@@ -33,7 +52,9 @@ pub const CUSTOMER_HEADER: [&str; 16] = [
 impl Store {
     /// Writes every customer matching `filter` as CSV; returns the number of rows. Customers
     /// without an external id are exported with `P<id>` so the file re-imports without clashes.
-    pub async fn export_customers<W: Write>(&self, actor: &Actor, filter: &CustomerFilter, out: W) -> Result<u64> {
+    /// Values a spreadsheet would run as a formula are neutralised ([`spreadsheet_safe`]) unless
+    /// `raw` (for machines reading the file).
+    pub async fn export_customers<W: Write>(&self, actor: &Actor, filter: &CustomerFilter, out: W, raw: bool) -> Result<u64> {
         let io = |e: csv::Error| StoreError::Io(std::io::Error::other(e));
         let mut w = csv::Writer::from_writer(out);
         w.write_record(CUSTOMER_HEADER).map_err(io)?;
@@ -46,7 +67,7 @@ impl Store {
                 break;
             }
             let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
-            n += self.write_customer_rows(&mut w, &ids).await?;
+            n += self.write_customer_rows(&mut w, &ids, raw).await?;
             after = *ids.last().unwrap_or(&after);
             if page.next_cursor.is_none() {
                 break;
@@ -59,7 +80,7 @@ impl Store {
 
     /// Writes the customers `ids` (at most a few thousand; one statement per table) as CSV rows in
     /// the import format, in id order; returns the number written. Shared by every export.
-    pub(crate) async fn write_customer_rows<W: Write>(&self, w: &mut csv::Writer<W>, ids: &[i64]) -> Result<u64> {
+    pub(crate) async fn write_customer_rows<W: Write>(&self, w: &mut csv::Writer<W>, ids: &[i64], raw: bool) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -101,7 +122,8 @@ impl Store {
                 consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
             };
             let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
-            w.write_record([
+            let referrer = r.referrer_id.and_then(|id| referrer_ids.get(&id).cloned().flatten());
+            let record = [
                 ext.as_str(),
                 &r.kind,
                 &r.name,
@@ -113,13 +135,17 @@ impl Store {
                 r.city.as_deref().unwrap_or(""),
                 &t.join(";"),
                 r.owner_email.as_deref().unwrap_or(""),
-                r.referrer_id.and_then(|id| referrer_ids.get(&id).cloned().flatten()).as_deref().unwrap_or(""),
+                referrer.as_deref().unwrap_or(""),
                 &consent("sms"),
                 &consent("email"),
                 &consent("wechat"),
                 &r.created_at.to_rfc3339(),
-            ])
-            .map_err(io)?;
+            ];
+            if raw {
+                w.write_record(record).map_err(io)?;
+            } else {
+                w.write_record(record.iter().map(|v| spreadsheet_safe(v).into_owned())).map_err(io)?;
+            }
             n += 1;
         }
         Ok(n)
@@ -134,4 +160,22 @@ fn cursor_after(id: i64) -> Option<String> {
         i: i64,
     }
     (id > 0).then(|| crate::page::encode_cursor(&C { s: "id", v: None, i: id }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_read_back() {
+        for v in ["=HYPERLINK(\"http://x\")", "+86", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            let safe = spreadsheet_safe(v);
+            assert!(safe.starts_with('\''), "{v}");
+            assert_eq!(from_spreadsheet_safe(&safe), v);
+        }
+        for v in ["王伟", "", "'quoted'", "a=b"] {
+            assert_eq!(spreadsheet_safe(v), v);
+            assert_eq!(from_spreadsheet_safe(v), v);
+        }
+    }
 }

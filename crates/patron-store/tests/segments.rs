@@ -772,7 +772,7 @@ test_both!(errors_are_invalid_rule_with_a_position, |db: TestDb| async move {
         }
     }
     assert!(matches!(s.segment_preview(&cli, "x >", 10).await, Err(StoreError::Invalid { .. })));
-    assert!(matches!(s.export_segment(&cli, "x >", Vec::new()).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.export_segment(&cli, "x >", Vec::new(), false).await, Err(StoreError::Invalid { .. })));
     assert!(matches!(s.segment_customer_ids(&cli, "(", ).await, Err(StoreError::Invalid { .. })));
 });
 
@@ -815,9 +815,9 @@ test_both!(export_writes_the_import_format, |db: TestDb| async move {
     let s = &db.store;
     let (fx, users) = load(&db).await;
     let mut seg = Vec::new();
-    let n = s.export_segment(&Actor::cli(), r#"tag = "vip""#, &mut seg).await.unwrap();
+    let n = s.export_segment(&Actor::cli(), r#"tag = "vip""#, &mut seg, false).await.unwrap();
     let mut plain = Vec::new();
-    let m = s.export_customers(&Actor::cli(), &CustomerFilter { tag: Some("vip".into()), ..Default::default() }, &mut plain).await.unwrap();
+    let m = s.export_customers(&Actor::cli(), &CustomerFilter { tag: Some("vip".into()), ..Default::default() }, &mut plain, false).await.unwrap();
     assert_eq!((n, String::from_utf8(seg.clone()).unwrap()), (m, String::from_utf8(plain).unwrap()), "same file as the customer export");
     let mut r = csv::Reader::from_reader(seg.as_slice());
     assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), patron_store::export::CUSTOMER_HEADER.to_vec());
@@ -826,7 +826,7 @@ test_both!(export_writes_the_import_format, |db: TestDb| async move {
     assert!(n > 0);
     // Agents export their own portfolio; the export is audited.
     let mut mine = Vec::new();
-    let k = s.export_segment(&Actor::user(&users[0]), "order_count >= 0", &mut mine).await.unwrap();
+    let k = s.export_segment(&Actor::user(&users[0]), "order_count >= 0", &mut mine, false).await.unwrap();
     assert_eq!(k as usize, expected("order_count >= 0", &fx, &users, Some(0)).len());
     let audit = s.audit_entries(10, Some("segment"), None).await.unwrap();
     assert!(audit.iter().any(|a| a.action == "export" && a.detail.as_deref() == Some(&format!("rows={k}"))));

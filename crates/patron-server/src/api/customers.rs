@@ -142,6 +142,7 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input
         }
         input.owner_id = actor.user_id;
     }
+    check_referrer_visible(&state, &actor, input.referrer_id).await?;
     let c = state.store.create_customer(&actor, input).await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
@@ -175,7 +176,19 @@ pub async fn patch(State(state): State<AppState>, Auth(actor): Auth, Path(id): P
     if actor.role == Role::Agent && p.owner_id.is_some() {
         return Err(ApiError::forbidden("change a customer's owner"));
     }
+    check_referrer_visible(&state, &actor, p.referrer_id.flatten()).await?;
     Ok(Json(state.store.update_customer(&actor, id, p).await?))
+}
+
+/// A referrer the caller may not see is refused exactly like one that does not exist: an agent
+/// could otherwise read any customer's name off its own customer's 360, or tell which ids exist.
+async fn check_referrer_visible(state: &AppState, actor: &patron_store::users::Actor, referrer: Option<i64>) -> ApiResult<()> {
+    match referrer {
+        Some(r) if actor.role == Role::Agent && check_customer_access(state, actor, r).await.is_err() => {
+            Err(patron_store::StoreError::Reference(format!("referrer_id: customer {r} is not visible to this caller")).into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Deletes a customer (soft: hidden, every record kept).

@@ -215,9 +215,9 @@ pub fn export_file_name(key: &str) -> String {
 }
 
 /// Writes a rule's members as customer CSV (the import format) into a download response.
-pub async fn csv_response(state: &AppState, actor: &Actor, rule: &str, file_name: &str) -> ApiResult<Response> {
+pub async fn csv_response(state: &AppState, actor: &Actor, rule: &str, file_name: &str, raw: bool) -> ApiResult<Response> {
     let mut body = Vec::new();
-    state.store.export_segment(actor, rule, &mut body).await?;
+    state.store.export_segment(actor, rule, &mut body, raw).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"segment.csv\""));
     Ok((
@@ -227,15 +227,26 @@ pub async fn csv_response(state: &AppState, actor: &Actor, rule: &str, file_name
         .into_response())
 }
 
+/// How to write an export.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Values as stored, for machines: without it, a value that starts with `=`, `+`, `-`, `@`, a
+    /// tab or a carriage return gets a leading apostrophe so a spreadsheet does not run it as a
+    /// formula (the importer takes the apostrophe off again).
+    pub raw: Option<bool>,
+}
+
 /// The segment's members as customer CSV in the import format (header + one row per member),
 /// with full contact details: managers and admins only; audited.
-#[utoipa::path(get, path = "/api/v1/segments/{key}/export", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key")),
+#[utoipa::path(get, path = "/api/v1/segments/{key}/export", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key"), ExportParams),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn export(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>) -> ApiResult<Response> {
+pub async fn export(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, crate::error::Query(p): crate::error::Query<ExportParams>) -> ApiResult<Response> {
     // The file carries unmasked mobiles and emails, so it is for the roles that run campaigns.
     require(&actor, Role::Manager, "export segments")?;
     let segment = state.store.segment(&key).await?;
-    csv_response(&state, &actor, &segment.rule, &export_file_name(&segment.key)).await
+    csv_response(&state, &actor, &segment.rule, &export_file_name(&segment.key), p.raw.unwrap_or(false)).await
 }
 
 #[cfg(test)]

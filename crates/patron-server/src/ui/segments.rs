@@ -265,7 +265,7 @@ async fn export(State(state): State<AppState>, user: UiUser, Query(q): Query<Exp
         (None, Some(rule)) => (rule, "segment.csv".to_owned()),
         (None, None) => return error_page(&state, &user, ApiError::bad_request("rule", "choose a segment or write a rule")),
     };
-    match csv_response(&state, &user.actor, &rule, &file).await {
+    match csv_response(&state, &user.actor, &rule, &file, false).await {
         Ok(r) => r,
         Err(e) => error_page(&state, &user, e),
     }

@@ -171,8 +171,12 @@ impl Encoding {
         }
     }
 
-    /// The text of `bytes` in this encoding; `Err` with a reason when they are not.
+    /// The text of `bytes` in this encoding; `Err` with a reason when they are not, or when they
+    /// hold NUL (which PostgreSQL's text cannot store, so no engine takes it).
     pub(crate) fn decode_field<'a>(self, bytes: &'a [u8]) -> std::result::Result<std::borrow::Cow<'a, str>, String> {
+        if bytes.contains(&0) {
+            return Err("contains a NUL character (U+0000)".into());
+        }
         match self {
             Encoding::Utf8 => std::str::from_utf8(bytes).map(std::borrow::Cow::Borrowed).map_err(|e| {
                 let at = e.valid_up_to();
@@ -303,7 +307,8 @@ impl Columns {
         let mut values = vec![None; self.fields];
         let mut attributes = Vec::new();
         for (target, cell) in self.targets.iter().zip(cells) {
-            let Some(v) = cell.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()) else { continue };
+            // An apostrophe patron's export put before a would-be formula comes off again.
+            let Some(v) = cell.map(|c| crate::export::from_spreadsheet_safe(c.trim()).to_owned()).filter(|c| !c.is_empty()) else { continue };
             match target {
                 Target::Field(i) => values[*i] = Some(v),
                 Target::Attribute(name) => attributes.push((name.clone(), v)),
@@ -540,6 +545,7 @@ mod tests {
         assert!(err.starts_with("not valid UTF-8") && err.ends_with("byte 0xFF at position 4"), "{err}");
         assert_eq!(Encoding::Gb18030.decode_field(&gb("欧阳锋")).unwrap(), "欧阳锋");
         assert!(Encoding::Gb18030.decode_field(b"\xc5\xb7\xff").unwrap_err().starts_with("not valid GB18030"));
+        assert!(Encoding::Utf8.decode_field(b"a\0b").unwrap_err().contains("NUL"));
     }
 
     fn read_all(bytes: &[u8], format: Format) -> Vec<std::result::Result<Vec<Option<String>>, Rejection>> {

@@ -405,15 +405,16 @@ impl Store {
     }
 
     /// Writes a segment's members as customer CSV in the import format (as
-    /// [`Store::export_customers`]); returns the number of rows. Audited with the row count.
-    pub async fn export_segment<W: Write>(&self, actor: &Actor, rule: &str, out: W) -> Result<u64> {
+    /// [`Store::export_customers`], formulas neutralised unless `raw`); returns the number of
+    /// rows. Audited with the row count.
+    pub async fn export_segment<W: Write>(&self, actor: &Actor, rule: &str, out: W, raw: bool) -> Result<u64> {
         // Members are fixed first so the file is one consistent list even as data changes.
         let ids = self.segment_customer_ids(actor, rule).await?;
         let mut w = csv::Writer::from_writer(out);
         w.write_record(crate::export::CUSTOMER_HEADER).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let mut n = 0u64;
         for chunk in ids.chunks(1000) {
-            n += self.write_customer_rows(&mut w, chunk).await?;
+            n += self.write_customer_rows(&mut w, chunk, raw).await?;
         }
         w.flush()?;
         self.audit(&actor.key, "export", "segment", None, Some(format!("rows={n}"))).await?;
