@@ -77,11 +77,25 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router(&state).layer(json_limit))
         .merge(ui::router(&state))
         .layer(axum::middleware::from_fn(error::limits))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), common_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // Method and path only: query strings may hold search terms (names, mobiles).
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
         .with_state(state)
+}
+
+/// Headers every response carries: no content sniffing (API and UI alike), and behind HTTPS
+/// (`--secure-cookies`) Strict-Transport-Security so browsers keep to it.
+async fn common_headers(axum::extract::State(state): axum::extract::State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if state.config.secure_cookies {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    res
 }
 
 /// Serves `app` on `listener` until ctrl-c / SIGTERM.

@@ -444,6 +444,8 @@ impl Db {
                 .busy_timeout(Duration::from_secs(30))
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
+                // After a checkpoint the log is cut back to this size rather than kept at its peak.
+                .pragma("journal_size_limit", "67108864")
                 // Statements carry customer data in their text (multi-row inserts); never log them.
                 .disable_statement_logging();
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -518,6 +520,15 @@ impl Db {
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
         let _: (i64,) = self.reader().fetch_one(query("SELECT CAST(1 AS BIGINT)")).await?;
+        Ok(())
+    }
+
+    /// SQLite: moves the write-ahead log into the database and truncates it (after bulk work,
+    /// whose log would otherwise stay as large as the write). Nothing on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if let Db::Sqlite(p) = self {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
+        }
         Ok(())
     }
 
