@@ -290,6 +290,8 @@ impl Store {
     }
 
     async fn attach_lines(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
+        /// order_id, then an [`OrderLine`]'s columns.
+        type LineOfOrder = (i64, i64, Option<String>, Option<String>, i64, i64, bool);
         // The lines of one customer's orders in one query: a query per order made the ten latest
         // orders of a 360 ten round trips (each a hop to a worker on Citus).
         let mut customers: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
@@ -298,7 +300,7 @@ impl Store {
         let mut lines: std::collections::HashMap<(i64, i64), Vec<OrderLine>> = std::collections::HashMap::new();
         for customer_id in customers {
             let ids = serde_json::Value::Array(rows.iter().filter(|r| r.customer_id == customer_id).map(|r| r.id.into()).collect());
-            let found: Vec<(i64, i64, Option<String>, Option<String>, i64, i64, bool)> = self
+            let found: Vec<LineOfOrder> = self
                 .db
                 .reader()
                 .fetch_all(
