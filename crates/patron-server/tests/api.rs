@@ -439,3 +439,16 @@ test_both!(personal_data_export_and_erasure_over_http, |db: TestDb| async move {
     let (s, _) = app.get("/api/v1/customers/abc/personal-data").await;
     assert_eq!(s, 400);
 });
+
+test_both!(responses_say_nosniff_and_https_servers_hsts, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    for path in ["/healthz", "/api/v1/customers", "/api/v1/nothing", "/ui/login"] {
+        let r = app.req(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+        assert!(r.headers().get("strict-transport-security").is_none(), "not without HTTPS: {path}");
+    }
+    let secure = patron_store::testing::test_db(app.db.store.db.engine()).await;
+    let https = common::spawn_app_with(secure, patron_server::ServerConfig { secure_cookies: true, ..Default::default() }).await;
+    let r = https.req(Method::GET, "/api/v1/customers").send().await.unwrap();
+    assert_eq!(r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap()), Some("max-age=31536000; includeSubDomains"));
+});

@@ -394,6 +394,22 @@ test_both!(exports_do_not_carry_spreadsheet_formulas, |db: TestDb| async move {
     assert!(String::from_utf8(raw).unwrap().contains(",@上海,"), "raw keeps the values as stored");
 });
 
+test_both!(a_bulk_import_leaves_no_large_write_ahead_log, |db: TestDb| async move {
+    let s = &db.store;
+    let mut file = String::from("customer_id,name,city\n");
+    for i in 0..12_000 {
+        file.push_str(&format!("B{i:05},客户{i},上海市浦东新区某某路某某号\n"));
+    }
+    let r = import(s, ImportKind::Customers, "big.csv", file.into_bytes(), |_| {}).await;
+    assert_eq!(r.created, 12_000);
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let wal = std::fs::metadata(format!("{path}-wal")).map(|m| m.len()).unwrap_or(0);
+        let main = std::fs::metadata(path).unwrap().len();
+        assert!(wal < main / 4, "the log is checkpointed and truncated after the import: wal {wal} B, database {main} B");
+    }
+    assert_eq!(count(s, "customers").await, 12_000);
+});
+
 test_both!(users_tokens_and_sessions, |db: TestDb| async move {
     let s = &db.store;
     let u = s.create_user("Admin@Example.com", "Admin", Role::Admin, Some("a long password")).await.unwrap();

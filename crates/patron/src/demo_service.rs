@@ -50,7 +50,7 @@ pub struct DemoService {
 
 /// Opens and works `n` tickets over the year before `now`, in time order.
 pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Result<DemoService> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5e41_ce);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x005e_41ce);
     let cli = Actor::cli();
     // A service manager the account managers report to: breaches escalate to them.
     let boss = match store.user_by_email("service@demo.patron.local").await? {

@@ -27,10 +27,15 @@ pub struct TestApp {
 
 /// Starts the server over `db` and waits until `/healthz` answers.
 pub async fn spawn_app(db: TestDb) -> TestApp {
+    spawn_app_with(db, ServerConfig { max_upload_bytes: 20 * 1024 * 1024, ..Default::default() }).await
+}
+
+/// [`spawn_app`] with server settings of the test's own.
+pub async fn spawn_app_with(db: TestDb, config: ServerConfig) -> TestApp {
     let (_, admin_token) = db.store.create_token("test-admin", Role::Admin, None).await.expect("admin token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
-    let state = AppState::new(db.store.clone(), ServerConfig { max_upload_bytes: 20 * 1024 * 1024, ..Default::default() });
+    let state = AppState::new(db.store.clone(), config);
     tokio::spawn(async move {
         let _ = patron_server::serve(listener, state).await;
     });
