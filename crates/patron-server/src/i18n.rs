@@ -148,6 +148,8 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("error", "出错了", "Something went wrong"),
     ("back", "返回", "Back"),
     ("tickets", "工单", "Tickets"),
+    ("login_throttled", "登录尝试过多，已暂停。请稍后再试：", "Too many login attempts; logins are paused. Try again in"),
+    ("minutes", "分钟", "minutes"),
     ("service", "服务", "Service"),
     ("notifications", "通知", "Notifications"),
     ("no_notifications", "没有通知。", "No notifications."),

@@ -60,13 +60,15 @@ pub struct AppState {
     pub templates: Arc<minijinja::Environment<'static>>,
     /// The rate limit of the endpoints customers reach without a login.
     pub limiter: Arc<ratelimit::RateLimiter>,
+    /// Failed logins per address and per account.
+    pub logins: Arc<ratelimit::LoginThrottle>,
 }
 
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let templates = Arc::new(ui::templates(store.config.business_tz));
-        AppState { store, config: Arc::new(config), templates, limiter: Arc::new(ratelimit::RateLimiter::default()) }
+        AppState { store, config: Arc::new(config), templates, limiter: Arc::new(ratelimit::RateLimiter::default()), logins: Arc::new(ratelimit::LoginThrottle::default()) }
     }
 }
 

@@ -61,10 +61,73 @@ impl Default for RateLimiter {
     }
 }
 
+/// Failed logins per account: after [`LOCK_AFTER`] failures in a row the account is locked for a
+/// while that doubles with each further lock (1, 2, 4 … up to 60 minutes); the right password
+/// does not get in while it is locked. Together with a per-address bucket on the login form,
+/// guessing stops being cheap. Kept in memory, per server.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    /// Attempts per address.
+    pub by_address: RateLimiter,
+    accounts: Mutex<HashMap<String, Account>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Account {
+    failures: u32,
+    locks: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Failures in a row that lock an account.
+pub const LOCK_AFTER: u32 = 5;
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        LoginThrottle { by_address: RateLimiter::new(10, 10), accounts: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl LoginThrottle {
+    /// How long `email` stays locked from `now`, if it is.
+    pub fn locked(&self, email: &str, now: Instant) -> Option<Duration> {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.get(&email.trim().to_lowercase()).and_then(|a| a.locked_until).filter(|u| *u > now).map(|u| u - now)
+    }
+
+    /// Records a failed login; returns the lock it starts, if it starts one.
+    pub fn failed(&self, email: &str, now: Instant) -> Option<Duration> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts.len() > 100_000 {
+            accounts.retain(|_, a| a.locked_until.is_some_and(|u| u > now));
+        }
+        let a = accounts.entry(email.trim().to_lowercase()).or_default();
+        a.failures += 1;
+        if a.failures < LOCK_AFTER {
+            return None;
+        }
+        a.failures = 0;
+        let minutes = (1u64 << a.locks.min(6)).min(60);
+        a.locks += 1;
+        let lock = Duration::from_secs(minutes * 60);
+        a.locked_until = Some(now + lock);
+        Some(lock)
+    }
+
+    /// A successful login forgets the failures.
+    pub fn succeeded(&self, email: &str) {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner()).remove(&email.trim().to_lowercase());
+    }
+}
+
+/// The client address of a request (the connection's peer).
+pub fn client_ip(req: &Request) -> IpAddr {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
 /// Middleware for the link endpoints: 429 once the address's bucket is empty.
 pub async fn limit_links(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if state.limiter.allow(ip, Instant::now()) {
+    if state.limiter.allow(client_ip(&req), Instant::now()) {
         next.run(req).await
     } else {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests from your address; try again in a minute").into_response()
@@ -74,6 +137,27 @@ pub async fn limit_links(State(state): State<AppState>, req: Request, next: Next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_lock_after_failures_for_longer_each_time() {
+        let t = LoginThrottle::default();
+        let t0 = Instant::now();
+        for _ in 0..LOCK_AFTER - 1 {
+            assert_eq!(t.failed("A@x.com", t0), None);
+        }
+        assert_eq!(t.locked("a@x.com", t0), None);
+        assert_eq!(t.failed("a@x.com", t0), Some(Duration::from_secs(60)), "the fifth failure locks, case-insensitively");
+        assert!(t.locked("a@x.com", t0 + Duration::from_secs(59)).is_some());
+        assert!(t.locked("b@x.com", t0).is_none(), "per account");
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(t.locked("a@x.com", later), None, "the lock ends");
+        for _ in 0..LOCK_AFTER - 1 {
+            t.failed("a@x.com", later);
+        }
+        assert_eq!(t.failed("a@x.com", later), Some(Duration::from_secs(120)), "and doubles next time");
+        t.succeeded("a@x.com");
+        assert_eq!(t.failed("a@x.com", later + Duration::from_secs(3600)), None, "a success forgets");
+    }
 
     #[test]
     fn buckets_empty_refill_and_are_per_address() {

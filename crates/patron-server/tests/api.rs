@@ -452,3 +452,36 @@ test_both!(responses_say_nosniff_and_https_servers_hsts, |db: TestDb| async move
     let r = https.req(Method::GET, "/api/v1/customers").send().await.unwrap();
     assert_eq!(r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap()), Some("max-age=31536000; includeSubDomains"));
 });
+
+test_both!(login_guessing_is_throttled_and_locks_the_account, |db: TestDb| async move {
+    // A probe found 30 wrong passwords in 1.2 s, then the right one worked.
+    let app = spawn_app(db).await;
+    app.db.store.create_user("boss@example.com", "店长", Role::Manager, Some("correct horse battery")).await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = |password: &'static str| {
+        let (http, url) = (http.clone(), format!("{}/ui/login", app.base));
+        async move {
+            let r = http.post(url).form(&[("email", "boss@example.com"), ("password", password)]).send().await.unwrap();
+            (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()))
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(login("wrong password").await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429], "the fifth failure locks the account");
+    let (s, retry) = login("correct horse battery").await;
+    assert_eq!((s, retry.is_some()), (429, true), "the right password does not get in while locked");
+    let audit = app.db.store.audit_entries(50, None, None).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "login_failed").count(), 5);
+    assert!(audit.iter().any(|e| e.action == "login_locked") && audit.iter().any(|e| e.action == "login_refused_locked"));
+    assert!(audit.iter().all(|e| !e.detail.as_deref().unwrap_or_default().contains("boss@")), "no email in the audit");
+    // Another account from the same address still gets its own tries, until the address runs
+    // out (10 at once): then every login from it waits.
+    let mut other = Vec::new();
+    for _ in 0..6 {
+        let r = http.post(format!("{}/ui/login", app.base)).form(&[("email", "nobody@example.com"), ("password", "x")]).send().await.unwrap();
+        other.push(r.status().as_u16());
+    }
+    assert!(other.contains(&429) && other[0] == 401, "{other:?}");
+});

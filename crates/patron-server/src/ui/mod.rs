@@ -175,17 +175,51 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, jar: CookieJar, Form(f): Form<LoginForm>) -> Response {
+/// The login page saying that logins are paused, with 429 and `Retry-After`.
+fn login_throttled(state: &AppState, lang: Lang, email: &str, wait: std::time::Duration) -> Response {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let mut res = render(state, "login.html", lang, None, context! { throttled => minutes, email });
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let lang = Lang::from_jar(&jar);
+    let now = std::time::Instant::now();
+    // Per address first (a burst of guesses at many accounts), then per account (slow guessing
+    // from many addresses): either way the password is not even checked.
+    if !state.logins.by_address.allow(peer.ip(), now) {
+        return login_throttled(&state, lang, &f.email, std::time::Duration::from_secs(60));
+    }
+    if let Some(wait) = state.logins.locked(&f.email, now) {
+        let _ = state.store.audit("anonymous", "login_refused_locked", "login", None, None).await;
+        return login_throttled(&state, lang, &f.email, wait);
+    }
     let user = match state.store.authenticate(&f.email, &f.password).await {
         Ok(Some(u)) => u,
         Ok(None) => {
+            // The audit names the account by its user id when there is one, never by the email.
+            let known = state.store.user_by_email(&f.email).await.ok().flatten().map(|u| u.id.to_string());
+            let _ = state.store.audit("anonymous", "login_failed", "user", known.clone(), None).await;
+            if let Some(lock) = state.logins.failed(&f.email, now) {
+                let _ = state.store.audit("anonymous", "login_locked", "user", known, Some(format!("minutes={}", lock.as_secs() / 60))).await;
+                return login_throttled(&state, lang, &f.email, lock);
+            }
             let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email });
             *res.status_mut() = StatusCode::UNAUTHORIZED;
             return res;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    state.logins.succeeded(&f.email);
     match state.store.create_session(&user, state.config.session_ttl).await {
         Ok((secret, _csrf)) => {
             let cookie = Cookie::build((SESSION_COOKIE, secret))
