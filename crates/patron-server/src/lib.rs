@@ -10,7 +10,6 @@ pub mod jobs;
 pub mod ratelimit;
 pub mod ui;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -30,11 +29,26 @@ pub struct ServerConfig {
     /// The address customers reach the server at, for the links they are sent
     /// (`https://crm.example.com`); without it, links use the address the request came to.
     pub public_url: Option<String>,
+    /// How long a client may take to send a request's headers (and how long a kept-alive
+    /// connection may idle before its next request).
+    pub header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: std::time::Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { session_ttl: chrono::Duration::hours(12), secure_cookies: false, max_upload_bytes: 512 * 1024 * 1024, public_url: None }
+        ServerConfig {
+            session_ttl: chrono::Duration::hours(12),
+            secure_cookies: false,
+            max_upload_bytes: 512 * 1024 * 1024,
+            public_url: None,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(300),
+            max_connections: 1024,
+        }
     }
 }
 
@@ -45,6 +59,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("secure_cookies", &self.secure_cookies)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("public_url", &self.public_url)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -79,6 +96,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router(&state).layer(json_limit))
         .merge(ui::router(&state))
         .layer(axum::middleware::from_fn(error::limits))
+        // A body that trickles in slower than this is cut off (a slowloris on the body).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_read_timeout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), common_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // Method and path only: query strings may hold search terms (names, mobiles).
@@ -100,10 +119,68 @@ async fn common_headers(axum::extract::State(state): axum::extract::State<AppSta
     res
 }
 
-/// Serves `app` on `listener` until ctrl-c / SIGTERM.
+/// Serves `app` on `listener` until ctrl-c / SIGTERM, then lets open requests finish (up to
+/// 30 s). A client that does not send its request's headers within the header-read timeout is
+/// disconnected (slowloris: half a header, or nothing, used to hold a connection for minutes),
+/// and at most `max_connections` are served at once, so a flood of slow connections cannot
+/// starve the others.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let config = state.config.clone();
+    let app = app(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: not fatal for the server.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let mut closed = closed.clone();
+        let header_read_timeout = config.header_read_timeout;
+        tokio::spawn(async move {
+            let _slot = permit;
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                }
+                _ = closed.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = closing.send(true);
+    // Every slot back means every connection has finished.
+    let all = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), slots.acquire_many(all)).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

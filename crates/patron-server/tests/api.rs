@@ -485,3 +485,35 @@ test_both!(login_guessing_is_throttled_and_locks_the_account, |db: TestDb| async
     }
     assert!(other.contains(&429) && other[0] == 401, "{other:?}");
 });
+
+test_both!(slow_clients_cannot_hold_the_server, |db: TestDb| async move {
+    // A probe held connections for minutes with half a header, or nothing (slowloris).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = patron_server::ServerConfig {
+        header_read_timeout: std::time::Duration::from_secs(1),
+        max_connections: 16,
+        ..Default::default()
+    };
+    let app = common::spawn_app_with(db, config).await;
+    let mut slow = Vec::new();
+    for i in 0..40 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        }
+        slow.push(s);
+    }
+    // More slow connections than the server serves at once, and still it answers others.
+    let started = std::time::Instant::now();
+    let (s, body) = app.get("/api/v1/customers").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "answered after {:?}", started.elapsed());
+    // A client that never finishes its headers is disconnected (EOF or reset), not kept.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow[0].read(&mut buf)).await;
+    match read {
+        Ok(Ok(n)) => assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n])),
+        Ok(Err(_)) => {}
+        Err(_) => panic!("a half-sent request still holds its connection after 10 s"),
+    }
+});

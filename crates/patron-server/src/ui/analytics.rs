@@ -403,6 +403,11 @@ mod tests {
             ("segment_preview.html", context! { error => "bad", column => 3, snippet => "abc\n  ^" }),
             ("segment_preview.html", context! { count => 1, members => vec![context! { id => 1, name => "n", spend => "¥1.00" }], export => "/x" }),
             ("customer.html", context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 }, scores }),
+            ("customer.html", context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 },
+                open_tickets => Vec::<Value>::new(), policy => context! { tier => "A", first_response_minutes => 30, resolution_minutes => 240, compensation_authority_cents => 20000, premium => vec!["专属客服"] } }),
+            ("tickets.html", context! { tickets => Vec::<Value>::new(), view => "mine", views => vec!["mine", "all"] }),
+            ("notifications.html", context! { items => Vec::<Value>::new() }),
+            ("public_confirm.html", context! { state => "closed", message => "link_used" }),
         ];
         for lang in [Lang::Zh, Lang::En] {
             for (name, ctx) in &cases {
