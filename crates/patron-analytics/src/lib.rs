@@ -30,6 +30,7 @@
 pub mod abcd;
 pub mod bgnbd;
 pub mod gamma_gamma;
+pub mod keywords;
 pub mod lifecycle;
 pub mod loyalty;
 mod optim;

@@ -553,11 +553,44 @@ impl Store {
                 made[c as usize] = u32::try_from(n).unwrap_or(u32::MAX);
             }
         }
-        Ok(AnalysisInput {
-            customer_ids,
-            orders,
-            extras: CustomerExtras { referrals: Some(made), latest_nps: None, would_switch_for_2pct: None },
-        })
+        // Survey answers: each customer's latest NPS (the loyalty matrix's attitude, part of
+        // advocacy) and latest answer to "would you switch for a 2% lower price?" (competitor
+        // immunity), as of the analysis day.
+        let as_of_end = day_date(as_of_day.saturating_add(1))
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|t| chrono::TimeZone::from_local_datetime(&self.config.business_tz, &t).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let answers: Vec<(i64, Option<i64>, Option<bool>)> = self
+            .db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT customer_id, nps, would_switch FROM survey_answers \
+                     WHERE (nps IS NOT NULL OR would_switch IS NOT NULL) AND answered_at < $1 ORDER BY answered_at, invitation_id",
+                )
+                .bind(as_of_end),
+            )
+            .await?;
+        let mut latest_nps: Vec<Option<u8>> = vec![None; customer_ids.len()];
+        let mut would_switch: Vec<Option<bool>> = vec![None; customer_ids.len()];
+        for (customer_id, nps, switch) in answers {
+            if let Some(&c) = index.get(&customer_id) {
+                if let Some(n) = nps.and_then(|n| u8::try_from(n).ok()) {
+                    latest_nps[c as usize] = Some(n);
+                }
+                if switch.is_some() {
+                    would_switch[c as usize] = switch;
+                }
+            }
+        }
+        let asked = |v: &[Option<u8>]| v.iter().any(Option::is_some);
+        let extras = CustomerExtras {
+            referrals: Some(made),
+            latest_nps: asked(&latest_nps).then_some(latest_nps),
+            would_switch_for_2pct: would_switch.iter().any(Option::is_some).then_some(would_switch),
+        };
+        Ok(AnalysisInput { customer_ids, orders, extras })
     }
 
     /// Stores a run's parameters and report and replaces every customer's scores row, in one

@@ -1,5 +1,5 @@
 //! The scheduler's work: everything that falls due with time rather than with a request (SLA
-//! warnings and breaches, confirmations by timeout; survey sends and journeys later). `patron
+//! warnings and breaches, confirmations by timeout, survey invitations by trigger; journeys later). `patron
 //! serve` runs it every few seconds; `patron jobs run-once` runs it once (cron, tests,
 //! operators). Every piece of work is claimed and done exactly once, whatever runs it and
 //! however often (see `tickets::sla`).
@@ -7,6 +7,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::surveys::TriggerReport;
 use crate::tickets::sla::SlaReport;
 use crate::{Result, Store};
 
@@ -15,11 +16,16 @@ use crate::{Result, Store};
 pub struct JobReport {
     /// The SLA clocks' work.
     pub sla: SlaReport,
+    /// The surveys' triggers (invitations made; delivered by `deliver_invitations`).
+    pub surveys: TriggerReport,
 }
 
 impl Store {
-    /// Runs everything that is due now.
+    /// Runs everything that is due now. Invitations the survey triggers make wait for
+    /// [`Store::deliver_invitations`], which the caller runs with its delivery.
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
-        Ok(JobReport { sla: self.run_sla().await? })
+        let sla = self.run_sla().await?;
+        let invited = self.run_survey_triggers().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 } })
     }
 }

@@ -27,6 +27,7 @@ pub mod privacy;
 pub mod segments;
 pub mod service;
 pub mod settings;
+pub mod surveys;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tickets;

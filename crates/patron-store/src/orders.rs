@@ -242,7 +242,15 @@ impl Store {
         let mut catalog = Catalog::default();
         let mut out = Vec::with_capacity(orders.len());
         for (i, (o, &customer_id)) in orders.into_iter().zip(&customers).enumerate() {
-            out.push(upsert_order(&mut tx, &mut catalog, o, customer_id, &prefix(i), self.config.business_tz).await?);
+            let payload = serde_json::json!({"status": o.status.as_deref().map_or(Ok("completed"), values::parse_order_status).ok(), "store": o.store.clone(),
+                "channel": o.channel.clone(), "ordered_at": o.ordered_at, "external_id": o.external_id.clone()});
+            let done = upsert_order(&mut tx, &mut catalog, o, customer_id, &prefix(i), self.config.business_tz).await?;
+            // A new order is a domain event (surveys after an order, journeys, webhooks read it).
+            // Bulk imports of history record none: they are the past, not something to act on.
+            if done.created {
+                crate::events::append(&mut tx, customer_id, "order.created", Some(done.id), payload, now).await?;
+            }
+            out.push(done);
         }
         customers.sort_unstable();
         customers.dedup();

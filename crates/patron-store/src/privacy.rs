@@ -92,6 +92,12 @@ impl Store {
             "UPDATE notes SET body = '' WHERE customer_id = $1",
             "UPDATE interactions SET payload = NULL WHERE customer_id = $1",
             "UPDATE customer_changes SET old_value = NULL, new_value = NULL WHERE customer_id = $1",
+            // What the customer said in tickets and surveys; the counts stay for the reports.
+            "UPDATE tickets SET body = '' WHERE customer_id = $1",
+            "UPDATE ticket_comments SET body = '' WHERE customer_id = $1",
+            "UPDATE survey_answers SET comment = NULL, answers = '{}' WHERE customer_id = $1",
+            "DELETE FROM churn_reasons WHERE customer_id = $1",
+            "UPDATE public_links SET used_at = COALESCE(used_at, expires_at) WHERE customer_id = $1",
         ] {
             tx.execute(query(sql).bind(customer_id)).await?;
         }

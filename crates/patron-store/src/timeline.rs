@@ -1,5 +1,5 @@
-//! One customer's timeline: orders, interactions, notes, profile changes, tickets and
-//! compensations merged, newest first.
+//! One customer's timeline: orders, interactions, notes, profile changes, tickets,
+//! compensations and survey answers merged, newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use crate::{Result, Store};
 /// One entry of a timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
-    /// `order`, `interaction`, `note`, `change`, `ticket` or `compensation`.
+    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation` or `survey`.
     pub kind: String,
     /// Id of the row in its own table.
     pub id: i64,
@@ -42,7 +42,9 @@ impl Store {
                  FROM customer_changes WHERE customer_id = $1 \
              UNION ALL SELECT 'ticket', id, opened_at, kind || ' · ' || status, subject, NULL FROM tickets WHERE customer_id = $1 \
              UNION ALL SELECT 'compensation', id, requested_at, kind || ' · ' || status, reason, amount_cents \
-                 FROM compensations WHERE customer_id = $1";
+                 FROM compensations WHERE customer_id = $1 \
+             UNION ALL SELECT 'survey', invitation_id, answered_at, kind || COALESCE(' · NPS ' || nps, ' · ' || score || '/5', ''), comment, NULL \
+                 FROM survey_answers WHERE customer_id = $1";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }

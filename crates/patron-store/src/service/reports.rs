@@ -244,6 +244,21 @@ impl Store {
                 .bind(period.to),
             )
             .await?;
+        // CSAT: the mean 1–5 score of the surveys about the agent's resolved tickets answered
+        // in the month.
+        let csat_rows: Vec<(i64, f64)> = self
+            .db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT agent_id, AVG(CAST(score AS DOUBLE PRECISION)) FROM survey_answers \
+                     WHERE agent_id IS NOT NULL AND score IS NOT NULL AND answered_at >= $1 AND answered_at < $2 GROUP BY agent_id",
+                )
+                .bind(period.from)
+                .bind(period.to),
+            )
+            .await?;
+        let csat: BTreeMap<i64, f64> = csat_rows.into_iter().collect();
         let within = |at: Option<DateTime<Utc>>| at.is_some_and(|a| a >= period.from && a < period.to);
         let mut by_agent: BTreeMap<i64, Vec<KpiRow>> = BTreeMap::new();
         for r in rows {
@@ -272,7 +287,7 @@ impl Store {
                     median_resolution_minutes: median(&mut resolution),
                     sla_hit_rate: share(handled.iter().filter(|r| !r.breached).count()),
                     reopened_rate: share(handled.iter().filter(|r| r.reopened_count > 0).count()),
-                    csat: None,
+                    csat: csat.get(&user_id).copied(),
                     praise: opened.iter().filter(|r| r.kind == "praise").count() as i64,
                 }
             })

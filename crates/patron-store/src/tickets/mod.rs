@@ -431,54 +431,25 @@ impl Store {
         if let Some(a) = t.assignee_id {
             check_user(&mut tx, "assignee_id", a).await?;
         }
-        let store = match store {
-            Some(s) => Some(s),
-            None => tx
-                .fetch_optional::<(Option<String>,)>(
-                    query("SELECT store FROM orders WHERE customer_id = $1 AND store IS NOT NULL ORDER BY ordered_at DESC LIMIT 1")
-                        .bind(t.customer_id),
-                )
-                .await?
-                .and_then(|r| r.0),
-        };
-        let tier = customer_tier(&mut tx, t.customer_id).await?;
-        let policy = policy_in(&mut tx, &tier).await?;
-        let cal = clocks(&mut tx).await?;
-        let tz = self.config.business_tz;
-        let first_due = cal.add(&tz, opened_at, policy.first_response_minutes, policy.business_hours);
-        let resolution_due = cal.add(&tz, opened_at, policy.resolution_minutes, policy.business_hours);
-        let (id,): (i64,) = tx
-            .fetch_one(
-                query(
-                    "INSERT INTO tickets (customer_id, kind, channel, subject, body, category, status, store, assignee_id, department, \
-                     tier, business_hours, first_response_minutes, resolution_minutes, opened_at, first_response_due_at, \
-                     resolution_due_at, created_by, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-                )
-                .bind(t.customer_id)
-                .bind(t.kind.clone())
-                .bind(t.channel.clone())
-                .bind(subject.clone())
-                .bind(t.body)
-                .bind(category.clone())
-                .bind(store)
-                .bind(t.assignee_id)
-                .bind(department)
-                .bind(tier.clone())
-                .bind(policy.business_hours)
-                .bind(policy.first_response_minutes)
-                .bind(policy.resolution_minutes)
-                .bind(opened_at)
-                .bind(first_due)
-                .bind(resolution_due)
-                .bind(actor.key.clone())
-                .bind(now),
-            )
-            .await?;
-        let payload = serde_json::json!({"kind": t.kind, "channel": t.channel, "tier": tier, "category": category,
-            "assignee_id": t.assignee_id, "first_response_due_at": first_due, "resolution_due_at": resolution_due, "by": actor.key});
-        events::append(&mut tx, t.customer_id, "ticket.opened", Some(id), payload, opened_at).await?;
-        audit::record(&mut tx, now, &actor.key, "create", "ticket", Some(id.to_string()), Some(format!("customer={}", t.customer_id))).await?;
+        let id = open_in(
+            &mut tx,
+            self,
+            Opening {
+                customer_id: t.customer_id,
+                kind: &t.kind,
+                channel: &t.channel,
+                subject: &subject,
+                body: &t.body,
+                category: category.as_deref(),
+                store: store.as_deref(),
+                assignee_id: t.assignee_id,
+                department: department.as_deref(),
+                opened_at,
+                by: &actor.key,
+            },
+            now,
+        )
+        .await?;
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(row.into_ticket(now))
@@ -622,6 +593,75 @@ impl Store {
         }
         Ok(self.customer_owner(ticket.customer_id).await.ok().flatten() == Some(me))
     }
+}
+
+/// A ticket to open, checked by the caller.
+pub(crate) struct Opening<'a> {
+    pub customer_id: i64,
+    pub kind: &'a str,
+    pub channel: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub category: Option<&'a str>,
+    pub store: Option<&'a str>,
+    pub assignee_id: Option<i64>,
+    pub department: Option<&'a str>,
+    pub opened_at: DateTime<Utc>,
+    /// An actor key, or `survey`.
+    pub by: &'a str,
+}
+
+/// Opens a ticket in `tx` (the customer's row locked by the caller) with the clocks of the
+/// customer's tier policy, its `ticket.opened` event and audit entry; returns its id.
+pub(crate) async fn open_in(tx: &mut Tx, st: &Store, o: Opening<'_>, now: DateTime<Utc>) -> Result<i64> {
+    let store = match o.store {
+        Some(s) => Some(s.to_owned()),
+        None => tx
+            .fetch_optional::<(Option<String>,)>(
+                query("SELECT store FROM orders WHERE customer_id = $1 AND store IS NOT NULL ORDER BY ordered_at DESC LIMIT 1").bind(o.customer_id),
+            )
+            .await?
+            .and_then(|r| r.0),
+    };
+    let tier = customer_tier(tx, o.customer_id).await?;
+    let policy = policy_in(tx, &tier).await?;
+    let cal = clocks(tx).await?;
+    let tz = st.config.business_tz;
+    let first_due = cal.add(&tz, o.opened_at, policy.first_response_minutes, policy.business_hours);
+    let resolution_due = cal.add(&tz, o.opened_at, policy.resolution_minutes, policy.business_hours);
+    let (id,): (i64,) = tx
+        .fetch_one(
+            query(
+                "INSERT INTO tickets (customer_id, kind, channel, subject, body, category, status, store, assignee_id, department, \
+                 tier, business_hours, first_response_minutes, resolution_minutes, opened_at, first_response_due_at, \
+                 resolution_due_at, created_by, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+            )
+            .bind(o.customer_id)
+            .bind(o.kind)
+            .bind(o.channel)
+            .bind(o.subject)
+            .bind(o.body)
+            .bind(o.category)
+            .bind(store)
+            .bind(o.assignee_id)
+            .bind(o.department)
+            .bind(tier.clone())
+            .bind(policy.business_hours)
+            .bind(policy.first_response_minutes)
+            .bind(policy.resolution_minutes)
+            .bind(o.opened_at)
+            .bind(first_due)
+            .bind(resolution_due)
+            .bind(o.by)
+            .bind(now),
+        )
+        .await?;
+    let payload = serde_json::json!({"kind": o.kind, "channel": o.channel, "tier": tier, "category": o.category,
+        "assignee_id": o.assignee_id, "first_response_due_at": first_due, "resolution_due_at": resolution_due, "by": o.by});
+    events::append(tx, o.customer_id, "ticket.opened", Some(id), payload, o.opened_at).await?;
+    audit::record(tx, now, o.by, "create", "ticket", Some(id.to_string()), Some(format!("customer={}", o.customer_id))).await?;
+    Ok(id)
 }
 
 /// A ticket's row read in `tx` by its customer and id.
