@@ -49,6 +49,17 @@ BEYOND_THE_SCHEMA = [
     # A calendar needs at least one working weekday, and a day closes after it opens.
     ("PUT", "/api/v1/calendar", 422, "invalid", r"weekdays"),
     ("PUT", "/api/v1/calendar", 422, "invalid_json", r"weekdays(\[\d\])?"),
+    # A survey's questions go with its kind (built in, or given for custom), its trigger's fields
+    # with the trigger, and a periodic trigger's segment must exist.
+    ("POST", "/api/v1/surveys", 422, "invalid", r"questions(\[\d+\]\.\w+)?|trigger(\.\w+)?|ask_switch|name"),
+    ("PATCH", "/api/v1/surveys/{id}", 422, "invalid", r"name"),
+    # Customers by id or a segment (that exists), not both.
+    ("POST", "/api/v1/surveys/{id}/invitations", 422, "invalid", r"customer_ids|segment"),
+    # Answers name the survey's own questions, with values of their types; required ones given.
+    ("POST", "/api/v1/public/surveys/{token}", 422, "invalid", r"answers(\[\d+\]\.(question|value))?"),
+    ("GET", "/api/v1/surveys/{id}/results", 400, "invalid", r"to"),
+    # A churn reason comes from the editable list in the service settings.
+    ("PUT", "/api/v1/customers/{id}/churn-reason", 422, "invalid", r"reason"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
     ("POST", "/api/v1/imports", 422, "bad_file", r"file"),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod i18n;
 pub mod jobs;
+pub mod outbox;
 pub mod ratelimit;
 pub mod ui;
 

@@ -52,9 +52,14 @@ enum Command {
         #[arg(long, env = "PATRON_PUBLIC_URL")]
         public_url: Option<String>,
         /// Seconds between the scheduler's rounds (SLA warnings and breaches, confirmations by
-        /// timeout); 0 runs no scheduler here (run `patron jobs run-once` from cron instead).
+        /// timeout, survey invitations); 0 runs no scheduler here (run `patron jobs run-once`
+        /// from cron instead).
         #[arg(long, env = "PATRON_JOBS_EVERY", default_value_t = 5)]
         jobs_every: u64,
+        /// Folder the scheduler writes messages to customers into (one file each) while no
+        /// messaging provider is set.
+        #[arg(long, env = "PATRON_OUTBOX", default_value = "outbox")]
+        outbox: std::path::PathBuf,
     },
     /// Run the work that is due now (SLA warnings and breaches, confirmations by timeout) once,
     /// and exit: for cron, tests and operators. Safe beside running servers: each piece of work
@@ -201,6 +206,12 @@ enum JobsCommand {
     RunOnce {
         #[command(flatten)]
         db: DbArgs,
+        /// Folder messages to customers are written into (survey invitations).
+        #[arg(long, env = "PATRON_OUTBOX", default_value = "outbox")]
+        outbox: std::path::PathBuf,
+        /// The address customers reach the server at, for the links in the messages.
+        #[arg(long, env = "PATRON_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
     },
 }
 
@@ -351,26 +362,34 @@ async fn open(db: &DbArgs) -> Result<Store> {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
-        Command::Serve { db, listen, secure_cookies, public_url, jobs_every } => {
+        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox } => {
             let store = open(&db).await?;
             if let Some(u) = &public_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
                     bail!("--public-url {u:?}: expected http://… or https://…");
                 }
             }
-            let scheduler = (jobs_every > 0).then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every)));
+            let base_url = public_url.clone().unwrap_or_else(|| format!("{}://{listen}", if secure_cookies { "https" } else { "http" }));
+            let outbox = patron_server::outbox::Outbox { dir: outbox, base_url };
+            let scheduler =
+                (jobs_every > 0).then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every), outbox));
             serve(store, listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
             if let Some(s) = scheduler {
                 s.abort();
             }
         }
-        Command::Jobs { command: JobsCommand::RunOnce { db } } => {
+        Command::Jobs { command: JobsCommand::RunOnce { db, outbox, public_url } } => {
+            if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+                bail!("--public-url {public_url:?}: expected http://… or https://…");
+            }
             let store = open(&db).await?;
-            let r = store.run_due_jobs().await?;
+            let outbox = patron_server::outbox::Outbox { dir: outbox, base_url: public_url };
+            let r = patron_server::jobs::run_round(&store, &outbox).await.with_context(|| format!("writing to the outbox {}", outbox.dir.display()))?;
             println!(
                 "sla: {} warnings, {} breaches escalated, {} resolutions confirmed by timeout",
                 r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
             );
+            println!("surveys: {} invited, {} invitations written to {}", r.surveys.invited, r.surveys.delivered, outbox.dir.display());
         }
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
@@ -382,7 +401,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             } else {
                 println!("\npatron demo is running on http://{listen}/");
                 println!("login: admin@demo.patron.local  password: {password}\n");
-                let scheduler = patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(5));
+                let outbox = patron_server::outbox::Outbox { dir: "outbox".into(), base_url: format!("http://{listen}") };
+                println!("messages to customers (survey invitations) go to the folder {}\n", outbox.dir.display());
+                let scheduler = patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(5), outbox);
                 serve(store, listen, ServerConfig::default()).await?;
                 scheduler.abort();
             }

@@ -85,6 +85,7 @@ pub fn build() -> (Value, Vec<String>) {
     add_openapi_path(&mut doc);
     constrain_schemas(&mut doc, &mut problems);
     constrain_service_schemas(&mut doc, &mut problems);
+    constrain_survey_schemas(&mut doc, &mut problems);
     add_responses(&mut doc);
     complete_operations(&mut doc);
     add_links(&mut doc, &mut problems);
@@ -376,6 +377,52 @@ fn constrain_service_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     }
 }
 
+/// Surveys, their invitations and answers, churn reasons.
+fn constrain_survey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::surveys::{KINDS, QUESTION_TYPES, TRIGGERS};
+    let s = "/components/schemas";
+    let not_blank = not_blank();
+    let text = |max: u64| json!({ "pattern": not_blank, "maxLength": max });
+    let optional = |max: u64| json!({ "pattern": NO_NUL, "maxLength": max });
+    let key = json!({ "pattern": "^[a-z0-9_]{1,40}$" });
+    let p = format!("{s}/NewSurvey/properties");
+    merge(doc, &format!("{p}/name"), text(200), problems);
+    merge(doc, &format!("{p}/kind"), enumeration(&KINDS, false), problems);
+    merge(doc, &format!("{p}/questions"), json!({ "minItems": 1, "maxItems": 30 }), problems);
+    merge(doc, &format!("{p}/recontact_days"), json!({ "minimum": 0, "maximum": 3650 }), problems);
+    merge(doc, &format!("{p}/expires_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
+    let p = format!("{s}/Question/properties");
+    merge(doc, &format!("{p}/key"), key.clone(), problems);
+    merge(doc, &format!("{p}/type"), enumeration(&QUESTION_TYPES, false), problems);
+    merge(doc, &format!("{p}/text"), optional(500), problems);
+    merge(doc, &format!("{p}/options"), json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }), problems);
+    let p = format!("{s}/Trigger/properties");
+    merge(doc, &format!("{p}/on"), enumeration(&TRIGGERS, false), problems);
+    merge(doc, &format!("{p}/days"), json!({ "minimum": 0, "maximum": 90 }), problems);
+    merge(doc, &format!("{p}/every_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
+    merge(doc, &format!("{p}/segment"), text(100), problems);
+    let p = format!("{s}/SurveyPatch/properties");
+    merge(doc, &format!("{p}/name"), optional(200), problems);
+    merge(doc, &format!("{p}/recontact_days"), json!({ "minimum": 0, "maximum": 3650 }), problems);
+    let p = format!("{s}/InvitationRequest/properties");
+    merge(doc, &format!("{p}/customer_ids"), json!({ "minItems": 1, "maxItems": 10000 }), problems);
+    merge(doc, &format!("{p}/segment"), text(100), problems);
+    merge(doc, &format!("{s}/AnswerInput/properties/answers"), json!({ "minItems": 1, "maxItems": 30 }), problems);
+    merge(doc, &format!("{s}/AnswerValue/properties/question"), key, problems);
+    let p = format!("{s}/ChurnReasonInput/properties");
+    merge(doc, &format!("{p}/reason"), text(100), problems);
+    merge(doc, &format!("{p}/source"), json!({ "pattern": "^(call|ticket:[0-9]{1,18}|survey:[0-9]{1,18})$" }), problems);
+    merge(doc, &format!("{p}/note"), optional(2000), problems);
+    if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
+        for schema in ["NewSurvey", "Question", "Trigger", "SurveyPatch", "InvitationRequest", "AnswerInput", "AnswerValue", "ChurnReasonInput"] {
+            match schemas.get_mut(schema) {
+                Some(Value::Object(s)) => forbid_nul_within(s),
+                _ => problems.push(format!("no schema {schema}")),
+            }
+        }
+    }
+}
+
 /// A string schema without a pattern, enum or format gets `NO_NUL`.
 fn forbid_nul(schema: &mut Map<String, Value>) {
     let is_string = match schema.get("type") {
@@ -568,7 +615,7 @@ fn shared_response(status: &str) -> Option<&'static str> {
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
 
 /// Endpoints customers reach through a link (no login; rate-limited per address).
-pub const LINK_PATHS: [&str; 1] = ["/api/v1/public/confirmations/{token}"];
+pub const LINK_PATHS: [&str; 2] = ["/api/v1/public/confirmations/{token}", "/api/v1/public/surveys/{token}"];
 
 /// Operations that never touch the database (and so are never busy).
 const NO_DATABASE: [(&str, &str); 2] = [("get", "/api/v1/openapi.json"), ("get", "/api/v1/segments/fields")];

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod public;
 pub mod segments;
 pub mod service;
+pub mod surveys;
 pub mod tickets;
 
 use axum::http::StatusCode;
@@ -41,6 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(service::router())
         .merge(events::router())
         .merge(notifications::router())
+        .merge(surveys::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -114,7 +116,9 @@ impl Modify for BearerAuth {
         service::policies, service::policy, service::put_policy, service::calendar, service::put_calendar,
         service::settings, service::put_settings, service::pareto, service::complaint_rate, service::kpis,
         events::list, notifications::list, notifications::mark_read,
-        public::confirmation, public::answer_confirmation,
+        surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
+        surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
+        public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -126,6 +130,7 @@ impl Modify for BearerAuth {
         (name = "segments", description = "Saved and built-in rule-based segments, evaluated live (filter language: docs/segments.md)"),
         (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
+        (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),

@@ -112,7 +112,7 @@ pub struct ParetoParams {
     pub kind: Option<String>,
 }
 
-fn period(state: &AppState, from: Option<NaiveDate>, to: Option<NaiveDate>) -> ApiResult<Period> {
+pub(crate) fn period(state: &AppState, from: Option<NaiveDate>, to: Option<NaiveDate>) -> ApiResult<Period> {
     let tz = state.store.config.business_tz;
     let to = to.unwrap_or_else(|| state.store.now().with_timezone(&tz).date_naive());
     let from = from.unwrap_or_else(|| to - chrono::Duration::days(29));

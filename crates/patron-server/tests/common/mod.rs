@@ -70,6 +70,11 @@ impl TestApp {
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         json_of(self.req(reqwest::Method::POST, path).json(&body).send().await.expect("request")).await
     }
+    /// PUT JSON with the admin token.
+    #[allow(dead_code)]
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        json_of(self.req(reqwest::Method::PUT, path).json(&body).send().await.expect("request")).await
+    }
     /// PATCH JSON with the admin token.
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         json_of(self.req(reqwest::Method::PATCH, path).json(&body).send().await.expect("request")).await

@@ -38,7 +38,6 @@ pub struct AnswerValue {
     pub question: String,
     /// A number (nps 0–10, scale 1–5), a text (text, single), a list of texts (multiple) or a
     /// boolean (switch).
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
 }
 
