@@ -29,3 +29,25 @@
   node.setAttribute("data-drawn", "1");
   window.addEventListener("resize", function () { chart.resize(); });
 }());
+
+// Churned customers by tier and reason: stacked bars.
+(function () {
+  "use strict";
+  var source = document.getElementById("churn-data");
+  var node = document.getElementById("chart-churn");
+  if (!source || !node || typeof echarts === "undefined") { return; }
+  var d;
+  try { d = JSON.parse(source.textContent); } catch (e) { return; }
+  var chart = echarts.init(node, null, { renderer: "canvas" });
+  chart.setOption({
+    animationDuration: 300,
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    legend: { top: 0 },
+    grid: { left: 48, right: 16, top: 48, bottom: 32 },
+    xAxis: { type: "category", data: d.segments },
+    yAxis: { type: "value", minInterval: 1 },
+    series: d.series.map(function (s) { return { name: s.name, type: "bar", stack: "churn", data: s.data }; })
+  });
+  node.setAttribute("data-drawn", "1");
+  window.addEventListener("resize", function () { chart.resize(); });
+}());

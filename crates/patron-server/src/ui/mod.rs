@@ -6,6 +6,7 @@
 pub mod analytics;
 mod public;
 mod segments;
+mod surveys;
 mod tickets;
 
 use axum::extract::{Multipart, Request, State};
@@ -51,6 +52,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(analytics::router())
         .merge(segments::router())
         .merge(tickets::router())
+        .merge(surveys::router())
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
         .fallback(page_not_found)
@@ -398,7 +400,11 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         .await?
         .items;
     let policy = state.store.customer_policy(id).await?;
-    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy })
+    let survey_answers = state.store.customer_survey_answers(id).await?;
+    let churn_reason = state.store.churn_reason(id).await?;
+    let churn_reasons = state.store.service_settings().await?.churn_reasons;
+    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
+        survey_answers, churn_reason, churn_reasons })
 }
 
 #[derive(Deserialize)]
@@ -690,6 +696,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "public.css" => (include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
         "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
         "service.js" => (include_bytes!("../../assets/service.js"), "text/javascript; charset=utf-8"),
+        "surveys.js" => (include_bytes!("../../assets/surveys.js"), "text/javascript; charset=utf-8"),
         "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
         "echarts.LICENSE" => (include_bytes!("../../assets/echarts.LICENSE"), "text/plain; charset=utf-8"),
         "echarts.min.js" => {

@@ -320,7 +320,20 @@ async fn dashboard(State(state): State<AppState>, user: UiUser) -> Response {
         let rates = state.store.complaint_rates(period).await?;
         let month = parse_month(&today.format("%Y-%m").to_string())?;
         let kpis = state.store.service_kpis(month).await?;
+        let churn = state.store.churn_reason_report("tier").await?;
         let t = labels(user.lang);
+        let mut segments: Vec<String> = churn.cells.iter().map(|c| c.segment.clone()).collect();
+        segments.dedup();
+        let series: Vec<serde_json::Value> = churn
+            .reasons
+            .iter()
+            .map(|r| {
+                let data: Vec<u64> = segments.iter().map(|g| churn.cells.iter().filter(|c| &c.segment == g && &c.reason == r).map(|c| c.customers).sum()).collect();
+                let name = if r == "(unknown)" { t.get("unknown_reason").map(|s| (*s).to_owned()).unwrap_or_default() } else { r.clone() };
+                serde_json::json!({ "name": name, "data": data })
+            })
+            .collect();
+        let churn_chart = script_json(&serde_json::json!({ "segments": segments, "series": series }));
         let chart = script_json(&serde_json::json!({
             "labels": { "count": t.get("count"), "cumulative": t.get("cumulative") },
             "categories": pareto.categories.iter().map(|c| c.category.clone()).collect::<Vec<_>>(),
@@ -328,7 +341,7 @@ async fn dashboard(State(state): State<AppState>, user: UiUser) -> Response {
             "cumulative": pareto.categories.iter().map(|c| (c.cumulative_share * 1000.0).round() / 10.0).collect::<Vec<_>>(),
             "vital": pareto.categories.iter().map(|c| c.vital_few).collect::<Vec<_>>(),
         }));
-        Ok::<_, ApiError>(context! { pareto, rates, kpis, chart })
+        Ok::<_, ApiError>(context! { pareto, rates, kpis, chart, churn, churn_chart })
     }
     .await;
     match ctx {
