@@ -2,6 +2,7 @@
 
 mod analyze;
 mod demo_service;
+mod demo_surveys;
 
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
@@ -751,7 +752,17 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     let (run_id, out) = store.run_analysis(&Actor::cli(), today, &config).await?;
     println!("{:>13}: {} customers scored as of {today} (run {run_id})", "analysis", out.summaries.len());
     let tickets = (customers as usize / 12).max(20);
-    let service = demo_service::seed(store, tickets, seed, store.now()).await?;
+    let now = store.now();
+    demo_surveys::csat_survey(store, now - chrono::Duration::days(366)).await?;
+    let service = demo_service::seed(store, tickets, seed, now).await?;
     println!("{:>13}: {} over the past year, {} SLA breaches escalated", "tickets", service.tickets, service.breaches);
+    let surveys = demo_surveys::seed(store, seed, now).await?;
+    println!(
+        "{:>13}: {} NPS and {} CSAT answers, {} complaints from unhappy answers, {} churn reasons",
+        "surveys", surveys.nps_answers, surveys.csat_answers, surveys.complaints, surveys.churn_reasons
+    );
+    // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
+    let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;
+    println!("{:>13}: re-scored with the survey answers (run {run_id})", "analysis");
     Ok(password)
 }

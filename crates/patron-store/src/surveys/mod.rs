@@ -299,17 +299,22 @@ impl Store {
             })?;
         }
         let recontact_days = s.recontact_days.unwrap_or(90);
+        // A periodic survey's cursor is the day of its last round instead.
+        let s_periodic = s.trigger.as_ref().is_some_and(|t| t.on == "periodic");
         check_recontact(recontact_days)?;
         if !(1..=365).contains(&s.expires_days) {
             return Err(StoreError::invalid("expires_days", "links work 1 to 365 days"));
         }
         let now = self.now();
+        // A trigger applies to occasions from now on: its cursor starts after the events there
+        // are (a new survey does not invite for every order and ticket of the past).
+        let (cursor,): (i64,) = self.db.reader().fetch_one(query("SELECT COALESCE(MAX(id), 0) FROM events")).await?;
         let mut tx = self.db.begin().await?;
         let (id,): (i64,) = tx
             .fetch_one(
                 query(
                     "INSERT INTO surveys (name, kind, questions, trigger, recontact_days, expires_days, active, event_cursor, created_by, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, 0, $7, $8, $8) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $9, $7, $8, $8) RETURNING id",
                 )
                 .bind(name)
                 .bind(s.kind)
@@ -318,7 +323,8 @@ impl Store {
                 .bind(recontact_days)
                 .bind(s.expires_days)
                 .bind(actor.key.clone())
-                .bind(now),
+                .bind(now)
+                .bind(if s_periodic { 0 } else { cursor }),
             )
             .await?;
         audit::record(&mut tx, now, &actor.key, "create", "survey", Some(id.to_string()), None).await?;
