@@ -246,6 +246,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("link_used", "此链接已经回复过了，谢谢！", "This link has been answered already — thank you!"),
     ("link_unknown", "链接无效。", "This link is not valid."),
     ("link_busy", "请求太频繁，请稍后再试。", "Too many requests; please try again in a minute."),
+    ("praise_feed", "表扬墙", "Praise from customers"),
     ("surveys", "满意度调查", "Surveys"),
     ("survey_new", "新建调查", "New survey"),
     ("survey_kind", "类型", "Kind"),

@@ -183,7 +183,7 @@ test_both!(triggers_invite_once_whatever_runs_them, |db: TestDb| async move {
         store: Some("徐汇店".into()),
         opened_at: None,
     };
-    let t = s.create_ticket(&a, ticket).await.unwrap();
+    let t = s.create_ticket(&a, ticket.clone()).await.unwrap();
     for st in ["acknowledged", "in_progress", "resolved"] {
         s.transition_ticket(&a, t.id, Transition { to: st.into(), root_cause: None, note: None }).await.unwrap();
     }
@@ -231,6 +231,13 @@ test_both!(triggers_invite_once_whatever_runs_them, |db: TestDb| async move {
     // The CSAT answer about the agent's ticket counts for the agent.
     let csat_msg = sent.iter().find(|m| m.survey_name == "csat 调查").unwrap();
     s.answer_survey(&csat_msg.token, answers(&[("csat", json!(4))])).await.unwrap();
+    // Praise goes to the team feed with the agent's name, not the customer's.
+    let mut praise = NewTicket { kind: "praise".into(), subject: "表扬小周".into(), body: "小周很耐心".into(), ..ticket.clone() };
+    praise.assignee_id = Some(agent.id);
+    s.create_ticket(&a, praise).await.unwrap();
+    let feed = s.praise_feed(10).await.unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!((feed[0].subject.as_str(), feed[0].agent_name.as_deref()), ("表扬小周", Some("客服小周")));
     let r = s.survey_results(csat.id, whole_year(), Some("agent")).await.unwrap();
     assert_eq!((r.responses, r.csat_mean, r.csat_satisfied_share), (1, Some(4.0), Some(1.0)));
     assert_eq!(r.groups[0].key, "客服小周");

@@ -59,13 +59,14 @@ async fn inbox(State(state): State<AppState>, user: UiUser, Query(q): Query<Inbo
         "breached" => (TicketFilter { status: open, breached: Some(true), ..Default::default() }, TicketSort::Due),
         _ => (TicketFilter::default(), TicketSort::Newest),
     };
-    match state.store.tickets(&user.actor, &filter, sort, q.cursor.as_deref(), 50).await {
-        Ok(page) => render(
+    let found = async { Ok::<_, patron_store::StoreError>((state.store.tickets(&user.actor, &filter, sort, q.cursor.as_deref(), 50).await?, state.store.praise_feed(5).await?)) };
+    match found.await {
+        Ok((page, praise)) => render(
             &state,
             "tickets.html",
             user.lang,
             Some(&user),
-            context! { tickets => page.items, next => page.next_cursor, view, views => VIEWS },
+            context! { tickets => page.items, next => page.next_cursor, view, views => VIEWS, praise },
         ),
         Err(e) => error_page(&state, &user, e.into()),
     }

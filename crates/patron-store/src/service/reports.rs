@@ -296,3 +296,37 @@ impl Store {
         Ok(ServiceKpis { month: month.format("%Y-%m").to_string(), period, agents })
     }
 }
+
+/// Praise shared on the team feed: what the customer said and who it was for (never the
+/// customer's name: every agent sees the feed).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Praise {
+    /// The ticket.
+    pub ticket_id: i64,
+    /// Subject.
+    pub subject: String,
+    /// What the customer said.
+    pub body: String,
+    /// The agent praised (the assignee), when there is one.
+    pub agent_name: Option<String>,
+    /// The store, when known.
+    pub store: Option<String>,
+    /// When.
+    pub opened_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// The latest praise, newest first (at most `limit`, 1–100).
+    pub async fn praise_feed(&self, limit: i64) -> Result<Vec<Praise>> {
+        self.db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT t.id AS ticket_id, t.subject, t.body, u.name AS agent_name, t.store, t.opened_at FROM tickets t \
+                     LEFT JOIN users u ON u.id = t.assignee_id WHERE t.kind = 'praise' ORDER BY t.opened_at DESC, t.id DESC LIMIT $1",
+                )
+                .bind(limit.clamp(1, 100)),
+            )
+            .await
+    }
+}
