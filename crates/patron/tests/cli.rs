@@ -115,8 +115,10 @@ test_both!(cli_errors_name_file_row_and_column, |db: TestDb| async move {
     run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=customer_id"], &db.url);
     assert_eq!(count(&db.store, "customers").await, 2);
     let out = patron().args(["import", "customers", "/nonexistent.csv", "--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));
     let out = patron().args(["import", "customers"]).arg(&bad).args(["--db", &db.url, "--map", "oops"]).output().unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--map \"oops\": expected KEY=VALUE"));
 });
 
@@ -158,6 +160,21 @@ test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| asy
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("row 2, column \"name\": not valid UTF-8") && err.contains("row 3, column \"name\""), "{err}");
+});
+
+test_both!(an_unterminated_quote_rejects_the_whole_file, |db: TestDb| async move {
+    // The committed fixture opens a quote on row 3 and never closes it: the `csv` crate read the
+    // rest of the file as one value (1 row loaded, the others lost, 0 rejected). Now the file is
+    // refused as a whole, naming the row and line where the quote opened; nothing is written.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unterminated-quote.csv");
+    for extra in [&[][..], &["--skip-invalid"][..]] {
+        let out = patron().args(["import", "customers"]).arg(&fixture).args(["--db", &db.url]).args(extra).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "a file-level error exits 1");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unterminated-quote.csv") && err.contains("row 3 (line 3)") && err.contains("never closed"), "{err}");
+        assert_eq!(count(&db.store, "customers").await, 0);
+    }
+    assert!(!fixture.with_extension("csv.rejected.csv").exists(), "no rejected-rows file for a file-level error");
 });
 
 test_both!(jobs_run_once_escalates_a_breach_once, |db: TestDb| async move {
@@ -221,5 +238,6 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     let text = std::fs::read_to_string(&out_file).unwrap();
     assert!(text.contains("E1,person,甲") && text.contains("boss@example.com") && !text.contains("E2"), "{text}");
     let out = patron().args(["export", "customers", "--filter", "colour=red", "--out"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key"));
 });

@@ -85,6 +85,7 @@ pub fn build() -> (Value, Vec<String>) {
     add_openapi_path(&mut doc);
     constrain_schemas(&mut doc, &mut problems);
     constrain_service_schemas(&mut doc, &mut problems);
+    bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
     add_links(&mut doc, &mut problems);
@@ -161,7 +162,11 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         merge(
             doc,
             &format!("{p}/attributes"),
-            json!({ "propertyNames": { "pattern": NO_NUL }, "additionalProperties": { "$ref": "#/components/schemas/AttributeValue" } }),
+            json!({
+                "maxProperties": patron_store::values::MAX_ATTRIBUTES,
+                "propertyNames": { "pattern": NO_NUL, "maxLength": patron_store::values::MAX_ATTRIBUTE_NAME_CHARS },
+                "additionalProperties": { "$ref": "#/components/schemas/AttributeValue" }
+            }),
             problems,
         );
         merge(doc, &format!("{p}/external_id"), id_text.clone(), problems);
@@ -170,6 +175,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         merge(doc, &format!("{p}/mobile"), json!({ "pattern": MOBILE }), problems);
         merge(doc, &format!("{p}/email"), json!({ "pattern": email }), problems);
         merge(doc, &format!("{p}/gender"), enumeration(&["male", "female", "unknown"], true), problems);
+        merge(doc, &format!("{p}/tags"), json!({ "maxItems": patron_store::values::MAX_TAGS }), problems);
         merge(doc, &format!("{p}/tags/items"), text(50), problems);
         merge(doc, &format!("{p}/consents"), json!({ "propertyNames": enumeration(&channels, false) }), problems);
     }
@@ -373,6 +379,36 @@ fn constrain_service_schemas(doc: &mut Value, problems: &mut Vec<String>) {
                 _ => problems.push(format!("no schema {schema}")),
             }
         }
+    }
+}
+
+/// The dates a client may send (issue 14 §2.8): 1900-01-01 to 2100-01-01 as written.
+pub const DATE_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-01)$";
+
+/// The times a client may send: their date, as written, from 1900-01-01 to 2100-01-01.
+pub const TIME_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-01)[Tt]";
+
+/// Every `date` and `date-time` string of the document, in requests and responses, gets the
+/// pattern of its range, so that the document says what the server takes.
+fn bound_dates(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let pattern = match map.get("format").and_then(Value::as_str) {
+                Some("date") => Some(DATE_RANGE),
+                Some("date-time") => Some(TIME_RANGE),
+                _ => None,
+            };
+            if let Some(p) = pattern {
+                if !map.contains_key("pattern") {
+                    map.insert("pattern".into(), json!(p));
+                }
+            }
+            for child in map.values_mut() {
+                bound_dates(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_dates),
+        _ => {}
     }
 }
 
@@ -934,6 +970,11 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
             }
         }
         Value::Object(map) => {
+            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
+                if map.len() as u64 > max {
+                    return fail(Kind::Other, format!("has more than {max} keys"));
+                }
+            }
             for name in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                 if !map.contains_key(name) {
                     return Err(Violation { field: child(path, name), kind: Kind::Required, problem: "is required".into() });
@@ -978,6 +1019,8 @@ fn pattern_problem(pattern: &str) -> String {
         "is not a mainland China mobile number (11 digits starting 13–19, optionally after +86)".into()
     } else if pattern == CURSOR {
         "is not a cursor (pass next_cursor from the previous page unchanged)".into()
+    } else if pattern == DATE_RANGE || pattern == TIME_RANGE {
+        "must be between 1900-01-01 and 2100-01-01".into()
     } else if pattern == NO_NUL {
         "must not contain NUL (U+0000) characters".into()
     } else if pattern == not_blank() {

@@ -751,6 +751,19 @@ impl Loader {
         let gender = r.parse(f::GENDER, values::parse_gender);
         let birthday = r.parse(f::BIRTHDAY, values::parse_date);
         let tags = rec.values[f::TAGS].as_deref().map(values::parse_tags);
+        if let Some(Err(m)) = tags.as_deref().map(values::check_tags) {
+            r.reject(f::TAGS, m);
+        }
+        if !rec.attributes.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> =
+                rec.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            if let Err(m) = values::check_attributes(&map) {
+                // Named after the largest attribute's column.
+                let (name, value) = rec.attributes.iter().max_by_key(|(_, v)| v.len()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+                r.rej.add(Rejection { row: rec.row, column: format!("attr.{name}"), value, reason: m });
+                r.ok = false;
+            }
+        }
         let owners = &self.owners;
         let owner_id = r.parse(f::OWNER, |v| {
             let email = v.trim().to_lowercase();

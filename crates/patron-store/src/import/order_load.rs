@@ -197,7 +197,7 @@ enum Chunk {
 }
 
 /// Parses and validates the whole file on the calling (dedicated) thread.
-fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
+fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, out: mpsc::Sender<Chunk>) {
     // External ids seen in this file → first row, to refuse duplicates.
     let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
@@ -213,7 +213,7 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
                     if rej.names != src.source_names_ref() {
                         rej.names = src.source_names();
                     }
-                    if let Some(o) = validate(&rec, &mut rej, tz, &mut seen) {
+                    if let Some(o) = validate(&rec, &mut rej, tz, now, &mut seen) {
                         orders.push(o);
                     }
                     // Hand every rejection to the writer (which counts and caps them).
@@ -251,11 +251,17 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
 }
 
 /// Validates one record; rejections go to `rej`.
-fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut foldhash::HashMap<String, u64>) -> Option<OrderIn> {
+fn validate(
+    rec: &Record,
+    rej: &mut Rejections,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    seen: &mut foldhash::HashMap<String, u64>,
+) -> Option<OrderIn> {
     let mut r = Row { rec, rej, ok: true };
     let external_id = r.required(f::EXTERNAL_ID);
     let customer = r.required(f::CUSTOMER_ID);
-    let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, tz));
+    let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, tz).and_then(|t| values::check_order_time(t, now)));
     if rec.values[f::ORDERED_AT].is_none() {
         r.required(f::ORDERED_AT);
     }
@@ -266,9 +272,16 @@ fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut fo
     if amount.is_some_and(|a| a < 0) {
         r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
     }
+    // The API's bound (issue 14 §2.2): one value may hold at most 10¹³ cents.
+    if amount.is_some_and(|a| a > values::MAX_CENTS) {
+        r.reject(f::AMOUNT, values::too_much_money());
+    }
     let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
     if discount < 0 {
         r.reject(f::DISCOUNT, "must not be negative".into());
+    }
+    if discount > values::MAX_CENTS {
+        r.reject(f::DISCOUNT, values::too_much_money());
     }
     let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
     let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
@@ -346,10 +359,10 @@ impl Loader {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64> {
         let (send, mut recv) = mpsc::channel(AHEAD);
-        let tz = self.tz;
+        let (tz, now) = (self.tz, self.now);
         std::thread::Builder::new()
             .name("patron-import-read".into())
-            .spawn(move || read_orders(src, tz, send))
+            .spawn(move || read_orders(src, tz, now, send))
             .map_err(|e| StoreError::Internal(format!("cannot start the reader thread: {e}")))?;
         let engine = tx.engine();
         let mut pg = PgState::default();
