@@ -137,6 +137,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("rows_read", "读取行数", "Rows read"),
     ("created", "新增", "Created"),
     ("updated", "更新", "Updated"),
+    ("unchanged", "未变", "Unchanged"),
     ("rejected", "拒绝", "Rejected"),
     ("committed", "已写入", "Written"),
     ("not_committed", "未写入任何数据", "Nothing was written"),

@@ -268,3 +268,31 @@ test_both!(sizes_are_capped_with_clear_errors, |db: TestDb| async move {
         r["report"]["rejections"].as_array().unwrap().iter().map(|x| (x["row"].as_i64().unwrap(), x["column"].as_str().unwrap())).collect();
     assert_eq!(rej, vec![(2, "tags"), (3, "tags"), (4, "attr.a")], "{r}");
 });
+
+// §2.11: the report said "updated" for rows that changed nothing; it says `unchanged`, in the
+// API's JSON (and its schema), and on the UI's import page.
+test_both!(imports_report_unchanged_rows, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let t = app.admin_token.clone();
+    let file = "customer_id,name,city\nV1,甲,上海\nV2,乙,北京\n";
+    let (s, r) = upload(&app, &t, "customers", "v.csv", file.into(), &[]).await;
+    assert_eq!((s, r["created"].as_u64()), (200, Some(2)), "{r}");
+    let (s, r) = upload(&app, &t, "customers", "v.csv", file.replace("北京", "南京").into_bytes(), &[("map", "customer_id=external_id")]).await;
+    assert_eq!((s, r["created"].as_u64(), r["updated"].as_u64(), r["unchanged"].as_u64()), (200, Some(0), Some(1), Some(1)), "{r}");
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    let schema = &doc["components"]["schemas"]["ImportReport"];
+    assert!(schema["properties"]["unchanged"].is_object(), "{schema}");
+    assert!(schema["required"].as_array().unwrap().contains(&json!("unchanged")), "{schema}");
+    // The UI's import page shows the count.
+    let cookie = ui_session(&app, "ui@example.com", Role::Manager).await;
+    let (s, page) = ui_get(&app, &cookie, "/ui/import").await;
+    assert_eq!(s, 200);
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_owned();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf)
+        .text("kind", "customers")
+        .part("file", reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("v.csv"));
+    let r = app.http.post(format!("{}/ui/import", app.base)).header(reqwest::header::COOKIE, &cookie).multipart(form).send().await.unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<b id=\"r-unchanged\">1</b>"), "{html}");
+});

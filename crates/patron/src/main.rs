@@ -578,7 +578,9 @@ struct Progress {
     bar: ProgressBar,
     plain: bool,
     label: String,
-    last_line: std::sync::Mutex<std::time::Instant>,
+    unit: String,
+    /// When the last plain line was printed, and the count it showed.
+    last_line: std::sync::Mutex<(std::time::Instant, Option<u64>)>,
 }
 
 impl Progress {
@@ -602,20 +604,30 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(200));
         // The first plain line is printed at the first update, then at most twice a second.
         let long_ago = std::time::Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(std::time::Instant::now);
-        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(long_ago) }
+        Progress { bar, plain, label: label.to_owned(), unit: unit.to_owned(), last_line: std::sync::Mutex::new((long_ago, None)) }
     }
     fn set(&self, n: u64) {
         self.bar.set_position(n);
         if self.plain {
             let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-            if last.elapsed() >= Duration::from_millis(500) {
-                *last = std::time::Instant::now();
-                eprintln!("{}: {n} rows", self.label);
+            if last.0.elapsed() >= Duration::from_millis(500) {
+                *last = (std::time::Instant::now(), Some(n));
+                eprintln!("{}: {n} {}", self.label, self.unit);
             }
         }
     }
+    /// Ends the progress. Plain output ends on the final count, so the lines read in order: a
+    /// step's last progress line, then its result (the demo printed "orders: 8192 rows", the
+    /// first chunk, and then "16928 created").
     fn finish(&self) {
         self.bar.finish_and_clear();
+        if self.plain {
+            let n = self.bar.position();
+            let last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+            if last.1 != Some(n) {
+                eprintln!("{}: {n} {}", self.label, self.unit);
+            }
+        }
     }
 }
 
@@ -633,12 +645,13 @@ async fn import_file(store: &Store, file: &Path, opts: &ImportOptions) -> Result
 
 fn print_report(r: &ImportReport, file: &Path) -> Result<()> {
     println!(
-        "{}: {} rows read ({}), {} created, {} updated, {} rejected{}",
+        "{}: {} rows read ({}), {} created, {} updated, {} unchanged, {} rejected{}",
         file.display(),
         r.rows_read,
         r.encoding,
         r.created,
         r.updated,
+        r.unchanged,
         r.rejected,
         if r.committed { "" } else { " — nothing written" }
     );
@@ -721,7 +734,7 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
             let first = report.rejections.first().map(|r| format!("row {} {}: {}", r.row, r.column, r.reason)).unwrap_or_default();
             bail!("demo {} were rejected ({} rows; first: {first})", kind.as_str(), report.rejected);
         }
-        println!("{:>13}: {} created, {} updated", kind.as_str(), report.created, report.updated);
+        println!("{:>13}: {} created, {} updated, {} unchanged", kind.as_str(), report.created, report.updated, report.unchanged);
     }
     // Score the base so the dashboards, segments and 360 pages have something to show.
     let today = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();

@@ -114,6 +114,10 @@ test_both!(cli_errors_name_file_row_and_column, |db: TestDb| async move {
     std::fs::write(&bad, "会员号,姓名,attr.鞋码\nM1,x,42\n").unwrap();
     run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=customer_id"], &db.url);
     assert_eq!(count(&db.store, "customers").await, 2);
+    // A target may be any alias a header may be (`external_id`, as the API calls it); the same
+    // row again is reported as unchanged, not updated.
+    let out = run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=external_id"], &db.url);
+    assert!(out.contains("0 created, 0 updated, 1 unchanged, 0 rejected"), "{out}");
     let out = patron().args(["import", "customers", "/nonexistent.csv", "--db", &db.url]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));

@@ -64,6 +64,17 @@ const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders
      WHERE k.customer_id <> s.customer_id";
 /// Staged orders that exist already (updates; the rest are created).
 const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN order_keys k ON k.external_id = s.external_id";
+/// Staged orders that exist and differ from what is stored (in the order or its line 1): the
+/// report's `updated`; the other existing ones are `unchanged`.
+const CHANGED_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s \
+     JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id \
+     LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
+     WHERE o.ordered_at IS DISTINCT FROM s.ordered_at OR o.ordered_day IS DISTINCT FROM s.ordered_day \
+     OR o.channel IS DISTINCT FROM s.channel OR o.store IS DISTINCT FROM s.store OR o.currency IS DISTINCT FROM s.currency \
+     OR o.total_cents IS DISTINCT FROM s.total_cents OR o.discount_cents IS DISTINCT FROM s.discount_cents \
+     OR o.status IS DISTINCT FROM s.status OR l.order_id IS NULL OR l.product_id IS DISTINCT FROM s.product_id \
+     OR l.category_id IS DISTINCT FROM s.category_id OR l.quantity IS DISTINCT FROM s.quantity \
+     OR l.unit_price_cents IS DISTINCT FROM s.unit_price_cents OR l.promo IS DISTINCT FROM s.promo";
 /// Upserts the staged orders by external id, in file order. An order that is the same as stored
 /// is left alone: re-importing yesterday's full export then writes no new row versions and no
 /// index entries for it.
@@ -511,7 +522,18 @@ impl Loader {
             }
         };
         let staged = (rows.len() - moved_rows.len()) as u64;
-        counts.updated += existing;
+        let changed = if existing == 0 {
+            0
+        } else {
+            let mut q = raw.prepare(CHANGED_SQL)?;
+            if q.step()? {
+                q.column_int(0).max(0) as u64
+            } else {
+                existing
+            }
+        };
+        counts.updated += changed;
+        counts.unchanged += existing.saturating_sub(changed);
         counts.created += staged.saturating_sub(existing);
         if write {
             let (orders_sql, lines_sql) = merge_sql(existing);
@@ -651,7 +673,10 @@ impl Loader {
         let (existing,): (i64,) = tx.fetch_one(query(EXISTING_SQL)).await?;
         let staged = pg.staged.saturating_sub(moved.len() as u64);
         let existing = existing.max(0) as u64;
-        counts.updated += existing;
+        let (changed,): (i64,) = if existing == 0 { (0,) } else { tx.fetch_one(query(CHANGED_SQL)).await? };
+        let changed = changed.max(0) as u64;
+        counts.updated += changed;
+        counts.unchanged += existing.saturating_sub(changed);
         // Staged orders existed when their chunk was probed; the rest were written directly.
         counts.created += staged.saturating_sub(existing);
         if opts.dry_run || (rej.count > 0 && !opts.skip_invalid) {

@@ -235,12 +235,16 @@ impl Columns {
         allow_attributes: bool,
         ignore_unknown: bool,
     ) -> Result<Columns> {
-        let mapped: HashMap<String, &str> = mappings.iter().map(|(src, dst)| (normalise_header(src), dst.as_str())).collect();
-        for (_, dst) in mappings {
-            if !spec.iter().any(|f| f.name == dst) {
+        // A `--map` target is a field's name or any alias its header may have (`external_id`,
+        // as the API calls it, for `customer_id`; 手机 for `mobile`), matched as headers are.
+        let mut mapped: HashMap<String, &str> = HashMap::with_capacity(mappings.len());
+        for (src, dst) in mappings {
+            let norm = normalise_header(dst);
+            let Some(field) = spec.iter().find(|f| f.name == dst || f.matches(&norm)) else {
                 let names: Vec<&str> = spec.iter().map(|f| f.name).collect();
                 return Err(StoreError::File(format!("--map target {dst:?} is not a field here (fields: {})", names.join(", "))));
-            }
+            };
+            mapped.insert(normalise_header(src), field.name);
         }
         let mut targets = Vec::with_capacity(headers.len());
         let mut source_names = vec![String::new(); spec.len()];
