@@ -296,3 +296,52 @@ test_both!(imports_report_unchanged_rows, |db: TestDb| async move {
     let html = r.text().await.unwrap();
     assert!(html.contains("<b id=\"r-unchanged\">1</b>"), "{html}");
 });
+
+// §3: API tokens with an expiry and a read-only scope.
+test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
+    use patron_store::users::TokenOptions;
+    let app = spawn_app(db).await;
+    let store = &app.db.store;
+    let (_, c) = app.post("/api/v1/customers", json!({"name": "甲"})).await;
+    let id = c["id"].as_i64().unwrap();
+    let (info, ro) = store.create_token_with("reader", Role::Admin, None, TokenOptions { expires_at: None, read_only: true }).await.unwrap();
+    assert_eq!((info.scope.as_str(), info.expires_at), ("read_only", None));
+    let (s, b) = json_of(app.req_as(&ro, Method::GET, &format!("/api/v1/customers/{id}")).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    let writes = [
+        (Method::POST, "/api/v1/customers".to_owned(), json!({"name": "乙"})),
+        (Method::PATCH, format!("/api/v1/customers/{id}"), json!({"city": "上海"})),
+        (Method::DELETE, format!("/api/v1/customers/{id}"), json!(null)),
+        (Method::POST, "/api/v1/segments/preview".to_owned(), json!({"rule": "city = \"上海\""})),
+    ];
+    for (method, path, body) in writes {
+        let (s, b) = json_of(app.req_as(&ro, method.clone(), &path).json(&body).send().await.unwrap()).await;
+        assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "{method} {path}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains("read-only"), "{b}");
+    }
+    let (_, c) = app.get(&format!("/api/v1/customers/{id}")).await;
+    assert!(c["city"].is_null() && c["deleted_at"].is_null(), "nothing was written: {c}");
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    assert!(doc["paths"]["/api/v1/customers"]["post"]["responses"]["403"].is_object(), "every write documents 403");
+
+    // An expiring token works until its time (the store's clock), then is refused like a bad one.
+    let now = store.now();
+    let err = store.create_token_with("past", Role::Admin, None, TokenOptions { expires_at: Some(now), read_only: false }).await.unwrap_err();
+    assert!(err.to_string().contains("future"), "{err}");
+    let (info, rw) = store
+        .create_token_with("day", Role::Manager, None, TokenOptions { expires_at: Some(now + chrono::Duration::days(1)), read_only: false })
+        .await
+        .unwrap();
+    assert_eq!(info.scope, "read_write");
+    let (s, _) = json_of(app.req_as(&rw, Method::PATCH, &format!("/api/v1/customers/{id}")).json(&json!({"city": "杭州"})).send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    app.db.clock.set(now + chrono::Duration::days(1) + chrono::Duration::seconds(1));
+    let (s, b) = json_of(app.req_as(&rw, Method::GET, "/api/v1/customers").send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (401, "unauthorized"), "{b}");
+    let listed = store.tokens().await.unwrap();
+    assert!(listed.iter().any(|t| t.name == "day" && t.expires_at.is_some()), "listed with its expiry");
+    // Revoked tokens stop at once (review item 8: tokens were untested).
+    store.revoke_token(info.id).await.unwrap();
+    assert!(store.token_actor(&rw).await.unwrap().is_none());
+    assert!(matches!(store.revoke_token(info.id).await, Err(patron_store::StoreError::NotFound(_))));
+});

@@ -275,6 +275,12 @@ enum TokenCommand {
         /// Act for this user (required for agent tokens, whose portfolio is the user's).
         #[arg(long)]
         user: Option<String>,
+        /// Stop working after this many days (default: never).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in: Option<u32>,
+        /// Reads only: any request but GET is refused with 403.
+        #[arg(long)]
+        read_only: bool,
     },
     /// List tokens (never their secrets).
     List {
@@ -518,7 +524,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         },
         Command::Token { command } => match command {
-            TokenCommand::Create { db, name, role, user } => {
+            TokenCommand::Create { db, name, role, user, expires_in, read_only } => {
                 let store = open(&db).await?;
                 let role: Role = role.parse()?;
                 let user_id = match user {
@@ -526,14 +532,18 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     None if role == Role::Agent => bail!("an agent token needs --user (an agent's portfolio is a user's)"),
                     None => None,
                 };
-                let (info, secret) = store.create_token(&name, role, user_id).await?;
-                eprintln!("token {} ({}, {}) created; it is shown once:", info.id, info.name, info.role);
+                let expires_at = expires_in.map(|d| store.now() + chrono::Duration::days(i64::from(d)));
+                let opts = patron_store::users::TokenOptions { expires_at, read_only };
+                let (info, secret) = store.create_token_with(&name, role, user_id, opts).await?;
+                let until = info.expires_at.map(|t| format!(", expires {}", t.to_rfc3339())).unwrap_or_default();
+                eprintln!("token {} ({}, {}, {}{until}) created; it is shown once:", info.id, info.name, info.role, info.scope);
                 println!("{secret}");
             }
             TokenCommand::List { db } => {
                 let store = open(&db).await?;
                 for t in store.tokens().await? {
-                    println!("{}\t{}\t{}\t{}…\t{}", t.id, t.name, t.role, t.prefix, t.created_at.to_rfc3339());
+                    let expires = t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into());
+                    println!("{}\t{}\t{}\t{}\t{}…\t{}\texpires {expires}", t.id, t.name, t.role, t.scope, t.prefix, t.created_at.to_rfc3339());
                 }
             }
             TokenCommand::Revoke { db, id } => {

@@ -232,6 +232,26 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     assert!(db.store.actor_for_token(token.trim()).await.unwrap().is_some());
     let out = patron().args(["token", "create", "--name", "a", "--role", "agent", "--db", &db.url]).output().unwrap();
     assert!(!out.status.success(), "agent tokens need --user");
+    // A read-only token that expires in 30 days (issue 14 §3); list shows scope and expiry,
+    // revoke stops it (review item 8: token list and revoke were untested).
+    let reader = run_ok(&["token", "create", "--name", "reader", "--role", "admin", "--expires-in", "30", "--read-only"], &db.url);
+    let t = db.store.token_actor(reader.trim()).await.unwrap().expect("a live token");
+    assert!(t.read_only);
+    let list = run_ok(&["token", "list"], &db.url);
+    let line = list.lines().find(|l| l.contains("\treader\t")).unwrap_or_default().to_owned();
+    assert!(line.contains("\tread_only\t") && line.contains("expires 20"), "{list}");
+    assert!(list.lines().any(|l| l.contains("\tci\t") && l.contains("\tread_write\t") && l.ends_with("expires never")), "{list}");
+    let id = line.split('\t').next().unwrap().to_owned();
+    let out = run_ok(&["token", "revoke", &id], &db.url);
+    assert!(out.contains(&format!("token {id} revoked")), "{out}");
+    assert!(db.store.token_actor(reader.trim()).await.unwrap().is_none());
+    assert!(!run_ok(&["token", "list"], &db.url).contains("\treader\t"));
+    let out = patron().args(["token", "revoke", &id, "--db", &db.url]).output().unwrap();
+    assert!(!out.status.success(), "revoking twice fails");
+    for days in ["0", "-1", "x"] {
+        let out = patron().args(["token", "create", "--name", "z", "--role", "admin", "--expires-in", days, "--db", &db.url]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--expires-in {days}: clap refuses it");
+    }
 
     let csv = dir.path().join("c.csv");
     std::fs::write(&csv, "customer_id,name,city,owner\nE1,甲,上海,boss@example.com\nE2,乙,北京,\n").unwrap();

@@ -499,6 +499,10 @@ fn complete_operations(doc: &mut Value) {
                 add.extend([("404", "NotFound"), ("410", "Gone"), ("429", "TooManyRequests")]);
             } else {
                 add.push(("401", "Unauthorized"));
+                if method != "get" {
+                    // A read-only token may not write.
+                    add.push(("403", "Forbidden"));
+                }
             }
             if has("path") {
                 add.extend([("400", "BadRequest"), ("404", "NotFound")]);
