@@ -345,3 +345,108 @@ test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
     assert!(store.token_actor(&rw).await.unwrap().is_none());
     assert!(matches!(store.revoke_token(info.id).await, Err(patron_store::StoreError::NotFound(_))));
 });
+
+// §3: the audit viewer: admins filter the log by actor, customer, action and time, page through
+// it and export it as CSV; in the API and the web UI.
+test_both!(audit_viewer_filters_pages_and_exports, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let store = &app.db.store;
+    let manager = store.create_user("m@example.com", "经理", Role::Manager, None).await.unwrap();
+    let (mt, mtoken) = store.create_token("m", Role::Manager, Some(manager.id)).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["甲", "乙", "丙"] {
+        let (_, c) = app.post("/api/v1/customers", json!({ "name": name })).await;
+        ids.push(c["id"].as_i64().unwrap());
+    }
+    // The manager reads the first customer's 360 three times (each read is audited).
+    for _ in 0..3 {
+        let (s, _) = json_of(app.req_as(&mtoken, Method::GET, &format!("/api/v1/customers/{}", ids[0])).send().await.unwrap()).await;
+        assert_eq!(s, 200);
+    }
+    let (s, b) = json_of(app.req_as(&mtoken, Method::GET, "/api/v1/audit").send().await.unwrap()).await;
+    assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "admins only");
+
+    let actor = format!("token:{}", mt.id);
+    let (s, page) = app.get(&format!("/api/v1/audit?actor={actor}&customer_id={}&action=read", ids[0])).await;
+    assert_eq!(s, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{page}");
+    assert!(items.iter().all(|e| e["actor"] == actor.as_str() && e["customer_id"] == ids[0] && e["action"] == "read"), "{page}");
+    assert!(items.windows(2).all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()), "newest first");
+    // By customer alone: the admin's create and the manager's reads.
+    let (_, page) = app.get(&format!("/api/v1/audit?customer_id={}", ids[1])).await;
+    assert!(page["items"].as_array().unwrap().iter().all(|e| e["customer_id"] == ids[1]), "{page}");
+    assert!(!page["items"].as_array().unwrap().is_empty());
+    // A user's entries by actor_id (user:<id>): a session login writes some.
+    store.create_user("ui@example.com", "界面", Role::Admin, Some("a long enough password")).await.unwrap();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let _ = browser.post(format!("{}/ui/login", app.base)).form(&[("email", "ui@example.com"), ("password", "wrong password!")]).send().await.unwrap();
+    let (s, page) = app.get("/api/v1/audit?action=login_failed").await;
+    assert_eq!(s, 200, "{page}");
+    let failed = page["items"].as_array().unwrap().len();
+    assert!(failed >= 1, "{page}");
+
+    // Pages of two walk every entry once, in order.
+    let (_, all) = app.get("/api/v1/audit?limit=1000").await;
+    let all_ids: Vec<i64> = all["items"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, page) = app.get(&format!("/api/v1/audit?limit=2{cursor}")).await;
+        assert_eq!(s, 200, "{page}");
+        walked.extend(page["items"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all_ids);
+    // Time range: nothing before the test clock's now, everything from it on.
+    let now = store.now();
+    let enc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, page) = app.get(&format!("/api/v1/audit?to={}", enc(now - chrono::Duration::hours(1)))).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "{page}");
+    let (_, page) = app.get(&format!("/api/v1/audit?from={}&to={}&limit=1000", enc(now), enc(now + chrono::Duration::hours(1)))).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(all_ids.len()), "{page}");
+    // Bad filters: 400 naming the parameter.
+    for (q, field) in [
+        (format!("actor=user:1&actor_id=2"), "actor_id"),
+        (format!("from={}&to={}", enc(now), enc(now)), "to"),
+        ("cursor=zz".to_owned(), "cursor"),
+        ("actor=somebody".to_owned(), "actor"),
+        ("limit=0".to_owned(), "limit"),
+    ] {
+        let (s, b) = app.get(&format!("/api/v1/audit?{q}")).await;
+        assert_eq!((s, b["error"]["field"].as_str()), (400, Some(field)), "{q}: {b}");
+    }
+
+    // CSV export of a filter: the header and one line per entry; the export is audited.
+    let r = app.req(Method::GET, &format!("/api/v1/audit/export?actor={actor}")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    let text = r.text().await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,at,actor,action,entity,entity_id,customer_id,detail"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|l| l.contains(&format!(",{actor},read,customer,{},{},", ids[0], ids[0]))), "{text}");
+    let (_, page) = app.get("/api/v1/audit?action=export").await;
+    assert_eq!(page["items"][0]["entity"], "audit_log", "{page}");
+    assert_eq!(page["items"][0]["detail"], "rows=3", "{page}");
+    let (_, doc) = app.get("/api/v1/openapi.json").await;
+    assert!(doc["paths"]["/api/v1/audit"]["get"].is_object() && doc["paths"]["/api/v1/audit/export"]["get"].is_object());
+
+    // The web UI: admins only; the filter form, the table and the export link.
+    let cookie = ui_session(&app, "audit-admin@example.com", Role::Admin).await;
+    let (s, html) = ui_get(&app, &cookie, &format!("/ui/audit?actor={actor}&action=read&customer_id={}", ids[0])).await;
+    assert_eq!(s, 200, "{html}");
+    assert_eq!(html.matches("<td>read</td>").count(), 3, "{html}");
+    assert!(html.contains("id=\"audit-export\" href=\"/ui/audit/export?actor="), "{html}");
+    let (s, csv) = ui_get(&app, &cookie, &format!("/ui/audit/export?actor={actor}")).await;
+    assert_eq!((s, csv.lines().count()), (200, 4), "{csv}");
+    let (s, _) = ui_get(&app, &cookie, "/ui/audit?customer_id=abc").await;
+    assert_eq!(s, 400);
+    let cookie = ui_session(&app, "audit-manager@example.com", Role::Manager).await;
+    let (s, _) = ui_get(&app, &cookie, "/ui/audit").await;
+    assert_eq!(s, 403);
+});

@@ -2,6 +2,7 @@
 //! document generated from the handlers' annotations.
 
 pub mod analytics;
+pub mod audit;
 pub mod contract;
 pub mod customers;
 pub mod events;
@@ -40,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tickets::router())
         .merge(service::router())
         .merge(events::router())
+        .merge(audit::router())
         .merge(notifications::router())
         .merge(public)
         .fallback(not_found)
@@ -113,7 +115,7 @@ impl Modify for BearerAuth {
         tickets::compensate, tickets::decide,
         service::policies, service::policy, service::put_policy, service::calendar, service::put_calendar,
         service::settings, service::put_settings, service::pareto, service::complaint_rate, service::kpis,
-        events::list, notifications::list, notifications::mark_read,
+        events::list, notifications::list, notifications::mark_read, audit::list, audit::export,
         public::confirmation, public::answer_confirmation,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -127,6 +129,7 @@ impl Modify for BearerAuth {
         (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
+        (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "platform", description = "Health and metadata"),
