@@ -37,6 +37,26 @@ struct DbArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Back up the database to a new file: SQLite online (VACUUM INTO; writers go on), PostgreSQL
+    /// with pg_dump (custom format).
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The backup file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a SQLite backup as the database of --db (stop `patron serve` on it first).
+    Restore {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the web UI and the REST API.
     Serve {
         #[command(flatten)]
@@ -347,6 +367,44 @@ fn print_status(s: &patron_store::db::citus::ClusterStatus) {
     }
 }
 
+/// `patron backup`: SQLite by `VACUUM INTO` (online), PostgreSQL by pg_dump when it is on the
+/// PATH (otherwise the command to run, and an error).
+async fn backup(db: &DbArgs, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists already; back up to a new file", out.display());
+    }
+    if patron_store::backup::sqlite_file(&db.url)?.is_some() {
+        let store = open(db).await?;
+        let started = std::time::Instant::now();
+        let bytes = store.backup_sqlite(out).await.map_err(|e| anyhow!("{}: {e}", out.display()))?;
+        store.db.close().await;
+        println!("backed up {} to {} ({bytes} bytes, {:.1} s)", patron_store::db::redact_url(&db.url), out.display(), started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    let command = format!("pg_dump --format=custom --no-owner --file {} --dbname {}", out.display(), patron_store::db::redact_url(&db.url));
+    let status = match tokio::process::Command::new("pg_dump")
+        .args(["--format=custom", "--no-owner", "--file"])
+        .arg(out)
+        .arg("--dbname")
+        .arg(&db.url)
+        .status()
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("PostgreSQL is backed up with pg_dump, which is not on the PATH; install the PostgreSQL client (the server's major version or newer) and run: {command}")
+        }
+        Err(e) => bail!("cannot run pg_dump: {e} (the command: {command})"),
+    };
+    if !status.success() {
+        let _ = std::fs::remove_file(out);
+        bail!("pg_dump failed ({status}); the command was: {command}");
+    }
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!("backed up {} to {} with pg_dump ({bytes} bytes; restore: pg_restore --no-owner --dbname URL {})", patron_store::db::redact_url(&db.url), out.display(), out.display());
+    Ok(())
+}
+
 async fn open(db: &DbArgs) -> Result<Store> {
     let tz: patron_store::BusinessTz =
         db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
@@ -357,6 +415,22 @@ async fn open(db: &DbArgs) -> Result<Store> {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
+        Command::Backup { db, out } => backup(&db, &out).await?,
+        Command::Restore { db, from, force } => {
+            if patron_store::backup::sqlite_file(&db.url)?.is_none() {
+                bail!(
+                    "patron restore writes SQLite databases; restore a PostgreSQL backup with pg_restore into an empty database: \
+                     pg_restore --no-owner --dbname {} {}",
+                    patron_store::db::redact_url(&db.url),
+                    from.display()
+                );
+            }
+            let store = patron_store::backup::restore_sqlite(&from, &db.url, force).await.map_err(|e| anyhow!("{}: {e}", from.display()))?;
+            let (customers,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM customers")).await?;
+            let (orders,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM orders")).await?;
+            store.db.close().await;
+            println!("restored {} into {} ({customers} customers, {orders} orders)", from.display(), patron_store::db::redact_url(&db.url));
+        }
         Command::Serve { db, listen, secure_cookies, public_url, jobs_every } => {
             let store = open(&db).await?;
             if let Some(u) = &public_url {

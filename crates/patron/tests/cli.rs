@@ -265,3 +265,127 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key"));
 });
+
+/// Customers with their tags, by id (the contents a backup must hold).
+async fn customers_with_tags(store: &Store) -> Vec<(i64, String, String)> {
+    store
+        .db
+        .reader()
+        .fetch_all(query(
+            "SELECT c.id, c.name, COALESCE((SELECT GROUP_CONCAT(t.tag, ';') FROM (SELECT tag FROM customer_tags WHERE customer_id = c.id ORDER BY tag) t), '') \
+             FROM customers c ORDER BY c.id",
+        ))
+        .await
+        .expect("customers")
+}
+
+// Issue 14 §3: `patron backup` copies a SQLite database online while it is written to, and
+// `patron restore` brings the copy back: one consistent snapshot (every customer with both of
+// the tags written in its transaction), a prefix of the writes, the same contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_under_write_load_and_restore() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let db = patron_store::testing::test_db(patron_store::Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let new_customer = |i: u64| patron_store::customers::NewCustomer {
+        name: format!("客户{i}"),
+        tags: vec![format!("a{i}"), format!("b{i}")],
+        ..Default::default()
+    };
+    for i in 0..200 {
+        db.store.create_customer(&patron_store::users::Actor::cli(), new_customer(i)).await.unwrap();
+    }
+    // A writer adds customers (a row and two tags per transaction) until the backup is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(200));
+    let writer = {
+        let (store, stop, written) = (db.store.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let i = written.load(Ordering::Relaxed);
+                store.create_customer(&patron_store::users::Actor::cli(), new_customer(i)).await.expect("write during the backup");
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // The writer has written before the backup starts.
+    while written.load(Ordering::Relaxed) < 210 {
+        tokio::task::yield_now().await;
+    }
+    let before = written.load(Ordering::Relaxed);
+    let backup = dir.path().join("backup.db");
+    let (url, file) = (db.url.clone(), backup.clone());
+    let out = tokio::task::spawn_blocking(move || patron().args(["backup", "--db", &url, "--out"]).arg(&file).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "), "{}", String::from_utf8_lossy(&out.stdout));
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let after = written.load(Ordering::Relaxed);
+
+    // Restore into a new file: the CLI checks the copy, places it and migrates it.
+    let target = dir.path().join("restored.db");
+    let target_url = format!("sqlite://{}", target.display());
+    let out = patron().args(["restore", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("restored "));
+    let restored = Store::connect(&target_url).await.unwrap();
+    let copy = customers_with_tags(&restored).await;
+    let source = customers_with_tags(&db.store).await;
+    let n = copy.len() as u64;
+    assert!(n >= before && n <= after, "a snapshot taken during the writes: {before} ≤ {n} ≤ {after}");
+    assert!(copy.iter().all(|(_, _, tags)| tags.split(';').count() == 2), "no half-written customer");
+    assert_eq!(copy[..], source[..copy.len()], "the copy is the source as it was: the same rows, in order");
+    let (check,): (String,) = restored.db.reader().fetch_one(query("PRAGMA integrity_check")).await.unwrap();
+    assert_eq!(check, "ok");
+    restored.db.close().await;
+
+    // An existing target is replaced only with --force; a file that is not a patron database is
+    // refused before anything is touched; a second backup to the same file is refused.
+    let out = patron().args(["restore", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"), "{}", String::from_utf8_lossy(&out.stderr));
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database").unwrap();
+    let out = patron().args(["restore", "--force", "--from"]).arg(&junk).args(["--db", &target_url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.db"), "{}", String::from_utf8_lossy(&out.stderr));
+    let still = Store::connect(&target_url).await.unwrap();
+    assert_eq!(count(&still, "customers").await, n as i64, "the target is untouched");
+    still.db.close().await;
+    let out = patron().args(["restore", "--force", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = patron().args(["backup", "--db", &db.url, "--out"]).arg(&backup).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}
+
+// PostgreSQL is backed up with pg_dump (custom format) when it is on the PATH, else the command
+// is named and the exit is non-zero; `patron restore` names pg_restore for PostgreSQL targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backup_uses_pg_dump() {
+    let db = patron_store::testing::test_db(patron_store::Engine::Postgres).await;
+    db.store.create_customer(&patron_store::users::Actor::cli(), patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("pg.dump");
+    let out = patron().args(["backup", "--db", &db.url, "--out"]).arg(&out_file).output().unwrap();
+    let has_pg_dump = Command::new("pg_dump").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has_pg_dump {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let head = std::fs::read(&out_file).unwrap();
+        assert!(head.starts_with(b"PGDMP"), "a pg_dump custom-format archive");
+        let list = Command::new("pg_restore").arg("--list").arg(&out_file).output().unwrap();
+        assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE DATA public customers"));
+    } else {
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom"));
+    }
+    // No PATH at all: the command is named, and the exit is non-zero.
+    let other = dir.path().join("other.dump");
+    let out = patron().env("PATH", "").args(["backup", "--db", &db.url, "--out"]).arg(&other).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom --no-owner --file"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = patron().args(["restore", "--from"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_restore --no-owner --dbname"), "{}", String::from_utf8_lossy(&out.stderr));
+}
