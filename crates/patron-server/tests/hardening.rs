@@ -410,7 +410,7 @@ test_both!(audit_viewer_filters_pages_and_exports, |db: TestDb| async move {
     assert_eq!(page["items"].as_array().map(Vec::len), Some(all_ids.len()), "{page}");
     // Bad filters: 400 naming the parameter.
     for (q, field) in [
-        (format!("actor=user:1&actor_id=2"), "actor_id"),
+        ("actor=user:1&actor_id=2".to_owned(), "actor_id"),
         (format!("from={}&to={}", enc(now), enc(now)), "to"),
         ("cursor=zz".to_owned(), "cursor"),
         ("actor=somebody".to_owned(), "actor"),
