@@ -52,6 +52,9 @@ BEYOND_THE_SCHEMA = [
     # A report's period ends after it starts.
     ("GET", "/api/v1/service/pareto", 400, "invalid", r"to"),
     ("GET", "/api/v1/service/complaint-rate", 400, "invalid", r"to"),
+    # An audit query's range ends after it starts, and actor and actor_id name the same user.
+    ("GET", "/api/v1/audit", 400, "invalid", r"to|actor_id"),
+    ("GET", "/api/v1/audit/export", 400, "invalid", r"to|actor_id"),
     # A calendar needs at least one working weekday, and a day closes after it opens.
     ("PUT", "/api/v1/calendar", 422, "invalid", r"weekdays"),
     ("PUT", "/api/v1/calendar", 422, "invalid_json", r"weekdays(\[\d\])?"),

@@ -104,8 +104,11 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     assert_eq!(all(CustomerFilter { q: Some("%".into()), ..Default::default() }).await.len(), 0, "LIKE wildcards are literal");
     assert_eq!(s.count_customers(&CustomerFilter::default()).await.unwrap(), 3);
 
-    // Walking pages of 2 visits every row once, in order, for every sort.
-    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAtDesc] {
+    // Walking pages of 2 visits every row once, in order, for every sort: the walk equals the
+    // one-page list (no row twice, none left out, the same order), and the orders themselves hold
+    // (review item 1: the walk was de-duplicated before it was compared, and 4 orders unchecked).
+    let mut walks = std::collections::HashMap::new();
+    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAt, CustomerSort::UpdatedAtDesc] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -116,11 +119,28 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
                 None => break,
             }
         }
-        let mut sorted = seen.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 3, "{sort:?}: {seen:?}");
+        let one_page: Vec<i64> = s.list_customers(&CustomerFilter::default(), sort, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+        assert_eq!(seen, one_page, "{sort:?}");
+        assert_eq!(seen.len(), 3, "{sort:?}: {seen:?}");
+        walks.insert(format!("{sort:?}"), seen);
     }
+    let walk = |k: &str| walks.get(k).cloned().unwrap_or_default();
+    let reversed = |k: &str| walk(k).into_iter().rev().collect::<Vec<_>>();
+    let mut ascending = walk("Id");
+    ascending.sort();
+    assert_eq!(walk("Id"), ascending);
+    assert_eq!(walk("IdDesc"), reversed("Id"));
+    assert_eq!(walk("NameDesc"), reversed("Name"), "names are distinct: descending is the reverse");
+    let names: Vec<String> = s.list_customers(&CustomerFilter::default(), CustomerSort::Name, None, 50).await.unwrap().items.into_iter().map(|c| c.name).collect();
+    assert_ne!(walk("Name"), walk("Id"), "by name is not by id here: {names:?}");
+    // Make the oldest row the most recently changed: it moves to the end of updated_at.
+    db.clock.set(test_now() + chrono::Duration::hours(1));
+    let first = walk("Id")[0];
+    s.update_customer(&cli(), first, serde_json::from_str(r#"{"city":"苏州"}"#).unwrap()).await.unwrap();
+    let by_update: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAt, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    assert_eq!(by_update.last(), Some(&first), "{by_update:?}");
+    let by_update_desc: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAtDesc, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    assert_eq!(by_update_desc.first(), Some(&first), "{by_update_desc:?}");
     let err = s.list_customers(&CustomerFilter::default(), CustomerSort::Id, Some("nonsense"), 2).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
 });

@@ -227,6 +227,10 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     assert!(db.store.authenticate("boss@example.com", "a long enough password").await.unwrap().is_some());
     let out = patron().args(["user", "add", "--email", "x@example.com", "--role", "agent", "--db", &db.url]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password: "), "a generated password is printed");
+    // `user list` (review item 8: untested): id, email, role, name, one line each.
+    let users = run_ok(&["user", "list"], &db.url);
+    assert!(users.lines().any(|l| l.contains("\tboss@example.com\tmanager\t")), "{users}");
+    assert!(users.lines().any(|l| l.contains("\tx@example.com\tagent\t")), "{users}");
     let token = run_ok(&["token", "create", "--name", "ci", "--role", "manager"], &db.url);
     assert!(token.trim().starts_with("pat_"));
     assert!(db.store.actor_for_token(token.trim()).await.unwrap().is_some());
