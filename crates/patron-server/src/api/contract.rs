@@ -388,9 +388,57 @@ pub const DATE_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-0
 /// The times a client may send: their date, as written, from 1900-01-01 to 2100-01-01.
 pub const TIME_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-01)[Tt]";
 
-/// Every `date` and `date-time` string of the document, in requests and responses, gets the
-/// pattern of its range, so that the document says what the server takes.
-fn bound_dates(v: &mut Value) {
+/// Every `date` and `date-time` string a client sends (parameters, request bodies and the
+/// components they refer to) gets the pattern of its range, so that the document says what the
+/// server takes. Responses keep plain formats: a period the server derives may start before
+/// 1900-01-01 in UTC (the first month of 1900 in Shanghai's local mean time).
+fn bound_dates(doc: &mut Value) {
+    let mut refs = std::collections::BTreeSet::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+            for part in ["parameters", "requestBody"] {
+                if let Some(v) = op.get_mut(part) {
+                    collect_refs(v, &mut refs);
+                    bound_dates_in(v);
+                }
+            }
+        }
+    }
+    let mut todo: Vec<String> = refs.iter().cloned().collect();
+    while let Some(name) = todo.pop() {
+        let mut found = std::collections::BTreeSet::new();
+        if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+            collect_refs(schema, &mut found);
+        }
+        for f in found {
+            if refs.insert(f.clone()) {
+                todo.push(f);
+            }
+        }
+    }
+    for name in refs {
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            bound_dates_in(schema);
+        }
+    }
+}
+
+/// The component schemas `v` refers to (`#/components/schemas/NAME`).
+fn collect_refs(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(name) = map.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                out.insert(name.to_owned());
+            }
+            map.values().for_each(|c| collect_refs(c, out));
+        }
+        Value::Array(items) => items.iter().for_each(|c| collect_refs(c, out)),
+        _ => {}
+    }
+}
+
+/// [`bound_dates`] within one schema (not following references).
+fn bound_dates_in(v: &mut Value) {
     match v {
         Value::Object(map) => {
             let pattern = match map.get("format").and_then(Value::as_str) {
@@ -404,10 +452,10 @@ fn bound_dates(v: &mut Value) {
                 }
             }
             for child in map.values_mut() {
-                bound_dates(child);
+                bound_dates_in(child);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(bound_dates),
+        Value::Array(items) => items.iter_mut().for_each(bound_dates_in),
         _ => {}
     }
 }
