@@ -23,6 +23,12 @@ BEYOND_THE_SCHEMA = [
     ("POST", "/api/v1/interactions", 422, "invalid", r"(interactions\[\d+\]\.)?customer(_external)?_id"),
     # An order's total defaults to its lines less its discount: that sum must be 0 to 10^13.
     ("POST", "/api/v1/orders", 422, "invalid", r"(orders\[\d+\]\.)?(total_cents|lines(\[\d+\])?)"),
+    # An order is at most a day ahead of the server's clock (a bound by "now").
+    ("POST", "/api/v1/orders", 422, "invalid", r"(orders\[\d+\]\.)?ordered_at"),
+    # A customer's attributes take at most 64 KiB as JSON, and a patch adds to those stored
+    # (at most 100 in all).
+    ("POST", "/api/v1/customers", 422, "invalid", r"attributes"),
+    ("PATCH", "/api/v1/customers/{id}", 422, "invalid", r"attributes"),
     # Only organisations have contact people.
     ("POST", "/api/v1/customers/{id}/contacts", 422, "invalid", r"customer_id"),
     # A customer cannot refer or merge themselves.
@@ -46,6 +52,9 @@ BEYOND_THE_SCHEMA = [
     # A report's period ends after it starts.
     ("GET", "/api/v1/service/pareto", 400, "invalid", r"to"),
     ("GET", "/api/v1/service/complaint-rate", 400, "invalid", r"to"),
+    # An audit query's range ends after it starts, and actor and actor_id name the same user.
+    ("GET", "/api/v1/audit", 400, "invalid", r"to|actor_id"),
+    ("GET", "/api/v1/audit/export", 400, "invalid", r"to|actor_id"),
     # A calendar needs at least one working weekday, and a day closes after it opens.
     ("PUT", "/api/v1/calendar", 422, "invalid", r"weekdays"),
     ("PUT", "/api/v1/calendar", 422, "invalid_json", r"weekdays(\[\d\])?"),

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use patron_store::users::{Actor, Role, Session};
@@ -29,8 +29,13 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() < 200)
             .ok_or_else(ApiError::unauthorized)?;
-        match state.store.actor_for_token(token).await? {
-            Some(actor) => Ok(Auth(actor)),
+        match state.store.token_actor(token).await? {
+            // A read-only token reads: any method but GET (and HEAD) is refused before the
+            // handler runs (issue 14 §3).
+            Some(t) if t.read_only && !matches!(parts.method, Method::GET | Method::HEAD) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token is read-only (GET requests only)"))
+            }
+            Some(t) => Ok(Auth(t.actor)),
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -409,12 +409,14 @@ fn check_name(name: &str) -> Result<String> {
 }
 
 fn check_tags(tags: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
-    if out.iter().any(|t| t.chars().count() > 50) {
-        return Err(StoreError::invalid("tags", "a tag is longer than 50 characters"));
+    // The count first: 100,000 tags are refused before they are trimmed and sorted.
+    if tags.len() > 10 * values::MAX_TAGS {
+        return Err(StoreError::invalid("tags", format!("at most {} tags per customer ({} given)", values::MAX_TAGS, tags.len())));
     }
+    let mut out: Vec<String> = tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
     out.sort();
     out.dedup();
+    values::check_tags(&out).map_err(|m| StoreError::invalid("tags", m))?;
     Ok(out)
 }
 
@@ -431,10 +433,10 @@ fn check_consents(c: &BTreeMap<String, bool>) -> Result<()> {
 }
 
 fn check_attributes(v: &serde_json::Value) -> Result<()> {
-    if !v.is_object() {
+    let Some(map) = v.as_object() else {
         return Err(StoreError::invalid("attributes", "attributes must be a JSON object"));
-    }
-    Ok(())
+    };
+    values::check_attributes(map).map_err(|m| StoreError::invalid("attributes", m))
 }
 
 fn opt_str<T: ToString>(v: &Option<T>) -> Option<String> {
@@ -523,11 +525,12 @@ impl Store {
         self.db
             .reader()
             .fetch_one(
-                query(
-                    "SELECT COUNT(*) AS order_count, CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) AS spend_cents, \
+                query(format!(
+                    "SELECT COUNT(*) AS order_count, {} AS spend_cents, \
                      MIN(ordered_at) AS first_order_at, MAX(ordered_at) AS last_order_at \
                      FROM orders WHERE customer_id = $1 AND status = 'completed'",
-                )
+                    self.db.engine().clamp_bigint(&self.db.engine().sum_wide("total_cents"))
+                ))
                 .bind(customer_id),
             )
             .await
@@ -620,6 +623,10 @@ impl Store {
                     }
                 }
             }
+        }
+        if patch.attributes.is_some() {
+            // The patch's attributes with those the customer has: the whole within its caps.
+            check_attributes(&attributes)?;
         }
         let tags = patch.tags.as_deref().map(check_tags).transpose()?;
         if let Some(c) = &patch.consents {

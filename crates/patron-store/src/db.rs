@@ -74,6 +74,30 @@ impl Engine {
         }
     }
 
+    /// SQL for a sum that cannot overflow (issue 14 §2.2): no stored value, however large
+    /// (an order written by SQL with `i64::MAX`), may make an aggregate fail. PostgreSQL sums
+    /// a BIGINT column in NUMERIC (exact); SQLite's `SUM` raises "integer overflow", so its
+    /// `TOTAL` sums in REAL (exact below 2⁵³ cents, about 9·10¹³ yuan). Combine the result
+    /// with [`Engine::clamp_bigint`]; an empty set sums to NULL on PostgreSQL and 0 on SQLite.
+    pub fn sum_wide(self, expr: &str) -> String {
+        match self {
+            Engine::Sqlite => format!("TOTAL({expr})"),
+            Engine::Postgres => format!("SUM({expr})"),
+        }
+    }
+
+    /// SQL that brings a wide numeric expression (from [`Engine::sum_wide`]) back to a BIGINT,
+    /// saturating at the i64 range instead of failing; NULL becomes 0. SQLite's CAST of a REAL
+    /// to INTEGER saturates by itself.
+    pub fn clamp_bigint(self, expr: &str) -> String {
+        match self {
+            Engine::Sqlite => format!("CAST(COALESCE({expr}, 0) AS INTEGER)"),
+            Engine::Postgres => {
+                format!("CAST(LEAST(GREATEST(COALESCE({expr}, 0), -9223372036854775808), 9223372036854775807) AS BIGINT)")
+            }
+        }
+    }
+
     /// SQL for the largest integer not above a non-negative numeric expression: SQLite's CAST
     /// truncates (its FLOOR needs the optional math functions), PostgreSQL's CAST rounds.
     pub fn floor_int(self, expr: &str) -> String {

@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod backup;
 pub mod calendar;
 pub mod clock;
 pub mod contacts;

@@ -230,6 +230,9 @@ impl Store {
         let prefix = |i: usize| if batch { format!("orders[{i}].") } else { String::new() };
         let mut customers = Vec::with_capacity(orders.len());
         for (i, o) in orders.iter().enumerate() {
+            values::check_order_time(o.ordered_at, now).map_err(|m| field_err(&prefix(i), "ordered_at", m))?;
+        }
+        for (i, o) in orders.iter().enumerate() {
             customers.push(resolve_customer(&mut tx, o.customer_id, o.customer_external_id.as_deref(), &prefix(i)).await?);
         }
         // The customers' rows are locked before their orders are looked up and their summaries
@@ -394,7 +397,7 @@ async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_
     // summary, a tier's revenue) can overflow.
     if total > values::MAX_CENTS || discount > values::MAX_CENTS {
         let field = if o.total_cents.is_some() || discount > values::MAX_CENTS { "total_cents" } else { "lines" };
-        return Err(field_err(prefix, field, format!("at most {} cents (¥100,000,000,000)", values::MAX_CENTS)));
+        return Err(field_err(prefix, field, values::too_much_money()));
     }
     let external_id = clean(o.external_id);
     let existing: Option<(i64, i64)> = match &external_id {

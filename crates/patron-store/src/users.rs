@@ -128,6 +128,28 @@ pub struct ApiTokenInfo {
     pub created_at: DateTime<Utc>,
     /// Last used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `read_write`, or `read_only` (GET only: any other method is refused with 403).
+    pub scope: String,
+}
+
+/// How a new API token may be used (issue 14 §3).
+#[derive(Debug, Clone, Default)]
+pub struct TokenOptions {
+    /// When it stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Reads only (GET and HEAD).
+    pub read_only: bool,
+}
+
+/// The caller a bearer token stands for, and what the token allows.
+#[derive(Debug, Clone)]
+pub struct TokenActor {
+    /// The actor.
+    pub actor: Actor,
+    /// The token may only read.
+    pub read_only: bool,
 }
 
 /// Random secret, hex encoded, with a recognisable prefix.
@@ -341,9 +363,18 @@ impl Store {
 
     /// Creates an API token; returns its info and the secret, which is shown once and never stored.
     pub async fn create_token(&self, name: &str, role: Role, user_id: Option<i64>) -> Result<(ApiTokenInfo, String)> {
+        self.create_token_with(name, role, user_id, TokenOptions::default()).await
+    }
+
+    /// [`Store::create_token`] with an expiry and a scope.
+    pub async fn create_token_with(&self, name: &str, role: Role, user_id: Option<i64>, opts: TokenOptions) -> Result<(ApiTokenInfo, String)> {
         if name.trim().is_empty() {
             return Err(StoreError::invalid("name", "a token needs a name"));
         }
+        if opts.expires_at.is_some_and(|t| t <= self.now()) {
+            return Err(StoreError::invalid("expires_at", "a token must expire in the future"));
+        }
+        let scope = if opts.read_only { "read_only" } else { "read_write" };
         let secret = new_secret("pat_");
         let prefix: String = secret.chars().take(10).collect();
         let now = self.now();
@@ -351,37 +382,58 @@ impl Store {
         let info: ApiTokenInfo = tx
             .fetch_one(
                 query(
-                    "INSERT INTO api_tokens (name, role, user_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                     RETURNING id, name, role, prefix, created_at, last_used_at",
+                    "INSERT INTO api_tokens (name, role, user_id, token_hash, prefix, created_at, expires_at, scope) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     RETURNING id, name, role, prefix, created_at, last_used_at, expires_at, scope",
                 )
                 .bind(name.trim())
                 .bind(role.as_str())
                 .bind(user_id)
                 .bind(digest(&secret))
                 .bind(&prefix)
-                .bind(now),
+                .bind(now)
+                .bind(opts.expires_at.map(crate::clock::truncate_micros))
+                .bind(scope),
             )
             .await?;
-        audit::record(&mut tx, now, "cli", "create", "api_token", Some(info.id.to_string()), Some(format!("role={role}"))).await?;
+        let expiry = opts.expires_at.map(|t| format!(" expires_at={}", t.to_rfc3339())).unwrap_or_default();
+        audit::record(&mut tx, now, "cli", "create", "api_token", Some(info.id.to_string()), Some(format!("role={role} scope={scope}{expiry}"))).await?;
         tx.commit().await?;
         Ok((info, secret))
     }
 
-    /// Resolves a bearer token to the actor it stands for.
+    /// Resolves a bearer token to the actor it stands for (a revoked or expired token to none).
     pub async fn actor_for_token(&self, secret: &str) -> Result<Option<Actor>> {
+        Ok(self.token_actor(secret).await?.map(|t| t.actor))
+    }
+
+    /// Resolves a bearer token to the actor it stands for and its scope; a revoked or expired
+    /// token to none.
+    pub async fn token_actor(&self, secret: &str) -> Result<Option<TokenActor>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             id: i64,
             role: String,
             user_id: Option<i64>,
+            scope: String,
         }
         let row: Option<Row> = self
             .db
             .reader()
-            .fetch_optional(query("SELECT id, role, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL").bind(digest(secret)))
+            .fetch_optional(
+                query(
+                    "SELECT id, role, user_id, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(digest(secret))
+                .bind(self.now()),
+            )
             .await?;
         match row {
-            Some(r) => Ok(Some(Actor { key: format!("token:{}", r.id), role: r.role.parse()?, user_id: r.user_id })),
+            Some(r) => Ok(Some(TokenActor {
+                actor: Actor { key: format!("token:{}", r.id), role: r.role.parse()?, user_id: r.user_id },
+                read_only: r.scope == "read_only",
+            })),
             None => Ok(None),
         }
     }
@@ -391,7 +443,7 @@ impl Store {
         self.db
             .reader()
             .fetch_all(query(
-                "SELECT id, name, role, prefix, created_at, last_used_at FROM api_tokens WHERE revoked_at IS NULL ORDER BY id",
+                "SELECT id, name, role, prefix, created_at, last_used_at, expires_at, scope FROM api_tokens WHERE revoked_at IS NULL ORDER BY id",
             ))
             .await
     }

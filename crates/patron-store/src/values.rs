@@ -9,6 +9,57 @@ use chrono_tz::Tz;
 /// overflow.
 pub const MAX_CENTS: i64 = 10_000_000_000_000;
 
+/// Size caps (issue 14 §2.9), documented in the README and docs/import-format.md; each is
+/// checked before any expensive work on the value.
+/// Tags per customer.
+pub const MAX_TAGS: usize = 100;
+/// Characters per tag.
+pub const MAX_TAG_CHARS: usize = 50;
+/// Custom attributes per customer.
+pub const MAX_ATTRIBUTES: usize = 100;
+/// Characters per attribute name.
+pub const MAX_ATTRIBUTE_NAME_CHARS: usize = 64;
+/// A customer's attributes as JSON, in bytes (64 KiB).
+pub const MAX_ATTRIBUTES_BYTES: usize = 64 * 1024;
+/// Columns of an import file (or keys of a JSON line).
+pub const MAX_IMPORT_COLUMNS: usize = 256;
+/// Bytes of one field of an import file (64 KiB).
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Tags within [`MAX_TAGS`] and [`MAX_TAG_CHARS`] (already trimmed and de-duplicated).
+pub fn check_tags(tags: &[String]) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("at most {MAX_TAGS} tags per customer ({} given)", tags.len()));
+    }
+    if let Some(t) = tags.iter().find(|t| t.chars().count() > MAX_TAG_CHARS) {
+        let head: String = t.chars().take(20).collect();
+        return Err(format!("a tag is longer than {MAX_TAG_CHARS} characters ({head}…)"));
+    }
+    Ok(())
+}
+
+/// Attributes within [`MAX_ATTRIBUTES`], [`MAX_ATTRIBUTE_NAME_CHARS`] and
+/// [`MAX_ATTRIBUTES_BYTES`].
+pub fn check_attributes(attributes: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(format!("at most {MAX_ATTRIBUTES} attributes per customer ({} given)", attributes.len()));
+    }
+    if let Some(k) = attributes.keys().find(|k| k.chars().count() > MAX_ATTRIBUTE_NAME_CHARS) {
+        let head: String = k.chars().take(20).collect();
+        return Err(format!("an attribute name is longer than {MAX_ATTRIBUTE_NAME_CHARS} characters ({head}…)"));
+    }
+    let bytes = serde_json::to_vec(attributes).map(|v| v.len()).unwrap_or(usize::MAX);
+    if bytes > MAX_ATTRIBUTES_BYTES {
+        return Err(format!("the attributes take {bytes} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES} (64 KiB)"));
+    }
+    Ok(())
+}
+
+/// The reason given for an amount above [`MAX_CENTS`], the same in the API and the importer.
+pub fn too_much_money() -> String {
+    format!("at most {} cents (¥100,000,000,000)", MAX_CENTS)
+}
+
 /// Money in major units ("128.50", "¥1,280", "-3.2") to minor units (cents). At most 2 decimals.
 pub fn parse_money(s: &str) -> Result<i64, String> {
     if let Some(cents) = plain_money(s.as_bytes()) {
@@ -85,10 +136,55 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     let t = s.trim();
     for fmt in ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"] {
         if let Ok(d) = NaiveDate::parse_from_str(t, fmt) {
-            return Ok(d);
+            return check_date(d);
         }
     }
     Err(format!("not a date (expected YYYY-MM-DD): {s:?}"))
+}
+
+/// The earliest date patron takes from a client (issue 14 §2.8): dates far outside reason
+/// (`+99999-01-01`) broke the 360's first and last order.
+pub fn min_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default()
+}
+
+/// The latest date patron takes from a client (inclusive).
+pub fn max_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2100, 1, 1).unwrap_or_default()
+}
+
+/// The reason given for a date or time out of [`min_date`]..=[`max_date`].
+pub fn date_out_of_range() -> String {
+    "must be between 1900-01-01 and 2100-01-01".into()
+}
+
+/// `d` when it is within 1900-01-01..=2100-01-01.
+pub fn check_date(d: NaiveDate) -> Result<NaiveDate, String> {
+    if d < min_date() || d > max_date() {
+        Err(date_out_of_range())
+    } else {
+        Ok(d)
+    }
+}
+
+/// A time whose date as written is within 1900-01-01..=2100-01-01. The offset it was written
+/// with is gone by now, so its UTC date may be a day off either way.
+pub fn check_time(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let d = t.date_naive();
+    if d.succ_opt().is_none_or(|n| n < min_date()) || d.pred_opt().is_none_or(|p| p > max_date()) {
+        return Err(date_out_of_range());
+    }
+    Ok(t)
+}
+
+/// An order's time: in range, and at most a day after `now` (a till's clock may run ahead, an
+/// order from next year is a typing error).
+pub fn check_order_time(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    check_time(t)?;
+    if t > now + chrono::Duration::days(1) {
+        return Err(format!("must not be more than a day in the future (now {})", now.format("%Y-%m-%dT%H:%M:%SZ")));
+    }
+    Ok(t)
 }
 
 /// A point in time: RFC 3339, or a local date/time in `tz` (`YYYY-MM-DD HH:MM[:SS]`, with `/` too,
@@ -96,12 +192,23 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 pub fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     let t = s.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        // The date as written, as the API's document bounds it.
+        check_date(dt.date_naive())?;
         return Ok(dt.with_timezone(&Utc));
     }
     let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-        .or_else(|| parse_date(t).ok().map(|d| d.and_time(NaiveTime::MIN)));
+        .map(Ok)
+        .or_else(|| match parse_date(t) {
+            Ok(d) => Some(Ok(d.and_time(NaiveTime::MIN))),
+            Err(e) if e == date_out_of_range() => Some(Err(e)),
+            Err(_) => None,
+        })
+        .transpose()?;
+    if let Some(n) = naive {
+        check_date(n.date())?;
+    }
     match naive {
         Some(n) => tz
             .from_local_datetime(&n)

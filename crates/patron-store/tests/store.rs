@@ -104,8 +104,11 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     assert_eq!(all(CustomerFilter { q: Some("%".into()), ..Default::default() }).await.len(), 0, "LIKE wildcards are literal");
     assert_eq!(s.count_customers(&CustomerFilter::default()).await.unwrap(), 3);
 
-    // Walking pages of 2 visits every row once, in order, for every sort.
-    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAtDesc] {
+    // Walking pages of 2 visits every row once, in order, for every sort: the walk equals the
+    // one-page list (no row twice, none left out, the same order), and the orders themselves hold
+    // (review item 1: the walk was de-duplicated before it was compared, and 4 orders unchecked).
+    let mut walks = std::collections::HashMap::new();
+    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAt, CustomerSort::UpdatedAtDesc] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -116,11 +119,28 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
                 None => break,
             }
         }
-        let mut sorted = seen.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 3, "{sort:?}: {seen:?}");
+        let one_page: Vec<i64> = s.list_customers(&CustomerFilter::default(), sort, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+        assert_eq!(seen, one_page, "{sort:?}");
+        assert_eq!(seen.len(), 3, "{sort:?}: {seen:?}");
+        walks.insert(format!("{sort:?}"), seen);
     }
+    let walk = |k: &str| walks.get(k).cloned().unwrap_or_default();
+    let reversed = |k: &str| walk(k).into_iter().rev().collect::<Vec<_>>();
+    let mut ascending = walk("Id");
+    ascending.sort();
+    assert_eq!(walk("Id"), ascending);
+    assert_eq!(walk("IdDesc"), reversed("Id"));
+    assert_eq!(walk("NameDesc"), reversed("Name"), "names are distinct: descending is the reverse");
+    let names: Vec<String> = s.list_customers(&CustomerFilter::default(), CustomerSort::Name, None, 50).await.unwrap().items.into_iter().map(|c| c.name).collect();
+    assert_ne!(walk("Name"), walk("Id"), "by name is not by id here: {names:?}");
+    // Make the oldest row the most recently changed: it moves to the end of updated_at.
+    db.clock.set(test_now() + chrono::Duration::hours(1));
+    let first = walk("Id")[0];
+    s.update_customer(&cli(), first, serde_json::from_str(r#"{"city":"苏州"}"#).unwrap()).await.unwrap();
+    let by_update: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAt, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    assert_eq!(by_update.last(), Some(&first), "{by_update:?}");
+    let by_update_desc: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAtDesc, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    assert_eq!(by_update_desc.first(), Some(&first), "{by_update_desc:?}");
     let err = s.list_customers(&CustomerFilter::default(), CustomerSort::Id, Some("nonsense"), 2).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
 });
@@ -247,7 +267,7 @@ O7,C3,2026-03-06,10,,,\n";
     assert_eq!(count(s, "order_lines").await, 2);
     // Re-import changes nothing.
     let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
-    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 2), "the same rows are unchanged, not updated");
     assert_eq!(count(s, "orders").await, 2);
     // Money and time were read right.
     let (cents, at): (i64, chrono::DateTime<chrono::Utc>) = s
@@ -300,7 +320,7 @@ test_both!(customer_reimport_records_only_real_changes, |db: TestDb| async move 
     assert_eq!(a.referrer.as_ref().map(|r| r.name.as_str()), Some("乙"), "referrer later in the file is resolved");
     let changes = count(s, "customer_changes").await;
     let r = import(s, ImportKind::Customers, "v1.csv", v1.into(), |_| {}).await;
-    assert_eq!((r.created, r.updated), (0, 2));
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 2));
     assert_eq!(count(s, "customer_changes").await, changes, "re-import of the same file changes nothing");
     let v2 = "customer_id,name,city,consent_sms\nA,甲,杭州,false\n";
     import(s, ImportKind::Customers, "v2.csv", v2.into(), |_| {}).await;
@@ -338,7 +358,7 @@ test_both!(contacts_and_interactions_import, |db: TestDb| async move {
     let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
     assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
     let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |o| o.skip_invalid = true).await;
-    assert_eq!((r.created, r.updated), (0, 1));
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 1));
     assert_eq!(count(s, "interactions").await, 1);
     assert_eq!(count(s, "contacts").await, 1);
     // An id that belongs to another customer is refused, not moved; the rest of the file loads.
@@ -367,7 +387,7 @@ test_both!(export_round_trips, |db: TestDb| async move {
     assert!(text.contains("\"张\n三\""));
     let changes = count(s, "customer_changes").await;
     let r = import(s, ImportKind::Customers, "export.csv", out, |_| {}).await;
-    assert_eq!((r.updated, r.rejected), (3, 0), "{:?}", r.rejections);
+    assert_eq!((r.updated, r.unchanged, r.rejected), (0, 3, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "customer_changes").await, changes, "re-importing an export changes nothing");
 });
 
@@ -491,7 +511,7 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!(sum.purchase_days, 28);
     // Re-importing the same file changes nothing and counts updates.
     let r = import(s, ImportKind::Orders, "m.csv", file.into(), |_| {}).await;
-    assert_eq!((r.created, r.updated, r.rejected, r.committed), (0, n as u64, 0, true));
+    assert_eq!((r.created, r.updated, r.unchanged, r.rejected, r.committed), (0, 0, n as u64, 0, true));
     assert_eq!(count(s, "orders").await, n as i64);
     assert_eq!(count(s, "order_lines").await, n as i64);
     assert_eq!(s.customer_summary(c1).await.unwrap().expect("summary").order_count, sum.order_count);
@@ -509,7 +529,7 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     let changed = format!("{},{},{},999.00,{},{},5", changed[0], changed[1], changed[2], changed[4], changed[5]);
     let text = text.replacen(first_old, &changed, 1);
     let r = import(s, ImportKind::Orders, "mixed.csv", text.into(), |_| {}).await;
-    assert_eq!((r.created, r.updated, r.rejected), (30, 20, 0), "{:?}", r.rejections);
+    assert_eq!((r.created, r.updated, r.unchanged, r.rejected), (30, 1, 19, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "orders").await, n as i64 + 30);
     assert_eq!(count(s, "order_lines").await, n as i64 + 30);
     let (total, quantity): (i64, i64) = s
@@ -599,7 +619,7 @@ async fn postgres_orders_import_without_the_trigger_privilege() {
     assert_eq!((r.created, r.updated, r.rejected, r.committed), (n as u64, 0, 0, true), "{:?}", r.rejections);
     // Old and new orders together.
     let r = import(&plain, ImportKind::Orders, "p.csv", many_orders("P", n + 10, who).into(), |_| {}).await;
-    assert_eq!((r.created, r.updated, r.rejected, r.committed), (10, n as u64, 0, true));
+    assert_eq!((r.created, r.updated, r.unchanged, r.rejected, r.committed), (10, 0, n as u64, 0, true));
     assert_eq!(count(&plain, "orders").await, n as i64 + 10);
     assert_eq!(count(&plain, "order_lines").await, n as i64 + 10);
     let c1 = customer_id(&plain, "C1").await;
@@ -637,13 +657,61 @@ test_both!(customers_import_in_bulk_keeps_tags_consents_and_history, |db: TestDb
     assert_eq!(last.consents.iter().map(|c| (c.channel.as_str(), c.granted, c.source.as_str())).collect::<Vec<_>>(), [("sms", false, "import")]);
     // The same file again changes nothing; a changed one writes history per changed field.
     let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
-    assert_eq!((r.created, r.updated), (0, n as u64));
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, n as u64));
     assert_eq!(count(s, "customer_changes").await, 0);
     let r = import(s, ImportKind::Customers, "b.csv", file("杭州", "会员").into(), |_| {}).await;
     assert_eq!((r.created, r.updated), (0, n as u64));
     assert_eq!(count(s, "customer_changes").await, n as i64, "one city change each");
     assert_eq!(count(s, "customer_tags").await, 2 * n as i64);
 });
+test_both!(reimports_say_unchanged_and_map_takes_header_aliases, |db: TestDb| async move {
+    // Issue 14 §2.11: a re-import counted every row it found as "updated", changed or not.
+    let s = &db.store;
+    let customers = "customer_id,name,city,referrer_id\nU1,甲,上海,\nU2,乙,北京,\nU3,丙,杭州,U1\n";
+    let r = import(s, ImportKind::Customers, "c.csv", customers.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (3, 0, 0));
+    // U2's city changes; U3's referrer alone changes (set at the end of the file); U1 is the same.
+    let again = "customer_id,name,city,referrer_id\nU1,甲,上海,\nU2,乙,南京,\nU3,丙,杭州,U2\n";
+    let r = import(s, ImportKind::Customers, "c.csv", again.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 2, 1));
+    let contacts = "contact_id,customer_id,name,role\nK1,U1,联系人,经理\n";
+    // (Only organisations have people: make U1 one.)
+    import(s, ImportKind::Customers, "o.csv", "customer_id,name,kind\nU1,甲,organisation\n".into(), |_| {}).await;
+    let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (1, 0), "{:?}", r.rejections);
+    let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 1));
+    let r = import(s, ImportKind::Contacts, "k.csv", contacts.replace("经理", "店长").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 1, 0));
+    let orders = "order_id,customer_id,ordered_at,amount,product\nUO1,U2,2026-06-01,10,茶\nUO2,U2,2026-06-02,20,茶\n";
+    import(s, ImportKind::Orders, "o.csv", orders.into(), |_| {}).await;
+    // Only the line's product differs in UO2: the order changed.
+    let r = import(s, ImportKind::Orders, "o.csv", orders.replace("20,茶", "20,咖啡").into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 1, 1));
+    let interactions = "interaction_id,customer_id,kind,occurred_at\nUI1,U2,visit,2026-06-01\n";
+    import(s, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
+    let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 1));
+    // The import log counts every row it loaded, unchanged ones included.
+    let (loaded,): (i64,) = s.db.reader().fetch_one(patron_store::db::query("SELECT rows_loaded FROM imports ORDER BY id DESC LIMIT 1")).await.unwrap();
+    assert_eq!(loaded, 1);
+
+    // `--map` targets take the aliases headers take: `external_id` (the API's name), 手机.
+    let file = "会员号,姓名,电话\nM1,丁,13800138000\n";
+    let r = import(s, ImportKind::Customers, "m.csv", file.into(), |o| {
+        o.mappings = vec![("会员号".into(), "external_id".into()), ("电话".into(), "手机".into())]
+    })
+    .await;
+    assert_eq!((r.created, r.rejected), (1, 0), "{:?}", r.rejections);
+    let (mobile,): (Option<String>,) =
+        s.db.reader().fetch_one(patron_store::db::query("SELECT mobile FROM customers WHERE external_id = 'M1'")).await.unwrap();
+    assert_eq!(mobile.as_deref(), Some("13800138000"));
+    let mut opts = ImportOptions::new(ImportKind::Customers, "m.csv");
+    opts.mappings = vec![("会员号".into(), "shoe_size".into())];
+    let err = s.import(&cli(), Box::new(Cursor::new(file.as_bytes().to_vec())), &opts, &|_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("--map target \"shoe_size\" is not a field here"), "{err}");
+});
+
 test_both!(customers_import_stores_every_field_as_given, |db: TestDb| async move {
     // Every column of a new customer, with text that needs escaping on the bulk paths (COPY on
     // PostgreSQL: tab, backslash, newline; JSON quotes in attributes), read back through the API.

@@ -38,6 +38,26 @@ struct DbArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Back up the database to a new file: SQLite online (VACUUM INTO; writers go on), PostgreSQL
+    /// with pg_dump (custom format).
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The backup file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a SQLite backup as the database of --db (stop `patron serve` on it first).
+    Restore {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the web UI and the REST API.
     Serve {
         #[command(flatten)]
@@ -287,6 +307,12 @@ enum TokenCommand {
         /// Act for this user (required for agent tokens, whose portfolio is the user's).
         #[arg(long)]
         user: Option<String>,
+        /// Stop working after this many days (default: never).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in: Option<u32>,
+        /// Reads only: any request but GET is refused with 403.
+        #[arg(long)]
+        read_only: bool,
     },
     /// List tokens (never their secrets).
     List {
@@ -353,6 +379,44 @@ fn print_status(s: &patron_store::db::citus::ClusterStatus) {
     }
 }
 
+/// `patron backup`: SQLite by `VACUUM INTO` (online), PostgreSQL by pg_dump when it is on the
+/// PATH (otherwise the command to run, and an error).
+async fn backup(db: &DbArgs, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists already; back up to a new file", out.display());
+    }
+    if patron_store::backup::sqlite_file(&db.url)?.is_some() {
+        let store = open(db).await?;
+        let started = std::time::Instant::now();
+        let bytes = store.backup_sqlite(out).await.map_err(|e| anyhow!("{}: {e}", out.display()))?;
+        store.db.close().await;
+        println!("backed up {} to {} ({bytes} bytes, {:.1} s)", patron_store::db::redact_url(&db.url), out.display(), started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    let command = format!("pg_dump --format=custom --no-owner --file {} --dbname {}", out.display(), patron_store::db::redact_url(&db.url));
+    let status = match tokio::process::Command::new("pg_dump")
+        .args(["--format=custom", "--no-owner", "--file"])
+        .arg(out)
+        .arg("--dbname")
+        .arg(&db.url)
+        .status()
+        .await
+    {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("PostgreSQL is backed up with pg_dump, which is not on the PATH; install the PostgreSQL client (the server's major version or newer) and run: {command}")
+        }
+        Err(e) => bail!("cannot run pg_dump: {e} (the command: {command})"),
+    };
+    if !status.success() {
+        let _ = std::fs::remove_file(out);
+        bail!("pg_dump failed ({status}); the command was: {command}");
+    }
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!("backed up {} to {} with pg_dump ({bytes} bytes; restore: pg_restore --no-owner --dbname URL {})", patron_store::db::redact_url(&db.url), out.display(), out.display());
+    Ok(())
+}
+
 async fn open(db: &DbArgs) -> Result<Store> {
     let tz: patron_store::BusinessTz =
         db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
@@ -363,6 +427,22 @@ async fn open(db: &DbArgs) -> Result<Store> {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
+        Command::Backup { db, out } => backup(&db, &out).await?,
+        Command::Restore { db, from, force } => {
+            if patron_store::backup::sqlite_file(&db.url)?.is_none() {
+                bail!(
+                    "patron restore writes SQLite databases; restore a PostgreSQL backup with pg_restore into an empty database: \
+                     pg_restore --no-owner --dbname {} {}",
+                    patron_store::db::redact_url(&db.url),
+                    from.display()
+                );
+            }
+            let store = patron_store::backup::restore_sqlite(&from, &db.url, force).await.map_err(|e| anyhow!("{}: {e}", from.display()))?;
+            let (customers,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM customers")).await?;
+            let (orders,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM orders")).await?;
+            store.db.close().await;
+            println!("restored {} into {} ({customers} customers, {orders} orders)", from.display(), patron_store::db::redact_url(&db.url));
+        }
         Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox } => {
             let store = open(&db).await?;
             if let Some(u) = &public_url {
@@ -540,7 +620,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         },
         Command::Token { command } => match command {
-            TokenCommand::Create { db, name, role, user } => {
+            TokenCommand::Create { db, name, role, user, expires_in, read_only } => {
                 let store = open(&db).await?;
                 let role: Role = role.parse()?;
                 let user_id = match user {
@@ -548,14 +628,18 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     None if role == Role::Agent => bail!("an agent token needs --user (an agent's portfolio is a user's)"),
                     None => None,
                 };
-                let (info, secret) = store.create_token(&name, role, user_id).await?;
-                eprintln!("token {} ({}, {}) created; it is shown once:", info.id, info.name, info.role);
+                let expires_at = expires_in.map(|d| store.now() + chrono::Duration::days(i64::from(d)));
+                let opts = patron_store::users::TokenOptions { expires_at, read_only };
+                let (info, secret) = store.create_token_with(&name, role, user_id, opts).await?;
+                let until = info.expires_at.map(|t| format!(", expires {}", t.to_rfc3339())).unwrap_or_default();
+                eprintln!("token {} ({}, {}, {}{until}) created; it is shown once:", info.id, info.name, info.role, info.scope);
                 println!("{secret}");
             }
             TokenCommand::List { db } => {
                 let store = open(&db).await?;
                 for t in store.tokens().await? {
-                    println!("{}\t{}\t{}\t{}…\t{}", t.id, t.name, t.role, t.prefix, t.created_at.to_rfc3339());
+                    let expires = t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into());
+                    println!("{}\t{}\t{}\t{}\t{}…\t{}\texpires {expires}", t.id, t.name, t.role, t.scope, t.prefix, t.created_at.to_rfc3339());
                 }
             }
             TokenCommand::Revoke { db, id } => {
@@ -600,7 +684,9 @@ struct Progress {
     bar: ProgressBar,
     plain: bool,
     label: String,
-    last_line: std::sync::Mutex<std::time::Instant>,
+    unit: String,
+    /// When the last plain line was printed, and the count it showed.
+    last_line: std::sync::Mutex<(std::time::Instant, Option<u64>)>,
 }
 
 impl Progress {
@@ -624,20 +710,30 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(200));
         // The first plain line is printed at the first update, then at most twice a second.
         let long_ago = std::time::Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(std::time::Instant::now);
-        Progress { bar, plain, label: label.to_owned(), last_line: std::sync::Mutex::new(long_ago) }
+        Progress { bar, plain, label: label.to_owned(), unit: unit.to_owned(), last_line: std::sync::Mutex::new((long_ago, None)) }
     }
     fn set(&self, n: u64) {
         self.bar.set_position(n);
         if self.plain {
             let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-            if last.elapsed() >= Duration::from_millis(500) {
-                *last = std::time::Instant::now();
-                eprintln!("{}: {n} rows", self.label);
+            if last.0.elapsed() >= Duration::from_millis(500) {
+                *last = (std::time::Instant::now(), Some(n));
+                eprintln!("{}: {n} {}", self.label, self.unit);
             }
         }
     }
+    /// Ends the progress. Plain output ends on the final count, so the lines read in order: a
+    /// step's last progress line, then its result (the demo printed "orders: 8192 rows", the
+    /// first chunk, and then "16928 created").
     fn finish(&self) {
         self.bar.finish_and_clear();
+        if self.plain {
+            let n = self.bar.position();
+            let last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+            if last.1 != Some(n) {
+                eprintln!("{}: {n} {}", self.label, self.unit);
+            }
+        }
     }
 }
 
@@ -655,12 +751,13 @@ async fn import_file(store: &Store, file: &Path, opts: &ImportOptions) -> Result
 
 fn print_report(r: &ImportReport, file: &Path) -> Result<()> {
     println!(
-        "{}: {} rows read ({}), {} created, {} updated, {} rejected{}",
+        "{}: {} rows read ({}), {} created, {} updated, {} unchanged, {} rejected{}",
         file.display(),
         r.rows_read,
         r.encoding,
         r.created,
         r.updated,
+        r.unchanged,
         r.rejected,
         if r.committed { "" } else { " — nothing written" }
     );
@@ -743,7 +840,7 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
             let first = report.rejections.first().map(|r| format!("row {} {}: {}", r.row, r.column, r.reason)).unwrap_or_default();
             bail!("demo {} were rejected ({} rows; first: {first})", kind.as_str(), report.rejected);
         }
-        println!("{:>13}: {} created, {} updated", kind.as_str(), report.created, report.updated);
+        println!("{:>13}: {} created, {} updated, {} unchanged", kind.as_str(), report.created, report.updated, report.unchanged);
     }
     // Score the base so the dashboards, segments and 360 pages have something to show.
     let today = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();

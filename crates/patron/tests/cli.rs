@@ -114,9 +114,15 @@ test_both!(cli_errors_name_file_row_and_column, |db: TestDb| async move {
     std::fs::write(&bad, "会员号,姓名,attr.鞋码\nM1,x,42\n").unwrap();
     run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=customer_id"], &db.url);
     assert_eq!(count(&db.store, "customers").await, 2);
+    // A target may be any alias a header may be (`external_id`, as the API calls it); the same
+    // row again is reported as unchanged, not updated.
+    let out = run_ok(&["import", "customers", bad.to_str().unwrap(), "--map", "会员号=external_id"], &db.url);
+    assert!(out.contains("0 created, 0 updated, 1 unchanged, 0 rejected"), "{out}");
     let out = patron().args(["import", "customers", "/nonexistent.csv", "--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.csv"));
     let out = patron().args(["import", "customers"]).arg(&bad).args(["--db", &db.url, "--map", "oops"]).output().unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--map \"oops\": expected KEY=VALUE"));
 });
 
@@ -158,6 +164,21 @@ test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| asy
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("row 2, column \"name\": not valid UTF-8") && err.contains("row 3, column \"name\""), "{err}");
+});
+
+test_both!(an_unterminated_quote_rejects_the_whole_file, |db: TestDb| async move {
+    // The committed fixture opens a quote on row 3 and never closes it: the `csv` crate read the
+    // rest of the file as one value (1 row loaded, the others lost, 0 rejected). Now the file is
+    // refused as a whole, naming the row and line where the quote opened; nothing is written.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unterminated-quote.csv");
+    for extra in [&[][..], &["--skip-invalid"][..]] {
+        let out = patron().args(["import", "customers"]).arg(&fixture).args(["--db", &db.url]).args(extra).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "a file-level error exits 1");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unterminated-quote.csv") && err.contains("row 3 (line 3)") && err.contains("never closed"), "{err}");
+        assert_eq!(count(&db.store, "customers").await, 0);
+    }
+    assert!(!fixture.with_extension("csv.rejected.csv").exists(), "no rejected-rows file for a file-level error");
 });
 
 test_both!(jobs_run_once_escalates_a_breach_once, |db: TestDb| async move {
@@ -206,11 +227,35 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     assert!(db.store.authenticate("boss@example.com", "a long enough password").await.unwrap().is_some());
     let out = patron().args(["user", "add", "--email", "x@example.com", "--role", "agent", "--db", &db.url]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password: "), "a generated password is printed");
+    // `user list` (review item 8: untested): id, email, role, name, one line each.
+    let users = run_ok(&["user", "list"], &db.url);
+    assert!(users.lines().any(|l| l.contains("\tboss@example.com\tmanager\t")), "{users}");
+    assert!(users.lines().any(|l| l.contains("\tx@example.com\tagent\t")), "{users}");
     let token = run_ok(&["token", "create", "--name", "ci", "--role", "manager"], &db.url);
     assert!(token.trim().starts_with("pat_"));
     assert!(db.store.actor_for_token(token.trim()).await.unwrap().is_some());
     let out = patron().args(["token", "create", "--name", "a", "--role", "agent", "--db", &db.url]).output().unwrap();
     assert!(!out.status.success(), "agent tokens need --user");
+    // A read-only token that expires in 30 days (issue 14 §3); list shows scope and expiry,
+    // revoke stops it (review item 8: token list and revoke were untested).
+    let reader = run_ok(&["token", "create", "--name", "reader", "--role", "admin", "--expires-in", "30", "--read-only"], &db.url);
+    let t = db.store.token_actor(reader.trim()).await.unwrap().expect("a live token");
+    assert!(t.read_only);
+    let list = run_ok(&["token", "list"], &db.url);
+    let line = list.lines().find(|l| l.contains("\treader\t")).unwrap_or_default().to_owned();
+    assert!(line.contains("\tread_only\t") && line.contains("expires 20"), "{list}");
+    assert!(list.lines().any(|l| l.contains("\tci\t") && l.contains("\tread_write\t") && l.ends_with("expires never")), "{list}");
+    let id = line.split('\t').next().unwrap().to_owned();
+    let out = run_ok(&["token", "revoke", &id], &db.url);
+    assert!(out.contains(&format!("token {id} revoked")), "{out}");
+    assert!(db.store.token_actor(reader.trim()).await.unwrap().is_none());
+    assert!(!run_ok(&["token", "list"], &db.url).contains("\treader\t"));
+    let out = patron().args(["token", "revoke", &id, "--db", &db.url]).output().unwrap();
+    assert!(!out.status.success(), "revoking twice fails");
+    for days in ["0", "-1", "x"] {
+        let out = patron().args(["token", "create", "--name", "z", "--role", "admin", "--expires-in", days, "--db", &db.url]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--expires-in {days}: clap refuses it");
+    }
 
     let csv = dir.path().join("c.csv");
     std::fs::write(&csv, "customer_id,name,city,owner\nE1,甲,上海,boss@example.com\nE2,乙,北京,\n").unwrap();
@@ -221,5 +266,130 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     let text = std::fs::read_to_string(&out_file).unwrap();
     assert!(text.contains("E1,person,甲") && text.contains("boss@example.com") && !text.contains("E2"), "{text}");
     let out = patron().args(["export", "customers", "--filter", "colour=red", "--out"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key"));
 });
+
+/// Customers with their tags, by id (the contents a backup must hold).
+async fn customers_with_tags(store: &Store) -> Vec<(i64, String, String)> {
+    store
+        .db
+        .reader()
+        .fetch_all(query(
+            "SELECT c.id, c.name, COALESCE((SELECT GROUP_CONCAT(t.tag, ';') FROM (SELECT tag FROM customer_tags WHERE customer_id = c.id ORDER BY tag) t), '') \
+             FROM customers c ORDER BY c.id",
+        ))
+        .await
+        .expect("customers")
+}
+
+// Issue 14 §3: `patron backup` copies a SQLite database online while it is written to, and
+// `patron restore` brings the copy back: one consistent snapshot (every customer with both of
+// the tags written in its transaction), a prefix of the writes, the same contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_under_write_load_and_restore() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let db = patron_store::testing::test_db(patron_store::Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let new_customer = |i: u64| patron_store::customers::NewCustomer {
+        name: format!("客户{i}"),
+        tags: vec![format!("a{i}"), format!("b{i}")],
+        ..Default::default()
+    };
+    for i in 0..200 {
+        db.store.create_customer(&patron_store::users::Actor::cli(), new_customer(i)).await.unwrap();
+    }
+    // A writer adds customers (a row and two tags per transaction) until the backup is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(200));
+    let writer = {
+        let (store, stop, written) = (db.store.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let i = written.load(Ordering::Relaxed);
+                store.create_customer(&patron_store::users::Actor::cli(), new_customer(i)).await.expect("write during the backup");
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // The writer has written before the backup starts.
+    while written.load(Ordering::Relaxed) < 210 {
+        tokio::task::yield_now().await;
+    }
+    let before = written.load(Ordering::Relaxed);
+    let backup = dir.path().join("backup.db");
+    let (url, file) = (db.url.clone(), backup.clone());
+    let out = tokio::task::spawn_blocking(move || patron().args(["backup", "--db", &url, "--out"]).arg(&file).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "), "{}", String::from_utf8_lossy(&out.stdout));
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let after = written.load(Ordering::Relaxed);
+
+    // Restore into a new file: the CLI checks the copy, places it and migrates it.
+    let target = dir.path().join("restored.db");
+    let target_url = format!("sqlite://{}", target.display());
+    let out = patron().args(["restore", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("restored "));
+    let restored = Store::connect(&target_url).await.unwrap();
+    let copy = customers_with_tags(&restored).await;
+    let source = customers_with_tags(&db.store).await;
+    let n = copy.len() as u64;
+    assert!(n >= before && n <= after, "a snapshot taken during the writes: {before} ≤ {n} ≤ {after}");
+    assert!(copy.iter().all(|(_, _, tags)| tags.split(';').count() == 2), "no half-written customer");
+    assert_eq!(copy[..], source[..copy.len()], "the copy is the source as it was: the same rows, in order");
+    let (check,): (String,) = restored.db.reader().fetch_one(query("PRAGMA integrity_check")).await.unwrap();
+    assert_eq!(check, "ok");
+    restored.db.close().await;
+
+    // An existing target is replaced only with --force; a file that is not a patron database is
+    // refused before anything is touched; a second backup to the same file is refused.
+    let out = patron().args(["restore", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"), "{}", String::from_utf8_lossy(&out.stderr));
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database").unwrap();
+    let out = patron().args(["restore", "--force", "--from"]).arg(&junk).args(["--db", &target_url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.db"), "{}", String::from_utf8_lossy(&out.stderr));
+    let still = Store::connect(&target_url).await.unwrap();
+    assert_eq!(count(&still, "customers").await, n as i64, "the target is untouched");
+    still.db.close().await;
+    let out = patron().args(["restore", "--force", "--from"]).arg(&backup).args(["--db", &target_url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = patron().args(["backup", "--db", &db.url, "--out"]).arg(&backup).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}
+
+// PostgreSQL is backed up with pg_dump (custom format) when it is on the PATH, else the command
+// is named and the exit is non-zero; `patron restore` names pg_restore for PostgreSQL targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backup_uses_pg_dump() {
+    let db = patron_store::testing::test_db(patron_store::Engine::Postgres).await;
+    db.store.create_customer(&patron_store::users::Actor::cli(), patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("pg.dump");
+    let out = patron().args(["backup", "--db", &db.url, "--out"]).arg(&out_file).output().unwrap();
+    let has_pg_dump = Command::new("pg_dump").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has_pg_dump {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let head = std::fs::read(&out_file).unwrap();
+        assert!(head.starts_with(b"PGDMP"), "a pg_dump custom-format archive");
+        let list = Command::new("pg_restore").arg("--list").arg(&out_file).output().unwrap();
+        assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE DATA public customers"));
+    } else {
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom"));
+    }
+    // No PATH at all: the command is named, and the exit is non-zero.
+    let other = dir.path().join("other.dump");
+    let out = patron().env("PATH", "").args(["backup", "--db", &db.url, "--out"]).arg(&other).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom --no-owner --file"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = patron().args(["restore", "--from"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_restore --no-owner --dbname"), "{}", String::from_utf8_lossy(&out.stderr));
+}

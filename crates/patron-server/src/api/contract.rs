@@ -86,6 +86,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_schemas(&mut doc, &mut problems);
     constrain_service_schemas(&mut doc, &mut problems);
     constrain_survey_schemas(&mut doc, &mut problems);
+    bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
     add_links(&mut doc, &mut problems);
@@ -162,7 +163,11 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         merge(
             doc,
             &format!("{p}/attributes"),
-            json!({ "propertyNames": { "pattern": NO_NUL }, "additionalProperties": { "$ref": "#/components/schemas/AttributeValue" } }),
+            json!({
+                "maxProperties": patron_store::values::MAX_ATTRIBUTES,
+                "propertyNames": { "pattern": NO_NUL, "maxLength": patron_store::values::MAX_ATTRIBUTE_NAME_CHARS },
+                "additionalProperties": { "$ref": "#/components/schemas/AttributeValue" }
+            }),
             problems,
         );
         merge(doc, &format!("{p}/external_id"), id_text.clone(), problems);
@@ -171,6 +176,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         merge(doc, &format!("{p}/mobile"), json!({ "pattern": MOBILE }), problems);
         merge(doc, &format!("{p}/email"), json!({ "pattern": email }), problems);
         merge(doc, &format!("{p}/gender"), enumeration(&["male", "female", "unknown"], true), problems);
+        merge(doc, &format!("{p}/tags"), json!({ "maxItems": patron_store::values::MAX_TAGS }), problems);
         merge(doc, &format!("{p}/tags/items"), text(50), problems);
         merge(doc, &format!("{p}/consents"), json!({ "propertyNames": enumeration(&channels, false) }), problems);
     }
@@ -423,6 +429,84 @@ fn constrain_survey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     }
 }
 
+/// The dates a client may send (issue 14 §2.8): 1900-01-01 to 2100-01-01 as written.
+pub const DATE_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-01)$";
+
+/// The times a client may send: their date, as written, from 1900-01-01 to 2100-01-01.
+pub const TIME_RANGE: &str = r"^(?:(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|2100-01-01)[Tt]";
+
+/// Every `date` and `date-time` string a client sends (parameters, request bodies and the
+/// components they refer to) gets the pattern of its range, so that the document says what the
+/// server takes. Responses keep plain formats: a period the server derives may start before
+/// 1900-01-01 in UTC (the first month of 1900 in Shanghai's local mean time).
+fn bound_dates(doc: &mut Value) {
+    let mut refs = std::collections::BTreeSet::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
+            for part in ["parameters", "requestBody"] {
+                if let Some(v) = op.get_mut(part) {
+                    collect_refs(v, &mut refs);
+                    bound_dates_in(v);
+                }
+            }
+        }
+    }
+    let mut todo: Vec<String> = refs.iter().cloned().collect();
+    while let Some(name) = todo.pop() {
+        let mut found = std::collections::BTreeSet::new();
+        if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+            collect_refs(schema, &mut found);
+        }
+        for f in found {
+            if refs.insert(f.clone()) {
+                todo.push(f);
+            }
+        }
+    }
+    for name in refs {
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            bound_dates_in(schema);
+        }
+    }
+}
+
+/// The component schemas `v` refers to (`#/components/schemas/NAME`).
+fn collect_refs(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(name) = map.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                out.insert(name.to_owned());
+            }
+            map.values().for_each(|c| collect_refs(c, out));
+        }
+        Value::Array(items) => items.iter().for_each(|c| collect_refs(c, out)),
+        _ => {}
+    }
+}
+
+/// [`bound_dates`] within one schema (not following references).
+fn bound_dates_in(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let pattern = match map.get("format").and_then(Value::as_str) {
+                Some("date") => Some(DATE_RANGE),
+                Some("date-time") => Some(TIME_RANGE),
+                _ => None,
+            };
+            if let Some(p) = pattern {
+                if !map.contains_key("pattern") {
+                    map.insert("pattern".into(), json!(p));
+                }
+            }
+            for child in map.values_mut() {
+                bound_dates_in(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_dates_in),
+        _ => {}
+    }
+}
+
 /// A string schema without a pattern, enum or format gets `NO_NUL`.
 fn forbid_nul(schema: &mut Map<String, Value>) {
     let is_string = match schema.get("type") {
@@ -510,6 +594,10 @@ fn complete_operations(doc: &mut Value) {
                 add.extend([("404", "NotFound"), ("410", "Gone"), ("429", "TooManyRequests")]);
             } else {
                 add.push(("401", "Unauthorized"));
+                if method != "get" {
+                    // A read-only token may not write.
+                    add.push(("403", "Forbidden"));
+                }
             }
             if has("path") {
                 add.extend([("400", "BadRequest"), ("404", "NotFound")]);
@@ -981,6 +1069,11 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
             }
         }
         Value::Object(map) => {
+            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
+                if map.len() as u64 > max {
+                    return fail(Kind::Other, format!("has more than {max} keys"));
+                }
+            }
             for name in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                 if !map.contains_key(name) {
                     return Err(Violation { field: child(path, name), kind: Kind::Required, problem: "is required".into() });
@@ -1025,6 +1118,8 @@ fn pattern_problem(pattern: &str) -> String {
         "is not a mainland China mobile number (11 digits starting 13–19, optionally after +86)".into()
     } else if pattern == CURSOR {
         "is not a cursor (pass next_cursor from the previous page unchanged)".into()
+    } else if pattern == DATE_RANGE || pattern == TIME_RANGE {
+        "must be between 1900-01-01 and 2100-01-01".into()
     } else if pattern == NO_NUL {
         "must not contain NUL (U+0000) characters".into()
     } else if pattern == not_blank() {

@@ -2,6 +2,7 @@
 //! document generated from the handlers' annotations.
 
 pub mod analytics;
+pub mod audit;
 pub mod contract;
 pub mod customers;
 pub mod events;
@@ -41,6 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tickets::router())
         .merge(service::router())
         .merge(events::router())
+        .merge(audit::router())
         .merge(notifications::router())
         .merge(surveys::router())
         .merge(public)
@@ -115,7 +117,7 @@ impl Modify for BearerAuth {
         tickets::compensate, tickets::decide,
         service::policies, service::policy, service::put_policy, service::calendar, service::put_calendar,
         service::settings, service::put_settings, service::pareto, service::complaint_rate, service::kpis,
-        events::list, notifications::list, notifications::mark_read,
+        events::list, notifications::list, notifications::mark_read, audit::list, audit::export,
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
@@ -132,6 +134,7 @@ impl Modify for BearerAuth {
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
+        (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "platform", description = "Health and metadata"),

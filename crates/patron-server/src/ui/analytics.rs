@@ -233,8 +233,9 @@ fn chart_data(o: &Overview, lang: Lang) -> Charts {
 
 /// The ABCD table: customers, revenue and both shares, per tier.
 fn abcd_rows(tiers: &[GroupStat], lang: Lang) -> Vec<Value> {
-    let customers: i64 = tiers.iter().map(|g| g.customers).sum();
-    let revenue: i64 = tiers.iter().map(|g| g.revenue_cents).sum();
+    // Saturating: each tier's revenue may itself be saturated at i64::MAX (issue 14 §2.2).
+    let customers: i64 = tiers.iter().fold(0i64, |a, g| a.saturating_add(g.customers));
+    let revenue: i64 = tiers.iter().fold(0i64, |a, g| a.saturating_add(g.revenue_cents));
     let pct = |part: i64, total: i64| if total > 0 { format!("{:.1}%", part as f64 * 100.0 / total as f64) } else { "—".into() };
     ordered(tiers, &["A", "B", "C", "D"], "tier", lang)
         .into_iter()

@@ -4,6 +4,7 @@
 //! (submodules); zh-CN and English.
 
 pub mod analytics;
+mod audit;
 mod public;
 mod segments;
 mod surveys;
@@ -50,6 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
         )
         .merge(analytics::router())
+        .merge(audit::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -93,6 +95,7 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("ticket.html", include_str!("../../templates/ticket.html")),
         ("ticket_new.html", include_str!("../../templates/ticket_new.html")),
         ("notifications.html", include_str!("../../templates/notifications.html")),
+        ("audit.html", include_str!("../../templates/audit.html")),
         ("service.html", include_str!("../../templates/service.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.

@@ -142,8 +142,10 @@ pub struct ImportReport {
     pub rows_read: u64,
     /// Rows added.
     pub created: u64,
-    /// Rows that updated an existing record (changed or not).
+    /// Rows that changed an existing record.
     pub updated: u64,
+    /// Rows that named an existing record and matched it: nothing was written for them.
+    pub unchanged: u64,
     /// Rows rejected.
     pub rejected: u64,
     /// Whether the rows were written (false on a dry run or an all-or-nothing file with rejections).
@@ -286,6 +288,7 @@ impl Store {
             rows_read,
             created: counts.created,
             updated: counts.updated,
+            unchanged: counts.unchanged,
             rejected: rej.count,
             committed,
             rejections: {
@@ -306,11 +309,14 @@ impl Store {
                 .bind(now)
                 .bind(crate::clock::truncate_micros(self.clock.now()))
                 .bind(rows_read as i64)
-                .bind((counts.created + counts.updated) as i64)
+                .bind((counts.created + counts.updated + counts.unchanged) as i64)
                 .bind(report.rejected as i64),
             )
             .await?;
-            let detail = format!("file_rows={} created={} updated={} rejected={}", rows_read, counts.created, counts.updated, report.rejected);
+            let detail = format!(
+                "file_rows={} created={} updated={} unchanged={} rejected={}",
+                rows_read, counts.created, counts.updated, counts.unchanged, report.rejected
+            );
             audit::record(&mut tx, now, &actor.key, "import", opts.kind.as_str(), None, Some(detail)).await?;
             tx.commit().await?;
             // A bulk load leaves SQLite's write-ahead log as large as what it wrote (3.3 GB after
@@ -337,7 +343,10 @@ impl Store {
 #[derive(Default)]
 struct Counts {
     created: u64,
+    /// Rows that changed a record that existed.
     updated: u64,
+    /// Rows the same as the record they name (a re-import): nothing written for them.
+    unchanged: u64,
 }
 
 const ORDER_STAGE: Stage = Stage {
@@ -440,6 +449,8 @@ struct Loader {
     referrals: Vec<(u64, String, String)>,
     /// Customers whose orders changed; their summaries are refreshed at the end.
     touched: foldhash::HashSet<i64>,
+    /// Stored customers whose rows changed nothing (so far: the referrers come at the end).
+    unchanged: foldhash::HashSet<i64>,
     /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
     locked: foldhash::HashSet<(&'static str, i64)>,
     /// PostgreSQL: the customer id sequence, for new customers COPYed with reserved ids.
@@ -459,6 +470,7 @@ impl Loader {
             catalog: Catalog::default(),
             referrals: Vec::new(),
             touched: Default::default(),
+            unchanged: Default::default(),
             locked: Default::default(),
             customer_ids: bulk::IdSequence::default(),
         }
@@ -653,7 +665,10 @@ impl Loader {
         })
         .await?;
         INTERACTION_STAGE.clear(tx).await?;
-        counts.updated += existing as u64;
+        // The upsert returns the rows it inserted or changed: of the known ones, those changed.
+        let changed = (written.len() - new_keys.len()) as u64;
+        counts.updated += changed;
+        counts.unchanged += (existing as u64).saturating_sub(changed);
         counts.created += (staged_n - existing) as u64;
         Ok(())
     }
@@ -689,12 +704,13 @@ impl Loader {
                     rej.add(Rejection { row, column, value: ext, reason: "this contact id belongs to another customer".into() });
                 }
                 Some((_, id)) => {
-                    tx.execute(
+                    // Only a contact that differs is written (and counted as updated).
+                    let changed = tx.execute(
                         query(
                             "UPDATE contacts SET name = $1, role = $2, mobile = $3, email = $4, interests = $5, notes = $6, \
-                             updated_at = CASE WHEN name = $1 AND role IS NOT DISTINCT FROM $2 AND mobile IS NOT DISTINCT FROM $3 \
-                             AND email IS NOT DISTINCT FROM $4 AND interests IS NOT DISTINCT FROM $5 AND notes IS NOT DISTINCT FROM $6 \
-                             THEN updated_at ELSE $7 END WHERE customer_id = $8 AND id = $9",
+                             updated_at = $7 WHERE customer_id = $8 AND id = $9 AND NOT (name = $1 AND role IS NOT DISTINCT FROM $2 \
+                             AND mobile IS NOT DISTINCT FROM $3 AND email IS NOT DISTINCT FROM $4 AND interests IS NOT DISTINCT FROM $5 \
+                             AND notes IS NOT DISTINCT FROM $6)",
                         )
                         .bind(name)
                         .bind(role)
@@ -707,7 +723,11 @@ impl Loader {
                         .bind(id),
                     )
                     .await?;
-                    counts.updated += 1;
+                    if changed > 0 {
+                        counts.updated += 1;
+                    } else {
+                        counts.unchanged += 1;
+                    }
                 }
                 None => {
                     let (id,): (i64,) = tx
@@ -751,6 +771,19 @@ impl Loader {
         let gender = r.parse(f::GENDER, values::parse_gender);
         let birthday = r.parse(f::BIRTHDAY, values::parse_date);
         let tags = rec.values[f::TAGS].as_deref().map(values::parse_tags);
+        if let Some(Err(m)) = tags.as_deref().map(values::check_tags) {
+            r.reject(f::TAGS, m);
+        }
+        if !rec.attributes.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> =
+                rec.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            if let Err(m) = values::check_attributes(&map) {
+                // Named after the largest attribute's column.
+                let (name, value) = rec.attributes.iter().max_by_key(|(_, v)| v.len()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+                r.rej.add(Rejection { row: rec.row, column: format!("attr.{name}"), value, reason: m });
+                r.ok = false;
+            }
+        }
         let owners = &self.owners;
         let owner_id = r.parse(f::OWNER, |v| {
             let email = v.trim().to_lowercase();
@@ -841,9 +874,14 @@ impl Loader {
                 Some(old) => {
                     let tags = old_tags.remove(&old.id).unwrap_or_default();
                     let consents = old_consents.remove(&old.id).unwrap_or_default();
-                    self.update_customer(tx, old, &c, tags, consents).await?;
+                    if self.update_customer(tx, old, &c, tags, consents).await? {
+                        counts.updated += 1;
+                    } else {
+                        // The referrer, set at the end, may still change it.
+                        self.unchanged.insert(old.id);
+                        counts.unchanged += 1;
+                    }
                     self.customers.insert(c.external_id.clone(), old.id);
-                    counts.updated += 1;
                 }
                 None => fresh.push(c),
             }
@@ -911,7 +949,7 @@ impl Loader {
         c: &CustomerIn,
         old_tags: Vec<String>,
         old_consents: Vec<(String, bool)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
         let mut diff = |field: &str, o: Option<String>, n: Option<String>| {
             if o != n {
@@ -959,7 +997,7 @@ impl Loader {
             }
         }
         if changes.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         tx.execute(
             query(
@@ -991,11 +1029,11 @@ impl Loader {
         for (field, o, n) in changes {
             record_change(tx, old.id, self.now, &self.actor, &field, o, n).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Sets referrers once every customer of the file exists, so a referrer may come later in the file.
-    async fn finish_referrals(&mut self, tx: &mut Tx, rej: &mut Rejections, _counts: &mut Counts) -> Result<()> {
+    async fn finish_referrals(&mut self, tx: &mut Tx, rej: &mut Rejections, counts: &mut Counts) -> Result<()> {
         let referrals = std::mem::take(&mut self.referrals);
         let ids: Vec<String> = referrals.iter().flat_map(|(_, c, r)| [c.clone(), r.clone()]).collect();
         self.resolve_customers(tx, ids.into_iter()).await?;
@@ -1040,6 +1078,13 @@ impl Loader {
             .collect();
         if changed.is_empty() {
             return Ok(());
+        }
+        // A row that changed only its referrer changed its customer after all.
+        for (cid, _, _) in &changed {
+            if self.unchanged.remove(cid) {
+                counts.unchanged -= 1;
+                counts.updated += 1;
+            }
         }
         REFERRAL_STAGE.create(tx).await?;
         REFERRAL_STAGE

@@ -64,6 +64,17 @@ const MOVED_SQL: &str = "SELECT s.row_no, s.external_id FROM patron_stage_orders
      WHERE k.customer_id <> s.customer_id";
 /// Staged orders that exist already (updates; the rest are created).
 const EXISTING_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s JOIN order_keys k ON k.external_id = s.external_id";
+/// Staged orders that exist and differ from what is stored (in the order or its line 1): the
+/// report's `updated`; the other existing ones are `unchanged`.
+const CHANGED_SQL: &str = "SELECT COUNT(*) FROM patron_stage_orders s \
+     JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id \
+     LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
+     WHERE o.ordered_at IS DISTINCT FROM s.ordered_at OR o.ordered_day IS DISTINCT FROM s.ordered_day \
+     OR o.channel IS DISTINCT FROM s.channel OR o.store IS DISTINCT FROM s.store OR o.currency IS DISTINCT FROM s.currency \
+     OR o.total_cents IS DISTINCT FROM s.total_cents OR o.discount_cents IS DISTINCT FROM s.discount_cents \
+     OR o.status IS DISTINCT FROM s.status OR l.order_id IS NULL OR l.product_id IS DISTINCT FROM s.product_id \
+     OR l.category_id IS DISTINCT FROM s.category_id OR l.quantity IS DISTINCT FROM s.quantity \
+     OR l.unit_price_cents IS DISTINCT FROM s.unit_price_cents OR l.promo IS DISTINCT FROM s.promo";
 /// Upserts the staged orders by external id, in file order. An order that is the same as stored
 /// is left alone: re-importing yesterday's full export then writes no new row versions and no
 /// index entries for it.
@@ -197,7 +208,7 @@ enum Chunk {
 }
 
 /// Parses and validates the whole file on the calling (dedicated) thread.
-fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
+fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, out: mpsc::Sender<Chunk>) {
     // External ids seen in this file → first row, to refuse duplicates.
     let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
@@ -213,7 +224,7 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
                     if rej.names != src.source_names_ref() {
                         rej.names = src.source_names();
                     }
-                    if let Some(o) = validate(&rec, &mut rej, tz, &mut seen) {
+                    if let Some(o) = validate(&rec, &mut rej, tz, now, &mut seen) {
                         orders.push(o);
                     }
                     // Hand every rejection to the writer (which counts and caps them).
@@ -251,11 +262,17 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, out: mpsc::Sender<Chunk>) {
 }
 
 /// Validates one record; rejections go to `rej`.
-fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut foldhash::HashMap<String, u64>) -> Option<OrderIn> {
+fn validate(
+    rec: &Record,
+    rej: &mut Rejections,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    seen: &mut foldhash::HashMap<String, u64>,
+) -> Option<OrderIn> {
     let mut r = Row { rec, rej, ok: true };
     let external_id = r.required(f::EXTERNAL_ID);
     let customer = r.required(f::CUSTOMER_ID);
-    let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, tz));
+    let ordered_at = r.parse(f::ORDERED_AT, |v| values::parse_time(v, tz).and_then(|t| values::check_order_time(t, now)));
     if rec.values[f::ORDERED_AT].is_none() {
         r.required(f::ORDERED_AT);
     }
@@ -266,9 +283,16 @@ fn validate(rec: &Record, rej: &mut Rejections, tz: chrono_tz::Tz, seen: &mut fo
     if amount.is_some_and(|a| a < 0) {
         r.reject(f::AMOUNT, "must not be negative (record refunds with status refunded)".into());
     }
+    // The API's bound (issue 14 §2.2): one value may hold at most 10¹³ cents.
+    if amount.is_some_and(|a| a > values::MAX_CENTS) {
+        r.reject(f::AMOUNT, values::too_much_money());
+    }
     let discount = r.parse(f::DISCOUNT, values::parse_money).unwrap_or(0);
     if discount < 0 {
         r.reject(f::DISCOUNT, "must not be negative".into());
+    }
+    if discount > values::MAX_CENTS {
+        r.reject(f::DISCOUNT, values::too_much_money());
     }
     let currency = r.parse(f::CURRENCY, values::parse_currency).unwrap_or_else(|| "CNY".into());
     let status = r.parse(f::STATUS, values::parse_order_status).unwrap_or("completed");
@@ -346,10 +370,10 @@ impl Loader {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64> {
         let (send, mut recv) = mpsc::channel(AHEAD);
-        let tz = self.tz;
+        let (tz, now) = (self.tz, self.now);
         std::thread::Builder::new()
             .name("patron-import-read".into())
-            .spawn(move || read_orders(src, tz, send))
+            .spawn(move || read_orders(src, tz, now, send))
             .map_err(|e| StoreError::Internal(format!("cannot start the reader thread: {e}")))?;
         let engine = tx.engine();
         let mut pg = PgState::default();
@@ -498,7 +522,18 @@ impl Loader {
             }
         };
         let staged = (rows.len() - moved_rows.len()) as u64;
-        counts.updated += existing;
+        let changed = if existing == 0 {
+            0
+        } else {
+            let mut q = raw.prepare(CHANGED_SQL)?;
+            if q.step()? {
+                q.column_int(0).max(0) as u64
+            } else {
+                existing
+            }
+        };
+        counts.updated += changed;
+        counts.unchanged += existing.saturating_sub(changed);
         counts.created += staged.saturating_sub(existing);
         if write {
             let (orders_sql, lines_sql) = merge_sql(existing);
@@ -638,7 +673,10 @@ impl Loader {
         let (existing,): (i64,) = tx.fetch_one(query(EXISTING_SQL)).await?;
         let staged = pg.staged.saturating_sub(moved.len() as u64);
         let existing = existing.max(0) as u64;
-        counts.updated += existing;
+        let (changed,): (i64,) = if existing == 0 { (0,) } else { tx.fetch_one(query(CHANGED_SQL)).await? };
+        let changed = changed.max(0) as u64;
+        counts.updated += changed;
+        counts.unchanged += existing.saturating_sub(changed);
         // Staged orders existed when their chunk was probed; the rest were written directly.
         counts.created += staged.saturating_sub(existing);
         if opts.dry_run || (rej.count > 0 && !opts.skip_invalid) {

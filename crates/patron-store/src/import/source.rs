@@ -235,12 +235,16 @@ impl Columns {
         allow_attributes: bool,
         ignore_unknown: bool,
     ) -> Result<Columns> {
-        let mapped: HashMap<String, &str> = mappings.iter().map(|(src, dst)| (normalise_header(src), dst.as_str())).collect();
-        for (_, dst) in mappings {
-            if !spec.iter().any(|f| f.name == dst) {
+        // A `--map` target is a field's name or any alias its header may have (`external_id`,
+        // as the API calls it, for `customer_id`; 手机 for `mobile`), matched as headers are.
+        let mut mapped: HashMap<String, &str> = HashMap::with_capacity(mappings.len());
+        for (src, dst) in mappings {
+            let norm = normalise_header(dst);
+            let Some(field) = spec.iter().find(|f| f.name == dst || f.matches(&norm)) else {
                 let names: Vec<&str> = spec.iter().map(|f| f.name).collect();
                 return Err(StoreError::File(format!("--map target {dst:?} is not a field here (fields: {})", names.join(", "))));
-            }
+            };
+            mapped.insert(normalise_header(src), field.name);
         }
         let mut targets = Vec::with_capacity(headers.len());
         let mut source_names = vec![String::new(); spec.len()];
@@ -339,11 +343,169 @@ fn undecodable_line(line: u64, bytes: &[u8], encoding: Encoding, reason: String)
     Rejection { row: line, column: String::new(), value: String::new(), reason }
 }
 
+/// Where a CSV's reader stands as to quotes, followed byte by byte as the CSV reader pulls them
+/// (the `csv` crate reads a quote that is never closed to the end of the file as one value, without
+/// an error: issue 14 §2.6). Mirrors `csv_core`'s states: a quote opens a quoted field only at the
+/// start of a field, `""` inside one is a quote, and a quote closes it otherwise.
+#[derive(Debug, Default)]
+pub(crate) struct QuoteState {
+    /// The reader has returned the end of the input.
+    eof: bool,
+    in_quotes: bool,
+    /// Just after a quote inside a quoted field (a second one makes an escaped quote).
+    quote_seen: bool,
+    /// At the start of a field.
+    field_start: bool,
+    /// The current record has any byte (blank lines are no records to the `csv` crate).
+    record_has_bytes: bool,
+    /// Records finished so far (the header is record 0) and lines started so far.
+    records: u64,
+    lines: u64,
+    /// The spreadsheet row and file line where the open quote opened.
+    opened_at: (u64, u64),
+    /// Fields of the current record so far, and bytes of the current field.
+    fields: usize,
+    field_bytes: usize,
+    /// A size cap the input broke (issue 14 §2.9); the reader then fails at once, so a file of
+    /// a million columns costs no more than its first 257.
+    over: Option<Over>,
+}
+
+/// Which size cap a CSV broke, and where.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Over {
+    Columns { row: u64, line: u64 },
+    Field { row: u64, line: u64, column: usize },
+}
+
+impl QuoteState {
+    fn new() -> QuoteState {
+        QuoteState { field_start: true, lines: 1, fields: 1, ..Default::default() }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.over.is_some() {
+                return;
+            }
+            // A field's bytes as written (quotes included), its separator not.
+            self.field_bytes += 1;
+            if self.field_bytes > crate::values::MAX_FIELD_BYTES && ((self.in_quotes && !self.quote_seen) || !matches!(b, b',' | b'\n' | b'\r')) {
+                self.over = Some(Over::Field { row: self.records + 1, line: self.lines, column: self.fields });
+                return;
+            }
+            if b == b'\n' {
+                self.lines += 1;
+            }
+            if self.in_quotes {
+                if self.quote_seen {
+                    self.quote_seen = false;
+                    if b == b'"' {
+                        continue;
+                    }
+                    self.in_quotes = false;
+                    // Fall through: the byte after a closing quote.
+                } else {
+                    if b == b'"' {
+                        self.quote_seen = true;
+                    }
+                    continue;
+                }
+            }
+            match b {
+                b',' => {
+                    self.field_start = true;
+                    self.field_bytes = 0;
+                    self.fields += 1;
+                    if self.fields > crate::values::MAX_IMPORT_COLUMNS {
+                        self.over = Some(Over::Columns { row: self.records + 1, line: self.lines });
+                        return;
+                    }
+                }
+                b'\n' | b'\r' => {
+                    if self.record_has_bytes {
+                        self.records += 1;
+                    }
+                    self.record_has_bytes = false;
+                    self.field_start = true;
+                    self.field_bytes = 0;
+                    self.fields = 1;
+                }
+                b'"' if self.field_start => {
+                    self.in_quotes = true;
+                    self.record_has_bytes = true;
+                    self.field_start = false;
+                    self.opened_at = (self.records + 1, self.lines);
+                }
+                _ => {
+                    self.record_has_bytes = true;
+                    self.field_start = false;
+                }
+            }
+        }
+    }
+
+    /// Whether the input ended inside a quoted field (a closing quote as its last byte closed it).
+    fn unterminated(&self) -> bool {
+        self.eof && self.in_quotes && !self.quote_seen
+    }
+}
+
+impl Over {
+    /// The file-level error, naming the row, line and column (by its header when known).
+    fn error(self, headers: &[String]) -> StoreError {
+        match self {
+            Over::Columns { row, line } => StoreError::File(format!(
+                "row {row} (line {line}): more than {} columns; an import file has at most {} (map or drop the others)",
+                crate::values::MAX_IMPORT_COLUMNS,
+                crate::values::MAX_IMPORT_COLUMNS
+            )),
+            Over::Field { row, line, column } => {
+                let name = headers.get(column - 1).map(|h| format!("column {h:?}")).unwrap_or_else(|| format!("column {column}"));
+                StoreError::File(format!(
+                    "row {row} (line {line}), {name}: a value longer than {} bytes (64 KiB), the most one field may hold \
+                     (a quote that is never closed makes one value of the rest of the file)",
+                    crate::values::MAX_FIELD_BYTES
+                ))
+            }
+        }
+    }
+}
+
+/// A reader that shows every byte it passes to a [`QuoteState`].
+struct QuoteWatch {
+    inner: Box<dyn Read + Send>,
+    state: std::sync::Arc<std::sync::Mutex<QuoteState>>,
+}
+
+impl Read for QuoteWatch {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut st) = self.state.lock() {
+            if n == 0 && !buf.is_empty() {
+                st.eof = true;
+            }
+            st.feed(&buf[..n]);
+            if st.over.is_some() {
+                return Err(std::io::Error::other("the file breaks a size cap"));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// A stream of records, or row-level rejections for records that cannot be read at all.
 /// Both read bytes and decode each field (CSV) or line (JSON lines) in the file's encoding, so a
 /// byte that is not in it rejects its row, naming the column, instead of becoming U+FFFD.
 pub(crate) enum Source {
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Columns, headers: Vec<String>, record: csv::ByteRecord, encoding: Encoding },
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        columns: Columns,
+        headers: Vec<String>,
+        record: csv::ByteRecord,
+        encoding: Encoding,
+        quotes: std::sync::Arc<std::sync::Mutex<QuoteState>>,
+    },
     Jsonl { lines: BufReader<Box<dyn Read + Send>>, buf: Vec<u8>, encoding: Encoding, line: u64, spec: &'static [FieldSpec], mappings: Vec<(String, String)>, allow_attributes: bool, columns: HashMap<Vec<String>, std::sync::Arc<Columns>>, names: Vec<String> },
 }
 
@@ -375,8 +537,23 @@ impl Source {
     ) -> Result<Source> {
         match format {
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
-                let raw = reader.byte_headers().map_err(|e| StoreError::File(format!("cannot read the header row: {e}")))?;
+                let quotes = std::sync::Arc::new(std::sync::Mutex::new(QuoteState::new()));
+                let watched: Box<dyn Read + Send> = Box::new(QuoteWatch { inner: input, state: quotes.clone() });
+                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(watched);
+                let raw = match reader.byte_headers() {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        return Err(match quotes.lock().ok().and_then(|q| q.over) {
+                            Some(over) => over.error(&[]),
+                            None => StoreError::File(format!("cannot read the header row: {e}")),
+                        })
+                    }
+                };
+                if quotes.lock().is_ok_and(|q| q.unterminated()) {
+                    return Err(StoreError::File(
+                        "row 1 (line 1): a quote opens a column name in the header and is never closed".into(),
+                    ));
+                }
                 let headers = raw
                     .iter()
                     .enumerate()
@@ -389,7 +566,7 @@ impl Source {
                 }
                 let columns = Columns::resolve_with(&headers, spec, mappings, allow_attributes, ignore_unknown)?;
                 let headers = headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
-                Ok(Source::Csv { reader, columns, headers, record: csv::ByteRecord::new(), encoding })
+                Ok(Source::Csv { reader, columns, headers, record: csv::ByteRecord::new(), encoding, quotes })
             }
             Format::Jsonl => Ok(Source::Jsonl {
                 lines: BufReader::new(input),
@@ -427,7 +604,19 @@ impl Source {
     /// end `Ok(None)`, or a file-level failure `Err`.
     pub fn next(&mut self) -> Result<Option<std::result::Result<Record, Rejection>>> {
         match self {
-            Source::Csv { reader, columns, headers, record, encoding } => match reader.read_byte_record(record) {
+            Source::Csv { reader, columns, headers, record, encoding, quotes } => match reader.read_byte_record(record) {
+                _ if quotes.lock().is_ok_and(|q| q.over.is_some()) => {
+                    Err(quotes.lock().ok().and_then(|q| q.over).map(|o| o.error(headers)).unwrap_or_else(|| StoreError::File("size cap".into())))
+                }
+                // The whole input has been read: a quote still open swallowed the rest of the
+                // file into one value, so no row after it can be trusted.
+                _ if quotes.lock().is_ok_and(|q| q.unterminated()) => {
+                    let (row, line) = quotes.lock().map(|q| q.opened_at).unwrap_or_default();
+                    Err(StoreError::File(format!(
+                        "row {row} (line {line}): a quote opens a value there and is never closed, so the rest of the file \
+                         would be read as that one value; close the quote (a quote inside a quoted value is written \"\")"
+                    )))
+                }
                 Ok(false) => Ok(None),
                 Ok(true) => {
                     let row = record.position().map(|p| p.record() + 1).unwrap_or(0);
@@ -458,11 +647,19 @@ impl Source {
             },
             Source::Jsonl { lines, buf, encoding, line, spec, mappings, allow_attributes, columns, names } => loop {
                 buf.clear();
-                let n = lines.read_until(b'\n', buf).map_err(|e| StoreError::File(format!("reading failed at line {}: {e}", *line + 1)))?;
+                // A line holds at most what its keys and values may (256 × 64 KiB): read no more.
+                let cap = (crate::values::MAX_IMPORT_COLUMNS * crate::values::MAX_FIELD_BYTES) as u64;
+                let n = (&mut *lines)
+                    .take(cap + 1)
+                    .read_until(b'\n', buf)
+                    .map_err(|e| StoreError::File(format!("reading failed at line {}: {e}", *line + 1)))?;
                 if n == 0 {
                     return Ok(None);
                 }
                 *line += 1;
+                if n as u64 > cap {
+                    return Err(StoreError::File(format!("line {}: longer than {cap} bytes (16 MiB), more than a line may hold", *line)));
+                }
                 let text = match encoding.decode_field(buf) {
                     Ok(text) => text,
                     Err(reason) => return Ok(Some(Err(undecodable_line(*line, buf, *encoding, reason)))),
@@ -476,6 +673,21 @@ impl Source {
                     Ok(_) => return Ok(Some(Err(Rejection::whole(*line, "a line must hold one JSON object")))),
                     Err(e) => return Ok(Some(Err(Rejection::whole(*line, &format!("not JSON: {e}"))))),
                 };
+                if obj.len() > crate::values::MAX_IMPORT_COLUMNS {
+                    return Err(StoreError::File(format!(
+                        "line {}: more than {} keys; a line has at most {}",
+                        *line,
+                        crate::values::MAX_IMPORT_COLUMNS,
+                        crate::values::MAX_IMPORT_COLUMNS
+                    )));
+                }
+                if let Some((k, _)) = obj.iter().find(|(_, v)| v.as_str().map_or_else(|| v.to_string().len(), str::len) > crate::values::MAX_FIELD_BYTES) {
+                    return Err(StoreError::File(format!(
+                        "line {}, key {k:?}: a value longer than {} bytes (64 KiB), the most one field may hold",
+                        *line,
+                        crate::values::MAX_FIELD_BYTES
+                    )));
+                }
                 let keys: Vec<String> = obj.keys().cloned().collect();
                 let cols = match columns.get(&keys) {
                     Some(c) => c.clone(),
@@ -557,6 +769,28 @@ mod tests {
             out.push(r.map(|rec| rec.values));
         }
         out
+    }
+
+    #[test]
+    fn an_unterminated_quote_fails_the_file_at_the_row_it_opened() {
+        let spec = super::super::ImportKind::Customers.spec();
+        let read = |bytes: &[u8]| -> std::result::Result<usize, String> {
+            let (input, encoding) = open_bytes(Box::new(Cursor::new(bytes.to_vec())), None).map_err(|e| e.to_string())?;
+            let mut src = Source::open(input, encoding, Format::Csv, spec, &[], true).map_err(|e| e.to_string())?;
+            let mut n = 0;
+            while src.next().map_err(|e| e.to_string())?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        };
+        // Quoted newlines and escaped quotes before it count as one row, not as lines.
+        let file = "customer_id,name,city\nA1,\"王\n小明\",上海\nA2,\"say \"\"hi\"\"\",x\nA3,\"李四,北京\nA4,赵五,杭州\n";
+        let err = read(file.as_bytes()).unwrap_err();
+        assert!(err.contains("row 4 (line 5)") && err.contains("never closed"), "{err}");
+        // A quote inside an unquoted value is a character; a closed quote at the very end is fine.
+        assert_eq!(read(b"customer_id,name\nA1,ab\"c\nA2,\"x\"").unwrap(), 2);
+        assert_eq!(read(b"customer_id,name\r\nA1,\"x\"\"\"\r\n").unwrap(), 1);
+        assert!(read(b"customer_id,\"name\nA1,x\n").unwrap_err().contains("row 1"));
     }
 
     #[test]

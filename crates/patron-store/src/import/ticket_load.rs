@@ -182,6 +182,8 @@ impl Loader {
                 Some((_, id)) => {
                     if self.update_ticket(tx, customer_id, id, &t).await? {
                         counts.updated += 1;
+                    } else {
+                        counts.unchanged += 1;
                     }
                 }
                 None => {

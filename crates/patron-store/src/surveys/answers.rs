@@ -198,7 +198,9 @@ impl Store {
         if crate::customers::lock_customers(&mut tx, &[customer_id]).await?.is_some() {
             return Err(StoreError::NotFound("link"));
         }
-        let inv: Option<(i64, Option<i64>, Option<i64>, Option<String>)> = tx
+        // (survey, the ticket it asks about, that ticket's agent, store)
+        type InvitationRow = (i64, Option<i64>, Option<i64>, Option<String>);
+        let inv: Option<InvitationRow> = tx
             .fetch_optional(
                 query("SELECT survey_id, ticket_id, agent_id, store FROM survey_invitations WHERE customer_id = $1 AND id = $2 AND answered_at IS NULL")
                     .bind(customer_id)
