@@ -169,6 +169,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("no_notifications", "没有通知。", "No notifications."),
     ("mark_read", "标为已读", "Mark read"),
     ("view_mine", "我的", "Mine"),
+    ("view_team", "我的团队", "My team"),
     ("view_open", "全部未结", "All open"),
     ("view_breached", "已超时", "Breached"),
     ("view_due", "即将到期", "Due soon"),

@@ -298,6 +298,12 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
         .unwrap();
     assert_eq!(complaints.items.len(), 1);
     assert_eq!((complaints.items[0].channel.as_str(), complaints.items[0].assignee_id), ("survey", Some(agent.id)));
+    // The manager's team view: the tickets of the users who report to them.
+    let boss = s.create_user("boss2@example.com", "店长", Role::Manager, None).await.unwrap();
+    let team = |m: i64| TicketFilter { team_of: Some(m), ..Default::default() };
+    assert_eq!(s.tickets(&a, &team(boss.id), TicketSort::Newest, None, 10).await.unwrap().items.len(), 0);
+    s.set_user_manager(&a, agent.id, Some(boss.id)).await.unwrap();
+    assert_eq!(s.tickets(&a, &team(boss.id), TicketSort::Newest, None, 10).await.unwrap().items.len(), 4, "three inquiries and the complaint");
 });
 
 test_both!(churn_reasons_by_segment, |db: TestDb| async move {

@@ -131,7 +131,7 @@ pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Qu
         Some("due") => TicketSort::Due,
         Some(_) => return Err(ApiError::bad_request("sort", "sort must be newest or due")),
     };
-    let filter = TicketFilter { status: p.status, kind: p.kind, assignee_id: p.assignee_id, customer_id: p.customer_id, breached: p.breached, due_before: p.due_before };
+    let filter = TicketFilter { status: p.status, kind: p.kind, assignee_id: p.assignee_id, customer_id: p.customer_id, breached: p.breached, due_before: p.due_before, team_of: None };
     let Page { items, next_cursor } = state.store.tickets(&actor, &filter, sort, p.cursor.as_deref(), limit).await.map_err(|e| match e {
         // Filters are query values: a bad one is a bad request, not an unprocessable body.
         patron_store::StoreError::Invalid { field: Some(f), message } => ApiError::bad_request(&f, message),

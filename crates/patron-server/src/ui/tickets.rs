@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/service", get(dashboard))
 }
 
-const VIEWS: [&str; 5] = ["mine", "open", "due", "breached", "all"];
+const VIEWS: [&str; 6] = ["mine", "team", "open", "due", "breached", "all"];
 
 #[derive(Deserialize)]
 struct InboxQuery {
@@ -54,6 +54,7 @@ async fn inbox(State(state): State<AppState>, user: UiUser, Query(q): Query<Inbo
     let now = state.store.now();
     let (filter, sort) = match view.as_str() {
         "mine" => (TicketFilter { status: open, assignee_id: Some(user.actor.user_id.unwrap_or(-1)), ..Default::default() }, TicketSort::Due),
+        "team" => (TicketFilter { status: open, team_of: Some(user.actor.user_id.unwrap_or(-1)), ..Default::default() }, TicketSort::Due),
         "open" => (TicketFilter { status: open, ..Default::default() }, TicketSort::Due),
         "due" => (TicketFilter { due_before: Some(now + Duration::hours(4)), ..Default::default() }, TicketSort::Due),
         "breached" => (TicketFilter { status: open, breached: Some(true), ..Default::default() }, TicketSort::Due),

@@ -380,6 +380,8 @@ pub struct TicketFilter {
     pub breached: Option<bool>,
     /// Open with a due time (first response if not yet met, else resolution) before this.
     pub due_before: Option<DateTime<Utc>>,
+    /// Assigned to this user or to the users who report to them (a manager's team).
+    pub team_of: Option<i64>,
 }
 
 /// How to order a list.
@@ -531,6 +533,10 @@ impl Store {
         if let Some(c) = filter.customer_id {
             let p = bind(&mut q, c.into());
             sql.push_str(&format!(" AND t.customer_id = {p}"));
+        }
+        if let Some(m) = filter.team_of {
+            let p = bind(&mut q, m.into());
+            sql.push_str(&format!(" AND t.assignee_id IN (SELECT id FROM users WHERE id = {p} OR manager_id = {p})"));
         }
         match filter.breached {
             Some(true) => sql.push_str(" AND (t.first_response_breached_at IS NOT NULL OR t.resolution_breached_at IS NOT NULL)"),
