@@ -67,10 +67,7 @@ pub struct AbcdConfig {
 
 impl Default for AbcdConfig {
     fn default() -> Self {
-        AbcdConfig {
-            cut_percent: [20, 50, 80],
-            basis: AbcdBasis::TrailingSpend,
-        }
+        AbcdConfig { cut_percent: [20, 50, 80], basis: AbcdBasis::TrailingSpend }
     }
 }
 
@@ -109,46 +106,22 @@ pub struct AbcdResult {
 /// `value[c]` is the ranking value, `ranked[c]` says whether customer c takes part (customers
 /// with purchases), `revenue_cents[c]` is the revenue used for the revenue shares
 /// (trailing-12-month spend).
-pub fn abcd_tiers(
-    value: &[f64],
-    ranked: &[bool],
-    revenue_cents: &[i64],
-    basis: AbcdBasis,
-    config: &AbcdConfig,
-) -> Result<AbcdResult> {
+pub fn abcd_tiers(value: &[f64], ranked: &[bool], revenue_cents: &[i64], basis: AbcdBasis, config: &AbcdConfig) -> Result<AbcdResult> {
     let n = value.len();
-    for (column, got) in [
-        ("ranked", ranked.len()),
-        ("revenue_cents", revenue_cents.len()),
-    ] {
+    for (column, got) in [("ranked", ranked.len()), ("revenue_cents", revenue_cents.len())] {
         if got != n {
-            return Err(AnalyticsError::LengthMismatch {
-                column,
-                expected: n,
-                got,
-            });
+            return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
         }
     }
     let [c1, c2, c3] = config.cut_percent;
     if !(c1 <= c2 && c2 <= c3 && c3 <= 100) {
         return Err(AnalyticsError::InvalidConfig {
             field: "abcd.cut_percent",
-            reason: format!(
-                "{:?} must be non-decreasing percentages",
-                config.cut_percent
-            ),
+            reason: format!("{:?} must be non-decreasing percentages", config.cut_percent),
         });
     }
-    if let Some(row) = value
-        .iter()
-        .zip(ranked)
-        .position(|(v, &r)| r && !v.is_finite())
-    {
-        return Err(AnalyticsError::InvalidInput {
-            field: "value",
-            row,
-            reason: "not a finite number".into(),
-        });
+    if let Some(row) = value.iter().zip(ranked).position(|(v, &r)| r && !v.is_finite()) {
+        return Err(AnalyticsError::InvalidInput { field: "value", row, reason: "not a finite number".into() });
     }
     let mut slot = vec![u32::MAX; n];
     let mut ranked_values = Vec::new();
@@ -172,8 +145,7 @@ pub fn abcd_tiers(
     };
     let thresholds = [kth_smallest(c1), kth_smallest(c2), kth_smallest(c3)];
     // `None`: k = 0, every ranked customer reaches the cut.
-    let reaches =
-        |v: f64, threshold: Option<f64>| threshold.is_none_or(|t| t.total_cmp(&v).is_lt());
+    let reaches = |v: f64, threshold: Option<f64>| threshold.is_none_or(|t| t.total_cmp(&v).is_lt());
     let tier: Vec<Option<Tier>> = (0..n)
         .into_par_iter()
         .map(|c| {
@@ -236,47 +208,18 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let mut next = move |m: u64| rng.gen_range(0..m);
-        for (n, spread) in [
-            (1usize, 3u64),
-            (7, 2),
-            (100, 5),
-            (1000, 40),
-            (5000, 100_000),
-        ] {
-            let value: Vec<f64> = (0..n)
-                .map(|i| {
-                    if i % 17 == 0 {
-                        -0.0
-                    } else {
-                        next(spread) as f64 - (spread / 4) as f64
-                    }
-                })
-                .collect();
+        for (n, spread) in [(1usize, 3u64), (7, 2), (100, 5), (1000, 40), (5000, 100_000)] {
+            let value: Vec<f64> = (0..n).map(|i| if i % 17 == 0 { -0.0 } else { next(spread) as f64 - (spread / 4) as f64 }).collect();
             let ranked: Vec<bool> = (0..n).map(|i| i % 11 != 3).collect();
             let revenue = vec![1i64; n];
-            for cut in [
-                [20, 50, 80],
-                [0, 0, 100],
-                [33, 66, 99],
-                [100, 100, 100],
-                [10, 10, 10],
-            ] {
-                let config = AbcdConfig {
-                    cut_percent: cut,
-                    ..AbcdConfig::default()
-                };
-                let got = abcd_tiers(&value, &ranked, &revenue, AbcdBasis::Clv, &config)
-                    .unwrap()
-                    .tier;
+            for cut in [[20, 50, 80], [0, 0, 100], [33, 66, 99], [100, 100, 100], [10, 10, 10]] {
+                let config = AbcdConfig { cut_percent: cut, ..AbcdConfig::default() };
+                let got = abcd_tiers(&value, &ranked, &revenue, AbcdBasis::Clv, &config).unwrap().tier;
                 let base: Vec<f64> = (0..n).filter(|&c| ranked[c]).map(|c| value[c]).collect();
                 let t = base.len() as u128;
                 for c in 0..n {
                     let want = ranked[c].then(|| {
-                        let below = base
-                            .iter()
-                            .filter(|v| v.total_cmp(&value[c]).is_lt())
-                            .count() as u128
-                            * 100;
+                        let below = base.iter().filter(|v| v.total_cmp(&value[c]).is_lt()).count() as u128 * 100;
                         match cut {
                             [a, ..] if below >= u128::from(100 - a) * t => Tier::A,
                             [_, b, _] if below >= u128::from(100 - b) * t => Tier::B,
@@ -294,38 +237,14 @@ mod tests {
     fn default_cut_points_on_ten_customers() {
         let value: Vec<f64> = (1..=10).map(f64::from).collect();
         let revenue: Vec<i64> = (1..=10).collect();
-        let r = abcd_tiers(
-            &value,
-            &[true; 10],
-            &revenue,
-            AbcdBasis::TrailingSpend,
-            &AbcdConfig::default(),
-        )
-        .unwrap();
+        let r = abcd_tiers(&value, &[true; 10], &revenue, AbcdBasis::TrailingSpend, &AbcdConfig::default()).unwrap();
         use Tier::*;
-        assert_eq!(
-            r.tier,
-            vec![
-                Some(D),
-                Some(D),
-                Some(C),
-                Some(C),
-                Some(C),
-                Some(B),
-                Some(B),
-                Some(B),
-                Some(A),
-                Some(A)
-            ]
-        );
+        assert_eq!(r.tier, vec![Some(D), Some(D), Some(C), Some(C), Some(C), Some(B), Some(B), Some(B), Some(A), Some(A)]);
         let counts: Vec<usize> = r.tiers.iter().map(|t| t.customers).collect();
         assert_eq!(counts, vec![2, 3, 3, 2]);
         // revenue 55 in all: A = 9+10 = 19, B = 6+7+8 = 21, C = 3+4+5 = 12, D = 1+2 = 3
         let shares: Vec<f64> = r.tiers.iter().map(|t| t.revenue_share).collect();
-        for (s, want) in shares
-            .iter()
-            .zip([19.0 / 55.0, 21.0 / 55.0, 12.0 / 55.0, 3.0 / 55.0])
-        {
+        for (s, want) in shares.iter().zip([19.0 / 55.0, 21.0 / 55.0, 12.0 / 55.0, 3.0 / 55.0]) {
             assert!((s - want).abs() < 1e-15);
         }
         assert_eq!(r.tiers[0].revenue_cents, 19);
@@ -340,14 +259,7 @@ mod tests {
         let mut ranked = vec![true; 10];
         ranked.push(false);
         let rev: Vec<i64> = value.iter().map(|&v| v as i64).collect();
-        let r = abcd_tiers(
-            &value,
-            &ranked,
-            &rev,
-            AbcdBasis::TrailingSpend,
-            &AbcdConfig::default(),
-        )
-        .unwrap();
+        let r = abcd_tiers(&value, &ranked, &rev, AbcdBasis::TrailingSpend, &AbcdConfig::default()).unwrap();
         // all zeros share the lowest tier they span (D), not split by index
         assert!(r.tier[..6].iter().all(|&t| t == Some(Tier::D)));
         assert_eq!(r.tier[6], Some(Tier::B)); // below = 6 → 60% ≥ 50%
@@ -360,28 +272,15 @@ mod tests {
     fn custom_cut_points_and_errors() {
         let value: Vec<f64> = (0..100).map(f64::from).collect();
         let rev = vec![1i64; 100];
-        let cfg = AbcdConfig {
-            cut_percent: [10, 40, 90],
-            ..Default::default()
-        };
+        let cfg = AbcdConfig { cut_percent: [10, 40, 90], ..Default::default() };
         let r = abcd_tiers(&value, &[true; 100], &rev, AbcdBasis::Clv, &cfg).unwrap();
         let counts: Vec<usize> = r.tiers.iter().map(|t| t.customers).collect();
         assert_eq!(counts, vec![10, 30, 50, 10]);
         assert_eq!(r.basis, AbcdBasis::Clv);
-        let bad = AbcdConfig {
-            cut_percent: [50, 20, 80],
-            ..Default::default()
-        };
+        let bad = AbcdConfig { cut_percent: [50, 20, 80], ..Default::default() };
         assert!(abcd_tiers(&value, &[true; 100], &rev, AbcdBasis::Clv, &bad).is_err());
         let mut nan = value.clone();
         nan[3] = f64::NAN;
-        assert!(abcd_tiers(
-            &nan,
-            &[true; 100],
-            &rev,
-            AbcdBasis::Clv,
-            &AbcdConfig::default()
-        )
-        .is_err());
+        assert!(abcd_tiers(&nan, &[true; 100], &rev, AbcdBasis::Clv, &AbcdConfig::default()).is_err());
     }
 }

@@ -54,16 +54,10 @@ impl BtydRows {
         let n = x.len();
         for (column, got) in [("t_x", t_x.len()), ("age", age.len())] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
-        if let Some(row) = (0..n).find(|&i| {
-            !(t_x[i].is_finite() && age[i].is_finite() && t_x[i] >= 0.0 && t_x[i] <= age[i])
-        }) {
+        if let Some(row) = (0..n).find(|&i| !(t_x[i].is_finite() && age[i].is_finite() && t_x[i] >= 0.0 && t_x[i] <= age[i])) {
             return Err(AnalyticsError::InvalidInput {
                 field: "t_x/age",
                 row,
@@ -71,16 +65,10 @@ impl BtydRows {
             });
         }
         if let Some(row) = (0..n).find(|&i| x[i] == 0 && t_x[i] != 0.0) {
-            return Err(AnalyticsError::InvalidInput {
-                field: "t_x",
-                row,
-                reason: "t_x must be 0 when x = 0".into(),
-            });
+            return Err(AnalyticsError::InvalidInput { field: "t_x", row, reason: "t_x must be 0 when x = 0".into() });
         }
         // Non-negative floats order like their bit patterns.
-        let mut keys: Vec<(u32, u64, u64)> = (0..n)
-            .map(|i| (x[i], t_x[i].to_bits(), age[i].to_bits()))
-            .collect();
+        let mut keys: Vec<(u32, u64, u64)> = (0..n).map(|i| (x[i], t_x[i].to_bits(), age[i].to_bits())).collect();
         keys.par_sort_unstable();
         let mut rows = BtydRows::default();
         for k in keys {
@@ -114,9 +102,7 @@ impl BtydRows {
                 return Err(AnalyticsError::InvalidInput {
                     field: "summaries",
                     row: c,
-                    reason: format!(
-                        "x = {x}, t_x = {tx}, T = {t} days: out of the supported range or t_x > T"
-                    ),
+                    reason: format!("x = {x}, t_x = {tx}, T = {t} days: out of the supported range or t_x > T"),
                 });
             }
             keys.push((u64::from(x) << 44) | (u64::from(tx) << 22) | u64::from(t));
@@ -158,17 +144,9 @@ impl BtydRows {
 
     fn validate(&self) -> Result<()> {
         let n = self.x.len();
-        for (column, got) in [
-            ("t_x", self.t_x.len()),
-            ("age", self.age.len()),
-            ("weight", self.weight.len()),
-        ] {
+        for (column, got) in [("t_x", self.t_x.len()), ("age", self.age.len()), ("weight", self.weight.len())] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
         for i in 0..n {
@@ -239,19 +217,11 @@ impl TimeTable {
         distinct.extend(t_x.iter().chain(age.iter()).map(|&v| bit(v)));
         let mut bits: Vec<u64> = distinct.into_iter().collect();
         bits.sort_unstable_by(|a, b| f64::from_bits(*a).total_cmp(&f64::from_bits(*b)));
-        let slot: std::collections::HashMap<u64, u32, Hasher> = bits
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| (b, i as u32))
-            .collect();
+        let slot: std::collections::HashMap<u64, u32, Hasher> = bits.iter().enumerate().map(|(i, &b)| (b, i as u32)).collect();
         let find = |v: f64| slot.get(&bit(v)).copied().unwrap_or(0);
         let tx_idx = t_x.par_iter().map(|&v| find(v)).collect();
         let t_idx = age.par_iter().map(|&v| find(v)).collect();
-        TimeTable {
-            values: bits.into_iter().map(f64::from_bits).collect(),
-            tx_idx,
-            t_idx,
-        }
+        TimeTable { values: bits.into_iter().map(f64::from_bits).collect(), tx_idx, t_idx }
     }
 }
 
@@ -305,23 +275,14 @@ fn log_likelihood_hessian(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> (f6
 /// a3 = −(r+x) ln(α+T) and a4 = ln a − ln(b+x−1) − (r+x) ln(α+t_x). With the weights
 /// w3, w4 = e^(a3|a4 − lse), the log-sum-exp's Hessian is w3 H3 + w4 H4 + w3 w4 d dᵀ, d = ∇a3 − ∇a4.
 fn likelihood_pass<const HESS: bool>(theta: &[f64], rows: &BtydRows, tt: &TimeTable) -> ([f64; 15], [f64; 4]) {
-    let (r, alpha, a, b) = (
-        theta[0].exp(),
-        theta[1].exp(),
-        theta[2].exp(),
-        theta[3].exp(),
-    );
+    let (r, alpha, a, b) = (theta[0].exp(), theta[1].exp(), theta[2].exp(), theta[3].exp());
     let ln_alpha = alpha.ln();
     let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
     let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
     let (tg_r, tg_b, tg_ab) = if HESS { (trigamma(r), trigamma(b), trigamma(a + b)) } else { (0.0, 0.0, 0.0) };
     let ln_a = a.ln();
     let (inv_alpha, inv_a) = (1.0 / alpha, 1.0 / a);
-    let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt
-        .values
-        .iter()
-        .map(|&v| ((alpha + v).ln(), 1.0 / (alpha + v)))
-        .unzip();
+    let (log_t, inv_t): (Vec<f64>, Vec<f64>) = tt.values.iter().map(|&v| ((alpha + v).ln(), 1.0 / (alpha + v))).unzip();
 
     struct XConst {
         x: u32,
@@ -361,9 +322,7 @@ fn likelihood_pass<const HESS: bool>(theta: &[f64], rows: &BtydRows, tt: &TimeTa
         };
         XConst {
             x,
-            a12: ln_gamma(r + xf) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + xf)
-                - lg_b
-                - ln_gamma(a + b + xf),
+            a12: ln_gamma(r + xf) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + xf) - lg_b - ln_gamma(a + b + xf),
             dr: digamma(r + xf) - dg_r + ln_alpha,
             da: dg_ab - digamma(a + b + xf),
             db: dg_ab + digamma(b + xf) - dg_b - digamma(a + b + xf),
@@ -450,28 +409,18 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
     rows.validate()?;
     let total_weight = rows.customers();
     if rows.is_empty() || total_weight <= 0.0 {
-        return Err(AnalyticsError::InsufficientData {
-            model: "BG/NBD",
-            reason: "no customers".into(),
-        });
+        return Err(AnalyticsError::InsufficientData { model: "BG/NBD", reason: "no customers".into() });
     }
-    let repeat_weight: f64 = (0..rows.len())
-        .filter(|&i| rows.x[i] > 0)
-        .map(|i| rows.weight[i])
-        .sum();
+    let repeat_weight: f64 = (0..rows.len()).filter(|&i| rows.x[i] > 0).map(|i| rows.weight[i]).sum();
     if repeat_weight <= 0.0 {
         return Err(AnalyticsError::InsufficientData {
             model: "BG/NBD",
-            reason: "no customer with a repeat purchase (the dropout process is not identified)"
-                .into(),
+            reason: "no customer with a repeat purchase (the dropout process is not identified)".into(),
         });
     }
     let max_age = rows.age.iter().copied().fold(0.0, f64::max);
     if max_age <= 0.0 {
-        return Err(AnalyticsError::InsufficientData {
-            model: "BG/NBD",
-            reason: "all customers have age 0".into(),
-        });
+        return Err(AnalyticsError::InsufficientData { model: "BG/NBD", reason: "all customers have age 0".into() });
     }
     let scale = 1.0 / max_age;
     let start = warm_start(rows, scale, opts);
@@ -493,16 +442,9 @@ pub fn fit(rows: &BtydRows, opts: &FitOptions) -> Result<BgNbdFit> {
         }
     };
     let th = &m.x;
-    let params = BgNbdParams {
-        r: th[0].exp(),
-        alpha: th[1].exp() / scale,
-        a: th[2].exp(),
-        b: th[3].exp(),
-    };
+    let params = BgNbdParams { r: th[0].exp(), alpha: th[1].exp() / scale, a: th[2].exp(), b: th[3].exp() };
     // ll in the data's unit: scaling time by s changes each customer's ll by −x ln s.
-    let sum_wx: f64 = (0..rows.len())
-        .map(|i| rows.weight[i] * f64::from(rows.x[i]))
-        .sum();
+    let sum_wx: f64 = (0..rows.len()).map(|i| rows.weight[i] * f64::from(rows.x[i])).sum();
     let log_likelihood = -m.cost * total_weight + sum_wx * scale.ln();
     // The observed information of the total log-likelihood; the time scale changes only
     // ln α, by a constant, so the log-parameters' standard errors are the same in any unit.
@@ -610,17 +552,9 @@ pub(crate) fn invert<const N: usize>(mut m: [[f64; N]; N]) -> Option<[[f64; N]; 
 impl BgNbdParams {
     /// Checks that all four parameters are finite and positive.
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("r", self.r),
-            ("alpha", self.alpha),
-            ("a", self.a),
-            ("b", self.b),
-        ] {
+        for (field, v) in [("r", self.r), ("alpha", self.alpha), ("a", self.a), ("b", self.b)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(AnalyticsError::InvalidConfig {
-                    field,
-                    reason: format!("BG/NBD parameter must be > 0, got {v}"),
-                });
+                return Err(AnalyticsError::InvalidConfig { field, reason: format!("BG/NBD parameter must be > 0, got {v}") });
             }
         }
         Ok(())
@@ -648,8 +582,7 @@ impl BgNbdParams {
         }
         let BgNbdParams { r, alpha, a, b } = *self;
         let xf = f64::from(x);
-        let log_odds_dead =
-            a.ln() - (b + xf - 1.0).ln() + (r + xf) * ((alpha + age).ln() - (alpha + t_x).ln());
+        let log_odds_dead = a.ln() - (b + xf - 1.0).ln() + (r + xf) * ((alpha + age).ln() - (alpha + t_x).ln());
         // Logistic in a form that cannot overflow.
         if log_odds_dead > 0.0 {
             let e = (-log_odds_dead).exp();
@@ -736,21 +669,12 @@ fn if_alive_closed(s: f64, a: f64, bx: f64, u: f64) -> f64 {
 mod tests {
     use super::*;
 
-    const P: BgNbdParams = BgNbdParams {
-        r: 0.243,
-        alpha: 4.414,
-        a: 0.793,
-        b: 2.426,
-    };
+    const P: BgNbdParams = BgNbdParams { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let rows = BtydRows::aggregate(
-            &[0, 0, 1, 3, 7, 2],
-            &[0.0, 0.0, 5.0, 20.0, 30.5, 1.0],
-            &[10.0, 35.0, 30.0, 31.0, 38.0, 2.0],
-        )
-        .unwrap();
+        let rows =
+            BtydRows::aggregate(&[0, 0, 1, 3, 7, 2], &[0.0, 0.0, 5.0, 20.0, 30.5, 1.0], &[10.0, 35.0, 30.0, 31.0, 38.0, 2.0]).unwrap();
         assert_eq!(rows.len(), 6);
         let tt = TimeTable::new(&rows.t_x, &rows.age, 1.0 / 38.0);
         let theta = [-0.3, 0.2, -0.1, 0.4];
@@ -761,26 +685,13 @@ mod tests {
             let mut dn = theta;
             up[j] += h;
             dn[j] -= h;
-            let num = (log_likelihood_sums(&up, &rows, &tt).0
-                - log_likelihood_sums(&dn, &rows, &tt).0)
-                / (2.0 * h);
-            assert!(
-                (num - g[j]).abs() < 1e-6 * (1.0 + num.abs()),
-                "param {j}: analytic {} numeric {num}",
-                g[j]
-            );
+            let num = (log_likelihood_sums(&up, &rows, &tt).0 - log_likelihood_sums(&dn, &rows, &tt).0) / (2.0 * h);
+            assert!((num - g[j]).abs() < 1e-6 * (1.0 + num.abs()), "param {j}: analytic {} numeric {num}", g[j]);
         }
         // the aggregated sum equals the per-customer log-likelihoods (scaled time)
         let s = 1.0 / 38.0;
-        let p = BgNbdParams {
-            r: theta[0].exp(),
-            alpha: theta[1].exp(),
-            a: theta[2].exp(),
-            b: theta[3].exp(),
-        };
-        let direct: f64 = (0..rows.len())
-            .map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.t_x[i] * s, rows.age[i] * s))
-            .sum();
+        let p = BgNbdParams { r: theta[0].exp(), alpha: theta[1].exp(), a: theta[2].exp(), b: theta[3].exp() };
+        let direct: f64 = (0..rows.len()).map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.t_x[i] * s, rows.age[i] * s)).sum();
         assert!((direct - log_likelihood_sums(&theta, &rows, &tt).0).abs() < 1e-10);
     }
 
@@ -805,7 +716,11 @@ mod tests {
                 let (gu, gd) = (log_likelihood_sums(&up, &rows, &tt).1, log_likelihood_sums(&dn, &rows, &tt).1);
                 for i in 0..4 {
                     let num = (gu[i] - gd[i]) / (2.0 * step);
-                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
+                    assert!(
+                        (num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()),
+                        "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}",
+                        h[i][j]
+                    );
                 }
             }
         }
@@ -813,8 +728,7 @@ mod tests {
 
     #[test]
     fn aggregation_counts_identical_rows() {
-        let rows = BtydRows::aggregate(&[1, 0, 1, 0], &[2.0, 0.0, 2.0, 0.0], &[5.0, 5.0, 5.0, 4.0])
-            .unwrap();
+        let rows = BtydRows::aggregate(&[1, 0, 1, 0], &[2.0, 0.0, 2.0, 0.0], &[5.0, 5.0, 5.0, 4.0]).unwrap();
         assert_eq!(rows.x, vec![0, 0, 1]);
         assert_eq!(rows.age, vec![4.0, 5.0, 5.0]);
         assert_eq!(rows.weight, vec![1.0, 1.0, 2.0]);
@@ -827,8 +741,7 @@ mod tests {
     fn p_alive_closed_form() {
         assert_eq!(P.p_alive(0, 0.0, 30.0), 1.0);
         let (x, tx, t) = (2u32, 30.43, 38.86);
-        let want =
-            1.0 / (1.0 + P.a / (P.b + 1.0) * ((P.alpha + t) / (P.alpha + tx)).powf(P.r + 2.0));
+        let want = 1.0 / (1.0 + P.a / (P.b + 1.0) * ((P.alpha + t) / (P.alpha + tx)).powf(P.r + 2.0));
         assert!((P.p_alive(x, tx, t) - want).abs() < 1e-15);
         // bought on the last day: only the dropout chance after that purchase remains
         assert!((P.p_alive(5, 38.0, 38.0) - 1.0 / (1.0 + P.a / (P.b + 4.0))).abs() < 1e-15);
@@ -845,10 +758,7 @@ mod tests {
                 let bx = P.b + f64::from(x);
                 let a = if_alive_series(s, P.a, bx, u);
                 let b = if_alive_closed(s, P.a, bx, u);
-                assert!(
-                    ((a - b) / b).abs() < 1e-9,
-                    "x={x} T={age} u={u}: {a} vs {b}"
-                );
+                assert!(((a - b) / b).abs() < 1e-9, "x={x} T={age} u={u}: {a} vs {b}");
                 let _ = t;
             }
         }
@@ -857,25 +767,10 @@ mod tests {
     #[test]
     fn removable_singularities_are_smooth() {
         // a → 1 and a + b − 1 → 0 (x = 0): values on both sides and at the point agree.
-        for base in [
-            BgNbdParams { a: 1.0, ..P },
-            BgNbdParams {
-                a: 0.6,
-                b: 0.4,
-                ..P
-            },
-        ] {
+        for base in [BgNbdParams { a: 1.0, ..P }, BgNbdParams { a: 0.6, b: 0.4, ..P }] {
             let at = base.expected_purchases_if_alive(0, 10.0, 52.0);
-            let lo = BgNbdParams {
-                a: base.a - 1e-3,
-                ..base
-            }
-            .expected_purchases_if_alive(0, 10.0, 52.0);
-            let hi = BgNbdParams {
-                a: base.a + 1e-3,
-                ..base
-            }
-            .expected_purchases_if_alive(0, 10.0, 52.0);
+            let lo = BgNbdParams { a: base.a - 1e-3, ..base }.expected_purchases_if_alive(0, 10.0, 52.0);
+            let hi = BgNbdParams { a: base.a + 1e-3, ..base }.expected_purchases_if_alive(0, 10.0, 52.0);
             assert!(at.is_finite() && at > 0.0);
             assert!((at - 0.5 * (lo + hi)).abs() < 1e-5 * at, "{lo} {at} {hi}");
         }

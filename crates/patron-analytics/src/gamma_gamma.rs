@@ -75,7 +75,8 @@ fn ll_hessian(theta: &[f64], rows: &Rows) -> (f64, [f64; 3], [[f64; 3]; 3]) {
     let g = [t[1], t[2], t[3]];
     let h = [[t[4], t[5], t[6]], [t[5], t[7], t[8]], [t[6], t[8], t[9]]];
     // To log-parameters θ = ln v: ∂²/∂θi∂θj = v_i v_j ∂²/∂v_i∂v_j + [i = j] v_i ∂/∂v_i.
-    let ht: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| n[i] * n[j] * h[i][j] + if i == j { n[i] * g[i] } else { 0.0 }));
+    let ht: [[f64; 3]; 3] =
+        std::array::from_fn(|i| std::array::from_fn(|j| n[i] * n[j] * h[i][j] + if i == j { n[i] * g[i] } else { 0.0 }));
     (t[0], [g[0] * n[0], g[1] * n[1], g[2] * n[2]], ht)
 }
 
@@ -113,9 +114,7 @@ fn ll_pass<const HESS: bool>(theta: &[f64], rows: &Rows) -> ([f64; 10], [f64; 3]
                 let xmg = xf * rows.m[i] + g;
                 let ln_xmg = xmg.ln();
                 let px = p * xf;
-                acc[0] += w
-                    * (lgd - lg_q + q * ln_g + (px - 1.0) * rows.ln_m[i] + px * rows.ln_x[i]
-                        - (px + q) * ln_xmg);
+                acc[0] += w * (lgd - lg_q + q * ln_g + (px - 1.0) * rows.ln_m[i] + px * rows.ln_x[i] - (px + q) * ln_xmg);
                 acc[1] += w * xf * (dg_pxq - dg_px + rows.ln_m[i] + rows.ln_x[i] - ln_xmg);
                 acc[2] += w * (dg_pxq - dg_q + ln_g - ln_xmg);
                 acc[3] += w * (q * inv_g - (px + q) / xmg);
@@ -145,30 +144,16 @@ fn ll_pass<const HESS: bool>(theta: &[f64], rows: &Rows) -> ([f64; 10], [f64; 3]
 /// Customers with x = 0 or m ≤ 0 are skipped.
 pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
     if m.len() != x.len() {
-        return Err(AnalyticsError::LengthMismatch {
-            column: "m",
-            expected: x.len(),
-            got: m.len(),
-        });
+        return Err(AnalyticsError::LengthMismatch { column: "m", expected: x.len(), got: m.len() });
     }
     if let Some(row) = m.iter().position(|v| !v.is_finite()) {
-        return Err(AnalyticsError::InvalidInput {
-            field: "m",
-            row,
-            reason: "not a finite number".into(),
-        });
+        return Err(AnalyticsError::InvalidInput { field: "m", row, reason: "not a finite number".into() });
     }
-    let mut keys: Vec<(u32, u64)> = (0..x.len())
-        .filter(|&i| x[i] >= 1 && m[i] > 0.0)
-        .map(|i| (x[i], m[i].to_bits()))
-        .collect();
+    let mut keys: Vec<(u32, u64)> = (0..x.len()).filter(|&i| x[i] >= 1 && m[i] > 0.0).map(|i| (x[i], m[i].to_bits())).collect();
     if keys.len() < 2 {
         return Err(AnalyticsError::InsufficientData {
             model: "Gamma-Gamma",
-            reason: format!(
-                "{} customers with a repeat purchase and positive spend; need at least 2",
-                keys.len()
-            ),
+            reason: format!("{} customers with a repeat purchase and positive spend; need at least 2", keys.len()),
         });
     }
     keys.par_sort_unstable();
@@ -216,11 +201,7 @@ pub fn fit(x: &[u32], m: &[f64], opts: &FitOptions) -> Result<GammaGammaFit> {
         }
     };
     let th = &res.x;
-    let params = GammaGammaParams {
-        p: th[0].exp(),
-        q: th[1].exp(),
-        gamma: th[2].exp() * scale,
-    };
+    let params = GammaGammaParams { p: th[0].exp(), q: th[1].exp(), gamma: th[2].exp() * scale };
     let std_errors = std_errors_from_information(hess.map(|row| row.map(|v| v * total))).map(|se| GammaGammaParams {
         p: params.p * se[0],
         q: params.q * se[1],
@@ -272,10 +253,7 @@ impl GammaGammaParams {
         let GammaGammaParams { p, q, gamma } = *self;
         let xf = f64::from(x);
         let px = p * xf;
-        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
-            + q * gamma.ln()
-            + (px - 1.0) * m.ln()
-            + px * xf.ln()
+        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * gamma.ln() + (px - 1.0) * m.ln() + px * xf.ln()
             - (px + q) * (xf * m + gamma).ln()
     }
 
@@ -298,14 +276,7 @@ impl GammaGammaParams {
 /// Σ_{i=1..H} (E[X(30i)] − E[X(30(i−1))]) / (1+d)^i divided by P(alive), i.e. the discounted
 /// expected purchases over H months for an alive customer with (x, T); 30 days are converted
 /// into the model's `unit`. Shared by all customers with equal (x, T).
-pub fn discounted_purchases_if_alive(
-    bg: &BgNbdParams,
-    unit: TimeUnit,
-    x: u32,
-    age: f64,
-    months: u32,
-    monthly_discount: f64,
-) -> f64 {
+pub fn discounted_purchases_if_alive(bg: &BgNbdParams, unit: TimeUnit, x: u32, age: f64, months: u32, monthly_discount: f64) -> f64 {
     let month = unit.from_days(30.0);
     let mut prev = 0.0;
     let mut total = 0.0;
@@ -333,9 +304,7 @@ pub fn clv(
     months: u32,
     monthly_discount: f64,
 ) -> f64 {
-    bg.p_alive(x, t_x, age)
-        * expected_order_value
-        * discounted_purchases_if_alive(bg, unit, x, age, months, monthly_discount)
+    bg.p_alive(x, t_x, age) * expected_order_value * discounted_purchases_if_alive(bg, unit, x, age, months, monthly_discount)
 }
 
 #[cfg(test)]
@@ -362,7 +331,11 @@ mod tests {
                 let (gu, gd) = (ll_sums(&up, &rows).1, ll_sums(&dn, &rows).1);
                 for i in 0..3 {
                     let num = (gu[i] - gd[i]) / (2.0 * step);
-                    assert!((num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()), "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}", h[i][j]);
+                    assert!(
+                        (num - h[i][j]).abs() < 1e-6 * (1.0 + num.abs()),
+                        "θ {theta:?}, H[{i}][{j}]: analytic {} numeric {num}",
+                        h[i][j]
+                    );
                 }
             }
         }
@@ -379,14 +352,8 @@ mod tests {
         };
         let theta = [0.7, 0.3, -0.2];
         let (ll, g) = ll_sums(&theta, &rows);
-        let p = GammaGammaParams {
-            p: theta[0].exp(),
-            q: theta[1].exp(),
-            gamma: theta[2].exp(),
-        };
-        let direct: f64 = (0..4)
-            .map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.m[i]))
-            .sum();
+        let p = GammaGammaParams { p: theta[0].exp(), q: theta[1].exp(), gamma: theta[2].exp() };
+        let direct: f64 = (0..4).map(|i| rows.weight[i] * p.log_likelihood(rows.x[i], rows.m[i])).sum();
         assert!((ll - direct).abs() < 1e-12);
         for j in 0..3 {
             let h = 1e-6;
@@ -401,27 +368,17 @@ mod tests {
 
     #[test]
     fn expected_order_value_formula() {
-        let gg = GammaGammaParams {
-            p: 6.25,
-            q: 3.74,
-            gamma: 15.44,
-        };
+        let gg = GammaGammaParams { p: 6.25, q: 3.74, gamma: 15.44 };
         assert!((gg.population_mean().unwrap() - 6.25 * 15.44 / 2.74).abs() < 1e-12);
         assert_eq!(gg.expected_order_value(0, 99.0), gg.population_mean());
         let e = gg.expected_order_value(2, 22.35).unwrap();
         assert!((e - (15.44 + 2.0 * 22.35) * 6.25 / (6.25 * 2.0 + 2.74)).abs() < 1e-12);
-        assert_eq!(
-            GammaGammaParams { q: 0.9, ..gg }.expected_order_value(3, 10.0),
-            None
-        );
+        assert_eq!(GammaGammaParams { q: 0.9, ..gg }.expected_order_value(3, 10.0), None);
     }
 
     #[test]
     fn too_little_data_is_an_error() {
-        assert!(matches!(
-            fit(&[0, 1], &[0.0, 5.0], &FitOptions::default()),
-            Err(AnalyticsError::InsufficientData { .. })
-        ));
+        assert!(matches!(fit(&[0, 1], &[0.0, 5.0], &FitOptions::default()), Err(AnalyticsError::InsufficientData { .. })));
         assert!(fit(&[1, 2], &[5.0], &FitOptions::default()).is_err());
     }
 }

@@ -19,20 +19,93 @@ pub struct Keyword {
 
 /// Chinese function words and fillers that say nothing about the experience.
 const ZH_STOP: &[&str] = &[
-    "我们", "你们", "他们", "她们", "它们", "自己", "这个", "那个", "这些", "那些", "这样", "那样", "这里", "那里", "什么", "怎么",
-    "为什么", "因为", "所以", "但是", "不过", "而且", "还是", "或者", "如果", "虽然", "然后", "就是", "只是", "还有", "没有",
-    "可以", "觉得", "感觉", "一个", "一下", "一些", "一点", "有点", "有些", "比较", "非常", "特别", "真的", "已经", "现在",
-    "时候", "的话", "之后", "以后", "之前", "以前", "每次", "这次", "上次", "下次", "希望", "应该", "需要", "知道", "东西",
-    "还会", "不会", "不是", "不太", "还行", "也是", "都是", "就会", "我会", "你们家", "很多", "太多", "一直", "总是", "其实", "地方", "问题",
+    "我们",
+    "你们",
+    "他们",
+    "她们",
+    "它们",
+    "自己",
+    "这个",
+    "那个",
+    "这些",
+    "那些",
+    "这样",
+    "那样",
+    "这里",
+    "那里",
+    "什么",
+    "怎么",
+    "为什么",
+    "因为",
+    "所以",
+    "但是",
+    "不过",
+    "而且",
+    "还是",
+    "或者",
+    "如果",
+    "虽然",
+    "然后",
+    "就是",
+    "只是",
+    "还有",
+    "没有",
+    "可以",
+    "觉得",
+    "感觉",
+    "一个",
+    "一下",
+    "一些",
+    "一点",
+    "有点",
+    "有些",
+    "比较",
+    "非常",
+    "特别",
+    "真的",
+    "已经",
+    "现在",
+    "时候",
+    "的话",
+    "之后",
+    "以后",
+    "之前",
+    "以前",
+    "每次",
+    "这次",
+    "上次",
+    "下次",
+    "希望",
+    "应该",
+    "需要",
+    "知道",
+    "东西",
+    "还会",
+    "不会",
+    "不是",
+    "不太",
+    "还行",
+    "也是",
+    "都是",
+    "就会",
+    "我会",
+    "你们家",
+    "很多",
+    "太多",
+    "一直",
+    "总是",
+    "其实",
+    "地方",
+    "问题",
 ];
 
 /// English stop words.
 const EN_STOP: &[&str] = &[
-    "the", "and", "for", "are", "but", "not", "you", "your", "with", "was", "were", "this", "that", "these", "those", "have",
-    "has", "had", "they", "them", "their", "there", "here", "from", "what", "when", "where", "which", "who", "why", "how",
-    "all", "any", "can", "could", "would", "should", "will", "just", "very", "too", "much", "more", "most", "some", "than",
-    "then", "also", "been", "being", "our", "out", "about", "into", "over", "only", "its", "it's", "i'm", "don't", "did",
-    "does", "really", "always", "every", "because", "again", "get", "got",
+    "the", "and", "for", "are", "but", "not", "you", "your", "with", "was", "were", "this", "that", "these", "those", "have", "has", "had",
+    "they", "them", "their", "there", "here", "from", "what", "when", "where", "which", "who", "why", "how", "all", "any", "can", "could",
+    "would", "should", "will", "just", "very", "too", "much", "more", "most", "some", "than", "then", "also", "been", "being", "our",
+    "out", "about", "into", "over", "only", "its", "it's", "i'm", "don't", "did", "does", "really", "always", "every", "because", "again",
+    "get", "got",
 ];
 
 fn jieba() -> &'static Jieba {
@@ -106,11 +179,14 @@ mod tests {
     #[test]
     fn english_by_words_without_stop_words() {
         let k = keywords(["The food was cold and slow", "slow service, cold food!", "Great food"].iter().copied(), 3);
-        assert_eq!(k, vec![
-            Keyword { term: "food".into(), count: 3 },
-            Keyword { term: "cold".into(), count: 2 },
-            Keyword { term: "slow".into(), count: 2 },
-        ]);
+        assert_eq!(
+            k,
+            vec![
+                Keyword { term: "food".into(), count: 3 },
+                Keyword { term: "cold".into(), count: 2 },
+                Keyword { term: "slow".into(), count: 2 },
+            ]
+        );
     }
 
     #[test]

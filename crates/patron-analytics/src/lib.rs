@@ -45,15 +45,9 @@ pub use abcd::{abcd_tiers, AbcdBasis, AbcdConfig, AbcdResult, Tier, TierSummary}
 pub use bgnbd::{BgNbdFit, BgNbdParams, BtydRows};
 pub use gamma_gamma::{clv, GammaGammaFit, GammaGammaParams};
 pub use lifecycle::{lifecycle, LifecycleConfig, LifecycleResult, LifecycleStage};
-pub use loyalty::{
-    loyalty, AttitudeStrength, CustomerExtras, LoyaltyConfig, LoyaltyResult, LoyaltySituation,
-    LoyaltyType,
-};
+pub use loyalty::{loyalty, AttitudeStrength, CustomerExtras, LoyaltyConfig, LoyaltyResult, LoyaltySituation, LoyaltyType};
 pub use optim::FitOptions;
-pub use pipeline::{
-    analyze, analyze_timed, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport, ModelConfig,
-    StageTiming,
-};
+pub use pipeline::{analyze, analyze_timed, AnalyticsConfig, AnalyticsOutput, CustomerScores, FitReport, ModelConfig, StageTiming};
 pub use rfm::RfmThresholds;
 pub use rfm::{rfm, RfmClass, RfmConfig, RfmResult};
 pub use summary::{summarize, ChurnRule, CustomerSummaries, Orders, SummaryConfig, NO_CATEGORY};
@@ -74,9 +68,7 @@ pub enum AnalyticsError {
         got: usize,
     },
     /// An order refers to a customer index outside `0..n_customers`.
-    #[error(
-        "order row {row}: customer index {customer} is out of range (n_customers = {n_customers})"
-    )]
+    #[error("order row {row}: customer index {customer} is out of range (n_customers = {n_customers})")]
     CustomerOutOfRange {
         /// Order row (0-based).
         row: usize,
@@ -164,8 +156,7 @@ pub fn day_number(date: chrono::NaiveDate) -> i32 {
 
 /// Calendar date of a day number; `None` outside chrono's date range.
 pub fn date_from_day_number(day: i32) -> Option<chrono::NaiveDate> {
-    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
-        .checked_add_signed(chrono::TimeDelta::try_days(i64::from(day))?)
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::TimeDelta::try_days(i64::from(day))?)
 }
 
 #[cfg(test)]
@@ -178,10 +169,7 @@ mod tests {
         let n = day_number(d);
         assert_eq!(n, 10_134);
         assert_eq!(date_from_day_number(n), Some(d));
-        assert_eq!(
-            day_number(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
-            0
-        );
+        assert_eq!(day_number(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
         assert!((days_to_weeks(272.0) - 38.857_142_857).abs() < 1e-8);
         assert_eq!(TimeUnit::Weeks.from_days(14.0), 2.0);
     }

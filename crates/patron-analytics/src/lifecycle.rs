@@ -139,11 +139,7 @@ pub fn lifecycle(
     for (column, col) in [("p_alive", p_alive), ("loyalty_index", loyalty_index)] {
         if let Some(col) = col {
             if col.len() != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got: col.len(),
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got: col.len() });
             }
         }
     }
@@ -153,10 +149,7 @@ pub fn lifecycle(
         ("loyal_index", config.loyal_index),
     ] {
         if !v.is_finite() {
-            return Err(AnalyticsError::InvalidConfig {
-                field,
-                reason: "must be finite".into(),
-            });
+            return Err(AnalyticsError::InvalidConfig { field, reason: "must be finite".into() });
         }
     }
     // Straight into the four columns (a vector of rows copied apart was a fifth of the stage).
@@ -171,19 +164,13 @@ pub fn lifecycle(
             let absolute = f64::from(recency) > threshold;
             let relative = !absolute
                 && s.baseline_purchase_days[c] >= config.min_baseline_purchase_days
-                && (s.recent_spend_cents[c] as f64)
-                    < config.relative_drop_ratio * s.baseline_spend_cents[c];
-            let low_p_alive = p_alive
-                .and_then(|p| p[c])
-                .is_some_and(|p| p < config.at_risk_p_alive);
-            let won_back =
-                s.last_return_day[c].is_some_and(|d| match config.won_back_window_days {
-                    Some(w) => i64::from(d) > i64::from(s.as_of) - i64::from(w),
-                    None => true,
-                });
-            let loyal = loyalty_index
-                .and_then(|l| l[c])
-                .is_some_and(|l| l >= config.loyal_index);
+                && (s.recent_spend_cents[c] as f64) < config.relative_drop_ratio * s.baseline_spend_cents[c];
+            let low_p_alive = p_alive.and_then(|p| p[c]).is_some_and(|p| p < config.at_risk_p_alive);
+            let won_back = s.last_return_day[c].is_some_and(|d| match config.won_back_window_days {
+                Some(w) => i64::from(d) > i64::from(s.as_of) - i64::from(w),
+                None => true,
+            });
+            let loyal = loyalty_index.and_then(|l| l[c]).is_some_and(|l| l >= config.loyal_index);
             let stage = if absolute {
                 LifecycleStage::Churned
             } else if relative || low_p_alive {
@@ -200,12 +187,7 @@ pub fn lifecycle(
             (stage, ((absolute, relative), Some(threshold)))
         })
         .unzip();
-    Ok(LifecycleResult {
-        stage,
-        absolute_churn,
-        relative_churn,
-        churn_threshold_days,
-    })
+    Ok(LifecycleResult { stage, absolute_churn, relative_churn, churn_threshold_days })
 }
 
 #[cfg(test)]
@@ -221,14 +203,7 @@ mod tests {
         p_alive: Option<&[Option<f64>]>,
         loyalty: Option<&[Option<f64>]>,
     ) -> LifecycleResult {
-        run_with(
-            rows,
-            n,
-            as_of,
-            p_alive,
-            loyalty,
-            &LifecycleConfig::default(),
-        )
+        run_with(rows, n, as_of, p_alive, loyalty, &LifecycleConfig::default())
     }
 
     fn run_with(
@@ -268,10 +243,7 @@ mod tests {
         ];
         let r = run(&rows, 4, 1000, None, None);
         assert_eq!(r.absolute_churn, vec![false, true, false, true]);
-        assert_eq!(
-            r.churn_threshold_days,
-            vec![Some(180.0), Some(180.0), Some(300.0), Some(300.0)]
-        );
+        assert_eq!(r.churn_threshold_days, vec![Some(180.0), Some(180.0), Some(300.0), Some(300.0)]);
         // c2 is not churned but bought nothing in the last 90 days after 3 baseline purchase days:
         // relative churn, so at risk
         assert!(r.relative_churn[2]);
@@ -319,25 +291,10 @@ mod tests {
         let r = run(&rows, 5, 1000, Some(&p), Some(&l));
         assert_eq!(r.stage, vec![AtRisk, Loyal, Active, WonBack, Prospect]);
         // the return on day 800 counts while it lies within the window ending on as_of
-        let w = |days| LifecycleConfig {
-            won_back_window_days: Some(days),
-            ..Default::default()
-        };
-        assert_eq!(
-            run_with(&rows, 5, 1000, Some(&p), Some(&l), &w(201)).stage[3],
-            WonBack
-        );
-        assert_eq!(
-            run_with(&rows, 5, 1000, Some(&p), Some(&l), &w(200)).stage[3],
-            Loyal
-        );
-        let ever = LifecycleConfig {
-            won_back_window_days: None,
-            ..Default::default()
-        };
-        assert_eq!(
-            run_with(&rows, 5, 1000, Some(&p), Some(&l), &ever).stage[3],
-            WonBack
-        );
+        let w = |days| LifecycleConfig { won_back_window_days: Some(days), ..Default::default() };
+        assert_eq!(run_with(&rows, 5, 1000, Some(&p), Some(&l), &w(201)).stage[3], WonBack);
+        assert_eq!(run_with(&rows, 5, 1000, Some(&p), Some(&l), &w(200)).stage[3], Loyal);
+        let ever = LifecycleConfig { won_back_window_days: None, ..Default::default() };
+        assert_eq!(run_with(&rows, 5, 1000, Some(&p), Some(&l), &ever).stage[3], WonBack);
     }
 }

@@ -56,11 +56,7 @@ pub struct LoyaltyConfig {
 
 impl Default for LoyaltyConfig {
     fn default() -> Self {
-        LoyaltyConfig {
-            weights: [1.0; 4],
-            min_age_days: 90,
-            promoter_nps: 9,
-        }
+        LoyaltyConfig { weights: [1.0; 4], min_age_days: 90, promoter_nps: 9 }
     }
 }
 
@@ -126,11 +122,7 @@ impl LoyaltySituation {
     }
 
     /// The situation from its three dimensions.
-    pub fn from_dimensions(
-        attitude: AttitudeStrength,
-        high_behaviour: bool,
-        rising: bool,
-    ) -> LoyaltySituation {
+    pub fn from_dimensions(attitude: AttitudeStrength, high_behaviour: bool, rising: bool) -> LoyaltySituation {
         let kind = match (attitude, high_behaviour) {
             (AttitudeStrength::Strong, true) => LoyaltyType::TrueLoyalty,
             (AttitudeStrength::Strong, false) => LoyaltyType::LatentLoyalty,
@@ -161,48 +153,26 @@ pub struct LoyaltyResult {
 }
 
 /// Computes the loyalty indicators, index and matrix.
-pub fn loyalty(
-    s: &CustomerSummaries,
-    extras: &CustomerExtras,
-    config: &LoyaltyConfig,
-) -> Result<LoyaltyResult> {
+pub fn loyalty(s: &CustomerSummaries, extras: &CustomerExtras, config: &LoyaltyConfig) -> Result<LoyaltyResult> {
     s.validate()?;
     let n = s.len();
     let lens = [
         ("referrals", extras.referrals.as_ref().map(Vec::len)),
         ("latest_nps", extras.latest_nps.as_ref().map(Vec::len)),
-        (
-            "would_switch_for_2pct",
-            extras.would_switch_for_2pct.as_ref().map(Vec::len),
-        ),
+        ("would_switch_for_2pct", extras.would_switch_for_2pct.as_ref().map(Vec::len)),
     ];
     for (column, len) in lens {
         if let Some(got) = len {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
     }
     if config.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
-        return Err(AnalyticsError::InvalidConfig {
-            field: "loyalty.weights",
-            reason: "weights must be finite and ≥ 0".into(),
-        });
+        return Err(AnalyticsError::InvalidConfig { field: "loyalty.weights", reason: "weights must be finite and ≥ 0".into() });
     }
-    if let Some(row) = extras
-        .latest_nps
-        .as_ref()
-        .and_then(|v| v.iter().position(|a| a.is_some_and(|a| a > 10)))
-    {
-        return Err(AnalyticsError::InvalidInput {
-            field: "latest_nps",
-            row,
-            reason: "NPS must be 0–10".into(),
-        });
+    if let Some(row) = extras.latest_nps.as_ref().and_then(|v| v.iter().position(|a| a.is_some_and(|a| a > 10))) {
+        return Err(AnalyticsError::InvalidInput { field: "latest_nps", row, reason: "NPS must be 0–10".into() });
     }
     let in_base = |c: usize| s.purchase_days[c] > 0;
     let min_age = f64::from(config.min_age_days.max(1));
@@ -217,60 +187,30 @@ pub fn loyalty(
         }
     }
     let base: Vec<usize> = (0..n).filter(|&c| in_base(c)).collect();
-    let ranks_of = |f: &(dyn Fn(usize) -> f64 + Sync)| {
-        Ranks::new(&base.par_iter().map(|&c| f(c)).collect::<Vec<_>>())
-    };
+    let ranks_of = |f: &(dyn Fn(usize) -> f64 + Sync)| Ranks::new(&base.par_iter().map(|&c| f(c)).collect::<Vec<_>>());
     let repeat_ranks = ranks_of(&repeat_raw);
-    let breadth_ranks = s
-        .has_categories
-        .then(|| ranks_of(&|c| f64::from(s.distinct_categories[c])));
-    let fp_ranks = s
-        .has_full_price
-        .then(|| ranks_of(&|c| s.full_price_share[c].unwrap_or(0.0)));
-    let referral_ranks = extras
-        .referrals
-        .as_ref()
-        .map(|r| ranks_of(&|c| f64::from(r[c])));
+    let breadth_ranks = s.has_categories.then(|| ranks_of(&|c| f64::from(s.distinct_categories[c])));
+    let fp_ranks = s.has_full_price.then(|| ranks_of(&|c| s.full_price_share[c].unwrap_or(0.0)));
+    let referral_ranks = extras.referrals.as_ref().map(|r| ranks_of(&|c| f64::from(r[c])));
 
-    let repeat: Vec<Option<f64>> = (0..n)
-        .into_par_iter()
-        .map(|c| in_base(c).then(|| repeat_ranks.mid_percentile(slot[c] as usize)))
-        .collect();
+    let repeat: Vec<Option<f64>> =
+        (0..n).into_par_iter().map(|c| in_base(c).then(|| repeat_ranks.mid_percentile(slot[c] as usize))).collect();
     let repeat_median = median(&repeat.iter().flatten().copied().collect::<Vec<_>>());
     let promoter = config.promoter_nps;
     // Column by column: a row of five options per customer was a 72 MB vector written once
     // and copied apart again. Each indicator is `None` outside the base.
     let column = |f: &(dyn Fn(usize, usize) -> Option<f64> + Sync)| -> Vec<Option<f64>> {
-        (0..n)
-            .into_par_iter()
-            .map(|c| {
-                if in_base(c) {
-                    f(c, slot[c] as usize)
-                } else {
-                    None
-                }
-            })
-            .collect()
+        (0..n).into_par_iter().map(|c| if in_base(c) { f(c, slot[c] as usize) } else { None }).collect()
     };
     let nps = |c: usize| extras.latest_nps.as_ref().and_then(|v| v[c]);
     let breadth = column(&|_, i| breadth_ranks.as_ref().map(|b| b.mid_percentile(i)));
     let advocacy = column(&|c, i| {
-        mean_of([
-            referral_ranks.as_ref().map(|r| r.mid_percentile(i)),
-            nps(c).map(|v| if v >= promoter { 1.0 } else { 0.0 }),
-        ])
+        mean_of([referral_ranks.as_ref().map(|r| r.mid_percentile(i)), nps(c).map(|v| if v >= promoter { 1.0 } else { 0.0 })])
     });
     let competitor_immunity = column(&|c, i| {
         mean_of([
-            fp_ranks
-                .as_ref()
-                .filter(|_| s.full_price_share[c].is_some())
-                .map(|r| r.mid_percentile(i)),
-            extras
-                .would_switch_for_2pct
-                .as_ref()
-                .and_then(|v| v[c])
-                .map(|switch| if switch { 0.0 } else { 1.0 }),
+            fp_ranks.as_ref().filter(|_| s.full_price_share[c].is_some()).map(|r| r.mid_percentile(i)),
+            extras.would_switch_for_2pct.as_ref().and_then(|v| v[c]).map(|switch| if switch { 0.0 } else { 1.0 }),
         ])
     });
     let (index, situation): (Vec<Option<f64>>, Vec<Option<LoyaltySituation>>) = (0..n)
@@ -297,10 +237,7 @@ pub fn loyalty(
             let high = repeat[c].is_some_and(|r| r >= repeat_median);
             let recent = s.recent_spend_cents[c] as f64;
             let rising = recent > 0.0 && recent >= s.baseline_spend_cents[c];
-            (
-                index,
-                Some(LoyaltySituation::from_dimensions(attitude, high, rising)),
-            )
+            (index, Some(LoyaltySituation::from_dimensions(attitude, high, rising)))
         })
         .unzip();
     Ok(LoyaltyResult {
@@ -354,17 +291,11 @@ mod tests {
         let s = base();
         let r = loyalty(&s, &CustomerExtras::default(), &LoyaltyConfig::default()).unwrap();
         // repeat rates 4, 2, 0 (per 500 days) → percentiles 1, 0.5, 0
-        assert_eq!(
-            r.repeat_purchase,
-            vec![Some(1.0), Some(0.5), Some(0.0), None]
-        );
+        assert_eq!(r.repeat_purchase, vec![Some(1.0), Some(0.5), Some(0.0), None]);
         // categories 3, 1, 1 → 1, 0.25, 0.25 (the tied pair shares the mid-rank)
         assert_eq!(r.breadth, vec![Some(1.0), Some(0.25), Some(0.25), None]);
         // full-price shares 1, 1/3, 0 → 1, 0.5, 0
-        assert_eq!(
-            r.competitor_immunity,
-            vec![Some(1.0), Some(0.5), Some(0.0), None]
-        );
+        assert_eq!(r.competitor_immunity, vec![Some(1.0), Some(0.5), Some(0.0), None]);
         assert_eq!(r.advocacy, vec![None, None, None, None]);
         // index: mean of the three available indicators
         assert!((r.index[0].unwrap() - 100.0).abs() < 1e-12);
@@ -373,15 +304,7 @@ mod tests {
         assert_eq!(r.repeat_purchase_median, 0.5);
         // no attitude data → weak; c0 high & rising, c1 high (= median) & falling, c2 low
         let keys: Vec<_> = r.situation.iter().map(|s| s.map(|s| s.key())).collect();
-        assert_eq!(
-            keys,
-            vec![
-                Some("inertia_loyalty_rising"),
-                Some("inertia_loyalty_falling"),
-                Some("no_loyalty_falling"),
-                None
-            ]
-        );
+        assert_eq!(keys, vec![Some("inertia_loyalty_rising"), Some("inertia_loyalty_falling"), Some("no_loyalty_falling"), None]);
     }
 
     #[test]
@@ -398,26 +321,12 @@ mod tests {
         // c0 immunity: full-price pct 1 and "would switch" 0 → 0.5
         assert_eq!(r.competitor_immunity[0], Some(0.5));
         let kinds: Vec<_> = r.situation.iter().map(|s| s.map(|s| s.kind)).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                Some(LoyaltyType::TrueLoyalty),
-                Some(LoyaltyType::TrueLoyalty),
-                Some(LoyaltyType::NoLoyalty),
-                None
-            ]
-        );
+        assert_eq!(kinds, vec![Some(LoyaltyType::TrueLoyalty), Some(LoyaltyType::TrueLoyalty), Some(LoyaltyType::NoLoyalty), None]);
         // weights: only repeat purchase counts
-        let cfg = LoyaltyConfig {
-            weights: [1.0, 0.0, 0.0, 0.0],
-            ..Default::default()
-        };
+        let cfg = LoyaltyConfig { weights: [1.0, 0.0, 0.0, 0.0], ..Default::default() };
         let r = loyalty(&s, &extras, &cfg).unwrap();
         assert_eq!(r.index[1], Some(50.0));
-        let bad = CustomerExtras {
-            latest_nps: Some(vec![Some(11), None, None, None]),
-            ..Default::default()
-        };
+        let bad = CustomerExtras { latest_nps: Some(vec![Some(11), None, None, None]), ..Default::default() };
         assert!(loyalty(&s, &bad, &LoyaltyConfig::default()).is_err());
     }
 }

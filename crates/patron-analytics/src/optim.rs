@@ -6,9 +6,7 @@
 
 use std::cell::RefCell;
 
-use argmin::core::{
-    CostFunction, Error as ArgminError, Executor, Gradient, State, TerminationReason,
-};
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient, State, TerminationReason};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use serde::{Deserialize, Serialize};
@@ -31,12 +29,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions {
-            max_iterations: 1000,
-            gradient_tolerance: 1e-9,
-            cost_tolerance: 1e-14,
-            converged_gradient: 1e-6,
-        }
+        FitOptions { max_iterations: 1000, gradient_tolerance: 1e-9, cost_tolerance: 1e-14, converged_gradient: 1e-6 }
     }
 }
 
@@ -104,22 +97,14 @@ impl Gradient for Problem<'_> {
 }
 
 /// Minimises `f` (returning value and gradient) from `x0` with L-BFGS.
-pub(crate) fn minimize(
-    f: Objective<'_>,
-    x0: Vec<f64>,
-    opts: &FitOptions,
-) -> Result<Minimum, String> {
+pub(crate) fn minimize(f: Objective<'_>, x0: Vec<f64>, opts: &FitOptions) -> Result<Minimum, String> {
     let (v0, g0) = f(&x0);
     if !v0.is_finite() || g0.iter().any(|d| !d.is_finite()) {
         return Err("objective is not finite at the start values".into());
     }
     // The start point's evaluation is the first one the solver asks for.
     let evaluations = std::cell::Cell::new(1);
-    let problem = Problem {
-        f,
-        cache: RefCell::new(Some((x0.clone(), v0, g0))),
-        evaluations: &evaluations,
-    };
+    let problem = Problem { f, cache: RefCell::new(Some((x0.clone(), v0, g0))), evaluations: &evaluations };
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10)
         .with_tolerance_grad(opts.gradient_tolerance)
@@ -141,14 +126,7 @@ pub(crate) fn minimize(
     // different iterates.
     let (cost, grad) = f(&x);
     let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-    Ok(Minimum {
-        x,
-        cost,
-        gradient_norm,
-        iterations,
-        termination,
-        evaluations: evaluations.get(),
-    })
+    Ok(Minimum { x, cost, gradient_norm, iterations, termination, evaluations: evaluations.get() })
 }
 
 /// Minimises `f` (value, gradient and Hessian at a point) by Newton steps from `x0`, a point
@@ -234,17 +212,11 @@ mod tests {
         let f = |x: &[f64]| {
             let (a, b) = (x[0], x[1]);
             let v = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
-            let g = vec![
-                -2.0 * (1.0 - a) - 400.0 * a * (b - a * a),
-                200.0 * (b - a * a),
-            ];
+            let g = vec![-2.0 * (1.0 - a) - 400.0 * a * (b - a * a), 200.0 * (b - a * a)];
             (v, g)
         };
         let m = minimize(&f, vec![-1.2, 1.0], &FitOptions::default()).unwrap();
-        assert!(
-            (m.x[0] - 1.0).abs() < 1e-6 && (m.x[1] - 1.0).abs() < 1e-6,
-            "{m:?}"
-        );
+        assert!((m.x[0] - 1.0).abs() < 1e-6 && (m.x[1] - 1.0).abs() < 1e-6, "{m:?}");
         assert!(m.gradient_norm < 1e-6);
     }
 }

@@ -264,38 +264,16 @@ pub fn analyze_timed(
     timings.push(StageTiming { stage: "loyalty", ms: t_loyalty });
 
     let ranked: Vec<bool> = s.purchase_days.iter().map(|&d| d > 0).collect();
-    let clv_complete = models
-        .clv
-        .iter()
-        .zip(&ranked)
-        .all(|(v, &r)| !r || v.is_some());
+    let clv_complete = models.clv.iter().zip(&ranked).all(|(v, &r)| !r || v.is_some());
     let (values, basis): (Vec<f64>, AbcdBasis) = match config.abcd.basis {
-        AbcdBasis::Clv if clv_complete && gg_fit.is_some() => (
-            models.clv.iter().map(|v| v.unwrap_or(0.0)).collect(),
-            AbcdBasis::Clv,
-        ),
+        AbcdBasis::Clv if clv_complete && gg_fit.is_some() => (models.clv.iter().map(|v| v.unwrap_or(0.0)).collect(), AbcdBasis::Clv),
         AbcdBasis::Clv => {
-            warnings.push(
-                "ABCD: CLV not available for every customer, ranked by trailing-12-month spend"
-                    .into(),
-            );
-            (
-                s.trailing_spend_cents.iter().map(|&v| v as f64).collect(),
-                AbcdBasis::TrailingSpend,
-            )
+            warnings.push("ABCD: CLV not available for every customer, ranked by trailing-12-month spend".into());
+            (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend)
         }
-        AbcdBasis::TrailingSpend => (
-            s.trailing_spend_cents.iter().map(|&v| v as f64).collect(),
-            AbcdBasis::TrailingSpend,
-        ),
+        AbcdBasis::TrailingSpend => (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend),
     };
-    let abcd_result = abcd_tiers(
-        &values,
-        &ranked,
-        &s.trailing_spend_cents,
-        basis,
-        &config.abcd,
-    )?;
+    let abcd_result = abcd_tiers(&values, &ranked, &s.trailing_spend_cents, basis, &config.abcd)?;
     lap("abcd", &mut timings, &mut clock);
 
     let lifecycle_result = lifecycle(
@@ -361,13 +339,7 @@ impl ModelColumns {
 
 /// Per-customer model outputs. The expensive parts (the 2F1-based expectations) depend on
 /// (x, T) only, so they are computed once per distinct (x, T) and looked up.
-fn score_models(
-    s: &CustomerSummaries,
-    bg: &BgNbdFit,
-    gg: Option<&GammaGammaFit>,
-    mc: &ModelConfig,
-    horizon: f64,
-) -> ModelColumns {
+fn score_models(s: &CustomerSummaries, bg: &BgNbdFit, gg: Option<&GammaGammaFit>, mc: &ModelConfig, horizon: f64) -> ModelColumns {
     let n = s.len();
     let unit = mc.time_unit;
     let params = bg.params;
@@ -382,11 +354,8 @@ fn score_models(
     }
     let mut keys: Vec<u64> = seen.into_iter().collect();
     keys.sort_unstable();
-    let index: std::collections::HashMap<u64, u32, foldhash::fast::FixedState> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| (k, i as u32))
-        .collect();
+    let index: std::collections::HashMap<u64, u32, foldhash::fast::FixedState> =
+        keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
     // (expected purchases over the horizon if alive, discounted purchases over the CLV months if alive)
     let per_key: Vec<(f64, f64)> = keys
         .par_iter()
@@ -395,14 +364,7 @@ fn score_models(
             let age = unit.from_days((k & 0xffff_ffff) as f64);
             (
                 params.expected_purchases_if_alive(x, age, horizon),
-                discounted_purchases_if_alive(
-                    &params,
-                    unit,
-                    x,
-                    age,
-                    mc.clv_months,
-                    mc.monthly_discount,
-                ),
+                discounted_purchases_if_alive(&params, unit, x, age, mc.clv_months, mc.monthly_discount),
             )
         })
         .collect();
@@ -423,11 +385,7 @@ fn score_models(
                 return;
             };
             let (e_alive, d_alive) = per_key[i as usize];
-            let p = params.p_alive(
-                s.x[c],
-                unit.from_days(f64::from(s.t_x[c])),
-                unit.from_days(f64::from(s.age[c])),
-            );
+            let p = params.p_alive(s.x[c], unit.from_days(f64::from(s.t_x[c])), unit.from_days(f64::from(s.age[c])));
             let eov = gg.and_then(|g| g.params.expected_order_value(s.x[c], s.m[c]));
             *p_alive = Some(p);
             *expected = Some(p * e_alive);

@@ -32,13 +32,7 @@ impl Ranks {
             neg_zero: bool,
             pos_zero: bool,
         }
-        let empty = Span {
-            lo: f64::INFINITY,
-            hi: f64::NEG_INFINITY,
-            whole: true,
-            neg_zero: false,
-            pos_zero: false,
-        };
+        let empty = Span { lo: f64::INFINITY, hi: f64::NEG_INFINITY, whole: true, neg_zero: false, pos_zero: false };
         let join = |a: Span, b: Span| Span {
             lo: a.lo.min(b.lo),
             hi: a.hi.max(b.hi),
@@ -133,10 +127,7 @@ impl Ranks {
                 *scratch.select_nth_unstable_by(k - 1, f64::total_cmp).1
             })
             .collect();
-        values
-            .par_iter()
-            .map(|v| 1 + cuts.iter().filter(|c| c.total_cmp(v).is_lt()).count() as u8)
-            .collect()
+        values.par_iter().map(|v| 1 + cuts.iter().filter(|c| c.total_cmp(v).is_lt()).count() as u8).collect()
     }
 
     /// Number of ranked values.
@@ -207,24 +198,13 @@ mod tests {
             vec![4.0],
         ];
         for values in &cases {
-            let counted =
-                Ranks::by_counting(values).expect("whole numbers in a narrow span are counted");
+            let counted = Ranks::by_counting(values).expect("whole numbers in a narrow span are counted");
             let sorted = Ranks::by_sorting(values);
             assert_eq!(counted.below, sorted.below);
             assert_eq!(counted.equal, sorted.equal);
         }
-        for values in [
-            vec![0.5, 1.0],
-            vec![f64::NAN, 1.0],
-            vec![f64::INFINITY, 1.0],
-            vec![-0.0, 0.0, 1.0],
-            vec![0.0, 1e9],
-            vec![],
-        ] {
-            assert!(
-                Ranks::by_counting(&values).is_none(),
-                "{values:?} is not for counting"
-            );
+        for values in [vec![0.5, 1.0], vec![f64::NAN, 1.0], vec![f64::INFINITY, 1.0], vec![-0.0, 0.0, 1.0], vec![0.0, 1e9], vec![]] {
+            assert!(Ranks::by_counting(&values).is_none(), "{values:?} is not for counting");
         }
         // −0 alone (recency 0 negated) is counted like any other value.
         let r = Ranks::new(&[-0.0, -3.0, -0.0]);
@@ -240,9 +220,8 @@ mod tests {
         let mut next = move |m: u64| rng.gen_range(0..m);
         assert!(Ranks::quantile_scores(&[], 5).is_empty());
         for (n, spread) in [(1usize, 2u64), (4, 3), (11, 5), (997, 40), (5000, 1 << 40)] {
-            let values: Vec<f64> = (0..n)
-                .map(|i| if i % 13 == 0 { -0.0 } else { next(spread) as f64 * 0.5 - (spread / 8) as f64 })
-                .collect();
+            let values: Vec<f64> =
+                (0..n).map(|i| if i % 13 == 0 { -0.0 } else { next(spread) as f64 * 0.5 - (spread / 8) as f64 }).collect();
             let ranks = Ranks::by_sorting(&values);
             for groups in [2, 5, 10] {
                 let want: Vec<u8> = (0..n).map(|i| ranks.quantile_score(i, groups)).collect();

@@ -149,22 +149,14 @@ pub struct RfmResult {
 
 /// Computes RFM values, scores and classes from the summaries.
 pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
-    for (field, v) in [
-        ("recency_days", config.recency_days),
-        ("frequency", config.frequency),
-        ("monetary_cents", config.monetary_cents),
-    ] {
+    for (field, v) in [("recency_days", config.recency_days), ("frequency", config.frequency), ("monetary_cents", config.monetary_cents)] {
         if v.is_some_and(|v| !v.is_finite()) {
-            return Err(AnalyticsError::InvalidConfig {
-                field,
-                reason: "threshold must be finite".into(),
-            });
+            return Err(AnalyticsError::InvalidConfig { field, reason: "threshold must be finite".into() });
         }
     }
     s.validate()?;
     let n = s.len();
-    let recency_days: Vec<Option<u32>> =
-        (0..n).into_par_iter().map(|c| s.recency_days(c)).collect();
+    let recency_days: Vec<Option<u32>> = (0..n).into_par_iter().map(|c| s.recency_days(c)).collect();
     let scored = |c: usize| s.window_orders[c] > 0;
 
     // Goodness keys of the scored customers: −R (more recent is better), F, M; `slot[c]` is
@@ -222,12 +214,7 @@ pub fn rfm(s: &CustomerSummaries, config: &RfmConfig) -> Result<RfmResult> {
             if i >= n_scored {
                 return (0, 0, 0, Some(class));
             }
-            (
-                r_scores[i],
-                f_scores[i],
-                m_scores[i],
-                Some(class),
-            )
+            (r_scores[i], f_scores[i], m_scores[i], Some(class))
         })
         .collect();
 
@@ -263,10 +250,7 @@ mod tests {
     fn labels_and_keys() {
         assert_eq!(RfmClass::ImportantValue.label_zh(), "重要价值");
         assert_eq!(RfmClass::GeneralWinBack.key(), "general_win_back");
-        assert_eq!(
-            serde_json::to_string(&RfmClass::ImportantWinBack).unwrap(),
-            "\"important_win_back\""
-        );
+        assert_eq!(serde_json::to_string(&RfmClass::ImportantWinBack).unwrap(), "\"important_win_back\"");
         let keys: std::collections::HashSet<_> = RfmClass::ALL.iter().map(|c| c.key()).collect();
         assert_eq!(keys.len(), 8);
     }
@@ -288,9 +272,7 @@ mod tests {
         // customer 0 is the most recent (R = 0)
         assert_eq!(r.r_score, vec![5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
         // ties: all customers with one order get the same F score
-        let rows2: Vec<_> = (0..10u32)
-            .map(|i| (i, 990, 100 * i64::from(i + 1)))
-            .collect();
+        let rows2: Vec<_> = (0..10u32).map(|i| (i, 990, 100 * i64::from(i + 1))).collect();
         let s2 = summaries(&rows2, 10, 1000);
         let r2 = rfm(&s2, &RfmConfig::default()).unwrap();
         assert!(r2.f_score.iter().all(|&f| f == 1));
@@ -337,11 +319,7 @@ mod tests {
         );
         assert_eq!((r.r_score[4], r.f_score[4], r.m_score[4]), (0, 0, 0));
         // configured thresholds override the means
-        let cfg = RfmConfig {
-            recency_days: Some(400.0),
-            frequency: Some(1.0),
-            monetary_cents: Some(50.0),
-        };
+        let cfg = RfmConfig { recency_days: Some(400.0), frequency: Some(1.0), monetary_cents: Some(50.0) };
         let r = rfm(&s, &cfg).unwrap();
         assert_eq!(r.class[3], Some(RfmClass::ImportantValue));
         // M is the spend in the window: c4's old 5000 cents do not count

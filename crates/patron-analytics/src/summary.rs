@@ -41,28 +41,14 @@ impl Orders {
 
     fn validate(&self, n_customers: usize) -> Result<()> {
         let n = self.customer.len();
-        for (column, got) in [
-            ("day", self.day.len()),
-            ("amount_cents", self.amount_cents.len()),
-        ] {
+        for (column, got) in [("day", self.day.len()), ("amount_cents", self.amount_cents.len())] {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
-        for (column, got) in [
-            ("category", self.category.len()),
-            ("full_price", self.full_price.len()),
-        ] {
+        for (column, got) in [("category", self.category.len()), ("full_price", self.full_price.len())] {
             if got != 0 && got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
         if u32::try_from(n_customers).is_err() {
@@ -73,24 +59,13 @@ impl Orders {
         }
         // The largest index first, by chunks (a per-element `position_first` was 60 ms of a
         // 9 M-order run); the position of a bad one only when there is one.
-        let largest = self
-            .customer
-            .par_chunks(SCAN_CHUNK)
-            .map(|ch| ch.iter().copied().max().unwrap_or(0))
-            .max();
+        let largest = self.customer.par_chunks(SCAN_CHUNK).map(|ch| ch.iter().copied().max().unwrap_or(0)).max();
         let bad = match largest {
-            Some(c) if c as usize >= n_customers => self
-                .customer
-                .iter()
-                .position(|&c| c as usize >= n_customers),
+            Some(c) if c as usize >= n_customers => self.customer.iter().position(|&c| c as usize >= n_customers),
             _ => None,
         };
         if let Some(row) = bad {
-            return Err(AnalyticsError::CustomerOutOfRange {
-                row,
-                customer: self.customer[row],
-                n_customers,
-            });
+            return Err(AnalyticsError::CustomerOutOfRange { row, customer: self.customer[row], n_customers });
         }
         Ok(())
     }
@@ -107,10 +82,7 @@ pub struct ChurnRule {
 
 impl Default for ChurnRule {
     fn default() -> Self {
-        ChurnRule {
-            churn_floor_days: 180,
-            gap_multiplier: 3.0,
-        }
+        ChurnRule { churn_floor_days: 180, gap_multiplier: 3.0 }
     }
 }
 
@@ -143,13 +115,7 @@ pub struct SummaryConfig {
 
 impl Default for SummaryConfig {
     fn default() -> Self {
-        SummaryConfig {
-            rfm_window_days: 365,
-            trailing_days: 365,
-            recent_days: 90,
-            baseline_days: 365,
-            churn: ChurnRule::default(),
-        }
+        SummaryConfig { rfm_window_days: 365, trailing_days: 365, recent_days: 90, baseline_days: 365, churn: ChurnRule::default() }
     }
 }
 
@@ -162,19 +128,13 @@ impl SummaryConfig {
             ("baseline_days", self.baseline_days),
         ] {
             if v == 0 || v > 100_000 {
-                return Err(AnalyticsError::InvalidConfig {
-                    field,
-                    reason: format!("{v} is not in 1..=100000"),
-                });
+                return Err(AnalyticsError::InvalidConfig { field, reason: format!("{v} is not in 1..=100000") });
             }
         }
         if !(self.churn.gap_multiplier.is_finite() && self.churn.gap_multiplier >= 0.0) {
             return Err(AnalyticsError::InvalidConfig {
                 field: "churn.gap_multiplier",
-                reason: format!(
-                    "{} is not a finite non-negative number",
-                    self.churn.gap_multiplier
-                ),
+                reason: format!("{} is not a finite non-negative number", self.churn.gap_multiplier),
             });
         }
         Ok(())
@@ -252,11 +212,7 @@ impl CustomerSummaries {
 
     /// R: days since the last purchase (`None` for prospects).
     pub fn recency_days(&self, customer: usize) -> Option<u32> {
-        self.last_purchase_day
-            .get(customer)
-            .copied()
-            .flatten()
-            .map(|d| (self.as_of - d).max(0) as u32)
+        self.last_purchase_day.get(customer).copied().flatten().map(|d| (self.as_of - d).max(0) as u32)
     }
 
     /// Whether the customer has at least one purchase on or before `as_of`.
@@ -290,11 +246,7 @@ impl CustomerSummaries {
         ];
         for (column, got) in lens {
             if got != n {
-                return Err(AnalyticsError::LengthMismatch {
-                    column,
-                    expected: n,
-                    got,
-                });
+                return Err(AnalyticsError::LengthMismatch { column, expected: n, got });
             }
         }
         Ok(())
@@ -345,12 +297,7 @@ struct Scratch {
 
 /// Computes the per-customer summaries of `orders` as of `as_of` (orders after `as_of` are
 /// ignored). `n_customers` fixes the length of every output column.
-pub fn summarize(
-    orders: &Orders,
-    n_customers: usize,
-    as_of: i32,
-    config: &SummaryConfig,
-) -> Result<CustomerSummaries> {
+pub fn summarize(orders: &Orders, n_customers: usize, as_of: i32, config: &SummaryConfig) -> Result<CustomerSummaries> {
     orders.validate(n_customers)?;
     config.validate()?;
     let has_categories = !orders.category.is_empty();
@@ -478,38 +425,29 @@ pub fn summarize(
         }
     }
 
-    let ctx = Ctx {
-        as_of,
-        config,
-        has_categories,
-        has_full_price,
-    };
-    blocks
-        .into_par_iter()
-        .for_each_init(Scratch::default, |scratch, mut block| {
-            for i in 0..block.purchase_days.len() {
-                let c = block.start + i;
-                let row = match &grouped {
-                    Grouped::Scattered { offsets, recs } => {
-                        summarize_customer(&recs[offsets[c]..offsets[c + 1]], &ctx, scratch)
+    let ctx = Ctx { as_of, config, has_categories, has_full_price };
+    blocks.into_par_iter().for_each_init(Scratch::default, |scratch, mut block| {
+        for i in 0..block.purchase_days.len() {
+            let c = block.start + i;
+            let row = match &grouped {
+                Grouped::Scattered { offsets, recs } => summarize_customer(&recs[offsets[c]..offsets[c + 1]], &ctx, scratch),
+                Grouped::InPlace { offsets } => {
+                    // The customer's orders, copied into a reused buffer (sorted by day
+                    // if they are not already).
+                    let mut recs = std::mem::take(&mut scratch.recs);
+                    recs.clear();
+                    recs.extend((offsets[c]..offsets[c + 1]).map(|i| orders.rec(i)));
+                    if !recs.windows(2).all(|w| w[0].day <= w[1].day) {
+                        recs.sort_unstable_by_key(|r| r.day);
                     }
-                    Grouped::InPlace { offsets } => {
-                        // The customer's orders, copied into a reused buffer (sorted by day
-                        // if they are not already).
-                        let mut recs = std::mem::take(&mut scratch.recs);
-                        recs.clear();
-                        recs.extend((offsets[c]..offsets[c + 1]).map(|i| orders.rec(i)));
-                        if !recs.windows(2).all(|w| w[0].day <= w[1].day) {
-                            recs.sort_unstable_by_key(|r| r.day);
-                        }
-                        let row = summarize_customer(&recs, &ctx, scratch);
-                        scratch.recs = recs;
-                        row
-                    }
-                };
-                block.write(i, &row);
-            }
-        });
+                    let row = summarize_customer(&recs, &ctx, scratch);
+                    scratch.recs = recs;
+                    row
+                }
+            };
+            block.write(i, &row);
+        }
+    });
     Ok(out)
 }
 
@@ -614,10 +552,7 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> Grouped
         .collect();
     let mut counts = vec![0u32; n_customers];
     for p in &partial {
-        counts
-            .par_iter_mut()
-            .zip(p.par_iter())
-            .for_each(|(c, &v)| *c += v);
+        counts.par_iter_mut().zip(p.par_iter()).for_each(|(c, &v)| *c += v);
     }
     drop(partial);
     let mut offsets = Vec::with_capacity(n_customers + 1);
@@ -640,11 +575,7 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> Grouped
         let mut rest: &mut [Rec] = &mut recs;
         let mut lo = 0usize;
         for p in 0..n_parts {
-            let hi = if p + 1 == n_parts {
-                n_customers
-            } else {
-                n_customers * (p + 1) / n_parts
-            };
+            let hi = if p + 1 == n_parts { n_customers } else { n_customers * (p + 1) / n_parts };
             let len = offsets[hi] - offsets[lo];
             let (head, tail) = rest.split_at_mut(len);
             parts.push((lo, hi, head));
@@ -665,11 +596,7 @@ fn group_by_customer(orders: &Orders, n_customers: usize, as_of: i32) -> Grouped
             let pos = &mut cursor[c - lo];
             slice[*pos] = Rec {
                 day: orders.day[i],
-                category: if has_cat {
-                    orders.category[i]
-                } else {
-                    NO_CATEGORY
-                },
+                category: if has_cat { orders.category[i] } else { NO_CATEGORY },
                 amount: orders.amount_cents[i],
                 full_price: has_fp && orders.full_price[i],
             };
@@ -697,14 +624,8 @@ fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<Vec<u
     // By chunks in parallel (rayon's per-element `all` and `position` were several times
     // slower): each chunk lists where a new customer starts, or fails if a customer number
     // goes down; then those starts are spread over the customers in between (no orders).
-    let late = orders
-        .day
-        .par_chunks(SCAN_CHUNK)
-        .map(|ch| ch.iter().copied().max().unwrap_or(i32::MIN))
-        .max();
-    if late.is_some_and(|d| d > as_of)
-        || customer.last().is_some_and(|&c| c as usize >= n_customers)
-    {
+    let late = orders.day.par_chunks(SCAN_CHUNK).map(|ch| ch.iter().copied().max().unwrap_or(i32::MIN)).max();
+    if late.is_some_and(|d| d > as_of) || customer.last().is_some_and(|&c| c as usize >= n_customers) {
         return None;
     }
     let starts: Option<Vec<Vec<(u32, usize)>>> = customer
@@ -712,11 +633,7 @@ fn group_sorted(orders: &Orders, n_customers: usize, as_of: i32) -> Option<Vec<u
         .enumerate()
         .map(|(k, ch)| {
             let base = k * SCAN_CHUNK;
-            let mut prev = if base == 0 {
-                None
-            } else {
-                Some(customer[base - 1])
-            };
+            let mut prev = if base == 0 { None } else { Some(customer[base - 1]) };
             let mut starts = Vec::new();
             for (i, &c) in ch.iter().enumerate() {
                 match prev {
@@ -813,11 +730,7 @@ fn summarize_customer(recs: &[Rec], ctx: &Ctx<'_>, scratch: &mut Scratch) -> Row
     row.x = row.purchase_days - 1;
     row.t_x = (last_day - first_day) as u32;
     row.age = (as_of - first_day) as u32;
-    row.m = if row.x > 0 {
-        repeat_spend as f64 / f64::from(row.x)
-    } else {
-        0.0
-    };
+    row.m = if row.x > 0 { repeat_spend as f64 / f64::from(row.x) } else { 0.0 };
     if ctx.has_full_price {
         row.full_price_share = Some(f64::from(full_price_orders) / f64::from(row.order_count));
     }
@@ -830,18 +743,10 @@ fn summarize_customer(recs: &[Rec], ctx: &Ctx<'_>, scratch: &mut Scratch) -> Row
     // period, floored at one recent window (see the field's doc).
     let exposure = i64::from(recent_from) - i64::from(first_day.max(baseline_from));
     if exposure > 0 {
-        let exposure = exposure.clamp(
-            i64::from(cfg.recent_days),
-            i64::from(cfg.baseline_days).max(i64::from(cfg.recent_days)),
-        );
+        let exposure = exposure.clamp(i64::from(cfg.recent_days), i64::from(cfg.baseline_days).max(i64::from(cfg.recent_days)));
         row.baseline_spend = baseline_spend as f64 * f64::from(cfg.recent_days) / exposure as f64;
     }
-    row.last_return_day = last_return_day(
-        &scratch.gaps,
-        first_day,
-        &cfg.churn,
-        &mut scratch.sorted_gaps,
-    );
+    row.last_return_day = last_return_day(&scratch.gaps, first_day, &cfg.churn, &mut scratch.sorted_gaps);
     // `last_return_day` leaves every gap in `sorted_gaps`, in order: the median is read off.
     row.median_gap = sorted_median(&scratch.sorted_gaps);
     row
@@ -879,12 +784,7 @@ fn median(values: &[u32], buf: &mut Vec<u32>) -> Option<f64> {
 
 /// The most recent purchase day that followed a silence longer than the churn threshold as it
 /// stood then (from the median of the earlier gaps only).
-fn last_return_day(
-    gaps: &[u32],
-    first_day: i32,
-    rule: &ChurnRule,
-    sorted: &mut Vec<u32>,
-) -> Option<i32> {
+fn last_return_day(gaps: &[u32], first_day: i32, rule: &ChurnRule, sorted: &mut Vec<u32>) -> Option<i32> {
     sorted.clear();
     let mut day = first_day;
     let mut result = None;
@@ -960,15 +860,7 @@ mod tests {
     #[test]
     fn btyd_fields_and_same_day_orders() {
         // customer 0: days 10 (two orders), 20, 40 (two orders); as_of 100; one order after as_of.
-        let o = orders(&[
-            (0, 40, 500),
-            (0, 10, 100),
-            (0, 20, 300),
-            (0, 10, 200),
-            (0, 40, 100),
-            (0, 150, 9999),
-            (2, 100, 700),
-        ]);
+        let o = orders(&[(0, 40, 500), (0, 10, 100), (0, 20, 300), (0, 10, 200), (0, 40, 100), (0, 150, 9999), (2, 100, 700)]);
         let s = summarize(&o, 3, 100, &SummaryConfig::default()).unwrap();
         assert_eq!(s.purchase_days, vec![3, 0, 1]);
         assert_eq!(s.x, vec![2, 0, 0]);
@@ -1048,13 +940,7 @@ mod tests {
         assert_eq!(median(&[5, 1, 3, 10], &mut buf), Some(4.0));
         assert_eq!(median(&[], &mut buf), None);
         // The sorted gaps left by last_return_day give the same median.
-        for gaps in [
-            vec![5u32, 1, 3],
-            vec![5, 1, 3, 10],
-            vec![7],
-            vec![],
-            vec![4, 4, 9, 1, 30, 2],
-        ] {
+        for gaps in [vec![5u32, 1, 3], vec![5, 1, 3, 10], vec![7], vec![], vec![4, 4, 9, 1, 30, 2]] {
             let mut sorted = Vec::new();
             last_return_day(&gaps, 0, &ChurnRule::default(), &mut sorted);
             assert_eq!(sorted_median(&sorted), median(&gaps, &mut buf), "{gaps:?}");
@@ -1064,24 +950,12 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let o = orders(&[(0, 1, 10), (5, 2, 10)]);
-        assert!(matches!(
-            summarize(&o, 2, 10, &SummaryConfig::default()),
-            Err(AnalyticsError::CustomerOutOfRange { row: 1, .. })
-        ));
+        assert!(matches!(summarize(&o, 2, 10, &SummaryConfig::default()), Err(AnalyticsError::CustomerOutOfRange { row: 1, .. })));
         let mut o = orders(&[(0, 1, 10)]);
         o.day.push(3);
-        assert!(matches!(
-            summarize(&o, 1, 10, &SummaryConfig::default()),
-            Err(AnalyticsError::LengthMismatch { .. })
-        ));
+        assert!(matches!(summarize(&o, 1, 10, &SummaryConfig::default()), Err(AnalyticsError::LengthMismatch { .. })));
         let o = orders(&[(0, 1, 10)]);
-        let cfg = SummaryConfig {
-            recent_days: 0,
-            ..Default::default()
-        };
-        assert!(matches!(
-            summarize(&o, 1, 10, &cfg),
-            Err(AnalyticsError::InvalidConfig { .. })
-        ));
+        let cfg = SummaryConfig { recent_days: 0, ..Default::default() };
+        assert!(matches!(summarize(&o, 1, 10, &cfg), Err(AnalyticsError::InvalidConfig { .. })));
     }
 }

@@ -43,18 +43,13 @@ mod common;
 
 use common::*;
 use patron_analytics::gamma_gamma::{self, GammaGammaParams};
-use patron_analytics::{
-    bgnbd, summarize, BgNbdParams, BtydRows, FitOptions, SummaryConfig, TimeUnit,
-};
+use patron_analytics::{bgnbd, summarize, BgNbdParams, BtydRows, FitOptions, SummaryConfig, TimeUnit};
 
 /// |got − want| within half a unit of the 3rd significant digit of the published value.
 fn assert_3_sig(name: &str, got: f64, published: f64) {
     let digits = published.abs().log10().floor();
     let half_unit = 0.5 * 10f64.powf(digits - 2.0);
-    assert!(
-        (got - published).abs() <= half_unit,
-        "{name}: {got} does not reproduce the published {published} to 3 significant digits"
-    );
+    assert!((got - published).abs() <= half_unit, "{name}: {got} does not reproduce the published {published} to 3 significant digits");
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -83,18 +78,9 @@ fn bgnbd_reproduces_published_cdnow_fit() {
     assert_3_sig("alpha", p.alpha, 4.414);
     assert_3_sig("a", p.a, 0.793);
     assert_3_sig("b", p.b, 2.426);
-    assert!(
-        (fit.log_likelihood - -9582.4).abs() < 0.05,
-        "ll {}",
-        fit.log_likelihood
-    );
+    assert!((fit.log_likelihood - -9582.4).abs() < 0.05, "ll {}", fit.log_likelihood);
     // lifetimes (scipy BFGS, tol 1e-7) reaches the same optimum
-    for (got, lt) in [
-        (p.r, 0.24259292827982182),
-        (p.alpha, 4.413532265271819),
-        (p.a, 0.7928859664406882),
-        (p.b, 2.42575238262586),
-    ] {
+    for (got, lt) in [(p.r, 0.24259292827982182), (p.alpha, 4.413532265271819), (p.a, 0.7928859664406882), (p.b, 2.42575238262586)] {
         assert!(rel(got, lt) < 1e-3, "{got} vs lifetimes {lt}");
     }
     assert!(rel(fit.log_likelihood, -9582.425560567368) < 1e-7);
@@ -117,11 +103,7 @@ fn gamma_gamma_reproduces_published_cdnow_fit() {
     assert_3_sig("p", fit.params.p, 6.25);
     assert_3_sig("q", fit.params.q, 3.74);
     assert_3_sig("gamma", fit.params.gamma, 15.44);
-    for (got, lt) in [
-        (fit.params.p, 6.248802496075312),
-        (fit.params.q, 3.744588460923114),
-        (fit.params.gamma, 15.44774806492914),
-    ] {
+    for (got, lt) in [(fit.params.p, 6.248802496075312), (fit.params.q, 3.744588460923114), (fit.params.gamma, 15.44774806492914)] {
         assert!(rel(got, lt) < 1e-3, "{got} vs lifetimes {lt}");
     }
     // the same fit in cents: γ scales, p and q do not
@@ -143,165 +125,44 @@ fn summaries_of_the_cdnow_sample_equal_the_summary_file() {
     for r in &file {
         let c = (r.id - 1) as usize;
         assert_eq!(s.x[c], r.x, "x of customer {}", r.id);
-        assert!(
-            close(patron_analytics::days_to_weeks(f64::from(s.t_x[c])), r.t_x),
-            "t_x of {}",
-            r.id
-        );
-        assert!(
-            close(patron_analytics::days_to_weeks(f64::from(s.age[c])), r.age),
-            "T of {}",
-            r.id
-        );
-        assert!(
-            close(s.m[c] / 100.0, r.zbar),
-            "zbar of {}: {} vs {}",
-            r.id,
-            s.m[c] / 100.0,
-            r.zbar
-        );
+        assert!(close(patron_analytics::days_to_weeks(f64::from(s.t_x[c])), r.t_x), "t_x of {}", r.id);
+        assert!(close(patron_analytics::days_to_weeks(f64::from(s.age[c])), r.age), "T of {}", r.id);
+        assert!(close(s.m[c] / 100.0, r.zbar), "zbar of {}: {} vs {}", r.id, s.m[c] / 100.0, r.zbar);
     }
     // later transactions (after 1997-09-30) are in the sample but excluded
-    let later = orders
-        .day
-        .iter()
-        .filter(|&&d| d > calibration_end())
-        .count();
+    let later = orders.day.iter().filter(|&&d| d > calibration_end()).count();
     assert!(later > 0);
-    assert_eq!(
-        s.order_count.iter().map(|&c| c as usize).sum::<usize>(),
-        orders.len() - later
-    );
+    assert_eq!(s.order_count.iter().map(|&c| c as usize).sum::<usize>(), orders.len() - later);
 }
 
 /// lifetimes' parameters, so these compare the formulas and not the fits.
-const LT: BgNbdParams = BgNbdParams {
-    r: 0.24259292827982182,
-    alpha: 4.413532265271819,
-    a: 0.7928859664406882,
-    b: 2.42575238262586,
-};
-const LT_GG: GammaGammaParams = GammaGammaParams {
-    p: 6.248802496075312,
-    q: 3.744588460923114,
-    gamma: 15.44774806492914,
-};
+const LT: BgNbdParams = BgNbdParams { r: 0.24259292827982182, alpha: 4.413532265271819, a: 0.7928859664406882, b: 2.42575238262586 };
+const LT_GG: GammaGammaParams = GammaGammaParams { p: 6.248802496075312, q: 3.744588460923114, gamma: 15.44774806492914 };
 
 #[test]
 fn predictions_match_lifetimes() {
     // id, x, t_x, T, zbar, P(alive), E[X(10)], E[X(39)], E[M], CLV(12 months, 1%) — lifetimes
     type Case = (u32, u32, f64, f64, f64, f64, f64, f64, f64, f64);
     let cases: &[Case] = &[
-        (
-            1,
-            2,
-            30.43,
-            38.86,
-            22.35,
-            0.726609136799059,
-            0.35693100864690896,
-            1.2259104241743999,
-            24.658616189236472,
-            35.87104282847429,
-        ),
-        (
-            2,
-            1,
-            1.71,
-            38.86,
-            11.77,
-            0.2122273880722099,
-            0.05820268119915057,
-            0.20325062425619006,
-            18.911479869929103,
-            4.5840427944709985,
-        ),
-        (
-            3,
-            0,
-            0.0,
-            38.86,
-            0.0,
-            1.0,
-            0.05421009733134889,
-            0.1947808579394776,
-            35.17100215250665,
-            8.243626092419344,
-        ),
-        (
-            18,
-            1,
-            4.86,
-            38.86,
-            9.99,
-            0.310915280966149,
-            0.08526751962786228,
-            0.297764230720575,
-            17.674697381966816,
-            6.276474570137169,
-        ),
-        (
-            100,
-            1,
-            23.86,
-            38.29,
-            26.22,
-            0.6469884214257884,
-            0.1796986292610012,
-            0.6267951461314717,
-            28.95165231434206,
-            21.63457611948957,
-        ),
-        (
-            1500,
-            0,
-            0.0,
-            31.14,
-            0.0,
-            1.0,
-            0.06553028755807049,
-            0.23219750252198235,
-            35.17100215250665,
-            9.788515912577616,
-        ),
-        (
-            2357,
-            0,
-            0.0,
-            27.0,
-            0.0,
-            1.0,
-            0.0737983542622355,
-            0.2589775055748141,
-            35.17100215250665,
-            10.888610000831905,
-        ),
+        (1, 2, 30.43, 38.86, 22.35, 0.726609136799059, 0.35693100864690896, 1.2259104241743999, 24.658616189236472, 35.87104282847429),
+        (2, 1, 1.71, 38.86, 11.77, 0.2122273880722099, 0.05820268119915057, 0.20325062425619006, 18.911479869929103, 4.5840427944709985),
+        (3, 0, 0.0, 38.86, 0.0, 1.0, 0.05421009733134889, 0.1947808579394776, 35.17100215250665, 8.243626092419344),
+        (18, 1, 4.86, 38.86, 9.99, 0.310915280966149, 0.08526751962786228, 0.297764230720575, 17.674697381966816, 6.276474570137169),
+        (100, 1, 23.86, 38.29, 26.22, 0.6469884214257884, 0.1796986292610012, 0.6267951461314717, 28.95165231434206, 21.63457611948957),
+        (1500, 0, 0.0, 31.14, 0.0, 1.0, 0.06553028755807049, 0.23219750252198235, 35.17100215250665, 9.788515912577616),
+        (2357, 0, 0.0, 27.0, 0.0, 1.0, 0.0737983542622355, 0.2589775055748141, 35.17100215250665, 10.888610000831905),
     ];
     for &(id, x, tx, t, m, pa, e10, e39, em, clv) in cases {
         assert!(rel(LT.p_alive(x, tx, t), pa) < 1e-12, "P(alive) of {id}");
-        assert!(
-            rel(LT.expected_purchases(x, tx, t, 10.0), e10) < 1e-9,
-            "E[X(10)] of {id}"
-        );
-        assert!(
-            rel(LT.expected_purchases(x, tx, t, 39.0), e39) < 1e-9,
-            "E[X(39)] of {id}"
-        );
+        assert!(rel(LT.expected_purchases(x, tx, t, 10.0), e10) < 1e-9, "E[X(10)] of {id}");
+        assert!(rel(LT.expected_purchases(x, tx, t, 39.0), e39) < 1e-9, "E[X(39)] of {id}");
         let ev = LT_GG.expected_order_value(x, m).unwrap();
         assert!(rel(ev, em) < 1e-12, "E[M] of {id}");
         let c = gamma_gamma::clv(&LT, TimeUnit::Weeks, x, tx, t, ev, 12, 0.01);
         assert!(rel(c, clv) < 1e-9, "CLV of {id}: {c} vs {clv}");
     }
-    for (t, want) in [
-        (1.0, 0.05318473689563137),
-        (10.0, 0.4317609895226626),
-        (52.0, 1.444020769869069),
-        (1000.0, 6.573096101730836),
-    ] {
-        assert!(
-            rel(LT.expected_purchases_new_customer(t), want) < 1e-9,
-            "E[X({t})]"
-        );
+    for (t, want) in [(1.0, 0.05318473689563137), (10.0, 0.4317609895226626), (52.0, 1.444020769869069), (1000.0, 6.573096101730836)] {
+        assert!(rel(LT.expected_purchases_new_customer(t), want) < 1e-9, "E[X({t})]");
     }
 }
 
@@ -310,8 +171,7 @@ fn pipeline_on_the_cdnow_sample_in_weeks() {
     let (orders, n) = cdnow_sample_orders();
     let mut cfg = patron_analytics::AnalyticsConfig::default();
     cfg.model.time_unit = TimeUnit::Weeks;
-    let out = patron_analytics::analyze(&orders, n, calibration_end(), &Default::default(), &cfg)
-        .unwrap();
+    let out = patron_analytics::analyze(&orders, n, calibration_end(), &Default::default(), &cfg).unwrap();
     let bg = out.report.bgnbd.as_ref().unwrap();
     // unrounded summaries: the same published values
     assert_3_sig("r", bg.params.r, 0.243);
@@ -324,15 +184,7 @@ fn pipeline_on_the_cdnow_sample_in_weeks() {
     assert_3_sig("gamma (cents)", gg.params.gamma / 100.0, 15.44);
     assert!(out.report.warnings.is_empty(), "{:?}", out.report.warnings);
     let json = serde_json::to_value(&out.report).unwrap();
-    for k in [
-        "r",
-        "alpha",
-        "a",
-        "b",
-        "log_likelihood",
-        "converged",
-        "iterations",
-    ] {
+    for k in ["r", "alpha", "a", "b", "log_likelihood", "converged", "iterations"] {
         assert!(!json["bgnbd"][k].is_null(), "bgnbd.{k}");
     }
     for k in ["p", "q", "gamma"] {
@@ -340,9 +192,5 @@ fn pipeline_on_the_cdnow_sample_in_weeks() {
     }
     assert!((out.report.horizon - 365.0 / 7.0).abs() < 1e-12);
     // every customer has purchases here: every model column is filled
-    assert!(out
-        .scores
-        .clv
-        .iter()
-        .all(|v| v.is_some_and(|v| v.is_finite() && v >= 0.0)));
+    assert!(out.scores.clv.iter().all(|v| v.is_some_and(|v| v.is_finite() && v >= 0.0)));
 }

@@ -67,14 +67,10 @@ fn expected_purchases_equal_the_posterior_integral() {
                             for &t in &[0.5, 10.0, 52.0, 500.0, 5000.0] {
                                 let s = r + f64::from(x);
                                 let u = t / (alpha + age);
-                                let want =
-                                    beta_expectation(a, b + f64::from(x), if_alive_integrand(s, u));
+                                let want = beta_expectation(a, b + f64::from(x), if_alive_integrand(s, u));
                                 let got = params.expected_purchases_if_alive(x, age, t);
                                 let e = ((got - want) / want).abs();
-                                assert!(
-                                    e < 1e-9,
-                                    "r={r} α={alpha} a={a} b={b} x={x} T={age} t={t}: closed form {got}, integral {want}"
-                                );
+                                assert!(e < 1e-9, "r={r} α={alpha} a={a} b={b} x={x} T={age} t={t}: closed form {got}, integral {want}");
                                 worst = worst.max(e);
                                 checked += 1;
                                 // and the conditional one is P(alive) times it
@@ -82,8 +78,7 @@ fn expected_purchases_equal_the_posterior_integral() {
                                 let x_eff = if age == 0.0 { 0 } else { x };
                                 let t_x = if x_eff == 0 { 0.0 } else { t_x };
                                 let cond = params.expected_purchases(x_eff, t_x, age, t);
-                                let want_c = params.p_alive(x_eff, t_x, age)
-                                    * params.expected_purchases_if_alive(x_eff, age, t);
+                                let want_c = params.p_alive(x_eff, t_x, age) * params.expected_purchases_if_alive(x_eff, age, t);
                                 assert!((cond - want_c).abs() <= 1e-15 * want_c.abs().max(1e-300));
                             }
                         }
@@ -99,17 +94,11 @@ fn expected_purchases_equal_the_posterior_integral() {
 fn p_alive_equals_the_posterior_mass_of_alive() {
     // P(alive) = L(alive)/L(total); L(alive) ∝ B(a, b+x)/B(a,b) (α/(α+T))^r …, computed
     // here from the likelihood's two terms directly.
-    let params = BgNbdParams {
-        r: 0.243,
-        alpha: 4.414,
-        a: 0.793,
-        b: 2.426,
-    };
+    let params = BgNbdParams { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
     for &(x, tx, t) in &[(1u32, 2.0, 30.0), (4, 20.0, 38.0), (12, 35.0, 38.0)] {
         let xf = f64::from(x);
         let alive = ln_beta(params.a, params.b + xf) - (params.r + xf) * (params.alpha + t).ln();
-        let dead = ln_beta(params.a + 1.0, params.b + xf - 1.0)
-            - (params.r + xf) * (params.alpha + tx).ln();
+        let dead = ln_beta(params.a + 1.0, params.b + xf - 1.0) - (params.r + xf) * (params.alpha + tx).ln();
         let want = 1.0 / (1.0 + (dead - alive).exp());
         assert!((params.p_alive(x, tx, t) - want).abs() < 1e-13);
     }

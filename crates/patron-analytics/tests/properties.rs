@@ -1,30 +1,21 @@
 //! Property tests: probability bounds, monotone expectations, balanced quintiles and one
 //! class / tier / stage per customer.
 
-use patron_analytics::{
-    analyze, summarize, AnalyticsConfig, BgNbdParams, CustomerExtras, LifecycleStage, Orders,
-    SummaryConfig,
-};
+use patron_analytics::{analyze, summarize, AnalyticsConfig, BgNbdParams, CustomerExtras, LifecycleStage, Orders, SummaryConfig};
 use proptest::prelude::*;
 
 fn params() -> impl Strategy<Value = BgNbdParams> {
-    (0.01f64..20.0, 0.01f64..500.0, 0.01f64..10.0, 0.01f64..10.0)
-        .prop_map(|(r, alpha, a, b)| BgNbdParams { r, alpha, a, b })
+    (0.01f64..20.0, 0.01f64..500.0, 0.01f64..10.0, 0.01f64..10.0).prop_map(|(r, alpha, a, b)| BgNbdParams { r, alpha, a, b })
 }
 
 /// (x, t_x, T) with 0 ≤ t_x ≤ T and t_x = 0 when x = 0.
 fn customer() -> impl Strategy<Value = (u32, f64, f64)> {
-    (0u32..200, 0.0f64..1.0, 0.0f64..2000.0)
-        .prop_map(|(x, frac, age)| (x, if x == 0 { 0.0 } else { frac * age }, age))
+    (0u32..200, 0.0f64..1.0, 0.0f64..2000.0).prop_map(|(x, frac, age)| (x, if x == 0 { 0.0 } else { frac * age }, age))
 }
 
 /// Random orders of up to `n` customers over days 0..=1000 (as_of 1000), amounts 0–500.00.
 fn orders(n: u32) -> impl Strategy<Value = (Orders, usize)> {
-    prop::collection::vec(
-        (0..n, 0i32..1100, 0i64..50_000, 0u32..5, any::<bool>()),
-        0..300,
-    )
-    .prop_map(move |rows| {
+    prop::collection::vec((0..n, 0i32..1100, 0i64..50_000, 0u32..5, any::<bool>()), 0..300).prop_map(move |rows| {
         let o = Orders {
             customer: rows.iter().map(|r| r.0).collect(),
             day: rows.iter().map(|r| r.1).collect(),

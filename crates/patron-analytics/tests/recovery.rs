@@ -28,12 +28,7 @@ fn simulate(n: usize, bg: BgNbdParams, gg: GammaGammaParams, seed: u64) -> Simul
     let lambda_dist = Gamma::new(bg.r, 1.0 / bg.alpha).unwrap();
     let p_dist = Beta::new(bg.a, bg.b).unwrap();
     let nu_dist = Gamma::new(gg.q, 1.0 / gg.gamma).unwrap();
-    let mut sim = Simulated {
-        x: Vec::with_capacity(n),
-        t_x: Vec::with_capacity(n),
-        age: Vec::with_capacity(n),
-        m: Vec::with_capacity(n),
-    };
+    let mut sim = Simulated { x: Vec::with_capacity(n), t_x: Vec::with_capacity(n), age: Vec::with_capacity(n), m: Vec::with_capacity(n) };
     for _ in 0..n {
         let lambda: f64 = lambda_dist.sample(&mut rng);
         let p: f64 = p_dist.sample(&mut rng);
@@ -71,29 +66,14 @@ fn simulate(n: usize, bg: BgNbdParams, gg: GammaGammaParams, seed: u64) -> Simul
 fn within(name: &str, est: f64, se: f64, truth: f64) {
     let z = (est - truth) / se;
     eprintln!("{name}: true {truth}, estimate {est:.5}, SE {se:.5}, z = {z:+.2}");
-    assert!(
-        se / truth < 0.10,
-        "{name}: SE {se} too large to test anything"
-    );
-    assert!(
-        z.abs() < 4.0,
-        "{name}: estimate {est} is {z:.2} SE from the true {truth}"
-    );
+    assert!(se / truth < 0.10, "{name}: SE {se} too large to test anything");
+    assert!(z.abs() < 4.0, "{name}: estimate {est} is {z:.2} SE from the true {truth}");
 }
 
 #[test]
 fn bgnbd_and_gamma_gamma_recover_known_parameters() {
-    let bg_true = BgNbdParams {
-        r: 0.5,
-        alpha: 20.0,
-        a: 0.8,
-        b: 2.5,
-    };
-    let gg_true = GammaGammaParams {
-        p: 6.0,
-        q: 4.0,
-        gamma: 15.0,
-    };
+    let bg_true = BgNbdParams { r: 0.5, alpha: 20.0, a: 0.8, b: 2.5 };
+    let gg_true = GammaGammaParams { p: 6.0, q: 4.0, gamma: 15.0 };
     let started = std::time::Instant::now();
     let sim = simulate(100_000, bg_true, gg_true, 20_050_301);
     eprintln!("simulated in {:?}", started.elapsed());

@@ -296,11 +296,8 @@ impl Generator {
         let created_at = match first_purchase_at {
             None => self.clock.datetime(h0),
             Some(first) => {
-                let back = if rng.gen::<f64>() < 0.75 {
-                    rng.gen_range(0..1800)
-                } else {
-                    (rng.sample::<f64, _>(Exp1) * 15.0 * 86_400.0) as i64
-                };
+                let back =
+                    if rng.gen::<f64>() < 0.75 { rng.gen_range(0..1800) } else { (rng.sample::<f64, _>(Exp1) * 15.0 * 86_400.0) as i64 };
                 // never before the period: wrap into [start, first]
                 let room = (first - start_dt).num_seconds().max(0);
                 first - Duration::seconds(if back <= room { back } else { back % (room + 1) })
@@ -315,7 +312,13 @@ impl Generator {
             (format!("{city}{b1}{b2}{ind}有限公司"), format!("{p1}{p2}-{ind_py}.com"), None)
         } else {
             let x: f64 = rng.gen();
-            let gender = if x < 0.49 { Gender::Male } else if x < 0.98 { Gender::Female } else { Gender::Unknown };
+            let gender = if x < 0.49 {
+                Gender::Male
+            } else if x < 0.98 {
+                Gender::Female
+            } else {
+                Gender::Unknown
+            };
             let (n, p) = self.person_name(gender, rng);
             (n, p, Some(gender))
         };
@@ -416,8 +419,7 @@ impl Generator {
                 nu,
                 alive_at_end: alive,
                 first_purchase_at,
-                effective_age_days: first_purchase_at
-                    .map_or(0.0, |f| total - self.clock.effective_days(self.clock.hours_since_start(f))),
+                effective_age_days: first_purchase_at.map_or(0.0, |f| total - self.clock.effective_days(self.clock.hours_since_start(f))),
                 purchases,
             },
         });
@@ -629,10 +631,7 @@ impl Generator {
             "reply" => (if has_wechat { "wechat" } else { "sms" }, Cow::Borrowed(pick(REPLIES, rng))),
             "call" => ("phone", Cow::Borrowed(pick(CALLS, rng))),
             "visit" => ("store", Cow::Borrowed(prefs.home_store)),
-            _ => (
-                if rng.gen::<bool>() { "store" } else { "wechat" },
-                Cow::Owned(format!("{} {}", pick(EVENTS, rng), prefs.home_store)),
-            ),
+            _ => (if rng.gen::<bool>() { "store" } else { "wechat" }, Cow::Owned(format!("{} {}", pick(EVENTS, rng), prefs.home_store))),
         };
         Interaction { customer_index: i, kind, occurred_at: t, channel, payload }
     }
@@ -645,10 +644,7 @@ pub fn default_account_managers(n: usize) -> Vec<AccountManager> {
             let (given, surname, gpy, spy) = ACCOUNT_MANAGERS[k % ACCOUNT_MANAGERS.len()];
             let round = k / ACCOUNT_MANAGERS.len();
             let suffix = if round == 0 { String::new() } else { (round + 1).to_string() };
-            AccountManager {
-                email: format!("{gpy}.{spy}{suffix}@example.com"),
-                display_name: format!("{surname}{given}{suffix}"),
-            }
+            AccountManager { email: format!("{gpy}.{spy}{suffix}@example.com"), display_name: format!("{surname}{given}{suffix}") }
         })
         .collect()
 }

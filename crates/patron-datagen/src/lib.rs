@@ -85,13 +85,11 @@ use std::path::{Path, PathBuf};
 
 pub use gen::{default_account_managers, Generator, GeneratorConfig, MAX_CUSTOMERS};
 pub use model::{
-    customer_id, interaction_id, order_id, AccountManager, Chunk, Contact, Customer, CustomerKind, Gender,
-    Interaction, Order, OrderStatus, Truth,
+    customer_id, interaction_id, order_id, AccountManager, Chunk, Contact, Customer, CustomerKind, Gender, Interaction, Order, OrderStatus,
+    Truth,
 };
 pub use params::{ModelParams, TrueParams};
-pub use write::{
-    GenerateReport, CONTACTS_HEADER, CUSTOMERS_HEADER, INTERACTIONS_HEADER, ORDERS_HEADER, TRUTH_HEADER,
-};
+pub use write::{GenerateReport, CONTACTS_HEADER, CUSTOMERS_HEADER, INTERACTIONS_HEADER, ORDERS_HEADER, TRUTH_HEADER};
 
 /// Everything that can go wrong while generating.
 #[derive(Debug, thiserror::Error)]

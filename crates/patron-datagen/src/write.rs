@@ -13,18 +13,42 @@ use crate::util::{fmt_date, fmt_datetime, fmt_id, fmt_money};
 use crate::Error;
 
 pub const CUSTOMERS_HEADER: &[&str] = &[
-    "customer_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "tags",
-    "owner", "referrer_id", "consent_sms", "consent_email", "consent_wechat", "created_at",
+    "customer_id",
+    "kind",
+    "name",
+    "mobile",
+    "email",
+    "wechat_id",
+    "gender",
+    "birthday",
+    "city",
+    "tags",
+    "owner",
+    "referrer_id",
+    "consent_sms",
+    "consent_email",
+    "consent_wechat",
+    "created_at",
 ];
 pub const CONTACTS_HEADER: &[&str] = &["contact_id", "customer_id", "name", "role", "mobile", "email", "interests", "notes"];
 pub const ORDERS_HEADER: &[&str] = &[
-    "order_id", "customer_id", "ordered_at", "amount", "discount", "currency", "channel", "store", "status",
-    "category", "product", "quantity", "promo",
+    "order_id",
+    "customer_id",
+    "ordered_at",
+    "amount",
+    "discount",
+    "currency",
+    "channel",
+    "store",
+    "status",
+    "category",
+    "product",
+    "quantity",
+    "promo",
 ];
 pub const INTERACTIONS_HEADER: &[&str] = &["interaction_id", "customer_id", "kind", "occurred_at", "channel", "payload"];
-pub const TRUTH_HEADER: &[&str] = &[
-    "customer_id", "prospect", "lambda", "dropout", "nu", "alive_at_end", "purchases", "effective_age_days",
-];
+pub const TRUTH_HEADER: &[&str] =
+    &["customer_id", "prospect", "lambda", "dropout", "nu", "alive_at_end", "purchases", "effective_age_days"];
 
 /// Rows written per file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

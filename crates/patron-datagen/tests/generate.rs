@@ -201,10 +201,7 @@ fn files_follow_the_import_format() {
     for (k, r) in interactions.iter().enumerate() {
         assert_eq!(r["interaction_id"], interaction_id(k as u64 + 1));
         assert!(pos.contains_key(&r["customer_id"]));
-        assert!(matches!(
-            r["kind"].as_str(),
-            "page_view" | "click" | "call" | "visit" | "sms_open" | "email_open" | "reply" | "event"
-        ));
+        assert!(matches!(r["kind"].as_str(), "page_view" | "click" | "call" | "visit" | "sms_open" | "email_open" | "reply" | "event"));
         let t = time(&r["occurred_at"]);
         assert!(t >= created[&r["customer_id"]] && t <= end);
         assert!(!r["payload"].is_empty());

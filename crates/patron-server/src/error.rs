@@ -85,7 +85,11 @@ impl From<StoreError> for ApiError {
             StoreError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
             StoreError::Reference(m) => {
                 tracing::debug!(detail = %m, "foreign key violation");
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference", "a referenced record (owner, referrer, customer …) does not exist")
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_reference",
+                    "a referenced record (owner, referrer, customer …) does not exist",
+                )
             }
             StoreError::Invalid { field, message } => {
                 // A cursor is part of the request line (400); a value in a body is unprocessable (422).
@@ -262,10 +266,18 @@ impl<S: Send + Sync> FromRequest<S> for Multipart {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if !content_type.starts_with("multipart/form-data") {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the import as multipart/form-data"));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the import as multipart/form-data",
+            ));
         }
         axum::extract::Multipart::from_request(req, state).await.map(Multipart).map_err(|r: MultipartRejection| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", format!("{} (multipart/form-data needs a boundary parameter)", r.body_text()))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_multipart",
+                format!("{} (multipart/form-data needs a boundary parameter)", r.body_text()),
+            )
         })
     }
 }
@@ -282,12 +294,17 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub async fn limits(req: Request, next: Next) -> Response {
     let target = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or_default();
     if target > MAX_URI_BYTES {
-        return ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes")).into_response();
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes"))
+            .into_response();
     }
     let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if headers > MAX_HEADER_BYTES {
-        return ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"))
-            .into_response();
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -306,7 +323,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         let matched = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned());
         let params: Vec<(String, String)> = raw.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         match crate::api::contract::check_path(&parts.method, matched.as_deref(), &params)? {
-            Some(value) => serde_json::from_value(value).map(Path).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("invalid path: {e}"))),
+            Some(value) => serde_json::from_value(value)
+                .map(Path)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("invalid path: {e}"))),
             None => axum::extract::Path::<T>::from_request_parts(parts, state)
                 .await
                 .map(|p| Path(p.0))

@@ -573,7 +573,10 @@ const IMPORT_REASONS_ZH: &[(&str, &str)] = &[
     ("not an amount", "不是有效金额"),
     ("not an email address", "不是有效的邮箱地址"),
     ("not a mainland China mobile number (11 digits starting 13–19)", "不是有效的中国大陆手机号（13–19 开头的 11 位数字）"),
-    ("not a date or time (expected e.g. 2025-03-04 or 2025-03-04 18:23:00)", "不是有效的日期或时间（例如 2025-03-04 或 2025-03-04 18:23:00）"),
+    (
+        "not a date or time (expected e.g. 2025-03-04 or 2025-03-04 18:23:00)",
+        "不是有效的日期或时间（例如 2025-03-04 或 2025-03-04 18:23:00）",
+    ),
     ("not a date (expected YYYY-MM-DD)", "不是有效的日期（格式 YYYY-MM-DD）"),
     ("not a time (expected e.g. 2025-03-04 18:23:00 or RFC 3339)", "不是有效的时间（例如 2025-03-04 18:23:00 或 RFC 3339）"),
     ("not a yes/no value", "不是是/否值"),

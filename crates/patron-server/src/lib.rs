@@ -86,7 +86,13 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let templates = Arc::new(ui::templates(store.config.business_tz));
-        AppState { store, config: Arc::new(config), templates, limiter: Arc::new(ratelimit::RateLimiter::default()), logins: Arc::new(ratelimit::LoginThrottle::default()) }
+        AppState {
+            store,
+            config: Arc::new(config),
+            templates,
+            limiter: Arc::new(ratelimit::RateLimiter::default()),
+            logins: Arc::new(ratelimit::LoginThrottle::default()),
+        }
     }
 }
 
@@ -109,7 +115,11 @@ pub fn app(state: AppState) -> Router {
 
 /// Headers every response carries: no content sniffing (API and UI alike), and behind HTTPS
 /// (`--secure-cookies`) Strict-Transport-Security so browsers keep to it.
-async fn common_headers(axum::extract::State(state): axum::extract::State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn common_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::{header, HeaderValue};
     let mut res = next.run(req).await;
     let h = res.headers_mut();

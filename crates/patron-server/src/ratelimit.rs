@@ -130,7 +130,8 @@ pub async fn limit_links(State(state): State<AppState>, req: Request, next: Next
     if state.limiter.allow(client_ip(&req), Instant::now()) {
         next.run(req).await
     } else {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests from your address; try again in a minute").into_response()
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests from your address; try again in a minute")
+            .into_response()
     }
 }
 

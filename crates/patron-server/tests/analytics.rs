@@ -7,8 +7,8 @@ mod common;
 
 use analytics_seed::{seed, CUSTOMERS};
 use common::{error_code, json_of, spawn_app, TestApp};
-use patron_store::testing::TestDb;
 use patron_store::test_both;
+use patron_store::testing::TestDb;
 use patron_store::users::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -98,7 +98,12 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     let (_, sc) = app.get(&format!("/api/v1/customers/{repeat}/scores?lang=en")).await;
     let reason = sc["reason"].as_str().unwrap();
     assert!(reason.starts_with("P(alive)") && reason.contains("last purchase"), "{reason}");
-    assert!(reason.contains(&format!("{} days ago", sc["days_since_last_purchase"])) || reason.contains("today") || reason.contains("1 day ago"), "{reason}");
+    assert!(
+        reason.contains(&format!("{} days ago", sc["days_since_last_purchase"]))
+            || reason.contains("today")
+            || reason.contains("1 day ago"),
+        "{reason}"
+    );
     let (_, sc) = app.get(&format!("/api/v1/customers/{prospect}/scores?lang=en")).await;
     assert_eq!(sc["lifecycle"], "prospect");
     assert!(sc["reason"].as_str().unwrap().starts_with("No purchase yet"), "{sc}");
@@ -127,7 +132,8 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     assert_eq!(s, 200);
 
     // A run as of an earlier date is reproducible and becomes the latest.
-    let (s, run2) = app.post("/api/v1/analytics/runs", json!({"as_of": "2026-01-31", "time_unit": "weeks", "horizon_days": 91, "clv_months": 6})).await;
+    let (s, run2) =
+        app.post("/api/v1/analytics/runs", json!({"as_of": "2026-01-31", "time_unit": "weeks", "horizon_days": 91, "clv_months": 6})).await;
     assert_eq!(s, 201, "{run2}");
     assert_eq!(run2["as_of"], "2026-01-31");
     assert_eq!(run2["report"]["time_unit"], "weeks");
@@ -156,7 +162,13 @@ async fn scored_customers(app: &TestApp) -> Vec<(i64, String, Option<i64>, Optio
         let id = c["id"].as_i64().unwrap();
         let (s, sc) = app.get(&format!("/api/v1/customers/{id}/scores")).await;
         assert_eq!(s, 200, "{sc}");
-        out.push((id, c["city"].as_str().unwrap_or("").to_owned(), c["owner_id"].as_i64(), sc["p_alive"].as_f64(), sc["rfm_class"].as_str().map(str::to_owned)));
+        out.push((
+            id,
+            c["city"].as_str().unwrap_or("").to_owned(),
+            c["owner_id"].as_i64(),
+            sc["p_alive"].as_f64(),
+            sc["rfm_class"].as_str().map(str::to_owned),
+        ));
     }
     out
 }
@@ -181,8 +193,10 @@ test_both!(segments_preview_crud_and_export, |db: TestDb| async move {
     let wb = rows.iter().filter(|r| r.4.as_deref() == Some("important_win_back")).count() as i64;
     let (_, p) = app.post("/api/v1/segments/preview", json!({ "rule": "rfm_class = \"重要挽留\"", "limit": 0 })).await;
     assert_eq!((p["count"].as_i64(), p["members"].as_array().unwrap().len()), (Some(wb), 0));
-    let mine = rows.iter().filter(|r| r.2 == Some(agent_id) && r.3.is_some_and(|p| p < 0.5) && (r.1 == "上海" || r.1 == "杭州")).count() as i64;
-    let (s, p) = json_of(app.req_as(&agent, Method::POST, "/api/v1/segments/preview").json(&json!({ "rule": rule })).send().await.unwrap()).await;
+    let mine =
+        rows.iter().filter(|r| r.2 == Some(agent_id) && r.3.is_some_and(|p| p < 0.5) && (r.1 == "上海" || r.1 == "杭州")).count() as i64;
+    let (s, p) =
+        json_of(app.req_as(&agent, Method::POST, "/api/v1/segments/preview").json(&json!({ "rule": rule })).send().await.unwrap()).await;
     assert_eq!((s, p["count"].as_i64()), (200, Some(mine)), "{p}");
     assert!(p["members"].as_array().unwrap().iter().all(|m| m["owner_id"] == agent_id));
 
@@ -223,14 +237,20 @@ test_both!(segments_preview_crud_and_export, |db: TestDb| async move {
 
     // Update: rename, a bad rule, a taken name; built-ins are read-only.
     let (_, other) = app.post("/api/v1/segments", json!({"name": "上海", "rule": "city = \"上海\""})).await;
-    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "流失风险"})).send().await.unwrap()).await;
+    let (s, b) =
+        json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "流失风险"})).send().await.unwrap()).await;
     assert_eq!((s, b["name"].as_str()), (200, Some("流失风险")), "{b}");
-    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"rule": "p_alive < \"x\""})).send().await.unwrap()).await;
+    let (s, b) =
+        json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"rule": "p_alive < \"x\""})).send().await.unwrap())
+            .await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("rule")), "{b}");
-    let (s, b) = json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "上海"})).send().await.unwrap()).await;
+    let (s, b) =
+        json_of(app.req(Method::PUT, &format!("/api/v1/segments/{key}")).json(&json!({"name": "上海"})).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (409, "conflict"), "{b}");
     for method in [Method::PUT, Method::DELETE] {
-        let (s, b) = json_of(app.req(method, "/api/v1/segments/builtin:rfm:important_win_back").json(&json!({"name": "x"})).send().await.unwrap()).await;
+        let (s, b) =
+            json_of(app.req(method, "/api/v1/segments/builtin:rfm:important_win_back").json(&json!({"name": "x"})).send().await.unwrap())
+                .await;
         assert_eq!((s, error_code(&b).as_str()), (409, "read_only"), "{b}");
     }
     let (s, b) = app.get("/api/v1/segments/builtin:rfm:nothing").await;
@@ -257,7 +277,8 @@ test_both!(segments_preview_crud_and_export, |db: TestDb| async move {
     assert_eq!(s, 204);
     let (s, b) = app.get(&format!("/api/v1/segments/{key}")).await;
     assert_eq!((s, error_code(&b).as_str()), (404, "not_found"));
-    let (s, _) = json_of(app.req(Method::DELETE, &format!("/api/v1/segments/{}", other["key"].as_str().unwrap())).send().await.unwrap()).await;
+    let (s, _) =
+        json_of(app.req(Method::DELETE, &format!("/api/v1/segments/{}", other["key"].as_str().unwrap())).send().await.unwrap()).await;
     assert_eq!(s, 204);
     let (s, fields) = app.get("/api/v1/segments/fields").await;
     assert_eq!(s, 200);

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{error_code, json_of, spawn_app};
-use patron_store::testing::TestDb;
 use patron_store::test_both;
+use patron_store::testing::TestDb;
 use patron_store::users::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -35,7 +35,8 @@ test_both!(health_openapi_and_auth, |db: TestDb| async move {
     assert_eq!(r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
     let (s, body) = json_of(r).await;
     assert_eq!((s, error_code(&body).as_str()), (401, "unauthorized"));
-    let (s, _) = json_of(app.http.get(format!("{}/api/v1/customers", app.base)).header("authorization", "Basic abc").send().await.unwrap()).await;
+    let (s, _) =
+        json_of(app.http.get(format!("{}/api/v1/customers", app.base)).header("authorization", "Basic abc").send().await.unwrap()).await;
     assert_eq!(s, 401);
     let (s, _) = json_of(app.req_as("pat_nope", Method::GET, "/api/v1/customers").send().await.unwrap()).await;
     assert_eq!(s, 401);
@@ -122,9 +123,8 @@ test_both!(bad_requests_get_clear_4xx_never_5xx, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let (_, c) = app.post("/api/v1/customers", json!({"external_id":"B1","name":"甲"})).await;
     let id = c["id"].as_i64().unwrap();
-    let raw = |method: Method, path: &str, body: &'static str| {
-        app.req(method, path).header("content-type", "application/json").body(body).send()
-    };
+    let raw =
+        |method: Method, path: &str, body: &'static str| app.req(method, path).header("content-type", "application/json").body(body).send();
     // Malformed JSON, wrong types, unknown fields, missing fields.
     let (s, b) = json_of(raw(Method::POST, "/api/v1/customers", "{\"name\":").await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (400, "invalid_json"));
@@ -190,16 +190,30 @@ test_both!(bad_requests_get_clear_4xx_never_5xx, |db: TestDb| async move {
     // without reading the rest of the body, so this request must not leave it in the client's pool
     // (the next request would otherwise be written into a closed socket: broken pipe).
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(11 * 1024 * 1024));
-    let (s, b) = json_of(app.req(Method::POST, "/api/v1/customers").header("content-type", "application/json")
-        .header("connection", "close").body(big).send().await.unwrap()).await;
+    let (s, b) = json_of(
+        app.req(Method::POST, "/api/v1/customers")
+            .header("content-type", "application/json")
+            .header("connection", "close")
+            .body(big)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, error_code(&b).as_str()), (413, "too_large"));
     // Orders: bad ones name the item and field; batches are all or nothing.
-    let (s, b) = app.post("/api/v1/orders", json!([
-        {"external_id":"O1","customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100},
-        {"external_id":"O2","customer_id":424242,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100}
-    ])).await;
+    let (s, b) = app
+        .post(
+            "/api/v1/orders",
+            json!([
+                {"external_id":"O1","customer_id":id,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100},
+                {"external_id":"O2","customer_id":424242,"ordered_at":"2026-06-01T10:00:00Z","total_cents":100}
+            ]),
+        )
+        .await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("orders[1].customer_id")), "{b}");
-    let (s, b) = app.post("/api/v1/orders", json!([{"external_id":"O1","customer_id":id,"ordered_at":"yesterday","total_cents":100}])).await;
+    let (s, b) =
+        app.post("/api/v1/orders", json!([{"external_id":"O1","customer_id":id,"ordered_at":"yesterday","total_cents":100}])).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("ordered_at")), "a batch of one names the field as one order does: {b}");
     let (s, _) = app.post("/api/v1/orders", json!({"customer_id":id,"ordered_at":"2026-06-01T10:00:00Z"})).await;
     assert_eq!(s, 422, "an order needs a total or lines");
@@ -307,9 +321,15 @@ test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     assert_eq!(s, 200);
     let (s, body) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", theirs["id"])).send().await.unwrap()).await;
     assert_eq!((s, error_code(&body).as_str()), (403, "forbidden"));
-    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", theirs["id"])).json(&json!({"city":"x"})).send().await.unwrap()).await;
+    let (s, _) = json_of(
+        app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", theirs["id"])).json(&json!({"city":"x"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(s, 403);
-    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"owner_id": b.id})).send().await.unwrap()).await;
+    let (s, _) = json_of(
+        app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"owner_id": b.id})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(s, 403, "agents cannot hand customers over");
     let (s, _) = json_of(app.req_as(&ta, Method::DELETE, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
     assert_eq!(s, 403);
@@ -319,13 +339,32 @@ test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     // A referrer outside the portfolio is refused exactly like a missing one (the 360 would
     // show its name; 422 against 200 would tell which ids exist).
     let patch = |r: i64| json!({"referrer_id": r});
-    let (s1, e1) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&patch(theirs["id"].as_i64().unwrap())).send().await.unwrap()).await;
-    let (s2, e2) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&patch(987_654)).send().await.unwrap()).await;
+    let (s1, e1) = json_of(
+        app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"]))
+            .json(&patch(theirs["id"].as_i64().unwrap()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (s2, e2) =
+        json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&patch(987_654)).send().await.unwrap())
+            .await;
     assert_eq!((s1, error_code(&e1)), (s2, error_code(&e2)), "{e1} {e2}");
     assert_eq!((s1, e1["error"]["message"].clone()), (422, e2["error"]["message"].clone()));
-    let (s, e) = json_of(app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"x","referrer_id": theirs["id"]})).send().await.unwrap()).await;
+    let (s, e) = json_of(
+        app.req_as(&ta, Method::POST, "/api/v1/customers").json(&json!({"name":"x","referrer_id": theirs["id"]})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!((s, error_code(&e).as_str()), (422, "unknown_reference"));
-    let (s, _) = json_of(app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"referrer_id": c["id"]})).send().await.unwrap()).await;
+    let (s, _) = json_of(
+        app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"]))
+            .json(&json!({"referrer_id": c["id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200, "a customer of their own may refer");
     let (_, v) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
     assert_eq!(v["customer"]["referrer"]["name"], "新客");
@@ -338,13 +377,19 @@ test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {
     let (_, dup) = app.post("/api/v1/customers", json!({"name":"王伟","email":"w@example.com","city":"上海","tags":["会员"]})).await;
     let (_, other) = app.post("/api/v1/customers", json!({"name":"李娜","mobile":"13800138000"})).await;
     let (keep, dup, other) = (keep["id"].as_i64().unwrap(), dup["id"].as_i64().unwrap(), other["id"].as_i64().unwrap());
-    let (s, _) = app.post("/api/v1/orders", json!({"external_id":"M1","customer_id":dup,"ordered_at":"2026-05-01T04:00:00Z","total_cents":5000})).await;
+    let (s, _) = app
+        .post("/api/v1/orders", json!({"external_id":"M1","customer_id":dup,"ordered_at":"2026-05-01T04:00:00Z","total_cents":5000}))
+        .await;
     assert_eq!(s, 201);
 
     let (s, body) = app.get(&format!("/api/v1/customers/{keep}/duplicates")).await;
     assert_eq!(s, 200);
-    let found: Vec<(i64, String)> =
-        body["items"].as_array().unwrap().iter().map(|c| (c["id"].as_i64().unwrap(), c["reasons"][0].as_str().unwrap().to_owned())).collect();
+    let found: Vec<(i64, String)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_i64().unwrap(), c["reasons"][0].as_str().unwrap().to_owned()))
+        .collect();
     assert_eq!(found, vec![(dup, "name_city".to_owned()), (other, "mobile".to_owned())]);
     assert_eq!(body["items"][1]["mobile"], "13800138000", "an admin sees contacts in full");
 
@@ -353,7 +398,10 @@ test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {
     let (_, ta) = store.create_token("ta", Role::Agent, Some(agent.id)).await.unwrap();
     let (s, b) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{keep}/duplicates")).send().await.unwrap()).await;
     assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"));
-    let (s, _) = json_of(app.req_as(&ta, Method::POST, &format!("/api/v1/customers/{keep}/merge")).json(&json!({"merge_id": dup})).send().await.unwrap()).await;
+    let (s, _) = json_of(
+        app.req_as(&ta, Method::POST, &format!("/api/v1/customers/{keep}/merge")).json(&json!({"merge_id": dup})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(s, 403);
     let (s, b) = app.post(&format!("/api/v1/customers/{keep}/merge"), json!({"merge_id": keep})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("merge_id")));
@@ -375,7 +423,9 @@ test_both!(duplicates_and_merge_over_http, |db: TestDb| async move {
     let (audit,): (i64,) = store
         .db
         .reader()
-        .fetch_one(patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action = 'merge' AND entity_id = $1").bind(keep.to_string()))
+        .fetch_one(
+            patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action = 'merge' AND entity_id = $1").bind(keep.to_string()),
+        )
         .await
         .unwrap();
     assert_eq!(audit, 1);
@@ -386,7 +436,9 @@ test_both!(personal_data_export_and_erasure_over_http, |db: TestDb| async move {
     let store = &app.db.store;
     let (_, c) = app.post("/api/v1/customers", json!({"name":"赵敏","mobile":"13700137000","email":"zm@example.com"})).await;
     let id = c["id"].as_i64().unwrap();
-    let (s, _) = app.post("/api/v1/orders", json!({"external_id":"P1","customer_id":id,"ordered_at":"2026-05-01T04:00:00Z","total_cents":8800})).await;
+    let (s, _) = app
+        .post("/api/v1/orders", json!({"external_id":"P1","customer_id":id,"ordered_at":"2026-05-01T04:00:00Z","total_cents":8800}))
+        .await;
     assert_eq!(s, 201);
     let manager = store.create_user("m@example.com", "经理", Role::Manager, None).await.unwrap();
     let (_, tm) = store.create_token("tm", Role::Manager, Some(manager.id)).await.unwrap();
@@ -397,7 +449,10 @@ test_both!(personal_data_export_and_erasure_over_http, |db: TestDb| async move {
     let (s, _) = json_of(app.req_as(&ta, Method::GET, &url).send().await.unwrap()).await;
     assert_eq!(s, 403, "agents may not export");
     let (s, copy) = json_of(app.req_as(&tm, Method::GET, &url).send().await.unwrap()).await;
-    assert_eq!((s, copy["customer"]["email"].as_str(), copy["orders"][0]["external_id"].as_str()), (200, Some("zm@example.com"), Some("P1")));
+    assert_eq!(
+        (s, copy["customer"]["email"].as_str(), copy["orders"][0]["external_id"].as_str()),
+        (200, Some("zm@example.com"), Some("P1"))
+    );
 
     // The same copy as a download from the web UI, with a session.
     store.create_user("ui@example.com", "界面", Role::Manager, Some("a long enough password")).await.unwrap();
@@ -480,7 +535,8 @@ test_both!(login_guessing_is_throttled_and_locks_the_account, |db: TestDb| async
     // out (10 at once): then every login from it waits.
     let mut other = Vec::new();
     for _ in 0..6 {
-        let r = http.post(format!("{}/ui/login", app.base)).form(&[("email", "nobody@example.com"), ("password", "x")]).send().await.unwrap();
+        let r =
+            http.post(format!("{}/ui/login", app.base)).form(&[("email", "nobody@example.com"), ("password", "x")]).send().await.unwrap();
         other.push(r.status().as_u16());
     }
     assert!(other.contains(&429) && other[0] == 401, "{other:?}");
@@ -489,11 +545,8 @@ test_both!(login_guessing_is_throttled_and_locks_the_account, |db: TestDb| async
 test_both!(slow_clients_cannot_hold_the_server, |db: TestDb| async move {
     // A probe held connections for minutes with half a header, or nothing (slowloris).
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = patron_server::ServerConfig {
-        header_read_timeout: std::time::Duration::from_secs(1),
-        max_connections: 16,
-        ..Default::default()
-    };
+    let config =
+        patron_server::ServerConfig { header_read_timeout: std::time::Duration::from_secs(1), max_connections: 16, ..Default::default() };
     let app = common::spawn_app_with(db, config).await;
     let mut slow = Vec::new();
     for i in 0..40 {
@@ -512,7 +565,9 @@ test_both!(slow_clients_cannot_hold_the_server, |db: TestDb| async move {
     let mut buf = [0u8; 256];
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow[0].read(&mut buf)).await;
     match read {
-        Ok(Ok(n)) => assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n])),
+        Ok(Ok(n)) => {
+            assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n]))
+        }
         Ok(Err(_)) => {}
         Err(_) => panic!("a half-sent request still holds its connection after 10 s"),
     }

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::spawn_app;
 use common::webdriver::Browser;
 use patron_store::import::{ImportKind, ImportOptions};
@@ -125,7 +124,11 @@ async fn language_switch_and_import_report() {
     // Import a file with a bad row: the report lists it and nothing is written.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.csv");
-    std::fs::write(&file, "order_id,customer_id,ordered_at,amount\nN1,W2,2026-06-20 12:00,50\nN2,NOBODY,2026-06-20 12:00,50\nN3,W3,2026-06-20,5.555\n").unwrap();
+    std::fs::write(
+        &file,
+        "order_id,customer_id,ordered_at,amount\nN1,W2,2026-06-20 12:00,50\nN2,NOBODY,2026-06-20 12:00,50\nN3,W3,2026-06-20,5.555\n",
+    )
+    .unwrap();
     b.goto(&format!("{}/ui/import", app.base)).await;
     b.click("#import-kind option[value=orders]").await;
     b.upload("#import-file", &file).await;

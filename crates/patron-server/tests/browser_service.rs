@@ -16,7 +16,10 @@ async fn a_customer_reopens_a_resolution_on_a_phone() {
     let db = test_db(Engine::Sqlite).await;
     let s = db.store.clone();
     let a = Actor::cli();
-    let c = s.create_customer(&a, NewCustomer { name: "王建国".into(), mobile: Some("13800138000".into()), ..Default::default() }).await.unwrap();
+    let c = s
+        .create_customer(&a, NewCustomer { name: "王建国".into(), mobile: Some("13800138000".into()), ..Default::default() })
+        .await
+        .unwrap();
     let t = NewTicket {
         customer_id: c.id,
         kind: "complaint".into(),
@@ -33,7 +36,8 @@ async fn a_customer_reopens_a_resolution_on_a_phone() {
     for to in ["acknowledged", "in_progress"] {
         s.transition_ticket(&a, t.id, Transition { to: to.into(), root_cause: None, note: None }).await.unwrap();
     }
-    let done = s.transition_ticket(&a, t.id, Transition { to: "resolved".into(), root_cause: Some("上菜慢".into()), note: None }).await.unwrap();
+    let done =
+        s.transition_ticket(&a, t.id, Transition { to: "resolved".into(), root_cause: Some("上菜慢".into()), note: None }).await.unwrap();
     let token = done.confirmation_token.unwrap();
     let app = spawn_app(db).await;
 

@@ -14,7 +14,15 @@ use patron_store::users::{Actor, Role};
 use patron_store::Engine;
 
 fn nps_survey() -> NewSurvey {
-    NewSurvey { name: "用餐体验调查".into(), kind: "nps".into(), questions: None, ask_switch: true, trigger: None, recontact_days: None, expires_days: 14 }
+    NewSurvey {
+        name: "用餐体验调查".into(),
+        kind: "nps".into(),
+        questions: None,
+        ask_switch: true,
+        trigger: None,
+        recontact_days: None,
+        expires_days: 14,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +30,10 @@ async fn a_customer_answers_a_survey_on_a_phone() {
     let db = test_db(Engine::Sqlite).await;
     let s = db.store.clone();
     let a = Actor::cli();
-    let c = s.create_customer(&a, NewCustomer { name: "王小明".into(), mobile: Some("13800138000".into()), ..Default::default() }).await.unwrap();
+    let c = s
+        .create_customer(&a, NewCustomer { name: "王小明".into(), mobile: Some("13800138000".into()), ..Default::default() })
+        .await
+        .unwrap();
     let sv = s.create_survey(&a, nps_survey()).await.unwrap();
     let out = s.invite(&a, sv.id, InvitationRequest { customer_ids: Some(vec![c.id]), segment: None }).await.unwrap();
     let token = out.invited[0].token.clone();
@@ -48,7 +59,10 @@ async fn a_customer_answers_a_survey_on_a_phone() {
     let result = b.wait_text("#survey-result", "谢谢").await;
     assert!(result.contains("联系您"), "a detractor hears we will follow up: {result}");
     let answers = app.db.store.customer_survey_answers(c.id).await.unwrap();
-    assert_eq!((answers[0].nps, answers[0].would_switch, answers[0].comment.as_deref()), (Some(3), Some(true), Some("上菜太慢，等了四十分钟")));
+    assert_eq!(
+        (answers[0].nps, answers[0].would_switch, answers[0].comment.as_deref()),
+        (Some(3), Some(true), Some("上菜太慢，等了四十分钟"))
+    );
     let ticket = app.db.store.ticket(answers[0].ticket_id.expect("a complaint")).await.unwrap().ticket;
     assert_eq!((ticket.channel.as_str(), ticket.kind.as_str()), ("survey", "complaint"));
     // Answered once: the link says so, in English when asked.
@@ -71,11 +85,14 @@ async fn a_manager_builds_a_survey_and_reads_its_results() {
     // Answers already in for an earlier survey, so the results have something to draw.
     let earlier = s.create_survey(&a, nps_survey()).await.unwrap();
     let out = s.invite(&a, earlier.id, InvitationRequest { customer_ids: Some(ids.clone()), segment: None }).await.unwrap();
-    for (i, (score, why)) in [(10, "菜品质量很好"), (9, "服务员态度热情，菜品质量稳定"), (4, "上菜太慢")].iter().enumerate() {
-        let input = AnswerInput { answers: vec![
-            AnswerValue { question: "nps".into(), value: serde_json::json!(score) },
-            AnswerValue { question: "why".into(), value: serde_json::json!(why) },
-        ] };
+    for (i, (score, why)) in [(10, "菜品质量很好"), (9, "服务员态度热情，菜品质量稳定"), (4, "上菜太慢")].iter().enumerate()
+    {
+        let input = AnswerInput {
+            answers: vec![
+                AnswerValue { question: "nps".into(), value: serde_json::json!(score) },
+                AnswerValue { question: "why".into(), value: serde_json::json!(why) },
+            ],
+        };
         s.answer_survey(&out.invited[i].token, input).await.unwrap();
     }
     let app = spawn_app(db).await;

@@ -20,7 +20,9 @@ async fn a_worker_that_is_down_is_a_503_with_retry_after() {
         let (port,): (i32,) = store
             .db
             .reader()
-            .fetch_one(query("SELECT nodeport FROM citus_shards WHERE shardid = get_shard_id_for_distribution_column('customers', $1)").bind(id))
+            .fetch_one(
+                query("SELECT nodeport FROM citus_shards WHERE shardid = get_shard_id_for_distribution_column('customers', $1)").bind(id),
+            )
             .await
             .unwrap();
         by_port.entry(port).or_insert(id);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use common::{json_of, spawn_app, TestApp};
 use patron_store::db::query;
-use patron_store::testing::TestDb;
 use patron_store::test_both;
+use patron_store::testing::TestDb;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
@@ -161,7 +161,12 @@ test_both!(concurrent_patches_of_one_customer_all_apply, |db: TestDb| async move
     let (_, now) = app.get(&path).await;
     for round in 0..3 {
         for w in 0..WRITERS {
-            assert_eq!(now["customer"]["attributes"][format!("k{round}_{w}")], json!(w), "no patch is lost: {}", now["customer"]["attributes"]);
+            assert_eq!(
+                now["customer"]["attributes"][format!("k{round}_{w}")],
+                json!(w),
+                "no patch is lost: {}",
+                now["customer"]["attributes"]
+            );
         }
     }
     // Each patch saw the one before it: the history of `last` is one chain.

@@ -38,7 +38,11 @@ test_both!(the_document_names_every_status_and_its_public_endpoints, |db: TestDb
             let link = path.starts_with("/api/v1/public/");
             let public = path == "/healthz" || path == "/api/v1/openapi.json" || link;
             assert_eq!(has("401"), !public, "{method} {path}: 401 wherever a token is needed");
-            assert_eq!(has("429"), link, "{method} {path}: the endpoints customers reach by a link are rate-limited, nothing else answers 429");
+            assert_eq!(
+                has("429"),
+                link,
+                "{method} {path}: the endpoints customers reach by a link are rate-limited, nothing else answers 429"
+            );
             assert!(!has("500"), "{method} {path}: nothing answers (on purpose) 500");
             if link {
                 assert_eq!(op["security"], json!([]), "{method} {path}: reached without a login");
@@ -92,12 +96,19 @@ test_both!(numbers_with_a_zero_fraction_are_integers, |db: TestDb| async move {
     let (s, c) = app.post("/api/v1/customers", json!({"name": "乙", "referrer_id": a as f64})).await;
     assert_eq!((s, c["referrer"]["id"].as_i64()), (201, Some(a)), "{c}");
     let b = c["id"].as_i64().unwrap();
-    let (s, o) = app.post("/api/v1/orders", json!({"customer_id": b as f64, "ordered_at": "2026-06-01T10:00:00Z", "total_cents": 1.28e4,
-        "lines": [{"unit_price_cents": 12800.0, "quantity": 1.0}]})).await;
+    let (s, o) = app
+        .post(
+            "/api/v1/orders",
+            json!({"customer_id": b as f64, "ordered_at": "2026-06-01T10:00:00Z", "total_cents": 1.28e4,
+        "lines": [{"unit_price_cents": 12800.0, "quantity": 1.0}]}),
+        )
+        .await;
     assert_eq!(s, 201, "{o}");
     let (_, order) = app.get(&format!("/api/v1/orders/{}.0", o[0]["id"])).await;
     assert_eq!(order["total_cents"], 12800);
-    for path in [format!("/api/v1/customers/{b}.0"), format!("/api/v1/customers/{b}/orders?limit=2.0"), "/api/v1/customers?limit=1e1".to_owned()] {
+    for path in
+        [format!("/api/v1/customers/{b}.0"), format!("/api/v1/customers/{b}/orders?limit=2.0"), "/api/v1/customers?limit=1e1".to_owned()]
+    {
         let (s, v) = app.get(&path).await;
         assert_eq!(s, 200, "{path}: {v}");
     }
@@ -178,11 +189,9 @@ test_both!(values_the_document_refuses_are_refused, |db: TestDb| async move {
     }
     // schemathesis on PostgreSQL: a NUL anywhere in the attributes was a 500 (jsonb refuses
     // `\u0000`); now a 422 naming where, on both engines.
-    for (attributes, field) in [
-        (json!({"a": ["x\u{0}"]}), "attributes.a[0]"),
-        (json!({"a": {"b\u{0}": 1}}), "attributes.a"),
-        (json!({"a\u{0}": 1}), "attributes"),
-    ] {
+    for (attributes, field) in
+        [(json!({"a": ["x\u{0}"]}), "attributes.a[0]"), (json!({"a": {"b\u{0}": 1}}), "attributes.a"), (json!({"a\u{0}": 1}), "attributes")]
+    {
         let (s, b) = app.patch(&format!("/api/v1/customers/{id}"), json!({ "attributes": attributes })).await;
         assert_eq!((s, b["error"]["field"].as_str()), (422, Some(field)), "{b}");
         let (s, b) = app.post("/api/v1/customers", json!({ "name": "x", "attributes": attributes })).await;
@@ -243,7 +252,9 @@ test_both!(every_4xx_is_the_json_envelope, |db: TestDb| async move {
     check(s, &v, &ct, 400, "invalid_json");
     // An upload over the limit (20 MiB in tests) is a 413 in the envelope too. The server stops
     // reading at the limit, so the connection is not reused.
-    let big = reqwest::multipart::Form::new().text("kind", "customers").part("file", reqwest::multipart::Part::bytes(vec![b'x'; 21 * 1024 * 1024]).file_name("big.csv"));
+    let big = reqwest::multipart::Form::new()
+        .text("kind", "customers")
+        .part("file", reqwest::multipart::Part::bytes(vec![b'x'; 21 * 1024 * 1024]).file_name("big.csv"));
     let r = app.req(Method::POST, "/api/v1/imports").header("connection", "close").multipart(big).send().await.unwrap();
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
     let (s, v) = json_of(r).await;
@@ -297,7 +308,8 @@ test_both!(an_order_whose_lines_add_up_past_the_money_limit_is_refused, |db: Tes
         "lines": [{"unit_price_cents": 10_000_000_000_000_i64, "quantity": 334051}, {"unit_price_cents": 1}]});
     let (s, e) = app.post("/api/v1/orders", order).await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("lines")), "{e}");
-    let at_limit = json!({"customer_id": id, "ordered_at": "2026-06-01T10:00:00Z", "lines": [{"unit_price_cents": 10_000_000_000_000_i64}]});
+    let at_limit =
+        json!({"customer_id": id, "ordered_at": "2026-06-01T10:00:00Z", "lines": [{"unit_price_cents": 10_000_000_000_000_i64}]});
     assert_eq!(app.post("/api/v1/orders", at_limit.clone()).await.0, 201);
     assert_eq!(app.post("/api/v1/orders", at_limit).await.0, 201, "a second order at the limit sums without overflow");
     let (s, c) = app.get(&format!("/api/v1/customers/{id}")).await;

@@ -73,7 +73,12 @@ test_both!(no_stored_amount_breaks_an_aggregate, |db: TestDb| async move {
     assert_eq!(c["stats"]["spend_cents"].as_i64(), Some(i64::MAX), "{c}");
 
     // A new order refreshes the customer's summary over those rows.
-    let (s, b) = app.post("/api/v1/orders", json!({"external_id": "N1", "customer_id": ids[0], "ordered_at": "2026-05-01T04:00:00Z", "total_cents": 100})).await;
+    let (s, b) = app
+        .post(
+            "/api/v1/orders",
+            json!({"external_id": "N1", "customer_id": ids[0], "ordered_at": "2026-05-01T04:00:00Z", "total_cents": 100}),
+        )
+        .await;
     assert_eq!(s, 201, "{b}");
     let summary = store.customer_summary(ids[0]).await.unwrap().unwrap();
     assert_eq!((summary.order_count, summary.spend_cents), (3, i64::MAX));
@@ -81,7 +86,12 @@ test_both!(no_stored_amount_breaks_an_aggregate, |db: TestDb| async move {
     // An analysis over them, and every dashboard over its scores.
     let (s, run) = app.post("/api/v1/analytics/runs", json!({})).await;
     assert_eq!(s, 201, "{run}");
-    store.db.reader().execute(query("UPDATE customer_scores SET trailing_spend_cents = 9223372036854775807, abcd_tier = 'A'")).await.unwrap();
+    store
+        .db
+        .reader()
+        .execute(query("UPDATE customer_scores SET trailing_spend_cents = 9223372036854775807, abcd_tier = 'A'"))
+        .await
+        .unwrap();
     let (s, o) = app.get("/api/v1/analytics/overview").await;
     assert_eq!(s, 200, "{o}");
     let a = o["abcd_tiers"].as_array().unwrap().iter().find(|g| g["key"] == "A").cloned().unwrap_or_default();
@@ -125,7 +135,15 @@ test_both!(imported_money_is_bounded_like_the_api, |db: TestDb| async move {
         r["rejections"].as_array().unwrap().iter().map(|x| (x["row"].as_i64().unwrap(), x["column"].as_str().unwrap())).collect();
     assert_eq!(rej, vec![(3, "amount"), (4, "discount"), (5, "amount")], "{r}");
     assert!(r["rejections"][0]["reason"].as_str().unwrap().contains("10000000000000"), "{r}");
-    let (s, r) = upload(&app, &app.admin_token, "orders", "o.csv", "order_id,customer_id,ordered_at,amount\nO1,C1,2026-01-01,100000000000.00\n".into(), &[]).await;
+    let (s, r) = upload(
+        &app,
+        &app.admin_token,
+        "orders",
+        "o.csv",
+        "order_id,customer_id,ordered_at,amount\nO1,C1,2026-01-01,100000000000.00\n".into(),
+        &[],
+    )
+    .await;
     assert_eq!((s, r["created"].as_i64()), (200, Some(1)), "{r}");
 });
 
@@ -169,7 +187,12 @@ test_both!(dates_outside_reason_are_refused, |db: TestDb| async move {
         let (s, b) = app.post("/api/v1/orders", order(at, at)).await;
         assert_eq!(s, 201, "{at}: {b}");
     }
-    let (s, b) = app.post("/api/v1/interactions", json!({"external_id": "X0", "customer_id": id, "kind": "visit", "occurred_at": "0001-01-01T00:00:00Z"})).await;
+    let (s, b) = app
+        .post(
+            "/api/v1/interactions",
+            json!({"external_id": "X0", "customer_id": id, "kind": "visit", "occurred_at": "0001-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("occurred_at")), "{b}");
     let (s, b) = app.get("/api/v1/tickets?due_before=2200-01-01T00:00:00Z").await;
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("due_before")), "{b}");
@@ -277,7 +300,8 @@ test_both!(imports_report_unchanged_rows, |db: TestDb| async move {
     let file = "customer_id,name,city\nV1,甲,上海\nV2,乙,北京\n";
     let (s, r) = upload(&app, &t, "customers", "v.csv", file.into(), &[]).await;
     assert_eq!((s, r["created"].as_u64()), (200, Some(2)), "{r}");
-    let (s, r) = upload(&app, &t, "customers", "v.csv", file.replace("北京", "南京").into_bytes(), &[("map", "customer_id=external_id")]).await;
+    let (s, r) =
+        upload(&app, &t, "customers", "v.csv", file.replace("北京", "南京").into_bytes(), &[("map", "customer_id=external_id")]).await;
     assert_eq!((s, r["created"].as_u64(), r["updated"].as_u64(), r["unchanged"].as_u64()), (200, Some(0), Some(1), Some(1)), "{r}");
     let (_, doc) = app.get("/api/v1/openapi.json").await;
     let schema = &doc["components"]["schemas"]["ImportReport"];
@@ -304,7 +328,8 @@ test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
     let store = &app.db.store;
     let (_, c) = app.post("/api/v1/customers", json!({"name": "甲"})).await;
     let id = c["id"].as_i64().unwrap();
-    let (info, ro) = store.create_token_with("reader", Role::Admin, None, TokenOptions { expires_at: None, read_only: true }).await.unwrap();
+    let (info, ro) =
+        store.create_token_with("reader", Role::Admin, None, TokenOptions { expires_at: None, read_only: true }).await.unwrap();
     assert_eq!((info.scope.as_str(), info.expires_at), ("read_only", None));
     let (s, b) = json_of(app.req_as(&ro, Method::GET, &format!("/api/v1/customers/{id}")).send().await.unwrap()).await;
     assert_eq!(s, 200, "{b}");
@@ -326,14 +351,17 @@ test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
 
     // An expiring token works until its time (the store's clock), then is refused like a bad one.
     let now = store.now();
-    let err = store.create_token_with("past", Role::Admin, None, TokenOptions { expires_at: Some(now), read_only: false }).await.unwrap_err();
+    let err =
+        store.create_token_with("past", Role::Admin, None, TokenOptions { expires_at: Some(now), read_only: false }).await.unwrap_err();
     assert!(err.to_string().contains("future"), "{err}");
     let (info, rw) = store
         .create_token_with("day", Role::Manager, None, TokenOptions { expires_at: Some(now + chrono::Duration::days(1)), read_only: false })
         .await
         .unwrap();
     assert_eq!(info.scope, "read_write");
-    let (s, _) = json_of(app.req_as(&rw, Method::PATCH, &format!("/api/v1/customers/{id}")).json(&json!({"city": "杭州"})).send().await.unwrap()).await;
+    let (s, _) =
+        json_of(app.req_as(&rw, Method::PATCH, &format!("/api/v1/customers/{id}")).json(&json!({"city": "杭州"})).send().await.unwrap())
+            .await;
     assert_eq!(s, 200);
     app.db.clock.set(now + chrono::Duration::days(1) + chrono::Duration::seconds(1));
     let (s, b) = json_of(app.req_as(&rw, Method::GET, "/api/v1/customers").send().await.unwrap()).await;
@@ -380,7 +408,12 @@ test_both!(audit_viewer_filters_pages_and_exports, |db: TestDb| async move {
     // A user's entries by actor_id (user:<id>): a session login writes some.
     store.create_user("ui@example.com", "界面", Role::Admin, Some("a long enough password")).await.unwrap();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let _ = browser.post(format!("{}/ui/login", app.base)).form(&[("email", "ui@example.com"), ("password", "wrong password!")]).send().await.unwrap();
+    let _ = browser
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("email", "ui@example.com"), ("password", "wrong password!")])
+        .send()
+        .await
+        .unwrap();
     let (s, page) = app.get("/api/v1/audit?action=login_failed").await;
     assert_eq!(s, 200, "{page}");
     let failed = page["items"].as_array().unwrap().len();

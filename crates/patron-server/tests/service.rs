@@ -48,20 +48,25 @@ test_both!(an_agent_works_a_complaint_and_the_customer_confirms, |db: TestDb| as
         Some(json!({"customer_id": cid, "kind": "complaint", "channel": "store", "subject": "上菜太慢", "body": "等了四十分钟", "category": "上菜慢", "assignee_id": agent_id}))).await;
     assert_eq!(s, 201, "{t}");
     let id = t["id"].as_i64().unwrap();
-    assert_eq!((t["status"].as_str(), t["tier"].as_str(), t["sla"]["first_response"].as_str()), (Some("new"), Some("default"), Some("pending")));
+    assert_eq!(
+        (t["status"].as_str(), t["tier"].as_str(), t["sla"]["first_response"].as_str()),
+        (Some("new"), Some("default"), Some("pending"))
+    );
     let path = format!("/api/v1/tickets/{id}");
     // Not allowed from `new`: 409 naming the allowed move.
     let (s, e) = as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved"}))).await;
     assert_eq!((s, error_code(&e).as_str()), (409, "invalid_state"));
     assert!(e["error"]["message"].as_str().unwrap().contains("allowed: acknowledged"), "{e}");
     // A public reply acknowledges and meets the first response.
-    let (s, t) = as_(&app, &at, Method::POST, &format!("{path}/comments"), Some(json!({"body": "您好，我们马上处理", "public": true}))).await;
+    let (s, t) =
+        as_(&app, &at, Method::POST, &format!("{path}/comments"), Some(json!({"body": "您好，我们马上处理", "public": true}))).await;
     assert_eq!((s, t["status"].as_str(), t["sla"]["first_response"].as_str()), (201, Some("acknowledged"), Some("met")));
     let (s, _) = as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "in_progress"}))).await;
     assert_eq!(s, 200);
     let (s, e) = as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved"}))).await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("root_cause")), "{e}");
-    let (s, done) = as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved", "root_cause": "上菜慢"}))).await;
+    let (s, done) =
+        as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved", "root_cause": "上菜慢"}))).await;
     assert_eq!((s, done["status"].as_str()), (200, Some("resolved")), "{done}");
     let url = done["confirmation_url"].as_str().expect("a confirmation link");
     let token = url.rsplit('/').next().unwrap().to_owned();
@@ -85,14 +90,18 @@ test_both!(an_agent_works_a_complaint_and_the_customer_confirms, |db: TestDb| as
     for to in ["in_progress"] {
         as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": to}))).await;
     }
-    let (_, done) = as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved", "root_cause": "上菜慢"}))).await;
+    let (_, done) =
+        as_(&app, &at, Method::POST, &format!("{path}/transitions"), Some(json!({"to": "resolved", "root_cause": "上菜慢"}))).await;
     let second = done["confirmation_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     app.db.clock.set(app.db.clock.now() + chrono::Duration::days(8));
     let (s, e) = public(&app, Method::GET, &format!("/api/v1/public/confirmations/{second}"), None).await;
     assert_eq!((s, error_code(&e).as_str()), (410, "gone"));
     assert_eq!(app.db.store.run_due_jobs().await.unwrap().sla.auto_confirmed, 1);
     let (_, t) = as_(&app, &at, Method::GET, &path, None).await;
-    assert_eq!((t["status"].as_str(), t["confirmed_by"].as_str(), t["reopened_count"].as_i64()), (Some("confirmed"), Some("timeout"), Some(1)));
+    assert_eq!(
+        (t["status"].as_str(), t["confirmed_by"].as_str(), t["reopened_count"].as_i64()),
+        (Some("confirmed"), Some("timeout"), Some(1))
+    );
     let kinds: Vec<&str> = t["history"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"ticket.opened"));
     assert_eq!(kinds.last(), Some(&"ticket.confirmed"));
@@ -112,8 +121,14 @@ test_both!(an_agent_works_a_complaint_and_the_customer_confirms, |db: TestDb| as
 test_both!(breaches_reach_the_manager_and_compensation_waits_above_authority, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let (mt, at, cid, agent_id) = staff(&app).await;
-    let (_, t) = as_(&app, &at, Method::POST, "/api/v1/tickets",
-        Some(json!({"customer_id": cid, "kind": "complaint", "channel": "phone", "subject": "收费多了", "assignee_id": agent_id}))).await;
+    let (_, t) = as_(
+        &app,
+        &at,
+        Method::POST,
+        "/api/v1/tickets",
+        Some(json!({"customer_id": cid, "kind": "complaint", "channel": "phone", "subject": "收费多了", "assignee_id": agent_id})),
+    )
+    .await;
     let id = t["id"].as_i64().unwrap();
     // Past the first-response due time (Wednesday 17:00), not the resolution's (Friday): the
     // scheduler records the breach, once.
@@ -156,7 +171,14 @@ test_both!(breaches_reach_the_manager_and_compensation_waits_above_authority, |d
     assert_eq!(s, 403);
     let (s, l) = as_(&app, &ot, Method::GET, "/api/v1/tickets", None).await;
     assert_eq!((s, l["items"].as_array().unwrap().len()), (200, 0));
-    let (s, _) = as_(&app, &ot, Method::POST, "/api/v1/tickets", Some(json!({"customer_id": cid, "kind": "praise", "channel": "web", "subject": "好"}))).await;
+    let (s, _) = as_(
+        &app,
+        &ot,
+        Method::POST,
+        "/api/v1/tickets",
+        Some(json!({"customer_id": cid, "kind": "praise", "channel": "web", "subject": "好"})),
+    )
+    .await;
     assert_eq!(s, 403);
 });
 
@@ -188,14 +210,24 @@ test_both!(policies_reports_and_bad_input, |db: TestDb| async move {
         let (s, e) = app.post("/api/v1/tickets", body).await;
         assert_eq!((s, e["error"]["field"].as_str()), (422, Some(field)), "{e}");
     }
-    let (s, _) = as_(&app, &at, Method::POST, "/api/v1/tickets",
-        Some(json!({"customer_id": cid, "kind": "complaint", "channel": "phone", "subject": "旧", "opened_at": "2026-05-01T00:00:00Z"}))).await;
+    let (s, _) = as_(
+        &app,
+        &at,
+        Method::POST,
+        "/api/v1/tickets",
+        Some(json!({"customer_id": cid, "kind": "complaint", "channel": "phone", "subject": "旧", "opened_at": "2026-05-01T00:00:00Z"})),
+    )
+    .await;
     assert_eq!(s, 403, "agents do not backdate");
     let (s, _) = app.get("/api/v1/tickets/424242").await;
     assert_eq!(s, 404);
     // Reports over known tickets.
     for cat in ["上菜慢", "上菜慢", "上菜慢", "菜品质量"] {
-        app.post("/api/v1/tickets", json!({"customer_id": cid, "kind": "complaint", "channel": "store", "subject": "投诉", "category": cat})).await;
+        app.post(
+            "/api/v1/tickets",
+            json!({"customer_id": cid, "kind": "complaint", "channel": "store", "subject": "投诉", "category": cat}),
+        )
+        .await;
     }
     let (s, p) = as_(&app, &mt, Method::GET, "/api/v1/service/pareto?from=2026-06-01&to=2026-06-30", None).await;
     assert_eq!((s, p["total"].as_u64()), (200, Some(4)), "{p}");

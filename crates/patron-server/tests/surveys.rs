@@ -60,7 +60,8 @@ test_both!(a_survey_from_sending_to_results, |db: TestDb| async move {
     let id = sv["id"].as_i64().unwrap();
 
     // The agent invites its own customers; each link comes back once.
-    let (st, out) = as_(&app, &at, Method::POST, &format!("/api/v1/surveys/{id}/invitations"), Some(json!({"customer_ids": customers}))).await;
+    let (st, out) =
+        as_(&app, &at, Method::POST, &format!("/api/v1/surveys/{id}/invitations"), Some(json!({"customer_ids": customers}))).await;
     assert_eq!(st, 201, "{out}");
     let urls: Vec<String> = out["invited"].as_array().unwrap().iter().map(|i| i["url"].as_str().unwrap().to_owned()).collect();
     assert_eq!(urls.len(), 2);
@@ -75,7 +76,13 @@ test_both!(a_survey_from_sending_to_results, |db: TestDb| async move {
     assert_eq!((st, e["error"]["field"].as_str()), (422, Some("answers[0].value")), "{e}");
     let (st, e) = public(&app, Method::POST, &api_of(&urls[0]), Some(json!({"answers": [{"question": "why", "value": "好"}]}))).await;
     assert_eq!((st, e["error"]["field"].as_str()), (422, Some("answers")), "{e}");
-    let (st, r) = public(&app, Method::POST, &api_of(&urls[0]), Some(json!({"answers": [{"question": "nps", "value": 10}, {"question": "why", "value": "环境好，菜品质量高"}]}))).await;
+    let (st, r) = public(
+        &app,
+        Method::POST,
+        &api_of(&urls[0]),
+        Some(json!({"answers": [{"question": "nps", "value": 10}, {"question": "why", "value": "环境好，菜品质量高"}]})),
+    )
+    .await;
     assert_eq!((st, r["status"].as_str()), (201, Some("answered")), "{r}");
     let (st, e) = public(&app, Method::POST, &api_of(&urls[0]), Some(json!({"answers": [{"question": "nps", "value": 0}]}))).await;
     assert_eq!((st, error_code(&e).as_str()), (409, "invalid_state"), "answered once");
@@ -98,7 +105,11 @@ test_both!(a_survey_from_sending_to_results, |db: TestDb| async move {
     assert_eq!(st, 403);
     let (st, r) = app.get(&format!("/api/v1/surveys/{id}/results?by=tier")).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!((r["responses"].as_i64(), r["nps"].as_f64(), r["detractors"].as_i64(), r["would_switch_share"].as_f64()), (Some(2), Some(0.0), Some(1), Some(1.0)), "{r}");
+    assert_eq!(
+        (r["responses"].as_i64(), r["nps"].as_f64(), r["detractors"].as_i64(), r["would_switch_share"].as_f64()),
+        (Some(2), Some(0.0), Some(1), Some(1.0)),
+        "{r}"
+    );
     assert!(r["keywords"].as_array().unwrap().iter().any(|k| k["term"] == "上菜"), "{r}");
     let (st, _) = app.get(&format!("/api/v1/surveys/{id}/results?by=colour")).await;
     assert_eq!(st, 400);
@@ -133,10 +144,13 @@ test_both!(a_survey_from_sending_to_results, |db: TestDb| async move {
 
 test_both!(triggered_invitations_go_to_the_outbox_once, |db: TestDb| async move {
     let app = spawn_app(db).await;
-    let (st, sv) = app.post("/api/v1/surveys", json!({"name": "售后满意度", "kind": "csat", "trigger": {"on": "ticket_resolved"}, "expires_days": 7})).await;
+    let (st, sv) = app
+        .post("/api/v1/surveys", json!({"name": "售后满意度", "kind": "csat", "trigger": {"on": "ticket_resolved"}, "expires_days": 7}))
+        .await;
     assert_eq!(st, 201, "{sv}");
     let (_, c) = app.post("/api/v1/customers", json!({"name": "孙八", "email": "sun@example.com"})).await;
-    let (st, t) = app.post("/api/v1/tickets", json!({"customer_id": c["id"], "kind": "inquiry", "channel": "email", "subject": "发票"})).await;
+    let (st, t) =
+        app.post("/api/v1/tickets", json!({"customer_id": c["id"], "kind": "inquiry", "channel": "email", "subject": "发票"})).await;
     assert_eq!(st, 201, "{t}");
     let path = format!("/api/v1/tickets/{}/transitions", t["id"]);
     for to in ["acknowledged", "in_progress", "resolved"] {

@@ -302,8 +302,7 @@ pub(crate) async fn refresh_touched(tx: &mut Tx, now: DateTime<Utc>) -> Result<(
         // touched customers (the ANALYZE itself: 20–30 ms).
         tx.execute(query("ANALYZE patron_stage_touched")).await?;
     }
-    tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)"))
-        .await?;
+    tx.execute(query("DELETE FROM customer_summaries WHERE customer_id IN (SELECT customer_id FROM patron_stage_touched)")).await?;
     tx.execute(
         query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}{SUMMARY_UPSERT}", summary_select(tx.engine(), scope)))
             .bind(now),
@@ -492,7 +491,10 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.execute(query("DELETE FROM customer_summaries")).await?;
         let n = tx
-            .execute(query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", summary_select(self.db.engine(), ""))).bind(self.now()))
+            .execute(
+                query(format!("INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) {}", summary_select(self.db.engine(), "")))
+                    .bind(self.now()),
+            )
             .await?;
         tx.commit().await?;
         Ok(n)
@@ -517,8 +519,7 @@ impl Store {
     /// and the referrals each customer made.
     pub async fn analysis_input(&self, as_of_day: i32) -> Result<AnalysisInput> {
         self.backfill_order_days().await?;
-        let ids: Vec<(i64,)> =
-            self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
+        let ids: Vec<(i64,)> = self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
         let customer_ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
         let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
         // (customer, day, total, discount, category of the main line, promo of the main line)

@@ -188,8 +188,10 @@ impl Store {
                     e.customer_id.map(|c| c.to_string()).unwrap_or_default(),
                     e.detail.clone().unwrap_or_default(),
                 ];
-                let cells: Vec<std::borrow::Cow<'_, str>> =
-                    cells.iter().map(|c| if raw { std::borrow::Cow::Borrowed(c.as_str()) } else { crate::export::spreadsheet_safe(c) }).collect();
+                let cells: Vec<std::borrow::Cow<'_, str>> = cells
+                    .iter()
+                    .map(|c| if raw { std::borrow::Cow::Borrowed(c.as_str()) } else { crate::export::spreadsheet_safe(c) })
+                    .collect();
                 w.write_record(cells.iter().map(|c| c.as_bytes())).map_err(csv_err)?;
                 rows += 1;
             }

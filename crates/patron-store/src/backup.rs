@@ -59,7 +59,8 @@ pub async fn check_sqlite_backup(file: &Path) -> Result<i64> {
     if check != "ok" {
         return Err(StoreError::Config(format!("{} fails SQLite's integrity check: {check}", file.display())));
     }
-    let (migrations,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&mut conn).await.map_err(not_patron)?;
+    let (migrations,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&mut conn).await.map_err(not_patron)?;
     let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM customers").fetch_one(&mut conn).await.map_err(not_patron)?;
     Ok(migrations)
 }

@@ -74,8 +74,18 @@ impl Store {
         if name.is_empty() {
             return Err(StoreError::invalid("name", "name must not be empty"));
         }
-        let mobile = c.mobile.filter(|m| !m.trim().is_empty()).map(|m| values::parse_mobile(&m)).transpose().map_err(|m| StoreError::invalid("mobile", m))?;
-        let email = c.email.filter(|m| !m.trim().is_empty()).map(|m| values::parse_email(&m)).transpose().map_err(|m| StoreError::invalid("email", m))?;
+        let mobile = c
+            .mobile
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| values::parse_mobile(&m))
+            .transpose()
+            .map_err(|m| StoreError::invalid("mobile", m))?;
+        let email = c
+            .email
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| values::parse_email(&m))
+            .transpose()
+            .map_err(|m| StoreError::invalid("email", m))?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
         let kind: Option<(String,)> =
@@ -107,7 +117,8 @@ impl Store {
         if let Some(ext) = &contact.external_id {
             crate::keys::claim(&mut tx, crate::keys::CONTACTS, ext, customer_id, Some(contact.id)).await?;
         }
-        audit::record(&mut tx, now, &actor.key, "create", "contact", Some(contact.id.to_string()), Some(format!("customer={customer_id}"))).await?;
+        audit::record(&mut tx, now, &actor.key, "create", "contact", Some(contact.id.to_string()), Some(format!("customer={customer_id}")))
+            .await?;
         tx.commit().await?;
         Ok(contact)
     }

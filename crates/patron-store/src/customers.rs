@@ -115,7 +115,8 @@ pub(crate) struct StoredCustomer {
 }
 
 /// The columns of [`StoredCustomer`], for `SELECT {STORED_CUSTOMER_COLUMNS} FROM customers …`.
-pub(crate) const STORED_CUSTOMER_COLUMNS: &str = "id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
+pub(crate) const STORED_CUSTOMER_COLUMNS: &str =
+    "id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
      owner_id, referrer_id, deleted_at, merged_into";
 
 /// Resolving a customer named by a file or a request by external id: the customer itself when
@@ -512,11 +513,8 @@ impl Store {
 
     /// The owner of a live customer (None when unowned); NotFound when missing or deleted.
     pub async fn customer_owner(&self, id: i64) -> Result<Option<i64>> {
-        let row: Option<(Option<i64>,)> = self
-            .db
-            .reader()
-            .fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id))
-            .await?;
+        let row: Option<(Option<i64>,)> =
+            self.db.reader().fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(id)).await?;
         row.map(|r| r.0).ok_or(StoreError::NotFound("customer"))
     }
 
@@ -772,12 +770,11 @@ impl Store {
                     q.1.push(c.i);
                 }
                 CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => {
-                    let t = c
-                        .v
-                        .as_deref()
-                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                        .ok_or_else(|| StoreError::invalid("cursor", "invalid cursor"))?
-                        .with_timezone(&Utc);
+                    let t =
+                        c.v.as_deref()
+                            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                            .ok_or_else(|| StoreError::invalid("cursor", "invalid cursor"))?
+                            .with_timezone(&Utc);
                     sql.push_str(&format!(" AND (c.updated_at, c.id) {cmp} (${}, ${})", n + 1, n + 2));
                     q.1.push(t);
                     q.1.push(c.i);
@@ -1075,15 +1072,13 @@ pub(crate) async fn record_change(
     new: Option<String>,
 ) -> Result<()> {
     tx.execute(
-        query(
-            "INSERT INTO customer_changes (customer_id, changed_at, actor, field, old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(customer_id)
-        .bind(at)
-        .bind(actor)
-        .bind(field)
-        .bind(old)
-        .bind(new),
+        query("INSERT INTO customer_changes (customer_id, changed_at, actor, field, old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(customer_id)
+            .bind(at)
+            .bind(actor)
+            .bind(field)
+            .bind(old)
+            .bind(new),
     )
     .await?;
     Ok(())

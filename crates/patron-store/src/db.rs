@@ -487,11 +487,7 @@ impl Db {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
                 .disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
-                .await?;
+            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
             let has_citus = citus::installed(&pool).await?;
             migrate_postgres(&pool, has_citus).await?;
             let layout = if has_citus && citus::is_distributed(&pool).await? {
@@ -503,10 +499,7 @@ impl Db {
             };
             Db::Postgres(pool, layout)
         } else {
-            return Err(StoreError::Config(format!(
-                "unsupported database URL (expected sqlite://… or postgres://…): {}",
-                redact_url(url)
-            )));
+            return Err(StoreError::Config(format!("unsupported database URL (expected sqlite://… or postgres://…): {}", redact_url(url))));
         };
         Ok(db)
     }
@@ -577,7 +570,8 @@ async fn migrate_postgres(pool: &PgPool, has_citus: bool) -> Result<()> {
     let migrator = sqlx::migrate!("./migrations/postgres");
     let (recorded,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
     if recorded {
-        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
         let pending = migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
@@ -721,38 +715,19 @@ mod tests {
     fn timestamps_are_written_as_chrono_formats_them() {
         use chrono::TimeZone;
         let base = Utc.with_ymd_and_hms(2026, 3, 9, 7, 5, 3).unwrap();
-        for nanos in [
-            0,
-            1,
-            120_000_000,
-            123_000,
-            123_456_789,
-            999_999_999,
-            5_000_000,
-            40,
-        ] {
-            for t in [
-                base,
-                Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
-                Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
-            ] {
+        for nanos in [0, 1, 120_000_000, 123_000, 123_456_789, 999_999_999, 5_000_000, 40] {
+            for t in [base, Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(), Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()] {
                 let t = t + chrono::Duration::nanoseconds(nanos);
                 let mut buf = Vec::new();
                 push_utc_timestamp(&mut buf, t);
-                assert_eq!(
-                    String::from_utf8(buf).unwrap(),
-                    t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()
-                );
+                assert_eq!(String::from_utf8(buf).unwrap(), t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string());
             }
         }
     }
 
     #[test]
     fn values_lists_number_placeholders_for_postgres_only() {
-        assert_eq!(
-            Engine::Postgres.values_rows(2, 3),
-            "($1, $2, $3), ($4, $5, $6)"
-        );
+        assert_eq!(Engine::Postgres.values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(Engine::Sqlite.values_rows(2, 3), "(?, ?, ?), (?, ?, ?)");
         assert_eq!(Engine::Sqlite.values_rows(1, 1), "(?)");
     }

@@ -130,7 +130,10 @@ impl Store {
         // The duplicate is deleted first, so that nothing below can see it as live; files that
         // still name it (or a customer merged into it before) resolve to the one kept.
         tx.execute(
-            query("UPDATE customers SET deleted_at = $1, updated_at = $1, merged_into = $2 WHERE id = $3").bind(now).bind(keep_id).bind(merge_id),
+            query("UPDATE customers SET deleted_at = $1, updated_at = $1, merged_into = $2 WHERE id = $3")
+                .bind(now)
+                .bind(keep_id)
+                .bind(merge_id),
         )
         .await?;
         tx.execute(query("UPDATE customers SET merged_into = $1 WHERE merged_into = $2").bind(keep_id).bind(merge_id)).await?;
@@ -147,10 +150,12 @@ impl Store {
         // Customers the duplicate referred now count as referred by the one kept, each with a
         // history row (not the kept customer itself, whose own referrer is handled below).
         let actor_key = actor.key.as_str();
-        let referred: Vec<(i64,)> =
-            tx.fetch_all(query("SELECT id FROM customers WHERE referrer_id = $1 AND id <> $2 ORDER BY id").bind(merge_id).bind(keep_id)).await?;
+        let referred: Vec<(i64,)> = tx
+            .fetch_all(query("SELECT id FROM customers WHERE referrer_id = $1 AND id <> $2 ORDER BY id").bind(merge_id).bind(keep_id))
+            .await?;
         for (id,) in &referred {
-            tx.execute(query("UPDATE customers SET referrer_id = $1, updated_at = $2 WHERE id = $3").bind(keep_id).bind(now).bind(*id)).await?;
+            tx.execute(query("UPDATE customers SET referrer_id = $1, updated_at = $2 WHERE id = $3").bind(keep_id).bind(now).bind(*id))
+                .await?;
             record_change(&mut tx, *id, now, actor_key, "referrer_id", Some(merge_id.to_string()), Some(keep_id.to_string())).await?;
         }
         report.referrals = referred.len() as u64;
@@ -210,7 +215,8 @@ impl Store {
                     query(format!("UPDATE customers SET {field} = $1 WHERE id = $2")).bind(id).bind(keep_id)
                 }
                 "birthday" => {
-                    let day = value.map(|v| v.parse::<NaiveDate>()).transpose().map_err(|_| StoreError::Internal(format!("birthday {new:?}")))?;
+                    let day =
+                        value.map(|v| v.parse::<NaiveDate>()).transpose().map_err(|_| StoreError::Internal(format!("birthday {new:?}")))?;
                     query("UPDATE customers SET birthday = $1 WHERE id = $2").bind(day).bind(keep_id)
                 }
                 _ => query(format!("UPDATE customers SET {field} = $1 WHERE id = $2")).bind(value.map(str::to_owned)).bind(keep_id),
@@ -221,9 +227,7 @@ impl Store {
         }
         if attributes_changed {
             tx.execute(
-                query("UPDATE customers SET attributes = $1 WHERE id = $2")
-                    .bind(serde_json::Value::Object(attributes))
-                    .bind(keep_id),
+                query("UPDATE customers SET attributes = $1 WHERE id = $2").bind(serde_json::Value::Object(attributes)).bind(keep_id),
             )
             .await?;
         }
@@ -254,8 +258,16 @@ impl Store {
             }
             upsert_consent(&mut tx, keep_id, &channel, granted, at, &source).await?;
             if mine.map(|m| m.1) != Some(granted) {
-                record_change(&mut tx, keep_id, now, actor_key, &format!("consent.{channel}"), mine.map(|m| m.1.to_string()), Some(granted.to_string()))
-                    .await?;
+                record_change(
+                    &mut tx,
+                    keep_id,
+                    now,
+                    actor_key,
+                    &format!("consent.{channel}"),
+                    mine.map(|m| m.1.to_string()),
+                    Some(granted.to_string()),
+                )
+                .await?;
                 report.fields.push(format!("consent.{channel}"));
             }
         }
@@ -325,5 +337,6 @@ async fn move_rows(tx: &mut Tx, tables: &[&'static str], key: Option<KeyTable>, 
 /// A live customer as stored, read (and on PostgreSQL locked) in the transaction.
 async fn profile(tx: &mut Tx, id: i64) -> Result<Option<StoredCustomer>> {
     let lock = tx.engine().row_lock();
-    tx.fetch_optional(query(format!("SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}")).bind(id)).await
+    tx.fetch_optional(query(format!("SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND deleted_at IS NULL{lock}")).bind(id))
+        .await
 }

@@ -42,7 +42,14 @@ struct EventRow {
 
 impl From<EventRow> for Event {
     fn from(r: EventRow) -> Self {
-        Event { id: r.id, kind: r.kind, customer_id: r.customer_id, subject_id: r.subject_id, payload: r.payload.0, occurred_at: r.occurred_at }
+        Event {
+            id: r.id,
+            kind: r.kind,
+            customer_id: r.customer_id,
+            subject_id: r.subject_id,
+            payload: r.payload.0,
+            occurred_at: r.occurred_at,
+        }
     }
 }
 

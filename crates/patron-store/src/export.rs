@@ -45,8 +45,22 @@ struct ExportRow {
 
 /// Header of exported customer files (the import's canonical names).
 pub const CUSTOMER_HEADER: [&str; 16] = [
-    "customer_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "tags", "owner", "referrer_id",
-    "consent_sms", "consent_email", "consent_wechat", "created_at",
+    "customer_id",
+    "kind",
+    "name",
+    "mobile",
+    "email",
+    "wechat_id",
+    "gender",
+    "birthday",
+    "city",
+    "tags",
+    "owner",
+    "referrer_id",
+    "consent_sms",
+    "consent_email",
+    "consent_wechat",
+    "created_at",
 ];
 
 impl Store {
@@ -118,9 +132,8 @@ impl Store {
         };
         for r in rows {
             let t: Vec<&str> = tags.iter().filter(|(c, _)| *c == r.id).map(|(_, t)| t.as_str()).collect();
-            let consent = |ch: &str| {
-                consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default()
-            };
+            let consent =
+                |ch: &str| consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default();
             let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
             let referrer = r.referrer_id.and_then(|id| referrer_ids.get(&id).cloned().flatten());
             let record = [

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::{query, Tx};
 use crate::customers::{lock_customers, resolve_customer};
+use crate::db::{query, Tx};
 use crate::orders::Upserted;
 use crate::page::{decode_cursor, encode_cursor, Page};
 use crate::users::Actor;

@@ -28,7 +28,8 @@ pub(crate) const CUSTOMERS: KeyTable = KeyTable { table: "customer_keys", row: N
 /// Orders' external ids.
 pub(crate) const ORDERS: KeyTable = KeyTable { table: "order_keys", row: Some("order_id"), rows: Some("orders"), what: "order" };
 /// Interactions' external ids.
-pub(crate) const INTERACTIONS: KeyTable = KeyTable { table: "interaction_keys", row: Some("interaction_id"), rows: Some("interactions"), what: "interaction" };
+pub(crate) const INTERACTIONS: KeyTable =
+    KeyTable { table: "interaction_keys", row: Some("interaction_id"), rows: Some("interactions"), what: "interaction" };
 /// Tickets' external ids (history imported from another helpdesk).
 pub(crate) const TICKETS: KeyTable = KeyTable { table: "ticket_keys", row: Some("ticket_id"), rows: Some("tickets"), what: "ticket" };
 /// Contact people's external ids.
@@ -42,7 +43,9 @@ pub(crate) async fn claim(tx: &mut Tx, k: KeyTable, external_id: &str, customer_
             .bind(external_id)
             .bind(customer_id)
             .bind(id),
-        (None, _) => query(format!("INSERT INTO {} (external_id, customer_id) VALUES ($1, $2)", k.table)).bind(external_id).bind(customer_id),
+        (None, _) => {
+            query(format!("INSERT INTO {} (external_id, customer_id) VALUES ($1, $2)", k.table)).bind(external_id).bind(customer_id)
+        }
         (Some(_), None) => return Err(StoreError::Internal(format!("{}: a key without its row", k.table))),
     };
     match tx.execute(q).await {
@@ -66,7 +69,9 @@ pub(crate) async fn lookup(tx: &mut Tx, k: KeyTable, external_id: &str) -> Resul
 pub(crate) async fn find(tx: &mut Tx, k: KeyTable, external_id: &str, customer_id: i64) -> Result<Option<(i64, i64)>> {
     if let Some(rows) = k.rows {
         let own: Option<(i64,)> = tx
-            .fetch_optional(query(format!("SELECT id FROM {rows} WHERE customer_id = $1 AND external_id = $2")).bind(customer_id).bind(external_id))
+            .fetch_optional(
+                query(format!("SELECT id FROM {rows} WHERE customer_id = $1 AND external_id = $2")).bind(customer_id).bind(external_id),
+            )
             .await?;
         if let Some((id,)) = own {
             return Ok(Some((customer_id, id)));

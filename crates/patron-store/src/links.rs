@@ -41,7 +41,14 @@ pub struct Link {
 }
 
 /// Makes a link valid for `days`; returns the token, which is shown once and never stored.
-pub(crate) async fn create(tx: &mut Tx, kind: LinkKind, customer_id: i64, subject_id: i64, now: DateTime<Utc>, days: i64) -> Result<String> {
+pub(crate) async fn create(
+    tx: &mut Tx,
+    kind: LinkKind,
+    customer_id: i64,
+    subject_id: i64,
+    now: DateTime<Utc>,
+    days: i64,
+) -> Result<String> {
     let token = new_secret("");
     tx.execute(
         query(
@@ -99,7 +106,10 @@ fn check(link: Option<Link>, now: DateTime<Utc>) -> Result<Link> {
 /// Marks a link used (in the transaction that acts on the answer).
 pub(crate) async fn mark_used(tx: &mut Tx, link: &Link, token: &str, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
-        query("UPDATE public_links SET used_at = $1 WHERE customer_id = $2 AND token_hash = $3").bind(now).bind(link.customer_id).bind(digest(token)),
+        query("UPDATE public_links SET used_at = $1 WHERE customer_id = $2 AND token_hash = $3")
+            .bind(now)
+            .bind(link.customer_id)
+            .bind(digest(token)),
     )
     .await?;
     Ok(())

@@ -55,8 +55,7 @@ pub(crate) async fn notify(
 /// an assignee without a manager), every active manager.
 pub(crate) async fn escalation_targets(tx: &mut Tx, assignee_id: Option<i64>) -> Result<Vec<i64>> {
     if let Some(a) = assignee_id {
-        let row: Option<(Option<i64>,)> =
-            tx.fetch_optional(query("SELECT u.manager_id FROM users u WHERE u.id = $1").bind(a)).await?;
+        let row: Option<(Option<i64>,)> = tx.fetch_optional(query("SELECT u.manager_id FROM users u WHERE u.id = $1").bind(a)).await?;
         if let Some((Some(m),)) = row {
             let active: Option<(i64,)> =
                 tx.fetch_optional(query("SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL").bind(m)).await?;
@@ -65,8 +64,7 @@ pub(crate) async fn escalation_targets(tx: &mut Tx, assignee_id: Option<i64>) ->
             }
         }
     }
-    let rows: Vec<(i64,)> =
-        tx.fetch_all(query("SELECT id FROM users WHERE role = 'manager' AND disabled_at IS NULL ORDER BY id")).await?;
+    let rows: Vec<(i64,)> = tx.fetch_all(query("SELECT id FROM users WHERE role = 'manager' AND disabled_at IS NULL ORDER BY id")).await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
@@ -106,7 +104,10 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let n = tx
             .execute(
-                query("UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3").bind(now).bind(id).bind(user_id),
+                query("UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3")
+                    .bind(now)
+                    .bind(id)
+                    .bind(user_id),
             )
             .await?;
         if n == 0 {

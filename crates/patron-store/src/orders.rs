@@ -151,7 +151,12 @@ impl Catalog {
     }
 
     /// Ids for a category and product name (each optional), creating catalogue rows as needed.
-    pub(crate) async fn resolve(&mut self, tx: &mut Tx, category: Option<&str>, product: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+    pub(crate) async fn resolve(
+        &mut self,
+        tx: &mut Tx,
+        category: Option<&str>,
+        product: Option<&str>,
+    ) -> Result<(Option<i64>, Option<i64>)> {
         let category_id = match category {
             Some(c) => Some(match self.categories.get(c) {
                 Some(id) => *id,
@@ -267,11 +272,7 @@ impl Store {
 
     /// One order with its lines.
     pub async fn order(&self, id: i64) -> Result<Order> {
-        let row: Option<OrderRow> = self
-            .db
-            .reader()
-            .fetch_optional(query(format!("{ORDER_SELECT} WHERE id = $1")).bind(id))
-            .await?;
+        let row: Option<OrderRow> = self.db.reader().fetch_optional(query(format!("{ORDER_SELECT} WHERE id = $1")).bind(id)).await?;
         let row = row.ok_or(StoreError::NotFound("order"))?;
         let mut v = self.attach_lines(vec![row]).await?;
         v.pop().ok_or(StoreError::NotFound("order"))
@@ -326,7 +327,14 @@ impl Store {
                 )
                 .await?;
             for (order_id, line_no, product, category, quantity, unit_price_cents, promo) in found {
-                lines.entry((customer_id, order_id)).or_default().push(OrderLine { line_no, product, category, quantity, unit_price_cents, promo });
+                lines.entry((customer_id, order_id)).or_default().push(OrderLine {
+                    line_no,
+                    product,
+                    category,
+                    quantity,
+                    unit_price_cents,
+                    promo,
+                });
             }
         }
         Ok(rows
@@ -357,7 +365,14 @@ fn clean(s: Option<String>) -> Option<String> {
 
 /// Writes one order of `customer_id` (resolved and locked by the caller, who refreshes the
 /// customer's summary).
-async fn upsert_order(tx: &mut Tx, catalog: &mut Catalog, o: NewOrder, customer_id: i64, prefix: &str, tz: chrono_tz::Tz) -> Result<Upserted> {
+async fn upsert_order(
+    tx: &mut Tx,
+    catalog: &mut Catalog,
+    o: NewOrder,
+    customer_id: i64,
+    prefix: &str,
+    tz: chrono_tz::Tz,
+) -> Result<Upserted> {
     let ordered_day = crate::analytics::business_day(o.ordered_at, tz);
     let currency = match o.currency {
         Some(c) => values::parse_currency(&c).map_err(|m| field_err(prefix, "currency", m))?,

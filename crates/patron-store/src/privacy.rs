@@ -52,13 +52,16 @@ impl Store {
         let customer = self.customer(customer_id).await?;
         let contacts = self.contacts(customer_id).await?;
         let orders = all_pages(|cursor| async move { self.customer_orders(customer_id, cursor.as_deref(), PAGE).await }).await?;
-        let interactions = all_pages(|cursor| async move { self.customer_interactions(customer_id, cursor.as_deref(), PAGE).await }).await?;
+        let interactions =
+            all_pages(|cursor| async move { self.customer_interactions(customer_id, cursor.as_deref(), PAGE).await }).await?;
         let notes: Vec<Note> = self
             .db
             .reader()
             .fetch_all(
-                query("SELECT id, customer_id, author, body, created_at FROM notes WHERE customer_id = $1 ORDER BY created_at DESC, id DESC")
-                    .bind(customer_id),
+                query(
+                    "SELECT id, customer_id, author, body, created_at FROM notes WHERE customer_id = $1 ORDER BY created_at DESC, id DESC",
+                )
+                .bind(customer_id),
             )
             .await?;
         let changes = self.customer_changes(customer_id, i64::MAX).await?;

@@ -123,9 +123,8 @@ pub async fn fresh_citus_url() -> (String, String) {
     let name = unique_name();
     let nodes = citus_node_admin_urls();
     for admin in &nodes {
-        let pool = sqlx::PgPool::connect(admin)
-            .await
-            .unwrap_or_else(|e| panic!("Citus for tests at {admin} (is it running? see .ci/citus): {e}"));
+        let pool =
+            sqlx::PgPool::connect(admin).await.unwrap_or_else(|e| panic!("Citus for tests at {admin} (is it running? see .ci/citus): {e}"));
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create test database");
         pool.close().await;
         let pool = sqlx::PgPool::connect(&with_database(admin, &name)).await.expect("connect to the new test database");

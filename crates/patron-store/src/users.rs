@@ -247,7 +247,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        audit::record(&mut tx, now, &actor.key, "update", "user", Some(user_id.to_string()), Some(format!("manager={manager_id:?}"))).await?;
+        audit::record(&mut tx, now, &actor.key, "update", "user", Some(user_id.to_string()), Some(format!("manager={manager_id:?}")))
+            .await?;
         tx.commit().await
     }
 
@@ -346,10 +347,9 @@ impl Store {
             )
             .await?;
         match row {
-            Some(r) => Ok(Some(Session {
-                csrf_token: r.csrf_token,
-                user: User { id: r.id, email: r.email, name: r.name, role: r.role.parse()? },
-            })),
+            Some(r) => {
+                Ok(Some(Session { csrf_token: r.csrf_token, user: User { id: r.id, email: r.email, name: r.name, role: r.role.parse()? } }))
+            }
             None => Ok(None),
         }
     }
@@ -367,7 +367,13 @@ impl Store {
     }
 
     /// [`Store::create_token`] with an expiry and a scope.
-    pub async fn create_token_with(&self, name: &str, role: Role, user_id: Option<i64>, opts: TokenOptions) -> Result<(ApiTokenInfo, String)> {
+    pub async fn create_token_with(
+        &self,
+        name: &str,
+        role: Role,
+        user_id: Option<i64>,
+        opts: TokenOptions,
+    ) -> Result<(ApiTokenInfo, String)> {
         if name.trim().is_empty() {
             return Err(StoreError::invalid("name", "a token needs a name"));
         }
@@ -397,7 +403,16 @@ impl Store {
             )
             .await?;
         let expiry = opts.expires_at.map(|t| format!(" expires_at={}", t.to_rfc3339())).unwrap_or_default();
-        audit::record(&mut tx, now, "cli", "create", "api_token", Some(info.id.to_string()), Some(format!("role={role} scope={scope}{expiry}"))).await?;
+        audit::record(
+            &mut tx,
+            now,
+            "cli",
+            "create",
+            "api_token",
+            Some(info.id.to_string()),
+            Some(format!("role={role} scope={scope}{expiry}")),
+        )
+        .await?;
         tx.commit().await?;
         Ok((info, secret))
     }

@@ -320,12 +320,7 @@ pub fn parse_currency(s: &str) -> Result<String, String> {
 
 /// Tags from one cell: separated by `;`, `；`, `|` or `,` inside the cell; trimmed, de-duplicated.
 pub fn parse_tags(s: &str) -> Vec<String> {
-    let mut tags: Vec<String> = s
-        .split([';', '；', '|', '，'])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let mut tags: Vec<String> = s.split([';', '；', '|', '，']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
     tags.sort();
     tags.dedup();
     tags
@@ -350,7 +345,11 @@ mod tests {
             let full = {
                 let t = v;
                 let (i, f) = t.split_once('.').unwrap_or((t, ""));
-                if (i.is_empty() && f.is_empty()) || !i.bytes().all(|c| c.is_ascii_digit()) || !f.bytes().all(|c| c.is_ascii_digit()) || f.len() > 2 {
+                if (i.is_empty() && f.is_empty())
+                    || !i.bytes().all(|c| c.is_ascii_digit())
+                    || !f.bytes().all(|c| c.is_ascii_digit())
+                    || f.len() > 2
+                {
                     None
                 } else {
                     let whole: i64 = if i.is_empty() { 0 } else { i.parse().unwrap() };

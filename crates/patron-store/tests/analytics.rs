@@ -142,8 +142,7 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     let (run_id, _) = s.run_analysis(&Actor::cli(), as_of, &config).await.unwrap();
 
     // The independent path: the same orders built in memory, days taken in Shanghai.
-    let ids: Vec<(i64, String)> =
-        s.db.reader().fetch_all(query("SELECT id, external_id FROM customers ORDER BY id")).await.unwrap();
+    let ids: Vec<(i64, String)> = s.db.reader().fetch_all(query("SELECT id, external_id FROM customers ORDER BY id")).await.unwrap();
     let by_ext: HashMap<String, usize> = ids.iter().enumerate().map(|(i, (_, e))| (e.clone(), i)).collect();
     let mut orders = Orders::default();
     for (c, at, cents, completed, category, promo) in &list {
@@ -186,11 +185,9 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
             (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{g} vs {w}"),
             (g, w) => assert_eq!(g, w),
         }
-        for (got, want) in [
-            (row.p_alive, e.scores.p_alive[i]),
-            (row.expected_purchases, e.scores.expected_purchases[i]),
-            (row.clv_cents, e.scores.clv[i]),
-        ] {
+        for (got, want) in
+            [(row.p_alive, e.scores.p_alive[i]), (row.expected_purchases, e.scores.expected_purchases[i]), (row.clv_cents, e.scores.clv[i])]
+        {
             match (got, want) {
                 (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{g} vs {w}"),
                 (g, w) => assert_eq!(g, w),

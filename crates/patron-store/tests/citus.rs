@@ -129,13 +129,19 @@ async fn plain_postgresql_and_sqlite_are_refused_and_left_unchanged() {
         let s = s.clone();
         async move {
             let (n,): (i64,) =
-                s.db.reader().fetch_one(query("SELECT COUNT(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace")).await.unwrap();
+                s.db.reader()
+                    .fetch_one(query("SELECT COUNT(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"))
+                    .await
+                    .unwrap();
             n
         }
     };
     let before = tables(&pg.store).await;
     let err = distribute(&pg.url, Some(4)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Config(ref m) if m.contains("the citus extension is missing") && m.contains("nothing was changed")), "{err}");
+    assert!(
+        matches!(err, StoreError::Config(ref m) if m.contains("the citus extension is missing") && m.contains("nothing was changed")),
+        "{err}"
+    );
     assert_eq!(tables(&pg.store).await, before);
     let st = status(&pg.store.db).await.unwrap();
     assert_eq!((st.engine.as_str(), st.citus_version.is_none(), st.distributed), ("postgres", true, false));
@@ -171,15 +177,14 @@ async fn tables_of_later_migrations_join_the_distribution() {
     }
     tx.commit().await.unwrap();
     let s = Store::connect(&db.url).await.unwrap();
-    let layout: Vec<(String, String, Option<String>)> = s
-        .db
-        .reader()
-        .fetch_all(query(
-            "SELECT CAST(table_name AS TEXT), citus_table_type, CAST(NULLIF(distribution_column, '<none>') AS TEXT) FROM citus_tables \
+    let layout: Vec<(String, String, Option<String>)> =
+        s.db.reader()
+            .fetch_all(query(
+                "SELECT CAST(table_name AS TEXT), citus_table_type, CAST(NULLIF(distribution_column, '<none>') AS TEXT) FROM citus_tables \
              WHERE CAST(table_name AS TEXT) LIKE 'gadget%' ORDER BY 1",
-        ))
-        .await
-        .unwrap();
+            ))
+            .await
+            .unwrap();
     assert_eq!(
         layout,
         [
@@ -193,21 +198,19 @@ async fn tables_of_later_migrations_join_the_distribution() {
     // Co-located with customers, and its foreign keys back in place.
     let c = s.create_customer(&Actor::cli(), NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
     s.db.reader().execute(query("INSERT INTO gadget_kinds (name) VALUES ('投诉')")).await.unwrap();
-    let n = s
-        .db
-        .reader()
-        .execute(query("INSERT INTO gadgets (customer_id, kind_id, subject) SELECT $1, id, 'late' FROM gadget_kinds").bind(c.id))
-        .await
-        .unwrap();
+    let n =
+        s.db.reader()
+            .execute(query("INSERT INTO gadgets (customer_id, kind_id, subject) SELECT $1, id, 'late' FROM gadget_kinds").bind(c.id))
+            .await
+            .unwrap();
     assert_eq!(n, 1);
     let err = s.db.reader().execute(query("INSERT INTO gadgets (customer_id, subject) VALUES (999999, 'x')")).await.unwrap_err();
     assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
-    let (joined,): (i64,) = s
-        .db
-        .reader()
-        .fetch_one(query("SELECT COUNT(*) FROM gadgets t JOIN customers c ON c.id = t.customer_id WHERE c.id = $1").bind(c.id))
-        .await
-        .unwrap();
+    let (joined,): (i64,) =
+        s.db.reader()
+            .fetch_one(query("SELECT COUNT(*) FROM gadgets t JOIN customers c ON c.id = t.customer_id WHERE c.id = $1").bind(c.id))
+            .await
+            .unwrap();
     assert_eq!(joined, 1);
     s.db.close().await;
 }
@@ -261,11 +264,13 @@ async fn migrations_run_as_the_owning_role_and_a_plain_role_connects() {
     assert!(!report.converted.is_empty());
     let s = Store::connect(&as_role(&owner)).await.expect("connect as the owner");
     assert!(s.db.is_distributed());
-    let c = s.create_customer(&Actor::cli(), NewCustomer { external_id: Some("R1".into()), name: "甲".into(), ..Default::default() }).await.unwrap();
-    for sql in [
-        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {plain}"),
-        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {plain}"),
-    ] {
+    let c = s
+        .create_customer(&Actor::cli(), NewCustomer { external_id: Some("R1".into()), name: "甲".into(), ..Default::default() })
+        .await
+        .unwrap();
+    for sql in
+        [format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {plain}"), format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {plain}")]
+    {
         s.db.reader().execute(query(sql)).await.unwrap();
     }
     s.db.close().await;

@@ -523,9 +523,7 @@ fn eval_cond(c: &Cond, fx: &Fx, users: &[User]) -> bool {
                 let Value::Text(s) = &l.value else { panic!() };
                 has(s) == (*op == patron_store::segments::CmpOp::Eq)
             }
-            Test::In { negated, values } => {
-                values.iter().any(|l| matches!(&l.value, Value::Text(s) if has(s))) != *negated
-            }
+            Test::In { negated, values } => values.iter().any(|l| matches!(&l.value, Value::Text(s) if has(s))) != *negated,
             Test::Null { negated } => tags.is_empty() != *negated,
             Test::Contains { negated, value } => {
                 let Value::Text(s) = &value.value else { panic!() };
@@ -573,10 +571,7 @@ fn eval(e: &Expr, fx: &Fx, users: &[User]) -> bool {
 /// Members by the evaluator, for an actor (agents: own portfolio).
 fn expected(rule: &str, fx: &[Fx], users: &[User], agent: Option<usize>) -> Vec<i64> {
     let r = check_rule(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
-    fx.iter()
-        .filter(|c| !c.deleted && agent.is_none_or(|a| c.owner == Some(a)) && eval(r.expr(), c, users))
-        .map(|c| c.id)
-        .collect()
+    fx.iter().filter(|c| !c.deleted && agent.is_none_or(|a| c.owner == Some(a)) && eval(r.expr(), c, users)).map(|c| c.id).collect()
 }
 
 const RULES: &[&str] = &[
@@ -753,9 +748,15 @@ test_both!(errors_are_invalid_rule_with_a_position, |db: TestDb| async move {
     let s = &db.store;
     let cli = Actor::cli();
     let cases: &[(&str, &str)] = &[
-        (r#"rfm_class = "重要挽留" and p_alive <"#, "column 33: expected a value (\"text\", a number, true or false) after \"<\", found end of rule"),
+        (
+            r#"rfm_class = "重要挽留" and p_alive <"#,
+            "column 33: expected a value (\"text\", a number, true or false) after \"<\", found end of rule",
+        ),
         ("clvv > 1000", "column 1: unknown field \"clvv\"; did you mean \"clv\"?"),
-        (r#"rfm_class = "重要挽回""#, "column 13: \"重要挽回\" is not a value of rfm_class; use one of: important_value (重要价值), important_retain (重要保持)"),
+        (
+            r#"rfm_class = "重要挽回""#,
+            "column 13: \"重要挽回\" is not a value of rfm_class; use one of: important_value (重要价值), important_retain (重要保持)",
+        ),
         ("clv <= 999.995", "column 8: clv is an amount in yuan (at most 2 decimals, e.g. 99.50): at most 2 decimals"),
         ("order_count > \"3\"", "column 15: order_count takes a number, found text \"3\"; write it without quotes: 3"),
         ("city > \"a\"", "column 6: \">\" does not apply to city (text); use =, !=, in, not in, contains, is null"),
@@ -773,7 +774,7 @@ test_both!(errors_are_invalid_rule_with_a_position, |db: TestDb| async move {
     }
     assert!(matches!(s.segment_preview(&cli, "x >", 10).await, Err(StoreError::Invalid { .. })));
     assert!(matches!(s.export_segment(&cli, "x >", Vec::new(), false).await, Err(StoreError::Invalid { .. })));
-    assert!(matches!(s.segment_customer_ids(&cli, "(", ).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.segment_customer_ids(&cli, "(",).await, Err(StoreError::Invalid { .. })));
 });
 
 test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
@@ -817,7 +818,10 @@ test_both!(export_writes_the_import_format, |db: TestDb| async move {
     let mut seg = Vec::new();
     let n = s.export_segment(&Actor::cli(), r#"tag = "vip""#, &mut seg, false).await.unwrap();
     let mut plain = Vec::new();
-    let m = s.export_customers(&Actor::cli(), &CustomerFilter { tag: Some("vip".into()), ..Default::default() }, &mut plain, false).await.unwrap();
+    let m = s
+        .export_customers(&Actor::cli(), &CustomerFilter { tag: Some("vip".into()), ..Default::default() }, &mut plain, false)
+        .await
+        .unwrap();
     assert_eq!((n, String::from_utf8(seg.clone()).unwrap()), (m, String::from_utf8(plain).unwrap()), "same file as the customer export");
     let mut r = csv::Reader::from_reader(seg.as_slice());
     assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), patron_store::export::CUSTOMER_HEADER.to_vec());
@@ -859,7 +863,11 @@ test_both!(saved_segments_crud_conflicts_and_audit, |db: TestDb| async move {
     let seg = s
         .create_segment(
             &actor,
-            NewSegment { name: " 高价值挽留 ".into(), description: Some("win back".into()), rule: r#" rfm_class = "重要挽留" and clv > 1000 "#.into() },
+            NewSegment {
+                name: " 高价值挽留 ".into(),
+                description: Some("win back".into()),
+                rule: r#" rfm_class = "重要挽留" and clv > 1000 "#.into(),
+            },
         )
         .await
         .unwrap();
@@ -872,11 +880,15 @@ test_both!(saved_segments_crud_conflicts_and_audit, |db: TestDb| async move {
     let dup = s.create_segment(&actor, NewSegment { name: "高价值挽留".into(), description: None, rule: "clv > 1".into() }).await;
     assert!(matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("高价值挽留")), "{dup:?}");
     let bad = s.create_segment(&actor, NewSegment { name: "x".into(), description: None, rule: "clv >".into() }).await;
-    assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), ref message }) if f == "rule" && message.starts_with("column 6:")), "{bad:?}");
+    assert!(
+        matches!(bad, Err(StoreError::Invalid { field: Some(ref f), ref message }) if f == "rule" && message.starts_with("column 6:")),
+        "{bad:?}"
+    );
     let bad = s.create_segment(&actor, NewSegment { name: "  ".into(), description: None, rule: "clv > 1".into() }).await;
     assert!(matches!(bad, Err(StoreError::Invalid { field: Some(ref f), .. }) if f == "name"));
 
-    let other = s.create_segment(&actor, NewSegment { name: "上海".into(), description: None, rule: r#"city = "上海""#.into() }).await.unwrap();
+    let other =
+        s.create_segment(&actor, NewSegment { name: "上海".into(), description: None, rule: r#"city = "上海""#.into() }).await.unwrap();
     assert_eq!(s.segments().await.unwrap().iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["高价值挽留", "上海"]);
     assert_eq!(s.segment(&id.to_string()).await.unwrap(), seg);
 
@@ -903,7 +915,10 @@ test_both!(saved_segments_crud_conflicts_and_audit, |db: TestDb| async move {
     let audit = s.audit_entries(50, Some("segment"), None).await.unwrap();
     let actions: Vec<(&str, Option<&str>)> = audit.iter().rev().map(|a| (a.action.as_str(), a.entity_id.as_deref())).collect();
     let (a, b) = (id.to_string(), other.id.unwrap().to_string());
-    assert_eq!(actions, vec![("create", Some(a.as_str())), ("create", Some(b.as_str())), ("update", Some(a.as_str())), ("delete", Some(b.as_str()))]);
+    assert_eq!(
+        actions,
+        vec![("create", Some(a.as_str())), ("create", Some(b.as_str())), ("update", Some(a.as_str())), ("delete", Some(b.as_str()))]
+    );
     assert!(audit.iter().all(|e| e.actor == actor.key));
     assert_eq!(audit.iter().find(|e| e.action == "update").and_then(|e| e.detail.as_deref()), Some("rule"));
 });
@@ -923,5 +938,8 @@ test_both!(builtin_segments_select_their_class, |db: TestDb| async move {
         assert_eq!(n as usize, expected(&b.rule, &fx, &users, None).len(), "{}", b.key);
     }
     let win_back = s.segment("builtin:rfm:important_win_back").await.unwrap();
-    assert_eq!(s.segment_count(&Actor::cli(), &win_back.rule).await.unwrap() as usize, expected(r#"rfm_class = "重要挽留""#, &fx, &users, None).len());
+    assert_eq!(
+        s.segment_count(&Actor::cli(), &win_back.rule).await.unwrap() as usize,
+        expected(r#"rfm_class = "重要挽留""#, &fx, &users, None).len()
+    );
 });

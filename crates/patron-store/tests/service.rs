@@ -94,7 +94,8 @@ test_both!(a_complaint_closes_only_when_the_customer_confirms, |db: TestDb| asyn
     // The customer says it is not solved: reopened, their words kept.
     let back = s.answer_confirmation(&token, ConfirmationAnswer { confirmed: false, comment: Some("还是很慢".into()) }).await.unwrap();
     assert_eq!((back.status.as_str(), back.reopened_count, back.resolved_at), ("reopened", 1, None));
-    assert!(state_err(s.answer_confirmation(&token, ConfirmationAnswer { confirmed: true, comment: None }).await.unwrap_err()).contains("answered"));
+    assert!(state_err(s.answer_confirmation(&token, ConfirmationAnswer { confirmed: true, comment: None }).await.unwrap_err())
+        .contains("answered"));
     let detail = s.ticket(t.id).await.unwrap();
     assert!(detail.comments.iter().any(|c| c.author == "customer" && c.public && c.body == "还是很慢"));
     assert!(detail.comments.iter().any(|c| !c.public && c.body == "后厨加派人手"), "the note is an internal comment");
@@ -116,7 +117,16 @@ test_both!(a_complaint_closes_only_when_the_customer_confirms, |db: TestDb| asyn
     let history: Vec<String> = s.ticket(t.id).await.unwrap().history.into_iter().map(|e| e.kind).collect();
     assert_eq!(
         history,
-        ["ticket.opened", "ticket.acknowledged", "ticket.in_progress", "ticket.resolved", "ticket.reopened", "ticket.in_progress", "ticket.resolved", "ticket.confirmed"]
+        [
+            "ticket.opened",
+            "ticket.acknowledged",
+            "ticket.in_progress",
+            "ticket.resolved",
+            "ticket.reopened",
+            "ticket.in_progress",
+            "ticket.resolved",
+            "ticket.confirmed"
+        ]
     );
     let all = s.events(&EventFilter { kind: Some("ticket.*".into()), customer_id: Some(cid), ..Default::default() }, 100).await.unwrap();
     assert_eq!(all.len(), 8);
@@ -258,7 +268,9 @@ test_both!(compensation_within_authority_is_granted_above_it_waits, |db: TestDb|
     assert_eq!(s.notifications(&Actor::user(&manager), true, 10).await.unwrap()[0].kind, "approval");
     let decided = s.decide_compensation(&Actor::user(&manager), t.id, pending.id, true).await.unwrap();
     assert_eq!(decided.status, "granted");
-    assert!(state_err(s.decide_compensation(&Actor::user(&manager), t.id, pending.id, false).await.unwrap_err()).contains("granted already"));
+    assert!(
+        state_err(s.decide_compensation(&Actor::user(&manager), t.id, pending.id, false).await.unwrap_err()).contains("granted already")
+    );
     // A manager grants above the authority directly.
     assert_eq!(s.compensate(&Actor::user(&manager), t.id, big).await.unwrap().status, "granted");
     let bad = NewCompensation { amount_cents: 0, kind: CompensationKind::Gift, reason: "x".into() };
@@ -299,7 +311,12 @@ test_both!(pareto_and_complaint_rate_on_known_data, |db: TestDb| async move {
         s.transition_ticket(&a, id, to(st)).await.unwrap();
     }
     s.transition_ticket(&a, id, Transition { to: "resolved".into(), root_cause: Some("上菜慢".into()), note: None }).await.unwrap();
-    let period = Period::days(&Shanghai, chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()).unwrap();
+    let period = Period::days(
+        &Shanghai,
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+    )
+    .unwrap();
     let p = s.pareto("complaint", period).await.unwrap();
     assert_eq!(p.total, 10);
     let table: Vec<(&str, u64, bool)> = p.categories.iter().map(|c| (c.category.as_str(), c.count, c.vital_few)).collect();
@@ -367,7 +384,10 @@ test_both!(policies_calendar_and_bad_input, |db: TestDb| async move {
     // Lists: open tickets, by due time; agents see theirs only.
     let page = s.tickets(&a, &TicketFilter { status: Some("open".into()), ..Default::default() }, TicketSort::Due, None, 1).await.unwrap();
     assert_eq!(page.items[0].id, old.id, "the backdated ticket is the most overdue");
-    let next = s.tickets(&a, &TicketFilter { status: Some("open".into()), ..Default::default() }, TicketSort::Due, page.next_cursor.as_deref(), 10).await.unwrap();
+    let next = s
+        .tickets(&a, &TicketFilter { status: Some("open".into()), ..Default::default() }, TicketSort::Due, page.next_cursor.as_deref(), 10)
+        .await
+        .unwrap();
     assert_eq!(next.items.len(), 1);
     assert!(s.tickets(&Actor::user(&agent), &TicketFilter::default(), TicketSort::Newest, None, 10).await.unwrap().items.is_empty());
     // Calendar and KPIs.
@@ -405,13 +425,21 @@ T7,K2,complaint,store,x,,,,2026-06-01 09:00,2026-05-30 09:00,,\n";
     assert!(!r.committed);
     let mut rows: Vec<(u64, String)> = r.rejections.iter().map(|x| (x.row, x.column.clone())).collect();
     rows.sort();
-    assert_eq!(rows, [(5, "客户编号".to_owned()), (6, "类型".into()), (7, "解决时间".into()), (8, "首次响应时间".into())], "{:#?}", r.rejections);
+    assert_eq!(
+        rows,
+        [(5, "客户编号".to_owned()), (6, "类型".into()), (7, "解决时间".into()), (8, "首次响应时间".into())],
+        "{:#?}",
+        r.rejections
+    );
     let r = load(s, ImportKind::Tickets, tickets, true).await;
     assert_eq!((r.committed, r.created), (true, 3), "{:?}", r.rejections);
     let all = s.tickets(&a, &TicketFilter::default(), TicketSort::Newest, None, 10).await.unwrap().items;
     let by_subject = |subj: &str| all.iter().find(|t| t.subject == subj).unwrap().clone();
     let t1 = by_subject("上菜慢");
-    assert_eq!((t1.status.as_str(), t1.confirmed_by.as_deref(), t1.sla.first_response, t1.sla.resolution), ("confirmed", Some("import"), SlaState::Met, SlaState::Met));
+    assert_eq!(
+        (t1.status.as_str(), t1.confirmed_by.as_deref(), t1.sla.first_response, t1.sla.resolution),
+        ("confirmed", Some("import"), SlaState::Met, SlaState::Met)
+    );
     assert_eq!(t1.resolution_due_at, sh(6, 3, 18, 0));
     let t2 = by_subject("菜凉了");
     assert_eq!((t2.sla.first_response, t2.sla.resolution), (SlaState::Breached, SlaState::Breached));
@@ -423,7 +451,14 @@ T7,K2,complaint,store,x,,,,2026-06-01 09:00,2026-05-30 09:00,,\n";
     let changed = "ticket_id,customer_id,kind,subject,status,opened_at,resolved_at\nT3,K1,inquiry,营业时间,resolved,2026-06-01 09:00,2026-06-01 11:00\n";
     let r = load(s, ImportKind::Tickets, changed, false).await;
     assert_eq!((r.created, r.updated), (0, 1));
-    assert_eq!(s.tickets(&a, &TicketFilter { status: Some("resolved".into()), ..Default::default() }, TicketSort::Newest, None, 10).await.unwrap().items.len(), 2);
+    assert_eq!(
+        s.tickets(&a, &TicketFilter { status: Some("resolved".into()), ..Default::default() }, TicketSort::Newest, None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
     // The same id for another customer is refused.
     let moved = "ticket_id,customer_id,kind,subject,opened_at\nT3,K2,inquiry,x,2026-06-01 09:00\n";
     let r = load(s, ImportKind::Tickets, moved, true).await;
@@ -431,7 +466,12 @@ T7,K2,complaint,store,x,,,,2026-06-01 09:00,2026-05-30 09:00,,\n";
     let imported = s.events(&EventFilter { kind: Some("ticket.imported".into()), ..Default::default() }, 100).await.unwrap();
     assert_eq!(imported.len(), 4, "three created, one updated");
     // The Pareto reads the history.
-    let period = Period::days(&Shanghai, chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()).unwrap();
+    let period = Period::days(
+        &Shanghai,
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+    )
+    .unwrap();
     let p = s.pareto("complaint", period).await.unwrap();
     assert_eq!(p.categories.iter().map(|c| (c.category.as_str(), c.count)).collect::<Vec<_>>(), [("上菜慢", 1), ("菜品质量", 1)]);
 });

@@ -79,7 +79,10 @@ test_both!(customer_lifecycle_with_history, |db: TestDb| async move {
     assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
 
     // Duplicate external id is a conflict.
-    let err = s.create_customer(&cli(), NewCustomer { external_id: Some("X1".into()), name: "x".into(), ..Default::default() }).await.unwrap_err();
+    let err = s
+        .create_customer(&cli(), NewCustomer { external_id: Some("X1".into()), name: "x".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     // Soft delete hides the customer but keeps the rows.
@@ -108,7 +111,14 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     // one-page list (no row twice, none left out, the same order), and the orders themselves hold
     // (review item 1: the walk was de-duplicated before it was compared, and 4 orders unchecked).
     let mut walks = std::collections::HashMap::new();
-    for sort in [CustomerSort::Id, CustomerSort::IdDesc, CustomerSort::Name, CustomerSort::NameDesc, CustomerSort::UpdatedAt, CustomerSort::UpdatedAtDesc] {
+    for sort in [
+        CustomerSort::Id,
+        CustomerSort::IdDesc,
+        CustomerSort::Name,
+        CustomerSort::NameDesc,
+        CustomerSort::UpdatedAt,
+        CustomerSort::UpdatedAtDesc,
+    ] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -119,7 +129,8 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
                 None => break,
             }
         }
-        let one_page: Vec<i64> = s.list_customers(&CustomerFilter::default(), sort, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+        let one_page: Vec<i64> =
+            s.list_customers(&CustomerFilter::default(), sort, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
         assert_eq!(seen, one_page, "{sort:?}");
         assert_eq!(seen.len(), 3, "{sort:?}: {seen:?}");
         walks.insert(format!("{sort:?}"), seen);
@@ -131,15 +142,30 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     assert_eq!(walk("Id"), ascending);
     assert_eq!(walk("IdDesc"), reversed("Id"));
     assert_eq!(walk("NameDesc"), reversed("Name"), "names are distinct: descending is the reverse");
-    let names: Vec<String> = s.list_customers(&CustomerFilter::default(), CustomerSort::Name, None, 50).await.unwrap().items.into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = s
+        .list_customers(&CustomerFilter::default(), CustomerSort::Name, None, 50)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_ne!(walk("Name"), walk("Id"), "by name is not by id here: {names:?}");
     // Make the oldest row the most recently changed: it moves to the end of updated_at.
     db.clock.set(test_now() + chrono::Duration::hours(1));
     let first = walk("Id")[0];
     s.update_customer(&cli(), first, serde_json::from_str(r#"{"city":"苏州"}"#).unwrap()).await.unwrap();
-    let by_update: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAt, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    let by_update: Vec<i64> =
+        s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAt, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
     assert_eq!(by_update.last(), Some(&first), "{by_update:?}");
-    let by_update_desc: Vec<i64> = s.list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAtDesc, None, 50).await.unwrap().items.iter().map(|c| c.id).collect();
+    let by_update_desc: Vec<i64> = s
+        .list_customers(&CustomerFilter::default(), CustomerSort::UpdatedAtDesc, None, 50)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(by_update_desc.first(), Some(&first), "{by_update_desc:?}");
     let err = s.list_customers(&CustomerFilter::default(), CustomerSort::Id, Some("nonsense"), 2).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
@@ -160,8 +186,20 @@ test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
         discount_cents: Some(500),
         status: None,
         lines: vec![
-            NewOrderLine { product: Some("麻辣锅底".into()), category: Some("火锅".into()), quantity: Some(2), unit_price_cents: cents, promo: false },
-            NewOrderLine { product: Some("奶茶".into()), category: Some("茶饮".into()), quantity: None, unit_price_cents: 1800, promo: true },
+            NewOrderLine {
+                product: Some("麻辣锅底".into()),
+                category: Some("火锅".into()),
+                quantity: Some(2),
+                unit_price_cents: cents,
+                promo: false,
+            },
+            NewOrderLine {
+                product: Some("奶茶".into()),
+                category: Some("茶饮".into()),
+                quantity: None,
+                unit_price_cents: 1800,
+                promo: true,
+            },
         ],
     };
     let r = s.create_orders(&cli(), vec![order("O1", "C1", 6800)]).await.unwrap();
@@ -183,7 +221,9 @@ test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
     let err = s.create_orders(&cli(), vec![order("O1", "C2", 100)]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
-    let c1 = s.list_customers(&CustomerFilter { q: Some("C1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].clone();
+    let c1 =
+        s.list_customers(&CustomerFilter { q: Some("C1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0]
+            .clone();
     assert_eq!(c1.order_count, 1);
     let stats = s.order_stats(c1.id).await.unwrap();
     assert_eq!(stats.spend_cents, 2 * 7000 + 1800 - 500);
@@ -218,7 +258,9 @@ test_both!(import_reads_encodings_quotes_and_chinese_headers, |db: TestDb| async
     })
     .await;
     assert_eq!(r.created, 1, "{:?}", r.rejections);
-    let id = s.list_customers(&CustomerFilter { q: Some("M1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id;
+    let id =
+        s.list_customers(&CustomerFilter { q: Some("M1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0]
+            .id;
     assert_eq!(s.customer(id).await.unwrap().attributes["vip_level"], "gold");
     // JSON lines.
     let jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"tags\":[\"a\",\"b\"],\"consent_sms\":true}\n\n{\"customer_id\":\"J2\",\"name\":\"杨过\"}\n";
@@ -247,7 +289,8 @@ O7,C3,2026-03-06,10,,,\n";
         v
     };
     assert_eq!(rows, vec![3, 4, 5, 6, 7, 9], "{:#?}", r.rejections);
-    let reason = |row: u64, col: &str| r.rejections.iter().find(|x| x.row == row && x.column == col).map(|x| x.reason.clone()).unwrap_or_default();
+    let reason =
+        |row: u64, col: &str| r.rejections.iter().find(|x| x.row == row && x.column == col).map(|x| x.reason.clone()).unwrap_or_default();
     assert!(reason(3, "ordered_at").contains("not a time"));
     assert!(reason(4, "amount").contains("2 decimals"));
     assert!(reason(5, "customer_id").contains("unknown customer"));
@@ -270,16 +313,18 @@ O7,C3,2026-03-06,10,,,\n";
     assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 2), "the same rows are unchanged, not updated");
     assert_eq!(count(s, "orders").await, 2);
     // Money and time were read right.
-    let (cents, at): (i64, chrono::DateTime<chrono::Utc>) = s
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query("SELECT total_cents, ordered_at FROM orders WHERE external_id = 'O1'"))
-        .await
-        .unwrap();
+    let (cents, at): (i64, chrono::DateTime<chrono::Utc>) =
+        s.db.reader()
+            .fetch_one(patron_store::db::query("SELECT total_cents, ordered_at FROM orders WHERE external_id = 'O1'"))
+            .await
+            .unwrap();
     assert_eq!(cents, 12850);
     assert_eq!(at.to_rfc3339(), "2026-03-04T10:23:00+00:00");
     // A dry run writes nothing.
-    let r = import(s, ImportKind::Orders, "o2.csv", "order_id,customer_id,ordered_at,amount\nO9,C1,2026-01-01,1\n".into(), |o| o.dry_run = true).await;
+    let r = import(s, ImportKind::Orders, "o2.csv", "order_id,customer_id,ordered_at,amount\nO9,C1,2026-01-01,1\n".into(), |o| {
+        o.dry_run = true
+    })
+    .await;
     assert_eq!((r.created, r.committed), (1, false));
     assert_eq!(count(s, "orders").await, 2);
 });
@@ -343,14 +388,28 @@ test_both!(customer_reimport_records_only_real_changes, |db: TestDb| async move 
     assert_eq!(referrer[0].new_value, a.referrer.as_ref().map(|r| r.id.to_string()));
     assert_eq!(count(s, "customer_changes WHERE field = 'referrer_id'").await, 1, "B's first referrer is no change of a stored one");
     // Unknown owner and referrer are rejected.
-    let r = import(s, ImportKind::Customers, "v3.csv", "customer_id,name,owner,referrer_id\nZ,丙,nobody@example.com,\nY,丁,,NOPE\n".into(), |_| {}).await;
+    let r = import(
+        s,
+        ImportKind::Customers,
+        "v3.csv",
+        "customer_id,name,owner,referrer_id\nZ,丙,nobody@example.com,\nY,丁,,NOPE\n".into(),
+        |_| {},
+    )
+    .await;
     assert_eq!(r.rejected, 2, "{:?}", r.rejections);
     assert!(!r.committed);
 });
 
 test_both!(contacts_and_interactions_import, |db: TestDb| async move {
     let s = &db.store;
-    import(s, ImportKind::Customers, "c.csv", "customer_id,name,kind\nORG1,上海某某科技有限公司,organisation\nP1,个人,person\n".into(), |_| {}).await;
+    import(
+        s,
+        ImportKind::Customers,
+        "c.csv",
+        "customer_id,name,kind\nORG1,上海某某科技有限公司,organisation\nP1,个人,person\n".into(),
+        |_| {},
+    )
+    .await;
     let contacts = "contact_id,customer_id,name,role,mobile,interests\nK1,ORG1,陈经理,采购,13912345678,高尔夫\nK2,NOPE,x,,,\n";
     let r = import(s, ImportKind::Contacts, "k.csv", contacts.into(), |o| o.skip_invalid = true).await;
     assert_eq!((r.created, r.rejected), (1, 1), "{:?}", r.rejections);
@@ -461,13 +520,21 @@ fn many_orders(prefix: &str, n: usize, customer_of: impl Fn(usize) -> &'static s
     let mut s = String::from("order_id,customer_id,ordered_at,amount,category,product,quantity\n");
     for i in 0..n {
         let day = 1 + i % 28;
-        s.push_str(&format!("{prefix}{i:06},{},2026-02-{day:02} 12:00:00,{}.50,火锅,锅底{},{}\n", customer_of(i), 10 + i % 90, i % 7, 1 + i % 3));
+        s.push_str(&format!(
+            "{prefix}{i:06},{},2026-02-{day:02} 12:00:00,{}.50,火锅,锅底{},{}\n",
+            customer_of(i),
+            10 + i % 90,
+            i % 7,
+            1 + i % 3
+        ));
     }
     s
 }
 
 async fn customer_id(s: &Store, external_id: &str) -> i64 {
-    s.list_customers(&CustomerFilter { q: Some(external_id.into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0].id
+    s.list_customers(&CustomerFilter { q: Some(external_id.into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items
+        [0]
+    .id
 }
 
 test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
@@ -485,24 +552,22 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!(count(s, "products").await, 7);
     // File order is id order; every line points at its own order and customer (joined on both,
     // as Citus joins tables distributed by customer).
-    let (bad,): (i64,) = s
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query(
-            "SELECT COUNT(*) FROM order_lines l LEFT JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
+    let (bad,): (i64,) =
+        s.db.reader()
+            .fetch_one(patron_store::db::query(
+                "SELECT COUNT(*) FROM order_lines l LEFT JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
              WHERE o.id IS NULL OR l.line_no <> 1",
-        ))
-        .await
-        .unwrap();
+            ))
+            .await
+            .unwrap();
     assert_eq!(bad, 0);
-    let (first, last): (String, String) = s
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query(
-            "SELECT (SELECT external_id FROM orders ORDER BY id LIMIT 1), (SELECT external_id FROM orders ORDER BY id DESC LIMIT 1)",
-        ))
-        .await
-        .unwrap();
+    let (first, last): (String, String) =
+        s.db.reader()
+            .fetch_one(patron_store::db::query(
+                "SELECT (SELECT external_id FROM orders ORDER BY id LIMIT 1), (SELECT external_id FROM orders ORDER BY id DESC LIMIT 1)",
+            ))
+            .await
+            .unwrap();
     assert_eq!((first.as_str(), last.as_str()), ("M000000", "M020010"));
     // The summaries of every touched customer are current.
     let c1 = customer_id(s, "C1").await;
@@ -532,16 +597,15 @@ test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     assert_eq!((r.created, r.updated, r.unchanged, r.rejected), (30, 1, 19, 0), "{:?}", r.rejections);
     assert_eq!(count(s, "orders").await, n as i64 + 30);
     assert_eq!(count(s, "order_lines").await, n as i64 + 30);
-    let (total, quantity): (i64, i64) = s
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query(format!(
-            "SELECT o.total_cents, l.quantity FROM orders o JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \
+    let (total, quantity): (i64, i64) =
+        s.db.reader()
+            .fetch_one(patron_store::db::query(format!(
+                "SELECT o.total_cents, l.quantity FROM orders o JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \
              WHERE o.external_id = 'M{:06}'",
-            n - 20
-        )))
-        .await
-        .unwrap();
+                n - 20
+            )))
+            .await
+            .unwrap();
     assert_eq!((total, quantity), (99_900, 5), "a changed order is updated, with its line");
 });
 
@@ -576,12 +640,13 @@ test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
     assert!(r.committed);
     assert_eq!((r.created, r.updated, r.rejected), (18_000, 0, 2));
     assert_eq!(count(s, "orders").await, 18_001);
-    let (owner,): (String,) = s
-        .db
-        .reader()
-        .fetch_one(patron_store::db::query("SELECT c.external_id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.external_id = 'X1'"))
-        .await
-        .unwrap();
+    let (owner,): (String,) =
+        s.db.reader()
+            .fetch_one(patron_store::db::query(
+                "SELECT c.external_id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.external_id = 'X1'",
+            ))
+            .await
+            .unwrap();
     assert_eq!(owner, "C1");
     let c2 = customer_id(s, "C2").await;
     assert_eq!(s.customer_summary(c2).await.unwrap().expect("summary").order_count, 18_000);
@@ -624,7 +689,8 @@ async fn postgres_orders_import_without_the_trigger_privilege() {
     assert_eq!(count(&plain, "order_lines").await, n as i64 + 10);
     let c1 = customer_id(&plain, "C1").await;
     assert_eq!(plain.customer_summary(c1).await.unwrap().expect("summary").order_count, (n as i64 + 10 + 2) / 3);
-    let interactions = "interaction_id,customer_id,kind,occurred_at,channel\nI1,C1,click,2026-03-01 10:00,app\nI2,C2,call,2026-03-02 11:00,phone\n";
+    let interactions =
+        "interaction_id,customer_id,kind,occurred_at,channel\nI1,C1,click,2026-03-01 10:00,app\nI2,C2,call,2026-03-02 11:00,phone\n";
     let r = import(&plain, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
     assert_eq!((r.created, r.rejected, r.committed), (2, 0, true), "{:?}", r.rejections);
     plain.db.close().await;
@@ -654,7 +720,10 @@ test_both!(customers_import_in_bulk_keeps_tags_consents_and_history, |db: TestDb
     // Every customer got its own tags and consent (ids matched by external id).
     let last = s.customer(customer_id(s, "B06099").await).await.unwrap();
     assert_eq!((last.name.as_str(), last.tags.clone()), ("客户6099", vec!["t3".to_owned(), "会员".to_owned()]));
-    assert_eq!(last.consents.iter().map(|c| (c.channel.as_str(), c.granted, c.source.as_str())).collect::<Vec<_>>(), [("sms", false, "import")]);
+    assert_eq!(
+        last.consents.iter().map(|c| (c.channel.as_str(), c.granted, c.source.as_str())).collect::<Vec<_>>(),
+        [("sms", false, "import")]
+    );
     // The same file again changes nothing; a changed one writes history per changed field.
     let r = import(s, ImportKind::Customers, "b.csv", file("上海", "会员").into(), |_| {}).await;
     assert_eq!((r.created, r.updated, r.unchanged), (0, 0, n as u64));
@@ -693,7 +762,8 @@ test_both!(reimports_say_unchanged_and_map_takes_header_aliases, |db: TestDb| as
     let r = import(s, ImportKind::Interactions, "i.csv", interactions.into(), |_| {}).await;
     assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 1));
     // The import log counts every row it loaded, unchanged ones included.
-    let (loaded,): (i64,) = s.db.reader().fetch_one(patron_store::db::query("SELECT rows_loaded FROM imports ORDER BY id DESC LIMIT 1")).await.unwrap();
+    let (loaded,): (i64,) =
+        s.db.reader().fetch_one(patron_store::db::query("SELECT rows_loaded FROM imports ORDER BY id DESC LIMIT 1")).await.unwrap();
     assert_eq!(loaded, 1);
 
     // `--map` targets take the aliases headers take: `external_id` (the API's name), 手机.
@@ -725,7 +795,10 @@ F2,,李四,,,,,,,,,,,,,,\n";
     let c = s.customer(customer_id(s, "F1").await).await.unwrap();
     assert_eq!(c.kind, "organisation");
     assert_eq!(c.name, "A\tB \\ \"C\"\nD");
-    assert_eq!((c.mobile.as_deref(), c.email.as_deref(), c.wechat_id.as_deref()), (Some("13800138000"), Some("f1@example.com"), Some("wx_f1")));
+    assert_eq!(
+        (c.mobile.as_deref(), c.email.as_deref(), c.wechat_id.as_deref()),
+        (Some("13800138000"), Some("f1@example.com"), Some("wx_f1"))
+    );
     assert_eq!((c.gender.as_deref(), c.birthday.map(|d| d.to_string())), (Some("female"), Some("1988-02-29".to_owned())));
     assert_eq!(c.city.as_deref(), Some("上海"));
     assert_eq!(c.tags, vec!["a".to_owned(), "b\\c".to_owned()]);
@@ -735,13 +808,13 @@ F2,,李四,,,,,,,,,,,,,,\n";
     let consents: Vec<(&str, bool, &str)> = c.consents.iter().map(|x| (x.channel.as_str(), x.granted, x.source.as_str())).collect();
     assert_eq!(consents, [("email", false, "import"), ("sms", true, "import"), ("wechat", true, "import")]);
     let bare = s.customer(customer_id(s, "F2").await).await.unwrap();
-    assert_eq!((bare.kind.as_str(), bare.mobile, bare.gender, bare.birthday, bare.tags.len(), bare.consents.len()), ("person", None, None, None, 0, 0));
+    assert_eq!(
+        (bare.kind.as_str(), bare.mobile, bare.gender, bare.birthday, bare.tags.len(), bare.consents.len()),
+        ("person", None, None, None, 0, 0)
+    );
     assert_eq!(bare.attributes, serde_json::json!({}));
     // New customers after these get fresh ids: the reserved ones moved the sequence on.
-    let next = s
-        .create_customer(&cli(), NewCustomer { name: "王五".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let next = s.create_customer(&cli(), NewCustomer { name: "王五".into(), ..Default::default() }).await.unwrap();
     assert!(next.id > c.id.max(bare.id));
 });
 test_both!(duplicates_are_found_and_merged_keeping_every_record, |db: TestDb| async move {
@@ -764,7 +837,8 @@ DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,5
     s.create_note(&cli(), b, patron_store::notes::NewNote { body: "喜欢靠窗".into() }).await.unwrap();
     // A fulfilment event on one of the duplicate's orders (on PostgreSQL it refers to the order
     // by customer and order id, so it has to move with it).
-    let (order_of_b,): (i64,) = s.db.reader().fetch_one(patron_store::db::query("SELECT id FROM orders WHERE external_id = 'DO2'")).await.unwrap();
+    let (order_of_b,): (i64,) =
+        s.db.reader().fetch_one(patron_store::db::query("SELECT id FROM orders WHERE external_id = 'DO2'")).await.unwrap();
     let mut tx = s.db.begin().await.unwrap();
     tx.execute(
         patron_store::db::query("INSERT INTO order_events (customer_id, order_id, status, occurred_at) VALUES ($1, $2, 'shipped', $3)")
@@ -798,12 +872,11 @@ DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,5
     assert_eq!((stats.order_count, stats.spend_cents), (3, 17000));
     assert_eq!(s.customer_summary(a).await.unwrap().map(|x| x.order_count), Some(3));
     for table in ["orders", "order_lines", "order_events", "interactions", "notes", "customer_tags", "customer_consents"] {
-        let (n,): (i64,) = s
-            .db
-            .reader()
-            .fetch_one(patron_store::db::query(format!("SELECT COUNT(*) FROM {table} WHERE customer_id = $1")).bind(b))
-            .await
-            .unwrap();
+        let (n,): (i64,) =
+            s.db.reader()
+                .fetch_one(patron_store::db::query(format!("SELECT COUNT(*) FROM {table} WHERE customer_id = $1")).bind(b))
+                .await
+                .unwrap();
         assert_eq!(n, 0, "{table} left with the duplicate");
     }
     assert!(matches!(s.customer(b).await, Err(StoreError::NotFound(_))));
@@ -828,14 +901,23 @@ DO1,D1,2026-03-01 12:00:00,100.00,火锅,鸳鸯锅\nDO2,D2,2026-04-01 12:00:00,5
     let r = import(s, ImportKind::Orders, "o2.csv", later.into(), |_| {}).await;
     assert!(r.committed, "{:?}", r.rejections);
     assert_eq!(s.order_stats(a).await.unwrap().order_count, 4);
-    let r = import(s, ImportKind::Interactions, "i2.csv", "interaction_id,customer_id,kind,occurred_at\nDI2,D2,call,2026-06-02 10:00:00\n".into(), |_| {}).await;
+    let r = import(
+        s,
+        ImportKind::Interactions,
+        "i2.csv",
+        "interaction_id,customer_id,kind,occurred_at\nDI2,D2,call,2026-06-02 10:00:00\n".into(),
+        |_| {},
+    )
+    .await;
     assert!(r.committed, "{:?}", r.rejections);
     assert_eq!(s.customer_interactions(a, None, 10).await.unwrap().items.len(), 2);
     let r = import(s, ImportKind::Customers, "d2.csv", "customer_id,name\nD2,王伟\n".into(), |_| {}).await;
     assert_eq!(r.rejections[0].reason, format!("this customer was merged into customer #{a}"));
     // Merged again: the first duplicate's id follows to the latest customer kept.
     s.merge_customers(&cli(), c, a).await.unwrap();
-    let r = import(s, ImportKind::Orders, "o3.csv", "order_id,customer_id,ordered_at,amount\nDO5,D2,2026-06-03 12:00:00,1.00\n".into(), |_| {}).await;
+    let r =
+        import(s, ImportKind::Orders, "o3.csv", "order_id,customer_id,ordered_at,amount\nDO5,D2,2026-06-03 12:00:00,1.00\n".into(), |_| {})
+            .await;
     assert!(r.committed, "{:?}", r.rejections);
     assert_eq!(s.order_stats(c).await.unwrap().order_count, 5);
 });
@@ -896,7 +978,10 @@ E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-
     let again = import(s, ImportKind::Customers, "e.csv", file.into(), |_| {}).await;
     assert_eq!((again.created, again.rejected), (0, 1));
     let (audited,): (i64,) = r
-        .fetch_one(patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action IN ('erase', 'export_personal_data') AND entity_id = $1").bind(id.to_string()))
+        .fetch_one(
+            patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE action IN ('erase', 'export_personal_data') AND entity_id = $1")
+                .bind(id.to_string()),
+        )
         .await
         .unwrap();
     assert_eq!(audited, 2);
@@ -934,7 +1019,8 @@ test_both!(external_ids_stay_unique_and_references_are_checked, |db: TestDb| asy
     assert_eq!(s.customer_orders(c.id, None, 10).await.unwrap().items.len(), 1);
 
     // Referrers: unknown ones are refused on create and change; the name comes with the profile.
-    let err = s.create_customer(&cli(), NewCustomer { name: "戊".into(), referrer_id: Some(999_999), ..Default::default() }).await.unwrap_err();
+    let err =
+        s.create_customer(&cli(), NewCustomer { name: "戊".into(), referrer_id: Some(999_999), ..Default::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
     let err = s.update_customer(&cli(), a.id, patch(json!({"referrer_id": 999_999}))).await.unwrap_err();
     assert!(matches!(err, StoreError::Reference(_)), "{err:?}");
@@ -956,7 +1042,12 @@ test_both!(external_ids_stay_unique_and_references_are_checked, |db: TestDb| asy
     s.create_interactions(&cli(), vec![touch("IK1", "K1")]).await.unwrap();
     let err = s.create_interactions(&cli(), vec![touch("IK1", "K2")]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    let org = |ext: &str| NewCustomer { external_id: Some(ext.into()), kind: Some("organisation".into()), name: ext.into(), ..Default::default() };
+    let org = |ext: &str| NewCustomer {
+        external_id: Some(ext.into()),
+        kind: Some("organisation".into()),
+        name: ext.into(),
+        ..Default::default()
+    };
     let o1 = s.create_customer(&cli(), org("ORG1")).await.unwrap();
     let o2 = s.create_customer(&cli(), org("ORG2")).await.unwrap();
     let person = || NewContact { external_id: Some("PK1".into()), name: "采购".into(), ..Default::default() };

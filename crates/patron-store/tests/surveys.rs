@@ -28,7 +28,15 @@ async fn customer(s: &Store, name: &str) -> i64 {
 }
 
 fn survey(kind: &str, trigger: Option<Trigger>) -> NewSurvey {
-    NewSurvey { name: format!("{kind} 调查"), kind: kind.into(), questions: None, ask_switch: false, trigger, recontact_days: None, expires_days: 14 }
+    NewSurvey {
+        name: format!("{kind} 调查"),
+        kind: kind.into(),
+        questions: None,
+        ask_switch: false,
+        trigger,
+        recontact_days: None,
+        expires_days: 14,
+    }
 }
 
 fn answers(pairs: &[(&str, serde_json::Value)]) -> AnswerInput {
@@ -57,7 +65,8 @@ test_both!(an_nps_survey_from_invitation_to_results, |db: TestDb| async move {
     let ids = [customer(s, "王小明").await, customer(s, "李雪梅").await, customer(s, "张伟").await];
 
     // Invitations: one per customer, unknown ids reported, not twice within the re-contact limit.
-    let out = s.invite(&a, sv.id, InvitationRequest { customer_ids: Some(vec![ids[0], ids[1], ids[2], 999_999]), segment: None }).await.unwrap();
+    let out =
+        s.invite(&a, sv.id, InvitationRequest { customer_ids: Some(vec![ids[0], ids[1], ids[2], 999_999]), segment: None }).await.unwrap();
     assert_eq!(out.invited.len(), 3);
     assert_eq!(out.skipped.len(), 1);
     assert_eq!((out.skipped[0].customer_id, out.skipped[0].reason.as_str()), (999_999, "unknown_customer"));
@@ -73,16 +82,25 @@ test_both!(an_nps_survey_from_invitation_to_results, |db: TestDb| async move {
     let bad = |v| answers(&[("nps", v)]);
     assert_eq!(field_of(s.answer_survey(&token(0), bad(json!(11))).await.unwrap_err()).as_deref(), Some("answers[0].value"));
     assert_eq!(field_of(s.answer_survey(&token(0), bad(json!("9"))).await.unwrap_err()).as_deref(), Some("answers[0].value"));
-    assert_eq!(field_of(s.answer_survey(&token(0), answers(&[("colour", json!(1))])).await.unwrap_err()).as_deref(), Some("answers[0].question"));
-    assert_eq!(field_of(s.answer_survey(&token(0), answers(&[("why", json!("好"))])).await.unwrap_err()).as_deref(), Some("answers"), "nps is required");
+    assert_eq!(
+        field_of(s.answer_survey(&token(0), answers(&[("colour", json!(1))])).await.unwrap_err()).as_deref(),
+        Some("answers[0].question")
+    );
+    assert_eq!(
+        field_of(s.answer_survey(&token(0), answers(&[("why", json!("好"))])).await.unwrap_err()).as_deref(),
+        Some("answers"),
+        "nps is required"
+    );
 
     // A promoter, a passive who would switch, a detractor: the detractor opens a complaint.
-    let promoter = s.answer_survey(&token(0), answers(&[("nps", json!(10)), ("why", json!("菜品质量很好，服务员态度热情"))])).await.unwrap();
+    let promoter =
+        s.answer_survey(&token(0), answers(&[("nps", json!(10)), ("why", json!("菜品质量很好，服务员态度热情"))])).await.unwrap();
     assert_eq!((promoter.nps, promoter.ticket_id), (Some(10), None));
     assert!(matches!(s.answer_survey(&token(0), answers(&[("nps", json!(1))])).await, Err(StoreError::State(_))), "once");
     assert!(matches!(s.public_survey(&token(0)).await, Err(StoreError::State(_))));
     s.answer_survey(&token(1), answers(&[("nps", json!(8)), ("switch_2pct", json!(true))])).await.unwrap();
-    let detractor = s.answer_survey(&token(2), answers(&[("nps", json!(3)), ("why", json!("上菜速度太慢，服务员态度冷淡"))])).await.unwrap();
+    let detractor =
+        s.answer_survey(&token(2), answers(&[("nps", json!(3)), ("why", json!("上菜速度太慢，服务员态度冷淡"))])).await.unwrap();
     let ticket_id = detractor.ticket_id.expect("a complaint for the detractor");
     let t = s.ticket(ticket_id).await.unwrap().ticket;
     assert_eq!((t.kind.as_str(), t.channel.as_str(), t.customer_id), ("complaint", "survey", ids[2]));
@@ -117,7 +135,8 @@ test_both!(an_nps_survey_from_invitation_to_results, |db: TestDb| async move {
     assert_eq!(input.extras.would_switch_for_2pct.as_ref().unwrap()[at(ids[1])], Some(true));
 
     // An expired link: 410.
-    let later = s.invite(&a, sv.id, InvitationRequest { customer_ids: Some(vec![customer(s, "赵六").await]), segment: None }).await.unwrap();
+    let later =
+        s.invite(&a, sv.id, InvitationRequest { customer_ids: Some(vec![customer(s, "赵六").await]), segment: None }).await.unwrap();
     db.clock.set(db.clock.now() + Duration::days(15));
     assert!(matches!(s.public_survey(&later.invited[0].token).await, Err(StoreError::Gone(_))));
     assert!(matches!(s.answer_survey(&later.invited[0].token, answers(&[("nps", json!(9))])).await, Err(StoreError::Gone(_))));
@@ -138,7 +157,8 @@ test_both!(custom_surveys_check_their_questions, |db: TestDb| async move {
     assert_eq!(field_of(s.create_survey(&a, new.clone()).await.unwrap_err()).as_deref(), Some("questions[1].key"));
     new.questions = Some(vec![q("dish", "single", &["鱼"])]);
     assert_eq!(field_of(s.create_survey(&a, new.clone()).await.unwrap_err()).as_deref(), Some("questions[0].options"));
-    new.questions = Some(vec![q("dish", "single", &["鱼", "鸡"]), q("extras", "multiple", &["饮料", "甜点", "汤"]), q("stars", "scale", &[])]);
+    new.questions =
+        Some(vec![q("dish", "single", &["鱼", "鸡"]), q("extras", "multiple", &["饮料", "甜点", "汤"]), q("stars", "scale", &[])]);
     let sv = s.create_survey(&a, new).await.unwrap();
     let mut nps = survey("nps", None);
     nps.questions = Some(vec![q("x", "text", &[])]);
@@ -153,7 +173,8 @@ test_both!(custom_surveys_check_their_questions, |db: TestDb| async move {
     assert_eq!(field_of(e).as_deref(), Some("answers[0].value"));
     let e = s.answer_survey(token, answers(&[("extras", json!(["饮料", "酒"]))])).await.unwrap_err();
     assert_eq!(field_of(e).as_deref(), Some("answers[0].value"));
-    let ok = s.answer_survey(token, answers(&[("dish", json!("鱼")), ("extras", json!(["汤", "甜点"])), ("stars", json!(2))])).await.unwrap();
+    let ok =
+        s.answer_survey(token, answers(&[("dish", json!("鱼")), ("extras", json!(["汤", "甜点"])), ("stars", json!(2))])).await.unwrap();
     assert_eq!(ok.score, Some(2));
     assert!(ok.ticket_id.is_some(), "2 of 5 is unhappy");
 });
@@ -251,23 +272,28 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
     let a = admin();
     db.clock.set(Utc.with_ymd_and_hms(2026, 5, 12, 3, 0, 0).unwrap());
     let agent = s.create_user("a2@example.com", "客服小林", Role::Agent, None).await.unwrap();
-    s.create_survey(&a, survey("csat", Some(Trigger { on: "ticket_resolved".into(), days: None, segment: None, every_days: None }))).await.unwrap();
+    s.create_survey(&a, survey("csat", Some(Trigger { on: "ticket_resolved".into(), days: None, segment: None, every_days: None })))
+        .await
+        .unwrap();
     let mut scores = Vec::new();
     for (i, score) in [5, 4, 1].into_iter().enumerate() {
         let cid = customer(s, &format!("客户{i}")).await;
         let t = s
-            .create_ticket(&a, NewTicket {
-                customer_id: cid,
-                kind: "inquiry".into(),
-                channel: "web".into(),
-                subject: "问询".into(),
-                body: String::new(),
-                category: None,
-                assignee_id: Some(agent.id),
-                department: None,
-                store: None,
-                opened_at: None,
-            })
+            .create_ticket(
+                &a,
+                NewTicket {
+                    customer_id: cid,
+                    kind: "inquiry".into(),
+                    channel: "web".into(),
+                    subject: "问询".into(),
+                    body: String::new(),
+                    category: None,
+                    assignee_id: Some(agent.id),
+                    department: None,
+                    store: None,
+                    opened_at: None,
+                },
+            )
             .await
             .unwrap();
         for st in ["acknowledged", "in_progress", "resolved"] {
@@ -292,10 +318,8 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
     let csat = mine.csat.unwrap();
     assert!((csat - 10.0 / 3.0).abs() < 1e-9, "{csat}");
     // The 1 of 5 opened a complaint, assigned to the agent whose ticket it was about.
-    let complaints = s
-        .tickets(&a, &TicketFilter { kind: Some("complaint".into()), ..Default::default() }, TicketSort::Newest, None, 10)
-        .await
-        .unwrap();
+    let complaints =
+        s.tickets(&a, &TicketFilter { kind: Some("complaint".into()), ..Default::default() }, TicketSort::Newest, None, 10).await.unwrap();
     assert_eq!(complaints.items.len(), 1);
     assert_eq!((complaints.items[0].channel.as_str(), complaints.items[0].assignee_id), ("survey", Some(agent.id)));
     // The manager's team view: the tickets of the users who report to them.
@@ -303,7 +327,11 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
     let team = |m: i64| TicketFilter { team_of: Some(m), ..Default::default() };
     assert_eq!(s.tickets(&a, &team(boss.id), TicketSort::Newest, None, 10).await.unwrap().items.len(), 0);
     s.set_user_manager(&a, agent.id, Some(boss.id)).await.unwrap();
-    assert_eq!(s.tickets(&a, &team(boss.id), TicketSort::Newest, None, 10).await.unwrap().items.len(), 4, "three inquiries and the complaint");
+    assert_eq!(
+        s.tickets(&a, &team(boss.id), TicketSort::Newest, None, 10).await.unwrap().items.len(),
+        4,
+        "three inquiries and the complaint"
+    );
 });
 
 test_both!(churn_reasons_by_segment, |db: TestDb| async move {

@@ -69,11 +69,7 @@ pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, 
     }
     let (run_id, out) = store.run_analysis(&Actor::cli(), as_of, config).await?;
     print_fit(&out);
-    println!(
-        "run {run_id}: {} customers scored as of {as_of} in {:.1} s",
-        out.summaries.len(),
-        started.elapsed().as_secs_f64()
-    );
+    println!("run {run_id}: {} customers scored as of {as_of} in {:.1} s", out.summaries.len(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -227,8 +223,27 @@ fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
 /// Columns of scores.csv. Money is in the file's major units (as amounts were given); t_x and T
 /// are in the model's time unit.
 const SCORES_HEADER: [&str; 21] = [
-    "customer_id", "x", "t_x", "T", "m", "p_alive", "expected_purchases", "expected_order_value", "clv", "rfm_r", "rfm_f", "rfm_m",
-    "rfm_class", "abcd_tier", "lifecycle", "churn", "recency_days", "frequency", "monetary", "trailing_spend", "loyalty_index",
+    "customer_id",
+    "x",
+    "t_x",
+    "T",
+    "m",
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_class",
+    "abcd_tier",
+    "lifecycle",
+    "churn",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "trailing_spend",
+    "loyalty_index",
 ];
 
 fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: TimeUnit) -> Result<()> {
@@ -290,17 +305,12 @@ fn write_scores(path: &Path, read: &OrderFile, out: &AnalyticsOutput, unit: Time
 /// pages in line (30–50 ms), and ext4 flushes a file that was truncated and rewritten when it
 /// is closed (60 ms) — together a third of the writing stage. The returned thread is the
 /// deletion. Anything else (a pipe, a device, a symlink) is opened as usual.
-fn create_replacing(
-    path: &Path,
-) -> std::io::Result<(std::fs::File, Option<std::thread::JoinHandle<()>>)> {
+fn create_replacing(path: &Path) -> std::io::Result<(std::fs::File, Option<std::thread::JoinHandle<()>>)> {
     let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    let aside = path.file_name().filter(|_| regular).map(|name| {
-        path.with_file_name(format!(
-            ".{}.old-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ))
-    });
+    let aside = path
+        .file_name()
+        .filter(|_| regular)
+        .map(|name| path.with_file_name(format!(".{}.old-{}", name.to_string_lossy(), std::process::id())));
     let Some(aside) = aside.filter(|aside| std::fs::rename(path, aside).is_ok()) else {
         return Ok((std::fs::File::create(path)?, None));
     };

@@ -16,7 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Complaint causes and their weights: 上菜慢 and 菜品质量 make most of them.
-const CAUSES: [(&str, u32); 7] = [("上菜慢", 34), ("菜品质量", 24), ("外卖延迟", 15), ("服务态度", 10), ("收费错误", 7), ("环境卫生", 6), ("预订问题", 4)];
+const CAUSES: [(&str, u32); 7] =
+    [("上菜慢", 34), ("菜品质量", 24), ("外卖延迟", 15), ("服务态度", 10), ("收费错误", 7), ("环境卫生", 6), ("预订问题", 4)];
 
 const SUBJECTS: [(&str, &str); 7] = [
     ("上菜慢", "等了四十分钟还没上菜"),
@@ -57,19 +58,13 @@ pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Res
         Some(u) => u,
         None => store.create_user("service@demo.patron.local", "服务经理 刘敏", Role::Manager, None).await?,
     };
-    let agents: Vec<(i64, String)> = store
-        .db
-        .reader()
-        .fetch_all(query("SELECT id, name FROM users WHERE role = 'agent' AND disabled_at IS NULL ORDER BY id"))
-        .await?;
+    let agents: Vec<(i64, String)> =
+        store.db.reader().fetch_all(query("SELECT id, name FROM users WHERE role = 'agent' AND disabled_at IS NULL ORDER BY id")).await?;
     for (id, _) in &agents {
         store.set_user_manager(&cli, *id, Some(boss.id)).await?;
     }
-    let customers: Vec<(i64, Option<i64>)> = store
-        .db
-        .reader()
-        .fetch_all(query("SELECT id, owner_id FROM customers WHERE deleted_at IS NULL ORDER BY id"))
-        .await?;
+    let customers: Vec<(i64, Option<i64>)> =
+        store.db.reader().fetch_all(query("SELECT id, owner_id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
     if customers.is_empty() || agents.is_empty() {
         return Ok(DemoService { tickets: 0, breaches: 0 });
     }
@@ -98,18 +93,21 @@ pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Res
         };
         clock.set(at);
         let t = s
-            .create_ticket(&cli, NewTicket {
-                customer_id,
-                kind: kind.into(),
-                channel: channel.into(),
-                subject,
-                body,
-                category: (kind == "complaint").then(|| cause.to_owned()),
-                assignee_id: Some(assignee),
-                department: Some(if cause == "外卖延迟" { "外卖部" } else { "门店" }.into()),
-                store: None,
-                opened_at: None,
-            })
+            .create_ticket(
+                &cli,
+                NewTicket {
+                    customer_id,
+                    kind: kind.into(),
+                    channel: channel.into(),
+                    subject,
+                    body,
+                    category: (kind == "complaint").then(|| cause.to_owned()),
+                    assignee_id: Some(assignee),
+                    department: Some(if cause == "外卖延迟" { "外卖部" } else { "门店" }.into()),
+                    store: None,
+                    opened_at: None,
+                },
+            )
             .await?;
         // Most tickets are answered in time; some are late, and the scheduler records the breach.
         let late = rng.gen_bool(0.15);
@@ -128,7 +126,9 @@ pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Res
             continue;
         }
         clock.set(answer_at);
-        let reply = NewComment { body: "您好，非常抱歉给您带来不便，我们正在处理。".into(), public: true, attachments: vec![] };
+        let reply = NewComment {
+            body: "您好，非常抱歉给您带来不便，我们正在处理。".into(), public: true, attachments: vec![]
+        };
         s.comment_ticket(&agent, t.id, reply).await?;
         let work_at = answer_at + Duration::minutes(rng.gen_range(10..600));
         if work_at >= now {

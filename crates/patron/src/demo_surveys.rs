@@ -16,9 +16,23 @@ use patron_store::{FixedClock, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const PROMOTER: [&str; 6] = ["菜品质量很好，服务员态度热情", "环境干净，上菜速度快", "锅底味道正宗，每周都来", "服务周到，孩子也很喜欢", "性价比高，朋友聚餐首选", "会员活动很实惠"];
+const PROMOTER: [&str; 6] = [
+    "菜品质量很好，服务员态度热情",
+    "环境干净，上菜速度快",
+    "锅底味道正宗，每周都来",
+    "服务周到，孩子也很喜欢",
+    "性价比高，朋友聚餐首选",
+    "会员活动很实惠",
+];
 const PASSIVE: [&str; 5] = ["味道还行，就是排队太久", "菜品不错，价格有点贵", "环境一般，服务还可以", "上菜速度有时候慢", "停车不太方便"];
-const DETRACTOR: [&str; 6] = ["上菜速度太慢，等了四十分钟", "服务员态度冷淡", "菜品质量下降，肉不新鲜", "外卖送得太慢，汤都凉了", "账单算错了还不承认", "价格涨了太多"];
+const DETRACTOR: [&str; 6] = [
+    "上菜速度太慢，等了四十分钟",
+    "服务员态度冷淡",
+    "菜品质量下降，肉不新鲜",
+    "外卖送得太慢，汤都凉了",
+    "账单算错了还不承认",
+    "价格涨了太多",
+];
 
 /// What the demo made.
 pub struct DemoSurveys {
@@ -66,17 +80,21 @@ pub async fn seed(store: &Store, seed: u64, now: DateTime<Utc>) -> Result<DemoSu
     let cli = Actor::cli();
     let clock = Arc::new(FixedClock::new(now - Duration::days(365)));
     let s = store.clone().with_clock(clock.clone());
-    let customers: Vec<(i64,)> = store.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
+    let customers: Vec<(i64,)> =
+        store.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
     let nps = s
-        .create_survey(&cli, NewSurvey {
-            name: "用餐体验 NPS".into(),
-            kind: "nps".into(),
-            questions: None,
-            ask_switch: true,
-            trigger: None,
-            recontact_days: Some(90),
-            expires_days: 14,
-        })
+        .create_survey(
+            &cli,
+            NewSurvey {
+                name: "用餐体验 NPS".into(),
+                kind: "nps".into(),
+                questions: None,
+                ask_switch: true,
+                trigger: None,
+                recontact_days: Some(90),
+                expires_days: 14,
+            },
+        )
         .await?;
     let mut out = DemoSurveys { nps_answers: 0, csat_answers: 0, complaints: 0, churn_reasons: 0 };
     let wave = (customers.len() / 25).clamp(10, 400);
@@ -151,8 +169,11 @@ pub async fn seed(store: &Store, seed: u64, now: DateTime<Utc>) -> Result<DemoSu
     // Churn reasons for about a third of the churned customers.
     clock.set(now);
     let reasons = store.service_settings().await?.churn_reasons;
-    let churned: Vec<(i64,)> =
-        store.db.reader().fetch_all(query("SELECT customer_id FROM customer_scores WHERE churn IN ('absolute', 'relative') ORDER BY customer_id")).await?;
+    let churned: Vec<(i64,)> = store
+        .db
+        .reader()
+        .fetch_all(query("SELECT customer_id FROM customer_scores WHERE churn IN ('absolute', 'relative') ORDER BY customer_id"))
+        .await?;
     for (customer_id,) in churned {
         if !rng.gen_bool(0.35) {
             continue;

@@ -390,7 +390,12 @@ async fn backup(db: &DbArgs, out: &Path) -> Result<()> {
         let started = std::time::Instant::now();
         let bytes = store.backup_sqlite(out).await.map_err(|e| anyhow!("{}: {e}", out.display()))?;
         store.db.close().await;
-        println!("backed up {} to {} ({bytes} bytes, {:.1} s)", patron_store::db::redact_url(&db.url), out.display(), started.elapsed().as_secs_f64());
+        println!(
+            "backed up {} to {} ({bytes} bytes, {:.1} s)",
+            patron_store::db::redact_url(&db.url),
+            out.display(),
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
     let command = format!("pg_dump --format=custom --no-owner --file {} --dbname {}", out.display(), patron_store::db::redact_url(&db.url));
@@ -413,7 +418,12 @@ async fn backup(db: &DbArgs, out: &Path) -> Result<()> {
         bail!("pg_dump failed ({status}); the command was: {command}");
     }
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("backed up {} to {} with pg_dump ({bytes} bytes; restore: pg_restore --no-owner --dbname URL {})", patron_store::db::redact_url(&db.url), out.display(), out.display());
+    println!(
+        "backed up {} to {} with pg_dump ({bytes} bytes; restore: pg_restore --no-owner --dbname URL {})",
+        patron_store::db::redact_url(&db.url),
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -437,7 +447,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     from.display()
                 );
             }
-            let store = patron_store::backup::restore_sqlite(&from, &db.url, force).await.map_err(|e| anyhow!("{}: {e}", from.display()))?;
+            let store =
+                patron_store::backup::restore_sqlite(&from, &db.url, force).await.map_err(|e| anyhow!("{}: {e}", from.display()))?;
             let (customers,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM customers")).await?;
             let (orders,): (i64,) = store.db.reader().fetch_one(patron_store::db::query("SELECT COUNT(*) FROM orders")).await?;
             store.db.close().await;
@@ -452,8 +463,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
             let base_url = public_url.clone().unwrap_or_else(|| format!("{}://{listen}", if secure_cookies { "https" } else { "http" }));
             let outbox = patron_server::outbox::Outbox { dir: outbox, base_url };
-            let scheduler =
-                (jobs_every > 0).then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every), outbox));
+            let scheduler = (jobs_every > 0)
+                .then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every), outbox));
             serve(store, listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
             if let Some(s) = scheduler {
                 s.abort();
@@ -465,7 +476,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
             let store = open(&db).await?;
             let outbox = patron_server::outbox::Outbox { dir: outbox, base_url: public_url };
-            let r = patron_server::jobs::run_round(&store, &outbox).await.with_context(|| format!("writing to the outbox {}", outbox.dir.display()))?;
+            let r = patron_server::jobs::run_round(&store, &outbox)
+                .await
+                .with_context(|| format!("writing to the outbox {}", outbox.dir.display()))?;
             println!(
                 "sla: {} warnings, {} breaches escalated, {} resolutions confirmed by timeout",
                 r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
@@ -639,7 +652,15 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 let store = open(&db).await?;
                 for t in store.tokens().await? {
                     let expires = t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into());
-                    println!("{}\t{}\t{}\t{}\t{}…\t{}\texpires {expires}", t.id, t.name, t.role, t.scope, t.prefix, t.created_at.to_rfc3339());
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}…\t{}\texpires {expires}",
+                        t.id,
+                        t.name,
+                        t.role,
+                        t.scope,
+                        t.prefix,
+                        t.created_at.to_rfc3339()
+                    );
                 }
             }
             TokenCommand::Revoke { db, id } => {
@@ -741,10 +762,8 @@ async fn import_file(store: &Store, file: &Path, opts: &ImportOptions) -> Result
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let progress = Progress::new(opts.kind.as_str(), None, "rows");
     let p = &progress;
-    let report = store
-        .import(&Actor::cli(), Box::new(f), opts, &move |n| p.set(n))
-        .await
-        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let report =
+        store.import(&Actor::cli(), Box::new(f), opts, &move |n| p.set(n)).await.map_err(|e| anyhow!("{}: {e}", file.display()))?;
     progress.finish();
     Ok(report)
 }
@@ -780,7 +799,14 @@ fn parse_day(s: Option<String>, flag: &str) -> Result<Option<chrono::NaiveDate>>
     s.map(|v| patron_store::values::parse_date(&v).map_err(|m| anyhow!("{flag}: {m}"))).transpose()
 }
 
-fn generate(customers: u64, seed: u64, out: &Path, start: Option<String>, end: Option<String>, with_owners: bool) -> Result<patron_datagen::GenerateReport> {
+fn generate(
+    customers: u64,
+    seed: u64,
+    out: &Path,
+    start: Option<String>,
+    end: Option<String>,
+    with_owners: bool,
+) -> Result<patron_datagen::GenerateReport> {
     let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
     if let Some(s) = parse_day(start, "--start")? {
         cfg.start = s;

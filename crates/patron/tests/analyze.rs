@@ -73,8 +73,22 @@ fn file_mode_reproduces_the_published_cdnow_fits() {
     let mut rdr = csv::Reader::from_path(&scores).unwrap();
     let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_owned).collect();
     for col in [
-        "customer_id", "x", "t_x", "T", "m", "p_alive", "expected_purchases", "expected_order_value", "clv", "rfm_r", "rfm_f", "rfm_m",
-        "rfm_class", "abcd_tier", "lifecycle", "churn",
+        "customer_id",
+        "x",
+        "t_x",
+        "T",
+        "m",
+        "p_alive",
+        "expected_purchases",
+        "expected_order_value",
+        "clv",
+        "rfm_r",
+        "rfm_f",
+        "rfm_m",
+        "rfm_class",
+        "abcd_tier",
+        "lifecycle",
+        "churn",
     ] {
         assert!(header.iter().any(|h| h == col), "scores.csv lacks {col}: {header:?}");
     }
@@ -109,11 +123,7 @@ fn file_mode_replaces_an_existing_scores_file() {
             .arg(dir.path().join("params.json"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read_to_string(scores).unwrap()
     };
     let scores = dir.path().join("scores.csv");
@@ -122,34 +132,18 @@ fn file_mode_replaces_an_existing_scores_file() {
     let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let before = inode(&scores);
     assert_eq!(run(&scores), fresh, "replaced in full");
-    assert_ne!(
-        inode(&scores),
-        before,
-        "a new file, not the old one truncated"
-    );
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    assert_ne!(inode(&scores), before, "a new file, not the old one truncated");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["cdnow.csv", "params.json", "scores.csv"],
-        "nothing left aside"
-    );
+    assert_eq!(names, ["cdnow.csv", "params.json", "scores.csv"], "nothing left aside");
 
     let target = dir.path().join("target.csv");
     std::fs::write(&target, "stale\n").unwrap();
     let link = dir.path().join("link.csv");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     assert_eq!(run(&link), fresh);
-    assert!(
-        std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink(),
-        "the link stays"
-    );
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), fresh);
 }
 

@@ -27,11 +27,8 @@ async fn count(store: &Store, table: &str) -> i64 {
 }
 
 fn generate(dir: &Path, customers: u64) {
-    let out = patron()
-        .args(["generate", "--customers", &customers.to_string(), "--seed", "7", "--out"])
-        .arg(dir)
-        .output()
-        .expect("generate");
+    let out =
+        patron().args(["generate", "--customers", &customers.to_string(), "--seed", "7", "--out"]).arg(dir).output().expect("generate");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -141,13 +138,8 @@ test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| asy
     std::fs::copy(&fixture, &copy).unwrap();
     let out = patron().args(["import", "customers"]).arg(&copy).args(["--db", &db.url, "--skip-invalid"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<(String, String, String)> = db
-        .store
-        .db
-        .reader()
-        .fetch_all(query("SELECT external_id, name, city FROM customers ORDER BY external_id"))
-        .await
-        .unwrap();
+    let rows: Vec<(String, String, String)> =
+        db.store.db.reader().fetch_all(query("SELECT external_id, name, city FROM customers ORDER BY external_id")).await.unwrap();
     let want = |e: &str, n: &str, c: &str| (e.to_owned(), n.to_owned(), c.to_owned());
     assert_eq!(rows, vec![want("GB1", "王小明", "上海"), want("GB4", "李四", "北京")], "the other rows load as written");
     // Where the encoding cannot be told, the import stops and asks for --encoding.
@@ -160,7 +152,12 @@ test_both!(one_bad_byte_rejects_its_row_not_the_files_encoding, |db: TestDb| asy
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mixed.csv") && err.contains("cannot tell the file's encoding") && err.contains("--encoding"), "{err}");
-    let out = patron().args(["import", "customers"]).arg(&mixed).args(["--db", &db.url, "--encoding", "utf-8", "--skip-invalid"]).output().unwrap();
+    let out = patron()
+        .args(["import", "customers"])
+        .arg(&mixed)
+        .args(["--db", &db.url, "--encoding", "utf-8", "--skip-invalid"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("row 2, column \"name\": not valid UTF-8") && err.contains("row 3, column \"name\""), "{err}");
@@ -185,7 +182,13 @@ test_both!(jobs_run_once_escalates_a_breach_once, |db: TestDb| async move {
     use patron_store::tickets::NewTicket;
     let s = &db.store;
     let boss = s.create_user("boss@example.com", "店长", patron_store::users::Role::Manager, None).await.unwrap();
-    let c = s.create_customer(&patron_store::users::Actor::cli(), patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
+    let c = s
+        .create_customer(
+            &patron_store::users::Actor::cli(),
+            patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
     // Opened at the test clock's now (June 2026); the CLI runs at the real time, months later,
     // when both clocks are long past.
     let t = NewTicket {
@@ -253,7 +256,8 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     let out = patron().args(["token", "revoke", &id, "--db", &db.url]).output().unwrap();
     assert!(!out.status.success(), "revoking twice fails");
     for days in ["0", "-1", "x"] {
-        let out = patron().args(["token", "create", "--name", "z", "--role", "admin", "--expires-in", days, "--db", &db.url]).output().unwrap();
+        let out =
+            patron().args(["token", "create", "--name", "z", "--role", "admin", "--expires-in", days, "--db", &db.url]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "--expires-in {days}: clap refuses it");
     }
 
@@ -265,7 +269,8 @@ test_both!(users_tokens_and_export, |db: TestDb| async move {
     assert!(out.starts_with("1 customers"), "{out}");
     let text = std::fs::read_to_string(&out_file).unwrap();
     assert!(text.contains("E1,person,甲") && text.contains("boss@example.com") && !text.contains("E2"), "{text}");
-    let out = patron().args(["export", "customers", "--filter", "colour=red", "--out"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
+    let out =
+        patron().args(["export", "customers", "--filter", "colour=red", "--out"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key"));
 });
@@ -320,7 +325,8 @@ async fn sqlite_backup_under_write_load_and_restore() {
     let before = written.load(Ordering::Relaxed);
     let backup = dir.path().join("backup.db");
     let (url, file) = (db.url.clone(), backup.clone());
-    let out = tokio::task::spawn_blocking(move || patron().args(["backup", "--db", &url, "--out"]).arg(&file).output().unwrap()).await.unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || patron().args(["backup", "--db", &url, "--out"]).arg(&file).output().unwrap()).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "), "{}", String::from_utf8_lossy(&out.stdout));
     stop.store(true, Ordering::Relaxed);
@@ -369,7 +375,13 @@ async fn sqlite_backup_under_write_load_and_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_backup_uses_pg_dump() {
     let db = patron_store::testing::test_db(patron_store::Engine::Postgres).await;
-    db.store.create_customer(&patron_store::users::Actor::cli(), patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() }).await.unwrap();
+    db.store
+        .create_customer(
+            &patron_store::users::Actor::cli(),
+            patron_store::customers::NewCustomer { name: "甲".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("pg.dump");
     let out = patron().args(["backup", "--db", &db.url, "--out"]).arg(&out_file).output().unwrap();
@@ -388,7 +400,11 @@ async fn postgres_backup_uses_pg_dump() {
     let other = dir.path().join("other.dump");
     let out = patron().env("PATH", "").args(["backup", "--db", &db.url, "--out"]).arg(&other).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom --no-owner --file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_dump --format=custom --no-owner --file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = patron().args(["restore", "--from"]).arg(&out_file).args(["--db", &db.url]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_restore --no-owner --dbname"), "{}", String::from_utf8_lossy(&out.stderr));

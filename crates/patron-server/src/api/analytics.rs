@@ -75,7 +75,9 @@ pub fn run_settings(req: &RunRequest, today: NaiveDate) -> ApiResult<(NaiveDate,
     let invalid = |field: &str, message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).field(field);
     let as_of = match req.as_of.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => today,
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| invalid("as_of", format!("as_of must be a date YYYY-MM-DD, not {s:?}")))?,
+        Some(s) => {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| invalid("as_of", format!("as_of must be a date YYYY-MM-DD, not {s:?}")))?
+        }
     };
     // Orders after today do not exist yet; an as-of date in the future would count every
     // customer as silent until then and call them churned.
@@ -115,7 +117,11 @@ pub fn run_settings(req: &RunRequest, today: NaiveDate) -> ApiResult<(NaiveDate,
 #[utoipa::path(post, path = "/api/v1/analytics/runs", tag = "analytics", request_body = RunRequest,
     responses((status = 201, body = AnalysisRun), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create_run(State(state): State<AppState>, Auth(actor): Auth, Json(req): Json<RunRequest>) -> ApiResult<(StatusCode, Json<AnalysisRun>)> {
+pub async fn create_run(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(req): Json<RunRequest>,
+) -> ApiResult<(StatusCode, Json<AnalysisRun>)> {
     require(&actor, Role::Manager, "run the analysis")?;
     let (as_of, config) = run_settings(&req, business_today(&state))?;
     let run = start_run(&state, &actor, as_of, &config).await?;
@@ -123,7 +129,12 @@ pub async fn create_run(State(state): State<AppState>, Auth(actor): Auth, Json(r
 }
 
 /// Runs the analysis and reads back the run it stored (shared with the dashboard's button).
-pub async fn start_run(state: &AppState, actor: &patron_store::users::Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> ApiResult<AnalysisRun> {
+pub async fn start_run(
+    state: &AppState,
+    actor: &patron_store::users::Actor,
+    as_of: NaiveDate,
+    config: &AnalyticsConfig,
+) -> ApiResult<AnalysisRun> {
     let (run_id, _) = state.store.run_analysis(actor, as_of, config).await?;
     match state.store.latest_run().await? {
         Some(run) if run.id >= run_id => Ok(run),
@@ -190,7 +201,12 @@ pub async fn scores_of(state: &AppState, customer_id: i64, lang: Lang) -> ApiRes
 #[utoipa::path(get, path = "/api/v1/customers/{id}/scores", tag = "analytics", params(("id" = i64, Path, description = "customer id"), LangParams),
     responses((status = 200, body = CustomerScores), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
-pub async fn customer_scores(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(q): Query<LangParams>) -> ApiResult<Json<CustomerScores>> {
+pub async fn customer_scores(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(q): Query<LangParams>,
+) -> ApiResult<Json<CustomerScores>> {
     let lang = q.lang()?;
     check_customer_access(&state, &actor, id).await?;
     scores_of(&state, id, lang).await?.map(Json).ok_or_else(|| ApiError::not_found("scores (the customer has not been analysed yet)"))
@@ -242,11 +258,19 @@ pub fn reason(s: &ScoreRow, lang: Lang) -> String {
     parts.push(last);
     match s.median_gap_days.filter(|g| g.is_finite() && *g > 0.0 && s.purchase_days >= 2) {
         Some(gap) => {
-            parts.push(if en { format!("usually buys every {}", days_en(gap)) } else { format!("通常每 {} 天购买一次", whole_days(gap)) });
+            parts.push(if en {
+                format!("usually buys every {}", days_en(gap))
+            } else {
+                format!("通常每 {} 天购买一次", whole_days(gap))
+            });
             // Say how overdue only when it is clearly overdue (twice the usual gap or more).
             let ratio = since as f64 / gap;
             if ratio >= 2.0 && s.churn != "absolute" {
-                parts.push(if en { format!("now {ratio:.0}× longer than usual") } else { format!("已是平时间隔的 {ratio:.0} 倍") });
+                parts.push(if en {
+                    format!("now {ratio:.0}× longer than usual")
+                } else {
+                    format!("已是平时间隔的 {ratio:.0} 倍")
+                });
             }
         }
         None => parts.push(if en {
@@ -384,7 +408,10 @@ mod tests {
         s.last_purchase_day = Some(19_700);
         s.p_alive = Some(0.05);
         let en = reason(&s, Lang::En);
-        assert!(en.contains("last purchase 300 days ago") && en.contains("silent longer than the churn threshold of 180 days: churned"), "{en}");
+        assert!(
+            en.contains("last purchase 300 days ago") && en.contains("silent longer than the churn threshold of 180 days: churned"),
+            "{en}"
+        );
         assert!(!en.contains("longer than usual"), "one way of saying it is enough: {en}");
         assert!(reason(&s, Lang::Zh).contains("沉默已超过 180 天的流失阈值：已流失"));
 

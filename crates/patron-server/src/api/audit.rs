@@ -125,10 +125,7 @@ pub async fn export(State(state): State<AppState>, Auth(actor): Auth, Query(p): 
 
 /// A CSV body as a download named `audit.csv`.
 pub fn csv_download(body: Vec<u8>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"")],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"")], body)
         .into_response()
 }
 

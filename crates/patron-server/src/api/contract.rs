@@ -268,7 +268,12 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     );
     let p = format!("{s}/ImportForm");
     merge(doc, &p, json!({ "additionalProperties": false }), problems);
-    merge(doc, &format!("{p}/properties/kind"), enumeration(&["customers", "contacts", "orders", "interactions", "tickets"], false), problems);
+    merge(
+        doc,
+        &format!("{p}/properties/kind"),
+        enumeration(&["customers", "contacts", "orders", "interactions", "tickets"], false),
+        problems,
+    );
     // A form field is text: it is there or not, never null.
     merge(doc, &format!("{p}/properties/encoding"), json!({ "type": "string", "enum": ["utf-8", "gb18030"] }), problems);
     merge(doc, &format!("{p}/properties/skip_invalid"), json!({ "type": "boolean" }), problems);
@@ -279,7 +284,11 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     let limit = |min: i64, max: i64| json!({ "minimum": min, "maximum": max });
     let q = |path: &str, method: &str, name: &str, patch: Value, doc: &mut Value, problems: &mut Vec<String>| {
         let params = doc.pointer_mut(&format!("/paths/{}/{method}/parameters", path.replace('/', "~1"))).and_then(Value::as_array_mut);
-        match params.and_then(|ps| ps.iter_mut().find(|p| p["name"] == name)).and_then(|p| p.get_mut("schema")).and_then(Value::as_object_mut) {
+        match params
+            .and_then(|ps| ps.iter_mut().find(|p| p["name"] == name))
+            .and_then(|p| p.get_mut("schema"))
+            .and_then(Value::as_object_mut)
+        {
             Some(schema) => {
                 if let Value::Object(patch) = patch {
                     schema.extend(patch);
@@ -316,7 +325,21 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         }
     }
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
-        for schema in ["NewCustomer", "CustomerPatch", "NewContact", "NewNote", "NewOrder", "NewOrderLine", "NewInteraction", "NewSegment", "SegmentPatch", "PreviewRequest", "RunRequest", "MergeRequest", "ImportForm"] {
+        for schema in [
+            "NewCustomer",
+            "CustomerPatch",
+            "NewContact",
+            "NewNote",
+            "NewOrder",
+            "NewOrderLine",
+            "NewInteraction",
+            "NewSegment",
+            "SegmentPatch",
+            "PreviewRequest",
+            "RunRequest",
+            "MergeRequest",
+            "ImportForm",
+        ] {
             match schemas.get_mut(schema) {
                 Some(Value::Object(s)) => forbid_nul_within(s),
                 _ => problems.push(format!("no schema {schema}")),
@@ -365,16 +388,36 @@ fn constrain_service_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     let p = format!("{s}/BusinessCalendar/properties");
     merge(doc, &format!("{p}/holidays"), json!({ "maxItems": 5000 }), problems);
     merge(doc, &format!("{p}/workdays"), json!({ "maxItems": 5000 }), problems);
-    merge(doc, &format!("{s}/PolicyInput/properties/premium"), json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 50 } }), problems);
+    merge(
+        doc,
+        &format!("{s}/PolicyInput/properties/premium"),
+        json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 50 } }),
+        problems,
+    );
     let p = format!("{s}/ServiceSettings/properties");
     merge(doc, &format!("{p}/confirmation_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
     merge(doc, &format!("{p}/warning_minutes"), json!({ "minimum": 0, "maximum": 1440 }), problems);
     merge(doc, &format!("{p}/complaint_target_per_1000"), json!({ "minimum": 0 }), problems);
     for list in ["root_causes", "churn_reasons"] {
-        merge(doc, &format!("{p}/{list}"), json!({ "minItems": 1, "maxItems": 200, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }), problems);
+        merge(
+            doc,
+            &format!("{p}/{list}"),
+            json!({ "minItems": 1, "maxItems": 200, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }),
+            problems,
+        );
     }
     if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
-        for schema in ["NewTicket", "Transition", "NewComment", "Attachment", "NewCompensation", "Assignment", "ConfirmationAnswer", "PolicyInput", "ServiceSettings"] {
+        for schema in [
+            "NewTicket",
+            "Transition",
+            "NewComment",
+            "Attachment",
+            "NewCompensation",
+            "Assignment",
+            "ConfirmationAnswer",
+            "PolicyInput",
+            "ServiceSettings",
+        ] {
             match schemas.get_mut(schema) {
                 Some(Value::Object(s)) => forbid_nul_within(s),
                 _ => problems.push(format!("no schema {schema}")),
@@ -401,7 +444,12 @@ fn constrain_survey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/key"), key.clone(), problems);
     merge(doc, &format!("{p}/type"), enumeration(&QUESTION_TYPES, false), problems);
     merge(doc, &format!("{p}/text"), optional(500), problems);
-    merge(doc, &format!("{p}/options"), json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }), problems);
+    merge(
+        doc,
+        &format!("{p}/options"),
+        json!({ "maxItems": 20, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }),
+        problems,
+    );
     let p = format!("{s}/Trigger/properties");
     merge(doc, &format!("{p}/on"), enumeration(&TRIGGERS, false), problems);
     merge(doc, &format!("{p}/days"), json!({ "minimum": 0, "maximum": 90 }), problems);
@@ -420,7 +468,9 @@ fn constrain_survey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/source"), json!({ "pattern": "^(call|ticket:[0-9]{1,18}|survey:[0-9]{1,18})$" }), problems);
     merge(doc, &format!("{p}/note"), optional(2000), problems);
     if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
-        for schema in ["NewSurvey", "Question", "Trigger", "SurveyPatch", "InvitationRequest", "AnswerInput", "AnswerValue", "ChurnReasonInput"] {
+        for schema in
+            ["NewSurvey", "Question", "Trigger", "SurveyPatch", "InvitationRequest", "AnswerInput", "AnswerValue", "ChurnReasonInput"]
+        {
             match schemas.get_mut(schema) {
                 Some(Value::Object(s)) => forbid_nul_within(s),
                 _ => problems.push(format!("no schema {schema}")),
@@ -583,7 +633,11 @@ fn complete_operations(doc: &mut Value) {
             let public = PUBLIC_PATHS.contains(&path.as_str());
             let params: Vec<Value> = op.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
             let has = |place: &str| params.iter().any(|p| p["in"] == place);
-            let body = op.get("requestBody").and_then(|b| b.get("content")).and_then(Value::as_object).map(|c| c.keys().cloned().collect::<Vec<_>>());
+            let body = op
+                .get("requestBody")
+                .and_then(|b| b.get("content"))
+                .and_then(Value::as_object)
+                .map(|c| c.keys().cloned().collect::<Vec<_>>());
             let mut add: Vec<(&str, &str)> = vec![("414", "UriTooLong"), ("431", "HeadersTooLarge")];
             if public {
                 op.insert("security".into(), json!([]));
@@ -619,7 +673,8 @@ fn complete_operations(doc: &mut Value) {
                 // An annotated error answer becomes the shared response of its status (with its
                 // description and headers); an answer without a description gets one.
                 for (status, r) in responses.iter_mut() {
-                    let error_only = r.pointer("/content/application~1json/schema/$ref").and_then(Value::as_str) == Some("#/components/schemas/ErrorBody");
+                    let error_only = r.pointer("/content/application~1json/schema/$ref").and_then(Value::as_str)
+                        == Some("#/components/schemas/ErrorBody");
                     match shared_response(status) {
                         Some(name) if error_only => *r = json!({ "$ref": format!("#/components/responses/{name}") }),
                         _ if r.get("description").and_then(Value::as_str).is_none_or(str::is_empty) => {
@@ -655,7 +710,15 @@ fn add_links(doc: &mut Value, problems: &mut Vec<String>) {
             "/paths/~1api~1v1~1customers/post/responses/201",
             "id",
             "id",
-            &["get_customers_id", "patch_customers_id", "post_customers_id_contacts", "post_customers_id_notes", "get_customers_id_timeline", "get_customers_id_duplicates", "delete_customers_id"],
+            &[
+                "get_customers_id",
+                "patch_customers_id",
+                "post_customers_id_contacts",
+                "post_customers_id_notes",
+                "get_customers_id_timeline",
+                "get_customers_id_duplicates",
+                "delete_customers_id",
+            ],
         ),
         links(
             "/paths/~1api~1v1~1segments/post/responses/201",
@@ -666,7 +729,13 @@ fn add_links(doc: &mut Value, problems: &mut Vec<String>) {
     ] {
         let ids: Vec<String> = map.as_object().into_iter().flat_map(|m| m.keys().cloned()).collect();
         for id in ids {
-            let exists = doc["paths"].as_object().into_iter().flat_map(|p| p.values()).filter_map(Value::as_object).flat_map(|o| o.values()).any(|op| op["operationId"] == id.as_str());
+            let exists = doc["paths"]
+                .as_object()
+                .into_iter()
+                .flat_map(|p| p.values())
+                .filter_map(Value::as_object)
+                .flat_map(|o| o.values())
+                .any(|op| op["operationId"] == id.as_str());
             if !exists {
                 problems.push(format!("link to unknown operation {id}"));
             }
@@ -745,8 +814,8 @@ pub fn check_query(method: &Method, matched: Option<&str>, query: &str) -> Resul
         .filter(|p| p["in"] == "query")
         .filter_map(|p| Some((p["name"].as_str()?, p.get("schema")?)))
         .collect();
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("malformed query string: {e}")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("malformed query string: {e}")))?;
     let mut out = Vec::with_capacity(pairs.len());
     for (name, text) in pairs {
         let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m).field(name.clone());
@@ -1000,7 +1069,11 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
                 }
                 if fitting.iter().all(|v| v.kind == Kind::Required) {
                     let names: Vec<&str> = fitting.iter().map(|v| v.field.rsplit('.').next().unwrap_or_default()).collect();
-                    return Err(Violation { field: fitting[0].field.clone(), kind: Kind::Required, problem: format!("is required (or {})", names[1..].join(" or ")) });
+                    return Err(Violation {
+                        field: fitting[0].field.clone(),
+                        kind: Kind::Required,
+                        problem: format!("is required (or {})", names[1..].join(" or ")),
+                    });
                 }
                 if let Some(v) = fitting.into_iter().find(|v| v.kind != Kind::Required) {
                     return Err(v);
@@ -1040,7 +1113,9 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
             }
             match schema.get("format").and_then(Value::as_str) {
                 Some("date") if !is_date(s) => return fail(Kind::Other, "must be a date, YYYY-MM-DD".into()),
-                Some("date-time") if !is_date_time(s) => return fail(Kind::Other, "must be a time in RFC 3339, e.g. 2026-06-01T10:00:00Z".into()),
+                Some("date-time") if !is_date_time(s) => {
+                    return fail(Kind::Other, "must be a time in RFC 3339, e.g. 2026-06-01T10:00:00Z".into())
+                }
                 _ => {}
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
@@ -1083,12 +1158,18 @@ fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), Violation> 
             for (k, v) in map {
                 if let Some(names) = schema.get("propertyNames") {
                     // A key out of its set is the object's problem: name the object and the key.
-                    validate(names, &json!(k), path).map_err(|v| Violation { field: path.to_owned(), kind: v.kind, problem: format!("has the key {k:?}, which {}", v.problem) })?;
+                    validate(names, &json!(k), path).map_err(|v| Violation {
+                        field: path.to_owned(),
+                        kind: v.kind,
+                        problem: format!("has the key {k:?}, which {}", v.problem),
+                    })?;
                 }
                 match props.and_then(|p| p.get(k)) {
                     Some(s) => validate(s, v, &child(path, k))?,
                     None => match schema.get("additionalProperties") {
-                        Some(Value::Bool(false)) => return Err(Violation { field: child(path, k), kind: Kind::Unknown, problem: "is not a known field".into() }),
+                        Some(Value::Bool(false)) => {
+                            return Err(Violation { field: child(path, k), kind: Kind::Unknown, problem: "is not a known field".into() })
+                        }
                         Some(extra @ Value::Object(_)) => validate(extra, v, &child(path, k))?,
                         _ => {}
                     },
@@ -1184,7 +1265,17 @@ mod tests {
             assert!(mobile.is_match(m) && patron_store::values::parse_mobile(m).is_ok(), "{m}");
         }
         let email = regex::Regex::new(&email()).unwrap();
-        for (e, ok) in [("a@b.c", true), ("Li.Lei@Example.com", true), ("a@b", false), ("a b@c.d", false), ("@c.d", false), ("a@.c", false), ("a@c.", false), ("a@@c.d", false), ("a@c\u{3000}.d", false)] {
+        for (e, ok) in [
+            ("a@b.c", true),
+            ("Li.Lei@Example.com", true),
+            ("a@b", false),
+            ("a b@c.d", false),
+            ("@c.d", false),
+            ("a@.c", false),
+            ("a@c.", false),
+            ("a@@c.d", false),
+            ("a@c\u{3000}.d", false),
+        ] {
             assert_eq!(email.is_match(e), ok, "{e}");
             assert_eq!(patron_store::values::parse_email(e).is_ok(), ok, "{e}");
         }
@@ -1197,7 +1288,15 @@ mod tests {
 
     #[test]
     fn integers_with_a_zero_fraction_are_integers() {
-        for (t, n) in [("151", Some(151)), ("151.0", Some(151)), ("-3.000", Some(-3)), ("1.51e2", Some(151)), ("1E3", Some(1000)), ("0.0", Some(0)), ("-0", Some(0))] {
+        for (t, n) in [
+            ("151", Some(151)),
+            ("151.0", Some(151)),
+            ("-3.000", Some(-3)),
+            ("1.51e2", Some(151)),
+            ("1E3", Some(1000)),
+            ("0.0", Some(0)),
+            ("-0", Some(0)),
+        ] {
             assert_eq!(parse_integer(t), n, "{t}");
         }
         for t in ["151.5", "1e-1", "abc", "", ".", "1e400", "9223372036854775808", "1.5e0", "--1", "1 "] {

@@ -5,12 +5,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use patron_store::contacts::{Contact, NewContact};
+use patron_store::customers::{
+    mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page,
+};
 use patron_store::duplicates::{DuplicateCandidate, MergeReport};
-use patron_store::privacy::PersonalData;
-use patron_store::customers::{mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page};
 use patron_store::interactions::Interaction;
 use patron_store::notes::{NewNote, Note};
 use patron_store::orders::Order;
+use patron_store::privacy::PersonalData;
 use patron_store::timeline::TimelineEntry;
 use patron_store::users::Role;
 use serde::{Deserialize, Serialize};
@@ -133,7 +135,11 @@ pub struct Customer360 {
 /// Creates a customer.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = NewCustomer,
     responses((status = 201, body = Customer), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(input): Json<NewCustomer>,
+) -> ApiResult<(StatusCode, Json<Customer>)> {
     let mut input = input;
     if actor.role == Role::Agent {
         // An agent's new customer joins the agent's own portfolio.
@@ -171,7 +177,12 @@ pub async fn get_one(
 /// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = CustomerPatch,
     responses((status = 200, body = Customer), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn patch(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<CustomerPatch>) -> ApiResult<Json<Customer>> {
+pub async fn patch(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(p): Json<CustomerPatch>,
+) -> ApiResult<Json<Customer>> {
     check_customer_access(&state, &actor, id).await?;
     if actor.role == Role::Agent && p.owner_id.is_some() {
         return Err(ApiError::forbidden("change a customer's owner"));
@@ -238,7 +249,12 @@ pub struct MergeRequest {
     request_body = MergeRequest,
     responses((status = 200, body = MergeReport), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
-pub async fn merge(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(m): Json<MergeRequest>) -> ApiResult<Json<MergeReport>> {
+pub async fn merge(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(m): Json<MergeRequest>,
+) -> ApiResult<Json<MergeReport>> {
     require(&actor, Role::Manager, "merge customers")?;
     Ok(Json(state.store.merge_customers(&actor, id, m.merge_id).await?))
 }
@@ -276,7 +292,12 @@ pub struct TimelinePage {
 /// Orders, interactions, notes and changes of one customer, merged, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/timeline", tag = "customers", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = TimelinePage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn timeline(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<TimelinePage>> {
+pub async fn timeline(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<TimelinePage>> {
     check_customer_access(&state, &actor, id).await?;
     let page = state.store.timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
     Ok(Json(TimelinePage { items: page.items, next_cursor: page.next_cursor }))
@@ -302,7 +323,12 @@ pub struct OrderPage {
 /// A customer's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "orders", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = OrderPage), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn orders(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<OrderPage>> {
+pub async fn orders(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<OrderPage>> {
     check_customer_access(&state, &actor, id).await?;
     let page: Page<Order> = state.store.customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
     Ok(Json(OrderPage { items: page.items, next_cursor: page.next_cursor }))
@@ -320,7 +346,12 @@ pub struct InteractionPage {
 /// A customer's interactions, newest first.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/interactions", tag = "interactions", params(("id" = i64, Path, description = "customer id"), PageParams),
     responses((status = 200, body = InteractionPage), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn interactions(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<PageParams>) -> ApiResult<Json<InteractionPage>> {
+pub async fn interactions(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<InteractionPage>> {
     check_customer_access(&state, &actor, id).await?;
     let page = state.store.customer_interactions(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
     Ok(Json(InteractionPage { items: page.items, next_cursor: page.next_cursor }))
@@ -337,7 +368,12 @@ pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id)
 /// Adds a person to an organisation customer.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewContact,
     responses((status = 201, body = Contact), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn add_contact(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewContact>) -> ApiResult<(StatusCode, Json<Contact>)> {
+pub async fn add_contact(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(c): Json<NewContact>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
     check_customer_access(&state, &actor, id).await?;
     Ok((StatusCode::CREATED, Json(state.store.create_contact(&actor, id, c).await?)))
 }
@@ -345,7 +381,12 @@ pub async fn add_contact(State(state): State<AppState>, Auth(actor): Auth, Path(
 /// Adds a note to a customer.
 #[utoipa::path(post, path = "/api/v1/customers/{id}/notes", tag = "customers", params(("id" = i64, Path, description = "customer id")), request_body = NewNote,
     responses((status = 201, body = Note), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn add_note(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(n): Json<NewNote>) -> ApiResult<(StatusCode, Json<Note>)> {
+pub async fn add_note(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(n): Json<NewNote>,
+) -> ApiResult<(StatusCode, Json<Note>)> {
     check_customer_access(&state, &actor, id).await?;
     Ok((StatusCode::CREATED, Json(state.store.create_note(&actor, id, n).await?)))
 }

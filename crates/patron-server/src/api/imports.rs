@@ -68,7 +68,10 @@ pub fn report_response(report: ImportReport, dry_run: bool) -> Response {
     } else {
         let error = ErrorDetail {
             code: "rows_rejected".into(),
-            message: format!("{} of {} rows were rejected; nothing was written (send skip_invalid=true to load the valid rows)", report.rejected, report.rows_read),
+            message: format!(
+                "{} of {} rows were rejected; nothing was written (send skip_invalid=true to load the valid rows)",
+                report.rejected, report.rows_read
+            ),
             field: None,
         };
         (StatusCode::UNPROCESSABLE_ENTITY, Json(RejectedImport { error, report })).into_response()
@@ -114,7 +117,9 @@ pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(Im
         };
         match name.as_str() {
             "kind" => kind = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("kind", e.to_string()))?),
-            "encoding" if !text.trim().is_empty() => encoding = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("encoding", e.to_string()))?),
+            "encoding" if !text.trim().is_empty() => {
+                encoding = Some(text.trim().parse().map_err(|e: patron_store::StoreError| bad("encoding", e.to_string()))?)
+            }
             "encoding" => {}
             "skip_invalid" => skip_invalid = flag(&text)?,
             "dry_run" => dry_run = flag(&text)?,

@@ -24,7 +24,11 @@ pub fn router() -> Router<AppState> {
     responses((status = 201, body = Vec<Upserted>, description = "At least one interaction was created."),
               (status = 200, body = Vec<Upserted>, description = "Every interaction existed already (by external id) and was updated in place."),
               (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<serde_json::Value>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     let items: Vec<NewInteraction> = one_or_many(body, "interactions")?;
     if actor.role == Role::Agent {
         for it in &items {

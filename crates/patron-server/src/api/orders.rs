@@ -23,7 +23,9 @@ pub fn router() -> Router<AppState> {
 pub fn one_or_many<T: DeserializeOwned>(body: serde_json::Value, collection: &str) -> ApiResult<Vec<T>> {
     match body {
         serde_json::Value::Array(items) if items.len() == 1 => Ok(vec![from_json(items.into_iter().next().unwrap_or_default(), "")?]),
-        serde_json::Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| from_json(v, &format!("{collection}[{i}]"))).collect(),
+        serde_json::Value::Array(items) => {
+            items.into_iter().enumerate().map(|(i, v)| from_json(v, &format!("{collection}[{i}]"))).collect()
+        }
         v => Ok(vec![from_json(v, "")?]),
     }
 }
@@ -45,7 +47,11 @@ pub fn created_status(results: &[Upserted]) -> StatusCode {
     responses((status = 201, body = Vec<Upserted>, description = "At least one order was created."),
               (status = 200, body = Vec<Upserted>, description = "Every order existed already (by external id) and was updated in place."),
               (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<serde_json::Value>) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     let orders: Vec<NewOrder> = one_or_many(body, "orders")?;
     if actor.role == Role::Agent {
         for o in &orders {

@@ -3,9 +3,9 @@
 //! nothing about the customer beyond what the link's holder already knows.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use axum::http::StatusCode;
 use patron_store::surveys::{AnswerInput, PublicSurvey};
 use patron_store::tickets::flow::{ConfirmationAnswer, ConfirmationView};
 use serde::Serialize;
@@ -42,7 +42,11 @@ pub async fn confirmation(State(state): State<AppState>, Path(token): Path<Strin
 #[utoipa::path(post, path = "/api/v1/public/confirmations/{token}", tag = "public",
     params(("token" = String, Path, description = "the token of the link", pattern = "^[0-9a-f]{64}$")), request_body = ConfirmationAnswer,
     responses((status = 200, body = ConfirmationOutcome), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn answer_confirmation(State(state): State<AppState>, Path(token): Path<String>, Json(a): Json<ConfirmationAnswer>) -> ApiResult<Json<ConfirmationOutcome>> {
+pub async fn answer_confirmation(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Json(a): Json<ConfirmationAnswer>,
+) -> ApiResult<Json<ConfirmationOutcome>> {
     let t = state.store.answer_confirmation(&token, a).await?;
     Ok(Json(ConfirmationOutcome { status: t.status }))
 }
@@ -68,7 +72,11 @@ pub struct SurveyOutcome {
 #[utoipa::path(post, path = "/api/v1/public/surveys/{token}", tag = "public",
     params(("token" = String, Path, description = "the token of the link", pattern = "^[0-9a-f]{64}$")), request_body = AnswerInput,
     responses((status = 201, body = SurveyOutcome), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn answer_survey(State(state): State<AppState>, Path(token): Path<String>, Json(a): Json<AnswerInput>) -> ApiResult<(StatusCode, Json<SurveyOutcome>)> {
+pub async fn answer_survey(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Json(a): Json<AnswerInput>,
+) -> ApiResult<(StatusCode, Json<SurveyOutcome>)> {
     state.store.answer_survey(&token, a).await?;
     Ok((StatusCode::CREATED, Json(SurveyOutcome { status: "answered" })))
 }

@@ -91,7 +91,11 @@ pub async fn fields(Auth(actor): Auth) -> ApiResult<Json<Vec<FieldInfo>>> {
 #[utoipa::path(post, path = "/api/v1/segments", tag = "segments", request_body = NewSegment,
     responses((status = 201, body = SegmentWithCount), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(input): Json<NewSegment>) -> ApiResult<(StatusCode, Json<SegmentWithCount>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(input): Json<NewSegment>,
+) -> ApiResult<(StatusCode, Json<SegmentWithCount>)> {
     require(&actor, Role::Manager, "create segments")?;
     let segment = state.store.create_segment(&actor, input).await?;
     let count = Some(state.store.segment_count(&actor, &segment.rule).await?);
@@ -126,7 +130,12 @@ fn saved_id(key: &str) -> ApiResult<i64> {
 #[utoipa::path(put, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path, description = "saved segment id")), request_body = SegmentPatch,
     responses((status = 200, body = SegmentWithCount), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn update(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, Json(patch): Json<SegmentPatch>) -> ApiResult<Json<SegmentWithCount>> {
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(key): Path<String>,
+    Json(patch): Json<SegmentPatch>,
+) -> ApiResult<Json<SegmentWithCount>> {
     require(&actor, Role::Manager, "change segments")?;
     let id = saved_id(&key)?;
     let segment = state.store.update_segment(&actor, id, patch).await?;
@@ -201,7 +210,12 @@ pub struct MembersParams {
 /// A segment's live count and first members.
 #[utoipa::path(get, path = "/api/v1/segments/{key}/members", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key"), MembersParams),
     responses((status = 200, body = SegmentMembers), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn members(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, Query(p): Query<MembersParams>) -> ApiResult<Json<SegmentMembers>> {
+pub async fn members(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(key): Path<String>,
+    Query(p): Query<MembersParams>,
+) -> ApiResult<Json<SegmentMembers>> {
     require(&actor, Role::Agent, "read segment members")?;
     let limit = check_limit(p.limit, 100)?;
     let segment = state.store.segment(&key).await?;
@@ -220,10 +234,7 @@ pub async fn csv_response(state: &AppState, actor: &Actor, rule: &str, file_name
     state.store.export_segment(actor, rule, &mut body, raw).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"segment.csv\""));
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)],
-        body,
-    )
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)], body)
         .into_response())
 }
 
@@ -242,7 +253,12 @@ pub struct ExportParams {
 /// with full contact details: managers and admins only; audited.
 #[utoipa::path(get, path = "/api/v1/segments/{key}/export", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key"), ExportParams),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn export(State(state): State<AppState>, Auth(actor): Auth, Path(key): Path<String>, crate::error::Query(p): crate::error::Query<ExportParams>) -> ApiResult<Response> {
+pub async fn export(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(key): Path<String>,
+    crate::error::Query(p): crate::error::Query<ExportParams>,
+) -> ApiResult<Response> {
     // The file carries unmasked mobiles and emails, so it is for the roles that run campaigns.
     require(&actor, Role::Manager, "export segments")?;
     let segment = state.store.segment(&key).await?;

@@ -48,7 +48,12 @@ pub async fn policy(State(state): State<AppState>, _auth: Auth, Path(tier): Path
 #[utoipa::path(put, path = "/api/v1/service-policies/{tier}", tag = "service",
     params(("tier" = String, Path, description = "`A`, `B`, `C`, `D` or `default`", pattern = "^(A|B|C|D|default)$")), request_body = PolicyInput,
     responses((status = 200, body = ServicePolicy), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn put_policy(State(state): State<AppState>, Auth(actor): Auth, Path(tier): Path<String>, Json(p): Json<PolicyInput>) -> ApiResult<Json<ServicePolicy>> {
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(tier): Path<String>,
+    Json(p): Json<PolicyInput>,
+) -> ApiResult<Json<ServicePolicy>> {
     require(&actor, Role::Admin, "change service policies")?;
     if !patron_store::service::TIERS.contains(&tier.as_str()) {
         return Err(ApiError::not_found("tier"));
@@ -65,7 +70,11 @@ pub async fn calendar(State(state): State<AppState>, _auth: Auth) -> ApiResult<J
 /// Replaces the business calendar (admin).
 #[utoipa::path(put, path = "/api/v1/calendar", tag = "service", request_body = BusinessCalendar,
     responses((status = 200, body = BusinessCalendar), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn put_calendar(State(state): State<AppState>, Auth(actor): Auth, Json(cal): Json<BusinessCalendar>) -> ApiResult<Json<BusinessCalendar>> {
+pub async fn put_calendar(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(cal): Json<BusinessCalendar>,
+) -> ApiResult<Json<BusinessCalendar>> {
     require(&actor, Role::Admin, "change the business calendar")?;
     state.store.set_calendar(&actor, &cal).await?;
     Ok(Json(state.store.calendar().await?))
@@ -81,7 +90,11 @@ pub async fn settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<J
 /// Replaces the service settings (admin).
 #[utoipa::path(put, path = "/api/v1/service/settings", tag = "service", request_body = ServiceSettings,
     responses((status = 200, body = ServiceSettings), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn put_settings(State(state): State<AppState>, Auth(actor): Auth, Json(s): Json<ServiceSettings>) -> ApiResult<Json<ServiceSettings>> {
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<ServiceSettings>,
+) -> ApiResult<Json<ServiceSettings>> {
     require(&actor, Role::Admin, "change the service settings")?;
     state.store.set_service_settings(&actor, &s).await?;
     Ok(Json(state.store.service_settings().await?))
@@ -137,7 +150,11 @@ pub async fn pareto(State(state): State<AppState>, Auth(actor): Auth, Query(p): 
 /// the target (manager+).
 #[utoipa::path(get, path = "/api/v1/service/complaint-rate", tag = "service", params(PeriodParams),
     responses((status = 200, body = ComplaintRates), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn complaint_rate(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<PeriodParams>) -> ApiResult<Json<ComplaintRates>> {
+pub async fn complaint_rate(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Query(p): Query<PeriodParams>,
+) -> ApiResult<Json<ComplaintRates>> {
     require(&actor, Role::Manager, "see service reports")?;
     let period = period(&state, p.from, p.to)?;
     Ok(Json(state.store.complaint_rates(period).await?))

@@ -65,7 +65,12 @@ pub async fn get_one(State(state): State<AppState>, _auth: Auth, Path(id): Path<
 /// changes its re-contact limit (manager+).
 #[utoipa::path(patch, path = "/api/v1/surveys/{id}", tag = "surveys", params(("id" = i64, Path, description = "survey id")), request_body = SurveyPatch,
     responses((status = 200, body = Survey), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn update(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<SurveyPatch>) -> ApiResult<Json<Survey>> {
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(p): Json<SurveyPatch>,
+) -> ApiResult<Json<Survey>> {
     require(&actor, Role::Manager, "change surveys")?;
     Ok(Json(state.store.update_survey(&actor, id, p).await?))
 }
@@ -108,7 +113,12 @@ pub struct ResultsParams {
 /// keywords of the open answers, the trend by month, and a breakdown.
 #[utoipa::path(get, path = "/api/v1/surveys/{id}/results", tag = "surveys", params(("id" = i64, Path, description = "survey id"), ResultsParams),
     responses((status = 200, body = SurveyResults), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn results(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Query(p): Query<ResultsParams>) -> ApiResult<Json<SurveyResults>> {
+pub async fn results(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Query(p): Query<ResultsParams>,
+) -> ApiResult<Json<SurveyResults>> {
     require(&actor, Role::Manager, "see survey results")?;
     let tz = state.store.config.business_tz;
     let to = p.to.unwrap_or_else(|| state.store.now().with_timezone(&tz).date_naive());
@@ -149,7 +159,12 @@ pub async fn churn_reason(State(state): State<AppState>, Auth(actor): Auth, Path
 #[utoipa::path(put, path = "/api/v1/customers/{id}/churn-reason", tag = "surveys", params(("id" = i64, Path, description = "customer id")),
     request_body = ChurnReasonInput,
     responses((status = 200, body = ChurnReason), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn set_churn_reason(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(r): Json<ChurnReasonInput>) -> ApiResult<Json<ChurnReason>> {
+pub async fn set_churn_reason(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(r): Json<ChurnReasonInput>,
+) -> ApiResult<Json<ChurnReason>> {
     check_customer_access(&state, &actor, id).await?;
     Ok(Json(state.store.set_churn_reason(&actor, id, r).await?))
 }
@@ -167,7 +182,11 @@ pub struct ChurnParams {
 /// Churned customers (by the latest analysis) by segment and reason (manager+).
 #[utoipa::path(get, path = "/api/v1/service/churn-reasons", tag = "surveys", params(ChurnParams),
     responses((status = 200, body = ChurnReasonReport), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn churn_report(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ChurnParams>) -> ApiResult<Json<ChurnReasonReport>> {
+pub async fn churn_report(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Query(p): Query<ChurnParams>,
+) -> ApiResult<Json<ChurnReasonReport>> {
     require(&actor, Role::Manager, "see service reports")?;
     let by = p.by.unwrap_or_else(|| "tier".into());
     if by != "tier" && by != "rfm" {

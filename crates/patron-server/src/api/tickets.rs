@@ -104,7 +104,8 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| h.chars().all(|c| c.is_ascii_graphic())).unwrap_or("localhost");
+    let host =
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| h.chars().all(|c| c.is_ascii_graphic())).unwrap_or("localhost");
     let scheme = if state.config.secure_cookies { "https" } else { "http" };
     format!("{scheme}://{host}")
 }
@@ -131,12 +132,21 @@ pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Qu
         Some("due") => TicketSort::Due,
         Some(_) => return Err(ApiError::bad_request("sort", "sort must be newest or due")),
     };
-    let filter = TicketFilter { status: p.status, kind: p.kind, assignee_id: p.assignee_id, customer_id: p.customer_id, breached: p.breached, due_before: p.due_before, team_of: None };
-    let Page { items, next_cursor } = state.store.tickets(&actor, &filter, sort, p.cursor.as_deref(), limit).await.map_err(|e| match e {
-        // Filters are query values: a bad one is a bad request, not an unprocessable body.
-        patron_store::StoreError::Invalid { field: Some(f), message } => ApiError::bad_request(&f, message),
-        other => other.into(),
-    })?;
+    let filter = TicketFilter {
+        status: p.status,
+        kind: p.kind,
+        assignee_id: p.assignee_id,
+        customer_id: p.customer_id,
+        breached: p.breached,
+        due_before: p.due_before,
+        team_of: None,
+    };
+    let Page { items, next_cursor } =
+        state.store.tickets(&actor, &filter, sort, p.cursor.as_deref(), limit).await.map_err(|e| match e {
+            // Filters are query values: a bad one is a bad request, not an unprocessable body.
+            patron_store::StoreError::Invalid { field: Some(f), message } => ApiError::bad_request(&f, message),
+            other => other.into(),
+        })?;
     Ok(Json(TicketPage { items, next_cursor }))
 }
 
@@ -148,7 +158,10 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(t): J
     if actor.role == Role::Agent {
         check_customer_access(&state, &actor, t.customer_id).await.map_err(|e| match e.status {
             // An unknown customer is a bad value, as for every other role.
-            StatusCode::NOT_FOUND => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("no customer with id {}", t.customer_id)).field("customer_id"),
+            StatusCode::NOT_FOUND => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("no customer with id {}", t.customer_id))
+                    .field("customer_id")
+            }
             _ => e,
         })?;
         if t.opened_at.is_some() {
@@ -171,7 +184,13 @@ pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id):
 /// `confirmation_url`.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/transitions", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = Transition,
     responses((status = 200, body = TransitionResult), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn transition(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, headers: HeaderMap, Json(t): Json<Transition>) -> ApiResult<Json<TransitionResult>> {
+pub async fn transition(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(t): Json<Transition>,
+) -> ApiResult<Json<TransitionResult>> {
     workable(&state, &actor, id).await?;
     let change = state.store.transition_ticket(&actor, id, t).await?;
     let confirmation_url = change.confirmation_token.map(|token| format!("{}/p/confirm/{token}", public_base(&state, &headers)));
@@ -181,7 +200,12 @@ pub async fn transition(State(state): State<AppState>, Auth(actor): Auth, Path(i
 /// Adds an internal comment or a public reply (the first public reply meets the first response).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/comments", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = NewComment,
     responses((status = 201, body = Ticket), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn comment(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewComment>) -> ApiResult<(StatusCode, Json<Ticket>)> {
+pub async fn comment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(c): Json<NewComment>,
+) -> ApiResult<(StatusCode, Json<Ticket>)> {
     workable(&state, &actor, id).await?;
     Ok((StatusCode::CREATED, Json(state.store.comment_ticket(&actor, id, c).await?)))
 }
@@ -190,7 +214,12 @@ pub async fn comment(State(state): State<AppState>, Auth(actor): Auth, Path(id):
 /// unassigned ticket of their customer for themselves).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/assignment", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = Assignment,
     responses((status = 200, body = Ticket), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn assign(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(a): Json<Assignment>) -> ApiResult<Json<Ticket>> {
+pub async fn assign(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(a): Json<Assignment>,
+) -> ApiResult<Json<Ticket>> {
     let detail = workable(&state, &actor, id).await?;
     if actor.role == Role::Agent && !(detail.ticket.assignee_id.is_none() && a.assignee_id.is_some() && a.assignee_id == actor.user_id) {
         return Err(ApiError::forbidden("assign tickets to others (take an unassigned one for yourself)"));
@@ -204,7 +233,12 @@ pub async fn assign(State(state): State<AppState>, Auth(actor): Auth, Path(id): 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/compensations", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = NewCompensation,
     responses((status = 201, body = Compensation, description = "Granted."), (status = 202, body = Compensation, description = "Above the authority: waiting for a manager's decision."),
               (status = 403, body = crate::error::ErrorBody)))]
-pub async fn compensate(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(c): Json<NewCompensation>) -> ApiResult<(StatusCode, Json<Compensation>)> {
+pub async fn compensate(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(c): Json<NewCompensation>,
+) -> ApiResult<(StatusCode, Json<Compensation>)> {
     workable(&state, &actor, id).await?;
     let out = state.store.compensate(&actor, id, c).await?;
     let status = if out.status == "pending" { StatusCode::ACCEPTED } else { StatusCode::CREATED };
@@ -215,7 +249,12 @@ pub async fn compensate(State(state): State<AppState>, Auth(actor): Auth, Path(i
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/compensations/{cid}/decision", tag = "tickets",
     params(("id" = i64, Path, description = "ticket id"), ("cid" = i64, Path, description = "compensation id")), request_body = Decision,
     responses((status = 200, body = Compensation), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn decide(State(state): State<AppState>, Auth(actor): Auth, Path((id, cid)): Path<(i64, i64)>, Json(d): Json<Decision>) -> ApiResult<Json<Compensation>> {
+pub async fn decide(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, cid)): Path<(i64, i64)>,
+    Json(d): Json<Decision>,
+) -> ApiResult<Json<Compensation>> {
     require(&actor, Role::Manager, "decide on compensation")?;
     Ok(Json(state.store.decide_compensation(&actor, id, cid, d.approve).await?))
 }

@@ -54,7 +54,13 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<
     let lang = user.lang;
     let can_run = user.actor.role >= Role::Manager;
     let Some(run) = overview.run.clone() else {
-        return render(&state, "analytics.html", lang, Some(&user), context! { section => "analytics", run => None::<()>, can_run, ran => false });
+        return render(
+            &state,
+            "analytics.html",
+            lang,
+            Some(&user),
+            context! { section => "analytics", run => None::<()>, can_run, ran => false },
+        );
     };
     let charts = script_json(&chart_data(&overview, lang));
     let abcd = abcd_rows(&overview.abcd_tiers, lang);
@@ -192,7 +198,11 @@ fn churn_items(stats: &[ChurnStat], order: &[&str], prefix: &str, lang: Lang) ->
 fn buckets(b: &[Bucket], money: bool) -> Vec<BarItem> {
     b.iter()
         .map(|b| BarItem {
-            label: if money { format!("{}–{}", short_yuan(b.lower), short_yuan(b.upper)) } else { format!("{:.1}–{:.1}", b.lower, b.upper) },
+            label: if money {
+                format!("{}–{}", short_yuan(b.lower), short_yuan(b.upper))
+            } else {
+                format!("{:.1}–{:.1}", b.lower, b.upper)
+            },
             customers: b.customers,
         })
         .collect()
@@ -302,10 +312,14 @@ fn fit_report(run: &AnalysisRun, lang: Lang) -> Value {
         Some("weeks") => word("unit_weeks"),
         _ => word("unit_days"),
     };
-    let bgnbd = model(&bg, vec![param(&bg, "r", "r", 1.0), param(&bg, "alpha", "α", 1.0), param(&bg, "a", "a", 1.0), param(&bg, "b", "b", 1.0)]);
+    let bgnbd =
+        model(&bg, vec![param(&bg, "r", "r", 1.0), param(&bg, "alpha", "α", 1.0), param(&bg, "a", "a", 1.0), param(&bg, "b", "b", 1.0)]);
     let gamma = model(&gg, vec![param(&gg, "p", "p", 1.0), param(&gg, "q", "q", 1.0), param(&gg, "gamma", &word("gamma_yuan"), 100.0)]);
-    let warnings: Vec<String> =
-        r.get("warnings").and_then(Json::as_array).map(|w| w.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let warnings: Vec<String> = r
+        .get("warnings")
+        .and_then(Json::as_array)
+        .map(|w| w.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     context! {
         bgnbd, gamma, warnings, unit,
         horizon => num(r, "horizon").map(|h| sig(h, 4)),
@@ -376,7 +390,8 @@ mod tests {
 
     #[test]
     fn groups_keep_the_funnel_order_and_fill_gaps() {
-        let g = |key: &str, n: i64| GroupStat { key: key.into(), customers: n, revenue_cents: n * 100, mean_p_alive: None, clv_cents: None };
+        let g =
+            |key: &str, n: i64| GroupStat { key: key.into(), customers: n, revenue_cents: n * 100, mean_p_alive: None, clv_cents: None };
         let items = ordered(&[g("churned", 2), g("prospect", 5), g("odd", 1)], &STAGES, "life", Lang::En);
         let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["Prospect", "New", "Active", "Loyal", "At risk", "Churned", "Won back", "odd"]);
@@ -392,27 +407,43 @@ mod tests {
     fn templates_render() {
         let env = crate::ui::templates(patron_store::StoreConfig::default().business_tz);
         let fit = context! { bgnbd => context! { params => vec![context! { id => "fit-r", name => "r", estimate => "0.5", std_error => "0.1" }],
-            log_likelihood => "-1.0", iterations => 3, converged => "yes", customers => 5 }, gamma => None::<()>, warnings => vec!["w"], unit => "days" };
+        log_likelihood => "-1.0", iterations => 3, converged => "yes", customers => 5 }, gamma => None::<()>, warnings => vec!["w"], unit => "days" };
         let run = context! { id => 1, as_of => "2026-06-30", finished_at => "2026-06-30T12:00:00Z", customers => 3, orders_used => 4 };
         let scores = context! { reason => "r", lifecycle => "Active", lifecycle_key => "active", churn => "none", churn_key => "none", as_of => "2026-06-30" };
         let cases: Vec<(&str, Value)> = vec![
             ("analytics.html", context! { run => None::<()>, can_run => true, ran => false }),
-            ("analytics.html", context! { run, scored => 3, charts => context! { labels => context! {} }, abcd => Vec::<Value>::new(), fit, can_run => false, ran => true }),
-            ("segments.html", context! { builtin => Vec::<Value>::new(), saved => vec![context! { key => "1", id => 1, name => "n", rule => "x", count => 2, key_q => "1", dom_id => "1" }],
-                fields => Vec::<Value>::new(), examples => vec!["a"], rule => "", name => "", description => "", error => "e", field => "rule", saved_flash => true, can_edit => true }),
+            (
+                "analytics.html",
+                context! { run, scored => 3, charts => context! { labels => context! {} }, abcd => Vec::<Value>::new(), fit, can_run => false, ran => true },
+            ),
+            (
+                "segments.html",
+                context! { builtin => Vec::<Value>::new(), saved => vec![context! { key => "1", id => 1, name => "n", rule => "x", count => 2, key_q => "1", dom_id => "1" }],
+                fields => Vec::<Value>::new(), examples => vec!["a"], rule => "", name => "", description => "", error => "e", field => "rule", saved_flash => true, can_edit => true },
+            ),
             ("segment_preview.html", context! { empty => true }),
             ("segment_preview.html", context! { error => "bad", column => 3, snippet => "abc\n  ^" }),
-            ("segment_preview.html", context! { count => 1, members => vec![context! { id => 1, name => "n", spend => "¥1.00" }], export => "/x" }),
-            ("customer.html", context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 }, scores }),
-            ("customer.html", context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 },
-                open_tickets => Vec::<Value>::new(), policy => context! { tier => "A", first_response_minutes => 30, resolution_minutes => 240, compensation_authority_cents => 20000, premium => vec!["专属客服"] } }),
+            (
+                "segment_preview.html",
+                context! { count => 1, members => vec![context! { id => 1, name => "n", spend => "¥1.00" }], export => "/x" },
+            ),
+            (
+                "customer.html",
+                context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 }, scores },
+            ),
+            (
+                "customer.html",
+                context! { c => context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} }, stats => context! { order_count => 0 },
+                open_tickets => Vec::<Value>::new(), policy => context! { tier => "A", first_response_minutes => 30, resolution_minutes => 240, compensation_authority_cents => 20000, premium => vec!["专属客服"] } },
+            ),
             ("tickets.html", context! { tickets => Vec::<Value>::new(), view => "mine", views => vec!["mine", "all"] }),
             ("notifications.html", context! { items => Vec::<Value>::new() }),
             ("public_confirm.html", context! { state => "closed", message => "link_used" }),
         ];
         for lang in [Lang::Zh, Lang::En] {
             for (name, ctx) in &cases {
-                let common = context! { t => labels(lang), lang => lang.tag(), user => context! { name => "u", role => "manager" }, csrf => "c" };
+                let common =
+                    context! { t => labels(lang), lang => lang.tag(), user => context! { name => "u", role => "manager" }, csrf => "c" };
                 let out = env.get_template(name).and_then(|t| t.render(context! { ..ctx.clone(), ..common }));
                 if let Err(e) = out {
                     panic!("{name}: {e:#}");

@@ -46,7 +46,12 @@ impl AuditForm {
     fn filter(&self, tz: patron_store::BusinessTz) -> Result<AuditFilter, ApiError> {
         let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
         let customer_id = match text(&self.customer_id) {
-            Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_request("customer_id", "a customer id is a number"))?),
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ApiError::bad_request("customer_id", "a customer id is a number"))?,
+            ),
             None => None,
         };
         let day = |field: &str, v: &str, next: bool| -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
@@ -55,12 +60,20 @@ impl AuditForm {
             let d = if next { d.succ_opt().unwrap_or(d) } else { d };
             Ok(tz.from_local_datetime(&d.and_time(NaiveTime::MIN)).earliest().map(|t| t.with_timezone(&Utc)))
         };
-        crate::api::audit::filter(text(&self.actor), None, customer_id, text(&self.action), day("from", &self.from, false)?, day("to", &self.to, true)?)
+        crate::api::audit::filter(
+            text(&self.actor),
+            None,
+            customer_id,
+            text(&self.action),
+            day("from", &self.from, false)?,
+            day("to", &self.to, true)?,
+        )
     }
 
     /// The query string of the filters (for the export link and the next page).
     fn query(&self) -> String {
-        let pairs = [("actor", &self.actor), ("customer_id", &self.customer_id), ("action", &self.action), ("from", &self.from), ("to", &self.to)];
+        let pairs =
+            [("actor", &self.actor), ("customer_id", &self.customer_id), ("action", &self.action), ("from", &self.from), ("to", &self.to)];
         serde_urlencoded::to_string(pairs.iter().filter(|(_, v)| !v.trim().is_empty()).collect::<Vec<_>>()).unwrap_or_default()
     }
 }

@@ -46,10 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/customers/{id}/merge", axum::routing::post(merge))
         .route("/ui/customers/{id}/personal-data", get(personal_data))
         .route("/ui/customers/{id}/erase", axum::routing::post(erase))
-        .route(
-            "/ui/import",
-            get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
-        )
+        .route("/ui/import", get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)))
         .merge(analytics::router())
         .merge(audit::router())
         .merge(segments::router())
@@ -132,7 +129,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -218,7 +217,8 @@ async fn login(
             let known = state.store.user_by_email(&f.email).await.ok().flatten().map(|u| u.id.to_string());
             let _ = state.store.audit("anonymous", "login_failed", "user", known.clone(), None).await;
             if let Some(lock) = state.logins.failed(&f.email, now) {
-                let _ = state.store.audit("anonymous", "login_locked", "user", known, Some(format!("minutes={}", lock.as_secs() / 60))).await;
+                let _ =
+                    state.store.audit("anonymous", "login_locked", "user", known, Some(format!("minutes={}", lock.as_secs() / 60))).await;
                 return login_throttled(&state, lang, &f.email, lock);
             }
             let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email });
@@ -341,12 +341,7 @@ async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<
 
 /// `application/x-www-form-urlencoded` query string.
 fn encode_query(params: &[(&str, String)]) -> String {
-    params
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    params.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn percent_encode(s: &str) -> String {
@@ -402,15 +397,23 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     };
     let open_tickets = state
         .store
-        .tickets(&user.actor, &patron_store::tickets::TicketFilter { customer_id: Some(id), status: Some("open".into()), ..Default::default() }, patron_store::tickets::TicketSort::Due, None, 20)
+        .tickets(
+            &user.actor,
+            &patron_store::tickets::TicketFilter { customer_id: Some(id), status: Some("open".into()), ..Default::default() },
+            patron_store::tickets::TicketSort::Due,
+            None,
+            20,
+        )
         .await?
         .items;
     let policy = state.store.customer_policy(id).await?;
     let survey_answers = state.store.customer_survey_answers(id).await?;
     let churn_reason = state.store.churn_reason(id).await?;
     let churn_reasons = state.store.service_settings().await?.churn_reasons;
-    Ok(context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons })
+    Ok(
+        context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
+        survey_answers, churn_reason, churn_reasons },
+    )
 }
 
 #[derive(Deserialize)]
@@ -674,11 +677,14 @@ async fn read_import_form(mut multipart: Multipart) -> Result<(patron_store::imp
         let text = field.text().await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
         match name.as_str() {
             "csrf" => csrf = text,
-            "kind" => kind = Some(text.parse::<patron_store::import::ImportKind>().map_err(|e| ApiError::bad_request("kind", e.to_string()))?),
+            "kind" => {
+                kind = Some(text.parse::<patron_store::import::ImportKind>().map_err(|e| ApiError::bad_request("kind", e.to_string()))?)
+            }
             "skip_invalid" => flags.0 = true,
             "dry_run" => flags.1 = true,
             "encoding" if !text.is_empty() => {
-                encoding = Some(text.parse::<patron_store::import::Encoding>().map_err(|e| ApiError::bad_request("encoding", e.to_string()))?)
+                encoding =
+                    Some(text.parse::<patron_store::import::Encoding>().map_err(|e| ApiError::bad_request("encoding", e.to_string()))?)
             }
             _ => {}
         }
@@ -709,7 +715,8 @@ async fn asset(Path(file): Path<String>) -> Response {
             // 1 MB that changes only with the ECharts version, which the page puts in the URL
             // (`?v=5.6.0`): cache it for a year.
             let body: &'static [u8] = include_bytes!("../../assets/echarts.min.js");
-            let headers = [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")];
+            let headers =
+                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")];
             return (headers, body).into_response();
         }
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),

@@ -71,7 +71,13 @@ struct AnswerForm {
     comment: Option<String>,
 }
 
-async fn confirm(State(state): State<AppState>, jar: CookieJar, Path(token): Path<String>, Query(p): Query<LangParam>, Form(f): Form<AnswerForm>) -> Response {
+async fn confirm(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+    Query(p): Query<LangParam>,
+    Form(f): Form<AnswerForm>,
+) -> Response {
     let lang = lang_of(&p, &jar);
     let confirmed = match f.answer.as_str() {
         "yes" => true,
@@ -91,7 +97,8 @@ async fn confirm(State(state): State<AppState>, jar: CookieJar, Path(token): Pat
 
 fn survey_form(state: &AppState, lang: Lang, survey: PublicSurvey, token: &str, error: Option<String>) -> Response {
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let mut res = render(state, "public_survey.html", lang, None, context! { state => "open", survey, token, error, lang_code => lang.code() });
+    let mut res =
+        render(state, "public_survey.html", lang, None, context! { state => "open", survey, token, error, lang_code => lang.code() });
     *res.status_mut() = status;
     res
 }

@@ -98,7 +98,8 @@ async fn render_page(state: &AppState, user: &UiUser, b: Builder, status: Status
     let fields: Vec<Value> = rule_fields()
         .into_iter()
         .map(|f| {
-            let values: Vec<String> = f.values.iter().map(|(k, zh)| if lang == Lang::Zh { format!("{k}（{zh}）") } else { k.clone() }).collect();
+            let values: Vec<String> =
+                f.values.iter().map(|(k, zh)| if lang == Lang::Zh { format!("{k}（{zh}）") } else { k.clone() }).collect();
             context! {
                 name => if f.r#type == "attribute" { format!("{}.NAME", f.name) } else { f.name.clone() },
                 kind => f.r#type,
@@ -225,7 +226,8 @@ async fn save(State(state): State<AppState>, user: UiUser, Form(f): Form<SaveFor
         Ok(s) => Redirect::to(&format!("/ui/segments?key={}&saved=1#segment-list", percent_encode(&s.key))).into_response(),
         Err(e @ (StoreError::Invalid { .. } | StoreError::Conflict(_))) => {
             let e = ApiError::from(e);
-            let b = Builder { rule: f.rule, name: f.name, description: f.description, error: Some(e.message), field: e.field, saved: false };
+            let b =
+                Builder { rule: f.rule, name: f.name, description: f.description, error: Some(e.message), field: e.field, saved: false };
             render_page(&state, &user, b, e.status).await
         }
         Err(e) => error_page(&state, &user, e.into()),

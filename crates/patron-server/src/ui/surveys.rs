@@ -93,7 +93,10 @@ fn parse_questions(text: &str) -> Result<Vec<Question>, ApiError> {
             None => (kind, false),
         };
         let text = parts.next().filter(|t| !t.is_empty()).map(str::to_owned);
-        let options = parts.next().map(|o| o.split([';', '；']).map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        let options = parts
+            .next()
+            .map(|o| o.split([';', '；']).map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
         out.push(Question { key: format!("q{}", i + 1), kind: kind.to_owned(), text, options, required });
     }
     Ok(out)
@@ -128,7 +131,9 @@ async fn create(State(state): State<AppState>, user: UiUser, Form(f): Form<NewSu
     .await;
     match built {
         Ok(s) => Redirect::to(&format!("/ui/surveys/{}", s.id)).into_response(),
-        Err(e) if e.status.is_client_error() && e.status != axum::http::StatusCode::FORBIDDEN => list_page(&state, &user, Some(e.message)).await,
+        Err(e) if e.status.is_client_error() && e.status != axum::http::StatusCode::FORBIDDEN => {
+            list_page(&state, &user, Some(e.message)).await
+        }
         Err(e) => error_page(&state, &user, e),
     }
 }
@@ -180,15 +185,25 @@ struct InviteForm {
     segment: String,
 }
 
-async fn invite(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, headers: HeaderMap, Form(f): Form<InviteForm>) -> Response {
+async fn invite(
+    State(state): State<AppState>,
+    user: UiUser,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(f): Form<InviteForm>,
+) -> Response {
     if let Err(e) = user.check_csrf(&f.csrf) {
         return error_page(&state, &user, e);
     }
     let done = async {
         require(&user.actor, Role::Manager, "invite to surveys")?;
         let req = if f.segment.trim().is_empty() {
-            let ids: Result<Vec<i64>, _> = f.customer_ids.split([',', ' ', '\n', '，']).map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect();
-            InvitationRequest { customer_ids: Some(ids.map_err(|_| ApiError::bad_request("customer_ids", "customer ids are numbers separated by commas"))?), segment: None }
+            let ids: Result<Vec<i64>, _> =
+                f.customer_ids.split([',', ' ', '\n', '，']).map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect();
+            InvitationRequest {
+                customer_ids: Some(ids.map_err(|_| ApiError::bad_request("customer_ids", "customer ids are numbers separated by commas"))?),
+                segment: None,
+            }
         } else {
             InvitationRequest { customer_ids: None, segment: Some(f.segment.trim().to_owned()) }
         };

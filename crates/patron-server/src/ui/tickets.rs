@@ -12,7 +12,9 @@ use chrono::Duration;
 use minijinja::context;
 use patron_store::service::reports::{parse_month, Period};
 use patron_store::tickets::flow::allowed_moves;
-use patron_store::tickets::{CompensationKind, NewComment, NewCompensation, NewTicket, TicketFilter, TicketSort, Transition, CHANNELS, KINDS};
+use patron_store::tickets::{
+    CompensationKind, NewComment, NewCompensation, NewTicket, TicketFilter, TicketSort, Transition, CHANNELS, KINDS,
+};
 use patron_store::users::Role;
 use serde::Deserialize;
 
@@ -53,14 +55,21 @@ async fn inbox(State(state): State<AppState>, user: UiUser, Query(q): Query<Inbo
     let open = Some("open".to_owned());
     let now = state.store.now();
     let (filter, sort) = match view.as_str() {
-        "mine" => (TicketFilter { status: open, assignee_id: Some(user.actor.user_id.unwrap_or(-1)), ..Default::default() }, TicketSort::Due),
+        "mine" => {
+            (TicketFilter { status: open, assignee_id: Some(user.actor.user_id.unwrap_or(-1)), ..Default::default() }, TicketSort::Due)
+        }
         "team" => (TicketFilter { status: open, team_of: Some(user.actor.user_id.unwrap_or(-1)), ..Default::default() }, TicketSort::Due),
         "open" => (TicketFilter { status: open, ..Default::default() }, TicketSort::Due),
         "due" => (TicketFilter { due_before: Some(now + Duration::hours(4)), ..Default::default() }, TicketSort::Due),
         "breached" => (TicketFilter { status: open, breached: Some(true), ..Default::default() }, TicketSort::Due),
         _ => (TicketFilter::default(), TicketSort::Newest),
     };
-    let found = async { Ok::<_, patron_store::StoreError>((state.store.tickets(&user.actor, &filter, sort, q.cursor.as_deref(), 50).await?, state.store.praise_feed(5).await?)) };
+    let found = async {
+        Ok::<_, patron_store::StoreError>((
+            state.store.tickets(&user.actor, &filter, sort, q.cursor.as_deref(), 50).await?,
+            state.store.praise_feed(5).await?,
+        ))
+    };
     match found.await {
         Ok((page, praise)) => render(
             &state,
@@ -89,7 +98,7 @@ async fn page_context(state: &AppState, user: &UiUser, id: i64) -> Result<miniji
     let can_take = user.actor.role == Role::Agent && d.ticket.assignee_id.is_none();
     let can_decide = user.actor.role >= Role::Manager;
     Ok(context! { k => d.ticket, comments => d.comments, compensations => d.compensations, history => d.history, assignee,
-        authority, root_causes, moves, can_take, can_decide })
+    authority, root_causes, moves, can_take, can_decide })
 }
 
 async fn show(state: &AppState, user: &UiUser, id: i64, extra: minijinja::Value) -> Response {
@@ -134,7 +143,13 @@ struct TransitionForm {
     note: Option<String>,
 }
 
-async fn transition(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, headers: HeaderMap, Form(f): Form<TransitionForm>) -> Response {
+async fn transition(
+    State(state): State<AppState>,
+    user: UiUser,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(f): Form<TransitionForm>,
+) -> Response {
     let result = async {
         guard(&state, &user, id, &f.csrf).await?;
         let tr = Transition { to: f.to, root_cause: f.root_cause.filter(|c| !c.is_empty()), note: f.note.filter(|n| !n.trim().is_empty()) };
@@ -236,7 +251,7 @@ async fn new_form(state: &AppState, user: &UiUser, customer_id: i64, error: Opti
         let customer = state.store.customer(customer_id).await?;
         let root_causes = state.store.service_settings().await?.root_causes;
         Ok::<_, ApiError>(context! { customer => context! { id => customer.id, name => customer.name }, kinds => KINDS,
-            channels => CHANNELS, root_causes, error })
+        channels => CHANNELS, root_causes, error })
     }
     .await;
     match ctx {
@@ -330,7 +345,10 @@ async fn dashboard(State(state): State<AppState>, user: UiUser) -> Response {
             .reasons
             .iter()
             .map(|r| {
-                let data: Vec<u64> = segments.iter().map(|g| churn.cells.iter().filter(|c| &c.segment == g && &c.reason == r).map(|c| c.customers).sum()).collect();
+                let data: Vec<u64> = segments
+                    .iter()
+                    .map(|g| churn.cells.iter().filter(|c| &c.segment == g && &c.reason == r).map(|c| c.customers).sum())
+                    .collect();
                 let name = if r == "(unknown)" { t.get("unknown_reason").map(|s| (*s).to_owned()).unwrap_or_default() } else { r.clone() };
                 serde_json::json!({ "name": name, "data": data })
             })

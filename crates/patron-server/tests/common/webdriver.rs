@@ -54,7 +54,8 @@ impl Browser {
                          "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
-        let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session json");
+        let res: Value =
+            http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session json");
         let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {res}")).to_owned();
         Browser { driver, base, session, http, _profile: profile }
     }

@@ -34,7 +34,10 @@ const ROOT: &str = "customers";
 enum Target {
     Reference,
     /// Hash-distributed by this column, co-located with the group named (or a new group).
-    Distributed { column: String, group: Group },
+    Distributed {
+        column: String,
+        group: Group,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +115,11 @@ pub(crate) async fn installed(pool: &PgPool) -> Result<bool> {
 
 /// Whether `customers` is a distributed table (call only when Citus is installed).
 pub(crate) async fn is_distributed(pool: &PgPool) -> Result<bool> {
-    let (yes,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1) AND partmethod = 'h')",
-    )
-    .bind(ROOT)
-    .fetch_one(pool)
-    .await?;
+    let (yes,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1) AND partmethod = 'h')")
+            .bind(ROOT)
+            .fetch_one(pool)
+            .await?;
     Ok(yes)
 }
 
@@ -130,8 +132,7 @@ pub(crate) async fn is_distributed(pool: &PgPool) -> Result<bool> {
 pub async fn distribute(url: &str, shards: Option<u32>) -> Result<DistributeReport> {
     // Checked before connecting through the store, which would apply migrations first.
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts: sqlx::postgres::PgConnectOptions =
-            url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+        let opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(opts.disable_statement_logging()).await?;
         let has = installed(&pool).await;
         pool.close().await;
@@ -207,12 +208,14 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
     if !installed(pool).await? {
         return Err(missing_extension());
     }
-    let (workers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_dist_node WHERE noderole = 'primary' AND shouldhaveshards AND isactive")
-        .fetch_one(pool)
-        .await?;
+    let (workers,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pg_dist_node WHERE noderole = 'primary' AND shouldhaveshards AND isactive")
+            .fetch_one(pool)
+            .await?;
     if workers == 0 {
         return Err(StoreError::Config(
-            "the Citus cluster has no worker that takes shards (add one with SELECT citus_add_node('host', port)); nothing was changed".into(),
+            "the Citus cluster has no worker that takes shards (add one with SELECT citus_add_node('host', port)); nothing was changed"
+                .into(),
         ));
     }
     // One distribution at a time (two servers starting after a migration would both convert
@@ -323,7 +326,8 @@ pub(crate) async fn distribute_pool(pool: &PgPool, shards: Option<u32>) -> Resul
                         let count = match shards {
                             Some(n) => i32::try_from(n).map_err(|_| StoreError::invalid("shards", "too many shards"))?,
                             None => {
-                                let (n,): (String,) = sqlx::query_as("SELECT current_setting('citus.shard_count')").fetch_one(&mut *tx).await?;
+                                let (n,): (String,) =
+                                    sqlx::query_as("SELECT current_setting('citus.shard_count')").fetch_one(&mut *tx).await?;
                                 n.parse().map_err(|_| StoreError::Internal(format!("citus.shard_count is {n:?}")))?
                             }
                         };
@@ -386,7 +390,14 @@ pub async fn status(db: &Db) -> Result<ClusterStatus> {
         Db::Postgres(p, _) => p,
     };
     let (version,): (String,) = sqlx::query_as("SELECT version()").fetch_one(pool).await?;
-    let mut out = ClusterStatus { engine: "postgres".into(), version, citus_version: None, distributed: false, nodes: Vec::new(), tables: Vec::new() };
+    let mut out = ClusterStatus {
+        engine: "postgres".into(),
+        version,
+        citus_version: None,
+        distributed: false,
+        nodes: Vec::new(),
+        tables: Vec::new(),
+    };
     if !installed(pool).await? {
         return Ok(out);
     }

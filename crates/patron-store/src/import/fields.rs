@@ -198,7 +198,8 @@ mod tests {
         assert_eq!(find("colour"), None);
         // No two fields of a kind share a name.
         for spec in [&customer::SPEC[..], &contact::SPEC[..], &order::SPEC[..], &interaction::SPEC[..]] {
-            let mut all: Vec<String> = spec.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).map(normalise_header).collect();
+            let mut all: Vec<String> =
+                spec.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).map(normalise_header).collect();
             let n = all.len();
             all.sort();
             all.dedup();

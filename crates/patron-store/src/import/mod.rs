@@ -10,8 +10,8 @@ mod bulk;
 mod fields;
 pub mod order_file;
 mod order_load;
-mod ticket_load;
 mod source;
+mod ticket_load;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -20,9 +20,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::analytics::TOUCHED_STAGE;
 use crate::customers::{record_change, upsert_consent, StoredCustomer, RESOLVABLE_CUSTOMER, RESOLVED_CUSTOMER_ID, STORED_CUSTOMER_COLUMNS};
 use crate::db::{query, Arg, ColType, Stage, Tx};
-use crate::analytics::TOUCHED_STAGE;
 use crate::orders::Catalog;
 use crate::users::Actor;
 use crate::{audit, values, Result, Store, StoreError};
@@ -106,7 +106,15 @@ pub struct ImportOptions {
 impl ImportOptions {
     /// Defaults for `kind` and `file_name`.
     pub fn new(kind: ImportKind, file_name: impl Into<String>) -> Self {
-        ImportOptions { kind, file_name: file_name.into(), encoding: None, format: None, mappings: Vec::new(), skip_invalid: false, dry_run: false }
+        ImportOptions {
+            kind,
+            file_name: file_name.into(),
+            encoding: None,
+            format: None,
+            mappings: Vec::new(),
+            skip_invalid: false,
+            dry_run: false,
+        }
     }
 }
 
@@ -406,7 +414,19 @@ struct CustomerIn {
 
 /// Columns of a new customer, as [`new_customer_cells`] writes them.
 const NEW_CUSTOMER_COLUMNS: [&str; 14] = [
-    "id", "external_id", "kind", "name", "mobile", "email", "wechat_id", "gender", "birthday", "city", "attributes", "owner_id", "created_at",
+    "id",
+    "external_id",
+    "kind",
+    "name",
+    "mobile",
+    "email",
+    "wechat_id",
+    "gender",
+    "birthday",
+    "city",
+    "attributes",
+    "owner_id",
+    "created_at",
     "updated_at",
 ];
 
@@ -658,11 +678,17 @@ impl Loader {
         }
         // The new interactions' keys (the rows written that were not known before).
         let new_keys: Vec<&(i64, i64, String)> = written.iter().filter(|(_, _, ext)| !known.contains(ext)).collect();
-        bulk::write_rows(tx, "interaction_keys", &["external_id", "customer_id", "interaction_id"], &new_keys, |cells, (id, customer_id, ext)| {
-            cells.text(Some(ext))?;
-            cells.int(Some(*customer_id))?;
-            cells.int(Some(*id))
-        })
+        bulk::write_rows(
+            tx,
+            "interaction_keys",
+            &["external_id", "customer_id", "interaction_id"],
+            &new_keys,
+            |cells, (id, customer_id, ext)| {
+                cells.text(Some(ext))?;
+                cells.int(Some(*customer_id))?;
+                cells.int(Some(*id))
+            },
+        )
         .await?;
         INTERACTION_STAGE.clear(tx).await?;
         // The upsert returns the rows it inserted or changed: of the known ones, those changed.
@@ -705,24 +731,25 @@ impl Loader {
                 }
                 Some((_, id)) => {
                     // Only a contact that differs is written (and counted as updated).
-                    let changed = tx.execute(
-                        query(
-                            "UPDATE contacts SET name = $1, role = $2, mobile = $3, email = $4, interests = $5, notes = $6, \
+                    let changed = tx
+                        .execute(
+                            query(
+                                "UPDATE contacts SET name = $1, role = $2, mobile = $3, email = $4, interests = $5, notes = $6, \
                              updated_at = $7 WHERE customer_id = $8 AND id = $9 AND NOT (name = $1 AND role IS NOT DISTINCT FROM $2 \
                              AND mobile IS NOT DISTINCT FROM $3 AND email IS NOT DISTINCT FROM $4 AND interests IS NOT DISTINCT FROM $5 \
                              AND notes IS NOT DISTINCT FROM $6)",
+                            )
+                            .bind(name)
+                            .bind(role)
+                            .bind(mobile)
+                            .bind(email)
+                            .bind(interests)
+                            .bind(notes)
+                            .bind(self.now)
+                            .bind(customer_id)
+                            .bind(id),
                         )
-                        .bind(name)
-                        .bind(role)
-                        .bind(mobile)
-                        .bind(email)
-                        .bind(interests)
-                        .bind(notes)
-                        .bind(self.now)
-                        .bind(customer_id)
-                        .bind(id),
-                    )
-                    .await?;
+                        .await?;
                     if changed > 0 {
                         counts.updated += 1;
                     } else {
@@ -779,7 +806,8 @@ impl Loader {
                 rec.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
             if let Err(m) = values::check_attributes(&map) {
                 // Named after the largest attribute's column.
-                let (name, value) = rec.attributes.iter().max_by_key(|(_, v)| v.len()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+                let (name, value) =
+                    rec.attributes.iter().max_by_key(|(_, v)| v.len()).map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
                 r.rej.add(Rejection { row: rec.row, column: format!("attr.{name}"), value, reason: m });
                 r.ok = false;
             }
@@ -834,10 +862,7 @@ impl Loader {
         // bound as one JSON array (numbered parameters cost SQLite quadratic time to bind).
         let engine = tx.engine();
         let keys = serde_json::Value::Array(valid.iter().map(|c| serde_json::Value::String(c.external_id.clone())).collect());
-        let q = query(format!(
-            "SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE external_id IN ({})",
-            engine.json_strings(1)
-        ));
+        let q = query(format!("SELECT {STORED_CUSTOMER_COLUMNS} FROM customers WHERE external_id IN ({})", engine.json_strings(1)));
         let rows: Vec<StoredCustomer> = tx.fetch_all(q.bind(keys)).await?;
         // Looked up by external id, so every row found has one.
         let existing: HashMap<String, StoredCustomer> = rows.into_iter().filter_map(|r| Some((r.external_id.clone()?, r))).collect();
@@ -852,7 +877,10 @@ impl Loader {
             for (id, tag) in tx.fetch_all::<(i64, String)>(q.bind(live.clone())).await? {
                 old_tags.entry(id).or_default().push(tag);
             }
-            let q = query(format!("SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({})", engine.json_ints(1)));
+            let q = query(format!(
+                "SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({})",
+                engine.json_ints(1)
+            ));
             for (id, channel, granted) in tx.fetch_all::<(i64, String, bool)>(q.bind(live)).await? {
                 old_consents.entry(id).or_default().push((channel, granted));
             }
@@ -926,13 +954,19 @@ impl Loader {
             cells.text(Some(tag))
         })
         .await?;
-        bulk::write_rows(tx, "customer_consents", &["customer_id", "channel", "granted", "recorded_at", "source"], &consents, |cells, (id, channel, granted)| {
-            cells.int(Some(*id))?;
-            cells.text(Some(channel))?;
-            cells.bool(*granted)?;
-            cells.time(now)?;
-            cells.text(Some("import"))
-        })
+        bulk::write_rows(
+            tx,
+            "customer_consents",
+            &["customer_id", "channel", "granted", "recorded_at", "source"],
+            &consents,
+            |cells, (id, channel, granted)| {
+                cells.int(Some(*id))?;
+                cells.text(Some(channel))?;
+                cells.bool(*granted)?;
+                cells.time(now)?;
+                cells.text(Some("import"))
+            },
+        )
         .await?;
         if triggers_off {
             tx.fk_triggers(true).await?;
@@ -1043,12 +1077,7 @@ impl Loader {
                 (Some(&cid), Some(&rid)) => links.push((cid, rid)),
                 (Some(_), None) => {
                     let column = rej.names[fields::customer::REFERRER_ID].clone();
-                    rej.add(Rejection {
-                        row,
-                        column,
-                        value: referrer,
-                        reason: "unknown referrer customer".into(),
-                    });
+                    rej.add(Rejection { row, column, value: referrer, reason: "unknown referrer customer".into() });
                 }
                 _ => {}
             }
@@ -1060,15 +1089,8 @@ impl Loader {
         // statement through a stage (a query and an update per customer were most of a customers
         // import with referrals).
         let ids = serde_json::Value::Array(links.iter().map(|&(cid, _)| cid.into()).collect());
-        let q = query(format!(
-            "SELECT id, referrer_id FROM customers WHERE id IN ({})",
-            tx.engine().json_ints(1)
-        ));
-        let stored: HashMap<i64, Option<i64>> = tx
-            .fetch_all::<(i64, Option<i64>)>(q.bind(ids))
-            .await?
-            .into_iter()
-            .collect();
+        let q = query(format!("SELECT id, referrer_id FROM customers WHERE id IN ({})", tx.engine().json_ints(1)));
+        let stored: HashMap<i64, Option<i64>> = tx.fetch_all::<(i64, Option<i64>)>(q.bind(ids)).await?.into_iter().collect();
         let changed: Vec<(i64, i64, Option<i64>)> = links
             .into_iter()
             .filter_map(|(cid, rid)| {
@@ -1087,15 +1109,7 @@ impl Loader {
             }
         }
         REFERRAL_STAGE.create(tx).await?;
-        REFERRAL_STAGE
-            .fill(
-                tx,
-                changed
-                    .iter()
-                    .map(|&(cid, rid, _)| vec![Arg::I64(Some(cid)), Arg::I64(Some(rid))])
-                    .collect(),
-            )
-            .await?;
+        REFERRAL_STAGE.fill(tx, changed.iter().map(|&(cid, rid, _)| vec![Arg::I64(Some(cid)), Arg::I64(Some(rid))]).collect()).await?;
         tx.execute(query(format!(
             // UPDATE … FROM (SQLite ≥ 3.33, PostgreSQL): a join, where a correlated subquery
             // scanned the unindexed stage once per customer.
@@ -1107,16 +1121,7 @@ impl Loader {
         // A referrer replaced (not a first one) is a change of the profile, with its history row.
         for (cid, rid, old) in changed {
             if let Some(old) = old {
-                record_change(
-                    tx,
-                    cid,
-                    self.now,
-                    &self.actor,
-                    "referrer_id",
-                    Some(old.to_string()),
-                    Some(rid.to_string()),
-                )
-                .await?;
+                record_change(tx, cid, self.now, &self.actor, "referrer_id", Some(old.to_string()), Some(rid.to_string())).await?;
             }
         }
         Ok(())
@@ -1124,10 +1129,8 @@ impl Loader {
 }
 
 /// The referrer links of a customers import that change a stored referrer.
-static REFERRAL_STAGE: Stage = Stage {
-    name: "patron_stage_referrals",
-    columns: &[("customer_id", ColType::Int), ("referrer_id", ColType::Int)],
-};
+static REFERRAL_STAGE: Stage =
+    Stage { name: "patron_stage_referrals", columns: &[("customer_id", ColType::Int), ("referrer_id", ColType::Int)] };
 
 /// Writes rejections as CSV (`row,column,value,reason`).
 pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> Result<()> {
@@ -1156,10 +1159,7 @@ pub(super) async fn lock_keys(
         return Ok(());
     }
     let wanted = new.len() as i64;
-    let sql = format!(
-        "SELECT COUNT(*) FROM (SELECT id FROM {table} WHERE id IN ({}) FOR KEY SHARE) AS locked",
-        tx.engine().json_ints(1)
-    );
+    let sql = format!("SELECT COUNT(*) FROM (SELECT id FROM {table} WHERE id IN ({}) FOR KEY SHARE) AS locked", tx.engine().json_ints(1));
     let (found,): (i64,) = tx.fetch_one(query(sql).bind(serde_json::Value::Array(new))).await?;
     if found != wanted {
         return Err(StoreError::Conflict(format!("{} {table} referenced by this file were deleted during the import", wanted - found)));

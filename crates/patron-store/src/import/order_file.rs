@@ -246,13 +246,7 @@ impl Cols {
         if keep_flags {
             self.full_price.reserve(n);
         }
-        Cols {
-            has_category: false,
-            has_flags: false,
-            keep_category,
-            keep_flags,
-            ..self
-        }
+        Cols { has_category: false, has_flags: false, keep_category, keep_flags, ..self }
     }
 
     /// Adds a parsed row, numbering its customer and category with `customers` / `categories`.
@@ -393,13 +387,7 @@ pub fn read_order_bytes(
         let start = block.as_ptr() as usize - base;
         parsed(start..start + block.len());
     };
-    let mut out = read_csv_bytes(
-        &bytes[if bom { 3 } else { 0 }..],
-        opts,
-        progress,
-        BLOCK,
-        &done,
-    )?;
+    let mut out = read_csv_bytes(&bytes[if bom { 3 } else { 0 }..], opts, progress, BLOCK, &done)?;
     out.encoding = encoding;
     Ok(Some(out))
 }
@@ -463,7 +451,13 @@ fn read_csv(mut reader: Box<dyn Read + Send>, opts: &OrderFileOptions, progress:
 
 /// [`read_csv`] over bytes already in memory (a mapped file): the blocks are slices of `bytes`,
 /// so nothing is copied before parsing.
-fn read_csv_bytes(bytes: &[u8], opts: &OrderFileOptions, progress: &dyn Fn(u64), block_size: usize, parsed: &dyn Fn(&[u8])) -> Result<OrderFile> {
+fn read_csv_bytes(
+    bytes: &[u8],
+    opts: &OrderFileOptions,
+    progress: &dyn Fn(u64),
+    block_size: usize,
+    parsed: &dyn Fn(&[u8]),
+) -> Result<OrderFile> {
     use rayon::prelude::*;
     let head = &bytes[..bytes.len().min(block_size)];
     let layout = CsvLayout::from_header(head, head.len() == bytes.len(), block_size, opts)?;
@@ -481,11 +475,7 @@ fn read_csv_bytes(bytes: &[u8], opts: &OrderFileOptions, progress: &dyn Fn(u64),
             if window >= rest.len() {
                 return Some(BlockMsg::Block(std::mem::take(&mut rest)));
             }
-            let cut = if plain {
-                memchr::memrchr(b'\n', &rest[..window]).map_or(0, |i| i + 1)
-            } else {
-                record_boundary(&rest[..window])
-            };
+            let cut = if plain { memchr::memrchr(b'\n', &rest[..window]).map_or(0, |i| i + 1) } else { record_boundary(&rest[..window]) };
             if cut > 0 {
                 let (block, tail) = rest.split_at(cut);
                 rest = tail;
@@ -758,7 +748,15 @@ struct PieceState {
 
 impl Piece {
     /// Checks and adds one record of `len` fields (`field(i)` = the i-th field's bytes).
-    fn record<'r>(&mut self, st: &mut PieceState, len: usize, field: impl Fn(usize) -> Option<&'r [u8]>, positions: &[Option<usize>], width: usize, tz: chrono_tz::Tz) {
+    fn record<'r>(
+        &mut self,
+        st: &mut PieceState,
+        len: usize,
+        field: impl Fn(usize) -> Option<&'r [u8]>,
+        positions: &[Option<usize>],
+        width: usize,
+        tz: chrono_tz::Tz,
+    ) {
         self.records += 1;
         // A blank line is not a record.
         if len == 1 && field(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
@@ -890,14 +888,7 @@ impl<'a> FastLines<'a> {
         for (k, &p) in at.iter().enumerate() {
             *role.get_mut(p)? = k as u8;
         }
-        Some(FastLines {
-            role,
-            width,
-            last_customer: &[],
-            last_customer_id: 0,
-            last_date: [0; 10],
-            last_day: 0,
-        })
+        Some(FastLines { role, width, last_customer: &[], last_customer_id: 0, last_date: [0; 10], last_day: 0 })
     }
 
     /// Reads one line if it is plain; false leaves it to the general path (nothing was added).
@@ -1024,7 +1015,8 @@ const fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
 /// local time's calendar day is its date) and the full parsers for everything else.
 fn fast_day(v: &str, tz: chrono_tz::Tz, cache: &mut DayCache) -> std::result::Result<i32, String> {
     let b = v.as_bytes();
-    let date_like = b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..10].iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date_like =
+        b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..10].iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if date_like && (b.len() == 10 || ((b[10] == b' ' || b[10] == b'T') && is_clock(&b[11..]))) {
         let mut key = [0u8; 10];
         key.copy_from_slice(&b[..10]);
@@ -1041,7 +1033,9 @@ fn fast_day(v: &str, tz: chrono_tz::Tz, cache: &mut DayCache) -> std::result::Re
 
 /// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fraction`, in range, and nothing else (no offset).
 fn is_clock(b: &[u8]) -> bool {
-    let two = |i: usize, max: u8| b.get(i..i + 2).is_some_and(|d| d[0].is_ascii_digit() && d[1].is_ascii_digit() && (d[0] - b'0') * 10 + (d[1] - b'0') <= max);
+    let two = |i: usize, max: u8| {
+        b.get(i..i + 2).is_some_and(|d| d[0].is_ascii_digit() && d[1].is_ascii_digit() && (d[0] - b'0') * 10 + (d[1] - b'0') <= max)
+    };
     if !(two(0, 23) && b.get(2) == Some(&b':') && two(3, 59)) {
         return false;
     }
@@ -1095,7 +1089,11 @@ mod tests {
 
     #[test]
     fn bad_rows_are_reported_with_row_and_column() {
-        let f = read("cust,when,value\nc1,2026-13-01,1\nc2,2026-01-01,-3\n,2026-01-01,2\nc3,2026-01-01,x\n", &[("cust", "customer_id"), ("when", "date"), ("value", "amount")]).unwrap();
+        let f = read(
+            "cust,when,value\nc1,2026-13-01,1\nc2,2026-01-01,-3\n,2026-01-01,2\nc3,2026-01-01,x\n",
+            &[("cust", "customer_id"), ("when", "date"), ("value", "amount")],
+        )
+        .unwrap();
         assert_eq!(f.rejected, 4);
         let got: Vec<(u64, &str)> = f.rejections.iter().map(|r| (r.row, r.column.as_str())).collect();
         assert_eq!(got, vec![(2, "when"), (3, "value"), (4, "cust"), (5, "value")]);
@@ -1120,7 +1118,10 @@ mod tests {
         // The same through many small blocks (records cut across block ends).
         let opts = OrderFileOptions { encoding: None, mappings: Vec::new(), tz: chrono_tz::Asia::Shanghai };
         let small = read_csv(Box::new(std::io::Cursor::new(text.clone().into_bytes())), &opts, &|_| {}, 4096).unwrap();
-        assert_eq!((small.rows_read, small.rejected, &small.orders, &small.customer_ids), (f.rows_read, f.rejected, &f.orders, &f.customer_ids));
+        assert_eq!(
+            (small.rows_read, small.rejected, &small.orders, &small.customer_ids),
+            (f.rows_read, f.rejected, &f.orders, &f.customer_ids)
+        );
         assert_eq!(small.rejections[0].row, 40_002);
         assert_eq!(f.rows_read, 50_000);
         assert_eq!(f.rejected, 1);
@@ -1132,7 +1133,10 @@ mod tests {
         let unquoted = text.replace("\"line one\nline, two\"", "plain");
         let whole = read(&unquoted, &[]).unwrap();
         let blocks = read_csv(Box::new(std::io::Cursor::new(unquoted.into_bytes())), &opts, &|_| {}, 1000).unwrap();
-        assert_eq!((blocks.rows_read, blocks.rejected, &blocks.orders, &blocks.customer_ids), (whole.rows_read, whole.rejected, &whole.orders, &whole.customer_ids));
+        assert_eq!(
+            (blocks.rows_read, blocks.rejected, &blocks.orders, &blocks.customer_ids),
+            (whole.rows_read, whole.rejected, &whole.orders, &whole.customer_ids)
+        );
         assert_eq!((whole.rows_read, whole.orders.len(), whole.rejections[0].row), (50_000, 49_999, 40_002));
     }
 
@@ -1159,7 +1163,8 @@ mod tests {
                 let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
                 let mem = read_csv_bytes(&bytes[start..], &opts, &|_| {}, block, &|_| {}).unwrap();
                 let got = (mem.rows_read, mem.rejected, &mem.orders, &mem.customer_ids, mem.rejections.first().map(|r| r.row));
-                let want = (stream.rows_read, stream.rejected, &stream.orders, &stream.customer_ids, stream.rejections.first().map(|r| r.row));
+                let want =
+                    (stream.rows_read, stream.rejected, &stream.orders, &stream.customer_ids, stream.rejections.first().map(|r| r.row));
                 assert_eq!(got, want, "{variant}, blocks of {block}");
             }
             // Every byte after the header is reported parsed once, in order, to the end.
@@ -1207,7 +1212,16 @@ mod tests {
     fn day_fast_path_agrees_with_the_full_parser() {
         let tz = chrono_tz::Asia::Shanghai;
         let mut cache = DayCache::default();
-        for v in ["2026-03-04", "2026-03-04 23:59", "2026-03-04 23:59:59", "2026-03-04T00:00:00.123", "2026-03-04T20:00:00Z", "2026-03-04 10:00:00+02:00", "2026/03/04", "20260304"] {
+        for v in [
+            "2026-03-04",
+            "2026-03-04 23:59",
+            "2026-03-04 23:59:59",
+            "2026-03-04T00:00:00.123",
+            "2026-03-04T20:00:00Z",
+            "2026-03-04 10:00:00+02:00",
+            "2026/03/04",
+            "20260304",
+        ] {
             assert_eq!(fast_day(v, tz, &mut cache), parse_day(v, tz), "{v}");
         }
         for v in ["2026-03-04 24:00", "2026-13-04", "2026-03-04 10:00 garbage", "２０２６-03-04"] {
@@ -1231,7 +1245,17 @@ mod tests {
             let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
             assert_eq!(civil_day(y, m, d), Some(patron_analytics::day_number(date)));
         }
-        for (y, m, d) in [(2026, 2, 29), (1900, 2, 29), (2026, 4, 31), (2026, 0, 1), (2026, 13, 1), (2026, 1, 0), (0, 1, 1), (2199, 12, 32), (1900, 1, 0)] {
+        for (y, m, d) in [
+            (2026, 2, 29),
+            (1900, 2, 29),
+            (2026, 4, 31),
+            (2026, 0, 1),
+            (2026, 13, 1),
+            (2026, 1, 0),
+            (0, 1, 1),
+            (2199, 12, 32),
+            (1900, 1, 0),
+        ] {
             assert_eq!(civil_day(y, m, d), None, "{y}-{m}-{d}");
             assert_eq!(month_day(y, m, d), None, "{y}-{m}-{d} (table)");
         }

@@ -40,9 +40,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use super::bulk::{insert_rows, Cells};
 use super::source::{Record, Source};
 use super::{fields, ImportOptions, Loader, Rejection, Rejections, Row, ORDER_STAGE};
-use super::bulk::{insert_rows, Cells};
 use crate::db::{query, CopyRows, Engine, SqliteRaw, Tx};
 use crate::{values, Result, StoreError};
 
@@ -94,12 +94,14 @@ const INSERT_ORDERS_SQL: &str = "INSERT INTO orders (customer_id, external_id, o
      SELECT customer_id, external_id, ordered_at, channel, store, currency, total_cents, discount_cents, status, ordered_day \
      FROM patron_stage_orders ORDER BY row_no";
 /// Inserts line 1 of staged orders that were all new.
-const INSERT_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+const INSERT_LINES_SQL: &str =
+    "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
      FROM patron_stage_orders s JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id";
 /// Upserts line 1 of each staged order (other lines of an order stay as they are; an unchanged
 /// line is left alone).
-const MERGE_LINES_SQL: &str = "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
+const MERGE_LINES_SQL: &str =
+    "INSERT INTO order_lines (customer_id, order_id, line_no, product_id, category_id, quantity, unit_price_cents, promo) \
      SELECT s.customer_id, o.id, 1, s.product_id, s.category_id, s.quantity, s.unit_price_cents, s.promo \
      FROM patron_stage_orders s JOIN orders o ON o.customer_id = s.customer_id AND o.external_id = s.external_id WHERE true \
      ON CONFLICT (customer_id, order_id, line_no) DO UPDATE SET product_id = excluded.product_id, \
@@ -167,10 +169,22 @@ fn new_line_cells(c: &mut impl Cells, id: i64, r: &Resolved) -> Result<()> {
 }
 
 /// Columns of a new order, as [`new_order_cells`] writes them.
-const NEW_ORDER_COLUMNS: [&str; 11] =
-    ["id", "customer_id", "external_id", "ordered_at", "channel", "store", "currency", "total_cents", "discount_cents", "status", "ordered_day"];
+const NEW_ORDER_COLUMNS: [&str; 11] = [
+    "id",
+    "customer_id",
+    "external_id",
+    "ordered_at",
+    "channel",
+    "store",
+    "currency",
+    "total_cents",
+    "discount_cents",
+    "status",
+    "ordered_day",
+];
 /// Columns of a new order's line, as [`new_line_cells`] writes them.
-const NEW_LINE_COLUMNS: [&str; 8] = ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
+const NEW_LINE_COLUMNS: [&str; 8] =
+    ["customer_id", "order_id", "line_no", "product_id", "category_id", "quantity", "unit_price_cents", "promo"];
 
 /// A validated order row.
 pub(super) struct OrderIn {
@@ -355,7 +369,6 @@ struct PgState {
     sequence: super::bulk::IdSequence,
 }
 
-
 impl Loader {
     /// Reads, validates and writes a whole orders file; returns the data rows read. The merge
     /// that PostgreSQL defers to the end of the file runs here too; the summaries are refreshed
@@ -436,7 +449,14 @@ impl Loader {
                 tx.fk_triggers(true).await?;
             }
         }
-        tracing::debug!(wait_ms = wait.as_millis() as u64, resolve_ms = resolve.as_millis() as u64, write_ms = write.as_millis() as u64, read_ms, merge_ms = started.elapsed().as_millis() as u64 - read_ms, "orders loaded");
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            resolve_ms = resolve.as_millis() as u64,
+            write_ms = write.as_millis() as u64,
+            read_ms,
+            merge_ms = started.elapsed().as_millis() as u64 - read_ms,
+            "orders loaded"
+        );
         Ok(rows_read)
     }
 
@@ -450,7 +470,12 @@ impl Loader {
         for o in orders {
             let Some(&customer_id) = self.customers.get(&o.customer) else {
                 let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection { row: o.row, column, value: o.customer.clone(), reason: "unknown customer (import customers first)".into() });
+                rej.add(Rejection {
+                    row: o.row,
+                    column,
+                    value: o.customer.clone(),
+                    reason: "unknown customer (import customers first)".into(),
+                });
                 continue;
             };
             // Cached after the first sight of a name: a catalogue is small next to the orders.
@@ -491,7 +516,14 @@ impl Loader {
 
     /// SQLite: stages one chunk with prepared multi-row inserts, then checks and merges it with
     /// the set statements PostgreSQL runs once per file (see the module docs).
-    fn merge_sqlite(&mut self, raw: &SqliteRaw<'_>, rows: &[Resolved], write: bool, rej: &mut Rejections, counts: &mut super::Counts) -> Result<()> {
+    fn merge_sqlite(
+        &mut self,
+        raw: &SqliteRaw<'_>,
+        rows: &[Resolved],
+        write: bool,
+        rej: &mut Rejections,
+        counts: &mut super::Counts,
+    ) -> Result<()> {
         if self.insert_new_sqlite(raw, rows, write, counts)? {
             return Ok(());
         }
@@ -555,7 +587,8 @@ impl Loader {
         let ids = || rows.iter().map(|r| r.o.external_id.as_str());
         // Text compares bytewise in SQLite (BINARY collation), as `str` does.
         let (Some(lo), Some(hi)) = (ids().min(), ids().max()) else { return Ok(true) };
-        let mut probe = raw.prepare("SELECT EXISTS (SELECT 1 FROM orders WHERE external_id BETWEEN ?1 AND ?2), COALESCE(MAX(id), 0) FROM orders")?;
+        let mut probe =
+            raw.prepare("SELECT EXISTS (SELECT 1 FROM orders WHERE external_id BETWEEN ?1 AND ?2), COALESCE(MAX(id), 0) FROM orders")?;
         probe.text(1, Some(lo))?;
         probe.text(2, Some(hi))?;
         let (overlaps, last_id) = if probe.step()? { (probe.column_int(0) != 0, probe.column_int(1)) } else { (true, 0) };
@@ -597,7 +630,10 @@ impl Loader {
             .await?;
         let existing: HashSet<String> = if overlaps {
             let found: Vec<(String,)> = tx
-                .fetch_all(query(format!("SELECT external_id FROM order_keys WHERE external_id IN ({})", Engine::Postgres.json_strings(1))).bind(ids))
+                .fetch_all(
+                    query(format!("SELECT external_id FROM order_keys WHERE external_id IN ({})", Engine::Postgres.json_strings(1)))
+                        .bind(ids),
+                )
                 .await?;
             found.into_iter().map(|(e,)| e).collect()
         } else {
@@ -649,7 +685,14 @@ impl Loader {
     }
 
     /// PostgreSQL: checks and merges the whole stage (see the module docs).
-    async fn merge_pg(&mut self, tx: &mut Tx, opts: &ImportOptions, rej: &mut Rejections, counts: &mut super::Counts, pg: PgState) -> Result<()> {
+    async fn merge_pg(
+        &mut self,
+        tx: &mut Tx,
+        opts: &ImportOptions,
+        rej: &mut Rejections,
+        counts: &mut super::Counts,
+        pg: PgState,
+    ) -> Result<()> {
         if pg.staged == 0 {
             return Ok(());
         }

@@ -142,9 +142,9 @@ pub(crate) fn decode(input: Box<dyn Read + Send>, forced: Option<Encoding>) -> R
     let (rest, encoding) = open_bytes(input, forced)?;
     let reader: Box<dyn Read + Send> = match encoding {
         Encoding::Utf8 => rest,
-        Encoding::Gb18030 => Box::new(
-            encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::GB18030)).bom_override(true).build(rest),
-        ),
+        Encoding::Gb18030 => {
+            Box::new(encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::GB18030)).bom_override(true).build(rest))
+        }
     };
     Ok((reader, encoding))
 }
@@ -283,11 +283,7 @@ impl Columns {
         }
         for (i, f) in spec.iter().enumerate() {
             if f.required && source_names[i].is_empty() {
-                return Err(StoreError::File(format!(
-                    "missing required column {:?} (also accepted: {})",
-                    f.name,
-                    f.aliases.join(", ")
-                )));
+                return Err(StoreError::File(format!("missing required column {:?} (also accepted: {})", f.name, f.aliases.join(", "))));
             }
             if source_names[i].is_empty() {
                 source_names[i] = f.name.to_owned();
@@ -312,7 +308,9 @@ impl Columns {
         let mut attributes = Vec::new();
         for (target, cell) in self.targets.iter().zip(cells) {
             // An apostrophe patron's export put before a would-be formula comes off again.
-            let Some(v) = cell.map(|c| crate::export::from_spreadsheet_safe(c.trim()).to_owned()).filter(|c| !c.is_empty()) else { continue };
+            let Some(v) = cell.map(|c| crate::export::from_spreadsheet_safe(c.trim()).to_owned()).filter(|c| !c.is_empty()) else {
+                continue;
+            };
             match target {
                 Target::Field(i) => values[*i] = Some(v),
                 Target::Attribute(name) => attributes.push((name.clone(), v)),
@@ -390,7 +388,9 @@ impl QuoteState {
             }
             // A field's bytes as written (quotes included), its separator not.
             self.field_bytes += 1;
-            if self.field_bytes > crate::values::MAX_FIELD_BYTES && ((self.in_quotes && !self.quote_seen) || !matches!(b, b',' | b'\n' | b'\r')) {
+            if self.field_bytes > crate::values::MAX_FIELD_BYTES
+                && ((self.in_quotes && !self.quote_seen) || !matches!(b, b',' | b'\n' | b'\r'))
+            {
                 self.over = Some(Over::Field { row: self.records + 1, line: self.lines, column: self.fields });
                 return;
             }
@@ -506,7 +506,17 @@ pub(crate) enum Source {
         encoding: Encoding,
         quotes: std::sync::Arc<std::sync::Mutex<QuoteState>>,
     },
-    Jsonl { lines: BufReader<Box<dyn Read + Send>>, buf: Vec<u8>, encoding: Encoding, line: u64, spec: &'static [FieldSpec], mappings: Vec<(String, String)>, allow_attributes: bool, columns: HashMap<Vec<String>, std::sync::Arc<Columns>>, names: Vec<String> },
+    Jsonl {
+        lines: BufReader<Box<dyn Read + Send>>,
+        buf: Vec<u8>,
+        encoding: Encoding,
+        line: u64,
+        spec: &'static [FieldSpec],
+        mappings: Vec<(String, String)>,
+        allow_attributes: bool,
+        columns: HashMap<Vec<String>, std::sync::Arc<Columns>>,
+        names: Vec<String>,
+    },
 }
 
 impl Source {
@@ -550,15 +560,16 @@ impl Source {
                     }
                 };
                 if quotes.lock().is_ok_and(|q| q.unterminated()) {
-                    return Err(StoreError::File(
-                        "row 1 (line 1): a quote opens a column name in the header and is never closed".into(),
-                    ));
+                    return Err(StoreError::File("row 1 (line 1): a quote opens a column name in the header and is never closed".into()));
                 }
                 let headers = raw
                     .iter()
                     .enumerate()
                     .map(|(i, h)| {
-                        encoding.decode_field(h).map(|h| h.into_owned()).map_err(|m| StoreError::File(format!("header of column {}: {m}", i + 1)))
+                        encoding
+                            .decode_field(h)
+                            .map(|h| h.into_owned())
+                            .map_err(|m| StoreError::File(format!("header of column {}: {m}", i + 1)))
                     })
                     .collect::<Result<Vec<String>>>()?;
                 if headers.iter().all(|h| h.trim().is_empty()) {
@@ -605,9 +616,12 @@ impl Source {
     pub fn next(&mut self) -> Result<Option<std::result::Result<Record, Rejection>>> {
         match self {
             Source::Csv { reader, columns, headers, record, encoding, quotes } => match reader.read_byte_record(record) {
-                _ if quotes.lock().is_ok_and(|q| q.over.is_some()) => {
-                    Err(quotes.lock().ok().and_then(|q| q.over).map(|o| o.error(headers)).unwrap_or_else(|| StoreError::File("size cap".into())))
-                }
+                _ if quotes.lock().is_ok_and(|q| q.over.is_some()) => Err(quotes
+                    .lock()
+                    .ok()
+                    .and_then(|q| q.over)
+                    .map(|o| o.error(headers))
+                    .unwrap_or_else(|| StoreError::File("size cap".into()))),
                 // The whole input has been read: a quote still open swallowed the rest of the
                 // file into one value, so no row after it can be trusted.
                 _ if quotes.lock().is_ok_and(|q| q.unterminated()) => {
@@ -681,7 +695,9 @@ impl Source {
                         crate::values::MAX_IMPORT_COLUMNS
                     )));
                 }
-                if let Some((k, _)) = obj.iter().find(|(_, v)| v.as_str().map_or_else(|| v.to_string().len(), str::len) > crate::values::MAX_FIELD_BYTES) {
+                if let Some((k, _)) =
+                    obj.iter().find(|(_, v)| v.as_str().map_or_else(|| v.to_string().len(), str::len) > crate::values::MAX_FIELD_BYTES)
+                {
                     return Err(StoreError::File(format!(
                         "line {}, key {k:?}: a value longer than {} bytes (64 KiB), the most one field may hold",
                         *line,
@@ -701,9 +717,9 @@ impl Source {
                 let cells = obj.into_iter().map(|(_, v)| match v {
                     serde_json::Value::Null => None,
                     serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Array(a) => Some(
-                        a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(";"),
-                    ),
+                    serde_json::Value::Array(a) => {
+                        Some(a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(";"))
+                    }
                     other => Some(other.to_string()),
                 });
                 return Ok(Some(Ok(cols.record(*line, cells))));
@@ -812,7 +828,8 @@ mod tests {
         assert_eq!(rows[1].as_ref().unwrap_err().column, "城市");
         assert!(rows[2].as_ref().unwrap().contains(&Some("桃花岛".into())));
         // JSON lines: the key whose value holds the byte.
-        let mut jsonl = "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"city\":\"襄阳\"}\n{\"customer_id\":\"J2\",\"name\":\"杨".as_bytes().to_vec();
+        let mut jsonl =
+            "{\"customer_id\":\"J1\",\"name\":\"郭靖\",\"city\":\"襄阳\"}\n{\"customer_id\":\"J2\",\"name\":\"杨".as_bytes().to_vec();
         jsonl.extend_from_slice(b"\xff\"}\n{\"customer_id\":\"J3\",\"name\":\"x\"}\n");
         let rows = read_all(&jsonl, Format::Jsonl);
         assert_eq!(rows.len(), 3);

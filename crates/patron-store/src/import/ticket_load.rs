@@ -62,7 +62,16 @@ fn parse_channel(v: &str) -> std::result::Result<&'static str, String> {
 
 fn parse_status(v: &str) -> std::result::Result<&'static str, String> {
     let v = v.trim().to_lowercase();
-    let zh = [("新建", "new"), ("已受理", "acknowledged"), ("处理中", "in_progress"), ("等待客户", "waiting_on_customer"), ("已解决", "resolved"), ("已确认", "confirmed"), ("已关闭", "confirmed"), ("已重开", "reopened")];
+    let zh = [
+        ("新建", "new"),
+        ("已受理", "acknowledged"),
+        ("处理中", "in_progress"),
+        ("等待客户", "waiting_on_customer"),
+        ("已解决", "resolved"),
+        ("已确认", "confirmed"),
+        ("已关闭", "confirmed"),
+        ("已重开", "reopened"),
+    ];
     crate::tickets::STATUSES
         .iter()
         .find(|k| **k == v)
@@ -177,7 +186,12 @@ impl Loader {
             match keys::find(tx, keys::TICKETS, &t.external_id, customer_id).await? {
                 Some((owner, _)) if owner != customer_id => {
                     let column = rej.names[f::EXTERNAL_ID].clone();
-                    rej.add(Rejection { row: t.row, column, value: t.external_id, reason: "this ticket id belongs to another customer".into() });
+                    rej.add(Rejection {
+                        row: t.row,
+                        column,
+                        value: t.external_id,
+                        reason: "this ticket id belongs to another customer".into(),
+                    });
                 }
                 Some((_, id)) => {
                     if self.update_ticket(tx, customer_id, id, &t).await? {
@@ -204,7 +218,15 @@ impl Loader {
         Ok(())
     }
 
-    async fn insert_ticket(&self, tx: &mut Tx, customer_id: i64, tier: &str, policy: &ServicePolicy, cal: &BusinessCalendar, t: &TicketRow) -> Result<()> {
+    async fn insert_ticket(
+        &self,
+        tx: &mut Tx,
+        customer_id: i64,
+        tier: &str,
+        policy: &ServicePolicy,
+        cal: &BusinessCalendar,
+        t: &TicketRow,
+    ) -> Result<()> {
         let first_due = cal.add(&self.tz, t.opened_at, policy.first_response_minutes, policy.business_hours);
         let resolution_due = cal.add(&self.tz, t.opened_at, policy.resolution_minutes, policy.business_hours);
         // The history's late answers are breaches, dated at the due time they passed.

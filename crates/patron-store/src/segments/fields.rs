@@ -70,11 +70,8 @@ pub const LIFECYCLE_STAGES: &[EnumValue] = &[
     ev("won_back", "已挽回"),
 ];
 /// Churn statuses.
-pub const CHURN_STATUSES: &[EnumValue] = &[
-    EnumValue { key: "none", zh: "未流失", aliases: &["not_churned"] },
-    ev("relative", "相对流失"),
-    ev("absolute", "绝对流失"),
-];
+pub const CHURN_STATUSES: &[EnumValue] =
+    &[EnumValue { key: "none", zh: "未流失", aliases: &["not_churned"] }, ev("relative", "相对流失"), ev("absolute", "绝对流失")];
 /// The 8 situations of the loyalty matrix.
 pub const LOYALTY_SITUATIONS: &[EnumValue] = &[
     ev("true_loyalty_rising", "真正忠诚（上升）"),
@@ -170,7 +167,15 @@ pub static FIELDS: &[Field] = &[
     // Live order totals (completed orders, all time).
     f("order_count", Int, "COALESCE(s.order_count, 0)", S, false, "completed orders", "订单数"),
     f("spend", Money(false), "COALESCE(s.spend_cents, 0)", S, false, "total spend (yuan)", "累计消费（元）"),
-    f("repeat_spend", Money(false), "COALESCE(s.repeat_spend_cents, 0)", S, false, "spend on repeat purchase days (yuan)", "复购消费（元）"),
+    f(
+        "repeat_spend",
+        Money(false),
+        "COALESCE(s.repeat_spend_cents, 0)",
+        S,
+        false,
+        "spend on repeat purchase days (yuan)",
+        "复购消费（元）",
+    ),
     f("purchase_days", Int, "COALESCE(s.purchase_days, 0)", S, false, "distinct purchase days", "购买天数"),
     f("first_purchase_date", Day, "s.first_purchase_day", S, true, "day of the first purchase", "首次购买日期"),
     f("last_purchase_date", Day, "s.last_purchase_day", S, true, "day of the last purchase", "最近购买日期"),
@@ -192,7 +197,15 @@ pub static FIELDS: &[Field] = &[
     f("abcd_tier", Choice(ABCD_TIERS), "k.abcd_tier", K, true, "ABCD value tier", "ABCD 价值等级"),
     f("lifecycle", Choice(LIFECYCLE_STAGES), "k.lifecycle", K, true, "lifecycle stage", "生命周期阶段"),
     f("churn", Choice(CHURN_STATUSES), "k.churn", K, true, "churn status", "流失状态"),
-    f("churn_threshold_days", Float, "k.churn_threshold_days", K, true, "days without purchase that mean absolute churn", "绝对流失阈值（天）"),
+    f(
+        "churn_threshold_days",
+        Float,
+        "k.churn_threshold_days",
+        K,
+        true,
+        "days without purchase that mean absolute churn",
+        "绝对流失阈值（天）",
+    ),
     f("p_alive", Float, "k.p_alive", K, true, "probability the customer is still active (0–1)", "存活概率 P(alive)"),
     f("expected_purchases", Float, "k.expected_purchases", K, true, "expected purchases in the horizon", "预期购买次数"),
     f("expected_order_value", Money(true), "k.expected_order_value_cents", K, true, "expected order value (yuan)", "预期客单价（元）"),
@@ -390,11 +403,7 @@ fn suggest(name: &str) -> Option<&'static str> {
     if let Some((_, to)) = HINTS.iter().find(|(from, _)| *from == name) {
         return Some(to);
     }
-    let (best, dist) = FIELDS
-        .iter()
-        .map(|f| f.name)
-        .map(|n| (n, levenshtein(name, n)))
-        .min_by_key(|(_, d)| *d)?;
+    let (best, dist) = FIELDS.iter().map(|f| f.name).map(|n| (n, levenshtein(name, n))).min_by_key(|(_, d)| *d)?;
     let limit = (name.chars().count() / 3).max(2);
     (dist <= limit).then_some(best)
 }
@@ -424,10 +433,7 @@ fn fold(s: &str) -> String {
 /// The key of a choice value written as its key, its Chinese label or an alias.
 pub fn resolve_choice(values: &[EnumValue], written: &str) -> Option<&'static str> {
     let w = fold(written);
-    values
-        .iter()
-        .find(|v| fold(v.key) == w || fold(v.zh) == w || v.aliases.iter().any(|a| fold(a) == w))
-        .map(|v| v.key)
+    values.iter().find(|v| fold(v.key) == w || fold(v.zh) == w || v.aliases.iter().any(|a| fold(a) == w)).map(|v| v.key)
 }
 
 fn choices(values: &[EnumValue]) -> String {
@@ -470,7 +476,10 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
     let key = match (&field.kind, &c.key) {
         (Attr, Some(k)) => {
             if k.contains(['"', '\\']) || k.chars().any(char::is_control) || k.chars().count() > 100 {
-                return Err(RuleError::at(c.column, "an attribute name must be at most 100 characters without quotes, backslashes or control characters"));
+                return Err(RuleError::at(
+                    c.column,
+                    "an attribute name must be at most 100 characters without quotes, backslashes or control characters",
+                ));
             }
             Some(k.clone())
         }
@@ -487,16 +496,11 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
             Consent(_) => "true or false",
             _ => "a number or date",
         };
-        return Err(RuleError::at(
-            c.op_column,
-            format!("{op} does not apply to {shown} ({what}); use {}", allowed.join(", ")),
-        ));
+        return Err(RuleError::at(c.op_column, format!("{op} does not apply to {shown} ({what}); use {}", allowed.join(", "))));
     }
     let test = match &c.test {
         Test::Compare(o, lit) => CTest::Cmp(*o, value(field, &shown, lit)?),
-        Test::In { negated, values } => {
-            CTest::In(*negated, values.iter().map(|l| value(field, &shown, l)).collect::<Result<_, _>>()?)
-        }
+        Test::In { negated, values } => CTest::In(*negated, values.iter().map(|l| value(field, &shown, l)).collect::<Result<_, _>>()?),
         Test::Null { negated } => CTest::Null(*negated),
         Test::Contains { negated, value: lit } => match &lit.value {
             Value::Text(s) => CTest::Contains(*negated, s.clone()),
@@ -552,9 +556,9 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
             _ => Err(mismatch("a number")),
         },
         Money(_) => match &lit.value {
-            Value::Number(n) => crate::values::parse_money(n).map(Val::Int).map_err(|e| {
-                RuleError::at(at, format!("{shown} is an amount in yuan (at most 2 decimals, e.g. 99.50): {e}"))
-            }),
+            Value::Number(n) => crate::values::parse_money(n)
+                .map(Val::Int)
+                .map_err(|e| RuleError::at(at, format!("{shown} is an amount in yuan (at most 2 decimals, e.g. 99.50): {e}"))),
             _ => Err(mismatch("an amount in yuan (e.g. 1000 or 99.50)")),
         },
         Day | Date | Instant => match &lit.value {

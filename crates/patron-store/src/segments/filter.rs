@@ -335,10 +335,7 @@ fn tokenize(rule: &str) -> Result<Vec<Token>, RuleError> {
                 return Err(RuleError::at(column, "expected a number"));
             }
             if i < chars.len() && is_word_char(chars[i]) {
-                return Err(RuleError::at(
-                    i + 1,
-                    format!("unexpected {:?} after a number (text values go in quotes)", chars[i]),
-                ));
+                return Err(RuleError::at(i + 1, format!("unexpected {:?} after a number (text values go in quotes)", chars[i])));
             }
             let text: String = chars[start..i].iter().collect();
             out.push(Token { tok: Tok::Num(text), column });
@@ -374,12 +371,7 @@ fn read_string(chars: &[char], open: usize, close: char) -> Result<(String, usiz
                 't' => s.push('\t'),
                 'r' => s.push('\r'),
                 '\\' | '"' | '\'' | '”' | '’' => s.push(e),
-                _ => {
-                    return Err(RuleError::at(
-                        i + 1,
-                        format!("unknown escape \"\\{e}\" (use \\\\, \\\", \\', \\n or \\t)"),
-                    ))
-                }
+                _ => return Err(RuleError::at(i + 1, format!("unknown escape \"\\{e}\" (use \\\\, \\\", \\', \\n or \\t)"))),
             }
             i += 2;
             continue;
@@ -519,9 +511,7 @@ impl Parser {
         let test = match op.tok {
             Tok::Op(o) => Test::Compare(o, self.value(&format!("\"{}\"", o.symbol()))?),
             Tok::Word(w) if w.eq_ignore_ascii_case("in") => Test::In { negated: false, values: self.list()? },
-            Tok::Word(w) if w.eq_ignore_ascii_case("contains") => {
-                Test::Contains { negated: false, value: self.value("contains")? }
-            }
+            Tok::Word(w) if w.eq_ignore_ascii_case("contains") => Test::Contains { negated: false, value: self.value("contains")? },
             Tok::Word(w) if w.eq_ignore_ascii_case("not") => {
                 let n = self.bump();
                 match n.tok {
@@ -530,10 +520,7 @@ impl Parser {
                         Test::Contains { negated: true, value: self.value("not contains")? }
                     }
                     other => {
-                        return Err(RuleError::at(
-                            n.column,
-                            format!("expected in or contains after \"not\", found {}", describe(&other)),
-                        ))
+                        return Err(RuleError::at(n.column, format!("expected in or contains after \"not\", found {}", describe(&other))))
                     }
                 }
             }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use self::compile::{Ctx, SqlCondition};
-use self::fields::{Checked, EnumValue, Table};
 pub use self::fields::FieldInfo;
+use self::fields::{Checked, EnumValue, Table};
 pub use self::filter::{CmpOp, Cond, Expr, Literal, RuleError, Test, Value};
 use crate::customers::mask;
 use crate::db::{query, Arg};
@@ -449,8 +449,7 @@ impl Store {
 
     /// Saved segments, oldest first.
     pub async fn segments(&self) -> Result<Vec<Segment>> {
-        let rows: Vec<SegmentRow> =
-            self.db.reader().fetch_all(query(format!("SELECT {SEGMENT_COLS} FROM segments ORDER BY id"))).await?;
+        let rows: Vec<SegmentRow> = self.db.reader().fetch_all(query(format!("SELECT {SEGMENT_COLS} FROM segments ORDER BY id"))).await?;
         Ok(rows.into_iter().map(Segment::from).collect())
     }
 
@@ -465,11 +464,8 @@ impl Store {
     }
 
     async fn saved_segment(&self, id: i64) -> Result<Segment> {
-        let row: Option<SegmentRow> = self
-            .db
-            .reader()
-            .fetch_optional(query(format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = $1")).bind(id))
-            .await?;
+        let row: Option<SegmentRow> =
+            self.db.reader().fetch_optional(query(format!("SELECT {SEGMENT_COLS} FROM segments WHERE id = $1")).bind(id)).await?;
         row.map(Segment::from).ok_or(StoreError::NotFound("segment"))
     }
 
@@ -477,8 +473,7 @@ impl Store {
     pub async fn update_segment(&self, actor: &Actor, id: i64, patch: SegmentPatch) -> Result<Segment> {
         let cur = self.saved_segment(id).await?;
         let name = patch.name.as_deref().map(check_name).transpose()?.unwrap_or_else(|| cur.name.clone());
-        let description =
-            patch.description.as_deref().map(check_description).transpose()?.unwrap_or_else(|| cur.description.clone());
+        let description = patch.description.as_deref().map(check_description).transpose()?.unwrap_or_else(|| cur.description.clone());
         let rule = patch.rule.as_deref().map(check_rule_text).transpose()?.unwrap_or_else(|| cur.rule.clone());
         let changed: Vec<&str> = [("name", name != cur.name), ("description", description != cur.description), ("rule", rule != cur.rule)]
             .into_iter()
@@ -600,9 +595,56 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(20260630);
         let atoms = [
-            "city", "attr.x", "attr.\"a b\"", "tag", "p_alive", "clv", "rfm_class", "created_at", "consent.sms", "owner", " ", "=", "!=",
-            "<", "<=", ">", ">=", "in", "not", "and", "or", "is", "null", "contains", "(", ")", ",", ".", "\"", "'", "\\", "\"上海\"",
-            "'重要挽留'", "1", "-2.5", "0.", "true", "false", "“", "”", "（", "）", "≥", "!", "#", "\u{0}", "\n", "é", "💥", "2025-01-01",
+            "city",
+            "attr.x",
+            "attr.\"a b\"",
+            "tag",
+            "p_alive",
+            "clv",
+            "rfm_class",
+            "created_at",
+            "consent.sms",
+            "owner",
+            " ",
+            "=",
+            "!=",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "in",
+            "not",
+            "and",
+            "or",
+            "is",
+            "null",
+            "contains",
+            "(",
+            ")",
+            ",",
+            ".",
+            "\"",
+            "'",
+            "\\",
+            "\"上海\"",
+            "'重要挽留'",
+            "1",
+            "-2.5",
+            "0.",
+            "true",
+            "false",
+            "“",
+            "”",
+            "（",
+            "）",
+            "≥",
+            "!",
+            "#",
+            "\u{0}",
+            "\n",
+            "é",
+            "💥",
+            "2025-01-01",
         ];
         for _ in 0..20_000 {
             let n = rng.gen_range(0..14);

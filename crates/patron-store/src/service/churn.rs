@@ -71,7 +71,9 @@ pub struct ChurnReasonReport {
 
 fn check_source(s: &str) -> bool {
     s == "call"
-        || ["ticket:", "survey:"].iter().any(|p| s.strip_prefix(p).is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())))
+        || ["ticket:", "survey:"]
+            .iter()
+            .any(|p| s.strip_prefix(p).is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())))
 }
 
 impl Store {
@@ -96,7 +98,8 @@ impl Store {
         if crate::customers::lock_customers(&mut tx, &[customer_id]).await?.is_some() {
             return Err(StoreError::NotFound("customer"));
         }
-        let churn: Option<(String,)> = tx.fetch_optional(query("SELECT churn FROM customer_scores WHERE customer_id = $1").bind(customer_id)).await?;
+        let churn: Option<(String,)> =
+            tx.fetch_optional(query("SELECT churn FROM customer_scores WHERE customer_id = $1").bind(customer_id)).await?;
         if !matches!(churn.as_ref().map(|c| c.0.as_str()), Some("absolute" | "relative")) {
             return Err(StoreError::State("the latest analysis does not mark this customer churned or relatively churned".into()));
         }
@@ -126,7 +129,8 @@ impl Store {
         self.db
             .reader()
             .fetch_optional(
-                query("SELECT customer_id, reason, source, note, recorded_by, recorded_at FROM churn_reasons WHERE customer_id = $1").bind(customer_id),
+                query("SELECT customer_id, reason, source, note, recorded_by, recorded_at FROM churn_reasons WHERE customer_id = $1")
+                    .bind(customer_id),
             )
             .await
     }

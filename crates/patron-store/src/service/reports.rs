@@ -214,7 +214,8 @@ impl Store {
             }
             groups.into_iter().map(|(g, (c, o))| rate(Some(g), c, o)).collect::<Vec<_>>()
         };
-        let named = |v: Vec<(Option<String>, i64)>, none: &str| v.into_iter().map(|(g, n)| (g.unwrap_or_else(|| none.to_owned()), n)).collect();
+        let named =
+            |v: Vec<(Option<String>, i64)>, none: &str| v.into_iter().map(|(g, n)| (g.unwrap_or_else(|| none.to_owned()), n)).collect();
         Ok(ComplaintRates {
             period,
             target_per_1000: target,

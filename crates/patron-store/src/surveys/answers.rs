@@ -156,7 +156,10 @@ fn check_answers(questions: &[Question], input: &AnswerInput) -> Result<serde_js
 
 /// The scores read from an answer: the first NPS, the first 1–5 scale, the switch answer, the
 /// open texts joined.
-fn scores(questions: &[Question], a: &serde_json::Map<String, serde_json::Value>) -> (Option<i64>, Option<i64>, Option<bool>, Option<String>) {
+fn scores(
+    questions: &[Question],
+    a: &serde_json::Map<String, serde_json::Value>,
+) -> (Option<i64>, Option<i64>, Option<bool>, Option<String>) {
     let first = |kind: &str| questions.iter().filter(|q| q.kind == kind).find_map(|q| a.get(&q.key));
     let nps = first("nps").and_then(|v| v.as_i64());
     let score = first("scale").and_then(|v| v.as_i64());
@@ -177,16 +180,27 @@ impl Store {
         let link = self.public_link(LinkKind::Survey, token).await?;
         let mut r = self.db.reader();
         let inv: Option<(i64,)> = r
-            .fetch_optional(query("SELECT survey_id FROM survey_invitations WHERE customer_id = $1 AND id = $2").bind(link.customer_id).bind(link.subject_id))
+            .fetch_optional(
+                query("SELECT survey_id FROM survey_invitations WHERE customer_id = $1 AND id = $2")
+                    .bind(link.customer_id)
+                    .bind(link.subject_id),
+            )
             .await?;
         let (survey_id,) = inv.ok_or(StoreError::NotFound("link"))?;
         let survey = self.survey(survey_id).await?;
         if !survey.active {
             return Err(StoreError::Gone("this survey is closed".into()));
         }
-        let name: Option<(String,)> = r.fetch_optional(query("SELECT name FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(link.customer_id)).await?;
+        let name: Option<(String,)> =
+            r.fetch_optional(query("SELECT name FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(link.customer_id)).await?;
         let (name,) = name.ok_or(StoreError::NotFound("link"))?;
-        Ok(PublicSurvey { name: survey.name, kind: survey.kind, questions: survey.questions, greeting_name: given_name(&name), expires_at: link.expires_at })
+        Ok(PublicSurvey {
+            name: survey.name,
+            kind: survey.kind,
+            questions: survey.questions,
+            greeting_name: given_name(&name),
+            expires_at: link.expires_at,
+        })
     }
 
     /// The customer's answer through their link, once. Returns the stored answer.
@@ -207,7 +221,8 @@ impl Store {
                     .bind(link.subject_id),
             )
             .await?;
-        let (survey_id, about_ticket, agent_id, store) = inv.ok_or_else(|| StoreError::State("this survey has been answered already".into()))?;
+        let (survey_id, about_ticket, agent_id, store) =
+            inv.ok_or_else(|| StoreError::State("this survey has been answered already".into()))?;
         let survey = survey_in(&mut tx, survey_id).await?;
         if !survey.active {
             return Err(StoreError::Gone("this survey is closed".into()));
@@ -218,7 +233,8 @@ impl Store {
         let tier = customer_tier(&mut tx, customer_id).await?;
         let mut ticket_id = None;
         if unhappy(nps, score) {
-            let owner: Option<(Option<i64>,)> = tx.fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1").bind(customer_id)).await?;
+            let owner: Option<(Option<i64>,)> =
+                tx.fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1").bind(customer_id)).await?;
             let assignee = owner.and_then(|o| o.0).or(agent_id);
             let headline = match (nps, score) {
                 (Some(n), _) => format!("NPS {n}"),
@@ -269,8 +285,13 @@ impl Store {
             .bind(now),
         )
         .await?;
-        tx.execute(query("UPDATE survey_invitations SET answered_at = $1 WHERE customer_id = $2 AND id = $3").bind(now).bind(customer_id).bind(link.subject_id))
-            .await?;
+        tx.execute(
+            query("UPDATE survey_invitations SET answered_at = $1 WHERE customer_id = $2 AND id = $3")
+                .bind(now)
+                .bind(customer_id)
+                .bind(link.subject_id),
+        )
+        .await?;
         links::mark_used(&mut tx, &link, token, now).await?;
         let payload = serde_json::json!({"survey_id": survey_id, "kind": survey.kind, "nps": nps, "score": score,
             "would_switch": would_switch, "tier": tier, "ticket_id": ticket_id, "about_ticket_id": about_ticket});

@@ -105,7 +105,14 @@ pub(crate) struct Occasion<'a> {
 
 /// Invites one customer in `tx`: None when they were invited within the re-contact limit or
 /// for this occasion already; else the invitation's id.
-pub(crate) async fn invite_in(tx: &mut Tx, survey: &SurveyRow, customer_id: i64, o: &Occasion<'_>, sent: bool, now: DateTime<Utc>) -> Result<Option<i64>> {
+pub(crate) async fn invite_in(
+    tx: &mut Tx,
+    survey: &SurveyRow,
+    customer_id: i64,
+    o: &Occasion<'_>,
+    sent: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>> {
     if survey.recontact_days > 0 {
         let recent: Option<(i64,)> = tx
             .fetch_optional(
@@ -137,8 +144,15 @@ pub(crate) async fn invite_in(tx: &mut Tx, survey: &SurveyRow, customer_id: i64,
         )
         .await?;
     if let Some((id,)) = row {
-        crate::events::append(tx, customer_id, "survey.invited", Some(id), serde_json::json!({"survey_id": survey.id, "source": o.source}), now)
-            .await?;
+        crate::events::append(
+            tx,
+            customer_id,
+            "survey.invited",
+            Some(id),
+            serde_json::json!({"survey_id": survey.id, "source": o.source}),
+            now,
+        )
+        .await?;
     }
     Ok(row.map(|r| r.0))
 }
@@ -199,7 +213,16 @@ impl Store {
                 None => out.skipped.push(Skipped { customer_id, reason: "recently_invited".into() }),
             }
         }
-        audit::record(&mut tx, now, &actor.key, "invite", "survey", Some(survey_id.to_string()), Some(format!("invited={}", out.invited.len()))).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "invite",
+            "survey",
+            Some(survey_id.to_string()),
+            Some(format!("invited={}", out.invited.len())),
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -207,15 +230,16 @@ impl Store {
     /// Runs the surveys' triggers: invitations for the occasions that are due.
     pub async fn run_survey_triggers(&self) -> Result<u64> {
         let now = self.now();
-        let surveys: Vec<SurveyRow> =
-            self.db.reader().fetch_all(query(format!("{SURVEY_SELECT} WHERE active ORDER BY id"))).await?;
+        let surveys: Vec<SurveyRow> = self.db.reader().fetch_all(query(format!("{SURVEY_SELECT} WHERE active ORDER BY id"))).await?;
         let mut invited = 0;
         for s in surveys {
             let Some(trigger) = s.trigger.0.clone() else { continue };
             invited += match trigger.on.as_str() {
                 "ticket_resolved" => self.follow_events(&s, "ticket.resolved", Duration::zero(), now).await?,
                 "order_completed" => self.follow_events(&s, "order.created", Duration::days(trigger.days.unwrap_or(0)), now).await?,
-                "periodic" => self.periodic_round(&s, trigger.segment.as_deref().unwrap_or(""), trigger.every_days.unwrap_or(30), now).await?,
+                "periodic" => {
+                    self.periodic_round(&s, trigger.segment.as_deref().unwrap_or(""), trigger.every_days.unwrap_or(30), now).await?
+                }
                 _ => 0,
             };
         }
@@ -229,7 +253,8 @@ impl Store {
         let mut cursor = s.event_cursor;
         let mut settled = true;
         'pages: loop {
-            let events = self.events(&EventFilter { kind: Some(kind.into()), customer_id: None, subject_id: None, after: Some(after) }, 500).await?;
+            let events =
+                self.events(&EventFilter { kind: Some(kind.into()), customer_id: None, subject_id: None, after: Some(after) }, 500).await?;
             let full = events.len() == 500;
             for e in events {
                 if e.occurred_at > now - delay {
@@ -245,7 +270,11 @@ impl Store {
                 let mut tx = self.db.begin().await?;
                 let (source, ticket_id, agent_id, store) = if kind == "ticket.resolved" {
                     let t: Option<(Option<i64>, Option<String>)> = tx
-                        .fetch_optional(query("SELECT assignee_id, store FROM tickets WHERE customer_id = $1 AND id = $2").bind(e.customer_id).bind(subject))
+                        .fetch_optional(
+                            query("SELECT assignee_id, store FROM tickets WHERE customer_id = $1 AND id = $2")
+                                .bind(e.customer_id)
+                                .bind(subject),
+                        )
                         .await?;
                     let Some((agent, store)) = t else { continue };
                     (format!("ticket:{subject}"), Some(subject), agent, store)
@@ -255,7 +284,8 @@ impl Store {
                     }
                     (format!("order:{subject}"), None, None, e.payload.get("store").and_then(|v| v.as_str()).map(str::to_owned))
                 };
-                let live: Option<(i64,)> = tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(e.customer_id)).await?;
+                let live: Option<(i64,)> =
+                    tx.fetch_optional(query("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(e.customer_id)).await?;
                 if live.is_none() {
                     continue;
                 }
@@ -320,7 +350,10 @@ impl Store {
             let due: Vec<(i64, i64)> = self
                 .db
                 .reader()
-                .fetch_all(query("SELECT customer_id, id FROM survey_invitations WHERE sent_at IS NULL AND expires_at > $1 ORDER BY id LIMIT 500").bind(now))
+                .fetch_all(
+                    query("SELECT customer_id, id FROM survey_invitations WHERE sent_at IS NULL AND expires_at > $1 ORDER BY id LIMIT 500")
+                        .bind(now),
+                )
                 .await?;
             let mut done = 0;
             for &(customer_id, id) in &due {
@@ -328,26 +361,37 @@ impl Store {
                 let claim = tx.engine().claim_lock();
                 let claimed: Option<(i64,)> = tx
                     .fetch_optional(
-                        query(format!("SELECT survey_id FROM survey_invitations WHERE customer_id = $1 AND id = $2 AND sent_at IS NULL{claim}"))
-                            .bind(customer_id)
-                            .bind(id),
+                        query(format!(
+                            "SELECT survey_id FROM survey_invitations WHERE customer_id = $1 AND id = $2 AND sent_at IS NULL{claim}"
+                        ))
+                        .bind(customer_id)
+                        .bind(id),
                     )
                     .await?;
                 let Some((survey_id,)) = claimed else { continue };
                 let survey = survey_in(&mut tx, survey_id).await?;
                 let contact: Option<(String, Option<String>, Option<String>)> = tx
-                    .fetch_optional(query("SELECT name, mobile, email FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id))
+                    .fetch_optional(
+                        query("SELECT name, mobile, email FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id),
+                    )
                     .await?;
                 let expires_at = now + Duration::days(survey.expires_days);
-                tx.execute(query("UPDATE survey_invitations SET sent_at = $1, expires_at = $2 WHERE customer_id = $3 AND id = $4").bind(now).bind(expires_at).bind(customer_id).bind(id))
-                    .await?;
+                tx.execute(
+                    query("UPDATE survey_invitations SET sent_at = $1, expires_at = $2 WHERE customer_id = $3 AND id = $4")
+                        .bind(now)
+                        .bind(expires_at)
+                        .bind(customer_id)
+                        .bind(id),
+                )
+                .await?;
                 let Some((name, mobile, email)) = contact else {
                     // Erased meanwhile: marked sent, nothing goes out.
                     tx.commit().await?;
                     continue;
                 };
                 let token = links::create(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days).await?;
-                let msg = InvitationMessage { invitation_id: id, customer_id, name, mobile, email, survey_name: survey.name, token, expires_at };
+                let msg =
+                    InvitationMessage { invitation_id: id, customer_id, name, mobile, email, survey_name: survey.name, token, expires_at };
                 deliver(&msg).map_err(|e| StoreError::Internal(format!("delivering survey invitation {id}: {e}")))?;
                 tx.commit().await?;
                 done += 1;

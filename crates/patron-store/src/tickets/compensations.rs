@@ -75,13 +75,16 @@ pub struct Compensation {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
-const COMPENSATION_SELECT: &str = "SELECT id, ticket_id, amount_cents, kind, reason, status, requested_by, requested_at, decided_by, decided_at \
+const COMPENSATION_SELECT: &str =
+    "SELECT id, ticket_id, amount_cents, kind, reason, status, requested_by, requested_at, decided_by, decided_at \
      FROM compensations";
 
 /// A ticket's compensations, oldest first.
 pub(crate) async fn of_ticket(r: &mut Reader<'_>, customer_id: i64, ticket_id: i64) -> Result<Vec<Compensation>> {
-    r.fetch_all(query(format!("{COMPENSATION_SELECT} WHERE customer_id = $1 AND ticket_id = $2 ORDER BY id")).bind(customer_id).bind(ticket_id))
-        .await
+    r.fetch_all(
+        query(format!("{COMPENSATION_SELECT} WHERE customer_id = $1 AND ticket_id = $2 ORDER BY id")).bind(customer_id).bind(ticket_id),
+    )
+    .await
 }
 
 async fn one(tx: &mut Tx, customer_id: i64, id: i64) -> Result<Compensation> {
@@ -135,8 +138,16 @@ impl Store {
                 notifications::notify(&mut tx, m, "approval", t.customer_id, ticket_id, &message, now).await?;
             }
         }
-        audit::record(&mut tx, now, &actor.key, "compensate", "ticket", Some(ticket_id.to_string()), Some(format!("customer={} {status} {}", t.customer_id, c.amount_cents)))
-            .await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "compensate",
+            "ticket",
+            Some(ticket_id.to_string()),
+            Some(format!("customer={} {status} {}", t.customer_id, c.amount_cents)),
+        )
+        .await?;
         let out = one(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(out)
@@ -169,9 +180,19 @@ impl Store {
                 .bind(compensation_id),
         )
         .await?;
-        let payload = serde_json::json!({"compensation_id": compensation_id, "amount_cents": c.amount_cents, "kind": c.kind, "by": actor.key});
+        let payload =
+            serde_json::json!({"compensation_id": compensation_id, "amount_cents": c.amount_cents, "kind": c.kind, "by": actor.key});
         events::append(&mut tx, t.customer_id, &format!("compensation.{status}"), Some(ticket_id), payload, now).await?;
-        audit::record(&mut tx, now, &actor.key, "decide", "compensation", Some(compensation_id.to_string()), Some(format!("customer={} {status}", t.customer_id))).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "decide",
+            "compensation",
+            Some(compensation_id.to_string()),
+            Some(format!("customer={} {status}", t.customer_id)),
+        )
+        .await?;
         let out = one(&mut tx, t.customer_id, compensation_id).await?;
         tx.commit().await?;
         Ok(out)

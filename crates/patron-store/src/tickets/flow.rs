@@ -97,7 +97,15 @@ async fn meet_first_response(tx: &mut Tx, t: &TicketRow, now: DateTime<Utc>) -> 
 }
 
 /// Adds a comment in `tx`.
-pub(crate) async fn add_comment(tx: &mut Tx, t: &TicketRow, author: &str, public: bool, body: &str, attachments: &[Attachment], now: DateTime<Utc>) -> Result<()> {
+pub(crate) async fn add_comment(
+    tx: &mut Tx,
+    t: &TicketRow,
+    author: &str,
+    public: bool,
+    body: &str,
+    attachments: &[Attachment],
+    now: DateTime<Utc>,
+) -> Result<()> {
     tx.execute(
         query(
             "INSERT INTO ticket_comments (customer_id, ticket_id, author, public, body, attachments, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -117,7 +125,15 @@ pub(crate) async fn add_comment(tx: &mut Tx, t: &TicketRow, author: &str, public
 /// Moves `t` to `to` in `tx`, with the clocks, the event and (on resolve) the confirmation link;
 /// the caller has checked the move is allowed. `by` is who moved it (an actor key, `customer`,
 /// `timeout`).
-pub(crate) async fn apply(tx: &mut Tx, store: &Store, t: &TicketRow, to: &str, root_cause: Option<&str>, by: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+pub(crate) async fn apply(
+    tx: &mut Tx,
+    store: &Store,
+    t: &TicketRow,
+    to: &str,
+    root_cause: Option<&str>,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
     let key = (t.customer_id, t.id);
     let set = |sql: &str| query(format!("UPDATE tickets SET {sql}, status = $1, updated_at = $2 WHERE customer_id = $3 AND id = $4"));
     let bind = |q: crate::db::Query| q.bind(to).bind(now).bind(key.0).bind(key.1);
@@ -144,7 +160,8 @@ pub(crate) async fn apply(tx: &mut Tx, store: &Store, t: &TicketRow, to: &str, r
             tx.execute(bind(set("paused_at = NULL"))).await?;
         }
         "resolved" => {
-            tx.execute(bind(set("resolved_at = $5, root_cause = COALESCE($6, root_cause), paused_at = NULL")).bind(now).bind(root_cause)).await?;
+            tx.execute(bind(set("resolved_at = $5, root_cause = COALESCE($6, root_cause), paused_at = NULL")).bind(now).bind(root_cause))
+                .await?;
             let days = settings::get_in::<settings::ServiceSettings>(tx, settings::SERVICE).await?.confirmation_days;
             token = Some(links::create(tx, LinkKind::Confirmation, t.customer_id, t.id, now, days).await?);
             payload["root_cause"] = serde_json::json!(root_cause.or(t.root_cause.as_deref()));
@@ -159,7 +176,8 @@ pub(crate) async fn apply(tx: &mut Tx, store: &Store, t: &TicketRow, to: &str, r
             let cal = clocks(tx).await?;
             let due = cal.add(&store.config.business_tz, now, t.resolution_minutes, t.business_hours);
             tx.execute(
-                bind(set("resolved_at = NULL, reopened_count = reopened_count + 1, resolution_due_at = $5, resolution_warned_at = NULL")).bind(due),
+                bind(set("resolved_at = NULL, reopened_count = reopened_count + 1, resolution_due_at = $5, resolution_warned_at = NULL"))
+                    .bind(due),
             )
             .await?;
             expire_links(tx, t, now).await?;
@@ -232,7 +250,16 @@ impl Store {
             add_comment(&mut tx, &t, &actor.key, false, n, &[], now).await?;
         }
         let token = apply(&mut tx, self, &t, &to, root_cause.as_deref(), &actor.key, now).await?;
-        audit::record(&mut tx, now, &actor.key, "transition", "ticket", Some(id.to_string()), Some(format!("customer={} {} → {to}", t.customer_id, t.status))).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "transition",
+            "ticket",
+            Some(id.to_string()),
+            Some(format!("customer={} {} → {to}", t.customer_id, t.status)),
+        )
+        .await?;
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(TicketChange { ticket: row.into_ticket(now), confirmation_token: token })
@@ -306,7 +333,16 @@ impl Store {
         .await?;
         let payload = serde_json::json!({"from": t.assignee_id, "to": assignee_id, "department": department, "by": actor.key});
         events::append(&mut tx, t.customer_id, "ticket.assigned", Some(id), payload, now).await?;
-        audit::record(&mut tx, now, &actor.key, "assign", "ticket", Some(id.to_string()), Some(format!("customer={} assignee={assignee_id:?}", t.customer_id))).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "assign",
+            "ticket",
+            Some(id.to_string()),
+            Some(format!("customer={} assignee={assignee_id:?}", t.customer_id)),
+        )
+        .await?;
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(row.into_ticket(now))
@@ -319,7 +355,9 @@ impl Store {
             .db
             .reader()
             .fetch_optional(
-                query("SELECT subject, resolved_at FROM tickets WHERE customer_id = $1 AND id = $2").bind(link.customer_id).bind(link.subject_id),
+                query("SELECT subject, resolved_at FROM tickets WHERE customer_id = $1 AND id = $2")
+                    .bind(link.customer_id)
+                    .bind(link.subject_id),
             )
             .await?;
         let (subject, resolved_at) = row.ok_or(StoreError::NotFound("link"))?;

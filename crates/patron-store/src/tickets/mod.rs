@@ -323,9 +323,11 @@ pub(crate) async fn locked_ticket(tx: &mut Tx, id: i64) -> Result<TicketRow> {
     let customer_id = ticket_customer(tx, id).await?;
     let lock = tx.engine().row_lock();
     // The row is locked alone (a lock over a join would take the customer's row too).
-    tx.fetch_optional::<(i64,)>(query(format!("SELECT id FROM tickets WHERE customer_id = $1 AND id = $2{lock}")).bind(customer_id).bind(id))
-        .await?
-        .ok_or(StoreError::NotFound("ticket"))?;
+    tx.fetch_optional::<(i64,)>(
+        query(format!("SELECT id FROM tickets WHERE customer_id = $1 AND id = $2{lock}")).bind(customer_id).bind(id),
+    )
+    .await?
+    .ok_or(StoreError::NotFound("ticket"))?;
     tx.fetch_one(query(format!("SELECT {TICKET_COLUMNS} {TICKET_FROM} WHERE t.customer_id = $1 AND t.id = $2")).bind(customer_id).bind(id))
         .await
 }
@@ -490,9 +492,7 @@ impl Store {
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let page = self
-                .events(&EventFilter { kind: None, customer_id: Some(customer_id), subject_id: Some(id), after }, 1000)
-                .await?;
+            let page = self.events(&EventFilter { kind: None, customer_id: Some(customer_id), subject_id: Some(id), after }, 1000).await?;
             let last = page.last().map(|e| e.id);
             let full = page.len() == 1000;
             out.extend(page.into_iter().filter(|e| e.kind.starts_with("ticket.") || e.kind.starts_with("compensation.")));
@@ -504,7 +504,14 @@ impl Store {
     }
 
     /// A page of tickets. Agents see the tickets assigned to them and those of their customers.
-    pub async fn tickets(&self, actor: &Actor, filter: &TicketFilter, sort: TicketSort, cursor: Option<&str>, limit: i64) -> Result<Page<Ticket>> {
+    pub async fn tickets(
+        &self,
+        actor: &Actor,
+        filter: &TicketFilter,
+        sort: TicketSort,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Page<Ticket>> {
         let limit = limit.clamp(1, 500);
         let mut sql = format!("SELECT {TICKET_COLUMNS} {TICKET_FROM} WHERE true");
         let mut q = query(String::new());
@@ -579,7 +586,9 @@ impl Store {
             rows.truncate(limit as usize);
             rows.last().map(|r| match sort {
                 TicketSort::Newest => encode_cursor(&(r.id,)),
-                TicketSort::Due => encode_cursor(&(if r.first_responded_at.is_none() { r.first_response_due_at } else { r.resolution_due_at }, r.id)),
+                TicketSort::Due => {
+                    encode_cursor(&(if r.first_responded_at.is_none() { r.first_response_due_at } else { r.resolution_due_at }, r.id))
+                }
             })
         } else {
             None
@@ -624,7 +633,8 @@ pub(crate) async fn open_in(tx: &mut Tx, st: &Store, o: Opening<'_>, now: DateTi
         Some(s) => Some(s.to_owned()),
         None => tx
             .fetch_optional::<(Option<String>,)>(
-                query("SELECT store FROM orders WHERE customer_id = $1 AND store IS NOT NULL ORDER BY ordered_at DESC LIMIT 1").bind(o.customer_id),
+                query("SELECT store FROM orders WHERE customer_id = $1 AND store IS NOT NULL ORDER BY ordered_at DESC LIMIT 1")
+                    .bind(o.customer_id),
             )
             .await?
             .and_then(|r| r.0),

@@ -74,7 +74,9 @@ impl Store {
         let warn_until = now + Duration::minutes(s.warning_minutes);
         let confirm_before = now - Duration::days(s.confirmation_days);
         let mut report = SlaReport::default();
-        for work in [Work::FirstResponseBreach, Work::ResolutionBreach, Work::FirstResponseWarning, Work::ResolutionWarning, Work::AutoConfirm] {
+        for work in
+            [Work::FirstResponseBreach, Work::ResolutionBreach, Work::FirstResponseWarning, Work::ResolutionWarning, Work::AutoConfirm]
+        {
             let second = if work == Work::AutoConfirm { confirm_before } else { warn_until };
             loop {
                 let due: Vec<(i64, i64)> = self
@@ -113,26 +115,36 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let claim = tx.engine().claim_lock();
         let claimed: Option<(i64,)> = tx
-            .fetch_optional(query(format!("SELECT t.id FROM tickets t WHERE t.customer_id = $3 AND t.id = $4 AND {}{claim}", work.condition()))
-                .bind(now)
-                .bind(second)
-                .bind(customer_id)
-                .bind(id))
+            .fetch_optional(
+                query(format!("SELECT t.id FROM tickets t WHERE t.customer_id = $3 AND t.id = $4 AND {}{claim}", work.condition()))
+                    .bind(now)
+                    .bind(second)
+                    .bind(customer_id)
+                    .bind(id),
+            )
             .await?;
         if claimed.is_none() {
             tx.rollback().await?;
             return Ok(false);
         }
         let t: TicketRow = tx
-            .fetch_one(query(format!("SELECT {TICKET_COLUMNS} {TICKET_FROM} WHERE t.customer_id = $1 AND t.id = $2")).bind(customer_id).bind(id))
+            .fetch_one(
+                query(format!("SELECT {TICKET_COLUMNS} {TICKET_FROM} WHERE t.customer_id = $1 AND t.id = $2")).bind(customer_id).bind(id),
+            )
             .await?;
         let clock = work.clock();
         match work {
             Work::FirstResponseWarning | Work::ResolutionWarning => {
                 let due = if work == Work::FirstResponseWarning { t.first_response_due_at } else { t.resolution_due_at };
-                tx.execute(query(format!("UPDATE tickets SET {clock}_warned_at = $1 WHERE customer_id = $2 AND id = $3")).bind(now).bind(customer_id).bind(id))
+                tx.execute(
+                    query(format!("UPDATE tickets SET {clock}_warned_at = $1 WHERE customer_id = $2 AND id = $3"))
+                        .bind(now)
+                        .bind(customer_id)
+                        .bind(id),
+                )
+                .await?;
+                events::append(&mut tx, customer_id, "ticket.warning", Some(id), serde_json::json!({"clock": clock, "due_at": due}), now)
                     .await?;
-                events::append(&mut tx, customer_id, "ticket.warning", Some(id), serde_json::json!({"clock": clock, "due_at": due}), now).await?;
                 if let Some(a) = t.assignee_id {
                     let what = if clock == "first_response" { "首次响应" } else { "解决" };
                     let message = format!("工单 #{id}「{}」{what}时限将到：{}", t.subject, due.format("%Y-%m-%d %H:%M UTC"));
@@ -141,8 +153,13 @@ impl Store {
             }
             Work::FirstResponseBreach | Work::ResolutionBreach => {
                 let due = if work == Work::FirstResponseBreach { t.first_response_due_at } else { t.resolution_due_at };
-                tx.execute(query(format!("UPDATE tickets SET {clock}_breached_at = $1 WHERE customer_id = $2 AND id = $3")).bind(due).bind(customer_id).bind(id))
-                    .await?;
+                tx.execute(
+                    query(format!("UPDATE tickets SET {clock}_breached_at = $1 WHERE customer_id = $2 AND id = $3"))
+                        .bind(due)
+                        .bind(customer_id)
+                        .bind(id),
+                )
+                .await?;
                 let payload = serde_json::json!({"clock": clock, "due_at": due, "tier": t.tier, "assignee_id": t.assignee_id});
                 events::append(&mut tx, customer_id, "ticket.breached", Some(id), payload, due).await?;
                 let what = if clock == "first_response" { "首次响应" } else { "解决" };
