@@ -25,7 +25,10 @@ pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match run_round(&store, &outbox).await {
+            let started = std::time::Instant::now();
+            let round = run_round(&store, &outbox).await;
+            crate::metrics::scheduler_round(round.is_ok(), started.elapsed());
+            match round {
                 Ok(r) if r != Default::default() => tracing::info!(
                     warnings = r.sla.warnings,
                     breaches = r.sla.breaches,

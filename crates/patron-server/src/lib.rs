@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod i18n;
 pub mod jobs;
+pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 pub mod ui;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::RateLimiter>,
     /// Failed logins per address and per account.
     pub logins: Arc<ratelimit::LoginThrottle>,
+    /// Requests and imports counted for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             templates,
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             logins: Arc::new(ratelimit::LoginThrottle::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
         }
     }
 }
@@ -102,6 +106,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(&state).layer(json_limit))
         .merge(ui::router(&state))
+        .route("/metrics", axum::routing::get(metrics::admin_metrics))
+        // Innermost of the layers below, so it sees each route's pattern and its final status.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(error::limits))
         // A body that trickles in slower than this is cut off (a slowloris on the body).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_read_timeout))

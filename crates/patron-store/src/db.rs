@@ -156,6 +156,17 @@ pub enum Layout {
     Citus,
 }
 
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// The cap.
+    pub max: u32,
+}
+
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -547,6 +558,14 @@ impl Db {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
         }
         Ok(())
+    }
+
+    /// The pool's connections now, for `/metrics`.
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Db::Sqlite(p) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
+            Db::Postgres(p, _) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
+        }
     }
 
     /// Closes the pool, waiting for connections to finish (checkpoints SQLite's WAL).

@@ -81,6 +81,10 @@ enum Command {
         /// messaging provider is set.
         #[arg(long, env = "PATRON_OUTBOX", default_value = "outbox")]
         outbox: std::path::PathBuf,
+        /// Also serve `/metrics` (Prometheus text, no login) on this address, for a scraper on a
+        /// private network; without it `/metrics` on the main address needs an admin's API token.
+        #[arg(long, env = "PATRON_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run the work that is due now (SLA warnings and breaches, confirmations by timeout) once,
     /// and exit: for cron, tests and operators. Safe beside running servers: each piece of work
@@ -329,10 +333,13 @@ enum TokenCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PATRON_LOG").unwrap_or_else(|_| "info,sqlx=error".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PATRON_LOG").unwrap_or_else(|_| "info,sqlx=error".into());
+    // PATRON_LOG_FORMAT=json: one JSON object a line, for log shippers.
+    if std::env::var("PATRON_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -454,7 +461,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             store.db.close().await;
             println!("restored {} into {} ({customers} customers, {orders} orders)", from.display(), patron_store::db::redact_url(&db.url));
         }
-        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox } => {
+        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen } => {
             let store = open(&db).await?;
             if let Some(u) = &public_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -465,7 +472,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let outbox = patron_server::outbox::Outbox { dir: outbox, base_url };
             let scheduler = (jobs_every > 0)
                 .then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every), outbox));
-            serve(store, listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
+            serve(store, listen, metrics_listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
             if let Some(s) = scheduler {
                 s.abort();
             }
@@ -498,7 +505,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 let outbox = patron_server::outbox::Outbox { dir: "outbox".into(), base_url: format!("http://{listen}") };
                 println!("messages to customers (survey invitations) go to the folder {}\n", outbox.dir.display());
                 let scheduler = patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(5), outbox);
-                serve(store, listen, ServerConfig::default()).await?;
+                serve(store, listen, None, ServerConfig::default()).await?;
                 scheduler.abort();
             }
         }
@@ -692,10 +699,22 @@ fn random_password() -> String {
     (0..16).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
 }
 
-async fn serve(store: Store, listen: SocketAddr, config: ServerConfig) -> Result<()> {
+async fn serve(store: Store, listen: SocketAddr, metrics_listen: Option<SocketAddr>, config: ServerConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, database = ?store.db.engine(), "patron is serving");
-    patron_server::serve(listener, AppState::new(store.clone(), config)).await?;
+    let state = AppState::new(store.clone(), config);
+    let metrics = match metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-listen {addr}"))?;
+            tracing::info!(address = %l.local_addr()?, "metrics are served");
+            Some(tokio::spawn(patron_server::metrics::serve_metrics(l, state.clone())))
+        }
+        None => None,
+    };
+    patron_server::serve(listener, state).await?;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     store.db.close().await;
     Ok(())
 }

@@ -409,3 +409,46 @@ async fn postgres_backup_uses_pg_dump() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_restore --no-owner --dbname"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `PATRON_LOG_FORMAT=json`: every log line is a JSON object (for log shippers), with the
+/// message and fields apart; the metrics listener answers without a login.
+#[test]
+fn json_logs_and_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_patron"))
+        .env("PATRON_LOG", "info")
+        .env("PATRON_LOG_FORMAT", "json")
+        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--jobs-every", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start patron serve");
+    let stderr = child.stderr.take().unwrap();
+    let mut serving = None;
+    let mut metrics = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let addr = v["fields"]["address"].as_str().map(str::to_owned);
+        match v["fields"]["message"].as_str() {
+            Some("patron is serving") => serving = addr,
+            Some("metrics are served") => metrics = addr,
+            _ => {}
+        }
+        if serving.is_some() && metrics.is_some() {
+            break;
+        }
+    }
+    let metrics = metrics.expect("the metrics listener's address is logged");
+    assert!(serving.is_some());
+    // A plain HTTP/1.0 request over a socket: no client library needed for one GET.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("patron_up 1"), "{body}");
+}

@@ -58,6 +58,7 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Multipart(
     require(&actor, Role::Manager, "import data")?;
     let (opts, file) = read_form(multipart).await?;
     let report = state.store.import(&actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await?;
+    state.metrics.import_rows(&report);
     Ok(report_response(report, opts.dry_run))
 }
 

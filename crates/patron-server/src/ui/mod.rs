@@ -644,7 +644,11 @@ async fn import(State(state): State<AppState>, user: UiUser, headers: HeaderMap,
     if let Err(e) = user.check_csrf(&token) {
         return error_page(&state, &user, e);
     }
-    match state.store.import(&user.actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await {
+    let imported = state.store.import(&user.actor, Box::new(std::io::Cursor::new(file)), &opts, &|_| {}).await;
+    if let Ok(r) = &imported {
+        state.metrics.import_rows(r);
+    }
+    match imported {
         Ok(mut report) => {
             let status = if report.committed || opts.dry_run { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
             for r in &mut report.rejections {
