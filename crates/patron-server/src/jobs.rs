@@ -14,6 +14,7 @@ use crate::outbox::Outbox;
 pub async fn run_round(store: &Store, outbox: &Outbox) -> patron_store::Result<JobReport> {
     let mut r = store.run_due_jobs().await?;
     r.surveys.delivered = store.deliver_invitations(&|m| outbox.deliver_invitation(m)).await?;
+    r.webhooks = crate::webhooks::run_round(store).await?;
     Ok(r)
 }
 
@@ -35,6 +36,8 @@ pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::
                     auto_confirmed = r.sla.auto_confirmed,
                     invited = r.surveys.invited,
                     delivered = r.surveys.delivered,
+                    webhooks_delivered = r.webhooks.delivered,
+                    webhooks_failed = r.webhooks.failed,
                     "scheduler"
                 ),
                 Ok(_) => {}

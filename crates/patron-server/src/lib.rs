@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 pub mod ui;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -494,6 +494,7 @@ impl Store {
         }
         record_change(&mut tx, id, now, &actor.key, "created", None, Some(f.name.clone())).await?;
         audit::record(&mut tx, now, &actor.key, "create", "customer", Some(id.to_string()), None).await?;
+        crate::events::append(&mut tx, id, "customer.created", None, serde_json::json!({"by": actor.key}), now).await?;
         tx.commit().await?;
         self.customer(id).await
     }
@@ -713,7 +714,20 @@ impl Store {
         for (field, old, new) in changes {
             record_change(&mut tx, id, now, &actor.key, &field, old, new).await?;
         }
-        audit::record(&mut tx, now, &actor.key, "update", "customer", Some(id.to_string()), Some(detail)).await?;
+        audit::record(&mut tx, now, &actor.key, "update", "customer", Some(id.to_string()), Some(detail.clone())).await?;
+        // The names of the fields, never their values: the event log feeds webhooks, and a
+        // receiver that needs the new values reads the customer through the API.
+        let mut changed: Vec<&str> = detail.split(',').filter(|f| !f.is_empty()).collect();
+        if tags.is_some() && !changed.contains(&"tags") {
+            changed.push("tags");
+        }
+        if patch.consents.as_ref().is_some_and(|c| !c.is_empty()) && !changed.contains(&"consents") {
+            changed.push("consents");
+        }
+        if !changed.is_empty() {
+            let payload = serde_json::json!({"fields": changed, "by": actor.key});
+            crate::events::append(&mut tx, id, "customer.updated", None, payload, now).await?;
+        }
         tx.commit().await?;
         self.customer(id).await
     }
@@ -730,6 +744,7 @@ impl Store {
         }
         record_change(&mut tx, id, now, &actor.key, "deleted", None, Some(now.to_rfc3339())).await?;
         audit::record(&mut tx, now, &actor.key, "delete", "customer", Some(id.to_string()), None).await?;
+        crate::events::append(&mut tx, id, "customer.deleted", None, serde_json::json!({"by": actor.key}), now).await?;
         tx.commit().await
     }
 

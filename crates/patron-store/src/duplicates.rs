@@ -287,6 +287,8 @@ impl Store {
         record_change(&mut tx, merge_id, now, actor_key, "merged_into", None, Some(describe(&keep))).await?;
         let detail = format!("merged={merge_id} orders={} interactions={} notes={}", report.orders, report.interactions, report.notes);
         audit::record(&mut tx, now, actor_key, "merge", "customer", Some(keep_id.to_string()), Some(detail)).await?;
+        let payload = serde_json::json!({"merged_id": merge_id, "orders": report.orders, "by": actor_key});
+        crate::events::append(&mut tx, keep_id, "customer.merged", Some(merge_id), payload, now).await?;
         tx.commit().await?;
         report.customer = Some(self.customer(keep_id).await?);
         Ok(report)

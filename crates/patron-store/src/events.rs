@@ -90,6 +90,13 @@ pub struct EventFilter {
 
 const EVENT_SELECT: &str = "SELECT id, type AS kind, customer_id, subject_id, payload, occurred_at FROM events";
 
+/// One event of a customer, read in `tx`.
+pub(crate) async fn event_in(tx: &mut Tx, customer_id: i64, id: i64) -> Result<Option<Event>> {
+    let row: Option<EventRow> =
+        tx.fetch_optional(query(format!("{EVENT_SELECT} WHERE customer_id = $1 AND id = $2")).bind(customer_id).bind(id)).await?;
+    Ok(row.map(Event::from))
+}
+
 impl Store {
     /// Events in id order, at most `limit` (1–1000), after `filter.after`.
     pub async fn events(&self, filter: &EventFilter, limit: i64) -> Result<Vec<Event>> {

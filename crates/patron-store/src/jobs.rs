@@ -18,6 +18,8 @@ pub struct JobReport {
     pub sla: SlaReport,
     /// The surveys' triggers (invitations made; delivered by `deliver_invitations`).
     pub surveys: TriggerReport,
+    /// Webhook deliveries (made, sent and failed by the server's sender).
+    pub webhooks: crate::webhooks::WebhookReport,
 }
 
 impl Store {
@@ -26,7 +28,7 @@ impl Store {
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
         let sla = self.run_sla().await?;
         let invited = self.run_survey_triggers().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 } })
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, ..Default::default() })
     }
 }
 
@@ -49,6 +51,11 @@ impl Store {
             .fetch_one(crate::db::query("SELECT COUNT(*) FROM survey_invitations WHERE sent_at IS NULL AND expires_at > $1").bind(now))
             .await?;
         let (latest,): (Option<i64>,) = self.db.reader().fetch_one(crate::db::query("SELECT MAX(id) FROM events")).await?;
-        Ok(OperationalGauges { outbox_depth: vec![("survey_invitation".into(), invitations)], latest_event_id: latest.unwrap_or(0) })
+        let (hooks,): (i64,) =
+            self.db.reader().fetch_one(crate::db::query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")).await?;
+        Ok(OperationalGauges {
+            outbox_depth: vec![("survey_invitation".into(), invitations), ("webhook_delivery".into(), hooks)],
+            latest_event_id: latest.unwrap_or(0),
+        })
     }
 }

@@ -35,6 +35,7 @@ pub mod tickets;
 pub mod timeline;
 pub mod users;
 pub mod values;
+pub mod webhooks;
 
 use std::sync::Arc;
 

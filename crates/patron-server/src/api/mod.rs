@@ -15,6 +15,7 @@ pub mod segments;
 pub mod service;
 pub mod surveys;
 pub mod tickets;
+pub mod webhooks;
 
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -45,6 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(notifications::router())
         .merge(surveys::router())
+        .merge(webhooks::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -121,6 +123,7 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::delete, webhooks::deliveries, webhooks::replay,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -137,6 +140,7 @@ impl Modify for BearerAuth {
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
+        (name = "webhooks", description = "Subscriptions to domain events (admins): signed deliveries, retried with backoff, a delivery log, replays"),
         (name = "platform", description = "Health and metadata"),
     )
 )]
