@@ -196,3 +196,82 @@ test_both!(webhooks_deliver_signed_events_once_retry_and_replay, |db: TestDb| as
     let (st, _) = call(&app, &admin, Method::GET, &format!("/api/v1/webhooks/{id}/deliveries"), None).await;
     assert_eq!(st, 404);
 });
+
+/// A logged-in web UI session (cookie header) for a new user of `role`.
+async fn ui_session(app: &TestApp, email: &str, role: Role) -> String {
+    app.db.store.create_user(email, "界面", role, Some("a long enough password")).await.unwrap();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = browser
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("email", email), ("password", "a long enough password")])
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    cookies.join("; ")
+}
+
+async fn ui(app: &TestApp, cookie: &str, method: Method, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut r = client.request(method, format!("{}{path}", app.base)).header(reqwest::header::COOKIE, cookie);
+    if !form.is_empty() {
+        r = r.form(form);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+test_both!(the_webhooks_pages_are_for_admins_and_show_the_secret_once, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (url, _receiver) = start_receiver().await;
+    let manager = ui_session(&app, "m@example.com", Role::Manager).await;
+    let (st, _) = ui(&app, &manager, Method::GET, "/ui/webhooks", &[]).await;
+    assert_eq!(st, 403);
+
+    let admin = ui_session(&app, "a@example.com", Role::Admin).await;
+    let (st, page) = ui(&app, &admin, Method::GET, "/ui/webhooks", &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("id=\"nav-webhooks\""));
+    let csrf = csrf_of(&page);
+    // A form without the CSRF token is refused; a bad event type is shown as an error.
+    let (st, _) = ui(&app, &admin, Method::POST, "/ui/webhooks", &[("csrf", "forged"), ("url", &url), ("events", "*")]).await;
+    assert_eq!(st, 403);
+    let (st, page) = ui(&app, &admin, Method::POST, "/ui/webhooks", &[("csrf", &csrf), ("url", &url), ("events", "Ticket opened")]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("id=\"webhook-error\""), "{page}");
+    let (st, page) =
+        ui(&app, &admin, Method::POST, "/ui/webhooks", &[("csrf", &csrf), ("url", &url), ("events", "customer.*, order.created")]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("id=\"webhook-secret\""), "{page}");
+    let hooks = app.db.store.webhooks().await.unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].events, ["customer.*", "order.created"]);
+    let id = hooks[0].id;
+    let (_, list) = ui(&app, &admin, Method::GET, "/ui/webhooks", &[]).await;
+    assert!(!list.contains("id=\"webhook-secret\""), "shown once");
+
+    // A delivery in the log, replayed from the page; turned off from the page.
+    let (st, _) = app.post("/api/v1/customers", json!({"name": "王小明"})).await;
+    assert_eq!(st, 201);
+    patron_server::webhooks::run_round(&app.db.store).await.unwrap();
+    let (st, page) = ui(&app, &admin, Method::GET, &format!("/ui/webhooks/{id}"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("delivery-delivered") && page.contains("customer.created"), "{page}");
+    let did = app.db.store.webhook_deliveries(id, None, None, 1).await.unwrap()[0].id;
+    let (st, _) = ui(&app, &admin, Method::POST, &format!("/ui/webhooks/{id}/deliveries/{did}/replay"), &[("csrf", &csrf)]).await;
+    assert_eq!(st, 303);
+    assert_eq!(app.db.store.webhook_deliveries(id, Some("pending"), None, 10).await.unwrap().len(), 1);
+    let (st, _) = ui(&app, &admin, Method::POST, &format!("/ui/webhooks/{id}/active"), &[("csrf", &csrf), ("active", "false")]).await;
+    assert_eq!(st, 303);
+    assert!(!app.db.store.webhook(id).await.unwrap().active);
+});

@@ -9,6 +9,7 @@ mod public;
 mod segments;
 mod surveys;
 mod tickets;
+mod webhooks;
 
 use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -49,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/import", get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)))
         .merge(analytics::router())
         .merge(audit::router())
+        .merge(webhooks::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -93,6 +95,8 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("ticket_new.html", include_str!("../../templates/ticket_new.html")),
         ("notifications.html", include_str!("../../templates/notifications.html")),
         ("audit.html", include_str!("../../templates/audit.html")),
+        ("webhooks.html", include_str!("../../templates/webhooks.html")),
+        ("webhook.html", include_str!("../../templates/webhook.html")),
         ("service.html", include_str!("../../templates/service.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
