@@ -86,6 +86,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_schemas(&mut doc, &mut problems);
     constrain_service_schemas(&mut doc, &mut problems);
     constrain_survey_schemas(&mut doc, &mut problems);
+    constrain_webhook_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -477,6 +478,26 @@ fn constrain_survey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// Webhooks: the URL, event patterns and secret exactly as `patron_store::webhooks` checks them.
+fn constrain_webhook_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    let s = "/components/schemas";
+    let url = json!({ "pattern": webhook_url_pattern(), "maxLength": 2000 });
+    let events = json!({ "minItems": 1, "maxItems": 50, "items": { "type": "string", "pattern": WEBHOOK_EVENT } });
+    merge(doc, &format!("{s}/NewWebhook/properties/url"), url.clone(), problems);
+    merge(doc, &format!("{s}/NewWebhook/properties/events"), events.clone(), problems);
+    merge(doc, &format!("{s}/NewWebhook/properties/secret"), json!({ "pattern": r"^[^\x00-\x1F\x7F-\x9F]{16,200}$" }), problems);
+    merge(doc, &format!("{s}/WebhookPatch/properties/url"), url, problems);
+    merge(doc, &format!("{s}/WebhookPatch/properties/events"), events, problems);
+}
+
+/// An event type, a `noun.*` prefix or `*`.
+pub const WEBHOOK_EVENT: &str = r"^(\*|[a-z0-9_]{1,40}\.(\*|[a-z0-9_]{1,40}))$";
+
+/// `http://` or `https://`, a host part, no white space or control characters.
+fn webhook_url_pattern() -> String {
+    format!(r"^https?://[^/\x00-\x20\x7F-\x9F{WS}][^\x00-\x20\x7F-\x9F{WS}]*$")
 }
 
 /// The dates a client may send (issue 14 §2.8): 1900-01-01 to 2100-01-01 as written.
@@ -1283,6 +1304,31 @@ mod tests {
         for (s, ok) in [(" a ", true), ("", false), (" \u{3000}\u{85}\t", false), ("\u{feff}", true)] {
             assert_eq!(blank.is_match(s), ok, "{s:?}");
             assert_eq!(!s.trim().is_empty(), ok, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_patterns_agree_with_the_store() {
+        let url = regex::Regex::new(&webhook_url_pattern()).unwrap();
+        for u in [
+            "https://hooks.example.com/x",
+            "http://10.0.0.1:9000",
+            "https://?",
+            "https:///x",
+            "https://",
+            " https://a",
+            "https://a b",
+            "https://a\u{3000}",
+            "https://a\u{85}",
+            "https://a\u{9f}",
+            "ftp://a",
+            "HTTPS://a",
+        ] {
+            assert_eq!(url.is_match(u), patron_store::webhooks::check_url(u).is_ok(), "{u:?}");
+        }
+        let event = regex::Regex::new(WEBHOOK_EVENT).unwrap();
+        for e in ["*", "ticket.*", "order.created", "a.b.c", "Ticket.x", "t.", ".t", "t", "t.**", &format!("{}.x", "a".repeat(41))] {
+            assert_eq!(event.is_match(e), patron_store::webhooks::check_events(&[e.to_string()]).is_ok(), "{e:?}");
         }
     }
 

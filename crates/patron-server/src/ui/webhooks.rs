@@ -68,7 +68,7 @@ async fn create(State(state): State<AppState>, user: UiUser, Form(f): Form<NewFo
     let events: Vec<String> =
         f.events.split([',', ' ', '\n', '\r', '，']).map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect();
     let secret = Some(f.secret.trim().to_owned()).filter(|s| !s.is_empty());
-    match state.store.create_webhook(&user.actor, NewWebhook { url: f.url.clone(), events, secret }).await {
+    match state.store.create_webhook(&user.actor, NewWebhook { url: f.url.trim().to_owned(), events, secret }).await {
         // The secret is shown on this page once, never again.
         Ok(created) => list_page(&state, &user, context! { created }).await,
         Err(e) => {
