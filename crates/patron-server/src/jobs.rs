@@ -32,6 +32,7 @@ pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::
                     auto_confirmed = r.sla.auto_confirmed,
                     invited = r.surveys.invited,
                     delivered = r.surveys.delivered,
+                    expired_lots = r.loyalty.expired_lots,
                     "scheduler"
                 ),
                 Ok(_) => {}

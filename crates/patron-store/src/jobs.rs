@@ -18,6 +18,17 @@ pub struct JobReport {
     pub sla: SlaReport,
     /// The surveys' triggers (invitations made; delivered by `deliver_invitations`).
     pub surveys: TriggerReport,
+    /// The loyalty programme's expiry.
+    pub loyalty: LoyaltyReport,
+}
+
+/// What the scheduler did to the loyalty programme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LoyaltyReport {
+    /// Lots expired (each once).
+    pub expired_lots: u64,
+    /// Points they held.
+    pub expired_points: i64,
 }
 
 impl Store {
@@ -26,6 +37,7 @@ impl Store {
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
         let sla = self.run_sla().await?;
         let invited = self.run_survey_triggers().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 } })
+        let (expired_lots, expired_points) = self.expire_due_lots().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty: LoyaltyReport { expired_lots, expired_points } })
     }
 }

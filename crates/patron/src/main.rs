@@ -484,6 +484,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
             );
             println!("surveys: {} invited, {} invitations written to {}", r.surveys.invited, r.surveys.delivered, outbox.dir.display());
+            println!("loyalty: {} lots expired ({} points)", r.loyalty.expired_lots, r.loyalty.expired_points);
         }
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };

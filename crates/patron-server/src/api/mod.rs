@@ -8,6 +8,7 @@ pub mod customers;
 pub mod events;
 pub mod imports;
 pub mod interactions;
+pub mod loyalty;
 pub mod notifications;
 pub mod orders;
 pub mod public;
@@ -45,6 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(notifications::router())
         .merge(surveys::router())
+        .merge(loyalty::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -121,6 +123,7 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        loyalty::program, loyalty::put_program, loyalty::enrol, loyalty::member, loyalty::ledger, loyalty::redeem, loyalty::adjust,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -133,6 +136,7 @@ impl Modify for BearerAuth {
         (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
+        (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),

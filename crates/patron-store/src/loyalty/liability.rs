@@ -1,0 +1,1 @@
+//! liability (issue 13).
