@@ -136,4 +136,41 @@ test_both!(points_from_an_order_to_a_redemption, |db: TestDb| async move {
     let (_, m) = app.get(&format!("/api/v1/loyalty/members/{cid}")).await;
     // 250 − 100 − 90 + 40 = 100 left, 250 taken back: a debt of 150.
     assert_eq!((m["balance"].as_i64(), m["debt"].as_i64()), (Some(-150), Some(150)), "{m}");
+
+    // The catalogue: managers add rewards; a redemption with a reward; its fulfilment.
+    let fish = json!({"name": "招牌酸菜鱼", "points": 10, "stock": 1, "cost_cents": 3800, "tiers": []});
+    let (st, _) = as_(&app, &at, Method::POST, "/api/v1/loyalty/rewards", Some(fish.clone())).await;
+    assert_eq!(st, 403);
+    let (st, e) = app.post("/api/v1/loyalty/rewards", json!({"name": "", "points": 10})).await;
+    assert_eq!(st, 422, "{e}");
+    let (st, rw) = app.post("/api/v1/loyalty/rewards", fish).await;
+    assert_eq!(st, 201, "{rw}");
+    let (st, list) = as_(&app, &at, Method::GET, &format!("/api/v1/loyalty/rewards?customer_id={cid}"), None).await;
+    assert_eq!((st, list["items"].as_array().map(Vec::len)), (200, Some(0)), "a debtor may choose nothing");
+    app.post(&adj, json!({"points": 200, "reason": "补偿"})).await;
+    let (_, list) = app.get(&format!("/api/v1/loyalty/rewards?customer_id={cid}")).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    let (st, red) = as_(&app, &at, Method::POST, &path, Some(json!({"reward_id": rw["id"], "idempotency_key": "fish-1"}))).await;
+    assert_eq!((st, red["points"].as_i64()), (201, Some(10)), "{red}");
+    let (st, e) = app.post(&path, json!({"reward_id": rw["id"], "idempotency_key": "fish-2"})).await;
+    assert_eq!((st, error_code(&e).as_str()), (409, "invalid_state"), "out of stock: {e}");
+    let (st, e) = app.post(&path, json!({"reward_id": 999999, "idempotency_key": "fish-3"})).await;
+    assert_eq!(st, 404, "{e}");
+    let (st, done) = app.patch(&format!("{path}/{}", red["id"]), json!({"status": "handed_over"})).await;
+    assert_eq!((st, done["status"].as_str()), (200, Some("handed_over")));
+    let (st, _) = app.patch(&format!("{path}/{}", red["id"]), json!({"status": "cancelled"})).await;
+    assert_eq!(st, 409);
+    let (st, reds) = app.get(&path).await;
+    assert_eq!((st, reds["items"].as_array().map(Vec::len)), (200, Some(3)));
+
+    // Reports: managers only.
+    let (st, _) = as_(&app, &at, Method::GET, "/api/v1/loyalty/liability", None).await;
+    assert_eq!(st, 403);
+    let (st, l) = app.get("/api/v1/loyalty/liability").await;
+    assert_eq!((st, l["outstanding"].as_i64()), (200, Some(40)), "{l}");
+    let r = app.req(Method::GET, "/api/v1/loyalty/liability/export").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().starts_with("issue_month,issued,"));
+    let (st, rs) = app.get("/api/v1/loyalty/referrals").await;
+    assert_eq!((st, rs["paid"].as_i64()), (200, Some(0)));
 });

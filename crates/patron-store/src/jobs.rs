@@ -29,6 +29,12 @@ pub struct LoyaltyReport {
     pub expired_lots: u64,
     /// Points they held.
     pub expired_points: i64,
+    /// Tier changes of the daily review.
+    pub tier_changes: u64,
+    /// Referral rewards paid.
+    pub referrals_paid: u64,
+    /// Referral rewards refused (fraud guards, the monthly cap).
+    pub referrals_refused: u64,
 }
 
 impl Store {
@@ -38,6 +44,15 @@ impl Store {
         let sla = self.run_sla().await?;
         let invited = self.run_survey_triggers().await?;
         let (expired_lots, expired_points) = self.expire_due_lots().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty: LoyaltyReport { expired_lots, expired_points } })
+        let tier_changes = self.review_tiers().await?.len() as u64;
+        let referrals = self.run_referrals().await?;
+        let loyalty = LoyaltyReport {
+            expired_lots,
+            expired_points,
+            tier_changes,
+            referrals_paid: referrals.paid,
+            referrals_refused: referrals.refused,
+        };
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty })
     }
 }

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use patron_store::customers::NewCustomer;
 use patron_store::db::query;
+use patron_store::events::EventFilter;
 use patron_store::import::{ImportKind, ImportOptions};
 use patron_store::loyalty::ledger::{AdjustmentRequest, RedemptionRequest};
-use patron_store::loyalty::LoyaltyProgram;
+use patron_store::loyalty::rewards::{FulfilmentUpdate, RewardInput};
+use patron_store::loyalty::{LoyaltyProgram, TierDef};
 use patron_store::orders::NewOrder;
 use patron_store::testing::{test_now, TestDb};
 use patron_store::users::Actor;
 use patron_store::{test_both, Store, StoreError};
+use serde_json::Value;
 
 fn cli() -> Actor {
     Actor::cli()
@@ -297,4 +300,200 @@ test_both!(any_sequence_keeps_the_balance_equal_to_the_lots, |db: TestDb| async 
             check_invariants(s, c).await;
         }
     }
+});
+
+test_both!(tiers_follow_points_earned_with_a_grace_period, |db: TestDb| async move {
+    let s = &db.store;
+    let mut p = programme(s).await;
+    p.tiers = vec![
+        TierDef { name: "银卡".into(), min_points_earned: 100, multiplier: 1.0, benefits: vec![] },
+        TierDef { name: "金卡".into(), min_points_earned: 500, multiplier: 1.5, benefits: vec!["优先服务".into()] },
+    ];
+    p.expiry_months = 0;
+    s.set_loyalty_program(&cli(), &p).await.unwrap();
+    let c = customer(s, "周芷若").await;
+    order(s, c, "T1", 600, at(2026, 6, 1), "completed").await;
+    let m = s.loyalty_member(c).await.unwrap();
+    assert_eq!((m.tier.as_deref(), m.earned_in_period), (Some("金卡"), 600), "straight to the highest tier reached");
+    // Redeeming everything does not demote: tiers are on points earned, not the balance.
+    s.redeem_points(&cli(), c, redeem(600, "all")).await.unwrap();
+    s.run_due_jobs().await.unwrap();
+    assert_eq!(s.loyalty_member(c).await.unwrap().tier.as_deref(), Some("金卡"));
+    // 金卡 earns 1.5 times.
+    order(s, c, "T2", 100, at(2026, 6, 5), "completed").await;
+    assert_eq!(s.loyalty_member(c).await.unwrap().balance, 150);
+    // A year on, only T2's 150 points are in the period: below 金卡, the grace period starts.
+    db.clock.set(at(2027, 6, 2));
+    s.run_due_jobs().await.unwrap();
+    let m = s.loyalty_member(c).await.unwrap();
+    assert_eq!((m.tier.as_deref(), m.below_since), (Some("金卡"), Some(at(2027, 6, 2))));
+    db.clock.set(at(2027, 8, 30));
+    s.run_due_jobs().await.unwrap();
+    assert_eq!(s.loyalty_member(c).await.unwrap().tier.as_deref(), Some("金卡"), "kept within the 90 days");
+    // 91 days: down one tier (not two), and below that one too, a new grace period.
+    db.clock.set(at(2027, 9, 1));
+    let r = s.run_due_jobs().await.unwrap();
+    assert_eq!(r.loyalty.tier_changes, 1);
+    let m = s.loyalty_member(c).await.unwrap();
+    assert_eq!((m.tier.as_deref(), m.below_since), (Some("银卡"), Some(at(2027, 9, 1))));
+    db.clock.set(at(2027, 12, 1));
+    s.run_due_jobs().await.unwrap();
+    assert_eq!(s.loyalty_member(c).await.unwrap().tier, None);
+    // Every change is an event and on the timeline with its reason.
+    let events =
+        s.events(&EventFilter { kind: Some("loyalty.tier_changed".into()), customer_id: Some(c), ..Default::default() }, 10).await.unwrap();
+    let moves: Vec<(Value, Value)> = events.iter().map(|e| (e.payload["from"].clone(), e.payload["to"].clone())).collect();
+    assert_eq!(moves, vec![(Value::Null, "金卡".into()), ("金卡".into(), "银卡".into()), ("银卡".into(), Value::Null)]);
+    let timeline = s.timeline(c, None, 100).await.unwrap();
+    let tiers: Vec<&str> = timeline.items.iter().filter(|e| e.kind == "loyalty").map(|e| e.title.as_str()).collect();
+    assert_eq!(tiers, vec!["银卡 → —", "金卡 → 银卡", "— → 金卡"]);
+    assert!(timeline.items.iter().any(|e| e.kind == "loyalty" && e.detail.as_deref().is_some_and(|d| d.contains("grace 90 days"))));
+});
+
+test_both!(rewards_are_never_oversold_and_a_cancellation_gives_points_back, |db: TestDb| async move {
+    let s = Arc::new(db.store.clone());
+    programme(&s).await;
+    let input = |stock: Option<i64>, tiers: Vec<String>| RewardInput {
+        name: "招牌酸菜鱼".into(),
+        points: 100,
+        stock,
+        cost_cents: 3800,
+        active_from: None,
+        active_to: None,
+        tiers,
+        image_url: Some("https://example.com/fish.jpg".into()),
+    };
+    let fish = s.create_reward(&cli(), input(Some(3), vec![])).await.unwrap();
+    let gold_only = s.create_reward(&cli(), input(None, vec!["金卡".into()])).await.unwrap();
+    let mut members = Vec::new();
+    for i in 0..5 {
+        let c = customer(&s, &format!("会员{i}")).await;
+        order(&s, c, &format!("R{i}"), 250, at(2026, 6, 1), "completed").await;
+        members.push(c);
+    }
+    assert_eq!(
+        s.rewards(Some(members[0])).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![fish.id],
+        "what the member may choose"
+    );
+    let no_tier = RedemptionRequest { points: None, reward_id: Some(gold_only.id), idempotency_key: "g".into() };
+    assert!(matches!(s.redeem_points(&cli(), members[0], no_tier).await, Err(StoreError::State(_))));
+    // Ten concurrent redemptions (two per member) of a reward with 3 in stock: 3 made.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (s, c) = (s.clone(), members[i % 5]);
+            tokio::spawn(async move {
+                s.redeem_points(&cli(), c, RedemptionRequest { points: None, reward_id: Some(fish.id), idempotency_key: format!("f{i}") })
+                    .await
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((r, _)) => made.push(r),
+            Err(StoreError::State(m)) => assert!(m.contains("out of stock"), "{m}"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(made.len(), 3);
+    let stock = s.rewards(None).await.unwrap().into_iter().find(|r| r.id == fish.id).unwrap().stock;
+    assert_eq!(stock, Some(0));
+    // Cancelled: the points come back and the fish goes back in stock; handed over is final.
+    let r = &made[0];
+    let before = s.loyalty_member(r.customer_id).await.unwrap().balance;
+    let done = s.fulfil_redemption(&cli(), r.customer_id, r.id, FulfilmentUpdate { status: "cancelled".into() }).await.unwrap();
+    assert_eq!(done.status, "cancelled");
+    assert_eq!(s.loyalty_member(r.customer_id).await.unwrap().balance, before + 100);
+    assert!(matches!(
+        s.fulfil_redemption(&cli(), r.customer_id, r.id, FulfilmentUpdate { status: "handed_over".into() }).await,
+        Err(StoreError::State(_))
+    ));
+    let r2 = &made[1];
+    s.fulfil_redemption(&cli(), r2.customer_id, r2.id, FulfilmentUpdate { status: "handed_over".into() }).await.unwrap();
+    let stock = s.rewards(None).await.unwrap().into_iter().find(|r| r.id == fish.id).unwrap().stock;
+    assert_eq!(stock, Some(1));
+    for c in members {
+        check_invariants(&s, c).await;
+    }
+});
+
+test_both!(liability_on_a_known_ledger_equals_the_hand_computation, |db: TestDb| async move {
+    let s = &db.store;
+    let mut p = programme(s).await;
+    p.pending_days = 14;
+    s.set_loyalty_program(&cli(), &p).await.unwrap();
+    let c = customer(s, "孙悟空").await;
+    db.clock.set(at(2025, 3, 2));
+    order(s, c, "L1", 100, at(2025, 3, 1), "completed").await; // lot 1: expires 2026-03-01
+    db.clock.set(at(2025, 3, 20));
+    s.redeem_points(&cli(), c, redeem(30, "l-r1")).await.unwrap();
+    db.clock.set(at(2025, 9, 2));
+    order(s, c, "L2", 200, at(2025, 9, 1), "completed").await; // lot 2: expires 2026-09-01
+    db.clock.set(at(2026, 3, 2));
+    assert_eq!(s.run_due_jobs().await.unwrap().loyalty.expired_points, 70);
+    db.clock.set(test_now());
+    order(s, c, "L3", 50, at(2026, 6, 20), "completed").await; // lot 3: pending to 07-04
+    s.redeem_points(&cli(), c, redeem(20, "l-r2")).await.unwrap(); // from lot 2
+    let l = s.loyalty_liability(None).await.unwrap();
+    assert_eq!((l.spendable, l.pending, l.outstanding, l.debt), (180, 50, 230, 0));
+    assert!((l.breakage_rate - 0.7).abs() < 1e-12, "70 of lot 1's 100 expired");
+    assert_eq!((l.breakage_base_points, l.expected_liability_cents, l.outstanding_value_cents), (100, 69, 230));
+    let by_expiry: Vec<(&str, i64)> = l.by_expiry_month.iter().map(|m| (m.month.as_str(), m.points)).collect();
+    assert_eq!(by_expiry, vec![("2026-09", 180), ("2027-06", 50)]);
+    let dev: Vec<(&str, i64, i64, i64, i64)> =
+        l.by_issue_month.iter().map(|m| (m.month.as_str(), m.issued, m.redeemed, m.expired, m.outstanding)).collect();
+    assert_eq!(dev, vec![("2025-03", 100, 30, 70, 0), ("2025-09", 200, 20, 0, 180), ("2026-06", 50, 0, 0, 50)]);
+    assert!(l.to_csv().starts_with("issue_month,issued,redeemed,expired,reversed,outstanding\n2025-03,100,30,70,0,0\n"));
+    // As of the end of 2025: lot 1 not expired yet, nothing broken: all of it owed.
+    let l = s.loyalty_liability(Some(at(2025, 12, 31))).await.unwrap();
+    assert_eq!((l.outstanding, l.breakage_rate, l.expected_liability_cents), (270, 0.0, 270));
+});
+
+test_both!(referrals_pay_once_with_fraud_guards_and_reverse_on_refund, |db: TestDb| async move {
+    let s = &db.store;
+    let mut p = programme(s).await;
+    p.referral_points = 500;
+    p.referral_cap_per_month = 2;
+    p.pending_days = 7;
+    s.set_loyalty_program(&cli(), &p).await.unwrap();
+    let new = |name: &str, referrer: Option<i64>, mobile: Option<&str>, email: Option<&str>| NewCustomer {
+        name: name.into(),
+        referrer_id: referrer,
+        mobile: mobile.map(Into::into),
+        email: email.map(Into::into),
+        ..Default::default()
+    };
+    let r = s.create_customer(&cli(), new("推荐人", None, Some("13800138000"), Some("r@example.com"))).await.unwrap().id;
+    order(s, r, "R0", 10, at(2026, 5, 1), "completed").await;
+    let honest = s.create_customer(&cli(), new("新客甲", Some(r), Some("13900139000"), None)).await.unwrap().id;
+    let same_mobile = s.create_customer(&cli(), new("新客乙", Some(r), Some("138 0013 8000"), None)).await.unwrap().id;
+    let same_email = s.create_customer(&cli(), new("新客丙", Some(r), None, Some("R@example.com"))).await.unwrap().id;
+    let second = s.create_customer(&cli(), new("新客丁", Some(r), None, None)).await.unwrap().id;
+    let over_cap = s.create_customer(&cli(), new("新客戊", Some(r), None, None)).await.unwrap().id;
+    let too_soon = s.create_customer(&cli(), new("新客己", Some(r), None, None)).await.unwrap().id;
+    for (i, c) in [honest, same_mobile, same_email, second, over_cap].into_iter().enumerate() {
+        order(s, c, &format!("F{i}"), 100, at(2026, 6, 1) + Duration::hours(i as i64), "completed").await;
+    }
+    order(s, too_soon, "F9", 100, test_now() - Duration::days(2), "completed").await;
+    let first = s.run_due_jobs().await.unwrap().loyalty;
+    let again = s.run_due_jobs().await.unwrap().loyalty;
+    assert_eq!(
+        (first.referrals_paid, first.referrals_refused),
+        (2, 3),
+        "honest and second paid; shared mobile, shared email and the cap refused"
+    );
+    assert_eq!((again.referrals_paid, again.referrals_refused), (0, 0), "decided once");
+    assert_eq!(s.loyalty_member(r).await.unwrap().balance, 10 + 1000);
+    let stats = s.referral_stats().await.unwrap();
+    assert_eq!((stats.paid, stats.refused, stats.reversed), (2, 3, 0));
+    // The honest referee's first order refunded: the reward goes back.
+    order(s, honest, "F0", 100, at(2026, 6, 1), "refunded").await;
+    assert_eq!(s.loyalty_member(r).await.unwrap().balance, 10 + 500);
+    assert_eq!(s.referral_stats().await.unwrap().reversed, 1);
+    check_invariants(s, r).await;
+    // Past its pending period, the last referee is decided (the cap: refused this month).
+    db.clock.set(test_now() + Duration::days(6));
+    let later = s.run_due_jobs().await.unwrap().loyalty;
+    assert_eq!(later.referrals_paid + later.referrals_refused, 1);
 });

@@ -16,6 +16,8 @@ CREATE TABLE loyalty_members (
     tier         TEXT,
     tier_since   TEXT,
     below_since  TEXT,
+    -- When the scheduler last evaluated the tier (daily).
+    tier_checked_at TEXT,
     -- The referral reward's state for this member as a referee: NULL (none due), `paid`,
     -- `refused:<reason>`.
     referral     TEXT,
@@ -97,4 +99,28 @@ CREATE TABLE loyalty_redemptions (
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL,
     UNIQUE (customer_id, entry_id)
+);
+
+-- Tier changes with their reason (also `loyalty.tier_changed` events; the timeline reads these).
+CREATE TABLE loyalty_tier_changes (
+    id          INTEGER PRIMARY KEY,
+    customer_id INTEGER NOT NULL,
+    from_tier   TEXT,
+    to_tier     TEXT,
+    reason      TEXT NOT NULL,
+    changed_at  TEXT NOT NULL
+);
+
+-- Referral rewards, one per referee (the referrer's shard: `customer_id` is the referrer):
+-- `paid`, `refused` (a fraud guard or the cap, in `reason`) or `reversed` (the first order
+-- refunded later). The primary key makes a second scheduler find the decision taken.
+CREATE TABLE loyalty_referrals (
+    customer_id INTEGER NOT NULL,
+    referee_id  INTEGER NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('paid', 'refused', 'reversed')),
+    reason      TEXT,
+    order_id    INTEGER,
+    points      INTEGER NOT NULL DEFAULT 0,
+    decided_at  TEXT NOT NULL,
+    PRIMARY KEY (customer_id, referee_id)
 );

@@ -173,8 +173,13 @@ pub(crate) async fn sync_order(
             if let Some(id) = insert_entry(tx, customer_id, e).await? {
                 credit(tx, &mut member, id, points, o.ordered_at, p.spendable_from(o.ordered_at), p.expires_at(o.ordered_at, tz)).await?;
             }
+            if !p.tiers.is_empty() {
+                super::tiers::evaluate(tx, p, customer_id, now).await?;
+            }
         }
         "refunded" | "cancelled" => {
+            // A referral paid for this order (the referee's first) goes back first.
+            super::referrals::on_refund(tx, customer_id, o.id, by, now).await?;
             let Some(mut member) = lock_member(tx, customer_id).await? else { return Ok(()) };
             let Some((earn_id, _, points)) = entry_by_key(tx, customer_id, &order_key(o.id)).await? else { return Ok(()) };
             let r = Reversal {
@@ -305,6 +310,15 @@ pub(crate) async fn sync_touched(tx: &mut Tx, p: &LoyaltyProgram, tz: chrono_tz:
     earned += one_by_one.len() as u64;
     for (customer_id, order_id) in one_by_one.into_iter().chain(reversals) {
         sync_order(tx, p, tz, customer_id, order_id, "import", now).await?;
+    }
+    if !p.tiers.is_empty() {
+        // Tiers on what the file earned: the touched members, one statement each.
+        let members: Vec<(i64,)> = tx
+            .fetch_all(query(format!("SELECT customer_id FROM loyalty_members WHERE customer_id IN ({TOUCHED}) AND status = 'active'")))
+            .await?;
+        for (customer_id,) in members {
+            super::tiers::evaluate(tx, p, customer_id, now).await?;
+        }
     }
     Ok(earned)
 }

@@ -342,8 +342,11 @@ fn check_key(key: &str) -> Result<()> {
     if key.trim().is_empty() || key.chars().count() > 200 {
         return Err(StoreError::invalid("idempotency_key", "1 to 200 characters"));
     }
-    if key.starts_with("order:") || key.starts_with("reverse:") || key.starts_with("debt:") || key.starts_with("expire:") {
-        return Err(StoreError::invalid("idempotency_key", "keys starting order:, reverse:, debt: or expire: are patron's own"));
+    if ["order:", "reverse:", "debt:", "expire:", "cancel:", "referral:"].iter().any(|p| key.starts_with(p)) {
+        return Err(StoreError::invalid(
+            "idempotency_key",
+            "keys starting order:, reverse:, debt:, expire:, cancel: or referral: are patron's own",
+        ));
     }
     Ok(())
 }
