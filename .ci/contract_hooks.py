@@ -69,6 +69,15 @@ BEYOND_THE_SCHEMA = [
     ("GET", "/api/v1/surveys/{id}/results", 400, "invalid", r"to"),
     # A churn reason comes from the editable list in the service settings.
     ("PUT", "/api/v1/customers/{id}/churn-reason", 422, "invalid", r"reason"),
+    # The loyalty programme's tiers rise and have unique names, a bonus period ends after it
+    # starts; a reward's period ends after it starts and its name and tier names are not blank;
+    # a redemption gives points or a reward (whose points it must match) under a key that is
+    # not one of patron's own prefixes; an adjustment is not zero and has a reason.
+    ("PUT", "/api/v1/loyalty/program", 422, "invalid", r"(earn_rules|bonus_periods|tiers)(\[\d+\]\.\w+)?"),
+    ("POST", "/api/v1/loyalty/rewards", 422, "invalid", r"name|active_to|tiers|image_url"),
+    ("PUT", "/api/v1/loyalty/rewards/{id}", 422, "invalid", r"name|active_to|tiers|image_url"),
+    ("POST", "/api/v1/loyalty/members/{customer_id}/redemptions", 422, "invalid", r"points|idempotency_key"),
+    ("POST", "/api/v1/loyalty/members/{customer_id}/adjustments", 422, "invalid", r"points|reason|idempotency_key"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
     ("POST", "/api/v1/imports", 422, "bad_file", r"file"),

@@ -38,6 +38,7 @@ pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::
                     delivered = r.surveys.delivered,
                     webhooks_delivered = r.webhooks.delivered,
                     webhooks_failed = r.webhooks.failed,
+                    expired_lots = r.loyalty.expired_lots,
                     "scheduler"
                 ),
                 Ok(_) => {}

@@ -20,6 +20,23 @@ pub struct JobReport {
     pub surveys: TriggerReport,
     /// Webhook deliveries (made, sent and failed by the server's sender).
     pub webhooks: crate::webhooks::WebhookReport,
+    /// The loyalty programme's expiry.
+    pub loyalty: LoyaltyReport,
+}
+
+/// What the scheduler did to the loyalty programme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LoyaltyReport {
+    /// Lots expired (each once).
+    pub expired_lots: u64,
+    /// Points they held.
+    pub expired_points: i64,
+    /// Tier changes of the daily review.
+    pub tier_changes: u64,
+    /// Referral rewards paid.
+    pub referrals_paid: u64,
+    /// Referral rewards refused (fraud guards, the monthly cap).
+    pub referrals_refused: u64,
 }
 
 impl Store {
@@ -28,7 +45,17 @@ impl Store {
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
         let sla = self.run_sla().await?;
         let invited = self.run_survey_triggers().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, ..Default::default() })
+        let (expired_lots, expired_points) = self.expire_due_lots().await?;
+        let tier_changes = self.review_tiers().await?.len() as u64;
+        let referrals = self.run_referrals().await?;
+        let loyalty = LoyaltyReport {
+            expired_lots,
+            expired_points,
+            tier_changes,
+            referrals_paid: referrals.paid,
+            referrals_refused: referrals.refused,
+        };
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, ..Default::default() })
     }
 }
 

@@ -20,6 +20,7 @@ pub mod interactions;
 pub mod jobs;
 pub(crate) mod keys;
 pub mod links;
+pub mod loyalty;
 pub mod notes;
 pub mod notifications;
 pub mod orders;

@@ -248,6 +248,8 @@ impl Store {
             return Err(field_err(&prefix(i), "customer_id", format!("customer {gone} was deleted meanwhile")));
         }
         let mut catalog = Catalog::default();
+        // Points are earned and reversed in this transaction, with the orders (issue 13).
+        let loyalty = crate::loyalty::program_in(&mut tx).await?;
         let mut out = Vec::with_capacity(orders.len());
         for (i, (o, &customer_id)) in orders.into_iter().zip(&customers).enumerate() {
             let payload = serde_json::json!({"status": o.status.as_deref().map_or(Ok("completed"), values::parse_order_status).ok(), "store": o.store.clone(),
@@ -258,6 +260,7 @@ impl Store {
             if done.created {
                 crate::events::append(&mut tx, customer_id, "order.created", Some(done.id), payload, now).await?;
             }
+            crate::loyalty::earning::sync_order(&mut tx, &loyalty, self.config.business_tz, customer_id, done.id, &actor.key, now).await?;
             out.push(done);
         }
         customers.sort_unstable();

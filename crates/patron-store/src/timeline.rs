@@ -1,5 +1,5 @@
 //! One customer's timeline: orders, interactions, notes, profile changes, tickets,
-//! compensations and survey answers merged, newest first.
+//! compensations, survey answers and loyalty tier changes merged, newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,9 @@ impl Store {
              UNION ALL SELECT 'compensation', id, requested_at, kind || ' · ' || status, reason, amount_cents \
                  FROM compensations WHERE customer_id = $1 \
              UNION ALL SELECT 'survey', invitation_id, answered_at, kind || COALESCE(' · NPS ' || nps, ' · ' || score || '/5', ''), comment, NULL \
-                 FROM survey_answers WHERE customer_id = $1";
+                 FROM survey_answers WHERE customer_id = $1 \
+             UNION ALL SELECT 'loyalty', id, changed_at, COALESCE(from_tier, '—') || ' → ' || COALESCE(to_tier, '—'), reason, NULL \
+                 FROM loyalty_tier_changes WHERE customer_id = $1";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }

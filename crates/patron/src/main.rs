@@ -1,6 +1,7 @@
 //! `patron`: serve the CRM, load demo data, import and export files, manage users and tokens.
 
 mod analyze;
+mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
 
@@ -491,6 +492,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
             );
             println!("surveys: {} invited, {} invitations written to {}", r.surveys.invited, r.surveys.delivered, outbox.dir.display());
+            println!("loyalty: {} lots expired ({} points)", r.loyalty.expired_lots, r.loyalty.expired_points);
         }
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
@@ -878,6 +880,8 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     let p = &progress;
     patron_datagen::write_csv_files(&cfg, dir.path(), &move |n| p.set(n))?;
     progress.finish();
+    // The loyalty programme runs before the orders arrive: the import earns their points.
+    demo_loyalty::programme(store).await?;
     for kind in [ImportKind::Customers, ImportKind::Contacts, ImportKind::Orders, ImportKind::Interactions] {
         let file = dir.path().join(format!("{}.csv", kind.as_str()));
         let report = import_file(store, &file, &ImportOptions::new(kind, format!("demo-{}.csv", kind.as_str()))).await?;
@@ -902,6 +906,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     println!(
         "{:>13}: {} NPS and {} CSAT answers, {} complaints from unhappy answers, {} churn reasons",
         "surveys", surveys.nps_answers, surveys.csat_answers, surveys.complaints, surveys.churn_reasons
+    );
+    let loyalty = demo_loyalty::seed(store, seed, now).await?;
+    println!(
+        "{:>13}: {} members, {} redemptions, {} lots expired, {} tier changes over the past year",
+        "loyalty", loyalty.members, loyalty.redemptions, loyalty.expired_lots, loyalty.tier_changes
     );
     // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
     let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;

@@ -8,6 +8,7 @@ pub mod customers;
 pub mod events;
 pub mod imports;
 pub mod interactions;
+pub mod loyalty;
 pub mod notifications;
 pub mod orders;
 pub mod public;
@@ -47,6 +48,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(notifications::router())
         .merge(surveys::router())
         .merge(webhooks::router())
+        .merge(loyalty::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -124,6 +126,9 @@ impl Modify for BearerAuth {
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
         webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::delete, webhooks::deliveries, webhooks::replay,
+        loyalty::program, loyalty::put_program, loyalty::enrol, loyalty::member, loyalty::ledger, loyalty::redeem, loyalty::adjust,
+        loyalty::redemptions, loyalty::fulfil, loyalty::rewards, loyalty::create_reward, loyalty::update_reward, loyalty::liability,
+        loyalty::liability_export, loyalty::referrals,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -136,6 +141,7 @@ impl Modify for BearerAuth {
         (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
+        (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments, rewards, liability, referrals"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),

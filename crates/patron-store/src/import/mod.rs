@@ -575,6 +575,9 @@ impl Loader {
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
                     crate::analytics::refresh_touched(tx, self.now).await?;
+                    // Points for the completed orders, reversals for the refunded (issue 13).
+                    let loyalty = crate::loyalty::program_in(tx).await?;
+                    crate::loyalty::earning::sync_touched(tx, &loyalty, self.tz, self.now).await?;
                     TOUCHED_STAGE.drop_table(tx).await?;
                 }
                 Ok(())
