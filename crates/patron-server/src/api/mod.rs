@@ -14,6 +14,7 @@ pub mod public;
 pub mod segments;
 pub mod service;
 pub mod surveys;
+pub mod templates;
 pub mod tickets;
 
 use axum::http::StatusCode;
@@ -45,6 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(notifications::router())
         .merge(surveys::router())
+        .merge(templates::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -121,6 +123,7 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -133,6 +136,7 @@ impl Modify for BearerAuth {
         (name = "tickets", description = "The closed complaint loop: tickets with SLA clocks by value tier, root causes, customer confirmation, compensation"),
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
+        (name = "engagement", description = "Message templates with the personalisation lint, campaigns with holdouts and lift, the outbox"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),
