@@ -7,6 +7,7 @@ pub mod contract;
 pub mod customers;
 pub mod events;
 pub mod imports;
+pub mod inbound;
 pub mod interactions;
 pub mod notifications;
 pub mod orders;
@@ -48,6 +49,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(surveys::router())
         .merge(templates::router())
         .merge(public)
+        .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new().route("/healthz", get(healthz)).nest("/api/v1", v1)
@@ -123,6 +125,7 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        inbound::sms,
         templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),

@@ -85,7 +85,7 @@ pub async fn get_one(State(state): State<AppState>, _auth: Auth, Path(id): Path<
 /// Whom to preview a template for.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
+pub struct TemplatePreviewRequest {
     /// The customer.
     #[schema(minimum = 1)]
     pub customer_id: i64,
@@ -94,13 +94,13 @@ pub struct PreviewRequest {
 /// A template rendered for one customer (in the caller's portfolio), strictly: 422 when it
 /// does not render for them (no last purchase to name, say). The unsubscribe link is a sample.
 #[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "engagement", params(("id" = i64, Path, description = "template id")),
-    request_body = PreviewRequest, responses((status = 200, body = Rendered), (status = 403, body = crate::error::ErrorBody)))]
+    request_body = TemplatePreviewRequest, responses((status = 200, body = Rendered), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Json(p): Json<PreviewRequest>,
+    Json(p): Json<TemplatePreviewRequest>,
 ) -> ApiResult<Json<Rendered>> {
     check_customer_access(&state, &actor, p.customer_id).await?;
     let url = format!("{}/p/u/preview", public_base(&state, &headers));
