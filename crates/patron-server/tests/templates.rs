@@ -45,6 +45,20 @@ test_both!(templates_lint_and_preview, |db: TestDb| async move {
     assert_eq!(st, 422, "{e}");
     error_code(&e);
 
+    // The list of generic greetings is a setting (admins): a new entry is refused from then on.
+    let (st, mut set) = app.get("/api/v1/engagement/settings").await;
+    assert_eq!((st, set["global_control_percent"].as_f64()), (200, Some(5.0)), "{set}");
+    set["generic_greetings"].as_array_mut().unwrap().push(json!("各位朋友"));
+    let (st, e) = json_of(app.req_as(&at, Method::PUT, "/api/v1/engagement/settings").json(&set).send().await.unwrap()).await;
+    assert_eq!((st, error_code(&e).as_str()), (403, "forbidden"));
+    let (st, _) = app.put("/api/v1/engagement/settings", set.clone()).await;
+    assert_eq!(st, 200);
+    let (st, e) = app.post("/api/v1/templates", json!({"name": "x", "channel": "sms", "body_text": "各位朋友，{{ salutation }}"})).await;
+    assert_eq!((st, e["lint"]["errors"][0]["code"].as_str()), (422, Some("generic_greeting")), "{e}");
+    set["cap_7_days"] = json!(-1);
+    let (st, e) = app.put("/api/v1/engagement/settings", set).await;
+    assert_eq!((st, error_code(&e).as_str()), (422, "invalid"), "{e}");
+
     // Accepted, with the warnings.
     let (st, sms) = app.post("/api/v1/templates", good.clone()).await;
     assert_eq!(st, 201, "{sms}");

@@ -127,6 +127,7 @@ impl Modify for BearerAuth {
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
         inbound::sms,
         templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
+        templates::settings, templates::put_settings,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(

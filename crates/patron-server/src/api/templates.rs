@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use patron_store::engagement::templates::{CreatedTemplate, LintReport, MessageTemplate, NewTemplate, Rendered};
+use patron_store::engagement::EngagementSettings;
 use patron_store::users::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,6 +24,27 @@ pub fn router() -> Router<AppState> {
         .route("/templates/lint", post(lint))
         .route("/templates/{id}", get(get_one))
         .route("/templates/{id}/preview", post(preview))
+        .route("/engagement/settings", get(settings).put(put_settings))
+}
+
+/// The engagement settings: global control share and salt, frequency caps, quiet hours, rate,
+/// attempts, and the generic greetings the lint refuses.
+#[utoipa::path(get, path = "/api/v1/engagement/settings", tag = "engagement", responses((status = 200, body = EngagementSettings)))]
+pub async fn settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<EngagementSettings>> {
+    Ok(Json(state.store.engagement_settings().await?))
+}
+
+/// Replaces the engagement settings (admin; audited).
+#[utoipa::path(put, path = "/api/v1/engagement/settings", tag = "engagement", request_body = EngagementSettings,
+    responses((status = 200, body = EngagementSettings), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<EngagementSettings>,
+) -> ApiResult<Json<EngagementSettings>> {
+    require(&actor, Role::Admin, "change the engagement settings")?;
+    state.store.set_engagement_settings(&actor, &s).await?;
+    Ok(Json(state.store.engagement_settings().await?))
 }
 
 /// Every template.
