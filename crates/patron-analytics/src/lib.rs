@@ -32,6 +32,7 @@ pub mod bgnbd;
 pub mod gamma_gamma;
 pub mod keywords;
 pub mod lifecycle;
+pub mod lift;
 pub mod loyalty;
 mod optim;
 pub mod pipeline;

@@ -1,36 +1,55 @@
 //! The scheduler inside `patron serve`: runs the store's due work (SLA warnings and breaches,
-//! confirmations by timeout, survey invitations by trigger and their delivery) every few
-//! seconds. Several servers on one database may each run it; the store claims each piece of
-//! work once.
+//! confirmations by timeout, survey invitations by trigger and their delivery) and sends the
+//! outbox's due messages every few seconds. Several servers on one database may each run it;
+//! the store claims each piece of work, and each message, once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use patron_store::jobs::JobReport;
 use patron_store::Store;
 
+use crate::delivery::{Delivery, SendReport};
 use crate::outbox::Outbox;
 
-/// One round: the due work, then the delivery of the invitations it (or an earlier round) made.
+/// Messages sent per round at most (the rest wait for the next round).
+const SEND_PER_ROUND: u64 = 100_000;
+
+/// One round with the outbox's messages written by the file adapter into the outbox folder.
 pub async fn run_round(store: &Store, outbox: &Outbox) -> patron_store::Result<JobReport> {
+    let delivery = Delivery::files(outbox.dir.clone(), &outbox.base_url);
+    Ok(run_round_with(store, outbox, &delivery).await?.0)
+}
+
+/// One round: the due work, the delivery of the invitations it (or an earlier round) made, and
+/// the outbox's due messages through `delivery`.
+pub async fn run_round_with(store: &Store, outbox: &Outbox, delivery: &Delivery) -> patron_store::Result<(JobReport, SendReport)> {
     let mut r = store.run_due_jobs().await?;
     r.surveys.delivered = store.deliver_invitations(&|m| outbox.deliver_invitation(m)).await?;
     r.webhooks = crate::webhooks::run_round(store).await?;
-    Ok(r)
+    let sent = delivery.send_due(store, SEND_PER_ROUND).await?;
+    Ok((r, sent))
+}
+
+/// Runs the due work every `every` until the process ends, messages through the file adapter.
+pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::task::JoinHandle<()> {
+    let delivery = Arc::new(Delivery::files(outbox.dir.clone(), &outbox.base_url));
+    spawn_scheduler_with(store, every, outbox, delivery)
 }
 
 /// Runs the due work every `every` until the process ends. A failed round is logged and the
 /// next one tries again (a busy database, a worker down).
-pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::task::JoinHandle<()> {
+pub fn spawn_scheduler_with(store: Store, every: Duration, outbox: Outbox, delivery: Arc<Delivery>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let started = std::time::Instant::now();
-            let round = run_round(&store, &outbox).await;
+            let round = run_round_with(&store, &outbox, &delivery).await;
             crate::metrics::scheduler_round(round.is_ok(), started.elapsed());
             match round {
-                Ok(r) if r != Default::default() => tracing::info!(
+                Ok((r, s)) if r != Default::default() || s != Default::default() => tracing::info!(
                     warnings = r.sla.warnings,
                     breaches = r.sla.breaches,
                     auto_confirmed = r.sla.auto_confirmed,
@@ -39,6 +58,11 @@ pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::
                     webhooks_delivered = r.webhooks.delivered,
                     webhooks_failed = r.webhooks.failed,
                     expired_lots = r.loyalty.expired_lots,
+                    sent = s.sent,
+                    retrying = s.retrying,
+                    failed = s.failed,
+                    skipped = s.skipped,
+                    deferred = s.deferred,
                     "scheduler"
                 ),
                 Ok(_) => {}

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod delivery;
 pub mod error;
 pub mod i18n;
 pub mod jobs;
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub body_read_timeout: std::time::Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// The shared secret of signed webhooks (inbound SMS checks it; `--outbound-secret`).
+    pub outbound_secret: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(300),
             max_connections: 1024,
+            outbound_secret: None,
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("max_connections", &self.max_connections)
+            .field("outbound_secret", &self.outbound_secret.as_ref().map(|_| "(set)"))
             .finish()
     }
 }

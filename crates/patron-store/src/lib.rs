@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod customers;
 pub mod db;
 pub mod duplicates;
+pub mod engagement;
 pub mod events;
 pub mod export;
 pub mod import;

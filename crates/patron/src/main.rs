@@ -80,12 +80,14 @@ enum Command {
         jobs_every: u64,
         /// Folder the scheduler writes messages to customers into (one file each) while no
         /// messaging provider is set.
-        #[arg(long, env = "PATRON_OUTBOX", default_value = "outbox")]
+        #[arg(long, visible_alias = "outbox-dir", env = "PATRON_OUTBOX", default_value = "outbox")]
         outbox: std::path::PathBuf,
         /// Also serve `/metrics` (Prometheus text, no login) on this address, for a scraper on a
         /// private network; without it `/metrics` on the main address needs an admin's API token.
         #[arg(long, env = "PATRON_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        providers: ProviderArgs,
     },
     /// Run the work that is due now (SLA warnings and breaches, confirmations by timeout) once,
     /// and exit: for cron, tests and operators. Safe beside running servers: each piece of work
@@ -233,12 +235,50 @@ enum JobsCommand {
         #[command(flatten)]
         db: DbArgs,
         /// Folder messages to customers are written into (survey invitations).
-        #[arg(long, env = "PATRON_OUTBOX", default_value = "outbox")]
+        #[arg(long, visible_alias = "outbox-dir", env = "PATRON_OUTBOX", default_value = "outbox")]
         outbox: std::path::PathBuf,
         /// The address customers reach the server at, for the links in the messages.
         #[arg(long, env = "PATRON_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
         public_url: String,
+        #[command(flatten)]
+        providers: ProviderArgs,
     },
+}
+
+/// Where messages to customers go (without any: JSON lines in the outbox folder).
+#[derive(clap::Args, Clone, Default)]
+struct ProviderArgs {
+    /// SMTP relay for e-mail: smtp://user:pass@host:port (plain, a local relay).
+    #[arg(long, env = "PATRON_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of e-mail ("patron <crm@example.com>").
+    #[arg(long, env = "PATRON_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Webhook SMS are posted to (signed with --outbound-secret).
+    #[arg(long, env = "PATRON_SMS_WEBHOOK")]
+    sms_webhook: Option<String>,
+    /// Webhook WeChat messages are posted to (signed with --outbound-secret).
+    #[arg(long, env = "PATRON_WECHAT_WEBHOOK")]
+    wechat_webhook: Option<String>,
+    /// Shared secret of the webhooks' HMAC-SHA256 signatures (outbound and inbound SMS).
+    #[arg(long, env = "PATRON_OUTBOUND_SECRET", hide_env_values = true)]
+    outbound_secret: Option<String>,
+}
+
+impl ProviderArgs {
+    fn delivery(&self, dir: &std::path::Path, public_url: &str) -> Result<patron_server::delivery::Delivery> {
+        patron_server::delivery::Delivery::new(patron_server::delivery::DeliveryConfig {
+            smtp_url: self.smtp_url.clone(),
+            mail_from: self.mail_from.clone(),
+            sms_webhook: self.sms_webhook.clone(),
+            wechat_webhook: self.wechat_webhook.clone(),
+            outbound_secret: self.outbound_secret.clone(),
+            public_url: public_url.to_owned(),
+            outbox_dir: dir.to_owned(),
+            timeout: std::time::Duration::from_secs(10),
+        })
+        .map_err(|e| anyhow!("{e}"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -462,7 +502,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             store.db.close().await;
             println!("restored {} into {} ({customers} customers, {orders} orders)", from.display(), patron_store::db::redact_url(&db.url));
         }
-        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen } => {
+        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen, providers } => {
             let store = open(&db).await?;
             if let Some(u) = &public_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -470,21 +510,26 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
             let base_url = public_url.clone().unwrap_or_else(|| format!("{}://{listen}", if secure_cookies { "https" } else { "http" }));
+            let delivery = std::sync::Arc::new(providers.delivery(&outbox, &base_url)?);
             let outbox = patron_server::outbox::Outbox { dir: outbox, base_url };
-            let scheduler = (jobs_every > 0)
-                .then(|| patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(jobs_every), outbox));
-            serve(store, listen, metrics_listen, ServerConfig { secure_cookies, public_url, ..Default::default() }).await?;
+            let scheduler = (jobs_every > 0).then(|| {
+                patron_server::jobs::spawn_scheduler_with(store.clone(), std::time::Duration::from_secs(jobs_every), outbox, delivery)
+            });
+            let outbound_secret = providers.outbound_secret.clone();
+            serve(store, listen, metrics_listen, ServerConfig { secure_cookies, public_url, outbound_secret, ..Default::default() })
+                .await?;
             if let Some(s) = scheduler {
                 s.abort();
             }
         }
-        Command::Jobs { command: JobsCommand::RunOnce { db, outbox, public_url } } => {
+        Command::Jobs { command: JobsCommand::RunOnce { db, outbox, public_url, providers } } => {
             if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
                 bail!("--public-url {public_url:?}: expected http://… or https://…");
             }
             let store = open(&db).await?;
+            let delivery = providers.delivery(&outbox, &public_url)?;
             let outbox = patron_server::outbox::Outbox { dir: outbox, base_url: public_url };
-            let r = patron_server::jobs::run_round(&store, &outbox)
+            let (r, sent) = patron_server::jobs::run_round_with(&store, &outbox, &delivery)
                 .await
                 .with_context(|| format!("writing to the outbox {}", outbox.dir.display()))?;
             println!(
@@ -493,6 +538,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             );
             println!("surveys: {} invited, {} invitations written to {}", r.surveys.invited, r.surveys.delivered, outbox.dir.display());
             println!("loyalty: {} lots expired ({} points)", r.loyalty.expired_lots, r.loyalty.expired_points);
+            println!(
+                "messages: {} sent, {} to retry, {} failed, {} skipped, {} waiting for the end of quiet hours",
+                sent.sent, sent.retrying, sent.failed, sent.skipped, sent.deferred
+            );
         }
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };

@@ -452,3 +452,153 @@ fn json_logs_and_the_metrics_listener() {
     assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("patron_up 1"), "{body}");
 }
+// kill -9 of `patron jobs run-once` in the middle of sending e-mail to a real SMTP server
+// (aiosmtpd, from .ci/run's target/smtp-venv; the relay holds each recipient 0.3 s and says so),
+// then a restart once the lease of the message in flight has run out: every customer gets their
+// e-mail exactly once, counted at the SMTP server.
+test_both!(a_killed_sender_neither_doubles_nor_loses_a_message, |db: TestDb| async move {
+    use patron_store::engagement::outbox::NewMessage;
+    use patron_store::engagement::templates::NewTemplate;
+    use patron_store::engagement::{Channel, EngagementSettings, Purpose};
+    use patron_store::users::Actor;
+    let s = &db.store;
+    s.set_engagement_settings(
+        &Actor::cli(),
+        &EngagementSettings {
+            global_control_percent: 0.0,
+            cap_7_days: 100,
+            cap_30_days: 100,
+            rate_per_second: 1000.0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let t = NewTemplate {
+        name: "t".into(),
+        channel: Channel::Email,
+        purpose: Purpose::Marketing,
+        subject: Some("{{ salutation }}，新菜".into()),
+        body_text: "{{ salutation }}，新菜上市 {{ unsubscribe_url }}".into(),
+        body_html: None,
+    };
+    let template = s.create_template(&Actor::cli(), t).await.unwrap().unwrap().template.id;
+    const N: usize = 8;
+    for i in 0..N {
+        let c = s
+            .create_customer(
+                &Actor::cli(),
+                patron_store::customers::NewCustomer {
+                    name: format!("王{i}"),
+                    email: Some(format!("k{i}@example.com")),
+                    consents: [("email".to_owned(), true)].into_iter().collect(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let m = NewMessage {
+            customer_id: c.id,
+            message_key: "kill:1".into(),
+            channel: Channel::Email,
+            purpose: Purpose::Marketing,
+            template_id: Some(template),
+            campaign_id: None,
+            content: None,
+            skipped: None,
+            not_before: s.now(),
+        };
+        assert!(s.enqueue_message(m).await.unwrap());
+    }
+
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/smtp-venv/bin/python");
+    assert!(python.exists(), "{} missing: run `bash .ci/run` (it installs aiosmtpd)", python.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+    let mail = tempfile::tempdir().unwrap();
+    let mut sink = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../patron-server/tests/support/smtp_sink.py"))
+        .arg(port.to_string())
+        .arg(mail.path())
+        .arg("0.3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(sink.stdout.take().unwrap()).lines();
+    assert_eq!(said.next().unwrap().unwrap(), "READY");
+    let files = tempfile::tempdir().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let args = |cmd: &mut Command| {
+        cmd.args([
+            "jobs",
+            "run-once",
+            "--db",
+            &db.url,
+            "--smtp-url",
+            &smtp_url,
+            "--mail-from",
+            "crm@example.com",
+            "--public-url",
+            "http://127.0.0.1:9",
+        ])
+        .arg("--outbox-dir")
+        .arg(files.path());
+    };
+    let mut sender = patron();
+    args(&mut sender);
+    let mut sender = sender.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Killed while the relay holds the 4th recipient: three are sent and recorded, the 4th is in
+    // flight, and the rest of the batch is claimed (leased) but not yet tried.
+    loop {
+        let line = said.next().expect("the sink stopped talking").unwrap();
+        if line == "RCPT 4" {
+            break;
+        }
+    }
+    sender.kill().unwrap(); // SIGKILL
+    sender.wait().unwrap();
+    let status = |st: &'static str| async move {
+        let (n,): (i64,) = s.db.reader().fetch_one(query("SELECT COUNT(*) FROM outbox WHERE status = $1").bind(st)).await.unwrap();
+        n
+    };
+    assert_eq!((status("sent").await, status("sending").await, status("queued").await), (3, N as i64 - 3, 0));
+    let delivered =
+        |dir: &Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml")).count();
+    assert_eq!(delivered(mail.path()), 3);
+    // A restart before the leases run out leaves the claimed messages alone …
+    let mut again = patron();
+    args(&mut again);
+    let out = again.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status("sending").await, N as i64 - 3);
+    assert_eq!(delivered(mail.path()), 3);
+    // … and after them, takes them over, the one in flight with the same Message-ID.
+    let mut tx = s.db.begin().await.unwrap();
+    tx.execute(
+        query("UPDATE outbox SET lease_until = $1 WHERE status = 'sending'").bind(chrono::Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut last = patron();
+    args(&mut last);
+    let out = last.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((status("sent").await, status("sending").await, status("queued").await), (N as i64, 0, 0));
+    // Counted at the SMTP server: N messages, N different Message-IDs, each recipient once.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut to = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(mail.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "eml") {
+            let raw = std::fs::read_to_string(&p).unwrap();
+            let h = |name: &str| raw.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap();
+            ids.insert(h("Message-ID:"));
+            to.insert(h("To:"));
+        }
+    }
+    assert_eq!((delivered(mail.path()), ids.len(), to.len()), (N, N, N));
+    drop(sink.stdin.take());
+    let _ = sink.kill();
+    let _ = sink.wait();
+});

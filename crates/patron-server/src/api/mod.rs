@@ -7,6 +7,7 @@ pub mod contract;
 pub mod customers;
 pub mod events;
 pub mod imports;
+pub mod inbound;
 pub mod interactions;
 pub mod loyalty;
 pub mod notifications;
@@ -15,6 +16,7 @@ pub mod public;
 pub mod segments;
 pub mod service;
 pub mod surveys;
+pub mod templates;
 pub mod tickets;
 pub mod webhooks;
 
@@ -49,7 +51,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(surveys::router())
         .merge(webhooks::router())
         .merge(loyalty::router())
+        .merge(templates::router())
         .merge(public)
+        .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new().route("/healthz", get(healthz)).nest("/api/v1", v1)
@@ -129,6 +133,9 @@ impl Modify for BearerAuth {
         loyalty::program, loyalty::put_program, loyalty::enrol, loyalty::member, loyalty::ledger, loyalty::redeem, loyalty::adjust,
         loyalty::redemptions, loyalty::fulfil, loyalty::rewards, loyalty::create_reward, loyalty::update_reward, loyalty::liability,
         loyalty::liability_export, loyalty::referrals,
+        inbound::sms,
+        templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
+        templates::settings, templates::put_settings,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -142,6 +149,7 @@ impl Modify for BearerAuth {
         (name = "service", description = "Service policies by tier, the business calendar, service settings and reports (complaint rate, Pareto, KPIs)"),
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
         (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments, rewards, liability, referrals"),
+        (name = "engagement", description = "Message templates with the personalisation lint, campaigns with holdouts and lift, the outbox"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),

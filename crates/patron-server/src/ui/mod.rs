@@ -5,6 +5,7 @@
 
 pub mod analytics;
 mod audit;
+mod optout;
 mod public;
 mod segments;
 mod surveys;
@@ -55,6 +56,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tickets::router())
         .merge(surveys::router())
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
+        .merge(optout::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
         .fallback(page_not_found)
         .layer(middleware::from_fn(security_headers))

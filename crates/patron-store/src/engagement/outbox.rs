@@ -1,0 +1,674 @@
+//! The one outbox of messages to customers. A message is a row written **before** anything is
+//! sent, under a unique key (occasion, customer, channel) and with a message id derived from
+//! that key, which the channel passes to the provider as its idempotency key. Senders claim due
+//! rows one at a time (the customer's row locked, so that two senders cannot both pass a cap),
+//! re-check consent, the global control group, the frequency caps and quiet hours at that
+//! moment, render the template for the customer, and lease the row while the channel sends it;
+//! the outcome is recorded after. A sender killed mid-send leaves a `sending` row whose lease
+//! runs out: the next sender takes it over with the same message id.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use utoipa::ToSchema;
+
+use super::personal;
+use super::templates::{MessageTemplate, Rendered};
+use super::{Channel, EngagementSettings, Purpose};
+use crate::customers::upsert_consent;
+use crate::db::{query, Tx};
+use crate::users::digest;
+use crate::{Result, Store, StoreError};
+
+/// A message to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The customer.
+    pub customer_id: i64,
+    /// The occasion (`campaign:<id>`, `survey:<invitation id>`, `journey:<id>:<step>`).
+    pub message_key: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Marketing or transactional.
+    pub purpose: Purpose,
+    /// The template rendered at send time (or `content`).
+    pub template_id: Option<i64>,
+    /// The campaign it belongs to.
+    pub campaign_id: Option<i64>,
+    /// A message written out already.
+    pub content: Option<Rendered>,
+    /// `None`: queued; `Some(reason)`: recorded as skipped (a holdout member, no consent …).
+    pub skipped: Option<String>,
+    /// Not sent before this time.
+    pub not_before: DateTime<Utc>,
+}
+
+/// The provider's idempotency key of a message: from its unique key, so every attempt of every
+/// sender passes the same one.
+pub fn message_id(message_key: &str, customer_id: i64, channel: Channel) -> String {
+    let d = digest(&format!("{message_key}|{customer_id}|{}", channel.as_str()));
+    format!("{}@patron", &d[..32])
+}
+
+/// Writes a message in `tx` unless its key is there already (then nothing changes); returns
+/// whether it was written.
+pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
+    let status = if m.skipped.is_some() { "skipped" } else { "queued" };
+    let content = match &m.content {
+        Some(c) => Some(serde_json::to_value(c).map_err(|e| StoreError::Internal(e.to_string()))?),
+        None => None,
+    };
+    let n = tx
+        .execute(
+            query(
+                "INSERT INTO outbox (customer_id, message_key, channel, purpose, message_id, template_id, campaign_id, content, status, \
+                 reason, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+                 ON CONFLICT (customer_id, message_key, channel) DO NOTHING",
+            )
+            .bind(m.customer_id)
+            .bind(m.message_key.clone())
+            .bind(m.channel.as_str())
+            .bind(m.purpose.as_str())
+            .bind(message_id(&m.message_key, m.customer_id, m.channel))
+            .bind(m.template_id)
+            .bind(m.campaign_id)
+            .bind(crate::db::Arg::Json(content.unwrap_or(serde_json::Value::Null)))
+            .bind(status)
+            .bind(m.skipped.clone())
+            .bind(m.not_before)
+            .bind(now),
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// A message claimed for sending: everything the channel needs.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The customer.
+    pub customer_id: i64,
+    /// Row id.
+    pub id: i64,
+    /// The idempotency key / Message-ID.
+    pub message_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Marketing or transactional.
+    pub purpose: Purpose,
+    /// Where it goes (e-mail address, mobile, WeChat id, postal address).
+    pub address: String,
+    /// The customer's name (for direct mail).
+    pub name: String,
+    /// What it says (links already pointed through tracking).
+    pub content: Rendered,
+    /// The unsubscribe link (marketing).
+    pub unsubscribe_url: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
+}
+
+/// What a channel made of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The provider took it.
+    Sent,
+    /// A timeout, a connection failure, a 5xx: tried again later.
+    Transient(String),
+    /// A 4xx, a refused address: not tried again.
+    Permanent(String),
+}
+
+/// What one claim round found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ClaimReport {
+    /// Messages claimed for sending.
+    pub claimed: u64,
+    /// Skipped at send time (consent withdrawn, capped, global control, no address).
+    pub skipped: u64,
+    /// Put off to the end of quiet hours.
+    pub deferred: u64,
+    /// Failed to render (strict templates: a missing variable).
+    pub failed: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    customer_id: i64,
+    id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    customer_id: i64,
+    id: i64,
+    channel: String,
+    purpose: String,
+    message_id: String,
+    content: Option<Json<serde_json::Value>>,
+    status: String,
+    attempts: i64,
+    next_attempt_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Contact {
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    wechat_id: Option<String>,
+    city: Option<String>,
+    address: Option<String>,
+}
+
+/// A message in the outbox, as listed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct OutboxMessage {
+    /// Row id.
+    pub id: i64,
+    /// The customer.
+    pub customer_id: i64,
+    /// The occasion.
+    pub message_key: String,
+    /// The channel.
+    pub channel: String,
+    /// `queued`, `sending`, `sent`, `failed` or `skipped`.
+    pub status: String,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// The idempotency key.
+    pub message_id: String,
+    /// When it went out.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Next attempt.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The secret the link tokens of messages are derived from (settings key `link_secret`, made
+/// on first use): the token of a message is the same on every attempt, so a link in a message
+/// sent before a crash keeps working after the retry; only its digest is stored with the row.
+const LINK_SECRET: &str = "link_secret";
+
+/// A URL in a message's text (tracking follows these).
+fn url_pattern() -> Option<regex::Regex> {
+    regex::Regex::new(r#"https?://[^\s<>"'）)，。]+"#).ok()
+}
+
+impl Store {
+    async fn link_secret(&self) -> Result<String> {
+        let current: Option<String> = self.setting::<Option<String>>(LINK_SECRET).await?;
+        if let Some(s) = current {
+            return Ok(s);
+        }
+        let secret = crate::users::new_secret("");
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+                .bind(LINK_SECRET)
+                .bind(serde_json::Value::String(secret))
+                .bind(self.now()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(self.setting::<Option<String>>(LINK_SECRET).await?.unwrap_or_default())
+    }
+
+    /// Puts one message in the outbox (nothing when its key is there already).
+    pub async fn enqueue_message(&self, m: NewMessage) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let written = enqueue(&mut tx, &m, self.now()).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Claims up to `limit` due messages for sending, each leased for `lease` (see the module
+    /// docs); `base_url` is the base of the links in them.
+    pub async fn claim_due_messages(&self, limit: i64, lease: Duration, base_url: &str) -> Result<(Vec<Outgoing>, ClaimReport)> {
+        let now = self.now();
+        let settings = self.engagement_settings().await?;
+        let secret = self.link_secret().await?;
+        let due: Vec<Due> = self
+            .db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT customer_id, id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $1) \
+                     OR (status = 'sending' AND lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit.clamp(1, 10_000)),
+            )
+            .await?;
+        let mut out = Vec::new();
+        let mut report = ClaimReport::default();
+        let mut templates: std::collections::HashMap<i64, MessageTemplate> = std::collections::HashMap::new();
+        for d in due {
+            let template = match self.outbox_template(d.customer_id, d.id).await? {
+                Some(id) if !templates.contains_key(&id) => match self.template(id).await {
+                    Ok(t) => Some(templates.entry(id).or_insert(t).clone()),
+                    Err(StoreError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                Some(id) => templates.get(&id).cloned(),
+                None => None,
+            };
+            let mut tx = self.db.begin().await?;
+            match self.claim_one(&mut tx, &d, now, lease, &settings, &secret, base_url, template.as_ref()).await? {
+                Claim::Gone => {
+                    tx.rollback().await?;
+                    continue;
+                }
+                Claim::Skipped => report.skipped += 1,
+                Claim::Deferred => report.deferred += 1,
+                Claim::Failed => report.failed += 1,
+                Claim::Send(o) => {
+                    report.claimed += 1;
+                    out.push(*o);
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok((out, report))
+    }
+
+    async fn outbox_template(&self, customer_id: i64, id: i64) -> Result<Option<i64>> {
+        let row: Option<(Option<i64>,)> = self
+            .db
+            .reader()
+            .fetch_optional(query("SELECT template_id FROM outbox WHERE customer_id = $1 AND id = $2").bind(customer_id).bind(id))
+            .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_one(
+        &self,
+        tx: &mut Tx,
+        d: &Due,
+        now: DateTime<Utc>,
+        lease: Duration,
+        settings: &EngagementSettings,
+        secret: &str,
+        base_url: &str,
+        template: Option<&MessageTemplate>,
+    ) -> Result<Claim> {
+        let engine = tx.engine();
+        // The customer's row first: one sender at a time per customer (the caps count across
+        // this customer's messages).
+        let alive: Option<(i64,)> = tx
+            .fetch_optional(
+                query(format!("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL{}", engine.row_lock())).bind(d.customer_id),
+            )
+            .await?;
+        let row: Option<Row> = tx
+            .fetch_optional(
+                query(format!(
+                    "SELECT customer_id, id, channel, purpose, message_id, content, status, attempts, \
+                     next_attempt_at, lease_until FROM outbox WHERE customer_id = $1 AND id = $2{}",
+                    engine.row_lock()
+                ))
+                .bind(d.customer_id)
+                .bind(d.id),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(Claim::Gone) };
+        let still_due = match row.status.as_str() {
+            "queued" => row.next_attempt_at <= now,
+            "sending" => row.lease_until.is_some_and(|l| l <= now),
+            _ => false,
+        };
+        if !still_due {
+            return Ok(Claim::Gone);
+        }
+        let channel = Channel::parse(&row.channel)?;
+        let purpose = Purpose::parse(&row.purpose)?;
+        if alive.is_none() {
+            self.finish(tx, &row, "skipped", Some("customer_deleted".into()), now).await?;
+            return Ok(Claim::Skipped);
+        }
+        if purpose == Purpose::Marketing {
+            if let Some(reason) = self.marketing_block(tx, row.customer_id, channel, settings, now).await? {
+                self.finish(tx, &row, "skipped", Some(reason), now).await?;
+                return Ok(Claim::Skipped);
+            }
+        }
+        if matches!(channel, Channel::Sms | Channel::Wechat) {
+            let allowed = settings.next_allowed(now, self.config.business_tz);
+            if allowed > now {
+                tx.execute(
+                    query("UPDATE outbox SET status = 'queued', next_attempt_at = $1, lease_until = NULL, updated_at = $2 WHERE customer_id = $3 AND id = $4")
+                        .bind(allowed)
+                        .bind(now)
+                        .bind(row.customer_id)
+                        .bind(row.id),
+                )
+                .await?;
+                return Ok(Claim::Deferred);
+            }
+        }
+        let (address_sql, address_key) = engine.json_text("attributes", 2, "address");
+        let contact: Contact = tx
+            .fetch_one(
+                query(format!("SELECT name, mobile, email, wechat_id, city, {address_sql} AS address FROM customers WHERE id = $1"))
+                    .bind(row.customer_id)
+                    .bind(address_key),
+            )
+            .await?;
+        let address = match channel {
+            Channel::Email => contact.email.clone(),
+            Channel::Sms => contact.mobile.clone(),
+            Channel::Wechat => contact.wechat_id.clone(),
+            Channel::Mail => contact.address.clone().or(contact.city.clone()),
+        };
+        let Some(address) = address.filter(|a| !a.trim().is_empty()) else {
+            self.finish(tx, &row, "skipped", Some("no_address".into()), now).await?;
+            return Ok(Claim::Skipped);
+        };
+        let token = digest(&format!("{secret}:{}", row.message_id));
+        let base = base_url.trim_end_matches('/');
+        let unsubscribe_url = format!("{base}/p/u/{token}");
+        let rendered = match (&row.content, template) {
+            (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()),
+            (_, Some(t)) => {
+                let vars = personal::read(tx, row.customer_id, self.config.business_tz, &unsubscribe_url).await?;
+                t.render(&vars)
+            }
+            _ => Err("the message has neither content nor a template".to_owned()),
+        };
+        let mut content = match rendered {
+            Ok(c) => c,
+            Err(e) => {
+                self.finish(tx, &row, "failed", Some(format!("render: {e}")), now).await?;
+                return Ok(Claim::Failed);
+            }
+        };
+        // Links (but the unsubscribe link) go through /t/{token}/{n}.
+        let mut links: Vec<String> = Vec::new();
+        if let Some(re) = url_pattern() {
+            for m in re.find_iter(&content.text) {
+                let u = m.as_str().to_owned();
+                if u != unsubscribe_url && !links.contains(&u) {
+                    links.push(u);
+                }
+            }
+            if let Some(h) = &content.html {
+                for m in re.find_iter(h) {
+                    let u = m.as_str().to_owned();
+                    if u != unsubscribe_url && !links.contains(&u) {
+                        links.push(u);
+                    }
+                }
+            }
+        }
+        for (i, u) in links.iter().enumerate() {
+            let tracked = format!("{base}/t/{token}/{i}");
+            content.text = content.text.replace(u.as_str(), &tracked);
+            content.html = content.html.map(|h| h.replace(u.as_str(), &tracked));
+        }
+        if channel == Channel::Email && purpose == Purpose::Marketing {
+            content.html = content.html.map(|h| format!("{h}<img src=\"{base}/t/{token}/open.gif\" width=\"1\" height=\"1\" alt=\"\">"));
+        }
+        tx.execute(
+            query(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, lease_until = $1, token_hash = $2, links = $3, \
+                 updated_at = $4 WHERE customer_id = $5 AND id = $6",
+            )
+            .bind(now + lease)
+            .bind(digest(&token))
+            .bind(serde_json::json!(links))
+            .bind(now)
+            .bind(row.customer_id)
+            .bind(row.id),
+        )
+        .await?;
+        Ok(Claim::Send(Box::new(Outgoing {
+            customer_id: row.customer_id,
+            id: row.id,
+            message_id: row.message_id.clone(),
+            channel,
+            purpose,
+            address,
+            name: contact.name,
+            content,
+            unsubscribe_url,
+            attempt: row.attempts + 1,
+        })))
+    }
+
+    /// Why a marketing message may not go to this customer now, if it may not.
+    async fn marketing_block(
+        &self,
+        tx: &mut Tx,
+        customer_id: i64,
+        channel: Channel,
+        settings: &EngagementSettings,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        if settings.in_global_control(customer_id) {
+            return Ok(Some("global_control".into()));
+        }
+        let consent: Option<(bool,)> = tx
+            .fetch_optional(
+                query("SELECT granted FROM customer_consents WHERE customer_id = $1 AND channel = $2")
+                    .bind(customer_id)
+                    .bind(channel.as_str()),
+            )
+            .await?;
+        if !consent.is_some_and(|c| c.0) {
+            return Ok(Some("no_consent".into()));
+        }
+        let (week, month): (i64, i64) = tx
+            .fetch_one(
+                query(
+                    "SELECT COALESCE(SUM(CASE WHEN COALESCE(sent_at, updated_at) > $2 THEN 1 ELSE 0 END), 0), COUNT(*) FROM outbox \
+                     WHERE customer_id = $1 AND purpose = 'marketing' AND status IN ('sending', 'sent') AND COALESCE(sent_at, updated_at) > $3",
+                )
+                .bind(customer_id)
+                .bind(now - Duration::days(7))
+                .bind(now - Duration::days(30)),
+            )
+            .await?;
+        if week >= settings.cap_7_days || month >= settings.cap_30_days {
+            return Ok(Some("capped".into()));
+        }
+        Ok(None)
+    }
+
+    async fn finish(&self, tx: &mut Tx, row: &Row, status: &str, reason: Option<String>, now: DateTime<Utc>) -> Result<()> {
+        tx.execute(
+            query("UPDATE outbox SET status = $1, reason = $2, lease_until = NULL, updated_at = $3 WHERE customer_id = $4 AND id = $5")
+                .bind(status)
+                .bind(reason)
+                .bind(now)
+                .bind(row.customer_id)
+                .bind(row.id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records what the channel made of a claimed message: sent; failed for good; or tried
+    /// again after 30 s × 2^(attempt − 1) (at most 6 hours), until the settings' attempts are spent.
+    pub async fn record_delivery(&self, o: &Outgoing, outcome: &DeliveryOutcome) -> Result<()> {
+        let now = self.now();
+        let max_attempts = self.engagement_settings().await?.max_attempts;
+        let (status, reason, next) = match outcome {
+            DeliveryOutcome::Sent => ("sent", None, now),
+            DeliveryOutcome::Permanent(r) => ("failed", Some(r.clone()), now),
+            DeliveryOutcome::Transient(r) if o.attempt >= max_attempts => {
+                ("failed", Some(format!("{r} (after {} attempts)", o.attempt)), now)
+            }
+            DeliveryOutcome::Transient(r) => {
+                let secs = (30i64 << (o.attempt - 1).clamp(0, 20)).min(6 * 3600);
+                ("queued", Some(r.clone()), now + Duration::seconds(secs))
+            }
+        };
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            query(
+                "UPDATE outbox SET status = $1, reason = $2, next_attempt_at = $3, lease_until = NULL, \
+                 sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END, updated_at = $4 \
+                 WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
+            )
+            .bind(status)
+            .bind(reason)
+            .bind(next)
+            .bind(now)
+            .bind(o.customer_id)
+            .bind(o.id),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// A customer's messages, newest first (at most 200).
+    pub async fn customer_messages(&self, customer_id: i64) -> Result<Vec<OutboxMessage>> {
+        self.db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT id, customer_id, message_key, channel, status, reason, attempts, message_id, sent_at, next_attempt_at \
+                     FROM outbox WHERE customer_id = $1 ORDER BY id DESC LIMIT 200",
+                )
+                .bind(customer_id),
+            )
+            .await
+    }
+
+    /// The message behind a link token (customer, row, channel, links); NotFound for an unknown token.
+    async fn message_of_token(&self, tx: &mut Tx, token: &str) -> Result<(i64, i64, Channel, Vec<String>)> {
+        if !(token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(StoreError::NotFound("link"));
+        }
+        let row: Option<TokenRow> = tx
+            .fetch_optional(query("SELECT customer_id, id, channel, links FROM outbox WHERE token_hash = $1").bind(digest(token)))
+            .await?;
+        let (c, id, ch, links) = row.ok_or(StoreError::NotFound("link"))?;
+        Ok((c, id, Channel::parse(&ch)?, links.map(|l| l.0).unwrap_or_default()))
+    }
+
+    /// The channel an unsubscribe link would withdraw (for its page).
+    pub async fn unsubscribe_channel(&self, token: &str) -> Result<Channel> {
+        let mut tx = self.db.begin().await?;
+        let (_, _, channel, _) = self.message_of_token(&mut tx, token).await?;
+        tx.rollback().await?;
+        Ok(channel)
+    }
+
+    /// Withdraws the consent of the message's channel (source `unsubscribe`), once; again is a no-op.
+    pub async fn unsubscribe(&self, token: &str) -> Result<Channel> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (customer_id, _, channel, _) = self.message_of_token(&mut tx, token).await?;
+        withdraw(&mut tx, customer_id, channel, now, "unsubscribe").await?;
+        tx.commit().await?;
+        Ok(channel)
+    }
+
+    /// A click on link `n` of a message: a `click` interaction, and the original URL (only a
+    /// URL that was in the message).
+    pub async fn track_click(&self, token: &str, n: usize) -> Result<String> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (customer_id, id, channel, links) = self.message_of_token(&mut tx, token).await?;
+        let url = links.get(n).cloned().ok_or(StoreError::NotFound("link"))?;
+        record_interaction(&mut tx, customer_id, "click", channel, now, &format!("outbox:{id}:{n}")).await?;
+        tx.commit().await?;
+        Ok(url)
+    }
+
+    /// An opened e-mail (the pixel): an `email_open` interaction.
+    pub async fn track_open(&self, token: &str) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (customer_id, id, channel, _) = self.message_of_token(&mut tx, token).await?;
+        record_interaction(&mut tx, customer_id, "email_open", channel, now, &format!("outbox:{id}")).await?;
+        tx.commit().await
+    }
+
+    /// A reply to an SMS from `mobile`: 退订, TD, T or STOP withdraws SMS consent (source
+    /// `unsubscribe`); anything else is a `reply` interaction. Returns whether it was an opt-out;
+    /// NotFound when no live customer has the number.
+    pub async fn inbound_sms(&self, mobile: &str, text: &str) -> Result<bool> {
+        let now = self.now();
+        let word = text.trim().trim_matches(|c: char| c.is_ascii_punctuation() || "。！".contains(c)).to_uppercase();
+        let opt_out = ["退订", "TD", "T", "STOP", "UNSUBSCRIBE"].contains(&word.as_str());
+        let ids: Vec<(i64,)> = self
+            .db
+            .reader()
+            .fetch_all(query("SELECT id FROM customers WHERE mobile = $1 AND deleted_at IS NULL ORDER BY id LIMIT 50").bind(mobile))
+            .await?;
+        if ids.is_empty() {
+            return Err(StoreError::NotFound("customer"));
+        }
+        let mut tx = self.db.begin().await?;
+        for (id,) in ids {
+            if opt_out {
+                withdraw(&mut tx, id, Channel::Sms, now, "unsubscribe").await?;
+            } else {
+                let payload: String = text.chars().take(1000).collect();
+                record_interaction(&mut tx, id, "reply", Channel::Sms, now, &payload).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(opt_out)
+    }
+}
+
+async fn withdraw(tx: &mut Tx, customer_id: i64, channel: Channel, now: DateTime<Utc>, source: &str) -> Result<()> {
+    let current: Option<(bool,)> = tx
+        .fetch_optional(
+            query("SELECT granted FROM customer_consents WHERE customer_id = $1 AND channel = $2").bind(customer_id).bind(channel.as_str()),
+        )
+        .await?;
+    if current.is_some_and(|c| !c.0) {
+        return Ok(());
+    }
+    upsert_consent(tx, customer_id, channel.as_str(), false, now, source).await?;
+    crate::customers::record_change(
+        tx,
+        customer_id,
+        now,
+        source,
+        &format!("consent.{}", channel.as_str()),
+        Some("true".into()),
+        Some("false".into()),
+    )
+    .await?;
+    crate::events::append(
+        tx,
+        customer_id,
+        "consent.withdrawn",
+        None,
+        serde_json::json!({"channel": channel.as_str(), "source": source}),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_interaction(tx: &mut Tx, customer_id: i64, kind: &str, channel: Channel, now: DateTime<Utc>, payload: &str) -> Result<()> {
+    tx.execute(
+        query("INSERT INTO interactions (customer_id, kind, channel, occurred_at, payload) VALUES ($1, $2, $3, $4, $5)")
+            .bind(customer_id)
+            .bind(kind)
+            .bind(channel.as_str())
+            .bind(now)
+            .bind(payload),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Customer, row, channel and links of the message behind a token.
+type TokenRow = (i64, i64, String, Option<Json<Vec<String>>>);
+
+enum Claim {
+    Gone,
+    Skipped,
+    Deferred,
+    Failed,
+    Send(Box<Outgoing>),
+}
