@@ -113,7 +113,7 @@ impl Store {
         self.put_setting(actor, SERVICE, serde_json::to_value(s).map_err(|e| StoreError::Internal(e.to_string()))?).await
     }
 
-    async fn put_setting(&self, actor: &Actor, key: &str, value: serde_json::Value) -> Result<()> {
+    pub(crate) async fn put_setting(&self, actor: &Actor, key: &str, value: serde_json::Value) -> Result<()> {
         let now: DateTime<Utc> = self.now();
         let mut tx = self.db.begin().await?;
         tx.execute(

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`: one module per domain concept, merged here, and the OpenAPI
 //! document generated from the handlers' annotations.
 
+pub mod access;
 pub mod analytics;
 pub mod audit;
 pub mod contract;
@@ -45,6 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(notifications::router())
         .merge(surveys::router())
+        .merge(access::router())
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -121,6 +123,9 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
+        access::list_roles, access::create_role, access::update_role,
+        access::list_users, access::create_user, access::update_user, access::reset_password,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -138,6 +143,7 @@ impl Modify for BearerAuth {
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "platform", description = "Health and metadata"),
+        (name = "access", description = "Organisation units, roles and permissions, users (docs/access.md)"),
     )
 )]
 pub struct ApiDoc;
