@@ -83,6 +83,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", conflict_message(&m)),
             StoreError::State(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
             StoreError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
+            StoreError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             StoreError::Reference(m) => {
                 tracing::debug!(detail = %m, "foreign key violation");
                 ApiError::new(

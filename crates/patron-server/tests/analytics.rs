@@ -127,7 +127,7 @@ test_both!(runs_overview_scores_and_roles, |db: TestDb| async move {
     let (s, _) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/customers/{}/scores", mine[0])).send().await.unwrap()).await;
     assert_eq!(s, 200);
     let (s, b) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/customers/{one_timer}/scores")).send().await.unwrap()).await;
-    assert_eq!((s, error_code(&b).as_str()), (403, "forbidden"), "C011 belongs to the other agent");
+    assert_eq!((s, error_code(&b).as_str()), (404, "not_found"), "C011 belongs to the other agent: outside the scope it does not exist");
     let (s, _) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/runs/latest").send().await.unwrap()).await;
     assert_eq!(s, 200);
 

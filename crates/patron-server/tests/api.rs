@@ -319,13 +319,14 @@ test_both!(agents_see_only_their_portfolio, |db: TestDb| async move {
     assert_eq!(names, vec!["A的客户"]);
     let (s, _) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", mine["id"])).send().await.unwrap()).await;
     assert_eq!(s, 200);
+    // Outside the scope a customer does not exist (issue 21): 404, as a missing one.
     let (s, body) = json_of(app.req_as(&ta, Method::GET, &format!("/api/v1/customers/{}", theirs["id"])).send().await.unwrap()).await;
-    assert_eq!((s, error_code(&body).as_str()), (403, "forbidden"));
+    assert_eq!((s, error_code(&body).as_str()), (404, "not_found"));
     let (s, _) = json_of(
         app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", theirs["id"])).json(&json!({"city":"x"})).send().await.unwrap(),
     )
     .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 404);
     let (s, _) = json_of(
         app.req_as(&ta, Method::PATCH, &format!("/api/v1/customers/{}", mine["id"])).json(&json!({"owner_id": b.id})).send().await.unwrap(),
     )

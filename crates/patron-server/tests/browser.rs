@@ -227,3 +227,49 @@ async fn an_admin_erases_a_customer_from_the_360_page() {
     assert!(!b.text("#customer-table").await.contains("李娜"), "{table}");
     b.quit().await;
 }
+
+/// Issue 21: a store user logs in and its customer list holds the store's customers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_users_list_shows_only_the_store() {
+    use patron_store::access::units::NewUnit;
+    use patron_store::users::NewUser;
+    let app = seeded_app().await;
+    let s = &app.db.store;
+    let cli = Actor::cli();
+    let unit = |code: &str| NewUnit { name: format!("门店{code}"), code: code.into(), kind: "store".into(), parent_id: None };
+    let mine = s.create_unit(&cli, unit("S1")).await.unwrap();
+    let other = s.create_unit(&cli, unit("S2")).await.unwrap();
+    let input = NewUser {
+        email: "store@example.com".into(),
+        name: "门店小王".into(),
+        role: "agent".into(),
+        unit_ids: vec![mine.id],
+        password: Some(PASSWORD.into()),
+    };
+    s.create_user_as(&cli, &input).await.unwrap();
+    // W1 at home in the user's store, W2 in the other one, W3 in none.
+    let (_, page) = app.get("/api/v1/customers").await;
+    for c in page["items"].as_array().unwrap() {
+        let home = match c["external_id"].as_str() {
+            Some("W1") => Some(mine.id),
+            Some("W2") => Some(other.id),
+            _ => None,
+        };
+        if let Some(h) = home {
+            let (st, _) = app.patch(&format!("/api/v1/customers/{}", c["id"]), serde_json::json!({"home_unit_id": h})).await;
+            assert_eq!(st, 200);
+        }
+    }
+    let b = Browser::start().await;
+    b.goto(&format!("{}/ui/customers", app.base)).await;
+    b.find("#login-button").await;
+    b.type_into("#email", "store@example.com").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("#login-button").await;
+    b.find("#customer-table").await;
+    let text = b.text("#customer-table").await;
+    assert!(text.contains("王伟"), "{text}");
+    assert!(!text.contains("李娜") && !text.contains("张三"), "{text}");
+    assert!(b.text("#total").await.contains('1'));
+    b.screenshot(&common::screenshots().join("access-store-list.png")).await;
+}

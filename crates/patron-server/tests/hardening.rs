@@ -328,8 +328,10 @@ test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
     let store = &app.db.store;
     let (_, c) = app.post("/api/v1/customers", json!({"name": "甲"})).await;
     let id = c["id"].as_i64().unwrap();
-    let (info, ro) =
-        store.create_token_with("reader", Role::Admin, None, TokenOptions { expires_at: None, read_only: true }).await.unwrap();
+    let (info, ro) = store
+        .create_token_with("reader", Role::Admin, None, TokenOptions { expires_at: None, read_only: true, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!((info.scope.as_str(), info.expires_at), ("read_only", None));
     let (s, b) = json_of(app.req_as(&ro, Method::GET, &format!("/api/v1/customers/{id}")).send().await.unwrap()).await;
     assert_eq!(s, 200, "{b}");
@@ -351,11 +353,18 @@ test_both!(read_only_and_expiring_tokens, |db: TestDb| async move {
 
     // An expiring token works until its time (the store's clock), then is refused like a bad one.
     let now = store.now();
-    let err =
-        store.create_token_with("past", Role::Admin, None, TokenOptions { expires_at: Some(now), read_only: false }).await.unwrap_err();
+    let err = store
+        .create_token_with("past", Role::Admin, None, TokenOptions { expires_at: Some(now), read_only: false, ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("future"), "{err}");
     let (info, rw) = store
-        .create_token_with("day", Role::Manager, None, TokenOptions { expires_at: Some(now + chrono::Duration::days(1)), read_only: false })
+        .create_token_with(
+            "day",
+            Role::Manager,
+            None,
+            TokenOptions { expires_at: Some(now + chrono::Duration::days(1)), read_only: false, ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(info.scope, "read_write");

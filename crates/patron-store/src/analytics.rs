@@ -12,7 +12,7 @@ use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, Orders}
 use serde::Serialize;
 
 use crate::db::{query, Arg, ColType, Stage, Tx};
-use crate::users::{Actor, Role};
+use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
 /// Names the models and definitions a scores row was computed with; stored with every row.
@@ -434,14 +434,6 @@ fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as
     ]
 }
 
-/// Scope of a dashboard: agents see their own portfolio only.
-fn portfolio_scope(actor: &Actor) -> Option<i64> {
-    match actor.role {
-        Role::Agent => Some(actor.user_id.unwrap_or(-1)),
-        _ => None,
-    }
-}
-
 impl Store {
     /// The business day of an instant (calendar day in the configured time zone).
     pub fn business_day(&self, t: DateTime<Utc>) -> i32 {
@@ -696,18 +688,14 @@ impl Store {
 
     /// The dashboard aggregates for what `actor` may see.
     pub async fn analytics_overview(&self, actor: &Actor) -> Result<Overview> {
-        let owner = portfolio_scope(actor);
-        let (from, bind_owner) = match owner {
-            Some(_) => ("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.owner_id = $1 AND c.deleted_at IS NULL", true),
-            None => ("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL", false),
-        };
-        let with_owner = |sql: String| {
-            let q = query(sql);
-            match owner {
-                Some(o) if bind_owner => q.bind(o),
-                _ => q,
-            }
-        };
+        // The caller's scope (crate::access): customers outside it are not counted.
+        let from = format!(
+            "customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL AND {}",
+            crate::access::CustomerScope::of(actor).sql("c")
+        );
+        let from = from.as_str();
+        let owner: Option<i64> = None;
+        let with_owner = query;
         let group = |col: &str| {
             format!(
                 "SELECT COALESCE({col}, '') AS key, COUNT(*) AS customers, {revenue} AS revenue_cents, \

@@ -68,6 +68,8 @@ pub struct Customer {
     pub owner: Option<Ref>,
     /// Customer who referred this one.
     pub referrer: Option<Ref>,
+    /// Home unit (the store or branch the customer belongs to; scopes who sees it).
+    pub home_unit_id: Option<i64>,
     /// Created (UTC).
     pub created_at: DateTime<Utc>,
     /// Last changed (UTC).
@@ -90,6 +92,7 @@ struct CustomerRow {
     owner_id: Option<i64>,
     owner_name: Option<String>,
     referrer_id: Option<i64>,
+    home_unit_id: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -112,12 +115,13 @@ pub(crate) struct StoredCustomer {
     pub referrer_id: Option<i64>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub merged_into: Option<i64>,
+    pub home_unit_id: Option<i64>,
 }
 
 /// The columns of [`StoredCustomer`], for `SELECT {STORED_CUSTOMER_COLUMNS} FROM customers …`.
 pub(crate) const STORED_CUSTOMER_COLUMNS: &str =
     "id, external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
-     owner_id, referrer_id, deleted_at, merged_into";
+     owner_id, referrer_id, deleted_at, merged_into, home_unit_id";
 
 /// Resolving a customer named by a file or a request by external id: the customer itself when
 /// live, or the one a merged duplicate was merged into. Select [`RESOLVED_CUSTOMER_ID`] from
@@ -130,7 +134,7 @@ pub(crate) const RESOLVABLE_CUSTOMER: &str = "(deleted_at IS NULL OR merged_into
 /// customer, in another shard on Citus, where a join of `customers` to itself is refused.
 const CUSTOMER_SELECT: &str = "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.wechat_id, c.gender, \
      c.birthday, c.city, c.attributes, c.owner_id, u.name AS owner_name, c.referrer_id, \
-     c.created_at, c.updated_at \
+     c.home_unit_id, c.created_at, c.updated_at \
      FROM customers c LEFT JOIN users u ON u.id = c.owner_id";
 
 /// Input for a new customer. Optional fields may be left out.
@@ -168,6 +172,8 @@ pub struct NewCustomer {
     pub owner_id: Option<i64>,
     /// Referrer (customer id).
     pub referrer_id: Option<i64>,
+    /// Home unit (unit id); by default the unit of the first order's store.
+    pub home_unit_id: Option<i64>,
 }
 
 /// A change to a customer: fields left out stay as they are; `null` clears an optional field.
@@ -221,6 +227,10 @@ pub struct CustomerPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub referrer_id: Option<Option<i64>>,
+    /// New home unit (null clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub home_unit_id: Option<Option<i64>>,
 }
 
 /// Distinguishes a missing field (outer None) from an explicit null (Some(None)).
@@ -351,6 +361,11 @@ pub struct CustomerFilter {
     pub city: Option<String>,
     /// `person` or `organisation`.
     pub kind: Option<String>,
+    /// Home unit (that unit only, not its subtree).
+    pub home_unit_id: Option<i64>,
+    /// Whose scope (crate::access) the customers must be in; `None`: every customer (the
+    /// command line and internal jobs). Every list for a caller sets it.
+    pub scope: Option<crate::access::CustomerScope>,
 }
 
 pub use crate::page::Page;
@@ -388,6 +403,7 @@ struct Fields {
     city: Option<String>,
     owner_id: Option<i64>,
     referrer_id: Option<i64>,
+    home_unit_id: Option<i64>,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -478,6 +494,7 @@ impl Store {
             city: non_empty(input.city),
             owner_id: input.owner_id,
             referrer_id: input.referrer_id,
+            home_unit_id: input.home_unit_id,
         };
         let attributes = input.attributes.unwrap_or_else(|| serde_json::json!({}));
         check_attributes(&attributes)?;
@@ -486,6 +503,7 @@ impl Store {
         let now = self.now();
         let mut tx = self.db.begin().await?;
         check_referrer(&mut tx, f.referrer_id).await?;
+        crate::access::units::check_unit(&mut tx, f.home_unit_id, "home_unit_id").await?;
         let id = insert_customer(&mut tx, &f, attributes, now).await?;
         set_customer_key(&mut tx, id, None, f.external_id.as_deref()).await?;
         set_tags(&mut tx, id, &tags).await?;
@@ -574,6 +592,7 @@ impl Store {
             city: cur.city.clone(),
             owner_id: cur.owner.as_ref().map(|r| r.id),
             referrer_id: cur.referrer.as_ref().map(|r| r.id),
+            home_unit_id: cur.home_unit_id,
         };
         if let Some(v) = patch.external_id {
             f.external_id = non_empty(v);
@@ -610,6 +629,9 @@ impl Store {
                 return Err(StoreError::invalid("referrer_id", "a customer cannot refer themselves"));
             }
             f.referrer_id = v;
+        }
+        if let Some(v) = patch.home_unit_id {
+            f.home_unit_id = v;
         }
         let mut attributes = cur.attributes.clone();
         if let Some(set) = &patch.attributes {
@@ -649,6 +671,7 @@ impl Store {
         diff("city", cur.city.clone(), f.city.clone());
         diff("owner_id", opt_str(&cur.owner.as_ref().map(|r| r.id)), opt_str(&f.owner_id));
         diff("referrer_id", opt_str(&cur.referrer.as_ref().map(|r| r.id)), opt_str(&f.referrer_id));
+        diff("home_unit_id", opt_str(&cur.home_unit_id), opt_str(&f.home_unit_id));
         if let (Some(old), Some(new)) = (cur.attributes.as_object(), attributes.as_object()) {
             let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
             for k in keys {
@@ -673,6 +696,9 @@ impl Store {
         if f.referrer_id != cur.referrer.as_ref().map(|r| r.id) {
             check_referrer(&mut tx, f.referrer_id).await?;
         }
+        if f.home_unit_id != cur.home_unit_id {
+            crate::access::units::check_unit(&mut tx, f.home_unit_id, "home_unit_id").await?;
+        }
         if f.external_id != cur.external_id {
             set_customer_key(&mut tx, id, cur.external_id.as_deref(), f.external_id.as_deref()).await?;
         }
@@ -681,8 +707,8 @@ impl Store {
             tx.execute(
                 query(
                     "UPDATE customers SET external_id = $1, kind = $2, name = $3, mobile = $4, email = $5, wechat_id = $6, \
-                     gender = $7, birthday = $8, city = $9, owner_id = $10, referrer_id = $11, attributes = $12, updated_at = $13 \
-                     WHERE id = $14",
+                     gender = $7, birthday = $8, city = $9, owner_id = $10, referrer_id = $11, attributes = $12, updated_at = $13, \
+                     home_unit_id = $15 WHERE id = $14",
                 )
                 .bind(f.external_id.clone())
                 .bind(f.kind.clone())
@@ -697,7 +723,8 @@ impl Store {
                 .bind(f.referrer_id)
                 .bind(attributes)
                 .bind(now)
-                .bind(id),
+                .bind(id)
+                .bind(f.home_unit_id),
             )
             .await?;
         }
@@ -885,6 +912,13 @@ fn filtered_customers(select: &str, filter: &CustomerFilter) -> (String, Query) 
         let i = next(&mut q, kind.clone().into());
         sql.push_str(&format!(" AND c.kind = ${i}"));
     }
+    if let Some(unit) = filter.home_unit_id {
+        let i = next(&mut q, unit.into());
+        sql.push_str(&format!(" AND c.home_unit_id = ${i}"));
+    }
+    if let Some(scope) = filter.scope {
+        sql.push_str(&format!(" AND {}", scope.sql("c")));
+    }
     (sql, q)
 }
 
@@ -897,8 +931,8 @@ async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value,
         .fetch_one(
             query(
                 "INSERT INTO customers (external_id, kind, name, mobile, email, wechat_id, gender, birthday, city, attributes, \
-                 owner_id, referrer_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+                 owner_id, referrer_id, created_at, updated_at, home_unit_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14) RETURNING id",
             )
             .bind(f.external_id.clone())
             .bind(f.kind.clone())
@@ -912,7 +946,8 @@ async fn insert_customer(tx: &mut Tx, f: &Fields, attributes: serde_json::Value,
             .bind(attributes)
             .bind(f.owner_id)
             .bind(f.referrer_id)
-            .bind(now),
+            .bind(now)
+            .bind(f.home_unit_id),
         )
         .await?;
     Ok(id)
@@ -946,6 +981,7 @@ fn assemble_profile(row: CustomerRow, referrer_name: Option<String>, tags: Vec<(
         consents,
         owner: row.owner_id.map(|id| Ref { id, name: row.owner_name.unwrap_or_default() }),
         referrer: row.referrer_id.map(|id| Ref { id, name: referrer_name.unwrap_or_default() }),
+        home_unit_id: row.home_unit_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

@@ -74,6 +74,8 @@ impl Store {
         w.write_record(CUSTOMER_HEADER).map_err(io)?;
         let mut after = 0i64;
         let mut n = 0u64;
+        // The exporter's scope (crate::access), whatever the filter says.
+        let filter = &CustomerFilter { scope: Some(crate::access::CustomerScope::of(actor)), ..filter.clone() };
         loop {
             // Page by id with the same filter the list uses, so the two never disagree.
             let page = self.list_customers(filter, crate::customers::CustomerSort::Id, cursor_after(after).as_deref(), 1000).await?;

@@ -4,6 +4,7 @@
 //! Each domain concept has its module (`customers`, `orders`, `interactions`, `contacts`,
 //! `notes`, `timeline`, `users`, `audit`, `import`, `export`); engine differences live in [`db`].
 
+pub mod access;
 pub mod analytics;
 pub mod audit;
 pub mod backup;
@@ -58,6 +59,9 @@ pub enum StoreError {
     /// allowed from where the ticket is, a link answered already); the message says why.
     #[error("{0}")]
     State(String),
+    /// The caller may not do this (a permission or scope it lacks); the message says which.
+    #[error("{0}")]
+    Forbidden(String),
     /// The record existed but is no more usable (an expired link).
     #[error("{0}")]
     Gone(String),

@@ -266,6 +266,7 @@ impl Store {
         customers.sort_unstable();
         customers.dedup();
         crate::analytics::refresh_customers(&mut tx, now, &customers).await?;
+        crate::access::units::assign_home_units(&mut tx, now, &actor.key, &customers).await?;
         let detail = format!("orders={}", out.len());
         let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
         audit::record(&mut tx, now, &actor.key, "upsert", "order", entity_id, Some(detail)).await?;

@@ -9,6 +9,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::access::{Permission, Permissions};
 use crate::db::query;
 use crate::{audit, Result, Store, StoreError};
 
@@ -62,8 +63,15 @@ pub struct User {
     pub email: String,
     /// Display name.
     pub name: String,
-    /// Role.
+    /// The built-in role, or for a custom role the highest built-in level its permissions
+    /// contain (what code comparing levels sees).
     pub role: Role,
+    /// The role's name: `admin`, `manager`, `agent` or a custom role's.
+    pub role_name: String,
+    /// What the role allows.
+    pub permissions: Permissions,
+    /// Not deactivated.
+    pub active: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -72,13 +80,31 @@ struct UserRow {
     email: String,
     name: String,
     role: String,
+    custom_role: Option<String>,
+    custom_permissions: Option<String>,
     password_hash: Option<String>,
     disabled_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
     fn into_user(self) -> Result<User> {
-        Ok(User { id: self.id, email: self.email, name: self.name, role: self.role.parse()? })
+        let (role, role_name, permissions) = resolve_role(&self.role, self.custom_role, self.custom_permissions.as_deref())?;
+        Ok(User { id: self.id, email: self.email, name: self.name, role, role_name, permissions, active: self.disabled_at.is_none() })
+    }
+}
+
+/// The level, name and permissions of a stored role: the built-in one, or the custom role when
+/// set (a custom role deleted since grants nothing).
+fn resolve_role(builtin: &str, custom: Option<String>, custom_permissions: Option<&str>) -> Result<(Role, String, Permissions)> {
+    match custom {
+        Some(name) => {
+            let perms = custom_permissions.map(Permissions::from_stored).unwrap_or_default();
+            Ok((Role::level_of(perms), name, perms))
+        }
+        None => {
+            let role: Role = builtin.parse()?;
+            Ok((role, role.as_str().to_owned(), role.permissions()))
+        }
     }
 }
 
@@ -87,20 +113,32 @@ impl UserRow {
 pub struct Actor {
     /// `user:<id>`, `token:<id>` or `cli`.
     pub key: String,
-    /// Role in force.
+    /// Role level in force (a custom role's: the highest built-in level its permissions contain).
     pub role: Role,
-    /// The user id, for portfolio checks (None for tokens without a user and the CLI).
+    /// The user id: the scope is the user's units and portfolio (None for tokens without a user
+    /// and the CLI).
     pub user_id: Option<i64>,
+    /// What the caller may do (see [`crate::access`]).
+    #[serde(skip)]
+    pub permissions: Permissions,
 }
 
 impl Actor {
+    /// An actor with a built-in role's permissions.
+    pub fn new(key: impl Into<String>, role: Role, user_id: Option<i64>) -> Actor {
+        Actor { key: key.into(), role, user_id, permissions: role.permissions() }
+    }
     /// The command line, acting as an administrator on the operator's behalf.
     pub fn cli() -> Actor {
-        Actor { key: "cli".into(), role: Role::Admin, user_id: None }
+        Actor::new("cli", Role::Admin, None)
     }
     /// A logged-in user.
     pub fn user(u: &User) -> Actor {
-        Actor { key: format!("user:{}", u.id), role: u.role, user_id: Some(u.id) }
+        Actor { key: format!("user:{}", u.id), role: u.role, user_id: Some(u.id), permissions: u.permissions }
+    }
+    /// Whether the caller has permission `p`.
+    pub fn can(&self, p: Permission) -> bool {
+        self.permissions.has(p)
     }
 }
 
@@ -141,6 +179,8 @@ pub struct TokenOptions {
     pub expires_at: Option<DateTime<Utc>>,
     /// Reads only (GET and HEAD).
     pub read_only: bool,
+    /// A custom role to act with instead of the built-in one (`--role NAME`).
+    pub custom_role: Option<String>,
 }
 
 /// The caller a bearer token stands for, and what the token allows.
@@ -185,7 +225,9 @@ fn verify_password(password: &str, hash: &str) -> bool {
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-const USER_COLS: &str = "id, email, name, role, password_hash, disabled_at";
+const USER_COLS: &str = "u.id, u.email, u.name, u.role, u.custom_role, r.permissions AS custom_permissions, u.password_hash, u.disabled_at";
+/// `FROM` for [`USER_COLS`].
+const USER_FROM: &str = "users u LEFT JOIN roles r ON r.name = u.custom_role";
 
 impl Store {
     /// Creates a user. The password, when given, must have at least [`MIN_PASSWORD_LEN`] characters.
@@ -212,7 +254,15 @@ impl Store {
             .await?;
         audit::record(&mut tx, now, "cli", "create", "user", Some(id.to_string()), Some(format!("role={role}"))).await?;
         tx.commit().await?;
-        Ok(User { id, email, name: name.to_owned(), role })
+        Ok(User {
+            id,
+            email,
+            name: name.to_owned(),
+            role,
+            role_name: role.as_str().to_owned(),
+            permissions: role.permissions(),
+            active: true,
+        })
     }
 
     /// Sets a user's password.
@@ -254,14 +304,14 @@ impl Store {
 
     /// All users, by email.
     pub async fn users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = self.db.reader().fetch_all(query(format!("SELECT {USER_COLS} FROM users ORDER BY email"))).await?;
+        let rows: Vec<UserRow> = self.db.reader().fetch_all(query(format!("SELECT {USER_COLS} FROM {USER_FROM} ORDER BY u.email"))).await?;
         rows.into_iter().map(UserRow::into_user).collect()
     }
 
     /// One user by id.
     pub async fn user(&self, id: i64) -> Result<User> {
         let row: Option<UserRow> =
-            self.db.reader().fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE id = $1")).bind(id)).await?;
+            self.db.reader().fetch_optional(query(format!("SELECT {USER_COLS} FROM {USER_FROM} WHERE u.id = $1")).bind(id)).await?;
         row.ok_or(StoreError::NotFound("user"))?.into_user()
     }
 
@@ -270,7 +320,7 @@ impl Store {
         let row: Option<UserRow> = self
             .db
             .reader()
-            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM {USER_FROM} WHERE u.email = $1")).bind(email.trim().to_lowercase()))
             .await?;
         row.map(UserRow::into_user).transpose()
     }
@@ -281,7 +331,7 @@ impl Store {
         let row: Option<UserRow> = self
             .db
             .reader()
-            .fetch_optional(query(format!("SELECT {USER_COLS} FROM users WHERE email = $1")).bind(email.trim().to_lowercase()))
+            .fetch_optional(query(format!("SELECT {USER_COLS} FROM {USER_FROM} WHERE u.email = $1")).bind(email.trim().to_lowercase()))
             .await?;
         // A real hash to verify against for unknown users, made once.
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -329,27 +379,23 @@ impl Store {
         #[derive(sqlx::FromRow)]
         struct Row {
             csrf_token: String,
-            id: i64,
-            email: String,
-            name: String,
-            role: String,
+            #[sqlx(flatten)]
+            user: UserRow,
         }
         let row: Option<Row> = self
             .db
             .reader()
             .fetch_optional(
-                query(
-                    "SELECT s.csrf_token, u.id, u.email, u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
-                )
+                query(format!(
+                    "SELECT s.csrf_token, {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.name = u.custom_role \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL"
+                ))
                 .bind(digest(secret))
                 .bind(self.now()),
             )
             .await?;
         match row {
-            Some(r) => {
-                Ok(Some(Session { csrf_token: r.csrf_token, user: User { id: r.id, email: r.email, name: r.name, role: r.role.parse()? } }))
-            }
+            Some(r) => Ok(Some(Session { csrf_token: r.csrf_token, user: r.user.into_user()? })),
             None => Ok(None),
         }
     }
@@ -385,11 +431,15 @@ impl Store {
         let prefix: String = secret.chars().take(10).collect();
         let now = self.now();
         let mut tx = self.db.begin().await?;
+        let custom = match &opts.custom_role {
+            Some(name) => stored_role(&mut tx, name.trim()).await?.1,
+            None => None,
+        };
         let info: ApiTokenInfo = tx
             .fetch_one(
                 query(
-                    "INSERT INTO api_tokens (name, role, user_id, token_hash, prefix, created_at, expires_at, scope) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                    "INSERT INTO api_tokens (name, role, user_id, token_hash, prefix, created_at, expires_at, scope, custom_role) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      RETURNING id, name, role, prefix, created_at, last_used_at, expires_at, scope",
                 )
                 .bind(name.trim())
@@ -399,7 +449,8 @@ impl Store {
                 .bind(&prefix)
                 .bind(now)
                 .bind(opts.expires_at.map(crate::clock::truncate_micros))
-                .bind(scope),
+                .bind(scope)
+                .bind(custom.clone()),
             )
             .await?;
         let expiry = opts.expires_at.map(|t| format!(" expires_at={}", t.to_rfc3339())).unwrap_or_default();
@@ -429,26 +480,34 @@ impl Store {
         struct Row {
             id: i64,
             role: String,
+            custom_role: Option<String>,
+            custom_permissions: Option<String>,
             user_id: Option<i64>,
             scope: String,
         }
+        // A token of a deactivated user stops at once, as the user's sessions do.
         let row: Option<Row> = self
             .db
             .reader()
             .fetch_optional(
                 query(
-                    "SELECT id, role, user_id, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $2)",
+                    "SELECT t.id, t.role, t.custom_role, r.permissions AS custom_permissions, t.user_id, t.scope \
+                     FROM api_tokens t LEFT JOIN roles r ON r.name = t.custom_role LEFT JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                     AND u.disabled_at IS NULL",
                 )
                 .bind(digest(secret))
                 .bind(self.now()),
             )
             .await?;
         match row {
-            Some(r) => Ok(Some(TokenActor {
-                actor: Actor { key: format!("token:{}", r.id), role: r.role.parse()?, user_id: r.user_id },
-                read_only: r.scope == "read_only",
-            })),
+            Some(r) => {
+                let (role, _, permissions) = resolve_role(&r.role, r.custom_role, r.custom_permissions.as_deref())?;
+                Ok(Some(TokenActor {
+                    actor: Actor { key: format!("token:{}", r.id), role, user_id: r.user_id, permissions },
+                    read_only: r.scope == "read_only",
+                }))
+            }
             None => Ok(None),
         }
     }
@@ -495,5 +554,209 @@ mod tests {
         assert!(a.starts_with("pat_") && a.len() == 68);
         assert_ne!(a, new_secret("pat_"));
         assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}
+
+/// A user as administrators see it: the account with its units.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserInfo {
+    /// Id.
+    pub id: i64,
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role name (built-in or custom).
+    pub role: String,
+    /// Units the user belongs to.
+    pub unit_ids: Vec<i64>,
+    /// Not deactivated.
+    pub active: bool,
+}
+
+/// A new user, from the API.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role name: admin, manager, agent or a custom role.
+    pub role: String,
+    /// Units the user belongs to.
+    #[serde(default)]
+    pub unit_ids: Vec<i64>,
+    /// Initial password (at least 10 characters); without one the user cannot log in until an
+    /// administrator sets one.
+    pub password: Option<String>,
+}
+
+/// A change to a user: fields left out stay.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New role name.
+    pub role: Option<String>,
+    /// The full new unit list.
+    pub unit_ids: Option<Vec<i64>>,
+    /// `false` deactivates: the user's sessions end and tokens stop at once.
+    pub active: Option<bool>,
+    /// New display name.
+    pub name: Option<String>,
+}
+
+/// The stored form of a role name: (built-in column, custom role column).
+async fn stored_role(tx: &mut crate::db::Tx, name: &str) -> Result<(Role, Option<String>)> {
+    if let Ok(r) = name.parse::<Role>() {
+        return Ok((r, None));
+    }
+    let found: Option<(String,)> = tx.fetch_optional(query("SELECT name FROM roles WHERE name = $1").bind(name)).await?;
+    match found {
+        // The built-in column keeps its CHECK: a custom role's users are stored as agents,
+        // and the custom role decides what they may do.
+        Some((n,)) => Ok((Role::Agent, Some(n))),
+        None => Err(StoreError::invalid("role", format!("no role named {name:?} (admin, manager, agent or a custom role)"))),
+    }
+}
+
+impl Store {
+    /// Every user with its units, by email.
+    pub async fn user_infos(&self) -> Result<Vec<UserInfo>> {
+        let users = self.users().await?;
+        let links: Vec<(i64, i64)> = self.db.reader().fetch_all(query("SELECT user_id, unit_id FROM user_units ORDER BY unit_id")).await?;
+        Ok(users
+            .into_iter()
+            .map(|u| UserInfo {
+                unit_ids: links.iter().filter(|l| l.0 == u.id).map(|l| l.1).collect(),
+                id: u.id,
+                email: u.email,
+                name: u.name,
+                role: u.role_name,
+                active: u.active,
+            })
+            .collect())
+    }
+
+    /// One user with its units.
+    pub async fn user_info(&self, id: i64) -> Result<UserInfo> {
+        let u = self.user(id).await?;
+        let unit_ids = self.user_unit_ids(id).await?;
+        Ok(UserInfo { id: u.id, email: u.email, name: u.name, role: u.role_name, unit_ids, active: u.active })
+    }
+
+    /// Creates a user with a built-in or custom role and units, in one transaction (audited).
+    pub async fn create_user_as(&self, actor: &Actor, input: &NewUser) -> Result<UserInfo> {
+        let email = crate::values::parse_email(&input.email).map_err(|m| StoreError::invalid("email", m))?;
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(StoreError::invalid("name", "a name is 1 to 200 characters"));
+        }
+        let hash = match input.password.as_deref() {
+            Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+                return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")))
+            }
+            Some(p) => Some(hash_password(p)?),
+            None => None,
+        };
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let (role, custom) = stored_role(&mut tx, input.role.trim()).await?;
+        let taken: Option<(i64,)> = tx.fetch_optional(query("SELECT id FROM users WHERE email = $1").bind(&email)).await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!("a user with email {email} exists")));
+        }
+        let (id,): (i64,) = tx
+            .fetch_one(
+                query(
+                    "INSERT INTO users (email, name, role, custom_role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(&email)
+                .bind(name)
+                .bind(role.as_str())
+                .bind(custom.clone())
+                .bind(hash)
+                .bind(now),
+            )
+            .await?;
+        crate::access::units::set_user_units_in(&mut tx, id, &input.unit_ids).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &actor.key,
+            "create",
+            "user",
+            Some(id.to_string()),
+            Some(format!("role={} units={:?}", input.role.trim(), input.unit_ids)),
+        )
+        .await?;
+        tx.commit().await?;
+        self.user_info(id).await
+    }
+
+    /// Changes a user's role, units, name or activity (audited). Deactivation ends the user's
+    /// sessions and revokes its API tokens in the same transaction: they stop at once.
+    pub async fn update_user(&self, actor: &Actor, id: i64, patch: &UserPatch) -> Result<UserInfo> {
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let found: Option<(i64,)> = tx.fetch_optional(query("SELECT id FROM users WHERE id = $1").bind(id)).await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("user"));
+        }
+        let mut detail = Vec::new();
+        if let Some(r) = &patch.role {
+            let (role, custom) = stored_role(&mut tx, r.trim()).await?;
+            tx.execute(query("UPDATE users SET role = $1, custom_role = $2 WHERE id = $3").bind(role.as_str()).bind(custom).bind(id))
+                .await?;
+            detail.push(format!("role={}", r.trim()));
+        }
+        if let Some(n) = &patch.name {
+            let n = n.trim();
+            if n.is_empty() || n.chars().count() > 200 {
+                return Err(StoreError::invalid("name", "a name is 1 to 200 characters"));
+            }
+            tx.execute(query("UPDATE users SET name = $1 WHERE id = $2").bind(n).bind(id)).await?;
+            detail.push("name".into());
+        }
+        if let Some(units) = &patch.unit_ids {
+            crate::access::units::set_user_units_in(&mut tx, id, units).await?;
+            detail.push(format!("units={units:?}"));
+        }
+        match patch.active {
+            Some(false) => {
+                if Some(id) == actor.user_id {
+                    return Err(StoreError::invalid("active", "you cannot deactivate yourself"));
+                }
+                tx.execute(query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL").bind(now).bind(id)).await?;
+                tx.execute(query("DELETE FROM sessions WHERE user_id = $1").bind(id)).await?;
+                tx.execute(query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL").bind(now).bind(id))
+                    .await?;
+                detail.push("deactivated".into());
+            }
+            Some(true) => {
+                tx.execute(query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(id)).await?;
+                detail.push("activated".into());
+            }
+            None => {}
+        }
+        audit::record(&mut tx, now, &actor.key, "update", "user", Some(id.to_string()), Some(detail.join(" "))).await?;
+        tx.commit().await?;
+        self.user_info(id).await
+    }
+
+    /// Sets a user's password on an administrator's behalf and ends the user's sessions (audited).
+    pub async fn reset_password(&self, actor: &Actor, id: i64, password: &str) -> Result<()> {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(StoreError::invalid("password", format!("at least {MIN_PASSWORD_LEN} characters")));
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        let n = tx.execute(query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash_password(password)?).bind(id)).await?;
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        tx.execute(query("DELETE FROM sessions WHERE user_id = $1").bind(id)).await?;
+        audit::record(&mut tx, now, &actor.key, "update", "user", Some(id.to_string()), Some("password reset".into())).await?;
+        tx.commit().await
     }
 }

@@ -206,7 +206,7 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     assert_eq!(o.clv_histogram.iter().map(|b| b.customers).sum::<i64>(), expected.scores.clv.iter().filter(|v| v.is_some()).count() as i64);
     let revenue: i64 = o.abcd_tiers.iter().map(|g| g.revenue_cents).sum();
     assert_eq!(revenue, expected.summaries.trailing_spend_cents.iter().sum::<i64>());
-    let agent = Actor { key: "user:999".into(), role: Role::Agent, user_id: Some(999) };
+    let agent = Actor::new("user:999", Role::Agent, Some(999));
     assert_eq!(s.analytics_overview(&agent).await.unwrap().scored_customers, 0);
 
     // A second run replaces the rows; the first run's parameters stay on record.

@@ -808,7 +808,7 @@ test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
     assert!(!agent.is_empty());
     assert!(agent.iter().all(|m| m.owner_id == Some(users[1].id)), "agents see their own portfolio");
     // A token acting as an agent without a user owns nobody.
-    let orphan = Actor { key: "token:9".into(), role: Role::Agent, user_id: None };
+    let orphan = Actor::new("token:9", Role::Agent, None);
     assert_eq!(s.segment_count(&orphan, rule).await.unwrap(), 0);
 });
 

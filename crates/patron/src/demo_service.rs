@@ -76,7 +76,7 @@ pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Res
     for at in opened {
         let (customer_id, owner) = customers[rng.gen_range(0..customers.len())];
         let assignee = owner.unwrap_or(agents[rng.gen_range(0..agents.len())].0);
-        let agent = Actor { key: format!("user:{assignee}"), role: Role::Agent, user_id: Some(assignee) };
+        let agent = Actor::new(format!("user:{assignee}"), Role::Agent, Some(assignee));
         let roll: f64 = rng.gen();
         let (kind, channel) = match roll {
             r if r < 0.70 => ("complaint", ["store", "phone", "wechat", "web"][rng.gen_range(0..4)]),

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod demo_loyalty;
+mod demo_access;
 mod demo_service;
 mod demo_surveys;
 
@@ -346,8 +347,8 @@ enum TokenCommand {
         /// A name to recognise it by.
         #[arg(long)]
         name: String,
-        /// Role it acts with.
-        #[arg(long, value_parser = ["admin", "manager", "agent"])]
+        /// Role it acts with: admin, manager, agent or a custom role's name.
+        #[arg(long)]
         role: String,
         /// Act for this user (required for agent tokens, whose portfolio is the user's).
         #[arg(long)]
@@ -693,14 +694,18 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Token { command } => match command {
             TokenCommand::Create { db, name, role, user, expires_in, read_only } => {
                 let store = open(&db).await?;
-                let role: Role = role.parse()?;
+                // A custom role's token is stored at the agent level; the custom role decides.
+                let (role, custom_role) = match role.parse::<Role>() {
+                    Ok(r) => (r, None),
+                    Err(_) => (Role::Agent, Some(store.role(&role).await.map_err(|_| anyhow!("--role: no role named {role:?}"))?.name)),
+                };
                 let user_id = match user {
                     Some(email) => Some(store.user_by_email(&email).await?.ok_or_else(|| anyhow!("--user: no user {email:?}"))?.id),
                     None if role == Role::Agent => bail!("an agent token needs --user (an agent's portfolio is a user's)"),
                     None => None,
                 };
                 let expires_at = expires_in.map(|d| store.now() + chrono::Duration::days(i64::from(d)));
-                let opts = patron_store::users::TokenOptions { expires_at, read_only };
+                let opts = patron_store::users::TokenOptions { expires_at, read_only, custom_role };
                 let (info, secret) = store.create_token_with(&name, role, user_id, opts).await?;
                 let until = info.expires_at.map(|t| format!(", expires {}", t.to_rfc3339())).unwrap_or_default();
                 eprintln!("token {} ({}, {}, {}{until}) created; it is shown once:", info.id, info.name, info.role, info.scope);
@@ -920,6 +925,8 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
             store.create_user(DEMO_ADMIN, "Demo Admin", Role::Admin, Some(&password)).await?;
         }
     }
+    // Units and users at each level before the orders, so customers get their home store.
+    let logins = demo_access::seed(store, random_password).await?;
     let dir = tempfile::tempdir().context("creating a temporary directory for the demo files")?;
     let mut cfg = patron_datagen::GeneratorConfig::new(customers, seed);
     cfg.end = chrono::Utc::now().with_timezone(&store.config.business_tz).date_naive();
@@ -964,5 +971,8 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
     let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;
     println!("{:>13}: re-scored with the survey answers (run {run_id})", "analysis");
+    for (email, what, pw) in logins {
+        println!("{:>13}: {email}  password: {pw}  ({what})", "login");
+    }
     Ok(password)
 }

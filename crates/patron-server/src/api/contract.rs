@@ -91,7 +91,38 @@ pub fn build() -> (Value, Vec<String>) {
     add_responses(&mut doc);
     complete_operations(&mut doc);
     add_links(&mut doc, &mut problems);
+    declare_permissions(&mut doc);
     (doc, problems)
+}
+
+/// Each operation says the permission it needs (`x-permission`, null: any authenticated
+/// caller), from the table the server enforces (`super::access::ROUTES`), and repeats it at the
+/// end of its description.
+fn declare_permissions(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for (method, op) in ops.iter_mut() {
+            let Ok(m) = method.to_uppercase().parse::<Method>() else { continue };
+            let Some(declared) = super::access::declared(&m, path) else { continue };
+            let Some(op) = op.as_object_mut() else { continue };
+            let name = declared.map(|p| p.as_str());
+            op.insert("x-permission".into(), json!(name));
+            let mut note = match name {
+                Some(n) => format!("Permission: `{n}`."),
+                None => "Permission: any authenticated caller.".into(),
+            };
+            if super::access::whole_base(&m, path) {
+                note.push_str(" Reads across every customer: also `all_customers`.");
+                op.insert("x-permission-all-customers".into(), json!(true));
+            }
+            let description = match op.get("description").and_then(Value::as_str) {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+                _ => note,
+            };
+            op.insert("description".into(), json!(description));
+        }
+    }
 }
 
 /// `GET /api/v1/openapi.json` is an endpoint like any other; it serves this document.

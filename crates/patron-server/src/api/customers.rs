@@ -14,13 +14,13 @@ use patron_store::notes::{NewNote, Note};
 use patron_store::orders::Order;
 use patron_store::privacy::PersonalData;
 use patron_store::timeline::TimelineEntry;
-use patron_store::users::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{check_customer_access, require, Auth};
+use crate::auth::{check_customer_access, Auth};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::AppState;
+use patron_store::access::{CustomerScope, Permission};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -54,6 +54,8 @@ pub struct ListParams {
     pub city: Option<String>,
     /// `person` or `organisation`.
     pub kind: Option<String>,
+    /// Only customers whose home unit is this unit.
+    pub home_unit_id: Option<i64>,
     /// `id` (default), `-id`, `name`, `-name`, `updated_at`, `-updated_at`.
     #[param(value_type = Option<String>)]
     pub sort: Option<CustomerSort>,
@@ -102,13 +104,19 @@ pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Qu
             return Err(ApiError::bad_request("kind", "kind must be person or organisation"));
         }
     }
-    let mut filter = CustomerFilter { q: p.q, tag: p.tag, owner_id: p.owner_id, city: p.city, kind: p.kind };
-    if actor.role == Role::Agent {
-        filter.owner_id = Some(actor.user_id.unwrap_or(-1));
-    }
+    // The caller's scope (patron_store::access) narrows every list and count.
+    let filter = CustomerFilter {
+        q: p.q,
+        tag: p.tag,
+        owner_id: p.owner_id,
+        city: p.city,
+        kind: p.kind,
+        home_unit_id: p.home_unit_id,
+        scope: Some(CustomerScope::of(&actor)),
+    };
     let page = state.store.list_customers(&filter, p.sort.unwrap_or_default(), p.cursor.as_deref(), limit).await?;
     let mut items = page.items;
-    if actor.role != Role::Admin {
+    if !actor.can(Permission::ContactDetailsRead) {
         for c in &mut items {
             c.mobile = c.mobile.as_deref().map(mask);
             c.email = c.email.as_deref().map(mask);
@@ -141,13 +149,15 @@ pub async fn create(
     Json(input): Json<NewCustomer>,
 ) -> ApiResult<(StatusCode, Json<Customer>)> {
     let mut input = input;
-    if actor.role == Role::Agent {
-        // An agent's new customer joins the agent's own portfolio.
+    if !actor.can(Permission::AllCustomers) && input.home_unit_id.is_none() {
+        // A limited caller's new customer without a home unit joins the caller's own portfolio
+        // (so that it stays in the caller's scope).
         if input.owner_id.is_some() && input.owner_id != actor.user_id {
             return Err(ApiError::forbidden("assign customers to someone else"));
         }
         input.owner_id = actor.user_id;
     }
+    check_unit_visible(&state, &actor, input.home_unit_id, input.owner_id).await?;
     check_referrer_visible(&state, &actor, input.referrer_id).await?;
     let c = state.store.create_customer(&actor, input).await?;
     Ok((StatusCode::CREATED, Json(c)))
@@ -184,8 +194,12 @@ pub async fn patch(
     Json(p): Json<CustomerPatch>,
 ) -> ApiResult<Json<Customer>> {
     check_customer_access(&state, &actor, id).await?;
-    if actor.role == Role::Agent && p.owner_id.is_some() {
+    if !actor.can(Permission::AllCustomers) && p.owner_id.is_some() {
         return Err(ApiError::forbidden("change a customer's owner"));
+    }
+    if let Some(unit) = p.home_unit_id {
+        let owner = state.store.customer_owner(id).await?;
+        check_unit_visible(&state, &actor, unit, owner).await?;
     }
     check_referrer_visible(&state, &actor, p.referrer_id.flatten()).await?;
     Ok(Json(state.store.update_customer(&actor, id, p).await?))
@@ -195,10 +209,28 @@ pub async fn patch(
 /// could otherwise read any customer's name off its own customer's 360, or tell which ids exist.
 async fn check_referrer_visible(state: &AppState, actor: &patron_store::users::Actor, referrer: Option<i64>) -> ApiResult<()> {
     match referrer {
-        Some(r) if actor.role == Role::Agent && check_customer_access(state, actor, r).await.is_err() => {
+        Some(r) if check_customer_access(state, actor, r).await.is_err() => {
             Err(patron_store::StoreError::Reference(format!("referrer_id: customer {r} is not visible to this caller")).into())
         }
         _ => Ok(()),
+    }
+}
+
+/// A limited caller may give a customer a home unit only where the customer stays in its scope
+/// (a unit of its subtrees, or a customer it owns): it cannot hand a customer out of its sight.
+async fn check_unit_visible(state: &AppState, actor: &patron_store::users::Actor, unit: Option<i64>, owner: Option<i64>) -> ApiResult<()> {
+    let CustomerScope::Limited(user) = CustomerScope::of(actor) else { return Ok(()) };
+    if owner.is_some() && owner == user {
+        return Ok(());
+    }
+    let mine = match (unit, user) {
+        (Some(u), Some(me)) => state.store.unit_in_user_subtrees(me, u).await?,
+        _ => false,
+    };
+    if mine {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("give a customer a home unit outside your units"))
     }
 }
 
@@ -206,7 +238,7 @@ async fn check_referrer_visible(state: &AppState, actor: &patron_store::users::A
 #[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
-    require(&actor, Role::Manager, "delete customers")?;
+    check_customer_access(&state, &actor, id).await?;
     state.store.delete_customer(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -223,9 +255,19 @@ pub struct Duplicates {
 #[utoipa::path(get, path = "/api/v1/customers/{id}/duplicates", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = Duplicates), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn duplicates(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Duplicates>> {
-    require(&actor, Role::Manager, "look for duplicate customers")?;
+    check_customer_access(&state, &actor, id).await?;
     let mut items = state.store.duplicate_candidates(id).await?;
-    if actor.role != Role::Admin {
+    // Candidates outside the caller's scope do not exist for it.
+    if !actor.can(Permission::AllCustomers) {
+        let mut visible = Vec::with_capacity(items.len());
+        for c in items {
+            if state.store.customer_in_scope(&actor, c.id).await? {
+                visible.push(c);
+            }
+        }
+        items = visible;
+    }
+    if !actor.can(Permission::ContactDetailsRead) {
         for c in &mut items {
             c.mobile = c.mobile.as_deref().map(mask);
             c.email = c.email.as_deref().map(mask);
@@ -255,7 +297,10 @@ pub async fn merge(
     Path(id): Path<i64>,
     Json(m): Json<MergeRequest>,
 ) -> ApiResult<Json<MergeReport>> {
-    require(&actor, Role::Manager, "merge customers")?;
+    check_customer_access(&state, &actor, id).await?;
+    if !state.store.customer_in_scope(&actor, m.merge_id).await? {
+        return Err(ApiError::not_found("customer"));
+    }
     Ok(Json(state.store.merge_customers(&actor, id, m.merge_id).await?))
 }
 
@@ -264,7 +309,7 @@ pub async fn merge(
 #[utoipa::path(get, path = "/api/v1/customers/{id}/personal-data", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = PersonalData), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn personal_data(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<PersonalData>> {
-    require(&actor, Role::Manager, "export a customer's personal data")?;
+    check_customer_access(&state, &actor, id).await?;
     Ok(Json(state.store.personal_data(&actor, id).await?))
 }
 
@@ -275,7 +320,7 @@ pub async fn personal_data(State(state): State<AppState>, Auth(actor): Auth, Pat
 #[utoipa::path(post, path = "/api/v1/customers/{id}/erase", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn erase(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
-    require(&actor, Role::Admin, "erase a customer's personal data")?;
+    check_customer_access(&state, &actor, id).await?;
     state.store.erase_customer(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,6 @@ use axum::routing::post;
 use axum::Router;
 use patron_store::interactions::NewInteraction;
 use patron_store::orders::Upserted;
-use patron_store::users::Role;
 
 use crate::api::orders::{created_status, one_or_many};
 use crate::auth::{check_customer_access, Auth};
@@ -30,7 +29,7 @@ pub async fn create(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     let items: Vec<NewInteraction> = one_or_many(body, "interactions")?;
-    if actor.role == Role::Agent {
+    if !actor.can(patron_store::access::Permission::AllCustomers) {
         for it in &items {
             match it.customer_id {
                 Some(id) => check_customer_access(&state, &actor, id).await?,

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`: one module per domain concept, merged here, and the OpenAPI
 //! document generated from the handlers' annotations.
 
+pub mod access;
 pub mod analytics;
 pub mod audit;
 pub mod contract;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(webhooks::router())
         .merge(loyalty::router())
         .merge(templates::router())
+        .merge(access::router())
         .merge(public)
         .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .fallback(not_found)
@@ -136,6 +138,9 @@ impl Modify for BearerAuth {
         inbound::sms,
         templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
         templates::settings, templates::put_settings,
+        access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
+        access::list_roles, access::create_role, access::update_role,
+        access::list_users, access::create_user, access::update_user, access::reset_password,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -156,6 +161,7 @@ impl Modify for BearerAuth {
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "webhooks", description = "Subscriptions to domain events (admins): signed deliveries, retried with backoff, a delivery log, replays"),
         (name = "platform", description = "Health and metadata"),
+        (name = "access", description = "Organisation units, roles and permissions, users (docs/access.md)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use patron_store::orders::{NewOrder, Order, Upserted};
-use patron_store::users::Role;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{check_customer_access, Auth};
@@ -53,7 +52,7 @@ pub async fn create(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Vec<Upserted>>)> {
     let orders: Vec<NewOrder> = one_or_many(body, "orders")?;
-    if actor.role == Role::Agent {
+    if !actor.can(patron_store::access::Permission::AllCustomers) {
         for o in &orders {
             match o.customer_id {
                 Some(id) => check_customer_access(&state, &actor, id).await?,
@@ -67,9 +66,12 @@ pub async fn create(
 
 /// One order with its lines.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path, description = "order id")),
-    responses((status = 200, body = Order), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Order), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Order>> {
     let order = state.store.order(id).await?;
-    check_customer_access(&state, &actor, order.customer_id).await?;
+    // An order of a customer outside the scope does not exist for the caller.
+    if !state.store.customer_in_scope(&actor, order.customer_id).await? {
+        return Err(ApiError::not_found("order"));
+    }
     Ok(Json(order))
 }

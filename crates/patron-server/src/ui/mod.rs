@@ -298,16 +298,16 @@ async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<
         Some("-updated_at") => CustomerSort::UpdatedAtDesc,
         _ => CustomerSort::Id,
     };
-    let mut filter = CustomerFilter {
+    // The caller's scope (patron_store::access) narrows the list and its count.
+    let filter = CustomerFilter {
         q: empty_none(q.q.clone()),
         tag: empty_none(q.tag.clone()),
         owner_id: None,
         city: empty_none(q.city.clone()),
         kind: empty_none(q.kind.clone()).filter(|k| k == "person" || k == "organisation"),
+        home_unit_id: None,
+        scope: Some(patron_store::access::CustomerScope::of(&user.actor)),
     };
-    if user.actor.role == Role::Agent {
-        filter.owner_id = Some(user.actor.user_id.unwrap_or(-1));
-    }
     let page = match state.store.list_customers(&filter, sort, empty_none(q.cursor.clone()).as_deref(), 50).await {
         Ok(p) => p,
         Err(e) => return error_page(&state, &user, e.into()),
@@ -315,7 +315,7 @@ async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<
     let total = state.store.count_customers(&filter).await.unwrap_or(0);
     let (cities, tags) = state.store.customer_facets().await.unwrap_or_default();
     let mut items = page.items;
-    if user.actor.role != Role::Admin {
+    if !user.actor.can(patron_store::access::Permission::ContactDetailsRead) {
         for c in &mut items {
             c.mobile = c.mobile.as_deref().map(mask);
             c.email = c.email.as_deref().map(mask);
@@ -389,11 +389,16 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let scores = analytics::score_panel(state, id, user.lang).await?;
     // Likely duplicates, for those who may merge them (managers and admins); contacts masked
     // as in lists, except for admins.
-    let duplicates = if user.actor.role == Role::Agent {
+    let duplicates = if !user.actor.can(patron_store::access::Permission::CustomersMerge) {
         Vec::new()
     } else {
-        let mut found = state.store.duplicate_candidates(id).await?;
-        if user.actor.role != Role::Admin {
+        let mut found = Vec::new();
+        for d in state.store.duplicate_candidates(id).await? {
+            if state.store.customer_in_scope(&user.actor, d.id).await? {
+                found.push(d);
+            }
+        }
+        if !user.actor.can(patron_store::access::Permission::ContactDetailsRead) {
             for d in &mut found {
                 d.mobile = d.mobile.as_deref().map(mask);
                 d.email = d.email.as_deref().map(mask);

@@ -46,8 +46,9 @@ pub mod customer {
     pub const CONSENT_EMAIL: usize = 13;
     pub const CONSENT_WECHAT: usize = 14;
     pub const CREATED_AT: usize = 15;
+    pub const HOME_UNIT: usize = 16;
     /// The fields, indexed by the constants above.
-    pub static SPEC: [FieldSpec; 16] = [
+    pub static SPEC: [FieldSpec; 17] = [
         f("customer_id", &["external_id", "客户编号", "客户id", "会员编号", "会员id"], true),
         f("kind", &["类型", "客户类型"], false),
         f("name", &["姓名", "名称", "客户名称", "客户姓名"], true),
@@ -64,6 +65,7 @@ pub mod customer {
         f("consent_email", &["邮件同意"], false),
         f("consent_wechat", &["微信同意"], false),
         f("created_at", &["注册时间", "创建时间", "registered_at"], false),
+        f("home_unit", &["所属门店", "归属机构", "home_unit_code"], false),
     ];
 }
 

@@ -13,6 +13,7 @@ mod order_load;
 mod source;
 mod ticket_load;
 
+use crate::access::CustomerScope;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
@@ -240,6 +241,16 @@ impl Store {
         opts: &ImportOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<ImportReport> {
+        let scope = CustomerScope::of(actor);
+        // Rows of orders, interactions, contacts and tickets name customers the bulk loaders
+        // resolve without reading them: a caller limited to part of the customers imports
+        // customers only (their rows are checked one by one, see `load_customers`).
+        if !scope.is_all() && opts.kind != ImportKind::Customers {
+            return Err(StoreError::Forbidden(format!(
+                "importing {} needs the all_customers permission; a caller limited to some units imports customers only",
+                opts.kind.as_str()
+            )));
+        }
         let (reader, encoding) = source::open_bytes(input, opts.encoding)?;
         let format = opts.format.unwrap_or_else(|| Format::from_file_name(&opts.file_name));
         let mut src = Source::open(reader, encoding, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
@@ -248,7 +259,7 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let mut counts = Counts::default();
         let import_actor = actor.key.clone();
-        let mut loader = Loader::new(opts.kind, self.config.business_tz, now, import_actor);
+        let mut loader = Loader::new(opts.kind, self.config.business_tz, now, import_actor, scope);
         loader.prepare(&mut tx).await?;
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut rows_read = 0u64;
@@ -406,6 +417,7 @@ struct CustomerIn {
     city: Option<String>,
     tags: Option<Vec<String>>,
     owner_id: Option<i64>,
+    home_unit_id: Option<i64>,
     referrer: Option<String>,
     consents: Vec<(&'static str, bool)>,
     created_at: Option<DateTime<Utc>>,
@@ -413,7 +425,7 @@ struct CustomerIn {
 }
 
 /// Columns of a new customer, as [`new_customer_cells`] writes them.
-const NEW_CUSTOMER_COLUMNS: [&str; 14] = [
+const NEW_CUSTOMER_COLUMNS: [&str; 15] = [
     "id",
     "external_id",
     "kind",
@@ -428,6 +440,7 @@ const NEW_CUSTOMER_COLUMNS: [&str; 14] = [
     "owner_id",
     "created_at",
     "updated_at",
+    "home_unit_id",
 ];
 
 /// One new customer's cells, in the order of [`NEW_CUSTOMER_COLUMNS`]. Custom attributes are a
@@ -448,8 +461,12 @@ fn new_customer_cells(cells: &mut dyn bulk::Cells, id: i64, c: &CustomerIn, now:
     cells.text(Some(&serde_json::Value::Object(attrs).to_string()))?;
     cells.int(c.owner_id)?;
     cells.time(c.created_at.unwrap_or(now))?;
-    cells.time(now)
+    cells.time(now)?;
+    cells.int(c.home_unit_id)
 }
+
+/// Why a row naming a customer outside the importer's scope is rejected.
+const OUT_OF_SCOPE: &str = "no such customer in your scope";
 
 /// Per-file state: caches and the work deferred to the end of the file.
 struct Loader {
@@ -464,6 +481,12 @@ struct Loader {
     /// Per row (hashed with foldhash: SipHash was a tenth of a million-order import's client time).
     seen: foldhash::HashMap<String, u64>,
     owners: HashMap<String, i64>,
+    /// Unit code → id, for the `home_unit` column.
+    units: HashMap<String, i64>,
+    /// Whose scope rows must stay in (see [`crate::access`]), and for a limited scope the units
+    /// it covers (the subtrees of the importer's units).
+    scope: CustomerScope,
+    scope_units: HashSet<i64>,
     catalog: Catalog,
     /// (row, customer external id, referrer external id), resolved when the whole file is in.
     referrals: Vec<(u64, String, String)>,
@@ -478,7 +501,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn new(kind: ImportKind, tz: chrono_tz::Tz, now: DateTime<Utc>, actor: String) -> Self {
+    fn new(kind: ImportKind, tz: chrono_tz::Tz, now: DateTime<Utc>, actor: String, scope: CustomerScope) -> Self {
         Loader {
             kind,
             tz,
@@ -487,6 +510,9 @@ impl Loader {
             customers: foldhash::HashMap::default(),
             seen: Default::default(),
             owners: HashMap::new(),
+            units: HashMap::new(),
+            scope,
+            scope_units: HashSet::new(),
             catalog: Catalog::default(),
             referrals: Vec::new(),
             touched: Default::default(),
@@ -501,6 +527,17 @@ impl Loader {
             ImportKind::Customers => {
                 let users: Vec<(String, i64)> = tx.fetch_all(query("SELECT email, id FROM users")).await?;
                 self.owners = users.into_iter().collect();
+                let units: Vec<(String, i64)> = tx.fetch_all(query("SELECT code, id FROM units")).await?;
+                self.units = units.into_iter().collect();
+                if let CustomerScope::Limited(Some(u)) = self.scope {
+                    let rows: Vec<(i64,)> = tx
+                        .fetch_all(
+                            query("SELECT p.descendant_id FROM unit_paths p JOIN user_units uu ON uu.unit_id = p.ancestor_id WHERE uu.user_id = $1")
+                                .bind(u),
+                        )
+                        .await?;
+                    self.scope_units = rows.into_iter().map(|r| r.0).collect();
+                }
             }
             ImportKind::Orders => ORDER_STAGE.create(tx).await?,
             ImportKind::Interactions => INTERACTION_STAGE.create(tx).await?,
@@ -511,6 +548,15 @@ impl Loader {
             }
         }
         Ok(())
+    }
+
+    /// Whether a customer with this owner and home unit is in the importer's scope.
+    fn in_scope(&self, owner_id: Option<i64>, home_unit_id: Option<i64>) -> bool {
+        match self.scope {
+            CustomerScope::All => true,
+            CustomerScope::Limited(None) => false,
+            CustomerScope::Limited(Some(u)) => owner_id == Some(u) || home_unit_id.is_some_and(|h| self.scope_units.contains(&h)),
+        }
     }
 
     /// Marks an external id as seen; false (and a rejection) when the file already had it.
@@ -571,6 +617,8 @@ impl Loader {
                 ORDER_STAGE.drop_table(tx).await?;
                 if will_commit && !self.touched.is_empty() {
                     let touched = std::mem::take(&mut self.touched);
+                    let mut customers: Vec<i64> = touched.iter().copied().collect();
+                    customers.sort_unstable();
                     let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
@@ -579,6 +627,8 @@ impl Loader {
                     let loyalty = crate::loyalty::program_in(tx).await?;
                     crate::loyalty::earning::sync_touched(tx, &loyalty, self.tz, self.now).await?;
                     TOUCHED_STAGE.drop_table(tx).await?;
+                    // Customers without a home unit get their first order's store (a setting).
+                    crate::access::units::assign_home_units(tx, self.now, &self.actor, &customers).await?;
                 }
                 Ok(())
             }
@@ -820,6 +870,9 @@ impl Loader {
             let email = v.trim().to_lowercase();
             owners.get(&email).copied().ok_or_else(|| "no user with this email (add the user first)".to_string())
         });
+        let units = &self.units;
+        let home_unit_id = r
+            .parse(f::HOME_UNIT, |v| units.get(v.trim()).copied().ok_or_else(|| "no unit with this code (add the unit first)".to_string()));
         let referrer = r.text(f::REFERRER_ID);
         if referrer.is_some() && referrer.as_deref() == Some(external_id.as_str()) {
             r.reject(f::REFERRER_ID, "a customer cannot refer themselves".into());
@@ -849,6 +902,7 @@ impl Loader {
             city: r.text(f::CITY),
             tags,
             owner_id,
+            home_unit_id,
             referrer,
             consents,
             created_at,
@@ -902,6 +956,15 @@ impl Loader {
                     };
                     rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason });
                 }
+                Some(old)
+                    if !self.in_scope(old.owner_id, old.home_unit_id)
+                        || !self.in_scope(c.owner_id.or(old.owner_id), c.home_unit_id.or(old.home_unit_id)) =>
+                {
+                    // Outside the importer's scope the customer does not exist for them: the
+                    // row is refused, with the reason, and nothing of it is written.
+                    let column = rej.names[fields::customer::EXTERNAL_ID].clone();
+                    rej.add(Rejection { row: c.row, column, value: c.external_id.clone(), reason: OUT_OF_SCOPE.into() });
+                }
                 Some(old) => {
                     let tags = old_tags.remove(&old.id).unwrap_or_default();
                     let consents = old_consents.remove(&old.id).unwrap_or_default();
@@ -913,6 +976,15 @@ impl Loader {
                         counts.unchanged += 1;
                     }
                     self.customers.insert(c.external_id.clone(), old.id);
+                }
+                None if !self.in_scope(c.owner_id, c.home_unit_id) => {
+                    let column = rej.names[fields::customer::EXTERNAL_ID].clone();
+                    rej.add(Rejection {
+                        row: c.row,
+                        column,
+                        value: c.external_id.clone(),
+                        reason: "the new customer would be outside your scope (give a home_unit of yours)".into(),
+                    });
                 }
                 None => fresh.push(c),
             }
@@ -1004,6 +1076,7 @@ impl Loader {
         let city = keep(&old.city, &c.city);
         let birthday = c.birthday.or(old.birthday);
         let owner_id = c.owner_id.or(old.owner_id);
+        let home_unit_id = c.home_unit_id.or(old.home_unit_id);
         diff("mobile", old.mobile.clone(), mobile.clone());
         diff("email", old.email.clone(), email.clone());
         diff("wechat_id", old.wechat_id.clone(), wechat.clone());
@@ -1011,6 +1084,7 @@ impl Loader {
         diff("birthday", old.birthday.map(|d| d.to_string()), birthday.map(|d| d.to_string()));
         diff("city", old.city.clone(), city.clone());
         diff("owner_id", old.owner_id.map(|v| v.to_string()), owner_id.map(|v| v.to_string()));
+        diff("home_unit_id", old.home_unit_id.map(|v| v.to_string()), home_unit_id.map(|v| v.to_string()));
         let mut attrs = old.attributes.0.clone();
         if let Some(obj) = attrs.as_object_mut() {
             for (k, v) in &c.attributes {
@@ -1039,7 +1113,7 @@ impl Loader {
         tx.execute(
             query(
                 "UPDATE customers SET kind = $1, name = $2, mobile = $3, email = $4, wechat_id = $5, gender = $6, birthday = $7, \
-                 city = $8, owner_id = $9, attributes = $10, updated_at = $11 WHERE id = $12",
+                 city = $8, owner_id = $9, attributes = $10, updated_at = $11, home_unit_id = $13 WHERE id = $12",
             )
             .bind(c.kind)
             .bind(c.name.as_str())
@@ -1052,7 +1126,8 @@ impl Loader {
             .bind(owner_id)
             .bind(attrs)
             .bind(self.now)
-            .bind(old.id),
+            .bind(old.id)
+            .bind(home_unit_id),
         )
         .await?;
         if tags_changed {

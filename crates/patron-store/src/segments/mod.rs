@@ -22,7 +22,7 @@ use self::fields::{Checked, EnumValue, Table};
 pub use self::filter::{CmpOp, Cond, Expr, Literal, RuleError, Test, Value};
 use crate::customers::mask;
 use crate::db::{query, Arg};
-use crate::users::{Actor, Role};
+use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
 /// Longest segment name, in characters.
@@ -316,8 +316,7 @@ impl Store {
         Ctx { engine: self.db.engine(), tz: self.config.business_tz, today: fields::day_number(today) }
     }
 
-    /// Compiles a checked rule for `actor`: live customers matching it, in the actor's portfolio
-    /// when the actor is an agent. Placeholders start at `$first_param`; `all_joins` joins both
+    /// Compiles a checked rule for `actor`: live customers matching it, in the actor's scope. Placeholders start at `$first_param`; `all_joins` joins both
     /// analytics tables whether or not the rule reads them (for selecting their columns).
     fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize, all_joins: bool) -> SegmentSql {
         let mut c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
@@ -327,12 +326,9 @@ impl Store {
         }
         let from = c.tables();
         let mut condition = format!("c.deleted_at IS NULL AND {}", c.sql);
-        let mut args = c.args;
-        if actor.role == Role::Agent {
-            // An agent without a user id (a token not tied to a user) owns nobody.
-            args.push(Arg::I64(Some(actor.user_id.unwrap_or(-1))));
-            condition.push_str(&format!(" AND c.owner_id = ${}", first_param.max(1) + args.len() - 1));
-        }
+        let args = c.args;
+        // The caller's scope (crate::access): members, counts, previews and exports alike.
+        condition.push_str(&format!(" AND {}", crate::access::CustomerScope::of(actor).sql("c")));
         SegmentSql { from, condition, args }
     }
 
@@ -377,7 +373,7 @@ impl Store {
                 external_id: r.external_id,
                 name: r.name,
                 city: r.city,
-                mobile: if actor.role == Role::Admin { r.mobile } else { r.mobile.as_deref().map(mask) },
+                mobile: if actor.can(crate::access::Permission::ContactDetailsRead) { r.mobile } else { r.mobile.as_deref().map(mask) },
                 owner_id: r.owner_id,
                 order_count: r.order_count,
                 spend_cents: r.spend_cents,

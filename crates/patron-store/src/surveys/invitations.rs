@@ -19,7 +19,7 @@ use super::{survey_in, SurveyRow, SURVEY_SELECT};
 use crate::db::{query, Tx};
 use crate::events::EventFilter;
 use crate::links::{self, LinkKind};
-use crate::users::{Actor, Role};
+use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
 /// Whom to invite: `customer_ids` or a `segment`'s members (at most 10,000 per request).
@@ -193,14 +193,17 @@ impl Store {
             if !seen.insert(customer_id) {
                 continue;
             }
-            let live: Option<(Option<i64>,)> =
-                tx.fetch_optional(query("SELECT owner_id FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id)).await?;
-            let Some((owner,)) = live else {
-                out.skipped.push(Skipped { customer_id, reason: "unknown_customer".into() });
-                continue;
-            };
-            // An agent invites only its own customers (as it sees only them).
-            if actor.role == Role::Agent && owner != actor.user_id {
+            // Only customers in the caller's scope (crate::access): others do not exist for it.
+            let live: Option<(i64,)> = tx
+                .fetch_optional(
+                    query(format!(
+                        "SELECT c.id FROM customers c WHERE c.id = $1 AND c.deleted_at IS NULL AND {}",
+                        crate::access::CustomerScope::of(actor).sql("c")
+                    ))
+                    .bind(customer_id),
+                )
+                .await?;
+            if live.is_none() {
                 out.skipped.push(Skipped { customer_id, reason: "unknown_customer".into() });
                 continue;
             }

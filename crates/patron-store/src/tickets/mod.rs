@@ -554,9 +554,11 @@ impl Store {
             let p = bind(&mut q, before.into());
             sql.push_str(&format!(" AND t.status NOT IN ('resolved', 'confirmed') AND {NEXT_DUE} < {p}"));
         }
-        if actor.role == Role::Agent {
+        // The caller's scope (crate::access), plus the tickets assigned to the caller.
+        let scope = crate::access::CustomerScope::of(actor);
+        if !scope.is_all() {
             let u = bind(&mut q, actor.user_id.unwrap_or(-1).into());
-            sql.push_str(&format!(" AND (t.assignee_id = {u} OR c.owner_id = {u})"));
+            sql.push_str(&format!(" AND (t.assignee_id = {u} OR {})", scope.sql("c")));
         }
         match (sort, cursor) {
             (TicketSort::Newest, Some(c)) => {
@@ -596,17 +598,13 @@ impl Store {
         Ok(Page { items: rows.into_iter().map(|r| r.into_ticket(now)).collect(), next_cursor })
     }
 
-    /// Whether `actor` may see and work `ticket`: managers and admins always; agents when it is
-    /// assigned to them or its customer is theirs.
+    /// Whether `actor` may see and work `ticket`: when it is assigned to them or its customer is
+    /// in their scope (crate::access).
     pub async fn may_work_ticket(&self, actor: &Actor, ticket: &Ticket) -> Result<bool> {
-        if actor.role >= Role::Manager {
+        if actor.user_id.is_some() && ticket.assignee_id == actor.user_id {
             return Ok(true);
         }
-        let Some(me) = actor.user_id else { return Ok(false) };
-        if ticket.assignee_id == Some(me) {
-            return Ok(true);
-        }
-        Ok(self.customer_owner(ticket.customer_id).await.ok().flatten() == Some(me))
+        self.customer_in_scope(actor, ticket.customer_id).await
     }
 }
 
