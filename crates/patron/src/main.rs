@@ -1,8 +1,8 @@
 //! `patron`: serve the CRM, load demo data, import and export files, manage users and tokens.
 
 mod analyze;
-mod demo_loyalty;
 mod demo_access;
+mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
 

@@ -85,6 +85,18 @@ catalogue! {
     UsersAdmin = "users.admin", "administer users, roles, units and API tokens";
     /// Change settings, policies and the calendar.
     SettingsAdmin = "settings.admin", "change settings, service policies and the business calendar";
+    /// Enrol members, redeem points and rewards for them, hand rewards over.
+    LoyaltyRedeem = "loyalty.redeem", "enrol members in scope, redeem their points and rewards, hand rewards over";
+    /// Adjust a member's points by hand (with a reason).
+    LoyaltyAdjust = "loyalty.adjust", "adjust a member's points by hand, with a reason";
+    /// Change the loyalty programme and the rewards catalogue.
+    LoyaltyAdmin = "loyalty.admin", "change the loyalty programme and the rewards catalogue";
+    /// The programme's reports: liability, breakage, referrals.
+    LoyaltyReports = "loyalty.reports", "read the loyalty liability, breakage and referral reports";
+    /// Write message templates.
+    TemplatesWrite = "templates.write", "create and change message templates";
+    /// Manage webhooks (they see every customer's events).
+    WebhooksManage = "webhooks.manage", "manage webhooks and read their delivery logs (every customer's events)";
 }
 
 impl Permission {
@@ -174,7 +186,7 @@ impl Role {
     /// custom roles (each set contains the one below it).
     pub fn permissions(self) -> Permissions {
         use Permission::*;
-        let agent = [CustomersRead, CustomersWrite, AnalyticsRead, SegmentsRead, TicketsRead, TicketsWrite];
+        let agent = [CustomersRead, CustomersWrite, AnalyticsRead, SegmentsRead, TicketsRead, TicketsWrite, LoyaltyRedeem];
         let manager = [
             CustomersDelete,
             CustomersExport,
@@ -189,6 +201,10 @@ impl Role {
             ServiceReports,
             SurveysManage,
             EventsRead,
+            LoyaltyAdjust,
+            LoyaltyAdmin,
+            LoyaltyReports,
+            TemplatesWrite,
         ];
         match self {
             Role::Agent => Permissions::of(&agent),
