@@ -106,7 +106,7 @@ test_both!(templates_lint_and_preview, |db: TestDb| async move {
     let li = li["id"].as_i64().unwrap();
     let (st, e) = app.post(&format!("/api/v1/templates/{sms_id}/preview"), json!({"customer_id": li})).await;
     assert_eq!((st, error_code(&e).as_str()), (422, "invalid"), "{e}");
-    // An agent previews only their own customers.
+    // An agent previews only customers in its scope: outside it a customer does not exist.
     let (st, _) = json_of(
         app.req_as(&at, Method::POST, &format!("/api/v1/templates/{sms_id}/preview"))
             .json(&json!({"customer_id": wang}))
@@ -115,5 +115,5 @@ test_both!(templates_lint_and_preview, |db: TestDb| async move {
             .unwrap(),
     )
     .await;
-    assert_eq!(st, 403);
+    assert_eq!(st, 404);
 });
