@@ -46,7 +46,8 @@ test_both!(points_from_an_order_to_a_redemption, |db: TestDb| async move {
     let cid = c["id"].as_i64().unwrap();
     let (_, other) = app.post("/api/v1/customers", json!({"name": "李雪梅"})).await;
     let other = other["id"].as_i64().unwrap();
-    // Not a member yet: 404; enrolment 201, twice 409; outside the agent's portfolio 403.
+    // Not a member yet: 404; enrolment 201, twice 409; outside the agent's scope the customer
+    // does not exist: 404.
     let (st, e) = app.get(&format!("/api/v1/loyalty/members/{cid}")).await;
     assert_eq!((st, error_code(&e).as_str()), (404, "not_found"));
     let (st, m) = as_(&app, &at, Method::POST, "/api/v1/loyalty/members", Some(json!({"customer_id": cid}))).await;
@@ -54,7 +55,7 @@ test_both!(points_from_an_order_to_a_redemption, |db: TestDb| async move {
     let (st, _) = app.post("/api/v1/loyalty/members", json!({"customer_id": cid})).await;
     assert_eq!(st, 409);
     let (st, _) = as_(&app, &at, Method::POST, "/api/v1/loyalty/members", Some(json!({"customer_id": other}))).await;
-    assert_eq!(st, 403);
+    assert_eq!(st, 404);
     let (st, _) = app.post("/api/v1/loyalty/members", json!({"customer_id": 987654321})).await;
     assert_eq!(st, 404);
 
