@@ -19,6 +19,9 @@ BEYOND_THE_SCHEMA = [
     ("*", "*", 400, "invalid", r"cursor"),
     # References (owner, referrer, customer, merge target) must name records that exist.
     ("*", "*", 422, "unknown_reference", r".*"),
+    # Organisation units named by id (a customer's home unit, a unit's parent, a user's units)
+    # must exist.
+    ("*", "*", 422, "invalid", r"home_unit_id|parent_id|unit_ids(\[\d+\])?"),
     ("POST", "/api/v1/orders", 422, "invalid", r"(orders\[\d+\]\.)?customer(_external)?_id"),
     ("POST", "/api/v1/interactions", 422, "invalid", r"(interactions\[\d+\]\.)?customer(_external)?_id"),
     # An order's total defaults to its lines less its discount: that sum must be 0 to 10^13.
