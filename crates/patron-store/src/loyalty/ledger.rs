@@ -89,6 +89,7 @@ pub(crate) const REDEMPTION_SELECT: &str =
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentRequest {
     /// Points to add (positive) or take (negative); not zero.
+    #[schema(minimum = -100_000_000, maximum = 100_000_000)]
     pub points: i64,
     /// Why (required).
     #[schema(min_length = 1, max_length = 500)]
@@ -493,7 +494,7 @@ impl Store {
         if a.points == 0 {
             return Err(StoreError::invalid("points", "must not be zero"));
         }
-        if a.points.abs() > 100_000_000 {
+        if a.points.unsigned_abs() > 100_000_000 {
             return Err(StoreError::invalid("points", "at most 100000000 either way"));
         }
         let reason = a.reason.trim().to_owned();
