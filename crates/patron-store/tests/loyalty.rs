@@ -158,6 +158,11 @@ test_both!(retries_are_idempotent_and_bad_input_writes_nothing, |db: TestDb| asy
     assert!(matches!(s.adjust_points(&cli(), c, no_reason).await, Err(StoreError::Invalid { .. })));
     let zero = AdjustmentRequest { points: 0, reason: "x".into(), idempotency_key: None };
     assert!(matches!(s.adjust_points(&cli(), c, zero).await, Err(StoreError::Invalid { .. })));
+    // The contract run's find: i64::MIN used to overflow `abs()` and panic the handler.
+    for extreme in [i64::MIN, i64::MAX, -100_000_001] {
+        let huge = AdjustmentRequest { points: extreme, reason: "x".into(), idempotency_key: None };
+        assert!(matches!(s.adjust_points(&cli(), c, huge).await, Err(StoreError::Invalid { .. })), "{extreme}");
+    }
     let too_much = AdjustmentRequest { points: -91, reason: "x".into(), idempotency_key: None };
     assert!(matches!(s.adjust_points(&cli(), c, too_much).await, Err(StoreError::State(_))));
     let stranger = customer(s, "路人").await;
