@@ -81,6 +81,14 @@ BEYOND_THE_SCHEMA = [
     ("PUT", "/api/v1/loyalty/rewards/{id}", 422, "invalid", r"name|active_to|tiers|image_url"),
     ("POST", "/api/v1/loyalty/members/{customer_id}/redemptions", 422, "invalid", r"points|idempotency_key"),
     ("POST", "/api/v1/loyalty/members/{customer_id}/adjustments", 422, "invalid", r"points|reason|idempotency_key"),
+    # A user's role is a built-in role or a custom role that exists.
+    ("POST", "/api/v1/users", 422, "invalid", r"role"),
+    ("PATCH", "/api/v1/users/{id}", 422, "invalid", r"role"),
+    # Masking rules name roles that exist (built-in or custom).
+    ("PUT", "/api/v1/masking", 422, "invalid", r"roles"),
+    # A template must pass the personalisation lint (docs/campaigns.md): a subject for e-mail
+    # only, known variables, no generic greeting, a personal variable in marketing.
+    ("POST", "/api/v1/templates", 422, "lint", r".*"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
     ("POST", "/api/v1/imports", 422, "bad_file", r"file"),

@@ -3,32 +3,13 @@
 
 mod common;
 
-use common::{error_code, json_of, spawn_app, TestApp};
+use common::{error_code, json_of, spawn_app, ui_session, TestApp};
 use patron_store::db::query;
 use patron_store::test_both;
 use patron_store::testing::TestDb;
 use patron_store::users::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// A logged-in web UI session (cookie header) for a new user of `role`.
-async fn ui_session(app: &TestApp, email: &str, role: Role) -> String {
-    app.db.store.create_user(email, "界面", role, Some("a long enough password")).await.unwrap();
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = browser
-        .post(format!("{}/ui/login", app.base))
-        .form(&[("email", email), ("password", "a long enough password")])
-        .send()
-        .await
-        .unwrap();
-    let cookies: Vec<String> = r
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect();
-    cookies.join("; ")
-}
 
 /// GET a UI page with a session; the status and the body.
 async fn ui_get(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
-use common::{json_of, spawn_app, TestApp};
+use common::{csrf_of, json_of, spawn_app, ui, ui_session, TestApp};
 use hmac::{Hmac, Mac};
 use patron_store::test_both;
 use patron_store::testing::TestDb;
@@ -196,40 +196,6 @@ test_both!(webhooks_deliver_signed_events_once_retry_and_replay, |db: TestDb| as
     let (st, _) = call(&app, &admin, Method::GET, &format!("/api/v1/webhooks/{id}/deliveries"), None).await;
     assert_eq!(st, 404);
 });
-
-/// A logged-in web UI session (cookie header) for a new user of `role`.
-async fn ui_session(app: &TestApp, email: &str, role: Role) -> String {
-    app.db.store.create_user(email, "界面", role, Some("a long enough password")).await.unwrap();
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = browser
-        .post(format!("{}/ui/login", app.base))
-        .form(&[("email", email), ("password", "a long enough password")])
-        .send()
-        .await
-        .unwrap();
-    let cookies: Vec<String> = r
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect();
-    cookies.join("; ")
-}
-
-async fn ui(app: &TestApp, cookie: &str, method: Method, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut r = client.request(method, format!("{}{path}", app.base)).header(reqwest::header::COOKIE, cookie);
-    if !form.is_empty() {
-        r = r.form(form);
-    }
-    let r = r.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
-}
-
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().unwrap().to_owned()
-}
 
 test_both!(the_webhooks_pages_are_for_admins_and_show_the_secret_once, |db: TestDb| async move {
     let app = spawn_app(db).await;

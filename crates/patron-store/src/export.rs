@@ -76,6 +76,9 @@ impl Store {
         let mut n = 0u64;
         // The exporter's scope (crate::access), whatever the filter says.
         let filter = &CustomerFilter { scope: Some(crate::access::CustomerScope::of(actor)), ..filter.clone() };
+        // The exporter's masking rule (crate::access::masking): an export shows no more than the
+        // exporter's profile view.
+        let mask = self.field_mask(actor, crate::access::masking::Surface::Profile).await?;
         loop {
             // Page by id with the same filter the list uses, so the two never disagree.
             let page = self.list_customers(filter, crate::customers::CustomerSort::Id, cursor_after(after).as_deref(), 1000).await?;
@@ -83,7 +86,7 @@ impl Store {
                 break;
             }
             let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
-            n += self.write_customer_rows(&mut w, &ids, raw).await?;
+            n += self.write_customer_rows(&mut w, &ids, raw, &mask).await?;
             after = *ids.last().unwrap_or(&after);
             if page.next_cursor.is_none() {
                 break;
@@ -96,7 +99,13 @@ impl Store {
 
     /// Writes the customers `ids` (at most a few thousand; one statement per table) as CSV rows in
     /// the import format, in id order; returns the number written. Shared by every export.
-    pub(crate) async fn write_customer_rows<W: Write>(&self, w: &mut csv::Writer<W>, ids: &[i64], raw: bool) -> Result<u64> {
+    pub(crate) async fn write_customer_rows<W: Write>(
+        &self,
+        w: &mut csv::Writer<W>,
+        ids: &[i64],
+        raw: bool,
+        mask: &crate::access::masking::FieldMask,
+    ) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -138,15 +147,19 @@ impl Store {
                 |ch: &str| consents.iter().find(|(c, x, _)| *c == r.id && x == ch).map(|(_, _, g)| g.to_string()).unwrap_or_default();
             let ext = r.external_id.clone().unwrap_or_else(|| format!("P{}", r.id));
             let referrer = r.referrer_id.and_then(|id| referrer_ids.get(&id).cloned().flatten());
+            let mobile = mask.personal_text(r.mobile.clone());
+            let email = mask.personal_text(r.email.clone());
+            let wechat_id = mask.personal_text(r.wechat_id.clone());
+            let birthday = mask.birthday(r.birthday);
             let record = [
                 ext.as_str(),
                 &r.kind,
                 &r.name,
-                r.mobile.as_deref().unwrap_or(""),
-                r.email.as_deref().unwrap_or(""),
-                r.wechat_id.as_deref().unwrap_or(""),
+                mobile.as_deref().unwrap_or(""),
+                email.as_deref().unwrap_or(""),
+                wechat_id.as_deref().unwrap_or(""),
                 r.gender.as_deref().unwrap_or(""),
-                &r.birthday.map(|d| d.to_string()).unwrap_or_default(),
+                &birthday.map(|d| d.to_string()).unwrap_or_default(),
                 r.city.as_deref().unwrap_or(""),
                 &t.join(";"),
                 r.owner_email.as_deref().unwrap_or(""),

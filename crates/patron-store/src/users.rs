@@ -121,12 +121,16 @@ pub struct Actor {
     /// What the caller may do (see [`crate::access`]).
     #[serde(skip)]
     pub permissions: Permissions,
+    /// The role's name: a built-in role's or the custom role's (what the masking settings are
+    /// keyed by).
+    #[serde(skip)]
+    pub role_name: String,
 }
 
 impl Actor {
     /// An actor with a built-in role's permissions.
     pub fn new(key: impl Into<String>, role: Role, user_id: Option<i64>) -> Actor {
-        Actor { key: key.into(), role, user_id, permissions: role.permissions() }
+        Actor { key: key.into(), role, user_id, permissions: role.permissions(), role_name: role.as_str().to_owned() }
     }
     /// The command line, acting as an administrator on the operator's behalf.
     pub fn cli() -> Actor {
@@ -134,7 +138,13 @@ impl Actor {
     }
     /// A logged-in user.
     pub fn user(u: &User) -> Actor {
-        Actor { key: format!("user:{}", u.id), role: u.role, user_id: Some(u.id), permissions: u.permissions }
+        Actor {
+            key: format!("user:{}", u.id),
+            role: u.role,
+            user_id: Some(u.id),
+            permissions: u.permissions,
+            role_name: u.role_name.clone(),
+        }
     }
     /// Whether the caller has permission `p`.
     pub fn can(&self, p: Permission) -> bool {
@@ -502,9 +512,9 @@ impl Store {
             .await?;
         match row {
             Some(r) => {
-                let (role, _, permissions) = resolve_role(&r.role, r.custom_role, r.custom_permissions.as_deref())?;
+                let (role, role_name, permissions) = resolve_role(&r.role, r.custom_role, r.custom_permissions.as_deref())?;
                 Ok(Some(TokenActor {
-                    actor: Actor { key: format!("token:{}", r.id), role, user_id: r.user_id, permissions },
+                    actor: Actor { key: format!("token:{}", r.id), role, user_id: r.user_id, permissions, role_name },
                     read_only: r.scope == "read_only",
                 }))
             }

@@ -61,6 +61,8 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/v1/orders", Some(P::CustomersWrite)),
     ("GET", "/api/v1/orders/{id}", Some(P::CustomersRead)),
     ("GET", "/api/v1/permissions", None),
+    ("GET", "/api/v1/masking", Some(P::SettingsAdmin)),
+    ("PUT", "/api/v1/masking", Some(P::SettingsAdmin)),
     ("GET", "/api/v1/roles", Some(P::UsersAdmin)),
     ("POST", "/api/v1/roles", Some(P::UsersAdmin)),
     ("PUT", "/api/v1/roles/{name}", Some(P::UsersAdmin)),

@@ -87,6 +87,8 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_service_schemas(&mut doc, &mut problems);
     constrain_survey_schemas(&mut doc, &mut problems);
     constrain_webhook_schemas(&mut doc, &mut problems);
+    constrain_access_schemas(&mut doc, &mut problems);
+    constrain_engagement_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -521,6 +523,120 @@ fn constrain_webhook_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{s}/NewWebhook/properties/secret"), json!({ "pattern": r"^[^\x00-\x1F\x7F-\x9F]{16,200}$" }), problems);
     merge(doc, &format!("{s}/WebhookPatch/properties/url"), url, problems);
     merge(doc, &format!("{s}/WebhookPatch/properties/events"), events, problems);
+}
+
+/// A custom role's name: letters (ASCII or CJK ideographs), digits, `_` and `-`, 1 to 50. The
+/// store takes any Unicode letter; the API names the two scripts its users write role names in.
+pub const ROLE_NAME: &str = r"^[0-9A-Za-z_\u4E00-\u9FFF-]{1,50}$";
+
+/// The longest password the API takes: hashing cost grows with the input, and no passphrase
+/// needs more.
+pub const MAX_PASSWORD_CHARS: u64 = 1000;
+
+/// Units, roles and users (issue 21) as `patron_store::access` and `patron_store::users` check them.
+fn constrain_access_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::access::units::KINDS;
+    use patron_store::access::Permission;
+    use patron_store::users::MIN_PASSWORD_LEN;
+    let s = "/components/schemas";
+    let not_blank = not_blank();
+    let text = |max: u64| json!({ "pattern": not_blank, "maxLength": max });
+    let names: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+    let permissions = json!({ "maxItems": 200, "items": { "type": "string", "enum": names } });
+    let password = json!({ "minLength": MIN_PASSWORD_LEN, "maxLength": MAX_PASSWORD_CHARS, "pattern": NO_NUL });
+    let unit_ids = json!({ "maxItems": 1000 });
+    for (schema, nullable) in [("NewUnit", false), ("UnitPatch", true)] {
+        let p = format!("{s}/{schema}/properties");
+        merge(doc, &format!("{p}/name"), text(200), problems);
+        merge(doc, &format!("{p}/code"), text(100), problems);
+        merge(doc, &format!("{p}/kind"), enumeration(KINDS, nullable), problems);
+    }
+    merge(doc, &format!("{s}/RoleInput/properties/name"), json!({ "pattern": ROLE_NAME }), problems);
+    merge(doc, &format!("{s}/RoleInput/properties/permissions"), permissions.clone(), problems);
+    merge(doc, &format!("{s}/RolePermissions/properties/permissions"), permissions, problems);
+    let p = format!("{s}/NewUser/properties");
+    merge(doc, &format!("{p}/email"), json!({ "pattern": email(), "maxLength": 320 }), problems);
+    merge(doc, &format!("{p}/name"), text(200), problems);
+    merge(doc, &format!("{p}/role"), json!({ "pattern": ROLE_NAME }), problems);
+    merge(doc, &format!("{p}/unit_ids"), unit_ids.clone(), problems);
+    merge(doc, &format!("{p}/password"), password.clone(), problems);
+    let p = format!("{s}/UserPatch/properties");
+    merge(doc, &format!("{p}/name"), text(200), problems);
+    merge(doc, &format!("{p}/role"), json!({ "pattern": ROLE_NAME }), problems);
+    merge(doc, &format!("{p}/unit_ids"), unit_ids, problems);
+    merge(doc, &format!("{s}/PasswordReset/properties/password"), password, problems);
+    merge(
+        doc,
+        &format!("{s}/MaskingSettings/properties/roles"),
+        json!({ "maxProperties": 200, "propertyNames": { "pattern": ROLE_NAME } }),
+        problems,
+    );
+    nullable_masked_fields(doc);
+}
+
+/// The customer, order and segment documents' personal and money members may be `null` for a
+/// role that does not see them (`patron_store::access::masking`): their response schemas say so.
+fn nullable_masked_fields(doc: &mut Value) {
+    use patron_store::access::masking::{MONEY_FIELDS, PERSONAL_FIELDS};
+    const MASKED_SCHEMAS: &[&str] = &[
+        "Customer",
+        "CustomerListItem",
+        "Customer360",
+        "OrderStats",
+        "Order",
+        "Contact",
+        "DuplicateCandidate",
+        "SegmentMember",
+        "ScoreRow",
+    ];
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
+    for name in MASKED_SCHEMAS {
+        let Some(props) = schemas.get_mut(*name).and_then(|s| s.get_mut("properties")).and_then(Value::as_object_mut) else { continue };
+        for (field, schema) in props.iter_mut() {
+            if !PERSONAL_FIELDS.contains(&field.as_str()) && !MONEY_FIELDS.contains(&field.as_str()) {
+                continue;
+            }
+            let Some(obj) = schema.as_object_mut() else { continue };
+            match obj.get_mut("type") {
+                Some(Value::String(t)) if t != "null" => {
+                    let t = t.clone();
+                    obj.insert("type".into(), json!([t, "null"]));
+                }
+                Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => types.push(json!("null")),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Templates and the engagement settings as `patron_store::engagement` checks them.
+fn constrain_engagement_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    let s = "/components/schemas";
+    let not_blank = not_blank();
+    let p = format!("{s}/EngagementSettings/properties");
+    merge(doc, &format!("{p}/global_control_percent"), json!({ "minimum": 0, "maximum": 50 }), problems);
+    merge(doc, &format!("{p}/global_control_salt"), json!({ "minLength": 1, "maxLength": 200, "pattern": NO_NUL }), problems);
+    merge(doc, &format!("{p}/cap_7_days"), json!({ "minimum": 0, "maximum": 1000 }), problems);
+    merge(doc, &format!("{p}/cap_30_days"), json!({ "minimum": 0, "maximum": 1000 }), problems);
+    merge(doc, &format!("{p}/rate_per_second"), json!({ "exclusiveMinimum": 0, "maximum": 100_000 }), problems);
+    merge(doc, &format!("{p}/max_attempts"), json!({ "minimum": 1, "maximum": 50 }), problems);
+    let time = json!({ "pattern": r"^(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?$" });
+    merge(doc, &format!("{p}/quiet_start"), time.clone(), problems);
+    merge(doc, &format!("{p}/quiet_end"), time, problems);
+    merge(
+        doc,
+        &format!("{p}/generic_greetings"),
+        json!({ "maxItems": 500, "items": { "type": "string", "pattern": not_blank, "maxLength": 100 } }),
+        problems,
+    );
+    if let Some(schemas) = doc.pointer_mut(s).and_then(Value::as_object_mut) {
+        for schema in ["NewTemplate", "EngagementSettings"] {
+            match schemas.get_mut(schema) {
+                Some(Value::Object(s)) => forbid_nul_within(s),
+                _ => problems.push(format!("no schema {schema}")),
+            }
+        }
+    }
 }
 
 /// An event type, a `noun.*` prefix or `*`.

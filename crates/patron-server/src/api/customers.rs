@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::Router;
 use patron_store::contacts::{Contact, NewContact};
 use patron_store::customers::{
-    mask, Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page,
+    Change, Customer, CustomerFilter, CustomerListItem, CustomerPatch, CustomerSort, NewCustomer, OrderStats, Page,
 };
 use patron_store::duplicates::{DuplicateCandidate, MergeReport};
 use patron_store::interactions::Interaction;
@@ -17,9 +17,11 @@ use patron_store::timeline::TimelineEntry;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::masking::masked;
 use crate::auth::{check_customer_access, Auth};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::AppState;
+use patron_store::access::masking::Surface;
 use patron_store::access::{CustomerScope, Permission};
 
 /// Routes of this module.
@@ -97,7 +99,7 @@ pub struct CustomerPage {
 /// for admins; the full values are in the (audited) customer 360.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListParams),
     responses((status = 200, body = CustomerPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ListParams>) -> ApiResult<Json<CustomerPage>> {
+pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<ListParams>) -> ApiResult<Json<serde_json::Value>> {
     let limit = check_limit(p.limit, 1000)?;
     if let Some(k) = &p.kind {
         if k != "person" && k != "organisation" {
@@ -115,14 +117,7 @@ pub async fn list(State(state): State<AppState>, Auth(actor): Auth, Query(p): Qu
         scope: Some(CustomerScope::of(&actor)),
     };
     let page = state.store.list_customers(&filter, p.sort.unwrap_or_default(), p.cursor.as_deref(), limit).await?;
-    let mut items = page.items;
-    if !actor.can(Permission::ContactDetailsRead) {
-        for c in &mut items {
-            c.mobile = c.mobile.as_deref().map(mask);
-            c.email = c.email.as_deref().map(mask);
-        }
-    }
-    Ok(Json(CustomerPage { items, next_cursor: page.next_cursor }))
+    masked(&state, &actor, Surface::List, &CustomerPage { items: page.items, next_cursor: page.next_cursor }).await
 }
 
 /// The customer 360: profile, order totals, people and latest orders.
@@ -147,7 +142,7 @@ pub async fn create(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Json(input): Json<NewCustomer>,
-) -> ApiResult<(StatusCode, Json<Customer>)> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let mut input = input;
     if !actor.can(Permission::AllCustomers) && input.home_unit_id.is_none() {
         // A limited caller's new customer without a home unit joins the caller's own portfolio
@@ -160,7 +155,7 @@ pub async fn create(
     check_unit_visible(&state, &actor, input.home_unit_id, input.owner_id).await?;
     check_referrer_visible(&state, &actor, input.referrer_id).await?;
     let c = state.store.create_customer(&actor, input).await?;
-    Ok((StatusCode::CREATED, Json(c)))
+    Ok((StatusCode::CREATED, masked(&state, &actor, Surface::Profile, &c).await?))
 }
 
 /// Reads one customer's 360 (recorded in the audit log).
@@ -171,7 +166,7 @@ pub async fn get_one(
     Auth(actor): Auth,
     Path(id): Path<i64>,
     Query(q): Query<crate::api::analytics::LangParams>,
-) -> ApiResult<Json<Customer360>> {
+) -> ApiResult<Json<serde_json::Value>> {
     let lang = q.lang()?;
     check_customer_access(&state, &actor, id).await?;
     let customer = state.store.customer(id).await?;
@@ -181,7 +176,7 @@ pub async fn get_one(
     // One indexed row by primary key: cheap enough to include in every 360 read.
     let scores = crate::api::analytics::scores_of(&state, id, lang).await?;
     state.store.audit(&actor.key, "read", "customer", Some(id.to_string()), None).await?;
-    Ok(Json(Customer360 { customer, stats, contacts, recent_orders, scores }))
+    masked(&state, &actor, Surface::Profile, &Customer360 { customer, stats, contacts, recent_orders, scores }).await
 }
 
 /// Changes a customer; fields left out stay, `null` clears. Every change is kept in the history.
@@ -192,7 +187,7 @@ pub async fn patch(
     Auth(actor): Auth,
     Path(id): Path<i64>,
     Json(p): Json<CustomerPatch>,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Json<serde_json::Value>> {
     check_customer_access(&state, &actor, id).await?;
     if !actor.can(Permission::AllCustomers) && p.owner_id.is_some() {
         return Err(ApiError::forbidden("change a customer's owner"));
@@ -202,7 +197,8 @@ pub async fn patch(
         check_unit_visible(&state, &actor, unit, owner).await?;
     }
     check_referrer_visible(&state, &actor, p.referrer_id.flatten()).await?;
-    Ok(Json(state.store.update_customer(&actor, id, p).await?))
+    let c = state.store.update_customer(&actor, id, p).await?;
+    masked(&state, &actor, Surface::Profile, &c).await
 }
 
 /// A referrer the caller may not see is refused exactly like one that does not exist: an agent
@@ -254,7 +250,7 @@ pub struct Duplicates {
 /// `wechat_id`, `name_city`). Managers and admins; contacts are masked except for admins.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/duplicates", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = Duplicates), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn duplicates(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Duplicates>> {
+pub async fn duplicates(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
     check_customer_access(&state, &actor, id).await?;
     let mut items = state.store.duplicate_candidates(id).await?;
     // Candidates outside the caller's scope do not exist for it.
@@ -267,13 +263,7 @@ pub async fn duplicates(State(state): State<AppState>, Auth(actor): Auth, Path(i
         }
         items = visible;
     }
-    if !actor.can(Permission::ContactDetailsRead) {
-        for c in &mut items {
-            c.mobile = c.mobile.as_deref().map(mask);
-            c.email = c.email.as_deref().map(mask);
-        }
-    }
-    Ok(Json(Duplicates { items }))
+    masked(&state, &actor, Surface::List, &Duplicates { items }).await
 }
 
 /// Which customer to merge into this one.
@@ -344,7 +334,9 @@ pub async fn timeline(
     Query(p): Query<PageParams>,
 ) -> ApiResult<Json<TimelinePage>> {
     check_customer_access(&state, &actor, id).await?;
-    let page = state.store.timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    let mut page = state.store.timeline(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
+    let mask = state.store.field_mask(&actor, Surface::Profile).await?;
+    page.items.iter_mut().for_each(|e| mask.timeline_entry(e));
     Ok(Json(TimelinePage { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -353,7 +345,13 @@ pub async fn timeline(
     responses((status = 200, body = Vec<Change>), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn changes(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Change>>> {
     check_customer_access(&state, &actor, id).await?;
-    Ok(Json(state.store.customer_changes(id, 500).await?))
+    let mask = state.store.field_mask(&actor, Surface::Profile).await?;
+    let mut changes = state.store.customer_changes(id, 500).await?;
+    for c in &mut changes {
+        c.old_value = mask.change_value(&c.field, c.old_value.take());
+        c.new_value = mask.change_value(&c.field, c.new_value.take());
+    }
+    Ok(Json(changes))
 }
 
 /// A page of orders.
@@ -373,10 +371,10 @@ pub async fn orders(
     Auth(actor): Auth,
     Path(id): Path<i64>,
     Query(p): Query<PageParams>,
-) -> ApiResult<Json<OrderPage>> {
+) -> ApiResult<Json<serde_json::Value>> {
     check_customer_access(&state, &actor, id).await?;
     let page: Page<Order> = state.store.customer_orders(id, p.cursor.as_deref(), check_limit(p.limit, 500)?).await?;
-    Ok(Json(OrderPage { items: page.items, next_cursor: page.next_cursor }))
+    masked(&state, &actor, Surface::Profile, &OrderPage { items: page.items, next_cursor: page.next_cursor }).await
 }
 
 /// A page of interactions.
@@ -405,9 +403,9 @@ pub async fn interactions(
 /// The people of an organisation customer.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/contacts", tag = "customers", params(("id" = i64, Path, description = "customer id")),
     responses((status = 200, body = Vec<Contact>), (status = 404, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Vec<Contact>>> {
+pub async fn contacts(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
     check_customer_access(&state, &actor, id).await?;
-    Ok(Json(state.store.contacts(id).await?))
+    masked(&state, &actor, Surface::Profile, &state.store.contacts(id).await?).await
 }
 
 /// Adds a person to an organisation customer.

@@ -11,6 +11,7 @@ pub mod imports;
 pub mod inbound;
 pub mod interactions;
 pub mod loyalty;
+pub mod masking;
 pub mod notifications;
 pub mod orders;
 pub mod public;
@@ -54,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(loyalty::router())
         .merge(templates::router())
         .merge(access::router())
+        .merge(masking::router())
         .merge(public)
         .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .fallback(not_found)
@@ -141,6 +143,7 @@ impl Modify for BearerAuth {
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,
+        masking::settings, masking::put_settings,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(

@@ -67,11 +67,11 @@ pub async fn create(
 /// One order with its lines.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path, description = "order id")),
     responses((status = 200, body = Order), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<Order>> {
+pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
     let order = state.store.order(id).await?;
     // An order of a customer outside the scope does not exist for the caller.
     if !state.store.customer_in_scope(&actor, order.customer_id).await? {
         return Err(ApiError::not_found("order"));
     }
-    Ok(Json(order))
+    super::masking::masked(&state, &actor, patron_store::access::masking::Surface::Profile, &order).await
 }

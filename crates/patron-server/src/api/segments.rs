@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use patron_store::access::masking::Surface;
 use patron_store::segments::{rule_fields, FieldInfo, NewSegment, Segment, SegmentMember, SegmentPatch, BUILTIN_PREFIX};
 use patron_store::users::Actor;
 use serde::{Deserialize, Serialize};
@@ -174,7 +175,8 @@ fn check_limit(limit: Option<i64>, default: i64) -> ApiResult<i64> {
     }
 }
 
-/// Counts and members of `rule` for `actor` (the rule is checked once, by the count).
+/// Counts and members of `rule` for `actor` (the rule is checked once, by the count), as
+/// stored: the caller masks them for the role (`super::masking`).
 pub async fn evaluate(state: &AppState, actor: &Actor, rule: &str, limit: i64) -> ApiResult<SegmentMembers> {
     let count = state.store.segment_count(actor, rule).await?;
     let members = if limit > 0 && count > 0 { state.store.segment_preview(actor, rule, limit).await? } else { Vec::new() };
@@ -186,9 +188,14 @@ pub async fn evaluate(state: &AppState, actor: &Actor, rule: &str, limit: i64) -
 /// the 1-based column (`column 24: expected a value after "<", found end of rule`).
 #[utoipa::path(post, path = "/api/v1/segments/preview", tag = "segments", request_body = PreviewRequest,
     responses((status = 200, body = SegmentMembers), (status = 400, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn preview(State(state): State<AppState>, Auth(actor): Auth, Json(req): Json<PreviewRequest>) -> ApiResult<Json<SegmentMembers>> {
+pub async fn preview(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(req): Json<PreviewRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
     let limit = check_limit(req.limit, PREVIEW_MEMBERS)?;
-    Ok(Json(evaluate(&state, &actor, &req.rule, limit).await?))
+    let m = evaluate(&state, &actor, &req.rule, limit).await?;
+    super::masking::masked(&state, &actor, Surface::List, &m).await
 }
 
 /// Paging of members.
@@ -208,10 +215,11 @@ pub async fn members(
     Auth(actor): Auth,
     Path(key): Path<String>,
     Query(p): Query<MembersParams>,
-) -> ApiResult<Json<SegmentMembers>> {
+) -> ApiResult<Json<serde_json::Value>> {
     let limit = check_limit(p.limit, 100)?;
     let segment = state.store.segment(&key).await?;
-    Ok(Json(evaluate(&state, &actor, &segment.rule, limit).await?))
+    let m = evaluate(&state, &actor, &segment.rule, limit).await?;
+    super::masking::masked(&state, &actor, Surface::List, &m).await
 }
 
 /// A file name made of the key's letters and digits (`builtin:rfm:x` → `segment-builtin-rfm-x.csv`).

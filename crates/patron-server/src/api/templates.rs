@@ -57,8 +57,10 @@ pub struct TemplateList {
 pub struct LintRejection {
     /// The first reason.
     pub error: ErrorDetail,
-    /// All reasons and warnings.
-    pub lint: LintReport,
+    /// All reasons and warnings (absent when the body itself was invalid JSON or against the
+    /// schema: then the envelope alone says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lint: Option<LintReport>,
 }
 
 /// Lists the templates.
@@ -84,7 +86,7 @@ fn rejection(report: LintReport) -> Response {
     let first = report.errors.first().cloned();
     let message = report.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
     let error = ErrorDetail { code: "lint".into(), message, field: first.map(|f| f.field) };
-    (StatusCode::UNPROCESSABLE_ENTITY, Json(LintRejection { error, lint: report })).into_response()
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(LintRejection { error, lint: Some(report) })).into_response()
 }
 
 /// Lints a template without saving it (the editor's live lint).

@@ -332,7 +332,12 @@ fn fit_report(run: &AnalysisRun, lang: Lang) -> Value {
 // ---- the customer 360 panel ----------------------------------------------------------------
 
 /// The scores panel of the customer 360 (`None` before the customer was first analysed).
-pub(super) async fn score_panel(state: &AppState, customer_id: i64, lang: Lang) -> Result<Option<Value>, ApiError> {
+pub(super) async fn score_panel(
+    state: &AppState,
+    customer_id: i64,
+    lang: Lang,
+    mask: &patron_store::access::masking::FieldMask,
+) -> Result<Option<Value>, ApiError> {
     let Some(s) = scores_of(state, customer_id, lang).await? else { return Ok(None) };
     let k = &s.scores;
     let opt_label = |prefix: &str, key: &Option<String>| key.as_deref().map(|v| key_label(lang, prefix, v));
@@ -357,13 +362,21 @@ pub(super) async fn score_panel(state: &AppState, customer_id: i64, lang: Lang) 
         churn_key => k.churn.clone(),
         p_alive => k.p_alive.map(|p| format!("{p:.2}")),
         expected_purchases => k.expected_purchases.map(|e| format!("{e:.2}")),
-        expected_order_value => k.expected_order_value_cents.map(yuan_f),
-        clv => k.clv_cents.map(yuan_f),
+        expected_order_value => k.expected_order_value_cents.and_then(|v| masked_money_f(mask, v)).map(yuan_f),
+        clv => k.clv_cents.and_then(|v| masked_money_f(mask, v)).map(yuan_f),
         loyalty_index => k.loyalty_index.map(|v| format!("{v:.0}")),
         loyalty_situation => opt_label("loy", &k.loyalty_situation),
         days_since => s.days_since_last_purchase,
         reason => s.reason.clone(),
     }))
+}
+
+/// A fractional amount of money as the mask lets it be seen.
+fn masked_money_f(mask: &patron_store::access::masking::FieldMask, cents: f64) -> Option<f64> {
+    if !cents.is_finite() {
+        return None;
+    }
+    mask.money(cents.round() as i64).map(|c| c as f64)
 }
 
 #[cfg(test)]

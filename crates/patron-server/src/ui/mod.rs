@@ -22,10 +22,12 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use chrono::DateTime;
 use minijinja::{context, Environment, Value};
-use patron_store::customers::{mask, CustomerFilter, CustomerPatch, CustomerSort};
+use patron_store::access::masking::{Surface, Visibility};
+use patron_store::customers::{CustomerFilter, CustomerPatch, CustomerSort};
 use patron_store::users::Role;
 use serde::Deserialize;
 
+use crate::api::masking::masked_with;
 use crate::auth::{check_customer_access, UiUser, SESSION_COOKIE};
 use crate::error::{ApiError, Form, Path, Query};
 use crate::i18n::{labels, Lang, LANG_COOKIE};
@@ -314,13 +316,11 @@ async fn customers(State(state): State<AppState>, user: UiUser, Query(q): Query<
     };
     let total = state.store.count_customers(&filter).await.unwrap_or(0);
     let (cities, tags) = state.store.customer_facets().await.unwrap_or_default();
-    let mut items = page.items;
-    if !user.actor.can(patron_store::access::Permission::ContactDetailsRead) {
-        for c in &mut items {
-            c.mobile = c.mobile.as_deref().map(mask);
-            c.email = c.email.as_deref().map(mask);
-        }
-    }
+    let items =
+        match state.store.field_mask(&user.actor, Surface::List).await.map_err(ApiError::from).and_then(|m| masked_with(&m, &page.items)) {
+            Ok(v) => v,
+            Err(e) => return error_page(&state, &user, e),
+        };
     let next = page.next_cursor.map(|cursor| {
         let params = [
             ("q", q.q.clone().unwrap_or_default()),
@@ -371,13 +371,21 @@ async fn customer(State(state): State<AppState>, user: UiUser, Path(id): Path<i6
 
 async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Value, ApiError> {
     check_customer_access(state, &user.actor, id).await?;
+    // Personal data and money as the user's role may see them (patron_store::access::masking).
+    let mask = state.store.field_mask(&user.actor, Surface::Profile).await?;
+    let list_mask = state.store.field_mask(&user.actor, Surface::List).await?;
     let c = state.store.customer(id).await?;
     let stats = state.store.order_stats(id).await?;
-    let avg = if stats.order_count > 0 { stats.spend_cents / stats.order_count } else { 0 };
-    let contacts = state.store.contacts(id).await?;
-    let orders = state.store.customer_orders(id, None, 10).await?.items;
-    let timeline = state.store.timeline(id, None, 20).await?;
-    let changes = state.store.customer_changes(id, 20).await?;
+    let avg = if stats.order_count > 0 { mask.money(stats.spend_cents / stats.order_count) } else { Some(0) };
+    let contacts = masked_with(&mask, &state.store.contacts(id).await?)?;
+    let orders = masked_with(&mask, &state.store.customer_orders(id, None, 10).await?.items)?;
+    let mut timeline = state.store.timeline(id, None, 20).await?;
+    timeline.items.iter_mut().for_each(|e| mask.timeline_entry(e));
+    let mut changes = state.store.customer_changes(id, 20).await?;
+    for ch in &mut changes {
+        ch.old_value = mask.change_value(&ch.field, ch.old_value.take());
+        ch.new_value = mask.change_value(&ch.field, ch.new_value.take());
+    }
     let consents: Vec<Value> = ["sms", "email", "wechat"]
         .iter()
         .map(|ch| {
@@ -386,11 +394,11 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         })
         .collect();
     let more = timeline.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
-    let scores = analytics::score_panel(state, id, user.lang).await?;
+    let scores = analytics::score_panel(state, id, user.lang, &mask).await?;
     // Likely duplicates, for those who may merge them (managers and admins); contacts masked
     // as in lists, except for admins.
     let duplicates = if !user.actor.can(patron_store::access::Permission::CustomersMerge) {
-        Vec::new()
+        serde_json::Value::Array(Vec::new())
     } else {
         let mut found = Vec::new();
         for d in state.store.duplicate_candidates(id).await? {
@@ -398,13 +406,7 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
                 found.push(d);
             }
         }
-        if !user.actor.can(patron_store::access::Permission::ContactDetailsRead) {
-            for d in &mut found {
-                d.mobile = d.mobile.as_deref().map(mask);
-                d.email = d.email.as_deref().map(mask);
-            }
-        }
-        found
+        masked_with(&list_mask, &found)?
     };
     let open_tickets = state
         .store
@@ -421,6 +423,8 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let survey_answers = state.store.customer_survey_answers(id).await?;
     let churn_reason = state.store.churn_reason(id).await?;
     let churn_reasons = state.store.service_settings().await?.churn_reasons;
+    let c = masked_with(&mask, &c)?;
+    let stats = masked_with(&mask, &stats)?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
         survey_answers, churn_reason, churn_reasons },
@@ -437,8 +441,13 @@ async fn timeline_rows(State(state): State<AppState>, user: UiUser, Path(id): Pa
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return e.into_response();
     }
+    let mask = match state.store.field_mask(&user.actor, Surface::Profile).await {
+        Ok(m) => m,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     match state.store.timeline(id, q.cursor.as_deref(), 20).await {
-        Ok(page) => {
+        Ok(mut page) => {
+            page.items.iter_mut().for_each(|e| mask.timeline_entry(e));
             let more = page.next_cursor.map(|cur| format!("/ui/customers/{id}/timeline?cursor={}", percent_encode(&cur)));
             render(&state, "timeline_rows.html", user.lang, Some(&user), context! { timeline => page.items, more })
         }
@@ -450,24 +459,41 @@ async fn edit_page(State(state): State<AppState>, user: UiUser, Path(id): Path<i
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return error_page(&state, &user, e);
     }
+    let mask = match state.store.field_mask(&user.actor, Surface::Profile).await {
+        Ok(m) => m,
+        Err(e) => return error_page(&state, &user, e.into()),
+    };
     match state.store.customer(id).await {
         Ok(c) => {
             let consent = |ch: &str| c.consents.iter().any(|x| x.channel == ch && x.granted);
+            // A role that does not see personal data in full cannot change it either: the form
+            // shows what the role sees, read-only, and saving keeps what is stored.
+            let personal_locked = mask.personal != Visibility::Full;
             let form = EditForm {
                 csrf: String::new(),
                 name: c.name.clone(),
-                mobile: c.mobile.clone().unwrap_or_default(),
-                email: c.email.clone().unwrap_or_default(),
-                wechat_id: c.wechat_id.clone().unwrap_or_default(),
+                mobile: mask.personal_text(c.mobile.clone()).unwrap_or_default(),
+                email: mask.personal_text(c.email.clone()).unwrap_or_default(),
+                wechat_id: mask.personal_text(c.wechat_id.clone()).unwrap_or_default(),
                 gender: c.gender.clone().unwrap_or_default(),
-                birthday: c.birthday.map(|d| d.to_string()).unwrap_or_default(),
+                birthday: mask.birthday(c.birthday).map(|d| d.to_string()).unwrap_or_default(),
                 city: c.city.clone().unwrap_or_default(),
                 tags: c.tags.join("; "),
                 consent_sms: consent("sms").then(|| "on".into()),
                 consent_email: consent("email").then(|| "on".into()),
                 consent_wechat: consent("wechat").then(|| "on".into()),
             };
-            render(&state, "edit.html", user.lang, Some(&user), context! { c, form, error => None::<String>, field => None::<String> })
+            let c = match masked_with(&mask, &c) {
+                Ok(c) => c,
+                Err(e) => return error_page(&state, &user, e),
+            };
+            render(
+                &state,
+                "edit.html",
+                user.lang,
+                Some(&user),
+                context! { c, form, personal_locked, error => None::<String>, field => None::<String> },
+            )
         }
         Err(e) => error_page(&state, &user, e.into()),
     }
@@ -509,9 +535,17 @@ async fn edit(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, 
     if let Err(e) = check_customer_access(&state, &user.actor, id).await {
         return error_page(&state, &user, e);
     }
-    let birthday = match opt(&f.birthday).map(|b| patron_store::values::parse_date(&b)).transpose() {
-        Ok(b) => b,
-        Err(m) => return edit_error(&state, &user, id, &f, m, "birthday").await,
+    let personal_locked = match state.store.field_mask(&user.actor, Surface::Profile).await {
+        Ok(m) => m.personal != Visibility::Full,
+        Err(e) => return error_page(&state, &user, e.into()),
+    };
+    let birthday = if personal_locked {
+        None
+    } else {
+        match opt(&f.birthday).map(|b| patron_store::values::parse_date(&b)).transpose() {
+            Ok(b) => Some(b),
+            Err(m) => return edit_error(&state, &user, id, &f, m, "birthday").await,
+        }
     };
     let consents = [("sms", &f.consent_sms), ("email", &f.consent_email), ("wechat", &f.consent_wechat)];
     let current = match state.store.customer(id).await {
@@ -530,11 +564,12 @@ async fn edit(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, 
         .collect();
     let patch = CustomerPatch {
         name: Some(f.name.clone()),
-        mobile: Some(opt(&f.mobile)),
-        email: Some(opt(&f.email)),
-        wechat_id: Some(opt(&f.wechat_id)),
+        // Fields the role does not see in full are left as stored.
+        mobile: (!personal_locked).then(|| opt(&f.mobile)),
+        email: (!personal_locked).then(|| opt(&f.email)),
+        wechat_id: (!personal_locked).then(|| opt(&f.wechat_id)),
         gender: Some(opt(&f.gender)),
-        birthday: Some(birthday),
+        birthday,
         city: Some(opt(&f.city)),
         tags: Some(patron_store::values::parse_tags(&f.tags)),
         consents: Some(consents),

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use minijinja::{context, Value};
+use patron_store::access::masking::{FieldMask, Surface};
 use patron_store::segments::{builtin_segments, check_rule, rule_fields, NewSegment, Segment, SegmentMember};
 use patron_store::users::Role;
 use patron_store::StoreError;
@@ -170,9 +171,13 @@ async fn preview(State(state): State<AppState>, user: UiUser, headers: HeaderMap
         let ctx = context! { error => e.message.clone(), column => e.column, snippet => e.snippet(rule) };
         return render(&state, "segment_preview.html", lang, Some(&user), ctx);
     }
+    let mask = match state.store.field_mask(&user.actor, Surface::List).await {
+        Ok(m) => m,
+        Err(e) => return render(&state, "segment_preview.html", lang, Some(&user), context! { error => e.to_string() }),
+    };
     match evaluate(&state, &user.actor, rule, PREVIEW_MEMBERS).await {
         Ok(m) => {
-            let members: Vec<Value> = m.members.iter().map(|x| member_row(x, lang)).collect();
+            let members: Vec<Value> = m.members.iter().map(|x| member_row(x, lang, &mask)).collect();
             let ctx = context! {
                 count => m.count, members,
                 export => (user.actor.role >= Role::Manager).then(|| format!("/ui/segments/export?rule={}", percent_encode(rule))),
@@ -186,7 +191,7 @@ async fn preview(State(state): State<AppState>, user: UiUser, headers: HeaderMap
     }
 }
 
-fn member_row(m: &SegmentMember, lang: Lang) -> Value {
+fn member_row(m: &SegmentMember, lang: Lang, mask: &FieldMask) -> Value {
     context! {
         id => m.id,
         name => m.name.clone(),
@@ -196,8 +201,8 @@ fn member_row(m: &SegmentMember, lang: Lang) -> Value {
         abcd_tier => m.abcd_tier.clone(),
         lifecycle => m.lifecycle.as_deref().map(|k| key_label(lang, "life", k)),
         p_alive => m.p_alive.map(|p| format!("{p:.2}")),
-        clv => m.clv_cents.map(yuan),
-        spend => yuan(m.spend_cents),
+        clv => m.clv_cents.and_then(|c| mask.money(c)).map(yuan),
+        spend => mask.money(m.spend_cents).map(yuan),
         last_purchase => m.last_purchase_date.map(|d| d.to_string()),
     }
 }

@@ -103,3 +103,41 @@ pub fn screenshots() -> PathBuf {
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
+
+/// A logged-in web UI session (the cookie header) of an existing user.
+pub async fn ui_login(app: &TestApp, email: &str, password: &str) -> String {
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
+    let r = browser.post(format!("{}/ui/login", app.base)).form(&[("email", email), ("password", password)]).send().await.expect("login");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    assert!(!cookies.is_empty(), "login of {email} failed: {}", r.status());
+    cookies.join("; ")
+}
+
+/// A logged-in web UI session (the cookie header) for a new user of `role`.
+pub async fn ui_session(app: &TestApp, email: &str, role: Role) -> String {
+    app.db.store.create_user(email, "界面", role, Some("a long enough password")).await.expect("user");
+    ui_login(app, email, "a long enough password").await
+}
+
+/// A UI request with a session (a form body when `form` is not empty; redirects not followed):
+/// the status and the body.
+pub async fn ui(app: &TestApp, cookie: &str, method: reqwest::Method, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
+    let mut r = client.request(method, format!("{}{path}", app.base)).header(reqwest::header::COOKIE, cookie);
+    if !form.is_empty() {
+        r = r.form(form);
+    }
+    let r = r.send().await.expect("request");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// The CSRF token of the first form on a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap_or_default().to_owned()
+}

@@ -6,6 +6,7 @@
 //! [`Permission::AllCustomers`]. Outside the scope a customer does not exist: queries compose
 //! [`CustomerScope::sql`] into their WHERE clause, so it is neither listed, counted nor found.
 
+pub mod masking;
 pub mod roles;
 pub mod units;
 

@@ -40,7 +40,8 @@ fn check_name(name: &str) -> Result<String> {
         return Err(StoreError::invalid("name", "a role name is 1 to 50 letters, digits, '_' or '-'"));
     }
     if n.parse::<Role>().is_ok() {
-        return Err(StoreError::invalid("name", format!("{n:?} is a built-in role")));
+        // The name is taken (by a built-in role): the same answer as for a custom role's name.
+        return Err(StoreError::Conflict(format!("{n:?} is a built-in role")));
     }
     Ok(n.to_owned())
 }

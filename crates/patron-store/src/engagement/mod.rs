@@ -159,7 +159,8 @@ impl EngagementSettings {
         if !(0.0..=50.0).contains(&self.global_control_percent) {
             return Err(StoreError::invalid("global_control_percent", "must be 0 to 50"));
         }
-        if self.global_control_salt.is_empty() || self.global_control_salt.len() > 200 {
+        if self.global_control_salt.is_empty() || self.global_control_salt.chars().count() > 200 || self.global_control_salt.contains('\0')
+        {
             return Err(StoreError::invalid("global_control_salt", "1 to 200 characters"));
         }
         if !(0..=1000).contains(&self.cap_7_days) || !(0..=1000).contains(&self.cap_30_days) {

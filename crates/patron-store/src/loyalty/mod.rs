@@ -114,10 +114,10 @@ pub struct LoyaltyProgram {
     /// Enrol a customer on their first completed order.
     pub auto_enrol: bool,
     /// Points a referrer earns for a referee's first completed order.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub referral_points: i64,
     /// Referral rewards per referrer per calendar month (0: none).
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 10000)]
     pub referral_cap_per_month: i64,
 }
 

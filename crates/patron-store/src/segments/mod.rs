@@ -20,7 +20,6 @@ use self::compile::{Ctx, SqlCondition};
 pub use self::fields::FieldInfo;
 use self::fields::{Checked, EnumValue, Table};
 pub use self::filter::{CmpOp, Cond, Expr, Literal, RuleError, Test, Value};
-use crate::customers::mask;
 use crate::db::{query, Arg};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
@@ -97,7 +96,7 @@ pub struct SegmentMember {
     pub name: String,
     /// City.
     pub city: Option<String>,
-    /// Mobile (masked except for admins, as in customer lists).
+    /// Mobile (masked by role, as in customer lists).
     pub mobile: Option<String>,
     /// Owner (user id).
     pub owner_id: Option<i64>,
@@ -350,7 +349,8 @@ impl Store {
     }
 
     /// The first `limit` (1–1000) members of a segment in id order, with their value figures.
-    /// Mobiles are masked except for admins; agents see their own portfolio only.
+    /// Values as stored: callers mask them for the caller's role (`crate::access::masking`);
+    /// agents see their own portfolio only.
     pub async fn segment_preview(&self, actor: &Actor, rule: &str, limit: i64) -> Result<Vec<SegmentMember>> {
         let s = self.compile_rule(actor, &parse_rule(rule)?, 1, true);
         let limit = limit.clamp(1, 1000);
@@ -373,7 +373,7 @@ impl Store {
                 external_id: r.external_id,
                 name: r.name,
                 city: r.city,
-                mobile: if actor.can(crate::access::Permission::ContactDetailsRead) { r.mobile } else { r.mobile.as_deref().map(mask) },
+                mobile: r.mobile,
                 owner_id: r.owner_id,
                 order_count: r.order_count,
                 spend_cents: r.spend_cents,
@@ -406,11 +406,12 @@ impl Store {
     pub async fn export_segment<W: Write>(&self, actor: &Actor, rule: &str, out: W, raw: bool) -> Result<u64> {
         // Members are fixed first so the file is one consistent list even as data changes.
         let ids = self.segment_customer_ids(actor, rule).await?;
+        let mask = self.field_mask(actor, crate::access::masking::Surface::Profile).await?;
         let mut w = csv::Writer::from_writer(out);
         w.write_record(crate::export::CUSTOMER_HEADER).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let mut n = 0u64;
         for chunk in ids.chunks(1000) {
-            n += self.write_customer_rows(&mut w, chunk, raw).await?;
+            n += self.write_customer_rows(&mut w, chunk, raw, &mask).await?;
         }
         w.flush()?;
         self.audit(&actor.key, "export", "segment", None, Some(format!("rows={n}"))).await?;
