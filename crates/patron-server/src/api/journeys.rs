@@ -35,7 +35,7 @@ pub struct JourneyList {
     pub items: Vec<Journey>,
 }
 
-/// Lists the journeys (the three built-in ones are made, disabled, on first use).
+/// Lists the journeys (the three built-in ones exist, disabled, from the server's first start).
 #[utoipa::path(get, path = "/api/v1/journeys", tag = "journeys", responses((status = 200, body = JourneyList)))]
 pub async fn list(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<JourneyList>> {
     Ok(Json(JourneyList { items: state.store.journeys().await? }))

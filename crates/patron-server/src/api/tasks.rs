@@ -47,6 +47,11 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(t): J
 /// Changes a task the caller sees: title, assignee, due day, done.
 #[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "task id")),
     request_body = TaskPatch, responses((status = 200, body = Task), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn update(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>, Json(p): Json<TaskPatch>) -> ApiResult<Json<Task>> {
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<i64>,
+    Json(p): Json<TaskPatch>,
+) -> ApiResult<Json<Task>> {
     Ok(Json(state.store.update_task(&actor, id, p).await?))
 }

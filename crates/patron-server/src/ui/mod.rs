@@ -5,6 +5,7 @@
 
 pub mod analytics;
 mod audit;
+mod journeys;
 mod optout;
 mod public;
 mod segments;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(analytics::router())
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(journeys::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -100,6 +102,9 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("webhooks.html", include_str!("../../templates/webhooks.html")),
         ("webhook.html", include_str!("../../templates/webhook.html")),
         ("service.html", include_str!("../../templates/service.html")),
+        ("tasks.html", include_str!("../../templates/tasks.html")),
+        ("journeys.html", include_str!("../../templates/journeys.html")),
+        ("journey.html", include_str!("../../templates/journey.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {

@@ -46,9 +46,8 @@ pub struct ChannelPreferences {
 
 /// Reads a customer's calibration in `tx`.
 pub(crate) async fn preferences_in(tx: &mut Tx, customer_id: i64) -> Result<ChannelPreferences> {
-    let sent: Vec<(i64, String)> = tx
-        .fetch_all(query("SELECT id, channel FROM outbox WHERE customer_id = $1 AND status = 'sent'").bind(customer_id))
-        .await?;
+    let sent: Vec<(i64, String)> =
+        tx.fetch_all(query("SELECT id, channel FROM outbox WHERE customer_id = $1 AND status = 'sent'").bind(customer_id)).await?;
     let answers: Vec<(String, Option<String>, Option<String>)> = tx
         .fetch_all(
             query("SELECT kind, channel, payload FROM interactions WHERE customer_id = $1 AND kind IN ('click', 'email_open', 'sms_open', 'reply')")

@@ -152,7 +152,8 @@ impl From<JourneyRow> for Journey {
     }
 }
 
-pub(crate) const JOURNEY_SELECT: &str = "SELECT id, builtin, name, trigger_kind, goal_kind, steps, holdout_percent, reentry_days, enabled, \
+pub(crate) const JOURNEY_SELECT: &str =
+    "SELECT id, builtin, name, trigger_kind, goal_kind, steps, holdout_percent, reentry_days, enabled, \
      event_cursor, created_at FROM journeys";
 
 /// A journey to make.
@@ -308,9 +309,8 @@ impl Store {
     pub async fn set_journey_enabled(&self, actor: &Actor, id: i64, enabled: bool) -> Result<Journey> {
         let now = self.now();
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .execute(query("UPDATE journeys SET enabled = $1, updated_at = $2 WHERE id = $3").bind(enabled).bind(now).bind(id))
-            .await?;
+        let n =
+            tx.execute(query("UPDATE journeys SET enabled = $1, updated_at = $2 WHERE id = $3").bind(enabled).bind(now).bind(id)).await?;
         if n == 0 {
             tx.rollback().await?;
             return Err(StoreError::NotFound("journey"));
@@ -507,7 +507,8 @@ impl Store {
         use patron_analytics::lift;
         let (nt, nh) = (treated.entered as u64, holdout.entered as u64);
         let enough = lift::enough(nt, nh);
-        let interval = if enough { lift::newcombe_diff(treated.reached_goal as u64, nt, holdout.reached_goal as u64, nh, lift::Z_95) } else { None };
+        let interval =
+            if enough { lift::newcombe_diff(treated.reached_goal as u64, nt, holdout.reached_goal as u64, nh, lift::Z_95) } else { None };
         let lift = JourneyLift {
             difference: interval.map(|i| i.estimate),
             low: interval.map(|i| i.low),

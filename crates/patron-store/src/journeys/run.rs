@@ -208,8 +208,15 @@ impl Store {
             )
             .await?;
         if n > 0 {
-            crate::events::append(&mut tx, e.customer_id, "journey.goal", Some(j.id), serde_json::json!({"journey_id": j.id, "event_id": e.id}), e.occurred_at)
-                .await?;
+            crate::events::append(
+                &mut tx,
+                e.customer_id,
+                "journey.goal",
+                Some(j.id),
+                serde_json::json!({"journey_id": j.id, "event_id": e.id}),
+                e.occurred_at,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(n > 0)
@@ -221,7 +228,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let live: Option<(i64,)> = tx
             .fetch_optional(
-                query(format!("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL{}", tx.engine().row_lock())).bind(e.customer_id),
+                query(format!("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL{}", tx.engine().row_lock()))
+                    .bind(e.customer_id),
             )
             .await?;
         if live.is_none() {
@@ -436,12 +444,20 @@ impl Store {
                         }
                         if let Some(t) = remove {
                             tx.execute(
-                                query("DELETE FROM customer_tags WHERE customer_id = $1 AND tag = $2").bind(customer_id).bind(t.trim().to_owned()),
+                                query("DELETE FROM customer_tags WHERE customer_id = $1 AND tag = $2")
+                                    .bind(customer_id)
+                                    .bind(t.trim().to_owned()),
                             )
                             .await?;
                         }
                     }
-                    note(&mut log, step, now, "tag", serde_json::json!({"add": add, "remove": remove, "skipped": held_out.then_some("holdout")}));
+                    note(
+                        &mut log,
+                        step,
+                        now,
+                        "tag",
+                        serde_json::json!({"add": add, "remove": remove, "skipped": held_out.then_some("holdout")}),
+                    );
                     step += 1;
                 }
                 Step::Exit => {
