@@ -128,6 +128,7 @@ fn check_title(t: &str) -> Result<String> {
 }
 
 /// Writes a task in `tx` unless one with `source_key` exists already; returns its id when written.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_task(
     tx: &mut Tx,
     title: &str,

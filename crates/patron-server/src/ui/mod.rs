@@ -426,9 +426,15 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let survey_answers = state.store.customer_survey_answers(id).await?;
     let churn_reason = state.store.churn_reason(id).await?;
     let churn_reasons = state.store.service_settings().await?.churn_reasons;
+    // Channel calibration (issue 12 §5) and the customer's tasks.
+    let channels = state.store.channel_preferences(id).await?;
+    let tasks = state
+        .store
+        .tasks(&user.actor, &patron_store::tasks::TaskFilter { customer_id: Some(id), done: Some(false), ..Default::default() })
+        .await?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons },
+        survey_answers, churn_reason, churn_reasons, channels, tasks },
     )
 }
 
