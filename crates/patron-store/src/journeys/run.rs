@@ -138,7 +138,7 @@ impl Store {
         let mut after = j.event_cursor;
         let mut cursor = j.event_cursor;
         let mut settled = true;
-        loop {
+        'pages: loop {
             let rows: Vec<EventRow> = self
                 .db
                 .reader()
@@ -163,7 +163,7 @@ impl Store {
                     occurred_at: r.occurred_at,
                 };
                 if e.occurred_at > now {
-                    break;
+                    break 'pages;
                 }
                 after = e.id;
                 if settled && e.occurred_at <= now - SETTLED {
