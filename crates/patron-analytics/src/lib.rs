@@ -29,6 +29,7 @@
 
 pub mod abcd;
 pub mod bgnbd;
+pub mod calibration;
 pub mod gamma_gamma;
 pub mod keywords;
 pub mod lifecycle;

@@ -634,6 +634,11 @@ impl Store {
                 .bind(report),
             )
             .await?;
+        // Who was churned or at risk before this run: those who become so now get an event
+        // (`customer.churned`, `customer.at_risk`) that journeys start on.
+        let before: Vec<(i64, Option<String>, Option<String>)> =
+            tx.fetch_all(query("SELECT customer_id, churn, lifecycle FROM customer_scores")).await?;
+        let before: HashMap<i64, (Option<String>, Option<String>)> = before.into_iter().map(|(c, ch, l)| (c, (ch, l))).collect();
         tx.execute(query("DELETE FROM customer_scores")).await?;
         // In chunks, so the argument vectors of a million customers never exist at once.
         const CHUNK: usize = 20_000;
@@ -641,6 +646,35 @@ impl Store {
             let end = (start + CHUNK).min(customer_ids.len());
             let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of)).collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
+        }
+        let now = self.now();
+        let mut became: Vec<(i64, &'static str, serde_json::Value)> = Vec::new();
+        for (c, &id) in customer_ids.iter().enumerate() {
+            let (old_churn, old_stage) = before.get(&id).cloned().unwrap_or((None, None));
+            let churn = churn_key(output, c);
+            let stage = output.scores.lifecycle.stage[c].key();
+            let tier = output.scores.abcd.tier[c].map(|t| t.key());
+            if churn != "none" && old_churn.as_deref().unwrap_or("none") == "none" {
+                became.push((id, "customer.churned", serde_json::json!({"run_id": run_id, "churn": churn, "tier": tier})));
+            }
+            if stage == "at_risk" && old_stage.as_deref() != Some("at_risk") {
+                became.push((id, "customer.at_risk", serde_json::json!({"run_id": run_id, "tier": tier})));
+            }
+        }
+        let engine = tx.engine();
+        for chunk in became.chunks(2000) {
+            let mut q = query(format!(
+                "INSERT INTO events (customer_id, type, subject_id, payload, occurred_at) VALUES {}",
+                engine.values_rows(chunk.len(), 5)
+            ));
+            for (id, kind, payload) in chunk {
+                q.push(*id);
+                q.push(*kind);
+                q.push(run_id);
+                q.push(Arg::Json(payload.clone()));
+                q.push(now);
+            }
+            tx.execute(q).await?;
         }
         let detail = format!("as_of_day={as_of} customers={}", customer_ids.len());
         audit::record(&mut tx, self.now(), &actor.key, "analyze", "analytics_run", Some(run_id.to_string()), Some(detail)).await?;

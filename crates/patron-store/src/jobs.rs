@@ -1,5 +1,5 @@
 //! The scheduler's work: everything that falls due with time rather than with a request (SLA
-//! warnings and breaches, confirmations by timeout, survey invitations by trigger; journeys later). `patron
+//! warnings and breaches, confirmations by timeout, survey invitations by trigger, journeys). `patron
 //! serve` runs it every few seconds; `patron jobs run-once` runs it once (cron, tests,
 //! operators). Every piece of work is claimed and done exactly once, whatever runs it and
 //! however often (see `tickets::sla`).
@@ -22,6 +22,8 @@ pub struct JobReport {
     pub webhooks: crate::webhooks::WebhookReport,
     /// The loyalty programme's expiry.
     pub loyalty: LoyaltyReport,
+    /// The journeys' entries, goals and steps.
+    pub journeys: crate::journeys::run::JourneyRunReport,
 }
 
 /// What the scheduler did to the loyalty programme.
@@ -55,7 +57,8 @@ impl Store {
             referrals_paid: referrals.paid,
             referrals_refused: referrals.refused,
         };
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, ..Default::default() })
+        let journeys = self.run_journeys().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, ..Default::default() })
     }
 }
 

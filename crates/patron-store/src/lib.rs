@@ -20,6 +20,7 @@ pub mod export;
 pub mod import;
 pub mod interactions;
 pub mod jobs;
+pub mod journeys;
 pub(crate) mod keys;
 pub mod links;
 pub mod loyalty;
@@ -32,6 +33,7 @@ pub mod segments;
 pub mod service;
 pub mod settings;
 pub mod surveys;
+pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tickets;

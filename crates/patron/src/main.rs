@@ -2,6 +2,7 @@
 
 mod analyze;
 mod demo_access;
+mod demo_journeys;
 mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
@@ -505,6 +506,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen, providers } => {
             let store = open(&db).await?;
+            // The built-in journeys exist (disabled) from the first start on.
+            store.ensure_builtin_journeys().await?;
             if let Some(u) = &public_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
                     bail!("--public-url {u:?}: expected http://… or https://…");
@@ -971,6 +974,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
     let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;
     println!("{:>13}: re-scored with the survey answers (run {run_id})", "analysis");
+    let journeys = demo_journeys::seed(store, seed, store.now()).await?;
+    println!(
+        "{:>13}: 3 built-in journeys enabled; {} entries, {} messages queued, {} tasks",
+        "journeys", journeys.entered, journeys.messages, journeys.tasks
+    );
     for (email, what, pw) in logins {
         println!("{:>13}: {email}  password: {pw}  ({what})", "login");
     }

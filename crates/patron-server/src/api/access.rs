@@ -128,6 +128,17 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/v1/templates/lint", None),
     ("GET", "/api/v1/templates/{id}", None),
     ("POST", "/api/v1/templates/{id}/preview", Some(P::CustomersRead)),
+    ("GET", "/api/v1/tasks", None),
+    ("POST", "/api/v1/tasks", None),
+    ("PATCH", "/api/v1/tasks/{id}", None),
+    ("GET", "/api/v1/journeys", Some(P::JourneysManage)),
+    ("POST", "/api/v1/journeys", Some(P::JourneysManage)),
+    ("GET", "/api/v1/journeys/{id}", Some(P::JourneysManage)),
+    ("POST", "/api/v1/journeys/{id}/enable", Some(P::JourneysManage)),
+    ("POST", "/api/v1/journeys/{id}/disable", Some(P::JourneysManage)),
+    ("GET", "/api/v1/journeys/{id}/report", Some(P::JourneysManage)),
+    ("GET", "/api/v1/customers/{id}/channels", Some(P::CustomersRead)),
+    ("GET", "/api/v1/customers/{id}/journeys", Some(P::CustomersRead)),
     ("GET", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("POST", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("GET", "/api/v1/webhooks/{id}", Some(P::WebhooksManage)),
@@ -153,6 +164,7 @@ pub const WHOLE_BASE: &[(&str, &str)] = &[
     ("GET", "/api/v1/loyalty/liability/export"),
     ("GET", "/api/v1/loyalty/referrals"),
     ("GET", "/api/v1/webhooks/{id}/deliveries"),
+    ("GET", "/api/v1/journeys/{id}/report"),
 ];
 
 /// Whether route `method path` reads across every customer ([`WHOLE_BASE`]).

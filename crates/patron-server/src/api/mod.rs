@@ -10,6 +10,7 @@ pub mod events;
 pub mod imports;
 pub mod inbound;
 pub mod interactions;
+pub mod journeys;
 pub mod loyalty;
 pub mod masking;
 pub mod notifications;
@@ -18,6 +19,7 @@ pub mod public;
 pub mod segments;
 pub mod service;
 pub mod surveys;
+pub mod tasks;
 pub mod templates;
 pub mod tickets;
 pub mod webhooks;
@@ -54,6 +56,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(webhooks::router())
         .merge(loyalty::router())
         .merge(templates::router())
+        .merge(tasks::router())
+        .merge(journeys::router())
         .merge(access::router())
         .merge(masking::router())
         .merge(public)
@@ -140,6 +144,9 @@ impl Modify for BearerAuth {
         inbound::sms,
         templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
         templates::settings, templates::put_settings,
+        tasks::list, tasks::create, tasks::update,
+        journeys::list, journeys::create, journeys::get_one, journeys::enable, journeys::disable, journeys::report,
+        journeys::channels, journeys::customer_entries,
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,
@@ -158,6 +165,8 @@ impl Modify for BearerAuth {
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
         (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments, rewards, liability, referrals"),
         (name = "engagement", description = "Message templates with the personalisation lint, campaigns with holdouts and lift, the outbox"),
+        (name = "tasks", description = "Tasks: title, customer, assignee, due day, done"),
+        (name = "journeys", description = "Journeys: trigger, waits, branches, sends, tasks, tags, goal, holdout, re-entry; reports with lift"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),
         (name = "audit", description = "The audit log (admins): filtered, paged and exported as CSV"),
         (name = "notifications", description = "The caller's in-app notifications"),

@@ -5,6 +5,7 @@
 
 pub mod analytics;
 mod audit;
+mod journeys;
 mod optout;
 mod public;
 mod segments;
@@ -54,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(analytics::router())
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(journeys::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -102,6 +104,9 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("webhooks.html", include_str!("../../templates/webhooks.html")),
         ("webhook.html", include_str!("../../templates/webhook.html")),
         ("service.html", include_str!("../../templates/service.html")),
+        ("tasks.html", include_str!("../../templates/tasks.html")),
+        ("journeys.html", include_str!("../../templates/journeys.html")),
+        ("journey.html", include_str!("../../templates/journey.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
@@ -425,9 +430,15 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let churn_reasons = state.store.service_settings().await?.churn_reasons;
     let c = masked_with(&mask, &c)?;
     let stats = masked_with(&mask, &stats)?;
+    // Channel calibration (issue 12 §5) and the customer's tasks.
+    let channels = state.store.channel_preferences(id).await?;
+    let tasks = state
+        .store
+        .tasks(&user.actor, &patron_store::tasks::TaskFilter { customer_id: Some(id), done: Some(false), ..Default::default() })
+        .await?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons },
+        survey_answers, churn_reason, churn_reasons, channels, tasks },
     )
 }
 

@@ -96,6 +96,8 @@ catalogue! {
     LoyaltyReports = "loyalty.reports", "read the loyalty liability, breakage and referral reports";
     /// Write message templates.
     TemplatesWrite = "templates.write", "create and change message templates";
+    /// Make, enable and disable journeys; read their reports.
+    JourneysManage = "journeys.manage", "make, enable and disable journeys and read their reports";
     /// Manage webhooks (they see every customer's events).
     WebhooksManage = "webhooks.manage", "manage webhooks and read their delivery logs (every customer's events)";
 }
@@ -206,6 +208,7 @@ impl Role {
             LoyaltyAdmin,
             LoyaltyReports,
             TemplatesWrite,
+            JourneysManage,
         ];
         match self {
             Role::Agent => Permissions::of(&agent),

@@ -138,7 +138,7 @@ pub(crate) async fn apply(
     let set = |sql: &str| query(format!("UPDATE tickets SET {sql}, status = $1, updated_at = $2 WHERE customer_id = $3 AND id = $4"));
     let bind = |q: crate::db::Query| q.bind(to).bind(now).bind(key.0).bind(key.1);
     let mut token = None;
-    let mut payload = serde_json::json!({"from": t.status, "to": to, "by": by});
+    let mut payload = serde_json::json!({"from": t.status, "to": to, "by": by, "kind": t.kind});
     match to {
         "acknowledged" => {
             tx.execute(bind(set("first_responded_at = COALESCE(first_responded_at, $5)")).bind(now)).await?;
