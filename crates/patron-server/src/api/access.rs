@@ -126,6 +126,12 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/v1/templates/lint", None),
     ("GET", "/api/v1/templates/{id}", None),
     ("POST", "/api/v1/templates/{id}/preview", Some(P::CustomersRead)),
+    ("GET", "/api/v1/campaigns", Some(P::CampaignsRead)),
+    ("POST", "/api/v1/campaigns", Some(P::CampaignsWrite)),
+    ("GET", "/api/v1/campaigns/global-control/report", Some(P::CampaignsRead)),
+    ("GET", "/api/v1/campaigns/{id}", Some(P::CampaignsRead)),
+    ("POST", "/api/v1/campaigns/{id}/launch", Some(P::CampaignsLaunch)),
+    ("GET", "/api/v1/campaigns/{id}/report", Some(P::CampaignsRead)),
     ("GET", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("POST", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("GET", "/api/v1/webhooks/{id}", Some(P::WebhooksManage)),
@@ -151,6 +157,8 @@ pub const WHOLE_BASE: &[(&str, &str)] = &[
     ("GET", "/api/v1/loyalty/liability/export"),
     ("GET", "/api/v1/loyalty/referrals"),
     ("GET", "/api/v1/webhooks/{id}/deliveries"),
+    ("GET", "/api/v1/campaigns/{id}/report"),
+    ("GET", "/api/v1/campaigns/global-control/report"),
 ];
 
 /// Whether route `method path` reads across every customer ([`WHOLE_BASE`]).

@@ -87,6 +87,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_service_schemas(&mut doc, &mut problems);
     constrain_survey_schemas(&mut doc, &mut problems);
     constrain_webhook_schemas(&mut doc, &mut problems);
+    constrain_campaign_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -521,6 +522,13 @@ fn constrain_webhook_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{s}/NewWebhook/properties/secret"), json!({ "pattern": r"^[^\x00-\x1F\x7F-\x9F]{16,200}$" }), problems);
     merge(doc, &format!("{s}/WebhookPatch/properties/url"), url, problems);
     merge(doc, &format!("{s}/WebhookPatch/properties/events"), events, problems);
+}
+
+/// Campaigns: name and segment as `patron_store::engagement::campaigns` checks them.
+fn constrain_campaign_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    let s = "/components/schemas/NewCampaign/properties";
+    merge(doc, &format!("{s}/name"), json!({ "pattern": not_blank(), "maxLength": 200 }), problems);
+    merge(doc, &format!("{s}/segment"), json!({ "pattern": not_blank(), "maxLength": 4000 }), problems);
 }
 
 /// An event type, a `noun.*` prefix or `*`.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod analytics;
 pub mod audit;
+pub mod campaigns;
 pub mod contract;
 pub mod customers;
 pub mod events;
@@ -53,6 +54,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(webhooks::router())
         .merge(loyalty::router())
         .merge(templates::router())
+        .merge(campaigns::router())
         .merge(access::router())
         .merge(public)
         .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
@@ -138,6 +140,7 @@ impl Modify for BearerAuth {
         inbound::sms,
         templates::list, templates::create, templates::lint, templates::get_one, templates::preview,
         templates::settings, templates::put_settings,
+        campaigns::list, campaigns::create, campaigns::get_one, campaigns::launch, campaigns::report, campaigns::global_control_report,
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,

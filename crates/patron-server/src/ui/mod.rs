@@ -5,6 +5,7 @@
 
 pub mod analytics;
 mod audit;
+mod campaigns;
 mod optout;
 mod public;
 mod segments;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(analytics::router())
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(campaigns::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -100,6 +102,10 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("webhooks.html", include_str!("../../templates/webhooks.html")),
         ("webhook.html", include_str!("../../templates/webhook.html")),
         ("service.html", include_str!("../../templates/service.html")),
+        ("campaigns.html", include_str!("../../templates/campaigns.html")),
+        ("campaign_new.html", include_str!("../../templates/campaign_new.html")),
+        ("campaign.html", include_str!("../../templates/campaign.html")),
+        ("campaign_report.html", include_str!("../../templates/campaign_report.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {

@@ -97,6 +97,12 @@ catalogue! {
     TemplatesWrite = "templates.write", "create and change message templates";
     /// Manage webhooks (they see every customer's events).
     WebhooksManage = "webhooks.manage", "manage webhooks and read their delivery logs (every customer's events)";
+    /// Read campaigns and their reports (lift, global control group).
+    CampaignsRead = "campaigns.read", "read campaigns, their response, conversion and lift reports, and the global control report";
+    /// Create campaigns.
+    CampaignsWrite = "campaigns.write", "create campaigns (drafts)";
+    /// Launch campaigns (queue their messages).
+    CampaignsLaunch = "campaigns.launch", "launch campaigns: queue their messages to the audience";
 }
 
 impl Permission {
@@ -205,6 +211,9 @@ impl Role {
             LoyaltyAdmin,
             LoyaltyReports,
             TemplatesWrite,
+            CampaignsRead,
+            CampaignsWrite,
+            CampaignsLaunch,
         ];
         match self {
             Role::Agent => Permissions::of(&agent),

@@ -5,8 +5,10 @@
 //! The channels themselves (SMTP, webhooks, files) are the server's; the store decides what is
 //! due, renders it for its customer, and records what happened.
 
+pub mod campaigns;
 pub mod outbox;
 pub mod personal;
+pub mod report;
 pub mod templates;
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
