@@ -187,12 +187,29 @@ test_both!(campaign_launch_is_exactly_once, |db: TestDb| async move {
     let (n,): (i64,) = s.db.reader().fetch_one(query("SELECT COUNT(*) FROM outbox")).await.unwrap();
     assert_eq!(n as usize, a_sent.len() + eligible.len());
 
-    // Sending: every treated member gets exactly one message; the caps held at launch.
+    // A second campaign to the same members, launched before the first is sent: nothing is sent
+    // yet, so nobody new is over the cap at launch — the sender holds the cap of one a week
+    // across both campaigns: every eligible member gets exactly one message, from one of them.
+    let mut second = base.clone();
+    second["name"] = json!("夏季二次");
+    second["holdout_percent"] = json!(0);
+    let (_, c2) = app.post("/api/v1/campaigns", second).await;
+    let id2 = c2["id"].as_i64().unwrap();
+    let (st, c2) = app.post(&format!("/api/v1/campaigns/{id2}/launch"), json!({})).await;
+    assert_eq!(
+        (st, c2["counts"]["queued"].as_u64(), c2["counts"]["capped"].as_u64()),
+        (200, Some(eligible.len() as u64), Some(a_sent.len() as u64)),
+        "{c2}"
+    );
     let r = delivery.send_due(s, 1000).await.unwrap();
-    assert_eq!((r.sent, r.skipped), ((eligible.len() - holdout.len()) as u64, 0), "{r:?}");
-    let (_, after) = app.get(&format!("/api/v1/campaigns/{id}")).await;
-    assert_eq!(after["counts"]["sent"].as_u64(), Some((eligible.len() - holdout.len()) as u64), "{after}");
-    assert_eq!(after["counts"]["queued"].as_u64(), Some(0));
+    assert_eq!((r.sent, r.skipped), (eligible.len() as u64, (eligible.len() - holdout.len()) as u64), "{r:?}");
+    let (_, one) = app.get(&format!("/api/v1/campaigns/{id}")).await;
+    let (_, two) = app.get(&format!("/api/v1/campaigns/{id2}")).await;
+    let count = |c: &Value, k: &str| c["counts"][k].as_u64().unwrap();
+    assert_eq!(count(&one, "sent") + count(&one, "skipped"), (eligible.len() - holdout.len()) as u64, "{one}");
+    assert_eq!(count(&two, "sent") + count(&two, "skipped"), eligible.len() as u64, "{two}");
+    assert_eq!(count(&one, "sent") + count(&two, "sent"), eligible.len() as u64);
+    assert_eq!((count(&one, "queued"), count(&two, "queued"), count(&one, "holdout")), (0, 0, holdout.len() as u64));
     let written = std::fs::read_to_string(outbox_dir.path().join("messages-email.jsonl")).unwrap();
     let mut per_customer: HashMap<i64, usize> = HashMap::new();
     for line in written.lines() {
@@ -200,14 +217,14 @@ test_both!(campaign_launch_is_exactly_once, |db: TestDb| async move {
         *per_customer.entry(v["customer_id"].as_i64().unwrap()).or_default() += 1;
     }
     for c in &shanghai {
-        let want = usize::from(a_sent.contains(c)) + usize::from(eligible.contains(c) && !holdout.contains(c));
+        let want = usize::from(a_sent.contains(c)) + usize::from(eligible.contains(c));
         assert_eq!(per_customer.get(c).copied().unwrap_or(0), want, "customer {c}");
     }
     let (_, list) = app.get("/api/v1/campaigns").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
     let (_, audit) = app.get("/api/v1/audit?action=launch").await;
     let launches = audit["items"].as_array().unwrap().iter().filter(|e| e["entity"] == "campaign").count();
-    assert_eq!(launches, 2, "one audit entry per launch, none for the repeat: {audit}");
+    assert_eq!(launches, 3, "one audit entry per launch, none for the repeat: {audit}");
 });
 
 fn order(customer_id: i64, at: DateTime<Utc>, cents: i64, status: &str) -> NewOrder {
