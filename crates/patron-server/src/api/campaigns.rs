@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use patron_store::engagement::campaigns::{Campaign, NewCampaign};
 use patron_store::engagement::report::{CampaignReport, GlobalControlReport};
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,9 @@ pub async fn global_control_report(
     let today = state.store.now().with_timezone(&state.store.config.business_tz).date_naive();
     let to = p.to.unwrap_or(today);
     let from = p.from.or_else(|| to.checked_sub_signed(Duration::days(89))).unwrap_or(to);
+    if from.year() < 1900 || to.year() > 9999 {
+        return Err(ApiError::bad_request("from", "the period lies between the years 1900 and 9999"));
+    }
     if to < from || (to - from).num_days() > 3660 {
         return Err(ApiError::bad_request("to", "the period ends on or after its first day, at most ten years later"));
     }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use patron_analytics::lift::{enough, newcombe_diff, welch_diff, Interval, MIN_GROUP, Z_95};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -293,6 +293,9 @@ impl Store {
     pub async fn global_control_report(&self, from: NaiveDate, to: NaiveDate) -> Result<GlobalControlReport> {
         if to < from {
             return Err(StoreError::invalid("to", "must not be before from"));
+        }
+        if from.year() < 1900 || to.year() > 9999 {
+            return Err(StoreError::invalid("from", "the period lies between the years 1900 and 9999"));
         }
         if (to - from).num_days() > 3660 {
             return Err(StoreError::invalid("to", "at most ten years after from"));
