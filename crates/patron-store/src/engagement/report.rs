@@ -138,6 +138,9 @@ pub struct GlobalControlReport {
     pub difference_cents: Option<Estimate>,
 }
 
+/// A campaign message: customer, status, reason, next attempt (the skip time), sent at.
+type MessageRow = (i64, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+
 #[derive(Default)]
 struct Recipient {
     control: bool,
@@ -187,7 +190,7 @@ impl Store {
         let campaign = self.campaign(id).await?;
         let window = Duration::days(campaign.conversion_window_days);
         let now = self.now();
-        let rows: Vec<(i64, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>)> = self
+        let rows: Vec<MessageRow> = self
             .db
             .reader()
             .fetch_all(query("SELECT customer_id, status, reason, next_attempt_at, sent_at FROM outbox WHERE campaign_id = $1").bind(id))
