@@ -70,6 +70,11 @@ BEYOND_THE_SCHEMA = [
     # Answers name the survey's own questions, with values of their types; required ones given.
     ("POST", "/api/v1/public/surveys/{token}", 422, "invalid", r"answers(\[\d+\]\.(question|value))?"),
     ("GET", "/api/v1/surveys/{id}/results", 400, "invalid", r"to"),
+    # A campaign's segment must exist or parse, its template exist and be a marketing template of
+    # its channel, and its send time lie between now and a year ahead (bounds by "now").
+    ("POST", "/api/v1/campaigns", 422, "invalid", r"segment|template_id|send_at"),
+    # The global control report's period ends after it starts (at most ten years, 1900 to 9999).
+    ("GET", "/api/v1/campaigns/global-control/report", 400, "invalid", r"from|to"),
     # A churn reason comes from the editable list in the service settings.
     ("PUT", "/api/v1/customers/{id}/churn-reason", 422, "invalid", r"reason"),
     # The loyalty programme's tiers rise and have unique names, a bonus period ends after it

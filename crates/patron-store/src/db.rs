@@ -125,6 +125,24 @@ impl Engine {
         }
     }
 
+    /// A subquery of the rows of the JSON array of arrays bound at `$param` (`[[1, "a"], …]`),
+    /// columns `c0, c1, …` cast to `types` (`BIGINT`, `TEXT`): many rows through one statement,
+    /// for set-based `INSERT … SELECT` of rows computed outside SQL (a campaign's audience).
+    pub fn json_tuples(self, param: usize, types: &[&str]) -> String {
+        let cols: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match self {
+                Engine::Sqlite => format!("CAST(json_extract(value, '$[{i}]') AS {t}) AS c{i}"),
+                Engine::Postgres => format!("CAST(e ->> {i} AS {t}) AS c{i}"),
+            })
+            .collect();
+        match self {
+            Engine::Sqlite => format!("SELECT {} FROM json_each(${param})", cols.join(", ")),
+            Engine::Postgres => format!("SELECT {} FROM jsonb_array_elements(${param}) AS e", cols.join(", ")),
+        }
+    }
+
     /// SQL for the text of top-level key `key` in the JSON object column `doc` (NULL when the key
     /// is absent or JSON null), reading the key from placeholder `$param`, and the argument to bind
     /// there. SQLite takes a JSON path (the key quoted, so it must not contain `"`) and yields SQL

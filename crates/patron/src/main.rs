@@ -3,6 +3,7 @@
 mod analyze;
 mod demo_access;
 mod demo_journeys;
+mod demo_campaigns;
 mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
@@ -227,6 +228,38 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Campaigns (the API and the UI have the rest).
+    Campaigns {
+        #[command(subcommand)]
+        command: CampaignsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignsCommand {
+    /// Create a campaign and launch it now (as the CLI actor); prints the campaign with its counts as JSON.
+    Launch {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// A saved segment's key or a segment rule.
+        #[arg(long)]
+        segment: String,
+        /// email, sms, wechat, mail or preferred.
+        #[arg(long, default_value = "preferred")]
+        channel: String,
+        /// The marketing template's id.
+        #[arg(long)]
+        template_id: i64,
+        /// Holdout, percent of the eligible audience.
+        #[arg(long, default_value_t = 10.0)]
+        holdout: f64,
+        /// Conversion window, days.
+        #[arg(long, default_value_t = 7)]
+        window_days: i64,
     },
 }
 
@@ -525,6 +558,26 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             if let Some(s) = scheduler {
                 s.abort();
             }
+        }
+        Command::Campaigns { command: CampaignsCommand::Launch { db, name, segment, channel, template_id, holdout, window_days } } => {
+            let store = open(&db).await?;
+            let channel: patron_store::engagement::campaigns::CampaignChannel =
+                serde_json::from_value(serde_json::Value::String(channel.clone()))
+                    .map_err(|_| anyhow::anyhow!("--channel {channel:?}: email, sms, wechat, mail or preferred"))?;
+            let new = patron_store::engagement::campaigns::NewCampaign {
+                name,
+                segment,
+                channel,
+                template_id,
+                holdout_percent: holdout,
+                conversion_window_days: window_days,
+                send_at: None,
+            };
+            let created = store.create_campaign(&Actor::cli(), new).await?;
+            let started = std::time::Instant::now();
+            let launched = store.launch_campaign(&Actor::cli(), created.id).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!("{}", serde_json::json!({"campaign": launched, "launch_seconds": seconds}));
         }
         Command::Jobs { command: JobsCommand::RunOnce { db, outbox, public_url, providers } } => {
             if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
@@ -970,6 +1023,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     println!(
         "{:>13}: {} members, {} redemptions, {} lots expired, {} tier changes over the past year",
         "loyalty", loyalty.members, loyalty.redemptions, loyalty.expired_lots, loyalty.tier_changes
+    );
+    let campaigns = demo_campaigns::seed(store, seed, now).await?;
+    println!(
+        "{:>13}: an SMS campaign three weeks ago: {} sent, {} held out, {} orders in the window; a draft waiting for review",
+        "campaigns", campaigns.sent, campaigns.holdout, campaigns.orders
     );
     // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
     let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;

@@ -139,6 +139,12 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/v1/journeys/{id}/report", Some(P::JourneysManage)),
     ("GET", "/api/v1/customers/{id}/channels", Some(P::CustomersRead)),
     ("GET", "/api/v1/customers/{id}/journeys", Some(P::CustomersRead)),
+    ("GET", "/api/v1/campaigns", Some(P::CampaignsRead)),
+    ("POST", "/api/v1/campaigns", Some(P::CampaignsWrite)),
+    ("GET", "/api/v1/campaigns/global-control/report", Some(P::CampaignsRead)),
+    ("GET", "/api/v1/campaigns/{id}", Some(P::CampaignsRead)),
+    ("POST", "/api/v1/campaigns/{id}/launch", Some(P::CampaignsLaunch)),
+    ("GET", "/api/v1/campaigns/{id}/report", Some(P::CampaignsRead)),
     ("GET", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("POST", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("GET", "/api/v1/webhooks/{id}", Some(P::WebhooksManage)),
@@ -165,6 +171,8 @@ pub const WHOLE_BASE: &[(&str, &str)] = &[
     ("GET", "/api/v1/loyalty/referrals"),
     ("GET", "/api/v1/webhooks/{id}/deliveries"),
     ("GET", "/api/v1/journeys/{id}/report"),
+    ("GET", "/api/v1/campaigns/{id}/report"),
+    ("GET", "/api/v1/campaigns/global-control/report"),
 ];
 
 /// Whether route `method path` reads across every customer ([`WHOLE_BASE`]).

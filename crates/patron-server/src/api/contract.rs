@@ -89,6 +89,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_webhook_schemas(&mut doc, &mut problems);
     constrain_access_schemas(&mut doc, &mut problems);
     constrain_engagement_schemas(&mut doc, &mut problems);
+    constrain_campaign_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -637,6 +638,13 @@ fn constrain_engagement_schemas(doc: &mut Value, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// Campaigns: name and segment as `patron_store::engagement::campaigns` checks them.
+fn constrain_campaign_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    let s = "/components/schemas/NewCampaign/properties";
+    merge(doc, &format!("{s}/name"), json!({ "pattern": not_blank(), "maxLength": 200 }), problems);
+    merge(doc, &format!("{s}/segment"), json!({ "pattern": not_blank(), "maxLength": 4000 }), problems);
 }
 
 /// An event type, a `noun.*` prefix or `*`.

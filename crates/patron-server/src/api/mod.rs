@@ -4,6 +4,7 @@
 pub mod access;
 pub mod analytics;
 pub mod audit;
+pub mod campaigns;
 pub mod contract;
 pub mod customers;
 pub mod events;
@@ -58,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(templates::router())
         .merge(tasks::router())
         .merge(journeys::router())
+        .merge(campaigns::router())
         .merge(access::router())
         .merge(masking::router())
         .merge(public)
@@ -147,6 +149,7 @@ impl Modify for BearerAuth {
         tasks::list, tasks::create, tasks::update,
         journeys::list, journeys::create, journeys::get_one, journeys::enable, journeys::disable, journeys::report,
         journeys::channels, journeys::customer_entries,
+        campaigns::list, campaigns::create, campaigns::get_one, campaigns::launch, campaigns::report, campaigns::global_control_report,
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,

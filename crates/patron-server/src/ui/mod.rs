@@ -6,6 +6,7 @@
 pub mod analytics;
 mod audit;
 mod journeys;
+mod campaigns;
 mod optout;
 mod public;
 mod segments;
@@ -56,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(webhooks::router())
         .merge(journeys::router())
+        .merge(campaigns::router())
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
@@ -107,6 +109,10 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("tasks.html", include_str!("../../templates/tasks.html")),
         ("journeys.html", include_str!("../../templates/journeys.html")),
         ("journey.html", include_str!("../../templates/journey.html")),
+        ("campaigns.html", include_str!("../../templates/campaigns.html")),
+        ("campaign_new.html", include_str!("../../templates/campaign_new.html")),
+        ("campaign.html", include_str!("../../templates/campaign.html")),
+        ("campaign_report.html", include_str!("../../templates/campaign_report.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {

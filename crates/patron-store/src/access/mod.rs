@@ -100,6 +100,12 @@ catalogue! {
     JourneysManage = "journeys.manage", "make, enable and disable journeys and read their reports";
     /// Manage webhooks (they see every customer's events).
     WebhooksManage = "webhooks.manage", "manage webhooks and read their delivery logs (every customer's events)";
+    /// Read campaigns and their reports (lift, global control group).
+    CampaignsRead = "campaigns.read", "read campaigns, their response, conversion and lift reports, and the global control report";
+    /// Create campaigns.
+    CampaignsWrite = "campaigns.write", "create campaigns (drafts)";
+    /// Launch campaigns (queue their messages).
+    CampaignsLaunch = "campaigns.launch", "launch campaigns: queue their messages to the audience";
 }
 
 impl Permission {
@@ -209,6 +215,9 @@ impl Role {
             LoyaltyReports,
             TemplatesWrite,
             JourneysManage,
+            CampaignsRead,
+            CampaignsWrite,
+            CampaignsLaunch,
         ];
         match self {
             Role::Agent => Permissions::of(&agent),

@@ -6,8 +6,10 @@
 //! due, renders it for its customer, and records what happened.
 
 pub mod calibration;
+pub mod campaigns;
 pub mod outbox;
 pub mod personal;
+pub mod report;
 pub mod templates;
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
