@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/v1/analytics/overview", Some(P::AnalyticsRead)),
     ("POST", "/api/v1/analytics/runs", Some(P::AnalyticsRun)),
     ("GET", "/api/v1/analytics/runs/latest", Some(P::AnalyticsRead)),
+    ("GET", "/api/v1/analytics/cost-to-serve", Some(P::AnalyticsRead)),
+    ("GET", "/api/v1/analytics/cost-to-serve/settings", Some(P::AnalyticsRead)),
+    ("PUT", "/api/v1/analytics/cost-to-serve/settings", Some(P::SettingsAdmin)),
     ("GET", "/api/v1/audit", Some(P::AuditRead)),
     ("GET", "/api/v1/audit/export", Some(P::AuditRead)),
     ("GET", "/api/v1/calendar", None),
@@ -150,6 +153,7 @@ pub const WHOLE_BASE: &[(&str, &str)] = &[
     ("GET", "/api/v1/loyalty/liability"),
     ("GET", "/api/v1/loyalty/liability/export"),
     ("GET", "/api/v1/loyalty/referrals"),
+    ("GET", "/api/v1/analytics/cost-to-serve"),
     ("GET", "/api/v1/webhooks/{id}/deliveries"),
 ];
 
