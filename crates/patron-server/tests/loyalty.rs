@@ -204,7 +204,10 @@ test_both!(cost_to_serve_over_the_api, |db: TestDb| async move {
     let (_, c) = app.post("/api/v1/customers", json!({"name": "周杰"})).await;
     let cid = c["id"].as_i64().unwrap();
     let (st, _) = app
-        .post("/api/v1/orders", json!([{"external_id": "C1", "customer_id": cid, "ordered_at": "2026-06-01T04:00:00Z", "total_cents": 10000}]))
+        .post(
+            "/api/v1/orders",
+            json!([{"external_id": "C1", "customer_id": cid, "ordered_at": "2026-06-01T04:00:00Z", "total_cents": 10000}]),
+        )
         .await;
     assert!(st == 200 || st == 201, "{st}");
     let (st, run) = app.post("/api/v1/analytics/runs", json!({"as_of": "2026-06-30"})).await;
@@ -212,7 +215,11 @@ test_both!(cost_to_serve_over_the_api, |db: TestDb| async move {
     let (st, rep) = app.get(&format!("/api/v1/analytics/cost-to-serve?customer_id={cid}")).await;
     assert_eq!(st, 200, "{rep}");
     assert_eq!(
-        (rep["customer"]["margin_cents"].as_i64(), rep["customer"]["cost_to_serve_cents"].as_i64(), rep["customer"]["profit_cents"].as_i64()),
+        (
+            rep["customer"]["margin_cents"].as_i64(),
+            rep["customer"]["cost_to_serve_cents"].as_i64(),
+            rep["customer"]["profit_cents"].as_i64()
+        ),
         (Some(2_500), Some(0), Some(2_500)),
         "{rep}"
     );

@@ -615,37 +615,60 @@ mod tests {
         use crate::i18n::{labels, Lang};
         let env = crate::ui::templates(patron_store::StoreConfig::default().business_tz);
         let member = context! { customer_id => 1, member_no => "M1", status => "active", balance => 180, pending => 0, spendable => 180, debt => 0,
-            tier => "银卡", earned_in_period => 300, next_tier => context! { name => "金卡", min_points_earned => 1000, points_to_go => 700 },
-            next_expiry => context! { at => "2027-06-30T00:00:00Z", points => 180 } };
+        tier => "银卡", earned_in_period => 300, next_tier => context! { name => "金卡", min_points_earned => 1000, points_to_go => 700 },
+        next_expiry => context! { at => "2027-06-30T00:00:00Z", points => 180 } };
         let card = context! { member, progress => 30, ledger => vec![context! { created_at => "2026-06-30T00:00:00Z", kind => "redeem", points => -120, source => "x", reason => None::<String> }],
-            rewards => vec![context! { id => 1, name => "咖啡券", points => 120, stock => 4 }], benefits => vec!["优先服务"], can_redeem => true, can_adjust => true,
-            redeem_key => "k", adjust_key => "a" };
+        rewards => vec![context! { id => 1, name => "咖啡券", points => 120, stock => 4 }], benefits => vec!["优先服务"], can_redeem => true, can_adjust => true,
+        redeem_key => "k", adjust_key => "a" };
         let c = context! { id => 1, name => "n", tags => Vec::<String>::new(), attributes => context! {} };
-        let cost = context! { revenue => 100, margin => 30, cost => 50, profit => -20, quadrant => "aggressive", margin_w => 180, cost_w => 300 };
+        let cost =
+            context! { revenue => 100, margin => 30, cost => 50, profit => -20, quadrant => "aggressive", margin_w => 180, cost_w => 300 };
         let cell = context! { abcd_tier => "A", quadrant => "passive", customers => 1, revenue_cents => 1, margin_cents => 1, cost_cents => 0, profit_cents => 1 };
         let matrix: Vec<Value> = ["carriage_trade", "passive", "aggressive", "bargain_basement"]
             .iter()
             .map(|k| context! { key => *k, x => 0, y => 0, customers => 1, revenue => 1, margin => 1, cost => 1, profit => -1, r => 10 })
             .collect();
         let l = context! { outstanding => 1, spendable => 1, pending => 0, outstanding_value_cents => 1, breakage_base_points => 0, expected_liability_cents => 1,
-            by_issue_month => vec![context! { month => "2026-06", issued => 1, redeemed => 0, expired => 0, reversed => 0, outstanding => 1 }] };
+        by_issue_month => vec![context! { month => "2026-06", issued => 1, redeemed => 0, expired => 0, reversed => 0, outstanding => 1 }] };
         let cases: Vec<(&str, Value)> = vec![
-            ("customer.html", context! { c => c.clone(), stats => context! { order_count => 0 }, loyalty => card, cost, loyalty_done => "redeemed" }),
-            ("customer.html", context! { c, stats => context! { order_count => 0 }, loyalty => context! { member => None::<()>, can_enrol => true }, loyalty_error => "e" }),
-            ("loyalty.html", context! { page => "programme", form => ProgrammeForm::default(), can_edit => true, saved => true, error => "e", field => "tiers[0]",
-                bonus_periods => vec![context! { name => "会员日", day_of_month => 8, multiplier => 2.0 }] }),
-            ("loyalty.html", context! { page => "rewards", rewards => vec![context! { name => "r", points => 1, stock => None::<i64>, cost_cents => 1, tiers => vec!["金卡"] }],
-                can_edit => true, form => RewardForm::default() }),
-            ("loyalty.html", context! { page => "liability", l, chart => bars(&[("2026-07".into(), 5)]), breakage_pct => "1.0%", chart_w => CHART_W, chart_h => CHART_H }),
-            ("loyalty.html", context! { page => "referrals", stats => context! { paid => 1, refused => 0, reversed => 0 },
-                groups => vec![context! { group => "referred", customers => 2, p_alive => "50.0%", spend => "¥1.00", loyalty => "40.0" }] }),
-            ("loyalty.html", context! { page => "cost", any => true, matrix, report => context! { as_of => "2026-06-30", period_from => "2025-07-01",
-                margin_threshold_cents => 1, cost_threshold_cents => 0, cells => vec![cell] } }),
+            (
+                "customer.html",
+                context! { c => c.clone(), stats => context! { order_count => 0 }, loyalty => card, cost, loyalty_done => "redeemed" },
+            ),
+            (
+                "customer.html",
+                context! { c, stats => context! { order_count => 0 }, loyalty => context! { member => None::<()>, can_enrol => true }, loyalty_error => "e" },
+            ),
+            (
+                "loyalty.html",
+                context! { page => "programme", form => ProgrammeForm::default(), can_edit => true, saved => true, error => "e", field => "tiers[0]",
+                bonus_periods => vec![context! { name => "会员日", day_of_month => 8, multiplier => 2.0 }] },
+            ),
+            (
+                "loyalty.html",
+                context! { page => "rewards", rewards => vec![context! { name => "r", points => 1, stock => None::<i64>, cost_cents => 1, tiers => vec!["金卡"] }],
+                can_edit => true, form => RewardForm::default() },
+            ),
+            (
+                "loyalty.html",
+                context! { page => "liability", l, chart => bars(&[("2026-07".into(), 5)]), breakage_pct => "1.0%", chart_w => CHART_W, chart_h => CHART_H },
+            ),
+            (
+                "loyalty.html",
+                context! { page => "referrals", stats => context! { paid => 1, refused => 0, reversed => 0 },
+                groups => vec![context! { group => "referred", customers => 2, p_alive => "50.0%", spend => "¥1.00", loyalty => "40.0" }] },
+            ),
+            (
+                "loyalty.html",
+                context! { page => "cost", any => true, matrix, report => context! { as_of => "2026-06-30", period_from => "2025-07-01",
+                margin_threshold_cents => 1, cost_threshold_cents => 0, cells => vec![cell] } },
+            ),
             ("loyalty.html", context! { page => "cost", any => false }),
         ];
         for lang in [Lang::Zh, Lang::En] {
             for (name, ctx) in &cases {
-                let common = context! { t => labels(lang), lang => lang.tag(), user => context! { name => "u", role => "manager" }, csrf => "c" };
+                let common =
+                    context! { t => labels(lang), lang => lang.tag(), user => context! { name => "u", role => "manager" }, csrf => "c" };
                 let out = env.get_template(name).and_then(|t| t.render(context! { ..ctx.clone(), ..common }));
                 match out {
                     Ok(html) => assert!(!html.contains("lc_") && !html.contains("cts_"), "{name}: a label without a translation"),
