@@ -33,9 +33,7 @@ async fn drain(
     tx: &mut Tx,
     member: &MemberRow,
     lots: &[LotRow],
-    kind: &'static str,
-    key: String,
-    reason: String,
+    (kind, key, reason): (&'static str, String, String),
     by: &str,
     at: DateTime<Utc>,
 ) -> Result<i64> {
@@ -82,7 +80,7 @@ pub(crate) async fn on_merge(tx: &mut Tx, keep_id: i64, merge_id: i64, by: &str,
     let Some(mut keep) = lock_member(tx, keep_id).await? else { return Ok(0) };
     let lots = open_lots(tx, merge_id).await?;
     let reason_out = format!("merged into customer #{keep_id}");
-    let moved = drain(tx, &dup, &lots, "adjust", format!("merge:{merge_id}:out"), reason_out.clone(), by, at).await?;
+    let moved = drain(tx, &dup, &lots, ("adjust", format!("merge:{merge_id}:out"), reason_out), by, at).await?;
     if moved > 0 {
         for &(lot, order_id, remaining, earned_at, spendable_from, expires_at) in &lots {
             let key = format!("merge:{merge_id}:{lot}");
@@ -159,7 +157,7 @@ pub(crate) async fn on_merge(tx: &mut Tx, keep_id: i64, merge_id: i64, by: &str,
 pub(crate) async fn on_erasure(tx: &mut Tx, customer_id: i64, by: &str, at: DateTime<Utc>) -> Result<()> {
     let Some(member) = lock_member(tx, customer_id).await? else { return Ok(()) };
     let lots = open_lots(tx, customer_id).await?;
-    drain(tx, &member, &lots, "expire", "close:erasure".into(), "membership closed: personal data erased".into(), by, at).await?;
+    drain(tx, &member, &lots, ("expire", "close:erasure".into(), "membership closed: personal data erased".into()), by, at).await?;
     close(tx, customer_id, at).await?;
     tx.execute(
         query("UPDATE loyalty_entries SET reason = CASE WHEN kind = 'adjust' THEN 'erased' ELSE reason END, request = '' WHERE customer_id = $1")
