@@ -30,6 +30,7 @@
 pub mod abcd;
 pub mod bgnbd;
 pub mod calibration;
+pub mod cost_to_serve;
 pub mod gamma_gamma;
 pub mod keywords;
 pub mod lifecycle;

@@ -175,3 +175,55 @@ test_both!(points_from_an_order_to_a_redemption, |db: TestDb| async move {
     let (st, rs) = app.get("/api/v1/loyalty/referrals").await;
     assert_eq!((st, rs["paid"].as_i64()), (200, Some(0)));
 });
+
+test_both!(cost_to_serve_over_the_api, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let s = &app.db.store;
+    let agent = s.create_user("agent@example.com", "小张", Role::Agent, None).await.unwrap();
+    let (_, at) = s.create_token("a", Role::Agent, Some(agent.id)).await.unwrap();
+    // The rates: defaults, admins change them, bad values 422 by field, agents 403.
+    let (st, rates) = app.get("/api/v1/analytics/cost-to-serve/settings").await;
+    assert_eq!((st, rates["period_months"].as_i64()), (200, Some(12)), "{rates}");
+    let mut r = rates.clone();
+    r["margin_rate"] = json!(0.25);
+    r["message_cents"]["sms"] = json!(7);
+    let (st, saved) = app.put("/api/v1/analytics/cost-to-serve/settings", r.clone()).await;
+    assert_eq!((st, saved["margin_rate"].as_f64()), (200, Some(0.25)), "{saved}");
+    let mut bad = r.clone();
+    bad["message_cents"]["fax"] = json!(1);
+    let (st, e) = app.put("/api/v1/analytics/cost-to-serve/settings", bad).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (422, Some("message_cents")), "{e}");
+    let (st, _) = as_(&app, &at, Method::PUT, "/api/v1/analytics/cost-to-serve/settings", Some(r)).await;
+    assert_eq!(st, 403);
+    // Before an analysis: an empty report; an unknown customer 404.
+    let (st, rep) = app.get("/api/v1/analytics/cost-to-serve").await;
+    assert_eq!((st, rep["run_id"].is_null(), rep["cells"].as_array().map(Vec::len)), (200, true, Some(0)), "{rep}");
+    let (st, _) = app.get("/api/v1/analytics/cost-to-serve?customer_id=987654321").await;
+    assert_eq!(st, 404);
+    // After one: a customer with a ¥100 order has ¥25 margin and no cost.
+    let (_, c) = app.post("/api/v1/customers", json!({"name": "周杰"})).await;
+    let cid = c["id"].as_i64().unwrap();
+    let (st, _) = app
+        .post(
+            "/api/v1/orders",
+            json!([{"external_id": "C1", "customer_id": cid, "ordered_at": "2026-06-01T04:00:00Z", "total_cents": 10000}]),
+        )
+        .await;
+    assert!(st == 200 || st == 201, "{st}");
+    let (st, run) = app.post("/api/v1/analytics/runs", json!({"as_of": "2026-06-30"})).await;
+    assert!(st == 200 || st == 201, "{st} {run}");
+    let (st, rep) = app.get(&format!("/api/v1/analytics/cost-to-serve?customer_id={cid}")).await;
+    assert_eq!(st, 200, "{rep}");
+    assert_eq!(
+        (
+            rep["customer"]["margin_cents"].as_i64(),
+            rep["customer"]["cost_to_serve_cents"].as_i64(),
+            rep["customer"]["profit_cents"].as_i64()
+        ),
+        (Some(2_500), Some(0), Some(2_500)),
+        "{rep}"
+    );
+    // Agents read only their own portfolio: the whole-base report is not theirs.
+    let (st, _) = as_(&app, &at, Method::GET, "/api/v1/analytics/cost-to-serve", None).await;
+    assert_eq!(st, 403);
+});

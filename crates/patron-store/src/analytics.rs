@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, Orders};
 use serde::Serialize;
 
+use crate::cost_to_serve::CostFigures;
 use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
@@ -116,6 +117,16 @@ pub struct ScoreRow {
     pub loyalty_index: Option<f64>,
     /// Loyalty-matrix situation key.
     pub loyalty_situation: Option<String>,
+    /// Cost to serve: revenue in the period (none when nothing happened in it).
+    pub cts_revenue_cents: Option<i64>,
+    /// Margin of that revenue.
+    pub margin_cents: Option<i64>,
+    /// Cost to serve: tickets, compensations, messages, rewards.
+    pub cost_to_serve_cents: Option<i64>,
+    /// Margin − cost to serve.
+    pub profit_cents: Option<i64>,
+    /// The profitability matrix's cell.
+    pub cts_quadrant: Option<String>,
 }
 
 /// One analysis run: when, as of which date, and its fit report (parameters, convergence).
@@ -373,6 +384,11 @@ static SCORES_TABLE: Stage = Stage {
         ("clv_cents", ColType::Float),
         ("loyalty_index", ColType::Float),
         ("loyalty_situation", ColType::Text),
+        ("cts_revenue_cents", ColType::Int),
+        ("margin_cents", ColType::Int),
+        ("cost_to_serve_cents", ColType::Int),
+        ("profit_cents", ColType::Int),
+        ("cts_quadrant", ColType::Text),
     ],
 };
 
@@ -393,7 +409,8 @@ pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
     }
 }
 
-fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as_of: i32) -> Vec<Arg> {
+fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as_of: i32, cts: Option<&CostFigures>) -> Vec<Arg> {
+    let cost = cts.and_then(|f| f.customers.get(c).copied().flatten());
     let s = &out.summaries;
     let k = &out.scores;
     let scored = k.rfm.class[c].is_some();
@@ -431,6 +448,11 @@ fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as
         finite(k.clv[c]),
         finite(k.loyalty.index[c]),
         Arg::Text(k.loyalty.situation[c].map(|v| v.key().to_owned())),
+        Arg::I64(cost.map(|x| x.0.revenue_cents)),
+        Arg::I64(cost.map(|x| x.0.margin_cents)),
+        Arg::I64(cost.map(|x| x.0.cost_cents())),
+        Arg::I64(cost.map(|x| x.0.profit_cents())),
+        Arg::Text(cost.map(|x| x.1.key().to_owned())),
     ]
 }
 
@@ -606,6 +628,7 @@ impl Store {
         output: &AnalyticsOutput,
         config: &AnalyticsConfig,
         started_at: DateTime<Utc>,
+        cost_to_serve: Option<&CostFigures>,
     ) -> Result<i64> {
         if customer_ids.len() != output.summaries.len() {
             return Err(StoreError::Internal(format!(
@@ -644,7 +667,7 @@ impl Store {
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of)).collect();
+            let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve)).collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
         let now = self.now();
@@ -694,7 +717,9 @@ impl Store {
             .await
             .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?
             .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
-        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at).await?;
+        // Cost to serve over the period up to the analysis day, stored with the scores.
+        let cts = self.cost_figures(&input.customer_ids, as_of).await?;
+        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts)).await?;
         Ok((run_id, output))
     }
 

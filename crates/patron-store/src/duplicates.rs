@@ -65,6 +65,8 @@ pub struct MergeReport {
     pub changes: u64,
     /// Customers whose referrer was the duplicate.
     pub referrals: u64,
+    /// Loyalty points moved from the duplicate's membership.
+    pub loyalty_points: i64,
     /// StoredCustomer fields of the kept customer filled or changed (tags, consents included).
     pub fields: Vec<String>,
 }
@@ -272,6 +274,9 @@ impl Store {
             }
         }
         tx.execute(query("DELETE FROM customer_consents WHERE customer_id = $1").bind(merge_id)).await?;
+
+        // The duplicate's loyalty points move to the one kept, once (keyed by the duplicate).
+        report.loyalty_points = crate::loyalty::membership::on_merge(&mut tx, keep_id, merge_id, actor_key, now).await?;
 
         // Derived rows: the kept customer's summary from all orders now theirs; the duplicate's
         // scores and summary go (the kept customer's scores are redone by the next analysis).

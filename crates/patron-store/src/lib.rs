@@ -11,6 +11,7 @@ pub mod backup;
 pub mod calendar;
 pub mod clock;
 pub mod contacts;
+pub mod cost_to_serve;
 pub mod customers;
 pub mod db;
 pub mod duplicates;

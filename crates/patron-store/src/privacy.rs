@@ -114,6 +114,7 @@ impl Store {
             .bind(customer_id),
         )
         .await?;
+        crate::loyalty::membership::on_erasure(&mut tx, customer_id, &actor.key, now).await?;
         record_change(&mut tx, customer_id, now, &actor.key, "erased", None, None).await?;
         audit::record(&mut tx, now, &actor.key, "erase", "customer", Some(customer_id.to_string()), None).await?;
         tx.commit().await

@@ -8,6 +8,7 @@ use axum::Router;
 use chrono::NaiveDate;
 use patron_analytics::{AnalyticsConfig, TimeUnit};
 use patron_store::analytics::{day_date, AnalysisRun, Overview, ScoreRow};
+use patron_store::cost_to_serve::{CostSettings, CostToServeReport};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,6 +24,53 @@ pub fn router() -> Router<AppState> {
         .route("/analytics/runs/latest", get(latest_run))
         .route("/analytics/runs", post(create_run))
         .route("/customers/{id}/scores", get(customer_scores))
+        .route("/analytics/cost-to-serve", get(cost_to_serve))
+        .route("/analytics/cost-to-serve/settings", get(cost_settings).put(put_cost_settings))
+}
+
+/// Whose figures to add to the cost-to-serve report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CostParams {
+    /// Also this customer's own figures.
+    pub customer_id: Option<i64>,
+}
+
+/// Cost to serve from the latest analysis (issue 13 §7): margin, cost and profit by ABCD tier
+/// and cell of the profitability matrix (high/low value × high/low cost to serve, split at the
+/// medians), with counts and revenue; with `customer_id`, that customer's figures too (404
+/// outside the caller's scope).
+#[utoipa::path(get, path = "/api/v1/analytics/cost-to-serve", tag = "analytics", params(CostParams),
+    responses((status = 200, body = CostToServeReport), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn cost_to_serve(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Query(p): Query<CostParams>,
+) -> ApiResult<Json<CostToServeReport>> {
+    if let Some(id) = p.customer_id {
+        check_customer_access(&state, &actor, id).await?;
+    }
+    Ok(Json(state.store.cost_to_serve_report(p.customer_id).await?))
+}
+
+/// The cost-to-serve rates: period, ticket and handling-minute costs, message costs by channel,
+/// margin rates.
+#[utoipa::path(get, path = "/api/v1/analytics/cost-to-serve/settings", tag = "analytics",
+    responses((status = 200, body = CostSettings), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn cost_settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<CostSettings>> {
+    Ok(Json(state.store.cost_settings().await?))
+}
+
+/// Replaces the cost-to-serve rates (audited); the next analysis run uses them.
+#[utoipa::path(put, path = "/api/v1/analytics/cost-to-serve/settings", tag = "analytics", request_body = CostSettings,
+    responses((status = 200, body = CostSettings), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn put_cost_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<CostSettings>,
+) -> ApiResult<Json<CostSettings>> {
+    Ok(Json(state.store.set_cost_settings(&actor, &s).await?))
 }
 
 /// The dashboard aggregates: RFM classes, ABCD tiers, lifecycle, churn by tier and by RFM
@@ -354,6 +402,11 @@ mod tests {
             clv_cents: Some(12_345.0),
             loyalty_index: Some(40.0),
             loyalty_situation: None,
+            cts_revenue_cents: None,
+            margin_cents: None,
+            cost_to_serve_cents: None,
+            profit_cents: None,
+            cts_quadrant: None,
         }
     }
 

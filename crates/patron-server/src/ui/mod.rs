@@ -7,6 +7,7 @@ pub mod analytics;
 mod audit;
 mod journeys;
 mod campaigns;
+mod loyalty;
 mod optout;
 mod public;
 mod segments;
@@ -61,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(segments::router())
         .merge(tickets::router())
         .merge(surveys::router())
+        .merge(loyalty::router())
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(optout::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
@@ -113,6 +115,9 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("campaign_new.html", include_str!("../../templates/campaign_new.html")),
         ("campaign.html", include_str!("../../templates/campaign.html")),
         ("campaign_report.html", include_str!("../../templates/campaign_report.html")),
+        ("loyalty.html", include_str!("../../templates/loyalty.html")),
+        ("loyalty_card.html", include_str!("../../templates/loyalty_card.html")),
+        ("cost_to_serve.html", include_str!("../../templates/cost_to_serve.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {
@@ -370,13 +375,29 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-async fn customer(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>) -> Response {
-    match customer_context(&state, &user, id).await {
+#[derive(Deserialize, Default)]
+struct CustomerQuery {
+    /// What the loyalty card just did (`redeemed`, `adjusted`), to confirm it.
+    loyalty: Option<String>,
+}
+
+async fn customer(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>, Query(q): Query<CustomerQuery>) -> Response {
+    let done = q.loyalty.filter(|v| v == "redeemed" || v == "adjusted");
+    customer_page(&state, &user, id, context! { loyalty_done => done }, StatusCode::OK).await
+}
+
+/// The customer 360 with `extra` in its context (a form's error), answered with `status`.
+async fn customer_page(state: &AppState, user: &UiUser, id: i64, extra: Value, status: StatusCode) -> Response {
+    match customer_context(state, user, id).await {
         Ok(ctx) => {
             let _ = state.store.audit(&user.actor.key, "read", "customer", Some(id.to_string()), None).await;
-            render(&state, "customer.html", user.lang, Some(&user), ctx)
+            let mut res = render(state, "customer.html", user.lang, Some(user), context! { ..extra, ..ctx });
+            if res.status() == StatusCode::OK {
+                *res.status_mut() = status;
+            }
+            res
         }
-        Err(e) => error_page(&state, &user, e),
+        Err(e) => error_page(state, user, e),
     }
 }
 
@@ -442,9 +463,13 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
         .store
         .tasks(&user.actor, &patron_store::tasks::TaskFilter { customer_id: Some(id), done: Some(false), ..Default::default() })
         .await?;
+    let loyalty = loyalty::member_card(state, user, id).await?;
+    // The customer's margin, cost to serve and profit are money: shown only to roles that see
+    // money in full.
+    let cost = if mask.money == Visibility::Full { loyalty::cost_card(state, id).await? } else { None };
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons, channels, tasks },
+        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost },
     )
 }
 

@@ -37,6 +37,9 @@ pub const MONEY_FIELDS: &[&str] = &[
     "monetary_cents",
     "expected_order_value_cents",
     "clv_cents",
+    "margin_cents",
+    "cost_to_serve_cents",
+    "profit_cents",
 ];
 
 /// Masked money is rounded to this many minor units (¥100).

@@ -343,10 +343,10 @@ fn check_key(key: &str) -> Result<()> {
     if key.trim().is_empty() || key.chars().count() > 200 {
         return Err(StoreError::invalid("idempotency_key", "1 to 200 characters"));
     }
-    if ["order:", "reverse:", "debt:", "expire:", "cancel:", "referral:"].iter().any(|p| key.starts_with(p)) {
+    if ["order:", "reverse:", "debt:", "expire:", "cancel:", "referral:", "merge:", "close:"].iter().any(|p| key.starts_with(p)) {
         return Err(StoreError::invalid(
             "idempotency_key",
-            "keys starting order:, reverse:, debt:, expire:, cancel: or referral: are patron's own",
+            "keys starting order:, reverse:, debt:, expire:, cancel:, referral:, merge: or close: are patron's own",
         ));
     }
     Ok(())

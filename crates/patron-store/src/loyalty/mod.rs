@@ -11,6 +11,7 @@
 pub mod earning;
 pub mod ledger;
 pub mod liability;
+pub mod membership;
 pub mod referrals;
 pub mod rewards;
 pub mod tiers;

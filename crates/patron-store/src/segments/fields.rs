@@ -212,6 +212,17 @@ pub static FIELDS: &[Field] = &[
     f("clv", Money(true), "k.clv_cents", K, true, "customer lifetime value (yuan)", "客户终身价值（元）"),
     f("loyalty_index", Float, "k.loyalty_index", K, true, "loyalty index 0–100", "忠诚度指数 0–100"),
     f("loyalty_situation", Choice(LOYALTY_SITUATIONS), "k.loyalty_situation", K, true, "loyalty matrix situation", "忠诚矩阵情形"),
+    f(
+        "margin",
+        Money(false),
+        "k.margin_cents",
+        K,
+        true,
+        "margin of the spend in the cost-to-serve period (yuan)",
+        "毛利（元，服务成本期间）",
+    ),
+    f("cost_to_serve", Money(false), "k.cost_to_serve_cents", K, true, "cost to serve in the period (yuan)", "服务成本（元）"),
+    f("profit", Money(false), "k.profit_cents", K, true, "margin − cost to serve (yuan)", "利润 = 毛利 − 服务成本（元）"),
 ];
 
 /// Common other names, so an unknown field gets a useful suggestion.
