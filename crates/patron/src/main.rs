@@ -2,8 +2,8 @@
 
 mod analyze;
 mod demo_access;
-mod demo_journeys;
 mod demo_campaigns;
+mod demo_journeys;
 mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;

@@ -5,8 +5,8 @@
 
 pub mod analytics;
 mod audit;
-mod journeys;
 mod campaigns;
+mod journeys;
 mod loyalty;
 mod optout;
 mod public;
