@@ -91,6 +91,12 @@ BEYOND_THE_SCHEMA = [
     ("PATCH", "/api/v1/users/{id}", 422, "invalid", r"role"),
     # Masking rules name roles that exist (built-in or custom).
     ("PUT", "/api/v1/masking", 422, "invalid", r"roles"),
+    # A task's assignee is an active user and its customer one that exists.
+    ("POST", "/api/v1/tasks", 422, "invalid", r"assignee_id|customer_id"),
+    ("PATCH", "/api/v1/tasks/{id}", 422, "invalid", r"assignee_id"),
+    # A journey's steps form a forward-only graph (branches point at later steps), name templates
+    # that exist and segment rules that parse.
+    ("POST", "/api/v1/journeys", 422, "invalid", r"steps(\[\d+\])?(\.\w+)?"),
     # A template must pass the personalisation lint (docs/campaigns.md): a subject for e-mail
     # only, known variables, no generic greeting, a personal variable in marketing.
     ("POST", "/api/v1/templates", 422, "lint", r".*"),

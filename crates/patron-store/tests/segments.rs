@@ -777,7 +777,7 @@ test_both!(errors_are_invalid_rule_with_a_position, |db: TestDb| async move {
     assert!(matches!(s.segment_customer_ids(&cli, "(",).await, Err(StoreError::Invalid { .. })));
 });
 
-test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
+test_both!(preview_orders_scopes_and_list_masks, |db: TestDb| async move {
     let s = &db.store;
     let (fx, users) = load(&db).await;
     let rule = "order_count >= 0";
@@ -799,10 +799,19 @@ test_both!(preview_masks_orders_and_scopes, |db: TestDb| async move {
     assert_eq!(s.segment_preview(&Actor::cli(), rule, 3).await.unwrap().len(), 3);
     assert_eq!(s.segment_preview(&Actor::cli(), rule, 0).await.unwrap().len(), 1, "limit is clamped to 1..=1000");
 
-    let manager = s.segment_preview(&Actor::user(&users[2]), rule, 1000).await.unwrap();
+    // The preview holds stored values; callers mask them with the caller's list mask
+    // (patron_store::access::masking), which masks a manager's mobiles by default.
+    let manager_actor = Actor::user(&users[2]);
+    let manager = s.segment_preview(&manager_actor, rule, 1000).await.unwrap();
     assert_eq!(manager.len(), admin.len());
+    let mask = s.field_mask(&manager_actor, patron_store::access::masking::Surface::List).await.unwrap();
     for (m, a) in manager.iter().zip(&admin) {
-        assert_eq!(m.mobile, a.mobile.as_deref().map(patron_store::customers::mask), "managers see masked mobiles");
+        assert_eq!(m.mobile, a.mobile);
+        assert_eq!(
+            mask.personal_text(m.mobile.clone()),
+            a.mobile.as_deref().map(patron_store::customers::mask),
+            "managers see masked mobiles"
+        );
     }
     let agent = s.segment_preview(&Actor::user(&users[1]), rule, 1000).await.unwrap();
     assert!(!agent.is_empty());

@@ -90,6 +90,8 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_access_schemas(&mut doc, &mut problems);
     constrain_engagement_schemas(&mut doc, &mut problems);
     constrain_campaign_schemas(&mut doc, &mut problems);
+    constrain_cost_schemas(&mut doc, &mut problems);
+    constrain_journey_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -573,6 +575,45 @@ fn constrain_access_schemas(doc: &mut Value, problems: &mut Vec<String>) {
         problems,
     );
     nullable_masked_fields(doc);
+}
+
+/// Tasks and journeys (issue 12 §6) as `patron_store::tasks` and `patron_store::journeys` check them.
+fn constrain_journey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::journeys::{EVENT_KINDS, MAX_STEPS};
+    let s = "/components/schemas";
+    let title = json!({ "pattern": not_blank(), "maxLength": 200 });
+    merge(doc, &format!("{s}/NewTask/properties/title"), title.clone(), problems);
+    merge(doc, &format!("{s}/TaskPatch/properties/title"), title.clone(), problems);
+    let kinds: Vec<&str> = EVENT_KINDS.iter().map(|k| k.0).collect();
+    let p = format!("{s}/NewJourney/properties");
+    merge(doc, &format!("{p}/name"), title, problems);
+    merge(doc, &format!("{p}/trigger"), enumeration(&kinds, false), problems);
+    merge(doc, &format!("{p}/goal"), enumeration(&kinds, true), problems);
+    merge(doc, &format!("{p}/steps"), json!({ "minItems": 1, "maxItems": MAX_STEPS }), problems);
+}
+
+/// The cost-to-serve settings (issue 13 §7) as `patron_store::cost_to_serve` checks them.
+fn constrain_cost_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    let p = "/components/schemas/CostSettings/properties";
+    merge(
+        doc,
+        &format!("{p}/message_cents"),
+        json!({
+            "propertyNames": { "enum": ["email", "sms", "wechat", "mail"] },
+            "additionalProperties": { "type": "integer", "minimum": 0, "maximum": 1_000_000 }
+        }),
+        problems,
+    );
+    merge(
+        doc,
+        &format!("{p}/category_margin_rates"),
+        json!({
+            "maxProperties": 1000,
+            "propertyNames": { "pattern": not_blank(), "maxLength": 200 },
+            "additionalProperties": { "type": "number", "minimum": 0, "maximum": 1 }
+        }),
+        problems,
+    );
 }
 
 /// The customer, order and segment documents' personal and money members may be `null` for a

@@ -69,8 +69,8 @@ pub(super) async fn member_card(state: &AppState, user: &UiUser, id: i64) -> Res
     // Progress from the current tier's threshold (or 0) to the next one's.
     let floor = member.tier.as_deref().and_then(|t| program.tiers.iter().find(|d| d.name == t)).map_or(0, |d| d.min_points_earned);
     let progress = member.next_tier.as_ref().map(|n| {
-        let span = (n.min_points_earned - floor).max(1);
-        ((member.earned_in_period - floor).clamp(0, span) * 100 / span).clamp(0, 100)
+        let span = (i128::from(n.min_points_earned) - i128::from(floor)).max(1);
+        ((i128::from(member.earned_in_period) - i128::from(floor)).clamp(0, span) * 100 / span).clamp(0, 100) as i64
     });
     let ledger = state.store.loyalty_ledger(id, None, 15).await?.items;
     let rewards = if can_redeem && member.status == "active" { state.store.rewards(Some(id)).await? } else { Vec::new() };
@@ -525,7 +525,8 @@ pub(super) async fn cost_card(state: &AppState, id: i64) -> Result<Option<Value>
         return Ok(None);
     };
     let max = margin.max(cost).max(1);
-    let width = |v: i64| v.max(0) * 300 / max;
+    // In i128: a stored amount may be as large as i64 allows.
+    let width = |v: i64| (i128::from(v.max(0)) * 300 / i128::from(max)) as i64;
     Ok(Some(context! {
         revenue => s.cts_revenue_cents.unwrap_or(0), margin, cost, profit, quadrant => q,
         margin_w => width(margin), cost_w => width(cost),

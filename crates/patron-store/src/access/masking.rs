@@ -221,7 +221,8 @@ fn round_to_step(cents: i64) -> i64 {
     let r = cents.rem_euclid(step);
     let down = cents - r;
     if r * 2 >= step {
-        down.saturating_add(step)
+        // Near i64::MAX rounding up has no room: the step below is the nearest that fits.
+        down.checked_add(step).unwrap_or(down)
     } else {
         down
     }
