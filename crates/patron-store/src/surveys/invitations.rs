@@ -395,7 +395,12 @@ impl Store {
                 let token = links::create(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days).await?;
                 let msg =
                     InvitationMessage { invitation_id: id, customer_id, name, mobile, email, survey_name: survey.name, token, expires_at };
-                deliver(&msg).map_err(|e| StoreError::Internal(format!("delivering survey invitation {id}: {e}")))?;
+                if let Err(e) = deliver(&msg) {
+                    // Rolled back now, not when the pool next hands out this connection: until
+                    // then the claim's row lock would make every other sender skip the invitation.
+                    tx.rollback().await?;
+                    return Err(StoreError::Internal(format!("delivering survey invitation {id}: {e}")));
+                }
                 tx.commit().await?;
                 done += 1;
             }
