@@ -97,6 +97,9 @@ BEYOND_THE_SCHEMA = [
     # A journey's steps form a forward-only graph (branches point at later steps), name templates
     # that exist and segment rules that parse.
     ("POST", "/api/v1/journeys", 422, "invalid", r"steps(\[\d+\])?(\.\w+)?"),
+    # A preview renders the template for that customer: a variable the customer has no value for
+    # (no purchase yet, no account manager) is refused by the strict renderer, as at send time.
+    ("POST", "/api/v1/templates/{id}/preview", 422, "invalid", r"template"),
     # A template must pass the personalisation lint (docs/campaigns.md): a subject for e-mail
     # only, known variables, no generic greeting, a personal variable in marketing.
     ("POST", "/api/v1/templates", 422, "lint", r".*"),
