@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::db::query;
 use crate::users::Actor;
-use crate::{audit, Result, Store, StoreError};
+use crate::{Result, Store, StoreError};
 
 /// The `settings` key of the cost-to-serve rates.
 pub const SETTINGS: &str = "cost_to_serve";
@@ -194,20 +194,7 @@ impl Store {
     /// Replaces the cost-to-serve rates (audited); the next analysis uses them.
     pub async fn set_cost_settings(&self, actor: &Actor, s: &CostSettings) -> Result<CostSettings> {
         s.validate()?;
-        let now = self.now();
-        let mut tx = self.db.begin().await?;
-        tx.execute(
-            query(
-                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(SETTINGS)
-            .bind(serde_json::to_value(s).map_err(|e| StoreError::Internal(e.to_string()))?)
-            .bind(now),
-        )
-        .await?;
-        audit::record(&mut tx, now, &actor.key, "update", "setting", Some(SETTINGS.to_owned()), None).await?;
-        tx.commit().await?;
+        self.put_setting(actor, SETTINGS, serde_json::to_value(s).map_err(|e| StoreError::Internal(e.to_string()))?).await?;
         Ok(s.clone())
     }
 
