@@ -728,6 +728,10 @@ impl Store {
             )
             .await?;
         }
+        if f.referrer_id.is_some() && f.referrer_id != cur.referrer.as_ref().map(|r| r.id) {
+            // A referrer named after the first order: the referral is decided on that order.
+            crate::loyalty::referrals::queue(&mut tx, id).await?;
+        }
         if let Some(t) = &tags {
             set_tags(&mut tx, id, t).await?;
         }

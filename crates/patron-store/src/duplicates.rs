@@ -277,6 +277,8 @@ impl Store {
 
         // The duplicate's loyalty points move to the one kept, once (keyed by the duplicate).
         report.loyalty_points = crate::loyalty::membership::on_merge(&mut tx, keep_id, merge_id, actor_key, now).await?;
+        // The orders that came may be the first of a referred customer (the kept one's referrer).
+        crate::loyalty::referrals::queue(&mut tx, keep_id).await?;
 
         // Derived rows: the kept customer's summary from all orders now theirs; the duplicate's
         // scores and summary go (the kept customer's scores are redone by the next analysis).

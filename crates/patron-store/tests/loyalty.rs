@@ -502,3 +502,121 @@ test_both!(referrals_pay_once_with_fraud_guards_and_reverse_on_refund, |db: Test
     let later = s.run_due_jobs().await.unwrap().loyalty;
     assert_eq!(later.referrals_paid + later.referrals_refused, 1);
 });
+
+test_both!(a_refund_after_a_merge_takes_the_points_back_from_the_customer_kept, |db: TestDb| async move {
+    let s = &db.store;
+    programme(s).await;
+    let new = |name: &str, ext: &str| NewCustomer { name: name.into(), external_id: Some(ext.into()), ..Default::default() };
+    let keep = s.create_customer(&cli(), new("周芷若", "KEEP")).await.unwrap().id;
+    let dup = s.create_customer(&cli(), new("周芷若（重复）", "DUP")).await.unwrap().id;
+    order(s, keep, "K1", 50, at(2026, 6, 1), "completed").await;
+    let d1 = order(s, dup, "D1", 100, at(2026, 6, 2), "completed").await;
+    let d2 = order(s, dup, "D2", 30, at(2026, 6, 3), "completed").await;
+    order(s, dup, "D3", 20, at(2026, 6, 4), "completed").await;
+    // Refunded before the merge: reversed on the duplicate's own ledger.
+    order(s, dup, "D3", 20, at(2026, 6, 4), "refunded").await;
+    // Nearest expiry first: D1's 100 and 10 of D2's 30.
+    s.redeem_points(&cli(), dup, redeem(110, "dup-spend")).await.unwrap();
+    s.merge_customers(&cli(), keep, dup).await.unwrap();
+    assert_eq!(check_invariants(s, keep).await, 50 + 20, "what was left of D2 moved");
+
+    // D2 refunded at the customer kept: its 30 come back, the moved lot's 20 first.
+    order(s, keep, "D2", 30, at(2026, 6, 3), "refunded").await;
+    order(s, keep, "D2", 30, at(2026, 6, 3), "refunded").await; // once
+    let m = s.loyalty_member(keep).await.unwrap();
+    assert_eq!((m.balance, m.debt), (40, 0));
+    let key = format!("reverse:order:{d2}");
+    assert_eq!(
+        scalar(
+            s,
+            &format!("SELECT CAST(SUM(points) AS BIGINT) FROM loyalty_entries WHERE customer_id = $1 AND idempotency_key = '{key}'"),
+            keep
+        )
+        .await,
+        -30
+    );
+    // D3, reversed before the merge, takes nothing again.
+    order(s, keep, "D3", 20, at(2026, 6, 4), "refunded").await;
+    assert_eq!(s.loyalty_member(keep).await.unwrap().balance, 40);
+
+    // D1 refunded by an orders file naming the merged customer: 100 back, 60 of them spent.
+    let file = "order_id,customer_id,ordered_at,amount,status\nD1,DUP,2026-06-02,100.00,refunded\n";
+    for _ in 0..2 {
+        let opts = ImportOptions::new(ImportKind::Orders, "refunds.csv");
+        let r = s.import(&cli(), Box::new(Cursor::new(file.as_bytes().to_vec())), &opts, &|_| {}).await.expect("import");
+        assert!(r.committed, "{:?}", r.rejections);
+    }
+    let m = s.loyalty_member(keep).await.unwrap();
+    assert_eq!((m.balance, m.debt), (-60, 60), "the file twice takes D1's points back once");
+    let reversed = scalar(
+        s,
+        &format!("SELECT COUNT(*) FROM loyalty_entries WHERE customer_id = $1 AND order_id = {d1} AND kind IN ('reverse', 'debt')"),
+        keep,
+    )
+    .await;
+    assert_eq!(reversed, 2);
+    check_invariants(s, keep).await;
+    check_invariants(s, dup).await;
+});
+
+test_both!(referees_are_queued_by_their_orders_and_decided_once_by_racing_schedulers, |db: TestDb| async move {
+    let s = &db.store;
+    let mut p = programme(s).await;
+    p.referral_points = 200;
+    p.referral_cap_per_month = 10;
+    p.pending_days = 7;
+    s.set_loyalty_program(&cli(), &p).await.unwrap();
+    let new = |name: &str, ext: &str, referrer: Option<i64>| NewCustomer {
+        name: name.into(),
+        external_id: Some(ext.into()),
+        referrer_id: referrer,
+        ..Default::default()
+    };
+    let r = s.create_customer(&cli(), new("推荐人", "R", None)).await.unwrap().id;
+    order(s, r, "R0", 10, at(2026, 5, 1), "completed").await;
+    let queued = || async { scalar(s, "SELECT COUNT(*) FROM loyalty_referees WHERE customer_id > $1", 0).await };
+    // By an order over the API.
+    let api = s.create_customer(&cli(), new("接口客", "A", Some(r))).await.unwrap().id;
+    order(s, api, "A1", 50, at(2026, 6, 1), "completed").await;
+    // By an orders file (two referees, one of them twice in the file).
+    for ext in ["F1", "F2"] {
+        s.create_customer(&cli(), new("文件客", ext, Some(r))).await.unwrap();
+    }
+    let file = "order_id,customer_id,ordered_at,amount,status\nFA,F1,2026-06-02,20.00,completed\nFB,F1,2026-06-03,20.00,completed\nFC,F2,2026-06-04,20.00,completed\n";
+    let opts = ImportOptions::new(ImportKind::Orders, "o.csv");
+    let rep = s.import(&cli(), Box::new(Cursor::new(file.as_bytes().to_vec())), &opts, &|_| {}).await.expect("import");
+    assert!(rep.committed, "{:?}", rep.rejections);
+    // By a referrer named after the first order.
+    let later = s.create_customer(&cli(), new("后补推荐", "L", None)).await.unwrap().id;
+    order(s, later, "L1", 30, at(2026, 6, 5), "completed").await;
+    // By a merge: the kept customer (referred) had no order, the duplicate had one.
+    let keep = s.create_customer(&cli(), new("合并留", "K", Some(r))).await.unwrap().id;
+    let dup = s.create_customer(&cli(), new("合并去", "D", None)).await.unwrap().id;
+    order(s, dup, "D1", 40, at(2026, 6, 6), "completed").await;
+    // An unreferred customer's order queues nothing.
+    assert_eq!(queued().await, 3);
+    let patch = patron_store::customers::CustomerPatch { referrer_id: Some(Some(r)), ..Default::default() };
+    s.update_customer(&cli(), later, patch).await.unwrap();
+    s.merge_customers(&cli(), keep, dup).await.unwrap();
+    assert_eq!(queued().await, 5);
+    // More orders of a queued referee leave the queue as it is.
+    order(s, api, "A2", 50, at(2026, 6, 7), "completed").await;
+    assert_eq!(queued().await, 5);
+
+    // Two schedulers at once: five decisions, each made once, the referrer paid five times.
+    let (a, b) = tokio::join!(s.run_referrals(), s.run_referrals());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.paid + b.paid, a.refused + b.refused), (5, 0));
+    assert_eq!(s.run_referrals().await.unwrap().paid, 0);
+    assert_eq!(s.loyalty_member(r).await.unwrap().balance, 10 + 5 * 200);
+    assert_eq!(scalar(s, "SELECT COUNT(*) FROM loyalty_referees WHERE decided_at IS NULL AND customer_id > $1", 0).await, 0);
+    check_invariants(s, r).await;
+
+    // A referee whose first order is still pending waits in the queue, then is decided.
+    let fresh = s.create_customer(&cli(), new("新客", "N", Some(r))).await.unwrap().id;
+    order(s, fresh, "N1", 60, test_now() - Duration::days(2), "completed").await;
+    assert_eq!(s.run_referrals().await.unwrap().paid, 0);
+    db.clock.set(test_now() + Duration::days(6));
+    assert_eq!(s.run_referrals().await.unwrap().paid, 1);
+    assert_eq!(s.run_referrals().await.unwrap().paid, 0);
+});

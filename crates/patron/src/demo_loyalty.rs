@@ -30,7 +30,7 @@ pub struct LoyaltyDemo {
     pub tier_changes: usize,
 }
 
-/// Sets the demo programme (before the orders are imported).
+/// Sets the demo programme (before the orders are imported) and the demo's cost-to-serve rates.
 pub async fn programme(store: &Store) -> Result<()> {
     let tier = |name: &str, min: i64, multiplier: f64, benefits: &[&str]| TierDef {
         name: name.into(),
@@ -61,6 +61,20 @@ pub async fn programme(store: &Store) -> Result<()> {
         referral_cap_per_month: 5,
     };
     store.set_loyalty_program(&Actor::cli(), &p).await?;
+    // Cost to serve at a restaurant chain's rates: a ticket costs ¥25 plus ¥1.5 a handling
+    // minute; SMS ¥0.05, WeChat and email next to nothing, a letter ¥3; margins by category
+    // (drinks and bakery high, gift cards and catering low) instead of one flat rate.
+    let margins =
+        [("火锅", 0.32), ("中餐", 0.30), ("茶饮", 0.62), ("烘焙", 0.55), ("外卖", 0.18), ("礼品卡", 0.05), ("零售", 0.40), ("团餐", 0.22)];
+    let costs = patron_store::cost_to_serve::CostSettings {
+        ticket_cents: 2_500,
+        handling_minute_cents: 150,
+        message_cents: [("sms", 5), ("wechat", 1), ("email", 1), ("mail", 300)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        margin_rate: 0.3,
+        category_margin_rates: margins.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ..Default::default()
+    };
+    store.set_cost_settings(&Actor::cli(), &costs).await?;
     Ok(())
 }
 

@@ -129,6 +129,7 @@ pub(crate) async fn sync_order(
     let Some(o) = o else { return Ok(()) };
     match o.status.as_str() {
         "completed" => {
+            super::referrals::queue(tx, customer_id).await?;
             let mut member = match lock_member(tx, customer_id).await? {
                 Some(m) => m,
                 None if p.auto_enrol => {
@@ -181,7 +182,11 @@ pub(crate) async fn sync_order(
             // A referral paid for this order (the referee's first) goes back first.
             super::referrals::on_refund(tx, customer_id, o.id, by, now).await?;
             let Some(mut member) = lock_member(tx, customer_id).await? else { return Ok(()) };
-            let Some((earn_id, _, points)) = entry_by_key(tx, customer_id, &order_key(o.id)).await? else { return Ok(()) };
+            let earned = match entry_by_key(tx, customer_id, &order_key(o.id)).await? {
+                Some((earn_id, _, points)) => Some((earn_id, points)),
+                None => merged_earning(tx, customer_id, o.id).await?,
+            };
+            let Some((earn_id, points)) = earned else { return Ok(()) };
             let r = Reversal {
                 earn_entry: earn_id,
                 points,
@@ -195,6 +200,38 @@ pub(crate) async fn sync_order(
         _ => {}
     }
     Ok(())
+}
+
+/// The earning of order `order_id` when a customer since merged into `customer_id` made it: the
+/// order moved with the merge, but its earning stayed on the duplicate's (closed) ledger and only
+/// what was left of it moved, as a `merge:<duplicate>` entry naming the order. A refund then
+/// takes back what the order earned from the customer kept: that entry's lot first, the rest
+/// from other lots and, for points spent already (before or after the merge), as a debt.
+/// Returns (the entry to draw from first, or 0 when nothing of it moved; the points earned);
+/// `None` when no merged customer earned on the order, or the duplicate had reversed it.
+async fn merged_earning(tx: &mut Tx, customer_id: i64, order_id: i64) -> Result<Option<(i64, i64)>> {
+    // Merges flatten chains (`merged_into` always names the customer kept), so one level is all.
+    let duplicates: Vec<(i64,)> =
+        tx.fetch_all(query("SELECT id FROM customers WHERE merged_into = $1 ORDER BY id").bind(customer_id)).await?;
+    let key = order_key(order_id);
+    for (dup,) in duplicates {
+        let Some((_, _, points)) = entry_by_key(tx, dup, &key).await? else { continue };
+        if entry_by_key(tx, dup, &format!("reverse:{key}")).await?.is_some()
+            || entry_by_key(tx, dup, &format!("debt:reverse:{key}")).await?.is_some()
+        {
+            return Ok(None);
+        }
+        let moved: Option<(i64,)> = tx
+            .fetch_optional(
+                query("SELECT id FROM loyalty_entries WHERE customer_id = $1 AND order_id = $2 AND source = $3 ORDER BY id LIMIT 1")
+                    .bind(customer_id)
+                    .bind(order_id)
+                    .bind(format!("merge:{dup}")),
+            )
+            .await?;
+        return Ok(Some((moved.map_or(0, |m| m.0), points)));
+    }
+    Ok(None)
 }
 
 /// The earnings of an import, staged for one statement per table.
@@ -218,6 +255,7 @@ pub(crate) async fn sync_touched(tx: &mut Tx, p: &LoyaltyProgram, tz: chrono_tz:
         return Ok(0);
     }
     const TOUCHED: &str = "SELECT customer_id FROM patron_stage_touched";
+    super::referrals::queue_touched(tx).await?;
     if p.auto_enrol {
         tx.execute(
             query(format!(
@@ -298,7 +336,7 @@ pub(crate) async fn sync_touched(tx: &mut Tx, p: &LoyaltyProgram, tz: chrono_tz:
     }
     // Reversals (refunds and cancellations of orders that earned) and members with a debt:
     // few, one at a time through the same path as the API.
-    let reversals: Vec<(i64, i64)> = tx
+    let mut reversals: Vec<(i64, i64)> = tx
         .fetch_all(query(format!(
             "SELECT o.customer_id, o.id FROM orders o JOIN loyalty_entries e ON e.customer_id = o.customer_id \
              AND e.idempotency_key = 'order:' || CAST(o.id AS TEXT) \
@@ -307,6 +345,24 @@ pub(crate) async fn sync_touched(tx: &mut Tx, p: &LoyaltyProgram, tz: chrono_tz:
                  AND r.idempotency_key IN ('reverse:order:' || CAST(o.id AS TEXT), 'debt:reverse:order:' || CAST(o.id AS TEXT)))"
         )))
         .await?;
+    // Orders that came with a merge earned on the duplicate's ledger (see `merged_earning`):
+    // refunds of those are looked for at the customers kept, which are few.
+    let kept: Vec<(i64,)> = tx
+        .fetch_all(query(format!("SELECT DISTINCT merged_into FROM customers WHERE merged_into IN ({TOUCHED}) ORDER BY merged_into")))
+        .await?;
+    for (keep,) in kept {
+        let refunded: Vec<(i64, i64)> = tx
+            .fetch_all(
+                query(
+                    "SELECT o.customer_id, o.id FROM orders o WHERE o.customer_id = $1 AND o.status IN ('refunded', 'cancelled') \
+                     AND NOT EXISTS (SELECT 1 FROM loyalty_entries r WHERE r.customer_id = o.customer_id AND r.idempotency_key IN \
+                     ('order:' || CAST(o.id AS TEXT), 'reverse:order:' || CAST(o.id AS TEXT), 'debt:reverse:order:' || CAST(o.id AS TEXT)))",
+                )
+                .bind(keep),
+            )
+            .await?;
+        reversals.extend(refunded);
+    }
     earned += one_by_one.len() as u64;
     for (customer_id, order_id) in one_by_one.into_iter().chain(reversals) {
         sync_order(tx, p, tz, customer_id, order_id, "import", now).await?;

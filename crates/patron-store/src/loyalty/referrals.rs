@@ -68,6 +68,36 @@ async fn record(tx: &mut Tx, referrer: i64, referee: i64, d: Decision<'_>, at: D
     Ok(n > 0)
 }
 
+/// Queues `customer_id` for the referral decision when they were referred and have a completed
+/// (or since refunded) order, in the caller's transaction (an order's, an import's, a merge's);
+/// once per referee, whatever reruns. Single-shard on Citus: the customer and their orders.
+pub(crate) async fn queue(tx: &mut Tx, customer_id: i64) -> Result<()> {
+    tx.execute(
+        query(
+            "INSERT INTO loyalty_referees (customer_id, first_order_at) \
+             SELECT o.customer_id, MIN(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.customer_id = $1 AND c.referrer_id IS NOT NULL AND c.deleted_at IS NULL AND o.status IN ('completed', 'refunded') \
+             GROUP BY o.customer_id ON CONFLICT (customer_id) DO NOTHING",
+        )
+        .bind(customer_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`queue`] for the customers an import touched (`patron_stage_touched`), in one statement.
+pub(crate) async fn queue_touched(tx: &mut Tx) -> Result<()> {
+    tx.execute(query(
+        "INSERT INTO loyalty_referees (customer_id, first_order_at) \
+         SELECT o.customer_id, MIN(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.customer_id IN (SELECT customer_id FROM patron_stage_touched) AND c.referrer_id IS NOT NULL \
+         AND c.deleted_at IS NULL AND o.status IN ('completed', 'refunded') \
+         GROUP BY o.customer_id ON CONFLICT (customer_id) DO NOTHING",
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Reverses the referral reward paid for `referee` when `order_id` (refunded or cancelled) was
 /// the first order it was paid for; in the order's transaction.
 pub(crate) async fn on_refund(tx: &mut Tx, referee: i64, order_id: i64, by: &str, now: DateTime<Utc>) -> Result<()> {
@@ -142,7 +172,8 @@ pub struct ReferralStats {
 }
 
 impl Store {
-    /// Decides the referral rewards that are due (the scheduler), each once.
+    /// Decides the referral rewards that are due (the scheduler), each once: the referees
+    /// queued in `loyalty_referees` whose first order is past the pending period.
     pub async fn run_referrals(&self) -> Result<ReferralReport> {
         let p: LoyaltyProgram = self.loyalty_program().await?;
         let mut report = ReferralReport::default();
@@ -151,98 +182,163 @@ impl Store {
         }
         let now = self.now();
         let tz = self.config.business_tz;
-        let referees: Vec<Party> =
-            self.db.reader().fetch_all(query(format!("{PARTY} WHERE referrer_id IS NOT NULL AND deleted_at IS NULL ORDER BY id"))).await?;
-        for referee in referees {
-            let Some(referrer_id) = referee.referrer_id else { continue };
-            let mut tx = self.db.begin().await?;
-            let decided: Option<(String,)> = tx
-                .fetch_optional(
-                    query("SELECT status FROM loyalty_referrals WHERE customer_id = $1 AND referee_id = $2")
-                        .bind(referrer_id)
-                        .bind(referee.id),
-                )
-                .await?;
-            if decided.is_some() {
-                continue;
-            }
-            let first: Option<(i64, DateTime<Utc>, String)> = tx
-                .fetch_optional(
+        let due_before = now - chrono::Duration::days(p.pending_days);
+        let mut after = 0i64;
+        loop {
+            let waiting: Vec<(i64,)> = self
+                .db
+                .reader()
+                .fetch_all(
                     query(
-                        "SELECT id, ordered_at, status FROM orders WHERE customer_id = $1 AND status IN ('completed', 'refunded') \
-                         ORDER BY ordered_at, id LIMIT 1",
+                        "SELECT customer_id FROM loyalty_referees WHERE decided_at IS NULL AND first_order_at <= $1 AND customer_id > $2 \
+                         ORDER BY customer_id LIMIT 500",
                     )
-                    .bind(referee.id),
+                    .bind(due_before)
+                    .bind(after),
                 )
                 .await?;
-            let Some((order_id, ordered_at, status)) = first else { continue };
-            if ordered_at + chrono::Duration::days(p.pending_days) > now {
-                continue;
+            let Some(&(last,)) = waiting.last() else { break };
+            after = last;
+            for (referee,) in waiting {
+                self.decide_referral(&p, referee, now, tz, &mut report).await?;
             }
-            let referrer: Option<Party> = tx.fetch_optional(query(format!("{PARTY} WHERE id = $1")).bind(referrer_id)).await?;
-            let Some(referrer) = referrer else { continue };
-            let Some(mut member) = lock_member(&mut tx, referrer_id).await?.filter(|m| m.status == "active") else {
-                record(
-                    &mut tx,
-                    referrer_id,
-                    referee.id,
-                    Decision("refused", Some("the referrer is not an active member"), Some(order_id), 0),
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                report.refused += 1;
-                continue;
-            };
-            let local = now.with_timezone(&tz);
-            let month_start =
-                tz.with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0).earliest().map_or(now, |t| t.with_timezone(&Utc));
-            let (this_month,): (i64,) = tx
-                .fetch_one(
-                    query("SELECT COUNT(*) FROM loyalty_referrals WHERE customer_id = $1 AND status <> 'refused' AND decided_at >= $2")
-                        .bind(referrer_id)
-                        .bind(month_start),
-                )
-                .await?;
-            let refusal = if status != "completed" {
-                Some("the referee's first order was refunded")
-            } else if let Some(why) = guard(&referee, &referrer) {
-                Some(why)
-            } else if this_month >= p.referral_cap_per_month {
-                Some("the referrer's monthly cap is reached")
-            } else {
-                None
-            };
-            if let Some(why) = refusal {
-                record(&mut tx, referrer_id, referee.id, Decision("refused", Some(why), Some(order_id), 0), now).await?;
-                tx.commit().await?;
-                report.refused += 1;
-                continue;
-            }
-            if !record(&mut tx, referrer_id, referee.id, Decision("paid", None, Some(order_id), p.referral_points), now).await? {
-                continue;
-            }
-            let key = format!("referral:{}", referee.id);
-            let e = NewEntry {
-                kind: "earn",
-                points: p.referral_points,
-                key: key.clone(),
-                request: String::new(),
-                source: key,
-                reason: Some("referral".into()),
-                order_id: None,
-                reward_id: None,
-                debt_repaid: 0,
-                by: "scheduler",
-                at: now,
-            };
-            if let Some(id) = insert_entry(&mut tx, referrer_id, e).await? {
-                credit(&mut tx, &mut member, id, p.referral_points, now, now, p.expires_at(now, tz)).await?;
-            }
-            tx.commit().await?;
-            report.paid += 1;
         }
         Ok(report)
+    }
+
+    /// Decides one queued referee, in one transaction with its queue row claimed (a second
+    /// scheduler finds it decided).
+    async fn decide_referral(
+        &self,
+        p: &LoyaltyProgram,
+        referee_id: i64,
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+        report: &mut ReferralReport,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let claimed = tx
+            .execute(
+                query("UPDATE loyalty_referees SET decided_at = $1 WHERE customer_id = $2 AND decided_at IS NULL")
+                    .bind(now)
+                    .bind(referee_id),
+            )
+            .await?;
+        if claimed == 0 {
+            return Ok(());
+        }
+        let referee: Option<Party> =
+            tx.fetch_optional(query(format!("{PARTY} WHERE id = $1 AND deleted_at IS NULL")).bind(referee_id)).await?;
+        let Some(referee) = referee else {
+            // Erased or merged away: the customer kept is queued by the merge.
+            tx.commit().await?;
+            return Ok(());
+        };
+        let Some(referrer_id) = referee.referrer_id else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let decided: Option<(String,)> = tx
+            .fetch_optional(
+                query("SELECT status FROM loyalty_referrals WHERE customer_id = $1 AND referee_id = $2").bind(referrer_id).bind(referee.id),
+            )
+            .await?;
+        if decided.is_some() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let first: Option<(i64, DateTime<Utc>, String)> = tx
+            .fetch_optional(
+                query(
+                    "SELECT id, ordered_at, status FROM orders WHERE customer_id = $1 AND status IN ('completed', 'refunded') \
+                     ORDER BY ordered_at, id LIMIT 1",
+                )
+                .bind(referee.id),
+            )
+            .await?;
+        let Some((order_id, ordered_at, status)) = first else {
+            // No order left to decide on (cancelled meanwhile): the next completed one queues again.
+            tx.execute(query("DELETE FROM loyalty_referees WHERE customer_id = $1").bind(referee.id)).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        if ordered_at + chrono::Duration::days(p.pending_days) > now {
+            // Still pending (the queue held a later order than the first): wait for it.
+            tx.execute(
+                query("UPDATE loyalty_referees SET decided_at = NULL, first_order_at = $1 WHERE customer_id = $2")
+                    .bind(ordered_at)
+                    .bind(referee.id),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let referrer: Option<Party> = tx.fetch_optional(query(format!("{PARTY} WHERE id = $1")).bind(referrer_id)).await?;
+        let Some(referrer) = referrer else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let Some(mut member) = lock_member(&mut tx, referrer_id).await?.filter(|m| m.status == "active") else {
+            record(
+                &mut tx,
+                referrer_id,
+                referee.id,
+                Decision("refused", Some("the referrer is not an active member"), Some(order_id), 0),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            report.refused += 1;
+            return Ok(());
+        };
+        let local = now.with_timezone(&tz);
+        let month_start = tz.with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0).earliest().map_or(now, |t| t.with_timezone(&Utc));
+        let (this_month,): (i64,) = tx
+            .fetch_one(
+                query("SELECT COUNT(*) FROM loyalty_referrals WHERE customer_id = $1 AND status <> 'refused' AND decided_at >= $2")
+                    .bind(referrer_id)
+                    .bind(month_start),
+            )
+            .await?;
+        let refusal = if status != "completed" {
+            Some("the referee's first order was refunded")
+        } else if let Some(why) = guard(&referee, &referrer) {
+            Some(why)
+        } else if this_month >= p.referral_cap_per_month {
+            Some("the referrer's monthly cap is reached")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            record(&mut tx, referrer_id, referee.id, Decision("refused", Some(why), Some(order_id), 0), now).await?;
+            tx.commit().await?;
+            report.refused += 1;
+            return Ok(());
+        }
+        if !record(&mut tx, referrer_id, referee.id, Decision("paid", None, Some(order_id), p.referral_points), now).await? {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let key = format!("referral:{}", referee.id);
+        let e = NewEntry {
+            kind: "earn",
+            points: p.referral_points,
+            key: key.clone(),
+            request: String::new(),
+            source: key,
+            reason: Some("referral".into()),
+            order_id: None,
+            reward_id: None,
+            debt_repaid: 0,
+            by: "scheduler",
+            at: now,
+        };
+        if let Some(id) = insert_entry(&mut tx, referrer_id, e).await? {
+            credit(&mut tx, &mut member, id, p.referral_points, now, now, p.expires_at(now, tz)).await?;
+        }
+        tx.commit().await?;
+        report.paid += 1;
+        Ok(())
     }
 
     /// Referred customers against the others (the latest analysis's scores), and the rewards.
