@@ -3,6 +3,7 @@
 //! import with the rejected-rows report; the analytics dashboard and the segment builder
 //! (submodules); zh-CN and English.
 
+mod accounts;
 pub mod analytics;
 mod audit;
 mod campaigns;
@@ -58,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(webhooks::router())
         .merge(journeys::router())
+        .merge(accounts::router())
         .merge(campaigns::router())
         .merge(segments::router())
         .merge(tickets::router())
