@@ -199,6 +199,8 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("channel_rate", "回应率（后验均值）", "Response rate (posterior mean)"),
     ("my_tasks", "我的任务", "My tasks"),
     ("my_accounts", "我的客户", "My accounts"),
+    ("account_card", "客户经营", "Account"),
+    ("handover_note", "交接说明", "Handover note"),
     ("accounts_all", "全部", "All"),
     ("accounts_overdue", "逾期未联系", "Overdue contacts"),
     ("accounts_none", "暂无负责的客户", "No accounts in your portfolio"),

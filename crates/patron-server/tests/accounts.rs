@@ -42,7 +42,10 @@ test_both!(teams_widen_scope_and_reassignment_keeps_history, |db: TestDb| async 
     let (st, _) = as_user(&app, &t1, Method::GET, &format!("/api/v1/customers/{acme}"), None).await;
     assert_eq!(st, 404);
     let (st, team) = app
-        .put(&format!("/api/v1/customers/{acme}/team"), json!({"members": [{"user_id": a1.id, "role": "service"}, {"user_id": a2.id, "role": "account_manager"}]}))
+        .put(
+            &format!("/api/v1/customers/{acme}/team"),
+            json!({"members": [{"user_id": a1.id, "role": "service"}, {"user_id": a2.id, "role": "account_manager"}]}),
+        )
         .await;
     assert_eq!(st, 200, "{team}");
     assert_eq!(team["members"][0]["role"], "account_manager");
@@ -73,7 +76,10 @@ test_both!(teams_widen_scope_and_reassignment_keeps_history, |db: TestDb| async 
     let other = org(&app, "丁公司", Some(a2.id)).await;
     // Refused as a whole: one listed account is not a1's; an unknown new owner; an agent.
     let (st, e) = app
-        .post("/api/v1/portfolios/reassign", json!({"from_user_id": a1.id, "to_user_id": a2.id, "customer_ids": [ids[0], other], "note": "x"}))
+        .post(
+            "/api/v1/portfolios/reassign",
+            json!({"from_user_id": a1.id, "to_user_id": a2.id, "customer_ids": [ids[0], other], "note": "x"}),
+        )
         .await;
     assert_eq!((st, e["error"]["field"].as_str()), (422, Some("customer_ids")), "{e}");
     let (st, e) =
@@ -163,13 +169,21 @@ test_both!(cadence_due_overdue_and_one_task_per_cycle, |db: TestDb| async move {
 
     // Snooze to tomorrow, recur every 10 days, then done as a call: the contact is recorded.
     let tomorrow = (s.now() + Duration::days(1)).with_timezone(&s.config.business_tz).date_naive().to_string();
-    let (st, t) = as_user(&app, &tok, Method::POST, &format!("/api/v1/tasks/{task}/schedule"), Some(json!({"snoozed_until": tomorrow, "recurrence_days": 10}))).await;
+    let (st, t) = as_user(
+        &app,
+        &tok,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/schedule"),
+        Some(json!({"snoozed_until": tomorrow, "recurrence_days": 10})),
+    )
+    .await;
     assert_eq!(st, 200, "{t}");
     assert_eq!((t["due_on"].as_str(), t["recurrence_days"].as_i64()), (Some(tomorrow.as_str()), Some(10)), "{t}");
     let (st, e) = as_user(&app, &tok, Method::POST, &format!("/api/v1/tasks/{task}/complete"), Some(json!({"outcome": "lunch"}))).await;
     assert_eq!(st, 422, "{e}");
     let (st, t) =
-        as_user(&app, &tok, Method::POST, &format!("/api/v1/tasks/{task}/complete"), Some(json!({"outcome": "call", "note": "谈了续约"}))).await;
+        as_user(&app, &tok, Method::POST, &format!("/api/v1/tasks/{task}/complete"), Some(json!({"outcome": "call", "note": "谈了续约"})))
+            .await;
     assert_eq!(st, 200, "{t}");
     assert!(t["interaction_id"].as_i64().is_some() && t["next_task_id"].as_i64().is_some(), "{t}");
     let (_, o) = app.get(&format!("/api/v1/cadence/overdue?user_id={}", am.id)).await;
@@ -211,15 +225,20 @@ test_both!(stage_reviews_health_and_bad_input, |db: TestDb| async move {
     assert_eq!((r["stage"].as_str(), r["history"].as_array().map(Vec::len)), (Some("breakthrough"), Some(2)));
 
     // People map: one tie is single-threaded, two are not; a strength of 6 is refused.
-    let (st, ct) = app.post(&format!("/api/v1/customers/{c}/contacts"), json!({"name": "赵采购", "role": "采购经理", "interests": "钓鱼"})).await;
+    let (st, ct) =
+        app.post(&format!("/api/v1/customers/{c}/contacts"), json!({"name": "赵采购", "role": "采购经理", "interests": "钓鱼"})).await;
     assert_eq!(st, 201, "{ct}");
     let contact = ct["id"].as_i64().expect("contact id");
     let (st, pm) = app
-        .put(&format!("/api/v1/customers/{c}/people/ties"), json!({"contact_id": contact, "user_id": owner.id, "strength": 4, "shared_interests": "钓鱼"}))
+        .put(
+            &format!("/api/v1/customers/{c}/people/ties"),
+            json!({"contact_id": contact, "user_id": owner.id, "strength": 4, "shared_interests": "钓鱼"}),
+        )
         .await;
     assert_eq!(st, 200, "{pm}");
     assert_eq!(pm["single_threaded"], true, "{pm}");
-    let (st, e) = app.put(&format!("/api/v1/customers/{c}/people/ties"), json!({"contact_id": contact, "user_id": owner.id, "strength": 6})).await;
+    let (st, e) =
+        app.put(&format!("/api/v1/customers/{c}/people/ties"), json!({"contact_id": contact, "user_id": owner.id, "strength": 6})).await;
     assert_eq!(st, 422, "{e}");
     let (_, pm) = app.get(&format!("/api/v1/customers/{c}/people")).await;
     assert_eq!(pm["people"][0]["ties"][0]["strength"], 4, "{pm}");

@@ -53,7 +53,9 @@ async fn accounts(State(state): State<AppState>, user: UiUser, Query(p): Query<P
     let desc = p.desc.unwrap_or(0) == 1;
     let overdue = p.overdue.unwrap_or(0) == 1;
     let ctx = async {
-        let Some(me) = user.actor.user_id else { return Ok::<_, ApiError>(context! { section => "accounts", rows => Vec::<PortfolioRow>::new() }) };
+        let Some(me) = user.actor.user_id else {
+            return Ok::<_, ApiError>(context! { section => "accounts", rows => Vec::<PortfolioRow>::new() });
+        };
         let mut rows = state.store.portfolio(&user.actor, me).await?;
         if overdue {
             rows.retain(|r| r.days_overdue > 0);

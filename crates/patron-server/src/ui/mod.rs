@@ -469,9 +469,11 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     // The customer's margin, cost to serve and profit are money: shown only to roles that see
     // money in full.
     let cost = if mask.money == Visibility::Full { loyalty::cost_card(state, id).await? } else { None };
+    // Account management (issue 19): next contact, handover note, stage and guidance, health.
+    let account = crate::api::accounts::summary(state, &user.actor, id).await?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost },
+        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost, account },
     )
 }
 

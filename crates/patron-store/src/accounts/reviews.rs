@@ -425,8 +425,9 @@ impl Store {
             )
             .await?;
         let mut out: Vec<Review> = rows.into_iter().map(review_of).collect();
-        for i in 0..out.len() {
-            out[i].previous_health_score = out.get(i + 1).map(|r| r.health_score);
+        let previous: Vec<Option<f64>> = out.iter().skip(1).map(|r| Some(r.health_score)).chain(std::iter::once(None)).collect();
+        for (r, p) in out.iter_mut().zip(previous) {
+            r.previous_health_score = p;
         }
         Ok(out)
     }
