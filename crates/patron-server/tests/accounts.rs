@@ -293,3 +293,27 @@ test_both!(stage_reviews_health_and_bad_input, |db: TestDb| async move {
     let (st, e) = app.post("/api/v1/customers/999999/reviews", json!({"scores": {"responsiveness": 4, "price": 4, "delivery": 4, "obligations": 4, "complaints": 4, "contract": 4}, "sentiment": 4})).await;
     assert_eq!((st, error_code(&e).as_str()), (404, "not_found"), "{e}");
 });
+
+test_both!(my_accounts_page_and_the_account_card, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let s = &app.db.store;
+    let cookie = common::ui_session(&app, "am-ui@example.com", Role::Agent).await;
+    let me = s.users().await.unwrap().into_iter().find(|u| u.email == "am-ui@example.com").expect("user").id;
+    let c = org(&app, "西部电器", Some(me)).await;
+    let (st, _) = app.put(&format!("/api/v1/customers/{c}/relationship"), json!({"stage": "consolidation", "reason": "续约"})).await;
+    assert_eq!(st, 200);
+    let review = json!({"scores": {"responsiveness": 3, "price": 3, "delivery": 3, "obligations": 3, "complaints": 3, "contract": 3}, "sentiment": 3});
+    let (st, _) = app.post(&format!("/api/v1/customers/{c}/reviews"), review).await;
+    assert_eq!(st, 201);
+    for path in ["/ui/accounts", "/ui/accounts?sort=health&desc=1", "/ui/accounts?overdue=1"] {
+        let (st, html) = common::ui(&app, &cookie, Method::GET, path, &[]).await;
+        assert_eq!(st, 200, "{path}: {html}");
+        assert!(html.contains("account-list"), "{html}");
+        if !path.contains("overdue") {
+            assert!(html.contains("西部电器") && html.contains("50"), "{path}: {html}");
+        }
+    }
+    let (st, html) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{c}"), &[]).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("account-card") && html.contains("next-contact") && html.contains("health-score"), "{html}");
+});

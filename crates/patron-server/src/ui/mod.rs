@@ -91,6 +91,7 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("login.html", include_str!("../../templates/login.html")),
         ("customers.html", include_str!("../../templates/customers.html")),
         ("customer.html", include_str!("../../templates/customer.html")),
+        ("accounts.html", include_str!("../../templates/accounts.html")),
         ("timeline_rows.html", include_str!("../../templates/timeline_rows.html")),
         ("edit.html", include_str!("../../templates/edit.html")),
         ("import.html", include_str!("../../templates/import.html")),
