@@ -231,6 +231,10 @@ pub struct CustomerPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub home_unit_id: Option<Option<i64>>,
+    /// Days between meaningful contacts for this customer, 1–3650 (null: the tier's policy).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    pub contact_cadence_days: Option<Option<i64>>,
 }
 
 /// Distinguishes a missing field (outer None) from an explicit null (Some(None)).
@@ -653,6 +657,16 @@ impl Store {
         if let Some(c) = &patch.consents {
             check_consents(c)?;
         }
+        // Issue 19 §2: the customer's own contact cadence (null: the tier's policy).
+        let (cur_cadence,): (Option<i64>,) =
+            tx.fetch_one(query("SELECT contact_cadence_days FROM customers WHERE id = $1").bind(id)).await?;
+        let new_cadence = match patch.contact_cadence_days {
+            Some(Some(d)) if !(1..=3650).contains(&d) => {
+                return Err(StoreError::invalid("contact_cadence_days", "must be 1 to 3650 days, or null"))
+            }
+            Some(v) => v,
+            None => cur_cadence,
+        };
 
         let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
         let mut diff = |field: &str, old: Option<String>, new: Option<String>| {
@@ -672,6 +686,7 @@ impl Store {
         diff("owner_id", opt_str(&cur.owner.as_ref().map(|r| r.id)), opt_str(&f.owner_id));
         diff("referrer_id", opt_str(&cur.referrer.as_ref().map(|r| r.id)), opt_str(&f.referrer_id));
         diff("home_unit_id", opt_str(&cur.home_unit_id), opt_str(&f.home_unit_id));
+        diff("contact_cadence_days", opt_str(&cur_cadence), opt_str(&new_cadence));
         if let (Some(old), Some(new)) = (cur.attributes.as_object(), attributes.as_object()) {
             let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
             for k in keys {
@@ -727,6 +742,9 @@ impl Store {
                 .bind(f.home_unit_id),
             )
             .await?;
+        }
+        if new_cadence != cur_cadence {
+            tx.execute(query("UPDATE customers SET contact_cadence_days = $1 WHERE id = $2").bind(new_cadence).bind(id)).await?;
         }
         if f.referrer_id.is_some() && f.referrer_id != cur.referrer.as_ref().map(|r| r.id) {
             // A referrer named after the first order: the referral is decided on that order.

@@ -24,6 +24,8 @@ pub struct JobReport {
     pub loyalty: LoyaltyReport,
     /// The journeys' entries, goals and steps.
     pub journeys: crate::journeys::run::JourneyRunReport,
+    /// Account management: contact tasks and overdue-review notifications.
+    pub accounts: crate::accounts::AccountsReport,
 }
 
 /// What the scheduler did to the loyalty programme.
@@ -58,7 +60,8 @@ impl Store {
             referrals_refused: referrals.refused,
         };
         let journeys = self.run_journeys().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, ..Default::default() })
+        let accounts = self.run_accounts().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, accounts, ..Default::default() })
     }
 }
 

@@ -5,6 +5,7 @@
 //! `notes`, `timeline`, `users`, `audit`, `import`, `export`); engine differences live in [`db`].
 
 pub mod access;
+pub mod accounts;
 pub mod analytics;
 pub mod audit;
 pub mod backup;

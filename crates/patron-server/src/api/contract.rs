@@ -92,6 +92,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_campaign_schemas(&mut doc, &mut problems);
     constrain_cost_schemas(&mut doc, &mut problems);
     constrain_journey_schemas(&mut doc, &mut problems);
+    constrain_account_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -590,6 +591,54 @@ fn constrain_journey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/trigger"), enumeration(&kinds, false), problems);
     merge(doc, &format!("{p}/goal"), enumeration(&kinds, true), problems);
     merge(doc, &format!("{p}/steps"), json!({ "minItems": 1, "maxItems": MAX_STEPS }), problems);
+}
+
+/// Account management (issue 19 §1–§3) as `patron_store::accounts` checks it.
+fn constrain_account_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::accounts::{tasks::OUTCOMES, STAGES};
+    use patron_store::service::policies::TIERS;
+    let s = "/components/schemas";
+    let text = |max: usize| json!({ "pattern": NO_NUL, "maxLength": max });
+    merge(doc, &format!("{s}/StageInput/properties/reason"), json!({ "pattern": not_blank(), "maxLength": 2000 }), problems);
+    merge(doc, &format!("{s}/StageInput/properties/stage"), enumeration(&STAGES, false), problems);
+    merge(doc, &format!("{s}/Reassignment/properties/note"), text(4000), problems);
+    merge(doc, &format!("{s}/Reassignment/properties/segment"), json!({ "pattern": not_blank(), "maxLength": 100 }), problems);
+    merge(doc, &format!("{s}/Reassignment/properties/customer_ids"), json!({ "minItems": 1, "items": { "minimum": 1 } }), problems);
+    merge(doc, &format!("{s}/NewReview/properties/note"), text(4000), problems);
+    let questions = ["responsiveness", "price", "delivery", "obligations", "complaints", "contract", "sentiment"];
+    merge(
+        doc,
+        &format!("{s}/NewReview/properties/notes"),
+        json!({ "propertyNames": { "enum": questions }, "additionalProperties": { "type": "string", "pattern": NO_NUL, "maxLength": 1000 } }),
+        problems,
+    );
+    merge(doc, &format!("{s}/TieInput/properties/shared_interests"), text(500), problems);
+    merge(doc, &format!("{s}/TaskOutcome/properties/note"), text(2000), problems);
+    merge(doc, &format!("{s}/TaskOutcome/properties/outcome"), enumeration(&OUTCOMES, false), problems);
+    let p = format!("{s}/AccountSettings/properties");
+    merge(
+        doc,
+        &format!("{p}/meaningful_kinds"),
+        json!({ "minItems": 1, "maxItems": 20, "items": { "enum": patron_store::values::INTERACTION_KINDS } }),
+        problems,
+    );
+    merge(
+        doc,
+        &format!("{p}/review_days"),
+        json!({ "propertyNames": { "enum": TIERS }, "additionalProperties": { "type": "integer", "minimum": 1, "maximum": 3650 } }),
+        problems,
+    );
+    merge(doc, &format!("{p}/review_share"), json!({ "minimum": 0, "maximum": 1 }), problems);
+    merge(doc, &format!("{p}/health_drop_alert"), json!({ "minimum": 0, "maximum": 100 }), problems);
+    merge(
+        doc,
+        &format!("{p}/stage_guidance"),
+        json!({ "propertyNames": { "enum": STAGES }, "additionalProperties": { "type": "string", "pattern": NO_NUL, "maxLength": 2000 } }),
+        problems,
+    );
+    for w in questions {
+        merge(doc, &format!("{s}/ReviewWeights/properties/{w}"), json!({ "minimum": 0, "maximum": 100 }), problems);
+    }
 }
 
 /// The cost-to-serve settings (issue 13 §7) as `patron_store::cost_to_serve` checks them.

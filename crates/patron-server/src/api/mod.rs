@@ -2,6 +2,7 @@
 //! document generated from the handlers' annotations.
 
 pub mod access;
+pub mod accounts;
 pub mod analytics;
 pub mod audit;
 pub mod campaigns;
@@ -58,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(loyalty::router())
         .merge(templates::router())
         .merge(tasks::router())
+        .merge(accounts::router())
         .merge(journeys::router())
         .merge(campaigns::router())
         .merge(access::router())
@@ -155,6 +157,10 @@ impl Modify for BearerAuth {
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,
         masking::settings, masking::put_settings,
+        accounts::team, accounts::put_team, accounts::reassignments, accounts::account, accounts::relationship,
+        accounts::put_relationship, accounts::people, accounts::put_tie, accounts::reviews, accounts::create_review,
+        accounts::reassign, accounts::mine, accounts::overdue, accounts::reviews_due, accounts::settings, accounts::put_settings,
+        accounts::complete_task, accounts::schedule_task,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -169,6 +175,7 @@ impl Modify for BearerAuth {
         (name = "surveys", description = "NPS, CSAT, listen and custom surveys: definitions, invitations, results; customers' answers; churn reasons"),
         (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments, rewards, liability, referrals"),
         (name = "engagement", description = "Message templates with the personalisation lint, campaigns with holdouts and lift, the outbox"),
+        (name = "accounts", description = "Account management: account teams, portfolios and reassignment, contact cadence, relationship stage, people map, reviews and health (docs/accounts.md)"),
         (name = "tasks", description = "Tasks: title, customer, assignee, due day, done"),
         (name = "journeys", description = "Journeys: trigger, waits, branches, sends, tasks, tags, goal, holdout, re-entry; reports with lift"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),

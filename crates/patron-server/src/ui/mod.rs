@@ -3,6 +3,7 @@
 //! import with the rejected-rows report; the analytics dashboard and the segment builder
 //! (submodules); zh-CN and English.
 
+mod accounts;
 pub mod analytics;
 mod audit;
 mod campaigns;
@@ -58,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(audit::router())
         .merge(webhooks::router())
         .merge(journeys::router())
+        .merge(accounts::router())
         .merge(campaigns::router())
         .merge(segments::router())
         .merge(tickets::router())
@@ -89,6 +91,7 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("login.html", include_str!("../../templates/login.html")),
         ("customers.html", include_str!("../../templates/customers.html")),
         ("customer.html", include_str!("../../templates/customer.html")),
+        ("accounts.html", include_str!("../../templates/accounts.html")),
         ("timeline_rows.html", include_str!("../../templates/timeline_rows.html")),
         ("edit.html", include_str!("../../templates/edit.html")),
         ("import.html", include_str!("../../templates/import.html")),
@@ -467,9 +470,11 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     // The customer's margin, cost to serve and profit are money: shown only to roles that see
     // money in full.
     let cost = if mask.money == Visibility::Full { loyalty::cost_card(state, id).await? } else { None };
+    // Account management (issue 19): next contact, handover note, stage and guidance, health.
+    let account = crate::api::accounts::summary(state, &user.actor, id).await?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost },
+        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost, account },
     )
 }
 

@@ -238,7 +238,8 @@ impl Role {
 pub enum CustomerScope {
     /// Every customer (`all_customers`).
     All,
-    /// Those of the user's units' subtrees and those the user owns; `None`: a caller with no
+    /// Those of the user's units' subtrees, those the user owns and those whose account team
+    /// the user is on; `None`: a caller with no
     /// user (a token without one) sees no customer.
     Limited(Option<i64>),
 }
@@ -263,7 +264,8 @@ impl CustomerScope {
             CustomerScope::Limited(None) => "1 = 0".into(),
             CustomerScope::Limited(Some(u)) => format!(
                 "({c}.owner_id = {u} OR {c}.home_unit_id IN (SELECT p.descendant_id FROM unit_paths p \
-                 JOIN user_units uu ON uu.unit_id = p.ancestor_id WHERE uu.user_id = {u}))"
+                 JOIN user_units uu ON uu.unit_id = p.ancestor_id WHERE uu.user_id = {u}) \
+                 OR EXISTS (SELECT 1 FROM account_team atm WHERE atm.customer_id = {c}.id AND atm.user_id = {u}))"
             ),
         }
     }
