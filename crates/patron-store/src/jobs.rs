@@ -24,6 +24,8 @@ pub struct JobReport {
     pub loyalty: LoyaltyReport,
     /// The journeys' entries, goals and steps.
     pub journeys: crate::journeys::run::JourneyRunReport,
+    /// Fulfilment steps found past their promise and not done (each flagged once).
+    pub fulfilment_late: u64,
 }
 
 /// What the scheduler did to the loyalty programme.
@@ -58,7 +60,8 @@ impl Store {
             referrals_refused: referrals.refused,
         };
         let journeys = self.run_journeys().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, ..Default::default() })
+        let fulfilment_late = self.flag_overdue_fulfilment().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, fulfilment_late, ..Default::default() })
     }
 }
 

@@ -92,6 +92,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_campaign_schemas(&mut doc, &mut problems);
     constrain_cost_schemas(&mut doc, &mut problems);
     constrain_journey_schemas(&mut doc, &mut problems);
+    constrain_fulfilment_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -308,7 +309,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(
         doc,
         &format!("{p}/properties/kind"),
-        enumeration(&["customers", "contacts", "orders", "interactions", "tickets"], false),
+        enumeration(&["customers", "contacts", "orders", "interactions", "tickets", "fulfilment"], false),
         problems,
     );
     // A form field is text: it is there or not, never null.
@@ -590,6 +591,42 @@ fn constrain_journey_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/trigger"), enumeration(&kinds, false), problems);
     merge(doc, &format!("{p}/goal"), enumeration(&kinds, true), problems);
     merge(doc, &format!("{p}/steps"), json!({ "minItems": 1, "maxItems": MAX_STEPS }), problems);
+}
+
+/// Fulfilment steps and account plans (issue 19 §4, §5) as `patron_store::fulfilment` and
+/// `patron_store::plans` check them.
+fn constrain_fulfilment_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::fulfilment::STEPS;
+    use patron_store::plans::KPI_KINDS;
+    let s = "/components/schemas";
+    let p = format!("{s}/NewStep/properties");
+    merge(doc, &format!("{p}/step"), enumeration(&STEPS, false), problems);
+    merge(doc, &format!("{p}/note"), json!({ "pattern": NO_NUL, "maxLength": 2000 }), problems);
+    merge(
+        doc,
+        &format!("{p}/promised_at"),
+        json!({ "pattern": r"^(19[0-9]{2}|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))?$" }),
+        problems,
+    );
+    merge(
+        doc,
+        &format!("{s}/FulfilmentSettings/properties/steps"),
+        json!({ "minItems": 1, "maxItems": 10, "items": enumeration(&STEPS, false) }),
+        problems,
+    );
+    let p = format!("{s}/NewPlan/properties");
+    merge(doc, &format!("{p}/goals"), json!({ "pattern": not_blank(), "maxLength": 10000 }), problems);
+    for f in ["expectations_ours", "expectations_theirs"] {
+        merge(doc, &format!("{p}/{f}"), json!({ "pattern": NO_NUL, "maxLength": 10000 }), problems);
+    }
+    merge(doc, &format!("{p}/kpis"), json!({ "minItems": 1, "maxItems": 20 }), problems);
+    merge(doc, &format!("{p}/owner_ids"), json!({ "maxItems": 20 }), problems);
+    merge(doc, &format!("{p}/window_days"), json!({ "minimum": 7, "maximum": 730 }), problems);
+    merge(doc, &format!("{p}/scorecard_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
+    let p = format!("{s}/NewKpi/properties");
+    merge(doc, &format!("{p}/name"), json!({ "pattern": not_blank(), "maxLength": 100 }), problems);
+    merge(doc, &format!("{p}/kind"), enumeration(&KPI_KINDS, false), problems);
+    merge(doc, &format!("{p}/target"), json!({ "minimum": 0, "maximum": 8760 }), problems);
 }
 
 /// The cost-to-serve settings (issue 13 §7) as `patron_store::cost_to_serve` checks them.
@@ -989,7 +1026,8 @@ fn shared_response(status: &str) -> Option<&'static str> {
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
 
 /// Endpoints customers reach through a link (no login; rate-limited per address).
-pub const LINK_PATHS: [&str; 2] = ["/api/v1/public/confirmations/{token}", "/api/v1/public/surveys/{token}"];
+pub const LINK_PATHS: [&str; 3] =
+    ["/api/v1/public/confirmations/{token}", "/api/v1/public/surveys/{token}", "/api/v1/public/plans/{token}"];
 
 /// Operations that never touch the database (and so are never busy).
 const NO_DATABASE: [(&str, &str); 2] = [("get", "/api/v1/openapi.json"), ("get", "/api/v1/segments/fields")];
