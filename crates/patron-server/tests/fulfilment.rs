@@ -343,3 +343,61 @@ test_both!(the_public_scorecard_shows_the_shared_kpis_and_nothing_else, |db: Tes
     let (_, list) = app.get(&format!("/api/v1/customers/{a}/plans")).await;
     assert_eq!((list[0]["current"].as_bool(), list[1]["current"].as_bool()), (Some(true), Some(false)));
 });
+
+test_both!(the_pages_show_the_chain_the_on_time_chart_and_the_plan, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (_, a, _, o, _) = known_data(&app).await;
+    let cookie = common::ui_session(&app, "mgr@example.com", Role::Manager).await;
+    let (s, html) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{a}"), &[]).await;
+    assert_eq!(s, 200);
+    assert!(html.contains(&format!("hx-get=\"/ui/customers/{a}/fulfilment\"")) && html.contains("plans-link"));
+    // The 360's card: the chains as a timeline, late steps marked, pending steps listed.
+    let (s, card) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{a}/fulfilment"), &[]).await;
+    assert_eq!(s, 200);
+    assert!(card.contains(&format!("chain-{}", o[1])) && card.contains("PO-2") && card.contains("延迟"), "{card}");
+    assert!(card.contains("data-step=\"installed\""), "pending steps shown");
+    // Recording a step through the card's form.
+    let csrf = common::csrf_of(&card);
+    let oid = o[2].to_string();
+    let (s, _) = common::ui(
+        &app,
+        &cookie,
+        Method::POST,
+        &format!("/ui/customers/{a}/fulfilment"),
+        &[("csrf", &csrf), ("order_id", &oid), ("step", "invoiced"), ("at", "2026-06-03T09:30"), ("promised_on", ""), ("note", "已开票")],
+    )
+    .await;
+    assert_eq!(s, 303);
+    let (_, c) = app.get(&format!("/api/v1/orders/{}/fulfilment", o[2])).await;
+    assert_eq!((c["steps"][1]["step"].as_str(), c["steps"][1]["at"].as_str()), (Some("invoiced"), Some("2026-06-03T01:30:00Z")), "{c}");
+    // The on-time chart.
+    let (s, page) = common::ui(&app, &cookie, Method::GET, "/ui/fulfilment?from=2026-01-01&to=2026-06-30", &[]).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("<svg") && page.contains("2026-05") && page.contains("50.0%") && page.contains("客户经理李"), "{page}");
+    // The plan page: make a plan, the link shown once.
+    let (s, page) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{a}/plans"), &[]).await;
+    assert_eq!(s, 200);
+    let csrf = common::csrf_of(&page);
+    let (s, page) = common::ui(
+        &app,
+        &cookie,
+        Method::POST,
+        &format!("/ui/customers/{a}/plans"),
+        &[
+            ("csrf", &csrf),
+            ("goals", "共同降低交付周期"),
+            ("expectations_ours", ""),
+            ("expectations_theirs", ""),
+            ("kpi_name_0", "准时交付率"),
+            ("kpi_kind_0", "on_time_delivery"),
+            ("kpi_target_0", "95"),
+            ("kpi_name_1", ""),
+            ("kpi_kind_1", "satisfaction"),
+            ("kpi_target_1", ""),
+            ("review_on", "2026-12-31"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 201, "{page}");
+    assert!(page.contains("p&#x2f;plan&#x2f;") && page.contains("66.67"), "{page}");
+});
