@@ -419,6 +419,9 @@ async fn recipients(tx: &mut Tx, customer_id: i64) -> Result<Vec<i64>> {
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+/// A delivery as the on-time report reads it: customer, owner, done, promised.
+type Delivery = (i64, Option<i64>, DateTime<Utc>, DateTime<Utc>);
+
 /// The on-time delivery rate of one group.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OnTimeRow {
@@ -596,8 +599,7 @@ impl Store {
              WHERE f.step = 'delivered' AND f.done_at >= $1 AND f.done_at < $2 AND f.promised_at IS NOT NULL AND {}",
             CustomerScope::of(actor).sql("c")
         );
-        let rows: Vec<(i64, Option<i64>, DateTime<Utc>, DateTime<Utc>)> =
-            self.db.reader().fetch_all(query(sql).bind(period.from).bind(period.to)).await?;
+        let rows: Vec<Delivery> = self.db.reader().fetch_all(query(sql).bind(period.from).bind(period.to)).await?;
         let tz = self.config.business_tz;
         let mut groups: std::collections::BTreeMap<(i64, String), (i64, i64)> = Default::default();
         let (mut all_d, mut all_o) = (0, 0);
