@@ -332,13 +332,13 @@ test_both!(the_public_scorecard_shows_the_shared_kpis_and_nothing_else, |db: Tes
     // Expired: 404.
     let now = app.db.clock.now();
     app.db.clock.set(now + chrono::Duration::days(91));
-    assert_eq!(app.http.get(format!("{url}")).send().await.unwrap().status(), 404);
+    assert_eq!(app.http.get(url.as_str()).send().await.unwrap().status(), 404);
     app.db.clock.set(now);
-    assert_eq!(app.http.get(format!("{url}")).send().await.unwrap().status(), 200);
+    assert_eq!(app.http.get(url.as_str()).send().await.unwrap().status(), 200);
     // A new plan supersedes the old one: its link stops working.
     let (s, p2) = app.post(&format!("/api/v1/customers/{a}/plans"), plan).await;
     assert_eq!(s, 201);
-    assert_eq!(app.http.get(format!("{url}")).send().await.unwrap().status(), 404);
+    assert_eq!(app.http.get(url.as_str()).send().await.unwrap().status(), 404);
     assert_eq!(app.http.get(p2["scorecard_url"].as_str().unwrap()).send().await.unwrap().status(), 200);
     let (_, list) = app.get(&format!("/api/v1/customers/{a}/plans")).await;
     assert_eq!((list[0]["current"].as_bool(), list[1]["current"].as_bool()), (Some(true), Some(false)));
