@@ -53,6 +53,9 @@ impl Lang {
 /// (key, 中文, English)
 const LABELS: &[(&str, &str, &str)] = &[
     ("app_name", "patron 客户关系管理", "patron CRM"),
+    ("on_time_nav", "准时交付", "On-time delivery"),
+    ("kind_fulfilment", "履约环节", "Fulfilment steps"),
+    ("fulfilment_plans", "客户计划 →", "Account plan →"),
     ("customers", "客户", "Customers"),
     ("import", "导入", "Import"),
     ("logout", "退出", "Log out"),

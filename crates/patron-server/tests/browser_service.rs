@@ -31,6 +31,7 @@ async fn a_customer_reopens_a_resolution_on_a_phone() {
         department: None,
         store: None,
         opened_at: None,
+        order_id: None,
     };
     let t = s.create_ticket(&a, t).await.unwrap();
     for to in ["acknowledged", "in_progress"] {

@@ -144,7 +144,9 @@ impl Store {
         // interactions, notes, people and history. Moved means copied under the kept customer,
         // ids and all, and the originals deleted: a row is never updated to another customer,
         // because on Citus its customer_id places it in a shard, and Citus refuses to change it.
-        report.orders = move_rows(&mut tx, &["orders", "order_lines", "order_events"], Some(keys::ORDERS), merge_id, keep_id).await?;
+        report.orders =
+            move_rows(&mut tx, &["orders", "order_lines", "order_events", "fulfilment_steps"], Some(keys::ORDERS), merge_id, keep_id)
+                .await?;
         report.interactions = move_rows(&mut tx, &["interactions"], Some(keys::INTERACTIONS), merge_id, keep_id).await?;
         report.notes = move_rows(&mut tx, &["notes"], None, merge_id, keep_id).await?;
         report.contacts = move_rows(&mut tx, &["contacts"], Some(keys::CONTACTS), merge_id, keep_id).await?;

@@ -26,6 +26,8 @@ pub struct JobReport {
     pub journeys: crate::journeys::run::JourneyRunReport,
     /// Account management: contact tasks and overdue-review notifications.
     pub accounts: crate::accounts::AccountsReport,
+    /// Fulfilment steps found past their promise and not done (each flagged once).
+    pub fulfilment_late: u64,
 }
 
 /// What the scheduler did to the loyalty programme.
@@ -61,7 +63,8 @@ impl Store {
         };
         let journeys = self.run_journeys().await?;
         let accounts = self.run_accounts().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, accounts, ..Default::default() })
+        let fulfilment_late = self.flag_overdue_fulfilment().await?;
+        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, accounts, fulfilment_late, ..Default::default() })
     }
 }
 

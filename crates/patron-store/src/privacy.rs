@@ -101,6 +101,9 @@ impl Store {
             "UPDATE survey_answers SET comment = NULL, answers = '{}' WHERE customer_id = $1",
             "DELETE FROM churn_reasons WHERE customer_id = $1",
             "UPDATE public_links SET used_at = COALESCE(used_at, expires_at) WHERE customer_id = $1",
+            // Account plans' scorecard links stop working, fulfilment notes go (issue 19 §4, §5).
+            "UPDATE fulfilment_steps SET note = NULL WHERE customer_id = $1",
+            "UPDATE account_plans SET superseded_at = COALESCE(superseded_at, created_at) WHERE customer_id = $1",
         ] {
             tx.execute(query(sql).bind(customer_id)).await?;
         }

@@ -57,6 +57,7 @@ fn ticket(cid: i64, opened: chrono::DateTime<Utc>) -> NewTicket {
         department: None,
         store: None,
         opened_at: Some(opened),
+        order_id: None,
     }
 }
 

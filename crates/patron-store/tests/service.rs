@@ -42,6 +42,7 @@ fn complaint(customer_id: i64, subject: &str, category: Option<&str>) -> NewTick
         department: None,
         store: None,
         opened_at: None,
+        order_id: None,
     }
 }
 

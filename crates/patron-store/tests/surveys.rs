@@ -203,6 +203,7 @@ test_both!(triggers_invite_once_whatever_runs_them, |db: TestDb| async move {
         department: None,
         store: Some("徐汇店".into()),
         opened_at: None,
+        order_id: None,
     };
     let t = s.create_ticket(&a, ticket.clone()).await.unwrap();
     for st in ["acknowledged", "in_progress", "resolved"] {
@@ -292,6 +293,7 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
                     department: None,
                     store: None,
                     opened_at: None,
+                    order_id: None,
                 },
             )
             .await

@@ -106,6 +106,7 @@ pub async fn seed(store: &Store, n: usize, seed: u64, now: DateTime<Utc>) -> Res
                     department: Some(if cause == "外卖延迟" { "外卖部" } else { "门店" }.into()),
                     store: None,
                     opened_at: None,
+                    order_id: None,
                 },
             )
             .await?;

@@ -141,7 +141,7 @@ enum Command {
     /// Import a CSV or JSON-lines file.
     Import {
         /// What the file holds.
-        #[arg(value_parser = ["customers", "contacts", "orders", "interactions", "tickets"])]
+        #[arg(value_parser = ["customers", "contacts", "orders", "interactions", "tickets", "fulfilment"])]
         kind: String,
         /// The file.
         file: PathBuf,

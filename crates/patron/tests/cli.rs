@@ -202,6 +202,7 @@ test_both!(jobs_run_once_escalates_a_breach_once, |db: TestDb| async move {
         department: None,
         store: None,
         opened_at: None,
+        order_id: None,
     };
     let t = s.create_ticket(&patron_store::users::Actor::cli(), t).await.unwrap();
     let first = run_ok(&["jobs", "run-once"], &db.url);

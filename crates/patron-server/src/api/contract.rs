@@ -93,6 +93,7 @@ pub fn build() -> (Value, Vec<String>) {
     constrain_cost_schemas(&mut doc, &mut problems);
     constrain_journey_schemas(&mut doc, &mut problems);
     constrain_account_schemas(&mut doc, &mut problems);
+    constrain_fulfilment_schemas(&mut doc, &mut problems);
     bound_dates(&mut doc);
     add_responses(&mut doc);
     complete_operations(&mut doc);
@@ -639,6 +640,42 @@ fn constrain_account_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     for w in questions {
         merge(doc, &format!("{s}/ReviewWeights/properties/{w}"), json!({ "minimum": 0, "maximum": 100 }), problems);
     }
+}
+
+/// Fulfilment steps and account plans (issue 19 §4, §5) as `patron_store::fulfilment` and
+/// `patron_store::plans` check them.
+fn constrain_fulfilment_schemas(doc: &mut Value, problems: &mut Vec<String>) {
+    use patron_store::fulfilment::STEPS;
+    use patron_store::plans::KPI_KINDS;
+    let s = "/components/schemas";
+    let p = format!("{s}/NewStep/properties");
+    merge(doc, &format!("{p}/step"), enumeration(&STEPS, false), problems);
+    merge(doc, &format!("{p}/note"), json!({ "pattern": NO_NUL, "maxLength": 2000 }), problems);
+    merge(
+        doc,
+        &format!("{p}/promised_at"),
+        json!({ "pattern": r"^(19[0-9]{2}|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))?$" }),
+        problems,
+    );
+    merge(
+        doc,
+        &format!("{s}/FulfilmentSettings/properties/steps"),
+        json!({ "minItems": 1, "maxItems": 10, "items": enumeration(&STEPS, false) }),
+        problems,
+    );
+    let p = format!("{s}/NewPlan/properties");
+    merge(doc, &format!("{p}/goals"), json!({ "pattern": not_blank(), "maxLength": 10000 }), problems);
+    for f in ["expectations_ours", "expectations_theirs"] {
+        merge(doc, &format!("{p}/{f}"), json!({ "pattern": NO_NUL, "maxLength": 10000 }), problems);
+    }
+    merge(doc, &format!("{p}/kpis"), json!({ "minItems": 1, "maxItems": 20 }), problems);
+    merge(doc, &format!("{p}/owner_ids"), json!({ "maxItems": 20 }), problems);
+    merge(doc, &format!("{p}/window_days"), json!({ "minimum": 7, "maximum": 730 }), problems);
+    merge(doc, &format!("{p}/scorecard_days"), json!({ "minimum": 1, "maximum": 365 }), problems);
+    let p = format!("{s}/NewKpi/properties");
+    merge(doc, &format!("{p}/name"), json!({ "pattern": not_blank(), "maxLength": 100 }), problems);
+    merge(doc, &format!("{p}/kind"), enumeration(&KPI_KINDS, false), problems);
+    merge(doc, &format!("{p}/target"), json!({ "minimum": 0, "maximum": 8760 }), problems);
 }
 
 /// The cost-to-serve settings (issue 13 §7) as `patron_store::cost_to_serve` checks them.

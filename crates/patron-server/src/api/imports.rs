@@ -22,7 +22,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImportForm {
-    /// `customers`, `contacts`, `orders` or `interactions`.
+    /// `customers`, `contacts`, `orders`, `interactions`, `tickets` or `fulfilment`.
     kind: String,
     /// The file (CSV or JSON lines).
     #[schema(value_type = String, format = Binary)]
@@ -130,7 +130,8 @@ pub async fn read_form(mut multipart: axum::extract::Multipart) -> ApiResult<(Im
             other => return Err(bad(other, format!("unknown form field {other:?}"))),
         }
     }
-    let kind = kind.ok_or_else(|| bad("kind", "kind is required (customers, contacts, orders, interactions or tickets)".into()))?;
+    let kind =
+        kind.ok_or_else(|| bad("kind", "kind is required (customers, contacts, orders, interactions, tickets or fulfilment)".into()))?;
     let (file_name, bytes) = file.ok_or_else(|| bad("file", "file is required".into()))?;
     let mut opts = ImportOptions::new(kind, file_name);
     opts.encoding = encoding;

@@ -9,6 +9,7 @@ pub mod campaigns;
 pub mod contract;
 pub mod customers;
 pub mod events;
+pub mod fulfilment;
 pub mod imports;
 pub mod inbound;
 pub mod interactions;
@@ -17,6 +18,7 @@ pub mod loyalty;
 pub mod masking;
 pub mod notifications;
 pub mod orders;
+pub mod plans;
 pub mod public;
 pub mod segments;
 pub mod service;
@@ -40,13 +42,17 @@ use crate::AppState;
 pub fn router(state: &AppState) -> Router<AppState> {
     let max_upload_bytes = state.config.max_upload_bytes;
     // Reached by customers through a link, without a login: rate-limited per address.
-    let public = public::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links));
+    let public = public::router()
+        .merge(plans::public_router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links));
     let v1 = Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(customers::router())
         .merge(analytics::router())
         .merge(segments::router())
         .merge(orders::router())
+        .merge(fulfilment::router())
+        .merge(plans::router())
         .merge(interactions::router())
         .merge(imports::router(max_upload_bytes))
         .merge(tickets::router())
@@ -128,6 +134,7 @@ impl Modify for BearerAuth {
         customers::contacts, customers::add_contact, customers::add_note, customers::duplicates, customers::merge,
         customers::personal_data, customers::erase,
         orders::create, orders::get_one,
+        fulfilment::chain, fulfilment::record, fulfilment::on_time, fulfilment::settings, fulfilment::put_settings,
         interactions::create,
         imports::create,
         analytics::overview, analytics::latest_run, analytics::create_run, analytics::customer_scores, analytics::cost_to_serve,
@@ -142,6 +149,7 @@ impl Modify for BearerAuth {
         surveys::list, surveys::create, surveys::get_one, surveys::update, surveys::invite, surveys::results,
         surveys::customer_answers, surveys::churn_reason, surveys::set_churn_reason, surveys::churn_report,
         public::confirmation, public::answer_confirmation, public::survey, public::answer_survey,
+        plans::create, plans::list, plans::scorecard,
         webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::delete, webhooks::deliveries, webhooks::replay,
         loyalty::program, loyalty::put_program, loyalty::enrol, loyalty::member, loyalty::ledger, loyalty::redeem, loyalty::adjust,
         loyalty::redemptions, loyalty::fulfil, loyalty::rewards, loyalty::create_reward, loyalty::update_reward, loyalty::liability,
@@ -166,6 +174,8 @@ impl Modify for BearerAuth {
     tags(
         (name = "customers", description = "Customer 360: profiles, history, timeline"),
         (name = "orders", description = "Orders and their lines"),
+        (name = "plans", description = "Joint account plans with shared KPIs and the customer-facing scorecard (docs/fulfilment.md)"),
+        (name = "fulfilment", description = "The B2B fulfilment chain of orders: steps with promised and done times, lateness, the on-time delivery rate (docs/fulfilment.md)"),
         (name = "interactions", description = "Touchpoint events"),
         (name = "imports", description = "CSV / JSON-lines import"),
         (name = "analytics", description = "RFM, ABCD, lifecycle, churn, BG/NBD, Gamma-Gamma, CLV and loyalty: runs, dashboards, per-customer scores"),

@@ -7,9 +7,11 @@ mod accounts;
 pub mod analytics;
 mod audit;
 mod campaigns;
+mod fulfilment;
 mod journeys;
 mod loyalty;
 mod optout;
+mod plans;
 mod public;
 mod segments;
 mod surveys;
@@ -65,6 +67,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tickets::router())
         .merge(surveys::router())
         .merge(loyalty::router())
+        .merge(fulfilment::router())
+        .merge(plans::router())
+        .merge(plans::public_router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(optout::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .route("/assets/{file}", get(asset))
@@ -121,6 +126,10 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("loyalty.html", include_str!("../../templates/loyalty.html")),
         ("loyalty_card.html", include_str!("../../templates/loyalty_card.html")),
         ("cost_to_serve.html", include_str!("../../templates/cost_to_serve.html")),
+        ("fulfilment.html", include_str!("../../templates/fulfilment.html")),
+        ("fulfilment_card.html", include_str!("../../templates/fulfilment_card.html")),
+        ("plans.html", include_str!("../../templates/plans.html")),
+        ("public_plan.html", include_str!("../../templates/public_plan.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {

@@ -290,6 +290,7 @@ async fn create(State(state): State<AppState>, user: UiUser, Form(f): Form<NewTi
         department: None,
         store: None,
         opened_at: None,
+        order_id: None,
     };
     match state.store.create_ticket(&user.actor, t).await {
         Ok(t) => Redirect::to(&format!("/ui/tickets/{}", t.id)).into_response(),

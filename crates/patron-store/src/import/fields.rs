@@ -185,6 +185,24 @@ pub mod ticket {
     ];
 }
 
+/// fulfilment.csv (the steps of orders' fulfilment chains, issue 19 §5)
+pub mod fulfilment {
+    use super::{f, FieldSpec};
+    pub const ORDER_ID: usize = 0;
+    pub const STEP: usize = 1;
+    pub const AT: usize = 2;
+    pub const PROMISED_AT: usize = 3;
+    pub const NOTE: usize = 4;
+    /// The fields.
+    pub static SPEC: [FieldSpec; 5] = [
+        f("order_id", &["订单号", "订单编号", "external_id", "order_external_id"], true),
+        f("step", &["环节", "步骤", "履约环节"], true),
+        f("at", &["完成时间", "实际时间", "done_at", "actual_at"], false),
+        f("promised_at", &["承诺时间", "承诺日期", "promised"], false),
+        f("note", &["备注"], false),
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,7 +217,7 @@ mod tests {
         assert_eq!(find("WeChat_ID"), Some(customer::WECHAT_ID));
         assert_eq!(find("colour"), None);
         // No two fields of a kind share a name.
-        for spec in [&customer::SPEC[..], &contact::SPEC[..], &order::SPEC[..], &interaction::SPEC[..]] {
+        for spec in [&customer::SPEC[..], &contact::SPEC[..], &order::SPEC[..], &interaction::SPEC[..], &fulfilment::SPEC[..]] {
             let mut all: Vec<String> =
                 spec.iter().flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied())).map(normalise_header).collect();
             let n = all.len();

@@ -8,6 +8,7 @@
 
 mod bulk;
 mod fields;
+mod fulfilment_load;
 pub mod order_file;
 mod order_load;
 mod source;
@@ -45,6 +46,8 @@ pub enum ImportKind {
     Interactions,
     /// tickets.csv (history from another helpdesk)
     Tickets,
+    /// fulfilment.csv (steps of orders' fulfilment chains)
+    Fulfilment,
 }
 
 impl std::str::FromStr for ImportKind {
@@ -56,7 +59,11 @@ impl std::str::FromStr for ImportKind {
             "orders" => Ok(ImportKind::Orders),
             "interactions" => Ok(ImportKind::Interactions),
             "tickets" => Ok(ImportKind::Tickets),
-            _ => Err(StoreError::invalid("kind", format!("kind must be customers, contacts, orders, interactions or tickets, not {s:?}"))),
+            "fulfilment" => Ok(ImportKind::Fulfilment),
+            _ => Err(StoreError::invalid(
+                "kind",
+                format!("kind must be customers, contacts, orders, interactions, tickets or fulfilment, not {s:?}"),
+            )),
         }
     }
 }
@@ -70,6 +77,7 @@ impl ImportKind {
             ImportKind::Orders => "orders",
             ImportKind::Interactions => "interactions",
             ImportKind::Tickets => "tickets",
+            ImportKind::Fulfilment => "fulfilment",
         }
     }
 
@@ -81,6 +89,7 @@ impl ImportKind {
             ImportKind::Orders => &fields::order::SPEC,
             ImportKind::Interactions => &fields::interaction::SPEC,
             ImportKind::Tickets => &fields::ticket::SPEC,
+            ImportKind::Fulfilment => &fields::fulfilment::SPEC,
         }
     }
 }
@@ -498,6 +507,8 @@ struct Loader {
     locked: foldhash::HashSet<(&'static str, i64)>,
     /// PostgreSQL: the customer id sequence, for new customers COPYed with reserved ids.
     customer_ids: bulk::IdSequence,
+    /// Fulfilment files: the steps in use.
+    fulfilment: Option<crate::fulfilment::FulfilmentSettings>,
 }
 
 impl Loader {
@@ -519,6 +530,7 @@ impl Loader {
             unchanged: Default::default(),
             locked: Default::default(),
             customer_ids: bulk::IdSequence::default(),
+            fulfilment: None,
         }
     }
 
@@ -542,6 +554,7 @@ impl Loader {
             ImportKind::Orders => ORDER_STAGE.create(tx).await?,
             ImportKind::Interactions => INTERACTION_STAGE.create(tx).await?,
             ImportKind::Contacts => {}
+            ImportKind::Fulfilment => self.fulfilment = Some(crate::settings::get_in(tx, crate::fulfilment::SETTINGS).await?),
             ImportKind::Tickets => {
                 let users: Vec<(String, i64)> = tx.fetch_all(query("SELECT email, id FROM users")).await?;
                 self.owners = users.into_iter().collect();
@@ -605,6 +618,7 @@ impl Loader {
             ImportKind::Orders => Err(StoreError::Internal("orders are not loaded in batches".into())),
             ImportKind::Interactions => self.load_interactions(tx, batch, rej, counts).await,
             ImportKind::Tickets => self.load_tickets(tx, batch, rej, counts).await,
+            ImportKind::Fulfilment => self.load_fulfilment(tx, batch, rej, counts).await,
         }
     }
 
@@ -633,7 +647,7 @@ impl Loader {
                 Ok(())
             }
             ImportKind::Interactions => INTERACTION_STAGE.drop_table(tx).await,
-            ImportKind::Contacts | ImportKind::Tickets => Ok(()),
+            ImportKind::Contacts | ImportKind::Tickets | ImportKind::Fulfilment => Ok(()),
         }
     }
 

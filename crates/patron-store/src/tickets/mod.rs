@@ -126,6 +126,8 @@ pub struct Ticket {
     pub created_by: String,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The order it is about (one of the customer's), when named.
+    pub order_id: Option<i64>,
 }
 
 /// A ticket with its comments, compensations and event history.
@@ -200,6 +202,9 @@ pub struct NewTicket {
     /// When it was opened, for history from another helpdesk (managers and admins; not in the
     /// future). Due times count from it.
     pub opened_at: Option<DateTime<Utc>>,
+    /// The order it is about: one of the customer's orders (issue 19 §5).
+    #[serde(default)]
+    pub order_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -234,6 +239,7 @@ pub(crate) struct TicketRow {
     pub resolution_breached_at: Option<DateTime<Utc>>,
     pub created_by: String,
     pub updated_at: DateTime<Utc>,
+    pub order_id: Option<i64>,
 }
 
 /// The columns of [`TicketRow`], on `tickets t` (the customer's name from `customers c`, joined
@@ -241,7 +247,7 @@ pub(crate) struct TicketRow {
 pub(crate) const TICKET_COLUMNS: &str = "t.id, t.customer_id, c.name AS customer_name, t.kind, t.channel, t.subject, t.body, \
      t.category, t.root_cause, t.status, t.store, t.assignee_id, t.department, t.tier, t.business_hours, t.first_response_minutes, \
      t.resolution_minutes, t.opened_at, t.first_response_due_at, t.first_responded_at, t.resolution_due_at, t.paused_at, \
-     t.resolved_at, t.confirmed_at, t.confirmed_by, t.reopened_count, t.first_response_breached_at, t.resolution_breached_at, t.created_by, t.updated_at";
+     t.resolved_at, t.confirmed_at, t.confirmed_by, t.reopened_count, t.first_response_breached_at, t.resolution_breached_at, t.created_by, t.updated_at, t.order_id";
 
 pub(crate) const TICKET_FROM: &str = "FROM tickets t JOIN customers c ON c.id = t.customer_id";
 
@@ -277,6 +283,7 @@ impl TicketRow {
             breaches.push(Breach { kind: "resolution".into(), at });
         }
         Ticket {
+            order_id: self.order_id,
             id: self.id,
             customer_id: self.customer_id,
             customer_name: self.customer_name,
@@ -435,6 +442,13 @@ impl Store {
         if let Some(a) = t.assignee_id {
             check_user(&mut tx, "assignee_id", a).await?;
         }
+        if let Some(o) = t.order_id {
+            let found: Option<(i64,)> =
+                tx.fetch_optional(query("SELECT id FROM orders WHERE customer_id = $1 AND id = $2").bind(t.customer_id).bind(o)).await?;
+            if found.is_none() {
+                return Err(StoreError::invalid("order_id", format!("no order {o} of this customer")));
+            }
+        }
         let id = open_in(
             &mut tx,
             self,
@@ -454,6 +468,10 @@ impl Store {
             now,
         )
         .await?;
+        if let Some(o) = t.order_id {
+            tx.execute(query("UPDATE tickets SET order_id = $1 WHERE customer_id = $2 AND id = $3").bind(o).bind(t.customer_id).bind(id))
+                .await?;
+        }
         let row = ticket_row(&mut tx, t.customer_id, id).await?;
         tx.commit().await?;
         Ok(row.into_ticket(now))
