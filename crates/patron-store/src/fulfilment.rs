@@ -407,16 +407,26 @@ async fn flag_late(
     Ok(true)
 }
 
-/// Who hears of a late step: the customer's owner (the account manager), when active.
-/// (The account team of issue 19 §1 joins here when it lands.)
+/// Who hears of a late step: the customer's owner (the account manager) and the account team
+/// (issue 19 §1), each once, when active.
 async fn recipients(tx: &mut Tx, customer_id: i64) -> Result<Vec<i64>> {
-    let rows: Vec<(i64,)> = tx
+    let mut rows: Vec<(i64,)> = tx
         .fetch_all(
             query("SELECT u.id FROM customers c JOIN users u ON u.id = c.owner_id WHERE c.id = $1 AND u.disabled_at IS NULL")
                 .bind(customer_id),
         )
         .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    rows.extend(
+        tx.fetch_all::<(i64,)>(
+            query("SELECT u.id FROM account_team t JOIN users u ON u.id = t.user_id WHERE t.customer_id = $1 AND u.disabled_at IS NULL ORDER BY u.id")
+                .bind(customer_id),
+        )
+        .await?,
+    );
+    let mut ids: Vec<i64> = rows.into_iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// A delivery as the on-time report reads it: customer, owner, done, promised.

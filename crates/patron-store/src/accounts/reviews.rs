@@ -10,8 +10,8 @@
 //! - `survey`: the mean survey score (1–5 → 0–100; NPS 0–10 → 0–100 when no score), last 365 days;
 //! - `p_alive`: 100 × P(alive) of the latest analysis;
 //! - `spend_trend`: 50 + 50 × (last 90 days − the 90 before) / the larger of the two;
-//! - `on_time_delivery`: the fulfilment chain's on-time rate ([`on_time_delivery_signal`], a
-//!   hook: none until §5 lands).
+//! - `on_time_delivery`: 100 × the share of the account's deliveries with a promise done on or
+//!   before it, last 365 days ([`on_time_delivery_signal`]; none without such deliveries).
 //!
 //! health = `review_share` × review score + (1 − `review_share`) × mean of the available
 //! signals (the review score alone when none is available).
@@ -194,10 +194,20 @@ pub fn health_score(parts: &HealthParts, settings: &AccountSettings) -> f64 {
     (h.clamp(0.0, 100.0) * 10.0).round() / 10.0
 }
 
-/// The on-time delivery rate of the account's fulfilment chains as a 0–100 signal. A hook for
-/// issue 19 §5 (fulfilment): until that lands there is no delivery data and no signal.
-pub(crate) async fn on_time_delivery_signal(_tx: &mut Tx, _customer_id: i64, _since: DateTime<Utc>) -> Result<Option<f64>> {
-    Ok(None)
+/// The on-time delivery rate of the account's fulfilment chains (issue 19 §5) as a 0–100
+/// signal: deliveries with a promise done since `since`, the share done on or before it.
+pub(crate) async fn on_time_delivery_signal(tx: &mut Tx, customer_id: i64, since: DateTime<Utc>) -> Result<Option<f64>> {
+    let (delivered, on_time): (i64, Option<i64>) = tx
+        .fetch_one(
+            query(
+                "SELECT COUNT(*), SUM(CASE WHEN done_at <= promised_at THEN 1 ELSE 0 END) FROM fulfilment_steps \
+                 WHERE customer_id = $1 AND step = 'delivered' AND done_at IS NOT NULL AND promised_at IS NOT NULL AND done_at >= $2",
+            )
+            .bind(customer_id)
+            .bind(since),
+        )
+        .await?;
+    Ok((delivered > 0).then(|| 100.0 * on_time.unwrap_or(0) as f64 / delivered as f64))
 }
 
 fn check_scores(s: &ReviewScores, sentiment: i64) -> Result<()> {
