@@ -117,8 +117,7 @@ pub fn next_action(i: &ActionInput) -> Action {
             return Action::Review;
         }
     }
-    let loyal = i.stage == S::Loyal
-        || i.loyalty_situation.is_some_and(|l| l.kind == LoyaltyType::TrueLoyalty);
+    let loyal = i.stage == S::Loyal || i.loyalty_situation.is_some_and(|l| l.kind == LoyaltyType::TrueLoyalty);
     let promoter = i.latest_nps.is_some_and(|n| n >= PROMOTER_NPS);
     if promoter && loyal && !matches!(i.stage, S::Churned | S::AtRisk | S::Prospect) {
         return Action::Referral;
