@@ -647,6 +647,7 @@ impl Store {
 
     /// Stores a run's parameters and report and replaces every customer's scores row, in one
     /// transaction (readers see the old scores or the new ones, never a mix). Returns the run id.
+    #[allow(clippy::too_many_arguments)] // the run's parts, each from its own module
     pub async fn save_analysis(
         &self,
         actor: &Actor,

@@ -228,10 +228,21 @@ impl Store {
         Ok(ScoreExtras { actions, calibration })
     }
 
+    /// How many customers the latest analysis gave each action, in priority order.
+    pub async fn next_action_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows: Vec<(Option<String>, i64)> =
+            self.db.reader().fetch_all(query("SELECT next_action, COUNT(*) FROM customer_scores GROUP BY next_action")).await?;
+        Ok(Action::ALL
+            .iter()
+            .map(|a| (a.key().to_owned(), rows.iter().filter(|r| r.0.as_deref() == Some(a.key())).map(|r| r.1).sum()))
+            .collect())
+    }
+
     /// A customer's next best action from the latest analysis (`none`, without a date, before
     /// the customer was first analysed).
     pub async fn customer_next_action(&self, customer_id: i64) -> Result<NextAction> {
-        let row: Option<(i64, Option<String>, Option<i64>, Option<String>, Option<String>)> = self
+        type Row = (i64, Option<String>, Option<i64>, Option<String>, Option<String>);
+        let row: Option<Row> = self
             .db
             .reader()
             .fetch_optional(

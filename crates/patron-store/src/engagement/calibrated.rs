@@ -78,9 +78,12 @@ pub fn preferred_channel_sql(c: &str) -> (String, String) {
     (joins, expr)
 }
 
+/// The stored rates of a scores row (e-mail, SMS, WeChat, mail).
+pub(crate) type RatesRow = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+
 /// The calibrated preferred channel of one customer now (stored rates, current consents).
 pub(crate) async fn preferred_in(tx: &mut Tx, customer_id: i64) -> Result<Option<Channel>> {
-    let row: Option<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = tx
+    let row: Option<RatesRow> = tx
         .fetch_optional(
             query(
                 "SELECT response_rate_email, response_rate_sms, response_rate_wechat, response_rate_mail \
@@ -97,7 +100,7 @@ pub(crate) async fn preferred_in(tx: &mut Tx, customer_id: i64) -> Result<Option
 }
 
 /// The stored rates of a scores row, the prior where none is stored.
-pub(crate) fn stored_rates(row: Option<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)>) -> [f64; 4] {
+pub(crate) fn stored_rates(row: Option<RatesRow>) -> [f64; 4] {
     let r = row.unwrap_or_default();
     [r.0, r.1, r.2, r.3].map(|v| v.filter(|x| x.is_finite()).unwrap_or(PRIOR_RATE))
 }
