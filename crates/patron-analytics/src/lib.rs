@@ -11,6 +11,8 @@
 //! - [`gamma_gamma`]: the Gamma-Gamma spend model and discounted CLV,
 //! - [`mod@loyalty`]: the four loyalty indicators, the loyalty index and the loyalty matrix,
 //! - [`service`]: the Pareto of complaint causes, NPS, CSAT and medians of the service loop,
+//! - [`basket`]: category co-occurrence lift (the category to suggest),
+//! - [`next_action`]: the next best action's priority rules,
 //! - [`pipeline`]: [`analyze`], which runs all of it and returns column-wise scores and a
 //!   serialisable fit report.
 //!
@@ -28,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod abcd;
+pub mod basket;
 pub mod bgnbd;
 pub mod calibration;
 pub mod cost_to_serve;
@@ -36,6 +39,7 @@ pub mod keywords;
 pub mod lifecycle;
 pub mod lift;
 pub mod loyalty;
+pub mod next_action;
 mod optim;
 pub mod pipeline;
 mod rank;

@@ -320,6 +320,11 @@ test_both!(channel_calibration_prefers_the_channel_answered, |db: TestDb| async 
             .await;
         assert_eq!(st, 201, "{r}");
     }
+    // The preferred channel is calibrated by an analysis run (calibration as data): before
+    // one, every channel has the prior's ½ and the tie goes to e-mail.
+    assert_eq!(s.preferred_channel(c).await.unwrap(), Some(Channel::Email));
+    let today = s.now().with_timezone(&s.config.business_tz).date_naive();
+    s.run_analysis(&Actor::cli(), today, &Default::default()).await.unwrap();
     let (st, p) = app.get(&format!("/api/v1/customers/{c}/channels")).await;
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["preferred_channel"], "sms", "{p}");

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::cost_to_serve::CostFigures;
 use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::next_action::ScoreExtras;
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
@@ -389,8 +390,23 @@ static SCORES_TABLE: Stage = Stage {
         ("cost_to_serve_cents", ColType::Int),
         ("profit_cents", ColType::Int),
         ("cts_quadrant", ColType::Text),
+        // Next best action and channel calibration (crate::next_action::EXTRA_COLUMNS).
+        ("next_action", ColType::Text),
+        ("next_action_category_id", ColType::Int),
+        ("next_action_detail", ColType::Text),
+        ("preferred_channel", ColType::Text),
+        ("response_rate_email", ColType::Float),
+        ("response_rate_sms", ColType::Float),
+        ("response_rate_wechat", ColType::Float),
+        ("response_rate_mail", ColType::Float),
     ],
 };
+
+/// The names of the `customer_scores` columns an analysis run writes, in order.
+#[cfg(test)]
+pub(crate) fn score_column_names() -> Vec<&'static str> {
+    SCORES_TABLE.columns.iter().map(|c| c.0).collect()
+}
 
 /// A finite float, or NULL (NaN and infinities are not stored).
 fn finite(v: Option<f64>) -> Arg {
@@ -409,13 +425,21 @@ pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
     }
 }
 
-fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as_of: i32, cts: Option<&CostFigures>) -> Vec<Arg> {
+fn score_args(
+    out: &AnalyticsOutput,
+    c: usize,
+    customer_id: i64,
+    run_id: i64,
+    as_of: i32,
+    cts: Option<&CostFigures>,
+    extras: Option<&ScoreExtras>,
+) -> Vec<Arg> {
     let cost = cts.and_then(|f| f.customers.get(c).copied().flatten());
     let s = &out.summaries;
     let k = &out.scores;
     let scored = k.rfm.class[c].is_some();
     let score = |v: u8| Arg::I64((scored && v > 0).then_some(i64::from(v)));
-    vec![
+    let mut args = vec![
         Arg::I64(Some(customer_id)),
         Arg::I64(Some(run_id)),
         Arg::I64(Some(i64::from(as_of))),
@@ -453,7 +477,9 @@ fn score_args(out: &AnalyticsOutput, c: usize, customer_id: i64, run_id: i64, as
         Arg::I64(cost.map(|x| x.0.cost_cents())),
         Arg::I64(cost.map(|x| x.0.profit_cents())),
         Arg::Text(cost.map(|x| x.1.key().to_owned())),
-    ]
+    ];
+    args.extend(crate::next_action::extra_args(extras, c));
+    args
 }
 
 impl Store {
@@ -621,6 +647,7 @@ impl Store {
 
     /// Stores a run's parameters and report and replaces every customer's scores row, in one
     /// transaction (readers see the old scores or the new ones, never a mix). Returns the run id.
+    #[allow(clippy::too_many_arguments)] // the run's parts, each from its own module
     pub async fn save_analysis(
         &self,
         actor: &Actor,
@@ -629,6 +656,7 @@ impl Store {
         config: &AnalyticsConfig,
         started_at: DateTime<Utc>,
         cost_to_serve: Option<&CostFigures>,
+        extras: Option<&ScoreExtras>,
     ) -> Result<i64> {
         if customer_ids.len() != output.summaries.len() {
             return Err(StoreError::Internal(format!(
@@ -667,7 +695,8 @@ impl Store {
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> = (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve)).collect();
+            let rows: Vec<Vec<Arg>> =
+                (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras)).collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
         let now = self.now();
@@ -711,6 +740,7 @@ impl Store {
         let as_of_day = patron_analytics::day_number(as_of);
         let input = self.analysis_input(as_of_day).await?;
         let n = input.customer_ids.len();
+        let latest_nps = input.extras.latest_nps.clone();
         let (orders, extras, config_copy) = (input.orders, input.extras, *config);
         // The models are CPU-bound (rayon inside); keep them off the async workers.
         let output = tokio::task::spawn_blocking(move || patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy))
@@ -719,7 +749,9 @@ impl Store {
             .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
         // Cost to serve over the period up to the analysis day, stored with the scores.
         let cts = self.cost_figures(&input.customer_ids, as_of).await?;
-        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts)).await?;
+        // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
+        let extras = self.score_extras(&input.customer_ids, &output, latest_nps.as_deref(), as_of_day).await?;
+        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras)).await?;
         Ok((run_id, output))
     }
 

@@ -27,6 +27,7 @@ pub mod journeys;
 pub(crate) mod keys;
 pub mod links;
 pub mod loyalty;
+pub mod next_action;
 pub mod notes;
 pub mod notifications;
 pub mod orders;

@@ -70,6 +70,8 @@ pub async fn analyze_db(store: &Store, as_of: chrono::NaiveDate, rebuild: bool, 
     let (run_id, out) = store.run_analysis(&Actor::cli(), as_of, config).await?;
     print_fit(&out);
     println!("run {run_id}: {} customers scored as of {as_of} in {:.1} s", out.summaries.len(), started.elapsed().as_secs_f64());
+    let actions: Vec<String> = store.next_action_counts().await?.into_iter().map(|(a, n)| format!("{a} {n}")).collect();
+    println!("next best actions: {}", actions.join(", "));
     Ok(())
 }
 

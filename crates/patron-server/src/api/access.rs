@@ -166,6 +166,7 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/v1/journeys/{id}/disable", Some(P::JourneysManage)),
     ("GET", "/api/v1/journeys/{id}/report", Some(P::JourneysManage)),
     ("GET", "/api/v1/customers/{id}/channels", Some(P::CustomersRead)),
+    ("GET", "/api/v1/customers/{id}/next-action", Some(P::CustomersRead)),
     ("GET", "/api/v1/customers/{id}/journeys", Some(P::CustomersRead)),
     ("GET", "/api/v1/campaigns", Some(P::CampaignsRead)),
     ("POST", "/api/v1/campaigns", Some(P::CampaignsWrite)),

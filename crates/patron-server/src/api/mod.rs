@@ -16,6 +16,7 @@ pub mod interactions;
 pub mod journeys;
 pub mod loyalty;
 pub mod masking;
+pub mod next_action;
 pub mod notifications;
 pub mod orders;
 pub mod plans;
@@ -67,6 +68,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tasks::router())
         .merge(accounts::router())
         .merge(journeys::router())
+        .merge(next_action::router())
         .merge(campaigns::router())
         .merge(access::router())
         .merge(masking::router())
@@ -160,6 +162,7 @@ impl Modify for BearerAuth {
         tasks::list, tasks::create, tasks::update,
         journeys::list, journeys::create, journeys::get_one, journeys::enable, journeys::disable, journeys::report,
         journeys::channels, journeys::customer_entries,
+        next_action::next_action,
         campaigns::list, campaigns::create, campaigns::get_one, campaigns::launch, campaigns::report, campaigns::global_control_report,
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,

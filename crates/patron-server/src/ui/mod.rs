@@ -471,6 +471,13 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let stats = masked_with(&mask, &stats)?;
     // Channel calibration (issue 12 §5) and the customer's tasks.
     let channels = state.store.channel_preferences(id).await?;
+    let nba = state.store.customer_next_action(id).await?;
+    let next_action = context! {
+        action => nba.action.clone(),
+        label => crate::i18n::key_label(user.lang, "nba", &nba.action),
+        reason => if user.lang == crate::i18n::Lang::Zh { nba.reason_zh.clone() } else { nba.reason_en.clone() },
+        as_of => nba.as_of.map(|d| d.to_string()),
+    };
     let tasks = state
         .store
         .tasks(&user.actor, &patron_store::tasks::TaskFilter { customer_id: Some(id), done: Some(false), ..Default::default() })
@@ -483,7 +490,7 @@ async fn customer_context(state: &AppState, user: &UiUser, id: i64) -> Result<Va
     let account = crate::api::accounts::summary(state, &user.actor, id).await?;
     Ok(
         context! { c, stats, avg, contacts, orders, consents, timeline => timeline.items, more, changes, scores, duplicates, open_tickets, policy,
-        survey_answers, churn_reason, churn_reasons, channels, tasks, loyalty, cost, account },
+        survey_answers, churn_reason, churn_reasons, channels, next_action, tasks, loyalty, cost, account },
     )
 }
 

@@ -86,11 +86,10 @@ impl From<Channel> for CampaignChannel {
 /// is `preferred`: the LEFT JOINs to append after `FROM customers {c} …` and an expression that
 /// yields the channel's name, NULL when the customer consents to none.
 ///
-/// For now the preferred channel is the first consented one in the order e-mail, SMS, WeChat,
-/// mail. Channel calibration (issue 12 §5: the highest posterior response rate among consented
-/// channels) replaces this one function; nothing else needs to change.
+/// The consented channel with the highest response rate stored by the latest analysis (issue
+/// 12 §5, [`super::calibrated`]); consent is the current one.
 pub fn preferred_channel(c: &str) -> (String, String) {
-    consented_channel(c, &Channel::ALL)
+    super::calibrated::preferred_channel_sql(c)
 }
 
 /// The first of `order` the customer consents to (joins, expression).

@@ -5,6 +5,7 @@
 //! The channels themselves (SMTP, webhooks, files) are the server's; the store decides what is
 //! due, renders it for its customer, and records what happened.
 
+pub mod calibrated;
 pub mod calibration;
 pub mod campaigns;
 pub mod outbox;

@@ -374,7 +374,7 @@ impl Store {
                 }
                 Step::Send { template_id, channel } => {
                     let ch = match channel.as_str() {
-                        "preferred" => crate::engagement::calibration::preferences_in(&mut tx, customer_id).await?.preferred_channel,
+                        "preferred" => crate::engagement::calibrated::preferred_in(&mut tx, customer_id).await?,
                         c => Channel::parse(c).ok(),
                     };
                     let skipped = if held_out {

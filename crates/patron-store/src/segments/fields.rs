@@ -84,6 +84,24 @@ pub const LOYALTY_SITUATIONS: &[EnumValue] = &[
     ev("no_loyalty_falling", "不忠诚（下降）"),
 ];
 
+/// Next best actions (issue 12 §7), in priority order.
+pub const NEXT_ACTIONS: &[EnumValue] = &[
+    EnumValue { key: "win_back", zh: "挽回", aliases: &["winback"] },
+    ev("retain", "维系"),
+    EnumValue { key: "review", zh: "回顾合作关系", aliases: &["review_relationship"] },
+    EnumValue { key: "referral", zh: "邀请推荐", aliases: &["ask_referral"] },
+    ev("nurture", "培育"),
+    EnumValue { key: "upsell", zh: "推荐品类", aliases: &["upsell_category"] },
+    EnumValue { key: "none", zh: "无", aliases: &[] },
+];
+/// Message channels (the calibrated preferred channel, issue 12 §5).
+pub const CHANNELS: &[EnumValue] = &[
+    EnumValue { key: "email", zh: "邮件", aliases: &["e-mail"] },
+    EnumValue { key: "sms", zh: "短信", aliases: &[] },
+    EnumValue { key: "wechat", zh: "微信", aliases: &[] },
+    EnumValue { key: "mail", zh: "直邮", aliases: &["direct_mail"] },
+];
+
 /// How a field is stored and therefore which operators and values apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
@@ -223,6 +241,22 @@ pub static FIELDS: &[Field] = &[
     ),
     f("cost_to_serve", Money(false), "k.cost_to_serve_cents", K, true, "cost to serve in the period (yuan)", "服务成本（元）"),
     f("profit", Money(false), "k.profit_cents", K, true, "margin − cost to serve (yuan)", "利润 = 毛利 − 服务成本（元）"),
+    // Next best action and channel calibration (latest analysis; issue 12 §7, §5).
+    f("next_action", Choice(NEXT_ACTIONS), "k.next_action", K, true, "next best action", "下一步最佳行动"),
+    f("next_action_category_id", Int, "k.next_action_category_id", K, true, "category an upsell suggests (category id)", "推荐品类编号"),
+    f(
+        "preferred_channel",
+        Choice(CHANNELS),
+        "k.preferred_channel",
+        K,
+        true,
+        "consented channel with the highest response rate",
+        "偏好渠道（响应率最高的许可渠道）",
+    ),
+    f("response_rate_email", Float, "k.response_rate_email", K, true, "e-mail response rate (posterior mean 0–1)", "邮件响应率"),
+    f("response_rate_sms", Float, "k.response_rate_sms", K, true, "SMS response rate (posterior mean 0–1)", "短信响应率"),
+    f("response_rate_wechat", Float, "k.response_rate_wechat", K, true, "WeChat response rate (posterior mean 0–1)", "微信响应率"),
+    f("response_rate_mail", Float, "k.response_rate_mail", K, true, "direct-mail response rate (posterior mean 0–1)", "直邮响应率"),
 ];
 
 /// Common other names, so an unknown field gets a useful suggestion.
@@ -236,6 +270,9 @@ const HINTS: &[(&str, &str)] = &[
     ("m_cents", "m"),
     ("rfm", "rfm_class"),
     ("tier", "abcd_tier"),
+    ("nba", "next_action"),
+    ("next_best_action", "next_action"),
+    ("channel", "preferred_channel"),
     ("abcd", "abcd_tier"),
     ("stage", "lifecycle"),
     ("lifecycle_stage", "lifecycle"),
