@@ -193,7 +193,9 @@ def run_engine(engine, patron, customers_csv, a, env):  # noqa: C901
             f = send(patron, a.send, [], outbox)
             lines = file_lines(outbox)
             ids = {json.loads(x)["message_id"] for x in lines}
-            assert len(lines) == f["sent"] == len(ids), (len(lines), f["sent"], len(ids))
+            # A run stopped by the budget may have written the batch in flight without recording it
+            # (the at-least-once window: at most one batch of 500); never a line twice here.
+            assert len(ids) == len(lines) and f["sent"] <= len(lines) <= f["sent"] + 500, (len(lines), f["sent"], len(ids))
             f["file_lines"] = len(lines)
             rnd["file"] = f
             floor_s = file_floor(lines, os.path.join(WORK, f"floor-{engine}.jsonl"))

@@ -133,18 +133,26 @@ impl SmtpAdapter {
     }
 
     /// A new connection to the plain relay, authenticated when credentials are given.
-    async fn connect(&self, p: &Plain) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+    async fn connect(&self, p: &Plain) -> Result<AsyncSmtpConnection, DeliveryOutcome> {
+        let tcp = match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((p.host.as_str(), p.port))).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(DeliveryOutcome::Transient(format!("SMTP: connecting: {e}"))),
+            Err(_) => return Err(DeliveryOutcome::Transient("SMTP: connecting timed out".into())),
+        };
+        // Every SMTP command is a small write: with Nagle's algorithm and the relay's delayed
+        // ACK each message waited about 40 ms.
+        let _ = tcp.set_nodelay(true);
         let hello = ClientId::default();
-        let mut conn = AsyncSmtpConnection::connect_tokio1((p.host.as_str(), p.port), Some(self.timeout), &hello, None, None).await?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await.map_err(classify)?;
         if let Some(c) = &p.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(classify)?;
         }
         Ok(conn)
     }
 
     /// Sends over the round's connection (opened when there is none, or when an idle one no
     /// longer answers); an error drops it.
-    async fn send_plain(&self, p: &Plain, email: &Message) -> Result<(), lettre::transport::smtp::Error> {
+    async fn send_plain(&self, p: &Plain, email: &Message) -> Result<(), DeliveryOutcome> {
         let mut slot = self.conn.lock().await;
         let mut conn = match slot.take() {
             Some((mut c, used)) => {
@@ -164,7 +172,7 @@ impl SmtpAdapter {
             }
             Err(e) => {
                 conn.abort().await;
-                Err(e)
+                Err(classify(e))
             }
         }
     }
@@ -213,12 +221,20 @@ impl SmtpAdapter {
                     return DeliveryOutcome::Transient("SMTP: timed out".into());
                 }
             },
-            None => self.transport.send(email).await.map(|_| ()),
+            None => self.transport.send(email).await.map(|_| ()).map_err(classify),
         };
         match sent {
             Ok(()) => DeliveryOutcome::Sent,
-            Err(e) if e.is_permanent() => DeliveryOutcome::Permanent(format!("SMTP: {e}")),
-            Err(e) => DeliveryOutcome::Transient(format!("SMTP: {e}")),
+            Err(o) => o,
         }
+    }
+}
+
+/// A permanent SMTP reply (5xx) fails the message; anything else is tried again.
+fn classify(e: lettre::transport::smtp::Error) -> DeliveryOutcome {
+    if e.is_permanent() {
+        DeliveryOutcome::Permanent(format!("SMTP: {e}"))
+    } else {
+        DeliveryOutcome::Transient(format!("SMTP: {e}"))
     }
 }
