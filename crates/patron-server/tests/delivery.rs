@@ -346,3 +346,161 @@ fn quoted_printable(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The file adapter's lines in `file` of `dir`: message id → how many times it was written.
+fn lines_by_id(dir: &std::path::Path, file: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut n = std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *n.entry(v["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    n
+}
+
+// A batch interrupted between its delivery and the record of it (a crash: the lines written,
+// nothing recorded) and a provider failing in the middle of a batch (one file of the batch cannot
+// be written). The crash repeats exactly the interrupted batch, under the same message ids, once
+// its lease has run out — a consumer deduplicating by message id sees every message once —
+// and nothing is lost; a failure that is recorded repeats nothing: only the failed messages go
+// again, once.
+test_both!(an_interrupted_batch_neither_loses_nor_doubles, |db: TestDb| async move {
+    use patron_store::engagement::templates::NewTemplate;
+    let s = &db.store;
+    let clock = db.clock.clone();
+    s.set_engagement_settings(
+        &Actor::cli(),
+        &EngagementSettings {
+            global_control_percent: 0.0,
+            cap_7_days: 100,
+            cap_30_days: 100,
+            rate_per_second: 100_000.0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let template = |channel: Channel, subject: Option<&str>| NewTemplate {
+        name: format!("t-{}", channel.as_str()),
+        channel,
+        purpose: Purpose::Marketing,
+        subject: subject.map(str::to_owned),
+        body_text: "{{ salutation }}，周末八折 {{ unsubscribe_url }}".into(),
+        body_html: None,
+    };
+    let sms_t = s.create_template(&Actor::cli(), template(Channel::Sms, None)).await.unwrap().unwrap().template.id;
+    let mail_t =
+        s.create_template(&Actor::cli(), template(Channel::Email, Some("{{ salutation }}，周末"))).await.unwrap().unwrap().template.id;
+    let (mut sms, mut mail) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let c = s
+            .create_customer(
+                &Actor::cli(),
+                patron_store::customers::NewCustomer {
+                    name: format!("王{i}"),
+                    gender: Some("male".into()),
+                    mobile: Some(format!("1390000{i:04}")),
+                    consents: [("sms".to_owned(), true)].into_iter().collect(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        sms.push(c.id);
+    }
+    for i in 0..4 {
+        let c = s
+            .create_customer(
+                &Actor::cli(),
+                patron_store::customers::NewCustomer {
+                    name: format!("李{i}"),
+                    gender: Some("female".into()),
+                    email: Some(format!("b{i}@example.com")),
+                    consents: [("email".to_owned(), true)].into_iter().collect(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        mail.push(c.id);
+    }
+    let (sms, mail) = (&sms, &mail);
+    let enqueue = |key: &'static str| async move {
+        let now = s.now();
+        for id in sms {
+            assert!(s.enqueue_message(message(*id, key, Channel::Sms, sms_t, now)).await.unwrap());
+        }
+        for id in mail {
+            assert!(s.enqueue_message(message(*id, key, Channel::Email, mail_t, now)).await.unwrap());
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("outbox");
+    let delivery = Delivery::files(files.clone(), "http://127.0.0.1:9");
+    let statuses = || async move {
+        let mut n: std::collections::BTreeMap<String, i64> = Default::default();
+        for id in sms.iter().chain(mail) {
+            for m in s.customer_messages(*id).await.unwrap() {
+                *n.entry(m.status).or_insert(0) += 1;
+            }
+        }
+        n
+    };
+    let count =
+        |pairs: &[(&str, i64)]| -> std::collections::BTreeMap<String, i64> { pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect() };
+
+    // 1. A crash between delivery and record. The e-mail file of the batch cannot be written
+    // (a directory is in its way): the provider fails in the middle of the batch too.
+    enqueue("batch:1").await;
+    std::fs::create_dir_all(files.join("messages-email.jsonl")).unwrap();
+    let (batch, claimed) = s.claim_due_messages(500, chrono::Duration::minutes(5), "http://127.0.0.1:9").await.unwrap();
+    assert_eq!((batch.len(), claimed.claimed), (14, 14), "one batch claims them all: {claimed:?}");
+    let outcomes = delivery.deliver(&batch, None, 100_000.0, std::time::Instant::now() + Duration::from_secs(60)).await.unwrap();
+    let sent = outcomes.iter().filter(|o| matches!(o, Some(patron_store::engagement::outbox::DeliveryOutcome::Sent))).count();
+    assert_eq!(sent, 10, "{outcomes:?}");
+    // … killed here: nothing recorded. Until the leases run out nobody takes the batch over.
+    assert_eq!(statuses().await, count(&[("sending", 14)]));
+    assert_eq!(delivery.send_due(s, 1000).await.unwrap(), Default::default());
+    std::fs::remove_dir(files.join("messages-email.jsonl")).unwrap();
+    clock.set(s.now() + chrono::Duration::minutes(5) + chrono::Duration::seconds(1));
+    let r = delivery.send_due(s, 1000).await.unwrap();
+    assert_eq!((r.sent, r.retrying, r.failed, r.skipped), (14, 0, 0, 0), "{r:?}");
+    assert_eq!(statuses().await, count(&[("sent", 14)]));
+    // The SMS written before the crash are written again under the same ids (the whole
+    // interrupted batch, no more); the e-mail that failed, once; nothing is lost.
+    let sms_lines = lines_by_id(&files, "messages-sms.jsonl");
+    assert_eq!(sms_lines.len(), 10);
+    assert!(sms_lines.values().all(|n| *n == 2), "{sms_lines:?}");
+    let mail_lines = lines_by_id(&files, "messages-email.jsonl");
+    assert_eq!(mail_lines.len(), 4);
+    assert!(mail_lines.values().all(|n| *n == 1), "{mail_lines:?}");
+    for id in sms.iter().chain(mail) {
+        let m = s.customer_messages(*id).await.unwrap();
+        assert_eq!((m[0].status.as_str(), m[0].attempts), ("sent", 2));
+    }
+    // Recorded messages never go again (20:16 in Shanghai: before the quiet hours).
+    clock.set(s.now() + chrono::Duration::minutes(10));
+    assert_eq!(delivery.send_due(s, 1000).await.unwrap(), Default::default());
+    assert_eq!(lines_by_id(&files, "messages-sms.jsonl").values().sum::<usize>(), 20);
+
+    // 2. A provider failure in the middle of a recorded batch: the e-mail is retried after its
+    // backoff, once; the SMS of the same batch are not sent again.
+    enqueue("batch:2").await;
+    std::fs::create_dir_all(files.join("messages-email.jsonl.tmp")).unwrap();
+    std::fs::rename(files.join("messages-email.jsonl"), files.join("saved-email.jsonl")).unwrap();
+    std::fs::rename(files.join("messages-email.jsonl.tmp"), files.join("messages-email.jsonl")).unwrap();
+    let r = delivery.send_due(s, 1000).await.unwrap();
+    assert_eq!((r.sent, r.retrying), (10, 4), "{r:?}");
+    std::fs::remove_dir(files.join("messages-email.jsonl")).unwrap();
+    std::fs::rename(files.join("saved-email.jsonl"), files.join("messages-email.jsonl")).unwrap();
+    assert_eq!(delivery.send_due(s, 1000).await.unwrap(), Default::default(), "not before the backoff");
+    clock.set(s.now() + chrono::Duration::seconds(31));
+    let r = delivery.send_due(s, 1000).await.unwrap();
+    assert_eq!((r.sent, r.retrying), (4, 0), "{r:?}");
+    assert_eq!(statuses().await, count(&[("sent", 28)]));
+    let sms_lines = lines_by_id(&files, "messages-sms.jsonl");
+    let mail_lines = lines_by_id(&files, "messages-email.jsonl");
+    assert_eq!((sms_lines.len(), mail_lines.len()), (20, 8));
+    assert_eq!(sms_lines.values().filter(|n| **n == 1).count(), 10, "the second occasion's SMS once each");
+    assert!(mail_lines.values().all(|n| *n == 1), "{mail_lines:?}");
+});

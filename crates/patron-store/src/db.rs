@@ -74,6 +74,17 @@ impl Engine {
         }
     }
 
+    /// [`Engine::row_lock`] for a worker that would rather skip a row another transaction holds
+    /// than wait for it (PostgreSQL `FOR NO KEY UPDATE SKIP LOCKED`): a sender claiming a batch
+    /// locks each message's customer this way, so that two senders (or a sender and a request
+    /// holding the customer) never wait on each other nor deadlock. Nothing on SQLite.
+    pub fn row_lock_skip(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR NO KEY UPDATE SKIP LOCKED",
+        }
+    }
+
     /// SQL for a sum that cannot overflow (issue 14 §2.2): no stored value, however large
     /// (an order written by SQL with `i64::MAX`), may make an aggregate fail. PostgreSQL sums
     /// a BIGINT column in NUMERIC (exact); SQLite's `SUM` raises "integer overflow", so its

@@ -123,11 +123,19 @@ impl Delivery {
 
     /// Sends one claimed message on its channel.
     pub async fn send(&self, m: &Outgoing) -> SendResult {
+        match self.route(m) {
+            Route::Smtp(s) => s.send(m).await,
+            Route::Webhook(w) => w.send(m).await,
+            Route::File => self.file.write(m),
+        }
+    }
+
+    /// The adapter a message leaves through.
+    fn route(&self, m: &Outgoing) -> Route<'_> {
         match (m.channel, &self.smtp, &self.sms, &self.wechat) {
-            (Channel::Email, Some(s), _, _) => s.send(m).await,
-            (Channel::Sms, _, Some(w), _) | (Channel::Wechat, _, _, Some(w)) => w.send(m).await,
-            (Channel::Mail, ..) => self.file.direct_mail(m),
-            _ => self.file.write(m),
+            (Channel::Email, Some(s), _, _) => Route::Smtp(s),
+            (Channel::Sms, _, Some(w), _) | (Channel::Wechat, _, _, Some(w)) => Route::Webhook(w),
+            _ => Route::File,
         }
     }
 
@@ -146,16 +154,120 @@ impl Delivery {
         }
     }
 
-    /// Sends everything due now, in batches, until nothing due is left (at most `max` messages).
+    /// Delivers a claimed batch, each message paced by the channel's rate (`rate` messages per
+    /// second): the file adapter's messages with one write and one `fsync` per file; e-mail one
+    /// after the other over one pooled SMTP connection; webhooks [`WEBHOOK_PARALLEL`] at a time.
+    /// With `record`, each outcome is recorded as soon as it is known and only then: the file
+    /// adapter's after its write (one transaction for them all), each e-mail's before the next
+    /// is sent, each group of webhooks' before the next group — so a `kill -9` re-delivers at
+    /// most the batch's file lines, one e-mail, or one group of webhooks (docs/campaigns.md).
+    /// Messages not tried before `deadline` (the lease's half; e-mail and webhooks only) are
+    /// given back to the queue (with `record`) and have no outcome (`None`). Without `record`,
+    /// nothing is recorded: what a crash right after the delivery leaves.
+    pub async fn deliver(
+        &self,
+        batch: &[Outgoing],
+        record: Option<&Store>,
+        rate: f64,
+        deadline: Instant,
+    ) -> patron_store::Result<Vec<Option<DeliveryOutcome>>> {
+        let mut outcomes: Vec<Option<DeliveryOutcome>> = vec![None; batch.len()];
+        let (mut files, mut mail, mut hooks) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, m) in batch.iter().enumerate() {
+            match self.route(m) {
+                Route::File => files.push(i),
+                Route::Smtp(_) => mail.push(i),
+                Route::Webhook(_) => hooks.push(i),
+            }
+        }
+        if !files.is_empty() {
+            for &i in &files {
+                self.pace(batch[i].channel, rate).await;
+            }
+            let ms: Vec<&Outgoing> = files.iter().map(|&i| &batch[i]).collect();
+            let written = self.file.write_batch(&ms);
+            if let Some(store) = record {
+                let pairs: Vec<(&Outgoing, &DeliveryOutcome)> = ms.iter().copied().zip(written.iter()).collect();
+                store.record_deliveries(&pairs).await?;
+            }
+            for (&i, o) in files.iter().zip(written) {
+                outcomes[i] = Some(o);
+            }
+        }
+        let mut first = true;
+        let mut late: Vec<usize> = Vec::new();
+        for group in hooks.chunks(WEBHOOK_PARALLEL) {
+            if !first && Instant::now() >= deadline {
+                late.extend_from_slice(group);
+                continue;
+            }
+            first = false;
+            let mut tasks = tokio::task::JoinSet::new();
+            for (n, &i) in group.iter().enumerate() {
+                let m = &batch[i];
+                self.pace(m.channel, rate).await;
+                if let Route::Webhook(w) = self.route(m) {
+                    let (w, m) = (w.clone(), m.clone());
+                    tasks.spawn(async move { (n, w.send(&m).await) });
+                }
+            }
+            let mut got: Vec<Option<DeliveryOutcome>> = vec![None; group.len()];
+            while let Some(done) = tasks.join_next().await {
+                match done {
+                    Ok((n, o)) => got[n] = Some(o),
+                    Err(e) => tracing::warn!(error = %e, "a webhook delivery task failed"),
+                }
+            }
+            // A task that died has an unknown outcome: tried again (same idempotency key).
+            let got: Vec<DeliveryOutcome> =
+                got.into_iter().map(|o| o.unwrap_or_else(|| DeliveryOutcome::Transient("delivery task failed".into()))).collect();
+            if let Some(store) = record {
+                let pairs: Vec<(&Outgoing, &DeliveryOutcome)> = group.iter().map(|&i| &batch[i]).zip(got.iter()).collect();
+                store.record_deliveries(&pairs).await?;
+            }
+            for (&i, o) in group.iter().zip(got) {
+                outcomes[i] = Some(o);
+            }
+        }
+        for &i in &mail {
+            if !first && Instant::now() >= deadline {
+                late.push(i);
+                continue;
+            }
+            first = false;
+            let m = &batch[i];
+            self.pace(m.channel, rate).await;
+            let o = self.send(m).await;
+            if let Some(store) = record {
+                store.record_delivery(m, &o).await?;
+            }
+            outcomes[i] = Some(o);
+        }
+        if let Some(store) = record {
+            let back: Vec<&Outgoing> = late.iter().map(|&i| &batch[i]).collect();
+            store.release_messages(&back).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Sends everything due now, in batches, until nothing due is left (at most `max` messages):
+    /// each batch claimed in one transaction, delivered, and its outcomes recorded (see
+    /// [`Delivery::deliver`]).
     pub async fn send_due(&self, store: &Store, max: u64) -> patron_store::Result<SendReport> {
         let mut r = SendReport::default();
         let rate = store.engagement_settings().await?.rate_per_second;
-        // A claim outlives the slowest send of its batch by far.
-        let lease = chrono::Duration::seconds(i64::try_from(self.config.timeout.as_secs()).unwrap_or(60).saturating_mul(4).max(60));
+        let lease_secs = i64::try_from(self.config.timeout.as_secs()).unwrap_or(60).saturating_mul(4).max(60);
+        // A claim outlives the slowest send of its batch by far: delivery stops trying new
+        // messages at half the lease, and a message started then ends within the timeout.
+        let lease = chrono::Duration::seconds(lease_secs);
+        let half = Duration::from_secs(u64::try_from(lease_secs / 2).unwrap_or(30));
+        // No more than the rate limit lets out in half the lease.
+        let by_rate = (rate.max(0.001) * half.as_secs_f64()).floor().clamp(1.0, BATCH as f64) as i64;
         let mut total = 0u64;
         while total < max {
-            let (batch, claimed) =
-                store.claim_due_messages(50.min(i64::try_from(max - total).unwrap_or(50)), lease, &self.config.public_url).await?;
+            let size = by_rate.min(i64::try_from(max - total).unwrap_or(BATCH)).max(1);
+            let deadline = Instant::now() + half;
+            let (batch, claimed) = store.claim_due_messages(size, lease, &self.config.public_url).await?;
             r.skipped += claimed.skipped;
             r.deferred += claimed.deferred;
             r.failed += claimed.failed;
@@ -163,17 +275,33 @@ impl Delivery {
                 break;
             }
             total += claimed.claimed + claimed.skipped + claimed.deferred + claimed.failed;
-            for m in batch {
-                self.pace(m.channel, rate).await;
-                let outcome = self.send(&m).await;
-                store.record_delivery(&m, &outcome).await?;
-                match outcome {
-                    DeliveryOutcome::Sent => r.sent += 1,
-                    DeliveryOutcome::Permanent(_) => r.failed += 1,
-                    DeliveryOutcome::Transient(_) => r.retrying += 1,
+            let outcomes = self.deliver(&batch, Some(store), rate, deadline).await?;
+            for o in outcomes {
+                match o {
+                    Some(DeliveryOutcome::Sent) => r.sent += 1,
+                    Some(DeliveryOutcome::Permanent(_)) => r.failed += 1,
+                    Some(DeliveryOutcome::Transient(_)) => r.retrying += 1,
+                    // Given back: claimed again by the next batch.
+                    None => total = total.saturating_sub(1),
                 }
             }
         }
+        if let Some(smtp) = &self.smtp {
+            smtp.close().await;
+        }
         Ok(r)
     }
+}
+
+/// Messages claimed per batch at most.
+pub const BATCH: i64 = 500;
+
+/// Webhook deliveries in flight at once.
+pub const WEBHOOK_PARALLEL: usize = 4;
+
+/// Where a message leaves.
+enum Route<'a> {
+    Smtp(&'a smtp::SmtpAdapter),
+    Webhook(&'a webhook::WebhookAdapter),
+    File,
 }

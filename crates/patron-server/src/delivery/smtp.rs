@@ -3,12 +3,19 @@
 //! `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058). Plain SMTP (a local relay,
 //! with or without AUTH) always; STARTTLS and TLS with the `smtp-tls` feature (rustls).
 //! A permanent SMTP reply (5xx) fails the message; anything else is tried again.
+//!
+//! On a plain relay the messages of a sending round go over **one connection** (opened on the
+//! first, checked with a NOOP after an idle second, closed with QUIT at the end of the round,
+//! dropped and opened again after any error); TLS relays get a connection per message from
+//! lettre's transport.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use patron_store::engagement::outbox::{DeliveryOutcome, Outgoing};
 use patron_store::engagement::Purpose;
@@ -19,6 +26,17 @@ use super::ConfigError;
 pub struct SmtpAdapter {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// A plain relay: its address and credentials, for the connection kept across a round.
+    plain: Option<Plain>,
+    timeout: Duration,
+    /// The open connection and when it was last used.
+    conn: tokio::sync::Mutex<Option<(AsyncSmtpConnection, Instant)>>,
+}
+
+struct Plain {
+    host: String,
+    port: u16,
+    credentials: Option<Credentials>,
 }
 
 macro_rules! raw_header {
@@ -103,11 +121,69 @@ impl SmtpAdapter {
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port.unwrap_or(25))
         };
-        if let Some(u) = userinfo {
+        let credentials = userinfo.map(|u| {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            builder = builder.credentials(Credentials::new(decode(user), decode(pass)));
+            Credentials::new(decode(user), decode(pass))
+        });
+        if let Some(c) = &credentials {
+            builder = builder.credentials(c.clone());
         }
-        Ok(SmtpAdapter { transport: builder.timeout(Some(timeout)).build(), from })
+        let plain = (!tls).then(|| Plain { host: host.to_owned(), port: port.unwrap_or(25), credentials });
+        Ok(SmtpAdapter { transport: builder.timeout(Some(timeout)).build(), from, plain, timeout, conn: tokio::sync::Mutex::new(None) })
+    }
+
+    /// A new connection to the plain relay, authenticated when credentials are given.
+    async fn connect(&self, p: &Plain) -> Result<AsyncSmtpConnection, DeliveryOutcome> {
+        let tcp = match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((p.host.as_str(), p.port))).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(DeliveryOutcome::Transient(format!("SMTP: connecting: {e}"))),
+            Err(_) => return Err(DeliveryOutcome::Transient("SMTP: connecting timed out".into())),
+        };
+        // Every SMTP command is a small write: with Nagle's algorithm and the relay's delayed
+        // ACK each message waited about 40 ms.
+        let _ = tcp.set_nodelay(true);
+        let hello = ClientId::default();
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await.map_err(classify)?;
+        if let Some(c) = &p.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(classify)?;
+        }
+        Ok(conn)
+    }
+
+    /// Sends over the round's connection (opened when there is none, or when an idle one no
+    /// longer answers); an error drops it.
+    async fn send_plain(&self, p: &Plain, email: &Message) -> Result<(), DeliveryOutcome> {
+        let mut slot = self.conn.lock().await;
+        let mut conn = match slot.take() {
+            Some((mut c, used)) => {
+                if !c.has_broken() && (used.elapsed() < Duration::from_secs(1) || c.test_connected().await) {
+                    c
+                } else {
+                    c.abort().await;
+                    self.connect(p).await?
+                }
+            }
+            None => self.connect(p).await?,
+        };
+        match conn.send(email.envelope(), &email.formatted()).await {
+            Ok(_) => {
+                *slot = Some((conn, Instant::now()));
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort().await;
+                Err(classify(e))
+            }
+        }
+    }
+
+    /// Ends the round's connection (QUIT), if one is open.
+    pub async fn close(&self) {
+        if let Some((mut c, _)) = self.conn.lock().await.take() {
+            if c.quit().await.is_err() {
+                c.abort().await;
+            }
+        }
     }
 
     /// Sends one e-mail.
@@ -134,10 +210,31 @@ impl SmtpAdapter {
             Ok(e) => e,
             Err(e) => return DeliveryOutcome::Permanent(format!("building the e-mail: {e}")),
         };
-        match self.transport.send(email).await {
-            Ok(_) => DeliveryOutcome::Sent,
-            Err(e) if e.is_permanent() => DeliveryOutcome::Permanent(format!("SMTP: {e}")),
-            Err(e) => DeliveryOutcome::Transient(format!("SMTP: {e}")),
+        let sent = match &self.plain {
+            Some(p) => match tokio::time::timeout(self.timeout.saturating_mul(2), self.send_plain(p, &email)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // Timed out mid-conversation: the connection is in an unknown state.
+                    if let Some((mut c, _)) = self.conn.lock().await.take() {
+                        c.abort().await;
+                    }
+                    return DeliveryOutcome::Transient("SMTP: timed out".into());
+                }
+            },
+            None => self.transport.send(email).await.map(|_| ()).map_err(classify),
+        };
+        match sent {
+            Ok(()) => DeliveryOutcome::Sent,
+            Err(o) => o,
         }
+    }
+}
+
+/// A permanent SMTP reply (5xx) fails the message; anything else is tried again.
+fn classify(e: lettre::transport::smtp::Error) -> DeliveryOutcome {
+    if e.is_permanent() {
+        DeliveryOutcome::Permanent(format!("SMTP: {e}"))
+    } else {
+        DeliveryOutcome::Transient(format!("SMTP: {e}"))
     }
 }

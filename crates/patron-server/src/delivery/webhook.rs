@@ -44,6 +44,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// One webhook.
+#[derive(Clone)]
 pub struct WebhookAdapter {
     url: String,
     secret: String,

@@ -1,11 +1,18 @@
 //! The one outbox of messages to customers. A message is a row written **before** anything is
 //! sent, under a unique key (occasion, customer, channel) and with a message id derived from
-//! that key, which the channel passes to the provider as its idempotency key. Senders claim due
-//! rows one at a time (the customer's row locked, so that two senders cannot both pass a cap),
-//! re-check consent, the global control group, the frequency caps and quiet hours at that
-//! moment, render the template for the customer, and lease the row while the channel sends it;
-//! the outcome is recorded after. A sender killed mid-send leaves a `sending` row whose lease
-//! runs out: the next sender takes it over with the same message id.
+//! that key, which the channel passes to the provider as its idempotency key. A sender claims a
+//! batch of due rows in one transaction: each row under its customer's row lock (so that two
+//! senders cannot both pass a cap; on PostgreSQL and Citus `SKIP LOCKED`, one shard per
+//! statement, so that senders share the due rows instead of waiting on each other; on SQLite
+//! the one writer), re-checks consent, the global control group, the frequency caps and quiet
+//! hours at that moment, renders the template for the customer, and leases the row while the
+//! channel sends it. The outcomes are recorded after the delivery, in one transaction per
+//! delivered group ([`Store::record_deliveries`]): a row is `sent` only once its channel took it.
+//! A sender killed between delivery and record leaves `sending` rows whose lease runs out: the
+//! next sender takes them over with the same message ids (docs/campaigns.md, "Delivery
+//! guarantees").
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -135,6 +142,7 @@ pub struct ClaimReport {
 struct Due {
     customer_id: i64,
     id: i64,
+    template_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -154,6 +162,7 @@ struct Row {
 #[derive(sqlx::FromRow)]
 struct Contact {
     name: String,
+    deleted_at: Option<DateTime<Utc>>,
     mobile: Option<String>,
     email: Option<String>,
     wechat_id: Option<String>,
@@ -191,9 +200,10 @@ pub struct OutboxMessage {
 /// sent before a crash keeps working after the retry; only its digest is stored with the row.
 const LINK_SECRET: &str = "link_secret";
 
-/// A URL in a message's text (tracking follows these).
-fn url_pattern() -> Option<regex::Regex> {
-    regex::Regex::new(r#"https?://[^\s<>"'）)，。]+"#).ok()
+/// A URL in a message's text (tracking follows these); compiled once.
+fn url_pattern() -> Option<&'static regex::Regex> {
+    static URL: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    URL.get_or_init(|| regex::Regex::new(r#"https?://[^\s<>"'）)，。]+"#).ok()).as_ref()
 }
 
 impl Store {
@@ -223,43 +233,53 @@ impl Store {
         Ok(written)
     }
 
-    /// Claims up to `limit` due messages for sending, each leased for `lease` (see the module
-    /// docs); `base_url` is the base of the links in them.
+    /// Claims up to `limit` due messages for sending, each leased for `lease`, in one
+    /// transaction (see the module docs); `base_url` is the base of the links in them.
     pub async fn claim_due_messages(&self, limit: i64, lease: Duration, base_url: &str) -> Result<(Vec<Outgoing>, ClaimReport)> {
         let now = self.now();
         let settings = self.engagement_settings().await?;
         let secret = self.link_secret().await?;
-        let due: Vec<Due> = self
+        // Read without a lock (one statement over every shard on Citus); each row is claimed
+        // below under its own lock, and only when it is still due then.
+        let mut due: Vec<Due> = self
             .db
             .reader()
             .fetch_all(
                 query(
-                    "SELECT customer_id, id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $1) \
+                    "SELECT customer_id, id, template_id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $1) \
                      OR (status = 'sending' AND lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $2",
                 )
                 .bind(now)
                 .bind(limit.clamp(1, 10_000)),
             )
             .await?;
+        let mut templates: HashMap<i64, Option<(MessageTemplate, personal::Wanted)>> = HashMap::new();
+        for d in &due {
+            if let Some(id) = d.template_id {
+                if let std::collections::hash_map::Entry::Vacant(e) = templates.entry(id) {
+                    match self.template(id).await {
+                        Ok(t) => {
+                            let wanted = t.wanted();
+                            e.insert(Some((t, wanted)));
+                        }
+                        Err(StoreError::NotFound(_)) => {
+                            e.insert(None);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        // Locked in one order (customer, row) by every sender; on PostgreSQL a row another
+        // sender holds is skipped, not waited for: it is that sender's.
+        due.sort_by_key(|d| (d.customer_id, d.id));
         let mut out = Vec::new();
         let mut report = ClaimReport::default();
-        let mut templates: std::collections::HashMap<i64, MessageTemplate> = std::collections::HashMap::new();
+        let mut tx = self.db.begin().await?;
         for d in due {
-            let template = match self.outbox_template(d.customer_id, d.id).await? {
-                Some(id) if !templates.contains_key(&id) => match self.template(id).await {
-                    Ok(t) => Some(templates.entry(id).or_insert(t).clone()),
-                    Err(StoreError::NotFound(_)) => None,
-                    Err(e) => return Err(e),
-                },
-                Some(id) => templates.get(&id).cloned(),
-                None => None,
-            };
-            let mut tx = self.db.begin().await?;
-            match self.claim_one(&mut tx, &d, now, lease, &settings, &secret, base_url, template.as_ref()).await? {
-                Claim::Gone => {
-                    tx.rollback().await?;
-                    continue;
-                }
+            let template = d.template_id.and_then(|id| templates.get(&id).and_then(|t| t.as_ref()));
+            match self.claim_one(&mut tx, &d, now, lease, &settings, &secret, base_url, template).await? {
+                Claim::Gone => {}
                 Claim::Skipped => report.skipped += 1,
                 Claim::Deferred => report.deferred += 1,
                 Claim::Failed => report.failed += 1,
@@ -268,18 +288,9 @@ impl Store {
                     out.push(*o);
                 }
             }
-            tx.commit().await?;
         }
+        tx.commit().await?;
         Ok((out, report))
-    }
-
-    async fn outbox_template(&self, customer_id: i64, id: i64) -> Result<Option<i64>> {
-        let row: Option<(Option<i64>,)> = self
-            .db
-            .reader()
-            .fetch_optional(query("SELECT template_id FROM outbox WHERE customer_id = $1 AND id = $2").bind(customer_id).bind(id))
-            .await?;
-        Ok(row.and_then(|r| r.0))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -292,22 +303,29 @@ impl Store {
         settings: &EngagementSettings,
         secret: &str,
         base_url: &str,
-        template: Option<&MessageTemplate>,
+        template: Option<&(MessageTemplate, personal::Wanted)>,
     ) -> Result<Claim> {
         let engine = tx.engine();
         // The customer's row first: one sender at a time per customer (the caps count across
-        // this customer's messages).
-        let alive: Option<(i64,)> = tx
+        // this customer's messages). Held by another sender: its messages are that sender's.
+        let (address_sql, address_key) = engine.json_text("attributes", 2, "address");
+        let contact: Option<Contact> = tx
             .fetch_optional(
-                query(format!("SELECT id FROM customers WHERE id = $1 AND deleted_at IS NULL{}", engine.row_lock())).bind(d.customer_id),
+                query(format!(
+                    "SELECT name, mobile, email, wechat_id, city, {address_sql} AS address, deleted_at FROM customers WHERE id = $1{}",
+                    engine.row_lock_skip()
+                ))
+                .bind(d.customer_id)
+                .bind(address_key),
             )
             .await?;
+        let Some(contact) = contact else { return Ok(Claim::Gone) };
         let row: Option<Row> = tx
             .fetch_optional(
                 query(format!(
                     "SELECT customer_id, id, channel, purpose, message_id, content, status, attempts, \
                      next_attempt_at, lease_until FROM outbox WHERE customer_id = $1 AND id = $2{}",
-                    engine.row_lock()
+                    engine.claim_lock()
                 ))
                 .bind(d.customer_id)
                 .bind(d.id),
@@ -324,7 +342,7 @@ impl Store {
         }
         let channel = Channel::parse(&row.channel)?;
         let purpose = Purpose::parse(&row.purpose)?;
-        if alive.is_none() {
+        if contact.deleted_at.is_some() {
             self.finish(tx, &row, "skipped", Some("customer_deleted".into()), now).await?;
             return Ok(Claim::Skipped);
         }
@@ -348,14 +366,6 @@ impl Store {
                 return Ok(Claim::Deferred);
             }
         }
-        let (address_sql, address_key) = engine.json_text("attributes", 2, "address");
-        let contact: Contact = tx
-            .fetch_one(
-                query(format!("SELECT name, mobile, email, wechat_id, city, {address_sql} AS address FROM customers WHERE id = $1"))
-                    .bind(row.customer_id)
-                    .bind(address_key),
-            )
-            .await?;
         let address = match channel {
             Channel::Email => contact.email.clone(),
             Channel::Sms => contact.mobile.clone(),
@@ -371,8 +381,8 @@ impl Store {
         let unsubscribe_url = format!("{base}/p/u/{token}");
         let rendered = match (&row.content, template) {
             (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()),
-            (_, Some(t)) => {
-                let vars = personal::read(tx, row.customer_id, self.config.business_tz, &unsubscribe_url).await?;
+            (_, Some((t, wanted))) => {
+                let vars = personal::read_wanted(tx, row.customer_id, self.config.business_tz, &unsubscribe_url, *wanted).await?;
                 t.render(&vars)
             }
             _ => Err("the message has neither content nor a template".to_owned()),
@@ -492,34 +502,69 @@ impl Store {
     /// Records what the channel made of a claimed message: sent; failed for good; or tried
     /// again after 30 s × 2^(attempt − 1) (at most 6 hours), until the settings' attempts are spent.
     pub async fn record_delivery(&self, o: &Outgoing, outcome: &DeliveryOutcome) -> Result<()> {
+        self.record_deliveries(&[(o, outcome)]).await
+    }
+
+    /// Records the outcomes of a delivered batch in one transaction (each as
+    /// [`Store::record_delivery`] does). Only rows still `sending` change: a message whose lease
+    /// ran out and that another sender took over is that sender's to record.
+    pub async fn record_deliveries(&self, outcomes: &[(&Outgoing, &DeliveryOutcome)]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         let now = self.now();
         let max_attempts = self.engagement_settings().await?.max_attempts;
-        let (status, reason, next) = match outcome {
-            DeliveryOutcome::Sent => ("sent", None, now),
-            DeliveryOutcome::Permanent(r) => ("failed", Some(r.clone()), now),
-            DeliveryOutcome::Transient(r) if o.attempt >= max_attempts => {
-                ("failed", Some(format!("{r} (after {} attempts)", o.attempt)), now)
-            }
-            DeliveryOutcome::Transient(r) => {
-                let secs = (30i64 << (o.attempt - 1).clamp(0, 20)).min(6 * 3600);
-                ("queued", Some(r.clone()), now + Duration::seconds(secs))
-            }
-        };
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            query(
-                "UPDATE outbox SET status = $1, reason = $2, next_attempt_at = $3, lease_until = NULL, \
-                 sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END, updated_at = $4 \
-                 WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
+        for (o, outcome) in outcomes {
+            let (status, reason, next) = match outcome {
+                DeliveryOutcome::Sent => ("sent", None, now),
+                DeliveryOutcome::Permanent(r) => ("failed", Some(r.clone()), now),
+                DeliveryOutcome::Transient(r) if o.attempt >= max_attempts => {
+                    ("failed", Some(format!("{r} (after {} attempts)", o.attempt)), now)
+                }
+                DeliveryOutcome::Transient(r) => {
+                    let secs = (30i64 << (o.attempt - 1).clamp(0, 20)).min(6 * 3600);
+                    ("queued", Some(r.clone()), now + Duration::seconds(secs))
+                }
+            };
+            tx.execute(
+                query(
+                    "UPDATE outbox SET status = $1, reason = $2, next_attempt_at = $3, lease_until = NULL, \
+                     sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END, updated_at = $4 \
+                     WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
+                )
+                .bind(status)
+                .bind(reason)
+                .bind(next)
+                .bind(now)
+                .bind(o.customer_id)
+                .bind(o.id),
             )
-            .bind(status)
-            .bind(reason)
-            .bind(next)
-            .bind(now)
-            .bind(o.customer_id)
-            .bind(o.id),
-        )
-        .await?;
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Gives claimed messages that were not tried back to the queue, due now, their claim not
+    /// counted as an attempt (a sender that stops a batch before its lease runs out).
+    pub async fn release_messages(&self, messages: &[&Outgoing]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut tx = self.db.begin().await?;
+        for o in messages {
+            tx.execute(
+                query(
+                    "UPDATE outbox SET status = 'queued', attempts = attempts - 1, next_attempt_at = $1, lease_until = NULL, \
+                     updated_at = $1 WHERE customer_id = $2 AND id = $3 AND status = 'sending'",
+                )
+                .bind(now)
+                .bind(o.customer_id)
+                .bind(o.id),
+            )
+            .await?;
+        }
         tx.commit().await
     }
 

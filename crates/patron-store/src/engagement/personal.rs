@@ -109,8 +109,34 @@ struct Last {
     product: Option<String>,
 }
 
+/// Which of the variables that cost a query of their own a template uses (a sender reads only
+/// those: a message that says only `salutation` needs no look at the orders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    /// `last_purchase`.
+    pub last_purchase: bool,
+    /// `favourite_category`.
+    pub favourite_category: bool,
+}
+
+impl Wanted {
+    /// Every variable.
+    pub const ALL: Wanted = Wanted { last_purchase: true, favourite_category: true };
+}
+
 /// Reads a live customer's variables in `tx` (`unsubscribe_url` as given).
 pub(crate) async fn read(tx: &mut Tx, customer_id: i64, tz: chrono_tz::Tz, unsubscribe_url: &str) -> Result<PersonalVariables> {
+    read_wanted(tx, customer_id, tz, unsubscribe_url, Wanted::ALL).await
+}
+
+/// Reads a live customer's variables in `tx`, those a template does not use left empty.
+pub(crate) async fn read_wanted(
+    tx: &mut Tx,
+    customer_id: i64,
+    tz: chrono_tz::Tz,
+    unsubscribe_url: &str,
+    wanted: Wanted,
+) -> Result<PersonalVariables> {
     let who: Option<Who> = tx
         .fetch_optional(
             query(
@@ -122,8 +148,10 @@ pub(crate) async fn read(tx: &mut Tx, customer_id: i64, tz: chrono_tz::Tz, unsub
         )
         .await?;
     let who = who.ok_or(StoreError::NotFound("customer"))?;
-    let last: Option<Last> = tx
-        .fetch_optional(
+    let last: Option<Last> = if !wanted.last_purchase {
+        None
+    } else {
+        tx.fetch_optional(
             query(
                 "SELECT o.ordered_at, o.store, (SELECT p.name FROM order_lines l JOIN products p ON p.id = l.product_id \
                  WHERE l.customer_id = o.customer_id AND l.order_id = o.id ORDER BY l.line_no LIMIT 1) AS product \
@@ -131,9 +159,12 @@ pub(crate) async fn read(tx: &mut Tx, customer_id: i64, tz: chrono_tz::Tz, unsub
             )
             .bind(customer_id),
         )
-        .await?;
-    let favourite: Option<(String,)> = tx
-        .fetch_optional(
+        .await?
+    };
+    let favourite: Option<(String,)> = if !wanted.favourite_category {
+        None
+    } else {
+        tx.fetch_optional(
             query(
                 "SELECT k.name FROM order_lines l JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
                  JOIN categories k ON k.id = l.category_id \
@@ -142,7 +173,8 @@ pub(crate) async fn read(tx: &mut Tx, customer_id: i64, tz: chrono_tz::Tz, unsub
             )
             .bind(customer_id),
         )
-        .await?;
+        .await?
+    };
     Ok(PersonalVariables {
         salutation: salutation(&who.name, who.gender.as_deref()),
         name: who.name,

@@ -309,6 +309,21 @@ impl MessageTemplate {
             body_html: self.body_html.clone(),
         }
     }
+    /// Which of the variables that cost a query a sender must read for it (all of them when a
+    /// part does not parse: rendering will say why).
+    pub(crate) fn wanted(&self) -> personal::Wanted {
+        let env = environment();
+        let t = self.as_new();
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        for (_, file, src) in parts(&t) {
+            match env.template_from_named_str(file, src) {
+                Ok(tpl) => used.extend(tpl.undeclared_variables(false)),
+                Err(_) => return personal::Wanted::ALL,
+            }
+        }
+        personal::Wanted { last_purchase: used.contains("last_purchase"), favourite_category: used.contains("favourite_category") }
+    }
+
     /// Renders for one customer's variables.
     pub fn render(&self, vars: &PersonalVariables) -> std::result::Result<Rendered, String> {
         render_parts(&self.as_new(), vars)
