@@ -64,7 +64,15 @@ impl Store {
         let journeys = self.run_journeys().await?;
         let accounts = self.run_accounts().await?;
         let fulfilment_late = self.flag_overdue_fulfilment().await?;
-        Ok(JobReport { sla, surveys: TriggerReport { invited, delivered: 0 }, loyalty, journeys, accounts, fulfilment_late, ..Default::default() })
+        Ok(JobReport {
+            sla,
+            surveys: TriggerReport { invited, delivered: 0 },
+            loyalty,
+            journeys,
+            accounts,
+            fulfilment_late,
+            ..Default::default()
+        })
     }
 }
 
