@@ -103,6 +103,22 @@ BEYOND_THE_SCHEMA = [
     # A template must pass the personalisation lint (docs/campaigns.md): a subject for e-mail
     # only, known variables, no generic greeting, a personal variable in marketing.
     ("POST", "/api/v1/templates", 422, "lint", r".*"),
+    # Account management (issue 19 §1–§3): members, contacts and tasks must exist and be the
+    # customer's; a snooze is today or later; "my portfolio" needs a caller who is a user (the
+    # contract run's token is an admin token without one).
+    ("PUT", "/api/v1/customers/{id}/team", 422, "invalid", r"members(\[\d+\])?(\.\w+)?"),
+    ("PUT", "/api/v1/customers/{id}/people/ties", 422, "invalid", r"(contact_id|user_id)"),
+    ("POST", "/api/v1/tasks/{id}/schedule", 422, "invalid", r"(snoozed_until|due_on|recurrence_days)"),
+    ("GET", "/api/v1/portfolios/mine", 422, "invalid", r"user_id"),
+    ("POST", "/api/v1/portfolios/reassign", 422, "invalid", r"(customer_ids(\[\d+\])?|segment|from_user_id|to_user_id)"),
+    # Fulfilment (§4, §5): a step's time keeps the chain's order and follows the order; a period
+    # ends after it starts; "delivered" is counted by the on-time rate and stays on; a KPI's
+    # target range depends on its kind.
+    ("POST", "/api/v1/orders/{id}/fulfilment", 422, "invalid", r"(at|promised_at|step)"),
+    ("POST", "/api/v1/orders/{id}/fulfilment", 409, "conflict", r".*"),
+    ("GET", "/api/v1/fulfilment/on-time", 400, "invalid", r"(from|to)"),
+    ("PUT", "/api/v1/fulfilment/settings", 422, "invalid", r"steps"),
+    ("POST", "/api/v1/customers/{id}/plans", 422, "invalid", r"(kpis(\[\d+\])?(\.\w+)?|owner_ids(\[\d+\])?|customer_id|kind)"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
     ("POST", "/api/v1/imports", 422, "bad_file", r"file"),

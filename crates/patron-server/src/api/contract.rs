@@ -345,6 +345,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     }
     q("/api/v1/segments/{key}/members", "get", "limit", limit(0, 1000), doc, problems);
     q("/api/v1/segments", "get", "kind", enumeration(&["builtin", "saved"], false), doc, problems);
+    q("/api/v1/cadence/overdue", "get", "tier", enumeration(&patron_store::service::policies::TIERS, false), doc, problems);
     for path in ["/api/v1/customers/{id}", "/api/v1/customers/{id}/scores"] {
         q(path, "get", "lang", enumeration(&["zh", "en"], false), doc, problems);
     }
@@ -604,7 +605,7 @@ fn constrain_account_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{s}/StageInput/properties/stage"), enumeration(&STAGES, false), problems);
     merge(doc, &format!("{s}/Reassignment/properties/note"), text(4000), problems);
     merge(doc, &format!("{s}/Reassignment/properties/segment"), json!({ "pattern": not_blank(), "maxLength": 100 }), problems);
-    merge(doc, &format!("{s}/Reassignment/properties/customer_ids"), json!({ "minItems": 1, "items": { "minimum": 1 } }), problems);
+    merge(doc, &format!("{s}/Reassignment/properties/customer_ids"), json!({ "minItems": 1, "items": { "type": "integer", "format": "int64", "minimum": 1 } }), problems);
     merge(doc, &format!("{s}/NewReview/properties/note"), text(4000), problems);
     let questions = ["responsiveness", "price", "delivery", "obligations", "complaints", "contract", "sentiment"];
     merge(
