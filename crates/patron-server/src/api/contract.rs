@@ -605,7 +605,12 @@ fn constrain_account_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{s}/StageInput/properties/stage"), enumeration(&STAGES, false), problems);
     merge(doc, &format!("{s}/Reassignment/properties/note"), text(4000), problems);
     merge(doc, &format!("{s}/Reassignment/properties/segment"), json!({ "pattern": not_blank(), "maxLength": 100 }), problems);
-    merge(doc, &format!("{s}/Reassignment/properties/customer_ids"), json!({ "minItems": 1, "items": { "type": "integer", "format": "int64", "minimum": 1 } }), problems);
+    merge(
+        doc,
+        &format!("{s}/Reassignment/properties/customer_ids"),
+        json!({ "minItems": 1, "items": { "type": "integer", "format": "int64", "minimum": 1 } }),
+        problems,
+    );
     merge(doc, &format!("{s}/NewReview/properties/note"), text(4000), problems);
     let questions = ["responsiveness", "price", "delivery", "obligations", "complaints", "contract", "sentiment"];
     merge(
