@@ -310,7 +310,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(
         doc,
         &format!("{p}/properties/kind"),
-        enumeration(&["customers", "contacts", "orders", "interactions", "tickets"], false),
+        enumeration(&["customers", "contacts", "orders", "interactions", "tickets", "fulfilment"], false),
         problems,
     );
     // A form field is text: it is there or not, never null.
@@ -1081,7 +1081,8 @@ fn shared_response(status: &str) -> Option<&'static str> {
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/api/v1/openapi.json"];
 
 /// Endpoints customers reach through a link (no login; rate-limited per address).
-pub const LINK_PATHS: [&str; 2] = ["/api/v1/public/confirmations/{token}", "/api/v1/public/surveys/{token}"];
+pub const LINK_PATHS: [&str; 3] =
+    ["/api/v1/public/confirmations/{token}", "/api/v1/public/surveys/{token}", "/api/v1/public/plans/{token}"];
 
 /// Operations that never touch the database (and so are never busy).
 const NO_DATABASE: [(&str, &str); 2] = [("get", "/api/v1/openapi.json"), ("get", "/api/v1/segments/fields")];
