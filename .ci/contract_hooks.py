@@ -118,6 +118,8 @@ BEYOND_THE_SCHEMA = [
     ("POST", "/api/v1/orders/{id}/fulfilment", 409, "conflict", r".*"),
     ("GET", "/api/v1/fulfilment/on-time", 400, "invalid", r"(from|to)"),
     ("PUT", "/api/v1/fulfilment/settings", 422, "invalid", r"steps"),
+    # A ticket may name its order: one of that customer's orders.
+    ("POST", "/api/v1/tickets", 422, "invalid", r"order_id"),
     ("POST", "/api/v1/customers/{id}/plans", 422, "invalid", r"(kpis(\[\d+\])?(\.\w+)?|owner_ids(\[\d+\])?|customer_id|kind)"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
