@@ -43,8 +43,10 @@ PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432
 AT = "2026-01-01 00:00:00+00:00"
 TEMPLATE = ("INSERT INTO message_templates (name, channel, purpose, subject, body_text, body_html, created_by, created_at, updated_at) "
             f"VALUES ('bench', 'sms', 'marketing', NULL, '{{{{ salutation }}}}，本周到店八折，回T退订', NULL, 'bench', '{AT}', '{AT}')")
-# Sending as fast as the channel takes it (the default 50 messages/s is a provider limit).
-SETTINGS = (f"INSERT INTO settings (key, value, updated_at) VALUES ('engagement', '{{\"rate_per_second\": 100000}}', '{AT}')")
+# Sending as fast as the channel takes it (the default 50 messages/s is a provider limit), and
+# no quiet hours (equal start and end), so that the SMS go out whatever the hour of the run.
+SETTINGS = ("INSERT INTO settings (key, value, updated_at) VALUES ('engagement', "
+            f"'{{\"rate_per_second\": 100000, \"quiet_start\": \"00:00:00\", \"quiet_end\": \"00:00:00\"}}', '{AT}')")
 
 
 def sh(args, **kw):

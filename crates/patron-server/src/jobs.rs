@@ -1,5 +1,5 @@
 //! The scheduler inside `patron serve`: runs the store's due work (SLA warnings and breaches,
-//! confirmations by timeout, survey invitations by trigger and their delivery) and sends the
+//! confirmations by timeout, survey invitations by trigger put in the outbox) and sends the
 //! outbox's due messages every few seconds. Several servers on one database may each run it;
 //! the store claims each piece of work, and each message, once.
 
@@ -18,14 +18,14 @@ const SEND_PER_ROUND: u64 = 100_000;
 /// One round with the outbox's messages written by the file adapter into the outbox folder.
 pub async fn run_round(store: &Store, outbox: &Outbox) -> patron_store::Result<JobReport> {
     let delivery = Delivery::files(outbox.dir.clone(), &outbox.base_url);
-    Ok(run_round_with(store, outbox, &delivery).await?.0)
+    Ok(run_round_with(store, &delivery).await?.0)
 }
 
-/// One round: the due work, the delivery of the invitations it (or an earlier round) made, and
-/// the outbox's due messages through `delivery`.
-pub async fn run_round_with(store: &Store, outbox: &Outbox, delivery: &Delivery) -> patron_store::Result<(JobReport, SendReport)> {
+/// One round: the due work (the survey invitations it, or an earlier round, made put in the
+/// outbox) and the outbox's due messages through `delivery`.
+pub async fn run_round_with(store: &Store, delivery: &Delivery) -> patron_store::Result<(JobReport, SendReport)> {
     let mut r = store.run_due_jobs().await?;
-    r.surveys.delivered = store.deliver_invitations(&|m| outbox.deliver_invitation(m)).await?;
+    r.surveys.delivered = store.queue_invitations().await?;
     r.webhooks = crate::webhooks::run_round(store).await?;
     let sent = delivery.send_due(store, SEND_PER_ROUND).await?;
     Ok((r, sent))
@@ -34,19 +34,19 @@ pub async fn run_round_with(store: &Store, outbox: &Outbox, delivery: &Delivery)
 /// Runs the due work every `every` until the process ends, messages through the file adapter.
 pub fn spawn_scheduler(store: Store, every: Duration, outbox: Outbox) -> tokio::task::JoinHandle<()> {
     let delivery = Arc::new(Delivery::files(outbox.dir.clone(), &outbox.base_url));
-    spawn_scheduler_with(store, every, outbox, delivery)
+    spawn_scheduler_with(store, every, delivery)
 }
 
 /// Runs the due work every `every` until the process ends. A failed round is logged and the
 /// next one tries again (a busy database, a worker down).
-pub fn spawn_scheduler_with(store: Store, every: Duration, outbox: Outbox, delivery: Arc<Delivery>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_scheduler_with(store: Store, every: Duration, delivery: Arc<Delivery>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let started = std::time::Instant::now();
-            let round = run_round_with(&store, &outbox, &delivery).await;
+            let round = run_round_with(&store, &delivery).await;
             crate::metrics::scheduler_round(round.is_ok(), started.elapsed());
             match round {
                 Ok((r, s)) if r != Default::default() || s != Default::default() => tracing::info!(

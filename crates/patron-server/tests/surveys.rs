@@ -163,10 +163,19 @@ test_both!(triggered_invitations_go_to_the_outbox_once, |db: TestDb| async move 
     assert_eq!((r.surveys.invited, r.surveys.delivered), (1, 1));
     let r = patron_server::jobs::run_round(&app.db.store, &outbox).await.unwrap();
     assert_eq!((r.surveys.invited, r.surveys.delivered), (0, 0), "once");
+    // Through the outbox: the file adapter's e-mail file, one line.
     let files: Vec<_> = std::fs::read_dir(&outbox.dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let text = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(text.contains("To: sun@example.com") && text.contains("孙八"), "{text}");
+    assert!(files[0].ends_with("messages-email.jsonl"), "{files:?}");
+    let lines = std::fs::read_to_string(&files[0]).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let m: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    assert_eq!(
+        (m["to"].as_str(), m["purpose"].as_str(), m["subject"].as_str()),
+        (Some("sun@example.com"), Some("transactional"), Some("售后满意度"))
+    );
+    let text = m["text"].as_str().unwrap();
+    assert!(text.contains("孙八"), "{text}");
     let url = text.split_whitespace().find(|w| w.starts_with(&app.base) && w.contains("/p/s/") && !w.contains("lang=")).unwrap();
     let (st, page) = public(&app, Method::GET, &api_of(url), None).await;
     assert_eq!((st, page["name"].as_str()), (200, Some("售后满意度")), "{page}");

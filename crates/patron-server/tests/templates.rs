@@ -106,6 +106,26 @@ test_both!(templates_lint_and_preview, |db: TestDb| async move {
     let li = li["id"].as_i64().unwrap();
     let (st, e) = app.post(&format!("/api/v1/templates/{sms_id}/preview"), json!({"customer_id": li})).await;
     assert_eq!((st, error_code(&e).as_str()), (422, "invalid"), "{e}");
+    // Points: a member's balance; a customer who is not a member has none, which strict
+    // rendering refuses rather than writing "none".
+    let (st, pt) = app
+        .post(
+            "/api/v1/templates",
+            json!({"name": "积分", "channel": "sms", "body_text": "{{ salutation }}，您有{{ points }}积分可用。退订回T"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{pt}");
+    let points_preview = format!("/api/v1/templates/{}/preview", pt["template"]["id"]);
+    let (_, mut programme) = app.get("/api/v1/loyalty/program").await;
+    programme["enabled"] = json!(true);
+    assert_eq!(app.put("/api/v1/loyalty/program", programme).await.0, 200);
+    assert_eq!(app.post("/api/v1/loyalty/members", json!({"customer_id": wang})).await.0, 201);
+    let (st, a) = app.post(&format!("/api/v1/loyalty/members/{wang}/adjustments"), json!({"points": 1280, "reason": "开卡礼"})).await;
+    assert_eq!(st, 201, "{a}");
+    let (st, p) = app.post(&points_preview, json!({"customer_id": wang})).await;
+    assert_eq!((st, p["text"].as_str()), (200, Some("王先生，您有1280积分可用。退订回T")), "{p}");
+    let (st, e) = app.post(&points_preview, json!({"customer_id": li})).await;
+    assert_eq!((st, error_code(&e).as_str()), (422, "invalid"), "{e}");
     // An agent previews only customers in its scope: outside it a customer does not exist.
     let (st, _) = json_of(
         app.req_as(&at, Method::POST, &format!("/api/v1/templates/{sms_id}/preview"))

@@ -50,11 +50,26 @@ pub(crate) async fn create(
     days: i64,
 ) -> Result<String> {
     let token = new_secret("");
+    create_with_token(tx, kind, customer_id, subject_id, now, days, &token).await?;
+    Ok(token)
+}
+
+/// Makes a link valid for `days` whose token the caller derived (a message's own link, which
+/// its sender derives again at every attempt); only the token's digest is stored.
+pub(crate) async fn create_with_token(
+    tx: &mut Tx,
+    kind: LinkKind,
+    customer_id: i64,
+    subject_id: i64,
+    now: DateTime<Utc>,
+    days: i64,
+    token: &str,
+) -> Result<()> {
     tx.execute(
         query(
             "INSERT INTO public_links (token_hash, kind, customer_id, subject_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(digest(&token))
+        .bind(digest(token))
         .bind(kind.as_str())
         .bind(customer_id)
         .bind(subject_id)
@@ -62,7 +77,7 @@ pub(crate) async fn create(
         .bind(now + Duration::days(days)),
     )
     .await?;
-    Ok(token)
+    Ok(())
 }
 
 /// A token can only be one patron made: 64 hex digits. Anything else is unknown without a query.

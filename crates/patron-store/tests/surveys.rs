@@ -12,7 +12,7 @@ use patron_store::orders::NewOrder;
 use patron_store::service::churn::ChurnReasonInput;
 use patron_store::service::reports::{parse_month, Period};
 use patron_store::surveys::answers::AnswerValue;
-use patron_store::surveys::{AnswerInput, InvitationMessage, InvitationRequest, NewSurvey, Question, Trigger};
+use patron_store::surveys::{AnswerInput, InvitationRequest, NewSurvey, Question, Trigger};
 use patron_store::testing::TestDb;
 use patron_store::tickets::{NewTicket, TicketFilter, TicketSort, Transition};
 use patron_store::users::{Actor, Role};
@@ -23,8 +23,40 @@ fn admin() -> Actor {
     Actor::cli()
 }
 
+/// A customer with an e-mail address (where their invitations go).
 async fn customer(s: &Store, name: &str) -> i64 {
-    s.create_customer(&admin(), NewCustomer { name: name.into(), ..Default::default() }).await.expect("customer").id
+    let email: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    let c = NewCustomer { name: name.into(), email: Some(format!("{email}@example.com")), ..Default::default() };
+    s.create_customer(&admin(), c).await.expect("customer").id
+}
+
+const PUBLIC_URL: &str = "https://crm.example.com";
+
+/// The survey invitations in the outbox as a sender claims them: (customer, survey name, the
+/// link's token, the text). Checks that the token is nowhere in the database.
+async fn received(s: &Store) -> Vec<(i64, String, String, String)> {
+    let (batch, _) = s.claim_due_messages(1000, Duration::minutes(5), PUBLIC_URL).await.unwrap();
+    let mut out = Vec::new();
+    for m in batch {
+        let prefix = format!("{PUBLIC_URL}/p/s/");
+        let Some(at) = m.content.text.find(&prefix) else { continue };
+        let token: String = m.content.text[at + prefix.len()..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        assert_eq!(token.len(), 64, "{}", m.content.text);
+        let (stored,): (i64,) =
+            s.db.reader()
+                .fetch_one(
+                    patron_store::db::query(
+                        "SELECT COUNT(*) FROM outbox WHERE CAST(content AS TEXT) LIKE $1 OR CAST(links AS TEXT) LIKE $1 OR token_hash = $2",
+                    )
+                    .bind(format!("%{token}%"))
+                    .bind(token.clone()),
+                )
+                .await
+                .unwrap();
+        assert_eq!(stored, 0, "the link's token is stored only as a digest");
+        out.push((m.customer_id, m.content.subject.clone().unwrap_or_default(), token, m.content.text.clone()));
+    }
+    out
 }
 
 fn survey(kind: &str, trigger: Option<Trigger>) -> NewSurvey {
@@ -235,24 +267,18 @@ test_both!(triggers_invite_once_whatever_runs_them, |db: TestDb| async move {
     assert_eq!(r1.unwrap().surveys.invited + r2.unwrap().surveys.invited, 1);
     assert_eq!(s.run_due_jobs().await.unwrap().surveys.invited, 0);
 
-    // Delivery: each invitation once; a failed delivery is left for the next round.
-    let failing = |_: &InvitationMessage| Err(std::io::Error::other("the outbox is full"));
-    assert!(s.deliver_invitations(&failing).await.is_err());
-    let sent = std::sync::Mutex::new(Vec::new());
-    let collect = |m: &InvitationMessage| {
-        sent.lock().unwrap().push(m.clone());
-        Ok(())
-    };
-    let (d1, d2) = tokio::join!(s.deliver_invitations(&collect), other.deliver_invitations(&collect));
+    // Into the outbox: each invitation once, whatever runs it, as a transactional message on
+    // the customer's e-mail, with its link.
+    let (d1, d2) = tokio::join!(s.queue_invitations(), other.queue_invitations());
     assert_eq!(d1.unwrap() + d2.unwrap(), 2);
-    assert_eq!(s.deliver_invitations(&collect).await.unwrap(), 0);
-    let sent = sent.into_inner().unwrap();
+    assert_eq!(s.queue_invitations().await.unwrap(), 0);
+    let sent = received(s).await;
     assert_eq!(sent.len(), 2);
-    assert!(sent.iter().all(|m| m.customer_id == cid && m.name == "孙八"));
+    assert!(sent.iter().all(|m| m.0 == cid && m.3.contains("孙八")));
 
     // The CSAT answer about the agent's ticket counts for the agent.
-    let csat_msg = sent.iter().find(|m| m.survey_name == "csat 调查").unwrap();
-    s.answer_survey(&csat_msg.token, answers(&[("csat", json!(4))])).await.unwrap();
+    let csat_msg = sent.iter().find(|m| m.1 == "csat 调查").unwrap();
+    s.answer_survey(&csat_msg.2, answers(&[("csat", json!(4))])).await.unwrap();
     // Praise goes to the team feed with the agent's name, not the customer's.
     let mut praise = NewTicket { kind: "praise".into(), subject: "表扬小周".into(), body: "小周很耐心".into(), ..ticket.clone() };
     praise.assignee_id = Some(agent.id);
@@ -304,14 +330,10 @@ test_both!(agent_csat_in_the_month_of_the_answer, |db: TestDb| async move {
         scores.push(score);
     }
     s.run_due_jobs().await.unwrap();
-    let tokens = std::sync::Mutex::new(Vec::new());
-    s.deliver_invitations(&|m: &InvitationMessage| {
-        tokens.lock().unwrap().push(m.token.clone());
-        Ok(())
-    })
-    .await
-    .unwrap();
-    for (token, score) in tokens.into_inner().unwrap().iter().zip(scores) {
+    s.queue_invitations().await.unwrap();
+    let mut tokens: Vec<(i64, String)> = received(s).await.into_iter().map(|m| (m.0, m.2)).collect();
+    tokens.sort();
+    for ((_, token), score) in tokens.iter().zip(scores) {
         s.answer_survey(token, answers(&[("csat", json!(score))])).await.unwrap();
     }
     let kpis = s.service_kpis(parse_month("2026-05").unwrap()).await.unwrap();

@@ -3,14 +3,15 @@
 //! its trigger when tickets are resolved (answered within a few days, so agents have a CSAT),
 //! all through the real store API on a demo clock; then churn reasons for some churned customers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use patron_store::db::query;
+use patron_store::engagement::outbox::{DeliveryOutcome, Outgoing};
 use patron_store::service::churn::ChurnReasonInput;
 use patron_store::surveys::answers::AnswerValue;
-use patron_store::surveys::{AnswerInput, InvitationMessage, InvitationRequest, NewSurvey, Trigger};
+use patron_store::surveys::{AnswerInput, InvitationRequest, NewSurvey, Trigger};
 use patron_store::users::Actor;
 use patron_store::{FixedClock, Store};
 use rand::rngs::StdRng;
@@ -124,27 +125,18 @@ pub async fn seed(store: &Store, seed: u64, now: DateTime<Utc>) -> Result<DemoSu
     // CSAT: the invitations the resolutions made, answered a few hours to days after.
     clock.set(now);
     store.run_due_jobs().await?;
-    let sent = Mutex::new(Vec::new());
-    store
-        .deliver_invitations(&|m: &InvitationMessage| {
-            if let Ok(mut v) = sent.lock() {
-                v.push((m.customer_id, m.invitation_id, m.token.clone()));
-            }
-            Ok(())
-        })
-        .await?;
-    let sent = sent.into_inner().unwrap_or_default();
-    for (customer_id, invitation_id, token) in sent {
+    store.queue_invitations().await?;
+    let sent = received_invitations(store).await?;
+    for (customer_id, token) in sent {
         let resolved: Option<(Option<DateTime<Utc>>,)> = store
             .db
             .reader()
             .fetch_optional(
                 query(
                     "SELECT t.resolved_at FROM survey_invitations i JOIN tickets t ON t.customer_id = i.customer_id AND t.id = i.ticket_id \
-                     WHERE i.customer_id = $1 AND i.id = $2",
+                     WHERE i.customer_id = $1 ORDER BY i.id DESC LIMIT 1",
                 )
-                .bind(customer_id)
-                .bind(invitation_id),
+                .bind(customer_id),
             )
             .await?;
         let Some((Some(resolved_at),)) = resolved else { continue };
@@ -183,4 +175,30 @@ pub async fn seed(store: &Store, seed: u64, now: DateTime<Utc>) -> Result<DemoSu
         out.churn_reasons += 1;
     }
     Ok(out)
+}
+
+/// The survey invitations in the outbox as their customers received them: claimed, recorded as
+/// sent, and each link's token read from the text (customer, token). Other due messages are
+/// given back to the queue for the demo server's sender.
+async fn received_invitations(store: &Store) -> Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let (batch, _) = store.claim_due_messages(500, chrono::Duration::minutes(10), "http://demo.invalid").await?;
+        let (surveys, others): (Vec<&Outgoing>, Vec<&Outgoing>) = batch.iter().partition(|m| survey_token(&m.content.text).is_some());
+        let sent: Vec<(&Outgoing, &DeliveryOutcome)> = surveys.iter().map(|m| (*m, &DeliveryOutcome::Sent)).collect();
+        store.record_deliveries(&sent).await?;
+        store.release_messages(&others).await?;
+        if surveys.is_empty() {
+            break;
+        }
+        out.extend(surveys.iter().filter_map(|m| survey_token(&m.content.text).map(|t| (m.customer_id, t))));
+    }
+    Ok(out)
+}
+
+/// The token of the survey link in a message's text (`…/p/s/<64 hex digits>`).
+fn survey_token(text: &str) -> Option<String> {
+    let at = text.find("/p/s/")? + "/p/s/".len();
+    let token: String = text[at..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    (token.len() == 64).then_some(token)
 }

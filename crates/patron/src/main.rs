@@ -548,10 +548,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
             let base_url = public_url.clone().unwrap_or_else(|| format!("{}://{listen}", if secure_cookies { "https" } else { "http" }));
             let delivery = std::sync::Arc::new(providers.delivery(&outbox, &base_url)?);
-            let outbox = patron_server::outbox::Outbox { dir: outbox, base_url };
-            let scheduler = (jobs_every > 0).then(|| {
-                patron_server::jobs::spawn_scheduler_with(store.clone(), std::time::Duration::from_secs(jobs_every), outbox, delivery)
-            });
+            let scheduler = (jobs_every > 0)
+                .then(|| patron_server::jobs::spawn_scheduler_with(store.clone(), std::time::Duration::from_secs(jobs_every), delivery));
             let outbound_secret = providers.outbound_secret.clone();
             serve(store, listen, metrics_listen, ServerConfig { secure_cookies, public_url, outbound_secret, ..Default::default() })
                 .await?;
@@ -585,15 +583,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
             let store = open(&db).await?;
             let delivery = providers.delivery(&outbox, &public_url)?;
-            let outbox = patron_server::outbox::Outbox { dir: outbox, base_url: public_url };
-            let (r, sent) = patron_server::jobs::run_round_with(&store, &outbox, &delivery)
+            let (r, sent) = patron_server::jobs::run_round_with(&store, &delivery)
                 .await
-                .with_context(|| format!("writing to the outbox {}", outbox.dir.display()))?;
+                .with_context(|| format!("sending the outbox (files in {})", outbox.display()))?;
             println!(
                 "sla: {} warnings, {} breaches escalated, {} resolutions confirmed by timeout",
                 r.sla.warnings, r.sla.breaches, r.sla.auto_confirmed
             );
-            println!("surveys: {} invited, {} invitations written to {}", r.surveys.invited, r.surveys.delivered, outbox.dir.display());
+            println!("surveys: {} invited, {} invitations put in the outbox", r.surveys.invited, r.surveys.delivered);
             println!("loyalty: {} lots expired ({} points)", r.loyalty.expired_lots, r.loyalty.expired_points);
             println!(
                 "messages: {} sent, {} to retry, {} failed, {} skipped, {} waiting for the end of quiet hours",

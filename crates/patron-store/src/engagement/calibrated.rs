@@ -107,44 +107,72 @@ pub(crate) fn stored_rates(row: Option<RatesRow>) -> [f64; 4] {
 
 type Answer = (String, Option<String>, Option<String>);
 
+/// Customers whose messages, answers and consents an analysis run reads at once to calibrate.
+const CALIBRATION_CHUNK: usize = 50_000;
+
 impl Store {
     /// Every customer's calibration from their messages and answers so far (for an analysis
-    /// run; index = position in `customer_ids`).
+    /// run; index = position in `customer_ids`). Read by ranges of [`CALIBRATION_CHUNK`]
+    /// customers, so that memory holds one range's messages, answers and consents, not the
+    /// whole base's.
     pub(crate) async fn calibrate_all(&self, customer_ids: &[i64]) -> Result<Vec<Calibration>> {
-        let mut r = self.db.reader();
-        let sent: Vec<(i64, i64, String)> = r.fetch_all(query("SELECT customer_id, id, channel FROM outbox WHERE status = 'sent'")).await?;
-        let answers: Vec<(i64, String, Option<String>, Option<String>)> = r
-            .fetch_all(query(
-                "SELECT customer_id, kind, channel, payload FROM interactions WHERE kind IN ('click', 'email_open', 'sms_open', 'reply')",
-            ))
-            .await?;
-        let consents: Vec<(i64, String)> = r.fetch_all(query("SELECT customer_id, channel FROM customer_consents WHERE granted")).await?;
-        let mut sent_by: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
-        for (c, id, ch) in sent {
-            sent_by.entry(c).or_default().push((id, ch));
-        }
-        let mut answers_by: HashMap<i64, Vec<Answer>> = HashMap::new();
-        for (c, kind, ch, payload) in answers {
-            answers_by.entry(c).or_default().push((kind, ch, payload));
-        }
-        let mut consent_by: HashMap<i64, [bool; 4]> = HashMap::new();
-        for (c, ch) in consents {
-            if let Some(i) = Channel::ALL.iter().position(|x| x.as_str() == ch) {
-                consent_by.entry(c).or_default()[i] = true;
-            }
-        }
+        let mut out = vec![Calibration { rates: [PRIOR_RATE; 4], preferred: None }; customer_ids.len()];
+        let mut order: Vec<usize> = (0..customer_ids.len()).collect();
+        order.sort_unstable_by_key(|&i| customer_ids[i]);
         let none: Vec<Answer> = Vec::new();
-        Ok(customer_ids
-            .iter()
-            .map(|id| {
-                let rates = match sent_by.get(id) {
+        for chunk in order.chunks(CALIBRATION_CHUNK) {
+            let (Some(&first), Some(&last)) = (chunk.first(), chunk.last()) else { continue };
+            let (lo, hi) = (customer_ids[first], customer_ids[last]);
+            let mut r = self.db.reader();
+            let sent: Vec<(i64, i64, String)> = r
+                .fetch_all(
+                    query("SELECT customer_id, id, channel FROM outbox WHERE customer_id BETWEEN $1 AND $2 AND status = 'sent'")
+                        .bind(lo)
+                        .bind(hi),
+                )
+                .await?;
+            let answers: Vec<(i64, String, Option<String>, Option<String>)> = r
+                .fetch_all(
+                    query(
+                        "SELECT customer_id, kind, channel, payload FROM interactions WHERE customer_id BETWEEN $1 AND $2 \
+                         AND kind IN ('click', 'email_open', 'sms_open', 'reply')",
+                    )
+                    .bind(lo)
+                    .bind(hi),
+                )
+                .await?;
+            let consents: Vec<(i64, String)> = r
+                .fetch_all(
+                    query("SELECT customer_id, channel FROM customer_consents WHERE customer_id BETWEEN $1 AND $2 AND granted")
+                        .bind(lo)
+                        .bind(hi),
+                )
+                .await?;
+            let mut sent_by: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+            for (c, id, ch) in sent {
+                sent_by.entry(c).or_default().push((id, ch));
+            }
+            let mut answers_by: HashMap<i64, Vec<Answer>> = HashMap::new();
+            for (c, kind, ch, payload) in answers {
+                answers_by.entry(c).or_default().push((kind, ch, payload));
+            }
+            let mut consent_by: HashMap<i64, [bool; 4]> = HashMap::new();
+            for (c, ch) in consents {
+                if let Some(i) = Channel::ALL.iter().position(|x| x.as_str() == ch) {
+                    consent_by.entry(c).or_default()[i] = true;
+                }
+            }
+            for &i in chunk {
+                let id = customer_ids[i];
+                let rates = match sent_by.get(&id) {
                     None => [PRIOR_RATE; 4],
-                    Some(sent) => tally(sent, answers_by.get(id).unwrap_or(&none))
+                    Some(sent) => tally(sent, answers_by.get(&id).unwrap_or(&none))
                         .map(|(s, r)| patron_analytics::calibration::response_posterior(s.max(0) as u64, r.max(0) as u64).mean),
                 };
-                Calibration { rates, preferred: choose(rates, consent_by.get(id).copied().unwrap_or_default()) }
-            })
-            .collect())
+                out[i] = Calibration { rates, preferred: choose(rates, consent_by.get(&id).copied().unwrap_or_default()) };
+            }
+        }
+        Ok(out)
     }
 
     /// The channel a `preferred` message goes out on for this customer now: the consented

@@ -57,6 +57,22 @@ pub fn message_id(message_key: &str, customer_id: i64, channel: Channel) -> Stri
     format!("{}@patron", &d[..32])
 }
 
+/// In a message written out already (a survey invitation): where the sender puts the base of
+/// the links (`--public-url`).
+pub(crate) const PUBLIC_URL: &str = "{public_url}";
+
+/// In a message written out already: where the sender puts the token of the message's own
+/// public link ([`own_link_token`]).
+pub(crate) const LINK_TOKEN: &str = "{link_token}";
+
+/// The token of a message's own public link (a survey invitation's `/p/s/{token}`): derived from
+/// the link secret and the message id like the unsubscribe token but apart from it, so that the
+/// message's writer stores only its digest (`public_links`) and every attempt of every sender
+/// writes the same link into the message.
+pub(crate) fn own_link_token(secret: &str, message_id: &str) -> String {
+    digest(&format!("link:{secret}:{message_id}"))
+}
+
 /// Writes a message in `tx` unless its key is there already (then nothing changes); returns
 /// whether it was written.
 pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
@@ -161,6 +177,7 @@ struct Row {
 
 #[derive(sqlx::FromRow)]
 struct Contact {
+    id: i64,
     name: String,
     deleted_at: Option<DateTime<Utc>>,
     mobile: Option<String>,
@@ -207,7 +224,7 @@ fn url_pattern() -> Option<&'static regex::Regex> {
 }
 
 impl Store {
-    async fn link_secret(&self) -> Result<String> {
+    pub(crate) async fn link_secret(&self) -> Result<String> {
         let current: Option<String> = self.setting::<Option<String>>(LINK_SECRET).await?;
         if let Some(s) = current {
             return Ok(s);
@@ -235,24 +252,47 @@ impl Store {
 
     /// Claims up to `limit` due messages for sending, each leased for `lease`, in one
     /// transaction (see the module docs); `base_url` is the base of the links in them.
+    ///
+    /// Set-based: a batch costs a fixed handful of statements (the due rows, their customers and
+    /// rows locked, consents, caps, template variables) plus one update per message, whatever
+    /// its size; on Citus the locks are taken customer by customer (one shard per statement).
     pub async fn claim_due_messages(&self, limit: i64, lease: Duration, base_url: &str) -> Result<(Vec<Outgoing>, ClaimReport)> {
         let now = self.now();
         let settings = self.engagement_settings().await?;
         let secret = self.link_secret().await?;
-        // Read without a lock (one statement over every shard on Citus); each row is claimed
-        // below under its own lock, and only when it is still due then.
+        let limit = limit.clamp(1, 10_000);
+        // Read without a lock (one statement over every shard on Citus), each in the due
+        // index's order so that taking a batch off a long queue reads the batch, not the queue:
+        // first the messages whose sender's lease ran out, then the queued ones whose time came.
+        // Each row is claimed below under its lock, and only when it is still due then.
         let mut due: Vec<Due> = self
             .db
             .reader()
             .fetch_all(
-                query(
-                    "SELECT customer_id, id, template_id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= $1) \
-                     OR (status = 'sending' AND lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $2",
-                )
-                .bind(now)
-                .bind(limit.clamp(1, 10_000)),
+                query("SELECT customer_id, id, template_id FROM outbox WHERE status = 'sending' AND lease_until <= $1 LIMIT $2")
+                    .bind(now)
+                    .bind(limit),
             )
             .await?;
+        let room = limit - i64::try_from(due.len()).unwrap_or(limit);
+        if room > 0 {
+            let queued: Vec<Due> = self
+                .db
+                .reader()
+                .fetch_all(
+                    query(
+                        "SELECT customer_id, id, template_id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
+                         ORDER BY next_attempt_at LIMIT $2",
+                    )
+                    .bind(now)
+                    .bind(room),
+                )
+                .await?;
+            due.extend(queued);
+        }
+        if due.is_empty() {
+            return Ok((Vec::new(), ClaimReport::default()));
+        }
         let mut templates: HashMap<i64, Option<(MessageTemplate, personal::Wanted)>> = HashMap::new();
         for d in &due {
             if let Some(id) = d.template_id {
@@ -273,12 +313,39 @@ impl Store {
         // Locked in one order (customer, row) by every sender; on PostgreSQL a row another
         // sender holds is skipped, not waited for: it is that sender's.
         due.sort_by_key(|d| (d.customer_id, d.id));
+        let mut tx = self.db.begin().await?;
+        let (contacts, rows) = lock_due(&mut tx, &due).await?;
+        let policy = BatchPolicy::read(&mut tx, &rows, &contacts, now).await?;
+        let wanted = templates.values().flatten().fold(personal::Wanted::default(), |w, (_, t)| w.or(*t));
+        let personalised: Vec<i64> = {
+            let mut ids: Vec<i64> =
+                rows.iter().filter(|r| r.content.as_ref().is_none_or(|c| c.0.is_null())).map(|r| r.customer_id).collect();
+            ids.dedup();
+            ids
+        };
+        let variables = personal::read_many(&mut tx, &personalised, self.config.business_tz, wanted).await?;
+        let mut caps = policy.caps;
         let mut out = Vec::new();
         let mut report = ClaimReport::default();
-        let mut tx = self.db.begin().await?;
-        for d in due {
-            let template = d.template_id.and_then(|id| templates.get(&id).and_then(|t| t.as_ref()));
-            match self.claim_one(&mut tx, &d, now, lease, &settings, &secret, base_url, template).await? {
+        for row in rows {
+            let Some(contact) = contacts.get(&row.customer_id) else { continue };
+            let template = due
+                .binary_search_by_key(&(row.customer_id, row.id), |d| (d.customer_id, d.id))
+                .ok()
+                .and_then(|i| due[i].template_id)
+                .and_then(|id| templates.get(&id).and_then(|t| t.as_ref()));
+            let ctx = ClaimContext {
+                now,
+                lease,
+                settings: &settings,
+                secret: &secret,
+                base_url,
+                template,
+                consents: &policy.consents,
+                caps: &mut caps,
+                variables: &variables,
+            };
+            match self.claim_one(&mut tx, &row, contact, ctx).await? {
                 Claim::Gone => {}
                 Claim::Skipped => report.skipped += 1,
                 Claim::Deferred => report.deferred += 1,
@@ -293,45 +360,10 @@ impl Store {
         Ok((out, report))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn claim_one(
-        &self,
-        tx: &mut Tx,
-        d: &Due,
-        now: DateTime<Utc>,
-        lease: Duration,
-        settings: &EngagementSettings,
-        secret: &str,
-        base_url: &str,
-        template: Option<&(MessageTemplate, personal::Wanted)>,
-    ) -> Result<Claim> {
-        let engine = tx.engine();
-        // The customer's row first: one sender at a time per customer (the caps count across
-        // this customer's messages). Held by another sender: its messages are that sender's.
-        let (address_sql, address_key) = engine.json_text("attributes", 2, "address");
-        let contact: Option<Contact> = tx
-            .fetch_optional(
-                query(format!(
-                    "SELECT name, mobile, email, wechat_id, city, {address_sql} AS address, deleted_at FROM customers WHERE id = $1{}",
-                    engine.row_lock_skip()
-                ))
-                .bind(d.customer_id)
-                .bind(address_key),
-            )
-            .await?;
-        let Some(contact) = contact else { return Ok(Claim::Gone) };
-        let row: Option<Row> = tx
-            .fetch_optional(
-                query(format!(
-                    "SELECT customer_id, id, channel, purpose, message_id, content, status, attempts, \
-                     next_attempt_at, lease_until FROM outbox WHERE customer_id = $1 AND id = $2{}",
-                    engine.claim_lock()
-                ))
-                .bind(d.customer_id)
-                .bind(d.id),
-            )
-            .await?;
-        let Some(row) = row else { return Ok(Claim::Gone) };
+    /// Decides one locked message of a batch: skipped (erased customer, a marketing block, no
+    /// address), deferred (quiet hours), failed (does not render) or claimed for sending.
+    async fn claim_one(&self, tx: &mut Tx, row: &Row, contact: &Contact, ctx: ClaimContext<'_>) -> Result<Claim> {
+        let now = ctx.now;
         let still_due = match row.status.as_str() {
             "queued" => row.next_attempt_at <= now,
             "sending" => row.lease_until.is_some_and(|l| l <= now),
@@ -343,17 +375,27 @@ impl Store {
         let channel = Channel::parse(&row.channel)?;
         let purpose = Purpose::parse(&row.purpose)?;
         if contact.deleted_at.is_some() {
-            self.finish(tx, &row, "skipped", Some("customer_deleted".into()), now).await?;
+            self.finish(tx, row, "skipped", Some("customer_deleted".into()), now).await?;
             return Ok(Claim::Skipped);
         }
         if purpose == Purpose::Marketing {
-            if let Some(reason) = self.marketing_block(tx, row.customer_id, channel, settings, now).await? {
-                self.finish(tx, &row, "skipped", Some(reason), now).await?;
+            let (week, month) = ctx.caps.get(&row.customer_id).copied().unwrap_or((0, 0));
+            let reason = if ctx.settings.in_global_control(row.customer_id) {
+                Some("global_control")
+            } else if !ctx.consents.contains(&(row.customer_id, row.channel.clone())) {
+                Some("no_consent")
+            } else if week >= ctx.settings.cap_7_days || month >= ctx.settings.cap_30_days {
+                Some("capped")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.finish(tx, row, "skipped", Some(reason.into()), now).await?;
                 return Ok(Claim::Skipped);
             }
         }
         if matches!(channel, Channel::Sms | Channel::Wechat) {
-            let allowed = settings.next_allowed(now, self.config.business_tz);
+            let allowed = ctx.settings.next_allowed(now, self.config.business_tz);
             if allowed > now {
                 tx.execute(
                     query("UPDATE outbox SET status = 'queued', next_attempt_at = $1, lease_until = NULL, updated_at = $2 WHERE customer_id = $3 AND id = $4")
@@ -373,40 +415,51 @@ impl Store {
             Channel::Mail => contact.address.clone().or(contact.city.clone()),
         };
         let Some(address) = address.filter(|a| !a.trim().is_empty()) else {
-            self.finish(tx, &row, "skipped", Some("no_address".into()), now).await?;
+            self.finish(tx, row, "skipped", Some("no_address".into()), now).await?;
             return Ok(Claim::Skipped);
         };
-        let token = digest(&format!("{secret}:{}", row.message_id));
-        let base = base_url.trim_end_matches('/');
+        let token = digest(&format!("{}:{}", ctx.secret, row.message_id));
+        let base = ctx.base_url.trim_end_matches('/');
         let unsubscribe_url = format!("{base}/p/u/{token}");
-        let rendered = match (&row.content, template) {
-            (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()),
-            (_, Some((t, wanted))) => {
-                let vars = personal::read_wanted(tx, row.customer_id, self.config.business_tz, &unsubscribe_url, *wanted).await?;
-                t.render(&vars)
-            }
+        let own_link = own_link_token(ctx.secret, &row.message_id);
+        let rendered = match (&row.content, ctx.template) {
+            (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()).map(|mut r| {
+                let fill = |t: &str| t.replace(PUBLIC_URL, base).replace(LINK_TOKEN, &own_link);
+                r.text = fill(&r.text);
+                r.html = r.html.as_deref().map(fill);
+                r
+            }),
+            (_, Some((t, _))) => match ctx.variables.get(&row.customer_id) {
+                Some(v) => {
+                    let mut vars = v.clone();
+                    vars.unsubscribe_url = unsubscribe_url.clone();
+                    t.render(&vars)
+                }
+                None => Err("the customer is no longer on file".to_owned()),
+            },
             _ => Err("the message has neither content nor a template".to_owned()),
         };
         let mut content = match rendered {
             Ok(c) => c,
             Err(e) => {
-                self.finish(tx, &row, "failed", Some(format!("render: {e}")), now).await?;
+                self.finish(tx, row, "failed", Some(format!("render: {e}")), now).await?;
                 return Ok(Claim::Failed);
             }
         };
-        // Links (but the unsubscribe link) go through /t/{token}/{n}.
+        // Links go through /t/{token}/{n}, but the unsubscribe link and the message's own link:
+        // tracking stores the links it redirects to, and only the own link's digest may be stored.
         let mut links: Vec<String> = Vec::new();
         if let Some(re) = url_pattern() {
             for m in re.find_iter(&content.text) {
                 let u = m.as_str().to_owned();
-                if u != unsubscribe_url && !links.contains(&u) {
+                if u != unsubscribe_url && !u.contains(&own_link) && !links.contains(&u) {
                     links.push(u);
                 }
             }
             if let Some(h) = &content.html {
                 for m in re.find_iter(h) {
                     let u = m.as_str().to_owned();
-                    if u != unsubscribe_url && !links.contains(&u) {
+                    if u != unsubscribe_url && !u.contains(&own_link) && !links.contains(&u) {
                         links.push(u);
                     }
                 }
@@ -425,7 +478,7 @@ impl Store {
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1, lease_until = $1, token_hash = $2, links = $3, \
                  updated_at = $4 WHERE customer_id = $5 AND id = $6",
             )
-            .bind(now + lease)
+            .bind(now + ctx.lease)
             .bind(digest(&token))
             .bind(serde_json::json!(links))
             .bind(now)
@@ -433,6 +486,12 @@ impl Store {
             .bind(row.id),
         )
         .await?;
+        if purpose == Purpose::Marketing {
+            // The next message of this customer in the batch counts this one against the caps.
+            let c = ctx.caps.entry(row.customer_id).or_insert((0, 0));
+            c.0 += 1;
+            c.1 += 1;
+        }
         Ok(Claim::Send(Box::new(Outgoing {
             customer_id: row.customer_id,
             id: row.id,
@@ -440,50 +499,11 @@ impl Store {
             channel,
             purpose,
             address,
-            name: contact.name,
+            name: contact.name.clone(),
             content,
             unsubscribe_url,
             attempt: row.attempts + 1,
         })))
-    }
-
-    /// Why a marketing message may not go to this customer now, if it may not.
-    async fn marketing_block(
-        &self,
-        tx: &mut Tx,
-        customer_id: i64,
-        channel: Channel,
-        settings: &EngagementSettings,
-        now: DateTime<Utc>,
-    ) -> Result<Option<String>> {
-        if settings.in_global_control(customer_id) {
-            return Ok(Some("global_control".into()));
-        }
-        let consent: Option<(bool,)> = tx
-            .fetch_optional(
-                query("SELECT granted FROM customer_consents WHERE customer_id = $1 AND channel = $2")
-                    .bind(customer_id)
-                    .bind(channel.as_str()),
-            )
-            .await?;
-        if !consent.is_some_and(|c| c.0) {
-            return Ok(Some("no_consent".into()));
-        }
-        let (week, month): (i64, i64) = tx
-            .fetch_one(
-                query(
-                    "SELECT COALESCE(SUM(CASE WHEN COALESCE(sent_at, updated_at) > $2 THEN 1 ELSE 0 END), 0), COUNT(*) FROM outbox \
-                     WHERE customer_id = $1 AND purpose = 'marketing' AND status IN ('sending', 'sent') AND COALESCE(sent_at, updated_at) > $3",
-                )
-                .bind(customer_id)
-                .bind(now - Duration::days(7))
-                .bind(now - Duration::days(30)),
-            )
-            .await?;
-        if week >= settings.cap_7_days || month >= settings.cap_30_days {
-            return Ok(Some("capped".into()));
-        }
-        Ok(None)
     }
 
     async fn finish(&self, tx: &mut Tx, row: &Row, status: &str, reason: Option<String>, now: DateTime<Utc>) -> Result<()> {
@@ -515,9 +535,17 @@ impl Store {
         let now = self.now();
         let max_attempts = self.engagement_settings().await?.max_attempts;
         let mut tx = self.db.begin().await?;
+        // An outcome lost with a crash of the database server re-sends its message (same id):
+        // the at-least-once window the claim has already; no flush per e-mail for it.
+        tx.relaxed_commit().await?;
+        // The common outcome in one statement for the batch; the others row by row.
+        let mut sent: Vec<(i64, i64)> = Vec::new();
         for (o, outcome) in outcomes {
             let (status, reason, next) = match outcome {
-                DeliveryOutcome::Sent => ("sent", None, now),
+                DeliveryOutcome::Sent => {
+                    sent.push((o.customer_id, o.id));
+                    continue;
+                }
                 DeliveryOutcome::Permanent(r) => ("failed", Some(r.clone()), now),
                 DeliveryOutcome::Transient(r) if o.attempt >= max_attempts => {
                     ("failed", Some(format!("{r} (after {} attempts)", o.attempt)), now)
@@ -530,8 +558,7 @@ impl Store {
             tx.execute(
                 query(
                     "UPDATE outbox SET status = $1, reason = $2, next_attempt_at = $3, lease_until = NULL, \
-                     sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END, updated_at = $4 \
-                     WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
+                     updated_at = $4 WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
                 )
                 .bind(status)
                 .bind(reason)
@@ -539,6 +566,25 @@ impl Store {
                 .bind(now)
                 .bind(o.customer_id)
                 .bind(o.id),
+            )
+            .await?;
+        }
+        if !sent.is_empty() {
+            let engine = tx.engine();
+            let mut customers: Vec<i64> = sent.iter().map(|s| s.0).collect();
+            customers.sort_unstable();
+            customers.dedup();
+            let ids: Vec<i64> = sent.iter().map(|s| s.1).collect();
+            tx.execute(
+                query(format!(
+                    "UPDATE outbox SET status = 'sent', reason = NULL, next_attempt_at = $1, lease_until = NULL, sent_at = $1, \
+                     updated_at = $1 WHERE customer_id IN ({}) AND id IN ({}) AND status = 'sending'",
+                    engine.json_ints(2),
+                    engine.json_ints(3)
+                ))
+                .bind(now)
+                .bind(serde_json::json!(customers))
+                .bind(serde_json::json!(ids)),
             )
             .await?;
         }
@@ -709,6 +755,134 @@ async fn record_interaction(tx: &mut Tx, customer_id: i64, kind: &str, channel: 
 
 /// Customer, row, channel and links of the message behind a token.
 type TokenRow = (i64, i64, String, Option<Json<Vec<String>>>);
+
+/// The columns of an outbox row a sender claims.
+const ROW_COLUMNS: &str = "customer_id, id, channel, purpose, message_id, content, status, attempts, next_attempt_at, lease_until";
+
+/// Locks the customers of `due` (sorted by customer and row) and then their due rows, skipping
+/// what another sender holds, and reads them: the contacts by customer, the rows in order.
+/// Where one statement may lock rows of many customers, two statements; on Citus a customer
+/// and a row at a time, each statement on one shard.
+async fn lock_due(tx: &mut Tx, due: &[Due]) -> Result<(HashMap<i64, Contact>, Vec<Row>)> {
+    let engine = tx.engine();
+    let (address_sql, address_key) = engine.json_text("attributes", 2, "address");
+    let contact_sql = |filter: &str| {
+        format!(
+            "SELECT id, name, mobile, email, wechat_id, city, {address_sql} AS address, deleted_at FROM customers WHERE {filter}{}",
+            engine.row_lock_skip()
+        )
+    };
+    let row_sql = |filter: &str| format!("SELECT {ROW_COLUMNS} FROM outbox WHERE {filter}{}", engine.claim_lock());
+    let mut contacts: HashMap<i64, Contact> = HashMap::new();
+    let mut rows: Vec<Row> = Vec::with_capacity(due.len());
+    if tx.locks_across_customers() {
+        let mut customers: Vec<i64> = due.iter().map(|d| d.customer_id).collect();
+        customers.dedup();
+        let found: Vec<Contact> = tx
+            .fetch_all(
+                query(contact_sql(&format!("id IN ({}) ORDER BY id", engine.json_ints(1))))
+                    .bind(serde_json::json!(customers))
+                    .bind(address_key),
+            )
+            .await?;
+        contacts.extend(found.into_iter().map(|c| (c.id, c)));
+        let ids: Vec<i64> = due.iter().filter(|d| contacts.contains_key(&d.customer_id)).map(|d| d.id).collect();
+        if ids.is_empty() {
+            return Ok((contacts, rows));
+        }
+        let locked: Vec<i64> = contacts.keys().copied().collect();
+        rows = tx
+            .fetch_all(
+                query(row_sql(&format!(
+                    "customer_id IN ({}) AND id IN ({}) ORDER BY customer_id, id",
+                    engine.json_ints(1),
+                    engine.json_ints(2)
+                )))
+                .bind(serde_json::json!(locked))
+                .bind(serde_json::json!(ids)),
+            )
+            .await?;
+    } else {
+        let mut last: Option<i64> = None;
+        for d in due {
+            if last != Some(d.customer_id) {
+                last = Some(d.customer_id);
+                let c: Option<Contact> =
+                    tx.fetch_optional(query(contact_sql("id = $1")).bind(d.customer_id).bind(address_key.clone())).await?;
+                if let Some(c) = c {
+                    contacts.insert(c.id, c);
+                }
+            }
+            if !contacts.contains_key(&d.customer_id) {
+                continue;
+            }
+            let row: Option<Row> = tx.fetch_optional(query(row_sql("customer_id = $1 AND id = $2")).bind(d.customer_id).bind(d.id)).await?;
+            rows.extend(row);
+        }
+    }
+    Ok((contacts, rows))
+}
+
+/// What the marketing rules need to know of a batch's customers, read at the claim: whose
+/// consent each channel has, and how many marketing messages each was sent in the last 7 and
+/// 30 days.
+struct BatchPolicy {
+    consents: std::collections::HashSet<(i64, String)>,
+    caps: HashMap<i64, (i64, i64)>,
+}
+
+impl BatchPolicy {
+    async fn read(tx: &mut Tx, rows: &[Row], contacts: &HashMap<i64, Contact>, now: DateTime<Utc>) -> Result<BatchPolicy> {
+        let mut customers: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.purpose == Purpose::Marketing.as_str() && contacts.get(&r.customer_id).is_some_and(|c| c.deleted_at.is_none()))
+            .map(|r| r.customer_id)
+            .collect();
+        customers.dedup();
+        let mut policy = BatchPolicy { consents: Default::default(), caps: HashMap::new() };
+        if customers.is_empty() {
+            return Ok(policy);
+        }
+        let engine = tx.engine();
+        let ids = serde_json::json!(customers);
+        let consents: Vec<(i64, String, bool)> = tx
+            .fetch_all(
+                query(format!(
+                    "SELECT customer_id, channel, granted FROM customer_consents WHERE customer_id IN ({})",
+                    engine.json_ints(1)
+                ))
+                .bind(ids.clone()),
+            )
+            .await?;
+        policy.consents = consents.into_iter().filter(|c| c.2).map(|c| (c.0, c.1)).collect();
+        let caps: Vec<(i64, i64, i64)> = tx
+            .fetch_all(
+                query(format!(
+                    "SELECT customer_id, COALESCE(SUM(CASE WHEN COALESCE(sent_at, updated_at) > $2 THEN 1 ELSE 0 END), 0), COUNT(*)                      FROM outbox WHERE customer_id IN ({}) AND purpose = 'marketing' AND status IN ('sending', 'sent')                      AND COALESCE(sent_at, updated_at) > $3 GROUP BY customer_id",
+                    engine.json_ints(1)
+                ))
+                .bind(ids)
+                .bind(now - Duration::days(7))
+                .bind(now - Duration::days(30)),
+            )
+            .await?;
+        policy.caps = caps.into_iter().map(|(c, week, month)| (c, (week, month))).collect();
+        Ok(policy)
+    }
+}
+
+/// What deciding one message of a batch needs besides the message.
+struct ClaimContext<'a> {
+    now: DateTime<Utc>,
+    lease: Duration,
+    settings: &'a EngagementSettings,
+    secret: &'a str,
+    base_url: &'a str,
+    template: Option<&'a (MessageTemplate, personal::Wanted)>,
+    consents: &'a std::collections::HashSet<(i64, String)>,
+    caps: &'a mut HashMap<i64, (i64, i64)>,
+    variables: &'a HashMap<i64, personal::PersonalVariables>,
+}
 
 enum Claim {
     Gone,

@@ -2,6 +2,8 @@
 //! `last_purchase`, `favourite_category`, `tier`, `manager_name`, `points`, `unsubscribe_url`),
 //! read for one customer, and the polite salutation (王先生 / 李女士).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -35,7 +37,7 @@ pub struct PersonalVariables {
     pub tier: Option<String>,
     /// The account manager's name.
     pub manager_name: Option<String>,
-    /// Loyalty points (none until the loyalty club exists).
+    /// The loyalty balance (none when the customer is not a member).
     pub points: Option<i64>,
     /// The message's unsubscribe link.
     pub unsubscribe_url: String,
@@ -89,13 +91,14 @@ pub fn sample(unsubscribe_url: &str) -> PersonalVariables {
         favourite_category: Some("热菜".into()),
         tier: Some("A".into()),
         manager_name: Some("张经理".into()),
-        points: None,
+        points: Some(1280),
         unsubscribe_url: unsubscribe_url.to_owned(),
     }
 }
 
 #[derive(sqlx::FromRow)]
 struct Who {
+    id: i64,
     name: String,
     gender: Option<String>,
     manager_name: Option<String>,
@@ -104,91 +107,181 @@ struct Who {
 
 #[derive(sqlx::FromRow)]
 struct Last {
+    customer_id: i64,
+    id: i64,
     ordered_at: chrono::DateTime<chrono::Utc>,
     store: Option<String>,
-    product: Option<String>,
 }
 
 /// Which of the variables that cost a query of their own a template uses (a sender reads only
 /// those: a message that says only `salutation` needs no look at the orders).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Wanted {
     /// `last_purchase`.
     pub last_purchase: bool,
     /// `favourite_category`.
     pub favourite_category: bool,
+    /// `points`.
+    pub points: bool,
 }
 
 impl Wanted {
     /// Every variable.
-    pub const ALL: Wanted = Wanted { last_purchase: true, favourite_category: true };
+    pub const ALL: Wanted = Wanted { last_purchase: true, favourite_category: true, points: true };
+
+    /// What either of two templates uses.
+    pub fn or(self, other: Wanted) -> Wanted {
+        Wanted {
+            last_purchase: self.last_purchase || other.last_purchase,
+            favourite_category: self.favourite_category || other.favourite_category,
+            points: self.points || other.points,
+        }
+    }
 }
 
 /// Reads a live customer's variables in `tx` (`unsubscribe_url` as given).
 pub(crate) async fn read(tx: &mut Tx, customer_id: i64, tz: chrono_tz::Tz, unsubscribe_url: &str) -> Result<PersonalVariables> {
-    read_wanted(tx, customer_id, tz, unsubscribe_url, Wanted::ALL).await
+    let mut vars = read_many(tx, &[customer_id], tz, Wanted::ALL).await?;
+    let mut v = vars.remove(&customer_id).ok_or(StoreError::NotFound("customer"))?;
+    v.unsubscribe_url = unsubscribe_url.to_owned();
+    Ok(v)
 }
 
-/// Reads a live customer's variables in `tx`, those a template does not use left empty.
-pub(crate) async fn read_wanted(
+/// Reads the variables of many live customers in `tx`, a handful of statements whatever their
+/// number (a sender's batch), those `wanted` does not ask for left empty and `unsubscribe_url`
+/// empty (it is the message's, not the customer's). A customer erased or unknown is absent.
+pub(crate) async fn read_many(
     tx: &mut Tx,
-    customer_id: i64,
+    customer_ids: &[i64],
     tz: chrono_tz::Tz,
-    unsubscribe_url: &str,
     wanted: Wanted,
-) -> Result<PersonalVariables> {
-    let who: Option<Who> = tx
-        .fetch_optional(
-            query(
-                "SELECT c.name, c.gender, u.name AS manager_name, s.abcd_tier AS tier FROM customers c \
+) -> Result<HashMap<i64, PersonalVariables>> {
+    let mut out = HashMap::with_capacity(customer_ids.len());
+    if customer_ids.is_empty() {
+        return Ok(out);
+    }
+    let engine = tx.engine();
+    let ids = serde_json::json!(customer_ids);
+    let who: Vec<Who> = tx
+        .fetch_all(
+            query(format!(
+                "SELECT c.id, c.name, c.gender, u.name AS manager_name, s.abcd_tier AS tier FROM customers c \
                  LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN customer_scores s ON s.customer_id = c.id \
-                 WHERE c.id = $1 AND c.deleted_at IS NULL",
-            )
-            .bind(customer_id),
+                 WHERE c.id IN ({}) AND c.deleted_at IS NULL",
+                engine.json_ints(1)
+            ))
+            .bind(ids.clone()),
         )
         .await?;
-    let who = who.ok_or(StoreError::NotFound("customer"))?;
-    let last: Option<Last> = if !wanted.last_purchase {
-        None
-    } else {
-        tx.fetch_optional(
-            query(
-                "SELECT o.ordered_at, o.store, (SELECT p.name FROM order_lines l JOIN products p ON p.id = l.product_id \
-                 WHERE l.customer_id = o.customer_id AND l.order_id = o.id ORDER BY l.line_no LIMIT 1) AS product \
-                 FROM orders o WHERE o.customer_id = $1 AND o.status = 'completed' ORDER BY o.ordered_at DESC, o.id DESC LIMIT 1",
+    for w in who {
+        out.insert(
+            w.id,
+            PersonalVariables {
+                salutation: salutation(&w.name, w.gender.as_deref()),
+                name: w.name,
+                last_purchase: None,
+                favourite_category: None,
+                tier: w.tier,
+                manager_name: w.manager_name,
+                points: None,
+                unsubscribe_url: String::new(),
+            },
+        );
+    }
+    if wanted.last_purchase {
+        // Each customer's latest completed order (one window over their orders), then the
+        // product of its first line.
+        let last: Vec<Last> = tx
+            .fetch_all(
+                query(format!(
+                    "SELECT customer_id, id, ordered_at, store FROM (SELECT o.customer_id, o.id, o.ordered_at, o.store, \
+                     ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at DESC, o.id DESC) AS rn \
+                     FROM orders o WHERE o.customer_id IN ({}) AND o.status = 'completed') x WHERE rn = 1",
+                    engine.json_ints(1)
+                ))
+                .bind(ids.clone()),
             )
-            .bind(customer_id),
-        )
-        .await?
-    };
-    let favourite: Option<(String,)> = if !wanted.favourite_category {
-        None
-    } else {
-        tx.fetch_optional(
-            query(
-                "SELECT k.name FROM order_lines l JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
-                 JOIN categories k ON k.id = l.category_id \
-                 WHERE l.customer_id = $1 AND o.status = 'completed' \
-                 GROUP BY k.name ORDER BY SUM(l.quantity * l.unit_price_cents) DESC, k.name LIMIT 1",
+            .await?;
+        let order_ids: Vec<i64> = last.iter().map(|l| l.id).collect();
+        let mut products: HashMap<(i64, i64), String> = HashMap::new();
+        if !order_ids.is_empty() {
+            let lines: Vec<(i64, i64, String)> = tx
+                .fetch_all(
+                    query(format!(
+                        "SELECT l.customer_id, l.order_id, p.name FROM order_lines l JOIN products p ON p.id = l.product_id \
+                         WHERE l.customer_id IN ({}) AND l.order_id IN ({}) ORDER BY l.customer_id, l.order_id, l.line_no",
+                        engine.json_ints(1),
+                        engine.json_ints(2)
+                    ))
+                    .bind(ids.clone())
+                    .bind(serde_json::json!(order_ids)),
+                )
+                .await?;
+            for (customer_id, order_id, name) in lines {
+                products.entry((customer_id, order_id)).or_insert(name);
+            }
+        }
+        for l in last {
+            if let Some(v) = out.get_mut(&l.customer_id) {
+                v.last_purchase = Some(LastPurchase {
+                    date: l.ordered_at.with_timezone(&tz).date_naive(),
+                    store: l.store,
+                    product: products.remove(&(l.customer_id, l.id)),
+                });
+            }
+        }
+    }
+    if wanted.favourite_category {
+        // Spend per customer and category; the largest wins, ties to the first name.
+        let spend: Vec<(i64, String, i64)> = tx
+            .fetch_all(
+                query(format!(
+                    "SELECT l.customer_id, k.name, {} FROM order_lines l \
+                     JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id JOIN categories k ON k.id = l.category_id \
+                     WHERE l.customer_id IN ({}) AND o.status = 'completed' GROUP BY l.customer_id, k.name",
+                    engine.clamp_bigint(&engine.sum_wide("l.quantity * l.unit_price_cents")),
+                    engine.json_ints(1)
+                ))
+                .bind(ids.clone()),
             )
-            .bind(customer_id),
-        )
-        .await?
-    };
-    Ok(PersonalVariables {
-        salutation: salutation(&who.name, who.gender.as_deref()),
-        name: who.name,
-        last_purchase: last.map(|l| LastPurchase {
-            date: l.ordered_at.with_timezone(&tz).date_naive(),
-            store: l.store,
-            product: l.product,
-        }),
-        favourite_category: favourite.map(|f| f.0),
-        tier: who.tier,
-        manager_name: who.manager_name,
-        points: None,
-        unsubscribe_url: unsubscribe_url.to_owned(),
-    })
+            .await?;
+        let mut best: HashMap<i64, (String, i64)> = HashMap::new();
+        for (customer_id, name, cents) in spend {
+            let better = match best.get(&customer_id) {
+                None => true,
+                Some((n, c)) => cents > *c || (cents == *c && name < *n),
+            };
+            if better {
+                best.insert(customer_id, (name, cents));
+            }
+        }
+        for (customer_id, (name, _)) in best {
+            if let Some(v) = out.get_mut(&customer_id) {
+                v.favourite_category = Some(name);
+            }
+        }
+    }
+    if wanted.points {
+        // A member's balance: the lots' remaining points less the debt (what the ledger sums
+        // to); none for a customer who is not a member or whose membership is closed.
+        let balances: Vec<(i64, i64)> = tx
+            .fetch_all(
+                query(format!(
+                    "SELECT m.customer_id, {} - m.debt FROM loyalty_members m LEFT JOIN loyalty_lots l ON l.customer_id = m.customer_id \
+                     WHERE m.customer_id IN ({}) AND m.status <> 'closed' GROUP BY m.customer_id, m.debt",
+                    engine.clamp_bigint(&engine.sum_wide("l.remaining")),
+                    engine.json_ints(1)
+                ))
+                .bind(ids),
+            )
+            .await?;
+        for (customer_id, points) in balances {
+            if let Some(v) = out.get_mut(&customer_id) {
+                v.points = Some(points);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -280,9 +280,13 @@ fn in_fallback(lower: &str, greeting: &str) -> bool {
 /// Renders the parts of a template for the variables (strict: an undefined variable fails).
 pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::Result<Rendered, String> {
     let env = environment();
+    // A variable the customer has no value for (no purchase, not a member, no manager) is left
+    // undefined rather than null, so that strict rendering refuses the message instead of
+    // writing "none" into it; `| default(…)` still gives a template its own fallback.
+    let ctx = without_nulls(serde_json::to_value(vars).map_err(|e| e.to_string())?);
     let one = |file: &str, src: &str| -> std::result::Result<String, String> {
         let tpl = env.template_from_named_str(file, src).map_err(|e| e.to_string())?;
-        tpl.render(vars).map_err(|e| e.to_string())
+        tpl.render(&ctx).map_err(|e| e.to_string())
     };
     Ok(Rendered {
         subject: match &t.subject {
@@ -295,6 +299,16 @@ pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::R
             None => None,
         },
     })
+}
+
+/// `v` without its null members, at every depth.
+fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, without_nulls(x))).collect())
+        }
+        other => other,
+    }
 }
 
 impl MessageTemplate {
@@ -321,7 +335,11 @@ impl MessageTemplate {
                 Err(_) => return personal::Wanted::ALL,
             }
         }
-        personal::Wanted { last_purchase: used.contains("last_purchase"), favourite_category: used.contains("favourite_category") }
+        personal::Wanted {
+            last_purchase: used.contains("last_purchase"),
+            favourite_category: used.contains("favourite_category"),
+            points: used.contains("points"),
+        }
     }
 
     /// Renders for one customer's variables.

@@ -396,7 +396,7 @@ fn builtins() -> Vec<Builtin> {
             vec![sms(
                 "挽回：客户经理来信",
                 "{{ salutation }}，好久不见！想念您在{{ last_purchase.store }}点的{{ last_purchase.product }}。\
-                 送您一张满200减30的券，下次来直接出示本短信即可。—— 您的客户经理 {{ manager_name }} 退订回T",
+                 送您一张满200减30的券，下次来直接出示本短信即可。—— 您的客户经理 {{ manager_name | default(\"会员服务团队\") }} 退订回T",
             )],
             |t| NewJourney {
                 name: String::new(),
@@ -416,7 +416,7 @@ fn builtins() -> Vec<Builtin> {
         (
             "complaint_check",
             "投诉后回访 Post-complaint check",
-            vec![sms("投诉后回访", "{{ salutation }}，上次给您添麻烦了。问题解决后还满意吗？有任何不妥请直接回复，{{ manager_name }}会亲自跟进。")],
+            vec![sms("投诉后回访", "{{ salutation }}，上次给您添麻烦了。问题解决后还满意吗？有任何不妥请直接回复，{{ manager_name | default(\"我们\") }}会亲自跟进。")],
             |t| NewJourney {
                 name: String::new(),
                 trigger: "complaint_confirmed".into(),

@@ -7,9 +7,9 @@
 //! a retry or a crash never makes two. Triggers read the domain events (`order.created`,
 //! `ticket.resolved`) from the survey's cursor; the cursor only passes events older than a
 //! minute, so an event whose transaction committed late is read on the next round.
-//! A triggered invitation is delivered afterwards (`deliver_invitations`): its link is made,
-//! handed to the delivery (a file in the outbox folder until a messaging provider is set), and
-//! marked sent in one transaction, so a crash re-delivers rather than loses it.
+//! A triggered invitation is delivered afterwards (`queue_invitations`): its link is made and it
+//! is put in the outbox as a transactional message in the transaction that marks it sent, so it
+//! leaves through the configured channels (the file adapter when none is) exactly once.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 
 use super::{survey_in, SurveyRow, SURVEY_SELECT};
 use crate::db::{query, Tx};
+use crate::engagement::outbox::{self, NewMessage};
+use crate::engagement::templates::Rendered;
+use crate::engagement::{Channel, Purpose};
 use crate::events::EventFilter;
 use crate::links::{self, LinkKind};
 use crate::users::Actor;
@@ -70,29 +73,8 @@ pub struct InviteOutcome {
 pub struct TriggerReport {
     /// Invitations made.
     pub invited: u64,
-    /// Invitations delivered.
+    /// Invitations put in the outbox.
     pub delivered: u64,
-}
-
-/// What the delivery of a triggered invitation needs: whom, how to reach them, the link.
-#[derive(Debug, Clone)]
-pub struct InvitationMessage {
-    /// The invitation.
-    pub invitation_id: i64,
-    /// The customer.
-    pub customer_id: i64,
-    /// The customer's name.
-    pub name: String,
-    /// Their mobile.
-    pub mobile: Option<String>,
-    /// Their e-mail.
-    pub email: Option<String>,
-    /// The survey's name.
-    pub survey_name: String,
-    /// The link's token (`/p/s/{token}`).
-    pub token: String,
-    /// When the link stops working.
-    pub expires_at: DateTime<Utc>,
 }
 
 /// The occasion an invitation is for, with what it is about.
@@ -343,12 +325,16 @@ impl Store {
         Ok(invited)
     }
 
-    /// Delivers the invitations the triggers made: for each, its link is made, `deliver` is
-    /// called, and it is marked sent, in one transaction (a failed delivery leaves it for the
-    /// next round; a crash after `deliver` sends it again rather than never).
-    pub async fn deliver_invitations(&self, deliver: &(dyn Fn(&InvitationMessage) -> std::io::Result<()> + Sync)) -> Result<u64> {
+    /// Puts the invitations the triggers made in the outbox, each as one transactional message
+    /// (key `survey:<invitation id>`) on the customer's e-mail, else their mobile, else WeChat,
+    /// with its link, in the transaction that marks it sent: a second scheduler or a crash
+    /// neither doubles nor loses one, and the outbox's channels, retries and quiet hours take
+    /// it from there. The link's token is the message's own ([`outbox::own_link_token`]): only
+    /// its digest is stored, and the sender writes it into the message at every attempt.
+    pub async fn queue_invitations(&self) -> Result<u64> {
         let now = self.now();
-        let mut delivered = 0;
+        let secret = self.link_secret().await?;
+        let mut queued = 0;
         loop {
             let due: Vec<(i64, i64)> = self
                 .db
@@ -359,8 +345,8 @@ impl Store {
                 )
                 .await?;
             let mut done = 0;
+            let mut tx = self.db.begin().await?;
             for &(customer_id, id) in &due {
-                let mut tx = self.db.begin().await?;
                 let claim = tx.engine().claim_lock();
                 let claimed: Option<(i64,)> = tx
                     .fetch_optional(
@@ -373,9 +359,10 @@ impl Store {
                     .await?;
                 let Some((survey_id,)) = claimed else { continue };
                 let survey = survey_in(&mut tx, survey_id).await?;
-                let contact: Option<(String, Option<String>, Option<String>)> = tx
+                let contact: Option<(String, Option<String>, Option<String>, Option<String>)> = tx
                     .fetch_optional(
-                        query("SELECT name, mobile, email FROM customers WHERE id = $1 AND deleted_at IS NULL").bind(customer_id),
+                        query("SELECT name, email, mobile, wechat_id FROM customers WHERE id = $1 AND deleted_at IS NULL")
+                            .bind(customer_id),
                     )
                     .await?;
                 let expires_at = now + Duration::days(survey.expires_days);
@@ -387,26 +374,44 @@ impl Store {
                         .bind(id),
                 )
                 .await?;
-                let Some((name, mobile, email)) = contact else {
-                    // Erased meanwhile: marked sent, nothing goes out.
-                    tx.commit().await?;
-                    continue;
-                };
-                let token = links::create(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days).await?;
-                let msg =
-                    InvitationMessage { invitation_id: id, customer_id, name, mobile, email, survey_name: survey.name, token, expires_at };
-                if let Err(e) = deliver(&msg) {
-                    // Rolled back now, not when the pool next hands out this connection: until
-                    // then the claim's row lock would make every other sender skip the invitation.
-                    tx.rollback().await?;
-                    return Err(StoreError::Internal(format!("delivering survey invitation {id}: {e}")));
-                }
-                tx.commit().await?;
                 done += 1;
+                // Erased meanwhile: marked sent, nothing goes out.
+                let Some((name, email, mobile, wechat_id)) = contact else { continue };
+                let has = |v: &Option<String>| v.as_deref().is_some_and(|a| !a.trim().is_empty());
+                // No address at all: an SMS the sender records as skipped (`no_address`).
+                let channel = if has(&email) {
+                    Channel::Email
+                } else if has(&mobile) || !has(&wechat_id) {
+                    Channel::Sms
+                } else {
+                    Channel::Wechat
+                };
+                let message_key = format!("survey:{id}");
+                let token = outbox::own_link_token(&secret, &outbox::message_id(&message_key, customer_id, channel));
+                links::create_with_token(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days, &token).await?;
+                let url = format!("{}/p/s/{}", outbox::PUBLIC_URL, outbox::LINK_TOKEN);
+                let until = expires_at.with_timezone(&self.config.business_tz).format("%Y-%m-%d %H:%M");
+                let text = format!(
+                    "{name}，您好！邀请您花一分钟告诉我们您的感受：\n{url}\n\nHello {name}, please tell us how we did (one minute):\n\
+                     {url}?lang=en\n\n（链接有效期至 {until} / link valid until {until}）"
+                );
+                let m = NewMessage {
+                    customer_id,
+                    message_key,
+                    channel,
+                    purpose: Purpose::Transactional,
+                    template_id: None,
+                    campaign_id: None,
+                    content: Some(Rendered { subject: Some(survey.name.clone()), text, html: None }),
+                    skipped: None,
+                    not_before: now,
+                };
+                outbox::enqueue(&mut tx, &m, now).await?;
             }
-            delivered += done;
+            tx.commit().await?;
+            queued += done;
             if due.len() < 500 || done == 0 {
-                return Ok(delivered);
+                return Ok(queued);
             }
         }
     }

@@ -22,7 +22,7 @@ use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
 pub use answers::{AnswerInput, PublicSurvey, SurveyAnswer};
-pub use invitations::{InvitationMessage, InvitationRequest, InviteOutcome, Invited, Skipped, TriggerReport};
+pub use invitations::{InvitationRequest, InviteOutcome, Invited, Skipped, TriggerReport};
 pub use results::{GroupResult, KeywordCount, MonthResult, SurveyResults, ValueCount};
 
 /// Survey kinds.
