@@ -18,7 +18,7 @@ on loopback (no scheduler) and N client threads (keep-alive connections) posting
 - `hot`: every redemption for one member (all wait for that member's row lock in turn).
 Reported: requests/s (median of the rounds) and the p50/p99 latency; checked afterwards: every
 201 is one redeem entry, no lot negative, the ledger sum equal to the lots less the debts.
-Usage: bench/loyalty/run.py [--orders 1000000] [--clients 16] [--requests 3000]
+Usage: bench/loyalty/run.py [--orders 1000000] [--clients 16] [--requests 3000] [--engines sqlite,postgres]
 """
 import argparse, http.client, json, os, random, shutil, socket, statistics, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,22 +85,26 @@ def wait_ready(port, proc, timeout=120):
 def load(port, token, requests, clients, make):
     """`requests` requests over `clients` keep-alive connections; make(i) -> (method, path, body,
     expected status). Returns (requests/s, p50 ms, p99 ms, statuses)."""
-    lat, statuses, lock = [], {}, threading.Lock()
+    lat, statuses, errors, lock = [], {}, [], threading.Lock()
     per = requests // clients
 
     def worker(w):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine, seen = [], {}
-        for k in range(per):
-            method, path, body, _ = make(w * per + k)
-            data = json.dumps(body).encode() if body is not None else None
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            t = time.perf_counter()
-            c.request(method, path, body=data, headers=headers)
-            r = c.getresponse()
-            r.read()
-            mine.append(time.perf_counter() - t)
-            seen[r.status] = seen.get(r.status, 0) + 1
+        try:
+            for k in range(per):
+                method, path, body, _ = make(w * per + k)
+                data = json.dumps(body).encode() if body is not None else None
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                t = time.perf_counter()
+                c.request(method, path, body=data, headers=headers)
+                r = c.getresponse()
+                r.read()
+                mine.append(time.perf_counter() - t)
+                seen[r.status] = seen.get(r.status, 0) + 1
+        except Exception as e:  # a timed-out request fails the run, never shortens it quietly
+            with lock:
+                errors.append(repr(e))
         with lock:
             lat.extend(mine)
             for k, v in seen.items():
@@ -113,6 +117,8 @@ def load(port, token, requests, clients, make):
     for th in threads:
         th.join()
     wall = time.perf_counter() - t
+    if errors:
+        sys.exit(f"{len(errors)} client(s) failed: {errors[0]}")
     lat.sort()
     return per * clients / wall, lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000, statuses
 
@@ -204,6 +210,7 @@ def main():
     ap.add_argument("--orders", type=int, default=1_000_000, help="about this many orders")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients in the redemption runs")
     ap.add_argument("--requests", type=int, default=3000, help="requests per round (the hot member gets a third)")
+    ap.add_argument("--engines", default="sqlite,postgres")
     a = ap.parse_args()
     if not os.path.exists(PATRON):
         sys.exit("build first: cargo build --release -p patron")
@@ -215,7 +222,7 @@ def main():
     with open(orders_csv, "rb") as f:
         rows = sum(1 for _ in f) - 1
     env = dict(os.environ, PATRON_LOG="warn")
-    results = [run_engine(e, customers_csv, orders_csv, env, a.clients, a.requests) for e in ("sqlite", "postgres")]
+    results = [run_engine(e, customers_csv, orders_csv, env, a.clients, a.requests) for e in a.engines.split(",")]
     print(f"{'engine':<9} {'orders':>9} {'import s':>9} {'+ points s':>10} {'slowdown':>8} | "
           f"{'floor GET/s':>11} {'redeem/s':>9} {'hot/s':>7} {'p99 ms':>7}")
     for r in results:
