@@ -159,6 +159,8 @@ impl OidcProvider {
             line.clear();
         }
         assert_eq!(line.trim(), "READY", "the OIDC provider did not start");
+        // Keep reading what it prints (its notices): a closed pipe would end node at its next line.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         OidcProvider { issuer: format!("http://127.0.0.1:{port}"), child }
     }
 
