@@ -33,7 +33,11 @@ struct Answer {
 async fn answer(r: reqwest::Response) -> Answer {
     let status = r.status().as_u16();
     let location = r.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let session = r.headers().get_all(SET_COOKIE).iter().any(|v| v.to_str().is_ok_and(|v| v.starts_with("patron_session=") && !v.starts_with("patron_session=;")));
+    let session = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.starts_with("patron_session=") && !v.starts_with("patron_session=;")));
     Answer { status, location, session, body: r.text().await.unwrap_or_default() }
 }
 
@@ -174,7 +178,10 @@ test_both!(a_role_that_requires_two_factors_enrols_at_login, |db: TestDb| async 
     assert_eq!((st, p), (200, json!({"required_roles": ["agent"]})));
     assert_eq!(app.get("/api/v1/two-factor/policy").await.1, json!({"required_roles": ["agent"]}));
     let (_, token) = s.create_token("agent", Role::Agent, Some(agent.id)).await.unwrap();
-    let (st, _) = json_of(app.req_as(&token, reqwest::Method::PUT, "/api/v1/two-factor/policy").json(&json!({"required_roles": []})).send().await.unwrap()).await;
+    let (st, _) = json_of(
+        app.req_as(&token, reqwest::Method::PUT, "/api/v1/two-factor/policy").json(&json!({"required_roles": []})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(st, 403, "users.admin only");
 
     // A manager is not concerned.

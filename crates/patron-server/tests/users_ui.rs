@@ -121,7 +121,12 @@ test_both!(administrators_manage_users_on_the_users_page, |db: TestDb| async mov
     assert_eq!(app.req_as(&api, reqwest::Method::GET, "/api/v1/customers").send().await.unwrap().status().as_u16(), 401);
 
     // The two-factor policy from the page; a forged form without the CSRF token changes nothing.
-    let r = b.post(format!("{}/ui/users/two-factor-policy", app.base)).form(&[("csrf", "forged"), ("required_roles", "admin")]).send().await.unwrap();
+    let r = b
+        .post(format!("{}/ui/users/two-factor-policy", app.base))
+        .form(&[("csrf", "forged"), ("required_roles", "admin")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     let r = b
         .post(format!("{}/ui/users/two-factor-policy", app.base))

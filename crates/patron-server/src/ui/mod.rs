@@ -15,9 +15,9 @@ mod plans;
 mod public;
 mod security;
 mod segments;
-mod users;
 mod surveys;
 mod tickets;
+mod users;
 mod webhooks;
 
 use axum::extract::{Multipart, Request, State};

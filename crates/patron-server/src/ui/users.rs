@@ -126,8 +126,7 @@ async fn update(State(state): State<AppState>, user: UiUser, Path(id): Path<i64>
     let result = async {
         let f = Fields::parse(&body)?;
         guard(&user, &f)?;
-        let patch =
-            UserPatch { role: Some(f.one("role")), unit_ids: Some(f.ids("unit_ids")?), name: Some(f.one("name")), active: None };
+        let patch = UserPatch { role: Some(f.one("role")), unit_ids: Some(f.ids("unit_ids")?), name: Some(f.one("name")), active: None };
         state.store.update_user(&user.actor, id, &patch).await?;
         Ok("saved")
     }

@@ -165,7 +165,8 @@ impl Store {
         }
         let role = input.default_role.trim();
         if role.parse::<Role>().is_err() {
-            let found: Option<(String,)> = self.db.reader().fetch_optional(query("SELECT name FROM roles WHERE name = $1").bind(role)).await?;
+            let found: Option<(String,)> =
+                self.db.reader().fetch_optional(query("SELECT name FROM roles WHERE name = $1").bind(role)).await?;
             if found.is_none() {
                 return Err(StoreError::invalid("default_role", format!("no role named {role:?}")));
             }

@@ -78,7 +78,8 @@ pub fn hotp(key: &[u8], counter: u64) -> String {
     mac.update(&counter.to_be_bytes());
     let h = mac.finalize().into_bytes();
     let offset = (h[19] & 0x0f) as usize;
-    let bin = (u32::from(h[offset] & 0x7f) << 24) | (u32::from(h[offset + 1]) << 16) | (u32::from(h[offset + 2]) << 8) | u32::from(h[offset + 3]);
+    let bin =
+        (u32::from(h[offset] & 0x7f) << 24) | (u32::from(h[offset + 1]) << 16) | (u32::from(h[offset + 2]) << 8) | u32::from(h[offset + 3]);
     format!("{:06}", bin % 1_000_000)
 }
 
@@ -96,7 +97,9 @@ pub fn code_at(secret: &str, t: DateTime<Utc>) -> Option<String> {
 /// The step within one of `now`'s whose code `code` is, if any.
 fn matching_step(key: &[u8], code: &str, now: DateTime<Utc>) -> Option<i64> {
     let now_step = step_at(now);
-    [now_step, now_step - 1, now_step + 1].into_iter().find(|&s| s >= 0 && constant_time_eq(hotp(key, s as u64).as_bytes(), code.as_bytes()))
+    [now_step, now_step - 1, now_step + 1]
+        .into_iter()
+        .find(|&s| s >= 0 && constant_time_eq(hotp(key, s as u64).as_bytes(), code.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -210,7 +213,8 @@ impl Store {
         for r in &p.required_roles {
             let r = r.trim();
             if r.parse::<Role>().is_err() {
-                let found: Option<(String,)> = self.db.reader().fetch_optional(query("SELECT name FROM roles WHERE name = $1").bind(r)).await?;
+                let found: Option<(String,)> =
+                    self.db.reader().fetch_optional(query("SELECT name FROM roles WHERE name = $1").bind(r)).await?;
                 if found.is_none() {
                     return Err(StoreError::invalid("required_roles", format!("no role named {r:?}")));
                 }
@@ -327,7 +331,9 @@ impl Store {
             let row: Option<(String, i64)> = self
                 .db
                 .reader()
-                .fetch_optional(query("SELECT secret, last_step FROM user_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL").bind(user_id))
+                .fetch_optional(
+                    query("SELECT secret, last_step FROM user_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL").bind(user_id),
+                )
                 .await?;
             let Some((secret, last)) = row else { return Ok(None) };
             let key = base32_decode(&secret).ok_or_else(|| StoreError::Internal("stored TOTP key unreadable".into()))?;
