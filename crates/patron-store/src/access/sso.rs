@@ -151,7 +151,8 @@ impl Store {
             Some(s) => s.trim().to_owned(),
             None => old.client_secret.clone(),
         };
-        if !(issuer.is_empty() && !input.enabled) && !issuer_ok(&issuer) {
+        // An empty issuer is allowed only while single sign-on is off.
+        if (!issuer.is_empty() || input.enabled) && !issuer_ok(&issuer) {
             return Err(StoreError::invalid("issuer", "an https:// address (http:// only for 127.0.0.1 or localhost)"));
         }
         if client_id.chars().count() > 500 {

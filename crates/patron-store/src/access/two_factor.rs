@@ -230,7 +230,7 @@ impl Store {
 
     /// Whether `user`'s role must log in with two factors.
     pub async fn two_factor_required(&self, user: &User) -> Result<bool> {
-        Ok(self.two_factor_policy().await?.required_roles.iter().any(|r| *r == user.role_name))
+        Ok(self.two_factor_policy().await?.required_roles.contains(&user.role_name))
     }
 
     /// Whether `user_id` has a confirmed authenticator.
