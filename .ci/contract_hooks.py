@@ -89,6 +89,10 @@ BEYOND_THE_SCHEMA = [
     # A user's role is a built-in role or a custom role that exists.
     ("POST", "/api/v1/users", 422, "invalid", r"role"),
     ("PATCH", "/api/v1/users/{id}", 422, "invalid", r"role"),
+    # The two-factor policy names roles that exist; single sign-on needs an https issuer (http
+    # only on the loopback) and a client id once enabled, and its default role and unit exist.
+    ("PUT", "/api/v1/two-factor/policy", 422, "invalid", r"required_roles"),
+    ("PUT", "/api/v1/sso/settings", 422, "invalid", r"issuer|client_id|client_secret|default_role|default_unit_id"),
     # Masking rules name roles that exist (built-in or custom).
     ("PUT", "/api/v1/masking", 422, "invalid", r"roles"),
     # A task's assignee is an active user and its customer one that exists.

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
+pub mod sso;
 pub mod ui;
 pub mod webhooks;
 

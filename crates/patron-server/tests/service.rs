@@ -164,11 +164,17 @@ test_both!(breaches_reach_the_manager_and_compensation_waits_above_authority, |d
     let (s, e) = as_(&app, &at, Method::POST, &comp, Some(json!({"amount_cents": -5, "kind": "gift", "reason": "x"}))).await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("amount_cents")), "{e}");
 
-    // Another agent's customer's ticket is out of reach.
+    // Another agent's customer's ticket does not exist for this agent: 404 like the customer,
+    // for reading and for every change (issue 21 §2: outside the scope, not 403).
     let other = app.db.store.create_user("b@example.com", "乙", Role::Agent, None).await.unwrap();
     let (_, ot) = app.db.store.create_token("b", Role::Agent, Some(other.id)).await.unwrap();
-    let (s, _) = as_(&app, &ot, Method::GET, &format!("/api/v1/tickets/{id}"), None).await;
-    assert_eq!(s, 403);
+    let (s, e) = as_(&app, &ot, Method::GET, &format!("/api/v1/tickets/{id}"), None).await;
+    assert_eq!((s, error_code(&e).as_str()), (404, "not_found"), "{e}");
+    assert!(!e.to_string().contains("王建国") && !e.to_string().contains(&cid.to_string()), "the refusal names nothing: {e}");
+    let (s, _) = as_(&app, &ot, Method::POST, &format!("/api/v1/tickets/{id}/comments"), Some(json!({"body": "x", "public": false}))).await;
+    assert_eq!(s, 404);
+    let (s, _) = as_(&app, &ot, Method::GET, &format!("/api/v1/customers/{cid}"), None).await;
+    assert_eq!(s, 404, "as its customer");
     let (s, l) = as_(&app, &ot, Method::GET, "/api/v1/tickets", None).await;
     assert_eq!((s, l["items"].as_array().unwrap().len()), (200, 0));
     let (s, _) = as_(

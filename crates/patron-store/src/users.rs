@@ -582,6 +582,8 @@ pub struct UserInfo {
     pub unit_ids: Vec<i64>,
     /// Not deactivated.
     pub active: bool,
+    /// Logs in with a second factor (TOTP).
+    pub two_factor: bool,
 }
 
 /// A new user, from the API.
@@ -635,6 +637,7 @@ impl Store {
     pub async fn user_infos(&self) -> Result<Vec<UserInfo>> {
         let users = self.users().await?;
         let links: Vec<(i64, i64)> = self.db.reader().fetch_all(query("SELECT user_id, unit_id FROM user_units ORDER BY unit_id")).await?;
+        let two_factor = self.two_factor_user_ids().await?;
         Ok(users
             .into_iter()
             .map(|u| UserInfo {
@@ -644,6 +647,7 @@ impl Store {
                 name: u.name,
                 role: u.role_name,
                 active: u.active,
+                two_factor: two_factor.contains(&u.id),
             })
             .collect())
     }
@@ -652,7 +656,8 @@ impl Store {
     pub async fn user_info(&self, id: i64) -> Result<UserInfo> {
         let u = self.user(id).await?;
         let unit_ids = self.user_unit_ids(id).await?;
-        Ok(UserInfo { id: u.id, email: u.email, name: u.name, role: u.role_name, unit_ids, active: u.active })
+        let two_factor = self.two_factor_enabled(id).await?;
+        Ok(UserInfo { id: u.id, email: u.email, name: u.name, role: u.role_name, unit_ids, active: u.active, two_factor })
     }
 
     /// Creates a user with a built-in or custom role and units, in one transaction (audited).

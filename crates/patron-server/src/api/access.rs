@@ -8,6 +8,8 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{get, patch, post, put};
 use axum::Router;
 use patron_store::access::roles::{RoleInfo, RoleInput};
+use patron_store::access::sso::{SsoSettingsInput, SsoSettingsView};
+use patron_store::access::two_factor::TwoFactorPolicy;
 use patron_store::access::units::{NewUnit, Unit, UnitPatch};
 use patron_store::access::Permission;
 use patron_store::users::{NewUser, UserInfo, UserPatch};
@@ -116,6 +118,11 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("POST", "/api/v1/users", Some(P::UsersAdmin)),
     ("PATCH", "/api/v1/users/{id}", Some(P::UsersAdmin)),
     ("POST", "/api/v1/users/{id}/password", Some(P::UsersAdmin)),
+    ("DELETE", "/api/v1/users/{id}/two-factor", Some(P::UsersAdmin)),
+    ("GET", "/api/v1/two-factor/policy", Some(P::UsersAdmin)),
+    ("PUT", "/api/v1/two-factor/policy", Some(P::UsersAdmin)),
+    ("GET", "/api/v1/sso/settings", Some(P::SettingsAdmin)),
+    ("PUT", "/api/v1/sso/settings", Some(P::SettingsAdmin)),
     ("GET", "/api/v1/loyalty/program", None),
     ("PUT", "/api/v1/loyalty/program", Some(P::LoyaltyAdmin)),
     ("POST", "/api/v1/loyalty/members", Some(P::LoyaltyRedeem)),
@@ -227,6 +234,9 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", patch(update_user))
         .route("/users/{id}/password", post(reset_password))
+        .route("/users/{id}/two-factor", axum::routing::delete(reset_two_factor))
+        .route("/two-factor/policy", get(two_factor_policy).put(put_two_factor_policy))
+        .route("/sso/settings", get(sso_settings).put(put_sso_settings))
 }
 
 /// One permission of the catalogue.
@@ -364,6 +374,53 @@ pub async fn reset_password(
 ) -> ApiResult<StatusCode> {
     state.store.reset_password(&actor, id, &p.password).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Turns a user's two-factor login off (a lost phone): the user logs in with the password
+/// alone, or enrols again at the next login when the role requires two factors (audited).
+#[utoipa::path(delete, path = "/api/v1/users/{id}/two-factor", tag = "access", params(("id" = i64, Path, description = "user id")),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn reset_two_factor(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    state.store.disable_two_factor(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which roles must log in with two factors (TOTP).
+#[utoipa::path(get, path = "/api/v1/two-factor/policy", tag = "access",
+    responses((status = 200, body = TwoFactorPolicy), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn two_factor_policy(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<TwoFactorPolicy>> {
+    Ok(Json(state.store.two_factor_policy().await?))
+}
+
+/// Replaces the two-factor policy: users of the roles named must log in with a second factor;
+/// those without one enrol at their next login before their session starts (audited).
+#[utoipa::path(put, path = "/api/v1/two-factor/policy", tag = "access", request_body = TwoFactorPolicy,
+    responses((status = 200, body = TwoFactorPolicy), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn put_two_factor_policy(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(p): Json<TwoFactorPolicy>,
+) -> ApiResult<Json<TwoFactorPolicy>> {
+    Ok(Json(state.store.set_two_factor_policy(&actor, &p).await?))
+}
+
+/// The OpenID Connect provider for single sign-on (the client secret only as set or not).
+#[utoipa::path(get, path = "/api/v1/sso/settings", tag = "access",
+    responses((status = 200, body = SsoSettingsView), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn sso_settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<SsoSettingsView>> {
+    Ok(Json(state.store.sso_settings_view().await?))
+}
+
+/// Replaces the single sign-on settings: issuer, client id and secret (left out: kept), the role
+/// and unit of users created at their first login (audited, without the secret).
+#[utoipa::path(put, path = "/api/v1/sso/settings", tag = "access", request_body = SsoSettingsInput,
+    responses((status = 200, body = SsoSettingsView), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn put_sso_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<SsoSettingsInput>,
+) -> ApiResult<Json<SsoSettingsView>> {
+    Ok(Json(state.store.set_sso_settings(&actor, &s).await?))
 }
 
 #[cfg(test)]

@@ -571,6 +571,20 @@ fn constrain_access_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/role"), json!({ "pattern": ROLE_NAME }), problems);
     merge(doc, &format!("{p}/unit_ids"), unit_ids, problems);
     merge(doc, &format!("{s}/PasswordReset/properties/password"), password, problems);
+    // Two-factor policy and single sign-on (issue 21 §4): role names as above (that they exist
+    // is beyond the schema), the provider's strings bounded.
+    merge(
+        doc,
+        &format!("{s}/TwoFactorPolicy/properties/required_roles"),
+        json!({ "maxItems": 200, "items": { "type": "string", "pattern": ROLE_NAME } }),
+        problems,
+    );
+    let p = format!("{s}/SsoSettingsInput/properties");
+    let provider_text = json!({ "pattern": NO_NUL, "maxLength": 500 });
+    merge(doc, &format!("{p}/issuer"), provider_text.clone(), problems);
+    merge(doc, &format!("{p}/client_id"), provider_text.clone(), problems);
+    merge(doc, &format!("{p}/client_secret"), provider_text, problems);
+    merge(doc, &format!("{p}/default_role"), json!({ "pattern": ROLE_NAME }), problems);
     merge(
         doc,
         &format!("{s}/MaskingSettings/properties/roles"),

@@ -167,6 +167,7 @@ impl Modify for BearerAuth {
         access::permissions, access::list_units, access::create_unit, access::update_unit, access::delete_unit,
         access::list_roles, access::create_role, access::update_role,
         access::list_users, access::create_user, access::update_user, access::reset_password,
+        access::reset_two_factor, access::two_factor_policy, access::put_two_factor_policy, access::sso_settings, access::put_sso_settings,
         masking::settings, masking::put_settings,
         accounts::team, accounts::put_team, accounts::reassignments, accounts::account, accounts::relationship,
         accounts::put_relationship, accounts::people, accounts::put_tie, accounts::reviews, accounts::create_review,

@@ -110,13 +110,14 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// The ticket if the caller may work it (403 otherwise).
+/// The ticket if the caller may work it. A ticket of a customer outside the caller's scope (and
+/// not assigned to the caller) does not exist for it: 404, as its customer does (issue 21 §2).
 async fn workable(state: &AppState, actor: &Actor, id: i64) -> ApiResult<TicketDetail> {
     let detail = state.store.ticket(id).await?;
     if state.store.may_work_ticket(actor, &detail.ticket).await? {
         Ok(detail)
     } else {
-        Err(ApiError::forbidden("work this ticket (it is neither assigned to you nor about your customer)"))
+        Err(ApiError::not_found("ticket"))
     }
 }
 
@@ -171,7 +172,7 @@ pub async fn create(State(state): State<AppState>, Auth(actor): Auth, Json(t): J
 
 /// One ticket with its comments, compensations and event history.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = i64, Path, description = "ticket id")),
-    responses((status = 200, body = TicketDetail), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TicketDetail), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "No such ticket, or its customer is outside your scope.")))]
 pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<i64>) -> ApiResult<Json<TicketDetail>> {
     Ok(Json(workable(&state, &actor, id).await?))
 }
@@ -181,7 +182,7 @@ pub async fn get_one(State(state): State<AppState>, Auth(actor): Auth, Path(id):
 /// allowed ones. Resolving a complaint needs a `root_cause`; it answers the customer's
 /// `confirmation_url`.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/transitions", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = Transition,
-    responses((status = 200, body = TransitionResult), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TransitionResult), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "No such ticket, or its customer is outside your scope."), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn transition(
     State(state): State<AppState>,
     Auth(actor): Auth,
@@ -197,7 +198,7 @@ pub async fn transition(
 
 /// Adds an internal comment or a public reply (the first public reply meets the first response).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/comments", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = NewComment,
-    responses((status = 201, body = Ticket), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Ticket), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "No such ticket, or its customer is outside your scope."), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn comment(
     State(state): State<AppState>,
     Auth(actor): Auth,
@@ -211,7 +212,7 @@ pub async fn comment(
 /// Assigns a ticket to a user and department (managers and admins; agents may take an
 /// unassigned ticket of their customer for themselves).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/assignment", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = Assignment,
-    responses((status = 200, body = Ticket), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Ticket), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "No such ticket, or its customer is outside your scope.")))]
 pub async fn assign(
     State(state): State<AppState>,
     Auth(actor): Auth,
@@ -231,7 +232,7 @@ pub async fn assign(
 /// Managers and admins grant directly.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/compensations", tag = "tickets", params(("id" = i64, Path, description = "ticket id")), request_body = NewCompensation,
     responses((status = 201, body = Compensation, description = "Granted."), (status = 202, body = Compensation, description = "Above the authority: waiting for a manager's decision."),
-              (status = 403, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "No such ticket, or its customer is outside your scope.")))]
 pub async fn compensate(
     State(state): State<AppState>,
     Auth(actor): Auth,

@@ -13,9 +13,11 @@ mod loyalty;
 mod optout;
 mod plans;
 mod public;
+mod security;
 mod segments;
 mod surveys;
 mod tickets;
+mod users;
 mod webhooks;
 
 use axum::extract::{Multipart, Request, State};
@@ -60,6 +62,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(analytics::router())
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(security::router())
+        .merge(users::router())
         .merge(journeys::router())
         .merge(accounts::router())
         .merge(campaigns::router())
@@ -94,6 +98,9 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
     for (name, src) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("login.html", include_str!("../../templates/login.html")),
+        ("login_step.html", include_str!("../../templates/login_step.html")),
+        ("security.html", include_str!("../../templates/security.html")),
+        ("users.html", include_str!("../../templates/users.html")),
         ("customers.html", include_str!("../../templates/customers.html")),
         ("customer.html", include_str!("../../templates/customer.html")),
         ("accounts.html", include_str!("../../templates/accounts.html")),
@@ -208,8 +215,14 @@ fn error_page(state: &AppState, user: &UiUser, e: ApiError) -> Response {
 
 // ---- login ------------------------------------------------------------------------------
 
+/// Whether the login page offers single sign-on.
+async fn sso_on(state: &AppState) -> bool {
+    state.store.sso_settings().await.map(|s| s.enabled).unwrap_or(false)
+}
+
 async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
-    render(&state, "login.html", Lang::from_jar(&jar), None, context! { failed => false })
+    let sso = sso_on(&state).await;
+    render(&state, "login.html", Lang::from_jar(&jar), None, context! { failed => false, sso })
 }
 
 #[derive(Deserialize)]
@@ -219,7 +232,7 @@ struct LoginForm {
 }
 
 /// The login page saying that logins are paused, with 429 and `Retry-After`.
-fn login_throttled(state: &AppState, lang: Lang, email: &str, wait: std::time::Duration) -> Response {
+pub(crate) fn login_throttled(state: &AppState, lang: Lang, email: &str, wait: std::time::Duration) -> Response {
     let minutes = wait.as_secs().div_ceil(60).max(1);
     let mut res = render(state, "login.html", lang, None, context! { throttled => minutes, email });
     *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -257,14 +270,34 @@ async fn login(
                     state.store.audit("anonymous", "login_locked", "user", known, Some(format!("minutes={}", lock.as_secs() / 60))).await;
                 return login_throttled(&state, lang, &f.email, lock);
             }
-            let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email });
+            let sso = sso_on(&state).await;
+            let mut res = render(&state, "login.html", lang, None, context! { failed => true, email => f.email, sso });
             *res.status_mut() = StatusCode::UNAUTHORIZED;
             return res;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // A second factor due (enrolled, or the role requires one): no session yet, and the
+    // account's failures are not forgotten until the code passes.
+    let enrolled = match state.store.two_factor_enabled(user.id).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if enrolled {
+        return security::second_step(&state, jar, &user, patron_store::access::two_factor::ChallengePurpose::Code).await;
+    }
+    match state.store.two_factor_required(&user).await {
+        Ok(true) => return security::second_step(&state, jar, &user, patron_store::access::two_factor::ChallengePurpose::Enrol).await,
+        Ok(false) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
     state.logins.succeeded(&f.email);
-    match state.store.create_session(&user, state.config.session_ttl).await {
+    start_session(&state, jar, &user).await
+}
+
+/// Starts `user`'s session: the cookie, and on to the customers.
+pub(crate) async fn start_session(state: &AppState, jar: CookieJar, user: &patron_store::users::User) -> Response {
+    match state.store.create_session(user, state.config.session_ttl).await {
         Ok((secret, _csrf)) => {
             let cookie = Cookie::build((SESSION_COOKIE, secret))
                 .path("/")

@@ -86,7 +86,8 @@ async fn inbox(State(state): State<AppState>, user: UiUser, Query(q): Query<Inbo
 async fn page_context(state: &AppState, user: &UiUser, id: i64) -> Result<minijinja::Value, ApiError> {
     let d = state.store.ticket(id).await?;
     if !state.store.may_work_ticket(&user.actor, &d.ticket).await? {
-        return Err(ApiError::forbidden("work this ticket"));
+        // Outside the scope the ticket does not exist (404), as its customer.
+        return Err(ApiError::not_found("ticket"));
     }
     let assignee = match d.ticket.assignee_id {
         Some(a) => state.store.user(a).await.ok().map(|u| u.name),
@@ -119,7 +120,7 @@ async fn guard(state: &AppState, user: &UiUser, id: i64, csrf: &str) -> Result<(
     if state.store.may_work_ticket(&user.actor, &d.ticket).await? {
         Ok(())
     } else {
-        Err(ApiError::forbidden("work this ticket"))
+        Err(ApiError::not_found("ticket"))
     }
 }
 

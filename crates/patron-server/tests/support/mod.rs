@@ -113,3 +113,65 @@ pub async fn receiver(answer: fn(&serde_json::Value, usize) -> u16) -> Receiver 
     });
     Receiver { url: format!("http://{addr}/hook"), got }
 }
+
+/// A running OpenID Connect provider (panva/oidc-provider under node, installed into
+/// `target/oidc-provider` by `.ci/run`; the script is `tests/support/oidc/provider.mjs`).
+pub struct OidcProvider {
+    /// Its issuer, `http://127.0.0.1:PORT`.
+    pub issuer: String,
+    child: Child,
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OidcProvider {
+    /// Starts the provider with one client (`client_id`, `client_secret`, `redirect_uri`) and
+    /// waits until it listens.
+    pub fn start(redirect_uri: &str, client_id: &str, client_secret: &str) -> OidcProvider {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "{} missing: run `bash .ci/run` (it installs oidc-provider from tests/support/oidc/package-lock.json)",
+            dir.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc/provider.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(redirect_uri)
+            .arg(client_id)
+            .arg(client_secret)
+            .env("OIDC_PROVIDER_DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node with the OIDC provider");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while out.read_line(&mut line).expect("provider output") > 0 && line.trim() != "READY" {
+            line.clear();
+        }
+        assert_eq!(line.trim(), "READY", "the OIDC provider did not start");
+        // Keep reading what it prints (its notices): a closed pipe would end node at its next line.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        OidcProvider { issuer: format!("http://127.0.0.1:{port}"), child }
+    }
+
+    /// The account that logs in at the provider next (as a person would type it there).
+    pub async fn next_login(&self, email: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/test/next-login", self.issuer))
+            .query(&[("email", email)])
+            .send()
+            .await
+            .expect("the provider answers");
+        assert_eq!(r.status().as_u16(), 204);
+    }
+}

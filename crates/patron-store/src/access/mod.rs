@@ -8,6 +8,8 @@
 
 pub mod masking;
 pub mod roles;
+pub mod sso;
+pub mod two_factor;
 pub mod units;
 
 use serde::{Deserialize, Serialize};
