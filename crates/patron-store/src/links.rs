@@ -50,11 +50,26 @@ pub(crate) async fn create(
     days: i64,
 ) -> Result<String> {
     let token = new_secret("");
+    insert(tx, kind, customer_id, subject_id, now, days, &digest(&token)).await?;
+    Ok(token)
+}
+
+/// Stores a link by its token's digest (a token made elsewhere: one derived when its message is
+/// sent, see `engagement::outbox::public_link_token`).
+pub(crate) async fn insert(
+    tx: &mut Tx,
+    kind: LinkKind,
+    customer_id: i64,
+    subject_id: i64,
+    now: DateTime<Utc>,
+    days: i64,
+    token_hash: &str,
+) -> Result<()> {
     tx.execute(
         query(
             "INSERT INTO public_links (token_hash, kind, customer_id, subject_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(digest(&token))
+        .bind(token_hash)
         .bind(kind.as_str())
         .bind(customer_id)
         .bind(subject_id)
@@ -62,7 +77,7 @@ pub(crate) async fn create(
         .bind(now + Duration::days(days)),
     )
     .await?;
-    Ok(token)
+    Ok(())
 }
 
 /// A token can only be one patron made: 64 hex digits. Anything else is unknown without a query.

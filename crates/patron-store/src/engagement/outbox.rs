@@ -149,6 +149,7 @@ struct Due {
 struct Row {
     customer_id: i64,
     id: i64,
+    message_key: String,
     channel: String,
     purpose: String,
     message_id: String,
@@ -195,6 +196,29 @@ pub struct OutboxMessage {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// Where a written-out message's public link goes (see [`public_link_token`]); replaced when the
+/// message is claimed for sending.
+pub const PUBLIC_LINK: &str = "{{public_url}}";
+
+/// The token of the public link a message carries (an event's registration page for
+/// `customer_event:<id>`, a survey for `survey:<invitation id>`): derived from the link secret,
+/// the message's key and its customer, so it is the same on every attempt and is never stored —
+/// the module that made the message keeps only its digest.
+pub(crate) fn public_link_token(secret: &str, message_key: &str, customer_id: i64) -> String {
+    digest(&format!("{secret}:public:{message_key}:{customer_id}"))
+}
+
+/// The page a message's public link opens, by the message's key.
+fn public_link_path(message_key: &str) -> Option<&'static str> {
+    if message_key.starts_with("customer_event:") {
+        Some("/p/e/")
+    } else if message_key.starts_with("survey:") {
+        Some("/p/s/")
+    } else {
+        None
+    }
+}
+
 /// The secret the link tokens of messages are derived from (settings key `link_secret`, made
 /// on first use): the token of a message is the same on every attempt, so a link in a message
 /// sent before a crash keeps working after the retry; only its digest is stored with the row.
@@ -207,7 +231,8 @@ fn url_pattern() -> Option<&'static regex::Regex> {
 }
 
 impl Store {
-    async fn link_secret(&self) -> Result<String> {
+    /// The link secret (made on first use).
+    pub(crate) async fn link_secret(&self) -> Result<String> {
         let current: Option<String> = self.setting::<Option<String>>(LINK_SECRET).await?;
         if let Some(s) = current {
             return Ok(s);
@@ -323,7 +348,7 @@ impl Store {
         let row: Option<Row> = tx
             .fetch_optional(
                 query(format!(
-                    "SELECT customer_id, id, channel, purpose, message_id, content, status, attempts, \
+                    "SELECT customer_id, id, message_key, channel, purpose, message_id, content, status, attempts, \
                      next_attempt_at, lease_until FROM outbox WHERE customer_id = $1 AND id = $2{}",
                     engine.claim_lock()
                 ))
@@ -416,6 +441,14 @@ impl Store {
             let tracked = format!("{base}/t/{token}/{i}");
             content.text = content.text.replace(u.as_str(), &tracked);
             content.html = content.html.map(|h| h.replace(u.as_str(), &tracked));
+        }
+        // The public link a written-out message carries (an event's registration page, a
+        // survey), from its token derived now: after the tracking rewrite, so that the link is
+        // neither tracked nor kept in `links`.
+        if let Some(path) = public_link_path(&row.message_key) {
+            let url = format!("{base}{path}{}", public_link_token(secret, &row.message_key, row.customer_id));
+            content.text = content.text.replace(PUBLIC_LINK, &url);
+            content.html = content.html.map(|h| h.replace(PUBLIC_LINK, &url));
         }
         if channel == Channel::Email && purpose == Purpose::Marketing {
             content.html = content.html.map(|h| format!("{h}<img src=\"{base}/t/{token}/open.gif\" width=\"1\" height=\"1\" alt=\"\">"));

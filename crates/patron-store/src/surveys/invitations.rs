@@ -157,6 +157,25 @@ pub(crate) async fn invite_in(
     Ok(row.map(|r| r.0))
 }
 
+/// Invites one customer to survey `survey_id` for an occasion of another module (`event:<id>`:
+/// an event's attendees) in `tx`: the invitation's id and the days its link works; None when
+/// they were invited for this occasion already or within the re-contact limit. A paused survey
+/// is refused (409).
+pub(crate) async fn invite_for(
+    tx: &mut Tx,
+    survey_id: i64,
+    customer_id: i64,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(i64, i64)>> {
+    let survey = survey_in(tx, survey_id).await?;
+    if !survey.active {
+        return Err(StoreError::State("the survey is paused".into()));
+    }
+    let occasion = Occasion { source, ticket_id: None, agent_id: None, store: None };
+    Ok(invite_in(tx, &survey, customer_id, &occasion, true, now).await?.map(|id| (id, survey.expires_days)))
+}
+
 /// Events older than this are final: no transaction that took an earlier id is still open.
 const SETTLED: Duration = Duration::seconds(60);
 
