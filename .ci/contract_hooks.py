@@ -125,7 +125,7 @@ BEYOND_THE_SCHEMA = [
     # it, a place or a link; the post-event survey and the invited segment must exist (or the
     # segment parse, within 20,000 members); the capacity not below the seats taken; a survey can
     # only be sent when the event names one.
-    ("POST", "/api/v1/customer-events", 422, "invalid", r"starts_at|ends_at|place|survey_id"),
+    ("POST", "/api/v1/customer-events", 422, "invalid", r"starts_at|ends_at|place|link|survey_id"),
     ("PATCH", "/api/v1/customer-events/{id}", 422, "invalid", r"starts_at|ends_at|place|survey_id|capacity"),
     ("POST", "/api/v1/customer-events/{id}/invitations", 422, "invalid", r"segment"),
     ("POST", "/api/v1/customer-events/{id}/survey", 422, "invalid", r"survey_id"),

@@ -213,7 +213,7 @@ async fn create(State(state): State<AppState>, user: UiUser, Form(f): Form<Event
             kind: opt(&f.kind),
             description: opt(&f.description),
             starts_at: local_time(&state, "starts_at", &f.starts_at)?,
-            ends_at: local_time(&state, "ends_at", &f.ends_at)?,
+            ends_at: Some(local_time(&state, "ends_at", &f.ends_at)?),
             place: opt(&f.place),
             link: opt(&f.link),
             capacity,

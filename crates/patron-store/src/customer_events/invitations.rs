@@ -65,7 +65,7 @@ pub struct InvitationOutcome {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSurveyRequest {
-    /// `email` (the default), `sms` or `wechat`.
+    /// `email` (the default), `sms`, `wechat` or `mail`.
     pub channel: Option<Channel>,
 }
 
@@ -319,9 +319,6 @@ impl Store {
             return Err(StoreError::State("the event has not ended yet".into()));
         }
         let channel = req.channel.unwrap_or(Channel::Email);
-        if channel == Channel::Mail {
-            return Err(StoreError::invalid("channel", "email, sms or wechat"));
-        }
         let secret = self.link_secret().await?;
         let attendees: Vec<(i64,)> = self
             .db

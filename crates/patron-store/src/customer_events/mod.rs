@@ -153,8 +153,8 @@ pub struct NewCustomerEvent {
     pub description: Option<String>,
     /// When it starts (UTC; from the year 2000 to five years ahead).
     pub starts_at: DateTime<Utc>,
-    /// When it ends (after it starts, at most 31 days later).
-    pub ends_at: DateTime<Utc>,
+    /// When it ends (after it starts, at most 31 days later; default two hours after the start).
+    pub ends_at: Option<DateTime<Utc>>,
     /// Where (up to 500 characters); a place or a link (or both) is needed.
     #[schema(max_length = 500)]
     pub place: Option<String>,
@@ -285,7 +285,7 @@ impl Store {
                 kind: e.kind.unwrap_or_else(|| "seminar".into()),
                 description: e.description.unwrap_or_default(),
                 starts_at: e.starts_at,
-                ends_at: e.ends_at,
+                ends_at: e.ends_at.unwrap_or(e.starts_at + Duration::hours(2)),
                 place: e.place,
                 link: e.link,
                 capacity: e.capacity,
