@@ -125,6 +125,14 @@ BEYOND_THE_SCHEMA = [
     # A ticket may name its order: one of that customer's orders.
     ("POST", "/api/v1/tickets", 422, "invalid", r"order_id"),
     ("POST", "/api/v1/customers/{id}/plans", 422, "invalid", r"(kpis(\[\d+\])?(\.\w+)?|owner_ids(\[\d+\])?|customer_id|kind)"),
+    # Customer events (§6): a start from 2000 to five years ahead (a bound by "now"), an end after
+    # it, a place or a link; the post-event survey and the invited segment must exist (or the
+    # segment parse, within 20,000 members); the capacity not below the seats taken; a survey can
+    # only be sent when the event names one.
+    ("POST", "/api/v1/customer-events", 422, "invalid", r"starts_at|ends_at|place|link|survey_id"),
+    ("PATCH", "/api/v1/customer-events/{id}", 422, "invalid", r"starts_at|ends_at|place|survey_id|capacity"),
+    ("POST", "/api/v1/customer-events/{id}/invitations", 422, "invalid", r"segment"),
+    ("POST", "/api/v1/customer-events/{id}/survey", 422, "invalid", r"survey_id"),
     # An import file's rows are checked one by one; a file can also be unreadable as a whole.
     ("POST", "/api/v1/imports", 422, "rows_rejected", r".*"),
     ("POST", "/api/v1/imports", 422, "bad_file", r"file"),

@@ -54,6 +54,7 @@ impl Lang {
 const LABELS: &[(&str, &str, &str)] = &[
     ("app_name", "patron 客户关系管理", "patron CRM"),
     ("on_time_nav", "准时交付", "On-time delivery"),
+    ("customer_events_nav", "客户活动", "Events"),
     ("kind_fulfilment", "履约环节", "Fulfilment steps"),
     ("fulfilment_plans", "客户计划 →", "Account plan →"),
     ("customers", "客户", "Customers"),

@@ -121,6 +121,9 @@ impl Store {
         }
         let now = self.now();
         let mut tx = self.db.begin().await?;
+        // On Citus: one connection per node, so that the events' seat counts (a reference table)
+        // may be written after the statements below that span the shards.
+        tx.one_connection_per_node().await?;
         // Both rows locked in id order first: orders arriving for either customer meanwhile wait
         // for the merge (and then land on the one kept), and two merges of the same pair in
         // opposite directions wait instead of deadlocking.
@@ -151,6 +154,7 @@ impl Store {
         report.notes = move_rows(&mut tx, &["notes"], None, merge_id, keep_id).await?;
         report.contacts = move_rows(&mut tx, &["contacts"], Some(keys::CONTACTS), merge_id, keep_id).await?;
         report.changes = move_rows(&mut tx, &["customer_changes"], None, merge_id, keep_id).await?;
+        crate::customer_events::registrations::on_merge(&mut tx, merge_id, keep_id).await?;
         // Customers the duplicate referred now count as referred by the one kept, each with a
         // history row (not the kept customer itself, whose own referrer is handled below).
         let actor_key = actor.key.as_str();

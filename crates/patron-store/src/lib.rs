@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod clock;
 pub mod contacts;
 pub mod cost_to_serve;
+pub mod customer_events;
 pub mod customers;
 pub mod db;
 pub mod duplicates;

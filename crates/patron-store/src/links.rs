@@ -50,26 +50,26 @@ pub(crate) async fn create(
     days: i64,
 ) -> Result<String> {
     let token = new_secret("");
-    create_with_token(tx, kind, customer_id, subject_id, now, days, &token).await?;
+    insert(tx, kind, customer_id, subject_id, now, days, &digest(&token)).await?;
     Ok(token)
 }
 
-/// Makes a link valid for `days` whose token the caller derived (a message's own link, which
-/// its sender derives again at every attempt); only the token's digest is stored.
-pub(crate) async fn create_with_token(
+/// Stores a link by its token's digest (a token made elsewhere: one derived when its message is
+/// sent, see `engagement::outbox::public_link_token`).
+pub(crate) async fn insert(
     tx: &mut Tx,
     kind: LinkKind,
     customer_id: i64,
     subject_id: i64,
     now: DateTime<Utc>,
     days: i64,
-    token: &str,
+    token_hash: &str,
 ) -> Result<()> {
     tx.execute(
         query(
             "INSERT INTO public_links (token_hash, kind, customer_id, subject_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(digest(token))
+        .bind(token_hash)
         .bind(kind.as_str())
         .bind(customer_id)
         .bind(subject_id)

@@ -1,5 +1,7 @@
 //! One customer's timeline: orders, interactions, notes, profile changes, tickets,
-//! compensations, survey answers and loyalty tier changes merged, newest first.
+//! compensations, survey answers, loyalty tier changes and customer events (registered, cancelled,
+//! attended: kind `event`, read from the registrations themselves rather than copied into the
+//! interactions, whose kinds SQLite cannot widen) merged, newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +14,7 @@ use crate::{Result, Store};
 /// One entry of a timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
-    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation` or `survey`.
+    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation`, `survey`, `loyalty` or `event`.
     pub kind: String,
     /// Id of the row in its own table.
     pub id: i64,
@@ -46,7 +48,17 @@ impl Store {
              UNION ALL SELECT 'survey', invitation_id, answered_at, kind || COALESCE(' · NPS ' || nps, ' · ' || score || '/5', ''), comment, NULL \
                  FROM survey_answers WHERE customer_id = $1 \
              UNION ALL SELECT 'loyalty', id, changed_at, COALESCE(from_tier, '—') || ' → ' || COALESCE(to_tier, '—'), reason, NULL \
-                 FROM loyalty_tier_changes WHERE customer_id = $1";
+                 FROM loyalty_tier_changes WHERE customer_id = $1 \
+             UNION ALL SELECT 'event', r.event_id, r.registered_at, 'registered · ' || e.title, r.source, NULL \
+                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
+                 WHERE r.customer_id = $1 AND r.source <> 'walk_in' \
+                 AND (r.attended_at IS NULL OR r.attended_at <> r.registered_at) AND (r.cancelled_at IS NULL OR r.cancelled_at <> r.registered_at) \
+             UNION ALL SELECT 'event', r.event_id, r.cancelled_at, 'cancelled · ' || e.title, NULL, NULL \
+                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
+                 WHERE r.customer_id = $1 AND r.status = 'cancelled' AND r.cancelled_at IS NOT NULL \
+             UNION ALL SELECT 'event', r.event_id, r.attended_at, 'attended · ' || e.title, COALESCE(e.place, e.link), NULL \
+                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
+                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }

@@ -3,6 +3,7 @@
 mod analyze;
 mod demo_access;
 mod demo_campaigns;
+mod demo_events;
 mod demo_journeys;
 mod demo_loyalty;
 mod demo_service;
@@ -1025,6 +1026,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     println!(
         "{:>13}: an SMS campaign three weeks ago: {} sent, {} held out, {} orders in the window; a draft waiting for review",
         "campaigns", campaigns.sent, campaigns.holdout, campaigns.orders
+    );
+    let events = demo_events::seed(store, seed, now).await?;
+    println!(
+        "{:>13}: two past events: {} invited, {} registered, {} checked in",
+        "events", events.invited, events.registered, events.attended
     );
     // Again, now with the survey answers (attitude and competitor immunity of the loyalty matrix).
     let (run_id, _) = store.run_analysis(&Actor::cli(), today, &config).await?;

@@ -181,6 +181,17 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/v1/campaigns/{id}", Some(P::CampaignsRead)),
     ("POST", "/api/v1/campaigns/{id}/launch", Some(P::CampaignsLaunch)),
     ("GET", "/api/v1/campaigns/{id}/report", Some(P::CampaignsRead)),
+    ("GET", "/api/v1/customer-events", Some(P::CustomersRead)),
+    ("POST", "/api/v1/customer-events", Some(P::CampaignsWrite)),
+    ("GET", "/api/v1/customer-events/{id}", Some(P::CustomersRead)),
+    ("PATCH", "/api/v1/customer-events/{id}", Some(P::CampaignsWrite)),
+    ("POST", "/api/v1/customer-events/{id}/invitations", Some(P::CampaignsLaunch)),
+    ("GET", "/api/v1/customer-events/{id}/registrations", Some(P::CustomersRead)),
+    ("POST", "/api/v1/customer-events/{id}/registrations", Some(P::CustomersWrite)),
+    ("DELETE", "/api/v1/customer-events/{id}/registrations/{customer_id}", Some(P::CustomersWrite)),
+    ("POST", "/api/v1/customer-events/{id}/registrations/{customer_id}/check-in", Some(P::CustomersWrite)),
+    ("POST", "/api/v1/customer-events/{id}/survey", Some(P::SurveysManage)),
+    ("GET", "/api/v1/customer-events/{id}/report", Some(P::CampaignsRead)),
     ("GET", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("POST", "/api/v1/webhooks", Some(P::WebhooksManage)),
     ("GET", "/api/v1/webhooks/{id}", Some(P::WebhooksManage)),
@@ -210,6 +221,7 @@ pub const WHOLE_BASE: &[(&str, &str)] = &[
     ("GET", "/api/v1/journeys/{id}/report"),
     ("GET", "/api/v1/campaigns/{id}/report"),
     ("GET", "/api/v1/campaigns/global-control/report"),
+    ("GET", "/api/v1/customer-events/{id}/report"),
 ];
 
 /// Whether route `method path` reads across every customer ([`WHOLE_BASE`]).

@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod audit;
 pub mod campaigns;
 pub mod contract;
+pub mod customer_events;
 pub mod customers;
 pub mod events;
 pub mod fulfilment;
@@ -70,6 +71,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(journeys::router())
         .merge(next_action::router())
         .merge(campaigns::router())
+        .merge(customer_events::router())
         .merge(access::router())
         .merge(masking::router())
         .merge(public)
@@ -173,6 +175,9 @@ impl Modify for BearerAuth {
         accounts::put_relationship, accounts::people, accounts::put_tie, accounts::reviews, accounts::create_review,
         accounts::reassign, accounts::mine, accounts::overdue, accounts::reviews_due, accounts::settings, accounts::put_settings,
         accounts::complete_task, accounts::schedule_task,
+        customer_events::list, customer_events::create, customer_events::get_one, customer_events::update, customer_events::invite,
+        customer_events::registrations, customer_events::register, customer_events::cancel, customer_events::check_in,
+        customer_events::send_survey, customer_events::report,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -190,6 +195,7 @@ impl Modify for BearerAuth {
         (name = "loyalty", description = "The loyalty club: programme, members, the points ledger, redemptions, adjustments, rewards, liability, referrals"),
         (name = "engagement", description = "Message templates with the personalisation lint, campaigns with holdouts and lift, the outbox"),
         (name = "accounts", description = "Account management: account teams, portfolios and reassignment, contact cadence, relationship stage, people map, reviews and health (docs/accounts.md)"),
+        (name = "customer_events", description = "Customer events (seminars, forums, club activities): invitations through the outbox, registration, check-in, the post-event survey and the report (docs/customer-events.md)"),
         (name = "tasks", description = "Tasks: title, customer, assignee, due day, done"),
         (name = "journeys", description = "Journeys: trigger, waits, branches, sends, tasks, tags, goal, holdout, re-entry; reports with lift"),
         (name = "events", description = "Domain events (`noun.verb`), in order"),

@@ -7,6 +7,7 @@ mod accounts;
 pub mod analytics;
 mod audit;
 mod campaigns;
+mod customer_events;
 mod fulfilment;
 mod journeys;
 mod loyalty;
@@ -73,6 +74,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(loyalty::router())
         .merge(fulfilment::router())
         .merge(plans::router())
+        .merge(customer_events::router())
+        .merge(customer_events::public_router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(plans::public_router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(public::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .merge(optout::router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
@@ -137,6 +140,9 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("fulfilment_card.html", include_str!("../../templates/fulfilment_card.html")),
         ("plans.html", include_str!("../../templates/plans.html")),
         ("public_plan.html", include_str!("../../templates/public_plan.html")),
+        ("customer_events.html", include_str!("../../templates/customer_events.html")),
+        ("customer_event.html", include_str!("../../templates/customer_event.html")),
+        ("public_event.html", include_str!("../../templates/public_event.html")),
     ] {
         // The sources are fixed at compile time and covered by tests; a broken one is a build defect.
         if let Err(e) = env.add_template(name, src) {

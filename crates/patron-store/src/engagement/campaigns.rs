@@ -93,7 +93,7 @@ pub fn preferred_channel(c: &str) -> (String, String) {
 }
 
 /// The first of `order` the customer consents to (joins, expression).
-fn consented_channel(c: &str, order: &[Channel]) -> (String, String) {
+pub(crate) fn consented_channel(c: &str, order: &[Channel]) -> (String, String) {
     let mut joins = String::new();
     let mut expr = String::from("CASE");
     for (i, ch) in order.iter().enumerate() {

@@ -57,22 +57,6 @@ pub fn message_id(message_key: &str, customer_id: i64, channel: Channel) -> Stri
     format!("{}@patron", &d[..32])
 }
 
-/// In a message written out already (a survey invitation): where the sender puts the base of
-/// the links (`--public-url`).
-pub(crate) const PUBLIC_URL: &str = "{public_url}";
-
-/// In a message written out already: where the sender puts the token of the message's own
-/// public link ([`own_link_token`]).
-pub(crate) const LINK_TOKEN: &str = "{link_token}";
-
-/// The token of a message's own public link (a survey invitation's `/p/s/{token}`): derived from
-/// the link secret and the message id like the unsubscribe token but apart from it, so that the
-/// message's writer stores only its digest (`public_links`) and every attempt of every sender
-/// writes the same link into the message.
-pub(crate) fn own_link_token(secret: &str, message_id: &str) -> String {
-    digest(&format!("link:{secret}:{message_id}"))
-}
-
 /// Writes a message in `tx` unless its key is there already (then nothing changes); returns
 /// whether it was written.
 pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
@@ -165,6 +149,7 @@ struct Due {
 struct Row {
     customer_id: i64,
     id: i64,
+    message_key: String,
     channel: String,
     purpose: String,
     message_id: String,
@@ -212,6 +197,29 @@ pub struct OutboxMessage {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// Where a written-out message's public link goes (see [`public_link_token`]); replaced when the
+/// message is claimed for sending.
+pub const PUBLIC_LINK: &str = "{{public_url}}";
+
+/// The token of the public link a message carries (an event's registration page for
+/// `customer_event:<id>`, a survey for `survey:<invitation id>`): derived from the link secret,
+/// the message's key and its customer, so it is the same on every attempt and is never stored —
+/// the module that made the message keeps only its digest.
+pub(crate) fn public_link_token(secret: &str, message_key: &str, customer_id: i64) -> String {
+    digest(&format!("{secret}:public:{message_key}:{customer_id}"))
+}
+
+/// The page a message's public link opens, by the message's key.
+fn public_link_path(message_key: &str) -> Option<&'static str> {
+    if message_key.starts_with("customer_event:") {
+        Some("/p/e/")
+    } else if message_key.starts_with("survey:") {
+        Some("/p/s/")
+    } else {
+        None
+    }
+}
+
 /// The secret the link tokens of messages are derived from (settings key `link_secret`, made
 /// on first use): the token of a message is the same on every attempt, so a link in a message
 /// sent before a crash keeps working after the retry; only its digest is stored with the row.
@@ -224,6 +232,7 @@ fn url_pattern() -> Option<&'static regex::Regex> {
 }
 
 impl Store {
+    /// The link secret (made on first use).
     pub(crate) async fn link_secret(&self) -> Result<String> {
         let current: Option<String> = self.setting::<Option<String>>(LINK_SECRET).await?;
         if let Some(s) = current {
@@ -421,14 +430,8 @@ impl Store {
         let token = digest(&format!("{}:{}", ctx.secret, row.message_id));
         let base = ctx.base_url.trim_end_matches('/');
         let unsubscribe_url = format!("{base}/p/u/{token}");
-        let own_link = own_link_token(ctx.secret, &row.message_id);
         let rendered = match (&row.content, ctx.template) {
-            (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()).map(|mut r| {
-                let fill = |t: &str| t.replace(PUBLIC_URL, base).replace(LINK_TOKEN, &own_link);
-                r.text = fill(&r.text);
-                r.html = r.html.as_deref().map(fill);
-                r
-            }),
+            (Some(Json(c)), _) if !c.is_null() => serde_json::from_value::<Rendered>(c.clone()).map_err(|e| e.to_string()),
             (_, Some((t, _))) => match ctx.variables.get(&row.customer_id) {
                 Some(v) => {
                     let mut vars = v.clone();
@@ -446,20 +449,19 @@ impl Store {
                 return Ok(Claim::Failed);
             }
         };
-        // Links go through /t/{token}/{n}, but the unsubscribe link and the message's own link:
-        // tracking stores the links it redirects to, and only the own link's digest may be stored.
+        // Links (but the unsubscribe link) go through /t/{token}/{n}.
         let mut links: Vec<String> = Vec::new();
         if let Some(re) = url_pattern() {
             for m in re.find_iter(&content.text) {
                 let u = m.as_str().to_owned();
-                if u != unsubscribe_url && !u.contains(&own_link) && !links.contains(&u) {
+                if u != unsubscribe_url && !links.contains(&u) {
                     links.push(u);
                 }
             }
             if let Some(h) = &content.html {
                 for m in re.find_iter(h) {
                     let u = m.as_str().to_owned();
-                    if u != unsubscribe_url && !u.contains(&own_link) && !links.contains(&u) {
+                    if u != unsubscribe_url && !links.contains(&u) {
                         links.push(u);
                     }
                 }
@@ -469,6 +471,14 @@ impl Store {
             let tracked = format!("{base}/t/{token}/{i}");
             content.text = content.text.replace(u.as_str(), &tracked);
             content.html = content.html.map(|h| h.replace(u.as_str(), &tracked));
+        }
+        // The public link a written-out message carries (an event's registration page, a
+        // survey), from its token derived now: after the tracking rewrite, so that the link is
+        // neither tracked nor kept in `links`.
+        if let Some(path) = public_link_path(&row.message_key) {
+            let url = format!("{base}{path}{}", public_link_token(ctx.secret, &row.message_key, row.customer_id));
+            content.text = content.text.replace(PUBLIC_LINK, &url);
+            content.html = content.html.map(|h| h.replace(PUBLIC_LINK, &url));
         }
         if channel == Channel::Email && purpose == Purpose::Marketing {
             content.html = content.html.map(|h| format!("{h}<img src=\"{base}/t/{token}/open.gif\" width=\"1\" height=\"1\" alt=\"\">"));
@@ -757,7 +767,7 @@ async fn record_interaction(tx: &mut Tx, customer_id: i64, kind: &str, channel: 
 type TokenRow = (i64, i64, String, Option<Json<Vec<String>>>);
 
 /// The columns of an outbox row a sender claims.
-const ROW_COLUMNS: &str = "customer_id, id, channel, purpose, message_id, content, status, attempts, next_attempt_at, lease_until";
+const ROW_COLUMNS: &str = "customer_id, id, message_key, channel, purpose, message_id, content, status, attempts, next_attempt_at, lease_until";
 
 /// Locks the customers of `due` (sorted by customer and row) and then their due rows, skipping
 /// what another sender holds, and reads them: the contacts by customer, the rows in order.

@@ -22,7 +22,7 @@ use crate::engagement::templates::Rendered;
 use crate::engagement::{Channel, Purpose};
 use crate::events::EventFilter;
 use crate::links::{self, LinkKind};
-use crate::users::Actor;
+use crate::users::{digest, Actor};
 use crate::{audit, Result, Store, StoreError};
 
 /// Whom to invite: `customer_ids` or a `segment`'s members (at most 10,000 per request).
@@ -137,6 +137,25 @@ pub(crate) async fn invite_in(
         .await?;
     }
     Ok(row.map(|r| r.0))
+}
+
+/// Invites one customer to survey `survey_id` for an occasion of another module (`event:<id>`:
+/// an event's attendees) in `tx`: the invitation's id and the days its link works; None when
+/// they were invited for this occasion already or within the re-contact limit. A paused survey
+/// is refused (409).
+pub(crate) async fn invite_for(
+    tx: &mut Tx,
+    survey_id: i64,
+    customer_id: i64,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(i64, i64)>> {
+    let survey = survey_in(tx, survey_id).await?;
+    if !survey.active {
+        return Err(StoreError::State("the survey is paused".into()));
+    }
+    let occasion = Occasion { source, ticket_id: None, agent_id: None, store: None };
+    Ok(invite_in(tx, &survey, customer_id, &occasion, true, now).await?.map(|id| (id, survey.expires_days)))
 }
 
 /// Events older than this are final: no transaction that took an earlier id is still open.
@@ -329,8 +348,9 @@ impl Store {
     /// (key `survey:<invitation id>`) on the customer's e-mail, else their mobile, else WeChat,
     /// with its link, in the transaction that marks it sent: a second scheduler or a crash
     /// neither doubles nor loses one, and the outbox's channels, retries and quiet hours take
-    /// it from there. The link's token is the message's own ([`outbox::own_link_token`]): only
-    /// its digest is stored, and the sender writes it into the message at every attempt.
+    /// it from there. The link's token is derived from the message's key
+    /// ([`outbox::public_link_token`]): only its digest is stored, and the sender writes the
+    /// link into the message at every attempt.
     pub async fn queue_invitations(&self) -> Result<u64> {
         let now = self.now();
         let secret = self.link_secret().await?;
@@ -387,9 +407,9 @@ impl Store {
                     Channel::Wechat
                 };
                 let message_key = format!("survey:{id}");
-                let token = outbox::own_link_token(&secret, &outbox::message_id(&message_key, customer_id, channel));
-                links::create_with_token(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days, &token).await?;
-                let url = format!("{}/p/s/{}", outbox::PUBLIC_URL, outbox::LINK_TOKEN);
+                let token = outbox::public_link_token(&secret, &message_key, customer_id);
+                links::insert(&mut tx, LinkKind::Survey, customer_id, id, now, survey.expires_days, &digest(&token)).await?;
+                let url = outbox::PUBLIC_LINK;
                 let until = expires_at.with_timezone(&self.config.business_tz).format("%Y-%m-%d %H:%M");
                 let text = format!(
                     "{name}，您好！邀请您花一分钟告诉我们您的感受：\n{url}\n\nHello {name}, please tell us how we did (one minute):\n\
