@@ -54,6 +54,7 @@ impl Lang {
 const LABELS: &[(&str, &str, &str)] = &[
     ("app_name", "patron 客户关系管理", "patron CRM"),
     ("on_time_nav", "准时交付", "On-time delivery"),
+    ("kpis_nav", "客户经理考核", "AM KPIs"),
     ("kind_fulfilment", "履约环节", "Fulfilment steps"),
     ("fulfilment_plans", "客户计划 →", "Account plan →"),
     ("customers", "客户", "Customers"),
@@ -216,6 +217,8 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("handover_note", "交接说明", "Handover note"),
     ("accounts_all", "全部", "All"),
     ("accounts_overdue", "逾期未联系", "Overdue contacts"),
+    ("accounts_overdue_all", "全部逾期联系 →", "All overdue contacts →"),
+    ("relationship_link", "关系图与评估 →", "People map and reviews →"),
     ("accounts_none", "暂无负责的客户", "No accounts in your portfolio"),
     ("accounts_days_overdue", "天逾期", "days overdue"),
     ("accounts_col_name", "客户", "Account"),

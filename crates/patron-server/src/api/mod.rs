@@ -171,7 +171,7 @@ impl Modify for BearerAuth {
         accounts::team, accounts::put_team, accounts::reassignments, accounts::account, accounts::relationship,
         accounts::put_relationship, accounts::people, accounts::put_tie, accounts::reviews, accounts::create_review,
         accounts::reassign, accounts::mine, accounts::overdue, accounts::reviews_due, accounts::settings, accounts::put_settings,
-        accounts::complete_task, accounts::schedule_task,
+        accounts::complete_task, accounts::schedule_task, accounts::kpis, accounts::kpi_customers,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
