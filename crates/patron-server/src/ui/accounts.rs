@@ -179,8 +179,10 @@ async fn overdue(State(state): State<AppState>, user: UiUser, Query(p): Query<Ov
             })
             .collect();
         let managers: Vec<minijinja::Value> = users.iter().map(|(id, name)| context! { id => *id, name => name.clone() }).collect();
-        Ok::<_, ApiError>(context! { section => "accounts", rows => view, managers, user_id, tier, tiers => patron_store::service::policies::TIERS,
-            a => labels(user.lang) })
+        Ok::<_, ApiError>(
+            context! { section => "accounts", rows => view, managers, user_id, tier, tiers => patron_store::service::policies::TIERS,
+            a => labels(user.lang) },
+        )
     }
     .await;
     match ctx {

@@ -184,17 +184,22 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(p): Query<
                 let dots: Vec<minijinja::Value> = vals
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, v)| v.map(|v| context! { x => format!("{:.1}", x(i)), y => format!("{:.1}", y(v)), text => shown(&trend, Some(v)) }))
+                    .filter_map(|(i, v)| {
+                        v.map(|v| context! { x => format!("{:.1}", x(i)), y => format!("{:.1}", y(v)), text => shown(&trend, Some(v)) })
+                    })
                     .collect();
                 context! { user_id => *uid, name => name.clone(), colour => COLOURS[n % COLOURS.len()], points, dots }
             })
             .collect();
-        let ticks: Vec<minijinja::Value> =
-            months.iter().enumerate().map(|(i, m)| context! { x => format!("{:.1}", x(i)), label => m.format("%Y-%m").to_string() }).collect();
+        let ticks: Vec<minijinja::Value> = months
+            .iter()
+            .enumerate()
+            .map(|(i, m)| context! { x => format!("{:.1}", x(i)), label => m.format("%Y-%m").to_string() })
+            .collect();
         let chart = context! { width => w, height => h, base => h - pad, left => pad, right => w - pad, top_y => format!("{:.1}", y(top)),
-            top_label => shown(&trend, Some(top)), lines, ticks };
+        top_label => shown(&trend, Some(top)), lines, ticks };
         Ok::<_, ApiError>(context! { section => "kpis", month, report_to => report.to.to_string(), rows, kpis => TRENDS, trend, chart,
-            k => labels(user.lang) })
+        k => labels(user.lang) })
     }
     .await;
     match ctx {
@@ -210,7 +215,14 @@ async fn customers(State(state): State<AppState>, user: UiUser, Path(user_id): P
         let month = first.format("%Y-%m").to_string();
         let kpi = p.kpi.as_deref().filter(|k| KPIS.contains(k)).unwrap_or("customers").to_owned();
         let rows = state.store.account_manager_kpi_customers(&user.actor, user_id, &month, Some(&kpi)).await?;
-        let name = state.store.account_manager_kpis(&user.actor, &month).await?.rows.into_iter().find(|r| r.user_id == user_id).map(|r| r.user_name);
+        let name = state
+            .store
+            .account_manager_kpis(&user.actor, &month)
+            .await?
+            .rows
+            .into_iter()
+            .find(|r| r.user_id == user_id)
+            .map(|r| r.user_name);
         let rows: Vec<minijinja::Value> = rows
             .into_iter()
             .map(|c| {

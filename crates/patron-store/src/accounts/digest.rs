@@ -134,7 +134,10 @@ impl Store {
             .digest_counts("SELECT customer_id, COUNT(*) FROM notes WHERE created_at >= $1 AND created_at < $2 GROUP BY customer_id", p)
             .await?;
         let late = self
-            .digest_counts("SELECT customer_id, COUNT(*) FROM fulfilment_steps WHERE late_at >= $1 AND late_at < $2 GROUP BY customer_id", p)
+            .digest_counts(
+                "SELECT customer_id, COUNT(*) FROM fulfilment_steps WHERE late_at >= $1 AND late_at < $2 GROUP BY customer_id",
+                p,
+            )
             .await?;
         let breached = self
             .digest_counts(
@@ -146,7 +149,9 @@ impl Store {
         let open: Vec<(i64, i64)> = self
             .db
             .reader()
-            .fetch_all(query("SELECT customer_id, COUNT(*) FROM tickets WHERE status NOT IN ('resolved', 'confirmed') GROUP BY customer_id"))
+            .fetch_all(query(
+                "SELECT customer_id, COUNT(*) FROM tickets WHERE status NOT IN ('resolved', 'confirmed') GROUP BY customer_id",
+            ))
             .await?;
         let open: Counts = open.into_iter().collect();
         let answers: Vec<(i64, i64, Option<f64>, Option<f64>)> = self

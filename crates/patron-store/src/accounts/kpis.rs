@@ -293,8 +293,7 @@ impl Store {
             }
             ch.first().map(|x| x.0).unwrap_or(now_owner)
         };
-        let portfolio: Vec<(i64, CustomerSqlRow)> =
-            rows.into_iter().filter_map(|r| owner_at_start(r.0, r.2).map(|u| (u, r))).collect();
+        let portfolio: Vec<(i64, CustomerSqlRow)> = rows.into_iter().filter_map(|r| owner_at_start(r.0, r.2).map(|u| (u, r))).collect();
         if portfolio.is_empty() {
             return Ok((first, end, Vec::new()));
         }
@@ -303,8 +302,7 @@ impl Store {
 
         // Tiers, churn and value recomputed from the order history of the whole base.
         self.backfill_order_days().await?;
-        let config: AnalyticsConfig =
-            self.latest_run().await?.and_then(|r| serde_json::from_value(r.config).ok()).unwrap_or_default();
+        let config: AnalyticsConfig = self.latest_run().await?.and_then(|r| serde_json::from_value(r.config).ok()).unwrap_or_default();
         let start_day = patron_analytics::day_number(first);
         let end_day = patron_analytics::day_number(end);
         let order_rows: Vec<(i64, i64, i64)> = self
@@ -373,14 +371,20 @@ impl Store {
         let team: Vec<(i64, i64)> = self
             .db
             .reader()
-            .fetch_all(query(format!("SELECT customer_id, user_id FROM account_team WHERE customer_id IN ({in_ids})")).bind(ids_json.clone()))
+            .fetch_all(
+                query(format!("SELECT customer_id, user_id FROM account_team WHERE customer_id IN ({in_ids})")).bind(ids_json.clone()),
+            )
             .await?;
         let mut teams: HashMap<i64, HashSet<i64>> = HashMap::new();
         for (c, u) in team {
             teams.entry(c).or_default().insert(u);
         }
-        let kinds: Vec<String> =
-            settings.meaningful_kinds.iter().filter_map(|k| crate::values::parse_interaction_kind(k).ok()).map(|k| format!("'{k}'")).collect();
+        let kinds: Vec<String> = settings
+            .meaningful_kinds
+            .iter()
+            .filter_map(|k| crate::values::parse_interaction_kind(k).ok())
+            .map(|k| format!("'{k}'"))
+            .collect();
         let kinds = if kinds.is_empty() { "'call'".to_owned() } else { kinds.join(", ") };
         let contacts: Vec<(i64, DateTime<Utc>, Option<i64>)> = self
             .db
@@ -473,7 +477,8 @@ impl Store {
             }
             // The last update before the month's end: the row's own time when it is earlier,
             // else the change log (and the creation).
-            let last_update = if updated_at < as_of_end { updated_at } else { changed.get(&id).copied().unwrap_or(created_at).max(created_at) };
+            let last_update =
+                if updated_at < as_of_end { updated_at } else { changed.get(&id).copied().unwrap_or(created_at).max(created_at) };
             if last_update < year_before_end {
                 data_problems.push("stale".to_owned());
             }
@@ -588,7 +593,13 @@ impl Store {
 
     /// The customers behind one manager's number: the KPI's population (its denominator), each
     /// with the facts that put it in the numerator or not. `kpi` null: the whole portfolio.
-    pub async fn account_manager_kpi_customers(&self, actor: &Actor, user_id: i64, month: &str, kpi: Option<&str>) -> Result<Vec<KpiCustomer>> {
+    pub async fn account_manager_kpi_customers(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        month: &str,
+        kpi: Option<&str>,
+    ) -> Result<Vec<KpiCustomer>> {
         let kpi = kpi.unwrap_or("customers");
         if !KPIS.contains(&kpi) {
             return Err(StoreError::invalid("kpi", format!("kpi must be one of {}", KPIS.join(", "))));

@@ -318,15 +318,13 @@ impl Builder<'_> {
     /// settings (the defaults when none are stored).
     fn days_overdue_expr(&self) -> String {
         use crate::accounts::cadence::MANAGED;
-        let kinds_default = crate::accounts::AccountSettings::default()
-            .meaningful_kinds
-            .iter()
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let kinds_default =
+            crate::accounts::AccountSettings::default().meaningful_kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
         let stored = match self.ctx.engine {
             Engine::Sqlite => "SELECT j.value FROM settings st, json_each(st.value, '$.meaningful_kinds') j WHERE st.key = 'accounts'",
-            Engine::Postgres => "SELECT jsonb_array_elements_text(st.value -> 'meaningful_kinds') FROM settings st WHERE st.key = 'accounts'",
+            Engine::Postgres => {
+                "SELECT jsonb_array_elements_text(st.value -> 'meaningful_kinds') FROM settings st WHERE st.key = 'accounts'"
+            }
         };
         let kinds = format!(
             "(CASE WHEN EXISTS (SELECT 1 FROM settings st WHERE st.key = 'accounts') THEN i.kind IN ({stored}) ELSE i.kind IN ({kinds_default}) END)"
@@ -337,7 +335,9 @@ impl Builder<'_> {
         );
         let start = format!("COALESCE({last}, c.created_at)");
         let day = match self.ctx.engine {
-            Engine::Postgres => format!("(CAST(CAST(({start}) AT TIME ZONE '{}' AS DATE) - DATE '1970-01-01' AS BIGINT))", self.ctx.tz.name()),
+            Engine::Postgres => {
+                format!("(CAST(CAST(({start}) AT TIME ZONE '{}' AS DATE) - DATE '1970-01-01' AS BIGINT))", self.ctx.tz.name())
+            }
             Engine::Sqlite => {
                 // SQLite knows no time zones: the business zone's offset today (exact for zones
                 // without daylight saving, such as Asia/Shanghai).
