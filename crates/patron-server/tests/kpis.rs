@@ -94,7 +94,9 @@ test_both!(account_manager_kpis_on_known_data, |db: TestDb| async move {
 
     // R2 moves from am2 to am1 before May: in am1's May portfolio, in am2's April one.
     app.db.clock.set(noon("2026-04-15"));
-    let (st, r) = app.post("/api/v1/portfolios/reassign", json!({"from_user_id": am2, "to_user_id": am1, "customer_ids": [r2], "note": "交接"})).await;
+    let (st, r) = app
+        .post("/api/v1/portfolios/reassign", json!({"from_user_id": am2, "to_user_id": am1, "customer_ids": [r2], "note": "交接"}))
+        .await;
     assert_eq!(st, 200, "{r}");
 
     // Orders (completed), reviews, answers and deliveries, written at the end of June.
@@ -117,15 +119,17 @@ test_both!(account_manager_kpis_on_known_data, |db: TestDb| async move {
     // Contacts (cadence 30 days): V2 contacted 10 Apr, due 10 May, contacted 5 May (on time);
     // P1 contacted 1 Apr, due 1 May, contacted 20 May (late); V3 contacted 25 Apr, due 25 May,
     // no contact (late); V2's 20 June contact is after May.
-    for (c, day) in [(v2, "2026-04-10"), (v2, "2026-05-05"), (v2, "2026-06-20"), (p1, "2026-04-01"), (p1, "2026-05-20"), (v3, "2026-04-25")] {
+    for (c, day) in [(v2, "2026-04-10"), (v2, "2026-05-05"), (v2, "2026-06-20"), (p1, "2026-04-01"), (p1, "2026-05-20"), (v3, "2026-04-25")]
+    {
         call(&app, c, day).await;
     }
     // Deliveries in May with a promise: V2's on time, L2's two days late.
-    for (o, at, promised) in [
-        (order_ids[&(v2, "2026-04-01")], "2026-05-03", "2026-05-05"),
-        (order_ids[&(l2, "2026-04-20")], "2026-05-12", "2026-05-10"),
-    ] {
-        let (st, r) = app.post(&format!("/api/v1/orders/{o}/fulfilment"), json!({"step": "delivered", "at": noon(at), "promised_at": promised})).await;
+    for (o, at, promised) in
+        [(order_ids[&(v2, "2026-04-01")], "2026-05-03", "2026-05-05"), (order_ids[&(l2, "2026-04-20")], "2026-05-12", "2026-05-10")]
+    {
+        let (st, r) = app
+            .post(&format!("/api/v1/orders/{o}/fulfilment"), json!({"step": "delivered", "at": noon(at), "promised_at": promised}))
+            .await;
         assert!(st == 201 || st == 200, "{r}");
     }
     // "Did we listen to you well?": V2 4 and L2 5 in May; V3 2 in June.
@@ -163,7 +167,10 @@ test_both!(account_manager_kpis_on_known_data, |db: TestDb| async move {
 
     let (st, may) = app.get("/api/v1/kpis/account-managers?month=2026-05").await;
     assert_eq!(st, 200, "{may}");
-    assert_eq!((may["month"].as_str(), may["from"].as_str(), may["to"].as_str()), (Some("2026-05"), Some("2026-05-01"), Some("2026-05-31")));
+    assert_eq!(
+        (may["month"].as_str(), may["from"].as_str(), may["to"].as_str()),
+        (Some("2026-05"), Some("2026-05-01"), Some("2026-05-31"))
+    );
     assert_eq!(may["rows"].as_array().unwrap().len(), 2, "am3 has no portfolio: {may}");
 
     // The definitions, computed from what was written.
@@ -232,8 +239,12 @@ test_both!(account_manager_kpis_on_known_data, |db: TestDb| async move {
     // The customers behind the numbers.
     let (st, d) = app.get(&format!("/api/v1/kpis/account-managers/{am1}/customers?month=2026-05&kpi=valuable_customer_churn")).await;
     assert_eq!(st, 200, "{d}");
-    let mut behind: Vec<(i64, bool)> =
-        d["rows"].as_array().unwrap().iter().map(|r| (r["customer_id"].as_i64().unwrap(), r["became_churned"].as_bool().unwrap())).collect();
+    let mut behind: Vec<(i64, bool)> = d["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["customer_id"].as_i64().unwrap(), r["became_churned"].as_bool().unwrap()))
+        .collect();
     behind.sort();
     assert_eq!(behind, vec![(v1, true), (v2, false)], "{d}");
     let (_, d) = app.get(&format!("/api/v1/kpis/account-managers/{am1}/customers?month=2026-05&kpi=prospect_conversion")).await;
@@ -325,9 +336,13 @@ test_both!(the_account_digest_goes_once_per_period_and_recipient, |db: TestDb| a
     let svc = s.create_user("svc@example.com", "服务专员", Role::Agent, None).await.unwrap();
     let quiet_owner = s.create_user("q@example.com", "闲", Role::Agent, None).await.unwrap();
     let acme = org(&app, &Org { name: "AC 华东机械", owner: am.id, created: "2026-06-01", complete: true, cadence_days: None }).await;
-    let quiet = org(&app, &Org { name: "QU 无动态", owner: quiet_owner.id, created: "2026-06-01", complete: true, cadence_days: None }).await;
+    let quiet =
+        org(&app, &Org { name: "QU 无动态", owner: quiet_owner.id, created: "2026-06-01", complete: true, cadence_days: None }).await;
     let (st, t) = app
-        .put(&format!("/api/v1/customers/{acme}/team"), json!({"members": [{"user_id": am.id, "role": "account_manager"}, {"user_id": svc.id, "role": "service"}]}))
+        .put(
+            &format!("/api/v1/customers/{acme}/team"),
+            json!({"members": [{"user_id": am.id, "role": "account_manager"}, {"user_id": svc.id, "role": "service"}]}),
+        )
         .await;
     assert_eq!(st, 200, "{t}");
     // Week 26 (22–28 June): praise, an inquiry and a note.
@@ -348,7 +363,11 @@ test_both!(the_account_digest_goes_once_per_period_and_recipient, |db: TestDb| a
         let d: Vec<_> = n.iter().filter(|n| n.kind == "account_digest").collect();
         assert_eq!(d.len(), 1, "{n:?}");
         assert_eq!(d[0].customer_id, acme);
-        assert!(d[0].message.contains("Praise received: 1") && d[0].message.contains("New needs (inquiries, suggestions): 1"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("Praise received: 1") && d[0].message.contains("New needs (inquiries, suggestions): 1"),
+            "{}",
+            d[0].message
+        );
         assert!(d[0].message.contains("New notes: 1") && d[0].message.contains("Open tickets: 2"), "{}", d[0].message);
     }
     // No news, no digest.
@@ -364,7 +383,12 @@ test_both!(the_account_digest_goes_once_per_period_and_recipient, |db: TestDb| a
     // Week 27: a late delivery; two schedulers at once make each digest once.
     app.db.clock.set(noon("2026-07-01"));
     let o = order(&app, acme, "2026-06-20", 100_000).await;
-    let (st, r) = app.post(&format!("/api/v1/orders/{o}/fulfilment"), json!({"step": "delivered", "at": noon("2026-07-01"), "promised_at": "2026-06-28"})).await;
+    let (st, r) = app
+        .post(
+            &format!("/api/v1/orders/{o}/fulfilment"),
+            json!({"step": "delivered", "at": noon("2026-07-01"), "promised_at": "2026-06-28"}),
+        )
+        .await;
     assert!(st == 201 || st == 200, "{r}");
     app.db.clock.set(noon("2026-07-07"));
     let (a, b) = tokio::join!(s.run_due_jobs(), s.run_due_jobs());
@@ -386,4 +410,91 @@ test_both!(the_account_digest_goes_once_per_period_and_recipient, |db: TestDb| a
     // July's first days: June's digest (the activity of 24 June and 1 July's lateness is July's).
     assert_eq!(s.run_due_jobs().await.unwrap().accounts.digests, 2);
     assert_eq!(s.run_due_jobs().await.unwrap().accounts.digests, 0);
+});
+
+test_both!(the_pages_show_kpis_overdue_contacts_people_and_reviews, |db: TestDb| async move {
+    use reqwest::Method;
+    let app = spawn_app(db).await;
+    let s = &app.db.store;
+    let am = s.create_user("am@example.com", "周经理", Role::Agent, None).await.unwrap().id;
+    let late = org(&app, &Org { name: "LA 逾期公司", owner: am, created: "2026-05-01", complete: true, cadence_days: Some(10) }).await;
+    app.db.clock.set(noon("2026-06-30"));
+    order(&app, late, "2026-05-10", 50_000).await;
+    let (st, c) = app
+        .post(&format!("/api/v1/customers/{late}/contacts"), json!({"name": "采购王经理", "role": "采购总监", "interests": "钓鱼"}))
+        .await;
+    assert!(st == 201 || st == 200, "{c}");
+    let contact = c["id"].as_i64().unwrap();
+    let cookie = common::ui_session(&app, "mgr@example.com", Role::Manager).await;
+
+    // The KPI dashboard (zh and en), each number linking to its customers, and the trend chart.
+    let (st, page) = common::ui(&app, &cookie, Method::GET, "/ui/kpis?month=2026-06&trend=data_accuracy", &[]).await;
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains(&format!("kpi-row-{am}")) && page.contains("周经理") && page.contains("资料准确率"), "{page}");
+    assert!(page.contains("kpi-trend") && page.contains(&format!("trend-{am}")) && page.contains("2026-01"), "{page}");
+    assert!(
+        page.contains(&format!("/ui/kpis/{am}?month=2026-06&amp;kpi=data_accuracy"))
+            || page.contains(&format!("/ui/kpis/{am}?month=2026-06&kpi=data_accuracy")),
+        "{page}"
+    );
+    let (st, page) = common::ui(&app, &cookie, Method::GET, &format!("/ui/kpis/{am}?month=2026-06&kpi=customers"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("LA 逾期公司") && page.contains("¥500.00"), "{page}");
+    let (st, _) = common::ui(&app, &cookie, Method::GET, "/ui/kpis?month=2099-01", &[]).await;
+    assert_eq!(st, 400);
+    let en = format!("{cookie}; patron_lang=en");
+    let (st, page) = common::ui(&app, &en, Method::GET, "/ui/kpis?month=2026-06", &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Account-manager KPIs") && page.contains("Cadence adherence"), "{page}");
+
+    // The overdue contacts page, filtered by manager and tier.
+    let (st, page) = common::ui(&app, &cookie, Method::GET, &format!("/ui/accounts/overdue?user_id={am}"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("overdue-list") && page.contains("LA 逾期公司") && page.contains("周经理"), "{page}");
+    let (st, page) = common::ui(&app, &cookie, Method::GET, "/ui/accounts/overdue?tier=A", &[]).await;
+    assert_eq!(st, 200);
+    assert!(!page.contains("LA 逾期公司"), "tier filter");
+    let (st, _) = common::ui(&app, &cookie, Method::GET, "/ui/accounts/overdue?tier=Z", &[]).await;
+    assert_eq!(st, 400);
+
+    // The relationship page: a tie through the people-map editor, a review through the form.
+    let (st, page) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{late}/relationship"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("采购王经理") && page.contains("single-threaded") && page.contains("review-form"), "{page}");
+    let csrf = common::csrf_of(&page);
+    let amid = am.to_string();
+    let cid = contact.to_string();
+    let (st, _) = common::ui(
+        &app,
+        &cookie,
+        Method::POST,
+        &format!("/ui/customers/{late}/relationship/ties"),
+        &[
+            ("csrf", &csrf),
+            ("contact_id", &cid),
+            ("user_id", &amid),
+            ("strength", "4"),
+            ("shared_interests", "钓鱼"),
+            ("last_contact_on", "2026-06-20"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let (_, map) = app.get(&format!("/api/v1/customers/{late}/people")).await;
+    assert_eq!((map["ties"].as_i64(), map["people"][0]["ties"][0]["strength"].as_i64()), (Some(1), Some(4)), "{map}");
+    let mut review: Vec<(&str, &str)> = vec![("csrf", &csrf), ("note", "交付改善")];
+    for q in ["responsiveness", "price", "delivery", "obligations", "complaints", "contract", "sentiment"] {
+        review.push((q, "4"));
+    }
+    let (st, _) = common::ui(&app, &cookie, Method::POST, &format!("/ui/customers/{late}/relationship/reviews"), &review).await;
+    assert_eq!(st, 303);
+    review.retain(|(k, _)| *k != "price");
+    review.push(("price", "6"));
+    let (st, _) = common::ui(&app, &cookie, Method::POST, &format!("/ui/customers/{late}/relationship/reviews"), &review).await;
+    assert_eq!(st, 422, "a score of 6 is refused");
+    let (st, page) = common::ui(&app, &cookie, Method::GET, &format!("/ui/customers/{late}/relationship"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("health-trend") && page.contains("交付改善") && page.contains("钓鱼"), "{page}");
+    let (_, reviews) = app.get(&format!("/api/v1/customers/{late}/reviews")).await;
+    assert_eq!(reviews["rows"].as_array().map(Vec::len), Some(1), "{reviews}");
 });
