@@ -60,7 +60,7 @@ async fn call(app: &TestApp, cid: i64, day: &str) {
     assert!(st == 201 || st == 200, "{r}");
 }
 
-fn row<'a>(r: &'a Value, user: i64) -> &'a Value {
+fn row(r: &Value, user: i64) -> &Value {
     r["rows"].as_array().unwrap().iter().find(|x| x["user_id"] == user).unwrap_or_else(|| panic!("no row of user {user}: {r}"))
 }
 

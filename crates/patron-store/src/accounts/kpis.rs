@@ -228,6 +228,13 @@ struct Facts {
 type CustomerSqlRow =
     (i64, String, Option<i64>, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>, Option<i64>, Option<String>);
 
+/// A change of owner: customer, from, to, when.
+type OwnerChange = (i64, Option<i64>, Option<i64>, DateTime<Utc>);
+/// A logged change of the `owner_id` field: customer, old value, new value, when.
+type LoggedChange = (i64, Option<String>, Option<String>, DateTime<Utc>);
+/// A customer's changes of owner: from, to, when.
+type OwnerHistory = HashMap<i64, Vec<(Option<i64>, Option<i64>, DateTime<Utc>)>>;
+
 fn ratio(n: i64, d: i64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
@@ -272,9 +279,8 @@ impl Store {
         // previous owner of the first change after it, else the owner now.
         let moves: Vec<(i64, Option<i64>, i64, DateTime<Utc>)> =
             self.db.reader().fetch_all(query("SELECT customer_id, from_user_id, to_user_id, at FROM portfolio_reassignments")).await?;
-        let mut changes: Vec<(i64, Option<i64>, Option<i64>, DateTime<Utc>)> =
-            moves.into_iter().map(|(c, f, t, at)| (c, f, Some(t), at)).collect();
-        let logged: Vec<(i64, Option<String>, Option<String>, DateTime<Utc>)> = self
+        let mut changes: Vec<OwnerChange> = moves.into_iter().map(|(c, f, t, at)| (c, f, Some(t), at)).collect();
+        let logged: Vec<LoggedChange> = self
             .db
             .reader()
             .fetch_all(query("SELECT customer_id, old_value, new_value, changed_at FROM customer_changes WHERE field = 'owner_id'"))
@@ -282,7 +288,7 @@ impl Store {
         let user = |v: Option<String>| v.and_then(|s| s.trim().parse::<i64>().ok());
         changes.extend(logged.into_iter().map(|(c, o, n, at)| (c, user(o), user(n), at)));
         changes.sort_by_key(|x| (x.0, x.3));
-        let mut by_customer: HashMap<i64, Vec<(Option<i64>, Option<i64>, DateTime<Utc>)>> = HashMap::new();
+        let mut by_customer: OwnerHistory = HashMap::new();
         for (c, f, t, at) in changes {
             by_customer.entry(c).or_default().push((f, t, at));
         }
