@@ -122,6 +122,9 @@ BEYOND_THE_SCHEMA = [
     ("POST", "/api/v1/orders/{id}/fulfilment", 409, "conflict", r".*"),
     ("GET", "/api/v1/fulfilment/on-time", 400, "invalid", r"(from|to)"),
     ("PUT", "/api/v1/fulfilment/settings", 422, "invalid", r"steps"),
+    # Account-manager KPIs (§7): a month that has not begun yet has no KPIs.
+    ("GET", "/api/v1/kpis/account-managers", 400, "invalid", r"month"),
+    ("GET", "/api/v1/kpis/account-managers/{user_id}/customers", 400, "invalid", r"month"),
     # A ticket may name its order: one of that customer's orders.
     ("POST", "/api/v1/tickets", 422, "invalid", r"order_id"),
     ("POST", "/api/v1/customers/{id}/plans", 422, "invalid", r"(kpis(\[\d+\])?(\.\w+)?|owner_ids(\[\d+\])?|customer_id|kind)"),

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod demo_access;
+mod demo_accounts;
 mod demo_campaigns;
 mod demo_events;
 mod demo_journeys;
@@ -1039,6 +1040,11 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
     println!(
         "{:>13}: 3 built-in journeys enabled; {} entries, {} messages queued, {} tasks",
         "journeys", journeys.entered, journeys.messages, journeys.tasks
+    );
+    let accounts = demo_accounts::seed(store, seed, store.now()).await?;
+    println!(
+        "{:>13}: {} B2B accounts with teams, {} calls and visits over a year, {} reviews, {} fulfilment steps",
+        "accounts", accounts.accounts, accounts.contacts, accounts.reviews, accounts.steps
     );
     for (email, what, pw) in logins {
         println!("{:>13}: {email}  password: {pw}  ({what})", "login");

@@ -159,6 +159,8 @@ pub const ROUTES: &[(&str, &str, Option<Permission>)] = &[
     ("GET", "/api/v1/portfolios/mine", Some(P::CustomersRead)),
     ("GET", "/api/v1/cadence/overdue", Some(P::CustomersRead)),
     ("GET", "/api/v1/reviews/due", Some(P::CustomersRead)),
+    ("GET", "/api/v1/kpis/account-managers", Some(P::AnalyticsRead)),
+    ("GET", "/api/v1/kpis/account-managers/{user_id}/customers", Some(P::AnalyticsRead)),
     ("GET", "/api/v1/accounts/settings", Some(P::CustomersRead)),
     ("PUT", "/api/v1/accounts/settings", Some(P::SettingsAdmin)),
     ("POST", "/api/v1/tasks/{id}/complete", None),

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use patron_store::accounts::cadence::{CadenceFilter, CadenceRow};
+use patron_store::accounts::kpis::{AmKpiReport, KpiCustomer};
 use patron_store::accounts::relationship::{PeopleMap, Relationship, StageInput, TieInput};
 use patron_store::accounts::reviews::{NewReview, Review, ReviewDue};
 use patron_store::accounts::tasks::{AccountTask, TaskOutcome, TaskSchedule};
@@ -36,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/accounts/settings", get(settings).put(put_settings))
         .route("/tasks/{id}/complete", post(complete_task))
         .route("/tasks/{id}/schedule", post(schedule_task))
+        .route("/kpis/account-managers", get(kpis))
+        .route("/kpis/account-managers/{user_id}/customers", get(kpi_customers))
 }
 
 /// A list of rows.
@@ -282,4 +285,69 @@ pub async fn schedule_task(
     Json(s): Json<TaskSchedule>,
 ) -> ApiResult<Json<AccountTask>> {
     Ok(Json(state.store.schedule_task(&actor, id, s).await?))
+}
+
+/// Which month (and, for a drill-down, which KPI).
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KpiParams {
+    /// `YYYY-MM` in the business time zone (default: the running month); not a future month.
+    pub month: Option<String>,
+    /// Drill-down only: `customers` (default), `average_customer_value`, `prospect_conversion`,
+    /// `valuable_customer_churn`, `data_accuracy`, `cadence_adherence`, `review_coverage`,
+    /// `satisfaction` or `on_time_rate`.
+    pub kpi: Option<String>,
+}
+
+/// The month asked for, checked (a query parameter: 400 when bad).
+fn kpi_month(state: &AppState, month: Option<&str>) -> ApiResult<String> {
+    let today = state.store.now().with_timezone(&state.store.config.business_tz).date_naive();
+    let Some(m) = month else { return Ok(today.format("%Y-%m").to_string()) };
+    let first = patron_store::accounts::kpis::parse_month(m).map_err(|_| ApiError::bad_request("month", "a month is YYYY-MM"))?;
+    if first > today {
+        return Err(ApiError::bad_request("month", "the month has not begun"));
+    }
+    Ok(first.format("%Y-%m").to_string())
+}
+
+/// The customers behind one account manager's KPI.
+#[derive(Serialize, ToSchema)]
+pub struct KpiCustomers {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The account manager.
+    pub user_id: i64,
+    /// The KPI whose population is listed.
+    pub kpi: String,
+    /// The customers (the KPI's denominator), each with the facts behind the numerator.
+    pub rows: Vec<KpiCustomer>,
+}
+
+/// Account-manager KPIs of a month (DESIGN.md §4): per manager, the portfolio as it was at the
+/// month's start — average customer value, prospect conversion, valuable-customer churn, data
+/// accuracy, cadence adherence, review coverage, satisfaction and on-time delivery.
+#[utoipa::path(get, path = "/api/v1/kpis/account-managers", tag = "accounts",
+    params(("month" = Option<String>, Query, description = "YYYY-MM (default: this month)")),
+    responses((status = 200, body = AmKpiReport), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn kpis(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<KpiParams>) -> ApiResult<Json<AmKpiReport>> {
+    let month = kpi_month(&state, p.month.as_deref())?;
+    Ok(Json(state.store.account_manager_kpis(&actor, &month).await?))
+}
+
+/// The customers behind one manager's KPI of a month (the KPI's population, with the facts).
+#[utoipa::path(get, path = "/api/v1/kpis/account-managers/{user_id}/customers", tag = "accounts",
+    params(("user_id" = i64, Path, description = "the account manager"), KpiParams),
+    responses((status = 200, body = KpiCustomers), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn kpi_customers(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(user_id): Path<i64>,
+    Query(p): Query<KpiParams>,
+) -> ApiResult<Json<KpiCustomers>> {
+    let month = kpi_month(&state, p.month.as_deref())?;
+    let kpi = p.kpi.unwrap_or_else(|| "customers".into());
+    if !patron_store::accounts::kpis::KPIS.contains(&kpi.as_str()) {
+        return Err(ApiError::bad_request("kpi", format!("kpi must be one of {}", patron_store::accounts::kpis::KPIS.join(", "))));
+    }
+    let rows = state.store.account_manager_kpi_customers(&actor, user_id, &month, Some(&kpi)).await?;
+    Ok(Json(KpiCustomers { month, user_id, kpi, rows }))
 }

@@ -347,6 +347,13 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     q("/api/v1/segments/{key}/members", "get", "limit", limit(0, 1000), doc, problems);
     q("/api/v1/segments", "get", "kind", enumeration(&["builtin", "saved"], false), doc, problems);
     q("/api/v1/cadence/overdue", "get", "tier", enumeration(&patron_store::service::policies::TIERS, false), doc, problems);
+    // Account-manager KPIs (issue 19 §7): a month is YYYY-MM from 1970 (a future one is refused
+    // beyond the schema); the drill-down names one KPI.
+    let month = json!({ "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$" });
+    q("/api/v1/kpis/account-managers", "get", "month", month.clone(), doc, problems);
+    let drill = "/api/v1/kpis/account-managers/{user_id}/customers";
+    q(drill, "get", "month", month, doc, problems);
+    q(drill, "get", "kpi", enumeration(&patron_store::accounts::kpis::KPIS, false), doc, problems);
     for path in ["/api/v1/customers/{id}", "/api/v1/customers/{id}/scores"] {
         q(path, "get", "lang", enumeration(&["zh", "en"], false), doc, problems);
     }
@@ -652,6 +659,7 @@ fn constrain_account_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     );
     merge(doc, &format!("{p}/review_share"), json!({ "minimum": 0, "maximum": 1 }), problems);
     merge(doc, &format!("{p}/health_drop_alert"), json!({ "minimum": 0, "maximum": 100 }), problems);
+    merge(doc, &format!("{p}/digest"), enumeration(&patron_store::accounts::DIGEST_PERIODS, false), problems);
     merge(
         doc,
         &format!("{p}/stage_guidance"),

@@ -174,7 +174,7 @@ impl Modify for BearerAuth {
         accounts::team, accounts::put_team, accounts::reassignments, accounts::account, accounts::relationship,
         accounts::put_relationship, accounts::people, accounts::put_tie, accounts::reviews, accounts::create_review,
         accounts::reassign, accounts::mine, accounts::overdue, accounts::reviews_due, accounts::settings, accounts::put_settings,
-        accounts::complete_task, accounts::schedule_task,
+        accounts::complete_task, accounts::schedule_task, accounts::kpis, accounts::kpi_customers,
         customer_events::list, customer_events::create, customer_events::get_one, customer_events::update, customer_events::invite,
         customer_events::registrations, customer_events::register, customer_events::cancel, customer_events::check_in,
         customer_events::send_survey, customer_events::report,

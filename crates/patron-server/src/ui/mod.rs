@@ -10,6 +10,7 @@ mod campaigns;
 mod customer_events;
 mod fulfilment;
 mod journeys;
+mod kpis;
 mod loyalty;
 mod optout;
 mod plans;
@@ -73,6 +74,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(surveys::router())
         .merge(loyalty::router())
         .merge(fulfilment::router())
+        .merge(kpis::router())
         .merge(plans::router())
         .merge(customer_events::router())
         .merge(customer_events::public_router().route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
@@ -107,6 +109,8 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("customers.html", include_str!("../../templates/customers.html")),
         ("customer.html", include_str!("../../templates/customer.html")),
         ("accounts.html", include_str!("../../templates/accounts.html")),
+        ("accounts_overdue.html", include_str!("../../templates/accounts_overdue.html")),
+        ("relationship.html", include_str!("../../templates/relationship.html")),
         ("timeline_rows.html", include_str!("../../templates/timeline_rows.html")),
         ("edit.html", include_str!("../../templates/edit.html")),
         ("import.html", include_str!("../../templates/import.html")),
@@ -138,6 +142,8 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("cost_to_serve.html", include_str!("../../templates/cost_to_serve.html")),
         ("fulfilment.html", include_str!("../../templates/fulfilment.html")),
         ("fulfilment_card.html", include_str!("../../templates/fulfilment_card.html")),
+        ("kpis.html", include_str!("../../templates/kpis.html")),
+        ("kpi_customers.html", include_str!("../../templates/kpi_customers.html")),
         ("plans.html", include_str!("../../templates/plans.html")),
         ("public_plan.html", include_str!("../../templates/public_plan.html")),
         ("customer_events.html", include_str!("../../templates/customer_events.html")),

@@ -5,6 +5,8 @@
 //! Settings live under the key `accounts` ([`AccountSettings`]).
 
 pub mod cadence;
+pub mod digest;
+pub mod kpis;
 pub mod relationship;
 pub mod reviews;
 pub mod tasks;
@@ -25,6 +27,9 @@ pub const SETTINGS_KEY: &str = "accounts";
 
 /// The roles on an account team the product knows (free roles are allowed too).
 pub const TEAM_ROLES: [&str; 4] = ["account_manager", "service", "technical", "executive_sponsor"];
+
+/// How often the account digest goes out (`off`: never).
+pub const DIGEST_PERIODS: [&str; 3] = ["weekly", "monthly", "off"];
 
 /// The relationship stages, in order.
 pub const STAGES: [&str; 4] = ["acquaintance", "breakthrough", "consolidation", "partnership"];
@@ -73,6 +78,9 @@ pub struct AccountSettings {
     pub health_drop_alert: f64,
     /// Guidance shown on the 360 for each stage (editable).
     pub stage_guidance: BTreeMap<String, String>,
+    /// The account digest to the account team: `weekly` (the last Monday–Sunday), `monthly`
+    /// (the last calendar month) or `off`.
+    pub digest: String,
 }
 
 impl Default for AccountSettings {
@@ -91,6 +99,7 @@ impl Default for AccountSettings {
             review_share: 0.6,
             health_drop_alert: 5.0,
             stage_guidance: guidance.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            digest: "weekly".into(),
         }
     }
 }
@@ -123,6 +132,9 @@ impl AccountSettings {
         if !self.health_drop_alert.is_finite() || !(0.0..=100.0).contains(&self.health_drop_alert) {
             return Err(StoreError::invalid("health_drop_alert", "must be 0 to 100"));
         }
+        if !DIGEST_PERIODS.contains(&self.digest.as_str()) {
+            return Err(StoreError::invalid("digest", format!("digest must be one of {}", DIGEST_PERIODS.join(", "))));
+        }
         for (stage, text) in &self.stage_guidance {
             if !STAGES.contains(&stage.as_str()) {
                 return Err(StoreError::invalid("stage_guidance", format!("unknown stage {stage:?}")));
@@ -147,6 +159,8 @@ pub struct AccountsReport {
     pub cadence_tasks: u64,
     /// Owners notified of an overdue review (each review cycle once).
     pub review_alerts: u64,
+    /// Account digests made (one per account, recipient and period: in-app and by e-mail).
+    pub digests: u64,
 }
 
 impl Store {
@@ -175,7 +189,8 @@ impl Store {
     pub async fn run_accounts(&self) -> Result<AccountsReport> {
         let cadence_tasks = self.run_cadence_tasks().await?;
         let review_alerts = self.run_review_alerts().await?;
-        Ok(AccountsReport { cadence_tasks, review_alerts })
+        let digests = self.run_account_digests().await?;
+        Ok(AccountsReport { cadence_tasks, review_alerts, digests })
     }
 }
 

@@ -60,6 +60,12 @@ pub fn message_id(message_key: &str, customer_id: i64, channel: Channel) -> Stri
 /// Writes a message in `tx` unless its key is there already (then nothing changes); returns
 /// whether it was written.
 pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> Result<bool> {
+    enqueue_to(tx, m, None, now).await
+}
+
+/// As [`enqueue`], to `recipient` instead of the customer's own address when given: a message
+/// about the customer for one of our users (the account digest). Transactional only.
+pub(crate) async fn enqueue_to(tx: &mut Tx, m: &NewMessage, recipient: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
     let status = if m.skipped.is_some() { "skipped" } else { "queued" };
     let content = match &m.content {
         Some(c) => Some(serde_json::to_value(c).map_err(|e| StoreError::Internal(e.to_string()))?),
@@ -69,7 +75,8 @@ pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> 
         .execute(
             query(
                 "INSERT INTO outbox (customer_id, message_key, channel, purpose, message_id, template_id, campaign_id, content, status, \
-                 reason, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+                 reason, next_attempt_at, created_at, updated_at, recipient_address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
                  ON CONFLICT (customer_id, message_key, channel) DO NOTHING",
             )
             .bind(m.customer_id)
@@ -83,7 +90,8 @@ pub(crate) async fn enqueue(tx: &mut Tx, m: &NewMessage, now: DateTime<Utc>) -> 
             .bind(status)
             .bind(m.skipped.clone())
             .bind(m.not_before)
-            .bind(now),
+            .bind(now)
+            .bind(recipient.map(str::to_owned)),
         )
         .await?;
     Ok(n > 0)
@@ -158,6 +166,7 @@ struct Row {
     attempts: i64,
     next_attempt_at: DateTime<Utc>,
     lease_until: Option<DateTime<Utc>>,
+    recipient_address: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -417,7 +426,9 @@ impl Store {
                 return Ok(Claim::Deferred);
             }
         }
+        // A message for one of our users about the customer (the account digest) goes to them.
         let address = match channel {
+            _ if row.recipient_address.is_some() => row.recipient_address.clone(),
             Channel::Email => contact.email.clone(),
             Channel::Sms => contact.mobile.clone(),
             Channel::Wechat => contact.wechat_id.clone(),
@@ -767,7 +778,8 @@ async fn record_interaction(tx: &mut Tx, customer_id: i64, kind: &str, channel: 
 type TokenRow = (i64, i64, String, Option<Json<Vec<String>>>);
 
 /// The columns of an outbox row a sender claims.
-const ROW_COLUMNS: &str = "customer_id, id, message_key, channel, purpose, message_id, content, status, attempts, next_attempt_at, lease_until";
+const ROW_COLUMNS: &str =
+    "customer_id, id, message_key, channel, purpose, message_id, content, status, attempts, next_attempt_at, lease_until, recipient_address";
 
 /// Locks the customers of `due` (sorted by customer and row) and then their due rows, skipping
 /// what another sender holds, and reads them: the contacts by customer, the rows in order.

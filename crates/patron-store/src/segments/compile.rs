@@ -116,6 +116,10 @@ impl Builder<'_> {
             Kind::Owner => self.owner(&l.test),
             Kind::Instant => self.instant(f.sql, &l.test),
             Kind::DaysSince => self.days_since(f.sql, &l.test),
+            Kind::DaysOverdue => {
+                let e = self.days_overdue_expr();
+                self.scalar(&e, true, &l.test)
+            }
             Kind::Attr => {
                 let n = self.next;
                 let (e, arg) = self.ctx.engine.json_text(f.sql, n, l.key.as_deref().unwrap_or(""));
@@ -303,6 +307,69 @@ impl Builder<'_> {
             other => other.clone(),
         };
         self.scalar(col, true, &t)
+    }
+}
+
+impl Builder<'_> {
+    /// `days_overdue` of `c` as the cadence list computes it (`accounts::cadence`): today minus
+    /// the due day, which is the business day of the last meaningful contact (or of the
+    /// customer's creation) plus the cadence days (the customer's own, else the tier's policy);
+    /// NULL for an account that is not managed. The meaningful kinds are read from the stored
+    /// settings (the defaults when none are stored).
+    fn days_overdue_expr(&self) -> String {
+        use crate::accounts::cadence::MANAGED;
+        let kinds_default =
+            crate::accounts::AccountSettings::default().meaningful_kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        let stored = match self.ctx.engine {
+            Engine::Sqlite => "SELECT j.value FROM settings st, json_each(st.value, '$.meaningful_kinds') j WHERE st.key = 'accounts'",
+            Engine::Postgres => {
+                "SELECT jsonb_array_elements_text(st.value -> 'meaningful_kinds') FROM settings st WHERE st.key = 'accounts'"
+            }
+        };
+        let kinds = format!(
+            "(CASE WHEN EXISTS (SELECT 1 FROM settings st WHERE st.key = 'accounts') THEN i.kind IN ({stored}) ELSE i.kind IN ({kinds_default}) END)"
+        );
+        let last = format!(
+            "(SELECT MAX(i.occurred_at) FROM interactions i WHERE i.customer_id = c.id AND {kinds} AND (i.user_id IS NULL \
+             OR i.user_id = c.owner_id OR EXISTS (SELECT 1 FROM account_team t WHERE t.customer_id = c.id AND t.user_id = i.user_id)))"
+        );
+        let start = format!("COALESCE({last}, c.created_at)");
+        let day = match self.ctx.engine {
+            Engine::Postgres => {
+                format!("(CAST(CAST(({start}) AT TIME ZONE '{}' AS DATE) - DATE '1970-01-01' AS BIGINT))", self.ctx.tz.name())
+            }
+            Engine::Sqlite => {
+                // SQLite knows no time zones: the business zone's offset today (exact for zones
+                // without daylight saving, such as Asia/Shanghai).
+                let noon = NaiveDate::from_ymd_opt(1970, 1, 1)
+                    .and_then(|d| d.checked_add_signed(chrono::Duration::days(self.ctx.today)))
+                    .and_then(|d| d.and_hms_opt(12, 0, 0))
+                    .map(|t| Utc.from_utc_datetime(&t))
+                    .unwrap_or_default();
+                let offset = chrono::Offset::fix(&self.ctx.tz.offset_from_utc_datetime(&noon.naive_utc())).local_minus_utc();
+                format!("((CAST(strftime('%s', {start}) AS INTEGER) + {offset}) / 86400)")
+            }
+        };
+        // Each tier's policy as its own uncorrelated subquery (Citus plans those once; a
+        // reference table correlated with the customer row it does not push down).
+        let policies = crate::service::policies::TIERS
+            .iter()
+            .filter(|t| **t != "default")
+            .map(|t| {
+                format!(
+                    "WHEN '{t}' THEN COALESCE((SELECT p.contact_cadence_days FROM service_policies p WHERE p.tier = '{t}'), {})",
+                    crate::service::policies::default_policy(t).contact_cadence_days
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let fallback = format!(
+            "COALESCE((SELECT p.contact_cadence_days FROM service_policies p WHERE p.tier = 'default'), {})",
+            crate::service::policies::default_policy("default").contact_cadence_days
+        );
+        let tier = "(SELECT sk.abcd_tier FROM customer_scores sk WHERE sk.customer_id = c.id)";
+        let cadence = format!("COALESCE(c.contact_cadence_days, CASE {tier} {policies} ELSE {fallback} END)");
+        format!("(CASE WHEN {MANAGED} THEN {} - ({day} + {cadence}) END)", self.ctx.today)
     }
 }
 

@@ -123,6 +123,8 @@ pub(crate) enum Kind {
     Instant,
     /// Days from a day-number column to today (business time zone).
     DaysSince,
+    /// Days a managed account's next contact is overdue (issue 19 §2; negative: days left).
+    DaysOverdue,
     /// Membership in `customer_tags`.
     Tag,
     /// A custom attribute `attr.KEY` (text).
@@ -198,6 +200,16 @@ pub static FIELDS: &[Field] = &[
     f("first_purchase_date", Day, "s.first_purchase_day", S, true, "day of the first purchase", "首次购买日期"),
     f("last_purchase_date", Day, "s.last_purchase_day", S, true, "day of the last purchase", "最近购买日期"),
     f("days_since_last_purchase", DaysSince, "s.last_purchase_day", S, true, "days from the last purchase to today", "距最近购买天数"),
+    // Contact cadence (issue 19 §2): managed accounts only.
+    f(
+        "days_overdue",
+        DaysOverdue,
+        "",
+        C,
+        true,
+        "days the next contact of a managed account is overdue (negative: days left)",
+        "逾期未联系天数（负数为剩余天数，仅限客户经理负责的客户）",
+    ),
     // Latest analysis.
     f("x", Int, "k.x", K, true, "repeat purchase days (BTYD x)", "重复购买天数 x"),
     f("t_x", Int, "k.t_x", K, true, "days from first to last purchase day", "首末购买间隔天数 t_x"),
@@ -321,7 +333,7 @@ impl Field {
         match self.kind {
             Text => "text",
             Choice(_) => "choice",
-            Int | DaysSince => "integer",
+            Int | DaysSince | DaysOverdue => "integer",
             Float => "number",
             Money(_) => "money",
             Day | Date | Instant => "date",
@@ -337,7 +349,7 @@ impl Field {
             Text | Tag | Attr | Owner => TEXTUAL,
             Choice(_) => CHOICE,
             Consent(_) => BOOLEAN,
-            Int | Float | Money(_) | Day | Date | Instant | DaysSince => ORDERED,
+            Int | Float | Money(_) | Day | Date | Instant | DaysSince | DaysOverdue => ORDERED,
         }
     }
 
@@ -592,7 +604,7 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
                 .ok_or_else(|| RuleError::at(at, format!("{n} is not a value of {shown}; use one of: {}", choices(values)))),
             _ => Err(mismatch(&format!("one of: {}", choices(values)))),
         },
-        Int | DaysSince => match &lit.value {
+        Int | DaysSince | DaysOverdue => match &lit.value {
             Value::Number(n) => number(n, at),
             _ => Err(mismatch("a number")),
         },
