@@ -154,6 +154,23 @@ impl Engine {
         }
     }
 
+    /// SQL true for the rows whose (`customer_col`, `id_col`) is one of the pairs of the JSON
+    /// array bound at `$param` (`[[customer, id], …]`), written so that each engine finds them
+    /// by its key: SQLite by the rowid, PostgreSQL by the primary key (customer, id) — an `IN`
+    /// list per column makes PostgreSQL's planner scan the table (measured: 350 ms for a batch
+    /// of a 860,500-row outbox, against 0.3 ms).
+    pub fn key_pairs_in(self, customer_col: &str, id_col: &str, param: usize) -> String {
+        match self {
+            Engine::Sqlite => format!(
+                "{id_col} IN (SELECT json_extract(value, '$[1]') FROM json_each(${param})) \
+                 AND {customer_col} IN (SELECT json_extract(value, '$[0]') FROM json_each(${param}))"
+            ),
+            Engine::Postgres => format!(
+                "({customer_col}, {id_col}) IN (SELECT CAST(e ->> 0 AS BIGINT), CAST(e ->> 1 AS BIGINT) FROM jsonb_array_elements(${param}) AS e)"
+            ),
+        }
+    }
+
     /// SQL for the text of top-level key `key` in the JSON object column `doc` (NULL when the key
     /// is absent or JSON null), reading the key from placeholder `$param`, and the argument to bind
     /// there. SQLite takes a JSON path (the key quoted, so it must not contain `"`) and yields SQL

@@ -68,7 +68,7 @@ struct Plan<'a> {
 
 /// Makes the two events (after the campaigns, before the second analysis run).
 pub async fn seed(store: &Store, seed: u64, now: DateTime<Utc>) -> Result<DemoEvents> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xE7E_17);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x000E_7E17);
     let actor = Actor::cli();
     let clock = Arc::new(FixedClock::new(now));
     let s = store.clone().with_clock(clock.clone());

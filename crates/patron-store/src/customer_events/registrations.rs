@@ -359,7 +359,7 @@ impl Store {
             tx.rollback().await?;
             return self.registration(actor, event_id, customer_id).await;
         }
-        let walk_in = !current.as_ref().is_some_and(|r| r.status == "registered");
+        let walk_in = current.as_ref().is_none_or(|r| r.status != "registered");
         if walk_in {
             take_seat(&mut tx, event_id, true).await?;
             tx.execute(

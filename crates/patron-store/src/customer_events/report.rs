@@ -101,6 +101,9 @@ fn summary(spend: &[(u64, i64)]) -> ReportGroup {
     g
 }
 
+/// An invitee with their tier, registration status and check-in time.
+type Invitee = (i64, Option<String>, Option<String>, Option<DateTime<Utc>>);
+
 impl Store {
     /// The event's report (see the module docs).
     pub async fn customer_event_report(&self, event_id: i64) -> Result<CustomerEventReport> {
@@ -108,7 +111,7 @@ impl Store {
         let now = self.now();
         let (from, to) = (event.ends_at, event.ends_at + Duration::days(WINDOW_DAYS));
         // Every invitee with their tier, registration and attendance.
-        let invitees: Vec<(i64, Option<String>, Option<String>, Option<DateTime<Utc>>)> = self
+        let invitees: Vec<Invitee> = self
             .db
             .reader()
             .fetch_all(

@@ -592,20 +592,14 @@ impl Store {
         }
         if !sent.is_empty() {
             let engine = tx.engine();
-            let mut customers: Vec<i64> = sent.iter().map(|s| s.0).collect();
-            customers.sort_unstable();
-            customers.dedup();
-            let ids: Vec<i64> = sent.iter().map(|s| s.1).collect();
             tx.execute(
                 query(format!(
                     "UPDATE outbox SET status = 'sent', reason = NULL, next_attempt_at = $1, lease_until = NULL, sent_at = $1, \
-                     updated_at = $1 WHERE customer_id IN ({}) AND id IN ({}) AND status = 'sending'",
-                    engine.json_ints(2),
-                    engine.json_ints(3)
+                     updated_at = $1 WHERE {} AND status = 'sending'",
+                    engine.key_pairs_in("customer_id", "id", 2)
                 ))
                 .bind(now)
-                .bind(serde_json::json!(customers))
-                .bind(serde_json::json!(ids)),
+                .bind(serde_json::json!(sent)),
             )
             .await?;
         }
@@ -808,20 +802,14 @@ async fn lock_due(tx: &mut Tx, due: &[Due]) -> Result<(HashMap<i64, Contact>, Ve
             )
             .await?;
         contacts.extend(found.into_iter().map(|c| (c.id, c)));
-        let ids: Vec<i64> = due.iter().filter(|d| contacts.contains_key(&d.customer_id)).map(|d| d.id).collect();
-        if ids.is_empty() {
+        let pairs: Vec<(i64, i64)> = due.iter().filter(|d| contacts.contains_key(&d.customer_id)).map(|d| (d.customer_id, d.id)).collect();
+        if pairs.is_empty() {
             return Ok((contacts, rows));
         }
-        let locked: Vec<i64> = contacts.keys().copied().collect();
         rows = tx
             .fetch_all(
-                query(row_sql(&format!(
-                    "customer_id IN ({}) AND id IN ({}) ORDER BY customer_id, id",
-                    engine.json_ints(1),
-                    engine.json_ints(2)
-                )))
-                .bind(serde_json::json!(locked))
-                .bind(serde_json::json!(ids)),
+                query(row_sql(&format!("{} ORDER BY customer_id, id", engine.key_pairs_in("customer_id", "id", 1))))
+                    .bind(serde_json::json!(pairs)),
             )
             .await?;
     } else {

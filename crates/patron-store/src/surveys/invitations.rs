@@ -161,6 +161,9 @@ pub(crate) async fn invite_for(
 /// Events older than this are final: no transaction that took an earlier id is still open.
 const SETTLED: Duration = Duration::seconds(60);
 
+/// A customer's name, e-mail, mobile and WeChat id.
+type Addresses = (String, Option<String>, Option<String>, Option<String>);
+
 impl Store {
     /// Invites customers by hand; answers each link once.
     pub async fn invite(&self, actor: &Actor, survey_id: i64, req: InvitationRequest) -> Result<InviteOutcome> {
@@ -379,7 +382,7 @@ impl Store {
                     .await?;
                 let Some((survey_id,)) = claimed else { continue };
                 let survey = survey_in(&mut tx, survey_id).await?;
-                let contact: Option<(String, Option<String>, Option<String>, Option<String>)> = tx
+                let contact: Option<Addresses> = tx
                     .fetch_optional(
                         query("SELECT name, email, mobile, wechat_id FROM customers WHERE id = $1 AND deleted_at IS NULL")
                             .bind(customer_id),
