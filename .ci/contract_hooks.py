@@ -112,6 +112,8 @@ BEYOND_THE_SCHEMA = [
     # contract run's token is an admin token without one).
     ("PUT", "/api/v1/customers/{id}/team", 422, "invalid", r"members(\[\d+\])?(\.\w+)?"),
     ("PUT", "/api/v1/customers/{id}/people/ties", 422, "invalid", r"(contact_id|user_id)"),
+    # The last contact is not in the future: a bound by the server's clock.
+    ("PUT", "/api/v1/customers/{id}/people/ties", 422, "invalid", r"last_contact_at"),
     ("POST", "/api/v1/tasks/{id}/schedule", 422, "invalid", r"(snoozed_until|due_on|recurrence_days)"),
     ("GET", "/api/v1/portfolios/mine", 422, "invalid", r"user_id"),
     ("POST", "/api/v1/portfolios/reassign", 422, "invalid", r"(customer_ids(\[\d+\])?|segment|from_user_id|to_user_id)"),
