@@ -376,3 +376,57 @@ test_both!(an_import_row_outside_the_importers_scope_is_rejected, |db: TestDb| a
     let (_, c) = app.get(&format!("/api/v1/customers/{id}")).await;
     assert_eq!(c["customer"]["home_unit_id"], json!(t.s1));
 });
+
+test_both!(dashboard_totals_and_segment_counts_follow_the_scope, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let t = tree(&app).await;
+    let (_, store_token) = user_with_token(&app, "s1@example.com", "agent", &[t.s1]).await;
+    let (_, region_token) = user_with_token(&app, "east@example.com", "agent", &[t.region]).await;
+    // Customers at home in each store and one without a unit, each with orders of known totals
+    // in the last year before the test clock (2026-06-30), so every one is a scored buyer.
+    let homes = [Some(t.s1), Some(t.s1), Some(t.s2), Some(t.s3), None];
+    let mut bought: Vec<(Option<i64>, i64)> = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let mut body = json!({"name": format!("顾客{i}")});
+        if let Some(unit) = home {
+            body["home_unit_id"] = json!(unit);
+        }
+        let id = customer(&app, body).await;
+        let mut total = 0;
+        for k in 0..=i {
+            let cents = 1_000 * (i as i64 + 1) + 37 * k as i64;
+            let at = format!("2026-0{}-1{}T04:00:00Z", 2 + k, i);
+            let (st, o) = app
+                .post(
+                    "/api/v1/orders",
+                    json!({"customer_id": id, "external_id": format!("D{i}-{k}"), "ordered_at": at, "total_cents": cents}),
+                )
+                .await;
+            assert_eq!(st, 201, "{o}");
+            total += cents;
+        }
+        bought.push((*home, total));
+    }
+    let (st, run) = app.post("/api/v1/analytics/runs", json!({})).await;
+    assert_eq!(st, 201, "{run}");
+
+    // The expected totals, computed here from what was bought and where each customer lives.
+    let expect = |units: &[i64]| -> (i64, i64) {
+        let inside: Vec<i64> = bought.iter().filter(|(h, _)| h.is_some_and(|u| units.contains(&u))).map(|(_, c)| *c).collect();
+        (inside.len() as i64, inside.iter().sum())
+    };
+    let sum = |v: &Value, key: &str| -> i64 { v.as_array().unwrap().iter().map(|g| g[key].as_i64().unwrap()).sum() };
+    let all = (bought.len() as i64, bought.iter().map(|(_, c)| c).sum::<i64>());
+    for (token, (customers, revenue)) in
+        [(store_token.as_str(), expect(&[t.s1])), (region_token.as_str(), expect(&[t.s1, t.s2, t.s3])), (app.admin_token.as_str(), all)]
+    {
+        let (st, o) = as_(&app, token, Method::GET, "/api/v1/analytics/overview", None).await;
+        assert_eq!(st, 200, "{o}");
+        assert_eq!(o["scored_customers"].as_i64(), Some(customers), "{o}");
+        assert_eq!(sum(&o["lifecycle"], "customers"), customers, "{}", o["lifecycle"]);
+        assert_eq!(sum(&o["abcd_tiers"], "revenue_cents"), revenue, "{}", o["abcd_tiers"]);
+        assert_eq!(preview_count(&app, token).await, customers);
+    }
+    // The three scopes really differ, so the equalities above are not one number thrice.
+    assert!(expect(&[t.s1]).0 < expect(&[t.s1, t.s2, t.s3]).0 && expect(&[t.s1, t.s2, t.s3]).0 < all.0);
+});

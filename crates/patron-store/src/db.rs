@@ -627,6 +627,20 @@ impl Db {
         Ok(())
     }
 
+    /// Refreshes the planner's statistics of `tables` after a bulk load, on PostgreSQL (and
+    /// Citus, which passes it on to the shards). Without it the planner keeps the estimates of
+    /// the empty tables: after a million-order import a customer's ledger read chose the
+    /// `created_at` index and took 36 ms instead of 0.2 ms (bench/loyalty). SQLite keeps no
+    /// statistics unless asked, and its plans here are chosen by the indexes alone.
+    pub async fn analyze(&self, tables: &[&str]) -> Result<()> {
+        if let Db::Postgres(p, _) = self {
+            for t in tables {
+                sqlx::query(&format!("ANALYZE {t}")).execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The pool's connections now, for `/metrics`.
     pub fn pool_stats(&self) -> PoolStats {
         match self {

@@ -50,6 +50,29 @@ pub enum ImportKind {
     Fulfilment,
 }
 
+impl ImportKind {
+    /// The tables a large import of this kind fills, whose statistics it refreshes.
+    fn bulk_tables(self) -> &'static [&'static str] {
+        match self {
+            ImportKind::Customers => &["customers", "customer_keys", "customer_consents", "customer_tags"],
+            ImportKind::Contacts => &["contacts", "contact_keys"],
+            ImportKind::Orders => &[
+                "orders",
+                "order_lines",
+                "order_keys",
+                "customer_summaries",
+                "loyalty_members",
+                "loyalty_entries",
+                "loyalty_lots",
+                "loyalty_tier_changes",
+            ],
+            ImportKind::Interactions => &["interactions", "interaction_keys"],
+            ImportKind::Tickets => &["tickets", "ticket_keys"],
+            ImportKind::Fulfilment => &["fulfilment_steps"],
+        }
+    }
+}
+
 impl std::str::FromStr for ImportKind {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self> {
@@ -351,6 +374,7 @@ impl Store {
             // a million customers) until the next open: fold it into the database now.
             if rows_read >= 10_000 {
                 self.db.checkpoint().await?;
+                self.db.analyze(opts.kind.bulk_tables()).await?;
             }
         } else {
             tx.rollback().await?;
