@@ -7,11 +7,13 @@ target) and prints the README table.
 
 The targets: `import` (the importer on arbitrary bytes: every kind, CSV and JSON lines, UTF-8 and
 GB18030), `filter_rule` (the segment language: refused with a message, or its SQL runs without a
-database error), `survey_answer` (arbitrary JSON answers to a survey with every question type).
+database error), `survey_answer` (arbitrary JSON answers to a survey with every question type),
+`template` (message templates: the lint never panics, a template it passes renders, within the
+render's fuel).
 The oracle besides "no panic": client input never becomes a server-side error (StoreError::Internal
 or ::Database, which the API answers with 5xx).
 
-Usage: bench/fuzz/run.py [--seconds 600] [--targets import,filter_rule,survey_answer]
+Usage: bench/fuzz/run.py [--seconds 600] [--targets import,filter_rule,survey_answer,template]
 Needs: rustup toolchain nightly, cargo install cargo-fuzz.
 """
 import argparse, json, os, re, subprocess, sys, time
@@ -21,7 +23,7 @@ from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FUZZ = os.path.join(ROOT, "fuzz")
-TARGETS = ["import", "filter_rule", "survey_answer"]
+TARGETS = ["import", "filter_rule", "survey_answer", "template"]
 
 
 def run(target, seconds):

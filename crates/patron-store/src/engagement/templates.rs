@@ -165,8 +165,18 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // A template is written by a user and rendered by the sender for every customer (and by the
+    // lint for a sample one): nested `range` loops would otherwise run for hours. A real
+    // message takes a few hundred instructions; past the fuel the render fails with a message.
+    env.set_fuel(Some(RENDER_FUEL));
     env
 }
+
+/// The instructions one render of a part may execute.
+const RENDER_FUEL: u64 = 100_000;
+
+/// The longest rendered part: a message is at most the 200,000 characters an HTML part may be.
+const MAX_RENDERED: usize = 400_000;
 
 /// Functions minijinja offers in every template (not variables).
 const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug"];
@@ -248,14 +258,17 @@ pub fn lint(t: &NewTemplate, settings: &EngagementSettings) -> LintReport {
         );
     }
     if r.errors.is_empty() {
-        if t.channel == Channel::Sms {
-            // Measured on a sample customer, with a short link as a link would be.
-            if let Ok(out) = render_parts(t, &personal::sample("https://x.cn/u/0123456789")) {
+        // Rendered for a sample customer (every variable set), with a short link as a link
+        // would be: what fails here (a type error, a loop past the fuel) fails for everyone.
+        match render_parts(t, &personal::sample("https://x.cn/u/0123456789")) {
+            Ok(out) if t.channel == Channel::Sms => {
                 let (n, cap) = (out.text.chars().count(), sms_capacity(&out.text));
                 if n > cap {
                     r.warning("sms_length", "body_text", format!("about {n} characters: longer than one SMS ({cap}), sent as several"));
                 }
             }
+            Ok(_) => {}
+            Err(e) => r.error("render", "body_text", format!("the template does not render for a sample customer: {e}")),
         }
         if t.channel == Channel::Email && t.purpose == Purpose::Marketing && !used.contains("unsubscribe_url") {
             r.warning(
@@ -286,7 +299,11 @@ pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::R
     let ctx = without_nulls(serde_json::to_value(vars).map_err(|e| e.to_string())?);
     let one = |file: &str, src: &str| -> std::result::Result<String, String> {
         let tpl = env.template_from_named_str(file, src).map_err(|e| e.to_string())?;
-        tpl.render(&ctx).map_err(|e| e.to_string())
+        let out = tpl.render(&ctx).map_err(|e| e.to_string())?;
+        if out.len() > MAX_RENDERED {
+            return Err(format!("{file}: the rendered text is longer than {MAX_RENDERED} bytes"));
+        }
+        Ok(out)
     };
     Ok(Rendered {
         subject: match &t.subject {
@@ -426,6 +443,23 @@ mod tests {
 
     fn codes(r: &LintReport) -> Vec<&str> {
         r.errors.iter().map(|e| e.code.as_str()).collect()
+    }
+
+    #[test]
+    fn a_runaway_template_is_refused_not_run() {
+        // Found by the template fuzz target's seeds: 10^10 iterations, and a long string.
+        // Without the fuel the first would run for hours: the test finishing is the proof.
+        let s = EngagementSettings::default();
+        for body in [
+            "{{ salutation }}{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "{{ salutation }}{% for i in range(100000) %}{{ range(100000) | join(',') }}{% endfor %}",
+        ] {
+            for channel in [Channel::Sms, Channel::Wechat] {
+                let r = lint(&t(channel, None, body), &s);
+                assert_eq!(codes(&r), vec!["render"], "{r:?}");
+                assert!(render_parts(&t(channel, None, body), &personal::sample("u")).is_err());
+            }
+        }
     }
 
     #[test]
