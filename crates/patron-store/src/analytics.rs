@@ -695,7 +695,7 @@ impl Store {
             .fetch_one(
                 query(
                     "INSERT INTO analytics_runs (as_of_day, model_version, started_at, finished_at, customers, orders_used, config, report, \
-                     ab_customers, ab_churned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                     ab_customers, ab_churned, snapshot_customers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $5) RETURNING id",
                 )
                 .bind(as_of)
                 .bind(MODEL_VERSION)
@@ -711,6 +711,12 @@ impl Store {
             .await?;
         // Who was churned or at risk before this run: those who become so now get an event
         // (`customer.churned`, `customer.at_risk`) that journeys start on.
+        // The shared tables first (crate::history::retire_snapshots says why): the retention of
+        // older snapshots, and the cohorts.
+        let cutoff = crate::history::retire_snapshots(&mut tx, keep).await?;
+        if let Some(cells) = cohorts {
+            crate::cohorts::store_cells(&mut tx, run_id, cells).await?;
+        }
         // Read as small codes: a million customers' previous values stay a few tens of MB.
         let before = crate::history::read_before(&mut tx).await?;
         tx.execute(query("DELETE FROM customer_scores")).await?;
@@ -722,11 +728,8 @@ impl Store {
                 (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c]))).collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
-        // The compact snapshot of this run, the retention of older ones, and the cohorts.
-        crate::history::write_snapshot(&mut tx, run_id, keep).await?;
-        if let Some(cells) = cohorts {
-            crate::cohorts::store_cells(&mut tx, run_id, cells).await?;
-        }
+        // The compact snapshot of this run; older ones beyond the retention go.
+        crate::history::write_snapshot(&mut tx, run_id, cutoff).await?;
         let now = self.now();
         let mut became: Vec<(i64, &'static str, serde_json::Value)> = Vec::new();
         for (c, &id) in customer_ids.iter().enumerate() {

@@ -27,6 +27,7 @@ pub const HISTORY: &str = "analytics_history";
 #[serde(default, deny_unknown_fields)]
 pub struct HistorySettings {
     /// Runs whose per-customer snapshot is kept (2–120, default 24); each run deletes older ones.
+    #[schema(minimum = 2, maximum = 120)]
     pub runs: u32,
 }
 
@@ -67,7 +68,8 @@ pub const CHURN_CODES: &[&str] = &["none", "relative", "absolute"];
 /// `CASE col WHEN 'key' THEN code … ELSE 0 END` for codes counted from `first`.
 pub(crate) fn code_case(col: &str, codes: &[&str], first: usize) -> String {
     let whens: Vec<String> = codes.iter().enumerate().map(|(i, k)| format!("WHEN '{k}' THEN {}", i + first)).collect();
-    format!("CASE {col} {} ELSE 0 END", whens.join(" "))
+    // BIGINT on both engines, so that it reads back as an i64 (PostgreSQL's literals are int4).
+    format!("CAST(CASE {col} {} ELSE 0 END AS BIGINT)", whens.join(" "))
 }
 
 /// The key of a code counted from 1 (`None` for 0 or an unknown code).
@@ -170,26 +172,11 @@ pub struct SegmentSize {
     pub customers: i64,
 }
 
-/// Writes the snapshot of run `run_id` from `customer_scores` (which holds that run's rows in the
-/// caller's transaction) and deletes the snapshots beyond the last `keep` runs.
-pub(crate) async fn write_snapshot(tx: &mut Tx, run_id: i64, keep: u32) -> Result<()> {
-    let clv = "CASE WHEN clv_cents IS NULL THEN NULL WHEN clv_cents >= 9.0e18 THEN 9000000000000000000 \
-               WHEN clv_cents <= -9.0e18 THEN -9000000000000000000 ELSE CAST(ROUND(clv_cents) AS BIGINT) END";
-    let n = tx
-        .execute(
-            query(format!(
-                "INSERT INTO score_snapshots (customer_id, run_id, trailing_spend_cents, clv_cents, p_alive, abcd_tier, rfm_class, lifecycle, churn) \
-                 SELECT customer_id, run_id, trailing_spend_cents, {clv}, p_alive, {}, {}, {}, {} FROM customer_scores WHERE run_id = $1",
-                code_case("abcd_tier", ABCD_CODES, 1),
-                code_case("rfm_class", RFM_CODES, 1),
-                code_case("lifecycle", LIFECYCLE_CODES, 1),
-                code_case("churn", CHURN_CODES, 0),
-            ))
-            .bind(run_id),
-        )
-        .await?;
-    tx.execute(query("UPDATE analytics_runs SET snapshot_customers = $1 WHERE id = $2").bind(n as i64).bind(run_id)).await?;
-    // The oldest run kept; everything before it goes.
+/// Marks the runs beyond the last `keep` (counting run `run_id`, just inserted with its snapshot
+/// count) as having no snapshot any more; returns the oldest run kept. Called before the run
+/// writes customer rows: on Citus a reference table that distributed tables refer to cannot be
+/// changed after a parallel write to them in the same transaction.
+pub(crate) async fn retire_snapshots(tx: &mut Tx, keep: u32) -> Result<Option<i64>> {
     let cutoff: Option<(i64,)> = tx
         .fetch_optional(
             query("SELECT id FROM analytics_runs WHERE snapshot_customers IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET $1")
@@ -197,9 +184,31 @@ pub(crate) async fn write_snapshot(tx: &mut Tx, run_id: i64, keep: u32) -> Resul
         )
         .await?;
     if let Some((cutoff,)) = cutoff {
-        tx.execute(query("DELETE FROM score_snapshots WHERE run_id < $1").bind(cutoff)).await?;
         tx.execute(query("UPDATE analytics_runs SET snapshot_customers = NULL WHERE id < $1 AND snapshot_customers IS NOT NULL").bind(cutoff))
             .await?;
+    }
+    Ok(cutoff.map(|c| c.0))
+}
+
+/// Writes the snapshot of run `run_id` from `customer_scores` (which holds that run's rows in the
+/// caller's transaction) and deletes the snapshots of runs before `cutoff`.
+pub(crate) async fn write_snapshot(tx: &mut Tx, run_id: i64, cutoff: Option<i64>) -> Result<()> {
+    let clv = "CASE WHEN clv_cents IS NULL THEN NULL WHEN clv_cents >= 9.0e18 THEN 9000000000000000000 \
+               WHEN clv_cents <= -9.0e18 THEN -9000000000000000000 ELSE CAST(ROUND(clv_cents) AS BIGINT) END";
+    tx.execute(
+        query(format!(
+            "INSERT INTO score_snapshots (customer_id, run_id, trailing_spend_cents, clv_cents, p_alive, abcd_tier, rfm_class, lifecycle, churn) \
+             SELECT customer_id, run_id, trailing_spend_cents, {clv}, p_alive, {}, {}, {}, {} FROM customer_scores WHERE run_id = $1",
+            code_case("abcd_tier", ABCD_CODES, 1),
+            code_case("rfm_class", RFM_CODES, 1),
+            code_case("lifecycle", LIFECYCLE_CODES, 1),
+            code_case("churn", CHURN_CODES, 0),
+        ))
+        .bind(run_id),
+    )
+    .await?;
+    if let Some(cutoff) = cutoff {
+        tx.execute(query("DELETE FROM score_snapshots WHERE run_id < $1").bind(cutoff)).await?;
     }
     Ok(())
 }
@@ -319,7 +328,8 @@ impl Store {
             .fetch_all(
                 query(format!(
                     "SELECT f, t, COUNT(*), {revenue} FROM (\
-                       SELECT customer_id, MAX(CASE WHEN run_id = $1 THEN {col} END) AS f, MAX(CASE WHEN run_id = $2 THEN {col} END) AS t, \
+                       SELECT customer_id, CAST(MAX(CASE WHEN run_id = $1 THEN {col} END) AS BIGINT) AS f, \
+                       CAST(MAX(CASE WHEN run_id = $2 THEN {col} END) AS BIGINT) AS t, \
                        MAX(CASE WHEN run_id = $2 THEN trailing_spend_cents ELSE 0 END) AS rev \
                        FROM score_snapshots WHERE run_id IN ($1, $2) AND {scope} GROUP BY customer_id) x \
                      GROUP BY f, t"
@@ -415,6 +425,6 @@ mod tests {
         assert_eq!(key_of(ABCD_CODES, 0), None);
         assert_eq!(key_of(ABCD_CODES, 9), None);
         assert_eq!(Dimension::AbcdTier.value(0), "none");
-        assert_eq!(code_case("x", &["a", "b"], 1), "CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END");
+        assert_eq!(code_case("x", &["a", "b"], 1), "CAST(CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END AS BIGINT)");
     }
 }

@@ -115,7 +115,7 @@ pub struct MigrationParams {
     /// The later run (default: the latest run with a snapshot).
     pub to_run: Option<i64>,
     /// `abcd_tier` (default), `rfm_class` or `lifecycle`.
-    pub dimension: Option<Dimension>,
+    pub dimension: Option<String>,
 }
 
 /// How customers moved between the tiers (classes, stages) of two analysis runs: one cell per
@@ -127,7 +127,11 @@ pub struct MigrationParams {
     responses((status = 200, body = Migration), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn migration(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<MigrationParams>) -> ApiResult<Json<Migration>> {
-    let dimension = p.dimension.unwrap_or(Dimension::AbcdTier);
+    let dimension = match p.dimension.as_deref() {
+        None | Some("") => Dimension::AbcdTier,
+        Some(d) => Dimension::parse(d)
+            .ok_or_else(|| ApiError::bad_request("dimension", "dimension must be abcd_tier, rfm_class or lifecycle"))?,
+    };
     Ok(Json(state.store.migration(&actor, p.from_run, p.to_run, dimension).await?))
 }
 
