@@ -145,10 +145,38 @@ test_both!(openapi_lists_the_analytics_paths, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let (s, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
-    for p in ["/api/v1/analytics/overview", "/api/v1/analytics/runs/latest", "/api/v1/analytics/runs", "/api/v1/customers/{id}/scores"] {
+    for p in [
+        "/api/v1/analytics/overview",
+        "/api/v1/analytics/runs/latest",
+        "/api/v1/analytics/runs",
+        "/api/v1/customers/{id}/scores",
+        "/api/v1/analytics/migration",
+        "/api/v1/analytics/cohorts",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/history/settings",
+        "/api/v1/segments/{key}/sizes",
+    ] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
-    for schema in ["Overview", "GroupStat", "ChurnStat", "Bucket", "AnalysisRun", "CustomerScores", "RunRequest"] {
+    assert!(doc["paths"]["/api/v1/analytics/runs"]["get"].is_object() && doc["paths"]["/api/v1/analytics/runs"]["post"].is_object());
+    for schema in [
+        "Overview",
+        "GroupStat",
+        "ChurnStat",
+        "Bucket",
+        "AnalysisRun",
+        "CustomerScores",
+        "RunRequest",
+        "RunInfo",
+        "Migration",
+        "MigrationCell",
+        "CohortReport",
+        "Cohort",
+        "TrendReport",
+        "TrendMonth",
+        "HistorySettings",
+        "SegmentSize",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "OpenAPI lacks the schema {schema}");
     }
 });
@@ -370,7 +398,10 @@ test_both!(score_history_migration_and_segment_sizes_over_http, |db: TestDb| asy
             .unwrap()
             .iter()
             .map(|c| {
-                ((c["from"].as_str().unwrap().to_owned(), c["to"].as_str().unwrap().to_owned()), (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap()))
+                (
+                    (c["from"].as_str().unwrap().to_owned(), c["to"].as_str().unwrap().to_owned()),
+                    (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap()),
+                )
             })
             .collect()
     };
@@ -397,7 +428,8 @@ test_both!(score_history_migration_and_segment_sizes_over_http, |db: TestDb| asy
 
     // "A customers who became B" is a segment whose count is the matrix's cell.
     let ab = tiers.get(&("A".to_owned(), "B".to_owned())).map_or(0, |c| c.0);
-    let (s, p) = app.post("/api/v1/segments/preview", json!({"rule": "previous_abcd_tier = \"A\" and abcd_tier = \"B\"", "limit": 0})).await;
+    let (s, p) =
+        app.post("/api/v1/segments/preview", json!({"rule": "previous_abcd_tier = \"A\" and abcd_tier = \"B\"", "limit": 0})).await;
     assert_eq!((s, p["count"].as_i64()), (200, Some(ab)), "{p}");
     let (_, fields) = app.get("/api/v1/segments/fields").await;
     assert!(fields.as_array().unwrap().iter().any(|f| f["name"] == "previous_lifecycle"), "{fields}");
@@ -407,10 +439,13 @@ test_both!(score_history_migration_and_segment_sizes_over_http, |db: TestDb| asy
     let (s, sizes) = app.get(&format!("/api/v1/segments/{key}/sizes")).await;
     assert_eq!(s, 200, "{sizes}");
     let count = |t: &std::collections::BTreeMap<i64, (String, i64, Option<i64>)>| t.values().filter(|v| v.0 == "A").count() as i64;
-    assert_eq!(sizes, json!([
-        {"run_id": r1, "as_of": "2026-01-31", "customers": count(&tiers1)},
-        {"run_id": r2, "as_of": "2026-06-30", "customers": count(&tiers2)}
-    ]));
+    assert_eq!(
+        sizes,
+        json!([
+            {"run_id": r1, "as_of": "2026-01-31", "customers": count(&tiers1)},
+            {"run_id": r2, "as_of": "2026-06-30", "customers": count(&tiers2)}
+        ])
+    );
     let (s, _) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/segments/{key}/sizes")).send().await.unwrap()).await;
     assert_eq!(s, 403);
     let (s, _) = app.get("/api/v1/segments/987654/sizes").await;
@@ -422,7 +457,8 @@ test_both!(score_history_migration_and_segment_sizes_over_http, |db: TestDb| asy
     let (s, b) = app.put("/api/v1/analytics/history/settings", json!({"runs": 1})).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("runs")), "{b}");
     let (s, _) =
-        json_of(app.req_as(&agent, Method::PUT, "/api/v1/analytics/history/settings").json(&json!({"runs": 5})).send().await.unwrap()).await;
+        json_of(app.req_as(&agent, Method::PUT, "/api/v1/analytics/history/settings").json(&json!({"runs": 5})).send().await.unwrap())
+            .await;
     assert_eq!(s, 403);
     let (s, h) = app.put("/api/v1/analytics/history/settings", json!({"runs": 5})).await;
     assert_eq!((s, h), (200, json!({"runs": 5})));

@@ -390,6 +390,10 @@ static SCORES_TABLE: Stage = Stage {
         ("cost_to_serve_cents", ColType::Int),
         ("profit_cents", ColType::Int),
         ("cts_quadrant", ColType::Text),
+        // The run before's values (crate::history), for the segment fields previous_*.
+        ("previous_abcd_tier", ColType::Text),
+        ("previous_rfm_class", ColType::Text),
+        ("previous_lifecycle", ColType::Text),
         // Next best action and channel calibration (crate::next_action::EXTRA_COLUMNS).
         ("next_action", ColType::Text),
         ("next_action_category_id", ColType::Int),
@@ -399,10 +403,6 @@ static SCORES_TABLE: Stage = Stage {
         ("response_rate_sms", ColType::Float),
         ("response_rate_wechat", ColType::Float),
         ("response_rate_mail", ColType::Float),
-        // The run before's values (crate::history), for the segment fields previous_*.
-        ("previous_abcd_tier", ColType::Text),
-        ("previous_rfm_class", ColType::Text),
-        ("previous_lifecycle", ColType::Text),
     ],
 };
 
@@ -483,12 +483,12 @@ fn score_args(
         Arg::I64(cost.map(|x| x.0.profit_cents())),
         Arg::Text(cost.map(|x| x.1.key().to_owned())),
     ];
-    args.extend(crate::next_action::extra_args(extras, c));
     use crate::history::{key_of, ABCD_CODES, LIFECYCLE_CODES, RFM_CODES};
     let prev = |codes: &[&'static str], code: Option<u8>| Arg::Text(code.and_then(|c| key_of(codes, i64::from(c))).map(str::to_owned));
     args.push(prev(ABCD_CODES, before.map(|b| b.abcd_tier)));
     args.push(prev(RFM_CODES, before.map(|b| b.rfm_class)));
     args.push(prev(LIFECYCLE_CODES, before.map(|b| b.lifecycle)));
+    args.extend(crate::next_action::extra_args(extras, c));
     args
 }
 
@@ -724,8 +724,9 @@ impl Store {
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> =
-                (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c]))).collect();
+            let rows: Vec<Vec<Arg>> = (start..end)
+                .map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c])))
+                .collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
         // The compact snapshot of this run; older ones beyond the retention go.
@@ -790,8 +791,10 @@ impl Store {
         let extras = self.score_extras(&input.customer_ids, &output, latest_nps.as_deref(), as_of_day).await?;
         let run_id =
             self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
-        // Saved segments' sizes at this run (crate::history), over the scores just committed.
+        // Saved segments' sizes at this run and the migration since the run before
+        // (crate::history), over the scores just committed.
         self.record_segment_sizes(run_id).await?;
+        self.record_migrations(run_id).await?;
         Ok((run_id, output))
     }
 

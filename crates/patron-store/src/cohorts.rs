@@ -246,12 +246,15 @@ impl Store {
             let rows: Vec<(i64, i64, i64, i64, i64, i64)> = self
                 .db
                 .reader()
-                .fetch_all(query("SELECT cohort, month, run_id, customers, orders, revenue_cents FROM cohort_months ORDER BY cohort, month"))
+                .fetch_all(query(
+                    "SELECT cohort, month, run_id, customers, orders, revenue_cents FROM cohort_months ORDER BY cohort, month",
+                ))
                 .await?;
             if let Some(run_id) = rows.first().map(|r| r.2) {
                 let as_of: Option<(i64,)> =
                     self.db.reader().fetch_optional(query("SELECT as_of_day FROM analytics_runs WHERE id = $1").bind(run_id)).await?;
-                let last_month = as_of.and_then(|(d,)| i32::try_from(d).ok()).and_then(month_of_day).unwrap_or_else(|| self.current_month());
+                let last_month =
+                    as_of.and_then(|(d,)| i32::try_from(d).ok()).and_then(month_of_day).unwrap_or_else(|| self.current_month());
                 let cells = rows
                     .into_iter()
                     .map(|(cohort, month, _, customers, orders, revenue_cents)| CohortCell {
@@ -280,7 +283,8 @@ impl Store {
             )
             .await?;
         let mut index: HashMap<i64, u32> = HashMap::new();
-        let (mut cust, mut days, mut amounts) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+        let (mut cust, mut days, mut amounts) =
+            (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
         for (c, d, a) in rows {
             let next = index.len() as u32;
             cust.push(*index.entry(c).or_insert(next));
@@ -440,7 +444,11 @@ mod tests {
     fn cells_count_distinct_customers() {
         let d = |y, m, day| patron_analytics::day_number(NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default());
         // Customer 0: Jan (two orders), Mar. Customer 1: Feb, Feb.
-        let cells = cohort_cells(&[0, 0, 1, 0, 1], &[d(2026, 1, 5), d(2026, 1, 6), d(2026, 2, 1), d(2026, 3, 1), d(2026, 2, 9)], &[10, 20, 5, 7, 1]);
+        let cells = cohort_cells(
+            &[0, 0, 1, 0, 1],
+            &[d(2026, 1, 5), d(2026, 1, 6), d(2026, 2, 1), d(2026, 3, 1), d(2026, 2, 9)],
+            &[10, 20, 5, 7, 1],
+        );
         let jan = month_of_date(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default());
         assert_eq!(
             cells,

@@ -280,7 +280,10 @@ test_both!(score_history_gives_the_migration_matrix_and_previous_fields, |db: Te
 
     // The runs list, newest first.
     let runs = s.analysis_runs().await.unwrap();
-    assert_eq!(runs.iter().map(|r| (r.id, r.customers, r.history)).collect::<Vec<_>>(), vec![(run2, n as i64 + 1, true), (run1, n as i64, true)]);
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.customers, r.history)).collect::<Vec<_>>(),
+        vec![(run2, n as i64 + 1, true), (run1, n as i64, true)]
+    );
     assert_eq!(runs[0].as_of, Some(d2));
 
     // The matrix, counted here customer by customer from the in-memory models.
@@ -336,12 +339,13 @@ test_both!(score_history_gives_the_migration_matrix_and_previous_fields, |db: Te
     assert_eq!(s.segment_count(&cli, r#"previous_lifecycle = "prospect""#).await.unwrap(), prev_prospects);
 
     // Saved segments over scores have a size at each run; the others are not measured.
-    let a_count = |e: &patron_analytics::AnalyticsOutput| e.scores.abcd.tier.iter().filter(|t| t.map(|t| t.key()) == Some("A")).count() as i64;
+    let a_count =
+        |e: &patron_analytics::AnalyticsOutput| e.scores.abcd.tier.iter().filter(|t| t.map(|t| t.key()) == Some("A")).count() as i64;
     let sizes = s.segment_sizes(&tier_a.key).await.unwrap();
-    assert_eq!(sizes.iter().map(|z| (z.run_id, z.as_of, z.customers)).collect::<Vec<_>>(), vec![
-        (run1, Some(d1), a_count(&e1)),
-        (run2, Some(d2), a_count(&e2))
-    ]);
+    assert_eq!(
+        sizes.iter().map(|z| (z.run_id, z.as_of, z.customers)).collect::<Vec<_>>(),
+        vec![(run1, Some(d1), a_count(&e1)), (run2, Some(d2), a_count(&e2))]
+    );
     assert_eq!(s.segment_sizes(&a_to_b.key).await.unwrap().last().map(|z| z.customers), Some(ab));
     assert!(s.segment_sizes(&live_only.key).await.unwrap().is_empty());
     assert!(matches!(s.segment_sizes("424242").await, Err(patron_store::StoreError::NotFound(_))));
@@ -438,10 +442,8 @@ test_both!(cohorts_and_trends_match_the_orders, |db: TestDb| async move {
     let (run, _) = s.run_analysis(&cli, today, &AnalyticsConfig::default()).await.unwrap();
 
     // Counted here from the orders as written: (cohort, month) → customers, orders, revenue.
-    let done: Vec<&OrderFact> = list
-        .iter()
-        .filter(|f| f.3 && f.0 != 0 && f.1.with_timezone(&chrono_tz::Asia::Shanghai).date_naive() <= today)
-        .collect();
+    let done: Vec<&OrderFact> =
+        list.iter().filter(|f| f.3 && f.0 != 0 && f.1.with_timezone(&chrono_tz::Asia::Shanghai).date_naive() <= today).collect();
     let mut first: BTreeMap<usize, (i32, u32)> = BTreeMap::new();
     for f in &done {
         let m = ym(f.1);

@@ -129,8 +129,9 @@ pub struct MigrationParams {
 pub async fn migration(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<MigrationParams>) -> ApiResult<Json<Migration>> {
     let dimension = match p.dimension.as_deref() {
         None | Some("") => Dimension::AbcdTier,
-        Some(d) => Dimension::parse(d)
-            .ok_or_else(|| ApiError::bad_request("dimension", "dimension must be abcd_tier, rfm_class or lifecycle"))?,
+        Some(d) => {
+            Dimension::parse(d).ok_or_else(|| ApiError::bad_request("dimension", "dimension must be abcd_tier, rfm_class or lifecycle"))?
+        }
     };
     Ok(Json(state.store.migration(&actor, p.from_run, p.to_run, dimension).await?))
 }

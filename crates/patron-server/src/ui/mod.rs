@@ -5,11 +5,11 @@
 
 mod accounts;
 pub mod analytics;
-mod history;
 mod audit;
 mod campaigns;
 mod customer_events;
 mod fulfilment;
+mod history;
 mod journeys;
 mod kpis;
 mod loyalty;

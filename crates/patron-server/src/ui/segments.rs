@@ -238,16 +238,15 @@ async fn save(State(state): State<AppState>, user: UiUser, Form(f): Form<SaveFor
         Ok(s) => Redirect::to(&format!("/ui/segments?key={}&saved=1#segment-list", percent_encode(&s.key))).into_response(),
         Err(e @ (StoreError::Invalid { .. } | StoreError::Conflict(_))) => {
             let e = ApiError::from(e);
-            let b =
-                Builder {
-                    rule: f.rule,
-                    name: f.name,
-                    description: f.description,
-                    error: Some(e.message),
-                    field: e.field,
-                    saved: false,
-                    sizes: None,
-                };
+            let b = Builder {
+                rule: f.rule,
+                name: f.name,
+                description: f.description,
+                error: Some(e.message),
+                field: e.field,
+                saved: false,
+                sizes: None,
+            };
             render_page(&state, &user, b, e.status).await
         }
         Err(e) => error_page(&state, &user, e.into()),

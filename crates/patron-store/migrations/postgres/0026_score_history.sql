@@ -54,3 +54,17 @@ CREATE TABLE cohort_months (
     revenue_cents BIGINT NOT NULL,
     PRIMARY KEY (cohort, month)
 );
+
+-- The whole base's migration matrix of each run against the run before it, per dimension
+-- (codes as in score_snapshots; NULL: not scored in that run), stored by the run so that the
+-- dashboard's default matrix is read, not counted.
+CREATE TABLE run_migrations (
+    to_run        BIGINT NOT NULL,
+    from_run      BIGINT NOT NULL,
+    dimension     TEXT NOT NULL,
+    from_code     BIGINT,
+    to_code       BIGINT,
+    customers     BIGINT NOT NULL,
+    revenue_cents BIGINT NOT NULL
+);
+CREATE INDEX run_migrations_runs ON run_migrations (to_run, from_run, dimension);
