@@ -170,6 +170,7 @@ async fn history_charts_draw_and_a_flow_opens_its_segment() {
     ] {
         b.find(&format!("#{id}[data-drawn=\"1\"] canvas")).await;
     }
+    b.script("document.getElementById('history-title').scrollIntoView()").await;
     b.screenshot(&common::screenshots().join("analytics-history.png")).await;
     // The flows are links to their segments; the first flow's count is the segment's.
     let (_, m) = app.get("/api/v1/analytics/migration").await;
