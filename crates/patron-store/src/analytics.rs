@@ -429,6 +429,7 @@ pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the row's parts, each from its own module
 fn score_args(
     out: &AnalyticsOutput,
     c: usize,

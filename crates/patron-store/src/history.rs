@@ -256,7 +256,8 @@ impl Store {
 
     /// Every analysis run, newest first.
     pub async fn analysis_runs(&self) -> Result<Vec<RunInfo>> {
-        let rows: Vec<(i64, i64, DateTime<Utc>, i64, Option<i64>)> = self
+        type Row = (i64, i64, DateTime<Utc>, i64, Option<i64>);
+        let rows: Vec<Row> = self
             .db
             .reader()
             .fetch_all(query("SELECT id, as_of_day, finished_at, customers, snapshot_customers FROM analytics_runs ORDER BY id DESC"))

@@ -450,7 +450,10 @@ test_both!(cohorts_and_trends_match_the_orders, |db: TestDb| async move {
         let e = first.entry(f.0).or_insert(m);
         *e = (*e).min(m);
     }
-    let mut cells: BTreeMap<((i32, u32), (i32, u32)), (BTreeSet<usize>, i64, i64)> = BTreeMap::new();
+    // (cohort, month) → the customers active, their orders and revenue.
+    type Month = (i32, u32);
+    type Cell = (BTreeSet<usize>, i64, i64);
+    let mut cells: BTreeMap<(Month, Month), Cell> = BTreeMap::new();
     for f in &done {
         let e = cells.entry((first[&f.0], ym(f.1))).or_default();
         e.0.insert(f.0);
