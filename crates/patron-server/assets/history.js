@@ -18,7 +18,7 @@
     if (!node) { return null; }
     var chart = echarts.init(node, null, { renderer: "canvas" });
     option.color = option.color || palette;
-    option.animationDuration = 300;
+    option.animation = false;
     chart.setOption(option);
     node.setAttribute("data-drawn", "1");
     charts.push(chart);

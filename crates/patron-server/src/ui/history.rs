@@ -180,11 +180,17 @@ fn labels(lang: Lang) -> std::collections::BTreeMap<&'static str, &'static str> 
     .collect()
 }
 
-/// The dashboard's history JSON for what `actor` sees (the last 12 months); `None` when none of
+/// The dashboard's history JSON for what `actor` sees (cohorts of the last 24 months, trends of
+/// the last 12); `None` when none of
 /// it can be read (the rest of the dashboard still shows).
 pub async fn dashboard_data(state: &AppState, actor: &Actor, lang: Lang) -> Option<Value> {
     let migration = state.store.migration(actor, None, None, Dimension::AbcdTier).await.ok();
-    let cohorts = state.store.cohorts(actor, None, None).await.ok()?;
+    // Two years of cohorts: an established base has few new cohorts in the last 12 months.
+    let last = state.store.cohorts(actor, None, None).await.ok()?.last_month;
+    let last = patron_store::cohorts::parse_month(&last, "to").ok()?;
+    let from = patron_store::cohorts::month_label((last - 23).max(0));
+    let to = patron_store::cohorts::month_label(last);
+    let cohorts = state.store.cohorts(actor, Some(&from), Some(&to)).await.ok()?;
     let trend = state.store.trends(actor, None, None).await.ok()?;
     let data = History {
         labels: labels(lang),
