@@ -58,6 +58,12 @@ BEYOND_THE_SCHEMA = [
     # An audit query's range ends after it starts, and actor and actor_id name the same user.
     ("GET", "/api/v1/audit", 400, "invalid", r"to|actor_id"),
     ("GET", "/api/v1/audit/export", 400, "invalid", r"to|actor_id"),
+    # Runs compared must exist and still have their score snapshot (issue 18 §2).
+    ("GET", "/api/v1/analytics/migration", 422, "invalid", r"from_run|to_run"),
+    # Months are YYYY-MM from 1970, the range at most 240 months, `from` not after `to` (422
+    # naming the parameter, as the issue asks; no pattern in the document, see api/contract.rs).
+    ("GET", "/api/v1/analytics/cohorts", 422, "invalid", r"from|to"),
+    ("GET", "/api/v1/analytics/trends", 422, "invalid", r"from|to"),
     # A calendar needs at least one working weekday, and a day closes after it opens.
     ("PUT", "/api/v1/calendar", 422, "invalid", r"weekdays"),
     ("PUT", "/api/v1/calendar", 422, "invalid_json", r"weekdays(\[\d\])?"),

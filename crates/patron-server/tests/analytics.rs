@@ -145,10 +145,38 @@ test_both!(openapi_lists_the_analytics_paths, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let (s, doc) = app.get("/api/v1/openapi.json").await;
     assert_eq!(s, 200);
-    for p in ["/api/v1/analytics/overview", "/api/v1/analytics/runs/latest", "/api/v1/analytics/runs", "/api/v1/customers/{id}/scores"] {
+    for p in [
+        "/api/v1/analytics/overview",
+        "/api/v1/analytics/runs/latest",
+        "/api/v1/analytics/runs",
+        "/api/v1/customers/{id}/scores",
+        "/api/v1/analytics/migration",
+        "/api/v1/analytics/cohorts",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/history/settings",
+        "/api/v1/segments/{key}/sizes",
+    ] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
-    for schema in ["Overview", "GroupStat", "ChurnStat", "Bucket", "AnalysisRun", "CustomerScores", "RunRequest"] {
+    assert!(doc["paths"]["/api/v1/analytics/runs"]["get"].is_object() && doc["paths"]["/api/v1/analytics/runs"]["post"].is_object());
+    for schema in [
+        "Overview",
+        "GroupStat",
+        "ChurnStat",
+        "Bucket",
+        "AnalysisRun",
+        "CustomerScores",
+        "RunRequest",
+        "RunInfo",
+        "Migration",
+        "MigrationCell",
+        "CohortReport",
+        "Cohort",
+        "TrendReport",
+        "TrendMonth",
+        "HistorySettings",
+        "SegmentSize",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "OpenAPI lacks the schema {schema}");
     }
 });
@@ -303,5 +331,236 @@ test_both!(openapi_lists_the_segment_paths, |db: TestDb| async move {
     }
     for schema in ["Segment", "SegmentWithCount", "SegmentMembers", "SegmentMember", "PreviewRequest", "NewSegment", "SegmentPatch"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "OpenAPI lacks the schema {schema}");
+    }
+});
+
+/// Every customer's value of `key` in the latest scores (`none` without one), by id.
+async fn latest_values(app: &TestApp, key: &str) -> std::collections::BTreeMap<i64, (String, i64, Option<i64>)> {
+    let (_, page) = app.get("/api/v1/customers?limit=1000").await;
+    let mut out = std::collections::BTreeMap::new();
+    for c in page["items"].as_array().unwrap() {
+        let id = c["id"].as_i64().unwrap();
+        let (s, sc) = app.get(&format!("/api/v1/customers/{id}/scores")).await;
+        assert_eq!(s, 200, "{sc}");
+        let v = sc[key].as_str().unwrap_or("none").to_owned();
+        out.insert(id, (v, sc["trailing_spend_cents"].as_i64().unwrap(), c["owner_id"].as_i64()));
+    }
+    out
+}
+
+test_both!(score_history_migration_and_segment_sizes_over_http, |db: TestDb| async move {
+    let app = spawn_app(db).await;
+    let (agent, agent_id) = seed(&app).await;
+    let (_, runs) = app.get("/api/v1/analytics/runs").await;
+    assert_eq!(runs, json!([]));
+    let (s, b) = app.get("/api/v1/analytics/migration").await;
+    assert_eq!((s, error_code(&b).as_str()), (404, "not_found"), "{b}");
+    let (s, seg) = app.post("/api/v1/segments", json!({"name": "A 类", "rule": "abcd_tier = \"A\""})).await;
+    assert_eq!(s, 201, "{seg}");
+
+    let (s, run1) = app.post("/api/v1/analytics/runs", json!({"as_of": "2026-01-31"})).await;
+    assert_eq!(s, 201, "{run1}");
+    let tiers1 = latest_values(&app, "abcd_tier").await;
+    let classes1 = latest_values(&app, "rfm_class").await;
+    let (s, run2) = app.post("/api/v1/analytics/runs", json!({})).await;
+    assert_eq!(s, 201, "{run2}");
+    let tiers2 = latest_values(&app, "abcd_tier").await;
+    let classes2 = latest_values(&app, "rfm_class").await;
+    let (r1, r2) = (run1["id"].as_i64().unwrap(), run2["id"].as_i64().unwrap());
+
+    let (s, runs) = app.get("/api/v1/analytics/runs").await;
+    assert_eq!(s, 200, "{runs}");
+    let listed: Vec<(i64, &str, bool)> =
+        runs.as_array().unwrap().iter().map(|r| (r["id"].as_i64().unwrap(), r["as_of"].as_str().unwrap(), r["history"] == true)).collect();
+    assert_eq!(listed, vec![(r2, "2026-06-30", true), (r1, "2026-01-31", true)]);
+    assert_eq!(runs[0]["customers"], CUSTOMERS as i64);
+
+    // The matrix against the scores read customer by customer after each run.
+    type Cells = std::collections::BTreeMap<(String, String), (i64, i64)>;
+    let expect = |a: &std::collections::BTreeMap<i64, (String, i64, Option<i64>)>,
+                  b: &std::collections::BTreeMap<i64, (String, i64, Option<i64>)>,
+                  owner: Option<i64>|
+     -> Cells {
+        let mut cells = Cells::new();
+        for (id, (to, spend, o)) in b {
+            if owner.is_some() && *o != owner {
+                continue;
+            }
+            let e = cells.entry((a[id].0.clone(), to.clone())).or_default();
+            e.0 += 1;
+            e.1 += spend;
+        }
+        cells
+    };
+    let got = |m: &Value| -> Cells {
+        m["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    (c["from"].as_str().unwrap().to_owned(), c["to"].as_str().unwrap().to_owned()),
+                    (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    let (s, m) = app.get("/api/v1/analytics/migration").await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!((m["from_run"].as_i64(), m["to_run"].as_i64(), m["dimension"].as_str()), (Some(r1), Some(r2), Some("abcd_tier")));
+    let tiers = expect(&tiers1, &tiers2, None);
+    assert_eq!(got(&m), tiers);
+    let (s, m) = app.get(&format!("/api/v1/analytics/migration?from_run={r1}&to_run={r2}&dimension=rfm_class")).await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(got(&m), expect(&classes1, &classes2, None));
+    let (s, m) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/migration").send().await.unwrap()).await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(got(&m), expect(&tiers1, &tiers2, Some(agent_id)));
+    assert_eq!(got(&m).values().map(|c| c.0).sum::<i64>(), (CUSTOMERS / 3) as i64);
+    // Bad input: unknown runs (422 on the field), an unknown dimension (400: outside the schema).
+    for (q, field) in [(format!("from_run={}", r2 + 50), "from_run"), ("to_run=0".to_owned(), "to_run")] {
+        let (s, b) = app.get(&format!("/api/v1/analytics/migration?{q}")).await;
+        assert_eq!((s, b["error"]["field"].as_str()), (422, Some(field)), "{q}: {b}");
+    }
+    let (s, b) = app.get("/api/v1/analytics/migration?dimension=city").await;
+    assert_eq!(s, 400, "{b}");
+    error_code(&b);
+
+    // "A customers who became B" is a segment whose count is the matrix's cell.
+    let ab = tiers.get(&("A".to_owned(), "B".to_owned())).map_or(0, |c| c.0);
+    let (s, p) =
+        app.post("/api/v1/segments/preview", json!({"rule": "previous_abcd_tier = \"A\" and abcd_tier = \"B\"", "limit": 0})).await;
+    assert_eq!((s, p["count"].as_i64()), (200, Some(ab)), "{p}");
+    let (_, fields) = app.get("/api/v1/segments/fields").await;
+    assert!(fields.as_array().unwrap().iter().any(|f| f["name"] == "previous_lifecycle"), "{fields}");
+
+    // The saved segment's size at each run; agents cannot read whole-base sizes.
+    let key = seg["key"].as_str().unwrap();
+    let (s, sizes) = app.get(&format!("/api/v1/segments/{key}/sizes")).await;
+    assert_eq!(s, 200, "{sizes}");
+    let count = |t: &std::collections::BTreeMap<i64, (String, i64, Option<i64>)>| t.values().filter(|v| v.0 == "A").count() as i64;
+    assert_eq!(
+        sizes,
+        json!([
+            {"run_id": r1, "as_of": "2026-01-31", "customers": count(&tiers1)},
+            {"run_id": r2, "as_of": "2026-06-30", "customers": count(&tiers2)}
+        ])
+    );
+    let (s, _) = json_of(app.req_as(&agent, Method::GET, &format!("/api/v1/segments/{key}/sizes")).send().await.unwrap()).await;
+    assert_eq!(s, 403);
+    let (s, _) = app.get("/api/v1/segments/987654/sizes").await;
+    assert_eq!(s, 404);
+
+    // The retention setting: read by anyone with analytics, changed by admins, checked.
+    let (s, h) = app.get("/api/v1/analytics/history/settings").await;
+    assert_eq!((s, h), (200, json!({"runs": 24})));
+    let (s, b) = app.put("/api/v1/analytics/history/settings", json!({"runs": 1})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("runs")), "{b}");
+    let (s, _) =
+        json_of(app.req_as(&agent, Method::PUT, "/api/v1/analytics/history/settings").json(&json!({"runs": 5})).send().await.unwrap())
+            .await;
+    assert_eq!(s, 403);
+    let (s, h) = app.put("/api/v1/analytics/history/settings", json!({"runs": 5})).await;
+    assert_eq!((s, h), (200, json!({"runs": 5})));
+});
+
+/// The seed's completed orders (customer index, date), from its own rule (analytics_seed).
+fn seed_orders() -> Vec<(usize, chrono::NaiveDate, i64)> {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 7, 1).unwrap();
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 6, 29).unwrap();
+    let mut out = Vec::new();
+    for i in 0..CUSTOMERS {
+        let first = start + chrono::Duration::days((i as i64 * 11) % 300);
+        let (count, gap) = match i % 10 {
+            0 => (0, 1),
+            1 => (1, 1),
+            _ => (2 + (i as i64 * 7) % 12, 10 + (i as i64 * 13) % 50),
+        };
+        let count = if i % 7 == 3 { count.min(3) } else { count };
+        for k in 0..count {
+            let day = first + chrono::Duration::days(k * gap);
+            if day > end {
+                break;
+            }
+            let amount = 40 + (i * 37 + k as usize * 11) % 300;
+            out.push((i, day, amount as i64 * 100 + 50));
+        }
+    }
+    out
+}
+
+test_both!(cohorts_and_trends_over_http, |db: TestDb| async move {
+    use chrono::Datelike;
+    let app = spawn_app(db).await;
+    let (agent, _) = seed(&app).await;
+    // Bad months are 422 naming the parameter, on both reports, before and after a run.
+    for path in ["/api/v1/analytics/cohorts", "/api/v1/analytics/trends"] {
+        for (q, field) in [("from=2026-13", "from"), ("to=2026-6", "to"), ("from=2026-05&to=2026-04", "from"), ("from=abc", "from")] {
+            let (s, b) = app.get(&format!("{path}?{q}")).await;
+            assert_eq!((s, b["error"]["field"].as_str()), (422, Some(field)), "{path}?{q}: {b}");
+        }
+        let (s, b) = app.get(&format!("{path}?month=2026-01")).await;
+        assert_eq!(s, 400, "{b}");
+    }
+    let (s, live) = app.get("/api/v1/analytics/cohorts?from=2024-07&to=2026-06").await;
+    assert_eq!((s, live["source"].as_str()), (200, Some("live")), "{live}");
+    let (s, _) = app.post("/api/v1/analytics/runs", json!({})).await;
+    assert_eq!(s, 201);
+
+    // Counted here from the seed's rule: months as (year, month), first order per customer.
+    let orders = seed_orders();
+    let ym = |d: chrono::NaiveDate| (d.year(), d.month());
+    let mut first: std::collections::BTreeMap<usize, (i32, u32)> = std::collections::BTreeMap::new();
+    for (c, d, _) in &orders {
+        let e = first.entry(*c).or_insert(ym(*d));
+        *e = (*e).min(ym(*d));
+    }
+    let months: Vec<(i32, u32)> = (0..24).map(|k| (2024 + (6 + k) / 12, ((6 + k) % 12 + 1) as u32)).collect();
+    for (who, token) in [("admin", None), ("agent", Some(&agent))] {
+        let only = |c: usize| token.is_none() || c.is_multiple_of(3);
+        let get = |path: String| {
+            let req = match token {
+                Some(t) => app.req_as(t, Method::GET, &path),
+                None => app.req(Method::GET, &path),
+            };
+            async move { json_of(req.send().await.unwrap()).await }
+        };
+        let (s, r) = get("/api/v1/analytics/cohorts?from=2024-07&to=2026-06".into()).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["source"], if token.is_none() { "run" } else { "live" });
+        let cohorts = r["cohorts"].as_array().unwrap();
+        assert_eq!(cohorts.len(), 24);
+        for (ci, c) in months.iter().enumerate() {
+            let got = &cohorts[ci];
+            assert_eq!(got["cohort"], format!("{:04}-{:02}", c.0, c.1));
+            let members: Vec<usize> = first.iter().filter(|(k, f)| **f == *c && only(**k)).map(|(k, _)| *k).collect();
+            assert_eq!(got["customers"], members.len() as i64, "{who} {c:?}");
+            for (k, m) in months[ci..].iter().enumerate() {
+                let mut active = std::collections::BTreeSet::new();
+                let mut revenue = 0;
+                for (cust, d, cents) in &orders {
+                    if members.contains(cust) && ym(*d) == *m {
+                        active.insert(*cust);
+                        revenue += cents;
+                    }
+                }
+                assert_eq!(got["active"][k], active.len() as i64, "{who} {c:?} +{k}");
+                assert_eq!(got["revenue_cents"][k], revenue, "{who} {c:?} +{k}");
+            }
+        }
+        let (s, t) = get("/api/v1/analytics/trends?from=2024-07&to=2026-06".into()).await;
+        assert_eq!(s, 200, "{t}");
+        for (k, m) in months.iter().enumerate() {
+            let got = &t["months"][k];
+            let in_month: Vec<&(usize, chrono::NaiveDate, i64)> = orders.iter().filter(|o| only(o.0) && ym(o.1) == *m).collect();
+            let active: std::collections::BTreeSet<usize> = in_month.iter().map(|o| o.0).collect();
+            let new = first.iter().filter(|(c, f)| **f == *m && only(**c)).count() as i64;
+            assert_eq!(got["orders"], in_month.len() as i64, "{who} {m:?}");
+            assert_eq!(got["revenue_cents"], in_month.iter().map(|o| o.2).sum::<i64>());
+            assert_eq!((got["active_customers"].as_i64(), got["new_customers"].as_i64()), (Some(active.len() as i64), Some(new)));
+            assert_eq!(got["repeat_customers"], active.len() as i64 - new);
+            // The run (as of 2026-06-30) gives June its churn rate; other months have none.
+            assert_eq!(got["churn_rate"].is_number(), *m == (2026, 6), "{who} {m:?}: {got}");
+        }
     }
 });

@@ -147,3 +147,50 @@ async fn segment_builder_previews_live_and_saves() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_charts_draw_and_a_flow_opens_its_segment() {
+    let app = seeded_app().await;
+    let (s, seg) = app.post("/api/v1/segments", json!({"name": "A 类客户", "rule": "abcd_tier = \"A\""})).await;
+    assert_eq!(s, 201, "{seg}");
+    for body in [json!({"as_of": "2026-01-31"}), json!({})] {
+        let (s, run) = app.post("/api/v1/analytics/runs", body).await;
+        assert_eq!(s, 201, "{run}");
+    }
+    let b = Browser::start().await;
+    login(&b, &app, "/ui/analytics").await;
+    // How the base is changing: the Sankey, the cohorts and the trends have drawn.
+    for id in [
+        "chart-migration",
+        "chart-cohort-heatmap",
+        "chart-cohort-revenue",
+        "chart-trends-customers",
+        "chart-trends-revenue",
+        "chart-trends-churn",
+    ] {
+        b.find(&format!("#{id}[data-drawn=\"1\"] canvas")).await;
+    }
+    b.script("document.getElementById('history-title').scrollIntoView()").await;
+    b.screenshot(&common::screenshots().join("analytics-history.png")).await;
+    // The flows are links to their segments; the first flow's count is the segment's.
+    let (_, m) = app.get("/api/v1/analytics/migration").await;
+    let first = &m["cells"][0];
+    let flows = b.text("#migration-flows").await;
+    assert!(flows.contains(&format!(": {}", first["customers"])), "{flows} vs {m}");
+    b.click("#migration-flows li a").await;
+    b.find("#preview-count").await;
+    let url = b.url().await;
+    assert!(url.contains("/ui/segments?rule=") && url.contains("previous_abcd_tier"), "{url}");
+    let rule = b.script("return document.getElementById('rule').value").await;
+    let (_, p) = app.post("/api/v1/segments/preview", json!({"rule": rule, "limit": 0})).await;
+    wait_exact(&b, "#preview-count", &p["count"].to_string()).await;
+    // The saved segment's page shows its size at both runs.
+    b.goto(&format!("{}/ui/segments?key={}", app.base, seg["key"].as_str().unwrap())).await;
+    let sizes = b.text("#segment-sizes-table").await;
+    let (_, series) = app.get(&format!("/api/v1/segments/{}/sizes", seg["key"].as_str().unwrap())).await;
+    assert_eq!(series.as_array().unwrap().len(), 2, "{series}");
+    for z in series.as_array().unwrap() {
+        assert!(sizes.contains(z["as_of"].as_str().unwrap()) && sizes.contains(&z["customers"].to_string()), "{sizes} vs {series}");
+    }
+    b.quit().await;
+}

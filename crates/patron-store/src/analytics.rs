@@ -390,6 +390,10 @@ static SCORES_TABLE: Stage = Stage {
         ("cost_to_serve_cents", ColType::Int),
         ("profit_cents", ColType::Int),
         ("cts_quadrant", ColType::Text),
+        // The run before's values (crate::history), for the segment fields previous_*.
+        ("previous_abcd_tier", ColType::Text),
+        ("previous_rfm_class", ColType::Text),
+        ("previous_lifecycle", ColType::Text),
         // Next best action and channel calibration (crate::next_action::EXTRA_COLUMNS).
         ("next_action", ColType::Text),
         ("next_action_category_id", ColType::Int),
@@ -425,6 +429,7 @@ pub fn churn_key(out: &AnalyticsOutput, c: usize) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the row's parts, each from its own module
 fn score_args(
     out: &AnalyticsOutput,
     c: usize,
@@ -433,6 +438,7 @@ fn score_args(
     as_of: i32,
     cts: Option<&CostFigures>,
     extras: Option<&ScoreExtras>,
+    before: Option<&crate::history::Before>,
 ) -> Vec<Arg> {
     let cost = cts.and_then(|f| f.customers.get(c).copied().flatten());
     let s = &out.summaries;
@@ -478,6 +484,11 @@ fn score_args(
         Arg::I64(cost.map(|x| x.0.profit_cents())),
         Arg::Text(cost.map(|x| x.1.key().to_owned())),
     ];
+    use crate::history::{key_of, ABCD_CODES, LIFECYCLE_CODES, RFM_CODES};
+    let prev = |codes: &[&'static str], code: Option<u8>| Arg::Text(code.and_then(|c| key_of(codes, i64::from(c))).map(str::to_owned));
+    args.push(prev(ABCD_CODES, before.map(|b| b.abcd_tier)));
+    args.push(prev(RFM_CODES, before.map(|b| b.rfm_class)));
+    args.push(prev(LIFECYCLE_CODES, before.map(|b| b.lifecycle)));
     args.extend(crate::next_action::extra_args(extras, c));
     args
 }
@@ -657,6 +668,7 @@ impl Store {
         started_at: DateTime<Utc>,
         cost_to_serve: Option<&CostFigures>,
         extras: Option<&ScoreExtras>,
+        cohorts: Option<&[crate::cohorts::CohortCell]>,
     ) -> Result<i64> {
         if customer_ids.len() != output.summaries.len() {
             return Err(StoreError::Internal(format!(
@@ -668,12 +680,23 @@ impl Store {
         let as_of = output.report.as_of;
         let report = serde_json::to_string(&output.report).map_err(|e| StoreError::Internal(e.to_string()))?;
         let config_json = serde_json::to_string(config).map_err(|e| StoreError::Internal(e.to_string()))?;
+        // A and B customers and those of them churned: the trends' churn rate (crate::cohorts).
+        let (mut ab_customers, mut ab_churned) = (0i64, 0i64);
+        for c in 0..customer_ids.len() {
+            if matches!(output.scores.abcd.tier[c].map(|t| t.key()), Some("A" | "B")) {
+                ab_customers += 1;
+                if churn_key(output, c) != "none" {
+                    ab_churned += 1;
+                }
+            }
+        }
+        let keep = self.history_settings().await?.runs;
         let mut tx = self.db.begin().await?;
         let (run_id,): (i64,) = tx
             .fetch_one(
                 query(
-                    "INSERT INTO analytics_runs (as_of_day, model_version, started_at, finished_at, customers, orders_used, config, report) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    "INSERT INTO analytics_runs (as_of_day, model_version, started_at, finished_at, customers, orders_used, config, report, \
+                     ab_customers, ab_churned, snapshot_customers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $5) RETURNING id",
                 )
                 .bind(as_of)
                 .bind(MODEL_VERSION)
@@ -682,34 +705,46 @@ impl Store {
                 .bind(customer_ids.len() as i64)
                 .bind(i64::try_from(output.report.orders_used).unwrap_or(i64::MAX))
                 .bind(config_json)
-                .bind(report),
+                .bind(report)
+                .bind(ab_customers)
+                .bind(ab_churned),
             )
             .await?;
         // Who was churned or at risk before this run: those who become so now get an event
         // (`customer.churned`, `customer.at_risk`) that journeys start on.
-        let before: Vec<(i64, Option<String>, Option<String>)> =
-            tx.fetch_all(query("SELECT customer_id, churn, lifecycle FROM customer_scores")).await?;
-        let before: HashMap<i64, (Option<String>, Option<String>)> = before.into_iter().map(|(c, ch, l)| (c, (ch, l))).collect();
+        // The shared tables first (crate::history::retire_snapshots says why): the retention of
+        // older snapshots, and the cohorts.
+        let cutoff = crate::history::retire_snapshots(&mut tx, keep).await?;
+        if let Some(cells) = cohorts {
+            crate::cohorts::store_cells(&mut tx, run_id, cells).await?;
+        }
+        // Read as small codes: a million customers' previous values stay a few tens of MB.
+        let before = crate::history::read_before(&mut tx).await?;
         tx.execute(query("DELETE FROM customer_scores")).await?;
         // In chunks, so the argument vectors of a million customers never exist at once.
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> =
-                (start..end).map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras)).collect();
+            let rows: Vec<Vec<Arg>> = (start..end)
+                .map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c])))
+                .collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
+        // The compact snapshot of this run; older ones beyond the retention go.
+        crate::history::write_snapshot(&mut tx, run_id, cutoff).await?;
         let now = self.now();
         let mut became: Vec<(i64, &'static str, serde_json::Value)> = Vec::new();
         for (c, &id) in customer_ids.iter().enumerate() {
-            let (old_churn, old_stage) = before.get(&id).cloned().unwrap_or((None, None));
+            let old = before.get(&id);
             let churn = churn_key(output, c);
             let stage = output.scores.lifecycle.stage[c].key();
             let tier = output.scores.abcd.tier[c].map(|t| t.key());
-            if churn != "none" && old_churn.as_deref().unwrap_or("none") == "none" {
+            // Churn code 0 is "none" (crate::history::CHURN_CODES).
+            if churn != "none" && old.map_or(0, |b| b.churn) == 0 {
                 became.push((id, "customer.churned", serde_json::json!({"run_id": run_id, "churn": churn, "tier": tier})));
             }
-            if stage == "at_risk" && old_stage.as_deref() != Some("at_risk") {
+            let old_stage = old.and_then(|b| crate::history::key_of(crate::history::LIFECYCLE_CODES, i64::from(b.lifecycle)));
+            if stage == "at_risk" && old_stage != Some("at_risk") {
                 became.push((id, "customer.at_risk", serde_json::json!({"run_id": run_id, "tier": tier})));
             }
         }
@@ -742,16 +777,25 @@ impl Store {
         let n = input.customer_ids.len();
         let latest_nps = input.extras.latest_nps.clone();
         let (orders, extras, config_copy) = (input.orders, input.extras, *config);
-        // The models are CPU-bound (rayon inside); keep them off the async workers.
-        let output = tokio::task::spawn_blocking(move || patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy))
-            .await
-            .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?
-            .map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
+        // The models are CPU-bound (rayon inside); keep them off the async workers. The cohort
+        // cells (crate::cohorts) come from the same orders.
+        let (output, cells) = tokio::task::spawn_blocking(move || {
+            let cells = crate::cohorts::cohort_cells(&orders.customer, &orders.day, &orders.amount_cents);
+            (patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy), cells)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?;
+        let output = output.map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
         // Cost to serve over the period up to the analysis day, stored with the scores.
         let cts = self.cost_figures(&input.customer_ids, as_of).await?;
         // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
         let extras = self.score_extras(&input.customer_ids, &output, latest_nps.as_deref(), as_of_day).await?;
-        let run_id = self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras)).await?;
+        let run_id =
+            self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
+        // Saved segments' sizes at this run and the migration since the run before
+        // (crate::history), over the scores just committed.
+        self.record_segment_sizes(run_id).await?;
+        self.record_migrations(run_id).await?;
         Ok((run_id, output))
     }
 

@@ -217,3 +217,316 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     let (runs,): (i64,) = s.db.reader().fetch_one(query("SELECT COUNT(*) FROM analytics_runs")).await.unwrap();
     assert_eq!(runs, 2);
 });
+
+// ---- Score history and migration, cohorts and trends (issue 18 §2, §3) ----
+
+/// The models run in memory over `list` as of `as_of`, for the customers of `ids` (id order),
+/// days taken in Shanghai: the independent path the stored history is checked against.
+fn analyse_in_memory(list: &[OrderFact], referrals: &[u32], ids: &[(i64, String)], as_of: NaiveDate) -> patron_analytics::AnalyticsOutput {
+    let by_ext: HashMap<String, usize> = ids.iter().enumerate().map(|(i, (_, e))| (e.clone(), i)).collect();
+    let mut orders = Orders::default();
+    for (c, at, cents, completed, category, promo) in list {
+        let d = patron_store::analytics::business_day(*at, chrono_tz::Asia::Shanghai);
+        if *completed && d <= patron_analytics::day_number(as_of) {
+            orders.customer.push(by_ext[&format!("C{c}")] as u32);
+            orders.day.push(d);
+            orders.amount_cents.push(*cents);
+            orders.category.push(*category);
+            orders.full_price.push(!promo);
+        }
+    }
+    let mut made = vec![0u32; ids.len()];
+    for (c, r) in referrals.iter().enumerate() {
+        made[by_ext[&format!("C{c}")]] = *r;
+    }
+    let extras = CustomerExtras { referrals: Some(made), ..Default::default() };
+    patron_analytics::analyze(&orders, ids.len(), patron_analytics::day_number(as_of), &extras, &AnalyticsConfig::default()).unwrap()
+}
+
+type Cells = std::collections::BTreeMap<(Option<String>, Option<String>), (i64, i64)>;
+
+fn cells_of(m: &patron_store::history::Migration) -> Cells {
+    m.cells.iter().map(|c| ((c.from.clone(), c.to.clone()), (c.customers, c.revenue_cents))).collect()
+}
+
+test_both!(score_history_gives_the_migration_matrix_and_previous_fields, |db: TestDb| async move {
+    use patron_store::history::Dimension;
+    use patron_store::segments::NewSegment;
+    let s = &db.store;
+    let cli = Actor::cli();
+    let n = 300;
+    let (customers, orders_csv, list, referrals) = random_base(n, 11);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    let agent_user = s.create_user("agent@example.com", "Agent", Role::Agent, None).await.unwrap();
+    // The agent's portfolio: the customers whose id is a multiple of 3.
+    s.db.reader().execute(query("UPDATE customers SET owner_id = $1 WHERE id % 3 = 0").bind(agent_user.id)).await.unwrap();
+    let agent = Actor::user(&agent_user);
+    let new_segment = |name: &str, rule: &str| NewSegment { name: name.into(), description: None, rule: rule.into() };
+    let a_to_b = s.create_segment(&cli, new_segment("A→B", r#"previous_abcd_tier = "A" and abcd_tier = "B""#)).await.unwrap();
+    let tier_a = s.create_segment(&cli, new_segment("A", r#"abcd_tier = "A""#)).await.unwrap();
+    let live_only = s.create_segment(&cli, new_segment("big spenders", "spend > 100")).await.unwrap();
+
+    let (d1, d2) = (NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(), NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+    let (run1, _) = s.run_analysis(&cli, d1, &AnalyticsConfig::default()).await.unwrap();
+    // A customer new since the first run (no orders yet: a prospect, scored only in the second).
+    import(s, ImportKind::Customers, "customer_id,name\nNEW,新客户\n".into()).await;
+    let (run2, _) = s.run_analysis(&cli, d2, &AnalyticsConfig::default()).await.unwrap();
+
+    let ids: Vec<(i64, String)> = s.db.reader().fetch_all(query("SELECT id, external_id FROM customers ORDER BY id")).await.unwrap();
+    assert_eq!(ids.len(), n + 1);
+    let e1 = analyse_in_memory(&list, &referrals, &ids[..n], d1);
+    let e2 = analyse_in_memory(&list, &referrals, &ids, d2);
+
+    // The runs list, newest first.
+    let runs = s.analysis_runs().await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.customers, r.history)).collect::<Vec<_>>(),
+        vec![(run2, n as i64 + 1, true), (run1, n as i64, true)]
+    );
+    assert_eq!(runs[0].as_of, Some(d2));
+
+    // The matrix, counted here customer by customer from the in-memory models.
+    let expected = |dim: Dimension, only: &dyn Fn(usize) -> bool| -> Cells {
+        let value = |e: &patron_analytics::AnalyticsOutput, i: usize| -> String {
+            let k = &e.scores;
+            match dim {
+                Dimension::AbcdTier => k.abcd.tier[i].map(|t| t.key()),
+                Dimension::RfmClass => k.rfm.class[i].map(|c| c.key()),
+                Dimension::Lifecycle => Some(k.lifecycle.stage[i].key()),
+            }
+            .unwrap_or("none")
+            .to_owned()
+        };
+        let mut cells = Cells::new();
+        for i in (0..=n).filter(|i| only(*i)) {
+            let from = (i < n).then(|| value(&e1, i));
+            let e = cells.entry((from, Some(value(&e2, i)))).or_default();
+            e.0 += 1;
+            e.1 += e2.summaries.trailing_spend_cents[i];
+        }
+        cells
+    };
+    for dim in [Dimension::AbcdTier, Dimension::RfmClass, Dimension::Lifecycle] {
+        let m = s.migration(&cli, Some(run1), Some(run2), dim).await.unwrap();
+        assert_eq!((m.from_run, m.to_run, m.dimension), (run1, run2, dim));
+        assert_eq!(cells_of(&m), expected(dim, &|_| true), "{dim:?}");
+    }
+    let everyone = expected(Dimension::AbcdTier, &|_| true);
+    assert!(everyone.keys().any(|(f, t)| f.is_some() && f != t), "the base moved between tiers: {everyone:?}");
+    assert_eq!(everyone.get(&(None, Some("none".into()))).map(|c| c.0), Some(1), "the new customer: not scored, then no tier");
+    // Defaults: the two latest runs, abcd_tier. Agents: their portfolio.
+    let m = s.migration(&cli, None, None, Dimension::AbcdTier).await.unwrap();
+    assert_eq!((m.from_run, m.to_run, cells_of(&m)), (run1, run2, everyone.clone()));
+    let mine = s.migration(&agent, None, None, Dimension::AbcdTier).await.unwrap();
+    let ids_ref = &ids;
+    assert_eq!(cells_of(&mine), expected(Dimension::AbcdTier, &|i| i < n && ids_ref[i].0 % 3 == 0));
+    // Backwards works too; unknown runs are refused on their field.
+    let back = s.migration(&cli, Some(run2), Some(run1), Dimension::AbcdTier).await.unwrap();
+    assert_eq!(back.cells.iter().map(|c| c.customers).sum::<i64>(), n as i64 + 1);
+    for (from, to, field) in [(Some(run2 + 100), None, "from_run"), (None, Some(-5), "to_run")] {
+        match s.migration(&cli, from, to, Dimension::AbcdTier).await {
+            Err(patron_store::StoreError::Invalid { field: f, .. }) => assert_eq!(f.as_deref(), Some(field)),
+            other => panic!("{from:?} {to:?}: {other:?}"),
+        }
+    }
+
+    // "A customers who became B" is a segment: the matrix's cell, live.
+    let ab = everyone.get(&(Some("A".into()), Some("B".into()))).map_or(0, |c| c.0);
+    assert_eq!(s.segment_count(&cli, &a_to_b.rule).await.unwrap(), ab);
+    assert_eq!(s.segment_count(&cli, "previous_lifecycle is null").await.unwrap(), 1);
+    let prev_prospects = (0..n).filter(|&i| e1.scores.lifecycle.stage[i].key() == "prospect").count() as i64;
+    assert_eq!(s.segment_count(&cli, r#"previous_lifecycle = "prospect""#).await.unwrap(), prev_prospects);
+
+    // Saved segments over scores have a size at each run; the others are not measured.
+    let a_count =
+        |e: &patron_analytics::AnalyticsOutput| e.scores.abcd.tier.iter().filter(|t| t.map(|t| t.key()) == Some("A")).count() as i64;
+    let sizes = s.segment_sizes(&tier_a.key).await.unwrap();
+    assert_eq!(
+        sizes.iter().map(|z| (z.run_id, z.as_of, z.customers)).collect::<Vec<_>>(),
+        vec![(run1, Some(d1), a_count(&e1)), (run2, Some(d2), a_count(&e2))]
+    );
+    assert_eq!(s.segment_sizes(&a_to_b.key).await.unwrap().last().map(|z| z.customers), Some(ab));
+    assert!(s.segment_sizes(&live_only.key).await.unwrap().is_empty());
+    assert!(matches!(s.segment_sizes("424242").await, Err(patron_store::StoreError::NotFound(_))));
+});
+
+test_both!(score_history_keeps_the_last_n_runs, |db: TestDb| async move {
+    use patron_store::history::{Dimension, HistorySettings};
+    let s = &db.store;
+    let cli = Actor::cli();
+    let n = 40;
+    let (customers, orders_csv, _, _) = random_base(n, 3);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    assert_eq!(s.history_settings().await.unwrap().runs, 24);
+    for bad in [0, 1, 121] {
+        match s.set_history_settings(&cli, &HistorySettings { runs: bad }).await {
+            Err(patron_store::StoreError::Invalid { field, .. }) => assert_eq!(field.as_deref(), Some("runs")),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    s.set_history_settings(&cli, &HistorySettings { runs: 2 }).await.unwrap();
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0);
+    }
+    let kept: Vec<(i64, i64)> =
+        s.db.reader().fetch_all(query("SELECT run_id, COUNT(*) FROM score_snapshots GROUP BY run_id ORDER BY run_id")).await.unwrap();
+    assert_eq!(kept, vec![(runs[1], n as i64), (runs[2], n as i64)]);
+    let listed: Vec<(i64, bool)> = s.analysis_runs().await.unwrap().into_iter().map(|r| (r.id, r.history)).collect();
+    assert_eq!(listed, vec![(runs[2], true), (runs[1], true), (runs[0], false)]);
+    match s.migration(&cli, Some(runs[0]), None, Dimension::AbcdTier).await {
+        Err(patron_store::StoreError::Invalid { field, message }) => {
+            assert_eq!(field.as_deref(), Some("from_run"));
+            assert!(message.contains("last 2"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same scores twice: everyone stays where they were.
+    let m = s.migration(&cli, None, None, Dimension::Lifecycle).await.unwrap();
+    assert_eq!((m.from_run, m.to_run), (runs[1], runs[2]));
+    assert!(m.cells.iter().all(|c| c.from == c.to), "{:?}", m.cells);
+    assert_eq!(m.cells.iter().map(|c| c.customers).sum::<i64>(), n as i64);
+});
+
+/// `(year, month)` of an instant in Shanghai.
+fn ym(at: chrono::DateTime<Utc>) -> (i32, u32) {
+    use chrono::Datelike;
+    let d = at.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    (d.year(), d.month())
+}
+
+fn ym_label((y, m): (i32, u32)) -> String {
+    format!("{y:04}-{m:02}")
+}
+
+fn next_ym((y, m): (i32, u32)) -> (i32, u32) {
+    if m == 12 {
+        (y + 1, 1)
+    } else {
+        (y, m + 1)
+    }
+}
+
+test_both!(cohorts_and_trends_match_the_orders, |db: TestDb| async move {
+    use std::collections::{BTreeMap, BTreeSet};
+    let s = &db.store;
+    let cli = Actor::cli();
+    let n = 300;
+    let (customers, orders_csv, list, _) = random_base(n, 5);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    // A deleted customer is no one's cohort.
+    s.db.reader().execute(query("UPDATE customers SET deleted_at = created_at WHERE external_id = 'C0'")).await.unwrap();
+    let today = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+
+    // Before any run: live. The range is checked first.
+    for (from, to, field) in [
+        (Some("2026-13"), None, "from"),
+        (Some("2026-1"), None, "from"),
+        (None, Some("June"), "to"),
+        (Some("2026-05"), Some("2026-04"), "from"),
+        (Some("1990-01"), Some("2026-04"), "to"),
+    ] {
+        for r in [s.cohorts(&cli, from, to).await.map(|_| ()), s.trends(&cli, from, to).await.map(|_| ())] {
+            match r {
+                Err(patron_store::StoreError::Invalid { field: f, .. }) => assert_eq!(f.as_deref(), Some(field), "{from:?} {to:?}"),
+                other => panic!("{from:?} {to:?}: {other:?}"),
+            }
+        }
+    }
+    let before = s.cohorts(&cli, Some("2024-07"), Some("2026-06")).await.unwrap();
+    assert_eq!(before.source, "live");
+    let (run, _) = s.run_analysis(&cli, today, &AnalyticsConfig::default()).await.unwrap();
+
+    // Counted here from the orders as written: (cohort, month) → customers, orders, revenue.
+    let done: Vec<&OrderFact> =
+        list.iter().filter(|f| f.3 && f.0 != 0 && f.1.with_timezone(&chrono_tz::Asia::Shanghai).date_naive() <= today).collect();
+    let mut first: BTreeMap<usize, (i32, u32)> = BTreeMap::new();
+    for f in &done {
+        let m = ym(f.1);
+        let e = first.entry(f.0).or_insert(m);
+        *e = (*e).min(m);
+    }
+    // (cohort, month) → the customers active, their orders and revenue.
+    type Month = (i32, u32);
+    type Cell = (BTreeSet<usize>, i64, i64);
+    let mut cells: BTreeMap<(Month, Month), Cell> = BTreeMap::new();
+    for f in &done {
+        let e = cells.entry((first[&f.0], ym(f.1))).or_default();
+        e.0.insert(f.0);
+        e.1 += 1;
+        e.2 += f.2;
+    }
+    let check = |r: &patron_store::cohorts::CohortReport| {
+        assert_eq!((r.from.as_str(), r.to.as_str(), r.last_month.as_str()), ("2024-07", "2026-06", "2026-06"));
+        let mut c = (2024, 7);
+        assert_eq!(r.cohorts.len(), 24);
+        for got in &r.cohorts {
+            assert_eq!(got.cohort, ym_label(c));
+            let mut active = Vec::new();
+            let mut revenue = Vec::new();
+            let mut m = c;
+            while m <= (2026, 6) {
+                let cell = cells.get(&(c, m));
+                active.push(cell.map_or(0, |x| x.0.len() as i64));
+                revenue.push(cell.map_or(0, |x| x.2));
+                m = next_ym(m);
+            }
+            assert_eq!(got.customers, first.values().filter(|f| **f == c).count() as i64, "{}", got.cohort);
+            assert_eq!((&got.active, &got.revenue_cents), (&active, &revenue), "{}", got.cohort);
+            c = next_ym(c);
+        }
+    };
+    let precomputed = s.cohorts(&cli, Some("2024-07"), Some("2026-06")).await.unwrap();
+    assert_eq!((precomputed.source.as_str(), precomputed.run_id), ("run", Some(run)));
+    check(&precomputed);
+    check(&before);
+    // An agent's portfolio is computed live; one owning every customer sees the same.
+    let agent_user = s.create_user("agent@example.com", "Agent", Role::Agent, None).await.unwrap();
+    s.db.reader().execute(query("UPDATE customers SET owner_id = $1").bind(agent_user.id)).await.unwrap();
+    let agent = Actor::user(&agent_user);
+    let live = s.cohorts(&agent, Some("2024-07"), Some("2026-06")).await.unwrap();
+    assert_eq!(live.source, "live");
+    check(&live);
+    // Default range: the last 12 months; later months than the last are not listed.
+    let d = s.cohorts(&cli, None, None).await.unwrap();
+    assert_eq!((d.from.as_str(), d.to.as_str(), d.cohorts.len()), ("2025-07", "2026-06", 12));
+    assert_eq!(s.cohorts(&cli, Some("2026-05"), Some("2027-01")).await.unwrap().cohorts.len(), 2);
+
+    // Trends: the same cells by month, and the run's churn of A and B customers.
+    let (ab, churned): (i64, i64) = s
+        .db
+        .reader()
+        .fetch_one(query(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN churn <> 'none' THEN 1 ELSE 0 END), 0) FROM customer_scores WHERE abcd_tier IN ('A', 'B')",
+        ))
+        .await
+        .unwrap();
+    assert!(ab > 0);
+    for actor in [&cli, &agent] {
+        let t = s.trends(actor, Some("2024-07"), Some("2026-06")).await.unwrap();
+        assert_eq!(t.months.len(), 24);
+        let mut m = (2024, 7);
+        for got in &t.months {
+            assert_eq!(got.month, ym_label(m));
+            let in_month: Vec<_> = cells.iter().filter(|(k, _)| k.1 == m).collect();
+            let active: BTreeSet<usize> = in_month.iter().flat_map(|(_, v)| v.0.iter().copied()).collect();
+            let new = first.values().filter(|f| **f == m).count() as i64;
+            assert_eq!(got.new_customers, new, "{}", got.month);
+            assert_eq!(got.active_customers, active.len() as i64, "{}", got.month);
+            assert_eq!(got.repeat_customers, active.len() as i64 - new);
+            assert_eq!(got.orders, in_month.iter().map(|(_, v)| v.1).sum::<i64>());
+            assert_eq!(got.revenue_cents, in_month.iter().map(|(_, v)| v.2).sum::<i64>());
+            if m == (2026, 6) {
+                assert_eq!((got.run_id, got.ab_customers, got.churned_ab_customers), (Some(run), Some(ab), Some(churned)));
+                assert_eq!(got.churn_rate, Some(churned as f64 / ab as f64));
+            } else {
+                assert_eq!((got.run_id, got.churn_rate), (None, None));
+            }
+            m = next_ym(m);
+        }
+    }
+});

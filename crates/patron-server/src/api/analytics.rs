@@ -3,12 +3,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use chrono::NaiveDate;
 use patron_analytics::{AnalyticsConfig, TimeUnit};
 use patron_store::analytics::{day_date, AnalysisRun, Overview, ScoreRow};
+use patron_store::cohorts::{CohortReport, TrendReport};
 use patron_store::cost_to_serve::{CostSettings, CostToServeReport};
+use patron_store::history::{Dimension, HistorySettings, Migration, RunInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -22,7 +24,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/analytics/overview", get(overview))
         .route("/analytics/runs/latest", get(latest_run))
-        .route("/analytics/runs", post(create_run))
+        .route("/analytics/runs", get(list_runs).post(create_run))
+        .route("/analytics/migration", get(migration))
+        .route("/analytics/cohorts", get(cohorts))
+        .route("/analytics/trends", get(trends))
+        .route("/analytics/history/settings", get(history_settings).put(put_history_settings))
         .route("/customers/{id}/scores", get(customer_scores))
         .route("/analytics/cost-to-serve", get(cost_to_serve))
         .route("/analytics/cost-to-serve/settings", get(cost_settings).put(put_cost_settings))
@@ -88,6 +94,99 @@ pub async fn overview(State(state): State<AppState>, Auth(actor): Auth) -> ApiRe
 pub async fn latest_run(State(state): State<AppState>, Auth(_actor): Auth) -> ApiResult<Json<AnalysisRun>> {
     // Parameters and tier totals describe the whole base, not any one customer: every role may read them.
     state.store.latest_run().await?.map(Json).ok_or_else(|| ApiError::not_found("analysis run"))
+}
+
+/// Every analysis run, newest first: id, as-of date, when it was stored, customers scored, and
+/// whether its per-customer score snapshot is kept (the migration matrix needs one).
+#[utoipa::path(get, path = "/api/v1/analytics/runs", tag = "analytics",
+    responses((status = 200, body = Vec<RunInfo>), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_runs(State(state): State<AppState>, Auth(_actor): Auth) -> ApiResult<Json<Vec<RunInfo>>> {
+    // Runs describe the whole base, as the latest run does: every role may list them.
+    Ok(Json(state.store.analysis_runs().await?))
+}
+
+/// Which runs and dimension the migration matrix compares.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MigrationParams {
+    /// The earlier run (default: the run with a snapshot before `to_run`).
+    pub from_run: Option<i64>,
+    /// The later run (default: the latest run with a snapshot).
+    pub to_run: Option<i64>,
+    /// `abcd_tier` (default), `rfm_class` or `lifecycle`.
+    pub dimension: Option<String>,
+}
+
+/// How customers moved between the tiers (classes, stages) of two analysis runs: one cell per
+/// (from, to) pair with the customers and their trailing spend as of `to_run`; `null` for a
+/// customer not scored in that run, `none` for one scored without a value. Agents: their
+/// portfolio. 422 (with the field) for a run that does not exist or whose snapshot is no longer
+/// kept; 404 without two runs with snapshots when the runs are not named.
+#[utoipa::path(get, path = "/api/v1/analytics/migration", tag = "analytics", params(MigrationParams),
+    responses((status = 200, body = Migration), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn migration(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<MigrationParams>) -> ApiResult<Json<Migration>> {
+    let dimension = match p.dimension.as_deref() {
+        None | Some("") => Dimension::AbcdTier,
+        Some(d) => {
+            Dimension::parse(d).ok_or_else(|| ApiError::bad_request("dimension", "dimension must be abcd_tier, rfm_class or lifecycle"))?
+        }
+    };
+    Ok(Json(state.store.migration(&actor, p.from_run, p.to_run, dimension).await?))
+}
+
+/// A range of months.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MonthParams {
+    /// First month, `YYYY-MM` (default: 11 months before `to`).
+    pub from: Option<String>,
+    /// Last month, `YYYY-MM` (default: the current month, or the latest run's).
+    pub to: Option<String>,
+}
+
+/// Cohorts by the month (business time zone) of the customers' first completed order: their
+/// size, and per month since how many of them bought (`active`) and what they spent. For the
+/// whole base precomputed by the latest analysis run (source `run`); for a narrower scope (an
+/// agent's portfolio) and before the first run computed live (source `live`). 422 with the
+/// field for a malformed month or `from` after `to`.
+#[utoipa::path(get, path = "/api/v1/analytics/cohorts", tag = "analytics", params(MonthParams),
+    responses((status = 200, body = CohortReport), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn cohorts(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<MonthParams>) -> ApiResult<Json<CohortReport>> {
+    Ok(Json(state.store.cohorts(&actor, p.from.as_deref(), p.to.as_deref()).await?))
+}
+
+/// Monthly trends: new, active and repeat customers, orders and revenue, and where an analysis
+/// run is as of a day in the month, its A and B customers, how many of them churned and the
+/// churn rate. Sources as for cohorts. 422 with the field for a malformed month or `from` after `to`.
+#[utoipa::path(get, path = "/api/v1/analytics/trends", tag = "analytics", params(MonthParams),
+    responses((status = 200, body = TrendReport), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn trends(State(state): State<AppState>, Auth(actor): Auth, Query(p): Query<MonthParams>) -> ApiResult<Json<TrendReport>> {
+    Ok(Json(state.store.trends(&actor, p.from.as_deref(), p.to.as_deref()).await?))
+}
+
+/// How many runs keep their per-customer score snapshot.
+#[utoipa::path(get, path = "/api/v1/analytics/history/settings", tag = "analytics",
+    responses((status = 200, body = HistorySettings), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn history_settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<HistorySettings>> {
+    Ok(Json(state.store.history_settings().await?))
+}
+
+/// Replaces the score-history settings (audited); the next run deletes the snapshots beyond them.
+#[utoipa::path(put, path = "/api/v1/analytics/history/settings", tag = "analytics", request_body = HistorySettings,
+    responses((status = 200, body = HistorySettings), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+pub async fn put_history_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<HistorySettings>,
+) -> ApiResult<Json<HistorySettings>> {
+    state.store.set_history_settings(&actor, &s).await?;
+    Ok(Json(state.store.history_settings().await?))
 }
 
 /// Settings of a new analysis run; everything is optional.

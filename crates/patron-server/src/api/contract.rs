@@ -354,6 +354,10 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     let drill = "/api/v1/kpis/account-managers/{user_id}/customers";
     q(drill, "get", "month", month, doc, problems);
     q(drill, "get", "kpi", enumeration(&patron_store::accounts::kpis::KPIS, false), doc, problems);
+    // The migration matrix groups by one of three dimensions (issue 18 §2). The cohort and
+    // trend months are left without a pattern on purpose: a malformed month is a 422 naming
+    // the parameter (the issue's "clear error"), refused beyond the schema like `from` after `to`.
+    q("/api/v1/analytics/migration", "get", "dimension", enumeration(&["abcd_tier", "rfm_class", "lifecycle"], false), doc, problems);
     for path in ["/api/v1/customers/{id}", "/api/v1/customers/{id}/scores"] {
         q(path, "get", "lang", enumeration(&["zh", "en"], false), doc, problems);
     }

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{key}", get(get_one).put(update).delete(delete))
         .route("/segments/{key}/members", get(members))
         .route("/segments/{key}/export", get(export))
+        .route("/segments/{key}/sizes", get(sizes))
 }
 
 /// Members shown by a preview.
@@ -276,4 +277,17 @@ mod tests {
         assert_eq!(export_file_name("builtin:rfm:important_win_back"), "segment-builtin-rfm-important_win_back.csv");
         assert_eq!(export_file_name("7\"; x"), "segment-7---x.csv");
     }
+}
+
+/// A saved segment's size over the whole base at each analysis run since it was saved (rules
+/// over the analysis only; empty for others and for built-ins), oldest first. Needs
+/// `all_customers` (the sizes count every customer).
+#[utoipa::path(get, path = "/api/v1/segments/{key}/sizes", tag = "segments", params(("key" = String, Path, description = "saved segment id or built-in key")),
+    responses((status = 200, body = Vec<patron_store::history::SegmentSize>), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn sizes(
+    State(state): State<AppState>,
+    _auth: Auth,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Vec<patron_store::history::SegmentSize>>> {
+    Ok(Json(state.store.segment_sizes(&key).await?))
 }

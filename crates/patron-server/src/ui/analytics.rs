@@ -65,6 +65,8 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<
     let charts = script_json(&chart_data(&overview, lang));
     let abcd = abcd_rows(&overview.abcd_tiers, lang);
     let fit = fit_report(&run, lang);
+    // How the base is changing (issue 18 §2, §3): migration, cohorts, trends.
+    let history = super::history::dashboard_data(&state, &user.actor, lang).await;
     render(
         &state,
         "analytics.html",
@@ -80,7 +82,7 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<
                 orders_used => run.orders_used,
             },
             scored => overview.scored_customers,
-            charts, abcd, fit, can_run,
+            charts, abcd, fit, can_run, history,
             ran => q.ran.is_some(),
         },
     )

@@ -9,6 +9,7 @@ mod audit;
 mod campaigns;
 mod customer_events;
 mod fulfilment;
+mod history;
 mod journeys;
 mod kpis;
 mod loyalty;
@@ -865,6 +866,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "app.css" => (include_bytes!("../../assets/app.css"), "text/css; charset=utf-8"),
         "public.css" => (include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
         "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
+        "history.js" => (include_bytes!("../../assets/history.js"), "text/javascript; charset=utf-8"),
         "service.js" => (include_bytes!("../../assets/service.js"), "text/javascript; charset=utf-8"),
         "surveys.js" => (include_bytes!("../../assets/surveys.js"), "text/javascript; charset=utf-8"),
         "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),

@@ -74,6 +74,8 @@ struct Builder {
     error: Option<String>,
     field: Option<String>,
     saved: bool,
+    /// A saved segment's size at each analysis run (issue 18 §2), when one was opened.
+    sizes: Option<Value>,
 }
 
 async fn render_page(state: &AppState, user: &UiUser, b: Builder, status: StatusCode) -> Response {
@@ -118,7 +120,7 @@ async fn render_page(state: &AppState, user: &UiUser, b: Builder, status: Status
             builtin, saved, fields,
             examples => EXAMPLES,
             rule => b.rule, name => b.name, description => b.description,
-            error => b.error, field => b.field, saved_flash => b.saved,
+            error => b.error, field => b.field, saved_flash => b.saved, sizes => b.sizes,
             can_edit => user.actor.role >= Role::Manager,
             preview_limit => PREVIEW_MEMBERS,
         },
@@ -140,7 +142,12 @@ async fn page(State(state): State<AppState>, user: UiUser, Query(q): Query<PageQ
         (_, Some(rule)) => rule.clone(),
         _ => String::new(),
     };
-    let b = Builder { rule, name: String::new(), description: String::new(), error: None, field: None, saved: q.saved.is_some() };
+    // Sizes at past runs count the whole base: shown to those who see every customer.
+    let sizes = match q.key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) if patron_store::access::CustomerScope::of(&user.actor).is_all() => super::history::segment_sizes(&state, key).await,
+        _ => None,
+    };
+    let b = Builder { rule, name: String::new(), description: String::new(), error: None, field: None, saved: q.saved.is_some(), sizes };
     render_page(&state, &user, b, StatusCode::OK).await
 }
 
@@ -231,8 +238,15 @@ async fn save(State(state): State<AppState>, user: UiUser, Form(f): Form<SaveFor
         Ok(s) => Redirect::to(&format!("/ui/segments?key={}&saved=1#segment-list", percent_encode(&s.key))).into_response(),
         Err(e @ (StoreError::Invalid { .. } | StoreError::Conflict(_))) => {
             let e = ApiError::from(e);
-            let b =
-                Builder { rule: f.rule, name: f.name, description: f.description, error: Some(e.message), field: e.field, saved: false };
+            let b = Builder {
+                rule: f.rule,
+                name: f.name,
+                description: f.description,
+                error: Some(e.message),
+                field: e.field,
+                saved: false,
+                sizes: None,
+            };
             render_page(&state, &user, b, e.status).await
         }
         Err(e) => error_page(&state, &user, e.into()),

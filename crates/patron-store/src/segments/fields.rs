@@ -227,6 +227,35 @@ pub static FIELDS: &[Field] = &[
     f("abcd_tier", Choice(ABCD_TIERS), "k.abcd_tier", K, true, "ABCD value tier", "ABCD 价值等级"),
     f("lifecycle", Choice(LIFECYCLE_STAGES), "k.lifecycle", K, true, "lifecycle stage", "生命周期阶段"),
     f("churn", Choice(CHURN_STATUSES), "k.churn", K, true, "churn status", "流失状态"),
+    // The run before the latest (issue 18 §2): "A customers who became B" is
+    // `previous_abcd_tier = "A" and abcd_tier = "B"`; null when not scored then.
+    f(
+        "previous_abcd_tier",
+        Choice(ABCD_TIERS),
+        "k.previous_abcd_tier",
+        K,
+        true,
+        "ABCD value tier in the analysis run before the latest",
+        "上一次分析的 ABCD 价值等级",
+    ),
+    f(
+        "previous_rfm_class",
+        Choice(RFM_CLASSES),
+        "k.previous_rfm_class",
+        K,
+        true,
+        "RFM value class in the analysis run before the latest",
+        "上一次分析的 RFM 价值分类",
+    ),
+    f(
+        "previous_lifecycle",
+        Choice(LIFECYCLE_STAGES),
+        "k.previous_lifecycle",
+        K,
+        true,
+        "lifecycle stage in the analysis run before the latest",
+        "上一次分析的生命周期阶段",
+    ),
     f(
         "churn_threshold_days",
         Float,

@@ -508,6 +508,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound("segment"));
         }
+        // Its sizes at past runs (crate::history) go with it.
+        tx.execute(query("DELETE FROM segment_sizes WHERE segment_id = $1").bind(id)).await?;
         audit::record(&mut tx, now, &actor.key, "delete", "segment", Some(id.to_string()), None).await?;
         tx.commit().await
     }

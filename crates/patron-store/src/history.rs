@@ -1,0 +1,506 @@
+//! Score history (issue 18 §2): a compact snapshot of every customer's scores for the last N
+//! analysis runs, the runs list, the migration matrix between two runs (how many of one run's A
+//! customers are B customers in another), and each saved segment's size at each run.
+//!
+//! The snapshot is written by the analysis run in its own transaction with one `INSERT … SELECT`
+//! from the scores it has just written (on Citus both tables are distributed by customer and
+//! co-located, so every shard copies its own rows); the run then deletes the snapshots older
+//! than the last N runs (setting [`HistorySettings::runs`]). Tier, class, stage and churn are
+//! stored as small codes ([`ABCD_CODES`] …) so that a row stays about 40 bytes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::analytics::day_date;
+use crate::db::{query, Tx};
+use crate::users::Actor;
+use crate::{Result, Store, StoreError};
+
+/// The settings key of [`HistorySettings`].
+pub const HISTORY: &str = "analytics_history";
+
+/// How much score history the analysis runs keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Runs whose per-customer snapshot is kept (2–120, default 24); each run deletes older ones.
+    #[schema(minimum = 2, maximum = 120)]
+    pub runs: u32,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { runs: 24 }
+    }
+}
+
+impl HistorySettings {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=120).contains(&self.runs) {
+            return Err(StoreError::invalid("runs", "keep the snapshots of 2 to 120 runs"));
+        }
+        Ok(())
+    }
+}
+
+/// ABCD tiers by code (code = position + 1; 0 = scored without a tier). Never reorder: stored.
+pub const ABCD_CODES: &[&str] = &["A", "B", "C", "D"];
+/// RFM value classes by code (position + 1; 0 = scored without a class). Never reorder: stored.
+pub const RFM_CODES: &[&str] = &[
+    "important_value",
+    "important_retain",
+    "important_develop",
+    "important_win_back",
+    "general_value",
+    "general_retain",
+    "general_develop",
+    "general_win_back",
+];
+/// Lifecycle stages by code (position + 1). Never reorder: stored.
+pub const LIFECYCLE_CODES: &[&str] = &["prospect", "new", "active", "loyal", "at_risk", "churned", "won_back"];
+/// Churn statuses by code (code = position). Never reorder: stored.
+pub const CHURN_CODES: &[&str] = &["none", "relative", "absolute"];
+
+/// `CASE col WHEN 'key' THEN code … ELSE 0 END` for codes counted from `first`.
+pub(crate) fn code_case(col: &str, codes: &[&str], first: usize) -> String {
+    let whens: Vec<String> = codes.iter().enumerate().map(|(i, k)| format!("WHEN '{k}' THEN {}", i + first)).collect();
+    // BIGINT on both engines, so that it reads back as an i64 (PostgreSQL's literals are int4).
+    format!("CAST(CASE {col} {} ELSE 0 END AS BIGINT)", whens.join(" "))
+}
+
+/// The key of a code counted from 1 (`None` for 0 or an unknown code).
+pub(crate) fn key_of(codes: &[&'static str], code: i64) -> Option<&'static str> {
+    usize::try_from(code).ok().and_then(|c| c.checked_sub(1)).and_then(|i| codes.get(i).copied())
+}
+
+/// What the migration matrix groups customers by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    /// ABCD value tier.
+    AbcdTier,
+    /// RFM value class.
+    RfmClass,
+    /// Lifecycle stage.
+    Lifecycle,
+}
+
+impl Dimension {
+    /// The dimension named `s` (`abcd_tier`, `rfm_class`, `lifecycle`).
+    pub fn parse(s: &str) -> Option<Dimension> {
+        match s {
+            "abcd_tier" => Some(Dimension::AbcdTier),
+            "rfm_class" => Some(Dimension::RfmClass),
+            "lifecycle" => Some(Dimension::Lifecycle),
+            _ => None,
+        }
+    }
+    /// Its name.
+    pub fn key(self) -> &'static str {
+        match self {
+            Dimension::AbcdTier => "abcd_tier",
+            Dimension::RfmClass => "rfm_class",
+            Dimension::Lifecycle => "lifecycle",
+        }
+    }
+    fn codes(self) -> &'static [&'static str] {
+        match self {
+            Dimension::AbcdTier => ABCD_CODES,
+            Dimension::RfmClass => RFM_CODES,
+            Dimension::Lifecycle => LIFECYCLE_CODES,
+        }
+    }
+    /// The value of a snapshot code: the key, or `none` for a customer scored without one.
+    fn value(self, code: i64) -> String {
+        key_of(self.codes(), code).unwrap_or("none").to_owned()
+    }
+}
+
+/// An analysis run as the runs list shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunInfo {
+    /// Run id.
+    pub id: i64,
+    /// As-of date.
+    pub as_of: Option<NaiveDate>,
+    /// When the run was stored.
+    pub created_at: DateTime<Utc>,
+    /// Customers scored.
+    pub customers: i64,
+    /// Whether the run's per-customer snapshot is kept (migration matrices need it).
+    pub history: bool,
+}
+
+/// One cell of the migration matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MigrationCell {
+    /// The value in `from_run` (`none`: scored without one; null: not scored in that run).
+    pub from: Option<String>,
+    /// The value in `to_run` (likewise).
+    pub to: Option<String>,
+    /// Customers.
+    pub customers: i64,
+    /// Their trailing 12 months' spend as of `to_run` (cents; 0 for those not scored in it).
+    pub revenue_cents: i64,
+}
+
+/// How customers moved between the values of a dimension from one run to another.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Migration {
+    /// The earlier run (as asked; any order works).
+    pub from_run: i64,
+    /// The later run.
+    pub to_run: i64,
+    /// `abcd_tier`, `rfm_class` or `lifecycle`.
+    pub dimension: Dimension,
+    /// Non-empty cells, by `from` then `to` (not scored first, then the values in their order).
+    pub cells: Vec<MigrationCell>,
+}
+
+/// A saved segment's size at one run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentSize {
+    /// The run.
+    pub run_id: i64,
+    /// Its as-of date.
+    pub as_of: Option<NaiveDate>,
+    /// Customers matching the rule after the run.
+    pub customers: i64,
+}
+
+/// Marks the runs beyond the last `keep` (counting run `run_id`, just inserted with its snapshot
+/// count) as having no snapshot any more; returns the oldest run kept. Called before the run
+/// writes customer rows: on Citus a reference table that distributed tables refer to cannot be
+/// changed after a parallel write to them in the same transaction.
+pub(crate) async fn retire_snapshots(tx: &mut Tx, keep: u32) -> Result<Option<i64>> {
+    let cutoff: Option<(i64,)> = tx
+        .fetch_optional(
+            query("SELECT id FROM analytics_runs WHERE snapshot_customers IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET $1")
+                .bind(i64::from(keep.max(1)) - 1),
+        )
+        .await?;
+    if let Some((cutoff,)) = cutoff {
+        tx.execute(
+            query("UPDATE analytics_runs SET snapshot_customers = NULL WHERE id < $1 AND snapshot_customers IS NOT NULL").bind(cutoff),
+        )
+        .await?;
+    }
+    Ok(cutoff.map(|c| c.0))
+}
+
+/// Writes the snapshot of run `run_id` from `customer_scores` (which holds that run's rows in the
+/// caller's transaction) and deletes the snapshots of runs before `cutoff`.
+pub(crate) async fn write_snapshot(tx: &mut Tx, run_id: i64, cutoff: Option<i64>) -> Result<()> {
+    let clv = "CASE WHEN clv_cents IS NULL THEN NULL WHEN clv_cents >= 9.0e18 THEN 9000000000000000000 \
+               WHEN clv_cents <= -9.0e18 THEN -9000000000000000000 ELSE CAST(ROUND(clv_cents) AS BIGINT) END";
+    tx.execute(
+        query(format!(
+            "INSERT INTO score_snapshots (customer_id, run_id, trailing_spend_cents, clv_cents, p_alive, abcd_tier, rfm_class, lifecycle, churn) \
+             SELECT customer_id, run_id, trailing_spend_cents, {clv}, p_alive, {}, {}, {}, {} FROM customer_scores WHERE run_id = $1",
+            code_case("abcd_tier", ABCD_CODES, 1),
+            code_case("rfm_class", RFM_CODES, 1),
+            code_case("lifecycle", LIFECYCLE_CODES, 1),
+            code_case("churn", CHURN_CODES, 0),
+        ))
+        .bind(run_id),
+    )
+    .await?;
+    if let Some(cutoff) = cutoff {
+        tx.execute(query("DELETE FROM score_snapshots WHERE run_id < $1").bind(cutoff)).await?;
+    }
+    Ok(())
+}
+
+/// A customer's values in the scores before a run: churn, lifecycle, tier, class codes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Before {
+    pub churn: u8,
+    pub lifecycle: u8,
+    pub abcd_tier: u8,
+    pub rfm_class: u8,
+}
+
+/// Reads every customer's current (soon previous) codes from `customer_scores`, compactly.
+pub(crate) async fn read_before(tx: &mut Tx) -> Result<HashMap<i64, Before>> {
+    let rows: Vec<(i64, i64, i64, i64, i64)> = tx
+        .fetch_all(query(format!(
+            "SELECT customer_id, {}, {}, {}, {} FROM customer_scores",
+            code_case("churn", CHURN_CODES, 0),
+            code_case("lifecycle", LIFECYCLE_CODES, 1),
+            code_case("abcd_tier", ABCD_CODES, 1),
+            code_case("rfm_class", RFM_CODES, 1),
+        )))
+        .await?;
+    let byte = |v: i64| u8::try_from(v).unwrap_or(0);
+    Ok(rows
+        .into_iter()
+        .map(|(id, ch, l, t, r)| (id, Before { churn: byte(ch), lifecycle: byte(l), abcd_tier: byte(t), rfm_class: byte(r) }))
+        .collect())
+}
+
+impl Store {
+    /// The score-history settings.
+    pub async fn history_settings(&self) -> Result<HistorySettings> {
+        self.setting(HISTORY).await
+    }
+
+    /// Replaces the score-history settings (audited); the next run applies them.
+    pub async fn set_history_settings(&self, actor: &Actor, s: &HistorySettings) -> Result<()> {
+        s.validate()?;
+        self.put_setting(actor, HISTORY, serde_json::to_value(s).map_err(|e| StoreError::Internal(e.to_string()))?).await
+    }
+
+    /// Every analysis run, newest first.
+    pub async fn analysis_runs(&self) -> Result<Vec<RunInfo>> {
+        type Row = (i64, i64, DateTime<Utc>, i64, Option<i64>);
+        let rows: Vec<Row> = self
+            .db
+            .reader()
+            .fetch_all(query("SELECT id, as_of_day, finished_at, customers, snapshot_customers FROM analytics_runs ORDER BY id DESC"))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, day, at, customers, snap)| RunInfo {
+                id,
+                as_of: i32::try_from(day).ok().and_then(day_date),
+                created_at: at,
+                customers,
+                history: snap.is_some(),
+            })
+            .collect())
+    }
+
+    /// Checks that run `id` exists and still has its snapshot; `field` names it in the error.
+    async fn history_run(&self, id: i64, field: &str) -> Result<i64> {
+        let row: Option<(Option<i64>,)> =
+            self.db.reader().fetch_optional(query("SELECT snapshot_customers FROM analytics_runs WHERE id = $1").bind(id)).await?;
+        match row {
+            None => Err(StoreError::invalid(field, format!("there is no analysis run {id}"))),
+            Some((None,)) => {
+                let keep = self.history_settings().await?.runs;
+                Err(StoreError::invalid(
+                    field,
+                    format!("analysis run {id} has no score snapshot (runs keep one since score history exists, and only the last {keep} are kept)"),
+                ))
+            }
+            Some((Some(_),)) => Ok(id),
+        }
+    }
+
+    /// The migration matrix between two runs over `dimension`, for the customers `actor` sees.
+    /// Without runs named: the two latest runs with a snapshot (404 when there are fewer).
+    pub async fn migration(&self, actor: &Actor, from_run: Option<i64>, to_run: Option<i64>, dimension: Dimension) -> Result<Migration> {
+        let to_run = match to_run {
+            Some(id) => self.history_run(id, "to_run").await?,
+            None => {
+                let latest: Option<(i64,)> = self
+                    .db
+                    .reader()
+                    .fetch_optional(query("SELECT id FROM analytics_runs WHERE snapshot_customers IS NOT NULL ORDER BY id DESC LIMIT 1"))
+                    .await?;
+                latest.ok_or(StoreError::NotFound("analysis run with a score snapshot"))?.0
+            }
+        };
+        let from_run = match from_run {
+            Some(id) => self.history_run(id, "from_run").await?,
+            None => {
+                let before: Option<(i64,)> = self
+                    .db
+                    .reader()
+                    .fetch_optional(
+                        query("SELECT id FROM analytics_runs WHERE snapshot_customers IS NOT NULL AND id < $1 ORDER BY id DESC LIMIT 1")
+                            .bind(to_run),
+                    )
+                    .await?;
+                before.ok_or(StoreError::NotFound("analysis run with a score snapshot before to_run"))?.0
+            }
+        };
+        let scope = crate::access::CustomerScope::of(actor);
+        // The whole base's matrix of a run against the run before it is stored by the run
+        // (`record_migrations`); anything else is counted from the snapshots.
+        let mut rows: Vec<(Option<i64>, Option<i64>, i64, i64)> = Vec::new();
+        let mut stored = false;
+        if scope.is_all() {
+            rows = self
+                .db
+                .reader()
+                .fetch_all(
+                    query(
+                        "SELECT from_code, to_code, customers, revenue_cents FROM run_migrations \
+                         WHERE to_run = $1 AND from_run = $2 AND dimension = $3",
+                    )
+                    .bind(to_run)
+                    .bind(from_run)
+                    .bind(dimension.key()),
+                )
+                .await?;
+            // A stored matrix always has a cell (the run's own customers); none: not stored.
+            stored = !rows.is_empty();
+        }
+        if !stored {
+            rows = self.count_migration(scope, from_run, to_run, dimension).await?;
+        }
+        rows.sort_by_key(|r| (r.0.unwrap_or(-1), r.1.unwrap_or(-1)));
+        let cells = rows
+            .into_iter()
+            .map(|(f, t, customers, revenue_cents)| MigrationCell {
+                from: f.map(|c| dimension.value(c)),
+                to: t.map(|c| dimension.value(c)),
+                customers,
+                revenue_cents,
+            })
+            .collect();
+        Ok(Migration { from_run, to_run, dimension, cells })
+    }
+
+    /// The matrix's cells (from code, to code, customers, revenue) counted from the snapshots.
+    async fn count_migration(
+        &self,
+        scope: crate::access::CustomerScope,
+        from_run: i64,
+        to_run: i64,
+        dimension: Dimension,
+    ) -> Result<Vec<(Option<i64>, Option<i64>, i64, i64)>> {
+        let col = dimension.key();
+        let engine = self.db.engine();
+        let scope = scope.sql_for("customer_id");
+        let revenue = engine.clamp_bigint(&engine.sum_wide("rev"));
+        // One row per customer (grouped by the distribution column, so Citus does it on the
+        // shards), then the cells.
+        self.db
+            .reader()
+            .fetch_all(
+                query(format!(
+                    "SELECT f, t, COUNT(*), {revenue} FROM (\
+                       SELECT customer_id, CAST(MAX(CASE WHEN run_id = $1 THEN {col} END) AS BIGINT) AS f, \
+                       CAST(MAX(CASE WHEN run_id = $2 THEN {col} END) AS BIGINT) AS t, \
+                       MAX(CASE WHEN run_id = $2 THEN trailing_spend_cents ELSE 0 END) AS rev \
+                       FROM score_snapshots WHERE run_id IN ($1, $2) AND {scope} GROUP BY customer_id) x \
+                     GROUP BY f, t"
+                ))
+                .bind(from_run)
+                .bind(to_run),
+            )
+            .await
+    }
+
+    /// Stores the whole base's matrices of run `run_id` against the run with a snapshot before
+    /// it, for every dimension: the dashboard's default, read without touching the snapshots
+    /// (counting 2 M snapshot rows on each view would take seconds at 1 M customers).
+    pub(crate) async fn record_migrations(&self, run_id: i64) -> Result<()> {
+        let before: Option<(i64,)> = self
+            .db
+            .reader()
+            .fetch_optional(
+                query("SELECT id FROM analytics_runs WHERE snapshot_customers IS NOT NULL AND id < $1 ORDER BY id DESC LIMIT 1")
+                    .bind(run_id),
+            )
+            .await?;
+        let Some((from_run,)) = before else { return Ok(()) };
+        let mut all = Vec::new();
+        for dim in [Dimension::AbcdTier, Dimension::RfmClass, Dimension::Lifecycle] {
+            all.push((dim, self.count_migration(crate::access::CustomerScope::All, from_run, run_id, dim).await?));
+        }
+        let mut tx = self.db.begin().await?;
+        tx.execute(query("DELETE FROM run_migrations WHERE to_run = $1").bind(run_id)).await?;
+        for (dim, rows) in all {
+            for (f, t, customers, revenue) in rows {
+                tx.execute(
+                    query(
+                        "INSERT INTO run_migrations (to_run, from_run, dimension, from_code, to_code, customers, revenue_cents) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(run_id)
+                    .bind(from_run)
+                    .bind(dim.key())
+                    .bind(f)
+                    .bind(t)
+                    .bind(customers)
+                    .bind(revenue),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Records the size of every saved segment whose rule reads the analysis at run `run_id`
+    /// (over every live customer). A rule that no longer parses is skipped.
+    pub(crate) async fn record_segment_sizes(&self, run_id: i64) -> Result<()> {
+        let actor = Actor::cli();
+        let mut sizes: Vec<(i64, i64)> = Vec::new();
+        for s in self.segments().await? {
+            let Some(id) = s.id else { continue };
+            let Ok(rule) = crate::segments::parse_rule(&s.rule) else { continue };
+            if !rule.uses_scores() {
+                continue;
+            }
+            sizes.push((id, self.segment_count(&actor, &s.rule).await?));
+        }
+        if sizes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        for (segment_id, n) in sizes {
+            tx.execute(
+                query(
+                    "INSERT INTO segment_sizes (segment_id, run_id, customers) VALUES ($1, $2, $3) \
+                     ON CONFLICT (segment_id, run_id) DO UPDATE SET customers = excluded.customers",
+                )
+                .bind(segment_id)
+                .bind(run_id)
+                .bind(n),
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A saved segment's size at each run it was measured (oldest first; 404 for an unknown segment).
+    pub async fn segment_sizes(&self, key: &str) -> Result<Vec<SegmentSize>> {
+        let seg = self.segment(key).await?;
+        let Some(id) = seg.id else { return Ok(Vec::new()) };
+        let rows: Vec<(i64, i64, i64)> = self
+            .db
+            .reader()
+            .fetch_all(
+                query(
+                    "SELECT z.run_id, r.as_of_day, z.customers FROM segment_sizes z JOIN analytics_runs r ON r.id = z.run_id \
+                     WHERE z.segment_id = $1 ORDER BY z.run_id",
+                )
+                .bind(id),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, day, customers)| SegmentSize { run_id, as_of: i32::try_from(day).ok().and_then(day_date), customers })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_cover_the_analytics_keys() {
+        for t in patron_analytics::abcd::Tier::ALL {
+            assert!(ABCD_CODES.contains(&t.key()), "{}", t.key());
+        }
+        for c in patron_analytics::rfm::RfmClass::ALL {
+            assert!(RFM_CODES.contains(&c.key()), "{}", c.key());
+        }
+        for s in patron_analytics::lifecycle::LifecycleStage::ALL {
+            assert!(LIFECYCLE_CODES.contains(&s.key()), "{}", s.key());
+        }
+        assert_eq!(key_of(ABCD_CODES, 2), Some("B"));
+        assert_eq!(key_of(ABCD_CODES, 0), None);
+        assert_eq!(key_of(ABCD_CODES, 9), None);
+        assert_eq!(Dimension::AbcdTier.value(0), "none");
+        assert_eq!(code_case("x", &["a", "b"], 1), "CAST(CASE x WHEN 'a' THEN 1 WHEN 'b' THEN 2 ELSE 0 END AS BIGINT)");
+    }
+}
