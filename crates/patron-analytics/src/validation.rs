@@ -247,7 +247,7 @@ pub fn validate(orders: &Orders, n_customers: usize, config: &ValidationConfig) 
         .into_par_iter()
         .filter_map(|i| {
             let (c, d) = (orders.customer[i] as usize, orders.day[i]);
-            (d <= hold && in_base(c)).then(|| ((c as u64) << 32 | u64::from(day_key(d)), orders.amount_cents[i]))
+            (d <= hold && in_base(c)).then(|| (((c as u64) << 32) | u64::from(day_key(d)), orders.amount_cents[i]))
         })
         .collect();
     keyed.par_sort_unstable_by_key(|k| k.0);

@@ -55,7 +55,7 @@ pub fn validate_file(m: &FileMode) -> Result<u8> {
     let file = std::fs::File::open(&m.orders).with_context(|| format!("opening {}", m.orders.display()))?;
     let opts = OrderFileOptions { encoding: m.encoding, mappings: m.mappings.clone(), tz: m.tz };
     let name = m.orders.display().to_string();
-    let read = read_orders(file, &name, &opts, &|_| {}).map_err(|e| anyhow!("{name}: {e}"))?;
+    let read = read_orders(file, &name, &opts, &|_: u64| {}).map_err(|e| anyhow!("{name}: {e}"))?;
     if read.rejected > 0 {
         report_rejections(&read, &m.orders)?;
         if !m.skip_invalid {

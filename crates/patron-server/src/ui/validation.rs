@@ -47,7 +47,7 @@ async fn validate_now(State(state): State<AppState>, user: UiUser, Form(f): Form
         holdout_end: Some(f.holdout_end).filter(|s| !s.trim().is_empty()),
         time_unit: None,
     };
-    let result = match request_settings(&req, business_today(&state)) {
+    let result: Result<ValidationRecord, crate::error::ApiError> = match request_settings(&req, business_today(&state)) {
         Ok((cal, hold, unit)) => state.store.run_validation(&user.actor, cal, hold, unit).await.map_err(Into::into),
         Err(e) => Err(e),
     };
@@ -179,8 +179,8 @@ pub fn card(latest: Option<&ValidationRecord>, lang: Lang, can_run: bool, today:
             verdict => verdict(v, lang),
             mae => format!("{:.3}", v.errors.mae_per_customer),
             spend_customers => v.spend.customers,
-            spend_actual => v.spend.actual_mean.map(|c| crate::i18n::yuan_f(c)).unwrap_or_else(|| "—".into()),
-            spend_predicted => v.spend.predicted_mean.map(|c| crate::i18n::yuan_f(c)).unwrap_or_else(|| "—".into()),
+            spend_actual => v.spend.actual_mean.map(crate::i18n::yuan_f).unwrap_or_else(|| "—".into()),
+            spend_predicted => v.spend.predicted_mean.map(crate::i18n::yuan_f).unwrap_or_else(|| "—".into()),
             rows,
             warnings => v.warnings.clone(),
         },
