@@ -316,8 +316,7 @@ pub fn abcd_value_loyalty(
     // High value is "tier A" of a value ranking cut at the top `hv` %: the same tie rule.
     let cut = AbcdConfig { cut_percent: [hv, hv, hv], ..*config };
     let by_value = abcd_tiers(value, ranked, revenue_cents, basis, &cut)?;
-    let mut indices: Vec<f64> =
-        (0..n).filter(|&c| ranked[c]).filter_map(|c| loyalty_index[c]).filter(|v| v.is_finite()).collect();
+    let mut indices: Vec<f64> = (0..n).filter(|&c| ranked[c]).filter_map(|c| loyalty_index[c]).filter(|v| v.is_finite()).collect();
     indices.sort_unstable_by(f64::total_cmp);
     let threshold = percentile(&indices, pct);
     let tier: Vec<Option<Tier>> = (0..n)

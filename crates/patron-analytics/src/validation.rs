@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::bgnbd::{self, BgNbdParams, BtydRows};
 use crate::gamma_gamma;
 use crate::optim::FitOptions;
-use crate::special::{ln_beta, ln_gamma};
 use crate::summary::{summarize, Orders, SummaryConfig};
 use crate::{date_from_day_number, AnalyticsError, Result, TimeUnit};
 
@@ -182,20 +181,32 @@ impl BgNbdParams {
         if t.is_nan() || t <= 0.0 {
             return if n == 0 { 1.0 } else { 0.0 };
         }
-        let nf = f64::from(n);
-        let ln_b_ab = ln_beta(a, b);
-        let ln_q = (alpha / (alpha + t)).ln(); // ln(α/(α+t))
+        // Ratios of gamma and beta functions as finite products (sums of logs), and
+        // ln(α/(α+t)) as −ln(1 + t/α): exact also for the huge r, α, a, b a fit reaches when the
+        // base shows little heterogeneity (ln Γ differences of huge arguments cancel to NaN).
+        let ln_q = -(t / alpha).ln_1p(); // ln(α/(α+t))
         let ln_p = (t / (alpha + t)).ln(); // ln(t/(α+t))
-        // The NBD term: Γ(r+j)/(Γ(r) j!) (α/(α+t))^r (t/(α+t))^j, in logs.
-        let nbd = |j: f64| (ln_gamma(r + j) - ln_gamma(r) - ln_gamma(j + 1.0) + r * ln_q + j * ln_p).exp();
-        let first = (ln_beta(a, b + nf) - ln_b_ab).exp() * nbd(nf);
+        let rising = |x: f64, k: u32| -> f64 { (0..k).map(|i| (x + f64::from(i)).ln()).sum() }; // ln Γ(x+k)/Γ(x)
+        let ln_k_fact = |k: u32| -> f64 { (1..=k).map(|i| f64::from(i).ln()).sum() };
+        // B(a, b+n)/B(a, b) = Γ(b+n)/Γ(b) · Γ(a+b)/Γ(a+b+n).
+        let ln_first_beta = rising(b, n) - rising(a + b, n);
+        // The NBD term Γ(r+n)/(Γ(r) n!) (α/(α+t))^r (t/(α+t))^n.
+        let ln_nbd_n = rising(r, n) - ln_k_fact(n) + r * ln_q + f64::from(n) * ln_p;
+        let first = (ln_first_beta + ln_nbd_n).exp();
         if n == 0 {
             return first;
         }
-        // 1 − P(NBD < n) = P(NBD ≥ n).
-        let below: f64 = (0..n).map(|j| nbd(f64::from(j))).sum();
+        // 1 − P(NBD < n) = P(NBD ≥ n), the NBD terms j < n by their recurrence.
+        let (mut term, mut below) = ((r * ln_q).exp(), 0.0);
+        let ratio = ln_p.exp();
+        for j in 0..n {
+            below += term;
+            term *= (r + f64::from(j)) / f64::from(j + 1) * ratio;
+        }
         let tail = (1.0 - below).max(0.0);
-        first + (ln_beta(a + 1.0, b + nf - 1.0) - ln_b_ab).exp() * tail
+        // B(a+1, b+n−1)/B(a, b) = a · Γ(b+n−1)/Γ(b) · Γ(a+b)/Γ(a+b+n).
+        let ln_second_beta = a.ln() + rising(b, n - 1) - rising(a + b, n);
+        first + ln_second_beta.exp() * tail
     }
 }
 
@@ -350,8 +361,9 @@ pub fn validate(orders: &Orders, n_customers: usize, config: &ValidationConfig) 
         }
     }
     expected[TOP_BUCKET as usize] = customers as f64 - expected[..TOP_BUCKET as usize].iter().sum::<f64>();
-    let calibration_histogram =
-        (0..buckets).map(|k| HistogramBucket { frequency: k as u32, actual_customers: count[k], expected_customers: expected[k] }).collect();
+    let calibration_histogram = (0..buckets)
+        .map(|k| HistogramBucket { frequency: k as u32, actual_customers: count[k], expected_customers: expected[k] })
+        .collect();
 
     // Tracking: cumulative expected repeat purchase days by the end of day D is
     // Σ_d n_first(d) E[X(D − d)], with E[X(k days)] computed once per k.
@@ -425,6 +437,16 @@ mod tests {
             // the mean of the distribution is E[X(t)] (eq. 9)
             let mean: f64 = (0..2000).map(|n| f64::from(n) * P.probability_of_n_purchases(t, n)).sum();
             assert!((mean - P.expected_purchases_new_customer(t)).abs() < 1e-7 * mean.max(1.0), "t = {t}: {mean}");
+        }
+        // A fit to a base of regular buyers drifts to huge r, α (and a, b): the distribution must
+        // stay a distribution (its Poisson limit here: rate r/α = 0.1, no drop-out to speak of).
+        let huge = BgNbdParams { r: 1e9, alpha: 1e10, a: 1e-3, b: 1e8 };
+        for t in [1.0, 30.0, 400.0] {
+            let p: Vec<f64> = (0..400).map(|n| huge.probability_of_n_purchases(t, n)).collect();
+            assert!(p.iter().all(|v| v.is_finite() && *v >= 0.0), "t = {t}: {p:?}");
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "t = {t}");
+            let poisson0 = (-0.1 * t).exp();
+            assert!((p[0] - poisson0).abs() < 1e-6, "t = {t}: {} vs {poisson0}", p[0]);
         }
         assert_eq!(P.probability_of_n_purchases(0.0, 0), 1.0);
         assert_eq!(P.probability_of_n_purchases(0.0, 3), 0.0);

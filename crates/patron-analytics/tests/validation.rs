@@ -32,7 +32,8 @@ fn conditional_expectations_match_lifetimes() {
     for set in f["conditional"].as_array().unwrap() {
         let p = params(&set["params"]);
         for c in set["cases"].as_array().unwrap() {
-            let (x, tx, t_age, t) = (c["x"].as_u64().unwrap() as u32, c["t_x"].as_f64().unwrap(), c["T"].as_f64().unwrap(), c["t"].as_f64().unwrap());
+            let (x, tx, t_age, t) =
+                (c["x"].as_u64().unwrap() as u32, c["t_x"].as_f64().unwrap(), c["T"].as_f64().unwrap(), c["t"].as_f64().unwrap());
             let got = p.expected_purchases(x, tx, t_age, t);
             close(&format!("{p:?} x={x} t_x={tx} T={t_age} t={t}"), got, c["expected"].as_f64().unwrap(), 1e-6, 1e-9);
             n += 1;
@@ -90,7 +91,13 @@ fn cdnow_split_matches_lifetimes() {
     for (got, w) in v.by_frequency.iter().zip(want["by_frequency"].as_array().unwrap()) {
         assert_eq!(got.customers, w["customers"].as_u64().unwrap(), "bucket {}", got.frequency);
         assert_eq!(got.actual_mean, w["actual_mean"].as_f64(), "bucket {}", got.frequency);
-        close(&format!("bucket {} predicted", got.frequency), got.predicted_mean.unwrap(), w["predicted_mean"].as_f64().unwrap(), 1e-4, 0.0);
+        close(
+            &format!("bucket {} predicted", got.frequency),
+            got.predicted_mean.unwrap(),
+            w["predicted_mean"].as_f64().unwrap(),
+            1e-4,
+            0.0,
+        );
     }
     for (got, w) in v.calibration_histogram.iter().zip(want["calibration_histogram"].as_array().unwrap()) {
         assert_eq!(got.actual_customers, w["actual_customers"].as_u64().unwrap(), "bucket {}", got.frequency);
@@ -104,12 +111,7 @@ fn cdnow_split_matches_lifetimes() {
     close("MAE", v.errors.mae_per_customer, want["mae_per_customer"].as_f64().unwrap(), 1e-4, 0.0);
     let rel = v.errors.total_relative_error.unwrap();
     assert!((rel - (v.total.predicted - v.total.actual) / v.total.actual).abs() < 1e-15);
-    eprintln!(
-        "CDNOW holdout: predicted {:.1} repeat purchase days, actual {} ({:+.1}%)",
-        v.total.predicted,
-        v.total.actual,
-        100.0 * rel
-    );
+    eprintln!("CDNOW holdout: predicted {:.1} repeat purchase days, actual {} ({:+.1}%)", v.total.predicted, v.total.actual, 100.0 * rel);
 }
 
 /// With lifetimes' own parameters, the per-customer forecasts summed over the CDNOW base equal

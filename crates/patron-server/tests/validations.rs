@@ -44,12 +44,18 @@ test_both!(validations_roles_bad_input_and_counts, |db: TestDb| async move {
 
     let (s, v) = app.post("/api/v1/analytics/validations", json!({"calibration_end": "2025-12-31"})).await;
     assert_eq!(s, 201, "{v}");
-    assert_eq!((v["calibration_end"].as_str(), v["holdout_end"].as_str(), v["time_unit"].as_str()), (Some("2025-12-31"), Some("2026-06-30"), Some("days")));
+    assert_eq!(
+        (v["calibration_end"].as_str(), v["holdout_end"].as_str(), v["time_unit"].as_str()),
+        (Some("2025-12-31"), Some("2026-06-30"), Some("days"))
+    );
     assert_eq!(v["holdout_length"], 181.0);
     // Independent counts: the base (first completed order on or before the calibration end)
     // and its purchase days in the holdout.
     let store = &app.db.store;
-    let (cal, hold) = (patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap()), patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()));
+    let (cal, hold) = (
+        patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap()),
+        patron_analytics::day_number(chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()),
+    );
     let (base,): (i64,) = store
         .db
         .reader()
@@ -59,7 +65,9 @@ test_both!(validations_roles_bad_input_and_counts, |db: TestDb| async move {
     let days: Vec<(i64, i64)> = store
         .db
         .reader()
-        .fetch_all(query("SELECT DISTINCT customer_id, ordered_day FROM orders WHERE status = 'completed' AND ordered_day <= $1").bind(hold))
+        .fetch_all(
+            query("SELECT DISTINCT customer_id, ordered_day FROM orders WHERE status = 'completed' AND ordered_day <= $1").bind(hold),
+        )
         .await
         .unwrap();
     let first = |c: i64| days.iter().filter(|d| d.0 == c).map(|d| d.1).min();
@@ -88,7 +96,9 @@ test_both!(validations_roles_bad_input_and_counts, |db: TestDb| async move {
     let (s, latest) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/validations/latest").send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(latest, v);
-    let (s, v2) = app.post("/api/v1/analytics/validations", json!({"calibration_end": "2025-09-30", "holdout_end": "2026-03-31", "time_unit": "weeks"})).await;
+    let (s, v2) = app
+        .post("/api/v1/analytics/validations", json!({"calibration_end": "2025-09-30", "holdout_end": "2026-03-31", "time_unit": "weeks"}))
+        .await;
     assert_eq!(s, 201, "{v2}");
     assert_eq!(v2["holdout_length"], 26.0);
     let (_, latest) = app.get("/api/v1/analytics/validations/latest").await;
@@ -122,7 +132,10 @@ test_both!(abcd_by_value_and_loyalty_follows_the_setting, |db: TestDb| async mov
     let (s, run) = app.post("/api/v1/analytics/runs", json!({})).await;
     assert_eq!(s, 201, "{run}");
     let def = &run["report"]["abcd_definition"];
-    assert_eq!((def["basis"].as_str(), def["value"].as_str(), def["high_value_percent"].as_u64()), (Some("value_loyalty"), Some("trailing_spend"), Some(40)));
+    assert_eq!(
+        (def["basis"].as_str(), def["value"].as_str(), def["high_value_percent"].as_u64()),
+        (Some("value_loyalty"), Some("trailing_spend"), Some(40))
+    );
     let threshold = def["high_loyalty_index"].as_f64().expect("a loyalty threshold");
 
     // Every customer's tier against the rule, from their own scores: high value = the top 40%

@@ -3,7 +3,7 @@
 //! value and lower loyalty, C = lower value and high loyalty, D = both low), with the two cut
 //! points of the latter. Every analysis run on the database uses it ([`Store::run_analysis`]).
 
-use patron_analytics::{AnalyticsConfig, AbcdScheme};
+use patron_analytics::{AbcdScheme, AnalyticsConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -104,7 +104,8 @@ impl Store {
             .fetch_optional(query("SELECT id, created_at, document FROM analytics_validations ORDER BY id DESC LIMIT 1"))
             .await?;
         row.map(|(id, created_at, text)| {
-            let document = serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored validation {id} unreadable: {e}")))?;
+            let document =
+                serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored validation {id} unreadable: {e}")))?;
             Ok(ValidationRecord { id, created_at, document })
         })
         .transpose()

@@ -119,7 +119,8 @@ pub fn print_table(v: &Validation) {
     );
     println!("{:>18} {:>10} {:>14} {:>16}", "repeat purchases", "customers", "holdout actual", "holdout predicted");
     for f in &v.by_frequency {
-        let label = if f.frequency >= patron_analytics::validation::TOP_BUCKET { format!("{}+", f.frequency) } else { f.frequency.to_string() };
+        let label =
+            if f.frequency >= patron_analytics::validation::TOP_BUCKET { format!("{}+", f.frequency) } else { f.frequency.to_string() };
         println!("{label:>18} {:>10} {:>14} {:>16}", f.customers, num(f.actual_mean), num(f.predicted_mean));
     }
     let rel = v.errors.total_relative_error.map_or_else(String::new, |r| format!(" ({:+.1}%)", 100.0 * r));

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use patron_store::testing::TestDb;
 use patron_store::test_both;
+use patron_store::testing::TestDb;
 use serde_json::Value;
 
 fn patron() -> Command {
@@ -115,9 +115,14 @@ fn bad_input_is_refused_clearly() {
     let args = ["--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30"];
     let out = patron().args(["validate", "--orders"]).arg(&bad).args(args).arg("--out").arg(&out_path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv: row 6921, column \"date\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.csv: row 6921, column \"date\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out_path.exists());
-    let out = patron().args(["validate", "--orders"]).arg(&bad).args(args).arg("--skip-invalid").arg("--out").arg(&out_path).output().unwrap();
+    let out =
+        patron().args(["validate", "--orders"]).arg(&bad).args(args).arg("--skip-invalid").arg("--out").arg(&out_path).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     assert_eq!(v["customers"], 2357);
@@ -144,7 +149,8 @@ test_both!(database_mode_stores_what_file_mode_writes, |db: TestDb| async move {
     let stored = serde_json::to_value(&stored.document).unwrap();
 
     let path = dir.path().join("v.json");
-    let out = patron().args(["validate", "--orders"]).arg(dir.path().join("orders.csv")).args(split).arg("--out").arg(&path).output().unwrap();
+    let out =
+        patron().args(["validate", "--orders"]).arg(dir.path().join("orders.csv")).args(split).arg("--out").arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     // The same base, counts and fit (the customers are numbered differently; the fit does not
@@ -161,15 +167,18 @@ test_both!(database_mode_stores_what_file_mode_writes, |db: TestDb| async move {
         assert_eq!((&a["customers"], &a["actual_mean"]), (&b["customers"], &b["actual_mean"]), "bucket {k}");
         assert_eq!(stored["calibration_histogram"][k]["actual_customers"], file["calibration_histogram"][k]["actual_customers"]);
     }
-    let weeks = |v: &Value| v["tracking"].as_array().unwrap().iter().map(|w| (w["period_start"].clone(), w["actual"].clone())).collect::<Vec<_>>();
+    let weeks =
+        |v: &Value| v["tracking"].as_array().unwrap().iter().map(|w| (w["period_start"].clone(), w["actual"].clone())).collect::<Vec<_>>();
     assert_eq!(weeks(&stored), weeks(&file));
     assert!(stored["total"]["actual"].as_f64().unwrap() > 0.0);
 
     // Bad splits on the database: clear errors, nothing stored.
-    let out = patron().args(["validate", "--calibration-end", "2026-06-29", "--holdout-end", "2025-12-31", "--db", &db.url]).output().unwrap();
+    let out =
+        patron().args(["validate", "--calibration-end", "2026-06-29", "--holdout-end", "2025-12-31", "--db", &db.url]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be after --calibration-end"));
-    let out = patron().args(["validate", "--calibration-end", "2020-01-01", "--holdout-end", "2025-12-31", "--db", &db.url]).output().unwrap();
+    let out =
+        patron().args(["validate", "--calibration-end", "2020-01-01", "--holdout-end", "2025-12-31", "--db", &db.url]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no customer made a first purchase"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(db.store.latest_validation().await.unwrap().map(|v| v.id), Some(1));

@@ -247,7 +247,11 @@ pub async fn abcd_settings(State(state): State<AppState>, _auth: Auth) -> ApiRes
 /// states it (`report.abcd_definition`).
 #[utoipa::path(put, path = "/api/v1/analytics/abcd/settings", tag = "analytics", request_body = AbcdSettings,
     responses((status = 200, body = AbcdSettings), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn put_abcd_settings(State(state): State<AppState>, Auth(actor): Auth, Json(s): Json<AbcdSettings>) -> ApiResult<Json<AbcdSettings>> {
+pub async fn put_abcd_settings(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(s): Json<AbcdSettings>,
+) -> ApiResult<Json<AbcdSettings>> {
     Ok(Json(state.store.set_abcd_settings(&actor, &s).await?))
 }
 

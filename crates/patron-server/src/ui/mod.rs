@@ -5,7 +5,6 @@
 
 mod accounts;
 pub mod analytics;
-pub mod validation;
 mod audit;
 mod campaigns;
 mod customer_events;
@@ -21,6 +20,7 @@ mod segments;
 mod surveys;
 mod tickets;
 mod users;
+pub mod validation;
 mod webhooks;
 
 use axum::extract::{Multipart, Request, State};

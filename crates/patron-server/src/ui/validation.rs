@@ -222,7 +222,10 @@ mod tests {
             verdict(&v, Lang::En),
             "The model predicted 1,653 repeat purchases from 1997-10-01 to 1998-06-30 (273 days after the calibration period); there were 1,882: the forecast was 12.1% too low."
         );
-        assert_eq!(verdict(&v, Lang::Zh), "模型预测 1997-10-01 至 1998-06-30（校准期之后 273 天）复购 1,653 次，实际 1,882 次：预测偏低 12.1%。");
+        assert_eq!(
+            verdict(&v, Lang::Zh),
+            "模型预测 1997-10-01 至 1998-06-30（校准期之后 273 天）复购 1,653 次，实际 1,882 次：预测偏低 12.1%。"
+        );
         assert!(verdict(&doc(55.0, 50.0), Lang::En).ends_with("there were 50.0: the forecast was 10.0% too high."));
         assert!(verdict(&doc(3.2, 0.0), Lang::Zh).ends_with("实际没有复购。"));
         assert_eq!(amount(1234567.4), "1,234,567");
@@ -234,7 +237,12 @@ mod tests {
         let env = crate::ui::templates(patron_store::StoreConfig::default().business_tz);
         let today = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap_or_default();
         let mut v = doc(1653.4, 1882.0);
-        v.by_frequency = vec![patron_analytics::validation::FrequencyBucket { frequency: 7, customers: 3, actual_mean: Some(6.0), predicted_mean: None }];
+        v.by_frequency = vec![patron_analytics::validation::FrequencyBucket {
+            frequency: 7,
+            customers: 3,
+            actual_mean: Some(6.0),
+            predicted_mean: None,
+        }];
         v.warnings = vec!["w".into()];
         let record = ValidationRecord { id: 4, created_at: chrono::Utc::now(), document: v };
         for lang in [Lang::Zh, Lang::En] {
