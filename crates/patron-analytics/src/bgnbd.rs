@@ -625,6 +625,12 @@ impl BgNbdParams {
             let p = a / (a + bx);
             return -(-s * (p * u).ln_1p()).exp_m1() / p;
         }
+        // A huge a + b + x with a moderate a (p near 0 for everyone): the binomial series in
+        // p·u converges fast whatever u, as the moments E[p^j] = (a)_j/(a+b+x)_j are tiny; the
+        // closed form's 2F1 would have c ~ a + b + x, a million series terms per call.
+        if a + bx > 1e6 && u * (a + s + 50.0) / (a + bx) <= 0.25 {
+            return if_alive_series(s, a, bx, u);
+        }
         // Small horizons: the binomial series in u has no removable singularities; used while
         // its terms shrink at least 4× per step.
         if u * ((s + 1.0) / (a + bx)).max(1.0) <= 0.25 {

@@ -238,6 +238,19 @@ pub fn validate(orders: &Orders, n_customers: usize, config: &ValidationConfig) 
     let rows = BtydRows::from_summaries(&s, unit)?;
     let (bg, gg) = rayon::join(|| bgnbd::fit(&rows, &config.fit), || gamma_gamma::fit(&s.x, &s.m, &config.fit));
     let bg = bg?;
+    let p = bg.params;
+    if !bg.converged && [p.r, p.alpha, p.a, p.b].iter().any(|v| !(1e-8..=1e8).contains(v)) {
+        // The optimiser ran off to the edge of the parameter space: forecasts from there mean
+        // nothing (and the expectations' series need millions of terms).
+        return Err(AnalyticsError::FitFailed {
+            model: "BG/NBD",
+            reason: format!(
+                "no fit on the calibration period up to {cal_date} ({}; r = {:.3e}, α = {:.3e}, a = {:.3e}, b = {:.3e}): \
+                 the base needs more repeat customers before the calibration end",
+                bg.termination, p.r, p.alpha, p.a, p.b
+            ),
+        });
+    }
     if !bg.converged {
         warnings.push(format!("BG/NBD did not converge ({}); gradient norm {:e}", bg.termination, bg.gradient_norm));
     }
