@@ -140,11 +140,18 @@ test_both!(validations_roles_bad_input_and_counts, |db: TestDb| async move {
     let (s, latest) = json_of(app.req_as(&agent, Method::GET, "/api/v1/analytics/validations/latest").send().await.unwrap()).await;
     assert_eq!(s, 200);
     assert_eq!(latest, v);
-    let (s, v2) = app
-        .post("/api/v1/analytics/validations", json!({"calibration_end": "2025-09-30", "holdout_end": "2026-03-31", "time_unit": "weeks"}))
-        .await;
+    // A calibration period on which the fit runs off to the edge of the parameter space (here
+    // a, b → ∞: no drop-out heterogeneity to find by then) is refused, naming the cause.
+    let (s, b) = app.post("/api/v1/analytics/validations", json!({"calibration_end": "2025-09-30", "time_unit": "weeks"})).await;
+    assert_eq!((s, b["error"]["field"].as_str()), (422, Some("calibration_end")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap_or_default().contains("no fit on the calibration period"), "{b}");
+    let body = json!({"calibration_end": "2025-12-31", "holdout_end": "2026-03-31", "time_unit": "days"});
+    let (s, v2) = app.post("/api/v1/analytics/validations", body).await;
     assert_eq!(s, 201, "{v2}");
-    assert_eq!(v2["holdout_length"], 26.0);
+    assert_eq!(v2["holdout_length"], 90.0);
+    // The same calibration fit; a shorter holdout holds fewer purchase days.
+    assert_eq!(v2["bgnbd"], v["bgnbd"]);
+    assert!(v2["total"]["actual"].as_f64().unwrap() <= v["total"]["actual"].as_f64().unwrap());
     let (_, latest) = app.get("/api/v1/analytics/validations/latest").await;
     assert_eq!(latest["id"], v2["id"]);
 });
