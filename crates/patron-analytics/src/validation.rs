@@ -399,6 +399,22 @@ pub fn validate(orders: &Orders, n_customers: usize, config: &ValidationConfig) 
         before = ends[j];
     }
 
+    // Parameters at an extreme the expectations cannot be evaluated at (NaN or infinity) give
+    // no forecast to validate: refused like a fit that failed, never a document with holes.
+    let finite = total.predicted.is_finite()
+        && predicted_sum.iter().all(|v| v.is_finite())
+        && expected.iter().all(|v| v.is_finite())
+        && tracking.iter().all(|w| w.expected.is_finite());
+    if !finite {
+        return Err(AnalyticsError::FitFailed {
+            model: "BG/NBD",
+            reason: format!(
+                "the calibration fit up to {cal_date} (r = {:.3e}, α = {:.3e}, a = {:.3e}, b = {:.3e}) gives no finite forecast: \
+                 the base needs more repeat customers before the calibration end",
+                params.r, params.alpha, params.a, params.b
+            ),
+        });
+    }
     if spend_customers > 0 && spend_predicted_missing && gg.is_some() {
         warnings.push("no expected spend: Gamma-Gamma's q ≤ 1 (the mean spend is infinite)".into());
     }
