@@ -39,6 +39,9 @@ BEYOND_THE_SCHEMA = [
     ("POST", "/api/v1/customers/{id}/merge", 422, "invalid", r"merge_id"),
     # The as-of date of an analysis must be after 1970-01-01 and not after today.
     ("POST", "/api/v1/analytics/runs", 422, "invalid", r"as_of"),
+    # A holdout validation's holdout ends after its calibration end and not after today, and
+    # somebody must have bought by the calibration end (the orders decide, not the schema).
+    ("POST", "/api/v1/analytics/validations", 422, "invalid", r"calibration_end|holdout_end"),
     # A segment rule is a small language (docs/segments.md); it must parse and name real fields.
     ("POST", "/api/v1/segments", 422, "invalid", r"rule"),
     ("PUT", "/api/v1/segments/{key}", 422, "invalid", r"rule"),

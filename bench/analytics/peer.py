@@ -314,7 +314,8 @@ def main():
     st.start("lifecycle")
     thr = np.where(cust["median_gap"].isna(), CHURN_FLOOR, np.maximum(CHURN_FLOOR, GAP_MULT * cust["median_gap"]))
     cust["absolute_churn"] = has & (cust["R"] > thr)
-    cust["relative_churn"] = has & ~cust["absolute_churn"] \
+    # relative churn is "still buying, but less": a purchase day in the recent window is required
+    cust["relative_churn"] = has & ~cust["absolute_churn"] & (cust["R"] < RECENT) \
         & (cust["baseline_purchase_days"] >= MIN_BASELINE_DAYS) \
         & (cust["recent_spend"] < REL_DROP * cust["baseline_spend"])
     won_back = cust["last_return_day"] > as_of_n - WON_BACK_WINDOW

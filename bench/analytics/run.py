@@ -33,6 +33,8 @@ PINS = ["numpy==1.26.4", "pandas==2.1.4", "scipy==1.11.4", "autograd==1.9.1", "d
 PARAMS = [("bgnbd", "r"), ("bgnbd", "alpha"), ("bgnbd", "a"), ("bgnbd", "b"),
           ("gamma_gamma", "p"), ("gamma_gamma", "q"), ("gamma_gamma", "gamma")]
 TARGET_SPEEDUP, TARGET_REL = 50.0, 1e-3
+# issue 18 §5: `patron validate` (calibration fit + holdout forecast) on the same file within 2× of analyze.
+TARGET_VALIDATE_RATIO = 2.0
 
 
 def sh(args, **kw):
@@ -133,6 +135,32 @@ def run_patron(patron, orders, as_of, wd, timeout, runs=1, done=0, total=None):
         results.append({"command": args, "wall_s": wall, "peak_rss_mib": rss, "params": json.load(open(params)), "scores": out})
         log(f"  run {i + 1}/{total or runs}: {wall:.2f} s, {rss:,.0f} MiB")
     return results
+
+
+def run_validate(patron, orders, end, wd, timeout, runs):
+    """Times `patron validate --orders` on the same file: calibration up to six months before the
+    period's end, holdout to its end (days). Returns the median run, or None when this patron has
+    no `validate` command."""
+    helptext = subprocess.run([patron, "--help"], capture_output=True, text=True).stdout
+    if "validate" not in helptext:
+        log("patron has no `validate` command: not measured")
+        return None
+    e = date.fromisoformat(end)
+    month = e.month - 6
+    cal = date(e.year + (month - 1) // 12, (month - 1) % 12 + 1, 1) - timedelta(days=1)
+    out = os.path.join(wd, "patron-validation.json")
+    args = [patron, "validate", "--orders", orders, "--calibration-end", cal.isoformat(), "--holdout-end", end, "--out", out]
+    log("patron:", " ".join(args))
+    results = []
+    for i in range(runs):
+        wall, rss = measured(args, timeout, os.path.join(wd, "patron-validate.log"))
+        doc = json.load(open(out))
+        results.append({"command": args, "wall_s": wall, "peak_rss_mib": rss,
+                        "summary": {"customers": doc.get("customers"), "total": doc.get("total"), "errors": doc.get("errors"),
+                                    "bgnbd": doc.get("bgnbd")}})
+        log(f"  validate run {i + 1}/{runs}: {wall:.2f} s, {rss:,.0f} MiB")
+    med = sorted(results, key=lambda r: r["wall_s"])[(len(results) - 1) // 2]
+    return {**med, "all_wall_s": [r["wall_s"] for r in results]}
 
 
 def median_run(results):
@@ -302,6 +330,7 @@ def main():
     ap.add_argument("--big", action="store_true", help="patron alone at 10 M customers → analytics-10m.json")
     ap.add_argument("--only", choices=["patron", "peer"], help="run one tool (development)")
     ap.add_argument("--patron-runs", type=int, default=5, help="patron runs, half before and half after the peer; the median is reported (default 5)")
+    ap.add_argument("--validate-runs", type=int, default=3, help="`patron validate` runs after analyze's; the median is reported (default 3, 0 = skip)")
     ap.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per tool run")
     ap.add_argument("--keep", action="store_true", help="keep the generated files in the workdir")
     a = ap.parse_args()
@@ -382,8 +411,14 @@ def main():
     if a.only != "peer" and runs > before:
         patron_runs += run_patron(patron, orders, as_of, wd, a.timeout, runs - before, before, runs)
     p = median_run(patron_runs) if patron_runs else None
+    v = run_validate(patron, orders, a.end, wd, a.timeout, a.validate_runs) if a.only != "peer" and a.validate_runs > 0 else None
     out = {"benchmark": "analytics", "date": stamp, "commit": commit, "machine": machine(), "peer_versions": versions,
            "data": data}
+    if v:
+        out["validate"] = {"command": " ".join(v["command"]), "wall_s": v["wall_s"], "all_wall_s": v["all_wall_s"],
+                           "peak_rss_mib": v["peak_rss_mib"], "summary": v["summary"],
+                           "ratio_to_analyze": v["wall_s"] / p["wall_s"] if p else None,
+                           "target_ratio": TARGET_VALIDATE_RATIO}
     for name, r in (("patron", p), ("peer", q)):
         if r:
             out[name] = {"command": " ".join(r["command"]), "wall_s": r["wall_s"], "all_wall_s": r.get("all_wall_s"),
@@ -411,7 +446,7 @@ def main():
 def cleanup(a, gen_dir, orders, wd):
     if not a.keep:
         shutil.rmtree(gen_dir, ignore_errors=True)
-        for fn in (orders, *(os.path.join(wd, f) for f in ("patron-scores.csv", "peer-scores.csv"))):
+        for fn in (orders, *(os.path.join(wd, f) for f in ("patron-scores.csv", "peer-scores.csv", "patron-validation.json"))):
             try:
                 os.remove(fn)
             except FileNotFoundError:
@@ -470,6 +505,14 @@ def print_main(o):
                 print("| stage | ms |\n|---|---:|")
                 for k, v in sorted((r["timings_ms"] or {}).items(), key=lambda kv: kv[1] if kv[0] != "total" else 1e300):
                     print(f"| {k} | {v:,.1f} |")
+    if "validate" in o:
+        v = o["validate"]
+        ratio = v.get("ratio_to_analyze")
+        verdict = "" if ratio is None else (f"; {ratio:.2f}× analyze's wall time (target < {v['target_ratio']:.0f}×)"
+                                            + (" ✓" if ratio < v["target_ratio"] else " ✗"))
+        print(f"\n`patron validate` (calibration fit + holdout forecast) on the same file: median "
+              f"{v['wall_s']:.2f} s of " + ", ".join(f"{w:.2f}" for w in v["all_wall_s"])
+              + f" s, peak RSS {v['peak_rss_mib']:,.0f} MiB{verdict}.")
     print("<!-- /bench:analytics -->")
 
 

@@ -9,6 +9,14 @@
 //! with `below` customers under them is in A when `below × 100 ≥ (100 − 20) × n`, else in B
 //! when `below × 100 ≥ (100 − 50) × n`, else in C when `below × 100 ≥ (100 − 80) × n`, else D
 //! (integer arithmetic, so without ties 10 customers split exactly 2/3/3/2).
+//!
+//! With [`AbcdScheme::ValueLoyalty`] (the seeds' Gander case: order volume *and* loyalty) the
+//! tiers are the cells of value × loyalty instead: A = high value and high loyalty, B = high
+//! value and lower loyalty, C = lower value and high loyalty, D = both low. High value = the top
+//! `high_value_percent` (40) % by value rank, with the same tie rule; high loyalty = a loyalty
+//! index at or above the `high_loyalty_percentile` (50: the median) of the ranked customers'
+//! indices (linear interpolation between order statistics); a customer without an index counts
+//! as lower loyalty.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -55,6 +63,28 @@ pub enum AbcdBasis {
     Clv,
 }
 
+/// How the tiers are formed (the `abcd_basis` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbcdScheme {
+    /// By value rank alone, with `cut_percent` (the default).
+    #[default]
+    Value,
+    /// Value × loyalty: A = high value and high loyalty, B = high value and lower loyalty,
+    /// C = lower value and high loyalty, D = both low.
+    ValueLoyalty,
+}
+
+impl AbcdScheme {
+    /// Key as stored and reported (`value`, `value_loyalty`).
+    pub fn key(self) -> &'static str {
+        match self {
+            AbcdScheme::Value => "value",
+            AbcdScheme::ValueLoyalty => "value_loyalty",
+        }
+    }
+}
+
 /// ABCD configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AbcdConfig {
@@ -63,12 +93,54 @@ pub struct AbcdConfig {
     pub cut_percent: [u32; 3],
     /// Ranking value.
     pub basis: AbcdBasis,
+    /// Value alone, or value × loyalty.
+    #[serde(default)]
+    pub scheme: AbcdScheme,
+    /// Value × loyalty: high value = the top this many percent by value rank (default 40).
+    #[serde(default = "default_high_value_percent")]
+    pub high_value_percent: u32,
+    /// Value × loyalty: high loyalty = a loyalty index at or above this percentile of the
+    /// base's indices (default 50, the median).
+    #[serde(default = "default_high_loyalty_percentile")]
+    pub high_loyalty_percentile: f64,
+}
+
+fn default_high_value_percent() -> u32 {
+    40
+}
+
+fn default_high_loyalty_percentile() -> f64 {
+    50.0
 }
 
 impl Default for AbcdConfig {
     fn default() -> Self {
-        AbcdConfig { cut_percent: [20, 50, 80], basis: AbcdBasis::TrailingSpend }
+        AbcdConfig {
+            cut_percent: [20, 50, 80],
+            basis: AbcdBasis::TrailingSpend,
+            scheme: AbcdScheme::Value,
+            high_value_percent: default_high_value_percent(),
+            high_loyalty_percentile: default_high_loyalty_percentile(),
+        }
     }
+}
+
+/// What a run's tiers mean (stated in the fit report).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AbcdDefinition {
+    /// `value` or `value_loyalty` (the `abcd_basis` setting).
+    pub basis: AbcdScheme,
+    /// What value the customers were ranked by.
+    pub value: AbcdBasis,
+    /// Value alone: the cumulative cut percentages of A, B and C.
+    pub cut_percent: Option<[u32; 3]>,
+    /// Value × loyalty: high value = this top percentage by value rank.
+    pub high_value_percent: Option<u32>,
+    /// Value × loyalty: the percentile of the loyalty index that counts as high.
+    pub high_loyalty_percentile: Option<f64>,
+    /// Value × loyalty: the loyalty index at that percentile (`None` when no ranked customer
+    /// has an index: then nobody is of high loyalty).
+    pub high_loyalty_index: Option<f64>,
 }
 
 /// Count and shares of one tier.
@@ -99,6 +171,21 @@ pub struct AbcdResult {
     pub tiers: Vec<TierSummary>,
     /// What the customers were ranked by.
     pub basis: AbcdBasis,
+    /// What the tiers mean.
+    pub definition: AbcdDefinition,
+}
+
+impl Default for AbcdDefinition {
+    fn default() -> Self {
+        AbcdDefinition {
+            basis: AbcdScheme::Value,
+            value: AbcdBasis::TrailingSpend,
+            cut_percent: Some([20, 50, 80]),
+            high_value_percent: None,
+            high_loyalty_percentile: None,
+            high_loyalty_index: None,
+        }
+    }
 }
 
 /// Assigns ABCD tiers.
@@ -165,6 +252,14 @@ pub fn abcd_tiers(value: &[f64], ranked: &[bool], revenue_cents: &[i64], basis: 
         })
         .collect();
 
+    let definition = AbcdDefinition { basis: AbcdScheme::Value, value: basis, cut_percent: Some(config.cut_percent), ..Default::default() };
+    Ok(AbcdResult { tiers: summarize_tiers(&tier, value, revenue_cents), tier, basis, definition })
+}
+
+/// Count, value and revenue of each tier, A to D.
+fn summarize_tiers(tier: &[Option<Tier>], value: &[f64], revenue_cents: &[i64]) -> Vec<TierSummary> {
+    let n = tier.len();
+    let total = tier.iter().filter(|t| t.is_some()).count();
     let mut count = [0usize; 4];
     let mut val = [0f64; 4];
     let mut rev = [0i64; 4];
@@ -179,7 +274,7 @@ pub fn abcd_tiers(value: &[f64], ranked: &[bool], revenue_cents: &[i64], basis: 
     let val_total: f64 = val.iter().sum();
     let rev_total: i64 = rev.iter().fold(0i64, |a, &b| a.saturating_add(b));
     let share = |part: f64, whole: f64| if whole != 0.0 { part / whole } else { 0.0 };
-    let tiers = Tier::ALL
+    Tier::ALL
         .iter()
         .map(|&t| {
             let i = t as usize;
@@ -193,8 +288,70 @@ pub fn abcd_tiers(value: &[f64], ranked: &[bool], revenue_cents: &[i64], basis: 
                 revenue_share: share(rev[i] as f64, rev_total as f64),
             }
         })
+        .collect()
+}
+
+/// Assigns ABCD tiers as the cells of value × loyalty ([`AbcdScheme::ValueLoyalty`]):
+/// `loyalty_index[c]` is the customer's loyalty index (0–100; `None`: lower loyalty); the other
+/// arguments as in [`abcd_tiers`].
+pub fn abcd_value_loyalty(
+    value: &[f64],
+    ranked: &[bool],
+    loyalty_index: &[Option<f64>],
+    revenue_cents: &[i64],
+    basis: AbcdBasis,
+    config: &AbcdConfig,
+) -> Result<AbcdResult> {
+    let n = value.len();
+    if loyalty_index.len() != n {
+        return Err(AnalyticsError::LengthMismatch { column: "loyalty_index", expected: n, got: loyalty_index.len() });
+    }
+    let (hv, pct) = (config.high_value_percent, config.high_loyalty_percentile);
+    if hv > 100 {
+        return Err(AnalyticsError::InvalidConfig { field: "abcd.high_value_percent", reason: format!("{hv} is not a percentage") });
+    }
+    if !(pct.is_finite() && (0.0..=100.0).contains(&pct)) {
+        return Err(AnalyticsError::InvalidConfig { field: "abcd.high_loyalty_percentile", reason: format!("{pct} is not in 0..=100") });
+    }
+    // High value is "tier A" of a value ranking cut at the top `hv` %: the same tie rule.
+    let cut = AbcdConfig { cut_percent: [hv, hv, hv], ..*config };
+    let by_value = abcd_tiers(value, ranked, revenue_cents, basis, &cut)?;
+    let mut indices: Vec<f64> = (0..n).filter(|&c| ranked[c]).filter_map(|c| loyalty_index[c]).filter(|v| v.is_finite()).collect();
+    indices.sort_unstable_by(f64::total_cmp);
+    let threshold = percentile(&indices, pct);
+    let tier: Vec<Option<Tier>> = (0..n)
+        .map(|c| {
+            let high_value = by_value.tier[c]? == Tier::A;
+            let high_loyalty = match (loyalty_index[c], threshold) {
+                (Some(l), Some(t)) => l >= t,
+                _ => false,
+            };
+            Some(match (high_value, high_loyalty) {
+                (true, true) => Tier::A,
+                (true, false) => Tier::B,
+                (false, true) => Tier::C,
+                (false, false) => Tier::D,
+            })
+        })
         .collect();
-    Ok(AbcdResult { tier, tiers, basis })
+    let definition = AbcdDefinition {
+        basis: AbcdScheme::ValueLoyalty,
+        value: basis,
+        cut_percent: None,
+        high_value_percent: Some(hv),
+        high_loyalty_percentile: Some(pct),
+        high_loyalty_index: threshold,
+    };
+    Ok(AbcdResult { tiers: summarize_tiers(&tier, value, revenue_cents), tier, basis, definition })
+}
+
+/// The `pct` percentile of sorted `values`, interpolating linearly between order statistics
+/// (50 = the median, the mean of the two middle values for an even count); `None` when empty.
+fn percentile(sorted: &[f64], pct: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = pct / 100.0 * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
 }
 
 #[cfg(test)]
@@ -282,5 +439,59 @@ mod tests {
         let mut nan = value.clone();
         nan[3] = f64::NAN;
         assert!(abcd_tiers(&nan, &[true; 100], &rev, AbcdBasis::Clv, &AbcdConfig::default()).is_err());
+    }
+
+    /// Value × loyalty: 10 ranked customers with values 1..=10 (high value = the top 40%:
+    /// values 7–10) and loyalty indices whose median is 45 (high loyalty: ≥ 45); one customer
+    /// without an index (lower loyalty) and a prospect.
+    #[test]
+    fn value_and_loyalty_cells() {
+        let mut value: Vec<f64> = (1..=10).map(f64::from).collect();
+        value.push(0.0);
+        let mut ranked = vec![true; 10];
+        ranked.push(false);
+        // by customer (value 1..10): loyalty
+        let loyalty =
+            [Some(90.0), Some(10.0), Some(45.0), Some(20.0), Some(80.0), None, Some(30.0), Some(70.0), Some(45.0), Some(5.0), Some(99.0)];
+        let revenue: Vec<i64> = value.iter().map(|&v| v as i64 * 100).collect();
+        let config = AbcdConfig { scheme: AbcdScheme::ValueLoyalty, ..AbcdConfig::default() };
+        let r = abcd_value_loyalty(&value, &ranked, &loyalty, &revenue, AbcdBasis::TrailingSpend, &config).unwrap();
+        // ranked indices 5 10 20 30 45 45 70 80 90 (9 of them): median 45
+        assert_eq!(r.definition.high_loyalty_index, Some(45.0));
+        assert_eq!(r.definition.basis, AbcdScheme::ValueLoyalty);
+        assert_eq!(r.definition.high_value_percent, Some(40));
+        use Tier::*;
+        let want = [Some(C), Some(D), Some(C), Some(D), Some(C), Some(D), Some(B), Some(A), Some(A), Some(B), None];
+        assert_eq!(r.tier, want);
+        let counts: Vec<usize> = r.tiers.iter().map(|t| t.customers).collect();
+        assert_eq!(counts, vec![2, 2, 3, 3]);
+        // revenue 5500: A = 800 + 900, B = 700 + 1000, C = 100 + 300 + 500, D = 200 + 400 + 600
+        let shares: Vec<f64> = r.tiers.iter().map(|t| t.revenue_share).collect();
+        for (s, want) in shares.iter().zip([1700.0 / 5500.0, 1700.0 / 5500.0, 900.0 / 5500.0, 1200.0 / 5500.0]) {
+            assert!((s - want).abs() < 1e-15, "{shares:?}");
+        }
+        // The cut points are configurable: the top 20% by value (values 9 and 10), loyalty at the
+        // 75th percentile (of 9 sorted indices, position 0.75 × 8 = 6: 70).
+        let config = AbcdConfig { high_value_percent: 20, high_loyalty_percentile: 75.0, ..config };
+        let r = abcd_value_loyalty(&value, &ranked, &loyalty, &revenue, AbcdBasis::TrailingSpend, &config).unwrap();
+        assert_eq!(r.definition.high_loyalty_index, Some(70.0));
+        assert_eq!(r.tier[..10], [Some(C), Some(D), Some(D), Some(D), Some(C), Some(D), Some(D), Some(C), Some(B), Some(B)]);
+        // Without any index nobody is highly loyal; bad settings are errors.
+        let none = vec![None; 11];
+        let r = abcd_value_loyalty(&value, &ranked, &none, &revenue, AbcdBasis::TrailingSpend, &config).unwrap();
+        assert_eq!(r.definition.high_loyalty_index, None);
+        assert!(r.tier.iter().flatten().all(|&t| t == B || t == D));
+        for bad in [AbcdConfig { high_value_percent: 101, ..config }, AbcdConfig { high_loyalty_percentile: f64::NAN, ..config }] {
+            assert!(abcd_value_loyalty(&value, &ranked, &loyalty, &revenue, AbcdBasis::TrailingSpend, &bad).is_err());
+        }
+    }
+
+    #[test]
+    fn percentiles_interpolate() {
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[3.0], 50.0), Some(3.0));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.5));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 100.0), Some(4.0));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.0), Some(1.0));
     }
 }

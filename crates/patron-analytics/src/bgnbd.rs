@@ -617,6 +617,20 @@ impl BgNbdParams {
         let s = r + xf;
         let bx = b + xf;
         let u = t / (alpha + age);
+        // A dropout distribution concentrated on one p (a fit to a base without heterogeneity
+        // in dropout drifts to huge a and b): the expectation over p is its value at the mean,
+        // to the relative variance b/(a(a+b+1)) < 1e-10 — and the 2F1 there, with c ~ a + b,
+        // would take a million series terms per call.
+        if bx / (a * (a + bx + 1.0)) < 1e-10 {
+            let p = a / (a + bx);
+            return -(-s * (p * u).ln_1p()).exp_m1() / p;
+        }
+        // A huge a + b + x with a moderate a (p near 0 for everyone): the binomial series in
+        // p·u converges fast whatever u, as the moments E[p^j] = (a)_j/(a+b+x)_j are tiny; the
+        // closed form's 2F1 would have c ~ a + b + x, a million series terms per call.
+        if a + bx > 1e6 && u * (a + s + 50.0) / (a + bx) <= 0.25 {
+            return if_alive_series(s, a, bx, u);
+        }
         // Small horizons: the binomial series in u has no removable singularities; used while
         // its terms shrink at least 4× per step.
         if u * ((s + 1.0) / (a + bx)).max(1.0) <= 0.25 {
@@ -762,6 +776,26 @@ mod tests {
                 let _ = t;
             }
         }
+    }
+
+    /// Huge a and b (a fit without dropout heterogeneity): the fixed-p limit, at once.
+    #[test]
+    fn concentrated_dropout_is_the_fixed_p_limit() {
+        let p = BgNbdParams { r: 2.3e-5, alpha: 0.073, a: 1.05e17, b: 5.1e16 };
+        let start = std::time::Instant::now();
+        for t in [1.0, 26.0, 100.0] {
+            let e = p.expected_purchases_if_alive(3, 30.0, t);
+            let q = p.a / (p.a + p.b + 3.0);
+            let want = (1.0 - (1.0 + q * t / (p.alpha + 30.0)).powf(-(p.r + 3.0))) / q;
+            assert!((e - want).abs() < 1e-12 * want, "{e} vs {want}");
+            // just below the switch the closed form agrees
+            let near = BgNbdParams { r: 0.9, alpha: 2.0, a: 3.0e5, b: 1.0e5 };
+            let (u, s) = (t / (near.alpha + 30.0), near.r + 3.0);
+            let fixed = -(-s * (near.a / (near.a + near.b + 3.0) * u).ln_1p()).exp_m1() / (near.a / (near.a + near.b + 3.0));
+            let got = near.expected_purchases_if_alive(3, 30.0, t);
+            assert!((got - fixed).abs() < 1e-5 * fixed, "{got} vs {fixed}");
+        }
+        assert!(start.elapsed().as_secs() < 5);
     }
 
     #[test]

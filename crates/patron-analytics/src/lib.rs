@@ -13,6 +13,7 @@
 //! - [`service`]: the Pareto of complaint causes, NPS, CSAT and medians of the service loop,
 //! - [`basket`]: category co-occurrence lift (the category to suggest),
 //! - [`next_action`]: the next best action's priority rules,
+//! - [`validation`]: the holdout validation of the models (calibration fit against holdout),
 //! - [`pipeline`]: [`analyze`], which runs all of it and returns column-wise scores and a
 //!   serialisable fit report.
 //!
@@ -47,8 +48,9 @@ pub mod rfm;
 pub mod service;
 pub mod special;
 pub mod summary;
+pub mod validation;
 
-pub use abcd::{abcd_tiers, AbcdBasis, AbcdConfig, AbcdResult, Tier, TierSummary};
+pub use abcd::{abcd_tiers, abcd_value_loyalty, AbcdBasis, AbcdConfig, AbcdDefinition, AbcdResult, AbcdScheme, Tier, TierSummary};
 pub use bgnbd::{BgNbdFit, BgNbdParams, BtydRows};
 pub use gamma_gamma::{clv, GammaGammaFit, GammaGammaParams};
 pub use lifecycle::{lifecycle, LifecycleConfig, LifecycleResult, LifecycleStage};
@@ -58,6 +60,7 @@ pub use pipeline::{analyze, analyze_timed, AnalyticsConfig, AnalyticsOutput, Cus
 pub use rfm::RfmThresholds;
 pub use rfm::{rfm, RfmClass, RfmConfig, RfmResult};
 pub use summary::{summarize, ChurnRule, CustomerSummaries, Orders, SummaryConfig, NO_CATEGORY};
+pub use validation::{validate, Validation, ValidationConfig};
 
 use serde::{Deserialize, Serialize};
 

@@ -3,11 +3,14 @@
 //! - **Absolute churn**: days since the last purchase > `max(churn_floor_days, gap_multiplier ×
 //!   median gap between purchase days)` (defaults 180 and 3; a customer with one purchase day
 //!   has no gap, so the floor applies).
-//! - **Relative churn**: not absolutely churned, at least `min_baseline_purchase_days` (2)
-//!   purchase days in the baseline period, and recent (90-day) spend < `relative_drop_ratio`
-//!   (50%) × the baseline average 90-day spend (see
-//!   [`crate::CustomerSummaries::baseline_spend_cents`]). The two are exclusive so churn
-//!   reports do not count a customer twice.
+//! - **Relative churn** ("still buying, but less than before"): not absolutely churned, at
+//!   least one purchase day in the recent window (the last 90 days), at least
+//!   `min_baseline_purchase_days` (2) purchase days in the baseline period, and recent (90-day)
+//!   spend < `relative_drop_ratio` (50%) × the baseline average 90-day spend (see
+//!   [`crate::CustomerSummaries::baseline_spend_cents`]). A customer with no purchase in the
+//!   recent window who is not yet past the absolute-churn threshold is not relatively churned
+//!   (their stage follows P(alive)). The two are exclusive so churn reports do not count a
+//!   customer twice.
 //! - **Stage**, first matching rule wins:
 //!   1. `prospect`: no purchase;
 //!   2. `churned`: absolute churn;
@@ -162,7 +165,10 @@ pub fn lifecycle(
             };
             let threshold = churn.threshold_days(s.median_gap_days[c]);
             let absolute = f64::from(recency) > threshold;
+            // Still buying: a purchase day inside the recent window (recency < its length).
+            let still_buying = recency < s.recent_days;
             let relative = !absolute
+                && still_buying
                 && s.baseline_purchase_days[c] >= config.min_baseline_purchase_days
                 && (s.recent_spend_cents[c] as f64) < config.relative_drop_ratio * s.baseline_spend_cents[c];
             let low_p_alive = p_alive.and_then(|p| p[c]).is_some_and(|p| p < config.at_risk_p_alive);
@@ -244,10 +250,11 @@ mod tests {
         let r = run(&rows, 4, 1000, None, None);
         assert_eq!(r.absolute_churn, vec![false, true, false, true]);
         assert_eq!(r.churn_threshold_days, vec![Some(180.0), Some(180.0), Some(300.0), Some(300.0)]);
-        // c2 is not churned but bought nothing in the last 90 days after 3 baseline purchase days:
-        // relative churn, so at risk
-        assert!(r.relative_churn[2]);
-        assert_eq!(r.stage, vec![New, Churned, AtRisk, Churned]);
+        // c2 is not churned and bought nothing in the last 90 days after 3 baseline purchase
+        // days: not buying at all is not "buying less", so no relative churn; without a model
+        // the stage is active.
+        assert!(!r.relative_churn[2]);
+        assert_eq!(r.stage, vec![New, Churned, Active, Churned]);
     }
 
     #[test]
@@ -270,6 +277,32 @@ mod tests {
         assert_eq!(r.relative_churn, vec![true, false, false]);
         assert_eq!(r.stage[0], AtRisk);
         assert_eq!(r.stage[1], Active);
+    }
+
+    /// Both sides of the "still buying" line: the same history with one small purchase on the
+    /// first day of the recent window is relative churn; with that purchase one day earlier
+    /// (outside the window, so nothing recent) it is not, and the stage follows P(alive).
+    #[test]
+    fn relative_churn_needs_a_recent_purchase_day() {
+        // as_of 1000: recent window 911..=1000, baseline 546..=910.
+        let history = |last: i32| vec![(0u32, 100, 1), (0, 600, 1000), (0, 700, 1000), (0, 800, 1000), (0, 880, 1000), (0, last, 10)];
+        let r = run(&history(911), 1, 1000, None, None);
+        assert_eq!((r.absolute_churn[0], r.relative_churn[0], r.stage[0]), (false, true, AtRisk));
+        for (p, stage) in [(0.3, AtRisk), (0.9, Active)] {
+            let r = run(&history(910), 1, 1000, Some(&[Some(p)]), None);
+            assert_eq!((r.absolute_churn[0], r.relative_churn[0], r.stage[0]), (false, false, stage), "P(alive) {p}");
+        }
+        // Hand-made summaries without a recent window flag nobody.
+        let o = Orders {
+            customer: vec![0; 6],
+            day: history(911).iter().map(|r| r.1).collect(),
+            amount_cents: history(911).iter().map(|r| r.2).collect(),
+            ..Default::default()
+        };
+        let cfg = SummaryConfig::default();
+        let mut s = summarize(&o, 1, 1000, &cfg).unwrap();
+        s.recent_days = 0;
+        assert!(!lifecycle(&s, &cfg.churn, &LifecycleConfig::default(), None, None).unwrap().relative_churn[0]);
     }
 
     #[test]

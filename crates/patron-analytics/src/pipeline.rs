@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::abcd::{abcd_tiers, AbcdBasis, AbcdConfig, AbcdResult, TierSummary};
+use crate::abcd::{abcd_tiers, abcd_value_loyalty, AbcdBasis, AbcdConfig, AbcdDefinition, AbcdResult, AbcdScheme, TierSummary};
 use crate::bgnbd::{self, BgNbdFit, BtydRows};
 use crate::gamma_gamma::{self, discounted_purchases_if_alive, GammaGammaFit};
 use crate::lifecycle::{lifecycle, LifecycleConfig, LifecycleResult};
@@ -115,8 +115,11 @@ pub struct FitReport {
     pub gamma_gamma: Option<GammaGammaFit>,
     /// ABCD tier counts and revenue shares.
     pub abcd: Vec<TierSummary>,
-    /// What ABCD ranked by.
+    /// What ABCD ranked by (the value measure: trailing spend or CLV).
     pub abcd_basis: AbcdBasis,
+    /// What the tiers mean: `basis` `value` (value rank alone) or `value_loyalty` (value ×
+    /// loyalty), with the cut points and the loyalty index that counted as high.
+    pub abcd_definition: AbcdDefinition,
     /// Why something was skipped or fell back.
     pub warnings: Vec<String>,
 }
@@ -273,7 +276,16 @@ pub fn analyze_timed(
         }
         AbcdBasis::TrailingSpend => (s.trailing_spend_cents.iter().map(|&v| v as f64).collect(), AbcdBasis::TrailingSpend),
     };
-    let abcd_result = abcd_tiers(&values, &ranked, &s.trailing_spend_cents, basis, &config.abcd)?;
+    let abcd_result = match config.abcd.scheme {
+        AbcdScheme::Value => abcd_tiers(&values, &ranked, &s.trailing_spend_cents, basis, &config.abcd)?,
+        AbcdScheme::ValueLoyalty => {
+            let r = abcd_value_loyalty(&values, &ranked, &loyalty_result.index, &s.trailing_spend_cents, basis, &config.abcd)?;
+            if r.definition.high_loyalty_index.is_none() && ranked.iter().any(|&x| x) {
+                warnings.push("ABCD by value and loyalty: no customer has a loyalty index, so nobody counts as highly loyal".into());
+            }
+            r
+        }
+    };
     lap("abcd", &mut timings, &mut clock);
 
     let lifecycle_result = lifecycle(
@@ -299,6 +311,7 @@ pub fn analyze_timed(
         gamma_gamma: gg_fit,
         abcd: abcd_result.tiers.clone(),
         abcd_basis: basis,
+        abcd_definition: abcd_result.definition,
         warnings,
     };
     let out = AnalyticsOutput {

@@ -147,6 +147,9 @@ impl SummaryConfig {
 pub struct CustomerSummaries {
     /// The date the summaries are taken at (day number).
     pub as_of: i32,
+    /// Length of the recent window (days ending on `as_of`) the summaries were taken with
+    /// (relative churn needs a purchase day in it; 0 in hand-made summaries: none).
+    pub recent_days: u32,
     /// Whether the orders carried categories (else `distinct_categories` is meaningless).
     pub has_categories: bool,
     /// Whether the orders carried full-price flags (else `full_price_share` is `None`).
@@ -307,6 +310,7 @@ pub fn summarize(orders: &Orders, n_customers: usize, as_of: i32, config: &Summa
 
     let mut out = CustomerSummaries {
         as_of,
+        recent_days: config.recent_days,
         has_categories,
         has_full_price,
         purchase_days: vec![0; n_customers],

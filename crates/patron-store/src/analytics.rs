@@ -770,8 +770,11 @@ impl Store {
     }
 
     /// Runs the whole analysis as of `as_of` over the database and stores the results.
+    /// The ABCD tiering follows the `abcd` setting ([`crate::abcd::AbcdSettings`]).
     pub async fn run_analysis(&self, actor: &Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> Result<(i64, AnalyticsOutput)> {
         let started_at = self.now();
+        let config = self.abcd_settings().await?.apply(config)?;
+        let config = &config;
         let as_of_day = patron_analytics::day_number(as_of);
         let input = self.analysis_input(as_of_day).await?;
         let n = input.customer_ids.len();

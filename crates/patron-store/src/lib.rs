@@ -4,6 +4,7 @@
 //! Each domain concept has its module (`customers`, `orders`, `interactions`, `contacts`,
 //! `notes`, `timeline`, `users`, `audit`, `import`, `export`); engine differences live in [`db`].
 
+pub mod abcd;
 pub mod access;
 pub mod accounts;
 pub mod analytics;
@@ -47,6 +48,7 @@ pub mod testing;
 pub mod tickets;
 pub mod timeline;
 pub mod users;
+pub mod validations;
 pub mod values;
 pub mod webhooks;
 

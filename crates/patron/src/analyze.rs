@@ -175,7 +175,12 @@ pub fn analyze_file(m: &FileMode, config: &AnalyticsConfig) -> Result<u8> {
 /// Reads the orders file: a regular UTF-8 CSV file is mapped into memory and parsed in place
 /// (copying 200 MB through `read` was a tenth of the reading); anything else (a pipe, JSON
 /// lines, GB18030) streams through the reader.
-fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progress: &dyn Fn(u64)) -> patron_store::Result<OrderFile> {
+pub(crate) fn read_orders(
+    file: std::fs::File,
+    name: &str,
+    opts: &OrderFileOptions,
+    progress: &dyn Fn(u64),
+) -> patron_store::Result<OrderFile> {
     let len = file.metadata().ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     if len > 0 {
         // A file of up to 1 GiB is read in whole when mapped (one call instead of a page fault
@@ -208,7 +213,7 @@ fn read_orders(file: std::fs::File, name: &str, opts: &OrderFileOptions, progres
     read_order_file(Box::new(std::io::BufReader::with_capacity(1 << 20, file)), name, opts, progress)
 }
 
-fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
+pub(crate) fn report_rejections(read: &OrderFile, file: &Path) -> Result<()> {
     let rej_path = PathBuf::from(format!("{}.rejected.csv", file.display()));
     let out = std::fs::File::create(&rej_path).with_context(|| format!("creating {}", rej_path.display()))?;
     write_rejections(out, &read.rejections)?;

@@ -9,6 +9,7 @@ mod demo_journeys;
 mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
+mod validate;
 
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
@@ -195,6 +196,39 @@ enum Command {
         /// File mode: where to write the fitted parameters and fit report.
         #[arg(long, value_name = "FILE", requires = "orders", default_value = "params.json")]
         params: PathBuf,
+    },
+    /// Check the models on held-out data (Fader, Hardie & Lee 2005): fit BG/NBD and Gamma-Gamma on
+    /// the orders up to --calibration-end and compare their forecasts with the purchase days after
+    /// it up to --holdout-end. With --orders FILE it writes validation.json (no database);
+    /// otherwise it validates on the database and stores the result (the dashboard shows it).
+    Validate {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Last day of the calibration period (YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        calibration_end: String,
+        /// Last day of the holdout period (YYYY-MM-DD, inclusive; default today in the business
+        /// time zone; required with --orders).
+        #[arg(long)]
+        holdout_end: Option<String>,
+        /// Time unit of the fit and of the holdout length (weeks for comparison with the literature).
+        #[arg(long, value_parser = ["days", "weeks"], default_value = "days")]
+        time_unit: String,
+        /// File mode: an orders file with columns customer_id, date, amount (others ignored).
+        #[arg(long, value_name = "FILE")]
+        orders: Option<PathBuf>,
+        /// File mode: map a source column to a field: --map ordered_at=date (repeatable).
+        #[arg(long = "map", value_name = "SOURCE=FIELD", requires = "orders")]
+        map: Vec<String>,
+        /// File mode: force the encoding instead of detecting it.
+        #[arg(long, value_parser = ["utf-8", "gb18030"], requires = "orders")]
+        encoding: Option<String>,
+        /// File mode: validate on the valid rows even if some are rejected.
+        #[arg(long, requires = "orders")]
+        skip_invalid: bool,
+        /// File mode: where to write the validation document.
+        #[arg(long, value_name = "FILE", requires = "orders", default_value = "validation.json")]
+        out: PathBuf,
     },
     /// Export a list to CSV.
     Export {
@@ -681,6 +715,37 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     let store = open(&db).await?;
                     let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
                     analyze::analyze_db(&store, as_of, rebuild, &config).await?;
+                }
+            }
+        }
+        Command::Validate { db, calibration_end, holdout_end, time_unit, orders, map, encoding, skip_invalid, out } => {
+            let tz: patron_store::BusinessTz =
+                db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
+            let calibration_end =
+                parse_day(Some(calibration_end), "--calibration-end")?.ok_or_else(|| anyhow!("--calibration-end DATE is required"))?;
+            let holdout_end = parse_day(holdout_end, "--holdout-end")?;
+            let unit = if time_unit == "weeks" { patron_analytics::TimeUnit::Weeks } else { patron_analytics::TimeUnit::Days };
+            match orders {
+                Some(file) => {
+                    let holdout_end = holdout_end.ok_or_else(|| anyhow!("--holdout-end DATE is required with --orders"))?;
+                    let mode = validate::FileMode {
+                        orders: file,
+                        calibration_end,
+                        holdout_end,
+                        time_unit: unit,
+                        mappings: parse_pairs(&map, "--map")?,
+                        encoding: encoding.map(|e| e.parse::<Encoding>()).transpose()?,
+                        tz,
+                        skip_invalid,
+                        out,
+                    };
+                    return Ok(ExitCode::from(validate::validate_file(&mode)?));
+                }
+                None => {
+                    let holdout_end = holdout_end.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+                    validate::check_split(calibration_end, holdout_end)?;
+                    let store = open(&db).await?;
+                    validate::validate_db(&store, calibration_end, holdout_end, unit).await?;
                 }
             }
         }

@@ -297,6 +297,11 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
     merge(doc, &format!("{p}/horizon_days"), json!({ "minimum": 1, "maximum": 3650 }), problems);
     merge(doc, &format!("{p}/clv_months"), json!({ "minimum": 1, "maximum": 1200 }), problems);
     merge(doc, &format!("{p}/monthly_discount"), json!({ "minimum": 0, "exclusiveMaximum": 1 }), problems);
+    // Holdout validations and the ABCD setting (issue 18): the unit and the basis are enums.
+    let p = format!("{s}/ValidationRequest/properties");
+    merge(doc, &format!("{p}/time_unit"), enumeration(&["days", "weeks"], true), problems);
+    let p = format!("{s}/AbcdSettings/properties");
+    merge(doc, &format!("{p}/abcd_basis"), enumeration(&["value", "value_loyalty"], false), problems);
 
     // An import's 422 carries the report when rows were rejected, the envelope alone when the
     // file cannot be read.
@@ -389,6 +394,7 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
             "SegmentPatch",
             "PreviewRequest",
             "RunRequest",
+            "ValidationRequest",
             "MergeRequest",
             "ImportForm",
         ] {

@@ -28,6 +28,7 @@ pub mod surveys;
 pub mod tasks;
 pub mod templates;
 pub mod tickets;
+pub mod validations;
 pub mod webhooks;
 
 use axum::http::StatusCode;
@@ -51,6 +52,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/openapi.json", get(openapi_json))
         .merge(customers::router())
         .merge(analytics::router())
+        .merge(validations::router())
         .merge(segments::router())
         .merge(orders::router())
         .merge(fulfilment::router())
@@ -144,6 +146,7 @@ impl Modify for BearerAuth {
         analytics::overview, analytics::latest_run, analytics::create_run, analytics::customer_scores, analytics::cost_to_serve,
         analytics::cost_settings, analytics::put_cost_settings, analytics::list_runs, analytics::migration, analytics::cohorts,
         analytics::trends, analytics::history_settings, analytics::put_history_settings,
+        validations::create, validations::latest, validations::abcd_settings, validations::put_abcd_settings,
         segments::list, segments::fields, segments::create, segments::get_one, segments::update, segments::delete,
         segments::preview, segments::members, segments::export, segments::sizes,
         tickets::list, tickets::create, tickets::get_one, tickets::transition, tickets::comment, tickets::assign,

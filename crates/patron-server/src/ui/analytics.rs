@@ -53,13 +53,18 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<
     };
     let lang = user.lang;
     let can_run = user.actor.role >= Role::Manager;
+    // The latest holdout validation (issue 18 §1), shown with or without a run.
+    let validation = match state.store.latest_validation().await {
+        Ok(v) => super::validation::card(v.as_ref(), lang, can_run, business_today(&state)),
+        Err(e) => return error_page(&state, &user, e.into()),
+    };
     let Some(run) = overview.run.clone() else {
         return render(
             &state,
             "analytics.html",
             lang,
             Some(&user),
-            context! { section => "analytics", run => None::<()>, can_run, ran => false },
+            context! { section => "analytics", run => None::<()>, can_run, ran => false, validation },
         );
     };
     let charts = script_json(&chart_data(&overview, lang));
@@ -82,7 +87,7 @@ async fn dashboard(State(state): State<AppState>, user: UiUser, Query(q): Query<
                 orders_used => run.orders_used,
             },
             scored => overview.scored_customers,
-            charts, abcd, fit, can_run, history,
+            charts, abcd, fit, can_run, history, validation,
             ran => q.ran.is_some(),
         },
     )

@@ -21,6 +21,7 @@ mod segments;
 mod surveys;
 mod tickets;
 mod users;
+pub mod validation;
 mod webhooks;
 
 use axum::extract::{Multipart, Request, State};
@@ -63,6 +64,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/customers/{id}/erase", axum::routing::post(erase))
         .route("/ui/import", get(import_page).post(import).layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)))
         .merge(analytics::router())
+        .merge(validation::router())
         .merge(audit::router())
         .merge(webhooks::router())
         .merge(security::router())
@@ -117,6 +119,7 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("import.html", include_str!("../../templates/import.html")),
         ("error.html", include_str!("../../templates/error.html")),
         ("analytics.html", include_str!("../../templates/analytics.html")),
+        ("validation_card.html", include_str!("../../templates/validation_card.html")),
         ("segments.html", include_str!("../../templates/segments.html")),
         ("segment_preview.html", include_str!("../../templates/segment_preview.html")),
         ("public_confirm.html", include_str!("../../templates/public_confirm.html")),
@@ -867,6 +870,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "public.css" => (include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
         "analytics.js" => (include_bytes!("../../assets/analytics.js"), "text/javascript; charset=utf-8"),
         "history.js" => (include_bytes!("../../assets/history.js"), "text/javascript; charset=utf-8"),
+        "validation.js" => (include_bytes!("../../assets/validation.js"), "text/javascript; charset=utf-8"),
         "service.js" => (include_bytes!("../../assets/service.js"), "text/javascript; charset=utf-8"),
         "surveys.js" => (include_bytes!("../../assets/surveys.js"), "text/javascript; charset=utf-8"),
         "analytics.css" => (include_bytes!("../../assets/analytics.css"), "text/css; charset=utf-8"),
