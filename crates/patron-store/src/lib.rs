@@ -46,6 +46,7 @@ pub mod tickets;
 pub mod timeline;
 pub mod users;
 pub mod values;
+pub mod web;
 pub mod webhooks;
 
 use std::sync::Arc;

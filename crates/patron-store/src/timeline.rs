@@ -58,7 +58,9 @@ impl Store {
                  WHERE r.customer_id = $1 AND r.status = 'cancelled' AND r.cancelled_at IS NOT NULL \
              UNION ALL SELECT 'event', r.event_id, r.attended_at, 'attended · ' || e.title, COALESCE(e.place, e.link), NULL \
                  FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
-                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL";
+                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL \
+             UNION ALL SELECT 'web', id, at, kind || ' · ' || COALESCE(title, path), COALESCE(event_name, path), NULL \
+                 FROM web_customer_views WHERE customer_id = $1";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }
