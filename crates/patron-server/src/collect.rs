@@ -190,8 +190,25 @@ struct Event {
 
 /// User agents of crawlers, monitors and scripts (case-insensitive substrings).
 const BOTS: &[&str] = &[
-    "bot", "crawl", "spider", "slurp", "headless", "lighthouse", "curl/", "wget", "python-requests", "go-http-client",
-    "java/", "okhttp", "phantomjs", "facebookexternalhit", "preview", "monitor", "pingdom", "uptime", "scrapy",
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "headless",
+    "lighthouse",
+    "curl/",
+    "wget",
+    "python-requests",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "phantomjs",
+    "facebookexternalhit",
+    "preview",
+    "monitor",
+    "pingdom",
+    "uptime",
+    "scrapy",
 ];
 
 /// Whether a user agent is a bot's (or missing).
@@ -250,7 +267,12 @@ fn text(v: Option<String>, max: usize) -> Option<String> {
 }
 
 /// `POST /collect`: one event, answered 202.
-async fn collect(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+async fn collect(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let origin = origin_of(&headers);
     match accept(&state, peer.ip(), &headers, origin.as_deref(), &body).await {
         Ok(allowed) => cors(StatusCode::ACCEPTED.into_response(), if allowed { origin.as_deref() } else { None }),
@@ -289,7 +311,8 @@ async fn accept(state: &AppState, ip: std::net::IpAddr, headers: &HeaderMap, ori
     if kind == "identify" && token.is_none() {
         return Err(invalid("token", "identify needs the token"));
     }
-    let browser_id = e.visitor.filter(|v| (8..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    let browser_id =
+        e.visitor.filter(|v| (8..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     // The visitor's choices and bots: dropped, with the same answer as a kept event.
     if header_is(headers, "dnt", "1") || header_is(headers, "sec-gpc", "1") {
         return Ok(true);

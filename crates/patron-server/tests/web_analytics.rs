@@ -68,7 +68,13 @@ async fn members(app: &TestApp, rule: &str) -> Vec<i64> {
 }
 
 fn web_entries(timeline: &Value) -> Vec<String> {
-    timeline["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "web").map(|e| e["detail"].as_str().unwrap_or("").to_owned()).collect()
+    timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "web")
+        .map(|e| e["detail"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 test_both!(collect_to_dashboard_rolled_up_and_pruned, |db: TestDb| async move {
@@ -109,7 +115,10 @@ test_both!(collect_to_dashboard_rolled_up_and_pruned, |db: TestDb| async move {
     let (st, o) = app.get("/api/v1/web/overview?from=2026-06-29&to=2026-06-30").await;
     assert_eq!(st, 200, "{o}");
     check(&o);
-    assert_eq!(o["days"], json!([{"day": "2026-06-29", "visitors": 0, "pageviews": 0}, {"day": "2026-06-30", "visitors": 2, "pageviews": 5}]));
+    assert_eq!(
+        o["days"],
+        json!([{"day": "2026-06-29", "visitors": 0, "pageviews": 0}, {"day": "2026-06-30", "visitors": 2, "pageviews": 5}])
+    );
     let (_, other) = app.get(&format!("/api/v1/web/overview?from=2026-06-30&to=2026-06-30&site_id={}", s + 1)).await;
     assert_eq!(other["pageviews"], 0, "another site has nothing");
 
@@ -133,7 +142,12 @@ test_both!(collect_to_dashboard_rolled_up_and_pruned, |db: TestDb| async move {
 test_both!(identity_stitching_looks_back_thirty_days, |db: TestDb| async move {
     let app = spawn_app(db).await;
     let s = site(&app, "https://shop.example.com", true).await;
-    let (st, v) = app.put("/api/v1/web/settings", json!({"categories": [{"pattern": "/wine*", "category": "wine"}, {"pattern": "/", "category": "other"}]})).await;
+    let (st, v) = app
+        .put(
+            "/api/v1/web/settings",
+            json!({"categories": [{"pattern": "/wine*", "category": "wine"}, {"pattern": "/", "category": "other"}]}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     let (_, c) = app.post("/api/v1/customers", json!({"name": "王芳"})).await;
     let cid = c["id"].as_i64().unwrap();
@@ -143,7 +157,9 @@ test_both!(identity_stitching_looks_back_thirty_days, |db: TestDb| async move {
     let t0 = clock.now();
     let view = |path: &str, visitor: &str| json!({"site": s, "type": "pageview", "url": format!("https://shop.example.com{path}"), "visitor": visitor});
     // The browser's visits 40, 20 and 1 days ago, and another browser's.
-    for (days, path, visitor) in [(40, "/wine/old", "browser-one"), (20, "/wine/red", "browser-one"), (1, "/menu", "browser-one"), (1, "/wine/x", "browser-two")] {
+    for (days, path, visitor) in
+        [(40, "/wine/old", "browser-one"), (20, "/wine/red", "browser-one"), (1, "/menu", "browser-one"), (1, "/wine/x", "browser-two")]
+    {
         clock.set(t0 - Days::days(days));
         assert_eq!(collect(&app, view(path, visitor), Some(UA_A), &[]).await.0, 202);
     }

@@ -1,7 +1,8 @@
 //! One customer's timeline: orders, interactions, notes, profile changes, tickets,
 //! compensations, survey answers, loyalty tier changes and customer events (registered, cancelled,
 //! attended: kind `event`, read from the registrations themselves rather than copied into the
-//! interactions, whose kinds SQLite cannot widen) merged, newest first.
+//! interactions, whose kinds SQLite cannot widen) and stitched web page views (kind `web`) merged,
+//! newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,8 @@ use crate::{Result, Store};
 /// One entry of a timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
-    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation`, `survey`, `loyalty` or `event`.
+    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation`, `survey`, `loyalty`, `event` or
+    /// `web` (a stitched page view or click: title "pageview · TITLE", detail the path or event name).
     pub kind: String,
     /// Id of the row in its own table.
     pub id: i64,

@@ -455,8 +455,8 @@ impl Store {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(StoreError::invalid("name", "must be 1 to 100 characters"));
         }
-        let origin = normalise_origin(&s.origin)
-            .ok_or_else(|| StoreError::invalid("origin", "must be http(s)://host[:port] without a path"))?;
+        let origin =
+            normalise_origin(&s.origin).ok_or_else(|| StoreError::invalid("origin", "must be http(s)://host[:port] without a path"))?;
         let now = self.now();
         let mut tx = self.db.begin().await?;
         let site: Site = tx
@@ -558,7 +558,17 @@ impl Store {
                 q.push(v.kind);
                 q.push(v.path.as_str());
                 q.push(v.url.as_str());
-                for o in [&v.title, &v.referrer_host, &v.event_name, &v.utm_source, &v.utm_medium, &v.utm_campaign, &v.utm_term, &v.utm_content, &v.category] {
+                for o in [
+                    &v.title,
+                    &v.referrer_host,
+                    &v.event_name,
+                    &v.utm_source,
+                    &v.utm_medium,
+                    &v.utm_campaign,
+                    &v.utm_term,
+                    &v.utm_content,
+                    &v.category,
+                ] {
                     q.push(o.clone());
                 }
             }
@@ -627,11 +637,8 @@ impl Store {
         }
         let site = site_id.unwrap_or(0);
         let mut r = self.db.reader();
-        let mut rows: Vec<StatRow> = r
-            .fetch_all(
-                query(raw_stats_sql("AND day NOT IN (SELECT day FROM web_rollups)")).bind(from).bind(to).bind(site),
-            )
-            .await?;
+        let mut rows: Vec<StatRow> =
+            r.fetch_all(query(raw_stats_sql("AND day NOT IN (SELECT day FROM web_rollups)")).bind(from).bind(to).bind(site)).await?;
         let rolled: Vec<StatRow> = r
             .fetch_all(
                 query(

@@ -557,15 +557,20 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let scheduler = (jobs_every > 0)
                 .then(|| patron_server::jobs::spawn_scheduler_with(store.clone(), std::time::Duration::from_secs(jobs_every), delivery));
             let outbound_secret = providers.outbound_secret.clone();
-            serve(store, listen, metrics_listen, ServerConfig {
+            serve(
+                store,
+                listen,
+                metrics_listen,
+                ServerConfig {
                     secure_cookies,
                     public_url,
                     outbound_secret,
                     collect_burst: collect_per_minute.max(1) / 5 + 1,
                     collect_per_minute,
                     ..Default::default()
-                })
-                .await?;
+                },
+            )
+            .await?;
             if let Some(s) = scheduler {
                 s.abort();
             }

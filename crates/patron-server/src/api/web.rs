@@ -36,7 +36,11 @@ pub async fn sites(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json
 /// origin that is not `http(s)://host[:port]`.
 #[utoipa::path(post, path = "/api/v1/web/sites", tag = "web", request_body = NewSite,
     responses((status = 201, body = Site), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn create_site(State(state): State<AppState>, Auth(actor): Auth, Json(body): Json<NewSite>) -> ApiResult<(StatusCode, Json<Site>)> {
+pub async fn create_site(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Json(body): Json<NewSite>,
+) -> ApiResult<(StatusCode, Json<Site>)> {
     let site = state.store.create_web_site(&actor, &body).await?;
     state.collector.forget();
     Ok((StatusCode::CREATED, Json(site)))

@@ -111,7 +111,9 @@ impl Builder<'_> {
     fn leaf(&mut self, l: &Leaf) -> String {
         let f = l.field;
         match f.kind {
-            Kind::Tag => self.set_member("customer_tags t WHERE t.customer_id = c.id", "t.customer_id FROM customer_tags t WHERE", "t.tag", &l.test),
+            Kind::Tag => {
+                self.set_member("customer_tags t WHERE t.customer_id = c.id", "t.customer_id FROM customer_tags t WHERE", "t.tag", &l.test)
+            }
             Kind::WebInterest => self.set_member(
                 "web_customer_views w WHERE w.customer_id = c.id AND w.category IS NOT NULL",
                 "w.customer_id FROM web_customer_views w WHERE",
