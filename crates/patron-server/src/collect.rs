@@ -43,6 +43,9 @@ const CACHE_FOR: Duration = Duration::from_secs(30);
 /// first-party id only with `data-cookie`.
 pub const SNIPPET: &str = include_str!("p.js");
 
+/// The sites by id and the settings, with when they were read.
+type Cached = (Instant, Arc<HashMap<i64, Site>>, Arc<WebSettings>);
+
 /// The write-behind queue of events and the caches `/collect` needs.
 #[derive(Default)]
 pub struct Collector {
@@ -52,7 +55,7 @@ pub struct Collector {
     started: AtomicBool,
     writing: tokio::sync::Mutex<()>,
     secret: tokio::sync::OnceCell<Vec<u8>>,
-    cache: Mutex<Option<(Instant, Arc<HashMap<i64, Site>>, Arc<WebSettings>)>>,
+    cache: Mutex<Option<Cached>>,
     /// Events dropped because the queue was full or a batch failed to write.
     pub dropped: AtomicU64,
 }
@@ -343,7 +346,7 @@ async fn accept(state: &AppState, ip: std::net::IpAddr, headers: &HeaderMap, ori
             .filter(|h| page_origin.split_once("://").map(|(_, own)| own != h).unwrap_or(true));
         let url = url.unwrap_or_default();
         let url = url.split('#').next().unwrap_or("").to_owned();
-        HitKind::View(View {
+        HitKind::View(Box::new(View {
             kind,
             category: settings.category_of(&path),
             path: path.chars().take(500).collect(),
@@ -356,7 +359,7 @@ async fn accept(state: &AppState, ip: std::net::IpAddr, headers: &HeaderMap, ori
             utm_campaign: utm("utm_campaign"),
             utm_term: utm("utm_term"),
             utm_content: utm("utm_content"),
-        })
+        }))
     };
     state.collector.enqueue(store, Hit { site_id: site.id, visitor, at: now, what });
     Ok(true)

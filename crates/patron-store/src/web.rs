@@ -182,8 +182,8 @@ pub struct Hit {
 /// A page view or click, or an identify.
 #[derive(Debug, Clone)]
 pub enum HitKind {
-    /// A page view or a click on a `data-patron-event` element.
-    View(View),
+    /// A page view or a click on a `data-patron-event` element (boxed: the identify is small).
+    View(Box<View>),
     /// A verified identity token: link the visitor to this customer.
     Identify(i64),
 }
@@ -217,9 +217,11 @@ pub struct View {
     pub category: Option<String>,
 }
 
-/// A page URL taken apart: `(origin, path, query pairs)`; None when it is not an absolute
-/// http(s) URL.
-pub fn parse_url(url: &str) -> Option<(String, String, Vec<(String, String)>)> {
+/// A page URL taken apart: `(origin, path, query pairs)`.
+pub type ParsedUrl = (String, String, Vec<(String, String)>);
+
+/// Takes a page URL apart; None when it is not an absolute http(s) URL.
+pub fn parse_url(url: &str) -> Option<ParsedUrl> {
     let url = url.split('#').next().unwrap_or("");
     let scheme_end = url.find("://")?;
     let scheme = url[..scheme_end].to_ascii_lowercase();
@@ -538,7 +540,7 @@ impl Store {
         let views: Vec<(String, &Hit, &View)> = hits
             .iter()
             .filter_map(|h| match &h.what {
-                HitKind::View(v) => Some((format!("{}{}", h.visitor, &new_secret("")[..16]), h, v)),
+                HitKind::View(v) => Some((format!("{}{}", h.visitor, &new_secret("")[..16]), h, v.as_ref())),
                 HitKind::Identify(_) => None,
             })
             .collect();
