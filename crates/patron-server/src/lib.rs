@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod collect;
 pub mod delivery;
 pub mod error;
 pub mod i18n;
@@ -43,6 +44,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The shared secret of signed webhooks (inbound SMS checks it; `--outbound-secret`).
     pub outbound_secret: Option<String>,
+    /// `POST /collect`: events a client address may send at once, and per minute sustained.
+    pub collect_burst: u32,
+    /// See `collect_burst`.
+    pub collect_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +61,8 @@ impl Default for ServerConfig {
             body_read_timeout: std::time::Duration::from_secs(300),
             max_connections: 1024,
             outbound_secret: None,
+            collect_burst: 120,
+            collect_per_minute: 600,
         }
     }
 }
@@ -70,6 +77,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("max_connections", &self.max_connections)
+            .field("collect_per_minute", &self.collect_per_minute)
             .field("outbound_secret", &self.outbound_secret.as_ref().map(|_| "(set)"))
             .finish()
     }
@@ -90,12 +98,17 @@ pub struct AppState {
     pub logins: Arc<ratelimit::LoginThrottle>,
     /// Requests and imports counted for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The write-behind queue of web analytics events (`/collect`).
+    pub collector: Arc<collect::Collector>,
+    /// The rate limit of `/collect`.
+    pub collect_limiter: Arc<ratelimit::RateLimiter>,
 }
 
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let templates = Arc::new(ui::templates(store.config.business_tz));
+        let collect_limiter = Arc::new(ratelimit::RateLimiter::new(config.collect_burst, config.collect_per_minute));
         AppState {
             store,
             config: Arc::new(config),
@@ -103,6 +116,8 @@ impl AppState {
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             logins: Arc::new(ratelimit::LoginThrottle::default()),
             metrics: Arc::new(metrics::Metrics::default()),
+            collector: Arc::new(collect::Collector::default()),
+            collect_limiter,
         }
     }
 }
@@ -113,6 +128,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(&state).layer(json_limit))
         .merge(ui::router(&state))
+        .merge(collect::router(&state))
         .route("/metrics", axum::routing::get(metrics::admin_metrics))
         // Innermost of the layers below, so it sees each route's pattern and its final status.
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -152,6 +168,7 @@ async fn common_headers(
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let config = state.config.clone();
+    let (collector, store) = (state.collector.clone(), state.store.clone());
     let app = app(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let (closing, closed) = tokio::sync::watch::channel(false);
@@ -205,6 +222,8 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     // Every slot back means every connection has finished.
     let all = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), slots.acquire_many(all)).await;
+    // Web events still queued are written before the process ends.
+    collector.flush(&store).await;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub struct JobReport {
     pub accounts: crate::accounts::AccountsReport,
     /// Fulfilment steps found past their promise and not done (each flagged once).
     pub fulfilment_late: u64,
+    /// Web analytics: days rolled up, raw events pruned.
+    pub web: crate::web::WebReport,
 }
 
 /// What the scheduler did to the loyalty programme.
@@ -64,7 +66,9 @@ impl Store {
         let journeys = self.run_journeys().await?;
         let accounts = self.run_accounts().await?;
         let fulfilment_late = self.flag_overdue_fulfilment().await?;
+        let web = self.run_web_jobs().await?;
         Ok(JobReport {
+            web,
             sla,
             surveys: TriggerReport { invited, delivered: 0 },
             loyalty,

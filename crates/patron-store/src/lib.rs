@@ -50,6 +50,7 @@ pub mod timeline;
 pub mod users;
 pub mod validations;
 pub mod values;
+pub mod web;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -104,6 +104,10 @@ impl Store {
             // Account plans' scorecard links stop working, fulfilment notes go (issue 19 §4, §5).
             "UPDATE fulfilment_steps SET note = NULL WHERE customer_id = $1",
             "UPDATE account_plans SET superseded_at = COALESCE(superseded_at, created_at) WHERE customer_id = $1",
+            // What the customer looked at on the web, and the link that would add more (issue 19 §8).
+            "DELETE FROM web_customer_views WHERE customer_id = $1",
+            "DELETE FROM web_visitor_links WHERE customer_id = $1",
+            "DELETE FROM web_events WHERE customer_id = $1",
         ] {
             tx.execute(query(sql).bind(customer_id)).await?;
         }

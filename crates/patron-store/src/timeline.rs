@@ -1,7 +1,8 @@
 //! One customer's timeline: orders, interactions, notes, profile changes, tickets,
 //! compensations, survey answers, loyalty tier changes and customer events (registered, cancelled,
 //! attended: kind `event`, read from the registrations themselves rather than copied into the
-//! interactions, whose kinds SQLite cannot widen) merged, newest first.
+//! interactions, whose kinds SQLite cannot widen) and stitched web page views (kind `web`) merged,
+//! newest first.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,8 @@ use crate::{Result, Store};
 /// One entry of a timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
-    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation`, `survey`, `loyalty` or `event`.
+    /// `order`, `interaction`, `note`, `change`, `ticket`, `compensation`, `survey`, `loyalty`, `event` or
+    /// `web` (a stitched page view or click: title "pageview · TITLE", detail the path or event name).
     pub kind: String,
     /// Id of the row in its own table.
     pub id: i64,
@@ -58,7 +60,9 @@ impl Store {
                  WHERE r.customer_id = $1 AND r.status = 'cancelled' AND r.cancelled_at IS NOT NULL \
              UNION ALL SELECT 'event', r.event_id, r.attended_at, 'attended · ' || e.title, COALESCE(e.place, e.link), NULL \
                  FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
-                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL";
+                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL \
+             UNION ALL SELECT 'web', id, at, kind || ' · ' || COALESCE(title, path), COALESCE(event_name, path), NULL \
+                 FROM web_customer_views WHERE customer_id = $1";
         let mut q = query(format!(
             "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
             if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }

@@ -92,6 +92,10 @@ enum Command {
         /// private network; without it `/metrics` on the main address needs an admin's API token.
         #[arg(long, env = "PATRON_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// Web analytics events (`POST /collect`) one client address may send per minute
+        /// (and at once); raise it when a proxy sends every visitor's events from one address.
+        #[arg(long, env = "PATRON_COLLECT_PER_MINUTE", default_value_t = 600)]
+        collect_per_minute: u32,
         #[command(flatten)]
         providers: ProviderArgs,
     },
@@ -573,7 +577,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             store.db.close().await;
             println!("restored {} into {} ({customers} customers, {orders} orders)", from.display(), patron_store::db::redact_url(&db.url));
         }
-        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen, providers } => {
+        Command::Serve { db, listen, secure_cookies, public_url, jobs_every, outbox, metrics_listen, collect_per_minute, providers } => {
             let store = open(&db).await?;
             // The built-in journeys exist (disabled) from the first start on.
             store.ensure_builtin_journeys().await?;
@@ -587,8 +591,20 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let scheduler = (jobs_every > 0)
                 .then(|| patron_server::jobs::spawn_scheduler_with(store.clone(), std::time::Duration::from_secs(jobs_every), delivery));
             let outbound_secret = providers.outbound_secret.clone();
-            serve(store, listen, metrics_listen, ServerConfig { secure_cookies, public_url, outbound_secret, ..Default::default() })
-                .await?;
+            serve(
+                store,
+                listen,
+                metrics_listen,
+                ServerConfig {
+                    secure_cookies,
+                    public_url,
+                    outbound_secret,
+                    collect_burst: collect_per_minute.max(1) / 5 + 1,
+                    collect_per_minute,
+                    ..Default::default()
+                },
+            )
+            .await?;
             if let Some(s) = scheduler {
                 s.abort();
             }

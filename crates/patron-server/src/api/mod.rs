@@ -29,6 +29,7 @@ pub mod tasks;
 pub mod templates;
 pub mod tickets;
 pub mod validations;
+pub mod web;
 pub mod webhooks;
 
 use axum::http::StatusCode;
@@ -76,6 +77,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(customer_events::router())
         .merge(access::router())
         .merge(masking::router())
+        .merge(web::router())
         .merge(public)
         .merge(inbound::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit_links)))
         .fallback(not_found)
@@ -182,6 +184,7 @@ impl Modify for BearerAuth {
         customer_events::list, customer_events::create, customer_events::get_one, customer_events::update, customer_events::invite,
         customer_events::registrations, customer_events::register, customer_events::cancel, customer_events::check_in,
         customer_events::send_survey, customer_events::report,
+        web::sites, web::create_site, web::identity_token, web::overview, web::settings, web::put_settings, web::interests,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
@@ -207,6 +210,7 @@ impl Modify for BearerAuth {
         (name = "notifications", description = "The caller's in-app notifications"),
         (name = "public", description = "What customers reach through a link, without a login (rate-limited)"),
         (name = "webhooks", description = "Subscriptions to domain events (admins): signed deliveries, retried with backoff, a delivery log, replays"),
+        (name = "web", description = "First-party, cookie-less web analytics: sites, identity stitching tokens, the dashboard, settings, customers' web interests (docs/web-analytics.md; the public side is POST /collect and /js/p.js)"),
         (name = "platform", description = "Health and metadata"),
         (name = "access", description = "Organisation units, roles and permissions, users (docs/access.md)"),
     )

@@ -111,7 +111,15 @@ impl Builder<'_> {
     fn leaf(&mut self, l: &Leaf) -> String {
         let f = l.field;
         match f.kind {
-            Kind::Tag => self.tag(&l.test),
+            Kind::Tag => {
+                self.set_member("customer_tags t WHERE t.customer_id = c.id", "t.customer_id FROM customer_tags t WHERE", "t.tag", &l.test)
+            }
+            Kind::WebInterest => self.set_member(
+                "web_customer_views w WHERE w.customer_id = c.id AND w.category IS NOT NULL",
+                "w.customer_id FROM web_customer_views w WHERE",
+                "w.category",
+                &l.test,
+            ),
             Kind::Consent(channel) => self.consent(channel, &l.test),
             Kind::Owner => self.owner(&l.test),
             Kind::Instant => self.instant(f.sql, &l.test),
@@ -160,31 +168,33 @@ impl Builder<'_> {
         }
     }
 
-    /// Tags are a set: `=`/`in` mean "has", `!=`/`not in` "has not", `is null` "has no tags".
-    fn tag(&mut self, t: &CTest) -> String {
-        const ANY: &str = "SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id";
+    /// Tags and web interests are sets: `=`/`in` mean "has", `!=`/`not in` "has not", `is null`
+    /// "has none". `rows` is the member table correlated with `c`, `ids` selects customer ids
+    /// from it (followed by a condition), `col` the member column.
+    fn set_member(&mut self, rows: &str, ids: &str, col: &str, t: &CTest) -> String {
+        let any = format!("SELECT 1 FROM {rows}");
         match t {
             CTest::Cmp(op, v) => {
                 let p = self.val(v);
                 if matches!(op, super::filter::CmpOp::Ne) {
-                    format!("NOT EXISTS ({ANY} AND t.tag = {p})")
+                    format!("NOT EXISTS ({any} AND {col} = {p})")
                 } else {
-                    // IN (…) lets the planner start from the tag index.
-                    format!("c.id IN (SELECT t.customer_id FROM customer_tags t WHERE t.tag = {p})")
+                    // IN (…) lets the planner start from the member index.
+                    format!("c.id IN (SELECT {ids} {col} = {p})")
                 }
             }
             CTest::In(false, vs) => {
                 let l = self.list(vs);
-                format!("c.id IN (SELECT t.customer_id FROM customer_tags t WHERE t.tag IN ({l}))")
+                format!("c.id IN (SELECT {ids} {col} IN ({l}))")
             }
             CTest::In(true, vs) => {
                 let l = self.list(vs);
-                format!("NOT EXISTS ({ANY} AND t.tag IN ({l}))")
+                format!("NOT EXISTS ({any} AND {col} IN ({l}))")
             }
-            CTest::Null(neg) => format!("{}EXISTS ({ANY})", if *neg { "" } else { "NOT " }),
+            CTest::Null(neg) => format!("{}EXISTS ({any})", if *neg { "" } else { "NOT " }),
             CTest::Contains(neg, s) => {
                 let p = self.bind(Arg::Text(Some(like_contains(s))));
-                format!("{}EXISTS ({ANY} AND LOWER(t.tag) LIKE {p} ESCAPE '\\')", if *neg { "NOT " } else { "" })
+                format!("{}EXISTS ({any} AND LOWER({col}) LIKE {p} ESCAPE '\\')", if *neg { "NOT " } else { "" })
             }
         }
     }

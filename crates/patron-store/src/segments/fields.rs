@@ -127,6 +127,8 @@ pub(crate) enum Kind {
     DaysOverdue,
     /// Membership in `customer_tags`.
     Tag,
+    /// A category of the customer's stitched web page views (issue 19 §8).
+    WebInterest,
     /// A custom attribute `attr.KEY` (text).
     Attr,
     /// Consent on one channel (true, false, or never recorded).
@@ -178,6 +180,15 @@ pub static FIELDS: &[Field] = &[
     f("owner_id", Int, "c.owner_id", C, true, "account manager's user id", "客户经理编号"),
     f("referrer_id", Int, "c.referrer_id", C, true, "id of the customer who referred this one", "推荐人客户编号"),
     f("tag", Tag, "", C, false, "has a tag", "标签"),
+    f(
+        "web_interests",
+        WebInterest,
+        "",
+        C,
+        false,
+        "a category of the customer's web page views (docs/web-analytics.md)",
+        "网站浏览兴趣（页面类别）",
+    ),
     f("attr", Attr, "c.attributes", C, true, "custom attribute attr.NAME (text)", "自定义属性 attr.名称（文本）"),
     f("consent.sms", Consent("sms"), "", C, true, "consent to SMS", "短信许可"),
     f("consent.email", Consent("email"), "", C, true, "consent to email", "邮件许可"),
@@ -367,6 +378,7 @@ impl Field {
             Money(_) => "money",
             Day | Date | Instant => "date",
             Tag => "tag",
+            WebInterest => "web interest",
             Attr => "attribute",
             Consent(_) => "boolean",
             Owner => "user",
@@ -375,7 +387,7 @@ impl Field {
 
     fn operators(&self) -> &'static [&'static str] {
         match self.kind {
-            Text | Tag | Attr | Owner => TEXTUAL,
+            Text | Tag | WebInterest | Attr | Owner => TEXTUAL,
             Choice(_) => CHOICE,
             Consent(_) => BOOLEAN,
             Int | Float | Money(_) | Day | Date | Instant | DaysSince | DaysOverdue => ORDERED,
@@ -580,7 +592,7 @@ fn check_cond(c: &Cond) -> Result<Leaf, RuleError> {
     let op_key = op.trim_matches('"').replace("is not null", "is null").replace("not contains", "contains");
     if !allowed.contains(&op_key.as_str()) {
         let what = match field.kind {
-            Text | Attr | Owner | Tag => "text",
+            Text | Attr | Owner | Tag | WebInterest => "text",
             Choice(_) => "a choice",
             Consent(_) => "true or false",
             _ => "a number or date",
@@ -615,10 +627,10 @@ fn value(field: &Field, shown: &str, lit: &Literal) -> Result<Val, RuleError> {
         RuleError::at(at, format!("{shown} takes {expected}, found {}{hint}", lit.value.describe()))
     };
     match field.kind {
-        Text | Attr | Tag | Owner => match &lit.value {
+        Text | Attr | Tag | WebInterest | Owner => match &lit.value {
             Value::Text(s) => Ok(Val::Text(match field.kind {
                 // Tags are stored trimmed and owners' emails lower-cased.
-                Tag => s.trim().to_owned(),
+                Tag | WebInterest => s.trim().to_owned(),
                 Owner => s.trim().to_lowercase(),
                 _ => s.clone(),
             })),
