@@ -84,6 +84,12 @@ BEYOND_THE_SCHEMA = [
     ("POST", "/api/v1/campaigns", 422, "invalid", r"segment|template_id|send_at"),
     # The global control report's period ends after it starts (at most ten years, 1900 to 9999).
     ("GET", "/api/v1/campaigns/global-control/report", 400, "invalid", r"from|to"),
+    # Web analytics: the overview's period ends after it starts; a site's name is not blank
+    # and its origin is `http(s)://host[:port]`; a category rule's pattern and name are not
+    # blank (shapes the schema cannot state).
+    ("GET", "/api/v1/web/overview", 400, "invalid", r"from|to"),
+    ("POST", "/api/v1/web/sites", 422, "invalid", r"name|origin"),
+    ("PUT", "/api/v1/web/settings", 422, "invalid", r"categories.*"),
     # A churn reason comes from the editable list in the service settings.
     ("PUT", "/api/v1/customers/{id}/churn-reason", 422, "invalid", r"reason"),
     # The loyalty programme's tiers rise and have unique names, a bonus period ends after it

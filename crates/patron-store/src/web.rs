@@ -48,8 +48,10 @@ type HmacSha256 = Hmac<Sha256>;
 #[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
     /// Days raw events are kept (1–3650); the daily aggregates are kept for good.
+    #[schema(minimum = 1, maximum = 3650)]
     pub raw_retention_days: i64,
     /// Days a stitched customer's page views are kept (timeline, interests; 1–3650).
+    #[schema(minimum = 1, maximum = 3650)]
     pub customer_retention_days: i64,
     /// Page categories: the first rule whose pattern matches a page's path names its category
     /// (the customer's `web_interests`).
@@ -147,6 +149,7 @@ pub struct Site {
 #[serde(deny_unknown_fields)]
 pub struct NewSite {
     /// Name (1–100 characters).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Origin: `http(s)://host[:port]`, no path.
     pub origin: String,

@@ -173,7 +173,7 @@ fn environment() -> Environment<'static> {
 }
 
 /// The instructions one render of a part may execute.
-const RENDER_FUEL: u64 = 100_000;
+const RENDER_FUEL: u64 = 20_000;
 
 /// The longest rendered part: a message is at most the 200,000 characters an HTML part may be.
 const MAX_RENDERED: usize = 400_000;
@@ -299,11 +299,14 @@ pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::R
     let ctx = without_nulls(serde_json::to_value(vars).map_err(|e| e.to_string())?);
     let one = |file: &str, src: &str| -> std::result::Result<String, String> {
         let tpl = env.template_from_named_str(file, src).map_err(|e| e.to_string())?;
-        let out = tpl.render(&ctx).map_err(|e| e.to_string())?;
-        if out.len() > MAX_RENDERED {
-            return Err(format!("{file}: the rendered text is longer than {MAX_RENDERED} bytes"));
+        // Written through a cap: one instruction (a filter) can make a long string, which the
+        // fuel alone would let a loop write thousands of times.
+        let mut out = Capped(Vec::new());
+        match tpl.render_to_write(&ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.0).map_err(|e| e.to_string()),
+            Err(_) if out.0.len() >= MAX_RENDERED => Err(format!("{file}: the rendered text is longer than {MAX_RENDERED} bytes")),
+            Err(e) => Err(e.to_string()),
         }
-        Ok(out)
     };
     Ok(Rendered {
         subject: match &t.subject {
@@ -316,6 +319,24 @@ pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::R
             None => None,
         },
     })
+}
+
+/// A buffer that refuses to grow past [`MAX_RENDERED`] bytes.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED {
+            self.0.resize(MAX_RENDERED, 0);
+            return Err(std::io::Error::other("the rendered text is too long"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `v` without its null members, at every depth.
