@@ -302,7 +302,7 @@ pub fn render_parts(t: &NewTemplate, vars: &PersonalVariables) -> std::result::R
         // Written through a cap: one instruction (a filter) can make a long string, which the
         // fuel alone would let a loop write thousands of times.
         let mut out = Capped(Vec::new());
-        match tpl.render_to_write(&ctx, &mut out) {
+        match tpl.render_captured_to(&ctx, &mut out) {
             Ok(_) => String::from_utf8(out.0).map_err(|e| e.to_string()),
             Err(_) if out.0.len() >= MAX_RENDERED => Err(format!("{file}: the rendered text is longer than {MAX_RENDERED} bytes")),
             Err(e) => Err(e.to_string()),
