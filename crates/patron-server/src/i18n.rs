@@ -56,6 +56,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("on_time_nav", "准时交付", "On-time delivery"),
     ("customer_events_nav", "客户活动", "Events"),
     ("kpis_nav", "客户经理考核", "AM KPIs"),
+    ("web_nav", "网站分析", "Web"),
     ("kind_fulfilment", "履约环节", "Fulfilment steps"),
     ("fulfilment_plans", "客户计划 →", "Account plan →"),
     ("customers", "客户", "Customers"),
@@ -693,6 +694,7 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("v_interaction", "互动", "Interaction"),
     ("v_note", "备注", "Note"),
     ("v_change", "变更", "Change"),
+    ("v_pageview", "浏览页面", "Page view"),
     // profile history: fields without a label of their own
     ("v_owner_id", "客户经理", "Account manager"),
     ("v_referrer_id", "推荐人", "Referred by"),

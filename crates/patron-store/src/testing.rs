@@ -136,7 +136,21 @@ pub async fn fresh_citus_url() -> (String, String) {
     let (host, port) = host_port(&nodes[0]);
     sqlx::query("SELECT citus_set_coordinator_host($1, $2)").bind(host).bind(port).execute(&pool).await.expect("set the coordinator host");
     for (host, port) in citus_workers() {
-        sqlx::query("SELECT citus_add_node($1, $2)").bind(host).bind(i32::from(port)).execute(&pool).await.expect("add a Citus worker");
+        // Adding a node syncs metadata over a connection Citus marks essential; while another
+        // test moves shards or takes a worker out, that connection can fail once
+        // ("failure on connection marked as essential"). The call is idempotent: a few tries.
+        let mut tries = 0;
+        loop {
+            match sqlx::query("SELECT citus_add_node($1, $2)").bind(&host).bind(i32::from(port)).execute(&pool).await {
+                Ok(_) => break,
+                Err(e) if tries < 4 => {
+                    tries += 1;
+                    eprintln!("add Citus worker {host}:{port} to {name} (try {tries}): {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries)).await;
+                }
+                Err(e) => panic!("add Citus worker {host}:{port}: {e}"),
+            }
+        }
     }
     pool.close().await;
     (url, name)

@@ -9,6 +9,7 @@ mod demo_journeys;
 mod demo_loyalty;
 mod demo_service;
 mod demo_surveys;
+mod demo_web;
 mod validate;
 
 use std::io::{IsTerminal, Read};
@@ -652,18 +653,27 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Demo { url, customers, seed, no_serve, listen } => {
             let db = DbArgs { url, time_zone: "Asia/Shanghai".into() };
             let store = open(&db).await?;
-            let password = demo(&store, customers, seed).await?;
+            // The demo shop (a site that loads the web analytics snippet) on the next port.
+            let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+            let shop_listen = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1));
+            let shop_origin = format!("http://{host}:{}", shop_listen.port());
+            let (password, site_id) = demo(&store, customers, seed, &shop_origin).await?;
             if no_serve {
                 println!("demo data loaded into {}", patron_store::db::redact_url(&db.url));
                 println!("login: admin@demo.patron.local  password: {password}");
             } else {
+                let shop = tokio::net::TcpListener::bind(shop_listen).await.with_context(|| format!("listening on {shop_listen}"))?;
+                let shop_app = demo_web::shop_router(store.clone(), &format!("http://{host}:{}", listen.port()), site_id);
+                let shop_server = tokio::spawn(async move { axum::serve(shop, shop_app).await });
                 println!("\npatron demo is running on http://{listen}/");
+                println!("the demo shop (web analytics) is on {shop_origin}/");
                 println!("login: admin@demo.patron.local  password: {password}\n");
                 let outbox = patron_server::outbox::Outbox { dir: "outbox".into(), base_url: format!("http://{listen}") };
                 println!("messages to customers (survey invitations) go to the folder {}\n", outbox.dir.display());
                 let scheduler = patron_server::jobs::spawn_scheduler(store.clone(), std::time::Duration::from_secs(5), outbox);
                 serve(store, listen, None, ServerConfig::default()).await?;
                 scheduler.abort();
+                shop_server.abort();
             }
         }
         Command::Database { command: DbCommand::Distribute { db, shards } } => {
@@ -1047,8 +1057,9 @@ fn generate(
 const DEMO_MANAGERS: usize = 6;
 const DEMO_ADMIN: &str = "admin@demo.patron.local";
 
-/// Loads the demo data set; returns the admin password (new on every run).
-async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
+/// Loads the demo data set; returns the admin password (new on every run) and the demo shop's
+/// web analytics site.
+async fn demo(store: &Store, customers: u64, seed: u64, shop_origin: &str) -> Result<(String, i64)> {
     for m in patron_datagen::default_account_managers(DEMO_MANAGERS) {
         if store.user_by_email(&m.email).await?.is_none() {
             store.create_user(&m.email, &m.display_name, Role::Agent, Some(&random_password())).await?;
@@ -1127,8 +1138,13 @@ async fn demo(store: &Store, customers: u64, seed: u64) -> Result<String> {
         "{:>13}: {} B2B accounts with teams, {} calls and visits over a year, {} reviews, {} fulfilment steps",
         "accounts", accounts.accounts, accounts.contacts, accounts.reviews, accounts.steps
     );
+    let web = demo_web::seed(store, seed, store.now(), shop_origin).await?;
+    println!(
+        "{:>13}: the demo shop's last 30 days: {} page views, {} visitors identified after a login",
+        "web", web.pageviews, web.identified
+    );
     for (email, what, pw) in logins {
         println!("{:>13}: {email}  password: {pw}  ({what})", "login");
     }
-    Ok(password)
+    Ok((password, web.site_id))
 }

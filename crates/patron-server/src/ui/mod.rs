@@ -22,6 +22,7 @@ mod surveys;
 mod tickets;
 mod users;
 pub mod validation;
+mod web;
 mod webhooks;
 
 use axum::extract::{Multipart, Request, State};
@@ -67,6 +68,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(validation::router())
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(web::router())
         .merge(security::router())
         .merge(users::router())
         .merge(journeys::router())
@@ -133,6 +135,8 @@ pub fn templates(tz: patron_store::BusinessTz) -> Environment<'static> {
         ("audit.html", include_str!("../../templates/audit.html")),
         ("webhooks.html", include_str!("../../templates/webhooks.html")),
         ("webhook.html", include_str!("../../templates/webhook.html")),
+        ("web.html", include_str!("../../templates/web.html")),
+        ("web_interests.html", include_str!("../../templates/web_interests.html")),
         ("service.html", include_str!("../../templates/service.html")),
         ("tasks.html", include_str!("../../templates/tasks.html")),
         ("journeys.html", include_str!("../../templates/journeys.html")),

@@ -27,6 +27,13 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// Starts chromedriver and a headless Chromium session with more command-line switches
+    /// (`--user-agent=…`: web analytics drops "HeadlessChrome" as a bot).
+    #[allow(dead_code)]
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = free_port();
         let driver = Command::new(&driver_bin)
@@ -45,14 +52,25 @@ impl Browser {
         }
         let profile = tempfile::tempdir().expect("profile dir");
         let chrome_bin = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1000",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chrome_bin,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
-            }
+            "goog:chromeOptions": { "binary": chrome_bin, "args": args }
         }}});
         let res: Value =
             http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session json");
