@@ -139,17 +139,17 @@ impl Delivery {
         }
     }
 
-    /// Waits for the channel's next slot (`rate` messages per second).
-    async fn pace(&self, channel: Channel, rate: f64) {
+    /// Waits until `n` more messages of `channel` may leave at `rate` messages per second
+    /// (see [`reserve`]).
+    async fn pace(&self, channel: Channel, rate: f64, n: u32) {
         let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let wait = {
             let mut slots = self.next_slot.lock().await;
-            let now = Instant::now();
-            let slot = slots.get(&channel).copied().filter(|s| *s > now).unwrap_or(now);
-            slots.insert(channel, slot + gap);
-            slot.saturating_duration_since(now)
+            let (next, wait) = reserve(slots.get(&channel).copied(), Instant::now(), gap, n);
+            slots.insert(channel, next);
+            wait
         };
-        if !wait.is_zero() {
+        if wait >= MIN_SLEEP {
             tokio::time::sleep(wait).await;
         }
     }
@@ -181,8 +181,13 @@ impl Delivery {
             }
         }
         if !files.is_empty() {
+            // Written at once: the batch waits for the slot of its last message, per channel.
+            let mut per_channel: HashMap<Channel, u32> = HashMap::new();
             for &i in &files {
-                self.pace(batch[i].channel, rate).await;
+                *per_channel.entry(batch[i].channel).or_default() += 1;
+            }
+            for (channel, n) in per_channel {
+                self.pace(channel, rate, n).await;
             }
             let ms: Vec<&Outgoing> = files.iter().map(|&i| &batch[i]).collect();
             let written = self.file.write_batch(&ms);
@@ -205,7 +210,7 @@ impl Delivery {
             let mut tasks = tokio::task::JoinSet::new();
             for (n, &i) in group.iter().enumerate() {
                 let m = &batch[i];
-                self.pace(m.channel, rate).await;
+                self.pace(m.channel, rate, 1).await;
                 if let Route::Webhook(w) = self.route(m) {
                     let (w, m) = (w.clone(), m.clone());
                     tasks.spawn(async move { (n, w.send(&m).await) });
@@ -236,7 +241,7 @@ impl Delivery {
             }
             first = false;
             let m = &batch[i];
-            self.pace(m.channel, rate).await;
+            self.pace(m.channel, rate, 1).await;
             let o = self.send(m).await;
             if let Some(store) = record {
                 store.record_delivery(m, &o).await?;
@@ -296,6 +301,22 @@ impl Delivery {
 /// Messages claimed per batch at most.
 pub const BATCH: i64 = 500;
 
+/// The shortest wait [`Delivery::pace`] sleeps: tokio's timer sleeps at least a millisecond, so
+/// sleeping each 10 µs gap of a fast channel would cap it near 1,000 messages a second (it
+/// did: issue 12's file adapter). A shorter wait is carried instead: the reserved slots keep
+/// the average rate, and a later wait, grown past this, sleeps it off.
+const MIN_SLEEP: Duration = Duration::from_millis(1);
+
+/// Pacing arithmetic: given a channel's next free slot (None: never used), the time now and
+/// the gap between messages, reserves slots for `n` messages; returns the next free slot and
+/// how long to wait before the last of them may leave. An idle channel starts at `now` (no
+/// credit for the time it was idle).
+fn reserve(next: Option<Instant>, now: Instant, gap: Duration, n: u32) -> (Instant, Duration) {
+    let first = next.filter(|s| *s > now).unwrap_or(now);
+    let last = first + gap * n.saturating_sub(1);
+    (last + gap, last.saturating_duration_since(now))
+}
+
 /// Webhook deliveries in flight at once.
 pub const WEBHOOK_PARALLEL: usize = 4;
 
@@ -304,4 +325,43 @@ enum Route<'a> {
     Smtp(&'a smtp::SmtpAdapter),
     Webhook(&'a webhook::WebhookAdapter),
     File,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{reserve, MIN_SLEEP};
+
+    /// Sends `count` messages one at a time through [`reserve`] on a simulated clock whose
+    /// sleeps last what was asked plus a millisecond (tokio's worst case); returns the time taken.
+    fn simulate(rate: f64, count: u32, per_call: u32) -> Duration {
+        let gap = Duration::from_secs_f64(1.0 / rate);
+        let start = Instant::now();
+        let (mut now, mut next) = (start, None);
+        let mut sent = 0;
+        while sent < count {
+            let (n, wait) = reserve(next, now, gap, per_call);
+            next = Some(n);
+            if wait >= MIN_SLEEP {
+                now += wait + Duration::from_millis(1);
+            }
+            sent += per_call;
+        }
+        now - start
+    }
+
+    #[test]
+    fn pacing_keeps_the_rate_without_a_millisecond_per_message() {
+        // A slow channel: 200 messages at 100 a second take about two seconds, never less.
+        let slow = simulate(100.0, 200, 1);
+        assert!(slow >= Duration::from_millis(1_980) && slow <= Duration::from_millis(2_400), "{slow:?}");
+        // A fast one: 10,000 at 100,000 a second, one at a time, take well under the 10 s that
+        // a sleep per 10 µs gap took (each at least a millisecond).
+        let fast = simulate(100_000.0, 10_000, 1);
+        assert!(fast >= Duration::from_millis(99) && fast <= Duration::from_millis(250), "{fast:?}");
+        // A file batch reserves its 500 slots at once: 20 batches of 500 at 5,000 a second.
+        let batches = simulate(5_000.0, 10_000, 500);
+        assert!(batches >= Duration::from_millis(1_900) && batches <= Duration::from_millis(2_100), "{batches:?}");
+    }
 }
