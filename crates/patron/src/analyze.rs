@@ -12,6 +12,30 @@ use patron_store::import::{write_rejections, Encoding};
 use patron_store::users::Actor;
 use patron_store::Store;
 
+/// The orders file of file mode, shared by `analyze` and `validate`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OrdersFileArgs {
+    /// File mode: an orders file with columns customer_id, date, amount (others ignored).
+    #[arg(long, value_name = "FILE")]
+    pub orders: Option<PathBuf>,
+    /// File mode: map a source column to a field: --map ordered_at=date (repeatable).
+    #[arg(long = "map", value_name = "SOURCE=FIELD", requires = "orders")]
+    pub map: Vec<String>,
+    /// File mode: force the encoding instead of detecting it.
+    #[arg(long, value_parser = ["utf-8", "gb18030"], requires = "orders")]
+    pub encoding: Option<String>,
+    /// File mode: use the valid rows even if some are rejected.
+    #[arg(long, requires = "orders")]
+    pub skip_invalid: bool,
+}
+
+impl OrdersFileArgs {
+    /// The column mappings and the forced encoding, checked.
+    pub fn mappings_and_encoding(&self) -> Result<(Vec<(String, String)>, Option<Encoding>)> {
+        Ok((crate::parse_pairs(&self.map, "--map")?, self.encoding.as_deref().map(str::parse::<Encoding>).transpose()?))
+    }
+}
+
 /// Model settings shared by both modes.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {

@@ -183,18 +183,8 @@ enum Command {
         rebuild: bool,
         #[command(flatten)]
         model: analyze::ModelArgs,
-        /// File mode: an orders file with columns customer_id, date, amount (others ignored).
-        #[arg(long, value_name = "FILE")]
-        orders: Option<PathBuf>,
-        /// File mode: map a source column to a field: --map ordered_at=date (repeatable).
-        #[arg(long = "map", value_name = "SOURCE=FIELD", requires = "orders")]
-        map: Vec<String>,
-        /// File mode: force the encoding instead of detecting it.
-        #[arg(long, value_parser = ["utf-8", "gb18030"], requires = "orders")]
-        encoding: Option<String>,
-        /// File mode: analyse the valid rows even if some are rejected.
-        #[arg(long, requires = "orders")]
-        skip_invalid: bool,
+        #[command(flatten)]
+        file: analyze::OrdersFileArgs,
         /// File mode: where to write the per-customer scores.
         #[arg(long, value_name = "FILE", requires = "orders", default_value = "scores.csv")]
         out: PathBuf,
@@ -219,18 +209,8 @@ enum Command {
         /// Time unit of the fit and of the holdout length (weeks for comparison with the literature).
         #[arg(long, value_parser = ["days", "weeks"], default_value = "days")]
         time_unit: String,
-        /// File mode: an orders file with columns customer_id, date, amount (others ignored).
-        #[arg(long, value_name = "FILE")]
-        orders: Option<PathBuf>,
-        /// File mode: map a source column to a field: --map ordered_at=date (repeatable).
-        #[arg(long = "map", value_name = "SOURCE=FIELD", requires = "orders")]
-        map: Vec<String>,
-        /// File mode: force the encoding instead of detecting it.
-        #[arg(long, value_parser = ["utf-8", "gb18030"], requires = "orders")]
-        encoding: Option<String>,
-        /// File mode: validate on the valid rows even if some are rejected.
-        #[arg(long, requires = "orders")]
-        skip_invalid: bool,
+        #[command(flatten)]
+        file: analyze::OrdersFileArgs,
         /// File mode: where to write the validation document.
         #[arg(long, value_name = "FILE", requires = "orders", default_value = "validation.json")]
         out: PathBuf,
@@ -716,21 +696,22 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Analyze { db, as_of, rebuild, model, orders, map, encoding, skip_invalid, out, params } => {
+        Command::Analyze { db, as_of, rebuild, model, file: orders_file, out, params } => {
             let config = model.config()?;
             let tz: patron_store::BusinessTz =
                 db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
             let as_of = parse_day(as_of, "--as-of")?;
-            match orders {
+            match orders_file.orders.clone() {
                 Some(file) => {
                     let as_of = as_of.ok_or_else(|| anyhow!("--as-of DATE is required with --orders (the day the analysis is as of)"))?;
+                    let (mappings, encoding) = orders_file.mappings_and_encoding()?;
                     let mode = analyze::FileMode {
                         orders: file,
                         as_of,
-                        mappings: parse_pairs(&map, "--map")?,
-                        encoding: encoding.map(|e| e.parse::<Encoding>()).transpose()?,
+                        mappings,
+                        encoding,
                         tz,
-                        skip_invalid,
+                        skip_invalid: orders_file.skip_invalid,
                         out,
                         params,
                     };
@@ -744,25 +725,26 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
         }
-        Command::Validate { db, calibration_end, holdout_end, time_unit, orders, map, encoding, skip_invalid, out } => {
+        Command::Validate { db, calibration_end, holdout_end, time_unit, file: orders_file, out } => {
             let tz: patron_store::BusinessTz =
                 db.time_zone.parse().map_err(|_| anyhow!("unknown time zone {:?} (use an IANA name like Asia/Shanghai)", db.time_zone))?;
             let calibration_end =
                 parse_day(Some(calibration_end), "--calibration-end")?.ok_or_else(|| anyhow!("--calibration-end DATE is required"))?;
             let holdout_end = parse_day(holdout_end, "--holdout-end")?;
             let unit = if time_unit == "weeks" { patron_analytics::TimeUnit::Weeks } else { patron_analytics::TimeUnit::Days };
-            match orders {
+            match orders_file.orders.clone() {
                 Some(file) => {
                     let holdout_end = holdout_end.ok_or_else(|| anyhow!("--holdout-end DATE is required with --orders"))?;
+                    let (mappings, encoding) = orders_file.mappings_and_encoding()?;
                     let mode = validate::FileMode {
                         orders: file,
                         calibration_end,
                         holdout_end,
                         time_unit: unit,
-                        mappings: parse_pairs(&map, "--map")?,
-                        encoding: encoding.map(|e| e.parse::<Encoding>()).transpose()?,
+                        mappings,
+                        encoding,
                         tz,
-                        skip_invalid,
+                        skip_invalid: orders_file.skip_invalid,
                         out,
                     };
                     return Ok(ExitCode::from(validate::validate_file(&mode)?));
@@ -882,7 +864,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_pairs(pairs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn parse_pairs(pairs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
     pairs
         .iter()
         .map(|p| {

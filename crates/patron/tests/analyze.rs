@@ -2,35 +2,15 @@
 //! bad files are refused with file/row/column, and database mode stores one scores row per
 //! customer on SQLite and PostgreSQL.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use patron_store::db::query;
 use patron_store::testing::TestDb;
 use patron_store::{test_both, Store};
 
-fn patron() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_patron"));
-    c.env("PATRON_LOG", "warn");
-    c
-}
+mod common;
 
-fn cdnow_sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../patron-analytics/tests/data/CDNOW_sample.txt")
-}
-
-/// CDNOW_sample.txt (`original_id sample_id YYYYMMDD cds dollars`) as `customer_id,date,amount`.
-fn cdnow_csv(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(cdnow_sample()).expect("CDNOW sample");
-    let mut csv = String::from("customer_id,date,amount\n");
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        csv.push_str(&format!("{},{},{}\n", f[1], f[2], f[4]));
-    }
-    let path = dir.join("cdnow.csv");
-    std::fs::write(&path, csv).expect("write");
-    path
-}
+use common::{cdnow_csv, patron};
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs()

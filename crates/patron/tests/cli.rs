@@ -9,11 +9,9 @@ use patron_store::db::query;
 use patron_store::testing::TestDb;
 use patron_store::{test_both, Store};
 
-fn patron() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_patron"));
-    c.env("PATRON_LOG", "warn");
-    c
-}
+mod common;
+
+use common::patron;
 
 fn run_ok(args: &[&str], db: &str) -> String {
     let out = patron().args(args).args(["--db", db]).output().expect("run patron");

@@ -2,35 +2,13 @@
 //! against lifetimes' numbers, bad input refused with clear messages, and database mode storing
 //! the same document the file mode writes, on SQLite and PostgreSQL.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use patron_store::test_both;
 use patron_store::testing::TestDb;
 use serde_json::Value;
 
-fn patron() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_patron"));
-    c.env("PATRON_LOG", "warn");
-    c
-}
+mod common;
 
-fn analytics_data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../patron-analytics/tests/data").join(name)
-}
-
-/// CDNOW_sample.txt (`original_id sample_id YYYYMMDD cds dollars`) as `customer_id,date,amount`.
-fn cdnow_csv(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(analytics_data("CDNOW_sample.txt")).expect("CDNOW sample");
-    let mut csv = String::from("customer_id,date,amount\n");
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        csv.push_str(&format!("{},{},{}\n", f[1], f[2], f[4]));
-    }
-    let path = dir.join("cdnow.csv");
-    std::fs::write(&path, csv).expect("write");
-    path
-}
+use common::{analytics_data, cdnow_csv, patron};
 
 fn close(what: &str, got: &Value, want: &Value, tol: f64) {
     let (g, w) = (got.as_f64().unwrap_or(f64::NAN), want.as_f64().unwrap_or(f64::NAN));
