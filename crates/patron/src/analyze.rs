@@ -29,9 +29,12 @@ pub struct OrdersFileArgs {
     pub skip_invalid: bool,
 }
 
+/// Column mappings (source column, field) and the forced encoding of an orders file.
+pub type FileReading = (Vec<(String, String)>, Option<Encoding>);
+
 impl OrdersFileArgs {
     /// The column mappings and the forced encoding, checked.
-    pub fn mappings_and_encoding(&self) -> Result<(Vec<(String, String)>, Option<Encoding>)> {
+    pub fn mappings_and_encoding(&self) -> Result<FileReading> {
         Ok((crate::parse_pairs(&self.map, "--map")?, self.encoding.as_deref().map(str::parse::<Encoding>).transpose()?))
     }
 }
