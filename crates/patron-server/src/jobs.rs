@@ -24,10 +24,14 @@ pub async fn run_round(store: &Store, outbox: &Outbox) -> patron_store::Result<J
 /// One round: the due work (the survey invitations it, or an earlier round, made put in the
 /// outbox) and the outbox's due messages through `delivery`.
 pub async fn run_round_with(store: &Store, delivery: &Delivery) -> patron_store::Result<(JobReport, SendReport)> {
+    let started = std::time::Instant::now();
     let mut r = store.run_due_jobs().await?;
+    let jobs_ms = started.elapsed().as_millis();
     r.surveys.delivered = store.queue_invitations().await?;
     r.webhooks = crate::webhooks::run_round(store).await?;
+    let before_send = started.elapsed().as_millis();
     let sent = delivery.send_due(store, SEND_PER_ROUND).await?;
+    tracing::debug!(jobs_ms, before_send_ms = before_send, total_ms = started.elapsed().as_millis(), "scheduler round timings");
     Ok((r, sent))
 }
 

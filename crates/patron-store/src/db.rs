@@ -137,15 +137,18 @@ impl Engine {
     }
 
     /// A subquery of the rows of the JSON array of arrays bound at `$param` (`[[1, "a"], …]`),
-    /// columns `c0, c1, …` cast to `types` (`BIGINT`, `TEXT`): many rows through one statement,
-    /// for set-based `INSERT … SELECT` of rows computed outside SQL (a campaign's audience).
+    /// columns `c0, c1, …` cast to `types` (`BIGINT`, `TEXT`, or `JSON` for a nested document
+    /// kept as JSON: text on SQLite, jsonb on PostgreSQL): many rows through one statement, for
+    /// set-based `INSERT … SELECT` and `UPDATE … FROM` of rows computed outside SQL.
     pub fn json_tuples(self, param: usize, types: &[&str]) -> String {
         let cols: Vec<String> = types
             .iter()
             .enumerate()
-            .map(|(i, t)| match self {
-                Engine::Sqlite => format!("CAST(json_extract(value, '$[{i}]') AS {t}) AS c{i}"),
-                Engine::Postgres => format!("CAST(e ->> {i} AS {t}) AS c{i}"),
+            .map(|(i, t)| match (self, *t) {
+                (Engine::Sqlite, "JSON") => format!("json_extract(value, '$[{i}]') AS c{i}"),
+                (Engine::Postgres, "JSON") => format!("(e -> {i}) AS c{i}"),
+                (Engine::Sqlite, t) => format!("CAST(json_extract(value, '$[{i}]') AS {t}) AS c{i}"),
+                (Engine::Postgres, t) => format!("CAST(e ->> {i} AS {t}) AS c{i}"),
             })
             .collect();
         match self {

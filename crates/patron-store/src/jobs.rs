@@ -51,11 +51,16 @@ impl Store {
     /// Runs everything that is due now. Invitations the survey triggers make wait for
     /// [`Store::deliver_invitations`], which the caller runs with its delivery.
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_millis();
         let sla = self.run_sla().await?;
+        let sla_ms = ms();
         let invited = self.run_survey_triggers().await?;
+        let surveys_ms = ms();
         let (expired_lots, expired_points) = self.expire_due_lots().await?;
         let tier_changes = self.review_tiers().await?.len() as u64;
         let referrals = self.run_referrals().await?;
+        let loyalty_ms = ms();
         let loyalty = LoyaltyReport {
             expired_lots,
             expired_points,
@@ -64,9 +69,13 @@ impl Store {
             referrals_refused: referrals.refused,
         };
         let journeys = self.run_journeys().await?;
+        let journeys_ms = ms();
         let accounts = self.run_accounts().await?;
+        let accounts_ms = ms();
         let fulfilment_late = self.flag_overdue_fulfilment().await?;
         let web = self.run_web_jobs().await?;
+        // Where a round's time goes (cumulative), for an operator who finds rounds slow.
+        tracing::debug!(sla_ms, surveys_ms, loyalty_ms, journeys_ms, accounts_ms, total_ms = ms(), "due jobs (cumulative ms)");
         Ok(JobReport {
             web,
             sla,

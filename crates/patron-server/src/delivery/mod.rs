@@ -271,8 +271,10 @@ impl Delivery {
         let mut total = 0u64;
         while total < max {
             let size = by_rate.min(i64::try_from(max - total).unwrap_or(BATCH)).max(1);
-            let deadline = Instant::now() + half;
+            let started = Instant::now();
+            let deadline = started + half;
             let (batch, claimed) = store.claim_due_messages(size, lease, &self.config.public_url).await?;
+            let claim_ms = started.elapsed().as_secs_f64() * 1000.0;
             r.skipped += claimed.skipped;
             r.deferred += claimed.deferred;
             r.failed += claimed.failed;
@@ -281,6 +283,7 @@ impl Delivery {
             }
             total += claimed.claimed + claimed.skipped + claimed.deferred + claimed.failed;
             let outcomes = self.deliver(&batch, Some(store), rate, deadline).await?;
+            tracing::debug!(claimed = claimed.claimed, claim_ms, total_ms = started.elapsed().as_secs_f64() * 1000.0, "outbox batch");
             for o in outcomes {
                 match o {
                     Some(DeliveryOutcome::Sent) => r.sent += 1,
