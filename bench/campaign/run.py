@@ -273,7 +273,9 @@ def main():
     print("\n| engine | customers | outbox rows | launch s | customers/s | launch RSS MB | file: sent | s | messages/s "
           "| floor lines/s | before messages/s | send RSS MB | SMTP messages/s | SMTP floor | SMTP RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    g = lambda r, k: f"{r[k]:,}" if isinstance(r.get(k), (int, float)) else "–"  # noqa: E731
+    # Whole numbers as such, others to one decimal (a median of two rounds is a float).
+    g = lambda r, k: (f"{r[k]:,.0f}" if float(r[k]).is_integer() or r[k] >= 100 else f"{r[k]:,.1f}") \
+        if isinstance(r.get(k), (int, float)) else "–"  # noqa: E731
     for r in results:
         print(f"| {r['engine']} | {r['customers']:,} | {r['outbox_rows']:,} | {r['launch_seconds']} | {r['launch_customers_per_second']:,} | "
               f"{r['launch_peak_rss_mb']} | {g(r, 'file_sent')} | {g(r, 'file_seconds')} | {g(r, 'file_messages_per_second')} | "

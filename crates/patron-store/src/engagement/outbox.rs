@@ -581,10 +581,10 @@ impl Store {
                 }
             };
             tx.execute(
-                query(
+                query(format!(
                     "UPDATE outbox SET status = $1, reason = $2, next_attempt_at = $3, lease_until = NULL, \
-                     updated_at = $4 WHERE customer_id = $5 AND id = $6 AND status = 'sending'",
-                )
+                     updated_at = $4 WHERE customer_id = $5 AND id = $6 AND {STILL_SENDING}",
+                ))
                 .bind(status)
                 .bind(reason)
                 .bind(next)
@@ -599,7 +599,7 @@ impl Store {
             tx.execute(
                 query(format!(
                     "UPDATE outbox SET status = 'sent', reason = NULL, next_attempt_at = $1, lease_until = NULL, sent_at = $1, \
-                     updated_at = $1 WHERE {} AND status = 'sending'",
+                     updated_at = $1 WHERE {} AND {STILL_SENDING}",
                     engine.key_pairs_in("customer_id", "id", 2)
                 ))
                 .bind(now)
@@ -620,10 +620,10 @@ impl Store {
         let mut tx = self.db.begin().await?;
         for o in messages {
             tx.execute(
-                query(
+                query(format!(
                     "UPDATE outbox SET status = 'queued', attempts = attempts - 1, next_attempt_at = $1, lease_until = NULL, \
-                     updated_at = $1 WHERE customer_id = $2 AND id = $3 AND status = 'sending'",
-                )
+                     updated_at = $1 WHERE customer_id = $2 AND id = $3 AND {STILL_SENDING}",
+                ))
                 .bind(now)
                 .bind(o.customer_id)
                 .bind(o.id),
@@ -891,6 +891,13 @@ impl BatchPolicy {
         Ok(policy)
     }
 }
+
+/// "The row is still `sending`" in a form no index answers: after a reset or a big batch,
+/// PostgreSQL's statistics on `outbox_due (status, …)` lag, and with `status = 'sending'` it
+/// ANDed that index's bitmap (142,500 entries, many dead) into every row's primary-key lookup:
+/// 1.3 s to record a batch of 500 sent messages, against 4 ms through the key alone
+/// (`EXPLAIN ANALYZE` on the 1 M-customer bench database). `status` is never NULL.
+const STILL_SENDING: &str = "COALESCE(status, '') = 'sending'";
 
 /// What deciding one message of a batch needs besides the message.
 struct ClaimContext<'a> {
