@@ -216,7 +216,7 @@ def main():
           "\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['stored_per_s']:,.0f} | {r['floor_requests_per_s']:,.0f} | {r['stored']:,.0f} / "
-              f"{r['answered_202']:,.0f} | {r['p50_ms']} | {r['p99_ms']} |")
+              f"{r['answered_202']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
 
 
 if __name__ == "__main__":
