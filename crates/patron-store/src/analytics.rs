@@ -197,7 +197,7 @@ pub struct AnalysisInput {
 }
 
 /// Counts, revenue and mean scores of one group on a dashboard.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct GroupStat {
     /// The group key (an RFM class, tier, stage …; empty for "none").
     pub key: String,
@@ -212,7 +212,7 @@ pub struct GroupStat {
 }
 
 /// Churn counts of one group (by ABCD tier or RFM class).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ChurnStat {
     /// The group key.
     pub key: String,
@@ -225,7 +225,7 @@ pub struct ChurnStat {
 }
 
 /// A histogram bucket `[lower, upper)`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// Lower bound (inclusive).
     pub lower: f64,
@@ -236,9 +236,10 @@ pub struct Bucket {
 }
 
 /// Everything the analytics dashboard draws, for one scope (the whole base, or an agent's portfolio).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Overview {
     /// The latest run, if any.
+    #[serde(default, skip_deserializing)]
     pub run: Option<AnalysisRun>,
     /// Customers in scope that have scores.
     pub scored_customers: i64,
@@ -799,6 +800,7 @@ impl Store {
         // (crate::history), over the scores just committed.
         self.record_segment_sizes(run_id).await?;
         self.record_migrations(run_id).await?;
+        self.record_overview(run_id).await?;
         Ok((run_id, output))
     }
 
@@ -824,13 +826,39 @@ impl Store {
             .await
     }
 
-    /// The dashboard aggregates for what `actor` may see.
+    /// The dashboard aggregates for what `actor` may see: for the whole base, those the latest
+    /// run stored (as of that run: a customer erased since is counted until the next run); for
+    /// a narrower scope (an agent's portfolio, a unit), computed now over that scope.
     pub async fn analytics_overview(&self, actor: &Actor) -> Result<Overview> {
+        let run = self.latest_run().await?;
+        let scope = crate::access::CustomerScope::of(actor);
+        if let (crate::access::CustomerScope::All, Some(latest)) = (scope, &run) {
+            let stored: Option<(Option<String>,)> =
+                self.db.reader().fetch_optional(query("SELECT overview FROM analytics_runs WHERE id = $1").bind(latest.id)).await?;
+            if let Some((Some(text),)) = stored {
+                let o: Overview = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Internal(format!("stored overview of run {} unreadable: {e}", latest.id)))?;
+                return Ok(Overview { run, ..o });
+            }
+        }
+        let o = self.overview_now(scope).await?;
+        Ok(Overview { run, ..o })
+    }
+
+    /// Computes the whole base's dashboard aggregates and stores them with run `run_id` (each
+    /// run does, after writing its scores; calling it again refreshes them).
+    pub async fn record_overview(&self, run_id: i64) -> Result<()> {
+        let o = self.overview_now(crate::access::CustomerScope::All).await?;
+        let text = serde_json::to_string(&o).map_err(|e| StoreError::Internal(format!("overview not serialisable: {e}")))?;
+        let mut tx = self.db.begin().await?;
+        tx.execute(query("UPDATE analytics_runs SET overview = $1 WHERE id = $2").bind(text).bind(run_id)).await?;
+        tx.commit().await
+    }
+
+    /// The dashboard aggregates over `scope`'s live customers, computed now (`run` left empty).
+    async fn overview_now(&self, scope: crate::access::CustomerScope) -> Result<Overview> {
         // The caller's scope (crate::access): customers outside it are not counted.
-        let from = format!(
-            "customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL AND {}",
-            crate::access::CustomerScope::of(actor).sql("c")
-        );
+        let from = format!("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL AND {}", scope.sql("c"));
         let from = from.as_str();
         let owner: Option<i64> = None;
         let with_owner = query;
@@ -875,7 +903,7 @@ impl Store {
         let churn_by_tier = churn_by_tier.into_iter().filter(|g| !g.key.is_empty()).collect();
         let churn_by_rfm_class = churn_by_rfm_class.into_iter().filter(|g| !g.key.is_empty()).collect();
         Ok(Overview {
-            run: self.latest_run().await?,
+            run: None,
             scored_customers,
             rfm_classes,
             abcd_tiers,

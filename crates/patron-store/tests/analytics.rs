@@ -196,7 +196,12 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     }
 
     // The dashboard aggregates add up to the base; an agent with no portfolio sees nothing.
+    // (The whole base's, stored by the run: the run computes it once, the dashboard reads it.)
+    let (stored,): (Option<String>,) =
+        s.db.reader().fetch_one(query("SELECT overview FROM analytics_runs WHERE id = $1").bind(run_id)).await.unwrap();
+    assert!(stored.is_some(), "the run stores the whole base's overview");
     let o = s.analytics_overview(&Actor::cli()).await.unwrap();
+    assert_eq!(o.run.as_ref().map(|r| r.id), Some(run_id));
     assert_eq!(o.scored_customers, n as i64);
     assert_eq!(o.lifecycle.iter().map(|g| g.customers).sum::<i64>(), n as i64);
     let with_class = (0..n).filter(|&i| expected.scores.rfm.class[i].is_some()).count() as i64;

@@ -517,18 +517,21 @@ impl Store {
             c.0 += 1;
             c.1 += 1;
         }
-        Ok(Claim::Send(sending, Box::new(Outgoing {
-            customer_id: row.customer_id,
-            id: row.id,
-            message_id: row.message_id.clone(),
-            channel,
-            purpose,
-            address,
-            name: contact.name.clone(),
-            content,
-            unsubscribe_url,
-            attempt: row.attempts + 1,
-        })))
+        Ok(Claim::Send(
+            sending,
+            Box::new(Outgoing {
+                customer_id: row.customer_id,
+                id: row.id,
+                message_id: row.message_id.clone(),
+                channel,
+                purpose,
+                address,
+                name: contact.name.clone(),
+                content,
+                unsubscribe_url,
+                attempt: row.attempts + 1,
+            }),
+        ))
     }
 
     async fn finish(&self, tx: &mut Tx, row: &Row, status: &str, reason: Option<String>, now: DateTime<Utc>) -> Result<()> {
@@ -940,8 +943,7 @@ async fn mark_sending(tx: &mut Tx, rows: &[Sending], lease_until: DateTime<Utc>,
     }
     if tx.locks_across_customers() {
         let engine = tx.engine();
-        let tuples: Vec<serde_json::Value> =
-            rows.iter().map(|r| serde_json::json!([r.customer_id, r.id, r.token_hash, r.links])).collect();
+        let tuples: Vec<serde_json::Value> = rows.iter().map(|r| serde_json::json!([r.customer_id, r.id, r.token_hash, r.links])).collect();
         tx.execute(
             query(format!(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1, lease_until = $1, token_hash = j.c2, links = j.c3, \
