@@ -397,6 +397,11 @@ fn constrain_schemas(doc: &mut Value, problems: &mut Vec<String>) {
             "ValidationRequest",
             "MergeRequest",
             "ImportForm",
+            // Web analytics (issue 19 §8): a site's name and the category rules are stored text.
+            "NewSite",
+            "IdentityTokenRequest",
+            "WebSettings",
+            "CategoryRule",
         ] {
             match schemas.get_mut(schema) {
                 Some(Value::Object(s)) => forbid_nul_within(s),
