@@ -1,6 +1,16 @@
-"""The machine a benchmark ran on, for its JSON and the README's table (shared by bench/*/run.py)."""
+"""The machine a benchmark ran on, for its JSON and the README's table, and where the repository,
+the results and patron's binary are (shared by bench/*/run.py)."""
 import os
 import platform
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def patron_binary():
+    """target/release/patron when built, else target/debug/patron."""
+    release, debug = (os.path.join(ROOT, "target", b, "patron") for b in ("release", "debug"))
+    return release if os.path.exists(release) else debug
 
 
 def machine(**extra):

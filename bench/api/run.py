@@ -18,15 +18,12 @@ Uses target/release/patron when built, else target/debug/patron (`binary` in the
 """
 import argparse, http.client, json, os, random, shutil, signal, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import RESULTS, ROOT, machine, patron_binary  # noqa: E402  (bench/machine.py)
 from datetime import datetime, timezone
 from statistics import median
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "bench", "work", "api")
-RESULTS = os.path.join(ROOT, "bench", "results")
-RELEASE, DEBUG = (os.path.join(ROOT, "target", b, "patron") for b in ("release", "debug"))
-PATRON = RELEASE if os.path.exists(RELEASE) else DEBUG
+PATRON = patron_binary()
 PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 TARGET_MS = {"analytics/cohorts": 1000, "analytics/trends": 1000}
 

@@ -23,15 +23,12 @@ Usage: bench/collect/run.py [--seconds 20] [--clients 64] [--procs 2] [--rounds 
 """
 import argparse, asyncio, json, multiprocessing, os, random, signal, sqlite3, subprocess, sys, time, urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import RESULTS, ROOT, machine, patron_binary  # noqa: E402  (bench/machine.py)
 from datetime import datetime, timezone
 from statistics import median
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "bench", "work", "collect")
-RESULTS = os.path.join(ROOT, "bench", "results")
-RELEASE, DEBUG = (os.path.join(ROOT, "target", b, "patron") for b in ("release", "debug"))
-PATRON = RELEASE if os.path.exists(RELEASE) else DEBUG
+PATRON = patron_binary()
 PG = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DB = "patron_bench_collect"
 TARGET = 5000
