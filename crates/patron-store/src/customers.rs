@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::{query, Query, Tx};
+use crate::db::{query, Engine, Query, Tx};
 use crate::users::Actor;
 use crate::values;
 use crate::{audit, Result, Store, StoreError};
@@ -330,11 +330,12 @@ pub enum CustomerSort {
 }
 
 impl CustomerSort {
-    fn column(self) -> &'static str {
+    /// The column sorted by; names by code point on every engine (see [`Engine::code_point_order`]).
+    fn column(self, engine: Engine) -> String {
         match self {
-            CustomerSort::Id | CustomerSort::IdDesc => "c.id",
-            CustomerSort::Name | CustomerSort::NameDesc => "c.name",
-            CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => "c.updated_at",
+            CustomerSort::Id | CustomerSort::IdDesc => "c.id".into(),
+            CustomerSort::Name | CustomerSort::NameDesc => engine.code_point_order("c.name"),
+            CustomerSort::UpdatedAt | CustomerSort::UpdatedAtDesc => "c.updated_at".into(),
         }
     }
     fn descending(self) -> bool {
@@ -355,7 +356,9 @@ impl CustomerSort {
 /// Filters for customer lists and exports.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFilter {
-    /// Free text over name, mobile, email, WeChat id and external id.
+    /// Search: a WeChat id or external id, exactly; a complete mobile number or email address,
+    /// exactly; three characters or more, anywhere in the name, mobile or email (any case); one
+    /// or two characters, the start of the name (see `search_condition`).
     pub q: Option<String>,
     /// Has this tag.
     pub tag: Option<String>,
@@ -808,7 +811,9 @@ impl Store {
         let limit = limit.clamp(1, 1000);
         // Order totals from the summaries kept current on every order write: aggregating the
         // orders here made every page read all of them (1.2 s a page at 1 M orders on SQLite).
+        let engine = self.db.engine();
         let mut q = filtered_customers(
+            engine,
             "SELECT c.id, c.external_id, c.kind, c.name, c.mobile, c.email, c.city, c.owner_id, u.name AS owner_name, \
              COALESCE(s.order_count, 0) AS order_count, COALESCE(s.spend_cents, 0) AS spend_cents, s.last_ordered_at AS last_order_at, \
              c.created_at, c.updated_at \
@@ -816,7 +821,7 @@ impl Store {
              LEFT JOIN customer_summaries s ON s.customer_id = c.id",
             filter,
         );
-        let col = sort.column();
+        let col = sort.column(engine);
         let desc = sort.descending();
         let cmp = if desc { "<" } else { ">" };
         let mut sql = q.0;
@@ -829,7 +834,7 @@ impl Store {
                     q.1.push(c.i);
                 }
                 CustomerSort::Name | CustomerSort::NameDesc => {
-                    sql.push_str(&format!(" AND (c.name, c.id) {cmp} (${}, ${})", n + 1, n + 2));
+                    sql.push_str(&format!(" AND ({col}, c.id) {cmp} (${}, ${})", n + 1, n + 2));
                     q.1.push(c.v.unwrap_or_default());
                     q.1.push(c.i);
                 }
@@ -875,7 +880,7 @@ impl Store {
 
     /// Counts customers matching `filter`.
     pub async fn count_customers(&self, filter: &CustomerFilter) -> Result<i64> {
-        let (sql, q) = filtered_customers("SELECT COUNT(*) FROM customers c", filter);
+        let (sql, q) = filtered_customers(self.db.engine(), "SELECT COUNT(*) FROM customers c", filter);
         let mut query = query(sql);
         for a in rebind(q) {
             query.push(a);
@@ -900,23 +905,16 @@ impl Store {
 }
 
 /// Appends the WHERE clause for `filter` to `select`; returns SQL and the bound arguments.
-fn filtered_customers(select: &str, filter: &CustomerFilter) -> (String, Query) {
+fn filtered_customers(engine: Engine, select: &str, filter: &CustomerFilter) -> (String, Query) {
     let mut sql = format!("{select} WHERE c.deleted_at IS NULL");
     let mut q = query("");
-    let mut n = 0;
-    let mut next = |q: &mut Query, a: crate::db::Arg| {
+    let next = |q: &mut Query, a: crate::db::Arg| {
         q.push(a);
-        n += 1;
-        n
+        q.arg_count()
     };
     if let Some(text) = filter.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let like = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let i = next(&mut q, like.into());
-        let j = next(&mut q, text.to_owned().into());
-        sql.push_str(&format!(
-            " AND (LOWER(c.name) LIKE ${i} ESCAPE '\\' OR c.mobile LIKE ${i} ESCAPE '\\' OR LOWER(c.email) LIKE ${i} ESCAPE '\\' \
-             OR c.wechat_id = ${j} OR c.external_id = ${j})"
-        ));
+        let condition = search_condition(engine, text, &mut q);
+        sql.push_str(&format!(" AND {condition}"));
     }
     if let Some(tag) = &filter.tag {
         let i = next(&mut q, tag.clone().into());
@@ -942,6 +940,43 @@ fn filtered_customers(select: &str, filter: &CustomerFilter) -> (String, Query) 
         sql.push_str(&format!(" AND {}", scope.sql("c")));
     }
     (sql, q)
+}
+
+/// The condition of the list's free-text search `text` (trimmed, not empty), each branch
+/// answered by an index (issue 15 §2; a `LIKE '%…%'` over every customer took 0.6 s a page at
+/// 1 M customers):
+/// - the WeChat id or external id equal to it, always;
+/// - a complete mobile number (as the store normalises one: `+86 138-0013-8000` too): that
+///   mobile, exactly;
+/// - a complete email address: that address, exactly (emails are stored in lower case);
+/// - otherwise, three characters or more: a substring of the name, mobile or email, in any
+///   case ([`Engine::customer_substring`], a trigram index);
+/// - one or two characters (a surname, a short name): names starting with them, as typed (a
+///   trigram index cannot look up fewer than three).
+fn search_condition(engine: Engine, text: &str, q: &mut Query) -> String {
+    let next = |q: &mut Query, a: crate::db::Arg| {
+        q.push(a);
+        q.arg_count()
+    };
+    let exact = next(q, text.to_owned().into());
+    let mut any = vec![format!("c.wechat_id = ${exact}"), format!("c.external_id = ${exact}")];
+    if let Ok(mobile) = values::parse_mobile(text) {
+        let i = next(q, mobile.into());
+        any.push(format!("c.mobile = ${i}"));
+    } else if let Some(email) = text.contains('@').then(|| values::parse_email(text).ok()).flatten() {
+        let i = next(q, email.into());
+        any.push(format!("c.email = ${i}"));
+    } else if text.chars().count() >= 3 {
+        let (condition, arg) = engine.customer_substring("c", text, q.arg_count() + 1);
+        q.push(arg);
+        any.push(condition);
+    } else {
+        let from = next(q, text.to_owned().into());
+        let to = next(q, format!("{text}\u{10FFFF}").into());
+        let name = engine.code_point_order("c.name");
+        any.push(format!("({name} >= ${from} AND {name} < ${to})"));
+    }
+    format!("({})", any.join(" OR "))
 }
 
 fn rebind(q: Query) -> Vec<crate::db::Arg> {

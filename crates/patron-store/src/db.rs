@@ -190,6 +190,38 @@ impl Engine {
             Engine::Postgres => (format!("({doc} ->> ${param})"), Arg::Text(Some(key.to_owned()))),
         }
     }
+
+    /// The text expression `expr` compared and sorted by code point on every engine (SQLite's
+    /// BINARY collation; PostgreSQL's "C", whatever the database's own collation), so that a
+    /// list sorted by name pages alike on both and a prefix is a range of it. PostgreSQL's
+    /// `customers_live_name` index is on this expression.
+    pub fn code_point_order(self, expr: &str) -> String {
+        match self {
+            Engine::Sqlite => expr.to_owned(),
+            Engine::Postgres => format!("({expr} COLLATE \"C\")"),
+        }
+    }
+
+    /// SQL true for the customers (table alias `alias`) whose name, mobile or email contain
+    /// `text` (three characters or more: a trigram index finds nothing shorter), case-folded,
+    /// found through the engine's trigram index, and the argument to bind as `$param`. SQLite:
+    /// the FTS5 table `customer_search` (migration 0030), asked for `text` as one phrase;
+    /// PostgreSQL: `LIKE '%text%'` over the pg_trgm indexes of the same migration.
+    pub fn customer_substring(self, alias: &str, text: &str, param: usize) -> (String, Arg) {
+        match self {
+            Engine::Sqlite => (
+                format!("{alias}.id IN (SELECT rowid FROM customer_search WHERE customer_search MATCH ${param})"),
+                Arg::Text(Some(format!("\"{}\"", text.replace('"', "\"\"")))),
+            ),
+            Engine::Postgres => (
+                format!(
+                    "(LOWER({alias}.name) LIKE ${param} ESCAPE '\\' OR {alias}.mobile LIKE ${param} ESCAPE '\\' \
+                     OR LOWER({alias}.email) LIKE ${param} ESCAPE '\\')"
+                ),
+                Arg::Text(Some(format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))),
+            ),
+        }
+    }
 }
 
 /// How a PostgreSQL database is laid out: on one server, or distributed by Citus (detected at

@@ -1104,3 +1104,122 @@ test_both!(a_large_import_refreshes_the_planners_statistics, |db: TestDb| async 
         assert!(columns > 0, "{table} has no statistics after a 10,000-row import");
     }
 });
+
+// The list's search (issue 15 §2), each branch answered by an index: exact WeChat id, external
+// id, mobile and email; three characters or more anywhere in the name, mobile or email in any
+// case; one or two, the start of the name. Writes, renames and erasure keep the index current.
+test_both!(search_finds_by_index_and_follows_every_write, |db: TestDb| async move {
+    let s = &db.store;
+    let csv = "customer_id,name,mobile,email,wechat_id,city\n\
+               S1,欧阳娜娜,13912345678,Nana.OY@Example.com,wx_nana,上海\n\
+               S2,李勇鹏,13800001111,li@example.com,,上海\n\
+               S3,Wang Lei,13700002222,wanglei@corp.cn,,北京\n\
+               S4,\"Quote \"\"Q\"\" Ltd\",,,,杭州\n\
+               S5,李娜,,,,杭州\n";
+    let r = import(s, ImportKind::Customers, "s.csv", csv.into(), |_| {}).await;
+    assert_eq!((r.created, r.rejected), (5, 0), "{:?}", r.rejections);
+    let found = |q: &'static str| async move {
+        let page = s.list_customers(&CustomerFilter { q: Some(q.into()), ..Default::default() }, CustomerSort::Id, None, 50).await.unwrap();
+        let n = s.count_customers(&CustomerFilter { q: Some(q.into()), ..Default::default() }).await.unwrap();
+        let ids: Vec<String> = page.items.into_iter().map(|c| c.external_id.unwrap_or_default()).collect();
+        assert_eq!(ids.len() as i64, n, "the count agrees with the list for {q:?}");
+        ids
+    };
+    assert_eq!(found("阳娜娜").await, ["S1"], "a substring in the middle of a Chinese name");
+    assert_eq!(found("oy@example").await, ["S1"], "a substring of an email, in any case");
+    assert_eq!(found("WANG L").await, ["S3"], "a substring of a Latin name with a space, in any case");
+    assert_eq!(found("0000").await, ["S2", "S3"], "a substring of mobiles");
+    assert_eq!(found("+86 139-1234-5678").await, ["S1"], "a complete mobile, written as people write it");
+    assert_eq!(found("NANA.OY@EXAMPLE.COM").await, ["S1"], "a complete email, exactly, in any case");
+    assert_eq!(found("wx_nana").await, ["S1"], "a WeChat id, exactly");
+    assert_eq!(found("S4").await, ["S4"], "an external id, exactly");
+    assert_eq!(found("\"Q\"").await, ["S4"], "quotes are text, not search syntax");
+    assert_eq!(found("李").await, ["S2", "S5"], "one character: names that start with it");
+    assert_eq!(found("李娜").await, ["S5"], "two characters: names that start with them");
+    assert!(found("娜娜欧").await.is_empty(), "characters in another order are not a substring");
+    assert!(found("%_%").await.is_empty(), "LIKE wildcards are literal");
+
+    // A rename, a new mobile and a deletion are seen by the next search.
+    let s2 =
+        s.list_customers(&CustomerFilter { q: Some("S2".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0]
+            .id;
+    s.update_customer(
+        &cli(),
+        s2,
+        CustomerPatch { name: Some("李勇军".into()), mobile: Some(Some("13655553333".into())), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert!(found("李勇鹏").await.is_empty(), "the old name is gone from the index");
+    assert_eq!(found("李勇军").await, ["S2"]);
+    assert_eq!(found("5553333").await, ["S2"]);
+    assert_eq!(found("0000").await, ["S3"], "the old mobile is gone from the index");
+    let s3 =
+        s.list_customers(&CustomerFilter { q: Some("S3".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0]
+            .id;
+    s.delete_customer(&cli(), s3).await.unwrap();
+    assert!(found("wang lei").await.is_empty(), "a deleted customer is not found");
+
+    // Erasure takes the name and contact details out of the index with the row.
+    let s1 =
+        s.list_customers(&CustomerFilter { q: Some("S1".into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap().items[0]
+            .id;
+    s.erase_customer(&cli(), s1).await.unwrap();
+    assert!(found("阳娜娜").await.is_empty());
+    if s.db.engine() == patron_store::Engine::Sqlite {
+        let (left,): (i64,) =
+            s.db.reader()
+                .fetch_one(patron_store::db::query(
+                    "SELECT COUNT(*) FROM customer_search WHERE customer_search MATCH '\"阳娜娜\" OR \"nana.oy\" OR \"12345678\"'",
+                ))
+                .await
+                .unwrap();
+        assert_eq!(left, 0, "no trigram of the erased customer's name, email or mobile is left in the index");
+    }
+});
+
+/// A database made before migration 0030 (the search index) gets its customers indexed by the
+/// upgrade: the same search then finds them.
+async fn search_after_upgrade(engine: patron_store::Engine) {
+    let (url, _dir, pg_name) = patron_store::testing::fresh_url(engine).await;
+    let mut migrator = match engine {
+        patron_store::Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        patron_store::Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    migrator.migrations = migrator.migrations.iter().filter(|m| m.version < 30).cloned().collect::<Vec<_>>().into();
+    let insert = "INSERT INTO customers (external_id, kind, name, mobile, email, created_at, updated_at) \
+                  VALUES ('OLD1', 'person', '欧阳娜娜', '13912345678', 'nana@example.com', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')";
+    match engine {
+        patron_store::Engine::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        patron_store::Engine::Postgres => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            sqlx::query(&insert.replace("'2026-01-01T00:00:00Z'", "TIMESTAMPTZ '2026-01-01T00:00:00Z'")).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let s = Store::connect(&url).await.expect("the upgrade applies");
+    for q in ["阳娜娜", "欧阳", "nana@", "13912345678"] {
+        let page = s.list_customers(&CustomerFilter { q: Some(q.into()), ..Default::default() }, CustomerSort::Id, None, 5).await.unwrap();
+        assert_eq!(page.items.iter().map(|c| c.external_id.as_deref()).collect::<Vec<_>>(), [Some("OLD1")], "{q:?}");
+    }
+    s.db.close().await;
+    if let Some(name) = pg_name {
+        patron_store::testing::drop_pg_database(&name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_index_is_built_by_the_upgrade_sqlite() {
+    search_after_upgrade(patron_store::Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_index_is_built_by_the_upgrade_postgres() {
+    search_after_upgrade(patron_store::Engine::Postgres).await;
+}

@@ -46,7 +46,9 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Free text over name, mobile, email, WeChat id and external id.
+    /// Search: a WeChat id or external id, exactly; a complete mobile number or email address,
+    /// exactly; three characters or more, anywhere in the name, mobile or email (any case); one
+    /// or two characters, the start of the name.
     pub q: Option<String>,
     /// Only customers with this tag.
     pub tag: Option<String>,
