@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""API read benchmark at scale (issue 18 §3, the start of issue 15's API benchmark): how long the
-dashboard's and the 360's reads take on a database of 1 M customers / ~9 M orders.
+"""API benchmark at scale (issue 15; issue 18 §3): how long the dashboard's, the 360's, the
+customer lists' and search's and the segment previews' reads take on a database of 1 M customers /
+~9 M orders, one at a time and under concurrent load.
 
 Per engine (SQLite by default; PostgreSQL with --engines sqlite,postgres): `patron generate`
 customers and orders, `patron import` them, `patron analyze` twice (the second run gives the ABCD
@@ -9,14 +10,26 @@ migration something to compare; cohorts and trends are precomputed by each run),
 request every endpoint once, in turn (interleaved: a change of load hits all of them alike).
 
 The floor, in the same rounds: `GET /healthz` (the same server, connection and client; no
-database work). Reported per endpoint: p50, p95 and max milliseconds. Targets (issue 18 §3):
-cohorts and trends under 1 s at 1 M customers. The database is kept in bench/work/api and reused
+database work). Reported per endpoint: p50, p95 and max milliseconds. Targets: cohorts and trends
+under 1 s (issue 18 §3); the overview and segment previews under 1 s, a page of a list or a
+search under 50 ms (issue 15). Lists, searches and previews draw their cities, names and mobiles
+from a sample of real customers (every 500th id).
+
+Then, under load (`--connections 16,64`, `--seconds` each): wrk (Debian's package; it runs on
+the same two cores as the server, so it takes a share of the CPU the server would have) GETs paths
+drawn at random (bench/api/paths.lua) for the 360, the timeline, a city's list and a search, and
+`/healthz` as the floor, endpoint by endpoint and round by round (`--load-rounds`, interleaved);
+then 8 clients POSTing new orders (bench/api/orders.lua), alone and while 16 read the 360.
+Reported: requests per second, p50/p99 and errors (non-2xx count as errors). Targets (issue 15):
+the 360 at 5,000 requests/s with p99 under 10 ms; POST /orders p99 under 50 ms at 8 writers, and
+reads unaffected by them. The database is kept in bench/work/api and reused
 by the next run with the same --customers (pass --fresh to rebuild it).
 
 Usage: bench/api/run.py [--customers 1000000] [--engines sqlite] [--rounds 20] [--fresh]
+                        [--connections 16,64] [--seconds 10] [--load-rounds 2] [--no-load]
 Uses target/release/patron when built, else target/debug/patron (`binary` in the JSON).
 """
-import argparse, http.client, json, os, random, shutil, signal, subprocess, sys, time
+import argparse, http.client, json, os, random, re, shutil, signal, subprocess, sys, time, urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import RESULTS, ROOT, machine, patron_binary  # noqa: E402  (bench/machine.py)
 from datetime import datetime, timezone
@@ -25,7 +38,13 @@ from statistics import median
 WORK = os.path.join(ROOT, "bench", "work", "api")
 PATRON = patron_binary()
 PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-TARGET_MS = {"analytics/cohorts": 1000, "analytics/trends": 1000}
+TARGET_MS = {"analytics/cohorts": 1000, "analytics/trends": 1000, "analytics/overview": 1000}
+SEGMENT_RULES = [  # docs/segments.md's first example and issue 15's three
+    'rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")',
+    'city in ("上海", "杭州") and clv > 1000',
+    'abcd_tier in ("A", "B") and days_since_last_purchase > 90',
+    'tag = "下午茶" or spend >= 5000',
+]
 
 
 def sh(args, **kw):
@@ -88,13 +107,82 @@ def query(engine, url, sql):
     return sh(["psql", url, "-qAtc", sql]).stdout.strip()
 
 
+def sample(engine, url):
+    """Every 500th live customer: id, name, mobile and city (for paths and search terms)."""
+    sql = ("SELECT id, name, COALESCE(mobile, ''), COALESCE(city, '') FROM customers "
+           "WHERE deleted_at IS NULL AND id % 500 = 0 ORDER BY id")
+    if engine == "sqlite":
+        out = sh(["sqlite3", "-separator", "\t", url[len("sqlite://"):], sql]).stdout
+    else:
+        out = sh(["psql", url, "-qAt", "-F", "\t", "-c", sql]).stdout
+    rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
+    return [{"id": int(r[0]), "name": r[1], "mobile": r[2], "city": r[3]} for r in rows]
+
+
+def customers_path(**params):
+    return "/api/v1/customers?" + urllib.parse.urlencode(dict(params, limit=50))
+
+
+def path_makers(people, rng):
+    """Per endpoint: a function that draws one request path."""
+    pick = lambda: rng.choice(people)
+    with_mobile = [p for p in people if p["mobile"]] or people
+    cities = sorted({p["city"] for p in people if p["city"]})
+    # A name's substring of 3 characters or more (the trigram search): the name without its
+    # first character when that leaves 3, else the whole name.
+    middle = lambda n: n[1:] if len(n) >= 4 else n
+    return [
+        ("customers/{id} (360)", lambda: f"/api/v1/customers/{pick()['id']}"),
+        ("customers/{id}/timeline", lambda: f"/api/v1/customers/{pick()['id']}/timeline"),
+        ("customers city= (a page)", lambda: customers_path(city=rng.choice(cities))),
+        ("customers sort=name", lambda: customers_path(sort="name")),
+        ("customers sort=-updated_at", lambda: customers_path(sort="-updated_at")),
+        ("search: part of a name", lambda: customers_path(q=middle(pick()["name"]))),
+        ("search: surname (1 character)", lambda: customers_path(q=pick()["name"][:1])),
+        ("search: complete mobile", lambda: customers_path(q=rng.choice(with_mobile)["mobile"])),
+        ("search: 4 digits of a mobile", lambda: customers_path(q=rng.choice(with_mobile)["mobile"][-4:])),
+    ]
+
+
+def wrk_args(port, token, script, data_file, connections, seconds, *extra):
+    return ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", os.path.join(ROOT, "bench", "api", script),
+            f"http://127.0.0.1:{port}", "--", data_file, token, *extra]
+
+
+def wrk(port, token, paths_file, connections, seconds):
+    return wrk_result(sh(wrk_args(port, token, "paths.lua", paths_file, connections, seconds)).stdout)
+
+
+def wrk_mixed(port, token, paths_file, ids_file, readers, writers, seconds):
+    """The 360 read by `readers` connections while `writers` connections POST orders (both wrk at
+    once; `readers` 0: the writers alone). Returns (reads or None, writes)."""
+    run = str(time.time_ns())
+    w = subprocess.Popen(wrk_args(port, token, "orders.lua", ids_file, writers, seconds, run), stdout=subprocess.PIPE, text=True)
+    reads = wrk(port, token, paths_file, readers, seconds) if readers else None
+    out, _ = w.communicate()
+    if w.returncode != 0:
+        sys.exit(f"wrk (orders) failed:\n{out}")
+    return reads, wrk_result(out)
+
+
+def wrk_result(out):
+    m = re.search(r"^JSON (\{.*\})$", out, re.M)
+    if not m:
+        sys.exit(f"wrk printed no result:\n{out}")
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / r["seconds"]
+    r["errors"] = sum(r[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return r
+
+
 def bench(engine, args, env):
     url, built = database(engine, args.customers, args.fresh, env)
-    ids = [int(x) for x in query(engine, url, "SELECT id FROM customers ORDER BY id").split()]
+    people = sample(engine, url)
     token = sh([PATRON, "token", "create", "--db", url, "--name", f"bench-{time.time_ns()}", "--role", "admin"], env=env).stdout.strip()
     port = 21000 + random.randint(0, 999)
     server = subprocess.Popen([PATRON, "serve", "--db", url, "--listen", f"127.0.0.1:{port}", "--jobs-every", "0"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = []
     try:
         conn = None
         for _ in range(600):
@@ -105,40 +193,79 @@ def bench(engine, args, env):
                     break
             except OSError:
                 time.sleep(0.1)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         rng = random.Random(42)
-        endpoints = [
-            ("healthz (floor)", lambda: "/healthz"),
-            ("analytics/overview", lambda: "/api/v1/analytics/overview"),
-            ("analytics/cohorts", lambda: "/api/v1/analytics/cohorts"),
-            ("analytics/trends", lambda: "/api/v1/analytics/trends"),
-            ("analytics/migration", lambda: "/api/v1/analytics/migration"),
-            ("analytics/runs", lambda: "/api/v1/analytics/runs"),
-            ("customers (first page)", lambda: "/api/v1/customers?limit=50"),
-            ("customers/{id} (360)", lambda: f"/api/v1/customers/{rng.choice(ids)}"),
-            ("customers/{id}/timeline", lambda: f"/api/v1/customers/{rng.choice(ids)}/timeline"),
+        makers = path_makers(people, rng)
+        # (name, method, path or body maker)
+        endpoints = [("healthz (floor)", "GET", lambda: "/healthz")]
+        endpoints += [(name, "GET", f) for name, f in makers[:2]]
+        endpoints += [
+            ("analytics/overview", "GET", lambda: "/api/v1/analytics/overview"),
+            ("analytics/cohorts", "GET", lambda: "/api/v1/analytics/cohorts"),
+            ("analytics/trends", "GET", lambda: "/api/v1/analytics/trends"),
+            ("analytics/migration", "GET", lambda: "/api/v1/analytics/migration"),
+            ("analytics/runs", "GET", lambda: "/api/v1/analytics/runs"),
+            ("customers (first page)", "GET", lambda: "/api/v1/customers?limit=50"),
         ]
-        times = {name: [] for name, _ in endpoints}
+        endpoints += [(name, "GET", f) for name, f in makers[2:]]
+        endpoints += [(f"segment preview: {rule}", "POST", lambda rule=rule: json.dumps({"rule": rule, "limit": 20})) for rule in SEGMENT_RULES]
+        times = {name: [] for name, _, _ in endpoints}
         for r in range(args.rounds):
-            for name, path in endpoints:
-                p = path()
+            for name, method, make in endpoints:
+                if method == "GET":
+                    p, body = make(), None
+                else:
+                    p, body = "/api/v1/segments/preview", make()
                 t = time.perf_counter()
-                conn.request("GET", p, headers=headers)
+                conn.request(method, p, body=body, headers=headers)
                 res = conn.getresponse()
-                body = res.read()
+                answer = res.read()
                 times[name].append((time.perf_counter() - t) * 1000)
                 if res.status != 200:
-                    sys.exit(f"{engine} GET {p}: {res.status} {body[:300]!r}")
+                    sys.exit(f"{engine} {method} {p} {body or ''}: {res.status} {answer[:300]!r}")
         conn.close()
+        if not args.no_load:
+            # Under load: one file of 20,000 drawn paths per endpoint; endpoints and connection
+            # counts interleaved round by round.
+            files = {}
+            for name, f in [("healthz (floor)", lambda: "/healthz")] + makers[:3] + makers[5:6]:
+                fn = os.path.join(WORK, f"paths-{engine}-{len(files)}.txt")
+                with open(fn, "w") as out:
+                    out.write("\n".join(f() for _ in range(20_000)) + "\n")
+                files[name] = fn
+            ids_file = os.path.join(WORK, f"ids-{engine}.txt")
+            with open(ids_file, "w") as out:
+                out.write("\n".join(str(p["id"]) for p in people) + "\n")
+            runs = {}
+            for r in range(args.load_rounds):
+                for name, fn in files.items():
+                    for c in args.connections:
+                        x = wrk(port, token, fn, c, args.seconds)
+                        runs.setdefault((name, c), []).append(x)
+                        log(f"{engine} load round {r + 1}: {name} c={c}: {x['rps']:,.0f} rps, p99 {x['p99_us'] / 1000:.1f} ms, {x['errors']} errors")
+                # Writes: 8 clients POST orders, alone and while 16 read the 360 (issue 15 §6).
+                _, x = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 0, 8, args.seconds)
+                runs.setdefault(("POST orders (8 writers alone)", 8), []).append(x)
+                reads, writes = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 16, 8, args.seconds)
+                runs.setdefault(("POST orders (8 writers, 16 readers of the 360)", 8), []).append(writes)
+                runs.setdefault(("customers/{id} (360) while 8 write", 16), []).append(reads)
+                log(f"{engine} load round {r + 1}: writes alone {x['rps']:,.0f} rps p99 {x['p99_us'] / 1000:.1f} ms; mixed: "
+                    f"writes {writes['rps']:,.0f} rps p99 {writes['p99_us'] / 1000:.1f} ms, 360 {reads['rps']:,.0f} rps p99 {reads['p99_us'] / 1000:.1f} ms")
+            for (name, c), xs in runs.items():
+                best = sorted(xs, key=lambda x: x["rps"])[len(xs) // 2]  # the median run by throughput
+                load.append({"endpoint": name, "connections": c, "runs": len(xs), "rps": round(best["rps"]),
+                             "p50_ms": round(best["p50_us"] / 1000, 2), "p99_ms": round(best["p99_us"] / 1000, 2),
+                             "errors": sum(x["errors"] for x in xs), "all_rps": [round(x["rps"]) for x in xs]})
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     rows = []
-    for name, _ in endpoints:
+    for name, _, _ in endpoints:
         t = sorted(times[name])
+        target = TARGET_MS.get(name) or (1000 if name.startswith("segment preview") else 50 if name.startswith(("customers ", "search")) else None)
         rows.append({"endpoint": name, "p50_ms": round(median(t), 2), "p95_ms": round(t[min(len(t) - 1, int(0.95 * len(t)))], 2),
-                     "max_ms": round(t[-1], 2), "target_ms": TARGET_MS.get(name)})
-    return {"engine": engine, "database": built, "rows": rows}
+                     "max_ms": round(t[-1], 2), "target_ms": target})
+    return {"engine": engine, "database": built, "rows": rows, "load": load}
 
 
 def main():
@@ -147,7 +274,14 @@ def main():
     ap.add_argument("--engines", default="sqlite")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--fresh", action="store_true", help="rebuild the kept database")
+    ap.add_argument("--connections", default="16,64", help="wrk connection counts, comma-separated")
+    ap.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--load-rounds", type=int, default=2)
+    ap.add_argument("--no-load", action="store_true", help="skip the wrk runs")
     args = ap.parse_args()
+    args.connections = [int(c) for c in args.connections.split(",")]
+    if not args.no_load and not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk), or pass --no-load")
     env = dict(os.environ, PATRON_LOG="warn")
     results = []
     for engine in args.engines.split(","):
@@ -157,6 +291,8 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     doc = {"benchmark": "api", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "binary": os.path.relpath(PATRON, ROOT), "customers": args.customers, "rounds": args.rounds,
+           "load": None if args.no_load else {"tool": "wrk 4.1.0, 2 threads, on the server's cores", "connections": args.connections,
+                                              "seconds": args.seconds, "rounds": args.load_rounds},
            "results": results, "machine": machine()}
     name = "api.json" if args.customers == 1_000_000 else f"api-{args.customers}.json"
     with open(os.path.join(RESULTS, name), "w") as f:
@@ -168,6 +304,11 @@ def main():
         for x in r["rows"]:
             target = f"< {x['target_ms']:,} ms" if x["target_ms"] else ""
             print(f"| {x['endpoint']} | {x['p50_ms']:,.1f} | {x['p95_ms']:,.1f} | {x['max_ms']:,.1f} | {target} |")
+        if r["load"]:
+            print(f"\n{r['engine']} under load (wrk, {args.seconds} s a run, median of {args.load_rounds} interleaved runs)\n")
+            print("| endpoint | connections | requests/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|")
+            for x in r["load"]:
+                print(f"| {x['endpoint']} | {x['connections']} | {x['rps']:,} | {x['p50_ms']:,.1f} | {x['p99_ms']:,.1f} | {x['errors']} |")
 
 
 if __name__ == "__main__":

@@ -576,33 +576,49 @@ impl Store {
         let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
         // (customer, day, total, discount, category of the main line, promo of the main line)
         type OrderRow = (i64, i64, i64, i64, Option<i64>, Option<bool>);
-        let rows: Vec<OrderRow> = self
-            .db
-            .reader()
-            .fetch_all(
-                query(
-                    "SELECT o.customer_id, o.ordered_day, o.total_cents, o.discount_cents, l.category_id, l.promo \
-                     FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
-                     WHERE o.status = 'completed' AND o.ordered_day <= $1",
-                )
-                .bind(as_of_day),
-            )
-            .await?;
-        let mut orders = Orders {
-            customer: Vec::with_capacity(rows.len()),
-            day: Vec::with_capacity(rows.len()),
-            amount_cents: Vec::with_capacity(rows.len()),
-            category: Vec::with_capacity(rows.len()),
-            full_price: Vec::with_capacity(rows.len()),
-        };
-        for (customer_id, day, total, discount, category, promo) in rows {
+        const ORDERS_SQL: &str = "SELECT o.customer_id, o.ordered_day, o.total_cents, o.discount_cents, l.category_id, l.promo \
+             FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
+             WHERE o.status = 'completed' AND o.ordered_day <= $1";
+        let mut orders = Orders::default();
+        let add = |orders: &mut Orders, (customer_id, day, total, discount, category, promo): OrderRow| -> Result<()> {
             // Orders of deleted customers stay out of the analysis.
-            let Some(&c) = index.get(&customer_id) else { continue };
+            let Some(&c) = index.get(&customer_id) else { return Ok(()) };
             orders.customer.push(c);
             orders.day.push(i32::try_from(day).map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?);
             orders.amount_cents.push(total);
             orders.category.push(category.and_then(|v| u32::try_from(v).ok()).unwrap_or(patron_analytics::summary::NO_CATEGORY));
             orders.full_price.push(discount == 0 && !promo.unwrap_or(false));
+            Ok(())
+        };
+        // SQLite: stepped through the C API (sqlx's row-by-row hand-over was most of the run).
+        let stepped = self
+            .db
+            .sqlite_read(|raw| {
+                let mut orders = Orders::default();
+                let mut st = raw.prepare(ORDERS_SQL)?;
+                st.int(1, Some(i64::from(as_of_day)))?;
+                while st.step()? {
+                    let row = (
+                        st.column_int(0),
+                        st.column_int(1),
+                        st.column_int(2),
+                        st.column_int(3),
+                        st.column_opt_int(4),
+                        st.column_opt_int(5).map(|p| p != 0),
+                    );
+                    add(&mut orders, row)?;
+                }
+                Ok(orders)
+            })
+            .await?;
+        match stepped {
+            Some(o) => orders = o,
+            None => {
+                let rows: Vec<OrderRow> = self.db.reader().fetch_all(query(ORDERS_SQL).bind(as_of_day)).await?;
+                for row in rows {
+                    add(&mut orders, row)?;
+                }
+            }
         }
         let referrals: Vec<(i64, i64)> = self
             .db

@@ -30,7 +30,7 @@ impl Store {
     /// Writes an online copy of this SQLite database to `out`, which must not exist yet;
     /// returns its size in bytes. Writers are not stopped: the copy is one consistent snapshot.
     pub async fn backup_sqlite(&self, out: &Path) -> Result<u64> {
-        if !matches!(self.db, Db::Sqlite(_)) {
+        if !matches!(self.db, Db::Sqlite(..)) {
             return Err(StoreError::Config("VACUUM INTO backs up SQLite only; for PostgreSQL use pg_dump".into()));
         }
         if out.exists() {

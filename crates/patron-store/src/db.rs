@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -251,10 +252,43 @@ pub struct PoolStats {
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite pool.
-    Sqlite(SqlitePool),
+    /// SQLite pool, and the turn its writers take in this process ([`WriteTurn`]).
+    Sqlite(SqlitePool, WriteTurn),
     /// PostgreSQL pool, and how the database is laid out.
     Postgres(PgPool, Layout),
+}
+
+/// The turn SQLite's writers take within this process (issue 15 §6). SQLite has one writer; a
+/// second `BEGIN IMMEDIATE` waits in SQLite's busy handler, which sleeps and retries (1, 2, 5 …
+/// up to 100 ms at a time), so under eight concurrent writers an order's commit waited up to a
+/// second while the lock sat free between sleeps. Writers of this process queue here instead,
+/// first come first served, and begin the moment the previous one ends; the busy handler is left
+/// for other processes (a CLI import beside the server).
+#[derive(Clone, Debug)]
+pub struct WriteTurn(Arc<tokio::sync::Semaphore>);
+
+/// A writer's turn, held for the life of its transaction.
+#[derive(Debug)]
+pub struct WritePermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Default for WriteTurn {
+    fn default() -> Self {
+        WriteTurn(Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
+
+impl WriteTurn {
+    /// Waits for the turn, as long as SQLite's own busy timeout would have (a transaction held
+    /// open past it is a fault, answered as busy rather than a request that never ends).
+    async fn take(&self) -> Result<WritePermit> {
+        match tokio::time::timeout(Duration::from_secs(30), self.0.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(WritePermit { _permit: permit }),
+            Ok(Err(_)) => Err(StoreError::Internal("the SQLite writer queue is closed".into())),
+            Err(_) => Err(StoreError::Busy("another write has held the database for 30 s".into())),
+        }
+    }
 }
 
 /// One value bound to a `$n` placeholder. Owned, so a query can be built once and run on either engine.
@@ -414,7 +448,7 @@ pub struct Reader<'a>(&'a Db);
 impl Reader<'_> {
     fn as_exec(&mut self) -> PoolRef<'_> {
         match self.0 {
-            Db::Sqlite(p) => PoolRef::Sqlite(p),
+            Db::Sqlite(p, _) => PoolRef::Sqlite(p),
             Db::Postgres(p, _) => PoolRef::Postgres(p),
         }
     }
@@ -423,8 +457,9 @@ impl Reader<'_> {
 
 /// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
 pub enum Tx {
-    /// SQLite transaction.
-    Sqlite(Transaction<'static, Sqlite>),
+    /// SQLite transaction, and the writer's turn, given back after the transaction (fields drop
+    /// in order).
+    Sqlite(Transaction<'static, Sqlite>, WritePermit),
     /// PostgreSQL transaction, and how the database is laid out.
     Postgres(Transaction<'static, Postgres>, Layout),
 }
@@ -437,7 +472,7 @@ enum TxRef<'a> {
 impl Tx {
     fn as_exec(&mut self) -> TxRef<'_> {
         match self {
-            Tx::Sqlite(t) => TxRef::Sqlite(&mut *t),
+            Tx::Sqlite(t, _) => TxRef::Sqlite(&mut *t),
             Tx::Postgres(t, _) => TxRef::Postgres(&mut *t),
         }
     }
@@ -446,7 +481,7 @@ impl Tx {
     /// Commits the transaction.
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _) => t.commit().await?,
             Tx::Postgres(t, _) => t.commit().await?,
         }
         Ok(())
@@ -455,7 +490,7 @@ impl Tx {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Sqlite(t, _) => t.rollback().await?,
             Tx::Postgres(t, _) => t.rollback().await?,
         }
         Ok(())
@@ -464,7 +499,7 @@ impl Tx {
     /// The engine this transaction runs on.
     pub fn engine(&self) -> Engine {
         match self {
-            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Sqlite(..) => Engine::Sqlite,
             Tx::Postgres(..) => Engine::Postgres,
         }
     }
@@ -472,7 +507,7 @@ impl Tx {
     /// How the database is laid out (SQLite: [`Layout::Single`]).
     pub fn layout(&self) -> Layout {
         match self {
-            Tx::Sqlite(_) => Layout::Single,
+            Tx::Sqlite(..) => Layout::Single,
             Tx::Postgres(_, l) => *l,
         }
     }
@@ -543,7 +578,7 @@ impl Tx {
                 }
                 Ok(copy.finish().await?)
             }
-            Tx::Sqlite(_) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
+            Tx::Sqlite(..) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
         }
     }
 }
@@ -581,6 +616,11 @@ impl Db {
                 .busy_timeout(Duration::from_secs(30))
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
+                // Reads through a memory map instead of a copy into each connection's cache: a
+                // reader's cache is dropped whenever another connection commits, a map is not
+                // (issue 15 §1; 2 GiB, SQLite's default ceiling, covers a million customers'
+                // profiles, scores and recent orders).
+                .pragma("mmap_size", "2147418112")
                 // After a checkpoint the log is cut back to this size rather than kept at its peak.
                 .pragma("journal_size_limit", "67108864")
                 // Statements carry customer data in their text (multi-row inserts); never log them.
@@ -592,10 +632,14 @@ impl Db {
                 .min_connections(if in_memory { 1 } else { 0 })
                 .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
                 .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+                // sqlx pings a connection on every checkout by default: for SQLite a round trip to
+                // the connection's worker thread per statement, which doubled the hops of a 360
+                // read. A file connection cannot go stale as a network one can.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            Db::Sqlite(pool)
+            Db::Sqlite(pool, WriteTurn::default())
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
@@ -620,7 +664,7 @@ impl Db {
     /// The engine of this pool.
     pub fn engine(&self) -> Engine {
         match self {
-            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Sqlite(..) => Engine::Sqlite,
             Db::Postgres(..) => Engine::Postgres,
         }
     }
@@ -628,7 +672,7 @@ impl Db {
     /// How the database is laid out (SQLite: [`Layout::Single`]).
     pub fn layout(&self) -> Layout {
         match self {
-            Db::Sqlite(_) => Layout::Single,
+            Db::Sqlite(..) => Layout::Single,
             Db::Postgres(_, l) => *l,
         }
     }
@@ -642,7 +686,10 @@ impl Db {
     /// read-then-write transaction cannot fail half-way with a busy error.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p, turn) => {
+                let permit = turn.take().await?;
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, permit)
+            }
             Db::Postgres(p, l) => Tx::Postgres(p.begin().await?, *l),
         })
     }
@@ -656,21 +703,33 @@ impl Db {
     /// SQLite: moves the write-ahead log into the database and truncates it (after bulk work,
     /// whose log would otherwise stay as large as the write). Nothing on PostgreSQL.
     pub async fn checkpoint(&self) -> Result<()> {
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, _) = self {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
         }
         Ok(())
     }
 
-    /// Refreshes the planner's statistics of `tables` after a bulk load, on PostgreSQL (and
-    /// Citus, which passes it on to the shards). Without it the planner keeps the estimates of
-    /// the empty tables: after a million-order import a customer's ledger read chose the
-    /// `created_at` index and took 36 ms instead of 0.2 ms (bench/loyalty). SQLite keeps no
-    /// statistics unless asked, and its plans here are chosen by the indexes alone.
+    /// Refreshes the planner's statistics of `tables` after a bulk load. PostgreSQL (and Citus,
+    /// which passes it on to the shards): without it the planner keeps the estimates of the
+    /// empty tables: after a million-order import a customer's ledger read chose the
+    /// `created_at` index and took 36 ms instead of 0.2 ms (bench/loyalty). SQLite: `ANALYZE`
+    /// from a sample (`analysis_limit`, a few hundred milliseconds at a million rows), so the
+    /// planner knows which index narrows most (a city's customers against a name prefix).
     pub async fn analyze(&self, tables: &[&str]) -> Result<()> {
-        if let Db::Postgres(p, _) = self {
-            for t in tables {
-                sqlx::query(&format!("ANALYZE {t}")).execute(p).await?;
+        match self {
+            Db::Postgres(p, _) => {
+                for t in tables {
+                    sqlx::query(&format!("ANALYZE {t}")).execute(p).await?;
+                }
+            }
+            Db::Sqlite(p, _) => {
+                // One connection: the limit is a setting of the connection that runs ANALYZE.
+                let mut conn = p.acquire().await?;
+                sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+                for t in tables {
+                    sqlx::query(&format!("ANALYZE {t}")).execute(&mut *conn).await?;
+                }
+                sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
             }
         }
         Ok(())
@@ -679,7 +738,7 @@ impl Db {
     /// The pool's connections now, for `/metrics`.
     pub fn pool_stats(&self) -> PoolStats {
         match self {
-            Db::Sqlite(p) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
+            Db::Sqlite(p, _) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
             Db::Postgres(p, _) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
         }
     }
@@ -687,7 +746,7 @@ impl Db {
     /// Closes the pool, waiting for connections to finish (checkpoints SQLite's WAL).
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p) => p.close().await,
+            Db::Sqlite(p, _) => p.close().await,
             Db::Postgres(p, _) => p.close().await,
         }
     }
@@ -1072,12 +1131,34 @@ impl Tx {
     /// SQLite only: the transaction's connection for direct prepared statements ([`SqliteRaw`]).
     pub async fn sqlite_raw(&mut self) -> Result<SqliteRaw<'_>> {
         match self {
-            Tx::Sqlite(t) => {
+            Tx::Sqlite(t, _) => {
                 let mut lock = (**t).lock_handle().await?;
                 let db = lock.as_raw_handle();
                 Ok(SqliteRaw { _lock: lock, db })
             }
             Tx::Postgres(..) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
+        }
+    }
+}
+
+impl Db {
+    /// SQLite only (`None` on PostgreSQL): runs `read` on one pooled connection through the C
+    /// API, for reads of millions of rows. sqlx hands each row over from the connection's worker
+    /// thread on its own: streaming nine million orders that way was most of a database analysis
+    /// (issue 15 §5); stepping them here costs SQLite's own time. `read` runs on this thread (on
+    /// a multi-threaded runtime the others take over its tasks meanwhile).
+    pub async fn sqlite_read<T>(&self, read: impl FnOnce(&SqliteRaw<'_>) -> Result<T>) -> Result<Option<T>> {
+        let Db::Sqlite(p, _) = self else { return Ok(None) };
+        let mut conn = p.acquire().await?;
+        let mut lock = conn.lock_handle().await?;
+        let db = lock.as_raw_handle();
+        let raw = SqliteRaw { _lock: lock, db };
+        let on_many_threads =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_many_threads {
+            tokio::task::block_in_place(|| read(&raw)).map(Some)
+        } else {
+            read(&raw).map(Some)
         }
     }
 }
@@ -1153,6 +1234,18 @@ impl RawStmt<'_> {
     pub fn column_int(&mut self, i: i32) -> i64 {
         // SAFETY: the statement is live; SQLite returns 0 for an index out of range or NULL.
         unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), i) }
+    }
+
+    /// Integer column `i` (0-based) of the current row, `None` when NULL.
+    pub fn column_opt_int(&mut self, i: i32) -> Option<i64> {
+        // SAFETY: as in `column_int`; the type is read before the value converts it.
+        unsafe {
+            if ffi::sqlite3_column_type(self.stmt.as_ptr(), i) == ffi::SQLITE_NULL {
+                None
+            } else {
+                Some(ffi::sqlite3_column_int64(self.stmt.as_ptr(), i))
+            }
+        }
     }
 
     /// Makes the statement ready to run again (bindings are kept until re-bound).

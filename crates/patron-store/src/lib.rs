@@ -153,6 +153,8 @@ pub struct Store {
     pub clock: Arc<dyn Clock>,
     /// Interpretation settings.
     pub config: StoreConfig,
+    /// Audit entries of reads, committed in groups.
+    audit_group: audit::GroupCommit,
 }
 
 impl std::fmt::Debug for Store {
@@ -164,7 +166,12 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Connects (applying migrations) with the system clock and default configuration.
     pub async fn connect(url: &str) -> Result<Store> {
-        Ok(Store { db: Db::connect(url).await?, clock: Arc::new(SystemClock), config: StoreConfig::default() })
+        Ok(Store {
+            db: Db::connect(url).await?,
+            clock: Arc::new(SystemClock),
+            config: StoreConfig::default(),
+            audit_group: audit::GroupCommit::default(),
+        })
     }
 
     /// Replaces the clock (tests fix time).

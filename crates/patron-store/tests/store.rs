@@ -1223,3 +1223,34 @@ async fn search_index_is_built_by_the_upgrade_sqlite() {
 async fn search_index_is_built_by_the_upgrade_postgres() {
     search_after_upgrade(patron_store::Engine::Postgres).await;
 }
+
+// Audit entries outside a change are committed in groups (issue 15 §1): 200 reads at once
+// leave 200 entries, each one committed (and readable) by the time its caller is answered.
+test_both!(audit_group_commit_keeps_every_entry, |db: TestDb| async move {
+    let tasks: Vec<_> = (0..200i64)
+        .map(|i| {
+            let s = db.store.clone();
+            tokio::spawn(async move {
+                let id = (1_000_000 + i).to_string();
+                s.audit("token:7", "read", "customer", Some(id.clone()), None).await.unwrap();
+                let (n,): (i64,) = s
+                    .db
+                    .reader()
+                    .fetch_one(patron_store::db::query("SELECT COUNT(*) FROM audit_log WHERE entity_id = $1 AND action = 'read'").bind(id))
+                    .await
+                    .unwrap();
+                assert_eq!(n, 1, "the entry is committed before audit() returns");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = db.store.audit_entries(1000, Some("customer"), None).await.unwrap();
+    let reads: Vec<_> = entries.iter().filter(|e| e.actor == "token:7").collect();
+    assert_eq!(reads.len(), 200);
+    let mut ids: Vec<i64> = reads.iter().map(|e| e.customer_id.unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "each entry's subject is its customer");
+});

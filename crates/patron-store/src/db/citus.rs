@@ -143,7 +143,7 @@ pub async fn distribute(url: &str, shards: Option<u32>) -> Result<DistributeRepo
     let db = Db::connect(url).await?;
     let result = match &db {
         Db::Postgres(pool, _) => distribute_pool(pool, shards).await,
-        Db::Sqlite(_) => Err(StoreError::Config("Citus distributes PostgreSQL databases; this is SQLite".into())),
+        Db::Sqlite(..) => Err(StoreError::Config("Citus distributes PostgreSQL databases; this is SQLite".into())),
     };
     db.close().await;
     result
@@ -376,7 +376,7 @@ fn ident(name: &str) -> String {
 /// and rows per node, and every table's layout.
 pub async fn status(db: &Db) -> Result<ClusterStatus> {
     let pool = match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             let (version,): (String,) = sqlx::query_as("SELECT sqlite_version()").fetch_one(p).await?;
             return Ok(ClusterStatus {
                 engine: "sqlite".into(),

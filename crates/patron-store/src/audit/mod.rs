@@ -8,6 +8,9 @@ use crate::db::{query, Tx};
 use crate::page::{decode_cursor, encode_cursor, Page};
 use crate::{Result, Store, StoreError};
 
+mod group;
+pub(crate) use group::GroupCommit;
+
 /// One audit entry.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -66,11 +69,19 @@ pub async fn record(
 }
 
 impl Store {
-    /// Writes one audit entry in its own transaction (for reads, which have none).
+    /// Writes one audit entry outside any change (a read, a login …), committed with whatever
+    /// other such entries are waiting ([`group`]); returns once it is committed.
     pub async fn audit(&self, actor: &str, action: &str, entity: &str, entity_id: Option<String>, detail: Option<String>) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        record(&mut tx, self.now(), actor, action, entity, entity_id, detail).await?;
-        tx.commit().await
+        let entry = group::Entry {
+            customer_id: subject(entity, entity_id.as_deref(), detail.as_deref()),
+            at: self.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            entity: entity.to_owned(),
+            entity_id,
+            detail,
+        };
+        self.audit_group.write(&self.db, entry).await
     }
 
     /// The newest audit entries, newest first.
