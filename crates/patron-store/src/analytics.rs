@@ -414,6 +414,12 @@ pub(crate) fn score_column_names() -> Vec<&'static str> {
 }
 
 /// A finite float, or NULL (NaN and infinities are not stored).
+/// A customer's latest scores, read on `c`.
+pub(crate) async fn read_scores(c: &mut crate::db::ReadConn, customer_id: i64) -> Result<Option<ScoreRow>> {
+    let cols: Vec<&str> = SCORES_TABLE.columns.iter().map(|c| c.0).collect();
+    c.fetch_optional(query(format!("SELECT {} FROM customer_scores WHERE customer_id = $1", cols.join(", "))).bind(customer_id)).await
+}
+
 fn finite(v: Option<f64>) -> Arg {
     Arg::F64(v.filter(|f| f.is_finite()))
 }
@@ -835,11 +841,7 @@ impl Store {
 
     /// A customer's latest scores (`None` before the first analysis).
     pub async fn customer_scores(&self, customer_id: i64) -> Result<Option<ScoreRow>> {
-        let cols: Vec<&str> = SCORES_TABLE.columns.iter().map(|c| c.0).collect();
-        self.db
-            .reader()
-            .fetch_optional(query(format!("SELECT {} FROM customer_scores WHERE customer_id = $1", cols.join(", "))).bind(customer_id))
-            .await
+        read_scores(&mut self.db.read_conn().await?, customer_id).await
     }
 
     /// The dashboard aggregates for what `actor` may see: for the whole base, those the latest

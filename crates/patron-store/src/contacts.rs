@@ -57,15 +57,17 @@ pub struct NewContact {
     pub notes: Option<String>,
 }
 
+/// The people of a customer, by name, read on `c`.
+pub(crate) async fn read_contacts(c: &mut crate::db::ReadConn, customer_id: i64) -> Result<Vec<Contact>> {
+    c.fetch_all(query(format!("SELECT {CONTACT_COLS} FROM contacts WHERE customer_id = $1 ORDER BY name, id")).bind(customer_id)).await
+}
+
 const CONTACT_COLS: &str = "id, customer_id, external_id, name, role, mobile, email, interests, notes, created_at, updated_at";
 
 impl Store {
     /// The people of a customer, by name.
     pub async fn contacts(&self, customer_id: i64) -> Result<Vec<Contact>> {
-        self.db
-            .reader()
-            .fetch_all(query(format!("SELECT {CONTACT_COLS} FROM contacts WHERE customer_id = $1 ORDER BY name, id")).bind(customer_id))
-            .await
+        read_contacts(&mut self.db.read_conn().await?, customer_id).await
     }
 
     /// Adds a person to an organisation customer.

@@ -455,6 +455,35 @@ impl Reader<'_> {
     exec_methods!(self, PoolRef::Sqlite(p) => p, PoolRef::Postgres(p) => p);
 }
 
+/// One pooled connection held for a series of reads (the eight statements of a customer's 360).
+/// Each statement run on the pool takes a connection and gives it back, and sqlx pings every
+/// connection it is given back (on SQLite a hop to the connection's worker thread, and a task):
+/// on one held connection the series pays that once (issue 15 §1).
+pub enum ReadConn {
+    /// A SQLite connection.
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    /// A PostgreSQL connection.
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+impl ReadConn {
+    fn as_exec(&mut self) -> TxRef<'_> {
+        match self {
+            ReadConn::Sqlite(c) => TxRef::Sqlite(&mut *c),
+            ReadConn::Postgres(c) => TxRef::Postgres(&mut *c),
+        }
+    }
+    exec_methods!(self, TxRef::Sqlite(c) => &mut *c, TxRef::Postgres(c) => &mut *c);
+
+    /// The engine of this connection.
+    pub fn engine(&self) -> Engine {
+        match self {
+            ReadConn::Sqlite(_) => Engine::Sqlite,
+            ReadConn::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
 /// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
 pub enum Tx {
     /// SQLite transaction, and the writer's turn, given back after the transaction (fields drop
@@ -680,6 +709,14 @@ impl Db {
     /// Read access through the pool (each statement on its own connection).
     pub fn reader(&self) -> Reader<'_> {
         Reader(self)
+    }
+
+    /// One connection for a series of reads ([`ReadConn`]).
+    pub async fn read_conn(&self) -> Result<ReadConn> {
+        Ok(match self {
+            Db::Sqlite(p, _) => ReadConn::Sqlite(p.acquire().await?),
+            Db::Postgres(p, _) => ReadConn::Postgres(p.acquire().await?),
+        })
     }
 
     /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`) so a

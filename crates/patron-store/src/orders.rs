@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::customers::{lock_customers, resolve_customer};
-use crate::db::{query, Tx};
+use crate::db::{query, ReadConn, Tx};
 use crate::page::{decode_cursor, encode_cursor, Page};
 use crate::users::Actor;
 use crate::values;
@@ -276,88 +276,93 @@ impl Store {
 
     /// One order with its lines.
     pub async fn order(&self, id: i64) -> Result<Order> {
-        let row: Option<OrderRow> = self.db.reader().fetch_optional(query(format!("{ORDER_SELECT} WHERE id = $1")).bind(id)).await?;
+        let mut c = self.db.read_conn().await?;
+        let row: Option<OrderRow> = c.fetch_optional(query(format!("{ORDER_SELECT} WHERE id = $1")).bind(id)).await?;
         let row = row.ok_or(StoreError::NotFound("order"))?;
-        let mut v = self.attach_lines(vec![row]).await?;
+        let mut v = attach_lines(&mut c, vec![row]).await?;
         v.pop().ok_or(StoreError::NotFound("order"))
     }
 
     /// A customer's orders, newest first.
     pub async fn customer_orders(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<Order>> {
-        let limit = limit.clamp(1, 500);
-        let mut q = query(format!(
-            "{ORDER_SELECT} WHERE customer_id = $1 {} ORDER BY ordered_at DESC, id DESC LIMIT $2",
-            if cursor.is_some() { "AND (ordered_at, id) < ($3, $4)" } else { "" }
-        ))
-        .bind(customer_id)
-        .bind(limit + 1);
-        if let Some(c) = cursor {
-            let (at, id): (DateTime<Utc>, i64) = decode_cursor(c)?;
-            q = q.bind(at).bind(id);
-        }
-        let mut rows: Vec<OrderRow> = self.db.reader().fetch_all(q).await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(&(r.ordered_at, r.id)))
-        } else {
-            None
-        };
-        Ok(Page { items: self.attach_lines(rows).await?, next_cursor })
+        read_customer_orders(&mut self.db.read_conn().await?, customer_id, cursor, limit).await
     }
+}
 
-    async fn attach_lines(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
-        /// order_id, then an [`OrderLine`]'s columns.
-        type LineOfOrder = (i64, i64, Option<String>, Option<String>, i64, i64, bool);
-        // The lines of one customer's orders in one query: a query per order made the ten latest
-        // orders of a 360 ten round trips (each a hop to a worker on Citus).
-        let mut customers: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
-        customers.sort_unstable();
-        customers.dedup();
-        let mut lines: std::collections::HashMap<(i64, i64), Vec<OrderLine>> = std::collections::HashMap::new();
-        for customer_id in customers {
-            let ids = serde_json::Value::Array(rows.iter().filter(|r| r.customer_id == customer_id).map(|r| r.id.into()).collect());
-            let found: Vec<LineOfOrder> = self
-                .db
-                .reader()
-                .fetch_all(
-                    query(format!(
-                        "SELECT l.order_id, l.line_no, p.name AS product, c.name AS category, l.quantity, l.unit_price_cents, l.promo \
-                         FROM order_lines l LEFT JOIN products p ON p.id = l.product_id LEFT JOIN categories c ON c.id = l.category_id \
-                         WHERE l.customer_id = $1 AND l.order_id IN ({}) ORDER BY l.order_id, l.line_no",
-                        self.db.engine().json_ints(2)
-                    ))
-                    .bind(customer_id)
-                    .bind(ids),
-                )
-                .await?;
-            for (order_id, line_no, product, category, quantity, unit_price_cents, promo) in found {
-                lines.entry((customer_id, order_id)).or_default().push(OrderLine {
-                    line_no,
-                    product,
-                    category,
-                    quantity,
-                    unit_price_cents,
-                    promo,
-                });
-            }
-        }
-        Ok(rows
-            .into_iter()
-            .map(|r| Order {
-                lines: lines.remove(&(r.customer_id, r.id)).unwrap_or_default(),
-                id: r.id,
-                external_id: r.external_id,
-                customer_id: r.customer_id,
-                ordered_at: r.ordered_at,
-                channel: r.channel,
-                store: r.store,
-                currency: r.currency,
-                total_cents: r.total_cents,
-                discount_cents: r.discount_cents,
-                status: r.status,
-            })
-            .collect())
+/// A customer's orders, newest first, read on `c`.
+pub(crate) async fn read_customer_orders(c: &mut ReadConn, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<Order>> {
+    let limit = limit.clamp(1, 500);
+    let mut q = query(format!(
+        "{ORDER_SELECT} WHERE customer_id = $1 {} ORDER BY ordered_at DESC, id DESC LIMIT $2",
+        if cursor.is_some() { "AND (ordered_at, id) < ($3, $4)" } else { "" }
+    ))
+    .bind(customer_id)
+    .bind(limit + 1);
+    if let Some(cur) = cursor {
+        let (at, id): (DateTime<Utc>, i64) = decode_cursor(cur)?;
+        q = q.bind(at).bind(id);
     }
+    let mut rows: Vec<OrderRow> = c.fetch_all(q).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(&(r.ordered_at, r.id)))
+    } else {
+        None
+    };
+    Ok(Page { items: attach_lines(c, rows).await?, next_cursor })
+}
+
+/// The orders of `rows` with their lines (one statement per customer), read on `c`.
+async fn attach_lines(c: &mut ReadConn, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
+    /// order_id, then an [`OrderLine`]'s columns.
+    type LineOfOrder = (i64, i64, Option<String>, Option<String>, i64, i64, bool);
+    // The lines of one customer's orders in one query: a query per order made the ten latest
+    // orders of a 360 ten round trips (each a hop to a worker on Citus).
+    let mut customers: Vec<i64> = rows.iter().map(|r| r.customer_id).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    let mut lines: std::collections::HashMap<(i64, i64), Vec<OrderLine>> = std::collections::HashMap::new();
+    for customer_id in customers {
+        let ids = serde_json::Value::Array(rows.iter().filter(|r| r.customer_id == customer_id).map(|r| r.id.into()).collect());
+        let in_list = c.engine().json_ints(2);
+        let found: Vec<LineOfOrder> = c
+            .fetch_all(
+                query(format!(
+                    "SELECT l.order_id, l.line_no, p.name AS product, c.name AS category, l.quantity, l.unit_price_cents, l.promo \
+                     FROM order_lines l LEFT JOIN products p ON p.id = l.product_id LEFT JOIN categories c ON c.id = l.category_id \
+                     WHERE l.customer_id = $1 AND l.order_id IN ({in_list}) ORDER BY l.order_id, l.line_no"
+                ))
+                .bind(customer_id)
+                .bind(ids),
+            )
+            .await?;
+        for (order_id, line_no, product, category, quantity, unit_price_cents, promo) in found {
+            lines.entry((customer_id, order_id)).or_default().push(OrderLine {
+                line_no,
+                product,
+                category,
+                quantity,
+                unit_price_cents,
+                promo,
+            });
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Order {
+            lines: lines.remove(&(r.customer_id, r.id)).unwrap_or_default(),
+            id: r.id,
+            external_id: r.external_id,
+            customer_id: r.customer_id,
+            ordered_at: r.ordered_at,
+            channel: r.channel,
+            store: r.store,
+            currency: r.currency,
+            total_cents: r.total_cents,
+            discount_cents: r.discount_cents,
+            status: r.status,
+        })
+        .collect())
 }
 
 const ORDER_SELECT: &str =

@@ -170,13 +170,16 @@ pub async fn get_one(
     Query(q): Query<crate::api::analytics::LangParams>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let lang = q.lang()?;
-    check_customer_access(&state, &actor, id).await?;
-    let customer = state.store.customer(id).await?;
-    let stats = state.store.order_stats(id).await?;
-    let contacts = state.store.contacts(id).await?;
-    let recent_orders = state.store.customer_orders(id, None, 10).await?.items;
-    // One indexed row by primary key: cheap enough to include in every 360 read.
-    let scores = crate::api::analytics::scores_of(&state, id, lang).await?;
+    // The profile's own read answers 404 for a missing or deleted customer; the scope check adds
+    // a statement only for callers whose scope is narrower than every customer.
+    if !CustomerScope::of(&actor).is_all() {
+        check_customer_access(&state, &actor, id).await?;
+    }
+    // One connection for the whole read (the scores are one indexed row by primary key: cheap
+    // enough to include in every 360).
+    let p = state.store.customer_360(id, 10).await?;
+    let scores = p.scores.map(|s| crate::api::analytics::CustomerScores::new(s, lang));
+    let (customer, stats, contacts, recent_orders) = (p.customer, p.stats, p.contacts, p.recent_orders);
     state.store.audit(&actor.key, "read", "customer", Some(id.to_string()), None).await?;
     masked(&state, &actor, Surface::Profile, &Customer360 { customer, stats, contacts, recent_orders, scores }).await
 }
