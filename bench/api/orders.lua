@@ -4,14 +4,8 @@
 -- Usage: wrk -t2 -c8 -d10s --latency -s bench/api/orders.lua http://127.0.0.1:PORT -- IDS TOKEN RUN
 -- Prints one line `JSON {…}` at the end, as paths.lua.
 
-local threads = {}
-local next_id = 1
-
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
+-- setup() and done() (the JSON line) are common.lua's, next to this file.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 
 local ids = {}
 local run = ""
@@ -34,13 +28,4 @@ function request()
     '"channel": "app", "lines": [{"product": "美式咖啡", "category": "饮品", "unit_price_cents": 1234}]}',
     run, id, n, ids[math.random(#ids)])
   return wrk.format("POST", "/api/v1/orders", nil, body)
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'JSON {"requests": %d, "seconds": %.3f, "connect_errors": %d, "read_errors": %d, "write_errors": %d, ' ..
-    '"status_errors": %d, "timeouts": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
