@@ -52,7 +52,7 @@ pub struct CustomerSummary {
 }
 
 /// One customer's latest scores (a row of `customer_scores`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ScoreRow {
     /// The customer.
     pub customer_id: i64,

@@ -11,7 +11,7 @@ use crate::values;
 use crate::{audit, Result, Store, StoreError};
 
 /// A person at an organisation customer.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {
     /// Id.
     pub id: i64,

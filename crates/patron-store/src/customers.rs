@@ -76,7 +76,7 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct CustomerRow {
     id: i64,
     external_id: Option<String>,
@@ -88,6 +88,7 @@ struct CustomerRow {
     gender: Option<String>,
     birthday: Option<NaiveDate>,
     city: Option<String>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     attributes: sqlx::types::Json<serde_json::Value>,
     owner_id: Option<i64>,
     owner_name: Option<String>,
@@ -260,7 +261,7 @@ pub struct Change {
 }
 
 /// Order totals of a customer.
-#[derive(Debug, Clone, Default, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct OrderStats {
     /// Completed orders.
     pub order_count: i64,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::types::Json;
@@ -16,6 +17,7 @@ use sqlx::{ConnectOptions, FromRow, Postgres, Sqlite, Transaction};
 use crate::{Result, StoreError};
 
 pub mod citus;
+pub mod direct;
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -252,8 +254,9 @@ pub struct PoolStats {
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite pool, and the turn its writers take in this process ([`WriteTurn`]).
-    Sqlite(SqlitePool, WriteTurn),
+    /// SQLite pool, the turn its writers take in this process ([`WriteTurn`]), and read-only
+    /// connections for point reads off sqlx's worker threads ([`direct`]; a file database only).
+    Sqlite(SqlitePool, WriteTurn, Option<Arc<direct::DirectReaders>>),
     /// PostgreSQL pool, and how the database is laid out.
     Postgres(PgPool, Layout),
 }
@@ -478,37 +481,89 @@ pub struct Reader<'a>(&'a Db);
 impl Reader<'_> {
     fn as_exec(&mut self) -> PoolRef<'_> {
         match self.0 {
-            Db::Sqlite(p, _) => PoolRef::Sqlite(p),
+            Db::Sqlite(p, ..) => PoolRef::Sqlite(p),
             Db::Postgres(p, _) => PoolRef::Postgres(p),
         }
     }
     exec_methods!(self, PoolRef::Sqlite(p) => p, PoolRef::Postgres(p) => p);
 }
 
-/// One pooled connection held for a series of reads (the eight statements of a customer's 360).
+/// One connection held for a series of short reads (the statements of a customer's 360).
 /// Each statement run on the pool takes a connection and gives it back, and sqlx pings every
 /// connection it is given back (on SQLite a hop to the connection's worker thread, and a task):
-/// on one held connection the series pays that once (issue 15 §1).
+/// on one held connection the series pays that once (issue 15 §1). On a SQLite file it is a
+/// direct reader with no worker thread at all ([`direct`]). Rows decode through `FromRow` on
+/// sqlx's connections and through serde on the direct one, so row types derive both.
 pub enum ReadConn {
-    /// A SQLite connection.
+    /// A SQLite connection of sqlx's pool (an in-memory database).
     Sqlite(sqlx::pool::PoolConnection<Sqlite>),
     /// A PostgreSQL connection.
     Postgres(sqlx::pool::PoolConnection<Postgres>),
+    /// A read-only SQLite connection stepped on the calling thread.
+    Direct(direct::DirectRead),
 }
 
-impl ReadConn {
+/// A sqlx connection of a [`ReadConn`], for the shared execution methods.
+struct Pooled<'a>(TxRef<'a>);
+
+// The shared macro also makes `execute`, which reads never call.
+#[allow(dead_code)]
+impl Pooled<'_> {
     fn as_exec(&mut self) -> TxRef<'_> {
-        match self {
-            ReadConn::Sqlite(c) => TxRef::Sqlite(&mut *c),
-            ReadConn::Postgres(c) => TxRef::Postgres(&mut *c),
+        match &mut self.0 {
+            TxRef::Sqlite(c) => TxRef::Sqlite(c),
+            TxRef::Postgres(c) => TxRef::Postgres(c),
         }
     }
     exec_methods!(self, TxRef::Sqlite(c) => &mut *c, TxRef::Postgres(c) => &mut *c);
+}
+
+impl ReadConn {
+    fn pooled(&mut self) -> Option<Pooled<'_>> {
+        match self {
+            ReadConn::Sqlite(c) => Some(Pooled(TxRef::Sqlite(&mut *c))),
+            ReadConn::Postgres(c) => Some(Pooled(TxRef::Postgres(&mut *c))),
+            ReadConn::Direct(_) => None,
+        }
+    }
+
+    /// Fetches all rows.
+    pub async fn fetch_all<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Vec<T>> {
+        match self {
+            ReadConn::Direct(d) => d.fetch_all(&q),
+            c => match c.pooled() {
+                Some(mut p) => p.fetch_all(q).await,
+                None => Err(StoreError::Internal("no connection".into())),
+            },
+        }
+    }
+
+    /// Fetches at most one row.
+    pub async fn fetch_optional<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Option<T>> {
+        match self {
+            ReadConn::Direct(d) => d.fetch_optional(&q),
+            c => match c.pooled() {
+                Some(mut p) => p.fetch_optional(q).await,
+                None => Err(StoreError::Internal("no connection".into())),
+            },
+        }
+    }
+
+    /// Fetches exactly one row (`RowNotFound` as sqlx reports it when there is none).
+    pub async fn fetch_one<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<T> {
+        match self {
+            ReadConn::Direct(d) => d.fetch_optional(&q)?.ok_or_else(|| StoreError::from(sqlx::Error::RowNotFound)),
+            c => match c.pooled() {
+                Some(mut p) => p.fetch_one(q).await,
+                None => Err(StoreError::Internal("no connection".into())),
+            },
+        }
+    }
 
     /// The engine of this connection.
     pub fn engine(&self) -> Engine {
         match self {
-            ReadConn::Sqlite(_) => Engine::Sqlite,
+            ReadConn::Sqlite(_) | ReadConn::Direct(_) => Engine::Sqlite,
             ReadConn::Postgres(_) => Engine::Postgres,
         }
     }
@@ -698,14 +753,17 @@ impl Db {
                 // the connection's worker thread per statement, which doubled the hops of a 360
                 // read. A file connection cannot go stale as a network one can.
                 .test_before_acquire(false)
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             let (turn, gone) = WriteTurn::new();
             if !in_memory {
                 tokio::spawn(checkpoint_in_background(pool.clone(), gone));
             }
-            Db::Sqlite(pool, turn)
+            // `PATRON_SQLITE_READS=sqlx` keeps every read on sqlx (bench/api compares the two).
+            let direct = std::env::var("PATRON_SQLITE_READS").map_or(true, |v| v != "sqlx");
+            let readers = if in_memory || !direct { None } else { Some(Arc::new(direct::DirectReaders::new(opts.get_filename())?)) };
+            Db::Sqlite(pool, turn, readers)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
@@ -748,10 +806,12 @@ impl Db {
         Reader(self)
     }
 
-    /// One connection for a series of reads ([`ReadConn`]).
+    /// One connection for a series of short reads ([`ReadConn`]): on a SQLite file one of the
+    /// direct readers ([`direct`]).
     pub async fn read_conn(&self) -> Result<ReadConn> {
         Ok(match self {
-            Db::Sqlite(p, _) => ReadConn::Sqlite(p.acquire().await?),
+            Db::Sqlite(_, _, Some(readers)) => ReadConn::Direct(readers.take()?),
+            Db::Sqlite(p, ..) => ReadConn::Sqlite(p.acquire().await?),
             Db::Postgres(p, _) => ReadConn::Postgres(p.acquire().await?),
         })
     }
@@ -760,7 +820,7 @@ impl Db {
     /// read-then-write transaction cannot fail half-way with a busy error.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite(p, turn) => {
+            Db::Sqlite(p, turn, _) => {
                 let permit = turn.take().await?;
                 Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, permit)
             }
@@ -777,7 +837,7 @@ impl Db {
     /// SQLite: moves the write-ahead log into the database and truncates it (after bulk work,
     /// whose log would otherwise stay as large as the write). Nothing on PostgreSQL.
     pub async fn checkpoint(&self) -> Result<()> {
-        if let Db::Sqlite(p, _) = self {
+        if let Db::Sqlite(p, ..) = self {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
         }
         Ok(())
@@ -796,7 +856,7 @@ impl Db {
                     sqlx::query(&format!("ANALYZE {t}")).execute(p).await?;
                 }
             }
-            Db::Sqlite(p, _) => {
+            Db::Sqlite(p, ..) => {
                 // One connection: the limit is a setting of the connection that runs ANALYZE.
                 let mut conn = p.acquire().await?;
                 sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
@@ -812,7 +872,7 @@ impl Db {
     /// The pool's connections now, for `/metrics`.
     pub fn pool_stats(&self) -> PoolStats {
         match self {
-            Db::Sqlite(p, _) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
+            Db::Sqlite(p, ..) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
             Db::Postgres(p, _) => PoolStats { size: p.size(), idle: p.num_idle() as u32, max: p.options().get_max_connections() },
         }
     }
@@ -820,7 +880,7 @@ impl Db {
     /// Closes the pool, waiting for connections to finish (checkpoints SQLite's WAL).
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p, _) => p.close().await,
+            Db::Sqlite(p, ..) => p.close().await,
             Db::Postgres(p, _) => p.close().await,
         }
     }
@@ -1222,7 +1282,7 @@ impl Db {
     /// (issue 15 §5); stepping them here costs SQLite's own time. `read` runs on this thread (on
     /// a multi-threaded runtime the others take over its tasks meanwhile).
     pub async fn sqlite_read<T>(&self, read: impl FnOnce(&SqliteRaw<'_>) -> Result<T>) -> Result<Option<T>> {
-        let Db::Sqlite(p, _) = self else { return Ok(None) };
+        let Db::Sqlite(p, ..) = self else { return Ok(None) };
         let mut conn = p.acquire().await?;
         let mut lock = conn.lock_handle().await?;
         let db = lock.as_raw_handle();
@@ -1238,8 +1298,9 @@ impl Db {
 }
 
 impl SqliteRaw<'_> {
-    /// Prepares one statement (`?` or `?N` placeholders).
+    /// Prepares one statement (`?`, `?N` or the portable `$N` placeholders).
     pub fn prepare(&self, sql: &str) -> Result<RawStmt<'_>> {
+        let sql = &direct::sqlite_placeholders(sql);
         let db = self.db;
         let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
         let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
@@ -1272,6 +1333,11 @@ impl RawStmt<'_> {
             }
         };
         self.check(rc)
+    }
+
+    /// Binds `a` to parameter `i` (1-based) as sqlx binds it on SQLite.
+    pub fn arg(&mut self, i: i32, a: &Arg) -> Result<()> {
+        direct::bind(self.db, self.stmt, i, a)
     }
 
     /// Binds text or NULL to parameter `i` (1-based); SQLite copies the text.

@@ -56,7 +56,7 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct OrderRow {
     id: i64,
     external_id: Option<String>,

@@ -486,7 +486,7 @@ impl Store {
     /// Resolves a bearer token to the actor it stands for and its scope; a revoked or expired
     /// token to none.
     pub async fn token_actor(&self, secret: &str) -> Result<Option<TokenActor>> {
-        #[derive(sqlx::FromRow)]
+        #[derive(sqlx::FromRow, serde::Deserialize)]
         struct Row {
             id: i64,
             role: String,
@@ -495,10 +495,12 @@ impl Store {
             user_id: Option<i64>,
             scope: String,
         }
-        // A token of a deactivated user stops at once, as the user's sessions do.
+        // A token of a deactivated user stops at once, as the user's sessions do. Every API
+        // request reads it: a direct read on SQLite ([`crate::db::ReadConn`]).
         let row: Option<Row> = self
             .db
-            .reader()
+            .read_conn()
+            .await?
             .fetch_optional(
                 query(
                     "SELECT t.id, t.role, t.custom_role, r.permissions AS custom_permissions, t.user_id, t.scope \

@@ -819,6 +819,28 @@ test_both!(preview_orders_scopes_and_list_masks, |db: TestDb| async move {
     // A token acting as an agent without a user owns nobody.
     let orphan = Actor::new("token:9", Role::Agent, None);
     assert_eq!(s.segment_count(&orphan, rule).await.unwrap(), 0);
+
+    // Count and first members in one pass (SQLite) or two statements (PostgreSQL): the same
+    // as counting and previewing apart, for every caller and limit.
+    let rules =
+        [rule, r#"tag = "vip""#, "spend >= 5000 or p_alive < 0.5", r#"not (city in ("上海")) and order_count > 1"#, "order_count < 0"];
+    for actor in [Actor::cli(), manager_actor.clone(), Actor::user(&users[1]), orphan.clone()] {
+        for r in rules {
+            let count = s.segment_count(&actor, r).await.unwrap();
+            for limit in [0, 1, 2, 1000] {
+                let (n, members) = s.segment_members(&actor, r, limit).await.unwrap();
+                let want = if count == 0 || limit == 0 { Vec::new() } else { s.segment_preview(&actor, r, limit).await.unwrap() };
+                assert_eq!(n, count, "{r} (limit {limit})");
+                assert_eq!(
+                    members.iter().map(|m| m.id).collect::<Vec<_>>(),
+                    want.iter().map(|m| m.id).collect::<Vec<_>>(),
+                    "{r} (limit {limit})"
+                );
+                assert_eq!(members.len() as i64, count.min(limit), "{r} (limit {limit})");
+            }
+        }
+    }
+    assert!(matches!(s.segment_members(&Actor::cli(), "x >", 10).await, Err(StoreError::Invalid { .. })));
 });
 
 test_both!(export_writes_the_import_format, |db: TestDb| async move {

@@ -176,11 +176,10 @@ fn check_limit(limit: Option<i64>, default: i64) -> ApiResult<i64> {
     }
 }
 
-/// Counts and members of `rule` for `actor` (the rule is checked once, by the count), as
+/// Counts and members of `rule` for `actor` (one pass over the matches on SQLite), as
 /// stored: the caller masks them for the role (`super::masking`).
 pub async fn evaluate(state: &AppState, actor: &Actor, rule: &str, limit: i64) -> ApiResult<SegmentMembers> {
-    let count = state.store.segment_count(actor, rule).await?;
-    let members = if limit > 0 && count > 0 { state.store.segment_preview(actor, rule, limit).await? } else { Vec::new() };
+    let (count, members) = state.store.segment_members(actor, rule, limit).await?;
     Ok(SegmentMembers { count, members })
 }
 

@@ -376,7 +376,7 @@ fn ident(name: &str) -> String {
 /// and rows per node, and every table's layout.
 pub async fn status(db: &Db) -> Result<ClusterStatus> {
     let pool = match db {
-        Db::Sqlite(p, _) => {
+        Db::Sqlite(p, ..) => {
             let (version,): (String,) = sqlx::query_as("SELECT sqlite_version()").fetch_one(p).await?;
             return Ok(ClusterStatus {
                 engine: "sqlite".into(),

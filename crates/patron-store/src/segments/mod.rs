@@ -315,14 +315,10 @@ impl Store {
         Ctx { engine: self.db.engine(), tz: self.config.business_tz, today: fields::day_number(today) }
     }
 
-    /// Compiles a checked rule for `actor`: live customers matching it, in the actor's scope. Placeholders start at `$first_param`; `all_joins` joins both
-    /// analytics tables whether or not the rule reads them (for selecting their columns).
-    fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize, all_joins: bool) -> SegmentSql {
-        let mut c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
-        if all_joins {
-            c.summaries = true;
-            c.scores = true;
-        }
+    /// Compiles a checked rule for `actor`: live customers matching it, in the actor's scope.
+    /// Placeholders start at `$first_param`; only the tables the rule reads are joined.
+    fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize) -> SegmentSql {
+        let c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
         let from = c.tables();
         let mut condition = format!("c.deleted_at IS NULL AND {}", c.sql);
         let args = c.args;
@@ -334,7 +330,7 @@ impl Store {
     /// The SQL selecting a segment's members for `actor`, for statements built elsewhere (such as
     /// a campaign audience). Placeholders start at `$first_param`.
     pub fn segment_sql(&self, actor: &Actor, rule: &str, first_param: usize) -> Result<SegmentSql> {
-        Ok(self.compile_rule(actor, &parse_rule(rule)?, first_param, false))
+        Ok(self.compile_rule(actor, &parse_rule(rule)?, first_param))
     }
 
     /// Number of customers in a segment (an agent's portfolio only).
@@ -352,18 +348,80 @@ impl Store {
     /// Values as stored: callers mask them for the caller's role (`crate::access::masking`);
     /// agents see their own portfolio only.
     pub async fn segment_preview(&self, actor: &Actor, rule: &str, limit: i64) -> Result<Vec<SegmentMember>> {
-        let s = self.compile_rule(actor, &parse_rule(rule)?, 1, true);
+        let s = self.segment_sql(actor, rule, 1)?;
         let limit = limit.clamp(1, 1000);
-        let mut q = query(format!(
-            "SELECT c.id, c.external_id, c.name, c.city, c.mobile, c.owner_id, \
-             COALESCE(s.order_count, 0) AS order_count, COALESCE(s.spend_cents, 0) AS spend_cents, s.last_purchase_day, \
-             k.rfm_class, k.abcd_tier, k.lifecycle, k.churn, k.p_alive, k.clv_cents \
-             FROM {} WHERE {} ORDER BY c.id LIMIT {limit}",
-            s.from, s.condition
-        ));
+        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id LIMIT {limit}", s.from, s.condition));
         for a in s.args {
             q.push(a);
         }
+        let ids: Vec<(i64,)> = self.db.reader().fetch_all(q).await?;
+        self.members_by_id(&ids.into_iter().map(|r| r.0).collect::<Vec<_>>()).await
+    }
+
+    /// A segment's live size and its first `limit` (0–1000) members in id order (as
+    /// [`Store::segment_count`] and [`Store::segment_preview`]). On SQLite one pass over the
+    /// matches gives both (issue 15 §3): the members' ids are stepped through the C API
+    /// ([`crate::db::Db::sqlite_read`]), counted, and the lowest `limit` kept, so neither a
+    /// second scan nor SQLite's sort of every match is paid; only those members' figures are
+    /// then read. PostgreSQL counts in parallel workers and stops the id-order scan at `limit`.
+    pub async fn segment_members(&self, actor: &Actor, rule: &str, limit: i64) -> Result<(i64, Vec<SegmentMember>)> {
+        let s = self.segment_sql(actor, rule, 1)?;
+        let keep = limit.clamp(0, 1000) as usize;
+        let sql = format!("SELECT c.id FROM {} WHERE {}", s.from, s.condition);
+        let scanned = self
+            .db
+            .sqlite_read(|raw| {
+                let mut st = raw.prepare(&sql)?;
+                for (i, a) in s.args.iter().enumerate() {
+                    st.arg(i as i32 + 1, a)?;
+                }
+                let mut ids = Vec::new();
+                while st.step()? {
+                    ids.push(st.column_int(0));
+                }
+                Ok(ids)
+            })
+            .await?;
+        let (count, first) = match scanned {
+            Some(mut ids) => {
+                let count = ids.len() as i64;
+                if ids.len() > keep {
+                    if keep == 0 {
+                        ids.clear();
+                    } else {
+                        ids.select_nth_unstable(keep - 1);
+                        ids.truncate(keep);
+                    }
+                }
+                ids.sort_unstable();
+                (count, ids)
+            }
+            None => {
+                let count = self.segment_count(actor, rule).await?;
+                if count == 0 || keep == 0 {
+                    return Ok((count, Vec::new()));
+                }
+                return Ok((count, self.segment_preview(actor, rule, keep as i64).await?));
+            }
+        };
+        Ok((count, self.members_by_id(&first).await?))
+    }
+
+    /// The value figures of the customers `ids` (ascending), in id order.
+    async fn members_by_id(&self, ids: &[i64]) -> Result<Vec<SegmentMember>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = query(format!(
+            "SELECT c.id, c.external_id, c.name, c.city, c.mobile, c.owner_id, \
+             COALESCE(s.order_count, 0) AS order_count, COALESCE(s.spend_cents, 0) AS spend_cents, s.last_purchase_day, \
+             k.rfm_class, k.abcd_tier, k.lifecycle, k.churn, k.p_alive, k.clv_cents \
+             FROM customers c LEFT JOIN customer_summaries s ON s.customer_id = c.id \
+             LEFT JOIN customer_scores k ON k.customer_id = c.id \
+             WHERE c.id IN ({}) ORDER BY c.id",
+            self.db.engine().json_ints(1)
+        ))
+        .bind(serde_json::Value::Array(ids.iter().map(|&i| i.into()).collect()));
         let rows: Vec<MemberRow> = self.db.reader().fetch_all(q).await?;
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
         Ok(rows

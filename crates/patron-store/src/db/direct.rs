@@ -1,0 +1,521 @@
+//! SQLite reads on patron's own read-only connections, stepped through the C API on the calling
+//! thread (issue 15 §1).
+//!
+//! sqlx runs each SQLite statement on the connection's worker thread: the statement, every row
+//! and the connection's return to the pool (a ping) are hand-offs between threads. A customer's
+//! 360 is about ten small statements; at 1 M customers a third of the server's CPU went to those
+//! hand-offs (futex wake-ups) and SQLite itself was under 1 %. Here a read takes an idle
+//! connection from a small pool, runs its statements where it is (an indexed point read takes
+//! microseconds, less than a hand-off), and gives the connection back: no thread hop at all.
+//!
+//! Only short point reads come here (the 360, a token, a setting): they run on the async worker
+//! thread the way serialising a response does. Scans keep the pool ([`super::Db::sqlite_read`]
+//! moves long ones off the worker). Rows decode through serde ([`RowDe`]) into the same structs
+//! sqlx decodes on the other paths, so a read is written once; values are bound as sqlx binds
+//! them on SQLite, so comparisons with stored text (timestamps) agree.
+//!
+//! All of the `unsafe` of this path is here: a connection is used by one thread at a time (it
+//! moves between threads only through the pool's mutex, opened with SQLITE_OPEN_NOMUTEX, which
+//! SQLite allows), statements are finalised before their connection closes (`Drop`), and text is
+//! bound with SQLITE_TRANSIENT (SQLite copies it).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+use chrono::SecondsFormat;
+use libsqlite3_sys as ffi;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{raw_error, Arg, Query};
+use crate::{Result, StoreError};
+
+/// Idle connections kept for the next reads (more are opened under load and closed on return).
+const KEEP_IDLE: usize = 16;
+/// Prepared statements kept per connection (a handful of reads come here; the cap only guards
+/// against a caller building statement text per call).
+const KEEP_STATEMENTS: usize = 64;
+
+/// A pool of read-only connections to one SQLite file.
+pub struct DirectReaders {
+    path: CString,
+    idle: Mutex<Vec<DirectConn>>,
+}
+
+impl std::fmt::Debug for DirectReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectReaders").finish_non_exhaustive()
+    }
+}
+
+impl DirectReaders {
+    /// Readers of the database file at `path` (opened on first use).
+    pub(crate) fn new(path: &std::path::Path) -> Result<DirectReaders> {
+        let path = CString::new(path.to_string_lossy().as_bytes())
+            .map_err(|_| StoreError::Config("the SQLite path contains a NUL byte".into()))?;
+        Ok(DirectReaders { path, idle: Mutex::new(Vec::new()) })
+    }
+
+    /// An idle connection, or a new one.
+    pub(crate) fn take(self: &std::sync::Arc<Self>) -> Result<DirectRead> {
+        let idle = self.idle.lock().map_or(None, |mut v| v.pop());
+        let conn = match idle {
+            Some(c) => c,
+            None => DirectConn::open(&self.path)?,
+        };
+        Ok(DirectRead { conn: Some(conn), home: self.clone() })
+    }
+
+    fn give_back(&self, conn: DirectConn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < KEEP_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// A connection taken from [`DirectReaders`], given back when dropped.
+pub struct DirectRead {
+    conn: Option<DirectConn>,
+    home: std::sync::Arc<DirectReaders>,
+}
+
+impl Drop for DirectRead {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.home.give_back(c);
+        }
+    }
+}
+
+impl DirectRead {
+    /// Every row of `q`, decoded into `T` by column name (structs) or position (tuples).
+    pub(crate) fn fetch_all<T: DeserializeOwned>(&mut self, q: &Query) -> Result<Vec<T>> {
+        let conn = self.conn.as_mut().ok_or_else(|| StoreError::Internal("direct read without a connection".into()))?;
+        conn.rows(q, usize::MAX)
+    }
+
+    /// The first row of `q`, if any.
+    pub(crate) fn fetch_optional<T: DeserializeOwned>(&mut self, q: &Query) -> Result<Option<T>> {
+        let conn = self.conn.as_mut().ok_or_else(|| StoreError::Internal("direct read without a connection".into()))?;
+        Ok(conn.rows(q, 1)?.pop())
+    }
+}
+
+/// One read-only connection and its prepared statements.
+struct DirectConn {
+    db: NonNull<ffi::sqlite3>,
+    statements: HashMap<String, NonNull<ffi::sqlite3_stmt>>,
+}
+
+// SAFETY: opened with SQLITE_OPEN_NOMUTEX (multi-thread mode): a connection may move between
+// threads as long as one thread uses it at a time, which owning it (`&mut` for every use)
+// guarantees.
+unsafe impl Send for DirectConn {}
+
+impl DirectConn {
+    fn open(path: &CString) -> Result<DirectConn> {
+        let mut db: *mut ffi::sqlite3 = std::ptr::null_mut();
+        let flags = ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX;
+        // SAFETY: `path` is NUL-terminated; SQLite writes a handle (possibly non-null on error,
+        // which must still be closed) to `db`.
+        let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, std::ptr::null()) };
+        let Some(handle) = NonNull::new(db) else {
+            return Err(StoreError::Internal(format!("SQLite could not open a reader (code {rc})")));
+        };
+        let mut conn = DirectConn { db: handle, statements: HashMap::new() };
+        if rc != ffi::SQLITE_OK {
+            return Err(raw_error(handle, rc));
+        }
+        // SAFETY: the connection is open and ours.
+        unsafe { ffi::sqlite3_busy_timeout(handle.as_ptr(), 30_000) };
+        // As the pool's connections (Db::connect): reads through the memory map; a modest cache
+        // of its own for what the map does not hold (temporary b-trees of sorts).
+        conn.run_pragma("PRAGMA mmap_size = 2147418112")?;
+        conn.run_pragma("PRAGMA cache_size = -16384")?;
+        conn.run_pragma("PRAGMA temp_store = memory")?;
+        Ok(conn)
+    }
+
+    fn run_pragma(&mut self, sql: &str) -> Result<()> {
+        let stmt = self.prepare(sql)?;
+        // SAFETY: the statement was just prepared on this connection.
+        unsafe {
+            let rc = ffi::sqlite3_step(stmt.as_ptr());
+            ffi::sqlite3_reset(stmt.as_ptr());
+            if rc != ffi::SQLITE_ROW && rc != ffi::SQLITE_DONE {
+                return Err(raw_error(self.db, rc));
+            }
+        }
+        Ok(())
+    }
+
+    /// The statement for `sql`, prepared once per connection.
+    fn prepare(&mut self, sql: &str) -> Result<NonNull<ffi::sqlite3_stmt>> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(*s);
+        }
+        if self.statements.len() >= KEEP_STATEMENTS {
+            self.finalize_all();
+        }
+        let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
+        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        // SAFETY: the connection is open and ours; `sql` is valid for `len` bytes.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db.as_ptr(),
+                sql.as_ptr().cast(),
+                len,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(raw_error(self.db, rc));
+        }
+        let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
+        self.statements.insert(sql.to_owned(), stmt);
+        Ok(stmt)
+    }
+
+    fn finalize_all(&mut self) {
+        for (_, s) in self.statements.drain() {
+            // SAFETY: each statement is live and finalised once (drained from the map).
+            unsafe { ffi::sqlite3_finalize(s.as_ptr()) };
+        }
+    }
+
+    /// Up to `max` rows of `q`. The statement is reset afterwards whatever happens, so the
+    /// connection holds no read transaction open between calls.
+    fn rows<T: DeserializeOwned>(&mut self, q: &Query, max: usize) -> Result<Vec<T>> {
+        let sql = sqlite_placeholders(&q.sql);
+        let stmt = self.prepare(&sql)?;
+        let db = self.db;
+        let result = (|| {
+            for (i, a) in q.args.iter().enumerate() {
+                bind(db, stmt, i as i32 + 1, a)?;
+            }
+            let mut out = Vec::new();
+            while out.len() < max {
+                // SAFETY: the statement is live and its connection ours.
+                match unsafe { ffi::sqlite3_step(stmt.as_ptr()) } {
+                    ffi::SQLITE_ROW => out.push(T::deserialize(RowDe { stmt })?),
+                    ffi::SQLITE_DONE => break,
+                    rc => return Err(raw_error(db, rc)),
+                }
+            }
+            Ok(out)
+        })();
+        // SAFETY: the statement is live; resetting ends its read and clearing drops the bound
+        // copies of the arguments.
+        unsafe {
+            ffi::sqlite3_reset(stmt.as_ptr());
+            ffi::sqlite3_clear_bindings(stmt.as_ptr());
+        }
+        result
+    }
+}
+
+impl Drop for DirectConn {
+    fn drop(&mut self) {
+        self.finalize_all();
+        // SAFETY: every statement is finalised; the handle is closed once.
+        unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+    }
+}
+
+/// `$n` placeholders as `?n` (SQLite reads both, but `$n` there is a *named* parameter: bound by
+/// position it would only work while each number appears in order once).
+pub(crate) fn sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Binds `a` to parameter `i` the way sqlx binds it on SQLite (booleans as 0/1, timestamps as
+/// RFC 3339 text, dates as `YYYY-MM-DD`, JSON as text).
+pub(crate) fn bind(db: NonNull<ffi::sqlite3>, stmt: NonNull<ffi::sqlite3_stmt>, i: i32, a: &Arg) -> Result<()> {
+    fn text(stmt: NonNull<ffi::sqlite3_stmt>, i: i32, s: &str) -> Result<i32> {
+        let len = i32::try_from(s.len()).map_err(|_| StoreError::invalid("value", "text value too long"))?;
+        // SAFETY: `s` is valid for `len` bytes; SQLITE_TRANSIENT makes SQLite copy it at once.
+        Ok(unsafe { ffi::sqlite3_bind_text(stmt.as_ptr(), i, s.as_ptr().cast(), len, ffi::SQLITE_TRANSIENT()) })
+    }
+    let s = stmt.as_ptr();
+    // SAFETY: the statement is live; SQLite checks the parameter index.
+    let rc = unsafe {
+        match a {
+            Arg::I64(Some(v)) => ffi::sqlite3_bind_int64(s, i, *v),
+            Arg::F64(Some(v)) => ffi::sqlite3_bind_double(s, i, *v),
+            Arg::Bool(Some(v)) => ffi::sqlite3_bind_int64(s, i, i64::from(*v)),
+            Arg::Text(Some(v)) => text(stmt, i, v)?,
+            Arg::Time(Some(t)) => text(stmt, i, &t.to_rfc3339_opts(SecondsFormat::AutoSi, false))?,
+            Arg::Date(Some(d)) => text(stmt, i, &d.format("%F").to_string())?,
+            Arg::Json(v) => text(stmt, i, &v.to_string())?,
+            Arg::I64(None) | Arg::F64(None) | Arg::Bool(None) | Arg::Text(None) | Arg::Time(None) | Arg::Date(None) => {
+                ffi::sqlite3_bind_null(s, i)
+            }
+        }
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(raw_error(db, rc))
+    }
+}
+
+/// A row that did not decode into the requested type: a fault of the code (a column renamed, a
+/// type changed), reported as an internal error naming what failed.
+#[derive(Debug)]
+struct DecodeError(String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DecodeError {}
+impl de::Error for DecodeError {
+    fn custom<M: std::fmt::Display>(msg: M) -> Self {
+        DecodeError(msg.to_string())
+    }
+}
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> Self {
+        StoreError::Internal(format!("decoding a SQLite row: {}", e.0))
+    }
+}
+
+/// The current row of a statement as a serde map (column name → value) or sequence.
+struct RowDe {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+}
+
+impl RowDe {
+    fn width(&self) -> i32 {
+        // SAFETY: the statement is live.
+        unsafe { ffi::sqlite3_column_count(self.stmt.as_ptr()) }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for RowDe {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        let n = self.width();
+        v.visit_map(Columns { stmt: self.stmt, at: 0, n })
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, v: V) -> std::result::Result<V::Value, DecodeError> {
+        let n = self.width();
+        v.visit_seq(Columns { stmt: self.stmt, at: 0, n })
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, v: V) -> std::result::Result<V::Value, DecodeError> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit unit_struct
+        seq tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// Columns `at..n` of the current row.
+struct Columns {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    at: i32,
+    n: i32,
+}
+
+impl<'de> MapAccess<'de> for Columns {
+    type Error = DecodeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> std::result::Result<Option<K::Value>, DecodeError> {
+        if self.at >= self.n {
+            return Ok(None);
+        }
+        // SAFETY: the statement is live and `at` in range; the name is NUL-terminated and owned
+        // by SQLite until the statement is finalised; copied before anything else runs.
+        let name = unsafe {
+            let p = ffi::sqlite3_column_name(self.stmt.as_ptr(), self.at);
+            if p.is_null() {
+                return Err(DecodeError("a column without a name".into()));
+            }
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        };
+        seed.deserialize(name.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> std::result::Result<V::Value, DecodeError> {
+        let value = Value { stmt: self.stmt, col: self.at };
+        self.at += 1;
+        seed.deserialize(value)
+    }
+}
+
+impl<'de> SeqAccess<'de> for Columns {
+    type Error = DecodeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> std::result::Result<Option<T::Value>, DecodeError> {
+        if self.at >= self.n {
+            return Ok(None);
+        }
+        let value = Value { stmt: self.stmt, col: self.at };
+        self.at += 1;
+        seed.deserialize(value).map(Some)
+    }
+}
+
+/// One column of the current row.
+struct Value {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    col: i32,
+}
+
+impl Value {
+    fn kind(&self) -> i32 {
+        // SAFETY: the statement is live with a row ready.
+        unsafe { ffi::sqlite3_column_type(self.stmt.as_ptr(), self.col) }
+    }
+
+    /// The column as text (valid until the next step; copied by the visitor as needed).
+    fn text(&self) -> std::result::Result<&str, DecodeError> {
+        // SAFETY: text first, then its length (SQLite's documented order); the bytes stay valid
+        // until the statement steps or resets, which cannot happen while `self` is borrowed.
+        let bytes = unsafe {
+            let p = ffi::sqlite3_column_text(self.stmt.as_ptr(), self.col);
+            let len = ffi::sqlite3_column_bytes(self.stmt.as_ptr(), self.col);
+            if p.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p, len.max(0) as usize)
+            }
+        };
+        std::str::from_utf8(bytes).map_err(|_| DecodeError(format!("column {} is not UTF-8", self.col)))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f]+HH` (the offset without minutes, as the bulk import writes
+/// timestamps and sqlx reads them) completed to `+HH:00`, which chrono's parser requires.
+fn complete_offset(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let n = b.len();
+    let shaped = n >= 22
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b' ' || b[10] == b'T')
+        && b[13] == b':'
+        && (b[n - 3] == b'+' || b[n - 3] == b'-')
+        && b[n - 2].is_ascii_digit()
+        && b[n - 1].is_ascii_digit()
+        && b[..4].iter().all(u8::is_ascii_digit);
+    shaped.then(|| format!("{s}:00"))
+}
+
+impl<'de> de::Deserializer<'de> for Value {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        // SAFETY (all arms): the statement is live with a row ready; `col` is in range.
+        match self.kind() {
+            ffi::SQLITE_INTEGER => v.visit_i64(unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), self.col) }),
+            ffi::SQLITE_FLOAT => v.visit_f64(unsafe { ffi::sqlite3_column_double(self.stmt.as_ptr(), self.col) }),
+            ffi::SQLITE_NULL => v.visit_none(),
+            ffi::SQLITE_BLOB => Err(DecodeError(format!("column {} is a blob", self.col))),
+            _ => v.visit_str(self.text()?),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        if self.kind() == ffi::SQLITE_NULL {
+            v.visit_none()
+        } else {
+            v.visit_some(self)
+        }
+    }
+
+    /// SQLite keeps booleans as 0 and 1.
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        match self.kind() {
+            // SAFETY: as in deserialize_any.
+            ffi::SQLITE_INTEGER => v.visit_bool(unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), self.col) } != 0),
+            _ => self.deserialize_any(v),
+        }
+    }
+
+    /// What asks for a borrowed string is a parsed type (timestamps, dates): timestamps written
+    /// with an hour-only offset get their minutes (see [`complete_offset`]).
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        if self.kind() != ffi::SQLITE_TEXT {
+            return self.deserialize_any(v);
+        }
+        let s = self.text()?;
+        match complete_offset(s) {
+            Some(full) => v.visit_str(&full),
+            None => v.visit_str(s),
+        }
+    }
+
+    /// As sqlx reads an integer: a float column is truncated (SQLite's own conversion).
+    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        match self.kind() {
+            // SAFETY: as in deserialize_any.
+            ffi::SQLITE_INTEGER | ffi::SQLITE_FLOAT => v.visit_i64(unsafe { ffi::sqlite3_column_int64(self.stmt.as_ptr(), self.col) }),
+            _ => self.deserialize_any(v),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, v: V) -> std::result::Result<V::Value, DecodeError> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i128 u8 u16 u32 u64 u128 f32 f64 char string bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// For a JSON document kept as text: `#[serde(deserialize_with = "…")]` on a `Json<T>` field
+/// read by the direct path (sqlx decodes it on the others).
+pub(crate) fn json_text<'de, D, T>(d: D) -> std::result::Result<sqlx::types::Json<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let s = <std::borrow::Cow<'de, str> as de::Deserialize>::deserialize(d)?;
+    serde_json::from_str(&s).map(sqlx::types::Json).map_err(de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_question_marks_outside_quotes() {
+        assert_eq!(sqlite_placeholders("SELECT a FROM t WHERE x = $1 AND y = $12"), "SELECT a FROM t WHERE x = ?1 AND y = ?12");
+        assert_eq!(sqlite_placeholders("SELECT '$1' || $2"), "SELECT '$1' || ?2");
+    }
+
+    #[test]
+    fn hour_offsets_get_their_minutes() {
+        assert_eq!(complete_offset("2026-03-09 07:05:03.120+00").as_deref(), Some("2026-03-09 07:05:03.120+00:00"));
+        assert_eq!(complete_offset("2026-03-09 07:05:03+00"), Some("2026-03-09 07:05:03+00:00".into()));
+        assert_eq!(complete_offset("2026-03-09T07:05:03+00:00"), None);
+        assert_eq!(complete_offset("2026-03-09"), None);
+        assert_eq!(complete_offset("上海 2026-03-09 07:05:03+00"), None);
+    }
+}
