@@ -19,6 +19,8 @@ Then, under load (`--connections 16,64`, `--seconds` each): wrk (Debian's packag
 the same two cores as the server, so it takes a share of the CPU the server would have) GETs paths
 drawn at random (bench/api/paths.lua) for the 360, the timeline, a city's list and a search, and
 `/healthz` as the floor, endpoint by endpoint and round by round (`--load-rounds`, interleaved);
+on SQLite also the 360 of a second server on the same file that reads through sqlx's pool only
+(`PATRON_SQLITE_READS=sqlx`: the peer of patron's direct reads);
 then 8 clients POSTing new orders (bench/api/orders.lua), alone and while 16 read the 360.
 Reported: requests per second, p50/p99 and errors (non-2xx count as errors). Targets (issue 15):
 the 360 at 5,000 requests/s with p99 under 10 ms; POST /orders p99 under 50 ms at 8 writers, and
@@ -39,11 +41,16 @@ WORK = os.path.join(ROOT, "bench", "work", "api")
 PATRON = patron_binary()
 PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 TARGET_MS = {"analytics/cohorts": 1000, "analytics/trends": 1000, "analytics/overview": 1000}
-SEGMENT_RULES = [  # docs/segments.md's first example and issue 15's three
+SEGMENT_RULES = [  # docs/segments.md's examples and issue 15's three
     'rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")',
     'city in ("上海", "杭州") and clv > 1000',
     'abcd_tier in ("A", "B") and days_since_last_purchase > 90',
     'tag = "下午茶" or spend >= 5000',
+    'clv > 5000 and lifecycle in ("流失风险", "已流失")',
+    'created_at >= "2025-01-01" and order_count = 1 and consent.sms = true',
+    'tag = "vip" and (owner is null or mobile is null)',
+    'not (tag = "test" or name contains "测试") and not consent.sms = false',
+    'attr.level = "gold" or attr."会员 等级" = "金"',
 ]
 
 
@@ -187,25 +194,39 @@ def warm(engine, url):
     log(f"{engine}: database file read into the page cache in {time.time() - t:.1f} s")
 
 
+def serve(url, port, env):
+    return subprocess.Popen([PATRON, "serve", "--db", url, "--listen", f"127.0.0.1:{port}", "--jobs-every", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ready(port):
+    """A keep-alive connection to the server on `port` once it answers /healthz."""
+    for _ in range(600):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return conn
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"the server on port {port} did not start")
+
+
 def bench(engine, args, env):
     url, built = database(engine, args.customers, args.fresh, env)
     warm(engine, url)
     people = sample(engine, url)
     token = sh([PATRON, "token", "create", "--db", url, "--name", f"bench-{time.time_ns()}", "--role", "admin"], env=env).stdout.strip()
-    port = 21000 + random.randint(0, 999)
-    server = subprocess.Popen([PATRON, "serve", "--db", url, "--listen", f"127.0.0.1:{port}", "--jobs-every", "0"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = 21000 + 2 * random.randint(0, 499)
+    server = serve(url, port, env)
+    # SQLite: a second server on the same file reading through sqlx's pool only (the peer of the
+    # direct reads, db/direct.rs); idle except while the load phase measures it.
+    peer = serve(url, port + 1, dict(env, PATRON_SQLITE_READS="sqlx")) if engine == "sqlite" and not args.no_load else None
     load = []
     try:
-        conn = None
-        for _ in range(600):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().read() is not None:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        conn = ready(port)
+        if peer:
+            ready(port + 1).close()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         rng = random.Random(42)
         makers = path_makers(people, rng)
@@ -250,10 +271,13 @@ def bench(engine, args, env):
             with open(ids_file, "w") as out:
                 out.write("\n".join(str(p["id"]) for p in people) + "\n")
             runs = {}
+            targets = [(name, port, fn) for name, fn in files.items()]
+            if peer:
+                targets.insert(2, ("customers/{id} (360), reads through sqlx's pool", port + 1, files["customers/{id} (360)"]))
             for r in range(args.load_rounds):
-                for name, fn in files.items():
+                for name, at, fn in targets:
                     for c in args.connections:
-                        x = wrk(port, token, fn, c, args.seconds)
+                        x = wrk(at, token, fn, c, args.seconds)
                         runs.setdefault((name, c), []).append(x)
                         log(f"{engine} load round {r + 1}: {name} c={c}: {x['rps']:,.0f} rps, p99 {x['p99_us'] / 1000:.1f} ms, {x['errors']} errors")
                 # Writes: 8 clients POST orders, alone and while 16 read the 360 (issue 15 §6).
@@ -270,8 +294,10 @@ def bench(engine, args, env):
                              "p50_ms": round(best["p50_us"] / 1000, 2), "p99_ms": round(best["p99_us"] / 1000, 2),
                              "errors": sum(x["errors"] for x in xs), "all_rps": [round(x["rps"]) for x in xs]})
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        for p in (server, peer):
+            if p:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
     rows = []
     for name, _, _ in endpoints:
         t = sorted(times[name])

@@ -714,6 +714,7 @@ impl Store {
             }
         }
         let keep = self.history_settings().await?.runs;
+        let mut phases = Phases::start();
         let mut tx = self.db.begin().await?;
         let (run_id,): (i64,) = tx
             .fetch_one(
@@ -738,12 +739,16 @@ impl Store {
         // The shared tables first (crate::history::retire_snapshots says why): the retention of
         // older snapshots, and the cohorts.
         let cutoff = crate::history::retire_snapshots(&mut tx, keep).await?;
+        phases.done("save: retire snapshots");
         if let Some(cells) = cohorts {
             crate::cohorts::store_cells(&mut tx, run_id, cells).await?;
         }
+        phases.done("save: cohorts");
         // Read as small codes: a million customers' previous values stay a few tens of MB.
         let before = crate::history::read_before(&mut tx).await?;
+        phases.done("save: read previous scores");
         tx.execute(query("DELETE FROM customer_scores")).await?;
+        phases.done("save: clear scores");
         // In chunks, so the argument vectors of a million customers never exist at once.
         const CHUNK: usize = 20_000;
         for start in (0..customer_ids.len()).step_by(CHUNK) {
@@ -753,8 +758,10 @@ impl Store {
                 .collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
+        phases.done("save: write scores");
         // The compact snapshot of this run; older ones beyond the retention go.
         crate::history::write_snapshot(&mut tx, run_id, cutoff).await?;
+        phases.done("save: snapshot");
         let now = self.now();
         let mut became: Vec<(i64, &'static str, serde_json::Value)> = Vec::new();
         for (c, &id) in customer_ids.iter().enumerate() {
@@ -788,7 +795,9 @@ impl Store {
         }
         let detail = format!("as_of_day={as_of} customers={}", customer_ids.len());
         audit::record(&mut tx, self.now(), &actor.key, "analyze", "analytics_run", Some(run_id.to_string()), Some(detail)).await?;
+        phases.done("save: events");
         tx.commit().await?;
+        phases.done("save: commit");
         Ok(run_id)
     }
 
@@ -796,10 +805,12 @@ impl Store {
     /// The ABCD tiering follows the `abcd` setting ([`crate::abcd::AbcdSettings`]).
     pub async fn run_analysis(&self, actor: &Actor, as_of: NaiveDate, config: &AnalyticsConfig) -> Result<(i64, AnalyticsOutput)> {
         let started_at = self.now();
+        let mut phases = Phases::start();
         let config = self.abcd_settings().await?.apply(config)?;
         let config = &config;
         let as_of_day = patron_analytics::day_number(as_of);
         let input = self.analysis_input(as_of_day).await?;
+        phases.done("read input");
         let n = input.customer_ids.len();
         let latest_nps = input.extras.latest_nps.clone();
         let (orders, extras, config_copy) = (input.orders, input.extras, *config);
@@ -812,17 +823,24 @@ impl Store {
         .await
         .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?;
         let output = output.map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
+        phases.done("models");
         // Cost to serve over the period up to the analysis day, stored with the scores.
         let cts = self.cost_figures(&input.customer_ids, as_of).await?;
+        phases.done("cost to serve");
         // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
         let extras = self.score_extras(&input.customer_ids, &output, latest_nps.as_deref(), as_of_day).await?;
+        phases.done("next best action");
         let run_id =
             self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
+        phases.done("save");
         // Saved segments' sizes at this run and the migration since the run before
         // (crate::history), over the scores just committed.
         self.record_segment_sizes(run_id).await?;
+        phases.done("segment sizes");
         self.record_migrations(run_id).await?;
+        phases.done("migrations");
         self.record_overview(run_id).await?;
+        phases.done("overview");
         Ok((run_id, output))
     }
 
@@ -991,6 +1009,24 @@ fn nice_width(raw: f64) -> f64 {
     }
     let mag = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|w| *w >= raw).unwrap_or(10.0 * mag)
+}
+
+/// How long each phase of an analysis run took, logged at debug level (`RUST_LOG=patron_store=debug`):
+/// where a run's time goes at scale (issue 15 §5).
+struct Phases {
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases { last: std::time::Instant::now() }
+    }
+
+    fn done(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(phase, ms = now.duration_since(self.last).as_millis() as u64, "analysis phase done");
+        self.last = now;
+    }
 }
 
 #[cfg(test)]

@@ -211,8 +211,10 @@ impl Store {
 
         // Margin: each completed order's value spread over its lines by list value.
         type LineRow = (i64, i64, i64, Option<String>, Option<i64>);
-        let lines: Vec<LineRow> = r
-            .fetch_all(
+        // Millions of rows at scale: stepped, not handed over row by row (Db::scan_all).
+        let lines: Vec<LineRow> = self
+            .db
+            .scan_all(
                 query(
                     "SELECT o.customer_id, o.id, o.total_cents, g.name, l.quantity * l.unit_price_cents \
                      FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \

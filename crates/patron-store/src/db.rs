@@ -1146,23 +1146,22 @@ impl Stage {
         let names: Vec<&str> = self.columns.iter().map(|c| c.0).collect();
         match tx.engine() {
             Engine::Sqlite => {
-                // SQLite allows 32,766 bound variables per statement.
-                let per_stmt = (32_000 / ncols).max(1);
-                let mut rows = rows.into_iter().peekable();
-                while rows.peek().is_some() {
-                    let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_stmt).collect();
-                    let sql = format!(
-                        "INSERT INTO {} ({}) VALUES {}",
-                        self.name,
-                        names.join(", "),
-                        Engine::Sqlite.values_rows(chunk.len(), ncols)
-                    );
-                    let mut stmt = query(sql);
-                    for a in chunk.into_iter().flatten() {
-                        stmt.push(a);
+                // One prepared single-row INSERT stepped per row through the C API: multi-row
+                // INSERTs through sqlx bound every value through its worker thread and parsed a
+                // 30,000-placeholder statement per chunk (a million scores of an analysis run).
+                let placeholders: Vec<String> = (1..=ncols).map(|i| format!("?{i}")).collect();
+                let sql = format!("INSERT INTO {} ({}) VALUES ({})", self.name, names.join(", "), placeholders.join(", "));
+                let raw = tx.sqlite_raw().await?;
+                off_the_workers(|| {
+                    let mut st = raw.prepare(&sql)?;
+                    for row in &rows {
+                        for (i, a) in row.iter().enumerate() {
+                            st.arg(i as i32 + 1, a)?;
+                        }
+                        st.exec()?;
                     }
-                    tx.execute(stmt).await?;
-                }
+                    Ok::<(), StoreError>(())
+                })?;
             }
             Engine::Postgres => {
                 let mut buf = Vec::with_capacity(rows.len() * ncols * 12);
@@ -1262,6 +1261,15 @@ pub struct RawStmt<'h> {
 }
 
 impl Tx {
+    /// Every row of a read of many rows in this transaction (as [`Db::scan_all`]).
+    pub async fn scan_all<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Vec<T>> {
+        if self.engine() == Engine::Sqlite {
+            let raw = self.sqlite_raw().await?;
+            return off_the_workers(|| raw.fetch_all(&q));
+        }
+        self.fetch_all(q).await
+    }
+
     /// SQLite only: the transaction's connection for direct prepared statements ([`SqliteRaw`]).
     pub async fn sqlite_raw(&mut self) -> Result<SqliteRaw<'_>> {
         match self {
@@ -1276,6 +1284,16 @@ impl Tx {
 }
 
 impl Db {
+    /// Every row of a read of many rows (an analysis run's inputs). On SQLite the rows are
+    /// stepped through the C API off the async workers instead of being handed over one by one
+    /// from sqlx's worker thread ([`Db::sqlite_read`]).
+    pub async fn scan_all<T: Row + DeserializeOwned>(&self, q: Query) -> Result<Vec<T>> {
+        match self.sqlite_read(|raw| raw.fetch_all(&q)).await? {
+            Some(rows) => Ok(rows),
+            None => self.reader().fetch_all(q).await,
+        }
+    }
+
     /// SQLite only (`None` on PostgreSQL): runs `read` on one pooled connection through the C
     /// API, for reads of millions of rows. sqlx hands each row over from the connection's worker
     /// thread on its own: streaming nine million orders that way was most of a database analysis
@@ -1287,17 +1305,36 @@ impl Db {
         let mut lock = conn.lock_handle().await?;
         let db = lock.as_raw_handle();
         let raw = SqliteRaw { _lock: lock, db };
-        let on_many_threads =
-            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if on_many_threads {
-            tokio::task::block_in_place(|| read(&raw)).map(Some)
-        } else {
-            read(&raw).map(Some)
-        }
+        off_the_workers(|| read(&raw)).map(Some)
+    }
+}
+
+/// Runs `work` (long synchronous SQLite work) so that, on a multi-threaded runtime, the other
+/// workers take over this thread's tasks meanwhile.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    let on_many_threads =
+        tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_many_threads {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 
 impl SqliteRaw<'_> {
+    /// Every row of `q`, decoded through serde as on the direct readers ([`direct`]).
+    pub fn fetch_all<T: DeserializeOwned>(&self, q: &Query) -> Result<Vec<T>> {
+        let mut st = self.prepare(&q.sql)?;
+        for (i, a) in q.args.iter().enumerate() {
+            st.arg(i as i32 + 1, a)?;
+        }
+        let mut out = Vec::new();
+        while st.step()? {
+            out.push(direct::decode_row(st.stmt)?);
+        }
+        Ok(out)
+    }
+
     /// Prepares one statement (`?`, `?N` or the portable `$N` placeholders).
     pub fn prepare(&self, sql: &str) -> Result<RawStmt<'_>> {
         let sql = &direct::sqlite_placeholders(sql);

@@ -227,7 +227,7 @@ pub(crate) struct Before {
 /// Reads every customer's current (soon previous) codes from `customer_scores`, compactly.
 pub(crate) async fn read_before(tx: &mut Tx) -> Result<HashMap<i64, Before>> {
     let rows: Vec<(i64, i64, i64, i64, i64)> = tx
-        .fetch_all(query(format!(
+        .scan_all(query(format!(
             "SELECT customer_id, {}, {}, {}, {} FROM customer_scores",
             code_case("churn", CHURN_CODES, 0),
             code_case("lifecycle", LIFECYCLE_CODES, 1),

@@ -118,8 +118,10 @@ impl Store {
         let index: HashMap<i64, usize> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut r = self.db.reader();
         // Each customer's categories: every line of their completed orders up to the day.
-        let lines: Vec<(i64, i64)> = r
-            .fetch_all(
+        // Millions of rows at scale: stepped, not handed over row by row (Db::scan_all).
+        let lines: Vec<(i64, i64)> = self
+            .db
+            .scan_all(
                 query(
                     "SELECT DISTINCT l.customer_id, COALESCE(l.category_id, p.category_id) FROM order_lines l \
                      JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \

@@ -202,7 +202,7 @@ impl DirectConn {
             while out.len() < max {
                 // SAFETY: the statement is live and its connection ours.
                 match unsafe { ffi::sqlite3_step(stmt.as_ptr()) } {
-                    ffi::SQLITE_ROW => out.push(T::deserialize(RowDe { stmt })?),
+                    ffi::SQLITE_ROW => out.push(decode_row(stmt)?),
                     ffi::SQLITE_DONE => break,
                     rc => return Err(raw_error(db, rc)),
                 }
@@ -225,6 +225,11 @@ impl Drop for DirectConn {
         // SAFETY: every statement is finalised; the handle is closed once.
         unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
     }
+}
+
+/// The current row of `stmt` as a `T` (by column name for structs, by position for tuples).
+pub(crate) fn decode_row<T: DeserializeOwned>(stmt: NonNull<ffi::sqlite3_stmt>) -> Result<T> {
+    Ok(T::deserialize(RowDe { stmt })?)
 }
 
 /// `$n` placeholders as `?n` (SQLite reads both, but `$n` there is a *named* parameter: bound by
