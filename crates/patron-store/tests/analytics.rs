@@ -535,3 +535,50 @@ test_both!(cohorts_and_trends_match_the_orders, |db: TestDb| async move {
         }
     }
 });
+
+/// The direct SQLite reads (`db/direct.rs`: the 360, tokens, settings on patron's own
+/// connections, rows decoded through serde) give exactly what the same reads through sqlx's pool
+/// give, on the same file. The peer store reads through sqlx (`PATRON_SQLITE_READS=sqlx`, read
+/// when a store connects; nextest runs each test in a process of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_sqlite_reads_decode_as_sqlx_does() {
+    let db = patron_store::testing::test_db(patron_store::Engine::Sqlite).await;
+    let s = &db.store;
+    let (customers, orders_csv, _, _) = random_base(80, 11);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    // Every kind of value a 360 holds: attributes, tags, consents, a birthday, people.
+    let full = "customer_id,kind,name,mobile,email,wechat_id,city,birthday,tags,consent_sms,attr.地址\n\
+E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-08-08,辣味;大客户,yes,南京西路1号\n";
+    import(s, ImportKind::Customers, full.into()).await;
+    let orders = "order_id,customer_id,ordered_at,amount,category,promo\nEO1,E1,2026-03-01 12:00:00.123456,100.00,茶,true\n";
+    import(s, ImportKind::Orders, orders.into()).await;
+    let (e1,): (i64,) = s.db.reader().fetch_one(query("SELECT id FROM customers WHERE external_id = 'E1'")).await.unwrap();
+    let person = patron_store::contacts::NewContact { name: "张老板".into(), mobile: Some("13900001111".into()), ..Default::default() };
+    s.create_contact(&Actor::cli(), e1, person).await.unwrap();
+    s.run_analysis(&Actor::cli(), NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(), &AnalyticsConfig::default()).await.unwrap();
+    let (_, secret) = s.create_token("direct", Role::Manager, None).await.unwrap();
+
+    std::env::set_var("PATRON_SQLITE_READS", "sqlx");
+    let peer = Store::connect(&db.url).await.unwrap();
+    std::env::remove_var("PATRON_SQLITE_READS");
+    assert!(matches!(s.db.read_conn().await.unwrap(), patron_store::db::ReadConn::Direct(_)));
+    assert!(matches!(peer.db.read_conn().await.unwrap(), patron_store::db::ReadConn::Sqlite(_)));
+
+    let ids: Vec<(i64,)> = s.db.reader().fetch_all(query("SELECT id FROM customers ORDER BY id")).await.unwrap();
+    assert_eq!(ids.len(), 81);
+    for (id,) in ids {
+        let (a, b) = (s.customer_360(id, 10).await.unwrap(), peer.customer_360(id, 10).await.unwrap());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "customer {id}");
+        assert!(a.scores.is_some(), "customer {id} was scored");
+    }
+    let a = s.customer_360(e1, 10).await.unwrap();
+    assert_eq!((a.customer.tags.len(), a.customer.consents.len(), a.contacts.len()), (2, 1, 1));
+    assert_eq!(a.customer.attributes["地址"], "南京西路1号");
+    assert_eq!(a.recent_orders[0].lines.len(), 1);
+    assert!(matches!(s.customer_360(i64::MAX, 10).await, Err(patron_store::StoreError::NotFound(_))));
+    let (a, b) = (s.token_actor(&secret).await.unwrap(), peer.token_actor(&secret).await.unwrap());
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    assert!(a.is_some());
+    assert_eq!(s.masking_settings().await.unwrap(), peer.masking_settings().await.unwrap());
+}
