@@ -519,22 +519,12 @@ impl Pooled<'_> {
 }
 
 impl ReadConn {
-    fn pooled(&mut self) -> Option<Pooled<'_>> {
-        match self {
-            ReadConn::Sqlite(c) => Some(Pooled(TxRef::Sqlite(&mut *c))),
-            ReadConn::Postgres(c) => Some(Pooled(TxRef::Postgres(&mut *c))),
-            ReadConn::Direct(_) => None,
-        }
-    }
-
     /// Fetches all rows.
     pub async fn fetch_all<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Vec<T>> {
         match self {
             ReadConn::Direct(d) => d.fetch_all(&q),
-            c => match c.pooled() {
-                Some(mut p) => p.fetch_all(q).await,
-                None => Err(StoreError::Internal("no connection".into())),
-            },
+            ReadConn::Sqlite(c) => Pooled(TxRef::Sqlite(c)).fetch_all(q).await,
+            ReadConn::Postgres(c) => Pooled(TxRef::Postgres(c)).fetch_all(q).await,
         }
     }
 
@@ -542,10 +532,8 @@ impl ReadConn {
     pub async fn fetch_optional<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Option<T>> {
         match self {
             ReadConn::Direct(d) => d.fetch_optional(&q),
-            c => match c.pooled() {
-                Some(mut p) => p.fetch_optional(q).await,
-                None => Err(StoreError::Internal("no connection".into())),
-            },
+            ReadConn::Sqlite(c) => Pooled(TxRef::Sqlite(c)).fetch_optional(q).await,
+            ReadConn::Postgres(c) => Pooled(TxRef::Postgres(c)).fetch_optional(q).await,
         }
     }
 
@@ -553,10 +541,8 @@ impl ReadConn {
     pub async fn fetch_one<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<T> {
         match self {
             ReadConn::Direct(d) => d.fetch_optional(&q)?.ok_or_else(|| StoreError::from(sqlx::Error::RowNotFound)),
-            c => match c.pooled() {
-                Some(mut p) => p.fetch_one(q).await,
-                None => Err(StoreError::Internal("no connection".into())),
-            },
+            ReadConn::Sqlite(c) => Pooled(TxRef::Sqlite(c)).fetch_one(q).await,
+            ReadConn::Postgres(c) => Pooled(TxRef::Postgres(c)).fetch_one(q).await,
         }
     }
 

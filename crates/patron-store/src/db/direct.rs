@@ -152,7 +152,8 @@ impl DirectConn {
         Ok(())
     }
 
-    /// The statement for `sql`, prepared once per connection.
+    /// The statement for `sql` (portable `$n` placeholders), prepared once per connection and
+    /// kept under the text as written.
     fn prepare(&mut self, sql: &str) -> Result<NonNull<ffi::sqlite3_stmt>> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(*s);
@@ -160,6 +161,8 @@ impl DirectConn {
         if self.statements.len() >= KEEP_STATEMENTS {
             self.finalize_all();
         }
+        let key = sql.to_owned();
+        let sql = &sqlite_placeholders(sql);
         let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
         let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
         // SAFETY: the connection is open and ours; `sql` is valid for `len` bytes.
@@ -177,7 +180,7 @@ impl DirectConn {
             return Err(raw_error(self.db, rc));
         }
         let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
-        self.statements.insert(sql.to_owned(), stmt);
+        self.statements.insert(key, stmt);
         Ok(stmt)
     }
 
@@ -191,8 +194,7 @@ impl DirectConn {
     /// Up to `max` rows of `q`. The statement is reset afterwards whatever happens, so the
     /// connection holds no read transaction open between calls.
     fn rows<T: DeserializeOwned>(&mut self, q: &Query, max: usize) -> Result<Vec<T>> {
-        let sql = sqlite_placeholders(&q.sql);
-        let stmt = self.prepare(&sql)?;
+        let stmt = self.prepare(&q.sql)?;
         let db = self.db;
         let result = (|| {
             for (i, a) in q.args.iter().enumerate() {
