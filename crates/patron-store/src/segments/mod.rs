@@ -367,31 +367,20 @@ impl Store {
     pub async fn segment_members(&self, actor: &Actor, rule: &str, limit: i64) -> Result<(i64, Vec<SegmentMember>)> {
         let s = self.segment_sql(actor, rule, 1)?;
         let keep = limit.clamp(0, 1000) as usize;
-        let sql = format!("SELECT c.id FROM {} WHERE {}", s.from, s.condition);
-        let scanned = self
-            .db
-            .sqlite_read(|raw| {
-                let mut st = raw.prepare(&sql)?;
-                for (i, a) in s.args.iter().enumerate() {
-                    st.arg(i as i32 + 1, a)?;
-                }
-                let mut ids = Vec::new();
-                while st.step()? {
-                    ids.push(st.column_int(0));
-                }
-                Ok(ids)
-            })
-            .await?;
+        let mut q = query(format!("SELECT c.id FROM {} WHERE {}", s.from, s.condition));
+        for a in s.args {
+            q.push(a);
+        }
+        let scanned: Option<Vec<(i64,)>> = self.db.sqlite_read(|raw| raw.fetch_all(&q)).await?;
         let (count, first) = match scanned {
-            Some(mut ids) => {
+            Some(rows) => {
+                let mut ids: Vec<i64> = rows.into_iter().map(|r| r.0).collect();
                 let count = ids.len() as i64;
                 if ids.len() > keep {
-                    if keep == 0 {
-                        ids.clear();
-                    } else {
+                    if keep > 0 {
                         ids.select_nth_unstable(keep - 1);
-                        ids.truncate(keep);
                     }
+                    ids.truncate(keep);
                 }
                 ids.sort_unstable();
                 (count, ids)
