@@ -94,6 +94,92 @@ test_both!(summaries_follow_orders_and_rebuild_agrees, |db: TestDb| async move {
     assert_eq!(summaries(s).await, kept);
 });
 
+/// The summaries as stored, last order time as the text the database holds.
+async fn summaries_text(store: &Store) -> Vec<(i64, i64, i64, i64, Option<i64>, Option<i64>, i64, Option<String>)> {
+    store
+        .db
+        .reader()
+        .fetch_all(query(
+            "SELECT customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
+             repeat_spend_cents, CAST(last_ordered_at AS TEXT) FROM customer_summaries ORDER BY customer_id",
+        ))
+        .await
+        .expect("summaries")
+}
+
+test_both!(imported_orders_summarise_as_the_aggregation_does, |db: TestDb| async move {
+    // An import of new orders computes the summaries of customers new to buying from the rows it
+    // writes, and recomputes the others by the aggregation: both must equal a rebuild from scratch.
+    let s = &db.store;
+    import(s, ImportKind::Customers, "customer_id,name\nC1,甲\nC2,乙\nC3,丙\nC4,丁\nC5,戊\nC6,己\nC7,庚\nC8,辛\n".into()).await;
+    // Before: C1 and C3 bought; C2 only cancelled; C4 buys through the API.
+    import(
+        s,
+        ImportKind::Orders,
+        "order_id,customer_id,ordered_at,amount,status\n\
+         A1,C1,2026-01-05 10:00,10.00,\n\
+         A2,C2,2026-01-06 10:00,20.00,cancelled\n\
+         A3,C3,2026-01-07 10:00,30.00,\n"
+            .into(),
+    )
+    .await;
+    let api = NewOrder {
+        external_id: Some("A4".into()),
+        customer_external_id: Some("C4".into()),
+        ordered_at: Utc.with_ymd_and_hms(2026, 1, 8, 2, 0, 0).unwrap(),
+        total_cents: Some(4_000),
+        status: Some("completed".into()),
+        ..Default::default()
+    };
+    s.create_orders(&Actor::cli(), vec![api]).await.unwrap();
+    // New orders for all of them: same days, days out of order (the first purchase day comes
+    // last in the file), fractional seconds, a day boundary in Shanghai, every status.
+    import(
+        s,
+        ImportKind::Orders,
+        "order_id,customer_id,ordered_at,amount,status\n\
+         B1,C1,2026-02-01 10:00,1.00,\n\
+         B2,C2,2026-02-03 10:00,2.00,\n\
+         B3,C2,2026-02-03 11:00:00.5,3.00,\n\
+         B4,C2,2026-02-01 09:00,4.00,refunded\n\
+         B5,C4,2026-02-02 10:00,5.00,\n\
+         B6,C5,2026-03-10 10:00,6.00,\n\
+         B7,C5,2026-03-01T15:59:59.999Z,7.00,\n\
+         B8,C5,2026-03-01T16:00:00Z,8.00,\n\
+         B9,C5,2026-03-01 12:00,9.00,\n\
+         B10,C5,2026-03-10 10:00:00.25,10.00,pending\n\
+         B11,C6,2026-03-02 10:00,11.00,cancelled\n\
+         B12,C7,2026-04-02 10:00,12.00,\n\
+         B13,C7,2026-04-01 10:00,13.00,\n\
+         B14,C7,2026-04-01 10:00:00.123456,14.00,\n\
+         B15,C8,2026-05-01 10:00,0.00,\n"
+            .into(),
+    )
+    .await;
+    let imported = summaries_text(s).await;
+    assert_eq!(imported.len(), 7, "everyone but C6 (only a cancelled order) has a summary: {imported:?}");
+    let c5 = imported.iter().find(|r| r.1 == 4 && r.3 == 3).expect("C5: 4 completed orders on 3 days");
+    assert_eq!((c5.2, c5.6), (3_000, 1_400), "C5 spent 30.00, 14.00 of it after the first purchase day");
+    s.rebuild_summaries().await.unwrap();
+    assert_eq!(summaries_text(s).await, imported, "the import's summaries are the aggregation's");
+
+    // A file that changes stored orders goes through the merge: the aggregation summarises all.
+    import(
+        s,
+        ImportKind::Orders,
+        "order_id,customer_id,ordered_at,amount,status\n\
+         B12,C7,2026-04-02 10:00,120.00,\n\
+         B11,C6,2026-03-02 10:00,11.00,\n\
+         B16,C6,2026-03-03 10:00,1.50,\n"
+            .into(),
+    )
+    .await;
+    let merged = summaries_text(s).await;
+    assert_eq!(merged.len(), 8);
+    s.rebuild_summaries().await.unwrap();
+    assert_eq!(summaries_text(s).await, merged);
+});
+
 /// A seeded random base: customers C0…, orders over two years, some cancelled, some on the same day.
 type OrderFact = (usize, chrono::DateTime<Utc>, i64, bool, u32, bool);
 

@@ -285,7 +285,7 @@ impl Store {
         }
         let (reader, encoding) = source::open_bytes(input, opts.encoding)?;
         let format = opts.format.unwrap_or_else(|| Format::from_file_name(&opts.file_name));
-        let mut src = Source::open(reader, encoding, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
+        let src = Source::open(reader, encoding, format, opts.kind.spec(), &opts.mappings, opts.kind == ImportKind::Customers)?;
         let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
         let now = self.now();
         let mut tx = self.db.begin().await?;
@@ -293,35 +293,34 @@ impl Store {
         let import_actor = actor.key.clone();
         let mut loader = Loader::new(opts.kind, self.config.business_tz, now, import_actor, scope);
         loader.prepare(&mut tx).await?;
-        let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
         if opts.kind == ImportKind::Orders {
             rows_read = loader.load_order_file(&mut tx, src, opts, &mut rej, &mut counts, progress).await?;
         } else {
+            // Parsed on a thread of its own, a batch ahead, while this task validates and writes
+            // the previous one (the orders' reader does the same with validation too).
+            let (send, mut recv) = tokio::sync::mpsc::channel(2);
+            std::thread::Builder::new()
+                .name("patron-import-read".into())
+                .spawn(move || read_batches(src, send))
+                .map_err(|e| StoreError::Internal(format!("cannot start the reader thread: {e}")))?;
             loop {
-                let next = src.next()?;
-                let done = next.is_none();
-                match next {
-                    Some(Ok(rec)) => {
-                        rows_read += 1;
-                        batch.push(rec);
+                match recv.recv().await {
+                    Some(Parsed::Batch { records, rejections, rows_read: n, names }) => {
+                        rows_read = n;
+                        rej.names = names;
+                        for r in rejections {
+                            rej.add(r);
+                        }
+                        if !records.is_empty() {
+                            loader.load(&mut tx, records, &mut rej, &mut counts).await?;
+                        }
+                        progress(rows_read);
                     }
-                    Some(Err(r)) => {
-                        rows_read += 1;
-                        rej.add(r);
-                    }
-                    None => {}
-                }
-                if rej.names != src.source_names_ref() {
-                    rej.names = src.source_names();
-                }
-                if batch.len() >= BATCH || (done && !batch.is_empty()) {
-                    loader.load(&mut tx, std::mem::take(&mut batch), &mut rej, &mut counts).await?;
-                    progress(rows_read);
-                }
-                if done {
-                    break;
+                    Some(Parsed::Failed(e)) => return Err(e),
+                    Some(Parsed::End) => break,
+                    None => return Err(StoreError::Internal("the import reader thread stopped unexpectedly".into())),
                 }
             }
         }
@@ -389,6 +388,61 @@ impl Store {
             "import phases"
         );
         Ok(report)
+    }
+}
+
+/// What the reader thread of a file (other than orders) sends.
+enum Parsed {
+    /// Up to [`BATCH`] rows parsed, and the rows that could not be.
+    Batch {
+        records: Vec<Record>,
+        rejections: Vec<Rejection>,
+        /// Data rows read so far (parsed or not).
+        rows_read: u64,
+        /// Source column names per field (JSON lines may change them).
+        names: Vec<String>,
+    },
+    /// A file-level failure: the import stops and writes nothing.
+    Failed(StoreError),
+    End,
+}
+
+/// Parses the file into batches on the calling (dedicated) thread.
+fn read_batches(mut src: Source, out: tokio::sync::mpsc::Sender<Parsed>) {
+    let mut rows_read = 0u64;
+    loop {
+        let mut records = Vec::with_capacity(BATCH);
+        let mut rejections = Vec::new();
+        let mut done = false;
+        // A file of nothing but bad rows still reports progress.
+        while records.len() < BATCH && rejections.len() < BATCH {
+            match src.next() {
+                Ok(Some(Ok(rec))) => {
+                    rows_read += 1;
+                    records.push(rec);
+                }
+                Ok(Some(Err(r))) => {
+                    rows_read += 1;
+                    rejections.push(r);
+                }
+                Ok(None) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    let _ = out.blocking_send(Parsed::Failed(e));
+                    return;
+                }
+            }
+        }
+        // A closed channel means the writer stopped (a database error); nothing left to do.
+        if out.blocking_send(Parsed::Batch { records, rejections, rows_read, names: src.source_names() }).is_err() {
+            return;
+        }
+        if done {
+            let _ = out.blocking_send(Parsed::End);
+            return;
+        }
     }
 }
 
@@ -525,6 +579,8 @@ struct Loader {
     referrals: Vec<(u64, String, String)>,
     /// Customers whose orders changed; their summaries are refreshed at the end.
     touched: foldhash::HashSet<i64>,
+    /// Orders files: the summaries of customers new to buying, from the rows written.
+    new_summaries: crate::analytics::NewSummaries,
     /// Stored customers whose rows changed nothing (so far: the referrers come at the end).
     unchanged: foldhash::HashSet<i64>,
     /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
@@ -551,6 +607,7 @@ impl Loader {
             catalog: Catalog::default(),
             referrals: Vec::new(),
             touched: Default::default(),
+            new_summaries: Default::default(),
             unchanged: Default::default(),
             locked: Default::default(),
             customer_ids: bulk::IdSequence::default(),
@@ -660,7 +717,7 @@ impl Loader {
                     let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
-                    crate::analytics::refresh_touched(tx, self.now).await?;
+                    crate::analytics::refresh_touched_with(tx, self.now, std::mem::take(&mut self.new_summaries)).await?;
                     // Points for the completed orders, reversals for the refunded (issue 13).
                     let loyalty = crate::loyalty::program_in(tx).await?;
                     crate::loyalty::earning::sync_touched(tx, &loyalty, self.tz, self.now).await?;
@@ -1051,7 +1108,8 @@ impl Loader {
             consents.extend(c.consents.iter().map(|(ch, granted)| (id, *ch, *granted)));
         }
         let now = self.now;
-        bulk::write_rows(tx, "customers", &NEW_CUSTOMER_COLUMNS, &new, |cells, (id, c)| new_customer_cells(cells, *id, c, now)).await?;
+        bulk::write_rows_indexed(tx, "customers", &NEW_CUSTOMER_COLUMNS, &new, |cells, (id, c)| new_customer_cells(cells, *id, c, now))
+            .await?;
         // Their external ids in the key table (see `crate::keys`); a taken one fails the file.
         bulk::write_rows(tx, "customer_keys", &["external_id", "customer_id"], &new, |cells, (id, c)| {
             cells.text(Some(&c.external_id))?;

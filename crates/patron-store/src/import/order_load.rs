@@ -568,6 +568,8 @@ impl Loader {
         counts.unchanged += existing.saturating_sub(changed);
         counts.created += staged.saturating_sub(existing);
         if write {
+            // Orders changed or added through the merge: the summaries come from the aggregation.
+            self.new_summaries.give_up();
             let (orders_sql, lines_sql) = merge_sql(existing);
             raw.execute(orders_sql)?;
             raw.execute(lines_sql)?;
@@ -604,7 +606,15 @@ impl Loader {
         insert_rows(raw, "orders", &NEW_ORDER_COLUMNS, &numbered, |c, (id, r)| new_order_cells(c, *id, r))?;
         insert_rows(raw, "order_lines", &NEW_LINE_COLUMNS, &numbered, |c, (id, r)| new_line_cells(c, *id, r))?;
         self.touched.extend(rows.iter().map(|r| r.customer_id));
+        self.add_new_summaries(rows.iter());
         Ok(true)
+    }
+
+    /// Counts new orders, as written, into the summaries of customers new to buying.
+    fn add_new_summaries<'r>(&mut self, rows: impl Iterator<Item = &'r Resolved>) {
+        for r in rows {
+            self.new_summaries.add(r.customer_id, r.o.status, r.o.ordered_day, r.o.amount, r.o.ordered_at);
+        }
     }
 
     /// PostgreSQL: writes one chunk. New orders are COPYed into `orders` and `order_lines`
@@ -652,6 +662,7 @@ impl Loader {
             let mut orders = CopyRows::new();
             let mut lines = CopyRows::new();
             let mut keys = CopyRows::new();
+            self.add_new_summaries(rows.iter().filter(|r| !existing.contains(&r.o.external_id)));
             for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
                 new_order_cells(&mut orders, id, r)?;
                 orders.end_row();
@@ -667,6 +678,10 @@ impl Loader {
             // Their ids in the key table (see `crate::keys`): a concurrent load of the same new
             // id fails here, and the whole file with it.
             tx.copy_in("COPY order_keys (external_id, customer_id, order_id) FROM STDIN", keys.take()).await?;
+        }
+        if write && !existing.is_empty() {
+            // Merged at the end: the summaries come from the aggregation.
+            self.new_summaries.give_up();
         }
         let copy = pg.copy.get_or_insert_with(CopyRows::new);
         for r in rows.iter().filter(|r| existing.contains(&r.o.external_id)) {
