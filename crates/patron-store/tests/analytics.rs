@@ -227,7 +227,9 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     let config = AnalyticsConfig::default();
     let (run_id, _) = s.run_analysis(&Actor::cli(), as_of, &config).await.unwrap();
 
-    // The independent path: the same orders built in memory, days taken in Shanghai.
+    // The in-memory path: the same orders built from the generated facts (not read back from the
+    // database), days taken in Shanghai, through the same models. This proves what the database
+    // path reads and stores, not the models themselves (the CDNOW and lifetimes tests do that).
     let ids: Vec<(i64, String)> = s.db.reader().fetch_all(query("SELECT id, external_id FROM customers ORDER BY id")).await.unwrap();
     let by_ext: HashMap<String, usize> = ids.iter().enumerate().map(|(i, (_, e))| (e.clone(), i)).collect();
     let mut orders = Orders::default();
