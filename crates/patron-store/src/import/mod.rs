@@ -512,7 +512,7 @@ struct CustomerIn {
 }
 
 /// Columns of a new customer, as [`new_customer_cells`] writes them.
-const NEW_CUSTOMER_COLUMNS: [&str; 15] = [
+const NEW_CUSTOMER_COLUMNS: [&str; 16] = [
     "id",
     "external_id",
     "kind",
@@ -528,11 +528,12 @@ const NEW_CUSTOMER_COLUMNS: [&str; 15] = [
     "created_at",
     "updated_at",
     "home_unit_id",
+    "referrer_id",
 ];
 
 /// One new customer's cells, in the order of [`NEW_CUSTOMER_COLUMNS`]. Custom attributes are a
 /// JSON object of strings; a customer without a creation time in the file was created `now`.
-fn new_customer_cells(cells: &mut dyn bulk::Cells, id: i64, c: &CustomerIn, now: DateTime<Utc>) -> Result<()> {
+fn new_customer_cells(cells: &mut dyn bulk::Cells, id: i64, c: &CustomerIn, referrer: Option<i64>, now: DateTime<Utc>) -> Result<()> {
     let attrs: serde_json::Map<String, serde_json::Value> =
         c.attributes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     cells.int(Some(id))?;
@@ -549,7 +550,8 @@ fn new_customer_cells(cells: &mut dyn bulk::Cells, id: i64, c: &CustomerIn, now:
     cells.int(c.owner_id)?;
     cells.time(c.created_at.unwrap_or(now))?;
     cells.time(now)?;
-    cells.int(c.home_unit_id)
+    cells.int(c.home_unit_id)?;
+    cells.int(referrer)
 }
 
 /// Why a row naming a customer outside the importer's scope is rejected.
@@ -1039,7 +1041,9 @@ impl Loader {
         }
         let mut fresh = Vec::new();
         for c in valid {
-            if let Some(r) = &c.referrer {
+            // A new customer's referrer is written with the row when it is known by then (see
+            // `insert_customers`); the others are linked at the end of the file.
+            if let (Some(r), true) = (&c.referrer, existing.contains_key(&c.external_id)) {
                 self.referrals.push((c.row, c.external_id.clone(), r.clone()));
             }
             match existing.get(&c.external_id) {
@@ -1107,11 +1111,26 @@ impl Loader {
             tags.extend(c.tags.iter().flatten().map(|t| (id, t.as_str())));
             consents.extend(c.consents.iter().map(|(ch, granted)| (id, *ch, *granted)));
         }
+        // Referrers already known (earlier in the file, this batch included, or stored and named
+        // by an earlier row) go in with the row; the rest are linked at the end of the file
+        // (`finish_referrals`), which had updated every referred customer a second time.
+        let new: Vec<(i64, &CustomerIn, Option<i64>)> = new
+            .into_iter()
+            .map(|(id, c)| {
+                let referrer = c.referrer.as_ref().and_then(|r| self.customers.get(r).copied());
+                if let (Some(r), None) = (&c.referrer, referrer) {
+                    self.referrals.push((c.row, c.external_id.clone(), r.clone()));
+                }
+                (id, c, referrer)
+            })
+            .collect();
         let now = self.now;
-        bulk::write_rows_indexed(tx, "customers", &NEW_CUSTOMER_COLUMNS, &new, |cells, (id, c)| new_customer_cells(cells, *id, c, now))
-            .await?;
+        bulk::write_rows_indexed(tx, "customers", &NEW_CUSTOMER_COLUMNS, &new, |cells, (id, c, referrer)| {
+            new_customer_cells(cells, *id, c, *referrer, now)
+        })
+        .await?;
         // Their external ids in the key table (see `crate::keys`); a taken one fails the file.
-        bulk::write_rows(tx, "customer_keys", &["external_id", "customer_id"], &new, |cells, (id, c)| {
+        bulk::write_rows(tx, "customer_keys", &["external_id", "customer_id"], &new, |cells, (id, c, _)| {
             cells.text(Some(&c.external_id))?;
             cells.int(Some(*id))
         })
