@@ -102,7 +102,8 @@ impl CostSettings {
         Ok(())
     }
 
-    fn rate(&self, category: Option<&str>) -> f64 {
+    /// The margin rate of a category (by name; the default rate for none or an unlisted one).
+    pub(crate) fn rate(&self, category: Option<&str>) -> f64 {
         category.and_then(|c| self.category_margin_rates.get(c)).copied().unwrap_or(self.margin_rate)
     }
 }
@@ -199,47 +200,22 @@ impl Store {
     }
 
     /// Each customer's figures over the period up to `as_of` (inclusive), for `customer_ids`
-    /// (a run's customers, in its order), and the matrix's split over those with anything in
-    /// the period.
-    pub async fn cost_figures(&self, customer_ids: &[i64], as_of: NaiveDate) -> Result<CostFigures> {
+    /// (a run's customers, in its order) with `period_sales` their revenue and margin in the
+    /// period (aligned; read with the run's orders, [`Store::analysis_input`]), and the matrix's
+    /// split over those with anything in the period.
+    pub async fn cost_figures(&self, customer_ids: &[i64], as_of: NaiveDate, period_sales: &[Option<(i64, i64)>]) -> Result<CostFigures> {
+        if customer_ids.len() != period_sales.len() {
+            return Err(StoreError::Internal(format!("{} customers for {} period sales", customer_ids.len(), period_sales.len())));
+        }
         let s = self.cost_settings().await?;
         let tz = self.config.business_tz;
-        let (first, from, to) = period(as_of, s.period_months, tz);
-        let (first_day, last_day) = (patron_analytics::day_number(first), patron_analytics::day_number(as_of));
+        let (_, from, to) = period(as_of, s.period_months, tz);
         let mut by: HashMap<i64, CustomerCost> = HashMap::new();
         let mut r = self.db.reader();
-
-        // Margin: each completed order's value spread over its lines by list value.
-        type LineRow = (i64, i64, i64, Option<String>, Option<i64>);
-        // Millions of rows at scale: stepped, not handed over row by row (Db::scan_all).
-        let lines: Vec<LineRow> = self
-            .db
-            .scan_all(
-                query(
-                    "SELECT o.customer_id, o.id, o.total_cents, g.name, l.quantity * l.unit_price_cents \
-                     FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \
-                     LEFT JOIN categories g ON g.id = l.category_id \
-                     WHERE o.status = 'completed' AND o.ordered_day >= $1 AND o.ordered_day <= $2 ORDER BY o.customer_id, o.id",
-                )
-                .bind(first_day)
-                .bind(last_day),
-            )
-            .await?;
-        let mut i = 0;
-        while i < lines.len() {
-            let (cid, oid, total) = (lines[i].0, lines[i].1, lines[i].2);
-            let mut j = i;
-            let mut parts: Vec<(Option<&str>, i64)> = Vec::new();
-            while j < lines.len() && lines[j].0 == cid && lines[j].1 == oid {
-                if let Some(v) = lines[j].4 {
-                    parts.push((lines[j].3.as_deref(), v));
-                }
-                j += 1;
+        for (id, sales) in customer_ids.iter().zip(period_sales) {
+            if let Some((revenue_cents, margin_cents)) = *sales {
+                by.insert(*id, CustomerCost { revenue_cents, margin_cents, ..CustomerCost::default() });
             }
-            let c = by.entry(cid).or_default();
-            c.revenue_cents = c.revenue_cents.saturating_add(total);
-            c.margin_cents = c.margin_cents.saturating_add(patron_analytics::cost_to_serve::order_margin(total, &parts, |cat| s.rate(cat)));
-            i = j;
         }
 
         // Tickets opened in the period.

@@ -14,6 +14,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use patron_analytics::AnalyticsOutput;
+
 use crate::analytics::day_date;
 use crate::db::{query, Tx};
 use crate::users::Actor;
@@ -242,6 +244,71 @@ pub(crate) async fn read_before(tx: &mut Tx) -> Result<HashMap<i64, Before>> {
         .collect())
 }
 
+/// The code of a key among `codes` (position + 1; 0 for none), as [`code_case`] stores it.
+fn code_of(codes: &[&str], key: Option<&str>) -> i64 {
+    key.and_then(|k| codes.iter().position(|c| *c == k)).map_or(0, |i| i as i64 + 1)
+}
+
+/// A migration matrix: (from code, to code) (`None`: not scored in that run) → customers and
+/// their revenue in the later run.
+type Cells = std::collections::BTreeMap<(Option<i64>, Option<i64>), (i64, i128)>;
+
+/// One dimension's cells as stored: (from code, to code) → customers and revenue.
+type StoredCells = Vec<((Option<i64>, Option<i64>), (i64, i64))>;
+
+/// The matrices (ABCD tier, RFM class, lifecycle) between an earlier run's snapshot rows
+/// (`earlier`: customer, tier, class and stage codes, by customer) and a run's customers
+/// (ascending) and output, with the revenue counted as the snapshot query counts it: the later
+/// run's trailing spend, no lower than 0 for a customer in both runs (the larger of it and the
+/// earlier row's 0), 0 for one no longer scored.
+fn migration_cells(earlier: &[(i64, i64, i64, i64)], customer_ids: &[i64], output: &AnalyticsOutput) -> [StoredCells; 3] {
+    let k = &output.scores;
+    let later = |c: usize| {
+        [
+            code_of(ABCD_CODES, k.abcd.tier[c].map(|t| t.key())),
+            code_of(RFM_CODES, k.rfm.class[c].map(|v| v.key())),
+            code_of(LIFECYCLE_CODES, Some(k.lifecycle.stage[c].key())),
+        ]
+    };
+    let mut cells: [Cells; 3] = Default::default();
+    let mut add = |from: Option<[i64; 3]>, to: Option<[i64; 3]>, revenue: i64| {
+        for (d, m) in cells.iter_mut().enumerate() {
+            let cell = m.entry((from.map(|f| f[d]), to.map(|t| t[d]))).or_default();
+            cell.0 += 1;
+            cell.1 += i128::from(revenue);
+        }
+    };
+    let (mut i, mut c) = (0, 0);
+    while i < earlier.len() || c < customer_ids.len() {
+        let e = earlier.get(i).map(|r| r.0);
+        let l = customer_ids.get(c).copied();
+        let spend = |c: usize| output.summaries.trailing_spend_cents[c];
+        match (e, l) {
+            (Some(a), Some(b)) if a == b => {
+                let r = earlier[i];
+                add(Some([r.1, r.2, r.3]), Some(later(c)), spend(c).max(0));
+                (i, c) = (i + 1, c + 1);
+            }
+            (Some(a), Some(b)) if a < b => {
+                let r = earlier[i];
+                add(Some([r.1, r.2, r.3]), None, 0);
+                i += 1;
+            }
+            (Some(_), None) => {
+                let r = earlier[i];
+                add(Some([r.1, r.2, r.3]), None, 0);
+                i += 1;
+            }
+            _ => {
+                add(None, Some(later(c)), spend(c));
+                c += 1;
+            }
+        }
+    }
+    let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    cells.map(|m| m.into_iter().map(|(key, (n, revenue))| (key, (n, clamp(revenue)))).collect())
+}
+
 impl Store {
     /// The score-history settings.
     pub async fn history_settings(&self) -> Result<HistorySettings> {
@@ -388,10 +455,13 @@ impl Store {
             .await
     }
 
-    /// Stores the whole base's matrices of run `run_id` against the run with a snapshot before
-    /// it, for every dimension: the dashboard's default, read without touching the snapshots
-    /// (counting 2 M snapshot rows on each view would take seconds at 1 M customers).
-    pub(crate) async fn record_migrations(&self, run_id: i64) -> Result<()> {
+    /// Stores the whole base's matrices of run `run_id` (whose customers and scores are
+    /// `customer_ids` and `output`, just saved) against the run with a snapshot before it, for
+    /// every dimension: the dashboard's default, read without touching the snapshots (counting
+    /// 2 M snapshot rows on each view would take seconds at 1 M customers). The earlier run's
+    /// codes are read from its snapshot once, this run's taken from `output`: the cells
+    /// [`Store::migration`] counts from the two snapshots.
+    pub(crate) async fn record_migrations(&self, run_id: i64, customer_ids: &[i64], output: &AnalyticsOutput) -> Result<()> {
         let before: Option<(i64,)> = self
             .db
             .reader()
@@ -401,14 +471,21 @@ impl Store {
             )
             .await?;
         let Some((from_run,)) = before else { return Ok(()) };
-        let mut all = Vec::new();
-        for dim in [Dimension::AbcdTier, Dimension::RfmClass, Dimension::Lifecycle] {
-            all.push((dim, self.count_migration(crate::access::CustomerScope::All, from_run, run_id, dim).await?));
-        }
+        let earlier: Vec<(i64, i64, i64, i64)> = self
+            .db
+            .scan_all(
+                query(
+                    "SELECT customer_id, CAST(abcd_tier AS BIGINT), CAST(rfm_class AS BIGINT), CAST(lifecycle AS BIGINT) \
+                     FROM score_snapshots WHERE run_id = $1 ORDER BY customer_id",
+                )
+                .bind(from_run),
+            )
+            .await?;
+        let all = migration_cells(&earlier, customer_ids, output);
         let mut tx = self.db.begin().await?;
         tx.execute(query("DELETE FROM run_migrations WHERE to_run = $1").bind(run_id)).await?;
-        for (dim, rows) in all {
-            for (f, t, customers, revenue) in rows {
+        for (dim, rows) in [Dimension::AbcdTier, Dimension::RfmClass, Dimension::Lifecycle].into_iter().zip(all) {
+            for ((f, t), (customers, revenue)) in rows {
                 tx.execute(
                     query(
                         "INSERT INTO run_migrations (to_run, from_run, dimension, from_code, to_code, customers, revenue_cents) \

@@ -107,40 +107,20 @@ fn date_of(day: Option<i32>) -> Value {
 }
 
 impl Store {
-    /// Every customer's next best action and channel calibration for an analysis run.
+    /// Every customer's next best action and channel calibration for an analysis run; `baskets`
+    /// are the categories each bought ([`crate::analytics::AnalysisInput::baskets`]).
     pub(crate) async fn score_extras(
         &self,
         customer_ids: &[i64],
         output: &AnalyticsOutput,
         latest_nps: Option<&[Option<u8>]>,
         as_of_day: i32,
+        baskets: Vec<Vec<u32>>,
     ) -> Result<ScoreExtras> {
-        let index: HashMap<i64, usize> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        if baskets.len() != customer_ids.len() {
+            return Err(crate::StoreError::Internal(format!("{} customers for {} baskets", customer_ids.len(), baskets.len())));
+        }
         let mut r = self.db.reader();
-        // Each customer's categories: every line of their completed orders up to the day.
-        // Millions of rows at scale: stepped, not handed over row by row (Db::scan_all).
-        let lines: Vec<(i64, i64)> = self
-            .db
-            .scan_all(
-                query(
-                    "SELECT DISTINCT l.customer_id, COALESCE(l.category_id, p.category_id) FROM order_lines l \
-                     JOIN orders o ON o.customer_id = l.customer_id AND o.id = l.order_id \
-                     LEFT JOIN products p ON p.id = l.product_id \
-                     WHERE o.status = 'completed' AND o.ordered_day <= $1 AND COALESCE(l.category_id, p.category_id) IS NOT NULL",
-                )
-                .bind(as_of_day),
-            )
-            .await?;
-        let mut baskets: Vec<Vec<u32>> = vec![Vec::new(); customer_ids.len()];
-        for (customer, category) in lines {
-            if let (Some(&c), Ok(cat)) = (index.get(&customer), u32::try_from(category)) {
-                baskets[c].push(cat);
-            }
-        }
-        for b in &mut baskets {
-            b.sort_unstable();
-            b.dedup();
-        }
         let table: LiftTable = category_lift(&baskets, &LiftConfig::default());
         let names: HashMap<i64, String> = r.fetch_all(query("SELECT id, name FROM categories")).await?.into_iter().collect();
         // Organisations: created when, last contacted when.

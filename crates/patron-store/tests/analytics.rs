@@ -301,6 +301,11 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     assert_eq!(revenue, expected.summaries.trailing_spend_cents.iter().sum::<i64>());
     let agent = Actor::new("user:999", Role::Agent, Some(999));
     assert_eq!(s.analytics_overview(&agent).await.unwrap().scored_customers, 0);
+    // The run computed its overview from its output in memory; counted again by the SQL over
+    // the stored scores, it is the same (sums of floats up to their rounding).
+    s.record_overview(run_id).await.unwrap();
+    let counted = s.analytics_overview(&Actor::cli()).await.unwrap();
+    assert_same_overview(&o, &counted);
 
     // A second run replaces the rows; the first run's parameters stay on record.
     let (run2, _) = s.run_analysis(&Actor::cli(), as_of, &config).await.unwrap();
@@ -442,6 +447,22 @@ test_both!(score_history_gives_the_migration_matrix_and_previous_fields, |db: Te
     assert_eq!(s.segment_sizes(&a_to_b.key).await.unwrap().last().map(|z| z.customers), Some(ab));
     assert!(s.segment_sizes(&live_only.key).await.unwrap().is_empty());
     assert!(matches!(s.segment_sizes("424242").await, Err(patron_store::StoreError::NotFound(_))));
+
+    // A third run after a customer left (deleted: scored in run 2, not in run 3). The matrices
+    // the run stored (its own codes taken from memory, run 2's from its snapshot) are the ones
+    // counted from the two snapshots.
+    s.db.reader().execute(query("UPDATE customers SET deleted_at = $1 WHERE id = $2").bind(Utc::now()).bind(ids[5].0)).await.unwrap();
+    let (run3, _) = s.run_analysis(&cli, d2, &AnalyticsConfig::default()).await.unwrap();
+    let dims = [Dimension::AbcdTier, Dimension::RfmClass, Dimension::Lifecycle];
+    let mut stored = Vec::new();
+    for dim in dims {
+        stored.push(cells_of(&s.migration(&cli, Some(run2), Some(run3), dim).await.unwrap()));
+    }
+    assert_eq!(stored[0].iter().filter(|(k, _)| k.1.is_none()).map(|(_, c)| c.0).sum::<i64>(), 1, "{:?}", stored[0]);
+    s.db.reader().execute(query("DELETE FROM run_migrations WHERE to_run = $1").bind(run3)).await.unwrap();
+    for (dim, stored) in dims.into_iter().zip(stored) {
+        assert_eq!(cells_of(&s.migration(&cli, Some(run2), Some(run3), dim).await.unwrap()), stored, "{dim:?}");
+    }
 });
 
 test_both!(score_history_keeps_the_last_n_runs, |db: TestDb| async move {
@@ -669,4 +690,32 @@ E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert!(a.is_some());
     assert_eq!(s.masking_settings().await.unwrap(), peer.masking_settings().await.unwrap());
+}
+
+/// Two overviews of the same scores agree: counts and money exactly, means and sums of floats
+/// to 1e-9 relative (the order of summation differs between SQL and memory).
+fn assert_same_overview(a: &patron_store::analytics::Overview, b: &patron_store::analytics::Overview) {
+    let close = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        (x, y) => x == y,
+    };
+    assert_eq!(a.scored_customers, b.scored_customers);
+    for (x, y) in [(&a.rfm_classes, &b.rfm_classes), (&a.abcd_tiers, &b.abcd_tiers), (&a.lifecycle, &b.lifecycle)] {
+        let keys =
+            |g: &[patron_store::analytics::GroupStat]| g.iter().map(|g| (g.key.clone(), g.customers, g.revenue_cents)).collect::<Vec<_>>();
+        assert_eq!(keys(x), keys(y));
+        for (g, h) in x.iter().zip(y.iter()) {
+            assert!(close(g.mean_p_alive, h.mean_p_alive) && close(g.clv_cents, h.clv_cents), "{g:?} vs {h:?}");
+        }
+    }
+    for (x, y) in [(&a.churn_by_tier, &b.churn_by_tier), (&a.churn_by_rfm_class, &b.churn_by_rfm_class)] {
+        let rows = |g: &[patron_store::analytics::ChurnStat]| {
+            g.iter().map(|g| (g.key.clone(), g.customers, g.absolute, g.relative)).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(x), rows(y));
+    }
+    for (x, y) in [(&a.p_alive_histogram, &b.p_alive_histogram), (&a.clv_histogram, &b.clv_histogram)] {
+        let rows = |h: &[patron_store::analytics::Bucket]| h.iter().map(|b| (b.lower, b.upper, b.customers)).collect::<Vec<_>>();
+        assert_eq!(rows(x), rows(y));
+    }
 }

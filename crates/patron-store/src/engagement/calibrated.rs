@@ -123,16 +123,19 @@ impl Store {
         for chunk in order.chunks(CALIBRATION_CHUNK) {
             let (Some(&first), Some(&last)) = (chunk.first(), chunk.last()) else { continue };
             let (lo, hi) = (customer_ids[first], customer_ids[last]);
-            let mut r = self.db.reader();
-            let sent: Vec<(i64, i64, String)> = r
-                .fetch_all(
+            // Stepped, not handed over row by row by sqlx (Db::scan_all): a million customers'
+            // consents are a million rows.
+            let sent: Vec<(i64, i64, String)> = self
+                .db
+                .scan_all(
                     query("SELECT customer_id, id, channel FROM outbox WHERE customer_id BETWEEN $1 AND $2 AND status = 'sent'")
                         .bind(lo)
                         .bind(hi),
                 )
                 .await?;
-            let answers: Vec<(i64, String, Option<String>, Option<String>)> = r
-                .fetch_all(
+            let answers: Vec<(i64, String, Option<String>, Option<String>)> = self
+                .db
+                .scan_all(
                     query(
                         "SELECT customer_id, kind, channel, payload FROM interactions WHERE customer_id BETWEEN $1 AND $2 \
                          AND kind IN ('click', 'email_open', 'sms_open', 'reply')",
@@ -141,8 +144,9 @@ impl Store {
                     .bind(hi),
                 )
                 .await?;
-            let consents: Vec<(i64, String)> = r
-                .fetch_all(
+            let consents: Vec<(i64, String)> = self
+                .db
+                .scan_all(
                     query("SELECT customer_id, channel FROM customer_consents WHERE customer_id BETWEEN $1 AND $2 AND granted")
                         .bind(lo)
                         .bind(hi),

@@ -5,8 +5,6 @@
 //! The models themselves live in `patron-analytics` (no IO); this module feeds them column-wise
 //! data read with one query and writes their results back with the engine's bulk path.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use patron_analytics::{AnalyticsConfig, AnalyticsOutput, CustomerExtras, Orders};
 use serde::Serialize;
@@ -16,6 +14,9 @@ use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::next_action::ScoreExtras;
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
+
+mod input;
+mod overview;
 
 /// Names the models and definitions a scores row was computed with; stored with every row.
 pub const MODEL_VERSION: &str = concat!("patron-analytics/", env!("CARGO_PKG_VERSION"), " bgnbd-gg-1");
@@ -192,8 +193,15 @@ pub struct AnalysisInput {
     pub customer_ids: Vec<i64>,
     /// Completed orders on or before as_of.
     pub orders: Orders,
-    /// Referrals and (later) survey answers.
+    /// Referrals and survey answers.
     pub extras: CustomerExtras,
+    /// The categories each customer bought up to as_of (every line of their completed orders,
+    /// the product's category where the line names none), ascending and distinct: the next
+    /// best action's baskets.
+    pub baskets: Vec<Vec<u32>>,
+    /// Each customer's revenue and margin (cents) over the cost-to-serve period up to as_of
+    /// (`None`: no completed order in it).
+    pub period_sales: Vec<Option<(i64, i64)>>,
 }
 
 /// Counts, revenue and mean scores of one group on a dashboard.
@@ -737,113 +745,6 @@ impl Store {
             .await
     }
 
-    /// Reads what the models need as of `as_of_day`: the customers, their completed orders up to
-    /// that day (amount, category of the main line, full price = no discount and no promotion),
-    /// and the referrals each customer made.
-    pub async fn analysis_input(&self, as_of_day: i32) -> Result<AnalysisInput> {
-        self.backfill_order_days().await?;
-        let ids: Vec<(i64,)> = self.db.reader().fetch_all(query("SELECT id FROM customers WHERE deleted_at IS NULL ORDER BY id")).await?;
-        let customer_ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
-        let index: HashMap<i64, u32> = customer_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
-        // (customer, day, total, discount, category of the main line, promo of the main line)
-        type OrderRow = (i64, i64, i64, i64, Option<i64>, Option<bool>);
-        const ORDERS_SQL: &str = "SELECT o.customer_id, o.ordered_day, o.total_cents, o.discount_cents, l.category_id, l.promo \
-             FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id AND l.line_no = 1 \
-             WHERE o.status = 'completed' AND o.ordered_day <= $1";
-        let mut orders = Orders::default();
-        let add = |orders: &mut Orders, (customer_id, day, total, discount, category, promo): OrderRow| -> Result<()> {
-            // Orders of deleted customers stay out of the analysis.
-            let Some(&c) = index.get(&customer_id) else { return Ok(()) };
-            orders.customer.push(c);
-            orders.day.push(i32::try_from(day).map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?);
-            orders.amount_cents.push(total);
-            orders.category.push(category.and_then(|v| u32::try_from(v).ok()).unwrap_or(patron_analytics::summary::NO_CATEGORY));
-            orders.full_price.push(discount == 0 && !promo.unwrap_or(false));
-            Ok(())
-        };
-        // SQLite: stepped through the C API (sqlx's row-by-row hand-over was most of the run).
-        let stepped = self
-            .db
-            .sqlite_read(|raw| {
-                let mut orders = Orders::default();
-                let mut st = raw.prepare(ORDERS_SQL)?;
-                st.int(1, Some(i64::from(as_of_day)))?;
-                while st.step()? {
-                    let row = (
-                        st.column_int(0),
-                        st.column_int(1),
-                        st.column_int(2),
-                        st.column_int(3),
-                        st.column_opt_int(4),
-                        st.column_opt_int(5).map(|p| p != 0),
-                    );
-                    add(&mut orders, row)?;
-                }
-                Ok(orders)
-            })
-            .await?;
-        match stepped {
-            Some(o) => orders = o,
-            None => {
-                let rows: Vec<OrderRow> = self.db.reader().fetch_all(query(ORDERS_SQL).bind(as_of_day)).await?;
-                for row in rows {
-                    add(&mut orders, row)?;
-                }
-            }
-        }
-        let referrals: Vec<(i64, i64)> = self
-            .db
-            .reader()
-            .fetch_all(query(
-                "SELECT referrer_id, COUNT(*) FROM customers WHERE referrer_id IS NOT NULL AND deleted_at IS NULL GROUP BY referrer_id",
-            ))
-            .await?;
-        let mut made = vec![0u32; customer_ids.len()];
-        for (referrer, n) in referrals {
-            if let Some(&c) = index.get(&referrer) {
-                made[c as usize] = u32::try_from(n).unwrap_or(u32::MAX);
-            }
-        }
-        // Survey answers: each customer's latest NPS (the loyalty matrix's attitude, part of
-        // advocacy) and latest answer to "would you switch for a 2% lower price?" (competitor
-        // immunity), as of the analysis day.
-        let as_of_end = day_date(as_of_day.saturating_add(1))
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .and_then(|t| chrono::TimeZone::from_local_datetime(&self.config.business_tz, &t).earliest())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let answers: Vec<(i64, Option<i64>, Option<bool>)> = self
-            .db
-            .reader()
-            .fetch_all(
-                query(
-                    "SELECT customer_id, nps, would_switch FROM survey_answers \
-                     WHERE (nps IS NOT NULL OR would_switch IS NOT NULL) AND answered_at < $1 ORDER BY answered_at, invitation_id",
-                )
-                .bind(as_of_end),
-            )
-            .await?;
-        let mut latest_nps: Vec<Option<u8>> = vec![None; customer_ids.len()];
-        let mut would_switch: Vec<Option<bool>> = vec![None; customer_ids.len()];
-        for (customer_id, nps, switch) in answers {
-            if let Some(&c) = index.get(&customer_id) {
-                if let Some(n) = nps.and_then(|n| u8::try_from(n).ok()) {
-                    latest_nps[c as usize] = Some(n);
-                }
-                if switch.is_some() {
-                    would_switch[c as usize] = switch;
-                }
-            }
-        }
-        let asked = |v: &[Option<u8>]| v.iter().any(Option::is_some);
-        let extras = CustomerExtras {
-            referrals: Some(made),
-            latest_nps: asked(&latest_nps).then_some(latest_nps),
-            would_switch_for_2pct: would_switch.iter().any(Option::is_some).then_some(would_switch),
-        };
-        Ok(AnalysisInput { customer_ids, orders, extras })
-    }
-
     /// Stores a run's parameters and report and replaces every customer's scores row, in one
     /// transaction (readers see the old scores or the new ones, never a mix). Returns the run id.
     #[allow(clippy::too_many_arguments)] // the run's parts, each from its own module
@@ -979,6 +880,7 @@ impl Store {
         let n = input.customer_ids.len();
         let latest_nps = input.extras.latest_nps.clone();
         let (orders, extras, config_copy) = (input.orders, input.extras, *config);
+        let (customer_ids, baskets, period_sales) = (input.customer_ids, input.baskets, input.period_sales);
         // The models are CPU-bound (rayon inside); keep them off the async workers. The cohort
         // cells (crate::cohorts) come from the same orders.
         let (output, cells) = tokio::task::spawn_blocking(move || {
@@ -990,21 +892,20 @@ impl Store {
         let output = output.map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
         phases.done("models");
         // Cost to serve over the period up to the analysis day, stored with the scores.
-        let cts = self.cost_figures(&input.customer_ids, as_of).await?;
+        let cts = self.cost_figures(&customer_ids, as_of, &period_sales).await?;
         phases.done("cost to serve");
         // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
-        let extras = self.score_extras(&input.customer_ids, &output, latest_nps.as_deref(), as_of_day).await?;
+        let extras = self.score_extras(&customer_ids, &output, latest_nps.as_deref(), as_of_day, baskets).await?;
         phases.done("next best action");
-        let run_id =
-            self.save_analysis(actor, &input.customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
+        let run_id = self.save_analysis(actor, &customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
         phases.done("save");
         // Saved segments' sizes at this run and the migration since the run before
         // (crate::history), over the scores just committed.
         self.record_segment_sizes(run_id).await?;
         phases.done("segment sizes");
-        self.record_migrations(run_id).await?;
+        self.record_migrations(run_id, &customer_ids, &output).await?;
         phases.done("migrations");
-        self.record_overview(run_id).await?;
+        self.store_overview(run_id, &overview::overview_of(&output)).await?;
         phases.done("overview");
         Ok((run_id, output))
     }
@@ -1026,154 +927,6 @@ impl Store {
     pub async fn customer_scores(&self, customer_id: i64) -> Result<Option<ScoreRow>> {
         read_scores(&mut self.db.read_conn().await?, customer_id).await
     }
-
-    /// The dashboard aggregates for what `actor` may see: for the whole base, those the latest
-    /// run stored (as of that run: a customer erased since is counted until the next run); for
-    /// a narrower scope (an agent's portfolio, a unit), computed now over that scope.
-    pub async fn analytics_overview(&self, actor: &Actor) -> Result<Overview> {
-        let run = self.latest_run().await?;
-        let scope = crate::access::CustomerScope::of(actor);
-        if let (crate::access::CustomerScope::All, Some(latest)) = (scope, &run) {
-            let stored: Option<(Option<String>,)> =
-                self.db.reader().fetch_optional(query("SELECT overview FROM analytics_runs WHERE id = $1").bind(latest.id)).await?;
-            if let Some((Some(text),)) = stored {
-                let o: Overview = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Internal(format!("stored overview of run {} unreadable: {e}", latest.id)))?;
-                return Ok(Overview { run, ..o });
-            }
-        }
-        let o = self.overview_now(scope).await?;
-        Ok(Overview { run, ..o })
-    }
-
-    /// Computes the whole base's dashboard aggregates and stores them with run `run_id` (each
-    /// run does, after writing its scores; calling it again refreshes them).
-    pub async fn record_overview(&self, run_id: i64) -> Result<()> {
-        let o = self.overview_now(crate::access::CustomerScope::All).await?;
-        let text = serde_json::to_string(&o).map_err(|e| StoreError::Internal(format!("overview not serialisable: {e}")))?;
-        let mut tx = self.db.begin().await?;
-        tx.execute(query("UPDATE analytics_runs SET overview = $1 WHERE id = $2").bind(text).bind(run_id)).await?;
-        tx.commit().await
-    }
-
-    /// The dashboard aggregates over `scope`'s live customers, computed now (`run` left empty).
-    async fn overview_now(&self, scope: crate::access::CustomerScope) -> Result<Overview> {
-        // The caller's scope (crate::access): customers outside it are not counted.
-        let from = format!("customer_scores k JOIN customers c ON c.id = k.customer_id AND c.deleted_at IS NULL AND {}", scope.sql("c"));
-        let from = from.as_str();
-        let owner: Option<i64> = None;
-        let with_owner = query;
-        let group = |col: &str| {
-            format!(
-                "SELECT COALESCE({col}, '') AS key, COUNT(*) AS customers, {revenue} AS revenue_cents, \
-                 AVG(k.p_alive) AS mean_p_alive, SUM(k.clv_cents) AS clv_cents FROM {from} GROUP BY COALESCE({col}, '') ORDER BY 1",
-                revenue = self.db.engine().clamp_bigint(&self.db.engine().sum_wide("k.trailing_spend_cents"))
-            )
-        };
-        let churn = |col: &str| {
-            format!(
-                "SELECT COALESCE({col}, '') AS key, COUNT(*) AS customers, \
-                 CAST(SUM(CASE WHEN k.churn = 'absolute' THEN 1 ELSE 0 END) AS BIGINT) AS absolute, \
-                 CAST(SUM(CASE WHEN k.churn = 'relative' THEN 1 ELSE 0 END) AS BIGINT) AS relative \
-                 FROM {from} WHERE k.purchase_days > 0 GROUP BY COALESCE({col}, '') ORDER BY 1"
-            )
-        };
-        let mut r = self.db.reader();
-        let rfm_classes: Vec<GroupStat> = r.fetch_all(with_owner(group("k.rfm_class"))).await?;
-        let abcd_tiers: Vec<GroupStat> = r.fetch_all(with_owner(group("k.abcd_tier"))).await?;
-        let lifecycle: Vec<GroupStat> = r.fetch_all(with_owner(group("k.lifecycle"))).await?;
-        let churn_by_tier: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.abcd_tier"))).await?;
-        let churn_by_rfm_class: Vec<ChurnStat> = r.fetch_all(with_owner(churn("k.rfm_class"))).await?;
-        let (scored_customers,): (i64,) = r.fetch_one(with_owner(format!("SELECT COUNT(*) FROM {from}"))).await?;
-        let p_rows: Vec<(i64, i64)> = r
-            .fetch_all(with_owner(format!(
-                "SELECT {} AS b, COUNT(*) FROM {from} WHERE k.p_alive IS NOT NULL GROUP BY 1 ORDER BY 1",
-                self.db.engine().floor_int("CASE WHEN k.p_alive >= 1.0 THEN 9 WHEN k.p_alive < 0 THEN 0 ELSE k.p_alive * 10 END")
-            )))
-            .await?;
-        let p_alive_histogram = (0..10)
-            .map(|b| Bucket {
-                lower: f64::from(b) / 10.0,
-                upper: f64::from(b + 1) / 10.0,
-                customers: p_rows.iter().filter(|r| r.0 == i64::from(b)).map(|r| r.1).sum(),
-            })
-            .collect();
-        let clv_histogram = self.clv_histogram(from, owner).await?;
-        let rfm_classes = rfm_classes.into_iter().filter(|g| !g.key.is_empty()).collect();
-        let abcd_tiers = abcd_tiers.into_iter().filter(|g| !g.key.is_empty()).collect();
-        let churn_by_tier = churn_by_tier.into_iter().filter(|g| !g.key.is_empty()).collect();
-        let churn_by_rfm_class = churn_by_rfm_class.into_iter().filter(|g| !g.key.is_empty()).collect();
-        Ok(Overview {
-            run: None,
-            scored_customers,
-            rfm_classes,
-            abcd_tiers,
-            lifecycle,
-            churn_by_tier,
-            churn_by_rfm_class,
-            p_alive_histogram,
-            clv_histogram,
-        })
-    }
-
-    /// CLV histogram in yuan: 20 equal buckets from 0 to the 99th percentile (the long tail
-    /// above it goes in the last bucket, so one whale does not flatten the chart).
-    async fn clv_histogram(&self, from: &str, owner: Option<i64>) -> Result<Vec<Bucket>> {
-        let bind = |q: crate::db::Query| match owner {
-            Some(o) => q.bind(o),
-            None => q,
-        };
-        let mut r = self.db.reader();
-        let (n,): (i64,) = r.fetch_one(bind(query(format!("SELECT COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL")))).await?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let offset = ((n as f64) * 0.99).floor() as i64;
-        let offset = offset.min(n - 1);
-        let p = match owner {
-            Some(_) => "$2",
-            None => "$1",
-        };
-        let (p99,): (f64,) = r
-            .fetch_one(
-                bind(query(format!(
-                    "SELECT k.clv_cents FROM {from} WHERE k.clv_cents IS NOT NULL ORDER BY k.clv_cents LIMIT 1 OFFSET {p}"
-                )))
-                .bind(offset),
-            )
-            .await?;
-        let top = (p99 / 100.0).max(1.0);
-        let width = nice_width(top / 20.0);
-        let buckets = ((top / width).ceil() as i64).clamp(1, 40);
-        let rows: Vec<(i64, i64)> = r
-            .fetch_all(
-                bind(query(format!(
-                    "SELECT {b} AS b, COUNT(*) FROM {from} WHERE k.clv_cents IS NOT NULL GROUP BY 1 ORDER BY 1",
-                    b = self.db.engine().floor_int(&format!(
-                        "CASE WHEN k.clv_cents / 100.0 / {p} >= {last} THEN {last} WHEN k.clv_cents < 0 THEN 0 ELSE k.clv_cents / 100.0 / {p} END",
-                        last = buckets - 1
-                    ))
-                )))
-                .bind(width),
-            )
-            .await?;
-        Ok((0..buckets)
-            .map(|b| Bucket {
-                lower: b as f64 * width,
-                upper: (b + 1) as f64 * width,
-                customers: rows.iter().filter(|r| r.0 == b).map(|r| r.1).sum(),
-            })
-            .collect())
-    }
-}
-
-/// A round bucket width (1, 2 or 5 × 10ⁿ) at or above `raw`.
-fn nice_width(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let mag = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|w| *w >= raw).unwrap_or(10.0 * mag)
 }
 
 /// How long each phase of an analysis run took, logged at debug level (`RUST_LOG=patron_store=debug`):
@@ -1197,14 +950,6 @@ impl Phases {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nice_widths() {
-        assert_eq!(nice_width(3.2), 5.0);
-        assert_eq!(nice_width(0.07), 0.1);
-        assert_eq!(nice_width(120.0), 200.0);
-        assert_eq!(nice_width(f64::NAN), 1.0);
-    }
 
     #[test]
     fn business_days_follow_the_zone() {
