@@ -569,6 +569,15 @@ enum TxRef<'a> {
     Postgres(&'a mut sqlx::PgConnection),
 }
 
+/// Indexes a transaction dropped for a rewrite of their table (SQLite), to put back.
+#[derive(Debug, Default)]
+pub struct DroppedIndexes {
+    /// Their `CREATE INDEX` statements.
+    create: Vec<String>,
+    /// Their rows of `sqlite_stat1` (table, index, stat).
+    stats: Vec<(String, Option<String>, String)>,
+}
+
 impl Tx {
     fn as_exec(&mut self) -> TxRef<'_> {
         match self {
@@ -621,6 +630,45 @@ impl Tx {
     pub async fn relaxed_commit(&mut self) -> Result<()> {
         if self.engine() == Engine::Postgres {
             self.execute(query("SET LOCAL synchronous_commit = off")).await?;
+        }
+        Ok(())
+    }
+
+    /// Before this transaction rewrites every row of `table`: on SQLite, drops its secondary
+    /// indexes (those created by `CREATE INDEX`; keys stay) and returns what puts them back
+    /// ([`Tx::restore_indexes`], in the same transaction): building an index once over a
+    /// million rows costs a fraction of keeping it current row by row (an analysis run's scores:
+    /// 9.4 s instead of 11.9 s in the sqlite3 shell). Readers on other connections see the old
+    /// table and indexes until the commit. PostgreSQL: nothing (a dropped index would lock
+    /// readers out of the table until the commit).
+    pub async fn drop_indexes_for_rewrite(&mut self, table: &str) -> Result<DroppedIndexes> {
+        let mut dropped = DroppedIndexes::default();
+        if self.engine() != Engine::Sqlite {
+            return Ok(dropped);
+        }
+        let indexes: Vec<(String, String)> = self
+            .fetch_all(query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL").bind(table))
+            .await?;
+        let (has_stats,): (i64,) = self.fetch_one(query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).await?;
+        if has_stats > 0 {
+            // The planner's statistics of the dropped indexes go with them; put back as they were.
+            dropped.stats = self.fetch_all(query("SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl = $1").bind(table)).await?;
+        }
+        for (name, sql) in indexes {
+            self.execute(query(format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))).await?;
+            dropped.create.push(sql);
+        }
+        Ok(dropped)
+    }
+
+    /// Recreates the indexes [`Tx::drop_indexes_for_rewrite`] dropped, with their statistics.
+    pub async fn restore_indexes(&mut self, dropped: DroppedIndexes) -> Result<()> {
+        for sql in dropped.create {
+            self.execute(query(sql)).await?;
+        }
+        for (tbl, idx, stat) in dropped.stats {
+            self.execute(query("DELETE FROM sqlite_stat1 WHERE tbl = $1 AND idx IS $2").bind(tbl.clone()).bind(idx.clone())).await?;
+            self.execute(query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ($1, $2, $3)").bind(tbl).bind(idx).bind(stat)).await?;
         }
         Ok(())
     }

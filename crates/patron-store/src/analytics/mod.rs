@@ -813,6 +813,8 @@ impl Store {
         // Read as small codes: a million customers' previous values stay a few tens of MB.
         let before = crate::history::read_before(&mut tx).await?;
         phases.done("save: read previous scores");
+        // Every row is rewritten: the secondary indexes are built once afterwards (SQLite).
+        let dropped = tx.drop_indexes_for_rewrite("customer_scores").await?;
         tx.execute(query("DELETE FROM customer_scores")).await?;
         phases.done("save: clear scores");
         // In chunks, so the argument vectors of a million customers never exist at once.
@@ -824,6 +826,7 @@ impl Store {
                 .collect();
             SCORES_TABLE.fill(&mut tx, rows).await?;
         }
+        tx.restore_indexes(dropped).await?;
         phases.done("save: write scores");
         // The compact snapshot of this run; older ones beyond the retention go.
         crate::history::write_snapshot(&mut tx, run_id, cutoff).await?;
