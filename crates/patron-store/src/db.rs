@@ -1073,6 +1073,67 @@ mod tests {
 
     use super::*;
 
+    #[tokio::test]
+    async fn a_real_lock_on_the_raw_sqlite_path_is_busy() {
+        use sqlx::{ConnectOptions, Connection};
+        // The C API path (analysis reads and bulk writes, db::direct): a write stepped while
+        // another connection holds the write lock fails with SQLITE_BUSY, read as busy — both a
+        // plain statement and a prepared one — and goes through once the lock is released.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opts = SqliteConnectOptions::new().filename(dir.path().join("raw.db")).create_if_missing(true).busy_timeout(Duration::ZERO);
+        let mut holder = opts.connect().await.expect("first connection");
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)").execute(&mut holder).await.expect("table");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.expect("write lock");
+        let mut other = opts.connect().await.expect("second connection");
+        {
+            let mut lock = other.lock_handle().await.expect("handle");
+            let db = lock.as_raw_handle();
+            let raw = SqliteRaw { _lock: lock, db };
+            assert!(matches!(raw.execute("INSERT INTO t VALUES (1)"), Err(StoreError::Busy(_))));
+            let mut st = raw.prepare("INSERT INTO t VALUES (?1)").expect("prepared");
+            st.int(1, Some(2)).expect("bound");
+            assert!(matches!(st.exec(), Err(StoreError::Busy(_))));
+        }
+        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+        {
+            let mut lock = other.lock_handle().await.expect("handle");
+            let db = lock.as_raw_handle();
+            let raw = SqliteRaw { _lock: lock, db };
+            assert_eq!(raw.execute("INSERT INTO t VALUES (1)").expect("the lock is free"), 1);
+        }
+        other.close().await.expect("close");
+        holder.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_real_postgres_lock_is_busy() {
+        use sqlx::{Connection, PgConnection};
+        // Two sessions of the test server: one holds a row lock, the other's update gives up at
+        // its lock timeout (55P03) and a NOWAIT lock at once — both read as busy, not failures.
+        let url = crate::testing::pg_admin_url();
+        let mut holder = PgConnection::connect(&url).await.expect("PostgreSQL (PATRON_TEST_PG_URL)");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let table = format!("patron_busy_{}_{nanos}", std::process::id());
+        sqlx::query(&format!("CREATE TABLE {table} (x INT PRIMARY KEY)")).execute(&mut holder).await.expect("table");
+        sqlx::query(&format!("INSERT INTO {table} VALUES (1)")).execute(&mut holder).await.expect("row");
+        sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+        sqlx::query(&format!("SELECT x FROM {table} WHERE x = 1 FOR UPDATE")).execute(&mut holder).await.expect("row lock");
+        let mut other = PgConnection::connect(&url).await.expect("second session");
+        sqlx::query("SET lock_timeout = '100ms'").execute(&mut other).await.expect("timeout");
+        let waited =
+            sqlx::query(&format!("UPDATE {table} SET x = 2 WHERE x = 1")).execute(&mut other).await.expect_err("the row is locked");
+        let nowait =
+            sqlx::query(&format!("SELECT x FROM {table} WHERE x = 1 FOR UPDATE NOWAIT")).execute(&mut other).await.expect_err("locked");
+        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+        let updated = sqlx::query(&format!("UPDATE {table} SET x = 2 WHERE x = 1")).execute(&mut other).await.expect("free now");
+        sqlx::query(&format!("DROP TABLE {table}")).execute(&mut holder).await.expect("drop");
+        assert!(matches!(StoreError::from(waited), StoreError::Busy(_)));
+        assert!(matches!(StoreError::from(nowait), StoreError::Busy(_)));
+        assert_eq!(updated.rows_affected(), 1);
+        other.close().await.expect("close");
+        holder.close().await.expect("close");
+    }
+
     #[test]
     fn timestamps_are_written_as_chrono_formats_them() {
         use chrono::TimeZone;
