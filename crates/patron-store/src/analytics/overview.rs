@@ -30,9 +30,15 @@ fn clv_buckets(sorted: &[f64]) -> Option<(f64, i64)> {
         return None;
     }
     let offset = (((n as f64) * 0.99).floor() as usize).min(n - 1);
-    let top = (sorted[offset] / 100.0).max(1.0);
+    Some(clv_scale(sorted[offset]))
+}
+
+/// The CLV histogram's bucket width (yuan) and count for a 99th percentile of `p99_cents`: about
+/// 20 round buckets up to it (at least 1 yuan, at most 40 buckets). Both counts use it.
+fn clv_scale(p99_cents: f64) -> (f64, i64) {
+    let top = (p99_cents / 100.0).max(1.0);
     let width = nice_width(top / 20.0);
-    Some((width, ((top / width).ceil() as i64).clamp(1, 40)))
+    (width, ((top / width).ceil() as i64).clamp(1, 40))
 }
 
 /// The bucket of a CLV (cents) among `buckets` of `width` yuan (as the SQL counts it).
@@ -291,9 +297,7 @@ impl Store {
                 .bind(offset),
             )
             .await?;
-        let top = (p99 / 100.0).max(1.0);
-        let width = nice_width(top / 20.0);
-        let buckets = ((top / width).ceil() as i64).clamp(1, 40);
+        let (width, buckets) = clv_scale(p99);
         let rows: Vec<(i64, i64)> = r
             .fetch_all(
                 bind(query(format!(
