@@ -298,6 +298,12 @@ impl WriteTurn {
     }
 }
 
+/// Runs `work` to completion on a task of its own, whether or not the caller still waits for it
+/// (see [`Db::begin`]); what it returns is dropped if nobody does.
+async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Result<T> {
+    tokio::spawn(work).await.map_err(|e| StoreError::Internal(format!("a database task failed: {e}")))
+}
+
 /// Moves SQLite's write-ahead log into the database once a second (a passive checkpoint: it
 /// waits for no reader or writer and none waits for it). By default the commit that takes the
 /// log past 1,000 pages does it, copying and syncing the pages while holding the write lock, so
@@ -852,14 +858,29 @@ impl Db {
 
     /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`) so a
     /// read-then-write transaction cannot fail half-way with a busy error.
+    ///
+    /// Safe to cancel at any point. sqlx's own begin is not (0.8.6, both engines): a caller
+    /// dropped after `BEGIN` ran and before sqlx made its `Transaction` (a client that hangs up
+    /// mid-request) sent the connection back to the pool inside an open transaction, which
+    /// nothing rolled back. On SQLite it kept the write lock until the connection closed, ten
+    /// minutes later: every write meanwhile waited 30 s and failed, and every 360 with it
+    /// (bench/api saw the server stop answering after a wrk run ended); on PostgreSQL the next
+    /// borrower's statements ran inside it, to be discarded. So the begin runs on a task of its
+    /// own, which finishes whatever happens to the caller: a transaction nobody takes is
+    /// dropped, and so rolled back, before the writer's turn it holds is given back.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self {
+        match self {
             Db::Sqlite(p, turn, _) => {
                 let permit = turn.take().await?;
-                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, permit)
+                let pool = p.clone();
+                let (tx, permit) = detached(async move { (pool.begin_with("BEGIN IMMEDIATE").await, permit) }).await?;
+                Ok(Tx::Sqlite(tx?, permit))
             }
-            Db::Postgres(p, l) => Tx::Postgres(p.begin().await?, *l),
-        })
+            Db::Postgres(p, l) => {
+                let pool = p.clone();
+                Ok(Tx::Postgres(detached(async move { pool.begin().await }).await??, *l))
+            }
+        }
     }
 
     /// Checks the database answers.

@@ -171,6 +171,71 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
 });
 
+/// A caller that goes away while its transaction begins (a client hanging up mid-request, a
+/// timeout) leaves no transaction open behind it: the begin is dropped after every number of
+/// polls, with the database's side given time to move between them, and then the write lock
+/// (SQLite) is free and no connection sits idle inside a transaction (PostgreSQL, Citus). sqlx's
+/// own begin left one open at one of these points, holding SQLite's write lock for ten minutes.
+test_both!(a_begin_dropped_at_any_point_leaves_no_transaction_open, |db: TestDb| async move {
+    use sqlx::{ConnectOptions, Connection};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
+    let s = &db.store;
+    let mut cx = Context::from_waker(Waker::noop());
+    for pause_us in [100u64, 400, 1_500, 5_000] {
+        for polls in 1..=10 {
+            let mut begin = Box::pin(s.db.begin());
+            for _ in 0..polls {
+                if let Poll::Ready(tx) = begin.as_mut().poll(&mut cx) {
+                    // Begun before the drop: a transaction the caller holds rolls back on drop.
+                    drop(tx.expect("begin"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(pause_us));
+            }
+            drop(begin);
+            // The pool's own tasks (a connection's return) run between attempts.
+            tokio::task::yield_now().await;
+        }
+    }
+    // What a dropped begin left behind is rolled back within moments, not at the connection's
+    // idle timeout (ten minutes): asked until a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let open = loop {
+        let open = match s.db.engine() {
+            patron_store::Engine::Sqlite => {
+                let opts: sqlx::sqlite::SqliteConnectOptions = db.url.parse().expect("the test database's URL");
+                let mut probe = opts.busy_timeout(Duration::ZERO).connect().await.expect("a second connection");
+                let free = sqlx::query("BEGIN IMMEDIATE").execute(&mut probe).await.is_ok();
+                probe.close().await.expect("close the probe");
+                i64::from(!free)
+            }
+            patron_store::Engine::Postgres => {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND state LIKE 'idle in transaction%'",
+                )
+                .fetch_one(&mut sqlx::postgres::PgConnection::connect(&db.url).await.expect("a second connection"))
+                .await
+                .expect("pg_stat_activity");
+                n
+            }
+        };
+        if open == 0 || Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(open, 0, "a dropped begin left a transaction open");
+    // And the store writes as before.
+    let c = s
+        .create_customer(&cli(), NewCustomer { name: "after the drops".into(), ..Default::default() })
+        .await
+        .expect("a write after the dropped begins");
+    assert!(c.id > 0);
+});
+
 test_both!(orders_are_idempotent_and_batches_atomic, |db: TestDb| async move {
     let s = &db.store;
     import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
