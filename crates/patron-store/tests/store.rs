@@ -171,11 +171,11 @@ test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     assert!(matches!(err, StoreError::Invalid { field: Some(ref f), .. } if f == "cursor"));
 });
 
-/// A caller that goes away while its transaction begins (a client hanging up mid-request, a
-/// timeout) leaves no transaction open behind it: the begin is dropped after every number of
-/// polls, with the database's side given time to move between them, and then the write lock
-/// (SQLite) is free and no connection sits idle inside a transaction (PostgreSQL, Citus). sqlx's
-/// own begin left one open at one of these points, holding SQLite's write lock for ten minutes.
+// A caller that goes away while its transaction begins (a client hanging up mid-request, a
+// timeout) leaves no transaction open behind it: the begin is dropped after every number of
+// polls, with the database's side given time to move between them, and then the write lock
+// (SQLite) is free and no connection sits idle inside a transaction (PostgreSQL, Citus). sqlx's
+// own begin left one open at one of these points, holding SQLite's write lock for ten minutes.
 test_both!(a_begin_dropped_at_any_point_leaves_no_transaction_open, |db: TestDb| async move {
     use sqlx::{ConnectOptions, Connection};
     use std::future::Future;

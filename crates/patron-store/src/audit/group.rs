@@ -111,7 +111,8 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
 
 /// Writes `entries` in one transaction, one INSERT per [`GROUP_MAX`] rows.
 async fn write_group(db: &Db, entries: Vec<Entry>) -> Result<()> {
-    let mut tx = db.begin().await?;
+    // Reads wait for this commit: it does not queue behind every waiting write.
+    let mut tx = db.begin_urgent().await?;
     let mut entries = entries.into_iter().peekable();
     while entries.peek().is_some() {
         let chunk: Vec<Entry> = entries.by_ref().take(GROUP_MAX).collect();
