@@ -690,6 +690,19 @@ E1,organisation,张记餐饮,13812345678,boss@zhangji.cn,wx_zhangji,上海,1980-
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert!(a.is_some());
     assert_eq!(s.masking_settings().await.unwrap(), peer.masking_settings().await.unwrap());
+
+    // The reads of one checkout see one snapshot (a 360's parts agree with each other): a
+    // customer created meanwhile shows in the next checkout, not in the open one.
+    let count = "SELECT COUNT(*) FROM customers";
+    let mut open = s.db.read_conn().await.unwrap();
+    let (before,): (i64,) = open.fetch_one(query(count)).await.unwrap();
+    let created = patron_store::customers::NewCustomer { name: "快照之后".into(), ..Default::default() };
+    s.create_customer(&Actor::cli(), created).await.unwrap();
+    let (still,): (i64,) = open.fetch_one(query(count)).await.unwrap();
+    assert_eq!(still, before, "the open checkout keeps its snapshot");
+    drop(open);
+    let (after,): (i64,) = s.db.read_conn().await.unwrap().fetch_one(query(count)).await.unwrap();
+    assert_eq!(after, before + 1, "the next checkout sees the new customer");
 }
 
 /// Two overviews of the same scores agree: counts and money exactly, means and sums of floats
