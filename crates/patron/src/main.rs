@@ -2,8 +2,9 @@
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small values (rows,
 /// JSON) on two threads, where glibc spent ~12% of the server's CPU in `malloc`, `free` and
-/// `malloc_consolidate`; the 360 at 1 M customers went from ~3,450 to ~4,550 requests/s at 16
-/// connections, p99 7.8 → 6.0 ms (bench/api, interleaved runs of both builds).
+/// `malloc_consolidate`. At 1 M customers and 16 connections, interleaved runs of both builds
+/// (bench/api's load): the 360 from ~3,450 to ~4,550 requests/s (p99 7.8 → 6.0 ms), and on a
+/// slower hour 2,950 → 3,400; the timeline +10%.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
