@@ -355,7 +355,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_busy_database_is_a_503_to_retry_without_its_detail() {
-        let res = ApiError::from(StoreError::Busy("database is locked".into())).into_response();
+        use sqlx::{ConnectOptions, Connection};
+        // The error of a real lock, not one built by hand: while one connection holds a SQLite
+        // file's write lock, another's write fails at once (no busy wait) with SQLITE_BUSY,
+        // which the store reads as busy and the API answers as 503 with Retry-After.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = opts.connect().await.expect("first connection");
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.expect("table");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.expect("write lock");
+        let mut other = opts.connect().await.expect("second connection");
+        let locked = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.expect_err("the file is locked");
+        let store_error = StoreError::from(locked);
+        assert!(matches!(store_error, StoreError::Busy(_)), "{store_error:?}");
+        let res = ApiError::from(store_error).into_response();
+        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+        other.close().await.expect("close");
+        holder.close().await.expect("close");
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[header::RETRY_AFTER], "5");
         let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.expect("body");
