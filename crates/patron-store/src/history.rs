@@ -199,10 +199,13 @@ pub(crate) async fn retire_snapshots(tx: &mut Tx, keep: u32) -> Result<Option<i6
 pub(crate) async fn write_snapshot(tx: &mut Tx, run_id: i64, cutoff: Option<i64>) -> Result<()> {
     let clv = "CASE WHEN clv_cents IS NULL THEN NULL WHEN clv_cents >= 9.0e18 THEN 9000000000000000000 \
                WHEN clv_cents <= -9.0e18 THEN -9000000000000000000 ELSE CAST(ROUND(clv_cents) AS BIGINT) END";
+    // PostgreSQL keeps the snapshot's P(alive) as REAL and refuses a value that would round to 0
+    // there ("value out of range: underflow"): a long-gone customer's 1e-60 is stored as 0.
+    let p_alive = "CASE WHEN p_alive < 1e-30 THEN 0 ELSE p_alive END";
     tx.execute(
         query(format!(
             "INSERT INTO score_snapshots (customer_id, run_id, trailing_spend_cents, clv_cents, p_alive, abcd_tier, rfm_class, lifecycle, churn) \
-             SELECT customer_id, run_id, trailing_spend_cents, {clv}, p_alive, {}, {}, {}, {} FROM customer_scores WHERE run_id = $1",
+             SELECT customer_id, run_id, trailing_spend_cents, {clv}, {p_alive}, {}, {}, {}, {} FROM customer_scores WHERE run_id = $1",
             code_case("abcd_tier", ABCD_CODES, 1),
             code_case("rfm_class", RFM_CODES, 1),
             code_case("lifecycle", LIFECYCLE_CODES, 1),

@@ -316,6 +316,37 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     assert_eq!(runs, 2);
 });
 
+// A customer who bought every day for 80 days and then not for two years has a P(alive) of
+// about 1e-70, below what PostgreSQL's REAL (the snapshot's column) holds: the run stored it
+// there as 0 instead of failing (it failed at 1 M customers: "value out of range: underflow").
+test_both!(a_vanishing_p_alive_is_stored_in_the_snapshot, |db: TestDb| async move {
+    let s = &db.store;
+    let (mut customers, mut orders, _, _) = random_base(120, 11);
+    customers.push_str("GONE,走了的客户,\n");
+    let first = Utc.with_ymd_and_hms(2024, 7, 1, 4, 0, 0).unwrap();
+    for d in 0..80 {
+        let _ = writeln!(orders, "G{d},GONE,{},88.00,completed,cat1,false", (first + Duration::days(d)).to_rfc3339());
+    }
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders).await;
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let (run_id, _) = s.run_analysis(&Actor::cli(), as_of, &AnalyticsConfig::default()).await.expect("the run stores its scores");
+    let (id,): (i64,) = s.db.reader().fetch_one(query("SELECT id FROM customers WHERE external_id = 'GONE'")).await.unwrap();
+    let row: ScoreRow = s.customer_scores(id).await.unwrap().expect("scored");
+    let p = row.p_alive.expect("a P(alive)");
+    assert!(p > 0.0 && p < 1e-40, "the case needs a P(alive) below REAL's range, got {p}");
+    let (snap,): (Option<f64>,) =
+        s.db.reader()
+            .fetch_one(
+                query("SELECT CAST(p_alive AS DOUBLE PRECISION) FROM score_snapshots WHERE customer_id = $1 AND run_id = $2")
+                    .bind(id)
+                    .bind(run_id),
+            )
+            .await
+            .unwrap();
+    assert_eq!(snap, Some(0.0));
+});
+
 // ---- Score history and migration, cohorts and trends (issue 18 §2, §3) ----
 
 /// The models run in memory over `list` as of `as_of`, for the customers of `ids` (id order),
