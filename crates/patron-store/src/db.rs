@@ -1470,6 +1470,21 @@ impl Db {
         }
     }
 
+    /// PostgreSQL only (`false` on SQLite): hands each row of one statement to `each` as it
+    /// arrives, on one pooled connection, holding one row at a time (an analysis run's nine
+    /// million order rows). The statement runs to its end or the first error of `each`.
+    pub async fn pg_for_each<T: Row>(&self, q: Query, mut each: impl FnMut(T) -> Result<()>) -> Result<bool> {
+        use futures_util::TryStreamExt;
+        let Db::Postgres(p, _) = self else { return Ok(false) };
+        let Query { sql, args } = q;
+        let mut conn = p.acquire().await?;
+        let mut rows = bind_args!(sqlx::query_as::<Postgres, T>(&sql), args).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            each(row)?;
+        }
+        Ok(true)
+    }
+
     /// SQLite only (`None` on PostgreSQL): runs `read` on one pooled connection through the C
     /// API, for reads of millions of rows. sqlx hands each row over from the connection's worker
     /// thread on its own: streaming nine million orders that way was most of a database analysis

@@ -21,16 +21,12 @@ use crate::{Result, Store, StoreError};
 type ScanRow = (i64, i64, i64, i64, i64, Option<i64>, Option<i64>, Option<i64>, i64, Option<i64>);
 
 /// Completed orders up to `$1` with their lines, in order id order (an order's lines together),
-/// within the order ids `($2, $3]`: SQLite steps the whole range in one statement, PostgreSQL
-/// reads it in pages.
+/// within the order ids `($2, $3]` (SQLite; PostgreSQL orders by customer and order).
 const SCAN_SQL: &str = "SELECT o.customer_id, o.id, o.ordered_day, o.total_cents, o.discount_cents, CAST(l.line_no AS BIGINT), \
      l.category_id, p.category_id, CAST(CASE WHEN l.promo THEN 1 ELSE 0 END AS BIGINT), l.quantity * l.unit_price_cents \
      FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id \
      LEFT JOIN products p ON p.id = l.product_id \
      WHERE o.status = 'completed' AND o.ordered_day <= $1 AND o.id > $2 AND o.id <= $3 ORDER BY o.id";
-
-/// Orders a PostgreSQL page of the pass covers (its rows are handed over by sqlx and held at once).
-const PAGE_ORDERS: i64 = 200_000;
 
 /// Customer id → position in the run's customers: a table when the ids are dense (as
 /// sequences make them: one lookup per order of millions), a hash map otherwise.
@@ -201,26 +197,12 @@ impl Store {
             })
             .await?;
         if stepped.is_none() {
-            let mut after = i64::MIN;
-            loop {
-                let bound: Option<(i64,)> = self
-                    .db
-                    .reader()
-                    .fetch_optional(
-                        query("SELECT id FROM orders WHERE id > $1 ORDER BY id LIMIT 1 OFFSET $2").bind(after).bind(PAGE_ORDERS - 1),
-                    )
-                    .await?;
-                let upto = bound.map_or(i64::MAX, |b| b.0);
-                let rows: Vec<ScanRow> =
-                    self.db.reader().fetch_all(query(SCAN_SQL).bind(i64::from(as_of_day)).bind(after).bind(upto)).await?;
-                for row in rows {
-                    scan.row(row)?;
-                }
-                if upto == i64::MAX {
-                    break;
-                }
-                after = upto;
-            }
+            // PostgreSQL: the same pass as one statement whose rows stream in as they come, by
+            // customer and order: the order of both tables' primary keys, which a merge join
+            // reads without a sort. (Pages of order ids cost a scan of every order per page: no
+            // index there starts with the order id, which Citus's keys start with the customer.)
+            let sql = SCAN_SQL.replace("ORDER BY o.id", "ORDER BY o.customer_id, o.id");
+            self.db.pg_for_each(query(sql).bind(i64::from(as_of_day)).bind(i64::MIN).bind(i64::MAX), |row: ScanRow| scan.row(row)).await?;
         }
         scan.finish_order();
         let OrderScan { orders, mut baskets, period_sales, .. } = scan;
