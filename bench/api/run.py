@@ -28,7 +28,7 @@ the 360 at 5,000 requests/s with p99 under 10 ms; POST /orders p99 under 50 ms a
 reads unaffected by them. The database is kept in bench/work/api and reused
 by the next run with the same --customers (pass --fresh to rebuild it).
 
-Usage: bench/api/run.py [--customers 1000000] [--engines sqlite] [--rounds 20] [--fresh]
+Usage: bench/api/run.py [--customers 1000000] [--engines sqlite] [--merge] [--rounds 20] [--fresh]
                         [--connections 16,64] [--seconds 10] [--load-rounds 2] [--no-load]
 Uses target/release/patron when built, else target/debug/patron (`binary` in the JSON).
 """
@@ -327,6 +327,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--load-rounds", type=int, default=2)
     ap.add_argument("--no-load", action="store_true", help="skip the wrk runs")
+    ap.add_argument("--merge", action="store_true", help="keep the other engines' results of the results file")
     args = ap.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     if not args.no_load and not shutil.which("wrk"):
@@ -335,6 +336,7 @@ def main():
     results = []
     for engine in args.engines.split(","):
         r = bench(engine, args, env)
+        r["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         print(json.dumps(r, ensure_ascii=False), flush=True)
         results.append(r)
     os.makedirs(RESULTS, exist_ok=True)
@@ -344,6 +346,12 @@ def main():
                                               "seconds": args.seconds, "rounds": args.load_rounds},
            "results": results, "machine": machine()}
     name = "api.json" if args.customers == 1_000_000 else f"api-{args.customers}.json"
+    if args.merge and os.path.exists(os.path.join(RESULTS, name)):
+        # One engine's leg takes a quarter of an hour: each may be run on its own, the file
+        # then holds the latest run of each (each result carries its own date).
+        with open(os.path.join(RESULTS, name)) as f:
+            kept = [r for r in json.load(f).get("results", []) if r["engine"] not in args.engines.split(",")]
+        doc["results"] = kept + results
     with open(os.path.join(RESULTS, name), "w") as f:
         json.dump(doc, f, indent=2, ensure_ascii=False)
     for r in results:

@@ -733,6 +733,25 @@ impl Tx {
         Ok(())
     }
 
+    /// PostgreSQL only: one COPY fed chunk by chunk, `next` giving each payload (COPY text
+    /// format; `None` after the last); the server reads a chunk while the next is made.
+    pub async fn copy_in_chunks(&mut self, statement: &str, mut next: impl FnMut() -> Option<Vec<u8>>) -> Result<u64> {
+        match self {
+            Tx::Postgres(t, _) => {
+                let mut copy = t.copy_in_raw(statement).await?;
+                while let Some(payload) = next() {
+                    if let Err(e) = copy.send(payload).await {
+                        // Abort so the connection returns to a usable state; the original error matters.
+                        let _ = copy.abort("patron: send failed").await;
+                        return Err(e.into());
+                    }
+                }
+                Ok(copy.finish().await?)
+            }
+            Tx::Sqlite(..) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
+        }
+    }
+
     /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
     /// formats the payload with [`copy_text_field`].
     pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {
@@ -1340,17 +1359,7 @@ impl Stage {
                 })?;
             }
             Engine::Postgres => {
-                let mut buf = Vec::with_capacity(rows.len() * ncols * 12);
-                for row in &rows {
-                    for (c, a) in row.iter().enumerate() {
-                        if c > 0 {
-                            buf.push(b'\t');
-                        }
-                        copy_text_arg(&mut buf, a);
-                    }
-                    buf.push(b'\n');
-                }
-                tx.copy_in(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), buf).await?;
+                tx.copy_in(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), copy_text_rows(&rows, ncols)).await?;
                 // Temporary tables get no statistics from autovacuum; without them the planner
                 // joins a batch against the whole target table by sequential scan.
                 if self.name.starts_with("patron_stage") {
@@ -1364,6 +1373,26 @@ impl Stage {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Appends rows chunk by chunk, `next` giving each chunk (`None` after the last), into a
+    /// permanent table. PostgreSQL: one COPY for every chunk, so that the server works through
+    /// one chunk while the next is made and formatted (a COPY per chunk waited for the server
+    /// to finish each before making the next). SQLite: as [`Stage::fill`] chunk by chunk.
+    pub async fn fill_chunks(&self, tx: &mut Tx, mut next: impl FnMut() -> Option<Vec<Vec<Arg>>>) -> Result<()> {
+        if tx.engine() == Engine::Sqlite {
+            while let Some(rows) = next() {
+                self.fill(tx, rows).await?;
+            }
+            return Ok(());
+        }
+        let ncols = self.columns.len();
+        let names: Vec<&str> = self.columns.iter().map(|c| c.0).collect();
+        tx.copy_in_chunks(&format!("COPY {} ({}) FROM STDIN", self.name, names.join(", ")), || {
+            next().map(|rows| copy_text_rows(&rows, ncols))
+        })
+        .await?;
         Ok(())
     }
 
@@ -1384,6 +1413,21 @@ impl Stage {
         }
         Ok(())
     }
+}
+
+/// Rows of [`Arg`]s in COPY text format.
+fn copy_text_rows(rows: &[Vec<Arg>], ncols: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(rows.len() * ncols * 12);
+    for row in rows {
+        for (c, a) in row.iter().enumerate() {
+            if c > 0 {
+                buf.push(b'\t');
+            }
+            copy_text_arg(&mut buf, a);
+        }
+        buf.push(b'\n');
+    }
+    buf
 }
 
 fn copy_text_arg(buf: &mut Vec<u8>, a: &Arg) {

@@ -823,13 +823,18 @@ impl Store {
         let own_checks = tx.fk_triggers(false).await?;
         // In chunks, so the argument vectors of a million customers never exist at once.
         const CHUNK: usize = 20_000;
-        for start in (0..customer_ids.len()).step_by(CHUNK) {
-            let end = (start + CHUNK).min(customer_ids.len());
-            let rows: Vec<Vec<Arg>> = (start..end)
-                .map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c])))
-                .collect();
-            SCORES_TABLE.fill(&mut tx, rows).await?;
-        }
+        let mut starts = (0..customer_ids.len()).step_by(CHUNK);
+        SCORES_TABLE
+            .fill_chunks(&mut tx, || {
+                let start = starts.next()?;
+                let end = (start + CHUNK).min(customer_ids.len());
+                Some(
+                    (start..end)
+                        .map(|c| score_args(output, c, customer_ids[c], run_id, as_of, cost_to_serve, extras, before.get(&customer_ids[c])))
+                        .collect(),
+                )
+            })
+            .await?;
         if own_checks {
             tx.fk_triggers(true).await?;
         }

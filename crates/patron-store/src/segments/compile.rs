@@ -179,13 +179,12 @@ impl Builder<'_> {
                 if matches!(op, super::filter::CmpOp::Ne) {
                     format!("NOT EXISTS ({any} AND {col} = {p})")
                 } else {
-                    // IN (…) lets the planner start from the member index.
-                    format!("c.id IN (SELECT {ids} {col} = {p})")
+                    self.has_member(&any, ids, &format!("{col} = {p}"))
                 }
             }
             CTest::In(false, vs) => {
                 let l = self.list(vs);
-                format!("c.id IN (SELECT {ids} {col} IN ({l}))")
+                self.has_member(&any, ids, &format!("{col} IN ({l})"))
             }
             CTest::In(true, vs) => {
                 let l = self.list(vs);
@@ -196,6 +195,19 @@ impl Builder<'_> {
                 let p = self.bind(Arg::Text(Some(like_contains(s))));
                 format!("{}EXISTS ({any} AND LOWER({col}) LIKE {p} ESCAPE '\\')", if *neg { "NOT " } else { "" })
             }
+        }
+    }
+
+    /// "Has a member matching `cond`". SQLite: `c.id IN (…)`, which lets the planner start from
+    /// the member index. PostgreSQL: `EXISTS`, which it joins as `IN` where the term stands
+    /// alone and, under OR or NOT, probes the member table's key per customer or hashes the
+    /// members when they fit in memory. An `IN` there is hashed only when it fits, and otherwise
+    /// rescans every member for every customer: `tag = "下午茶" or spend >= 5000` at 1 M
+    /// customers (324,000 tagged) ran for minutes instead of ~2 s.
+    fn has_member(&self, any: &str, ids: &str, cond: &str) -> String {
+        match self.ctx.engine {
+            Engine::Sqlite => format!("c.id IN (SELECT {ids} {cond})"),
+            Engine::Postgres => format!("EXISTS ({any} AND {cond})"),
         }
     }
 
