@@ -852,7 +852,8 @@ impl Store {
             sql.push_str(&format!(" ORDER BY {col} {dir}, c.id {dir}"));
         }
         sql.push_str(&format!(" LIMIT {}", limit + 1));
-        let mut query = query(sql);
+        // The best plan depends on the filter's values (a rare name or a common city).
+        let mut query = query(sql).planned_per_call();
         for a in rebind(q.1) {
             query.push(a);
         }
@@ -876,7 +877,7 @@ impl Store {
     /// Counts customers matching `filter`.
     pub async fn count_customers(&self, filter: &CustomerFilter) -> Result<i64> {
         let (sql, q) = filtered_customers(self.db.engine(), "SELECT COUNT(*) FROM customers c", filter);
-        let mut query = query(sql);
+        let mut query = query(sql).planned_per_call();
         for a in rebind(q) {
             query.push(a);
         }

@@ -316,7 +316,9 @@ impl Store {
     }
 
     /// Compiles a checked rule for `actor`: live customers matching it, in the actor's scope.
-    /// Placeholders start at `$first_param`; only the tables the rule reads are joined.
+    /// Placeholders start at `$first_param`; only the tables the rule reads are joined. The
+    /// statements run on it are planned per call ([`crate::db::Query::planned_per_call`]): the
+    /// best plan of a rule depends on its values.
     fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize) -> SegmentSql {
         let c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
         let from = c.tables();
@@ -336,7 +338,7 @@ impl Store {
     /// Number of customers in a segment (an agent's portfolio only).
     pub async fn segment_count(&self, actor: &Actor, rule: &str) -> Result<i64> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE {}", s.from, s.condition));
+        let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE {}", s.from, s.condition)).planned_per_call();
         for a in s.args {
             q.push(a);
         }
@@ -350,7 +352,7 @@ impl Store {
     pub async fn segment_preview(&self, actor: &Actor, rule: &str, limit: i64) -> Result<Vec<SegmentMember>> {
         let s = self.segment_sql(actor, rule, 1)?;
         let limit = limit.clamp(1, 1000);
-        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id LIMIT {limit}", s.from, s.condition));
+        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id LIMIT {limit}", s.from, s.condition)).planned_per_call();
         for a in s.args {
             q.push(a);
         }
@@ -439,7 +441,7 @@ impl Store {
     /// campaign takes.
     pub async fn segment_customer_ids(&self, actor: &Actor, rule: &str) -> Result<Vec<i64>> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id", s.from, s.condition));
+        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id", s.from, s.condition)).planned_per_call();
         for a in s.args {
             q.push(a);
         }
