@@ -768,18 +768,8 @@ impl Tx {
     /// PostgreSQL only: streams rows in COPY text format into `table (columns)`. The caller
     /// formats the payload with [`copy_text_field`].
     pub async fn copy_in(&mut self, statement: &str, payload: Vec<u8>) -> Result<u64> {
-        match self {
-            Tx::Postgres(t, _) => {
-                let mut copy = t.copy_in_raw(statement).await?;
-                if let Err(e) = copy.send(payload).await {
-                    // Abort so the connection returns to a usable state; the original error matters.
-                    let _ = copy.abort("patron: send failed").await;
-                    return Err(e.into());
-                }
-                Ok(copy.finish().await?)
-            }
-            Tx::Sqlite(..) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
-        }
+        let mut once = Some(payload);
+        self.copy_in_chunks(statement, move || once.take()).await
     }
 }
 
