@@ -521,6 +521,46 @@ impl Reader<'_> {
     exec_methods!(self, PoolRef::Sqlite(p) => p, PoolRef::Postgres(p) => p);
 }
 
+/// How long a [`ScanReader`]'s statement may run on PostgreSQL before the server cancels it.
+const SCAN_TIMEOUT_MS: u64 = 30_000;
+
+/// Reads that scan much of the base for a rule somebody just wrote (segment counts and
+/// previews), from [`Db::scan_reader`]. On PostgreSQL they run in a read transaction of their
+/// own with three settings for it alone:
+///
+/// - `work_mem` 32 MB (the server's default is 4 MB): a set in a rule (`tag = "下午茶" or …`,
+///   324,000 tagged customers at 1 M) is then hashed once instead of probed for each of the
+///   million customers, 1.2 s → 0.55 s; hash joins stay in one batch.
+/// - `jit` off: compiling the plan cost ~80 ms of a 1 s count, and a rule runs once.
+/// - `statement_timeout` ([`SCAN_TIMEOUT_MS`]): a client that hangs up does not stop its
+///   statement (sqlx sends no cancel), so a costly rule clicked repeatedly kept several backends
+///   busy for minutes. The server now ends it; the caller gets [`StoreError::Busy`].
+///
+/// SQLite: the pool's reads, as [`Db::reader`].
+pub enum ScanReader<'a> {
+    /// SQLite: through the pool.
+    Sqlite(&'a SqlitePool),
+    /// PostgreSQL: a read transaction with the settings above (dropped: rolled back).
+    Postgres(Transaction<'static, Postgres>),
+}
+
+enum ScanRef<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+// The shared macro also makes `execute`, which scans never call.
+#[allow(dead_code)]
+impl ScanReader<'_> {
+    fn as_exec(&mut self) -> ScanRef<'_> {
+        match self {
+            ScanReader::Sqlite(p) => ScanRef::Sqlite(p),
+            ScanReader::Postgres(t) => ScanRef::Postgres(&mut *t),
+        }
+    }
+    exec_methods!(self, ScanRef::Sqlite(p) => p, ScanRef::Postgres(c) => &mut *c);
+}
+
 /// One connection held for a series of short reads (the statements of a customer's 360).
 /// Each statement run on the pool takes a connection and gives it back, and sqlx pings every
 /// connection it is given back (on SQLite a hop to the connection's worker thread, and a task):
@@ -882,6 +922,32 @@ impl Db {
         Reader(self)
     }
 
+    /// Reads for a rule somebody just wrote ([`ScanReader`]: on PostgreSQL a read transaction
+    /// with more memory for hashing, no JIT and a statement timeout).
+    pub async fn scan_reader(&self) -> Result<ScanReader<'_>> {
+        self.scan_reader_with(SCAN_TIMEOUT_MS).await
+    }
+
+    /// [`Db::scan_reader`] with a timeout of `timeout_ms` (tests).
+    pub(crate) async fn scan_reader_with(&self, timeout_ms: u64) -> Result<ScanReader<'_>> {
+        match self {
+            Db::Sqlite(p, ..) => Ok(ScanReader::Sqlite(p)),
+            Db::Postgres(p, _) => {
+                // Begun on a task of its own, as `Db::begin` says why.
+                let pool = p.clone();
+                let mut tx = detached(async move { pool.begin().await }).await??;
+                sqlx::query(
+                    "SELECT set_config('work_mem', '32MB', true), set_config('jit', 'off', true), \
+                     set_config('statement_timeout', $1, true)",
+                )
+                .bind(timeout_ms.to_string())
+                .execute(&mut *tx)
+                .await?;
+                Ok(ScanReader::Postgres(tx))
+            }
+        }
+    }
+
     /// One connection for a series of short reads ([`ReadConn`]): on a SQLite file one of the
     /// direct readers ([`direct`]).
     pub async fn read_conn(&self) -> Result<ReadConn> {
@@ -968,6 +1034,26 @@ impl Db {
                     sqlx::query(&format!("ANALYZE {t}")).execute(&mut *conn).await?;
                 }
                 sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a committed transaction replaced most rows of `tables` (an analysis run deletes and
+    /// rewrites every customer's scores). PostgreSQL: `ANALYZE`, so the planner knows the new
+    /// rows at once (the first run's scores had no statistics at all: a tier filter was estimated
+    /// at 5,000 rows of 450,000 and joined by index, 1.2 s instead of 0.5 s); and when
+    /// autovacuum is off (as on this project's test machines), `VACUUM` too, since nothing else
+    /// would reclaim the million dead rows each run leaves, or set the visibility map and hint
+    /// bits that the next readers would otherwise set page by page. Neither blocks readers or
+    /// writers. SQLite: nothing (a rewritten table's free pages are reused; its statistics are
+    /// kept by the rewrite itself, [`Tx::restore_indexes`]).
+    pub async fn refresh_after_rewrite(&self, tables: &[&str]) -> Result<()> {
+        if let Db::Postgres(p, _) = self {
+            let (autovacuum,): (String,) = sqlx::query_as("SELECT current_setting('autovacuum')").fetch_one(p).await?;
+            let verb = if autovacuum == "on" { "ANALYZE" } else { "VACUUM (ANALYZE)" };
+            for t in tables {
+                sqlx::query(&format!("{verb} {t}")).execute(p).await?;
             }
         }
         Ok(())
@@ -1070,9 +1156,10 @@ fn sqlite_busy(code: i32) -> bool {
 
 /// Whether a PostgreSQL SQLSTATE means "try again": serialization_failure, deadlock_detected,
 /// lock_not_available, and the connection exceptions (class 08) that a Citus coordinator
-/// reports when a worker holding the shard does not answer (`08006`).
+/// reports when a worker holding the shard does not answer (`08006`), and query_canceled
+/// (`57014`: a statement ran past its timeout, [`ScanReader`]).
 fn pg_busy(sqlstate: &str) -> bool {
-    matches!(sqlstate, "40001" | "40P01" | "55P03") || sqlstate.starts_with("08")
+    matches!(sqlstate, "40001" | "40P01" | "55P03" | "57014") || sqlstate.starts_with("08")
 }
 
 /// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
@@ -1170,7 +1257,7 @@ mod tests {
         holder.close().await.expect("close");
         // The codes for the same situation (SQLite extended codes; PostgreSQL SQLSTATEs); a
         // unique violation, a constraint or a plain error are not "busy".
-        assert!(["40001", "40P01", "55P03", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
+        assert!(["40001", "40P01", "55P03", "57014", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
         assert!([5, 517, 6, 262].into_iter().all(sqlite_busy) && ![19, 2067, 1].into_iter().any(sqlite_busy));
     }
 
@@ -1235,6 +1322,32 @@ mod tests {
         assert_eq!(updated.rows_affected(), 1);
         other.close().await.expect("close");
         holder.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_scan_read_has_its_own_settings_and_a_time_limit_on_postgres() {
+        let t = crate::testing::test_db(Engine::Postgres).await;
+        let db = &t.store.db;
+        let setting = "SELECT current_setting('work_mem'), current_setting('jit'), current_setting('statement_timeout')";
+        let before: (String, String, String) = db.reader().fetch_one(query(setting)).await.expect("settings");
+        let mut scan = db.scan_reader().await.expect("a scan reader");
+        let inside: (String, String, String) = scan.fetch_one(query(setting)).await.expect("settings");
+        assert_eq!(inside, ("32MB".to_owned(), "off".to_owned(), "30s".to_owned()));
+        drop(scan);
+        // The transaction's alone: the pool's connections keep the server's settings.
+        for _ in 0..4 {
+            let after: (String, String, String) = db.reader().fetch_one(query(setting)).await.expect("settings");
+            assert_eq!(after, before);
+        }
+        // A statement past the limit is ended by the server, and reads as busy.
+        let mut scan = db.scan_reader_with(200).await.expect("a scan reader");
+        let err = scan.fetch_one::<(i64,)>(query("SELECT CAST(1 AS BIGINT) FROM pg_sleep(30)")).await.expect_err("cancelled");
+        assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+        // SQLite: the pool's reads.
+        let t = crate::testing::test_db(Engine::Sqlite).await;
+        let mut scan = t.store.db.scan_reader().await.expect("a scan reader");
+        let (one,): (i64,) = scan.fetch_one(query("SELECT CAST(1 AS BIGINT)")).await.expect("a read");
+        assert_eq!(one, 1);
     }
 
     #[test]

@@ -879,6 +879,12 @@ impl Store {
         phases.done("save: events");
         tx.commit().await?;
         phases.done("save: commit");
+        // The run is stored; statistics (and the dead rows, Db::refresh_after_rewrite) are
+        // housekeeping, so a failure there is reported, not the run's.
+        if let Err(e) = self.db.refresh_after_rewrite(&["customer_scores", "score_snapshots"]).await {
+            tracing::warn!(error = %e, "refreshing the statistics of the scores failed");
+        }
+        phases.done("save: refresh statistics");
         Ok(run_id)
     }
 

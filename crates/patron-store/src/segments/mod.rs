@@ -20,7 +20,7 @@ use self::compile::{Ctx, SqlCondition};
 pub use self::fields::FieldInfo;
 use self::fields::{Checked, EnumValue, Table};
 pub use self::filter::{CmpOp, Cond, Expr, Literal, RuleError, Test, Value};
-use crate::db::{query, Arg};
+use crate::db::{query, Arg, ScanReader};
 use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
@@ -309,6 +309,26 @@ pub fn builtin_segment(key: &str) -> Option<Segment> {
     builtin_segments().into_iter().find(|s| s.key == key)
 }
 
+/// The number of customers matching a compiled rule.
+async fn count_in(scan: &mut ScanReader<'_>, s: &SegmentSql) -> Result<i64> {
+    let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE {}", s.from, s.condition)).planned_per_call();
+    for a in s.args.iter().cloned() {
+        q.push(a);
+    }
+    let (n,): (i64,) = scan.fetch_one(q).await?;
+    Ok(n)
+}
+
+/// The ids of the first `limit` customers matching a compiled rule, ascending.
+async fn first_ids_in(scan: &mut ScanReader<'_>, s: &SegmentSql, limit: i64) -> Result<Vec<i64>> {
+    let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id LIMIT {limit}", s.from, s.condition)).planned_per_call();
+    for a in s.args.iter().cloned() {
+        q.push(a);
+    }
+    let ids: Vec<(i64,)> = scan.fetch_all(q).await?;
+    Ok(ids.into_iter().map(|r| r.0).collect())
+}
+
 impl Store {
     fn segment_ctx(&self) -> Ctx {
         let today = self.now().with_timezone(&self.config.business_tz).date_naive();
@@ -338,12 +358,7 @@ impl Store {
     /// Number of customers in a segment (an agent's portfolio only).
     pub async fn segment_count(&self, actor: &Actor, rule: &str) -> Result<i64> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE {}", s.from, s.condition)).planned_per_call();
-        for a in s.args {
-            q.push(a);
-        }
-        let (n,): (i64,) = self.db.reader().fetch_one(q).await?;
-        Ok(n)
+        count_in(&mut self.db.scan_reader().await?, &s).await
     }
 
     /// The first `limit` (1–1000) members of a segment in id order, with their value figures.
@@ -351,13 +366,8 @@ impl Store {
     /// agents see their own portfolio only.
     pub async fn segment_preview(&self, actor: &Actor, rule: &str, limit: i64) -> Result<Vec<SegmentMember>> {
         let s = self.segment_sql(actor, rule, 1)?;
-        let limit = limit.clamp(1, 1000);
-        let mut q = query(format!("SELECT c.id FROM {} WHERE {} ORDER BY c.id LIMIT {limit}", s.from, s.condition)).planned_per_call();
-        for a in s.args {
-            q.push(a);
-        }
-        let ids: Vec<(i64,)> = self.db.reader().fetch_all(q).await?;
-        self.members_by_id(&ids.into_iter().map(|r| r.0).collect::<Vec<_>>()).await
+        let ids = first_ids_in(&mut self.db.scan_reader().await?, &s, limit.clamp(1, 1000)).await?;
+        self.members_by_id(&ids).await
     }
 
     /// A segment's live size and its first `limit` (0–1000) members in id order (as
@@ -365,12 +375,13 @@ impl Store {
     /// matches gives both (issue 15 §3): the members' ids are stepped through the C API
     /// ([`crate::db::Db::sqlite_read`]), counted, and the lowest `limit` kept, so neither a
     /// second scan nor SQLite's sort of every match is paid; only those members' figures are
-    /// then read. PostgreSQL counts in parallel workers and stops the id-order scan at `limit`.
+    /// then read. PostgreSQL counts in parallel workers and stops the id-order scan at `limit`,
+    /// both in one [`crate::db::ScanReader`] (one snapshot, bounded in time).
     pub async fn segment_members(&self, actor: &Actor, rule: &str, limit: i64) -> Result<(i64, Vec<SegmentMember>)> {
         let s = self.segment_sql(actor, rule, 1)?;
         let keep = limit.clamp(0, 1000) as usize;
         let mut q = query(format!("SELECT c.id FROM {} WHERE {}", s.from, s.condition));
-        for a in s.args {
+        for a in s.args.iter().cloned() {
             q.push(a);
         }
         let scanned: Option<Vec<(i64,)>> = self.db.sqlite_read(|raw| raw.fetch_all(&q)).await?;
@@ -388,11 +399,12 @@ impl Store {
                 (count, ids)
             }
             None => {
-                let count = self.segment_count(actor, rule).await?;
+                let mut scan = self.db.scan_reader().await?;
+                let count = count_in(&mut scan, &s).await?;
                 if count == 0 || keep == 0 {
                     return Ok((count, Vec::new()));
                 }
-                return Ok((count, self.segment_preview(actor, rule, keep as i64).await?));
+                (count, first_ids_in(&mut scan, &s, keep as i64).await?)
             }
         };
         Ok((count, self.members_by_id(&first).await?))
