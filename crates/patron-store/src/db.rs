@@ -30,6 +30,17 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// What follows a table's name in `FROM` to make SQLite use `index` (` INDEXED BY index`;
+    /// nothing on PostgreSQL, whose planner has the statistics of a new index at once). For a
+    /// partial index that SQLite's statistics cannot know is empty (`sqlite_stat1` keeps no row
+    /// for an index without entries), so the planner would rather skip-scan a full one.
+    pub fn indexed_by(self, index: &str) -> String {
+        match self {
+            Engine::Sqlite => format!(" INDEXED BY {index}"),
+            Engine::Postgres => String::new(),
+        }
+    }
+
     /// The VALUES list of a multi-row statement: `rows` tuples of `columns` placeholders, in
     /// argument order. SQLite gets anonymous `?`s: sqlx looks a named placeholder (`$n`) up by
     /// name, and SQLite finds a name by walking the statement's list, so binding a statement of n
@@ -1495,13 +1506,39 @@ impl Stage {
     /// Appends rows chunk by chunk, `next` giving each chunk (`None` after the last), into a
     /// permanent table. PostgreSQL: one COPY for every chunk, so that the server works through
     /// one chunk while the next is made and formatted (a COPY per chunk waited for the server
-    /// to finish each before making the next). SQLite: as [`Stage::fill`] chunk by chunk.
-    pub async fn fill_chunks(&self, tx: &mut Tx, mut next: impl FnMut() -> Option<Vec<Vec<Arg>>>) -> Result<()> {
+    /// to finish each before making the next). SQLite: as [`Stage::fill`], the chunks made on a
+    /// second thread meanwhile.
+    pub async fn fill_chunks(&self, tx: &mut Tx, mut next: impl FnMut() -> Option<Vec<Vec<Arg>>> + Send) -> Result<()> {
         if tx.engine() == Engine::Sqlite {
-            while let Some(rows) = next() {
-                self.fill(tx, rows).await?;
-            }
-            return Ok(());
+            // The chunks are made on a second thread while this one inserts the previous one:
+            // making a million analysis rows and inserting them took turns on one core.
+            let names: Vec<&str> = self.columns.iter().map(|c| c.0).collect();
+            let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!("INSERT INTO {} ({}) VALUES ({})", self.name, names.join(", "), placeholders.join(", "));
+            let raw = tx.sqlite_raw().await?;
+            return off_the_workers(|| {
+                let mut st = raw.prepare(&sql)?;
+                std::thread::scope(|threads| {
+                    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Vec<Arg>>>(2);
+                    threads.spawn(move || {
+                        while let Some(rows) = next() {
+                            // Closed: the inserts stopped on an error, returned below.
+                            if send.send(rows).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    for rows in receive {
+                        for row in &rows {
+                            for (i, a) in row.iter().enumerate() {
+                                st.arg(i as i32 + 1, a)?;
+                            }
+                            st.exec()?;
+                        }
+                    }
+                    Ok(())
+                })
+            });
         }
         let ncols = self.columns.len();
         let names: Vec<&str> = self.columns.iter().map(|c| c.0).collect();

@@ -687,7 +687,10 @@ impl Store {
             let rows: Vec<(i64, i64, DateTime<Utc>)> = self
                 .db
                 .reader()
-                .fetch_all(query("SELECT customer_id, id, ordered_at FROM orders WHERE ordered_day IS NULL LIMIT 5000"))
+                .fetch_all(query(format!(
+                    "SELECT customer_id, id, ordered_at FROM orders{} WHERE ordered_day IS NULL LIMIT 5000",
+                    self.db.engine().indexed_by("orders_day_missing")
+                )))
                 .await?;
             if rows.is_empty() {
                 break;
