@@ -588,9 +588,29 @@ mod tests {
     }
 
     #[test]
-    fn the_example_rule_checks() {
+    fn the_example_rule_checks_and_compiles() {
         let r = check_rule(r#"rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")"#).unwrap();
         assert!(r.uses_scores());
+        // The same SQL and arguments on both engines: the stored key of the Chinese label, the
+        // number, both cities; placeholders from the first one asked for; only the scores joined.
+        for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
+            let ctx = Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000 };
+            let c = compile::compile(&r.checked, &ctx, 3);
+            assert_eq!(c.tables(), "customers c LEFT JOIN customer_scores k ON k.customer_id = c.id");
+            assert_eq!(
+                format!("{:?}", c.args),
+                format!("{:?}", vec![Arg::from("important_win_back"), Arg::F64(Some(0.5)), Arg::from("上海"), Arg::from("杭州")])
+            );
+            for n in 3..=6 {
+                assert!(c.sql.contains(&format!("${n}")), "{engine:?}: ${n} in {}", c.sql);
+            }
+            assert!(!c.sql.contains("$1") && !c.sql.contains("$2") && !c.sql.contains("$7"), "{}", c.sql);
+        }
+        // A set member under OR: EXISTS on PostgreSQL (hashed or probed by key), IN on SQLite.
+        let tagged = check_rule(r#"tag = "下午茶" or spend >= 5000"#).unwrap();
+        let on = |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000 }, 1).sql;
+        assert!(on(crate::Engine::Postgres).contains("EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id"));
+        assert!(on(crate::Engine::Sqlite).contains("c.id IN (SELECT"));
     }
 
     #[test]
