@@ -99,6 +99,15 @@ impl From<StoreError> for ApiError {
             }
             StoreError::File(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", m).field("file"),
             StoreError::Busy(m) => busy(&m),
+            StoreError::TimedOut(m) => {
+                tracing::warn!(detail = %m, "statement timed out");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "this took longer than the database allows and was stopped; nothing was changed: narrow it \
+                     (a segment rule, a filter) or try again when the server is less busy",
+                )
+            }
             // Every connection stayed taken past the pool's wait: as busy as a held lock.
             StoreError::Database(sqlx::Error::PoolTimedOut) => busy("connection pool timed out"),
             other => {
@@ -381,6 +390,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(v["error"]["code"], "busy");
         assert!(!v["error"]["message"].as_str().unwrap_or_default().contains("locked"));
+    }
+
+    #[tokio::test]
+    async fn a_statement_past_its_time_limit_is_a_503_that_says_so() {
+        use sqlx::{Connection, PgConnection};
+        // What a segment count past its limit gets (patron_store::db::ScanReader): the server
+        // stops the statement (57014), the store says timed out, the API 503 with Retry-After.
+        let mut conn = PgConnection::connect(&patron_store::testing::pg_admin_url()).await.expect("PostgreSQL (PATRON_TEST_PG_URL)");
+        sqlx::query("SET statement_timeout = '50ms'").execute(&mut conn).await.expect("a time limit");
+        let err = sqlx::query("SELECT pg_sleep(5)").execute(&mut conn).await.expect_err("stopped at the limit");
+        conn.close().await.expect("close");
+        let store_error = StoreError::from(err);
+        assert!(matches!(store_error, StoreError::TimedOut(_)), "{store_error:?}");
+        let res = ApiError::from(store_error).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["code"], "timeout");
+        assert!(v["error"]["message"].as_str().unwrap_or_default().contains("narrow it"));
     }
 
     #[test]

@@ -545,7 +545,7 @@ const SCAN_TIMEOUT_MS: u64 = 30_000;
 /// - `jit` off: compiling the plan cost ~80 ms of a 1 s count, and a rule runs once.
 /// - `statement_timeout` ([`SCAN_TIMEOUT_MS`]): a client that hangs up does not stop its
 ///   statement (sqlx sends no cancel), so a costly rule clicked repeatedly kept several backends
-///   busy for minutes. The server now ends it; the caller gets [`StoreError::Busy`].
+///   busy for minutes. The server now ends it; the caller gets [`StoreError::TimedOut`].
 ///
 /// SQLite: the pool's reads, as [`Db::reader`].
 pub enum ScanReader<'a> {
@@ -1149,6 +1149,10 @@ pub(crate) fn classify(err: &sqlx::Error) -> Option<StoreError> {
     if busy {
         return Some(StoreError::Busy(msg));
     }
+    // query_canceled: on patron's connections only a statement timeout cancels (ScanReader).
+    if db_err.code().as_deref() == Some("57014") && db_err.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+        return Some(StoreError::TimedOut(msg));
+    }
     match db_err.kind() {
         sqlx::error::ErrorKind::UniqueViolation => Some(StoreError::Conflict(msg)),
         sqlx::error::ErrorKind::ForeignKeyViolation => Some(StoreError::Reference(msg)),
@@ -1167,10 +1171,9 @@ fn sqlite_busy(code: i32) -> bool {
 
 /// Whether a PostgreSQL SQLSTATE means "try again": serialization_failure, deadlock_detected,
 /// lock_not_available, and the connection exceptions (class 08) that a Citus coordinator
-/// reports when a worker holding the shard does not answer (`08006`), and query_canceled
-/// (`57014`: a statement ran past its timeout, [`ScanReader`]).
+/// reports when a worker holding the shard does not answer (`08006`).
 fn pg_busy(sqlstate: &str) -> bool {
-    matches!(sqlstate, "40001" | "40P01" | "55P03" | "57014") || sqlstate.starts_with("08")
+    matches!(sqlstate, "40001" | "40P01" | "55P03") || sqlstate.starts_with("08")
 }
 
 /// Appends `v` as chrono's `%Y-%m-%d %H:%M:%S%.f+00` writes it (fraction in 0, 3, 6 or 9
@@ -1268,7 +1271,7 @@ mod tests {
         holder.close().await.expect("close");
         // The codes for the same situation (SQLite extended codes; PostgreSQL SQLSTATEs); a
         // unique violation, a constraint or a plain error are not "busy".
-        assert!(["40001", "40P01", "55P03", "57014", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
+        assert!(["40001", "40P01", "55P03", "08006"].iter().all(|c| pg_busy(c)) && !pg_busy("23505") && !pg_busy("XX000"));
         assert!([5, 517, 6, 262].into_iter().all(sqlite_busy) && ![19, 2067, 1].into_iter().any(sqlite_busy));
     }
 
@@ -1350,10 +1353,10 @@ mod tests {
             let after: (String, String, String) = db.reader().fetch_one(query(setting)).await.expect("settings");
             assert_eq!(after, before);
         }
-        // A statement past the limit is ended by the server, and reads as busy.
+        // A statement past the limit is ended by the server, and says so.
         let mut scan = db.scan_reader_with(200).await.expect("a scan reader");
         let err = scan.fetch_one::<(i64,)>(query("SELECT CAST(1 AS BIGINT) FROM pg_sleep(30)")).await.expect_err("cancelled");
-        assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+        assert!(matches!(err, StoreError::TimedOut(_)), "{err:?}");
         // SQLite: the pool's reads.
         let t = crate::testing::test_db(Engine::Sqlite).await;
         let mut scan = t.store.db.scan_reader().await.expect("a scan reader");

@@ -100,6 +100,12 @@ pub enum StoreError {
     /// Trying again later may succeed.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// The database stopped a statement that ran past its time limit (PostgreSQL's
+    /// `statement_timeout`, set for the reads of a rule somebody wrote: [`db::ScanReader`]).
+    /// Nothing was changed; a narrower request, or the same one when the server is less loaded,
+    /// may succeed.
+    #[error("the database stopped a statement past its time limit: {0}")]
+    TimedOut(String),
     /// A broken invariant inside patron.
     #[error("internal: {0}")]
     Internal(String),

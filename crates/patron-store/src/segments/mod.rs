@@ -376,7 +376,7 @@ impl Store {
     /// ([`crate::db::Db::sqlite_read`]), counted, and the lowest `limit` kept, so neither a
     /// second scan nor SQLite's sort of every match is paid; only those members' figures are
     /// then read. PostgreSQL counts in parallel workers and stops the id-order scan at `limit`,
-    /// both in one [`crate::db::ScanReader`] (one snapshot, bounded in time).
+    /// both in one [`crate::db::ScanReader`] (bounded in time).
     pub async fn segment_members(&self, actor: &Actor, rule: &str, limit: i64) -> Result<(i64, Vec<SegmentMember>)> {
         let s = self.segment_sql(actor, rule, 1)?;
         let keep = limit.clamp(0, 1000) as usize;
