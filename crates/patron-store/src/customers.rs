@@ -846,7 +846,17 @@ impl Store {
             }
         }
         let dir = if desc { "DESC" } else { "ASC" };
-        if col == "c.id" {
+        if col == "c.id" && filter.q.as_deref().map(str::trim).is_some_and(by_part_of_name) {
+            // The matches of part of a name, found through the trigram or the name index, then
+            // sorted. PostgreSQL cannot estimate how many names contain a text (`%王浩文%`: 9,600
+            // guessed, 22 found at 1 M) or start with two characters (`谢涵`: 9,400 guessed, 107
+            // found), and on a guess of thousands it walks the id index for a page's worth, which
+            // for a rare name is most customers: 0.47 s and 0.13 s alone, up to 2 s under load,
+            // against 11 ms and 4 ms; the commonest three characters of an email (`com`, most
+            // customers) cost 0.25 s this way. One character (a surname) keeps the walk: a page
+            // of 李 comes within a few thousand rows.
+            sql.push_str(&format!(" ORDER BY {} {dir}", engine.sort_without_index("c.id")));
+        } else if col == "c.id" {
             sql.push_str(&format!(" ORDER BY c.id {dir}"));
         } else {
             sql.push_str(&format!(" ORDER BY {col} {dir}, c.id {dir}"));
@@ -979,6 +989,13 @@ fn search_condition(engine: Engine, text: &str, q: &mut Query) -> String {
         any.push(format!("({live}{name} >= ${from} AND {name} < ${to})"));
     }
     format!("({})", any.join(" OR "))
+}
+
+/// Whether the search `text` (trimmed) is looked up by part of a name ([`search_condition`]):
+/// two characters or more (a name prefix, or from three a substring of names, mobiles and
+/// emails), not a complete mobile or email address.
+fn by_part_of_name(text: &str) -> bool {
+    text.chars().count() >= 2 && values::parse_mobile(text).is_err() && !(text.contains('@') && values::parse_email(text).is_ok())
 }
 
 /// A list statement with a free-text search is planned for its text at every call (a rare name

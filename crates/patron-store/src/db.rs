@@ -30,6 +30,17 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// An integer `column` as an `ORDER BY` key that no index provides (PostgreSQL:
+    /// `column + 0`), so that the planner finds the matching rows first and then sorts them,
+    /// instead of walking the column's index until enough rows match a filter it misjudged.
+    /// SQLite: the column (its plans for these lists come from its own indexes, FTS5 included).
+    pub fn sort_without_index(self, column: &str) -> String {
+        match self {
+            Engine::Sqlite => column.to_owned(),
+            Engine::Postgres => format!("{column} + 0"),
+        }
+    }
+
     /// What follows a table's name in `FROM` to make SQLite use `index` (` INDEXED BY index`;
     /// nothing on PostgreSQL, whose planner has the statistics of a new index at once). For a
     /// partial index that SQLite's statistics cannot know is empty (`sqlite_stat1` keeps no row

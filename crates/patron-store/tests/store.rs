@@ -93,6 +93,46 @@ test_both!(customer_lifecycle_with_history, |db: TestDb| async move {
     assert!(s.audit_entries(100, Some("customer"), Some(&c.id.to_string())).await.unwrap().len() >= 3);
 });
 
+test_both!(a_search_by_part_of_a_name_pages_in_id_order, |db: TestDb| async move {
+    // Names searched by a two-character prefix and by a three-character part are found, then
+    // sorted (PostgreSQL: `Engine::sort_without_index`); pages of 4 in both id orders visit every
+    // match once, in order, among customers that do not match.
+    let s = &db.store;
+    let mut csv = String::from("external_id,name\n");
+    for i in 0..12 {
+        csv.push_str(&format!("M{i},陈小明{i:02}\nN{i},王大伟{i:02}\n"));
+    }
+    let r = import(s, ImportKind::Customers, "c.csv", csv.into_bytes(), |_| {}).await;
+    assert_eq!((r.created, r.committed), (24, true), "{:?}", r.rejections);
+    for (q, want) in [("陈小", 12usize), ("小明0", 10), ("小明1", 2)] {
+        let filter = CustomerFilter { q: Some(q.into()), ..Default::default() };
+        for sort in [CustomerSort::Id, CustomerSort::IdDesc] {
+            let mut seen: Vec<(i64, String)> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = s.list_customers(&filter, sort, cursor.as_deref(), 4).await.unwrap();
+                assert!(page.items.len() <= 4);
+                seen.extend(page.items.iter().map(|c| (c.id, c.name.clone())));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), want, "{q} {sort:?}: {seen:?}");
+            assert!(seen.iter().all(|(_, n)| n.contains(q)), "{q}: {seen:?}");
+            let ids: Vec<i64> = seen.iter().map(|c| c.0).collect();
+            let mut ordered = ids.clone();
+            ordered.sort_unstable();
+            if sort == CustomerSort::IdDesc {
+                ordered.reverse();
+            }
+            ordered.dedup();
+            assert_eq!(ids, ordered, "{q} {sort:?}: every match once, in order");
+            assert_eq!(s.count_customers(&filter).await.unwrap(), want as i64);
+        }
+    }
+});
+
 test_both!(list_filters_sorts_and_pages, |db: TestDb| async move {
     let s = &db.store;
     let r = import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
