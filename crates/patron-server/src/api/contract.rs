@@ -961,7 +961,7 @@ fn add_responses(doc: &mut Value) {
     let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
     let mut unauthorized = error("No credentials, or bad ones (send `Authorization: Bearer <token>`).");
     unauthorized["headers"] = json!({ "WWW-Authenticate": { "description": "`Bearer`", "schema": { "type": "string" } } });
-    let mut busy = error("The database could not take the request now (a long write holds it, or a lock, deadlock or serialisation failure); nothing was changed. Try again after `Retry-After` seconds.");
+    let mut busy = error("The database could not take the request now (code `busy`: a long write holds it, or a lock, deadlock or serialisation failure; code `timeout`: a statement ran past its time limit, such as a segment count over 30 s); nothing was changed. Try again after `Retry-After` seconds.");
     busy["headers"] = json!({ "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer" } } });
     let mut too_many = error("Too many requests from this address; try again after `Retry-After` seconds.");
     too_many["headers"] = json!({ "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer" } } });
