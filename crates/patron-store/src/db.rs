@@ -853,6 +853,10 @@ pub fn copy_text_field(buf: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
+/// SQLite: the bytes of the database file each connection reads through a memory map (see
+/// [`Db::connect`]).
+pub(crate) const SQLITE_MMAP_SIZE: u64 = 2_147_418_112;
+
 impl Db {
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and applies migrations.
     /// A SQLite file is created if missing, in WAL mode with foreign keys on.
@@ -872,7 +876,7 @@ impl Db {
                 // reader's cache is dropped whenever another connection commits, a map is not
                 // (issue 15 §1; 2 GiB, SQLite's default ceiling, covers a million customers'
                 // profiles, scores and recent orders).
-                .pragma("mmap_size", "2147418112")
+                .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string())
                 // After a checkpoint the log is cut back to this size rather than kept at its peak.
                 .pragma("journal_size_limit", "67108864")
                 // No commit copies the log into the database: a background task does
@@ -1713,7 +1717,7 @@ impl Db {
 
 /// Runs `work` (long synchronous SQLite work) so that, on a multi-threaded runtime, the other
 /// workers take over this thread's tasks meanwhile.
-fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
     let on_many_threads =
         tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if on_many_threads {
@@ -1824,6 +1828,22 @@ impl RawStmt<'_> {
             } else {
                 Some(ffi::sqlite3_column_int64(self.stmt.as_ptr(), i))
             }
+        }
+    }
+
+    /// Text column `i` (0-based) of the current row, `None` when NULL or not UTF-8. Borrowed
+    /// until the statement steps again.
+    pub fn column_str(&mut self, i: i32) -> Option<&str> {
+        // SAFETY: the statement is live; SQLite returns a pointer to the value's UTF-8 text (or
+        // null for NULL) valid until the next step, reset or finalise, which all take `&mut
+        // self` and so end this borrow first; `sqlite3_column_bytes` gives its length.
+        unsafe {
+            let p = ffi::sqlite3_column_text(self.stmt.as_ptr(), i);
+            if p.is_null() {
+                return None;
+            }
+            let n = usize::try_from(ffi::sqlite3_column_bytes(self.stmt.as_ptr(), i)).ok()?;
+            std::str::from_utf8(std::slice::from_raw_parts(p, n)).ok()
         }
     }
 

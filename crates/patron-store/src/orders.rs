@@ -161,12 +161,7 @@ impl Catalog {
             Some(c) => Some(match self.categories.get(c) {
                 Some(id) => *id,
                 None => {
-                    let (id,): (i64,) = tx
-                        .fetch_one(
-                            query("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id")
-                                .bind(c),
-                        )
-                        .await?;
+                    let (id,): (i64,) = tx.fetch_one(query(CATEGORY_UPSERT).bind(c)).await?;
                     self.categories.insert(c.to_owned(), id);
                     id
                 }
@@ -177,16 +172,52 @@ impl Catalog {
             Some(p) => Some(match self.products.get(p) {
                 Some(id) => *id,
                 None => {
-                    let (id,): (i64,) = tx
-                        .fetch_one(
-                            query(
-                                "INSERT INTO products (name, category_id) VALUES ($1, $2) \
-                                 ON CONFLICT (name) DO UPDATE SET category_id = COALESCE(products.category_id, excluded.category_id) RETURNING id",
-                            )
-                            .bind(p)
-                            .bind(category_id),
-                        )
-                        .await?;
+                    let (id,): (i64,) = tx.fetch_one(query(PRODUCT_UPSERT).bind(p).bind(category_id)).await?;
+                    self.products.insert(p.to_owned(), id);
+                    id
+                }
+            }),
+            None => None,
+        };
+        Ok((category_id, product_id))
+    }
+
+    /// [`Catalog::resolve`] through the SQLite C API, on a transaction's connection already
+    /// taken for a bulk load.
+    pub(crate) fn resolve_raw(
+        &mut self,
+        raw: &crate::db::SqliteRaw<'_>,
+        category: Option<&str>,
+        product: Option<&str>,
+    ) -> Result<(Option<i64>, Option<i64>)> {
+        // `category` is the product's category: `Some` for the product upsert only.
+        let returned_id = |sql: &str, name: &str, category: Option<Option<i64>>| -> Result<i64> {
+            let mut st = raw.prepare(sql)?;
+            st.text(1, Some(name))?;
+            if let Some(category_id) = category {
+                st.int(2, category_id)?;
+            }
+            if !st.step()? {
+                return Err(StoreError::Internal("a catalogue upsert returned no id".into()));
+            }
+            Ok(st.column_int(0))
+        };
+        let category_id = match category {
+            Some(c) => Some(match self.categories.get(c) {
+                Some(id) => *id,
+                None => {
+                    let id = returned_id(CATEGORY_UPSERT, c, None)?;
+                    self.categories.insert(c.to_owned(), id);
+                    id
+                }
+            }),
+            None => None,
+        };
+        let product_id = match product {
+            Some(p) => Some(match self.products.get(p) {
+                Some(id) => *id,
+                None => {
+                    let id = returned_id(PRODUCT_UPSERT, p, Some(category_id))?;
                     self.products.insert(p.to_owned(), id);
                     id
                 }
@@ -196,6 +227,14 @@ impl Catalog {
         Ok((category_id, product_id))
     }
 }
+
+/// Adds a category by name (or finds it), returning its id.
+const CATEGORY_UPSERT: &str =
+    "INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id";
+/// Adds a product by name with its category (or finds it, keeping a category it has), returning
+/// its id.
+const PRODUCT_UPSERT: &str = "INSERT INTO products (name, category_id) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET category_id = COALESCE(products.category_id, excluded.category_id) RETURNING id";
 
 /// Looks up a live customer's id by external id (or the customer a merged one lives on): in
 /// the key table, then the customer itself — two single-shard reads on Citus, where a search of

@@ -757,6 +757,63 @@ test_both!(orders_import_rejects_across_chunks, |db: TestDb| async move {
     assert_eq!(s.customer_summary(c2).await.unwrap().expect("summary").order_count, 18_000);
 });
 
+test_both!(orders_find_their_customers_however_the_file_is_spread, |db: TestDb| async move {
+    // SQLite resolves a chunk's customers by one walk over their range of ids, bounded at a few
+    // rows per id, and probes the ids beyond where the walk stopped. Either way every order
+    // lands on its customer (or the customer it was merged into); deleted and unknown ones are
+    // refused.
+    use std::collections::BTreeMap;
+    let s = &db.store;
+    let mut customers = String::from("customer_id,name\n");
+    for i in 0..300 {
+        customers.push_str(&format!("R{i:03},顾客{i}\n"));
+    }
+    assert!(import(s, ImportKind::Customers, "r.csv", customers.into(), |_| {}).await.committed);
+    let ids: BTreeMap<String, i64> =
+        s.db.reader()
+            .fetch_all::<(String, i64)>(patron_store::db::query("SELECT external_id, id FROM customers"))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    s.delete_customer(&cli(), ids["R100"]).await.unwrap();
+    s.merge_customers(&cli(), ids["R102"], ids["R101"]).await.unwrap();
+    // Dense: every customer from R090 to R139, two orders each (the walk covers the range).
+    // Sparse: every 13th customer across all 300, plus the two ends (the walk stops early).
+    let dense: Vec<String> = (90..140).flat_map(|i| [format!("R{i:03}"), format!("R{i:03}")]).collect();
+    let sparse: Vec<String> = (0..300).step_by(13).chain([299, 100, 101]).map(|i| format!("R{i:03}")).collect();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (name, who) in [("dense.csv", dense), ("sparse.csv", sparse)] {
+        let mut file = String::from("order_id,customer_id,ordered_at,amount\n");
+        // An id inside the range that no customer has.
+        for (n, c) in who.iter().map(String::as_str).chain(["R0505"]).enumerate() {
+            file.push_str(&format!("{name}-{n},{c},2026-03-01 10:00:00,12.00\n"));
+        }
+        let r = import(s, ImportKind::Orders, name, file.into(), |o| o.skip_invalid = true).await;
+        assert!(r.committed, "{name}");
+        let refused: Vec<&str> = r.rejections.iter().map(|x| x.value.as_str()).collect();
+        let deleted = who.iter().filter(|c| *c == "R100").count();
+        assert_eq!(refused.len(), deleted + 1, "{name}: {refused:?}");
+        assert!(refused.iter().all(|v| *v == "R100" || *v == "R0505"), "{name}: {refused:?}");
+        assert!(r.rejections.iter().all(|x| x.reason.contains("unknown customer")), "{name}: {:?}", r.rejections);
+        for c in who.iter().filter(|c| *c != "R100") {
+            // R101's orders go to the customer it was merged into.
+            let owner = if c == "R101" { "R102" } else { c.as_str() };
+            *expected.entry(owner.to_owned()).or_default() += 1;
+        }
+    }
+    let stored: BTreeMap<String, i64> =
+        s.db.reader()
+            .fetch_all::<(String, i64)>(patron_store::db::query(
+                "SELECT c.external_id, COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.external_id",
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(stored, expected);
+});
+
 /// PostgreSQL, as a role that may not set `session_replication_role`: orders load with the
 /// per-row foreign-key triggers instead of the load's own checks, with the same result, and a
 /// file that breaks a key still writes nothing.

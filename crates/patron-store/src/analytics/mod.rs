@@ -415,21 +415,24 @@ impl NewSummaries {
     }
 }
 
-/// The summaries a [`NewSummaries`] computed, staged for one insert.
-static NEW_SUMMARY_STAGE: Stage = Stage {
-    name: "patron_stage_summaries",
-    columns: &[
-        ("customer_id", ColType::Int),
-        ("order_count", ColType::Int),
-        ("spend_cents", ColType::Int),
-        ("purchase_days", ColType::Int),
-        ("first_purchase_day", ColType::Int),
-        ("last_purchase_day", ColType::Int),
-        ("repeat_spend_cents", ColType::Int),
-        ("last_ordered_at", ColType::Time),
-        ("refreshed_at", ColType::Time),
-    ],
-};
+/// The columns of `customer_summaries` a [`NewSummaries`] writes.
+const NEW_SUMMARY_COLUMNS: &[(&str, ColType)] = &[
+    ("customer_id", ColType::Int),
+    ("order_count", ColType::Int),
+    ("spend_cents", ColType::Int),
+    ("purchase_days", ColType::Int),
+    ("first_purchase_day", ColType::Int),
+    ("last_purchase_day", ColType::Int),
+    ("repeat_spend_cents", ColType::Int),
+    ("last_ordered_at", ColType::Time),
+    ("refreshed_at", ColType::Time),
+];
+
+/// The summaries a [`NewSummaries`] computed, staged for one insert (PostgreSQL).
+static NEW_SUMMARY_STAGE: Stage = Stage { name: "patron_stage_summaries", columns: NEW_SUMMARY_COLUMNS };
+
+/// SQLite: the same rows appended straight to the table.
+static NEW_SUMMARY_ROWS: Stage = Stage { name: "customer_summaries", columns: NEW_SUMMARY_COLUMNS };
 
 /// Customers with a summary before an import, whose summaries the aggregation recomputes.
 static RESUMMARISE_STAGE: Stage = Stage { name: "patron_stage_resummarise", columns: &[("customer_id", ColType::Int)] };
@@ -451,10 +454,12 @@ pub(crate) async fn refresh_touched_with(tx: &mut Tx, now: DateTime<Utc>, new: N
         .map(|(id,)| id)
         .collect();
     let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-    let rows: Vec<Vec<Arg>> = new
-        .by_customer
+    // In customer order: the summaries' key. From the map's order, every insert landed on a
+    // random page of the table (0.31 s for 110,000 customers; 0.03 s in order).
+    let mut fresh: Vec<(i64, NewSummary)> = new.by_customer.into_iter().filter(|(id, _)| !had.contains(id)).collect();
+    fresh.sort_unstable_by_key(|(id, _)| *id);
+    let rows: Vec<Vec<Arg>> = fresh
         .into_iter()
-        .filter(|(id, _)| !had.contains(id))
         .map(|(id, mut s)| {
             s.days.sort_unstable();
             s.days.dedup();
@@ -472,19 +477,27 @@ pub(crate) async fn refresh_touched_with(tx: &mut Tx, now: DateTime<Utc>, new: N
         })
         .collect();
     let expected = rows.len() as u64;
-    NEW_SUMMARY_STAGE.create(tx).await?;
-    NEW_SUMMARY_STAGE.fill(tx, rows).await?;
-    // Nobody else writes on SQLite; on PostgreSQL an order written through the API meanwhile may
-    // have given one of these customers a summary: that one is kept, and then every touched
-    // customer is recomputed by the aggregation, which sees all committed orders.
-    let inserted = tx
-        .execute(query(format!(
-            "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) SELECT {SUMMARY_COLUMNS} FROM {} WHERE true \
-             ON CONFLICT (customer_id) DO NOTHING",
-            NEW_SUMMARY_STAGE.name
-        )))
-        .await?;
-    NEW_SUMMARY_STAGE.drop_table(tx).await?;
+    let inserted = if tx.engine() == crate::db::Engine::Sqlite {
+        // The transaction holds SQLite's only write lock: none of these customers can have
+        // gained a summary since `had` was read.
+        NEW_SUMMARY_ROWS.fill(tx, rows).await?;
+        expected
+    } else {
+        NEW_SUMMARY_STAGE.create(tx).await?;
+        NEW_SUMMARY_STAGE.fill(tx, rows).await?;
+        // An order written through the API meanwhile may have given one of these customers a
+        // summary: that one is kept, and then every touched customer is recomputed by the
+        // aggregation, which sees all committed orders.
+        let inserted = tx
+            .execute(query(format!(
+                "INSERT INTO customer_summaries ({SUMMARY_COLUMNS}) SELECT {SUMMARY_COLUMNS} FROM {} WHERE true \
+                 ON CONFLICT (customer_id) DO NOTHING",
+                NEW_SUMMARY_STAGE.name
+            )))
+            .await?;
+        NEW_SUMMARY_STAGE.drop_table(tx).await?;
+        inserted
+    };
     if inserted != expected {
         return refresh_touched(tx, now).await;
     }

@@ -717,15 +717,26 @@ impl Loader {
                     let mut customers: Vec<i64> = touched.iter().copied().collect();
                     customers.sort_unstable();
                     let ids: Vec<Vec<Arg>> = touched.into_iter().map(|id| vec![Arg::I64(Some(id))]).collect();
+                    let t0 = std::time::Instant::now();
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
+                    let t_touched = t0.elapsed();
                     crate::analytics::refresh_touched_with(tx, self.now, std::mem::take(&mut self.new_summaries)).await?;
+                    let t_summaries = t0.elapsed();
                     // Points for the completed orders, reversals for the refunded (issue 13).
                     let loyalty = crate::loyalty::program_in(tx).await?;
                     crate::loyalty::earning::sync_touched(tx, &loyalty, self.tz, self.now).await?;
                     TOUCHED_STAGE.drop_table(tx).await?;
+                    let t_loyalty = t0.elapsed();
                     // Customers without a home unit get their first order's store (a setting).
                     crate::access::units::assign_home_units(tx, self.now, &self.actor, &customers).await?;
+                    tracing::debug!(
+                        touched_ms = t_touched.as_millis() as u64,
+                        summaries_ms = (t_summaries - t_touched).as_millis() as u64,
+                        loyalty_ms = (t_loyalty - t_summaries).as_millis() as u64,
+                        units_ms = (t0.elapsed() - t_loyalty).as_millis() as u64,
+                        "orders finished"
+                    );
                 }
                 Ok(())
             }
