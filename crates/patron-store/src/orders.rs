@@ -150,6 +150,27 @@ impl Catalog {
         Some((category_id, product_id))
     }
 
+    /// The next catalogue row to add (or find) before [`Catalog::cached`] can answer for these
+    /// names: the category first, then the product (which takes the category's id).
+    fn next_upsert<'n>(&self, category: Option<&'n str>, product: Option<&'n str>) -> Option<Upsert<'n>> {
+        if let Some(c) = category.filter(|c| !self.categories.contains_key(*c)) {
+            return Some(Upsert { sql: CATEGORY_UPSERT, name: c, category: None });
+        }
+        let p = product.filter(|p| !self.products.contains_key(*p))?;
+        Some(Upsert { sql: PRODUCT_UPSERT, name: p, category: Some(category.and_then(|c| self.categories.get(c).copied())) })
+    }
+
+    /// Keeps the id an [`Upsert`] returned.
+    fn learn(&mut self, u: &Upsert<'_>, id: i64) {
+        let names = if u.category.is_some() { &mut self.products } else { &mut self.categories };
+        names.insert(u.name.to_owned(), id);
+    }
+
+    /// The cache's answer once every name is in it.
+    fn looked_up(&self, category: Option<&str>, product: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {
+        self.cached(category, product).ok_or_else(|| StoreError::Internal("a catalogue name was not added".into()))
+    }
+
     /// Ids for a category and product name (each optional), creating catalogue rows as needed.
     pub(crate) async fn resolve(
         &mut self,
@@ -157,29 +178,15 @@ impl Catalog {
         category: Option<&str>,
         product: Option<&str>,
     ) -> Result<(Option<i64>, Option<i64>)> {
-        let category_id = match category {
-            Some(c) => Some(match self.categories.get(c) {
-                Some(id) => *id,
-                None => {
-                    let (id,): (i64,) = tx.fetch_one(query(CATEGORY_UPSERT).bind(c)).await?;
-                    self.categories.insert(c.to_owned(), id);
-                    id
-                }
-            }),
-            None => None,
-        };
-        let product_id = match product {
-            Some(p) => Some(match self.products.get(p) {
-                Some(id) => *id,
-                None => {
-                    let (id,): (i64,) = tx.fetch_one(query(PRODUCT_UPSERT).bind(p).bind(category_id)).await?;
-                    self.products.insert(p.to_owned(), id);
-                    id
-                }
-            }),
-            None => None,
-        };
-        Ok((category_id, product_id))
+        while let Some(u) = self.next_upsert(category, product) {
+            let mut q = query(u.sql).bind(u.name);
+            if let Some(category_id) = u.category {
+                q = q.bind(category_id);
+            }
+            let (id,): (i64,) = tx.fetch_one(q).await?;
+            self.learn(&u, id);
+        }
+        self.looked_up(category, product)
     }
 
     /// [`Catalog::resolve`] through the SQLite C API, on a transaction's connection already
@@ -190,42 +197,27 @@ impl Catalog {
         category: Option<&str>,
         product: Option<&str>,
     ) -> Result<(Option<i64>, Option<i64>)> {
-        // `category` is the product's category: `Some` for the product upsert only.
-        let returned_id = |sql: &str, name: &str, category: Option<Option<i64>>| -> Result<i64> {
-            let mut st = raw.prepare(sql)?;
-            st.text(1, Some(name))?;
-            if let Some(category_id) = category {
+        while let Some(u) = self.next_upsert(category, product) {
+            let mut st = raw.prepare(u.sql)?;
+            st.text(1, Some(u.name))?;
+            if let Some(category_id) = u.category {
                 st.int(2, category_id)?;
             }
             if !st.step()? {
                 return Err(StoreError::Internal("a catalogue upsert returned no id".into()));
             }
-            Ok(st.column_int(0))
-        };
-        let category_id = match category {
-            Some(c) => Some(match self.categories.get(c) {
-                Some(id) => *id,
-                None => {
-                    let id = returned_id(CATEGORY_UPSERT, c, None)?;
-                    self.categories.insert(c.to_owned(), id);
-                    id
-                }
-            }),
-            None => None,
-        };
-        let product_id = match product {
-            Some(p) => Some(match self.products.get(p) {
-                Some(id) => *id,
-                None => {
-                    let id = returned_id(PRODUCT_UPSERT, p, Some(category_id))?;
-                    self.products.insert(p.to_owned(), id);
-                    id
-                }
-            }),
-            None => None,
-        };
-        Ok((category_id, product_id))
+            self.learn(&u, st.column_int(0));
+        }
+        self.looked_up(category, product)
     }
+}
+
+/// A catalogue name to add or find ([`CATEGORY_UPSERT`] or [`PRODUCT_UPSERT`]).
+struct Upsert<'n> {
+    sql: &'static str,
+    name: &'n str,
+    /// Products: their category's id (`$2`); `None` for a category.
+    category: Option<Option<i64>>,
 }
 
 /// Adds a category by name (or finds it), returning its id.

@@ -482,6 +482,8 @@ pub(crate) async fn refresh_touched_with(tx: &mut Tx, now: DateTime<Utc>, new: N
         // gained a summary since `had` was read.
         NEW_SUMMARY_ROWS.fill(tx, rows).await?;
         expected
+    } else if tx.layout() == crate::db::Layout::Single && copied_straight_in(tx, &rows).await? {
+        expected
     } else {
         NEW_SUMMARY_STAGE.create(tx).await?;
         NEW_SUMMARY_STAGE.fill(tx, rows).await?;
@@ -508,6 +510,27 @@ pub(crate) async fn refresh_touched_with(tx: &mut Tx, now: DateTime<Utc>, new: N
         RESUMMARISE_STAGE.drop_table(tx).await?;
     }
     Ok(())
+}
+
+/// PostgreSQL (one server): COPYs new summaries straight into `customer_summaries`, on the bet
+/// that no order written through the API meanwhile gave one of these customers a summary; a
+/// savepoint takes the bet back when one did (the unique key refuses the COPY), and the caller
+/// goes the way of the stage and `ON CONFLICT`. The stage cost a million orders' import 0.5 s,
+/// the COPY 0.2 s. (Not on Citus, where a savepoint around a COPY into shards on the workers
+/// is not worth the risk for this.)
+async fn copied_straight_in(tx: &mut Tx, rows: &[Vec<Arg>]) -> Result<bool> {
+    tx.execute(query("SAVEPOINT patron_new_summaries")).await?;
+    match NEW_SUMMARY_ROWS.fill(tx, rows.to_vec()).await {
+        Ok(()) => {
+            tx.execute(query("RELEASE SAVEPOINT patron_new_summaries")).await?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "new summaries collided with summaries written meanwhile");
+            tx.execute(query("ROLLBACK TO SAVEPOINT patron_new_summaries")).await?;
+            Ok(false)
+        }
+    }
 }
 
 /// Recomputes the summaries of a few customers (after orders were written through the API).
@@ -994,5 +1017,40 @@ mod tests {
         // 17:00 UTC is 01:00 the next day in Shanghai.
         assert_eq!(day_date(business_day(t, chrono_tz::Asia::Shanghai)), NaiveDate::from_ymd_opt(2026, 1, 2));
         assert_eq!(day_date(business_day(t, chrono_tz::UTC)), NaiveDate::from_ymd_opt(2026, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn new_summaries_that_meet_one_written_meanwhile_are_taken_back_whole() {
+        // One PostgreSQL server: an import's new summaries go straight in unless a customer
+        // gained a summary since the import looked (an order through the API). Then the
+        // savepoint takes the whole COPY back, the summary written meanwhile stays as it was,
+        // and the transaction goes on.
+        let t = crate::testing::test_db(crate::Engine::Postgres).await;
+        let s = &t.store;
+        let new = |ext: &str| crate::customers::NewCustomer { external_id: Some(ext.into()), name: ext.into(), ..Default::default() };
+        let a = s.create_customer(&Actor::cli(), new("A")).await.unwrap().id;
+        let b = s.create_customer(&Actor::cli(), new("B")).await.unwrap().id;
+        let now = crate::testing::test_now();
+        let row = |id: i64, count: i64| {
+            let ints = [id, count, 100 * count, 1, 20_000, 20_000, 0];
+            let mut r: Vec<Arg> = ints.iter().map(|&v| Arg::I64(Some(v))).collect();
+            r.extend([Arg::Time(Some(now)), Arg::Time(Some(now))]);
+            r
+        };
+        let mut tx = s.db.begin().await.unwrap();
+        NEW_SUMMARY_ROWS.fill(&mut tx, vec![row(a, 1)]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = s.db.begin().await.unwrap();
+        assert!(!copied_straight_in(&mut tx, &[row(b, 5), row(a, 7)]).await.unwrap(), "a's summary exists");
+        async fn counts(tx: &mut Tx) -> Vec<(i64, i64)> {
+            tx.fetch_all(query("SELECT customer_id, order_count FROM customer_summaries ORDER BY customer_id")).await.unwrap()
+        }
+        assert_eq!(counts(&mut tx).await, vec![(a, 1)], "nothing of the refused COPY stays, b's row included");
+        assert!(copied_straight_in(&mut tx, &[row(b, 5)]).await.unwrap(), "the transaction goes on");
+        tx.commit().await.unwrap();
+        let mut tx = s.db.begin().await.unwrap();
+        assert_eq!(counts(&mut tx).await, vec![(a, 1), (b, 5)]);
+        tx.rollback().await.unwrap();
     }
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::db::{query, CopyRows, Engine, RawStmt, SqliteRaw, Tx};
+use crate::db::{query, CopyRows, Engine, Query, RawStmt, ReadConn, SqliteRaw, Tx};
 use crate::{Result, StoreError};
 
 /// Rows per prepared multi-row insert on SQLite (16 columns into the orders stage: 1,024
@@ -117,20 +117,83 @@ impl IdSequence {
             return Ok((last + 1..).take(n).collect());
         }
         if self.literal.is_empty() {
-            let (name,): (String,) = tx.fetch_one(query("SELECT pg_get_serial_sequence($1, 'id')").bind(table)).await?;
-            self.literal = format!("'{}'", name.replace('\'', "''"));
+            let (name,): (String,) = tx.fetch_one(sequence_of(table)).await?;
+            self.learn(&name);
         }
-        let sql = format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", self.literal);
-        let (reserved,): (String,) = tx.fetch_one(query(sql).bind(n as i64)).await?;
-        let ids: Vec<i64> = reserved
-            .split(',')
-            .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the {table} id sequence returned {id:?}"))))
-            .collect::<Result<_>>()?;
-        if ids.len() != n {
-            return Err(StoreError::Internal(format!("reserved {} {table} ids for {n} rows", ids.len())));
-        }
-        Ok(ids)
+        let (reserved,): (String,) = tx.fetch_one(self.statement(n)).await?;
+        reserved_ids(table, &reserved, n)
     }
+
+    /// PostgreSQL: [`IdSequence::reserve`] on a connection outside the import's transaction
+    /// (a sequence hands out ids outside transactions anyway), so that it can run while the
+    /// transaction writes.
+    pub(super) async fn reserve_on(&mut self, conn: &mut ReadConn, table: &str, n: usize) -> Result<Vec<i64>> {
+        if self.literal.is_empty() {
+            let (name,): (String,) = conn.fetch_one(sequence_of(table)).await?;
+            self.learn(&name);
+        }
+        let (reserved,): (String,) = conn.fetch_one(self.statement(n)).await?;
+        reserved_ids(table, &reserved, n)
+    }
+
+    fn learn(&mut self, sequence: &str) {
+        self.literal = format!("'{}'", sequence.replace('\'', "''"));
+    }
+
+    /// `n` ids as one row of text.
+    fn statement(&self, n: usize) -> Query {
+        query(format!("SELECT string_agg(CAST(nextval({}) AS TEXT), ',') FROM generate_series(1, $1)", self.literal)).bind(n as i64)
+    }
+}
+
+/// The sequence behind `table`'s `id` column.
+fn sequence_of(table: &str) -> Query {
+    query("SELECT pg_get_serial_sequence($1, 'id')").bind(table)
+}
+
+/// The ids of [`IdSequence::statement`]'s answer, `n` of them.
+fn reserved_ids(table: &str, reserved: &str, n: usize) -> Result<Vec<i64>> {
+    let ids: Vec<i64> = reserved
+        .split(',')
+        .map(|id| id.parse().map_err(|_| StoreError::Internal(format!("the {table} id sequence returned {id:?}"))))
+        .collect::<Result<_>>()?;
+    if ids.len() != n {
+        return Err(StoreError::Internal(format!("reserved {} {table} ids for {n} rows", ids.len())));
+    }
+    Ok(ids)
+}
+
+/// Rows per COPY message of [`copy_rows`].
+const COPY_SLICE: usize = 1_024;
+
+/// PostgreSQL: COPYs `rows` into `table (columns)` in slices, each formatted while the server
+/// takes in the one before (formatted whole first, a million orders' text kept the server idle
+/// for about a second).
+pub(super) async fn copy_rows<T>(
+    tx: &mut Tx,
+    table: &str,
+    columns: &[&str],
+    rows: &[T],
+    cells: impl Fn(&mut CopyRows, &T) -> Result<()>,
+) -> Result<()> {
+    let mut slices = rows.chunks(COPY_SLICE);
+    let mut failed = None;
+    let statement = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
+    tx.copy_in_chunks(&statement, || {
+        let slice = slices.next()?;
+        let mut buf = CopyRows::new();
+        for r in slice {
+            if let Err(e) = cells(&mut buf, r) {
+                // Ends the COPY; the error fails the file, whose transaction then rolls back.
+                failed = Some(e);
+                return None;
+            }
+            buf.end_row();
+        }
+        Some(buf.take())
+    })
+    .await?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Writes new rows into `table (columns)`: by COPY on PostgreSQL, by prepared multi-row inserts
@@ -146,14 +209,7 @@ pub(super) async fn write_rows<T>(
         return Ok(());
     }
     match tx.engine() {
-        Engine::Postgres => {
-            let mut buf = CopyRows::new();
-            for r in rows {
-                cells(&mut buf, r)?;
-                buf.end_row();
-            }
-            tx.copy_in(&format!("COPY {table} ({}) FROM STDIN", columns.join(", ")), buf.take()).await?;
-        }
+        Engine::Postgres => copy_rows(tx, table, columns, rows, |c, r| cells(c, r)).await?,
         Engine::Sqlite => {
             let raw = tx.sqlite_raw().await?;
             insert_rows(&raw, table, columns, rows, |p, r| cells(p, r))?;

@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use crate::analytics::TOUCHED_STAGE;
 use crate::customers::{record_change, upsert_consent, StoredCustomer, RESOLVABLE_CUSTOMER, RESOLVED_CUSTOMER_ID, STORED_CUSTOMER_COLUMNS};
-use crate::db::{query, Arg, ColType, Stage, Tx};
+use crate::db::{query, Arg, ColType, Engine, Query, Stage, Tx};
 use crate::orders::Catalog;
 use crate::users::Actor;
 use crate::{audit, values, Result, Store, StoreError};
@@ -296,7 +296,7 @@ impl Store {
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
         if opts.kind == ImportKind::Orders {
-            rows_read = loader.load_order_file(&mut tx, src, opts, &mut rej, &mut counts, progress).await?;
+            rows_read = loader.load_order_file(&self.db, &mut tx, src, opts, &mut rej, &mut counts, progress).await?;
         } else {
             // Parsed on a thread of its own, a batch ahead, while this task validates and writes
             // the previous one (the orders' reader does the same with validation too).
@@ -587,6 +587,9 @@ struct Loader {
     unchanged: foldhash::HashSet<i64>,
     /// Rows locked `FOR KEY SHARE` by [`lock_keys`] so far: (table, id).
     locked: foldhash::HashSet<(&'static str, i64)>,
+    /// PostgreSQL orders files: every customer whose orders were written is locked by
+    /// [`lock_keys`], so the new summaries' foreign key holds without its trigger.
+    customers_locked: bool,
     /// PostgreSQL: the customer id sequence, for new customers COPYed with reserved ids.
     customer_ids: bulk::IdSequence,
     /// Fulfilment files: the steps in use.
@@ -612,6 +615,7 @@ impl Loader {
             new_summaries: Default::default(),
             unchanged: Default::default(),
             locked: Default::default(),
+            customers_locked: false,
             customer_ids: bulk::IdSequence::default(),
             fulfilment: None,
         }
@@ -677,13 +681,8 @@ impl Loader {
             m.dedup();
             m
         };
-        let sql = format!(
-            "SELECT external_id, {RESOLVED_CUSTOMER_ID} FROM customers WHERE {RESOLVABLE_CUSTOMER} AND external_id IN ({})",
-            tx.engine().json_strings(1)
-        );
-        for chunk in missing.chunks(20_000) {
-            let list = serde_json::Value::Array(chunk.iter().map(|id| serde_json::Value::String(id.clone())).collect());
-            let found: Vec<(String, i64)> = tx.fetch_all(query(sql.clone()).bind(list)).await?;
+        for part in missing.chunks(FIND_CUSTOMERS_AT_ONCE) {
+            let found: Vec<(String, i64)> = tx.fetch_all(find_customers(tx.engine(), part)).await?;
             self.customers.extend(found);
         }
         // Bound the cache: a very large file referring to many customers keeps memory in check.
@@ -721,7 +720,14 @@ impl Loader {
                     TOUCHED_STAGE.create(tx).await?;
                     TOUCHED_STAGE.fill(tx, ids).await?;
                     let t_touched = t0.elapsed();
+                    // Summaries only of touched customers, each locked by the load: their
+                    // foreign key is kept without a trigger per row (1.06-1.33 s of a million
+                    // orders' new summaries with the triggers, 0.64 s without).
+                    let quiet = self.customers_locked && tx.fk_triggers(false).await?;
                     crate::analytics::refresh_touched_with(tx, self.now, std::mem::take(&mut self.new_summaries)).await?;
+                    if quiet {
+                        tx.fk_triggers(true).await?;
+                    }
                     let t_summaries = t0.elapsed();
                     // Points for the completed orders, reversals for the refunded (issue 13).
                     let loyalty = crate::loyalty::program_in(tx).await?;
@@ -1346,6 +1352,20 @@ pub fn write_rejections<W: std::io::Write>(out: W, rejections: &[Rejection]) -> 
     }
     w.flush()?;
     Ok(())
+}
+
+/// External ids looked up per statement by [`find_customers`].
+pub(super) const FIND_CUSTOMERS_AT_ONCE: usize = 20_000;
+
+/// Finds the customers (external id, id) that rows naming `ids` belong to: live ones, and for
+/// a merged one the customer it was merged into.
+pub(super) fn find_customers(engine: Engine, ids: &[impl AsRef<str>]) -> Query {
+    let list = serde_json::Value::Array(ids.iter().map(|id| serde_json::Value::String(id.as_ref().to_owned())).collect());
+    let sql = format!(
+        "SELECT external_id, {RESOLVED_CUSTOMER_ID} FROM customers WHERE {RESOLVABLE_CUSTOMER} AND external_id IN ({})",
+        engine.json_strings(1)
+    );
+    query(sql).bind(list)
 }
 
 /// PostgreSQL: locks the rows of `table` with these ids `FOR KEY SHARE`, the lock its foreign-key

@@ -17,7 +17,10 @@
 //!   reserved from the sequence and are COPYed straight into `orders` and
 //!   `order_lines`; existing ones are COPYed into the staging table, and at the end of the file
 //!   the set statements check for moved order ids and merge the stage (the planner sees the real
-//!   size once instead of a growing table every few thousand rows).
+//!   size once instead of a growing table every few thousand rows). A look-ahead task finds the
+//!   chunk's customers and reserves its ids on a second connection while the transaction
+//!   writes the chunk before ([`LookAhead`]), and the COPY text is made a slice at a time while
+//!   the server takes in the slice before, so the server's one connection rarely waits.
 //!
 //!   Foreign keys: PostgreSQL checks each one by a trigger per row, and on 1 M orders those four
 //!   checks cost 32 of the 49 seconds (measured with `EXPLAIN ANALYZE`). When the role may set
@@ -40,18 +43,22 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use super::bulk::{insert_rows, Cells};
+use super::bulk::{copy_rows, insert_rows, Cells};
 use super::source::{Record, Source};
 use super::{fields, ImportOptions, Loader, Rejection, Rejections, Row, ORDER_STAGE};
-use crate::db::{off_the_workers, query, CopyRows, Engine, SqliteRaw, Tx};
+use crate::db::{off_the_workers, query, CopyRows, Engine, ReadConn, SqliteRaw, Tx};
 use crate::orders::Catalog;
 use crate::{values, Result, StoreError};
 
 use fields::order as f;
 
-/// Rows parsed per message from the reader thread: small enough for frequent progress and a
-/// short hold of SQLite's connection, large enough that per-chunk queries are noise.
-const CHUNK: usize = 8_192;
+/// Rows parsed per message from the reader thread: large enough that per-chunk statements are
+/// noise (at 8,192, 123 chunks of a million orders spent 0.4 s on their round trips and COPY
+/// set-ups), small enough for frequent progress. The first chunks are smaller
+/// ([`FIRST_CHUNK`], growing fourfold), so the database starts work sooner.
+const CHUNK: usize = 32_768;
+/// The first chunk's rows.
+const FIRST_CHUNK: usize = 2_048;
 /// Chunks parsed ahead of the writer.
 const AHEAD: usize = 4;
 /// SQLite: a chunk with at least this many new customer ids resolves them by one walk of their
@@ -233,11 +240,12 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, mut out: 
     let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
     let mut rows_read = 0u64;
+    let mut size = FIRST_CHUNK;
     loop {
-        let mut orders = Vec::with_capacity(CHUNK);
+        let mut orders = Vec::with_capacity(size);
         let mut rejections = Vec::new();
         let mut done = false;
-        while orders.len() < CHUNK {
+        while orders.len() < size {
             match src.next() {
                 Ok(Some(Ok(rec))) => {
                     rows_read += 1;
@@ -264,10 +272,11 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, mut out: 
                 }
             }
             // A file of nothing but bad rows still reports progress.
-            if rejections.len() >= CHUNK {
+            if rejections.len() >= size {
                 break;
             }
         }
+        size = (size * 4).min(CHUNK);
         rej.rows.clear();
         let msg = Chunk::Rows { rows_read, orders, rejections, names: rej.names.clone() };
         // A closed channel means the writer stopped (a database error); nothing left to do.
@@ -373,6 +382,12 @@ struct PgState {
     own_checks: bool,
     /// The order id sequence.
     sequence: super::bulk::IdSequence,
+    /// `order_keys.external_id` sorts as Rust compares strings ([`Tx::sorts_bytewise`]).
+    bytewise: bool,
+    /// Order ids the look-ahead reserved and no order took yet.
+    spare: std::collections::VecDeque<i64>,
+    /// Cleared once a chunk held stored orders: the look-ahead stops reserving an id per row.
+    all_new: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a file's load spent its time (`PATRON_LOG=patron_store=debug`).
@@ -401,12 +416,102 @@ fn next_rows(msg: Option<Chunk>, rej: &mut Rejections, rows_read: &mut u64) -> R
     }
 }
 
+/// PostgreSQL: a chunk from the reader thread with what the look-ahead found for it.
+struct Ahead {
+    /// The reader thread's message (`None`: the thread stopped without one).
+    chunk: Option<Chunk>,
+    /// Customers (external id, id) first named in this chunk and found.
+    found: Vec<(String, i64)>,
+    /// The look-ahead forgot the customers it had sent: so does the writer, before `found`.
+    forget: bool,
+    /// Order ids reserved for the chunk's rows.
+    ids: Vec<i64>,
+}
+
+/// PostgreSQL: looks up the customers a chunk names and reserves its order ids, on a pool
+/// connection outside the import's transaction, a chunk ahead of the writer. Both are safe
+/// there: a customer found is locked (or checked by its trigger) when its orders are written,
+/// and reserved ids are only ever used once, whatever happens to the transaction.
+struct LookAhead {
+    db: crate::db::Db,
+    chunks: mpsc::Receiver<Chunk>,
+    out: mpsc::Sender<Result<Ahead>>,
+    all_new: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LookAhead {
+    async fn run(mut self) {
+        let mut conn = match self.db.read_conn().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.out.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut known: foldhash::HashSet<String> = Default::default();
+        let mut sequence = super::bulk::IdSequence::default();
+        loop {
+            let chunk = self.chunks.recv().await;
+            let last = !matches!(chunk, Some(Chunk::Rows { .. }));
+            let next = match &chunk {
+                Some(Chunk::Rows { orders, .. }) => self.prepare(&mut conn, &mut known, &mut sequence, orders).await,
+                _ => Ok(Ahead { chunk: None, found: Vec::new(), forget: false, ids: Vec::new() }),
+            };
+            let next = next.map(|a| Ahead { chunk, ..a });
+            let failed = next.is_err();
+            if self.out.send(next).await.is_err() || last || failed {
+                return;
+            }
+        }
+    }
+
+    async fn prepare(
+        &self,
+        conn: &mut ReadConn,
+        known: &mut foldhash::HashSet<String>,
+        sequence: &mut super::bulk::IdSequence,
+        orders: &[OrderIn],
+    ) -> Result<Ahead> {
+        // Bound the memory of a file naming very many customers (as `Loader::resolve_customers`).
+        let forget = known.len() > 2_000_000;
+        if forget {
+            known.clear();
+        }
+        let mut wanted: Vec<&str> = orders.iter().map(|o| o.customer.as_str()).filter(|c| !known.contains(*c)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut found = Vec::new();
+        for part in wanted.chunks(super::FIND_CUSTOMERS_AT_ONCE) {
+            found.extend(conn.fetch_all::<(String, i64)>(super::find_customers(Engine::Postgres, part)).await?);
+        }
+        // Unknown ones too: their rows are rejected, not looked up again.
+        known.extend(wanted.into_iter().map(str::to_owned));
+        let ids = if self.all_new.load(std::sync::atomic::Ordering::Relaxed) && !orders.is_empty() {
+            sequence.reserve_on(conn, "orders", orders.len()).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Ahead { chunk: None, found, forget, ids })
+    }
+}
+
+/// Aborts a task when dropped (the writer returned early: nothing waits for its look-ahead).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Loader {
     /// Reads, validates and writes a whole orders file; returns the data rows read. The merge
     /// that PostgreSQL defers to the end of the file runs here too; the summaries are refreshed
     /// in [`Loader::finish`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn load_order_file(
         &mut self,
+        db: &crate::db::Db,
         tx: &mut Tx,
         src: Source,
         opts: &ImportOptions,
@@ -422,6 +527,7 @@ impl Loader {
         tx.one_connection_per_node().await?;
         if engine == Engine::Postgres {
             pg.own_checks = tx.fk_triggers(false).await?;
+            pg.bytewise = tx.sorts_bytewise("order_keys", "external_id").await?;
         }
         let reader = std::thread::Builder::new().name("patron-import-read".into());
         let no_reader = |e: std::io::Error| StoreError::Internal(format!("cannot start the reader thread: {e}"));
@@ -450,15 +556,30 @@ impl Loader {
                 })?;
             }
             Engine::Postgres => {
-                let (send, mut recv) = mpsc::channel(AHEAD);
+                let (send, recv) = mpsc::channel(AHEAD);
                 reader.spawn(move || read_orders(src, tz, now, |c| send.blocking_send(c).is_ok())).map_err(no_reader)?;
+                // Customers looked up and order ids reserved a chunk ahead, on a connection of
+                // their own, while the transaction writes the chunk before (they were 1 s of a
+                // million orders' 10, with the server otherwise idle).
+                let (ready_send, mut ready) = mpsc::channel(1);
+                pg.all_new.store(!opts.dry_run, std::sync::atomic::Ordering::Relaxed);
+                let ahead = LookAhead { db: db.clone(), chunks: recv, out: ready_send, all_new: pg.all_new.clone() };
+                let _ahead = AbortOnDrop(tokio::spawn(ahead.run()));
                 loop {
                     let t0 = std::time::Instant::now();
-                    let msg = recv.recv().await;
+                    let next = ready.recv().await;
                     t.wait += t0.elapsed();
-                    let Some(orders) = next_rows(msg, rej, &mut rows_read)? else { break };
+                    let Some(next) = next else {
+                        return Err(StoreError::Internal("the import look-ahead stopped unexpectedly".into()));
+                    };
+                    let Ahead { chunk, found, forget, ids } = next?;
+                    let Some(orders) = next_rows(chunk, rej, &mut rows_read)? else { break };
                     let t1 = std::time::Instant::now();
-                    self.resolve_customers(tx, orders.iter().map(|o| o.customer.clone())).await?;
+                    if forget {
+                        self.customers.clear();
+                    }
+                    self.customers.extend(found);
+                    pg.spare.extend(ids);
                     // (Names only of rows that will be written: a rejected row adds nothing.)
                     for o in orders.iter().filter(|o| self.customers.contains_key(&o.customer)) {
                         if self.catalog.cached(o.category.as_deref(), o.product.as_deref()).is_none() {
@@ -481,6 +602,7 @@ impl Loader {
         if engine == Engine::Postgres {
             let own_checks = pg.own_checks;
             self.merge_pg(tx, opts, rej, counts, pg).await?;
+            self.customers_locked = own_checks;
             if own_checks {
                 // The summaries and anything after the load run with the triggers again.
                 tx.fk_triggers(true).await?;
@@ -750,24 +872,35 @@ impl Loader {
         if rows.is_empty() {
             return Ok(());
         }
-        let ids = serde_json::Value::Array(rows.iter().map(|r| serde_json::Value::String(r.o.external_id.clone())).collect());
+        let ids = || serde_json::Value::Array(rows.iter().map(|r| serde_json::Value::String(r.o.external_id.clone())).collect());
         // A file of new orders usually has ids in a range no stored order falls into; one range
         // probe (bounds in the database's collation) then saves an index probe per order.
         // (The key table knows every order id, in whichever shard its order is on Citus.)
-        let (overlaps,): (bool,) = tx
-            .fetch_one(
+        let (overlaps,): (bool,) = if pg.bytewise {
+            // The bounds found here: the server parsing a JSON list of 8,192 ids twice per chunk
+            // was 0.8 s of a million orders.
+            let (mut lo, mut hi) = (rows[0].o.external_id.as_str(), rows[0].o.external_id.as_str());
+            for r in &rows[1..] {
+                let id = r.o.external_id.as_str();
+                lo = lo.min(id);
+                hi = hi.max(id);
+            }
+            tx.fetch_one(query("SELECT EXISTS (SELECT 1 FROM order_keys WHERE external_id BETWEEN $1 AND $2)").bind(lo).bind(hi)).await?
+        } else {
+            tx.fetch_one(
                 query(
                     "SELECT EXISTS (SELECT 1 FROM order_keys WHERE external_id BETWEEN \
                      (SELECT MIN(e) FROM jsonb_array_elements_text($1) AS e) AND (SELECT MAX(e) FROM jsonb_array_elements_text($1) AS e))",
                 )
-                .bind(ids.clone()),
+                .bind(ids()),
             )
-            .await?;
+            .await?
+        };
         let existing: HashSet<String> = if overlaps {
             let found: Vec<(String,)> = tx
                 .fetch_all(
                     query(format!("SELECT external_id FROM order_keys WHERE external_id IN ({})", Engine::Postgres.json_strings(1)))
-                        .bind(ids),
+                        .bind(ids()),
                 )
                 .await?;
             found.into_iter().map(|(e,)| e).collect()
@@ -780,29 +913,31 @@ impl Loader {
             super::lock_keys(tx, "products", rows.iter().filter_map(|r| r.product_id), &mut self.locked).await?;
             super::lock_keys(tx, "categories", rows.iter().filter_map(|r| r.category_id), &mut self.locked).await?;
         }
+        if !write || !existing.is_empty() {
+            // Ids for every row would go unused from here on.
+            pg.all_new.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let fresh = rows.len() - existing.len();
         counts.created += fresh as u64;
         if write && fresh > 0 {
-            let reserved = pg.sequence.reserve(tx, "orders", fresh).await?;
-            let mut orders = CopyRows::new();
-            let mut lines = CopyRows::new();
-            let mut keys = CopyRows::new();
-            self.add_new_summaries(rows.iter().filter(|r| !existing.contains(&r.o.external_id)));
-            for (r, id) in rows.iter().filter(|r| !existing.contains(&r.o.external_id)).zip(reserved) {
-                new_order_cells(&mut orders, id, r)?;
-                orders.end_row();
-                new_line_cells(&mut lines, id, r)?;
-                lines.end_row();
-                keys.text(Some(&r.o.external_id));
-                keys.int(Some(r.customer_id));
-                keys.int(Some(id));
-                keys.end_row();
+            let mut reserved: Vec<i64> = pg.spare.drain(..fresh.min(pg.spare.len())).collect();
+            if reserved.len() < fresh {
+                reserved.extend(pg.sequence.reserve(tx, "orders", fresh - reserved.len()).await?);
             }
-            tx.copy_in(&format!("COPY orders ({}) FROM STDIN", NEW_ORDER_COLUMNS.join(", ")), orders.take()).await?;
-            tx.copy_in(&format!("COPY order_lines ({}) FROM STDIN", NEW_LINE_COLUMNS.join(", ")), lines.take()).await?;
+            self.add_new_summaries(rows.iter().filter(|r| !existing.contains(&r.o.external_id)));
+            let new_rows: Vec<(i64, &Resolved<'_>)> =
+                reserved.into_iter().zip(rows.iter().filter(|r| !existing.contains(&r.o.external_id))).collect();
+            copy_rows(tx, "orders", &NEW_ORDER_COLUMNS, &new_rows, |c, (id, r)| new_order_cells(c, *id, r)).await?;
+            copy_rows(tx, "order_lines", &NEW_LINE_COLUMNS, &new_rows, |c, (id, r)| new_line_cells(c, *id, r)).await?;
             // Their ids in the key table (see `crate::keys`): a concurrent load of the same new
             // id fails here, and the whole file with it.
-            tx.copy_in("COPY order_keys (external_id, customer_id, order_id) FROM STDIN", keys.take()).await?;
+            copy_rows(tx, "order_keys", &["external_id", "customer_id", "order_id"], &new_rows, |c, (id, r)| {
+                c.text(Some(&r.o.external_id));
+                c.int(Some(r.customer_id));
+                c.int(Some(*id));
+                Ok(())
+            })
+            .await?;
         }
         if write && !existing.is_empty() {
             // Merged at the end: the summaries come from the aggregation.
