@@ -174,7 +174,7 @@ pub(super) async fn copy_rows<T>(
     table: &str,
     columns: &[&str],
     rows: &[T],
-    cells: impl Fn(&mut CopyRows, &T) -> Result<()>,
+    mut cells: impl FnMut(&mut CopyRows, &T) -> Result<()>,
 ) -> Result<()> {
     let mut slices = rows.chunks(COPY_SLICE);
     let mut failed = None;

@@ -47,7 +47,6 @@ use super::bulk::{copy_rows, insert_rows, Cells};
 use super::source::{Record, Source};
 use super::{fields, ImportOptions, Loader, Rejection, Rejections, Row, ORDER_STAGE};
 use crate::db::{off_the_workers, query, CopyRows, Engine, ReadConn, SqliteRaw, Tx};
-use crate::orders::Catalog;
 use crate::{values, Result, StoreError};
 
 use fields::order as f;
@@ -416,14 +415,41 @@ fn next_rows(msg: Option<Chunk>, rej: &mut Rejections, rows_read: &mut u64) -> R
     }
 }
 
+/// The chunk's orders with their ids: `ids` gives an order's (customer, category, product) ids,
+/// `None` for an unknown customer, whose row is rejected.
+fn resolved<'o>(
+    orders: &'o [OrderIn],
+    rej: &mut Rejections,
+    mut ids: impl FnMut(usize, &'o OrderIn) -> Result<Option<(i64, Option<i64>, Option<i64>)>>,
+) -> Result<Vec<Resolved<'o>>> {
+    let mut out = Vec::with_capacity(orders.len());
+    for (i, o) in orders.iter().enumerate() {
+        let Some((customer_id, category_id, product_id)) = ids(i, o)? else {
+            let column = rej.names[f::CUSTOMER_ID].clone();
+            rej.add(Rejection {
+                row: o.row,
+                column,
+                value: o.customer.clone(),
+                reason: "unknown customer (import customers first)".into(),
+            });
+            continue;
+        };
+        let unit_price = (o.amount + o.discount) / o.quantity;
+        out.push(Resolved { o, customer_id, category_id, product_id, unit_price });
+    }
+    Ok(out)
+}
+
 /// PostgreSQL: a chunk from the reader thread with what the look-ahead found for it.
 struct Ahead {
     /// The reader thread's message (`None`: the thread stopped without one).
     chunk: Option<Chunk>,
-    /// Customers (external id, id) first named in this chunk and found.
-    found: Vec<(String, i64)>,
-    /// The look-ahead forgot the customers it had sent: so does the writer, before `found`.
-    forget: bool,
+    /// Per order: its customer's id, `None` for an unknown customer.
+    customer_ids: Vec<Option<i64>>,
+    /// The distinct (category, product) names of orders with a known customer, and per order
+    /// the index of its pair (unused for an unknown customer).
+    pairs: Vec<(Option<String>, Option<String>)>,
+    pair_of: Vec<u32>,
     /// Order ids reserved for the chunk's rows.
     ids: Vec<i64>,
 }
@@ -448,14 +474,14 @@ impl LookAhead {
                 return;
             }
         };
-        let mut known: foldhash::HashSet<String> = Default::default();
+        let mut known: foldhash::HashMap<String, Option<i64>> = Default::default();
         let mut sequence = super::bulk::IdSequence::default();
         loop {
             let chunk = self.chunks.recv().await;
             let last = !matches!(chunk, Some(Chunk::Rows { .. }));
             let next = match &chunk {
                 Some(Chunk::Rows { orders, .. }) => self.prepare(&mut conn, &mut known, &mut sequence, orders).await,
-                _ => Ok(Ahead { chunk: None, found: Vec::new(), forget: false, ids: Vec::new() }),
+                _ => Ok(Ahead { chunk: None, customer_ids: Vec::new(), pairs: Vec::new(), pair_of: Vec::new(), ids: Vec::new() }),
             };
             let next = next.map(|a| Ahead { chunk, ..a });
             let failed = next.is_err();
@@ -465,33 +491,61 @@ impl LookAhead {
         }
     }
 
+    /// Looks up a chunk's customers and catalogue name pairs (so that the writer hashes no
+    /// name: a million orders' lookups were 0.2 s of its time between COPYs) and reserves ids.
     async fn prepare(
         &self,
         conn: &mut ReadConn,
-        known: &mut foldhash::HashSet<String>,
+        known: &mut foldhash::HashMap<String, Option<i64>>,
         sequence: &mut super::bulk::IdSequence,
         orders: &[OrderIn],
     ) -> Result<Ahead> {
         // Bound the memory of a file naming very many customers (as `Loader::resolve_customers`).
-        let forget = known.len() > 2_000_000;
-        if forget {
+        if known.len() > 2_000_000 {
             known.clear();
         }
-        let mut wanted: Vec<&str> = orders.iter().map(|o| o.customer.as_str()).filter(|c| !known.contains(*c)).collect();
+        let mut wanted: Vec<&str> = orders.iter().map(|o| o.customer.as_str()).filter(|c| !known.contains_key(*c)).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let mut found = Vec::new();
+        // Unknown ones too, as `None`: their rows are rejected, not looked up again.
+        let mut found: foldhash::HashMap<String, i64> = Default::default();
         for part in wanted.chunks(super::FIND_CUSTOMERS_AT_ONCE) {
             found.extend(conn.fetch_all::<(String, i64)>(super::find_customers(Engine::Postgres, part)).await?);
         }
-        // Unknown ones too: their rows are rejected, not looked up again.
-        known.extend(wanted.into_iter().map(str::to_owned));
+        for w in wanted {
+            let id = found.get(w).copied();
+            known.insert(w.to_owned(), id);
+        }
+        let mut customer_ids = Vec::with_capacity(orders.len());
+        let mut pair_index: foldhash::HashMap<(Option<&str>, Option<&str>), u32> = Default::default();
+        let mut pairs = Vec::new();
+        let mut pair_of = Vec::with_capacity(orders.len());
+        // A customer's orders usually come together: one lookup for a run of them.
+        let mut last: Option<(&str, Option<i64>)> = None;
+        for o in orders {
+            let id = match last {
+                Some((c, id)) if c == o.customer => id,
+                _ => known.get(&o.customer).copied().flatten(),
+            };
+            last = Some((&o.customer, id));
+            customer_ids.push(id);
+            if id.is_none() {
+                pair_of.push(u32::MAX);
+                continue;
+            }
+            let names = (o.category.as_deref(), o.product.as_deref());
+            let at = *pair_index.entry(names).or_insert_with(|| {
+                pairs.push((names.0.map(str::to_owned), names.1.map(str::to_owned)));
+                (pairs.len() - 1) as u32
+            });
+            pair_of.push(at);
+        }
         let ids = if self.all_new.load(std::sync::atomic::Ordering::Relaxed) && !orders.is_empty() {
             sequence.reserve_on(conn, "orders", orders.len()).await?
         } else {
             Vec::new()
         };
-        Ok(Ahead { chunk: None, found, forget, ids })
+        Ok(Ahead { chunk: None, customer_ids, pairs, pair_of, ids })
     }
 }
 
@@ -572,22 +626,26 @@ impl Loader {
                     let Some(next) = next else {
                         return Err(StoreError::Internal("the import look-ahead stopped unexpectedly".into()));
                     };
-                    let Ahead { chunk, found, forget, ids } = next?;
+                    let Ahead { chunk, customer_ids, pairs, pair_of, ids } = next?;
                     let Some(orders) = next_rows(chunk, rej, &mut rows_read)? else { break };
                     let t1 = std::time::Instant::now();
-                    if forget {
-                        self.customers.clear();
-                    }
-                    self.customers.extend(found);
                     pg.spare.extend(ids);
                     // (Names only of rows that will be written: a rejected row adds nothing.)
-                    for o in orders.iter().filter(|o| self.customers.contains_key(&o.customer)) {
-                        if self.catalog.cached(o.category.as_deref(), o.product.as_deref()).is_none() {
-                            self.catalog.resolve(tx, o.category.as_deref(), o.product.as_deref()).await?;
-                        }
+                    let mut pair_ids = Vec::with_capacity(pairs.len());
+                    for (category, product) in &pairs {
+                        pair_ids.push(match self.catalog.cached(category.as_deref(), product.as_deref()) {
+                            Some(found) => found,
+                            None => self.catalog.resolve(tx, category.as_deref(), product.as_deref()).await?,
+                        });
                     }
-                    let rows = self.resolved(&orders, rej, |_, _, _| {
-                        Err(StoreError::Internal("a catalogue name of the chunk was not looked up".into()))
+                    let rows = resolved(&orders, rej, |i, _| {
+                        let Some(customer_id) = customer_ids.get(i).copied().flatten() else { return Ok(None) };
+                        let (category_id, product_id) = pair_of
+                            .get(i)
+                            .and_then(|&p| pair_ids.get(p as usize))
+                            .copied()
+                            .ok_or_else(|| StoreError::Internal("the look-ahead gave an order no catalogue pair".into()))?;
+                        Ok(Some((customer_id, category_id, product_id)))
                     })?;
                     t.resolve += t1.elapsed();
                     let t2 = std::time::Instant::now();
@@ -640,7 +698,22 @@ impl Loader {
             let Some(orders) = next_rows(msg, rej, rows_read)? else { return Ok(()) };
             let t1 = std::time::Instant::now();
             self.resolve_customers_sqlite(raw, &orders)?;
-            let rows = self.resolved(&orders, rej, |catalog, category, product| catalog.resolve_raw(raw, category, product))?;
+            let (customers, catalog) = (&self.customers, &mut self.catalog);
+            // A customer's orders usually come together: one lookup for a run of them.
+            let mut last: Option<(&str, i64)> = None;
+            let rows = resolved(&orders, rej, |_, o| {
+                let found = match last {
+                    Some((c, id)) if c == o.customer => Some(id),
+                    _ => customers.get(&o.customer).copied(),
+                };
+                let Some(customer_id) = found else { return Ok(None) };
+                last = Some((&o.customer, customer_id));
+                let (category_id, product_id) = match catalog.cached(o.category.as_deref(), o.product.as_deref()) {
+                    Some(ids) => ids,
+                    None => catalog.resolve_raw(raw, o.category.as_deref(), o.product.as_deref())?,
+                };
+                Ok(Some((customer_id, category_id, product_id)))
+            })?;
             t.resolve += t1.elapsed();
             let t2 = std::time::Instant::now();
             // Once the file is certain to roll back, only look ids up (for the report); writing
@@ -650,43 +723,6 @@ impl Loader {
             t.write += t2.elapsed();
             progress(*rows_read);
         }
-    }
-
-    /// The chunk's orders with their customer ids (which the caller has looked up) and catalogue
-    /// ids (`missing` adds a name new to the catalogue); rows of unknown customers are rejected.
-    fn resolved<'o>(
-        &mut self,
-        orders: &'o [OrderIn],
-        rej: &mut Rejections,
-        mut missing: impl FnMut(&mut Catalog, Option<&str>, Option<&str>) -> Result<(Option<i64>, Option<i64>)>,
-    ) -> Result<Vec<Resolved<'o>>> {
-        let mut out = Vec::with_capacity(orders.len());
-        // A customer's orders usually come together: one lookup for a run of them.
-        let mut last: Option<(&str, i64)> = None;
-        for o in orders {
-            let found = match last {
-                Some((c, id)) if c == o.customer => Some(id),
-                _ => self.customers.get(&o.customer).copied(),
-            };
-            let Some(customer_id) = found else {
-                let column = rej.names[f::CUSTOMER_ID].clone();
-                rej.add(Rejection {
-                    row: o.row,
-                    column,
-                    value: o.customer.clone(),
-                    reason: "unknown customer (import customers first)".into(),
-                });
-                continue;
-            };
-            let (category_id, product_id) = match self.catalog.cached(o.category.as_deref(), o.product.as_deref()) {
-                Some(ids) => ids,
-                None => missing(&mut self.catalog, o.category.as_deref(), o.product.as_deref())?,
-            };
-            last = Some((&o.customer, customer_id));
-            let unit_price = (o.amount + o.discount) / o.quantity;
-            out.push(Resolved { o, customer_id, category_id, product_id, unit_price });
-        }
-        Ok(out)
     }
 
     /// SQLite: looks up the chunk's new customer ids. An `IN` list of numbered parameters is
@@ -924,17 +960,20 @@ impl Loader {
             if reserved.len() < fresh {
                 reserved.extend(pg.sequence.reserve(tx, "orders", fresh - reserved.len()).await?);
             }
-            self.add_new_summaries(rows.iter().filter(|r| !existing.contains(&r.o.external_id)));
             let new_rows: Vec<(i64, &Resolved<'_>)> =
                 reserved.into_iter().zip(rows.iter().filter(|r| !existing.contains(&r.o.external_id))).collect();
             copy_rows(tx, "orders", &NEW_ORDER_COLUMNS, &new_rows, |c, (id, r)| new_order_cells(c, *id, r)).await?;
             copy_rows(tx, "order_lines", &NEW_LINE_COLUMNS, &new_rows, |c, (id, r)| new_line_cells(c, *id, r)).await?;
             // Their ids in the key table (see `crate::keys`): a concurrent load of the same new
             // id fails here, and the whole file with it.
+            let (summaries, touched) = (&mut self.new_summaries, &mut self.touched);
             copy_rows(tx, "order_keys", &["external_id", "customer_id", "order_id"], &new_rows, |c, (id, r)| {
                 c.text(Some(&r.o.external_id));
                 c.int(Some(r.customer_id));
                 c.int(Some(*id));
+                // The new orders counted here, while the server takes in the slice before.
+                summaries.add(r.customer_id, r.o.status, r.o.ordered_day, r.o.amount, r.o.ordered_at);
+                touched.insert(r.customer_id);
                 Ok(())
             })
             .await?;
@@ -948,8 +987,9 @@ impl Loader {
             stage_cells(copy, r)?;
             copy.end_row();
         }
-        if write {
-            self.touched.extend(rows.iter().map(|r| r.customer_id));
+        if write && !existing.is_empty() {
+            // (New orders' customers were counted as their keys were written.)
+            self.touched.extend(rows.iter().filter(|r| existing.contains(&r.o.external_id)).map(|r| r.customer_id));
         }
         pg.staged += existing.len() as u64;
         if copy.rows() > 0 {
