@@ -136,24 +136,31 @@ pub async fn fresh_citus_url() -> (String, String) {
     let (host, port) = host_port(&nodes[0]);
     sqlx::query("SELECT citus_set_coordinator_host($1, $2)").bind(host).bind(port).execute(&pool).await.expect("set the coordinator host");
     for (host, port) in citus_workers() {
-        // Adding a node syncs metadata over a connection Citus marks essential; while another
-        // test moves shards or takes a worker out, that connection can fail once
-        // ("failure on connection marked as essential"). The call is idempotent: a few tries.
-        let mut tries = 0;
-        loop {
-            match sqlx::query("SELECT citus_add_node($1, $2)").bind(&host).bind(i32::from(port)).execute(&pool).await {
-                Ok(_) => break,
-                Err(e) if tries < 4 => {
-                    tries += 1;
-                    eprintln!("add Citus worker {host}:{port} to {name} (try {tries}): {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries)).await;
-                }
-                Err(e) => panic!("add Citus worker {host}:{port}: {e}"),
-            }
-        }
+        add_citus_worker(&pool, &host, port).await;
     }
     pool.close().await;
     (url, name)
+}
+
+/// Adds a worker to the Citus database `pool` is connected to (its coordinator).
+///
+/// Adding a node syncs metadata over a connection Citus marks essential; while another test
+/// moves shards or takes a worker out, or right after the database was made on the worker, that
+/// connection can fail once ("failure on connection marked as essential"). The call is
+/// idempotent: a few tries, then a loud failure.
+pub async fn add_citus_worker(pool: &sqlx::PgPool, host: &str, port: u16) {
+    let mut tries = 0;
+    loop {
+        match sqlx::query("SELECT citus_add_node($1, $2)").bind(host).bind(i32::from(port)).execute(pool).await {
+            Ok(_) => return,
+            Err(e) if tries < 4 => {
+                tries += 1;
+                eprintln!("add Citus worker {host}:{port} (try {tries}): {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(250 * tries)).await;
+            }
+            Err(e) => panic!("add Citus worker {host}:{port}: {e}"),
+        }
+    }
 }
 
 /// Host and port of a `postgres://user@host:port/db` URL.

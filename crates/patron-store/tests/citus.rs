@@ -350,7 +350,7 @@ async fn a_worker_added_later_takes_half_the_shards_and_every_row_stays() {
     };
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("SELECT citus_set_coordinator_host($1, $2)").bind(&host).bind(port).execute(&admin).await.unwrap();
-    sqlx::query("SELECT citus_add_node($1, $2)").bind(&workers[0].0).bind(i32::from(workers[0].1)).execute(&admin).await.unwrap();
+    patron_store::testing::add_citus_worker(&admin, &workers[0].0, workers[0].1).await;
     distribute(&url, Some(citus_test_shards())).await.unwrap();
     let s = Store::connect(&url).await.unwrap();
     import(&s, ImportKind::Customers, &customers_file(300)).await;
@@ -358,7 +358,7 @@ async fn a_worker_added_later_takes_half_the_shards_and_every_row_stays() {
     let before = (count(&s, "customers").await, count(&s, "orders").await, count(&s, "order_keys").await);
 
     // The second worker joins; the rebalancer moves co-located shards there together.
-    sqlx::query("SELECT citus_add_node($1, $2)").bind(&workers[1].0).bind(i32::from(workers[1].1)).execute(&admin).await.unwrap();
+    patron_store::testing::add_citus_worker(&admin, &workers[1].0, workers[1].1).await;
     sqlx::query("SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')").execute(&admin).await.unwrap();
     sqlx::query("SELECT citus_rebalance_wait()").execute(&admin).await.unwrap();
     admin.close().await;
