@@ -1725,6 +1725,24 @@ impl Db {
         }
     }
 
+    /// PostgreSQL only: the middle of an integer column's values by the planner's statistics
+    /// (the histogram `ANALYZE` keeps), so that a long read can be split into halves of about
+    /// the same number of rows. `None` on SQLite, and where there are no statistics (a table
+    /// never analysed, a Citus coordinator's shell of a distributed table).
+    pub async fn pg_column_median(&self, table: &str, column: &str) -> Result<Option<i64>> {
+        let Db::Postgres(p, _) = self else { return Ok(None) };
+        let bounds: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT CAST(histogram_bounds AS TEXT) FROM pg_stats WHERE schemaname = current_schema() AND tablename = $1 AND attname = $2",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_optional(p)
+        .await?;
+        let Some((Some(text),)) = bounds else { return Ok(None) };
+        let values: Option<Vec<i64>> = text.trim_matches(|c| c == '{' || c == '}').split(',').map(|v| v.trim().parse().ok()).collect();
+        Ok(values.and_then(|v| v.get(v.len() / 2).copied()))
+    }
+
     /// PostgreSQL only (`false` on SQLite): hands each row of one statement to `each` as it
     /// arrives, on one pooled connection, holding one row at a time (an analysis run's nine
     /// million order rows). The statement runs to its end or the first error of `each`.
