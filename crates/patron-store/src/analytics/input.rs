@@ -85,8 +85,9 @@ struct Current {
     main: Option<(Option<i64>, bool)>,
 }
 
-/// The pass's state: what each consumer gets, filled order by order.
-struct OrderScan<'a> {
+/// What every pass over the orders looks values up in (shared by PostgreSQL's two passes).
+#[derive(Clone, Copy)]
+struct ScanContext<'a> {
     index: &'a CustomerIndex,
     settings: &'a CostSettings,
     category_names: &'a HashMap<i64, String>,
@@ -95,6 +96,11 @@ struct OrderScan<'a> {
     product_categories: &'a HashMap<i64, i64>,
     /// The cost-to-serve period, first and last day (inclusive).
     period: (i32, i32),
+}
+
+/// The pass's state: what each consumer gets, filled order by order.
+struct OrderScan<'a> {
+    ctx: ScanContext<'a>,
     orders: Orders,
     baskets: Vec<Vec<u32>>,
     period_sales: Vec<Option<(i64, i64)>>,
@@ -108,20 +114,9 @@ struct OrderScan<'a> {
 
 impl<'a> OrderScan<'a> {
     /// An empty pass over the orders of `n` customers.
-    fn new(
-        index: &'a CustomerIndex,
-        settings: &'a CostSettings,
-        category_names: &'a HashMap<i64, String>,
-        product_categories: &'a HashMap<i64, i64>,
-        period: (i32, i32),
-        n: usize,
-    ) -> Self {
+    fn new(ctx: ScanContext<'a>, n: usize) -> Self {
         OrderScan {
-            index,
-            settings,
-            category_names,
-            product_categories,
-            period,
+            ctx,
             orders: Orders::default(),
             baskets: vec![Vec::new(); n],
             period_sales: vec![None; n],
@@ -156,12 +151,12 @@ impl<'a> OrderScan<'a> {
         if self.current.as_ref().is_none_or(|o| o.id != order_id) {
             self.finish_order();
             let day = i32::try_from(day).map_err(|_| StoreError::Internal(format!("order day {day} out of range")))?;
-            self.current = Some(Current { customer: self.index.get(customer_id), id: order_id, day, total, discount, main: None });
+            self.current = Some(Current { customer: self.ctx.index.get(customer_id), id: order_id, day, total, discount, main: None });
             self.parts.clear();
         }
         let Some(o) = self.current.as_mut() else { return Ok(()) };
         let (Some(c), Some(line_no)) = (o.customer, line_no) else { return Ok(()) };
-        let product_category = || product.and_then(|p| self.product_categories.get(&p).copied());
+        let product_category = || product.and_then(|p| self.ctx.product_categories.get(&p).copied());
         if let Some(category) = line_category.or_else(product_category).and_then(|v| u32::try_from(v).ok()) {
             self.baskets[c as usize].push(category);
         }
@@ -183,14 +178,14 @@ impl<'a> OrderScan<'a> {
         self.orders.amount_cents.push(o.total);
         self.orders.category.push(category.and_then(|v| u32::try_from(v).ok()).unwrap_or(patron_analytics::summary::NO_CATEGORY));
         self.orders.full_price.push(o.discount == 0 && !promo);
-        if (self.period.0..=self.period.1).contains(&o.day) {
+        if (self.ctx.period.0..=self.ctx.period.1).contains(&o.day) {
             // The lines in their order whatever order the engine returned them in: the margin
             // is a sum of floats.
             self.parts.sort_unstable_by_key(|p| p.0);
-            let names: &'a HashMap<i64, String> = self.category_names;
+            let names: &'a HashMap<i64, String> = self.ctx.category_names;
             self.named.clear();
             self.named.extend(self.parts.iter().map(|(_, cat, v)| (cat.and_then(|id| names.get(&id)).map(String::as_str), *v)));
-            let margin = patron_analytics::cost_to_serve::order_margin(o.total, &self.named, |cat| self.settings.rate(cat));
+            let margin = patron_analytics::cost_to_serve::order_margin(o.total, &self.named, |cat| self.ctx.settings.rate(cat));
             let sales = self.period_sales[c as usize].get_or_insert((0, 0));
             sales.0 = sales.0.saturating_add(o.total);
             sales.1 = sales.1.saturating_add(margin);
@@ -218,7 +213,14 @@ impl Store {
             self.db.reader().fetch_all(query("SELECT id, name FROM categories")).await?.into_iter().collect();
         let product_categories: HashMap<i64, i64> =
             self.db.scan_all(query("SELECT id, category_id FROM products WHERE category_id IS NOT NULL")).await?.into_iter().collect();
-        let mut scan = OrderScan::new(&index, &settings, &category_names, &product_categories, (first, as_of_day), customer_ids.len());
+        let ctx = ScanContext {
+            index: &index,
+            settings: &settings,
+            category_names: &category_names,
+            product_categories: &product_categories,
+            period: (first, as_of_day),
+        };
+        let mut scan = OrderScan::new(ctx, customer_ids.len());
         // SQLite: the whole range in one statement stepped through the C API (sqlx's
         // row-by-row hand-over was most of the run). Stepping (SQLite's work) and the pass over
         // the rows (ours) take turns on one core otherwise; here the rows go in batches to a
@@ -299,7 +301,7 @@ impl Store {
                 None => customer_ids.get(customer_ids.len() / 2).copied(),
             };
             let split = median.map_or(i64::MAX, |m| m.saturating_sub(1));
-            let mut upper = OrderScan::new(&index, &settings, &category_names, &product_categories, (first, as_of_day), customer_ids.len());
+            let mut upper = OrderScan::new(ctx, customer_ids.len());
             let half = |low: i64, high: i64| query(PG_SCAN_SQL).bind(i64::from(as_of_day)).bind(low).bind(high);
             let lower_half = self.db.pg_for_each(half(i64::MIN, split), |row: ScanRow| scan.row(row));
             let upper_half = self.db.pg_for_each(half(split, i64::MAX), |row: ScanRow| upper.row(row));
