@@ -1746,9 +1746,11 @@ fn copy_binary_rows(buf: &mut Vec<u8>, columns: &[(&str, ColType)], rows: &[Vec<
     /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
     const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
     let ncols = i16::try_from(columns.len()).map_err(|_| StoreError::Internal("too many COPY columns".into()))?;
-    let field = |buf: &mut Vec<u8>, bytes: &[u8]| {
-        buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    let field = |buf: &mut Vec<u8>, bytes: &[u8]| -> Result<()> {
+        let len = i32::try_from(bytes.len()).map_err(|_| StoreError::Internal("a COPY value over 2 GiB".into()))?;
+        buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(bytes);
+        Ok(())
     };
     for row in rows {
         if row.len() != columns.len() {
@@ -1760,18 +1762,18 @@ fn copy_binary_rows(buf: &mut Vec<u8>, columns: &[(&str, ColType)], rows: &[Vec<
                 (_, Arg::I64(None) | Arg::F64(None) | Arg::Text(None) | Arg::Bool(None) | Arg::Time(None) | Arg::Date(None)) => {
                     buf.extend_from_slice(&(-1i32).to_be_bytes())
                 }
-                (ColType::Int, Arg::I64(Some(v))) => field(buf, &v.to_be_bytes()),
-                (ColType::Float, Arg::F64(Some(v))) => field(buf, &v.to_be_bytes()),
-                (ColType::Float, Arg::I64(Some(v))) => field(buf, &(*v as f64).to_be_bytes()),
-                (ColType::Text, Arg::Text(Some(v))) => field(buf, v.as_bytes()),
-                (ColType::Text, Arg::Json(v)) => field(buf, v.to_string().as_bytes()),
-                (ColType::Bool, Arg::Bool(Some(v))) => field(buf, &[u8::from(*v)]),
+                (ColType::Int, Arg::I64(Some(v))) => field(buf, &v.to_be_bytes())?,
+                (ColType::Float, Arg::F64(Some(v))) => field(buf, &v.to_be_bytes())?,
+                (ColType::Float, Arg::I64(Some(v))) => field(buf, &(*v as f64).to_be_bytes())?,
+                (ColType::Text, Arg::Text(Some(v))) => field(buf, v.as_bytes())?,
+                (ColType::Text, Arg::Json(v)) => field(buf, v.to_string().as_bytes())?,
+                (ColType::Bool, Arg::Bool(Some(v))) => field(buf, &[u8::from(*v)])?,
                 (ColType::Time, Arg::Time(Some(t))) => {
                     let micros = t
                         .timestamp_micros()
                         .checked_sub(PG_EPOCH_MICROS)
                         .ok_or_else(|| StoreError::Internal(format!("{name}: time out of range")))?;
-                    field(buf, &micros.to_be_bytes())
+                    field(buf, &micros.to_be_bytes())?
                 }
                 (ty, a) => return Err(StoreError::Internal(format!("COPY column {name} ({ty:?}) given {a:?}"))),
             }
