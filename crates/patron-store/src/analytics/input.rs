@@ -129,12 +129,13 @@ impl<'a> OrderScan<'a> {
     /// Adds the finished pass `other` over later customers: its orders after these, its
     /// customers' baskets and period sales to theirs.
     fn absorb(&mut self, other: OrderScan<'a>) {
-        let o = other.orders;
-        self.orders.customer.extend(o.customer);
-        self.orders.day.extend(o.day);
-        self.orders.amount_cents.extend(o.amount_cents);
-        self.orders.category.extend(o.category);
-        self.orders.full_price.extend(o.full_price);
+        // Every column named, so that a column added to `Orders` cannot be left out here.
+        let Orders { customer, day, amount_cents, category, full_price } = other.orders;
+        self.orders.customer.extend(customer);
+        self.orders.day.extend(day);
+        self.orders.amount_cents.extend(amount_cents);
+        self.orders.category.extend(category);
+        self.orders.full_price.extend(full_price);
         for (mine, theirs) in self.baskets.iter_mut().zip(other.baskets) {
             mine.extend(theirs);
         }
