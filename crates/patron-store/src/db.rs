@@ -1198,7 +1198,8 @@ async fn migrate_postgres(pool: &PgPool, has_citus: bool) -> Result<()> {
     if has_citus {
         sqlx::query("SET citus.enable_local_reference_table_foreign_keys = off").execute(&mut *conn).await?;
     }
-    let ran = migrator.run(&mut *conn).await;
+    // On Citus one statement at a time (see `citus::migrate`).
+    let ran = if has_citus { citus::migrate(&mut conn, &migrator).await } else { migrator.run(&mut *conn).await.map_err(Into::into) };
     if has_citus {
         // The setting must not follow this connection back into the pool.
         conn.detach();

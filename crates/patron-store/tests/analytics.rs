@@ -572,6 +572,79 @@ test_both!(score_history_keeps_the_last_n_runs, |db: TestDb| async move {
     assert_eq!(m.cells.iter().map(|c| c.customers).sum::<i64>(), n as i64);
 });
 
+/// The columns of `score_snapshots`' primary key, in key order.
+async fn snapshot_key(s: &Store) -> Vec<String> {
+    let sql = match s.db.engine() {
+        patron_store::Engine::Sqlite => "SELECT name FROM pragma_table_info('score_snapshots') WHERE pk > 0 ORDER BY pk",
+        patron_store::Engine::Postgres => {
+            "SELECT CAST(a.attname AS TEXT) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = 'score_snapshots'::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)"
+        }
+    };
+    s.db.reader().fetch_all(query(sql)).await.unwrap().into_iter().map(|(c,): (String,)| c).collect()
+}
+
+// Issue 15 §5: the snapshot is keyed by run first, so a run's rows go in at the end of the key.
+// A PostgreSQL (or Citus) database made before migration 0033, keyed by customer first with an
+// index of the run, is rekeyed by the upgrade with every row kept, and the runs after it work.
+test_both!(snapshots_are_keyed_by_run_and_the_upgrade_rekeys_them, |db: TestDb| async move {
+    use patron_store::history::Dimension;
+    let s = &db.store;
+    let cli = Actor::cli();
+    let n = 30;
+    let (customers, orders_csv, _, _) = random_base(n, 11);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let run1 = s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0;
+    assert_eq!(snapshot_key(s).await, ["run_id", "customer_id"]);
+    if s.db.engine() == patron_store::Engine::Postgres {
+        // Back to the key before 0033, and the migration forgotten.
+        for sql in [
+            "ALTER TABLE score_snapshots DROP CONSTRAINT score_snapshots_pkey",
+            "ALTER TABLE score_snapshots ADD CONSTRAINT score_snapshots_pkey PRIMARY KEY (customer_id, run_id)",
+            "CREATE INDEX score_snapshots_run ON score_snapshots (run_id)",
+            "DELETE FROM _sqlx_migrations WHERE version = 33",
+        ] {
+            s.db.reader().execute(query(sql)).await.unwrap();
+        }
+        assert_eq!(snapshot_key(s).await, ["customer_id", "run_id"]);
+    }
+    let rows = "SELECT customer_id, run_id, trailing_spend_cents, CAST(abcd_tier AS BIGINT), CAST(rfm_class AS BIGINT), \
+                CAST(lifecycle AS BIGINT), CAST(churn AS BIGINT) FROM score_snapshots ORDER BY run_id, customer_id";
+    let before: Vec<(i64, i64, i64, i64, i64, i64, i64)> = s.db.reader().fetch_all(query(rows)).await.unwrap();
+    assert_eq!(before.len(), n);
+    let s = Store::connect(&db.url).await.expect("the upgrade applies").with_clock(db.clock.clone());
+    assert_eq!(snapshot_key(&s).await, ["run_id", "customer_id"]);
+    let after: Vec<(i64, i64, i64, i64, i64, i64, i64)> = s.db.reader().fetch_all(query(rows)).await.unwrap();
+    assert_eq!(after, before, "every snapshot row is kept");
+    if s.db.engine() == patron_store::Engine::Postgres {
+        let (run_index,): (bool,) = s.db.reader().fetch_one(query("SELECT to_regclass('score_snapshots_run') IS NOT NULL")).await.unwrap();
+        assert!(!run_index, "the key serves what the run index served");
+    }
+    // A run after the upgrade adds its snapshot under the new key; the same run's rows twice are
+    // refused by it, and the matrix between the two runs counts everyone once.
+    let run2 = s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0;
+    let per_run: Vec<(i64, i64)> =
+        s.db.reader().fetch_all(query("SELECT run_id, COUNT(*) FROM score_snapshots GROUP BY run_id ORDER BY run_id")).await.unwrap();
+    assert_eq!(per_run, [(run1, n as i64), (run2, n as i64)]);
+    let again =
+        s.db.reader()
+            .execute(
+                query(
+                    "INSERT INTO score_snapshots (customer_id, run_id, trailing_spend_cents, abcd_tier, rfm_class, lifecycle, churn) \
+                 SELECT customer_id, run_id, 0, 1, 1, 1, 0 FROM score_snapshots WHERE run_id = $1",
+                )
+                .bind(run2),
+            )
+            .await;
+    assert!(again.is_err(), "a run's snapshot row twice");
+    let m = s.migration(&cli, Some(run1), Some(run2), Dimension::AbcdTier).await.unwrap();
+    assert_eq!(m.cells.iter().map(|c| c.customers).sum::<i64>(), n as i64);
+    assert!(m.cells.iter().all(|c| c.from == c.to), "{:?}", m.cells);
+    s.db.close().await;
+});
+
 /// `(year, month)` of an instant in Shanghai.
 fn ym(at: chrono::DateTime<Utc>) -> (i32, u32) {
     use chrono::Datelike;

@@ -123,6 +123,134 @@ pub(crate) async fn is_distributed(pool: &PgPool) -> Result<bool> {
     Ok(yes)
 }
 
+/// Applies `migrator`'s pending migrations on a server with Citus, one statement at a time.
+///
+/// sqlx sends a migration's file as one multi-statement query, and Citus forwards some DDL on a
+/// distributed table (adding a key, dropping an index) to the workers as the *whole* query
+/// string through the extended protocol, which refuses more than one command ("cannot insert
+/// multiple commands into a prepared statement"; citusdata/citus#6608). So on an already
+/// distributed database an upgrade whose file holds two such statements failed. Here each
+/// statement is its own query, in one transaction per migration, and the migration is recorded in
+/// `_sqlx_migrations` exactly as sqlx records it (so sqlx's own migrator agrees afterwards): same
+/// checks of dirty, missing and modified migrations, same lock.
+pub(crate) async fn migrate(conn: &mut sqlx::PgConnection, migrator: &sqlx::migrate::Migrator) -> Result<()> {
+    use sqlx::migrate::{Migrate, MigrateError};
+    use sqlx::Connection;
+    conn.ensure_migrations_table().await?;
+    conn.lock().await?;
+    let applied = async {
+        if let Some(version) = conn.dirty_version().await? {
+            return Err(MigrateError::Dirty(version).into());
+        }
+        let applied: BTreeMap<i64, Vec<u8>> =
+            conn.list_applied_migrations().await?.into_iter().map(|m| (m.version, m.checksum.into_owned())).collect();
+        let known = |v: i64| migrator.iter().any(|m| m.migration_type.is_up_migration() && m.version == v);
+        if let Some(v) = applied.keys().find(|v| !known(**v)) {
+            return Err(MigrateError::VersionMissing(*v).into());
+        }
+        for m in migrator.iter().filter(|m| m.migration_type.is_up_migration()) {
+            match applied.get(&m.version) {
+                Some(sum) if sum.as_slice() != &*m.checksum => return Err(MigrateError::VersionMismatch(m.version).into()),
+                Some(_) => {}
+                None => {
+                    let started = std::time::Instant::now();
+                    let mut tx = conn.begin().await?;
+                    for statement in split_statements(&m.sql) {
+                        sqlx::raw_sql(statement).execute(&mut *tx).await.map_err(|e| MigrateError::ExecuteMigration(e, m.version))?;
+                    }
+                    let nanos = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+                    sqlx::query(
+                        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)",
+                    )
+                    .bind(m.version)
+                    .bind(&*m.description)
+                    .bind(&*m.checksum)
+                    .bind(nanos)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    let unlocked = conn.unlock().await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+/// The statements of a migration file, each without its `;`: split at semicolons outside
+/// quotes (`'…'`, `"…"`, `$tag$…$tag$`) and comments (`--`, nested `/* */`); pieces holding
+/// nothing but comments and blanks are left out.
+pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i, mut content) = (0, 0, false);
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len(), |p| i + p + 1);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < bytes.len() {
+                    if bytes[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'\'' | b'"' => {
+                content = true;
+                i = bytes[i + 1..].iter().position(|&c| c == b).map_or(bytes.len(), |p| i + 1 + p + 1);
+                continue;
+            }
+            b'$' if i == 0 || !ident(bytes[i - 1]) => {
+                // A dollar quote's tag: letters, digits and `_`, not starting with a digit
+                // (`$1` is a parameter).
+                let tag_len = bytes[i + 1..].iter().position(|&c| !ident(c)).unwrap_or(bytes.len() - i - 1);
+                let quoted = bytes.get(i + 1 + tag_len) == Some(&b'$') && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if quoted {
+                    content = true;
+                    let tag = &sql[i..i + tag_len + 2];
+                    let body = i + tag.len();
+                    i = sql[body..].find(tag).map_or(bytes.len(), |p| body + p + tag.len());
+                    continue;
+                }
+                content = true;
+            }
+            b';' => {
+                if content {
+                    out.push(sql[start..i].trim());
+                }
+                start = i + 1;
+                content = false;
+            }
+            c if !c.is_ascii_whitespace() => content = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    if content {
+        out.push(sql[start..].trim());
+    }
+    out
+}
+
 /// Applies the migrations, then distributes the schema over the Citus cluster the database is
 /// on (see the module docs): on an empty or a loaded database, in one transaction. Idempotent:
 /// a distributed database is left as it is (the report then lists nothing). `shards`: shards
@@ -460,5 +588,42 @@ impl Db {
     /// must not branch on it: the differences are handled in [`crate::db`].
     pub fn is_distributed(&self) -> bool {
         self.layout() == Layout::Citus
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements;
+
+    #[test]
+    fn statements_split_at_semicolons_outside_quotes_and_comments() {
+        let sql = "-- a comment; with a semicolon\n\
+                   CREATE TABLE t (a TEXT DEFAULT ';', \"b;c\" INT); /* block; /* nested; */ still; */\n\
+                   DO $body$ BEGIN EXECUTE 'SELECT 1; SELECT 2'; END $body$;\n\
+                   SELECT $1, $$ a; b $$ ,x$y;\n\
+                   -- only a comment at the end;\n";
+        assert_eq!(
+            split_statements(sql),
+            [
+                "-- a comment; with a semicolon\nCREATE TABLE t (a TEXT DEFAULT ';', \"b;c\" INT)",
+                "/* block; /* nested; */ still; */\nDO $body$ BEGIN EXECUTE 'SELECT 1; SELECT 2'; END $body$",
+                "SELECT $1, $$ a; b $$ ,x$y",
+            ]
+        );
+        assert!(split_statements("  -- nothing\n/* at all */ ;\n").is_empty());
+        assert_eq!(split_statements("SELECT 'it''s; fine'"), ["SELECT 'it''s; fine'"]);
+        // An unterminated quote runs to the end instead of past it.
+        assert_eq!(split_statements("SELECT 'open; "), ["SELECT 'open;"]);
+    }
+
+    #[test]
+    fn every_postgres_migration_splits_into_whole_statements() {
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        for m in migrator.iter() {
+            let statements = split_statements(&m.sql);
+            assert!(!statements.is_empty(), "{}", m.version);
+            let semicolons = m.sql.lines().map(|l| l.split("--").next().unwrap_or("")).filter(|l| l.trim_end().ends_with(';')).count();
+            assert_eq!(statements.len(), semicolons, "migration {}: one statement per line ending in ;", m.version);
+        }
     }
 }
