@@ -1142,15 +1142,18 @@ impl Db {
     /// autovacuum is off (as on this project's test machines), `VACUUM` too, since nothing else
     /// would reclaim the million dead rows each run leaves, or set the visibility map and hint
     /// bits that the next readers would otherwise set page by page. Neither blocks readers or
-    /// writers. SQLite: nothing (a rewritten table's free pages are reused; its statistics are
-    /// kept by the rewrite itself, [`Tx::restore_indexes`]).
+    /// writers. The tables are refreshed at once, each on a connection of its own (each is one
+    /// backend's work, and the run waits for both). SQLite: nothing (a rewritten table's free
+    /// pages are reused; its statistics are kept by the rewrite itself, [`Tx::restore_indexes`]).
     pub async fn refresh_after_rewrite(&self, tables: &[&str]) -> Result<()> {
         if let Db::Postgres(p, _) = self {
             let (autovacuum,): (String,) = sqlx::query_as("SELECT current_setting('autovacuum')").fetch_one(p).await?;
             let verb = if autovacuum == "on" { "ANALYZE" } else { "VACUUM (ANALYZE)" };
-            for t in tables {
-                sqlx::query(&format!("{verb} {t}")).execute(p).await?;
-            }
+            let refresh = |t: &&str| {
+                let sql = format!("{verb} {t}");
+                async move { sqlx::query(&sql).execute(p).await }
+            };
+            futures_util::future::try_join_all(tables.iter().map(refresh)).await?;
         }
         Ok(())
     }
