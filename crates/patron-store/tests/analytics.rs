@@ -585,8 +585,9 @@ async fn snapshot_key(s: &Store) -> Vec<String> {
 }
 
 // Issue 15 §5: the snapshot is keyed by run first, so a run's rows go in at the end of the key.
-// A PostgreSQL (or Citus) database made before migration 0033, keyed by customer first with an
-// index of the run, is rekeyed by the upgrade with every row kept, and the runs after it work.
+// A PostgreSQL (or distributed Citus) database made before migrations 0032 and 0033, keyed by
+// customer first with an index of the run, is upgraded with every row kept, and the runs after
+// it work.
 test_both!(snapshots_are_keyed_by_run_and_the_upgrade_rekeys_them, |db: TestDb| async move {
     use patron_store::history::Dimension;
     let s = &db.store;
@@ -599,12 +600,17 @@ test_both!(snapshots_are_keyed_by_run_and_the_upgrade_rekeys_them, |db: TestDb| 
     let run1 = s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0;
     assert_eq!(snapshot_key(s).await, ["run_id", "customer_id"]);
     if s.db.engine() == patron_store::Engine::Postgres {
-        // Back to the key before 0033, and the migration forgotten.
+        // Back to the schema before 0032 (the scores' three indexes) and 0033 (the key), and
+        // both migrations forgotten. On Citus the tables stay distributed: each of the two files
+        // holds several statements that Citus forwards to the workers as the query's text.
         for sql in [
+            "CREATE INDEX customer_scores_tier ON customer_scores (abcd_tier)",
+            "CREATE INDEX customer_scores_lifecycle ON customer_scores (lifecycle)",
+            "CREATE INDEX customer_scores_next_action ON customer_scores (next_action)",
             "ALTER TABLE score_snapshots DROP CONSTRAINT score_snapshots_pkey",
             "ALTER TABLE score_snapshots ADD CONSTRAINT score_snapshots_pkey PRIMARY KEY (customer_id, run_id)",
             "CREATE INDEX score_snapshots_run ON score_snapshots (run_id)",
-            "DELETE FROM _sqlx_migrations WHERE version = 33",
+            "DELETE FROM _sqlx_migrations WHERE version IN (32, 33)",
         ] {
             s.db.reader().execute(query(sql)).await.unwrap();
         }
@@ -621,6 +627,15 @@ test_both!(snapshots_are_keyed_by_run_and_the_upgrade_rekeys_them, |db: TestDb| 
     if s.db.engine() == patron_store::Engine::Postgres {
         let (run_index,): (bool,) = s.db.reader().fetch_one(query("SELECT to_regclass('score_snapshots_run') IS NOT NULL")).await.unwrap();
         assert!(!run_index, "the key serves what the run index served");
+        let (score_indexes,): (i64,) =
+            s.db.reader()
+                .fetch_one(query(
+                    "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'customer_scores' \
+                 AND indexname IN ('customer_scores_tier', 'customer_scores_lifecycle', 'customer_scores_next_action')",
+                ))
+                .await
+                .unwrap();
+        assert_eq!(score_indexes, 0, "0032 ran again");
     }
     // A run after the upgrade adds its snapshot under the new key; the same run's rows twice are
     // refused by it, and the matrix between the two runs counts everyone once.
