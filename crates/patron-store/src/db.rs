@@ -345,7 +345,8 @@ async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> 
 /// log past 1,000 pages does it, copying and syncing the pages while holding the write lock, so
 /// every writer queued behind it, and every read waiting for its audit entry, waited too: POST
 /// /orders at 8 writers had a p99 of 65–415 ms at 1 M customers (issue 15 §6). Ends when the
-/// last handle of the database is gone (`gone`) or the pool is closed.
+/// last handle of the database is gone (`gone`) or the pool is closed. Each tick is
+/// [`checkpoint_tick`].
 async fn checkpoint_in_background(pool: SqlitePool, mut gone: tokio::sync::oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -357,13 +358,65 @@ async fn checkpoint_in_background(pool: SqlitePool, mut gone: tokio::sync::onesh
         if pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = checkpoint_tick(&pool, WAL_RESTART_FRAMES).await {
             if pool.is_closed() {
                 return;
             }
             tracing::warn!(error = %e, "SQLite background checkpoint failed; the next tick tries again");
         }
     }
+}
+
+/// Log frames (pages) past which the background checkpoint restarts the log: 64 MiB of 4 KiB
+/// pages, the `journal_size_limit` the log is cut back to.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// How long a restarting checkpoint waits for the readers of the log before it gives up until
+/// the next tick; writers wait behind it meanwhile, so it is short.
+const WAL_RESTART_WAIT_MS: u32 = 20;
+
+/// What one background checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checkpointed {
+    /// Every frame of the log is in the database, and the log is short enough to stay.
+    Passive,
+    /// The log was longer than the limit and is now empty.
+    Restarted,
+    /// Some frames are not in the database yet, or the log's readers did not finish in time.
+    Busy,
+}
+
+/// One tick of the background checkpoint: a passive checkpoint, then, when the log holds more
+/// than `restart_frames` frames all copied into the database, a restart of the log.
+///
+/// A log starts again from its beginning only when a writer finds no reader using it. Under a
+/// steady load of short reads some reader always is (each began while the log held frames not
+/// yet copied), so the log never restarted and grew by every write: 1.7 GB after 30 s of 8
+/// writers at 1 M customers, each page lookup searching more of its index. A truncating
+/// checkpoint takes the write lock and waits for the readers of that moment to finish (new
+/// readers then read the database file alone), then empties the log; it waits at most
+/// [`WAL_RESTART_WAIT_MS`], on a connection whose busy timeout is set for it (the connection is
+/// not returned to the pool if the usual timeout cannot be set back).
+pub(crate) async fn checkpoint_tick(pool: &SqlitePool, restart_frames: i64) -> Result<Checkpointed> {
+    let (busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
+    if busy != 0 || copied < log {
+        return Ok(Checkpointed::Busy);
+    }
+    if log <= restart_frames {
+        return Ok(Checkpointed::Passive);
+    }
+    let mut conn = pool.acquire().await?;
+    sqlx::query(&format!("PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")).execute(&mut *conn).await?;
+    let restarted: std::result::Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
+    let usual = format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
+    if sqlx::query(&usual).execute(&mut *conn).await.is_err() {
+        conn.close_on_drop();
+    }
+    Ok(match restarted? {
+        (0, _, _) => Checkpointed::Restarted,
+        _ => Checkpointed::Busy,
+    })
 }
 
 /// One value bound to a `$n` placeholder. Owned, so a query can be built once and run on either engine.
@@ -893,6 +946,9 @@ pub fn copy_text_field(buf: &mut Vec<u8>, value: Option<&str>) {
 /// [`Db::connect`]).
 pub(crate) const SQLITE_MMAP_SIZE: u64 = 2_147_418_112;
 
+/// How long a SQLite statement waits for a lock another connection holds.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Db {
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and applies migrations.
     /// A SQLite file is created if missing, in WAL mode with foreign keys on.
@@ -905,7 +961,7 @@ impl Db {
                 // NORMAL in WAL mode survives a killed process (only an OS crash may lose the last commits).
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
                 // Reads through a memory map instead of a copy into each connection's cache: a
@@ -1396,6 +1452,81 @@ mod tests {
     }
 
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_log_starts_again_once_the_readers_of_that_moment_finish() {
+        // Issue 15 §6: under steady reads the log never started again by itself. A pool as
+        // Db::connect makes it, without its background task, so that only these ticks run.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("wal.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.expect("pool");
+        let write = |n: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("INSERT INTO t (x) SELECT randomblob(4000) FROM (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < $1) SELECT i FROM r)")
+                    .bind(n)
+                    .execute(&pool)
+                    .await
+                    .expect("rows written");
+            }
+        };
+        let log_frames = |pool: SqlitePool| async move {
+            let (_, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await.expect("checkpoint");
+            log
+        };
+        sqlx::query("CREATE TABLE t (x BLOB)").execute(&pool).await.expect("table");
+        write(150).await;
+        // A reader whose snapshot was taken while the log held frames not yet copied.
+        let mut reader = pool.acquire().await.expect("reader");
+        sqlx::query("BEGIN").execute(&mut *reader).await.expect("begin");
+        let count = "SELECT COUNT(*) FROM t";
+        let (seen,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
+        write(150).await;
+        // Frames after its snapshot cannot be copied yet, so nothing restarts.
+        assert_eq!(checkpoint_tick(&pool, 100).await.expect("tick"), Checkpointed::Busy);
+        let (still,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
+        assert_eq!(still, seen);
+        sqlx::query("COMMIT").execute(&mut *reader).await.expect("end");
+        // The next reader begins before they are copied, so it reads the log too (as every read
+        // of a busy server does). Everything is copied now, but the restart waits for that reader
+        // briefly and gives up; the reader keeps its snapshot.
+        sqlx::query("BEGIN").execute(&mut *reader).await.expect("begin");
+        let (seen,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
+        assert_eq!(seen, 300);
+        assert_eq!(checkpoint_tick(&pool, 100).await.expect("tick"), Checkpointed::Busy);
+        assert_eq!(log_frames(pool.clone()).await, log_frames(pool.clone()).await);
+        let (still,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
+        assert_eq!(still, seen);
+        sqlx::query("COMMIT").execute(&mut *reader).await.expect("end");
+        // A reader beginning now reads the database file alone (every frame is copied), so it
+        // does not hold the restart back.
+        sqlx::query("BEGIN").execute(&mut *reader).await.expect("begin");
+        let (now_seen,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
+        assert_eq!(now_seen, 300);
+        assert!(log_frames(pool.clone()).await > 100);
+        assert_eq!(checkpoint_tick(&pool, 100).await.expect("tick"), Checkpointed::Restarted);
+        assert_eq!(log_frames(pool.clone()).await, 0, "the log starts again from its beginning");
+        sqlx::query("COMMIT").execute(&mut *reader).await.expect("end");
+        // A short log stays as it is; the connection that waited has its usual timeout back.
+        write(10).await;
+        assert_eq!(checkpoint_tick(&pool, 100).await.expect("tick"), Checkpointed::Passive);
+        drop(reader);
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(pool.acquire().await.expect("connection"));
+        }
+        for c in &mut conns {
+            let (ms,): (i64,) = sqlx::query_as("PRAGMA busy_timeout").fetch_one(&mut **c).await.expect("timeout");
+            assert_eq!(ms, 30_000);
+        }
+        drop(conns);
+        pool.close().await;
+    }
 
     #[tokio::test]
     async fn a_real_lock_on_the_raw_sqlite_path_is_busy() {
