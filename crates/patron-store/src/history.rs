@@ -229,17 +229,44 @@ pub(crate) struct Before {
     pub rfm_class: u8,
 }
 
-/// Reads every customer's current (soon previous) codes from `customer_scores`, compactly.
+/// Reads every customer's current (soon previous) codes, compactly: from the snapshot of the
+/// run whose rows `customer_scores` holds when that run kept one (a million narrow rows by their
+/// key's first column, the codes already made), else from `customer_scores` itself (a database
+/// whose scores predate the snapshots, migration 0026). The two agree for every live customer:
+/// the snapshot is written from those very rows in the run's transaction, and the only changes
+/// to the scores between runs delete the rows of customers erased or merged away, who are no
+/// longer live and so not looked up.
 pub(crate) async fn read_before(tx: &mut Tx) -> Result<HashMap<i64, Before>> {
-    let rows: Vec<(i64, i64, i64, i64, i64)> = tx
-        .scan_all(query(format!(
-            "SELECT customer_id, {}, {}, {}, {} FROM customer_scores",
-            code_case("churn", CHURN_CODES, 0),
-            code_case("lifecycle", LIFECYCLE_CODES, 1),
-            code_case("abcd_tier", ABCD_CODES, 1),
-            code_case("rfm_class", RFM_CODES, 1),
-        )))
-        .await?;
+    // Every row names the same run: each run rewrites them all.
+    let scored: Option<(i64,)> = tx.fetch_optional(query("SELECT run_id FROM customer_scores LIMIT 1")).await?;
+    let snapshot: Option<(i64,)> = match scored {
+        Some((run_id,)) => {
+            tx.fetch_optional(query("SELECT id FROM analytics_runs WHERE id = $1 AND snapshot_customers IS NOT NULL").bind(run_id)).await?
+        }
+        None => None,
+    };
+    let rows: Vec<(i64, i64, i64, i64, i64)> = match snapshot {
+        Some((run_id,)) => {
+            tx.scan_all(
+                query(
+                    "SELECT customer_id, CAST(churn AS BIGINT), CAST(lifecycle AS BIGINT), CAST(abcd_tier AS BIGINT), \
+                     CAST(rfm_class AS BIGINT) FROM score_snapshots WHERE run_id = $1",
+                )
+                .bind(run_id),
+            )
+            .await?
+        }
+        None => {
+            tx.scan_all(query(format!(
+                "SELECT customer_id, {}, {}, {}, {} FROM customer_scores",
+                code_case("churn", CHURN_CODES, 0),
+                code_case("lifecycle", LIFECYCLE_CODES, 1),
+                code_case("abcd_tier", ABCD_CODES, 1),
+                code_case("rfm_class", RFM_CODES, 1),
+            )))
+            .await?
+        }
+    };
     let byte = |v: i64| u8::try_from(v).unwrap_or(0);
     Ok(rows
         .into_iter()

@@ -572,6 +572,71 @@ test_both!(score_history_keeps_the_last_n_runs, |db: TestDb| async move {
     assert_eq!(m.cells.iter().map(|c| c.customers).sum::<i64>(), n as i64);
 });
 
+/// Each customer's (tier, class, stage) now and as the run before left them, by customer.
+type Placed = Vec<(i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>;
+
+async fn placed(s: &Store) -> Placed {
+    s.db.reader()
+        .fetch_all(query(
+            "SELECT customer_id, abcd_tier, rfm_class, lifecycle, previous_abcd_tier, previous_rfm_class, previous_lifecycle \
+             FROM customer_scores ORDER BY customer_id",
+        ))
+        .await
+        .unwrap()
+}
+
+/// The customers whom run `run` told of a change (`customer.churned`, `customer.at_risk`).
+async fn told(s: &Store, run: i64) -> Vec<(i64, String)> {
+    s.db.reader()
+        .fetch_all(
+            query("SELECT customer_id, type FROM events WHERE subject_id = $1 AND type LIKE 'customer.%' ORDER BY customer_id, type")
+                .bind(run),
+        )
+        .await
+        .unwrap()
+}
+
+// Issue 15 §5: a run reads where everyone stood before it from the previous run's snapshot (a
+// million narrow rows) rather than from the scores; a database whose scores have no snapshot
+// (made before migration 0026) is read from the scores. Both give the same previous fields and
+// the same "became churned / at risk" events.
+test_both!(a_run_reads_the_previous_scores_from_the_snapshot_or_the_scores_alike, |db: TestDb| async move {
+    let s = &db.store;
+    let cli = Actor::cli();
+    let n = 200;
+    let (customers, orders_csv, _, _) = random_base(n, 7);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    let (d1, d2) = (NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(), NaiveDate::from_ymd_opt(2026, 9, 30).unwrap());
+    let config = AnalyticsConfig::default();
+    s.run_analysis(&cli, d1, &config).await.unwrap();
+    let first = placed(s).await;
+    let by_snapshot = s.run_analysis(&cli, d2, &config).await.unwrap().0;
+    let after_snapshot = placed(s).await;
+    // The same two runs again, the first of them stripped of its snapshot as an older
+    // database's run is.
+    let again = s.run_analysis(&cli, d1, &config).await.unwrap().0;
+    assert_eq!(
+        placed(s).await.iter().map(|r| (r.0, &r.1, &r.2, &r.3)).collect::<Vec<_>>(),
+        first.iter().map(|r| (r.0, &r.1, &r.2, &r.3)).collect::<Vec<_>>()
+    );
+    s.db.reader().execute(query("DELETE FROM score_snapshots WHERE run_id = $1").bind(again)).await.unwrap();
+    s.db.reader().execute(query("UPDATE analytics_runs SET snapshot_customers = NULL WHERE id = $1").bind(again)).await.unwrap();
+    let by_scores = s.run_analysis(&cli, d2, &config).await.unwrap().0;
+    let after_scores = placed(s).await;
+
+    assert_eq!(after_scores, after_snapshot);
+    // The previous fields are the first run's places.
+    assert_eq!(
+        after_snapshot.iter().map(|r| (r.0, &r.4, &r.5, &r.6)).collect::<Vec<_>>(),
+        first.iter().map(|r| (r.0, &r.1, &r.2, &r.3)).collect::<Vec<_>>()
+    );
+    let (a, b) = (told(s, by_snapshot).await, told(s, by_scores).await);
+    assert_eq!(a, b);
+    assert!(a.iter().any(|e| e.1 == "customer.churned"), "eight months on, some customers churned: {a:?}");
+    assert!(after_snapshot.iter().any(|r| r.1 != r.4), "the tiers moved between the runs");
+});
+
 /// The columns of `score_snapshots`' primary key, in key order.
 async fn snapshot_key(s: &Store) -> Vec<String> {
     let sql = match s.db.engine() {
