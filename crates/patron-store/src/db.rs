@@ -2072,6 +2072,28 @@ impl Db {
         let raw = SqliteRaw { _lock: lock, db };
         off_the_workers(|| read(&raw)).map(Some)
     }
+
+    /// SQLite only (`None` on PostgreSQL): [`Db::sqlite_read`] with every statement of `read`
+    /// in one read transaction, so that they all see one state of the database. The
+    /// transaction ends before the connection goes back to the pool; a connection whose
+    /// transaction could not be ended is closed instead.
+    pub async fn sqlite_read_in_snapshot<T>(&self, read: impl FnOnce(&SqliteRaw<'_>) -> Result<T>) -> Result<Option<T>> {
+        let Db::Sqlite(p, ..) = self else { return Ok(None) };
+        let mut conn = p.acquire().await?;
+        let mut lock = conn.lock_handle().await?;
+        let db = lock.as_raw_handle();
+        let raw = SqliteRaw { _lock: lock, db };
+        let (out, ended) = off_the_workers(|| {
+            let out = raw.execute("BEGIN").and_then(|_| read(&raw));
+            // It only read: ending it lets go of the snapshot, whichever way.
+            (out, raw.execute("ROLLBACK"))
+        });
+        drop(raw);
+        if ended.is_err() {
+            conn.close_on_drop();
+        }
+        out.map(Some)
+    }
 }
 
 /// Runs `work` (long synchronous SQLite work) so that, on a multi-threaded runtime, the other
