@@ -107,8 +107,9 @@ fn date_of(day: Option<i32>) -> Value {
 }
 
 impl Store {
-    /// Every customer's next best action and channel calibration for an analysis run; `baskets`
-    /// are the categories each bought ([`crate::analytics::AnalysisInput::baskets`]).
+    /// Every customer's next best action for an analysis run, stored with the channel
+    /// calibration read meanwhile (`calibration`, by customer as `customer_ids`); `baskets` are
+    /// the categories each bought ([`crate::analytics::AnalysisInput::baskets`]).
     pub(crate) async fn score_extras(
         &self,
         customer_ids: &[i64],
@@ -116,6 +117,7 @@ impl Store {
         latest_nps: Option<&[Option<u8>]>,
         as_of_day: i32,
         baskets: Vec<Vec<u32>>,
+        calibration: Vec<Calibration>,
     ) -> Result<ScoreExtras> {
         if baskets.len() != customer_ids.len() {
             return Err(crate::StoreError::Internal(format!("{} customers for {} baskets", customer_ids.len(), baskets.len())));
@@ -217,8 +219,9 @@ impl Store {
             })
             .collect();
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "next best action: actions chosen");
-        let calibration = self.calibrate_all(customer_ids).await?;
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "next best action: channels calibrated");
+        if calibration.len() != customer_ids.len() {
+            return Err(crate::StoreError::Internal(format!("{} customers for {} calibrations", customer_ids.len(), calibration.len())));
+        }
         Ok(ScoreExtras { actions, calibration })
     }
 

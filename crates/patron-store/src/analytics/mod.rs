@@ -945,19 +945,22 @@ impl Store {
         let (customer_ids, baskets, period_sales) = (input.customer_ids, input.baskets, input.period_sales);
         // The models are CPU-bound (rayon inside); keep them off the async workers. The cohort
         // cells (crate::cohorts) come from the same orders.
-        let (output, cells) = tokio::task::spawn_blocking(move || {
+        let models = tokio::task::spawn_blocking(move || {
             let cells = crate::cohorts::cohort_cells(&orders.customer, &orders.day, &orders.amount_cents);
             (patron_analytics::analyze(&orders, n, as_of_day, &extras, &config_copy), cells)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?;
+        });
+        // Meanwhile the channels' calibration reads what each customer was sent and answered
+        // (it needs no model): on PostgreSQL the server's work, on SQLite a second core's.
+        let (models, calibration) = futures_util::future::join(models, self.calibrate_all(&customer_ids)).await;
+        let (output, cells) = models.map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?;
+        let calibration = calibration?;
         let output = output.map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
         phases.done("models");
         // Cost to serve over the period up to the analysis day, stored with the scores.
         let cts = self.cost_figures(&customer_ids, as_of, &period_sales).await?;
         phases.done("cost to serve");
         // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
-        let extras = self.score_extras(&customer_ids, &output, latest_nps.as_deref(), as_of_day, baskets).await?;
+        let extras = self.score_extras(&customer_ids, &output, latest_nps.as_deref(), as_of_day, baskets, calibration).await?;
         phases.done("next best action");
         let run_id = self.save_analysis(actor, &customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
         phases.done("save");
