@@ -1042,6 +1042,15 @@ impl Db {
         }
     }
 
+    /// Whether a transaction may rewrite many rows of a customer table, stay open through a
+    /// long computation, and then write the shared tables: one PostgreSQL server. Not SQLite,
+    /// whose one writer would hold the write lock all along, nor Citus, which refuses a change
+    /// to a reference table after a parallel change to a distributed one in the same
+    /// transaction.
+    pub(crate) fn rewrites_early(&self) -> bool {
+        matches!(self, Db::Postgres(_, Layout::Single))
+    }
+
     /// Read access through the pool (each statement on its own connection).
     pub fn reader(&self) -> Reader<'_> {
         Reader(self)

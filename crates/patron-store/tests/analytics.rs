@@ -637,6 +637,38 @@ test_both!(a_run_reads_the_previous_scores_from_the_snapshot_or_the_scores_alike
     assert!(after_snapshot.iter().any(|r| r.1 != r.4), "the tiers moved between the runs");
 });
 
+// Issue 15 §5: on PostgreSQL a run clears the scores while its models run. A run whose models
+// then fail leaves the scores, the runs and the snapshots as they were, and holds no lock on
+// them: the next run goes through.
+test_both!(a_run_that_fails_after_clearing_the_scores_takes_the_clearing_back, |db: TestDb| async move {
+    let s = &db.store;
+    let cli = Actor::cli();
+    let (customers, orders_csv, _, _) = random_base(60, 9);
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders_csv).await;
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let first = s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0;
+    let scores = placed(s).await;
+    assert_eq!(scores.len(), 60);
+    let mut bad = AnalyticsConfig::default();
+    bad.model.monthly_discount = f64::NAN;
+    match s.run_analysis(&cli, as_of, &bad).await {
+        Err(patron_store::StoreError::Invalid { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(placed(s).await, scores);
+    assert_eq!(s.analysis_runs().await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![first]);
+    let snapshots: Vec<(i64, i64)> =
+        s.db.reader().fetch_all(query("SELECT run_id, COUNT(*) FROM score_snapshots GROUP BY run_id")).await.unwrap();
+    assert_eq!(snapshots, vec![(first, 60)]);
+    let next = s.run_analysis(&cli, as_of, &AnalyticsConfig::default()).await.unwrap().0;
+    assert!(next > first);
+    assert_eq!(
+        placed(s).await.iter().map(|r| (r.0, &r.1, &r.2, &r.3)).collect::<Vec<_>>(),
+        scores.iter().map(|r| (r.0, &r.1, &r.2, &r.3)).collect::<Vec<_>>()
+    );
+});
+
 /// The columns of `score_snapshots`' primary key, in key order.
 async fn snapshot_key(s: &Store) -> Vec<String> {
     let sql = match s.db.engine() {

@@ -784,10 +784,22 @@ impl Store {
             .await
     }
 
+    /// The start of a run's save, which needs no model: its transaction, where everyone stood
+    /// before the run, and the scores cleared for the new rows (their secondary indexes dropped
+    /// on SQLite, to be built once afterwards).
+    async fn clear_scores_for_run(&self) -> Result<ClearedScores> {
+        // As in save_analysis: no reference checks.
+        let mut tx = self.db.begin_without_reference_checks().await?;
+        let (before, dropped) = clear_scores(&mut tx).await?;
+        Ok(ClearedScores { tx, before, dropped })
+    }
+
     /// Stores a run's parameters and report and replaces every customer's scores row, in one
-    /// transaction (readers see the old scores or the new ones, never a mix). Returns the run id.
+    /// transaction (readers see the old scores or the new ones, never a mix), begun by
+    /// `cleared` when the caller started it ([`Store::clear_scores_for_run`]). Returns the run
+    /// id.
     #[allow(clippy::too_many_arguments)] // the run's parts, each from its own module
-    pub async fn save_analysis(
+    pub(crate) async fn save_analysis(
         &self,
         actor: &Actor,
         customer_ids: &[i64],
@@ -797,6 +809,7 @@ impl Store {
         cost_to_serve: Option<&CostFigures>,
         extras: Option<&ScoreExtras>,
         cohorts: Option<&[crate::cohorts::CohortCell]>,
+        cleared: Option<ClearedScores>,
     ) -> Result<i64> {
         if customer_ids.len() != output.summaries.len() {
             return Err(StoreError::Internal(format!(
@@ -819,10 +832,14 @@ impl Store {
             }
         }
         let keep = self.history_settings().await?.runs;
+        let (mut tx, cleared) = match cleared {
+            Some(ClearedScores { tx, before, dropped }) => (tx, Some((before, dropped))),
+            // Every row this transaction writes names the run it inserts or customers read
+            // at the start of the run (customer rows are never deleted: erasure and merges
+            // keep them).
+            None => (self.db.begin_without_reference_checks().await?, None),
+        };
         let mut phases = Phases::start();
-        // Every row this transaction writes names the run it inserts or customers read at the
-        // start of the run (customer rows are never deleted: erasure and merges keep them).
-        let mut tx = self.db.begin_without_reference_checks().await?;
         let (run_id,): (i64,) = tx
             .fetch_one(
                 query(
@@ -851,13 +868,10 @@ impl Store {
             crate::cohorts::store_cells(&mut tx, run_id, cells).await?;
         }
         phases.done("save: cohorts");
-        // Read as small codes: a million customers' previous values stay a few tens of MB.
-        let before = crate::history::read_before(&mut tx).await?;
-        phases.done("save: read previous scores");
-        // Every row is rewritten: the secondary indexes are built once afterwards (SQLite).
-        let dropped = tx.drop_indexes_for_rewrite("customer_scores").await?;
-        tx.execute(query("DELETE FROM customer_scores")).await?;
-        phases.done("save: clear scores");
+        let (before, dropped) = match cleared {
+            Some(c) => c,
+            None => clear_scores(&mut tx).await?,
+        };
         // PostgreSQL: no per-row foreign-key checks (two lookups a row, about half of writing a
         // million rows). The rows name the run inserted above and customers read at the start
         // of the run, and customers rows are never deleted (erasure and merges keep the row).
@@ -951,9 +965,19 @@ impl Store {
         });
         // Meanwhile the channels' calibration reads what each customer was sent and answered
         // (it needs no model): on PostgreSQL the server's work, on SQLite a second core's.
-        let (models, calibration) = futures_util::future::join(models, self.calibrate_all(&customer_ids)).await;
+        // On PostgreSQL the save's start (reading where everyone stood, clearing the scores:
+        // the server's work, 2–3 s at 1 M) runs then too (Db::rewrites_early says where not).
+        let clear_early = async {
+            if self.db.rewrites_early() {
+                self.clear_scores_for_run().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (models, calibration, cleared) = futures_util::future::join3(models, self.calibrate_all(&customer_ids), clear_early).await;
         let (output, cells) = models.map_err(|e| StoreError::Internal(format!("analysis task failed: {e}")))?;
         let calibration = calibration?;
+        let cleared = cleared?;
         let output = output.map_err(|e| StoreError::invalid("as_of", e.to_string()))?;
         phases.done("models");
         // Cost to serve over the period up to the analysis day, stored with the scores.
@@ -962,7 +986,8 @@ impl Store {
         // Next best action and channel calibration (issue 12 §7, §5), stored with the scores.
         let extras = self.score_extras(&customer_ids, &output, latest_nps.as_deref(), as_of_day, baskets, calibration).await?;
         phases.done("next best action");
-        let run_id = self.save_analysis(actor, &customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells)).await?;
+        let run_id =
+            self.save_analysis(actor, &customer_ids, &output, config, started_at, Some(&cts), Some(&extras), Some(&cells), cleared).await?;
         phases.done("save");
         // Saved segments' sizes at this run and the migration since the run before
         // (crate::history), over the scores just committed.
@@ -992,6 +1017,27 @@ impl Store {
     pub async fn customer_scores(&self, customer_id: i64) -> Result<Option<ScoreRow>> {
         read_scores(&mut self.db.read_conn().await?, customer_id).await
     }
+}
+
+/// Reads where everyone stood before a run and clears the scores for its rows (their
+/// secondary indexes dropped on SQLite, to be built once afterwards), in `tx`.
+async fn clear_scores(tx: &mut Tx) -> Result<(std::collections::HashMap<i64, crate::history::Before>, crate::db::DroppedIndexes)> {
+    let mut phases = Phases::start();
+    // Read as small codes: a million customers' previous values stay a few tens of MB.
+    let before = crate::history::read_before(tx).await?;
+    phases.done("save: read previous scores");
+    let dropped = tx.drop_indexes_for_rewrite("customer_scores").await?;
+    tx.execute(query("DELETE FROM customer_scores")).await?;
+    phases.done("save: clear scores");
+    Ok((before, dropped))
+}
+
+/// A run's save begun: its transaction, where everyone stood before it, and the secondary
+/// indexes of the scores dropped for the rewrite ([`Store::clear_scores_for_run`]).
+pub(crate) struct ClearedScores {
+    tx: Tx,
+    before: std::collections::HashMap<i64, crate::history::Before>,
+    dropped: crate::db::DroppedIndexes,
 }
 
 /// How long each phase of an analysis run took, logged at debug level (`RUST_LOG=patron_store=debug`):
