@@ -1470,6 +1470,76 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_reads_at_once_see_one_state_of_the_database() {
+        // Issue 15 §5: the analysis reads the orders and their lines at once on two
+        // connections. A write commits after the first read has begun and before the second
+        // reads anything: neither sees it, so both snapshots are the one taken before it.
+        let t = crate::testing::test_db(Engine::Sqlite).await;
+        let db = &t.store.db;
+        let mut tx = db.begin().await.expect("begin");
+        tx.execute(query("CREATE TABLE t (x INTEGER)")).await.expect("table");
+        tx.execute(query("INSERT INTO t VALUES (1)")).await.expect("row");
+        tx.commit().await.expect("commit");
+        let path = t.url.trim_start_matches("sqlite://").to_owned();
+        let (first_read, wait_first_read) = std::sync::mpsc::channel::<()>();
+        let (committed, wait_committed) = (std::sync::mpsc::channel::<()>(), std::sync::mpsc::channel::<()>());
+        let writer = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                use sqlx::ConnectOptions;
+                let mut conn = SqliteConnectOptions::new().filename(&path).connect().await.expect("the writer's connection");
+                wait_first_read.recv().expect("the first read");
+                sqlx::query("INSERT INTO t VALUES (2)").execute(&mut conn).await.expect("the write commits");
+            });
+            committed.0.send(()).expect("told");
+            wait_committed.0.send(()).expect("told");
+        });
+        let count = |raw: &SqliteRaw<'_>| -> Result<i64> { Ok(raw.fetch_all::<(i64,)>(&query("SELECT COUNT(*) FROM t"))?[0].0) };
+        let (first, second) = db
+            .sqlite_read_both_in_snapshot(
+                move |raw| {
+                    let before = count(raw)?;
+                    first_read.send(()).expect("told");
+                    committed.1.recv().expect("the write");
+                    Ok((before, count(raw)?, std::thread::current().id()))
+                },
+                move |raw| {
+                    wait_committed.1.recv().expect("the write");
+                    Ok((count(raw)?, std::thread::current().id()))
+                },
+            )
+            .await
+            .expect("read")
+            .expect("SQLite");
+        writer.join().expect("the writer");
+        assert_eq!((first.0, first.1, second.0), (1, 1, 1));
+        assert_ne!(first.2, second.1, "on two threads");
+        let (now,): (i64,) = db.reader().fetch_one(query("SELECT COUNT(*) FROM t")).await.expect("count");
+        assert_eq!(now, 2);
+
+        // With the write lock held elsewhere past the wait, the two run one after the other on
+        // one connection: the same answers, on one thread.
+        let held = db.begin().await.expect("the lock");
+        let started = std::time::Instant::now();
+        let (first, second) = db
+            .sqlite_read_both_in_snapshot(
+                |raw| Ok((count(raw)?, std::thread::current().id())),
+                |raw| Ok((count(raw)?, std::thread::current().id())),
+            )
+            .await
+            .expect("read")
+            .expect("SQLite");
+        assert!(started.elapsed() >= SNAPSHOT_LOCK_WAIT);
+        assert_eq!((first.0, second.0), (2, 2));
+        assert_eq!(first.1, second.1, "on one thread");
+        drop(held);
+        // Every connection went back to the pool outside a transaction: a write goes through.
+        let mut tx = db.begin().await.expect("begin");
+        tx.execute(query("INSERT INTO t VALUES (3)")).await.expect("row");
+        tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_log_starts_again_once_the_readers_of_that_moment_finish() {
         // Issue 15 §6: under steady reads the log never started again by itself. A pool as
         // Db::connect makes it, without its background task, so that only these ticks run.
@@ -2115,6 +2185,86 @@ impl Db {
         out.map(Some)
     }
 }
+
+impl Db {
+    /// SQLite only (`None` on PostgreSQL): `first` and `second` at once, each on a read
+    /// connection of its own stepped on a thread of its own, in one state of the database: both
+    /// read transactions begin while this process holds SQLite's write lock, so nothing commits
+    /// between their snapshots. When the lock is not to be had within [`SNAPSHOT_LOCK_WAIT`] (a
+    /// long import holds it) or the pool has no three connections (an in-memory database), they
+    /// run one after the other in one read transaction instead, as [`Db::sqlite_read_in_snapshot`]
+    /// would: the same rows, on one core.
+    pub async fn sqlite_read_both_in_snapshot<A: Send, B: Send>(
+        &self,
+        first: impl FnOnce(&SqliteRaw<'_>) -> Result<A> + Send,
+        second: impl FnOnce(&SqliteRaw<'_>) -> Result<B> + Send,
+    ) -> Result<Option<(A, B)>> {
+        let Db::Sqlite(p, ..) = self else { return Ok(None) };
+        if p.options().get_max_connections() < 3 {
+            return self.sqlite_read_in_snapshot(|raw| Ok((first(raw)?, second(raw)?))).await;
+        }
+        let (mut one, mut other) = (p.acquire().await?, p.acquire().await?);
+        let Ok(Ok(lock)) = tokio::time::timeout(SNAPSHOT_LOCK_WAIT, self.begin()).await else {
+            drop((one, other));
+            return self.sqlite_read_in_snapshot(|raw| Ok((first(raw)?, second(raw)?))).await;
+        };
+        // A read transaction takes its snapshot at its first read.
+        let began = async {
+            for conn in [&mut one, &mut other] {
+                sqlx::query("BEGIN").execute(&mut **conn).await?;
+                sqlx::query("SELECT COUNT(*) FROM sqlite_master").fetch_all(&mut **conn).await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let released = lock.rollback().await;
+        if began.is_err() || released.is_err() {
+            // Not back to the pool inside a transaction.
+            one.close_on_drop();
+            other.close_on_drop();
+            began?;
+            released?;
+        }
+        let (mut l1, mut l2) = (one.lock_handle().await?, other.lock_handle().await?);
+        let (d1, d2) = (l1.as_raw_handle(), l2.as_raw_handle());
+        let (r1, r2) = (SqliteRaw { _lock: l1, db: d1 }, SqliteRaw { _lock: l2, db: d2 });
+        let (out, ended1, ended2) = off_the_workers(|| {
+            let out = std::thread::scope(|threads| {
+                let lent = Lent(&r2);
+                let second = threads.spawn(move || {
+                    let lent = lent;
+                    second(lent.0)
+                });
+                let a = first(&r1);
+                let b = second.join().map_err(|_| StoreError::Internal("a read of the database panicked".into()))?;
+                Ok((a?, b?))
+            });
+            // They only read: ending them lets go of the snapshot, whichever way.
+            (out, r1.execute("ROLLBACK"), r2.execute("ROLLBACK"))
+        });
+        drop((r1, r2));
+        if ended1.is_err() {
+            one.close_on_drop();
+        }
+        if ended2.is_err() {
+            other.close_on_drop();
+        }
+        out.map(Some)
+    }
+}
+
+/// How long [`Db::sqlite_read_both_in_snapshot`] waits for the write lock before it reads on
+/// one connection instead (an ordinary write holds it for milliseconds).
+const SNAPSHOT_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// A [`SqliteRaw`] lent to one other thread while the lender leaves it alone.
+struct Lent<'r, 'a>(&'r SqliteRaw<'a>);
+
+// SAFETY: sqlx opens SQLite connections in multi-thread mode: a connection may be used on any
+// thread, by one at a time. While lent, only the borrowing (scoped) thread uses the connection:
+// the lender does not touch it until that thread has ended, and sqlx's worker is held off by the
+// lock the `SqliteRaw` holds.
+unsafe impl Send for Lent<'_, '_> {}
 
 /// Runs `work` (long synchronous SQLite work) so that, on a multi-threaded runtime, the other
 /// workers take over this thread's tasks meanwhile.
