@@ -2208,36 +2208,28 @@ impl Db {
             drop((one, other));
             return self.sqlite_read_in_snapshot(|raw| Ok((first(raw)?, second(raw)?))).await;
         };
-        // A read transaction takes its snapshot at its first read.
-        let began = async {
-            for conn in [&mut one, &mut other] {
-                sqlx::query("BEGIN").execute(&mut **conn).await?;
-                sqlx::query("SELECT COUNT(*) FROM sqlite_master").fetch_all(&mut **conn).await?;
-            }
-            Ok::<_, StoreError>(())
-        }
-        .await;
-        let released = lock.rollback().await;
-        if began.is_err() || released.is_err() {
-            // Not back to the pool inside a transaction.
-            one.close_on_drop();
-            other.close_on_drop();
-            began?;
-            released?;
-        }
         let (mut l1, mut l2) = (one.lock_handle().await?, other.lock_handle().await?);
         let (d1, d2) = (l1.as_raw_handle(), l2.as_raw_handle());
         let (r1, r2) = (SqliteRaw { _lock: l1, db: d1 }, SqliteRaw { _lock: l2, db: d2 });
+        // No await from the BEGINs to the ROLLBACKs: a caller dropped meanwhile (a client that
+        // hangs up) cannot send a connection back to the pool inside its read transaction.
         let (out, ended1, ended2) = off_the_workers(|| {
-            let out = std::thread::scope(|threads| {
-                let lent = Lent(&r2);
-                let second = threads.spawn(move || {
-                    let lent = lent;
-                    second(lent.0)
-                });
-                let a = first(&r1);
-                let b = second.join().map_err(|_| StoreError::Internal("a read of the database panicked".into()))?;
-                Ok((a?, b?))
+            // A read transaction takes its snapshot at its first read.
+            let begin = |raw: &SqliteRaw<'_>| raw.execute("BEGIN").and_then(|_| raw.execute("SELECT COUNT(*) FROM sqlite_master"));
+            let began = begin(&r1).and_then(|_| begin(&r2));
+            // Both snapshots are taken: the write lock goes (rolled back on its connection).
+            drop(lock);
+            let out = began.and_then(|_| {
+                std::thread::scope(|threads| {
+                    let lent = Lent(&r2);
+                    let second = threads.spawn(move || {
+                        let lent = lent;
+                        second(lent.0)
+                    });
+                    let a = first(&r1);
+                    let b = second.join().map_err(|_| StoreError::Internal("a read of the database panicked".into()))?;
+                    Ok((a?, b?))
+                })
             });
             // They only read: ending them lets go of the snapshot, whichever way.
             (out, r1.execute("ROLLBACK"), r2.execute("ROLLBACK"))
