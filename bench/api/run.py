@@ -19,10 +19,12 @@ Then, under load (`--connections 16,64`, `--seconds` each): wrk (Debian's packag
 the same two cores as the server, so it takes a share of the CPU the server would have) GETs paths
 drawn at random (bench/api/paths.lua) for the 360, the timeline, a city's list and a search, and
 `/healthz` as the floor, endpoint by endpoint and round by round (`--load-rounds`, interleaved);
-on SQLite also the 360 of a second server on the same file that reads through sqlx's pool only
-(`PATRON_SQLITE_READS=sqlx`: the peer of patron's direct reads);
+on SQLite also the 360 of a second server on the same file that reads and writes through sqlx
+only (`PATRON_SQLITE_READS=sqlx PATRON_SQLITE_WRITES=sqlx`: the peer of patron's direct reads and
+transactions);
 then 8 clients POSTing new orders (bench/api/orders.lua), alone and while 16 read the 360 (the
-peer server paused meanwhile: one server is what a deployment runs).
+peer server paused meanwhile: one server is what a deployment runs), and on SQLite the 8 writers
+alone against the peer server (the first one paused meanwhile).
 Reported: requests per second, p50/p99 and errors (non-2xx count as errors). Targets (issue 15):
 the 360 at 5,000 requests/s with p99 under 10 ms; POST /orders p99 under 50 ms at 8 writers, and
 reads unaffected by them. The database is kept in bench/work/api and reused
@@ -222,7 +224,7 @@ def bench(engine, args, env):
     server = serve(url, port, env)
     # SQLite: a second server on the same file reading through sqlx's pool only (the peer of the
     # direct reads, db/direct.rs); idle except while the load phase measures it.
-    peer = serve(url, port + 1, dict(env, PATRON_SQLITE_READS="sqlx")) if engine == "sqlite" and not args.no_load else None
+    peer = serve(url, port + 1, dict(env, PATRON_SQLITE_READS="sqlx", PATRON_SQLITE_WRITES="sqlx")) if engine == "sqlite" and not args.no_load else None
     load = []
     try:
         conn = ready(port)
@@ -274,7 +276,7 @@ def bench(engine, args, env):
             runs = {}
             targets = [(name, port, fn) for name, fn in files.items()]
             if peer:
-                targets.insert(2, ("customers/{id} (360), reads through sqlx's pool", port + 1, files["customers/{id} (360)"]))
+                targets.insert(2, ("customers/{id} (360), through sqlx", port + 1, files["customers/{id} (360)"]))
             for r in range(args.load_rounds):
                 for name, at, fn in targets:
                     for c in args.connections:
@@ -296,6 +298,15 @@ def bench(engine, args, env):
                 runs.setdefault(("POST orders (8 writers alone)", 8), []).append(x)
                 runs.setdefault(("POST orders (8 writers, 16 readers of the 360)", 8), []).append(writes)
                 runs.setdefault(("customers/{id} (360) while 8 write", 16), []).append(reads)
+                if peer:
+                    # The same 8 writers against the peer (sqlx's transactions), this server paused.
+                    server.send_signal(signal.SIGSTOP)
+                    try:
+                        _, xp = wrk_mixed(port + 1, token, files["customers/{id} (360)"], ids_file, 0, 8, args.seconds)
+                    finally:
+                        server.send_signal(signal.SIGCONT)
+                    runs.setdefault(("POST orders (8 writers alone), through sqlx", 8), []).append(xp)
+                    log(f"{engine} load round {r + 1}: writes alone through sqlx {xp['rps']:,.0f} rps p99 {xp['p99_us'] / 1000:.1f} ms")
                 log(f"{engine} load round {r + 1}: writes alone {x['rps']:,.0f} rps p99 {x['p99_us'] / 1000:.1f} ms; mixed: "
                     f"writes {writes['rps']:,.0f} rps p99 {writes['p99_us'] / 1000:.1f} ms, 360 {reads['rps']:,.0f} rps p99 {reads['p99_us'] / 1000:.1f} ms")
             for (name, c), xs in runs.items():

@@ -99,7 +99,7 @@ struct CustomerRow {
 }
 
 /// A customer row as stored (live or not), for code that compares or merges profiles.
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct StoredCustomer {
     pub id: i64,
     pub external_id: Option<String>,
@@ -111,6 +111,7 @@ pub(crate) struct StoredCustomer {
     pub gender: Option<String>,
     pub birthday: Option<NaiveDate>,
     pub city: Option<String>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     pub attributes: sqlx::types::Json<serde_json::Value>,
     pub owner_id: Option<i64>,
     pub referrer_id: Option<i64>,

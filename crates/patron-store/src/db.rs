@@ -276,9 +276,10 @@ pub struct PoolStats {
 /// A connection pool on one of the supported engines.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite pool, the turn its writers take in this process ([`WriteTurn`]), and read-only
-    /// connections for point reads off sqlx's worker threads ([`direct`]; a file database only).
-    Sqlite(SqlitePool, WriteTurn, Option<Arc<direct::DirectReaders>>),
+    /// SQLite pool, the turn its writers take in this process ([`WriteTurn`]), read-only
+    /// connections for point reads off sqlx's worker threads, and read-write ones for the
+    /// transactions of [`Db::begin`] ([`direct`]; a file database only).
+    Sqlite(SqlitePool, WriteTurn, Option<Arc<direct::DirectReaders>>, Option<Arc<direct::DirectWriters>>),
     /// PostgreSQL pool, and how the database is laid out.
     Postgres(PgPool, Layout),
 }
@@ -715,6 +716,9 @@ pub enum Tx {
     /// SQLite transaction, and the writer's turn, given back after the transaction (fields drop
     /// in order).
     Sqlite(Transaction<'static, Sqlite>, WritePermit),
+    /// SQLite transaction stepped on the calling thread ([`direct::DirectWriters`]), and the
+    /// writer's turn, given back after the transaction has ended (fields drop in order).
+    Direct(direct::DirectTx, WritePermit),
     /// PostgreSQL transaction, and how the database is laid out.
     Postgres(Transaction<'static, Postgres>, Layout),
 }
@@ -734,17 +738,47 @@ pub struct DroppedIndexes {
 }
 
 impl Tx {
-    fn as_exec(&mut self) -> TxRef<'_> {
+    /// Runs a statement; returns the number of rows affected.
+    pub async fn execute(&mut self, q: Query) -> Result<u64> {
         match self {
-            Tx::Sqlite(t, _) => TxRef::Sqlite(&mut *t),
-            Tx::Postgres(t, _) => TxRef::Postgres(&mut *t),
+            Tx::Direct(d, _) => d.execute(&q),
+            Tx::Sqlite(t, _) => Pooled(TxRef::Sqlite(t)).execute(q).await,
+            Tx::Postgres(t, _) => Pooled(TxRef::Postgres(t)).execute(q).await,
         }
     }
-    exec_methods!(self, TxRef::Sqlite(c) => &mut *c, TxRef::Postgres(c) => &mut *c);
+
+    /// Fetches all rows.
+    pub async fn fetch_all<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Vec<T>> {
+        match self {
+            Tx::Direct(d, _) => d.fetch_all(&q),
+            Tx::Sqlite(t, _) => Pooled(TxRef::Sqlite(t)).fetch_all(q).await,
+            Tx::Postgres(t, _) => Pooled(TxRef::Postgres(t)).fetch_all(q).await,
+        }
+    }
+
+    /// Fetches at most one row.
+    pub async fn fetch_optional<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<Option<T>> {
+        match self {
+            Tx::Direct(d, _) => d.fetch_optional(&q),
+            Tx::Sqlite(t, _) => Pooled(TxRef::Sqlite(t)).fetch_optional(q).await,
+            Tx::Postgres(t, _) => Pooled(TxRef::Postgres(t)).fetch_optional(q).await,
+        }
+    }
+
+    /// Fetches exactly one row (`RowNotFound` as sqlx reports it when there is none).
+    pub async fn fetch_one<T: Row + DeserializeOwned>(&mut self, q: Query) -> Result<T> {
+        match self {
+            Tx::Direct(d, _) => d.fetch_optional(&q)?.ok_or_else(|| StoreError::from(sqlx::Error::RowNotFound)),
+            Tx::Sqlite(t, _) => Pooled(TxRef::Sqlite(t)).fetch_one(q).await,
+            Tx::Postgres(t, _) => Pooled(TxRef::Postgres(t)).fetch_one(q).await,
+        }
+    }
 
     /// Commits the transaction.
     pub async fn commit(self) -> Result<()> {
         match self {
+            // The turn (the second field) is given back once the commit has run.
+            Tx::Direct(d, _turn) => d.commit()?,
             Tx::Sqlite(t, _) => t.commit().await?,
             Tx::Postgres(t, _) => t.commit().await?,
         }
@@ -754,6 +788,7 @@ impl Tx {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         match self {
+            Tx::Direct(d, _turn) => d.rollback()?,
             Tx::Sqlite(t, _) => t.rollback().await?,
             Tx::Postgres(t, _) => t.rollback().await?,
         }
@@ -763,7 +798,7 @@ impl Tx {
     /// The engine this transaction runs on.
     pub fn engine(&self) -> Engine {
         match self {
-            Tx::Sqlite(..) => Engine::Sqlite,
+            Tx::Sqlite(..) | Tx::Direct(..) => Engine::Sqlite,
             Tx::Postgres(..) => Engine::Postgres,
         }
     }
@@ -771,7 +806,7 @@ impl Tx {
     /// How the database is laid out (SQLite: [`Layout::Single`]).
     pub fn layout(&self) -> Layout {
         match self {
-            Tx::Sqlite(..) => Layout::Single,
+            Tx::Sqlite(..) | Tx::Direct(..) => Layout::Single,
             Tx::Postgres(_, l) => *l,
         }
     }
@@ -911,7 +946,7 @@ impl Tx {
                 }
                 Ok(copy.finish().await?)
             }
-            Tx::Sqlite(..) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
+            Tx::Sqlite(..) | Tx::Direct(..) => Err(StoreError::Internal("COPY is PostgreSQL only".into())),
         }
     }
 
@@ -1004,7 +1039,10 @@ impl Db {
             // `PATRON_SQLITE_READS=sqlx` keeps every read on sqlx (bench/api compares the two).
             let direct = std::env::var("PATRON_SQLITE_READS").map_or(true, |v| v != "sqlx");
             let readers = if in_memory || !direct { None } else { Some(Arc::new(direct::DirectReaders::new(opts.get_filename())?)) };
-            Db::Sqlite(pool, turn, readers)
+            // `PATRON_SQLITE_WRITES=sqlx` keeps every transaction on sqlx (bench/writes compares).
+            let direct_writes = std::env::var("PATRON_SQLITE_WRITES").map_or(true, |v| v != "sqlx");
+            let writers = if in_memory || !direct_writes { None } else { Some(Arc::new(direct::DirectWriters::new(opts.get_filename())?)) };
+            Db::Sqlite(pool, turn, readers, writers)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
@@ -1086,7 +1124,7 @@ impl Db {
     /// direct readers ([`direct`]).
     pub async fn read_conn(&self) -> Result<ReadConn> {
         Ok(match self {
-            Db::Sqlite(_, _, Some(readers)) => ReadConn::Direct(readers.take()?),
+            Db::Sqlite(_, _, Some(readers), _) => ReadConn::Direct(readers.take()?),
             Db::Sqlite(p, ..) => ReadConn::Sqlite(p.acquire().await?),
             Db::Postgres(p, _) => ReadConn::Postgres(p.acquire().await?),
         })
@@ -1119,7 +1157,13 @@ impl Db {
 
     async fn begin_in_turn(&self, urgent: bool) -> Result<Tx> {
         match self {
-            Db::Sqlite(p, turn, _) => {
+            Db::Sqlite(_, turn, _, Some(writers)) => {
+                let permit = turn.take(urgent).await?;
+                // No await from here on: a caller dropped meanwhile drops the transaction, which
+                // rolls back before the turn is given back.
+                Ok(Tx::Direct(writers.begin()?, permit))
+            }
+            Db::Sqlite(p, turn, ..) => {
                 let permit = turn.take(urgent).await?;
                 let pool = p.clone();
                 let (tx, permit) = detached(async move { (pool.begin_with("BEGIN IMMEDIATE").await, permit) }).await?;
@@ -1142,7 +1186,7 @@ impl Db {
     /// in-memory database lives in its one connection, which keeps the checks). PostgreSQL:
     /// as [`Db::begin`] ([`Tx::fk_triggers`] does the same there, within the transaction).
     pub async fn begin_without_reference_checks(&self) -> Result<Tx> {
-        let Db::Sqlite(p, turn, _) = self else { return self.begin().await };
+        let Db::Sqlite(p, turn, ..) = self else { return self.begin().await };
         let permit = turn.take(false).await?;
         let pool = p.clone();
         let (tx, permit) = detached(async move {
@@ -1446,6 +1490,62 @@ mod tests {
         assert_eq!(tags, vec![("x".to_owned(),)]);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_on_a_sqlite_file_run_on_patrons_connections_and_end_whichever_way() {
+        use sqlx::types::Json;
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("direct.db").display())).await.expect("a database");
+        let now = Utc::now();
+        let put = |key: &str, value: &str| {
+            query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)").bind(key.to_owned()).bind(value.to_owned()).bind(now)
+        };
+        let keys = || query("SELECT key FROM settings WHERE key LIKE 't.%' ORDER BY key");
+        // Issue 15 §6: a file database's transactions are stepped on the caller's thread.
+        let mut tx = db.begin().await.expect("begin");
+        assert!(matches!(tx, Tx::Direct(..)), "a transaction on a SQLite file goes through DirectWriters");
+        assert_eq!(tx.execute(put("t.list", r#"["a","b"]"#)).await.expect("insert"), 1);
+        tx.execute(put("t.map", r#"{"x":1,"y":2}"#)).await.expect("insert");
+        // JSON kept as text reads as sqlx reads it: lists and maps (`Json<…>`) from the text.
+        let (list,): (Json<Vec<String>>,) = tx.fetch_one(query("SELECT value FROM settings WHERE key = 't.list'")).await.expect("a list");
+        assert_eq!(list.0, ["a", "b"]);
+        let (map,): (Json<BTreeMap<String, i64>>,) =
+            tx.fetch_one(query("SELECT value FROM settings WHERE key = 't.map'")).await.expect("a map");
+        assert_eq!(map.0, BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)]));
+        // Rows affected, and a duplicate key told apart as a conflict; the transaction goes on.
+        assert_eq!(tx.execute(query("UPDATE settings SET updated_at = $1 WHERE key LIKE 't.%'").bind(now)).await.expect("update"), 2);
+        let twice = tx.execute(put("t.list", "[]")).await.expect_err("the key is taken");
+        assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+        let none: Option<(String,)> = tx.fetch_optional(query("SELECT key FROM settings WHERE key = 't.none'")).await.expect("a read");
+        assert!(none.is_none());
+        let missing = tx.fetch_one::<(String,)>(query("SELECT key FROM settings WHERE key = 't.none'")).await.expect_err("no row");
+        assert!(matches!(missing, StoreError::Database(sqlx::Error::RowNotFound)), "{missing:?}");
+        // The C API on the same transaction sees its changes.
+        let seen: Vec<(String,)> = tx.sqlite_raw().await.expect("the handle").fetch_all(&keys()).expect("keys");
+        assert_eq!(seen.len(), 2);
+        tx.commit().await.expect("commit");
+        let committed: Vec<(String,)> = db.reader().fetch_all(keys()).await.expect("keys");
+        assert_eq!(committed, [("t.list".to_owned(),), ("t.map".to_owned(),)]);
+        // Dropped without a commit: taken back, and the connection serves the next one.
+        let mut dropped = db.begin().await.expect("begin");
+        dropped.execute(put("t.dropped", "1")).await.expect("insert");
+        drop(dropped);
+        // Cancelled while open (a client that hung up): taken back too, and the writers' turn
+        // is free at once (the next begin would wait 30 s and fail if it were not).
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), async {
+            let mut tx = db.begin().await.expect("begin");
+            tx.execute(put("t.cancelled", "1")).await.expect("insert");
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert!(cancelled.is_err(), "the future was cut short");
+        let mut next = tokio::time::timeout(Duration::from_secs(5), db.begin()).await.expect("the turn is free").expect("begin");
+        next.execute(put("t.next", "1")).await.expect("insert");
+        next.rollback().await.expect("rollback");
+        let left: Vec<(String,)> = db.reader().fetch_all(keys()).await.expect("keys");
+        assert_eq!(left, [("t.list".to_owned(),), ("t.map".to_owned(),)], "only the committed rows are there");
+    }
+
     #[tokio::test]
     async fn a_busy_database_is_told_apart_from_a_failure() {
         use sqlx::{ConnectOptions, Connection};
@@ -1632,7 +1732,7 @@ mod tests {
         {
             let mut lock = other.lock_handle().await.expect("handle");
             let db = lock.as_raw_handle();
-            let raw = SqliteRaw { _lock: lock, db };
+            let raw = SqliteRaw { _lock: Some(lock), db, _borrow: PhantomData };
             assert!(matches!(raw.execute("INSERT INTO t VALUES (1)"), Err(StoreError::Busy(_))));
             let mut st = raw.prepare("INSERT INTO t VALUES (?1)").expect("prepared");
             st.int(1, Some(2)).expect("bound");
@@ -1642,7 +1742,7 @@ mod tests {
         {
             let mut lock = other.lock_handle().await.expect("handle");
             let db = lock.as_raw_handle();
-            let raw = SqliteRaw { _lock: lock, db };
+            let raw = SqliteRaw { _lock: Some(lock), db, _borrow: PhantomData };
             assert_eq!(raw.execute("INSERT INTO t VALUES (1)").expect("the lock is free"), 1);
         }
         other.close().await.expect("close");
@@ -2070,9 +2170,12 @@ use std::ptr::NonNull;
 /// The open SQLite transaction's connection, held for direct prepared statements (see above).
 /// Keep it for short, synchronous stretches: it blocks the calling thread while statements run.
 pub struct SqliteRaw<'a> {
-    // Held, not used: while it lives the worker thread cannot touch the connection.
-    _lock: sqlx::sqlite::LockedSqliteHandle<'a>,
+    // Held, not used: while it lives the worker thread cannot touch the connection (`None`: a
+    // connection of [`direct::DirectWriters`], which has no worker thread).
+    _lock: Option<sqlx::sqlite::LockedSqliteHandle<'a>>,
     db: NonNull<ffi::sqlite3>,
+    // Borrows the transaction or connection the handle belongs to.
+    _borrow: PhantomData<&'a mut ()>,
 }
 
 /// A prepared statement on a [`SqliteRaw`] connection; finalised on drop.
@@ -2098,8 +2201,9 @@ impl Tx {
             Tx::Sqlite(t, _) => {
                 let mut lock = (**t).lock_handle().await?;
                 let db = lock.as_raw_handle();
-                Ok(SqliteRaw { _lock: lock, db })
+                Ok(SqliteRaw { _lock: Some(lock), db, _borrow: PhantomData })
             }
+            Tx::Direct(d, _) => Ok(SqliteRaw { _lock: None, db: d.handle()?, _borrow: PhantomData }),
             Tx::Postgres(..) => Err(StoreError::Internal("the SQLite C API on a PostgreSQL transaction".into())),
         }
     }
@@ -2159,7 +2263,7 @@ impl Db {
         let mut conn = p.acquire().await?;
         let mut lock = conn.lock_handle().await?;
         let db = lock.as_raw_handle();
-        let raw = SqliteRaw { _lock: lock, db };
+        let raw = SqliteRaw { _lock: Some(lock), db, _borrow: PhantomData };
         off_the_workers(|| read(&raw)).map(Some)
     }
 
@@ -2172,7 +2276,7 @@ impl Db {
         let mut conn = p.acquire().await?;
         let mut lock = conn.lock_handle().await?;
         let db = lock.as_raw_handle();
-        let raw = SqliteRaw { _lock: lock, db };
+        let raw = SqliteRaw { _lock: Some(lock), db, _borrow: PhantomData };
         let (out, ended) = off_the_workers(|| {
             let out = raw.execute("BEGIN").and_then(|_| read(&raw));
             // It only read: ending it lets go of the snapshot, whichever way.
@@ -2210,7 +2314,8 @@ impl Db {
         };
         let (mut l1, mut l2) = (one.lock_handle().await?, other.lock_handle().await?);
         let (d1, d2) = (l1.as_raw_handle(), l2.as_raw_handle());
-        let (r1, r2) = (SqliteRaw { _lock: l1, db: d1 }, SqliteRaw { _lock: l2, db: d2 });
+        let (r1, r2) =
+            (SqliteRaw { _lock: Some(l1), db: d1, _borrow: PhantomData }, SqliteRaw { _lock: Some(l2), db: d2, _borrow: PhantomData });
         // No await from the BEGINs to the ROLLBACKs: a caller dropped meanwhile (a client that
         // hangs up) cannot send a connection back to the pool inside its read transaction.
         let (out, ended1, ended2) = off_the_workers(|| {

@@ -30,12 +30,13 @@ pub struct Event {
     pub occurred_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct EventRow {
     id: i64,
     kind: String,
     customer_id: i64,
     subject_id: Option<i64>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     payload: Json<serde_json::Value>,
     occurred_at: DateTime<Utc>,
 }

@@ -197,7 +197,7 @@ pub(crate) struct StepWrite {
     pub note: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct StepRow {
     step: String,
     seq: i64,
@@ -234,7 +234,7 @@ impl StepRow {
 }
 
 /// The order a step is written for, read in the transaction.
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct OrderHead {
     pub customer_id: i64,
     pub id: i64,

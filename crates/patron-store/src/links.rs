@@ -28,7 +28,7 @@ impl LinkKind {
 }
 
 /// A stored link.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, sqlx::FromRow)]
 pub struct Link {
     /// The customer it was made for.
     pub customer_id: i64,

@@ -9,7 +9,7 @@ use crate::users::Actor;
 use crate::{audit, Result, Store, StoreError};
 
 /// A note on a customer.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Note {
     /// Id.
     pub id: i64,

@@ -204,14 +204,16 @@ fn validate(p: &NewPlan) -> Result<()> {
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct PlanRow {
     id: i64,
     customer_id: i64,
     goals: String,
     expectations_ours: String,
     expectations_theirs: String,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     kpis: Json<Vec<NewKpi>>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     owner_ids: Json<Vec<i64>>,
     review_on: Option<String>,
     window_days: i64,

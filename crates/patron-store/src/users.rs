@@ -162,7 +162,7 @@ pub struct Session {
 }
 
 /// An API token as listed (never the secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiTokenInfo {
     /// Id.
     pub id: i64,

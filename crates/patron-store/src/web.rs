@@ -129,7 +129,7 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
 }
 
 /// A site allowed to send events.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Site {
     /// Id (the snippet's `data-site`).
     pub id: i64,
@@ -422,7 +422,7 @@ impl Store {
     /// The server's secret for visitor salts and identity tokens, made on first use.
     pub async fn web_secret(&self) -> Result<Vec<u8>> {
         let read = query("SELECT value FROM settings WHERE key = $1").bind(SECRET);
-        let row: Option<(sqlx::types::Json<serde_json::Value>,)> = self.db.reader().fetch_optional(read.clone()).await?;
+        let row: Option<(sqlx::types::Json<serde_json::Value>,)> = self.db.reader().fetch_optional(read).await?;
         let value = match row {
             Some((v,)) => v.0,
             None => {
@@ -435,9 +435,9 @@ impl Store {
                         .bind(self.now()),
                 )
                 .await?;
-                let (v,): (sqlx::types::Json<serde_json::Value>,) = tx.fetch_one(read).await?;
+                let v: serde_json::Value = crate::settings::get_in(&mut tx, SECRET).await?;
                 tx.commit().await?;
-                v.0
+                v
             }
         };
         value.as_str().map(|s| s.as_bytes().to_vec()).ok_or_else(|| StoreError::Internal("stored web secret unreadable".into()))
@@ -787,7 +787,7 @@ impl Store {
 }
 
 /// A stitched customer's view, as copied into `web_customer_views`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, sqlx::FromRow)]
 struct CustomerView {
     customer_id: i64,
     event_key: String,

@@ -104,7 +104,7 @@ pub struct WebhookPatch {
 }
 
 /// One delivery of one event to one webhook.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Delivery {
     /// Id (also the `X-Patron-Delivery` header).
     pub id: i64,
@@ -154,10 +154,11 @@ pub enum Attempt {
     Failed(Option<u16>, String),
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct WebhookRow {
     id: i64,
     url: String,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     events: Json<Vec<String>>,
     secret: String,
     active: bool,

@@ -35,7 +35,7 @@ impl Default for UnitSettings {
 }
 
 /// A unit.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Unit {
     /// Id.
     pub id: i64,

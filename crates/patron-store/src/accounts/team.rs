@@ -15,7 +15,7 @@ use crate::{audit, events, Result, Store, StoreError};
 pub const MAX_MEMBERS: usize = 50;
 
 /// One member of an account team.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct TeamMember {
     /// The user.
     pub user_id: i64,

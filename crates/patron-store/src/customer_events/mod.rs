@@ -85,7 +85,7 @@ pub struct CustomerEvent {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct EventRow {
     pub id: i64,
     pub title: String,

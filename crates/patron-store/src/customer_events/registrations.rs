@@ -84,7 +84,7 @@ pub struct PublicEvent {
     pub can_cancel: bool,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct RegRow {
     status: String,
     registered_at: DateTime<Utc>,

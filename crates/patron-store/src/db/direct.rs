@@ -14,6 +14,17 @@
 //! sqlx decodes on the other paths, so a read is written once; values are bound as sqlx binds
 //! them on SQLite, so comparisons with stored text (timestamps) agree.
 //!
+//! Write transactions on a SQLite file come here too ([`DirectWriters`], issue 15 §6): an order
+//! is some twenty short statements (customer, lock, catalogue, order, lines, key, event,
+//! points, summary, home unit, audit), each of which was two hand-offs to the worker thread
+//! while the transaction held the one write lock, so every writer queued behind them. Here they
+//! run where the transaction's task is, under the same writers' turn ([`super::WriteTurn`]),
+//! and `BEGIN`, `COMMIT` and the `ROLLBACK` of a transaction dropped unfinished (a client that
+//! hung up) run without an await in between, so no connection goes back to the pool inside a
+//! transaction. A statement that runs long (a campaign's launch over a million customers) holds
+//! its runtime worker meanwhile, as it held a core on sqlx's thread before; the runtime's other
+//! workers take over that worker's queued tasks.
+//!
 //! All of the `unsafe` of this path is here: a connection is used by one thread at a time (it
 //! moves between threads only through the pool's mutex, opened with SQLITE_OPEN_NOMUTEX, which
 //! SQLite allows), statements are finalised before their connection closes (`Drop`), and text is
@@ -33,9 +44,15 @@ use crate::{Result, StoreError};
 
 /// Idle connections kept for the next reads (more are opened under load and closed on return).
 const KEEP_IDLE: usize = 16;
-/// Prepared statements kept per connection (a handful of reads come here; the cap only guards
-/// against a caller building statement text per call).
+/// Prepared statements kept per read connection (a handful of reads come here; the cap only
+/// guards against a caller building statement text per call).
 const KEEP_STATEMENTS: usize = 64;
+/// Idle write connections kept: one writes at a time (the writers' turn), and a second is there
+/// for the one that begins while the first is being given back.
+const KEEP_IDLE_WRITERS: usize = 2;
+/// Prepared statements kept per write connection: every write path of the product comes here,
+/// some with statement text that varies with the number of values (`IN ($2, $3, …)`).
+const KEEP_WRITE_STATEMENTS: usize = 512;
 
 /// A pool of read-only connections to one SQLite file.
 pub struct DirectReaders {
@@ -68,7 +85,7 @@ impl DirectReaders {
         let idle = self.idle.lock().map_or(None, |mut v| v.pop());
         let mut conn = match idle {
             Some(c) => c,
-            None => DirectConn::open(&self.path)?,
+            None => DirectConn::open(&self.path, false)?,
         };
         // Deferred: the snapshot is taken by the first read.
         conn.run_plain("BEGIN")?;
@@ -116,10 +133,12 @@ impl DirectRead {
     }
 }
 
-/// One read-only connection and its prepared statements.
+/// One connection (read-only, or read-write for [`DirectWriters`]) and its prepared statements.
 struct DirectConn {
     db: NonNull<ffi::sqlite3>,
     statements: HashMap<String, NonNull<ffi::sqlite3_stmt>>,
+    /// How many prepared statements it keeps.
+    keep: usize,
 }
 
 // SAFETY: opened with SQLITE_OPEN_NOMUTEX (multi-thread mode): a connection may move between
@@ -128,16 +147,18 @@ struct DirectConn {
 unsafe impl Send for DirectConn {}
 
 impl DirectConn {
-    fn open(path: &CString) -> Result<DirectConn> {
+    fn open(path: &CString, writable: bool) -> Result<DirectConn> {
         let mut db: *mut ffi::sqlite3 = std::ptr::null_mut();
-        let flags = ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX;
+        let access = if writable { ffi::SQLITE_OPEN_READWRITE } else { ffi::SQLITE_OPEN_READONLY };
+        let flags = access | ffi::SQLITE_OPEN_NOMUTEX;
         // SAFETY: `path` is NUL-terminated; SQLite writes a handle (possibly non-null on error,
         // which must still be closed) to `db`.
         let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, std::ptr::null()) };
         let Some(handle) = NonNull::new(db) else {
             return Err(StoreError::Internal(format!("SQLite could not open a reader (code {rc})")));
         };
-        let mut conn = DirectConn { db: handle, statements: HashMap::new() };
+        let keep = if writable { KEEP_WRITE_STATEMENTS } else { KEEP_STATEMENTS };
+        let mut conn = DirectConn { db: handle, statements: HashMap::new(), keep };
         if rc != ffi::SQLITE_OK {
             return Err(raw_error(handle, rc));
         }
@@ -145,9 +166,19 @@ impl DirectConn {
         unsafe { ffi::sqlite3_busy_timeout(handle.as_ptr(), 30_000) };
         // As the pool's connections (Db::connect): reads through the memory map; a modest cache
         // of its own for what the map does not hold (temporary b-trees of sorts).
-        conn.run_plain("PRAGMA mmap_size = 2147418112")?;
-        conn.run_plain("PRAGMA cache_size = -16384")?;
+        conn.run_plain(&format!("PRAGMA mmap_size = {}", super::SQLITE_MMAP_SIZE))?;
         conn.run_plain("PRAGMA temp_store = memory")?;
+        if writable {
+            // Every setting of the pool's connections that bears on a write (Db::connect): the
+            // file is in WAL mode already (a setting of the file, made by the pool).
+            conn.run_plain("PRAGMA cache_size = -65536")?;
+            conn.run_plain("PRAGMA foreign_keys = ON")?;
+            conn.run_plain("PRAGMA synchronous = NORMAL")?;
+            conn.run_plain("PRAGMA journal_size_limit = 67108864")?;
+            conn.run_plain("PRAGMA wal_autocheckpoint = 0")?;
+        } else {
+            conn.run_plain("PRAGMA cache_size = -16384")?;
+        }
         Ok(conn)
     }
 
@@ -171,28 +202,30 @@ impl DirectConn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(*s);
         }
-        if self.statements.len() >= KEEP_STATEMENTS {
+        if self.statements.len() >= self.keep {
             self.finalize_all();
         }
         let key = sql.to_owned();
         let sql = &sqlite_placeholders(sql);
         let len = i32::try_from(sql.len()).map_err(|_| StoreError::Internal("statement too long".into()))?;
         let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        let mut tail: *const std::ffi::c_char = std::ptr::null();
         // SAFETY: the connection is open and ours; `sql` is valid for `len` bytes.
         let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                self.db.as_ptr(),
-                sql.as_ptr().cast(),
-                len,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
+            ffi::sqlite3_prepare_v3(self.db.as_ptr(), sql.as_ptr().cast(), len, ffi::SQLITE_PREPARE_PERSISTENT, &mut stmt, &mut tail)
         };
         if rc != ffi::SQLITE_OK {
             return Err(raw_error(self.db, rc));
         }
         let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Internal("empty statement".into()))?;
+        // SQLite prepares the first statement of the text; sqlx would have run every one. A
+        // second is refused rather than skipped without a word.
+        let used = (tail as usize).saturating_sub(sql.as_ptr() as usize).min(sql.len());
+        if !sql.as_bytes()[used..].iter().all(|b| b.is_ascii_whitespace() || *b == b';') {
+            // SAFETY: just prepared, not kept anywhere.
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+            return Err(StoreError::Internal("one SQL statement at a time on a direct connection".into()));
+        }
         self.statements.insert(key, stmt);
         Ok(stmt)
     }
@@ -231,6 +264,152 @@ impl DirectConn {
             ffi::sqlite3_clear_bindings(stmt.as_ptr());
         }
         result
+    }
+}
+
+impl DirectConn {
+    /// Runs `q` to its end (rows it returns are not wanted); the number of rows it changed.
+    fn execute(&mut self, q: &Query) -> Result<u64> {
+        let stmt = self.prepare(&q.sql)?;
+        let db = self.db;
+        let result = (|| {
+            for (i, a) in q.args.iter().enumerate() {
+                bind(db, stmt, i as i32 + 1, a)?;
+            }
+            loop {
+                // SAFETY: the statement is live and its connection ours.
+                match unsafe { ffi::sqlite3_step(stmt.as_ptr()) } {
+                    ffi::SQLITE_ROW => continue,
+                    ffi::SQLITE_DONE => break,
+                    rc => return Err(raw_error(db, rc)),
+                }
+            }
+            // SAFETY: the connection is open; read right after the statement, before any other.
+            Ok(u64::try_from(unsafe { ffi::sqlite3_changes64(db.as_ptr()) }).unwrap_or(0))
+        })();
+        // SAFETY: as in `rows`.
+        unsafe {
+            ffi::sqlite3_reset(stmt.as_ptr());
+            ffi::sqlite3_clear_bindings(stmt.as_ptr());
+        }
+        result
+    }
+
+    /// Whether the connection is inside a transaction (not in autocommit mode).
+    fn in_transaction(&self) -> bool {
+        // SAFETY: the connection is open and ours.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) == 0 }
+    }
+}
+
+/// Read-write connections to one SQLite file for write transactions stepped on the calling
+/// thread (see the module's documentation). Callers hold the writers' turn.
+pub struct DirectWriters {
+    path: CString,
+    idle: Mutex<Vec<DirectConn>>,
+}
+
+impl std::fmt::Debug for DirectWriters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectWriters").finish_non_exhaustive()
+    }
+}
+
+impl DirectWriters {
+    /// Writers of the database file at `path` (opened on first use).
+    pub(crate) fn new(path: &std::path::Path) -> Result<DirectWriters> {
+        let path = CString::new(path.to_string_lossy().as_bytes())
+            .map_err(|_| StoreError::Config("the SQLite path contains a NUL byte".into()))?;
+        Ok(DirectWriters { path, idle: Mutex::new(Vec::new()) })
+    }
+
+    /// A transaction that holds SQLite's write lock from its start (`BEGIN IMMEDIATE`), as the
+    /// pool's transactions do, on an idle connection or a new one.
+    pub(crate) fn begin(self: &std::sync::Arc<Self>) -> Result<DirectTx> {
+        let idle = self.idle.lock().map_or(None, |mut v| v.pop());
+        let mut conn = match idle {
+            Some(c) => c,
+            None => DirectConn::open(&self.path, true)?,
+        };
+        // A connection left inside a transaction never comes back (`give_back`); checked anyway,
+        // since a BEGIN there would fail and the work would run in a stranger's transaction.
+        if conn.in_transaction() {
+            return Err(StoreError::Internal("an idle SQLite writer was inside a transaction".into()));
+        }
+        if let Err(e) = conn.run_plain("BEGIN IMMEDIATE") {
+            // Busy past the timeout (another process's long write): the connection is fine.
+            self.give_back(conn);
+            return Err(e);
+        }
+        Ok(DirectTx { conn: Some(conn), home: self.clone() })
+    }
+
+    fn give_back(&self, conn: DirectConn) {
+        // Only a connection whose transaction has ended is kept; any other is closed (dropped),
+        // which rolls back whatever it holds.
+        if conn.in_transaction() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < KEEP_IDLE_WRITERS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// A write transaction of [`DirectWriters`]: committed by [`DirectTx::commit`], rolled back when
+/// dropped without it, and its connection given back either way.
+pub struct DirectTx {
+    conn: Option<DirectConn>,
+    home: std::sync::Arc<DirectWriters>,
+}
+
+impl DirectTx {
+    fn conn(&mut self) -> Result<&mut DirectConn> {
+        self.conn.as_mut().ok_or_else(|| StoreError::Internal("a write transaction without a connection".into()))
+    }
+
+    /// Runs `q`; the number of rows it changed.
+    pub(crate) fn execute(&mut self, q: &Query) -> Result<u64> {
+        self.conn()?.execute(q)
+    }
+
+    /// Every row of `q`, decoded into `T` by column name (structs) or position (tuples).
+    pub(crate) fn fetch_all<T: DeserializeOwned>(&mut self, q: &Query) -> Result<Vec<T>> {
+        self.conn()?.rows(q, usize::MAX)
+    }
+
+    /// The first row of `q`, if any (a change it makes is made whole: SQLite makes all of a
+    /// statement's changes at its first step).
+    pub(crate) fn fetch_optional<T: DeserializeOwned>(&mut self, q: &Query) -> Result<Option<T>> {
+        Ok(self.conn()?.rows(q, 1)?.pop())
+    }
+
+    /// The connection's handle, for the C API ([`super::SqliteRaw`]).
+    pub(crate) fn handle(&mut self) -> Result<NonNull<ffi::sqlite3>> {
+        Ok(self.conn()?.db)
+    }
+
+    /// Commits. When the commit fails the transaction is rolled back (by SQLite, or on drop).
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.conn()?.run_plain("COMMIT")
+    }
+
+    /// Rolls back.
+    pub(crate) fn rollback(mut self) -> Result<()> {
+        self.conn()?.run_plain("ROLLBACK")
+    }
+}
+
+impl Drop for DirectTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        if conn.in_transaction() && conn.run_plain("ROLLBACK").is_err() {
+            // Closed (dropped) rather than kept: closing rolls back.
+            return;
+        }
+        self.home.give_back(conn);
     }
 }
 
@@ -503,9 +682,51 @@ impl<'de> de::Deserializer<'de> for Value {
         v.visit_newtype_struct(self)
     }
 
+    /// A list kept as JSON text (`Json<Vec<…>>`), as sqlx decodes it.
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        match self.json()? {
+            Some(json) => de::Deserializer::deserialize_seq(json, v).map_err(|e| DecodeError(format!("column {}: {e}", self.col))),
+            None => self.deserialize_any(v),
+        }
+    }
+
+    /// A map kept as JSON text, as sqlx decodes it.
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DecodeError> {
+        match self.json()? {
+            Some(json) => de::Deserializer::deserialize_map(json, v).map_err(|e| DecodeError(format!("column {}: {e}", self.col))),
+            None => self.deserialize_any(v),
+        }
+    }
+
+    /// A struct kept as JSON text (`Json<Struct>`), as sqlx decodes it.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> std::result::Result<V::Value, DecodeError> {
+        match self.json()? {
+            Some(json) => {
+                de::Deserializer::deserialize_struct(json, name, fields, v).map_err(|e| DecodeError(format!("column {}: {e}", self.col)))
+            }
+            None => self.deserialize_any(v),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i128 u8 u16 u32 u64 u128 f32 f64 char string bytes byte_buf unit unit_struct
-        seq tuple tuple_struct map struct enum identifier ignored_any
+        tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+impl Value {
+    /// A text column's JSON, for a type that reads a list, map or struct from it (nothing else
+    /// can come of text); `None` for other columns.
+    fn json(&self) -> std::result::Result<Option<serde_json::Value>, DecodeError> {
+        if self.kind() != ffi::SQLITE_TEXT {
+            return Ok(None);
+        }
+        serde_json::from_str(self.text()?).map(Some).map_err(|e| DecodeError(format!("column {} is not JSON: {e}", self.col)))
     }
 }
 
@@ -518,6 +739,18 @@ where
 {
     let s = <std::borrow::Cow<'de, str> as de::Deserialize>::deserialize(d)?;
     serde_json::from_str(&s).map(sqlx::types::Json).map_err(de::Error::custom)
+}
+
+/// [`json_text`] for a column that may be NULL (`Option<Json<T>>`).
+pub(crate) fn json_text_opt<'de, D, T>(d: D) -> std::result::Result<Option<sqlx::types::Json<T>>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    match <Option<std::borrow::Cow<'de, str>> as de::Deserialize>::deserialize(d)? {
+        Some(s) => serde_json::from_str(&s).map(|v| Some(sqlx::types::Json(v))).map_err(de::Error::custom),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub struct Campaign {
     pub counts: CampaignCounts,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct CampaignRow {
     id: i64,
     name: String,
@@ -214,6 +214,7 @@ struct CampaignRow {
     send_at: Option<DateTime<Utc>>,
     status: String,
     seed: i64,
+    #[serde(deserialize_with = "crate::db::direct::json_text_opt")]
     launch_counts: Option<Json<CampaignCounts>>,
     launched_at: Option<DateTime<Utc>>,
     created_by: String,

@@ -153,7 +153,7 @@ struct Due {
     template_id: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct Row {
     customer_id: i64,
     id: i64,
@@ -161,6 +161,7 @@ struct Row {
     channel: String,
     purpose: String,
     message_id: String,
+    #[serde(deserialize_with = "crate::db::direct::json_text_opt")]
     content: Option<Json<serde_json::Value>>,
     status: String,
     attempts: i64,
@@ -169,7 +170,7 @@ struct Row {
     recipient_address: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct Contact {
     id: i64,
     name: String,

@@ -96,7 +96,7 @@ pub fn sample(unsubscribe_url: &str) -> PersonalVariables {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct Who {
     id: i64,
     name: String,
@@ -105,7 +105,7 @@ struct Who {
     tier: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct Last {
     customer_id: i64,
     id: i64,

@@ -42,7 +42,7 @@ pub struct JourneyRunReport {
     pub tasks: u64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct EntryRow {
     customer_id: i64,
     id: i64,
@@ -51,15 +51,17 @@ struct EntryRow {
     status: String,
     step: i64,
     next_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     log: Json<Vec<serde_json::Value>>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct EventRow {
     id: i64,
     kind: String,
     customer_id: i64,
     subject_id: Option<i64>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     payload: Json<serde_json::Value>,
     occurred_at: DateTime<Utc>,
 }

@@ -10,7 +10,7 @@ use crate::db::{query, Arg, ColType, Stage, Tx};
 use crate::Result;
 
 /// The order facts earning needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, sqlx::FromRow)]
 pub struct OrderFacts {
     /// Order id.
     pub id: i64,

@@ -16,7 +16,7 @@ use crate::{audit, Result, Store, StoreError};
 pub(crate) const SPENDING_ORDER: &str = "ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, earned_at, id";
 
 /// A ledger entry.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Entry {
     /// Id.
     pub id: i64,
@@ -61,7 +61,7 @@ pub struct RedemptionRequest {
 }
 
 /// A redemption and its fulfilment.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Redemption {
     /// Id.
     pub id: i64,

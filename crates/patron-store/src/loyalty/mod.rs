@@ -331,7 +331,7 @@ pub struct NewMember {
     pub customer_id: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct MemberRow {
     pub(crate) customer_id: i64,
     pub(crate) member_no: String,

@@ -22,7 +22,7 @@ pub struct ReferralReport {
     pub refused: u64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct Party {
     id: i64,
     referrer_id: Option<i64>,

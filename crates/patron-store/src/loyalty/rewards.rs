@@ -38,7 +38,7 @@ pub struct Reward {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct RewardRow {
     id: i64,
     name: String,
@@ -47,6 +47,7 @@ struct RewardRow {
     cost_cents: i64,
     active_from: Option<DateTime<Utc>>,
     active_to: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     tiers: Json<Vec<String>>,
     image_url: Option<String>,
     created_at: DateTime<Utc>,

@@ -165,7 +165,7 @@ pub struct Segment {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct SegmentRow {
     id: i64,
     name: String,

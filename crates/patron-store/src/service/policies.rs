@@ -55,7 +55,7 @@ pub struct PolicyInput {
     pub premium: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct PolicyRow {
     tier: String,
     first_response_minutes: i64,
@@ -63,6 +63,7 @@ struct PolicyRow {
     business_hours: bool,
     contact_cadence_days: i64,
     compensation_authority_cents: i64,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     premium: Json<Vec<String>>,
 }
 

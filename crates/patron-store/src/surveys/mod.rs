@@ -134,12 +134,14 @@ pub struct SurveyPatch {
     pub recontact_days: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct SurveyRow {
     id: i64,
     name: String,
     kind: String,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     questions: Json<Vec<Question>>,
+    #[serde(deserialize_with = "crate::db::direct::json_text")]
     trigger: Json<Option<Trigger>>,
     recontact_days: i64,
     expires_days: i64,

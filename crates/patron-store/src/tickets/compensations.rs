@@ -51,7 +51,7 @@ pub struct NewCompensation {
 }
 
 /// A compensation.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(serde::Deserialize, Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Compensation {
     /// Id.
     pub id: i64,

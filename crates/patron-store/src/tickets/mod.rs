@@ -207,7 +207,7 @@ pub struct NewTicket {
     pub order_id: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 pub(crate) struct TicketRow {
     pub id: i64,
     pub customer_id: i64,
