@@ -758,6 +758,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_direct_writer_finding_the_lock_held_reports_busy_and_stays_usable() {
+        // A real lock, held by another connection to the file, met on the C API path.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("busy.db");
+        // An empty file is an empty database (the pool creates the file; writers never do).
+        std::fs::File::create(&path).expect("the file");
+        let writers = std::sync::Arc::new(DirectWriters::new(&path).expect("writers"));
+        let c = CString::new(path.to_string_lossy().as_bytes()).expect("a path");
+        let mut holder = DirectConn::open(&c, true).expect("a connection");
+        holder.run_plain("PRAGMA journal_mode = WAL").expect("WAL");
+        holder.run_plain("CREATE TABLE t (x INTEGER PRIMARY KEY)").expect("a table");
+        holder.run_plain("BEGIN IMMEDIATE").expect("the write lock");
+        let mut waiting = DirectConn::open(&c, true).expect("a connection");
+        waiting.run_plain("PRAGMA busy_timeout = 0").expect("no wait");
+        let busy = waiting.run_plain("BEGIN IMMEDIATE").expect_err("the lock is held");
+        assert!(matches!(busy, StoreError::Busy(_)), "{busy:?}");
+        assert!(!waiting.in_transaction());
+        // Given back as a writer would be, then used once the lock is free: a write, a key
+        // taken twice (a conflict, as sqlx reports it) and the row count of a change.
+        writers.give_back(waiting);
+        holder.run_plain("ROLLBACK").expect("let go");
+        let mut tx = writers.begin().expect("begin");
+        let insert = crate::db::query("INSERT INTO t (x) VALUES ($1)").bind(7_i64);
+        assert_eq!(tx.execute(&insert).expect("a row"), 1);
+        let again = tx.execute(&insert).expect_err("the key is taken");
+        assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+        // Two statements in one text are refused, not cut to the first.
+        let two = crate::db::query("DELETE FROM t; DELETE FROM t");
+        assert!(matches!(tx.execute(&two), Err(StoreError::Internal(_))));
+        tx.commit().expect("commit");
+        let rows: Vec<(i64,)> = writers.begin().expect("begin").fetch_all(&crate::db::query("SELECT x FROM t")).expect("rows");
+        assert_eq!(rows, [(7,)]);
+    }
+
+    #[test]
     fn placeholders_become_numbered_question_marks_outside_quotes() {
         assert_eq!(sqlite_placeholders("SELECT a FROM t WHERE x = $1 AND y = $12"), "SELECT a FROM t WHERE x = ?1 AND y = ?12");
         assert_eq!(sqlite_placeholders("SELECT '$1' || $2"), "SELECT '$1' || ?2");
