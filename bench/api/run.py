@@ -197,6 +197,13 @@ def warm(engine, url):
     log(f"{engine}: database file read into the page cache in {time.time() - t:.1f} s")
 
 
+def settle():
+    """Before a server is paused: a second for the requests of the run just ended to finish. A
+    server stopped inside a write transaction keeps SQLite's write lock, and the other server's
+    writers then wait for it (one round of the peer's writes answered nothing that way)."""
+    time.sleep(1)
+
+
 def serve(url, port, env):
     return subprocess.Popen([PATRON, "serve", "--db", url, "--listen", f"127.0.0.1:{port}", "--jobs-every", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -288,6 +295,7 @@ def bench(engine, args, env):
                 # a second server's once-a-second checkpoint of the same file raised the writers'
                 # p99 from 25-33 to 42-45 ms (one server is what a deployment runs).
                 if peer:
+                    settle()
                     peer.send_signal(signal.SIGSTOP)
                 try:
                     _, x = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 0, 8, args.seconds)
@@ -300,6 +308,7 @@ def bench(engine, args, env):
                 runs.setdefault(("customers/{id} (360) while 8 write", 16), []).append(reads)
                 if peer:
                     # The same 8 writers against the peer (sqlx's transactions), this server paused.
+                    settle()
                     server.send_signal(signal.SIGSTOP)
                     try:
                         _, xp = wrk_mixed(port + 1, token, files["customers/{id} (360)"], ids_file, 0, 8, args.seconds)

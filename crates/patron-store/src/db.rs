@@ -1044,7 +1044,7 @@ impl Db {
             // `PATRON_SQLITE_READS=sqlx` keeps every read on sqlx (bench/api compares the two).
             let direct = std::env::var("PATRON_SQLITE_READS").map_or(true, |v| v != "sqlx");
             let readers = if in_memory || !direct { None } else { Some(Arc::new(direct::DirectReaders::new(opts.get_filename())?)) };
-            // `PATRON_SQLITE_WRITES=sqlx` keeps every transaction on sqlx (bench/writes compares).
+            // `PATRON_SQLITE_WRITES=sqlx` keeps every transaction on sqlx (bench/api compares).
             let direct_writes = std::env::var("PATRON_SQLITE_WRITES").map_or(true, |v| v != "sqlx");
             let writers = if in_memory || !direct_writes { None } else { Some(Arc::new(direct::DirectWriters::new(opts.get_filename())?)) };
             Db::Sqlite(pool, turn, readers, writers)

@@ -95,14 +95,20 @@ impl Browser {
     }
 
     /// Runs a command on the element matching `css`, finding it again when htmx replaced it
-    /// between the lookup and the command ("stale element reference").
+    /// between the lookup and the command: "stale element reference", or, from ChromeDriver
+    /// when the swap lands mid-command, an "unknown error" whose node "does not belong to the
+    /// document" (seen on the import report's `#r-created` while the report was polled).
     async fn on_element(&self, method: reqwest::Method, css: &str, action: &str, body: Option<Value>) -> Value {
         let mut last = (String::new(), String::new());
         for _ in 0..50 {
             let id = self.find(css).await;
             match self.try_cmd(method.clone(), &format!("/element/{id}/{action}"), body.clone()).await {
                 Ok(v) => return v,
-                Err(e) if e.0 == "stale element reference" => last = e,
+                Err(e)
+                    if e.0 == "stale element reference" || (e.0 == "unknown error" && e.1.contains("does not belong to the document")) =>
+                {
+                    last = e
+                }
                 Err((err, message)) => panic!("webdriver {css} {action}: {err}: {message}"),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

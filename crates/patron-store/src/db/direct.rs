@@ -54,10 +54,43 @@ const KEEP_IDLE_WRITERS: usize = 2;
 /// some with statement text that varies with the number of values (`IN ($2, $3, …)`).
 const KEEP_WRITE_STATEMENTS: usize = 512;
 
+/// Idle connections to one SQLite file, opened on first use (read-only or read-write).
+struct Idle {
+    path: CString,
+    writable: bool,
+    /// How many idle connections are kept.
+    keep: usize,
+    conns: Mutex<Vec<DirectConn>>,
+}
+
+impl Idle {
+    fn new(path: &std::path::Path, writable: bool, keep: usize) -> Result<Idle> {
+        let path = CString::new(path.to_string_lossy().as_bytes())
+            .map_err(|_| StoreError::Config("the SQLite path contains a NUL byte".into()))?;
+        Ok(Idle { path, writable, keep, conns: Mutex::new(Vec::new()) })
+    }
+
+    /// An idle connection, or a new one.
+    fn take(&self) -> Result<DirectConn> {
+        match self.conns.lock().map_or(None, |mut v| v.pop()) {
+            Some(c) => Ok(c),
+            None => DirectConn::open(&self.path, self.writable),
+        }
+    }
+
+    /// Keeps `conn` for the next caller, or closes it when enough are kept.
+    fn put(&self, conn: DirectConn) {
+        if let Ok(mut idle) = self.conns.lock() {
+            if idle.len() < self.keep {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
 /// A pool of read-only connections to one SQLite file.
 pub struct DirectReaders {
-    path: CString,
-    idle: Mutex<Vec<DirectConn>>,
+    idle: Idle,
 }
 
 impl std::fmt::Debug for DirectReaders {
@@ -69,9 +102,7 @@ impl std::fmt::Debug for DirectReaders {
 impl DirectReaders {
     /// Readers of the database file at `path` (opened on first use).
     pub(crate) fn new(path: &std::path::Path) -> Result<DirectReaders> {
-        let path = CString::new(path.to_string_lossy().as_bytes())
-            .map_err(|_| StoreError::Config("the SQLite path contains a NUL byte".into()))?;
-        Ok(DirectReaders { path, idle: Mutex::new(Vec::new()) })
+        Ok(DirectReaders { idle: Idle::new(path, false, KEEP_IDLE)? })
     }
 
     /// An idle connection, or a new one, in a read transaction of its own until it is given
@@ -82,11 +113,7 @@ impl DirectReaders {
     /// its view of the file afresh: page faults and unmapping were still ~15% of the 360's CPU at
     /// 1 M customers (bench/api, perf), the same with the memory map off (reads by `pread`).
     pub(crate) fn take(self: &std::sync::Arc<Self>) -> Result<DirectRead> {
-        let idle = self.idle.lock().map_or(None, |mut v| v.pop());
-        let mut conn = match idle {
-            Some(c) => c,
-            None => DirectConn::open(&self.path, false)?,
-        };
+        let mut conn = self.idle.take()?;
         // Deferred: the snapshot is taken by the first read.
         conn.run_plain("BEGIN")?;
         Ok(DirectRead { conn: Some(conn), home: self.clone() })
@@ -97,11 +124,7 @@ impl DirectReaders {
         if conn.run_plain("COMMIT").is_err() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < KEEP_IDLE {
-                idle.push(conn);
-            }
-        }
+        self.idle.put(conn);
     }
 }
 
@@ -305,8 +328,7 @@ impl DirectConn {
 /// Read-write connections to one SQLite file for write transactions stepped on the calling
 /// thread (see the module's documentation). Callers hold the writers' turn.
 pub struct DirectWriters {
-    path: CString,
-    idle: Mutex<Vec<DirectConn>>,
+    idle: Idle,
 }
 
 impl std::fmt::Debug for DirectWriters {
@@ -318,19 +340,13 @@ impl std::fmt::Debug for DirectWriters {
 impl DirectWriters {
     /// Writers of the database file at `path` (opened on first use).
     pub(crate) fn new(path: &std::path::Path) -> Result<DirectWriters> {
-        let path = CString::new(path.to_string_lossy().as_bytes())
-            .map_err(|_| StoreError::Config("the SQLite path contains a NUL byte".into()))?;
-        Ok(DirectWriters { path, idle: Mutex::new(Vec::new()) })
+        Ok(DirectWriters { idle: Idle::new(path, true, KEEP_IDLE_WRITERS)? })
     }
 
     /// A transaction that holds SQLite's write lock from its start (`BEGIN IMMEDIATE`), as the
     /// pool's transactions do, on an idle connection or a new one.
     pub(crate) fn begin(self: &std::sync::Arc<Self>) -> Result<DirectTx> {
-        let idle = self.idle.lock().map_or(None, |mut v| v.pop());
-        let mut conn = match idle {
-            Some(c) => c,
-            None => DirectConn::open(&self.path, true)?,
-        };
+        let mut conn = self.idle.take()?;
         // A connection left inside a transaction never comes back (`give_back`); checked anyway,
         // since a BEGIN there would fail and the work would run in a stranger's transaction.
         if conn.in_transaction() {
@@ -350,11 +366,7 @@ impl DirectWriters {
         if conn.in_transaction() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < KEEP_IDLE_WRITERS {
-                idle.push(conn);
-            }
-        }
+        self.idle.put(conn);
     }
 }
 
