@@ -23,9 +23,16 @@ on SQLite also the 360 of a second server on the same file that reads and writes
 only (`PATRON_SQLITE_READS=sqlx PATRON_SQLITE_WRITES=sqlx`: the peer of patron's direct reads and
 transactions);
 then 8 clients POSTing new orders (bench/api/orders.lua), alone and while 16 read the 360 (the
-peer server paused meanwhile: one server is what a deployment runs), and on SQLite the 8 writers
-alone against the peer server (the first one paused meanwhile).
-Reported: requests per second, p50/p99 and errors (non-2xx count as errors). Targets (issue 15):
+peer server paused meanwhile: one server is what a deployment runs); the same 16 readers beside 8
+writers that each pause 80 ms after every answer (bench/api/orders-paced.lua: about 100 orders/s,
+a steady rate rather than all the machine can take), and the 16 readers alone right after, for
+the comparison in the same minute; and on SQLite the 8 writers alone against the peer server (the
+first one paused meanwhile).
+Reported: requests per second, p50/p99 and errors (non-2xx count as errors), and for the runs of
+one client alone the CPU milliseconds a request cost the server (its /proc stat) and wrk (this
+script's finished children): two cores' 2,000 ms a second over that is the most requests a second
+the machine can serve, and what writers take of it is what the readers beside them lose.
+Targets (issue 15):
 the 360 at 5,000 requests/s with p99 under 10 ms; POST /orders p99 under 50 ms at 8 writers, and
 reads unaffected by them. The database is kept in bench/work/api and reused
 by the next run with the same --customers (pass --fresh to rebuild it).
@@ -34,7 +41,7 @@ Usage: bench/api/run.py [--customers 1000000] [--engines sqlite] [--merge] [--ro
                         [--connections 16,64] [--seconds 10] [--load-rounds 2] [--no-load]
 Uses target/release/patron when built, else target/debug/patron (`binary` in the JSON).
 """
-import argparse, http.client, json, os, random, re, shutil, signal, subprocess, sys, time, urllib.parse
+import argparse, http.client, json, os, random, re, resource, shutil, signal, subprocess, sys, time, urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import RESULTS, ROOT, machine, patron_binary  # noqa: E402  (bench/machine.py)
 from datetime import datetime, timezone
@@ -44,6 +51,7 @@ WORK = os.path.join(ROOT, "bench", "work", "api")
 PATRON = patron_binary()
 PG_ADMIN = os.environ.get("PATRON_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 TARGET_MS = {"analytics/cohorts": 1000, "analytics/trends": 1000, "analytics/overview": 1000}
+PACE_MS = 80  # the paced writers' pause after each answer (bench/api/orders-paced.lua)
 SEGMENT_RULES = [  # docs/segments.md's examples and issue 15's three
     'rfm_class = "重要挽留" and p_alive < 0.5 and city in ("上海", "杭州")',
     'city in ("上海", "杭州") and clv > 1000',
@@ -117,10 +125,14 @@ def query(engine, url, sql):
     return sh(["psql", url, "-qAtc", sql]).stdout.strip()
 
 
-def sample(engine, url):
-    """Every 500th live customer: id, name, mobile and city (for paths and search terms)."""
+def sample(engine, url, remainder=0):
+    """Every 500th live customer: id, name, mobile and city (for paths and search terms).
+    `remainder` 250: another 2,000, the writers' customers (the orders they POST would
+    otherwise pile onto the customers whose 360 and timeline are read, 280 more each after a
+    few runs, and those pages read all of a customer's orders: the 360's totals, the timeline's
+    merge; the 360 measured 4,326 requests/s on a fresh database and 1,141 after)."""
     sql = ("SELECT id, name, COALESCE(mobile, ''), COALESCE(city, '') FROM customers "
-           "WHERE deleted_at IS NULL AND id % 500 = 0 ORDER BY id")
+           f"WHERE deleted_at IS NULL AND id % 500 = {int(remainder)} ORDER BY id")
     if engine == "sqlite":
         out = sh(["sqlite3", "-separator", "\t", url[len("sqlite://"):], sql]).stdout
     else:
@@ -163,11 +175,13 @@ def wrk(port, token, paths_file, connections, seconds):
     return wrk_result(sh(wrk_args(port, token, "paths.lua", paths_file, connections, seconds)).stdout)
 
 
-def wrk_mixed(port, token, paths_file, ids_file, readers, writers, seconds):
+def wrk_mixed(port, token, paths_file, ids_file, readers, writers, seconds, pause_ms=0):
     """The 360 read by `readers` connections while `writers` connections POST orders (both wrk at
-    once; `readers` 0: the writers alone). Returns (reads or None, writes)."""
+    once; `readers` 0: the writers alone; `pause_ms`: each writer pauses that long after every
+    answer, bench/api/orders-paced.lua). Returns (reads or None, writes)."""
     run = str(time.time_ns())
-    w = subprocess.Popen(wrk_args(port, token, "orders.lua", ids_file, writers, seconds, run), stdout=subprocess.PIPE, text=True)
+    script, extra = ("orders-paced.lua", [run, str(pause_ms)]) if pause_ms else ("orders.lua", [run])
+    w = subprocess.Popen(wrk_args(port, token, script, ids_file, writers, seconds, *extra), stdout=subprocess.PIPE, text=True)
     reads = wrk(port, token, paths_file, readers, seconds) if readers else None
     out, _ = w.communicate()
     if w.returncode != 0:
@@ -195,6 +209,26 @@ def warm(engine, url):
         while f.read(8 << 20):
             pass
     log(f"{engine}: database file read into the page cache in {time.time() - t:.1f} s")
+
+
+class Cpu:
+    """CPU seconds spent by the server (its /proc stat) and by this script's finished children
+    (wrk) between start and stop: what a request costs the machine, client included."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t = self.now()
+
+    def now(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (int(fields[11]) + int(fields[12])) / tick, children.ru_utime + children.ru_stime
+
+    def stop(self):
+        (s0, c0), (s1, c1) = self.t, self.now()
+        return {"server_cpu_s": round(s1 - s0, 3), "client_cpu_s": round(c1 - c0, 3)}
 
 
 def settle():
@@ -279,7 +313,7 @@ def bench(engine, args, env):
                 files[name] = fn
             ids_file = os.path.join(WORK, f"ids-{engine}.txt")
             with open(ids_file, "w") as out:
-                out.write("\n".join(str(p["id"]) for p in people) + "\n")
+                out.write("\n".join(str(p["id"]) for p in sample(engine, url, 250)) + "\n")
             runs = {}
             targets = [(name, port, fn) for name, fn in files.items()]
             if peer:
@@ -287,7 +321,9 @@ def bench(engine, args, env):
             for r in range(args.load_rounds):
                 for name, at, fn in targets:
                     for c in args.connections:
+                        cpu = Cpu((server if at == port else peer).pid)
                         x = wrk(at, token, fn, c, args.seconds)
+                        x.update(cpu.stop())
                         runs.setdefault((name, c), []).append(x)
                         log(f"{engine} load round {r + 1}: {name} c={c}: {x['rps']:,.0f} rps, p99 {x['p99_us'] / 1000:.1f} ms, {x['errors']} errors")
                 # Writes: 8 clients POST orders, alone and while 16 read the 360 (issue 15 §6).
@@ -298,14 +334,26 @@ def bench(engine, args, env):
                     settle()
                     peer.send_signal(signal.SIGSTOP)
                 try:
+                    cpu = Cpu(server.pid)
                     _, x = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 0, 8, args.seconds)
+                    x.update(cpu.stop())
                     reads, writes = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 16, 8, args.seconds)
+                    # The same readers beside writers at a steady rate (each pauses 80 ms after
+                    # every answer: about 100 orders/s, 8.6 M a day), and the readers alone right
+                    # after, for the comparison in the same minute.
+                    paced_reads, paced_writes = wrk_mixed(port, token, files["customers/{id} (360)"], ids_file, 16, 8, args.seconds, PACE_MS)
+                    cpu = Cpu(server.pid)
+                    alone = wrk(port, token, files["customers/{id} (360)"], 16, args.seconds)
+                    alone.update(cpu.stop())
                 finally:
                     if peer:
                         peer.send_signal(signal.SIGCONT)
                 runs.setdefault(("POST orders (8 writers alone)", 8), []).append(x)
                 runs.setdefault(("POST orders (8 writers, 16 readers of the 360)", 8), []).append(writes)
                 runs.setdefault(("customers/{id} (360) while 8 write", 16), []).append(reads)
+                runs.setdefault((f"POST orders (8 writers pausing {PACE_MS} ms, 16 readers of the 360)", 8), []).append(paced_writes)
+                runs.setdefault((f"customers/{{id}} (360) while 8 write, pausing {PACE_MS} ms", 16), []).append(paced_reads)
+                runs.setdefault(("customers/{id} (360) alone, right after", 16), []).append(alone)
                 if peer:
                     # The same 8 writers against the peer (sqlx's transactions), this server paused.
                     settle()
@@ -317,12 +365,21 @@ def bench(engine, args, env):
                     runs.setdefault(("POST orders (8 writers alone), through sqlx", 8), []).append(xp)
                     log(f"{engine} load round {r + 1}: writes alone through sqlx {xp['rps']:,.0f} rps p99 {xp['p99_us'] / 1000:.1f} ms")
                 log(f"{engine} load round {r + 1}: writes alone {x['rps']:,.0f} rps p99 {x['p99_us'] / 1000:.1f} ms; mixed: "
-                    f"writes {writes['rps']:,.0f} rps p99 {writes['p99_us'] / 1000:.1f} ms, 360 {reads['rps']:,.0f} rps p99 {reads['p99_us'] / 1000:.1f} ms")
+                    f"writes {writes['rps']:,.0f} rps p99 {writes['p99_us'] / 1000:.1f} ms, 360 {reads['rps']:,.0f} rps p99 {reads['p99_us'] / 1000:.1f} ms; "
+                    f"paced: writes {paced_writes['rps']:,.0f} rps p99 {paced_writes['p99_us'] / 1000:.1f} ms, 360 {paced_reads['rps']:,.0f} rps "
+                    f"p99 {paced_reads['p99_us'] / 1000:.1f} ms; 360 alone {alone['rps']:,.0f} rps p99 {alone['p99_us'] / 1000:.1f} ms")
             for (name, c), xs in runs.items():
                 best = sorted(xs, key=lambda x: x["rps"])[len(xs) // 2]  # the median run by throughput
-                load.append({"endpoint": name, "connections": c, "runs": len(xs), "rps": round(best["rps"]),
-                             "p50_ms": round(best["p50_us"] / 1000, 2), "p99_ms": round(best["p99_us"] / 1000, 2),
-                             "errors": sum(x["errors"] for x in xs), "all_rps": [round(x["rps"]) for x in xs]})
+                row = {"endpoint": name, "connections": c, "runs": len(xs), "rps": round(best["rps"]),
+                       "p50_ms": round(best["p50_us"] / 1000, 2), "p99_ms": round(best["p99_us"] / 1000, 2),
+                       "errors": sum(x["errors"] for x in xs), "all_rps": [round(x["rps"]) for x in xs]}
+                timed = [x for x in xs if "server_cpu_s" in x]
+                if timed:
+                    # CPU milliseconds per request, over every run (server; server and wrk).
+                    n = sum(x["requests"] for x in timed)
+                    row["server_cpu_ms"] = round(1000 * sum(x["server_cpu_s"] for x in timed) / n, 3)
+                    row["cpu_ms"] = round(1000 * sum(x["server_cpu_s"] + x["client_cpu_s"] for x in timed) / n, 3)
+                load.append(row)
     finally:
         for p in (server, peer):
             if p:
@@ -383,9 +440,10 @@ def main():
             print(f"| {x['endpoint']} | {x['p50_ms']:,.1f} | {x['p95_ms']:,.1f} | {x['max_ms']:,.1f} | {target} |")
         if r["load"]:
             print(f"\n{r['engine']} under load (wrk, {args.seconds} s a run, median of {args.load_rounds} interleaved runs)\n")
-            print("| endpoint | connections | requests/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|")
+            print("| endpoint | connections | requests/s | p50 ms | p99 ms | errors | CPU ms a request (server + wrk) |\n|---|---:|---:|---:|---:|---:|---:|")
             for x in r["load"]:
-                print(f"| {x['endpoint']} | {x['connections']} | {x['rps']:,} | {x['p50_ms']:,.1f} | {x['p99_ms']:,.1f} | {x['errors']} |")
+                cpu = f"{x['server_cpu_ms']:.2f} + {x['cpu_ms'] - x['server_cpu_ms']:.2f}" if "cpu_ms" in x else ""
+                print(f"| {x['endpoint']} | {x['connections']} | {x['rps']:,} | {x['p50_ms']:,.1f} | {x['p99_ms']:,.1f} | {x['errors']} | {cpu} |")
 
 
 if __name__ == "__main__":

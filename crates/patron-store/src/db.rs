@@ -398,7 +398,7 @@ pub(crate) enum Checkpointed {
 /// writers at 1 M customers, each page lookup searching more of its index. A restarting
 /// checkpoint takes the write lock and waits for the readers of that moment to finish (new
 /// readers then read the database file alone), so that the next writer starts the log again
-/// from its beginning (cut back to `journal_size_limit`); it waits at most
+/// from its beginning (never cut back: [`SQLITE_JOURNAL_SIZE_LIMIT`]); it waits at most
 /// [`WAL_RESTART_WAIT_MS`], on a connection whose busy timeout is set for it (the connection is
 /// not returned to the pool if the usual timeout cannot be set back). A truncating checkpoint
 /// instead was measured and rejected: at 64 MiB it took POST /orders' p99 from 25 to 115 ms.
@@ -779,9 +779,8 @@ impl Tx {
         match self {
             // The turn (the second field) is given back once the commit has run. The commit
             // runs here even when it is the one that starts the log again after a checkpoint
-            // (syncing its header, cutting the file back to `journal_size_limit`: 50 ms of
-            // `ftruncate` seen under 8 writers at 1 M customers); the other writers wait for it
-            // in any case. Moving every commit off the runtime's workers (`block_in_place`) was
+            // (syncing its header; it no longer cuts the file back: SQLITE_JOURNAL_SIZE_LIMIT);
+            // the other writers wait for it in any case. Moving every commit off the runtime's workers (`block_in_place`) was
             // tried and measured no better (writers alone ~1,000-1,240/s, p99 12-19 ms, both ways).
             Tx::Direct(d, _turn) => d.commit()?,
             Tx::Sqlite(t, _) => t.commit().await?,
@@ -993,6 +992,16 @@ pub fn copy_text_field(buf: &mut Vec<u8>, value: Option<&str>) {
 /// [`Db::connect`]).
 pub(crate) const SQLITE_MMAP_SIZE: u64 = 2_147_418_112;
 
+/// SQLite: the size the write-ahead log is cut back to when a writer starts it again after a
+/// checkpoint (`journal_size_limit`): -1, never; the next writers write the file over from its
+/// beginning, so it stays at its peak (about [`WAL_RESTART_FRAMES`] pages, 1 GiB, until the
+/// last connection closes and removes it). Cut back to 64 MiB, the commit that starts the log
+/// again `ftruncate`s up to a GiB of pages, dirty ones among them, while every writer waits:
+/// 8 writers alone on the 1 M-customer database, 10 s runs, interleaved, had a p99 of 346-402 ms
+/// (max 453-505 ms) in the 3 of 6 runs that restarted the log, against 104-136 ms (max
+/// 204-242 ms) in the 4 of 6 that did without the cut; the others' p99 was 10-14 ms either way.
+pub(crate) const SQLITE_JOURNAL_SIZE_LIMIT: i64 = -1;
+
 /// How long a SQLite statement waits for a lock another connection holds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -1016,8 +1025,7 @@ impl Db {
                 // (issue 15 §1; 2 GiB, SQLite's default ceiling, covers a million customers'
                 // profiles, scores and recent orders).
                 .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string())
-                // After a checkpoint the log is cut back to this size rather than kept at its peak.
-                .pragma("journal_size_limit", "67108864")
+                .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
                 // No commit copies the log into the database: a background task does
                 // ([`checkpoint_in_background`]).
                 .pragma("wal_autocheckpoint", "0")
@@ -1654,9 +1662,11 @@ mod tests {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.expect("pool");
         let turn = tokio::sync::Semaphore::new(1);
+        let log_bytes = || std::fs::metadata(dir.path().join("wal.db-wal")).expect("the log file").len();
         let write = |n: i64| {
             let pool = pool.clone();
             async move {
@@ -1701,6 +1711,7 @@ mod tests {
         let (now_seen,): (i64,) = sqlx::query_as(count).fetch_one(&mut *reader).await.expect("count");
         assert_eq!(now_seen, 300);
         assert!(log_frames(pool.clone()).await > 100);
+        let peak = log_bytes();
         assert_eq!(checkpoint_tick(&pool, &turn, 100).await.expect("tick"), Checkpointed::Restarted);
         assert!(turn.try_acquire().is_ok(), "the writers' turn is given back");
         sqlx::query("COMMIT").execute(&mut *reader).await.expect("end");
@@ -1708,6 +1719,8 @@ mod tests {
         // connection that waited has its usual timeout back.
         write(10).await;
         assert!(log_frames(pool.clone()).await < 100, "the log starts again from its beginning");
+        // Written over, not cut back (SQLITE_JOURNAL_SIZE_LIMIT): no writer truncates the file.
+        assert_eq!(log_bytes(), peak, "the log file keeps its size");
         assert_eq!(checkpoint_tick(&pool, &turn, 100).await.expect("tick"), Checkpointed::Passive);
         drop(reader);
         let mut conns = Vec::new();

@@ -35,37 +35,26 @@ impl Store {
     pub async fn timeline(&self, customer_id: i64, cursor: Option<&str>, limit: i64) -> Result<Page<TimelineEntry>> {
         let limit = limit.clamp(1, 500);
         // Each branch yields the same columns; the outer query orders and pages by (at, kind, id).
-        let union = "SELECT 'order' AS kind, id, ordered_at AS at, \
-                 status || COALESCE(' · ' || channel, '') AS title, store AS detail, total_cents AS amount_cents \
-                 FROM orders WHERE customer_id = $1 \
-             UNION ALL SELECT 'interaction', id, occurred_at, kind || COALESCE(' · ' || channel, ''), payload, NULL \
-                 FROM interactions WHERE customer_id = $1 \
-             UNION ALL SELECT 'note', id, created_at, author, body, NULL FROM notes WHERE customer_id = $1 \
-             UNION ALL SELECT 'change', id, changed_at, field, \
-                 COALESCE(old_value, '∅') || ' → ' || COALESCE(new_value, '∅') || ' (' || actor || ')', NULL \
-                 FROM customer_changes WHERE customer_id = $1 \
-             UNION ALL SELECT 'ticket', id, opened_at, kind || ' · ' || status, subject, NULL FROM tickets WHERE customer_id = $1 \
-             UNION ALL SELECT 'compensation', id, requested_at, kind || ' · ' || status, reason, amount_cents \
-                 FROM compensations WHERE customer_id = $1 \
-             UNION ALL SELECT 'survey', invitation_id, answered_at, kind || COALESCE(' · NPS ' || nps, ' · ' || score || '/5', ''), comment, NULL \
-                 FROM survey_answers WHERE customer_id = $1 \
-             UNION ALL SELECT 'loyalty', id, changed_at, COALESCE(from_tier, '—') || ' → ' || COALESCE(to_tier, '—'), reason, NULL \
-                 FROM loyalty_tier_changes WHERE customer_id = $1 \
-             UNION ALL SELECT 'event', r.event_id, r.registered_at, 'registered · ' || e.title, r.source, NULL \
-                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
-                 WHERE r.customer_id = $1 AND r.source <> 'walk_in' \
-                 AND (r.attended_at IS NULL OR r.attended_at <> r.registered_at) AND (r.cancelled_at IS NULL OR r.cancelled_at <> r.registered_at) \
-             UNION ALL SELECT 'event', r.event_id, r.cancelled_at, 'cancelled · ' || e.title, NULL, NULL \
-                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
-                 WHERE r.customer_id = $1 AND r.status = 'cancelled' AND r.cancelled_at IS NOT NULL \
-             UNION ALL SELECT 'event', r.event_id, r.attended_at, 'attended · ' || e.title, COALESCE(e.place, e.link), NULL \
-                 FROM customer_event_registrations r JOIN customer_events e ON e.id = r.event_id \
-                 WHERE r.customer_id = $1 AND r.attended_at IS NOT NULL \
-             UNION ALL SELECT 'web', id, at, kind || ' · ' || COALESCE(title, path), COALESCE(event_name, path), NULL \
-                 FROM web_customer_views WHERE customer_id = $1";
+        // Each branch is cut to the page first (after the cursor, newest first, limit + 1 rows):
+        // the page is among those, and a customer's thousands of orders are then not all read and
+        // sorted for every page (a customer with ~280 orders cost the timeline five times a
+        // customer with nine).
+        let after = cursor.is_some();
+        let union = BRANCHES
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let cursor = if after { format!(" AND ({}, '{}', {}) < ($3, $4, $5)", b.at, b.kind, b.id) } else { String::new() };
+                format!(
+                    "SELECT * FROM (SELECT '{}' AS kind, {} AS id, {} AS at, {} AS title, {} AS detail, {} AS amount_cents FROM {} \
+                     WHERE {}{cursor} ORDER BY {} DESC, {} DESC LIMIT $2) b{i}",
+                    b.kind, b.id, b.at, b.title, b.detail, b.amount, b.from, b.filter, b.at, b.id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
         let mut q = query(format!(
-            "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t {} ORDER BY at DESC, kind DESC, id DESC LIMIT $2",
-            if cursor.is_some() { "WHERE (at, kind, id) < ($3, $4, $5)" } else { "" }
+            "SELECT kind, id, at, title, detail, amount_cents FROM ({union}) t ORDER BY at DESC, kind DESC, id DESC LIMIT $2"
         ))
         .bind(customer_id)
         .bind(limit + 1);
@@ -83,3 +72,133 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 }
+
+/// One source of timeline entries: its kind, the expressions of an entry's columns, and where
+/// its rows are (`$1` is the customer). A NULL column is cast to its type: each branch is a
+/// subquery of its own, where PostgreSQL would take an untyped NULL for text.
+struct Branch {
+    kind: &'static str,
+    id: &'static str,
+    at: &'static str,
+    title: &'static str,
+    detail: &'static str,
+    amount: &'static str,
+    from: &'static str,
+    filter: &'static str,
+}
+
+/// Every source of a timeline, in the order the entries were merged before.
+const BRANCHES: [Branch; 12] = [
+    Branch {
+        kind: "order",
+        id: "id",
+        at: "ordered_at",
+        title: "status || COALESCE(' · ' || channel, '')",
+        detail: "store",
+        amount: "total_cents",
+        from: "orders",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "interaction",
+        id: "id",
+        at: "occurred_at",
+        title: "kind || COALESCE(' · ' || channel, '')",
+        detail: "payload",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "interactions",
+        filter: "customer_id = $1",
+    },
+    Branch { kind: "note", id: "id", at: "created_at", title: "author", detail: "body", amount: "CAST(NULL AS BIGINT)", from: "notes", filter: "customer_id = $1" },
+    Branch {
+        kind: "change",
+        id: "id",
+        at: "changed_at",
+        title: "field",
+        detail: "COALESCE(old_value, '∅') || ' → ' || COALESCE(new_value, '∅') || ' (' || actor || ')'",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "customer_changes",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "ticket",
+        id: "id",
+        at: "opened_at",
+        title: "kind || ' · ' || status",
+        detail: "subject",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "tickets",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "compensation",
+        id: "id",
+        at: "requested_at",
+        title: "kind || ' · ' || status",
+        detail: "reason",
+        amount: "amount_cents",
+        from: "compensations",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "survey",
+        id: "invitation_id",
+        at: "answered_at",
+        title: "kind || COALESCE(' · NPS ' || nps, ' · ' || score || '/5', '')",
+        detail: "comment",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "survey_answers",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "loyalty",
+        id: "id",
+        at: "changed_at",
+        title: "COALESCE(from_tier, '—') || ' → ' || COALESCE(to_tier, '—')",
+        detail: "reason",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "loyalty_tier_changes",
+        filter: "customer_id = $1",
+    },
+    Branch {
+        kind: "event",
+        id: "r.event_id",
+        at: "r.registered_at",
+        title: "'registered · ' || e.title",
+        detail: "r.source",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "customer_event_registrations r JOIN customer_events e ON e.id = r.event_id",
+        filter: "r.customer_id = $1 AND r.source <> 'walk_in' \
+                 AND (r.attended_at IS NULL OR r.attended_at <> r.registered_at) AND (r.cancelled_at IS NULL OR r.cancelled_at <> r.registered_at)",
+    },
+    Branch {
+        kind: "event",
+        id: "r.event_id",
+        at: "r.cancelled_at",
+        title: "'cancelled · ' || e.title",
+        detail: "CAST(NULL AS TEXT)",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "customer_event_registrations r JOIN customer_events e ON e.id = r.event_id",
+        filter: "r.customer_id = $1 AND r.status = 'cancelled' AND r.cancelled_at IS NOT NULL",
+    },
+    Branch {
+        kind: "event",
+        id: "r.event_id",
+        at: "r.attended_at",
+        title: "'attended · ' || e.title",
+        detail: "COALESCE(e.place, e.link)",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "customer_event_registrations r JOIN customer_events e ON e.id = r.event_id",
+        filter: "r.customer_id = $1 AND r.attended_at IS NOT NULL",
+    },
+    Branch {
+        kind: "web",
+        id: "id",
+        at: "at",
+        title: "kind || ' · ' || COALESCE(title, path)",
+        detail: "COALESCE(event_name, path)",
+        amount: "CAST(NULL AS BIGINT)",
+        from: "web_customer_views",
+        filter: "customer_id = $1",
+    },
+];

@@ -642,6 +642,40 @@ async fn customer_id(s: &Store, external_id: &str) -> i64 {
     .id
 }
 
+test_both!(a_long_timeline_pages_through_every_entry_once_in_order, |db: TestDb| async move {
+    // Each source of the timeline is cut to a page before the merge: the pages must still give
+    // every entry once, newest first, ties (28 days, orders at the same minute) by kind and id.
+    let s = &db.store;
+    import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;
+    let r = import(s, ImportKind::Orders, "t.csv", many_orders("T", 90, |_| "C1").into(), |_| {}).await;
+    assert!(r.committed, "{:?}", r.rejections);
+    let c1 = customer_id(s, "C1").await;
+    for body in ["靠窗", "不要香菜", "生日在三月"] {
+        s.create_note(&cli(), c1, patron_store::notes::NewNote { body: body.into() }).await.unwrap();
+    }
+    let key = |e: &patron_store::timeline::TimelineEntry| (e.at, e.kind.clone(), e.id);
+    let all = s.timeline(c1, None, 500).await.unwrap();
+    assert!(all.next_cursor.is_none());
+    assert_eq!(all.items.iter().filter(|e| e.kind == "order").count(), 90);
+    assert_eq!(all.items.iter().filter(|e| e.kind == "note").count(), 3);
+    let all: Vec<_> = all.items.iter().map(key).collect();
+    // Strictly descending: in order, and no entry twice.
+    assert!(all.windows(2).all(|w| w[0] > w[1]), "{all:?}");
+    for size in [1, 2, 7, 40] {
+        let (mut paged, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let page = s.timeline(c1, cursor.as_deref(), size).await.unwrap();
+            assert!(page.items.len() as i64 <= size);
+            paged.extend(page.items.iter().map(key));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
+});
+
 test_both!(orders_import_spans_many_chunks, |db: TestDb| async move {
     let s = &db.store;
     import(s, ImportKind::Customers, "c.csv", CUSTOMERS_CSV.into(), |_| {}).await;

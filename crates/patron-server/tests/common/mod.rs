@@ -35,12 +35,17 @@ pub async fn spawn_app_with(db: TestDb, config: ServerConfig) -> TestApp {
     let (_, admin_token) = db.store.create_token("test-admin", Role::Admin, None).await.expect("admin token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
+    // Kept-alive connections are dropped after half the server's header read timeout idle: hyper
+    // starts that timeout as soon as an answer is sent, so the server closes a connection idle
+    // that long, and a request sent on it at that moment fails with an incomplete message (what
+    // one Citus leg's failure looked like).
+    let idle = config.header_read_timeout / 2;
     let state = AppState::new(db.store.clone(), config);
     tokio::spawn(async move {
         let _ = patron_server::serve(listener, state).await;
     });
     let base = format!("http://{addr}");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_idle_timeout(idle).build().expect("http client");
     // Readiness by polling, never a fixed sleep.
     for _ in 0..200 {
         if let Ok(r) = http.get(format!("{base}/healthz")).send().await {

@@ -197,7 +197,7 @@ impl DirectConn {
             conn.run_plain("PRAGMA cache_size = -65536")?;
             conn.run_plain("PRAGMA foreign_keys = ON")?;
             conn.run_plain("PRAGMA synchronous = NORMAL")?;
-            conn.run_plain("PRAGMA journal_size_limit = 67108864")?;
+            conn.run_plain(&format!("PRAGMA journal_size_limit = {}", super::SQLITE_JOURNAL_SIZE_LIMIT))?;
             conn.run_plain("PRAGMA wal_autocheckpoint = 0")?;
         } else {
             conn.run_plain("PRAGMA cache_size = -16384")?;
