@@ -988,9 +988,33 @@ pub fn copy_text_field(buf: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-/// SQLite: the bytes of the database file each connection reads through a memory map (see
-/// [`Db::connect`]).
-pub(crate) const SQLITE_MMAP_SIZE: u64 = 2_147_418_112;
+/// SQLite: the bytes of the database file a connection reads through a memory map: none; every
+/// connection reads pages with `pread` into its own cache. A connection whose next transaction
+/// finds the log changed by another's commit (under load the audit group commit lands every
+/// millisecond or so) drops its cache and, with a map, unmaps and maps the whole file again
+/// (`pagerBeginReadTransaction`), page-faulting in every page it then touches. `munmap` and
+/// `mmap` hold the process's memory-map lock, so one connection that had scanned most of the
+/// file (a segment preview) blocked every other's mapping for the 10-15 ms its unmap took. On
+/// the 1 M-customer database (bench/api's, 16 connections, interleaved 10 s runs, AMD VM,
+/// 2026-12-06) the 360 went from 4,170-5,424 requests/s (p99 5.4-15.9 ms) with 2 GiB maps to
+/// 7,361-10,611 (p99 2.9-4.4 ms) without; a request right after a preview from up to 17-26 ms to
+/// under 6 ms; previews and an analysis run no slower.
+pub(crate) const SQLITE_MMAP_SIZE: u64 = 0;
+
+/// SQLite: the page cache (KiB) of each of the pool's connections when the direct connections
+/// ([`direct`]) do the writing, so that the pool serves reads: lists, searches, the timeline,
+/// segment scans and an analysis run's reads. Under writes a connection's cache lasts one
+/// transaction, and a scan reads each page once, so a big cache bought nothing there and cost
+/// its emptying: with 64 MiB the first request on a connection after a preview took 3-12 ms
+/// (freeing the 16,384 pages the scan had filled) and two previews over consents 2.0 and 4.3 s
+/// against 0.3 and 0.7 s; with 8 MiB, under 2 ms, and an analysis run 8.7-8.9 s against
+/// 10.7-12.7 s (interleaved, same database).
+const SQLITE_READ_CACHE_KIB: i64 = 8 * 1024;
+
+/// SQLite: the page cache (KiB) of a connection that writes (the direct writers, and the pool's
+/// when it writes too: an in-memory database, `PATRON_SQLITE_WRITES=sqlx`): an import's chunk
+/// and its indexes' pages stay in memory until the commit.
+pub(crate) const SQLITE_WRITE_CACHE_KIB: i64 = 64 * 1024;
 
 /// SQLite: the size the write-ahead log is cut back to when a writer starts it again after a
 /// checkpoint (`journal_size_limit`): -1, never; the next writers write the file over from its
@@ -1010,6 +1034,10 @@ impl Db {
     /// A SQLite file is created if missing, in WAL mode with foreign keys on.
     pub async fn connect(url: &str) -> Result<Db> {
         let db = if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            // `PATRON_SQLITE_WRITES=sqlx` keeps every transaction on sqlx (bench/api compares).
+            let direct_writes = !in_memory && std::env::var("PATRON_SQLITE_WRITES").map_or(true, |v| v != "sqlx");
+            let cache_kib = if direct_writes { SQLITE_READ_CACHE_KIB } else { SQLITE_WRITE_CACHE_KIB };
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("bad SQLite URL: {e}")))?
                 .create_if_missing(true)
@@ -1018,12 +1046,8 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .pragma("cache_size", "-65536")
+                .pragma("cache_size", (-cache_kib).to_string())
                 .pragma("temp_store", "memory")
-                // Reads through a memory map instead of a copy into each connection's cache: a
-                // reader's cache is dropped whenever another connection commits, a map is not
-                // (issue 15 §1; 2 GiB, SQLite's default ceiling, covers a million customers'
-                // profiles, scores and recent orders).
                 .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string())
                 .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
                 // No commit copies the log into the database: a background task does
@@ -1031,7 +1055,6 @@ impl Db {
                 .pragma("wal_autocheckpoint", "0")
                 // Statements carry customer data in their text (multi-row inserts); never log them.
                 .disable_statement_logging();
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
                 // An in-memory database lives in one connection; a file allows concurrent readers.
                 .max_connections(if in_memory { 1 } else { 8 })
@@ -1052,9 +1075,7 @@ impl Db {
             // `PATRON_SQLITE_READS=sqlx` keeps every read on sqlx (bench/api compares the two).
             let direct = std::env::var("PATRON_SQLITE_READS").map_or(true, |v| v != "sqlx");
             let readers = if in_memory || !direct { None } else { Some(Arc::new(direct::DirectReaders::new(opts.get_filename())?)) };
-            // `PATRON_SQLITE_WRITES=sqlx` keeps every transaction on sqlx (bench/api compares).
-            let direct_writes = std::env::var("PATRON_SQLITE_WRITES").map_or(true, |v| v != "sqlx");
-            let writers = if in_memory || !direct_writes { None } else { Some(Arc::new(direct::DirectWriters::new(opts.get_filename())?)) };
+            let writers = if !direct_writes { None } else { Some(Arc::new(direct::DirectWriters::new(opts.get_filename())?)) };
             Db::Sqlite(pool, turn, readers, writers)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)

@@ -109,9 +109,9 @@ impl DirectReaders {
     /// back: the reads of one checkout (a 360's ten statements) see one snapshot of the
     /// database, so its parts agree with each other, and SQLite looks for other connections'
     /// commits once instead of at each statement. A look that finds one (under load an audit
-    /// group commit lands every millisecond or so) empties the connection's page cache and maps
-    /// its view of the file afresh: page faults and unmapping were still ~15% of the 360's CPU at
-    /// 1 M customers (bench/api, perf), the same with the memory map off (reads by `pread`).
+    /// group commit lands every millisecond or so) empties the connection's page cache: the
+    /// 360's few dozen pages are read again with `pread`, without a memory map to unmap and map
+    /// again ([`super::SQLITE_MMAP_SIZE`]).
     pub(crate) fn take(self: &std::sync::Arc<Self>) -> Result<DirectRead> {
         let mut conn = self.idle.take()?;
         // Deferred: the snapshot is taken by the first read.
@@ -187,14 +187,13 @@ impl DirectConn {
         }
         // SAFETY: the connection is open and ours.
         unsafe { ffi::sqlite3_busy_timeout(handle.as_ptr(), 30_000) };
-        // As the pool's connections (Db::connect): reads through the memory map; a modest cache
-        // of its own for what the map does not hold (temporary b-trees of sorts).
+        // As the pool's connections (Db::connect): pages read into the connection's own cache.
         conn.run_plain(&format!("PRAGMA mmap_size = {}", super::SQLITE_MMAP_SIZE))?;
         conn.run_plain("PRAGMA temp_store = memory")?;
         if writable {
             // Every setting of the pool's connections that bears on a write (Db::connect): the
             // file is in WAL mode already (a setting of the file, made by the pool).
-            conn.run_plain("PRAGMA cache_size = -65536")?;
+            conn.run_plain(&format!("PRAGMA cache_size = {}", -super::SQLITE_WRITE_CACHE_KIB))?;
             conn.run_plain("PRAGMA foreign_keys = ON")?;
             conn.run_plain("PRAGMA synchronous = NORMAL")?;
             conn.run_plain(&format!("PRAGMA journal_size_limit = {}", super::SQLITE_JOURNAL_SIZE_LIMIT))?;

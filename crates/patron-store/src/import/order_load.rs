@@ -598,15 +598,11 @@ impl Loader {
                 reader.spawn(move || read_orders(src, tz, now, |c| send.send(c).is_ok())).map_err(no_reader)?;
                 let raw = tx.sqlite_raw().await?;
                 off_the_workers(|| -> Result<()> {
-                    // Pages through the connection's cache rather than the memory map: a page
-                    // about to change is copied out of the map anyway, and mapping the growing
-                    // file cost the load a tenth of its time (the sqlite3 shell's own load of
-                    // the same rows: 6.1 s without the map, 6.7-7.0 s with it). Restored below,
-                    // whatever the load's outcome, before the connection goes back to the pool.
-                    raw.execute("PRAGMA mmap_size = 0")?;
-                    let loaded = self.load_chunks_sqlite(&raw, &recv, opts, rej, counts, progress, &mut rows_read, &mut t);
-                    let restored = raw.execute(&format!("PRAGMA mmap_size = {}", crate::db::SQLITE_MMAP_SIZE));
-                    loaded.and(restored.map(|_| ()))
+                    // Pages go through the connection's cache: no connection maps the file
+                    // ([`crate::db::SQLITE_MMAP_SIZE`]), and mapping the growing file had cost
+                    // the load a tenth of its time (the sqlite3 shell's own load of the same
+                    // rows: 6.1 s without a map, 6.7-7.0 s with one).
+                    self.load_chunks_sqlite(&raw, &recv, opts, rej, counts, progress, &mut rows_read, &mut t)
                 })?;
             }
             Engine::Postgres => {
