@@ -282,10 +282,21 @@ impl Store {
         // Points are earned and reversed in this transaction, with the orders (issue 13).
         let loyalty = crate::loyalty::program_in(&mut tx).await?;
         let mut out = Vec::with_capacity(orders.len());
+        let mut recount = Vec::new();
         for (i, (o, &customer_id)) in orders.into_iter().zip(&customers).enumerate() {
             let payload = serde_json::json!({"status": o.status.as_deref().map_or(Ok("completed"), values::parse_order_status).ok(), "store": o.store.clone(),
                 "channel": o.channel.clone(), "ordered_at": o.ordered_at, "external_id": o.external_id.clone()});
-            let done = upsert_order(&mut tx, &mut catalog, o, customer_id, &prefix(i), self.config.business_tz).await?;
+            let (done, completed) = upsert_order(&mut tx, &mut catalog, o, customer_id, &prefix(i), self.config.business_tz).await?;
+            // A new completed order is added to its customer's summary; a changed order (its
+            // status, total or day) has the aggregation recompute the customer's at the end. A
+            // new order of another status changes no summary.
+            match completed {
+                Some(c) if done.created && !recount.contains(&customer_id) => {
+                    crate::analytics::add_to_summary(&mut tx, now, customer_id, &c).await?;
+                }
+                _ if !done.created => recount.push(customer_id),
+                _ => {}
+            }
             // A new order is a domain event (surveys after an order, journeys, webhooks read it).
             // Bulk imports of history record none: they are the past, not something to act on.
             if done.created {
@@ -294,9 +305,11 @@ impl Store {
             crate::loyalty::earning::sync_order(&mut tx, &loyalty, self.config.business_tz, customer_id, done.id, &actor.key, now).await?;
             out.push(done);
         }
+        recount.sort_unstable();
+        recount.dedup();
+        crate::analytics::refresh_customers(&mut tx, now, &recount).await?;
         customers.sort_unstable();
         customers.dedup();
-        crate::analytics::refresh_customers(&mut tx, now, &customers).await?;
         crate::access::units::assign_home_units(&mut tx, now, &actor.key, &customers).await?;
         let detail = format!("orders={}", out.len());
         let entity_id = if out.len() == 1 { Some(out[0].id.to_string()) } else { None };
@@ -404,7 +417,8 @@ fn clean(s: Option<String>) -> Option<String> {
 }
 
 /// Writes one order of `customer_id` (resolved and locked by the caller, who refreshes the
-/// customer's summary).
+/// customer's summary). Returns what was written and, for a completed order, the figures its
+/// customer's summary counts.
 async fn upsert_order(
     tx: &mut Tx,
     catalog: &mut Catalog,
@@ -412,7 +426,7 @@ async fn upsert_order(
     customer_id: i64,
     prefix: &str,
     tz: chrono_tz::Tz,
-) -> Result<Upserted> {
+) -> Result<(Upserted, Option<crate::analytics::CompletedOrder>)> {
     let ordered_day = crate::analytics::business_day(o.ordered_at, tz);
     let currency = match o.currency {
         Some(c) => values::parse_currency(&c).map_err(|m| field_err(prefix, "currency", m))?,
@@ -530,5 +544,11 @@ async fn upsert_order(
         )
         .await?;
     }
-    Ok(Upserted { id, external_id, created })
+    let completed = (status == "completed").then_some(crate::analytics::CompletedOrder {
+        id,
+        day: i64::from(ordered_day),
+        cents: total,
+        at: o.ordered_at,
+    });
+    Ok((Upserted { id, external_id, created }, completed))
 }

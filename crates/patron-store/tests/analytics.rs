@@ -180,6 +180,48 @@ test_both!(imported_orders_summarise_as_the_aggregation_does, |db: TestDb| async
     assert_eq!(summaries_text(s).await, merged);
 });
 
+test_both!(api_orders_keep_summaries_as_the_aggregation_does, |db: TestDb| async move {
+    // A new completed order through the API is added to the stored summary (without reading the
+    // customer's other orders); a changed order has the aggregation recompute. Seeded batches of
+    // new and changed orders (same days, days before the first, other statuses, several orders
+    // of one customer in a batch, fractional seconds): after each, the summaries must equal a
+    // rebuild from scratch.
+    let s = &db.store;
+    import(s, ImportKind::Customers, "customer_id,name\nC1,甲\nC2,乙\nC3,丙\n".into()).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+    let base = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let statuses = ["completed", "completed", "completed", "completed", "cancelled", "refunded", "pending"];
+    let mut owner: Vec<&str> = Vec::new();
+    for batch in 0..60 {
+        let mut orders = Vec::new();
+        for _ in 0..rng.gen_range(1..4) {
+            let (ext, customer) = if !owner.is_empty() && rng.gen_bool(0.2) {
+                let k = rng.gen_range(0..owner.len());
+                (format!("O{k}"), owner[k])
+            } else {
+                owner.push(["C1", "C2", "C3"][rng.gen_range(0..3)]);
+                (format!("O{}", owner.len() - 1), owner[owner.len() - 1])
+            };
+            let at = base + Duration::seconds(rng.gen_range(0..8 * 86_400)) + Duration::microseconds(rng.gen_range(0..1_000_000));
+            orders.push(NewOrder {
+                external_id: Some(ext),
+                customer_external_id: Some(customer.into()),
+                ordered_at: at,
+                total_cents: Some(if rng.gen_bool(0.1) { 0 } else { rng.gen_range(1..100_000) }),
+                status: Some(statuses[rng.gen_range(0..statuses.len())].into()),
+                ..Default::default()
+            });
+        }
+        s.create_orders(&Actor::cli(), orders).await.unwrap();
+        let kept = summaries_text(s).await;
+        s.rebuild_summaries().await.unwrap();
+        assert_eq!(summaries_text(s).await, kept, "after batch {batch}");
+    }
+    let kept = summaries_text(s).await;
+    assert_eq!(kept.len(), 3, "every customer bought: {kept:?}");
+    assert!(kept.iter().all(|r| r.1 > 10 && r.3 > 5), "many orders on several days each: {kept:?}");
+});
+
 /// A seeded random base: customers C0…, orders over two years, some cancelled, some on the same day.
 type OrderFact = (usize, chrono::DateTime<Utc>, i64, bool, u32, bool);
 

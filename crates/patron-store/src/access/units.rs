@@ -347,14 +347,18 @@ pub(crate) async fn assign_home_units(tx: &mut Tx, now: DateTime<Utc>, actor: &s
     }
     let engine = tx.engine();
     // The first order of each customer without a home unit, a chunk of customers a statement
-    // (customers and orders are co-located on Citus: the join runs on each shard).
+    // (customers and orders are co-located on Citus: the join runs on each shard). Only the
+    // orders at the first order's time are read, by the (customer, time) index: a customer
+    // whose first order named no unit (bought online) keeps no home unit, and every later
+    // order of theirs comes here again.
     for chunk in ids.chunks(5000) {
         let list = serde_json::Value::Array(chunk.iter().map(|&i| i.into()).collect());
         let rows: Vec<(i64, Option<String>)> = tx
             .fetch_all(
                 query(format!(
                     "SELECT c.id, o.store FROM customers c JOIN orders o ON o.customer_id = c.id \
-                     WHERE c.id IN ({}) AND c.home_unit_id IS NULL AND c.deleted_at IS NULL ORDER BY c.id, o.ordered_at, o.id",
+                     WHERE c.id IN ({}) AND c.home_unit_id IS NULL AND c.deleted_at IS NULL \
+                     AND o.ordered_at = (SELECT MIN(f.ordered_at) FROM orders f WHERE f.customer_id = c.id) ORDER BY c.id, o.ordered_at, o.id",
                     engine.json_ints(1)
                 ))
                 .bind(list),

@@ -32,7 +32,7 @@ pub fn day_date(day: i32) -> Option<NaiveDate> {
 }
 
 /// The all-time summary of a customer's completed orders, kept current as orders arrive.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CustomerSummary {
     /// The customer.
     pub customer_id: i64,
@@ -533,6 +533,82 @@ async fn copied_straight_in(tx: &mut Tx, rows: &[Vec<Arg>]) -> Result<bool> {
     }
 }
 
+/// The SELECT of one customer's summary ([`CustomerSummary`]'s columns).
+const SUMMARY_OF_CUSTOMER: &str = "SELECT customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
+     repeat_spend_cents, last_ordered_at FROM customer_summaries WHERE customer_id = $1";
+
+/// A customer's summary, read on `c` (none before their first completed order).
+pub(crate) async fn read_summary(c: &mut crate::db::ReadConn, customer_id: i64) -> Result<Option<CustomerSummary>> {
+    c.fetch_optional(query(SUMMARY_OF_CUSTOMER).bind(customer_id)).await
+}
+
+/// A completed order just created through the API, as its customer's summary counts it.
+pub(crate) struct CompletedOrder {
+    /// The order (already written in the transaction).
+    pub id: i64,
+    /// Its business day.
+    pub day: i64,
+    /// Its total (cents, not negative).
+    pub cents: i64,
+    /// When it was placed.
+    pub at: DateTime<Utc>,
+}
+
+/// Adds a completed order just created through the API to its customer's summary: the stored
+/// figures plus this order, in three indexed statements. The aggregation of [`refresh_customers`]
+/// reads every completed order of the customer instead, and under SQLite's one write lock that
+/// was 2–4 ms an order for a customer with 5,000 orders (a B2B account, a regular of ten years),
+/// against 0.1 ms for one with ten. The figures are the aggregation's ([`summary_select`]; the
+/// tests compare after every kind of order). The aggregation still runs where the stored figures
+/// cannot simply be added to: no summary yet, or a spend where SQLite's `TOTAL()` could round.
+/// The caller creates the customer's orders one at a time and calls this after each, before
+/// the next is written, so that the same-day test sees only the orders before it.
+pub(crate) async fn add_to_summary(tx: &mut Tx, now: DateTime<Utc>, customer_id: i64, o: &CompletedOrder) -> Result<()> {
+    let s: Option<CustomerSummary> = tx.fetch_optional(query(SUMMARY_OF_CUSTOMER).bind(customer_id)).await?;
+    let Some(s) = s else { return refresh_customers(tx, now, &[customer_id]).await };
+    let (Some(first), Some(last)) = (s.first_purchase_day, s.last_purchase_day) else {
+        return refresh_customers(tx, now, &[customer_id]).await;
+    };
+    let spend = i128::from(s.spend_cents) + i128::from(o.cents);
+    if o.cents < 0 || s.spend_cents < 0 || s.repeat_spend_cents < 0 || spend >= EXACT_FLOAT_SUM {
+        return refresh_customers(tx, now, &[customer_id]).await;
+    }
+    let same_day: Option<(i64,)> = tx
+        .fetch_optional(
+            query("SELECT id FROM orders WHERE customer_id = $1 AND ordered_day = $2 AND status = 'completed' AND id <> $3 LIMIT 1")
+                .bind(customer_id)
+                .bind(o.day)
+                .bind(o.id),
+        )
+        .await?;
+    // Repeat spend is the spend after the first purchase day: an order on a later day adds to
+    // it, one on the first day does not, and one before the first day makes all the earlier
+    // spend repeat spend.
+    let repeat = match o.day.cmp(&first) {
+        std::cmp::Ordering::Greater => s.repeat_spend_cents + o.cents,
+        std::cmp::Ordering::Equal => s.repeat_spend_cents,
+        std::cmp::Ordering::Less => s.spend_cents,
+    };
+    let last_at = s.last_ordered_at.map_or(o.at, |t| t.max(o.at));
+    tx.execute(
+        query(
+            "UPDATE customer_summaries SET order_count = $2, spend_cents = $3, purchase_days = $4, first_purchase_day = $5, \
+             last_purchase_day = $6, repeat_spend_cents = $7, last_ordered_at = $8, refreshed_at = $9 WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .bind(s.order_count + 1)
+        .bind(s.spend_cents + o.cents)
+        .bind(s.purchase_days + i64::from(same_day.is_none()))
+        .bind(first.min(o.day))
+        .bind(last.max(o.day))
+        .bind(repeat)
+        .bind(last_at)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Recomputes the summaries of a few customers (after orders were written through the API).
 pub(crate) async fn refresh_customers(tx: &mut Tx, now: DateTime<Utc>, ids: &[i64]) -> Result<()> {
     if ids.is_empty() {
@@ -772,16 +848,7 @@ impl Store {
 
     /// A customer's live summary (`None` before their first completed order).
     pub async fn customer_summary(&self, customer_id: i64) -> Result<Option<CustomerSummary>> {
-        self.db
-            .reader()
-            .fetch_optional(
-                query(
-                    "SELECT customer_id, order_count, spend_cents, purchase_days, first_purchase_day, last_purchase_day, \
-                     repeat_spend_cents, last_ordered_at FROM customer_summaries WHERE customer_id = $1",
-                )
-                .bind(customer_id),
-            )
-            .await
+        self.db.reader().fetch_optional(query(SUMMARY_OF_CUSTOMER).bind(customer_id)).await
     }
 
     /// The start of a run's save, which needs no model: its transaction, where everyone stood

@@ -72,6 +72,13 @@ async fn record(tx: &mut Tx, referrer: i64, referee: i64, d: Decision<'_>, at: D
 /// (or since refunded) order, in the caller's transaction (an order's, an import's, a merge's);
 /// once per referee, whatever reruns. Single-shard on Citus: the customer and their orders.
 pub(crate) async fn queue(tx: &mut Tx, customer_id: i64) -> Result<()> {
+    // Queued once, at the first order: later orders would only read all the customer's orders
+    // again for the minimum that the conflict then throws away.
+    let queued: Option<(i64,)> =
+        tx.fetch_optional(query("SELECT customer_id FROM loyalty_referees WHERE customer_id = $1").bind(customer_id)).await?;
+    if queued.is_some() {
+        return Ok(());
+    }
     tx.execute(
         query(
             "INSERT INTO loyalty_referees (customer_id, first_order_at) \
