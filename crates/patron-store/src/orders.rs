@@ -367,19 +367,23 @@ async fn attach_lines(c: &mut ReadConn, rows: Vec<OrderRow>) -> Result<Vec<Order
     customers.dedup();
     let mut lines: std::collections::HashMap<(i64, i64), Vec<OrderLine>> = std::collections::HashMap::new();
     for customer_id in customers {
-        let ids = serde_json::Value::Array(rows.iter().filter(|r| r.customer_id == customer_id).map(|r| r.id.into()).collect());
-        let in_list = c.engine().json_ints(2);
-        let found: Vec<LineOfOrder> = c
-            .fetch_all(
-                query(format!(
-                    "SELECT l.order_id, l.line_no, p.name AS product, c.name AS category, l.quantity, l.unit_price_cents, l.promo \
-                     FROM order_lines l LEFT JOIN products p ON p.id = l.product_id LEFT JOIN categories c ON c.id = l.category_id \
-                     WHERE l.customer_id = $1 AND l.order_id IN ({in_list}) ORDER BY l.order_id, l.line_no"
-                ))
-                .bind(customer_id)
-                .bind(ids),
-            )
-            .await?;
+        let ids: Vec<i64> = rows.iter().filter(|r| r.customer_id == customer_id).map(|r| r.id).collect();
+        // The order ids as parameters, one each: PostgreSQL then looks each order's lines up by
+        // the key. With the ids in one JSON parameter, its generic plan (after five runs of the
+        // prepared statement) read all of the customer's lines and kept the ten orders' by a
+        // hash: 4 ms for a customer with 5,000 orders, which made their 360 60 % of others'.
+        let in_list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut q = query(format!(
+            "SELECT l.order_id, l.line_no, p.name AS product, c.name AS category, l.quantity, l.unit_price_cents, l.promo \
+             FROM order_lines l LEFT JOIN products p ON p.id = l.product_id LEFT JOIN categories c ON c.id = l.category_id \
+             WHERE l.customer_id = $1 AND l.order_id IN ({}) ORDER BY l.order_id, l.line_no",
+            in_list.join(", ")
+        ))
+        .bind(customer_id);
+        for id in ids {
+            q.push(id);
+        }
+        let found: Vec<LineOfOrder> = c.fetch_all(q).await?;
         for (order_id, line_no, product, category, quantity, unit_price_cents, promo) in found {
             lines.entry((customer_id, order_id)).or_default().push(OrderLine {
                 line_no,
