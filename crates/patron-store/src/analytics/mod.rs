@@ -557,8 +557,8 @@ pub(crate) struct CompletedOrder {
 /// Adds a completed order just created through the API to its customer's summary: the stored
 /// figures plus this order, in three indexed statements. The aggregation of [`refresh_customers`]
 /// reads every completed order of the customer instead, and under SQLite's one write lock that
-/// was 2–4 ms an order for a customer with 5,000 orders (a B2B account, a regular of ten years),
-/// against 0.1 ms for one with ten. The figures are the aggregation's ([`summary_select`]; the
+/// was 2–4 ms an order for a customer with 5,000 orders (a B2B account, a regular of ten years;
+/// `bench/api/history.py` measures the whole request). The figures are the aggregation's ([`summary_select`]; the
 /// tests compare after every kind of order). The aggregation still runs where the stored figures
 /// cannot simply be added to: no summary yet, or a spend where SQLite's `TOTAL()` could round.
 /// The caller creates the customer's orders one at a time and calls this after each, before
