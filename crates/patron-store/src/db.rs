@@ -1512,6 +1512,18 @@ mod tests {
         assert_eq!(ordinary, ["a", "b", "c", "d"]);
     }
 
+    #[tokio::test]
+    async fn sqlite_is_built_without_locks_shared_by_every_connection() {
+        // `.cargo/config.toml` sets LIBSQLITE3_FLAGS; a build that lost them would make every
+        // page fetch of every connection take one global mutex again (issue 15).
+        let db = Db::connect("sqlite::memory:").await.expect("a database");
+        let options: Vec<(String,)> = db.reader().fetch_all(query("PRAGMA compile_options")).await.expect("the options");
+        let options: Vec<String> = options.into_iter().map(|(o,)| o).collect();
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(options.iter().any(|o| o == "DISABLE_PAGECACHE_OVERFLOW_STATS"), "{options:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_without_reference_checks_leaves_every_pooled_connection_checking() {
         let dir = tempfile::tempdir().expect("a temporary directory");
