@@ -341,7 +341,7 @@ async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> 
     tokio::spawn(work).await.map_err(|e| StoreError::Internal(format!("a database task failed: {e}")))
 }
 
-/// Moves SQLite's write-ahead log into the database once a second (a passive checkpoint: it
+/// Moves SQLite's write-ahead log into the database every [`CHECKPOINT_EVERY`] (a passive checkpoint: it
 /// waits for no reader or writer and none waits for it). By default the commit that takes the
 /// log past 1,000 pages does it, copying and syncing the pages while holding the write lock, so
 /// every writer queued behind it, and every read waiting for its audit entry, waited too: POST
@@ -349,7 +349,7 @@ async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> 
 /// last handle of the database is gone (`gone`) or the pool is closed. Each tick is
 /// [`checkpoint_tick`].
 async fn checkpoint_in_background(pool: SqlitePool, turn: Arc<tokio::sync::Semaphore>, mut gone: tokio::sync::oneshot::Receiver<()>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -367,6 +367,13 @@ async fn checkpoint_in_background(pool: SqlitePool, turn: Arc<tokio::sync::Semap
         }
     }
 }
+
+/// How often the background checkpoint runs. Each copies what the writers added since the last,
+/// on the two cores the writers use too: at 8 writers making 5,000-6,000 orders/s (1 M
+/// customers) a tick once a second copied about 300 MB and no request finished for 20-67 ms
+/// at each; POST /orders' p99 26-48 ms. Every 250 ms: p99 18-19 ms at the same rate (100 ms:
+/// 9.6 ms in one run). An idle tick finds nothing to copy and costs one statement.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Log frames (pages) past which the background checkpoint restarts the log: 1 GiB of 4 KiB
 /// pages. A restart costs the writers of that moment: at 64 MiB (a restart every second or two
