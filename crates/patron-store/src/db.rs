@@ -41,6 +41,18 @@ impl Engine {
         }
     }
 
+    /// `expr` as the left side of a case-insensitive `LIKE` whose pattern is lower-cased ASCII
+    /// ([`crate::segments`]' `contains`). PostgreSQL: `LOWER(expr)`, its `LIKE` being
+    /// case-sensitive. SQLite: `expr` itself, its `LIKE` already ignoring ASCII case, which is
+    /// all its `LOWER` folds: the same matches without a lower-cased copy of every value (a
+    /// million names: 0.27 → 0.16 s of a rule's scan).
+    pub fn like_lower(self, expr: &str) -> String {
+        match self {
+            Engine::Sqlite => expr.to_owned(),
+            Engine::Postgres => format!("LOWER({expr})"),
+        }
+    }
+
     /// What follows a table's name in `FROM` to make SQLite use `index` (` INDEXED BY index`;
     /// nothing on PostgreSQL, whose planner has the statistics of a new index at once). For a
     /// partial index that SQLite's statistics cannot know is empty (`sqlite_stat1` keeps no row

@@ -712,6 +712,22 @@ test_both!(rules_agree_with_an_independent_evaluation, |db: TestDb| async move {
     }
     // The fixture discriminates: most rules select some customers but not all.
     assert!(nonempty > RULES.len() * 3 / 2, "{nonempty}");
+    // One customer's check (a journey's condition, Store::segment_sql_for_one) agrees: a few
+    // members and a few others of each rule, the deleted customer among them.
+    let cli = Actor::cli();
+    for rule in RULES {
+        let want = expected(rule, &fx, &users, None);
+        let (inside, outside): (Vec<i64>, Vec<i64>) = fx.iter().map(|c| c.id).partition(|id| want.contains(id));
+        for id in inside.iter().take(3).chain(outside.iter().take(3)).chain(std::iter::once(&fx[4].id)) {
+            let one = s.segment_sql_for_one(&cli, rule, 2).unwrap();
+            let mut q = query(format!("SELECT c.id FROM {} WHERE c.id = $1 AND {}", one.from, one.condition)).bind(*id);
+            for a in one.args {
+                q.push(a);
+            }
+            let found: Option<(i64,)> = s.db.reader().fetch_optional(q).await.unwrap();
+            assert_eq!(found.is_some(), want.contains(id), "rule {rule}, customer {id}");
+        }
+    }
 });
 
 test_both!(example_rule_money_dates_and_labels, |db: TestDb| async move {
@@ -882,9 +898,24 @@ test_both!(segment_sql_composes_with_other_binds, |db: TestDb| async move {
     assert_eq!(n as usize, want);
     // Only the tables a rule reads are joined.
     assert_eq!(s.segment_sql(&Actor::cli(), "city = \"上海\"", 1).unwrap().from, "customers c");
-    assert!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_summaries s"));
+    // The order totals are tested as a set of summaries (no join) over many customers, and
+    // joined by key for one.
+    assert_eq!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from, "customers c");
+    assert!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().condition.contains("FROM customer_summaries s"));
+    assert!(s.segment_sql_for_one(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_summaries s"));
     assert!(!s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_scores"));
     assert!(s.segment_sql(&Actor::cli(), "p_alive > 0", 1).unwrap().from.contains("customer_scores k"));
+    // SQLite: one customer's check lists no set (an `IN (SELECT …)` lists all the members of a
+    // tag, a consent or an order total first, even for one customer).
+    if s.db.engine() == patron_store::Engine::Sqlite {
+        let one = s.segment_sql_for_one(&Actor::cli(), r#"tag = "vip" or consent.sms = true or spend > 1"#, 2).unwrap();
+        let mut q = query(format!("EXPLAIN QUERY PLAN SELECT c.id FROM {} WHERE c.id = $1 AND {}", one.from, one.condition)).bind(fx[0].id);
+        for a in one.args {
+            q.push(a);
+        }
+        let plan: Vec<(i64, i64, i64, String)> = s.db.reader().fetch_all(q).await.unwrap();
+        assert!(!plan.is_empty() && plan.iter().all(|r| !r.3.contains("LIST SUBQUERY")), "{plan:?}");
+    }
 });
 
 test_both!(saved_segments_crud_conflicts_and_audit, |db: TestDb| async move {

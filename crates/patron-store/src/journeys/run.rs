@@ -513,7 +513,7 @@ impl Store {
 
     /// Whether live customer `customer_id` matches a segment rule now (read in `tx`).
     async fn matches_rule(&self, tx: &mut Tx, customer_id: i64, rule: &str) -> Result<bool> {
-        let s = self.segment_sql(&Actor::cli(), rule, 2)?;
+        let s = self.segment_sql_for_one(&Actor::cli(), rule, 2)?;
         let mut q = query(format!("SELECT c.id FROM {} WHERE c.id = $1 AND {}", s.from, s.condition));
         q.push(customer_id);
         for a in s.args {

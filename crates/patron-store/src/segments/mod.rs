@@ -330,17 +330,17 @@ async fn first_ids_in(scan: &mut ScanReader<'_>, s: &SegmentSql, limit: i64) -> 
 }
 
 impl Store {
-    fn segment_ctx(&self) -> Ctx {
+    fn segment_ctx(&self, one: bool) -> Ctx {
         let today = self.now().with_timezone(&self.config.business_tz).date_naive();
-        Ctx { engine: self.db.engine(), tz: self.config.business_tz, today: fields::day_number(today) }
+        Ctx { engine: self.db.engine(), tz: self.config.business_tz, today: fields::day_number(today), one }
     }
 
     /// Compiles a checked rule for `actor`: live customers matching it, in the actor's scope.
     /// Placeholders start at `$first_param`; only the tables the rule reads are joined. The
     /// statements run on it are planned per call ([`crate::db::Query::planned_per_call`]): the
     /// best plan of a rule depends on its values.
-    fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize) -> SegmentSql {
-        let c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(), first_param);
+    fn compile_rule(&self, actor: &Actor, rule: &Rule, first_param: usize, one: bool) -> SegmentSql {
+        let c: SqlCondition = compile::compile(&rule.checked, &self.segment_ctx(one), first_param);
         let from = c.tables();
         let mut condition = format!("c.deleted_at IS NULL AND {}", c.sql);
         let args = c.args;
@@ -352,7 +352,13 @@ impl Store {
     /// The SQL selecting a segment's members for `actor`, for statements built elsewhere (such as
     /// a campaign audience). Placeholders start at `$first_param`.
     pub fn segment_sql(&self, actor: &Actor, rule: &str, first_param: usize) -> Result<SegmentSql> {
-        Ok(self.compile_rule(actor, &parse_rule(rule)?, first_param))
+        Ok(self.compile_rule(actor, &parse_rule(rule)?, first_param, false))
+    }
+
+    /// [`Store::segment_sql`] for a statement that also selects one customer by id
+    /// (`c.id = $n AND …`): whether that customer is a member, read by key.
+    pub fn segment_sql_for_one(&self, actor: &Actor, rule: &str, first_param: usize) -> Result<SegmentSql> {
+        Ok(self.compile_rule(actor, &parse_rule(rule)?, first_param, true))
     }
 
     /// Number of customers in a segment (an agent's portfolio only).
@@ -594,7 +600,7 @@ mod tests {
         // The same SQL and arguments on both engines: the stored key of the Chinese label, the
         // number, both cities; placeholders from the first one asked for; only the scores joined.
         for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
-            let ctx = Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000 };
+            let ctx = Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false };
             let c = compile::compile(&r.checked, &ctx, 3);
             assert_eq!(c.tables(), "customers c LEFT JOIN customer_scores k ON k.customer_id = c.id");
             assert_eq!(
@@ -608,9 +614,26 @@ mod tests {
         }
         // A set member under OR: EXISTS on PostgreSQL (hashed or probed by key), IN on SQLite.
         let tagged = check_rule(r#"tag = "下午茶" or spend >= 5000"#).unwrap();
-        let on = |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000 }, 1).sql;
+        let on =
+            |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
         assert!(on(crate::Engine::Postgres).contains("EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id"));
         assert!(on(crate::Engine::Sqlite).contains("c.id IN (SELECT"));
+        // The order totals as a set too, with no join of the summaries; a customer without orders
+        // passes `spend < 100` (spend 0), so that test is the complement of those who fail it.
+        for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
+            let c = compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
+            assert_eq!(c.tables(), "customers c", "{engine:?}");
+            assert!(c.sql.contains("FROM customer_summaries s"), "{}", c.sql);
+            let low = check_rule("spend < 100").unwrap();
+            let sql = compile::compile(&low.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
+            assert!(sql.starts_with("(NOT (") && sql.contains("NOT (COALESCE(s.spend_cents, 0) < "), "{sql}");
+        }
+        // One customer's check: probed by key on both engines, the summary joined.
+        for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
+            let c = compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: true }, 1);
+            assert!(!c.sql.contains(" IN (SELECT"), "{}", c.sql);
+            assert!(c.tables().contains("LEFT JOIN customer_summaries s"), "{engine:?}");
+        }
     }
 
     #[test]
