@@ -898,11 +898,12 @@ test_both!(segment_sql_composes_with_other_binds, |db: TestDb| async move {
     assert_eq!(n as usize, want);
     // Only the tables a rule reads are joined.
     assert_eq!(s.segment_sql(&Actor::cli(), "city = \"上海\"", 1).unwrap().from, "customers c");
-    // The order totals are tested as a set of summaries (no join) over many customers, and
-    // joined by key for one.
-    assert_eq!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from, "customers c");
-    assert!(s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().condition.contains("FROM customer_summaries s"));
-    assert!(s.segment_sql_for_one(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_summaries s"));
+    // The order totals under `or` are tested as a set of summaries (no join) over many
+    // customers, and joined by key for one.
+    let either = r#"spend > 1 or tag = "vip""#;
+    assert_eq!(s.segment_sql(&Actor::cli(), either, 1).unwrap().from, "customers c");
+    assert!(s.segment_sql(&Actor::cli(), either, 1).unwrap().condition.contains("FROM customer_summaries s"));
+    assert!(s.segment_sql_for_one(&Actor::cli(), either, 1).unwrap().from.contains("customer_summaries s"));
     assert!(!s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_scores"));
     assert!(s.segment_sql(&Actor::cli(), "p_alive > 0", 1).unwrap().from.contains("customer_scores k"));
     // SQLite: one customer's check lists no set (an `IN (SELECT …)` lists all the members of a

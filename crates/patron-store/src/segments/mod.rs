@@ -618,16 +618,22 @@ mod tests {
             |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
         assert!(on(crate::Engine::Postgres).contains("EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id"));
         assert!(on(crate::Engine::Sqlite).contains("c.id IN (SELECT"));
-        // The order totals as a set too, with no join of the summaries; a customer without orders
-        // passes `spend < 100` (spend 0), so that test is the complement of those who fail it.
+        // The order totals as a set too under `or` or `not`, with no join of the summaries; a
+        // customer without orders passes `spend < 100` (spend 0), so that test is the complement
+        // of those who fail it.
         for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
             let c = compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
             assert_eq!(c.tables(), "customers c", "{engine:?}");
             assert!(c.sql.contains("FROM customer_summaries s"), "{}", c.sql);
-            let low = check_rule("spend < 100").unwrap();
+            let low = check_rule("spend < 100 or tag = \"vip\"").unwrap();
             let sql = compile::compile(&low.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
-            assert!(sql.starts_with("(NOT (") && sql.contains("NOT (COALESCE(s.spend_cents, 0) < "), "{sql}");
+            assert!(sql.starts_with("((NOT (") && sql.contains("NOT (COALESCE(s.spend_cents, 0) < "), "{sql}");
         }
+        // A top-level `and` term: joined on SQLite, a set (a semi-join) on PostgreSQL.
+        let and = check_rule("abcd_tier = \"A\" and days_since_last_purchase > 90").unwrap();
+        let on = |engine| compile::compile(&and.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
+        assert!(on(crate::Engine::Sqlite).tables().contains("LEFT JOIN customer_summaries s"));
+        assert!(!on(crate::Engine::Postgres).tables().contains("customer_summaries"));
         // One customer's check: probed by key on both engines, the summary joined.
         for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
             let c = compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: true }, 1);
