@@ -629,6 +629,18 @@ mod tests {
             let sql = compile::compile(&low.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
             assert!(sql.starts_with("((NOT (") && sql.contains("NOT (COALESCE(s.spend_cents, 0) < "), "{sql}");
         }
+        // Consents likewise: listed under `not` on SQLite, probed as a top-level `and` term.
+        let consented = |rule: &str| {
+            let r = check_rule(rule).unwrap();
+            compile::compile(
+                &r.checked,
+                &Ctx { engine: crate::Engine::Sqlite, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false },
+                1,
+            )
+            .sql
+        };
+        assert!(consented("not consent.sms = false").contains("c.id IN (SELECT cc.customer_id"));
+        assert!(consented("tag = \"vip\" and consent.sms = true").contains("EXISTS (SELECT 1 FROM customer_consents cc"));
         // A top-level `and` term: joined on SQLite, a set (a semi-join) on PostgreSQL.
         let and = check_rule("abcd_tier = \"A\" and days_since_last_purchase > 90").unwrap();
         let on = |engine| compile::compile(&and.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
