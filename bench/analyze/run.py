@@ -40,12 +40,83 @@ TARGET_S = {"sqlite": 15, "postgres": 20}
 NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
+# What the run reads (crate analytics/input.rs, PG_SCAN_SQL): completed orders up to the day and
+# their lines, one statement per half of the customers, $1 the day, $2 and $3 the bounds.
+PG_SCAN_SQL = ("SELECT o.customer_id, o.id, o.ordered_day, o.total_cents, o.discount_cents, CAST(l.line_no AS BIGINT), "
+               "l.category_id, l.product_id, CAST(CASE WHEN l.promo THEN 1 ELSE 0 END AS BIGINT), l.quantity * l.unit_price_cents "
+               "FROM orders o LEFT JOIN order_lines l ON l.customer_id = o.customer_id AND l.order_id = o.id "
+               "AND l.customer_id > {low} AND l.customer_id <= {high} "
+               "WHERE o.status = 'completed' AND o.ordered_day <= {day} AND o.customer_id > {low} AND o.customer_id <= {high} "
+               "ORDER BY o.customer_id, o.id")
+I64_MIN, I64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def psql_timed(url, script):
+    """Runs `script` in one psql session with \\timing; the milliseconds of each statement, in order."""
+    p = subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-f", "-"],
+                       input=script, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"psql failed:\n{p.stderr[-2000:]}")
+    return [float(m) for m in re.findall(r"^Time: ([0-9.]+) ms", p.stdout, re.M)]
+
+
+def wall_of(commands):
+    """Starts every command at once; the seconds until the last has ended."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    for c, pr in zip(commands, procs):
+        _, err = pr.communicate()
+        if pr.returncode != 0:
+            sys.exit(f"{' '.join(c)} failed:\n{err[-2000:]}")
+    return time.perf_counter() - t
+
+
+def pg_floor(api, url, as_of):
+    """PostgreSQL's own time for the statements of a run that cannot overlap, by psql on the same
+    database in the same round: the orders and lines read as the run reads them (two halves at
+    once, to /dev/null), then in one transaction, rolled back, the scores' million rows and a
+    snapshot's put back by binary COPY from files the server wrote beforehand (untimed), and the
+    `VACUUM (ANALYZE)` of both tables at once, as the run refreshes them when autovacuum is off.
+    The run also deletes the scores (timed here as well), but does that while its models run.
+    Needs a superuser (server-side files); `None` without one."""
+    if api.query("postgres", url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") != "t":
+        log("postgres: not a superuser; the floor is not measured")
+        return None
+    day = (datetime.fromisoformat(as_of).date() - datetime(1970, 1, 1).date()).days
+    bounds = api.query("postgres", url, "SELECT CAST(histogram_bounds AS TEXT) FROM pg_stats WHERE schemaname = current_schema() "
+                       "AND tablename = 'orders' AND attname = 'customer_id'").strip("{}").split(",")
+    split = int(bounds[len(bounds) // 2]) - 1 if bounds != [""] else I64_MAX
+    halves = [(I64_MIN, split), (split, I64_MAX)]
+    orders_s = wall_of([["psql", url, "-qc", f"COPY ({PG_SCAN_SQL.format(day=day, low=lo, high=hi)}) TO STDOUT (FORMAT binary)"]
+                        for lo, hi in halves])
+    scores_file, snapshot_file = "/tmp/patron-floor-scores.bin", "/tmp/patron-floor-snapshot.bin"
+    psql_timed(url, f"COPY customer_scores TO '{scores_file}' (FORMAT binary);\n"
+                    "COPY (SELECT customer_id, run_id + 1000000000, trailing_spend_cents, clv_cents, p_alive, abcd_tier, rfm_class, "
+                    "lifecycle, churn FROM score_snapshots WHERE run_id = (SELECT MAX(run_id) FROM score_snapshots)) "
+                    f"TO '{snapshot_file}' (FORMAT binary);\n")
+    ms = psql_timed(url, "BEGIN;\nSET LOCAL session_replication_role = replica;\nDELETE FROM customer_scores;\n"
+                         f"COPY customer_scores FROM '{scores_file}' (FORMAT binary);\n"
+                         f"COPY score_snapshots FROM '{snapshot_file}' (FORMAT binary);\nROLLBACK;\n")
+    # BEGIN, SET, DELETE, COPY, COPY, ROLLBACK.
+    delete_s, scores_s, snapshot_s = ms[2] / 1000, ms[3] / 1000, ms[4] / 1000
+    vacuum_s = wall_of([["psql", url, "-qc", f"VACUUM (ANALYZE) {t}"] for t in ("customer_scores", "score_snapshots")])
+    for f in (scores_file, snapshot_file):
+        try:
+            os.remove(f)
+        except OSError:
+            pass
+    return {"orders_s": round(orders_s, 2), "write_scores_s": round(scores_s, 2), "snapshot_s": round(snapshot_s, 2),
+            "vacuum_s": round(vacuum_s, 2), "delete_s": round(delete_s, 2),
+            "serial_s": round(orders_s + scores_s + snapshot_s + vacuum_s, 2)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--engines", default="sqlite,postgres")
     ap.add_argument("--as-of", default=datetime.now(timezone.utc).date().isoformat())
+    ap.add_argument("--no-floor", action="store_true", help="skip PostgreSQL's floor (psql running the run's serial statements)")
     a = ap.parse_args()
     engines = a.engines.split(",")
     # bench/api/run.py: the databases it builds and keeps (the same generated files for each engine).
@@ -75,6 +146,11 @@ def main():
             d["s"].append(t)
             d["phases_of"].append([(m.group(1), int(m.group(2))) for m in PHASE.finditer(re.sub(r"\x1b\[[0-9;]*m", "", p.stderr))])
             line += f", {engine} {t:.1f} s"
+            if engine == "postgres" and not a.no_floor:
+                f = pg_floor(api, d["url"], a.as_of)
+                if f:
+                    d.setdefault("floors", []).append(f)
+                    line += f" (PostgreSQL's own serial statements {f['serial_s']:.1f} s)"
         log(line)
     results = []
     for engine in engines:
@@ -90,6 +166,8 @@ def main():
             "phases": [{"phase": k, "ms": v} for k, v in d["phases_of"][best] if not k.startswith("save: ")],
             "save_phases": [{"phase": k, "ms": v} for k, v in d["phases_of"][best] if k.startswith("save: ")],
         })
+        if d.get("floors"):
+            results[-1]["postgres_floor"] = {"rounds": d["floors"], "best": min(d["floors"], key=lambda f: f["serial_s"])}
     result = {
         "benchmark": "analyze",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -110,6 +188,16 @@ def main():
     for x in results:
         print(f"| `patron analyze --db`, {NAMES[x['engine']]} (target {x['target_s']} s) | **{x['best_database_s']:.1f} s** | "
               f"{', '.join(f'{v:.1f}' for v in x['database_s'])} |")
+    for x in results:
+        if "postgres_floor" in x:
+            f = x["postgres_floor"]["best"]
+            models = next((p["ms"] for p in x["phases"] if p["phase"] == "models"), 0) / 1000
+            rounds = ", ".join(f"{r['serial_s']:.1f}" for r in x["postgres_floor"]["rounds"])
+            print(f"| PostgreSQL's own serial statements, psql (floor: orders read {f['orders_s']:.1f} + scores COPY "
+                  f"{f['write_scores_s']:.1f} + snapshot COPY {f['snapshot_s']:.1f} + VACUUM {f['vacuum_s']:.1f}) | "
+                  f"{f['serial_s']:.1f} s | {rounds} |")
+            print(f"| that floor + the best run's models ({models:.1f} s), which need every order read first | "
+                  f"{f['serial_s'] + models:.1f} s | |")
     print()
     print("| phase of the best database run | " + " | ".join(f"{NAMES[x['engine']]} s" for x in results) + " |")
     print("|---|" + "---:|" * len(results))

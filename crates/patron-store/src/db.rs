@@ -1952,6 +1952,18 @@ mod tests {
         assert!(err.to_string().contains("COPY column n"), "{err}");
         assert!(copy_binary_rows(&mut Vec::new(), &columns[..1], &[vec![]]).is_err(), "a short row");
         assert_eq!(COPY_BINARY_HEADER.len(), 19);
+        // SMALLINT and REAL in their own widths, and what they cannot hold refused.
+        let narrow = [("s", ColType::SmallInt), ("r", ColType::Real)];
+        let mut buf = Vec::new();
+        copy_binary_rows(&mut buf, &narrow, &[vec![Arg::I64(Some(-2)), Arg::F64(Some(0.5))]]).expect("in range");
+        assert_eq!(buf, [0, 2, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 4, 0x3f, 0, 0, 0]);
+        for row in [
+            vec![Arg::I64(Some(40_000)), Arg::F64(Some(0.5))],
+            vec![Arg::I64(Some(1)), Arg::F64(Some(1e-70))],
+            vec![Arg::I64(Some(1)), Arg::F64(Some(1e300))],
+        ] {
+            assert!(copy_binary_rows(&mut Vec::new(), &narrow, std::slice::from_ref(&row)).is_err(), "{row:?}");
+        }
     }
 
     #[test]
@@ -1975,6 +1987,10 @@ pub enum ColType {
     Bool,
     /// Double-precision float.
     Float,
+    /// 16-bit integer (PostgreSQL's SMALLINT: a binary COPY must send 2 bytes).
+    SmallInt,
+    /// Single-precision float (PostgreSQL's REAL: 4 bytes in a binary COPY; SQLite keeps 8).
+    Real,
 }
 
 /// A temporary table that a bulk load fills by the engine's fast path (multi-row prepared inserts
@@ -2011,6 +2027,9 @@ impl Stage {
                     (ColType::Bool, Engine::Postgres) => "BOOLEAN",
                     (ColType::Float, Engine::Sqlite) => "REAL",
                     (ColType::Float, Engine::Postgres) => "DOUBLE PRECISION",
+                    (ColType::SmallInt, Engine::Sqlite) => "INTEGER",
+                    (ColType::SmallInt, Engine::Postgres) => "SMALLINT",
+                    (ColType::Real, _) => "REAL",
                 };
                 format!("{n} {ty}")
             })
@@ -2197,6 +2216,20 @@ fn copy_binary_rows(buf: &mut Vec<u8>, columns: &[(&str, ColType)], rows: &[Vec<
                 (ColType::Int, Arg::I64(Some(v))) => field(buf, &v.to_be_bytes())?,
                 (ColType::Float, Arg::F64(Some(v))) => field(buf, &v.to_be_bytes())?,
                 (ColType::Float, Arg::I64(Some(v))) => field(buf, &(*v as f64).to_be_bytes())?,
+                (ColType::SmallInt, Arg::I64(Some(v))) => {
+                    let v =
+                        i16::try_from(*v).map_err(|_| StoreError::Internal(format!("COPY column {name}: {v} out of SMALLINT's range")))?;
+                    field(buf, &v.to_be_bytes())?
+                }
+                // PostgreSQL refuses what a REAL cannot hold (an overflow, or an underflow to
+                // 0 from a value that was not 0); so does this, before anything is sent.
+                (ColType::Real, Arg::F64(Some(v))) => {
+                    let r = *v as f32;
+                    if !r.is_finite() || (r == 0.0 && *v != 0.0) {
+                        return Err(StoreError::Internal(format!("COPY column {name}: {v} out of REAL's range")));
+                    }
+                    field(buf, &r.to_be_bytes())?
+                }
                 (ColType::Text, Arg::Text(Some(v))) => field(buf, v.as_bytes())?,
                 (ColType::Text, Arg::Json(v)) => field(buf, v.to_string().as_bytes())?,
                 (ColType::Bool, Arg::Bool(Some(v))) => field(buf, &[u8::from(*v)])?,

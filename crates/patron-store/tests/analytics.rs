@@ -389,6 +389,73 @@ test_both!(a_vanishing_p_alive_is_stored_in_the_snapshot, |db: TestDb| async mov
     assert_eq!(snap, Some(0.0));
 });
 
+// Issue 15 §5: the run writes its snapshot from memory. Every row holds what the scores it
+// stored say, narrowed as the snapshot's columns are: the codes, the lifetime value in whole
+// cents, P(alive) as a REAL (0 below 1e-30), computed here from `customer_scores` in SQL.
+test_both!(the_snapshot_holds_what_the_scores_say, |db: TestDb| async move {
+    let s = &db.store;
+    let (mut customers, mut orders, _, _) = random_base(150, 23);
+    // One who bought every day for 80 days two years ago: a P(alive) below REAL's range.
+    customers.push_str("GONE,走了的客户,\n");
+    let first = Utc.with_ymd_and_hms(2024, 7, 1, 4, 0, 0).unwrap();
+    for d in 0..80 {
+        let _ = writeln!(orders, "G{d},GONE,{},88.00,completed,cat1,false", (first + Duration::days(d)).to_rfc3339());
+    }
+    import(s, ImportKind::Customers, customers).await;
+    import(s, ImportKind::Orders, orders).await;
+    let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    let (run_id, _) = s.run_analysis(&Actor::cli(), as_of, &AnalyticsConfig::default()).await.expect("the run");
+    type Row = (i64, i64, Option<i64>, Option<f64>, i64, i64, i64, i64);
+    let code = |col: &str, codes: &[&str], first: usize| {
+        let whens: Vec<String> = codes.iter().enumerate().map(|(i, k)| format!("WHEN '{k}' THEN {}", i + first)).collect();
+        format!("CAST(CASE {col} {} ELSE 0 END AS BIGINT)", whens.join(" "))
+    };
+    use patron_store::history::{ABCD_CODES, CHURN_CODES, LIFECYCLE_CODES, RFM_CODES};
+    let want: Vec<Row> =
+        s.db.reader()
+            .fetch_all(query(format!(
+                "SELECT customer_id, trailing_spend_cents, CAST(ROUND(clv_cents) AS BIGINT), \
+             CAST(CAST(CASE WHEN p_alive < 1e-30 THEN 0 ELSE p_alive END AS REAL) AS DOUBLE PRECISION), {}, {}, {}, {} \
+             FROM customer_scores ORDER BY customer_id",
+                code("abcd_tier", ABCD_CODES, 1),
+                code("rfm_class", RFM_CODES, 1),
+                code("lifecycle", LIFECYCLE_CODES, 1),
+                code("churn", CHURN_CODES, 0),
+            )))
+            .await
+            .unwrap();
+    let got: Vec<Row> =
+        s.db.reader()
+            .fetch_all(
+                query(
+                    "SELECT customer_id, trailing_spend_cents, clv_cents, CAST(p_alive AS DOUBLE PRECISION), CAST(abcd_tier AS BIGINT), \
+                 CAST(rfm_class AS BIGINT), CAST(lifecycle AS BIGINT), CAST(churn AS BIGINT) FROM score_snapshots WHERE run_id = $1 \
+                 ORDER BY customer_id",
+                )
+                .bind(run_id),
+            )
+            .await
+            .unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(want.len() >= 150);
+    for (g, w) in got.iter().zip(&want) {
+        // ROUND's ties differ between the engines (PostgreSQL's double rounds half to even).
+        let clv_close = match (g.2, w.2) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1,
+            (a, b) => a == b,
+        };
+        assert!(clv_close && (g.0, g.1, g.3, g.4, g.5, g.6, g.7) == (w.0, w.1, w.3, w.4, w.5, w.6, w.7), "{g:?} against {w:?}");
+    }
+    // The codes are not all alike: the run placed customers in several tiers, classes, stages.
+    for col in [4usize, 5, 6] {
+        let mut seen: Vec<i64> = want.iter().map(|r| [r.4, r.5, r.6][col - 4]).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert!(seen.len() >= 3, "column {col}: {seen:?}");
+    }
+    assert!(want.iter().any(|r| r.3 == Some(0.0)) && want.iter().any(|r| r.3.is_some_and(|p| p > 0.0)), "P(alive)s of both kinds");
+});
+
 test_both!(an_analysis_run_leaves_statistics_of_the_scores_it_wrote, |db: TestDb| async move {
     // PostgreSQL keeps `reltuples` at -1 until a table is analysed or vacuumed, and nothing else
     // refreshes it after a run where autovacuum is off: the planner then guessed a tier's

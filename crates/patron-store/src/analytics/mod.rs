@@ -966,7 +966,17 @@ impl Store {
         tx.restore_indexes(dropped).await?;
         phases.done("save: write scores");
         // The compact snapshot of this run; older ones beyond the retention go.
-        crate::history::write_snapshot(&mut tx, run_id, cutoff).await?;
+        let snapshot_row = |c: usize| crate::history::SnapshotRow {
+            customer_id: customer_ids[c],
+            trailing_spend_cents: output.summaries.trailing_spend_cents[c],
+            clv_cents: output.scores.clv[c].filter(|v| v.is_finite()),
+            p_alive: output.scores.p_alive[c].filter(|v| v.is_finite()),
+            abcd_tier: output.scores.abcd.tier[c].map(|t| t.key()),
+            rfm_class: output.scores.rfm.class[c].map(|v| v.key()),
+            lifecycle: output.scores.lifecycle.stage[c].key(),
+            churn: churn_key(output, c),
+        };
+        crate::history::write_snapshot(&mut tx, run_id, customer_ids.len(), snapshot_row, cutoff).await?;
         phases.done("save: snapshot");
         let now = self.now();
         let mut became: Vec<(i64, &'static str, serde_json::Value)> = Vec::new();
