@@ -1967,6 +1967,47 @@ mod tests {
     }
 
     #[test]
+    fn copy_out_reader_reads_rows_split_anywhere() {
+        let columns = [("a", ColType::Int), ("b", ColType::Int), ("c", ColType::SmallInt)];
+        let rows = vec![
+            vec![Arg::I64(Some(1)), Arg::I64(None), Arg::I64(Some(-3))],
+            vec![Arg::I64(Some(i64::MAX)), Arg::I64(Some(-7)), Arg::I64(Some(2))],
+        ];
+        let mut stream = COPY_BINARY_HEADER.to_vec();
+        copy_binary_rows(&mut stream, &columns, &rows).expect("rows");
+        stream.extend_from_slice(COPY_BINARY_TRAILER);
+        let want = vec![(1, None, -3), (i64::MAX, Some(-7), 2)];
+        for piece in 1..=stream.len() {
+            let mut reader = CopyOutReader::default();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(piece) {
+                reader
+                    .feed(chunk, &mut |r: &CopyRow<'_>| {
+                        got.push((r.required_int(0)?, r.int(1)?, r.required_int(2)?));
+                        Ok(())
+                    })
+                    .expect("a well-formed stream");
+            }
+            reader.finish().expect("ended with the trailer");
+            assert_eq!(got, want, "pieces of {piece} bytes");
+        }
+        // Cut short, or not the binary format at all: an error, never a row made up.
+        let mut reader = CopyOutReader::default();
+        reader.feed(&stream[..stream.len() - 5], &mut |_: &CopyRow<'_>| Ok(())).expect("so far so good");
+        assert!(reader.finish().is_err());
+        let mut reader = CopyOutReader::default();
+        assert!(reader.feed(b"1\t2\n3\t4\n.................", &mut |_: &CopyRow<'_>| Ok(())).is_err());
+        // A NULL where a value must be, and a field that is no integer.
+        let mut reader = CopyOutReader::default();
+        let r = reader.feed(&stream, &mut |r: &CopyRow<'_>| r.required_int(1).map(drop));
+        assert!(r.is_err());
+        let mut text = COPY_BINARY_HEADER.to_vec();
+        copy_binary_rows(&mut text, &[("t", ColType::Text)], &[vec![Arg::Text(Some("abc".into()))]]).expect("row");
+        let mut reader = CopyOutReader::default();
+        assert!(reader.feed(&text, &mut |r: &CopyRow<'_>| r.int(0).map(drop)).is_err());
+    }
+
+    #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
@@ -2247,6 +2288,114 @@ fn copy_binary_rows(buf: &mut Vec<u8>, columns: &[(&str, ColType)], rows: &[Vec<
     Ok(())
 }
 
+/// One row of a binary COPY out ([`Db::pg_copy_out_each`]): its fields, read in place.
+#[derive(Debug)]
+pub struct CopyRow<'a> {
+    buf: &'a [u8],
+    fields: &'a [Option<(usize, usize)>],
+}
+
+impl CopyRow<'_> {
+    /// Field `i` as an integer (`None` for NULL): an int8, int4 or int2 by its width.
+    pub fn int(&self, i: usize) -> Result<Option<i64>> {
+        let Some(field) = self.fields.get(i) else {
+            return Err(StoreError::Internal(format!("COPY row of {} fields has no field {i}", self.fields.len())));
+        };
+        let Some((start, end)) = *field else { return Ok(None) };
+        let b = &self.buf[start..end];
+        Ok(Some(match *b {
+            [a, b2, c, d, e, f, g, h] => i64::from_be_bytes([a, b2, c, d, e, f, g, h]),
+            [a, b2, c, d] => i64::from(i32::from_be_bytes([a, b2, c, d])),
+            [a, b2] => i64::from(i16::from_be_bytes([a, b2])),
+            _ => return Err(StoreError::Internal(format!("COPY field {i}: {} bytes is no integer", b.len()))),
+        }))
+    }
+
+    /// Field `i` as an integer that is never NULL.
+    pub fn required_int(&self, i: usize) -> Result<i64> {
+        self.int(i)?.ok_or_else(|| StoreError::Internal(format!("COPY field {i} is NULL")))
+    }
+}
+
+/// PostgreSQL's binary COPY format as it arrives, in pieces of any size: the signature and
+/// header, then each tuple (a field count, each field's length or -1 for NULL, its bytes),
+/// then the trailer (a field count of -1).
+#[derive(Debug, Default)]
+struct CopyOutReader {
+    buf: Vec<u8>,
+    header_read: bool,
+    ended: bool,
+    fields: Vec<Option<(usize, usize)>>,
+}
+
+impl CopyOutReader {
+    fn feed(&mut self, chunk: &[u8], each: &mut impl FnMut(&CopyRow<'_>) -> Result<()>) -> Result<()> {
+        self.buf.extend_from_slice(chunk);
+        let buf = &self.buf;
+        let at = |p: usize, n: usize| buf.get(p..p + n);
+        let mut pos = 0;
+        if !self.header_read {
+            let Some(head) = at(0, COPY_BINARY_HEADER.len()) else { return Ok(()) };
+            // The signature, the flags and the extension's length (its bytes follow).
+            if head[..11] != COPY_BINARY_HEADER[..11] {
+                return Err(StoreError::Internal("COPY out: not PostgreSQL's binary format".into()));
+            }
+            let extension = u32::from_be_bytes([head[15], head[16], head[17], head[18]]) as usize;
+            if buf.len() < head.len() + extension {
+                return Ok(());
+            }
+            pos = head.len() + extension;
+            self.header_read = true;
+        }
+        while !self.ended {
+            let Some(count) = at(pos, 2) else { break };
+            let count = i16::from_be_bytes([count[0], count[1]]);
+            if count == -1 {
+                self.ended = true;
+                pos += 2;
+                break;
+            }
+            self.fields.clear();
+            let mut p = pos + 2;
+            let mut whole = true;
+            for _ in 0..count.max(0) {
+                let Some(len) = at(p, 4) else {
+                    whole = false;
+                    break;
+                };
+                let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+                p += 4;
+                if len < 0 {
+                    self.fields.push(None);
+                    continue;
+                }
+                let len = len as usize;
+                if buf.len() < p + len {
+                    whole = false;
+                    break;
+                }
+                self.fields.push(Some((p, p + len)));
+                p += len;
+            }
+            if !whole {
+                break;
+            }
+            each(&CopyRow { buf, fields: &self.fields })?;
+            pos = p;
+        }
+        self.buf.drain(..pos);
+        Ok(())
+    }
+
+    /// The stream has ended: it must have ended with the trailer, nothing left over.
+    fn finish(&self) -> Result<()> {
+        if !self.ended || !self.buf.is_empty() {
+            return Err(StoreError::Internal("COPY out ended in the middle of a row".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Rows of [`Arg`]s in COPY text format.
 fn copy_text_rows(rows: &[Vec<Arg>], ncols: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(rows.len() * ncols * 12);
@@ -2382,6 +2531,33 @@ impl Db {
             each(row)?;
         }
         Ok(true)
+    }
+
+    /// PostgreSQL only (`false` on SQLite): runs `COPY (select) TO STDOUT (FORMAT binary)` on one
+    /// pooled connection and hands each row to `each` as it arrives, its fields read in place.
+    /// The server does what the SELECT costs it; the driver builds no row per row, which for
+    /// an analysis run's nine million order rows took a core's seconds away from the two
+    /// backends reading them. COPY takes no binds: `select` must hold its values (numbers
+    /// only, never text a user wrote). The statement runs to its end or the first error of
+    /// `each`; after an error the connection is closed rather than returned mid-stream.
+    pub async fn pg_copy_out_each(&self, select: &str, mut each: impl FnMut(&CopyRow<'_>) -> Result<()>) -> Result<bool> {
+        use futures_util::TryStreamExt;
+        let Db::Postgres(p, _) = self else { return Ok(false) };
+        let mut conn = p.acquire().await?;
+        let statement = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
+        let mut reader = CopyOutReader::default();
+        let read = async {
+            let mut stream = conn.copy_out_raw(&statement).await?;
+            while let Some(chunk) = stream.try_next().await? {
+                reader.feed(&chunk, &mut each)?;
+            }
+            reader.finish()
+        }
+        .await;
+        if read.is_err() {
+            drop(conn.detach());
+        }
+        read.map(|()| true)
     }
 
     /// SQLite only (`None` on PostgreSQL): runs `read` on one pooled connection through the C
