@@ -8,12 +8,14 @@ cost to serve's margin), the calibration of every customer's channels, and store
 rows, their snapshot, the migration matrices and the overview in one transaction.
 
 Rounds interleave the two modes (`--rounds`); the best of each is reported, with database mode's
-phases (logged at debug level by patron_store) from its best round. Each engine
+phases (logged at debug level by patron_store) from its best round. On PostgreSQL each round also
+measures the floor (`pg_floor`): psql running the statements of a run that cannot overlap, on the
+same database right after patron's run (`--no-floor` skips it). Each engine
 of --engines (SQLite and PostgreSQL by default) analyses its own copy, built from the same
 generated files. Writes bench/results/analyze.json; the README shows the table. Targets at 1 M:
 <= 15 s on SQLite, <= 20 s on PostgreSQL.
 
-Usage: bench/analyze/run.py [--rounds 3] [--engines sqlite,postgres] [--as-of 2026-12-01]
+Usage: bench/analyze/run.py [--rounds 3] [--engines sqlite,postgres] [--as-of 2026-12-01] [--no-floor]
 """
 import argparse, importlib.util, json, os, re, subprocess, sys, time, tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
