@@ -358,17 +358,23 @@ test_both!(analysis_stores_what_the_models_compute, |db: TestDb| async move {
     assert_eq!(runs, 2);
 });
 
+/// Adds customer GONE, who bought every day for 80 days from 2024-07-01 and never again: as of
+/// mid-2026 a P(alive) of about 1e-70, below what a REAL holds.
+fn add_a_long_gone_customer(customers: &mut String, orders: &mut String) {
+    customers.push_str("GONE,走了的客户,\n");
+    let first = Utc.with_ymd_and_hms(2024, 7, 1, 4, 0, 0).unwrap();
+    for d in 0..80 {
+        let _ = writeln!(orders, "G{d},GONE,{},88.00,completed,cat1,false", (first + Duration::days(d)).to_rfc3339());
+    }
+}
+
 // A customer who bought every day for 80 days and then not for two years has a P(alive) of
 // about 1e-70, below what PostgreSQL's REAL (the snapshot's column) holds: the run stored it
 // there as 0 instead of failing (it failed at 1 M customers: "value out of range: underflow").
 test_both!(a_vanishing_p_alive_is_stored_in_the_snapshot, |db: TestDb| async move {
     let s = &db.store;
     let (mut customers, mut orders, _, _) = random_base(120, 11);
-    customers.push_str("GONE,走了的客户,\n");
-    let first = Utc.with_ymd_and_hms(2024, 7, 1, 4, 0, 0).unwrap();
-    for d in 0..80 {
-        let _ = writeln!(orders, "G{d},GONE,{},88.00,completed,cat1,false", (first + Duration::days(d)).to_rfc3339());
-    }
+    add_a_long_gone_customer(&mut customers, &mut orders);
     import(s, ImportKind::Customers, customers).await;
     import(s, ImportKind::Orders, orders).await;
     let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
@@ -395,12 +401,8 @@ test_both!(a_vanishing_p_alive_is_stored_in_the_snapshot, |db: TestDb| async mov
 test_both!(the_snapshot_holds_what_the_scores_say, |db: TestDb| async move {
     let s = &db.store;
     let (mut customers, mut orders, _, _) = random_base(150, 23);
-    // One who bought every day for 80 days two years ago: a P(alive) below REAL's range.
-    customers.push_str("GONE,走了的客户,\n");
-    let first = Utc.with_ymd_and_hms(2024, 7, 1, 4, 0, 0).unwrap();
-    for d in 0..80 {
-        let _ = writeln!(orders, "G{d},GONE,{},88.00,completed,cat1,false", (first + Duration::days(d)).to_rfc3339());
-    }
+    // A P(alive) below REAL's range among them.
+    add_a_long_gone_customer(&mut customers, &mut orders);
     import(s, ImportKind::Customers, customers).await;
     import(s, ImportKind::Orders, orders).await;
     let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
