@@ -41,13 +41,13 @@ type OrderRow = (i64, i64, i64, i64, i64);
 /// (0/1) and list value.
 type LineRow = (i64, i64, i64, Option<i64>, Option<i64>, i64, Option<i64>);
 
-/// PostgreSQL: completed orders up to `$1` with their lines, for the customers in `($2, $3]`
+/// PostgreSQL: completed orders up to `day` with their lines, for the customers in `(low, high]`
 /// (both tables' keys start with the customer, so each side reads only its range), by customer
 /// and order: the order of both primary keys, which a merge join reads without a sort. (Pages of
 /// order ids cost a scan of every order per page: no index there starts with the order id,
-/// which Citus's keys start with the customer.)
-/// PostgreSQL: the completed orders up to `day` and their lines, of the customers with ids in
-/// (`low`, `high`], in key order. The values are written in (COPY takes no binds): numbers.
+/// which Citus's keys start with the customer.) The values are written into the statement, as
+/// COPY takes no binds; they are numbers. The bounds are cast from text, which holds `i64::MIN`
+/// (a bare `-9223372036854775808` would be a numeric, and the key compared as one).
 fn pg_scan_sql(day: i32, low: i64, high: i64) -> String {
     let (low, high) = (format!("CAST('{low}' AS BIGINT)"), format!("CAST('{high}' AS BIGINT)"));
     format!(
