@@ -1201,6 +1201,16 @@ impl Db {
         }
     }
 
+    /// SQLite file: one of the direct readers ([`direct`]), for a thread of its own to step
+    /// statements on ([`direct::DirectRead::raw`]) in one read transaction. `None` on an
+    /// in-memory database (its one connection may be the caller's) and on PostgreSQL.
+    pub fn sqlite_direct_read(&self) -> Result<Option<direct::DirectRead>> {
+        match self {
+            Db::Sqlite(_, _, Some(readers), _) => Ok(Some(readers.take()?)),
+            _ => Ok(None),
+        }
+    }
+
     /// One connection for a series of short reads ([`ReadConn`]): on a SQLite file one of the
     /// direct readers ([`direct`]).
     pub async fn read_conn(&self) -> Result<ReadConn> {

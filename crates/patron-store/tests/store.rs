@@ -1451,3 +1451,50 @@ test_both!(audit_group_commit_keeps_every_entry, |db: TestDb| async move {
     ids.dedup();
     assert_eq!(ids.len(), 200, "each entry's subject is its customer");
 });
+
+/// On a SQLite file the reader thread of an orders import looks its customers up on a read
+/// connection of its own; an in-memory database has one connection, so there the writer does.
+/// Both find the same customers: known ones, one merged into another (its orders go to the
+/// customer kept) and one nobody knows (refused), with enough new ids in a chunk for the walk
+/// over their range of the index.
+#[tokio::test]
+async fn orders_find_their_customers_on_a_file_and_in_memory() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file_url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let mut seen = Vec::new();
+    for url in [file_url.as_str(), "sqlite::memory:"] {
+        let s = &Store::connect(url).await.expect("a database");
+        let customers: String =
+            std::iter::once("customer_id,name\n".to_string()).chain((0..20).map(|i| format!("X{i:02},顾客{i}\n"))).collect();
+        assert!(import(s, ImportKind::Customers, "c.csv", customers.into(), |_| {}).await.committed);
+        let (keep, gone): (i64, i64) =
+            s.db.reader()
+                .fetch_one(patron_store::db::query(
+                    "SELECT (SELECT id FROM customers WHERE external_id = 'X00'), (SELECT id FROM customers WHERE external_id = 'X05')",
+                ))
+                .await
+                .expect("the two customers");
+        s.merge_customers(&cli(), keep, gone).await.expect("merged");
+        let orders: String = std::iter::once("order_id,customer_id,ordered_at,amount\n".to_string())
+            .chain((0..20).map(|i| format!("O{i:02},X{i:02},2026-03-{:02} 12:00:00,{}.00\n", i + 1, 10 + i)))
+            .chain(std::iter::once("O99,NOBODY,2026-03-30 12:00:00,1.00\n".to_string()))
+            .collect();
+        let r = import(s, ImportKind::Orders, "o.csv", orders.into(), |o| o.skip_invalid = true).await;
+        assert!(r.committed, "{url}: {:?}", r.rejections);
+        assert_eq!((r.created, r.rejected), (20, 1), "{url}: {:?}", r.rejections);
+        assert_eq!(r.rejections[0].row, 22);
+        assert!(r.rejections[0].reason.contains("unknown customer"), "{:?}", r.rejections);
+        // X05's order went to X00, the customer kept.
+        assert_eq!(s.order_stats(keep).await.expect("stats").order_count, 2, "{url}");
+        let owners: Vec<(String, String)> =
+            s.db.reader()
+                .fetch_all(patron_store::db::query(
+                    "SELECT o.external_id, c.external_id FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.external_id",
+                ))
+                .await
+                .expect("the orders");
+        seen.push(owners);
+    }
+    assert_eq!(seen[0], seen[1], "the file and the in-memory database found different customers");
+    assert_eq!(seen[0][5], ("O05".to_string(), "X00".to_string()));
+}

@@ -156,6 +156,15 @@ impl DirectRead {
     }
 }
 
+impl DirectRead {
+    /// The connection for the C API ([`super::SqliteRaw`]), inside this checkout's read
+    /// transaction: statements prepared on it are finalised before the checkout ends (lifetime).
+    pub(crate) fn raw(&mut self) -> Result<super::SqliteRaw<'_>> {
+        let conn = self.conn.as_mut().ok_or_else(|| StoreError::Internal("direct read without a connection".into()))?;
+        Ok(super::SqliteRaw { _lock: None, db: conn.db, _borrow: std::marker::PhantomData })
+    }
+}
+
 /// One connection (read-only, or read-write for [`DirectWriters`]) and its prepared statements.
 struct DirectConn {
     db: NonNull<ffi::sqlite3>,

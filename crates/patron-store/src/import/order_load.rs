@@ -226,6 +226,9 @@ enum Chunk {
         rejections: Vec<Rejection>,
         /// Source column names per field (JSON lines may change them).
         names: Vec<String>,
+        /// SQLite file: per order, its customer's id (`None`: unknown), looked up by the reader
+        /// thread ([`CustomerLookup`]); `None` when the writer looks them up.
+        customer_ids: Option<Vec<Option<i64>>>,
     },
     /// A file-level failure: the import stops and writes nothing.
     Failed(StoreError),
@@ -233,15 +236,29 @@ enum Chunk {
 }
 
 /// Parses and validates the whole file on the calling (dedicated) thread, handing each chunk to
-/// `out`, which returns false once the writer has stopped.
-fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, mut out: impl FnMut(Chunk) -> bool) {
+/// `out`, which returns false once the writer has stopped. The writer hands written chunks back
+/// through `spent`: their strings are freed here, where they were allocated (freeing another
+/// thread's allocations was 4% of the writer's time), and their room is filled again.
+fn read_orders(
+    mut src: Source,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    spent: std::sync::mpsc::Receiver<Vec<OrderIn>>,
+    mut lookup: Option<CustomerLookup>,
+    mut out: impl FnMut(Chunk) -> bool,
+) {
     // External ids seen in this file → first row, to refuse duplicates.
     let mut seen: foldhash::HashMap<String, u64> = foldhash::HashMap::default();
     let mut rej = Rejections { names: src.source_names(), list: Vec::new(), count: 0, rows: HashSet::new() };
     let mut rows_read = 0u64;
     let mut size = FIRST_CHUNK;
     loop {
-        let mut orders = Vec::with_capacity(size);
+        let mut orders = Vec::new();
+        while let Ok(mut used) = spent.try_recv() {
+            used.clear();
+            orders = used;
+        }
+        orders.reserve(size);
         let mut rejections = Vec::new();
         let mut done = false;
         while orders.len() < size {
@@ -277,12 +294,21 @@ fn read_orders(mut src: Source, tz: chrono_tz::Tz, now: DateTime<Utc>, mut out: 
         }
         size = (size * 4).min(CHUNK);
         rej.rows.clear();
-        let msg = Chunk::Rows { rows_read, orders, rejections, names: rej.names.clone() };
+        let customer_ids = match lookup.as_mut().map(|l| l.ids(&orders)).transpose() {
+            Ok(ids) => ids,
+            Err(e) => {
+                out(Chunk::Failed(e));
+                return;
+            }
+        };
+        let msg = Chunk::Rows { rows_read, orders, rejections, names: rej.names.clone(), customer_ids };
         // A closed channel means the writer stopped (a database error); nothing left to do.
         if !out(msg) {
             return;
         }
         if done {
+            // Its read transaction ends before the writer can commit and checkpoint.
+            drop(lookup);
             out(Chunk::End);
             return;
         }
@@ -399,20 +425,118 @@ struct Timings {
 
 /// The valid orders of the reader thread's next message (its rejections go to `rej`), or `None`
 /// at the end of the file.
-fn next_rows(msg: Option<Chunk>, rej: &mut Rejections, rows_read: &mut u64) -> Result<Option<Vec<OrderIn>>> {
+/// A chunk's valid orders, and its customers' ids when the reader looked them up; `None` at the
+/// end of the file.
+#[allow(clippy::type_complexity)]
+fn next_rows(msg: Option<Chunk>, rej: &mut Rejections, rows_read: &mut u64) -> Result<Option<(Vec<OrderIn>, Option<Vec<Option<i64>>>)>> {
     match msg {
-        Some(Chunk::Rows { rows_read: n, orders, rejections, names }) => {
+        Some(Chunk::Rows { rows_read: n, orders, rejections, names, customer_ids }) => {
             *rows_read = n;
             rej.names = names;
             for r in rejections {
                 rej.add(r);
             }
-            Ok(Some(orders))
+            Ok(Some((orders, customer_ids)))
         }
         Some(Chunk::Failed(e)) => Err(e),
         Some(Chunk::End) => Ok(None),
         None => Err(StoreError::Internal("the import reader thread stopped unexpectedly".into())),
     }
+}
+
+/// SQLite file: the reader thread's lookup of each chunk's customers, on a read connection of its
+/// own. It sees what the import's transaction sees of them: that transaction holds SQLite's one
+/// write lock from before the first chunk, so nobody commits a change meanwhile, and the import
+/// of orders changes no customer.
+struct CustomerLookup {
+    conn: crate::db::direct::DirectRead,
+    /// Customer external ids found so far → ids.
+    known: foldhash::HashMap<String, i64>,
+}
+
+impl CustomerLookup {
+    /// Per order of `orders`, its customer's id (`None`: unknown or erased).
+    fn ids(&mut self, orders: &[OrderIn]) -> Result<Vec<Option<i64>>> {
+        resolve_customers_sqlite(&self.conn.raw()?, &mut self.known, orders)?;
+        // A customer's orders usually come together: one lookup for a run of them.
+        let mut last: Option<(&str, Option<i64>)> = None;
+        Ok(orders
+            .iter()
+            .map(|o| match last {
+                Some((c, id)) if c == o.customer => id,
+                _ => {
+                    let id = self.known.get(&o.customer).copied();
+                    last = Some((&o.customer, id));
+                    id
+                }
+            })
+            .collect())
+    }
+}
+
+/// SQLite: looks up the chunk's customer ids not in `known` yet, into `known`. An `IN` list of numbered parameters is
+/// quadratic for SQLite to prepare, and a probe per id costs two B-tree descents (index,
+/// then row) per customer: 0.45 s of a million-order file. Files are usually grouped by
+/// customer, so a chunk's new ids tend to be most of the ids in their range: one walk of the
+/// `external_id` index over the range, bounded at a few rows per wanted id, resolves those it
+/// reaches, and only the ids beyond where it stopped (a scattered chunk) are probed one by
+/// one.
+fn resolve_customers_sqlite(raw: &SqliteRaw<'_>, known: &mut foldhash::HashMap<String, i64>, orders: &[OrderIn]) -> Result<()> {
+    let mut wanted: Vec<&str> = orders.iter().map(|o| o.customer.as_str()).filter(|c| !known.contains_key(*c)).collect();
+    // A customer's orders usually come together: most repeats go before the sort.
+    wanted.dedup();
+    // Bytewise, as SQLite's BINARY collation of the index compares.
+    wanted.sort_unstable();
+    wanted.dedup();
+    // Ids at or below this one were settled by the range walk.
+    let mut settled: Option<String> = None;
+    if let (Some(lo), Some(hi), true) = (wanted.first(), wanted.last(), wanted.len() >= RANGE_RESOLVE_MIN) {
+        let limit = (wanted.len() * RANGE_RESOLVE_ROWS_PER_ID) as i64;
+        let mut walk = raw.prepare(&format!(
+            "SELECT external_id, {}, {} FROM customers WHERE external_id BETWEEN ?1 AND ?2 ORDER BY external_id LIMIT ?3",
+            crate::customers::RESOLVED_CUSTOMER_ID,
+            crate::customers::RESOLVABLE_CUSTOMER
+        ))?;
+        walk.text(1, Some(lo))?;
+        walk.text(2, Some(hi))?;
+        walk.int(3, Some(limit))?;
+        let want: foldhash::HashSet<&str> = wanted.iter().copied().collect();
+        let mut rows = 0i64;
+        let mut last: Option<String> = None;
+        while walk.step()? {
+            rows += 1;
+            let (id, resolvable) = (walk.column_int(1), walk.column_int(2) != 0);
+            let Some(ext) = walk.column_str(0) else { continue };
+            if resolvable && want.contains(ext) {
+                known.insert(ext.to_owned(), id);
+            }
+            if rows == limit {
+                last = Some(ext.to_owned());
+            }
+        }
+        // Short of the limit: the walk reached the end of the range.
+        settled = if rows < limit { Some((*hi).to_owned()) } else { last };
+    }
+    let mut find = raw.prepare(&format!(
+        "SELECT {} FROM customers WHERE external_id = ?1 AND {}",
+        crate::customers::RESOLVED_CUSTOMER_ID,
+        crate::customers::RESOLVABLE_CUSTOMER
+    ))?;
+    for c in wanted {
+        if settled.as_deref().is_some_and(|s| c <= s) {
+            continue;
+        }
+        find.text(1, Some(c))?;
+        if find.step()? {
+            known.insert(c.to_owned(), find.column_int(0));
+        }
+        find.reset();
+    }
+    // Bound the cache, as `resolve_customers` does.
+    if known.len() > 2_000_000 {
+        known.clear();
+    }
+    Ok(())
 }
 
 /// The chunk's orders with their ids: `ids` gives an order's (customer, category, product) ids,
@@ -588,6 +712,7 @@ impl Loader {
         let mut rows_read = 0u64;
         let started = std::time::Instant::now();
         let mut t = Timings::default();
+        let (spent, spent_recv) = std::sync::mpsc::channel();
         match engine {
             Engine::Sqlite => {
                 // The whole file on the transaction's connection, taken once and kept on this
@@ -595,19 +720,22 @@ impl Loader {
                 // busy 2-core machine (0.2 s of a million orders when taken twice a chunk). So the
                 // chunks come through a blocking channel.
                 let (send, recv) = std::sync::mpsc::sync_channel(AHEAD);
-                reader.spawn(move || read_orders(src, tz, now, |c| send.send(c).is_ok())).map_err(no_reader)?;
+                // On a file, the reader thread also looks up the customers, on a read connection
+                // of its own (a tenth of the writer's time, where the reader thread had room).
+                let lookup = db.sqlite_direct_read()?.map(|conn| CustomerLookup { conn, known: Default::default() });
+                reader.spawn(move || read_orders(src, tz, now, spent_recv, lookup, |c| send.send(c).is_ok())).map_err(no_reader)?;
                 let raw = tx.sqlite_raw().await?;
                 off_the_workers(|| -> Result<()> {
                     // Pages go through the connection's cache: no connection maps the file
                     // ([`crate::db::SQLITE_MMAP_SIZE`]), and mapping the growing file had cost
                     // the load a tenth of its time (the sqlite3 shell's own load of the same
                     // rows: 6.1 s without a map, 6.7-7.0 s with one).
-                    self.load_chunks_sqlite(&raw, &recv, opts, rej, counts, progress, &mut rows_read, &mut t)
+                    self.load_chunks_sqlite(&raw, &recv, &spent, opts, rej, counts, progress, &mut rows_read, &mut t)
                 })?;
             }
             Engine::Postgres => {
                 let (send, recv) = mpsc::channel(AHEAD);
-                reader.spawn(move || read_orders(src, tz, now, |c| send.blocking_send(c).is_ok())).map_err(no_reader)?;
+                reader.spawn(move || read_orders(src, tz, now, spent_recv, None, |c| send.blocking_send(c).is_ok())).map_err(no_reader)?;
                 // Customers looked up and order ids reserved a chunk ahead, on a connection of
                 // their own, while the transaction writes the chunk before (they were 1 s of a
                 // million orders' 10, with the server otherwise idle).
@@ -623,7 +751,7 @@ impl Loader {
                         return Err(StoreError::Internal("the import look-ahead stopped unexpectedly".into()));
                     };
                     let Ahead { chunk, customer_ids, pairs, pair_of, ids } = next?;
-                    let Some(orders) = next_rows(chunk, rej, &mut rows_read)? else { break };
+                    let Some((orders, _)) = next_rows(chunk, rej, &mut rows_read)? else { break };
                     let t1 = std::time::Instant::now();
                     pg.spare.extend(ids);
                     // (Names only of rows that will be written: a rejected row adds nothing.)
@@ -648,6 +776,9 @@ impl Loader {
                     let write = !opts.dry_run && (opts.skip_invalid || rej.count == 0);
                     self.write_pg(tx, &rows, write, &mut pg, counts).await?;
                     t.write += t2.elapsed();
+                    drop(rows);
+                    // (A reader that has stopped needs no room.)
+                    let _ = spent.send(orders);
                     progress(rows_read);
                 }
             }
@@ -680,6 +811,7 @@ impl Loader {
         &mut self,
         raw: &SqliteRaw<'_>,
         recv: &std::sync::mpsc::Receiver<Chunk>,
+        spent: &std::sync::mpsc::Sender<Vec<OrderIn>>,
         opts: &ImportOptions,
         rej: &mut Rejections,
         counts: &mut super::Counts,
@@ -691,16 +823,19 @@ impl Loader {
             let t0 = std::time::Instant::now();
             let msg = recv.recv().ok();
             t.wait += t0.elapsed();
-            let Some(orders) = next_rows(msg, rej, rows_read)? else { return Ok(()) };
+            let Some((orders, customer_ids)) = next_rows(msg, rej, rows_read)? else { return Ok(()) };
             let t1 = std::time::Instant::now();
-            self.resolve_customers_sqlite(raw, &orders)?;
+            if customer_ids.is_none() {
+                resolve_customers_sqlite(raw, &mut self.customers, &orders)?;
+            }
             let (customers, catalog) = (&self.customers, &mut self.catalog);
             // A customer's orders usually come together: one lookup for a run of them.
             let mut last: Option<(&str, i64)> = None;
-            let rows = resolved(&orders, rej, |_, o| {
-                let found = match last {
-                    Some((c, id)) if c == o.customer => Some(id),
-                    _ => customers.get(&o.customer).copied(),
+            let rows = resolved(&orders, rej, |i, o| {
+                let found = match (&customer_ids, last) {
+                    (Some(ids), _) => ids.get(i).copied().flatten(),
+                    (None, Some((c, id))) if c == o.customer => Some(id),
+                    (None, _) => customers.get(&o.customer).copied(),
                 };
                 let Some(customer_id) = found else { return Ok(None) };
                 last = Some((&o.customer, customer_id));
@@ -717,73 +852,11 @@ impl Loader {
             let write = !opts.dry_run && (opts.skip_invalid || rej.count == 0);
             self.merge_sqlite(raw, &rows, write, rej, counts)?;
             t.write += t2.elapsed();
+            drop(rows);
+            // (A reader that has stopped needs no room.)
+            let _ = spent.send(orders);
             progress(*rows_read);
         }
-    }
-
-    /// SQLite: looks up the chunk's new customer ids. An `IN` list of numbered parameters is
-    /// quadratic for SQLite to prepare, and a probe per id costs two B-tree descents (index,
-    /// then row) per customer: 0.45 s of a million-order file. Files are usually grouped by
-    /// customer, so a chunk's new ids tend to be most of the ids in their range: one walk of the
-    /// `external_id` index over the range, bounded at a few rows per wanted id, resolves those it
-    /// reaches, and only the ids beyond where it stopped (a scattered chunk) are probed one by
-    /// one.
-    fn resolve_customers_sqlite(&mut self, raw: &SqliteRaw<'_>, orders: &[OrderIn]) -> Result<()> {
-        let mut wanted: Vec<&str> = orders.iter().map(|o| o.customer.as_str()).filter(|c| !self.customers.contains_key(*c)).collect();
-        // A customer's orders usually come together: most repeats go before the sort.
-        wanted.dedup();
-        // Bytewise, as SQLite's BINARY collation of the index compares.
-        wanted.sort_unstable();
-        wanted.dedup();
-        // Ids at or below this one were settled by the range walk.
-        let mut settled: Option<String> = None;
-        if let (Some(lo), Some(hi), true) = (wanted.first(), wanted.last(), wanted.len() >= RANGE_RESOLVE_MIN) {
-            let limit = (wanted.len() * RANGE_RESOLVE_ROWS_PER_ID) as i64;
-            let mut walk = raw.prepare(&format!(
-                "SELECT external_id, {}, {} FROM customers WHERE external_id BETWEEN ?1 AND ?2 ORDER BY external_id LIMIT ?3",
-                crate::customers::RESOLVED_CUSTOMER_ID,
-                crate::customers::RESOLVABLE_CUSTOMER
-            ))?;
-            walk.text(1, Some(lo))?;
-            walk.text(2, Some(hi))?;
-            walk.int(3, Some(limit))?;
-            let want: foldhash::HashSet<&str> = wanted.iter().copied().collect();
-            let mut rows = 0i64;
-            let mut last: Option<String> = None;
-            while walk.step()? {
-                rows += 1;
-                let (id, resolvable) = (walk.column_int(1), walk.column_int(2) != 0);
-                let Some(ext) = walk.column_str(0) else { continue };
-                if resolvable && want.contains(ext) {
-                    self.customers.insert(ext.to_owned(), id);
-                }
-                if rows == limit {
-                    last = Some(ext.to_owned());
-                }
-            }
-            // Short of the limit: the walk reached the end of the range.
-            settled = if rows < limit { Some((*hi).to_owned()) } else { last };
-        }
-        let mut find = raw.prepare(&format!(
-            "SELECT {} FROM customers WHERE external_id = ?1 AND {}",
-            crate::customers::RESOLVED_CUSTOMER_ID,
-            crate::customers::RESOLVABLE_CUSTOMER
-        ))?;
-        for c in wanted {
-            if settled.as_deref().is_some_and(|s| c <= s) {
-                continue;
-            }
-            find.text(1, Some(c))?;
-            if find.step()? {
-                self.customers.insert(c.to_owned(), find.column_int(0));
-            }
-            find.reset();
-        }
-        // Bound the cache, as `resolve_customers` does.
-        if self.customers.len() > 2_000_000 {
-            self.customers.clear();
-        }
-        Ok(())
     }
 
     /// SQLite: stages one chunk with prepared multi-row inserts, then checks and merges it with
