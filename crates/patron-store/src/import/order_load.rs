@@ -423,10 +423,8 @@ struct Timings {
     write: std::time::Duration,
 }
 
-/// The valid orders of the reader thread's next message (its rejections go to `rej`), or `None`
-/// at the end of the file.
-/// A chunk's valid orders, and its customers' ids when the reader looked them up; `None` at the
-/// end of the file.
+/// The valid orders of the reader thread's next message (its rejections go to `rej`), with their
+/// customers' ids when the reader thread looked them up; `None` at the end of the file.
 #[allow(clippy::type_complexity)]
 fn next_rows(msg: Option<Chunk>, rej: &mut Rejections, rows_read: &mut u64) -> Result<Option<(Vec<OrderIn>, Option<Vec<Option<i64>>>)>> {
     match msg {
@@ -474,9 +472,9 @@ impl CustomerLookup {
     }
 }
 
-/// SQLite: looks up the chunk's customer ids not in `known` yet, into `known`. An `IN` list of numbered parameters is
-/// quadratic for SQLite to prepare, and a probe per id costs two B-tree descents (index,
-/// then row) per customer: 0.45 s of a million-order file. Files are usually grouped by
+/// SQLite: looks up the chunk's customer ids not in `known` yet, into `known`. An `IN` list of
+/// numbered parameters is quadratic for SQLite to prepare, and a probe per id costs two B-tree
+/// descents (index, then row) per customer: 0.45 s of a million-order file. Files are usually grouped by
 /// customer, so a chunk's new ids tend to be most of the ids in their range: one walk of the
 /// `external_id` index over the range, bounded at a few rows per wanted id, resolves those it
 /// reaches, and only the ids beyond where it stopped (a scattered chunk) are probed one by
