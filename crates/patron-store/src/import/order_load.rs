@@ -456,20 +456,25 @@ impl CustomerLookup {
     /// Per order of `orders`, its customer's id (`None`: unknown or erased).
     fn ids(&mut self, orders: &[OrderIn]) -> Result<Vec<Option<i64>>> {
         resolve_customers_sqlite(&self.conn.raw()?, &mut self.known, orders)?;
-        // A customer's orders usually come together: one lookup for a run of them.
-        let mut last: Option<(&str, Option<i64>)> = None;
-        Ok(orders
-            .iter()
-            .map(|o| match last {
-                Some((c, id)) if c == o.customer => id,
-                _ => {
-                    let id = self.known.get(&o.customer).copied();
-                    last = Some((&o.customer, id));
-                    id
-                }
-            })
-            .collect())
+        Ok(customer_ids_of(&self.known, orders))
     }
+}
+
+/// Per order of `orders`, its customer's id in `known` (`None`: unknown or erased).
+fn customer_ids_of(known: &foldhash::HashMap<String, i64>, orders: &[OrderIn]) -> Vec<Option<i64>> {
+    // A customer's orders usually come together: one lookup for a run of them.
+    let mut last: Option<(&str, Option<i64>)> = None;
+    orders
+        .iter()
+        .map(|o| match last {
+            Some((c, id)) if c == o.customer => id,
+            _ => {
+                let id = known.get(&o.customer).copied();
+                last = Some((&o.customer, id));
+                id
+            }
+        })
+        .collect()
 }
 
 /// SQLite: looks up the chunk's customer ids not in `known` yet, into `known`. An `IN` list of
@@ -823,20 +828,17 @@ impl Loader {
             t.wait += t0.elapsed();
             let Some((orders, customer_ids)) = next_rows(msg, rej, rows_read)? else { return Ok(()) };
             let t1 = std::time::Instant::now();
-            if customer_ids.is_none() {
-                resolve_customers_sqlite(raw, &mut self.customers, &orders)?;
-            }
-            let (customers, catalog) = (&self.customers, &mut self.catalog);
-            // A customer's orders usually come together: one lookup for a run of them.
-            let mut last: Option<(&str, i64)> = None;
+            // Found by the reader thread, or else here (an in-memory database).
+            let customer_ids = match customer_ids {
+                Some(ids) => ids,
+                None => {
+                    resolve_customers_sqlite(raw, &mut self.customers, &orders)?;
+                    customer_ids_of(&self.customers, &orders)
+                }
+            };
+            let catalog = &mut self.catalog;
             let rows = resolved(&orders, rej, |i, o| {
-                let found = match (&customer_ids, last) {
-                    (Some(ids), _) => ids.get(i).copied().flatten(),
-                    (None, Some((c, id))) if c == o.customer => Some(id),
-                    (None, _) => customers.get(&o.customer).copied(),
-                };
-                let Some(customer_id) = found else { return Ok(None) };
-                last = Some((&o.customer, customer_id));
+                let Some(customer_id) = customer_ids.get(i).copied().flatten() else { return Ok(None) };
                 let (category_id, product_id) = match catalog.cached(o.category.as_deref(), o.product.as_deref()) {
                     Some(ids) => ids,
                     None => catalog.resolve_raw(raw, o.category.as_deref(), o.product.as_deref())?,
