@@ -199,6 +199,18 @@ test_both!(identity_stitching_looks_back_thirty_days, |db: TestDb| async move {
     assert_eq!(members(&app, r#"web_interests in ("gift", "other")"#).await, vec![cid]);
     assert_eq!(members(&app, r#"web_interests != "wine""#).await, vec![other]);
     assert_eq!(members(&app, "web_interests is null").await, vec![other]);
+    // Under `or` and `not` (a joined set on PostgreSQL): two views of "wine" make one member,
+    // counted once.
+    for (rule, want) in [
+        (r#"web_interests = "wine" or web_interests = "gift""#, vec![cid]),
+        ("not web_interests is null", vec![cid]),
+        (r#"not web_interests != "wine""#, vec![cid]),
+        (r#"not web_interests in ("wine", "other")"#, vec![other]),
+    ] {
+        assert_eq!(members(&app, rule).await, want, "{rule}");
+        let (st, p) = app.post("/api/v1/segments/preview", json!({"rule": rule, "limit": 0})).await;
+        assert_eq!((st, p["count"].as_i64()), (200, Some(want.len() as i64)), "{rule}: {p}");
+    }
     // Unknown customer: 404; the token endpoint refuses bad input.
     assert_eq!(app.post("/api/v1/web/identity-tokens", json!({"customer_id": 999_999})).await.0, 404);
     let (st, e) = app.post("/api/v1/web/identity-tokens", json!({"customer": cid})).await;

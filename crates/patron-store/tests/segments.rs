@@ -685,6 +685,15 @@ const RULES: &[&str] = &[
     r#"(city = "上海" or city = "杭州") and tag = "vip""#,
     r#"not (city = "上海" or tag = "vip") and order_count > 0"#,
     r#"not not tag = "vip""#,
+    // Each set test under `not` and `or` (joined sets on PostgreSQL).
+    r#"not tag != "vip" or city = "北京""#,
+    r#"not tag in ("vip", "火锅") or tag is null"#,
+    r#"not tag not in ("vip", "火锅")"#,
+    r#"not tag is not null or order_count = 0"#,
+    r#"not tag contains "v" or tag not contains "OFF""#,
+    r#"not consent.sms is null or consent.email = false"#,
+    r#"not consent.sms != true or not consent.email = true"#,
+    r#"not spend < 100 or days_since_last_purchase > 30 or last_purchase_date is null"#,
     r#"NOT (p_alive < 0.5 OR clv >= 1000) AND rfm_class IS NOT NULL"#,
     r#"(rfm_class = "重要价值" or abcd_tier = "A") and not (churn = "absolute" or days_since_last_purchase > 180)"#,
 ];
@@ -886,23 +895,30 @@ test_both!(export_writes_the_import_format, |db: TestDb| async move {
 test_both!(segment_sql_composes_with_other_binds, |db: TestDb| async move {
     let s = &db.store;
     let (fx, users) = load(&db).await;
-    let rule = r#"tag in ("vip", "火锅") and attr.level = "gold""#;
-    let sql = s.segment_sql(&Actor::user(&users[1]), rule, 2).unwrap();
-    assert!(sql.condition.contains("$2") && !sql.condition.contains("$1 "), "{}", sql.condition);
-    let mut q = query(format!("SELECT COUNT(*) FROM {} WHERE c.id > $1 AND {}", sql.from, sql.condition)).bind(fx[0].id);
-    for a in sql.args {
-        q.push(a);
+    // The second: sets under `or` and `not`, which PostgreSQL joins (their binds in `from`).
+    for rule in [r#"tag in ("vip", "火锅") and attr.level = "gold""#, r#"not (tag in ("vip", "火锅") or consent.sms = true) or spend > 1"#]
+    {
+        let sql = s.segment_sql(&Actor::user(&users[1]), rule, 2).unwrap();
+        let statement = format!("SELECT COUNT(*) FROM {} WHERE c.id > $1 AND {}", sql.from, sql.condition);
+        // `$1` is the caller's alone (`$10`, `$11` … are the rule's).
+        let ones = statement.match_indices("$1").filter(|(i, _)| !statement[i + 2..].starts_with(|c: char| c.is_ascii_digit())).count();
+        assert!(statement.contains("$2") && ones == 1, "{statement}");
+        let mut q = query(statement).bind(fx[0].id);
+        for a in sql.args {
+            q.push(a);
+        }
+        let (n,): (i64,) = s.db.reader().fetch_one(q).await.unwrap();
+        let want = expected(rule, &fx, &users, Some(1)).into_iter().filter(|id| *id > fx[0].id).count();
+        assert_eq!(n as usize, want, "{rule}");
     }
-    let (n,): (i64,) = s.db.reader().fetch_one(q).await.unwrap();
-    let want = expected(rule, &fx, &users, Some(1)).into_iter().filter(|id| *id > fx[0].id).count();
-    assert_eq!(n as usize, want);
     // Only the tables a rule reads are joined.
     assert_eq!(s.segment_sql(&Actor::cli(), "city = \"上海\"", 1).unwrap().from, "customers c");
-    // The order totals under `or` are tested as a set of summaries (no join) over many
-    // customers, and joined by key for one.
+    // The order totals under `or` are tested as a set of summaries (no join of every
+    // customer's summary) over many customers, and joined by key for one.
     let either = r#"spend > 1 or tag = "vip""#;
-    assert_eq!(s.segment_sql(&Actor::cli(), either, 1).unwrap().from, "customers c");
-    assert!(s.segment_sql(&Actor::cli(), either, 1).unwrap().condition.contains("FROM customer_summaries s"));
+    let many = s.segment_sql(&Actor::cli(), either, 1).unwrap();
+    assert!(!many.from.contains("JOIN customer_summaries s"), "{}", many.from);
+    assert!(format!("{} {}", many.from, many.condition).contains("FROM customer_summaries s"));
     assert!(s.segment_sql_for_one(&Actor::cli(), either, 1).unwrap().from.contains("customer_summaries s"));
     assert!(!s.segment_sql(&Actor::cli(), "spend > 1", 1).unwrap().from.contains("customer_scores"));
     assert!(s.segment_sql(&Actor::cli(), "p_alive > 0", 1).unwrap().from.contains("customer_scores k"));

@@ -77,7 +77,8 @@ pub fn rule_fields() -> Vec<FieldInfo> {
 /// as a campaign's `INSERT … SELECT c.id …`.
 #[derive(Debug, Clone)]
 pub struct SegmentSql {
-    /// `customers c` plus the LEFT JOINs (`s`, `k`) the rule needs.
+    /// `customers c` plus the LEFT JOINs the rule needs: `s`, `k`, and on PostgreSQL `sm1`, `sm2`
+    /// … for the sets it tests under `or` or `not`.
     pub from: String,
     /// The condition, with placeholders numbered from the requested first one.
     pub condition: String,
@@ -612,22 +613,39 @@ mod tests {
             }
             assert!(!c.sql.contains("$1") && !c.sql.contains("$2") && !c.sql.contains("$7"), "{}", c.sql);
         }
-        // A set member under OR: EXISTS on PostgreSQL (hashed or probed by key), IN on SQLite.
+        // A set member under OR: IN on SQLite; on PostgreSQL a LEFT JOIN of the members' ids
+        // (the tags' key makes them unique) and a test of the joined id.
         let tagged = check_rule(r#"tag = "下午茶" or spend >= 5000"#).unwrap();
-        let on =
-            |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
-        assert!(on(crate::Engine::Postgres).contains("EXISTS (SELECT 1 FROM customer_tags t WHERE t.customer_id = c.id"));
-        assert!(on(crate::Engine::Sqlite).contains("c.id IN (SELECT"));
+        let on = |engine| compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
+        let pg = on(crate::Engine::Postgres);
+        assert_eq!(pg.sql, "((sm1.customer_id IS NOT NULL) OR (sm2.customer_id IS NOT NULL))");
+        assert_eq!(
+            pg.tables(),
+            "customers c LEFT JOIN (SELECT t.customer_id FROM customer_tags t WHERE t.tag = $1) sm1 ON sm1.customer_id = c.id \
+             LEFT JOIN (SELECT s.customer_id FROM customer_summaries s WHERE (COALESCE(s.spend_cents, 0) >= $2)) sm2 ON sm2.customer_id = c.id"
+        );
+        assert!(on(crate::Engine::Sqlite).sql.contains("c.id IN (SELECT"));
+        // Made distinct where a customer can match by several rows, tested absent under `not`.
+        let several = check_rule(r#"tag not in ("a", "b") or web_interests = "x" or tag contains "y""#).unwrap();
+        let pg = compile::compile(
+            &several.checked,
+            &Ctx { engine: crate::Engine::Postgres, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false },
+            1,
+        );
+        assert_eq!(pg.sql, "((sm1.customer_id IS NULL) OR (sm2.customer_id IS NOT NULL) OR (sm3.customer_id IS NOT NULL))");
+        assert_eq!(pg.sets.len(), 3);
+        assert!(pg.sets.iter().all(|j| j.starts_with("LEFT JOIN (SELECT DISTINCT ")), "{:?}", pg.sets);
         // The order totals as a set too under `or` or `not`, with no join of the summaries; a
         // customer without orders passes `spend < 100` (spend 0), so that test is the complement
         // of those who fail it.
+        let sqlite = on(crate::Engine::Sqlite);
+        assert_eq!(sqlite.tables(), "customers c");
+        assert!(sqlite.sql.contains("FROM customer_summaries s"), "{}", sqlite.sql);
+        let low = check_rule("spend < 100 or tag = \"vip\"").unwrap();
         for engine in [crate::Engine::Sqlite, crate::Engine::Postgres] {
-            let c = compile::compile(&tagged.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
-            assert_eq!(c.tables(), "customers c", "{engine:?}");
-            assert!(c.sql.contains("FROM customer_summaries s"), "{}", c.sql);
-            let low = check_rule("spend < 100 or tag = \"vip\"").unwrap();
-            let sql = compile::compile(&low.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1).sql;
-            assert!(sql.starts_with("((NOT (") && sql.contains("NOT (COALESCE(s.spend_cents, 0) < "), "{sql}");
+            let c = compile::compile(&low.checked, &Ctx { engine, tz: chrono_tz::Asia::Shanghai, today: 20_000, one: false }, 1);
+            assert!(c.sql.starts_with("((NOT ("), "{}", c.sql);
+            assert!(format!("{} {}", c.tables(), c.sql).contains("NOT (COALESCE(s.spend_cents, 0) < "), "{engine:?}");
         }
         // Consents likewise: listed under `not` on SQLite, probed as a top-level `and` term.
         let consented = |rule: &str| {
