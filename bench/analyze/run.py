@@ -193,7 +193,8 @@ def main():
     for x in results:
         if "postgres_floor" in x:
             f = x["postgres_floor"]["best"]
-            models = next((p["ms"] for p in x["phases"] if p["phase"] == "models"), 0) / 1000
+            # The models' own phase (since 2026-12-07 "models (with …)", beside the clear of the scores).
+            models = next((p["ms"] for p in x["phases"] if p["phase"] == "models" or p["phase"].startswith("models (")), 0) / 1000
             rounds = ", ".join(f"{r['serial_s']:.1f}" for r in x["postgres_floor"]["rounds"])
             print(f"| PostgreSQL's own serial statements, psql (floor: orders read {f['orders_s']:.1f} + scores COPY "
                   f"{f['write_scores_s']:.1f} + snapshot COPY {f['snapshot_s']:.1f} + VACUUM {f['vacuum_s']:.1f}) | "
